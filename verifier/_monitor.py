@@ -1,0 +1,505 @@
+"""The Gateway Monitor REST client: tier 2 of the documented verification hierarchy.
+
+:class:`GatewayMonitorService` keeps the documented API of the TypeScript service
+(``isEnabled``, ``getJobDetails``, ``verifyJobOwnership``, ``isJobAvailableToClaim``, in
+Python spelling) and implements the read side of :class:`~verifier._tiers.TierClient`
+(``observe``); the monitor is a read-only mirror, so every write raises
+:class:`~verifier.TierUnavailable`.
+
+What it does differently from the deployed encoder, and why (``3speak-contract.md``):
+
+* **No answer is never an answer.** Only two replies mean "the job does not exist": a 404 whose
+  body is the monitor's own ``{"success": false, "error": "Job not found"}``, and a 200 with
+  ``success: false``. A 404 ``{"error": "Route not found"}`` is a misconfigured base URL, and a
+  500 happens for missing *and* existing jobs whenever the legacy gateway is unreachable: both
+  raise :class:`~verifier.TierUnavailable`. Timeouts, 429, transport errors, bodies that are not
+  JSON or do not parse raise too (defects 2 and 3 came from confusing these with "unassigned").
+* **No hidden retry, no cache.** One call is one request; the caller's policy decides whether
+  and when to ask again (a retry here would hide the monitor's lag from the timing model).
+* **Ids are encoded and, where the server would mishandle them, refused.** The server passes
+  ids into the upstream gateway URL unescaped, so an id containing ``/ \\ ? # %`` (or a bare
+  ``.``/``..``) could make it answer about *another* resource; a wrong answer is worse than
+  none, so such ids raise :class:`~verifier.InvalidInputError` before any request. Every other
+  id is percent-encoded as one path segment.
+* **Bounded.** Every call has a hard deadline (``timeout``, for the whole exchange, not per
+  socket read) and bodies over :data:`MAX_BODY_BYTES` are refused: the monitor is untrusted
+  input. Note that for ``assigned``/``running`` jobs the real server waits about 10 s for the
+  gateway's live overlay when the gateway is silent; with the default 10 s timeout such a call
+  raises :class:`~verifier.TierTimeout` (a slow tier, never an answer).
+* **Credentials stay out.** URLs appear in messages and logs only through
+  :func:`~verifier._ids.redact_url`, and transport exceptions are not chained (their text and
+  request objects could carry the raw URL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+import re
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final
+
+import httpx
+
+from ._errors import (
+    ConfigurationError,
+    InvalidInputError,
+    MalformedAnswer,
+    TierRateLimited,
+    TierTimeout,
+    TierUnavailable,
+)
+from ._ids import quote_segment, redact_url, validate_did, validate_job_id
+from ._models import (
+    AvailabilityResult,
+    GatewayMonitorJob,
+    OwnershipResult,
+    availability_of,
+    ownership_of,
+    parse_job,
+)
+from ._policy import Tier
+from ._tiers import Observation
+
+__all__ = [
+    "DEFAULT_MONITOR_BASE_URL",
+    "MAX_BATCH_IDS",
+    "MAX_BODY_BYTES",
+    "GatewayMonitorService",
+    "parse_retry_after",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The documented default of ``GATEWAY_MONITOR_BASE_URL``.
+DEFAULT_MONITOR_BASE_URL: Final = "https://gateway-monitor.3speak.tv/api"
+#: Larger bodies are refused unread: a job record is a few kB; 1 MiB is generous.
+MAX_BODY_BYTES: Final = 1 << 20
+#: ``POST jobs/batch-status`` answers 400 above this many ids.
+MAX_BATCH_IDS: Final = 50
+
+_TIER: Final = Tier.MONITOR.value
+#: Characters the monitor server would forward unescaped into the gateway URL (path, query,
+#: fragment, escape); ids containing them are refused rather than trusted to a buggy server.
+_SERVER_UNSAFE_CHARS: Final = frozenset("/\\?#%")
+_DELAY_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait according to a ``Retry-After`` header, or ``None`` if it says nothing usable.
+
+    Accepts delay-seconds (``"120"``, tolerated ``"1.5"``) and an HTTP date (a date in the past
+    gives ``0.0``). Anything else (negative, ``inf``, garbage) is ignored rather than guessed:
+    the hint only tunes a back-off, it never decides ownership. ``now`` is for tests.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if _DELAY_SECONDS.fullmatch(text):
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" parses as naive; HTTP dates are always GMT.
+        when = when.replace(tzinfo=UTC)
+    reference = now if now is not None else datetime.now(UTC)
+    return max(0.0, (when - reference).total_seconds())
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN/Infinity are not JSON; a "progress": NaN must not slip through as a number.
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _validate_base_url(base_url: object) -> str:
+    """Return ``base_url`` without its trailing ``/``, or raise :class:`ConfigurationError`.
+
+    Requires http(s), a host, a valid port, and no query or fragment (paths are appended to it,
+    so a query would swallow them). The message shows the URL only redacted.
+    """
+    variable = "GATEWAY_MONITOR_BASE_URL"
+    if not isinstance(base_url, str) or not base_url:
+        raise ConfigurationError(variable, "must be a non-empty http(s) URL")
+    shown = redact_url(base_url)
+    try:
+        parts = urllib.parse.urlsplit(base_url)
+        _ = parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        raise ConfigurationError(variable, f"{shown} is not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigurationError(variable, f"{shown} must use http or https")
+    if not parts.hostname:
+        raise ConfigurationError(variable, f"{shown} has no host")
+    if parts.query or parts.fragment or base_url.endswith(("?", "#")):
+        raise ConfigurationError(variable, f"{shown} must not have a query or fragment")
+    if any(c.isspace() or ord(c) < 0x20 for c in base_url):
+        raise ConfigurationError(variable, f"{shown} contains whitespace or control characters")
+    return base_url.rstrip("/")
+
+
+def _monitor_job_id(job_id: object) -> str:
+    """Validate ``job_id`` (shared rules) plus what the monitor server cannot carry safely."""
+    value = validate_job_id(job_id)
+    if value in (".", ".."):
+        raise InvalidInputError("job id must not be a dot path segment")
+    if any(c in _SERVER_UNSAFE_CHARS for c in value):
+        raise InvalidInputError(
+            "job id contains '/', '\\', '?', '#' or '%', which the monitor server forwards "
+            "unescaped to the gateway; refused"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    headers: httpx.Headers
+    content: bytes
+    shown_url: str
+
+
+def _decode_json(reply: _Reply) -> object:
+    try:
+        return json.loads(reply.content, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise MalformedAnswer(
+            _TIER, f"HTTP {reply.status} from {reply.shown_url} is not valid JSON"
+        ) from None
+
+
+def _envelope(reply: _Reply) -> Mapping[str, Any]:
+    body = _decode_json(reply)
+    if not isinstance(body, Mapping):
+        raise MalformedAnswer(
+            _TIER, f"answer from {reply.shown_url} should be an object, got {type(body).__name__}"
+        )
+    return body
+
+
+def _is_monitor_not_found(reply: _Reply) -> bool:
+    """True only for the monitor's own "not found" body: JSON, ``success: false``, "not found".
+
+    A 404 without ``success`` (``{"error": "Route not found"}``, an HTML page from a proxy) is
+    what a misconfigured base URL looks like: it says nothing about the job.
+    """
+    try:
+        body = json.loads(reply.content, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(body, Mapping) or body.get("success") is not False:
+        return False
+    error = body.get("error")
+    return isinstance(error, str) and "not found" in error.lower()
+
+
+class GatewayMonitorService:
+    """Client of the Gateway Monitor API (read-only; no auth).
+
+    :param base_url: ``GATEWAY_MONITOR_BASE_URL``; validated when ``enabled``.
+    :param enabled: ``GATEWAY_MONITOR_ENABLED``; a disabled service raises
+        ``TierUnavailable("monitor", "disabled")`` on every call instead of answering.
+    :param client: an ``httpx.AsyncClient`` to use (and not close). Without one, the service
+        creates its own on first use and closes it in :meth:`aclose` / ``async with``.
+    :param timeout: hard deadline in seconds for each call, whichever client is used.
+    """
+
+    tier: Tier = Tier.MONITOR
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_MONITOR_BASE_URL,
+        enabled: bool = True,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
+            raise ConfigurationError("timeout", "must be a positive, finite number of seconds")
+        self._enabled = bool(enabled)
+        # A disabled service may carry any placeholder; it never sends a request.
+        self._base = _validate_base_url(base_url) if self._enabled else str(base_url).rstrip("/")
+        self._timeout = float(timeout)
+        self._client = client
+        self._owns_client = client is None
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def base_url(self) -> str:
+        """The base URL for display: user info and query removed (see ``redact_url``)."""
+        return redact_url(self._base)
+
+    def is_enabled(self) -> bool:
+        """The configured flag (``GATEWAY_MONITOR_ENABLED``), as the documented service had it."""
+        return self._enabled
+
+    def __repr__(self) -> str:
+        return f"GatewayMonitorService(base_url={self.base_url!r}, enabled={self._enabled})"
+
+    async def aclose(self) -> None:
+        """Close the client this service created (never one the caller passed in). Idempotent."""
+        self._closed = True
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def __aenter__(self) -> GatewayMonitorService:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _require_enabled(self) -> None:
+        if not self._enabled:
+            raise TierUnavailable(_TIER, "disabled")
+        if self._closed:
+            raise TierUnavailable(_TIER, "service closed")
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            # Redirects are not followed: a monitor that redirects is misconfigured, and a
+            # redirect could carry the request to a host we did not configure.
+            self._client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
+        return self._client
+
+    # ------------------------------------------------------------------ transport
+
+    async def _send(self, method: str, path: str, *, body: object = None) -> _Reply:
+        """One request, no retry. Raises the tier errors for everything that is not a reply.
+
+        429 and 5xx are raised here, before the body is read: whatever they say, they do not
+        answer the question (a 500 comes for missing and existing jobs alike).
+        """
+        self._require_enabled()
+        url = self._base + path
+        shown = redact_url(url)
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._http().stream(
+                    method,
+                    url,
+                    json=body,
+                    timeout=self._timeout,
+                    headers={"Accept": "application/json"},
+                ) as response:
+                    status = response.status_code
+                    if status == 429:
+                        retry_after = parse_retry_after(response.headers.get("retry-after"))
+                        raise TierRateLimited(
+                            _TIER, f"HTTP 429 from {shown}", retry_after=retry_after
+                        )
+                    if status >= 500:
+                        raise TierUnavailable(_TIER, f"HTTP {status} from {shown}")
+                    content = await self._read_capped(response, shown)
+        # Exceptions are not chained: httpx errors may hold the raw URL (with user info).
+        except httpx.TimeoutException as exc:
+            logger.debug("monitor %s %s timed out (%s)", method, shown, type(exc).__name__)
+            raise TierTimeout(_TIER, f"{method} {shown} timed out") from None
+        except TimeoutError:
+            logger.debug("monitor %s %s hit the %.1fs deadline", method, shown, self._timeout)
+            raise TierTimeout(
+                _TIER, f"{method} {shown}: no complete answer within {self._timeout:g}s"
+            ) from None
+        except httpx.DecodingError:
+            raise MalformedAnswer(_TIER, f"{method} {shown}: undecodable body") from None
+        except httpx.HTTPError as exc:  # connect/read/write errors, protocol errors, ...
+            logger.debug("monitor %s %s failed: %s", method, shown, type(exc).__name__)
+            raise TierUnavailable(_TIER, f"{method} {shown}: {type(exc).__name__}") from None
+        return _Reply(status, response.headers, content, shown)
+
+    @staticmethod
+    async def _read_capped(response: httpx.Response, shown: str) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise MalformedAnswer(_TIER, f"answer from {shown} is larger than {MAX_BODY_BYTES} B")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise MalformedAnswer(
+                    _TIER, f"answer from {shown} is larger than {MAX_BODY_BYTES} B"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _unexpected(reply: _Reply) -> TierUnavailable:
+        if reply.status == 404:
+            return TierUnavailable(
+                _TIER,
+                f"HTTP 404 from {reply.shown_url} without the monitor's not-found body "
+                "(route not found: is GATEWAY_MONITOR_BASE_URL right?)",
+            )
+        return TierUnavailable(_TIER, f"unexpected HTTP {reply.status} from {reply.shown_url}")
+
+    # ------------------------------------------------------------------ documented API
+
+    async def get_job_details(self, job_id: str) -> GatewayMonitorJob | None:
+        """``GET {base}/jobs/{id}``: the job, or ``None`` when the monitor says it does not exist.
+
+        ``None`` only for 404 with the monitor's not-found body or 200 with ``success: false``.
+        A 200 may carry the server's synthetic job (no status, no owner): it is returned as
+        parsed (``synthetic=True``) and the judgements never call it owned or safe.
+        Raises ``InvalidInputError`` (before any request), ``TierTimeout``,
+        ``TierRateLimited``, ``TierUnavailable`` or ``MalformedAnswer``.
+        """
+        self._require_enabled()
+        job_id = _monitor_job_id(job_id)
+        reply = await self._send("GET", f"/jobs/{quote_segment(job_id)}")
+        if reply.status == 404 and _is_monitor_not_found(reply):
+            return None
+        if reply.status != 200:
+            raise self._unexpected(reply)
+        body = _envelope(reply)
+        success = body.get("success")
+        if success is False:
+            return None
+        if success is not True:
+            raise MalformedAnswer(_TIER, f"answer from {reply.shown_url} has no boolean 'success'")
+        data = body.get("data")
+        if data is None:
+            raise MalformedAnswer(_TIER, f"answer from {reply.shown_url} has success but no data")
+        job = parse_job(data, tier=_TIER)
+        if job.id and job.id != job_id:
+            # An answer about another job (demo jobs, a server-side path mix-up) is not ours.
+            raise MalformedAnswer(_TIER, f"asked for job {job_id!r}, answer is about {job.id!r}")
+        return job
+
+    async def verify_job_ownership(self, job_id: str, expected_owner_did: str) -> OwnershipResult:
+        """The documented ownership check over :meth:`get_job_details`.
+
+        Errors propagate: a monitor that did not answer never becomes a result (defect 2).
+        """
+        self._require_enabled()
+        expected = validate_did(expected_owner_did)
+        return ownership_of(await self.get_job_details(job_id), expected)
+
+    async def is_job_available_to_claim(self, job_id: str) -> AvailabilityResult:
+        """The documented pre-claim check over :meth:`get_job_details`; errors propagate
+        (the deployed encoder swallowed them and claimed anyway: defect 1)."""
+        return availability_of(await self.get_job_details(job_id))
+
+    async def get_job_status(self, job_id: str) -> dict[str, Any] | None:
+        """``GET {base}/jobs/{id}/status``: the ``data`` mapping, or ``None`` on its 404.
+
+        This route proxies the legacy gateway and never reads the database: ``None`` means
+        "the gateway has no status", which the real server answers even for existing jobs, so
+        it is not evidence that the job does not exist.
+        """
+        self._require_enabled()
+        job_id = _monitor_job_id(job_id)
+        reply = await self._send("GET", f"/jobs/{quote_segment(job_id)}/status")
+        if reply.status == 404 and _is_monitor_not_found(reply):
+            return None
+        if reply.status != 200:
+            raise self._unexpected(reply)
+        body = _envelope(reply)
+        success = body.get("success")
+        if success is False:
+            return None
+        data = body.get("data")
+        if success is not True or not isinstance(data, Mapping):
+            raise MalformedAnswer(_TIER, f"status answer from {reply.shown_url} has no data object")
+        reported = data.get("job_id")
+        if isinstance(reported, str) and reported and reported != job_id:
+            raise MalformedAnswer(_TIER, f"asked for job {job_id!r}, answer is about {reported!r}")
+        status = data.get("status")
+        if status is not None and not isinstance(status, str):
+            raise MalformedAnswer(_TIER, "status should be a string or null")
+        return dict(data)
+
+    async def batch_status(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """``POST {base}/jobs/batch-status``: ``{id: status}`` for up to 50 ids.
+
+        The server silently drops every id it could not look up (and answers an empty map when
+        the gateway is down, even for jobs in its database), so a **missing key means unknown**,
+        never "does not exist". An empty request returns ``{}`` without a request.
+        """
+        self._require_enabled()
+        if isinstance(job_ids, str | bytes) or not isinstance(job_ids, Sequence):
+            raise InvalidInputError("job_ids must be a sequence of job id strings")
+        if len(job_ids) > MAX_BATCH_IDS:
+            raise InvalidInputError(f"at most {MAX_BATCH_IDS} ids per batch, got {len(job_ids)}")
+        ids = [_monitor_job_id(job_id) for job_id in job_ids]
+        if not ids:
+            return {}
+        reply = await self._send("POST", "/jobs/batch-status", body={"jobIds": ids})
+        if reply.status != 200:
+            raise self._unexpected(reply)
+        body = _envelope(reply)
+        if not body:
+            return {}  # the bare "{}" some deployments answer: nothing known
+        data = body.get("data")
+        if body.get("success") is not True or not isinstance(data, Mapping):
+            raise MalformedAnswer(_TIER, f"batch answer from {reply.shown_url} has no data object")
+        asked = set(ids)
+        statuses: dict[str, str] = {}
+        for key, status in data.items():
+            if key not in asked:
+                raise MalformedAnswer(_TIER, f"batch answer names job {key!r}, which was not asked")
+            if not isinstance(status, str):
+                raise MalformedAnswer(_TIER, f"status of job {key!r} should be a string")
+            statuses[key] = status
+        return statuses
+
+    async def health(self) -> bool:
+        """``GET {base}/health``: ``True`` iff it answered 200, ``False`` on any other outcome.
+
+        The real ``/health`` is **always** 200, whatever the state of the database or the
+        gateway: ``True`` shows the server process is reachable, not that the monitor can
+        answer about jobs. Never use it in place of an answer from :meth:`get_job_details`.
+        """
+        self._require_enabled()
+        try:
+            reply = await self._send("GET", "/health")
+        except (TierTimeout, TierUnavailable, MalformedAnswer):
+            return False
+        return reply.status == 200
+
+    # ------------------------------------------------------------------ TierClient
+
+    async def observe(self, job_id: str) -> Observation:
+        """The monitor's view of the job (``job=None``: it says the job does not exist)."""
+        return Observation(Tier.MONITOR, await self.get_job_details(job_id))
+
+    async def claim(self, job_id: str, *, conditional: bool = True) -> str | None:
+        """Not supported: the monitor is a read-only mirror."""
+        raise TierUnavailable(_TIER, "read-only tier")
+
+    async def heartbeat(
+        self, job_id: str, token: str | None, progress: Mapping[str, float]
+    ) -> None:
+        """Not supported: the monitor is a read-only mirror."""
+        raise TierUnavailable(_TIER, "read-only tier")
+
+    async def finish(
+        self, job_id: str, token: str | None, result: Mapping[str, Any], *, fenced: bool = True
+    ) -> None:
+        """Not supported: the monitor is a read-only mirror."""
+        raise TierUnavailable(_TIER, "read-only tier")
+
+    async def release(
+        self, job_id: str, token: str | None, reason: str, *, failed: bool
+    ) -> None:
+        """Not supported: the monitor is a read-only mirror."""
+        raise TierUnavailable(_TIER, "read-only tier")

@@ -1,0 +1,251 @@
+"""Chains as data: which tiers a node has, the timing model, and the policy that uses them.
+
+A *policy* decides how the one protocol in :mod:`verifier._protocol` behaves; it holds no code.
+Three families exist:
+
+``documented``
+    exactly the flow of ``gateway-monitor-verification.md``: pre-claim check through the
+    monitor, ``acceptJob`` through the gateway, **one** verification pass through the highest
+    enabled tier, process; pings only while encoding; no re-check, no fence beyond the gateway's.
+``trust-gateway``
+    no verification at all: the gateway's "OK" is taken as ownership.
+``hardened`` (the default)
+    meets S1–S3 of ``safety-model.md`` inside :class:`TimingModel`; each of its safety steps can
+    be switched off alone (:meth:`Policy.without`) to measure what it buys (the ablation) and to
+    give the conformance suites canaries that must be caught.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+__all__ = [
+    "HARDENING_STEPS",
+    "Policy",
+    "Tier",
+    "TierSet",
+    "TimingModel",
+]
+
+
+class Tier(StrEnum):
+    """A source of ownership facts, strongest first in :data:`TIER_STRENGTH`."""
+
+    DATABASE = "database"
+    MONITOR = "monitor"
+    GATEWAY = "gateway"
+    AID = "aid"
+
+
+#: Lower is stronger. The database is ground truth; aid reads it directly; the monitor mirrors
+#: it with lag; the legacy gateway's ``jobstatus`` is known to lie.
+TIER_STRENGTH: Final = {Tier.DATABASE: 0, Tier.AID: 1, Tier.MONITOR: 2, Tier.GATEWAY: 3}
+TIER_EVENT: Final = {Tier.DATABASE: 1, Tier.AID: 1, Tier.MONITOR: 2, Tier.GATEWAY: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class TierSet:
+    """The tiers a node has configured. Infrastructure nodes have the database; community nodes
+    do not. The gateway is always present (it hands out the jobs)."""
+
+    database: bool = False
+    monitor: bool = False
+    gateway: bool = True
+    aid: bool = False
+
+    def has(self, tier: Tier) -> bool:
+        return bool(getattr(self, tier.value))
+
+
+@dataclass(frozen=True, slots=True)
+class TimingModel:
+    """The bounds of ``safety-model.md``, in seconds. Every one is a named setting.
+
+    Inside these bounds the hardened chain guarantees S1/S2; S3 needs none of them (the fence).
+    """
+
+    #: Δ: the monitor view's maximum lag behind the database.
+    monitor_lag: float = 5.0
+    #: G: the longest a gateway/aid write can land after its request was sent.
+    write_delay: float = 2.0
+    #: P: the longest process pause of an encoder.
+    pause: float = 2.0
+    #: ε: the largest clock drift between an encoder and the gateway, over one lease.
+    clock_drift: float = 1.0
+    #: R: the interval of pings and ownership re-checks during work.
+    recheck_interval: float = 10.0
+    #: C: the longest it takes the user's work to stop after cancellation.
+    cancel_latency: float = 5.0
+    #: T: the gateway's reassignment timeout (no ping for T → back to the queue).
+    reassign_timeout: float = 60.0
+    #: How long, after the settle delay, to keep asking for a confirming answer.
+    confirm_timeout: float = 30.0
+    #: Pause between two attempts at an unanswered read or an unknown write.
+    retry_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"timing bound {f.name} must be a non-negative number")
+        if self.recheck_interval <= 0 or self.retry_interval <= 0:
+            raise ValueError("recheck_interval and retry_interval must be positive")
+
+    def settle_delay(self, lag: float) -> float:
+        """Wait after sending a claim before a read (of a view lagging by ``lag``) can decide.
+
+        Our write lands by ``sent + G``; a competing last-writer-wins accept that read the job
+        before ours landed lands by ``sent + 2G``. A read reflecting the database at or after
+        that instant sees the final owner; drift ε widens the wait.
+        """
+        return 2 * self.write_delay + self.clock_drift + lag
+
+    def lease_margin(self) -> float:
+        """How long before ``last_ping + T`` work must already be cancelled.
+
+        The gateway may reassign ``T`` after our last landed ping (by its clock: ε); a pause of
+        ``P`` can delay our reaction, and stopping takes ``C``.
+        """
+        return self.clock_drift + self.pause + self.cancel_latency
+
+    def problems(self) -> list[str]:
+        """Inconsistencies that would make the hardened chain unable to keep a healthy lease."""
+        found = []
+        budget = self.reassign_timeout - self.lease_margin()
+        if self.recheck_interval + self.write_delay >= budget:
+            found.append(
+                "recheck_interval + write_delay must be below reassign_timeout - "
+                f"(clock_drift + pause + cancel_latency) = {budget:g}s, or a healthy encoder "
+                "cancels its own work"
+            )
+        if self.settle_delay(self.monitor_lag) + self.confirm_timeout >= budget:
+            found.append(
+                "settle delay + confirm_timeout must be below the lease budget "
+                f"{budget:g}s, or the job can be reassigned before work starts"
+            )
+        return found
+
+
+#: The hardened chain's safety steps, by the names used in ``hardened-without-<step>``.
+HARDENING_STEPS: Final = (
+    "settle",            # wait for in-flight writes and monitor lag before the deciding read
+    "absent-is-wait",    # null/absent/unknown owner means wait, never "mine"
+    "tier-precedence",   # a weaker tier never overrides a stronger tier's "not yours"
+    "recheck",           # ownership re-checked every R during work
+    "phase-heartbeats",  # pings in every phase (download, encode, upload), not only encode
+    "lease",             # self-cancel before the gateway could reassign (T - margins)
+    "cancel",            # actually cancel the user's work when ownership is lost
+    "fence",             # finish conditional on owner and assignment
+    "conditional-claim", # database claim is an atomic conditional update, not a blind write
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How the protocol behaves. Build one with :meth:`hardened`, :meth:`documented`, ...
+
+    Fields are the individual behaviours; the constructors combine them. Policies are values:
+    hashable, comparable, printable in reports.
+    """
+
+    name: str
+    timing: TimingModel = dataclasses.field(default_factory=TimingModel)
+    #: Pre-claim availability check through the monitor (or the strongest read tier).
+    pre_claim_check: bool = True
+    #: Pre-claim: skip only when someone *else* owns it (documented) vs. whenever unavailable.
+    pre_claim_skip_only_other_owner: bool = False
+    #: A failed pre-claim read skips the job (True) or raises → failed (documented).
+    pre_claim_error_skips: bool = True
+    #: Verify ownership after the claim at all (False: trust the gateway).
+    verify: bool = True
+    #: One verification pass (documented) vs. retry until confirmed or confirm_timeout.
+    verify_retries: bool = True
+    #: Claim through the strongest write tier (database/aid) vs. always the gateway.
+    claim_via_strongest: bool = True
+    #: The tiers that may confirm ownership, strongest first, as the policy allows.
+    gateway_can_confirm: bool = False
+    # The hardening steps (all True in ``hardened``).
+    settle: bool = True
+    absent_is_wait: bool = True
+    tier_precedence: bool = True
+    recheck: bool = True
+    phase_heartbeats: bool = True
+    lease: bool = True
+    cancel: bool = True
+    fence: bool = True
+    conditional_claim: bool = True
+    #: Release a job we may hold but will not process, so it returns to the queue quickly.
+    release_on_give_up: bool = True
+
+    @classmethod
+    def hardened(cls, timing: TimingModel | None = None) -> Policy:
+        return cls(name="hardened", timing=timing or TimingModel())
+
+    @classmethod
+    def documented(cls, timing: TimingModel | None = None) -> Policy:
+        return cls(
+            name="documented",
+            timing=timing or TimingModel(),
+            pre_claim_skip_only_other_owner=True,
+            pre_claim_error_skips=False,
+            verify_retries=False,
+            claim_via_strongest=False,
+            gateway_can_confirm=True,
+            settle=False,
+            absent_is_wait=True,  # documented: null owner is "not owned" → conflict, not "mine"
+            tier_precedence=True,
+            recheck=False,
+            phase_heartbeats=False,
+            lease=False,
+            cancel=False,
+            fence=True,  # the gateway's finishJob refuses non-owners
+            conditional_claim=True,
+            release_on_give_up=False,
+        )
+
+    @classmethod
+    def trust_gateway(cls, timing: TimingModel | None = None) -> Policy:
+        return dataclasses.replace(
+            cls.documented(timing), name="trust-gateway", pre_claim_check=False, verify=False
+        )
+
+    @classmethod
+    def named(cls, name: str, timing: TimingModel | None = None) -> Policy:
+        """Build a built-in chain by its report name (``hardened-without-settle``, ...)."""
+        if name == "hardened":
+            return cls.hardened(timing)
+        if name == "documented":
+            return cls.documented(timing)
+        if name == "trust-gateway":
+            return cls.trust_gateway(timing)
+        prefix = "hardened-without-"
+        if name.startswith(prefix) and name[len(prefix):] in HARDENING_STEPS:
+            return cls.hardened(timing).without(name[len(prefix):])
+        raise ValueError(f"unknown chain {name!r}; known: {', '.join(builtin_chain_names())}")
+
+    def without(self, step: str) -> Policy:
+        """This policy with one hardening step switched off, named ``<name>-without-<step>``."""
+        if step not in HARDENING_STEPS:
+            known = ", ".join(HARDENING_STEPS)
+            raise ValueError(f"unknown hardening step {step!r}; known: {known}")
+        attr = step.replace("-", "_")
+        changes: dict[str, object] = {attr: False, "name": f"{self.name}-without-{step}"}
+        if step == "tier-precedence":
+            changes["gateway_can_confirm"] = True
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def with_timing(self, timing: TimingModel) -> Policy:
+        return dataclasses.replace(self, timing=timing)
+
+
+def builtin_chain_names() -> list[str]:
+    """Every built-in chain: the two baselines, hardened, and its ablation."""
+    return ["trust-gateway", "documented", "hardened"] + [
+        f"hardened-without-{step}" for step in HARDENING_STEPS
+    ]
+
+
+__all__ += ["TIER_EVENT", "TIER_STRENGTH", "builtin_chain_names"]
