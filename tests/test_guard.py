@@ -1,20 +1,30 @@
-"""The asyncio driver with in-memory tiers, under virtual time (looptime): no real sleeping."""
+"""The asyncio driver with in-memory tiers, under virtual time: no real sleeping."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import pytest
 
 from verifier import OutcomeKind, Policy, Tier, TierTimeout, TimingModel
 from verifier._guard import ClaimedJob, OwnershipGuard
-from verifier.testing import InMemoryJobs, InMemoryTier
+from verifier.testing import InMemoryJobs, InMemoryTier, run_virtual
 
 A = "did:key:z6MkEncoderA"
 B = "did:key:z6MkEncoderB"
 TIMING = TimingModel(monitor_lag=5, write_delay=2, recheck_interval=10, reassign_timeout=60)
-pytestmark = [pytest.mark.asyncio, pytest.mark.looptime]
+
+
+def virtual_time(test):
+    """Run an async test on a virtual-time loop: hours of deadlines pass instantly."""
+
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        return run_virtual(test(*args, **kwargs))
+
+    return wrapper
 
 
 def community(jobs: InMemoryJobs, did: str, *, lie: bool = False, lag: float = 0.0):
@@ -37,6 +47,7 @@ def encode(seconds: float = 30.0, log: list[str] | None = None):
     return process
 
 
+@virtual_time
 async def test_hardened_processes_a_job_it_owns_and_commits_once(caplog):
     caplog.set_level(logging.INFO, logger="verifier.guard")
     jobs = InMemoryJobs()
@@ -54,6 +65,7 @@ async def test_hardened_processes_a_job_it_owns_and_commits_once(caplog):
     assert clients[1].calls.count("heartbeat") >= 2, "pings in every phase"
 
 
+@virtual_time
 async def test_documented_calls_its_own_job_stolen_when_the_monitor_lags():
     jobs = InMemoryJobs()
     jobs.add("j1")
@@ -66,6 +78,7 @@ async def test_documented_calls_its_own_job_stolen_when_the_monitor_lags():
 
 
 @pytest.mark.parametrize("policy", [Policy.hardened(TIMING), Policy.documented(TIMING)])
+@virtual_time
 async def test_a_lying_gateway_double_accept_gives_the_job_to_one_encoder(policy):
     jobs = InMemoryJobs()
     jobs.add("j1")
@@ -83,6 +96,7 @@ async def test_a_lying_gateway_double_accept_gives_the_job_to_one_encoder(policy
     assert started.count("j1:download") == 1
 
 
+@virtual_time
 async def test_ownership_loss_during_work_cancels_the_running_process():
     jobs = InMemoryJobs()
     jobs.add("j1")
@@ -107,6 +121,7 @@ async def test_ownership_loss_during_work_cancels_the_running_process():
     assert jobs.commits == []
 
 
+@virtual_time
 async def test_without_cancel_the_work_runs_on_but_the_fenced_finish_is_refused():
     jobs = InMemoryJobs()
     jobs.add("j1")
@@ -124,6 +139,7 @@ async def test_without_cancel_the_work_runs_on_but_the_fenced_finish_is_refused(
     assert jobs.commits == []  # S3 held by the fence alone
 
 
+@virtual_time
 async def test_infrastructure_node_claims_atomically_and_fences_on_its_token():
     jobs = InMemoryJobs()
     jobs.add("j1")
@@ -136,6 +152,7 @@ async def test_infrastructure_node_claims_atomically_and_fences_on_its_token():
     assert gateway.calls == []
 
 
+@virtual_time
 async def test_unanswered_verification_never_starts_work_and_gives_the_job_back():
     jobs = InMemoryJobs()
     jobs.add("j1")
@@ -149,6 +166,7 @@ async def test_unanswered_verification_never_starts_work_and_gives_the_job_back(
     assert not started and "claim" not in gateway.calls
 
 
+@virtual_time
 async def test_a_monitor_that_stops_answering_after_the_claim_leads_to_release():
     jobs = InMemoryJobs()
     jobs.add("j1")
@@ -167,6 +185,7 @@ async def test_a_monitor_that_stops_answering_after_the_claim_leads_to_release()
     assert jobs.docs["j1"]["status"] == "queued" and "assigned_to" not in jobs.docs["j1"]
 
 
+@virtual_time
 async def test_work_failure_is_reported_and_the_job_released_as_failed():
     jobs = InMemoryJobs()
     jobs.add("j1")
@@ -181,6 +200,7 @@ async def test_work_failure_is_reported_and_the_job_released_as_failed():
     assert jobs.docs["j1"]["attempt_count"] == 1 and jobs.docs["j1"]["status"] == "queued"
 
 
+@virtual_time
 async def test_cancelling_the_guard_cancels_the_work():
     jobs = InMemoryJobs()
     jobs.add("j1")
@@ -202,6 +222,7 @@ async def test_cancelling_the_guard_cancels_the_work():
 
 
 @pytest.mark.parametrize("bad", ["", None, 5, {"$ne": None}, "x" * 300, "a\nb"])
+@virtual_time
 async def test_hostile_job_ids_are_rejected_before_any_call(bad):
     from verifier import InvalidInputError
 

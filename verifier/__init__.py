@@ -8,6 +8,16 @@ Layout (private modules, re-exported here; ``tests/test_public_api.py`` pins the
 * ``_policy``    tiers, the timing model, and the chains (documented / hardened / ablations)
 * ``_tiers``     the seam between protocol and I/O: ``Observation`` and ``TierClient``
 * ``_protocol``  the claim → verify → process → finish protocol: pure, no I/O, no clock
+* ``_guard``     the asyncio driver of that protocol: ``OwnershipGuard``, the production entry
+* ``_http``      the HTTP error mapping shared by the REST clients
+* ``_monitor``   Tier 2: ``GatewayMonitorService``, the documented API (read-only, lagging)
+* ``_database``  Tier 1: ``DatabaseTier`` (pymongo): atomic conditional claim, fenced writes
+* ``_gateway``   Tier 3: ``LegacyGatewayClient``, JWS-signed ``/api/v0/gateway`` calls
+* ``_identity``  the encoder's Ed25519 ``did:key`` and JWS signing
+* ``_aid``       ``GatewayAidClient`` (``/aid/v1``, approved encoders)
+* ``_settings``  configuration from the environment and ``.env``
+* ``_cli``       ``python -m verifier check JOB_ID --did DID``
+* ``testing``    supported test doubles: in-memory tiers, a virtual-time event loop
 """
 
 from __future__ import annotations
@@ -32,25 +42,41 @@ from ._models import (
     ownership_of,
     parse_job,
 )
+from ._aid import GatewayAidClient
+from ._database import DatabaseTier
+from ._gateway import LegacyGatewayClient
+from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
+from ._identity import EncoderIdentity
+from ._monitor import GatewayMonitorService
 from ._policy import HARDENING_STEPS, Policy, Tier, TierSet, TimingModel, builtin_chain_names
 from ._protocol import Outcome, OutcomeKind, OwnershipProtocol
+from ._settings import Settings
 from ._tiers import Observation, TierClient
 
 __all__ = [
     "HARDENING_STEPS",
     "AvailabilityResult",
     "ClaimRefused",
+    "ClaimedJob",
     "ConfigurationError",
+    "DatabaseTier",
+    "EncoderIdentity",
+    "GatewayAidClient",
     "GatewayMonitorJob",
+    "GatewayMonitorService",
+    "GuardOutcome",
     "InvalidInputError",
     "JobProgress",
+    "LegacyGatewayClient",
     "MalformedAnswer",
     "Observation",
     "Outcome",
     "OutcomeKind",
+    "OwnershipGuard",
     "OwnershipProtocol",
     "OwnershipResult",
     "Policy",
+    "Settings",
     "Tier",
     "TierClient",
     "TierError",

@@ -46,6 +46,10 @@ def validate_job_id(job_id: object) -> str:
         )
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in job_id):
         raise InvalidInputError("job id contains control characters")
+    if job_id in (".", ".."):
+        # Even percent-encoded, HTTP clients collapse dot segments: the request would reach
+        # another route.
+        raise InvalidInputError(f"job id {job_id!r} is a path dot segment")
     return job_id
 
 
@@ -88,9 +92,8 @@ def redact_url(url: str) -> str:
     """Drop user info and query from ``url`` so that it can appear in logs and errors."""
     try:
         parts = urllib.parse.urlsplit(url)
+        # netloc minus user info; kept verbatim so multi-host Mongo URIs and odd ports survive
+        host = parts.netloc.rsplit("@", 1)[-1]
+        return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
     except ValueError:
         return "<unparsable url>"
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -129,12 +129,13 @@ def _validate_base_url(base_url: object) -> str:
     variable = "GATEWAY_MONITOR_BASE_URL"
     if not isinstance(base_url, str) or not base_url:
         raise ConfigurationError(variable, "must be a non-empty http(s) URL")
-    shown = redact_url(base_url)
     try:
         parts = urllib.parse.urlsplit(base_url)
         _ = parts.port  # raises ValueError on a malformed port
     except ValueError:
-        raise ConfigurationError(variable, f"{shown} is not a valid URL") from None
+        # Not shown at all: redact_url itself cannot take a URL with a malformed port.
+        raise ConfigurationError(variable, "is not a valid URL (host or port)") from None
+    shown = redact_url(base_url)
     if parts.scheme not in ("http", "https"):
         raise ConfigurationError(variable, f"{shown} must use http or https")
     if not parts.hostname:
@@ -310,6 +311,7 @@ class GatewayMonitorService:
                     if status >= 500:
                         raise TierUnavailable(_TIER, f"HTTP {status} from {shown}")
                     content = await self._read_capped(response, shown)
+                    reply = _Reply(status, response.headers, content, shown)
         # Exceptions are not chained: httpx errors may hold the raw URL (with user info).
         except httpx.TimeoutException as exc:
             logger.debug("monitor %s %s timed out (%s)", method, shown, type(exc).__name__)
@@ -324,7 +326,7 @@ class GatewayMonitorService:
         except httpx.HTTPError as exc:  # connect/read/write errors, protocol errors, ...
             logger.debug("monitor %s %s failed: %s", method, shown, type(exc).__name__)
             raise TierUnavailable(_TIER, f"{method} {shown}: {type(exc).__name__}") from None
-        return _Reply(status, response.headers, content, shown)
+        return reply
 
     @staticmethod
     async def _read_capped(response: httpx.Response, shown: str) -> bytes:

@@ -300,6 +300,10 @@ class OwnershipProtocol:
         if now < self._now:
             raise ProtocolError(f"time went backwards: {now} < {self._now}")
         self._check_answer(self._awaiting, answer)
+        if isinstance(answer, Woke) and isinstance(self._awaiting, Sleep):
+            # Woke means "the deadline has come": clocks that convert time (drift, floats)
+            # may report a hair before it, which must not re-arm the same deadline forever.
+            now = max(now, self._awaiting.until)
         self._now = now
         return self._advance(answer)
 
@@ -505,6 +509,10 @@ class OwnershipProtocol:
                 assert isinstance(answer, Observed)
                 verdict = self._judge(answer.observation, during_work=False)
                 if verdict is _Verdict.MINE:
+                    if self.token is None and answer.observation.token is not None:
+                        # A claim whose reply was lost: the confirming read tells us our token,
+                        # so later fenced writes name this exact assignment.
+                        self.token = answer.observation.token
                     self._log(self._confirmed_code(tier), "info",
                               f"Job {self.job_id} is assigned to us via {tier}",
                               assigned_to=answer.observation.owner,

@@ -1,0 +1,405 @@
+"""Checkers of the safety properties S1, S2, S3 and the liveness property L1, on a history.
+
+A checker reads only a :class:`~sim._history.History`, never the simulator: what the encoders
+and the world *recorded* is the evidence, exactly as in Jepsen. That keeps the checkers honest
+(a bug in the world cannot hide a violation from them) and lets them run on a replayed or
+hand-written history.
+
+Cost: one pass partitions the records by job (and indexes crashes, which carry no job, per
+process); each job is then checked on its own records, in linear or ``n log n`` time in that
+job's size. A run of millions of records is checked in seconds.
+
+Preconditions (what the runner guarantees): records are in time order, ties in the order they
+happened. Positions in the history, not only times, decide whether a crash came before or after
+a start recorded at the same instant.
+
+The processing interval of (process, job) is the fact all of S1, S2 and the wasted-work metric
+rest on:
+
+* it opens at ``start``/``ok``;
+* it closes at ``stop``/``ok`` (the encoder confirmed its work has ended) or at the process's
+  next ``crash`` (a crashed encoder has provably stopped);
+* nothing else closes it: a ``pause`` does not (a paused encoder still holds its interval), a
+  ``stop`` with phase ``info`` does not (an unconfirmed stop may not have happened), and an
+  interval never closed extends to +infinity.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import sys
+from bisect import bisect_right
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
+
+from ._history import WORLD, History, Record
+
+__all__ = [
+    "CheckResult",
+    "Interval",
+    "check_all",
+    "check_l1",
+    "check_s1",
+    "check_s2",
+    "check_s3",
+    "double_assigned_jobs",
+    "processing_intervals",
+]
+
+MAX_EXAMPLES: Final = 5
+_NEVER: Final = sys.maxsize  # position of "no further crash"
+#: A crash is recorded as ``info`` (the process vanished mid-operation); ``ok`` is accepted too.
+_CRASH_PHASES: Final = frozenset({"info", "ok"})
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The verdict of one property on one history.
+
+    ``violations`` counts what the property counts (S1: bad starts; S2: overlapping pairs;
+    S3: bad commits; L1: jobs lost, stuck or late); ``jobs`` are the violating job ids, sorted;
+    ``examples`` are up to five explanations a reader can check against the history.
+    """
+
+    name: str
+    violations: int
+    jobs: tuple[str, ...]
+    examples: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.violations == 0
+
+
+class Interval(NamedTuple):
+    """One processing interval of ``process`` on ``job``: ``[start, end]``.
+
+    ``end`` is ``math.inf`` for an interval never provably closed. ``how`` says what closed it:
+    the ``stop`` value (``"done"``, ``"cancelled"``), ``"crash"``, or ``"open"``.
+    """
+
+    process: str
+    job: str
+    start: float
+    end: float
+    how: str
+
+
+class _Partition:
+    """One pass over a history: each job's records with their positions, crashes per process."""
+
+    __slots__ = ("_intervals", "by_job", "crashes")
+
+    def __init__(self, history: History) -> None:
+        by_job: dict[str, list[tuple[int, Record]]] = {}
+        crashes: dict[str, tuple[list[int], list[float]]] = {}
+        for pos, record in enumerate(history.records):
+            job = record[2]
+            if job is not None:
+                by_job.setdefault(job, []).append((pos, record))
+            elif record[3] == "crash" and record[4] in _CRASH_PHASES and record[1] != WORLD:
+                positions, times = crashes.setdefault(record[1], ([], []))
+                positions.append(pos)
+                times.append(record[0])
+        self.by_job = by_job
+        self.crashes = crashes
+        self._intervals: dict[str, list[Interval]] | None = None
+
+    def next_crash(self, process: str, after: int) -> tuple[int, float]:
+        """The first crash of ``process`` recorded after position ``after`` (bisect)."""
+        index = self.crashes.get(process)
+        if index is None:
+            return _NEVER, math.inf
+        positions, times = index
+        k = bisect_right(positions, after)
+        if k == len(positions):
+            return _NEVER, math.inf
+        return positions[k], times[k]
+
+    def intervals(self) -> dict[str, list[Interval]]:
+        """Every job's processing intervals, sorted by (start, end, process); computed once."""
+        if self._intervals is None:
+            self._intervals = {job: self._job_intervals(job, recs)
+                               for job, recs in self.by_job.items()}
+        return self._intervals
+
+    def _job_intervals(self, job: str, recs: list[tuple[int, Record]]) -> list[Interval]:
+        out: list[Interval] = []
+        # process -> (start time, position of its next crash, time of that crash)
+        holding: dict[str, tuple[float, int, float]] = {}
+        for pos, (t, process, _, op, phase, value) in recs:
+            if phase != "ok" or op not in ("start", "stop"):
+                continue
+            held = holding.get(process)
+            if held is not None and held[1] < pos:
+                # The process crashed since it started: that crash ended the interval.
+                out.append(Interval(process, job, held[0], held[2], "crash"))
+                del holding[process]
+                held = None
+            if op == "start":
+                if held is None:
+                    crash_pos, crash_time = self.next_crash(process, pos)
+                    holding[process] = (t, crash_pos, crash_time)
+                # A second start while still holding: the same interval simply continues.
+            elif held is not None:
+                out.append(Interval(process, job, held[0], t, str(value or "stop")))
+                del holding[process]
+        for process, (start, crash_pos, crash_time) in holding.items():
+            if crash_pos != _NEVER:
+                out.append(Interval(process, job, start, crash_time, "crash"))
+            else:
+                out.append(Interval(process, job, start, math.inf, "open"))
+        out.sort(key=lambda iv: (iv.start, iv.end, iv.process))
+        return out
+
+
+def processing_intervals(history: History) -> dict[str, list[Interval]]:
+    """Every job's processing intervals (see the module docstring for what opens and closes one)."""
+    return _Partition(history).intervals()
+
+
+def _fmt(t: float) -> str:
+    return "never" if math.isinf(t) else f"{t:.3f}"
+
+
+def _result(name: str, violations: int, jobs: Iterable[str], examples: list[str]) -> CheckResult:
+    return CheckResult(name, violations, tuple(sorted(set(jobs))), tuple(examples[:MAX_EXAMPLES]))
+
+
+# ---------------------------------------------------------------------------------------- S1
+
+
+def _s1(part: _Partition) -> CheckResult:
+    """A start is bad if another process holds an open interval on the job at that instant.
+
+    Sweep over the job's intervals in start order with a heap of open intervals keyed by end:
+    an interval ``[s, e]`` of ``q`` is open at ``t`` iff ``s <= t < e``, so a hand-off at the
+    very instant of the earlier holder's stop or crash is fine. Starts at the same instant by
+    two processes are both bad (neither had proof the other had stopped).
+    """
+    violations = 0
+    bad_jobs: list[str] = []
+    examples: list[str] = []
+    for job, ivs in part.intervals().items():
+        heap: list[tuple[float, int, str]] = []
+        held: dict[str, int] = {}  # process -> how many of its intervals are in the heap
+        i, n = 0, len(ivs)
+        while i < n:
+            t = ivs[i].start
+            j = i
+            while j < n and ivs[j].start == t:
+                j += 1
+            while heap and heap[0][0] <= t:
+                held[heapq.heappop(heap)[2]] -= 1
+            for k in range(i, j):
+                if ivs[k].end > t:
+                    heapq.heappush(heap, (ivs[k].end, k, ivs[k].process))
+                    held[ivs[k].process] = held.get(ivs[k].process, 0) + 1
+            for k in range(i, j):
+                iv = ivs[k]
+                if len(heap) - held.get(iv.process, 0) == 0:
+                    continue
+                violations += 1
+                bad_jobs.append(job)
+                if len(examples) < MAX_EXAMPLES:
+                    other = ivs[next(e[1] for e in heap if e[2] != iv.process)]
+                    examples.append(
+                        f"job {job}: {iv.process} started at {_fmt(t)} while {other.process} "
+                        f"held it (started {_fmt(other.start)}, stopped {_fmt(other.end)})"
+                    )
+            i = j
+    return _result("S1", violations, bad_jobs, examples)
+
+
+def check_s1(history: History) -> CheckResult:
+    """S1 single start: no start while another encoder has not provably stopped the job."""
+    return _s1(_Partition(history))
+
+
+# ---------------------------------------------------------------------------------------- S2
+
+
+def _s2(part: _Partition) -> CheckResult:
+    """Count pairs of intervals of different processes with ``a.start < b.end and b.start < a.end``.
+
+    Sweep in (start, end) order with a heap of intervals still open at the current start; the
+    pairs a new interval forms are the heap's entries of other processes, counted in O(1) from
+    a per-process tally, so a pathological job costs ``n log n``, not the number of pairs.
+    Sorting equal starts by end keeps a zero-length interval from "overlapping" one that starts
+    at the same instant (the strict inequality).
+    """
+    violations = 0
+    bad_jobs: list[str] = []
+    examples: list[str] = []
+    for job, ivs in part.intervals().items():
+        heap: list[tuple[float, int, str]] = []
+        held: dict[str, int] = {}
+        for k, b in enumerate(ivs):
+            while heap and heap[0][0] <= b.start:
+                held[heapq.heappop(heap)[2]] -= 1
+            pairs = len(heap) - held.get(b.process, 0)
+            if pairs:
+                violations += pairs
+                bad_jobs.append(job)
+                for entry in heap:
+                    if len(examples) >= MAX_EXAMPLES:
+                        break
+                    a = ivs[entry[1]]
+                    if a.process != b.process:
+                        examples.append(
+                            f"job {job}: {a.process} processed [{_fmt(a.start)}, {_fmt(a.end)}]"
+                            f" ({a.how}) and {b.process} processed [{_fmt(b.start)}, "
+                            f"{_fmt(b.end)}] ({b.how})"
+                        )
+            heapq.heappush(heap, (b.end, k, b.process))
+            held[b.process] = held.get(b.process, 0) + 1
+    return _result("S2", violations, bad_jobs, examples)
+
+
+def check_s2(history: History) -> CheckResult:
+    """S2 no overlap: intervals of different encoders on one job never overlap."""
+    return _s2(_Partition(history))
+
+
+# ---------------------------------------------------------------------------------------- S3
+
+
+def _pair(value: Any) -> tuple[Any, Any]:
+    """``(who, epoch)`` from a world value; a malformed one cannot match anything real."""
+    if isinstance(value, tuple | list) and len(value) >= 2:
+        return value[0], value[1]
+    return value, None
+
+
+def _s3(part: _Partition) -> CheckResult:
+    """Each world commit must be the job's first, by the latest assignee, with its epoch.
+
+    "Latest" is by position: the world records an assignment and a commit in the order it
+    applied them, which is what a fence condition was evaluated against. A commit with no
+    assignment before it is bad too (nobody could have been fenced in).
+    """
+    violations = 0
+    bad_jobs: list[str] = []
+    examples: list[str] = []
+    for job, recs in part.by_job.items():
+        latest: tuple[Any, Any] | None = None
+        first_commit: tuple[float, Any] | None = None
+        for _, (t, process, _, op, phase, value) in recs:
+            if process != WORLD or phase != "ok":
+                continue
+            if op == "assign":
+                latest = _pair(value)
+            elif op == "commit":
+                committer, epoch = _pair(value)
+                reasons: list[str] = []
+                if first_commit is not None:
+                    reasons.append(f"a second commit (first by {first_commit[1]} at "
+                                   f"{_fmt(first_commit[0])})")
+                else:
+                    first_commit = (t, committer)
+                if latest is None:
+                    reasons.append("no assignment before it")
+                elif committer != latest[0]:
+                    reasons.append(f"stale assignment: the latest assignee is {latest[0]}")
+                elif epoch != latest[1]:
+                    reasons.append(f"stale assignment: epoch {epoch} but the latest is "
+                                   f"{latest[1]}")
+                if reasons:
+                    violations += 1
+                    bad_jobs.append(job)
+                    examples.append(f"job {job}: commit by {committer} (epoch {epoch}) at "
+                                    f"{_fmt(t)}: " + "; ".join(reasons))
+    return _result("S3", violations, bad_jobs, examples)
+
+
+def check_s3(history: History) -> CheckResult:
+    """S3 single effect: at most one committed result, from the latest assignment."""
+    return _s3(_Partition(history))
+
+
+# ---------------------------------------------------------------------------------------- L1
+
+
+def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
+        bound: float | None) -> CheckResult:
+    violations = 0
+    bad_jobs: list[str] = []
+    examples: list[str] = []
+    for job in dict.fromkeys(jobs):
+        recs = part.by_job.get(job, [])
+        commit_at = next((r[0] for _, r in recs
+                          if r[1] == WORLD and r[3] == "commit" and r[4] == "ok"), None)
+        if commit_at is None:
+            why = "never committed (lost or stuck)" if recs else "never seen in the history"
+            violations += 1
+            bad_jobs.append(job)
+            examples.append(f"job {job}: {why}")
+            continue
+        if bound is None:
+            continue
+        t0 = recs[0][1][0]
+        deadline = (t0 if horizon is None else max(t0, horizon)) + bound
+        if commit_at > deadline:
+            violations += 1
+            bad_jobs.append(job)
+            examples.append(f"job {job}: first seen {_fmt(t0)}, committed {_fmt(commit_at)}, "
+                            f"after the deadline {_fmt(deadline)}")
+    return _result("L1", violations, bad_jobs, examples)
+
+
+def check_l1(history: History, *, jobs: Iterable[str], horizon: float | None = None,
+             bound: float | None = None) -> CheckResult:
+    """L1 completion: every job in ``jobs`` is committed, and with ``bound`` on time.
+
+    A chain that never lets anything run is safe and useless; L1 keeps it honest. With
+    ``bound``, a job first recorded at ``t0`` must be committed by ``max(t0, horizon) + bound``
+    (``horizon`` being when faults stopped; without it, by ``t0 + bound``).
+    """
+    return _l1(_Partition(history), jobs, horizon, bound)
+
+
+# ------------------------------------------------------------------- the race denominator
+
+
+def _double_assigned(part: _Partition, tiers: Collection[str] | None) -> set[str]:
+    out: set[str] = set()
+    for job, recs in part.by_job.items():
+        holders: set[str] = set()
+        for _, (_, process, _, op, phase, value) in recs:
+            if phase != "ok":
+                continue
+            if process == WORLD:
+                if op in ("requeue", "commit"):
+                    holders.clear()  # a new round: a later claim is not a race with earlier ones
+            elif op == "claim" and (tiers is None or value in tiers):
+                holders.add(process)
+                if len(holders) > 1:
+                    out.add(job)
+                    break
+    return out
+
+
+def double_assigned_jobs(history: History, *, tiers: Collection[str] | None = None) -> set[str]:
+    """Jobs two distinct encoders were told they got (``claim``/``ok``) in the same round.
+
+    A round ends at a world ``requeue`` or ``commit``. This is the denominator of the
+    race-prevention rate: the races the world created, whatever the chain then did about them.
+    ``tiers`` restricts which claims count (e.g. ``{"gateway"}``); by default all do.
+    Only ``ok`` counts: an ``info`` accept was not *answered* OK, so it did not tell the
+    encoder to proceed.
+    """
+    return _double_assigned(_Partition(history), tiers)
+
+
+def check_all(history: History, *, jobs: Iterable[str], horizon: float | None = None,
+              bound: float | None = None) -> dict[str, CheckResult]:
+    """S1, S2, S3 and L1 on one partition of the history (one pass, shared intervals)."""
+    part = _Partition(history)
+    return {
+        "S1": _s1(part),
+        "S2": _s2(part),
+        "S3": _s3(part),
+        "L1": _l1(part, jobs, horizon, bound),
+    }

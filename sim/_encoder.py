@@ -1,0 +1,302 @@
+"""A simulated encoder, and the SimPy driver of the verifier's pure protocol.
+
+The encoder polls the gateway, and for each job it is handed runs one
+:class:`verifier._protocol.OwnershipProtocol` attempt: this module performs the protocol's
+actions against the simulated :class:`~sim._world.World` and feeds back the answers, exactly as
+:mod:`verifier._guard` does with real sockets. It contains no ownership decision of its own:
+which tier to ask, when to start, when to cancel and how to finish are all the protocol's.
+
+What it adds is the encoder's body: a clock that drifts (ε), pauses that freeze everything
+including the work (P), crashes that kill the process (the job's writes may still land), the
+work itself as three phases with lognormal durations, and the cancellation latency (C).
+Everything an encoder does is recorded in the run's history (see ``sim/_history.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator
+from typing import Any
+
+import simpy
+
+from verifier import Policy, Tier, TierSet
+from verifier._protocol import (
+    Answer,
+    CancelWork,
+    Claim,
+    Done,
+    Finish,
+    Heartbeat,
+    Observe,
+    Observed,
+    OwnershipProtocol,
+    PhaseChanged,
+    Release,
+    Sleep,
+    StartWork,
+    TierFailed,
+    Woke,
+    WorkEnded,
+    WorkStarted,
+    WorkStopped,
+    WriteAnswered,
+    WriteOutcome,
+)
+
+from ._history import History
+from ._params import Scenario
+from ._rng import Streams
+from ._world import World
+
+__all__ = ["Encoder"]
+
+_UNSUPPORTED = WriteAnswered(WriteOutcome.UNKNOWN, detail="not supported by this tier")
+_PHASES = ("download", "encode", "upload")
+_WORK_DONE = WorkEnded(True)
+
+
+class _Crashed(Exception):
+    """The encoder's process died; unwinds the current attempt."""
+
+
+class Encoder:
+    """One encoder node: ``tiers`` says whether it is an infrastructure or community node."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        world: World,
+        history: History,
+        name: str,
+        *,
+        tiers: TierSet,
+        policy: Policy,
+        streams: Streams,
+        scenario: Scenario,
+        outcomes: dict[str, int],
+    ) -> None:
+        self.env = env
+        self.world = world
+        self.history = history
+        self.name = name
+        self.did = f"did:key:{name}"
+        self.tiers = tiers
+        self.policy = policy
+        self.sc = scenario
+        self.outcomes = outcomes
+        self.rng = streams.stream(f"encoder.{name}")
+        # ε: the drift rate that accumulates at most ε over one reassignment timeout T.
+        self.drift = (self.rng.random() * 2 - 1) * scenario.clock_drift / max(
+            scenario.reassign_timeout, 1.0)
+        self.crash_at = self._next(scenario.crashes_per_hour)
+        self.pause_at = self._next(scenario.pauses_per_hour)
+        # The running work: pending (sim time, event) in time order; start time; job.
+        self.work: list[tuple[float, Answer]] = []
+        self.work_job: str | None = None
+        self.process = env.process(self.run())
+
+    # ------------------------------------------------------------------ body: time, faults
+
+    def _next(self, per_hour: float) -> float:
+        if per_hour <= 0:
+            return math.inf
+        t = self.env.now + self.rng.expovariate(per_hour / 3600.0)
+        return t if t < self.world.horizon else math.inf
+
+    def local(self) -> float:
+        """This encoder's (drifting) clock, as the protocol sees it."""
+        return self.env.now * (1.0 + self.drift)
+
+    def wait(self, duration: float) -> Generator[simpy.Event, Any, None]:
+        """Let ``duration`` pass, living through pauses (which extend it) or dying in a crash."""
+        env = self.env
+        end = env.now + max(duration, 0.0)
+        while True:
+            t = min(end, self.crash_at, self.pause_at)
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            if env.now >= self.crash_at:
+                raise _Crashed
+            if env.now >= self.pause_at:
+                end += yield from self._pause()
+                continue
+            return
+
+    def _pause(self) -> Generator[simpy.Event, Any, float]:
+        sc, rng = self.sc, self.rng
+        length = rng.random() * sc.pause_max
+        if sc.pause_tail and rng.random() < sc.pause_tail:
+            length = sc.pause_max * sc.pause_tail_factor  # outside the model
+        self.history.add(self.env.now, self.name, None, "pause", "invoke", round(length, 3))
+        # The work is frozen too: its remaining events move by the pause.
+        self.work = [(t + length, ev) for t, ev in self.work]
+        self.pause_at = math.inf
+        yield self.env.timeout(length)
+        self.history.add(self.env.now, self.name, None, "pause", "ok")
+        self.pause_at = self._next(self.sc.pauses_per_hour)
+        return length
+
+    def _crash(self) -> None:
+        now = self.env.now
+        if self.work_job is not None:
+            self._record_natural_end(until=now)
+        self.history.add(now, self.name, None, "crash", "info")
+        self.work, self.work_job = [], None
+        self.crash_at = math.inf
+
+    # ------------------------------------------------------------------ the encoder loop
+
+    def run(self) -> Generator[simpy.Event, Any, None]:
+        env, world, sc = self.env, self.world, self.sc
+        yield env.timeout(self.rng.random() * sc.poll_interval)  # a random second
+        while True:
+            try:
+                job_id, delay = world.gw_poll(self.did)
+                yield from self.wait(delay)
+                if job_id is None:
+                    yield from self.wait(sc.poll_interval * (0.5 + self.rng.random()))
+                    continue
+                yield from self.attempt(job_id)
+                yield from self.wait(self.rng.random() * 5.0)
+            except _Crashed:
+                self._crash()
+                yield env.timeout(sc.restart_delay)
+                self.crash_at = self._next(sc.crashes_per_hour)
+
+    def attempt(self, job_id: str) -> Generator[simpy.Event, Any, None]:
+        """One protocol run for one job: perform each action, feed back each answer."""
+        protocol = OwnershipProtocol(job_id, me=self.did, policy=self.policy, tiers=self.tiers)
+        step = protocol.start(self.local())
+        while not isinstance(step.action, Done):
+            answer = yield from self.perform(job_id, step.action)
+            step = protocol.handle(answer, self.local())
+        kind = step.action.outcome.kind.value
+        self.outcomes[kind] = self.outcomes.get(kind, 0) + 1
+
+    # ------------------------------------------------------------------ the driver
+
+    def perform(self, job_id: str, action: Any) -> Generator[simpy.Event, Any, Answer]:
+        now, rec, name = self.env.now, self.history.add, self.name
+        world, did = self.world, self.did
+        if isinstance(action, Sleep):
+            return (yield from self._sleep(action.until))
+        if isinstance(action, Observe):
+            tier = action.tier
+            rec(now, name, job_id, "verify", "invoke", (tier.value, action.purpose))
+            if tier is Tier.DATABASE:
+                answer, delay = world.db_read(job_id)
+            elif tier is Tier.MONITOR:
+                answer, delay = world.monitor_read(job_id)
+            elif tier is Tier.GATEWAY:
+                answer, delay = world.gw_status(did, job_id)
+            else:
+                answer, delay = TierFailed(tier, "no read endpoint in the simulator"), 0.0
+            yield from self.wait(delay)
+            if isinstance(answer, Observed):
+                obs = answer.observation
+                owner = obs.owner.rsplit(":", 1)[-1] if obs.owner else None
+                rec(self.env.now, name, job_id, "verify", "ok", (tier.value, owner, obs.status))
+            else:
+                rec(self.env.now, name, job_id, "verify", "fail", tier.value)
+            return answer
+        if isinstance(action, Claim | Heartbeat | Finish | Release):
+            return (yield from self._write(job_id, action))
+        if isinstance(action, StartWork):
+            return self._start(job_id)
+        if isinstance(action, CancelWork):
+            return (yield from self._cancel(job_id))
+        raise AssertionError(f"unhandled action {action!r}")
+
+    def _write(self, job_id: str, action: Claim | Heartbeat | Finish | Release
+               ) -> Generator[simpy.Event, Any, Answer]:
+        world, did, via = self.world, self.did, action.via
+        answer: WriteAnswered
+        if isinstance(action, Claim):
+            op = "claim"
+            self.history.add(self.env.now, self.name, job_id, op, "invoke", via.value)
+            if via is Tier.GATEWAY:
+                answer, delay = world.gw_accept(did, job_id)
+            elif via is Tier.DATABASE:
+                answer, delay = world.db_claim(did, job_id, action.conditional)
+            else:
+                answer, delay = world.aid_claim(did, job_id)
+        elif isinstance(action, Heartbeat):
+            op = "heartbeat"
+            self.history.add(self.env.now, self.name, job_id, op, "invoke", via.value)
+            if via is Tier.GATEWAY:
+                answer, delay = world.gw_ping(did, job_id)
+            elif via is Tier.DATABASE:
+                answer, delay = world.db_heartbeat(did, job_id, action.token)
+            else:
+                answer, delay = world.aid_heartbeat(did, job_id)
+        elif isinstance(action, Finish):
+            op = "commit"
+            self.history.add(self.env.now, self.name, job_id, op, "invoke", via.value)
+            if via is Tier.GATEWAY:
+                answer, delay = world.gw_finish(did, job_id)
+            elif via is Tier.DATABASE:
+                answer, delay = world.db_finish(did, job_id, action.token, action.fenced)
+            else:
+                answer, delay = world.aid_finish(did, job_id)
+        else:
+            op = "release"
+            self.history.add(self.env.now, self.name, job_id, op, "invoke", via.value)
+            if via is Tier.GATEWAY:
+                answer, delay = world.gw_release(did, job_id, action.failed)
+            elif via is Tier.DATABASE:
+                answer, delay = world.db_release(did, job_id, action.token, action.failed)
+            else:
+                answer, delay = _UNSUPPORTED, 0.0
+        yield from self.wait(delay)
+        phase = {WriteOutcome.OK: "ok", WriteOutcome.REFUSED: "fail"}.get(answer.outcome, "info")
+        self.history.add(self.env.now, self.name, job_id, op, phase, via.value)
+        return answer
+
+    def _start(self, job_id: str) -> Answer:
+        sc, rng, t = self.sc, self.rng, self.env.now
+        self.history.add(t, self.name, job_id, "start", "ok")
+        sigma = sc.phase_sigma
+        events: list[tuple[float, Answer]] = []
+        for phase, mean in zip(_PHASES, (sc.download_mean_s, sc.encode_mean_s, sc.upload_mean_s),
+                               strict=True):
+            events.append((t, PhaseChanged(phase)))
+            # Lognormal with the given mean: mu = ln(mean) - sigma²/2.
+            t += rng.lognormvariate(math.log(max(mean, 1e-9)) - sigma * sigma / 2, sigma)
+        events.append((t, _WORK_DONE))
+        self.work, self.work_job = events, job_id
+        return WorkStarted()
+
+    def _record_natural_end(self, until: float) -> None:
+        """If the work ended on its own before ``until``, record its stop at that time."""
+        if self.work and self.work[-1][1] is _WORK_DONE and self.work[-1][0] <= until:
+            self.history.add(self.work[-1][0], self.name, self.work_job, "stop", "ok", "done")
+            self.work_job = None
+
+    def _cancel(self, job_id: str) -> Generator[simpy.Event, Any, Answer]:
+        now = self.env.now
+        self.history.add(now, self.name, job_id, "cancel", "invoke")
+        self._record_natural_end(until=now)
+        if self.work_job is not None:
+            # C: stopping takes a while; the interval is held until the stop is confirmed.
+            self.work = []
+            yield from self.wait(self.rng.random() * self.sc.cancel_latency)
+            self.history.add(self.env.now, self.name, job_id, "stop", "ok", "cancelled")
+        self.work, self.work_job = [], None
+        return WorkStopped()
+
+    def _sleep(self, until: float) -> Generator[simpy.Event, Any, Answer]:
+        while True:
+            if self.work and self.work[0][0] <= self.env.now:
+                at, event = self.work.pop(0)
+                if event is _WORK_DONE:
+                    self.history.add(at, self.name, self.work_job, "stop", "ok", "done")
+                    self.work_job = None
+                return event
+            remaining = (until - self.local()) / (1.0 + self.drift)
+            if remaining <= 1e-9:
+                return Woke()
+            target = self.env.now + remaining
+            if self.work:
+                target = min(target, self.work[0][0])
+            yield from self.wait(target - self.env.now)

@@ -1,0 +1,127 @@
+"""One simulation run: a world, its encoders, one chain, one seed → history, checks, metrics.
+
+Runs are pure functions of ``(scenario, chain, seed)``: no wall clock, no global random state,
+no hash-order dependence, so the same arguments give the same history and the same report,
+byte for byte. ``replay_command`` is how a report tells its reader to reproduce it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import simpy
+
+from verifier import Policy, TierSet
+
+from ._checkers import CheckResult, check_all
+from ._encoder import Encoder
+from ._history import History
+from ._metrics import RunMetrics, compute_metrics
+from ._params import Scenario
+from ._rng import Streams
+from ._world import World
+
+__all__ = ["RunResult", "replay_command", "run_once", "tier_mix"]
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    chain: str
+    seed: int
+    history: History
+    checks: dict[str, CheckResult]
+    metrics: RunMetrics
+    outcomes: dict[str, int]
+    sim_time: float
+    jobs: list[str] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=dict)
+
+
+def tier_mix(scenario: Scenario, index: int) -> TierSet:
+    """Which tiers encoder ``index`` has: the first ``infra_fraction`` are infrastructure."""
+    n = scenario.encoders
+    n_infra = round(n * scenario.infra_fraction)
+    if index < n_infra:
+        return TierSet(database=True, monitor=True, gateway=True)
+    community = n - n_infra
+    k = index - n_infra
+    monitor = k < round(community * scenario.monitor_fraction)
+    aid = k >= community - round(community * scenario.aid_fraction)
+    return TierSet(monitor=monitor, gateway=True, aid=aid)
+
+
+def replay_command(scenario_ref: str, chain: str, seed: int, job: str | None = None,
+                   overrides: dict[str, Any] | None = None) -> str:
+    parts = ["python", "-m", "sim", "replay", "--scenario", scenario_ref, "--chain", chain,
+             "--seed", str(seed)]
+    for key, value in sorted((overrides or {}).items()):
+        parts += ["--set", f"{key}={value}"]
+    if job is not None:
+        parts += ["--job", job]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def run_once(
+    scenario: Scenario,
+    chain: str,
+    seed: int,
+    *,
+    streams: Streams | None = None,
+    policy: Policy | None = None,
+    progress: Callable[[float, int, int], None] | None = None,
+) -> RunResult:
+    """Simulate ``scenario`` under ``chain`` with all randomness from ``seed``.
+
+    ``policy`` overrides the named chain (the conformance suites pass candidate policies);
+    ``progress(sim_time, finished, jobs)`` is called every simulated hour.
+    """
+    policy = policy or Policy.named(chain, timing=scenario.timing_model())
+    env = simpy.Environment()
+    history = History()
+    streams = streams or Streams.from_seed(seed)
+    world = World(env, scenario, streams, history)
+    job_ids = [f"job-{i:06d}" for i in range(scenario.jobs)]
+    if scenario.arrival_per_hour > 0:
+        env.process(_arrivals(env, world, job_ids, scenario, streams))
+    else:
+        for job_id in job_ids:
+            world.add_job(job_id)
+    outcomes: dict[str, int] = {}
+    width = len(str(scenario.encoders))
+    for i in range(scenario.encoders):
+        Encoder(env, world, history, f"e{i:0{width}d}", tiers=tier_mix(scenario, i),
+                policy=policy, streams=streams, scenario=scenario, outcomes=outcomes)
+    stop = simpy.AnyOf(env, [world.done_event, env.timeout(scenario.max_time)])
+    if progress is not None:
+        env.process(_progress(env, world, scenario.jobs, progress))
+    env.run(until=stop)
+    sim_time = env.now
+    history.records.sort(key=_time)
+    checks = check_all(history, jobs=job_ids)
+    metrics = compute_metrics(history, jobs=job_ids, duration=sim_time, checks=checks)
+    return RunResult(scenario, chain, seed, history, checks, metrics, dict(sorted(
+        outcomes.items())), sim_time, job_ids, dict(world.calls))
+
+
+def _time(record: tuple[Any, ...]) -> float:
+    return record[0]  # type: ignore[no-any-return]
+
+
+def _arrivals(env: simpy.Environment, world: World, job_ids: list[str], scenario: Scenario,
+              streams: Streams) -> Any:
+    rng = streams.stream("arrivals")
+    rate = scenario.arrival_per_hour / 3600.0
+    for job_id in job_ids:
+        world.add_job(job_id)
+        yield env.timeout(rng.expovariate(rate))
+
+
+def _progress(env: simpy.Environment, world: World, jobs: int,
+              report: Callable[[float, int, int], None]) -> Any:
+    while True:
+        yield env.timeout(3600.0)
+        report(env.now, world.finished, jobs)

@@ -1,0 +1,416 @@
+"""The simulated network: ground-truth database, legacy gateway, Gateway Monitor, Gateway Aid.
+
+Every service call is made by an encoder's driver at the moment the request is sent: the world
+computes the answer from its state *now* (or, for the monitor, as of ``now - lag``), schedules
+any write that lands later, and tells the driver how long the reply takes. That keeps one SimPy
+timeout per call, which is what lets a run of 100,000 jobs finish in seconds.
+
+The behaviours are those of ``3speak-contract.md``; each lie is a named scenario parameter:
+
+* the gateway hands a job to two encoders (``lie_rate``) and answers both accepts OK; each
+  accept's write lands up to G later and the last writer owns the job;
+* an accept's reply can be lost while its write lands (``reply_loss_rate``);
+* pings from non-owners are answered OK and ignored; ``jobstatus`` may say "yours" falsely;
+* jobs without a ping for T go back to the queue; finish → ``uploading`` → ``complete``;
+* the monitor reads the database as of ``now - lag`` and sometimes answers a synthetic job;
+* the database and aid claims are atomic and conditional; the canaries' blind claim and
+  unfenced finish exist here (and only here) so the suites can prove they are caught.
+
+The world never decides ownership for an encoder: it only answers requests.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+import simpy
+
+from verifier import GatewayMonitorJob, Tier
+from verifier._models import CLAIMABLE_STATUSES, PROCESSABLE_STATUSES
+from verifier._protocol import Observed, TierFailed, WriteAnswered, WriteOutcome
+from verifier._tiers import Observation
+
+from ._history import WORLD, History
+from ._params import Scenario
+from ._rng import Streams
+
+__all__ = ["Job", "World"]
+
+OK: Final = WriteAnswered(WriteOutcome.OK)
+_NOT_YOURS: Final = WriteAnswered(WriteOutcome.REFUSED, detail="job does not belong to you")
+_NOT_AVAILABLE: Final = WriteAnswered(WriteOutcome.REFUSED, detail="job is not available")
+_OUTAGE: Final = "503 Service Unavailable"
+
+
+class Job:
+    """One job document, with its write log (times and states) for lagging readers."""
+
+    __slots__ = (
+        "attempts", "created", "epoch", "id", "last_pinged", "log_states", "log_times",
+        "owner", "status", "token",
+    )
+
+    def __init__(self, job_id: str, created: float) -> None:
+        self.id = job_id
+        self.status = "queued"
+        self.owner: str | None = None  # encoder DID
+        self.epoch = 0
+        self.token: str | None = None
+        self.last_pinged = created
+        self.attempts = 0
+        self.created = created
+        self.log_times: list[float] = [created]
+        self.log_states: list[tuple[str, str | None, str | None]] = [("queued", None, None)]
+
+    def as_of(self, when: float) -> tuple[str, str | None, str | None] | None:
+        i = bisect.bisect_right(self.log_times, when)
+        return self.log_states[i - 1] if i else None
+
+
+def _windows(rng: Any, per_hour: float, mean_s: float, until: float) -> list[tuple[float, float]]:
+    """Poisson-placed outage windows with exponential durations, up to ``until``."""
+    out: list[tuple[float, float]] = []
+    if per_hour <= 0 or mean_s <= 0:
+        return out
+    t = 0.0
+    while True:
+        t += rng.expovariate(per_hour / 3600.0)
+        if t >= until:
+            return out
+        end = t + rng.expovariate(1.0 / mean_s)
+        out.append((t, end))
+        t = end
+
+
+class World:
+    """The network, shared by all encoders of one run."""
+
+    def __init__(
+        self, env: simpy.Environment, scenario: Scenario, streams: Streams, history: History
+    ) -> None:
+        self.env = env
+        self.sc = scenario
+        self.history = history
+        self.jobs: dict[str, Job] = {}
+        self.queue: deque[str] = deque()
+        self._in_queue: set[str] = set()
+        self.active: set[str] = set()  # assigned/running: the reassignment scan's scope
+        self.committed: set[str] = set()
+        self.finished = 0  # committed or failed for good
+        self.done_event = env.event()
+        self._handed: str | None = None  # the last job handed out (for double hand-outs)
+        self._lying: set[tuple[str, str]] = set()  # (did, job) whose accept skips the check
+        self._lies = streams.stream("gateway.lies")
+        self._delays = streams.stream("gateway.write_delay")
+        self._monitor = streams.stream("monitor")
+        self._latency = streams.stream("latency")
+        horizon = scenario.faults_until if scenario.faults_until is not None else scenario.max_time
+        self.horizon = horizon
+        faults = streams.stream("faults")
+        self.gateway_down = _windows(faults, scenario.gateway_outages_per_hour,
+                                     scenario.gateway_outage_mean_s, horizon)
+        self.monitor_down = _windows(faults, scenario.monitor_outages_per_hour,
+                                     scenario.monitor_outage_mean_s, horizon)
+        for kind, windows in (("gateway-outage", self.gateway_down),
+                              ("monitor-outage", self.monitor_down)):
+            for start, end in windows:
+                history.add(start, WORLD, None, "fault", "invoke", kind)
+                history.add(end, WORLD, None, "fault", "ok", kind)
+        self.calls: dict[str, int] = {t.value: 0 for t in Tier}
+        env.process(self._reassign_loop())
+
+    # ------------------------------------------------------------------ helpers
+
+    def _faulty(self) -> bool:
+        return self.env.now < self.horizon
+
+    @staticmethod
+    def _down(windows: list[tuple[float, float]], now: float) -> bool:
+        if not windows:
+            return False
+        i = bisect.bisect_right(windows, (now, math.inf))
+        return i > 0 and windows[i - 1][1] > now
+
+    def latency(self, base: float) -> float:
+        return base * (0.5 + self._latency.random())
+
+    def _write(self, job: Job, *, status: str, owner: str | None, token: str | None) -> None:
+        job.status, job.owner, job.token = status, owner, token
+        job.log_times.append(self.env.now)
+        job.log_states.append((status, owner, token))
+        if status in PROCESSABLE_STATUSES:
+            self.active.add(job.id)
+        else:
+            self.active.discard(job.id)
+
+    def _assign(self, job: Job, did: str, token: str | None) -> None:
+        job.epoch += 1
+        job.last_pinged = self.env.now
+        self._write(job, status="assigned", owner=did, token=token)
+        self.history.add(self.env.now, WORLD, job.id, "assign", "ok", (_name(did), job.epoch))
+
+    def _requeue(self, job: Job, reason: str, *, failed: bool) -> None:
+        if failed:
+            job.attempts += 1
+        status = "failed" if job.attempts >= 5 else "queued"
+        self._write(job, status=status, owner=None, token=None)
+        self.history.add(self.env.now, WORLD, job.id, "requeue", "ok", reason)
+        if status == "queued":
+            self._enqueue(job.id)
+        else:
+            self._count_finished()
+
+    def _commit(self, job: Job, did: str, status: str) -> None:
+        self.history.add(self.env.now, WORLD, job.id, "commit", "ok", (_name(did), job.epoch))
+        self._write(job, status=status, owner=job.owner, token=job.token)
+        if job.id not in self.committed:
+            self.committed.add(job.id)
+            self._count_finished()
+
+    def _count_finished(self) -> None:
+        self.finished += 1
+        if self.finished >= len(self.jobs) and not self.done_event.triggered:
+            self.done_event.succeed()
+
+    def _reassign_loop(self) -> Any:
+        sc = self.sc
+        while True:
+            yield self.env.timeout(sc.reassign_scan_interval)
+            cutoff = self.env.now - sc.reassign_timeout
+            for job_id in sorted(j for j in self.active if self.jobs[j].last_pinged < cutoff):
+                self._requeue(self.jobs[job_id], "no ping for T", failed=True)
+
+    def add_job(self, job_id: str) -> None:
+        job = Job(job_id, self.env.now)
+        job.log_times[0] = self.env.now
+        self.jobs[job_id] = job
+        self._enqueue(job_id)
+
+    def _enqueue(self, job_id: str) -> None:
+        if job_id not in self._in_queue:
+            self._in_queue.add(job_id)
+            self.queue.append(job_id)
+
+    def observation(self, tier: Tier, job_id: str, state: tuple[str, str | None, str | None]
+                    | None, *, token: bool = False) -> Observed:
+        if state is None:
+            return Observed(Observation(tier, None))
+        status, owner, tok = state
+        job = GatewayMonitorJob(id=job_id, status=status, assigned_to=owner)
+        return Observed(Observation(tier, job, tok if token else None))
+
+    # ------------------------------------------------------------------ legacy gateway
+
+    def gw_poll(self, did: str) -> tuple[str | None, float]:
+        """``myJob`` (round-robin) or ``getJob`` (oldest queued to everyone)."""
+        self.calls["gateway"] += 1
+        delay = self.latency(self.sc.gateway_latency)
+        if self._down(self.gateway_down, self.env.now):
+            return None, delay
+        if (self._handed is not None and self._faulty()
+                and self._lies.random() < self.sc.lie_rate):
+            handed = self.jobs[self._handed]
+            if handed.status in CLAIMABLE_STATUSES or handed.status in PROCESSABLE_STATUSES:
+                self._lying.add((did, handed.id))
+                return handed.id, delay
+        while self.queue:
+            job_id = self.queue[0]
+            job = self.jobs[job_id]
+            if job.status not in CLAIMABLE_STATUSES or job.owner is not None:
+                self._in_queue.discard(self.queue.popleft())  # stale queue entry
+                continue
+            if self.sc.assignment == "myjob":
+                self._in_queue.discard(self.queue.popleft())
+                # Offered, not reserved: back in the queue if nobody takes it.
+                self.env.timeout(self.sc.poll_interval).callbacks.append(
+                    lambda _e, j=job: self._reoffer(j))
+            self._handed = job_id
+            return job_id, delay
+        return None, delay
+
+    def _reoffer(self, job: Job) -> None:
+        if job.status in CLAIMABLE_STATUSES and job.owner is None:
+            self._enqueue(job.id)
+
+    def gw_accept(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
+        """Check-then-act: the check is now, the unconditional write lands up to G later."""
+        self.calls["gateway"] += 1
+        sc = self.sc
+        delay = self.latency(sc.gateway_latency)
+        if self._down(self.gateway_down, self.env.now):
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
+        job = self.jobs[job_id]
+        lying = (did, job_id) in self._lying
+        self._lying.discard((did, job_id))
+        if not lying and not (job.status in CLAIMABLE_STATUSES and job.owner is None):
+            return _NOT_AVAILABLE, delay  # the real gateway says a generic 500
+        land = self._delays.random() * sc.write_delay
+        self.env.timeout(land).callbacks.append(lambda _e: self._assign(job, did, None))
+        if self._faulty() and self._lies.random() < sc.reply_loss_rate:
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), sc.gateway_timeout
+        return OK, delay
+
+    def gw_ping(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
+        self.calls["gateway"] += 1
+        delay = self.latency(self.sc.gateway_latency)
+        if self._down(self.gateway_down, self.env.now):
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
+        job = self.jobs[job_id]
+        if job.owner == did and job.status in PROCESSABLE_STATUSES:
+            job.last_pinged = self.env.now
+            if job.status == "assigned":
+                self._write(job, status="running", owner=did, token=job.token)
+        return OK, delay  # answered OK to non-owners too
+
+    def gw_finish(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
+        self.calls["gateway"] += 1
+        delay = self.latency(self.sc.gateway_latency)
+        if self._down(self.gateway_down, self.env.now):
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
+        job = self.jobs[job_id]
+        if job.owner != did or job.status not in PROCESSABLE_STATUSES:
+            return _NOT_YOURS, delay
+        self._commit(job, did, "uploading")
+        later = self._delays.uniform(self.sc.finish_complete_min, self.sc.finish_complete_max)
+        self.env.timeout(later).callbacks.append(lambda _e: self._completed(job))
+        return OK, delay
+
+    def _completed(self, job: Job) -> None:
+        if job.status == "uploading":
+            self._write(job, status="complete", owner=job.owner, token=job.token)
+
+    def gw_release(self, did: str, job_id: str, failed: bool) -> tuple[WriteAnswered, float]:
+        self.calls["gateway"] += 1
+        delay = self.latency(self.sc.gateway_latency)
+        if self._down(self.gateway_down, self.env.now):
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
+        job = self.jobs[job_id]
+        if job.owner != did or job.status not in PROCESSABLE_STATUSES:
+            return _NOT_YOURS, delay
+        self._requeue(job, "failJob" if failed else "rejectJob", failed=failed)
+        return OK, delay
+
+    def gw_status(self, did: str, job_id: str) -> tuple[Observed | TierFailed, float]:
+        self.calls["gateway"] += 1
+        delay = self.latency(self.sc.gateway_latency)
+        if self._down(self.gateway_down, self.env.now):
+            return TierFailed(Tier.GATEWAY, _OUTAGE), delay
+        job = self.jobs[job_id]
+        if self._faulty() and self._lies.random() < self.sc.status_lie_rate:
+            return self.observation(Tier.GATEWAY, job_id, ("assigned", did, None)), delay
+        return self.observation(Tier.GATEWAY, job_id, (job.status, job.owner, None)), delay
+
+    # ------------------------------------------------------------------ gateway monitor
+
+    def monitor_read(self, job_id: str) -> tuple[Observed | TierFailed, float]:
+        self.calls["monitor"] += 1
+        sc, rng, now = self.sc, self._monitor, self.env.now
+        delay = self.latency(sc.monitor_latency)
+        faulty = self._faulty()
+        if self._down(self.monitor_down, now) or (faulty and rng.random() < sc.monitor_error_rate):
+            return TierFailed(Tier.MONITOR, "500 Failed to fetch job details"), delay
+        if faulty and rng.random() < sc.monitor_synthetic_rate:
+            job = GatewayMonitorJob(id=job_id, status=None, assigned_to=None, synthetic=True)
+            return Observed(Observation(Tier.MONITOR, job)), delay
+        lag = rng.random() * sc.monitor_lag
+        if faulty and sc.monitor_lag_tail and rng.random() < sc.monitor_lag_tail:
+            lag = sc.monitor_lag * sc.monitor_lag_tail_factor
+        return self.observation(Tier.MONITOR, job_id, self.jobs[job_id].as_of(now - lag)), delay
+
+    # ------------------------------------------------------------------ database (infra nodes)
+
+    def db_read(self, job_id: str) -> tuple[Observed | TierFailed, float]:
+        self.calls["database"] += 1
+        job = self.jobs[job_id]
+        state = (job.status, job.owner, job.token)
+        delay = self.latency(self.sc.database_latency)
+        return self.observation(Tier.DATABASE, job_id, state, token=True), delay
+
+    def db_claim(self, did: str, job_id: str, conditional: bool) -> tuple[WriteAnswered, float]:
+        self.calls["database"] += 1
+        delay = self.latency(self.sc.database_latency)
+        job = self.jobs[job_id]
+        if conditional and not (job.status in CLAIMABLE_STATUSES and job.owner is None):
+            return _NOT_AVAILABLE, delay
+        token = f"{job.epoch + 1}"
+        self._assign(job, did, token)
+        return WriteAnswered(WriteOutcome.OK, token=token), delay
+
+    def _fenced(self, job: Job, did: str, token: str | None) -> bool:
+        return job.owner == did and job.token == token and job.status in PROCESSABLE_STATUSES
+
+    def db_heartbeat(self, did: str, job_id: str, token: str | None
+                     ) -> tuple[WriteAnswered, float]:
+        self.calls["database"] += 1
+        delay = self.latency(self.sc.database_latency)
+        job = self.jobs[job_id]
+        if not self._fenced(job, did, token):
+            return _NOT_YOURS, delay
+        job.last_pinged = self.env.now
+        if job.status == "assigned":
+            self._write(job, status="running", owner=did, token=token)
+        return OK, delay
+
+    def db_finish(self, did: str, job_id: str, token: str | None, fenced: bool
+                  ) -> tuple[WriteAnswered, float]:
+        self.calls["database"] += 1
+        delay = self.latency(self.sc.database_latency)
+        job = self.jobs[job_id]
+        if fenced and not self._fenced(job, did, token):
+            return _NOT_YOURS, delay
+        self._commit(job, did, "complete")  # unfenced: defect 6's force-complete
+        return OK, delay
+
+    def db_release(self, did: str, job_id: str, token: str | None, failed: bool
+                   ) -> tuple[WriteAnswered, float]:
+        self.calls["database"] += 1
+        delay = self.latency(self.sc.database_latency)
+        job = self.jobs[job_id]
+        if not self._fenced(job, did, token):
+            return _NOT_YOURS, delay
+        self._requeue(job, "released", failed=failed)
+        return OK, delay
+
+    # ------------------------------------------------------------------ gateway aid
+
+    def aid_claim(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
+        """Atomic conditional update, evaluated when it lands (409 when taken)."""
+        self.calls["aid"] += 1
+        delay = self.latency(self.sc.aid_latency)
+        if self._down(self.gateway_down, self.env.now):  # same server as the monitor/gateway
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
+        job = self.jobs[job_id]
+        if not (job.status in CLAIMABLE_STATUSES and job.owner is None):
+            return WriteAnswered(WriteOutcome.REFUSED, detail="409 JOB_ALREADY_ASSIGNED"), delay
+        self._assign(job, did, None)
+        return OK, delay
+
+    def aid_heartbeat(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
+        self.calls["aid"] += 1
+        delay = self.latency(self.sc.aid_latency)
+        job = self.jobs[job_id]
+        if job.owner != did or job.status not in PROCESSABLE_STATUSES:
+            return _NOT_YOURS, delay
+        job.last_pinged = self.env.now
+        return OK, delay
+
+    def aid_finish(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
+        self.calls["aid"] += 1
+        delay = self.latency(self.sc.aid_latency)
+        job = self.jobs[job_id]
+        if job.owner != did or job.status not in PROCESSABLE_STATUSES:
+            return _NOT_YOURS, delay
+        self._commit(job, did, "completed")
+        return OK, delay
+
+    def schedule(self, delay: float, callback: Callable[[], None]) -> None:
+        self.env.timeout(delay).callbacks.append(lambda _e: callback())
+
+
+def _name(did: str) -> str:
+    """History records name encoders by their short name (the DID's last segment)."""
+    return did.rsplit(":", 1)[-1]

@@ -1,0 +1,49 @@
+"""Pins the public surface: what `import verifier` offers is a promise to encoders."""
+
+from __future__ import annotations
+
+import verifier
+
+EXPECTED = {
+    "HARDENING_STEPS", "AvailabilityResult", "ClaimRefused", "ClaimedJob", "ConfigurationError",
+    "DatabaseTier", "EncoderIdentity", "GatewayAidClient", "GatewayMonitorJob",
+    "GatewayMonitorService", "GuardOutcome", "InvalidInputError", "JobProgress",
+    "LegacyGatewayClient", "MalformedAnswer", "Observation", "Outcome", "OutcomeKind",
+    "OwnershipGuard", "OwnershipProtocol", "OwnershipResult", "Policy", "Settings", "Tier",
+    "TierClient", "TierError", "TierRateLimited", "TierSet", "TierTimeout", "TierUnavailable",
+    "TimingModel", "VerifierError", "availability_of", "builtin_chain_names", "ownership_of",
+    "parse_job",
+}
+
+
+def test_public_surface_is_pinned():
+    assert set(verifier.__all__) == EXPECTED
+    for name in EXPECTED:
+        assert getattr(verifier, name) is not None
+
+
+def test_documented_import_line_works():
+    from verifier import (  # the import line of the issue
+        AvailabilityResult,
+        GatewayMonitorJob,
+        GatewayMonitorService,
+        OwnershipResult,
+    )
+
+    assert GatewayMonitorService(base_url="https://example.test/api", enabled=False).is_enabled() \
+        is False
+    assert {AvailabilityResult, GatewayMonitorJob, OwnershipResult}
+
+
+def test_every_error_is_a_verifier_error():
+    for name in ("ClaimRefused", "ConfigurationError", "InvalidInputError", "MalformedAnswer",
+                 "TierError", "TierRateLimited", "TierTimeout", "TierUnavailable"):
+        assert issubclass(getattr(verifier, name), verifier.VerifierError)
+    assert issubclass(verifier.InvalidInputError, ValueError)
+
+
+def test_every_tier_client_implements_the_seam():
+    for cls in (verifier.GatewayMonitorService, verifier.DatabaseTier,
+                verifier.LegacyGatewayClient, verifier.GatewayAidClient):
+        for method in ("observe", "claim", "heartbeat", "finish", "release"):
+            assert callable(getattr(cls, method)), (cls, method)

@@ -1,0 +1,290 @@
+"""Gateway Aid (``/aid/v1``): the approved-encoder API that writes the database directly.
+
+Aid is the strongest tier a community node can have (``3speak-contract.md``, "Gateway Aid"):
+
+* ``claim-job`` is an atomic conditional update (``id``, ``status: pending``, no
+  ``assigned_to``) → 200 with the assignment or **409** ``JOB_ALREADY_ASSIGNED``;
+* ``update-job`` (the heartbeat) and ``complete-job`` filter on the owner, so a refusal there
+  means we no longer hold the job;
+* ``GET job/{id}`` answers ``{job: {..., is_owned_by_requester}}``; ``list-jobs`` hides
+  ``status`` and ``assigned_to``;
+* identity is the unsigned header ``X-Encoder-DID``; an unknown or inactive DID is answered
+  with ``data.code`` ``ENCODER_NOT_AUTHORIZED`` / ``ENCODER_INACTIVE``. That is a
+  configuration problem (:class:`~verifier.TierUnavailable`), never a verdict on the job;
+* a job with no heartbeat for 1 h goes back to ``pending`` with the assignment removed. There
+  is no release endpoint.
+
+The published aid server reads the DID from the body field ``encoder_did``; the contract says
+the header. Every POST carries both, so either server version identifies us.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Final
+
+import httpx
+
+from ._errors import ClaimRefused, InvalidInputError, MalformedAnswer, TierUnavailable
+from ._gateway import validate_cid, validate_percent
+from ._http import (
+    Answer,
+    TierHttp,
+    error_code,
+    job_segment,
+    raise_for_status,
+    read_json,
+    server_message,
+    try_json,
+)
+from ._ids import normalize_did, validate_did, validate_job_id
+from ._models import GatewayMonitorJob, parse_job
+from ._policy import Tier
+from ._tiers import Observation
+
+__all__ = ["CONFIGURATION_CODES", "GatewayAidClient"]
+
+_TIER: Final = "aid"
+_PREFIX: Final = "/aid/v1/"
+#: Error codes that mean "this node is not allowed to use aid": fix the configuration.
+CONFIGURATION_CODES: Final = frozenset({"ENCODER_NOT_AUTHORIZED", "ENCODER_INACTIVE"})
+#: Answers to an owner-conditioned write that mean "not yours (any more)".
+_LOST_STATUSES: Final = frozenset({403, 404, 409})
+_MAX_STATUS_LENGTH: Final = 32
+
+
+class GatewayAidClient:
+    """Client of Gateway Aid; also a :class:`~verifier.TierClient` for ``Tier.AID``.
+
+    ``encoder_did`` is sent as ``X-Encoder-DID`` on every request. Pass ``client`` to share an
+    ``httpx.AsyncClient``; otherwise one is created and closed by :meth:`aclose`.
+    """
+
+    tier: Tier = Tier.AID
+
+    def __init__(
+        self,
+        base_url: str,
+        encoder_did: str,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.did = validate_did(encoder_did)
+        self._http = TierHttp(
+            _TIER,
+            base_url,
+            variable="GATEWAY_AID_BASE_URL",
+            client=client,
+            timeout=timeout,
+            headers={"X-Encoder-DID": self.did},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> GatewayAidClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"GatewayAidClient({self._http!r}, did={self.did!r})"
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _call(
+        self, method: str, route: str, body: Mapping[str, Any] | None = None
+    ) -> tuple[Answer, Any]:
+        """Send, then take out the answers every route shares.
+
+        Configuration codes win over any status: a 403 ``ENCODER_NOT_AUTHORIZED`` on
+        ``update-job`` is "this node cannot use aid", not "you lost the job".
+        """
+        json_body = None if body is None else {**body, "encoder_did": self.did}
+        response = await self._http.send(method, _PREFIX + route, json_body=json_body)
+        if 200 <= response.status_code < 300:
+            answer = read_json(response, _TIER)
+        else:
+            answer = try_json(response)
+        code = error_code(answer)
+        if code in CONFIGURATION_CODES:
+            raise TierUnavailable(
+                _TIER, f"{route}: {code}: {server_message(answer)} (this DID is not "
+                "approved or not active for Gateway Aid; a configuration problem)"
+            )
+        return response, answer
+
+    @staticmethod
+    def _success(route: str, answer: Any) -> Mapping[str, Any]:
+        """A 2xx answer: a JSON object whose ``success`` is true; ``false`` is a refusal."""
+        if not isinstance(answer, Mapping):
+            raise MalformedAnswer(_TIER, f"{route}: expected a JSON object")
+        success = answer.get("success")
+        if success is False:
+            raise ClaimRefused(_TIER, f"{route} refused: {server_message(answer)}")
+        if success is not True:
+            raise MalformedAnswer(_TIER, f"{route}: answer has no boolean 'success'")
+        return answer
+
+    def _refusal(self, route: str, status: int, answer: Any) -> ClaimRefused:
+        said = server_message(answer)
+        code = error_code(answer)
+        detail = f"{code}: {said}" if code else said
+        return ClaimRefused(_TIER, f"{route} refused (HTTP {status}): {detail}")
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def health(self) -> dict[str, Any]:
+        """``GET health``. Only a liveness hint: it says nothing about any job."""
+        response, answer = await self._call("GET", "health")
+        raise_for_status(response, _TIER, "health")
+        if not isinstance(answer, dict):
+            raise MalformedAnswer(_TIER, "health: expected a JSON object")
+        return answer
+
+    async def list_jobs(self) -> list[GatewayMonitorJob]:
+        """``POST list-jobs``: claimable jobs. Status and owner are hidden (``None``)."""
+        route = "list-jobs"
+        response, answer = await self._call("POST", route, {})
+        raise_for_status(response, _TIER, route)
+        jobs = self._success(route, answer).get("jobs")
+        if not isinstance(jobs, list):
+            raise MalformedAnswer(_TIER, f"{route}: 'jobs' should be a list")
+        return [parse_job(item, tier=_TIER) for item in jobs]
+
+    async def claim_job(self, job_id: str) -> dict[str, Any]:
+        """``POST claim-job``: the atomic conditional claim; the assignment on success.
+
+        409 (``JOB_ALREADY_ASSIGNED``) and 404 → :class:`ClaimRefused`. Any other non-2xx
+        (400 included: the server did not take the request) → :class:`TierUnavailable`, which
+        says nothing about the job. A success naming another owner or another job is malformed
+        (outcome unknown), never ours.
+        """
+        job_id = validate_job_id(job_id)
+        route = "claim-job"
+        response, answer = await self._call("POST", route, {"job_id": job_id})
+        if response.status_code in (404, 409):
+            raise self._refusal(route, response.status_code, answer)
+        raise_for_status(response, _TIER, route)
+        assignment = dict(self._success(route, answer))
+        owner = assignment.get("assigned_to")
+        if owner is not None and normalize_did(owner) != normalize_did(self.did):
+            raise MalformedAnswer(_TIER, f"{route}: success names another owner")
+        answered_id = assignment.get("job_id")
+        if answered_id is not None and answered_id != job_id:
+            raise MalformedAnswer(_TIER, f"{route}: success names another job")
+        return assignment
+
+    async def update_job(
+        self, job_id: str, status: str, pct: float, download_pct: float
+    ) -> None:
+        """``POST update-job``: the heartbeat. The server filters on the owner, so 403/404/409
+        (or ``success: false``) mean the job is no longer ours."""
+        job_id = validate_job_id(job_id)
+        if not isinstance(status, str) or not status or len(status) > _MAX_STATUS_LENGTH:
+            raise InvalidInputError("update-job status must be a short non-empty string")
+        body = {
+            "job_id": job_id,
+            "status": status,
+            "progress": {
+                "pct": validate_percent(pct, "pct"),
+                "download_pct": validate_percent(download_pct, "download_pct"),
+            },
+        }
+        await self._owner_write("update-job", body)
+
+    async def complete_job(self, job_id: str, cid: str) -> None:
+        """``POST complete-job {job_id, result: {cid}}``: owner-conditioned on the server."""
+        body = {"job_id": validate_job_id(job_id), "result": {"cid": validate_cid(cid)}}
+        await self._owner_write("complete-job", body)
+
+    async def get_job(self, job_id: str) -> tuple[GatewayMonitorJob | None, bool]:
+        """``GET job/{id}`` → ``(job, is_owned_by_requester)``; ``(None, False)`` on 404.
+
+        A missing ownership flag reads as ``False``: absence never proves ownership.
+        """
+        route = f"job/{job_segment(job_id)}"
+        response, answer = await self._call("GET", route)
+        if response.status_code == 404:
+            return None, False
+        raise_for_status(response, _TIER, "job")
+        if not isinstance(answer, Mapping) or answer.get("success") is False:
+            raise MalformedAnswer(_TIER, "job: expected {job: {...}}")
+        raw = answer.get("job")
+        if not isinstance(raw, Mapping):
+            raise MalformedAnswer(_TIER, "job: answer has no 'job' object")
+        flag = raw.get("is_owned_by_requester", False)
+        if not isinstance(flag, bool):
+            raise MalformedAnswer(_TIER, "job: is_owned_by_requester should be a boolean")
+        job = parse_job({k: v for k, v in raw.items() if k != "is_owned_by_requester"},
+                        tier=_TIER)
+        if job.id and job.id != job_id:
+            raise MalformedAnswer(_TIER, "job: answered about a different job")
+        return job, flag
+
+    async def _owner_write(self, route: str, body: Mapping[str, Any]) -> None:
+        response, answer = await self._call("POST", route, body)
+        if response.status_code in _LOST_STATUSES:
+            raise self._refusal(route, response.status_code, answer)
+        raise_for_status(response, _TIER, route)
+        self._success(route, answer)
+
+    # ------------------------------------------------------------------ TierClient
+
+    async def observe(self, job_id: str) -> Observation:
+        """Aid's view (it reads the database directly).
+
+        When the owner is hidden, ``is_owned_by_requester`` fills it in with our DID only when
+        true; otherwise it stays ``None`` (unknown, which the protocol treats as *wait*). An
+        answer whose owner contradicts the flag is malformed.
+        """
+        job, owned = await self.get_job(job_id)
+        if job is None:
+            return Observation(Tier.AID, None)
+        if job.assigned_to is None:
+            if owned:
+                job = dataclasses.replace(job, assigned_to=self.did)
+        elif (normalize_did(job.assigned_to) == normalize_did(self.did)) != owned:
+            raise MalformedAnswer(_TIER, "job: assigned_to contradicts is_owned_by_requester")
+        return Observation(Tier.AID, job)
+
+    async def claim(self, job_id: str, *, conditional: bool = True) -> str | None:
+        """``claim-job``; the token is the assignment time when the answer carries one.
+
+        ``observe`` reports no token: ``GET job`` may format or omit the date differently, and a
+        mismatch would read as someone else's assignment and cancel our own work.
+        """
+        if not conditional:
+            raise TierUnavailable(_TIER, "unconditional claims are not supported")
+        assignment = await self.claim_job(job_id)
+        for key in ("assigned_at", "assigned_date"):
+            value = assignment.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    async def heartbeat(
+        self, job_id: str, token: str | None, progress: Mapping[str, float]
+    ) -> None:
+        """``update-job`` with status ``running``."""
+        await self.update_job(
+            job_id, "running", progress.get("pct", 0.0), progress.get("download_pct", 0.0)
+        )
+
+    async def finish(
+        self, job_id: str, token: str | None, result: Mapping[str, Any], *, fenced: bool = True
+    ) -> None:
+        """``complete-job`` with ``result['cid']``; the server's owner filter is the fence."""
+        if not isinstance(result, Mapping) or "cid" not in result:
+            raise InvalidInputError("aid finish needs a result with a 'cid'")
+        await self.complete_job(job_id, result["cid"])
+
+    async def release(
+        self, job_id: str, token: str | None, reason: str, *, failed: bool
+    ) -> None:
+        raise TierUnavailable(
+            _TIER, "no release endpoint; the job returns to pending after 1 h without a heartbeat"
+        )
+

@@ -1,0 +1,433 @@
+"""``python -m verifier``: operator commands.
+
+``check JOB_ID --did DID`` asks the Gateway Monitor about one job and prints the report of the
+original service's test script (``gateway-monitor-verification.md``, "Testing"): service
+status, job details, ownership, availability. It makes **one** request and judges that one
+answer with the shared judgements (:func:`~verifier.ownership_of`,
+:func:`~verifier.availability_of`), so the three sections can never disagree because the job
+moved between three requests.
+
+The exit status is meant for scripts, and keeps "no answer" apart from "answered no" (the
+deployed encoder confused the two: ``3speak-contract.md``, defects 1-3):
+
+=====  =====================================================================================
+0      the monitor says the job is owned by DID and in a processable state
+1      the monitor answered, and the answer is not "owned and safe" (other owner, no owner,
+       done, failed, not found)
+2      usage or configuration error (message on stderr, naming the variable or option)
+3      the monitor gave no usable answer (timeout, 5xx, 429, malformed): nothing is known
+=====  =====================================================================================
+
+Nothing printed comes from a secret: the monitor URL is shown through
+:func:`~verifier._ids.redact_url`, settings errors never carry values, and strings from the
+monitor are stripped of control characters before they reach a terminal.
+
+Subcommands are registered in :data:`COMMANDS` (name → handler) and given arguments in
+:func:`build_parser`; add new ones in both places.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import math
+import sys
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TextIO
+
+from ._errors import ConfigurationError, InvalidInputError, TierError
+from ._ids import redact_url, validate_did, validate_job_id
+from ._models import (
+    DONE_STATUSES,
+    AvailabilityResult,
+    GatewayMonitorJob,
+    OwnershipResult,
+    availability_of,
+    ownership_of,
+)
+from ._settings import Settings
+
+__all__ = [
+    "COMMANDS",
+    "EXIT_CONFIG",
+    "EXIT_NOT_SAFE",
+    "EXIT_NO_ANSWER",
+    "EXIT_SAFE",
+    "build_parser",
+    "main",
+]
+
+EXIT_SAFE: Final = 0
+EXIT_NOT_SAFE: Final = 1
+EXIT_CONFIG: Final = 2
+EXIT_NO_ANSWER: Final = 3
+
+_PROG: Final = "python -m verifier"
+_EXIT_CODES_HELP: Final = """\
+exit status:
+  0  the job is owned by DID and safe to process (status assigned or running)
+  1  checked, but not safe: owned by someone else or nobody, not processable, or not found
+  2  usage or configuration error (the message on stderr names the variable or option)
+  3  the monitor could not answer (timeout, HTTP 5xx/429, malformed answer): nothing is known
+
+settings are read from the environment and ./.env (the environment wins):
+  GATEWAY_MONITOR_ENABLED, GATEWAY_MONITOR_BASE_URL, ENCODER_DID, ENCODER_PRIVATE_KEY, ...
+"""
+_MAX_SHOWN: Final = 200
+
+
+# --------------------------------------------------------------------------- output helpers
+
+
+def _safe_text(value: object) -> str:
+    """Untrusted text for a terminal: control/format characters escaped, length bounded.
+
+    Status and owner strings come from the monitor; an escape sequence in them must not be
+    able to rewrite what the operator sees (for example, turn "❌ No" into "✅ Yes").
+    """
+    text = str(value)
+    if len(text) > _MAX_SHOWN:
+        text = text[:_MAX_SHOWN] + "..."
+    return "".join(_escape(c) if unicodedata.category(c).startswith("C") else c for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+@dataclass(frozen=True)
+class _Marks:
+    yes: str
+    no: str
+    warn: str
+    test: str
+    sections: tuple[str, str, str, str]
+    found: str
+    status: str
+    owner: str
+    tip: str
+
+
+_EMOJI: Final = _Marks(
+    "✅", "❌", "⚠️", "🧪", ("1️⃣", "2️⃣", "3️⃣", "4️⃣"), "✅", "📊", "👤", "💡"
+)
+_ASCII: Final = _Marks("[yes]", "[no]", "[!]", "*", ("1.", "2.", "3.", "4."), "[ok]", "-", "-", "-")
+
+
+def _marks_for(stream: TextIO) -> _Marks:
+    """Emoji when the stream can encode them (the original report), ASCII otherwise."""
+    encoding = getattr(stream, "encoding", None) or "ascii"
+    try:
+        "✅❌⚠️🧪1️⃣📊👤💡".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return _ASCII
+    return _EMOJI
+
+
+# --------------------------------------------------------------------------- check
+
+
+@dataclass(frozen=True)
+class _Report:
+    job_id: str
+    did: str
+    enabled: bool
+    base_url: str
+    job: GatewayMonitorJob | None = None
+    ownership: OwnershipResult | None = None
+    availability: AvailabilityResult | None = None
+    error: TierError | None = None
+
+    @property
+    def safe(self) -> bool:
+        # A synthetic record (no status / no id: the server's stand-in built from the gateway)
+        # never proves ownership, even if its fields happen to look right.
+        return (
+            self.ownership is not None
+            and self.ownership.is_safe_to_process
+            and self.job is not None
+            and not self.job.synthetic
+        )
+
+    @property
+    def exit_code(self) -> int:
+        if self.error is not None:
+            return EXIT_NO_ANSWER
+        return EXIT_SAFE if self.safe else EXIT_NOT_SAFE
+
+    def safety_reason(self) -> str:
+        """Why the job is (not) safe to process, in the words of the original report."""
+        own, job = self.ownership, self.job
+        if own is None or job is None or not own.job_exists:
+            return "job not found"
+        if job.synthetic:
+            return "synthetic answer without status or id: proves nothing"
+        if not own.is_owned:
+            if own.actual_owner:
+                return f"assigned to {_safe_text(own.actual_owner)}"
+            return "no owner recorded"
+        status = own.status
+        if status in DONE_STATUSES:
+            return "already complete"
+        if status == "failed":
+            return "job failed"
+        if status is None:
+            return "status unknown"
+        if own.is_safe_to_process:
+            return f"status {_safe_text(status)}"
+        return f"status is {_safe_text(status)}"
+
+    def as_json(self) -> dict[str, Any]:
+        """The report as one JSON object (field names follow the documented TypeScript API)."""
+        out: dict[str, Any] = {
+            "job_id": self.job_id,
+            "did": self.did,
+            "service": {"enabled": self.enabled, "base_url": self.base_url},
+            "job": None,
+            "ownership": None,
+            "availability": None,
+            "safe_to_process": self.safe,
+            "exit_code": self.exit_code,
+        }
+        if self.error is not None:
+            out["error"] = {
+                "type": type(self.error).__name__,
+                "tier": self.error.tier,
+                "message": str(self.error),
+            }
+            return out
+        job = self.job
+        out["job"] = {
+            "found": job is not None,
+            "status": job.status if job else None,
+            "assigned_to": job.assigned_to if job else None,
+            "synthetic": job.synthetic if job else False,
+        }
+        if self.ownership is not None:
+            own = self.ownership
+            out["ownership"] = {
+                "job_exists": own.job_exists,
+                "is_owned": own.is_owned,
+                "actual_owner": own.actual_owner,
+                "status": own.status,
+                "is_safe_to_process": self.safe,
+                "reason": self.safety_reason(),
+            }
+        if self.availability is not None:
+            av = self.availability
+            out["availability"] = {
+                "available": av.available,
+                "reason": av.reason,
+                "current_owner": av.current_owner,
+                "status": av.status,
+            }
+        return out
+
+    def print_text(self, out: TextIO) -> None:
+        m = _marks_for(out)
+
+        def yes_no(value: bool) -> str:
+            return f"{m.yes} Yes" if value else f"{m.no} No"
+
+        title = f"{m.test} Gateway Monitor Check"
+        lines = [title, "=" * 32, ""]
+        enabled = yes_no(self.enabled)
+        if not self.enabled:
+            enabled += " (GATEWAY_MONITOR_ENABLED is not true; checking --base-url anyway)"
+        lines += [
+            f"{m.sections[0]} Service Status:",
+            f"   Enabled: {enabled}",
+            f"   Base URL: {_safe_text(self.base_url)}",
+            "",
+            f"{m.sections[1]} Job Details Fetch:",
+            f"   Job ID: {_safe_text(self.job_id)}",
+        ]
+        if self.error is not None:
+            lines += [f"   {m.warn} The monitor did not answer: {_safe_text(self.error)}", ""]
+            lines.append(f"{m.warn} Nothing is known about this job (exit {self.exit_code}).")
+            print("\n".join(lines), file=out)
+            return
+        job = self.job
+        if job is None:
+            lines.append(f"   {m.no} Job not found")
+        else:
+            lines += [
+                f"   {m.found} Job found!",
+                f"   {m.status} Status: {_safe_text(job.status or 'unknown')}",
+                f"   {m.owner} Assigned to: {_safe_text(job.assigned_to or 'nobody')}",
+            ]
+            if job.synthetic:
+                lines.append(f"   {m.warn} Synthetic record (built from the gateway)")
+        own = self.ownership
+        av = self.availability
+        assert own is not None and av is not None  # set whenever error is None
+        safe = yes_no(self.safe) + f" ({self.safety_reason()})"
+        lines += [
+            "",
+            f"{m.sections[2]} Ownership Verification:",
+            f"   DID: {_safe_text(self.did)}",
+            f"   Job exists: {yes_no(own.job_exists)}",
+            f"   Is owned by us: {yes_no(own.is_owned)}",
+            f"   Safe to process: {safe}",
+            "",
+            f"{m.sections[3]} Availability Check:",
+            f"   Available to claim: {yes_no(av.available)}",
+            f"   Reason: {_safe_text(av.reason)}",
+            "",
+        ]
+        if self.safe:
+            lines.append(f"{m.yes} Owned by {_safe_text(self.did)} and safe to process (exit 0).")
+        else:
+            lines.append(f"{m.no} Not safe to process (exit {self.exit_code}).")
+        print("\n".join(lines), file=out)
+
+
+async def _fetch(report: _Report, url: str, deadline_s: float) -> _Report:
+    """One ``GET jobs/{id}``; the judgements run on that single answer."""
+    from ._monitor import GatewayMonitorService
+
+    async with GatewayMonitorService(url, enabled=True, timeout=deadline_s) as monitor:
+        try:
+            job = await monitor.get_job_details(report.job_id)
+        except TierError as exc:
+            return dataclasses.replace(report, error=exc)
+    return dataclasses.replace(
+        report,
+        job=job,
+        ownership=ownership_of(job, report.did),
+        availability=availability_of(job),
+    )
+
+
+def _usage_error(message: str) -> int:
+    print(f"{_PROG}: error: {message}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """The ``check`` subcommand; see the module docstring for the exit status."""
+    try:
+        job_id = validate_job_id(args.job_id)
+    except InvalidInputError as exc:
+        return _usage_error(f"JOB_ID: {exc}")
+    try:
+        settings = Settings.from_env(check_chain=False)
+    except ConfigurationError as exc:
+        return _usage_error(f"configuration error: {exc}")
+
+    did_arg: str | None = args.did if args.did is not None else settings.encoder_did
+    if did_arg is None:
+        return _usage_error("--did is required (or set ENCODER_DID or ENCODER_PRIVATE_KEY)")
+    try:
+        did = validate_did(did_arg)
+    except InvalidInputError as exc:
+        return _usage_error(f"--did: {exc}")
+
+    if args.base_url is not None:
+        url, source = args.base_url, "--base-url"
+    elif settings.monitor_enabled:
+        url, source = settings.monitor_base_url, "GATEWAY_MONITOR_BASE_URL"
+    else:
+        return _usage_error(
+            "configuration error: GATEWAY_MONITOR_ENABLED: the monitor is disabled; set "
+            "GATEWAY_MONITOR_ENABLED=true or pass --base-url to check a monitor anyway"
+        )
+
+    report = _Report(
+        job_id=job_id, did=did, enabled=settings.monitor_enabled, base_url=redact_url(url)
+    )
+    try:
+        report = asyncio.run(_fetch(report, url, args.timeout))
+    except ConfigurationError as exc:
+        # The monitor client validates the URL; name the place it came from.
+        return _usage_error(f"configuration error: {source}: {exc.problem}")
+    except InvalidInputError as exc:
+        # Ids the monitor server would mishandle ('/', '?', '%', ...) are refused unsent.
+        return _usage_error(f"JOB_ID: {exc}")
+
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2, sort_keys=True), file=sys.stdout)
+    else:
+        report.print_text(sys.stdout)
+    if report.error is not None:
+        print(f"{_PROG}: the monitor could not answer: {report.error}", file=sys.stderr)
+    return report.exit_code
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; each subcommand's name is a key of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Tools of the 3Speak job-ownership verifier.",
+        epilog=_EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    check = commands.add_parser(
+        "check",
+        help="ask the Gateway Monitor whether DID owns JOB_ID and may process it",
+        description=(
+            "Fetch one job from the Gateway Monitor (one request) and report service status, "
+            "job details, ownership by DID and availability, like the original service's test."
+        ),
+        epilog=_EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("job_id", metavar="JOB_ID", help="the job id (as in the gateway)")
+    check.add_argument(
+        "--did",
+        help="the encoder DID to check ownership for (default: ENCODER_DID, or the DID of "
+        "ENCODER_PRIVATE_KEY)",
+    )
+    check.add_argument(
+        "--base-url",
+        help="the monitor's base URL (default: GATEWAY_MONITOR_BASE_URL); checks it even when "
+        "GATEWAY_MONITOR_ENABLED is false",
+    )
+    check.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=10.0,
+        help="seconds for the whole request (default: 10, the deployed encoder's; the real "
+        "monitor can take ~10 s on running jobs when the gateway is silent)",
+    )
+    check.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    return parser
+
+
+#: Subcommand name → handler. A handler returns the exit status.
+COMMANDS: Final[dict[str, Callable[[argparse.Namespace], int]]] = {
+    "check": _cmd_check,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit status (argparse's own exits included)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
+    handler = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,305 @@
+"""The legacy 3Speak gateway (``GATEWAY_URL``, routes under ``/api/v0/gateway/``).
+
+The gateway hands out the jobs, so every node talks to it, but it is the weakest tier
+(``3speak-contract.md``, "Legacy gateway endpoints"):
+
+* ``getJob`` returns the oldest queued job to *every* caller and reserves nothing;
+* ``acceptJob`` is check-then-act: two concurrent accepts can both be answered OK and the last
+  writer owns the job; a refused accept is a bare HTTP 500, not 409;
+* ``pingJob`` from a non-owner is ignored but answered OK, so a successful ping proves nothing;
+* ``finishJob`` checks the owner (500 "does not belong to you"); an empty 200 means success;
+  2026 deployments answer ``{status: "success"|"error", message, error}``;
+* ``jobstatus/{id}`` may nest the job as ``{job, rank}``.
+
+Writes are ``{"jws": ...}`` bodies signed by :class:`~verifier._identity.EncoderIdentity`.
+This client reports what the gateway said and nothing more: an OK accept is *not* ownership
+(the protocol verifies it through a stronger tier), and every failure is a
+:class:`~verifier.TierError` or :class:`~verifier.ClaimRefused`, never "unassigned".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+import httpx
+
+from ._errors import ClaimRefused, InvalidInputError, MalformedAnswer, TierUnavailable
+from ._http import (
+    TierHttp,
+    job_segment,
+    positive_seconds,
+    raise_for_status,
+    read_json,
+    server_message,
+    try_json,
+)
+from ._identity import EncoderIdentity
+from ._ids import validate_job_id
+from ._models import GatewayMonitorJob, parse_job
+from ._policy import Tier
+from ._tiers import Observation
+
+__all__ = ["LegacyGatewayClient", "validate_cid", "validate_percent"]
+
+_TIER: Final = "gateway"
+_PREFIX: Final = "/api/v0/gateway/"
+#: 4xx answers to a job write that mean "the gateway looked at the job and said no".
+_REFUSING_4XX: Final = frozenset({400, 404, 409, 410, 422})
+#: 401/403: the gateway did not accept our identity. A configuration problem, not a refusal.
+_AUTH_STATUSES: Final = frozenset({401, 403})
+_MAX_ERROR_TEXT: Final = 2000
+
+
+def validate_cid(cid: object) -> str:
+    """A result CID as sent in ``finishJob``/``complete-job``: a short printable string."""
+    if not isinstance(cid, str) or not cid:
+        raise InvalidInputError("result needs a non-empty string 'cid'")
+    if len(cid) > 256 or not cid.isprintable() or cid != cid.strip():
+        raise InvalidInputError("result cid is too long or contains unprintable characters")
+    return cid
+
+
+def validate_percent(value: object, what: str) -> float:
+    """A progress percentage in [0, 100]; bools, NaN and out-of-range values are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(f"{what} must be a number")
+    number = float(value)
+    if not math.isfinite(number) or not 0.0 <= number <= 100.0:
+        raise InvalidInputError(f"{what} must be between 0 and 100")
+    return number
+
+
+def _is_no_job(body: Any) -> bool:
+    """The gateway's ways of saying "no job": empty body, ``null``, ``{}``, ``{job: null}``."""
+    if body is None or body == {}:
+        return True
+    return isinstance(body, Mapping) and body.get("job", ...) is None and "id" not in body
+
+
+def _parse_offered_job(body: Any) -> GatewayMonitorJob | None:
+    """``getJob``/``myJob``: the offered job, or ``None`` when nothing is offered."""
+    if _is_no_job(body):
+        return None
+    job = parse_job(body, tier=_TIER)
+    try:
+        validate_job_id(job.id)
+    except InvalidInputError as exc:
+        # An offered id goes into later URLs and bodies: it must pass the same checks as ours.
+        raise MalformedAnswer(_TIER, f"offered job has an unusable id: {exc}") from None
+    return job
+
+
+class LegacyGatewayClient:
+    """Client of the legacy gateway; also a :class:`~verifier.TierClient` for ``Tier.GATEWAY``.
+
+    ``timeout`` applies to every call but ``getJob``/``myJob``, which use
+    ``long_poll_timeout`` (the deployed encoder's 30 s). Pass ``client`` to share an
+    ``httpx.AsyncClient``; otherwise one is created and closed by :meth:`aclose`.
+    """
+
+    tier: Tier = Tier.GATEWAY
+
+    def __init__(
+        self,
+        base_url: str,
+        identity: EncoderIdentity,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 10.0,
+        long_poll_timeout: float = 30.0,
+    ) -> None:
+        if not isinstance(identity, EncoderIdentity):
+            raise InvalidInputError("LegacyGatewayClient needs an EncoderIdentity")
+        self.identity = identity
+        # Checked before TierHttp creates (and would leak) its own httpx client.
+        self._long_poll_timeout = positive_seconds(long_poll_timeout, "gateway long_poll_timeout")
+        self._http = TierHttp(
+            _TIER, base_url, variable="GATEWAY_URL", client=client, timeout=timeout
+        )
+
+    @property
+    def did(self) -> str:
+        return self.identity.did
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> LegacyGatewayClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"LegacyGatewayClient({self._http!r}, did={self.did!r})"
+
+    # ------------------------------------------------------------------ reads
+
+    async def _read(self, route: str, *, long_poll: bool = False, none_on_404: bool) -> Any:
+        timeout = self._long_poll_timeout if long_poll else None
+        response = await self._http.send("GET", _PREFIX + route, time_limit=timeout)
+        if response.status_code == 404 and none_on_404:
+            return None
+        raise_for_status(response, _TIER, route)
+        body = read_json(response, _TIER, empty=None)
+        if isinstance(body, Mapping) and body.get("status") == "error" and "id" not in body:
+            raise TierUnavailable(_TIER, f"{route}: gateway reported an error: "
+                                         f"{server_message(body)}")
+        return body
+
+    async def stats(self) -> dict[str, Any]:
+        """``GET stats``: the gateway's counters, as it sent them."""
+        body = await self._read("stats", none_on_404=False)
+        if not isinstance(body, dict):
+            raise MalformedAnswer(_TIER, "stats: expected a JSON object")
+        return body
+
+    async def get_job(self) -> GatewayMonitorJob | None:
+        """``GET getJob``: the oldest queued job (offered to every caller), or ``None``."""
+        return _parse_offered_job(await self._read("getJob", long_poll=True, none_on_404=True))
+
+    async def my_job(self) -> GatewayMonitorJob | None:
+        """``GET myJob``: the job pre-assigned to us (2026 round-robin), or ``None``."""
+        return _parse_offered_job(await self._read("myJob", long_poll=True, none_on_404=True))
+
+    async def job_status(self, job_id: str) -> GatewayMonitorJob | None:
+        """``GET jobstatus/{id}``: the gateway's record, ``None`` on 404 or an empty answer.
+
+        A record naming a different job is malformed, not "this job": a lying or misrouted
+        answer must not be read as ownership of the job we asked about.
+        """
+        segment = job_segment(job_id)
+        body = await self._read(f"jobstatus/{segment}", none_on_404=True)
+        if _is_no_job(body):
+            return None
+        job = parse_job(body, tier=_TIER)
+        if job.id and job.id != job_id:
+            raise MalformedAnswer(_TIER, "jobstatus answered about a different job")
+        return job
+
+    # ------------------------------------------------------------------ writes
+
+    async def _write(
+        self, route: str, payload: Mapping[str, Any], *, refused_on_500: bool, job: bool = True
+    ) -> None:
+        """POST ``{"jws": sign(payload)}`` and map the answer.
+
+        ``refused_on_500``: the contract's generic 500 means "refused" for accept, finish,
+        reject and fail. For other routes a 500 is an outage, like 502/503/504.
+        """
+        body = {"jws": self.identity.sign_jws(payload)}
+        response = await self._http.send("POST", _PREFIX + route, json_body=body)
+        status = response.status_code
+        if job and (status in _REFUSING_4XX or (status == 500 and refused_on_500)):
+            said = server_message(try_json(response))
+            raise ClaimRefused(_TIER, f"{route} refused (HTTP {status}): {said}")
+        if status in _AUTH_STATUSES:
+            raise TierUnavailable(
+                _TIER, f"{route}: the gateway did not accept our identity (HTTP {status}); "
+                "check ENCODER_PRIVATE_KEY and that the node is registered"
+            )
+        raise_for_status(response, _TIER, route)
+        answer = read_json(response, _TIER, empty=None)  # empty 200: success (legacy finish)
+        if answer is None:
+            return
+        if not isinstance(answer, Mapping):
+            raise MalformedAnswer(_TIER, f"{route}: expected a JSON object or an empty body")
+        outcome = answer.get("status", "success")
+        refused = outcome == "error" or answer.get("success") is False
+        if refused:
+            if not job:
+                raise TierUnavailable(_TIER, f"{route} failed: {server_message(answer)}")
+            raise ClaimRefused(_TIER, f"{route} refused: {server_message(answer)}")
+        if outcome != "success":
+            # Neither success nor error: we cannot tell whether the write happened.
+            raise MalformedAnswer(_TIER, f"{route}: unknown status in the answer")
+
+    async def accept_job(self, job_id: str) -> None:
+        """``acceptJob``. OK is not ownership (last writer wins); 500 → :class:`ClaimRefused`."""
+        await self._write(
+            "acceptJob", {"job_id": validate_job_id(job_id)}, refused_on_500=True
+        )
+
+    async def reject_job(self, job_id: str) -> None:
+        """``rejectJob``: give the job back to the queue."""
+        await self._write(
+            "rejectJob", {"job_id": validate_job_id(job_id)}, refused_on_500=True
+        )
+
+    async def cancel_job(self, job_id: str) -> None:
+        """``cancelJob``. Not in the contract's list of 500-means-refused routes: 500 is an
+        outage here."""
+        await self._write(
+            "cancelJob", {"job_id": validate_job_id(job_id)}, refused_on_500=False
+        )
+
+    async def fail_job(self, job_id: str, error: str) -> None:
+        """``failJob {job_id, error}``: back to the queue with ``attempt_count + 1``."""
+        if not isinstance(error, str):
+            raise InvalidInputError("failJob error must be a string")
+        payload = {"job_id": validate_job_id(job_id), "error": error[:_MAX_ERROR_TEXT]}
+        await self._write("failJob", payload, refused_on_500=True)
+
+    async def finish_job(self, job_id: str, cid: str) -> None:
+        """``finishJob {job_id, output: {cid}}``; the server checks that we own the job."""
+        payload = {"job_id": validate_job_id(job_id), "output": {"cid": validate_cid(cid)}}
+        await self._write("finishJob", payload, refused_on_500=True)
+
+    async def ping_job(self, job_id: str, progress_pct: float, download_pct: float) -> None:
+        """``pingJob {job_id, progressPct, download_pct}``. Answered OK even for non-owners."""
+        payload = {
+            "job_id": validate_job_id(job_id),
+            "progressPct": validate_percent(progress_pct, "progress_pct"),
+            "download_pct": validate_percent(download_pct, "download_pct"),
+        }
+        await self._write("pingJob", payload, refused_on_500=False)
+
+    async def node_heartbeat(self) -> None:
+        """``heartbeat``: the node is alive. Named apart from the per-job TierClient
+        :meth:`heartbeat`, which is a ``pingJob``."""
+        await self._write("heartbeat", {}, refused_on_500=False, job=False)
+
+    # ------------------------------------------------------------------ TierClient
+
+    async def observe(self, job_id: str) -> Observation:
+        """The gateway's ``jobstatus`` view. Weakest tier: it is known to lie."""
+        return Observation(Tier.GATEWAY, await self.job_status(job_id))
+
+    async def claim(self, job_id: str, *, conditional: bool = True) -> str | None:
+        """``acceptJob``; no token (the gateway keeps no assignment epoch).
+
+        The gateway's accept is check-then-act on the server; only the protocol's settle and
+        verification make it safe. A blind (``conditional=False``) claim is a simulator-only
+        defect model and is refused here.
+        """
+        if not conditional:
+            raise TierUnavailable(_TIER, "unconditional claims are not supported")
+        await self.accept_job(job_id)
+        return None
+
+    async def heartbeat(
+        self, job_id: str, token: str | None, progress: Mapping[str, float]
+    ) -> None:
+        """``pingJob`` with ``progress['pct']`` and ``progress['download_pct']`` (default 0)."""
+        await self.ping_job(
+            job_id, progress.get("pct", 0.0), progress.get("download_pct", 0.0)
+        )
+
+    async def finish(
+        self, job_id: str, token: str | None, result: Mapping[str, Any], *, fenced: bool = True
+    ) -> None:
+        """``finishJob`` with ``result['cid']``. The server's owner check is the fence; it
+        applies whether or not ``fenced`` is asked for."""
+        if not isinstance(result, Mapping) or "cid" not in result:
+            raise InvalidInputError("gateway finish needs a result with a 'cid'")
+        await self.finish_job(job_id, result["cid"])
+
+    async def release(
+        self, job_id: str, token: str | None, reason: str, *, failed: bool
+    ) -> None:
+        """``failJob`` (counts an attempt) when ``failed``, else ``rejectJob``."""
+        if failed:
+            await self.fail_job(job_id, reason)
+        else:
+            await self.reject_job(job_id)

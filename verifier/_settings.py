@@ -1,0 +1,553 @@
+"""Start-up configuration: the encoder's environment variables and its ``.env`` file.
+
+:meth:`Settings.from_env` reads the variables the TypeScript encoder used (same names, same
+meaning; ``gateway-monitor-verification.md``, "Configuration") plus this package's own
+``VERIFIER_*`` settings, and refuses to start on anything it cannot use. Every refusal is a
+:class:`~verifier.ConfigurationError` naming the variable, because "the monitor is silently
+disabled" and "the timing bound is silently the default" are how a node ends up unprotected
+without anyone noticing.
+
+Rules that protect something:
+
+* **The real environment overrides** ``.env``, as in ``dotenv``: an operator can always fix a
+  value without editing a file that may be baked into an image.
+* **Secrets never leave.** ``ENCODER_PRIVATE_KEY`` and the password in ``MONGODB_URI`` are
+  shown as ``<set>`` and ``***`` by ``repr``, ``str`` and :meth:`Settings.describe`, and no
+  error message repeats the value of a URL or of a ``.env`` line (a malformed line is named by
+  file and line number only). Exceptions raised while parsing are not chained, because the
+  library messages they carry may quote the value.
+* **The hardened chain needs a tier that can confirm ownership**: the database or the monitor.
+  The legacy gateway alone is known to tell two encoders they own the same job
+  (``3speak-contract.md``), so a hardened node without either could never honestly start work.
+* **A set URL is validated even when its tier is disabled**: a typo surfaces at start-up, not
+  the day someone flips the switch.
+* **Unknown** ``VERIFIER_*`` **variables are refused**: a misspelt timing bound would otherwise
+  leave the default in force while the operator believes it changed.
+* ``ENCODER_DID``, when set together with ``ENCODER_PRIVATE_KEY``, must be the key's DID: the
+  gateway records the key's DID as owner, so a different ``ENCODER_DID`` would make ownership
+  checks compare against someone else (possibly confirming *their* jobs as ours).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from ._errors import ConfigurationError, InvalidInputError
+from ._ids import normalize_did, redact_url, validate_did
+from ._policy import Policy, TierSet, TimingModel
+
+if TYPE_CHECKING:
+    from ._identity import EncoderIdentity
+
+__all__ = [
+    "DEFAULT_CHAIN",
+    "DEFAULT_DATABASE_NAME",
+    "DEFAULT_MONITOR_BASE_URL",
+    "KNOWN_VARIABLES",
+    "TIMING_VARIABLES",
+    "Settings",
+    "parse_dotenv",
+    "redact_mongodb_uri",
+]
+
+#: The documented default of ``GATEWAY_MONITOR_BASE_URL`` (same value as ``verifier._monitor``).
+DEFAULT_MONITOR_BASE_URL: Final = "https://gateway-monitor.3speak.tv/api"
+#: The contract lists three names in use; this is the gateway's own default.
+DEFAULT_DATABASE_NAME: Final = "spk-encoder-gateway"
+DEFAULT_CHAIN: Final = "hardened"
+
+#: ``TimingModel`` field → environment variable, derived so the two lists cannot drift apart.
+TIMING_VARIABLES: Final[Mapping[str, str]] = {
+    f.name: f"VERIFIER_{f.name.upper()}_S" for f in dataclasses.fields(TimingModel)
+}
+
+_SECRET_KEY: Final = "ENCODER_PRIVATE_KEY"  # noqa: S105 (the name, not a value)
+KNOWN_VARIABLES: Final = (
+    "GATEWAY_MONITOR_ENABLED",
+    "GATEWAY_MONITOR_BASE_URL",
+    "MONGODB_VERIFICATION_ENABLED",
+    "MONGODB_URI",
+    "DATABASE_NAME",
+    "GATEWAY_URL",
+    "GATEWAY_AID_ENABLED",
+    "GATEWAY_AID_BASE_URL",
+    _SECRET_KEY,
+    "ENCODER_DID",
+    "VERIFIER_CHAIN",
+    *TIMING_VARIABLES.values(),
+)
+
+_TRUE: Final = frozenset({"true", "1", "yes"})
+_FALSE: Final = frozenset({"false", "0", "no"})
+_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: MongoDB refuses these in database names (plus NUL); 63 bytes is its length limit.
+_DB_NAME_FORBIDDEN: Final = frozenset('/\\. "$*<>:|?\0')
+_DB_NAME_MAX_BYTES: Final = 63
+#: Characters that must be percent-encoded in a MongoDB user name or password.
+_USERINFO_RESERVED: Final = frozenset(":/?#[]@")
+_SHOWN_VALUE_LENGTH: Final = 40
+_ESCAPES: Final = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+
+
+# --------------------------------------------------------------------------- .env parsing
+
+
+def _unquote(raw: str, where: str, key: str) -> str:
+    """The value part of a ``.env`` line: quoted (single: literal; double: escapes) or bare."""
+    if raw[:1] in ("'", '"'):
+        quote = raw[0]
+        chars: list[str] = []
+        i = 1
+        while i < len(raw):
+            char = raw[i]
+            if char == quote:
+                rest = raw[i + 1:].strip()
+                if rest and not rest.startswith("#"):
+                    raise ConfigurationError(where, f"{key}: text after the closing quote")
+                return "".join(chars)
+            if quote == '"' and char == "\\" and i + 1 < len(raw):
+                nxt = raw[i + 1]
+                chars.append(_ESCAPES.get(nxt, "\\" + nxt))
+                i += 2
+                continue
+            chars.append(char)
+            i += 1
+        kind = "double" if quote == '"' else "single"
+        raise ConfigurationError(where, f"{key}: unterminated {kind} quote")
+    # A bare value ends at " #" (an inline comment); a '#' inside the value is kept.
+    value = re.split(r"\s#", raw, maxsplit=1)[0].strip()
+    if any(c in value for c in "'\""):
+        raise ConfigurationError(where, f"{key}: quote inside an unquoted value")
+    return value
+
+
+def parse_dotenv(text: str, *, source: str = ".env") -> dict[str, str]:
+    """Parse ``.env`` text: ``KEY=VALUE`` lines, optional ``export``, ``#`` comments, quotes.
+
+    A malformed line raises :class:`ConfigurationError` whose ``variable`` is
+    ``"<source>:<line>"``; the message may name the key but never repeats the value (the line
+    may hold ``ENCODER_PRIVATE_KEY``). Later lines override earlier ones, as in a shell.
+    """
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        where = f"{source}:{number}"
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith("export ") or stripped.startswith("export\t"):
+            stripped = stripped[len("export"):].lstrip()
+        key, sep, raw = stripped.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ConfigurationError(where, "expected KEY=VALUE")
+        if not _KEY.fullmatch(key):
+            raise ConfigurationError(where, "the name before '=' is not a valid variable name")
+        values[key] = _unquote(raw.strip(), where, key)
+    return values
+
+
+def _read_dotenv(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The variables of the file at ``path``; a missing file is no configuration, not an error."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except UnicodeDecodeError:
+        raise ConfigurationError(str(file), "is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigurationError(str(file), f"cannot be read ({type(exc).__name__})") from None
+    return parse_dotenv(text, source=str(file))
+
+
+# --------------------------------------------------------------------------- value parsers
+
+
+def _shown(value: str) -> str:
+    """A non-secret value for an error message: quoted, control characters escaped, truncated."""
+    if len(value) > _SHOWN_VALUE_LENGTH:
+        value = value[:_SHOWN_VALUE_LENGTH] + "..."
+    return repr(value)
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ConfigurationError(name, f"must be true/false, 1/0 or yes/no, got {_shown(raw)}")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(name, f"must be a number of seconds, got {_shown(raw)}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigurationError(
+            name, f"must be a finite number of seconds >= 0, got {_shown(raw)}"
+        )
+    return value
+
+
+def _http_url(name: str, value: str) -> str:
+    """Validate an http(s) base URL; the message never repeats it (it may carry user:password)."""
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ConfigurationError(name, "contains whitespace or control characters")
+    try:
+        parts = urllib.parse.urlsplit(value)
+        _ = parts.port  # ValueError on a malformed or out-of-range port
+    except ValueError:
+        raise ConfigurationError(name, "is not a valid URL (host or port)") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigurationError(name, "must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ConfigurationError(name, "has no host")
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        raise ConfigurationError(name, "must not have a query or fragment (paths are appended)")
+    return value.rstrip("/")
+
+
+def _mongo_host(host: str) -> bool:
+    """``host``, ``host:port`` or ``[v6]:port`` with a port in 1..65535."""
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 2:
+            return False
+        port = host[end + 1:]
+        if port and not port.startswith(":"):
+            return False
+        port = port[1:] if port else ""
+    else:
+        name, _, port = host.partition(":")
+        if not name or ":" in port:
+            return False
+    return not port or (port.isascii() and port.isdigit() and 0 < int(port) < 65536)
+
+
+def _split_mongodb_uri(uri: str) -> tuple[str, str, str, str, str]:
+    """(scheme, user, password, hosts, rest) of a MongoDB URI, or ConfigurationError.
+
+    Follows the connection-string rules pymongo enforces, so that a URI accepted here does not
+    fail later inside the database client (whose messages could quote it).
+    """
+    name = "MONGODB_URI"
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+        raise ConfigurationError(name, "contains whitespace or control characters")
+    for scheme in ("mongodb+srv", "mongodb"):
+        if uri.startswith(scheme + "://"):
+            break
+    else:
+        raise ConfigurationError(name, "must start with mongodb:// or mongodb+srv://")
+    host_part, slash, path = uri[len(scheme) + 3:].partition("/")
+    if "@" in path:
+        # pymongo would read "u/ser:pw@db" as host "u" and database "ser:pw@db", and the
+        # password would then be shown as part of the path: refuse it instead.
+        raise ConfigurationError(name, "has an '@' after the host list: percent-encode the "
+                                 "user name and password")
+    userinfo, at, hosts = host_part.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    if at and not user:
+        raise ConfigurationError(name, "has an '@' but no user name")
+    if any(c in _USERINFO_RESERVED for c in user + password):
+        raise ConfigurationError(name, "user name and password must be percent-encoded")
+    if "?" in hosts:
+        raise ConfigurationError(name, "needs a '/' between the host list and the options")
+    host_list = hosts.split(",")
+    if not hosts or not all(_mongo_host(h) for h in host_list):
+        raise ConfigurationError(
+            name, "needs at least one host (host or host:port, comma-separated)"
+        )
+    if scheme == "mongodb+srv" and (len(host_list) != 1 or ":" in hosts.strip("[]")):
+        raise ConfigurationError(name, "mongodb+srv:// takes exactly one host name and no port")
+    return scheme, user, password, hosts, slash + path
+
+
+def redact_mongodb_uri(uri: str) -> str:
+    """``uri`` with the password replaced by ``***`` and any options by ``<options>``.
+
+    Options can carry secrets too (``tlsCertificateKeyFilePassword``), so they are not shown.
+    An unparsable URI is shown as ``<invalid>`` rather than risk echoing it.
+    """
+    try:
+        scheme, user, password, hosts, rest = _split_mongodb_uri(uri)
+    except ConfigurationError:
+        return "<invalid>"
+    auth = f"{user}:***@" if password else (f"{user}@" if user else "")
+    path, question, _ = rest.partition("?")
+    return f"{scheme}://{auth}{hosts}{path}{'?<options>' if question else ''}"
+
+
+def _database_name(env: Mapping[str, str]) -> str:
+    name = "DATABASE_NAME"
+    value = env.get(name, "").strip() or DEFAULT_DATABASE_NAME
+    if any(c in _DB_NAME_FORBIDDEN for c in value) or any(ord(c) < 0x20 for c in value):
+        raise ConfigurationError(name, f"{_shown(value)} contains a character MongoDB refuses")
+    if len(value.encode("utf-8")) > _DB_NAME_MAX_BYTES:
+        raise ConfigurationError(name, f"is longer than {_DB_NAME_MAX_BYTES} bytes")
+    return value
+
+
+def _timing(env: Mapping[str, str]) -> TimingModel:
+    defaults = TimingModel()
+    values = {
+        field: _seconds(env, variable, getattr(defaults, field))
+        for field, variable in TIMING_VARIABLES.items()
+    }
+    try:
+        timing = TimingModel(**values)
+    except ValueError as exc:
+        message = str(exc)
+        culprits = [f for f in TIMING_VARIABLES if f in message and values[f] <= 0]
+        field = culprits[0] if culprits else "recheck_interval"
+        variable = TIMING_VARIABLES[field]
+        raise ConfigurationError(variable, f"must be greater than 0 ({message})") from None
+    problems = timing.problems()
+    if problems:
+        raise ConfigurationError(_variable_of_problem(problems[0]), problems[0])
+    return timing
+
+
+def _variable_of_problem(problem: str) -> str:
+    """The variable a ``TimingModel.problems()`` sentence is about: the field it names first."""
+    positions = {
+        field: match.start()
+        for field in TIMING_VARIABLES
+        if (match := re.search(rf"\b{field}\b", problem))
+    }
+    if not positions:
+        return TIMING_VARIABLES["recheck_interval"]
+    return TIMING_VARIABLES[min(positions, key=positions.__getitem__)]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    """Validated configuration. Build it with :meth:`from_env`; print it with :meth:`describe`.
+
+    ``encoder_private_key`` and ``mongodb_uri`` are credentials: read them only to build the
+    identity and the database client; ``repr``, ``str`` and :meth:`describe` redact them.
+    """
+
+    monitor_enabled: bool = False
+    monitor_base_url: str = DEFAULT_MONITOR_BASE_URL
+    mongodb_enabled: bool = False
+    mongodb_uri: str | None = None
+    database_name: str = DEFAULT_DATABASE_NAME
+    gateway_url: str | None = None
+    aid_enabled: bool = False
+    aid_base_url: str | None = None
+    encoder_private_key: str | None = None
+    #: ``ENCODER_DID``, or the DID derived from ``ENCODER_PRIVATE_KEY`` when only the key is set.
+    encoder_did: str | None = None
+    chain: str = DEFAULT_CHAIN
+    timing: TimingModel = dataclasses.field(default_factory=TimingModel)
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        dotenv: str | os.PathLike[str] | None = ".env",
+        *,
+        check_chain: bool = True,
+    ) -> Settings:
+        """Read ``dotenv`` (skipped when ``None`` or missing), overlay ``environ`` (default:
+        ``os.environ``), validate, and return the settings.
+
+        ``check_chain=False`` skips only the requirement that the chain have a tier able to
+        confirm ownership; diagnostics that talk to one tier (``python -m verifier check``)
+        use it, while anything that processes jobs must not.
+        """
+        env: dict[str, str] = dict(_read_dotenv(dotenv)) if dotenv is not None else {}
+        env.update(os.environ if environ is None else environ)
+        return cls._validated(env, check_chain=check_chain)
+
+    @classmethod
+    def _validated(cls, env: Mapping[str, str], *, check_chain: bool) -> Settings:
+        for name in sorted(env):
+            if name.startswith("VERIFIER_") and name not in KNOWN_VARIABLES:
+                raise ConfigurationError(name, "is not a setting of this verifier (misspelt?)")
+
+        monitor_enabled = _bool(env, "GATEWAY_MONITOR_ENABLED")
+        mongodb_enabled = _bool(env, "MONGODB_VERIFICATION_ENABLED")
+        aid_enabled = _bool(env, "GATEWAY_AID_ENABLED")
+
+        # An explicitly empty monitor URL is not "use the default": the operator blanked it.
+        raw_monitor = env.get("GATEWAY_MONITOR_BASE_URL")
+        monitor_url = DEFAULT_MONITOR_BASE_URL if raw_monitor is None else raw_monitor.strip()
+        if monitor_url:
+            monitor_url = _http_url("GATEWAY_MONITOR_BASE_URL", monitor_url)
+        elif monitor_enabled:
+            raise ConfigurationError(
+                "GATEWAY_MONITOR_BASE_URL",
+                "is empty but GATEWAY_MONITOR_ENABLED is true (unset it to use "
+                f"{DEFAULT_MONITOR_BASE_URL})",
+            )
+
+        mongodb_uri = env.get("MONGODB_URI", "").strip() or None
+        if mongodb_uri is not None:
+            _split_mongodb_uri(mongodb_uri)
+        elif mongodb_enabled:
+            raise ConfigurationError(
+                "MONGODB_URI", "is required when MONGODB_VERIFICATION_ENABLED is true"
+            )
+
+        gateway_url = env.get("GATEWAY_URL", "").strip() or None
+        if gateway_url is not None:
+            gateway_url = _http_url("GATEWAY_URL", gateway_url)
+
+        aid_url = env.get("GATEWAY_AID_BASE_URL", "").strip() or None
+        if aid_url is not None:
+            aid_url = _http_url("GATEWAY_AID_BASE_URL", aid_url)
+        elif aid_enabled:
+            raise ConfigurationError(
+                "GATEWAY_AID_BASE_URL", "is required when GATEWAY_AID_ENABLED is true"
+            )
+
+        private_key = env.get(_SECRET_KEY, "").strip() or None
+        did = _encoder_did(env.get("ENCODER_DID", "").strip() or None, private_key)
+        if aid_enabled and did is None:
+            raise ConfigurationError(
+                "ENCODER_DID",
+                "GATEWAY_AID_ENABLED needs the encoder's DID: set ENCODER_PRIVATE_KEY or "
+                "ENCODER_DID",
+            )
+
+        chain = env.get("VERIFIER_CHAIN", "").strip() or DEFAULT_CHAIN
+        timing = _timing(env)
+        try:
+            policy = Policy.named(chain, timing)
+        except ValueError as exc:
+            raise ConfigurationError("VERIFIER_CHAIN", str(exc)) from None
+
+        settings = cls(
+            monitor_enabled=monitor_enabled,
+            monitor_base_url=monitor_url,
+            mongodb_enabled=mongodb_enabled,
+            mongodb_uri=mongodb_uri,
+            database_name=_database_name(env),
+            gateway_url=gateway_url,
+            aid_enabled=aid_enabled,
+            aid_base_url=aid_url,
+            encoder_private_key=private_key,
+            encoder_did=did,
+            chain=chain,
+            timing=timing,
+        )
+        if check_chain:
+            settings._check_confirming_tier(policy)
+        return settings
+
+    def _check_confirming_tier(self, policy: Policy) -> None:
+        """A chain that verifies but may not trust the gateway needs the database or the monitor.
+
+        Without either, every verification would end in "cannot confirm" and no job would ever
+        be processed; starting such a node would only look like protection.
+        """
+        if not policy.verify or policy.gateway_can_confirm:
+            return
+        if not (self.mongodb_enabled or self.monitor_enabled):
+            raise ConfigurationError(
+                "GATEWAY_MONITOR_ENABLED",
+                f"the {self.chain} chain needs a tier that can confirm ownership: set "
+                "GATEWAY_MONITOR_ENABLED=true (community node) or MONGODB_VERIFICATION_ENABLED="
+                "true (infrastructure node); the legacy gateway alone is known to tell two "
+                "encoders they own the same job",
+            )
+
+    # ------------------------------------------------------------------ derived values
+
+    def tier_set(self) -> TierSet:
+        """The tiers this node has. The gateway counts only when ``GATEWAY_URL`` is set."""
+        return TierSet(
+            database=self.mongodb_enabled,
+            monitor=self.monitor_enabled,
+            gateway=self.gateway_url is not None,
+            aid=self.aid_enabled,
+        )
+
+    def policy(self) -> Policy:
+        """The chain named by ``VERIFIER_CHAIN`` with this node's timing bounds."""
+        return Policy.named(self.chain, self.timing)
+
+    def identity(self) -> EncoderIdentity | None:
+        """The signing identity from ``ENCODER_PRIVATE_KEY``, or ``None`` when it is unset."""
+        if self.encoder_private_key is None:
+            return None
+        from ._identity import EncoderIdentity
+
+        return EncoderIdentity.from_private_key(self.encoder_private_key)
+
+    # ------------------------------------------------------------------ display
+
+    def describe(self) -> dict[str, str]:
+        """Every setting by variable name, as text safe to print or log (secrets redacted)."""
+        def flag(value: bool) -> str:
+            return "true" if value else "false"
+
+        did = self.encoder_did or "<unset>"
+        if self.encoder_did and self.encoder_private_key:
+            did += " (from ENCODER_PRIVATE_KEY)"
+        shown = {
+            "GATEWAY_MONITOR_ENABLED": flag(self.monitor_enabled),
+            "GATEWAY_MONITOR_BASE_URL": redact_url(self.monitor_base_url)
+            if self.monitor_base_url else "<unset>",
+            "MONGODB_VERIFICATION_ENABLED": flag(self.mongodb_enabled),
+            "MONGODB_URI": redact_mongodb_uri(self.mongodb_uri) if self.mongodb_uri else "<unset>",
+            "DATABASE_NAME": self.database_name,
+            "GATEWAY_URL": redact_url(self.gateway_url) if self.gateway_url else "<unset>",
+            "GATEWAY_AID_ENABLED": flag(self.aid_enabled),
+            "GATEWAY_AID_BASE_URL": redact_url(self.aid_base_url) if self.aid_base_url
+            else "<unset>",
+            _SECRET_KEY: "<set>" if self.encoder_private_key else "<unset>",
+            "ENCODER_DID": did,
+            "VERIFIER_CHAIN": self.chain,
+        }
+        for field, variable in TIMING_VARIABLES.items():
+            shown[variable] = f"{getattr(self.timing, field):g}"
+        return shown
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
+        return f"Settings({inner})"
+
+    def __str__(self) -> str:
+        return "\n".join(f"{k}={v}" for k, v in self.describe().items())
+
+
+def _encoder_did(did: str | None, private_key: str | None) -> str | None:
+    """``ENCODER_DID`` checked against the key, or the key's DID, or ``None``."""
+    derived = None
+    if private_key is not None:
+        from ._identity import EncoderIdentity
+
+        derived = EncoderIdentity.from_private_key(private_key).did
+    if did is None:
+        return derived
+    try:
+        did = validate_did(did)
+    except InvalidInputError as exc:
+        raise ConfigurationError("ENCODER_DID", str(exc)) from None
+    if derived is not None and normalize_did(did) != derived:
+        raise ConfigurationError(
+            "ENCODER_DID",
+            f"does not match the DID of ENCODER_PRIVATE_KEY ({derived}); the gateway records "
+            "the key's DID as owner, so unset ENCODER_DID or fix it",
+        )
+    return did
