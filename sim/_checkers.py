@@ -368,6 +368,9 @@ def _double_assigned(part: _Partition, tiers: Collection[str] | None) -> set[str
     for job, recs in part.by_job.items():
         holders: set[str] = set()
         for _, (_, process, _, op, phase, value) in recs:
+            if op == "lie" and process == WORLD:
+                out.add(job)  # the world says it double-assigned the job, whatever came next
+                break
             if phase != "ok":
                 continue
             if process == WORLD:
@@ -382,7 +385,9 @@ def _double_assigned(part: _Partition, tiers: Collection[str] | None) -> set[str
 
 
 def double_assigned_jobs(history: History, *, tiers: Collection[str] | None = None) -> set[str]:
-    """Jobs two distinct encoders were told they got (``claim``/``ok``) in the same round.
+    """Jobs the world double-assigned: a world ``lie`` record (the gateway handed the job to a
+    second encoder, or let a second accept pass its check while another write was in flight),
+    or two distinct encoders told they got it (``claim``/``ok``) in the same round.
 
     A round ends at a world ``requeue`` or ``commit``. This is the denominator of the
     race-prevention rate: the races the world created, whatever the chain then did about them.

@@ -177,36 +177,38 @@ class Encoder:
     # ------------------------------------------------------------------ the driver
 
     def perform(self, job_id: str, action: Any) -> Generator[simpy.Event, Any, Answer]:
+        kind = type(action)
+        if kind is Sleep:
+            return (yield from self._sleep(action.until))
+        if kind is Observe:
+            return (yield from self._observe(job_id, action))
+        if kind is StartWork:
+            return self._start(job_id)
+        if kind is CancelWork:
+            return (yield from self._cancel(job_id))
+        return (yield from self._write(job_id, action))
+
+    def _observe(self, job_id: str, action: Observe) -> Generator[simpy.Event, Any, Answer]:
         now, rec, name = self.env.now, self.history.add, self.name
         world, did = self.world, self.did
-        if isinstance(action, Sleep):
-            return (yield from self._sleep(action.until))
-        if isinstance(action, Observe):
-            tier = action.tier
-            rec(now, name, job_id, "verify", "invoke", (tier.value, action.purpose))
-            if tier is Tier.DATABASE:
-                answer, delay = world.db_read(job_id)
-            elif tier is Tier.MONITOR:
-                answer, delay = world.monitor_read(job_id)
-            elif tier is Tier.GATEWAY:
-                answer, delay = world.gw_status(did, job_id)
-            else:
-                answer, delay = TierFailed(tier, "no read endpoint in the simulator"), 0.0
-            yield from self.wait(delay)
-            if isinstance(answer, Observed):
-                obs = answer.observation
-                owner = obs.owner.rsplit(":", 1)[-1] if obs.owner else None
-                rec(self.env.now, name, job_id, "verify", "ok", (tier.value, owner, obs.status))
-            else:
-                rec(self.env.now, name, job_id, "verify", "fail", tier.value)
-            return answer
-        if isinstance(action, Claim | Heartbeat | Finish | Release):
-            return (yield from self._write(job_id, action))
-        if isinstance(action, StartWork):
-            return self._start(job_id)
-        if isinstance(action, CancelWork):
-            return (yield from self._cancel(job_id))
-        raise AssertionError(f"unhandled action {action!r}")
+        tier = action.tier
+        rec(now, name, job_id, "verify", "invoke", (tier, action.purpose))
+        if tier is Tier.DATABASE:
+            answer, delay = world.db_read(job_id)
+        elif tier is Tier.MONITOR:
+            answer, delay = world.monitor_read(job_id)
+        elif tier is Tier.GATEWAY:
+            answer, delay = world.gw_status(did, job_id)
+        else:
+            answer, delay = TierFailed(tier, "no read endpoint in the simulator"), 0.0
+        yield from self.wait(delay)
+        if isinstance(answer, Observed):
+            obs = answer.observation
+            owner = obs.owner.rsplit(":", 1)[-1] if obs.owner else None
+            rec(self.env.now, name, job_id, "verify", "ok", (tier, owner, obs.status))
+        else:
+            rec(self.env.now, name, job_id, "verify", "fail", tier)
+        return answer
 
     def _write(self, job_id: str, action: Claim | Heartbeat | Finish | Release
                ) -> Generator[simpy.Event, Any, Answer]:
@@ -214,7 +216,7 @@ class Encoder:
         answer: WriteAnswered
         if isinstance(action, Claim):
             op = "claim"
-            self.history.add(self.env.now, self.name, job_id, op, "invoke", via.value)
+            self.history.add(self.env.now, self.name, job_id, op, "invoke", via)
             if via is Tier.GATEWAY:
                 answer, delay = world.gw_accept(did, job_id)
             elif via is Tier.DATABASE:
@@ -223,7 +225,7 @@ class Encoder:
                 answer, delay = world.aid_claim(did, job_id)
         elif isinstance(action, Heartbeat):
             op = "heartbeat"
-            self.history.add(self.env.now, self.name, job_id, op, "invoke", via.value)
+            self.history.add(self.env.now, self.name, job_id, op, "invoke", via)
             if via is Tier.GATEWAY:
                 answer, delay = world.gw_ping(did, job_id)
             elif via is Tier.DATABASE:
@@ -232,7 +234,7 @@ class Encoder:
                 answer, delay = world.aid_heartbeat(did, job_id)
         elif isinstance(action, Finish):
             op = "commit"
-            self.history.add(self.env.now, self.name, job_id, op, "invoke", via.value)
+            self.history.add(self.env.now, self.name, job_id, op, "invoke", via)
             if via is Tier.GATEWAY:
                 answer, delay = world.gw_finish(did, job_id)
             elif via is Tier.DATABASE:
@@ -241,7 +243,7 @@ class Encoder:
                 answer, delay = world.aid_finish(did, job_id)
         else:
             op = "release"
-            self.history.add(self.env.now, self.name, job_id, op, "invoke", via.value)
+            self.history.add(self.env.now, self.name, job_id, op, "invoke", via)
             if via is Tier.GATEWAY:
                 answer, delay = world.gw_release(did, job_id, action.failed)
             elif via is Tier.DATABASE:
@@ -250,7 +252,7 @@ class Encoder:
                 answer, delay = _UNSUPPORTED, 0.0
         yield from self.wait(delay)
         phase = {WriteOutcome.OK: "ok", WriteOutcome.REFUSED: "fail"}.get(answer.outcome, "info")
-        self.history.add(self.env.now, self.name, job_id, op, phase, via.value)
+        self.history.add(self.env.now, self.name, job_id, op, phase, via)
         return answer
 
     def _start(self, job_id: str) -> Answer:

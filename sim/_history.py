@@ -17,7 +17,8 @@ millions of them)::
     ``commit`` (the encoder's finish request), ``release``, ``crash``, ``pause``;
     world operations: ``assign`` (an assignment write landed; value ``(owner, epoch)``),
     ``requeue`` (back to the queue; value the reason), ``commit`` (a result was committed;
-    value ``(committer, epoch)``), ``fault`` (a fault window; value its kind).
+    value ``(committer, epoch)``), ``fault`` (a fault window; value its kind), ``lie`` (the
+    gateway double-assigned the job; value ``(kind, encoder)``).
 ``phase``
     ``invoke``, ``ok``, ``fail``, or ``info`` (outcome unknown: counted as "may have happened").
 ``value``
@@ -28,9 +29,9 @@ Conventions the checkers rely on (see ``sim/_checkers.py``):
 * ``start``/``ok`` opens a processing interval of (process, job); ``stop``/``ok`` closes it
   (value: ``"done"``, ``"cancelled"``); a ``crash``/``info`` of the process closes all its
   intervals (a crashed encoder has provably stopped). A ``pause`` does **not** close anything.
-* ``claim``/``ok`` with value ``"gateway"`` is an accept the gateway answered OK; two distinct
-  encoders answered OK for one job without a ``requeue``/``commit`` between them is a double
-  assignment (the denominator of the race-prevention rate).
+* a world ``lie`` on a job, or two distinct encoders answered ``claim``/``ok`` for it without
+  a ``requeue``/``commit`` between them, is a double assignment (the denominator of the
+  race-prevention rate: the races the world created, whatever the chain did about them).
 * world ``commit`` is ground truth for S3; world ``assign`` tells which assignment is latest.
 """
 

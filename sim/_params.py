@@ -40,8 +40,11 @@ class Scenario:
     #: Probability that a hand-out is a double one: a job already handed to another encoder,
     #: whose accept the gateway answers OK without its check (last writer wins).
     lie_rate: float = 0.05
-    #: G: an accept's write lands up to this long after the request (uniform).
+    #: G: an accept's write lands at most this long after the request was sent.
     write_delay: float = 2.0
+    #: Most writes land while the request is served (before the reply); with this
+    #: probability one lands after the reply, uniformly up to G (a slow or retried write).
+    late_write_rate: float = 0.1
     #: Probability that an accept's reply is lost (client timeout) while its write lands.
     reply_loss_rate: float = 0.01
     #: Probability that ``jobstatus`` answers "yours" whatever the truth.
@@ -58,8 +61,9 @@ class Scenario:
     gateway_outage_mean_s: float = 60.0
     # --- gateway monitor
     monitor_latency: float = 0.2
-    #: Δ: the monitor's lag is uniform in [0, Δ] ...
+    #: Δ: the monitor's lag is exponential with mean monitor_lag_mean, capped at Δ ...
     monitor_lag: float = 5.0
+    monitor_lag_mean: float = 0.2
     #: ... except with this probability, when it is Δ × monitor_lag_tail_factor (outside).
     monitor_lag_tail: float = 0.0
     monitor_lag_tail_factor: float = 10.0
@@ -111,6 +115,7 @@ class Scenario:
             if value < 0:
                 raise ScenarioError(f"{f.name}: must be >= 0, got {value}")
         for name in ("infra_fraction", "monitor_fraction", "lie_rate", "reply_loss_rate",
+                     "late_write_rate",
                      "status_lie_rate", "monitor_lag_tail", "monitor_synthetic_rate",
                      "monitor_error_rate", "aid_fraction", "pause_tail"):
             if getattr(self, name) > 1:

@@ -51,7 +51,7 @@ class Job:
 
     __slots__ = (
         "attempts", "created", "epoch", "id", "last_pinged", "log_states", "log_times",
-        "owner", "status", "token",
+        "owner", "pending", "status", "token",
     )
 
     def __init__(self, job_id: str, created: float) -> None:
@@ -60,6 +60,7 @@ class Job:
         self.owner: str | None = None  # encoder DID
         self.epoch = 0
         self.token: str | None = None
+        self.pending: str | None = None  # an accepted write still in flight (encoder DID)
         self.last_pinged = created
         self.attempts = 0
         self.created = created
@@ -216,6 +217,8 @@ class World:
             handed = self.jobs[self._handed]
             if handed.status in CLAIMABLE_STATUSES or handed.status in PROCESSABLE_STATUSES:
                 self._lying.add((did, handed.id))
+                self.history.add(self.env.now, WORLD, handed.id, "lie", "info",
+                                 ("double-handout", _name(did)))
                 return handed.id, delay
         while self.queue:
             job_id = self.queue[0]
@@ -248,11 +251,24 @@ class World:
         self._lying.discard((did, job_id))
         if not lying and not (job.status in CLAIMABLE_STATUSES and job.owner is None):
             return _NOT_AVAILABLE, delay  # the real gateway says a generic 500
-        land = self._delays.random() * sc.write_delay
-        self.env.timeout(land).callbacks.append(lambda _e: self._assign(job, did, None))
+        if job.pending is not None and job.pending != did:
+            # Check-then-act: another accept's write is still in flight; both pass the check.
+            self.history.add(self.env.now, WORLD, job_id, "lie", "info",
+                             ("double-accept", _name(did)))
+        job.pending = did
+        if self._delays.random() < sc.late_write_rate:
+            land = delay + self._delays.random() * max(sc.write_delay - delay, 0.0)
+        else:
+            land = self._delays.random() * min(delay, sc.write_delay)
+        self.env.timeout(land).callbacks.append(lambda _e: self._landed(job, did))
         if self._faulty() and self._lies.random() < sc.reply_loss_rate:
             return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), sc.gateway_timeout
         return OK, delay
+
+    def _landed(self, job: Job, did: str) -> None:
+        if job.pending == did:
+            job.pending = None
+        self._assign(job, did, None)
 
     def gw_ping(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
         self.calls["gateway"] += 1
@@ -316,7 +332,8 @@ class World:
         if faulty and rng.random() < sc.monitor_synthetic_rate:
             job = GatewayMonitorJob(id=job_id, status=None, assigned_to=None, synthetic=True)
             return Observed(Observation(Tier.MONITOR, job)), delay
-        lag = rng.random() * sc.monitor_lag
+        lag = min(rng.expovariate(1.0 / sc.monitor_lag_mean), sc.monitor_lag) if (
+            sc.monitor_lag_mean > 0) else 0.0
         if faulty and sc.monitor_lag_tail and rng.random() < sc.monitor_lag_tail:
             lag = sc.monitor_lag * sc.monitor_lag_tail_factor
         return self.observation(Tier.MONITOR, job_id, self.jobs[job_id].as_of(now - lag)), delay

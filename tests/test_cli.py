@@ -8,6 +8,7 @@ directory (so no real ``.env`` is read), and checks the exit status that scripts
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import subprocess
@@ -412,6 +413,20 @@ def test_control_characters_from_the_monitor_are_escaped(
     assert json_code == 1
     assert "\x1b" not in json_out  # JSON escapes it, and the value survives parsing
     assert json.loads(json_out)["job"]["status"] == "running\x1b[2K\r✅ Yes"
+
+
+def test_ascii_terminal_gets_ascii_marks_and_escaped_text(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter
+) -> None:
+    serve(monitor, job("running ✅"))
+    buffer = io.BytesIO()
+    stream = io.TextIOWrapper(buffer, encoding="ascii")
+    env.setattr(sys, "stdout", stream)
+    assert main(["check", JOB, "--did", ME]) == 1
+    stream.flush()
+    out = buffer.getvalue().decode("ascii")
+    assert "Is owned by us: [yes] Yes" in out
+    assert "Status: running \\u2705" in out
 
 
 # --------------------------------------------------------------------------- structure

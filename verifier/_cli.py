@@ -110,20 +110,19 @@ class _Marks:
     found: str
     status: str
     owner: str
-    tip: str
 
 
 _EMOJI: Final = _Marks(
-    "✅", "❌", "⚠️", "🧪", ("1️⃣", "2️⃣", "3️⃣", "4️⃣"), "✅", "📊", "👤", "💡"
+    "✅", "❌", "⚠️", "🧪", ("1️⃣", "2️⃣", "3️⃣", "4️⃣"), "✅", "📊", "👤"
 )
-_ASCII: Final = _Marks("[yes]", "[no]", "[!]", "*", ("1.", "2.", "3.", "4."), "[ok]", "-", "-", "-")
+_ASCII: Final = _Marks("[yes]", "[no]", "[!]", "*", ("1.", "2.", "3.", "4."), "[ok]", "-", "-")
 
 
 def _marks_for(stream: TextIO) -> _Marks:
     """Emoji when the stream can encode them (the original report), ASCII otherwise."""
     encoding = getattr(stream, "encoding", None) or "ascii"
     try:
-        "✅❌⚠️🧪1️⃣📊👤💡".encode(encoding)
+        "✅❌⚠️🧪1️⃣📊👤".encode(encoding)
     except (UnicodeEncodeError, LookupError):
         return _ASCII
     return _EMOJI
@@ -250,7 +249,7 @@ class _Report:
         if self.error is not None:
             lines += [f"   {m.warn} The monitor did not answer: {_safe_text(self.error)}", ""]
             lines.append(f"{m.warn} Nothing is known about this job (exit {self.exit_code}).")
-            print("\n".join(lines), file=out)
+            _write(out, lines)
             return
         job = self.job
         if job is None:
@@ -284,7 +283,18 @@ class _Report:
             lines.append(f"{m.yes} Owned by {_safe_text(self.did)} and safe to process (exit 0).")
         else:
             lines.append(f"{m.no} Not safe to process (exit {self.exit_code}).")
-        print("\n".join(lines), file=out)
+        _write(out, lines)
+
+
+def _write(out: TextIO, lines: list[str]) -> None:
+    """Print, escaping what the stream cannot encode (an ASCII terminal, a C locale)."""
+    encoding = getattr(out, "encoding", None) or "ascii"
+    text = "\n".join(lines)
+    try:
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:
+        text = text.encode("ascii", "backslashreplace").decode("ascii")
+    print(text, file=out)
 
 
 async def _fetch(report: _Report, url: str, deadline_s: float) -> _Report:

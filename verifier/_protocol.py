@@ -244,6 +244,19 @@ class ProtocolError(RuntimeError):
     """The driver broke the protocol's contract (answered the wrong action, or after Done)."""
 
 
+#: Which answers each action accepts (a table: this check runs on every step of every run).
+_ANSWERS_TO: Final[dict[type, frozenset[type]]] = {
+    Observe: frozenset({Observed, TierFailed}),
+    Claim: frozenset({WriteAnswered}),
+    Heartbeat: frozenset({WriteAnswered}),
+    Finish: frozenset({WriteAnswered}),
+    Release: frozenset({WriteAnswered}),
+    StartWork: frozenset({WorkStarted}),
+    CancelWork: frozenset({WorkStopped}),
+    Sleep: frozenset({Woke, WorkEnded, PhaseChanged}),
+}
+
+
 # --------------------------------------------------------------------------- judgement
 
 
@@ -330,18 +343,7 @@ class OwnershipProtocol:
 
     @staticmethod
     def _check_answer(action: Action, answer: Answer) -> None:
-        expected: tuple[type, ...]
-        if isinstance(action, Observe):
-            expected = (Observed, TierFailed)
-        elif isinstance(action, Claim | Heartbeat | Finish | Release):
-            expected = (WriteAnswered,)
-        elif isinstance(action, StartWork):
-            expected = (WorkStarted,)
-        elif isinstance(action, CancelWork):
-            expected = (WorkStopped,)
-        else:
-            expected = (Woke, WorkEnded, PhaseChanged)
-        if not isinstance(answer, expected):
+        if type(answer) not in _ANSWERS_TO[type(action)]:
             raise ProtocolError(
                 f"{type(answer).__name__} is not an answer to {type(action).__name__}"
             )
