@@ -22,6 +22,8 @@ Layout (private modules, re-exported here; ``tests/test_public_api.py`` pins the
 
 from __future__ import annotations
 
+from ._aid import GatewayAidClient
+from ._database import DatabaseTier
 from ._errors import (
     ClaimRefused,
     ConfigurationError,
@@ -33,6 +35,9 @@ from ._errors import (
     TierUnavailable,
     VerifierError,
 )
+from ._gateway import LegacyGatewayClient
+from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
+from ._identity import EncoderIdentity
 from ._models import (
     AvailabilityResult,
     GatewayMonitorJob,
@@ -42,11 +47,6 @@ from ._models import (
     ownership_of,
     parse_job,
 )
-from ._aid import GatewayAidClient
-from ._database import DatabaseTier
-from ._gateway import LegacyGatewayClient
-from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
-from ._identity import EncoderIdentity
 from ._monitor import GatewayMonitorService
 from ._policy import HARDENING_STEPS, Policy, Tier, TierSet, TimingModel, builtin_chain_names
 from ._protocol import Outcome, OutcomeKind, OwnershipProtocol
