@@ -15,7 +15,7 @@ Everything an encoder does is recorded in the run's history (see ``sim/_history.
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import simpy
@@ -75,6 +75,7 @@ class Encoder:
         streams: Streams,
         scenario: Scenario,
         outcomes: dict[str, int],
+        protocol: Callable[..., Any] = OwnershipProtocol,
     ) -> None:
         self.env = env
         self.world = world
@@ -85,6 +86,7 @@ class Encoder:
         self.policy = policy
         self.sc = scenario
         self.outcomes = outcomes
+        self.protocol = protocol
         self.rng = streams.stream(f"encoder.{name}")
         # ε: the drift rate that accumulates at most ε over one reassignment timeout T.
         self.drift = (self.rng.random() * 2 - 1) * scenario.clock_drift / max(
@@ -166,7 +168,7 @@ class Encoder:
 
     def attempt(self, job_id: str) -> Generator[simpy.Event, Any, None]:
         """One protocol run for one job: perform each action, feed back each answer."""
-        protocol = OwnershipProtocol(job_id, me=self.did, policy=self.policy, tiers=self.tiers)
+        protocol = self.protocol(job_id, me=self.did, policy=self.policy, tiers=self.tiers)
         step = protocol.start(self.local())
         while not isinstance(step.action, Done):
             answer = yield from self.perform(job_id, step.action)

@@ -15,6 +15,7 @@ from typing import Any
 import simpy
 
 from verifier import Policy, TierSet
+from verifier._protocol import OwnershipProtocol
 
 from ._checkers import CheckResult, check_all
 from ._encoder import Encoder
@@ -24,7 +25,10 @@ from ._params import Scenario
 from ._rng import Streams
 from ._world import World
 
-__all__ = ["RunResult", "replay_command", "run_once", "tier_mix"]
+#: Builds a protocol instance: ``factory(job_id, me=did, policy=..., tiers=...)``.
+ProtocolFactory = Callable[..., Any]
+
+__all__ = ["ProtocolFactory", "RunResult", "replay_command", "run_once", "tier_mix"]
 
 
 @dataclass
@@ -72,11 +76,15 @@ def run_once(
     *,
     streams: Streams | None = None,
     policy: Policy | None = None,
+    protocol: ProtocolFactory = OwnershipProtocol,
     progress: Callable[[float, int, int], None] | None = None,
 ) -> RunResult:
     """Simulate ``scenario`` under ``chain`` with all randomness from ``seed``.
 
     ``policy`` overrides the named chain (the conformance suites pass candidate policies);
+    ``protocol`` replaces the protocol implementation itself (same constructor and driver
+    interface as :class:`verifier._protocol.OwnershipProtocol`), so a changed chain can be
+    validated by the same simulator and suites;
     ``progress(sim_time, finished, jobs)`` is called every simulated hour.
     """
     policy = policy or Policy.named(chain, timing=scenario.timing_model())
@@ -94,7 +102,8 @@ def run_once(
     width = len(str(scenario.encoders))
     for i in range(scenario.encoders):
         Encoder(env, world, history, f"e{i:0{width}d}", tiers=tier_mix(scenario, i),
-                policy=policy, streams=streams, scenario=scenario, outcomes=outcomes)
+                policy=policy, streams=streams, scenario=scenario, outcomes=outcomes,
+                protocol=protocol)
     stop = simpy.AnyOf(env, [world.done_event, env.timeout(scenario.max_time)])
     if progress is not None:
         env.process(_progress(env, world, scenario.jobs, progress))

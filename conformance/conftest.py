@@ -1,0 +1,71 @@
+"""Hypothesis settings profiles and the ``--protocol`` option of the conformance suites.
+
+Profiles (``--hypothesis-profile=NAME``; ``ci`` is selected automatically when ``CI`` is set):
+
+``ci``        deterministic (``derandomize``), no example database, sized so that the whole
+              conformance run stays well under five minutes on a 2-core machine;
+``dev``       the default on a workstation: random, remembers failures in ``.hypothesis/``;
+``thorough``  for releases and researchers: 100,000 race examples per race property.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+_COMMON: dict[str, Any] = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+settings.register_profile("ci", max_examples=150, derandomize=True, database=None,
+                          print_blob=True, **_COMMON)
+settings.register_profile("dev", max_examples=100, **_COMMON)
+settings.register_profile("thorough", max_examples=100_000, **_COMMON)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--protocol",
+        default=os.environ.get("SPK_PROTOCOL", "verifier._protocol:OwnershipProtocol"),
+        help="the protocol implementation to validate, as module:attribute (default: the "
+             "built-in OwnershipProtocol; also SPK_PROTOCOL). It must accept "
+             "(job_id, *, me, policy, tiers) and offer start()/handle() like it.",
+    )
+
+
+def load_protocol(spec: str) -> Callable[..., Any]:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise pytest.UsageError(f"--protocol must be module:attribute, got {spec!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise pytest.UsageError(f"--protocol {spec!r}: {exc}") from exc
+    if not callable(factory):
+        raise pytest.UsageError(f"--protocol {spec!r} is not callable")
+    return factory  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def protocol(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """The protocol implementation under test."""
+    return load_protocol(request.config.getoption("--protocol"))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Outside the timing model S1/S2 may fail: report how often, as the safety model asks."""
+    from conformance.test_races import OUTSIDE_RATES
+
+    n = OUTSIDE_RATES["examples"]
+    if n:
+        terminalreporter.write_line(
+            f"hardened chain outside the timing model: S1 violated in {OUTSIDE_RATES['S1']}/{n} "
+            f"examples ({OUTSIDE_RATES['S1'] / n:.1%}), S2 in {OUTSIDE_RATES['S2']}/{n} "
+            f"({OUTSIDE_RATES['S2'] / n:.1%}); S3 held in every example that passed"
+        )

@@ -1,0 +1,107 @@
+"""Quality suites: the conformance suites have teeth.
+
+Each deliberately broken chain (the canaries of ``safety-model.md``) and the documented chain
+must be *caught*: within a stated example budget, the search finds a world where the broken
+chain violates a property that the hardened chain, run on the very same world, satisfies; and
+Hypothesis shrinks that world to a small, readable schedule. A suite that could not find these
+would not be evidence of anything when it passes on the hardened chain.
+
+Some steps only matter when the timing model is violated (an encoder paused longer than P
+wakes up and finishes; a claim arrives long after its pre-claim read): those canaries are
+searched in worlds outside the model, and caught differentially (the canary breaks a property
+the hardened chain keeps in that same world).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings, target
+
+from conformance.worlds import Race, World, believers, race, worlds
+
+
+@dataclass(frozen=True)
+class Canary:
+    chain: str
+    properties: tuple[str, ...]
+    inside_model: bool
+    budget: int  # examples allowed to find it (generation + targeting; shrinking is extra)
+    #: Parameters the search pins: a database-tier canary is only reachable on
+    #: infrastructure nodes, so searching community nodes for it would waste the budget.
+    fixed: tuple[tuple[str, object], ...] = ()
+
+
+CANARIES = [
+    Canary("documented", ("S1", "S2"), True, 300),
+    Canary("trust-gateway", ("S1", "S2"), True, 100),
+    Canary("hardened-without-absent-is-wait", ("S1", "S2"), True, 1000),
+    Canary("hardened-without-settle", ("S1", "S2"), True, 300),
+    Canary("hardened-without-tier-precedence", ("S1", "S2"), True, 2000),
+    Canary("hardened-without-conditional-claim", ("S1", "S2"), False, 1000,
+           fixed=(("infra_fraction", 1.0),)),
+    Canary("hardened-without-cancel", ("S1", "S2"), False, 500),
+    Canary("hardened-without-fence", ("S3",), False, 1000),
+]
+
+
+class Caught(Exception):
+    """Raised inside the search when a distinguishing counterexample is found."""
+
+
+#: World sizes tried in order, smallest first: the first size where the search succeeds is
+#: minimal in encoders and jobs (within the budget); Hypothesis then shrinks the rest.
+SIZES = [(2, 1), (3, 1), (5, 3)]
+
+
+def hunt(canary: Canary, protocol) -> tuple[World, Race, str]:
+    """Search for the smallest world that tells ``canary`` apart from the hardened chain."""
+    for encoders, jobs in SIZES:
+        caught = _hunt(canary, protocol, encoders, jobs)
+        if caught is not None:
+            return caught
+    pytest.fail(f"{canary.chain} was not caught within {canary.budget} examples per size")
+
+
+def _hunt(canary: Canary, protocol, encoders: int, jobs: int
+          ) -> tuple[World, Race, str] | None:
+    found: list[tuple[World, Race]] = []
+
+    @settings(max_examples=canary.budget, derandomize=True, database=None, deadline=None,
+              phases=[Phase.generate, Phase.target, Phase.shrink],
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(world=worlds(inside_model=canary.inside_model, max_encoders=encoders,
+                        max_jobs=jobs, fixed=dict(canary.fixed)))
+    def search(world: World) -> None:
+        broken = race(world, canary.chain, protocol=protocol)
+        target(float(believers(broken.result.history)), label="encoders told 'yours'")
+        if broken.violated(*canary.properties) and not race(
+            world, "hardened", protocol=protocol
+        ).violated(*canary.properties):
+            found.append((world, broken))
+            raise Caught(canary.chain)
+
+    try:
+        search()
+    except Caught:
+        world, broken = found[-1]  # Hypothesis replays the shrunk example last
+        return world, broken, broken.explain(*canary.properties)
+    return None
+
+
+@pytest.mark.parametrize("canary", CANARIES, ids=[c.chain for c in CANARIES])
+def test_broken_chain_is_caught_with_a_shrunk_counterexample(canary: Canary, protocol):
+    world, broken, report = hunt(canary, protocol)
+    print(report)  # shown with -s, and in the CI log of a failing run
+    assert broken.violated(*canary.properties)
+    # Shrunk: one job, and no more encoders than the race needs.
+    assert world.scenario.jobs == 1, report
+    assert world.scenario.encoders <= 3, report
+    assert "replay" in report and "--tape" in report
+
+
+def test_documented_chain_shrinks_to_two_encoders_and_one_job(protocol):
+    world, broken, report = hunt(CANARIES[0], protocol)
+    assert (world.scenario.encoders, world.scenario.jobs) == (2, 1), report
+    assert broken.violated("S2")

@@ -1,0 +1,186 @@
+"""Small worlds, fault schedules, races, and counterexamples a developer can read.
+
+A *world* is a :class:`sim.Scenario` (2–5 encoders, 1–3 jobs, a tier mix, fault rates) plus
+a *tape*: the finite list of numbers in [0, 1) from which the simulator draws every random
+choice (:meth:`sim._rng.Streams.from_tape`). Hypothesis generates both and shrinks both: a
+failing race shrinks to fewer encoders, fewer jobs, fewer faults and a shorter tape.
+
+A race runs the verifier's protocol through the simulator (``sim._runner.run_once``) and judges
+the recorded history with the simulator's checkers. Nothing here decides ownership.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+from sim._checkers import CheckResult
+from sim._history import History
+from sim._params import Scenario
+from sim._rng import Streams
+from sim._runner import ProtocolFactory, RunResult, run_once
+from verifier import Policy
+from verifier._protocol import OwnershipProtocol
+
+__all__ = ["BASE", "Race", "World", "believers", "race", "worlds"]
+
+#: The frame every generated world varies: short work (so races are cheap to run), the
+#: timing model's bounds (Δ 5 s, G 2 s, P 2 s, ε 1 s, C 3 s, R 10 s, T 60 s), faults that stop
+#: after 15 minutes (so L1 can be judged), no fault at all unless a strategy switches it on.
+BASE = Scenario(
+    name="conformance", encoders=2, jobs=1, infra_fraction=0.0, monitor_fraction=1.0,
+    assignment="myjob", lie_rate=0.0, write_delay=2.0, late_write_rate=0.0,
+    reply_loss_rate=0.0, status_lie_rate=0.0, reassign_timeout=60.0,
+    reassign_scan_interval=5.0, monitor_lag=5.0, monitor_lag_mean=1.0,
+    monitor_synthetic_rate=0.0, monitor_error_rate=0.0, pause_max=2.0, clock_drift=1.0,
+    cancel_latency=3.0, recheck_interval=10.0, confirm_timeout=20.0, poll_interval=20.0,
+    download_mean_s=3.0, encode_mean_s=20.0, upload_mean_s=3.0, phase_sigma=0.3,
+    finish_complete_min=45.0, finish_complete_max=60.0, faults_until=900.0,
+    gateway_outage_mean_s=30.0,
+    max_time=6 * 3600.0,
+)
+
+
+@dataclass(frozen=True)
+class World:
+    scenario: Scenario
+    tape: tuple[float, ...] = ()
+    #: After the tape, draws continue from this seed (None: a neutral constant).
+    seed: int | None = None
+
+    def describe(self) -> str:
+        """The parameters that differ from :data:`BASE`, one ``key = value`` per line."""
+        lines = [f"{f.name} = {getattr(self.scenario, f.name)!r}" for f in fields(Scenario)
+                 if getattr(self.scenario, f.name) != getattr(BASE, f.name)]
+        return "\n".join(lines) or "(the base world)"
+
+
+def _levels(*values: float) -> st.SearchStrategy[float]:
+    """A fault level; the first value is the benign one that shrinking moves toward."""
+    return st.sampled_from(values)
+
+
+@st.composite
+def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
+           max_jobs: int = 3, fixed: dict[str, Any] | None = None) -> World:
+    """Small worlds with faults. ``inside_model=False`` adds pauses longer than P and monitor
+    lag beyond Δ (the timing model's bounds are violated on purpose). ``fixed`` pins some
+    parameters (e.g. only infrastructure nodes, for a database-tier canary)."""
+    changes: dict[str, Any] = {
+        "encoders": draw(st.integers(2, max_encoders)),
+        "jobs": draw(st.integers(1, max_jobs)),
+        "infra_fraction": draw(_levels(0.0, 0.5, 1.0)),
+        "assignment": draw(st.sampled_from(["myjob", "getjob"])),
+        "lie_rate": draw(_levels(0.0, 0.5, 1.0)),
+        "late_write_rate": draw(_levels(0.0, 0.5, 1.0)),
+        "reply_loss_rate": draw(_levels(0.0, 0.3)),
+        "status_lie_rate": draw(_levels(0.0, 0.5)),
+        "monitor_synthetic_rate": draw(_levels(0.0, 0.3)),
+        "monitor_error_rate": draw(_levels(0.0, 0.3)),
+        "pauses_per_hour": draw(_levels(0.0, 60.0, 600.0)),
+        "crashes_per_hour": draw(_levels(0.0, 10.0)),
+        "gateway_outages_per_hour": draw(_levels(0.0, 6.0)),
+        "gateway_outage_mean_s": draw(_levels(30.0, 90.0)),
+        "monitor_outages_per_hour": draw(_levels(0.0, 6.0)),
+        # A slow database (a congested network) widens every read-to-write gap.
+        "database_latency": draw(_levels(0.005, 1.0)),
+    }
+    if not inside_model:
+        changes["pause_tail"] = draw(_levels(0.0, 0.5, 1.0))
+        changes["pause_tail_factor"] = draw(_levels(30.0, 60.0))
+        changes["monitor_lag_tail"] = draw(_levels(0.0, 0.5))
+    changes.update(fixed or {})
+    tape = draw(st.lists(st.floats(0.0, 1.0, exclude_max=True, allow_nan=False), max_size=80))
+    seed = draw(st.none() | st.integers(0, 2**32 - 1))
+    return World(BASE.replace(**changes), tuple(tape), seed)
+
+
+@dataclass
+class Race:
+    world: World
+    chain: str
+    result: RunResult
+    checks: dict[str, CheckResult] = field(default_factory=dict)
+
+    def violated(self, *names: str) -> list[CheckResult]:
+        return [self.result.checks[n] for n in names if not self.result.checks[n].ok]
+
+    def explain(self, *names: str) -> str:
+        """A replayable counterexample: world, fault schedule, history, replay command."""
+        bad = self.violated(*names) or [self.result.checks[n] for n in names]
+        job = next((c.jobs[0] for c in bad if c.jobs), self.result.jobs[0])
+        saved = save_counterexample(self.world, self.chain, job)
+        history = self.result.history
+        schedule = [History.format_record(r) for r in history
+                    if r[3] in ("lie", "fault", "pause", "crash")]
+        lines = [
+            f"COUNTEREXAMPLE for chain {self.chain!r}: "
+            + ", ".join(f"{c.name} x{c.violations}" for c in bad),
+            *(f"  {example}" for c in bad for example in c.examples[:3]),
+            "world:", *(f"  {line}" for line in self.world.describe().splitlines()),
+            f"tape ({len(self.world.tape)} values, then seed {self.world.seed}): "
+            f"{list(self.world.tape)}",
+            "fault schedule:", *(f"  {line}" for line in schedule or ["(none)"]),
+            f"history of {job}:",
+            *(f"  {History.format_record(r)}" for r in history.for_job(job)),
+            "replay (prints this history and draws the timeline):",
+            f"  {saved}",
+        ]
+        return "\n".join(lines)
+
+
+def race(world: World, chain: str, *, protocol: ProtocolFactory = OwnershipProtocol,
+         policy: Policy | None = None) -> Race:
+    """Run one world under one chain, all randomness from the world's tape."""
+    streams = Streams.from_tape(list(world.tape), seed=world.seed)
+    result = run_once(world.scenario, chain, 0, streams=streams, policy=policy,
+                      protocol=protocol)
+    return Race(world, chain, result)
+
+
+def believers(history: History) -> int:
+    """The most encoders that were told "yours" (claim ok) for one job in one round: the
+    quantity ``hypothesis.target`` pushes up to make races likelier."""
+    best = 0
+    holders: dict[str, set[str]] = {}
+    for _, process, job, op, phase, _ in history:
+        if job is None:
+            continue
+        if process == "world" and op in ("requeue", "commit"):
+            holders.pop(job, None)
+        elif op == "claim" and phase == "ok":
+            owners = holders.setdefault(job, set())
+            owners.add(process)
+            best = max(best, len(owners))
+    return best
+
+
+def save_counterexample(world: World, chain: str, job: str) -> str:
+    """Write the world (TOML) and its tape (JSON); return the command that replays them."""
+    root = Path(os.environ.get("SPK_COUNTEREXAMPLES", ".hypothesis/counterexamples"))
+    blob = json.dumps([world.describe(), list(world.tape), world.seed, chain], sort_keys=True)
+    folder = root / f"{chain}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    toml = [f"{f.name} = {_toml(getattr(world.scenario, f.name))}" for f in fields(Scenario)
+            if getattr(world.scenario, f.name) is not None]
+    (folder / "scenario.toml").write_text("\n".join(toml) + "\n")
+    (folder / "tape.json").write_text(
+        json.dumps({"tape": list(world.tape), "seed": world.seed}) + "\n")
+    return (f"python -m sim replay --scenario {folder / 'scenario.toml'} --tape "
+            f"{folder / 'tape.json'} --chain {chain} --job {job} --png {folder / 'timeline.png'}")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
