@@ -22,7 +22,7 @@ _COMMON: dict[str, Any] = {
     "deadline": None,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
 }
-settings.register_profile("ci", max_examples=150, derandomize=True, database=None,
+settings.register_profile("ci", max_examples=400, derandomize=True, database=None,
                           print_blob=True, **_COMMON)
 settings.register_profile("dev", max_examples=100, **_COMMON)
 settings.register_profile("thorough", max_examples=100_000, **_COMMON)

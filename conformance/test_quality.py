@@ -34,7 +34,7 @@ class Canary:
 
 
 CANARIES = [
-    Canary("documented", ("S1", "S2"), True, 300),
+    Canary("documented", ("S1", "S2"), True, 1000),
     Canary("trust-gateway", ("S1", "S2"), True, 100),
     Canary("hardened-without-absent-is-wait", ("S1", "S2"), True, 1000),
     Canary("hardened-without-settle", ("S1", "S2"), True, 300),
