@@ -399,9 +399,12 @@ def double_assigned_jobs(history: History, *, tiers: Collection[str] | None = No
 
 
 def check_all(history: History, *, jobs: Iterable[str], horizon: float | None = None,
-              bound: float | None = None) -> dict[str, CheckResult]:
-    """S1, S2, S3 and L1 on one partition of the history (one pass, shared intervals)."""
-    part = _Partition(history)
+              bound: float | None = None, partition: _Partition | None = None
+              ) -> dict[str, CheckResult]:
+    """S1, S2, S3 and L1 on one partition of the history (one pass, shared intervals).
+
+    ``partition`` lets a caller that also computes metrics share the one pass."""
+    part = partition if partition is not None else _Partition(history)
     return {
         "S1": _s1(part),
         "S2": _s2(part),

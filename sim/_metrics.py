@@ -121,12 +121,13 @@ def _per_1000(count: int, jobs: int) -> float:
 
 
 def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
-                    checks: dict[str, CheckResult]) -> RunMetrics:
+                    checks: dict[str, CheckResult],
+                    partition: _Partition | None = None) -> RunMetrics:
     """The measures of one run. ``jobs`` is the population (the denominator of every rate);
     counts of jobs are restricted to it. A check missing from ``checks`` is computed here."""
     population = set(jobs)
     n_jobs = len(population)
-    part = _Partition(history)
+    part = partition if partition is not None else _Partition(history)
     checks = dict(checks)
     if "S1" not in checks:
         checks["S1"] = _s1(part)

@@ -17,7 +17,7 @@ import simpy
 from verifier import Policy, TierSet
 from verifier._protocol import OwnershipProtocol
 
-from ._checkers import CheckResult, check_all
+from ._checkers import CheckResult, _Partition, check_all
 from ._encoder import Encoder
 from ._history import History
 from ._metrics import RunMetrics, compute_metrics
@@ -43,6 +43,8 @@ class RunResult:
     sim_time: float
     jobs: list[str] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
+    #: SimPy events processed (for the benchmark's event rate; not part of any report).
+    events: int = 0
 
 
 def tier_mix(scenario: Scenario, index: int) -> TierSet:
@@ -110,10 +112,13 @@ def run_once(
     env.run(until=stop)
     sim_time = env.now
     history.records.sort(key=_time)
-    checks = check_all(history, jobs=job_ids)
-    metrics = compute_metrics(history, jobs=job_ids, duration=sim_time, checks=checks)
+    partition = _Partition(history)
+    checks = check_all(history, jobs=job_ids, partition=partition)
+    metrics = compute_metrics(history, jobs=job_ids, duration=sim_time, checks=checks,
+                              partition=partition)
+    events = next(env._eid)  # SimPy's event counter: the benchmark's event rate
     return RunResult(scenario, chain, seed, history, checks, metrics, dict(sorted(
-        outcomes.items())), sim_time, job_ids, dict(world.calls))
+        outcomes.items())), sim_time, job_ids, dict(world.calls), events)
 
 
 def _time(record: tuple[Any, ...]) -> float:
