@@ -346,6 +346,18 @@ def test_pre_claim_conflict_and_failure():
     assert outcome.kind is OutcomeKind.FAILED and not actions(trace, Claim)
 
 
+def test_unassigned_status_is_claimable_for_hardened_but_not_for_documented():
+    def unassigned(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="unassigned")
+        return seen(action.tier)
+
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(observe=unassigned))
+    assert outcome.kind is OutcomeKind.PROCESSED and actions(trace, Claim)
+    outcome, trace, _ = run(DOCUMENTED, COMMUNITY, world(observe=unassigned))
+    assert outcome.code == "NOT_AVAILABLE" and not actions(trace, Claim)
+
+
 def test_claim_with_unknown_outcome_is_verified_by_hardened_and_fails_documented():
     outcome, trace, _ = run(HARDENED, COMMUNITY, world(claim=WriteOutcome.UNKNOWN))
     assert outcome.kind is OutcomeKind.PROCESSED

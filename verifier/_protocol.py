@@ -466,8 +466,15 @@ class OwnershipProtocol:
                 return Outcome(OutcomeKind.SKIPPED, "PRE_CLAIM_FAILED", answer.detail)
             return Outcome(OutcomeKind.FAILED, "PRE_CLAIM_FAILED", answer.detail)
         assert isinstance(answer, Observed)
-        availability = availability_of(answer.observation.job)
+        job = answer.observation.job
+        availability = availability_of(job)
         if availability.available or normalize_did(availability.current_owner) == self.me:
+            return None
+        if (self.policy.verify_retries and job is not None and not job.assigned_to
+                and job.status in CLAIMABLE_STATUSES):
+            # The documented check refuses ``unassigned`` (a status of the monitor's own
+            # "available" list); the hardened chain may claim it: safety rests on the
+            # verification after the claim, not on this optimisation.
             return None
         if availability.current_owner:
             self._log("PRE_CLAIM_CONFLICT", "warning",
