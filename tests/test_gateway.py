@@ -599,3 +599,13 @@ async def test_a_shared_client_is_not_closed_but_an_owned_one_is() -> None:
     owned = LegacyGatewayClient(BASE, IDENTITY)
     await owned.aclose()
     assert owned._http._client.is_closed
+
+
+@pytest.mark.parametrize("url", ["https://gw.example:notaport", "https://gw.exa\x01mple/", "ftp://gw"])
+def test_a_malformed_gateway_url_stops_construction(url):
+    from verifier import ConfigurationError, EncoderIdentity, GatewayAidClient, LegacyGatewayClient
+
+    with pytest.raises(ConfigurationError, match="GATEWAY_URL"):
+        LegacyGatewayClient(url, EncoderIdentity.generate())
+    with pytest.raises(ConfigurationError, match="GATEWAY_AID_BASE_URL"):
+        GatewayAidClient(url, "did:key:z6MkTest")

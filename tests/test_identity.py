@@ -23,9 +23,6 @@ from verifier._identity import (
 )
 
 # RFC 8032 §7.1, test 1: a published seed and its public key.
-# Every test is async although none awaits: with the looptime plugin installed, a sync test run
-# after an async one leaks an event loop whose ResourceWarning fails a later test (see
-# tests/test_monitor.py). The hypothesis property runs inside an async test for the same reason.
 pytestmark = pytest.mark.asyncio
 
 RFC_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")

@@ -75,6 +75,7 @@ class GatewayAidClient:
             _TIER,
             base_url,
             variable="GATEWAY_AID_BASE_URL",
+            strict_url=True,  # a bad URL is a ConfigurationError now, not an httpx error later
             client=client,
             timeout=timeout,
             headers={"X-Encoder-DID": self.did},

@@ -115,7 +115,8 @@ class LegacyGatewayClient:
         # Checked before TierHttp creates (and would leak) its own httpx client.
         self._long_poll_timeout = positive_seconds(long_poll_timeout, "gateway long_poll_timeout")
         self._http = TierHttp(
-            _TIER, base_url, variable="GATEWAY_URL", client=client, timeout=timeout
+            _TIER, base_url, variable="GATEWAY_URL", client=client, timeout=timeout,
+            strict_url=True,  # a bad URL is a ConfigurationError now, not an httpx error later
         )
 
     @property

@@ -1,28 +1,42 @@
-"""HTTP plumbing shared by the legacy gateway and Gateway Aid clients.
+"""HTTP plumbing shared by the REST clients: legacy gateway, Gateway Aid and Gateway Monitor.
 
-Both services are JSON over HTTP, both have been seen down for hours (502/503/504), and both
-can commit a write whose reply never arrives. What those failures *mean* is decided once, here:
+The three services are JSON over HTTP, all have been seen down for hours (502/503/504), and the
+two writable ones can commit a write whose reply never arrives. What those failures *mean* is
+decided once, here:
 
 * no reply in time → :class:`~verifier.TierTimeout` (for a write the outcome is unknown: the
   request may still land, bound ``G`` of the timing model);
 * connection refused/reset, DNS failure, a redirect, 5xx → :class:`~verifier.TierUnavailable`;
 * 429 → :class:`~verifier.TierRateLimited` with the server's ``Retry-After`` seconds;
-* a body that is not the JSON we expect → :class:`~verifier.MalformedAnswer`.
+* a body that is not the JSON we expect, or larger than :data:`MAX_BODY_BYTES` →
+  :class:`~verifier.MalformedAnswer`.
 
 None of these is ever an answer about the job. What a 404, 409 or 500 means differs by service
-and by route (a refused ``acceptJob`` is a bare 500), so those decisions stay in the clients,
-which call :func:`raise_for_status` only for what is left. Exception messages name the route
-and the status, never the base URL (it may carry credentials) and never more than a short,
-sanitised excerpt of what the server said.
+and by route (a refused ``acceptJob`` is a bare 500; the monitor's 404 is "job not found" only
+with its own body), so those decisions stay in the clients, which call :func:`raise_for_status`
+only for what is left. Exception messages never carry credentials: the gateway and aid name the
+route, the monitor the URL through :func:`~verifier._ids.redact_url`; transport exceptions are
+not chained (their text and request objects may hold the raw URL). What the server said appears
+only as a short, sanitised excerpt.
+
+Two readings are stricter for the monitor than for the older clients, by a flag each, so that
+the gateway and aid keep exactly the behaviour their callers were written against:
+``check_base_url(strict=True)`` and ``retry_after(http_date=True)``; and
+``TierHttp(hard_deadline=True)`` bounds the whole exchange rather than each socket operation.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import email.utils
 import json
 import math
+import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
@@ -41,19 +55,25 @@ __all__ = [
     "MAX_BODY_BYTES",
     "Answer",
     "TierHttp",
+    "check_base_url",
     "error_code",
     "job_segment",
+    "parse_retry_after",
     "positive_seconds",
     "raise_for_status",
+    "read_capped",
     "read_json",
     "retry_after",
     "server_message",
+    "transport_errors",
     "try_json",
 ]
 
 #: Real answers are a few kilobytes; a larger body is not an answer we can trust or afford.
 MAX_BODY_BYTES: Final = 1024 * 1024
 _MESSAGE_LIMIT: Final = 200
+#: RFC 9110 delay-seconds (digits), tolerating a decimal fraction.
+_DELAY_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +99,39 @@ def job_segment(job_id: object) -> str:
     return quote_segment(value)
 
 
-def retry_after(response: Answer) -> float | None:
-    """``Retry-After`` in seconds when the server gave a number; dates are ignored (no clock)."""
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait according to a ``Retry-After`` header, or ``None`` if it says nothing usable.
+
+    The RFC 9110 grammar: delay-seconds (``"120"``, tolerated ``"1.5"``) or an HTTP date (a date
+    in the past gives ``0.0``). Anything else (negative, ``inf``, ``1e3``, garbage) is ignored
+    rather than guessed: the hint only tunes a back-off, it never decides ownership. ``now`` is
+    for tests.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if _DELAY_SECONDS.fullmatch(text):
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" parses as naive; HTTP dates are always GMT.
+        when = when.replace(tzinfo=UTC)
+    reference = now if now is not None else datetime.now(UTC)
+    return max(0.0, (when - reference).total_seconds())
+
+
+def retry_after(response: Answer | httpx.Response, *, http_date: bool = False) -> float | None:
+    """The ``Retry-After`` hint of a 429 in seconds, or ``None``.
+
+    ``http_date=True`` reads the header by :func:`parse_retry_after` (the monitor). Without it,
+    as the gateway and aid clients always did: any finite, non-negative number; dates ignored.
+    """
     raw = response.headers.get("retry-after")
+    if http_date:
+        return parse_retry_after(raw)
     if raw is None:
         return None
     try:
@@ -187,14 +237,58 @@ def raise_for_status(response: Answer, tier: str, route: str) -> None:
     raise TierUnavailable(tier, f"{route}: HTTP {status}: {said}")
 
 
+@contextlib.contextmanager
+def transport_errors(tier: str, where: str, limit: float) -> Iterator[None]:
+    """Map what httpx (or a hard deadline) raises during an exchange to the tier errors.
+
+    ``where`` names the exchange in messages (a route, or a redacted URL). Exceptions are not
+    chained: httpx errors and their requests may hold the raw URL, with its user info.
+    """
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise TierTimeout(
+            tier, f"{where}: no answer within {limit:g}s ({type(exc).__name__})"
+        ) from None
+    except TimeoutError:  # asyncio.timeout: the whole exchange overran its deadline
+        raise TierTimeout(tier, f"{where}: no complete answer within {limit:g}s") from None
+    except httpx.DecodingError:
+        raise MalformedAnswer(tier, f"{where}: undecodable body") from None
+    except httpx.HTTPError as exc:  # connect/read/write errors, protocol errors, ...
+        raise TierUnavailable(tier, f"{where}: request failed ({type(exc).__name__})") from None
+
+
+async def read_capped(response: httpx.Response, tier: str, where: str) -> bytes:
+    """Read the (decoded) body, refusing it as soon as it exceeds :data:`MAX_BODY_BYTES`, so a
+    hostile or broken server cannot make us buffer an unbounded answer. A body that declares a
+    larger ``Content-Length`` is refused before a byte of it is read."""
+    declared = response.headers.get("content-length", "")
+    too_large = f"{where}: answer larger than {MAX_BODY_BYTES} bytes"
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise MalformedAnswer(tier, too_large)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise MalformedAnswer(tier, too_large)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class TierHttp:
     """One tier's HTTP endpoint: base URL, default timeout, headers, an ``httpx.AsyncClient``.
 
     A client passed in is shared and never closed here; one created here is owned and closed by
     :meth:`aclose`. ``repr`` shows the base URL without user info or query.
+
+    :param strict_url: validate ``base_url`` with ``check_base_url(strict=True)``.
+    :param hard_deadline: ``timeout`` bounds the whole exchange (connect, send, headers and
+        body), not only each socket operation, so a server that drips its body cannot hold the
+        caller past it. Without it, httpx's per-operation timeouts only.
     """
 
-    __slots__ = ("_client", "_headers", "_owned", "base_url", "tier", "timeout")
+    __slots__ = ("_client", "_hard_deadline", "_headers", "_owned", "base_url", "tier", "timeout")
 
     def __init__(
         self,
@@ -205,13 +299,49 @@ class TierHttp:
         client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
+        strict_url: bool = False,
+        hard_deadline: bool = False,
     ) -> None:
         self.tier = tier
-        self.base_url = _check_base_url(base_url, variable)
+        self.base_url = check_base_url(base_url, variable, strict=strict_url)
         self.timeout = positive_seconds(timeout, f"{variable} timeout")
         self._headers = dict(headers or {})
+        self._hard_deadline = hard_deadline
         self._owned = client is None
         self._client = client if client is not None else httpx.AsyncClient()
+
+    @contextlib.asynccontextmanager
+    async def exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        time_limit: float | None = None,
+        where: str | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """Open one request to ``base_url + path`` (``path`` already encoded), body unread.
+
+        For a caller that decides on the status before reading (see :meth:`send`); failures in
+        the block, body reads included, are mapped by :func:`transport_errors` under ``where``
+        (default: ``path``). Redirects are not followed: a 3xx from these APIs means a wrong
+        base URL, and following one could carry a signed body to another host.
+        """
+        limit = self.timeout if time_limit is None else time_limit
+        request = self._client.build_request(
+            method,
+            self.base_url + path,
+            json=json_body,
+            headers=self._headers,
+            timeout=httpx.Timeout(limit),
+        )
+        with transport_errors(self.tier, path if where is None else where, limit):
+            async with asyncio.timeout(limit if self._hard_deadline else None):
+                response = await self._client.send(request, stream=True, follow_redirects=False)
+                try:
+                    yield response
+                finally:
+                    await response.aclose()
 
     async def send(
         self,
@@ -221,32 +351,11 @@ class TierHttp:
         json_body: Mapping[str, Any] | None = None,
         time_limit: float | None = None,
     ) -> Answer:
-        """Send one request to ``base_url + path`` (``path`` already encoded); map failures.
-
-        Redirects are not followed: a 3xx from these APIs means a wrong base URL, and following
-        one could carry a signed body to another host.
-        """
-        url = self.base_url + path
-        limit = self.timeout if time_limit is None else time_limit
-        request = self._client.build_request(
-            method, url, json=json_body, headers=self._headers, timeout=httpx.Timeout(limit)
-        )
-        try:
-            response = await self._client.send(request, stream=True, follow_redirects=False)
-            try:
-                content = await _read_capped(response, self.tier, path)
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as exc:
-            raise TierTimeout(
-                self.tier, f"{path}: no answer within {limit:g}s ({type(exc).__name__})"
-            ) from None
-        except httpx.DecodingError:
-            raise MalformedAnswer(self.tier, f"{path}: undecodable body") from None
-        except httpx.RequestError as exc:
-            raise TierUnavailable(
-                self.tier, f"{path}: request failed ({type(exc).__name__})"
-            ) from None
+        """Send one request and read its whole (capped) body, whatever the status."""
+        async with self.exchange(
+            method, path, json_body=json_body, time_limit=time_limit
+        ) as response:
+            content = await read_capped(response, self.tier, path)
         return Answer(response.status_code, response.headers, content)
 
     async def aclose(self) -> None:
@@ -257,32 +366,32 @@ class TierHttp:
         return f"TierHttp({self.tier!r}, {redact_url(self.base_url)!r})"
 
 
-async def _read_capped(response: httpx.Response, tier: str, path: str) -> bytes:
-    """Read the (decoded) body, refusing it as soon as it exceeds :data:`MAX_BODY_BYTES`, so a
-    hostile or broken server cannot make us buffer an unbounded answer."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise MalformedAnswer(tier, f"{path}: answer larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def check_base_url(base_url: object, variable: str, *, strict: bool = False) -> str:
+    """``base_url`` without its trailing ``/``, or a :class:`ConfigurationError`.
 
-
-def _check_base_url(base_url: object, variable: str) -> str:
-    # The message never repeats the value: a base URL may carry user:password.
+    Requires http(s), a host, and no query or fragment (paths are appended to it, so a query
+    would swallow them). The message never repeats the value: a base URL may carry
+    user:password. Without ``strict`` surrounding whitespace is stripped (the gateway and aid
+    always did so). ``strict`` refuses rather than repairs: surrounding or inner whitespace,
+    control characters, a malformed port, a bare trailing ``?`` or ``#``; each would otherwise
+    fail later, at the first request, or send it to another path.
+    """
     if not isinstance(base_url, str) or not base_url.strip():
         raise ConfigurationError(variable, "must be a non-empty http(s) URL")
+    text = base_url if strict else base_url.strip()
     try:
-        parts = urllib.parse.urlsplit(base_url.strip())
+        parts = urllib.parse.urlsplit(text)
+        if strict:
+            _ = parts.port  # raises ValueError on a malformed port
     except ValueError:
         raise ConfigurationError(variable, "is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(variable, "must be an http(s) URL with a host")
-    if parts.query or parts.fragment:
+    if parts.query or parts.fragment or (strict and text.endswith(("?", "#"))):
         raise ConfigurationError(variable, "must not contain a query or a fragment")
-    return base_url.strip().rstrip("/")
+    if strict and any(c.isspace() or ord(c) < 0x20 for c in text):
+        raise ConfigurationError(variable, "must not contain whitespace or control characters")
+    return text.rstrip("/")
 
 
 def positive_seconds(timeout: object, what: str) -> float:

@@ -29,34 +29,43 @@ What it does differently from the deployed encoder, and why (``3speak-contract.m
 * **Credentials stay out.** URLs appear in messages and logs only through
   :func:`~verifier._ids.redact_url`, and transport exceptions are not chained (their text and
   request objects could carry the raw URL).
+
+The transport rules (error mapping, capped reads, strict JSON, base-URL checks) are the ones
+the gateway and aid clients use, from :mod:`verifier._http`; what a status or a body *means*
+is decided here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
-import json
 import logging
-import math
-import re
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final
 
 import httpx
 
 from ._errors import (
-    ConfigurationError,
     InvalidInputError,
     MalformedAnswer,
     TierRateLimited,
     TierTimeout,
     TierUnavailable,
+    VerifierError,
 )
-from ._ids import quote_segment, redact_url, validate_did, validate_job_id
+from ._http import (
+    MAX_BODY_BYTES,
+    Answer,
+    TierHttp,
+    job_segment,
+    parse_retry_after,
+    positive_seconds,
+    read_capped,
+    read_json,
+    retry_after,
+    try_json,
+)
+from ._ids import redact_url, validate_did, validate_job_id
 from ._models import (
     AvailabilityResult,
     GatewayMonitorJob,
@@ -80,78 +89,20 @@ logger = logging.getLogger(__name__)
 
 #: The documented default of ``GATEWAY_MONITOR_BASE_URL``.
 DEFAULT_MONITOR_BASE_URL: Final = "https://gateway-monitor.3speak.tv/api"
-#: Larger bodies are refused unread: a job record is a few kB; 1 MiB is generous.
-MAX_BODY_BYTES: Final = 1 << 20
 #: ``POST jobs/batch-status`` answers 400 above this many ids.
 MAX_BATCH_IDS: Final = 50
 
 _TIER: Final = Tier.MONITOR.value
+_VARIABLE: Final = "GATEWAY_MONITOR_BASE_URL"
 #: Characters the monitor server would forward unescaped into the gateway URL (path, query,
 #: fragment, escape); ids containing them are refused rather than trusted to a buggy server.
 _SERVER_UNSAFE_CHARS: Final = frozenset("/\\?#%")
-_DELAY_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait according to a ``Retry-After`` header, or ``None`` if it says nothing usable.
-
-    Accepts delay-seconds (``"120"``, tolerated ``"1.5"``) and an HTTP date (a date in the past
-    gives ``0.0``). Anything else (negative, ``inf``, garbage) is ignored rather than guessed:
-    the hint only tunes a back-off, it never decides ownership. ``now`` is for tests.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if _DELAY_SECONDS.fullmatch(text):
-        seconds = float(text)
-        return seconds if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # "-0000" parses as naive; HTTP dates are always GMT.
-        when = when.replace(tzinfo=UTC)
-    reference = now if now is not None else datetime.now(UTC)
-    return max(0.0, (when - reference).total_seconds())
-
-
-def _reject_constant(name: str) -> Any:
-    # NaN/Infinity are not JSON; a "progress": NaN must not slip through as a number.
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def _validate_base_url(base_url: object) -> str:
-    """Return ``base_url`` without its trailing ``/``, or raise :class:`ConfigurationError`.
-
-    Requires http(s), a host, a valid port, and no query or fragment (paths are appended to it,
-    so a query would swallow them). The message shows the URL only redacted.
-    """
-    variable = "GATEWAY_MONITOR_BASE_URL"
-    if not isinstance(base_url, str) or not base_url:
-        raise ConfigurationError(variable, "must be a non-empty http(s) URL")
-    try:
-        parts = urllib.parse.urlsplit(base_url)
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError:
-        # Not shown at all: redact_url itself cannot take a URL with a malformed port.
-        raise ConfigurationError(variable, "is not a valid URL (host or port)") from None
-    shown = redact_url(base_url)
-    if parts.scheme not in ("http", "https"):
-        raise ConfigurationError(variable, f"{shown} must use http or https")
-    if not parts.hostname:
-        raise ConfigurationError(variable, f"{shown} has no host")
-    if parts.query or parts.fragment or base_url.endswith(("?", "#")):
-        raise ConfigurationError(variable, f"{shown} must not have a query or fragment")
-    if any(c.isspace() or ord(c) < 0x20 for c in base_url):
-        raise ConfigurationError(variable, f"{shown} contains whitespace or control characters")
-    return base_url.rstrip("/")
 
 
 def _monitor_job_id(job_id: object) -> str:
-    """Validate ``job_id`` (shared rules) plus what the monitor server cannot carry safely."""
+    """Validate ``job_id`` (shared rules, dot segments included) plus what the monitor server
+    cannot carry safely. The path segment is then :func:`~verifier._http.job_segment`."""
     value = validate_job_id(job_id)
-    if value in (".", ".."):
-        raise InvalidInputError("job id must not be a dot path segment")
     if any(c in _SERVER_UNSAFE_CHARS for c in value):
         raise InvalidInputError(
             "job id contains '/', '\\', '?', '#' or '%', which the monitor server forwards "
@@ -161,24 +112,14 @@ def _monitor_job_id(job_id: object) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Reply:
-    status: int
-    headers: httpx.Headers
-    content: bytes
+class _Reply(Answer):
+    """An :class:`~verifier._http.Answer` plus the redacted URL it came from, for messages."""
+
     shown_url: str
 
 
-def _decode_json(reply: _Reply) -> object:
-    try:
-        return json.loads(reply.content, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise MalformedAnswer(
-            _TIER, f"HTTP {reply.status} from {reply.shown_url} is not valid JSON"
-        ) from None
-
-
 def _envelope(reply: _Reply) -> Mapping[str, Any]:
-    body = _decode_json(reply)
+    body = read_json(reply, _TIER)
     if not isinstance(body, Mapping):
         raise MalformedAnswer(
             _TIER, f"answer from {reply.shown_url} should be an object, got {type(body).__name__}"
@@ -192,10 +133,7 @@ def _is_monitor_not_found(reply: _Reply) -> bool:
     A 404 without ``success`` (``{"error": "Route not found"}``, an HTML page from a proxy) is
     what a misconfigured base URL looks like: it says nothing about the job.
     """
-    try:
-        body = json.loads(reply.content, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        return False
+    body = try_json(reply)
     if not isinstance(body, Mapping) or body.get("success") is not False:
         return False
     error = body.get("error")
@@ -205,11 +143,11 @@ def _is_monitor_not_found(reply: _Reply) -> bool:
 class GatewayMonitorService:
     """Client of the Gateway Monitor API (read-only; no auth).
 
-    :param base_url: ``GATEWAY_MONITOR_BASE_URL``; validated when ``enabled``.
+    :param base_url: ``GATEWAY_MONITOR_BASE_URL``; validated (strictly) when ``enabled``.
     :param enabled: ``GATEWAY_MONITOR_ENABLED``; a disabled service raises
         ``TierUnavailable("monitor", "disabled")`` on every call instead of answering.
     :param client: an ``httpx.AsyncClient`` to use (and not close). Without one, the service
-        creates its own on first use and closes it in :meth:`aclose` / ``async with``.
+        creates its own and closes it in :meth:`aclose` / ``async with``.
     :param timeout: hard deadline in seconds for each call, whichever client is used.
     """
 
@@ -222,19 +160,23 @@ class GatewayMonitorService:
         client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
     ) -> None:
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not math.isfinite(timeout)
-            or timeout <= 0
-        ):
-            raise ConfigurationError("timeout", "must be a positive, finite number of seconds")
+        # Checked even when disabled, and before TierHttp creates (and would leak) a client.
+        positive_seconds(timeout, "timeout")
         self._enabled = bool(enabled)
+        self._http: TierHttp | None = None
+        if self._enabled:
+            self._http = TierHttp(
+                _TIER,
+                base_url,
+                variable=_VARIABLE,
+                client=client,
+                timeout=timeout,
+                headers={"Accept": "application/json"},
+                strict_url=True,
+                hard_deadline=True,
+            )
         # A disabled service may carry any placeholder; it never sends a request.
-        self._base = _validate_base_url(base_url) if self._enabled else str(base_url).rstrip("/")
-        self._timeout = float(timeout)
-        self._client = client
-        self._owns_client = client is None
+        self._base = self._http.base_url if self._http else str(base_url).rstrip("/")
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -254,9 +196,8 @@ class GatewayMonitorService:
     async def aclose(self) -> None:
         """Close the client this service created (never one the caller passed in). Idempotent."""
         self._closed = True
-        if self._owns_client and self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def __aenter__(self) -> GatewayMonitorService:
         return self
@@ -269,90 +210,52 @@ class GatewayMonitorService:
     ) -> None:
         await self.aclose()
 
-    def _require_enabled(self) -> None:
-        if not self._enabled:
+    def _require_enabled(self) -> TierHttp:
+        if self._http is None:
             raise TierUnavailable(_TIER, "disabled")
         if self._closed:
             raise TierUnavailable(_TIER, "service closed")
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            # Redirects are not followed: a monitor that redirects is misconfigured, and a
-            # redirect could carry the request to a host we did not configure.
-            self._client = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False)
-        return self._client
+        return self._http
 
     # ------------------------------------------------------------------ transport
 
-    async def _send(self, method: str, path: str, *, body: object = None) -> _Reply:
+    async def _send(
+        self, method: str, path: str, *, body: Mapping[str, Any] | None = None
+    ) -> _Reply:
         """One request, no retry. Raises the tier errors for everything that is not a reply.
 
         429 and 5xx are raised here, before the body is read: whatever they say, they do not
         answer the question (a 500 comes for missing and existing jobs alike).
         """
-        self._require_enabled()
-        url = self._base + path
-        shown = redact_url(url)
+        http = self._require_enabled()
+        shown = redact_url(http.base_url + path)
+        where = f"{method} {shown}"
         try:
-            async with asyncio.timeout(self._timeout):
-                async with self._http().stream(
-                    method,
-                    url,
-                    json=body,
-                    timeout=self._timeout,
-                    headers={"Accept": "application/json"},
-                ) as response:
-                    status = response.status_code
-                    if status == 429:
-                        retry_after = parse_retry_after(response.headers.get("retry-after"))
-                        raise TierRateLimited(
-                            _TIER, f"HTTP 429 from {shown}", retry_after=retry_after
-                        )
-                    if status >= 500:
-                        raise TierUnavailable(_TIER, f"HTTP {status} from {shown}")
-                    content = await self._read_capped(response, shown)
-                    reply = _Reply(status, response.headers, content, shown)
-        # Exceptions are not chained: httpx errors may hold the raw URL (with user info).
-        except httpx.TimeoutException as exc:
-            logger.debug("monitor %s %s timed out (%s)", method, shown, type(exc).__name__)
-            raise TierTimeout(_TIER, f"{method} {shown} timed out") from None
-        except TimeoutError:
-            logger.debug("monitor %s %s hit the %.1fs deadline", method, shown, self._timeout)
-            raise TierTimeout(
-                _TIER, f"{method} {shown}: no complete answer within {self._timeout:g}s"
-            ) from None
-        except httpx.DecodingError:
-            raise MalformedAnswer(_TIER, f"{method} {shown}: undecodable body") from None
-        except httpx.HTTPError as exc:  # connect/read/write errors, protocol errors, ...
-            logger.debug("monitor %s %s failed: %s", method, shown, type(exc).__name__)
-            raise TierUnavailable(_TIER, f"{method} {shown}: {type(exc).__name__}") from None
-        return reply
-
-    @staticmethod
-    async def _read_capped(response: httpx.Response, shown: str) -> bytes:
-        declared = response.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise MalformedAnswer(_TIER, f"answer from {shown} is larger than {MAX_BODY_BYTES} B")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise MalformedAnswer(
-                    _TIER, f"answer from {shown} is larger than {MAX_BODY_BYTES} B"
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+            async with http.exchange(method, path, json_body=body, where=where) as response:
+                status = response.status_code
+                if status == 429:
+                    raise TierRateLimited(
+                        _TIER, f"HTTP 429 from {shown}", retry_after(response, http_date=True)
+                    )
+                if status >= 500:
+                    raise TierUnavailable(_TIER, f"HTTP {status} from {shown}")
+                content = await read_capped(response, _TIER, where)
+        except VerifierError as exc:
+            logger.debug("monitor %s failed: %s", where, exc)
+            raise
+        return _Reply(status, response.headers, content, shown)
 
     @staticmethod
     def _unexpected(reply: _Reply) -> TierUnavailable:
-        if reply.status == 404:
+        if reply.status_code == 404:
             return TierUnavailable(
                 _TIER,
                 f"HTTP 404 from {reply.shown_url} without the monitor's not-found body "
                 "(route not found: is GATEWAY_MONITOR_BASE_URL right?)",
             )
-        return TierUnavailable(_TIER, f"unexpected HTTP {reply.status} from {reply.shown_url}")
+        return TierUnavailable(
+            _TIER, f"unexpected HTTP {reply.status_code} from {reply.shown_url}"
+        )
 
     # ------------------------------------------------------------------ documented API
 
@@ -367,10 +270,10 @@ class GatewayMonitorService:
         """
         self._require_enabled()
         job_id = _monitor_job_id(job_id)
-        reply = await self._send("GET", f"/jobs/{quote_segment(job_id)}")
-        if reply.status == 404 and _is_monitor_not_found(reply):
+        reply = await self._send("GET", f"/jobs/{job_segment(job_id)}")
+        if reply.status_code == 404 and _is_monitor_not_found(reply):
             return None
-        if reply.status != 200:
+        if reply.status_code != 200:
             raise self._unexpected(reply)
         body = _envelope(reply)
         success = body.get("success")
@@ -410,10 +313,10 @@ class GatewayMonitorService:
         """
         self._require_enabled()
         job_id = _monitor_job_id(job_id)
-        reply = await self._send("GET", f"/jobs/{quote_segment(job_id)}/status")
-        if reply.status == 404 and _is_monitor_not_found(reply):
+        reply = await self._send("GET", f"/jobs/{job_segment(job_id)}/status")
+        if reply.status_code == 404 and _is_monitor_not_found(reply):
             return None
-        if reply.status != 200:
+        if reply.status_code != 200:
             raise self._unexpected(reply)
         body = _envelope(reply)
         success = body.get("success")
@@ -446,7 +349,7 @@ class GatewayMonitorService:
         if not ids:
             return {}
         reply = await self._send("POST", "/jobs/batch-status", body={"jobIds": ids})
-        if reply.status != 200:
+        if reply.status_code != 200:
             raise self._unexpected(reply)
         body = _envelope(reply)
         if not body:
@@ -476,7 +379,7 @@ class GatewayMonitorService:
             reply = await self._send("GET", "/health")
         except (TierTimeout, TierUnavailable, MalformedAnswer):
             return False
-        return reply.status == 200
+        return reply.status_code == 200
 
     # ------------------------------------------------------------------ TierClient
 
