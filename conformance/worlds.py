@@ -69,8 +69,8 @@ def _levels(*values: float) -> st.SearchStrategy[float]:
 @st.composite
 def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
            max_jobs: int = 3, fixed: dict[str, Any] | None = None) -> World:
-    """Small worlds with faults. ``inside_model=False`` adds pauses longer than P and monitor
-    lag beyond Δ (the timing model's bounds are violated on purpose). ``fixed`` pins some
+    """Small worlds with faults. ``inside_model=False`` adds pauses longer than P, monitor
+    lag beyond Δ and blind accepts (the timing model's bounds are violated on purpose). ``fixed`` pins some
     parameters (e.g. only infrastructure nodes, for a database-tier canary)."""
     changes: dict[str, Any] = {
         "encoders": draw(st.integers(2, max_encoders)),
@@ -95,6 +95,7 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         changes["pause_tail"] = draw(_levels(0.0, 0.5, 1.0))
         changes["pause_tail_factor"] = draw(_levels(30.0, 60.0))
         changes["monitor_lag_tail"] = draw(_levels(0.0, 0.5))
+        changes["blind_accept_rate"] = draw(_levels(0.0, 0.5))
     changes.update(fixed or {})
     tape = draw(st.lists(st.floats(0.0, 1.0, exclude_max=True, allow_nan=False), max_size=80))
     seed = draw(st.none() | st.integers(0, 2**32 - 1))

@@ -125,6 +125,28 @@ class Encoder:
                 continue
             return
 
+    def idle(self, duration: float) -> Generator[simpy.Event, Any, None]:
+        """Wait for the next poll; the gateway may wake us early (to hand out a job twice)."""
+        env = self.env
+        wake = env.event()
+        self.world.idle[self.name] = wake
+        try:
+            end = env.now + duration
+            while True:
+                t = min(end, self.crash_at, self.pause_at)
+                if t > env.now:
+                    yield env.timeout(t - env.now) | wake
+                if wake.triggered:
+                    return
+                if env.now >= self.crash_at:
+                    raise _Crashed
+                if env.now >= self.pause_at:
+                    end += yield from self._pause()
+                    continue
+                return
+        finally:
+            self.world.idle.pop(self.name, None)
+
     def _pause(self) -> Generator[simpy.Event, Any, float]:
         sc, rng = self.sc, self.rng
         length = rng.random() * sc.pause_max
@@ -157,7 +179,7 @@ class Encoder:
                 job_id, delay = world.gw_poll(self.did)
                 yield from self.wait(delay)
                 if job_id is None:
-                    yield from self.wait(sc.poll_interval * (0.5 + self.rng.random()))
+                    yield from self.idle(sc.poll_interval * (0.5 + self.rng.random()))
                     continue
                 yield from self.attempt(job_id)
                 yield from self.wait(self.rng.random() * 5.0)

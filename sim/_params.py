@@ -37,11 +37,16 @@ class Scenario:
     # --- legacy gateway
     #: "myjob": round-robin pre-assignment (2026); "getjob": oldest queued job to every poller.
     assignment: str = "myjob"
-    #: Probability that a hand-out is a double one: a job already handed to another encoder,
-    #: whose accept the gateway answers OK without its check (last writer wins).
+    #: Probability that a gateway assignment is handed out a second time: the next encoder
+    #: that polls within G gets it too, and its accept passes the gateway's stale check
+    #: (both answered OK, last writer wins). Realised only when someone polls in time.
     lie_rate: float = 0.05
-    #: G: an accept's write lands at most this long after the request was sent.
+    #: G: an accept's write lands at most this long after the request was sent, and the
+    #: check of a double-handed accept reads the job as it was at most this long ago.
     write_delay: float = 2.0
+    #: Probability that a double-handed accept skips its check altogether and overwrites
+    #: an assignment of any age (an unbounded check-then-act gap: outside the model).
+    blind_accept_rate: float = 0.0
     #: Most writes land while the request is served (before the reply); with this
     #: probability one lands after the reply, uniformly up to G (a slow or retried write).
     late_write_rate: float = 0.1
@@ -115,7 +120,7 @@ class Scenario:
             if value < 0:
                 raise ScenarioError(f"{f.name}: must be >= 0, got {value}")
         for name in ("infra_fraction", "monitor_fraction", "lie_rate", "reply_loss_rate",
-                     "late_write_rate",
+                     "late_write_rate", "blind_accept_rate",
                      "status_lie_rate", "monitor_lag_tail", "monitor_synthetic_rate",
                      "monitor_error_rate", "aid_fraction", "pause_tail"):
             if getattr(self, name) > 1:
@@ -148,7 +153,7 @@ class Scenario:
         )
 
     def inside_model(self) -> bool:
-        return self.monitor_lag_tail == 0 and self.pause_tail == 0
+        return self.monitor_lag_tail == 0 and self.pause_tail == 0 and self.blind_accept_rate == 0
 
     def replace(self, **changes: Any) -> Scenario:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

@@ -51,7 +51,7 @@ class Job:
 
     __slots__ = (
         "attempts", "created", "epoch", "id", "last_pinged", "log_states", "log_times",
-        "owner", "pending", "status", "token",
+        "owned_at", "owner", "pending", "status", "token",
     )
 
     def __init__(self, job_id: str, created: float) -> None:
@@ -61,6 +61,7 @@ class Job:
         self.epoch = 0
         self.token: str | None = None
         self.pending: str | None = None  # an accepted write still in flight (encoder DID)
+        self.owned_at = -math.inf  # when the current assignment landed
         self.last_pinged = created
         self.attempts = 0
         self.created = created
@@ -103,7 +104,10 @@ class World:
         self.committed: set[str] = set()
         self.finished = 0  # committed or failed for good
         self.done_event = env.event()
-        self._handed: str | None = None  # the last job handed out (for double hand-outs)
+        # Jobs the gateway will hand out a second time, until a deadline (the G window).
+        self._double: deque[tuple[float, str]] = deque()
+        #: Encoders waiting for their next poll, by name: the gateway may wake one early.
+        self.idle: dict[str, simpy.Event] = {}
         self._lying: set[tuple[str, str]] = set()  # (did, job) whose accept skips the check
         self._lies = streams.stream("gateway.lies")
         self._delays = streams.stream("gateway.write_delay")
@@ -150,9 +154,17 @@ class World:
 
     def _assign(self, job: Job, did: str, token: str | None) -> None:
         job.epoch += 1
+        job.owned_at = self.env.now
         job.last_pinged = self.env.now
         self._write(job, status="assigned", owner=did, token=token)
         self.history.add(self.env.now, WORLD, job.id, "assign", "ok", (_name(did), job.epoch))
+        if token is None and self._faulty() and self._lies.random() < self.sc.lie_rate:
+            # lie_rate: the share of gateway assignments that the gateway also hands to the
+            # next encoder that polls within G (realised only if one does).
+            self._double.append((self.env.now + self.sc.write_delay, job.id))
+            if self.idle:  # the next poller is an idle encoder, woken now (in insertion order)
+                names = list(self.idle)
+                self.idle.pop(names[int(self._lies.random() * len(names))]).succeed()
 
     def _requeue(self, job: Job, reason: str, *, failed: bool) -> None:
         if failed:
@@ -212,14 +224,15 @@ class World:
         delay = self.latency(self.sc.gateway_latency)
         if self._down(self.gateway_down, self.env.now):
             return None, delay
-        if (self._handed is not None and self._faulty()
-                and self._lies.random() < self.sc.lie_rate):
-            handed = self.jobs[self._handed]
-            if handed.status in CLAIMABLE_STATUSES or handed.status in PROCESSABLE_STATUSES:
-                self._lying.add((did, handed.id))
-                self.history.add(self.env.now, WORLD, handed.id, "lie", "info",
-                                 ("double-handout", _name(did)))
-                return handed.id, delay
+        while self._double:
+            deadline, job_id = self._double.popleft()
+            job = self.jobs[job_id]
+            if deadline >= self.env.now and job.owner not in (None, did) and (
+                    job.status in PROCESSABLE_STATUSES):
+                # The double hand-out: a job just assigned to another encoder, handed to this
+                # one too; its accept is judged on a stale read (see gw_accept).
+                self._lying.add((did, job_id))
+                return job_id, delay
         while self.queue:
             job_id = self.queue[0]
             job = self.jobs[job_id]
@@ -231,7 +244,6 @@ class World:
                 # Offered, not reserved: back in the queue if nobody takes it.
                 self.env.timeout(self.sc.poll_interval).callbacks.append(
                     lambda _e, j=job: self._reoffer(j))
-            self._handed = job_id
             return job_id, delay
         return None, delay
 
@@ -249,10 +261,16 @@ class World:
         job = self.jobs[job_id]
         lying = (did, job_id) in self._lying
         self._lying.discard((did, job_id))
-        if not lying and not (job.status in CLAIMABLE_STATUSES and job.owner is None):
+        free = job.status in CLAIMABLE_STATUSES and job.owner is None
+        if not free and lying and job.owner != did and job.status in PROCESSABLE_STATUSES:
+            # The check of a double-handed accept reads the job as it was up to G ago (inside
+            # the timing model), or not at all (blind_accept_rate: outside the model).
+            free = job.owned_at >= self.env.now - sc.write_delay or (
+                self._lies.random() < sc.blind_accept_rate)
+        if not free:
             return _NOT_AVAILABLE, delay  # the real gateway says a generic 500
-        if job.pending is not None and job.pending != did:
-            # Check-then-act: another accept's write is still in flight; both pass the check.
+        if job.owner not in (None, did) or job.pending not in (None, did):
+            # Both answered OK; the last writer will own the job.
             self.history.add(self.env.now, WORLD, job_id, "lie", "info",
                              ("double-accept", _name(did)))
         job.pending = did
@@ -268,6 +286,12 @@ class World:
     def _landed(self, job: Job, did: str) -> None:
         if job.pending == did:
             job.pending = None
+        if job.id in self.committed:
+            # Modelling assumption: a job with a committed result is terminal; a stale accept
+            # landing on it is dropped. Were the gateway to reopen finished jobs, it would
+            # commit a second result through its own owner-checked finish, and no client-side
+            # fence could prevent it (S3 would depend on the gateway, not on the encoders).
+            return
         self._assign(job, did, None)
 
     def gw_ping(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:

@@ -149,8 +149,8 @@ def test_hardened_infra_claims_in_database_settles_then_verifies_and_finishes_fe
     assert [a for _, a in claim] == [Claim(Tier.DATABASE, conditional=True)]
     claim_time = claim[0][0]
     verify = [(t, a) for t, a in actions(trace, Observe) if a.purpose == "verify"]
-    # The deciding read waits 2G + ε after the claim was sent (no lag on the database).
-    assert verify[0][0] >= claim_time + 2 * 2 + 1
+    # The deciding read waits 3G + ε after the claim was sent (no lag on the database).
+    assert verify[0][0] >= claim_time + 3 * 2 + 1
     assert verify[0][1].tier is Tier.DATABASE
     assert actions(trace, StartWork)[0][0] > verify[0][0]
     finishes = [a for _, a in actions(trace, Finish)]

@@ -15,11 +15,13 @@ from sim._runner import run_once
 
 SEEDS = (1, 2, 3)
 # A world where the gateway's double hand-outs are the only source of races: no reassignment
-# of slow jobs (T large), so duplicates measure the lie and nothing else.
-LIES_ONLY = Scenario(encoders=12, jobs=150, lie_rate=0.1, reassign_timeout=1800,
+# of slow jobs (T large), so duplicates measure the lie and nothing else. Jobs arrive below
+# capacity, so that there are idle encoders for the gateway to hand a job to a second time.
+LIES_ONLY = Scenario(encoders=12, jobs=150, lie_rate=0.1, arrival_per_hour=80,
+                     reassign_timeout=1800,
                      recheck_interval=60, monitor_synthetic_rate=0, monitor_error_rate=0,
                      reply_loss_rate=0, status_lie_rate=0)
-FAULTY = Scenario(encoders=16, jobs=120, lie_rate=0.2, late_write_rate=0.5,
+FAULTY = Scenario(encoders=16, jobs=120, lie_rate=0.2, late_write_rate=0.5, arrival_per_hour=120,
                   crashes_per_hour=0.5, pauses_per_hour=6, gateway_outages_per_hour=0.5,
                   monitor_outages_per_hour=0.5)
 
@@ -37,10 +39,12 @@ def totals(scenario: Scenario, chain: str) -> dict[str, float]:
 def test_without_verification_duplicates_appear_at_the_lie_rate():
     t = totals(LIES_ONLY, "trust-gateway")
     jobs = LIES_ONLY.jobs * len(SEEDS)
-    rate = t["overlapping_jobs"] / jobs
-    # Each double hand-out is accepted by both encoders and processed twice.
-    assert 0.5 * LIES_ONLY.lie_rate <= rate <= 1.5 * LIES_ONLY.lie_rate, rate
-    assert t["double_assigned"] >= t["overlapping_jobs"] > 0
+    # A double hand-out is realised when an idle encoder is there to take it: most are.
+    rate = t["double_assigned"] / jobs
+    assert 0.3 * LIES_ONLY.lie_rate <= rate <= 1.2 * LIES_ONLY.lie_rate, rate
+    # ...and without verification every double assignment is processed twice.
+    assert t["overlapping_jobs"] >= 0.8 * t["double_assigned"] > 0
+    assert totals(LIES_ONLY.replace(lie_rate=0.0), "trust-gateway")["overlapping_jobs"] == 0
     assert t["s3_violations"] == 0, "the gateway's owner-checked finish still holds S3"
 
 

@@ -43,7 +43,6 @@ import httpx
 
 from ._errors import (
     ConfigurationError,
-    InvalidInputError,
     MalformedAnswer,
     TierRateLimited,
     TierTimeout,
@@ -88,15 +87,11 @@ class Answer:
 def job_segment(job_id: object) -> str:
     """Validate ``job_id`` and encode it as exactly one URL path segment.
 
-    ``quote_segment`` encodes ``/``, ``?``, ``#`` and ``%``, but ``.`` and ``..`` are dot
-    segments that httpx (RFC 3986 §5.2.4) removes from the path: ``jobstatus/..`` would be
-    sent as a request for a *different route*. No real job id is a dot segment, so they are
-    refused before any request is made.
+    ``quote_segment`` encodes ``/``, ``?``, ``#`` and ``%``; ``.`` and ``..``, which httpx
+    (RFC 3986 §5.2.4) would remove from the path and so send to a *different route*, are
+    already refused by :func:`~verifier._ids.validate_job_id`, before any request is made.
     """
-    value = validate_job_id(job_id)
-    if value in (".", ".."):
-        raise InvalidInputError("job id cannot be a dot segment ('.' or '..')")
-    return quote_segment(value)
+    return quote_segment(validate_job_id(job_id))
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -97,11 +97,13 @@ class TimingModel:
     def settle_delay(self, lag: float) -> float:
         """Wait after sending a claim before a read (of a view lagging by ``lag``) can decide.
 
-        Our write lands by ``sent + G``; a competing last-writer-wins accept that read the job
-        before ours landed lands by ``sent + 2G``. A read reflecting the database at or after
-        that instant sees the final owner; drift ε widens the wait.
+        Our write lands at ``L <= sent + G``. A competing last-writer-wins accept can pass the
+        gateway's check-then-act only if its check read the job unowned: at most G before it
+        was sent, so it was sent before ``L + G`` and lands before ``L + 2G <= sent + 3G``.
+        A read reflecting the database at or after that instant sees the final owner; drift ε
+        widens the wait, and a view lagging by ``lag`` must be read that much later.
         """
-        return 2 * self.write_delay + self.clock_drift + lag
+        return 3 * self.write_delay + self.clock_drift + lag
 
     def lease_margin(self) -> float:
         """How long before ``last_ping + T`` work must already be cancelled.
