@@ -89,8 +89,15 @@ class History:
 
     @staticmethod
     def format_record(r: Record) -> str:
-        value = "" if r[5] is None else f" {r[5]}"
+        value = "" if r[5] is None else f" {_readable(r[5])}"
         return f"{r[0]:12.3f}  {r[1]:>6}  {r[2] or '-':>10}  {r[3]:<9} {r[4]:<6}{value}"
+
+
+def _readable(value: Any) -> str:
+    """Values as a person reads them: tuples as ``a, b``, enums (tiers) by their value."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join("-" if v is None else str(v) for v in value) + ")"
+    return str(value)
 
 
 def _jsonable(value: Any) -> Any:

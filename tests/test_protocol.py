@@ -412,6 +412,7 @@ def test_failed_work_is_released_as_failed():
 def test_no_confirming_tier_means_no_processing():
     outcome, trace, _ = run(HARDENED, TierSet(gateway=True), world())
     assert outcome.code == "NO_CONFIRMING_TIER" and not actions(trace, StartWork)
+    assert not actions(trace, Claim), "never claim a job it could not confirm"
 
 
 def test_driver_contract_is_enforced():

@@ -416,6 +416,12 @@ class OwnershipProtocol:
 
     def _run(self) -> _Run:
         p = self.policy
+        if p.verify and not self._confirming_tiers():
+            # Fail closed *before* claiming: a claim we could never confirm would leave the
+            # job held and unworked until the gateway reassigns it (L1).
+            self._log("ABORTING", "error", "No tier can confirm ownership; refusing to claim")
+            return Outcome(OutcomeKind.SKIPPED, "NO_CONFIRMING_TIER",
+                           "no tier can confirm ownership")
         if p.pre_claim_check:
             skipped = yield from self._pre_claim()
             if skipped is not None:
@@ -488,10 +494,6 @@ class OwnershipProtocol:
         """Confirm ownership before starting. Returns ``None`` when confirmed."""
         p = self.policy
         tiers = self._confirming_tiers()
-        if not tiers:
-            self._log("ABORTING", "error", "No tier can confirm ownership; refusing to process")
-            return Outcome(OutcomeKind.SKIPPED, "NO_CONFIRMING_TIER",
-                           "no tier can confirm ownership")
         settle_end = (
             claim_sent + p.timing.settle_delay(self._lag(tiers[0])) if p.settle else self._now
         )

@@ -1,0 +1,334 @@
+"""``sweep``: a grid of scenario parameters × chains × seeds, run in parallel, plotted.
+
+Each task is one ``(scenario, chain, seed)``: a pure function of its arguments, so tasks can
+run in any process in any order. They go to a :class:`~concurrent.futures.ProcessPoolExecutor`
+with the ``spawn`` start method (a fresh interpreter: no state inherited from the parent, and
+none of ``fork``'s hazards with threads), and results are collected with ``map``, in task
+order, so ``sweep.csv`` is the same file whatever the number of workers.
+
+Plots (matplotlib, drawn on :class:`matplotlib.figure.Figure` objects directly, never through
+``pyplot``: no display, no global figure state):
+
+``duplicates.png``
+    duplicate starts per 1,000 jobs against the first grid key, one line per chain, with a
+    band of mean ± 1.96 standard errors over seeds;
+``race_prevention.png``
+    the race-prevention rate, pooled over seeds, with its 95% Wilson band;
+``wasted.png``
+    wasted encode-hours per 1,000 jobs per chain (bars, grouped by the first grid key);
+``ablation.png``
+    S2-violating (overlapping) jobs per 1,000 for ``hardened`` and each
+    ``hardened-without-<step>``: what each hardening step buys.
+
+With more than one grid key, the plots pool over the keys after the first (their titles say
+so); ``sweep.csv`` and ``sweep.json`` keep every point apart.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from ._metrics import RunMetrics, aggregate, wilson_interval
+from ._params import Scenario
+from ._report import Progress, dumps_report, format_table, write_csv
+from ._runner import run_once
+from ._scenarios import UsageError, apply_overrides, parse_value
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from ._cli import Setup
+
+__all__ = ["Grid", "parse_grid", "plot_sweep", "run_sweep"]
+
+#: ``[(key, [values...]), ...]`` in the order given on the command line.
+Grid = list[tuple[str, list[Any]]]
+Z95: Final = 1.959963984540054
+_ABLATION_PREFIX: Final = "hardened-without-"
+
+
+def parse_grid(specs: Sequence[str]) -> Grid:
+    """``["lie_rate=0,0.05,0.1"]`` → ``[("lie_rate", [0, 0.05, 0.1])]`` (values: TOML literals).
+
+    Keys are checked against the scenario when the points are built; here only the shape.
+    """
+    grid: Grid = []
+    seen: set[str] = set()
+    for spec in specs:
+        key, sep, rest = spec.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key or not rest.strip():
+            raise UsageError(f"--grid {spec!r}: expected KEY=V1,V2,...")
+        if key in seen:
+            raise UsageError(f"--grid {key}: given twice")
+        seen.add(key)
+        values = [parse_value(v) for v in rest.split(",")]
+        if any(isinstance(v, str) and not v for v in values):
+            raise UsageError(f"--grid {spec!r}: an empty value")
+        grid.append((key, values))
+    return grid
+
+
+def _points(grid: Grid) -> list[dict[str, Any]]:
+    keys = [k for k, _ in grid]
+    return [dict(zip(keys, combo, strict=True))
+            for combo in itertools.product(*(values for _, values in grid))]
+
+
+def _run_task(task: tuple[Scenario, str, int]) -> RunMetrics:
+    """One grid cell of one chain and seed (top level: picklable for ``spawn`` workers)."""
+    scenario, chain, seed = task
+    return run_once(scenario, chain, seed).metrics
+
+
+def _execute(tasks: list[tuple[Scenario, str, int]], workers: int,
+             progress: Progress) -> list[RunMetrics]:
+    progress.total = max(len(tasks), 1)
+    results: list[RunMetrics] = []
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            results.append(_run_task(task))
+            progress.update(len(results), f"{task[1]} seed {task[2]}")
+        return results
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
+        for task, metrics in zip(tasks, pool.map(_run_task, tasks), strict=True):
+            results.append(metrics)
+            progress.update(len(results), f"{task[1]} seed {task[2]}")
+    return results
+
+
+def _label(point: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in point.items())
+
+
+def run_sweep(setup: Setup, grid: Grid, *, workers: int, out_dir: Path, progress: Progress,
+              command: str) -> str:
+    """Run every task, write ``sweep.csv``, ``sweep.json`` and the plots; return a summary."""
+    points = _points(grid)
+    scenarios = [apply_overrides(setup.scenario, point, source="--grid") for point in points]
+    tasks = [(sc, chain, seed) for sc in scenarios for chain in setup.chains
+             for seed in setup.seeds]
+    results = _execute(tasks, workers, progress)
+    progress.close()
+
+    per_point = len(setup.chains) * len(setup.seeds)
+    rows: list[dict[str, Any]] = []
+    cells: list[tuple[dict[str, Any], str, list[RunMetrics]]] = []
+    for p, point in enumerate(points):
+        for c, chain in enumerate(setup.chains):
+            start = p * per_point + c * len(setup.seeds)
+            chunk = results[start:start + len(setup.seeds)]
+            cells.append((point, chain, chunk))
+            for seed, metrics in zip(setup.seeds, chunk, strict=True):
+                rows.append({**{f"grid.{k}": v for k, v in point.items()}, "chain": chain,
+                             "seed": seed, **metrics.to_dict()})
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_csv(out_dir / "sweep.csv", rows)
+        report = {
+            "scenario": setup.scenario.to_dict(),
+            "scenario_ref": setup.ref,
+            "overrides": setup.overrides,
+            "grid": {k: v for k, v in grid},
+            "chains": setup.chains,
+            "seeds": setup.seeds,
+            "points": [{"params": point, "chain": chain, **aggregate(chunk)}
+                       for point, chain, chunk in cells],
+            "command": command,
+        }
+        (out_dir / "sweep.json").write_text(dumps_report(report), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--out {out_dir}: {exc.strerror or exc}") from None
+    x_key = grid[0][0] if grid else "lie_rate"
+    plots = plot_sweep(cells, x_key=x_key, default_x=getattr(setup.scenario, x_key),
+                       out_dir=out_dir, pooled=len(grid) > 1,
+                       title=f"{setup.scenario.name}, seeds {setup.seeds[0]}..{setup.seeds[-1]}")
+    table = format_table(
+        [(f"{chain} {_label(point)}".strip(), aggregate(chunk)) for point, chain, chunk in cells]
+    )
+    files = ["sweep.csv", "sweep.json", *plots]
+    return table + "\n\n" + "\n".join(f"wrote {out_dir / name}" for name in files)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _by_x(cells: list[tuple[dict[str, Any], str, list[RunMetrics]]], x_key: str,
+          default_x: Any) -> tuple[list[Any], dict[str, dict[int, list[RunMetrics]]]]:
+    """Runs per chain per x value (pooling over any other grid keys), x values in order."""
+    xs: list[Any] = []
+    pooled: dict[str, dict[int, list[RunMetrics]]] = {}
+    for point, chain, chunk in cells:
+        x = point.get(x_key, default_x)
+        if x not in xs:
+            xs.append(x)
+        pooled.setdefault(chain, {}).setdefault(xs.index(x), []).extend(chunk)
+    return xs, pooled
+
+
+def _positions(xs: list[Any]) -> tuple[list[float], bool]:
+    numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs)
+    return ([float(x) for x in xs] if numeric else [float(i) for i in range(len(xs))]), numeric
+
+
+def _mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width 1.96·sem (0 for a single seed: no spread to estimate)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, Z95 * math.sqrt(var / n)
+
+
+def _style(chain: str, index: int) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    # The first ten chains get tab20's strong shades (even indices), the rest its pale ones,
+    # so the three headline chains never share a hue family.
+    shade = 2 * index if index < 10 else 2 * (index - 10) + 1
+    color = colormaps["tab20"](shade % 20)
+    bold = chain in ("hardened", "documented", "trust-gateway")
+    return {"color": color, "linewidth": 2.4 if bold else 1.2,
+            "linestyle": "-" if bold or not chain.startswith(_ABLATION_PREFIX) else "--"}
+
+
+def _axes_x(ax: Axes, xs: list[Any], positions: list[float], numeric: bool, x_key: str) -> None:
+    ax.set_xlabel(x_key)
+    if not numeric:
+        ax.set_xticks(positions, [str(x) for x in xs])
+    ax.grid(True, alpha=0.3)
+
+
+def plot_sweep(cells: list[tuple[dict[str, Any], str, list[RunMetrics]]], *, x_key: str,
+               default_x: Any, out_dir: Path, title: str, pooled: bool = False) -> list[str]:
+    """Draw the sweep's PNGs into ``out_dir``; returns the file names written."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:  # pragma: no cover - matplotlib is in the [sim] extra
+        raise UsageError("sweep plots need matplotlib: pip install 'spk-ownership[sim]' "
+                         "(sweep.csv and sweep.json were written)") from None
+    xs, runs = _by_x(cells, x_key, default_x)
+    positions, numeric = _positions(xs)
+    chains = list(runs)
+    suffix = f"\n({title}; pooled over the other grid keys)" if pooled else f"\n({title})"
+    written: list[str] = []
+
+    # Duplicate starts per 1,000 jobs: mean ± 1.96 sem over seeds.
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    for i, chain in enumerate(chains):
+        stats = [_mean_ci([m.duplicate_starts_per_1000 for m in runs[chain].get(k, [])] or [0.0])
+                 for k in range(len(xs))]
+        means = [s[0] for s in stats]
+        style = _style(chain, i)
+        ax.plot(positions, means, marker="o", label=chain, **style)
+        ax.fill_between(positions, [max(m - h, 0.0) for m, h in stats],
+                        [m + h for m, h in stats],
+                        color=style["color"], alpha=0.15, linewidth=0)
+    ax.set_ylabel("duplicate starts per 1,000 jobs")
+    ax.set_title("Duplicate starts (mean ± 1.96·sem over seeds)" + suffix)
+    _axes_x(ax, xs, positions, numeric, x_key)
+    ax.legend(fontsize=7, ncols=2)
+    written.append(_save(fig, out_dir, "duplicates.png"))
+
+    # Race prevention: pooled rate with its Wilson interval.
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    for i, chain in enumerate(chains):
+        rates, lows, highs = [], [], []
+        for k in range(len(xs)):
+            agg = aggregate(runs[chain].get(k, []))
+            rate = agg["race_prevention_rate"]
+            lo, hi = agg["race_prevention_ci"]
+            rates.append(math.nan if rate is None else rate * 100)
+            lows.append(math.nan if rate is None else lo * 100)
+            highs.append(math.nan if rate is None else hi * 100)
+        style = _style(chain, i)
+        ax.plot(positions, rates, marker="o", label=chain, **style)
+        ax.fill_between(positions, lows, highs, color=style["color"], alpha=0.15, linewidth=0)
+    ax.set_ylabel("race prevention rate, % of double-assigned jobs")
+    ax.set_ylim(-2, 102)
+    ax.set_title("Race prevention (pooled over seeds, 95% Wilson band)" + suffix)
+    _axes_x(ax, xs, positions, numeric, x_key)
+    ax.legend(fontsize=7, ncols=2)
+    written.append(_save(fig, out_dir, "race_prevention.png"))
+
+    # Wasted encode-hours per 1,000 jobs, per chain, grouped by x.
+    written.append(_bars(
+        Figure, out_dir, "wasted.png", chains, xs, x_key, runs,
+        value=lambda ms: _per_1000_jobs(sum(m.wasted_encode_s for m in ms) / 3600, ms),
+        error=lambda ms: _mean_ci([m.wasted_encode_s / 3600 * 1000 / max(m.jobs, 1)
+                                   for m in ms])[1],
+        xlabel="wasted encode-hours per 1,000 jobs (± 1.96·sem over seeds)",
+        title="Wasted work" + suffix))
+
+    ablation = [c for c in chains if c == "hardened" or c.startswith(_ABLATION_PREFIX)]
+    if ablation:
+        written.append(_bars(
+            Figure, out_dir, "ablation.png", ablation, xs, x_key, runs,
+            value=lambda ms: _per_1000_jobs(sum(m.overlapping_jobs for m in ms), ms),
+            error=_wilson_half,
+            xlabel="S2-violating (overlapping) jobs per 1,000 jobs (95% Wilson interval)",
+            title="Ablation: what each hardening step prevents" + suffix))
+    return written
+
+
+def _per_1000_jobs(total: float, metrics: list[RunMetrics]) -> float:
+    jobs = sum(m.jobs for m in metrics)
+    return total * 1000.0 / jobs if jobs else 0.0
+
+
+def _wilson_half(metrics: list[RunMetrics]) -> tuple[float, float]:
+    jobs = sum(m.jobs for m in metrics)
+    bad = sum(m.overlapping_jobs for m in metrics)
+    lo, hi = wilson_interval(min(bad, jobs), jobs)
+    rate = bad / jobs if jobs else 0.0
+    return (rate - lo) * 1000, (hi - rate) * 1000
+
+
+def _bars(figure: Any, out_dir: Path, name: str, chains: list[str], xs: list[Any], x_key: str,
+          runs: dict[str, dict[int, list[RunMetrics]]], *, value: Any, error: Any,
+          xlabel: str, title: str) -> str:
+    """Horizontal bars (chain names are long), one group per chain, one bar per x value."""
+    from matplotlib import colormaps
+
+    height = 0.8 / max(len(xs), 1)
+    fig = figure(figsize=(9, 1.5 + 0.45 * len(chains) * max(1, len(xs) * 0.6)),
+                 layout="constrained")
+    ax = fig.add_subplot()
+    for k, x in enumerate(xs):
+        ys, widths, errs_lo, errs_hi = [], [], [], []
+        for c, chain in enumerate(chains):
+            ms = runs[chain].get(k, [])
+            ys.append(c + (k - (len(xs) - 1) / 2) * height)
+            widths.append(value(ms) if ms else 0.0)
+            err = error(ms) if ms else 0.0
+            lo, hi = err if isinstance(err, tuple) else (err, err)
+            # Clamped: a Wilson bound can sit a rounding error on the wrong side of the rate.
+            errs_lo.append(max(0.0, min(lo, widths[-1])))
+            errs_hi.append(max(0.0, hi))
+        ax.barh(ys, widths, height=height * 0.9, xerr=[errs_lo, errs_hi], capsize=2,
+                color=colormaps["viridis"](k / max(len(xs) - 1, 1)),
+                label=f"{x_key}={x}", error_kw={"linewidth": 0.8})
+    ax.set_yticks(list(range(len(chains))), chains, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(True, axis="x", alpha=0.3)
+    if len(xs) > 1:
+        ax.legend(fontsize=7)
+    return _save(fig, out_dir, name)
+
+
+def _save(fig: Any, out_dir: Path, name: str) -> str:
+    # No "Software" metadata: the PNG depends on the data, not on the matplotlib version.
+    fig.savefig(out_dir / name, dpi=100, metadata={"Software": None})
+    return name
