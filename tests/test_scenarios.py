@@ -26,7 +26,8 @@ def test_builtin_scenarios_are_packaged_and_load():
 
 def test_default_is_the_small_readme_world():
     sc = load_scenario("default")
-    assert (sc.encoders, sc.jobs, sc.lie_rate) == (20, 200, 0.05)
+    assert (sc.encoders, sc.jobs, sc.lie_rate) == (20, 200, 0.1)
+    assert 0 < sc.arrival_per_hour, "below capacity, so double hand-outs find idle encoders"
     assert sc.inside_model()
 
 
