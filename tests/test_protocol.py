@@ -442,3 +442,27 @@ def test_chains_by_name_and_timing_validation():
     assert TimingModel(recheck_interval=55).problems()
     with pytest.raises(ValueError):
         TimingModel(write_delay=-1)
+
+
+def test_a_synthetic_record_naming_us_never_confirms():
+    def synthetic(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        fake = GatewayMonitorJob(id="", status="assigned", assigned_to=ME, synthetic=True)
+        return Observed(Observation(action.tier, fake))
+
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(observe=synthetic))
+    assert outcome.code == "UNCONFIRMED" and not actions(trace, StartWork)
+
+
+def test_an_answer_right_after_a_woke_at_the_same_driver_time_is_accepted():
+    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=COMMUNITY)
+    step = protocol.start(0.0)
+    step = protocol.handle(seen(Tier.MONITOR, owner=None, status="queued"), 0.1)
+    step = protocol.handle(WriteAnswered(WriteOutcome.OK), 0.2)
+    assert isinstance(step.action, Sleep)
+    # A drifting driver wakes a hair early; the protocol treats Woke as "deadline reached"...
+    early = step.action.until - 1e-9
+    step = protocol.handle(Woke(), early)
+    # ...and an immediate answer at the same driver time is not "time going backwards".
+    protocol.handle(seen(Tier.MONITOR), early)

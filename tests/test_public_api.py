@@ -47,3 +47,11 @@ def test_every_tier_client_implements_the_seam():
                 verifier.LegacyGatewayClient, verifier.GatewayAidClient):
         for method in ("observe", "claim", "heartbeat", "finish", "release"):
             assert callable(getattr(cls, method)), (cls, method)
+
+
+def test_a_record_without_id_never_proves_ownership():
+    from verifier import ownership_of, parse_job
+
+    job = parse_job({"status": "assigned", "assigned_to": "did:key:z6MkUs"})
+    result = ownership_of(job, "did:key:z6MkUs")
+    assert job.synthetic and not result.is_owned and not result.is_safe_to_process

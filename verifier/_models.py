@@ -224,7 +224,9 @@ def ownership_of(job: GatewayMonitorJob | None, expected_owner_did: str) -> Owne
 
     ``is_owned`` compares normalised DIDs; an empty normalised owner (null, absent) is never
     owned, whatever the caller's DID. ``is_safe_to_process`` additionally requires a status in
-    :data:`PROCESSABLE_STATUSES`, so a synthetic record (no status) is never safe.
+    :data:`PROCESSABLE_STATUSES`. A record that does not say which job it is (no id: the
+    monitor's stand-in built from the gateway) is never owned; one without a status (also a
+    stand-in) is never safe.
     """
     if job is None:
         return OwnershipResult(
@@ -233,7 +235,7 @@ def ownership_of(job: GatewayMonitorJob | None, expected_owner_did: str) -> Owne
         )
     actual = normalize_did(job.assigned_to)
     expected = normalize_did(expected_owner_did)
-    is_owned = bool(actual) and actual == expected
+    is_owned = bool(actual) and actual == expected and bool(job.id)
     return OwnershipResult(
         is_owned=is_owned,
         job_exists=True,

@@ -157,8 +157,6 @@ class Policy:
     timing: TimingModel = dataclasses.field(default_factory=TimingModel)
     #: Pre-claim availability check through the monitor (or the strongest read tier).
     pre_claim_check: bool = True
-    #: Pre-claim: skip only when someone *else* owns it (documented) vs. whenever unavailable.
-    pre_claim_skip_only_other_owner: bool = False
     #: A failed pre-claim read skips the job (True) or raises → failed (documented).
     pre_claim_error_skips: bool = True
     #: Verify ownership after the claim at all (False: trust the gateway).
@@ -191,7 +189,6 @@ class Policy:
         return cls(
             name="documented",
             timing=timing or TimingModel(),
-            pre_claim_skip_only_other_owner=True,
             pre_claim_error_skips=False,
             verify_retries=False,
             claim_via_strongest=False,

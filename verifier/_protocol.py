@@ -290,6 +290,7 @@ class OwnershipProtocol:
         self.outcome: Outcome | None = None
         self.claim_via: Tier = self._claim_tier()
         self._now = 0.0
+        self._driver_now = 0.0  # the last time the driver passed (``_now`` may be clamped up)
         self._decisions: list[Decision] = []
         self._gen: _Run | None = None
         self._awaiting: Action | None = None
@@ -302,7 +303,7 @@ class OwnershipProtocol:
         """Begin the attempt; returns the first action."""
         if self._gen is not None:
             raise ProtocolError("start() called twice")
-        self._now = now
+        self._now = self._driver_now = now
         self._gen = self._run()
         return self._advance(None)
 
@@ -310,8 +311,9 @@ class OwnershipProtocol:
         """Feed the answer to the last action (at driver time ``now``); returns the next one."""
         if self._gen is None or self._awaiting is None:
             raise ProtocolError("handle() before start() or after Done")
-        if now < self._now:
-            raise ProtocolError(f"time went backwards: {now} < {self._now}")
+        if now < self._driver_now:
+            raise ProtocolError(f"time went backwards: {now} < {self._driver_now}")
+        self._driver_now = now
         self._check_answer(self._awaiting, answer)
         if isinstance(answer, Woke) and isinstance(self._awaiting, Sleep):
             # Woke means "the deadline has come": clocks that convert time (drift, floats)
@@ -392,8 +394,8 @@ class OwnershipProtocol:
         """
         job = obs.job
         owner = normalize_did(obs.owner)
-        if job is None:
-            return _Verdict.UNKNOWN
+        if job is None or (job.synthetic and self.policy.absent_is_wait):
+            return _Verdict.UNKNOWN  # a stand-in record built by the monitor proves nothing
         if not owner:
             if during_work and job.status in CLAIMABLE_STATUSES and self.policy.absent_is_wait:
                 return _Verdict.OTHER
