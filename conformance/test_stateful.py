@@ -74,8 +74,8 @@ from conformance.worlds import BASE
 from sim._checkers import CheckResult, check_s2, check_s3
 from sim._history import History
 from sim._rng import Streams, TapeRandom
-from sim._world import World
-from verifier import Policy, Tier, TierSet
+from sim._world import World, request_record
+from verifier import Policy, TierSet
 from verifier._models import PROCESSABLE_STATUSES
 from verifier._protocol import (
     Action,
@@ -83,22 +83,15 @@ from verifier._protocol import (
     CancelWork,
     Claim,
     Done,
-    Finish,
-    Heartbeat,
     Observe,
-    Observed,
     OwnershipProtocol,
     PhaseChanged,
-    Release,
     Sleep,
     StartWork,
-    TierFailed,
     Woke,
     WorkEnded,
     WorkStarted,
     WorkStopped,
-    WriteAnswered,
-    WriteOutcome,
 )
 
 __all__ = ["OwnershipMachine", "Setup", "machine_for", "setups"]
@@ -110,7 +103,6 @@ TIMING = BASE.timing_model()
 _EPS = 1e-9
 #: A protocol acting this often at one instant is livelocked (the simulator would hang).
 _MAX_ACTIONS_PER_INSTANT = 100
-_UNSUPPORTED = WriteAnswered(WriteOutcome.UNKNOWN, detail="not supported by this tier")
 
 #: Node kinds, the most race-prone first (shrinking moves toward it): a community node claims
 #: through the lying gateway and confirms through the lagging monitor; an infrastructure node
@@ -515,80 +507,15 @@ class OwnershipMachine(RuleBasedStateMachine):
             return WorkStarted()
         if isinstance(action, CancelWork):
             return self._cancel(node)
-        if isinstance(action, Observe):
-            answer, delay, done = self._observe(node, action)
-        else:
-            assert isinstance(action, Claim | Heartbeat | Finish | Release), action
-            answer, delay, done = self._write(node, action)
+        op, arg = request_record(action)
+        rec(now, node.name, JOB, op, "invoke", arg)
+        answer, delay, phase, value = self.world.serve(node.did, JOB, action)
+        done = (op, phase, value)
         if delay > _EPS:
             node.inflight = (answer, now + delay, done)
             return None
         rec(now, node.name, JOB, *done)
         return answer
-
-    def _observe(self, node: _Node, action: Observe) -> tuple[Answer, float, _Record]:
-        """A read: the ``verify`` invoke now, the answer, its delay, and the completion record."""
-        world = self.world
-        self.history.add(self.env.now, node.name, JOB, "verify", "invoke",
-                         (action.tier, action.purpose))
-        answer: Observed | TierFailed
-        if action.tier is Tier.DATABASE:
-            answer, delay = world.db_read(JOB)
-        elif action.tier is Tier.MONITOR:
-            answer, delay = world.monitor_read(JOB)
-        elif action.tier is Tier.GATEWAY:
-            answer, delay = world.gw_status(node.did, JOB)
-        else:
-            answer, delay = TierFailed(action.tier, "no read endpoint in the simulator"), 0.0
-        if isinstance(answer, Observed):
-            obs = answer.observation
-            owner = obs.owner.rsplit(":", 1)[-1] if obs.owner else None
-            return answer, delay, ("verify", "ok", (action.tier, owner, obs.status))
-        return answer, delay, ("verify", "fail", action.tier)
-
-    def _write(self, node: _Node, action: Claim | Heartbeat | Finish | Release
-               ) -> tuple[Answer, float, _Record]:
-        """A write: its invoke now, the answer, its delay, and the completion record."""
-        world, did, via = self.world, node.did, action.via
-        answer: WriteAnswered
-        if isinstance(action, Claim):
-            op = "claim"
-            self.history.add(self.env.now, node.name, JOB, op, "invoke", via)
-            if via is Tier.GATEWAY:
-                answer, delay = world.gw_accept(did, JOB)
-            elif via is Tier.DATABASE:
-                answer, delay = world.db_claim(did, JOB, action.conditional)
-            else:
-                answer, delay = world.aid_claim(did, JOB)
-        elif isinstance(action, Heartbeat):
-            op = "heartbeat"
-            self.history.add(self.env.now, node.name, JOB, op, "invoke", via)
-            if via is Tier.GATEWAY:
-                answer, delay = world.gw_ping(did, JOB)
-            elif via is Tier.DATABASE:
-                answer, delay = world.db_heartbeat(did, JOB, action.token)
-            else:
-                answer, delay = world.aid_heartbeat(did, JOB)
-        elif isinstance(action, Finish):
-            op = "commit"
-            self.history.add(self.env.now, node.name, JOB, op, "invoke", via)
-            if via is Tier.GATEWAY:
-                answer, delay = world.gw_finish(did, JOB)
-            elif via is Tier.DATABASE:
-                answer, delay = world.db_finish(did, JOB, action.token, action.fenced)
-            else:
-                answer, delay = world.aid_finish(did, JOB)
-        else:
-            op = "release"
-            self.history.add(self.env.now, node.name, JOB, op, "invoke", via)
-            if via is Tier.GATEWAY:
-                answer, delay = world.gw_release(did, JOB, action.failed)
-            elif via is Tier.DATABASE:
-                answer, delay = world.db_release(did, JOB, action.token, action.failed)
-            else:
-                answer, delay = _UNSUPPORTED, 0.0
-        phase = {WriteOutcome.OK: "ok", WriteOutcome.REFUSED: "fail"}.get(answer.outcome, "info")
-        return answer, delay, (op, phase, via)
 
     def _cancel(self, node: _Node) -> Answer | None:
         """Stop the work within C: the interval stays open until the stop is recorded."""

@@ -147,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     _scenario_flags(replay, many_chains=False)
     replay.add_argument("--job", metavar="JOB",
                         help="the job to show (default: the first job with a safety "
-                             "violation, else with any violation, else the first "
-                             "double-assigned job, else the first job)")
+                             "violation, else the first double-assigned job, else the "
+                             "first job with a liveness violation, else the first job)")
     replay.add_argument("--tape", type=Path, metavar="PATH",
                         help="a conformance counterexample's tape.json (replaces --seed)")
     replay.add_argument("--png", type=Path, metavar="PATH", help="draw the job's timeline here")
@@ -247,9 +247,10 @@ def _cmd_run(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
                             f"{label}: {finished}/{jobs} jobs, {sim_time / 3600:.1f} h simulated")
 
         result = run_once(setup.scenario, chain, seed, progress=tick)
-        runs[chain].append(summarize_run(result))
+        summary = summarize_run(result)
+        runs[chain].append(summary)
         del result  # a large run's history is not kept while the next one runs
-        progress.update(index + 1, f"{label}: done")
+        progress.finished(index + 1, f"{label}: done, {_brief(summary.entry)}")
     progress.close()
 
     report = build_run_report(scenario=setup.scenario, ref=setup.ref,
@@ -294,6 +295,13 @@ def _writable_folder(folder: Path) -> bool:
     except OSError:
         return False
     return os.access(folder, os.W_OK)
+
+
+def _brief(entry: dict[str, Any]) -> str:
+    """A finished run's headline figures, for its progress line."""
+    checks = " ".join(f"{name} {entry.get(name.lower() + '_violations', '-')}"
+                      for name in ("S1", "S2", "S3", "L1"))
+    return f"{entry.get('double_assigned', '-')} double-assigned, {checks}"
 
 
 def _write(path: Path, text: str) -> None:

@@ -20,22 +20,15 @@ from typing import Any
 
 import simpy
 
-from verifier import Policy, Tier, TierSet
+from verifier import Policy, TierSet
 from verifier._protocol import (
     Answer,
     CancelWork,
-    Claim,
     Done,
-    Finish,
-    Heartbeat,
-    Observe,
-    Observed,
     OwnershipProtocol,
     PhaseChanged,
-    Release,
     Sleep,
     StartWork,
-    TierFailed,
     Woke,
     WorkEnded,
     WorkStarted,
@@ -47,7 +40,7 @@ from verifier._protocol import (
 from ._history import History
 from ._params import Scenario
 from ._rng import Streams
-from ._world import World
+from ._world import World, request_record
 
 __all__ = ["Encoder"]
 
@@ -204,87 +197,23 @@ class Encoder:
         kind = type(action)
         if kind is Sleep:
             return (yield from self._sleep(action.until))
-        if kind is Observe:
-            return (yield from self._observe(job_id, action))
         if kind is StartWork:
             return self._start(job_id)
         if kind is CancelWork:
             return (yield from self._cancel(job_id))
-        return (yield from self._write(job_id, action))
+        return (yield from self._io(job_id, action))
 
-    def _observe(self, job_id: str, action: Observe) -> Generator[simpy.Event, Any, Answer]:
-        now, rec, name = self.env.now, self.history.add, self.name
-        world, did = self.world, self.did
-        tier = action.tier
-        rec(now, name, job_id, "verify", "invoke", (tier, action.purpose))
-        if tier is Tier.DATABASE:
-            answer, delay = world.db_read(job_id)
-        elif tier is Tier.MONITOR:
-            answer, delay = world.monitor_read(job_id)
-        elif tier is Tier.GATEWAY:
-            answer, delay = world.gw_status(did, job_id)
-        else:
-            answer, delay = TierFailed(tier, "no read endpoint in the simulator"), 0.0
+    def _io(self, job_id: str, action: Any) -> Generator[simpy.Event, Any, Answer]:
+        """One request: its invoke record now, the world's answer after the reply delay."""
+        op, arg = request_record(action)
+        self.history.add(self.env.now, self.name, job_id, op, "invoke", arg)
+        answer, delay, phase, value = self.world.serve(self.did, job_id, action)
         end = self.env.now + delay
         if end < self.crash_at and end < self.pause_at:
             yield self.env.timeout(delay)  # the common case, without a frame
         else:
             yield from self.wait(delay)
-        if isinstance(answer, Observed):
-            obs = answer.observation
-            owner = obs.owner.rsplit(":", 1)[-1] if obs.owner else None
-            rec(self.env.now, name, job_id, "verify", "ok", (tier, owner, obs.status))
-        else:
-            rec(self.env.now, name, job_id, "verify", "fail", tier)
-        return answer
-
-    def _write(self, job_id: str, action: Claim | Heartbeat | Finish | Release
-               ) -> Generator[simpy.Event, Any, Answer]:
-        world, did, via = self.world, self.did, action.via
-        answer: WriteAnswered
-        if isinstance(action, Claim):
-            op = "claim"
-            self.history.add(self.env.now, self.name, job_id, op, "invoke", via)
-            if via is Tier.GATEWAY:
-                answer, delay = world.gw_accept(did, job_id)
-            elif via is Tier.DATABASE:
-                answer, delay = world.db_claim(did, job_id, action.conditional)
-            else:
-                answer, delay = world.aid_claim(did, job_id)
-        elif isinstance(action, Heartbeat):
-            op = "heartbeat"
-            self.history.add(self.env.now, self.name, job_id, op, "invoke", via)
-            if via is Tier.GATEWAY:
-                answer, delay = world.gw_ping(did, job_id)
-            elif via is Tier.DATABASE:
-                answer, delay = world.db_heartbeat(did, job_id, action.token)
-            else:
-                answer, delay = world.aid_heartbeat(did, job_id)
-        elif isinstance(action, Finish):
-            op = "commit"
-            self.history.add(self.env.now, self.name, job_id, op, "invoke", via)
-            if via is Tier.GATEWAY:
-                answer, delay = world.gw_finish(did, job_id)
-            elif via is Tier.DATABASE:
-                answer, delay = world.db_finish(did, job_id, action.token, action.fenced)
-            else:
-                answer, delay = world.aid_finish(did, job_id)
-        else:
-            op = "release"
-            self.history.add(self.env.now, self.name, job_id, op, "invoke", via)
-            if via is Tier.GATEWAY:
-                answer, delay = world.gw_release(did, job_id, action.failed)
-            elif via is Tier.DATABASE:
-                answer, delay = world.db_release(did, job_id, action.token, action.failed)
-            else:
-                answer, delay = _UNSUPPORTED, 0.0
-        end = self.env.now + delay
-        if end < self.crash_at and end < self.pause_at:
-            yield self.env.timeout(delay)  # the common case, without a frame
-        else:
-            yield from self.wait(delay)
-        phase = {WriteOutcome.OK: "ok", WriteOutcome.REFUSED: "fail"}.get(answer.outcome, "info")
-        self.history.add(self.env.now, self.name, job_id, op, phase, via)
+        self.history.add(self.env.now, self.name, job_id, op, phase, value)
         return answer
 
     def _start(self, job_id: str) -> Answer:

@@ -3,15 +3,16 @@ timeline.
 
 A run is a pure function of ``(scenario, chain, seed)`` (or of a conformance counterexample's
 tape), so replaying is simply running again; what this module adds is *focus*. It picks the
-job worth looking at (the first job with a safety violation, then any violation, then the
-first double-assigned job), prints that job's records with the fault windows, pauses and
+job worth looking at (the first job with a safety violation, then the first double-assigned
+job, then the first lost or stuck job), prints that job's records with the fault windows, pauses and
 crashes that overlap it (and not the run's other thousand), re-checks the job on its own
 sub-history so every violation printed is about this job, and draws the timeline.
 
 The timeline (``--png``) has one row per encoder that touched the job: claim → start as a
 light bar, processing intervals as solid bars (coloured by how they ended: done, cancelled,
-crash, never), cancel → stop as a red bar, pauses in grey; world fault windows are shaded
-across all rows; assignment writes, double hand-outs, requeues and commits are marked.
+crash, never), cancel → stop as a red bar, pauses in grey, the answers to its claims,
+verifications and finish requests as marks; world fault windows are shaded across all rows;
+assignment writes, double hand-outs, requeues and commits are marked.
 """
 
 from __future__ import annotations
@@ -61,18 +62,30 @@ def load_tape(path: Path) -> Streams:
         raise UsageError(f"--tape {path}: {exc}") from None
 
 
+def _first_violating(result: RunResult, names: Iterable[str]) -> tuple[str, str] | None:
+    found = sorted((c.jobs[0], name) for name in names
+                   if (c := result.checks.get(name)) is not None and c.jobs)
+    return found[0] if found else None
+
+
 def choose_job(result: RunResult) -> tuple[str, str]:
-    """The job to show by default, and why it was chosen."""
-    for names, what in ((SAFETY_CHECKS, "safety"), (tuple(result.checks), "any")):
-        found = sorted((c.jobs[0], name) for name in names
-                       if (c := result.checks.get(name)) is not None and c.jobs)
-        if found:
-            job, name = found[0]
-            kind = "a safety violation" if what == "safety" else "a violation"
-            return job, f"the first job with {kind} ({name})"
+    """The job to show by default, and why it was chosen.
+
+    In order: the first job with a safety violation (S1/S2/S3: what a reader replays for);
+    else the first double-assigned job (the race the chains are compared on, even when the
+    chain handled it); else the first job with a liveness violation (L1: lost or stuck);
+    else the first job.
+    """
+    safety = _first_violating(result, SAFETY_CHECKS)
+    if safety is not None:
+        return safety[0], f"the first job with a safety violation ({safety[1]})"
     double = sorted(double_assigned_jobs(result.history))
     if double:
-        return double[0], "the first double-assigned job (no violation in this run)"
+        return double[0], "the first double-assigned job (no safety violation in this run)"
+    other = _first_violating(result, [n for n in result.checks if n not in SAFETY_CHECKS])
+    if other is not None:
+        return other[0], (f"the first job with a violation ({other[1]}; no safety violation "
+                          "and no double assignment in this run)")
     return result.jobs[0], "the first job (no violation and no double assignment in this run)"
 
 
@@ -221,6 +234,29 @@ def _claims(records: list[Record], process: str, job: str
     return out
 
 
+#: The encoder operations whose answers are marked on its row: op → marker.
+_ANSWER_MARKERS: Final = {"claim": "D", "verify": "o", "commit": "s"}
+
+
+def _answer_marks(ax: Any, records: list[Record], process: str, job: str, y: float) -> None:
+    """The answers one encoder got for the job: claims, verifications, finish requests.
+
+    Filled when answered OK; hollow red when refused, failed or unknown (``info``), because
+    the hazards this timeline is read for start where an answer was missing or wrong.
+    """
+    for op, marker in _ANSWER_MARKERS.items():
+        ok = [r[0] for r in records
+              if r[1] == process and r[2] == job and r[3] == op and r[4] == "ok"]
+        bad = [r[0] for r in records
+               if r[1] == process and r[2] == job and r[3] == op and r[4] in ("fail", "info")]
+        if ok:
+            ax.plot(ok, [y] * len(ok), linestyle="none", marker=marker, markersize=4,
+                    color="#1f77b4")
+        if bad:
+            ax.plot(bad, [y] * len(bad), linestyle="none", marker=marker, markersize=5,
+                    markerfacecolor="none", markeredgecolor="#d62728")
+
+
 def draw_timeline(records: list[Record], job: str, path: Path, *, end: float,
                   title: str) -> None:
     """One job's timeline as a PNG (see the module docstring for the encoding)."""
@@ -267,10 +303,11 @@ def draw_timeline(records: list[Record], job: str, path: Path, *, end: float,
         beats = [r[0] for r in records
                  if r[1] == name and r[2] == job and r[3] == "heartbeat" and r[4] == "invoke"]
         if beats:
-            ax.plot(beats, [y + 0.42] * len(beats), linestyle="none", marker="|",
+            ax.plot(beats, [y + 0.45] * len(beats), linestyle="none", marker="|",
                     color="#555555", markersize=5)
         for a, b in _pairs(records, name, job, ("cancel", "invoke"), ("stop", "ok")):
-            ax.broken_barh([(a, b - a)], (y + 0.2, 0.15), facecolors="#d62728")
+            ax.broken_barh([(a, max(b - a, 1e-3))], (y + 0.16, 0.1), facecolors="#d62728")
+        _answer_marks(ax, records, name, job, y + 0.33)
         for r in records:
             if r[1] == name and r[3] == "crash" and lo <= r[0] <= hi:
                 ax.plot([r[0]], [y], marker="X", color="#d62728", markersize=9)
@@ -309,7 +346,9 @@ def draw_timeline(records: list[Record], job: str, path: Path, *, end: float,
         Patch(facecolor="#d62728", alpha=0.12, label="fault window"),
     ]
     ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-              title="▲ assign  ▼ double hand-out  ★ commit\n⋮ requeue  ✕ crash  | heartbeat",
+              title="▲ assign  ▼ double hand-out  ★ commit\n⋮ requeue  ✕ crash  | heartbeat"
+                    "\n◆ claim  ● verify  ■ finish request\n(filled: answered OK; "
+                    "hollow red: refused,\nfailed or unknown)",
               title_fontsize=7)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -335,6 +335,20 @@ class Progress:
         self.stream.flush()
         self.drawn = True
 
+    def finished(self, done_runs: int, label: str) -> None:
+        """One run (a chain and a seed) is done: always a line of its own, never throttled,
+        so a log shows every finished run; the bar, if any, is redrawn by the next update."""
+        if not self.enabled:
+            return
+        now = self.clock()
+        if now - self.started < 1.0:
+            return
+        self._last = now
+        text = f"[{done_runs}/{self.total}] {label}  ({now - self.started:.0f} s)"
+        self.stream.write(("\r" + text.ljust(80) if self.tty else text) + "\n")
+        self.stream.flush()
+        self.drawn = False  # the line ended: nothing left to close
+
     def close(self) -> None:
         if self.enabled and self.drawn and self.tty:
             self.stream.write("\n")

@@ -30,6 +30,7 @@ __all__ = [
     "SCENARIO_TABLES",
     "UsageError",
     "apply_overrides",
+    "list_scenarios",
     "load_scenario",
     "parse_assignment",
     "parse_value",
@@ -70,6 +71,11 @@ def _packaged() -> dict[str, Any]:
 def scenario_names() -> list[str]:
     """The built-in scenarios, sorted (``default``, ``3speak-2026``, ...)."""
     return list(_packaged())
+
+
+def list_scenarios() -> list[str]:
+    """The built-in scenario names, sorted (the same list as :func:`scenario_names`)."""
+    return scenario_names()
 
 
 def _looks_like_path(ref: str) -> bool:

@@ -94,13 +94,13 @@ def _execute(tasks: list[tuple[Scenario, str, int]], workers: int,
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             results.append(_run_task(task))
-            progress.update(len(results), f"{task[1]} seed {task[2]}")
+            progress.finished(len(results), f"{task[1]} seed {task[2]}: done")
         return results
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
         for task, metrics in zip(tasks, pool.map(_run_task, tasks), strict=True):
             results.append(metrics)
-            progress.update(len(results), f"{task[1]} seed {task[2]}")
+            progress.finished(len(results), f"{task[1]} seed {task[2]}: done")
     return results
 
 

@@ -31,14 +31,24 @@ import simpy
 
 from verifier import GatewayMonitorJob, Tier
 from verifier._models import CLAIMABLE_STATUSES, PROCESSABLE_STATUSES
-from verifier._protocol import Observed, TierFailed, WriteAnswered, WriteOutcome
+from verifier._protocol import (
+    Claim,
+    Finish,
+    Heartbeat,
+    Observe,
+    Observed,
+    Release,
+    TierFailed,
+    WriteAnswered,
+    WriteOutcome,
+)
 from verifier._tiers import Observation
 
 from ._history import WORLD, History
 from ._params import Scenario
 from ._rng import Streams
 
-__all__ = ["Job", "World"]
+__all__ = ["Job", "World", "request_record"]
 
 OK: Final = WriteAnswered(WriteOutcome.OK)
 _NOT_YOURS: Final = WriteAnswered(WriteOutcome.REFUSED, detail="job does not belong to you")
@@ -448,8 +458,80 @@ class World:
         self._commit(job, did, "completed")
         return OK, delay
 
+    # ------------------------------------------------------------------ the protocol's requests
+
+    def serve(self, did: str, job_id: str, action: Any) -> tuple[Any, float, str, Any]:
+        """Answer one I/O action of encoder ``did``'s protocol, as sent now.
+
+        Returns the answer, the reply delay, and the completion record's phase and value (for
+        the history). This is the one mapping from protocol requests to services, shared by
+        every driver of the world (the SimPy encoders, the conformance state machine).
+        """
+        kind = type(action)
+        if kind is Observe:
+            tier = action.tier
+            if tier is Tier.DATABASE:
+                read, delay = self.db_read(job_id)
+            elif tier is Tier.MONITOR:
+                read, delay = self.monitor_read(job_id)
+            elif tier is Tier.GATEWAY:
+                read, delay = self.gw_status(did, job_id)
+            else:
+                return TierFailed(tier, "no read endpoint in the simulator"), 0.0, "fail", tier
+            if isinstance(read, Observed):
+                owner = read.observation.owner
+                name = owner.rsplit(":", 1)[-1] if owner else None
+                return read, delay, "ok", (tier, name, read.observation.status)
+            return read, delay, "fail", tier
+        via = action.via
+        answer: WriteAnswered
+        if kind is Claim:
+            if via is Tier.GATEWAY:
+                answer, delay = self.gw_accept(did, job_id)
+            elif via is Tier.DATABASE:
+                answer, delay = self.db_claim(did, job_id, action.conditional)
+            else:
+                answer, delay = self.aid_claim(did, job_id)
+        elif kind is Heartbeat:
+            if via is Tier.GATEWAY:
+                answer, delay = self.gw_ping(did, job_id)
+            elif via is Tier.DATABASE:
+                answer, delay = self.db_heartbeat(did, job_id, action.token)
+            else:
+                answer, delay = self.aid_heartbeat(did, job_id)
+        elif kind is Finish:
+            if via is Tier.GATEWAY:
+                answer, delay = self.gw_finish(did, job_id)
+            elif via is Tier.DATABASE:
+                answer, delay = self.db_finish(did, job_id, action.token, action.fenced)
+            else:
+                answer, delay = self.aid_finish(did, job_id)
+        elif kind is Release:
+            if via is Tier.GATEWAY:
+                answer, delay = self.gw_release(did, job_id, action.failed)
+            elif via is Tier.DATABASE:
+                answer, delay = self.db_release(did, job_id, action.token, action.failed)
+            else:
+                answer, delay = _UNSUPPORTED, 0.0
+        else:
+            raise TypeError(f"{kind.__name__} is not a request to the network")
+        return answer, delay, _PHASE.get(answer.outcome, "info"), via
+
     def schedule(self, delay: float, callback: Callable[[], None]) -> None:
         self.env.timeout(delay).callbacks.append(lambda _e: callback())
+
+
+def request_record(action: Any) -> tuple[str, Any]:
+    """The history op and invoke value of a protocol request (``verify``, ``claim``, ...)."""
+    kind = type(action)
+    if kind is Observe:
+        return "verify", (action.tier, action.purpose)
+    return _OPS[kind], action.via
+
+
+_OPS: Final = {Claim: "claim", Heartbeat: "heartbeat", Finish: "commit", Release: "release"}
+_PHASE: Final = {WriteOutcome.OK: "ok", WriteOutcome.REFUSED: "fail"}
+_UNSUPPORTED: Final = WriteAnswered(WriteOutcome.UNKNOWN, detail="not supported by this tier")
 
 
 def _name(did: str) -> str:
