@@ -87,8 +87,10 @@ def _scenario_flags(parser: argparse.ArgumentParser, *, many_chains: bool) -> No
         group.add_argument("--chain", action="append", metavar="NAME",
                            help="a chain to run (repeatable; default: every built-in chain)")
     else:
-        group.add_argument("--chain", default=_GATED_CHAIN, metavar="NAME",
-                           help="the chain to replay (default: %(default)s)")
+        # Appended, not stored, so a second --chain is an error rather than silently the one
+        # that wins.
+        group.add_argument("--chain", action="append", metavar="NAME",
+                           help=f"the chain to replay (default: {_GATED_CHAIN})")
     group.add_argument("--seed", type=int, default=1, metavar="N",
                        help="root seed of all randomness (default: %(default)s)")
     group.add_argument("--encoders", type=int, metavar="N", help="override: encoders")
@@ -198,8 +200,12 @@ def resolve(args: argparse.Namespace) -> Setup:
             scenario = apply_overrides(scenario, {key: value},
                                        source="--" + key.replace("_", "-"))
             overrides[key] = value
-    chain = args.chain
-    chains = _chains(chain if isinstance(chain, list) or chain is None else [chain])
+    if args.command == "replay":
+        chains = _chains(args.chain or [_GATED_CHAIN])
+        if len(chains) > 1:
+            raise UsageError(f"--chain: replay shows one chain, got {', '.join(chains)}")
+    else:
+        chains = _chains(args.chain)
     count = getattr(args, "seeds", 1)
     if count < 1:
         raise UsageError(f"--seeds: must be at least 1, got {count}")

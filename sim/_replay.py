@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
@@ -170,8 +171,10 @@ def run_replay(setup: Setup, *, job: str | None, tape: Path | None, png: Path | 
             lines.extend(f"    {e}" for e in c.examples if _mentions(e, job) or len(c.jobs) == 1)
     else:
         lines.append(f"violations involving {job}: none")
-    if tape is None:
-        lines.append("replay: " + replay_command(setup.ref, chain, seed, job, setup.overrides))
+    command = replay_command(setup.ref, chain, seed, job, setup.overrides)
+    if tape is not None:  # the tape replaces the seed: say so in the command
+        command = command.replace(f" --seed {seed}", f" --tape {shlex.quote(str(tape))}", 1)
+    lines.append("replay: " + command)
     if history_path is not None:
         try:
             history_path.parent.mkdir(parents=True, exist_ok=True)

@@ -204,6 +204,11 @@ def _axes_x(ax: Axes, xs: list[Any], positions: list[float], numeric: bool, x_ke
     ax.set_xlabel(x_key)
     if not numeric:
         ax.set_xticks(positions, [str(x) for x in xs])
+    if len(positions) > 1:
+        # Every plot spans every grid value, even where a chain has no point (no races at
+        # lie_rate=0), so the plots of one sweep can be read side by side.
+        pad = (max(positions) - min(positions)) * 0.03
+        ax.set_xlim(min(positions) - pad, max(positions) + pad)
     ax.grid(True, alpha=0.3)
 
 
@@ -252,7 +257,10 @@ def plot_sweep(cells: list[tuple[dict[str, Any], str, list[RunMetrics]]], *, x_k
             lows.append(math.nan if rate is None else lo * 100)
             highs.append(math.nan if rate is None else hi * 100)
         style = _style(chain, i)
-        ax.plot(positions, rates, marker="o", label=chain, **style)
+        # Error bars as well as the band: a point between two grid values without races
+        # (no rate) has no band to draw, but its interval is still the point's meaning.
+        ax.errorbar(positions, rates, yerr=_yerr(rates, lows, highs), marker="o", capsize=3,
+                    label=chain, **style)
         ax.fill_between(positions, lows, highs, color=style["color"], alpha=0.15, linewidth=0)
     ax.set_ylabel("race prevention rate, % of double-assigned jobs")
     ax.set_ylim(-2, 102)
@@ -279,6 +287,15 @@ def plot_sweep(cells: list[tuple[dict[str, Any], str, list[RunMetrics]]], *, x_k
             xlabel="S2-violating (overlapping) jobs per 1,000 jobs (95% Wilson interval)",
             title="Ablation: what each hardening step prevents" + suffix))
     return written
+
+
+def _yerr(values: list[float], lows: list[float], highs: list[float]) -> list[list[float]]:
+    """Asymmetric error bars from an interval (0 where there is no value)."""
+    below = [0.0 if math.isnan(v) else max(v - lo, 0.0) for v, lo in zip(values, lows,
+                                                                         strict=True)]
+    above = [0.0 if math.isnan(v) else max(hi - v, 0.0) for v, hi in zip(values, highs,
+                                                                         strict=True)]
+    return [below, above]
 
 
 def _per_1000_jobs(total: float, metrics: list[RunMetrics]) -> float:

@@ -7,6 +7,7 @@ import pytest
 from sim._params import Scenario, ScenarioError
 from sim._scenarios import (
     apply_overrides,
+    list_scenarios,
     load_scenario,
     parse_assignment,
     parse_value,
@@ -24,10 +25,15 @@ def test_builtin_scenarios_are_packaged_and_load():
         assert scenario.timing_model().problems() == [], name
 
 
+def test_list_scenarios_names_the_packaged_files():
+    assert list_scenarios() == sorted(list_scenarios()) == scenario_names()
+    assert set(BUILTIN) <= set(list_scenarios())
+
+
 def test_default_is_the_small_readme_world():
     sc = load_scenario("default")
     assert (sc.encoders, sc.jobs, sc.lie_rate) == (20, 200, 0.1)
-    assert 0 < sc.arrival_per_hour, "below capacity, so double hand-outs find idle encoders"
+    assert sc.arrival_per_hour > 0, "below capacity, so double hand-outs find idle encoders"
     assert sc.inside_model()
 
 
@@ -35,15 +41,25 @@ def test_3speak_2026_has_the_observed_timings():
     sc = load_scenario("3speak-2026")
     assert 300 <= sc.reassign_timeout <= 360
     assert (sc.monitor_latency, sc.gateway_latency, sc.database_latency) == (0.2, 0.05, 0.005)
-    assert sc.poll_interval == 60
+    assert sc.poll_interval == 60 and sc.recheck_interval == 60
     assert (sc.finish_complete_min, sc.finish_complete_max) == (45, 60)
     assert 0 < sc.infra_fraction < 1, "a mix of infrastructure and community nodes"
     assert sc.inside_model()
 
 
-def test_s1k_is_the_benchmark_world():
+def test_s1k_is_the_benchmark_world_with_the_timings_of_3speak_2026():
     sc = load_scenario("s-1k")
     assert (sc.encoders, sc.jobs, sc.lie_rate) == (1000, 100_000, 0.05)
+    assert sc.inside_model()
+    observed = load_scenario("3speak-2026")
+    # Latencies, timeouts, intervals and lags (not phase durations, fault rates or arrivals).
+    timings = [k for k in sc.to_dict()
+               if k.endswith(("_latency", "_timeout", "_interval", "_lag", "_lag_mean"))
+               or k.startswith("finish_complete")]
+    assert {"reassign_timeout", "recheck_interval", "poll_interval", "monitor_latency",
+            "gateway_latency"} <= set(timings)
+    for key in timings:
+        assert getattr(sc, key) == getattr(observed, key), key
 
 
 def test_outside_model_leaves_the_timing_model():

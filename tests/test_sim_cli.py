@@ -16,7 +16,12 @@ import pytest
 
 from sim import _cli
 from sim.__main__ import main
+from sim._checkers import CheckResult
+from sim._history import History
+from sim._params import Scenario
+from sim._replay import choose_job
 from sim._report import Progress, csv_rows, format_table, stable
+from sim._runner import RunResult
 from verifier._policy import builtin_chain_names
 
 TINY = ["--set", "encoders=4", "--set", "jobs=12"]
@@ -157,6 +162,20 @@ def test_progress_is_silent_for_short_runs_and_in_quiet_mode():
     assert off.getvalue() == ""
 
 
+def test_progress_prints_a_line_per_finished_run_on_a_log():
+    clock = iter([0.0, 0.2, 1.5, 1.6, 1.7, 1.8]).__next__
+    stream = io.StringIO()
+    bar = Progress(3, enabled=True, stream=stream, clock=clock)
+    bar.finished(1, "a seed 1: done")  # at 0.2 s: a short run prints nothing
+    bar.update(1.5, "b seed 1: halfway")  # at 1.5 s: the first bar line
+    bar.finished(2, "b seed 1: done")  # at 1.6 s: not throttled like bar lines
+    bar.update(2.5, "c seed 1: halfway")  # at 1.7 s: throttled (a line every few seconds)
+    bar.finished(3, "c seed 1: done")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and "halfway" in lines[0]
+    assert lines[1].startswith("[2/3] b seed 1: done") and lines[2].startswith("[3/3] c seed")
+
+
 # --------------------------------------------------------------------------- sweep
 
 
@@ -235,9 +254,46 @@ def test_replay_from_a_conformance_tape(tmp_path):
     code, out, err = run_main(["replay", *TINY, "--tape", str(tape)])
     assert code == 0, err
     assert f"tape {tape}" in out
+    replay = next(line for line in out.splitlines() if line.startswith("replay: python"))
+    assert f"--tape {tape}" in replay and "--seed" not in replay
     tape.write_text(json.dumps({"tape": [1.5], "seed": None}))
     code, _, err = run_main(["replay", *TINY, "--tape", str(tape)])
     assert code == 2 and "--tape" in err and err.count("\n") == 1
+
+
+def test_replay_runs_the_command_a_conformance_counterexample_prints(tmp_path, monkeypatch):
+    from conformance.worlds import BASE, World, save_counterexample
+
+    monkeypatch.setenv("SPK_COUNTEREXAMPLES", str(tmp_path / "cx"))
+    world = World(BASE.replace(encoders=3, jobs=2, lie_rate=1.0), (0.3, 0.7, 0.1, 0.9), 11)
+    words = shlex.split(save_counterexample(world, "trust-gateway", "job-000001"))
+    assert words[:4] == ["python", "-m", "sim", "replay"]
+    code, out, err = run_main(words[3:])
+    assert code == 0, err
+    folder = Path(words[words.index("--tape") + 1]).parent
+    assert out.startswith("replay: scenario conformance, chain trust-gateway, tape ")
+    assert "job job-000001: chosen with --job" in out
+    assert (folder / "timeline.png").read_bytes().startswith(PNG_MAGIC)
+    # The tape, not the seed, drives the run: the same command twice prints the same history.
+    assert run_main(words[3:])[1] == out
+
+
+def _result(records: list[tuple], checks: dict[str, tuple[str, ...]]) -> RunResult:
+    results = {name: CheckResult(name, len(jobs), jobs, ()) for name, jobs in checks.items()}
+    return RunResult(Scenario(jobs=3), "hardened", 1, History(records), results, None,  # type: ignore[arg-type]
+                     {}, 100.0, ["job-000000", "job-000001", "job-000002"])
+
+
+def test_replay_picks_safety_then_double_assigned_then_other_violations():
+    lie = (5.0, "world", "job-000002", "lie", "ok", ("double", "e1"))
+    ok = {"S1": (), "S2": (), "S3": (), "L1": ()}
+    assert choose_job(_result([lie], {**ok, "S2": ("job-000001",), "L1": ("job-000000",)})) == (
+        "job-000001", "the first job with a safety violation (S2)")
+    job, why = choose_job(_result([lie], {**ok, "L1": ("job-000000",)}))
+    assert job == "job-000002" and "double-assigned" in why
+    job, why = choose_job(_result([], {**ok, "L1": ("job-000001",)}))
+    assert job == "job-000001" and "(L1;" in why
+    assert choose_job(_result([], ok))[0] == "job-000000"
 
 
 # --------------------------------------------------------------------------- bad input
@@ -259,6 +315,8 @@ def test_replay_from_a_conformance_tape(tmp_path):
     (["run", "--no-such-flag"], "--no-such-flag"),
     (["sweep", "--workers", "0"], "--workers"),
     (["replay", "--job", "job-999999", *TINY], "job-999999"),
+    (["replay", "--tape", "no/such/tape.json", *TINY], "no/such/tape.json"),
+    (["replay", "--chain", "trust-gateway", "--chain", "hardened"], "--chain"),
     (["fly"], "fly"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
