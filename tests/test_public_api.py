@@ -55,3 +55,10 @@ def test_a_record_without_id_never_proves_ownership():
     job = parse_job({"status": "assigned", "assigned_to": "did:key:z6MkUs"})
     result = ownership_of(job, "did:key:z6MkUs")
     assert job.synthetic and not result.is_owned and not result.is_safe_to_process
+
+
+def test_an_empty_id_is_a_stand_in_too():
+    from verifier import ownership_of, parse_job
+
+    job = parse_job({"id": "", "status": "assigned", "assigned_to": "did:key:z6MkUs"})
+    assert job.synthetic and not ownership_of(job, "did:key:z6MkUs").is_owned

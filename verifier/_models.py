@@ -183,6 +183,8 @@ def parse_job(data: object, *, tier: str = "job") -> GatewayMonitorJob:
             raw_id = ""
         if not isinstance(raw_id, str):
             raise MalformedAnswer(tier, f"job id should be a string, got {type(raw_id).__name__}")
+        # A record that does not say which job it is (no id, or an empty one) is a stand-in.
+        synthetic = synthetic or not raw_id
         status = _opt_str(data, "status")
         owner_raw = data.get("assigned_to")
         if owner_raw is not None and not isinstance(owner_raw, str):
