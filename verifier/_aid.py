@@ -270,6 +270,8 @@ class GatewayAidClient:
         self, job_id: str, token: str | None, progress: Mapping[str, float]
     ) -> None:
         """``update-job`` with status ``running``."""
+        if not isinstance(progress, Mapping):
+            raise InvalidInputError(f"progress must be a mapping, got {type(progress).__name__}")
         await self.update_job(
             job_id, "running", progress.get("pct", 0.0), progress.get("download_pct", 0.0)
         )

@@ -86,6 +86,16 @@ _CLAIMABLE: Final = sorted(CLAIMABLE_STATUSES)
 _HELD: Final = sorted(PROCESSABLE_STATUSES)
 #: The assignment fields a release removes (the aid server's stale-job reset removes the same).
 _ASSIGNMENT_FIELDS: Final = {"assigned_to": "", "assigned_date": "", "claim_token": ""}
+
+
+def _no_arrays(*fields: str) -> dict[str, Any]:
+    """A filter clause refusing documents where any of ``fields`` is an array.
+
+    MongoDB matches a scalar condition against *any element* of an array, so without this a
+    corrupt ``assigned_to: [null, "did:other"]`` passes "unowned", and ``claim_token: [ours,
+    theirs]`` passes our fence: a write would land on a document no read can parse.
+    """
+    return {"$nor": [{field: {"$type": "array"}} for field in fields]}
 #: Bounds on the memory of claim tokens sent, for ``token=None`` writes after an unknown claim.
 _MAX_REMEMBERED_JOBS: Final = 1024
 _MAX_TOKENS_PER_JOB: Final = 8
@@ -346,7 +356,10 @@ class DatabaseTier:
         With ``token=None`` (the claim's outcome was unknown) the fence accepts any token this
         client sent for the job and was not refused; with none, nothing can be ours here.
         """
-        fence: dict[str, Any] = {"id": job_id, "assigned_to": self.did}
+        fence: dict[str, Any] = {
+            "id": job_id, "assigned_to": self.did,
+            **_no_arrays("id", "assigned_to", "claim_token", "status"),
+        }
         if token is not None:
             fence["claim_token"] = _validate_token(token)
             return fence
@@ -422,7 +435,10 @@ class DatabaseTier:
         job_id = validate_job_id(job_id)
         token = _validate_token(self._new_token())
         now = self._clock()
-        query = {"id": job_id, "status": {"$in": _CLAIMABLE}, "assigned_to": None}
+        query = {
+            "id": job_id, "status": {"$in": _CLAIMABLE}, "assigned_to": None,
+            **_no_arrays("id", "status", "assigned_to"),
+        }
         update = {
             "$set": {
                 "assigned_to": self.did,

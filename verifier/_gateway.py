@@ -201,13 +201,20 @@ class LegacyGatewayClient:
                 "check ENCODER_PRIVATE_KEY and that the node is registered"
             )
         raise_for_status(response, _TIER, route)
-        answer = read_json(response, _TIER, empty=None)  # empty 200: success (legacy finish)
-        if answer is None:
+        raw = response.content.strip()
+        if not raw or raw.lower() in (b"ok", b'"ok"'):
+            # An empty body (legacy finish) or the bare text ``ok`` (the public NestJS
+            # gateway's accept and ping) is the documented success.
             return
+        answer = read_json(response, _TIER, empty=None)
         if not isinstance(answer, Mapping):
-            raise MalformedAnswer(_TIER, f"{route}: expected a JSON object or an empty body")
+            raise MalformedAnswer(_TIER, f"{route}: expected a JSON object, 'ok' or an empty body")
         outcome = answer.get("status", "success")
-        refused = outcome == "error" or answer.get("success") is False
+        refused = (
+            outcome == "error"
+            or ("success" in answer and answer["success"] is not True)
+            or bool(answer.get("error"))
+        )
         if refused:
             if not job:
                 raise TierUnavailable(_TIER, f"{route} failed: {server_message(answer)}")
@@ -283,6 +290,8 @@ class LegacyGatewayClient:
         self, job_id: str, token: str | None, progress: Mapping[str, float]
     ) -> None:
         """``pingJob`` with ``progress['pct']`` and ``progress['download_pct']`` (default 0)."""
+        if not isinstance(progress, Mapping):
+            raise InvalidInputError(f"progress must be a mapping, got {type(progress).__name__}")
         await self.ping_job(
             job_id, progress.get("pct", 0.0), progress.get("download_pct", 0.0)
         )
