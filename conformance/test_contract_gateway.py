@@ -56,7 +56,6 @@ from verifier import (
     GatewayMonitorJob,
     InvalidInputError,
     LegacyGatewayClient,
-    MalformedAnswer,
     Observation,
     TierRateLimited,
     VerifierError,

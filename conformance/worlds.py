@@ -70,8 +70,9 @@ def _levels(*values: float) -> st.SearchStrategy[float]:
 def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
            max_jobs: int = 3, fixed: dict[str, Any] | None = None) -> World:
     """Small worlds with faults. ``inside_model=False`` adds pauses longer than P, monitor
-    lag beyond Δ and blind accepts (the timing model's bounds are violated on purpose). ``fixed`` pins some
-    parameters (e.g. only infrastructure nodes, for a database-tier canary)."""
+    lag beyond Δ and blind accepts (the timing model's bounds are violated on purpose).
+    ``fixed`` pins some parameters (e.g. only infrastructure nodes, for a database-tier
+    canary)."""
     changes: dict[str, Any] = {
         "encoders": draw(st.integers(2, max_encoders)),
         "jobs": draw(st.integers(1, max_jobs)),
