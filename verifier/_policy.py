@@ -24,10 +24,13 @@ from typing import Final
 
 __all__ = [
     "HARDENING_STEPS",
+    "TIER_EVENT",
+    "TIER_STRENGTH",
     "Policy",
     "Tier",
     "TierSet",
     "TimingModel",
+    "builtin_chain_names",
 ]
 
 
@@ -165,7 +168,7 @@ class Policy:
     verify_retries: bool = True
     #: Claim through the strongest write tier (database/aid) vs. always the gateway.
     claim_via_strongest: bool = True
-    #: The tiers that may confirm ownership, strongest first, as the policy allows.
+    #: May the legacy gateway's ``jobstatus`` confirm ownership? (It is known to lie.)
     gateway_can_confirm: bool = False
     # The hardening steps (all True in ``hardened``).
     settle: bool = True
@@ -246,5 +249,3 @@ def builtin_chain_names() -> list[str]:
         f"hardened-without-{step}" for step in HARDENING_STEPS
     ]
 
-
-__all__ += ["TIER_EVENT", "TIER_STRENGTH", "builtin_chain_names"]

@@ -34,7 +34,7 @@ from ._models import CLAIMABLE_STATUSES, PROCESSABLE_STATUSES, parse_job
 from ._policy import Tier
 from ._tiers import Observation
 
-__all__ = ["InMemoryJobs", "InMemoryTier"]
+__all__ = ["InMemoryJobs", "InMemoryTier", "VirtualTimeLoop", "run_virtual"]
 
 T = TypeVar("T")
 
@@ -240,5 +240,3 @@ def run_virtual(main: Coroutine[Any, Any, T]) -> T:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
-
-__all__ += ["VirtualTimeLoop", "run_virtual"]
