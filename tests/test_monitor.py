@@ -9,13 +9,12 @@ error mapping, body limits and hostile ids are in ``test_monitor_http.py``.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 import respx
+from monitor_support import ABSENT, BASE, JOB, ME, OTHER, job_doc, ok
 
 from verifier._errors import (
     ConfigurationError,
@@ -30,54 +29,6 @@ from verifier._models import GatewayMonitorJob
 from verifier._monitor import DEFAULT_MONITOR_BASE_URL, MAX_BATCH_IDS, GatewayMonitorService
 from verifier._policy import Tier
 from verifier._tiers import Observation, TierClient
-
-BASE = "https://monitor.test/api"
-JOB = "2f42577d-9c93-4a62-9ae2-d1270b5bc4f3"
-ME = "did:key:z6Mkq65oNPyW3Gq187UHrvzWVZTmLhYk4wgFsBGD9HQpXSGp"
-OTHER = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
-ABSENT = object()
-
-
-# --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def router() -> respx.Router:
-    """A respx router used as the client's transport: no global patching, no network."""
-    return respx.Router(base_url=BASE, assert_all_called=False)
-
-
-@pytest_asyncio.fixture
-async def monitor(router: respx.Router) -> AsyncIterator[GatewayMonitorService]:
-    transport = httpx.MockTransport(router.async_handler)
-    async with httpx.AsyncClient(transport=transport) as client:
-        yield GatewayMonitorService(BASE, client=client)
-
-
-def job_doc(**changes: Any) -> dict[str, Any]:
-    """A realistic monitor ``data`` record; ``field=ABSENT`` removes a field."""
-    doc: dict[str, Any] = {
-        "_id": "65f0c0ffee0000000000abcd",
-        "id": JOB,
-        "status": "assigned",
-        "created_at": "2026-01-02T03:04:05.000Z",
-        "assigned_to": ME,
-        "assigned_date": "2026-01-02T03:05:00.000Z",
-        "last_pinged": "2026-01-02T03:06:00.000Z",
-        "metadata": {"video_owner": "alice", "video_permlink": "abc123"},
-        "storageMetadata": {"app": "3speak", "key": "k", "type": "video"},
-        "input": {"uri": "ipfs://bafy", "size": 1234},
-        "result": None,
-        "progress": {"pct": 12.5, "download_pct": 100},
-        "attempt_count": 0,
-    }
-    doc.update(changes)
-    return {k: v for k, v in doc.items() if v is not ABSENT}
-
-
-def ok(data: Any) -> httpx.Response:
-    return httpx.Response(200, json={"success": True, "data": data})
-
 
 NOT_FOUND = httpx.Response(404, json={"success": False, "error": "Job not found"})
 
