@@ -289,7 +289,7 @@ async def test_get_job_malformed_answers(
 async def test_get_job_encodes_hostile_ids(
     aid: GatewayAidClient, router: respx.MockRouter, job_id: str, raw: bytes
 ) -> None:
-    catch_all = router.route().respond(404)
+    catch_all = router.route().respond(404, json={"success": False, "code": "JOB_NOT_FOUND"})
     assert await aid.get_job(job_id) == (None, False)
     assert catch_all.calls.last.request.url.raw_path == API.encode() + b"job/" + raw
 
@@ -402,3 +402,22 @@ async def test_bad_base_url_names_the_variable() -> None:
     with pytest.raises(ConfigurationError) as caught:
         GatewayAidClient("aid.test", ME)
     assert caught.value.variable == "GATEWAY_AID_BASE_URL"
+
+
+@pytest.mark.asyncio
+async def test_a_404_that_is_not_job_not_found_says_nothing_about_the_job(
+    aid: GatewayAidClient, router: respx.MockRouter
+) -> None:
+    # A wrong base URL answers "Route not found": that is not "the job does not exist".
+    router.get(API + f"job/{JOB}").respond(404, json={"error": "Route not found"})
+    with pytest.raises(TierUnavailable):
+        await aid.observe(JOB)
+
+
+@pytest.mark.asyncio
+async def test_a_claim_success_that_does_not_name_the_job_is_not_a_confirmation(
+    aid: GatewayAidClient, router: respx.MockRouter
+) -> None:
+    router.post(API + "claim-job").respond(200, json={"success": True})
+    with pytest.raises(MalformedAnswer):
+        await aid.claim(JOB)

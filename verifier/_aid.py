@@ -173,9 +173,11 @@ class GatewayAidClient:
         owner = assignment.get("assigned_to")
         if owner is not None and normalize_did(owner) != normalize_did(self.did):
             raise MalformedAnswer(_TIER, f"{route}: success names another owner")
-        answered_id = assignment.get("job_id")
-        if answered_id is not None and answered_id != job_id:
-            raise MalformedAnswer(_TIER, f"{route}: success names another job")
+        answered_id = assignment.get("job_id", assignment.get("id"))
+        if answered_id != job_id:
+            # "200 with the assignment" (contract): a success that does not name our job does
+            # not confirm the write; its outcome is unknown, never ours.
+            raise MalformedAnswer(_TIER, f"{route}: success does not name the job claimed")
         return assignment
 
     async def update_job(
@@ -209,7 +211,12 @@ class GatewayAidClient:
         route = f"job/{job_segment(job_id)}"
         response, answer = await self._call("GET", route)
         if response.status_code == 404:
-            return None, False
+            said = server_message(answer).lower() if isinstance(answer, Mapping) else ""
+            code = str(error_code(answer) or "").upper() if isinstance(answer, Mapping) else ""
+            if "NOT_FOUND" in code or ("not found" in said and "route" not in said):
+                return None, False
+            # Any other 404 (an unknown route: a wrong base URL) says nothing about the job.
+            raise TierUnavailable(_TIER, f"job: HTTP 404 that is not 'job not found': {said!r}")
         raise_for_status(response, _TIER, "job")
         if not isinstance(answer, Mapping) or answer.get("success") is False:
             raise MalformedAnswer(_TIER, "job: expected {job: {...}}")
@@ -221,8 +228,8 @@ class GatewayAidClient:
             raise MalformedAnswer(_TIER, "job: is_owned_by_requester should be a boolean")
         job = parse_job({k: v for k, v in raw.items() if k != "is_owned_by_requester"},
                         tier=_TIER)
-        if job.id and job.id != job_id:
-            raise MalformedAnswer(_TIER, "job: answered about a different job")
+        if job.id != job_id:
+            raise MalformedAnswer(_TIER, "job: answered about a different job, or none")
         return job, flag
 
     async def _owner_write(self, route: str, body: Mapping[str, Any]) -> None:
@@ -230,7 +237,10 @@ class GatewayAidClient:
         if response.status_code in _LOST_STATUSES:
             raise self._refusal(route, response.status_code, answer)
         raise_for_status(response, _TIER, route)
-        self._success(route, answer)
+        confirmed = self._success(route, answer)
+        answered_id = confirmed.get("job_id") if isinstance(confirmed, Mapping) else None
+        if answered_id is not None and answered_id != body["job_id"]:
+            raise MalformedAnswer(_TIER, f"{route}: success names another job")
 
     # ------------------------------------------------------------------ TierClient
 
