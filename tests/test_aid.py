@@ -404,20 +404,97 @@ async def test_bad_base_url_names_the_variable() -> None:
     assert caught.value.variable == "GATEWAY_AID_BASE_URL"
 
 
+# ----------------------------------------------------------------- regressions: unconfirmed writes
+
+
 @pytest.mark.asyncio
+@pytest.mark.parametrize("response", [
+    httpx.Response(404, json={"error": "Route not found"}),
+    httpx.Response(404, json={"success": False, "error": "Route not found"}),
+    httpx.Response(404, json={"success": False, "code": "ROUTE_NOT_FOUND"}),
+    httpx.Response(404, json={"success": False}),
+    httpx.Response(404, json={}),
+    httpx.Response(404, text="<html><h1>404 Not Found</h1></html>"),
+    httpx.Response(404),
+], ids=["route", "route-success-false", "route-code", "bare-success-false", "empty-object",
+        "html", "empty"])
 async def test_a_404_that_is_not_job_not_found_says_nothing_about_the_job(
-    aid: GatewayAidClient, router: respx.MockRouter
+    aid: GatewayAidClient, router: respx.MockRouter, response: httpx.Response
 ) -> None:
-    # A wrong base URL answers "Route not found": that is not "the job does not exist".
-    router.get(API + f"job/{JOB}").respond(404, json={"error": "Route not found"})
-    with pytest.raises(TierUnavailable):
+    # A wrong base URL answers "Route not found" (or a proxy's page): that is not "the job
+    # does not exist", which would read as "free to claim".
+    router.get(API + f"job/{JOB}").mock(return_value=response)
+    with pytest.raises(TierUnavailable, match="GATEWAY_AID_BASE_URL"):
         await aid.observe(JOB)
 
 
 @pytest.mark.asyncio
-async def test_a_claim_success_that_does_not_name_the_job_is_not_a_confirmation(
-    aid: GatewayAidClient, router: respx.MockRouter
+@pytest.mark.parametrize("answer", [
+    {"success": False, "error": "Job not found"},
+    {"error": "Job not found"},
+    {"success": False, "message": "Job route-7 not found"},
+    {"success": False, "code": "JOB_NOT_FOUND"},
+], ids=["success-false", "error-only", "id-says-route", "code"])
+async def test_a_404_that_says_the_job_is_not_found_is_no_job(
+    aid: GatewayAidClient, router: respx.MockRouter, answer: dict[str, Any]
 ) -> None:
-    router.post(API + "claim-job").respond(200, json={"success": True})
+    router.get(API + f"job/{JOB}").respond(404, json=answer)
+    assert (await aid.observe(JOB)).job is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("answer", [
+    {"success": True},
+    {"success": True, "assigned_to": ME},
+    {"success": True, "job_id": None, "assigned_to": ME},
+    claim_answer(job_id=JOB.upper()),
+    claim_answer(assigned_to=None, job_id="another-job"),
+    claim_answer(assigned_to=""),
+], ids=["bare", "owner-only", "null-id", "case", "other-job-no-owner", "empty-owner"])
+async def test_a_claim_success_that_does_not_confirm_the_assignment_is_malformed(
+    aid: GatewayAidClient, router: respx.MockRouter, answer: dict[str, Any]
+) -> None:
+    # Regression: 200 {"success": true} made claim() return. The contract promises "200 with
+    # the assignment": the job we asked for, and us as owner when an owner is named.
+    router.post(API + "claim-job").respond(200, json=answer)
     with pytest.raises(MalformedAnswer):
         await aid.claim(JOB)
+
+
+@pytest.mark.asyncio
+async def test_a_claim_success_naming_the_job_without_an_owner_is_a_grant(
+    aid: GatewayAidClient, router: respx.MockRouter
+) -> None:
+    router.post(API + "claim-job").respond(200, json={"success": True, "job_id": JOB})
+    assert await aid.claim(JOB) is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("route", "call"), [
+    ("update-job", lambda a: a.heartbeat(JOB, None, {"pct": 1.0})),
+    ("complete-job", lambda a: a.finish(JOB, None, {"cid": "bafy"})),
+], ids=["update", "complete"])
+@pytest.mark.parametrize("answer", [
+    {"success": True, "job_id": "another-job"},
+    {"success": True, "id": "another-job"},
+    {"success": True, "job_id": None},
+], ids=["job_id", "id", "null"])
+async def test_an_owner_write_success_naming_another_job_is_malformed(
+    aid: GatewayAidClient, router: respx.MockRouter, route: str, call: Any,
+    answer: dict[str, Any],
+) -> None:
+    router.post(API + route).respond(200, json=answer)
+    with pytest.raises(MalformedAnswer):
+        await call(aid)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("route", "call"), [
+    ("update-job", lambda a: a.heartbeat(JOB, None, {"pct": 1.0})),
+    ("complete-job", lambda a: a.finish(JOB, None, {"cid": "bafy"})),
+], ids=["update", "complete"])
+async def test_an_owner_write_success_naming_our_job_is_success(
+    aid: GatewayAidClient, router: respx.MockRouter, route: str, call: Any
+) -> None:
+    router.post(API + route).respond(200, json={"success": True, "job_id": JOB})
+    assert await call(aid) is None

@@ -396,6 +396,86 @@ async def test_without_a_token_or_a_claim_of_ours_nothing_can_be_fenced(
     assert snapshot(jobs) == before
 
 
+# ---------------------------------------------------------------------- array-valued fields
+# MongoDB (and mongomock) match a scalar condition against any element of an array: without
+# an explicit "not an array" clause these writes landed on documents no read can parse.
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"id": [JOB, "another-job"]},
+        {"status": ["running", "queued"]},
+        {"assigned_to": [None, OTHER]},
+        {"assigned_to": []},
+    ],
+    ids=["id", "status", "owner-null-or-other", "owner-empty"],
+)
+async def test_claim_never_matches_array_valued_fields(
+    db: DatabaseTier, jobs: Any, fields: dict[str, Any]
+) -> None:
+    add(jobs, **fields)
+    before = snapshot(jobs)
+    with pytest.raises(ClaimRefused):
+        await db.claim(JOB)
+    assert snapshot(jobs) == before  # in particular OTHER is not overwritten
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"assigned_to": [ME, OTHER]},
+        {"claim_token": ["T", "U"]},
+        {"status": ["running", "complete"]},
+        {"id": [JOB, "another-job"]},
+    ],
+    ids=["owner", "token", "status", "id"],
+)
+async def test_fenced_writes_never_match_array_valued_fields(
+    db: DatabaseTier, jobs: Any, fields: dict[str, Any]
+) -> None:
+    add(jobs, **{"status": "running", "assigned_to": ME, "claim_token": "T", **fields})
+    before = snapshot(jobs)
+    attempts: list[Callable[[], Awaitable[None]]] = [
+        lambda: db.heartbeat(JOB, "T", {"pct": 50.0}),
+        lambda: db.finish(JOB, "T", {"cid": "bafy"}),
+        lambda: db.release(JOB, "T", "giving up", failed=False),
+        lambda: db.release(JOB, "T", "giving up", failed=True),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ClaimRefused):
+            await attempt()
+    assert snapshot(jobs) == before
+
+
+@pytest.mark.asyncio
+async def test_writes_without_a_token_do_not_match_a_token_array_holding_ours(
+    db: DatabaseTier, jobs: Any
+) -> None:
+    add(jobs)
+    token = await db.claim(JOB)
+    jobs.update_one({"id": JOB}, {"$set": {"claim_token": [token, "theirs"]}})
+    before = snapshot(jobs)
+    with pytest.raises(ClaimRefused):
+        await db.heartbeat(JOB, None, {"pct": 5.0})  # fenced on {"$in": [what we sent]}
+    with pytest.raises(ClaimRefused):
+        await db.finish(JOB, None, {"cid": "bafy"})
+    assert snapshot(jobs) == before
+
+
+@pytest.mark.asyncio
+async def test_the_array_guard_does_not_stop_plain_documents(db: DatabaseTier, jobs: Any) -> None:
+    # The same lifecycle on a well-formed document still goes through: the guard is not
+    # refusing everything.
+    add(jobs, assigned_to=None)
+    token = await db.claim(JOB)
+    await db.heartbeat(JOB, token, {"pct": 5.0})
+    await db.finish(JOB, token, {"cid": "bafy"})
+    assert doc(jobs)["status"] == "complete"
+
+
 # ---------------------------------------------------------------------- reads
 
 

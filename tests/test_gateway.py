@@ -206,6 +206,70 @@ async def test_unreadable_write_answers_are_malformed_not_success(
         await gateway.accept_job(JOB)
 
 
+TIER_WRITES = [
+    ("claim", lambda g: g.claim(JOB), "acceptJob"),
+    ("heartbeat", lambda g: g.heartbeat(JOB, None, {"pct": 5.0}), "pingJob"),
+    ("finish", lambda g: g.finish(JOB, None, {"cid": "bafy"}), "finishJob"),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("name", "call", "route"), TIER_WRITES, ids=[w[0] for w in TIER_WRITES])
+@pytest.mark.parametrize("response", [
+    httpx.Response(200, json={}),
+    httpx.Response(200, content=b"null"),
+    httpx.Response(200, json={"success": True}),
+    httpx.Response(200, json={"message": "Job accepted"}),
+    httpx.Response(200, json=True),
+    httpx.Response(202, content=b""),
+    httpx.Response(200, text="accepted"),
+], ids=["empty-object", "null", "success-flag", "message-only", "true", "202", "text"])
+async def test_a_write_answer_that_is_not_a_documented_success_is_not_success(
+    gateway: LegacyGatewayClient, router: respx.MockRouter,
+    name: str, call: Any, route: str, response: httpx.Response,
+) -> None:
+    # Regression: 200 {} and 200 null made claim()/finish() return normally.
+    router.post(API + route).mock(return_value=response)
+    with pytest.raises(MalformedAnswer):
+        await call(gateway)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("name", "call", "route"), TIER_WRITES, ids=[w[0] for w in TIER_WRITES])
+@pytest.mark.parametrize("answer", [
+    {"error": "Job does not belong to you"},
+    {"status": "success", "error": "Job does not belong to you"},
+    {"success": False, "message": "Job does not belong to you"},
+], ids=["error", "success-and-error", "success-false"])
+async def test_a_2xx_that_says_error_is_a_refusal(
+    gateway: LegacyGatewayClient, router: respx.MockRouter,
+    name: str, call: Any, route: str, answer: dict[str, Any],
+) -> None:
+    router.post(API + route).respond(200, json=answer)
+    with pytest.raises(ClaimRefused, match="does not belong"):
+        await call(gateway)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("name", "call", "route"), TIER_WRITES, ids=[w[0] for w in TIER_WRITES])
+@pytest.mark.parametrize("response", [
+    httpx.Response(200, content=b""),
+    httpx.Response(201, content=b""),
+    httpx.Response(204),
+    httpx.Response(200, text="ok"),
+    httpx.Response(201, text="ok\n"),
+    httpx.Response(200, json={"status": "success", "message": "done"}),
+    httpx.Response(201, json={"status": "success"}),
+], ids=["200-empty", "201-empty", "204", "200-ok", "201-ok", "200-status", "201-status"])
+async def test_the_documented_success_shapes_are_success(
+    gateway: LegacyGatewayClient, router: respx.MockRouter,
+    name: str, call: Any, route: str, response: httpx.Response,
+) -> None:
+    # Legacy empty 200, the NestJS gateway's bare "ok" and empty 201, the 2026 status body.
+    router.post(API + route).mock(return_value=response)
+    assert await call(gateway) is None
+
+
 # ----------------------------------------------------------------- transport failures
 
 

@@ -54,6 +54,23 @@ _LOST_STATUSES: Final = frozenset({403, 404, 409})
 _MAX_STATUS_LENGTH: Final = 32
 
 
+def _is_job_not_found(answer: Any) -> bool:
+    """True only for a 404 whose JSON body says *the job* is not found.
+
+    Like the monitor (``_monitor._is_monitor_not_found``): a 404 ``{"error": "Route not
+    found"}`` or a proxy's HTML page means the base URL is wrong, and reading it as "the job
+    does not exist" would let a misconfigured node call any job free. The body must say "not
+    found" (in ``error``/``message`` or a ``*NOT_FOUND`` code) and must not be about a route.
+    """
+    if not isinstance(answer, Mapping) or answer.get("success") is True:
+        return False
+    said = server_message(answer).lower()
+    code = str(error_code(answer) or "").upper()
+    if "route not found" in said or "ROUTE" in code:
+        return False
+    return "not found" in said or code.endswith("NOT_FOUND")
+
+
 class GatewayAidClient:
     """Client of Gateway Aid; also a :class:`~verifier.TierClient` for ``Tier.AID``.
 
@@ -211,12 +228,13 @@ class GatewayAidClient:
         route = f"job/{job_segment(job_id)}"
         response, answer = await self._call("GET", route)
         if response.status_code == 404:
-            said = server_message(answer).lower() if isinstance(answer, Mapping) else ""
-            code = str(error_code(answer) or "").upper() if isinstance(answer, Mapping) else ""
-            if "NOT_FOUND" in code or ("not found" in said and "route" not in said):
+            if _is_job_not_found(answer):
                 return None, False
             # Any other 404 (an unknown route: a wrong base URL) says nothing about the job.
-            raise TierUnavailable(_TIER, f"job: HTTP 404 that is not 'job not found': {said!r}")
+            raise TierUnavailable(
+                _TIER, f"job: HTTP 404 that is not 'job not found' ({server_message(answer)}); "
+                "is GATEWAY_AID_BASE_URL right?"
+            )
         raise_for_status(response, _TIER, "job")
         if not isinstance(answer, Mapping) or answer.get("success") is False:
             raise MalformedAnswer(_TIER, "job: expected {job: {...}}")
@@ -233,14 +251,20 @@ class GatewayAidClient:
         return job, flag
 
     async def _owner_write(self, route: str, body: Mapping[str, Any]) -> None:
+        """An owner-conditioned write: lost on 403/404/409, confirmed only by a success that
+        names no other job.
+
+        A ``success: true`` naming a different ``job_id`` (a misrouted or buggy answer) does
+        not confirm *our* write: its outcome is unknown, so :class:`MalformedAnswer`.
+        """
         response, answer = await self._call("POST", route, body)
         if response.status_code in _LOST_STATUSES:
             raise self._refusal(route, response.status_code, answer)
         raise_for_status(response, _TIER, route)
         confirmed = self._success(route, answer)
-        answered_id = confirmed.get("job_id") if isinstance(confirmed, Mapping) else None
-        if answered_id is not None and answered_id != body["job_id"]:
-            raise MalformedAnswer(_TIER, f"{route}: success names another job")
+        for key in ("job_id", "id"):
+            if key in confirmed and confirmed[key] != body["job_id"]:
+                raise MalformedAnswer(_TIER, f"{route}: success names another job")
 
     # ------------------------------------------------------------------ TierClient
 

@@ -12,6 +12,10 @@ defects are not repeated:
   :class:`~verifier.ClaimRefused`; a read may follow, only to word the message.
 * defect 8 (the database client never reconnected): a connection failure drops an owned client,
   and the next call builds a fresh one.
+* MongoDB matches a scalar against any element of an array, so ``{"id": "J"}`` also matches
+  ``{"id": ["J", "x"]}``. Every write filter therefore also requires the fields it matches on
+  (``id``, ``status``, ``assigned_to``, ``claim_token``) not to be arrays, in the same single
+  statement: a write never lands on a document the reads refuse as malformed.
 * ids never become operators: filters are built from :func:`~verifier._ids.validate_job_id`
   strings and validated tokens, never from caller mappings (``{"$ne": None}`` is refused).
 
@@ -87,6 +91,12 @@ _HELD: Final = sorted(PROCESSABLE_STATUSES)
 #: The assignment fields a release removes (the aid server's stale-job reset removes the same).
 _ASSIGNMENT_FIELDS: Final = {"assigned_to": "", "assigned_date": "", "claim_token": ""}
 
+#: Bounds on the memory of claim tokens sent, for ``token=None`` writes after an unknown claim.
+_MAX_REMEMBERED_JOBS: Final = 1024
+_MAX_TOKENS_PER_JOB: Final = 8
+_MAX_RESULT_DEPTH: Final = 8
+_MAX_MESSAGE: Final = 300
+
 
 def _no_arrays(*fields: str) -> dict[str, Any]:
     """A filter clause refusing documents where any of ``fields`` is an array.
@@ -94,13 +104,9 @@ def _no_arrays(*fields: str) -> dict[str, Any]:
     MongoDB matches a scalar condition against *any element* of an array, so without this a
     corrupt ``assigned_to: [null, "did:other"]`` passes "unowned", and ``claim_token: [ours,
     theirs]`` passes our fence: a write would land on a document no read can parse.
+    mongomock honours ``$nor`` and ``$type: "array"`` the same way (MongoDB >= 3.6).
     """
     return {"$nor": [{field: {"$type": "array"}} for field in fields]}
-#: Bounds on the memory of claim tokens sent, for ``token=None`` writes after an unknown claim.
-_MAX_REMEMBERED_JOBS: Final = 1024
-_MAX_TOKENS_PER_JOB: Final = 8
-_MAX_RESULT_DEPTH: Final = 8
-_MAX_MESSAGE: Final = 300
 
 
 def _default_clock() -> datetime:

@@ -8,7 +8,10 @@ The gateway hands out the jobs, so every node talks to it, but it is the weakest
   writer owns the job; a refused accept is a bare HTTP 500, not 409;
 * ``pingJob`` from a non-owner is ignored but answered OK, so a successful ping proves nothing;
 * ``finishJob`` checks the owner (500 "does not belong to you"); an empty 200 means success;
-  2026 deployments answer ``{status: "success"|"error", message, error}``;
+  2026 deployments answer ``{status: "success"|"error", message, error}``; the public NestJS
+  gateway answers accept/ping with the bare text ``ok`` and finish with an empty 201. Those
+  are the only success shapes: any other 2xx body (``{}``, ``null``, an unknown status) is
+  :class:`~verifier.MalformedAnswer`, because a write we cannot confirm may not have landed;
 * ``jobstatus/{id}`` may nest the job as ``{job, rank}``.
 
 Writes are ``{"jws": ...}`` bodies signed by :class:`~verifier._identity.EncoderIdentity`.
@@ -50,6 +53,8 @@ _REFUSING_4XX: Final = frozenset({400, 404, 409, 410, 422})
 #: 401/403: the gateway did not accept our identity. A configuration problem, not a refusal.
 _AUTH_STATUSES: Final = frozenset({401, 403})
 _MAX_ERROR_TEXT: Final = 2000
+#: 2xx statuses a write may succeed with: 200 (legacy, 2026), 201 (NestJS POST), 204 (empty).
+_WRITE_SUCCESS_STATUSES: Final = frozenset({200, 201, 204})
 
 
 def validate_cid(cid: object) -> str:
@@ -201,6 +206,10 @@ class LegacyGatewayClient:
                 "check ENCODER_PRIVATE_KEY and that the node is registered"
             )
         raise_for_status(response, _TIER, route)
+        if status not in _WRITE_SUCCESS_STATUSES:
+            # 202 "accepted for later", 206, ...: not the documented 200/201, so not a
+            # confirmation that the write happened.
+            raise MalformedAnswer(_TIER, f"{route}: HTTP {status} is not a documented success")
         raw = response.content.strip()
         if not raw or raw.lower() in (b"ok", b'"ok"'):
             # An empty body (legacy finish) or the bare text ``ok`` (the public NestJS
@@ -208,8 +217,9 @@ class LegacyGatewayClient:
             return
         answer = read_json(response, _TIER, empty=None)
         if not isinstance(answer, Mapping):
+            # ``null``, a list, a bare number: not one of the documented success shapes.
             raise MalformedAnswer(_TIER, f"{route}: expected a JSON object, 'ok' or an empty body")
-        outcome = answer.get("status", "success")
+        outcome = answer.get("status")
         refused = (
             outcome == "error"
             or ("success" in answer and answer["success"] is not True)
@@ -220,8 +230,9 @@ class LegacyGatewayClient:
                 raise TierUnavailable(_TIER, f"{route} failed: {server_message(answer)}")
             raise ClaimRefused(_TIER, f"{route} refused: {server_message(answer)}")
         if outcome != "success":
-            # Neither success nor error: we cannot tell whether the write happened.
-            raise MalformedAnswer(_TIER, f"{route}: unknown status in the answer")
+            # Only ``status: "success"`` confirms a write. ``{}``, ``{"message": ...}`` or an
+            # unknown status says neither yes nor no: the write's outcome is unknown.
+            raise MalformedAnswer(_TIER, f"{route}: the answer does not say 'success'")
 
     async def accept_job(self, job_id: str) -> None:
         """``acceptJob``. OK is not ownership (last writer wins); 500 → :class:`ClaimRefused`."""
