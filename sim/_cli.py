@@ -10,6 +10,9 @@
 ``replay``
     one seed of one chain again → the history of one job, the violations that involve it,
     and its timeline as a PNG (``--png``).
+``live``, ``serve``
+    the emulated services over HTTP on loopback, with live encoders running the production
+    guard, or alone (see ``sim/_live_cli.py``).
 
 The flags scripts rely on are stable: ``--scenario NAME|PATH``, ``--chain NAME`` (repeatable;
 default all built-in chains), ``--seed N``, ``--seeds K`` (seeds N..N+K-1), ``--encoders``,
@@ -156,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--png", type=Path, metavar="PATH", help="draw the job's timeline here")
     replay.add_argument("--history", type=Path, metavar="PATH",
                         help="write the whole run's history here (JSON lines)")
+    from ._live_cli import add_parsers
+    add_parsers(sub, _scenario_flags, _output_flags)
     return parser
 
 
@@ -358,7 +363,20 @@ def _cmd_replay(args: argparse.Namespace, command: str, out: TextIO, err: TextIO
                       history_path=args.history, out=out)
 
 
-_COMMANDS: Final = {"run": _cmd_run, "sweep": _cmd_sweep, "replay": _cmd_replay}
+def _cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:
+    from ._live_cli import cmd_live
+
+    return cmd_live(args, command, out, err, resolve, _progress, _write, _write_rows)
+
+
+def _cmd_serve(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:
+    from ._live_cli import cmd_serve
+
+    return cmd_serve(args, command, out, err)
+
+
+_COMMANDS: Final = {"run": _cmd_run, "sweep": _cmd_sweep, "replay": _cmd_replay,
+                    "live": _cmd_live, "serve": _cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,

@@ -28,7 +28,9 @@ from ._world import World
 #: Builds a protocol instance: ``factory(job_id, me=did, policy=..., tiers=...)``.
 ProtocolFactory = Callable[..., Any]
 
-__all__ = ["ProtocolFactory", "RunResult", "replay_command", "run_once", "tier_mix"]
+__all__ = [
+    "ProtocolFactory", "RunResult", "arrivals", "judge", "replay_command", "run_once", "tier_mix",
+]
 
 
 @dataclass
@@ -96,7 +98,7 @@ def run_once(
     world = World(env, scenario, streams, history)
     job_ids = [f"job-{i:06d}" for i in range(scenario.jobs)]
     if scenario.arrival_per_hour > 0:
-        env.process(_arrivals(env, world, job_ids, scenario, streams))
+        env.process(arrivals(env, world, job_ids, scenario, streams))
     else:
         for job_id in job_ids:
             world.add_job(job_id)
@@ -110,23 +112,30 @@ def run_once(
     if progress is not None:
         env.process(_progress(env, world, scenario.jobs, progress))
     env.run(until=stop)
-    sim_time = env.now
+    result = judge(scenario, chain, seed, history, job_ids, env.now, outcomes, world.calls)
+    result.events = next(env._eid)  # SimPy's event counter: the benchmark's event rate
+    return result
+
+
+def judge(scenario: Scenario, chain: str, seed: int, history: History, job_ids: list[str],
+          duration: float, outcomes: dict[str, int], calls: dict[str, int]) -> RunResult:
+    """Check and measure a finished run's history (simulated or live: the same checkers)."""
     history.records.sort(key=_time)
     partition = _Partition(history)
     checks = check_all(history, jobs=job_ids, partition=partition)
-    metrics = compute_metrics(history, jobs=job_ids, duration=sim_time, checks=checks,
+    metrics = compute_metrics(history, jobs=job_ids, duration=duration, checks=checks,
                               partition=partition)
-    events = next(env._eid)  # SimPy's event counter: the benchmark's event rate
     return RunResult(scenario, chain, seed, history, checks, metrics, dict(sorted(
-        outcomes.items())), sim_time, job_ids, dict(world.calls), events)
+        outcomes.items())), duration, job_ids, dict(calls))
 
 
 def _time(record: tuple[Any, ...]) -> float:
     return record[0]  # type: ignore[no-any-return]
 
 
-def _arrivals(env: simpy.Environment, world: World, job_ids: list[str], scenario: Scenario,
-              streams: Streams) -> Any:
+def arrivals(env: simpy.Environment, world: World, job_ids: list[str], scenario: Scenario,
+             streams: Streams) -> Any:
+    """Release the jobs at the scenario's Poisson arrival rate (a SimPy process)."""
     rng = streams.stream("arrivals")
     rate = scenario.arrival_per_hour / 3600.0
     for job_id in job_ids:

@@ -150,6 +150,11 @@ class World:
         i = bisect.bisect_right(windows, (now, math.inf))
         return i > 0 and windows[i - 1][1] > now
 
+    def gateway_down_now(self) -> bool:
+        """Inside a gateway outage window (the live emulator's routes that have no world
+        operation of their own ask this)."""
+        return self._down(self.gateway_down, self.env.now)
+
     def latency(self, base: float) -> float:
         return base * (0.5 + self._latency.random())
 
@@ -381,13 +386,16 @@ class World:
         delay = self.latency(self.sc.database_latency)
         return self.observation(Tier.DATABASE, job_id, state, token=True), delay
 
-    def db_claim(self, did: str, job_id: str, conditional: bool) -> tuple[WriteAnswered, float]:
+    def db_claim(self, did: str, job_id: str, conditional: bool, token: str | None = None
+                 ) -> tuple[WriteAnswered, float]:
+        """``token``: the client's claim token (the live emulator's database clients choose
+        their own, as the production ``DatabaseTier`` does); by default the assignment epoch."""
         self.calls["database"] += 1
         delay = self.latency(self.sc.database_latency)
         job = self.jobs[job_id]
         if conditional and not (job.status in CLAIMABLE_STATUSES and job.owner is None):
             return _NOT_AVAILABLE, delay
-        token = f"{job.epoch + 1}"
+        token = token or f"{job.epoch + 1}"
         self._assign(job, did, token)
         return WriteAnswered(WriteOutcome.OK, token=token), delay
 
