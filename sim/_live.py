@@ -338,7 +338,7 @@ async def run_live(scenario: Scenario, chain: str, seed: int, *,
         duration = live.advance()
         for encoder in encoders:
             await encoder.aclose()
-        open_end = sum(s.open_connections for s in emulator.servers)
+        open_end = await _settled_connections(emulator)
         await emulator.stop()
     wall = time.perf_counter() - wall
     result = judge(scenario, chain, seed, live.history, live.job_ids, duration, outcomes,
@@ -350,6 +350,19 @@ async def run_live(scenario: Scenario, chain: str, seed: int, *,
         injected=dict(emulator.injected), bad_signatures=emulator.bad_signatures,
         requests={s.name: s.requests_served for s in emulator.servers},
         open_connections_end=open_end, fds_start=fds_start, fds_end=open_fds())
+
+
+async def _settled_connections(emulator: Emulator, patience: float = 2.0) -> int:
+    """Server connections still open once the clients' closes have arrived (a leak if > 0).
+
+    A client's close reaches the server a moment later; poll for at most ``patience``."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + patience
+    while True:
+        count = sum(s.open_connections for s in emulator.servers)
+        if count == 0 or loop.time() >= give_up:
+            return count
+        await asyncio.sleep(0.01)
 
 
 async def _restart_monitor(emulator: Emulator, at: float, down_for: float) -> None:

@@ -1,0 +1,86 @@
+"""``python -m sim serve`` as an operator uses it: start the emulator, point a tool at it.
+
+The operator flow of the issue: serve the emulated services with a job completed by a DID,
+then run ``python -m verifier check JOB --did DID`` against the emulated monitor; the report
+must have the shape of the original service's test (status, details, ownership,
+availability) and say what a completed job owned by that DID is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from verifier import EncoderIdentity
+
+DID = EncoderIdentity.from_seed(bytes(range(32))).did
+OTHER = EncoderIdentity.from_seed(bytes(32)).did
+JOB = "done-job-1"
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[dict[str, str]]:
+    command = [
+        sys.executable, "-m", "sim", "serve", "--jobs", "3", "--duration", "60",
+        "--set", "monitor_synthetic_rate=0", "--set", "monitor_error_rate=0",
+        "--set", "lie_rate=0", "--completed", f"{JOB}={DID}",
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    urls: dict[str, str] = {}
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("stop with"):
+                break
+            key, sep, value = line.strip().partition("=")
+            if sep:
+                urls[key] = value
+        assert {"GATEWAY_MONITOR_BASE_URL", "GATEWAY_URL", "GATEWAY_AID_BASE_URL"} <= set(urls), \
+            proc.stderr.read() if proc.stderr else ""
+        yield urls
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def _check(urls: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "ENCODER_"))}
+    env.update(GATEWAY_MONITOR_ENABLED="true",
+               GATEWAY_MONITOR_BASE_URL=urls["GATEWAY_MONITOR_BASE_URL"])
+    return subprocess.run([sys.executable, "-m", "verifier", "check", *args], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_check_reports_a_completed_job_owned_by_the_did(served: dict[str, str]) -> None:
+    done = _check(served, JOB, "--did", DID)
+    assert done.returncode == 1, done.stderr  # answered: owned, but not safe (completed)
+    text = done.stdout
+    for section in ("Service Status:", "Job Details Fetch:", "Ownership Verification:",
+                    "Availability Check:"):
+        assert section in text
+    assert "Status: complete" in text
+    assert f"Assigned to: {DID}" in text
+    assert "Is owned by us: " in text and "Yes" in text.split("Is owned by us: ")[1][:6]
+    assert "Job already completed" in text
+
+
+def test_check_json_says_owned_not_safe_and_not_available(served: dict[str, str]) -> None:
+    done = _check(served, JOB, "--did", DID, "--json")
+    report = json.loads(done.stdout)
+    flat = json.dumps(report)
+    assert done.returncode == 1
+    assert '"complete"' in flat and DID in flat
+    other = _check(served, JOB, "--did", OTHER)
+    assert other.returncode == 1 and "Is owned by us: " in other.stdout
+    assert "Yes" not in other.stdout.split("Is owned by us: ")[1][:6]
+
+
+def test_check_of_an_unknown_job_is_not_found(served: dict[str, str]) -> None:
+    missing = _check(served, "no-such-job", "--did", DID)
+    assert missing.returncode == 1
+    assert "Job not found" in missing.stdout
