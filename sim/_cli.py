@@ -210,7 +210,7 @@ def resolve(args: argparse.Namespace) -> Setup:
         if len(chains) > 1:
             raise UsageError(f"--chain: replay shows one chain, got {', '.join(chains)}")
     else:
-        chains = _chains(args.chain)
+        chains = _chains(args.chain or getattr(args, "default_chains", None))
     count = getattr(args, "seeds", 1)
     if count < 1:
         raise UsageError(f"--seeds: must be at least 1, got {count}")

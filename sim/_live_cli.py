@@ -38,6 +38,7 @@ __all__ = ["add_parsers", "cmd_live", "cmd_serve"]
 
 _PROG: Final = "python -m sim"
 _GATED_CHAIN: Final = "hardened"
+LIVE_CHAINS: Final = ("trust-gateway", "documented", "hardened")
 
 
 def _seconds_pair(text: str) -> tuple[float, float]:
@@ -85,7 +86,9 @@ def add_parsers(sub: Any, scenario_flags: Any, output_flags: Any) -> None:
                     "encoders (the production OwnershipGuard with real httpx clients) "
                     "against them; check and report the history like `run`.")
     scenario_flags(live, many_chains=True)
-    live.set_defaults(scenario="live")
+    # Without --chain: the three headline chains (each live run takes real seconds; the
+    # ablations are one --chain away).
+    live.set_defaults(scenario="live", default_chains=list(LIVE_CHAINS))
     live.add_argument("--json", type=argparse.FileType("w"), metavar="PATH",
                       help="write the JSON report here")
     live.add_argument("--csv", metavar="PATH", help="write one CSV row per chain here")

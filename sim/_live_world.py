@@ -64,6 +64,7 @@ class LiveWorld:
         if self._t0 is not None:
             return
         self._t0 = self._loop_time()
+        self.world.expected_jobs = len(self.job_ids)
         if self.scenario.arrival_per_hour > 0:
             from ._runner import arrivals  # the simulator's own arrival process
             self.env.process(arrivals(self.env, self.world, self.job_ids, self.scenario,

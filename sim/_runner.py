@@ -97,6 +97,7 @@ def run_once(
     streams = streams or Streams.from_seed(seed)
     world = World(env, scenario, streams, history)
     job_ids = [f"job-{i:06d}" for i in range(scenario.jobs)]
+    world.expected_jobs = len(job_ids)
     if scenario.arrival_per_hour > 0:
         env.process(arrivals(env, world, job_ids, scenario, streams))
     else:

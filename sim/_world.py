@@ -113,6 +113,9 @@ class World:
         self.active: set[str] = set()  # assigned/running: the reassignment scan's scope
         self.committed: set[str] = set()
         self.finished = 0  # committed or failed for good
+        #: Jobs the run will release in all (with arrivals, more than have arrived so far):
+        #: the run is done when that many are finished, not when every arrived one is.
+        self.expected_jobs = 0
         self.done_event = env.event()
         # Jobs the gateway will hand out a second time, until a deadline (the G window).
         self._double: deque[tuple[float, str]] = deque()
@@ -201,7 +204,8 @@ class World:
 
     def _count_finished(self) -> None:
         self.finished += 1
-        if self.finished >= len(self.jobs) and not self.done_event.triggered:
+        if self.finished >= max(len(self.jobs), self.expected_jobs) and (
+                not self.done_event.triggered):
             self.done_event.succeed()
 
     def _reassign_loop(self) -> Any:

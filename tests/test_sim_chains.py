@@ -69,3 +69,13 @@ def test_outside_the_model_the_fence_still_holds_s3():
     assert not outside.inside_model()
     t = totals(outside, "hardened")
     assert t["s3_violations"] == 0
+
+
+def test_a_run_with_arrivals_waits_for_jobs_not_yet_arrived():
+    # Regression: the run ended when every job *arrived so far* was finished, so a lull in
+    # arrivals longer than a job's work cut the run short (found by the live runs).
+    sparse = Scenario(encoders=2, jobs=4, lie_rate=0.0, arrival_per_hour=3,
+                      download_mean_s=1, encode_mean_s=5, upload_mean_s=1)
+    result = run_once(sparse, "hardened", 1)
+    assert result.metrics.jobs == 4
+    assert result.metrics.committed == 4  # was 1: the run stopped after the first job
