@@ -32,6 +32,9 @@ def main() -> int:
     parser.add_argument("--chain", default="hardened")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--client-timeout", type=float, default=2.0)
+    parser.add_argument("--processes", type=int, default=2,
+                        help="processes running encoders (default: one per core of this "
+                             "2-core machine)")
     args = parser.parse_args()
 
     scenario = load_scenario("live").replace(encoders=args.encoders, jobs=args.jobs,
@@ -42,9 +45,11 @@ def main() -> int:
             print(f"  {t:5.0f} s: {finished}/{jobs} jobs finished", file=sys.stderr, flush=True)
 
     print(f"live load: {args.encoders} encoders, {args.jobs} jobs, lie_rate {args.lie_rate:g}, "
-          f"chain {args.chain}, seed {args.seed}")
+          f"chain {args.chain}, seed {args.seed}, {args.processes} process(es)")
+    fds_before = open_fds()
     result = asyncio.run(run_live(scenario, args.chain, args.seed,
-                                  options=LiveOptions(client_timeout=args.client_timeout),
+                                  options=LiveOptions(client_timeout=args.client_timeout,
+                                                      processes=args.processes),
                                   progress=tick))
     gc.collect()
     live = result.to_dict()
@@ -53,10 +58,13 @@ def main() -> int:
     print(f"verifications: {live['verifications']:,} ({live['verifications_per_s']:,.0f}/s)")
     print(f"verification latency: p50 {live['verify_latency_p50_ms']:.1f} ms, "
           f"p99 {live['verify_latency_p99_ms']:.1f} ms (goal p99 < 50 ms)")
+    for tier, row in live["verify_latency_by_tier_ms"].items():
+        print(f"  {tier:9} {row['reads']:6,} reads, p50 {row['p50']:.1f} ms, "
+              f"p99 {row['p99']:.1f} ms")
     print(f"requests served: {live['requests']}")
     print(f"open server connections after the clients closed: {live['open_connections_end']}")
-    print(f"file descriptors: {live['fds_start']} before, {live['fds_end']} after "
-          f"(now {open_fds()})")
+    print(f"file descriptors of this process: {fds_before} before the run, {open_fds()} after "
+          "it (equal: nothing leaked)")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {rss:,.0f} MiB")
     print(f"jobs committed: {m.committed}/{m.jobs}; double-assigned: {m.double_assigned}; "

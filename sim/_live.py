@@ -26,7 +26,9 @@ import asyncio
 import hashlib
 import logging
 import math
+import multiprocessing
 import os
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,15 +51,20 @@ from verifier import (
 )
 
 from ._emulator import Emulator, HttpFaults
+from ._history import History
 from ._live_world import LiveWorld
 from ._metrics import percentile
 from ._params import Scenario
+from ._rng import Streams
 from ._runner import RunResult, judge, tier_mix
 from ._world_collection import WorldCollection
 
 __all__ = ["LiveOptions", "LiveResult", "RecordingTier", "open_fds", "run_live"]
 
 _PHASES = ("download", "encode", "upload")
+#: One TLS context for all the run's clients (each would build its own, ~10 ms apiece;
+#: nothing here speaks TLS, but httpx prepares it anyway).
+_TLS = ssl.create_default_context()
 _QUIET = logging.getLogger("sim.live.guard")
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False  # 200 guards' decisions would drown the report; --verbose re-enables
@@ -74,6 +81,8 @@ class LiveOptions:
     client_timeout: float = 2.0
     #: Log the guards' decisions (logger ``sim.live.guard``) to stderr.
     verbose: bool = False
+    #: Processes running encoders (the emulator's included): one per core spreads the load.
+    processes: int = 1
 
 
 @dataclass
@@ -85,12 +94,15 @@ class LiveResult:
     verifications: int
     verify_latency_p50_ms: float | None
     verify_latency_p99_ms: float | None
+    #: tier -> (reads, p50 ms, p99 ms)
+    verify_latency_by_tier_ms: dict[str, tuple[int, float | None, float | None]]
     injected: dict[str, int]
     bad_signatures: int
     requests: dict[str, int]
     open_connections_end: int
     fds_start: int
     fds_end: int
+    processes: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,12 +111,16 @@ class LiveResult:
             "verifications_per_s": self.verifications / self.wall_s if self.wall_s else 0.0,
             "verify_latency_p50_ms": self.verify_latency_p50_ms,
             "verify_latency_p99_ms": self.verify_latency_p99_ms,
+            "verify_latency_by_tier_ms": {
+                tier: {"reads": n, "p50": p50, "p99": p99}
+                for tier, (n, p50, p99) in self.verify_latency_by_tier_ms.items()},
             "injected_faults": dict(self.injected),
             "bad_signatures": self.bad_signatures,
             "requests": dict(self.requests),
             "open_connections_end": self.open_connections_end,
             "fds_start": self.fds_start,
             "fds_end": self.fds_end,
+            "processes": self.processes,
         }
 
 
@@ -128,17 +144,17 @@ class RecordingTier:
     what the real client answered; only the history learns more.
     """
 
-    def __init__(self, client: Any, live: LiveWorld, name: str,
-                 latencies: list[float]) -> None:
+    def __init__(self, client: Any, site: Site, name: str,
+                 latencies: list[tuple[str, float]]) -> None:
         self.client = client
         self.tier: Tier = client.tier
-        self._live = live
+        self._site = site
         self._name = name
         self._latencies = latencies
         self.job_id = ""
 
     def _add(self, job: str, op: str, phase: str, value: Any) -> None:
-        self._live.history.add(self._live.now(), self._name, job, op, phase, value)
+        self._site.history.add(self._site.now(), self._name, job, op, phase, value)
 
     async def observe(self, job_id: str) -> Any:
         self._add(job_id, "verify", "invoke", (self.tier, "verify"))
@@ -149,7 +165,7 @@ class RecordingTier:
             self._add(job_id, "verify", "fail", self.tier)
             raise
         finally:
-            self._latencies.append(time.perf_counter() - start)
+            self._latencies.append((self.tier.value, time.perf_counter() - start))
         owner = seen.owner
         self._add(job_id, "verify", "ok", (self.tier, _short(owner) if owner else None,
                                            seen.status))
@@ -198,47 +214,79 @@ class _Wake:
         self.event.set()
 
 
+@dataclass
+class Site:
+    """What the encoders of one process share: the run's parameters, the servers' URLs, where
+    to record, and (in the emulator's own process only) the world itself, for the database
+    tier and the gateway's early wake-ups. Other processes record on the same monotonic clock
+    (``t0``) into their own history, merged at the end."""
+
+    scenario: Scenario
+    chain: str
+    seed: int
+    urls: tuple[str, str, str]  # monitor (with /api), gateway, aid
+    t0: float
+    options: LiveOptions
+    world: LiveWorld | None = None
+    history: History = field(default_factory=History)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    latencies: list[tuple[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.streams = Streams.from_seed(self.seed)
+        self.policy = Policy.named(self.chain, timing=self.scenario.timing_model())
+        if self.world is not None:
+            self.history = self.world.history
+
+    def now(self) -> float:
+        if self.world is not None:
+            return self.world.now()
+        return time.monotonic() - self.t0  # the loop's clock: asyncio uses time.monotonic
+
+
 class LiveEncoder:
     """One encoder node: its key, its real clients, its guard, its work."""
 
-    def __init__(self, index: int, *, live: LiveWorld, emulator: Emulator, policy: Policy,
-                 options: LiveOptions, outcomes: dict[str, int],
-                 latencies: list[float]) -> None:
-        sc = live.scenario
-        seed = hashlib.sha256(f"spk-live:{live.seed}:{index}".encode()).digest()
+    def __init__(self, index: int, site: Site) -> None:
+        sc, options = site.scenario, site.options
+        seed = hashlib.sha256(f"spk-live:{site.seed}:{index}".encode()).digest()
         self.identity = EncoderIdentity.from_seed(seed)
         self.did = self.identity.did
         self.name = _short(self.did)
-        self.live = live
+        self.site = site
         self.sc = sc
-        self.rng = live.streams.stream(f"encoder.{index}")
-        self.outcomes = outcomes
+        self.rng = site.streams.stream(f"encoder.{index}")
+        self.outcomes = site.outcomes
+        monitor_url, gateway_url, aid_url = site.urls
         timeout = options.client_timeout
         # One connection pool per node, as a real encoder has; the DID header identifies the
         # poller to the emulated gateway (it is what lets the gateway hand a job out twice).
-        self.http = httpx.AsyncClient(headers={"X-Encoder-DID": self.did},
+        self.http = httpx.AsyncClient(headers={"X-Encoder-DID": self.did}, verify=_TLS,
                                       limits=httpx.Limits(max_connections=8))
-        self.gateway = LegacyGatewayClient(emulator.gateway_url, self.identity,
+        self.gateway = LegacyGatewayClient(gateway_url, self.identity,
                                            client=self.http, timeout=timeout,
                                            long_poll_timeout=timeout)
         tiers = tier_mix(sc, index)
         clients: list[Any] = [self.gateway]
         self.database: DatabaseTier | None = None
         if tiers.database:
+            live = site.world
+            if live is None:
+                raise ValueError("infrastructure encoders run in the emulator's process")
             loop = asyncio.get_running_loop()
             self.database = DatabaseTier(
                 WorldCollection(live.world, run=live.hop(loop), sleep=time.sleep),  # type: ignore[arg-type]
                 encoder_did=self.did, timeout=timeout)
             clients.append(self.database)
         if tiers.monitor:
-            clients.append(GatewayMonitorService(emulator.monitor_url, client=self.http,
+            clients.append(GatewayMonitorService(monitor_url, client=self.http,
                                                  timeout=timeout))
         if tiers.aid:
-            clients.append(GatewayAidClient(emulator.aid_url, self.did, client=self.http,
+            clients.append(GatewayAidClient(aid_url, self.did, client=self.http,
                                             timeout=timeout))
-        wrapped = [RecordingTier(c, live, self.name, latencies) for c in clients]
+        wrapped = [RecordingTier(c, site, self.name, site.latencies) for c in clients]
         logger = logging.getLogger("sim.live.guard") if options.verbose else _QUIET
-        self.guard = OwnershipGuard(did=self.did, clients=wrapped, policy=policy,
+        self.guard = OwnershipGuard(did=self.did, clients=wrapped, policy=site.policy,
                                     logger=logger)
 
     async def aclose(self) -> None:
@@ -263,20 +311,26 @@ class LiveEncoder:
             self.outcomes[kind] = self.outcomes.get(kind, 0) + 1
 
     async def _idle(self, duration: float) -> None:
-        """Wait for the next poll; the gateway may wake us early to hand out a job twice."""
+        """Wait for the next poll; the gateway may wake us early to hand out a job twice
+        (only encoders in the emulator's process can be woken)."""
+        live = self.site.world
+        if live is None:
+            await asyncio.sleep(duration)
+            return
         wake = _Wake()
-        self.live.world.idle[self.name] = wake  # type: ignore[assignment]
+        live.world.idle[self.name] = wake  # type: ignore[assignment]
         try:
             await asyncio.wait_for(wake.event.wait(), duration)
         except TimeoutError:
             pass
         finally:
-            self.live.world.idle.pop(self.name, None)
+            live.world.idle.pop(self.name, None)
 
     async def _work(self, job: ClaimedJob) -> Mapping[str, Any]:
         """The encoder's work, recorded from the inside: the interval S2 is about."""
-        sc, rng, history = self.sc, self.rng, self.live.history
-        history.add(self.live.now(), self.name, job.job_id, "start", "ok")
+        sc, rng, site = self.sc, self.rng, self.site
+        history = site.history
+        history.add(site.now(), self.name, job.job_id, "start", "ok")
         try:
             sigma = sc.phase_sigma
             for phase, mean in zip(_PHASES, (sc.download_mean_s, sc.encode_mean_s,
@@ -290,9 +344,9 @@ class LiveEncoder:
             try:
                 await asyncio.sleep(rng.random() * sc.cancel_latency * 0.5)
             finally:
-                history.add(self.live.now(), self.name, job.job_id, "stop", "ok", "cancelled")
+                history.add(site.now(), self.name, job.job_id, "stop", "ok", "cancelled")
             raise
-        history.add(self.live.now(), self.name, job.job_id, "stop", "ok", "done")
+        history.add(site.now(), self.name, job.job_id, "stop", "ok", "done")
         return {"cid": f"bafy{hashlib.sha256(job.job_id.encode()).hexdigest()[:32]}"}
 
 
@@ -301,24 +355,30 @@ async def run_live(scenario: Scenario, chain: str, seed: int, *,
                    progress: Callable[[float, int, int], None] | None = None,
                    emulator_ready: Callable[[Emulator], None] | None = None) -> LiveResult:
     """Serve the emulator, run ``scenario.encoders`` live encoders until every job is
-    committed or failed (or ``scenario.max_time`` seconds), then judge the history."""
+    committed or failed (or ``scenario.max_time`` seconds), then judge the history.
+
+    With ``options.processes > 1`` the community encoders are spread over that many processes
+    (one core each), the emulator's process keeping the infrastructure encoders (whose
+    database tier needs the world in-process) and a share of the others."""
     options = options or LiveOptions()
-    policy = Policy.named(chain, timing=scenario.timing_model())
+    if options.processes < 1:
+        raise ValueError("processes must be at least 1")
     fds_start = open_fds()
     live = LiveWorld(scenario, seed)
     emulator = Emulator(live, faults=options.faults)
-    outcomes: dict[str, int] = {}
-    latencies: list[float] = []
     wall = time.perf_counter()
     await emulator.start()
+    site = Site(scenario, chain, seed, (emulator.monitor_url, emulator.gateway_url,
+                                        emulator.aid_url), live.t0, options, world=live)
+    mine, theirs = _partition(scenario, options.processes)
+    remote = _Remote(site, theirs)
     encoders: list[LiveEncoder] = []
     tasks: list[asyncio.Task[None]] = []
     try:
         if emulator_ready is not None:
             emulator_ready(emulator)
-        encoders = [LiveEncoder(i, live=live, emulator=emulator, policy=policy,
-                                options=options, outcomes=outcomes, latencies=latencies)
-                    for i in range(scenario.encoders)]
+        remote.start()
+        encoders = [LiveEncoder(i, site) for i in mine]
         tasks = [asyncio.create_task(e.run(), name=f"encoder:{e.name}") for e in encoders]
         if options.monitor_restart is not None:
             tasks.append(asyncio.create_task(_restart_monitor(emulator, *options.monitor_restart)))
@@ -328,6 +388,7 @@ async def run_live(scenario: Scenario, chain: str, seed: int, *,
             failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception()]
             if failed:
                 raise RuntimeError("a live encoder crashed") from failed[0].exception()
+            remote.check()
             if progress is not None and live.now() - last >= 1.0:
                 last = live.now()
                 progress(last, live.world.finished, len(live.job_ids))
@@ -335,21 +396,116 @@ async def run_live(scenario: Scenario, chain: str, seed: int, *,
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await remote.finish(site)  # their last requests land before the servers stop
         duration = live.advance()
         for encoder in encoders:
             await encoder.aclose()
         open_end = await _settled_connections(emulator)
         await emulator.stop()
     wall = time.perf_counter() - wall
-    result = judge(scenario, chain, seed, live.history, live.job_ids, duration, outcomes,
+    result = judge(scenario, chain, seed, live.history, live.job_ids, duration, site.outcomes,
                    live.world.calls)
-    ms = [x * 1000.0 for x in latencies]
+    ms = [x * 1000.0 for _, x in site.latencies]
+    by_tier: dict[str, list[float]] = {}
+    for tier, x in site.latencies:
+        by_tier.setdefault(tier, []).append(x * 1000.0)
     return LiveResult(
-        run=result, wall_s=wall, verifications=len(latencies),
+        run=result, wall_s=wall, verifications=len(ms),
         verify_latency_p50_ms=percentile(ms, 50), verify_latency_p99_ms=percentile(ms, 99),
+        verify_latency_by_tier_ms={tier: (len(v), percentile(v, 50), percentile(v, 99))
+                                   for tier, v in sorted(by_tier.items())},
         injected=dict(emulator.injected), bad_signatures=emulator.bad_signatures,
         requests={s.name: s.requests_served for s in emulator.servers},
-        open_connections_end=open_end, fds_start=fds_start, fds_end=open_fds())
+        open_connections_end=open_end, fds_start=fds_start, fds_end=open_fds(),
+        processes=options.processes)
+
+
+#: The emulator's process also serves every request: it takes this share of the encoders.
+_HOME_SHARE = 0.25
+
+
+def _partition(scenario: Scenario, processes: int) -> tuple[list[int], list[list[int]]]:
+    """Encoder indices for this process, and for each other process. Infrastructure nodes
+    stay home (their database tier is the world itself)."""
+    everyone = list(range(scenario.encoders))
+    if processes == 1:
+        return everyone, []
+    infra = [i for i in everyone if tier_mix(scenario, i).database]
+    community = [i for i in everyone if not tier_mix(scenario, i).database]
+    home_extra = max(0, round(scenario.encoders * _HOME_SHARE) - len(infra))
+    mine = infra + community[:home_extra]
+    rest = community[home_extra:]
+    theirs = [rest[k::processes - 1] for k in range(processes - 1)]
+    return mine, [part for part in theirs if part]
+
+
+class _Remote:
+    """Encoders in other processes (spawned: a fresh interpreter, no inherited loop or
+    sockets). They speak to the servers over loopback like the others, record on the same
+    monotonic clock, and send their history back when told to stop."""
+
+    def __init__(self, site: Site, parts: list[list[int]]) -> None:
+        self.parts = parts
+        self.args = (site.scenario, site.chain, site.seed, site.urls, site.t0, site.options)
+        ctx = multiprocessing.get_context("spawn")
+        self.stop = ctx.Event()
+        self.results: Any = ctx.Queue()
+        self.started: list[Any] = []
+        self.procs = [ctx.Process(target=_remote_main, args=(self.args, part, self.stop,
+                                                             self.results),
+                                  name=f"live-encoders-{k}", daemon=True)
+                      for k, part in enumerate(parts)]
+
+    def start(self) -> None:
+        for proc in self.procs:
+            proc.start()
+            self.started.append(proc)
+
+    def check(self) -> None:
+        for proc in self.procs:
+            if proc.exitcode not in (None, 0):
+                raise RuntimeError(f"{proc.name} exited with status {proc.exitcode}")
+
+    async def finish(self, site: Site) -> None:
+        if not self.started:
+            return
+        self.stop.set()
+        try:
+            for _ in self.started:
+                records, outcomes, latencies = await asyncio.to_thread(self.results.get,
+                                                                       timeout=60)
+                site.history.records.extend(records)
+                for kind, count in outcomes.items():
+                    site.outcomes[kind] = site.outcomes.get(kind, 0) + count
+                site.latencies.extend(latencies)
+        finally:
+            for proc in self.started:
+                await asyncio.to_thread(proc.join, 10)
+                if proc.is_alive():
+                    proc.kill()
+                    await asyncio.to_thread(proc.join, 10)
+                proc.close()  # its sentinel pipe
+            self.results.close()
+            self.results.join_thread()
+
+
+def _remote_main(args: tuple[Any, ...], indices: list[int], stop: Any, results: Any) -> None:
+    site = Site(*args)
+    asyncio.run(_remote_encoders(site, indices, stop))
+    results.put((site.history.records, site.outcomes, site.latencies))
+
+
+async def _remote_encoders(site: Site, indices: list[int], stop: Any) -> None:
+    encoders = [LiveEncoder(i, site) for i in indices]
+    tasks = [asyncio.create_task(e.run()) for e in encoders]
+    try:
+        await asyncio.to_thread(stop.wait)  # a process-shared event: waited for on a thread
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for encoder in encoders:
+            await encoder.aclose()
 
 
 async def _settled_connections(emulator: Emulator, patience: float = 2.0) -> int:

@@ -73,6 +73,13 @@ class LiveWorld:
             for job_id in self.job_ids:
                 self.world.add_job(job_id)
 
+    @property
+    def t0(self) -> float:
+        """The loop time of :meth:`begin` (``time.monotonic``: the same in every process)."""
+        if self._t0 is None:
+            raise RuntimeError("the live world has not begun")
+        return self._t0
+
     def now(self) -> float:
         """Seconds since :meth:`begin`: the history's clock."""
         if self._t0 is None:
