@@ -68,7 +68,9 @@ def test_check_reports_a_completed_job_owned_by_the_did(served: dict[str, str]) 
     assert "Status: complete" in text
     assert f"Assigned to: {DID}" in text
     assert "Is owned by us: " in text and "Yes" in text.split("Is owned by us: ")[1][:6]
-    assert "Job already completed" in text
+    # The documented order of the availability judgement: an owner comes before "completed".
+    assert "No" in text.split("Available to claim: ")[1][:6]
+    assert f"Reason: Already assigned to {DID}" in text
 
 
 def test_check_json_says_owned_not_safe_and_not_available(served: dict[str, str]) -> None:
