@@ -46,6 +46,11 @@ def main() -> int:
 
     print(f"live load: {args.encoders} encoders, {args.jobs} jobs, lie_rate {args.lie_rate:g}, "
           f"chain {args.chain}, seed {args.seed}, {args.processes} process(es)")
+    if args.processes > 1:
+        # Spawning starts multiprocessing's resource tracker, whose pipe stays open for the
+        # life of this process: start it first so it is not counted as a leak of the run.
+        from multiprocessing import resource_tracker
+        resource_tracker.ensure_running()
     fds_before = open_fds()
     result = asyncio.run(run_live(scenario, args.chain, args.seed,
                                   options=LiveOptions(client_timeout=args.client_timeout,
