@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from ._report import (
@@ -33,8 +34,6 @@ from ._scenarios import UsageError, apply_overrides, load_scenario, parse_assign
 if TYPE_CHECKING:  # the emulator, httpx and h11 load only for `live` and `serve`
     from ._emulator import HttpFaults
     from ._live import LiveResult
-    from ._live_world import LiveWorld
-
 __all__ = ["add_parsers", "cmd_live", "cmd_serve"]
 
 _PROG: Final = "python -m sim"
@@ -90,9 +89,9 @@ def add_parsers(sub: Any, scenario_flags: Any, output_flags: Any) -> None:
     # Without --chain: the three headline chains (each live run takes real seconds; the
     # ablations are one --chain away).
     live.set_defaults(scenario="live", default_chains=list(LIVE_CHAINS))
-    live.add_argument("--json", type=argparse.FileType("w"), metavar="PATH",
-                      help="write the JSON report here")
-    live.add_argument("--csv", metavar="PATH", help="write one CSV row per chain here")
+    live.add_argument("--json", type=Path, metavar="PATH", help="write the JSON report here")
+    live.add_argument("--csv", type=Path, metavar="PATH",
+                      help="write one CSV row per chain here")
     live.add_argument("--fail-on-violation", action="store_true",
                       help=f"exit 1 if the {_GATED_CHAIN} chain violates S1, S2 or S3")
     live.add_argument("--monitor-restart", type=_seconds_pair, metavar="AT:DOWN_FOR",
@@ -189,9 +188,10 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO,
                         "monitor_restart": list(args.monitor_restart or []) or None}
     for chain in report["chains"]:
         report["chains"][chain]["replay"] = None
+    written: list[str] = []
     if args.json is not None:
-        with args.json as handle:
-            handle.write(dumps_report(report))
+        write(args.json, dumps_report(report))
+        written.append(str(args.json))
     if args.csv is not None:
         rows = []
         for chain in setup.chains:
@@ -200,7 +200,8 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO,
                         "verify_latency_by_tier_ms"):
                 row.pop(key, None)
             rows.append(row)
-        write_rows(_path(args.csv), rows)
+        write_rows(args.csv, rows)
+        written.append(str(args.csv))
     if not args.quiet:
         sc = setup.scenario
         lines = [
@@ -214,6 +215,7 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO,
             f"seed: {seed} (a live run is real time: the seed fixes the world, keys and work, "
             "not the interleaving; it is not replayable byte for byte)",
             f"rerun: {command}",
+            *(f"wrote {path}" for path in written),
         ]
         out.write("\n".join(lines) + "\n")
     if args.fail_on_violation:
@@ -225,23 +227,7 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO,
     return 0
 
 
-def _path(text: str) -> Any:
-    from pathlib import Path
-    return Path(text)
-
-
 # --------------------------------------------------------------------------- serve
-
-
-def complete_job(live: LiveWorld, job_id: str, did: str) -> None:
-    """Add ``job_id`` already completed by ``did``, through the world's own database
-    operations (claim then fenced finish), so every view of it agrees."""
-    world = live.world
-    live.advance()
-    world.add_job(job_id)
-    answer, _ = world.db_claim(did, job_id, conditional=True)
-    token = answer.token
-    world.db_finish(did, job_id, token, fenced=True)
 
 
 async def _serve(args: argparse.Namespace, out: TextIO) -> int:
@@ -260,21 +246,29 @@ async def _serve(args: argparse.Namespace, out: TextIO) -> int:
     completed: list[tuple[str, str]] = []
     for text in args.completed:
         job, sep, did = text.partition("=")
+        if not sep:
+            raise UsageError(f"--completed: expected JOB=DID, got {text!r}")
         try:
             completed.append((validate_job_id(job), validate_did(did)))
         except InvalidInputError as exc:
             raise UsageError(f"--completed {text!r}: {exc}") from None
-        if not sep:
-            raise UsageError(f"--completed: expected JOB=DID, got {text!r}")
     from ._emulator import Emulator
     from ._live_world import LiveWorld
 
     live = LiveWorld(scenario, args.seed)
     emulator = Emulator(live, faults=_faults(args), host=args.host, ports={
         "monitor": args.monitor_port, "gateway": args.gateway_port, "aid": args.aid_port})
-    async with emulator:
+    try:
+        await emulator.start()
+    except OSError as exc:
+        await emulator.stop()
+        raise UsageError(f"cannot listen on {args.host}: {exc.strerror or exc}") from None
+    try:
         for job, did in completed:
-            complete_job(live, job, did)
+            try:
+                live.add_completed(job, did)
+            except ValueError as exc:
+                raise UsageError(f"--completed: {exc}") from None
         out.write(
             f"serving scenario {scenario.name} ({scenario.jobs} jobs), seed {args.seed}\n"
             f"GATEWAY_MONITOR_BASE_URL={emulator.monitor_url}\n"
@@ -290,6 +284,8 @@ async def _serve(args: argparse.Namespace, out: TextIO) -> int:
                 loop.add_signal_handler(sig, stop.set)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), args.duration)
+    finally:
+        await emulator.stop()
     return 0
 
 

@@ -110,6 +110,17 @@ class LiveWorld:
 
         return run
 
+    def add_completed(self, job_id: str, did: str) -> None:
+        """Add ``job_id`` already completed by ``did`` (for ``sim serve --completed``), through
+        the world's own database operations (claim, then fenced finish), so that every
+        service's view of it agrees."""
+        self.advance()
+        if job_id in self.world.jobs:
+            raise ValueError(f"job {job_id} already exists")
+        self.world.add_job(job_id)
+        answer, _ = self.world.db_claim(did, job_id, conditional=True)
+        self.world.db_finish(did, job_id, answer.token, fenced=True)
+
     # ------------------------------------------------------------------ background
 
     async def _tick(self) -> None:

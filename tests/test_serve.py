@@ -88,3 +88,22 @@ def test_check_of_an_unknown_job_is_not_found(served: dict[str, str]) -> None:
     missing = _check(served, "no-such-job", "--did", DID)
     assert missing.returncode == 1
     assert "Job not found" in missing.stdout
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["serve", "--completed", "job-1"], "JOB=DID"),
+    (["serve", "--completed", "job-1=not-a-did"], "--completed"),
+    (["serve", "--completed", "job-000000=" + DID, "--duration", "0"], "already exists"),
+    (["live", "--processes", "0"], "--processes"),
+    (["live", "--reset-rate", "1.5"], "reset_rate"),
+    (["live", "--client-timeout", "0"], "--client-timeout"),
+    (["live", "--chain", "no-such-chain"], "--chain"),
+    (["live", "--monitor-restart", "soon"], "AT:DOWN_FOR"),
+])
+def test_bad_live_and_serve_arguments_are_one_line_usage_errors(
+        argv: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from sim._cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert named in err and len(err.strip().splitlines()) == 1
