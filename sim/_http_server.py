@@ -1,20 +1,45 @@
-"""A small asyncio HTTP/1.1 server on h11, for the emulated services.
+"""A small asyncio HTTP/1.1 server on h11, for the emulated 3Speak services.
 
-Why not a framework: h11 is already installed (httpx depends on it), so the emulator adds no
-dependency; and faults need control a framework hides: aborting a connection without an
-answer (a reset), and stopping a server (refusing new connections, cutting open ones) then
-starting it again on the same port while clients keep their base URL.
+Why h11 and not a framework (aiohttp, starlette + uvicorn):
 
-One coroutine per connection reads requests, awaits the handler and writes the answer;
-keep-alive follows h11's state machine, so httpx's pooled connections are reused.
+* no new dependency: h11 is already installed, because httpx (the production client) uses it;
+* faults need control a framework hides. A *reset* must abort the TCP connection with no answer
+  at all; a *restart* must refuse new connections, cut the open ones (cancelling the handlers
+  still running on them, as a killed process would) and then listen again on the **same port**,
+  so clients keep their base URL and see exactly what a real monitor restart looks like.
+
+Design. :func:`asyncio.start_server` runs one coroutine per connection (streams, not a
+``Protocol`` subclass): it reads a request, awaits the handler *inline* (no task per request),
+writes the answer and loops while h11's state machine allows keep-alive, which is what httpx's
+connection pool relies on. Streams give write back-pressure (``drain``) and EOF handling for
+free; a ``Protocol`` would need a task per connection anyway to await async handlers, so it
+would save little and cost a hand-written buffer and flow control.
+
+Answers are deterministic: only ``content-type``/``content-length`` plus the handler's own
+headers (no ``Date``, no ``Server``), so recorded runs compare byte for byte.
+
+Failure shapes (what a client sees):
+
+* handler raises → 500 ``{"error":"Internal server error"}`` (the real monitor's body for
+  internal errors), logged on ``sim.http``; the connection stays usable;
+* malformed HTTP → 400 ``{"error":"Bad request"}`` then close;
+* body over ``max_body`` (declared or while reading a chunked body) → 413
+  ``{"error":"Payload too large"}`` then close;
+* handler returns :data:`RESET` → TCP reset, no answer (httpx: ``ReadError``);
+* :meth:`HttpServer.stop` → open connections closed without an answer (httpx:
+  ``RemoteProtocolError``/``ReadError``), new ones refused (``ConnectError``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import http
 import json
 import logging
+import socket
+import struct
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -26,10 +51,22 @@ __all__ = ["RESET", "Handler", "HttpServer", "Request", "Response"]
 
 _LOG: Final = logging.getLogger("sim.http")
 _READ_CHUNK: Final = 65536
+#: How long a refused connection (400/413) keeps swallowing what the client still sends.
+_LINGER_S: Final = 5.0
+#: Pending-connection queue. asyncio's default (100) overflows when 200 clients connect at
+#: once; Linux then drops SYNs and the client retries after a full second, a fake latency spike.
+_BACKLOG: Final = 1024
+#: Framing headers are ours: a handler's copy would contradict the body actually sent.
+_FRAMING: Final = frozenset({"content-length", "transfer-encoding"})
+#: Reason phrases as Node sends them ("HTTP/1.1 404 Not Found"), for clients that log them.
+_REASONS: Final = {int(s): s.phrase.encode("ascii") for s in http.HTTPStatus}
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
+    """One request as the client sent it. ``path`` stays percent-encoded so that routes split
+    before decoding (:meth:`segments`): a job id ``a/b`` sent as ``a%2Fb`` stays one segment."""
+
     method: str
     target: str
     path: str
@@ -38,22 +75,25 @@ class Request:
     body: bytes
 
     def segments(self) -> list[str]:
-        """Path segments, each percent-decoded after splitting ("a%2Fb" stays one segment)."""
-        return [urllib.parse.unquote(p) for p in self.path.split("/") if p]
+        """Path segments, each percent-decoded *after* splitting (``a%2Fb`` → ``["a/b"]``)."""
+        return [urllib.parse.unquote(part) for part in self.path.split("/") if part]
 
     def json(self) -> Any:
-        """The body as JSON; ``ValueError`` when it is empty or not JSON."""
+        """The body as JSON; ``ValueError`` (``JSONDecodeError``) when empty or not JSON."""
         return json.loads(self.body)
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
+    """An answer. ``content-length`` is always computed here, never taken from ``headers``."""
+
     status: int
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def json(cls, status: int, value: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
+        """Compact JSON (no spaces), as Express's ``res.json`` sends it."""
         body = json.dumps(value, separators=(",", ":")).encode()
         return cls(status, body, (("content-type", "application/json"), *headers))
 
@@ -64,22 +104,38 @@ class Response:
 
 
 class _Reset:
-    """Returned by a handler: abort the connection, answer nothing."""
+    """The type of :data:`RESET`."""
+
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return "RESET"
 
 
+#: Returned by a handler: abort the connection with a TCP reset and answer nothing.
 RESET: Final = _Reset()
 Handler = Callable[[Request], Awaitable["Response | _Reset"]]
 
+_INTERNAL_ERROR: Final = Response.json(500, {"error": "Internal server error"})
+_BAD_REQUEST: Final = Response.json(400, {"error": "Bad request"})
+_TOO_LARGE: Final = Response.json(413, {"error": "Payload too large"})
 
-class _TooLarge(Exception):
-    pass
+
+class _Refused(Exception):
+    """The request cannot be served; answer ``response`` and close the connection."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
 class HttpServer:
-    """Serves ``handler`` on ``host:port``; :meth:`stop` and :meth:`start` again keep the port."""
+    """Serves ``handler`` on ``host:port``. After :meth:`stop`, :meth:`start` listens again on
+    the port of the first start, so clients' base URLs stay valid across a "restart".
+
+    ``host`` should be a literal address (default loopback only): a name resolving to several
+    addresses would bind several sockets, each with its own ephemeral port.
+    """
 
     def __init__(self, handler: Handler, *, name: str, host: str = "127.0.0.1", port: int = 0,
                  max_body: int = 1 << 20) -> None:
@@ -88,9 +144,16 @@ class HttpServer:
         self.host = host
         self.port = port
         self.max_body = max_body
+        #: Responses written (handler answers, 500s, 400s and 413s; not resets).
         self.requests_served = 0
         self._server: asyncio.Server | None = None
-        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._started = False
+        # Bumped by stop(): a connection the old listener accepted whose coroutine only starts
+        # after stop() must not be served (asyncio runs the callback a few loop turns later).
+        self._epoch = 0
+        self._connections: dict[asyncio.Task[None], asyncio.Transport] = {}
+
+    # ------------------------------------------------------------------ lifecycle
 
     @property
     def running(self) -> bool:
@@ -98,8 +161,8 @@ class HttpServer:
 
     @property
     def url(self) -> str:
-        if not self.port:
-            raise RuntimeError(f"{self.name} server was never started")
+        if not self._started:
+            raise RuntimeError(f"the {self.name} server was never started: no port yet")
         return f"http://{self.host}:{self.port}"
 
     @property
@@ -107,23 +170,44 @@ class HttpServer:
         return len(self._connections)
 
     async def start(self) -> None:
+        """Listen (no-op when already listening). ``reuse_address`` lets a restart rebind the
+        port while the previous run's connections sit in TIME_WAIT."""
         if self._server is not None:
             return
-        self._server = await asyncio.start_server(self._connection, self.host, self.port,
-                                                  reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
+        server = await asyncio.start_server(
+            functools.partial(self._connection, self._epoch), self.host, self.port,
+            reuse_address=True, backlog=_BACKLOG)
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
+        self._started = True
 
     async def stop(self) -> None:
+        """Stop listening and cut every open connection; handlers still running are cancelled.
+
+        Returns once every connection is closed. Idempotent. Safe to call from a handler of
+        this server: that handler's own connection is cut but it runs on to completion.
+        """
         server, self._server = self._server, None
+        self._epoch += 1
         if server is not None:
             server.close()
-        for task, writer in list(self._connections.items()):
-            writer.transport.abort()
-            task.cancel()
-        if self._connections:
-            await asyncio.gather(*self._connections, return_exceptions=True)
+        me = asyncio.current_task()
+        others = []
+        for task, transport in list(self._connections.items()):
+            transport.abort()  # as a killed process: FIN, or RST if unread data remains
+            if task is not me:
+                task.cancel()
+                others.append(task)
+        if others:
+            await asyncio.wait(others)  # wait(), unlike gather(), never cancels them for us
         if server is not None:
             await server.wait_closed()
+
+    async def wait_idle(self) -> None:
+        """Return once no connection is open (a client's close reaches us a moment after
+        ``aclose()``); wrap in ``asyncio.timeout`` when clients might keep connections open."""
+        while self._connections:
+            await asyncio.wait(list(self._connections))
 
     async def __aenter__(self) -> HttpServer:
         await self.start()
@@ -132,97 +216,179 @@ class HttpServer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    # ------------------------------------------------------------------ connections
+    # ------------------------------------------------------------------ one connection
 
-    async def _connection(self, reader: asyncio.StreamReader,
+    async def _connection(self, epoch: int, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
+        """Serve one connection until it closes. Nothing may escape: asyncio's done-callback
+        for this task calls ``task.exception()``, which on a *cancelled* task raises inside the
+        event loop and is logged as an error, so cancellation (from stop()) ends here too."""
         task = asyncio.current_task()
         assert task is not None
-        self._connections[task] = writer
-        conn = h11.Connection(h11.SERVER)
+        transport = writer.transport
+        assert isinstance(transport, asyncio.Transport)
+        self._connections[task] = transport
         try:
-            while await self._one(conn, reader, writer):
-                conn.start_next_cycle()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:
-            writer.transport.abort()
-        finally:
-            self._connections.pop(task, None)
-            if not writer.transport.is_closing():
-                writer.close()
-            with contextlib.suppress(Exception):
+            try:
+                if epoch != self._epoch:
+                    transport.abort()  # accepted by a listener that stop() has since closed
+                else:
+                    await self._serve(reader, writer, transport)
+            except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
+                transport.abort()  # the peer went away, or stop() cut us
+            except Exception:
+                _LOG.exception("%s: connection failed", self.name)
+                transport.abort()
+            if not transport.is_closing():
+                writer.close()  # graceful: flush the last answer, then FIN
+            try:
+                # Until connection_lost has run the socket is still open: returning earlier
+                # would let stop() finish with descriptors open (and risk ResourceWarnings).
                 await writer.wait_closed()
+            except (Exception, asyncio.CancelledError):
+                transport.abort()
+        finally:
+            del self._connections[task]
 
-    async def _next(self, conn: h11.Connection, reader: asyncio.StreamReader) -> Any:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     transport: asyncio.Transport) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            try:
+                request = await self._read_request(conn, reader, writer)
+            except h11.RemoteProtocolError:
+                await self._refuse(conn, reader, writer, _BAD_REQUEST)
+                return
+            except _Refused as refused:
+                await self._refuse(conn, reader, writer, refused.response)
+                return
+            if request is None:
+                return  # the client closed between requests: the ordinary end of keep-alive
+            answer = await self._answer(request)
+            if isinstance(answer, _Reset):
+                _reset(transport)
+                return
+            if transport.is_closing():
+                return  # stop() was called from this very handler
+            self._write(conn, writer, request.method, answer)
+            await writer.drain()
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return  # "Connection: close", HTTP/1.0 or a handler's own close: h11 decides
+            conn.start_next_cycle()
+
+    async def _event(self, conn: h11.Connection, reader: asyncio.StreamReader) -> Any:
         while True:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            data = await reader.read(_READ_CHUNK)
-            conn.receive_data(data)  # b"" = the peer closed
+            # b"" (EOF) tells h11 the peer closed: ConnectionClosed, or a protocol error
+            # when that happens mid-message.
+            conn.receive_data(await reader.read(_READ_CHUNK))
 
-    async def _one(self, conn: h11.Connection, reader: asyncio.StreamReader,
-                   writer: asyncio.StreamWriter) -> bool:
-        """Serve one request; True when the connection can carry another."""
-        try:
-            event = await self._next(conn, reader)
-            if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-                return False
-            assert isinstance(event, h11.Request)
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                       for k, v in event.headers}
-            declared = headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-                raise _TooLarge
-            body = bytearray()
-            while True:
-                part = await self._next(conn, reader)
-                if isinstance(part, h11.Data):
-                    body += part.data
-                    if len(body) > self.max_body:
-                        raise _TooLarge
-                elif isinstance(part, h11.EndOfMessage):
-                    break
-                elif isinstance(part, h11.ConnectionClosed):
-                    return False
-        except h11.RemoteProtocolError:
-            await self._send(conn, writer, Response.json(400, {"error": "Bad request"}),
-                             close=True)
-            return False
-        except _TooLarge:
-            await self._send(conn, writer, Response.json(413, {"error": "Payload too large"}),
-                             close=True)
-            return False
+    async def _read_request(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> Request | None:
+        """The next full request, or None when the client closed the connection cleanly."""
+        event = await self._event(conn, reader)
+        if not isinstance(event, h11.Request):
+            return None  # ConnectionClosed (PAUSED cannot come before a request)
+        headers = {name.decode("latin-1"): value.decode("latin-1")
+                   for name, value in event.headers}  # h11 lower-cases names
+        declared = headers.get("content-length")
+        if declared is not None and int(declared) > self.max_body:  # h11 checked the digits
+            raise _Refused(_TOO_LARGE)
+        if conn.they_are_waiting_for_100_continue:
+            writer.write(conn.send(h11.InformationalResponse(
+                status_code=100, headers=[], reason=b"Continue")) or b"")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            part = await self._event(conn, reader)
+            if isinstance(part, h11.Data):
+                size += len(part.data)
+                if size > self.max_body:
+                    raise _Refused(_TOO_LARGE)  # a chunked body has no declared length
+                chunks.append(part.data)
+            elif isinstance(part, h11.EndOfMessage):
+                break
+            else:  # PAUSED or ConnectionClosed: cannot happen before EndOfMessage
+                raise h11.RemoteProtocolError("incomplete request", 400)
         target = event.target.decode("latin-1")
         path, _, query = target.partition("?")
-        request = Request(event.method.decode("ascii").upper(), target, path,
-                          dict(urllib.parse.parse_qsl(query)), headers, bytes(body))
+        return Request(event.method.decode("ascii").upper(), target, path,
+                       dict(urllib.parse.parse_qsl(query, keep_blank_values=True)), headers,
+                       b"".join(chunks))
+
+    async def _answer(self, request: Request) -> Response | _Reset:
         try:
             answer = await self.handler(request)
-        except asyncio.CancelledError:
-            raise
         except Exception:
             _LOG.exception("%s: handler failed on %s %s", self.name, request.method,
                            request.path)
-            answer = Response.json(500, {"error": "Internal server error"})
-        if isinstance(answer, _Reset):
-            writer.transport.abort()
-            return False
-        await self._send(conn, writer, answer)
-        return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+            return _INTERNAL_ERROR
+        if not isinstance(answer, Response | _Reset):
+            _LOG.error("%s: handler returned %r on %s %s, not a Response", self.name,
+                       type(answer).__name__, request.method, request.path)
+            return _INTERNAL_ERROR
+        return answer
 
-    async def _send(self, conn: h11.Connection, writer: asyncio.StreamWriter,
-                    response: Response, *, close: bool = False) -> None:
-        headers = [*response.headers, ("content-length", str(len(response.body)))]
-        if close:
-            headers.append(("connection", "close"))
+    def _write(self, conn: h11.Connection, writer: asyncio.StreamWriter, method: str,
+               response: Response, *, close: bool = False) -> None:
+        """Frame ``response`` for this connection; a handler's invalid status or headers become
+        a logged 500 instead of a dead connection."""
         try:
-            data = conn.send(h11.Response(status_code=response.status, headers=headers))
-            data = (data or b"") + (conn.send(h11.Data(data=response.body)) or b"")
-            data += conn.send(h11.EndOfMessage()) or b""
-        except h11.LocalProtocolError:
-            return  # the connection is in no state to answer (a broken request): just close
+            head = _head(response, close=close)
+        except Exception:
+            _LOG.exception("%s: handler answered an invalid response (status %r)", self.name,
+                           response.status)
+            response = _INTERNAL_ERROR
+            head = _head(response, close=close)
+        data = conn.send(head) or b""
+        # HEAD, 204 and 304 carry no body on the wire (h11 frames them as zero length).
+        if method != "HEAD" and response.status not in (204, 304) and response.body:
+            data += conn.send(h11.Data(data=response.body)) or b""
+        data += conn.send(h11.EndOfMessage()) or b""
         writer.write(data)
-        await writer.drain()
         self.requests_served += 1
+
+    async def _refuse(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter, response: Response) -> None:
+        """Answer a request we will not serve (400/413), then close *gracefully*.
+
+        The client may still be sending a body we never read. Closing with unread bytes makes
+        the kernel send a RST, which can destroy our answer in the client's buffer before it
+        is read (httpx would report a ReadError instead of the 413). So: half-close, swallow
+        what still comes until the client closes or ``_LINGER_S`` passes ("lingering close").
+        """
+        if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return  # a response is already under way: nothing coherent can be sent
+        self._write(conn, writer, "", response, close=True)
+        await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+        try:
+            async with asyncio.timeout(_LINGER_S):
+                while await reader.read(_READ_CHUNK):
+                    pass
+        except TimeoutError:
+            pass
+
+
+def _head(response: Response, *, close: bool) -> h11.Response:
+    headers = [(name, value) for name, value in response.headers
+               if name.lower() not in _FRAMING]
+    if response.status != 204:  # RFC 9110 §8.6: a 204 must not carry Content-Length
+        headers.append(("content-length", str(len(response.body))))
+    if close:
+        headers.append(("connection", "close"))
+    return h11.Response(status_code=response.status, headers=headers,
+                        reason=_REASONS.get(response.status, b""))
+
+
+def _reset(transport: asyncio.Transport) -> None:
+    """Abort with a TCP RST (SO_LINGER 0), the "connection reset by peer" clients meet in
+    production; a plain abort would send FIN, which reads as a clean close."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

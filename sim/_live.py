@@ -23,6 +23,7 @@ so, and give the command to run it again rather than a replay.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import math
@@ -511,14 +512,12 @@ async def _remote_encoders(site: Site, indices: list[int], stop: Any) -> None:
 async def _settled_connections(emulator: Emulator, patience: float = 2.0) -> int:
     """Server connections still open once the clients' closes have arrived (a leak if > 0).
 
-    A client's close reaches the server a moment later; poll for at most ``patience``."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + patience
-    while True:
-        count = sum(s.open_connections for s in emulator.servers)
-        if count == 0 or loop.time() >= give_up:
-            return count
-        await asyncio.sleep(0.01)
+    A client's close reaches the server a moment later: wait for that, at most ``patience``."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(patience):
+            for server in emulator.servers:
+                await server.wait_idle()
+    return sum(s.open_connections for s in emulator.servers)
 
 
 async def _restart_monitor(emulator: Emulator, at: float, down_for: float) -> None:
