@@ -455,6 +455,8 @@ class World:
     def aid_heartbeat(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
         self.calls["aid"] += 1
         delay = self.latency(self.sc.aid_latency)
+        if self._down(self.gateway_down, self.env.now):  # one server, one outage (aid_claim)
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
         job = self.jobs[job_id]
         if job.owner != did or job.status not in PROCESSABLE_STATUSES:
             return _NOT_YOURS, delay
@@ -464,6 +466,8 @@ class World:
     def aid_finish(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
         self.calls["aid"] += 1
         delay = self.latency(self.sc.aid_latency)
+        if self._down(self.gateway_down, self.env.now):  # one server, one outage (aid_claim)
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
         job = self.jobs[job_id]
         if job.owner != did or job.status not in PROCESSABLE_STATUSES:
             return _NOT_YOURS, delay

@@ -206,3 +206,23 @@ async def test_a_stopped_monitor_refuses_then_comes_back_on_the_same_port(
         await emu.start_monitor()
         assert emu.monitor_url == url
         assert (await monitor.observe("job-000000")).status == "queued"
+
+
+@pytest.mark.asyncio
+async def test_during_a_gateway_outage_aid_writes_are_unknown_not_refused() -> None:
+    # Aid runs on the gateway's server: an outage is "no answer" for every aid write, never
+    # "the job is not yours" (which would cancel work that is still ours).
+    emulator = await _emulator()
+    try:
+        async with GatewayAidClient(emulator.aid_url, ALICE.did) as alice:
+            await alice.claim("job-000000")
+            emulator.world.gateway_down = [(0.0, 1e9)]
+            for write in (alice.heartbeat("job-000000", None, {"pct": 5.0}),
+                          alice.finish("job-000000", None, {"cid": "bafyx"}),
+                          alice.claim("job-000001")):
+                with pytest.raises(TierUnavailable):
+                    await write
+        assert emulator.world.jobs["job-000000"].owner == ALICE.did
+        assert not emulator.world.committed
+    finally:
+        await emulator.stop()
