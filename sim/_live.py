@@ -66,9 +66,10 @@ _PHASES = ("download", "encode", "upload")
 #: One TLS context for all the run's clients (each would build its own, ~10 ms apiece;
 #: nothing here speaks TLS, but httpx prepares it anyway).
 _TLS = ssl.create_default_context()
-_QUIET = logging.getLogger("sim.live.guard")
+#: Without --verbose the guards log here, nowhere: 200 guards' decisions would drown the report.
+_QUIET = logging.getLogger("sim.live.quiet")
 _QUIET.addHandler(logging.NullHandler())
-_QUIET.propagate = False  # 200 guards' decisions would drown the report; --verbose re-enables
+_QUIET.propagate = False
 
 
 @dataclass(frozen=True)
