@@ -19,19 +19,18 @@ success. Every answer of :mod:`conformance.strategies` is served through respx. 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import math
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conformance import mocked
+from conformance.mocked import assert_expectation, assert_only_verifier_errors
 from conformance.strategies import (
     JOB_ID,
     NO_JSON,
@@ -57,8 +56,6 @@ from verifier import (
     InvalidInputError,
     LegacyGatewayClient,
     Observation,
-    TierRateLimited,
-    VerifierError,
 )
 from verifier._identity import verify_jws
 from verifier._ids import normalize_did, validate_job_id
@@ -199,41 +196,9 @@ def offer_answers(draw: st.DrawFn) -> Reply:
 def exchange(reply: Reply, call: _Call, job_id: Any = JOB_ID
              ) -> tuple[Any, Exception | None, list[httpx.Request]]:
     """Run one public call against ``reply`` in a fresh event loop and client."""
-    router = respx.MockRouter(base_url=BASE, assert_all_called=False)
-    seen: list[httpx.Request] = []
-
-    async def respond(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return await reply.respond(request)
-
-    router.route().mock(side_effect=respond)
-
-    async def go() -> tuple[Any, Exception | None]:
-        transport = httpx.MockTransport(router.async_handler)
-        async with httpx.AsyncClient(transport=transport) as client:
-            gateway = LegacyGatewayClient(BASE, IDENTITY, client=client)
-            try:
-                return await call(gateway, job_id), None
-            except Exception as exc:  # judged by the caller: only VerifierError may escape
-                return None, exc
-
-    result, error = asyncio.run(go())
-    return result, error, seen
-
-
-def assert_only_verifier_errors(error: Exception | None) -> None:
-    if error is not None and not isinstance(error, VerifierError):
-        raise AssertionError(f"{type(error).__name__} escaped: {error!r}") from error
-
-
-def assert_expectation(reply: Reply, result: Any, error: Exception | None) -> None:
-    if reply.expect == "raise":
-        assert error is not None, f"{reply.label} answered {result!r}"
-    if reply.expect == "answer":
-        assert error is None, f"{reply.label} raised {error!r}"
-    if reply.status == 429 and reply.failure is None and isinstance(error, TierRateLimited):
-        hint = error.retry_after
-        assert hint is None or (math.isfinite(hint) and hint >= 0), hint
+    return mocked.exchange(reply, BASE,
+                           lambda http: LegacyGatewayClient(BASE, IDENTITY, client=http),
+                           lambda client: call(client, job_id))
 
 
 def proves_ours(reply: Reply, job_id: str = JOB_ID) -> bool:

@@ -21,7 +21,6 @@ through respx to each public method. Properties, for every example:
 
 from __future__ import annotations
 
-import asyncio
 import math
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -29,10 +28,11 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conformance import mocked
+from conformance.mocked import assert_only_verifier_errors
 from conformance.strategies import (
     JOB_ID,
     NO_JSON,
@@ -57,7 +57,6 @@ from verifier import (
     OwnershipResult,
     TierRateLimited,
     TierUnavailable,
-    VerifierError,
 )
 from verifier._ids import normalize_did
 from verifier._models import PROCESSABLE_STATUSES
@@ -142,31 +141,9 @@ def other_answers(draw: st.DrawFn, job_id: str = JOB_ID) -> Reply:
 def exchange(reply: Reply, method: _Method, job_id: Any = JOB_ID,
              did: Any = ME) -> tuple[Any, Exception | None, list[httpx.Request]]:
     """Run one public call against ``reply`` in a fresh event loop and client."""
-    router = respx.MockRouter(base_url=BASE, assert_all_called=False)
-    seen: list[httpx.Request] = []
-
-    async def respond(request: httpx.Request) -> httpx.Response:
-        seen.append(request)  # before answering: a request that never gets an answer counts
-        return await reply.respond(request)
-
-    router.route().mock(side_effect=respond)
-
-    async def go() -> tuple[Any, Exception | None]:
-        transport = httpx.MockTransport(router.async_handler)
-        async with httpx.AsyncClient(transport=transport) as client:
-            service = GatewayMonitorService(BASE, client=client, timeout=TIMEOUT)
-            try:
-                return await method(service, job_id, did), None
-            except Exception as exc:  # judged below: only VerifierError may escape
-                return None, exc
-
-    result, error = asyncio.run(go())
-    return result, error, seen
-
-
-def assert_only_verifier_errors(error: Exception | None) -> None:
-    if error is not None and not isinstance(error, VerifierError):
-        raise AssertionError(f"{type(error).__name__} escaped: {error!r}") from error
+    return mocked.exchange(
+        reply, BASE, lambda http: GatewayMonitorService(BASE, client=http, timeout=TIMEOUT),
+        lambda service: method(service, job_id, did))
 
 
 def assert_rate_limit_hint(reply: Reply, error: Exception | None) -> None:
