@@ -111,3 +111,18 @@ def test_transport_faults_never_make_the_hardened_chain_process_twice() -> None:
     assert (m.s1_violations, m.s2_violations, m.s3_violations) == (0, 0, 0), \
         live.run.checks
     assert m.committed == m.jobs  # every job it held was finished, or released and redone
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3])
+def test_encoders_are_split_once_each_and_infrastructure_stays_home(processes: int) -> None:
+    from sim._live import _partition
+    from sim._runner import tier_mix
+
+    scenario = load_scenario("live").replace(encoders=200)
+    mine, theirs = _partition(scenario, processes)
+    everyone = sorted(mine + [i for part in theirs for i in part])
+    assert everyone == list(range(200))
+    assert len(theirs) == processes - 1
+    assert all(not tier_mix(scenario, i).database for part in theirs for i in part)
+    if processes > 1:
+        assert 0 < len(mine) < 200
