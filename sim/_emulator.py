@@ -10,7 +10,9 @@ contract's bodies, quirks included:
 
 * the monitor's 404/500 bodies, its synthetic stand-in job (HTTP 200, no id, no status, no
   owner), omitted empty dates, ``progress`` as a bare number for finished jobs, legacy extra
-  fields, ``/health`` always 200, ``{"error": "Route not found"}`` for unknown routes;
+  fields, ``/health`` always 200, ``{"error": "Route not found"}`` for unknown routes, and its
+  wait (the scenario's ``gateway_timeout``) for a silent gateway's overlay on assigned and
+  running jobs;
 * the legacy gateway's JWS bodies, verified against the ``did:key`` in the ``kid`` (a bad or
   missing signature is 401 and touches nothing), the generic 500 of a refused accept or
   finish, pings from non-owners answered OK, ``jobstatus`` nested as ``{job, rank}``;
@@ -54,6 +56,8 @@ _AID: Final = "/aid/v1/"
 _BATCH_LIMIT: Final = 50
 _PAGE_LIMIT: Final = 100
 
+#: Statuses for which the monitor overlays live gateway data (and so waits for the gateway).
+_OVERLAID: Final = frozenset({"assigned", "running"})
 _ROUTE_NOT_FOUND: Final = Response.json(404, {"error": "Route not found"})
 _INTERNAL: Final = Response.json(500, {"error": "Internal server error"})
 _UNAVAILABLE: Final = Response.json(503, {"status": "error", "message": "Service Unavailable"})
@@ -278,6 +282,11 @@ class Emulator:
         else:
             data = self._document(job_id, seen.status, seen.assigned_to, job,
                                   null_owner=job.epoch % 2 == 0)  # null or absent: both seen
+            if seen.status in _OVERLAID and self.world.gateway_down_now():
+                # The real server waits for the gateway's live overlay on assigned/running
+                # jobs, ~10 s when the gateway is silent (its gateway timeout), then answers
+                # the stored data with 200: a slow tier, not a missing answer.
+                delay += self.world.sc.gateway_timeout
         return await self._reply(delay, Response.json(200, {"success": True, "data": data}))
 
     def _job_status(self, job_id: str) -> Response:

@@ -226,3 +226,24 @@ async def test_during_a_gateway_outage_aid_writes_are_unknown_not_refused() -> N
         assert not emulator.world.committed
     finally:
         await emulator.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_silent_gateway_makes_the_monitor_slow_on_held_jobs_not_wrong() -> None:
+    # Contract: for assigned/running jobs the monitor waits for the gateway's overlay, then
+    # answers the stored data with 200. A client with a shorter timeout gets "no answer".
+    emulator = await _emulator(gateway_timeout=1.0)
+    try:
+        async with httpx.AsyncClient(headers={"X-Encoder-DID": ALICE.did}) as http:
+            gateway = LegacyGatewayClient(emulator.gateway_url, ALICE, client=http)
+            await gateway.accept_job("job-000000")
+        emulator.live.advance()
+        emulator.world.gateway_down = [(0.0, 1e9)]
+        async with GatewayMonitorService(emulator.monitor_url, timeout=0.3) as impatient:
+            with pytest.raises(TierTimeout):
+                await impatient.observe("job-000000")
+            assert (await impatient.observe("job-000001")).status == "queued"  # not held: fast
+        async with GatewayMonitorService(emulator.monitor_url, timeout=3.0) as patient:
+            assert (await patient.observe("job-000000")).owner == ALICE.did
+    finally:
+        await emulator.stop()
