@@ -126,3 +126,19 @@ def test_encoders_are_split_once_each_and_infrastructure_stays_home(processes: i
     assert all(not tier_mix(scenario, i).database for part in theirs for i in part)
     if processes > 1:
         assert 0 < len(mine) < 200
+
+
+def test_gateway_and_monitor_outage_windows_are_waited_out_not_trusted() -> None:
+    # The world's own outage windows, in real time: the gateway (and aid, on its server)
+    # answers 503, the monitor 500 or slowly; the guard must wait or fall back, and still
+    # finish or release every job it held.
+    live = _live("hardened", seed=7, options=LiveOptions(), encoders=5, jobs=15,
+                 lie_rate=0.3, arrival_per_hour=0.0, gateway_outages_per_hour=600.0,
+                 gateway_outage_mean_s=1.5, monitor_outages_per_hour=600.0,
+                 monitor_outage_mean_s=1.0)
+    m = live.run.metrics
+    outages = {r[5] for r in live.run.history.records if r[3] == "fault"}
+    assert {"gateway-outage", "monitor-outage"} <= outages
+    assert any(r[3] == "verify" and r[4] == "fail" for r in live.run.history.records)
+    assert (m.s1_violations, m.s2_violations, m.s3_violations) == (0, 0, 0), live.run.checks
+    assert m.committed == m.jobs
