@@ -32,7 +32,6 @@ must handle). A reset likewise may come after the write.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,7 +47,6 @@ from ._world import Job
 
 __all__ = ["Emulator", "HttpFaults", "iso"]
 
-_LOG: Final = logging.getLogger("sim.emulator")
 #: Where the emulator's dates start: fixed, so bodies do not depend on the wall clock.
 _EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
 _GATEWAY: Final = "/api/v0/gateway/"
@@ -113,11 +111,11 @@ class Emulator:
         self.approved = None if approved is None else frozenset(approved)
         self._rng = live.streams.stream("http.faults")
         ports = ports or {}
-        self.monitor = HttpServer(self._service("monitor", self._monitor), name="monitor",
+        self.monitor = HttpServer(self._service(self._monitor), name="monitor",
                                   host=host, port=ports.get("monitor", 0))
-        self.gateway = HttpServer(self._service("gateway", self._gateway), name="gateway",
+        self.gateway = HttpServer(self._service(self._gateway), name="gateway",
                                   host=host, port=ports.get("gateway", 0))
-        self.aid = HttpServer(self._service("aid", self._aid), name="aid",
+        self.aid = HttpServer(self._service(self._aid), name="aid",
                               host=host, port=ports.get("aid", 0))
         #: Injected faults by kind, and refused signatures (for reports and tests).
         self.injected: dict[str, int] = {"reset": 0, "rate_limited": 0, "slow": 0}
@@ -171,7 +169,7 @@ class Emulator:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _service(self, name: str, route: Route) -> Callable[[Request], Awaitable[Any]]:
+    def _service(self, route: Route) -> Callable[[Request], Awaitable[Any]]:
         async def handle(request: Request) -> Any:
             fault = self._fault()
             if fault == "reset":
