@@ -191,20 +191,27 @@ def _chains(names: Sequence[str] | None) -> list[str]:
     return out
 
 
-def resolve(args: argparse.Namespace) -> Setup:
-    """The scenario with ``--set`` applied, then the named flags (which win)."""
+def scenario_from_args(args: argparse.Namespace) -> tuple[Scenario, dict[str, Any]]:
+    """The scenario with ``--set`` applied, then the named flags (which win), and the
+    overrides applied. A command without one of the named flags simply has none."""
     scenario = load_scenario(args.scenario)
     overrides: dict[str, Any] = {}
     for text in args.set:
         key, value = parse_assignment(text)
         overrides[key] = value
     scenario = apply_overrides(scenario, overrides)
-    for key, value in (("encoders", args.encoders), ("jobs", args.jobs),
-                       ("lie_rate", args.lie_rate)):
+    for key in ("encoders", "jobs", "lie_rate"):
+        value = getattr(args, key, None)
         if value is not None:
             scenario = apply_overrides(scenario, {key: value},
                                        source="--" + key.replace("_", "-"))
             overrides[key] = value
+    return scenario, overrides
+
+
+def resolve(args: argparse.Namespace) -> Setup:
+    """The scenario (:func:`scenario_from_args`), the chains and the seeds."""
+    scenario, overrides = scenario_from_args(args)
     if args.command == "replay":
         chains = _chains(args.chain or [_GATED_CHAIN])
         if len(chains) > 1:
@@ -366,7 +373,7 @@ def _cmd_replay(args: argparse.Namespace, command: str, out: TextIO, err: TextIO
 def _cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:
     from ._live_cli import cmd_live
 
-    return cmd_live(args, command, out, err, resolve, _progress, _write, _write_rows)
+    return cmd_live(args, command, out, err)
 
 
 def _cmd_serve(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:

@@ -58,6 +58,7 @@ from ._metrics import percentile
 from ._params import Scenario
 from ._rng import Streams
 from ._runner import RunResult, judge, tier_mix
+from ._world import encoder_name
 from ._world_collection import WorldCollection
 
 __all__ = ["LiveOptions", "LiveResult", "RecordingTier", "open_fds", "run_live"]
@@ -134,11 +135,6 @@ def open_fds() -> int:
         return -1
 
 
-def _short(did: str) -> str:
-    """An encoder's name in the history: the DID's last segment, as the world names it."""
-    return did.rsplit(":", 1)[-1]
-
-
 class RecordingTier:
     """A real tier client, wrapped to record each call in the history (and time the reads).
 
@@ -169,7 +165,7 @@ class RecordingTier:
         finally:
             self._latencies.append((self.tier.value, time.perf_counter() - start))
         owner = seen.owner
-        self._add(job_id, "verify", "ok", (self.tier, _short(owner) if owner else None,
+        self._add(job_id, "verify", "ok", (self.tier, encoder_name(owner) if owner else None,
                                            seen.status))
         return seen
 
@@ -254,7 +250,7 @@ class LiveEncoder:
         seed = hashlib.sha256(f"spk-live:{site.seed}:{index}".encode()).digest()
         self.identity = EncoderIdentity.from_seed(seed)
         self.did = self.identity.did
-        self.name = _short(self.did)
+        self.name = encoder_name(self.did)
         self.site = site
         self.sc = sc
         self.rng = site.streams.stream(f"encoder.{index}")

@@ -29,7 +29,7 @@ from ._report import (
     safety_violations,
     summarize_run,
 )
-from ._scenarios import UsageError, apply_overrides, load_scenario, parse_assignment
+from ._scenarios import UsageError
 
 if TYPE_CHECKING:  # the emulator, httpx and h11 load only for `live` and `serve`
     from ._emulator import HttpFaults
@@ -142,8 +142,12 @@ def _live_line(live: LiveResult) -> str:
             f"{d['open_connections_end']}")
 
 
-def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO,
-             resolve: Any, progress_for: Any, write: Any, write_rows: Any) -> int:
+def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:
+    # _cli imports this module only inside its functions, so this import is not circular.
+    from ._cli import _progress as progress_for
+    from ._cli import _write as write
+    from ._cli import _write_rows as write_rows
+    from ._cli import resolve
     from ._live import LiveOptions, run_live
 
     setup = resolve(args)
@@ -231,15 +235,9 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO,
 
 
 async def _serve(args: argparse.Namespace, out: TextIO) -> int:
-    scenario = load_scenario(args.scenario)
-    overrides: dict[str, Any] = {}
-    for text in args.set:
-        key, value = parse_assignment(text)
-        overrides[key] = value
-    for key, value in (("jobs", args.jobs), ("lie_rate", args.lie_rate)):
-        if value is not None:
-            overrides[key] = value
-    scenario = apply_overrides(scenario, overrides)
+    from ._cli import scenario_from_args
+
+    scenario, _ = scenario_from_args(args)
     from verifier._errors import InvalidInputError
     from verifier._ids import validate_did, validate_job_id
 

@@ -48,7 +48,7 @@ from ._history import WORLD, History
 from ._params import Scenario
 from ._rng import Streams
 
-__all__ = ["Job", "World", "request_record"]
+__all__ = ["Job", "World", "encoder_name", "request_record"]
 
 OK: Final = WriteAnswered(WriteOutcome.OK)
 _NOT_YOURS: Final = WriteAnswered(WriteOutcome.REFUSED, detail="job does not belong to you")
@@ -175,7 +175,8 @@ class World:
         job.owned_at = self.env.now
         job.last_pinged = self.env.now
         self._write(job, status="assigned", owner=did, token=token)
-        self.history.add(self.env.now, WORLD, job.id, "assign", "ok", (_name(did), job.epoch))
+        self.history.add(self.env.now, WORLD, job.id, "assign", "ok",
+                         (encoder_name(did), job.epoch))
         if token is None and self._faulty() and self._lies.random() < self.sc.lie_rate:
             # lie_rate: the share of gateway assignments that the gateway also hands to the
             # next encoder that polls within G (realised only if one does).
@@ -196,7 +197,8 @@ class World:
             self._count_finished()
 
     def _commit(self, job: Job, did: str, status: str) -> None:
-        self.history.add(self.env.now, WORLD, job.id, "commit", "ok", (_name(did), job.epoch))
+        self.history.add(self.env.now, WORLD, job.id, "commit", "ok",
+                         (encoder_name(did), job.epoch))
         self._write(job, status=status, owner=job.owner, token=job.token)
         if job.id not in self.committed:
             self.committed.add(job.id)
@@ -291,7 +293,7 @@ class World:
         if job.owner not in (None, did) or job.pending not in (None, did):
             # Both answered OK; the last writer will own the job.
             self.history.add(self.env.now, WORLD, job_id, "lie", "info",
-                             ("double-accept", _name(did)))
+                             ("double-accept", encoder_name(did)))
         job.pending = did
         if self._delays.random() < sc.late_write_rate:
             land = delay + self._delays.random() * max(sc.write_delay - delay, 0.0)
@@ -496,7 +498,7 @@ class World:
                 return TierFailed(tier, "no read endpoint in the simulator"), 0.0, "fail", tier
             if isinstance(read, Observed):
                 owner = read.observation.owner
-                name = owner.rsplit(":", 1)[-1] if owner else None
+                name = encoder_name(owner) if owner else None
                 return read, delay, "ok", (tier, name, read.observation.status)
             return read, delay, "fail", tier
         via = action.via
@@ -550,6 +552,6 @@ _PHASE: Final = {WriteOutcome.OK: "ok", WriteOutcome.REFUSED: "fail"}
 _UNSUPPORTED: Final = WriteAnswered(WriteOutcome.UNKNOWN, detail="not supported by this tier")
 
 
-def _name(did: str) -> str:
+def encoder_name(did: str) -> str:
     """History records name encoders by their short name (the DID's last segment)."""
     return did.rsplit(":", 1)[-1]
