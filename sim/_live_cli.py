@@ -187,7 +187,6 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
     # Real time is not replayable: point at the command instead of a `replay` line.
     report["replay"] = None
     report["rerun"] = command
-    report["live"] = {chain: live.to_dict() for chain, live in lives.items()}
     report["faults"] = {**dataclasses.asdict(options.faults),
                         "monitor_restart": list(args.monitor_restart or []) or None}
     for chain in report["chains"]:
@@ -199,7 +198,8 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
     if args.csv is not None:
         rows = []
         for chain in setup.chains:
-            row = {"chain": chain, **runs[chain][0].entry, **lives[chain].to_dict()}
+            entry = runs[chain][0].entry
+            row = {"chain": chain, **entry, **entry["live"]}
             for key in ("violations", "outcomes", "live", "injected_faults", "requests",
                         "verify_latency_by_tier_ms"):
                 row.pop(key, None)
