@@ -20,8 +20,8 @@ import gc
 import resource
 import sys
 
-from sim._live import LiveOptions, open_fds, run_live
-from sim._scenarios import load_scenario
+from sim import load_scenario
+from sim.live import LiveOptions, open_fds, run_live
 
 
 def main() -> int:

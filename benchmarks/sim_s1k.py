@@ -19,8 +19,7 @@ import time
 
 import simpy
 
-from sim._params import Scenario
-from sim._runner import run_once
+from sim import Scenario, run_once
 
 
 def bare_simpy_rate(processes: int = 1000, steps: int = 1000) -> float:
@@ -39,7 +38,7 @@ def bare_simpy_rate(processes: int = 1000, steps: int = 1000) -> float:
 
 def s1k_scenario(encoders: int, jobs: int) -> Scenario:
     try:
-        from sim._scenarios import load_scenario
+        from sim import load_scenario
 
         base = load_scenario("s-1k")
     except Exception:  # the named scenario file is the source of truth when present

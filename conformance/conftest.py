@@ -32,7 +32,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--protocol",
-        default=os.environ.get("SPK_PROTOCOL", "verifier._protocol:OwnershipProtocol"),
+        default=os.environ.get("SPK_PROTOCOL", "verifier.protocol:OwnershipProtocol"),
         help="the protocol implementation to validate, as module:attribute (default: the "
              "built-in OwnershipProtocol; also SPK_PROTOCOL). It must accept "
              "(job_id, *, me, policy, tiers) and offer start()/handle() like it.",

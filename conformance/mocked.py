@@ -1,6 +1,6 @@
 """The contract suites' driver: one public client call against one generated reply.
 
-Each ``test_contract_*.py`` serves a :class:`~conformance.strategies.Reply` to a real client
+Each ``test_contract_*.py`` serves a :class:`~conformance.replies.Reply` to a real client
 through respx, in a fresh event loop and httpx client, and then judges what came out. What is
 judged differs per client; how the call is made and the two judgements every client shares
 (only :class:`~verifier.VerifierError` may escape; the contract's fixed outcomes hold) live
@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import respx
 
-from conformance.strategies import Reply
+from conformance.replies import Reply
 from verifier import TierRateLimited, VerifierError
 
 __all__ = ["assert_expectation", "assert_only_verifier_errors", "exchange"]

@@ -1,10 +1,10 @@
 """Contract suite: :class:`~verifier.GatewayAidClient` against generated Gateway Aid answers.
 
-Gateway Aid (``3speak-contract.md``, "Gateway Aid") answers ``GET job/{id}`` with
+Gateway Aid (``docs/contract.md``, "Gateway Aid") answers ``GET job/{id}`` with
 ``{job: {..., is_owned_by_requester}}``, claims with an atomic conditional update (200 with the
 assignment, or 409 ``JOB_ALREADY_ASSIGNED``), filters ``update-job``/``complete-job`` on the
 owner, and reports an unapproved DID with ``data.code``. Every answer of
-:mod:`conformance.strategies` is served through respx. Properties:
+:mod:`conformance.replies` is served through respx. Properties:
 
 1. nothing but a :class:`~verifier.VerifierError` escapes, from any public method;
 2. ``observe()`` names us in a processable status **only** for a 2xx ``{job}`` answer (not
@@ -31,8 +31,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance import mocked
+from conformance.contract import CONFIGURATION_CODES, PROCESSABLE_STATUSES, contract_did
 from conformance.mocked import assert_expectation, assert_only_verifier_errors
-from conformance.strategies import (
+from conformance.replies import (
     ABSENT,
     JOB_ID,
     OTHER_DID,
@@ -60,9 +61,6 @@ from verifier import (
     Observation,
     TierUnavailable,
 )
-from verifier._aid import CONFIGURATION_CODES
-from verifier._ids import normalize_did
-from verifier._models import PROCESSABLE_STATUSES
 
 BASE = "https://aid.test"
 API = "/aid/v1/"
@@ -114,7 +112,7 @@ def _job_expect(record: dict[str, Any], flag: Any) -> str | None:
         return by_id
     owner = record.get("assigned_to")
     owned = flag is True
-    if owner and (normalize_did(owner) == ME) != owned:
+    if owner and (contract_did(owner) == ME) != owned:
         return None  # contradictory: get_job answers, observe raises
     return "answer"
 
@@ -261,7 +259,7 @@ def documented_grant(reply: Reply, job_id: str = JOB_ID) -> bool:
     owner, named = body.get("assigned_to"), body.get("job_id")
     return (
         body.get("success") is True and not _is_config_error(body)
-        and (owner is None or normalize_did(owner) == ME)
+        and (owner is None or contract_did(owner) == ME)
         and (named is None or named == job_id)
     )
 
@@ -282,7 +280,7 @@ def check_job_answer(reply: Reply, name: str) -> None:
     assert_one_request(requests, "GET", f"job/{JOB_ID}")
     if isinstance(result, Observation) and result.job is not None and not result.job.synthetic:
         # A record flagged synthetic (no id, no status) is discounted by every judgement.
-        mine = normalize_did(result.owner) == ME and result.status in PROCESSABLE_STATUSES
+        mine = contract_did(result.owner) == ME and result.status in PROCESSABLE_STATUSES
         assert not mine or proves_ours(reply), f"observed as ours without proof: {result}"
     if isinstance(result, tuple):
         job, owned = result
@@ -294,7 +292,7 @@ def check_job_answer(reply: Reply, name: str) -> None:
             assert reply.payload["job"].get("is_owned_by_requester") is True
     if reply.expect == "answer" and error is None and name == "observe":
         assert isinstance(result, Observation)
-        mine = normalize_did(result.owner) == ME and result.status in PROCESSABLE_STATUSES
+        mine = contract_did(result.owner) == ME and result.status in PROCESSABLE_STATUSES
         assert mine == proves_ours(reply) or (result.job is not None and result.job.synthetic)
     assert_expectation(reply, result, error)
 

@@ -35,10 +35,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conformance.strategies import JOB_ID, OTHER_DID, OTHER_JOB_ID, did_spellings, hostile_ids
+from conformance.contract import (
+    CLAIMABLE_STATUSES,
+    KNOWN_STATUSES,
+    PROCESSABLE_STATUSES,
+    contract_did,
+)
+from conformance.replies import JOB_ID, OTHER_DID, OTHER_JOB_ID, did_spellings, hostile_ids
 from verifier import DatabaseTier, InvalidInputError, Observation, OwnershipResult, VerifierError
-from verifier._ids import normalize_did
-from verifier._models import CLAIMABLE_STATUSES, KNOWN_STATUSES, PROCESSABLE_STATUSES
 
 ME = "did:key:z6MktwupdmLXVVqTzCw4i46r4uGyosGXRnR3XjN4Zq7oMMsw"
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -205,12 +209,12 @@ def test_reads_change_nothing_and_never_prove_ownership_without_a_document(
     assert_only_verifier_errors(error)
     assert snapshot(collection) == before, "a read modified the collection"
     ours = [d for d in before if about(d, job_id) and isinstance(d.get("assigned_to"), str)
-            and normalize_did(d["assigned_to"]) == normalize_did(did) != ""
+            and contract_did(d["assigned_to"]) == contract_did(did) != ""
             and status_in(d, PROCESSABLE_STATUSES)]
     if isinstance(result, OwnershipResult) and result.is_safe_to_process:
         assert ours, f"safe to process without a document: {result}"
     if isinstance(result, Observation) and (
-            normalize_did(result.owner) == ME and result.status in PROCESSABLE_STATUSES):
+            contract_did(result.owner) == ME and result.status in PROCESSABLE_STATUSES):
         assert [d for d in ours if d.get("claim_token") == result.token or (
             result.token is None and not d.get("claim_token"))], result
     if getattr(result, "available", False):

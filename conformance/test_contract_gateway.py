@@ -1,9 +1,9 @@
 """Contract suite: :class:`~verifier.LegacyGatewayClient` against generated gateway answers.
 
-The legacy gateway (``3speak-contract.md``, "Legacy gateway endpoints") is the weakest tier: its
+The legacy gateway (``docs/contract.md``, "Legacy gateway endpoints") is the weakest tier: its
 ``jobstatus`` may nest the job as ``{job, rank}``, a refused write is a bare HTTP 500, 2026
 deployments answer ``{status: "success"|"error", message, error}`` and an empty body also meant
-success. Every answer of :mod:`conformance.strategies` is served through respx. Properties:
+success. Every answer of :mod:`conformance.replies` is served through respx. Properties:
 
 1. nothing but a :class:`~verifier.VerifierError` escapes, from any public method;
 2. ``observe``/``job_status`` name us in a processable status **only** for a 2xx job record
@@ -30,8 +30,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance import mocked
+from conformance.contract import PROCESSABLE_STATUSES, contract_did
 from conformance.mocked import assert_expectation, assert_only_verifier_errors
-from conformance.strategies import (
+from conformance.replies import (
     JOB_ID,
     NO_JSON,
     OTHER_DID,
@@ -56,10 +57,9 @@ from verifier import (
     InvalidInputError,
     LegacyGatewayClient,
     Observation,
+    validate_job_id,
+    verify_jws,
 )
-from verifier._identity import verify_jws
-from verifier._ids import normalize_did, validate_job_id
-from verifier._models import PROCESSABLE_STATUSES
 
 BASE = "https://gateway.test"
 API = "/api/v0/gateway/"
@@ -240,7 +240,7 @@ def check_status_answer(reply: Reply, name: str) -> None:
     job = result.job if isinstance(result, Observation) else result
     if isinstance(job, GatewayMonitorJob) and not job.synthetic:
         # A record flagged synthetic (no id, no status) is discounted by every judgement.
-        mine = normalize_did(job.assigned_to) == ME and job.status in PROCESSABLE_STATUSES
+        mine = contract_did(job.assigned_to) == ME and job.status in PROCESSABLE_STATUSES
         assert not mine or proves_ours(reply), f"{name} reads as ours without proof: {job}"
     assert_expectation(reply, result, error)
 

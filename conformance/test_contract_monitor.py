@@ -1,7 +1,7 @@
 """Contract suite: :class:`~verifier.GatewayMonitorService` against generated monitor answers.
 
-Every answer ``GET {base}/jobs/{id}`` may give (``3speak-contract.md``, "Gateway Monitor API"
-and "Observed by running the real monitor server", see :mod:`conformance.strategies`) is served
+Every answer ``GET {base}/jobs/{id}`` may give (``docs/contract.md``, "Gateway Monitor API"
+and "Observed by running the real monitor server", see :mod:`conformance.replies`) is served
 through respx to each public method. Properties, for every example:
 
 1. nothing but a :class:`~verifier.VerifierError` escapes (``InvalidInputError`` for bad ids);
@@ -32,8 +32,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance import mocked
+from conformance.contract import PROCESSABLE_STATUSES, contract_did
 from conformance.mocked import assert_only_verifier_errors
-from conformance.strategies import (
+from conformance.replies import (
     JOB_ID,
     NO_JSON,
     Reply,
@@ -58,8 +59,6 @@ from verifier import (
     TierRateLimited,
     TierUnavailable,
 )
-from verifier._ids import normalize_did
-from verifier._models import PROCESSABLE_STATUSES
 
 BASE = "https://monitor.test/api"
 ME = "did:key:z6MktwupdmLXVVqTzCw4i46r4uGyosGXRnR3XjN4Zq7oMMsw"
@@ -176,7 +175,7 @@ def proves_available(reply: Reply, job_id: str = JOB_ID) -> bool:
     return (
         body.get("success") is True and isinstance(job, dict)
         and ident_of(job) in (None, "", job_id)
-        and normalize_did(job.get("assigned_to")) == ""
+        and contract_did(job.get("assigned_to")) == ""
         and job.get("status") in _AVAILABLE
     )
 
@@ -197,7 +196,7 @@ def check_job_answer(reply: Reply, name: str) -> None:
     if isinstance(job, GatewayMonitorJob) and not job.synthetic:
         # A record flagged synthetic (the monitor's stand-in) is returned as documented and
         # every judgement discounts it; any other record naming us must be a proof.
-        mine = normalize_did(job.assigned_to) == ME and job.status in PROCESSABLE_STATUSES
+        mine = contract_did(job.assigned_to) == ME and job.status in PROCESSABLE_STATUSES
         assert not mine or proves_ours(reply), f"{name} reads as ours without proof: {job}"
     if isinstance(result, AvailabilityResult) and result.available:
         assert proves_available(reply), f"available without proof: {result}"
@@ -283,4 +282,4 @@ def test_hostile_ids_are_refused_or_sent_as_one_segment(
     assert "/" not in segment and "?" not in segment and "#" not in segment, path
     assert urllib.parse.unquote(segment) == job_id
     if isinstance(result, OwnershipResult) and result.is_safe_to_process:
-        assert normalize_did(did) == ME
+        assert contract_did(did) == ME

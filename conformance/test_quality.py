@@ -1,6 +1,6 @@
 """Quality suites: the conformance suites have teeth.
 
-Each deliberately broken chain (the canaries of ``safety-model.md``) and the documented chain
+Each deliberately broken chain (the canaries of ``docs/safety-model.md``) and the documented chain
 must be *caught*: within a stated example budget, the search finds a world where the broken
 chain violates a property that the hardened chain, run on the very same world, satisfies; and
 Hypothesis shrinks that world to a small, readable schedule. A suite that could not find these
@@ -90,6 +90,7 @@ def _hunt(canary: Canary, protocol, encoders: int, jobs: int
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("canary", CANARIES, ids=[c.chain for c in CANARIES])
 def test_broken_chain_is_caught_with_a_shrunk_counterexample(canary: Canary, protocol):
     world, broken, report = hunt(canary, protocol)

@@ -1,7 +1,7 @@
 """Race suites: the hardened chain on generated races (2–5 encoders, 1–3 jobs, tier mixes,
 double accepts, late writes, monitor lag, pauses, drift, crashes, outages).
 
-Inside the timing model of ``safety-model.md`` every example must satisfy S1, S2, S3 and L1.
+Inside the timing model of ``docs/safety-model.md`` every example must satisfy S1, S2, S3 and L1.
 Outside it (pauses longer than P, monitor lag beyond Δ) S3 must still hold: the fence needs no
 timing assumption; S1/S2 violations there are counted and reported as rates at the end of the
 run, not failed.

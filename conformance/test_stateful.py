@@ -3,7 +3,7 @@
 The race suites run whole simulations whose schedule comes from the simulator's own loop. Here a
 Hypothesis :class:`~hypothesis.stateful.RuleBasedStateMachine` *is* the scheduler: it holds a
 simulated network (:class:`sim._world.World`) and 2–4 encoders, each running an
-:class:`~verifier._protocol.OwnershipProtocol` attempt on one job, and chooses what happens next:
+:class:`~verifier.protocol.OwnershipProtocol` attempt on one job, and chooses what happens next:
 
 ``advance``/``jump``  time passes (by ``dt``, or to the next deadline): delayed writes land, the
                   monitor's mirror moves, the reassignment scan runs, and every encoder that is
@@ -30,7 +30,7 @@ The machine contains no ownership decision: every decision is the protocol's. It
 driver (``sim/_encoder.py`` without its polling loop and its random body) plus an adversary, and
 it records the history records that driver records, so the simulator's checkers judge it.
 
-The timing model (``safety-model.md``) is what makes the invariants meaningful, so the machine
+The timing model (``docs/safety-model.md``) is what makes the invariants meaningful, so the machine
 never leaves it:
 
 * a request is answered by the world when it is sent; its reply reaches the encoder after the
@@ -72,14 +72,21 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from conformance.contract import PROCESSABLE_STATUSES
 from conformance.worlds import BASE
-from sim._checkers import CheckResult, check_s2, check_s3
-from sim._history import WORLD, History
-from sim._rng import Streams, TapeRandom
-from sim._world import World, request_record
+from sim import (
+    WORLD,
+    CheckResult,
+    History,
+    Streams,
+    TapeRandom,
+    World,
+    check_s2,
+    check_s3,
+    request_record,
+)
 from verifier import Policy, TierSet
-from verifier._models import PROCESSABLE_STATUSES
-from verifier._protocol import (
+from verifier.protocol import (
     Action,
     Answer,
     CancelWork,
@@ -663,6 +670,7 @@ TEETH = [
 ]
 
 
+@pytest.mark.slow
 def test_hardened_chain_keeps_s2_and_s3_against_an_adversarial_scheduler(protocol: Any) -> None:
     """Every schedule the adversary picks inside the timing model keeps S2 and S3."""
     run_state_machine_as_test(
@@ -671,6 +679,7 @@ def test_hardened_chain_keeps_s2_and_s3_against_an_adversarial_scheduler(protoco
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("teeth", TEETH, ids=[t.chain for t in TEETH])
 def test_stateful_suite_catches_a_broken_chain(teeth: Teeth, protocol: Any) -> None:
     """The same machine finds the broken chain's double processing or double commit within

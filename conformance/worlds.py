@@ -20,13 +20,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from sim._checkers import CheckResult
-from sim._history import History
-from sim._params import Scenario
-from sim._rng import Streams
-from sim._runner import ProtocolFactory, RunResult, run_once
+from sim import CheckResult, History, ProtocolFactory, RunResult, Scenario, Streams, run_once
 from verifier import Policy
-from verifier._protocol import OwnershipProtocol
+from verifier.protocol import OwnershipProtocol
 
 __all__ = ["BASE", "Race", "World", "believers", "race", "worlds"]
 

@@ -1,7 +1,7 @@
 """A simulated encoder, and the SimPy driver of the verifier's pure protocol.
 
 The encoder polls the gateway, and for each job it is handed runs one
-:class:`verifier._protocol.OwnershipProtocol` attempt: this module performs the protocol's
+:class:`verifier.protocol.OwnershipProtocol` attempt: this module performs the protocol's
 actions against the simulated :class:`~sim._world.World` and feeds back the answers, exactly as
 :mod:`verifier._guard` does with real sockets. It contains no ownership decision of its own:
 which tier to ask, when to start, when to cancel and how to finish are all the protocol's.
@@ -21,7 +21,7 @@ from typing import Any
 import simpy
 
 from verifier import Policy, TierSet
-from verifier._protocol import (
+from verifier.protocol import (
     Answer,
     CancelWork,
     Done,
@@ -38,8 +38,8 @@ from verifier._protocol import (
 )
 
 from ._history import History
-from ._params import Scenario
 from ._rng import Streams
+from ._scenario import Scenario
 from ._world import World, request_record
 
 __all__ = ["Encoder"]

@@ -23,17 +23,14 @@ import re
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import Any, Final, TextIO
 
 from ._checkers import check_all, double_assigned_jobs, processing_intervals
 from ._history import WORLD, History, Record
 from ._report import SAFETY_CHECKS
 from ._rng import Streams
 from ._runner import RunResult, replay_command, run_once
-from ._scenarios import UsageError
-
-if TYPE_CHECKING:
-    from ._cli import Setup
+from ._scenario_files import RunPlan, UsageError
 
 __all__ = ["choose_job", "draw_timeline", "job_records", "load_tape", "run_replay"]
 
@@ -134,13 +131,13 @@ def _mentions(text: str, job: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(job)}(?![\w-])", text) is not None
 
 
-def run_replay(setup: Setup, *, job: str | None, tape: Path | None, png: Path | None,
+def run_replay(plan: RunPlan, *, job: str | None, tape: Path | None, png: Path | None,
                history_path: Path | None, out: TextIO) -> int:
-    if len(setup.chains) != 1:
+    if len(plan.chains) != 1:
         raise UsageError("--chain: replay shows one chain")
-    chain, seed = setup.chains[0], setup.seeds[0]
+    chain, seed = plan.chains[0], plan.seeds[0]
     streams = load_tape(tape) if tape is not None else None
-    result = run_once(setup.scenario, chain, seed, streams=streams)
+    result = run_once(plan.scenario, chain, seed, streams=streams)
     if job is None:
         job, why = choose_job(result)
     else:
@@ -153,7 +150,7 @@ def run_replay(setup: Setup, *, job: str | None, tape: Path | None, png: Path | 
     source = f"tape {tape}" if tape is not None else f"seed {seed}"
     run_line = ", ".join(f"{name} x{c.violations}" for name, c in result.checks.items())
     lines = [
-        f"replay: scenario {setup.scenario.name}, chain {chain}, {source}: "
+        f"replay: scenario {plan.scenario.name}, chain {chain}, {source}: "
         f"{len(result.history)} records, {result.sim_time:.1f} s simulated; in the run: "
         f"{run_line}",
         f"job {job}: {why}",
@@ -171,7 +168,7 @@ def run_replay(setup: Setup, *, job: str | None, tape: Path | None, png: Path | 
             lines.extend(f"    {e}" for e in c.examples if _mentions(e, job) or len(c.jobs) == 1)
     else:
         lines.append(f"violations involving {job}: none")
-    command = replay_command(setup.ref, chain, seed, job, setup.overrides)
+    command = replay_command(plan.ref, chain, seed, job, plan.overrides)
     if tape is not None:  # the tape replaces the seed: say so in the command
         command = command.replace(f" --seed {seed}", f" --tape {shlex.quote(str(tape))}", 1)
     lines.append("replay: " + command)
@@ -185,7 +182,7 @@ def run_replay(setup: Setup, *, job: str | None, tape: Path | None, png: Path | 
         lines.append(f"wrote {history_path}")
     if png is not None:
         draw_timeline(full, job, png, end=result.sim_time,
-                      title=f"{job} · {chain} · {setup.scenario.name} · {source}")
+                      title=f"{job} · {chain} · {plan.scenario.name} · {source}")
         lines.append(f"wrote {png}")
     out.write("\n".join(lines) + "\n")
     return _EXIT_OK

@@ -28,8 +28,8 @@ from typing import Any, Final, TextIO
 
 from ._checkers import CheckResult
 from ._metrics import aggregate
-from ._params import Scenario
 from ._runner import RunResult, replay_command
+from ._scenario import Scenario
 
 __all__ = [
     "SAFETY_CHECKS",

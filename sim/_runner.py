@@ -15,21 +15,21 @@ from typing import Any
 import simpy
 
 from verifier import Policy, TierSet
-from verifier._protocol import OwnershipProtocol
+from verifier.protocol import OwnershipProtocol
 
 from ._checkers import CheckResult, _Partition, check_all
 from ._encoder import Encoder
 from ._history import History
 from ._metrics import RunMetrics, compute_metrics
-from ._params import Scenario
 from ._rng import Streams
+from ._scenario import Scenario
 from ._world import World
 
 #: Builds a protocol instance: ``factory(job_id, me=did, policy=..., tiers=...)``.
 ProtocolFactory = Callable[..., Any]
 
 __all__ = [
-    "ProtocolFactory", "RunResult", "arrivals", "judge", "replay_command", "run_once", "tier_mix",
+    "ProtocolFactory", "RunResult", "judge", "replay_command", "run_once", "tier_mix",
 ]
 
 
@@ -87,7 +87,7 @@ def run_once(
 
     ``policy`` overrides the named chain (the conformance suites pass candidate policies);
     ``protocol`` replaces the protocol implementation itself (same constructor and driver
-    interface as :class:`verifier._protocol.OwnershipProtocol`), so a changed chain can be
+    interface as :class:`verifier.protocol.OwnershipProtocol`), so a changed chain can be
     validated by the same simulator and suites;
     ``progress(sim_time, finished, jobs)`` is called every simulated hour.
     """
@@ -97,12 +97,7 @@ def run_once(
     streams = streams or Streams.from_seed(seed)
     world = World(env, scenario, streams, history)
     job_ids = [f"job-{i:06d}" for i in range(scenario.jobs)]
-    world.expected_jobs = len(job_ids)
-    if scenario.arrival_per_hour > 0:
-        env.process(arrivals(env, world, job_ids, scenario, streams))
-    else:
-        for job_id in job_ids:
-            world.add_job(job_id)
+    world.release(job_ids, streams)
     outcomes: dict[str, int] = {}
     width = len(str(scenario.encoders))
     for i in range(scenario.encoders):
@@ -132,16 +127,6 @@ def judge(scenario: Scenario, chain: str, seed: int, history: History, job_ids: 
 
 def _time(record: tuple[Any, ...]) -> float:
     return record[0]  # type: ignore[no-any-return]
-
-
-def arrivals(env: simpy.Environment, world: World, job_ids: list[str], scenario: Scenario,
-             streams: Streams) -> Any:
-    """Release the jobs at the scenario's Poisson arrival rate (a SimPy process)."""
-    rng = streams.stream("arrivals")
-    rate = scenario.arrival_per_hour / 3600.0
-    for job_id in job_ids:
-        world.add_job(job_id)
-        yield env.timeout(rng.expovariate(rate))
 
 
 def _progress(env: simpy.Environment, world: World, jobs: int,

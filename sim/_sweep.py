@@ -35,15 +35,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ._metrics import RunMetrics, aggregate, wilson_interval
-from ._params import Scenario
 from ._report import Progress, dumps_report, format_table, write_csv
 from ._runner import run_once
-from ._scenarios import UsageError, apply_overrides, parse_value
+from ._scenario import Scenario
+from ._scenario_files import RunPlan, UsageError, apply_overrides, parse_value
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from ._cli import Setup
 
 __all__ = ["Grid", "parse_grid", "plot_sweep", "run_sweep"]
 
@@ -108,37 +107,37 @@ def _label(point: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in point.items())
 
 
-def run_sweep(setup: Setup, grid: Grid, *, workers: int, out_dir: Path, progress: Progress,
+def run_sweep(plan: RunPlan, grid: Grid, *, workers: int, out_dir: Path, progress: Progress,
               command: str) -> str:
     """Run every task, write ``sweep.csv``, ``sweep.json`` and the plots; return a summary."""
     points = _points(grid)
-    scenarios = [apply_overrides(setup.scenario, point, source="--grid") for point in points]
-    tasks = [(sc, chain, seed) for sc in scenarios for chain in setup.chains
-             for seed in setup.seeds]
+    scenarios = [apply_overrides(plan.scenario, point, source="--grid") for point in points]
+    tasks = [(sc, chain, seed) for sc in scenarios for chain in plan.chains
+             for seed in plan.seeds]
     results = _execute(tasks, workers, progress)
     progress.close()
 
-    per_point = len(setup.chains) * len(setup.seeds)
+    per_point = len(plan.chains) * len(plan.seeds)
     rows: list[dict[str, Any]] = []
     cells: list[tuple[dict[str, Any], str, list[RunMetrics]]] = []
     for p, point in enumerate(points):
-        for c, chain in enumerate(setup.chains):
-            start = p * per_point + c * len(setup.seeds)
-            chunk = results[start:start + len(setup.seeds)]
+        for c, chain in enumerate(plan.chains):
+            start = p * per_point + c * len(plan.seeds)
+            chunk = results[start:start + len(plan.seeds)]
             cells.append((point, chain, chunk))
-            for seed, metrics in zip(setup.seeds, chunk, strict=True):
+            for seed, metrics in zip(plan.seeds, chunk, strict=True):
                 rows.append({**{f"grid.{k}": v for k, v in point.items()}, "chain": chain,
                              "seed": seed, **metrics.to_dict()})
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_csv(out_dir / "sweep.csv", rows)
         report = {
-            "scenario": setup.scenario.to_dict(),
-            "scenario_ref": setup.ref,
-            "overrides": setup.overrides,
+            "scenario": plan.scenario.to_dict(),
+            "scenario_ref": plan.ref,
+            "overrides": plan.overrides,
             "grid": {k: v for k, v in grid},
-            "chains": setup.chains,
-            "seeds": setup.seeds,
+            "chains": plan.chains,
+            "seeds": plan.seeds,
             "points": [{"params": point, "chain": chain, **aggregate(chunk)}
                        for point, chain, chunk in cells],
             "command": command,
@@ -147,9 +146,9 @@ def run_sweep(setup: Setup, grid: Grid, *, workers: int, out_dir: Path, progress
     except OSError as exc:
         raise UsageError(f"--out {out_dir}: {exc.strerror or exc}") from None
     x_key = grid[0][0] if grid else "lie_rate"
-    plots = plot_sweep(cells, x_key=x_key, default_x=getattr(setup.scenario, x_key),
+    plots = plot_sweep(cells, x_key=x_key, default_x=getattr(plan.scenario, x_key),
                        out_dir=out_dir, pooled=len(grid) > 1,
-                       title=f"{setup.scenario.name}, seeds {setup.seeds[0]}..{setup.seeds[-1]}")
+                       title=f"{plan.scenario.name}, seeds {plan.seeds[0]}..{plan.seeds[-1]}")
     table = format_table(
         [(f"{chain} {_label(point)}".strip(), aggregate(chunk)) for point, chain, chunk in cells]
     )

@@ -5,7 +5,7 @@ computes the answer from its state *now* (or, for the monitor, as of ``now - lag
 any write that lands later, and tells the driver how long the reply takes. That keeps one SimPy
 timeout per call, which is what lets a run of 100,000 jobs finish in seconds.
 
-The behaviours are those of ``3speak-contract.md``; each lie is a named scenario parameter:
+The behaviours are those of ``docs/contract.md``; each lie is a named scenario parameter:
 
 * the gateway hands a job to two encoders (``lie_rate``) and answers both accepts OK; each
   accept's write lands up to G later and the last writer owns the job;
@@ -29,9 +29,8 @@ from typing import Any, Final
 
 import simpy
 
-from verifier import GatewayMonitorJob, Tier
-from verifier._models import CLAIMABLE_STATUSES, PROCESSABLE_STATUSES
-from verifier._protocol import (
+from verifier import GatewayMonitorJob, Observation, Tier
+from verifier.protocol import (
     Claim,
     Finish,
     Heartbeat,
@@ -42,13 +41,21 @@ from verifier._protocol import (
     WriteAnswered,
     WriteOutcome,
 )
-from verifier._tiers import Observation
 
 from ._history import WORLD, History
-from ._params import Scenario
 from ._rng import Streams
+from ._scenario import Scenario
 
-__all__ = ["Job", "World", "encoder_name", "request_record"]
+__all__ = ["CLAIMABLE_STATUSES", "PROCESSABLE_STATUSES", "Job", "World", "encoder_name",
+           "request_record"]
+
+# The gateway's status groups, stated here from the contract (docs/contract.md, "Job document
+# and statuses") rather than imported from the verifier: the world is the adversary, and an
+# adversary that borrows the code under test's beliefs cannot catch them being wrong.
+#: Statuses in which the gateway, the database claim and aid hand a job out.
+CLAIMABLE_STATUSES: Final = frozenset({"created", "pending", "queued", "unassigned"})
+#: Statuses in which the owner is working (pings, finish and fenced writes accepted).
+PROCESSABLE_STATUSES: Final = frozenset({"assigned", "running"})
 
 OK: Final = WriteAnswered(WriteOutcome.OK)
 _NOT_YOURS: Final = WriteAnswered(WriteOutcome.REFUSED, detail="job does not belong to you")
@@ -140,6 +147,25 @@ class World:
                 history.add(end, WORLD, None, "fault", "ok", kind)
         self.calls: dict[str, int] = {t.value: 0 for t in Tier}
         env.process(self._reassign_loop())
+
+    def release(self, job_ids: list[str], streams: Streams) -> None:
+        """Release the run's jobs: all at once, or at the scenario's Poisson arrival rate.
+
+        The live world calls this too, so a live run's jobs arrive exactly as a simulated
+        run's do (one arrival process, not two).
+        """
+        self.expected_jobs = len(job_ids)
+        if self.sc.arrival_per_hour > 0:
+            self.env.process(self._arrivals(job_ids, streams.stream("arrivals")))
+        else:
+            for job_id in job_ids:
+                self.add_job(job_id)
+
+    def _arrivals(self, job_ids: list[str], rng: Any) -> Any:
+        rate = self.sc.arrival_per_hour / 3600.0
+        for job_id in job_ids:
+            self.add_job(job_id)
+            yield self.env.timeout(rng.expovariate(rate))
 
     # ------------------------------------------------------------------ helpers
 

@@ -7,7 +7,8 @@ Layout (private modules, re-exported here; ``tests/test_public_api.py`` pins the
 * ``_models``    job records, status vocabularies, the documented ownership judgements
 * ``_policy``    tiers, the timing model, and the chains (documented / hardened / ablations)
 * ``_tiers``     the seam between protocol and I/O: ``Observation`` and ``TierClient``
-* ``_protocol``  the claim → verify → process → finish protocol: pure, no I/O, no clock
+* ``protocol``   (public) the claim → verify → process → finish protocol and its step types:
+                 pure, no I/O, no clock
 * ``_guard``     the asyncio driver of that protocol: ``OwnershipGuard``, the production entry
 * ``_http``      the HTTP error mapping shared by the REST clients
 * ``_monitor``   Tier 2: ``GatewayMonitorService``, the documented API (read-only, lagging)
@@ -16,6 +17,9 @@ Layout (private modules, re-exported here; ``tests/test_public_api.py`` pins the
 * ``_identity``  the encoder's Ed25519 ``did:key`` and JWS signing
 * ``_aid``       ``GatewayAidClient`` (``/aid/v1``, approved encoders)
 * ``_settings``  configuration from the environment and ``.env``
+* ``_dotenv``    the one ``.env`` reader
+* ``_mongodb_uri``  the one MongoDB URI parser, with redaction
+* ``_strict_json``  the one strict JSON decoder of what other parties send
 * ``_cli``       ``python -m verifier check JOB_ID --did DID``
 * ``testing``    supported test doubles: in-memory tiers, a virtual-time event loop
 """
@@ -37,7 +41,8 @@ from ._errors import (
 )
 from ._gateway import LegacyGatewayClient
 from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
-from ._identity import EncoderIdentity
+from ._identity import EncoderIdentity, verify_jws
+from ._ids import normalize_did, validate_did, validate_job_id
 from ._models import (
     AvailabilityResult,
     GatewayMonitorJob,
@@ -49,9 +54,9 @@ from ._models import (
 )
 from ._monitor import GatewayMonitorService
 from ._policy import HARDENING_STEPS, Policy, Tier, TierSet, TimingModel, builtin_chain_names
-from ._protocol import Outcome, OutcomeKind, OwnershipProtocol
 from ._settings import Settings
 from ._tiers import Observation, TierClient
+from .protocol import Outcome, OutcomeKind, OwnershipProtocol
 
 __all__ = [
     "HARDENING_STEPS",
@@ -88,6 +93,10 @@ __all__ = [
     "VerifierError",
     "availability_of",
     "builtin_chain_names",
+    "normalize_did",
     "ownership_of",
     "parse_job",
+    "validate_did",
+    "validate_job_id",
+    "verify_jws",
 ]

@@ -1,6 +1,6 @@
 """Gateway Aid (``/aid/v1``): the approved-encoder API that writes the database directly.
 
-Aid is the strongest tier a community node can have (``3speak-contract.md``, "Gateway Aid"):
+Aid is the strongest tier a community node can have (``docs/contract.md``, "Gateway Aid"):
 
 * ``claim-job`` is an atomic conditional update (``id``, ``status: pending``, no
   ``assigned_to``) → 200 with the assignment or **409** ``JOB_ALREADY_ASSIGNED``;

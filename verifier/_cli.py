@@ -1,14 +1,14 @@
 """``python -m verifier``: operator commands.
 
 ``check JOB_ID --did DID`` asks the Gateway Monitor about one job and prints the report of the
-original service's test script (``gateway-monitor-verification.md``, "Testing"): service
+original service's test script (``docs/contract.md``, "Log events and the test report"): service
 status, job details, ownership, availability. It makes **one** request and judges that one
 answer with the shared judgements (:func:`~verifier.ownership_of`,
 :func:`~verifier.availability_of`), so the three sections can never disagree because the job
 moved between three requests.
 
 The exit status is meant for scripts, and keeps "no answer" apart from "answered no" (the
-deployed encoder confused the two: ``3speak-contract.md``, defects 1-3):
+deployed encoder confused the two: ``docs/contract.md``, defects 1-3):
 
 =====  =====================================================================================
 0      the monitor says the job is owned by DID and in a processable state

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +74,7 @@ from ._models import (
     ownership_of,
     parse_job,
 )
+from ._mongodb_uri import parse_mongodb_uri
 from ._policy import Tier
 from ._tiers import Observation
 
@@ -148,30 +148,6 @@ def _plain_document(value: object, depth: int = 0) -> None:
         raise InvalidInputError("result contains a non-finite number")
 
 
-def _uri_parts(uri: str) -> tuple[str, list[str]]:
-    """``(description, secrets)`` of a MongoDB URI without parsing it with pymongo.
-
-    ``mongodb+srv`` parsing does DNS lookups, and :func:`~verifier._ids.redact_url` cannot read
-    multi-host URIs (``h1:27017,h2:27017``), so the user info is cut off by hand: everything up
-    to the last ``@`` of the authority. The description keeps scheme, hosts and database name;
-    the secrets (password, raw and decoded) are scrubbed from every message as a second guard.
-    """
-    scheme, sep, rest = uri.partition("://")
-    if not sep or scheme not in ("mongodb", "mongodb+srv"):
-        raise ConfigurationError("MONGODB_URI", "must start with mongodb:// or mongodb+srv://")
-    authority, slash, path = rest.partition("/")
-    userinfo, at, hosts = authority.rpartition("@")
-    if not hosts:
-        raise ConfigurationError("MONGODB_URI", "names no host")
-    secrets: list[str] = []
-    if at:
-        _user, colon, password = userinfo.partition(":")
-        if colon and password:
-            secrets = sorted({password, urllib.parse.unquote(password)}, key=len, reverse=True)
-    database = path.partition("?")[0] if slash else ""
-    return f"{scheme}://{hosts}/{database}", secrets
-
-
 def _check_name(value: object, variable: str) -> str:
     if not isinstance(value, str) or not value or len(value) > 64:
         raise ConfigurationError(variable, "must be a non-empty name of at most 64 characters")
@@ -214,11 +190,14 @@ class DatabaseTier:
         self._injected = collection
         self._uri: str | None = None
         self._where = "injected collection"
-        self._secrets: list[str] = []
+        self._secrets: tuple[str, ...] = ()
         if uri is not None:
             if not isinstance(uri, str):
                 raise ConfigurationError("MONGODB_URI", "must be a string")
-            self._where, self._secrets = _uri_parts(uri)
+            # The parser Settings checks MONGODB_URI with: the tier accepts no URI start-up
+            # would refuse. Only the location and the secrets to scrub are kept from it.
+            parsed = parse_mongodb_uri(uri)
+            self._where, self._secrets = parsed.location(), parsed.secrets
             self._uri = uri
         self._database = _check_name(database, "DATABASE_NAME")
         self._collection_name = _check_name(collection_name, "collection_name")

@@ -15,7 +15,7 @@ catch one class and know it never means "safe to process"::
 
 Why a tree and not return codes: "the tier did not answer" and "the job does not exist" must
 never be confused (the deployed encoder treated both as "unassigned", see
-``3speak-contract.md``, defects 2 and 3). Messages never contain credentials; callers pass
+``docs/contract.md``, defects 2 and 3). Messages never contain credentials; callers pass
 URLs through :func:`verifier._ids.redact_url` before putting them in a message.
 """
 

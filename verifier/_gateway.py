@@ -1,7 +1,7 @@
 """The legacy 3Speak gateway (``GATEWAY_URL``, routes under ``/api/v0/gateway/``).
 
 The gateway hands out the jobs, so every node talks to it, but it is the weakest tier
-(``3speak-contract.md``, "Legacy gateway endpoints"):
+(``docs/contract.md``, "Legacy gateway endpoints"):
 
 * ``getJob`` returns the oldest queued job to *every* caller and reserves nothing;
 * ``acceptJob`` is check-then-act: two concurrent accepts can both be answered OK and the last

@@ -1,4 +1,4 @@
-"""The production driver: runs :class:`~verifier._protocol.OwnershipProtocol` with asyncio.
+"""The production driver: runs :class:`~verifier.protocol.OwnershipProtocol` with asyncio.
 
 :class:`OwnershipGuard` is the entry point encoders use::
 
@@ -27,7 +27,8 @@ from typing import Any, Final
 from ._errors import ClaimRefused, TierError, TierRateLimited, TierTimeout
 from ._ids import validate_did, validate_job_id
 from ._policy import Policy, Tier, TierSet
-from ._protocol import (
+from ._tiers import TierClient
+from .protocol import (
     Action,
     Answer,
     CancelWork,
@@ -52,7 +53,6 @@ from ._protocol import (
     WriteAnswered,
     WriteOutcome,
 )
-from ._tiers import TierClient
 
 __all__ = ["ClaimedJob", "GuardOutcome", "OwnershipGuard", "ProcessFn"]
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import json
 import math
 import re
 import urllib.parse
@@ -49,6 +48,7 @@ from ._errors import (
     TierUnavailable,
 )
 from ._ids import quote_segment, redact_url, validate_job_id
+from ._strict_json import NotStrictJson, strict_loads
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -136,15 +136,6 @@ def retry_after(response: Answer | httpx.Response, *, http_date: bool = False) -
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError("duplicate key")
-        result[key] = value
-    return result
-
-
 def try_json(response: Answer) -> Any:
     """The body as JSON, or ``None`` when it is empty, too large or not JSON (error bodies)."""
     try:
@@ -157,7 +148,8 @@ _NO_DEFAULT: Final = object()
 
 
 def read_json(response: Answer, tier: str, *, empty: Any = _NO_DEFAULT) -> Any:
-    """Parse the body strictly: UTF-8 JSON, no duplicate keys, no NaN/Infinity.
+    """Parse the body strictly (:mod:`verifier._strict_json`): UTF-8 JSON, no duplicate keys,
+    no NaN/Infinity; any refusal is a :class:`~verifier.MalformedAnswer`.
 
     An empty body returns ``empty`` when the caller says an empty body has a meaning (the
     gateway's ``finishJob`` answered an empty 200 for success), else it is malformed.
@@ -169,17 +161,9 @@ def read_json(response: Answer, tier: str, *, empty: Any = _NO_DEFAULT) -> Any:
             raise MalformedAnswer(tier, f"empty answer (HTTP {response.status_code})")
         return empty
     try:
-        return json.loads(
-            content.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_refuse_constant,
-        )
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        return strict_loads(content)
+    except NotStrictJson:
         raise MalformedAnswer(tier, f"answer is not JSON (HTTP {response.status_code})") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
 
 
 def _clean(text: str) -> str:

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from ._errors import ConfigurationError, InvalidInputError
 from ._ids import validate_did
+from ._strict_json import DuplicateKey, NonStandardConstant, NotStrictJson, strict_loads
 
 __all__ = [
     "ED25519_MULTICODEC_PREFIX",
@@ -135,29 +136,22 @@ def _canonical_json(payload: Mapping[str, Any]) -> bytes:
     return text.encode("utf-8")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two parsers reading one payload differently ({"job_id":"a","job_id":"b"}) is how a signed
-    # body comes to mean something else on the server; refuse the ambiguity outright.
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise InvalidInputError("JWS JSON has a duplicate key")
-        result[key] = value
-    return result
-
-
-def _refuse_constant(name: str) -> Any:
-    raise InvalidInputError(f"JWS JSON contains the non-standard constant {name}")
-
-
 def _strict_json_object(data: bytes, what: str) -> dict[str, Any]:
+    """A JWS segment as a JSON object, decoded by :mod:`verifier._strict_json`.
+
+    Duplicate keys and ``NaN``/``Infinity`` are refused: two parsers reading one payload
+    differently (``{"job_id":"a","job_id":"b"}``) is how a signed body comes to mean something
+    else on the server.
+    """
     try:
-        value = json.loads(
-            data.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_refuse_constant,
-        )
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        value = strict_loads(data)
+    except DuplicateKey:
+        raise InvalidInputError("JWS JSON has a duplicate key") from None
+    except NonStandardConstant as exc:
+        raise InvalidInputError(
+            f"JWS JSON contains the non-standard constant {exc.constant}"
+        ) from None
+    except NotStrictJson:
         raise InvalidInputError(f"JWS {what} is not JSON") from None
     if not isinstance(value, dict):
         raise InvalidInputError(f"JWS {what} is not a JSON object")

@@ -89,10 +89,14 @@ def quote_segment(value: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """Drop user info and query from ``url`` so that it can appear in logs and errors."""
+    """Drop user info and query from ``url`` so that it can appear in logs and errors.
+
+    For the http(s) base URLs of the REST tiers; ``MONGODB_URI`` is redacted by
+    :mod:`verifier._mongodb_uri`, which parses it.
+    """
     try:
         parts = urllib.parse.urlsplit(url)
-        # netloc minus user info; kept verbatim so multi-host Mongo URIs and odd ports survive
+        # netloc minus user info, kept verbatim so that odd ports survive
         host = parts.netloc.rsplit("@", 1)[-1]
         return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
     except ValueError:

@@ -4,7 +4,7 @@ Everything here is pure: parsing a job out of an untrusted JSON/BSON mapping, an
 documented judgements (:func:`ownership_of`, :func:`availability_of`) that the monitor tier and
 the database tier share, so the semantics are written once.
 
-Parsing is tolerant of every quirk listed in ``3speak-contract.md`` (omitted dates, null or
+Parsing is tolerant of every quirk listed in ``docs/contract.md`` (omitted dates, null or
 absent owner, numeric progress, extra legacy fields, both status vocabularies, ``{job, rank}``
 nesting, the synthetic job with no status or owner) and strict about types: a field of the
 wrong type is a :class:`~verifier.MalformedAnswer`, never a silent default, because a default

@@ -6,7 +6,7 @@ Python spelling) and implements the read side of :class:`~verifier._tiers.TierCl
 (``observe``); the monitor is a read-only mirror, so every write raises
 :class:`~verifier.TierUnavailable`.
 
-What it does differently from the deployed encoder, and why (``3speak-contract.md``):
+What it does differently from the deployed encoder, and why (``docs/contract.md``):
 
 * **No answer is never an answer.** Only two replies mean "the job does not exist": a 404 whose
   body is the monitor's own ``{"success": false, "error": "Job not found"}``, and a 200 with

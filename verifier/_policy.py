@@ -1,18 +1,18 @@
 """Chains as data: which tiers a node has, the timing model, and the policy that uses them.
 
-A *policy* decides how the one protocol in :mod:`verifier._protocol` behaves; it holds no code.
+A *policy* decides how the one protocol in :mod:`verifier.protocol` behaves; it holds no code.
 Three families exist:
 
 ``documented``
-    exactly the flow of ``gateway-monitor-verification.md``: pre-claim check through the
+    exactly the documented claim flow (``docs/contract.md``): pre-claim check through the
     monitor, ``acceptJob`` through the gateway, **one** verification pass through the highest
     enabled tier, process; pings only while encoding; no re-check, no fence beyond the gateway's.
 ``trust-gateway``
     no verification at all: the gateway's "OK" is taken as ownership.
 ``hardened`` (the default)
-    meets S1–S3 of ``safety-model.md`` inside :class:`TimingModel`; each of its safety steps can
-    be switched off alone (:meth:`Policy.without`) to measure what it buys (the ablation) and to
-    give the conformance suites canaries that must be caught.
+    meets S1–S3 of ``docs/safety-model.md`` inside :class:`TimingModel`; each of its safety
+    steps can be switched off alone (:meth:`Policy.without`) to measure what it buys (the
+    ablation) and to give the conformance suites canaries that must be caught.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class TierSet:
 
 @dataclass(frozen=True, slots=True)
 class TimingModel:
-    """The bounds of ``safety-model.md``, in seconds. Every one is a named setting.
+    """The bounds of ``docs/safety-model.md``, in seconds. Every one is a named setting.
 
     Inside these bounds the hardened chain guarantees S1/S2; S3 needs none of them (the fence).
     """

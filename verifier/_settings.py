@@ -26,6 +26,18 @@ Rules that protect something:
 * ``ENCODER_DID``, when set together with ``ENCODER_PRIVATE_KEY``, must be the key's DID: the
   gateway records the key's DID as owner, so a different ``ENCODER_DID`` would make ownership
   checks compare against someone else (possibly confirming *their* jobs as ours).
+
+What lives here and what does not. This module is the settings: :class:`Settings`, the variables
+it knows (:data:`KNOWN_VARIABLES`, :data:`TIMING_VARIABLES`) and the checks of their values.
+Formats that have a reader of their own are parsed elsewhere, each once, and only used here:
+
+* :mod:`verifier._dotenv` reads the ``.env`` file (the file format; what a variable *means*
+  is decided here). Nothing else in :mod:`verifier` reads ``.env``.
+* :mod:`verifier._mongodb_uri` parses and redacts ``MONGODB_URI``. :class:`~verifier.DatabaseTier`
+  parses the same URI when it is built, with the same parser, so the URI checked at start-up
+  is exactly the URI the database tier will accept, and neither can show its password.
+* Identity (``ENCODER_PRIVATE_KEY``) is decoded by :mod:`verifier._identity`, imported lazily:
+  the key's DID is needed here to check ``ENCODER_DID``.
 """
 
 from __future__ import annotations
@@ -37,11 +49,12 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from ._dotenv import read_dotenv
 from ._errors import ConfigurationError, InvalidInputError
 from ._ids import normalize_did, redact_url, validate_did
+from ._mongodb_uri import parse_mongodb_uri, redact_mongodb_uri
 from ._policy import Policy, TierSet, TimingModel
 
 if TYPE_CHECKING:
@@ -54,8 +67,6 @@ __all__ = [
     "KNOWN_VARIABLES",
     "TIMING_VARIABLES",
     "Settings",
-    "parse_dotenv",
-    "redact_mongodb_uri",
 ]
 
 #: The documented default of ``GATEWAY_MONITOR_BASE_URL`` (same value as ``verifier._monitor``).
@@ -87,85 +98,10 @@ KNOWN_VARIABLES: Final = (
 
 _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no"})
-_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: MongoDB refuses these in database names (plus NUL); 63 bytes is its length limit.
 _DB_NAME_FORBIDDEN: Final = frozenset('/\\. "$*<>:|?\0')
 _DB_NAME_MAX_BYTES: Final = 63
-#: Characters that must be percent-encoded in a MongoDB user name or password.
-_USERINFO_RESERVED: Final = frozenset(":/?#[]@")
 _SHOWN_VALUE_LENGTH: Final = 40
-_ESCAPES: Final = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
-
-
-# --------------------------------------------------------------------------- .env parsing
-
-
-def _unquote(raw: str, where: str, key: str) -> str:
-    """The value part of a ``.env`` line: quoted (single: literal; double: escapes) or bare."""
-    if raw[:1] in ("'", '"'):
-        quote = raw[0]
-        chars: list[str] = []
-        i = 1
-        while i < len(raw):
-            char = raw[i]
-            if char == quote:
-                rest = raw[i + 1:].strip()
-                if rest and not rest.startswith("#"):
-                    raise ConfigurationError(where, f"{key}: text after the closing quote")
-                return "".join(chars)
-            if quote == '"' and char == "\\" and i + 1 < len(raw):
-                nxt = raw[i + 1]
-                chars.append(_ESCAPES.get(nxt, "\\" + nxt))
-                i += 2
-                continue
-            chars.append(char)
-            i += 1
-        kind = "double" if quote == '"' else "single"
-        raise ConfigurationError(where, f"{key}: unterminated {kind} quote")
-    # A bare value ends at " #" (an inline comment); a '#' inside the value is kept.
-    value = re.split(r"\s#", raw, maxsplit=1)[0].strip()
-    if any(c in value for c in "'\""):
-        raise ConfigurationError(where, f"{key}: quote inside an unquoted value")
-    return value
-
-
-def parse_dotenv(text: str, *, source: str = ".env") -> dict[str, str]:
-    """Parse ``.env`` text: ``KEY=VALUE`` lines, optional ``export``, ``#`` comments, quotes.
-
-    A malformed line raises :class:`ConfigurationError` whose ``variable`` is
-    ``"<source>:<line>"``; the message may name the key but never repeats the value (the line
-    may hold ``ENCODER_PRIVATE_KEY``). Later lines override earlier ones, as in a shell.
-    """
-    values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        where = f"{source}:{number}"
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.startswith("export ") or stripped.startswith("export\t"):
-            stripped = stripped[len("export"):].lstrip()
-        key, sep, raw = stripped.partition("=")
-        key = key.strip()
-        if not sep:
-            raise ConfigurationError(where, "expected KEY=VALUE")
-        if not _KEY.fullmatch(key):
-            raise ConfigurationError(where, "the name before '=' is not a valid variable name")
-        values[key] = _unquote(raw.strip(), where, key)
-    return values
-
-
-def _read_dotenv(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The variables of the file at ``path``; a missing file is no configuration, not an error."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except UnicodeDecodeError:
-        raise ConfigurationError(str(file), "is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigurationError(str(file), f"cannot be read ({type(exc).__name__})") from None
-    return parse_dotenv(text, source=str(file))
 
 
 # --------------------------------------------------------------------------- value parsers
@@ -220,76 +156,6 @@ def _http_url(name: str, value: str) -> str:
     if parts.query or parts.fragment or value.endswith(("?", "#")):
         raise ConfigurationError(name, "must not have a query or fragment (paths are appended)")
     return value.rstrip("/")
-
-
-def _mongo_host(host: str) -> bool:
-    """``host``, ``host:port`` or ``[v6]:port`` with a port in 1..65535."""
-    if host.startswith("["):
-        end = host.find("]")
-        if end < 2:
-            return False
-        port = host[end + 1:]
-        if port and not port.startswith(":"):
-            return False
-        port = port[1:] if port else ""
-    else:
-        name, _, port = host.partition(":")
-        if not name or ":" in port:
-            return False
-    return not port or (port.isascii() and port.isdigit() and 0 < int(port) < 65536)
-
-
-def _split_mongodb_uri(uri: str) -> tuple[str, str, str, str, str]:
-    """(scheme, user, password, hosts, rest) of a MongoDB URI, or ConfigurationError.
-
-    Follows the connection-string rules pymongo enforces, so that a URI accepted here does not
-    fail later inside the database client (whose messages could quote it).
-    """
-    name = "MONGODB_URI"
-    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
-        raise ConfigurationError(name, "contains whitespace or control characters")
-    for scheme in ("mongodb+srv", "mongodb"):
-        if uri.startswith(scheme + "://"):
-            break
-    else:
-        raise ConfigurationError(name, "must start with mongodb:// or mongodb+srv://")
-    host_part, slash, path = uri[len(scheme) + 3:].partition("/")
-    if "@" in path:
-        # pymongo would read "u/ser:pw@db" as host "u" and database "ser:pw@db", and the
-        # password would then be shown as part of the path: refuse it instead.
-        raise ConfigurationError(name, "has an '@' after the host list: percent-encode the "
-                                 "user name and password")
-    userinfo, at, hosts = host_part.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    if at and not user:
-        raise ConfigurationError(name, "has an '@' but no user name")
-    if any(c in _USERINFO_RESERVED for c in user + password):
-        raise ConfigurationError(name, "user name and password must be percent-encoded")
-    if "?" in hosts:
-        raise ConfigurationError(name, "needs a '/' between the host list and the options")
-    host_list = hosts.split(",")
-    if not hosts or not all(_mongo_host(h) for h in host_list):
-        raise ConfigurationError(
-            name, "needs at least one host (host or host:port, comma-separated)"
-        )
-    if scheme == "mongodb+srv" and (len(host_list) != 1 or ":" in hosts.strip("[]")):
-        raise ConfigurationError(name, "mongodb+srv:// takes exactly one host name and no port")
-    return scheme, user, password, hosts, slash + path
-
-
-def redact_mongodb_uri(uri: str) -> str:
-    """``uri`` with the password replaced by ``***`` and any options by ``<options>``.
-
-    Options can carry secrets too (``tlsCertificateKeyFilePassword``), so they are not shown.
-    An unparsable URI is shown as ``<invalid>`` rather than risk echoing it.
-    """
-    try:
-        scheme, user, password, hosts, rest = _split_mongodb_uri(uri)
-    except ConfigurationError:
-        return "<invalid>"
-    auth = f"{user}:***@" if password else (f"{user}@" if user else "")
-    path, question, _ = rest.partition("?")
-    return f"{scheme}://{auth}{hosts}{path}{'?<options>' if question else ''}"
 
 
 def _database_name(env: Mapping[str, str]) -> str:
@@ -374,7 +240,7 @@ class Settings:
         confirm ownership; diagnostics that talk to one tier (``python -m verifier check``)
         use it, while anything that processes jobs must not.
         """
-        env: dict[str, str] = dict(_read_dotenv(dotenv)) if dotenv is not None else {}
+        env: dict[str, str] = read_dotenv(dotenv) if dotenv is not None else {}
         env.update(os.environ if environ is None else environ)
         return cls._validated(env, check_chain=check_chain)
 
@@ -402,7 +268,7 @@ class Settings:
 
         mongodb_uri = env.get("MONGODB_URI", "").strip() or None
         if mongodb_uri is not None:
-            _split_mongodb_uri(mongodb_uri)
+            parse_mongodb_uri(mongodb_uri)
         elif mongodb_enabled:
             raise ConfigurationError(
                 "MONGODB_URI", "is required when MONGODB_VERIFICATION_ENABLED is true"

@@ -8,7 +8,7 @@ Use them to try an encoder's ``process`` coroutine against the guard without a n
     gateway = InMemoryTier(Tier.GATEWAY, jobs, did, lie=True, write_delay=1.0)
     outcome = await OwnershipGuard(did=did, clients=[db, gateway]).run("job-1", process)
 
-They follow ``3speak-contract.md``: the gateway's accept is check-then-act and, with ``lie``,
+They follow ``docs/contract.md``: the gateway's accept is check-then-act and, with ``lie``,
 answers OK to everyone and lets the last writer win; its pings are answered OK for non-owners;
 the monitor reads the store as it was ``lag`` seconds ago; the database claim is atomic and
 conditional, and writes are fenced on owner and token. Time is the running event loop's clock,

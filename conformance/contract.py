@@ -1,0 +1,45 @@
+"""The contract of the real services, stated from its text (``docs/contract.md``), not imported.
+
+The contract suites' oracles compare what the clients do against these statements. They are
+written out here on purpose rather than imported from :mod:`verifier`: an oracle that borrows
+the code under test's own status sets or DID normaliser agrees with it by construction, and
+could never catch it being wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "CLAIMABLE_STATUSES",
+    "CONFIGURATION_CODES",
+    "KNOWN_STATUSES",
+    "PROCESSABLE_STATUSES",
+    "contract_did",
+]
+
+#: "Job document and statuses": the statuses in which a job waits to be handed out.
+CLAIMABLE_STATUSES: Final = frozenset({"created", "pending", "queued", "unassigned"})
+#: The documented ``isSafeToProcess`` set: the owner may process in these.
+PROCESSABLE_STATUSES: Final = frozenset({"assigned", "running"})
+#: Every status seen in real data (the twelve of the contract).
+KNOWN_STATUSES: Final = frozenset({
+    "created", "pending", "queued", "unassigned", "assigned", "running", "uploading",
+    "complete", "completed", "failed", "cancelled", "deleted",
+})
+#: Gateway Aid's error codes that mean "this node may not use aid" (a configuration problem).
+CONFIGURATION_CODES: Final = frozenset({"ENCODER_NOT_AUTHORIZED", "ENCODER_INACTIVE"})
+
+
+def contract_did(did: object) -> str:
+    """The documented service's DID normalisation, as the contract words it.
+
+    "null → empty; ``did:key:...`` kept; any other ``did...`` prefix rewritten to ``did:key:``
+    + rest". A value that does not start with ``did`` is compared as it is.
+    """
+    if not isinstance(did, str) or not did:
+        return ""
+    if did.startswith("did:key:"):
+        return did
+    rest = did.removeprefix("did:") if did.startswith("did:") else did.removeprefix("did")
+    return "did:key:" + rest if did.startswith("did") else did

@@ -1,0 +1,182 @@
+"""Scenario parameters: the world, the encoders, the faults. Every item named, with defaults
+taken from ``docs/contract.md`` ("Observed timings") unless a comment says otherwise.
+
+A scenario fixes the *world*; the chain under test assumes the timing model built from the
+same bounds (:meth:`Scenario.timing_model`), so "inside the model" means the world's draws
+respect those bounds, and the ``*_tail`` parameters push draws outside them on purpose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from verifier import TimingModel
+
+__all__ = ["Scenario", "ScenarioError"]
+
+
+class ScenarioError(ValueError):
+    """A scenario file or flag that cannot be used; the message names the parameter."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str = "default"
+    # --- population and load
+    encoders: int = 20
+    jobs: int = 200
+    #: Share of infrastructure nodes (database + monitor + gateway); the rest are community.
+    infra_fraction: float = 0.25
+    #: Share of community nodes that have the monitor enabled (the rest: gateway only).
+    monitor_fraction: float = 1.0
+    #: Jobs arrive as a Poisson stream at this rate per hour; 0 = all queued at time 0.
+    arrival_per_hour: float = 0.0
+    # --- legacy gateway
+    #: "myjob": round-robin pre-assignment (2026); "getjob": oldest queued job to every poller.
+    assignment: str = "myjob"
+    #: Probability that a gateway assignment is handed out a second time: the next encoder
+    #: that polls within G gets it too, and its accept passes the gateway's stale check
+    #: (both answered OK, last writer wins). Realised only when someone polls in time.
+    lie_rate: float = 0.05
+    #: G: an accept's write lands at most this long after the request was sent, and the
+    #: check of a double-handed accept reads the job as it was at most this long ago.
+    write_delay: float = 2.0
+    #: Probability that a double-handed accept skips its check altogether and overwrites
+    #: an assignment of any age (an unbounded check-then-act gap: outside the model).
+    blind_accept_rate: float = 0.0
+    #: Most writes land while the request is served (before the reply); with this
+    #: probability one lands after the reply, uniformly up to G (a slow or retried write).
+    late_write_rate: float = 0.1
+    #: Probability that an accept's reply is lost (client timeout) while its write lands.
+    reply_loss_rate: float = 0.01
+    #: Probability that ``jobstatus`` answers "yours" whatever the truth.
+    status_lie_rate: float = 0.05
+    #: T: no ping for this long → back to the queue (public code: 60 s; 2026: 5–6 min).
+    reassign_timeout: float = 60.0
+    reassign_scan_interval: float = 5.0
+    finish_complete_min: float = 45.0
+    finish_complete_max: float = 60.0
+    gateway_latency: float = 0.05
+    gateway_timeout: float = 10.0
+    #: Outage windows (all calls 5xx): mean count per hour and mean duration.
+    gateway_outages_per_hour: float = 0.0
+    gateway_outage_mean_s: float = 60.0
+    # --- gateway monitor
+    monitor_latency: float = 0.2
+    #: Δ: the monitor's lag is exponential with mean monitor_lag_mean, capped at Δ ...
+    monitor_lag: float = 5.0
+    monitor_lag_mean: float = 0.2
+    #: ... except with this probability, when it is Δ × monitor_lag_tail_factor (outside).
+    monitor_lag_tail: float = 0.0
+    monitor_lag_tail_factor: float = 10.0
+    #: Probability of the synthetic HTTP 200 job (no status, no owner: its DB view is down).
+    monitor_synthetic_rate: float = 0.01
+    monitor_error_rate: float = 0.01
+    monitor_outages_per_hour: float = 0.0
+    monitor_outage_mean_s: float = 120.0
+    # --- database and aid
+    database_latency: float = 0.005
+    aid_fraction: float = 0.0
+    aid_latency: float = 0.15
+    # --- encoders
+    poll_interval: float = 60.0
+    download_mean_s: float = 30.0
+    encode_mean_s: float = 240.0
+    upload_mean_s: float = 30.0
+    #: Lognormal shape of phase durations (sigma of the underlying normal).
+    phase_sigma: float = 0.5
+    crashes_per_hour: float = 0.0
+    restart_delay: float = 30.0
+    pauses_per_hour: float = 0.0
+    #: P: pauses last up to this long ...
+    pause_max: float = 2.0
+    #: ... except with this probability, when they last pause_max × pause_tail_factor.
+    pause_tail: float = 0.0
+    pause_tail_factor: float = 30.0
+    #: ε: encoders' clocks drift by at most this much over one reassignment timeout.
+    clock_drift: float = 1.0
+    #: C: cancelled work takes up to this long to stop.
+    cancel_latency: float = 5.0
+    #: R: the hardened chain's ping/re-check interval.
+    recheck_interval: float = 10.0
+    confirm_timeout: float = 30.0
+    retry_interval: float = 1.0
+    # --- run
+    #: Faults (outages, pauses, crashes, lies) stop at this time (None: never), for L1.
+    faults_until: float | None = None
+    #: Hard stop of simulated time (seconds); the run also stops when every job is done.
+    max_time: float = 30 * 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("name", "assignment", "faults_until"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ScenarioError(f"{f.name}: expected a number, got {value!r}")
+            if value < 0:
+                raise ScenarioError(f"{f.name}: must be >= 0, got {value}")
+        for name in ("infra_fraction", "monitor_fraction", "lie_rate", "reply_loss_rate",
+                     "late_write_rate", "blind_accept_rate",
+                     "status_lie_rate", "monitor_lag_tail", "monitor_synthetic_rate",
+                     "monitor_error_rate", "aid_fraction", "pause_tail"):
+            if getattr(self, name) > 1:
+                raise ScenarioError(f"{name}: a probability must be within [0, 1]")
+        if self.assignment not in ("myjob", "getjob"):
+            raise ScenarioError(
+                f"assignment: expected 'myjob' or 'getjob', got {self.assignment!r}"
+            )
+        if int(self.encoders) != self.encoders or self.encoders < 1:
+            raise ScenarioError("encoders: must be a positive integer")
+        if int(self.jobs) != self.jobs or self.jobs < 1:
+            raise ScenarioError("jobs: must be a positive integer")
+        if self.finish_complete_max < self.finish_complete_min:
+            raise ScenarioError("finish_complete_max: must be >= finish_complete_min")
+        if self.recheck_interval <= 0 or self.poll_interval <= 0:
+            raise ScenarioError("recheck_interval and poll_interval must be > 0")
+
+    def timing_model(self) -> TimingModel:
+        """The hardened chain's assumptions: exactly the world's in-model bounds."""
+        return TimingModel(
+            monitor_lag=self.monitor_lag,
+            write_delay=self.write_delay,
+            pause=self.pause_max,
+            clock_drift=self.clock_drift,
+            recheck_interval=self.recheck_interval,
+            cancel_latency=self.cancel_latency,
+            reassign_timeout=self.reassign_timeout,
+            confirm_timeout=self.confirm_timeout,
+            retry_interval=self.retry_interval,
+        )
+
+    def inside_model(self) -> bool:
+        return self.monitor_lag_tail == 0 and self.pause_tail == 0 and self.blind_accept_rate == 0
+
+    def replace(self, **changes: Any) -> Scenario:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ScenarioError(f"unknown scenario parameter(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, name: str | None = None) -> Scenario:
+        """Build from a parsed TOML table (flat, or with [world]/[encoders]/... sub-tables)."""
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(value, Mapping):
+                flat.update(value)
+            else:
+                flat[key] = value
+        if name is not None:
+            flat.setdefault("name", name)
+        ints = {"encoders", "jobs"}
+        for key in ints & flat.keys():
+            if isinstance(flat[key], float) and flat[key].is_integer():
+                flat[key] = int(flat[key])
+        return cls().replace(**flat)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,295 @@
+"""``python -m sim live`` and ``python -m sim serve``: the emulator, with and without encoders.
+
+``live``
+    starts the emulated servers and N live encoders (the production guard and httpx clients),
+    runs until every job is committed or failed, and prints the report of ``run`` (same table,
+    same JSON and CSV), plus the figures only a live run has: wall time, verifications per
+    second, verification latency, faults injected, sockets and descriptors left open.
+``serve``
+    starts the emulated servers alone, prints their URLs and the environment an encoder needs
+    (``GATEWAY_MONITOR_BASE_URL``, ``GATEWAY_URL``, ``GATEWAY_AID_BASE_URL``), and serves until
+    interrupted (or ``--duration``). ``--completed JOB=DID`` adds a job already completed by
+    DID, to try ``python -m verifier check JOB --did DID`` against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+from verifier import InvalidInputError, validate_did, validate_job_id
+
+from .._commandline import (
+    EXIT_OK,
+    EXIT_VIOLATION,
+    GATED_CHAIN,
+    PROG,
+    check_gate,
+    check_writable,
+    output_flags,
+    progress_for,
+    resolve,
+    scenario_flags,
+    scenario_from_args,
+    write,
+    write_rows,
+)
+from .._report import (
+    build_run_report,
+    dumps_report,
+    format_table,
+    safety_violations,
+    summarize_run,
+)
+from .._scenario_files import UsageError
+
+if TYPE_CHECKING:  # the emulator, httpx and h11 load only for `live` and `serve`
+    from ._emulator import HttpFaults
+    from ._encoders import LiveResult
+__all__ = ["add_parsers", "cmd_live", "cmd_serve"]
+
+LIVE_CHAINS: Final = ("trust-gateway", "documented", "hardened")
+
+
+def _seconds_pair(text: str) -> tuple[float, float]:
+    try:
+        at, _, down = text.partition(":")
+        pair = (float(at), float(down or "2"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected AT:DOWN_FOR in seconds, got {text!r}") from None
+    if pair[0] < 0 or pair[1] <= 0:
+        raise argparse.ArgumentTypeError("AT must be >= 0 and DOWN_FOR > 0")
+    return pair
+
+
+def _fault_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("transport faults (per request, from the seed)")
+    group.add_argument("--reset-rate", type=float, default=0.0, metavar="P",
+                       help="share of requests answered by a connection reset")
+    group.add_argument("--rate-limit-rate", type=float, default=0.0, metavar="P",
+                       help="share of requests answered 429 with Retry-After")
+    group.add_argument("--retry-after", type=int, default=1, metavar="S",
+                       help="the Retry-After of those 429s (default: %(default)s)")
+    group.add_argument("--slow-rate", type=float, default=0.0, metavar="P",
+                       help="share of answers delayed by --slow-s (past the client timeout)")
+    group.add_argument("--slow-s", type=float, default=3.0, metavar="S",
+                       help="delay of a slow answer (default: %(default)s)")
+
+
+def _faults(args: argparse.Namespace) -> HttpFaults:
+    from ._emulator import HttpFaults
+
+    faults = HttpFaults(reset_rate=args.reset_rate, rate_limit_rate=args.rate_limit_rate,
+                        retry_after_s=args.retry_after, slow_rate=args.slow_rate,
+                        slow_s=args.slow_s)
+    problems = faults.problems()
+    if problems:
+        raise UsageError("transport faults: " + "; ".join(problems))
+    return faults
+
+
+def add_parsers(sub: Any) -> None:
+    live = sub.add_parser(
+        "live", help="the production guard and clients against emulated servers, over HTTP",
+        description="Serve the emulated monitor, gateway and aid on loopback and run live "
+                    "encoders (the production OwnershipGuard with real httpx clients) "
+                    "against them; check and report the history like `run`.")
+    scenario_flags(live, many_chains=True)
+    # Without --chain: the three headline chains (each live run takes real seconds; the
+    # ablations are one --chain away).
+    live.set_defaults(scenario="live", default_chains=list(LIVE_CHAINS))
+    live.add_argument("--json", type=Path, metavar="PATH", help="write the JSON report here")
+    live.add_argument("--csv", type=Path, metavar="PATH",
+                      help="write one CSV row per chain here")
+    live.add_argument("--fail-on-violation", action="store_true",
+                      help=f"exit 1 if the {GATED_CHAIN} chain violates S1, S2 or S3")
+    live.add_argument("--monitor-restart", type=_seconds_pair, metavar="AT:DOWN_FOR",
+                      help="stop the monitor AT seconds into the run, restart it DOWN_FOR "
+                           "seconds later (e.g. 3:2)")
+    live.add_argument("--client-timeout", type=float, default=2.0, metavar="S",
+                      help="every HTTP client's timeout (default: %(default)s)")
+    live.add_argument("--processes", type=int, default=1, metavar="N",
+                      help="processes running encoders, the emulator's included (default: "
+                           "%(default)s; 2 uses both cores of a 2-core machine for 200 "
+                           "encoders)")
+    live.add_argument("--verbose", action="store_true",
+                      help="log every guard decision to stderr")
+    _fault_flags(live)
+    output_flags(live)
+
+    serve = sub.add_parser(
+        "serve", help="serve the emulated monitor, gateway and aid on loopback",
+        description="Serve the emulated services over the scenario's jobs until interrupted.")
+    serve.add_argument("--scenario", default="live", metavar="NAME|PATH",
+                       help="scenario (default: %(default)s)")
+    serve.add_argument("--seed", type=int, default=1, metavar="N")
+    serve.add_argument("--jobs", type=int, metavar="N", help="override: jobs")
+    serve.add_argument("--lie-rate", type=float, metavar="P", help="override: lie_rate")
+    serve.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
+    for name in ("monitor", "gateway", "aid"):
+        serve.add_argument(f"--{name}-port", type=int, default=0, metavar="PORT",
+                           help=f"{name} port (default: a free one)")
+    serve.add_argument("--completed", action="append", default=[], metavar="JOB=DID",
+                       help="add a job already completed by DID (repeatable)")
+    serve.add_argument("--duration", type=float, metavar="S",
+                       help="stop after S seconds (default: until interrupted)")
+    _fault_flags(serve)
+
+
+# --------------------------------------------------------------------------- live
+
+
+def _live_line(live: LiveResult) -> str:
+    d = live.to_dict()
+    p50, p99 = d["verify_latency_p50_ms"], d["verify_latency_p99_ms"]
+    lat = "-" if p50 is None else f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    faults = ", ".join(f"{k} {v}" for k, v in d["injected_faults"].items() if v) or "none"
+    return (f"wall {d['wall_s']:.1f} s; {d['verifications']} verifications "
+            f"({d['verifications_per_s']:.0f}/s), latency {lat}; transport faults: {faults}; "
+            f"bad signatures refused {d['bad_signatures']}; server connections left open "
+            f"{d['open_connections_end']}")
+
+
+def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:
+    from ._encoders import LiveOptions, run_live
+
+    plan = resolve(args)
+    check_gate(args, plan)
+    check_writable(args.json, args.csv)
+    if args.client_timeout <= 0:
+        raise UsageError("--client-timeout must be positive")
+    if args.processes < 1:
+        raise UsageError("--processes must be at least 1")
+    options = LiveOptions(faults=_faults(args), monitor_restart=args.monitor_restart,
+                          client_timeout=args.client_timeout, verbose=args.verbose,
+                          processes=args.processes)
+    if args.verbose:
+        import logging
+        logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f %(message)s")
+    seed = plan.seeds[0]
+    progress = progress_for(args, len(plan.chains), err)
+    runs: dict[str, Any] = {}
+    lives: dict[str, LiveResult] = {}
+    for index, chain in enumerate(plan.chains):
+        def tick(t: float, finished: int, jobs: int, index: int = index,
+                 chain: str = chain) -> None:
+            progress.update(index + finished / max(jobs, 1),
+                            f"{chain} live: {finished}/{jobs} jobs, {t:.0f} s")
+
+        result = asyncio.run(run_live(plan.scenario, chain, seed, options=options,
+                                      progress=tick))
+        lives[chain] = result
+        summary = summarize_run(result.run)
+        summary.entry["live"] = result.to_dict()
+        runs[chain] = [summary]
+        progress.finished(index + 1, f"{chain} live: done")
+    progress.close()
+    report = build_run_report(scenario=plan.scenario, ref=plan.ref, overrides=plan.overrides,
+                              seeds=[seed], runs=runs, command=command)
+    # Real time is not replayable: point at the command instead of a `replay` line.
+    report["replay"] = None
+    report["rerun"] = command
+    report["faults"] = {**dataclasses.asdict(options.faults),
+                        "monitor_restart": list(args.monitor_restart or []) or None}
+    for chain in report["chains"]:
+        report["chains"][chain]["replay"] = None
+    written: list[str] = []
+    if args.json is not None:
+        write(args.json, dumps_report(report))
+        written.append(str(args.json))
+    if args.csv is not None:
+        rows = []
+        for chain in plan.chains:
+            entry = runs[chain][0].entry
+            row = {"chain": chain, **entry, **entry["live"]}
+            for key in ("violations", "outcomes", "live", "injected_faults", "requests",
+                        "verify_latency_by_tier_ms"):
+                row.pop(key, None)
+            rows.append(row)
+        write_rows(args.csv, rows)
+        written.append(str(args.csv))
+    if not args.quiet:
+        sc = plan.scenario
+        lines = [
+            f"live: scenario {sc.name}: {sc.encoders} encoders, {sc.jobs} jobs, lie_rate "
+            f"{sc.lie_rate:g}, over HTTP on loopback; seed {seed}",
+            "",
+            format_table([(chain, report["chains"][chain]) for chain in plan.chains]),
+            "",
+            *(f"{chain}: {_live_line(lives[chain])}" for chain in plan.chains),
+            *(f"warning: {p}" for p in report["timing_problems"]),
+            f"seed: {seed} (a live run is real time: the seed fixes the world, keys and work, "
+            "not the interleaving; it is not replayable byte for byte)",
+            f"rerun: {command}",
+            *(f"wrote {path}" for path in written),
+        ]
+        out.write("\n".join(lines) + "\n")
+    if args.fail_on_violation:
+        bad = safety_violations(report["chains"][GATED_CHAIN])
+        if bad:
+            err.write(f"{PROG} live: the {GATED_CHAIN} chain violated S1/S2/S3 {bad} "
+                      "time(s)\n")
+            return EXIT_VIOLATION
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- serve
+
+
+async def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    scenario, _ = scenario_from_args(args)
+    completed: list[tuple[str, str]] = []
+    for text in args.completed:
+        job, sep, did = text.partition("=")
+        if not sep:
+            raise UsageError(f"--completed: expected JOB=DID, got {text!r}")
+        try:
+            completed.append((validate_job_id(job), validate_did(did)))
+        except InvalidInputError as exc:
+            raise UsageError(f"--completed {text!r}: {exc}") from None
+    from ._emulator import Emulator
+    from ._world import LiveWorld
+
+    live = LiveWorld(scenario, args.seed)
+    emulator = Emulator(live, faults=_faults(args), host=args.host, ports={
+        "monitor": args.monitor_port, "gateway": args.gateway_port, "aid": args.aid_port})
+    try:
+        await emulator.start()
+    except OSError as exc:
+        await emulator.stop()
+        raise UsageError(f"cannot listen on {args.host}: {exc.strerror or exc}") from None
+    try:
+        for job, did in completed:
+            try:
+                live.add_completed(job, did)
+            except ValueError as exc:
+                raise UsageError(f"--completed: {exc}") from None
+        out.write(
+            f"serving scenario {scenario.name} ({scenario.jobs} jobs), seed {args.seed}\n"
+            f"GATEWAY_MONITOR_BASE_URL={emulator.monitor_url}\n"
+            f"GATEWAY_URL={emulator.gateway_url}\n"
+            f"GATEWAY_AID_BASE_URL={emulator.aid_url}\n"
+            + "".join(f"completed: {job} by {did}\n" for job, did in completed)
+            + "stop with Ctrl-C\n")
+        out.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), args.duration)
+    finally:
+        await emulator.stop()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:
+    return asyncio.run(_serve(args, out))

@@ -1,0 +1,497 @@
+"""Emulated 3Speak services on loopback: Gateway Monitor, legacy gateway, Gateway Aid.
+
+Three HTTP servers (one port each, so one can be stopped and restarted alone) answer the
+routes of ``docs/contract.md`` from one shared job store: the simulator's
+:class:`~sim._world.World`, run in real time by :class:`~sim.live._world.LiveWorld`. Every
+answer about a job comes from the world's own service operations (``gw_accept``,
+``monitor_read``, ``aid_claim``, ...), the same code the simulator and the conformance suites
+exercise; this module only translates HTTP to those operations and their answers back to the
+contract's bodies, quirks included:
+
+* the monitor's 404/500 bodies, its synthetic stand-in job (HTTP 200, no id, no status, no
+  owner), omitted empty dates, ``progress`` as a bare number for finished jobs, legacy extra
+  fields, ``/health`` always 200, ``{"error": "Route not found"}`` for unknown routes, and its
+  wait (the scenario's ``gateway_timeout``) for a silent gateway's overlay on assigned and
+  running jobs;
+* the legacy gateway's JWS bodies, verified against the ``did:key`` in the ``kid`` (a bad or
+  missing signature is 401 and touches nothing), the generic 500 of a refused accept or
+  finish, pings from non-owners answered OK, ``jobstatus`` nested as ``{job, rank}``;
+* Gateway Aid's ``X-Encoder-DID`` identity (approved DIDs only: 403
+  ``ENCODER_NOT_AUTHORIZED``), 409 ``JOB_ALREADY_ASSIGNED``, ``is_owned_by_requester``.
+
+On top of the world's faults (outage windows, lag, double hand-outs, lost replies) the
+servers inject transport faults the simulator cannot express (:class:`HttpFaults`): slow
+answers past the client's timeout, 429 with ``Retry-After``, connection resets; and the
+monitor can be stopped and restarted mid-run (:meth:`Emulator.stop_monitor`).
+
+A slow answer to a write is slow *after* the write happened, as on a real overloaded server:
+the client times out, and the write has landed anyway (the "outcome unknown" the protocol
+must handle). A reset likewise may come after the write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from verifier import verify_jws
+from verifier.protocol import Observed, TierFailed, WriteAnswered, WriteOutcome
+
+from .._world import CLAIMABLE_STATUSES, Job
+from ._http_server import RESET, HttpServer, Request, Response
+from ._world import LiveWorld
+
+__all__ = ["Emulator", "HttpFaults", "iso"]
+
+#: Where the emulator's dates start: fixed, so bodies do not depend on the wall clock.
+_EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
+_GATEWAY: Final = "/api/v0/gateway/"
+_AID: Final = "/aid/v1/"
+_BATCH_LIMIT: Final = 50
+_PAGE_LIMIT: Final = 100
+
+#: Statuses for which the monitor overlays live gateway data (and so waits for the gateway).
+_OVERLAID: Final = frozenset({"assigned", "running"})
+_ROUTE_NOT_FOUND: Final = Response.json(404, {"error": "Route not found"})
+_INTERNAL: Final = Response.json(500, {"error": "Internal server error"})
+_UNAVAILABLE: Final = Response.json(503, {"status": "error", "message": "Service Unavailable"})
+
+
+def iso(t: float) -> str:
+    """World time as the servers' ISO dates (milliseconds, ``Z``)."""
+    stamp = _EPOCH + timedelta(seconds=max(t, 0.0))
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFaults:
+    """Transport faults, each a probability per request (drawn from the run's seed).
+
+    ``slow_s`` should exceed the clients' timeout to be a fault; ``retry_after_s`` is sent as
+    ``Retry-After`` with every 429.
+    """
+
+    reset_rate: float = 0.0
+    rate_limit_rate: float = 0.0
+    retry_after_s: int = 1
+    slow_rate: float = 0.0
+    slow_s: float = 0.0
+
+    def problems(self) -> list[str]:
+        out = [f"{name} must be in [0, 1]" for name in ("reset_rate", "rate_limit_rate",
+                                                        "slow_rate")
+               if not 0.0 <= getattr(self, name) <= 1.0]
+        if self.reset_rate + self.rate_limit_rate + self.slow_rate > 1.0:
+            out.append("the fault rates add up to more than 1")
+        if self.slow_s < 0 or self.retry_after_s < 0:
+            out.append("slow_s and retry_after_s must not be negative")
+        return out
+
+
+Route = Callable[[Request, list[str]], Awaitable[Response | object]]
+
+
+class Emulator:
+    """The three services over one :class:`LiveWorld`. ``approved``: the DIDs Gateway Aid
+    serves (``None``: every ``did:key``)."""
+
+    def __init__(self, live: LiveWorld, *, faults: HttpFaults | None = None,
+                 approved: Collection[str] | None = None, host: str = "127.0.0.1",
+                 ports: Mapping[str, int] | None = None) -> None:
+        self.live = live
+        self.world = live.world
+        self.faults = faults or HttpFaults()
+        problems = self.faults.problems()
+        if problems:
+            raise ValueError("bad HTTP faults: " + "; ".join(problems))
+        self.approved = None if approved is None else frozenset(approved)
+        self._rng = live.streams.stream("http.faults")
+        ports = ports or {}
+        self.monitor = HttpServer(self._service(self._monitor), name="monitor",
+                                  host=host, port=ports.get("monitor", 0))
+        self.gateway = HttpServer(self._service(self._gateway), name="gateway",
+                                  host=host, port=ports.get("gateway", 0))
+        self.aid = HttpServer(self._service(self._aid), name="aid",
+                              host=host, port=ports.get("aid", 0))
+        #: Injected faults by kind, and refused signatures (for reports and tests).
+        self.injected: dict[str, int] = {"reset": 0, "rate_limited": 0, "slow": 0}
+        self.bad_signatures = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def servers(self) -> tuple[HttpServer, HttpServer, HttpServer]:
+        return self.monitor, self.gateway, self.aid
+
+    @property
+    def monitor_url(self) -> str:
+        """``GATEWAY_MONITOR_BASE_URL`` (with the ``/api`` prefix)."""
+        return self.monitor.url + "/api"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.gateway.url
+
+    @property
+    def aid_url(self) -> str:
+        return self.aid.url
+
+    async def start(self) -> None:
+        for server in self.servers:
+            await server.start()
+        self.live.begin()
+        self.live.start_ticker()
+
+    async def stop(self) -> None:
+        await self.live.stop_ticker()
+        for server in self.servers:
+            await server.stop()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def stop_monitor(self) -> None:
+        """Take the monitor down (connections refused, open ones cut); recorded as a fault."""
+        await self.monitor.stop()
+        self.live.history.add(self.live.now(), "world", None, "fault", "invoke", "monitor-stop")
+
+    async def start_monitor(self) -> None:
+        await self.monitor.start()
+        self.live.history.add(self.live.now(), "world", None, "fault", "ok", "monitor-stop")
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _service(self, route: Route) -> Callable[[Request], Awaitable[Any]]:
+        async def handle(request: Request) -> Any:
+            fault = self._fault()
+            if fault == "reset":
+                return RESET
+            if fault == "rate_limited":
+                return Response.json(429, {"success": False, "error": "Too many requests"},
+                                     headers=[("retry-after", str(self.faults.retry_after_s))])
+            self.live.advance()
+            try:
+                answer = await route(request, request.segments())
+            except _BadRequest as exc:
+                answer = exc.response
+            if fault == "slow":
+                await asyncio.sleep(self.faults.slow_s)
+            return answer
+
+        return handle
+
+    def _fault(self) -> str | None:
+        f = self.faults
+        if not (f.reset_rate or f.rate_limit_rate or f.slow_rate):
+            return None
+        x = self._rng.random()
+        for kind, rate in (("reset", f.reset_rate), ("rate_limited", f.rate_limit_rate),
+                           ("slow", f.slow_rate)):
+            if x < rate:
+                self.injected[kind] += 1
+                return kind
+            x -= rate
+        return None
+
+    async def _reply(self, delay: float, response: Response | object) -> Response | object:
+        """Answer after the world's reply latency (the world state is already updated)."""
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return response
+
+    def _job(self, job_id: str) -> Job | None:
+        return self.world.jobs.get(job_id)
+
+    def _document(self, job_id: str, status: str | None, owner: str | None,
+                  job: Job | None, *, null_owner: bool = True) -> dict[str, Any]:
+        """A job as the servers show it: empty dates omitted, progress a number when done."""
+        doc: dict[str, Any] = {"id": job_id, "status": status,
+                               "created_at": iso(job.created if job else 0.0)}
+        if owner is not None:
+            doc["assigned_to"] = owner
+            if job is not None and job.owned_at >= 0:
+                doc["assigned_date"] = iso(job.owned_at)
+                doc["last_pinged"] = iso(job.last_pinged)
+        elif null_owner:
+            doc["assigned_to"] = None
+        if job is not None:
+            doc["attempt_count"] = job.attempts
+        doc["progress"] = 100 if status in ("complete", "completed", "uploading") else {
+            "pct": 0, "download_pct": 0}
+        doc["metadata"] = {"video_owner": "emulated", "video_permlink": job_id}
+        doc["input"] = {"uri": f"ipfs://emulated/{job_id}", "size": 1024}
+        doc["encoder_id"] = owner  # a legacy extra field the monitor overlays
+        return doc
+
+    # ------------------------------------------------------------------ Gateway Monitor
+
+    async def _monitor(self, request: Request, parts: list[str]) -> Response | object:
+        if parts[:1] != ["api"]:
+            return _ROUTE_NOT_FOUND
+        parts = parts[1:]
+        method = request.method
+        if parts == ["health"] and method == "GET":
+            return Response.json(200, {"status": "ok", "service": "gateway-monitor"})
+        if parts[:1] != ["jobs"]:
+            return _ROUTE_NOT_FOUND
+        rest = parts[1:]
+        if method == "POST" and rest == ["batch-status"]:
+            return self._batch_status(request)
+        if method != "GET" or not rest:
+            return _ROUTE_NOT_FOUND
+        if rest == ["available"]:
+            return self._listing(CLAIMABLE_STATUSES)
+        if rest == ["active"]:
+            return self._listing(frozenset({"running"}))
+        if rest == ["completed"]:
+            return self._completed(request)
+        if len(rest) == 2 and rest[1] == "status":
+            return self._job_status(rest[0])
+        if len(rest) == 1:
+            return await self._job_details(rest[0])
+        return _ROUTE_NOT_FOUND
+
+    async def _job_details(self, job_id: str) -> Response | object:
+        job = self._job(job_id)
+        if job is None:
+            # Missing from the database: "not found" only when the gateway says so; with the
+            # gateway unreachable the real server answers 500 (contract, "Observed by running").
+            if self.world.gateway_down_now():
+                return Response.json(500, {"success": False,
+                                           "error": "Failed to fetch job details"})
+            return Response.json(404, {"success": False, "error": "Job not found"})
+        read, delay = self.world.monitor_read(job_id)
+        if isinstance(read, TierFailed):
+            body = {"success": False, "error": "Failed to fetch job details"}
+            return await self._reply(delay, Response.json(500, body))
+        assert isinstance(read, Observed)
+        seen = read.observation.job
+        if seen is None or seen.synthetic:
+            # The stand-in built from the gateway: no id, no status, no owner.
+            data: dict[str, Any] = {"created_at": iso(self.live.now()), "progress": 0}
+        else:
+            data = self._document(job_id, seen.status, seen.assigned_to, job,
+                                  null_owner=job.epoch % 2 == 0)  # null or absent: both seen
+            if seen.status in _OVERLAID and self.world.gateway_down_now():
+                # The real server waits for the gateway's live overlay on assigned/running
+                # jobs, ~10 s when the gateway is silent (its gateway timeout), then answers
+                # the stored data with 200: a slow tier, not a missing answer.
+                delay += self.world.sc.gateway_timeout
+        return await self._reply(delay, Response.json(200, {"success": True, "data": data}))
+
+    def _job_status(self, job_id: str) -> Response:
+        """Proxies the gateway (never the database): 500 when the gateway is down."""
+        if self.world.gateway_down_now():
+            return Response.json(500, {"success": False, "error": "Failed to fetch job status"})
+        job = self._job(job_id)
+        if job is None:
+            return Response.json(404, {"success": False, "error": "Job status not found"})
+        data = {"job_id": job_id, "status": job.status, "progress": 0,
+                "encoder_id": job.owner, "error": None, "metadata": {}}
+        return Response.json(200, {"success": True, "data": data})
+
+    def _batch_status(self, request: Request) -> Response:
+        body = _json_body(request)
+        ids = body.get("jobIds") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            return Response.json(400, {"success": False, "error": "jobIds must be an array"})
+        if len(ids) > _BATCH_LIMIT:
+            return Response.json(400, {"success": False,
+                                       "error": f"at most {_BATCH_LIMIT} job ids"})
+        if self.world.gateway_down_now():
+            return Response.json(200, {"success": True, "data": {}})  # the quirk
+        data = {i: self.world.jobs[i].status for i in ids if i in self.world.jobs}
+        return Response.json(200, {"success": True, "data": data})
+
+    def _listing(self, statuses: Collection[str]) -> Response:
+        newest = sorted((j for j in self.world.jobs.values() if j.status in statuses),
+                        key=lambda j: (-j.created, j.id))[:10]
+        data = [self._document(j.id, j.status, j.owner, j) for j in newest]
+        return Response.json(200, {"success": True, "data": data})
+
+    def _completed(self, request: Request) -> Response:
+        try:
+            page = int(request.query.get("page", "1"))
+            limit = int(request.query.get("limit", "20"))
+        except ValueError:
+            return Response.json(400, {"success": False, "error": "page and limit are numbers"})
+        if page < 1 or not 1 <= limit <= _PAGE_LIMIT:
+            return Response.json(400, {"success": False,
+                                       "error": f"page >= 1 and 1 <= limit <= {_PAGE_LIMIT}"})
+        done = sorted((j for j in self.world.jobs.values()
+                       if j.status in ("complete", "completed")), key=lambda j: j.id)
+        chunk = done[(page - 1) * limit: page * limit]
+        data = [self._document(j.id, j.status, j.owner, j) for j in chunk]
+        return Response.json(200, {"success": True, "data": data, "pagination": {
+            "page": page, "limit": limit, "total": len(done)}})
+
+    # ------------------------------------------------------------------ legacy gateway
+
+    async def _gateway(self, request: Request, parts: list[str]) -> Response | object:
+        if not request.path.startswith(_GATEWAY) or len(parts) < 4:
+            return _ROUTE_NOT_FOUND
+        route, rest, method = parts[3], parts[4:], request.method
+        if method == "GET":
+            if route == "stats" and not rest:
+                return self._stats()
+            if route in ("getJob", "myJob") and not rest:
+                return await self._poll(request)
+            if route == "jobstatus" and len(rest) == 1:
+                return await self._gw_status(request, rest[0])
+            return _ROUTE_NOT_FOUND
+        if method != "POST" or rest or route not in _GATEWAY_WRITES:
+            return _ROUTE_NOT_FOUND
+        body = _json_body(request)
+        try:
+            did, payload = verify_jws(body.get("jws") if isinstance(body, dict) else None)
+        except Exception as exc:  # every refusal of identity is the same 401
+            self.bad_signatures += 1
+            return Response.json(401, {"status": "error", "message": "Unauthorized",
+                                       "error": str(exc)[:200]})
+        if route == "heartbeat":
+            return Response.json(200, {"status": "success", "message": "ok"})
+        job_id = payload.get("job_id")
+        if not isinstance(job_id, str) or job_id not in self.world.jobs:
+            return Response.json(404, {"status": "error", "message": "Job not found"})
+        world = self.world
+        if route == "acceptJob":
+            answer, delay = world.gw_accept(did, job_id)
+        elif route == "pingJob":
+            answer, delay = world.gw_ping(did, job_id)
+        elif route == "finishJob":
+            answer, delay = world.gw_finish(did, job_id)
+        else:  # rejectJob, cancelJob, failJob
+            answer, delay = world.gw_release(did, job_id, failed=route == "failJob")
+        return await self._reply(delay, _gateway_answer(answer))
+
+    def _stats(self) -> Response:
+        counts: dict[str, int] = {}
+        for job in self.world.jobs.values():
+            counts[job.status] = counts.get(job.status, 0) + 1
+        return Response.json(200, {"status": "success", "jobs": dict(sorted(counts.items()))})
+
+    async def _poll(self, request: Request) -> Response | object:
+        if self.world.gateway_down_now():
+            return _UNAVAILABLE
+        # The poller's identity, when its HTTP client sends one: it lets the world hand a job
+        # just assigned to someone else to *this* encoder (the double hand-out).
+        did = request.headers.get("x-encoder-did") or "anonymous"
+        job_id, delay = self.world.gw_poll(did)
+        if job_id is None:
+            return await self._reply(delay, Response(200, b""))
+        job = self.world.jobs[job_id]
+        return await self._reply(delay, Response.json(
+            200, self._document(job_id, "queued", None, job)))
+
+    async def _gw_status(self, request: Request, job_id: str) -> Response | object:
+        if job_id not in self.world.jobs:
+            return Response.json(404, {"status": "error", "message": "Job not found"})
+        did = request.headers.get("x-encoder-did") or "anonymous"
+        read, delay = self.world.gw_status(did, job_id)
+        if isinstance(read, TierFailed):
+            return await self._reply(delay, _UNAVAILABLE)
+        assert isinstance(read, Observed)
+        job = self.world.jobs[job_id]
+        doc = self._document(job_id, read.observation.status, read.observation.owner, job)
+        return await self._reply(delay, Response.json(200, {"job": doc, "rank": 0}))
+
+    # ------------------------------------------------------------------ Gateway Aid
+
+    async def _aid(self, request: Request, parts: list[str]) -> Response | object:
+        if parts[:2] != ["aid", "v1"] or len(parts) < 3:
+            return _ROUTE_NOT_FOUND
+        route, rest, method = parts[2], parts[3:], request.method
+        if method == "GET" and route == "health" and not rest:
+            return Response.json(200, {"success": True, "status": "ok"})
+        did = request.headers.get("x-encoder-did", "")
+        if not did.startswith("did:key:") or (
+                self.approved is not None and did not in self.approved):
+            return Response.json(403, {"success": False, "error": "Encoder not authorized",
+                                       "data": {"code": "ENCODER_NOT_AUTHORIZED"}})
+        if method == "GET" and route == "job" and len(rest) == 1:
+            return self._aid_job(did, rest[0])
+        if method != "POST" or rest:
+            return _ROUTE_NOT_FOUND
+        body = _json_body(request)
+        if not isinstance(body, dict):
+            return Response.json(400, {"success": False, "error": "JSON object expected"})
+        if route == "list-jobs":
+            jobs = [{"id": j.id, "created_at": iso(j.created)}
+                    for j in self.world.jobs.values()
+                    if j.status in CLAIMABLE_STATUSES and j.owner is None][:50]
+            return Response.json(200, {"success": True, "jobs": jobs})
+        job_id = body.get("job_id")
+        if route not in ("claim-job", "update-job", "complete-job"):
+            return _ROUTE_NOT_FOUND
+        if not isinstance(job_id, str) or job_id not in self.world.jobs:
+            return Response.json(404, {"success": False, "error": "Job not found",
+                                       "data": {"code": "JOB_NOT_FOUND"}})
+        world = self.world
+        if route == "claim-job":
+            answer, delay = world.aid_claim(did, job_id)
+            if answer.outcome is WriteOutcome.OK:
+                job = world.jobs[job_id]
+                return await self._reply(delay, Response.json(200, {
+                    "success": True, "job_id": job_id, "assigned_to": did,
+                    "assigned_at": iso(job.owned_at)}))
+            code = "JOB_ALREADY_ASSIGNED"
+        elif route == "update-job":
+            answer, delay = world.aid_heartbeat(did, job_id)
+            code = "JOB_NOT_OWNED"
+        else:
+            answer, delay = world.aid_finish(did, job_id)
+            code = "JOB_NOT_OWNED"
+        if answer.outcome is WriteOutcome.OK:
+            return await self._reply(delay, Response.json(200, {"success": True,
+                                                                "job_id": job_id}))
+        if answer.outcome is WriteOutcome.REFUSED:
+            return await self._reply(delay, Response.json(409, {
+                "success": False, "error": answer.detail, "data": {"code": code}}))
+        return await self._reply(delay, _UNAVAILABLE)
+
+    def _aid_job(self, did: str, job_id: str) -> Response:
+        job = self._job(job_id)
+        if job is None:
+            return Response.json(404, {"success": False, "error": "Job not found",
+                                       "data": {"code": "JOB_NOT_FOUND"}})
+        self.world.calls["aid"] += 1
+        doc = self._document(job_id, job.status, job.owner, job)
+        doc["is_owned_by_requester"] = job.owner == did
+        return Response.json(200, {"success": True, "job": doc})
+
+
+_GATEWAY_WRITES: Final = frozenset({"acceptJob", "rejectJob", "cancelJob", "failJob",
+                                    "finishJob", "pingJob", "heartbeat"})
+
+
+class _BadRequest(Exception):
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _json_body(request: Request) -> Any:
+    """The body as JSON; malformed JSON is the real servers' 500 "Internal server error"."""
+    try:
+        return request.json()
+    except ValueError:
+        raise _BadRequest(_INTERNAL) from None
+
+
+def _gateway_answer(answer: WriteAnswered) -> Response | object:
+    if answer.outcome is WriteOutcome.OK:
+        return Response.json(200, {"status": "success", "message": "ok"})
+    if answer.outcome is WriteOutcome.REFUSED:
+        # The legacy gateway's generic 500 for a refused accept or finish.
+        return Response.json(500, {"status": "error", "message": answer.detail,
+                                   "error": answer.detail})
+    if answer.detail == "timeout":
+        return RESET  # the world lost this reply: the write may land, the client never knows
+    return _UNAVAILABLE

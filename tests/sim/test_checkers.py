@@ -1,0 +1,345 @@
+"""The history checkers catch hand-made violations of S1, S2, S3, L1 and pass clean histories."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from sim import WORLD, History
+from sim._checkers import (
+    CheckResult,
+    Interval,
+    check_all,
+    check_l1,
+    check_s1,
+    check_s2,
+    check_s3,
+    double_assigned_jobs,
+    processing_intervals,
+)
+
+W = WORLD
+
+
+def hist(*records: tuple[Any, ...]) -> History:
+    """A history from (time, process, job, op, phase[, value]) tuples, kept in the given order."""
+    return History((*r, None) if len(r) == 5 else r for r in records)
+
+
+def start(t: float, p: str, job: str = "j") -> tuple[Any, ...]:
+    return (t, p, job, "start", "ok", None)
+
+
+def stop(t: float, p: str, job: str = "j", phase: str = "ok",
+         why: str = "done") -> tuple[Any, ...]:
+    return (t, p, job, "stop", phase, why)
+
+
+def crash(t: float, p: str) -> tuple[Any, ...]:
+    return (t, p, None, "crash", "info", None)
+
+
+# ------------------------------------------------------------------------------- intervals
+
+
+def test_intervals_open_close_and_crash() -> None:
+    h = hist(start(0, "e1"), stop(5, "e1", why="cancelled"), start(1, "e2"), crash(7, "e2"),
+             start(2, "e3"), stop(3, "e3", phase="info"))
+    ivs = processing_intervals(h)["j"]
+    assert ivs == [
+        Interval("e1", "j", 0, 5, "cancelled"),
+        Interval("e2", "j", 1, 7, "crash"),
+        Interval("e3", "j", 2, math.inf, "open"),
+    ]
+
+
+def test_crash_before_a_start_does_not_close_it() -> None:
+    # The crash is recorded at the same instant but *before* the restart's start: positions,
+    # not only times, decide, so the restarted interval is still open.
+    h = hist(crash(1, "e1"), start(1, "e1"), start(2, "e2"))
+    assert processing_intervals(h)["j"][0] == Interval("e1", "j", 1, math.inf, "open")
+    assert check_s1(h).violations == 1
+
+
+def test_pause_is_not_a_stop() -> None:
+    h = hist(start(0, "e1"), (5, "e1", None, "pause", "invoke", 40.0),
+             (45, "e1", None, "pause", "ok", None), stop(60, "e1"))
+    assert processing_intervals(h)["j"] == [Interval("e1", "j", 0, 60, "done")]
+
+
+# ---------------------------------------------------------------------------------------- S1
+
+
+def test_s1_two_overlapping_starts() -> None:
+    h = hist(start(0, "e1"), start(5, "e2"), stop(10, "e1"), stop(12, "e2"))
+    r = check_s1(h)
+    assert (r.name, r.violations, r.jobs, r.ok) == ("S1", 1, ("j",), False)
+    assert "e2 started at 5.000" in r.examples[0] and "e1" in r.examples[0]
+
+
+def test_s1_hand_off_after_stop_is_fine_even_at_the_same_instant() -> None:
+    h = hist(start(0, "e1"), stop(10, "e1", why="cancelled"), start(10, "e2"), stop(20, "e2"))
+    assert check_s1(h).ok
+
+
+def test_s1_hand_off_after_crash_is_fine() -> None:
+    h = hist(start(0, "e1"), crash(8, "e1"), start(9, "e2"))
+    r = check_s1(h)
+    assert r.ok and r.jobs == () and r.examples == ()
+
+
+def test_s1_unconfirmed_stop_is_no_hand_off() -> None:
+    h = hist(start(0, "e1"), stop(3, "e1", phase="info"), start(5, "e2"))
+    assert check_s1(h).violations == 1
+
+
+def test_s1_crash_of_an_unrelated_process_is_no_hand_off() -> None:
+    h = hist(start(0, "e1"), crash(3, "e3"), start(5, "e2"))
+    assert check_s1(h).violations == 1
+
+
+def test_s1_simultaneous_starts_are_both_bad() -> None:
+    h = hist(start(4, "e1"), start(4, "e2"), stop(9, "e1"), stop(9, "e2"))
+    assert check_s1(h).violations == 2
+
+
+def test_s1_same_process_restarting_is_fine() -> None:
+    h = hist(start(0, "e1"), start(2, "e1"), stop(5, "e1"), start(6, "e1"))
+    assert check_s1(h).ok
+
+
+def test_s1_jobs_are_independent() -> None:
+    h = hist(start(0, "e1", "a"), start(1, "e2", "b"), stop(5, "e1", "a"), start(6, "e2", "a"))
+    assert check_s1(h).ok
+
+
+# ---------------------------------------------------------------------------------------- S2
+
+
+def test_s2_overlap_is_one_pair() -> None:
+    h = hist(start(0, "e1"), start(5, "e2"), stop(10, "e1"), stop(12, "e2", why="cancelled"))
+    r = check_s2(h)
+    assert (r.name, r.violations, r.jobs) == ("S2", 1, ("j",))
+    assert "e1 processed [0.000, 10.000]" in r.examples[0]
+    assert "e2 processed [5.000, 12.000] (cancelled)" in r.examples[0]
+
+
+def test_s2_unconfirmed_stop_extends_to_infinity() -> None:
+    h = hist(start(0, "e1"), stop(5, "e1", phase="info"), start(100, "e2"), stop(200, "e2"))
+    r = check_s2(h)
+    assert r.violations == 1
+    assert "never" in r.examples[0]
+
+
+def test_s2_pause_does_not_end_the_interval() -> None:
+    h = hist(start(0, "e1"), (5, "e1", None, "pause", "invoke", 45.0), start(20, "e2"),
+             stop(30, "e2"), (50, "e1", None, "pause", "ok", None), stop(60, "e1"))
+    assert check_s2(h).violations == 1
+
+
+def test_s2_same_process_twice_is_not_a_violation() -> None:
+    h = hist(start(0, "e1"), stop(1, "e1", phase="info"), start(2, "e1"), stop(5, "e1"),
+             start(6, "e1"), stop(8, "e1"))
+    assert check_s2(h).ok
+
+
+def test_s2_touching_intervals_do_not_overlap() -> None:
+    h = hist(start(0, "e1"), stop(5, "e1"), start(5, "e2"), crash(9, "e2"), start(9, "e3"))
+    assert check_s2(h).ok
+
+
+def test_s2_counts_every_pair_and_zero_length_inside_counts() -> None:
+    h = hist(start(0, "e1"), start(1, "e2"), start(2, "e3"), stop(10, "e1"), stop(10, "e2"),
+             stop(10, "e3"), start(20, "e4", "k"), start(25, "e5", "k"), crash(25, "e5"),
+             stop(30, "e4", "k"))
+    r = check_s2(h)
+    assert r.violations == 3 + 1
+    assert r.jobs == ("j", "k")
+
+
+def test_s2_zero_length_at_the_same_start_is_no_overlap() -> None:
+    h = hist(start(5, "e1"), crash(5, "e1"), start(5, "e2"), stop(9, "e2"))
+    assert check_s2(h).ok
+
+
+def test_examples_are_capped_at_five() -> None:
+    recs = []
+    for i in range(8):
+        job = f"j{i}"
+        recs += [start(i * 10, "e1", job), start(i * 10 + 1, "e2", job),
+                 stop(i * 10 + 2, "e1", job), stop(i * 10 + 3, "e2", job)]
+    r = check_s2(hist(*recs))
+    assert r.violations == 8 and len(r.jobs) == 8 and len(r.examples) == 5
+
+
+# ---------------------------------------------------------------------------------------- S3
+
+
+def test_s3_clean_commit_of_the_latest_assignment() -> None:
+    h = hist((0, W, "j", "assign", "ok", ("e1", 1)), (1, W, "j", "requeue", "ok", "stale"),
+             (2, W, "j", "assign", "ok", ("e2", 2)), (9, W, "j", "commit", "ok", ("e2", 2)))
+    assert check_s3(h).ok
+
+
+def test_s3_two_commits() -> None:
+    h = hist((0, W, "j", "assign", "ok", ("e1", 1)), (5, W, "j", "commit", "ok", ("e1", 1)),
+             (6, W, "j", "commit", "ok", ("e1", 1)))
+    r = check_s3(h)
+    assert (r.violations, r.jobs) == (1, ("j",))
+    assert "second commit" in r.examples[0]
+
+
+def test_s3_commit_by_a_non_latest_owner() -> None:
+    h = hist((0, W, "j", "assign", "ok", ("e1", 1)), (3, W, "j", "assign", "ok", ("e2", 1)),
+             (5, W, "j", "commit", "ok", ("e1", 1)))
+    r = check_s3(h)
+    assert r.violations == 1
+    assert "latest assignee is e2" in r.examples[0]
+
+
+def test_s3_commit_with_a_stale_epoch() -> None:
+    h = hist((0, W, "j", "assign", "ok", ("e1", 1)), (3, W, "j", "assign", "ok", ("e1", 2)),
+             (5, W, "j", "commit", "ok", ("e1", 1)))
+    r = check_s3(h)
+    assert r.violations == 1 and "epoch 1 but the latest is 2" in r.examples[0]
+
+
+def test_s3_commit_without_assignment_and_encoder_commits_are_ignored() -> None:
+    assert check_s3(hist((5, W, "j", "commit", "ok", ("e1", 1)))).violations == 1
+    # An encoder's own commit request is not a committed result: only the world's counts.
+    h = hist((0, W, "j", "assign", "ok", ("e1", 1)), (4, "e2", "j", "commit", "ok", "gateway"),
+             (5, W, "j", "commit", "ok", ("e1", 1)))
+    assert check_s3(h).ok
+
+
+# ---------------------------------------------------------------------------------------- L1
+
+
+def test_l1_uncommitted_and_unseen_jobs() -> None:
+    h = hist((0, W, "a", "assign", "ok", ("e1", 1)), (5, W, "a", "commit", "ok", ("e1", 1)),
+             (1, W, "b", "assign", "ok", ("e2", 1)))
+    r = check_l1(h, jobs=["a", "b", "c", "b"])
+    assert (r.name, r.violations, r.jobs) == ("L1", 2, ("b", "c"))
+    assert any("never committed" in e for e in r.examples)
+    assert any("never seen" in e for e in r.examples)
+
+
+def test_l1_late_commit_with_a_bound() -> None:
+    h = hist((0, W, "late", "assign", "ok", ("e1", 1)),
+             (160, W, "late", "commit", "ok", ("e1", 1)),
+             (0, W, "fine", "assign", "ok", ("e1", 1)),
+             (140, W, "fine", "commit", "ok", ("e1", 1)),
+             (200, W, "after", "assign", "ok", ("e1", 1)),
+             (245, W, "after", "commit", "ok", ("e1", 1)))
+    assert check_l1(h, jobs=["late", "fine", "after"]).ok  # no bound: completion only
+    r = check_l1(h, jobs=["late", "fine", "after"], horizon=100, bound=50)
+    assert (r.violations, r.jobs) == (1, ("late",))
+    assert "deadline 150.000" in r.examples[0]
+    # Without a horizon the deadline is t0 + bound.
+    assert check_l1(h, jobs=["after"], bound=40).jobs == ("after",)
+
+
+# ------------------------------------------------------------------------ double assignment
+
+
+def claim_ok(t: float, p: str, tier: str = "gateway", job: str = "j") -> tuple[Any, ...]:
+    return (t, p, job, "claim", "ok", tier)
+
+
+def test_double_assigned_without_requeue_between() -> None:
+    h = hist(claim_ok(0, "e1"), claim_ok(1, "e2"))
+    assert double_assigned_jobs(h) == {"j"}
+
+
+def test_not_double_assigned_with_requeue_or_commit_between() -> None:
+    h = hist(claim_ok(0, "e1"), (5, W, "j", "requeue", "ok", "stale"), claim_ok(6, "e2"),
+             (9, W, "j", "commit", "ok", ("e2", 2)), claim_ok(10, "e3"))
+    assert double_assigned_jobs(h) == set()
+
+
+def test_double_assignment_needs_two_processes_and_ok_answers() -> None:
+    h = hist(claim_ok(0, "e1"), claim_ok(1, "e1"), (2, "e2", "j", "claim", "fail", "gateway"),
+             (3, "e3", "j", "claim", "info", "gateway"), (4, "e4", "j", "claim", "invoke",
+                                                          "gateway"))
+    assert double_assigned_jobs(h) == set()
+
+
+def test_double_assignment_tier_filter() -> None:
+    h = hist(claim_ok(0, "e1", "database"), claim_ok(1, "e2", "gateway"))
+    assert double_assigned_jobs(h) == {"j"}
+    assert double_assigned_jobs(h, tiers={"gateway"}) == set()
+
+
+# -------------------------------------------------------------------------------- check_all
+
+
+def test_check_all_names_and_clean_history() -> None:
+    h = hist((0, W, "j", "assign", "ok", ("e1", 1)), start(1, "e1"), stop(5, "e1"),
+             (6, W, "j", "commit", "ok", ("e1", 1)))
+    results = check_all(h, jobs=["j"], horizon=0, bound=10)
+    assert list(results) == ["S1", "S2", "S3", "L1"]
+    assert all(isinstance(r, CheckResult) and r.ok for r in results.values())
+    assert [r.name for r in results.values()] == list(results)
+
+
+def test_check_result_is_frozen() -> None:
+    r = CheckResult("S1", 0, (), ())
+    with pytest.raises(AttributeError):
+        r.violations = 3  # type: ignore[misc]
+
+
+# ----------------------------------------------------------------------- linear-time sanity
+
+
+N_JOBS = 21_000
+
+
+def synthetic(n: int) -> History:
+    """Many jobs, each double-assigned; kind i%4: 0 overlap, 1 hand-off after stop,
+    2 hand-off after crash (with reassignment), 3 single encoder. Every 1000th job (i%1000 ==
+    999) is never committed; i%1000 == 1 gets a second commit."""
+    recs: list[tuple[Any, ...]] = []
+    for i in range(n):
+        j, t = f"job-{i:06d}", i * 10.0
+        a, b = f"e{i % 500}", f"e{(i + 1) % 500}"
+        recs += [(t, W, j, "assign", "ok", (a, 1)),
+                 (t + 0.1, a, j, "claim", "invoke", "gateway"), claim_ok(t + 0.2, a, job=j),
+                 (t + 0.3, b, j, "claim", "invoke", "gateway"), claim_ok(t + 0.4, b, job=j),
+                 start(t + 1, a, j)]
+        committer, epoch = a, 1
+        kind = i % 4
+        if kind == 0:
+            recs += [start(t + 2, b, j), stop(t + 5, a, j), stop(t + 6, b, j, why="cancelled")]
+        elif kind == 1:
+            recs += [stop(t + 5, a, j, why="cancelled"), (t + 5, W, j, "assign", "ok", (b, 2)),
+                     start(t + 5, b, j), stop(t + 6, b, j)]
+            committer, epoch = b, 2
+        elif kind == 2:
+            recs += [crash(t + 3, a), (t + 3.5, W, j, "assign", "ok", (b, 2)), start(t + 4, b, j),
+                     stop(t + 5, b, j)]
+            committer, epoch = b, 2
+        else:
+            recs.append(stop(t + 5, a, j))
+        if i % 1000 != 999:
+            recs.append((t + 7, W, j, "commit", "ok", (committer, epoch)))
+        if i % 1000 == 1:
+            recs.append((t + 8, W, j, "commit", "ok", (committer, epoch)))
+    recs.sort(key=lambda r: r[0])
+    return hist(*recs)
+
+
+def test_large_history_is_checked_with_the_expected_counts() -> None:
+    h = synthetic(N_JOBS)
+    assert len(h) >= 200_000
+    jobs = [f"job-{i:06d}" for i in range(N_JOBS)]
+    results = check_all(h, jobs=jobs)
+    overlaps = N_JOBS // 4
+    assert results["S1"].violations == overlaps
+    assert results["S2"].violations == overlaps
+    assert len(results["S2"].jobs) == overlaps
+    assert results["S3"].violations == N_JOBS // 1000
+    assert results["L1"].violations == N_JOBS // 1000
+    assert results["L1"].jobs[0] == "job-000999"
+    assert len(double_assigned_jobs(h)) == N_JOBS

@@ -1,0 +1,366 @@
+"""``python -m sim``: run, sweep and replay through ``main([...])``, on tiny worlds.
+
+Every test drives the real command line (parser, scenario loading, runs, reports, plots) with
+outputs in ``tmp_path``; worlds are a few encoders and a dozen jobs so the file stays fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from sim import CheckResult, History, RunResult, Scenario, _cli
+from sim.__main__ import main
+from sim._replay import choose_job
+from sim._report import Progress, csv_rows, format_table, stable
+from verifier import builtin_chain_names
+
+TINY = ["--set", "encoders=4", "--set", "jobs=12"]
+RACY = [*TINY, "--lie-rate", "0.5"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+REQUIRED = ("jobs", "double_assigned", "duplicate_starts", "s1_violations", "s2_violations",
+            "s3_violations", "l1_violations", "race_prevention_rate", "race_prevention_ci",
+            "wasted_encode_s")
+
+
+def run_main(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(argv, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+# --------------------------------------------------------------------------- run
+
+
+def test_run_writes_json_and_csv_and_prints_the_comparison(tmp_path):
+    report_path, csv_path = tmp_path / "r.json", tmp_path / "m.csv"
+    argv = ["run", *TINY, "--chain", "trust-gateway", "--chain", "hardened", "--seeds", "2",
+            "--json", str(report_path), "--csv", str(csv_path)]
+    code, out, err = run_main(argv)
+    assert code == 0, err
+    report = json.loads(report_path.read_text())
+    assert set(report) >= {"scenario", "seeds", "seed", "chains", "replay", "command"}
+    assert report["seed"] == 1 and report["seeds"] == [1, 2]
+    assert report["scenario"]["encoders"] == 4 and report["scenario"]["jobs"] == 12
+    assert report["overrides"] == {"encoders": 4, "jobs": 12}
+    assert list(report["chains"]) == ["hardened", "trust-gateway"]  # sort_keys
+    for chain in ("trust-gateway", "hardened"):
+        entry = report["chains"][chain]
+        assert set(REQUIRED) <= set(entry), set(REQUIRED) - set(entry)
+        assert [run["seed"] for run in entry["runs"]] == [1, 2]
+        assert entry["jobs"] == 24 == sum(run["jobs"] for run in entry["runs"])
+        assert entry["replay"].startswith(
+            f"python -m sim replay --scenario default --chain {chain} --seed ")
+    assert report["command"] == "python -m sim " + shlex.join(argv)
+    assert report["replay"].startswith("python -m sim replay ")
+
+    rows = read_csv(csv_path)
+    assert [(r["chain"], r["seed"]) for r in rows] == [
+        ("trust-gateway", "1"), ("trust-gateway", "2"), ("hardened", "1"), ("hardened", "2")]
+    assert {"jobs", "s2_violations", "wasted_encode_s"} <= set(rows[0])
+
+    assert "race prevention [95% CI]" in out and "trust-gateway" in out and "hardened" in out
+    assert "seed: 1" in out and f"replay: {report['replay']}" in out
+    assert err == ""  # no progress bar on a pipe, for a sub-second run
+
+
+def test_default_chains_are_every_builtin_chain(tmp_path):
+    csv_path = tmp_path / "m.csv"
+    code, out, _ = run_main(["run", *TINY, "--csv", str(csv_path), "--quiet"])
+    assert code == 0 and out == ""
+    assert [r["chain"] for r in read_csv(csv_path)] == builtin_chain_names()
+
+
+def test_seeds_k_runs_k_seeds_and_pools_them_with_an_interval(tmp_path):
+    path = tmp_path / "r.json"
+    code, _, _ = run_main(["run", *RACY, "--chain", "documented", "--seed", "5",
+                           "--seeds", "3", "--json", str(path), "--quiet"])
+    assert code == 0
+    entry = json.loads(path.read_text())["chains"]["documented"]
+    assert [r["seed"] for r in entry["runs"]] == [5, 6, 7]
+    assert entry["runs"] == sorted(entry["runs"], key=lambda r: r["seed"])
+    lo, hi = entry["race_prevention_ci"]
+    assert 0.0 <= lo <= hi <= 1.0
+    trials = sum(r["double_assigned"] for r in entry["runs"])
+    assert entry["double_assigned"] == trials
+    if trials:
+        assert entry["race_prevention_rate"] == round(
+            sum(r["race_prevented"] for r in entry["runs"]) / trials, 6)
+        assert lo <= entry["race_prevention_rate"] <= hi
+
+
+def test_the_reported_replay_command_reproduces_the_violation(tmp_path):
+    path = tmp_path / "r.json"
+    code, _, _ = run_main(["run", *RACY, "--chain", "trust-gateway", "--seeds", "3",
+                           "--json", str(path), "--quiet"])
+    assert code == 0
+    entry = json.loads(path.read_text())["chains"]["trust-gateway"]
+    assert entry["s2_violations"] > 0, "no verification at lie rate 0.5: duplicates expected"
+    words = shlex.split(entry["replay"])
+    assert words[:4] == ["python", "-m", "sim", "replay"] and "--job" in words
+    job = words[words.index("--job") + 1]
+    seed = int(words[words.index("--seed") + 1])
+    run = next(r for r in entry["runs"] if r["seed"] == seed)
+    assert job in {j for v in run["violations"].values() for j in v["jobs"]}
+
+    code, out, err = run_main(words[3:])
+    assert code == 0, err
+    assert f"history of {job}" in out
+    assert f"violations involving {job}:" in out
+    assert "  S2:" in out or "  S1:" in out
+
+
+def test_fail_on_violation_exits_1_when_hardened_violates(monkeypatch):
+    real = _cli.run_once
+
+    def hardened_is_broken(scenario, chain, seed, **kwargs):
+        # Stand in a chain that does violate S2 for "hardened", to test the exit status.
+        return real(scenario, "trust-gateway" if chain == "hardened" else chain, seed,
+                    **kwargs)
+
+    code, _, err = run_main(["run", *TINY, "--chain", "hardened", "--quiet",
+                             "--fail-on-violation"])
+    assert code == 0, err
+    monkeypatch.setattr(_cli, "run_once", hardened_is_broken)
+    code, _, err = run_main(["run", *RACY, "--chain", "hardened", "--seeds", "3", "--quiet",
+                             "--fail-on-violation"])
+    assert code == 1
+    assert "hardened chain violated" in err and "python -m sim replay" in err
+    code, _, _ = run_main(["run", *RACY, "--chain", "hardened", "--seeds", "3", "--quiet"])
+    assert code == 0, "without the flag a violation is a result, not a failure"
+
+
+def test_progress_is_silent_for_short_runs_and_in_quiet_mode():
+    code, _, err = run_main(["run", *TINY, "--chain", "hardened", "--progress", "--quiet"])
+    assert code == 0 and err == ""
+    clock = iter([0.0, 0.5, 2.0, 9.0, 10.0]).__next__
+    stream = io.StringIO()
+    bar = Progress(4, enabled=True, stream=stream, clock=clock)
+    bar.update(1, "first")  # at 0.5 s: too early to bother anyone
+    assert stream.getvalue() == ""
+    bar.update(2, "second")  # at 2 s
+    bar.update(4, "done")  # at 9 s
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and "50%" in lines[0] and "second" in lines[0]
+    assert lines[1].startswith("[" + "#" * Progress.WIDTH + "]") and "100%" in lines[1]
+    off = io.StringIO()
+    Progress(1, enabled=False, stream=off, clock=clock).update(1, "x")
+    assert off.getvalue() == ""
+
+
+def test_progress_prints_a_line_per_finished_run_on_a_log():
+    clock = iter([0.0, 0.2, 1.5, 1.6, 1.7, 1.8]).__next__
+    stream = io.StringIO()
+    bar = Progress(3, enabled=True, stream=stream, clock=clock)
+    bar.finished(1, "a seed 1: done")  # at 0.2 s: a short run prints nothing
+    bar.update(1.5, "b seed 1: halfway")  # at 1.5 s: the first bar line
+    bar.finished(2, "b seed 1: done")  # at 1.6 s: not throttled like bar lines
+    bar.update(2.5, "c seed 1: halfway")  # at 1.7 s: throttled (a line every few seconds)
+    bar.finished(3, "c seed 1: done")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and "halfway" in lines[0]
+    assert lines[1].startswith("[2/3] b seed 1: done") and lines[2].startswith("[3/3] c seed")
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def test_sweep_writes_csv_json_and_plots(tmp_path):
+    out_dir = tmp_path / "sweep"
+    chains = ["trust-gateway", "hardened", "hardened-without-settle"]
+    code, out, err = run_main([
+        "sweep", *TINY, *(a for c in chains for a in ("--chain", c)),
+        "--grid", "lie_rate=0,0.3", "--seeds", "2", "--workers", "1", "--out", str(out_dir)])
+    assert code == 0, err
+    rows = read_csv(out_dir / "sweep.csv")
+    assert len(rows) == 2 * len(chains) * 2
+    assert [(r["grid.lie_rate"], r["chain"], r["seed"]) for r in rows[:3]] == [
+        ("0", "trust-gateway", "1"), ("0", "trust-gateway", "2"), ("0", "hardened", "1")]
+    summary = json.loads((out_dir / "sweep.json").read_text())
+    assert summary["grid"] == {"lie_rate": [0, 0.3]}
+    assert len(summary["points"]) == 2 * len(chains)
+    assert {"race_prevention_ci", "duplicate_starts_per_1000"} <= set(summary["points"][0])
+    for name in ("duplicates.png", "race_prevention.png", "wasted.png", "ablation.png"):
+        data = (out_dir / name).read_bytes()
+        assert data.startswith(PNG_MAGIC), name
+        assert f"wrote {out_dir / name}" in out
+
+
+def test_sweep_without_ablation_chains_skips_the_ablation_plot(tmp_path):
+    code, _, _ = run_main(["sweep", *TINY, "--chain", "documented", "--workers", "1",
+                             "--grid", "assignment=myjob,getjob", "--out", str(tmp_path)])
+    assert code == 0
+    assert (tmp_path / "duplicates.png").read_bytes().startswith(PNG_MAGIC)
+    assert not (tmp_path / "ablation.png").exists()
+    assert [r["grid.assignment"] for r in read_csv(tmp_path / "sweep.csv")] == [
+        "myjob", "getjob"]
+
+
+@pytest.mark.parametrize(("grid", "needle"), [
+    ("lie_rate", "KEY=V1,V2"),
+    ("nope=1,2", "nope"),
+    ("lie_rate=0,2", "lie_rate"),
+    ("lie_rate=0,,1", "lie_rate"),
+])
+def test_sweep_bad_grid_is_a_usage_error(tmp_path, grid, needle):
+    code, out, err = run_main(["sweep", *TINY, "--chain", "hardened", "--grid", grid,
+                               "--workers", "1", "--out", str(tmp_path / "x")])
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and needle in err
+    assert not (tmp_path / "x").exists(), "nothing runs or is written before the grid is valid"
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def test_replay_prints_the_job_history_and_draws_its_timeline(tmp_path):
+    png = tmp_path / "t.png"
+    history = tmp_path / "h.jsonl"
+    code, out, err = run_main(["replay", *RACY, "--chain", "trust-gateway", "--png", str(png),
+                               "--history", str(history)])
+    assert code == 0, err
+    assert out.startswith("replay: scenario default, chain trust-gateway, seed 1")
+    assert "history of job-" in out and "violations involving job-" in out
+    assert png.read_bytes().startswith(PNG_MAGIC)
+    first = json.loads(history.read_text().splitlines()[0])
+    assert len(first) == 6
+
+    code, out, _ = run_main(["replay", *TINY, "--job", "job-000003"])
+    assert code == 0
+    assert "job job-000003: chosen with --job" in out
+    body = out.split("history of job-000003", 1)[1].split("\n\n", 1)[0]
+    records = body.splitlines()[1:]
+    assert records and all("job-000003" in line or " - " in line for line in records)
+    assert "replay: python -m sim replay --scenario default --chain hardened --seed 1" in out
+
+
+def test_replay_from_a_conformance_tape(tmp_path):
+    tape = tmp_path / "tape.json"
+    tape.write_text(json.dumps({"tape": [0.1, 0.9, 0.5], "seed": 7}))
+    code, out, err = run_main(["replay", *TINY, "--tape", str(tape)])
+    assert code == 0, err
+    assert f"tape {tape}" in out
+    replay = next(line for line in out.splitlines() if line.startswith("replay: python"))
+    assert f"--tape {tape}" in replay and "--seed" not in replay
+    tape.write_text(json.dumps({"tape": [1.5], "seed": None}))
+    code, _, err = run_main(["replay", *TINY, "--tape", str(tape)])
+    assert code == 2 and "--tape" in err and err.count("\n") == 1
+
+
+def test_replay_runs_the_command_a_conformance_counterexample_prints(tmp_path, monkeypatch):
+    from conformance.worlds import BASE, World, save_counterexample
+
+    monkeypatch.setenv("SPK_COUNTEREXAMPLES", str(tmp_path / "cx"))
+    world = World(BASE.replace(encoders=3, jobs=2, lie_rate=1.0), (0.3, 0.7, 0.1, 0.9), 11)
+    words = shlex.split(save_counterexample(world, "trust-gateway", "job-000001"))
+    assert words[:4] == ["python", "-m", "sim", "replay"]
+    code, out, err = run_main(words[3:])
+    assert code == 0, err
+    folder = Path(words[words.index("--tape") + 1]).parent
+    assert out.startswith("replay: scenario conformance, chain trust-gateway, tape ")
+    assert "job job-000001: chosen with --job" in out
+    assert (folder / "timeline.png").read_bytes().startswith(PNG_MAGIC)
+    # The tape, not the seed, drives the run: the same command twice prints the same history.
+    assert run_main(words[3:])[1] == out
+
+
+def _result(records: list[tuple], checks: dict[str, tuple[str, ...]]) -> RunResult:
+    results = {name: CheckResult(name, len(jobs), jobs, ()) for name, jobs in checks.items()}
+    return RunResult(Scenario(jobs=3), "hardened", 1, History(records), results, None,  # type: ignore[arg-type]
+                     {}, 100.0, ["job-000000", "job-000001", "job-000002"])
+
+
+def test_replay_picks_safety_then_double_assigned_then_other_violations():
+    lie = (5.0, "world", "job-000002", "lie", "ok", ("double", "e1"))
+    ok = {"S1": (), "S2": (), "S3": (), "L1": ()}
+    assert choose_job(_result([lie], {**ok, "S2": ("job-000001",), "L1": ("job-000000",)})) == (
+        "job-000001", "the first job with a safety violation (S2)")
+    job, why = choose_job(_result([lie], {**ok, "L1": ("job-000000",)}))
+    assert job == "job-000002" and "double-assigned" in why
+    job, why = choose_job(_result([], {**ok, "L1": ("job-000001",)}))
+    assert job == "job-000001" and "(L1;" in why
+    assert choose_job(_result([], ok))[0] == "job-000000"
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["run", "--chain", "nope"], "unknown chain 'nope'"),
+    (["run", "--scenario", "no-such-scenario"], "no-such-scenario"),
+    (["run", "--scenario", "missing/file.toml"], "missing/file.toml"),
+    (["run", "--set", "lie_rate=lots"], "lie_rate"),
+    (["run", "--set", "lie_rate=1.5"], "lie_rate"),
+    (["run", "--set", "reasign_timeout=1"], "reasign_timeout"),
+    (["run", "--set", "novalue"], "KEY=VALUE"),
+    (["run", "--jobs", "0"], "--jobs"),
+    (["run", "--set", "retry_interval=0"], "retry_interval"),
+    (["run", "--seeds", "0"], "--seeds"),
+    (["run", "--fail-on-violation", "--chain", "documented"], "hardened"),
+    (["run", "--encoders", "many"], "--encoders"),
+    (["run", "--no-such-flag"], "--no-such-flag"),
+    (["sweep", "--workers", "0"], "--workers"),
+    (["replay", "--job", "job-999999", *TINY], "job-999999"),
+    (["replay", "--tape", "no/such/tape.json", *TINY], "no/such/tape.json"),
+    (["replay", "--chain", "trust-gateway", "--chain", "hardened"], "--chain"),
+    (["fly"], "fly"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
+    code, out, err = run_main(argv)
+    captured = capsys.readouterr()  # argparse's own errors go to sys.stderr
+    message = err + captured.err
+    assert code == 2
+    assert out == "" and captured.out == ""
+    assert message.count("\n") == 1 and needle in message, message
+
+
+def test_a_bad_scenario_file_names_the_key_and_the_file(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text("[gateway]\nlie_rate = 0.1\nwrite_dealy = 3\n")
+    code, _, err = run_main(["run", "--scenario", str(path)])
+    assert code == 2
+    assert str(path) in err and "write_dealy" in err and "write_delay" in err
+
+
+def test_an_unwritable_report_path_fails_before_running(tmp_path):
+    (tmp_path / "file").write_text("")
+    code, _, err = run_main(["run", *TINY, "--json", str(tmp_path / "file" / "r.json")])
+    assert code == 2 and "cannot write" in err and err.count("\n") == 1
+
+
+def test_help_exits_0(capsys):
+    assert main(["--help"]) == 0
+    assert "run" in capsys.readouterr().out
+    assert main(["run", "--help"]) == 0
+    assert "--lie-rate" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- report pieces
+
+
+def test_stable_rounds_and_normalizes():
+    assert stable({"a": 0.1 + 0.2, "b": (1, -0.0), "c": float("inf")}) == {
+        "a": 0.3, "b": [1, 0.0], "c": None}
+
+
+def test_csv_columns_do_not_depend_on_which_tiers_a_chain_called():
+    columns, _ = csv_rows([{"chain": "a", "api_calls": {"gateway": 1.0}, "z": 1},
+                           {"chain": "b", "api_calls": {"monitor": 2.0, "database": 1.0},
+                            "z": 2}])
+    assert columns == ["chain", "api_calls.database", "api_calls.gateway",
+                       "api_calls.monitor", "z"]
+
+
+def test_table_shows_dashes_for_missing_metrics():
+    table = format_table([("x", {"jobs": 3, "race_prevention_rate": None})])
+    assert "- (no races)" in table and table.splitlines()[2].split()[1] == "3"

@@ -1,0 +1,211 @@
+"""Run metrics on a hand-made history (numbers worked out by hand), Wilson intervals, pooling."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, replace
+from typing import Any
+
+import pytest
+
+from sim import WORLD, History, check_all
+from sim._metrics import RunMetrics, aggregate, compute_metrics, percentile, wilson_interval
+
+W = WORLD
+
+
+# ------------------------------------------------------------------------------ statistics
+
+
+def test_wilson_known_values() -> None:
+    lo, hi = wilson_interval(5, 10, z=1.96)
+    assert (round(lo, 4), round(hi, 4)) == (0.2366, 0.7634)
+    lo, hi = wilson_interval(0, 10, z=1.96)
+    assert (lo, round(hi, 4)) == (0.0, 0.2775)
+    lo, hi = wilson_interval(10, 10, z=1.96)
+    assert (round(lo, 4), hi) == (0.7225, 1.0)
+
+
+def test_wilson_default_z_is_95_percent_and_no_trials_means_no_knowledge() -> None:
+    assert wilson_interval(5, 10) == pytest.approx(wilson_interval(5, 10, z=1.96), abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    # More trials at the same rate narrow the interval.
+    lo1, hi1 = wilson_interval(50, 100)
+    lo2, hi2 = wilson_interval(500, 1000)
+    assert hi2 - lo2 < hi1 - lo1
+
+
+@pytest.mark.parametrize(("s", "n"), [(-1, 10), (11, 10), (0, -1)])
+def test_wilson_rejects_impossible_counts(s: int, n: int) -> None:
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(s, n)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [50.0, 15.0, 35.0, 20.0, 40.0]
+    assert [percentile(values, p) for p in (0, 5, 30, 40, 50, 100)] == [
+        15.0, 15.0, 20.0, 20.0, 35.0, 50.0]
+    assert percentile([], 50) is None
+
+
+# ------------------------------------------------------------------------- one hand-made run
+
+
+def small_history() -> History:
+    """Three jobs over 100 s.
+
+    j1: gateway double-assigns e1 and e2; e1 starts at 5 (claim at 1: latency 4), e2 at 7
+        (claim at 1.5: latency 5.5) and overlaps until its cancel stops at 9 (2 s wasted);
+        e1 finishes and its result is committed at 22.
+    j2: e3 claims via the database, starts at 33 (latency 2) and crashes at 40 (7 s wasted);
+        requeued, e4 claims via aid, starts at 54 (latency 2), result committed at 62.
+    j3: e5 starts at 75 (latency 4) and never stops: lost or stuck, 25 s wasted by the end.
+    """
+    r: list[tuple[Any, ...]] = [
+        (0, W, "j1", "assign", "ok", ("e1", 1)),
+        (1, "e1", "j1", "claim", "invoke", "gateway"),
+        (1.5, "e2", "j1", "claim", "invoke", "gateway"),
+        (2, "e1", "j1", "claim", "ok", "gateway"),
+        (2.5, "e2", "j1", "claim", "ok", "gateway"),
+        (3, "e1", "j1", "verify", "invoke", ("monitor", "pre")),
+        (4, "e1", "j1", "verify", "ok", ("monitor", "e1", "assigned")),
+        (5, "e1", "j1", "start", "ok", None),
+        (6, "e2", "j1", "verify", "invoke", ("database", "post")),
+        (7, "e2", "j1", "start", "ok", None),
+        (8, "e2", "j1", "cancel", "invoke", None),
+        (9, "e2", "j1", "stop", "ok", "cancelled"),
+        (10, "e1", "j1", "heartbeat", "invoke", "gateway"),
+        (20, "e1", "j1", "stop", "ok", "done"),
+        (21, "e1", "j1", "commit", "invoke", "gateway"),
+        (22, "e1", "j1", "commit", "ok", "gateway"),
+        (22, W, "j1", "commit", "ok", ("e1", 1)),
+        (30, W, "j2", "assign", "ok", ("e3", 1)),
+        (31, "e3", "j2", "claim", "invoke", "database"),
+        (32, "e3", "j2", "claim", "ok", "database"),
+        (33, "e3", "j2", "start", "ok", None),
+        (40, "e3", None, "crash", "info", None),
+        (42, "e5", "j3", "release", "invoke", 7),
+        (50, W, "j2", "requeue", "ok", "stale"),
+        (51, W, "j2", "assign", "ok", ("e4", 2)),
+        (52, "e4", "j2", "claim", "invoke", ("aid", "conditional")),
+        (53, "e4", "j2", "claim", "ok", "aid"),
+        (54, "e4", "j2", "start", "ok", None),
+        (60, "e4", "j2", "stop", "ok", "done"),
+        (61, "e4", "j2", "commit", "invoke", "aid"),
+        (62, W, "j2", "commit", "ok", ("e4", 2)),
+        (70, W, "j3", "assign", "ok", ("e5", 1)),
+        (71, "e5", "j3", "claim", "invoke", "gateway"),
+        (72, "e5", "j3", "claim", "ok", "gateway"),
+        (73, "e5", "j3", "verify", "invoke", None),
+        (75, "e5", "j3", "start", "ok", None),
+    ]
+    return History(r)
+
+
+JOBS = ["j1", "j2", "j3"]
+
+
+def test_metrics_of_a_small_run() -> None:
+    h = small_history()
+    checks = check_all(h, jobs=JOBS)
+    m = compute_metrics(h, jobs=JOBS, duration=100.0, checks=checks)
+    assert m.jobs == 3
+    assert m.committed == 2
+    assert m.lost_or_stuck == 1
+    assert m.double_assigned == 1
+    assert m.duplicate_starts == 2  # j1: e2 after e1; j2: e4 after e3
+    assert m.duplicate_starts_per_1000 == pytest.approx(2000 / 3)
+    assert m.overlapping_jobs == 1
+    assert m.overlapping_per_1000 == pytest.approx(1000 / 3)
+    assert (m.s1_violations, m.s2_violations, m.s3_violations, m.l1_violations) == (1, 1, 0, 1)
+    assert m.race_prevented == 0
+    assert m.race_prevention_rate == 0.0
+    assert m.wasted_encode_s == pytest.approx(2 + 7 + 25)
+    # Latencies 4, 5.5, 2, 2, 4 → sorted 2, 2, 4, 4, 5.5: rank 3 and rank 5.
+    assert m.start_latency_p50 == 4
+    assert m.start_latency_p99 == 5.5
+    assert m.api_calls == pytest.approx(
+        {"aid": 2 / 3, "database": 2 / 3, "gateway": 5 / 3, "monitor": 1 / 3, "other": 2 / 3})
+    assert list(m.api_calls) == sorted(m.api_calls)
+    assert m.throughput_jobs_per_hour == pytest.approx(72.0)
+
+
+def test_missing_checks_are_computed() -> None:
+    h = small_history()
+    with_checks = compute_metrics(h, jobs=JOBS, duration=100.0, checks=check_all(h, jobs=JOBS))
+    assert compute_metrics(h, jobs=JOBS, duration=100.0, checks={}) == with_checks
+
+
+def test_race_prevented_when_the_second_encoder_never_overlaps() -> None:
+    h = History([
+        (0, "e1", "j", "claim", "ok", "gateway"), (1, "e2", "j", "claim", "ok", "gateway"),
+        (2, "e1", "j", "start", "ok", None), (9, "e1", "j", "stop", "ok", "done"),
+        (10, W, "j", "assign", "ok", ("e1", 1)), (11, W, "j", "commit", "ok", ("e1", 1)),
+    ])
+    m = compute_metrics(h, jobs=["j"], duration=20.0, checks=check_all(h, jobs=["j"]))
+    assert (m.double_assigned, m.race_prevented, m.race_prevention_rate) == (1, 1, 1.0)
+    assert m.wasted_encode_s == 0.0
+    assert m.start_latency_p50 is None  # no claim *invoke* recorded: no latency sample
+
+
+def test_no_double_assignment_means_no_rate_and_empty_run_is_safe() -> None:
+    m = compute_metrics(History(), jobs=[], duration=0.0, checks={})
+    assert m.race_prevention_rate is None
+    assert (m.jobs, m.committed, m.duplicate_starts_per_1000, m.throughput_jobs_per_hour) == (
+        0, 0, 0.0, 0.0)
+    assert m.start_latency_p99 is None and m.api_calls == {}
+
+
+def test_refused_finish_wastes_the_work() -> None:
+    h = History([
+        (0, "e1", "j", "start", "ok", None), (10, "e1", "j", "stop", "ok", "done"),
+        (11, "e1", "j", "commit", "fail", "gateway"),
+        (20, "e2", "j", "start", "ok", None), (25, "e2", "j", "stop", "ok", "done"),
+        (26, W, "j", "commit", "ok", ("e2", 1)),
+    ])
+    m = compute_metrics(h, jobs=["j"], duration=30.0, checks={})
+    assert m.wasted_encode_s == pytest.approx(10.0)
+
+
+def test_to_dict_is_json_ready_in_field_order() -> None:
+    h = small_history()
+    d = compute_metrics(h, jobs=JOBS, duration=100.0, checks={}).to_dict()
+    assert list(d) == [f.name for f in fields(RunMetrics)]
+    assert d["duplicate_starts_per_1000"] == 666.666667
+    assert json.loads(json.dumps(d)) == d
+
+
+# ------------------------------------------------------------------------------- aggregation
+
+
+def base() -> RunMetrics:
+    h = small_history()
+    return compute_metrics(h, jobs=JOBS, duration=100.0, checks={})
+
+
+def test_aggregate_pools_over_seeds() -> None:
+    a = replace(base(), double_assigned=10, race_prevented=5, start_latency_p99=3.0,
+                duplicate_starts_per_1000=10.0, api_calls={"gateway": 2.0})
+    b = replace(base(), jobs=1, double_assigned=0, race_prevented=0, start_latency_p99=9.0,
+                duplicate_starts_per_1000=30.0, api_calls={"gateway": 5.0, "aid": 1.0})
+    agg = aggregate([a, b])
+    assert agg["runs"] == 2
+    assert agg["jobs"] == 4 and agg["committed"] == 4 and agg["lost_or_stuck"] == 2
+    assert agg["double_assigned"] == 10 and agg["race_prevented"] == 5
+    assert agg["race_prevention_rate"] == 0.5
+    assert [round(x, 4) for x in agg["race_prevention_ci"]] == [0.2366, 0.7634]
+    assert agg["duplicate_starts_per_1000"] == 20.0
+    assert agg["start_latency_p99"] == 9.0
+    assert agg["start_latency_p50"] == 4.0
+    assert agg["wasted_encode_s"] == 68.0
+    # Pooled per job: (2*3 + 5*1) / 4 gateway calls, 1/4 aid.
+    assert agg["api_calls"] == {"aid": 0.25, "gateway": 2.75}
+    assert json.loads(json.dumps(agg)) == agg
+
+
+def test_aggregate_without_races_or_runs() -> None:
+    agg = aggregate([replace(base(), double_assigned=0, race_prevented=0)])
+    assert agg["race_prevention_rate"] is None
+    assert agg["race_prevention_ci"] == [0.0, 1.0]
+    empty = aggregate([])
+    assert empty["runs"] == 0 and empty["start_latency_p99"] is None and empty["api_calls"] == {}

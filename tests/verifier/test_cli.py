@@ -1,0 +1,458 @@
+"""Tests of ``python -m verifier check`` (:mod:`verifier._cli`) against a respx-mocked monitor.
+
+Each test runs ``main([...])`` in a clean environment (``monkeypatch``) and an empty working
+directory (so no real ``.env`` is read), and checks the exit status that scripts rely on:
+0 owned and safe, 1 answered "not safe", 2 usage/configuration, 3 no answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from verifier import EncoderIdentity
+from verifier._cli import COMMANDS, build_parser, main
+from verifier._settings import KNOWN_VARIABLES
+
+BASE = "https://monitor.test/api"
+JOB = "2f42577d-9c93-4a62-9ae2-d1270b5bc4f3"
+ME = "did:key:z6Mkq65oNPyW3Gq187UHrvzWVZTmLhYk4wgFsBGD9HQpXSGp"
+OTHER = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+SECTIONS = ("Service Status", "Job Details Fetch", "Ownership Verification", "Availability Check")
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """A community node's environment: monitor enabled at BASE, nothing else configured."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name in KNOWN_VARIABLES or name.startswith("VERIFIER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GATEWAY_MONITOR_ENABLED", "true")
+    monkeypatch.setenv("GATEWAY_MONITOR_BASE_URL", BASE)
+    return monkeypatch
+
+
+@pytest.fixture
+def monitor() -> Iterator[respx.MockRouter]:
+    with respx.mock(base_url=BASE, assert_all_called=False) as router:
+        yield router
+
+
+def job(status: str | None = "running", owner: str | None = ME, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": JOB, "created_at": "2025-01-01T00:00:00.000Z", **extra}
+    if status is not None:
+        data["status"] = status
+    if owner is not None:
+        data["assigned_to"] = owner
+    return {"success": True, "data": data}
+
+
+def serve(router: respx.MockRouter, body: Any, status: int = 200) -> respx.Route:
+    return router.get(f"/jobs/{JOB}").respond(status, json=body)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# --------------------------------------------------------------------------- the report
+
+
+@pytest.mark.parametrize("status", ["assigned", "running"])
+def test_owned_and_processable_exits_0_with_the_four_sections(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str],
+    status: str,
+) -> None:
+    route = serve(monitor, job(status))
+    code, out, err = run(capsys, "check", JOB, "--did", ME)
+    assert code == 0, (out, err)
+    assert route.call_count == 1  # one request; the sections judge the same answer
+    positions = [out.index(section) for section in SECTIONS]
+    assert positions == sorted(positions)
+    assert "Enabled: ✅ Yes" in out
+    assert f"Base URL: {BASE}" in out
+    assert "✅ Job found!" in out
+    assert f"Status: {status}" in out
+    assert f"Assigned to: {ME}" in out
+    assert "Is owned by us: ✅ Yes" in out
+    assert "Safe to process: ✅ Yes" in out
+    assert "Available to claim: ❌ No" in out
+    assert f"Reason: Already assigned to {ME}" in out
+    assert err == ""
+
+
+def test_completed_job_owned_by_us_exits_1_already_complete(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve(monitor, job("complete"))
+    code, out, _ = run(capsys, "check", JOB, "--did", ME)
+    assert code == 1
+    assert "Is owned by us: ✅ Yes" in out
+    assert "Safe to process: ❌ No (already complete)" in out
+
+
+def test_the_did_is_compared_normalised(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The gateway writes both "did:key:z6Mk..." and "did:z6Mk..." for one key.
+    serve(monitor, job("running", owner="did:" + ME[len("did:key:"):]))
+    code, out, _ = run(capsys, "check", JOB, "--did", ME)
+    assert code == 0
+    assert "Is owned by us: ✅ Yes" in out
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (job("running", owner=OTHER), f"assigned to {OTHER}"),
+        (job("assigned", owner=None), "no owner recorded"),
+        (job("queued", owner=None), "no owner recorded"),
+        (job("failed"), "job failed"),
+        (job("queued"), "status is queued"),
+        # The monitor's synthetic stand-in (no status) never proves ownership.
+        (job(None), "synthetic"),
+    ],
+)
+def test_answers_that_are_not_owned_and_safe_exit_1(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str],
+    body: dict[str, Any], reason: str,
+) -> None:
+    serve(monitor, body)
+    code, out, _ = run(capsys, "check", JOB, "--did", ME)
+    assert code == 1
+    assert "Safe to process: ❌ No" in out
+    assert reason in out
+
+
+def test_not_found_exits_1(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve(monitor, {"success": False, "error": "Job not found"}, status=404)
+    code, out, _ = run(capsys, "check", JOB, "--did", ME)
+    assert code == 1
+    assert "❌ Job not found" in out
+    assert "Job exists: ❌ No" in out
+    assert "Safe to process: ❌ No (job not found)" in out
+    assert "Reason: Job not found in system" in out
+
+
+def test_available_job(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve(monitor, job("queued", owner=None))
+    code, out, _ = run(capsys, "check", JOB, "--did", ME)
+    assert code == 1
+    assert "Available to claim: ✅ Yes" in out
+    assert "Reason: Job available to claim" in out
+
+
+# --------------------------------------------------------------------------- no answer: exit 3
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        httpx.Response(500, json={"success": False, "error": "Failed to fetch job details"}),
+        httpx.Response(503, text="upstream down"),
+        httpx.Response(429, headers={"Retry-After": "5"}),
+        httpx.Response(404, json={"error": "Route not found"}),  # misconfigured base URL
+        httpx.Response(200, text="<html>not json</html>"),
+        httpx.Response(200, json={"success": True, "data": {"id": JOB, "assigned_to": 42}}),
+        httpx.ReadTimeout("slow"),
+        httpx.ConnectError("refused"),
+    ],
+)
+def test_no_usable_answer_exits_3(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str],
+    reply: httpx.Response | Exception,
+) -> None:
+    route = monitor.get(f"/jobs/{JOB}")
+    if isinstance(reply, Exception):
+        route.side_effect = reply
+    else:
+        route.return_value = reply
+    code, out, err = run(capsys, "check", JOB, "--did", ME)
+    assert code == 3
+    assert "monitor" in err
+    assert "Nothing is known" in out
+    # No verdict is printed for a question that was not answered.
+    assert "Safe to process" not in out and "Is owned by us" not in out
+
+
+def test_500_in_json_mode_carries_the_error(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve(monitor, {"success": False, "error": "Failed to fetch job details"}, status=500)
+    code, out, _ = run(capsys, "check", JOB, "--did", ME, "--json")
+    assert code == 3
+    report = json.loads(out)
+    assert report["exit_code"] == 3
+    assert report["error"]["type"] == "TierUnavailable"
+    assert report["error"]["tier"] == "monitor"
+    assert report["ownership"] is None and report["safe_to_process"] is False
+
+
+# --------------------------------------------------------------------------- --json
+
+
+def test_json_output_parses_and_carries_the_fields(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve(monitor, job("complete"))
+    code, out, _ = run(capsys, "check", JOB, "--did", ME, "--json")
+    assert code == 1
+    report = json.loads(out)  # one JSON object, nothing else on stdout
+    assert report["job_id"] == JOB and report["did"] == ME
+    assert report["service"] == {"enabled": True, "base_url": BASE}
+    assert report["job"] == {
+        "found": True, "status": "complete", "assigned_to": ME, "synthetic": False
+    }
+    assert report["ownership"] == {
+        "job_exists": True,
+        "is_owned": True,
+        "actual_owner": ME,
+        "status": "complete",
+        "is_safe_to_process": False,
+        "reason": "already complete",
+    }
+    assert report["availability"] == {
+        "available": False,
+        "reason": f"Already assigned to {ME}",
+        "current_owner": ME,
+        "status": "complete",
+    }
+    assert report["safe_to_process"] is False
+    assert report["exit_code"] == 1
+
+
+def test_json_not_found(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    serve(monitor, {"success": False, "error": "Job not found"}, status=404)
+    code, out, _ = run(capsys, "check", JOB, "--did", ME, "--json")
+    report = json.loads(out)
+    assert code == 1 and report["exit_code"] == 1
+    assert report["job"]["found"] is False
+    assert report["ownership"]["job_exists"] is False
+    assert report["availability"]["reason"] == "Job not found in system"
+
+
+# --------------------------------------------------------------------------- settings and flags
+
+
+def test_base_url_flag_overrides_the_environment(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = "https://other-monitor.test/api"
+    with respx.mock(assert_all_called=True) as router:
+        router.get(f"{other}/jobs/{JOB}").respond(200, json=job("running"))
+        code, out, _ = run(capsys, "check", JOB, "--did", ME, "--base-url", other + "/")
+    assert code == 0
+    assert f"Base URL: {other}" in out
+
+
+def test_monitor_url_from_dot_env_in_the_working_directory(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.delenv("GATEWAY_MONITOR_BASE_URL")
+    (tmp_path / ".env").write_text(
+        "GATEWAY_MONITOR_BASE_URL=https://dotenv-monitor.test/api\n", encoding="utf-8"
+    )
+    with respx.mock(assert_all_called=True) as router:
+        router.get(f"https://dotenv-monitor.test/api/jobs/{JOB}").respond(200, json=job())
+        code, _, _ = run(capsys, "check", JOB, "--did", ME)
+    assert code == 0
+
+
+def test_disabled_monitor_without_base_url_exits_2(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.setenv("GATEWAY_MONITOR_ENABLED", "false")
+    code, out, err = run(capsys, "check", JOB, "--did", ME)
+    assert code == 2
+    assert "GATEWAY_MONITOR_ENABLED" in err and out == ""
+    assert not monitor.calls
+
+
+def test_disabled_monitor_with_base_url_is_checked_anyway(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The hardened chain's "needs a confirming tier" rule does not block this diagnostic.
+    env.delenv("GATEWAY_MONITOR_ENABLED")
+    serve(monitor, job("running"))
+    code, out, _ = run(capsys, "check", JOB, "--did", ME, "--base-url", BASE)
+    assert code == 0
+    assert "Enabled: ❌ No" in out
+
+
+def test_did_defaults_to_the_key_and_the_key_is_never_printed(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = base64.b64encode(bytes(range(100, 132))).decode("ascii")
+    did = EncoderIdentity.from_private_key(key).did
+    env.setenv("ENCODER_PRIVATE_KEY", key)
+    serve(monitor, job("running", owner=did))
+    for extra in ([], ["--json"]):
+        code, out, err = run(capsys, "check", JOB, *extra)
+        assert code == 0
+        assert did in out
+        assert key not in out and key not in err
+
+
+def test_missing_did_exits_2(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "check", JOB)
+    assert code == 2
+    assert "--did" in err
+    assert not monitor.calls
+
+
+@pytest.mark.parametrize("did", ["z6MkNotADid", "", "did:key:\x1b[2J", "did:" + "x" * 300])
+def test_bad_did_exits_2_without_a_request(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str],
+    did: str,
+) -> None:
+    code, out, err = run(capsys, "check", JOB, "--did", did)
+    assert code == 2
+    assert "--did" in err and out == ""
+    assert not monitor.calls
+
+
+@pytest.mark.parametrize(
+    "job_id", ["", "x" * 300, "job\x00id", "../admin", "job?x=1", "job%2F..", "..", "a#b"]
+)
+def test_bad_job_id_exits_2_without_a_request(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str],
+    job_id: str,
+) -> None:
+    code, out, err = run(capsys, "check", job_id, "--did", ME)
+    assert code == 2
+    assert "JOB_ID" in err and out == ""
+    assert not monitor.calls
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("GATEWAY_MONITOR_ENABLED", "maybe"),
+        ("GATEWAY_MONITOR_BASE_URL", "ftp://monitor.test"),
+        ("MONGODB_URI", "mongodb://user:pa55word-secret@"),
+        ("VERIFIER_RECHECK_INTERVAL_S", "-3"),
+        ("ENCODER_PRIVATE_KEY", "c2VjcmV0LWtleS10b28tc2hvcnQ="),
+    ],
+)
+def test_bad_environment_exits_2_naming_the_variable(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str],
+    variable: str, value: str,
+) -> None:
+    env.setenv(variable, value)
+    code, out, err = run(capsys, "check", JOB, "--did", ME)
+    assert code == 2
+    assert variable in err and out == ""
+    assert "pa55word-secret" not in err
+    if variable == "ENCODER_PRIVATE_KEY":
+        assert value not in err
+    assert not monitor.calls
+
+
+def test_bad_base_url_flag_exits_2_naming_the_flag(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "check", JOB, "--did", ME, "--base-url", "ftp://u:pw-x1@h/api")
+    assert code == 2
+    assert "--base-url" in err
+    assert "pw-x1" not in err
+    assert not monitor.calls
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "abc", "nan", "inf"])
+def test_bad_timeout_exits_2(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], timeout: str
+) -> None:
+    code, _, err = run(capsys, "check", JOB, "--did", ME, "--timeout", timeout)
+    assert code == 2
+    assert "--timeout" in err
+
+
+def test_usage_errors_exit_2(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys)[0] == 2  # no subcommand
+    assert run(capsys, "nonsense")[0] == 2
+    assert run(capsys, "check")[0] == 2  # no JOB_ID
+
+
+# --------------------------------------------------------------------------- untrusted output
+
+
+def test_control_characters_from_the_monitor_are_escaped(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An escape sequence in a field must not be able to repaint the operator's terminal.
+    serve(monitor, job("running\x1b[2K\r✅ Yes", owner=OTHER + "\x1b[0m"))
+    code, out, _ = run(capsys, "check", JOB, "--did", ME)
+    assert code == 1
+    assert "\x1b" not in out and "\r" not in out
+    assert "\\x1b" in out
+    json_code, json_out, _ = run(capsys, "check", JOB, "--did", ME, "--json")
+    assert json_code == 1
+    assert "\x1b" not in json_out  # JSON escapes it, and the value survives parsing
+    assert json.loads(json_out)["job"]["status"] == "running\x1b[2K\r✅ Yes"
+
+
+def test_ascii_terminal_gets_ascii_marks_and_escaped_text(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter
+) -> None:
+    serve(monitor, job("running ✅"))
+    buffer = io.BytesIO()
+    stream = io.TextIOWrapper(buffer, encoding="ascii")
+    env.setattr(sys, "stdout", stream)
+    assert main(["check", JOB, "--did", ME]) == 1
+    stream.flush()
+    out = buffer.getvalue().decode("ascii")
+    assert "Is owned by us: [yes] Yes" in out
+    assert "Status: running \\u2705" in out
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["check", "--help"]):
+        code, out, _ = run(capsys, *argv)
+        assert code == 0
+        for line in ("0  the job is owned by DID", "1  checked, but not safe",
+                     "2  usage or configuration error", "3  the monitor could not answer"):
+            assert line in out
+
+
+def test_subcommands_dispatch_through_the_handler_table() -> None:
+    assert set(COMMANDS) == {"check"}
+    args = build_parser().parse_args(["check", JOB, "--did", ME, "--json", "--timeout", "2.5"])
+    assert args.command == "check" and args.job_id == JOB and args.did == ME
+    assert args.json is True and args.timeout == 2.5 and args.base_url is None
+
+
+def test_python_dash_m_verifier_runs(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if k not in KNOWN_VARIABLES}
+    done = subprocess.run(  # noqa: S603 (our own interpreter, fixed arguments)
+        [sys.executable, "-m", "verifier", "check", "", "--did", ME],
+        cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    assert "JOB_ID" in done.stderr

@@ -1,0 +1,775 @@
+"""DatabaseTier against mongomock: the atomic conditional claim, the fence on every later write,
+the attempt counter, hostile ids, reconnection (defect 8) and credentials kept out of messages."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import mongomock
+import pymongo.errors
+import pytest
+import pytest_asyncio
+
+from verifier import (
+    ClaimRefused,
+    ConfigurationError,
+    DatabaseTier,
+    InvalidInputError,
+    Tier,
+    TierClient,
+    TierTimeout,
+    TierUnavailable,
+    _database,
+)
+from verifier._database import MAX_ATTEMPTS
+
+ME = "did:key:z6MktwupdmLXVVqTzCw4i46r4uGyosGXRnR3XjN4Zq7oMMsw"
+OTHER = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
+JOB = "2f42577d-9c93-4a62-9ae2-d1270b5bc4f3"
+START = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+URI = "mongodb://user:s3cret@host/db"
+
+
+class Clock:
+    """A manual clock; mongomock stores naive datetimes at millisecond precision."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def stored(self) -> datetime:
+        return self.now.replace(tzinfo=None)
+
+
+def tokens(prefix: str = "tok") -> Callable[[], str]:
+    counter = itertools.count(1)
+    return lambda: f"{prefix}-{next(counter)}"
+
+
+@pytest.fixture
+def jobs() -> Any:
+    return mongomock.MongoClient()["spk-encoder-gateway"]["jobs"]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest_asyncio.fixture
+async def make(jobs: Any, clock: Clock) -> AsyncIterator[Callable[..., DatabaseTier]]:
+    made: list[DatabaseTier] = []
+
+    def factory(did: str = ME, collection: Any = None, **kwargs: Any) -> DatabaseTier:
+        kwargs.setdefault("token_factory", tokens(did[-4:]))
+        tier = DatabaseTier(
+            jobs if collection is None else collection, encoder_did=did, clock=clock, **kwargs
+        )
+        made.append(tier)
+        return tier
+
+    yield factory
+    for tier in made:
+        await tier.aclose()
+
+
+@pytest_asyncio.fixture
+async def db(make: Callable[..., DatabaseTier]) -> DatabaseTier:
+    return make()
+
+
+def add(jobs: Any, job_id: str = JOB, **fields: Any) -> None:
+    doc = {"id": job_id, "status": "queued", "created_at": START - timedelta(hours=1), **fields}
+    jobs.insert_one(doc)
+
+
+def snapshot(jobs: Any) -> list[dict[str, Any]]:
+    return sorted((dict(d) for d in jobs.find()), key=lambda d: str(d["_id"]))
+
+
+def doc(jobs: Any, job_id: str = JOB) -> dict[str, Any]:
+    found: dict[str, Any] = jobs.find_one({"id": job_id})
+    return found
+
+
+# ---------------------------------------------------------------------- the claim
+
+
+@pytest.mark.asyncio
+async def test_claim_writes_the_assignment_once_and_a_second_did_is_refused(
+    make: Callable[..., DatabaseTier], jobs: Any, clock: Clock
+) -> None:
+    add(jobs)
+    me, other = make(ME), make(OTHER)
+    token = await me.claim(JOB)
+    assert token == "MMsw-1"
+    stored = doc(jobs)
+    assert stored["assigned_to"] == ME and stored["status"] == "assigned"
+    assert stored["claim_token"] == token and stored["claim_epoch"] == 1
+    assert stored["assigned_date"] == clock.stored() == stored["last_pinged"]
+    before = snapshot(jobs)
+    with pytest.raises(ClaimRefused, match=f"held by {ME}"):
+        await other.claim(JOB)
+    with pytest.raises(ClaimRefused):
+        await me.claim(JOB)  # not even we can take it twice: a claim is write-once
+    assert snapshot(jobs) == before
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", ["queued", "pending", "created", "unassigned"])
+@pytest.mark.parametrize("owner", ["absent", None])
+async def test_claim_takes_any_claimable_status_with_null_or_absent_owner(
+    db: DatabaseTier, jobs: Any, status: str, owner: Any
+) -> None:
+    add(jobs, status=status, **({} if owner == "absent" else {"assigned_to": owner}))
+    await db.claim(JOB)
+    assert doc(jobs)["assigned_to"] == ME
+
+
+@pytest.mark.asyncio
+async def test_twenty_concurrent_claims_from_one_loop_have_exactly_one_winner(
+    db: DatabaseTier, jobs: Any
+) -> None:
+    add(jobs)
+    answers = await asyncio.gather(*(db.claim(JOB) for _ in range(20)), return_exceptions=True)
+    won = [a for a in answers if isinstance(a, str)]
+    assert len(won) == 1
+    assert all(isinstance(a, ClaimRefused) for a in answers if not isinstance(a, str))
+    assert doc(jobs)["claim_token"] == won[0] and doc(jobs)["claim_epoch"] == 1
+
+
+class DocumentLockedCollection:
+    """MongoDB applies one write to one document atomically; mongomock across threads does
+    not, so this double serialises the calls the way the server does."""
+
+    def __init__(self, inner: Any, lock: threading.Lock) -> None:
+        self.inner, self.lock = inner, lock
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                return method(*args, **kwargs)
+
+        return locked
+
+
+@pytest.mark.asyncio
+async def test_twenty_encoders_racing_for_one_job_have_exactly_one_winner(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    add(jobs)
+    lock = threading.Lock()
+    dids = [f"did:key:z6Mk{i:04d}" for i in range(20)]
+    tiers = [make(d, DocumentLockedCollection(jobs, lock)) for d in dids]
+    answers = await asyncio.gather(*(t.claim(JOB) for t in tiers), return_exceptions=True)
+    winners = [d for d, a in zip(dids, answers, strict=True) if isinstance(a, str)]
+    assert len(winners) == 1
+    assert doc(jobs)["assigned_to"] == winners[0] and doc(jobs)["claim_epoch"] == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"status": "assigned", "assigned_to": OTHER}, "held by"),
+        ({"status": "running", "assigned_to": ME}, "assigned to us"),
+        ({"status": "complete", "assigned_to": None}, "not held"),
+        ({"status": "failed"}, "status failed"),
+        ({"status": "queued", "assigned_to": OTHER}, "held by"),
+    ],
+)
+async def test_claim_of_a_held_or_finished_job_is_refused_and_changes_nothing(
+    db: DatabaseTier, jobs: Any, fields: dict[str, Any], message: str
+) -> None:
+    add(jobs, **fields)
+    before = snapshot(jobs)
+    with pytest.raises(ClaimRefused, match=message):
+        await db.claim(JOB)
+    assert snapshot(jobs) == before
+
+
+@pytest.mark.asyncio
+async def test_claim_of_a_missing_job_is_refused(db: DatabaseTier, jobs: Any) -> None:
+    add(jobs, "another-job")
+    with pytest.raises(ClaimRefused, match="does not exist"):
+        await db.claim(JOB)
+    assert doc(jobs, "another-job").get("assigned_to") is None
+
+
+@pytest.mark.asyncio
+async def test_blind_write_claims_are_refused_without_touching_the_database(
+    db: DatabaseTier, jobs: Any
+) -> None:
+    add(jobs)
+    before = snapshot(jobs)
+    with pytest.raises(TierUnavailable, match="blind-write"):
+        await db.claim(JOB, conditional=False)
+    assert snapshot(jobs) == before
+
+
+# ---------------------------------------------------------------------- fenced writes
+
+
+@pytest.mark.asyncio
+async def test_heartbeat_renews_the_lease_and_turns_running_above_one_percent(
+    db: DatabaseTier, jobs: Any, clock: Clock
+) -> None:
+    add(jobs)
+    token = await db.claim(JOB)
+    clock.now += timedelta(seconds=30)
+    await db.heartbeat(JOB, token, {"pct": 0.0, "download_pct": 40.0})
+    stored = doc(jobs)
+    assert stored["status"] == "assigned"  # downloading: not running yet
+    assert stored["last_pinged"] == clock.stored()
+    assert stored["progress"] == {"pct": 0.0, "download_pct": 40.0}
+    await db.heartbeat(JOB, token, {"pct": 12.5, "download_pct": 100.0})
+    assert doc(jobs)["status"] == "running"
+    await db.heartbeat(JOB, token, {"pct": 0.0})
+    assert doc(jobs)["status"] == "running"  # never back to assigned
+
+
+@pytest.mark.asyncio
+async def test_fenced_writes_with_a_wrong_token_or_owner_are_refused_and_change_nothing(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    add(jobs)
+    me, other = make(ME), make(OTHER)
+    token = await me.claim(JOB)
+    before = snapshot(jobs)
+    attempts: list[Callable[[], Awaitable[None]]] = [
+        lambda: me.heartbeat(JOB, "not-our-token", {"pct": 50.0}),
+        lambda: me.finish(JOB, "not-our-token", {"cid": "bafy"}),
+        lambda: me.release(JOB, "not-our-token", "giving up", failed=True),
+        lambda: other.heartbeat(JOB, token, {"pct": 50.0}),
+        lambda: other.finish(JOB, token, {"cid": "bafy"}),
+        lambda: other.release(JOB, token, "giving up", failed=False),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ClaimRefused):
+            await attempt()
+    assert snapshot(jobs) == before
+
+
+@pytest.mark.asyncio
+async def test_a_reassignment_to_the_same_did_is_not_our_assignment(
+    db: DatabaseTier, jobs: Any
+) -> None:
+    add(jobs)
+    old = await db.claim(JOB)
+    await db.release(JOB, old, "stalled", failed=False)
+    new = await db.claim(JOB)
+    assert new != old
+    with pytest.raises(ClaimRefused):
+        await db.finish(JOB, old, {"cid": "stale"})
+    assert doc(jobs)["status"] == "assigned" and "result" not in doc(jobs)
+    observed = await db.observe(JOB)
+    assert observed.token == new and observed.owner == ME
+
+
+@pytest.mark.asyncio
+async def test_finish_commits_complete_and_the_result_once(
+    db: DatabaseTier, jobs: Any, clock: Clock
+) -> None:
+    add(jobs)
+    token = await db.claim(JOB)
+    await db.heartbeat(JOB, token, {"pct": 50.0, "download_pct": 100.0})
+    clock.now += timedelta(minutes=5)
+    await db.finish(JOB, token, {"cid": "bafyresult", "message": "ok"})
+    stored = doc(jobs)
+    assert stored["status"] == "complete"
+    assert stored["result"] == {"cid": "bafyresult", "message": "ok"}
+    assert stored["completed_at"] == clock.stored()
+    with pytest.raises(ClaimRefused):
+        await db.finish(JOB, token, {"cid": "second"})
+    assert doc(jobs)["result"]["cid"] == "bafyresult"
+
+
+@pytest.mark.asyncio
+async def test_unfenced_finish_and_operator_results_are_refused(
+    db: DatabaseTier, jobs: Any
+) -> None:
+    add(jobs)
+    token = await db.claim(JOB)
+    before = snapshot(jobs)
+    with pytest.raises(TierUnavailable, match="unfenced"):
+        await db.finish(JOB, token, {"cid": "x"}, fenced=False)
+    for hostile in ({"$set": {"status": "x"}}, {"a.b": 1}, {"cid": {"$gt": ""}}):
+        with pytest.raises(InvalidInputError):
+            await db.finish(JOB, token, hostile)
+    with pytest.raises(InvalidInputError):
+        await db.heartbeat(JOB, {"$ne": None}, {"pct": 1.0})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        await db.heartbeat(JOB, token, {"pct": float("nan")})
+    assert snapshot(jobs) == before
+
+
+@pytest.mark.asyncio
+async def test_release_requeues_and_the_fifth_failure_marks_the_job_failed(
+    db: DatabaseTier, jobs: Any
+) -> None:
+    add(jobs)
+    token = await db.claim(JOB)
+    await db.release(JOB, token, "not processing it", failed=False)
+    stored = doc(jobs)
+    assert stored["status"] == "queued" and "attempt_count" not in stored
+    assert not {"assigned_to", "assigned_date", "claim_token"} & stored.keys()
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        token = await db.claim(JOB)
+        await db.release(JOB, token, "encode failed", failed=True)
+        stored = doc(jobs)
+        assert stored["attempt_count"] == attempt
+        assert stored["status"] == ("failed" if attempt == MAX_ATTEMPTS else "queued")
+        assert "assigned_to" not in stored and "claim_token" not in stored
+    with pytest.raises(ClaimRefused):
+        await db.claim(JOB)
+
+
+@pytest.mark.asyncio
+async def test_release_of_a_job_we_lost_is_refused_at_the_failure_threshold_too(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    add(jobs, attempt_count=MAX_ATTEMPTS - 1)
+    me, other = make(ME), make(OTHER)
+    token = await other.claim(JOB)
+    before = snapshot(jobs)
+    with pytest.raises(ClaimRefused, match="held by"):
+        await me.release(JOB, token, "failed", failed=True)
+    assert snapshot(jobs) == before
+
+
+class LandsThenTimesOut:
+    """A write that reaches the server but whose answer is lost (the outcome is unknown)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.armed = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
+        self.inner.find_one_and_update(*args, **kwargs)
+        if self.armed:
+            self.armed = False
+            raise pymongo.errors.NetworkTimeout("timed out reading the reply")
+        return None
+
+
+@pytest.mark.asyncio
+async def test_after_an_unknown_claim_writes_without_a_token_are_fenced_on_what_we_sent(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    add(jobs)
+    db = make(collection=LandsThenTimesOut(jobs))
+    with pytest.raises(TierTimeout):
+        await db.claim(JOB)
+    assert doc(jobs)["assigned_to"] == ME  # it landed after all
+    await db.heartbeat(JOB, None, {"pct": 5.0})
+    assert doc(jobs)["status"] == "running"
+    await db.finish(JOB, None, {"cid": "bafy"})
+    assert doc(jobs)["status"] == "complete"
+
+
+@pytest.mark.asyncio
+async def test_without_a_token_or_a_claim_of_ours_nothing_can_be_fenced(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    add(jobs, status="assigned", assigned_to=ME)  # e.g. assigned by the gateway's acceptJob
+    db = make()
+    before = snapshot(jobs)
+    with pytest.raises(ClaimRefused, match="no database claim"):
+        await db.heartbeat(JOB, None, {"pct": 5.0})
+    with pytest.raises(ClaimRefused):
+        await db.finish(JOB, None, {"cid": "x"})
+    with pytest.raises(ClaimRefused, match="assigned to us"):
+        await db.claim(JOB)  # refused: its token was never written, so it fences nothing
+    with pytest.raises(ClaimRefused, match="no database claim"):
+        await db.release(JOB, None, "giving up", failed=False)
+    assert snapshot(jobs) == before
+
+
+# ---------------------------------------------------------------------- array-valued fields
+# MongoDB (and mongomock) match a scalar condition against any element of an array: without
+# an explicit "not an array" clause these writes landed on documents no read can parse.
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"id": [JOB, "another-job"]},
+        {"status": ["running", "queued"]},
+        {"assigned_to": [None, OTHER]},
+        {"assigned_to": []},
+    ],
+    ids=["id", "status", "owner-null-or-other", "owner-empty"],
+)
+async def test_claim_never_matches_array_valued_fields(
+    db: DatabaseTier, jobs: Any, fields: dict[str, Any]
+) -> None:
+    add(jobs, **fields)
+    before = snapshot(jobs)
+    with pytest.raises(ClaimRefused):
+        await db.claim(JOB)
+    assert snapshot(jobs) == before  # in particular OTHER is not overwritten
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"assigned_to": [ME, OTHER]},
+        {"claim_token": ["T", "U"]},
+        {"status": ["running", "complete"]},
+        {"id": [JOB, "another-job"]},
+    ],
+    ids=["owner", "token", "status", "id"],
+)
+async def test_fenced_writes_never_match_array_valued_fields(
+    db: DatabaseTier, jobs: Any, fields: dict[str, Any]
+) -> None:
+    add(jobs, **{"status": "running", "assigned_to": ME, "claim_token": "T", **fields})
+    before = snapshot(jobs)
+    attempts: list[Callable[[], Awaitable[None]]] = [
+        lambda: db.heartbeat(JOB, "T", {"pct": 50.0}),
+        lambda: db.finish(JOB, "T", {"cid": "bafy"}),
+        lambda: db.release(JOB, "T", "giving up", failed=False),
+        lambda: db.release(JOB, "T", "giving up", failed=True),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ClaimRefused):
+            await attempt()
+    assert snapshot(jobs) == before
+
+
+@pytest.mark.asyncio
+async def test_writes_without_a_token_do_not_match_a_token_array_holding_ours(
+    db: DatabaseTier, jobs: Any
+) -> None:
+    add(jobs)
+    token = await db.claim(JOB)
+    jobs.update_one({"id": JOB}, {"$set": {"claim_token": [token, "theirs"]}})
+    before = snapshot(jobs)
+    with pytest.raises(ClaimRefused):
+        await db.heartbeat(JOB, None, {"pct": 5.0})  # fenced on {"$in": [what we sent]}
+    with pytest.raises(ClaimRefused):
+        await db.finish(JOB, None, {"cid": "bafy"})
+    assert snapshot(jobs) == before
+
+
+@pytest.mark.asyncio
+async def test_the_array_guard_does_not_stop_plain_documents(db: DatabaseTier, jobs: Any) -> None:
+    # The same lifecycle on a well-formed document still goes through: the guard is not
+    # refusing everything.
+    add(jobs, assigned_to=None)
+    token = await db.claim(JOB)
+    await db.heartbeat(JOB, token, {"pct": 5.0})
+    await db.finish(JOB, token, {"cid": "bafy"})
+    assert doc(jobs)["status"] == "complete"
+
+
+# ---------------------------------------------------------------------- reads
+
+
+@pytest.mark.asyncio
+async def test_verify_job_ownership_needs_our_did_and_a_processable_status(
+    db: DatabaseTier, jobs: Any
+) -> None:
+    add(jobs, "ours-assigned", status="assigned", assigned_to=ME)
+    add(jobs, "ours-running-other-spelling", status="running",
+        assigned_to="did:" + ME[len("did:key:"):])
+    add(jobs, "ours-complete", status="complete", assigned_to=ME)
+    add(jobs, "theirs", status="running", assigned_to=OTHER)
+    add(jobs, "nobody", status="assigned", assigned_to=None)
+    cases = {
+        "ours-assigned": (True, True),
+        "ours-running-other-spelling": (True, True),
+        "ours-complete": (True, False),
+        "theirs": (False, False),
+        "nobody": (False, False),
+    }
+    for job_id, (owned, safe) in cases.items():
+        result = await db.verify_job_ownership(job_id, ME)
+        assert (result.is_owned, result.is_safe_to_process) == (owned, safe), job_id
+        assert result.job_exists
+    missing = await db.verify_job_ownership("missing", ME)
+    assert not missing.job_exists and not missing.is_safe_to_process
+    assert (await db.verify_job_ownership("theirs", ME)).actual_owner == OTHER
+
+
+@pytest.mark.asyncio
+async def test_availability_reads_the_documented_reasons(db: DatabaseTier, jobs: Any) -> None:
+    add(jobs, "free")
+    add(jobs, "held", status="assigned", assigned_to=OTHER)
+    free = await db.is_job_available_to_claim("free")
+    assert free.available and free.reason == "Job available to claim"
+    held = await db.is_job_available_to_claim("held")
+    assert not held.available and held.current_owner == OTHER
+    missing = await db.is_job_available_to_claim("missing")
+    assert not missing.available and missing.reason == "Job not found in system"
+
+
+@pytest.mark.asyncio
+async def test_observe_carries_the_token_and_dates_as_iso_strings(
+    db: DatabaseTier, jobs: Any
+) -> None:
+    add(jobs)
+    assert (await db.observe(JOB)).token is None
+    token = await db.claim(JOB)
+    observed = await db.observe(JOB)
+    assert observed.tier is Tier.DATABASE and observed.token == token
+    assert observed.status == "assigned" and observed.owner == ME
+    assert observed.job is not None and observed.job.assigned_date == "2026-01-02T03:04:05.678000"
+    assert (await db.observe("missing")).job is None
+    assert (await db.get_job("missing")) is None
+    assert isinstance(db, TierClient)
+
+
+# ---------------------------------------------------------------------- hostile input
+
+HOSTILE_IDS: list[Any] = [{"$ne": None}, {"$gt": ""}, 5, None, "", "x" * 300, "a\nb"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("job_id", HOSTILE_IDS, ids=repr)
+async def test_hostile_ids_are_refused_before_anything_reaches_the_database(
+    db: DatabaseTier, jobs: Any, job_id: Any
+) -> None:
+    add(jobs)
+    add(jobs, "other", status="assigned", assigned_to=ME, claim_token="t")
+    before = snapshot(jobs)
+    operations: list[Callable[[], Awaitable[Any]]] = [
+        lambda: db.get_job(job_id),
+        lambda: db.observe(job_id),
+        lambda: db.verify_job_ownership(job_id, ME),
+        lambda: db.is_job_available_to_claim(job_id),
+        lambda: db.claim(job_id),
+        lambda: db.heartbeat(job_id, "t", {"pct": 5.0}),
+        lambda: db.finish(job_id, "t", {"cid": "x"}),
+        lambda: db.release(job_id, "t", "r", failed=True),
+    ]
+    for operation in operations:
+        with pytest.raises(InvalidInputError):
+            await operation()
+    assert snapshot(jobs) == before
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("job_id", ["../x", "a/b", "?", "$where", "id with spaces"])
+async def test_odd_but_plain_string_ids_are_just_ids(
+    db: DatabaseTier, jobs: Any, job_id: str
+) -> None:
+    add(jobs, job_id)
+    add(jobs, "bystander")
+    token = await db.claim(job_id)
+    await db.finish(job_id, token, {"cid": "bafy"})
+    assert doc(jobs, job_id)["status"] == "complete"
+    assert doc(jobs, "bystander")["status"] == "queued"
+
+
+# ---------------------------------------------------------------------- failures, reconnection
+
+
+class Flaky:
+    """A collection whose first ``failures`` calls raise the given errors."""
+
+    def __init__(self, inner: Any, *failures: Exception) -> None:
+        self.inner = inner
+        self.failures = list(failures)
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.failures:
+                raise self.failures.pop(0)
+            return method(*args, **kwargs)
+
+        return call
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (pymongo.errors.AutoReconnect("connection reset"), TierUnavailable),
+        (pymongo.errors.ServerSelectionTimeoutError("no primary"), TierUnavailable),
+        (pymongo.errors.NetworkTimeout("read timed out"), TierTimeout),
+        (pymongo.errors.ExecutionTimeout("operation exceeded time limit"), TierTimeout),
+        (pymongo.errors.OperationFailure("not authorized"), TierUnavailable),
+    ],
+)
+async def test_driver_errors_are_no_answer_and_the_next_call_works(
+    make: Callable[..., DatabaseTier], jobs: Any, error: Exception, expected: type[Exception]
+) -> None:
+    add(jobs)
+    db = make(collection=Flaky(jobs, error))
+    with pytest.raises(expected) as raised:
+        await db.observe(JOB)
+    assert not isinstance(raised.value, ClaimRefused)
+    assert (await db.observe(JOB)).status == "queued"
+
+
+class FakeClient:
+    """Stands in for ``pymongo.MongoClient``: records its construction and its close."""
+
+    def __init__(self, jobs: Any, failures: list[Exception], uri: str, **options: Any) -> None:
+        self.uri, self.options, self.closed = uri, options, False
+        self.collection = Flaky(jobs, *failures)
+        failures.clear()  # only the first client is flaky
+
+    def __getitem__(self, name: str) -> Any:
+        return {"jobs": self.collection}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_clients(
+    monkeypatch: pytest.MonkeyPatch, jobs: Any
+) -> Iterator[tuple[list[FakeClient], list[Exception]]]:
+    built: list[FakeClient] = []
+    failures: list[Exception] = []
+
+    def factory(uri: str, **options: Any) -> FakeClient:
+        client = FakeClient(jobs, failures, uri, **options)
+        built.append(client)
+        return client
+
+    monkeypatch.setattr(_database, "MongoClient", factory)
+    yield built, failures
+
+
+@pytest.mark.asyncio
+async def test_an_owned_client_is_rebuilt_after_a_connection_failure(
+    fake_clients: tuple[list[FakeClient], list[Exception]], jobs: Any, clock: Clock
+) -> None:
+    built, failures = fake_clients
+    add(jobs)
+    failures.append(pymongo.errors.AutoReconnect(f"lost {URI}"))
+    db = DatabaseTier(uri=URI, encoder_did=ME, clock=clock, timeout=2.0)
+    assert built == []  # lazy: nothing is built before the first call
+    with pytest.raises(TierUnavailable) as raised:
+        await db.observe(JOB)
+    assert "s3cret" not in str(raised.value)
+    assert len(built) == 1 and built[0].closed
+    assert built[0].uri == URI and built[0].options["serverSelectionTimeoutMS"] == 2000
+    assert (await db.observe(JOB)).status == "queued"
+    assert (await db.claim(JOB)) and len(built) == 2  # rebuilt once, then reused
+    await db.aclose()
+    assert built[1].closed
+    with pytest.raises(TierUnavailable, match="closed"):
+        await db.observe(JOB)
+
+
+@pytest.mark.asyncio
+async def test_a_query_error_keeps_the_client(
+    fake_clients: tuple[list[FakeClient], list[Exception]], jobs: Any
+) -> None:
+    built, failures = fake_clients
+    add(jobs)
+    failures.append(pymongo.errors.OperationFailure("bad query"))
+    db = DatabaseTier(uri=URI, encoder_did=ME)
+    with pytest.raises(TierUnavailable):
+        await db.get_job(JOB)
+    assert (await db.get_job(JOB)) is not None
+    assert len(built) == 1 and not built[0].closed
+    await db.aclose()
+
+
+@pytest.mark.asyncio
+async def test_no_password_in_reprs_or_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(uri: str, **options: Any) -> Any:
+        raise pymongo.errors.ConfigurationError(f"cannot use {uri}")
+
+    monkeypatch.setattr(_database, "MongoClient", broken)
+    multi = "mongodb://user:s3cret@h1:27017,h2:27017/db?replicaSet=rs&authSource=admin"
+    for uri in (URI, multi, "mongodb+srv://user:s3cret@cluster.example/db"):
+        db = DatabaseTier(uri=uri, encoder_did=ME)
+        assert "s3cret" not in repr(db) and "user" not in repr(db)
+        with pytest.raises(TierUnavailable) as raised:
+            await db.observe(JOB)
+        assert "s3cret" not in str(raised.value)
+        await db.aclose()
+    assert "h1:27017,h2:27017" in repr(DatabaseTier(uri=multi, encoder_did=ME))
+
+
+@pytest.mark.asyncio
+async def test_a_driver_message_quoting_the_password_is_scrubbed(
+    fake_clients: tuple[list[FakeClient], list[Exception]], jobs: Any
+) -> None:
+    _, failures = fake_clients
+    add(jobs)
+    failures.append(pymongo.errors.OperationFailure("auth failed for user:s3cret and s3cret"))
+    db = DatabaseTier(uri=URI, encoder_did=ME)
+    with pytest.raises(TierUnavailable) as raised:
+        await db.claim(JOB)
+    assert "s3cret" not in str(raised.value) and "***" in str(raised.value)
+    await db.aclose()
+
+
+class Blocking:
+    """A collection whose reads wait for the test to let them go (a hung server)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        self.entered.set()
+        self.go.wait(timeout=10)
+        return self.inner.find_one(*args, **kwargs)
+
+
+@pytest.mark.asyncio
+async def test_a_hung_driver_leaves_the_loop_free_and_reads_as_a_timeout(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    add(jobs)
+    blocking = Blocking(jobs)
+    db = make(collection=blocking, timeout=0.05)
+    with pytest.raises(TierTimeout):
+        await db.observe(JOB)
+    blocking.go.set()
+    assert (await db.observe(JOB)).status == "queued"
+
+    blocking.go.clear()
+    patient = make(collection=blocking, timeout=5.0)
+    pending = asyncio.ensure_future(patient.observe(JOB))
+    await asyncio.get_running_loop().run_in_executor(None, blocking.entered.wait, 5)
+    assert not pending.done()  # the read is stuck in the worker, and this loop still runs
+    blocking.go.set()
+    assert (await pending).status == "queued"
+
+
+def test_construction_checks_its_configuration(jobs: Any) -> None:
+    with pytest.raises(ConfigurationError):
+        DatabaseTier(encoder_did=ME)
+    with pytest.raises(ConfigurationError):
+        DatabaseTier(jobs, uri=URI, encoder_did=ME)
+    with pytest.raises(ConfigurationError, match="MONGODB_URI"):
+        DatabaseTier(uri="http://user:s3cret@host/db", encoder_did=ME)
+    # Read as host "user" and database "s3cret@host/db" by a lenient parser, which then showed
+    # the password as part of the database: refused like the settings refuse it.
+    with pytest.raises(ConfigurationError, match="MONGODB_URI") as info:
+        DatabaseTier(uri="mongodb://user/x:s3cret@host/db", encoder_did=ME)
+    assert "s3cret" not in str(info.value)
+    with pytest.raises(ConfigurationError, match="MONGODB_URI"):
+        DatabaseTier(uri=123, encoder_did=ME)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="DATABASE_NAME"):
+        DatabaseTier(jobs, encoder_did=ME, database="a.b")
+    with pytest.raises(ConfigurationError):
+        DatabaseTier(jobs, encoder_did=ME, timeout=0)
+    with pytest.raises(InvalidInputError):
+        DatabaseTier(jobs, encoder_did="not-a-did")

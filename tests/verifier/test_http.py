@@ -1,0 +1,243 @@
+"""Tests of :mod:`verifier._http`, the plumbing shared by the gateway, aid and monitor clients.
+
+The clients' own suites check what each status means for them; these pin the shared rules and
+the two readings (lenient for the gateway and aid, strict for the monitor) that the flags keep
+apart, so that neither client's behaviour can drift when the other's changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from verifier import (
+    ConfigurationError,
+    MalformedAnswer,
+    TierRateLimited,
+    TierTimeout,
+    TierUnavailable,
+)
+from verifier._http import (
+    MAX_BODY_BYTES,
+    Answer,
+    TierHttp,
+    check_base_url,
+    parse_retry_after,
+    read_json,
+    retry_after,
+    transport_errors,
+    try_json,
+)
+
+BASE = "https://tier.test/api"
+
+
+class _EndlessStream(httpx.AsyncByteStream):
+    """An endless body; counts what was pulled to prove the client stops early (or never reads)."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            self.pulled += 65536
+            yield b" " * 65536
+
+
+class _StalledStream(httpx.AsyncByteStream):
+    """A body that starts and then never finishes (a slow-drip server)."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"{"
+        await asyncio.Event().wait()
+
+
+def _answer(retry: str | None) -> Answer:
+    headers = httpx.Headers({} if retry is None else {"Retry-After": retry})
+    return Answer(429, headers, b"")
+
+
+# --------------------------------------------------------------------------- base URL
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://tier.test/api/", "https://tier.test/api"),
+        ("  http://tier.test  ", "http://tier.test"),
+        ("https://tier.test:8443/a", "https://tier.test:8443/a"),
+    ],
+)
+def test_lenient_base_url_is_stripped(url: str, expected: str) -> None:
+    assert check_base_url(url, "GATEWAY_URL") == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        " https://tier.test/api",
+        "https://tier.test/api\n",
+        "https://tier.test/a pi",
+        "https://tier.test:port/api",
+        "https://tier.test/api?",
+        "https://tier.test/api#",
+        "https://tier.test/a\x01",
+    ],
+)
+def test_strict_base_url_refuses_what_the_lenient_reading_repairs_or_lets_through(
+    url: str,
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        check_base_url(url, "GATEWAY_MONITOR_BASE_URL", strict=True)
+    assert info.value.variable == "GATEWAY_MONITOR_BASE_URL"
+
+
+@pytest.mark.parametrize("strict", [False, True])
+@pytest.mark.parametrize(
+    "url", ["", "   ", None, "ftp://h/x", "https://", "https://u:s3cr3t@h/?token=s3cr3t"]
+)
+def test_base_url_errors_never_repeat_the_value(url: Any, strict: bool) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        check_base_url(url, "X_URL", strict=strict)
+    assert "s3cr3t" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- Retry-After
+
+
+@pytest.mark.parametrize(
+    ("raw", "lenient", "strict"),
+    [
+        ("7", 7.0, 7.0),
+        (" 1.5 ", 1.5, 1.5),
+        ("1e3", 1000.0, None),
+        ("-3", None, None),
+        ("inf", None, None),
+        ("soon", None, None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", None, 0.0),
+        (None, None, None),
+    ],
+)
+def test_retry_after_readings(raw: str | None, lenient: float | None, strict: float | None) -> None:
+    """Lenient: the gateway's and aid's historical reading; strict: RFC 9110, the monitor's."""
+    assert retry_after(_answer(raw)) == lenient
+    assert retry_after(_answer(raw), http_date=True) == strict
+
+
+def test_parse_retry_after_counts_from_now() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("Thu, 01 Jan 2026 12:01:00 GMT", now=now) == 60.0
+    assert parse_retry_after("\u0663", now=now) is None  # non-ASCII digits are not delay-seconds
+
+
+# --------------------------------------------------------------------------- transport errors
+
+
+@pytest.mark.parametrize(
+    ("raised", "mapped"),
+    [
+        (httpx.ReadTimeout("t"), TierTimeout),
+        (httpx.ConnectTimeout("t"), TierTimeout),
+        (TimeoutError(), TierTimeout),
+        (httpx.ConnectError("connect to u:hunter2@tier.test"), TierUnavailable),
+        (httpx.RemoteProtocolError("p"), TierUnavailable),
+        (httpx.DecodingError("d"), MalformedAnswer),
+    ],
+)
+def test_transport_errors_are_mapped_and_not_chained(
+    raised: Exception, mapped: type[Exception]
+) -> None:
+    with pytest.raises(mapped) as info, transport_errors("monitor", "GET /jobs/x", 2.0):
+        raise raised
+    assert type(info.value) is mapped
+    assert "GET /jobs/x" in str(info.value) and "hunter2" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_tier_errors_pass_through_unchanged() -> None:
+    limited = TierRateLimited("monitor", "HTTP 429", 3.0)
+    with pytest.raises(TierRateLimited) as info, transport_errors("monitor", "GET /x", 2.0):
+        raise limited
+    assert info.value is limited
+
+
+# --------------------------------------------------------------------------- JSON bodies
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"status":"assigned","status":"queued"}',
+        b'{"progress":{"pct":NaN}}',
+        b'{"pct":-Infinity}',
+        b'{"id":"j"',
+        b'{"id":"\xff"}',
+        b'{"n":' + b"1" * 5000 + b"}",
+    ],
+    ids=["duplicate-key", "nan", "infinity", "truncated", "not-utf8", "huge-int"],
+)
+def test_bodies_that_are_not_strict_json_are_malformed_answers(body: bytes) -> None:
+    answer = Answer(200, httpx.Headers(), body)
+    expected = r"^monitor: answer is not JSON \(HTTP 200\)$"
+    with pytest.raises(MalformedAnswer, match=expected) as info:
+        read_json(answer, "monitor")
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert try_json(answer) is None  # error bodies: no message rather than a wrong one
+
+
+def test_plain_json_and_empty_bodies() -> None:
+    assert read_json(Answer(200, httpx.Headers(), b'{"a":[1,2.5,null]}'), "aid") == {
+        "a": [1, 2.5, None]
+    }
+    with pytest.raises(MalformedAnswer, match="empty answer"):
+        read_json(Answer(200, httpx.Headers(), b" \n"), "gateway")
+    assert read_json(Answer(200, httpx.Headers(), b""), "gateway", empty={}) == {}
+
+
+# --------------------------------------------------------------------------- TierHttp
+
+
+@pytest.mark.asyncio
+async def test_declared_oversized_body_is_refused_unread() -> None:
+    stream = _EndlessStream()
+    router = respx.Router(base_url=BASE)
+    router.get("/big").mock(
+        return_value=httpx.Response(
+            200, headers={"content-length": str(MAX_BODY_BYTES + 1)}, stream=stream
+        )
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler)) as c:
+        http = TierHttp("gateway", BASE, variable="GATEWAY_URL", client=c)
+        with pytest.raises(MalformedAnswer, match="larger than"):
+            await http.send("GET", "/big")
+    assert stream.pulled == 0
+
+
+@pytest.mark.asyncio
+async def test_exchange_leaves_the_body_unread_and_closes_it() -> None:
+    stream = _EndlessStream()
+    router = respx.Router(base_url=BASE)
+    router.get("/down").mock(return_value=httpx.Response(503, stream=stream))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler)) as c:
+        http = TierHttp("monitor", BASE, variable="X_URL", client=c)
+        async with http.exchange("GET", "/down") as response:
+            assert response.status_code == 503
+        assert response.is_closed
+    assert stream.pulled == 0
+
+
+@pytest.mark.asyncio
+async def test_hard_deadline_bounds_the_whole_exchange() -> None:
+    router = respx.Router(base_url=BASE)
+    router.get("/slow").mock(return_value=httpx.Response(200, stream=_StalledStream()))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler)) as c:
+        http = TierHttp("monitor", BASE, variable="X_URL", client=c, timeout=0.05,
+                        hard_deadline=True)
+        with pytest.raises(TierTimeout, match="no complete answer"):
+            await http.send("GET", "/slow")

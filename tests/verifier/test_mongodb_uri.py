@@ -1,0 +1,206 @@
+"""Tests of :mod:`verifier._mongodb_uri`: the one parser of ``MONGODB_URI``, and its redaction.
+
+Every refusal must name ``MONGODB_URI`` and never show the password (message, ``repr``, args,
+formatted traceback); the parsed value must never show it either. The last tests pin that the
+settings and the database tier, which both read the URI, accept and refuse exactly the same
+URIs.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import pytest
+
+from verifier import ConfigurationError, DatabaseTier, Settings
+from verifier._mongodb_uri import MongoUri, parse_mongodb_uri, redact_mongodb_uri
+
+PASSWORD = "hunter2-s3cret"
+URI = f"mongodb://encoder:{PASSWORD}@db1.example:27017,db2.example/jobs?authSource=admin"
+DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+
+VALID = [
+    "mongodb://db",
+    "mongodb://db.example:27017/encoder",
+    "mongodb://user:pw@db1:27017,db2:27018/jobs?replicaSet=rs0",
+    "mongodb://user%40corp:p%40ss@db/",
+    "mongodb://[::1]:27017",
+    "mongodb+srv://cluster0.example.net/jobs?retryWrites=true",
+]
+
+MALFORMED = [
+    "https://db.example",
+    "MONGODB://db",
+    "mongodb:/db",
+    "mongodb://",
+    "mongodb:///jobs",
+    "mongodb://user:pw@",
+    "mongodb://:pw@db",
+    "mongodb://db:0",
+    "mongodb://db:65536",
+    "mongodb://db:abc",
+    "mongodb://db1,,db2",
+    "mongodb://db?x=1",
+    "mongodb://us/er:pw@db",
+    "mongodb+srv://a.example,b.example",
+    "mongodb+srv://a.example:27017",
+    "mongodb://db /x",
+    "mongodb://[::1",
+    "mongodb://[::1]x",
+    "mongodb://u:p#w@db",
+]
+
+#: Malformed URIs carrying the password, each in a different part of the parser.
+WITH_PASSWORD = [
+    f"mongodb://encoder:{PASSWORD}@",
+    f"http://encoder:{PASSWORD}@db",
+    f"{PASSWORD}@db",
+    f"mongodb://encoder:{PASSWORD}@db:99999",
+    f"mongodb://encoder:{PASSWORD}/x@db",
+    f"mongodb://encoder:{PASSWORD}@db?authSource=admin",
+    f"mongodb://encoder:{PASSWORD}@a,,b/jobs",
+    f"mongodb+srv://encoder:{PASSWORD}@a.example:1",
+    f"mongodb://encoder:{PASSWORD}:x@db",
+    f"mongodb://encoder:{PASSWORD} @db",
+]
+
+
+def assert_clean(exc: BaseException, secret: str) -> None:
+    formatted = "".join(traceback.format_exception(exc))
+    for text in (str(exc), repr(exc), exc.args, formatted):
+        assert secret not in str(text)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_parts_of_a_full_uri() -> None:
+    uri = parse_mongodb_uri(URI)
+    assert uri.scheme == "mongodb"
+    assert (uri.user, uri.password) == ("encoder", PASSWORD)
+    assert uri.hosts == ("db1.example:27017", "db2.example")
+    assert uri.database == "jobs"
+    assert uri.options == "authSource=admin"
+
+
+@pytest.mark.parametrize(
+    ("text", "database", "options"),
+    [
+        ("mongodb://db", None, None),
+        ("mongodb://db/", "", None),
+        ("mongodb://db/x", "x", None),
+        ("mongodb://db/?", "", ""),
+        ("mongodb://db/x?a=1&b=2", "x", "a=1&b=2"),
+    ],
+)
+def test_database_and_options_tell_absent_from_empty(
+    text: str, database: str | None, options: str | None
+) -> None:
+    uri = parse_mongodb_uri(text)
+    assert (uri.database, uri.options) == (database, options)
+    assert (uri.user, uri.password) == ("", "")
+
+
+@pytest.mark.parametrize("text", VALID)
+def test_valid_uris(text: str) -> None:
+    assert isinstance(parse_mongodb_uri(text), MongoUri)
+
+
+@pytest.mark.parametrize("text", MALFORMED)
+def test_malformed_uris_name_the_variable(text: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_mongodb_uri(text)
+    assert info.value.variable == "MONGODB_URI"
+
+
+@pytest.mark.parametrize("text", WITH_PASSWORD)
+def test_no_refusal_shows_the_password(text: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_mongodb_uri(text)
+    assert info.value.variable == "MONGODB_URI"
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    assert_clean(info.value, PASSWORD)
+
+
+# --------------------------------------------------------------------------- redaction
+
+
+def test_redacted_keeps_the_user_and_hides_password_and_options() -> None:
+    uri = parse_mongodb_uri(URI)
+    assert uri.redacted() == "mongodb://encoder:***@db1.example:27017,db2.example/jobs?<options>"
+    assert redact_mongodb_uri(URI) == uri.redacted()
+    assert redact_mongodb_uri("mongodb://db/x") == "mongodb://db/x"
+    assert redact_mongodb_uri("mongodb://db") == "mongodb://db"
+    assert redact_mongodb_uri("mongodb://db/?") == "mongodb://db/?<options>"
+    assert redact_mongodb_uri("mongodb://x509user@db") == "mongodb://x509user@db"
+    assert redact_mongodb_uri("mongodb://u:pw") == "<invalid>"  # unparsable: not echoed
+    assert redact_mongodb_uri(f"mongodb://u:{PASSWORD}@db:0") == "<invalid>"
+
+
+def test_options_are_never_shown() -> None:
+    uri = parse_mongodb_uri("mongodb://db/x?tlsCertificateKeyFilePassword=k3y")
+    for text in (uri.redacted(), uri.location(), repr(uri), str(uri)):
+        assert "k3y" not in text
+
+
+def test_location_names_hosts_and_database_only() -> None:
+    uri = parse_mongodb_uri(URI)
+    assert uri.location() == "mongodb://db1.example:27017,db2.example/jobs"
+    assert parse_mongodb_uri("mongodb://db").location() == "mongodb://db/"
+    srv = parse_mongodb_uri(f"mongodb+srv://encoder:{PASSWORD}@cluster.example/db")
+    assert srv.location() == "mongodb+srv://cluster.example/db"
+
+
+def test_repr_and_str_are_redacted() -> None:
+    uri = parse_mongodb_uri(URI)
+    assert repr(uri) == f"MongoUri({uri.redacted()!r})"
+    assert PASSWORD not in repr(uri) and PASSWORD not in str(uri)
+    assert PASSWORD not in repr([uri]) and PASSWORD not in f"{uri}"
+
+
+def test_secrets_are_the_password_as_written_and_decoded_longest_first() -> None:
+    assert parse_mongodb_uri(URI).secrets == (PASSWORD,)
+    assert parse_mongodb_uri("mongodb://u:p%40ss@db").secrets == ("p%40ss", "p@ss")
+    assert parse_mongodb_uri("mongodb://u@db").secrets == ()
+    assert parse_mongodb_uri("mongodb://u:@db").secrets == ()
+    assert parse_mongodb_uri("mongodb://db").secrets == ()
+
+
+# --------------------------------------------------------------------------- one reading
+
+
+def _settings_accept(text: str) -> bool:
+    try:
+        Settings.from_env({"GATEWAY_MONITOR_ENABLED": "true", "MONGODB_URI": text}, dotenv=None)
+    except ConfigurationError as exc:
+        assert exc.variable == "MONGODB_URI"
+        assert_clean(exc, PASSWORD)
+        return False
+    return True
+
+
+async def _database_accepts(text: str) -> bool:
+    try:
+        db = DatabaseTier(uri=text, encoder_did=DID)
+    except ConfigurationError as exc:
+        assert exc.variable == "MONGODB_URI"
+        assert_clean(exc, PASSWORD)
+        return False
+    assert PASSWORD not in repr(db)
+    await db.aclose()
+    return True
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("text", VALID + MALFORMED + WITH_PASSWORD)
+async def test_settings_and_the_database_tier_accept_the_same_uris(text: str) -> None:
+    assert _settings_accept(text) is await _database_accepts(text) is (text in VALID)
+
+
+@pytest.mark.asyncio
+async def test_surrounding_whitespace_is_stripped_by_settings_only() -> None:
+    # The variable's value is stripped like every setting; a URI given in code is taken as is.
+    assert _settings_accept("mongodb://db/x\n")
+    assert not await _database_accepts("mongodb://db/x\n")
+    with pytest.raises(ConfigurationError, match="whitespace"):
+        parse_mongodb_uri(" mongodb://db")

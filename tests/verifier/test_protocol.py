@@ -1,0 +1,467 @@
+"""The pure protocol, driven by scripted answers: every branch that decides ownership."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from verifier import GatewayMonitorJob, Observation, Policy, Tier, TierSet, TimingModel
+from verifier.protocol import (
+    Action,
+    Answer,
+    CancelWork,
+    Claim,
+    Done,
+    Finish,
+    Heartbeat,
+    Observe,
+    Observed,
+    OutcomeKind,
+    OwnershipProtocol,
+    PhaseChanged,
+    ProtocolError,
+    Release,
+    Sleep,
+    StartWork,
+    TierFailed,
+    Woke,
+    WorkEnded,
+    WorkStarted,
+    WorkStopped,
+    WriteAnswered,
+    WriteOutcome,
+)
+
+ME = "did:key:z6MkMe"
+OTHER = "did:key:z6MkOther"
+TIMING = TimingModel(
+    monitor_lag=5, write_delay=2, pause=2, clock_drift=1, recheck_interval=10,
+    cancel_latency=5, reassign_timeout=60, confirm_timeout=30, retry_interval=1,
+)
+INFRA = TierSet(database=True, monitor=True, gateway=True)
+COMMUNITY = TierSet(monitor=True, gateway=True)
+
+
+def job(owner: str | None = ME, status: str | None = "assigned") -> GatewayMonitorJob:
+    return GatewayMonitorJob(id="j1", status=status, assigned_to=owner)
+
+
+def seen(tier: Tier, owner: str | None = ME, status: str | None = "assigned",
+         token: str | None = None) -> Observed:
+    return Observed(Observation(tier, job(owner, status), token))
+
+
+Responder = Callable[[Action, float], Answer]
+
+
+def drive(
+    protocol: OwnershipProtocol, respond: Responder, *, max_steps: int = 500
+) -> tuple[list[tuple[float, Action]], list[str]]:
+    """Run to Done with a virtual clock: Sleep jumps to its deadline, anything else takes 0.1 s."""
+    now = 0.0
+    trace: list[tuple[float, Action]] = []
+    codes: list[str] = []
+    step = protocol.start(now)
+    for _ in range(max_steps):
+        codes += [d.code for d in step.decisions]
+        trace.append((now, step.action))
+        if isinstance(step.action, Done):
+            return trace, codes
+        answer = respond(step.action, now)
+        if isinstance(step.action, Sleep) and isinstance(answer, Woke):
+            now = max(now, step.action.until)
+        else:
+            now += 0.1
+        step = protocol.handle(answer, now)
+    raise AssertionError("protocol did not finish")
+
+
+def actions(trace: list[tuple[float, Action]], kind: type) -> list[tuple[float, Action]]:
+    return [(t, a) for t, a in trace if isinstance(a, kind)]
+
+
+def world(
+    *,
+    observe: Callable[[Observe, float], Answer] | None = None,
+    claim: WriteOutcome = WriteOutcome.OK,
+    heartbeat: WriteOutcome = WriteOutcome.OK,
+    finish: list[WriteOutcome] | None = None,
+    work_ends_at: float = 25.0,
+    phases: dict[float, str] | None = None,
+    token: str | None = "tok",
+) -> Responder:
+    """A scripted world; ``observe`` defaults to "yours, assigned" everywhere."""
+    finishes = list(finish or [WriteOutcome.OK])
+    pending_phases = dict(sorted((phases or {}).items()))
+    state = {"started": None}
+
+    def respond(action: Action, now: float) -> Answer:
+        if isinstance(action, Observe):
+            if observe is not None:
+                return observe(action, now)
+            if action.purpose == "pre-claim":
+                return seen(action.tier, owner=None, status="queued")
+            return seen(action.tier, token=token if action.tier is Tier.DATABASE else None)
+        if isinstance(action, Claim):
+            return WriteAnswered(claim, token=token if action.via is Tier.DATABASE else None)
+        if isinstance(action, Heartbeat):
+            return WriteAnswered(heartbeat)
+        if isinstance(action, Finish):
+            return WriteAnswered(finishes.pop(0) if finishes else WriteOutcome.OK)
+        if isinstance(action, Release):
+            return WriteAnswered(WriteOutcome.OK)
+        if isinstance(action, StartWork):
+            state["started"] = now
+            return WorkStarted()
+        if isinstance(action, CancelWork):
+            return WorkStopped()
+        assert isinstance(action, Sleep)
+        started = state["started"]
+        assert started is not None or not pending_phases
+        for at, phase in list(pending_phases.items()):
+            if started is not None and started + at <= action.until:
+                del pending_phases[at]
+                return PhaseChanged(phase)
+        if started is not None and started + work_ends_at <= action.until:
+            return WorkEnded(True)
+        return Woke()
+
+    return respond
+
+
+def run(policy: Policy, tiers: TierSet, respond: Responder):
+    protocol = OwnershipProtocol("j1", me=ME, policy=policy, tiers=tiers)
+    trace, codes = drive(protocol, respond)
+    assert protocol.outcome is not None
+    return protocol.outcome, trace, codes
+
+
+HARDENED = Policy.hardened(TIMING)
+DOCUMENTED = Policy.documented(TIMING)
+
+
+def test_hardened_infra_claims_in_database_settles_then_verifies_and_finishes_fenced():
+    outcome, trace, codes = run(HARDENED, INFRA, world())
+    assert outcome.kind is OutcomeKind.PROCESSED
+    claim = actions(trace, Claim)
+    assert [a for _, a in claim] == [Claim(Tier.DATABASE, conditional=True)]
+    claim_time = claim[0][0]
+    verify = [(t, a) for t, a in actions(trace, Observe) if a.purpose == "verify"]
+    # The deciding read waits 3G + ε after the claim was sent (no lag on the database).
+    assert verify[0][0] >= claim_time + 3 * 2 + 1
+    assert verify[0][1].tier is Tier.DATABASE
+    assert actions(trace, StartWork)[0][0] > verify[0][0]
+    finishes = [a for _, a in actions(trace, Finish)]
+    assert finishes == [Finish(Tier.DATABASE, "tok", fenced=True)]
+    assert actions(trace, Heartbeat), "pings during work"
+    assert "TIER_1_VERIFICATION" in codes and "DATABASE_CONFIRMED" in codes
+
+
+def test_hardened_community_settles_for_monitor_lag_before_the_deciding_read():
+    outcome, trace, codes = run(HARDENED, COMMUNITY, world())
+    assert outcome.kind is OutcomeKind.PROCESSED
+    (claim_time, claim), = actions(trace, Claim)
+    assert claim.via is Tier.GATEWAY
+    verify_time = next(t for t, a in actions(trace, Observe) if a.purpose == "verify")
+    assert verify_time >= claim_time + TIMING.settle_delay(TIMING.monitor_lag)
+    assert "MONITOR_CONFIRMED" in codes and "TIER_2_VERIFICATION" in codes
+
+
+@pytest.mark.parametrize(
+    ("owner", "status"), [(None, "queued"), (None, None), (ME, None), (ME, "queued")]
+)
+def test_hardened_never_starts_on_absent_null_or_unknown(owner, status):
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        return seen(action.tier, owner=owner, status=status)
+
+    outcome, trace, _codes = run(HARDENED, COMMUNITY, world(observe=observe))
+    assert outcome.kind is OutcomeKind.SKIPPED and outcome.code == "UNCONFIRMED"
+    assert not actions(trace, StartWork)
+    # It kept asking until the confirm timeout, then gave the job back.
+    assert len([a for _, a in actions(trace, Observe) if a.purpose == "verify"]) > 5
+    assert [a.via for _, a in actions(trace, Release)] == [Tier.GATEWAY]
+
+
+def test_hardened_skips_when_another_encoder_owns_it_and_does_not_release():
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        return seen(action.tier, owner=OTHER)
+
+    outcome, trace, codes = run(HARDENED, COMMUNITY, world(observe=observe))
+    assert outcome.kind is OutcomeKind.SKIPPED and outcome.code == "MONITOR_THEFT_DETECTED"
+    assert "ABORTING" in codes
+    assert not actions(trace, StartWork) and not actions(trace, Release)
+
+
+def test_hardened_falls_back_from_a_failed_database_to_the_monitor_after_its_own_settle():
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        if action.tier is Tier.DATABASE:
+            return TierFailed(Tier.DATABASE, "down")
+        return seen(action.tier)
+
+    outcome, trace, _ = run(HARDENED, INFRA, world(observe=observe))
+    assert outcome.kind is OutcomeKind.PROCESSED
+    claim_time = actions(trace, Claim)[0][0]
+    monitor_reads = [t for t, a in actions(trace, Observe)
+                     if a.purpose == "verify" and a.tier is Tier.MONITOR]
+    assert monitor_reads[0] >= claim_time + TIMING.settle_delay(TIMING.monitor_lag)
+
+
+def test_weaker_tier_never_overrides_a_stronger_not_yours():
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        if action.tier is Tier.DATABASE:
+            return seen(Tier.DATABASE, owner=OTHER)
+        return seen(action.tier)  # monitor and gateway would say "yours"
+
+    outcome, trace, _ = run(HARDENED, INFRA, world(observe=observe))
+    assert outcome.kind is OutcomeKind.SKIPPED
+    assert {a.tier for _, a in actions(trace, Observe) if a.purpose == "verify"} == {Tier.DATABASE}
+
+    canary = HARDENED.without("tier-precedence")
+    outcome, trace, _ = run(canary, INFRA, world(observe=observe))
+    assert outcome.kind is OutcomeKind.PROCESSED, "the canary lets the weaker tier win"
+
+
+def test_ownership_lost_during_work_cancels_the_work_before_any_finish():
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        if action.purpose == "recheck":
+            return seen(action.tier, owner=OTHER, status="running")
+        return seen(action.tier)
+
+    outcome, trace, codes = run(HARDENED, COMMUNITY, world(observe=observe, work_ends_at=100))
+    assert outcome.kind is OutcomeKind.CANCELLED and outcome.code == "MONITOR_THEFT_DETECTED"
+    assert actions(trace, CancelWork) and not actions(trace, Finish)
+    assert "ABORTING" in codes and "WORK_CANCELLED" in codes
+
+    no_cancel = HARDENED.without("cancel")
+    outcome, trace, codes = run(no_cancel, COMMUNITY, world(observe=observe, work_ends_at=100))
+    assert not actions(trace, CancelWork) and actions(trace, Finish)
+    assert "ABORTING" in codes
+
+
+def test_reassigned_job_back_in_queue_during_work_is_a_loss():
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "recheck":
+            return seen(action.tier, owner=None, status="queued")
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        return seen(action.tier)
+
+    outcome, _, _ = run(HARDENED, COMMUNITY, world(observe=observe, work_ends_at=100))
+    assert outcome.kind is OutcomeKind.CANCELLED
+
+
+def test_lease_expiry_cancels_before_the_gateway_could_reassign():
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "recheck":
+            return TierFailed(action.tier, "timeout")
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        return seen(action.tier)
+
+    outcome, trace, _codes = run(
+        HARDENED, COMMUNITY,
+        world(observe=observe, heartbeat=WriteOutcome.UNKNOWN, work_ends_at=500),
+    )
+    assert outcome.kind is OutcomeKind.CANCELLED and outcome.code == "LEASE_EXPIRED"
+    claim_time = actions(trace, Claim)[0][0]
+    cancel_time = actions(trace, CancelWork)[0][0]
+    assert cancel_time <= claim_time + TIMING.reassign_timeout - TIMING.lease_margin() + 0.2
+    assert actions(trace, Release), "a job we may hold is given back"
+
+
+def test_successful_pings_keep_the_lease_alive_through_long_work():
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(work_ends_at=600))
+    assert outcome.kind is OutcomeKind.PROCESSED
+    assert len(actions(trace, Heartbeat)) >= 50
+
+
+def test_documented_verifies_once_immediately_and_calls_its_own_lagging_job_stolen():
+    def observe(action: Observe, now: float) -> Answer:
+        # The monitor still shows the job unassigned right after our accept (defect 3).
+        return seen(action.tier, owner=None, status="queued")
+
+    outcome, trace, _codes = run(DOCUMENTED, COMMUNITY, world(observe=observe))
+    assert outcome.kind is OutcomeKind.SKIPPED
+    assert not actions(trace, Sleep), "no settle delay"
+    verify = [a for _, a in actions(trace, Observe) if a.purpose == "verify"]
+    assert verify == [Observe(Tier.MONITOR, "verify")]
+    assert [a.via for _, a in actions(trace, Claim)] == [Tier.GATEWAY]
+
+
+def test_documented_processes_after_one_confirming_read_and_pings_only_while_encoding():
+    outcome, trace, codes = run(
+        DOCUMENTED, COMMUNITY,
+        world(work_ends_at=95, phases={0.1: "download", 40: "encode", 70: "upload"}),
+    )
+    assert outcome.kind is OutcomeKind.PROCESSED
+    start = actions(trace, StartWork)[0][0]
+    pings = [t - start for t, _ in actions(trace, Heartbeat)]
+    assert pings and all(40 <= t <= 80 for t in pings)
+    assert not [a for _, a in actions(trace, Observe) if a.purpose == "recheck"]
+    assert codes.count("TIER_2_VERIFICATION") == 1
+
+
+def test_documented_highest_enabled_tier_is_the_database_then_gateway():
+    _, trace, codes = run(DOCUMENTED, INFRA, world())
+    verify = [a.tier for _, a in actions(trace, Observe) if a.purpose == "verify"]
+    assert verify == [Tier.DATABASE] and "TIER_1_VERIFICATION" in codes
+    _, trace, codes = run(DOCUMENTED, TierSet(gateway=True), world())
+    verify = [a.tier for _, a in actions(trace, Observe) if a.purpose == "verify"]
+    assert verify == [Tier.GATEWAY] and "TIER_3_VERIFICATION" in codes
+
+
+def test_trust_gateway_starts_right_after_the_accept():
+    outcome, trace, _ = run(Policy.trust_gateway(TIMING), COMMUNITY, world())
+    kinds = [type(a).__name__ for _, a in trace]
+    assert kinds[:2] == ["Claim", "StartWork"] and outcome.kind is OutcomeKind.PROCESSED
+
+
+def test_pre_claim_conflict_and_failure():
+    def taken(action: Observe, now: float) -> Answer:
+        return seen(action.tier, owner=OTHER)
+
+    for policy in (HARDENED, DOCUMENTED):
+        outcome, trace, codes = run(policy, COMMUNITY, world(observe=taken))
+        assert outcome.code == "PRE_CLAIM_CONFLICT" and not actions(trace, Claim)
+        assert "PRE_CLAIM_CONFLICT" in codes and "GRACEFUL_SKIP" in codes
+
+    def broken(action: Observe, now: float) -> Answer:
+        return TierFailed(action.tier, "500")
+
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(observe=broken))
+    assert outcome.kind is OutcomeKind.SKIPPED and not actions(trace, Claim)
+    outcome, trace, _ = run(DOCUMENTED, COMMUNITY, world(observe=broken))
+    assert outcome.kind is OutcomeKind.FAILED and not actions(trace, Claim)
+
+
+def test_unassigned_status_is_claimable_for_hardened_but_not_for_documented():
+    def unassigned(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="unassigned")
+        return seen(action.tier)
+
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(observe=unassigned))
+    assert outcome.kind is OutcomeKind.PROCESSED and actions(trace, Claim)
+    outcome, trace, _ = run(DOCUMENTED, COMMUNITY, world(observe=unassigned))
+    assert outcome.code == "NOT_AVAILABLE" and not actions(trace, Claim)
+
+
+def test_claim_with_unknown_outcome_is_verified_by_hardened_and_fails_documented():
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(claim=WriteOutcome.UNKNOWN))
+    assert outcome.kind is OutcomeKind.PROCESSED
+    outcome, trace, _ = run(DOCUMENTED, COMMUNITY, world(claim=WriteOutcome.UNKNOWN))
+    assert outcome.kind is OutcomeKind.FAILED and not actions(trace, StartWork)
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(claim=WriteOutcome.REFUSED))
+    assert outcome.code == "CLAIM_REFUSED" and not actions(trace, StartWork)
+
+
+@pytest.mark.parametrize(
+    "answers,kind,code",
+    [
+        ([WriteOutcome.REFUSED], OutcomeKind.CANCELLED, "FINISH_REFUSED"),
+        ([WriteOutcome.UNKNOWN, WriteOutcome.OK], OutcomeKind.PROCESSED, "FINISHED"),
+        ([WriteOutcome.UNKNOWN, WriteOutcome.REFUSED], OutcomeKind.FAILED, "FINISH_UNKNOWN"),
+        ([WriteOutcome.UNKNOWN] * 3, OutcomeKind.FAILED, "FINISH_UNKNOWN"),
+    ],
+)
+def test_finish_outcomes(answers, kind, code):
+    outcome, _, _ = run(HARDENED, COMMUNITY, world(finish=answers))
+    assert (outcome.kind, outcome.code) == (kind, code)
+
+
+def test_canary_switches_change_the_requests():
+    _, trace, _ = run(HARDENED.without("fence"), INFRA, world())
+    assert [a.fenced for _, a in actions(trace, Finish)] == [False]
+    _, trace, _ = run(HARDENED.without("conditional-claim"), INFRA, world())
+    assert [a.conditional for _, a in actions(trace, Claim)] == [False]
+    _, trace, _ = run(HARDENED.without("settle"), COMMUNITY, world())
+    claim_time = actions(trace, Claim)[0][0]
+    verify_time = next(t for t, a in actions(trace, Observe) if a.purpose == "verify")
+    assert verify_time - claim_time < 1
+
+    def null_owner(action: Observe, now: float) -> Answer:
+        return seen(action.tier, owner=None, status="queued")
+
+    outcome, _, _ = run(HARDENED.without("absent-is-wait"), COMMUNITY, world(observe=null_owner))
+    assert outcome.kind is OutcomeKind.PROCESSED, "absent-means-mine processes a null owner"
+
+
+def test_failed_work_is_released_as_failed():
+    def respond(action: Action, now: float) -> Answer:
+        if isinstance(action, Sleep) and now > 20:
+            return WorkEnded(False, "ffmpeg crashed")
+        return world()(action, now)
+
+    outcome, trace, codes = run(HARDENED, COMMUNITY, respond)
+    assert outcome.kind is OutcomeKind.FAILED and "WORK_FAILED" in codes
+    assert [a.failed for _, a in actions(trace, Release)] == [True]
+
+
+def test_no_confirming_tier_means_no_processing():
+    outcome, trace, _ = run(HARDENED, TierSet(gateway=True), world())
+    assert outcome.code == "NO_CONFIRMING_TIER" and not actions(trace, StartWork)
+    assert not actions(trace, Claim), "never claim a job it could not confirm"
+
+
+def test_driver_contract_is_enforced():
+    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=COMMUNITY)
+    with pytest.raises(ProtocolError):
+        protocol.handle(Woke(), 0.0)
+    step = protocol.start(0.0)
+    assert isinstance(step.action, Observe)
+    with pytest.raises(ProtocolError):
+        protocol.handle(WorkStarted(), 1.0)
+    with pytest.raises(ProtocolError):
+        protocol.handle(seen(Tier.MONITOR), -1.0)
+    with pytest.raises(ProtocolError):
+        protocol.start(0.0)
+
+
+def test_chains_by_name_and_timing_validation():
+    from verifier import HARDENING_STEPS, builtin_chain_names
+
+    names = builtin_chain_names()
+    assert len(names) == 3 + len(HARDENING_STEPS)
+    for name in names:
+        assert Policy.named(name).name == name
+    with pytest.raises(ValueError, match="unknown chain"):
+        Policy.named("hardened-without-everything")
+    assert TimingModel().problems() == []
+    assert TimingModel(recheck_interval=55).problems()
+    with pytest.raises(ValueError):
+        TimingModel(write_delay=-1)
+
+
+def test_a_synthetic_record_naming_us_never_confirms():
+    def synthetic(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        fake = GatewayMonitorJob(id="", status="assigned", assigned_to=ME, synthetic=True)
+        return Observed(Observation(action.tier, fake))
+
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(observe=synthetic))
+    assert outcome.code == "UNCONFIRMED" and not actions(trace, StartWork)
+
+
+def test_an_answer_right_after_a_woke_at_the_same_driver_time_is_accepted():
+    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=COMMUNITY)
+    step = protocol.start(0.0)
+    step = protocol.handle(seen(Tier.MONITOR, owner=None, status="queued"), 0.1)
+    step = protocol.handle(WriteAnswered(WriteOutcome.OK), 0.2)
+    assert isinstance(step.action, Sleep)
+    # A drifting driver wakes a hair early; the protocol treats Woke as "deadline reached"...
+    early = step.action.until - 1e-9
+    step = protocol.handle(Woke(), early)
+    # ...and an immediate answer at the same driver time is not "time going backwards".
+    protocol.handle(seen(Tier.MONITOR), early)

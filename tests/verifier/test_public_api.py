@@ -1,0 +1,81 @@
+"""Pins the public surface: what `import verifier` offers is a promise to encoders."""
+
+from __future__ import annotations
+
+import verifier
+
+EXPECTED = {
+    "HARDENING_STEPS", "AvailabilityResult", "ClaimRefused", "ClaimedJob", "ConfigurationError",
+    "DatabaseTier", "EncoderIdentity", "GatewayAidClient", "GatewayMonitorJob",
+    "GatewayMonitorService", "GuardOutcome", "InvalidInputError", "JobProgress",
+    "LegacyGatewayClient", "MalformedAnswer", "Observation", "Outcome", "OutcomeKind",
+    "OwnershipGuard", "OwnershipProtocol", "OwnershipResult", "Policy", "Settings", "Tier",
+    "TierClient", "TierError", "TierRateLimited", "TierSet", "TierTimeout", "TierUnavailable",
+    "TimingModel", "VerifierError", "availability_of", "builtin_chain_names", "normalize_did",
+    "ownership_of", "parse_job", "validate_did", "validate_job_id", "verify_jws",
+}
+
+#: ``verifier.protocol``: the sans-I/O protocol and every type a driver exchanges with it.
+PROTOCOL = {
+    "Action", "Answer", "CancelWork", "Claim", "Decision", "Done", "Finish", "Heartbeat",
+    "Observe", "Observed", "Outcome", "OutcomeKind", "OwnershipProtocol", "PhaseChanged",
+    "ProtocolError", "Release", "Sleep", "StartWork", "Step", "TierFailed", "Woke", "WorkEnded",
+    "WorkStarted", "WorkStopped", "WriteAnswered", "WriteOutcome",
+}
+
+
+def test_public_surface_is_pinned():
+    assert set(verifier.__all__) == EXPECTED
+    for name in EXPECTED:
+        assert getattr(verifier, name) is not None
+
+
+def test_protocol_surface_is_pinned():
+    import verifier.protocol
+
+    assert set(verifier.protocol.__all__) == PROTOCOL
+    # The top level re-exports the protocol and its outcome, the very same objects.
+    for name in ("OwnershipProtocol", "Outcome", "OutcomeKind"):
+        assert getattr(verifier, name) is getattr(verifier.protocol, name)
+
+
+def test_documented_import_line_works():
+    from verifier import (  # the import line of the issue
+        AvailabilityResult,
+        GatewayMonitorJob,
+        GatewayMonitorService,
+        OwnershipResult,
+    )
+
+    assert GatewayMonitorService(base_url="https://example.test/api", enabled=False).is_enabled() \
+        is False
+    assert {AvailabilityResult, GatewayMonitorJob, OwnershipResult}
+
+
+def test_every_error_is_a_verifier_error():
+    for name in ("ClaimRefused", "ConfigurationError", "InvalidInputError", "MalformedAnswer",
+                 "TierError", "TierRateLimited", "TierTimeout", "TierUnavailable"):
+        assert issubclass(getattr(verifier, name), verifier.VerifierError)
+    assert issubclass(verifier.InvalidInputError, ValueError)
+
+
+def test_every_tier_client_implements_the_seam():
+    for cls in (verifier.GatewayMonitorService, verifier.DatabaseTier,
+                verifier.LegacyGatewayClient, verifier.GatewayAidClient):
+        for method in ("observe", "claim", "heartbeat", "finish", "release"):
+            assert callable(getattr(cls, method)), (cls, method)
+
+
+def test_a_record_without_id_never_proves_ownership():
+    from verifier import ownership_of, parse_job
+
+    job = parse_job({"status": "assigned", "assigned_to": "did:key:z6MkUs"})
+    result = ownership_of(job, "did:key:z6MkUs")
+    assert job.synthetic and not result.is_owned and not result.is_safe_to_process
+
+
+def test_an_empty_id_is_a_stand_in_too():
+    from verifier import ownership_of, parse_job
+
+    job = parse_job({"id": "", "status": "assigned", "assigned_to": "did:key:z6MkUs"})
+    assert job.synthetic and not ownership_of(job, "did:key:z6MkUs").is_owned

@@ -1,0 +1,447 @@
+"""Tests of :mod:`verifier._settings`: ``.env`` precedence, validation, secrets.
+
+The ``.env`` format itself is tested in ``test_dotenv.py`` and the ``MONGODB_URI`` parser in
+``test_mongodb_uri.py``; here, only what the settings make of them.
+
+Every validation test checks the *variable* the error names, because the operator's fix
+starts there; every secret test checks the value appears nowhere (repr, str, describe, error
+message, formatted traceback).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import traceback
+from pathlib import Path
+
+import pytest
+
+from verifier import ConfigurationError, EncoderIdentity, Policy, Settings, TierSet, TimingModel
+from verifier._settings import (
+    DEFAULT_DATABASE_NAME,
+    DEFAULT_MONITOR_BASE_URL,
+    KNOWN_VARIABLES,
+    TIMING_VARIABLES,
+)
+
+KEY = base64.b64encode(bytes(range(1, 33))).decode("ascii")
+KEY_DID = EncoderIdentity.from_private_key(KEY).did
+OTHER_DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+MONGO_PASSWORD = "hunter2-s3cret"
+MONGO_URI = f"mongodb://encoder:{MONGO_PASSWORD}@db1.example:27017,db2.example/jobs?authSource=admin"
+#: A community node that passes every check of the hardened chain.
+COMMUNITY = {"GATEWAY_MONITOR_ENABLED": "true"}
+
+
+def load(env: dict[str, str] | None = None, **kw: bool) -> Settings:
+    return Settings.from_env({**COMMUNITY, **(env or {})}, dotenv=None, **kw)
+
+
+def config_error(env: dict[str, str], **kw: bool) -> ConfigurationError:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env(env, dotenv=None, **kw)
+    return info.value
+
+
+def assert_absent(secret: str, *texts: object) -> None:
+    for text in texts:
+        assert secret not in str(text)
+
+
+def assert_error_clean(exc: BaseException, secret: str) -> None:
+    formatted = "".join(traceback.format_exception(exc))
+    assert_absent(secret, exc, repr(exc), exc.args, formatted)
+
+
+# --------------------------------------------------------------------------- .env
+
+
+@pytest.mark.parametrize("line", ["NO_EQUALS_SIGN", 'ENCODER_PRIVATE_KEY="unterminated'])
+def test_malformed_dotenv_line_stops_start_up_naming_file_and_line(
+    tmp_path: Path, line: str
+) -> None:
+    path = tmp_path / "settings.env"
+    path.write_text(f"# header\nGATEWAY_MONITOR_ENABLED=true\n{line}\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({"GATEWAY_MONITOR_ENABLED": "true"}, dotenv=path)
+    assert info.value.variable == f"{path}:3"
+    assert_error_clean(info.value, line.partition("=")[2] or line)
+
+
+def test_dotenv_is_read_and_environment_overrides_it(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text(
+        "GATEWAY_MONITOR_ENABLED=true\n"
+        "GATEWAY_MONITOR_BASE_URL=https://from-file.example/api\n"
+        "DATABASE_NAME=encoder_jobs\n",
+        encoding="utf-8",
+    )
+    from_file = Settings.from_env({}, dotenv=path)
+    assert from_file.monitor_base_url == "https://from-file.example/api"
+    assert from_file.database_name == "encoder_jobs"
+
+    overridden = Settings.from_env(
+        {"GATEWAY_MONITOR_BASE_URL": "https://from-env.example/api/"}, dotenv=path
+    )
+    assert overridden.monitor_base_url == "https://from-env.example/api"  # trailing / dropped
+    assert overridden.database_name == "encoder_jobs"  # not overridden: the file's value
+
+
+def test_default_dotenv_is_dot_env_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("GATEWAY_MONITOR_ENABLED=yes\n", encoding="utf-8")
+    assert Settings.from_env({}).monitor_enabled is True
+
+
+def test_missing_dotenv_is_no_configuration_and_none_skips_the_file(tmp_path: Path) -> None:
+    assert Settings.from_env(COMMUNITY, dotenv=tmp_path / "absent.env").monitor_enabled
+    path = tmp_path / ".env"
+    path.write_text("GATEWAY_MONITOR_ENABLED=maybe\n", encoding="utf-8")
+    assert Settings.from_env(COMMUNITY, dotenv=None).monitor_enabled  # the bad file is not read
+
+
+def test_unreadable_dotenv_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_bytes(b"GATEWAY_MONITOR_ENABLED=\xff\xfe\n")
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({}, dotenv=path)
+    assert info.value.variable == str(path)
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({}, dotenv=tmp_path)  # a directory
+    assert info.value.variable == str(tmp_path)
+
+
+# --------------------------------------------------------------------------- values and defaults
+
+
+def test_defaults_for_a_community_node() -> None:
+    settings = load()
+    assert settings.monitor_enabled is True
+    assert settings.monitor_base_url == DEFAULT_MONITOR_BASE_URL
+    assert settings.mongodb_enabled is False and settings.mongodb_uri is None
+    assert settings.database_name == DEFAULT_DATABASE_NAME == "spk-encoder-gateway"
+    assert settings.gateway_url is None and settings.aid_enabled is False
+    assert settings.encoder_private_key is None and settings.encoder_did is None
+    assert settings.chain == "hardened"
+    assert settings.timing == TimingModel()
+    assert settings.policy() == Policy.hardened()
+    assert settings.tier_set() == TierSet(monitor=True, gateway=False)
+
+
+def test_default_monitor_url_matches_the_monitor_client() -> None:
+    from verifier._monitor import DEFAULT_MONITOR_BASE_URL as CLIENT_DEFAULT
+
+    assert DEFAULT_MONITOR_BASE_URL == CLIENT_DEFAULT
+
+
+def test_full_infrastructure_configuration() -> None:
+    settings = load(
+        {
+            "MONGODB_VERIFICATION_ENABLED": "TRUE",
+            "MONGODB_URI": MONGO_URI,
+            "DATABASE_NAME": "encoder_gateway",
+            "GATEWAY_URL": "https://encoder-gateway.example",
+            "GATEWAY_AID_ENABLED": "Yes",
+            "GATEWAY_AID_BASE_URL": "https://aid.example/",
+            "ENCODER_PRIVATE_KEY": KEY,
+            "VERIFIER_CHAIN": "documented",
+            "VERIFIER_RECHECK_INTERVAL_S": "15",
+        }
+    )
+    assert settings.tier_set() == TierSet(database=True, monitor=True, gateway=True, aid=True)
+    assert settings.mongodb_uri == MONGO_URI
+    assert settings.aid_base_url == "https://aid.example"
+    assert settings.encoder_did == KEY_DID
+    assert settings.timing.recheck_interval == 15.0
+    assert settings.policy() == Policy.documented(settings.timing)
+    identity = settings.identity()
+    assert identity is not None and identity.did == KEY_DID
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ("TRUE", True), ("1", True), ("yes", True), (" Yes ", True),
+     ("false", False), ("False", False), ("0", False), ("no", False), ("NO", False)],
+)
+def test_boolean_spellings(raw: str, expected: bool) -> None:
+    settings = load({"MONGODB_VERIFICATION_ENABLED": raw, "MONGODB_URI": "mongodb://db"})
+    assert settings.mongodb_enabled is expected
+
+
+@pytest.mark.parametrize(
+    "name", ["GATEWAY_MONITOR_ENABLED", "MONGODB_VERIFICATION_ENABLED", "GATEWAY_AID_ENABLED"]
+)
+@pytest.mark.parametrize("raw", ["ture", "on", "2", "enabled"])
+def test_bad_boolean_names_the_variable(name: str, raw: str) -> None:
+    assert config_error({**COMMUNITY, name: raw}).variable == name
+
+
+def test_timing_variables_are_derived_from_the_timing_model() -> None:
+    fields = [f.name for f in dataclasses.fields(TimingModel)]
+    assert list(TIMING_VARIABLES) == fields
+    assert TIMING_VARIABLES["recheck_interval"] == "VERIFIER_RECHECK_INTERVAL_S"
+    assert set(TIMING_VARIABLES.values()) <= set(KNOWN_VARIABLES)
+    assert {
+        "VERIFIER_MONITOR_LAG_S", "VERIFIER_WRITE_DELAY_S", "VERIFIER_PAUSE_S",
+        "VERIFIER_CLOCK_DRIFT_S", "VERIFIER_RECHECK_INTERVAL_S", "VERIFIER_CANCEL_LATENCY_S",
+        "VERIFIER_REASSIGN_TIMEOUT_S", "VERIFIER_CONFIRM_TIMEOUT_S", "VERIFIER_RETRY_INTERVAL_S",
+    } == set(TIMING_VARIABLES.values())
+
+
+@pytest.mark.parametrize(("field", "variable"), sorted(TIMING_VARIABLES.items()))
+def test_each_timing_variable_sets_its_bound(field: str, variable: str) -> None:
+    value = getattr(TimingModel(), field) + 0.25  # keeps every lease inequality
+    timing = load({variable: f"{value}"}).timing
+    assert getattr(timing, field) == value
+    assert [getattr(timing, f) for f in TIMING_VARIABLES if f != field] == [
+        getattr(TimingModel(), f) for f in TIMING_VARIABLES if f != field
+    ]
+
+
+@pytest.mark.parametrize("variable", sorted(TIMING_VARIABLES.values()))
+@pytest.mark.parametrize("raw", ["abc", "-1", "nan", "inf", "1s"])
+def test_bad_timing_value_names_the_variable(variable: str, raw: str) -> None:
+    assert config_error({**COMMUNITY, variable: raw}).variable == variable
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"VERIFIER_RECHECK_INTERVAL_S": "0"}, "VERIFIER_RECHECK_INTERVAL_S"),
+        ({"VERIFIER_RETRY_INTERVAL_S": "0"}, "VERIFIER_RETRY_INTERVAL_S"),
+        # recheck + write delay beyond the lease budget (60 - (1 + 2 + 5) = 52 s)
+        ({"VERIFIER_RECHECK_INTERVAL_S": "55"}, "VERIFIER_RECHECK_INTERVAL_S"),
+        # settle delay (2*2 + 1 + 5 = 10 s) + confirm timeout beyond the budget
+        ({"VERIFIER_CONFIRM_TIMEOUT_S": "45"}, "VERIFIER_CONFIRM_TIMEOUT_S"),
+    ],
+)
+def test_inconsistent_timing_names_the_relevant_variable(
+    env: dict[str, str], variable: str
+) -> None:
+    error = config_error({**COMMUNITY, **env})
+    assert error.variable == variable
+    assert variable.removeprefix("VERIFIER_").removesuffix("_S").lower() in error.problem
+
+
+def test_a_longer_reassign_timeout_makes_room_for_a_longer_recheck() -> None:
+    settings = load({"VERIFIER_RECHECK_INTERVAL_S": "55", "VERIFIER_REASSIGN_TIMEOUT_S": "300"})
+    assert settings.timing.recheck_interval == 55.0
+    assert settings.timing.reassign_timeout == 300.0
+
+
+def test_unknown_verifier_variable_is_refused() -> None:
+    assert config_error({**COMMUNITY, "VERIFIER_RECHECK_INTERVAL": "5"}).variable == (
+        "VERIFIER_RECHECK_INTERVAL"
+    )
+    # Other variables of the encoder's .env are none of our business.
+    assert load({"HIVE_USERNAME": "someone", "IPFS_API_ADDR": "/ip4/127.0.0.1"}).monitor_enabled
+
+
+# --------------------------------------------------------------------------- chains and tiers
+
+
+@pytest.mark.parametrize(
+    "chain", ["hardened", "documented", "trust-gateway", "hardened-without-settle"]
+)
+def test_known_chains(chain: str) -> None:
+    settings = load({"VERIFIER_CHAIN": chain})
+    assert settings.policy().name == chain
+    assert settings.policy().timing == settings.timing
+
+
+def test_unknown_chain_names_verifier_chain() -> None:
+    error = config_error({**COMMUNITY, "VERIFIER_CHAIN": "hardened-without-everything"})
+    assert error.variable == "VERIFIER_CHAIN"
+    assert "known" in error.problem
+
+
+def test_hardened_chain_without_a_confirming_tier_is_refused() -> None:
+    error = config_error({"GATEWAY_URL": "https://gw.example", "GATEWAY_AID_ENABLED": "false"})
+    assert error.variable == "GATEWAY_MONITOR_ENABLED"
+    assert "MONGODB_VERIFICATION_ENABLED" in error.problem
+    assert "legacy gateway" in error.problem
+    # An ablation of the hardened chain inherits the requirement.
+    assert config_error({"VERIFIER_CHAIN": "hardened-without-recheck"}).variable == (
+        "GATEWAY_MONITOR_ENABLED"
+    )
+
+
+def test_confirming_tier_requirement_is_met_by_either_tier_or_skipped_on_request() -> None:
+    assert Settings.from_env(
+        {"MONGODB_VERIFICATION_ENABLED": "1", "MONGODB_URI": "mongodb://db"}, dotenv=None
+    ).tier_set().database
+    assert Settings.from_env({"GATEWAY_MONITOR_ENABLED": "1"}, dotenv=None).tier_set().monitor
+    # Chains that may trust the gateway do not need one.
+    for chain in ("documented", "trust-gateway", "hardened-without-tier-precedence"):
+        assert Settings.from_env({"VERIFIER_CHAIN": chain}, dotenv=None).chain == chain
+    # Diagnostics that talk to one tier may skip the requirement; nothing else is skipped.
+    assert not Settings.from_env({}, dotenv=None, check_chain=False).monitor_enabled
+    assert config_error({"GATEWAY_MONITOR_ENABLED": "x"}, check_chain=False).variable == (
+        "GATEWAY_MONITOR_ENABLED"
+    )
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"GATEWAY_MONITOR_BASE_URL": ""}, "GATEWAY_MONITOR_BASE_URL"),
+        ({"MONGODB_VERIFICATION_ENABLED": "true"}, "MONGODB_URI"),
+        ({"MONGODB_VERIFICATION_ENABLED": "true", "MONGODB_URI": "  "}, "MONGODB_URI"),
+        ({"GATEWAY_AID_ENABLED": "true", "ENCODER_DID": OTHER_DID}, "GATEWAY_AID_BASE_URL"),
+        ({"GATEWAY_AID_ENABLED": "true", "GATEWAY_AID_BASE_URL": "https://aid.example"},
+         "ENCODER_DID"),
+    ],
+)
+def test_enabled_without_what_it_needs(env: dict[str, str], variable: str) -> None:
+    assert config_error({**COMMUNITY, **env}).variable == variable
+
+
+def test_empty_monitor_url_is_fine_while_the_monitor_is_disabled() -> None:
+    settings = Settings.from_env(
+        {"GATEWAY_MONITOR_BASE_URL": "", "VERIFIER_CHAIN": "documented"}, dotenv=None
+    )
+    assert settings.monitor_base_url == "" and not settings.monitor_enabled
+    assert settings.describe()["GATEWAY_MONITOR_BASE_URL"] == "<unset>"
+
+
+@pytest.mark.parametrize(
+    "variable", ["GATEWAY_MONITOR_BASE_URL", "GATEWAY_URL", "GATEWAY_AID_BASE_URL"]
+)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://host.example/api",
+        "host.example/api",
+        "http://",
+        "https://:8080/api",
+        "https://host.example:99999/api",
+        "https://host.example:port/api",
+        "https://host.example/api?x=1",
+        "https://host.example/api#frag",
+        "https://host .example/api",
+        "https://host.example/\x00",
+    ],
+)
+def test_malformed_http_urls_name_the_variable(variable: str, url: str) -> None:
+    assert config_error({**COMMUNITY, variable: url}).variable == variable
+
+
+def test_mongodb_uri_is_kept_as_given_and_enables_the_database_tier() -> None:
+    settings = load({"MONGODB_VERIFICATION_ENABLED": "true", "MONGODB_URI": f" {MONGO_URI} "})
+    assert settings.mongodb_uri == MONGO_URI and settings.tier_set().database
+
+
+@pytest.mark.parametrize("uri", ["mongodb://db?x=1", "mongodb://us/er:pw@db", "https://db"])
+def test_malformed_mongodb_uri_is_refused_even_while_disabled(uri: str) -> None:
+    # Validated even while MongoDB verification is disabled: a typo surfaces at start-up.
+    assert config_error({**COMMUNITY, "MONGODB_URI": uri}).variable == "MONGODB_URI"
+
+
+@pytest.mark.parametrize("name", ["jobs/x", "a.b", "with space", "$jobs", "x" * 64])
+def test_bad_database_name(name: str) -> None:
+    assert config_error({**COMMUNITY, "DATABASE_NAME": name}).variable == "DATABASE_NAME"
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def test_did_is_derived_from_the_key_and_checked_against_it() -> None:
+    assert load({"ENCODER_PRIVATE_KEY": KEY}).encoder_did == KEY_DID
+    assert load({"ENCODER_PRIVATE_KEY": KEY, "ENCODER_DID": KEY_DID}).encoder_did == KEY_DID
+    # The gateway's other spelling of the same key is the same DID.
+    alias = "did:" + KEY_DID[len("did:key:"):]
+    assert load({"ENCODER_PRIVATE_KEY": KEY, "ENCODER_DID": alias}).encoder_did == alias
+    assert load({"ENCODER_DID": OTHER_DID}).encoder_did == OTHER_DID
+    mismatch = config_error({**COMMUNITY, "ENCODER_PRIVATE_KEY": KEY, "ENCODER_DID": OTHER_DID})
+    assert mismatch.variable == "ENCODER_DID"
+    assert_error_clean(mismatch, KEY)
+
+
+@pytest.mark.parametrize("did", ["z6MkNotADid", "did:key:\x1b[2J", "did:" + "x" * 300])
+def test_bad_did_names_encoder_did(did: str) -> None:
+    assert config_error({**COMMUNITY, "ENCODER_DID": did}).variable == "ENCODER_DID"
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+BAD_KEYS = [
+    base64.b64encode(b"s3cret-seed-too-short").decode("ascii"),
+    "not base64 at all: s3cret!",
+    KEY[:-3] + "@@@",
+    base64.b64encode(bytes(range(40))).decode("ascii"),
+]
+
+
+@pytest.mark.parametrize("bad_key", BAD_KEYS)
+def test_malformed_key_names_the_variable_and_never_shows_it(bad_key: str) -> None:
+    error = config_error({**COMMUNITY, "ENCODER_PRIVATE_KEY": bad_key})
+    assert error.variable == "ENCODER_PRIVATE_KEY"
+    assert_error_clean(error, bad_key)
+
+
+def test_secrets_appear_in_no_repr_str_or_describe() -> None:
+    settings = load(
+        {
+            "MONGODB_VERIFICATION_ENABLED": "true",
+            "MONGODB_URI": MONGO_URI,
+            "ENCODER_PRIVATE_KEY": KEY,
+        }
+    )
+    shown = settings.describe()
+    for text in (repr(settings), str(settings), shown, list(shown.values())):
+        assert_absent(KEY, text)
+        assert_absent(MONGO_PASSWORD, text)
+    assert shown["ENCODER_PRIVATE_KEY"] == "<set>"
+    assert shown["MONGODB_URI"].startswith("mongodb://encoder:***@db1.example")
+    assert shown["ENCODER_DID"].startswith(KEY_DID)
+    assert "ENCODER_PRIVATE_KEY='<set>'" in repr(settings)
+    assert load().describe()["ENCODER_PRIVATE_KEY"] == "<unset>"
+    assert set(shown) == set(KNOWN_VARIABLES)
+    assert all(isinstance(v, str) for v in shown.values())
+
+
+def test_describe_redacts_credentials_in_http_urls() -> None:
+    settings = load({"GATEWAY_MONITOR_BASE_URL": f"https://u:{MONGO_PASSWORD}@mon.example/api"})
+    assert_absent(MONGO_PASSWORD, settings.describe(), repr(settings))
+    assert settings.describe()["GATEWAY_MONITOR_BASE_URL"] == "https://mon.example/api"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"MONGODB_URI": f"mongodb://encoder:{MONGO_PASSWORD}@"}, "MONGODB_URI"),
+        ({"MONGODB_URI": f"http://encoder:{MONGO_PASSWORD}@db"}, "MONGODB_URI"),
+        ({"MONGODB_URI": f"{MONGO_PASSWORD}@db"}, "MONGODB_URI"),
+        ({"MONGODB_URI": f"mongodb://encoder:{MONGO_PASSWORD}@db:99999"}, "MONGODB_URI"),
+        ({"MONGODB_URI": f"mongodb://encoder:{MONGO_PASSWORD}/x@db"}, "MONGODB_URI"),
+        ({"GATEWAY_URL": f"ftp://u:{MONGO_PASSWORD}@gw"}, "GATEWAY_URL"),
+        ({"GATEWAY_URL": f"https://u:{MONGO_PASSWORD}@gw:bad"}, "GATEWAY_URL"),
+        ({"GATEWAY_AID_BASE_URL": f"https://u:{MONGO_PASSWORD}@aid?x"}, "GATEWAY_AID_BASE_URL"),
+    ],
+)
+def test_url_errors_never_show_credentials(env: dict[str, str], variable: str) -> None:
+    error = config_error({**COMMUNITY, **env})
+    assert error.variable == variable
+    assert_error_clean(error, MONGO_PASSWORD)
+
+
+def test_secret_in_a_malformed_dotenv_line_is_not_shown(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text(f'MONGODB_URI="mongodb://u:{MONGO_PASSWORD}@db\n', encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({}, dotenv=path)
+    assert info.value.variable == f"{path}:1"
+    assert_error_clean(info.value, MONGO_PASSWORD)
+
+
+def test_settings_are_frozen() -> None:
+    settings = load()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.monitor_enabled = False  # type: ignore[misc]

@@ -1,0 +1,149 @@
+"""``MONGODB_URI``: the MongoDB connection string, parsed once and shown only redacted.
+
+Two places read the URI: :class:`~verifier.Settings` checks it at start-up, and
+:class:`~verifier.DatabaseTier` needs its hosts (to say where it failed to connect) and its
+password (to scrub it from driver messages). Both use :func:`parse_mongodb_uri`, so a URI one of
+them accepts is a URI the other accepts too. (They once parsed it separately, and the tier's
+lenient reading took ``mongodb://us/er:pw@db`` for host ``us`` and database ``er:pw@db``, then
+showed the password in its ``repr``.)
+
+The parser follows the connection-string rules pymongo enforces, so that a URI accepted here does
+not fail later inside the driver, whose messages could quote it. It is written by hand rather
+than borrowed: pymongo's parser resolves ``mongodb+srv`` names over DNS, and
+:func:`~verifier._ids.redact_url` (``urllib``) was not written for comma-separated host lists.
+
+Credentials never leave this module in clear:
+
+* a refusal is a :class:`~verifier.ConfigurationError` naming ``MONGODB_URI`` and the problem,
+  never the value, and nothing is chained to it;
+* :class:`MongoUri` shows itself (``repr`` and ``str``) as :meth:`MongoUri.redacted`;
+* options are never shown, because they can carry secrets too
+  (``tlsCertificateKeyFilePassword``).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from typing import Final
+
+from ._errors import ConfigurationError
+
+__all__ = ["VARIABLE", "MongoUri", "parse_mongodb_uri", "redact_mongodb_uri"]
+
+#: The setting every refusal names.
+VARIABLE: Final = "MONGODB_URI"
+_SCHEMES: Final = ("mongodb+srv", "mongodb")  # the longer first: "mongodb" prefixes the other
+#: Characters that must be percent-encoded in a MongoDB user name or password.
+_USERINFO_RESERVED: Final = frozenset(":/?#[]@")
+
+
+@dataclass(frozen=True, repr=False)
+class MongoUri:
+    """A parsed MongoDB URI. ``user`` and ``password`` are as written (percent-encoded).
+
+    ``database`` is ``None`` when no ``/`` follows the hosts (``""`` for a bare ``/``);
+    ``options`` is ``None`` when there is no ``?`` (``""`` for a bare ``?``). The password and
+    the options are credentials: read them only to scrub messages, never to show them.
+    """
+
+    scheme: str
+    user: str
+    password: str
+    hosts: tuple[str, ...]
+    database: str | None
+    options: str | None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The password as written and percent-decoded, longest first: what to scrub."""
+        if not self.password:
+            return ()
+        unique = {self.password, urllib.parse.unquote(self.password)}
+        return tuple(sorted(unique, key=len, reverse=True))
+
+    def redacted(self) -> str:
+        """The URI with the password as ``***`` and any options as ``<options>``.
+
+        For an operator checking the settings: the user name stays (it names the account).
+        """
+        auth = f"{self.user}:***@" if self.password else (f"{self.user}@" if self.user else "")
+        path = "" if self.database is None else "/" + self.database
+        options = "" if self.options is None else "?<options>"
+        return f"{self.scheme}://{auth}{','.join(self.hosts)}{path}{options}"
+
+    def location(self) -> str:
+        """Scheme, hosts and database only (``mongodb://h1,h2/db``): where, not who."""
+        return f"{self.scheme}://{','.join(self.hosts)}/{self.database or ''}"
+
+    def __repr__(self) -> str:
+        return f"MongoUri({self.redacted()!r})"
+
+
+def _valid_host(host: str) -> bool:
+    """``host``, ``host:port`` or ``[v6]:port`` with a port in 1..65535."""
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 2:
+            return False
+        port = host[end + 1:]
+        if port and not port.startswith(":"):
+            return False
+        port = port[1:] if port else ""
+    else:
+        name, _, port = host.partition(":")
+        if not name or ":" in port:
+            return False
+    return not port or (port.isascii() and port.isdigit() and 0 < int(port) < 65536)
+
+
+def parse_mongodb_uri(uri: str) -> MongoUri:
+    """Parse ``uri``; a :class:`ConfigurationError` names ``MONGODB_URI``, never the value."""
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+        raise ConfigurationError(VARIABLE, "contains whitespace or control characters")
+    for scheme in _SCHEMES:
+        if uri.startswith(scheme + "://"):
+            break
+    else:
+        raise ConfigurationError(VARIABLE, "must start with mongodb:// or mongodb+srv://")
+    host_part, slash, path = uri[len(scheme) + 3:].partition("/")
+    if "@" in path:
+        # pymongo would read "u/ser:pw@db" as host "u" and database "ser:pw@db", and the
+        # password would then be shown as part of the path: refuse it instead.
+        raise ConfigurationError(VARIABLE, "has an '@' after the host list: percent-encode the "
+                                 "user name and password")
+    userinfo, at, hosts = host_part.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    if at and not user:
+        raise ConfigurationError(VARIABLE, "has an '@' but no user name")
+    if any(c in _USERINFO_RESERVED for c in user + password):
+        raise ConfigurationError(VARIABLE, "user name and password must be percent-encoded")
+    if "?" in hosts:
+        raise ConfigurationError(VARIABLE, "needs a '/' between the host list and the options")
+    host_list = tuple(hosts.split(","))
+    if not hosts or not all(_valid_host(h) for h in host_list):
+        raise ConfigurationError(
+            VARIABLE, "needs at least one host (host or host:port, comma-separated)"
+        )
+    if scheme == "mongodb+srv" and (len(host_list) != 1 or ":" in hosts.strip("[]")):
+        raise ConfigurationError(
+            VARIABLE, "mongodb+srv:// takes exactly one host name and no port"
+        )
+    database, question, options = path.partition("?")
+    return MongoUri(
+        scheme=scheme,
+        user=user,
+        password=password,
+        hosts=host_list,
+        database=database if slash else None,
+        options=options if question else None,
+    )
+
+
+def redact_mongodb_uri(uri: str) -> str:
+    """:meth:`MongoUri.redacted` of ``uri``; ``<invalid>`` when it does not parse, rather than
+    risk echoing it."""
+    try:
+        return parse_mongodb_uri(uri).redacted()
+    except ConfigurationError:
+        return "<invalid>"

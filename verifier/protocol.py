@@ -1,0 +1,680 @@
+"""The claim → verify → process → finish protocol, written once, with no I/O and no clock.
+
+This is the only place where ownership decisions are made. It is a sans-I/O state machine in
+the manner of h11: the driver (asyncio in :mod:`verifier._guard`, SimPy in ``sim/``) asks for
+the next :class:`Step`, performs its :attr:`Step.action`, and feeds the answer back together
+with the current time::
+
+    protocol = OwnershipProtocol(job_id, me=did, policy=Policy.hardened(), tiers=TierSet(...))
+    step = protocol.start(now)
+    while not isinstance(step.action, Done):
+        answer = perform(step.action)            # I/O, timers, the user's work
+        step = protocol.handle(answer, now)
+
+Every action gets exactly one answer. Time only ever enters as the ``now`` the driver passes
+in, so the simulator can run this code under simulated time and the conformance suites prove
+properties of the code that ships.
+
+The logic is written as a generator (``_run``) because the protocol is sequential (claim, then
+settle, then verify, then work with periodic checks, then finish): a generator keeps that order
+readable, where an explicit state table would scatter it. The generator yields actions and
+receives answers; :class:`OwnershipProtocol` wraps it so that drivers never see it.
+
+Why each hardened step exists is documented where the policy switches it (``_policy.py``); the
+comments below say which property (S1–S3, L1 of ``docs/safety-model.md``) a branch protects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from typing import Final
+
+from ._ids import normalize_did
+from ._models import (
+    CLAIMABLE_STATUSES,
+    DONE_STATUSES,
+    PROCESSABLE_STATUSES,
+    availability_of,
+)
+from ._policy import TIER_EVENT, TIER_STRENGTH, Policy, Tier, TierSet
+from ._tiers import Observation
+
+__all__ = [
+    "Action",
+    "Answer",
+    "CancelWork",
+    "Claim",
+    "Decision",
+    "Done",
+    "Finish",
+    "Heartbeat",
+    "Observe",
+    "Observed",
+    "Outcome",
+    "OutcomeKind",
+    "OwnershipProtocol",
+    "PhaseChanged",
+    "ProtocolError",
+    "Release",
+    "Sleep",
+    "StartWork",
+    "Step",
+    "TierFailed",
+    "Woke",
+    "WorkEnded",
+    "WorkStarted",
+    "WorkStopped",
+    "WriteAnswered",
+    "WriteOutcome",
+]
+
+
+# --------------------------------------------------------------------------- actions (out)
+
+
+@dataclass(frozen=True, slots=True)
+class Observe:
+    """Read the job from ``tier``. Answer: :class:`Observed` or :class:`TierFailed`."""
+
+    tier: Tier
+    purpose: str  # "pre-claim" | "verify" | "recheck"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Take the job through ``via``. Answer: :class:`WriteAnswered` (token on success)."""
+
+    via: Tier
+    conditional: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Renew the assignment's ``last_pinged`` through ``via``. Answer: :class:`WriteAnswered`."""
+
+    via: Tier
+    token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """Commit the result through ``via``; ``fenced`` = conditional on owner and token."""
+
+    via: Tier
+    token: str | None
+    fenced: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Give back a job we may hold (``failed``: the work failed, count an attempt)."""
+
+    via: Tier
+    token: str | None
+    reason: str
+    failed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StartWork:
+    """Start the user's work concurrently. Answer: :class:`WorkStarted`."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelWork:
+    """Cancel the user's work and wait until it has stopped. Answer: :class:`WorkStopped`."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait until ``until`` (driver time) or a work event, whichever is first.
+
+    Answer: :class:`Woke`, or a pending :class:`WorkEnded` / :class:`PhaseChanged` (delivered
+    at once if one is already queued).
+    """
+
+    until: float
+
+
+class OutcomeKind(StrEnum):
+    PROCESSED = "processed"  # our result was committed
+    SKIPPED = "skipped"  # never started: not ours, not claimable, or not confirmed
+    CANCELLED = "cancelled"  # started, then stopped because ownership was lost or unconfirmed
+    FAILED = "failed"  # an error: the work failed, or the outcome of a step is unknown
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: OutcomeKind
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The protocol has ended. No answer expected."""
+
+    outcome: Outcome
+
+
+Action = Observe | Claim | Heartbeat | Finish | Release | StartWork | CancelWork | Sleep | Done
+
+
+# --------------------------------------------------------------------------- answers (in)
+
+
+class WriteOutcome(Enum):
+    OK = "ok"
+    REFUSED = "refused"  # the tier answered "not yours / not claimable"
+    UNKNOWN = "unknown"  # no answer (timeout, outage): the write may or may not have landed
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    observation: Observation
+
+
+@dataclass(frozen=True, slots=True)
+class TierFailed:
+    tier: Tier
+    detail: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteAnswered:
+    outcome: WriteOutcome
+    token: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkStarted:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WorkStopped:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Woke:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WorkEnded:
+    succeeded: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseChanged:
+    phase: str  # "download" | "encode" | "upload" (free text is tolerated)
+
+
+Answer = (
+    Observed | TierFailed | WriteAnswered | WorkStarted | WorkStopped | Woke | WorkEnded
+    | PhaseChanged
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One log-worthy decision: an event code (``TIER_2_VERIFICATION``, ...) and its fields."""
+
+    code: str
+    level: str  # "info" | "warning" | "error"
+    message: str
+    fields: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    action: Action
+    decisions: tuple[Decision, ...] = field(default=())
+
+
+class ProtocolError(RuntimeError):
+    """The driver broke the protocol's contract (answered the wrong action, or after Done)."""
+
+
+#: Which answers each action accepts (a table: this check runs on every step of every run).
+_ANSWERS_TO: Final[dict[type, frozenset[type]]] = {
+    Observe: frozenset({Observed, TierFailed}),
+    Claim: frozenset({WriteAnswered}),
+    Heartbeat: frozenset({WriteAnswered}),
+    Finish: frozenset({WriteAnswered}),
+    Release: frozenset({WriteAnswered}),
+    StartWork: frozenset({WorkStarted}),
+    CancelWork: frozenset({WorkStopped}),
+    Sleep: frozenset({Woke, WorkEnded, PhaseChanged}),
+}
+
+
+# --------------------------------------------------------------------------- judgement
+
+
+class _Verdict(Enum):
+    MINE = "mine"
+    OTHER = "other"  # someone else holds it, or it went back to the queue (during work)
+    DONE = "done"  # already finished: nothing to process
+    UNKNOWN = "unknown"  # absent, null, synthetic, inconsistent: proves nothing
+
+
+_Run = Generator[Action, Answer, Outcome]
+_LAG_FREE: Final = 0.0
+
+
+class OwnershipProtocol:
+    """One encoder's attempt at one job, from pre-claim check to finish.
+
+    ``me`` is this encoder's DID; ``tiers`` says which tiers this node has; ``policy`` says
+    how to use them. Create one instance per attempt: a retry is a new attempt with a fresh
+    protocol, so an old "ownership confirmed" can never leak into it (defect 7).
+    """
+
+    def __init__(self, job_id: str, *, me: str, policy: Policy, tiers: TierSet) -> None:
+        if not me:
+            raise ValueError("the encoder's DID (me) is required")
+        self.job_id = job_id
+        self.me = normalize_did(me)
+        self.policy = policy
+        self.tiers = tiers
+        self.token: str | None = None
+        self.outcome: Outcome | None = None
+        self.claim_via: Tier = self._claim_tier()
+        self._now = 0.0
+        self._driver_now = 0.0  # the last time the driver passed (``_now`` may be clamped up)
+        self._decisions: list[Decision] = []
+        self._gen: _Run | None = None
+        self._awaiting: Action | None = None
+        self._phase = ""
+        self._loss_logged = False
+
+    # ---- driver interface
+
+    def start(self, now: float) -> Step:
+        """Begin the attempt; returns the first action."""
+        if self._gen is not None:
+            raise ProtocolError("start() called twice")
+        self._now = self._driver_now = now
+        self._gen = self._run()
+        return self._advance(None)
+
+    def handle(self, answer: Answer, now: float) -> Step:
+        """Feed the answer to the last action (at driver time ``now``); returns the next one."""
+        if self._gen is None or self._awaiting is None:
+            raise ProtocolError("handle() before start() or after Done")
+        if now < self._driver_now:
+            raise ProtocolError(f"time went backwards: {now} < {self._driver_now}")
+        self._driver_now = now
+        self._check_answer(self._awaiting, answer)
+        if isinstance(answer, Woke) and isinstance(self._awaiting, Sleep):
+            # Woke means "the deadline has come": clocks that convert time (drift, floats)
+            # may report a hair before it, which must not re-arm the same deadline forever.
+            now = max(now, self._awaiting.until)
+        self._now = now
+        return self._advance(answer)
+
+    @property
+    def phase(self) -> str:
+        return self._phase
+
+    def _advance(self, answer: Answer | None) -> Step:
+        assert self._gen is not None
+        try:
+            action = next(self._gen) if answer is None else self._gen.send(answer)
+        except StopIteration as stop:
+            outcome: Outcome = stop.value
+            self.outcome = outcome
+            action = Done(outcome)
+            self._log(
+                "OUTCOME",
+                "info" if outcome.kind is OutcomeKind.PROCESSED else "warning",
+                f"Job {self.job_id}: {outcome.kind.value} ({outcome.code}): {outcome.reason}",
+            )
+        self._awaiting = None if isinstance(action, Done) else action
+        decisions, self._decisions = tuple(self._decisions), []
+        return Step(action, decisions)
+
+    @staticmethod
+    def _check_answer(action: Action, answer: Answer) -> None:
+        if type(answer) not in _ANSWERS_TO[type(action)]:
+            raise ProtocolError(
+                f"{type(answer).__name__} is not an answer to {type(action).__name__}"
+            )
+
+    def _log(self, code: str, level: str, message: str, **fields: object) -> None:
+        items = (("job_id", self.job_id), *((k, str(v)) for k, v in fields.items()))
+        self._decisions.append(Decision(code, level, message, items))
+
+    # ---- tier choice
+
+    def _claim_tier(self) -> Tier:
+        """Where to claim. Hardened: the strongest tier with an atomic conditional claim."""
+        if self.policy.claim_via_strongest:
+            for tier in (Tier.DATABASE, Tier.AID):
+                if self.tiers.has(tier):
+                    return tier
+        return Tier.GATEWAY
+
+    def _confirming_tiers(self) -> list[Tier]:
+        """Tiers allowed to say "yours", strongest first.
+
+        The documented chain uses exactly one: the highest enabled. The hardened chain uses the
+        database and the monitor (falling back when one cannot answer); the legacy gateway's
+        ``jobstatus`` lies, so it may confirm only in the documented chain or in the canary
+        that switches tier precedence off.
+        """
+        candidates = [t for t in (Tier.DATABASE, Tier.MONITOR) if self.tiers.has(t)]
+        if self.policy.gateway_can_confirm and self.tiers.has(Tier.GATEWAY):
+            candidates.append(Tier.GATEWAY)
+        candidates.sort(key=TIER_STRENGTH.__getitem__)
+        if not self.policy.verify_retries:
+            return candidates[:1]
+        return candidates
+
+    def _lag(self, tier: Tier) -> float:
+        return self.policy.timing.monitor_lag if tier is Tier.MONITOR else _LAG_FREE
+
+    # ---- judgement
+
+    def _judge(self, obs: Observation, *, during_work: bool) -> _Verdict:
+        """What an observation proves about ownership.
+
+        Absent, null and synthetic answers prove nothing (they mean *wait*) unless the
+        ``absent-is-wait`` step is off. During work, after the settle point, a job back in a
+        claimable status with no owner has been reassigned or released: it is lost.
+        """
+        job = obs.job
+        owner = normalize_did(obs.owner)
+        if job is None or (job.synthetic and self.policy.absent_is_wait):
+            return _Verdict.UNKNOWN  # a stand-in record built by the monitor proves nothing
+        if not owner:
+            if during_work and job.status in CLAIMABLE_STATUSES and self.policy.absent_is_wait:
+                return _Verdict.OTHER
+            if not self.policy.absent_is_wait and job.status not in DONE_STATUSES:
+                return _Verdict.MINE  # the canary: "absent or null means mine"
+            return _Verdict.DONE if job.status in DONE_STATUSES else _Verdict.UNKNOWN
+        if owner != self.me:
+            return _Verdict.OTHER
+        if obs.token is not None and self.token is not None and obs.token != self.token:
+            return _Verdict.OTHER  # a later assignment (to us, elsewhere) is not this one
+        if not self.policy.verify_retries:
+            return _Verdict.MINE  # documented: `isOwned` alone decides
+        if job.status in PROCESSABLE_STATUSES:
+            return _Verdict.MINE
+        if job.status in DONE_STATUSES:
+            return _Verdict.DONE
+        return _Verdict.UNKNOWN
+
+    # ---- the protocol
+
+    def _run(self) -> _Run:
+        p = self.policy
+        if p.verify and not self._confirming_tiers():
+            # Fail closed *before* claiming: a claim we could never confirm would leave the
+            # job held and unworked until the gateway reassigns it (L1).
+            self._log("ABORTING", "error", "No tier can confirm ownership; refusing to claim")
+            return Outcome(OutcomeKind.SKIPPED, "NO_CONFIRMING_TIER",
+                           "no tier can confirm ownership")
+        if p.pre_claim_check:
+            skipped = yield from self._pre_claim()
+            if skipped is not None:
+                return skipped
+
+        claim_sent = self._now
+        conditional = p.conditional_claim or self.claim_via is not Tier.DATABASE
+        self._log("CLAIM", "info", f"Claiming job {self.job_id} via {self.claim_via}",
+                  via=self.claim_via, conditional=conditional)
+        answer = yield Claim(self.claim_via, conditional=conditional)
+        assert isinstance(answer, WriteAnswered)
+        if answer.outcome is WriteOutcome.REFUSED:
+            self._log("GRACEFUL_SKIP", "info", f"Reason - claim refused: {answer.detail}")
+            return Outcome(OutcomeKind.SKIPPED, "CLAIM_REFUSED", answer.detail or "claim refused")
+        if answer.outcome is WriteOutcome.UNKNOWN and not (p.verify and p.verify_retries):
+            # Documented: acceptJob threw; the job is not processed (its write may still land
+            # and the gateway will reassign it after T without pings: L1).
+            return Outcome(OutcomeKind.FAILED, "CLAIM_UNKNOWN", answer.detail or "no answer")
+        self.token = answer.token
+        if answer.outcome is WriteOutcome.UNKNOWN:
+            # Hardened: the write may still land; verification decides (never "safe" on it).
+            self._log("CLAIM_UNKNOWN", "warning",
+                      "Claim outcome unknown; verifying before anything else", detail=answer.detail)
+
+        if p.verify:
+            refused = yield from self._verify(claim_sent)
+            if refused is not None:
+                return refused
+        return (yield from self._work(lease_base=claim_sent))
+
+    def _pre_claim(self) -> Generator[Action, Answer, Outcome | None]:
+        """Skip jobs that are visibly taken. An optimisation only: safety never rests on it."""
+        if self.policy.verify_retries:
+            reads = [t for t in self._confirming_tiers() if t is not Tier.GATEWAY]
+        else:
+            reads = [Tier.MONITOR] if self.tiers.has(Tier.MONITOR) else []
+        if not reads:
+            return None
+        tier = reads[0]
+        self._log("PRE_CLAIM_CHECK", "info",
+                  f"Verifying job availability via {tier}...", tier=tier)
+        answer = yield Observe(tier, "pre-claim")
+        if isinstance(answer, TierFailed):
+            if self.policy.pre_claim_error_skips:
+                # Defect 1 was claiming anyway after a failed check; we skip instead.
+                self._log("GRACEFUL_SKIP", "info",
+                          f"Reason - pre-claim check failed: {answer.detail}")
+                return Outcome(OutcomeKind.SKIPPED, "PRE_CLAIM_FAILED", answer.detail)
+            return Outcome(OutcomeKind.FAILED, "PRE_CLAIM_FAILED", answer.detail)
+        assert isinstance(answer, Observed)
+        job = answer.observation.job
+        availability = availability_of(job)
+        if availability.available or normalize_did(availability.current_owner) == self.me:
+            return None
+        if (self.policy.verify_retries and job is not None and not job.assigned_to
+                and job.status in CLAIMABLE_STATUSES):
+            # The documented check refuses ``unassigned`` (a status of the monitor's own
+            # "available" list); the hardened chain may claim it: safety rests on the
+            # verification after the claim, not on this optimisation.
+            return None
+        if availability.current_owner:
+            self._log("PRE_CLAIM_CONFLICT", "warning",
+                      f"Job {self.job_id} already claimed by {availability.current_owner}",
+                      owner=availability.current_owner)
+        self._log("GRACEFUL_SKIP", "info", f"Reason - {availability.reason}")
+        code = "PRE_CLAIM_CONFLICT" if availability.current_owner else "NOT_AVAILABLE"
+        return Outcome(OutcomeKind.SKIPPED, code, availability.reason)
+
+    def _verify(self, claim_sent: float) -> Generator[Action, Answer, Outcome | None]:
+        """Confirm ownership before starting. Returns ``None`` when confirmed."""
+        p = self.policy
+        tiers = self._confirming_tiers()
+        settle_end = (
+            claim_sent + p.timing.settle_delay(self._lag(tiers[0])) if p.settle else self._now
+        )
+        deadline = settle_end + p.timing.confirm_timeout
+        while True:
+            retry_after = p.timing.retry_interval
+            for tier in tiers:
+                if p.settle:
+                    # S1/S2: the deciding read must reflect every write that could still land.
+                    ready_at = claim_sent + p.timing.settle_delay(self._lag(tier))
+                    if self._now < ready_at:
+                        yield Sleep(ready_at)
+                self._log(f"TIER_{TIER_EVENT[tier]}_VERIFICATION", "info",
+                          f"Checking {tier} for job {self.job_id}...", tier=tier)
+                answer = yield Observe(tier, "verify")
+                if isinstance(answer, TierFailed):
+                    self._log("TIER_UNAVAILABLE", "warning",
+                              f"{tier} could not answer: {answer.detail}", tier=tier)
+                    if answer.retry_after is not None:
+                        retry_after = max(retry_after, answer.retry_after)
+                    if not p.verify_retries:
+                        return Outcome(OutcomeKind.FAILED, "VERIFICATION_FAILED", answer.detail)
+                    continue  # fall back to the next tier: it cannot override a "not yours"
+                assert isinstance(answer, Observed)
+                verdict = self._judge(answer.observation, during_work=False)
+                if verdict is _Verdict.MINE:
+                    if self.token is None and answer.observation.token is not None:
+                        # A claim whose reply was lost: the confirming read tells us our token,
+                        # so later fenced writes name this exact assignment.
+                        self.token = answer.observation.token
+                    self._log(self._confirmed_code(tier), "info",
+                              f"Job {self.job_id} is assigned to us via {tier}",
+                              assigned_to=answer.observation.owner,
+                              status=answer.observation.status)
+                    return None
+                if verdict in (_Verdict.OTHER, _Verdict.DONE) or not p.verify_retries:
+                    if p.tier_precedence or not p.verify_retries:
+                        return self._conflict(tier, answer.observation)
+                    continue  # canary: let a weaker tier overrule the "not yours"
+                if p.tier_precedence:
+                    break  # an answered "unknown" from a stronger tier: ask it again later
+            if self._now >= deadline:
+                break
+            yield Sleep(min(deadline, self._now + retry_after))
+        self._log("ABORTING", "warning",
+                  f"Ownership of job {self.job_id} could not be confirmed in time")
+        yield from self._release("ownership not confirmed")
+        return Outcome(OutcomeKind.SKIPPED, "UNCONFIRMED", "ownership could not be confirmed")
+
+    def _confirmed_code(self, tier: Tier) -> str:
+        return "MONITOR_CONFIRMED" if tier is Tier.MONITOR else f"{tier.value.upper()}_CONFIRMED"
+
+    def _conflict(self, tier: Tier, obs: Observation) -> Outcome:
+        owner = obs.owner
+        if owner and normalize_did(owner) != self.me:
+            code = "MONITOR_THEFT_DETECTED" if tier is Tier.MONITOR else "OWNERSHIP_CONFLICT"
+            self._log(code, "error", f"Job {self.job_id} is assigned to {owner}!", owner=owner)
+            reason = f"assigned to {owner}"
+        else:
+            code = "OWNERSHIP_CONFLICT"
+            reason = f"not assigned to us (owner={owner}, status={obs.status})"
+            self._log(code, "error", f"Job {self.job_id} is {reason}")
+        self._log("ABORTING", "error",
+                  "Another encoder owns this job - stopping to prevent wasted work")
+        return Outcome(OutcomeKind.SKIPPED, code, reason)
+
+    def _work(self, lease_base: float) -> Generator[Action, Answer, Outcome]:
+        """Run the work with pings and re-checks; cancel on loss; finish fenced."""
+        p, t = self.policy, self.policy.timing
+        answer: Answer = yield StartWork()
+        self._log("PROCESSING_STARTED", "info", f"Processing job {self.job_id}")
+        next_tick = self._now + t.recheck_interval
+        lost: str | None = None
+        while True:
+            lease_end = lease_base + t.reassign_timeout - t.lease_margin()
+            lease_on = p.lease and lost is None
+            wake = min(next_tick, lease_end) if lease_on else next_tick
+            answer = yield Sleep(wake)
+            if isinstance(answer, WorkEnded):
+                break
+            if isinstance(answer, PhaseChanged):
+                self._phase = answer.phase
+                continue
+            if lease_on and self._now >= lease_end:
+                # S2: the gateway may reassign at last-ping + T; be stopped before then.
+                lost = "lease expired: ownership could not be confirmed in time"
+                stopped = yield from self._on_loss("LEASE_EXPIRED", lost, release=True)
+                if stopped is not None:
+                    return stopped
+            if self._now < next_tick:
+                continue
+            next_tick = self._now + t.recheck_interval
+            if p.phase_heartbeats or self._phase == "encode":
+                sent = self._now
+                answer = yield Heartbeat(self.claim_via, self.token)
+                assert isinstance(answer, WriteAnswered)
+                if answer.outcome is WriteOutcome.OK:
+                    lease_base = max(lease_base, sent)
+                elif answer.outcome is WriteOutcome.REFUSED and lost is None:
+                    lost = f"heartbeat refused: {answer.detail}"
+                    stopped = yield from self._on_loss("HEARTBEAT_REFUSED", lost, release=False)
+                    if stopped is not None:
+                        return stopped
+            if p.recheck and lost is None:
+                verdict, obs = yield from self._recheck()
+                if verdict in (_Verdict.OTHER, _Verdict.DONE) and obs is not None:
+                    lost = f"owner={obs.owner} status={obs.status} via {obs.tier}"
+                    code = ("MONITOR_THEFT_DETECTED" if obs.tier is Tier.MONITOR
+                            else "OWNERSHIP_LOST")
+                    stopped = yield from self._on_loss(code, lost, release=False)
+                    if stopped is not None:
+                        return stopped
+        assert isinstance(answer, WorkEnded)
+        if not answer.succeeded:
+            self._log("WORK_FAILED", "error", f"Work on job {self.job_id} failed: {answer.detail}")
+            if lost is None:
+                yield from self._release(f"work failed: {answer.detail}", failed=True)
+            return Outcome(OutcomeKind.FAILED, "WORK_FAILED", answer.detail)
+        return (yield from self._finish())
+
+    def _recheck(self) -> Generator[Action, Answer, tuple[_Verdict, Observation | None]]:
+        """One ownership re-check through the strongest tier that answers."""
+        for tier in self._confirming_tiers():
+            answer = yield Observe(tier, "recheck")
+            if isinstance(answer, TierFailed):
+                continue
+            assert isinstance(answer, Observed)
+            verdict = self._judge(answer.observation, during_work=True)
+            if verdict is _Verdict.UNKNOWN or (
+                verdict is not _Verdict.MINE and not self.policy.tier_precedence
+            ):
+                continue
+            return verdict, answer.observation
+        return _Verdict.UNKNOWN, None
+
+    def _on_loss(
+        self, code: str, reason: str, *, release: bool
+    ) -> Generator[Action, Answer, Outcome | None]:
+        """Ownership lost or unconfirmable during work: cancel (S2), then maybe release (L1)."""
+        self._log(code, "error", f"Job {self.job_id}: {reason}")
+        self._log("ABORTING", "error", "Ownership lost - stopping to prevent duplicate work")
+        if not self.policy.cancel:
+            # The canary "no cancellation on loss": detected, logged, and ignored (defect 4).
+            return None
+        yield CancelWork(reason)
+        self._log("WORK_CANCELLED", "warning", f"Work on job {self.job_id} stopped")
+        if release:
+            yield from self._release(reason)
+        return Outcome(OutcomeKind.CANCELLED, code, reason)
+
+    def _finish(self) -> Generator[Action, Answer, Outcome]:
+        """Commit the result, fenced on owner and assignment (S3 needs no timing assumption)."""
+        attempts = 3 if self.policy.verify_retries else 1
+        unknown = False
+        for attempt in range(attempts):
+            if attempt:
+                yield Sleep(self._now + self.policy.timing.retry_interval)
+            self._log("FINISH", "info", f"Finishing job {self.job_id} via {self.claim_via}",
+                      fenced=self.policy.fence)
+            answer = yield Finish(self.claim_via, self.token, fenced=self.policy.fence)
+            assert isinstance(answer, WriteAnswered)
+            if answer.outcome is WriteOutcome.OK:
+                self._log("FINISHED", "info", f"Job {self.job_id} finished")
+                return Outcome(OutcomeKind.PROCESSED, "FINISHED", "result committed")
+            if answer.outcome is WriteOutcome.REFUSED:
+                if unknown:
+                    break  # an earlier unanswered finish may be the one that landed
+                self._log("FINISH_REFUSED", "error",
+                          f"Finish of job {self.job_id} refused: {answer.detail}")
+                return Outcome(OutcomeKind.CANCELLED, "FINISH_REFUSED",
+                               answer.detail or "finish refused: ownership lost")
+            unknown = True
+        return Outcome(OutcomeKind.FAILED, "FINISH_UNKNOWN", "finish outcome unknown")
+
+    def _release(self, reason: str, *, failed: bool = False) -> Generator[Action, Answer, None]:
+        """Best-effort, fenced give-back of a job we may hold, so it is not stuck until T."""
+        if not self.policy.release_on_give_up:
+            return
+        answer = yield Release(self.claim_via, self.token, reason, failed=failed)
+        assert isinstance(answer, WriteAnswered)
+        self._log("RELEASED" if answer.outcome is WriteOutcome.OK else "RELEASE_FAILED", "info",
+                  f"Release of job {self.job_id}: {answer.outcome.value}", reason=reason)
