@@ -6,13 +6,16 @@ Profiles (``--hypothesis-profile=NAME``; ``ci`` is selected automatically when `
               conformance run stays well under five minutes on a 2-core machine;
 ``dev``       the default on a workstation: random, remembers failures in ``.hypothesis/``;
 ``thorough``  for releases and researchers: 100,000 race examples per race property.
+
+``--protocol MODULE:CLASS`` (or ``SPK_PROTOCOL``) names the implementation under test; every
+counterexample the suites save names it too, so its printed replay command reproduces it.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -56,6 +59,17 @@ def load_protocol(spec: str) -> Callable[..., Any]:
 def protocol(request: pytest.FixtureRequest) -> Callable[..., Any]:
     """The protocol implementation under test."""
     return load_protocol(request.config.getoption("--protocol"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _counterexamples_name_the_protocol(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Counterexamples are found with the protocol under test, so they must replay with it:
+    ``SPK_PROTOCOL`` is set to ``--protocol`` for the session, and
+    :func:`conformance.worlds.save_counterexample` puts it in the folder's label and in the
+    ``python -m sim replay ... --protocol MODULE:CLASS`` command it prints."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPK_PROTOCOL", request.config.getoption("--protocol"))
+        yield
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -152,8 +152,8 @@ def run_on(collection: Any, body: Callable[[DatabaseTier], Awaitable[Any]]
            ) -> tuple[Any, Exception | None]:
     """Run ``body`` against a fresh tier over ``collection``, in one fresh event loop."""
     async def go() -> tuple[Any, Exception | None]:
-        async with DatabaseTier(collection, encoder_did=ME, clock=lambda: NOW,
-                                token_factory=_counter(), timeout=5.0) as tier:
+        async with DatabaseTier(collection, encoder_did=ME, token_factory=_counter(),
+                                timeout=5.0) as tier:
             try:
                 return await body(tier), None
             except Exception as exc:  # judged by the caller: only VerifierError may escape

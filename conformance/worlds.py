@@ -63,6 +63,33 @@ def _levels(*values: float) -> st.SearchStrategy[float]:
 
 
 @st.composite
+def timing_points(draw: st.DrawFn) -> dict[str, float]:
+    """The timing model itself, drawn per example: each bound at the base value or smaller
+    (0 where the model allows it), so a formula's terms are tested where each one dominates.
+
+    The dependent settings are derived so that ``TimingModel.problems()`` stays empty (the
+    hardened chain must be able to keep a healthy lease): a ping interval plus the wait for its
+    proof, and the settle and confirm windows plus that wait, fit the lease budget.
+    """
+    g = draw(_levels(2.0, 0.5, 0.0))
+    lag = draw(_levels(5.0, 1.0, 0.0))
+    pause = draw(_levels(2.0, 0.5))
+    drift = draw(_levels(1.0, 0.0))
+    cancel = draw(_levels(3.0, 0.5))
+    reassign = draw(_levels(60.0, 30.0))
+    budget = reassign - (drift + pause + cancel)
+    proof = lag + pause + g  # a read this long after a gateway ping can prove it landed
+    recheck = min(draw(_levels(10.0, 3.0)), budget - proof - 1.0)
+    settle = 3 * g + drift + lag
+    return {
+        "write_delay": g, "monitor_lag": lag, "monitor_lag_mean": min(1.0, lag),
+        "pause_max": pause, "clock_drift": drift, "cancel_latency": cancel,
+        "reassign_timeout": reassign, "recheck_interval": recheck,
+        "confirm_timeout": max(min(20.0, budget - settle - proof - 1.0), 1.0),
+    }
+
+
+@st.composite
 def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
            max_jobs: int = 3, fixed: dict[str, Any] | None = None) -> World:
     """Small worlds with faults. ``inside_model=False`` adds pauses longer than P, monitor
@@ -87,7 +114,14 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         "monitor_outages_per_hour": draw(_levels(0.0, 6.0)),
         # A slow database (a congested network) widens every read-to-write gap.
         "database_latency": draw(_levels(0.005, 1.0)),
+        "database_error_rate": draw(_levels(0.0, 0.2)),
+        # The edges: bounds reached exactly, pauses of exactly P at the driver's await
+        # points, and a gateway that reassigns exactly T after the last ping.
+        "edge_rate": draw(_levels(0.0, 0.5, 0.9)),
+        "await_pause_rate": draw(_levels(0.0, 0.1, 0.3)),
+        "reassign_scan_interval": draw(_levels(5.0, 0.0)),
     }
+    changes.update(draw(timing_points()))
     if not inside_model:
         changes["pause_tail"] = draw(_levels(0.0, 0.5, 1.0))
         changes["pause_tail_factor"] = draw(_levels(30.0, 60.0))
@@ -159,19 +193,38 @@ def believers(history: History) -> int:
     return best
 
 
-def save_counterexample(world: World, chain: str, job: str) -> str:
-    """Write the world (TOML) and its tape (JSON); return the command that replays them."""
+def save_counterexample(world: World, chain: str, job: str, *,
+                        protocol: str | None = None) -> str:
+    """Write the world (TOML) and its tape (JSON); return the command that replays them.
+
+    ``protocol`` is the import path (``module:Class``) of the protocol the counterexample was
+    found with; by default the protocol under test: ``SPK_PROTOCOL``, which
+    ``conformance/conftest.py`` sets from ``--protocol`` for the session. Unless it is the
+    built-in one, the folder is labelled with the chain *and* the protocol, and the command
+    carries ``--protocol``, so the replay reruns the implementation that failed rather than
+    the built-in one.
+    """
+    import shlex  # local: this function is the part of the module that prints commands
+
+    builtin = "verifier.protocol:OwnershipProtocol"
+    spec = (protocol or os.environ.get("SPK_PROTOCOL") or builtin).strip()
     root = Path(os.environ.get("SPK_COUNTEREXAMPLES", ".hypothesis/counterexamples"))
-    blob = json.dumps([world.describe(), list(world.tape), world.seed, chain], sort_keys=True)
-    folder = root / f"{chain}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+    blob = json.dumps([world.describe(), list(world.tape), world.seed, chain]
+                      + ([] if spec == builtin else [spec]), sort_keys=True)
+    label = chain if spec == builtin else f"{chain}@{spec.replace(':', '.')}"
+    folder = root / f"{label}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
     folder.mkdir(parents=True, exist_ok=True)
     toml = [f"{f.name} = {_toml(getattr(world.scenario, f.name))}" for f in fields(Scenario)
             if getattr(world.scenario, f.name) is not None]
     (folder / "scenario.toml").write_text("\n".join(toml) + "\n")
     (folder / "tape.json").write_text(
         json.dumps({"tape": list(world.tape), "seed": world.seed}) + "\n")
-    return (f"python -m sim replay --scenario {folder / 'scenario.toml'} --tape "
-            f"{folder / 'tape.json'} --chain {chain} --job {job} --png {folder / 'timeline.png'}")
+    words = ["python", "-m", "sim", "replay", "--scenario", str(folder / "scenario.toml"),
+             "--tape", str(folder / "tape.json"), "--chain", chain, "--job", job,
+             "--png", str(folder / "timeline.png")]
+    if spec != builtin:
+        words += ["--protocol", spec]
+    return shlex.join(words)
 
 
 def _toml(value: Any) -> str:

@@ -19,11 +19,17 @@ default all built-in chains), ``--seed N``, ``--seeds K`` (seeds N..N+K-1), ``--
 ``--jobs``, ``--lie-rate``, ``--set KEY=VALUE`` (any scenario parameter, a TOML literal),
 ``--json PATH``, ``--csv PATH``.
 
+``--protocol MODULE:CLASS`` (``run``, ``replay``) drives another protocol implementation than
+the built-in ``verifier.protocol:OwnershipProtocol``; reports name it, and every replay command
+they print carries it, so a counterexample of the protocol under test reproduces.
+
 Exit status: 0 when the command completed, whatever the simulated chains did (a report of
-violations is a result, not a failure), except that ``run --fail-on-violation`` exits 1 when
-the hardened chain violated S1, S2 or S3 (for CI); 2 for a usage error (bad flag, unknown
-chain or scenario, bad ``--set``, an unreadable or invalid scenario file), always with one
-line on stderr that names the flag, key or file.
+violations is a result, not a failure), except for the release gate: ``run
+--fail-on-violation`` judges every chain with an expected verdict (``hardened`` is expected
+safe; ``--expect CHAIN=safe|unsafe`` adds or overrides one) and exits 1 when one fails, with
+one line per failed expectation on stderr (for CI); 2 for a usage error (bad flag, unknown
+chain or scenario, bad ``--set``, ``--expect`` or ``--protocol``, an unreadable or invalid
+scenario file), always with one line on stderr that names the flag, key or file.
 """
 
 from __future__ import annotations
@@ -40,16 +46,18 @@ from . import live
 from ._commandline import (
     EXIT_OK,
     EXIT_USAGE,
-    EXIT_VIOLATION,
-    GATED_CHAIN,
     PROG,
     Parser,
+    apply_gate,
     brief,
-    check_gate,
     check_writable,
     describe,
+    expectations,
+    gate_flags,
+    load_protocol,
     output_flags,
     progress_for,
+    protocol_flag,
     resolve,
     scenario_flags,
     seeds_flag,
@@ -62,7 +70,7 @@ from ._report import (
     build_run_report,
     dumps_report,
     format_table,
-    safety_violations,
+    replay_for,
     summarize_run,
 )
 from ._runner import run_once
@@ -86,11 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run one scenario under each chain and seed.")
     scenario_flags(run, many_chains=True)
     seeds_flag(run)
+    protocol_flag(run)
     run.add_argument("--json", type=Path, metavar="PATH", help="write the JSON report here")
     run.add_argument("--csv", type=Path, metavar="PATH",
                      help="write one CSV row per chain and seed here")
-    run.add_argument("--fail-on-violation", action="store_true",
-                     help=f"exit 1 if the {GATED_CHAIN} chain violates S1, S2 or S3 (for CI)")
+    gate_flags(run)
     output_flags(run)
 
     sweep = sub.add_parser("sweep", help="a grid of parameters × chains × seeds, with plots",
@@ -110,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="rerun one seed; print a job's history, draw it",
                             description="Rerun one seed of one chain and show one job.")
     scenario_flags(replay, many_chains=False)
+    protocol_flag(replay)
     replay.add_argument("--job", metavar="JOB",
                         help="the job to show (default: the first job with a safety "
                              "violation, else the first double-assigned job, else the "
@@ -128,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:
     plan = resolve(args)
-    check_gate(args, plan)
+    expected = expectations(args, plan)
+    protocol = load_protocol(args.protocol)
     check_writable(args.json, args.csv)
     tasks = [(chain, seed) for chain in plan.chains for seed in plan.seeds]
     progress = progress_for(args, len(tasks), err)
@@ -141,7 +151,8 @@ def _cmd_run(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
             progress.update(index + finished / max(jobs, 1),
                             f"{label}: {finished}/{jobs} jobs, {sim_time / 3600:.1f} h simulated")
 
-        result = run_once(plan.scenario, chain, seed, progress=tick)
+        result = run_once(plan.scenario, chain, seed, protocol=protocol.factory,
+                          progress=tick)
         summary = summarize_run(result)
         runs[chain].append(summary)
         del result  # a large run's history is not kept while the next one runs
@@ -150,7 +161,7 @@ def _cmd_run(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
 
     report = build_run_report(scenario=plan.scenario, ref=plan.ref,
                               overrides=plan.overrides, seeds=plan.seeds, runs=runs,
-                              command=command)
+                              command=command, protocol=protocol.spec)
     written: list[str] = []
     if args.json is not None:
         write(args.json, dumps_report(report))
@@ -165,7 +176,7 @@ def _cmd_run(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
     if not args.quiet:
         table = format_table([(chain, report["chains"][chain]) for chain in plan.chains])
         lines = [
-            describe(plan), "", table, "",
+            describe(plan, protocol.spec), "", table, "",
             "race prevention: the share of double-assigned jobs that were not processed twice "
             "(pooled over seeds, 95% Wilson interval)",
             *(f"warning: {p}" for p in report["timing_problems"]),
@@ -175,13 +186,13 @@ def _cmd_run(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
             *(f"wrote {path}" for path in written),
         ]
         out.write("\n".join(lines) + "\n")
-    if args.fail_on_violation:
-        bad = safety_violations(report["chains"][GATED_CHAIN])
-        if bad:
-            err.write(f"{PROG} run: the {GATED_CHAIN} chain violated S1/S2/S3 "
-                      f"{bad} time(s); replay: {report['chains'][GATED_CHAIN]['replay']}\n")
-            return EXIT_VIOLATION
-    return EXIT_OK
+
+    def reproduce(chain: str, seed: int, job: str | None) -> str:
+        return "replay: " + replay_for(plan.ref, chain, seed, job, plan.overrides,
+                                       protocol=protocol.spec)
+
+    return apply_gate(expected, runs, command="run", reproduce=reproduce, out=out, err=err,
+                      quiet=args.quiet)
 
 
 # --------------------------------------------------------------------------- sweep, replay
@@ -209,8 +220,10 @@ def _cmd_sweep(args: argparse.Namespace, command: str, out: TextIO, err: TextIO)
 
 def _cmd_replay(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:
     plan = resolve(args)
+    protocol = load_protocol(args.protocol)
     return run_replay(plan, job=args.job, tape=args.tape, png=args.png,
-                      history_path=args.history, out=out)
+                      history_path=args.history, out=out, protocol=protocol.factory,
+                      protocol_spec=protocol.spec)
 
 
 _COMMANDS: Final = {"run": _cmd_run, "sweep": _cmd_sweep, "replay": _cmd_replay,

@@ -1,22 +1,29 @@
-"""What every ``python -m sim`` command shares: flags, the run plan, progress, writers, exit codes.
+"""What every ``python -m sim`` command shares: flags, the run plan, the protocol under test,
+the release gate, progress, writers, exit codes.
 
 Both command modules (:mod:`sim._cli` for ``run``/``sweep``/``replay``, :mod:`sim.live._cli`
 for ``live``/``serve``) build on this one, and nothing here imports either of them, so the
-command layer has no import circle. The program name, the gated chain and the exit codes are
-defined here once.
+command layer has no import circle. The program name, the exit codes and the release gate
+(``--fail-on-violation`` with ``--expect``: :func:`expectations` before a run,
+:func:`apply_gate` after it) are defined here once, for ``run`` and ``live`` alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import reduce
 from pathlib import Path
 from typing import Any, Final, NoReturn, TextIO
 
 from verifier import builtin_chain_names
+from verifier.protocol import OwnershipProtocol
 
-from ._report import Progress, RunSummary, write_csv
+from ._report import BUILTIN_PROTOCOL, SAFETY_CHECKS, Progress, RunSummary, write_csv
+from ._runner import ProtocolFactory
 from ._scenario import Scenario
 from ._scenario_files import (
     RunPlan,
@@ -29,18 +36,27 @@ from ._scenario_files import (
 )
 
 __all__ = [
+    "BUILTIN_PROTOCOL",
     "EXIT_OK",
     "EXIT_USAGE",
     "EXIT_VIOLATION",
     "GATED_CHAIN",
     "PROG",
+    "VERDICTS",
     "Parser",
+    "ProtocolChoice",
+    "Verdict",
+    "apply_gate",
     "brief",
-    "check_gate",
     "check_writable",
     "describe",
+    "expectations",
+    "gate_flags",
+    "judge_gate",
+    "load_protocol",
     "output_flags",
     "progress_for",
+    "protocol_flag",
     "resolve",
     "scenario_flags",
     "scenario_from_args",
@@ -53,8 +69,17 @@ EXIT_OK: Final = 0
 EXIT_VIOLATION: Final = 1
 EXIT_USAGE: Final = 2
 PROG: Final = "python -m sim"
-#: The chain ``--fail-on-violation`` judges: the one that claims S1-S3 inside its model.
+#: The chain ``--fail-on-violation`` expects ``safe`` unless ``--expect`` says otherwise: the
+#: one that claims S1-S3 inside its model.
 GATED_CHAIN: Final = "hardened"
+#: The verdicts ``--expect CHAIN=VERDICT`` may expect, and the properties each one judges:
+#: ``safe`` = none of them violated in any seed (L1 included: a chain that loses jobs is not
+#: releasable); ``unsafe`` = at least one of them violated in some seed (CI's proof that the
+#: gate fires on a chain known to be broken).
+VERDICTS: Final[Mapping[str, tuple[str, ...]]] = {
+    "safe": (*SAFETY_CHECKS, "L1"),
+    "unsafe": SAFETY_CHECKS,
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -95,6 +120,26 @@ def scenario_flags(parser: argparse.ArgumentParser, *, many_chains: bool) -> Non
 def seeds_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=1, metavar="K",
                         help="run seeds N..N+K-1 (default: %(default)s)")
+
+
+def protocol_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--protocol", default=BUILTIN_PROTOCOL, metavar="MODULE:CLASS",
+                        help="the protocol implementation to drive, by import path (default: "
+                             "%(default)s); a class with its constructor (job_id, *, me, "
+                             "policy, tiers) and start()/handle()")
+
+
+def gate_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("release gate (for CI)")
+    group.add_argument("--fail-on-violation", action="store_true",
+                       help="judge every chain with an expected verdict and exit 1 if one "
+                            f"fails; {GATED_CHAIN} is expected safe unless --expect says "
+                            "otherwise; chains without a verdict are reported, not judged")
+    group.add_argument("--expect", action="append", default=[], metavar="CHAIN=safe|unsafe",
+                       help="the verdict expected of a chain of the run (repeatable; with "
+                            "--fail-on-violation): safe = no S1, S2, S3 or L1 violation in "
+                            "any seed; unsafe = at least one S1, S2 or S3 violation (proves "
+                            "the gate fires)")
 
 
 def output_flags(parser: argparse.ArgumentParser) -> None:
@@ -155,21 +200,174 @@ def resolve(args: argparse.Namespace) -> RunPlan:
                    list(range(args.seed, args.seed + count)))
 
 
-def describe(plan: RunPlan) -> str:
+def describe(plan: RunPlan, protocol: str | None = None) -> str:
+    """The headline of a report: the scenario, the chains and seeds, and (when given) the
+    protocol that ran."""
     sc = plan.scenario
     model = "inside the timing model" if sc.inside_model() else "OUTSIDE the timing model"
     seeds = (str(plan.seeds[0]) if len(plan.seeds) == 1
              else f"{plan.seeds[0]}..{plan.seeds[-1]}")
+    ran = "" if protocol is None else (
+        f"; protocol {protocol}" + (" (built-in)" if protocol == BUILTIN_PROTOCOL else ""))
     return (f"scenario {sc.name} ({scenario_source(plan.ref)}): {sc.encoders} encoders, "
             f"{sc.jobs} jobs, lie_rate {sc.lie_rate:g}, {model}; "
-            f"{len(plan.chains)} chain(s), seed(s) {seeds}")
+            f"{len(plan.chains)} chain(s), seed(s) {seeds}{ran}")
 
 
-def check_gate(args: argparse.Namespace, plan: RunPlan) -> None:
-    """``--fail-on-violation`` needs the gated chain in the plan: refuse before running."""
-    if args.fail_on_violation and GATED_CHAIN not in plan.chains:
-        raise UsageError(f"--fail-on-violation judges the {GATED_CHAIN} chain; "
-                         f"add --chain {GATED_CHAIN}")
+# --------------------------------------------------------------------------- the protocol
+
+
+@dataclass(frozen=True)
+class ProtocolChoice:
+    """The protocol under test: its import path as reports and replay commands print it, and
+    the factory ``run_once`` calls."""
+
+    spec: str
+    factory: ProtocolFactory
+
+
+def load_protocol(spec: str) -> ProtocolChoice:
+    """``--protocol MODULE:CLASS`` imported (``CLASS`` may be dotted); a usage error, one line,
+    when it cannot be. The built-in protocol, however it was named, is named
+    :data:`~sim._report.BUILTIN_PROTOCOL`, so its replay commands need no ``--protocol``."""
+    text = spec.strip()
+    module_name, _, attr = text.partition(":")
+    if not module_name or not attr:
+        raise UsageError(f"--protocol: expected MODULE:CLASS (an import path, e.g. "
+                         f"{BUILTIN_PROTOCOL}), got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's code: any failure to import is a usage error
+        raise UsageError(f"--protocol {text}: cannot import {module_name}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    try:
+        factory = reduce(getattr, attr.split("."), module)
+    except AttributeError:
+        raise UsageError(f"--protocol {text}: module {module_name} has no {attr!r}") from None
+    if not callable(factory):
+        raise UsageError(f"--protocol {text}: {attr} is not a class or callable")
+    if factory is OwnershipProtocol:
+        text = BUILTIN_PROTOCOL
+    return ProtocolChoice(text, factory)
+
+
+# --------------------------------------------------------------------------- the release gate
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One chain judged against its expected verdict, over every seed of the run."""
+
+    chain: str
+    expected: str  # "safe" | "unsafe"
+    counts: dict[str, int]  # violations of each judged property, summed over the seeds
+    runs: int
+    seed: int  # the offending run (a failed "safe"), else the chain's first run
+    job: str | None  # the offending job, if any
+
+    @property
+    def passed(self) -> bool:
+        violated = any(self.counts.values())
+        return violated if self.expected == "unsafe" else not violated
+
+    def found(self) -> str:
+        bad = [f"{name} x{n}" for name, n in self.counts.items() if n]
+        names = list(self.counts)
+        what = ", ".join(names[:-1]) + " or " + names[-1]
+        return ", ".join(bad) if bad else f"no {what} violation"
+
+    def line(self) -> str:
+        seeds = f"{self.runs} seed{'s' if self.runs != 1 else ''}"
+        return (f"gate failed: {self.chain} expected {self.expected}, got {self.found()} "
+                f"in {seeds}")
+
+
+def expectations(args: argparse.Namespace, plan: RunPlan) -> dict[str, str]:
+    """The verdict expected of each judged chain (``{}`` without ``--fail-on-violation``),
+    checked before anything runs: ``--expect`` must be ``CHAIN=safe|unsafe`` for a chain of
+    the run; by default :data:`GATED_CHAIN`, when it runs, is expected safe."""
+    given: dict[str, str] = {}
+    for text in getattr(args, "expect", None) or []:
+        chain, sep, verdict = (part.strip() for part in text.partition("="))
+        if not sep or not chain:
+            raise UsageError(f"--expect: expected CHAIN=safe|unsafe, got {text!r}")
+        if verdict not in VERDICTS:
+            raise UsageError(f"--expect {text}: the verdict must be safe or unsafe, "
+                             f"got {verdict!r}")
+        if chain not in plan.chains:
+            known = builtin_chain_names()
+            raise UsageError(
+                f"--expect {text}: chain {chain!r} is not in this run (chains: "
+                f"{', '.join(plan.chains)}); " + (f"add --chain {chain}" if chain in known
+                                                   else f"known chains: {', '.join(known)}"))
+        if given.get(chain, verdict) != verdict:
+            raise UsageError(f"--expect: {chain} is expected both {given[chain]} and {verdict}")
+        given[chain] = verdict
+    if not args.fail_on_violation:
+        if given:
+            raise UsageError("--expect judges only with --fail-on-violation; add it")
+        return {}
+    expected = {GATED_CHAIN: "safe"} if GATED_CHAIN in plan.chains else {}
+    expected.update(given)
+    if not expected:
+        raise UsageError(f"--fail-on-violation: nothing to judge: the run has no {GATED_CHAIN} "
+                         f"chain and no --expect; add --chain {GATED_CHAIN} or "
+                         "--expect CHAIN=safe|unsafe")
+    return {chain: expected[chain] for chain in plan.chains if chain in expected}
+
+
+def _count(run: RunSummary, name: str) -> int:
+    return int(run.entry.get("violations", {}).get(name, {}).get("violations", 0))
+
+
+def _first_job(run: RunSummary, names: Sequence[str]) -> str | None:
+    jobs = [job for name in names
+            for job in run.entry.get("violations", {}).get(name, {}).get("jobs", [])[:1]]
+    return min(jobs) if jobs else None
+
+
+def judge_gate(expected: Mapping[str, str],
+               runs: Mapping[str, Sequence[RunSummary]]) -> list[Verdict]:
+    """Each expected chain judged over all its runs. The offending run of a failed ``safe`` is
+    the first seed with a safety violation (at its first violating job), else the first seed
+    with the violated liveness property (L1: a lost or stuck job)."""
+    verdicts: list[Verdict] = []
+    for chain, verdict in expected.items():
+        names = VERDICTS[verdict]
+        chain_runs = runs[chain]
+        counts = {name: sum(_count(run, name) for run in chain_runs) for name in names}
+        seed, job = chain_runs[0].seed, None
+        violated = [name for name in names if counts[name]]
+        for group in ([n for n in violated if n in SAFETY_CHECKS],
+                      [n for n in violated if n not in SAFETY_CHECKS]):
+            offending = next((run for run in chain_runs if _first_job(run, group)), None)
+            if offending is not None:
+                seed, job = offending.seed, _first_job(offending, group)
+                break
+        verdicts.append(Verdict(chain, verdict, counts, len(chain_runs), seed, job))
+    return verdicts
+
+
+def apply_gate(expected: Mapping[str, str], runs: Mapping[str, Sequence[RunSummary]], *,
+               command: str, reproduce: Callable[[str, int, str | None], str],
+               out: TextIO, err: TextIO, quiet: bool) -> int:
+    """Judge the run (:func:`judge_gate`): the verdicts on one ``gate:`` line of ``out``
+    (unless ``quiet``), one line on ``err`` per failed expectation (the chain, the violated
+    properties and counts, ``reproduce(chain, seed, job)``: how to rerun the offending run),
+    and the exit status: :data:`EXIT_VIOLATION` if any expectation failed."""
+    if not expected:
+        return EXIT_OK
+    verdicts = judge_gate(expected, runs)
+    if not quiet:
+        unjudged = [chain for chain in runs if chain not in expected]
+        out.write("gate: " + "; ".join(
+            f"{v.chain} expected {v.expected}: {'passed' if v.passed else 'FAILED'} "
+            f"({v.found()})" for v in verdicts)
+            + (f"; not judged: {', '.join(unjudged)}" if unjudged else "") + "\n")
+    failed = [v for v in verdicts if not v.passed]
+    for v in failed:
+        err.write(f"{PROG} {command}: {v.line()}; {reproduce(v.chain, v.seed, v.job)}\n")
+    return EXIT_VIOLATION if failed else EXIT_OK
 
 
 # --------------------------------------------------------------------------- output

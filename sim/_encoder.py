@@ -25,10 +25,12 @@ from verifier.protocol import (
     Answer,
     CancelWork,
     Done,
+    Observe,
     OwnershipProtocol,
     PhaseChanged,
     Sleep,
     StartWork,
+    TierFailed,
     Woke,
     WorkEnded,
     WorkStarted,
@@ -81,9 +83,12 @@ class Encoder:
         self.outcomes = outcomes
         self.protocol = protocol
         self.rng = streams.stream(f"encoder.{name}")
-        # ε: the drift rate that accumulates at most ε over one reassignment timeout T.
-        self.drift = (self.rng.random() * 2 - 1) * scenario.clock_drift / max(
-            scenario.reassign_timeout, 1.0)
+        # ε: the drift rate that accumulates at most ε over one reassignment timeout T
+        # (exactly ±ε at the adversary's edge).
+        unit = self.rng.random() * 2 - 1
+        if self._edge():
+            unit = 1.0 if unit >= 0 else -1.0
+        self.drift = unit * scenario.clock_drift / max(scenario.reassign_timeout, 1.0)
         self.crash_at = self._next(scenario.crashes_per_hour)
         self.pause_at = self._next(scenario.pauses_per_hour)
         # The running work: pending (sim time, event) in time order; start time; job.
@@ -92,6 +97,10 @@ class Encoder:
         self.process = env.process(self.run())
 
     # ------------------------------------------------------------------ body: time, faults
+
+    def _edge(self) -> bool:
+        """Whether this bounded draw takes its bound exactly (``edge_rate``; no draw at 0)."""
+        return self.sc.edge_rate > 0 and self.rng.random() < self.sc.edge_rate
 
     def _next(self, per_hour: float) -> float:
         if per_hour <= 0:
@@ -140,11 +149,14 @@ class Encoder:
         finally:
             self.world.idle.pop(self.name, None)
 
-    def _pause(self) -> Generator[simpy.Event, Any, float]:
+    def _pause(self, length: float | None = None) -> Generator[simpy.Event, Any, float]:
+        """A process pause: everything stops, the work included. ``length`` None: a random
+        pause (up to P, exactly P at the edge, or P × tail factor outside the model)."""
         sc, rng = self.sc, self.rng
-        length = rng.random() * sc.pause_max
-        if sc.pause_tail and rng.random() < sc.pause_tail:
-            length = sc.pause_max * sc.pause_tail_factor  # outside the model
+        if length is None:
+            length = sc.pause_max if self._edge() else rng.random() * sc.pause_max
+            if sc.pause_tail and rng.random() < sc.pause_tail:
+                length = sc.pause_max * sc.pause_tail_factor  # outside the model
         self.history.add(self.env.now, self.name, None, "pause", "invoke", round(length, 3))
         # The work is frozen too: its remaining events move by the pause.
         self.work = [(t + length, ev) for t, ev in self.work]
@@ -153,6 +165,16 @@ class Encoder:
         self.history.add(self.env.now, self.name, None, "pause", "ok")
         self.pause_at = self._next(self.sc.pauses_per_hour)
         return length
+
+    def _await_point(self) -> Generator[simpy.Event, Any, None]:
+        """An await point of the driver (between a decision and its request, between a reply
+        and its handling, when a timer fires): the adversary may pause exactly P here."""
+        sc = self.sc
+        if sc.await_pause_rate and self.env.now < self.world.horizon and (
+                self.rng.random() < sc.await_pause_rate):
+            pending = self.pause_at
+            yield from self._pause(sc.pause_max)
+            self.pause_at = pending  # the random pause schedule is not disturbed
 
     def _crash(self) -> None:
         now = self.env.now
@@ -186,7 +208,9 @@ class Encoder:
         protocol = self.protocol(job_id, me=self.did, policy=self.policy, tiers=self.tiers)
         step = protocol.start(self.local())
         while not isinstance(step.action, Done):
+            yield from self._await_point()  # decided, not yet sent
             answer = yield from self.perform(job_id, step.action)
+            yield from self._await_point()  # answered, not yet handled
             step = protocol.handle(answer, self.local())
         kind = step.action.outcome.kind.value
         self.outcomes[kind] = self.outcomes.get(kind, 0) + 1
@@ -208,6 +232,16 @@ class Encoder:
         op, arg = request_record(action)
         self.history.add(self.env.now, self.name, job_id, op, "invoke", arg)
         answer, delay, phase, value = self.world.serve(self.did, job_id, action)
+        deadline = getattr(action, "deadline", None)
+        if deadline is not None:
+            # The protocol's deadline (the lease end, on this encoder's clock): answer by then
+            # whatever the tier does; the request itself has been served (a write may land).
+            left = max(deadline / (1.0 + self.drift) - self.env.now, 0.0)
+            if delay > left:
+                delay, phase, value = left, "fail", "deadline"
+                answer = (TierFailed(action.tier, "deadline: lease end reached")
+                          if isinstance(action, Observe)
+                          else WriteAnswered(WriteOutcome.UNKNOWN, detail="deadline"))
         end = self.env.now + delay
         if end < self.crash_at and end < self.pause_at:
             yield self.env.timeout(delay)  # the common case, without a frame
@@ -241,9 +275,12 @@ class Encoder:
         self.history.add(now, self.name, job_id, "cancel", "invoke")
         self._record_natural_end(until=now)
         if self.work_job is not None:
-            # C: stopping takes a while; the interval is held until the stop is confirmed.
+            # C: stopping takes a while (exactly C at the edge); the interval is held until
+            # the stop is confirmed.
             self.work = []
-            yield from self.wait(self.rng.random() * self.sc.cancel_latency)
+            latency = self.sc.cancel_latency if self._edge() else (
+                self.rng.random() * self.sc.cancel_latency)
+            yield from self.wait(latency)
             self.history.add(self.env.now, self.name, job_id, "stop", "ok", "cancelled")
         self.work, self.work_job = [], None
         return WorkStopped()

@@ -25,11 +25,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final, TextIO
 
+from verifier.protocol import OwnershipProtocol
+
 from ._checkers import check_all, double_assigned_jobs, processing_intervals
 from ._history import WORLD, History, Record
-from ._report import SAFETY_CHECKS
+from ._report import BUILTIN_PROTOCOL, SAFETY_CHECKS, replay_for
 from ._rng import Streams
-from ._runner import RunResult, replay_command, run_once
+from ._runner import ProtocolFactory, RunResult, run_once
 from ._scenario_files import RunPlan, UsageError
 
 __all__ = ["choose_job", "draw_timeline", "job_records", "load_tape", "run_replay"]
@@ -132,12 +134,16 @@ def _mentions(text: str, job: str) -> bool:
 
 
 def run_replay(plan: RunPlan, *, job: str | None, tape: Path | None, png: Path | None,
-               history_path: Path | None, out: TextIO) -> int:
+               history_path: Path | None, out: TextIO,
+               protocol: ProtocolFactory = OwnershipProtocol,
+               protocol_spec: str = BUILTIN_PROTOCOL) -> int:
+    """Rerun the plan's one chain and seed (or ``tape``) with ``protocol`` (named
+    ``protocol_spec`` in what is printed) and show one job."""
     if len(plan.chains) != 1:
         raise UsageError("--chain: replay shows one chain")
     chain, seed = plan.chains[0], plan.seeds[0]
     streams = load_tape(tape) if tape is not None else None
-    result = run_once(plan.scenario, chain, seed, streams=streams)
+    result = run_once(plan.scenario, chain, seed, streams=streams, protocol=protocol)
     if job is None:
         job, why = choose_job(result)
     else:
@@ -148,9 +154,12 @@ def run_replay(plan: RunPlan, *, job: str | None, tape: Path | None, png: Path |
     full, shown = job_records(result.history, job)
     checks = check_all(History(full), jobs=[job])
     source = f"tape {tape}" if tape is not None else f"seed {seed}"
+    # The built-in protocol goes unnamed (as in the replay command); another one is named.
+    other = [] if protocol_spec == BUILTIN_PROTOCOL else [protocol_spec]
+    ran = f"{chain}, protocol {protocol_spec}" if other else chain
     run_line = ", ".join(f"{name} x{c.violations}" for name, c in result.checks.items())
     lines = [
-        f"replay: scenario {plan.scenario.name}, chain {chain}, {source}: "
+        f"replay: scenario {plan.scenario.name}, chain {ran}, {source}: "
         f"{len(result.history)} records, {result.sim_time:.1f} s simulated; in the run: "
         f"{run_line}",
         f"job {job}: {why}",
@@ -168,7 +177,7 @@ def run_replay(plan: RunPlan, *, job: str | None, tape: Path | None, png: Path |
             lines.extend(f"    {e}" for e in c.examples if _mentions(e, job) or len(c.jobs) == 1)
     else:
         lines.append(f"violations involving {job}: none")
-    command = replay_command(plan.ref, chain, seed, job, plan.overrides)
+    command = replay_for(plan.ref, chain, seed, job, plan.overrides, protocol=protocol_spec)
     if tape is not None:  # the tape replaces the seed: say so in the command
         command = command.replace(f" --seed {seed}", f" --tape {shlex.quote(str(tape))}", 1)
     lines.append("replay: " + command)
@@ -182,7 +191,7 @@ def run_replay(plan: RunPlan, *, job: str | None, tape: Path | None, png: Path |
         lines.append(f"wrote {history_path}")
     if png is not None:
         draw_timeline(full, job, png, end=result.sim_time,
-                      title=f"{job} · {chain} · {plan.scenario.name} · {source}")
+                      title=" · ".join([job, chain, *other, plan.scenario.name, source]))
         lines.append(f"wrote {png}")
     out.write("\n".join(lines) + "\n")
     return _EXIT_OK

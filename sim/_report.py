@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from ._runner import RunResult, replay_command
 from ._scenario import Scenario
 
 __all__ = [
+    "BUILTIN_PROTOCOL",
     "SAFETY_CHECKS",
     "TABLE_COLUMNS",
     "Progress",
@@ -41,6 +43,7 @@ __all__ = [
     "csv_rows",
     "dumps_report",
     "format_table",
+    "replay_for",
     "safety_violations",
     "stable",
     "summarize_run",
@@ -49,8 +52,11 @@ __all__ = [
 
 #: Decimal places every float in a report is rounded to (microseconds, micro-rates).
 DIGITS: Final = 6
-#: The properties whose violation makes ``--fail-on-violation`` fail (L1 is liveness).
+#: The safety properties (L1 is liveness): a chain expected ``unsafe`` by the release gate
+#: must violate one of them; one expected ``safe`` must violate none of them, nor L1.
 SAFETY_CHECKS: Final = ("S1", "S2", "S3")
+#: The protocol a run drives unless ``--protocol`` names another, as its import path.
+BUILTIN_PROTOCOL: Final = "verifier.protocol:OwnershipProtocol"
 #: How many violating job ids a report lists per check and run (the counts are complete).
 MAX_JOBS_LISTED: Final = 10
 
@@ -127,29 +133,45 @@ def safety_violations(metrics_dict: Mapping[str, Any]) -> int:
                for name in SAFETY_CHECKS)
 
 
+def replay_for(ref: str, chain: str, seed: int, job: str | None = None,
+               overrides: Mapping[str, Any] | None = None, *,
+               protocol: str = BUILTIN_PROTOCOL) -> str:
+    """:func:`sim._runner.replay_command`, plus ``--protocol`` when the run drove another
+    protocol than the built-in one: without it the replay would rerun the built-in protocol
+    and not reproduce the run."""
+    command = replay_command(ref, chain, seed, job, dict(overrides or {}))
+    if protocol != BUILTIN_PROTOCOL:
+        command += " --protocol " + shlex.quote(protocol)
+    return command
+
+
 def chain_replay(ref: str, chain: str, runs: Sequence[RunSummary],
-                 overrides: Mapping[str, Any]) -> tuple[str, bool]:
+                 overrides: Mapping[str, Any], *,
+                 protocol: str = BUILTIN_PROTOCOL) -> tuple[str, bool]:
     """The replay command for a chain: its first run with a safety violation, at the first
     violating job; else its first run. Also whether a violation was found."""
     for run in runs:
         if run.first_violation is not None:
             job = run.first_violation[1]
-            return replay_command(ref, chain, run.seed, job, dict(overrides)), True
-    return replay_command(ref, chain, runs[0].seed, None, dict(overrides)), False
+            return replay_for(ref, chain, run.seed, job, overrides, protocol=protocol), True
+    return replay_for(ref, chain, runs[0].seed, None, overrides, protocol=protocol), False
 
 
 def build_run_report(*, scenario: Scenario, ref: str, overrides: Mapping[str, Any],
                      seeds: Sequence[int], runs: Mapping[str, Sequence[RunSummary]],
-                     command: str) -> dict[str, Any]:
-    """The JSON report of ``run``: scenario, seeds, per chain the pooled aggregate, its runs
-    and its replay command; the top-level replay points at the first chain (in the order
-    given) that violated a safety property, or at the first chain."""
+                     command: str, protocol: str = BUILTIN_PROTOCOL) -> dict[str, Any]:
+    """The JSON report of ``run``: scenario, protocol, seeds, per chain the pooled aggregate,
+    its runs and its replay command; the top-level replay points at the first chain (in the
+    order given) that violated a safety property, or at the first chain. ``protocol`` is the
+    import path of the protocol the runs drove; every replay command names it unless it is
+    the built-in one."""
     chains: dict[str, Any] = {}
     top: str | None = None
     for chain, chain_runs in runs.items():
         entry = aggregate([r.metrics for r in chain_runs])
         entry["runs"] = [r.entry for r in chain_runs]
-        entry["replay"], violated = chain_replay(ref, chain, chain_runs, overrides)
+        entry["replay"], violated = chain_replay(ref, chain, chain_runs, overrides,
+                                                 protocol=protocol)
         chains[chain] = entry
         if top is None and violated:
             top = entry["replay"]
@@ -159,6 +181,7 @@ def build_run_report(*, scenario: Scenario, ref: str, overrides: Mapping[str, An
     return {
         "scenario": scenario.to_dict(),
         "scenario_ref": ref,
+        "protocol": protocol,
         "overrides": dict(overrides),
         "inside_model": scenario.inside_model(),
         "timing_problems": timing.problems(),

@@ -52,10 +52,19 @@ class Scenario:
     late_write_rate: float = 0.1
     #: Probability that an accept's reply is lost (client timeout) while its write lands.
     reply_loss_rate: float = 0.01
+    #: Probability that a gateway ping's request is lost on the way (it never lands; the
+    #: encoder hears nothing until its client times out): leases run out, jobs are reassigned.
+    ping_loss_rate: float = 0.0
+    #: Probability that a job going back to the queue is handed at once to an idle encoder
+    #: (``myJob`` pre-assignment to a waiting poller): the successor of a lost lease as early
+    #: as the gateway allows.
+    wake_on_requeue: float = 0.0
     #: Probability that ``jobstatus`` answers "yours" whatever the truth.
     status_lie_rate: float = 0.05
     #: T: no ping for this long → back to the queue (public code: 60 s; 2026: 5–6 min).
     reassign_timeout: float = 60.0
+    #: The gateway's reassignment scan runs this often; 0 = exactly T after the last ping
+    #: (the adversary's edge: no scan slack for a late lease to hide in).
     reassign_scan_interval: float = 5.0
     finish_complete_min: float = 45.0
     finish_complete_max: float = 60.0
@@ -79,6 +88,9 @@ class Scenario:
     monitor_outage_mean_s: float = 120.0
     # --- database and aid
     database_latency: float = 0.005
+    #: Probability that a database call fails: a read answers an error; a write is answered
+    #: with a timeout (no reply) and lands or not, each half the time.
+    database_error_rate: float = 0.0
     aid_fraction: float = 0.0
     aid_latency: float = 0.15
     # --- encoders
@@ -100,9 +112,17 @@ class Scenario:
     clock_drift: float = 1.0
     #: C: cancelled work takes up to this long to stop.
     cancel_latency: float = 5.0
+    # --- the adversary's edges (inside the model: each bound reached, never passed)
+    #: Probability that a bounded draw takes its bound exactly: monitor lag = Δ, a late write
+    #: lands exactly G after its request, a pause lasts exactly P, a clock drifts by exactly
+    #: ±ε, cancelled work takes exactly C to stop.
+    edge_rate: float = 0.0
+    #: Probability of a pause of exactly P at each await point of an encoder's driver: between
+    #: a decision and its request, between a reply and its handling, when a timer fires.
+    await_pause_rate: float = 0.0
     #: R: the hardened chain's ping/re-check interval.
     recheck_interval: float = 10.0
-    confirm_timeout: float = 30.0
+    confirm_timeout: float = 25.0
     retry_interval: float = 1.0
     # --- run
     #: Faults (outages, pauses, crashes, lies) stop at this time (None: never), for L1.
@@ -122,7 +142,9 @@ class Scenario:
         for name in ("infra_fraction", "monitor_fraction", "lie_rate", "reply_loss_rate",
                      "late_write_rate", "blind_accept_rate",
                      "status_lie_rate", "monitor_lag_tail", "monitor_synthetic_rate",
-                     "monitor_error_rate", "aid_fraction", "pause_tail"):
+                     "monitor_error_rate", "aid_fraction", "pause_tail", "edge_rate",
+                     "await_pause_rate", "database_error_rate", "ping_loss_rate",
+                     "wake_on_requeue"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
         if self.assignment not in ("myjob", "getjob"):

@@ -67,8 +67,8 @@ class Job:
     """One job document, with its write log (times and states) for lagging readers."""
 
     __slots__ = (
-        "attempts", "created", "epoch", "id", "last_pinged", "log_states", "log_times",
-        "owned_at", "owner", "pending", "status", "token",
+        "attempts", "created", "epoch", "epoch_of_did", "epoch_of_token", "id", "last_pinged",
+        "log_states", "log_times", "owned_at", "owner", "pending", "status", "token",
     )
 
     def __init__(self, job_id: str, created: float) -> None:
@@ -84,6 +84,10 @@ class Job:
         self.created = created
         self.log_times: list[float] = [created]
         self.log_states: list[tuple[str, str | None, str | None]] = [("queued", None, None)]
+        #: Which assignment (epoch) each encoder last got, and each claim token names: a commit
+        #: is recorded with the *committer's own* assignment, so S3 can tell a stale one.
+        self.epoch_of_did: dict[str, int] = {}
+        self.epoch_of_token: dict[str, int] = {}
 
     def as_of(self, when: float) -> tuple[str, str | None, str | None] | None:
         i = bisect.bisect_right(self.log_times, when)
@@ -196,10 +200,28 @@ class World:
         else:
             self.active.discard(job.id)
 
+    def _pinged(self, job: Job) -> None:
+        """``last_pinged`` := now; with an exact gateway (scan interval 0) the reassignment is
+        armed for exactly T later: the edge the lease must be stopped before."""
+        job.last_pinged = stamp = self.env.now
+        if self.sc.reassign_scan_interval <= 0:
+            def expire(_event: Any) -> None:
+                if job.id in self.active and job.last_pinged == stamp:
+                    self._requeue(job, "no ping for T", failed=True)
+            self.env.timeout(self.sc.reassign_timeout).callbacks.append(expire)
+
+    def _edge(self, rng: Any) -> bool:
+        """Whether a bounded draw takes its bound exactly (``edge_rate``). Draws nothing when
+        the rate is 0, so worlds without edges keep their random sequences."""
+        return self.sc.edge_rate > 0 and rng.random() < self.sc.edge_rate
+
     def _assign(self, job: Job, did: str, token: str | None) -> None:
         job.epoch += 1
+        job.epoch_of_did[did] = job.epoch
+        if token is not None:
+            job.epoch_of_token[token] = job.epoch
         job.owned_at = self.env.now
-        job.last_pinged = self.env.now
+        self._pinged(job)
         self._write(job, status="assigned", owner=did, token=token)
         self.history.add(self.env.now, WORLD, job.id, "assign", "ok",
                          (encoder_name(did), job.epoch))
@@ -219,12 +241,21 @@ class World:
         self.history.add(self.env.now, WORLD, job.id, "requeue", "ok", reason)
         if status == "queued":
             self._enqueue(job.id)
+            sc = self.sc
+            if sc.wake_on_requeue and self.idle and self._faulty() and (
+                    self._lies.random() < sc.wake_on_requeue):
+                self.idle.pop(next(iter(self.idle))).succeed()  # the next poller, at once
         else:
             self._count_finished()
 
-    def _commit(self, job: Job, did: str, status: str) -> None:
+    def _commit(self, job: Job, did: str, status: str, *, token: str | None = None) -> None:
+        """Record the result, with the committer's own assignment: the one its token names
+        (database), else its latest (the gateway and aid condition on the owner alone). An
+        encoder that was never assigned the job commits with no epoch (None)."""
+        epoch = (job.epoch_of_token.get(token) if token is not None
+                 else job.epoch_of_did.get(did))
         self.history.add(self.env.now, WORLD, job.id, "commit", "ok",
-                         (encoder_name(did), job.epoch))
+                         (encoder_name(did), epoch))
         self._write(job, status=status, owner=job.owner, token=job.token)
         if job.id not in self.committed:
             self.committed.add(job.id)
@@ -238,6 +269,9 @@ class World:
 
     def _reassign_loop(self) -> Any:
         sc = self.sc
+        if sc.reassign_scan_interval <= 0:
+            return  # exact reassignment: armed per ping by _pinged
+            yield  # a generator all the same (a SimPy process)
         while True:
             yield self.env.timeout(sc.reassign_scan_interval)
             cutoff = self.env.now - sc.reassign_timeout
@@ -323,6 +357,8 @@ class World:
         job.pending = did
         if self._delays.random() < sc.late_write_rate:
             land = delay + self._delays.random() * max(sc.write_delay - delay, 0.0)
+            if self._edge(self._delays):
+                land = sc.write_delay  # exactly G after the request: the settle's edge
         else:
             land = self._delays.random() * min(delay, sc.write_delay)
         self.env.timeout(land).callbacks.append(lambda _e: self._landed(job, did))
@@ -347,11 +383,28 @@ class World:
         if self._down(self.gateway_down, self.env.now):
             return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
         job = self.jobs[job_id]
+        sc = self.sc
+        if self._faulty() and sc.ping_loss_rate and self._lies.random() < sc.ping_loss_rate:
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), sc.gateway_timeout
+        land = 0.0
+        if sc.late_write_rate and self._delays.random() < sc.late_write_rate:
+            # A ping is a write too: it may land up to G after its request (exactly G at the
+            # edge), which is why a gateway ping proves nothing until a later read shows it.
+            land = sc.write_delay if self._edge(self._delays) else (
+                self._delays.random() * sc.write_delay)
+        if land > 0:
+            self.schedule(land, lambda: self._ping_landed(job, did))
+        else:
+            self._ping_landed(job, did)
+        if self._faulty() and sc.reply_loss_rate and self._lies.random() < sc.reply_loss_rate:
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), sc.gateway_timeout
+        return OK, delay  # answered OK to non-owners too
+
+    def _ping_landed(self, job: Job, did: str) -> None:
         if job.owner == did and job.status in PROCESSABLE_STATUSES:
-            job.last_pinged = self.env.now
+            self._pinged(job)
             if job.status == "assigned":
                 self._write(job, status="running", owner=did, token=job.token)
-        return OK, delay  # answered OK to non-owners too
 
     def gw_finish(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
         self.calls["gateway"] += 1
@@ -364,7 +417,15 @@ class World:
         self._commit(job, did, "uploading")
         later = self._delays.uniform(self.sc.finish_complete_min, self.sc.finish_complete_max)
         self.env.timeout(later).callbacks.append(lambda _e: self._completed(job))
-        return OK, delay
+        return self._maybe_lost(OK, delay)
+
+    def _maybe_lost(self, answer: WriteAnswered, delay: float) -> tuple[WriteAnswered, float]:
+        """A gateway write whose reply is lost (``reply_loss_rate``): it landed, the encoder
+        hears nothing until its client times out."""
+        sc = self.sc
+        if self._faulty() and sc.reply_loss_rate and self._lies.random() < sc.reply_loss_rate:
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), sc.gateway_timeout
+        return answer, delay
 
     def _completed(self, job: Job) -> None:
         if job.status == "uploading":
@@ -379,7 +440,7 @@ class World:
         if job.owner != did or job.status not in PROCESSABLE_STATUSES:
             return _NOT_YOURS, delay
         self._requeue(job, "failJob" if failed else "rejectJob", failed=failed)
-        return OK, delay
+        return self._maybe_lost(OK, delay)
 
     def gw_status(self, did: str, job_id: str) -> tuple[Observed | TierFailed, float]:
         self.calls["gateway"] += 1
@@ -405,18 +466,43 @@ class World:
             return Observed(Observation(Tier.MONITOR, job)), delay
         lag = min(rng.expovariate(1.0 / sc.monitor_lag_mean), sc.monitor_lag) if (
             sc.monitor_lag_mean > 0) else 0.0
+        if self._edge(rng):
+            lag = sc.monitor_lag  # exactly Δ behind: the deciding read's edge
         if faulty and sc.monitor_lag_tail and rng.random() < sc.monitor_lag_tail:
             lag = sc.monitor_lag * sc.monitor_lag_tail_factor
         return self.observation(Tier.MONITOR, job_id, self.jobs[job_id].as_of(now - lag)), delay
 
     # ------------------------------------------------------------------ database (infra nodes)
 
+    def _db_fault(self) -> str | None:
+        """A database call that fails (``database_error_rate``): ``"lost"`` (the write is done,
+        the reply lost) or ``"dropped"`` (neither), each half the time; None otherwise."""
+        sc = self.sc
+        if not (sc.database_error_rate and self._faulty()):
+            return None
+        rng = self._delays
+        if rng.random() >= sc.database_error_rate:
+            return None
+        return "lost" if rng.random() < 0.5 else "dropped"
+
     def db_read(self, job_id: str) -> tuple[Observed | TierFailed, float]:
         self.calls["database"] += 1
         job = self.jobs[job_id]
         state = (job.status, job.owner, job.token)
         delay = self.latency(self.sc.database_latency)
+        if self._db_fault() is not None:
+            return TierFailed(Tier.DATABASE, "timeout"), delay
         return self.observation(Tier.DATABASE, job_id, state, token=True), delay
+
+    def _db_write(self, write: Callable[[], tuple[WriteAnswered, float]]
+                  ) -> tuple[WriteAnswered, float]:
+        fault = self._db_fault()
+        if fault is None:
+            return write()
+        delay = self.latency(self.sc.database_latency)
+        if fault == "lost":
+            _, delay = write()
+        return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), delay
 
     def db_claim(self, did: str, job_id: str, conditional: bool, token: str | None = None
                  ) -> tuple[WriteAnswered, float]:
@@ -441,7 +527,7 @@ class World:
         job = self.jobs[job_id]
         if not self._fenced(job, did, token):
             return _NOT_YOURS, delay
-        job.last_pinged = self.env.now
+        self._pinged(job)
         if job.status == "assigned":
             self._write(job, status="running", owner=did, token=token)
         return OK, delay
@@ -453,7 +539,7 @@ class World:
         job = self.jobs[job_id]
         if fenced and not self._fenced(job, did, token):
             return _NOT_YOURS, delay
-        self._commit(job, did, "complete")  # unfenced: defect 6's force-complete
+        self._commit(job, did, "complete", token=token)  # unfenced: defect 6's force-complete
         return OK, delay
 
     def db_release(self, did: str, job_id: str, token: str | None, failed: bool
@@ -488,7 +574,7 @@ class World:
         job = self.jobs[job_id]
         if job.owner != did or job.status not in PROCESSABLE_STATUSES:
             return _NOT_YOURS, delay
-        job.last_pinged = self.env.now
+        self._pinged(job)
         return OK, delay
 
     def aid_finish(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
@@ -533,28 +619,32 @@ class World:
             if via is Tier.GATEWAY:
                 answer, delay = self.gw_accept(did, job_id)
             elif via is Tier.DATABASE:
-                answer, delay = self.db_claim(did, job_id, action.conditional)
+                answer, delay = self._db_write(
+                    lambda: self.db_claim(did, job_id, action.conditional))
             else:
                 answer, delay = self.aid_claim(did, job_id)
         elif kind is Heartbeat:
             if via is Tier.GATEWAY:
                 answer, delay = self.gw_ping(did, job_id)
             elif via is Tier.DATABASE:
-                answer, delay = self.db_heartbeat(did, job_id, action.token)
+                answer, delay = self._db_write(
+                    lambda: self.db_heartbeat(did, job_id, action.token))
             else:
                 answer, delay = self.aid_heartbeat(did, job_id)
         elif kind is Finish:
             if via is Tier.GATEWAY:
                 answer, delay = self.gw_finish(did, job_id)
             elif via is Tier.DATABASE:
-                answer, delay = self.db_finish(did, job_id, action.token, action.fenced)
+                answer, delay = self._db_write(
+                    lambda: self.db_finish(did, job_id, action.token, action.fenced))
             else:
                 answer, delay = self.aid_finish(did, job_id)
         elif kind is Release:
             if via is Tier.GATEWAY:
                 answer, delay = self.gw_release(did, job_id, action.failed)
             elif via is Tier.DATABASE:
-                answer, delay = self.db_release(did, job_id, action.token, action.failed)
+                answer, delay = self._db_write(
+                    lambda: self.db_release(did, job_id, action.token, action.failed))
             else:
                 answer, delay = _UNSUPPORTED, 0.0
         else:

@@ -18,6 +18,12 @@ defects are not repeated:
   statement: a write never lands on a document the reads refuse as malformed.
 * ids never become operators: filters are built from :func:`~verifier._ids.validate_job_id`
   strings and validated tokens, never from caller mappings (``{"$ne": None}`` is refused).
+* dates come from the **server's** clock. The gateway reassigns a job whose ``last_pinged`` is
+  older than T by *its* clock; the timing model bounds the drift ε between clocks over one
+  lease, not their offset, so a lease stamped by an encoder whose clock is behind would look
+  stale and a healthy job would be reassigned (S2). Every date this tier writes
+  (``assigned_date``, ``last_pinged``, ``completed_at``) is therefore ``$currentDate`` in the
+  same atomic update, and the tier has no clock of its own.
 
 pymongo is synchronous. Every blocking call runs on **one** dedicated worker thread: the event
 loop stays free (the guard's lease timer must keep running while the database is slow), and
@@ -39,7 +45,6 @@ import math
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 from pymongo import MongoClient, ReturnDocument
@@ -90,6 +95,8 @@ _CLAIMABLE: Final = sorted(CLAIMABLE_STATUSES)
 _HELD: Final = sorted(PROCESSABLE_STATUSES)
 #: The assignment fields a release removes (the aid server's stale-job reset removes the same).
 _ASSIGNMENT_FIELDS: Final = {"assigned_to": "", "assigned_date": "", "claim_token": ""}
+#: ``$currentDate`` value: a BSON date taken by the server when the update is applied.
+_SERVER_NOW: Final = True
 
 #: Bounds on the memory of claim tokens sent, for ``token=None`` writes after an unknown claim.
 _MAX_REMEMBERED_JOBS: Final = 1024
@@ -107,10 +114,6 @@ def _no_arrays(*fields: str) -> dict[str, Any]:
     mongomock honours ``$nor`` and ``$type: "array"`` the same way (MongoDB >= 3.6).
     """
     return {"$nor": [{field: {"$type": "array"}} for field in fields]}
-
-
-def _default_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 def _default_token() -> str:
@@ -161,8 +164,9 @@ class DatabaseTier:
 
     Pass ``collection`` (a pymongo ``Collection`` or a mongomock one) or ``uri``; with a URI a
     ``MongoClient`` is built on first use, owned by this object, rebuilt after a connection
-    failure and closed by :meth:`aclose`. ``clock`` and ``token_factory`` make dates and claim
-    tokens deterministic in tests. ``timeout`` bounds server selection, connection and each
+    failure and closed by :meth:`aclose`. ``token_factory`` makes claim tokens deterministic in
+    tests. There is no clock: every date written is the server's (``$currentDate``; see the
+    module docstring). ``timeout`` bounds server selection, connection and each
     operation; an answer later than twice that is a :class:`~verifier.TierTimeout`.
     """
 
@@ -176,7 +180,6 @@ class DatabaseTier:
         database: str = "spk-encoder-gateway",
         collection_name: str = "jobs",
         encoder_did: str,
-        clock: Callable[[], datetime] | None = None,
         token_factory: Callable[[], str] | None = None,
         timeout: float = 5.0,
     ) -> None:
@@ -201,7 +204,6 @@ class DatabaseTier:
             self._uri = uri
         self._database = _check_name(database, "DATABASE_NAME")
         self._collection_name = _check_name(collection_name, "collection_name")
-        self._clock = clock or _default_clock
         self._new_token = token_factory or _default_token
         self._timeout = float(timeout)
         self._client: MongoClient[dict[str, Any]] | None = None
@@ -419,7 +421,6 @@ class DatabaseTier:
             raise TierUnavailable(_TIER, "blind-write claims are not supported")
         job_id = validate_job_id(job_id)
         token = _validate_token(self._new_token())
-        now = self._clock()
         query = {
             "id": job_id, "status": {"$in": _CLAIMABLE}, "assigned_to": None,
             **_no_arrays("id", "status", "assigned_to"),
@@ -428,10 +429,10 @@ class DatabaseTier:
             "$set": {
                 "assigned_to": self.did,
                 "status": "assigned",
-                "assigned_date": now,
-                "last_pinged": now,
                 "claim_token": token,
             },
+            # The lease starts at the server's time of the claim, in the same atomic update.
+            "$currentDate": {"assigned_date": _SERVER_NOW, "last_pinged": _SERVER_NOW},
             "$inc": {"claim_epoch": 1},
         }
         self._remember(job_id, token)  # before sending: the outcome may be unknown
@@ -449,7 +450,8 @@ class DatabaseTier:
     async def heartbeat(
         self, job_id: str, token: str | None, progress: Mapping[str, float]
     ) -> None:
-        """Renew the lease (``last_pinged``) and progress, fenced; ``running`` once pct > 1.
+        """Renew the lease (``last_pinged``, the server's time) and progress, fenced;
+        ``running`` once pct > 1.
 
         Nothing matched means the job was reassigned, released or finished: we lost it.
         """
@@ -459,14 +461,12 @@ class DatabaseTier:
         pct = validate_percent(progress.get("pct", 0.0), "pct")
         download_pct = validate_percent(progress.get("download_pct", 0.0), "download_pct")
         query = {**self._fence(job_id, token), "status": {"$in": _HELD}}
-        fields: dict[str, Any] = {
-            "last_pinged": self._clock(),
-            "progress": {"pct": pct, "download_pct": download_pct},
-        }
+        fields: dict[str, Any] = {"progress": {"pct": pct, "download_pct": download_pct}}
         if pct > 1:
             fields["status"] = "running"  # the gateway's lifecycle: first ping above 1 %
+        update = {"$set": fields, "$currentDate": {"last_pinged": _SERVER_NOW}}
         matched = await self._call(
-            "heartbeat", lambda c: c.update_one(query, {"$set": fields}).matched_count
+            "heartbeat", lambda c: c.update_one(query, update).matched_count
         )
         if not matched:
             raise ClaimRefused(_TIER, await self._explain(job_id, "heartbeat refused"))
@@ -486,7 +486,8 @@ class DatabaseTier:
         _plain_document(result)
         query = {**self._fence(job_id, token), "status": {"$in": _HELD}}
         update = {
-            "$set": {"status": "complete", "result": dict(result), "completed_at": self._clock()}
+            "$set": {"status": "complete", "result": dict(result)},
+            "$currentDate": {"completed_at": _SERVER_NOW},
         }
         matched = await self._call(
             "finish", lambda c: c.update_one(query, update).matched_count

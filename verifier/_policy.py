@@ -85,7 +85,7 @@ class TimingModel:
     #: T: the gateway's reassignment timeout (no ping for T → back to the queue).
     reassign_timeout: float = 60.0
     #: How long, after the settle delay, to keep asking for a confirming answer.
-    confirm_timeout: float = 30.0
+    confirm_timeout: float = 25.0
     #: Pause between two attempts at an unanswered read or an unknown write.
     retry_interval: float = 1.0
 
@@ -126,10 +126,21 @@ class TimingModel:
                 f"(clock_drift + pause + cancel_latency) = {budget:g}s, or a healthy encoder "
                 "cancels its own work"
             )
-        if self.settle_delay(self.monitor_lag) + self.confirm_timeout >= budget:
+        # A gateway ping is proven by a read at least Δ + P + G after it (docs/safety-model.md,
+        # "Lease"): the lease must outlast a ping interval plus that wait, or a healthy
+        # gateway-claimed job loses its lease.
+        proof = self.monitor_lag + self.pause + self.write_delay
+        if self.recheck_interval + proof >= budget:
             found.append(
-                "settle delay + confirm_timeout must be below the lease budget "
-                f"{budget:g}s, or the job can be reassigned before work starts"
+                "recheck_interval + monitor_lag + pause + write_delay must be below "
+                f"reassign_timeout - (clock_drift + pause + cancel_latency) = {budget:g}s, or "
+                "a healthy gateway-claimed job loses its lease between two proven pings"
+            )
+        if self.settle_delay(self.monitor_lag) + self.confirm_timeout + proof >= budget:
+            found.append(
+                "settle delay + confirm_timeout + monitor_lag + pause + write_delay must be "
+                f"below the lease budget {budget:g}s, or the job can be reassigned before its "
+                "first ping is proven"
             )
         return found
 

@@ -26,6 +26,7 @@ comments below say which property (S1–S3, L1 of ``docs/safety-model.md``) a br
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
@@ -76,10 +77,16 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Observe:
-    """Read the job from ``tier``. Answer: :class:`Observed` or :class:`TierFailed`."""
+    """Read the job from ``tier``. Answer: :class:`Observed` or :class:`TierFailed`.
+
+    ``deadline`` (driver time), when set, is the lease end of running work: the driver must
+    answer by then whatever the tier is doing (:class:`TierFailed` if it has not answered), so
+    that a hung tier can never keep work running past the lease (S2).
+    """
 
     tier: Tier
     purpose: str  # "pre-claim" | "verify" | "recheck"
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +99,15 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Renew the assignment's ``last_pinged`` through ``via``. Answer: :class:`WriteAnswered`."""
+    """Renew the assignment's ``last_pinged`` through ``via``. Answer: :class:`WriteAnswered`.
+
+    ``deadline`` as for :class:`Observe`: past it, the answer is ``UNKNOWN`` (the ping may
+    still land, which is harmless: the lease never counts on it).
+    """
 
     via: Tier
     token: str | None
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,12 +441,19 @@ class OwnershipProtocol:
             if skipped is not None:
                 return skipped
 
-        claim_sent = self._now
+        # The lease is measured from the *decision* to claim: the claim's write (which stamps
+        # ``last_pinged``) lands after it is sent, and it is sent after this instant, so the
+        # lease can only end early, never late (S2).
+        claim_decided = self._now
         conditional = p.conditional_claim or self.claim_via is not Tier.DATABASE
         self._log("CLAIM", "info", f"Claiming job {self.job_id} via {self.claim_via}",
                   via=self.claim_via, conditional=conditional)
         answer = yield Claim(self.claim_via, conditional=conditional)
         assert isinstance(answer, WriteAnswered)
+        # The settle wait is measured from the claim's *answer*: a driver may send a request up
+        # to P after the protocol decides it (a pause, a stalled loop, a pooled connection),
+        # and only a reply proves that the request has left (docs/safety-model.md, "Settle").
+        claim_answered = self._now
         if answer.outcome is WriteOutcome.REFUSED:
             self._log("GRACEFUL_SKIP", "info", f"Reason - claim refused: {answer.detail}")
             return Outcome(OutcomeKind.SKIPPED, "CLAIM_REFUSED", answer.detail or "claim refused")
@@ -449,10 +468,11 @@ class OwnershipProtocol:
                       "Claim outcome unknown; verifying before anything else", detail=answer.detail)
 
         if p.verify:
-            refused = yield from self._verify(claim_sent)
+            lease_end = claim_decided + p.timing.reassign_timeout - p.timing.lease_margin()
+            refused = yield from self._verify(claim_answered, lease_end)
             if refused is not None:
                 return refused
-        return (yield from self._work(lease_base=claim_sent))
+        return (yield from self._work(lease_base=claim_decided))
 
     def _pre_claim(self) -> Generator[Action, Answer, Outcome | None]:
         """Skip jobs that are visibly taken. An optimisation only: safety never rests on it."""
@@ -492,12 +512,18 @@ class OwnershipProtocol:
         code = "PRE_CLAIM_CONFLICT" if availability.current_owner else "NOT_AVAILABLE"
         return Outcome(OutcomeKind.SKIPPED, code, availability.reason)
 
-    def _verify(self, claim_sent: float) -> Generator[Action, Answer, Outcome | None]:
-        """Confirm ownership before starting. Returns ``None`` when confirmed."""
+    def _verify(
+        self, claim_answered: float, lease_end: float
+    ) -> Generator[Action, Answer, Outcome | None]:
+        """Confirm ownership before starting. Returns ``None`` when confirmed.
+
+        Past ``lease_end`` nothing may start: the gateway may already have reassigned the job
+        (the lease is judged again once work runs; this keeps work from starting doomed)."""
         p = self.policy
         tiers = self._confirming_tiers()
         settle_end = (
-            claim_sent + p.timing.settle_delay(self._lag(tiers[0])) if p.settle else self._now
+            claim_answered + p.timing.settle_delay(self._lag(tiers[0])) if p.settle
+            else self._now
         )
         deadline = settle_end + p.timing.confirm_timeout
         while True:
@@ -505,7 +531,7 @@ class OwnershipProtocol:
             for tier in tiers:
                 if p.settle:
                     # S1/S2: the deciding read must reflect every write that could still land.
-                    ready_at = claim_sent + p.timing.settle_delay(self._lag(tier))
+                    ready_at = claim_answered + p.timing.settle_delay(self._lag(tier))
                     if self._now < ready_at:
                         yield Sleep(ready_at)
                 self._log(f"TIER_{TIER_EVENT[tier]}_VERIFICATION", "info",
@@ -521,6 +547,8 @@ class OwnershipProtocol:
                     continue  # fall back to the next tier: it cannot override a "not yours"
                 assert isinstance(answer, Observed)
                 verdict = self._judge(answer.observation, during_work=False)
+                if verdict is _Verdict.MINE and p.lease and self._now >= lease_end:
+                    break  # confirmed too late to start inside the lease
                 if verdict is _Verdict.MINE:
                     if self.token is None and answer.observation.token is not None:
                         # A claim whose reply was lost: the confirming read tells us our token,
@@ -563,44 +591,88 @@ class OwnershipProtocol:
         return Outcome(OutcomeKind.SKIPPED, code, reason)
 
     def _work(self, lease_base: float) -> Generator[Action, Answer, Outcome]:
-        """Run the work with pings and re-checks; cancel on loss; finish fenced."""
+        """Run the work with pings and re-checks; cancel on loss; finish fenced.
+
+        The lease (S2): the gateway may reassign the job ``T`` after the last ping that
+        *counted* for this assignment, so the work must be stopped before then. ``lease_base``
+        only moves forward on evidence that a ping landed on this assignment, and only to the
+        instant the ping was *decided* (before it was sent, so before it landed):
+
+        * a database heartbeat is fenced on owner and claim token, and aid's is conditioned on
+          the owner: their "OK" says the ping was counted for us;
+        * the legacy gateway answers OK to pings from non-owners too, so its OK proves nothing.
+          Such a ping counts once a later read says "yours" while reflecting the database at
+          least ``P + G`` after the ping was decided (it was sent within P and landed within G):
+          the job was ours when the ping landed, so the ping renewed it.
+
+        Every request made during work carries the lease end as its deadline, so a tier that
+        hangs cannot hold the work past it.
+        """
         p, t = self.policy, self.policy.timing
         answer: Answer = yield StartWork()
         self._log("PROCESSING_STARTED", "info", f"Processing job {self.job_id}")
-        next_tick = self._now + t.recheck_interval
+        # The first ping goes out at once (the claim's own stamp is the only renewal so far),
+        # then one every R; re-checks every R, and earlier when a gateway ping awaits proof.
+        next_ping = self._now
+        next_read = self._now + t.recheck_interval
+        proof_wait = self._proof_wait()
         lost: str | None = None
+        unproven: list[float] = []  # gateway pings answered OK, decided at these instants
+        proven_directly = self.claim_via in (Tier.DATABASE, Tier.AID)
         while True:
             lease_end = lease_base + t.reassign_timeout - t.lease_margin()
             lease_on = p.lease and lost is None
-            wake = min(next_tick, lease_end) if lease_on else next_tick
-            answer = yield Sleep(wake)
-            if isinstance(answer, WorkEnded):
-                break
-            if isinstance(answer, PhaseChanged):
-                self._phase = answer.phase
-                continue
+            deadline = lease_end if lease_on else None
             if lease_on and self._now >= lease_end:
                 # S2: the gateway may reassign at last-ping + T; be stopped before then.
                 lost = "lease expired: ownership could not be confirmed in time"
                 stopped = yield from self._on_loss("LEASE_EXPIRED", lost, release=True)
                 if stopped is not None:
                     return stopped
-            if self._now < next_tick:
                 continue
-            next_tick = self._now + t.recheck_interval
-            if p.phase_heartbeats or self._phase == "encode":
-                sent = self._now
-                answer = yield Heartbeat(self.claim_via, self.token)
+            pinging = p.phase_heartbeats or self._phase == "encode"
+            reading = p.recheck and lost is None
+            if unproven and reading:
+                next_read = min(next_read, unproven[0] + proof_wait)
+            wake = min(next_ping, next_read if reading else math.inf,
+                       lease_end if lease_on else math.inf)
+            if wake > self._now:
+                answer = yield Sleep(wake)
+                if isinstance(answer, WorkEnded):
+                    break
+                if isinstance(answer, PhaseChanged):
+                    self._phase = answer.phase
+                    continue
+                if lease_on and self._now >= lease_end:
+                    continue  # the lease is judged at the top of the loop
+            if self._now >= next_ping and not pinging:
+                next_ping = self._now + t.recheck_interval  # a tick without a ping (phase)
+            elif self._now >= next_ping:
+                next_ping = self._now + t.recheck_interval
+                decided = self._now
+                answer = yield Heartbeat(self.claim_via, self.token, deadline=deadline)
                 assert isinstance(answer, WriteAnswered)
                 if answer.outcome is WriteOutcome.OK:
-                    lease_base = max(lease_base, sent)
+                    if proven_directly:
+                        lease_base = max(lease_base, decided)
+                    else:
+                        unproven.append(decided)
                 elif answer.outcome is WriteOutcome.REFUSED and lost is None:
                     lost = f"heartbeat refused: {answer.detail}"
                     stopped = yield from self._on_loss("HEARTBEAT_REFUSED", lost, release=False)
                     if stopped is not None:
                         return stopped
-            if p.recheck and lost is None:
-                verdict, obs = yield from self._recheck()
+                continue
+            if reading and self._now >= next_read:
+                next_read = self._now + t.recheck_interval
+                verdict, obs, asked = yield from self._recheck(deadline)
+                if verdict is _Verdict.MINE and obs is not None and unproven:
+                    # The read reflects the database as of ``asked - lag`` or later.
+                    seen = asked - self._lag(obs.tier) - t.pause - t.write_delay
+                    counted = [s for s in unproven if s <= seen]
+                    if counted:
+                        lease_base = max(lease_base, counted[-1])
+                        unproven = [s for s in unproven if s > seen]
                 if verdict in (_Verdict.OTHER, _Verdict.DONE) and obs is not None:
                     lost = f"owner={obs.owner} status={obs.status} via {obs.tier}"
                     code = ("MONITOR_THEFT_DETECTED" if obs.tier is Tier.MONITOR
@@ -616,10 +688,24 @@ class OwnershipProtocol:
             return Outcome(OutcomeKind.FAILED, "WORK_FAILED", answer.detail)
         return (yield from self._finish())
 
-    def _recheck(self) -> Generator[Action, Answer, tuple[_Verdict, Observation | None]]:
-        """One ownership re-check through the strongest tier that answers."""
+    def _proof_wait(self) -> float:
+        """How long after a gateway ping was decided a read can prove it landed: the ping left
+        within P and landed within G, and the strongest re-reading tier lags by its lag."""
+        tiers = self._confirming_tiers()
+        lag = self._lag(tiers[0]) if tiers else 0.0
+        t = self.policy.timing
+        return lag + t.pause + t.write_delay
+
+    def _recheck(
+        self, deadline: float | None
+    ) -> Generator[Action, Answer, tuple[_Verdict, Observation | None, float]]:
+        """One ownership re-check through the strongest tier that answers; also returns when
+        the answering read was decided (its view is at least that recent, minus the lag)."""
         for tier in self._confirming_tiers():
-            answer = yield Observe(tier, "recheck")
+            if deadline is not None and self._now >= deadline:
+                break
+            asked = self._now
+            answer = yield Observe(tier, "recheck", deadline=deadline)
             if isinstance(answer, TierFailed):
                 continue
             assert isinstance(answer, Observed)
@@ -628,8 +714,8 @@ class OwnershipProtocol:
                 verdict is not _Verdict.MINE and not self.policy.tier_precedence
             ):
                 continue
-            return verdict, answer.observation
-        return _Verdict.UNKNOWN, None
+            return verdict, answer.observation, asked
+        return _Verdict.UNKNOWN, None, self._now
 
     def _on_loss(
         self, code: str, reason: str, *, release: bool

@@ -5,6 +5,8 @@
     runs until every job is committed or failed, and prints the report of ``run`` (same table,
     same JSON and CSV), plus the figures only a live run has: wall time, verifications per
     second, verification latency, faults injected, sockets and descriptors left open.
+    ``--fail-on-violation`` with ``--expect CHAIN=safe|unsafe`` is the release gate of
+    ``run`` (one implementation, :func:`sim._commandline.apply_gate`).
 ``serve``
     starts the emulated servers alone, prints their URLs and the environment an encoder needs
     (``GATEWAY_MONITOR_BASE_URL``, ``GATEWAY_URL``, ``GATEWAY_AID_BASE_URL``), and serves until
@@ -25,12 +27,10 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 from verifier import InvalidInputError, validate_did, validate_job_id
 
 from .._commandline import (
-    EXIT_OK,
-    EXIT_VIOLATION,
-    GATED_CHAIN,
-    PROG,
-    check_gate,
+    apply_gate,
     check_writable,
+    expectations,
+    gate_flags,
     output_flags,
     progress_for,
     resolve,
@@ -43,7 +43,6 @@ from .._report import (
     build_run_report,
     dumps_report,
     format_table,
-    safety_violations,
     summarize_run,
 )
 from .._scenario_files import UsageError
@@ -107,8 +106,6 @@ def add_parsers(sub: Any) -> None:
     live.add_argument("--json", type=Path, metavar="PATH", help="write the JSON report here")
     live.add_argument("--csv", type=Path, metavar="PATH",
                       help="write one CSV row per chain here")
-    live.add_argument("--fail-on-violation", action="store_true",
-                      help=f"exit 1 if the {GATED_CHAIN} chain violates S1, S2 or S3")
     live.add_argument("--monitor-restart", type=_seconds_pair, metavar="AT:DOWN_FOR",
                       help="stop the monitor AT seconds into the run, restart it DOWN_FOR "
                            "seconds later (e.g. 3:2)")
@@ -120,6 +117,7 @@ def add_parsers(sub: Any) -> None:
                            "encoders)")
     live.add_argument("--verbose", action="store_true",
                       help="log every guard decision to stderr")
+    gate_flags(live)
     _fault_flags(live)
     output_flags(live)
 
@@ -161,7 +159,7 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
     from ._encoders import LiveOptions, run_live
 
     plan = resolve(args)
-    check_gate(args, plan)
+    expected = expectations(args, plan)
     check_writable(args.json, args.csv)
     if args.client_timeout <= 0:
         raise UsageError("--client-timeout must be positive")
@@ -231,13 +229,13 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
             *(f"wrote {path}" for path in written),
         ]
         out.write("\n".join(lines) + "\n")
-    if args.fail_on_violation:
-        bad = safety_violations(report["chains"][GATED_CHAIN])
-        if bad:
-            err.write(f"{PROG} live: the {GATED_CHAIN} chain violated S1/S2/S3 {bad} "
-                      "time(s)\n")
-            return EXIT_VIOLATION
-    return EXIT_OK
+
+    def reproduce(chain: str, seed: int, job: str | None) -> str:
+        # Real time is not replayable: the command to run again, and the job to look at.
+        return f"rerun: {command}" + (f" (first offending job: {job})" if job else "")
+
+    return apply_gate(expected, runs, command="live", reproduce=reproduce, out=out, err=err,
+                      quiet=args.quiet)
 
 
 # --------------------------------------------------------------------------- serve

@@ -10,16 +10,23 @@ monitor sees it. :class:`WorldCollection` does exactly that and nothing more:
 * each :class:`~sim._world.Job` is shown as the document the gateway's ``jobs`` collection
   would hold (owner and token keys *absent* when unset, as the aid server's reset and a
   release leave them);
-* the filter is evaluated by mongomock's matcher on that image, never by a second model;
-* the update is recognised by its shape and becomes ``World.db_claim``/``db_heartbeat``/
-  ``db_finish``/``db_release``; the world decides, and counts the call.
+* the filter is evaluated by mongomock's matcher on that image, never by a second model, and
+  **the filter alone decides**: when it matches, the update is applied unconditionally through
+  the world (``World.db_claim(conditional=False)``, ``World.db_finish(fenced=False)``, and
+  :func:`_heartbeat_unfenced` / :func:`_release_unfenced`, the world's heartbeat and release
+  writes without their fence). The world's own predicates (claimable and unowned, owner and
+  token) never stand in for DatabaseTier's: a weakened production filter takes effect in a
+  live run exactly as it would on a real server, so the run can show it;
+* the update is recognised by its shape; ``$currentDate`` fields are the world's current time
+  (the server's clock), and a date in ``$set`` is refused: it could only be the encoder's
+  clock, which the gateway's reassignment does not run on.
 
 There is no second database: fields the world does not model (``progress``, ``result``,
-``assigned_date``) are accepted and dropped, and when the world's rule differs from the real
-server's (the world moves a job to ``running`` on any heartbeat; DatabaseTier asks for it only
-above 1 %), the world wins. An update or query shape that is not one DatabaseTier sends raises
-:class:`NotImplementedError`, so a change to ``DatabaseTier`` fails loudly here instead of
-silently diverging from the world.
+``completed_at``) are accepted and dropped, and when the world's rule differs from the real
+server's (the world moves an ``assigned`` job to ``running`` on any heartbeat; DatabaseTier asks
+for it only above 1 %), the world wins. An update or query shape that is not one DatabaseTier
+sends raises :class:`NotImplementedError`, so a change to ``DatabaseTier`` fails loudly here
+instead of silently diverging from the world.
 
 Threads: ``DatabaseTier`` calls the collection from its single worker thread, while in live
 runs the world lives on the event loop's thread. Every world access therefore goes through
@@ -42,6 +49,7 @@ from pymongo import ReturnDocument
 
 from verifier.protocol import WriteAnswered, WriteOutcome
 
+from .._history import WORLD
 from .._world import Job, World
 
 __all__ = ["UpdateResult", "WorldCollection"]
@@ -72,11 +80,17 @@ _EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
 
 #: The update shapes DatabaseTier sends, by operator: the fields each may carry. Anything
 #: outside these is refused, so a new field or operator is noticed rather than dropped.
-_CLAIM_SET: Final = frozenset(
-    {"assigned_to", "status", "assigned_date", "last_pinged", "claim_token"})
-_HEARTBEAT_SET: Final = frozenset({"last_pinged", "progress", "status"})
-_FINISH_SET: Final = frozenset({"status", "result", "completed_at"})
+_CLAIM_SET: Final = frozenset({"assigned_to", "status", "claim_token"})
+_CLAIM_DATES: Final = frozenset({"assigned_date", "last_pinged"})
+_HEARTBEAT_SET: Final = frozenset({"progress", "status"})
+_HEARTBEAT_DATES: Final = frozenset({"last_pinged"})
+_FINISH_SET: Final = frozenset({"status", "result"})
+_FINISH_DATES: Final = frozenset({"completed_at"})
 _ASSIGNMENT_FIELDS: Final = frozenset({"assigned_to", "assigned_date", "claim_token"})
+#: Dates of the ownership lifecycle: written only by the server's clock (``$currentDate``).
+_DATE_FIELDS: Final = frozenset({"assigned_date", "last_pinged", "start_date", "completed_at"})
+#: The ``$currentDate`` values that ask for a BSON date (not a BSON timestamp).
+_SERVER_DATE: Final = {"$type": "date"}
 #: Keyword arguments accepted only with their default (harmless) value.
 _NEUTRAL_KWARGS: Final = {"upsert": False, "session": None}
 
@@ -99,6 +113,8 @@ def _image(job: Job) -> dict[str, Any]:
     }
     if job.owner is not None:
         doc["assigned_to"] = job.owner
+        if job.owned_at >= 0:  # when the current assignment landed (the emulator's rule too)
+            doc["assigned_date"] = _date(job.owned_at)
     if job.token is not None:
         doc["claim_token"] = job.token
     return doc
@@ -128,8 +144,15 @@ def _check_kwargs(method: str, kwargs: Mapping[str, Any]) -> None:
 
 
 def _check_shape(method: str, update: Mapping[str, Any],
-                 allowed: Mapping[str, frozenset[str]]) -> None:
-    """Refuse an update using an operator or a field outside ``allowed``."""
+                 allowed: Mapping[str, frozenset[str]],
+                 stamped: frozenset[str] = frozenset()) -> None:
+    """Refuse an update using an operator or a field outside ``allowed``.
+
+    Dates are the server's: a date field in ``$set`` is refused (its value came from the
+    encoder's clock), ``$currentDate`` must ask for a date, and the fields in ``stamped`` (those
+    the world's write sets to its own time, ``last_pinged``) must be among them: otherwise the
+    world would write a date the update did not.
+    """
     if not isinstance(update, Mapping):
         raise NotImplementedError(f"WorldCollection.{method}: the update must be a mapping")
     for op, fields in update.items():
@@ -137,10 +160,72 @@ def _check_shape(method: str, update: Mapping[str, Any],
             raise NotImplementedError(
                 f"WorldCollection.{method}: operator {op!r} in an update of shape "
                 f"{sorted(update)}")
+        if op == "$set" and _DATE_FIELDS & set(fields):
+            raise NotImplementedError(
+                f"WorldCollection.{method}: $set of {sorted(_DATE_FIELDS & set(fields))}: "
+                "dates must be the server's ($currentDate), not the encoder's clock")
         unknown = sorted(set(fields) - allowed[op])
         if unknown:
             raise NotImplementedError(
                 f"WorldCollection.{method}: {op} of {unknown} is not in DatabaseTier's shape")
+    dates = update.get("$currentDate", {})
+    for field, kind in dates.items():
+        if kind is not True and kind != _SERVER_DATE:
+            raise NotImplementedError(
+                f"WorldCollection.{method}: $currentDate of {field!r} as {kind!r}; only a "
+                "date (True or {'$type': 'date'}) is modelled")
+    missing = sorted(stamped - set(dates))
+    if missing:
+        raise NotImplementedError(
+            f"WorldCollection.{method}: the update must stamp {missing} with $currentDate "
+            "(the world's write renews them at its own time)")
+
+
+# ---------------------------------------------------------------------- unfenced world writes
+#
+# ``World.db_claim`` and ``World.db_finish`` can write without their own predicate
+# (``conditional=False``, ``fenced=False``); ``db_heartbeat`` and ``db_release`` cannot. These
+# two make the same writes as those operations (call count, latency, state, write log,
+# history), minus the fence, so that only DatabaseTier's filter decides. They belong on
+# ``World`` as a ``fenced=False`` option of ``db_heartbeat``/``db_release``; until then they
+# live beside their one caller and mirror the world's own helpers (``_pinged``, ``_write``,
+# ``_enqueue``, ``_count_finished``): a change to those writes must be made here too
+# (tests/live/test_collection.py pins the results).
+
+_OK: Final = WriteAnswered(WriteOutcome.OK)
+
+
+def _heartbeat_unfenced(world: World, job_id: str, *, running: bool
+                        ) -> tuple[WriteAnswered, float]:
+    """``World.db_heartbeat``'s write without its fence: the lease renewed at the world's time,
+    and ``running`` by the world's rule (an ``assigned`` job) or when the update sets it."""
+    world.calls["database"] += 1
+    delay = world.latency(world.sc.database_latency)
+    job = world.jobs[job_id]
+    world._pinged(job)  # last_pinged := the world's now (and, if exact, the reassignment armed)
+    if (running or job.status == "assigned") and job.status != "running":
+        world._write(job, status="running", owner=job.owner, token=job.token)
+    return _OK, delay
+
+
+def _release_unfenced(world: World, job_id: str, *, status: str, count_attempt: bool
+                      ) -> tuple[WriteAnswered, float]:
+    """``World.db_release``'s write without its fence: the assignment removed, the attempt
+    counted when the update increments it, and the status the update sets (``queued`` or
+    ``failed``; DatabaseTier's filters pick it by the attempt count, as the world would)."""
+    world.calls["database"] += 1
+    delay = world.latency(world.sc.database_latency)
+    job = world.jobs[job_id]
+    already_finished = job.status == "failed" or job_id in world.committed
+    if count_attempt:
+        job.attempts += 1
+    world._write(job, status=status, owner=None, token=None)
+    world.history.add(world.env.now, WORLD, job_id, "requeue", "ok", "released")
+    if status == "queued":
+        world._enqueue(job_id)
+    elif not already_finished:
+        world._count_finished()
+    return _OK, delay
 
 
 class WorldCollection:
@@ -204,16 +289,18 @@ class WorldCollection:
         self, filter: Mapping[str, Any], update: Mapping[str, Any],
         return_document: bool = ReturnDocument.BEFORE, **kwargs: Any,
     ) -> dict[str, Any] | None:
-        """DatabaseTier's claim: ``$set`` of status ``assigned``, owner and token → ``db_claim``.
+        """DatabaseTier's claim: ``$set`` of status ``assigned``, owner and token, and
+        ``$currentDate`` of the lease → ``db_claim(conditional=False)``.
 
-        The world's conditional claim checks the same predicate as the filter (unowned, in a
-        claimable status); the filter is evaluated first so that its extra guards (no array
-        fields) are honoured, and a world refusal despite a matching filter is still ``None``.
+        The filter decides alone: when it matches the job's image, the world assigns the job
+        unconditionally (its own "claimable and unowned" check is not consulted), at its current
+        time. Should the world still refuse, the answer is ``None`` (fail closed).
         """
         job_id = _job_id(filter)
         _check_kwargs("find_one_and_update", kwargs)
         _check_shape("find_one_and_update", update,
-                     {"$set": _CLAIM_SET, "$inc": frozenset({"claim_epoch"})})
+                     {"$set": _CLAIM_SET, "$currentDate": _CLAIM_DATES,
+                      "$inc": frozenset({"claim_epoch"})}, stamped=frozenset({"last_pinged"}))
         fields = update.get("$set", {})
         did, token = fields.get("assigned_to"), fields.get("claim_token")
         if fields.get("status") != "assigned" or not isinstance(did, str) or not (
@@ -233,7 +320,7 @@ class WorldCollection:
             before = _image(job)
             if not _applies(filter, before):
                 return None, self._unmatched(job)
-            answer, delay = self.world.db_claim(did, job_id, conditional=True, token=token)
+            answer, delay = self.world.db_claim(did, job_id, conditional=False, token=token)
             if answer.outcome is not WriteOutcome.OK:
                 return None, delay
             return (_image(job) if return_document else before), delay
@@ -245,10 +332,10 @@ class WorldCollection:
                    **kwargs: Any) -> UpdateResult:
         """DatabaseTier's fenced writes: heartbeat, finish, release (requeue or fail).
 
-        The writer is the filter's ``assigned_to``; the token given to the world is the job's
-        current one, which is the token the filter's ``claim_token`` (a value or an ``$in`` of
-        tokens this client sent) just matched. So the world's own fence agrees with the filter;
-        if it still refuses, nothing matched.
+        The filter is the fence, and the only one: when it matches the job's image, the write
+        is applied without the world's own owner/token check. The writer (to whom a commit is
+        credited in the history) is the filter's ``assigned_to``; should the world still refuse,
+        nothing matched (fail closed).
         """
         job_id = _job_id(filter)
         _check_kwargs("update_one", kwargs)
@@ -265,14 +352,14 @@ class WorldCollection:
                 return 0, self._missing_delay()
             if not _applies(filter, _image(job)):
                 return 0, self._unmatched(job)
-            answer, delay = op(did, job_id, job.token)
+            answer, delay = op(did, job_id)
             return int(answer.outcome is WriteOutcome.OK), delay
 
         matched: int = self._exchange(write)
         return UpdateResult(matched_count=matched, modified_count=matched)
 
     def _write_op(self, update: Mapping[str, Any]
-                  ) -> Callable[[str, str, str | None], tuple[WriteAnswered, float]]:
+                  ) -> Callable[[str, str], tuple[WriteAnswered, float]]:
         """The world operation an update's shape stands for (refusing unknown shapes)."""
         world = self.world
         if not isinstance(update, Mapping):
@@ -290,24 +377,34 @@ class WorldCollection:
             if inc is not None and inc != {"attempt_count": 1}:
                 raise NotImplementedError("WorldCollection.update_one: a release may only "
                                           "count one failed attempt")
-            failed = inc is not None
+            counted = inc is not None
 
-            def release(did: str, job_id: str, token: str | None
-                        ) -> tuple[WriteAnswered, float]:
-                return world.db_release(did, job_id, token, failed=failed)
+            def release(_did: str, job_id: str) -> tuple[WriteAnswered, float]:
+                return _release_unfenced(world, job_id, status=status, count_attempt=counted)
 
             return release
         if status == "complete":
-            _check_shape("update_one", update, {"$set": _FINISH_SET})
+            _check_shape("update_one", update,
+                         {"$set": _FINISH_SET, "$currentDate": _FINISH_DATES})
 
-            def finish(did: str, job_id: str, token: str | None
-                       ) -> tuple[WriteAnswered, float]:
-                return world.db_finish(did, job_id, token, fenced=True)
+            def finish(did: str, job_id: str) -> tuple[WriteAnswered, float]:
+                job = world.jobs[job_id]
+                return world.db_finish(did, job_id, job.token, fenced=False)
 
             return finish
-        if status in (None, "running") and "last_pinged" in fields:
-            _check_shape("update_one", update, {"$set": _HEARTBEAT_SET})
-            return world.db_heartbeat
+        dates = update.get("$currentDate", {})
+        if status in (None, "running") and "last_pinged" in {
+                *(fields if isinstance(fields, Mapping) else ()),
+                *(dates if isinstance(dates, Mapping) else ())}:
+            _check_shape("update_one", update,
+                         {"$set": _HEARTBEAT_SET, "$currentDate": _HEARTBEAT_DATES},
+                         stamped=_HEARTBEAT_DATES)
+            running = status == "running"
+
+            def heartbeat(_did: str, job_id: str) -> tuple[WriteAnswered, float]:
+                return _heartbeat_unfenced(world, job_id, running=running)
+
+            return heartbeat
         raise NotImplementedError(
             f"WorldCollection.update_one: an update of shape {sorted(update)} with $set "
             f"{sorted(fields) if isinstance(fields, Mapping) else fields!r} is none of "

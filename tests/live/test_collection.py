@@ -3,20 +3,24 @@
 Live runs give infrastructure encoders the real database client; its filters are evaluated
 with MongoDB's semantics (mongomock's matcher) against the world's jobs, and its writes are the
 world's own database operations. These tests pin both halves: what the client's fences refuse,
-and what the world records when a write goes through.
+and what the world records when a write goes through. The filter alone decides (the world's
+own predicates do not stand in for it), and dates are the world's time (``$currentDate``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
 import simpy
+from pymongo import ReturnDocument
 
 from sim import History, Scenario, Streams, World
 from sim.live import UpdateResult, WorldCollection
+from sim.live import _collection as collection_module
+from sim.live._collection import _date
 from verifier import ClaimRefused, DatabaseTier
 
 E1, E2 = "did:key:e1", "did:key:e2"
@@ -178,6 +182,21 @@ async def test_an_unknown_job_is_no_document(world: World) -> None:
         ("find_one_and_update", ({"id": JOB}, {"$set": {
             "status": "assigned", "assigned_to": E1, "claim_token": "t"},
             "$inc": {"claim_epoch": 2}}), {}),
+        # Dates from the encoder's clock ($set), or not a date, or a lease not stamped: refused.
+        ("update_one", ({"id": JOB, "assigned_to": E1},
+                        {"$set": {"last_pinged": 1.0, "progress": {"pct": 5.0}}}), {}),
+        ("update_one", ({"id": JOB, "assigned_to": E1},
+                        {"$set": {"status": "complete", "completed_at": 1.0}}), {}),
+        ("update_one", ({"id": JOB, "assigned_to": E1},
+                        {"$currentDate": {"last_pinged": {"$type": "timestamp"}}}), {}),
+        ("update_one", ({"id": JOB, "assigned_to": E1},
+                        {"$currentDate": {"last_pinged": True, "color": True}}), {}),
+        ("find_one_and_update", ({"id": JOB}, {"$set": {
+            "status": "assigned", "assigned_to": E1, "claim_token": "t", "last_pinged": 1.0},
+            "$inc": {"claim_epoch": 1}}), {}),
+        ("find_one_and_update", ({"id": JOB}, {"$set": {
+            "status": "assigned", "assigned_to": E1, "claim_token": "t"},
+            "$currentDate": {"assigned_date": True}, "$inc": {"claim_epoch": 1}}), {}),
         ("find_one", ({"status": "queued"},), {}),  # not located by id
         ("find_one", ({"id": {"$ne": None}},), {}),
         ("find_one", ({"id": JOB},), {"projection": {"status": 1}}),
@@ -196,35 +215,40 @@ def test_the_collection_speaks_pymongo_shapes(world: World) -> None:
     """Direct calls, as pymongo would answer them: BEFORE by default, matched counts."""
     collection = WorldCollection(world)
     claim = {"$set": {"status": "assigned", "assigned_to": E1, "claim_token": "t1"},
-             "$inc": {"claim_epoch": 1}}
+             "$currentDate": {"last_pinged": True}, "$inc": {"claim_epoch": 1}}
     unowned = {"id": JOB, "assigned_to": None}
     before = collection.find_one_and_update(unowned, claim)
     assert before is not None and before["status"] == "queued" and "assigned_to" not in before
     assert collection.find_one_and_update(unowned, claim) is None  # now owned: no match
     assert collection.find_one({"id": JOB, "claim_token": "t1"}) == {
         **before, "status": "assigned", "assigned_to": E1, "claim_token": "t1",
-        "claim_epoch": 1}
+        "claim_epoch": 1, "assigned_date": _date(0.0)}
     assert collection.find_one({"id": JOB, "claim_token": "t2"}) is None
-    ping = {"$set": {"last_pinged": 0.0}}
+    ping = {"$currentDate": {"last_pinged": {"$type": "date"}}}
     fence = {"id": JOB, "assigned_to": E1, "claim_token": "t1"}
     assert collection.update_one({**fence, "claim_token": "t2"}, ping) == UpdateResult(0, 0)
     assert collection.update_one(fence, ping) == UpdateResult(1, 1)
 
 
 @pytest.fixture
-def guarded(world: World) -> Iterator[dict[str, Any]]:
-    """Every world database operation fails unless called inside the ``run`` hop."""
+def guarded(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Every world database operation (the world's own, and the collection's unfenced writes
+    on the world) fails unless called inside the ``run`` hop."""
     trace: dict[str, Any] = {"inside": False, "hops": 0, "slept": [], "delays": []}
-    for name in ("db_read", "db_claim", "db_heartbeat", "db_finish", "db_release"):
-        original = getattr(world, name)
 
-        def wrapped(*a: Any, _original: Callable[..., Any] = original, **k: Any) -> Any:
+    def guard(original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*a: Any, **k: Any) -> Any:
             assert trace["inside"], "world touched outside run"
-            answer, delay = _original(*a, **k)
+            answer, delay = original(*a, **k)
             trace["delays"].append(delay)
             return answer, delay
 
-        setattr(world, name, wrapped)
+        return wrapped
+
+    for name in ("db_read", "db_claim", "db_heartbeat", "db_finish", "db_release"):
+        setattr(world, name, guard(getattr(world, name)))
+    for name in ("_heartbeat_unfenced", "_release_unfenced"):
+        monkeypatch.setattr(collection_module, name, guard(getattr(collection_module, name)))
     yield trace
 
 
@@ -249,12 +273,14 @@ async def test_every_access_goes_through_run_and_the_delay_is_slept(
         await e1.observe(JOB)
         token = await e1.claim(JOB)
         await e1.heartbeat(JOB, token, {"pct": 5.0})
+        await e1.release(JOB, token, "giving up", failed=True)
+        token = await e1.claim(JOB)
         await e1.finish(JOB, token, {"cid": "bafyx"})
     # One hop per database call (check and act together), and each reply delay is the world's.
-    assert guarded["hops"] == 4
+    assert guarded["hops"] == 6
     assert guarded["slept"] == guarded["delays"]
-    assert len(guarded["slept"]) == 4 and all(d > 0 for d in guarded["slept"])
-    assert world.calls["database"] == 4
+    assert len(guarded["slept"]) == 6 and all(d > 0 for d in guarded["slept"])
+    assert world.calls["database"] == 6
 
 
 @pytest.mark.asyncio
@@ -268,3 +294,121 @@ async def test_a_refused_write_is_still_one_database_round_trip(world: World) ->
     # The unmatched update and the read that words the refusal: two calls, two delays.
     assert world.calls["database"] == calls + 2
     assert len(slept) == 2 and all(d > 0 for d in slept)
+
+
+# ---------------------------------------------------------------------- dates: the world's clock
+
+
+@pytest.mark.asyncio
+async def test_current_date_fields_are_the_worlds_time(world: World) -> None:
+    """``$currentDate`` is the server's clock, and the world is the server: the claim's
+    ``assigned_date``/``last_pinged`` and each heartbeat's ``last_pinged`` are world time."""
+    world.env.run(until=5.0)
+    async with _tier(world, E1) as e1:
+        token = await e1.claim(JOB)
+        seen = await e1.observe(JOB)
+        world.env.run(until=9.0)
+        await e1.heartbeat(JOB, token, {"pct": 0.5})
+    job = world.jobs[JOB]
+    assert (job.owned_at, job.last_pinged) == (5.0, 9.0)
+    assert seen.job is not None and seen.job.assigned_date == _date(5.0).isoformat()
+    assert seen.job.last_pinged == _date(5.0).isoformat()
+    assert job.status == "running"  # the world's rule: any heartbeat runs an assigned job
+
+
+# ---------------------------------------------------------------------- the filter decides
+
+
+class SpyCollection(WorldCollection):
+    """The collection DatabaseTier talks to, keeping each filter and update it was sent."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world)
+        self.sent: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+
+    def find_one_and_update(self, filter: Mapping[str, Any], update: Mapping[str, Any],
+                            *args: Any, **kwargs: Any) -> Any:
+        self.sent.append((filter, update))
+        return super().find_one_and_update(filter, update, *args, **kwargs)
+
+    def update_one(self, filter: Mapping[str, Any], update: Mapping[str, Any],
+                   **kwargs: Any) -> UpdateResult:
+        self.sent.append((filter, update))
+        return super().update_one(filter, update, **kwargs)
+
+
+def _without(filter: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in filter.items() if k not in keys}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("weakening", ["owner", "owner_and_status"])
+async def test_a_weakened_claim_filter_takes_an_owned_job(world: World, weakening: str) -> None:
+    """The collection obeys the filter, not its own rule: DatabaseTier's claim filter, minus its
+    owner condition (and, second case, its status condition: a blind write), takes a job E1
+    holds, while the filter as DatabaseTier sends it refuses. A world that applied its own
+    "claimable and unowned" check would refuse both, and a live run could never show a
+    weakened production filter."""
+    async with _tier(world, E1) as e1:
+        await e1.claim(JOB)
+    job = world.jobs[JOB]
+    if weakening == "owner":
+        job.status = "queued"  # a stale status left beside an owner (real data has both)
+    spy = SpyCollection(world)
+    async with DatabaseTier(spy, encoder_did=E2) as e2:  # type: ignore[arg-type]
+        before = _state(world)
+        with pytest.raises(ClaimRefused, match="held by did:key:e1"):
+            await e2.claim(JOB)
+    assert _state(world) == before  # the production filter took nothing
+    (production, update), = spy.sent
+    assert "assigned_to" in production and "status" in production
+    weakened = _without(production, "assigned_to", *(["status"] if weakening != "owner" else []))
+    taken = WorldCollection(world).find_one_and_update(
+        weakened, update, return_document=ReturnDocument.AFTER)
+    assert taken is not None and taken["assigned_to"] == E2
+    assert (job.owner, job.token, job.status, job.epoch) == (
+        E2, update["$set"]["claim_token"], "assigned", 2)
+    assert [r[4:] for r in _ops(world, "assign")] == [("ok", ("e1", 1)), ("ok", ("e2", 2))]
+
+
+@pytest.mark.asyncio
+async def test_a_weakened_fence_commits_where_the_production_fence_refuses(world: World) -> None:
+    """The same for the fence: DatabaseTier's finish filter, minus its status condition,
+    commits a second result to a job already complete; the production fence refuses it. The
+    world's own fence (owner, token, held status) is not consulted."""
+    spy = SpyCollection(world)
+    async with DatabaseTier(spy, encoder_did=E1) as e1:  # type: ignore[arg-type]
+        token = await e1.claim(JOB)
+        await e1.finish(JOB, token, {"cid": "bafyx"})
+        with pytest.raises(ClaimRefused):
+            await e1.finish(JOB, token, {"cid": "bafyy"})
+    assert len(_ops(world, "commit")) == 1
+    production, update = spy.sent[-1]
+    assert update["$set"]["status"] == "complete" and "status" in production
+    result = WorldCollection(world).update_one(_without(production, "status"), update)
+    assert result == UpdateResult(1, 1)
+    assert [r[4:] for r in _ops(world, "commit")] == [("ok", ("e1", 1))] * 2
+
+
+@pytest.mark.asyncio
+async def test_a_weakened_release_fence_requeues_a_job_held_under_another_token(
+    world: World
+) -> None:
+    """A fence without the token: E1's stale release (token of its first assignment) is
+    refused by DatabaseTier's fence, and goes through once the token condition is dropped."""
+    spy = SpyCollection(world)
+    async with DatabaseTier(spy, encoder_did=E1) as e1:  # type: ignore[arg-type]
+        old = await e1.claim(JOB)
+        await e1.release(JOB, old, "retry", failed=False)
+        await e1.claim(JOB)
+        before = _state(world)
+        with pytest.raises(ClaimRefused):
+            await e1.release(JOB, old, "stale", failed=False)
+        assert _state(world) == before
+    production, update = spy.sent[-1]
+    assert "claim_token" in production
+    result = WorldCollection(world).update_one(_without(production, "claim_token"), update)
+    assert result == UpdateResult(1, 1)
+    job = world.jobs[JOB]
+    assert (job.status, job.owner, job.token, job.attempts) == ("queued", None, None, 0)
+    assert len(_ops(world, "requeue")) == 2

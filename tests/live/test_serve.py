@@ -3,16 +3,19 @@
 The operator flow of the issue: serve the emulated services with a job completed by a DID,
 then run ``python -m verifier check JOB --did DID`` against the emulated monitor; the report
 must have the shape of the original service's test (status, details, ownership,
-availability) and say what a completed job owned by that DID is.
+availability) and say what a completed job owned by that DID is. Also the arguments of
+``serve`` and ``live``, and the release gate of ``live``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -99,6 +102,11 @@ def test_check_of_an_unknown_job_is_not_found(served: dict[str, str]) -> None:
     (["live", "--client-timeout", "0"], "--client-timeout"),
     (["live", "--chain", "no-such-chain"], "--chain"),
     (["live", "--monitor-restart", "soon"], "AT:DOWN_FOR"),
+    (["live", "--fail-on-violation", "--expect", "hardened=maybe"], "'maybe'"),
+    (["live", "--fail-on-violation", "--expect", "hardened-without-lease=safe"],
+     "'hardened-without-lease' is not in this run"),
+    (["live", "--fail-on-violation", "--chain", "documented"], "nothing to judge"),
+    (["live", "--expect", "documented=unsafe"], "--fail-on-violation"),
 ])
 def test_bad_live_and_serve_arguments_are_one_line_usage_errors(
         argv: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,3 +115,23 @@ def test_bad_live_and_serve_arguments_are_one_line_usage_errors(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert named in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_live_fail_on_violation_is_the_release_gate_of_run(tmp_path: Path) -> None:
+    """The same gate as ``run``: a chain expected safe that processes jobs twice fails, with
+    one stderr line naming the chain, the properties and their counts, and the rerun."""
+    from sim._cli import main
+
+    path = tmp_path / "live.json"
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["live", "--chain", "trust-gateway", "--encoders", "4", "--jobs", "4",
+                 "--lie-rate", "1", "--fail-on-violation", "--expect", "trust-gateway=safe",
+                 "--json", str(path)], stdout=out, stderr=err)
+    entry = json.loads(path.read_text())["chains"]["trust-gateway"]
+    assert entry["s2_violations"] > 0, "every hand-out doubled, nothing verified: duplicates"
+    assert code == 1
+    [line] = err.getvalue().splitlines()
+    assert line.startswith("python -m sim live: gate failed: trust-gateway expected safe, got ")
+    assert f"S2 x{entry['s2_violations']}" in line and "; rerun: python -m sim live " in line
+    assert "gate: trust-gateway expected safe: FAILED" in out.getvalue()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sim import CheckResult, History, RunResult, Scenario, _cli
+from sim import CheckResult, History, RunResult, Scenario
 from sim.__main__ import main
 from sim._replay import choose_job
 from sim._report import Progress, csv_rows, format_table, stable
@@ -22,6 +22,11 @@ from verifier import builtin_chain_names
 
 TINY = ["--set", "encoders=4", "--set", "jobs=12"]
 RACY = [*TINY, "--lie-rate", "0.5"]
+#: A tiny world where trust-gateway processes double-handed jobs twice (S1, S2) and the
+#: documented chain loses jobs (L1), while hardened keeps every property.
+BROKEN = ["--set", "encoders=5", "--set", "jobs=15", "--lie-rate", "0.4"]
+BUILTIN = "verifier.protocol:OwnershipProtocol"
+TRUSTING = "tests.sim.protocols:TrustingProtocol"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REQUIRED = ("jobs", "double_assigned", "duplicate_starts", "s1_violations", "s2_violations",
             "s3_violations", "l1_violations", "race_prevention_rate", "race_prevention_ci",
@@ -63,6 +68,7 @@ def test_run_writes_json_and_csv_and_prints_the_comparison(tmp_path):
             f"python -m sim replay --scenario default --chain {chain} --seed ")
     assert report["command"] == "python -m sim " + shlex.join(argv)
     assert report["replay"].startswith("python -m sim replay ")
+    assert report["protocol"] == BUILTIN and "--protocol" not in report["replay"]
 
     rows = read_csv(csv_path)
     assert [(r["chain"], r["seed"]) for r in rows] == [
@@ -71,6 +77,7 @@ def test_run_writes_json_and_csv_and_prints_the_comparison(tmp_path):
 
     assert "race prevention [95% CI]" in out and "trust-gateway" in out and "hardened" in out
     assert "seed: 1" in out and f"replay: {report['replay']}" in out
+    assert f"protocol {BUILTIN} (built-in)" in out.splitlines()[0]
     assert err == ""  # no progress bar on a pipe, for a sub-second run
 
 
@@ -101,11 +108,11 @@ def test_seeds_k_runs_k_seeds_and_pools_them_with_an_interval(tmp_path):
 
 def test_the_reported_replay_command_reproduces_the_violation(tmp_path):
     path = tmp_path / "r.json"
-    code, _, _ = run_main(["run", *RACY, "--chain", "trust-gateway", "--seeds", "3",
+    code, _, _ = run_main(["run", *BROKEN, "--chain", "trust-gateway", "--seeds", "3",
                            "--json", str(path), "--quiet"])
     assert code == 0
     entry = json.loads(path.read_text())["chains"]["trust-gateway"]
-    assert entry["s2_violations"] > 0, "no verification at lie rate 0.5: duplicates expected"
+    assert entry["s2_violations"] > 0, "no verification at lie rate 0.4: duplicates expected"
     words = shlex.split(entry["replay"])
     assert words[:4] == ["python", "-m", "sim", "replay"] and "--job" in words
     job = words[words.index("--job") + 1]
@@ -120,24 +127,120 @@ def test_the_reported_replay_command_reproduces_the_violation(tmp_path):
     assert "  S2:" in out or "  S1:" in out
 
 
-def test_fail_on_violation_exits_1_when_hardened_violates(monkeypatch):
-    real = _cli.run_once
+def _gate_lines(err: str) -> list[str]:
+    lines = err.splitlines()
+    assert all(line.startswith("python -m sim run: gate failed: ") for line in lines), err
+    return lines
 
-    def hardened_is_broken(scenario, chain, seed, **kwargs):
-        # Stand in a chain that does violate S2 for "hardened", to test the exit status.
-        return real(scenario, "trust-gateway" if chain == "hardened" else chain, seed,
-                    **kwargs)
 
-    code, _, err = run_main(["run", *TINY, "--chain", "hardened", "--quiet",
-                             "--fail-on-violation"])
-    assert code == 0, err
-    monkeypatch.setattr(_cli, "run_once", hardened_is_broken)
-    code, _, err = run_main(["run", *RACY, "--chain", "hardened", "--seeds", "3", "--quiet",
-                             "--fail-on-violation"])
+def _replay_of(line: str) -> list[str]:
+    """The replay command a gate line ends with, as argv for ``main``."""
+    words = shlex.split(line.split("; replay: ", 1)[1])
+    assert words[:4] == ["python", "-m", "sim", "replay"]
+    return words[3:]
+
+
+def test_the_gate_passes_on_hardened_and_judges_only_expected_chains(tmp_path):
+    path = tmp_path / "r.json"
+    argv = ["run", *BROKEN, "--chain", "hardened", "--chain", "trust-gateway", "--seeds", "2",
+            "--fail-on-violation", "--json", str(path)]
+    code, out, err = run_main(argv)
+    chains = json.loads(path.read_text())["chains"]
+    assert chains["trust-gateway"]["s2_violations"] > 0, "the world must break trust-gateway"
+    # hardened is expected safe by default; trust-gateway is reported but not judged.
+    assert code == 0 and err == "", err
+    assert ("gate: hardened expected safe: passed (no S1, S2, S3 or L1 violation); "
+            "not judged: trust-gateway") in out
+    code, out, err = run_main([*argv, "--expect", "trust-gateway=unsafe"])
+    assert code == 0 and err == "", err
+    assert "trust-gateway expected unsafe: passed (S1 x" in out
+
+
+def test_the_gate_fires_on_a_broken_chain_expected_safe(tmp_path):
+    path = tmp_path / "r.json"
+    code, out, err = run_main(["run", *BROKEN, "--chain", "trust-gateway", "--chain", "hardened",
+                               "--seeds", "3", "--fail-on-violation", "--expect",
+                               "trust-gateway=safe", "--json", str(path), "--quiet"])
+    entry = json.loads(path.read_text())["chains"]["trust-gateway"]
+    assert code == 1 and out == ""
+    [line] = _gate_lines(err)  # one line per failed expectation: hardened passed
+    s1, s2 = entry["s1_violations"], entry["s2_violations"]
+    assert f"trust-gateway expected safe, got S1 x{s1}, S2 x{s2} in 3 seeds" in line
+    # The offending run's replay, at its violating job: it reproduces the violation.
+    argv = _replay_of(line)
+    assert argv == shlex.split(entry["replay"])[3:]
+    job = argv[argv.index("--job") + 1]
+    code, out, _ = run_main(argv)
+    assert code == 0 and "  S2:" in out.split(f"violations involving {job}:", 1)[1]
+
+
+def test_the_gate_fails_a_chain_expected_unsafe_that_violated_nothing():
+    code, _, err = run_main(["run", *BROKEN, "--chain", "hardened", "--chain", "trust-gateway",
+                             "--quiet", "--fail-on-violation", "--expect", "hardened=unsafe",
+                             "--expect", "trust-gateway=unsafe"])
     assert code == 1
-    assert "hardened chain violated" in err and "python -m sim replay" in err
-    code, _, _ = run_main(["run", *RACY, "--chain", "hardened", "--seeds", "3", "--quiet"])
-    assert code == 0, "without the flag a violation is a result, not a failure"
+    [line] = _gate_lines(err)
+    assert "hardened expected unsafe, got no S1, S2 or S3 violation in 1 seed" in line
+    assert _replay_of(line)[:6] == ["replay", "--scenario", "default", "--chain", "hardened",
+                                    "--seed"]
+
+
+def test_the_gate_judges_lost_jobs_for_a_chain_expected_safe(tmp_path):
+    path = tmp_path / "r.json"
+    code, _, err = run_main(["run", *BROKEN, "--chain", "documented", "--seeds", "2", "--quiet",
+                             "--fail-on-violation", "--expect", "documented=safe",
+                             "--json", str(path)])
+    entry = json.loads(path.read_text())["chains"]["documented"]
+    lost = entry["l1_violations"]
+    assert lost > 0, "the documented chain calls its own jobs stolen: lost jobs expected"
+    assert code == 1
+    [line] = _gate_lines(err)
+    assert line.split(", got ", 1)[1].split(" in 2 seeds")[0].endswith(f"L1 x{lost}")
+    # The replay points at a run and a job that lost it (not merely at the first run).
+    argv = _replay_of(line)
+    seed, job = int(argv[argv.index("--seed") + 1]), argv[argv.index("--job") + 1]
+    run = next(r for r in entry["runs"] if r["seed"] == seed)
+    safety = [j for name in ("S1", "S2", "S3") for j in run["violations"].get(name, {}).get(
+        "jobs", [])]
+    assert job in (safety or run["violations"]["L1"]["jobs"])
+
+
+def test_every_replay_names_the_protocol_under_test_and_reproduces_it(tmp_path):
+    """A broken implementation run as ``hardened``: its report names it, the gate fails it,
+    and its replay reruns *it*: the same replay without ``--protocol`` shows no violation."""
+    path = tmp_path / "r.json"
+    code, out, err = run_main(["run", *BROKEN, "--chain", "hardened", "--seeds", "2",
+                               "--protocol", TRUSTING, "--fail-on-violation",
+                               "--json", str(path)])
+    report = json.loads(path.read_text())
+    entry = report["chains"]["hardened"]
+    assert entry["s2_violations"] > 0, "a protocol that trusts the gateway breaks S2"
+    assert report["protocol"] == TRUSTING
+    assert f"; protocol {TRUSTING}\n" in out  # the headline above the table
+    assert code == 1
+    [line] = _gate_lines(err)
+    assert line.endswith(f" --protocol {TRUSTING}")
+    for command in (report["replay"], entry["replay"]):
+        assert command.endswith(f" --protocol {TRUSTING}"), command
+
+    argv = _replay_of(line)
+    job = argv[argv.index("--job") + 1]
+    code, out, err = run_main(argv)
+    assert code == 0, err
+    assert out.startswith(f"replay: scenario default, chain hardened, protocol {TRUSTING}, seed")
+    assert "  S2:" in out.split(f"violations involving {job}:", 1)[1]
+    assert f"replay: {shlex.join(['python', '-m', 'sim', *argv])}" in out
+
+    builtin = argv[:argv.index("--protocol")]
+    code, out, _ = run_main([*builtin, "--protocol", BUILTIN])
+    assert code == 0 and f"violations involving {job}: none" in out
+    assert "--protocol" not in out and "protocol " not in out.splitlines()[0]
+
+
+def test_without_the_flag_a_violation_is_a_result_not_a_failure():
+    code, _, err = run_main(["run", *BROKEN, "--chain", "hardened", "--quiet",
+                             "--protocol", TRUSTING])
+    assert code == 0 and err == ""
 
 
 def test_progress_is_silent_for_short_runs_and_in_quiet_mode():
@@ -261,9 +364,10 @@ def test_replay_runs_the_command_a_conformance_counterexample_prints(tmp_path, m
     from conformance.worlds import BASE, World, save_counterexample
 
     monkeypatch.setenv("SPK_COUNTEREXAMPLES", str(tmp_path / "cx"))
+    monkeypatch.delenv("SPK_PROTOCOL", raising=False)
     world = World(BASE.replace(encoders=3, jobs=2, lie_rate=1.0), (0.3, 0.7, 0.1, 0.9), 11)
     words = shlex.split(save_counterexample(world, "trust-gateway", "job-000001"))
-    assert words[:4] == ["python", "-m", "sim", "replay"]
+    assert words[:4] == ["python", "-m", "sim", "replay"] and "--protocol" not in words
     code, out, err = run_main(words[3:])
     assert code == 0, err
     folder = Path(words[words.index("--tape") + 1]).parent
@@ -272,6 +376,32 @@ def test_replay_runs_the_command_a_conformance_counterexample_prints(tmp_path, m
     assert (folder / "timeline.png").read_bytes().startswith(PNG_MAGIC)
     # The tape, not the seed, drives the run: the same command twice prints the same history.
     assert run_main(words[3:])[1] == out
+
+
+def test_a_conformance_counterexample_of_a_protocol_under_test_replays_that_protocol(
+        tmp_path, monkeypatch):
+    from conformance.worlds import BASE, World, save_counterexample
+
+    # conformance/conftest.py sets SPK_PROTOCOL from --protocol for the session.
+    monkeypatch.setenv("SPK_COUNTEREXAMPLES", str(tmp_path / "cx"))
+    monkeypatch.setenv("SPK_PROTOCOL", TRUSTING)
+    world = World(BASE.replace(encoders=2, jobs=1, lie_rate=1.0), (0.3, 0.7, 0.1, 0.9), 11)
+    words = shlex.split(save_counterexample(world, "hardened", "job-000000"))
+    assert words[-2:] == ["--protocol", TRUSTING]
+    assert words[words.index("--chain") + 1] == "hardened"
+    folder = Path(words[words.index("--tape") + 1]).parent
+    assert folder.name.startswith(f"hardened@{TRUSTING.replace(':', '.')}-")
+    code, out, err = run_main(words[3:])
+    assert code == 0, err
+    assert out.startswith(f"replay: scenario conformance, chain hardened, protocol {TRUSTING}, "
+                          "tape ")
+    replay = next(line for line in out.splitlines() if line.startswith("replay: python"))
+    assert replay.endswith(f"--protocol {TRUSTING}")
+    # The same world found with the built-in protocol is another counterexample, unlabelled.
+    builtin = shlex.split(save_counterexample(world, "hardened", "job-000000",
+                                              protocol=BUILTIN))
+    assert "--protocol" not in builtin
+    assert Path(builtin[builtin.index("--tape") + 1]).parent.name.startswith("hardened-")
 
 
 def _result(records: list[tuple], checks: dict[str, tuple[str, ...]]) -> RunResult:
@@ -307,6 +437,19 @@ def test_replay_picks_safety_then_double_assigned_then_other_violations():
     (["run", "--set", "retry_interval=0"], "retry_interval"),
     (["run", "--seeds", "0"], "--seeds"),
     (["run", "--fail-on-violation", "--chain", "documented"], "hardened"),
+    (["run", "--fail-on-violation", "--chain", "hardened", "--expect", "documented=unsafe"],
+     "'documented' is not in this run"),
+    (["run", "--fail-on-violation", "--expect", "nope=safe"], "'nope'"),
+    (["run", "--fail-on-violation", "--expect", "hardened=maybe"], "'maybe'"),
+    (["run", "--fail-on-violation", "--expect", "hardened"], "CHAIN=safe|unsafe"),
+    (["run", "--fail-on-violation", "--expect", "hardened=safe", "--expect", "hardened=unsafe"],
+     "hardened"),
+    (["run", "--expect", "hardened=safe"], "--fail-on-violation"),
+    (["run", "--protocol", "no_such_module:Protocol"], "no_such_module"),
+    (["run", "--protocol", "verifier.protocol"], "MODULE:CLASS"),
+    (["run", "--protocol", "verifier.protocol:NoSuchClass"], "NoSuchClass"),
+    (["run", "--protocol", "tests.sim.protocols:NOT_A_PROTOCOL"], "NOT_A_PROTOCOL"),
+    (["replay", "--protocol", "no_such_module:Protocol"], "no_such_module"),
     (["run", "--encoders", "many"], "--encoders"),
     (["run", "--no-such-flag"], "--no-such-flag"),
     (["sweep", "--workers", "0"], "--workers"),

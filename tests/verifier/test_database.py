@@ -36,13 +36,17 @@ URI = "mongodb://user:s3cret@host/db"
 
 
 class Clock:
-    """A manual clock; mongomock stores naive datetimes at millisecond precision."""
+    """The database server's clock, set by the test.
+
+    mongomock takes ``$currentDate`` from ``mongomock.utcnow`` (naive UTC), so that is what the
+    fixture replaces: the server's clock, not the encoder's. ``stored`` is what it writes.
+    """
 
     def __init__(self) -> None:
         self.now = START
 
     def __call__(self) -> datetime:
-        return self.now
+        return self.now.replace(tzinfo=None)
 
     def stored(self) -> datetime:
         return self.now.replace(tzinfo=None)
@@ -59,8 +63,10 @@ def jobs() -> Any:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    server = Clock()
+    monkeypatch.setattr(mongomock, "utcnow", server)
+    return server
 
 
 @pytest_asyncio.fixture
@@ -70,7 +76,7 @@ async def make(jobs: Any, clock: Clock) -> AsyncIterator[Callable[..., DatabaseT
     def factory(did: str = ME, collection: Any = None, **kwargs: Any) -> DatabaseTier:
         kwargs.setdefault("token_factory", tokens(did[-4:]))
         tier = DatabaseTier(
-            jobs if collection is None else collection, encoder_did=did, clock=clock, **kwargs
+            jobs if collection is None else collection, encoder_did=did, **kwargs
         )
         made.append(tier)
         return tier
@@ -397,6 +403,123 @@ async def test_without_a_token_or_a_claim_of_ours_nothing_can_be_fenced(
     assert snapshot(jobs) == before
 
 
+# ---------------------------------------------------------------------- dates: the server's clock
+
+#: The encoder's wall clock is this far behind the server's: an *offset*, which the timing
+#: model's drift bound ε does not limit. The gateway measures T on its own clock.
+SKEW = timedelta(minutes=10)
+REASSIGN_TIMEOUT = timedelta(seconds=60)
+
+
+class WrongWallClock(datetime):
+    """``datetime`` as the encoder's module would see it: every reading ``SKEW`` behind the
+    server, and counted, so a test can show that the tier never reads it."""
+
+    readings = 0
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:
+        cls.readings += 1
+        return START.astimezone(tz) - SKEW if tz is not None else (START - SKEW).replace(
+            tzinfo=None)
+
+    @classmethod
+    def utcnow(cls) -> Any:
+        cls.readings += 1
+        return (START - SKEW).replace(tzinfo=None)
+
+    @classmethod
+    def today(cls) -> Any:
+        return cls.utcnow()
+
+
+@pytest.fixture
+def wrong_wall_clock(monkeypatch: pytest.MonkeyPatch) -> type[WrongWallClock]:
+    """The encoder's clock, ``SKEW`` behind: whatever the tier would read through its module's
+    ``datetime`` (``raising=False``: a tier without a clock has no such name to replace)."""
+    WrongWallClock.readings = 0
+    monkeypatch.setattr(_database, "datetime", WrongWallClock, raising=False)
+    return WrongWallClock
+
+
+class RecordingCollection:
+    """The mongomock collection, recording every update document the tier sends."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.updates: list[tuple[str, dict[str, Any]]] = []
+
+    def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.find_one(*args, **kwargs)
+
+    def find_one_and_update(self, filter: Any, update: Any, *args: Any, **kwargs: Any) -> Any:
+        self.updates.append(("find_one_and_update", update))
+        return self.inner.find_one_and_update(filter, update, *args, **kwargs)
+
+    def update_one(self, filter: Any, update: Any, *args: Any, **kwargs: Any) -> Any:
+        self.updates.append(("update_one", update))
+        return self.inner.update_one(filter, update, *args, **kwargs)
+
+
+def _values(value: Any) -> Iterator[Any]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _values(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _values(item)
+    else:
+        yield value
+
+
+@pytest.mark.asyncio
+async def test_lease_dates_are_the_servers_even_when_the_encoders_clock_is_behind(
+    db: DatabaseTier, jobs: Any, clock: Clock, wrong_wall_clock: type[WrongWallClock]
+) -> None:
+    """S2: the gateway reassigns on ``last_pinged`` older than T *by its clock*. Stamped with
+    an encoder clock 10 min behind, a fresh claim or ping would already be stale and the
+    healthy job reassigned; stamped by the server (``$currentDate``), it never is."""
+    add(jobs)
+    token = await db.claim(JOB)
+    stored = doc(jobs)
+    assert stored["assigned_date"] == stored["last_pinged"] == clock.stored()
+    clock.now += timedelta(seconds=30)
+    await db.heartbeat(JOB, token, {"pct": 50.0})
+    assert doc(jobs)["last_pinged"] == clock.stored()
+    # The gateway's reassignment scan, on the server's clock: the healthy job is not stale.
+    stale = {"id": JOB, "last_pinged": {"$lt": clock.stored() - REASSIGN_TIMEOUT}}
+    assert jobs.find_one(stale) is None
+    clock.now += timedelta(seconds=30)
+    await db.finish(JOB, token, {"cid": "bafy"})
+    assert doc(jobs)["completed_at"] == clock.stored()
+    assert wrong_wall_clock.readings == 0, "the tier read the encoder's own clock"
+
+
+@pytest.mark.asyncio
+async def test_no_update_carries_a_date_of_its_own(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    """Every date is ``$currentDate`` in the same update as the write it dates; none is a value
+    computed by the encoder (the update documents hold no datetime at all)."""
+    add(jobs)
+    recording = RecordingCollection(jobs)
+    db = make(collection=recording)
+    token = await db.claim(JOB)
+    await db.heartbeat(JOB, token, {"pct": 0.5})
+    await db.heartbeat(JOB, token, {"pct": 50.0})
+    await db.finish(JOB, token, {"cid": "bafy"})
+    add(jobs, "second")
+    await db.release("second", await db.claim("second"), "giving up", failed=True)
+    sent = recording.updates
+    assert len(sent) == 6
+    for _method, update in sent:
+        assert not [v for v in _values(update) if isinstance(v, datetime)], update
+    stamped = [sorted(update.get("$currentDate", {})) for _method, update in sent]
+    assert stamped == [["assigned_date", "last_pinged"], ["last_pinged"], ["last_pinged"],
+                       ["completed_at"], ["assigned_date", "last_pinged"], []]
+    assert all(v is True for _m, u in sent for v in u.get("$currentDate", {}).values())
+
+
 # ---------------------------------------------------------------------- array-valued fields
 # MongoDB (and mongomock) match a scalar condition against any element of an array: without
 # an explicit "not an array" clause these writes landed on documents no read can parse.
@@ -657,7 +780,7 @@ async def test_an_owned_client_is_rebuilt_after_a_connection_failure(
     built, failures = fake_clients
     add(jobs)
     failures.append(pymongo.errors.AutoReconnect(f"lost {URI}"))
-    db = DatabaseTier(uri=URI, encoder_did=ME, clock=clock, timeout=2.0)
+    db = DatabaseTier(uri=URI, encoder_did=ME, timeout=2.0)
     assert built == []  # lazy: nothing is built before the first call
     with pytest.raises(TierUnavailable) as raised:
         await db.observe(JOB)

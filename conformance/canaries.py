@@ -1,0 +1,97 @@
+"""Deliberately wrong beliefs and rules, for the suites to catch (their teeth).
+
+Two kinds, both built on the shipped protocol rather than re-implementing it:
+
+* **misbeliefs**: the hardened chain told a timing model *smaller* than the world's: one bound
+  misbelieved (Δ, G, P, ε, C smaller, T larger), or one term of the settle or lease formula
+  dropped. The world keeps its true bounds; the protocol decides with the wrong ones.
+* **old rules**: :class:`SettleFromDecision`, the settle wait measured from the instant the
+  protocol *decided* to claim rather than from the claim's answer (the flaw found by the
+  adversarial review: a driver may send up to P after deciding).
+
+A suite that passes the hardened chain but cannot catch these is not evidence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from verifier import Policy, TimingModel
+from verifier.protocol import Answer, Claim, OwnershipProtocol, Step
+
+__all__ = ["MISBELIEFS", "Misbelief", "SettleFromDecision"]
+
+
+class SettleFromDecision(OwnershipProtocol):
+    """The old settle rule: the claim's answer is handed to the protocol as if it had come at
+    the instant the claim was decided, so the settle wait starts there."""
+
+    def handle(self, answer: Answer, now: float) -> Step:
+        if isinstance(self._awaiting, Claim):
+            now = self._driver_now  # the decision instant, as the old rule measured it
+        return super().handle(answer, now)
+
+
+def _formula_without(term: str) -> type[TimingModel]:
+    """A timing model whose settle or lease formula drops ``term`` (one term, nothing else)."""
+
+    @dataclass(frozen=True, slots=True)
+    class Formula(TimingModel):
+        def settle_delay(self, lag: float) -> float:
+            g = 2 * self.write_delay if term == "settle:G" else 3 * self.write_delay
+            drift = 0.0 if term == "settle:ε" else self.clock_drift
+            return g + drift + (0.0 if term == "settle:lag" else lag)
+
+        def lease_margin(self) -> float:
+            terms = {"ε": self.clock_drift, "P": self.pause, "C": self.cancel_latency}
+            return sum(v for k, v in terms.items() if term != f"lease:{k}")
+
+    Formula.__name__ = Formula.__qualname__ = f"TimingModelWithout[{term}]"
+    return Formula
+
+
+@dataclass(frozen=True)
+class Misbelief:
+    """The hardened chain with a wrong timing model, derived from the world's true one."""
+
+    name: str
+    believe: Callable[[TimingModel], TimingModel]
+
+    def policy(self, world_timing: TimingModel) -> Policy:
+        return Policy.hardened(self.believe(world_timing))
+
+
+def _scaled(field: str, factor: float) -> Callable[[TimingModel], TimingModel]:
+    def believe(t: TimingModel) -> TimingModel:
+        return dataclasses.replace(t, **{field: getattr(t, field) * factor})
+    return believe
+
+
+def _dropped(term: str) -> Callable[[TimingModel], TimingModel]:
+    model = _formula_without(term)
+
+    def believe(t: TimingModel) -> TimingModel:
+        values: dict[str, Any] = {f.name: getattr(t, f.name) for f in dataclasses.fields(t)}
+        return model(**values)
+    return believe
+
+
+#: Each bound misbelieved alone (a quarter of the truth; T four times too long), then each
+#: term of the two formulas dropped alone.
+MISBELIEFS = [
+    Misbelief("believes-Δ-smaller", _scaled("monitor_lag", 0.25)),
+    Misbelief("believes-G-smaller", _scaled("write_delay", 0.25)),
+    Misbelief("believes-P-smaller", _scaled("pause", 0.25)),
+    Misbelief("believes-ε-smaller", _scaled("clock_drift", 0.25)),
+    Misbelief("believes-C-smaller", _scaled("cancel_latency", 0.25)),
+    Misbelief("believes-T-larger", _scaled("reassign_timeout", 4.0)),
+    Misbelief("settle-without-a-G", _dropped("settle:G")),
+    Misbelief("settle-without-ε", _dropped("settle:ε")),
+    Misbelief("settle-without-lag", _dropped("settle:lag")),
+    Misbelief("lease-without-ε", _dropped("lease:ε")),
+    Misbelief("lease-without-P", _dropped("lease:P")),
+    Misbelief("lease-without-C", _dropped("lease:C")),
+]

@@ -1,0 +1,56 @@
+"""Schedules that once broke the hardened chain, replayed through the SimPy driver.
+
+Each is a frozen world (scenario + tape + seed): the very schedule, driven through
+``sim._encoder`` (the simulator's driver of the shipped protocol), not a hand-built machine.
+Each test checks both directions: the fixed protocol survives the schedule, and the old rule
+(reconstructed in :mod:`conformance.canaries`) still breaks on it, so the schedule keeps
+exercising what it was frozen for. If a change to the world's random draws moves the schedule
+(the old rule no longer breaks), re-find it with the search in ``benchmarks/find_schedule.py``.
+"""
+
+from __future__ import annotations
+
+from conformance.canaries import SettleFromDecision
+from conformance.worlds import BASE, World, race
+from sim import History
+
+#: Finding 1 of the adversarial review (issue 10). Two community nodes (monitor + gateway);
+#: G = 0.5, Δ = 1, P = 0.5, ε = 0. e1 decides to claim at 8.782 but its accept leaves only at
+#: 9.282 (a pause of exactly P between the decision and the send); its write lands at 9.752;
+#: e0 is double-handed the job, its accept (judged on a read within G) lands at 10.449. Settled
+#: from the *decision*, e1's deciding read at 8.782 + 3G + ε + Δ = 11.282 goes through a monitor
+#: lagging exactly Δ: it sees the database as of 10.282, i.e. e1 itself, and e1 starts while e0,
+#: the job's real owner, starts too. Settled from the claim's *answer* (9.338), the read comes
+#: at 11.838, sees e0, and e1 steps aside.
+FINDING_1 = World(
+    BASE.replace(
+        encoders=2, jobs=1, infra_fraction=0.0, lie_rate=1.0, write_delay=0.5,
+        late_write_rate=1.0, monitor_lag=1.0, monitor_lag_mean=1.0, monitor_synthetic_rate=0.0,
+        monitor_error_rate=0.0, pause_max=0.5, clock_drift=0.0, cancel_latency=3.0,
+        edge_rate=0.9, await_pause_rate=0.3, recheck_interval=2.5, reply_loss_rate=0.0,
+        status_lie_rate=0.0,
+    ),
+    tape=(),
+    seed=24149,
+)
+
+
+def _claim_sent_after_a_pause(history: History, encoder: str) -> bool:
+    """The schedule's shape: the encoder's claim request follows a pause that began after its
+    previous answer, i.e. between the decision to claim and the send."""
+    records = [r for r in history if r[1] == encoder]
+    for i, record in enumerate(records):
+        if record[3] == "claim" and record[4] == "invoke":
+            return i > 0 and records[i - 1][3] == "pause" and records[i - 1][4] == "ok"
+    return False
+
+
+def test_finding_1_settle_is_measured_from_the_claims_answer():
+    fixed = race(FINDING_1, "hardened")
+    assert not fixed.violated("S1", "S2", "S3", "L1"), fixed.explain("S1", "S2", "S3", "L1")
+
+
+def test_finding_1_still_breaks_the_old_settle_rule():
+    old = race(FINDING_1, "hardened", protocol=SettleFromDecision)
+    assert old.violated("S2"), "the frozen schedule no longer reproduces finding 1"
+    assert _claim_sent_after_a_pause(old.result.history, "e1"), old.explain("S2")

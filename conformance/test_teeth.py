@@ -1,0 +1,147 @@
+"""Teeth, measured: each wrong belief and each hardening step switched off is caught, at a rate.
+
+``test_quality.py`` proves that the suites can catch the canaries of ``docs/safety-model.md``
+on one derandomized search path. A search that succeeds on one path is luck: this suite runs
+each search under independent search seeds and reports how often it succeeds within its
+budget, and fails below the stated rate, whatever else is collected (every search has its own
+seed, none depends on collection order).
+
+What is searched, for each *tooth*:
+
+* a **misbelief**: the hardened chain told a timing model smaller than the world's (one bound
+  misbelieved, or one term of the settle or lease formula dropped: :mod:`conformance.canaries`);
+* the **old settle rule** (the wait measured from the decision to claim, finding 1);
+* a **hardening step switched off** (``hardened-without-<step>``).
+
+A tooth is caught when a world is found where it violates a property that the hardened chain,
+with the world's true timing model, keeps on the very same world. Each search runs in a
+*family* of worlds that reaches the edge its formula term guards (``FAMILIES``): the settle
+terms are reached by double hand-outs whose writes land at G and a monitor lagging exactly Δ;
+the lease terms by pings that never land, a gateway that reassigns exactly at T and hands the
+job at once to an idle encoder, pauses of exactly P and cancellations taking exactly C. The
+families are the general generator (:func:`conformance.worlds.worlds`) with some levels pinned,
+not different code.
+
+``python -m pytest conformance/test_teeth.py -s`` prints the table of rates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, seed, settings, target
+
+from conformance.canaries import MISBELIEFS, SettleFromDecision
+from conformance.worlds import World, believers, race, worlds
+from verifier import Policy
+
+_QUIET: dict[str, Any] = {
+    "monitor_synthetic_rate": 0.0, "monitor_error_rate": 0.0, "reply_loss_rate": 0.0,
+    "status_lie_rate": 0.0, "gateway_outages_per_hour": 0.0, "monitor_outages_per_hour": 0.0,
+    "crashes_per_hour": 0.0, "database_error_rate": 0.0, "pauses_per_hour": 0.0,
+}
+
+#: Where each kind of tooth can bite (levels of the general generator, pinned).
+FAMILIES: dict[str, dict[str, Any]] = {
+    # Two community nodes; every hand-out doubled; writes landing at G; lag exactly Δ; pauses
+    # of exactly P between decisions and sends; no network latency to hide the edges.
+    "settle": {
+        **_QUIET, "infra_fraction": 0.0, "lie_rate": 1.0, "late_write_rate": 1.0,
+        "edge_rate": 0.9, "await_pause_rate": 0.3, "gateway_latency": 0.0,
+        "monitor_latency": 0.0, "database_latency": 0.0,
+    },
+    # A community node whose pings never land beside an infrastructure node; the gateway
+    # reassigns exactly T after the claim and hands the job at once to the idle one; long
+    # encodes, so the lease (not the work) ends first.
+    "lease": {
+        **_QUIET, "infra_fraction": 0.5, "lie_rate": 0.0, "ping_loss_rate": 1.0,
+        "wake_on_requeue": 1.0, "reassign_scan_interval": 0.0, "edge_rate": 0.9,
+        "await_pause_rate": 0.3, "encode_mean_s": 120.0,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Tooth:
+    name: str
+    family: str
+    budget: int  # examples per search (generation and targeting)
+    #: The rate to reach: caught in at least ``need`` of ``SEEDS`` independent searches.
+    need: int
+    policy: Callable[[World], Policy | None] = lambda world: None
+    protocol: Any = None
+    properties: tuple[str, ...] = ("S1", "S2")
+
+
+def _misbelief(name: str) -> Callable[[World], Policy]:
+    (m,) = [m for m in MISBELIEFS if m.name == name]
+    return lambda world: m.policy(world.scenario.timing_model())
+
+
+def _without(step: str) -> Callable[[World], Policy]:
+    return lambda world: Policy.hardened(world.scenario.timing_model()).without(step)
+
+
+#: Independent search seeds per tooth.
+SEEDS = 20
+
+TEETH = [
+    Tooth("old-settle-rule", "settle", 300, 19, protocol=SettleFromDecision),
+    Tooth("believes-Δ-smaller", "settle", 100, 19, _misbelief("believes-Δ-smaller")),
+    Tooth("believes-G-smaller", "settle", 100, 19, _misbelief("believes-G-smaller")),
+    Tooth("settle-without-a-G", "settle", 300, 19, _misbelief("settle-without-a-G")),
+    Tooth("settle-without-lag", "settle", 300, 19, _misbelief("settle-without-lag")),
+    Tooth("believes-T-larger", "lease", 100, 19, _misbelief("believes-T-larger")),
+    Tooth("believes-C-smaller", "lease", 300, 19, _misbelief("believes-C-smaller")),
+    Tooth("believes-P-smaller", "lease", 300, 19, _misbelief("believes-P-smaller")),
+    Tooth("lease-without-C", "lease", 300, 19, _misbelief("lease-without-C")),
+    Tooth("lease-without-P", "lease", 300, 19, _misbelief("lease-without-P")),
+    Tooth("hardened-without-lease", "lease", 100, 19, _without("lease")),
+]
+
+
+class _Caught(Exception):
+    pass
+
+
+def examples_to_catch(tooth: Tooth, search_seed: int) -> int | None:
+    """Examples one search (seeded ``search_seed``) needed to catch ``tooth``; None if its
+    budget ran out."""
+    tried = 0
+
+    @seed(search_seed)
+    @settings(max_examples=tooth.budget, database=None, deadline=None, derandomize=False,
+              phases=[Phase.generate, Phase.target],
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(world=worlds(max_encoders=2, max_jobs=1, fixed=FAMILIES[tooth.family]))
+    def search(world: World) -> None:
+        nonlocal tried
+        tried += 1
+        kwargs: dict[str, Any] = {"policy": tooth.policy(world)}
+        if tooth.protocol is not None:
+            kwargs["protocol"] = tooth.protocol
+        broken = race(world, "hardened", **kwargs)
+        target(float(believers(broken.result.history)), label="encoders told 'yours'")
+        if broken.violated(*tooth.properties) and not race(world, "hardened").violated(
+                *tooth.properties):
+            raise _Caught
+
+    try:
+        search()
+    except _Caught:
+        return tried
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tooth", TEETH, ids=[t.name for t in TEETH])
+def test_tooth_is_caught_at_its_rate(tooth: Tooth) -> None:
+    found = [examples_to_catch(tooth, s) for s in range(SEEDS)]
+    caught = [n for n in found if n is not None]
+    line = (f"{tooth.name}: caught in {len(caught)}/{SEEDS} searches of {tooth.budget} "
+            f"examples ({tooth.family} family); examples needed: {sorted(caught)}")
+    print(line)
+    assert len(caught) >= tooth.need, line
