@@ -15,13 +15,13 @@ from conformance.worlds import BASE, World, race
 from sim import History
 
 #: Finding 1 of the adversarial review (issue 10). Two community nodes (monitor + gateway);
-#: G = 0.5, Δ = 1, P = 0.5, ε = 0. e1 decides to claim at 8.782 but its accept leaves only at
-#: 9.282 (a pause of exactly P between the decision and the send); its write lands at 9.752;
-#: e0 is double-handed the job, its accept (judged on a read within G) lands at 10.449. Settled
-#: from the *decision*, e1's deciding read at 8.782 + 3G + ε + Δ = 11.282 goes through a monitor
-#: lagging exactly Δ: it sees the database as of 10.282, i.e. e1 itself, and e1 starts while e0,
-#: the job's real owner, starts too. Settled from the claim's *answer* (9.338), the read comes
-#: at 11.838, sees e0, and e1 steps aside.
+#: G = 0.5, Δ = 1, P = 0.5, ε = 0. e1 decides to claim at 33.973 but its accept leaves only at
+#: 34.473 (a pause of exactly P between the decision and the send), is answered at 34.531 and
+#: lands at 34.973; e0 is double-handed the job, its accept (judged on a read within G) leaves at
+#: 35.190 and lands at 35.642. Settled from the *decision*, e1's deciding read at 33.973 + 3G +
+#: ε + Δ = 36.473 goes through a monitor lagging exactly Δ: it sees the database as of 35.473,
+#: i.e. e1 itself; e1 starts at 37.121 and e0, the job's real owner, at 38.411. Settled from the
+#: claim's *answer*, the read comes at 37.031, sees e0 (as of 36.031), and e1 steps aside.
 FINDING_1 = World(
     BASE.replace(
         encoders=2, jobs=1, infra_fraction=0.0, lie_rate=1.0, write_delay=0.5,
@@ -30,8 +30,8 @@ FINDING_1 = World(
         edge_rate=0.9, await_pause_rate=0.3, recheck_interval=2.5, reply_loss_rate=0.0,
         status_lie_rate=0.0,
     ),
-    tape=(),
-    seed=24149,
+    tape=(0.0, 0.0, 0.0),
+    seed=1309049,
 )
 
 

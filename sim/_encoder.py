@@ -94,6 +94,9 @@ class Encoder:
         # The running work: pending (sim time, event) in time order; start time; job.
         self.work: list[tuple[float, Answer]] = []
         self.work_job: str | None = None
+        #: When the last pause ended: a pause never starts at that very instant, so two pauses
+        #: never join into one longer than P (the model bounds each stall of the encoder by P).
+        self.pause_ended = -math.inf
         self.process = env.process(self.run())
 
     # ------------------------------------------------------------------ body: time, faults
@@ -164,6 +167,7 @@ class Encoder:
         yield self.env.timeout(length)
         self.history.add(self.env.now, self.name, None, "pause", "ok")
         self.pause_at = self._next(self.sc.pauses_per_hour)
+        self.pause_ended = self.env.now
         return length
 
     def _await_point(self) -> Generator[simpy.Event, Any, None]:
@@ -171,7 +175,7 @@ class Encoder:
         and its handling, when a timer fires): the adversary may pause exactly P here."""
         sc = self.sc
         if sc.await_pause_rate and self.env.now < self.world.horizon and (
-                self.rng.random() < sc.await_pause_rate):
+                self.env.now > self.pause_ended) and self.rng.random() < sc.await_pause_rate:
             pending = self.pause_at
             yield from self._pause(sc.pause_max)
             self.pause_at = pending  # the random pause schedule is not disturbed
@@ -231,17 +235,23 @@ class Encoder:
         """One request: its invoke record now, the world's answer after the reply delay."""
         op, arg = request_record(action)
         self.history.add(self.env.now, self.name, job_id, op, "invoke", arg)
-        answer, delay, phase, value = self.world.serve(self.did, job_id, action)
         deadline = getattr(action, "deadline", None)
-        if deadline is not None:
+        left = math.inf if deadline is None else deadline / (1.0 + self.drift) - self.env.now
+        if left <= 0:
+            # Already past the lease end: not sent at all (as the production guard does).
+            answer = (TierFailed(action.tier, "deadline: lease end reached")
+                      if isinstance(action, Observe)
+                      else WriteAnswered(WriteOutcome.UNKNOWN, detail="deadline"))
+            self.history.add(self.env.now, self.name, job_id, op, "fail", "deadline")
+            return answer
+        answer, delay, phase, value = self.world.serve(self.did, job_id, action)
+        if delay > left:
             # The protocol's deadline (the lease end, on this encoder's clock): answer by then
             # whatever the tier does; the request itself has been served (a write may land).
-            left = max(deadline / (1.0 + self.drift) - self.env.now, 0.0)
-            if delay > left:
-                delay, phase, value = left, "fail", "deadline"
-                answer = (TierFailed(action.tier, "deadline: lease end reached")
-                          if isinstance(action, Observe)
-                          else WriteAnswered(WriteOutcome.UNKNOWN, detail="deadline"))
+            delay, phase, value = left, "fail", "deadline"
+            answer = (TierFailed(action.tier, "deadline: lease end reached")
+                      if isinstance(action, Observe)
+                      else WriteAnswered(WriteOutcome.UNKNOWN, detail="deadline"))
         end = self.env.now + delay
         if end < self.crash_at and end < self.pause_at:
             yield self.env.timeout(delay)  # the common case, without a frame

@@ -13,16 +13,24 @@ in time, and commits its result with a fenced finish.
 
 This module only performs actions; every decision is the protocol's. Tier exceptions become
 answers here, and *any* unexpected exception from a tier client is treated as "no answer"
-(fail closed), never as a confirmation.
+(fail closed), never as a confirmation. The driver enforces two things the protocol asks of it,
+both for S2 (``docs/safety-model.md``, S2: an encoder occupies its interval until its stop is
+confirmed):
+
+* a request carrying a ``deadline`` (the lease end) is answered by that deadline whatever the
+  tier is doing, so a hung tier call cannot keep work running past the lease (the lease
+  watchdog: the protocol cancels the work as soon as it gets control back);
+* :class:`~verifier.protocol.CancelWork` is answered only once the user's work has really
+  stopped, so nothing that follows (a release handing the job back) happens while it runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from ._errors import ClaimRefused, TierError, TierRateLimited, TierTimeout
 from ._ids import validate_did, validate_job_id
@@ -58,6 +66,14 @@ __all__ = ["ClaimedJob", "GuardOutcome", "OwnershipGuard", "ProcessFn"]
 
 _LEVELS: Final = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _DEFAULT_LOGGER: Final = logging.getLogger("verifier.guard")
+#: The answer's detail when a request's deadline came before the tier answered.
+_DEADLINE_DETAIL: Final = "deadline: lease end reached"
+
+_T = TypeVar("_T")
+
+
+class _DeadlineReached(Exception):
+    """The action's deadline came (by the guard's clock) before the tier answered."""
 
 
 class ClaimedJob:
@@ -115,7 +131,8 @@ class OwnershipGuard:
     ``clients`` are the configured tier clients (any of database, monitor, gateway, aid); the
     set of tiers present tells the protocol which node this is (infrastructure nodes have the
     database). ``clock`` is monotonic seconds; by default the event loop's own clock, so that
-    the protocol's deadlines and asyncio's timeouts agree (and virtual-time loops work).
+    the protocol's deadlines and asyncio's timeouts agree (and virtual-time loops work). It is
+    the time the protocol is given, and the clock request deadlines are judged on.
     """
 
     def __init__(
@@ -140,21 +157,34 @@ class OwnershipGuard:
         self._logger = logger or _DEFAULT_LOGGER
 
     async def run(self, job_id: str, process: ProcessFn) -> GuardOutcome:
-        """Run the protocol for ``job_id``; ``process`` runs only if and while the job is ours."""
+        """Run the protocol for ``job_id``; ``process`` runs only if and while the job is ours.
+
+        Returns only once the work has stopped (also when the run itself is cancelled) and
+        every tier call it abandoned at a deadline has ended: nothing outlives the run.
+        """
         job_id = validate_job_id(job_id)
         run = _Run(self, job_id, process, self._clock or asyncio.get_running_loop().time)
         try:
             return await run.drive()
         finally:
             await run.stop_work()
+            await run.reap_abandoned()
 
     def _log(self, decision: Decision) -> None:
-        fields = dict(decision.fields)
-        text = " ".join(f"{k}={v}" for k, v in decision.fields)
+        self._emit(decision.level, decision.code, decision.message, decision.fields)
+
+    def _note(self, level: str, code: str, message: str, **fields: object) -> None:
+        """Log an event of the driver itself (not a decision: the protocol makes those)."""
+        self._emit(level, code, message, tuple((k, str(v)) for k, v in fields.items()))
+
+    def _emit(
+        self, level: str, code: str, message: str, items: tuple[tuple[str, str], ...]
+    ) -> None:
+        text = " ".join(f"{k}={v}" for k, v in items)
         self._logger.log(
-            _LEVELS.get(decision.level, logging.INFO),
-            "%s: %s [%s]", decision.code, decision.message, text,
-            extra={"event_code": decision.code, "event_fields": fields},
+            _LEVELS.get(level, logging.INFO),
+            "%s: %s [%s]", code, message, text,
+            extra={"event_code": code, "event_fields": dict(items)},
         )
 
 
@@ -174,8 +204,11 @@ class _Run:
         self.events: asyncio.Queue[Answer] = asyncio.Queue()
         self.job = ClaimedJob(job_id, self.events)
         self.task: asyncio.Task[Mapping[str, Any] | None] | None = None
+        self._cancel_sent = False
         self.result: Mapping[str, Any] | None = None
         self.error: BaseException | None = None
+        #: Tier calls cancelled at their deadline and not yet ended (reaped by ``run``).
+        self.abandoned: set[asyncio.Task[Any]] = set()
 
     async def drive(self) -> GuardOutcome:
         step = self.protocol.start(self.clock())
@@ -199,8 +232,11 @@ class _Run:
             return await self._write(action)
         if isinstance(action, StartWork):
             self.task = asyncio.create_task(self._work(), name=f"process:{self.job_id}")
+            self._cancel_sent = False
             return WorkStarted()
         if isinstance(action, CancelWork):
+            # Answered only once the work has really stopped: the protocol's next action (the
+            # release after a lease expiry) must not hand the job back while we still run it.
             await self.stop_work()
             return WorkStopped()
         if isinstance(action, Sleep):
@@ -212,7 +248,9 @@ class _Run:
         if client is None:
             return TierFailed(action.tier, "tier not configured")
         try:
-            return Observed(await client.observe(self.job_id))
+            return Observed(await self._call(action, lambda: client.observe(self.job_id)))
+        except _DeadlineReached:
+            return TierFailed(action.tier, _DEADLINE_DETAIL)
         except TierRateLimited as exc:
             return TierFailed(action.tier, str(exc), retry_after=exc.retry_after)
         except TierError as exc:
@@ -227,18 +265,28 @@ class _Run:
         try:
             token: str | None = None
             if isinstance(action, Claim):
-                token = await client.claim(self.job_id, conditional=action.conditional)
+                token = await self._call(
+                    action, lambda: client.claim(self.job_id, conditional=action.conditional)
+                )
             elif isinstance(action, Heartbeat):
-                await client.heartbeat(self.job_id, action.token, dict(self.job.progress))
+                progress = dict(self.job.progress)
+                await self._call(
+                    action, lambda: client.heartbeat(self.job_id, action.token, progress)
+                )
             elif isinstance(action, Finish):
-                await client.finish(
-                    self.job_id, action.token, self.result or {}, fenced=action.fenced
-                )
+                result = self.result or {}
+                await self._call(action, lambda: client.finish(
+                    self.job_id, action.token, result, fenced=action.fenced
+                ))
             else:
-                await client.release(
+                await self._call(action, lambda: client.release(
                     self.job_id, action.token, action.reason, failed=action.failed
-                )
+                ))
             return WriteAnswered(WriteOutcome.OK, token=token)
+        except _DeadlineReached:
+            # Unknown, not refused: the request may still land, which is harmless (the
+            # protocol never counts a ping it has no answer for).
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail=_DEADLINE_DETAIL)
         except ClaimRefused as exc:
             return WriteAnswered(WriteOutcome.REFUSED, detail=str(exc))
         except (TierTimeout, TierError) as exc:
@@ -246,6 +294,98 @@ class _Run:
             return WriteAnswered(WriteOutcome.UNKNOWN, detail=str(exc))
         except Exception as exc:
             return WriteAnswered(WriteOutcome.UNKNOWN, detail=f"unexpected {type(exc).__name__}")
+
+    async def _call(self, action: Action, call: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+        """Await one tier call, but never past the action's ``deadline`` (guard clock).
+
+        Why (S2, ``docs/safety-model.md``): during work every request carries the lease end as
+        its deadline, and the protocol judges the lease only when it gets control back. A tier
+        call that hangs (a database timeout, then the monitor's wait for a silent gateway)
+        would otherwise keep the work running past the lease end, while the gateway may
+        already be handing the job to another encoder. So the driver answers by the deadline
+        whatever the tier is doing (:class:`_DeadlineReached`, which the callers turn into
+        ``TierFailed`` / ``UNKNOWN``) and the protocol cancels the work itself. The driver
+        decides nothing: it only keeps the protocol's deadline.
+
+        * No deadline: the call is awaited as it is (the client's own timeouts apply).
+        * Deadline already reached: the tier is **not called**; the answer is given at once.
+          "Call, then cancel at once" would give the same answer, so it could only add a
+          request nobody waits for: a coroutine awaited in place runs up to its first
+          suspension, which may be the send (a ping could land after the protocol released
+          the job); as a task cancelled before its first step, it never runs at all, i.e. it
+          is "not calling" with extra steps. Not calling is deterministic, sends nothing the
+          protocol will not use, and leaves nothing to reap.
+        * Otherwise the call runs as its own task and the driver waits for it until the
+          deadline, judged on the guard's clock: asyncio's timers may fire up to the loop's
+          clock resolution early, and the guard's clock need not be the loop's (a coarse
+          monotonic clock, say), so the wait is re-armed until the guard's clock has really
+          reached the deadline: "lease end reached" is then true when it is said. The call
+          is then cancelled and the answer given at once, without waiting for the client to
+          wind down (that normally takes one loop turn, but a client may take longer, and
+          every instant past the lease end eats the margin the timing model keeps for a
+          pause). :meth:`reap_abandoned` waits for such calls before the run returns, so no
+          task outlives the run. Running the call as a task (rather than under
+          ``asyncio.timeout`` in place) is what makes the answer independent of how the
+          client handles its cancellation.
+        """
+        deadline: float | None = getattr(action, "deadline", None)
+        if deadline is None:
+            return await call()
+        if deadline - self.clock() <= 0:
+            self._missed(action, deadline, "not called: the deadline had already passed")
+            raise _DeadlineReached
+        task = asyncio.create_task(call(), name=f"{type(action).__name__}:{self.job_id}")
+        try:
+            while not task.done():
+                left = deadline - self.clock()
+                if left <= 0:
+                    break
+                await asyncio.wait({task}, timeout=left)
+        except BaseException:  # the run itself was cancelled: the call goes with it
+            self._abandon(task)
+            raise
+        if not task.done():
+            self._abandon(task)
+            self._missed(action, deadline, "no answer by the deadline; call cancelled")
+            raise _DeadlineReached
+        return task.result()
+
+    def _missed(self, action: Action, deadline: float, what: str) -> None:
+        tier = action.tier if isinstance(action, Observe) else getattr(action, "via", "?")
+        self.guard._note("warning", "TIER_DEADLINE", f"{type(action).__name__} via {tier}: {what}",
+                         job_id=self.job_id, tier=tier, deadline=f"{deadline:.3f}")
+
+    def _abandon(self, task: asyncio.Task[Any]) -> None:
+        task.cancel()
+        if task.done():
+            self._reaped(task)
+        else:
+            self.abandoned.add(task)
+            task.add_done_callback(self._reaped)
+
+    def _reaped(self, task: asyncio.Task[Any]) -> None:
+        self.abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a late error of an abandoned call means nothing
+
+    async def reap_abandoned(self) -> None:
+        """Wait for the tier calls cancelled at a deadline to end (normally at once).
+
+        A client that takes longer than the cancel latency C to wind down is logged
+        (``TIER_CALL_STUCK``) and still awaited, as slow work is: a task left pending past the
+        run would be a leak (and, garbage-collected, a "Task was destroyed but it is pending").
+        They are not cancelled again: they already were once.
+        """
+        pending = set(self.abandoned)
+        if not pending:
+            return
+        limit = self.guard.policy.timing.cancel_latency
+        _, still = await asyncio.wait(pending, timeout=limit)
+        if still:
+            self.guard._note("error", "TIER_CALL_STUCK",
+                             f"{len(still)} cancelled tier call(s) still running after "
+                             f"{limit}s; still waiting", job_id=self.job_id)
+            await asyncio.wait(still)
 
     async def _work(self) -> Mapping[str, Any] | None:
         try:
@@ -271,19 +411,37 @@ class _Run:
             return Woke()
 
     async def stop_work(self) -> None:
-        """Cancel the work and wait until it has really stopped (S2: an unconfirmed stop still
-        holds the interval). Pending work events are dropped: the work is over."""
+        """Cancel the work and wait until it has really stopped; only then return.
+
+        Why wait (S2, ``docs/safety-model.md``): an encoder whose stop has not been confirmed
+        still occupies its processing interval. The protocol follows a ``CancelWork`` with
+        actions that let another encoder start: the release after a lease expiry hands the job
+        back at once, and past the lease end the gateway may reassign it. Answering
+        ``WorkStopped`` while the work still runs would make two processors; so would
+        ``run`` returning (and its caller taking the next job, or exiting with the work
+        orphaned) before the work has ended.
+
+        The timing model gives the work C (``cancel_latency``) to stop. If it takes longer,
+        the world is outside the model: that is logged (``WORK_STOP_SLOW``) and the wait goes
+        on, because giving up on the wait would not stop the work, only hide it. The work is
+        cancelled only once: a second ``CancelledError`` could interrupt its own clean-up
+        (killing and reaping an ``ffmpeg`` child, say) and leave that running unseen. Pending
+        work events are dropped: the work is over.
+        """
         task = self.task
         if task is None:
             return
         if not task.done():
-            task.cancel()
+            if not self._cancel_sent:
+                self._cancel_sent = True
+                task.cancel()
             cancel_latency = self.guard.policy.timing.cancel_latency
             done, _ = await asyncio.wait({task}, timeout=cancel_latency)
             if not done:
-                self.guard._logger.error(
-                    "WORK_STOP_SLOW: job %s did not stop within %ss; still waiting",
-                    self.job_id, cancel_latency,
+                self.guard._note(
+                    "error", "WORK_STOP_SLOW",
+                    f"job {self.job_id} did not stop within {cancel_latency}s; still waiting",
+                    job_id=self.job_id,
                 )
                 await asyncio.wait({task})
         if not task.cancelled() and task.exception() is not None:

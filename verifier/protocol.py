@@ -632,8 +632,6 @@ class OwnershipProtocol:
                 continue
             pinging = p.phase_heartbeats or self._phase == "encode"
             reading = p.recheck and lost is None
-            if unproven and reading:
-                next_read = min(next_read, unproven[0] + proof_wait)
             wake = min(next_ping, next_read if reading else math.inf,
                        lease_end if lease_on else math.inf)
             if wake > self._now:
@@ -657,6 +655,7 @@ class OwnershipProtocol:
                         lease_base = max(lease_base, decided)
                     else:
                         unproven.append(decided)
+                        next_read = min(next_read, decided + proof_wait)
                 elif answer.outcome is WriteOutcome.REFUSED and lost is None:
                     lost = f"heartbeat refused: {answer.detail}"
                     stopped = yield from self._on_loss("HEARTBEAT_REFUSED", lost, release=False)
@@ -673,6 +672,11 @@ class OwnershipProtocol:
                     if counted:
                         lease_base = max(lease_base, counted[-1])
                         unproven = [s for s in unproven if s > seen]
+                if unproven:
+                    # The next read that can prove the oldest ping, but never sooner than the
+                    # retry interval: a tier that proves nothing is not hammered.
+                    next_read = min(next_read, max(unproven[0] + proof_wait,
+                                                   self._now + t.retry_interval))
                 if verdict in (_Verdict.OTHER, _Verdict.DONE) and obs is not None:
                     lost = f"owner={obs.owner} status={obs.status} via {obs.tier}"
                     code = ("MONITOR_THEFT_DETECTED" if obs.tier is Tier.MONITOR

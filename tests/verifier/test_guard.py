@@ -5,10 +5,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 
 import pytest
 
 from verifier import ClaimedJob, OutcomeKind, OwnershipGuard, Policy, Tier, TierTimeout, TimingModel
+from verifier._guard import _Run
+from verifier.protocol import (
+    Heartbeat,
+    Observe,
+    Observed,
+    TierFailed,
+    WriteAnswered,
+    WriteOutcome,
+)
 from verifier.testing import InMemoryJobs, InMemoryTier, run_virtual
 
 A = "did:key:z6MkEncoderA"
@@ -230,3 +240,295 @@ async def test_hostile_job_ids_are_rejected_before_any_call(bad):
     with pytest.raises(InvalidInputError):
         await OwnershipGuard(did=A, clients=clients).run(bad, encode())
     assert all(c.calls == [] for c in clients)
+
+
+# --------------------------------------------------------------------------- the lease watchdog
+#
+# A short timing model, so that virtual runs stay short. Lease end = claim decision + T − (ε + P
+# + C) = claim + 12 − 1.1; the tests below keep the lease from being renewed (pings that time
+# out, or gateway pings whose proving re-check hangs), so it runs out there.
+SHORT = TimingModel(monitor_lag=1, write_delay=0.5, pause=0.5, clock_drift=0.1,
+                    recheck_interval=2, cancel_latency=0.5, reassign_timeout=12,
+                    confirm_timeout=3, retry_interval=0.5)
+LEASE = SHORT.reassign_timeout - (SHORT.clock_drift + SHORT.pause + SHORT.cancel_latency)
+DEADLINE_DETAIL = "deadline: lease end reached"
+
+Timeline = list[tuple[float, str]]
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+class Recorded:
+    """A tier client over an :class:`InMemoryTier` that stamps every call on a shared timeline.
+
+    ``reads`` switches its ``observe``: ``answer`` (normally), ``hang`` (never answers; ends
+    only when cancelled) or ``hang-stubbornly`` (never answers, and even ignores its
+    cancellation until ``unhang`` is set).
+    """
+
+    def __init__(self, inner: InMemoryTier, timeline: Timeline) -> None:
+        self.inner = inner
+        self.tier = inner.tier
+        self.timeline = timeline
+        self.reads = "answer"
+        self.unhang = asyncio.Event()
+
+    def mark(self, what: str) -> None:
+        self.timeline.append((_now(), f"{self.tier.value}.{what}"))
+
+    async def observe(self, job_id: str):
+        self.mark("observe")
+        if self.reads.startswith("hang"):
+            try:
+                await self.unhang.wait()
+            except asyncio.CancelledError:
+                self.mark("observe-cancelled")
+                if self.reads == "hang-stubbornly":
+                    await self.unhang.wait()
+                    self.mark("observe-ended")
+                raise
+            raise AssertionError("a hung read never answers")
+        seen = await self.inner.observe(job_id)
+        self.mark("observe-answered")
+        return seen
+
+    async def claim(self, job_id: str, *, conditional: bool = True):
+        self.mark("claim")
+        return await self.inner.claim(job_id, conditional=conditional)
+
+    async def heartbeat(self, job_id, token, progress):
+        self.mark("heartbeat")
+        await self.inner.heartbeat(job_id, token, progress)
+
+    async def finish(self, job_id, token, result, *, fenced: bool = True):
+        self.mark("finish")
+        await self.inner.finish(job_id, token, result, fenced=fenced)
+
+    async def release(self, job_id, token, reason, *, failed):
+        self.mark("release")
+        await self.inner.release(job_id, token, reason, failed=failed)
+
+
+def gateway_claimed(jobs: InMemoryJobs, timeline: Timeline) -> tuple[Recorded, Recorded]:
+    """A community node: claims through the gateway (whose ping OKs prove nothing), confirms
+    through the monitor."""
+    monitor = Recorded(InMemoryTier(Tier.MONITOR, jobs, A, latency=0.2), timeline)
+    gateway = Recorded(InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05), timeline)
+    return monitor, gateway
+
+
+def work(timeline: Timeline, *, on_start=None, stopping: float = 0.0, swallow: bool = False):
+    """Work that runs for an hour unless cancelled; cancelled, it goes on "stopping" (killing
+    its encoder, say) for ``stopping`` seconds, then exits (re-raising, or returning)."""
+
+    async def process(job: ClaimedJob):
+        job.set_phase("encode")
+        timeline.append((_now(), "work-started"))
+        if on_start is not None:
+            on_start()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            timeline.append((_now(), "work-cancelled"))
+            if stopping:
+                await asyncio.sleep(stopping)
+            timeline.append((_now(), "work-stopped"))
+            if not swallow:
+                raise
+        return {"cid": "late"}
+
+    return process
+
+
+def order(timeline: Timeline, label: str) -> int:
+    """Where ``label`` first happened on the timeline."""
+    for i, (_, what) in enumerate(timeline):
+        if what == label:
+            return i
+    raise AssertionError(f"{label!r} has not happened: {timeline}")
+
+
+def at(timeline: Timeline, label: str) -> float:
+    """When ``label`` first happened."""
+    return timeline[order(timeline, label)][0]
+
+
+def no_task_left_behind() -> None:
+    assert asyncio.all_tasks() == {asyncio.current_task()}, asyncio.all_tasks()
+
+
+def test_the_short_timing_model_is_consistent():
+    assert SHORT.problems() == []
+    assert round(LEASE, 9) == 10.9  # claim + 12 − (0.1 + 0.5 + 0.5)
+
+
+@pytest.mark.parametrize("swallow", [False, True], ids=["re-raises", "returns"])
+@virtual_time
+async def test_a_slow_stop_is_awaited_before_the_release_and_the_outcome(caplog, swallow):
+    """CancelWork is answered once the work has *really* stopped, even past C: the release
+    that follows a lease expiry, and the outcome, come only after the stop (S2)."""
+    caplog.set_level(logging.INFO, logger="verifier.guard")
+    timeline: Timeline = []
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    # An infrastructure node: claims through the database, whose heartbeat OK would renew the
+    # lease directly; here every heartbeat times out, so the lease runs out at claim + budget.
+    database = Recorded(InMemoryTier(Tier.DATABASE, jobs, A, latency=0.05), timeline)
+    gateway = Recorded(InMemoryTier(Tier.GATEWAY, jobs, A), timeline)
+
+    def break_the_pings() -> None:
+        database.inner.fail_next("heartbeat", TierTimeout("database", "no answer"), times=1000)
+
+    stopping = 4 * SHORT.cancel_latency  # far longer than C: outside the model, but it happens
+    guard = OwnershipGuard(did=A, clients=[database, gateway], policy=Policy.hardened(SHORT))
+    outcome = await guard.run(
+        "j1", work(timeline, on_start=break_the_pings, stopping=stopping, swallow=swallow)
+    )
+    timeline.append((_now(), "outcome"))
+
+    assert outcome.kind is OutcomeKind.CANCELLED and outcome.code == "LEASE_EXPIRED"
+    assert outcome.result is None and jobs.commits == []
+    lease_end = at(timeline, "database.claim") + LEASE
+    assert at(timeline, "work-cancelled") == pytest.approx(lease_end)
+    stopped = at(timeline, "work-stopped")  # fails if the outcome came back before the stop
+    assert stopped == pytest.approx(lease_end + stopping)
+    # The release and the outcome: after the stop, in time and in order.
+    assert at(timeline, "database.release") >= stopped
+    assert at(timeline, "outcome") >= stopped
+    assert order(timeline, "work-stopped") < order(timeline, "database.release")
+    assert order(timeline, "database.release") < order(timeline, "outcome")
+    assert jobs.docs["j1"]["status"] == "queued"  # released
+    codes = [r.event_code for r in caplog.records if hasattr(r, "event_code")]
+    assert "WORK_STOP_SLOW" in codes and "LEASE_EXPIRED" in codes
+    no_task_left_behind()
+
+
+@pytest.mark.parametrize("client", ["hang", "hang-stubbornly"])
+@virtual_time
+async def test_a_hung_recheck_cannot_keep_the_work_running_past_the_lease(caplog, client):
+    """The watchdog: the re-check never returns, yet the work is cancelled at the lease end
+    (claim decision + T − (ε + P + C)), and the hung call is cancelled and reaped. The
+    stubborn client even ignores its cancellation: the answer still comes at the deadline,
+    and the run waits for the call to end before returning (no task outlives it)."""
+    caplog.set_level(logging.INFO, logger="verifier.guard")
+    timeline: Timeline = []
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    monitor, gateway = gateway_claimed(jobs, timeline)
+
+    def hang_the_monitor() -> None:
+        monitor.reads = client
+
+    let_go_at = 100.0  # when the stubborn call is finally let go of (a plain hang: never)
+
+    async def let_go() -> None:
+        await asyncio.sleep(let_go_at)
+        monitor.unhang.set()
+
+    helpers = [asyncio.create_task(let_go())] if client == "hang-stubbornly" else []
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(SHORT))
+    try:
+        outcome = await asyncio.wait_for(
+            guard.run("j1", work(timeline, on_start=hang_the_monitor)), timeout=2 * let_go_at
+        )
+    except TimeoutError:
+        pytest.fail(f"the guard never answered the hung re-check: {timeline}")
+    timeline.append((_now(), "outcome"))
+    await asyncio.gather(*helpers)
+
+    assert outcome.kind is OutcomeKind.CANCELLED and outcome.code == "LEASE_EXPIRED"
+    # The claim goes out the instant the protocol decides it (no time passes in between).
+    lease_end = at(timeline, "gateway.claim") + LEASE
+    hung_since = [t for t, what in timeline if what == "monitor.observe"][-1]
+    assert hung_since < lease_end - SHORT.recheck_interval  # the re-check hung for a while
+    assert "monitor.observe-answered" not in [w for t, w in timeline if t >= hung_since]
+    assert at(timeline, "work-cancelled") == pytest.approx(lease_end, abs=1e-9)
+    assert at(timeline, "monitor.observe-cancelled") == pytest.approx(lease_end, abs=1e-9)
+    assert order(timeline, "work-stopped") < order(timeline, "gateway.release")
+    codes = [r.event_code for r in caplog.records if hasattr(r, "event_code")]
+    assert "TIER_DEADLINE" in codes and "LEASE_EXPIRED" in codes
+    if client == "hang-stubbornly":
+        # The call went on after the work was cancelled; the run waited for it.
+        assert order(timeline, "work-cancelled") < order(timeline, "monitor.observe-ended")
+        assert at(timeline, "monitor.observe-ended") == pytest.approx(let_go_at)
+        assert at(timeline, "outcome") == pytest.approx(let_go_at)
+        assert "TIER_CALL_STUCK" in codes
+    else:  # once the release (0.05 s through the gateway) has been answered
+        assert at(timeline, "outcome") == pytest.approx(at(timeline, "gateway.release") + 0.05)
+        assert at(timeline, "gateway.release") == pytest.approx(lease_end)
+    no_task_left_behind()
+
+
+@pytest.mark.parametrize("late_by", [0.0, 3.0])
+@virtual_time
+async def test_a_deadline_already_past_is_answered_at_once_without_calling_the_tier(late_by):
+    """An action handed over at or after its deadline (the driver was paused between the
+    protocol's decision and the call, say): answered at once, and the tier is not called."""
+    timeline: Timeline = []
+    jobs = InMemoryJobs()
+    jobs.add("j1", assigned_to=A, status="running")
+    monitor, gateway = gateway_claimed(jobs, timeline)
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(SHORT))
+    await asyncio.sleep(50)
+    run = _Run(guard, "j1", work(timeline), _now)
+    deadline = _now() - late_by
+
+    answer = await run.perform(Observe(Tier.MONITOR, "recheck", deadline=deadline))
+    assert answer == TierFailed(Tier.MONITOR, DEADLINE_DETAIL)
+    answer = await run.perform(Heartbeat(Tier.GATEWAY, None, deadline=deadline))
+    assert answer == WriteAnswered(WriteOutcome.UNKNOWN, detail=DEADLINE_DETAIL)
+    assert timeline == []  # neither tier was called
+    assert _now() == 50  # ...and the answers came at once
+    no_task_left_behind()
+
+
+@virtual_time
+async def test_a_deadline_bounds_a_slow_call_and_spares_a_prompt_one():
+    timeline: Timeline = []
+    jobs = InMemoryJobs()
+    jobs.add("j1", assigned_to=A, status="running")
+    monitor, gateway = gateway_claimed(jobs, timeline)  # the monitor answers in 0.2 s
+    run = _Run(OwnershipGuard(did=A, clients=[monitor, gateway]), "j1", work(timeline), _now)
+
+    answer = await run.perform(Observe(Tier.MONITOR, "recheck", deadline=_now() + 0.3))
+    assert isinstance(answer, Observed) and answer.observation.owner == A
+    assert _now() == pytest.approx(0.2)
+
+    deadline = _now() + 0.1  # shorter than the monitor takes
+    answer = await run.perform(Observe(Tier.MONITOR, "recheck", deadline=deadline))
+    assert answer == TierFailed(Tier.MONITOR, DEADLINE_DETAIL)
+    assert _now() >= deadline and _now() == pytest.approx(deadline)  # at it, not before
+    assert timeline[-1][1] == "monitor.observe"  # called, never answered
+    await run.reap_abandoned()
+    no_task_left_behind()
+
+    answer = await run.perform(Heartbeat(Tier.GATEWAY, None, deadline=_now() + 1))
+    assert answer == WriteAnswered(WriteOutcome.OK)
+
+
+@virtual_time
+async def test_the_deadline_is_judged_on_the_guards_own_clock():
+    """A coarse guard clock (quarter-second ticks): asyncio's timer, armed for the time left,
+    comes when the guard's clock still reads before the deadline; the answer must wait for it."""
+    timeline: Timeline = []
+    jobs = InMemoryJobs()
+    jobs.add("j1", assigned_to=A, status="running")
+    monitor, gateway = gateway_claimed(jobs, timeline)
+    monitor.reads = "hang"
+
+    def coarse() -> float:
+        return math.floor(_now() * 4) / 4
+
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], clock=coarse)
+    run = _Run(guard, "j1", work(timeline), coarse)
+    deadline = coarse() + 1.1
+
+    answer = await run.perform(Observe(Tier.MONITOR, "recheck", deadline=deadline))
+    assert answer == TierFailed(Tier.MONITOR, DEADLINE_DETAIL)
+    assert coarse() >= deadline, "answered before the guard's clock reached the deadline"
+    assert _now() < deadline + 0.25
+    await run.reap_abandoned()
+    assert [what for _, what in timeline] == ["monitor.observe", "monitor.observe-cancelled"]
+    no_task_left_behind()
