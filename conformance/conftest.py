@@ -29,6 +29,10 @@ settings.register_profile("ci", max_examples=400, derandomize=True, database=Non
                           print_blob=True, **_COMMON)
 settings.register_profile("dev", max_examples=100, **_COMMON)
 settings.register_profile("thorough", max_examples=100_000, **_COMMON)
+#: For ``benchmarks/mutants.py``: deterministic like ``ci``, smaller, so a few hundred mutants
+#: each run the suites in seconds.
+settings.register_profile("mutants", max_examples=150, derandomize=True, database=None,
+                          **_COMMON)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 

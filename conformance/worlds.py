@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -24,7 +25,7 @@ from sim import CheckResult, History, ProtocolFactory, RunResult, Scenario, Stre
 from verifier import Policy
 from verifier.protocol import OwnershipProtocol
 
-__all__ = ["BASE", "Race", "World", "believers", "race", "worlds"]
+__all__ = ["BASE", "Race", "World", "believers", "race", "worlds", "write_margin"]
 
 #: The frame every generated world varies: short work (so races are cheap to run), the
 #: timing model's bounds (Δ 5 s, G 2 s, P 2 s, ε 1 s, C 3 s, R 10 s, T 60 s), faults that stop
@@ -91,7 +92,7 @@ def timing_points(draw: st.DrawFn) -> dict[str, float]:
 
 @st.composite
 def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
-           max_jobs: int = 3, fixed: dict[str, Any] | None = None) -> World:
+           max_jobs: int = 3, fixed: dict[str, Any] | None = None, max_tape: int = 80) -> World:
     """Small worlds with faults. ``inside_model=False`` adds pauses longer than P, monitor
     lag beyond Δ and blind accepts (the timing model's bounds are violated on purpose).
     ``fixed`` pins some parameters (e.g. only infrastructure nodes, for a database-tier
@@ -128,7 +129,8 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         changes["monitor_lag_tail"] = draw(_levels(0.0, 0.5))
         changes["blind_accept_rate"] = draw(_levels(0.0, 0.5))
     changes.update(fixed or {})
-    tape = draw(st.lists(st.floats(0.0, 1.0, exclude_max=True, allow_nan=False), max_size=80))
+    tape = draw(st.lists(st.floats(0.0, 1.0, exclude_max=True, allow_nan=False),
+                         max_size=max_tape))
     seed = draw(st.none() | st.integers(0, 2**32 - 1))
     return World(BASE.replace(**changes), tuple(tape), seed)
 
@@ -191,6 +193,33 @@ def believers(history: History) -> int:
             owners.add(process)
             best = max(best, len(owners))
     return best
+
+
+def write_margin(history: History, lag: float) -> float:
+    """How close a competing write came to being missed by a deciding read (the settle's
+    margin): for each deciding read that was followed by a start, the latest competing
+    assignment that landed after the reader's claim, minus the instant the read reflects (its
+    time minus ``lag`` through the monitor). Near 0 from below is a near miss; above 0 a write
+    was missed. ``hypothesis.target`` pushes it up, toward the edge the settle guards."""
+    best = -math.inf
+    claimed: dict[tuple[str, str], float] = {}
+    reads: dict[tuple[str, str], float] = {}
+    assigns: dict[str, list[tuple[float, str]]] = {}
+    for at, process, job, op, phase, value in history:
+        if job is None:
+            continue
+        if process == "world" and op == "assign" and phase == "ok":
+            assigns.setdefault(job, []).append((at, str(value[0])))
+        elif op == "claim" and phase == "invoke":
+            claimed[(process, job)] = at
+        elif op == "verify" and phase == "invoke" and value[1] == "verify":
+            reads[(process, job)] = at - (lag if str(value[0]) == "monitor" else 0.0)
+        elif op == "start" and (process, job) in reads and (process, job) in claimed:
+            view, since = reads[(process, job)], claimed[(process, job)]
+            for landed, owner in assigns.get(job, []):
+                if owner != process and landed >= since:
+                    best = max(best, landed - view)
+    return best if best > -math.inf else -1e9
 
 
 def save_counterexample(world: World, chain: str, job: str, *,

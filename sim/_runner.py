@@ -108,7 +108,14 @@ def run_once(
     if progress is not None:
         env.process(_progress(env, world, scenario.jobs, progress))
     env.run(until=stop)
-    result = judge(scenario, chain, seed, history, job_ids, env.now, outcomes, world.calls)
+    finished_at = env.now
+    if world.done_event.triggered:
+        # Every job is finished, but encoders may still act on them: a finish retried after a
+        # lost reply, a write landing late. Run on for one reassignment timeout (every attempt
+        # ends within its lease) so that what they do is judged too (an unfenced second commit
+        # happens there). Figures are measured up to ``finished_at``.
+        env.run(until=env.now + scenario.reassign_timeout)
+    result = judge(scenario, chain, seed, history, job_ids, finished_at, outcomes, world.calls)
     result.events = next(env._eid)  # SimPy's event counter: the benchmark's event rate
     return result
 

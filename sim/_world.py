@@ -356,12 +356,14 @@ class World:
                              ("double-accept", encoder_name(did)))
         job.pending = did
         if self._delays.random() < sc.late_write_rate:
-            land = delay + self._delays.random() * max(sc.write_delay - delay, 0.0)
+            # After the reply, but never later than G after the request (inside the model).
+            land = min(delay + self._delays.random() * max(sc.write_delay - delay, 0.0),
+                       sc.write_delay)
             if self._edge(self._delays):
                 land = sc.write_delay  # exactly G after the request: the settle's edge
         else:
             land = self._delays.random() * min(delay, sc.write_delay)
-        self.env.timeout(land).callbacks.append(lambda _e: self._landed(job, did))
+        self.land(land, lambda: self._landed(job, did))
         if self._faulty() and self._lies.random() < sc.reply_loss_rate:
             return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), sc.gateway_timeout
         return OK, delay
@@ -393,7 +395,7 @@ class World:
             land = sc.write_delay if self._edge(self._delays) else (
                 self._delays.random() * sc.write_delay)
         if land > 0:
-            self.schedule(land, lambda: self._ping_landed(job, did))
+            self.land(land, lambda: self._ping_landed(job, did))
         else:
             self._ping_landed(job, did)
         if self._faulty() and sc.reply_loss_rate and self._lies.random() < sc.reply_loss_rate:
@@ -650,6 +652,16 @@ class World:
         else:
             raise TypeError(f"{kind.__name__} is not a request to the network")
         return answer, delay, _PHASE.get(answer.outcome, "info"), via
+
+    def land(self, delay: float, callback: Callable[[], None]) -> None:
+        """A write landing ``delay`` from now. It is applied before anything else that happens
+        at that instant (SimPy's urgent priority), so a read at the very instant a write lands
+        sees it: "the database as of t" includes the writes that landed at t, which is what the
+        settle's inequalities count on when every bound is reached exactly."""
+        event = simpy.Event(self.env)
+        event._ok, event._value = True, None  # a timeout's state, scheduled urgent
+        event.callbacks.append(lambda _e: callback())
+        self.env.schedule(event, simpy.events.URGENT, delay)
 
     def schedule(self, delay: float, callback: Callable[[], None]) -> None:
         self.env.timeout(delay).callbacks.append(lambda _e: callback())
