@@ -10,7 +10,6 @@ What is searched, for each *tooth*:
 
 * a **misbelief**: the hardened chain told a timing model smaller than the world's (one bound
   misbelieved, or one term of the settle or lease formula dropped: :mod:`conformance.canaries`);
-* the **old settle rule** (the wait measured from the decision to claim, finding 1);
 * a **hardening step switched off** (``hardened-without-<step>``).
 
 A tooth is caught when a world is found where it violates a property that the hardened chain,
@@ -34,7 +33,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings, target
 
-from conformance.canaries import MISBELIEFS, SettleFromDecision
+from conformance.canaries import MISBELIEFS
 from conformance.worlds import World, believers, race, worlds, write_margin
 from verifier import Policy
 
@@ -101,14 +100,15 @@ def _without(step: str) -> Callable[[World], Policy]:
 #: Independent search seeds per tooth.
 SEEDS = 20
 
-#: Budgets are about twice the most examples any of 5 trial searches needed (2026-12-01).
+#: Budgets are about twice the most examples any of 5 trial searches needed (2026-12-01). The
+#: old settle rule (finding 1) is not here: its search succeeds in 14 of 20 searches of 1,000
+#: examples, too rare for a rate gate; ``test_regressions.py`` replays its frozen schedule.
 TEETH = [
     # the settle formula, each term and the instant it is measured from
-    Tooth("old-settle-rule", "settle", 1000, 19, protocol=SettleFromDecision),
     Tooth("believes-Δ-smaller", "settle", 100, 19, _misbelief("believes-Δ-smaller")),
     Tooth("believes-G-smaller", "settle", 100, 19, _misbelief("believes-G-smaller")),
     Tooth("settle-without-a-G", "settle", 400, 19, _misbelief("settle-without-a-G")),
-    Tooth("settle-without-ε", "settle", 800, 19, _misbelief("settle-without-ε")),
+    Tooth("settle-without-ε", "settle", 1000, 19, _misbelief("settle-without-ε")),
     Tooth("settle-without-lag", "settle", 300, 19, _misbelief("settle-without-lag")),
     # the lease formula
     Tooth("believes-T-larger", "lease", 50, 19, _misbelief("believes-T-larger")),
