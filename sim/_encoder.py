@@ -239,19 +239,14 @@ class Encoder:
         left = math.inf if deadline is None else deadline / (1.0 + self.drift) - self.env.now
         if left <= 0:
             # Already past the lease end: not sent at all (as the production guard does).
-            answer = (TierFailed(action.tier, "deadline: lease end reached")
-                      if isinstance(action, Observe)
-                      else WriteAnswered(WriteOutcome.UNKNOWN, detail="deadline"))
             self.history.add(self.env.now, self.name, job_id, op, "fail", "deadline")
-            return answer
+            return _past_deadline(action)
         answer, delay, phase, value = self.world.serve(self.did, job_id, action)
         if delay > left:
             # The protocol's deadline (the lease end, on this encoder's clock): answer by then
             # whatever the tier does; the request itself has been served (a write may land).
             delay, phase, value = left, "fail", "deadline"
-            answer = (TierFailed(action.tier, "deadline: lease end reached")
-                      if isinstance(action, Observe)
-                      else WriteAnswered(WriteOutcome.UNKNOWN, detail="deadline"))
+            answer = _past_deadline(action)
         end = self.env.now + delay
         if end < self.crash_at and end < self.pause_at:
             yield self.env.timeout(delay)  # the common case, without a frame
@@ -310,3 +305,10 @@ class Encoder:
             if self.work:
                 target = min(target, self.work[0][0])
             yield from self.wait(target - self.env.now)
+
+
+def _past_deadline(action: Any) -> Answer:
+    """The answer to a request not answered by its deadline: no read, or an unknown write."""
+    if isinstance(action, Observe):
+        return TierFailed(action.tier, "deadline: lease end reached")
+    return WriteAnswered(WriteOutcome.UNKNOWN, detail="deadline")
