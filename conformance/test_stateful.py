@@ -657,17 +657,17 @@ class Teeth:
 
 #: Broken chains the stateful suite must catch inside the timing model, in two-encoder worlds:
 #: the documented chain (one verification pass, right after the accept), trusting the gateway,
-#: letting a weaker tier overrule a stronger tier's "not yours", and (through the ``outage``
-#: rule: ownership lost during work) not cancelling the work on a detected loss. Under the
-#: derandomized search they are found after about 140, 25, 160 and 300 examples; the budgets
-#: leave room for changes. Working on past the lease (``hardened-without-lease``) needs a
-#: longer search (found within 2,000 to 5,000 examples): too slow for a per-commit budget.
+#: and letting a weaker tier overrule a stronger tier's "not yours". Under the derandomized
+#: search they are found after about 140, 25 and 160 examples; the budgets leave room for
+#: changes. Working on past the lease and not cancelling are caught, with rates over
+#: independent searches, by ``conformance/test_teeth.py``.
 TEETH = [
     Teeth("documented", 1000),
     Teeth("trust-gateway", 200),
     Teeth("hardened-without-tier-precedence", 1000),
-    Teeth("hardened-without-cancel", 1000, shrunk_steps=12),
 ]
+#: ``hardened-without-cancel`` was here: its single derandomized search path caught it when the
+#: module ran alone and missed it when the whole suite was collected (issue 10, finding 5).
 
 
 @pytest.mark.slow
