@@ -3,7 +3,7 @@
 Two kinds, both built on the shipped protocol rather than re-implementing it:
 
 * **misbeliefs**: the hardened chain told a timing model *smaller* than the world's: one bound
-  misbelieved (Δ, G, P, ε, C smaller, T larger), or one term of the settle or lease formula
+  misbelieved (Δ, G, P, ε, C smaller, T or N larger), or one term of the settle or lease formula
   dropped. The world keeps its true bounds; the protocol decides with the wrong ones.
 * **old rules**: :class:`SettleFromDecision`, the settle wait measured from the instant the
   protocol *decided* to claim rather than from the claim's answer (the flaw found by the
@@ -45,8 +45,9 @@ def _formula_without(term: str) -> type[TimingModel]:
             drift = 0.0 if term == "settle:ε" else self.clock_drift
             return g + drift + (0.0 if term == "settle:lag" else lag)
 
-        def lease_margin(self) -> float:
-            terms = {"ε": self.clock_drift, "P": self.pause, "C": self.cancel_latency}
+        def lease_margin(self, span: float | None = None) -> float:
+            drift = self.clock_drift if span is None else self.drift_over(span)
+            terms = {"ε": drift, "P": self.pause, "C": self.cancel_latency}
             return sum(v for k, v in terms.items() if term != f"lease:{k}")
 
     Formula.__name__ = Formula.__qualname__ = f"TimingModelWithout[{term}]"
@@ -79,7 +80,7 @@ def _dropped(term: str) -> Callable[[TimingModel], TimingModel]:
     return believe
 
 
-#: Each bound misbelieved alone (a quarter of the truth; T four times too long), then each
+#: Each bound misbelieved alone (a quarter of the truth; T and N four times too long), then each
 #: term of the two formulas dropped alone.
 MISBELIEFS = [
     Misbelief("believes-Δ-smaller", _scaled("monitor_lag", 0.25)),
@@ -88,6 +89,7 @@ MISBELIEFS = [
     Misbelief("believes-ε-smaller", _scaled("clock_drift", 0.25)),
     Misbelief("believes-C-smaller", _scaled("cancel_latency", 0.25)),
     Misbelief("believes-T-larger", _scaled("reassign_timeout", 4.0)),
+    Misbelief("believes-N-larger", _scaled("progress_timeout", 4.0)),
     Misbelief("settle-without-a-G", _dropped("settle:G")),
     Misbelief("settle-without-ε", _dropped("settle:ε")),
     Misbelief("settle-without-lag", _dropped("settle:lag")),

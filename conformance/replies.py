@@ -7,9 +7,11 @@ proved it. The answers are built in layers:
 
 * **documented** answers of each route, with every quirk of ``docs/contract.md``: omitted
   dates, a null or absent owner, numeric progress, extra legacy fields (``encoder_id`` naming
-  us included: it is not the owner), both status vocabularies, ``{job, rank}`` nesting, the
-  synthetic job without status or owner, a string ``_id`` without ``id``, demo jobs that carry
-  another id, DIDs in the gateway's three spellings;
+  us included: it is not the owner), both status vocabularies, ``{job, rank}`` nesting, real
+  records with MongoDB's ``_id``, the monitor's synthetic stand-in in the real server's shape
+  (:func:`stand_ins`: the gateway's id, status and owner, our own DID included, blank video
+  fields, no ``_id``) and older synthetic jobs without status or owner, a string ``_id``
+  without ``id``, demo jobs that carry another id, DIDs in the gateway's three spellings;
 * **broken** answers derived from them: a wrong type (or a deletion, or an operator-looking
   key) at any depth of the body, truncated JSON, non-standard JSON (``NaN``, duplicate keys,
   invalid UTF-8), bodies over the 1 MiB cap (with and without ``Content-Length``), any status
@@ -28,6 +30,7 @@ Generation stays cheap: huge bodies are one repeated byte, never drawn byte by b
 from __future__ import annotations
 
 import asyncio
+import copy
 import email.utils
 import functools
 import json
@@ -46,6 +49,7 @@ __all__ = [
     "JOB_ID",
     "MAX_BODY_BYTES",
     "NO_JSON",
+    "OBJECT_ID",
     "OTHER_DID",
     "OTHER_JOB_ID",
     "Reply",
@@ -67,6 +71,8 @@ __all__ = [
     "quirk_records",
     "replies",
     "retry_after_values",
+    "stand_in_record",
+    "stand_ins",
     "status_values",
     "transport_failures",
 ]
@@ -74,6 +80,9 @@ __all__ = [
 JOB_ID: Final = "2f42577d-9c93-4a62-9ae2-d1270b5bc4f3"
 OTHER_JOB_ID: Final = "9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"
 OTHER_DID: Final = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
+#: A MongoDB ``_id`` as the monitor serialises it (an ObjectId's 24 hex digits): every record
+#: the monitor reads from its database carries one; its stand-in never does.
+OBJECT_ID: Final = "65f0c0ffee0000000000beef"
 #: The clients' body cap (``verifier._http.MAX_BODY_BYTES``), restated: the suites test it.
 MAX_BODY_BYTES: Final = 1024 * 1024
 
@@ -209,7 +218,10 @@ def _iso_dates() -> st.SearchStrategy[str]:
 @functools.cache
 def _ids(job_id: str) -> st.SearchStrategy[tuple[str, Any]]:
     """How a record names its job: ``id`` (ours, another, a demo job, empty, null), a string
-    ``_id`` without ``id`` (observed), a Mongo-style ``_id`` object, or nothing (synthetic)."""
+    ``_id`` without ``id`` (observed), a Mongo-style ``_id`` object, or nothing (synthetic).
+
+    A record named by ``id`` carries MongoDB's ``_id`` too, or not: without it, it has the
+    stand-in's fingerprint (``docs/contract.md``, "Synthetic stand-in jobs")."""
     return st.one_of(
         st.just(("id", job_id)),
         st.just(("_id", job_id)),
@@ -263,7 +275,8 @@ def job_records(draw: st.DrawFn, job_id: str, me: str) -> dict[str, Any]:
     if key == "id":
         record["id"] = ident
         if draw(st.booleans()):
-            record["_id"] = draw(st.sampled_from(["65f0c0ffee0000000000beef", job_id]))
+            # A real record: the document as MongoDB stores it (an ObjectId, or the job id).
+            record["_id"] = draw(st.sampled_from([OBJECT_ID, job_id]))
     elif key == "_id":
         record["_id"] = ident
     fields: dict[str, Any] = {
@@ -287,24 +300,67 @@ def job_records(draw: st.DrawFn, job_id: str, me: str) -> dict[str, Any]:
 
 _ID_VARIANTS: Final = ("missing", "empty", "null", "other", "demo", "upper", "_id_only",
                        "_id_other", "_id_object")
+#: The blank fields the real server gives its stand-in (``docs/contract.md``).
+_STAND_IN_BLANKS: Final = {
+    "metadata": {"video_owner": "", "video_permlink": ""},
+    "storageMetadata": {"app": "", "key": "", "type": ""},
+    "input": {"uri": "", "size": 0},
+    "owner": "",
+    "permlink": "",
+}
+
+
+def stand_in_record(job_id: Any, status: Any, owner: Any, *, progress: Any = 0,
+                    created_at: str = "2026-01-02T03:04:05.678Z") -> dict[str, Any]:
+    """The real server's stand-in, field by field: the gateway's ``job_id``, status, owner
+    (``encoder_id``) and progress, ``created_at`` = now, the blank fields, and no ``_id``.
+    ``ABSENT`` leaves a field out (the server's JSON drops an undefined value)."""
+    fields = {"id": job_id, "status": status, "created_at": created_at,
+              **copy.deepcopy(_STAND_IN_BLANKS), "assigned_to": owner, "progress": progress}
+    return {k: v for k, v in fields.items() if v is not ABSENT}
+
+
+@st.composite
+def stand_ins(draw: st.DrawFn, job_id: str, me: str) -> dict[str, Any]:
+    """The monitor's stand-in in the real server's shape, naming what the gateway believes: our
+    DID (any spelling), another encoder, or nobody, in any status; usually about ``job_id``."""
+    owner = draw(st.one_of(did_spellings(me), owner_values(me)))
+    status = draw(st.sampled_from(["assigned", "running"]) | status_values())
+    ident = draw(st.sampled_from([job_id, job_id, job_id, ABSENT, OTHER_JOB_ID]))
+    return stand_in_record(ident, status, owner, progress=draw(_progress()),
+                           created_at=draw(_iso_dates()))
 
 
 @st.composite
 def near_proofs(draw: st.DrawFn, job_id: str, me: str,
                 statuses: tuple[str, ...] = ("assigned", "running")) -> dict[str, Any]:
     """A record that proves ``me`` holds ``job_id`` in one of ``statuses``, or misses by exactly
-    one aspect (its id, its status or its owner).
+    one aspect (its id, its status, its owner, or for the monitor its realness).
 
     Random records rarely line up all three, so the interesting boundary (an answer that is
-    *almost* a proof: the synthetic job with no id, a demo job, our DID on another status) is
-    generated on purpose.
+    *almost* a proof: the synthetic job with no id, a demo job, our DID on another status, the
+    monitor's stand-in naming us) is generated on purpose. The proof is a real record: it
+    carries MongoDB's ``_id``. The ``stand_in`` aspects give it the stand-in's fingerprint
+    instead (no ``_id``, or its blank fields): a proof for the gateway and aid, whose answers
+    have their own shapes, and never one for the monitor.
     """
     record = draw(job_records(job_id, me))
-    record.pop("_id", None)
-    record.update(id=job_id, status=draw(st.sampled_from(statuses)),
+    record.update(_id=OBJECT_ID, id=job_id, status=draw(st.sampled_from(statuses)),
                   assigned_to=draw(did_spellings(me)))
-    aspect = draw(st.sampled_from(["none", "id", "id", "status", "owner"]))
+    aspect = draw(st.sampled_from(["none", "id", "id", "status", "owner", "stand_in"]))
+    if aspect == "stand_in":
+        fingerprint = draw(st.sampled_from(["no__id", "null__id", "blank_video", "blank_legacy"]))
+        if fingerprint == "no__id":
+            del record["_id"]
+        elif fingerprint == "null__id":
+            record["_id"] = draw(st.sampled_from([None, "", {}]))
+        elif fingerprint == "blank_video":
+            record.update(copy.deepcopy(_STAND_IN_BLANKS))
+        else:
+            record[draw(st.sampled_from(["owner", "permlink"]))] = draw(
+                st.sampled_from(["", None]))
     if aspect == "id":
+        del record["_id"]
         variant = draw(st.sampled_from(_ID_VARIANTS))
         ids: dict[str, Any] = {
             "missing": {}, "empty": {"id": ""}, "null": {"id": None},
@@ -331,13 +387,14 @@ def quirk_records(job_id: str, me: str) -> dict[str, dict[str, Any]]:
     """One named record per quirk of the contract, for deterministic runs of the properties
     (random search finds these too, but not on every run)."""
     tail = me[len("did:key:"):]
-    proof = {"id": job_id, "status": "assigned", "assigned_to": me,
+    # Real records are MongoDB documents: they carry ``_id`` (the stand-ins below do not).
+    proof = {"_id": OBJECT_ID, "id": job_id, "status": "assigned", "assigned_to": me,
              "created_at": "2026-01-02T03:04:05.678Z"}
     return {
         "proof": proof,
         "proof_running_short_did": {**proof, "status": "running", "assigned_to": "did:" + tail},
         "proof_running_bare_did": {**proof, "status": "running", "assigned_to": "did" + tail},
-        "numeric_progress_omitted_dates": {"id": job_id, "status": "running",
+        "numeric_progress_omitted_dates": {"_id": OBJECT_ID, "id": job_id, "status": "running",
                                            "assigned_to": me, "progress": 100},
         "object_progress": {**proof, "progress": {"pct": 42.5, "download_pct": 100}},
         "legacy_fields": {**proof, "owner": "alice", "permlink": "abc", "encoder_id": me,
@@ -354,7 +411,8 @@ def quirk_records(job_id: str, me: str) -> dict[str, dict[str, Any]]:
         "demo_job": {**proof, "id": "demo-job-1"},
         "other_job": {**proof, "id": OTHER_JOB_ID},
         "owner_null": {**proof, "assigned_to": None},
-        "owner_absent_encoder_id_is_us": {"id": job_id, "status": "assigned", "encoder_id": me},
+        "owner_absent_encoder_id_is_us": {"_id": OBJECT_ID, "id": job_id, "status": "assigned",
+                                          "encoder_id": me},
         "owner_empty": {**proof, "assigned_to": ""},
         "other_owner": {**proof, "status": "running", "assigned_to": OTHER_DID},
         "uploading_ours": {**proof, "status": "uploading"},
@@ -364,6 +422,23 @@ def quirk_records(job_id: str, me: str) -> dict[str, dict[str, Any]]:
         "aid_pending": {"id": job_id, "status": "pending"},
         "unassigned": {"id": job_id, "status": "unassigned", "assigned_to": None},
         "status_case": {**proof, "status": "Assigned"},
+        # The real server's stand-in: it names the gateway's status and owner, us included.
+        "stand_in_naming_us": stand_in_record(job_id, "assigned", me),
+        "stand_in_naming_us_running_short_did": stand_in_record(job_id, "running", "did:" + tail),
+        "stand_in_naming_another": stand_in_record(job_id, "running", OTHER_DID),
+        "stand_in_no_owner": stand_in_record(job_id, "queued", ABSENT),
+        "stand_in_null_owner": stand_in_record(job_id, "assigned", None),
+        # A proof but for one trait of the stand-in's fingerprint.
+        "proof_without__id": {k: v for k, v in proof.items() if k != "_id"},
+        "proof_null__id": {**proof, "_id": None},
+        "proof_blank_video_fields": {**proof, "metadata": {"video_owner": "",
+                                                           "video_permlink": ""},
+                                     "input": {"uri": "", "size": 0}},
+        "proof_blank_legacy_owner": {**proof, "owner": "", "permlink": "abc"},
+        "proof_with_video_fields": {**proof, "metadata": {"video_owner": "alice",
+                                                          "video_permlink": "abc"},
+                                    "input": {"uri": "ipfs://Qm", "size": 1234},
+                                    "owner": "alice", "permlink": "abc"},
     }
 
 

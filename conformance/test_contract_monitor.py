@@ -7,9 +7,13 @@ through respx to each public method. Properties, for every example:
 1. nothing but a :class:`~verifier.VerifierError` escapes (``InvalidInputError`` for bad ids);
 2. ``verify_job_ownership(...).is_safe_to_process`` and an ``observe()`` naming us in a
    processable status happen **only** when the body was a 200 ``success: true`` job whose id is
-   the one asked, whose ``assigned_to`` normalises to our DID and whose status is ``assigned`` or
-   ``running``; "available to claim" only for a 200 ``success: true`` unowned job in a claimable
-   status (the deployed encoder's defects 1–3 were the opposite);
+   the one asked, whose ``assigned_to`` normalises to our DID, whose status is ``assigned`` or
+   ``running``, and which is a real record, not the server's synthetic stand-in (its
+   fingerprint: no ``_id``, or its blank fields; ``docs/contract.md``, "Synthetic stand-in
+   jobs"): a stand-in never confirms, whatever id, status and owner it names, and every job the
+   client returns for one is flagged ``synthetic``; "available to claim" only for a 200
+   ``success: true`` unowned job in a claimable status (the deployed encoder's defects 1–3 were
+   the opposite);
 3. one call is at most one request (no hidden retry), and the id travels as one encoded path
    segment;
 4. where the contract fixes the outcome (a documented answer; a 3xx, 429, 5xx, transport failure,
@@ -32,11 +36,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conformance import mocked
-from conformance.contract import PROCESSABLE_STATUSES, contract_did
+from conformance.contract import PROCESSABLE_STATUSES, contract_did, is_monitor_stand_in
 from conformance.mocked import assert_only_verifier_errors
 from conformance.replies import (
     JOB_ID,
     NO_JSON,
+    OBJECT_ID,
     Reply,
     answered_job,
     expected_for_id,
@@ -48,6 +53,7 @@ from conformance.replies import (
     near_proofs,
     quirk_records,
     replies,
+    stand_ins,
 )
 from verifier import (
     AvailabilityResult,
@@ -91,13 +97,14 @@ WRITES: dict[str, _Method] = {
 @st.composite
 def job_answers(draw: st.DrawFn, job_id: str = JOB_ID, me: str = ME) -> Reply:
     """The documented answers of ``GET /jobs/{id}``, quirks included; proofs of ownership and
-    near misses (one aspect off) are favoured, since that boundary is what the suite tests."""
+    near misses (one aspect off) are favoured, since that boundary is what the suite tests, and
+    so is the server's stand-in in its real shape (naming us, another encoder or nobody)."""
     kind = draw(st.sampled_from(
-        ["near", "near", "near", "record", "nested", "not_found", "not_found_200",
-         "route_not_found", "failed_fetch", "internal_error"]))
-    if kind in ("near", "record", "nested"):
-        records = near_proofs(job_id, me) if kind == "near" else (
-            job_records(job_id, me) | near_proofs(job_id, me))
+        ["near", "near", "near", "stand_in", "stand_in", "record", "nested", "not_found",
+         "not_found_200", "route_not_found", "failed_fetch", "internal_error"]))
+    if kind in ("near", "stand_in", "record", "nested"):
+        records = {"near": near_proofs(job_id, me), "stand_in": stand_ins(job_id, me)}.get(
+            kind, job_records(job_id, me) | near_proofs(job_id, me) | stand_ins(job_id, me))
         record = draw(records)
         data: Any = record
         if kind == "nested":
@@ -156,14 +163,21 @@ def assert_rate_limit_hint(reply: Reply, error: Exception | None) -> None:
         assert hint == float(value.strip())
 
 
-def proves_ours(reply: Reply, job_id: str = JOB_ID, me: str = ME) -> bool:
-    """The truth: a 200 ``success: true`` answer whose job is ours and processable."""
+def served_job(reply: Reply) -> Any:
+    """The job object a 200 ``success: true`` answer carries (``None`` for any other reply)."""
     body = reply.payload
-    return (
-        reply.failure is None and not reply.hang and reply.status == 200
-        and isinstance(body, dict) and body.get("success") is True
-        and is_ours(answered_job(body.get("data")), job_id, me, PROCESSABLE_STATUSES)
-    )
+    if (reply.failure is not None or reply.hang or reply.status != 200
+            or not isinstance(body, dict) or body.get("success") is not True):
+        return None
+    return answered_job(body.get("data"))
+
+
+def proves_ours(reply: Reply, job_id: str = JOB_ID, me: str = ME) -> bool:
+    """The truth: a 200 ``success: true`` answer whose job is ours and processable, and a real
+    record: the server's stand-in proves nothing, whatever it names (its owner is the gateway's
+    belief)."""
+    job = served_job(reply)
+    return is_ours(job, job_id, me, PROCESSABLE_STATUSES) and not is_monitor_stand_in(job)
 
 
 def proves_available(reply: Reply, job_id: str = JOB_ID) -> bool:
@@ -198,6 +212,11 @@ def check_job_answer(reply: Reply, name: str) -> None:
         # every judgement discounts it; any other record naming us must be a proof.
         mine = contract_did(job.assigned_to) == ME and job.status in PROCESSABLE_STATUSES
         assert not mine or proves_ours(reply), f"{name} reads as ours without proof: {job}"
+    if is_monitor_stand_in(served_job(reply)):
+        # The stand-in never confirms: whatever job the client returns for it says so.
+        assert not isinstance(job, GatewayMonitorJob) or job.synthetic, (
+            f"{name} took the stand-in for a record: {job}")
+        assert not isinstance(result, OwnershipResult) or not result.is_owned, result
     if isinstance(result, AvailabilityResult) and result.available:
         assert proves_available(reply), f"available without proof: {result}"
 
@@ -226,6 +245,36 @@ def test_every_contract_quirk(quirk: str, nested: bool, name: str) -> None:
     data = {"job": record, "rank": 3} if nested else record
     check_job_answer(json_reply(quirk, 200, {"success": True, "data": data},
                                 expect=expected_for_id(record, JOB_ID)), name)
+
+
+def test_the_generated_answers_hold_real_records_and_stand_ins() -> None:
+    """The quirks hold both sides of the fingerprint: real records carry MongoDB's ``_id``, the
+    stand-ins (named so) are the real server's shape, with our DID among their owners."""
+    stand_in_names = {name for name, record in QUIRKS.items() if is_monitor_stand_in(record)}
+    assert {name for name in QUIRKS if name.startswith("stand_in")} <= stand_in_names
+    assert all("_id" not in QUIRKS[name] for name in QUIRKS if name.startswith("stand_in"))
+    assert is_ours(QUIRKS["stand_in_naming_us"], JOB_ID, ME, PROCESSABLE_STATUSES)
+    for name in ("proof", "proof_running_short_did", "object_progress", "legacy_fields",
+                 "proof_with_video_fields", "string__id_without_id"):
+        assert QUIRKS[name].get("_id") in (OBJECT_ID, JOB_ID) and name not in stand_in_names
+        assert proves_ours(json_reply(name, 200, {"success": True, "data": QUIRKS[name]}))
+
+
+@given(record=near_proofs(JOB_ID, ME))
+def test_every_generated_real_record_carries_an__id(record: dict[str, Any]) -> None:
+    if not is_monitor_stand_in(record):
+        assert record.get("_id") not in (None, "", {}, []), record
+
+
+@pytest.mark.parametrize("name", sorted(JOB_METHODS))
+@given(record=stand_ins(JOB_ID, ME))
+def test_a_stand_in_in_the_real_servers_shape_never_confirms(
+    name: str, record: dict[str, Any]
+) -> None:
+    reply = json_reply("stand_in", 200, {"success": True, "data": record},
+                       expect=expected_for_id(record, JOB_ID))
+    assert is_monitor_stand_in(record) and not proves_ours(reply)
+    check_job_answer(reply, name)
 
 
 @given(reply=replies(other_answers()), name=st.sampled_from(sorted(OTHER_METHODS)))

@@ -37,7 +37,11 @@ CANARIES = [
     Canary("documented", ("S1", "S2"), True, 1000),
     Canary("trust-gateway", ("S1", "S2"), True, 100),
     Canary("hardened-without-absent-is-wait", ("S1", "S2"), True, 1000),
-    Canary("hardened-without-settle", ("S1", "S2"), True, 300),
+    # 500: the derandomized search's path depends on every draw of the world; since the
+    # monitor's stand-in carries the gateway's status and owner (as the real server's does),
+    # worlds with synthetic answers take other pre-claim paths, and 300 no longer reached a
+    # two-encoder counterexample (it needed about 500; the old stand-in needed about 250).
+    Canary("hardened-without-settle", ("S1", "S2"), True, 500),
     Canary("hardened-without-tier-precedence", ("S1", "S2"), True, 2000),
     Canary("hardened-without-conditional-claim", ("S1", "S2"), False, 1000,
            fixed=(("infra_fraction", 1.0),)),

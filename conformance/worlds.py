@@ -21,11 +21,20 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from sim import CheckResult, History, ProtocolFactory, RunResult, Scenario, Streams, run_once
+from sim import (
+    CheckResult,
+    History,
+    ProtocolFactory,
+    RunResult,
+    Scenario,
+    Streams,
+    l1_bound,
+    run_once,
+)
 from verifier import Policy
 from verifier.protocol import OwnershipProtocol
 
-__all__ = ["BASE", "Race", "World", "believers", "race", "worlds", "write_margin"]
+__all__ = ["BASE", "Race", "World", "believers", "judge_race", "race", "worlds", "write_margin"]
 
 #: The frame every generated world varies: short work (so races are cheap to run), the
 #: timing model's bounds (Δ 5 s, G 2 s, P 2 s, ε 1 s, C 3 s, R 10 s, T 60 s), faults that stop
@@ -38,6 +47,7 @@ BASE = Scenario(
     monitor_synthetic_rate=0.0, monitor_error_rate=0.0, pause_max=2.0, clock_drift=1.0,
     cancel_latency=3.0, recheck_interval=10.0, confirm_timeout=20.0, poll_interval=20.0,
     download_mean_s=3.0, encode_mean_s=20.0, upload_mean_s=3.0, phase_sigma=0.3,
+    progress_step_s=5.0,
     finish_complete_min=45.0, finish_complete_max=60.0, faults_until=900.0,
     gateway_outage_mean_s=30.0,
     max_time=6 * 3600.0,
@@ -78,14 +88,20 @@ def timing_points(draw: st.DrawFn) -> dict[str, float]:
     drift = draw(_levels(1.0, 0.0))
     cancel = draw(_levels(3.0, 0.5))
     reassign = draw(_levels(60.0, 30.0))
-    budget = reassign - (drift + pause + cancel)
+    # N: far away (the rule never binds these short jobs) or 2T, short enough to bind on a
+    # stall yet long enough for a job's first progress change to be proven in time (N = T
+    # left a healthy job no time to prove its first change after a settle and a confirm).
+    progress = draw(_levels(300.0, 2 * reassign))
+    # Each clock less its margin; drift accumulates at ε per T, so ε·N/T over N.
+    budget = min(reassign - drift, progress - drift * progress / reassign) - pause - cancel
     proof = lag + pause + g  # a read this long after a gateway ping can prove it landed
     recheck = min(draw(_levels(10.0, 3.0)), budget - proof - 1.0)
     settle = 3 * g + drift + lag
     return {
         "write_delay": g, "monitor_lag": lag, "monitor_lag_mean": min(1.0, lag),
         "pause_max": pause, "clock_drift": drift, "cancel_latency": cancel,
-        "reassign_timeout": reassign, "recheck_interval": recheck,
+        "reassign_timeout": reassign, "progress_timeout": progress,
+        "recheck_interval": recheck,
         "confirm_timeout": max(min(20.0, budget - settle - proof - 1.0), 1.0),
     }
 
@@ -121,6 +137,8 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         "edge_rate": draw(_levels(0.0, 0.5, 0.9)),
         "await_pause_rate": draw(_levels(0.0, 0.1, 0.3)),
         "reassign_scan_interval": draw(_levels(5.0, 0.0)),
+        # Work that stops reporting progress for a while: the no-progress reassignment rule.
+        "stall_rate": draw(_levels(0.0, 0.3)),
     }
     changes.update(draw(timing_points()))
     if not inside_model:
@@ -137,17 +155,27 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
 
 @dataclass
 class Race:
+    """One world run under one chain, and its verdicts: ``S1``, ``S2``, ``S3``, ``lease`` (the
+    lease, a lemma of S2: no owner still processing when the gateway reassigns its job by
+    timeout) and ``L1``. In a world inside the timing model whose faults stop, ``L1`` is judged
+    with the hardened chain's time bound (:func:`sim.l1_bound`, from ``faults_until``): every
+    job committed within the bound's protocol time plus its work; otherwise only completion."""
+
     world: World
     chain: str
     result: RunResult
     checks: dict[str, CheckResult] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not self.checks:
+            self.checks = judge_race(self.world, self.result)
+
     def violated(self, *names: str) -> list[CheckResult]:
-        return [self.result.checks[n] for n in names if not self.result.checks[n].ok]
+        return [self.checks[n] for n in names if not self.checks[n].ok]
 
     def explain(self, *names: str) -> str:
         """A replayable counterexample: world, fault schedule, history, replay command."""
-        bad = self.violated(*names) or [self.result.checks[n] for n in names]
+        bad = self.violated(*names) or [self.checks[n] for n in names]
         job = next((c.jobs[0] for c in bad if c.jobs), self.result.jobs[0])
         saved = save_counterexample(self.world, self.chain, job)
         history = self.result.history
@@ -167,6 +195,17 @@ class Race:
             f"  {saved}",
         ]
         return "\n".join(lines)
+
+
+def judge_race(world: World, result: RunResult) -> dict[str, CheckResult]:
+    """The run's checks, with L1 judged on time (see :class:`Race`) when the world is inside
+    the timing model and its faults stop."""
+    checks = dict(result.checks)
+    sc = world.scenario
+    if sc.inside_model() and sc.faults_until is not None:
+        checks["L1"] = l1_bound(sc).check(result.history, jobs=result.jobs,
+                                          horizon=sc.faults_until)
+    return checks
 
 
 def race(world: World, chain: str, *, protocol: ProtocolFactory = OwnershipProtocol,

@@ -23,7 +23,7 @@ import-linter contract checks it in CI)::
                  _world.py        ``World``: database, gateway, monitor, aid, faults, arrivals
                  _encoder.py      ``Encoder``: the SimPy driver of ``verifier.protocol``
                  _runner.py       ``run_once``: one world, one chain, one seed → checks, metrics
-                 _checkers.py     S1, S2, S3, L1 on a history
+                 _checkers.py     S1, S2, S3, the lease, L1 (and its bound) on a history
                  _metrics.py      the measures chains are compared by
     (below)      verifier         the production package: the protocol the simulator runs
 
@@ -37,12 +37,15 @@ from __future__ import annotations
 
 from ._checkers import (
     CheckResult,
+    L1Bound,
     check_all,
     check_l1,
+    check_lease,
     check_s1,
     check_s2,
     check_s3,
     double_assigned_jobs,
+    l1_bound,
     processing_intervals,
 )
 from ._history import WORLD, History, Record
@@ -57,6 +60,7 @@ __all__ = [
     "WORLD",
     "CheckResult",
     "History",
+    "L1Bound",
     "ProtocolFactory",
     "Record",
     "RunMetrics",
@@ -72,12 +76,14 @@ __all__ = [
     "apply_overrides",
     "check_all",
     "check_l1",
+    "check_lease",
     "check_s1",
     "check_s2",
     "check_s3",
     "compute_metrics",
     "double_assigned_jobs",
     "judge",
+    "l1_bound",
     "load_scenario",
     "processing_intervals",
     "replay_command",

@@ -1,4 +1,5 @@
-"""Checkers of the safety properties S1, S2, S3 and the liveness property L1, on a history.
+"""Checkers of the safety properties S1, S2, S3 (with the lease, a lemma of S2) and the
+liveness property L1, on a history.
 
 A checker reads only a :class:`~sim._history.History`, never the simulator: what the encoders
 and the world *recorded* is the evidence, exactly as in Jepsen. That keeps the checkers honest
@@ -35,16 +36,21 @@ from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from ._history import WORLD, History, Record
+from ._scenario import Scenario
 
 __all__ = [
     "CheckResult",
     "Interval",
+    "L1Bound",
     "check_all",
     "check_l1",
+    "check_lease",
     "check_s1",
     "check_s2",
     "check_s3",
     "double_assigned_jobs",
+    "faults_stopped",
+    "l1_bound",
     "processing_intervals",
 ]
 
@@ -52,6 +58,10 @@ MAX_EXAMPLES: Final = 5
 _NEVER: Final = sys.maxsize  # position of "no further crash"
 #: A crash is recorded as ``info`` (the process vanished mid-operation); ``ok`` is accepted too.
 _CRASH_PHASES: Final = frozenset({"info", "ok"})
+#: World ``requeue`` reasons that are reassignments by timeout: the gateway taking a job away
+#: from its owner because the owner went silent ("no ping for T") or made no progress ("no
+#: progress ..."). A release, a failJob or a rejectJob is the owner's own act, not a timeout.
+TIMEOUT_REQUEUES: Final = ("no ping", "no progress")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +69,8 @@ class CheckResult:
     """The verdict of one property on one history.
 
     ``violations`` counts what the property counts (S1: bad starts; S2: overlapping pairs;
-    S3: bad commits; L1: jobs lost, stuck or late); ``jobs`` are the violating job ids, sorted;
+    S3: bad commits; lease: timeout reassignments of an owner still processing; L1: jobs
+    lost, stuck or late); ``jobs`` are the violating job ids, sorted;
     ``examples`` are up to five explanations a reader can check against the history.
     """
 
@@ -319,14 +330,109 @@ def check_s3(history: History) -> CheckResult:
     return _s3(_Partition(history))
 
 
-# ---------------------------------------------------------------------------------------- L1
+# ------------------------------------------------------------------------------------- lease
 
 
-def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
-        bound: float | None) -> CheckResult:
+#: At the exact edges of the model the lease's stop and the gateway's reassignment coincide
+#: (stopped by ``lease_base + T - ε``, reassigned no earlier); the drifting clock's conversions
+#: (``now·(1+drift)`` and back) can put the stop a few ulps after. A microsecond is far below
+#: every bound of the model, so nothing real hides in it.
+_ROUNDING: Final = 1e-6
+
+
+def _lease(part: _Partition) -> CheckResult:
+    """At each world ``requeue`` whose reason is a timeout (:data:`TIMEOUT_REQUEUES`), the
+    job's owner of record must not be processing it.
+
+    The owner of record is the encoder of the latest world ``assign`` since the job's previous
+    ``requeue`` (by position: the order in which the world applied them); a requeue leaves the
+    job unowned. It is processing at the requeue's time ``t`` when one of its intervals has
+    ``start < t < end``: an interval closed at ``t`` (stopped, cancelled or crashed at that very
+    instant) has ended in time, as the lease's proof allows (stopped by
+    ``lease_base + T - ε``, reassigned no earlier). Only the owner counts: an encoder whose
+    assignment was overwritten by another accept is not timed out by the gateway (an overlap
+    it causes is S2's to judge).
+    """
     violations = 0
     bad_jobs: list[str] = []
     examples: list[str] = []
+    intervals = part.intervals()
+    for job, recs in part.by_job.items():
+        owner: tuple[Any, Any] | None = None
+        for _, (t, process, _, op, phase, value) in recs:
+            if process != WORLD or phase != "ok":
+                continue
+            if op == "assign":
+                owner = _pair(value)
+                continue
+            if op != "requeue":
+                continue
+            reason, held, owner = str(value), owner, None
+            if held is None or not reason.startswith(TIMEOUT_REQUEUES):
+                continue
+            for iv in intervals.get(job, ()):
+                if iv.process == held[0] and iv.start < t < iv.end - _ROUNDING:
+                    violations += 1
+                    bad_jobs.append(job)
+                    if len(examples) < MAX_EXAMPLES:
+                        examples.append(
+                            f"job {job}: {iv.process}, its owner (epoch {held[1]}), was still "
+                            f"processing it [{_fmt(iv.start)}, {_fmt(iv.end)}] ({iv.how}) when "
+                            f"the gateway reassigned it at {_fmt(t)} ({reason})")
+                    break
+    return _result("lease", violations, bad_jobs, examples)
+
+
+def check_lease(history: History) -> CheckResult:
+    """The lease (a lemma of S2): an owner's work is stopped before the gateway reassigns the
+    job away from it by timeout."""
+    return _lease(_Partition(history))
+
+
+# ---------------------------------------------------------------------------------------- L1
+
+
+def _work_spans(part: _Partition) -> tuple[list[float], list[float], list[float]]:
+    """The union of every interval closed by the work's natural end (``done``), any job and
+    any encoder, as sorted disjoint ``[start, end]`` spans, with prefix sums of their lengths."""
+    done = sorted((iv.start, iv.end) for ivs in part.intervals().values() for iv in ivs
+                  if iv.how == "done")
+    starts: list[float] = []
+    ends: list[float] = []
+    for a, b in done:
+        if ends and a <= ends[-1]:
+            ends[-1] = max(ends[-1], b)
+        else:
+            starts.append(a)
+            ends.append(b)
+    prefix = [0.0]
+    for a, b in zip(starts, ends, strict=True):
+        prefix.append(prefix[-1] + (b - a))
+    return starts, ends, prefix
+
+
+def _covered(spans: tuple[list[float], list[float], list[float]], lo: float, hi: float
+             ) -> float:
+    """How much of ``[lo, hi]`` the spans cover."""
+    starts, ends, prefix = spans
+    if hi <= lo or not starts:
+        return 0.0
+    i = bisect_right(ends, lo)  # the first span ending after lo
+    j = bisect_right(starts, hi)  # the spans starting at or before hi
+    if i >= j:
+        return 0.0
+    total = prefix[j] - prefix[i]
+    total -= max(0.0, lo - starts[i])
+    total -= max(0.0, ends[j - 1] - hi)
+    return max(total, 0.0)
+
+
+def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
+        bound: float | None, residual: float = 0.0) -> CheckResult:
+    violations = 0
+    bad_jobs: list[str] = []
+    examples: list[str] = []
+    spans = _work_spans(part) if bound is not None else ([], [], [0.0])
     for job in dict.fromkeys(jobs):
         recs = part.by_job.get(job, [])
         commit_at = next((r[0] for _, r in recs
@@ -340,24 +446,143 @@ def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
         if bound is None:
             continue
         t0 = recs[0][1][0]
-        deadline = (t0 if horizon is None else max(t0, horizon)) + bound
+        since = t0 if horizon is None else max(t0, horizon)
+        allowance = bound + (residual if horizon is not None and t0 < horizon else 0.0)
+        work = _covered(spans, since, commit_at)
+        deadline = since + allowance + work
         if commit_at > deadline:
             violations += 1
             bad_jobs.append(job)
             examples.append(f"job {job}: first seen {_fmt(t0)}, committed {_fmt(commit_at)}, "
-                            f"after the deadline {_fmt(deadline)}")
+                            f"after the deadline {_fmt(deadline)} ({allowance:.3f} s of protocol "
+                            f"time allowed from {_fmt(since)}, plus {work:.3f} s of work)")
     return _result("L1", violations, bad_jobs, examples)
 
 
 def check_l1(history: History, *, jobs: Iterable[str], horizon: float | None = None,
-             bound: float | None = None) -> CheckResult:
+             bound: float | None = None, residual: float = 0.0) -> CheckResult:
     """L1 completion: every job in ``jobs`` is committed, and with ``bound`` on time.
 
     A chain that never lets anything run is safe and useless; L1 keeps it honest. With
-    ``bound``, a job first recorded at ``t0`` must be committed by ``max(t0, horizon) + bound``
-    (``horizon`` being when faults stopped; without it, by ``t0 + bound``).
+    ``bound``, a job first recorded at ``t0`` must be committed by
+    ``since + bound + work``, where ``since = max(t0, horizon)`` (``horizon`` being when
+    faults stopped; without it, ``t0``) and ``work`` is the time within ``[since, commit]``
+    during which some encoder's work was running to its natural end (``done`` intervals, any
+    job): work lasts as long as the user's job does, so only the rest, the protocol's time, is
+    bounded. A job first recorded before ``horizon`` is allowed ``residual`` more: the time
+    what the faults left behind (a stale assignment, a doomed attempt) takes to clear.
+    :func:`l1_bound` derives both from a scenario.
     """
-    return _l1(_Partition(history), jobs, horizon, bound)
+    return _l1(_Partition(history), jobs, horizon, bound, residual)
+
+
+@dataclass(frozen=True, slots=True)
+class L1Bound:
+    """The time bound of L1 for the hardened chain in a world inside the timing model, each
+    term named (``docs/safety-model.md``, L1). Seconds of *protocol* time: the work itself is
+    excused by :func:`check_l1`.
+
+    ``hand_out``: from the job being claimable to the poll that hands it to an attempt that
+    will see it free; ``attempt``: from that poll to the start of the work; ``finish``: from
+    the work's end to the commit; ``others``: other jobs holding every encoder (0 with one
+    job); ``residual``: for a job first seen before the faults stopped, the time what they
+    left behind takes to clear.
+    """
+
+    hand_out: float
+    attempt: float
+    finish: float
+    others: float
+    residual: float
+
+    @property
+    def bound(self) -> float:
+        """The allowance of a job first seen once faults have stopped."""
+        return self.hand_out + self.attempt + self.finish + self.others
+
+    def check(self, history: History, *, jobs: Iterable[str], horizon: float | None
+              ) -> CheckResult:
+        """:func:`check_l1` with this bound, from when faults stopped: ``horizon`` (the
+        scenario's ``faults_until``), or the end of a fault window still open then (an outage
+        that began before the horizon lasts its full length)."""
+        return check_l1(history, jobs=jobs, horizon=faults_stopped(history, horizon),
+                        bound=self.bound, residual=self.residual)
+
+
+def faults_stopped(history: History, horizon: float | None) -> float | None:
+    """When faults stopped: ``horizon``, or later, the end of the last fault window (world
+    ``fault`` ``invoke``/``ok`` records of one kind) that began before it."""
+    if horizon is None:
+        return None
+    end = horizon
+    opened: dict[Any, float] = {}
+    for t, process, job, op, phase, value in history.records:
+        if process != WORLD or job is not None or op != "fault":
+            continue
+        if phase == "invoke":
+            opened[value] = t
+        elif phase == "ok" and opened.pop(value, math.inf) < horizon:
+            end = max(end, t)
+    if any(start < horizon for start in opened.values()):
+        return math.inf  # a window that never closed: the faults never stopped
+    return end
+
+
+def l1_bound(scenario: Scenario) -> L1Bound:
+    """L1's time bound for the hardened chain in ``scenario``, assuming the world is inside the
+    timing model once ``faults_until`` has passed. The derivation, term by term, is in
+    ``docs/safety-model.md`` (L1); in short, with λ the slowest reply of a tier in use
+    (1.5 × its latency), κ = 1 / (1 − ε/T) the most a drifting clock stretches a wait, and
+    ``settle = 3G + ε + Δ``:
+
+    * ``hand_out = Δ + poll_interval + max(1.5 × poll_interval, 5) + λ``: polls within Δ of
+      the job becoming claimable may read it still taken through the monitor and skip it; the
+      gateway re-offers it ``poll_interval`` later, and an encoder that is not in an attempt
+      polls at least every ``max(1.5 × poll_interval, 5) + λ``;
+    * ``attempt = 4λ + κ · settle``: the poll's reply, the pre-claim read, the claim, the
+      settle wait, the deciding read;
+    * ``finish = 2λ``: a ping and a re-check in flight when the work ends; the commit lands
+      when the finish is sent;
+    * ``residual = P + max(G + T + S, κ(T − (ε + P + C)) + C,
+      gateway_timeout + κ(settle + confirm_timeout + retry_interval) + 2λ, restart_delay)``:
+      a pause in progress; then a stale assignment reassigned by the gateway's scan, a lease
+      that runs out and its work cancelled, a confirmation that gives up, or every encoder
+      restarting after a crash;
+    * ``others = (jobs − 1) × (residual + hand_out + attempt + finish)``.
+
+    Infinite (no bound) when some encoder has no tier that can confirm ownership (a community
+    node without the monitor skips every job it is offered, without a record), when the work
+    can stall (``stall_rate``: a stalled job is cancelled and reassigned, as often as it
+    stalls), or when ``ε ≥ T``.
+    """
+    sc = scenario
+    latencies = [sc.gateway_latency, sc.monitor_latency]
+    if sc.infra_fraction > 0:
+        latencies.append(sc.database_latency)
+    if sc.aid_fraction > 0:
+        latencies.append(sc.aid_latency)
+    lam = 1.5 * max(latencies)
+    t = sc.reassign_timeout
+    stalls = getattr(sc, "stall_rate", 0.0) > 0
+    if stalls or sc.clock_drift >= max(t, 1.0) or (
+            sc.infra_fraction < 1 and sc.monitor_fraction < 1):
+        inf = math.inf
+        return L1Bound(inf, inf, inf, inf, inf)
+    kappa = 1.0 / (1.0 - sc.clock_drift / max(t, 1.0))
+    settle = 3 * sc.write_delay + sc.clock_drift + sc.monitor_lag
+    margin = sc.clock_drift + sc.pause_max + sc.cancel_latency
+    hand_out = sc.monitor_lag + sc.poll_interval + max(1.5 * sc.poll_interval, 5.0) + lam
+    attempt = 4 * lam + kappa * settle
+    finish = 2 * lam
+    residual = sc.pause_max + max(
+        sc.write_delay + t + sc.reassign_scan_interval,
+        kappa * max(t - margin, 0.0) + sc.cancel_latency,
+        sc.gateway_timeout + kappa * (settle + sc.confirm_timeout + sc.retry_interval)
+        + 2 * lam,
+        sc.restart_delay if sc.crashes_per_hour > 0 else 0.0,
+    )
+    others = (sc.jobs - 1) * (residual + hand_out + attempt + finish)
+    return L1Bound(hand_out, attempt, finish, others, residual)
 
 
 # ------------------------------------------------------------------- the race denominator
@@ -399,9 +624,10 @@ def double_assigned_jobs(history: History, *, tiers: Collection[str] | None = No
 
 
 def check_all(history: History, *, jobs: Iterable[str], horizon: float | None = None,
-              bound: float | None = None, partition: _Partition | None = None
-              ) -> dict[str, CheckResult]:
-    """S1, S2, S3 and L1 on one partition of the history (one pass, shared intervals).
+              bound: float | None = None, residual: float = 0.0,
+              partition: _Partition | None = None) -> dict[str, CheckResult]:
+    """S1, S2, S3, L1 and the lease on one partition of the history (one pass, shared
+    intervals).
 
     ``partition`` lets a caller that also computes metrics share the one pass."""
     part = partition if partition is not None else _Partition(history)
@@ -409,5 +635,6 @@ def check_all(history: History, *, jobs: Iterable[str], horizon: float | None = 
         "S1": _s1(part),
         "S2": _s2(part),
         "S3": _s3(part),
-        "L1": _l1(part, jobs, horizon, bound),
+        "L1": _l1(part, jobs, horizon, bound, residual),
+        "lease": _lease(part),
     }

@@ -28,6 +28,7 @@ from verifier.protocol import (
     Observe,
     OwnershipProtocol,
     PhaseChanged,
+    Progressed,
     Sleep,
     StartWork,
     TierFailed,
@@ -48,6 +49,8 @@ __all__ = ["Encoder"]
 
 _UNSUPPORTED = WriteAnswered(WriteOutcome.UNKNOWN, detail="not supported by this tier")
 _PHASES = ("download", "encode", "upload")
+#: What each phase's progress reports range over (``download_pct``, then ``pct``).
+_PCT_RANGE = {"download": (0.0, 100.0), "encode": (0.0, 90.0), "upload": (90.0, 100.0)}
 _WORK_DONE = WorkEnded(True)
 
 
@@ -115,8 +118,14 @@ class Encoder:
         """This encoder's (drifting) clock, as the protocol sees it."""
         return self.env.now * (1.0 + self.drift)
 
-    def wait(self, duration: float) -> Generator[simpy.Event, Any, None]:
-        """Let ``duration`` pass, living through pauses (which extend it) or dying in a crash."""
+    def wait(self, duration: float, *, frozen: bool = False) -> Generator[simpy.Event, Any, None]:
+        """Let ``duration`` pass, living through pauses or dying in a crash.
+
+        A pause freezes the process, not the world: a timer or a reply due during a pause is
+        seen when the pause ends, so the wait ends at ``max(its end, the pause's end)``, never
+        later (adding every pause's length to one wait would stretch a single stall past P,
+        which the model does not allow). ``frozen``: the wait is the process's own work (the
+        cancelled work winding down), which a pause stops, so it is extended by the pause."""
         env = self.env
         end = env.now + max(duration, 0.0)
         while True:
@@ -125,8 +134,10 @@ class Encoder:
                 yield env.timeout(t - env.now)
             if env.now >= self.crash_at:
                 raise _Crashed
-            if env.now >= self.pause_at:
-                end += yield from self._pause()
+            if env.now >= self.pause_at and env.now < end:
+                length = yield from self._pause()
+                if frozen:
+                    end += length
                 continue
             return
 
@@ -178,7 +189,10 @@ class Encoder:
                 self.env.now > self.pause_ended) and self.rng.random() < sc.await_pause_rate:
             pending = self.pause_at
             yield from self._pause(sc.pause_max)
-            self.pause_at = pending  # the random pause schedule is not disturbed
+            # The random pause schedule is not disturbed, except that a random pause due
+            # during this one is skipped: it would start as this one ends, one stall > P.
+            self.pause_at = pending if pending > self.env.now else self._next(
+                sc.pauses_per_hour)
 
     def _crash(self) -> None:
         now = self.env.now
@@ -264,10 +278,34 @@ class Encoder:
                                strict=True):
             events.append((t, PhaseChanged(phase)))
             # Lognormal with the given mean: mu = ln(mean) - sigma²/2.
-            t += rng.lognormvariate(math.log(max(mean, 1e-9)) - sigma * sigma / 2, sigma)
+            length = rng.lognormvariate(math.log(max(mean, 1e-9)) - sigma * sigma / 2, sigma)
+            t = self._progress(events, phase, t, length)
         events.append((t, _WORK_DONE))
         self.work, self.work_job = events, job_id
         return WorkStarted()
+
+    def _progress(self, events: list[tuple[float, Answer]], phase: str, t: float,
+                  length: float) -> float:
+        """The phase's progress reports, every ``progress_step_s`` of work, and maybe one
+        stall (no report for a while, the phase that much longer; a fault, so none after the
+        faults stop). Returns the phase's end.
+        Progress only grows, so every report is a change: ``download_pct`` while downloading,
+        then ``pct`` from 0 to 90 while encoding and from 90 to 100 while uploading."""
+        sc = self.sc
+        stall_at, stall = math.inf, 0.0
+        if sc.stall_rate and t < self.world.horizon and self.rng.random() < sc.stall_rate:
+            stall_at = self.rng.random() * length
+            stall = self.rng.random() * 2 * sc.progress_timeout
+        step = sc.progress_step_s
+        low, high = _PCT_RANGE[phase]
+        done = step
+        while done < length:
+            share = round(low + (high - low) * done / length, 3)
+            at = t + done + (stall if done > stall_at else 0.0)
+            events.append((at, Progressed(0.0, share) if phase == "download" else
+                           Progressed(share, 100.0)))
+            done += step
+        return t + length + stall
 
     def _record_natural_end(self, until: float) -> None:
         """If the work ended on its own before ``until``, record its stop at that time."""
@@ -285,7 +323,7 @@ class Encoder:
             self.work = []
             latency = self.sc.cancel_latency if self._edge() else (
                 self.rng.random() * self.sc.cancel_latency)
-            yield from self.wait(latency)
+            yield from self.wait(latency, frozen=True)
             self.history.add(self.env.now, self.name, job_id, "stop", "ok", "cancelled")
         self.work, self.work_job = [], None
         return WorkStopped()

@@ -66,6 +66,8 @@ class Scenario:
     #: The gateway's reassignment scan runs this often; 0 = exactly T after the last ping
     #: (the adversary's edge: no scan slack for a late lease to hide in).
     reassign_scan_interval: float = 5.0
+    #: N: no progress change for this long → back to the queue, pings or not (~5 min).
+    progress_timeout: float = 300.0
     finish_complete_min: float = 45.0
     finish_complete_max: float = 60.0
     gateway_latency: float = 0.05
@@ -81,7 +83,8 @@ class Scenario:
     #: ... except with this probability, when it is Δ × monitor_lag_tail_factor (outside).
     monitor_lag_tail: float = 0.0
     monitor_lag_tail_factor: float = 10.0
-    #: Probability of the synthetic HTTP 200 job (no status, no owner: its DB view is down).
+    #: Probability of the monitor's stand-in HTTP 200 job (its database view misses the job):
+    #: built from the gateway's answer, so it may carry a status and the gateway's owner.
     monitor_synthetic_rate: float = 0.01
     monitor_error_rate: float = 0.01
     monitor_outages_per_hour: float = 0.0
@@ -100,6 +103,12 @@ class Scenario:
     upload_mean_s: float = 30.0
     #: Lognormal shape of phase durations (sigma of the underlying normal).
     phase_sigma: float = 0.5
+    #: The work reports progress (a new value) this often, in every phase.
+    progress_step_s: float = 30.0
+    #: Probability that a work phase stalls once: no progress reported for a stretch drawn
+    #: uniformly up to 2 × progress_timeout, by which the phase lasts longer. The gateway
+    #: reassigns a stalled job after N; the hardened chain must have stopped it by then.
+    stall_rate: float = 0.0
     crashes_per_hour: float = 0.0
     restart_delay: float = 30.0
     pauses_per_hour: float = 0.0
@@ -144,7 +153,7 @@ class Scenario:
                      "status_lie_rate", "monitor_lag_tail", "monitor_synthetic_rate",
                      "monitor_error_rate", "aid_fraction", "pause_tail", "edge_rate",
                      "await_pause_rate", "database_error_rate", "ping_loss_rate",
-                     "wake_on_requeue"):
+                     "wake_on_requeue", "stall_rate"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
         if self.assignment not in ("myjob", "getjob"):
@@ -157,8 +166,8 @@ class Scenario:
             raise ScenarioError("jobs: must be a positive integer")
         if self.finish_complete_max < self.finish_complete_min:
             raise ScenarioError("finish_complete_max: must be >= finish_complete_min")
-        if self.recheck_interval <= 0 or self.poll_interval <= 0:
-            raise ScenarioError("recheck_interval and poll_interval must be > 0")
+        if self.recheck_interval <= 0 or self.poll_interval <= 0 or self.progress_step_s <= 0:
+            raise ScenarioError("recheck_interval, poll_interval and progress_step_s must be > 0")
 
     def timing_model(self) -> TimingModel:
         """The hardened chain's assumptions: exactly the world's in-model bounds."""
@@ -170,6 +179,7 @@ class Scenario:
             recheck_interval=self.recheck_interval,
             cancel_latency=self.cancel_latency,
             reassign_timeout=self.reassign_timeout,
+            progress_timeout=self.progress_timeout,
             confirm_timeout=self.confirm_timeout,
             retry_interval=self.retry_interval,
         )

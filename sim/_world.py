@@ -12,7 +12,8 @@ The behaviours are those of ``docs/contract.md``; each lie is a named scenario p
 * an accept's reply can be lost while its write lands (``reply_loss_rate``);
 * pings from non-owners are answered OK and ignored; ``jobstatus`` may say "yours" falsely;
 * jobs without a ping for T go back to the queue; finish → ``uploading`` → ``complete``;
-* the monitor reads the database as of ``now - lag`` and sometimes answers a synthetic job;
+* the monitor reads the database as of ``now - lag`` and sometimes answers a stand-in job
+  built from the gateway's view (its status, and the owner the gateway believes in);
 * the database and aid claims are atomic and conditional; the canaries' blind claim and
   unfenced finish exist here (and only here) so the suites can prove they are caught.
 
@@ -61,6 +62,9 @@ OK: Final = WriteAnswered(WriteOutcome.OK)
 _NOT_YOURS: Final = WriteAnswered(WriteOutcome.REFUSED, detail="job does not belong to you")
 _NOT_AVAILABLE: Final = WriteAnswered(WriteOutcome.REFUSED, detail="job is not available")
 _OUTAGE: Final = "503 Service Unavailable"
+#: A job's progress as pings report it: (pct, download_pct). An assignment resets it to none.
+Progress = tuple[float, float]
+NO_PROGRESS: Final[Progress] = (0.0, 0.0)
 
 
 class Job:
@@ -68,7 +72,8 @@ class Job:
 
     __slots__ = (
         "attempts", "created", "epoch", "epoch_of_did", "epoch_of_token", "id", "last_pinged",
-        "log_states", "log_times", "owned_at", "owner", "pending", "status", "token",
+        "log_states", "log_times", "owned_at", "owner", "pending", "progress",
+        "progress_changed", "status", "token",
     )
 
     def __init__(self, job_id: str, created: float) -> None:
@@ -80,6 +85,10 @@ class Job:
         self.pending: str | None = None  # an accepted write still in flight (encoder DID)
         self.owned_at = -math.inf  # when the current assignment landed
         self.last_pinged = created
+        #: The progress last stored (pct, download_pct) and when it last changed: the gateway's
+        #: second reassignment clock (no change for N). An assignment resets both.
+        self.progress = NO_PROGRESS
+        self.progress_changed = created
         self.attempts = 0
         self.created = created
         self.log_times: list[float] = [created]
@@ -200,15 +209,32 @@ class World:
         else:
             self.active.discard(job.id)
 
-    def _pinged(self, job: Job) -> None:
-        """``last_pinged`` := now; with an exact gateway (scan interval 0) the reassignment is
-        armed for exactly T later: the edge the lease must be stopped before."""
+    def _pinged(self, job: Job, progress: Progress | None = None, *,
+                assigned: bool = False) -> None:
+        """A ping that counted (or the assignment itself): ``last_pinged`` := now, and the
+        progress it carried (``None``: none reported); a change of progress, or an assignment,
+        restarts the no-progress clock. With an exact gateway (scan interval 0) each
+        reassignment is armed for exactly T (N) later: the edges the lease must be stopped
+        before."""
         job.last_pinged = stamp = self.env.now
-        if self.sc.reassign_scan_interval <= 0:
-            def expire(_event: Any) -> None:
-                if job.id in self.active and job.last_pinged == stamp:
-                    self._requeue(job, "no ping for T", failed=True)
-            self.env.timeout(self.sc.reassign_timeout).callbacks.append(expire)
+        changed = assigned or (progress is not None and progress != job.progress)
+        if changed:
+            job.progress = NO_PROGRESS if assigned or progress is None else progress
+            job.progress_changed = stamp
+        if self.sc.reassign_scan_interval > 0:
+            return
+        epoch = job.epoch
+
+        def expire_ping(_event: Any) -> None:
+            if job.id in self.active and job.last_pinged == stamp and job.epoch == epoch:
+                self._requeue(job, "no ping for T", failed=True)
+        self.env.timeout(self.sc.reassign_timeout).callbacks.append(expire_ping)
+        if changed:
+            def expire_progress(_event: Any) -> None:
+                if job.id in self.active and job.progress_changed == stamp and (
+                        job.epoch == epoch):
+                    self._requeue(job, "no progress for N", failed=True)
+            self.env.timeout(self.sc.progress_timeout).callbacks.append(expire_progress)
 
     def _edge(self, rng: Any) -> bool:
         """Whether a bounded draw takes its bound exactly (``edge_rate``). Draws nothing when
@@ -221,7 +247,7 @@ class World:
         if token is not None:
             job.epoch_of_token[token] = job.epoch
         job.owned_at = self.env.now
-        self._pinged(job)
+        self._pinged(job, assigned=True)
         self._write(job, status="assigned", owner=did, token=token)
         self.history.add(self.env.now, WORLD, job.id, "assign", "ok",
                          (encoder_name(did), job.epoch))
@@ -275,8 +301,13 @@ class World:
         while True:
             yield self.env.timeout(sc.reassign_scan_interval)
             cutoff = self.env.now - sc.reassign_timeout
-            for job_id in sorted(j for j in self.active if self.jobs[j].last_pinged < cutoff):
-                self._requeue(self.jobs[job_id], "no ping for T", failed=True)
+            stalled = self.env.now - sc.progress_timeout
+            for job_id in sorted(self.active):
+                job = self.jobs[job_id]
+                if job.last_pinged < cutoff:
+                    self._requeue(job, "no ping for T", failed=True)
+                elif job.progress_changed < stalled:
+                    self._requeue(job, "no progress for N", failed=True)
 
     def add_job(self, job_id: str) -> None:
         job = Job(job_id, self.env.now)
@@ -379,7 +410,8 @@ class World:
             return
         self._assign(job, did, None)
 
-    def gw_ping(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
+    def gw_ping(self, did: str, job_id: str, progress: Progress | None = None
+                ) -> tuple[WriteAnswered, float]:
         self.calls["gateway"] += 1
         delay = self.latency(self.sc.gateway_latency)
         if self._down(self.gateway_down, self.env.now):
@@ -395,16 +427,16 @@ class World:
             land = sc.write_delay if self._edge(self._delays) else (
                 self._delays.random() * sc.write_delay)
         if land > 0:
-            self.land(land, lambda: self._ping_landed(job, did))
+            self.land(land, lambda: self._ping_landed(job, did, progress))
         else:
-            self._ping_landed(job, did)
+            self._ping_landed(job, did, progress)
         if self._faulty() and sc.reply_loss_rate and self._lies.random() < sc.reply_loss_rate:
             return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), sc.gateway_timeout
         return OK, delay  # answered OK to non-owners too
 
-    def _ping_landed(self, job: Job, did: str) -> None:
+    def _ping_landed(self, job: Job, did: str, progress: Progress | None) -> None:
         if job.owner == did and job.status in PROCESSABLE_STATUSES:
-            self._pinged(job)
+            self._pinged(job, progress)
             if job.status == "assigned":
                 self._write(job, status="running", owner=did, token=job.token)
 
@@ -463,9 +495,27 @@ class World:
         faulty = self._faulty()
         if self._down(self.monitor_down, now) or (faulty and rng.random() < sc.monitor_error_rate):
             return TierFailed(Tier.MONITOR, "500 Failed to fetch job details"), delay
-        if faulty and rng.random() < sc.monitor_synthetic_rate:
-            job = GatewayMonitorJob(id=job_id, status=None, assigned_to=None, synthetic=True)
-            return Observed(Observation(Tier.MONITOR, job)), delay
+        draw = rng.random() if faulty else 1.0
+        if draw < sc.monitor_synthetic_rate:
+            # Its database view is down: the real server answers 200 with a stand-in it builds
+            # from the legacy gateway's status answer, so the stand-in carries the *gateway's*
+            # view, lies included (status_lie_rate: "assigned" to an encoder the gateway handed
+            # the job to; the server's request names no asker, so the lie picks one of them).
+            # With the gateway unreachable too, the server has nothing to build it from: 500.
+            # The lie and its victim come from the one draw that chose this branch (below the
+            # rate, draw / rate is uniform again), so no answer draws more than it used to.
+            if self._down(self.gateway_down, now):
+                return TierFailed(Tier.MONITOR, "500 Failed to fetch job details"), delay
+            job = self.jobs[job_id]
+            status, owner = job.status, job.owner
+            told = sorted({*job.epoch_of_did, *([job.pending] if job.pending else [])})
+            lie = draw / sc.monitor_synthetic_rate
+            if told and lie < sc.status_lie_rate:
+                victim = lie / sc.status_lie_rate
+                status, owner = "assigned", told[min(int(victim * len(told)), len(told) - 1)]
+            stand_in = GatewayMonitorJob(id=job_id, status=status, assigned_to=owner,
+                                         synthetic=True)
+            return Observed(Observation(Tier.MONITOR, stand_in)), delay
         lag = min(rng.expovariate(1.0 / sc.monitor_lag_mean), sc.monitor_lag) if (
             sc.monitor_lag_mean > 0) else 0.0
         if self._edge(rng):
@@ -522,14 +572,14 @@ class World:
     def _fenced(self, job: Job, did: str, token: str | None) -> bool:
         return job.owner == did and job.token == token and job.status in PROCESSABLE_STATUSES
 
-    def db_heartbeat(self, did: str, job_id: str, token: str | None
-                     ) -> tuple[WriteAnswered, float]:
+    def db_heartbeat(self, did: str, job_id: str, token: str | None,
+                     progress: Progress | None = None) -> tuple[WriteAnswered, float]:
         self.calls["database"] += 1
         delay = self.latency(self.sc.database_latency)
         job = self.jobs[job_id]
         if not self._fenced(job, did, token):
             return _NOT_YOURS, delay
-        self._pinged(job)
+        self._pinged(job, progress)
         if job.status == "assigned":
             self._write(job, status="running", owner=did, token=token)
         return OK, delay
@@ -568,7 +618,8 @@ class World:
         self._assign(job, did, None)
         return OK, delay
 
-    def aid_heartbeat(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
+    def aid_heartbeat(self, did: str, job_id: str, progress: Progress | None = None
+                      ) -> tuple[WriteAnswered, float]:
         self.calls["aid"] += 1
         delay = self.latency(self.sc.aid_latency)
         if self._down(self.gateway_down, self.env.now):  # one server, one outage (aid_claim)
@@ -576,7 +627,7 @@ class World:
         job = self.jobs[job_id]
         if job.owner != did or job.status not in PROCESSABLE_STATUSES:
             return _NOT_YOURS, delay
-        self._pinged(job)
+        self._pinged(job, progress)
         return OK, delay
 
     def aid_finish(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
@@ -626,13 +677,14 @@ class World:
             else:
                 answer, delay = self.aid_claim(did, job_id)
         elif kind is Heartbeat:
+            progress = (action.pct, action.download_pct)
             if via is Tier.GATEWAY:
-                answer, delay = self.gw_ping(did, job_id)
+                answer, delay = self.gw_ping(did, job_id, progress)
             elif via is Tier.DATABASE:
                 answer, delay = self._db_write(
-                    lambda: self.db_heartbeat(did, job_id, action.token))
+                    lambda: self.db_heartbeat(did, job_id, action.token, progress))
             else:
-                answer, delay = self.aid_heartbeat(did, job_id)
+                answer, delay = self.aid_heartbeat(did, job_id, progress)
         elif kind is Finish:
             if via is Tier.GATEWAY:
                 answer, delay = self.gw_finish(did, job_id)

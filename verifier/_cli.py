@@ -144,8 +144,9 @@ class _Report:
 
     @property
     def safe(self) -> bool:
-        # A synthetic record (no status / no id: the server's stand-in built from the gateway)
-        # never proves ownership, even if its fields happen to look right.
+        # A synthetic record (no status or id, or the fingerprint of the server's stand-in
+        # built from the gateway: no ``_id``, blank video fields) never proves ownership, even
+        # if its id, status and owner happen to look right: that owner is the gateway's belief.
         return (
             self.ownership is not None
             and self.ownership.is_safe_to_process
@@ -165,7 +166,8 @@ class _Report:
         if own is None or job is None or not own.job_exists:
             return "job not found"
         if job.synthetic:
-            return "synthetic answer without status or id: proves nothing"
+            return ("synthetic answer (no status or id, or the monitor's stand-in: no _id or "
+                    "blank video fields): proves nothing")
         if not own.is_owned:
             if own.actual_owner:
                 return f"assigned to {_safe_text(own.actual_owner)}"

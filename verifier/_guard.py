@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from ._errors import ClaimRefused, TierError, TierRateLimited, TierTimeout
+from ._gateway import validate_percent
 from ._ids import validate_did, validate_job_id
 from ._policy import Policy, Tier, TierSet
 from ._tiers import TierClient
@@ -50,6 +51,7 @@ from .protocol import (
     OutcomeKind,
     OwnershipProtocol,
     PhaseChanged,
+    Progressed,
     Release,
     Sleep,
     StartWork,
@@ -68,6 +70,8 @@ _LEVELS: Final = {"info": logging.INFO, "warning": logging.WARNING, "error": log
 _DEFAULT_LOGGER: Final = logging.getLogger("verifier.guard")
 #: The answer's detail when a request's deadline came before the tier answered.
 _DEADLINE_DETAIL: Final = "deadline: lease end reached"
+#: Queued when progress changes; turned into the latest :class:`Progressed` when delivered.
+_PROGRESS_REPORTED: Final = Progressed(-1.0)
 
 _T = TypeVar("_T")
 
@@ -81,6 +85,9 @@ class ClaimedJob:
 
     Phases matter: the documented chain pinged only while encoding (defect 5); the hardened
     chain pings in every phase, and its ping carries the latest progress reported here.
+    Progress matters too: the gateway reassigns a job whose progress has not changed for
+    ``progress_timeout`` (N), so work that reports no progress change for about N loses its
+    lease and is cancelled before that happens (``docs/safety-model.md``, "Lease").
     """
 
     def __init__(self, job_id: str, events: asyncio.Queue[Answer]) -> None:
@@ -88,6 +95,7 @@ class ClaimedJob:
         self._events = events
         self.phase = ""
         self.progress: dict[str, float] = {"pct": 0.0, "download_pct": 0.0}
+        self._progress_queued = False
 
     def set_phase(self, phase: str) -> None:
         """Report the current phase (``download``, ``encode``, ``upload``)."""
@@ -96,11 +104,24 @@ class ClaimedJob:
             self._events.put_nowait(PhaseChanged(phase))
 
     def set_progress(self, pct: float | None = None, download_pct: float | None = None) -> None:
-        """Report progress in percent; sent with the next ping."""
+        """Report progress in percent; sent with the next ping.
+
+        Values are checked at once (a number in [0, 100]), so a bad one is refused here, in the
+        caller's code, rather than failing a ping later. Reports are coalesced: the protocol is
+        told the latest values once, however often they change in between.
+        """
+        before = dict(self.progress)
         if pct is not None:
-            self.progress["pct"] = float(pct)
+            self.progress["pct"] = validate_percent(pct, "pct")
         if download_pct is not None:
-            self.progress["download_pct"] = float(download_pct)
+            self.progress["download_pct"] = validate_percent(download_pct, "download_pct")
+        if self.progress != before and not self._progress_queued:
+            self._progress_queued = True
+            self._events.put_nowait(_PROGRESS_REPORTED)
+
+    def _take_progress(self) -> Progressed:
+        self._progress_queued = False
+        return Progressed(self.progress["pct"], self.progress["download_pct"])
 
 
 ProcessFn = Callable[[ClaimedJob], Awaitable[Mapping[str, Any] | None]]
@@ -269,7 +290,7 @@ class _Run:
                     action, lambda: client.claim(self.job_id, conditional=action.conditional)
                 )
             elif isinstance(action, Heartbeat):
-                progress = dict(self.job.progress)
+                progress = {"pct": action.pct, "download_pct": action.download_pct}
                 await self._call(
                     action, lambda: client.heartbeat(self.job_id, action.token, progress)
                 )
@@ -402,13 +423,17 @@ class _Run:
     async def _sleep(self, until: float) -> Answer:
         delay = until - self.clock()
         if not self.events.empty():
-            return self.events.get_nowait()
+            return self._event(self.events.get_nowait())
         if delay <= 0:
             return Woke()
         try:
-            return await asyncio.wait_for(self.events.get(), timeout=delay)
+            return self._event(await asyncio.wait_for(self.events.get(), timeout=delay))
         except TimeoutError:
             return Woke()
+
+    def _event(self, event: Answer) -> Answer:
+        """A queued work event; the progress marker becomes the latest values, read now."""
+        return self.job._take_progress() if event is _PROGRESS_REPORTED else event
 
     async def stop_work(self) -> None:
         """Cancel the work and wait until it has really stopped; only then return.

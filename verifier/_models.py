@@ -6,9 +6,13 @@ the database tier share, so the semantics are written once.
 
 Parsing is tolerant of every quirk listed in ``docs/contract.md`` (omitted dates, null or
 absent owner, numeric progress, extra legacy fields, both status vocabularies, ``{job, rank}``
-nesting, the synthetic job with no status or owner) and strict about types: a field of the
-wrong type is a :class:`~verifier.MalformedAnswer`, never a silent default, because a default
-is how an incomplete answer turns into "safe".
+nesting, the monitor's synthetic stand-in job) and strict about types: a field of the wrong
+type is a :class:`~verifier.MalformedAnswer`, never a silent default, because a default is how
+an incomplete answer turns into "safe".
+
+The monitor's stand-in (``docs/contract.md``, "Synthetic stand-in jobs") is recognised by its
+fingerprint, not by missing fields: it can carry an id, a status and an owner, and that owner is
+the legacy gateway's belief, exactly the lie a verifier must not trust. See :func:`parse_job`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, Final
 
 from ._errors import MalformedAnswer
 from ._ids import normalize_did
+from ._policy import Tier
 
 __all__ = [
     "CLAIMABLE_STATUSES",
@@ -61,6 +66,11 @@ _KNOWN_FIELDS: Final = frozenset(
     }
 )
 _MAX_EXTRA_FIELDS: Final = 256
+#: The tier whose ``GET /jobs/{id}`` may answer the stand-in: the only one the fingerprint's
+#: ``_id`` rule applies to (see :func:`_looks_like_stand_in`).
+_MONITOR_TIER: Final = Tier.MONITOR.value
+#: Legacy fields the stand-in always carries, set to ``""``.
+_STAND_IN_LEGACY: Final = ("owner", "permlink")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +85,9 @@ class JobProgress:
 class GatewayMonitorJob:
     """One job as a tier reported it. ``status`` and ``assigned_to`` may be ``None``: unknown.
 
-    ``synthetic`` is true when the answer looks like the monitor's stand-in built from the
-    gateway (no status, or no ``id``): such a record never proves ownership.
+    ``synthetic`` is true when the record proves nothing: it has no status or no id, or (from
+    the monitor) it carries the fingerprint of the monitor's stand-in built from the gateway,
+    whatever id, status and owner it names. Such a record never proves ownership.
     """
 
     id: str
@@ -161,11 +172,69 @@ def _parse_progress(value: Any) -> JobProgress | None:
     return JobProgress(pct=_number(value, "progress"))
 
 
+def _blank(value: Any) -> bool:
+    """Empty as the stand-in's fields are: absent/null, ``""``, or an empty object or list."""
+    if value is None or isinstance(value, str):
+        return not value
+    return isinstance(value, Mapping | list) and not value
+
+
+def _looks_like_stand_in(data: Mapping[str, Any]) -> bool:
+    """Whether a monitor record has the fingerprint of the server's stand-in job.
+
+    The real server builds the stand-in field by field from the gateway's status answer: ``id``,
+    ``status``, ``assigned_to`` and ``progress`` from the gateway, ``created_at`` = now, and
+    ``metadata = {video_owner: "", video_permlink: ""}``, ``storageMetadata`` of empty
+    strings, ``input = {uri: "", size: 0}``, ``owner = ""``, ``permlink = ""``, and **no**
+    ``_id``. A record read from MongoDB always carries its ``_id`` (the monitor returns the
+    stored document whole; a string ``_id`` even stands in for a missing ``id``). So a monitor
+    record is a stand-in when:
+
+    * it has no ``_id`` (absent, null or empty), or
+    * it has the stand-in's empty signature: ``input`` and ``metadata`` objects whose ``uri``,
+      ``video_owner`` and ``video_permlink`` are all empty, or a legacy ``owner`` or
+      ``permlink`` field present and empty.
+
+    The rule fails closed on purpose. A real record wrongly taken for a stand-in costs a delay
+    only (the protocol reads it as "unknown", waits and falls back to another tier or gives
+    up); a stand-in wrongly taken for a real record could confirm the gateway's lie ("MINE")
+    and start a second encoder on a job someone else owns.
+    """
+    if _blank(data.get("_id")):
+        return True
+    inp, meta = data.get("input"), data.get("metadata")
+    if (
+        isinstance(inp, Mapping)
+        and isinstance(meta, Mapping)
+        and _blank(inp.get("uri"))
+        and _blank(meta.get("video_owner"))
+        and _blank(meta.get("video_permlink"))
+    ):
+        return True
+    return any(key in data and _blank(data[key]) for key in _STAND_IN_LEGACY)
+
+
 def parse_job(data: object, *, tier: str = "job") -> GatewayMonitorJob:
     """Parse one job record from an untrusted mapping (monitor JSON, gateway JSON, Mongo BSON).
 
     Accepts ``{job: {...}, rank: n}`` nesting. Raises :class:`MalformedAnswer` (naming
     ``tier``) when the record is not a mapping or a known field has the wrong type.
+
+    ``synthetic`` is set when the record has no id (or an empty one) or no status, and, for
+    ``tier="monitor"`` only, when it carries the stand-in's fingerprint
+    (:func:`_looks_like_stand_in`: no ``_id``, or the stand-in's empty fields). The
+    fingerprint is kept to the monitor because that is the only tier whose answer may be the
+    stand-in *and* whose real records always carry ``_id`` (``GatewayMonitorService`` passes
+    ``tier="monitor"``):
+
+    * the database tier reads the collection itself (``find_one`` without a projection): it is
+      the ground truth and never answers a stand-in. pymongo does return ``_id``, but the rule
+      would buy nothing there, and a false "stand-in" on the strongest tier would not merely
+      delay one read: it would stop every infrastructure node from confirming through it;
+    * the legacy gateway (``jobstatus``) and Gateway Aid (``/job``) answer in their own shapes,
+      which the contract does not promise to carry ``_id`` or the video fields; a rule on
+      fields they may lack would discard every honest answer of theirs (and the gateway cannot
+      confirm in the hardened chain anyway).
     """
     if not isinstance(data, Mapping):
         raise MalformedAnswer(tier, f"job should be an object, got {type(data).__name__}")
@@ -197,6 +266,9 @@ def parse_job(data: object, *, tier: str = "job") -> GatewayMonitorJob:
         extra = {k: v for k, v in data.items() if k not in _KNOWN_FIELDS}
         if len(extra) > _MAX_EXTRA_FIELDS:
             raise MalformedAnswer(tier, f"job has {len(extra)} unknown fields; refusing them")
+        # The monitor's stand-in may name an id, a status and an owner (the gateway's belief):
+        # only its fingerprint gives it away, and a record that has it never proves anything.
+        stand_in = tier == _MONITOR_TIER and _looks_like_stand_in(data)
         return GatewayMonitorJob(
             id=raw_id,
             status=status,
@@ -213,7 +285,7 @@ def parse_job(data: object, *, tier: str = "job") -> GatewayMonitorJob:
             progress=_parse_progress(data.get("progress")),
             attempt_count=attempts,
             extra=extra,
-            synthetic=synthetic or status is None,
+            synthetic=synthetic or stand_in or status is None,
         )
     except MalformedAnswer as exc:
         if exc.tier != tier:
@@ -226,9 +298,9 @@ def ownership_of(job: GatewayMonitorJob | None, expected_owner_did: str) -> Owne
 
     ``is_owned`` compares normalised DIDs; an empty normalised owner (null, absent) is never
     owned, whatever the caller's DID. ``is_safe_to_process`` additionally requires a status in
-    :data:`PROCESSABLE_STATUSES`. A record that does not say which job it is (no id: the
-    monitor's stand-in built from the gateway) is never owned; one without a status (also a
-    stand-in) is never safe.
+    :data:`PROCESSABLE_STATUSES`. A record flagged ``synthetic`` (no id, no status, or the
+    monitor's stand-in built from the gateway, whatever owner it names) is never owned, so
+    never safe: its owner is the gateway's belief, not a fact.
     """
     if job is None:
         return OwnershipResult(
@@ -237,7 +309,7 @@ def ownership_of(job: GatewayMonitorJob | None, expected_owner_did: str) -> Owne
         )
     actual = normalize_did(job.assigned_to)
     expected = normalize_did(expected_owner_did)
-    is_owned = bool(actual) and actual == expected and bool(job.id)
+    is_owned = bool(actual) and actual == expected and bool(job.id) and not job.synthetic
     return OwnershipResult(
         is_owned=is_owned,
         job_exists=True,

@@ -263,8 +263,9 @@ class GatewayMonitorService:
         """``GET {base}/jobs/{id}``: the job, or ``None`` when the monitor says it does not exist.
 
         ``None`` only for 404 with the monitor's not-found body or 200 with ``success: false``.
-        A 200 may carry the server's synthetic job (no status, no owner): it is returned as
-        parsed (``synthetic=True``) and the judgements never call it owned or safe.
+        A 200 may carry the server's synthetic stand-in built from the gateway (no ``_id``,
+        blank video fields; it may name an id, a status and the gateway's owner): it is
+        returned as parsed (``synthetic=True``) and the judgements never call it owned or safe.
         Raises ``InvalidInputError`` (before any request), ``TierTimeout``,
         ``TierRateLimited``, ``TierUnavailable`` or ``MalformedAnswer``.
         """

@@ -84,6 +84,9 @@ class TimingModel:
     cancel_latency: float = 5.0
     #: T: the gateway's reassignment timeout (no ping for T → back to the queue).
     reassign_timeout: float = 60.0
+    #: N: the gateway's second reassignment rule: no *progress change* for N → back to the
+    #: queue, even while pings keep arriving (``docs/contract.md``, "Reassignment").
+    progress_timeout: float = 300.0
     #: How long, after the settle delay, to keep asking for a confirming answer.
     confirm_timeout: float = 25.0
     #: Pause between two attempts at an unanswered read or an unknown write.
@@ -108,23 +111,46 @@ class TimingModel:
         """
         return 3 * self.write_delay + self.clock_drift + lag
 
-    def lease_margin(self) -> float:
-        """How long before ``last_ping + T`` work must already be cancelled.
+    def lease_margin(self, span: float | None = None) -> float:
+        """How long before a reassignment clock of length ``span`` (default T) runs out the
+        work must already be cancelled.
 
-        The gateway may reassign ``T`` after our last landed ping (by its clock: ε); a pause of
-        ``P`` can delay our reaction, and stopping takes ``C``.
+        The gateway reassigns ``span`` after the event it counts from, by its clock: ours may
+        diverge by the drift over that span (ε over T: :meth:`drift_over`); a pause of ``P``
+        can delay our reaction, and stopping takes ``C``.
         """
-        return self.clock_drift + self.pause + self.cancel_latency
+        drift = self.clock_drift if span is None else self.drift_over(span)
+        return drift + self.pause + self.cancel_latency
+
+    def drift_over(self, span: float) -> float:
+        """How far an encoder's clock can diverge from the gateway's over ``span``: ε is the
+        divergence over one T, i.e. a drift *rate* of ε/T. Over the no-progress clock N the
+        divergence is ε·N/T (5 s with the defaults, not 1 s: the first adversarial run of the
+        progress rule found that margin missing)."""
+        if self.reassign_timeout <= 0:
+            return self.clock_drift
+        return self.clock_drift * span / self.reassign_timeout
+
+    def lease_horizons(self) -> tuple[float, float]:
+        """How long after the last counted ping, and after the last counted progress change,
+        the work must be stopped: each clock less its own margin."""
+        t, n = self.reassign_timeout, self.progress_timeout
+        return t - self.lease_margin(), n - self.lease_margin(n)
+
+    def lease_budget(self) -> float:
+        """The shorter of the two: a healthy lease must be renewable within either."""
+        return min(self.lease_horizons())
 
     def problems(self) -> list[str]:
         """Inconsistencies that would make the hardened chain unable to keep a healthy lease."""
         found = []
-        budget = self.reassign_timeout - self.lease_margin()
+        budget = self.lease_budget()
         if self.recheck_interval + self.write_delay >= budget:
             found.append(
-                "recheck_interval + write_delay must be below reassign_timeout - "
-                f"(clock_drift + pause + cancel_latency) = {budget:g}s, or a healthy encoder "
-                "cancels its own work"
+                "recheck_interval + write_delay must be below the lease budget "
+                "min(reassign_timeout - (clock_drift + pause + cancel_latency), "
+                "progress_timeout - (drift over progress_timeout + pause + cancel_latency)) = "
+                f"{budget:g}s, or a healthy encoder cancels its own work"
             )
         # A gateway ping is proven by a read at least Δ + P + G after it (docs/safety-model.md,
         # "Lease"): the lease must outlast a ping interval plus that wait, or a healthy
@@ -132,9 +158,9 @@ class TimingModel:
         proof = self.monitor_lag + self.pause + self.write_delay
         if self.recheck_interval + proof >= budget:
             found.append(
-                "recheck_interval + monitor_lag + pause + write_delay must be below "
-                f"reassign_timeout - (clock_drift + pause + cancel_latency) = {budget:g}s, or "
-                "a healthy gateway-claimed job loses its lease between two proven pings"
+                "recheck_interval + monitor_lag + pause + write_delay must be below the lease "
+                f"budget {budget:g}s, or a healthy gateway-claimed job loses its lease between "
+                "two proven pings"
             )
         if self.settle_delay(self.monitor_lag) + self.confirm_timeout + proof >= budget:
             found.append(

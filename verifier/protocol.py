@@ -57,6 +57,7 @@ __all__ = [
     "OutcomeKind",
     "OwnershipProtocol",
     "PhaseChanged",
+    "Progressed",
     "ProtocolError",
     "Release",
     "Sleep",
@@ -102,12 +103,17 @@ class Heartbeat:
     """Renew the assignment's ``last_pinged`` through ``via``. Answer: :class:`WriteAnswered`.
 
     ``deadline`` as for :class:`Observe`: past it, the answer is ``UNKNOWN`` (the ping may
-    still land, which is harmless: the lease never counts on it).
+    still land, which is harmless: the lease never counts on it). ``pct`` and
+    ``download_pct`` are the progress the ping reports: the protocol chooses them (the latest
+    :class:`Progressed`), because it must know which value each ping carried to know when the
+    gateway last saw the progress change (the no-progress reassignment rule).
     """
 
     via: Tier
     token: str | None
     deadline: float | None = None
+    pct: float = 0.0
+    download_pct: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +151,8 @@ class CancelWork:
 class Sleep:
     """Wait until ``until`` (driver time) or a work event, whichever is first.
 
-    Answer: :class:`Woke`, or a pending :class:`WorkEnded` / :class:`PhaseChanged` (delivered
-    at once if one is already queued).
+    Answer: :class:`Woke`, or a pending :class:`WorkEnded` / :class:`PhaseChanged` /
+    :class:`Progressed` (delivered at once if one is already queued).
     """
 
     until: float
@@ -230,9 +236,17 @@ class PhaseChanged:
     phase: str  # "download" | "encode" | "upload" (free text is tolerated)
 
 
+@dataclass(frozen=True, slots=True)
+class Progressed:
+    """The work reported progress (percent); the next ping carries it."""
+
+    pct: float
+    download_pct: float = 0.0
+
+
 Answer = (
     Observed | TierFailed | WriteAnswered | WorkStarted | WorkStopped | Woke | WorkEnded
-    | PhaseChanged
+    | PhaseChanged | Progressed
 )
 
 
@@ -265,7 +279,7 @@ _ANSWERS_TO: Final[dict[type, frozenset[type]]] = {
     Release: frozenset({WriteAnswered}),
     StartWork: frozenset({WorkStarted}),
     CancelWork: frozenset({WorkStopped}),
-    Sleep: frozenset({Woke, WorkEnded, PhaseChanged}),
+    Sleep: frozenset({Woke, WorkEnded, PhaseChanged, Progressed}),
 }
 
 
@@ -281,6 +295,8 @@ class _Verdict(Enum):
 
 _Run = Generator[Action, Answer, Outcome]
 _LAG_FREE: Final = 0.0
+#: The progress an assignment starts from (the gateway resets it): never counted as a change.
+_NO_PROGRESS: Final = (0.0, 0.0)
 
 
 class OwnershipProtocol:
@@ -468,7 +484,7 @@ class OwnershipProtocol:
                       "Claim outcome unknown; verifying before anything else", detail=answer.detail)
 
         if p.verify:
-            lease_end = claim_decided + p.timing.reassign_timeout - p.timing.lease_margin()
+            lease_end = claim_decided + p.timing.lease_budget()
             refused = yield from self._verify(claim_answered, lease_end)
             if refused is not None:
                 return refused
@@ -605,6 +621,14 @@ class OwnershipProtocol:
           least ``P + G`` after the ping was decided (it was sent within P and landed within G):
           the job was ours when the ping landed, so the ping renewed it.
 
+        The gateway's second rule reassigns a job whose progress has not changed for ``N``
+        (``progress_timeout``), pings or not, so the lease also ends at
+        ``progress_base + N - margin``. The assignment starts that clock (and resets the
+        progress to none); ``progress_base`` moves only when a ping carrying a value ``v`` is
+        counted as above, and only to the instant the *first* ping carrying ``v`` was decided:
+        the gateway's last change to ``v`` was the landing of some ping carrying ``v``, and
+        none was decided earlier. "No progress" itself never counts as a change.
+
         Every request made during work carries the lease end as its deadline, so a tier that
         hangs cannot hold the work past it.
         """
@@ -617,15 +641,33 @@ class OwnershipProtocol:
         next_read = self._now + t.recheck_interval
         proof_wait = self._proof_wait()
         lost: str | None = None
-        unproven: list[float] = []  # gateway pings answered OK, decided at these instants
+        progress = _NO_PROGRESS
+        progress_base = lease_base
+        first_carried: dict[tuple[float, float], float] = {}  # value -> first ping's decision
+        # Gateway pings answered OK and not yet proven: (decided, progress carried).
+        unproven: list[tuple[float, tuple[float, float]]] = []
         proven_directly = self.claim_via in (Tier.DATABASE, Tier.AID)
+        ping_horizon, progress_horizon = t.lease_horizons()
+
+        def counted(decided: float, carried: tuple[float, float]) -> None:
+            """A ping decided at ``decided`` landed on this assignment: renew the lease."""
+            nonlocal lease_base, progress_base
+            lease_base = max(lease_base, decided)
+            if carried != _NO_PROGRESS:
+                progress_base = max(progress_base, first_carried[carried])
+
         while True:
-            lease_end = lease_base + t.reassign_timeout - t.lease_margin()
+            ping_end = lease_base + ping_horizon
+            progress_end = progress_base + progress_horizon
+            lease_end = min(ping_end, progress_end)
             lease_on = p.lease and lost is None
             deadline = lease_end if lease_on else None
             if lease_on and self._now >= lease_end:
-                # S2: the gateway may reassign at last-ping + T; be stopped before then.
-                lost = "lease expired: ownership could not be confirmed in time"
+                # S2: the gateway may reassign at last-ping + T, or at last-progress-change +
+                # N; be stopped before then.
+                lost = ("lease expired: ownership could not be confirmed in time"
+                        if ping_end <= progress_end else
+                        "lease expired: no progress change proven within progress_timeout")
                 stopped = yield from self._on_loss("LEASE_EXPIRED", lost, release=True)
                 if stopped is not None:
                     return stopped
@@ -641,20 +683,25 @@ class OwnershipProtocol:
                 if isinstance(answer, PhaseChanged):
                     self._phase = answer.phase
                     continue
+                if isinstance(answer, Progressed):
+                    progress = (answer.pct, answer.download_pct)
+                    continue
                 if lease_on and self._now >= lease_end:
                     continue  # the lease is judged at the top of the loop
             if self._now >= next_ping and not pinging:
                 next_ping = self._now + t.recheck_interval  # a tick without a ping (phase)
             elif self._now >= next_ping:
                 next_ping = self._now + t.recheck_interval
-                decided = self._now
-                answer = yield Heartbeat(self.claim_via, self.token, deadline=deadline)
+                decided, carried = self._now, progress
+                first_carried.setdefault(carried, decided)
+                answer = yield Heartbeat(self.claim_via, self.token, deadline=deadline,
+                                         pct=carried[0], download_pct=carried[1])
                 assert isinstance(answer, WriteAnswered)
                 if answer.outcome is WriteOutcome.OK:
                     if proven_directly:
-                        lease_base = max(lease_base, decided)
+                        counted(decided, carried)
                     else:
-                        unproven.append(decided)
+                        unproven.append((decided, carried))
                         next_read = min(next_read, decided + proof_wait)
                 elif answer.outcome is WriteOutcome.REFUSED and lost is None:
                     lost = f"heartbeat refused: {answer.detail}"
@@ -668,14 +715,14 @@ class OwnershipProtocol:
                 if verdict is _Verdict.MINE and obs is not None and unproven:
                     # The read reflects the database as of ``asked - lag`` or later.
                     seen = asked - self._lag(obs.tier) - t.pause - t.write_delay
-                    counted = [s for s in unproven if s <= seen]
-                    if counted:
-                        lease_base = max(lease_base, counted[-1])
-                        unproven = [s for s in unproven if s > seen]
+                    for ping in unproven:
+                        if ping[0] <= seen:
+                            counted(*ping)
+                    unproven = [ping for ping in unproven if ping[0] > seen]
                 if unproven:
                     # The next read that can prove the oldest ping, but never sooner than the
                     # retry interval: a tier that proves nothing is not hammered.
-                    next_read = min(next_read, max(unproven[0] + proof_wait,
+                    next_read = min(next_read, max(unproven[0][0] + proof_wait,
                                                    self._now + t.retry_interval))
                 if verdict in (_Verdict.OTHER, _Verdict.DONE) and obs is not None:
                     lost = f"owner={obs.owner} status={obs.status} via {obs.tier}"

@@ -49,13 +49,19 @@ def _stamp() -> str:
 
 
 class InMemoryJobs:
-    """Job documents keyed by id, with a timestamped write log for lagging readers."""
+    """Job documents keyed by id, with a timestamped write log for lagging readers.
+
+    Like MongoDB, the store gives each document an ``_id`` on its first write and keeps it
+    across replacements: the monitor's real records always carry one, and a monitor record
+    without it is read as the server's synthetic stand-in (``docs/contract.md``).
+    """
 
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
         self._log: dict[str, list[tuple[float, dict[str, Any] | None]]] = defaultdict(list)
         self.commits: list[tuple[str, str]] = []  # (job_id, owner) per committed result
         self._tokens = itertools.count(1)
+        self._object_ids = itertools.count(1)
 
     def add(self, job_id: str, status: str = "queued", **fields: Any) -> None:
         """Add a job that has existed "forever" (visible to every lagging reader)."""
@@ -63,7 +69,17 @@ class InMemoryJobs:
         self.write(job_id, doc, at=float("-inf"))
 
     def write(self, job_id: str, doc: dict[str, Any], *, at: float | None = None) -> None:
-        """Replace a document (tests use this to play the adversary: reassign, complete...)."""
+        """Replace a document (tests use this to play the adversary: reassign, complete...).
+
+        A document written without ``_id`` keeps the one the store gave the job (or gets a new
+        one), as a MongoDB replacement does.
+        """
+        if "_id" not in doc:
+            previous = self.docs.get(job_id)
+            object_id = previous.get("_id") if previous is not None else None
+            if object_id is None:
+                object_id = f"{next(self._object_ids):024x}"  # an ObjectId's 24 hex digits
+            doc = {"_id": object_id, **doc}
         self.docs[job_id] = doc
         self._log[job_id].append((_now() if at is None else at, copy.deepcopy(doc)))
 

@@ -195,14 +195,16 @@ def _check_shape(method: str, update: Mapping[str, Any],
 _OK: Final = WriteAnswered(WriteOutcome.OK)
 
 
-def _heartbeat_unfenced(world: World, job_id: str, *, running: bool
-                        ) -> tuple[WriteAnswered, float]:
-    """``World.db_heartbeat``'s write without its fence: the lease renewed at the world's time,
-    and ``running`` by the world's rule (an ``assigned`` job) or when the update sets it."""
+def _heartbeat_unfenced(world: World, job_id: str, *, running: bool,
+                        progress: tuple[float, float] | None) -> tuple[WriteAnswered, float]:
+    """``World.db_heartbeat``'s write without its fence: the lease renewed at the world's time
+    (with the progress it sets: the no-progress clock), and ``running`` by the world's rule
+    (an ``assigned`` job) or when the update sets it."""
     world.calls["database"] += 1
     delay = world.latency(world.sc.database_latency)
     job = world.jobs[job_id]
-    world._pinged(job)  # last_pinged := the world's now (and, if exact, the reassignment armed)
+    # last_pinged := the world's now (and, if exact, the reassignments armed)
+    world._pinged(job, progress)
     if (running or job.status == "assigned") and job.status != "running":
         world._write(job, status="running", owner=job.owner, token=job.token)
     return _OK, delay
@@ -400,9 +402,12 @@ class WorldCollection:
                          {"$set": _HEARTBEAT_SET, "$currentDate": _HEARTBEAT_DATES},
                          stamped=_HEARTBEAT_DATES)
             running = status == "running"
+            reported = fields.get("progress") if isinstance(fields, Mapping) else None
+            progress = (float(reported.get("pct", 0.0)), float(reported.get("download_pct", 0.0))
+                        ) if isinstance(reported, Mapping) else None
 
             def heartbeat(_did: str, job_id: str) -> tuple[WriteAnswered, float]:
-                return _heartbeat_unfenced(world, job_id, running=running)
+                return _heartbeat_unfenced(world, job_id, running=running, progress=progress)
 
             return heartbeat
         raise NotImplementedError(

@@ -8,11 +8,12 @@ answer about a job comes from the world's own service operations (``gw_accept``,
 exercise; this module only translates HTTP to those operations and their answers back to the
 contract's bodies, quirks included:
 
-* the monitor's 404/500 bodies, its synthetic stand-in job (HTTP 200, no id, no status, no
-  owner), omitted empty dates, ``progress`` as a bare number for finished jobs, legacy extra
-  fields, ``/health`` always 200, ``{"error": "Route not found"}`` for unknown routes, and its
-  wait (the scenario's ``gateway_timeout``) for a silent gateway's overlay on assigned and
-  running jobs;
+* the monitor's 404/500 bodies, its records with MongoDB's ``_id``, its synthetic stand-in job
+  (HTTP 200, built field by field from the gateway's status answer as the real server does: the
+  gateway's id, status and owner, blank video fields, no ``_id``), omitted empty dates,
+  ``progress`` as a bare number for finished jobs, legacy extra fields, ``/health`` always 200,
+  ``{"error": "Route not found"}`` for unknown routes, and its wait (the scenario's
+  ``gateway_timeout``) for a silent gateway's overlay on assigned and running jobs;
 * the legacy gateway's JWS bodies, verified against the ``did:key`` in the ``kid`` (a bad or
   missing signature is 401 and touches nothing), the generic 500 of a refused accept or
   finish, pings from non-owners answered OK, ``jobstatus`` nested as ``{job, rank}``;
@@ -32,6 +33,7 @@ must handle). A reset likewise may come after the write.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,7 +46,7 @@ from .._world import CLAIMABLE_STATUSES, Job
 from ._http_server import RESET, HttpServer, Request, Response
 from ._world import LiveWorld
 
-__all__ = ["Emulator", "HttpFaults", "iso"]
+__all__ = ["Emulator", "HttpFaults", "iso", "object_id"]
 
 #: Where the emulator's dates start: fixed, so bodies do not depend on the wall clock.
 _EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
@@ -58,6 +60,12 @@ _OVERLAID: Final = frozenset({"assigned", "running"})
 _ROUTE_NOT_FOUND: Final = Response.json(404, {"error": "Route not found"})
 _INTERNAL: Final = Response.json(500, {"error": "Internal server error"})
 _UNAVAILABLE: Final = Response.json(503, {"status": "error", "message": "Service Unavailable"})
+
+
+def object_id(job_id: str) -> str:
+    """The job document's MongoDB ``_id`` as the monitor serialises it: 24 hex digits (fixed per
+    job, so bodies are reproducible)."""
+    return hashlib.sha256(job_id.encode("utf-8")).hexdigest()[:24]
 
 
 def iso(t: float) -> str:
@@ -210,10 +218,16 @@ class Emulator:
         return self.world.jobs.get(job_id)
 
     def _document(self, job_id: str, status: str | None, owner: str | None,
-                  job: Job | None, *, null_owner: bool = True) -> dict[str, Any]:
-        """A job as the servers show it: empty dates omitted, progress a number when done."""
-        doc: dict[str, Any] = {"id": job_id, "status": status,
-                               "created_at": iso(job.created if job else 0.0)}
+                  job: Job | None, *, null_owner: bool = True,
+                  stored: bool = False) -> dict[str, Any]:
+        """A job as the servers show it: empty dates omitted, progress a number when done.
+
+        ``stored``: the record as the monitor reads it from MongoDB, so with its ``_id`` (the
+        monitor's stand-in has none, which is how clients tell it from a real record).
+        """
+        doc: dict[str, Any] = {"_id": object_id(job_id)} if stored else {}
+        doc.update({"id": job_id, "status": status,
+                    "created_at": iso(job.created if job else 0.0)})
         if owner is not None:
             doc["assigned_to"] = owner
             if job is not None and job.owned_at >= 0:
@@ -274,17 +288,45 @@ class Emulator:
         assert isinstance(read, Observed)
         seen = read.observation.job
         if seen is None or seen.synthetic:
-            # The stand-in built from the gateway: no id, no status, no owner.
-            data: dict[str, Any] = {"created_at": iso(self.live.now()), "progress": 0}
+            # Not in the (lagging) database, or its database view is down: the stand-in built
+            # from the gateway's status answer. The world's synthetic answer carries the
+            # gateway's view, lies included; a record the lagging read misses is answered with
+            # the gateway's current one (and 500 when the gateway cannot be asked).
+            if seen is None:
+                if self.world.gateway_down_now():
+                    body = {"success": False, "error": "Failed to fetch job details"}
+                    return await self._reply(delay, Response.json(500, body))
+                status, owner = job.status, job.owner
+            else:
+                status, owner = seen.status, seen.assigned_to
+            data: dict[str, Any] = self._stand_in(job_id, status, owner)
         else:
             data = self._document(job_id, seen.status, seen.assigned_to, job,
-                                  null_owner=job.epoch % 2 == 0)  # null or absent: both seen
+                                  null_owner=job.epoch % 2 == 0,  # null or absent: both seen
+                                  stored=True)
             if seen.status in _OVERLAID and self.world.gateway_down_now():
                 # The real server waits for the gateway's live overlay on assigned/running
                 # jobs, ~10 s when the gateway is silent (its gateway timeout), then answers
                 # the stored data with 200: a slow tier, not a missing answer.
                 delay += self.world.sc.gateway_timeout
         return await self._reply(delay, Response.json(200, {"success": True, "data": data}))
+
+    def _stand_in(self, job_id: str, status: str | None, owner: str | None) -> dict[str, Any]:
+        """The real server's stand-in, field by field: the gateway's ``job_id``, status, owner
+        (``encoder_id``) and progress, ``created_at`` = now, blank video fields, and no
+        ``_id``. It can name an id, a status and an owner: only its fingerprint gives it away."""
+        return {
+            "id": job_id,
+            "status": status,
+            "created_at": iso(self.live.now()),
+            "metadata": {"video_owner": "", "video_permlink": ""},
+            "storageMetadata": {"app": "", "key": "", "type": ""},
+            "input": {"uri": "", "size": 0},
+            "assigned_to": owner,
+            "progress": 0,
+            "owner": "",
+            "permlink": "",
+        }
 
     def _job_status(self, job_id: str) -> Response:
         """Proxies the gateway (never the database): 500 when the gateway is down."""
@@ -313,7 +355,7 @@ class Emulator:
     def _listing(self, statuses: Collection[str]) -> Response:
         newest = sorted((j for j in self.world.jobs.values() if j.status in statuses),
                         key=lambda j: (-j.created, j.id))[:10]
-        data = [self._document(j.id, j.status, j.owner, j) for j in newest]
+        data = [self._document(j.id, j.status, j.owner, j, stored=True) for j in newest]
         return Response.json(200, {"success": True, "data": data})
 
     def _completed(self, request: Request) -> Response:
@@ -328,7 +370,7 @@ class Emulator:
         done = sorted((j for j in self.world.jobs.values()
                        if j.status in ("complete", "completed")), key=lambda j: j.id)
         chunk = done[(page - 1) * limit: page * limit]
-        data = [self._document(j.id, j.status, j.owner, j) for j in chunk]
+        data = [self._document(j.id, j.status, j.owner, j, stored=True) for j in chunk]
         return Response.json(200, {"success": True, "data": data, "pagination": {
             "page": page, "limit": limit, "total": len(done)}})
 
@@ -364,7 +406,8 @@ class Emulator:
         if route == "acceptJob":
             answer, delay = world.gw_accept(did, job_id)
         elif route == "pingJob":
-            answer, delay = world.gw_ping(did, job_id)
+            answer, delay = world.gw_ping(did, job_id, _progress(
+                payload.get("progressPct"), payload.get("download_pct")))
         elif route == "finishJob":
             answer, delay = world.gw_finish(did, job_id)
         else:  # rejectJob, cancelJob, failJob
@@ -443,7 +486,10 @@ class Emulator:
                     "assigned_at": iso(job.owned_at)}))
             code = "JOB_ALREADY_ASSIGNED"
         elif route == "update-job":
-            answer, delay = world.aid_heartbeat(did, job_id)
+            progress = body.get("progress")
+            progress = progress if isinstance(progress, dict) else {}
+            answer, delay = world.aid_heartbeat(did, job_id, _progress(
+                progress.get("pct"), progress.get("download_pct")))
             code = "JOB_NOT_OWNED"
         else:
             answer, delay = world.aid_finish(did, job_id)
@@ -495,3 +541,13 @@ def _gateway_answer(answer: WriteAnswered) -> Response | object:
     if answer.detail == "timeout":
         return RESET  # the world lost this reply: the write may land, the client never knows
     return _UNAVAILABLE
+
+
+def _progress(pct: Any, download_pct: Any) -> tuple[float, float] | None:
+    """A ping's progress as the world stores it (``None``: the ping reported none usable).
+    The no-progress reassignment rule compares these values, as the real gateway does."""
+    values = [v if isinstance(v, int | float) and not isinstance(v, bool) else None
+              for v in (pct, download_pct)]
+    if values[0] is None and values[1] is None:
+        return None
+    return (float(values[0] or 0.0), float(values[1] or 0.0))

@@ -1,4 +1,5 @@
-"""The history checkers catch hand-made violations of S1, S2, S3, L1 and pass clean histories."""
+"""The history checkers catch hand-made violations of S1, S2, S3, the lease and L1 (with its
+time bound) and pass clean histories."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ from typing import Any
 
 import pytest
 
-from sim import WORLD, History
+from sim import WORLD, History, Scenario
 from sim._checkers import (
     CheckResult,
     Interval,
+    L1Bound,
     check_all,
     check_l1,
+    check_lease,
     check_s1,
     check_s2,
     check_s3,
     double_assigned_jobs,
+    faults_stopped,
+    l1_bound,
     processing_intervals,
 )
 
@@ -214,6 +219,62 @@ def test_s3_commit_without_assignment_and_encoder_commits_are_ignored() -> None:
     assert check_s3(h).ok
 
 
+# ------------------------------------------------------------------------------------- lease
+
+
+def assign(t: float, who: str, epoch: int, job: str = "j") -> tuple[Any, ...]:
+    return (t, W, job, "assign", "ok", (who, epoch))
+
+
+def requeue(t: float, reason: str = "no ping for T", job: str = "j") -> tuple[Any, ...]:
+    return (t, W, job, "requeue", "ok", reason)
+
+
+def test_lease_fires_when_the_owner_runs_past_a_timeout_requeue() -> None:
+    h = hist(assign(0, "e1", 1), start(7, "e1"), requeue(60), stop(61.5, "e1", why="cancelled"))
+    r = check_lease(h)
+    assert (r.name, r.violations, r.jobs, r.ok) == ("lease", 1, ("j",), False)
+    assert "e1, its owner (epoch 1), was still processing it [7.000, 61.500]" in r.examples[0]
+    assert "reassigned it at 60.000 (no ping for T)" in r.examples[0]
+
+
+def test_lease_fires_for_an_interval_never_closed_and_for_no_progress() -> None:
+    h = hist(assign(0, "e1", 1), start(7, "e1"), requeue(90, "no progress for 80 s"))
+    assert check_lease(h).violations == 1
+
+
+def test_lease_silent_when_the_owner_stopped_before_or_at_the_requeue() -> None:
+    before = hist(assign(0, "e1", 1), start(7, "e1"), stop(55, "e1", why="cancelled"),
+                  requeue(60))
+    at_the_instant = hist(assign(0, "e1", 1), start(7, "e1"), stop(60, "e1", why="cancelled"),
+                          requeue(60))
+    crashed = hist(assign(0, "e1", 1), start(7, "e1"), crash(30, "e1"), requeue(60))
+    assert check_lease(before).ok and check_lease(at_the_instant).ok and check_lease(crashed).ok
+
+
+def test_lease_silent_for_a_non_owner() -> None:
+    # e1's assignment was overwritten by e2's accept: the gateway times out e2, not e1 (e1
+    # still processing is S2's matter once anyone else starts, not the lease's).
+    h = hist(assign(0, "e1", 1), start(7, "e1"), assign(8, "e2", 2), requeue(68),
+             stop(70, "e1", why="cancelled"))
+    assert check_lease(h).ok
+
+
+def test_lease_silent_for_a_requeue_that_is_not_a_timeout() -> None:
+    for reason in ("released", "rejectJob", "failJob"):
+        h = hist(assign(0, "e1", 1), start(7, "e1"), requeue(20, reason), stop(22, "e1"))
+        assert check_lease(h).ok, reason
+
+
+def test_lease_owner_is_cleared_by_a_requeue_and_set_by_the_next_assign() -> None:
+    # After a release the job has no owner: a later timeout judges only the new owner.
+    h = hist(assign(0, "e1", 1), start(1, "e1"), requeue(5, "released"), assign(6, "e2", 2),
+             start(8, "e2"), stop(10, "e2", why="cancelled"), requeue(66), stop(70, "e1"))
+    assert check_lease(h).ok
+    h = hist(assign(0, "e1", 1), requeue(60), start(61, "e1"), stop(62, "e1"))
+    assert check_lease(h).ok  # started after the requeue: not the lease's business
+
+
 # ---------------------------------------------------------------------------------------- L1
 
 
@@ -239,6 +300,83 @@ def test_l1_late_commit_with_a_bound() -> None:
     assert "deadline 150.000" in r.examples[0]
     # Without a horizon the deadline is t0 + bound.
     assert check_l1(h, jobs=["after"], bound=40).jobs == ("after",)
+
+
+def test_l1_bound_excuses_the_work_and_only_work_that_ran_to_its_end() -> None:
+    h = hist(assign(0, "e1", 1), start(10, "e1"), stop(110, "e1"),
+             (112, W, "j", "commit", "ok", ("e1", 1)))
+    assert check_l1(h, jobs=["j"], horizon=0, bound=20).ok  # 112 s, of which 100 s of work
+    slow = hist(assign(0, "e1", 1), start(10, "e1"), stop(110, "e1"),
+                (140, W, "j", "commit", "ok", ("e1", 1)))
+    r = check_l1(slow, jobs=["j"], horizon=0, bound=20)
+    assert (r.violations, r.jobs) == (1, ("j",))
+    assert "deadline 120.000 (20.000 s of protocol time allowed from 0.000, plus 100.000 s" \
+        in r.examples[0]
+    # Work cancelled when a lease was lost is the protocol's time, not the user's.
+    wasted = hist(assign(0, "e1", 1), start(10, "e1"), stop(70, "e1", why="cancelled"),
+                  assign(75, "e2", 2), start(80, "e2"), stop(100, "e2"),
+                  (101, W, "j", "commit", "ok", ("e2", 2)))
+    assert check_l1(wasted, jobs=["j"], horizon=0, bound=80).jobs == ("j",)
+    assert check_l1(wasted, jobs=["j"], horizon=0, bound=81).ok
+    # Work before the horizon is not counted (nor is the time it took).
+    h = hist(start(0, "e1"), stop(50, "e1"), start(60, "e2"), stop(90, "e2"),
+             (95, W, "j", "commit", "ok", ("e2", 1)))
+    assert check_l1(h, jobs=["j"], horizon=70, bound=4, residual=1).ok  # 25 - 20 = 5
+    assert not check_l1(h, jobs=["j"], horizon=70, bound=4).ok
+
+
+def test_l1_residual_only_for_jobs_first_seen_before_the_horizon() -> None:
+    h = hist(assign(0, "old", 1, "old"), (150, W, "old", "commit", "ok", ("old", 1)),
+             assign(200, "new", 1, "new"), (300, W, "new", "commit", "ok", ("new", 1)))
+    r = check_l1(h, jobs=["old", "new"], horizon=100, bound=60, residual=50)
+    assert r.jobs == ("new",)  # old: 50 <= 60 + 50; new: 100 > 60 (no residual)
+
+
+def test_faults_stop_at_the_end_of_a_window_open_at_the_horizon() -> None:
+    h = hist((0, W, None, "fault", "invoke", "gateway-outage"),
+             (5, W, None, "fault", "ok", "gateway-outage"),
+             (90, W, None, "fault", "invoke", "monitor-outage"),
+             (130, W, None, "fault", "ok", "monitor-outage"))
+    assert faults_stopped(h, 100) == 130
+    assert faults_stopped(h, 60) == 60
+    assert faults_stopped(h, None) is None
+    assert faults_stopped(hist((90, W, None, "fault", "invoke", "x")), 100) == math.inf
+
+
+def test_l1_bound_terms_for_the_conformance_base() -> None:
+    sc = Scenario(encoders=2, jobs=1, infra_fraction=0.0, monitor_fraction=1.0,
+                  write_delay=2.0, monitor_lag=5.0, pause_max=2.0, clock_drift=1.0,
+                  cancel_latency=3.0, reassign_timeout=60.0, reassign_scan_interval=5.0,
+                  confirm_timeout=20.0, poll_interval=20.0, crashes_per_hour=0.0)
+    b = l1_bound(sc)
+    kappa = 60 / 59
+    lam = 1.5 * 0.2  # the monitor's latency is the slowest in use
+    assert b.hand_out == pytest.approx(5 + 20 + 30 + lam)
+    assert b.attempt == pytest.approx(4 * lam + kappa * 12)
+    assert b.finish == pytest.approx(2 * lam)
+    assert b.others == 0
+    assert b.residual == pytest.approx(2 + max(2 + 60 + 5, kappa * 52 + 3,
+                                               10 + kappa * (12 + 20 + 1) + 2 * lam))
+    assert b.bound == pytest.approx(b.hand_out + b.attempt + b.finish)
+    two = l1_bound(sc.replace(jobs=2, crashes_per_hour=10.0))
+    assert two.residual == b.residual  # a restart (30 s) clears sooner than a stale assignment
+    assert two.others == pytest.approx(b.residual + b.bound)
+
+
+def test_l1_bound_is_infinite_when_an_encoder_cannot_confirm_or_work_stalls() -> None:
+    b = l1_bound(Scenario(infra_fraction=0.0, monitor_fraction=0.5))
+    assert math.isinf(b.bound) and isinstance(b, L1Bound)
+    if hasattr(Scenario(), "stall_rate"):  # the no-progress rule's stalls
+        assert math.isinf(l1_bound(Scenario().replace(stall_rate=0.1)).bound)
+
+
+def test_l1_bound_check_uses_when_faults_stopped() -> None:
+    b = L1Bound(hand_out=10, attempt=0, finish=0, others=0, residual=0)
+    h = hist((0, W, None, "fault", "invoke", "gateway-outage"),
+             (50, W, None, "fault", "ok", "gateway-outage"),
+             assign(20, "e1", 1), (55, W, "j", "commit", "ok", ("e1", 1)))
+    assert b.check(h, jobs=["j"], horizon=30).ok  # from 50, not 30
+    assert not check_l1(h, jobs=["j"], horizon=30, bound=10).ok
 
 
 # ------------------------------------------------------------------------ double assignment
@@ -279,7 +417,7 @@ def test_check_all_names_and_clean_history() -> None:
     h = hist((0, W, "j", "assign", "ok", ("e1", 1)), start(1, "e1"), stop(5, "e1"),
              (6, W, "j", "commit", "ok", ("e1", 1)))
     results = check_all(h, jobs=["j"], horizon=0, bound=10)
-    assert list(results) == ["S1", "S2", "S3", "L1"]
+    assert list(results) == ["S1", "S2", "S3", "L1", "lease"]
     assert all(isinstance(r, CheckResult) and r.ok for r in results.values())
     assert [r.name for r in results.values()] == list(results)
 

@@ -51,12 +51,23 @@ def monitor() -> Iterator[respx.MockRouter]:
 
 
 def job(status: str | None = "running", owner: str | None = ME, **extra: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {"id": JOB, "created_at": "2025-01-01T00:00:00.000Z", **extra}
+    """A monitor answer with a record as MongoDB stores it (so with its ``_id``)."""
+    data: dict[str, Any] = {"_id": "65f0c0ffee0000000000abcd", "id": JOB,
+                            "created_at": "2025-01-01T00:00:00.000Z", **extra}
     if status is not None:
         data["status"] = status
     if owner is not None:
         data["assigned_to"] = owner
     return {"success": True, "data": data}
+
+
+#: The real server's stand-in (job missing from its database), naming us as the gateway does.
+STAND_IN: dict[str, Any] = {
+    "id": JOB, "status": "running", "created_at": "2025-01-01T00:00:00.000Z",
+    "metadata": {"video_owner": "", "video_permlink": ""},
+    "storageMetadata": {"app": "", "key": "", "type": ""}, "input": {"uri": "", "size": 0},
+    "assigned_to": ME, "progress": 10, "owner": "", "permlink": "",
+}
 
 
 def serve(router: respx.MockRouter, body: Any, status: int = 200) -> respx.Route:
@@ -125,6 +136,10 @@ def test_the_did_is_compared_normalised(
         (job("queued"), "status is queued"),
         # The monitor's synthetic stand-in (no status) never proves ownership.
         (job(None), "synthetic"),
+        # ... nor does one in the real server's shape naming us (the gateway's belief).
+        ({"success": True, "data": STAND_IN}, "synthetic"),
+        ({"success": True, "data": {**STAND_IN, "_id": "65f0c0ffee0000000000abcd",
+                                    "owner": "alice", "permlink": "abc"}}, "synthetic"),
     ],
 )
 def test_answers_that_are_not_owned_and_safe_exit_1(

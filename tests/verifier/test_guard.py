@@ -6,10 +6,20 @@ import asyncio
 import functools
 import logging
 import math
+from typing import Any
 
 import pytest
 
-from verifier import ClaimedJob, OutcomeKind, OwnershipGuard, Policy, Tier, TierTimeout, TimingModel
+from verifier import (
+    ClaimedJob,
+    InvalidInputError,
+    OutcomeKind,
+    OwnershipGuard,
+    Policy,
+    Tier,
+    TierTimeout,
+    TimingModel,
+)
 from verifier._guard import _Run
 from verifier.protocol import (
     Heartbeat,
@@ -532,3 +542,52 @@ async def test_the_deadline_is_judged_on_the_guards_own_clock():
     await run.reap_abandoned()
     assert [what for _, what in timeline] == ["monitor.observe", "monitor.observe-cancelled"]
     no_task_left_behind()
+
+
+@virtual_time
+async def test_pings_carry_the_latest_progress_the_work_reported():
+    """The protocol chooses what each ping reports (it must know when the gateway last saw a
+    change); reports in between are coalesced into the latest values."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    clients = community(jobs, A)
+    gateway = clients[1]
+    sent: list[dict[str, float]] = []
+    original = gateway.heartbeat
+
+    async def heartbeat(job_id: str, token: str | None, progress: Any) -> None:
+        sent.append(dict(progress))
+        await original(job_id, token, progress)
+
+    gateway.heartbeat = heartbeat  # type: ignore[method-assign]
+
+    async def process(job: ClaimedJob) -> dict[str, str]:
+        job.set_progress(pct=10)
+        job.set_progress(pct=20, download_pct=100)
+        await asyncio.sleep(25)
+        return {"cid": "bafy-j1"}
+
+    outcome = await OwnershipGuard(did=A, clients=clients, policy=Policy.hardened(TIMING)).run(
+        "j1", process
+    )
+    assert outcome.processed
+    assert sent[0] == {"pct": 0.0, "download_pct": 0.0}, "the first ping leaves at the start"
+    assert {"pct": 20.0, "download_pct": 100.0} in sent
+    assert {"pct": 10.0, "download_pct": 0.0} not in sent
+
+
+@virtual_time
+async def test_a_bad_progress_value_fails_the_work_with_a_clear_error():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+
+    async def process(job: ClaimedJob) -> dict[str, str]:
+        job.set_progress(pct=float("nan"))
+        return {"cid": "never"}
+
+    outcome = await OwnershipGuard(
+        did=A, clients=community(jobs, A), policy=Policy.hardened(TIMING)
+    ).run("j1", process)
+    assert outcome.kind is OutcomeKind.FAILED
+    assert isinstance(outcome.error, InvalidInputError) and "pct" in str(outcome.error)
+    assert jobs.commits == []

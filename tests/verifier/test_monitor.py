@@ -225,7 +225,8 @@ async def test_synthetic_job_with_owner_but_no_status_is_never_safe(
 ) -> None:
     router.get(f"/jobs/{JOB}").mock(return_value=ok({"id": JOB, "assigned_to": ME}))
     result = await monitor.verify_job_ownership(JOB, ME)
-    assert result.is_owned is True
+    # The owner it names is the gateway's belief: a synthetic record is never owned.
+    assert result.is_owned is False and result.actual_owner == ME
     assert result.is_safe_to_process is False
 
 

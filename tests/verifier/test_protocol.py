@@ -20,6 +20,7 @@ from verifier.protocol import (
     OutcomeKind,
     OwnershipProtocol,
     PhaseChanged,
+    Progressed,
     ProtocolError,
     Release,
     Sleep,
@@ -90,10 +91,13 @@ def world(
     work_ends_at: float = 25.0,
     phases: dict[float, str] | None = None,
     token: str | None = "tok",
+    progress: dict[float, float] | None = None,
 ) -> Responder:
-    """A scripted world; ``observe`` defaults to "yours, assigned" everywhere."""
+    """A scripted world; ``observe`` defaults to "yours, assigned" everywhere. ``progress``:
+    percent reported at these instants after the work started."""
     finishes = list(finish or [WriteOutcome.OK])
     pending_phases = dict(sorted((phases or {}).items()))
+    pending_progress = dict(sorted((progress or {}).items()))
     state = {"started": None}
 
     def respond(action: Action, now: float) -> Answer:
@@ -123,6 +127,10 @@ def world(
             if started is not None and started + at <= action.until:
                 del pending_phases[at]
                 return PhaseChanged(phase)
+        for at, pct in list(pending_progress.items()):
+            if started is not None and started + at <= action.until:
+                del pending_progress[at]
+                return Progressed(pct)
         if started is not None and started + work_ends_at <= action.until:
             return WorkEnded(True)
         return Woke()
@@ -280,10 +288,55 @@ def test_lease_expiry_cancels_before_the_gateway_could_reassign():
     assert actions(trace, Release), "a job we may hold is given back"
 
 
+def _every(step: float, until: float) -> dict[float, float]:
+    """Progress rising by one percent every ``step`` seconds of work, up to ``until``."""
+    return {step * i: float(i) for i in range(1, int(until / step))}
+
+
 def test_successful_pings_keep_the_lease_alive_through_long_work():
-    outcome, trace, _ = run(HARDENED, COMMUNITY, world(work_ends_at=600))
+    outcome, trace, _ = run(HARDENED, COMMUNITY,
+                            world(work_ends_at=600, progress=_every(60, 600)))
     assert outcome.kind is OutcomeKind.PROCESSED
     assert len(actions(trace, Heartbeat)) >= 50
+
+
+@pytest.mark.parametrize("tiers", [INFRA, COMMUNITY], ids=["database", "gateway"])
+def test_work_without_a_progress_change_is_cancelled_before_the_no_progress_reassignment(
+    tiers: TierSet,
+) -> None:
+    """Pings alone do not keep a job: the gateway reassigns after N without a progress change,
+    so the lease ends N - margin after the claim when no ping ever carries a change."""
+    outcome, trace, _ = run(HARDENED, tiers, world(work_ends_at=2000))
+    assert outcome.kind is OutcomeKind.CANCELLED and outcome.code == "LEASE_EXPIRED"
+    assert "progress" in outcome.reason
+    claim_time = actions(trace, Claim)[0][0]
+    cancel_time = actions(trace, CancelWork)[0][0]
+    limit = claim_time + TIMING.lease_horizons()[1]
+    assert limit - 1 <= cancel_time <= limit + 0.2
+    assert len(actions(trace, Heartbeat)) >= 20, "pings went on all along"
+
+
+@pytest.mark.parametrize("tiers", [INFRA, COMMUNITY], ids=["database", "gateway"])
+def test_the_progress_clock_restarts_at_the_first_ping_carrying_the_new_value(
+    tiers: TierSet,
+) -> None:
+    """Progress changes once (to 7 %), then stays: every later ping carries 7 again, and the
+    gateway's last change is the landing of the *first* of them, so the lease ends N - margin
+    after that first ping was decided, however many pings follow."""
+    outcome, trace, _ = run(HARDENED, tiers, world(work_ends_at=2000, progress={30.0: 7.0}))
+    assert outcome.kind is OutcomeKind.CANCELLED and "progress" in outcome.reason
+    pings = actions(trace, Heartbeat)
+    assert [a.pct for _, a in pings][:2] == [0.0, 0.0]
+    first_7 = next(t for t, a in pings if a.pct == 7.0)
+    assert sum(1 for _, a in pings if a.pct == 7.0) >= 20
+    cancel_time = actions(trace, CancelWork)[0][0]
+    limit = first_7 + TIMING.lease_horizons()[1]
+    assert limit - 1 <= cancel_time <= limit + 0.2
+
+
+def test_a_ping_carries_the_latest_progress_reported():
+    _, trace, _ = run(HARDENED, INFRA, world(work_ends_at=50, progress={5.0: 3.0, 6.0: 9.5}))
+    assert [a.pct for _, a in actions(trace, Heartbeat)][:3] == [0.0, 9.5, 9.5]
 
 
 def test_documented_verifies_once_immediately_and_calls_its_own_lagging_job_stolen():

@@ -19,8 +19,8 @@ EXPECTED = {
 PROTOCOL = {
     "Action", "Answer", "CancelWork", "Claim", "Decision", "Done", "Finish", "Heartbeat",
     "Observe", "Observed", "Outcome", "OutcomeKind", "OwnershipProtocol", "PhaseChanged",
-    "ProtocolError", "Release", "Sleep", "StartWork", "Step", "TierFailed", "Woke", "WorkEnded",
-    "WorkStarted", "WorkStopped", "WriteAnswered", "WriteOutcome",
+    "Progressed", "ProtocolError", "Release", "Sleep", "StartWork", "Step", "TierFailed", "Woke",
+    "WorkEnded", "WorkStarted", "WorkStopped", "WriteAnswered", "WriteOutcome",
 }
 
 
