@@ -121,7 +121,7 @@ TEETH = [
     Tooth("believes-Δ-smaller", "settle", 100, 19, _misbelief("believes-Δ-smaller")),
     Tooth("believes-G-smaller", "settle", 100, 19, _misbelief("believes-G-smaller")),
     Tooth("settle-without-a-G", "settle", 400, 19, _misbelief("settle-without-a-G")),
-    Tooth("settle-without-ε", "settle", 1000, 19, _misbelief("settle-without-ε")),
+    Tooth("settle-without-ε", "settle", 2500, 19, _misbelief("settle-without-ε")),
     Tooth("settle-without-lag", "settle", 300, 19, _misbelief("settle-without-lag")),
     # the lease formula, judged directly too: the owner's work must be stopped before the
     # gateway reassigns the job by timeout ("lease"), not only through a successor's overlap

@@ -97,8 +97,10 @@ class Encoder:
         # The running work: pending (sim time, event) in time order; start time; job.
         self.work: list[tuple[float, Answer]] = []
         self.work_job: str | None = None
-        #: When the last pause ended: a pause never starts at that very instant, so two pauses
-        #: never join into one longer than P (the model bounds each stall of the encoder by P).
+        #: When the last pause ended: the next never starts within C of it. The model bounds
+        #: the *total* freeze within any window of P + C by P (docs/safety-model.md, "The
+        #: timing model"): two pauses of P a few milliseconds apart are one stall of 2P to the
+        #: lease, whose margin has one P (the thorough run found exactly that).
         self.pause_ended = -math.inf
         self.process = env.process(self.run())
 
@@ -177,22 +179,27 @@ class Encoder:
         self.pause_at = math.inf
         yield self.env.timeout(length)
         self.history.add(self.env.now, self.name, None, "pause", "ok")
-        self.pause_at = self._next(self.sc.pauses_per_hour)
         self.pause_ended = self.env.now
+        self.pause_at = self._spaced(self._next(self.sc.pauses_per_hour))
         return length
+
+    def _spaced(self, at: float) -> float:
+        """A random pause due at ``at``, moved to no sooner than C after the last pause."""
+        return max(at, self.pause_ended + self.sc.cancel_latency)
 
     def _await_point(self) -> Generator[simpy.Event, Any, None]:
         """An await point of the driver (between a decision and its request, between a reply
         and its handling, when a timer fires): the adversary may pause exactly P here."""
         sc = self.sc
-        if sc.await_pause_rate and self.env.now < self.world.horizon and (
-                self.env.now > self.pause_ended) and self.rng.random() < sc.await_pause_rate:
+        now = self.env.now
+        if sc.await_pause_rate and now < self.world.horizon and now > self.pause_ended and (
+                now >= self.pause_ended + sc.cancel_latency) and (
+                self.rng.random() < sc.await_pause_rate):
             pending = self.pause_at
             yield from self._pause(sc.pause_max)
             # The random pause schedule is not disturbed, except that a random pause due
-            # during this one is skipped: it would start as this one ends, one stall > P.
-            self.pause_at = pending if pending > self.env.now else self._next(
-                sc.pauses_per_hour)
+            # during this one, or within C of its end, is moved to C after it.
+            self.pause_at = self._spaced(pending)
 
     def _crash(self) -> None:
         now = self.env.now

@@ -272,6 +272,8 @@ class World:
                     self._lies.random() < sc.wake_on_requeue):
                 self.idle.pop(next(iter(self.idle))).succeed()  # the next poller, at once
         else:
+            # The gateway's fifth-attempt rule: the job is given up for good.
+            self.history.add(self.env.now, WORLD, job.id, "failed", "ok", job.attempts)
             self._count_finished()
 
     def _commit(self, job: Job, did: str, status: str, *, token: str | None = None) -> None:

@@ -111,6 +111,13 @@ class TimingModel:
         """
         return 3 * self.write_delay + self.clock_drift + lag
 
+    def proof_delay(self, lag: float) -> float:
+        """How long after a gateway ping was *decided* a read (of a view lagging by ``lag``)
+        must be decided to prove the ping landed on our assignment: the ping left within P of
+        its decision, landed within G of leaving, and the view trails by ``lag``
+        (``docs/safety-model.md``, "Lease")."""
+        return lag + self.pause + self.write_delay
+
     def lease_margin(self, span: float | None = None) -> float:
         """How long before a reassignment clock of length ``span`` (default T) runs out the
         work must already be cancelled.
@@ -155,7 +162,7 @@ class TimingModel:
         # A gateway ping is proven by a read at least Δ + P + G after it (docs/safety-model.md,
         # "Lease"): the lease must outlast a ping interval plus that wait, or a healthy
         # gateway-claimed job loses its lease.
-        proof = self.monitor_lag + self.pause + self.write_delay
+        proof = self.proof_delay(self.monitor_lag)
         if self.recheck_interval + proof >= budget:
             found.append(
                 "recheck_interval + monitor_lag + pause + write_delay must be below the lease "

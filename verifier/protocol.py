@@ -714,7 +714,7 @@ class OwnershipProtocol:
                 verdict, obs, asked = yield from self._recheck(deadline)
                 if verdict is _Verdict.MINE and obs is not None and unproven:
                     # The read reflects the database as of ``asked - lag`` or later.
-                    seen = asked - self._lag(obs.tier) - t.pause - t.write_delay
+                    seen = asked - t.proof_delay(self._lag(obs.tier))
                     for ping in unproven:
                         if ping[0] <= seen:
                             counted(*ping)
@@ -744,8 +744,7 @@ class OwnershipProtocol:
         within P and landed within G, and the strongest re-reading tier lags by its lag."""
         tiers = self._confirming_tiers()
         lag = self._lag(tiers[0]) if tiers else 0.0
-        t = self.policy.timing
-        return lag + t.pause + t.write_delay
+        return self.policy.timing.proof_delay(lag)
 
     def _recheck(
         self, deadline: float | None
