@@ -481,3 +481,15 @@ def test_large_history_is_checked_with_the_expected_counts() -> None:
     assert results["L1"].violations == N_JOBS // 1000
     assert results["L1"].jobs[0] == "job-000999"
     assert len(double_assigned_jobs(h)) == N_JOBS
+
+
+def test_l1_excuses_a_job_the_gateway_gave_up_while_faults_were_on() -> None:
+    """The gateway's fifth-attempt rule can fail a job under crashes and outages; that loss is
+    the gateway's while faults are on, and the chain's once they have stopped."""
+    h = hist((5.0, W, "early", "assign", "ok", ("e0", 1)),
+             (50.0, W, "early", "failed", "ok", 5),
+             (5.0, W, "late", "assign", "ok", ("e0", 1)),
+             (150.0, W, "late", "failed", "ok", 5))
+    result = check_l1(h, jobs=["early", "late"], horizon=100.0, bound=1000.0)
+    assert result.jobs == ("late",)
+    assert not check_l1(h, jobs=["early"]).ok, "without a horizon every loss counts"

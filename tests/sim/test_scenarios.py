@@ -147,3 +147,23 @@ def test_overrides_are_checked_like_files():
         apply_overrides(base, {"encoders": None})
     with pytest.raises(ScenarioError, match="--grid: unknown scenario parameter 'x'"):
         apply_overrides(base, {"x": 1}, source="--grid")
+
+
+def test_pauses_never_come_within_c_of_each_other() -> None:
+    """The model's P bounds the total freeze within any window of P + C: the simulator never
+    starts a pause (random or at an await point) within C of the previous one's end."""
+    from itertools import pairwise
+
+    from sim import run_once
+
+    sc = Scenario(encoders=3, jobs=6, pauses_per_hour=1800.0, await_pause_rate=0.5,
+                  edge_rate=0.5, cancel_latency=3.0, pause_max=2.0, faults_until=3000.0)
+    result = run_once(sc, "hardened", 7)
+    pauses: dict[str, list[tuple[float, str]]] = {}
+    for t, process, _job, op, phase, _value in result.history:
+        if op == "pause":
+            pauses.setdefault(process, []).append((t, phase))
+    gaps = [b[0] - a[0] for seq in pauses.values() for a, b in pairwise(seq)
+            if a[1] == "ok" and b[1] == "invoke"]
+    assert len(gaps) > 50, "the scenario must pause often for this to mean anything"
+    assert min(gaps) >= sc.cancel_latency - 1e-9
