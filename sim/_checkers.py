@@ -438,10 +438,12 @@ def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
         commit_at = next((r[0] for _, r in recs
                           if r[1] == WORLD and r[3] == "commit" and r[4] == "ok"), None)
         if commit_at is None and horizon is not None and any(
-                r[1] == WORLD and r[3] == "failed" and r[0] < horizon for _, r in recs):
-            # Given up by the gateway's fifth-attempt rule while the faults were on (crashes,
-            # outages, stalls each cost an attempt): the gateway's loss, which no encoder can
-            # prevent. After the faults stop, a job failed is the chain's (L1 counts it).
+                r[1] == WORLD and r[3] == "failed" and r[0] <= horizon + residual
+                for _, r in recs):
+            # Given up by the gateway's fifth-attempt rule because of the faults (crashes,
+            # outages, stalls each cost an attempt; the last one may time out up to
+            # ``residual`` after they stop): the gateway's loss, which no encoder can prevent.
+            # A job given up later is the chain's (L1 counts it).
             continue
         if commit_at is None:
             why = "never committed (lost or stuck)" if recs else "never seen in the history"
@@ -477,7 +479,8 @@ def check_l1(history: History, *, jobs: Iterable[str], horizon: float | None = N
     job): work lasts as long as the user's job does, so only the rest, the protocol's time, is
     bounded. A job first recorded before ``horizon`` is allowed ``residual`` more: the time
     what the faults left behind (a stale assignment, a doomed attempt) takes to clear. A job
-    the gateway gave up (``failed``, its fifth attempt) before ``horizon`` is not counted.
+    the gateway gave up (``failed``, its fifth attempt) by ``horizon + residual`` is not
+    counted: the faults' loss.
     :func:`l1_bound` derives both from a scenario.
     """
     return _l1(_Partition(history), jobs, horizon, bound, residual)

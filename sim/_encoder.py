@@ -300,9 +300,12 @@ class Encoder:
         then ``pct`` from 0 to 90 while encoding and from 90 to 100 while uploading."""
         sc = self.sc
         stall_at, stall = math.inf, 0.0
-        if sc.stall_rate and t < self.world.horizon and self.rng.random() < sc.stall_rate:
+        horizon = self.world.horizon
+        if sc.stall_rate and t < horizon and self.rng.random() < sc.stall_rate:
             stall_at = self.rng.random() * length
-            stall = self.rng.random() * 2 * sc.progress_timeout
+            # A fault: it ends when the faults stop, at the latest.
+            stall = min(self.rng.random() * 2 * sc.progress_timeout,
+                        max(0.0, horizon - t - stall_at))
         step = sc.progress_step_s
         low, high = _PCT_RANGE[phase]
         done = step
