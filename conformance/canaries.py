@@ -15,6 +15,7 @@ A suite that passes the hardened chain but cannot catch these is not evidence.
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from verifier import Policy, TimingModel
 from verifier.protocol import Answer, Claim, OwnershipProtocol, Step
 
-__all__ = ["MISBELIEFS", "Misbelief", "SettleFromDecision"]
+__all__ = ["MISBELIEFS", "Misbelief", "SettleFromDecision", "believing"]
 
 
 class SettleFromDecision(OwnershipProtocol):
@@ -64,6 +65,22 @@ class Misbelief:
     def policy(self, world_timing: TimingModel) -> Policy:
         return Policy.hardened(self.believe(world_timing))
 
+    @property
+    def identifier(self) -> str:
+        """The name as a Python identifier (``believes_Δ_smaller``)."""
+        return self.name.replace("-", "_")
+
+    @property
+    def protocol_spec(self) -> str:
+        """The ``--protocol`` that replays this misbelief: ``sim replay --chain hardened
+        --protocol conformance.canaries:believing.<identifier>``."""
+        return f"{__name__}:believing.{self.identifier}"
+
+    def protocol(self, job_id: str, *, me: str, policy: Policy, tiers: Any) -> OwnershipProtocol:
+        """A protocol factory: the shipped protocol, told the misbelieved timing model (the
+        world's true one is the ``policy`` the simulator passes)."""
+        return OwnershipProtocol(job_id, me=me, policy=self.policy(policy.timing), tiers=tiers)
+
 
 def _scaled(field: str, factor: float) -> Callable[[TimingModel], TimingModel]:
     def believe(t: TimingModel) -> TimingModel:
@@ -97,3 +114,7 @@ MISBELIEFS = [
     Misbelief("lease-without-P", _dropped("lease:P")),
     Misbelief("lease-without-C", _dropped("lease:C")),
 ]
+
+#: Each misbelief as a protocol factory, by identifier, for ``--protocol`` (see
+#: :attr:`Misbelief.protocol_spec`).
+believing = types.SimpleNamespace(**{m.identifier: m.protocol for m in MISBELIEFS})

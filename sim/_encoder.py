@@ -231,12 +231,19 @@ class Encoder:
     def attempt(self, job_id: str) -> Generator[simpy.Event, Any, None]:
         """One protocol run for one job: perform each action, feed back each answer."""
         protocol = self.protocol(job_id, me=self.did, policy=self.policy, tiers=self.tiers)
-        step = protocol.start(self.local())
+        now = self.local()
+        step = protocol.start(now)
         while not isinstance(step.action, Done):
             yield from self._await_point()  # decided, not yet sent
             answer = yield from self.perform(job_id, step.action)
             yield from self._await_point()  # answered, not yet handled
-            step = protocol.handle(answer, self.local())
+            now = max(now, self.local())
+            if type(answer) is Woke:
+                # Woken within the float clock's rounding of the sleep's end (``_sleep``):
+                # reported as its end, or a protocol sleeping to that deadline again would
+                # spin at one instant forever (found by the explorer, zero-latency tiers).
+                now = max(now, step.action.until)
+            step = protocol.handle(answer, now)
         kind = step.action.outcome.kind.value
         self.outcomes[kind] = self.outcomes.get(kind, 0) + 1
 

@@ -82,6 +82,7 @@ def run_once(
     policy: Policy | None = None,
     protocol: ProtocolFactory = OwnershipProtocol,
     progress: Callable[[float, int, int], None] | None = None,
+    on_start: Callable[[simpy.Environment, World, list[Encoder], History], None] | None = None,
 ) -> RunResult:
     """Simulate ``scenario`` under ``chain`` with all randomness from ``seed``.
 
@@ -89,7 +90,9 @@ def run_once(
     ``protocol`` replaces the protocol implementation itself (same constructor and driver
     interface as :class:`verifier.protocol.OwnershipProtocol`), so a changed chain can be
     validated by the same simulator and suites;
-    ``progress(sim_time, finished, jobs)`` is called every simulated hour.
+    ``progress(sim_time, finished, jobs)`` is called every simulated hour;
+    ``on_start(env, world, encoders, history)`` is called once everything is built, before the
+    first event (the explorer hashes the run's state through it).
     """
     policy = policy or Policy.named(chain, timing=scenario.timing_model())
     env = simpy.Environment()
@@ -100,10 +103,14 @@ def run_once(
     world.release(job_ids, streams)
     outcomes: dict[str, int] = {}
     width = len(str(scenario.encoders))
-    for i in range(scenario.encoders):
+    encoders = [
         Encoder(env, world, history, f"e{i:0{width}d}", tiers=tier_mix(scenario, i),
                 policy=policy, streams=streams, scenario=scenario, outcomes=outcomes,
                 protocol=protocol)
+        for i in range(scenario.encoders)
+    ]
+    if on_start is not None:
+        on_start(env, world, encoders, history)
     stop = simpy.AnyOf(env, [world.done_event, env.timeout(scenario.max_time)])
     if progress is not None:
         env.process(_progress(env, world, scenario.jobs, progress))
