@@ -61,7 +61,7 @@ from .worlds import BASE, World, judge_race, save_counterexample
 
 __all__ = [
     "EDGE", "FRAMES", "ChoiceTape", "Exploration", "Frame", "Schedule", "Subject", "Violation",
-    "explore", "subject",
+    "explore", "iter_lines", "run_schedule", "subject", "subject_names",
 ]
 
 #: The top of every draw's range: ``random() < rate`` is false (no fault), a fraction of a
@@ -501,6 +501,16 @@ def explore(frame: Frame, who: Subject | str, *, encoders: int = 2, jobs: int = 
                               "values": sorted(VALUE_NAMES[i] for i in c)}
                        for site, c in sorted(coverage.items())}
     return report
+
+
+def run_schedule(frame: Frame, who: Subject | str, schedule: Schedule, *, encoders: int = 2,
+                 jobs: int = 1, values: int = 2) -> tuple[ChoiceTape, RunResult]:
+    """Run one schedule of ``frame`` (no pruning): its tape and its result."""
+    who = subject(who) if isinstance(who, str) else who
+    tape, result = _run(frame.scenario(encoders, jobs), who, schedule,
+                        depth=len(schedule.deviations), values=values, seen=None)
+    assert result is not None  # only pruning stops a run early
+    return tape, result
 
 
 def _run(scenario: Scenario, who: Subject, schedule: Schedule, *, depth: int, values: int,
