@@ -143,6 +143,12 @@ FRAMES: dict[str, Frame] = {f.name: f for f in [
           {**_QUIET, "infra_fraction": 0.0, "ping_loss_rate": 1.0, "wake_on_requeue": 1.0,
            "write_delay": 0.0, "monitor_lag": 0.0, "monitor_lag_mean": 0.0,
            "await_pause_rate": 0.5, "encode_mean_s": 120.0, "faults_until": 200.0}),
+    Frame("progress", "community nodes whose work stalls once in each phase (a stall up to "
+          "2N, ending when the faults stop) while its pings go on; N = 2T; the gateway "
+          "reassigns exactly N after the last progress change and hands the job at once to "
+          "the idle encoder",
+          {**_QUIET, "infra_fraction": 0.0, "stall_rate": 1.0, "wake_on_requeue": 1.0,
+           "progress_timeout": 120.0, "encode_mean_s": 60.0, "faults_until": 300.0}),
     Frame("database", "infrastructure nodes (database + monitor + gateway): a double "
           "hand-out or not, each database call failing (reply lost or request dropped) or "
           "not, pauses of P at await points",
@@ -555,9 +561,10 @@ def iter_lines(report: Exploration) -> Iterator[str]:
     yield (f"{report.chain} in frame {report.frame!r} ({report.encoders} encoders x "
            f"{report.jobs} job{'s' if report.jobs != 1 else ''}, depth {report.depth}, "
            f"{report.values} values per choice): {report.verdict}")
+    every = sum(len(site["values"]) == report.values for site in report.coverage.values())
     yield (f"  schedules {report.schedules:,} (pruned {report.pruned:,}), distinct states "
-           f"{report.states:,}, choice sites {len(report.coverage)}, "
-           f"time {report.seconds:.1f}s")
+           f"{report.states:,}, choice sites {len(report.coverage)} ({every} with every value "
+           f"tried), time {report.seconds:.1f}s")
     for v in report.violations:
         yield (f"  minimal schedule ({len(v.schedule.deviations)} deviations), "
                f"{', '.join(v.properties)}:")

@@ -4,7 +4,8 @@ Every schedule of every frame of :data:`conformance.explore.FRAMES` up to :data:
 deviations: the hardened chain keeps S1, S2, S3 and the lease in all of them, and the
 documented chain, the settle, tier-precedence, cancel and lease ablations and the old settle
 rule (the proof issue's finding 1: a pause between a decision and its send) are each caught,
-with a minimal schedule that replays. The larger scopes are ``python -m conformance explore``
+with a minimal schedule that replays; so are a term of each formula and the no-progress clock
+believed longer. The larger scopes are ``python -m conformance explore``
 (README, "Exhaustive exploration").
 """
 
@@ -27,7 +28,7 @@ from conformance.explore import (
 from conformance.worlds import World, race
 
 #: Deviations per schedule in CI, per frame (every frame's hardened exploration is complete).
-CI_DEPTH = {"handout": 2, "settle": 2, "tiers": 2, "lease": 1, "database": 2}
+CI_DEPTH = {"handout": 2, "settle": 2, "tiers": 2, "lease": 1, "database": 2, "progress": 1}
 
 #: What must be caught in CI: (subject, frame, most deviations its minimal schedule may need).
 CAUGHT = [
@@ -37,6 +38,10 @@ CAUGHT = [
     ("hardened-without-cancel", "lease", 0),
     ("hardened-without-lease", "lease", 0),
     (OLD_SETTLE_RULE, "handout", 2),
+    # a term of each formula, and the no-progress clock
+    ("settle-without-ε", "handout", 1),
+    ("lease-without-C", "lease", 1),
+    ("believes-N-larger", "progress", 0),
 ]
 
 
