@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
@@ -96,6 +97,12 @@ def _parse_offered_job(body: Any) -> GatewayMonitorJob | None:
     return job
 
 
+def _iso_now() -> str:
+    """The wall-clock instant as JavaScript's ``Date.toISOString`` writes it (``...T...Z``, ms)."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
 class LegacyGatewayClient:
     """Client of the legacy gateway; also a :class:`~verifier.TierClient` for ``Tier.GATEWAY``.
 
@@ -166,8 +173,36 @@ class LegacyGatewayClient:
         return _parse_offered_job(await self._read("getJob", long_poll=True, none_on_404=True))
 
     async def my_job(self) -> GatewayMonitorJob | None:
-        """``GET myJob``: the job pre-assigned to us (2026 round-robin), or ``None``."""
-        return _parse_offered_job(await self._read("myJob", long_poll=True, none_on_404=True))
+        """``POST myJob``: the job pre-assigned to us (2026), or ``None``.
+
+        As the deployed encoder and gateway speak it (``docs/contract.md``, Legacy gateway
+        endpoints): the body is ``{"jws": ...}`` signed over ``{"timestamp": <ISO 8601>}`` (the
+        gateway picks the job by the signer's DID), the answer ``{success, job | null}``; a 404
+        is "no job", except the gateway's "Encoder not registered", which no poll will cure.
+        """
+        body = {"jws": self.identity.sign_jws({"timestamp": _iso_now()})}
+        response = await self._http.send("POST", _PREFIX + "myJob", json_body=body,
+                                         time_limit=self._long_poll_timeout)
+        status = response.status_code
+        answer = try_json(response)
+        if status == 404:
+            if "not registered" in server_message(answer).lower():
+                raise TierUnavailable(_TIER, "myJob: the gateway does not know this encoder "
+                                             "(HTTP 404: encoder not registered); register the "
+                                             "node's DID with the gateway")
+            return None
+        if status in _AUTH_STATUSES:
+            raise TierUnavailable(
+                _TIER, f"myJob: the gateway refused this encoder (HTTP {status}: "
+                f"{server_message(answer)}); check ENCODER_PRIVATE_KEY and that the node is "
+                "registered and enabled")
+        raise_for_status(response, _TIER, "myJob")
+        offered = read_json(response, _TIER, empty=None)
+        if isinstance(offered, Mapping) and "success" in offered and "id" not in offered:
+            if offered["success"] is not True:
+                raise TierUnavailable(_TIER, f"myJob failed: {server_message(offered)}")
+            offered = offered.get("job")
+        return _parse_offered_job(offered)
 
     async def job_status(self, job_id: str) -> GatewayMonitorJob | None:
         """``GET jobstatus/{id}``: the gateway's record, ``None`` on 404 or an empty answer.

@@ -133,7 +133,13 @@ def _canonical_json(payload: Mapping[str, Any]) -> bytes:
         )
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"JWS payload is not plain JSON: {type(exc).__name__}") from None
-    return text.encode("utf-8")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from a mis-decoded error message, say) has no UTF-8 form: the
+        # caller's text is refused by name, not with the codec's raw error.
+        raise InvalidInputError("JWS payload has text that cannot be encoded as UTF-8 "
+                                "(a lone surrogate)") from None
 
 
 def _strict_json_object(data: bytes, what: str) -> dict[str, Any]:

@@ -383,12 +383,12 @@ class Emulator:
         if method == "GET":
             if route == "stats" and not rest:
                 return self._stats()
-            if route in ("getJob", "myJob") and not rest:
+            if route == "getJob" and not rest:
                 return await self._poll(request)
             if route == "jobstatus" and len(rest) == 1:
                 return await self._gw_status(request, rest[0])
             return _ROUTE_NOT_FOUND
-        if method != "POST" or rest or route not in _GATEWAY_WRITES:
+        if method != "POST" or rest or (route not in _GATEWAY_WRITES and route != "myJob"):
             return _ROUTE_NOT_FOUND
         body = _json_body(request)
         try:
@@ -397,6 +397,8 @@ class Emulator:
             self.bad_signatures += 1
             return Response.json(401, {"status": "error", "message": "Unauthorized",
                                        "error": str(exc)[:200]})
+        if route == "myJob":
+            return await self._my_job(did)
         if route == "heartbeat":
             return Response.json(200, {"status": "success", "message": "ok"})
         job_id = payload.get("job_id")
@@ -432,6 +434,16 @@ class Emulator:
         job = self.world.jobs[job_id]
         return await self._reply(delay, Response.json(
             200, self._document(job_id, "queued", None, job)))
+
+    async def _my_job(self, did: str) -> Response | object:
+        """``POST myJob`` (signed): the job pre-assigned to the signer, as the 2026 gateway
+        answers it: ``{success: true, job: <document> | null}``."""
+        if self.world.gateway_down_now():
+            return _UNAVAILABLE
+        job_id, delay = self.world.gw_poll(did)
+        doc = None if job_id is None else self._document(
+            job_id, "queued", None, self.world.jobs[job_id])
+        return await self._reply(delay, Response.json(200, {"success": True, "job": doc}))
 
     async def _gw_status(self, request: Request, job_id: str) -> Response | object:
         if job_id not in self.world.jobs:

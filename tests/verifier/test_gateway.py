@@ -469,7 +469,7 @@ async def test_no_job_offered(
     gateway: LegacyGatewayClient, router: respx.MockRouter,
     method: str, route: str, response: httpx.Response,
 ) -> None:
-    router.get(API + route).mock(return_value=response)
+    (router.post if route == "myJob" else router.get)(API + route).mock(return_value=response)
     assert await getattr(gateway, method)() is None
 
 
@@ -478,9 +478,50 @@ async def test_no_job_offered(
 async def test_offered_job_with_unusable_id_is_malformed(
     gateway: LegacyGatewayClient, router: respx.MockRouter, bad_id: Any
 ) -> None:
-    router.get(API + "myJob").respond(200, json={"id": bad_id, "status": "assigned"})
+    router.post(API + "myJob").respond(200, json={"success": True,
+                                                  "job": {"id": bad_id, "status": "assigned"}})
     with pytest.raises(MalformedAnswer):
         await gateway.my_job()
+
+
+@pytest.mark.asyncio
+async def test_my_job_is_a_signed_post_as_the_deployed_encoder_sends_it(
+    gateway: LegacyGatewayClient, router: respx.MockRouter
+) -> None:
+    """``myJob`` is a POST of ``{"jws": ...}`` signed over ``{"timestamp": <ISO 8601>}``, so a
+    gateway that picks jobs by DID can tell who asks; ``{success, job}`` is unwrapped."""
+    route = router.post(API + "myJob").respond(200, json={
+        "success": True, "job": job_doc(status="queued", assigned_to=None)})
+    job = await gateway.my_job()
+    assert job is not None and job.id == JOB
+    request = route.calls.last.request
+    did, payload = verify_jws(json.loads(request.content)["jws"])
+    assert did == IDENTITY.did and set(payload) == {"timestamp"}
+    assert payload["timestamp"].endswith("Z") and "T" in payload["timestamp"]
+    assert request.extensions["timeout"]["read"] == 30.0  # the long-poll timeout
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("status", "body"), [
+    (404, {"error": "Encoder not registered"}),
+    (403, {"error": "Encoder is disabled or banned"}),
+    (401, {"error": "Invalid JWS signature"}),
+    (200, {"success": False, "error": "Internal server error"}),
+], ids=["not-registered", "banned", "bad-signature", "success-false"])
+async def test_my_job_refusals_are_errors_not_no_job(
+    gateway: LegacyGatewayClient, router: respx.MockRouter, status: int, body: Any
+) -> None:
+    """A gateway that does not know or accept this encoder is not "no job": polling again
+    cannot cure it, so the operator is told (the deployed encoder reads such a 404 as idle)."""
+    router.post(API + "myJob").respond(status, json=body)
+    with pytest.raises(TierUnavailable) as refused:
+        await gateway.my_job()
+    assert str(body["error"]).split()[0].lower() in str(refused.value).lower()
+
+
+def test_text_that_cannot_be_encoded_is_refused_by_name() -> None:
+    with pytest.raises(InvalidInputError, match="lone surrogate"):
+        IDENTITY.sign_jws({"job_id": JOB, "error": "ffmpeg: \udcff"})
 
 
 @pytest.mark.asyncio
