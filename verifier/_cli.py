@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
 from ._errors import ConfigurationError, InvalidInputError, TierError
-from ._ids import redact_url, validate_did, validate_job_id
+from ._identity import did_key_public_key
+from ._ids import normalize_did, redact_url, validate_did, validate_job_id
 from ._models import (
     DONE_STATUSES,
     AvailabilityResult,
@@ -337,8 +338,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return _usage_error("--did is required (or set ENCODER_DID or ENCODER_PRIVATE_KEY)")
     try:
         did = validate_did(did_arg)
+        # Every encoder's DID is the did:key of its Ed25519 key. A placeholder ("did:key:
+        # z6Mk...") or a truncated one would be compared with the owner and reported "not
+        # owned", which reads like a real conflict: refuse it here, by name.
+        did_key_public_key(normalize_did(did))
     except InvalidInputError as exc:
-        return _usage_error(f"--did: {exc}")
+        return _usage_error(f"--did: not an encoder's Ed25519 did:key ({exc})")
 
     if args.base_url is not None:
         url, source = args.base_url, "--base-url"

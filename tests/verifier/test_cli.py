@@ -337,7 +337,11 @@ def test_missing_did_exits_2(
     assert not monitor.calls
 
 
-@pytest.mark.parametrize("did", ["z6MkNotADid", "", "did:key:\x1b[2J", "did:" + "x" * 300])
+@pytest.mark.parametrize("did", [
+    "z6MkNotADid", "", "did:key:\x1b[2J", "did:" + "x" * 300,
+    # the README's placeholder, a truncated key, a key of another type: not an encoder's DID
+    "did:key:z6Mk...", ME[:-4], "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme",
+], ids=["no-prefix", "empty", "control", "long", "placeholder", "truncated", "secp256k1"])
 def test_bad_did_exits_2_without_a_request(
     env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str],
     did: str,
