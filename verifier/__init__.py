@@ -54,12 +54,13 @@ from ._models import (
 )
 from ._monitor import GatewayMonitorService
 from ._policy import HARDENING_STEPS, Policy, Tier, TierSet, TimingModel, builtin_chain_names
-from ._settings import Settings
+from ._settings import TIMING_VARIABLES, Settings
 from ._tiers import Observation, TierClient
 from .protocol import Outcome, OutcomeKind, OwnershipProtocol
 
 __all__ = [
     "HARDENING_STEPS",
+    "TIMING_VARIABLES",
     "AvailabilityResult",
     "ClaimRefused",
     "ClaimedJob",

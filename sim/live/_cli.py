@@ -8,9 +8,10 @@
     ``--fail-on-violation`` with ``--expect CHAIN=safe|unsafe`` is the release gate of
     ``run`` (one implementation, :func:`sim._commandline.apply_gate`).
 ``serve``
-    starts the emulated servers alone, prints their URLs and the environment an encoder needs
-    (``GATEWAY_MONITOR_BASE_URL``, ``GATEWAY_URL``, ``GATEWAY_AID_BASE_URL``), and serves until
-    interrupted (or ``--duration``). ``--completed JOB=DID`` adds a job already completed by
+    starts the emulated servers alone, prints the environment an encoder needs as one block
+    a shell can source (the monitor switched on, ``GATEWAY_MONITOR_BASE_URL``,
+    ``GATEWAY_URL``, ``GATEWAY_AID_BASE_URL``, the scenario's ``VERIFIER_*_S`` bounds) and the
+    job ids, and serves until interrupted (or ``--duration``). ``--completed JOB=DID`` adds a job already completed by
     DID, to try ``python -m verifier check JOB --did DID`` against.
 """
 
@@ -20,11 +21,12 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import shlex
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from verifier import InvalidInputError, validate_did, validate_job_id
+from verifier import TIMING_VARIABLES, InvalidInputError, validate_did, validate_job_id
 
 from .._commandline import (
     apply_gate,
@@ -269,13 +271,8 @@ async def _serve(args: argparse.Namespace, out: TextIO) -> int:
                 live.add_completed(job, did)
             except ValueError as exc:
                 raise UsageError(f"--completed: {exc}") from None
-        out.write(
-            f"serving scenario {scenario.name} ({scenario.jobs} jobs), seed {args.seed}\n"
-            f"GATEWAY_MONITOR_BASE_URL={emulator.monitor_url}\n"
-            f"GATEWAY_URL={emulator.gateway_url}\n"
-            f"GATEWAY_AID_BASE_URL={emulator.aid_url}\n"
-            + "".join(f"completed: {job} by {did}\n" for job, did in completed)
-            + "stop with Ctrl-C\n")
+        out.write(_environment_block(scenario, args.seed, emulator, list(live.job_ids),
+                                     completed))
         out.flush()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -287,6 +284,28 @@ async def _serve(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         await emulator.stop()
     return 0
+
+
+def _environment_block(scenario: Any, seed: int, emulator: Any, jobs: list[str],
+                       completed: list[tuple[str, str]]) -> str:
+    """What an encoder needs to work against the emulator as is, as one block a shell can
+    source (``eval "$(...)"`` or copy): the monitor switched on, the three URLs, and the
+    timing model of the *scenario* (its T is seconds, not the production minutes: an encoder
+    told the production bounds would see its job requeued before its lease ends)."""
+    lines = [f"# sim serve: scenario {scenario.name} ({scenario.jobs} jobs), seed {seed}; "
+             "source this block to point an encoder here",
+             "export GATEWAY_MONITOR_ENABLED=true",
+             f"export GATEWAY_MONITOR_BASE_URL={shlex.quote(emulator.monitor_url)}",
+             f"export GATEWAY_URL={shlex.quote(emulator.gateway_url)}",
+             f"export GATEWAY_AID_BASE_URL={shlex.quote(emulator.aid_url)}"]
+    timing = scenario.timing_model()
+    lines += [f"export {variable}={getattr(timing, field):g}"
+              for field, variable in TIMING_VARIABLES.items()]
+    shown = " ".join(jobs[:10]) + (f" (and {len(jobs) - 10} more)" if len(jobs) > 10 else "")
+    lines.append(f"# jobs: {shown or '(none yet)'}")
+    lines += [f"# completed: {job} by {did}" for job, did in completed]
+    lines.append("# stop with Ctrl-C")
+    return "\n".join(lines) + "\n"
 
 
 def cmd_serve(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:

@@ -39,10 +39,10 @@ def served() -> Iterator[dict[str, str]]:
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
-            if line.startswith("stop with"):
+            if line.startswith("# stop with"):
                 break
-            key, sep, value = line.strip().partition("=")
-            if sep:
+            key, sep, value = line.strip().removeprefix("export ").partition("=")
+            if sep and not line.startswith("#"):
                 urls[key] = value
         assert {"GATEWAY_MONITOR_BASE_URL", "GATEWAY_URL", "GATEWAY_AID_BASE_URL"} <= set(urls), \
             proc.stderr.read() if proc.stderr else ""
