@@ -11,8 +11,8 @@
     starts the emulated servers alone, prints the environment an encoder needs as one block
     a shell can source (the monitor switched on, ``GATEWAY_MONITOR_BASE_URL``,
     ``GATEWAY_URL``, ``GATEWAY_AID_BASE_URL``, the scenario's ``VERIFIER_*_S`` bounds) and the
-    job ids, and serves until interrupted (or ``--duration``). ``--completed JOB=DID`` adds a job already completed by
-    DID, to try ``python -m verifier check JOB --did DID`` against.
+    job ids, and serves until interrupted (or ``--duration``). ``--completed JOB=DID`` adds a
+    job already completed by DID, to try ``python -m verifier check JOB --did DID`` against.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ from __future__ import annotations
 import verifier
 
 EXPECTED = {
-    "HARDENING_STEPS", "AvailabilityResult", "ClaimRefused", "ClaimedJob", "ConfigurationError",
+    "HARDENING_STEPS", "TIMING_VARIABLES", "AvailabilityResult", "ClaimRefused", "ClaimedJob",
+    "ConfigurationError",
     "DatabaseTier", "EncoderIdentity", "GatewayAidClient", "GatewayMonitorJob",
     "GatewayMonitorService", "GuardOutcome", "InvalidInputError", "JobProgress",
     "LegacyGatewayClient", "MalformedAnswer", "Observation", "Outcome", "OutcomeKind",

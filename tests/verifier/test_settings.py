@@ -17,13 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from verifier import ConfigurationError, EncoderIdentity, Policy, Settings, TierSet, TimingModel
-from verifier._settings import (
-    DEFAULT_DATABASE_NAME,
-    DEFAULT_MONITOR_BASE_URL,
-    KNOWN_VARIABLES,
+from verifier import (
     TIMING_VARIABLES,
+    ConfigurationError,
+    EncoderIdentity,
+    Policy,
+    Settings,
+    TierSet,
+    TimingModel,
 )
+from verifier._settings import DEFAULT_DATABASE_NAME, DEFAULT_MONITOR_BASE_URL, KNOWN_VARIABLES
 
 KEY = base64.b64encode(bytes(range(1, 33))).decode("ascii")
 KEY_DID = EncoderIdentity.from_private_key(KEY).did
