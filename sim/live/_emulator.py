@@ -398,7 +398,7 @@ class Emulator:
             return Response.json(401, {"status": "error", "message": "Unauthorized",
                                        "error": str(exc)[:200]})
         if route == "myJob":
-            return await self._my_job(did)
+            return await self._offer(did, signed=True)
         if route == "heartbeat":
             return Response.json(200, {"status": "success", "message": "ok"})
         job_id = payload.get("job_id")
@@ -423,27 +423,24 @@ class Emulator:
         return Response.json(200, {"status": "success", "jobs": dict(sorted(counts.items()))})
 
     async def _poll(self, request: Request) -> Response | object:
-        if self.world.gateway_down_now():
-            return _UNAVAILABLE
+        """``GET getJob``: the offered job's document, or an empty 200."""
         # The poller's identity, when its HTTP client sends one: it lets the world hand a job
         # just assigned to someone else to *this* encoder (the double hand-out).
-        did = request.headers.get("x-encoder-did") or "anonymous"
-        job_id, delay = self.world.gw_poll(did)
-        if job_id is None:
-            return await self._reply(delay, Response(200, b""))
-        job = self.world.jobs[job_id]
-        return await self._reply(delay, Response.json(
-            200, self._document(job_id, "queued", None, job)))
+        return await self._offer(request.headers.get("x-encoder-did") or "anonymous",
+                                 signed=False)
 
-    async def _my_job(self, did: str) -> Response | object:
-        """``POST myJob`` (signed): the job pre-assigned to the signer, as the 2026 gateway
-        answers it: ``{success: true, job: <document> | null}``."""
+    async def _offer(self, did: str, *, signed: bool) -> Response | object:
+        """The job the world offers ``did``: ``getJob``'s bare document (empty 200: none), or
+        (``signed``, ``POST myJob``) the 2026 gateway's ``{success: true, job: doc | null}``."""
         if self.world.gateway_down_now():
             return _UNAVAILABLE
         job_id, delay = self.world.gw_poll(did)
         doc = None if job_id is None else self._document(
             job_id, "queued", None, self.world.jobs[job_id])
-        return await self._reply(delay, Response.json(200, {"success": True, "job": doc}))
+        if signed:
+            return await self._reply(delay, Response.json(200, {"success": True, "job": doc}))
+        return await self._reply(delay, Response(200, b"") if doc is None
+                                 else Response.json(200, doc))
 
     async def _gw_status(self, request: Request, job_id: str) -> Response | object:
         if job_id not in self.world.jobs:
