@@ -53,6 +53,7 @@ from .protocol import (
     PhaseChanged,
     Progressed,
     Release,
+    ShutdownRequested,
     Sleep,
     StartWork,
     TierFailed,
@@ -176,6 +177,26 @@ class OwnershipGuard:
         self.tier_set = TierSet(**{t.value: t in self.clients for t in Tier})
         self._clock = clock
         self._logger = logger or _DEFAULT_LOGGER
+        self._runs: set[_Run] = set()
+        self._shutting_down = False
+
+    @property
+    def shutting_down(self) -> bool:
+        """Whether :meth:`request_shutdown` was called."""
+        return self._shutting_down
+
+    def request_shutdown(self) -> None:
+        """Ask every run, now and later, to give its job back (graceful shutdown).
+
+        Each run's protocol is told (:class:`~verifier.protocol.ShutdownRequested`) at its next
+        wait and decides: running work is cancelled through the usual stop (so C holds) and
+        the job released, fenced; a job not yet started is released; a finish in progress is
+        completed. The guard decides nothing itself. Safe to call from a signal handler's
+        callback on the event loop, and more than once.
+        """
+        self._shutting_down = True
+        for run in list(self._runs):
+            run.request_shutdown()
 
     async def run(self, job_id: str, process: ProcessFn) -> GuardOutcome:
         """Run the protocol for ``job_id``; ``process`` runs only if and while the job is ours.
@@ -185,9 +206,13 @@ class OwnershipGuard:
         """
         job_id = validate_job_id(job_id)
         run = _Run(self, job_id, process, self._clock or asyncio.get_running_loop().time)
+        self._runs.add(run)
+        if self._shutting_down:
+            run.request_shutdown()
         try:
             return await run.drive()
         finally:
+            self._runs.discard(run)
             await run.stop_work()
             await run.reap_abandoned()
 
@@ -230,6 +255,13 @@ class _Run:
         self.error: BaseException | None = None
         #: Tier calls cancelled at their deadline and not yet ended (reaped by ``run``).
         self.abandoned: set[asyncio.Task[Any]] = set()
+        self._shutdown_sent = False
+
+    def request_shutdown(self) -> None:
+        """Queue one :class:`ShutdownRequested` for the protocol's next wait (see the guard)."""
+        if not self._shutdown_sent:
+            self._shutdown_sent = True
+            self.events.put_nowait(ShutdownRequested())
 
     async def drive(self) -> GuardOutcome:
         step = self.protocol.start(self.clock())

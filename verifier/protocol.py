@@ -60,6 +60,7 @@ __all__ = [
     "Progressed",
     "ProtocolError",
     "Release",
+    "ShutdownRequested",
     "Sleep",
     "StartWork",
     "Step",
@@ -152,7 +153,8 @@ class Sleep:
     """Wait until ``until`` (driver time) or a work event, whichever is first.
 
     Answer: :class:`Woke`, or a pending :class:`WorkEnded` / :class:`PhaseChanged` /
-    :class:`Progressed` (delivered at once if one is already queued).
+    :class:`Progressed` / :class:`ShutdownRequested` (delivered at once if one is already
+    queued).
     """
 
     until: float
@@ -237,6 +239,18 @@ class PhaseChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ShutdownRequested:
+    """The encoder is shutting down (an operator's SIGTERM, say): give the job back.
+
+    Delivered as the answer to a :class:`Sleep`, like a work event. The protocol decides what
+    it means where it arrives: before work starts, the claim is released (fenced); during
+    work, the work is cancelled, and only once it has stopped is the job released (S2: the
+    release hands the job to another encoder); while finishing, it is ignored (the result is
+    committed or refused in a few requests, and a release could only race the finish).
+    """
+
+
+@dataclass(frozen=True, slots=True)
 class Progressed:
     """The work reported progress (percent); the next ping carries it."""
 
@@ -246,7 +260,7 @@ class Progressed:
 
 Answer = (
     Observed | TierFailed | WriteAnswered | WorkStarted | WorkStopped | Woke | WorkEnded
-    | PhaseChanged | Progressed
+    | PhaseChanged | Progressed | ShutdownRequested
 )
 
 
@@ -279,7 +293,7 @@ _ANSWERS_TO: Final[dict[type, frozenset[type]]] = {
     Release: frozenset({WriteAnswered}),
     StartWork: frozenset({WorkStarted}),
     CancelWork: frozenset({WorkStopped}),
-    Sleep: frozenset({Woke, WorkEnded, PhaseChanged, Progressed}),
+    Sleep: frozenset({Woke, WorkEnded, PhaseChanged, Progressed, ShutdownRequested}),
 }
 
 
@@ -549,7 +563,9 @@ class OwnershipProtocol:
                     # S1/S2: the deciding read must reflect every write that could still land.
                     ready_at = claim_answered + p.timing.settle_delay(self._lag(tier))
                     if self._now < ready_at:
-                        yield Sleep(ready_at)
+                        slept = yield Sleep(ready_at)
+                        if isinstance(slept, ShutdownRequested):
+                            return (yield from self._shut_down(working=False))
                 self._log(f"TIER_{TIER_EVENT[tier]}_VERIFICATION", "info",
                           f"Checking {tier} for job {self.job_id}...", tier=tier)
                 answer = yield Observe(tier, "verify")
@@ -583,7 +599,9 @@ class OwnershipProtocol:
                     break  # an answered "unknown" from a stronger tier: ask it again later
             if self._now >= deadline:
                 break
-            yield Sleep(min(deadline, self._now + retry_after))
+            slept = yield Sleep(min(deadline, self._now + retry_after))
+            if isinstance(slept, ShutdownRequested):
+                return (yield from self._shut_down(working=False))
         self._log("ABORTING", "warning",
                   f"Ownership of job {self.job_id} could not be confirmed in time")
         yield from self._release("ownership not confirmed")
@@ -680,6 +698,8 @@ class OwnershipProtocol:
                 answer = yield Sleep(wake)
                 if isinstance(answer, WorkEnded):
                     break
+                if isinstance(answer, ShutdownRequested):
+                    return (yield from self._shut_down(working=True))
                 if isinstance(answer, PhaseChanged):
                     self._phase = answer.phase
                     continue
@@ -782,13 +802,34 @@ class OwnershipProtocol:
             yield from self._release(reason)
         return Outcome(OutcomeKind.CANCELLED, code, reason)
 
+    def _shut_down(self, *, working: bool) -> Generator[Action, Answer, Outcome]:
+        """The encoder is shutting down: stop the work if any, then give the job back.
+
+        The work is cancelled whatever the chain (a shutdown is not a detected loss that a
+        canary may ignore: the node is going away), and only once it has stopped is the job
+        released, fenced on our assignment, so the job goes back to the queue at once instead
+        of waiting T for the gateway to notice a silent encoder (L1), and never while we still
+        run it (S2).
+        """
+        reason = "encoder shutting down"
+        self._log("SHUTDOWN", "warning", f"Job {self.job_id}: {reason}; giving it back")
+        if working:
+            yield CancelWork(reason)
+            self._log("WORK_CANCELLED", "warning", f"Work on job {self.job_id} stopped")
+        yield from self._release(reason)
+        return Outcome(OutcomeKind.CANCELLED if working else OutcomeKind.SKIPPED,
+                       "SHUTDOWN", reason)
+
     def _finish(self) -> Generator[Action, Answer, Outcome]:
         """Commit the result, fenced on owner and assignment (S3 needs no timing assumption)."""
         attempts = 3 if self.policy.verify_retries else 1
         unknown = False
         for attempt in range(attempts):
             if attempt:
-                yield Sleep(self._now + self.policy.timing.retry_interval)
+                until = self._now + self.policy.timing.retry_interval
+                while self._now < until:
+                    # A shutdown request changes nothing here: the finish decides the job.
+                    yield Sleep(until)
             self._log("FINISH", "info", f"Finishing job {self.job_id} via {self.claim_via}",
                       fenced=self.policy.fence)
             answer = yield Finish(self.claim_via, self.token, fenced=self.policy.fence)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -23,6 +24,7 @@ from verifier.protocol import (
     Progressed,
     ProtocolError,
     Release,
+    ShutdownRequested,
     Sleep,
     StartWork,
     TierFailed,
@@ -518,3 +520,55 @@ def test_an_answer_right_after_a_woke_at_the_same_driver_time_is_accepted():
     step = protocol.handle(Woke(), early)
     # ...and an immediate answer at the same driver time is not "time going backwards".
     protocol.handle(seen(Tier.MONITOR), early)
+
+
+# --------------------------------------------------------------------------- shutdown
+
+
+def shutting_down(respond: Responder, after: type | None = None) -> Responder:
+    """``respond``, except that the first wait after an ``after`` action (or the first wait of
+    all) is answered "shutting down"."""
+    sent: list[float] = []
+    seen_after = [after is None]
+
+    def wrapped(action: Action, now: float) -> Answer:
+        seen_after[0] = seen_after[0] or isinstance(action, after or Done)
+        if isinstance(action, Sleep) and not sent and seen_after[0]:
+            sent.append(now)
+            return ShutdownRequested()
+        return respond(action, now)
+
+    return wrapped
+
+
+@pytest.mark.parametrize("tiers", [INFRA, COMMUNITY], ids=["infra", "community"])
+def test_a_shutdown_during_the_settle_wait_releases_the_claim_and_starts_nothing(tiers):
+    outcome, trace, codes = run(HARDENED, tiers, shutting_down(world()))
+    assert (outcome.kind, outcome.code) == (OutcomeKind.SKIPPED, "SHUTDOWN")
+    assert not actions(trace, StartWork)
+    (_, release), = actions(trace, Release)
+    (_, claim), = actions(trace, Claim)
+    assert release.via is claim.via and not release.failed
+    assert "SHUTDOWN" in codes
+
+
+@pytest.mark.parametrize("policy", [HARDENED, dataclasses.replace(HARDENED, cancel=False)],
+                         ids=["hardened", "without-cancel"])
+def test_a_shutdown_during_work_cancels_it_before_the_fenced_release(policy):
+    # Even the canary that ignores a detected loss stops for a shutdown: the node is leaving.
+    outcome, trace, _ = run(policy, INFRA, shutting_down(world(), after=StartWork))
+    assert (outcome.kind, outcome.code) == (OutcomeKind.CANCELLED, "SHUTDOWN")
+    kinds = [type(a) for _, a in trace]
+    # The release hands the job back: only once the work has stopped (S2), and never a finish.
+    assert kinds.index(CancelWork) < kinds.index(Release)
+    assert not actions(trace, Finish)
+    assert [a.token for _, a in actions(trace, Release)] == ["tok"]  # fenced on our claim
+
+
+def test_a_shutdown_while_finishing_is_ignored_and_the_result_committed():
+    respond = world(finish=[WriteOutcome.UNKNOWN, WriteOutcome.OK])
+    outcome, trace, codes = run(HARDENED, COMMUNITY, shutting_down(respond, after=Finish))
+    assert outcome.kind is OutcomeKind.PROCESSED
+    assert not actions(trace, Release) and "SHUTDOWN" not in codes
+    (t1, _), (t2, _) = actions(trace, Finish)
+    assert t2 - t1 >= TIMING.retry_interval  # the early wake-up did not shorten the spacing
