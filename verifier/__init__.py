@@ -27,6 +27,7 @@ Layout (private modules, re-exported here; ``tests/test_public_api.py`` pins the
 from __future__ import annotations
 
 from ._aid import GatewayAidClient
+from ._command import CommandFailed, CommandWork
 from ._database import DatabaseTier
 from ._errors import (
     ClaimRefused,
@@ -43,6 +44,7 @@ from ._gateway import LegacyGatewayClient
 from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
 from ._identity import EncoderIdentity, verify_jws
 from ._ids import normalize_did, validate_did, validate_job_id
+from ._loop import EncoderLoop, LoopPolicy, offer_sources
 from ._models import (
     AvailabilityResult,
     GatewayMonitorJob,
@@ -64,9 +66,12 @@ __all__ = [
     "AvailabilityResult",
     "ClaimRefused",
     "ClaimedJob",
+    "CommandFailed",
+    "CommandWork",
     "ConfigurationError",
     "DatabaseTier",
     "EncoderIdentity",
+    "EncoderLoop",
     "GatewayAidClient",
     "GatewayMonitorJob",
     "GatewayMonitorService",
@@ -74,6 +79,7 @@ __all__ = [
     "InvalidInputError",
     "JobProgress",
     "LegacyGatewayClient",
+    "LoopPolicy",
     "MalformedAnswer",
     "Observation",
     "Outcome",
@@ -95,6 +101,7 @@ __all__ = [
     "availability_of",
     "builtin_chain_names",
     "normalize_did",
+    "offer_sources",
     "ownership_of",
     "parse_job",
     "validate_did",

@@ -50,7 +50,7 @@ from ._models import (
     availability_of,
     ownership_of,
 )
-from ._settings import Settings
+from ._settings import Settings, monitor_api_url
 
 __all__ = [
     "COMMANDS",
@@ -347,8 +347,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     if args.base_url is not None:
         url, source = args.base_url, "--base-url"
+        try:
+            url = monitor_api_url("--base-url", url)
+        except ConfigurationError as exc:
+            return _usage_error(f"configuration error: {exc}")
     elif settings.monitor_enabled:
         url, source = settings.monitor_base_url, "GATEWAY_MONITOR_BASE_URL"
+        if settings.monitor_url_defaulted:
+            print(f"{_PROG}: GATEWAY_MONITOR_BASE_URL is unset: checking the production monitor "
+                  f"({url})", file=sys.stderr)
     else:
         return _usage_error(
             "configuration error: GATEWAY_MONITOR_ENABLED: the monitor is disabled; set "

@@ -158,6 +158,20 @@ def _http_url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
+def monitor_api_url(name: str, value: str) -> str:
+    """A Gateway Monitor base URL: an http(s) URL whose path ends in ``/api``.
+
+    Every route of the monitor is under ``/api`` (``/api/jobs/{id}``, ``/api/health``); a base
+    URL without it gets a 404 for every job, which would read as "the monitor cannot answer"
+    at every check instead of the configuration error it is."""
+    url = _http_url(name, value)
+    if not urllib.parse.urlsplit(url).path.endswith("/api"):
+        raise ConfigurationError(
+            name, "must end with /api (the monitor's routes are under it: for example "
+            f"{DEFAULT_MONITOR_BASE_URL})")
+    return url
+
+
 def _database_name(env: Mapping[str, str]) -> str:
     name = "DATABASE_NAME"
     value = env.get(name, "").strip() or DEFAULT_DATABASE_NAME
@@ -224,6 +238,10 @@ class Settings:
     encoder_did: str | None = None
     chain: str = DEFAULT_CHAIN
     timing: TimingModel = dataclasses.field(default_factory=TimingModel)
+    #: ``GATEWAY_MONITOR_BASE_URL`` was not set: :attr:`monitor_base_url` is the production
+    #: monitor's. Tools say so when the monitor is on (an operator who meant a test monitor
+    #: and forgot the URL must not be checking production unawares).
+    monitor_url_defaulted: bool = False
 
     @classmethod
     def from_env(
@@ -258,7 +276,7 @@ class Settings:
         raw_monitor = env.get("GATEWAY_MONITOR_BASE_URL")
         monitor_url = DEFAULT_MONITOR_BASE_URL if raw_monitor is None else raw_monitor.strip()
         if monitor_url:
-            monitor_url = _http_url("GATEWAY_MONITOR_BASE_URL", monitor_url)
+            monitor_url = monitor_api_url("GATEWAY_MONITOR_BASE_URL", monitor_url)
         elif monitor_enabled:
             raise ConfigurationError(
                 "GATEWAY_MONITOR_BASE_URL",
@@ -315,6 +333,7 @@ class Settings:
             encoder_did=did,
             chain=chain,
             timing=timing,
+            monitor_url_defaulted=raw_monitor is None,
         )
         if check_chain:
             settings._check_confirming_tier(policy)
@@ -372,7 +391,8 @@ class Settings:
             did += " (from ENCODER_PRIVATE_KEY)"
         shown = {
             "GATEWAY_MONITOR_ENABLED": flag(self.monitor_enabled),
-            "GATEWAY_MONITOR_BASE_URL": redact_url(self.monitor_base_url)
+            "GATEWAY_MONITOR_BASE_URL": (redact_url(self.monitor_base_url) + (
+                " (unset: the production monitor)" if self.monitor_url_defaulted else ""))
             if self.monitor_base_url else "<unset>",
             "MONGODB_VERIFICATION_ENABLED": flag(self.mongodb_enabled),
             "MONGODB_URI": redact_mongodb_uri(self.mongodb_uri) if self.mongodb_uri else "<unset>",

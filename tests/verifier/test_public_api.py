@@ -6,21 +6,22 @@ import verifier
 
 EXPECTED = {
     "HARDENING_STEPS", "TIMING_VARIABLES", "AvailabilityResult", "ClaimRefused", "ClaimedJob",
-    "ConfigurationError",
-    "DatabaseTier", "EncoderIdentity", "GatewayAidClient", "GatewayMonitorJob",
+    "CommandFailed", "CommandWork", "ConfigurationError",
+    "DatabaseTier", "EncoderIdentity", "EncoderLoop", "GatewayAidClient", "GatewayMonitorJob",
     "GatewayMonitorService", "GuardOutcome", "InvalidInputError", "JobProgress",
-    "LegacyGatewayClient", "MalformedAnswer", "Observation", "Outcome", "OutcomeKind",
+    "LegacyGatewayClient", "LoopPolicy", "MalformedAnswer", "Observation", "Outcome", "OutcomeKind",
     "OwnershipGuard", "OwnershipProtocol", "OwnershipResult", "Policy", "Settings", "Tier",
     "TierClient", "TierError", "TierRateLimited", "TierSet", "TierTimeout", "TierUnavailable",
     "TimingModel", "VerifierError", "availability_of", "builtin_chain_names", "normalize_did",
-    "ownership_of", "parse_job", "validate_did", "validate_job_id", "verify_jws",
+    "offer_sources", "ownership_of", "parse_job", "validate_did", "validate_job_id", "verify_jws",
 }
 
 #: ``verifier.protocol``: the sans-I/O protocol and every type a driver exchanges with it.
 PROTOCOL = {
     "Action", "Answer", "CancelWork", "Claim", "Decision", "Done", "Finish", "Heartbeat",
     "Observe", "Observed", "Outcome", "OutcomeKind", "OwnershipProtocol", "PhaseChanged",
-    "Progressed", "ProtocolError", "Release", "Sleep", "StartWork", "Step", "TierFailed", "Woke",
+    "Progressed", "ProtocolError", "Release", "ShutdownRequested", "Sleep", "StartWork", "Step",
+    "TierFailed", "Woke",
     "WorkEnded", "WorkStarted", "WorkStopped", "WriteAnswered", "WriteOutcome",
 }
 

@@ -1,0 +1,235 @@
+"""A user command as the work of one job (``python -m verifier run -- COMMAND [ARGS...]``).
+
+The command is any program (an ffmpeg wrapper, a shell script). The contract, in both
+directions, is plain text so that it can be written in any language:
+
+* **In.** The job as one JSON object on stdin (``id``, ``status``, ``input``, ``metadata``,
+  ``storageMetadata``), and in the environment: ``SPK_JOB_ID``, ``SPK_INPUT_URI`` (the job's
+  ``input.uri``, empty when it has none) and ``SPK_SCRATCH_DIR``, a fresh directory that is
+  also the working directory and is removed afterwards.
+* **Out.** One JSON object per line on stdout: ``{"phase": "encode"}``, ``{"pct": 40}``,
+  ``{"download_pct": 100}`` (any of these keys, together or not) report phase and progress;
+  the **last** line is the result, ``{"cid": "..."}``; exit status 0 is success. Lines that
+  are not such objects are logged and ignored (a stray ``print`` must not fail a job), but a
+  run that exits 0 without a result line has failed: there is nothing to commit.
+* **Stop.** When the guard cancels the work (ownership lost, the lease about to end, a
+  shutdown), the command's process group gets SIGTERM, then SIGKILL if it is still running
+  half the cancel latency C later: the timing model counts on the work having stopped within
+  C (``docs/safety-model.md``), and the kill and the reaping need the other half.
+
+Progress matters for safety, not only for display: the gateway reassigns a job whose progress
+has not changed for N, so a command that reports none is stopped by the guard before then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from ._errors import ConfigurationError, InvalidInputError
+from ._gateway import validate_cid
+from ._guard import ClaimedJob
+from ._models import GatewayMonitorJob
+
+__all__ = ["CommandFailed", "CommandWork"]
+
+_DEFAULT_LOGGER: Final = logging.getLogger("verifier.command")
+#: Longest stdout line kept (a result line is short; a runaway line is cut, not buffered).
+_MAX_LINE: Final = 64 * 1024
+_SHOWN: Final = 200
+
+
+class CommandFailed(Exception):
+    """The command ended without a result to commit (its exit status, or no result line)."""
+
+
+def _shown(line: bytes) -> str:
+    text = line[:_SHOWN].decode("utf-8", "backslashreplace")
+    return repr(text) + ("..." if len(line) > _SHOWN else "")
+
+
+class CommandWork:
+    """Runs ``argv`` once per job; an instance is a :data:`~verifier.LoopWork`.
+
+    ``cancel_latency`` is C of the timing model (the policy's); ``scratch_root`` is where each
+    job's scratch directory is made (default: the system's temporary directory). The command
+    is resolved now, so a missing or non-executable one is a configuration error at start-up,
+    not a failed job an hour later.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        cancel_latency: float,
+        scratch_root: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not argv:
+            raise ConfigurationError("COMMAND", "is missing: give it after --")
+        program = argv[0]
+        resolved = shutil.which(program)
+        if resolved is None:
+            path = Path(program)
+            if os.sep in program and path.exists():
+                raise ConfigurationError(
+                    "COMMAND",
+                    f"{program!r} is not executable (chmod +x, or run it through its interpreter)")
+            raise ConfigurationError("COMMAND", f"{program!r} was not found (not a file, and "
+                                                "not on PATH)")
+        self.argv = (resolved, *argv[1:])
+        self.grace = cancel_latency / 2
+        self.scratch_root = None if scratch_root is None else str(scratch_root)
+        if self.scratch_root is not None and not os.path.isdir(self.scratch_root):
+            raise ConfigurationError("--scratch", f"{self.scratch_root!r} is not a directory")
+        self.env = dict(os.environ if env is None else env)
+        self._logger = logger or _DEFAULT_LOGGER
+
+    async def __call__(self, job: ClaimedJob, offered: GatewayMonitorJob) -> Mapping[str, Any]:
+        scratch = tempfile.mkdtemp(prefix="spk-job-", dir=self.scratch_root)
+        try:
+            return await self._run(job, offered, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    async def _run(
+        self, job: ClaimedJob, offered: GatewayMonitorJob, scratch: str
+    ) -> Mapping[str, Any]:
+        uri = offered.input.get("uri") if isinstance(offered.input, Mapping) else None
+        env = {**self.env, "SPK_JOB_ID": job.job_id, "SPK_SCRATCH_DIR": scratch,
+               "SPK_INPUT_URI": uri if isinstance(uri, str) else ""}
+        document = {
+            "id": offered.id, "status": offered.status, "input": dict(offered.input),
+            "metadata": dict(offered.metadata),
+            "storageMetadata": dict(offered.storage_metadata),
+        }
+        proc = await asyncio.create_subprocess_exec(
+            *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            cwd=scratch, env=env, start_new_session=True,  # its own group: stop it all
+        )
+        self._note(logging.INFO, "COMMAND_STARTED", job.job_id, f"pid {proc.pid}")
+        try:
+            return await self._converse(proc, job, document)
+        except asyncio.CancelledError:
+            await self._stop(proc, job.job_id)
+            raise
+        except BaseException:
+            await self._stop(proc, job.job_id)
+            raise
+
+    async def _converse(
+        self, proc: asyncio.subprocess.Process, job: ClaimedJob, document: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        assert proc.stdin is not None and proc.stdout is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.write(json.dumps(document).encode() + b"\n")
+            await proc.stdin.drain()
+        proc.stdin.close()
+        last: bytes = b""
+        buffer = b""
+        while True:
+            chunk = await proc.stdout.read(65536)
+            if not chunk:
+                break
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            if len(buffer) > _MAX_LINE:
+                self._note(logging.WARNING, "COMMAND_OUTPUT_IGNORED", job.job_id,
+                           f"line longer than {_MAX_LINE} bytes cut: {_shown(buffer)}")
+                buffer = b""
+            for line in lines:
+                if line.strip():
+                    last = line
+                    self._report(line, job)
+        if buffer.strip():
+            last = buffer
+            self._report(buffer, job)
+        status = await proc.wait()
+        if status != 0:
+            how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+            raise CommandFailed(f"command failed ({how})")
+        return self._result(last)
+
+    def _report(self, line: bytes, job: ClaimedJob) -> None:
+        """Apply one stdout line: phase and progress; anything else is logged and ignored."""
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            self._note(logging.WARNING, "COMMAND_OUTPUT_IGNORED", job.job_id,
+                       f"not a JSON object: {_shown(line)}")
+            return
+        try:
+            if "phase" in message:
+                phase = message["phase"]
+                if not isinstance(phase, str) or not phase:
+                    raise InvalidInputError("phase must be a non-empty string")
+                job.set_phase(phase)
+            if "pct" in message or "download_pct" in message:
+                job.set_progress(pct=message.get("pct"), download_pct=message.get("download_pct"))
+        except InvalidInputError as exc:
+            self._note(logging.WARNING, "COMMAND_OUTPUT_IGNORED", job.job_id,
+                       f"{exc}: {_shown(line)}")
+
+    @staticmethod
+    def _result(last: bytes) -> Mapping[str, Any]:
+        try:
+            message = json.loads(last) if last else None
+        except ValueError:
+            message = None
+        if not isinstance(message, dict) or "cid" not in message:
+            raise CommandFailed('command exited 0 without a result: its last line on stdout '
+                                'must be {"cid": "..."}')
+        try:
+            return {"cid": validate_cid(message["cid"])}
+        except InvalidInputError as exc:
+            raise CommandFailed(f"command's result is unusable: {exc}") from None
+
+    async def _stop(self, proc: asyncio.subprocess.Process, job_id: str) -> None:
+        """SIGTERM to the command's group, SIGKILL after half of C; return once it is reaped.
+
+        Shielded from further cancellations (re-raised once it is reaped): returning before
+        the process is reaped would let the guard say "stopped" while it still runs (S2)."""
+        stopping = asyncio.ensure_future(self._terminate(proc, job_id))
+        interrupted = False
+        while not stopping.done():
+            try:
+                await asyncio.shield(stopping)
+            except asyncio.CancelledError:
+                interrupted = True
+        stopping.result()
+        if interrupted:
+            raise asyncio.CancelledError
+
+    async def _terminate(self, proc: asyncio.subprocess.Process, job_id: str) -> None:
+        if proc.returncode is not None:
+            return
+        self._signal(proc, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), self.grace)
+            self._note(logging.WARNING, "COMMAND_STOPPED", job_id, "stopped on SIGTERM")
+        except TimeoutError:
+            self._signal(proc, signal.SIGKILL)
+            await proc.wait()
+            self._note(logging.WARNING, "COMMAND_KILLED", job_id,
+                       f"still running {self.grace:g}s after SIGTERM: killed")
+
+    @staticmethod
+    def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+    def _note(self, level: int, code: str, job_id: str, message: str) -> None:
+        self._logger.log(level, "%s: job %s: %s", code, job_id, message,
+                         extra={"event_code": code, "event_fields": {"job_id": job_id}})

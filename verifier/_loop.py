@@ -1,0 +1,313 @@
+"""The encoder loop: ask for offered jobs, choose one, guard it, repeat; shut down gracefully.
+
+:class:`OwnershipGuard` guards one job. Around it an encoder needs a loop: poll the gateway
+(``myJob``, ``getJob``) or Gateway Aid (``list-jobs``) for work, pick an offered job it is not
+already running and has not just given up on, run the guard with a concurrency limit, back off
+while nothing is offered, and stop cleanly. :class:`EncoderLoop` is that loop; ``python -m
+verifier run -- COMMAND`` and the live emulation (``sim/live``) both run it.
+
+What the loop may decide and what it may not:
+
+* **Which job to try, and when to ask again** is :class:`LoopPolicy`: data (sources in order,
+  concurrency, idle back-off, cool-down), and pure functions of it (:meth:`LoopPolicy.choose`,
+  :meth:`LoopPolicy.idle_delay`), so a policy can be read, printed and tested on its own.
+* **Whether a job is ours** is never the loop's: an offered job is only a candidate. The guard's
+  protocol (:mod:`verifier.protocol`) claims, verifies, processes and finishes it; an offer from
+  ``getJob`` is handed to every caller, and one from ``myJob`` may be stale.
+* **Shutdown** (:meth:`EncoderLoop.stop`): no new job is started; each running guard is told
+  (:meth:`OwnershipGuard.request_shutdown`), and its protocol cancels the work (waiting for the
+  stop, so the cancel latency C is honoured) and releases the job, fenced. :meth:`run` returns
+  once every guard has ended: nothing is left owned and abandoned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._errors import TierError
+from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
+from ._models import GatewayMonitorJob
+from .protocol import OutcomeKind
+
+__all__ = ["OFFER_SOURCES", "EncoderLoop", "LoopPolicy", "LoopWork", "OfferFn", "offer_sources"]
+
+#: Where offered jobs can come from: the legacy gateway's two polls, and Gateway Aid's list.
+OFFER_SOURCES: Final = ("myjob", "getjob", "aid")
+_DEFAULT_LOGGER: Final = logging.getLogger("verifier.loop")
+
+#: Asks one source for offered jobs (an empty list: nothing offered).
+OfferFn = Callable[[], Awaitable[list[GatewayMonitorJob]]]
+#: The work of one job: the guard's :class:`ClaimedJob` and the job as it was offered (its
+#: ``input`` says what to download). Returns the result to commit (``{"cid": ...}``).
+LoopWork = Callable[[ClaimedJob, GatewayMonitorJob], Awaitable[Mapping[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class LoopPolicy:
+    """Which offered job to try and when to ask again: data, not code paths.
+
+    * ``sources``: asked in this order at each poll; the first that offers a job the policy
+      accepts wins (``myjob``, a job the gateway pre-assigned to us, before ``getjob``, the
+      queue offered to everyone).
+    * ``concurrency``: jobs guarded at once.
+    * ``idle_s``, ``idle_max_s``, ``idle_factor``: after a poll that offered nothing, wait
+      ``idle_s``, then ``idle_factor`` times longer after each further empty poll, at most
+      ``idle_max_s`` (the deployed encoder polls once a minute); any job resets it.
+    * ``jitter``: each wait is scaled by a uniform factor in ``[1 - jitter, 1 + jitter]``, so
+      encoders started together do not poll in step (the deployed one polls "at a random
+      second").
+    * ``cooldown_s``: a job that ended without being processed (skipped, cancelled, failed) is
+      not tried again for this long: the gateway keeps offering a job another encoder holds
+      until it notices, and retrying at once would only claim it again to lose it again.
+    """
+
+    sources: tuple[str, ...] = ("myjob", "getjob")
+    concurrency: int = 1
+    idle_s: float = 10.0
+    idle_max_s: float = 60.0
+    idle_factor: float = 2.0
+    jitter: float = 0.5
+    cooldown_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ValueError("LoopPolicy.sources: at least one source is needed")
+        unknown = [s for s in self.sources if s not in OFFER_SOURCES]
+        if unknown:
+            raise ValueError(f"LoopPolicy.sources: unknown {unknown}; choose from "
+                             f"{', '.join(OFFER_SOURCES)}")
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) \
+                or self.concurrency < 1:
+            raise ValueError("LoopPolicy.concurrency must be a whole number, at least 1")
+        for name in ("idle_s", "idle_max_s", "cooldown_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"LoopPolicy.{name} must be a finite number of seconds >= 0")
+        if self.idle_max_s < self.idle_s:
+            raise ValueError("LoopPolicy.idle_max_s must be at least idle_s")
+        if not math.isfinite(self.idle_factor) or self.idle_factor < 1:
+            raise ValueError("LoopPolicy.idle_factor must be at least 1")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("LoopPolicy.jitter must be in [0, 1)")
+
+    def idle_delay(self, empty_polls: int, u: float) -> float:
+        """The wait after the ``empty_polls``-th empty poll in a row (1 = the first);
+        ``u`` is a uniform draw in [0, 1) (the caller's random source, for determinism)."""
+        exponent = max(0, empty_polls - 1)
+        # min() first: idle_factor ** a long idle streak would overflow.
+        base = self.idle_max_s if exponent > 64 else min(
+            self.idle_max_s, self.idle_s * self.idle_factor ** exponent)
+        return base * (1.0 - self.jitter + 2.0 * self.jitter * u)
+
+    def choose(
+        self,
+        offered: Sequence[GatewayMonitorJob],
+        *,
+        running: Collection[str],
+        cooling: Mapping[str, float],
+        now: float,
+    ) -> GatewayMonitorJob | None:
+        """The first offered job not running here and not cooling down (``cooling``: job id →
+        the instant its cool-down ends), or ``None``. A candidate only: the guard decides."""
+        for job in offered:
+            if job.id in running or cooling.get(job.id, -math.inf) > now:
+                continue
+            return job
+        return None
+
+
+def offer_sources(gateway: Any | None = None, aid: Any | None = None) -> dict[str, OfferFn]:
+    """The offer calls of the configured clients: ``myjob`` and ``getjob`` on a
+    :class:`~verifier.LegacyGatewayClient`, ``aid`` on a :class:`~verifier.GatewayAidClient`."""
+    sources: dict[str, OfferFn] = {}
+    if gateway is not None:
+        async def my_job() -> list[GatewayMonitorJob]:
+            job = await gateway.my_job()
+            return [] if job is None else [job]
+
+        async def get_job() -> list[GatewayMonitorJob]:
+            job = await gateway.get_job()
+            return [] if job is None else [job]
+
+        sources["myjob"], sources["getjob"] = my_job, get_job
+    if aid is not None:
+        async def list_jobs() -> list[GatewayMonitorJob]:
+            return list(await aid.list_jobs())
+
+        sources["aid"] = list_jobs
+    return sources
+
+
+class EncoderLoop:
+    """Polls for offered jobs and guards each with ``guard``, ``policy.concurrency`` at a time.
+
+    ``offers`` maps each source named in ``policy.sources`` to its call (see
+    :func:`offer_sources`). ``work(job, offered)`` is the user's work for one job (as
+    ``process`` is for :meth:`OwnershipGuard.run`). ``rng`` draws the jitter (pass a seeded
+    one for reproducible runs); ``idle`` performs an idle wait (default ``asyncio.sleep``: an
+    emulator may wake a waiting encoder early). ``on_outcome`` is called with each job's
+    outcome; :attr:`outcomes` counts them by kind.
+    """
+
+    def __init__(
+        self,
+        guard: OwnershipGuard,
+        work: LoopWork,
+        *,
+        offers: Mapping[str, OfferFn],
+        policy: LoopPolicy | None = None,
+        rng: random.Random | None = None,
+        idle: Callable[[float], Awaitable[None]] | None = None,
+        on_outcome: Callable[[GuardOutcome], None] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.guard = guard
+        self.work = work
+        self.policy = policy or LoopPolicy()
+        missing = [s for s in self.policy.sources if s not in offers]
+        if missing:
+            raise ValueError(f"no client for offer source(s) {missing}: configure the legacy "
+                             "gateway for myjob/getjob, Gateway Aid for aid")
+        self.offers = {name: offers[name] for name in self.policy.sources}
+        self.rng = rng or random.Random()
+        self._idle = idle or asyncio.sleep
+        self._on_outcome = on_outcome
+        self._logger = logger or _DEFAULT_LOGGER
+        self.outcomes: Counter[str] = Counter()
+        self._cooling: dict[str, float] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+
+    @property
+    def running(self) -> frozenset[str]:
+        """The ids of the jobs being guarded now."""
+        return frozenset(self._running)
+
+    def stop(self) -> None:
+        """Shut down gracefully (idempotent; safe from a signal handler on the loop)."""
+        if not self._stop.is_set():
+            self._log(logging.WARNING, "LOOP_SHUTDOWN",
+                      f"Shutting down: {len(self._running)} job(s) to give back",
+                      running=len(self._running))
+            self._stop.set()
+            self.guard.request_shutdown()
+
+    async def run(self) -> Counter[str]:
+        """Run until :meth:`stop`; then return once every guarded job has ended.
+
+        If this coroutine is itself cancelled, each guard run is cancelled in turn (its work
+        stopped, but its job not released) and awaited before the cancellation propagates.
+        """
+        empty_polls = 0
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._stop.is_set():
+                if len(self._running) >= self.policy.concurrency:
+                    await self._until_stopped(asyncio.wait(
+                        set(self._running.values()), return_when=asyncio.FIRST_COMPLETED))
+                    continue
+                job = await self._poll(loop.time)
+                if self._stop.is_set():
+                    break
+                if job is None:
+                    empty_polls += 1
+                    delay = self.policy.idle_delay(empty_polls, self.rng.random())
+                    await self._until_stopped(self._idle(delay))
+                    continue
+                empty_polls = 0
+                self._start(job)
+            if self._running:
+                await asyncio.wait(set(self._running.values()))
+        except BaseException:
+            for task in self._running.values():
+                task.cancel()
+            if self._running:
+                await asyncio.wait(set(self._running.values()))
+            raise
+        self._log(logging.INFO, "LOOP_STOPPED", "Stopped: no job held",
+                  **{kind: count for kind, count in sorted(self.outcomes.items())})
+        return self.outcomes
+
+    async def _until_stopped(self, awaitable: Awaitable[Any]) -> None:
+        """Await ``awaitable``, but no longer than until :meth:`stop` (then cancel it)."""
+        task = asyncio.ensure_future(awaitable)
+        stopped = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (task, stopped):
+                if not pending.done():
+                    pending.cancel()
+            await asyncio.gather(task, stopped, return_exceptions=True)
+
+    async def _poll(self, clock: Callable[[], float]) -> GatewayMonitorJob | None:
+        """Ask the sources in order; the first job the policy accepts, or ``None``.
+
+        A source that fails is logged and passed over (fail closed: no offer is no claim).
+        """
+        for name, offered in self.offers.items():
+            result: list[GatewayMonitorJob] = []
+            poll = asyncio.ensure_future(offered())
+            await self._until_stopped(poll)
+            if self._stop.is_set():
+                return None
+            try:
+                result = poll.result()
+            except TierError as exc:
+                self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)
+            except Exception as exc:  # a client bug must not stop the encoder
+                self._log(logging.ERROR, "LOOP_POLL_FAILED",
+                          f"{name}: unexpected {type(exc).__name__}", source=name)
+            now = clock()
+            self._cooling = {j: t for j, t in self._cooling.items() if t > now}
+            job = self.policy.choose(result, running=self._running.keys(),
+                                     cooling=self._cooling, now=now)
+            if job is not None:
+                self._log(logging.INFO, "LOOP_OFFERED", f"{name} offered job {job.id}",
+                          source=name, job_id=job.id)
+                return job
+        return None
+
+    def _start(self, offered: GatewayMonitorJob) -> None:
+        job_id = offered.id
+        task = asyncio.create_task(self._guarded(offered), name=f"guard:{job_id}")
+        self._running[job_id] = task
+
+    async def _guarded(self, offered: GatewayMonitorJob) -> None:
+        job_id = offered.id
+
+        async def process(job: ClaimedJob) -> Mapping[str, Any] | None:
+            return await self.work(job, offered)
+
+        try:
+            outcome = await self.guard.run(job_id, process)
+        except Exception as exc:
+            # The guard returns outcomes; an exception here is a bug or an unusable id. Count
+            # it as a failure and go on: one job must not stop the encoder.
+            outcome = GuardOutcome(job_id, OutcomeKind.FAILED, "GUARD_ERROR",
+                                   f"{type(exc).__name__}: {exc}", error=exc)
+            self._log(logging.ERROR, "LOOP_GUARD_ERROR", f"job {job_id}: {outcome.reason}",
+                      job_id=job_id)
+        finally:
+            self._running.pop(job_id, None)
+        if not outcome.processed:
+            self._cooling[job_id] = asyncio.get_running_loop().time() + self.policy.cooldown_s
+        self.outcomes[outcome.kind.value] += 1
+        self._log(logging.INFO, "LOOP_JOB_ENDED",
+                  f"job {job_id}: {outcome.kind.value} ({outcome.code})",
+                  job_id=job_id, kind=outcome.kind.value, outcome=outcome.code)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+
+    def _log(self, level: int, code: str, message: str, **fields: object) -> None:
+        items = {k: str(v) for k, v in fields.items()}
+        text = " ".join(f"{k}={v}" for k, v in items.items())
+        self._logger.log(level, "%s: %s [%s]", code, message, text,
+                         extra={"event_code": code, "event_fields": items})
