@@ -1,5 +1,7 @@
 """``python -m verifier``: operator commands.
 
+``run -- COMMAND`` runs an encoder node (:mod:`verifier._node`).
+
 ``check JOB_ID --did DID`` asks the Gateway Monitor about one job and prints the report of the
 original service's test script (``docs/contract.md``, "Log events and the test report"): service
 status, job details, ownership, availability. It makes **one** request and judges that one
@@ -50,6 +52,7 @@ from ._models import (
     availability_of,
     ownership_of,
 )
+from ._node import add_run_parser, cmd_run
 from ._settings import Settings, monitor_api_url
 
 __all__ = [
@@ -434,12 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
         "monitor can take ~10 s on running jobs when the gateway is silent)",
     )
     check.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_run_parser(commands)
     return parser
 
 
 #: Subcommand name → handler. A handler returns the exit status.
 COMMANDS: Final[dict[str, Callable[[argparse.Namespace], int]]] = {
     "check": _cmd_check,
+    "run": cmd_run,
 }
 
 

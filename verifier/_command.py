@@ -87,7 +87,8 @@ class CommandWork:
                     f"{program!r} is not executable (chmod +x, or run it through its interpreter)")
             raise ConfigurationError("COMMAND", f"{program!r} was not found (not a file, and "
                                                 "not on PATH)")
-        self.argv = (resolved, *argv[1:])
+        # Absolute: the command runs in its scratch directory, where a relative path is not.
+        self.argv = (os.path.abspath(resolved) if os.sep in resolved else resolved, *argv[1:])
         self.grace = cancel_latency / 2
         self.scratch_root = None if scratch_root is None else str(scratch_root)
         if self.scratch_root is not None and not os.path.isdir(self.scratch_root):

@@ -1,0 +1,205 @@
+"""``python -m verifier run -- COMMAND``: an encoder node, from the settings to a running loop.
+
+:func:`open_node` builds what the settings describe (the tier clients, the guard, the offer
+sources) and :func:`run_node` runs :class:`~verifier.EncoderLoop` with a
+:class:`~verifier.CommandWork` until SIGINT or SIGTERM, which start the graceful shutdown: no
+new job, running commands stopped through their guards (SIGTERM, then SIGKILL within the
+cancel latency), every held job released, fenced. A second signal changes nothing: giving up
+on the shutdown would leave jobs held until the gateway's timeout, and the stop is bounded
+(by C and the clients' timeouts) anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ._aid import GatewayAidClient
+from ._command import CommandWork
+from ._database import DatabaseTier
+from ._errors import ConfigurationError
+from ._gateway import LegacyGatewayClient
+from ._guard import OwnershipGuard
+from ._loop import OFFER_SOURCES, EncoderLoop, LoopPolicy, offer_sources
+from ._monitor import GatewayMonitorService
+from ._settings import Settings
+
+__all__ = ["Node", "add_run_parser", "cmd_run", "open_node"]
+
+_LOGGER: Final = logging.getLogger("verifier.run")
+
+
+@dataclass
+class Node:
+    """An encoder node's clients, guard and offer sources, built from :class:`Settings`."""
+
+    settings: Settings
+    guard: OwnershipGuard
+    offers: dict[str, Any]
+    clients: list[Any] = field(default_factory=list)
+
+    def default_sources(self) -> tuple[str, ...]:
+        """Every source the node has, in :data:`~verifier._loop.OFFER_SOURCES` order."""
+        return tuple(s for s in OFFER_SOURCES if s in self.offers)
+
+    async def aclose(self) -> None:
+        for client in reversed(self.clients):
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
+def open_node(settings: Settings, *, logger: logging.Logger | None = None) -> Node:
+    """The tier clients the settings enable, and a guard over them.
+
+    The legacy gateway needs the node's key (it signs every write and ``myJob``); without
+    ``GATEWAY_URL`` and without Gateway Aid no job can ever be offered: both are configuration
+    errors, named."""
+    identity = settings.identity()
+    did = settings.encoder_did
+    if did is None:
+        raise ConfigurationError("ENCODER_PRIVATE_KEY", "is required to run an encoder (its "
+                                 "DID is the owner the gateway records)")
+    if settings.gateway_url is not None and identity is None:
+        raise ConfigurationError("ENCODER_PRIVATE_KEY", "is required with GATEWAY_URL: the "
+                                 "gateway accepts only signed requests")
+    if settings.gateway_url is None and not settings.aid_enabled:
+        raise ConfigurationError("GATEWAY_URL", "is required (or GATEWAY_AID_ENABLED=true): "
+                                 "nothing else offers jobs")
+    clients: list[Any] = []
+    gateway = aid = None
+    if settings.mongodb_enabled:
+        clients.append(DatabaseTier(uri=settings.mongodb_uri, database=settings.database_name,
+                                    encoder_did=did))
+    if settings.monitor_enabled:
+        clients.append(GatewayMonitorService(settings.monitor_base_url, enabled=True))
+    if settings.gateway_url is not None and identity is not None:
+        gateway = LegacyGatewayClient(settings.gateway_url, identity)
+        clients.append(gateway)
+    if settings.aid_enabled and settings.aid_base_url is not None:
+        aid = GatewayAidClient(settings.aid_base_url, did)
+        clients.append(aid)
+    guard = OwnershipGuard(did=did, clients=clients, policy=settings.policy(), logger=logger)
+    return Node(settings, guard, offer_sources(gateway=gateway, aid=aid), clients)
+
+
+async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
+    """Run the loop until SIGINT/SIGTERM; 0 once every job has been given back or finished."""
+    loop = asyncio.get_running_loop()
+    encoder = EncoderLoop(node.guard, work, offers=node.offers, policy=policy)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, encoder.stop)
+    try:
+        _LOGGER.info("RUN_STARTED: encoder %s polling %s with up to %d job(s) at once",
+                     node.guard.did, ", ".join(policy.sources), policy.concurrency)
+        outcomes = await encoder.run()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await node.aclose()
+    _LOGGER.info("RUN_STOPPED: %s", ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items()))
+                 or "no job")
+    return 0
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a {kind.__name__}") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError("must be positive")
+        return value
+
+    return parse
+
+
+_RUN_EPILOG: Final = """\
+exit status:
+  0  stopped by SIGINT/SIGTERM after giving back every job it held
+  2  usage or configuration error (the message on stderr names the variable or option)
+
+settings are read from the environment and ./.env (the environment wins): GATEWAY_URL,
+ENCODER_PRIVATE_KEY, GATEWAY_MONITOR_ENABLED, GATEWAY_MONITOR_BASE_URL, VERIFIER_*_S, ...
+"""
+
+
+def add_run_parser(commands: Any) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run an encoder: poll for jobs, guard each, run COMMAND as the work",
+        description=(
+            "Poll the configured sources for offered jobs and run COMMAND for each job the "
+            "guard confirms is ours. The job is on COMMAND's stdin (JSON) and in SPK_JOB_ID, "
+            "SPK_INPUT_URI and SPK_SCRATCH_DIR; COMMAND prints JSON lines {\"phase\": ...}, "
+            "{\"pct\": ...} and, last, {\"cid\": ...}, and exits 0 on success. SIGINT or "
+            "SIGTERM: graceful shutdown (running commands stopped, held jobs released)."
+        ),
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--concurrency", type=_positive(int), default=1, metavar="N",
+                     help="jobs processed at once (default: 1)")
+    run.add_argument("--source", action="append", choices=OFFER_SOURCES, dest="sources",
+                     help="where offered jobs come from, asked in the order given (default: "
+                     "myjob and getjob with GATEWAY_URL, aid with GATEWAY_AID_ENABLED)")
+    run.add_argument("--poll-interval", type=_positive(float), default=LoopPolicy.idle_s,
+                     metavar="S", help="wait after a poll that offered nothing; doubled after "
+                     f"each further one (default: {LoopPolicy.idle_s:g})")
+    run.add_argument("--max-poll-interval", type=_positive(float),
+                     default=LoopPolicy.idle_max_s, metavar="S",
+                     help=f"longest wait between polls (default: {LoopPolicy.idle_max_s:g})")
+    run.add_argument("--scratch", metavar="DIR",
+                     help="where each job's scratch directory is made (default: the system's "
+                     "temporary directory)")
+    run.add_argument("--verbose", "-v", action="store_true",
+                     help="log every protocol decision (default: the loop's and the outcomes)")
+    run.add_argument("work_command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]",
+                     help="the work: any program; see the description")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The ``run`` subcommand. Exit status: 0 after a graceful shutdown, 2 on a usage or
+    configuration error (message on stderr, naming the variable or option)."""
+    command: list[str] = list(args.work_command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    if not args.verbose:
+        logging.getLogger("verifier.guard").setLevel(logging.WARNING)
+    try:
+        settings = Settings.from_env()
+        if settings.monitor_enabled and settings.monitor_url_defaulted:
+            _LOGGER.warning("GATEWAY_MONITOR_BASE_URL is unset: verifying against the "
+                            "production monitor (%s)", settings.monitor_base_url)
+        work = CommandWork(command, cancel_latency=settings.timing.cancel_latency,
+                           scratch_root=args.scratch)
+        node = open_node(settings)
+    except ConfigurationError as exc:
+        print(f"python -m verifier run: error: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        policy = LoopPolicy(
+            sources=tuple(args.sources or node.default_sources()),
+            concurrency=args.concurrency, idle_s=args.poll_interval,
+            idle_max_s=max(args.max_poll_interval, args.poll_interval))
+        if any(s not in node.offers for s in policy.sources):
+            missing = [s for s in policy.sources if s not in node.offers]
+            raise ValueError(f"--source {', '.join(missing)}: not configured (myjob and getjob "
+                             "need GATEWAY_URL, aid needs GATEWAY_AID_ENABLED)")
+    except ValueError as exc:
+        asyncio.run(node.aclose())
+        print(f"python -m verifier run: error: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(run_node(node, work, policy))
+
