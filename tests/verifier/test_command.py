@@ -1,0 +1,152 @@
+"""A user command as the work of a job: the stdin/env/stdout contract, failures, and the stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from verifier import (
+    ClaimedJob,
+    CommandFailed,
+    CommandWork,
+    ConfigurationError,
+    GatewayMonitorJob,
+)
+from verifier.protocol import PhaseChanged
+
+OFFERED = GatewayMonitorJob(id="job-1", status="queued", assigned_to=None,
+                            input={"uri": "ipfs://bafyinput", "size": 10},
+                            metadata={"video_owner": "alice"})
+C = 1.0
+
+
+def script(tmp_path: Path, body: str, name: str = "work.py") -> Path:
+    path = tmp_path / name
+    path.write_text(f"#!{sys.executable}\nimport json, os, signal, sys, time\n{body}\n",
+                    encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def claimed() -> tuple[ClaimedJob, asyncio.Queue]:
+    events: asyncio.Queue = asyncio.Queue()
+    return ClaimedJob("job-1", events), events
+
+
+def test_the_job_goes_in_on_stdin_and_in_the_environment_and_the_result_comes_back(tmp_path):
+    seen = tmp_path / "seen.json"
+    path = script(tmp_path, f"""
+job = json.load(sys.stdin)
+env = {{k: v for k, v in os.environ.items() if k.startswith("SPK_")}}
+json.dump({{"job": job, "env": env, "cwd": os.getcwd()}}, open({str(seen)!r}, "w"))
+print(json.dumps({{"phase": "encode"}}))
+print(json.dumps({{"pct": 40, "download_pct": 100}}))
+print(json.dumps({{"cid": "bafyresult"}}))
+""")
+
+    async def main():
+        job, events = claimed()
+        result = await CommandWork([str(path)], cancel_latency=C)(job, OFFERED)
+        return result, job, [events.get_nowait() for _ in range(events.qsize())]
+
+    result, job, events = asyncio.run(main())
+    assert result == {"cid": "bafyresult"}
+    assert job.phase == "encode" and job.progress == {"pct": 40.0, "download_pct": 100.0}
+    assert PhaseChanged("encode") in events and len(events) == 2
+    record = json.loads(seen.read_text())
+    assert record["job"]["id"] == "job-1" and record["job"]["input"]["uri"] == "ipfs://bafyinput"
+    assert record["job"]["metadata"] == {"video_owner": "alice"}
+    env = record["env"]
+    assert env["SPK_JOB_ID"] == "job-1" and env["SPK_INPUT_URI"] == "ipfs://bafyinput"
+    assert env["SPK_SCRATCH_DIR"] == record["cwd"]
+    assert not Path(record["cwd"]).exists(), "the scratch directory is removed afterwards"
+
+
+def test_garbage_lines_are_logged_and_ignored(tmp_path, caplog):
+    path = script(tmp_path, r"""
+print("starting ffmpeg...")
+print(json.dumps([1, 2]))
+print(json.dumps({"pct": 400}))
+print("\x1b[31m" + "x" * 500)
+print(json.dumps({"cid": "bafyok"}))
+""")
+    job, _ = claimed()
+    with caplog.at_level(logging.WARNING, logger="verifier.command"):
+        result = asyncio.run(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+    assert result == {"cid": "bafyok"}
+    ignored = [r for r in caplog.records if r.event_code == "COMMAND_OUTPUT_IGNORED"]
+    assert len(ignored) == 4
+    assert all(len(r.getMessage()) < 400 for r in ignored), "long lines are cut in the log"
+    assert "\x1b" not in caplog.text, "control characters are escaped"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("print(json.dumps({'cid': 'bafy'})); sys.exit(3)", "exit status 3"),
+    ("os.kill(os.getpid(), signal.SIGKILL)", "killed by signal 9"),
+    ("print('done, no result')", "without a result"),
+    ("print(json.dumps({'cid': 'bafy'})); print('trailing')", "without a result"),
+    ("print(json.dumps({'cid': ''}))", "unusable"),
+])
+def test_a_command_that_crashes_or_gives_no_result_has_failed(tmp_path, body, message):
+    path = script(tmp_path, body)
+    job, _ = claimed()
+    with pytest.raises(CommandFailed, match=message):
+        asyncio.run(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie left for a container's init to reap has stopped: it runs nothing)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.parametrize("obeys_sigterm", [True, False], ids=["obeys", "ignores-sigterm"])
+def test_a_cancelled_command_and_its_children_are_stopped_within_c(tmp_path, obeys_sigterm):
+    pids = tmp_path / "pids"
+    path = script(tmp_path, f"""
+import subprocess
+{"" if obeys_sigterm else "signal.signal(signal.SIGTERM, signal.SIG_IGN)"}
+child = subprocess.Popen(["sleep", "600"])
+open({str(pids)!r}, "w").write(f"{{os.getpid()}} {{child.pid}}")
+print(json.dumps({{"phase": "encode"}}), flush=True)
+time.sleep(600)
+""")
+
+    async def main() -> float:
+        job, events = claimed()
+        task = asyncio.create_task(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+        await events.get()  # the command is running and talking
+        cancelled = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - cancelled
+
+    took = asyncio.run(main())
+    parent, child = map(int, pids.read_text().split())
+    assert not _alive(parent) and not _alive(child), "the whole process group is stopped"
+    assert took < C, f"stopped in {took:.3f}s; the timing model allows C = {C}s"
+    if not obeys_sigterm:
+        assert took >= C / 2, "SIGKILL only after the grace period"
+
+
+def test_a_missing_or_non_executable_command_is_a_configuration_error(tmp_path):
+    with pytest.raises(ConfigurationError, match="not found"):
+        CommandWork(["no-such-encoder-anywhere"], cancel_latency=C)
+    plain = tmp_path / "plain.py"
+    plain.write_text("print('hi')\n")
+    with pytest.raises(ConfigurationError, match="not executable"):
+        CommandWork([str(plain)], cancel_latency=C)
+    with pytest.raises(ConfigurationError, match="missing"):
+        CommandWork([], cancel_latency=C)
+    with pytest.raises(ConfigurationError, match="--scratch"):
+        CommandWork([sys.executable], cancel_latency=C, scratch_root=tmp_path / "nope")

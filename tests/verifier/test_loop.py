@@ -1,0 +1,261 @@
+"""The encoder loop, virtual time, in-memory tiers: polling, choice, back-off, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import math
+import random
+
+import pytest
+
+from verifier import (
+    ClaimedJob,
+    EncoderLoop,
+    GatewayMonitorJob,
+    LoopPolicy,
+    OwnershipGuard,
+    Policy,
+    Tier,
+    TierUnavailable,
+    TimingModel,
+    parse_job,
+)
+from verifier.testing import InMemoryJobs, InMemoryTier, run_virtual
+
+A = "did:key:z6MkEncoderA"
+TIMING = TimingModel(monitor_lag=5, write_delay=2, recheck_interval=10, reassign_timeout=60)
+
+
+def virtual_time(test):
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        return run_virtual(test(*args, **kwargs))
+
+    return wrapper
+
+
+def guard_for(jobs: InMemoryJobs) -> OwnershipGuard:
+    clients = [InMemoryTier(Tier.MONITOR, jobs, A, latency=0.2),
+               InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)]
+    return OwnershipGuard(did=A, clients=clients, policy=Policy.hardened(TIMING))
+
+
+def queue_of(jobs: InMemoryJobs, polls: list[float] | None = None):
+    """``getJob`` over the store: every queued, unowned job, oldest first."""
+
+    async def offered() -> list[GatewayMonitorJob]:
+        if polls is not None:
+            polls.append(asyncio.get_running_loop().time())
+        return [parse_job(doc) for doc in jobs.docs.values()
+                if doc["status"] == "queued" and not doc.get("assigned_to")]
+
+    return offered
+
+
+def stop_when(loop: EncoderLoop, done) -> asyncio.Task[None]:
+    async def watch() -> None:
+        while not done():  # noqa: ASYNC110 (virtual time; the store has no event to wait on)
+            await asyncio.sleep(1)
+        loop.stop()
+
+    return asyncio.create_task(watch())
+
+
+@virtual_time
+async def test_every_offered_job_is_processed_never_more_than_the_limit_at_once():
+    jobs = InMemoryJobs()
+    for i in range(5):
+        jobs.add(f"j{i}")
+    running: set[str] = set()
+    peak = [0]
+
+    async def work(job: ClaimedJob, offered: GatewayMonitorJob):
+        assert offered.id == job.job_id
+        running.add(job.job_id)
+        peak[0] = max(peak[0], len(running))
+        job.set_phase("encode")
+        await asyncio.sleep(20)
+        running.discard(job.job_id)
+        return {"cid": f"bafy-{job.job_id}"}
+
+    loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": queue_of(jobs)},
+                       policy=LoopPolicy(sources=("getjob",), concurrency=2, idle_s=1,
+                                         jitter=0), rng=random.Random(1))
+    stop_when(loop, lambda: len(jobs.commits) == 5)
+    outcomes = await loop.run()
+    assert sorted(j for j, _ in jobs.commits) == [f"j{i}" for i in range(5)]
+    assert outcomes == {"processed": 5}
+    assert peak[0] == 2
+
+
+@virtual_time
+async def test_an_idle_encoder_backs_off_to_the_longest_wait_and_a_job_resets_it():
+    jobs = InMemoryJobs()
+    polls: list[float] = []
+
+    async def work(job, offered):
+        return {"cid": "bafy"}
+
+    loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": queue_of(jobs, polls)},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1, idle_max_s=8,
+                                         idle_factor=2, jitter=0))
+    stop_when(loop, lambda: len(polls) >= 7)
+    await loop.run()
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(polls)]
+    assert gaps[:6] == [1, 2, 4, 8, 8, 8]
+
+
+@virtual_time
+async def test_shutdown_cancels_running_work_and_gives_every_held_job_back():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    jobs.add("j2")
+    stopped: list[str] = []
+
+    async def work(job: ClaimedJob, offered):
+        job.set_phase("encode")
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            stopped.append(job.job_id)
+            raise
+        return {"cid": "never"}
+
+    loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": queue_of(jobs)},
+                       policy=LoopPolicy(sources=("getjob",), concurrency=2, idle_s=1))
+    stop_when(loop, lambda: all(d.get("status") == "running" for d in jobs.docs.values()))
+    outcomes = await loop.run()
+    assert sorted(stopped) == ["j1", "j2"]
+    assert outcomes == {"cancelled": 2}
+    assert jobs.commits == []
+    for doc in jobs.docs.values():  # back in the queue now, not held until the gateway's T
+        assert (doc["status"], doc.get("assigned_to")) == ("queued", None)
+    assert loop.running == frozenset()
+
+
+@virtual_time
+async def test_a_failing_source_is_passed_over_and_the_next_one_asked():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    asked: list[str] = []
+
+    async def down() -> list[GatewayMonitorJob]:
+        asked.append("myjob")
+        raise TierUnavailable("gateway", "myJob: HTTP 502")
+
+    async def broken() -> list[GatewayMonitorJob]:
+        asked.append("aid")
+        raise KeyError("a client bug")
+
+    async def work(job, offered):
+        return {"cid": "bafy"}
+
+    getjob = queue_of(jobs)
+    loop = EncoderLoop(guard_for(jobs), work,
+                       offers={"myjob": down, "aid": broken, "getjob": getjob},
+                       policy=LoopPolicy(sources=("myjob", "aid", "getjob"), idle_s=1))
+    stop_when(loop, lambda: bool(jobs.commits))
+    assert await loop.run() == {"processed": 1}
+    assert asked[:2] == ["myjob", "aid"]
+
+
+@virtual_time
+async def test_a_job_given_up_on_is_not_tried_again_until_its_cooldown_ends():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    starts: list[float] = []
+
+    async def work(job, offered):
+        starts.append(asyncio.get_running_loop().time())
+        raise RuntimeError("encoder crashed")
+
+    loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": queue_of(jobs)},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1, idle_max_s=1,
+                                         jitter=0, cooldown_s=100))
+    stop_when(loop, lambda: len(starts) >= 2)
+    outcomes = await loop.run()
+    assert outcomes["failed"] >= 2
+    assert starts[1] - starts[0] >= 100
+
+
+@virtual_time
+async def test_an_unusable_offered_id_fails_that_job_only():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    bad = GatewayMonitorJob(id="bad\nid", status="queued", assigned_to=None)
+
+    async def offered() -> list[GatewayMonitorJob]:
+        return [bad, *await queue_of(jobs)()]
+
+    async def work(job, offered):
+        return {"cid": "bafy"}
+
+    seen = []
+    loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": offered},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1), on_outcome=seen.append)
+    stop_when(loop, lambda: bool(jobs.commits))
+    outcomes = await loop.run()
+    assert outcomes == {"failed": 1, "processed": 1}
+    assert seen[0].code == "GUARD_ERROR" and "InvalidInputError" in seen[0].reason
+
+
+@virtual_time
+async def test_cancelling_the_loop_stops_the_work_before_it_returns():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    stopped = asyncio.Event()
+
+    async def work(job, offered):
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": queue_of(jobs)},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1))
+    task = asyncio.create_task(loop.run())
+    while jobs.docs["j1"].get("status") != "running":  # noqa: ASYNC110 (as in stop_when)
+        await asyncio.sleep(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stopped.is_set()
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("sources", ()), ("sources", ("queue",)), ("concurrency", 0), ("concurrency", 1.5),
+    ("concurrency", True), ("idle_s", -1), ("idle_s", math.inf), ("idle_max_s", 0.5),
+    ("idle_factor", 0.5), ("jitter", 1.0), ("cooldown_s", math.nan),
+])
+def test_a_policy_that_cannot_work_is_refused_by_name(field, value):
+    with pytest.raises(ValueError, match=field):
+        LoopPolicy(**{field: value})
+
+
+def test_the_idle_delay_stays_within_its_jitter_and_never_overflows():
+    policy = LoopPolicy(idle_s=2, idle_max_s=60, idle_factor=3, jitter=0.25)
+    for streak in (1, 2, 5, 10_000):
+        base = min(60, 2 * 3 ** (streak - 1)) if streak < 50 else 60
+        assert policy.idle_delay(streak, 0.0) == pytest.approx(base * 0.75)
+        assert policy.idle_delay(streak, 0.999999) == pytest.approx(base * 1.25, rel=1e-5)
+
+
+def test_the_choice_skips_running_and_cooling_jobs_and_keeps_the_offered_order():
+    offered = [GatewayMonitorJob(id=i, status="queued", assigned_to=None) for i in "abcd"]
+    choose = LoopPolicy().choose
+    assert choose(offered, running={"a"}, cooling={"b": 10.0}, now=5.0).id == "c"
+    assert choose(offered, running={"a"}, cooling={"b": 10.0}, now=10.0).id == "b"
+    assert choose(offered, running=set("abcd"), cooling={}, now=0.0) is None
+
+
+def test_a_source_the_policy_names_but_nobody_serves_is_a_clear_error():
+    jobs = InMemoryJobs()
+    with pytest.raises(ValueError, match="aid"):
+        EncoderLoop(guard_for(jobs), lambda job, offered: None, offers={},
+                    policy=LoopPolicy(sources=("aid",)))
