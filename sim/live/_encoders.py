@@ -1,7 +1,8 @@
-"""Live runs: the production guard and HTTP clients against the emulated servers, for real.
+"""Live runs: the production loop, guard and HTTP clients against the emulated servers.
 
 ``python -m sim live`` starts the emulator (:mod:`sim.live._emulator`) on loopback and N encoders,
-each an asyncio task running :class:`verifier.OwnershipGuard` with real httpx clients
+each an asyncio task running the production :class:`verifier.EncoderLoop` (polling, choosing,
+shutting down) around :class:`verifier.OwnershipGuard`, with real httpx clients
 (:class:`~verifier.GatewayMonitorService`, :class:`~verifier.LegacyGatewayClient` signing
 JWS with its own Ed25519 key, :class:`~verifier.GatewayAidClient`) and, on infrastructure
 nodes, the real :class:`~verifier.DatabaseTier` over the world's job store
@@ -42,13 +43,17 @@ from verifier import (
     ClaimRefused,
     DatabaseTier,
     EncoderIdentity,
+    EncoderLoop,
     GatewayAidClient,
+    GatewayMonitorJob,
     GatewayMonitorService,
+    GuardOutcome,
     LegacyGatewayClient,
+    LoopPolicy,
     OwnershipGuard,
     Policy,
     Tier,
-    TierError,
+    offer_sources,
 )
 
 from .._history import History
@@ -283,9 +288,9 @@ class LiveEncoder:
             clients.append(GatewayAidClient(aid_url, self.did, client=self.http,
                                             timeout=timeout))
         wrapped = [RecordingTier(c, site, self.name, site.latencies) for c in clients]
-        logger = logging.getLogger("sim.live.guard") if options.verbose else _QUIET
+        self.logger = logging.getLogger("sim.live.guard") if options.verbose else _QUIET
         self.guard = OwnershipGuard(did=self.did, clients=wrapped, policy=site.policy,
-                                    logger=logger)
+                                    logger=self.logger)
 
     async def aclose(self) -> None:
         if self.database is not None:
@@ -293,20 +298,25 @@ class LiveEncoder:
         await self.http.aclose()
 
     async def run(self) -> None:
+        """The production loop (:class:`~verifier.EncoderLoop`) with this node's work.
+
+        Its policy is the scenario's encoder: one job at a time, from ``myJob`` or ``getJob``
+        as the scenario's gateway assigns, polling every ``poll_interval`` (times a uniform
+        0.5-1.5, from the encoder's seeded stream) with no back-off (the simulator's encoders
+        have none), and no cool-down (they retry whatever they are offered)."""
         sc = self.sc
         await asyncio.sleep(self.rng.random() * min(sc.poll_interval, 1.0))
-        while True:
-            try:
-                offered = await (self.gateway.my_job() if sc.assignment == "myjob"
-                                 else self.gateway.get_job())
-            except TierError:
-                offered = None
-            if offered is None:
-                await self._idle(sc.poll_interval * (0.5 + self.rng.random()))
-                continue
-            outcome = await self.guard.run(offered.id, self._work)
-            kind = outcome.kind.value
-            self.outcomes[kind] = self.outcomes.get(kind, 0) + 1
+        policy = LoopPolicy(sources=("myjob" if sc.assignment == "myjob" else "getjob",),
+                            idle_s=sc.poll_interval, idle_max_s=sc.poll_interval,
+                            idle_factor=1.0, jitter=0.5, cooldown_s=0.0)
+        loop = EncoderLoop(self.guard, self._work, offers=offer_sources(gateway=self.gateway),
+                           policy=policy, rng=self.rng, idle=self._idle,
+                           on_outcome=self._count, logger=self.logger)
+        await loop.run()
+
+    def _count(self, outcome: GuardOutcome) -> None:
+        kind = outcome.kind.value
+        self.outcomes[kind] = self.outcomes.get(kind, 0) + 1
 
     async def _idle(self, duration: float) -> None:
         """Wait for the next poll; the gateway may wake us early to hand out a job twice
@@ -324,7 +334,7 @@ class LiveEncoder:
         finally:
             live.world.idle.pop(self.name, None)
 
-    async def _work(self, job: ClaimedJob) -> Mapping[str, Any]:
+    async def _work(self, job: ClaimedJob, offered: GatewayMonitorJob) -> Mapping[str, Any]:
         """The encoder's work, recorded from the inside: the interval S2 is about."""
         sc, rng, site = self.sc, self.rng, self.site
         history = site.history
