@@ -311,11 +311,14 @@ class World:
                 elif job.progress_changed < stalled:
                     self._requeue(job, "no progress for N", failed=True)
 
-    def add_job(self, job_id: str) -> None:
+    def add_job(self, job_id: str, *, queued: bool = True) -> None:
+        """Add a job; ``queued=False`` keeps it out of the queue offered to everyone (a job
+        the live emulator offers to one encoder only: ``sim serve --assigned``)."""
         job = Job(job_id, self.env.now)
         job.log_times[0] = self.env.now
         self.jobs[job_id] = job
-        self._enqueue(job_id)
+        if queued:
+            self._enqueue(job_id)
 
     def _enqueue(self, job_id: str) -> None:
         if job_id not in self._in_queue:

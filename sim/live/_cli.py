@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import dataclasses
+import os
+import secrets
 import shlex
 import signal
 from pathlib import Path
@@ -138,9 +141,17 @@ def add_parsers(sub: Any) -> None:
                            help=f"{name} port (default: a free one)")
     serve.add_argument("--completed", action="append", default=[], metavar="JOB=DID",
                        help="add a job already completed by DID (repeatable)")
+    serve.add_argument("--assigned", action="append", default=[], metavar="JOB=DID",
+                       help="add a job pre-assigned to DID: the gateway offers it to that "
+                       "encoder alone (myJob) until it is held (repeatable)")
     serve.add_argument("--duration", type=float, metavar="S",
                        help="stop after S seconds (default: until interrupted)")
     _fault_flags(serve)
+    serve.add_argument(
+        "encoder_command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]",
+        help="run COMMAND (an encoder: python -m verifier run -- ...) with the block's "
+        "variables in its environment (and a throwaway ENCODER_PRIVATE_KEY when none is set); "
+        "once every job is done, stop it with SIGTERM and exit with its status")
 
 
 # --------------------------------------------------------------------------- live
@@ -243,17 +254,28 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
 # --------------------------------------------------------------------------- serve
 
 
-async def _serve(args: argparse.Namespace, out: TextIO) -> int:
-    scenario, _ = scenario_from_args(args)
-    completed: list[tuple[str, str]] = []
-    for text in args.completed:
+def _job_dids(flag: str, texts: list[str]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for text in texts:
         job, sep, did = text.partition("=")
         if not sep:
-            raise UsageError(f"--completed: expected JOB=DID, got {text!r}")
+            raise UsageError(f"{flag}: expected JOB=DID, got {text!r}")
         try:
-            completed.append((validate_job_id(job), validate_did(did)))
+            pairs.append((validate_job_id(job), validate_did(did)))
         except InvalidInputError as exc:
-            raise UsageError(f"--completed {text!r}: {exc}") from None
+            raise UsageError(f"{flag} {text!r}: {exc}") from None
+    return pairs
+
+
+async def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    scenario, _ = scenario_from_args(args)
+    completed = _job_dids("--completed", args.completed)
+    assigned = _job_dids("--assigned", args.assigned)
+    command = list(args.encoder_command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if args.encoder_command and not command:
+        raise UsageError("--: give the encoder's command after it")
     from ._emulator import Emulator
     from ._world import LiveWorld
 
@@ -266,19 +288,23 @@ async def _serve(args: argparse.Namespace, out: TextIO) -> int:
         await emulator.stop()
         raise UsageError(f"cannot listen on {args.host}: {exc.strerror or exc}") from None
     try:
-        for job, did in completed:
-            try:
-                live.add_completed(job, did)
-            except ValueError as exc:
-                raise UsageError(f"--completed: {exc}") from None
+        for flag, pairs, add in (("--completed", completed, live.add_completed),
+                                 ("--assigned", assigned, live.add_assigned)):
+            for job, did in pairs:
+                try:
+                    add(job, did)
+                except ValueError as exc:
+                    raise UsageError(f"{flag}: {exc}") from None
         out.write(_environment_block(scenario, args.seed, emulator, list(live.job_ids),
-                                     completed))
+                                     completed, assigned, encoder=bool(command)))
         out.flush()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+        if command:
+            return await _serve_encoder(command, args, emulator, live, stop, out)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), args.duration)
     finally:
@@ -286,25 +312,76 @@ async def _serve(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _environment_block(scenario: Any, seed: int, emulator: Any, jobs: list[str],
-                       completed: list[tuple[str, str]]) -> str:
-    """What an encoder needs to work against the emulator as is, as one block a shell can
-    source (``eval "$(...)"`` or copy): the monitor switched on, the three URLs, and the
-    timing model of the *scenario* (its T is seconds, not the production minutes: an encoder
-    told the production bounds would see its job requeued before its lease ends)."""
-    lines = [f"# sim serve: scenario {scenario.name} ({scenario.jobs} jobs), seed {seed}; "
-             "source this block to point an encoder here",
-             "export GATEWAY_MONITOR_ENABLED=true",
-             f"export GATEWAY_MONITOR_BASE_URL={shlex.quote(emulator.monitor_url)}",
-             f"export GATEWAY_URL={shlex.quote(emulator.gateway_url)}",
-             f"export GATEWAY_AID_BASE_URL={shlex.quote(emulator.aid_url)}"]
+async def _serve_encoder(command: list[str], args: argparse.Namespace, emulator: Any,
+                         live: Any, stop: asyncio.Event, out: TextIO) -> int:
+    """Run the encoder's command against the servers; stop it (SIGTERM: its graceful
+    shutdown) once every job is done, at ``--duration``, or on our own SIGINT/SIGTERM, and
+    return its exit status."""
+    env = {**os.environ, **_variables(emulator, live.scenario)}
+    if not env.get("ENCODER_PRIVATE_KEY"):
+        # A throwaway identity for this run, never printed (it is a credential, if a toy one).
+        env["ENCODER_PRIVATE_KEY"] = base64.b64encode(secrets.token_bytes(32)).decode()
+    try:
+        proc = await asyncio.create_subprocess_exec(*command, env=env)
+    except OSError as exc:
+        raise UsageError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+    exited = asyncio.ensure_future(proc.wait())
+    stopping = asyncio.ensure_future(stop.wait())
+
+    async def all_done() -> None:
+        while not live.call(lambda: live.done):  # noqa: ASYNC110 (the world has no event loop hook)
+            await asyncio.sleep(0.2)
+
+    finished = asyncio.ensure_future(all_done())
+    waits = {exited, stopping, finished}
+    try:
+        await asyncio.wait(waits, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (stopping, finished):
+            task.cancel()
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        status = await exited
+    world = live.world
+    out.write(f"# served: {world.finished} of {len(world.jobs)} jobs done; encoder exited "
+              f"with status {status}\n")
+    out.flush()
+    return status if status >= 0 else 128 - status
+
+
+def _variables(emulator: Any, scenario: Any) -> dict[str, str]:
+    """What an encoder needs to work against the emulator as is: the monitor switched on, the
+    three URLs, and the timing model of the *scenario* (its T is seconds, not the production
+    minutes: an encoder told the production bounds would see its job requeued before its
+    lease ends)."""
     timing = scenario.timing_model()
-    lines += [f"export {variable}={getattr(timing, field):g}"
-              for field, variable in TIMING_VARIABLES.items()]
+    return {
+        "GATEWAY_MONITOR_ENABLED": "true",
+        "GATEWAY_MONITOR_BASE_URL": emulator.monitor_url,
+        "GATEWAY_URL": emulator.gateway_url,
+        "GATEWAY_AID_BASE_URL": emulator.aid_url,
+        **{variable: f"{getattr(timing, field):g}"
+           for field, variable in TIMING_VARIABLES.items()},
+    }
+
+
+def _environment_block(scenario: Any, seed: int, emulator: Any, jobs: list[str],
+                       completed: list[tuple[str, str]], assigned: list[tuple[str, str]],
+                       *, encoder: bool = False) -> str:
+    """:func:`_variables` as one block a shell can source (``eval "$(...)"`` or copy), then
+    the jobs served."""
+    lines = [f"# sim serve: scenario {scenario.name} ({scenario.jobs} jobs), seed {seed}; "
+             "source this block to point an encoder here"]
+    lines += [f"export {name}={shlex.quote(value)}"
+              for name, value in _variables(emulator, scenario).items()]
     shown = " ".join(jobs[:10]) + (f" (and {len(jobs) - 10} more)" if len(jobs) > 10 else "")
     lines.append(f"# jobs: {shown or '(none yet)'}")
     lines += [f"# completed: {job} by {did}" for job, did in completed]
-    lines.append("# stop with Ctrl-C")
+    lines += [f"# assigned: {job} to {did} (offered by myJob to that encoder only)"
+              for job, did in assigned]
+    lines.append("# running the encoder; it is stopped (SIGTERM) once every job is done"
+                 if encoder else "# stop with Ctrl-C")
     return "\n".join(lines) + "\n"
 
 

@@ -434,7 +434,11 @@ class Emulator:
         (``signed``, ``POST myJob``) the 2026 gateway's ``{success: true, job: doc | null}``."""
         if self.world.gateway_down_now():
             return _UNAVAILABLE
-        job_id, delay = self.world.gw_poll(did)
+        job_id = self.live.reserved_for(did) if did != "anonymous" else None
+        if job_id is not None:  # pre-assigned to the caller (``sim serve --assigned``)
+            delay = 0.0
+        else:
+            job_id, delay = self.world.gw_poll(did)
         doc = None if job_id is None else self._document(
             job_id, "queued", None, self.world.jobs[job_id])
         if signed:

@@ -24,10 +24,12 @@ from typing import Any, TypeVar
 
 import simpy
 
+from verifier import normalize_did
+
 from .._history import History
 from .._rng import Streams
 from .._scenario import Scenario
-from .._world import World
+from .._world import CLAIMABLE_STATUSES, World
 
 __all__ = ["LiveWorld"]
 
@@ -52,6 +54,8 @@ class LiveWorld:
         self._clock = clock
         self._t0: float | None = None
         self._ticker: asyncio.Task[None] | None = None
+        #: job id -> the DID it is pre-assigned to (``add_assigned``).
+        self.reserved: dict[str, str] = {}
 
     # ------------------------------------------------------------------ the clock
 
@@ -102,6 +106,25 @@ class LiveWorld:
             return asyncio.run_coroutine_threadsafe(on_loop(), loop).result()
 
         return run
+
+    def add_assigned(self, job_id: str, did: str) -> None:
+        """Add ``job_id`` pre-assigned to ``did`` (``sim serve --assigned``): the gateway offers
+        it to that encoder alone, first, as the 2026 gateway's ``myJob`` offers the job it
+        picked for the caller, until someone holds it; given back, it joins the queue."""
+        self.advance()
+        if job_id in self.world.jobs:
+            raise ValueError(f"job {job_id} already exists")
+        self.world.add_job(job_id, queued=False)
+        self.reserved[job_id] = normalize_did(did)
+
+    def reserved_for(self, did: str) -> str | None:
+        """The first job pre-assigned to ``did`` that nobody holds and nobody finished."""
+        did = normalize_did(did)
+        for job_id, owner in self.reserved.items():
+            job = self.world.jobs[job_id]
+            if owner == did and job.owner is None and job.status in CLAIMABLE_STATUSES:
+                return job_id
+        return None
 
     def add_completed(self, job_id: str, did: str) -> None:
         """Add ``job_id`` already completed by ``did`` (for ``sim serve --completed``), through
