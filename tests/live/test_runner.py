@@ -1,0 +1,230 @@
+"""``python -m verifier run -- COMMAND`` against the emulator, as an operator runs it.
+
+The emulated servers run in this process (so a test can play the gateway: reassign a job in the
+middle of its encode) and the runner in its own, with a small script as its command, speaking
+the command contract over stdin/stdout. Each test checks what the world saw (commits, owners,
+the queue) and what happened to the command's processes, not the runner's own word for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sim import load_scenario
+from sim.live import Emulator
+from sim.live._cli import _variables
+from sim.live._world import LiveWorld
+from verifier import EncoderIdentity
+
+SEED = bytes(range(32))
+DID = EncoderIdentity.from_seed(SEED).did
+THIEF = EncoderIdentity.from_seed(bytes(32)).did
+#: A quiet world: no lies, no monitor noise; the test is the adversary.
+QUIET = {"lie_rate": 0.0, "monitor_synthetic_rate": 0.0, "monitor_error_rate": 0.0,
+         "status_lie_rate": 0.0, "late_write_rate": 0.0, "reply_loss_rate": 0.0,
+         "arrival_per_hour": 0.0}
+
+#: The command: its behaviour per job comes from ``MODE_<job id>`` (default: encode for
+#: ``SECONDS``, reporting progress, and print a result). It writes its pid, and the instant a
+#: SIGTERM reached it, into ``MARKS``.
+SCRIPT = r"""
+import hashlib, json, os, signal, sys, time
+job = json.load(sys.stdin)
+marks = os.environ["MARKS"]
+jid = os.environ["SPK_JOB_ID"]
+mode = os.environ.get("MODE_" + jid.replace("-", "_"), "encode")
+open(os.path.join(marks, jid + ".pid"), "w").write(str(os.getpid()))
+
+def on_term(signum, frame):
+    open(os.path.join(marks, jid + ".term"), "w").write(repr(time.monotonic()))
+    if mode != "stubborn":
+        sys.exit(143)
+
+signal.signal(signal.SIGTERM, on_term)
+say = lambda **m: print(json.dumps(m), flush=True)
+if mode == "crash":
+    say(phase="download"); sys.exit(7)
+if mode == "garbage":
+    print("ffmpeg version 6.1 Copyright (c)", flush=True); print("{not json", flush=True)
+    sys.exit(0)
+if mode == "hang":
+    say(phase="encode")
+    while True:
+        time.sleep(1)
+seconds = float(os.environ.get("SECONDS_PER_JOB", "1"))
+for phase in ("download", "encode", "upload"):
+    say(phase=phase)
+    for step in range(1, 5):
+        time.sleep(seconds / 12)
+        say(pct=25 * step)
+say(cid="bafy" + hashlib.sha256(jid.encode()).hexdigest()[:32])
+"""
+
+
+class Served:
+    """The emulator over a live world, and a way to run the encoder against it."""
+
+    def __init__(self, live: LiveWorld, emulator: Emulator, tmp: Path) -> None:
+        self.live, self.emulator, self.tmp = live, emulator, tmp
+        self.marks = tmp / "marks"
+        self.marks.mkdir()
+        self.script = tmp / "encode.py"
+        self.script.write_text(f"#!{sys.executable}\n{SCRIPT}", encoding="utf-8")
+        self.script.chmod(0o755)
+        self.log = tmp / "runner.log"
+
+    def job(self, job_id: str) -> Any:
+        return self.live.call(lambda: self.live.world.jobs[job_id])
+
+    async def start(self, *args: str, modes: dict[str, str] | None = None,
+                    seconds: float = 1.0) -> asyncio.subprocess.Process:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("GATEWAY_", "ENCODER_", "VERIFIER_", "MONGODB_"))}
+        env.update(_variables(self.emulator, self.live.scenario))
+        env.update(ENCODER_PRIVATE_KEY=base64.b64encode(SEED).decode(), MARKS=str(self.marks),
+                   SECONDS_PER_JOB=str(seconds))
+        for job_id, mode in (modes or {}).items():
+            env["MODE_" + job_id.replace("-", "_")] = mode
+        with self.log.open("wb") as log:  # the child has its own copy of the descriptor
+            return await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "verifier", "run", "--poll-interval", "0.3",
+                "--max-poll-interval", "0.6", *args, "--", str(self.script),
+                env=env, cwd=self.tmp, stdout=asyncio.subprocess.DEVNULL, stderr=log)
+
+    def logged(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    async def until(self, condition: Any, what: str, patience: float = 60.0) -> None:
+        """Wait for a condition of the world (checked every 50 ms), at most ``patience``."""
+        deadline = time.monotonic() + patience
+        while not self.live.call(condition):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; runner log:\n"
+                                     + self.logged()[-4000:])
+            await asyncio.sleep(0.05)
+
+    def started(self, job_id: str) -> bool:
+        return (self.marks / f"{job_id}.pid").exists()
+
+    def pid(self, job_id: str) -> int:
+        return int((self.marks / f"{job_id}.pid").read_text())
+
+
+@contextlib.asynccontextmanager
+async def served(tmp_path: Path, jobs: int, **changes: Any) -> AsyncIterator[Served]:
+    scenario = load_scenario("live").replace(jobs=jobs, **{**QUIET, **changes})
+    live = LiveWorld(scenario, seed=5)
+    emulator = Emulator(live)
+    await emulator.start()
+    try:
+        yield Served(live, emulator, tmp_path)
+    finally:
+        await emulator.stop()
+
+
+async def stop(proc: asyncio.subprocess.Process, patience: float = 30.0) -> int:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    return await asyncio.wait_for(proc.wait(), patience)
+
+
+def alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_jobs_are_processed_end_to_end_and_committed_by_the_runner(tmp_path):
+    async def main() -> None:
+        async with served(tmp_path, jobs=2) as srv:
+            proc = await srv.start()
+            await srv.until(lambda: srv.live.done, "both jobs committed")
+            assert await stop(proc) == 0
+            for job_id in srv.live.job_ids:
+                assert job_id in srv.live.world.committed and srv.job(job_id).owner == DID
+                assert not alive(srv.pid(job_id))
+            assert "processed=2" in srv.logged()
+
+    asyncio.run(main())
+
+
+def test_a_job_lost_mid_work_has_its_command_killed_within_c(tmp_path):
+    async def main() -> None:
+        async with served(tmp_path, jobs=1) as srv:
+            job_id = srv.live.job_ids[0]
+            proc = await srv.start(modes={job_id: "stubborn"}, seconds=60)
+            await srv.until(lambda: srv.live.world.jobs[job_id].status == "running"
+                            and srv.started(job_id), "the encode to run")
+            pid = srv.pid(job_id)
+            # The gateway hands the job to another encoder in the middle of the encode.
+            srv.live.call(lambda: srv.live.world._write(
+                srv.live.world.jobs[job_id], status="assigned", owner=THIEF, token=None))
+            term = srv.marks / f"{job_id}.term"
+            await srv.until(lambda: term.exists(), "the SIGTERM")
+            while alive(pid):  # noqa: ASYNC110 (a process's end has no asyncio event)
+                await asyncio.sleep(0.005)
+            gone = time.monotonic()
+            c = srv.live.scenario.cancel_latency
+            assert gone - float(term.read_text()) <= c, "stopped within the cancel latency"
+            assert srv.job(job_id).owner == THIEF  # never released or finished over the thief
+            assert await stop(proc) == 0
+            log = srv.logged()
+            assert "MONITOR_THEFT_DETECTED" in log and "COMMAND_KILLED" in log
+            assert srv.live.world.committed == set()
+
+    asyncio.run(main())
+
+
+def test_sigterm_to_the_runner_releases_both_running_jobs(tmp_path):
+    async def main() -> None:
+        async with served(tmp_path, jobs=2) as srv:
+            proc = await srv.start("--concurrency", "2", seconds=60)
+            await srv.until(lambda: all(srv.live.world.jobs[j].status == "running"
+                                        and srv.started(j) for j in srv.live.job_ids),
+                            "both encodes to run")
+            pids = [srv.pid(j) for j in srv.live.job_ids]
+            assert await stop(proc) == 0
+            assert not any(alive(pid) for pid in pids)
+            for job_id in srv.live.job_ids:  # back in the queue at once, not after T
+                job = srv.job(job_id)
+                assert (job.status, job.owner) == ("queued", None), job
+            assert srv.logged().count("cancelled (SHUTDOWN)") == 4  # guard + loop, per job
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", ["crash", "garbage", "hang"])
+def test_a_command_that_crashes_hangs_or_prints_garbage_is_failed_and_the_loop_goes_on(
+        tmp_path, mode):
+    async def main() -> None:
+        # A progress timeout N as short as T, so that a hang is noticed in seconds (the
+        # lease's no-progress rule), not in the scenario's default 300 s.
+        async with served(tmp_path, jobs=2, progress_timeout=8.0) as srv:
+            bad, good = srv.live.job_ids
+            proc = await srv.start(modes={bad: mode})
+            await srv.until(lambda: good in srv.live.world.committed, "the good job")
+            await srv.until(lambda: srv.live.world.jobs[bad].owner is None
+                            and srv.live.world.jobs[bad].attempts + (mode == "hang") >= 1,
+                            "the bad job handed back", patience=30)
+            assert not alive(srv.pid(bad))
+            assert await stop(proc) == 0
+            log = srv.logged()
+            expected = {"crash": "exit status 7", "garbage": "without a result",
+                        "hang": "LEASE_EXPIRED"}[mode]
+            assert expected in log
+            assert bad not in srv.live.world.committed
+
+    asyncio.run(main())
