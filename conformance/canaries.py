@@ -7,7 +7,8 @@ Two kinds, both built on the shipped protocol rather than re-implementing it:
   dropped. The world keeps its true bounds; the protocol decides with the wrong ones.
 * **old rules**: :class:`SettleFromDecision`, the settle wait measured from the instant the
   protocol *decided* to claim rather than from the claim's answer (the flaw found by the
-  adversarial review: a driver may send up to P after deciding).
+  adversarial review: a driver may send up to P after deciding); :class:`ReleaseBeforeStop`,
+  a graceful shutdown that gives the job back before its work has stopped.
 
 A suite that passes the hardened chain but cannot catch these is not evidence.
 """
@@ -16,14 +17,23 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
 from verifier import Policy, TimingModel
-from verifier.protocol import Answer, Claim, OwnershipProtocol, Step
+from verifier.protocol import (
+    Action,
+    Answer,
+    CancelWork,
+    Claim,
+    Outcome,
+    OutcomeKind,
+    OwnershipProtocol,
+    Step,
+)
 
-__all__ = ["MISBELIEFS", "Misbelief", "SettleFromDecision", "believing"]
+__all__ = ["MISBELIEFS", "Misbelief", "ReleaseBeforeStop", "SettleFromDecision", "believing"]
 
 
 class SettleFromDecision(OwnershipProtocol):
@@ -34,6 +44,20 @@ class SettleFromDecision(OwnershipProtocol):
         if isinstance(self._awaiting, Claim):
             now = self._driver_now  # the decision instant, as the old rule measured it
         return super().handle(answer, now)
+
+
+class ReleaseBeforeStop(OwnershipProtocol):
+    """A graceful shutdown in the wrong order: the job is released first, the work cancelled
+    after. The release hands the job to another encoder while ours still runs for up to C
+    (S2); the shipped order is cancel, wait for the stop, then release."""
+
+    def _shut_down(self, *, working: bool) -> Generator[Action, Answer, Outcome]:
+        reason = "encoder shutting down"
+        yield from self._release(reason)
+        if working:
+            yield CancelWork(reason)
+        return Outcome(OutcomeKind.CANCELLED if working else OutcomeKind.SKIPPED,
+                       "SHUTDOWN", reason)
 
 
 def _formula_without(term: str) -> type[TimingModel]:

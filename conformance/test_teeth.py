@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings, target
 
-from conformance.canaries import MISBELIEFS
+from conformance.canaries import MISBELIEFS, ReleaseBeforeStop
 from conformance.worlds import Race, World, believers, race, worlds, write_margin
 from verifier import Policy
 
@@ -43,6 +43,7 @@ _QUIET: dict[str, Any] = {
     "monitor_synthetic_rate": 0.0, "monitor_error_rate": 0.0, "reply_loss_rate": 0.0,
     "status_lie_rate": 0.0, "gateway_outages_per_hour": 0.0, "monitor_outages_per_hour": 0.0,
     "crashes_per_hour": 0.0, "database_error_rate": 0.0, "pauses_per_hour": 0.0,
+    "shutdowns_per_hour": 0.0,
 }
 
 #: Where each kind of tooth can bite (levels of the general generator, pinned).
@@ -76,6 +77,14 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "progress": {
         **_QUIET, "stall_rate": 1.0, "reassign_scan_interval": 0.0, "wake_on_requeue": 1.0,
         "edge_rate": 0.9, "await_pause_rate": 0.3, "lie_rate": 0.0, "encode_mean_s": 60.0,
+    },
+    # Graceful shutdowns during long work; a give-back wakes the idle encoder at once, whose
+    # settle is as short as the model allows (G = 0, a monitor without lag), and cancelled
+    # work takes exactly C to stop: a job handed back before its work has stopped overlaps.
+    "shutdown": {
+        **_QUIET, "infra_fraction": 0.0, "write_delay": 0.0, "monitor_lag": 0.0,
+        "monitor_lag_mean": 0.0, "wake_on_requeue": 1.0, "shutdowns_per_hour": 120.0,
+        "edge_rate": 0.9, "await_pause_rate": 0.3, "lie_rate": 0.0, "encode_mean_s": 120.0,
     },
     # A quiet network and long work: what a step buys for liveness (L1). No faults at all
     # (not even pauses at await points): each job's L1 deadline counts from its first record.
@@ -150,6 +159,8 @@ TEETH = [
     Tooth("hardened-without-conditional-claim", "database", 500, 19,
           _without("conditional-claim")),
     Tooth("hardened-without-fence", "database", 300, 19, _without("fence"), properties=("S3",)),
+    # the order of a graceful shutdown: stop the work, then give the job back
+    Tooth("shutdown-releases-before-stop", "shutdown", 20, 19, protocol=ReleaseBeforeStop),
     Tooth("hardened-without-recheck", "liveness", 30, 19, _without("recheck"),
           properties=("L1",)),
     Tooth("hardened-without-phase-heartbeats", "liveness", 30, 19,

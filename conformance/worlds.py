@@ -126,6 +126,8 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         "monitor_error_rate": draw(_levels(0.0, 0.3)),
         "pauses_per_hour": draw(_levels(0.0, 60.0, 600.0)),
         "crashes_per_hour": draw(_levels(0.0, 10.0)),
+        # Graceful shutdowns: the protocol gives the job back (cancel first, then release).
+        "shutdowns_per_hour": draw(_levels(0.0, 20.0, 120.0)),
         "gateway_outages_per_hour": draw(_levels(0.0, 6.0)),
         "gateway_outage_mean_s": draw(_levels(30.0, 90.0)),
         "monitor_outages_per_hour": draw(_levels(0.0, 6.0)),

@@ -29,6 +29,7 @@ from verifier.protocol import (
     OwnershipProtocol,
     PhaseChanged,
     Progressed,
+    ShutdownRequested,
     Sleep,
     StartWork,
     TierFailed,
@@ -94,6 +95,9 @@ class Encoder:
         self.drift = unit * scenario.clock_drift / max(scenario.reassign_timeout, 1.0)
         self.crash_at = self._next(scenario.crashes_per_hour)
         self.pause_at = self._next(scenario.pauses_per_hour)
+        #: The next graceful shutdown, and whether the running protocol has been told of it.
+        self.shutdown_at = self._next(scenario.shutdowns_per_hour)
+        self.shutdown_told = False
         # The running work: pending (sim time, event) in time order; start time; job.
         self.work: list[tuple[float, Answer]] = []
         self.work_job: str | None = None
@@ -216,6 +220,9 @@ class Encoder:
         yield env.timeout(self.rng.random() * sc.poll_interval)  # a random second
         while True:
             try:
+                if env.now >= self.shutdown_at:
+                    yield from self._restart()
+                    continue
                 job_id, delay = world.gw_poll(self.did)
                 yield from self.wait(delay)
                 if job_id is None:
@@ -227,6 +234,14 @@ class Encoder:
                 self._crash()
                 yield env.timeout(sc.restart_delay)
                 self.crash_at = self._next(sc.crashes_per_hour)
+
+    def _restart(self) -> Generator[simpy.Event, Any, None]:
+        """After a graceful shutdown (the running attempt, if any, has given its job back):
+        down for ``restart_delay``, then a new shutdown drawn."""
+        self.history.add(self.env.now, self.name, None, "shutdown", "info")
+        yield from self.wait(self.sc.restart_delay)
+        self.shutdown_told = False
+        self.shutdown_at = self._next(self.sc.shutdowns_per_hour)
 
     def attempt(self, job_id: str) -> Generator[simpy.Event, Any, None]:
         """One protocol run for one job: perform each action, feed back each answer."""
@@ -353,10 +368,16 @@ class Encoder:
                     self.history.add(at, self.name, self.work_job, "stop", "ok", "done")
                     self.work_job = None
                 return event
+            if self.env.now >= self.shutdown_at and not self.shutdown_told:
+                # As the asyncio driver does: the request is an answer to the next wait.
+                self.shutdown_told = True
+                return ShutdownRequested()
             remaining = (until - self.local()) / (1.0 + self.drift)
             if remaining <= 1e-9:
                 return Woke()
             target = self.env.now + remaining
+            if not self.shutdown_told:
+                target = min(target, self.shutdown_at)
             if self.work:
                 target = min(target, self.work[0][0])
             yield from self.wait(target - self.env.now)

@@ -110,6 +110,10 @@ class Scenario:
     #: reassigns a stalled job after N; the hardened chain must have stopped it by then.
     stall_rate: float = 0.0
     crashes_per_hour: float = 0.0
+    #: Graceful shutdowns (an operator's SIGTERM): the protocol is told at its next wait
+    #: (``ShutdownRequested``), gives the job back, and the node restarts after
+    #: ``restart_delay``.
+    shutdowns_per_hour: float = 0.0
     restart_delay: float = 30.0
     pauses_per_hour: float = 0.0
     #: P: pauses last up to this long ...
