@@ -461,10 +461,13 @@ def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_subcommands_dispatch_through_the_handler_table() -> None:
-    assert set(COMMANDS) == {"check"}
+    assert set(COMMANDS) == {"check", "run"}
     args = build_parser().parse_args(["check", JOB, "--did", ME, "--json", "--timeout", "2.5"])
     assert args.command == "check" and args.job_id == JOB and args.did == ME
     assert args.json is True and args.timeout == 2.5 and args.base_url is None
+    args = build_parser().parse_args(["run", "--concurrency", "3", "--", "enc", "--fast"])
+    assert args.command == "run" and args.concurrency == 3
+    assert args.work_command == ["--", "enc", "--fast"]  # the command keeps its own flags
 
 
 def test_python_dash_m_verifier_runs(tmp_path: Path) -> None:
@@ -475,3 +478,69 @@ def test_python_dash_m_verifier_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "JOB_ID" in done.stderr
+
+
+# --------------------------------------------------------------------------- the monitor's URL
+
+
+@pytest.mark.parametrize("url", ["https://monitor.test", "https://monitor.test/",
+                                 "https://monitor.test/api/jobs"])
+def test_a_monitor_url_without_api_is_a_configuration_error_not_no_answer(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str],
+    url: str,
+) -> None:
+    """Every monitor route is under /api: without it every job is a 404, which would read as
+    exit 3 ("the monitor could not answer") at every check, forever."""
+    env.setenv("GATEWAY_MONITOR_BASE_URL", url)
+    code, out, err = run(capsys, "check", JOB, "--did", ME)
+    assert (code, out) == (2, "")
+    assert "GATEWAY_MONITOR_BASE_URL" in err and "/api" in err
+    env.setenv("GATEWAY_MONITOR_BASE_URL", BASE)
+    code, _, err = run(capsys, "check", JOB, "--did", ME, "--base-url", url)
+    assert code == 2 and "--base-url" in err and "/api" in err
+    assert not monitor.calls
+
+
+def test_an_enabled_monitor_without_a_url_says_it_checks_production(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env.delenv("GATEWAY_MONITOR_BASE_URL")
+    with respx.mock(assert_all_called=True) as router:
+        router.get(f"https://gateway-monitor.3speak.tv/api/jobs/{JOB}").respond(
+            200, json=job())
+        code, _, err = run(capsys, "check", JOB, "--did", ME)
+    assert code == 0
+    assert "GATEWAY_MONITOR_BASE_URL is unset" in err and "production" in err
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _runner_env(env: pytest.MonkeyPatch) -> None:
+    env.setenv("GATEWAY_URL", "http://127.0.0.1:9")
+    env.setenv("ENCODER_PRIVATE_KEY", base64.b64encode(bytes(range(32))).decode())
+
+
+@pytest.mark.parametrize(("setup", "argv", "named"), [
+    (lambda env, tmp: None, ["run"], "COMMAND"),
+    (lambda env, tmp: None, ["run", "--", "no-such-encoder-anywhere"], "not found"),
+    (lambda env, tmp: (tmp / "plain.sh").write_text("exit 0\n"), ["run", "--", "./plain.sh"],
+     "not executable"),
+    (lambda env, tmp: env.delenv("GATEWAY_URL"), ["run", "--", "true"], "GATEWAY_URL"),
+    (lambda env, tmp: env.delenv("ENCODER_PRIVATE_KEY"), ["run", "--", "true"],
+     "ENCODER_PRIVATE_KEY"),
+    (lambda env, tmp: env.setenv("GATEWAY_MONITOR_ENABLED", "false"), ["run", "--", "true"],
+     "GATEWAY_MONITOR_ENABLED"),
+    (lambda env, tmp: None, ["run", "--source", "aid", "--", "true"], "aid"),
+    (lambda env, tmp: None, ["run", "--concurrency", "0", "--", "true"], "--concurrency"),
+])
+def test_run_refuses_what_cannot_work_with_exit_2_naming_it(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    setup: Any, argv: list[str], named: str,
+) -> None:
+    _runner_env(env)
+    setup(env, tmp_path)
+    code, _, err = run(capsys, *argv)
+    assert code == 2, err
+    assert named in err
+    assert base64.b64encode(bytes(range(32))).decode() not in err  # the key never shows
