@@ -5,8 +5,9 @@ directions, is plain text so that it can be written in any language:
 
 * **In.** The job as one JSON object on stdin (``id``, ``status``, ``input``, ``metadata``,
   ``storageMetadata``), and in the environment: ``SPK_JOB_ID``, ``SPK_INPUT_URI`` (the job's
-  ``input.uri``, empty when it has none) and ``SPK_SCRATCH_DIR``, a fresh directory that is
-  also the working directory and is removed afterwards.
+  ``input.uri``, empty when it has none) and ``SPK_SCRATCH_DIR``, a fresh directory for its
+  files, removed afterwards. The working directory is the runner's, so that relative paths in
+  the command line mean what they meant where it was typed.
 * **Out.** One JSON object per line on stdout: ``{"phase": "encode"}``, ``{"pct": 40}``,
   ``{"download_pct": 100}`` (any of these keys, together or not) report phase and progress;
   the **last** line is the result, ``{"cid": "..."}``; exit status 0 is success. Lines that
@@ -87,7 +88,7 @@ class CommandWork:
                     f"{program!r} is not executable (chmod +x, or run it through its interpreter)")
             raise ConfigurationError("COMMAND", f"{program!r} was not found (not a file, and "
                                                 "not on PATH)")
-        # Absolute: the command runs in its scratch directory, where a relative path is not.
+        # Absolute: the same program even if the runner's working directory changes.
         self.argv = (os.path.abspath(resolved) if os.sep in resolved else resolved, *argv[1:])
         self.grace = cancel_latency / 2
         self.scratch_root = None if scratch_root is None else str(scratch_root)
@@ -116,7 +117,7 @@ class CommandWork:
         }
         proc = await asyncio.create_subprocess_exec(
             *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            cwd=scratch, env=env, start_new_session=True,  # its own group: stop it all
+            env=env, start_new_session=True,  # its own group: stop it all
         )
         self._note(logging.INFO, "COMMAND_STARTED", job.job_id, f"pid {proc.pid}")
         try:

@@ -9,9 +9,12 @@ availability) and say what a completed job owned by that DID is. Also the argume
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -135,3 +138,56 @@ def test_live_fail_on_violation_is_the_release_gate_of_run(tmp_path: Path) -> No
     assert line.startswith("python -m sim live: gate failed: trust-gateway expected safe, got ")
     assert f"S2 x{entry['s2_violations']}" in line and "; rerun: python -m sim live " in line
     assert "gate: trust-gateway expected safe: FAILED" in out.getvalue()
+
+
+# --------------------------------------------------------------------------- an encoder
+
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = base64.b64encode(bytes(range(32))).decode()  # the key of DID
+
+
+def _serve_encoder(argv: list[str], key: str | None = KEY,
+                   timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GATEWAY_", "ENCODER_", "VERIFIER_", "MONGODB_", "SPK_"))}
+    if key is not None:
+        env["ENCODER_PRIVATE_KEY"] = key
+    return subprocess.run(  # noqa: S603 (our own interpreter and module)
+        [sys.executable if a == ".venv/bin/python" else a for a in argv], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_the_readme_command_runs_an_encoder_against_the_emulator_as_written() -> None:
+    """The operator's one command, taken from the README itself."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (line,) = re.findall(r"^\.venv/bin/python -m sim serve .* -- .*verifier run.*$", readme,
+                         re.M)
+    done = _serve_encoder(shlex.split(line), key=None)  # serve makes a throwaway key
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "# served: 3 of 3 jobs done; encoder exited with status 0" in done.stdout
+    assert "processed=3" in done.stderr
+    assert "ENCODER_PRIVATE_KEY" not in done.stdout + done.stderr  # the key is never shown
+
+
+@pytest.mark.parametrize(("owner", "served"), [(DID, "2 of 2"), (OTHER, "1 of 2")],
+                         ids=["to-this-encoder", "to-another"])
+def test_an_assigned_job_is_offered_by_myjob_to_its_encoder_only(owner: str,
+                                                                 served: str) -> None:
+    done = _serve_encoder([
+        ".venv/bin/python", "-m", "sim", "serve", "--jobs", "1", "--duration", "12",
+        "--set", "lie_rate=0", "--assigned", f"special-job={owner}", "--",
+        ".venv/bin/python", "-m", "verifier", "run", "--source", "myjob",
+        "--poll-interval", "0.3", "--max-poll-interval", "0.5", "--",
+        ".venv/bin/python", "examples/encode_job.py"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"# assigned: special-job to {owner}" in done.stdout
+    assert f"# served: {served} jobs done" in done.stdout
+    assert ("LOOP_OFFERED: myjob offered job special-job" in done.stderr) == (owner == DID)
+
+
+def test_serve_refuses_an_encoder_command_it_cannot_start() -> None:
+    done = _serve_encoder([".venv/bin/python", "-m", "sim", "serve", "--jobs", "1", "--",
+                           "./no-such-encoder"])
+    assert done.returncode == 2
+    assert "cannot run './no-such-encoder'" in done.stderr

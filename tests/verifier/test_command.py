@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -64,8 +65,8 @@ print(json.dumps({{"cid": "bafyresult"}}))
     assert record["job"]["metadata"] == {"video_owner": "alice"}
     env = record["env"]
     assert env["SPK_JOB_ID"] == "job-1" and env["SPK_INPUT_URI"] == "ipfs://bafyinput"
-    assert env["SPK_SCRATCH_DIR"] == record["cwd"]
-    assert not Path(record["cwd"]).exists(), "the scratch directory is removed afterwards"
+    assert record["cwd"] == os.getcwd(), "relative paths mean what they meant to the runner"
+    assert not Path(env["SPK_SCRATCH_DIR"]).exists(), "the scratch directory is removed"
 
 
 def test_garbage_lines_are_logged_and_ignored(tmp_path, caplog):
