@@ -191,3 +191,18 @@ def test_serve_refuses_an_encoder_command_it_cannot_start() -> None:
                            "./no-such-encoder"])
     assert done.returncode == 2
     assert "cannot run './no-such-encoder'" in done.stderr
+
+
+def test_the_readme_python_encoder_runs_as_written(tmp_path: Path) -> None:
+    """The README's Python encoder, copied as it stands, against the emulator; `sim serve`
+    stops it with SIGTERM once every job is done, and it gives back what it holds."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Using the verifier in an encoder"):]
+    program = section.split("```python\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "encoder.py"
+    path.write_text(program, encoding="utf-8")
+    done = _serve_encoder([".venv/bin/python", "-m", "sim", "serve", "--jobs", "3",
+                           "--set", "lie_rate=0", "--", ".venv/bin/python", str(path)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "# served: 3 of 3 jobs done; encoder exited with status 0" in done.stdout
+    assert "Counter({'processed': 3})" in done.stdout
