@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import itertools
 import selectors
 from collections import defaultdict, deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -34,7 +35,7 @@ from ._models import CLAIMABLE_STATUSES, PROCESSABLE_STATUSES, parse_job
 from ._policy import Tier
 from ._tiers import Observation
 
-__all__ = ["InMemoryJobs", "InMemoryTier", "VirtualTimeLoop", "run_virtual"]
+__all__ = ["InMemoryJobs", "InMemoryTier", "VirtualTimeLoop", "run_virtual", "virtual_time"]
 
 T = TypeVar("T")
 
@@ -256,3 +257,14 @@ def run_virtual(main: Coroutine[Any, Any, T]) -> T:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
+
+
+def virtual_time(test: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
+    """Decorate an async test to run on a :class:`VirtualTimeLoop`: hours of timeouts and
+    deadlines pass at once, and no test depends on the machine's speed."""
+
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        return run_virtual(test(*args, **kwargs))
+
+    return wrapper

@@ -25,6 +25,7 @@ from sim import load_scenario
 from sim.live import Emulator
 from sim.live._cli import _variables
 from sim.live._world import LiveWorld
+from tests.processes import running
 from verifier import EncoderIdentity
 
 SEED = bytes(range(32))
@@ -139,14 +140,6 @@ async def stop(proc: asyncio.subprocess.Process, patience: float = 30.0) -> int:
     return await asyncio.wait_for(proc.wait(), patience)
 
 
-def alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
-
-
 def test_jobs_are_processed_end_to_end_and_committed_by_the_runner(tmp_path):
     async def main() -> None:
         async with served(tmp_path, jobs=2) as srv:
@@ -155,7 +148,7 @@ def test_jobs_are_processed_end_to_end_and_committed_by_the_runner(tmp_path):
             assert await stop(proc) == 0
             for job_id in srv.live.job_ids:
                 assert job_id in srv.live.world.committed and srv.job(job_id).owner == DID
-                assert not alive(srv.pid(job_id))
+                assert not running(srv.pid(job_id))
             assert "processed=2" in srv.logged()
 
     asyncio.run(main())
@@ -174,7 +167,7 @@ def test_a_job_lost_mid_work_has_its_command_killed_within_c(tmp_path):
                 srv.live.world.jobs[job_id], status="assigned", owner=THIEF, token=None))
             term = srv.marks / f"{job_id}.term"
             await srv.until(lambda: term.exists(), "the SIGTERM")
-            while alive(pid):  # noqa: ASYNC110 (a process's end has no asyncio event)
+            while running(pid):  # noqa: ASYNC110 (a process's end has no asyncio event)
                 await asyncio.sleep(0.005)
             gone = time.monotonic()
             c = srv.live.scenario.cancel_latency
@@ -197,7 +190,7 @@ def test_sigterm_to_the_runner_releases_both_running_jobs(tmp_path):
                             "both encodes to run")
             pids = [srv.pid(j) for j in srv.live.job_ids]
             assert await stop(proc) == 0
-            assert not any(alive(pid) for pid in pids)
+            assert not any(running(pid) for pid in pids)
             for job_id in srv.live.job_ids:  # back in the queue at once, not after T
                 job = srv.job(job_id)
                 assert (job.status, job.owner) == ("queued", None), job
@@ -219,7 +212,7 @@ def test_a_command_that_crashes_hangs_or_prints_garbage_is_failed_and_the_loop_g
             await srv.until(lambda: srv.live.world.jobs[bad].owner is None
                             and srv.live.world.jobs[bad].attempts + (mode == "hang") >= 1,
                             "the bad job handed back", patience=30)
-            assert not alive(srv.pid(bad))
+            assert not running(srv.pid(bad))
             assert await stop(proc) == 0
             log = srv.logged()
             expected = {"crash": "exit status 7", "garbage": "without a result",

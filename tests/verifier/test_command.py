@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import running
 from verifier import (
     ClaimedJob,
     CommandFailed,
@@ -101,15 +102,6 @@ def test_a_command_that_crashes_or_gives_no_result_has_failed(tmp_path, body, me
         asyncio.run(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie left for a container's init to reap has stopped: it runs nothing)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
-
-
 @pytest.mark.parametrize("obeys_sigterm", [True, False], ids=["obeys", "ignores-sigterm"])
 def test_a_cancelled_command_and_its_children_are_stopped_within_c(tmp_path, obeys_sigterm):
     pids = tmp_path / "pids"
@@ -134,7 +126,7 @@ time.sleep(600)
 
     took = asyncio.run(main())
     parent, child = map(int, pids.read_text().split())
-    assert not _alive(parent) and not _alive(child), "the whole process group is stopped"
+    assert not running(parent) and not running(child), "the whole process group is stopped"
     assert took < C, f"stopped in {took:.3f}s; the timing model allows C = {C}s"
     if not obeys_sigterm:
         assert took >= C / 2, "SIGKILL only after the grace period"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 from typing import Any
@@ -29,21 +28,11 @@ from verifier.protocol import (
     WriteAnswered,
     WriteOutcome,
 )
-from verifier.testing import InMemoryJobs, InMemoryTier, run_virtual
+from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
 
 A = "did:key:z6MkEncoderA"
 B = "did:key:z6MkEncoderB"
 TIMING = TimingModel(monitor_lag=5, write_delay=2, recheck_interval=10, reassign_timeout=60)
-
-
-def virtual_time(test):
-    """Run an async test on a virtual-time loop: hours of deadlines pass instantly."""
-
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        return run_virtual(test(*args, **kwargs))
-
-    return wrapper
 
 
 def community(jobs: InMemoryJobs, did: str, *, lie: bool = False, lag: float = 0.0):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import math
 import random
@@ -22,18 +21,10 @@ from verifier import (
     TimingModel,
     parse_job,
 )
-from verifier.testing import InMemoryJobs, InMemoryTier, run_virtual
+from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
 
 A = "did:key:z6MkEncoderA"
 TIMING = TimingModel(monitor_lag=5, write_delay=2, recheck_interval=10, reassign_timeout=60)
-
-
-def virtual_time(test):
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        return run_virtual(test(*args, **kwargs))
-
-    return wrapper
 
 
 def guard_for(jobs: InMemoryJobs) -> OwnershipGuard:
