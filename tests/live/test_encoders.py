@@ -49,10 +49,22 @@ def hardened() -> tuple[LiveResult, Emulator]:
     return _live("hardened", seen=seen), seen[0]
 
 
+#: Seeds tried in turn until the documented chain's duplicate shows. The race is real time:
+#: one run of 32 jobs in 25 s shows it with high probability (10 of 10 runs on an idle
+#: machine, 2026-12-02: 1 to 5 violating jobs each), but not always (one CI run in about
+#: five saw 8 double assignments and no duplicate with 16 jobs in 20 s); three independent
+#: runs make a miss about a thousand times rarer. Each seed is a different world.
+DOCUMENTED_SEEDS = (3, 4, 5)
+
+
 @pytest.fixture(scope="module")
 def documented() -> LiveResult:
     # The documented chain loses jobs (defects 3, 5): only the race is needed, not the end.
-    return _live("documented", max_time=20.0)
+    for seed in DOCUMENTED_SEEDS:
+        live = _live("documented", seed=seed, max_time=25.0, jobs=32)
+        if live.run.metrics.s1_violations + live.run.metrics.s2_violations:
+            break
+    return live
 
 
 def test_hardened_chain_survives_forced_double_accepts_and_a_monitor_restart(
