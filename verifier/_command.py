@@ -4,7 +4,8 @@ The command is any program (an ffmpeg wrapper, a shell script). The contract, in
 directions, is plain text so that it can be written in any language:
 
 * **In.** The job as one JSON object on stdin (``id``, ``status``, ``input``, ``metadata``,
-  ``storageMetadata``), and in the environment: ``SPK_JOB_ID``, ``SPK_INPUT_URI`` (the job's
+  ``storageMetadata``), and in the environment (the runner's, without its credentials
+  ``ENCODER_PRIVATE_KEY`` and ``MONGODB_URI``): ``SPK_JOB_ID``, ``SPK_INPUT_URI`` (the job's
   ``input.uri``, empty when it has none) and ``SPK_SCRATCH_DIR``, a fresh directory for its
   files, removed afterwards. The working directory is the runner's, so that relative paths in
   the command line mean what they meant where it was typed.
@@ -47,6 +48,8 @@ _DEFAULT_LOGGER: Final = logging.getLogger("verifier.command")
 #: Longest stdout line kept (a result line is short; a runaway line is cut, not buffered).
 _MAX_LINE: Final = 64 * 1024
 _SHOWN: Final = 200
+#: Variables never passed to the command (credentials of the node; see ``Settings``).
+_CREDENTIALS: Final = frozenset({"ENCODER_PRIVATE_KEY", "MONGODB_URI"})
 
 
 class CommandFailed(Exception):
@@ -94,7 +97,10 @@ class CommandWork:
         self.scratch_root = None if scratch_root is None else str(scratch_root)
         if self.scratch_root is not None and not os.path.isdir(self.scratch_root):
             raise ConfigurationError("--scratch", f"{self.scratch_root!r} is not a directory")
-        self.env = dict(os.environ if env is None else env)
+        # The node's credentials stay with the node: the command encodes, it never signs or
+        # writes to the database, and whatever it runs (ffmpeg, a plugin) need not see them.
+        self.env = {k: v for k, v in (os.environ if env is None else env).items()
+                    if k not in _CREDENTIALS}
         self._logger = logger or _DEFAULT_LOGGER
 
     async def __call__(self, job: ClaimedJob, offered: GatewayMonitorJob) -> Mapping[str, Any]:
