@@ -45,6 +45,7 @@ from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
 from ._identity import EncoderIdentity, verify_jws
 from ._ids import normalize_did, validate_did, validate_job_id
 from ._loop import EncoderLoop, LoopPolicy, offer_sources
+from ._metrics import GuardMetrics, start_metrics_server
 from ._models import (
     AvailabilityResult,
     GatewayMonitorJob,
@@ -75,6 +76,7 @@ __all__ = [
     "GatewayAidClient",
     "GatewayMonitorJob",
     "GatewayMonitorService",
+    "GuardMetrics",
     "GuardOutcome",
     "InvalidInputError",
     "JobProgress",
@@ -104,6 +106,7 @@ __all__ = [
     "offer_sources",
     "ownership_of",
     "parse_job",
+    "start_metrics_server",
     "validate_did",
     "validate_job_id",
     "verify_jws",

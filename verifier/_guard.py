@@ -35,6 +35,7 @@ from typing import Any, Final, TypeVar
 from ._errors import ClaimRefused, TierError, TierRateLimited, TierTimeout
 from ._gateway import validate_percent
 from ._ids import validate_did, validate_job_id
+from ._metrics import GuardMetrics
 from ._policy import Policy, Tier, TierSet
 from ._tiers import TierClient
 from .protocol import (
@@ -165,6 +166,7 @@ class OwnershipGuard:
         policy: Policy | None = None,
         clock: Callable[[], float] | None = None,
         logger: logging.Logger | None = None,
+        metrics: GuardMetrics | None = None,
     ) -> None:
         self.did = validate_did(did)
         self.policy = policy or Policy.hardened()
@@ -177,6 +179,7 @@ class OwnershipGuard:
         self.tier_set = TierSet(**{t.value: t in self.clients for t in Tier})
         self._clock = clock
         self._logger = logger or _DEFAULT_LOGGER
+        self.metrics = metrics
         self._runs: set[_Run] = set()
         self._shutting_down = False
 
@@ -234,6 +237,43 @@ class OwnershipGuard:
         )
 
 
+class _Measure:
+    """Metrics of one run, from the actions performed and their answers (the driver measures;
+    verdicts and outcomes are the protocol's own)."""
+
+    def __init__(self, metrics: GuardMetrics, protocol: OwnershipProtocol, started: float) -> None:
+        self.metrics = metrics
+        self.protocol = protocol
+        self.started = started
+        self.claim_answered: float | None = None
+
+    def step(self, action: Action, answer: Answer, sent: float, answered: float) -> None:
+        m = self.metrics
+        if isinstance(action, Observe):
+            tier = action.tier.value
+            ok = isinstance(answer, Observed)
+            m.tier_requests.labels(tier, "read", "ok" if ok else "failed").inc()
+            m.tier_latency.labels(tier, "read").observe(answered - sent)
+            if action.purpose == "pre-claim":
+                return
+            judged = self.protocol.last_verdict
+            verdict = judged[1] if ok and judged is not None else ("failed" if not ok else "")
+            if verdict:
+                m.verifications.labels(tier, action.purpose, verdict).inc()
+            if action.purpose == "verify" and self.claim_answered is not None:
+                m.settle_wait.observe(sent - self.claim_answered)
+                self.claim_answered = None  # the first deciding read only
+        elif isinstance(action, Claim | Heartbeat | Finish | Release):
+            assert isinstance(answer, WriteAnswered)
+            tier, op = action.via.value, type(action).__name__.lower()
+            m.tier_requests.labels(tier, op, answer.outcome.value).inc()
+            m.tier_latency.labels(tier, op).observe(answered - sent)
+            if isinstance(action, Claim):
+                self.claim_answered = answered
+        elif isinstance(action, StartWork):
+            m.time_to_start.observe(answered - self.started)
+
+
 class _Run:
     """One job's run: the protocol instance, the work task, and the queue of work events."""
 
@@ -264,19 +304,27 @@ class _Run:
             self.events.put_nowait(ShutdownRequested())
 
     async def drive(self) -> GuardOutcome:
+        metrics = self.guard.metrics
         step = self.protocol.start(self.clock())
+        measure = None if metrics is None else _Measure(metrics, self.protocol, self.clock())
         while True:
             for decision in step.decisions:
                 self.guard._log(decision)
             if isinstance(step.action, Done):
                 outcome = step.action.outcome
+                if metrics is not None:
+                    metrics.record_outcome(outcome.kind.value, outcome.code)
                 committed = outcome.kind is OutcomeKind.PROCESSED
                 return GuardOutcome(
                     self.job_id, outcome.kind, outcome.code, outcome.reason,
                     result=self.result if committed else None, error=self.error,
                 )
-            answer = await self.perform(step.action)
-            step = self.protocol.handle(answer, self.clock())
+            action, sent = step.action, self.clock()
+            answer = await self.perform(action)
+            answered = self.clock()
+            step = self.protocol.handle(answer, answered)
+            if measure is not None:
+                measure.step(action, answer, sent, answered)
 
     async def perform(self, action: Action) -> Answer:
         if isinstance(action, Observe):

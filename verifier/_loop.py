@@ -33,6 +33,7 @@ from typing import Any, Final
 
 from ._errors import TierError
 from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
+from ._metrics import GuardMetrics
 from ._models import GatewayMonitorJob
 from .protocol import OutcomeKind
 
@@ -153,7 +154,8 @@ class EncoderLoop:
     ``process`` is for :meth:`OwnershipGuard.run`). ``rng`` draws the jitter (pass a seeded
     one for reproducible runs); ``idle`` performs an idle wait (default ``asyncio.sleep``: an
     emulator may wake a waiting encoder early). ``on_outcome`` is called with each job's
-    outcome; :attr:`outcomes` counts them by kind.
+    outcome; :attr:`outcomes` counts them by kind; ``metrics`` counts the polls (give the same
+    :class:`~verifier.GuardMetrics` to the guard for the rest).
     """
 
     def __init__(
@@ -167,6 +169,7 @@ class EncoderLoop:
         idle: Callable[[float], Awaitable[None]] | None = None,
         on_outcome: Callable[[GuardOutcome], None] | None = None,
         logger: logging.Logger | None = None,
+        metrics: GuardMetrics | None = None,
     ) -> None:
         self.guard = guard
         self.work = work
@@ -179,6 +182,7 @@ class EncoderLoop:
         self.rng = rng or random.Random()
         self._idle = idle or asyncio.sleep
         self._on_outcome = on_outcome
+        self._metrics = metrics
         self._logger = logger or _DEFAULT_LOGGER
         self.outcomes: Counter[str] = Counter()
         self._cooling: dict[str, float] = {}
@@ -258,13 +262,17 @@ class EncoderLoop:
             await self._until_stopped(poll)
             if self._stop.is_set():
                 return None
+            polled = "failed"
             try:
                 result = poll.result()
+                polled = "offered" if result else "empty"
             except TierError as exc:
                 self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)
             except Exception as exc:  # a client bug must not stop the encoder
                 self._log(logging.ERROR, "LOOP_POLL_FAILED",
                           f"{name}: unexpected {type(exc).__name__}", source=name)
+            if self._metrics is not None:
+                self._metrics.polls.labels(name, polled).inc()
             now = clock()
             self._cooling = {j: t for j, t in self._cooling.items() if t > now}
             job = self.policy.choose(result, running=self._running.keys(),

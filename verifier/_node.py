@@ -27,6 +27,7 @@ from ._errors import ConfigurationError
 from ._gateway import LegacyGatewayClient
 from ._guard import OwnershipGuard
 from ._loop import OFFER_SOURCES, EncoderLoop, LoopPolicy, offer_sources
+from ._metrics import GuardMetrics, start_metrics_server
 from ._monitor import GatewayMonitorService
 from ._settings import Settings
 
@@ -43,6 +44,7 @@ class Node:
     guard: OwnershipGuard
     offers: dict[str, Any]
     clients: list[Any] = field(default_factory=list)
+    metrics: GuardMetrics | None = None
 
     def default_sources(self) -> tuple[str, ...]:
         """Every source the node has, in :data:`~verifier._loop.OFFER_SOURCES` order."""
@@ -84,14 +86,36 @@ def open_node(settings: Settings, *, logger: logging.Logger | None = None) -> No
     if settings.aid_enabled and settings.aid_base_url is not None:
         aid = GatewayAidClient(settings.aid_base_url, did)
         clients.append(aid)
-    guard = OwnershipGuard(did=did, clients=clients, policy=settings.policy(), logger=logger)
-    return Node(settings, guard, offer_sources(gateway=gateway, aid=aid), clients)
+    metrics = None
+    if settings.metrics_port is not None:
+        try:
+            metrics = GuardMetrics()
+        except ImportError:
+            raise ConfigurationError(
+                "VERIFIER_METRICS_PORT", "needs prometheus-client: pip install "
+                "'spk-ownership[metrics]' (or unset it)") from None
+    guard = OwnershipGuard(did=did, clients=clients, policy=settings.policy(), logger=logger,
+                           metrics=metrics)
+    return Node(settings, guard, offer_sources(gateway=gateway, aid=aid), clients, metrics)
 
 
 async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
     """Run the loop until SIGINT/SIGTERM; 0 once every job has been given back or finished."""
     loop = asyncio.get_running_loop()
-    encoder = EncoderLoop(node.guard, work, offers=node.offers, policy=policy)
+    encoder = EncoderLoop(node.guard, work, offers=node.offers, policy=policy,
+                          metrics=node.metrics)
+    settings = node.settings
+    if node.metrics is not None and settings.metrics_port is not None:
+        try:
+            server = start_metrics_server(node.metrics, settings.metrics_port,
+                                          settings.metrics_addr)
+        except OSError as exc:
+            await node.aclose()
+            raise ConfigurationError(
+                "VERIFIER_METRICS_PORT", f"cannot listen on {settings.metrics_addr}:"
+                f"{settings.metrics_port}: {exc.strerror or exc}") from None
+        _LOGGER.info("METRICS: serving http://%s:%d/metrics", settings.metrics_addr,
+                     server.server_port)
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, encoder.stop)
@@ -201,5 +225,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         asyncio.run(node.aclose())
         print(f"python -m verifier run: error: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(run_node(node, work, policy))
+    try:
+        return asyncio.run(run_node(node, work, policy))
+    except ConfigurationError as exc:
+        print(f"python -m verifier run: error: configuration error: {exc}", file=sys.stderr)
+        return 2
 

@@ -43,6 +43,7 @@ Formats that have a reader of their own are parsed elsewhere, each once, and onl
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -93,6 +94,8 @@ KNOWN_VARIABLES: Final = (
     _SECRET_KEY,
     "ENCODER_DID",
     "VERIFIER_CHAIN",
+    "VERIFIER_METRICS_PORT",
+    "VERIFIER_METRICS_ADDR",
     *TIMING_VARIABLES.values(),
 )
 
@@ -138,6 +141,16 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
             name, f"must be a finite number of seconds >= 0, got {_shown(raw)}"
         )
     return value
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    """A TCP port, or ``None`` when unset or empty (the feature it turns on stays off)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigurationError(name, f"must be a port number 1-65535, got {_shown(raw)}")
+    return int(raw)
 
 
 def _http_url(name: str, value: str) -> str:
@@ -242,6 +255,10 @@ class Settings:
     #: monitor's. Tools say so when the monitor is on (an operator who meant a test monitor
     #: and forgot the URL must not be checking production unawares).
     monitor_url_defaulted: bool = False
+    #: ``VERIFIER_METRICS_PORT``: serve Prometheus metrics on this port (``None``: off), on
+    #: ``VERIFIER_METRICS_ADDR`` (loopback by default).
+    metrics_port: int | None = None
+    metrics_addr: str = "127.0.0.1"
 
     @classmethod
     def from_env(
@@ -334,6 +351,8 @@ class Settings:
             chain=chain,
             timing=timing,
             monitor_url_defaulted=raw_monitor is None,
+            metrics_port=_port(env, "VERIFIER_METRICS_PORT"),
+            metrics_addr=_metrics_addr(env),
         )
         if check_chain:
             settings._check_confirming_tier(policy)
@@ -404,6 +423,9 @@ class Settings:
             _SECRET_KEY: "<set>" if self.encoder_private_key else "<unset>",
             "ENCODER_DID": did,
             "VERIFIER_CHAIN": self.chain,
+            "VERIFIER_METRICS_PORT": "<unset>" if self.metrics_port is None
+            else str(self.metrics_port),
+            "VERIFIER_METRICS_ADDR": self.metrics_addr,
         }
         for field, variable in TIMING_VARIABLES.items():
             shown[variable] = f"{getattr(self.timing, field):g}"
@@ -415,6 +437,16 @@ class Settings:
 
     def __str__(self) -> str:
         return "\n".join(f"{k}={v}" for k, v in self.describe().items())
+
+
+def _metrics_addr(env: Mapping[str, str]) -> str:
+    raw = env.get("VERIFIER_METRICS_ADDR", "").strip() or "127.0.0.1"
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        raise ConfigurationError("VERIFIER_METRICS_ADDR",
+                                 f"must be an IP address to listen on, got {_shown(raw)}") from None
+    return raw
 
 
 def _encoder_did(did: str | None, private_key: str | None) -> str | None:

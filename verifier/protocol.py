@@ -338,6 +338,10 @@ class OwnershipProtocol:
         self._awaiting: Action | None = None
         self._phase = ""
         self._loss_logged = False
+        #: The verdict (``mine``, ``other``, ``done``, ``unknown``) of the read the last answer
+        #: delivered, if the protocol judged it for ownership (verify and recheck reads), for
+        #: drivers that count verdicts (metrics); ``None`` otherwise.
+        self.last_verdict: tuple[Tier, str] | None = None
 
     # ---- driver interface
 
@@ -357,6 +361,7 @@ class OwnershipProtocol:
             raise ProtocolError(f"time went backwards: {now} < {self._driver_now}")
         self._driver_now = now
         self._check_answer(self._awaiting, answer)
+        self.last_verdict = None
         if isinstance(answer, Woke) and isinstance(self._awaiting, Sleep):
             # Woke means "the deadline has come": clocks that convert time (drift, floats)
             # may report a hair before it, which must not re-arm the same deadline forever.
@@ -579,6 +584,7 @@ class OwnershipProtocol:
                     continue  # fall back to the next tier: it cannot override a "not yours"
                 assert isinstance(answer, Observed)
                 verdict = self._judge(answer.observation, during_work=False)
+                self.last_verdict = (tier, verdict.value)
                 if verdict is _Verdict.MINE and p.lease and self._now >= lease_end:
                     break  # confirmed too late to start inside the lease
                 if verdict is _Verdict.MINE:
@@ -780,6 +786,7 @@ class OwnershipProtocol:
                 continue
             assert isinstance(answer, Observed)
             verdict = self._judge(answer.observation, during_work=True)
+            self.last_verdict = (tier, verdict.value)
             if verdict is _Verdict.UNKNOWN or (
                 verdict is not _Verdict.MINE and not self.policy.tier_precedence
             ):

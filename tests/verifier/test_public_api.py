@@ -8,12 +8,13 @@ EXPECTED = {
     "HARDENING_STEPS", "TIMING_VARIABLES", "AvailabilityResult", "ClaimRefused", "ClaimedJob",
     "CommandFailed", "CommandWork", "ConfigurationError",
     "DatabaseTier", "EncoderIdentity", "EncoderLoop", "GatewayAidClient", "GatewayMonitorJob",
-    "GatewayMonitorService", "GuardOutcome", "InvalidInputError", "JobProgress",
+    "GatewayMonitorService", "GuardMetrics", "GuardOutcome", "InvalidInputError", "JobProgress",
     "LegacyGatewayClient", "LoopPolicy", "MalformedAnswer", "Observation", "Outcome", "OutcomeKind",
     "OwnershipGuard", "OwnershipProtocol", "OwnershipResult", "Policy", "Settings", "Tier",
     "TierClient", "TierError", "TierRateLimited", "TierSet", "TierTimeout", "TierUnavailable",
     "TimingModel", "VerifierError", "availability_of", "builtin_chain_names", "normalize_did",
-    "offer_sources", "ownership_of", "parse_job", "validate_did", "validate_job_id", "verify_jws",
+    "offer_sources", "ownership_of", "parse_job", "start_metrics_server", "validate_did",
+    "validate_job_id", "verify_jws",
 }
 
 #: ``verifier.protocol``: the sans-I/O protocol and every type a driver exchanges with it.

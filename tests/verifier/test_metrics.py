@@ -1,0 +1,179 @@
+"""Prometheus metrics of the guard and the loop: counted from what happened, served on request."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+
+import pytest
+
+from verifier import (
+    ClaimedJob,
+    EncoderLoop,
+    GuardMetrics,
+    LoopPolicy,
+    OwnershipGuard,
+    Policy,
+    Settings,
+    Tier,
+    TierUnavailable,
+    TimingModel,
+    parse_job,
+    start_metrics_server,
+)
+from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
+
+A = "did:key:z6MkEncoderA"
+B = "did:key:z6MkEncoderB"
+TIMING = TimingModel(monitor_lag=5, write_delay=2, recheck_interval=10, reassign_timeout=60)
+
+
+def node(jobs: InMemoryJobs, metrics: GuardMetrics) -> tuple[OwnershipGuard, list[InMemoryTier]]:
+    tiers = [InMemoryTier(Tier.MONITOR, jobs, A, latency=0.2),
+             InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)]
+    return OwnershipGuard(did=A, clients=tiers, policy=Policy.hardened(TIMING),
+                          metrics=metrics), tiers
+
+
+async def encode(job: ClaimedJob):
+    for phase in ("download", "encode", "upload"):
+        job.set_phase(phase)
+        await asyncio.sleep(10)
+        job.set_progress(pct=50)
+    return {"cid": "bafy"}
+
+
+@virtual_time
+async def test_a_processed_job_is_counted_with_its_reads_writes_and_waits():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    metrics = GuardMetrics()
+    guard, _ = node(jobs, metrics)
+    outcome = await guard.run("j1", encode)
+    assert outcome.processed
+    v = metrics.value
+    assert v("verifier_jobs_total", outcome="processed", code="FINISHED") == 1
+    assert v("verifier_tier_requests_total", tier="gateway", op="claim", result="ok") == 1
+    assert v("verifier_tier_requests_total", tier="gateway", op="finish", result="ok") == 1
+    assert v("verifier_verifications_total", tier="monitor", purpose="verify",
+             verdict="mine") == 1
+    assert v("verifier_verifications_total", tier="monitor", purpose="recheck",
+             verdict="mine") >= 2
+    # One settle wait, as long as the model's settle delay for the monitor (virtual time).
+    assert v("verifier_settle_wait_seconds_count") == 1
+    assert v("verifier_settle_wait_seconds_sum") >= TIMING.settle_delay(TIMING.monitor_lag)
+    assert v("verifier_time_to_start_seconds_count") == 1
+    assert v("verifier_tier_request_seconds_count", tier="monitor", op="read") >= 4
+    assert v("verifier_jobs_in_progress") == 0
+
+
+@virtual_time
+async def test_a_theft_mid_work_is_a_cancellation_and_a_taken_job_a_conflict_prevented():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    jobs.add("j2", status="assigned", assigned_to=B)
+    metrics = GuardMetrics()
+    guard, _ = node(jobs, metrics)
+
+    async def stolen(job: ClaimedJob):
+        job.set_phase("encode")
+        await asyncio.sleep(5)
+        jobs.update("j1", assigned_to=B)
+        await asyncio.sleep(3600)
+
+    assert (await guard.run("j1", stolen)).code == "MONITOR_THEFT_DETECTED"
+    assert (await guard.run("j2", encode)).code == "PRE_CLAIM_CONFLICT"
+    v = metrics.value
+    assert v("verifier_work_cancelled_total", code="MONITOR_THEFT_DETECTED") == 1
+    assert v("verifier_verifications_total", tier="monitor", purpose="recheck",
+             verdict="other") == 1
+    assert v("verifier_conflicts_prevented_total", code="PRE_CLAIM_CONFLICT") == 1
+    assert v("verifier_lease_expiries_total") == 0
+
+
+@virtual_time
+async def test_an_unanswered_recheck_is_a_failed_verification_and_the_lease_expiry_counted():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    metrics = GuardMetrics()
+    guard, (monitor, _) = node(jobs, metrics)
+
+    async def long_encode(job: ClaimedJob):
+        job.set_phase("encode")
+        monitor.fail_next("observe", TierUnavailable("monitor", "down"), times=1000)
+        await asyncio.sleep(3600)
+
+    assert (await guard.run("j1", long_encode)).code == "LEASE_EXPIRED"
+    assert metrics.value("verifier_lease_expiries_total") == 1
+    assert metrics.value("verifier_verifications_total", tier="monitor", purpose="recheck",
+                         verdict="failed") >= 1
+    assert metrics.value("verifier_tier_requests_total", tier="monitor", op="read",
+                         result="failed") >= 1
+
+
+@virtual_time
+async def test_the_loop_counts_its_polls_by_source_and_result():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    metrics = GuardMetrics()
+    guard, _ = node(jobs, metrics)
+    calls = []
+
+    async def getjob():
+        calls.append(1)
+        if len(calls) == 1:
+            raise TierUnavailable("gateway", "getJob: HTTP 502")
+        return [parse_job(d) for d in jobs.docs.values() if d["status"] == "queued"]
+
+    loop = EncoderLoop(guard, lambda job, offered: encode(job), offers={"getjob": getjob},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1), metrics=metrics)
+
+    async def stop_after_commit():
+        while not jobs.commits:  # noqa: ASYNC110 (virtual time; the store has no event)
+            await asyncio.sleep(1)
+        loop.stop()
+
+    stopper = asyncio.create_task(stop_after_commit())
+    await loop.run()
+    await stopper
+    v = metrics.value
+    assert v("verifier_polls_total", source="getjob", result="failed") == 1
+    assert v("verifier_polls_total", source="getjob", result="offered") >= 1
+
+
+def test_the_exporter_serves_the_metrics_on_loopback():
+    metrics = GuardMetrics()
+    metrics.record_outcome("skipped", "OWNERSHIP_CONFLICT")
+    server = start_metrics_server(metrics, 0)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert 'verifier_conflicts_prevented_total{code="OWNERSHIP_CONFLICT"} 1.0' in text
+    for line in ("# TYPE verifier_jobs_total counter",
+                 "# TYPE verifier_tier_request_seconds histogram",
+                 "# TYPE verifier_settle_wait_seconds histogram",
+                 "# TYPE verifier_jobs_in_progress gauge"):
+        assert line in text
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("VERIFIER_METRICS_PORT", "http"), ("VERIFIER_METRICS_PORT", "70000"),
+    ("VERIFIER_METRICS_PORT", "0"), ("VERIFIER_METRICS_ADDR", "localhost:9"),
+])
+def test_bad_metrics_settings_are_refused_by_name(variable, value):
+    from verifier import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=variable):
+        Settings.from_env({"GATEWAY_MONITOR_ENABLED": "true", variable: value}, dotenv=None)
+
+
+def test_metrics_settings_default_to_off_on_loopback():
+    settings = Settings.from_env({"GATEWAY_MONITOR_ENABLED": "true",
+                                  "VERIFIER_METRICS_PORT": "9464"}, dotenv=None)
+    assert (settings.metrics_port, settings.metrics_addr) == (9464, "127.0.0.1")
+    assert Settings.from_env({"GATEWAY_MONITOR_ENABLED": "true"}, dotenv=None).metrics_port \
+        is None

@@ -1,0 +1,109 @@
+"""Prometheus metrics of the guard and the loop: what operators watch, and what they alert on.
+
+:class:`GuardMetrics` holds one registry of counters and histograms; pass it to
+:class:`~verifier.OwnershipGuard` and :class:`~verifier.EncoderLoop` (``metrics=``), and serve
+it with :func:`start_metrics_server` (``python -m verifier run`` does when
+``VERIFIER_METRICS_PORT`` is set). The driver *measures*; it never judges: a verification's
+verdict is the protocol's own (:attr:`~verifier.OwnershipProtocol.last_verdict`), and outcomes
+are the protocol's outcome codes.
+
+Names follow Prometheus conventions (``_total`` counters, ``_seconds`` histograms) and every
+label has a small, fixed set of values (tiers, operations, verdicts, outcome codes): a job id
+or a DID is never a label, so the series count cannot grow with traffic.
+``dashboards/grafana-verifier.json`` is a Grafana dashboard over exactly these names.
+
+``prometheus-client`` is an optional dependency (``pip install 'spk-ownership[metrics]'``);
+this module imports it only when metrics are created.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+__all__ = ["CONFLICT_CODES", "METRIC_NAMES", "GuardMetrics", "start_metrics_server"]
+
+#: Outcome codes of a job skipped because another encoder holds it: a conflict prevented.
+CONFLICT_CODES: Final = frozenset({
+    "PRE_CLAIM_CONFLICT", "CLAIM_REFUSED", "OWNERSHIP_CONFLICT", "MONITOR_THEFT_DETECTED",
+})
+#: Every metric this module defines (without the ``_total``/``_bucket`` suffixes).
+METRIC_NAMES: Final = (
+    "verifier_tier_requests", "verifier_tier_request_seconds", "verifier_verifications",
+    "verifier_jobs", "verifier_conflicts_prevented", "verifier_work_cancelled",
+    "verifier_lease_expiries", "verifier_settle_wait_seconds", "verifier_time_to_start_seconds",
+    "verifier_jobs_in_progress", "verifier_polls",
+)
+#: Tier calls take milliseconds on a LAN and up to the clients' 10-30 s timeouts.
+_LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: Settle waits and times to start: seconds in tests, tens of seconds in production.
+_WAIT_BUCKETS: Final = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class GuardMetrics:
+    """The metrics of one encoder node (one registry; give it to the guard and the loop)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.tier_requests = Counter(
+            "verifier_tier_requests", "Requests to the tiers, by operation and result "
+            "(ok, failed = no usable answer, refused, unknown = a write with no answer)",
+            ["tier", "op", "result"], registry=r)
+        self.tier_latency = Histogram(
+            "verifier_tier_request_seconds", "Time to a tier's answer (or to giving up)",
+            ["tier", "op"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.verifications = Counter(
+            "verifier_verifications", "Ownership reads judged by the protocol, by tier, "
+            "purpose (verify: before work; recheck: during work) and verdict (mine, other, "
+            "done, unknown; failed: no answer)", ["tier", "purpose", "verdict"], registry=r)
+        self.jobs = Counter("verifier_jobs", "Jobs ended, by outcome and protocol code",
+                            ["outcome", "code"], registry=r)
+        self.conflicts_prevented = Counter(
+            "verifier_conflicts_prevented", "Jobs not processed because another encoder "
+            "holds them", ["code"], registry=r)
+        self.work_cancelled = Counter(
+            "verifier_work_cancelled", "Work stopped after it had started, by code",
+            ["code"], registry=r)
+        self.lease_expiries = Counter(
+            "verifier_lease_expiries", "Work stopped because its lease ran out", registry=r)
+        self.settle_wait = Histogram(
+            "verifier_settle_wait_seconds", "From the claim's answer to the first deciding "
+            "read", buckets=_WAIT_BUCKETS, registry=r)
+        self.time_to_start = Histogram(
+            "verifier_time_to_start_seconds", "From the start of an attempt to its work "
+            "starting", buckets=_WAIT_BUCKETS, registry=r)
+        self.in_progress = Gauge("verifier_jobs_in_progress", "Jobs being guarded now",
+                                 registry=r)
+        self.polls = Counter("verifier_polls", "Polls for offered jobs, by source and "
+                             "result (offered, empty, failed)", ["source", "result"],
+                             registry=r)
+
+    def record_outcome(self, kind: str, code: str) -> None:
+        """One job's end: its outcome, and the conflict, cancellation or lease it was."""
+        self.jobs.labels(kind, code).inc()
+        if kind == "skipped" and code in CONFLICT_CODES:
+            self.conflicts_prevented.labels(code).inc()
+        if kind == "cancelled":
+            self.work_cancelled.labels(code).inc()
+        if code == "LEASE_EXPIRED":
+            self.lease_expiries.inc()
+
+    def value(self, name: str, **labels: str) -> float:
+        """The current value of a sample (0 when absent): for tests and reports."""
+        found = self.registry.get_sample_value(name, labels)
+        return 0.0 if found is None else float(found)
+
+
+def start_metrics_server(metrics: GuardMetrics, port: int, addr: str = "127.0.0.1") -> Any:
+    """Serve ``/metrics`` on ``addr:port`` in a daemon thread; returns the server (its
+    ``server_port`` is the bound port, for ``port=0``). Loopback by default: metrics describe
+    the node's work and need not face the internet."""
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(port, addr=addr, registry=metrics.registry)
+    return server
