@@ -15,9 +15,12 @@ directions, is plain text so that it can be written in any language:
   are not such objects are logged and ignored (a stray ``print`` must not fail a job), but a
   run that exits 0 without a result line has failed: there is nothing to commit.
 * **Stop.** When the guard cancels the work (ownership lost, the lease about to end, a
-  shutdown), the command's process group gets SIGTERM, then SIGKILL if it is still running
-  half the cancel latency C later: the timing model counts on the work having stopped within
-  C (``docs/safety-model.md``), and the kill and the reaping need the other half.
+  shutdown), the command's process group gets SIGTERM, then SIGKILL if any process of it is
+  still running half the cancel latency C later: the timing model counts on the work having
+  stopped within C (``docs/safety-model.md``), and the kill and the reaping need the other
+  half. "Stopped" is judged on the whole group, not on the command alone (a wrapper may exit
+  while its ffmpeg runs on), also after a command that ended by itself; and the command is
+  killed if the runner dies (Linux: ``PR_SET_PDEATHSIG``).
 
 Progress matters for safety, not only for display: the gateway reassigns a job whose progress
 has not changed for N, so a command that reports none is stopped by the guard before then.
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -50,6 +54,63 @@ _MAX_LINE: Final = 64 * 1024
 _SHOWN: Final = 200
 #: Variables never passed to the command (credentials of the node; see ``Settings``).
 _CREDENTIALS: Final = frozenset({"ENCODER_PRIVATE_KEY", "MONGODB_URI"})
+
+
+#: How often a stopping command's group is looked at (it ends within milliseconds of a signal).
+_POLL_S: Final = 0.01
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the runner dies (Linux), so that a runner killed
+    by the OOM killer or SIGKILL does not leave an encode running after its job is reassigned.
+    Elsewhere nothing; the group is still stopped on every orderly exit."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _signal_group(group: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, sig)
+
+
+def _group_running(group: int) -> bool:
+    """Whether any process of ``group`` runs (zombies do not: in a container whose init does not
+    reap, they would stay forever). Read from /proc; without it, whether the group exists."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        # After the command name: state, ppid, pgrp, ...
+        if len(fields) > 2 and int(fields[2]) == group and fields[0] != b"Z":
+            return True
+    return False
+
+
+async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    """Write the job to the command's stdin and close it (a command may never read it)."""
+    assert proc.stdin is not None
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+    proc.stdin.close()
 
 
 class CommandFailed(Exception):
@@ -124,49 +185,60 @@ class CommandWork:
         proc = await asyncio.create_subprocess_exec(
             *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             env=env, start_new_session=True,  # its own group: stop it all
+            preexec_fn=_die_with_parent,
         )
         self._note(logging.INFO, "COMMAND_STARTED", job.job_id, f"pid {proc.pid}")
         try:
             return await self._converse(proc, job, document)
-        except asyncio.CancelledError:
+        finally:
+            # The whole group, whatever happened: a wrapper's child (ffmpeg) may outlive the
+            # wrapper, and work is stopped only when nothing of it runs (S2).
             await self._stop(proc, job.job_id)
-            raise
-        except BaseException:
-            await self._stop(proc, job.job_id)
-            raise
 
     async def _converse(
         self, proc: asyncio.subprocess.Process, job: ClaimedJob, document: Mapping[str, Any]
     ) -> Mapping[str, Any]:
-        assert proc.stdin is not None and proc.stdout is not None
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            proc.stdin.write(json.dumps(document).encode() + b"\n")
-            await proc.stdin.drain()
-        proc.stdin.close()
-        last: bytes = b""
-        buffer = b""
-        while True:
-            chunk = await proc.stdout.read(65536)
-            if not chunk:
-                break
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            if len(buffer) > _MAX_LINE:
-                self._note(logging.WARNING, "COMMAND_OUTPUT_IGNORED", job.job_id,
-                           f"line longer than {_MAX_LINE} bytes cut: {_shown(buffer)}")
-                buffer = b""
-            for line in lines:
-                if line.strip():
-                    last = line
-                    self._report(line, job)
-        if buffer.strip():
-            last = buffer
-            self._report(buffer, job)
-        status = await proc.wait()
+        assert proc.stdout is not None
+        # Written alongside the reading: a command that does not read stdin, with a job larger
+        # than the pipe's buffer, must not keep us from reading its progress.
+        feeding = asyncio.ensure_future(_feed(proc, json.dumps(document).encode() + b"\n"))
+        try:
+            last = await self._read_lines(proc.stdout, job)
+            status = await proc.wait()
+        finally:
+            feeding.cancel()
+            await asyncio.gather(feeding, return_exceptions=True)
         if status != 0:
             how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
             raise CommandFailed(f"command failed ({how})")
         return self._result(last)
+
+    async def _read_lines(self, stdout: asyncio.StreamReader, job: ClaimedJob) -> bytes:
+        """Apply each stdout line as it comes; return the last non-blank one."""
+        last = b""
+        buffer = b""
+        cutting = False  # inside a line longer than _MAX_LINE: its rest is dropped, not a line
+        while True:
+            chunk = await stdout.read(65536)
+            if not chunk:
+                break
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            if lines and cutting:
+                lines, cutting = lines[1:], False
+            if len(buffer) > _MAX_LINE:
+                if not cutting:
+                    self._note(logging.WARNING, "COMMAND_OUTPUT_IGNORED", job.job_id,
+                               f"line longer than {_MAX_LINE} bytes dropped: {_shown(buffer)}")
+                buffer, cutting = b"", True
+            for line in lines:
+                if line.strip():
+                    last = line
+                    self._report(line, job)
+        if buffer.strip() and not cutting:
+            last = buffer
+            self._report(buffer, job)
+        return last
 
     def _report(self, line: bytes, job: ClaimedJob) -> None:
         """Apply one stdout line: phase and progress; anything else is logged and ignored."""
@@ -221,22 +293,32 @@ class CommandWork:
             raise asyncio.CancelledError
 
     async def _terminate(self, proc: asyncio.subprocess.Process, job_id: str) -> None:
-        if proc.returncode is not None:
+        """Stopped means nothing of the group runs: not the leader alone (a wrapper may exit
+        on SIGTERM while its ffmpeg goes on), judged on the group, and waited for."""
+        group = proc.pid  # the leader's pid is the group's id (start_new_session)
+
+        def running() -> bool:
+            return proc.returncode is None or _group_running(group)
+
+        if not running():
             return
-        self._signal(proc, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), self.grace)
-            self._note(logging.WARNING, "COMMAND_STOPPED", job_id, "stopped on SIGTERM")
-        except TimeoutError:
-            self._signal(proc, signal.SIGKILL)
-            await proc.wait()
+        if proc.returncode is not None:
+            self._note(logging.WARNING, "COMMAND_LEFTOVERS", job_id,
+                       "processes of the command still run after it exited: stopping them")
+        _signal_group(group, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace
+        # Polled: the exit of a grandchild (not ours to wait for) has no event to await.
+        while running() and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(_POLL_S)
+        if running():
+            _signal_group(group, signal.SIGKILL)
+            while running():  # noqa: ASYNC110 (as above)
+                await asyncio.sleep(_POLL_S)
             self._note(logging.WARNING, "COMMAND_KILLED", job_id,
                        f"still running {self.grace:g}s after SIGTERM: killed")
-
-    @staticmethod
-    def _signal(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
+        else:
+            self._note(logging.WARNING, "COMMAND_STOPPED", job_id, "stopped on SIGTERM")
 
     def _note(self, level: int, code: str, job_id: str, message: str) -> None:
         self._logger.log(level, "%s: job %s: %s", code, job_id, message,

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -148,3 +149,111 @@ def test_a_missing_or_non_executable_command_is_a_configuration_error(tmp_path):
         CommandWork([], cancel_latency=C)
     with pytest.raises(ConfigurationError, match="--scratch"):
         CommandWork([sys.executable], cancel_latency=C, scratch_root=tmp_path / "nope")
+
+
+# --------------------------------------------------------------------------- the whole group
+
+
+@pytest.mark.parametrize("leader", ["exits-at-once", "dies-on-sigterm-child-ignores-it"])
+def test_a_wrappers_children_are_stopped_with_it_within_c(tmp_path, leader):
+    """Stopped means nothing of the command runs: a wrapper that exits (at once, or on SIGTERM)
+    while its ffmpeg goes on has not stopped the work (S2)."""
+    pids = tmp_path / "child.pid"
+    child = ("import os, signal, time\n"
+             "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+             f"open({str(pids)!r}, 'w').write(str(os.getpid()))\n"
+             "os.dup2(os.open(os.devnull, os.O_WRONLY), 1)\n"
+             "time.sleep(600)\n")
+    path = script(tmp_path, f"""
+import subprocess
+p = subprocess.Popen([sys.executable, "-c", {child!r}])
+while not os.path.exists({str(pids)!r}):
+    time.sleep(0.01)
+print(json.dumps({{"phase": "encode"}}), flush=True)
+{"" if leader == "exits-at-once" else "p.wait()"}
+""")
+
+    async def main() -> float:
+        job, events = claimed()
+        task = asyncio.create_task(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+        await events.get()
+        cancelled = time.monotonic()
+        task.cancel()
+        with pytest.raises((asyncio.CancelledError, CommandFailed)):
+            await task
+        return time.monotonic() - cancelled
+
+    took = asyncio.run(main())
+    assert not running(int(pids.read_text())), "the wrapper's child was left running"
+    assert took < C
+
+
+def test_processes_left_behind_by_a_successful_command_are_stopped(tmp_path, caplog):
+    pids = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pids)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    path = script(tmp_path, f"""
+import subprocess
+subprocess.Popen([sys.executable, "-c", {child!r}], stdout=subprocess.DEVNULL)
+while not os.path.exists({str(pids)!r}):
+    time.sleep(0.01)
+print(json.dumps({{"cid": "bafydone"}}))
+""")
+    job, _ = claimed()
+    with caplog.at_level(logging.WARNING, logger="verifier.command"):
+        result = asyncio.run(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+    assert result == {"cid": "bafydone"}
+    assert not running(int(pids.read_text()))
+    assert "COMMAND_LEFTOVERS" in caplog.text
+
+
+def test_a_large_job_not_read_from_stdin_does_not_hold_up_the_progress(tmp_path):
+    """The job is written to stdin alongside the reading of stdout: a command that never reads
+    stdin, given more than a pipe holds, still has its progress read while it runs."""
+    go = tmp_path / "go"
+    path = script(tmp_path, f"""
+print(json.dumps({{"pct": 10}}), flush=True)
+while not os.path.exists({str(go)!r}):
+    time.sleep(0.01)
+print(json.dumps({{"cid": "bafybig"}}))
+""")
+    big = GatewayMonitorJob(id="job-1", status="queued", assigned_to=None,
+                            metadata={"blob": "x" * 1_000_000})
+
+    async def main():
+        job, events = claimed()
+        task = asyncio.create_task(CommandWork([str(path)], cancel_latency=C)(job, big))
+        await asyncio.wait_for(events.get(), 30)  # read while the command still runs
+        assert not task.done()
+        go.write_text("")
+        return await task, job.progress["pct"]
+
+    assert asyncio.run(main()) == ({"cid": "bafybig"}, 10.0)
+
+
+def test_the_command_dies_with_its_runner(tmp_path):
+    """A runner killed outright (OOM, SIGKILL) takes its command with it (Linux)."""
+    pid_file = tmp_path / "cmd.pid"
+    command = script(tmp_path, f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                               "time.sleep(600)\n")
+    runner = tmp_path / "runner.py"
+    runner.write_text(
+        "import asyncio, sys\n"
+        "from verifier import ClaimedJob, CommandWork, GatewayMonitorJob\n"
+        "job = GatewayMonitorJob(id='job-1', status='queued', assigned_to=None)\n"
+        f"work = CommandWork([{str(command)!r}], cancel_latency=1.0)\n"
+        "asyncio.run(work(ClaimedJob('job-1', asyncio.Queue()), job))\n")
+    proc = subprocess.Popen([sys.executable, str(runner)])  # noqa: S603 (our own script)
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        pid = int(pid_file.read_text())
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while running(pid):
+            assert time.monotonic() < deadline, "the command outlived its runner"
+            time.sleep(0.01)
+    finally:
+        proc.kill()
