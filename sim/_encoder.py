@@ -253,6 +253,10 @@ class Encoder:
             answer = yield from self.perform(job_id, step.action)
             yield from self._await_point()  # answered, not yet handled
             now = max(now, self.local())
+            if self.env.now >= self.shutdown_at:
+                stop = getattr(protocol, "request_shutdown", None)  # a user protocol may lack it
+                if stop is not None:
+                    stop()  # as the asyncio driver does: no claim from now on
             if type(answer) is Woke:
                 # Woken within the float clock's rounding of the sleep's end (``_sleep``):
                 # reported as its end, or a protocol sleeping to that deadline again would

@@ -71,7 +71,10 @@ def validate_percent(value: object, what: str) -> float:
     """A progress percentage in [0, 100]; bools, NaN and out-of-range values are refused."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(f"{what} must be a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float (400 digits of JSON, say)
+        raise InvalidInputError(f"{what} must be between 0 and 100") from None
     if not math.isfinite(number) or not 0.0 <= number <= 100.0:
         raise InvalidInputError(f"{what} must be between 0 and 100")
     return number

@@ -113,10 +113,15 @@ class ClaimedJob:
         told the latest values once, however often they change in between.
         """
         before = dict(self.progress)
-        if pct is not None:
-            self.progress["pct"] = validate_percent(pct, "pct")
-        if download_pct is not None:
-            self.progress["download_pct"] = validate_percent(download_pct, "download_pct")
+        # Both checked before either is kept: half an update would be stored but never
+        # reported (repeating it later is no change).
+        checked_pct = None if pct is None else validate_percent(pct, "pct")
+        checked_download = (None if download_pct is None
+                            else validate_percent(download_pct, "download_pct"))
+        if checked_pct is not None:
+            self.progress["pct"] = checked_pct
+        if checked_download is not None:
+            self.progress["download_pct"] = checked_download
         if self.progress != before and not self._progress_queued:
             self._progress_queued = True
             self._events.put_nowait(_PROGRESS_REPORTED)
@@ -301,7 +306,8 @@ class _Run:
         """Queue one :class:`ShutdownRequested` for the protocol's next wait (see the guard)."""
         if not self._shutdown_sent:
             self._shutdown_sent = True
-            self.events.put_nowait(ShutdownRequested())
+            self.protocol.request_shutdown()  # no claim from now on
+            self.events.put_nowait(ShutdownRequested())  # and a claimed job is given back
 
     async def drive(self) -> GuardOutcome:
         metrics = self.guard.metrics
@@ -506,10 +512,17 @@ class _Run:
             return self._event(self.events.get_nowait())
         if delay <= 0:
             return Woke()
+        # Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation of this run
+        # that comes in the same loop turn as an event, and the run would go on to commit.
+        getter = asyncio.ensure_future(self.events.get())
         try:
-            return self._event(await asyncio.wait_for(self.events.get(), timeout=delay))
-        except TimeoutError:
-            return Woke()
+            done, _ = await asyncio.wait({getter}, timeout=delay)
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if getter in done:
+            return self._event(getter.result())
+        return Woke()
 
     def _event(self, event: Answer) -> Answer:
         """A queued work event; the progress marker becomes the latest values, read now."""

@@ -185,6 +185,9 @@ class EncoderLoop:
         self._metrics = metrics
         self._logger = logger or _DEFAULT_LOGGER
         self.outcomes: Counter[str] = Counter()
+        #: Jobs a shutdown could not give back (``SHUTDOWN_HELD``): they may stay held until
+        #: the gateway reassigns them.
+        self.held: set[str] = set()
         self._cooling: dict[str, float] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
@@ -235,8 +238,14 @@ class EncoderLoop:
             if self._running:
                 await asyncio.wait(set(self._running.values()))
             raise
-        self._log(logging.INFO, "LOOP_STOPPED", "Stopped: no job held",
-                  **{kind: count for kind, count in sorted(self.outcomes.items())})
+        counts = {kind: count for kind, count in sorted(self.outcomes.items())}
+        if self.held:
+            self._log(logging.ERROR, "LOOP_STOPPED",
+                      f"Stopped; {len(self.held)} job(s) could not be given back and may stay "
+                      f"held until the gateway reassigns them: {', '.join(sorted(self.held))}",
+                      **counts)
+        else:
+            self._log(logging.INFO, "LOOP_STOPPED", "Stopped: no job held", **counts)
         return self.outcomes
 
     async def _until_stopped(self, awaitable: Awaitable[Any]) -> None:
@@ -311,8 +320,14 @@ class EncoderLoop:
         self._log(logging.INFO, "LOOP_JOB_ENDED",
                   f"job {job_id}: {outcome.kind.value} ({outcome.code})",
                   job_id=job_id, kind=outcome.kind.value, outcome=outcome.code)
+        if outcome.code == "SHUTDOWN_HELD":
+            self.held.add(job_id)
         if self._on_outcome is not None:
-            self._on_outcome(outcome)
+            try:
+                self._on_outcome(outcome)
+            except Exception as exc:  # the caller's bug must not end the loop, nor hide
+                self._log(logging.ERROR, "LOOP_CALLBACK_FAILED",
+                          f"on_outcome raised {type(exc).__name__}: {exc}", job_id=job_id)
 
     def _log(self, level: int, code: str, message: str, **fields: object) -> None:
         items = {k: str(v) for k, v in fields.items()}

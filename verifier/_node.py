@@ -100,7 +100,8 @@ def open_node(settings: Settings, *, logger: logging.Logger | None = None) -> No
 
 
 async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
-    """Run the loop until SIGINT/SIGTERM; 0 once every job has been given back or finished."""
+    """Run the loop until SIGINT/SIGTERM/SIGHUP; 0 once every job has been given back or
+    finished, 1 if a job could not be given back (it may stay held until T)."""
     loop = asyncio.get_running_loop()
     encoder = EncoderLoop(node.guard, work, offers=node.offers, policy=policy,
                           metrics=node.metrics)
@@ -116,7 +117,9 @@ async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
                 f"{settings.metrics_port}: {exc.strerror or exc}") from None
         _LOGGER.info("METRICS: serving http://%s:%d/metrics", settings.metrics_addr,
                      server.server_port)
-    signals = (signal.SIGINT, signal.SIGTERM)
+    # SIGHUP too: a closed terminal or a supervisor's hang-up is a request to stop, not a
+    # reason to die with jobs held.
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     for sig in signals:
         loop.add_signal_handler(sig, encoder.stop)
     try:
@@ -129,7 +132,7 @@ async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
         await node.aclose()
     _LOGGER.info("RUN_STOPPED: %s", ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items()))
                  or "no job")
-    return 0
+    return 1 if encoder.held else 0
 
 
 def _positive(kind: type[int] | type[float]) -> Any:
@@ -147,7 +150,9 @@ def _positive(kind: type[int] | type[float]) -> Any:
 
 _RUN_EPILOG: Final = """\
 exit status:
-  0  stopped by SIGINT/SIGTERM after giving back every job it held
+  0  stopped by SIGINT/SIGTERM/SIGHUP after giving back every job it held
+  1  stopped, but a job could not be given back (logged: it may stay held until the gateway
+     reassigns it)
   2  usage or configuration error (the message on stderr names the variable or option)
 
 settings are read from the environment and ./.env (the environment wins): GATEWAY_URL,

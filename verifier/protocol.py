@@ -342,6 +342,7 @@ class OwnershipProtocol:
         #: delivered, if the protocol judged it for ownership (verify and recheck reads), for
         #: drivers that count verdicts (metrics); ``None`` otherwise.
         self.last_verdict: tuple[Tier, str] | None = None
+        self._shutdown = False
 
     # ---- driver interface
 
@@ -368,6 +369,12 @@ class OwnershipProtocol:
             now = max(now, self._awaiting.until)
         self._now = now
         return self._advance(answer)
+
+    def request_shutdown(self) -> None:
+        """The encoder is shutting down: from now on, no claim is made. A run that has already
+        claimed learns it from :class:`ShutdownRequested`, which the driver delivers at the
+        next :class:`Sleep` (drivers do both)."""
+        self._shutdown = True
 
     @property
     def phase(self) -> str:
@@ -479,6 +486,12 @@ class OwnershipProtocol:
         # The lease is measured from the *decision* to claim: the claim's write (which stamps
         # ``last_pinged``) lands after it is sent, and it is sent after this instant, so the
         # lease can only end early, never late (S2).
+        if self._shutdown:
+            # Told before the claim (a signal during the pre-claim check): claim nothing, rather
+            # than claim and release, which could leave the job held if the release failed.
+            self._log("SHUTDOWN", "warning", f"Job {self.job_id}: encoder shutting down; "
+                      "not claiming it")
+            return Outcome(OutcomeKind.SKIPPED, "SHUTDOWN", "encoder shutting down")
         claim_decided = self._now
         conditional = p.conditional_claim or self.claim_via is not Tier.DATABASE
         self._log("CLAIM", "info", f"Claiming job {self.job_id} via {self.claim_via}",
@@ -823,9 +836,22 @@ class OwnershipProtocol:
         if working:
             yield CancelWork(reason)
             self._log("WORK_CANCELLED", "warning", f"Work on job {self.job_id} stopped")
-        yield from self._release(reason)
-        return Outcome(OutcomeKind.CANCELLED if working else OutcomeKind.SKIPPED,
-                       "SHUTDOWN", reason)
+        kind = OutcomeKind.CANCELLED if working else OutcomeKind.SKIPPED
+        for attempt in range(3 if self.policy.verify_retries else 1):
+            if attempt:
+                until = self._now + self.policy.timing.retry_interval
+                while self._now < until:
+                    yield Sleep(until)
+            released = yield from self._release(reason)
+            if released in (WriteOutcome.OK, WriteOutcome.REFUSED):
+                # Given back, or the tier says it is not ours any more: nothing held.
+                return Outcome(kind, "SHUTDOWN", reason)
+            if released is None:
+                break
+        # The job may stay held until the gateway reassigns it (T): say so, not "given back".
+        return Outcome(kind, "SHUTDOWN_HELD",
+                       f"{reason}; the job could not be given back and may stay held until "
+                       "the gateway reassigns it")
 
     def _finish(self) -> Generator[Action, Answer, Outcome]:
         """Commit the result, fenced on owner and assignment (S3 needs no timing assumption)."""
@@ -854,11 +880,16 @@ class OwnershipProtocol:
             unknown = True
         return Outcome(OutcomeKind.FAILED, "FINISH_UNKNOWN", "finish outcome unknown")
 
-    def _release(self, reason: str, *, failed: bool = False) -> Generator[Action, Answer, None]:
-        """Best-effort, fenced give-back of a job we may hold, so it is not stuck until T."""
+    def _release(
+        self, reason: str, *, failed: bool = False
+    ) -> Generator[Action, Answer, WriteOutcome | None]:
+        """Best-effort, fenced give-back of a job we may hold, so it is not stuck until T.
+        Returns the release's outcome (``None``: the policy does not release)."""
         if not self.policy.release_on_give_up:
-            return
+            return None
         answer = yield Release(self.claim_via, self.token, reason, failed=failed)
         assert isinstance(answer, WriteAnswered)
-        self._log("RELEASED" if answer.outcome is WriteOutcome.OK else "RELEASE_FAILED", "info",
+        ok = answer.outcome is WriteOutcome.OK
+        self._log("RELEASED" if ok else "RELEASE_FAILED", "info" if ok else "warning",
                   f"Release of job {self.job_id}: {answer.outcome.value}", reason=reason)
+        return answer.outcome

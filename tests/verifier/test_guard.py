@@ -580,3 +580,34 @@ async def test_a_bad_progress_value_fails_the_work_with_a_clear_error():
     assert outcome.kind is OutcomeKind.FAILED
     assert isinstance(outcome.error, InvalidInputError) and "pct" in str(outcome.error)
     assert jobs.commits == []
+
+
+@virtual_time
+async def test_a_cancelled_run_is_cancelled_even_when_a_work_event_comes_in_the_same_turn():
+    """On Python 3.11, ``asyncio.wait_for`` could swallow a cancellation arriving with an
+    event; the run would go on and commit a job its caller had given up (adversarial review)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard = OwnershipGuard(did=A, clients=community(jobs, A), policy=Policy.hardened(TIMING))
+    task: list[asyncio.Task[Any]] = []
+
+    async def process(job: ClaimedJob):
+        await asyncio.sleep(5)
+        job.set_phase("encode")  # a work event...
+        asyncio.get_running_loop().call_soon(task[0].cancel)  # ...and the cancel, same turn
+        await asyncio.sleep(100)
+        return {"cid": "bafy"}
+
+    task.append(asyncio.create_task(guard.run("j1", process)))
+    with pytest.raises(asyncio.CancelledError):
+        await task[0]
+    assert jobs.commits == []
+
+
+def test_a_progress_report_is_all_or_nothing():
+    job = ClaimedJob("j1", asyncio.Queue())
+    with pytest.raises(InvalidInputError):
+        job.set_progress(pct=50, download_pct=101)
+    assert job.progress == {"pct": 0.0, "download_pct": 0.0}
+    with pytest.raises(InvalidInputError):
+        job.set_progress(pct=10**400)  # too large for a float: refused, not OverflowError

@@ -250,3 +250,42 @@ def test_a_source_the_policy_names_but_nobody_serves_is_a_clear_error():
     with pytest.raises(ValueError, match="aid"):
         EncoderLoop(guard_for(jobs), lambda job, offered: None, offers={},
                     policy=LoopPolicy(sources=("aid",)))
+
+
+@virtual_time
+async def test_a_job_a_shutdown_could_not_give_back_is_reported_held():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard = guard_for(jobs)
+    gateway = guard.clients[Tier.GATEWAY]
+    gateway.fail_next("release", TierUnavailable("gateway", "HTTP 502"), times=5)
+
+    async def work(job, offered):
+        job.set_phase("encode")
+        await asyncio.sleep(3600)
+
+    loop = EncoderLoop(guard, work, offers={"getjob": queue_of(jobs)},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1))
+    stop_when(loop, lambda: jobs.docs["j1"].get("status") == "running")
+    await loop.run()
+    assert loop.held == {"j1"}
+    assert jobs.docs["j1"]["assigned_to"] == A  # indeed still ours: the report is true
+
+
+@virtual_time
+async def test_a_failing_outcome_callback_is_logged_and_the_loop_goes_on(caplog):
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    jobs.add("j2")
+
+    def broken(outcome):
+        raise RuntimeError("dashboard down")
+
+    async def work(job, offered):
+        return {"cid": "bafy"}
+
+    loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": queue_of(jobs)},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1), on_outcome=broken)
+    stop_when(loop, lambda: len(jobs.commits) == 2)
+    assert await loop.run() == {"processed": 2}
+    assert caplog.text.count("LOOP_CALLBACK_FAILED") == 2

@@ -572,3 +572,38 @@ def test_a_shutdown_while_finishing_is_ignored_and_the_result_committed():
     assert not actions(trace, Release) and "SHUTDOWN" not in codes
     (t1, _), (t2, _) = actions(trace, Finish)
     assert t2 - t1 >= TIMING.retry_interval  # the early wake-up did not shorten the spacing
+
+
+def test_a_shutdown_told_before_the_claim_claims_nothing():
+    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=COMMUNITY)
+    respond = world()
+
+    def told_during_the_pre_claim_read(action: Action, now: float) -> Answer:
+        if isinstance(action, Observe) and action.purpose == "pre-claim":
+            protocol.request_shutdown()  # the signal arrives while the read is in flight
+        return respond(action, now)
+
+    trace, _ = drive(protocol, told_during_the_pre_claim_read)
+    assert protocol.outcome is not None
+    assert (protocol.outcome.kind, protocol.outcome.code) == (OutcomeKind.SKIPPED, "SHUTDOWN")
+    assert not actions(trace, Claim) and not actions(trace, Release)
+
+
+@pytest.mark.parametrize(("answers", "code", "releases"), [
+    ([WriteOutcome.UNKNOWN, WriteOutcome.OK], "SHUTDOWN", 2),
+    ([WriteOutcome.REFUSED], "SHUTDOWN", 1),
+    ([WriteOutcome.UNKNOWN] * 3, "SHUTDOWN_HELD", 3),
+])
+def test_a_shutdown_release_is_retried_and_a_job_not_given_back_is_said_to_be_held(
+        answers, code, releases):
+    pending = list(answers)
+    base = shutting_down(world(), after=StartWork)
+
+    def respond(action: Action, now: float) -> Answer:
+        if isinstance(action, Release):
+            return WriteAnswered(pending.pop(0))
+        return base(action, now)
+
+    outcome, trace, _ = run(HARDENED, COMMUNITY, respond)
+    assert outcome.code == code
+    assert len(actions(trace, Release)) == releases
