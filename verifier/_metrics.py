@@ -93,6 +93,18 @@ class GuardMetrics:
         if code == "LEASE_EXPIRED":
             self.lease_expiries.inc()
 
+    def catalogue(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """Each metric's exposed name → (type, label names): what a dashboard may query."""
+        found: dict[str, tuple[str, tuple[str, ...]]] = {}
+        for family in self.registry.collect():
+            labels: set[str] = set()
+            for metric in vars(self).values():
+                if getattr(metric, "_name", None) == family.name:
+                    labels.update(getattr(metric, "_labelnames", ()))
+            name = family.name + ("_total" if family.type == "counter" else "")
+            found[name] = (family.type, tuple(sorted(labels)))
+        return found
+
     def value(self, name: str, **labels: str) -> float:
         """The current value of a sample (0 when absent): for tests and reports."""
         found = self.registry.get_sample_value(name, labels)
