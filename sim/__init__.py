@@ -10,7 +10,9 @@ import-linter contract checks it in CI)::
                    _emulator.py     the monitor, legacy gateway and aid, answering from the world
                    _world.py        ``LiveWorld``: the simulator's world run in real time
                    _collection.py   ``WorldCollection``: the world as a pymongo collection
-                   _encoders.py     live encoders: the production ``OwnershipGuard`` over httpx
+                   _encoders.py     live encoders: the production ``EncoderLoop`` and
+                                    ``OwnershipGuard`` over httpx
+                   _dashboard.py    ``live --dashboard``: a live run's HTML dashboard
     tools        _commandline.py  flags, the run plan, progress, writers, exit codes
                  _report.py       JSON report, CSV, summary table, progress
                  _replay.py       one run again: a job's history and timeline

@@ -105,6 +105,11 @@ class GuardMetrics:
             found[name] = (family.type, tuple(sorted(labels)))
         return found
 
+    def total(self, name: str) -> float:
+        """The sum of a sample name over all its label values (``verifier_jobs_total``...)."""
+        return float(sum(sample.value for family in self.registry.collect()
+                         for sample in family.samples if sample.name == name))
+
     def value(self, name: str, **labels: str) -> float:
         """The current value of a sample (0 when absent): for tests and reports."""
         found = self.registry.get_sample_value(name, labels)

@@ -122,6 +122,13 @@ def add_parsers(sub: Any) -> None:
                            "encoders)")
     live.add_argument("--verbose", action="store_true",
                       help="log every guard decision to stderr")
+    live.add_argument("--dashboard", type=Path, metavar="PATH",
+                      help="write a self-contained HTML dashboard here: verification success "
+                      "per tier over the run, conflicts prevented, latency percentiles (the "
+                      "figures of the JSON report's 'dashboard' section)")
+    live.add_argument("--metrics-port", type=int, metavar="PORT",
+                      help="serve the encoders' Prometheus metrics on 127.0.0.1:PORT during "
+                      "the run (those of the emulator's process)")
     gate_flags(live)
     _fault_flags(live)
     output_flags(live)
@@ -173,14 +180,16 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
 
     plan = resolve(args)
     expected = expectations(args, plan)
-    check_writable(args.json, args.csv)
+    check_writable(args.json, args.csv, args.dashboard)
+    if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
+        raise UsageError("--metrics-port must be a port number 1-65535")
     if args.client_timeout <= 0:
         raise UsageError("--client-timeout must be positive")
     if args.processes < 1:
         raise UsageError("--processes must be at least 1")
     options = LiveOptions(faults=_faults(args), monitor_restart=args.monitor_restart,
                           client_timeout=args.client_timeout, verbose=args.verbose,
-                          processes=args.processes)
+                          processes=args.processes, metrics_port=args.metrics_port)
     if args.verbose:
         import logging
         logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f %(message)s")
@@ -211,7 +220,13 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
                         "monitor_restart": list(args.monitor_restart or []) or None}
     for chain in report["chains"]:
         report["chains"][chain]["replay"] = None
+        report["chains"][chain]["dashboard"] = lives[chain].dashboard
     written: list[str] = []
+    if args.dashboard is not None:
+        from ._dashboard import render_dashboard
+
+        write(args.dashboard, render_dashboard(report))
+        written.append(str(args.dashboard))
     if args.json is not None:
         write(args.json, dumps_report(report))
         written.append(str(args.json))

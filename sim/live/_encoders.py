@@ -34,7 +34,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -47,6 +47,7 @@ from verifier import (
     GatewayAidClient,
     GatewayMonitorJob,
     GatewayMonitorService,
+    GuardMetrics,
     GuardOutcome,
     LegacyGatewayClient,
     LoopPolicy,
@@ -54,6 +55,7 @@ from verifier import (
     Policy,
     Tier,
     offer_sources,
+    start_metrics_server,
 )
 
 from .._history import History
@@ -63,6 +65,7 @@ from .._runner import RunResult, judge, tier_mix
 from .._scenario import Scenario
 from .._world import encoder_name
 from ._collection import WorldCollection
+from ._dashboard import dashboard_section, verification_series
 from ._emulator import Emulator, HttpFaults
 from ._world import LiveWorld
 
@@ -91,6 +94,8 @@ class LiveOptions:
     verbose: bool = False
     #: Processes running encoders (the emulator's included): one per core spreads the load.
     processes: int = 1
+    #: Serve the home process's Prometheus metrics (its encoders' guards) on this port.
+    metrics_port: int | None = None
 
 
 @dataclass
@@ -111,6 +116,8 @@ class LiveResult:
     fds_start: int
     fds_end: int
     processes: int = 1
+    #: The ``--dashboard`` figures (:func:`sim.live._dashboard.dashboard_section`).
+    dashboard: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -234,8 +241,11 @@ class Site:
     history: History = field(default_factory=History)
     outcomes: dict[str, int] = field(default_factory=dict)
     latencies: list[tuple[str, float]] = field(default_factory=list)
+    #: Counter totals sent back by other processes (their guards' metrics).
+    totals: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.metrics = GuardMetrics()
         self.streams = Streams.from_seed(self.seed)
         self.policy = Policy.named(self.chain, timing=self.scenario.timing_model())
         if self.world is not None:
@@ -290,7 +300,7 @@ class LiveEncoder:
         wrapped = [RecordingTier(c, site, self.name, site.latencies) for c in clients]
         self.logger = logging.getLogger("sim.live.guard") if options.verbose else _QUIET
         self.guard = OwnershipGuard(did=self.did, clients=wrapped, policy=site.policy,
-                                    logger=self.logger)
+                                    logger=self.logger, metrics=site.metrics)
 
     async def aclose(self) -> None:
         if self.database is not None:
@@ -311,7 +321,8 @@ class LiveEncoder:
                             idle_factor=1.0, jitter=0.5, cooldown_s=0.0)
         loop = EncoderLoop(self.guard, self._work, offers=offer_sources(gateway=self.gateway),
                            policy=policy, rng=self.rng, idle=self._idle,
-                           on_outcome=self._count, logger=self.logger)
+                           on_outcome=self._count, logger=self.logger,
+                           metrics=self.site.metrics)
         await loop.run()
 
     def _count(self, outcome: GuardOutcome) -> None:
@@ -382,10 +393,13 @@ async def run_live(scenario: Scenario, chain: str, seed: int, *,
     remote = _Remote(site, theirs)
     encoders: list[LiveEncoder] = []
     tasks: list[asyncio.Task[None]] = []
+    exporter: Any = None
     try:
         if emulator_ready is not None:
             emulator_ready(emulator)
         remote.start()
+        if options.metrics_port is not None:
+            exporter = start_metrics_server(site.metrics, options.metrics_port)
         encoders = [LiveEncoder(i, site) for i in mine]
         tasks = [asyncio.create_task(e.run(), name=f"encoder:{e.name}") for e in encoders]
         if options.monitor_restart is not None:
@@ -410,6 +424,9 @@ async def run_live(scenario: Scenario, chain: str, seed: int, *,
             await encoder.aclose()
         open_end = await _settled_connections(emulator)
         await emulator.stop()
+        if exporter is not None:
+            exporter.shutdown()
+            exporter.server_close()
     wall = time.perf_counter() - wall
     result = judge(scenario, chain, seed, live.history, live.job_ids, duration, site.outcomes,
                    live.world.calls)
@@ -417,15 +434,32 @@ async def run_live(scenario: Scenario, chain: str, seed: int, *,
     by_tier: dict[str, list[float]] = {}
     for tier, x in site.latencies:
         by_tier.setdefault(tier, []).append(x * 1000.0)
+    by_tier_ms = {tier: (len(v), percentile(v, 50), percentile(v, 99))
+                  for tier, v in sorted(by_tier.items())}
     return LiveResult(
         run=result, wall_s=wall, verifications=len(ms),
         verify_latency_p50_ms=percentile(ms, 50), verify_latency_p99_ms=percentile(ms, 99),
-        verify_latency_by_tier_ms={tier: (len(v), percentile(v, 50), percentile(v, 99))
-                                   for tier, v in sorted(by_tier.items())},
+        verify_latency_by_tier_ms=by_tier_ms,
         injected=dict(emulator.injected), bad_signatures=emulator.bad_signatures,
         requests={s.name: s.requests_served for s in emulator.servers},
         open_connections_end=open_end, fds_start=fds_start, fds_end=open_fds(),
-        processes=options.processes)
+        processes=options.processes,
+        dashboard=dashboard_section(
+            verification_series(live.history.records, duration),
+            {tier: {"p50": p50, "p99": p99} for tier, (_, p50, p99) in by_tier_ms.items()},
+            _totals(site)))
+
+
+#: The dashboard's counters: report name -> the metric whose total it is.
+_TOTALS: Final = {"conflicts_prevented": "verifier_conflicts_prevented_total",
+                  "work_cancelled": "verifier_work_cancelled_total",
+                  "lease_expiries": "verifier_lease_expiries_total"}
+
+
+def _totals(site: Site) -> dict[str, float]:
+    """This process's counter totals plus those the other processes sent back."""
+    return {key: site.metrics.total(name) + site.totals.get(key, 0.0)
+            for key, name in _TOTALS.items()}
 
 
 #: The emulator's process also serves every request; its share of the encoders balances the
@@ -481,9 +515,11 @@ class _Remote:
         self.stop.set()
         try:
             for _ in self.started:
-                records, outcomes, latencies = await asyncio.to_thread(self.results.get,
-                                                                       timeout=60)
+                records, outcomes, latencies, totals = await asyncio.to_thread(
+                    self.results.get, timeout=60)
                 site.history.records.extend(records)
+                for key, value in totals.items():
+                    site.totals[key] = site.totals.get(key, 0.0) + value
                 for kind, count in outcomes.items():
                     site.outcomes[kind] = site.outcomes.get(kind, 0) + count
                 site.latencies.extend(latencies)
@@ -501,7 +537,7 @@ class _Remote:
 def _remote_main(args: tuple[Any, ...], indices: list[int], stop: Any, results: Any) -> None:
     site = Site(*args)
     asyncio.run(_remote_encoders(site, indices, stop))
-    results.put((site.history.records, site.outcomes, site.latencies))
+    results.put((site.history.records, site.outcomes, site.latencies, _totals(site)))
 
 
 async def _remote_encoders(site: Site, indices: list[int], stop: Any) -> None:

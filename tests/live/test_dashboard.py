@@ -1,0 +1,122 @@
+"""``sim live --dashboard``: the page renders in a real headless browser, and says what the JSON
+report says.
+
+Debian's ``chromium`` renders the page (its inline script builds every figure from the embedded
+data), ``--dump-dom`` gives the document after the script ran, and every figure in it is
+compared with the run's ``--json`` report. ``.ci/run`` installs ``chromium`` when missing; a
+machine without it skips this test, except under CI, where it fails.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sim.live._dashboard import verification_series
+from verifier import Tier
+
+pytestmark = pytest.mark.slow
+
+
+class _Figures(HTMLParser):
+    """``data-figure`` elements and their text; the chart lines; the rendered flag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.figures: dict[str, str] = {}
+        self.lines: list[dict[str, str]] = []
+        self.rendered = False
+        self._open: str | None = None
+        self._chart = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if "data-figure" in a:
+            self._open = a["data-figure"]
+            self.figures[self._open] = ""
+        if tag == "svg":
+            self._chart = a.get("data-chart", "")
+        if tag == "polyline":
+            self.lines.append({**a, "chart": self._chart})
+        if tag == "body" and a.get("data-rendered") == "yes":
+            self.rendered = True
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self.figures[self._open] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        self._open = None
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium")
+        pytest.skip("no chromium on this machine (apt-get install chromium)")
+    return found
+
+
+def _rendered(page: Path) -> _Figures:
+    dom = subprocess.run(  # noqa: S603 (the browser, fixed arguments, a local file)
+        [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu",
+         "--disable-dev-shm-usage", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    parsed = _Figures()
+    parsed.feed(dom)
+    return parsed
+
+
+def test_the_dashboard_renders_in_chromium_with_the_figures_of_the_json_report(tmp_path):
+    from sim._cli import main
+
+    report_path, page = tmp_path / "live.json", tmp_path / "dashboard.html"
+    code = main(["live", "--chain", "hardened", "--chain", "documented", "--encoders", "6",
+                 "--jobs", "10", "--lie-rate", "1", "--set", "monitor_error_rate=0.2",
+                 "--set", "max_time=15", "--json", str(report_path), "--dashboard", str(page)],
+                stdout=io.StringIO(), stderr=io.StringIO())
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    shown = _rendered(page)
+    assert shown.rendered, "the page's script did not run"
+    some_failed = False
+    for chain in ("hardened", "documented"):
+        d: dict[str, Any] = report["chains"][chain]["dashboard"]
+        for key in ("conflicts_prevented", "work_cancelled", "lease_expiries"):
+            assert shown.figures[f"{chain}.{key}"] == str(d[key])
+        for tier, s in d["verification_success_by_tier"].items():
+            assert shown.figures[f"{chain}.reads.{tier}"] == str(s["reads"])
+            assert shown.figures[f"{chain}.success.{tier}"] == f"{100 * s['rate']:.1f}%"
+            some_failed |= s["rate"] < 1
+            latency = d["latency_ms"][tier]
+            for q in ("p50", "p99"):
+                assert shown.figures[f"{chain}.{q}.{tier}"] == f"{latency[q]:.1f} ms"
+        lines = {line["data-tier"]: line for line in shown.lines if line["chart"] == chain}
+        assert set(lines) == set(d["verification_series"])
+        for tier, points in d["verification_series"].items():
+            assert int(lines[tier]["data-points"]) == sum(1 for p in points if p[2] > 0)
+    # Not a page of zeros and 100%s: the run had monitor errors, and the page shows them.
+    assert some_failed
+    assert report["chains"]["hardened"]["dashboard"]["conflicts_prevented"] > 0
+
+
+def test_verification_series_counts_answered_and_unanswered_reads_per_bucket():
+    records = [
+        (0.5, "e1", "j1", "verify", "invoke", (Tier.MONITOR, "verify")),
+        (0.6, "e1", "j1", "verify", "ok", (Tier.MONITOR, "e1", "assigned")),
+        (1.5, "e1", "j1", "verify", "fail", Tier.MONITOR),
+        (1.7, "e2", "j2", "verify", "ok", (Tier.DATABASE, None, "queued")),
+        (1.9, "e2", "j2", "claim", "ok", Tier.DATABASE),
+    ]
+    series = verification_series(records, duration=2.0, buckets=2)
+    assert series == {"database": [[1.0, 0, 0], [2.0, 1, 1]],
+                      "monitor": [[1.0, 1, 1], [2.0, 0, 1]]}
