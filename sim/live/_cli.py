@@ -153,6 +153,9 @@ def add_parsers(sub: Any) -> None:
                        "encoder alone (myJob) until it is held (repeatable)")
     serve.add_argument("--duration", type=float, metavar="S",
                        help="stop after S seconds (default: until interrupted)")
+    serve.add_argument("--metrics-port", type=int, metavar="PORT",
+                       help="with -- COMMAND: the encoder serves its Prometheus metrics on "
+                       "127.0.0.1:PORT (VERIFIER_METRICS_PORT in its environment)")
     _fault_flags(serve)
     serve.add_argument(
         "encoder_command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARGS...]",
@@ -291,6 +294,9 @@ async def _serve(args: argparse.Namespace, out: TextIO) -> int:
         command = command[1:]
     if args.encoder_command and not command:
         raise UsageError("--: give the encoder's command after it")
+    if args.metrics_port is not None and (not command or not 0 < args.metrics_port < 65536):
+        raise UsageError("--metrics-port: a port number 1-65535, with -- COMMAND (the encoder "
+                         "serves the metrics)")
     from ._emulator import Emulator
     from ._world import LiveWorld
 
@@ -333,6 +339,10 @@ async def _serve_encoder(command: list[str], args: argparse.Namespace, emulator:
     shutdown) once every job is done, at ``--duration``, or on our own SIGINT/SIGTERM, and
     return its exit status."""
     env = {**os.environ, **_variables(emulator, live.scenario)}
+    if args.metrics_port is not None:
+        env["VERIFIER_METRICS_PORT"] = str(args.metrics_port)
+        out.write(f"# encoder metrics: http://127.0.0.1:{args.metrics_port}/metrics\n")
+        out.flush()
     if not env.get("ENCODER_PRIVATE_KEY"):
         # A throwaway identity for this run, never printed (it is a credential, if a toy one).
         env["ENCODER_PRIVATE_KEY"] = base64.b64encode(secrets.token_bytes(32)).decode()

@@ -13,8 +13,10 @@ import base64
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -89,7 +91,7 @@ class Served:
         return self.live.call(lambda: self.live.world.jobs[job_id])
 
     async def start(self, *args: str, modes: dict[str, str] | None = None,
-                    seconds: float = 1.0) -> asyncio.subprocess.Process:
+                    seconds: float = 1.0, **extra_env: str) -> asyncio.subprocess.Process:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("GATEWAY_", "ENCODER_", "VERIFIER_", "MONGODB_"))}
         env.update(_variables(self.emulator, self.live.scenario))
@@ -97,6 +99,7 @@ class Served:
                    SECONDS_PER_JOB=str(seconds))
         for job_id, mode in (modes or {}).items():
             env["MODE_" + job_id.replace("-", "_")] = mode
+        env.update(extra_env)
         with self.log.open("wb") as log:  # the child has its own copy of the descriptor
             return await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "verifier", "run", "--poll-interval", "0.3",
@@ -140,11 +143,23 @@ async def stop(proc: asyncio.subprocess.Process, patience: float = 30.0) -> int:
     return await asyncio.wait_for(proc.wait(), patience)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def test_jobs_are_processed_end_to_end_and_committed_by_the_runner(tmp_path):
+    port = _free_port()
+
     async def main() -> None:
         async with served(tmp_path, jobs=2) as srv:
-            proc = await srv.start()
+            proc = await srv.start(VERIFIER_METRICS_PORT=str(port))
             await srv.until(lambda: srv.live.done, "both jobs committed")
+            url = f"http://127.0.0.1:{port}/metrics"
+            metrics = await asyncio.to_thread(
+                lambda: urllib.request.urlopen(url, timeout=10).read().decode())
+            assert 'verifier_jobs_total{code="FINISHED",outcome="processed"} 2.0' in metrics
             assert await stop(proc) == 0
             for job_id in srv.live.job_ids:
                 assert job_id in srv.live.world.committed and srv.job(job_id).owner == DID
