@@ -185,6 +185,7 @@ class OwnershipGuard:
         self._clock = clock
         self._logger = logger or _DEFAULT_LOGGER
         self.metrics = metrics
+        self._metrics_failed = False
         self._runs: set[_Run] = set()
         self._shutting_down = False
 
@@ -217,12 +218,31 @@ class OwnershipGuard:
         self._runs.add(run)
         if self._shutting_down:
             run.request_shutdown()
+        self._measured(lambda m: m.in_progress.inc())
         try:
             return await run.drive()
         finally:
+            self._measured(lambda m: m.in_progress.dec())
             self._runs.discard(run)
             await run.stop_work()
             await run.reap_abandoned()
+
+    def _measured(self, record: Callable[..., object], *args: Any) -> None:
+        """Call ``record(metrics, *args)``, if there are metrics.
+
+        Metrics never decide a job's fate: an error in them (a full disk under a multiprocess
+        registry, a bug) is logged once and dropped; raised, it would end a run between a claim
+        and its release."""
+        if self.metrics is None:
+            return
+        try:
+            record(self.metrics, *args)
+        except Exception as exc:
+            if not self._metrics_failed:
+                self._metrics_failed = True
+                self._note("error", "METRICS_FAILED",
+                           f"metrics could not be recorded ({type(exc).__name__}: {exc}); "
+                           "jobs go on, this is logged once")
 
     def _log(self, decision: Decision) -> None:
         self._emit(decision.level, decision.code, decision.message, decision.fields)
@@ -248,6 +268,7 @@ class _Measure:
 
     def __init__(self, metrics: GuardMetrics, protocol: OwnershipProtocol, started: float) -> None:
         self.metrics = metrics
+        self._metrics_failed = False
         self.protocol = protocol
         self.started = started
         self.claim_answered: float | None = None
@@ -318,8 +339,8 @@ class _Run:
                 self.guard._log(decision)
             if isinstance(step.action, Done):
                 outcome = step.action.outcome
-                if metrics is not None:
-                    metrics.record_outcome(outcome.kind.value, outcome.code)
+                self.guard._measured(GuardMetrics.record_outcome, outcome.kind.value,
+                                     outcome.code)
                 committed = outcome.kind is OutcomeKind.PROCESSED
                 return GuardOutcome(
                     self.job_id, outcome.kind, outcome.code, outcome.reason,
@@ -330,7 +351,8 @@ class _Run:
             answered = self.clock()
             step = self.protocol.handle(answer, answered)
             if measure is not None:
-                measure.step(action, answer, sent, answered)
+                self.guard._measured(lambda _, *facts: measure.step(*facts),
+                                     action, answer, sent, answered)
 
     async def perform(self, action: Action) -> Answer:
         if isinstance(action, Observe):

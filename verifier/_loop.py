@@ -281,7 +281,10 @@ class EncoderLoop:
                 self._log(logging.ERROR, "LOOP_POLL_FAILED",
                           f"{name}: unexpected {type(exc).__name__}", source=name)
             if self._metrics is not None:
-                self._metrics.polls.labels(name, polled).inc()
+                try:
+                    self._metrics.polls.labels(name, polled).inc()
+                except Exception:  # metrics never stop the loop (see OwnershipGuard._measured)
+                    self._logger.debug("poll metric not recorded", exc_info=True)
             now = clock()
             self._cooling = {j: t for j, t in self._cooling.items() if t > now}
             job = self.policy.choose(result, running=self._running.keys(),

@@ -23,11 +23,19 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-__all__ = ["CONFLICT_CODES", "METRIC_NAMES", "GuardMetrics", "start_metrics_server"]
+__all__ = [
+    "CANCELLATION_CODES", "CONFLICT_CODES", "METRIC_NAMES", "GuardMetrics",
+    "start_metrics_server",
+]
 
 #: Outcome codes of a job skipped because another encoder holds it: a conflict prevented.
 CONFLICT_CODES: Final = frozenset({
     "PRE_CLAIM_CONFLICT", "CLAIM_REFUSED", "OWNERSHIP_CONFLICT", "MONITOR_THEFT_DETECTED",
+})
+#: Outcome codes of work stopped after it started (``cancelled``), known in advance.
+CANCELLATION_CODES: Final = frozenset({
+    "OWNERSHIP_LOST", "MONITOR_THEFT_DETECTED", "LEASE_EXPIRED", "HEARTBEAT_REFUSED",
+    "FINISH_REFUSED", "SHUTDOWN", "SHUTDOWN_HELD",
 })
 #: Every metric this module defines (without the ``_total``/``_bucket`` suffixes).
 METRIC_NAMES: Final = (
@@ -72,8 +80,8 @@ class GuardMetrics:
         self.lease_expiries = Counter(
             "verifier_lease_expiries", "Work stopped because its lease ran out", registry=r)
         self.settle_wait = Histogram(
-            "verifier_settle_wait_seconds", "From the claim's answer to the first deciding "
-            "read", buckets=_WAIT_BUCKETS, registry=r)
+            "verifier_settle_wait_seconds", "From the claim's answer to the first "
+            "verification read sent (the settle wait)", buckets=_WAIT_BUCKETS, registry=r)
         self.time_to_start = Histogram(
             "verifier_time_to_start_seconds", "From the start of an attempt to its work "
             "starting", buckets=_WAIT_BUCKETS, registry=r)
@@ -82,6 +90,13 @@ class GuardMetrics:
         self.polls = Counter("verifier_polls", "Polls for offered jobs, by source and "
                              "result (offered, empty, failed)", ["source", "result"],
                              registry=r)
+        # Series exist from the start, at 0: a counter that appears only at its first event
+        # hides that event from increase() and rate() (the jump from nothing to 1).
+        for code in CONFLICT_CODES:
+            self.conflicts_prevented.labels(code)
+        for code in CANCELLATION_CODES:
+            self.work_cancelled.labels(code)
+        self.jobs.labels("processed", "FINISHED")
 
     def record_outcome(self, kind: str, code: str) -> None:
         """One job's end: its outcome, and the conflict, cancellation or lease it was."""

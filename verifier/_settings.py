@@ -148,7 +148,7 @@ def _port(env: Mapping[str, str], name: str) -> int | None:
     raw = env.get(name, "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
+    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 65536:
         raise ConfigurationError(name, f"must be a port number 1-65535, got {_shown(raw)}")
     return int(raw)
 

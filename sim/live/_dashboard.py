@@ -1,17 +1,24 @@
 """``sim live --dashboard PATH``: a self-contained HTML page of a live run's verification figures.
 
-The page shows, per chain: the share of ownership reads each tier answered over the run (a
-line per tier), that share over the whole run, the jobs whose conflicts were prevented (skipped
-because another encoder held them), work cancelled and leases expired, and each tier's
-verification latency (p50, p99). Every figure comes from the run's JSON report (the page embeds
-the report's ``dashboard`` section and draws it with a few lines of inline JavaScript, no
-network), so the page and ``--json`` cannot disagree; the browser test checks exactly that.
+The page shows, per chain:
+
+* the share of ownership reads each tier answered over the run, a line per tier (every read of
+  the tier, pre-claim checks included; a read abandoned at a deadline or at the end of the run
+  counts as unanswered), and that share over the whole run;
+* the jobs whose conflicts were prevented (skipped because another encoder held them), work
+  cancelled and leases expired;
+* each tier's read latency (p50, p99).
+
+Every figure comes from the run's JSON report (the page embeds the report's ``dashboard``
+section and draws it with a few lines of inline JavaScript, no network), so the page and
+``--json`` cannot disagree; the browser test checks exactly that.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -104,8 +111,9 @@ function chart(chain, series, duration) {
 for (const [chain, d] of Object.entries(data.chains)) {
   const card = document.createElement("div");
   card.className = "card";
-  card.innerHTML = "<h2></h2><p></p><table><thead><tr><th>tier</th><th>reads</th>" +
-    "<th>answered</th><th>p50</th><th>p99</th></tr></thead><tbody></tbody></table>";
+  card.innerHTML = "<h2></h2><p></p><table><thead><tr><th>tier</th><th>ownership reads</th>" +
+    "<th>answered</th><th>latency p50</th><th>p99</th></tr></thead><tbody></tbody></table>" +
+    "<p>Share of reads answered over the run, one line per tier (top: 100%).</p>";
   card.querySelector("h2").textContent = chain;
   const p = card.querySelector("p");
   for (const [key, label] of [["conflicts_prevented", "conflicts prevented"],
@@ -146,6 +154,7 @@ def render_dashboard(report: Mapping[str, Any]) -> str:
     name = scenario.get("name", "?") if isinstance(scenario, Mapping) else str(scenario)
     title = f"Live run: verification by tier (scenario {name})"
     subtitle = f"rerun: {report.get('rerun') or ''}"
-    return (_PAGE.replace("__TITLE__", html.escape(title))
-            .replace("__SUBTITLE__", html.escape(subtitle))
-            .replace("__DATA__", data.replace("</", "<\\/")))
+    values = {"__TITLE__": html.escape(title), "__SUBTITLE__": html.escape(subtitle),
+              "__DATA__": data.replace("</", "<\\/")}
+    # One pass: a value that happens to contain a placeholder is not substituted again.
+    return re.sub("__TITLE__|__SUBTITLE__|__DATA__", lambda m: values[m.group(0)], _PAGE)

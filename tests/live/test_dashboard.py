@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+from decimal import ROUND_HALF_UP, Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,19 @@ class _Figures(HTMLParser):
         self._open = None
 
 
+def _fixed(x: float, places: int = 1) -> str:
+    """JavaScript's ``x.toFixed(places)``: the exact binary value, halves rounded up (Python's
+    format rounds an exact half to even: 81.25 would be 81.2 here and 81.3 on the page)."""
+    quantum = Decimal(1).scaleb(-places)
+    return str(Decimal(x).quantize(quantum, rounding=ROUND_HALF_UP))
+
+
+def _polyline(points: list[list[float]], duration: float, w: int = 560, h: int = 180) -> list[str]:
+    """The chart's points as the page must draw them: x by time, y by the answered share."""
+    return [f"{_fixed(p[0] / duration * (w - 20) + 10)},{_fixed((1 - p[1] / p[2]) * (h - 20) + 10)}"
+            for p in points if p[2] > 0]
+
+
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
@@ -88,22 +102,30 @@ def test_the_dashboard_renders_in_chromium_with_the_figures_of_the_json_report(t
     report = json.loads(report_path.read_text())
     shown = _rendered(page)
     assert shown.rendered, "the page's script did not run"
+    duration = max(p[0] for entry in report["chains"].values()
+                   for series in entry["dashboard"]["verification_series"].values()
+                   for p in series)
     some_failed = False
     for chain in ("hardened", "documented"):
         d: dict[str, Any] = report["chains"][chain]["dashboard"]
+        (run,) = report["chains"][chain]["runs"]
         for key in ("conflicts_prevented", "work_cancelled", "lease_expiries"):
             assert shown.figures[f"{chain}.{key}"] == str(d[key])
+        # The section agrees with the run's own figures, counted elsewhere (every read timed).
+        assert sum(s["reads"] for s in d["verification_success_by_tier"].values()) == \
+            run["live"]["verifications"]
         for tier, s in d["verification_success_by_tier"].items():
             assert shown.figures[f"{chain}.reads.{tier}"] == str(s["reads"])
-            assert shown.figures[f"{chain}.success.{tier}"] == f"{100 * s['rate']:.1f}%"
+            assert shown.figures[f"{chain}.success.{tier}"] == _fixed(100 * s["rate"]) + "%"
             some_failed |= s["rate"] < 1
-            latency = d["latency_ms"][tier]
+            latency = run["live"]["verify_latency_by_tier_ms"][tier]
             for q in ("p50", "p99"):
-                assert shown.figures[f"{chain}.{q}.{tier}"] == f"{latency[q]:.1f} ms"
+                assert d["latency_ms"][tier][q] == latency[q]
+                assert shown.figures[f"{chain}.{q}.{tier}"] == _fixed(latency[q]) + " ms"
         lines = {line["data-tier"]: line for line in shown.lines if line["chart"] == chain}
         assert set(lines) == set(d["verification_series"])
         for tier, points in d["verification_series"].items():
-            assert int(lines[tier]["data-points"]) == sum(1 for p in points if p[2] > 0)
+            assert lines[tier]["points"].split() == _polyline(points, duration)
     # Not a page of zeros and 100%s: the run had monitor errors, and the page shows them.
     assert some_failed
     assert report["chains"]["hardened"]["dashboard"]["conflicts_prevented"] > 0

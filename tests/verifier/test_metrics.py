@@ -162,7 +162,8 @@ def test_the_exporter_serves_the_metrics_on_loopback():
 
 @pytest.mark.parametrize(("variable", "value"), [
     ("VERIFIER_METRICS_PORT", "http"), ("VERIFIER_METRICS_PORT", "70000"),
-    ("VERIFIER_METRICS_PORT", "0"), ("VERIFIER_METRICS_ADDR", "localhost:9"),
+    ("VERIFIER_METRICS_PORT", "0"), ("VERIFIER_METRICS_PORT", "²"),
+    ("VERIFIER_METRICS_ADDR", "localhost:9"),
 ])
 def test_bad_metrics_settings_are_refused_by_name(variable, value):
     from verifier import ConfigurationError
@@ -177,3 +178,45 @@ def test_metrics_settings_default_to_off_on_loopback():
     assert (settings.metrics_port, settings.metrics_addr) == (9464, "127.0.0.1")
     assert Settings.from_env({"GATEWAY_MONITOR_ENABLED": "true"}, dotenv=None).metrics_port \
         is None
+
+
+@virtual_time
+async def test_jobs_in_progress_counts_the_runs_under_way():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    metrics = GuardMetrics()
+    guard, _ = node(jobs, metrics)
+    seen: list[float] = []
+
+    async def work(job: ClaimedJob):
+        seen.append(metrics.value("verifier_jobs_in_progress"))
+        return await encode(job)
+
+    await guard.run("j1", work)
+    assert seen == [1.0] and metrics.value("verifier_jobs_in_progress") == 0
+
+
+@virtual_time
+async def test_a_failure_of_the_metrics_never_fails_the_job(caplog):
+    """Raised between a claim and its release, a metrics error would leave the job held."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    metrics = GuardMetrics()
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    metrics.settle_wait.observe = broken  # type: ignore[method-assign]
+    metrics.jobs.labels = broken  # type: ignore[method-assign]
+    guard, _ = node(jobs, metrics)
+    assert (await guard.run("j1", encode)).processed
+    assert jobs.commits == [("j1", A)]
+    assert caplog.text.count("METRICS_FAILED") == 1  # logged once, not per event
+
+
+def test_rare_events_have_a_series_from_the_start_so_increase_sees_the_first_one():
+    metrics = GuardMetrics()
+    assert metrics.registry.get_sample_value(
+        "verifier_conflicts_prevented_total", {"code": "OWNERSHIP_CONFLICT"}) == 0.0
+    assert metrics.registry.get_sample_value(
+        "verifier_work_cancelled_total", {"code": "LEASE_EXPIRED"}) == 0.0

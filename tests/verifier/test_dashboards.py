@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from verifier import GuardMetrics
+from verifier import GuardMetrics, OutcomeKind, Tier
+from verifier._loop import OFFER_SOURCES
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "dashboards" / "grafana-verifier.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "dashboards" / "grafana-verifier.json"
 #: Panel types of Grafana's core panels that this dashboard may use.
 PANEL_TYPES = {"timeseries", "stat", "gauge", "table", "bargauge", "text"}
 #: Suffixes a series of each metric type may carry in PromQL.
@@ -27,6 +28,21 @@ SUFFIXES = {"counter": ("",), "gauge": ("",), "histogram": ("_bucket", "_sum", "
 _METRIC = re.compile(r"\b(verifier_[a-z_]+)")
 _GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 _MATCHER = re.compile(r"\{([^}]*)\}")
+_ONE_MATCH = re.compile(r'\s*([a-z_]+)\s*(=~|!~|!=|=)\s*"([^"]*)"\s*')
+_ON = re.compile(r"\b(?:on|ignoring)\s*\(([^)]*)\)")
+_QUANTILE = re.compile(r"histogram_quantile\(\s*[0-9.]+\s*,\s*sum\s+by\s*\(([^)]*)\)")
+_LEGEND = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+#: The values each label can take (what GuardMetrics and the protocol produce): a matcher on
+#: another value selects nothing, forever.
+LABEL_VALUES: dict[str, set[str]] = {
+    "tier": {t.value for t in Tier},
+    "op": {"read", "claim", "heartbeat", "finish", "release"},
+    "result": {"ok", "failed", "refused", "unknown", "offered", "empty"},
+    "purpose": {"verify", "recheck"},
+    "verdict": {"mine", "other", "done", "unknown", "failed"},
+    "outcome": {k.value for k in OutcomeKind},
+    "source": set(OFFER_SOURCES),
+}
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +91,32 @@ def test_every_query_names_metrics_and_labels_that_exist(dashboard: dict[str, An
             used.add(exported[name][0])
             labels.update(catalogue[exported[name][0]][1])
         grouped = {x.strip() for g in _GROUPING.findall(expr) for x in g.split(",") if x.strip()}
-        matched = {m.split("=")[0].rstrip("!~").strip()
-                   for body in _MATCHER.findall(expr) for m in body.split(",") if m.strip()}
-        unknown = (grouped | matched) - labels
+        joined = {x.strip() for g in _ON.findall(expr) for x in g.split(",") if x.strip()}
+        matchers = [_ONE_MATCH.fullmatch(m) for body in _MATCHER.findall(expr)
+                    for m in body.split(",") if m.strip()]
+        assert all(matchers), f"a label matcher this check cannot read in {expr}"
+        matched = {m.group(1) for m in matchers if m}
+        unknown = (grouped | joined | matched) - labels
         assert not unknown, f"unknown label(s) {sorted(unknown)} in {expr}"
+        for m in matchers:
+            assert m is not None
+            label, op, value = m.groups()
+            if label in LABEL_VALUES:
+                values = value.split("|") if op in ("=~", "!~") else [value]
+                assert set(values) <= LABEL_VALUES[label], f"{label} never is {value!r}: {expr}"
+        for quantile_by in _QUANTILE.findall(expr):
+            assert "le" in {x.strip() for x in quantile_by.split(",")}, \
+                f"histogram_quantile needs `le` in its grouping: {expr}"
+        for name in names:
+            if exported[name][1] == "counter" or name.endswith("_bucket"):
+                assert re.search(rf"(rate|increase)\(\s*{name}\b", expr), \
+                    f"{name} is a counter: query its rate or increase, not its value ({expr})"
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            legend = set(_LEGEND.findall(target.get("legendFormat", "")))
+            grouped = {x.strip() for g in _GROUPING.findall(target["expr"])
+                       for x in g.split(",") if x.strip()}
+            assert legend <= grouped, f"legend names {legend - grouped}: not in the result"
     # The headline figures of the specification's list are all on the dashboard.
     for needed in ("verifier_verifications_total", "verifier_conflicts_prevented_total",
                    "verifier_tier_request_seconds", "verifier_lease_expiries_total",
@@ -90,8 +128,19 @@ def test_the_checker_catches_a_renamed_metric_or_label(dashboard: dict[str, Any]
     """The check has teeth: a dashboard naming a metric or a label that does not exist fails."""
     for broken in ("sum(rate(verifier_verification_total[5m]))",
                    "sum by (job_id) (rate(verifier_jobs_total[5m]))",
-                   'rate(verifier_polls_total{sourced="aid"}[5m])'):
+                   'rate(verifier_polls_total{sourced="aid"}[5m])',
+                   'sum by (tier) (rate(verifier_verifications_total{verdict!="fialed"}[5m]))',
+                   'sum by (tier) (rate(verifier_verifications_total{verdict=~"mine|yours"}[5m]))',
+                   "histogram_quantile(0.9, sum by (tier) "
+                   "(rate(verifier_tier_request_seconds_bucket[5m])))",
+                   "sum by (tier) (verifier_verifications_total)",
+                   "sum(rate(verifier_jobs_total[5m])) / on(job_id) "
+                   "sum(rate(verifier_polls_total[5m]))"):
         bad = json.loads(json.dumps(dashboard))
         bad["panels"][0]["targets"][0]["expr"] = broken
         with pytest.raises(AssertionError):
             test_every_query_names_metrics_and_labels_that_exist(bad)
+    bad = json.loads(json.dumps(dashboard))
+    bad["panels"][0]["targets"][0]["legendFormat"] = "{{tiers}}"
+    with pytest.raises(AssertionError):
+        test_every_query_names_metrics_and_labels_that_exist(bad)
