@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._errors import TierError
+from ._errors import TierError, TierRateLimited
 from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
 from ._metrics import GuardMetrics
 from ._models import GatewayMonitorJob
@@ -58,9 +58,10 @@ class LoopPolicy:
       accepts wins (``myjob``, a job the gateway pre-assigned to us, before ``getjob``, the
       queue offered to everyone).
     * ``concurrency``: jobs guarded at once.
-    * ``idle_s``, ``idle_max_s``, ``idle_factor``: after a poll that offered nothing, wait
-      ``idle_s``, then ``idle_factor`` times longer after each further empty poll, at most
-      ``idle_max_s`` (the deployed encoder polls once a minute); any job resets it.
+    * ``idle_s``, ``idle_max_s``, ``idle_factor``: after a poll that offered nothing (or
+      failed), wait ``idle_s``, then ``idle_factor`` times longer after each further one, at
+      most ``idle_max_s`` (the deployed encoder polls once a minute); any job resets it. A
+      source that answered 429 with ``Retry-After`` is not asked again sooner than it said.
     * ``jitter``: each wait is scaled by a uniform factor in ``[1 - jitter, 1 + jitter]``, so
       encoders started together do not poll in step (the deployed one polls "at a random
       second").
@@ -190,6 +191,8 @@ class EncoderLoop:
         self.held: set[str] = set()
         self._cooling: dict[str, float] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
+        #: The longest ``Retry-After`` the sources asked for since the last wait.
+        self._retry_after = 0.0
         self._stop = asyncio.Event()
 
     @property
@@ -226,6 +229,8 @@ class EncoderLoop:
                 if job is None:
                     empty_polls += 1
                     delay = self.policy.idle_delay(empty_polls, self.rng.random())
+                    # A server that said when to come back (429 Retry-After) is not asked sooner.
+                    delay, self._retry_after = max(delay, self._retry_after), 0.0
                     await self._until_stopped(self._idle(delay))
                     continue
                 empty_polls = 0
@@ -275,6 +280,9 @@ class EncoderLoop:
             try:
                 result = poll.result()
                 polled = "offered" if result else "empty"
+            except TierRateLimited as exc:
+                self._retry_after = max(self._retry_after, exc.retry_after or 0.0)
+                self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)
             except TierError as exc:
                 self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)
             except Exception as exc:  # a client bug must not stop the encoder

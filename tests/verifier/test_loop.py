@@ -17,6 +17,7 @@ from verifier import (
     OwnershipGuard,
     Policy,
     Tier,
+    TierRateLimited,
     TierUnavailable,
     TimingModel,
     parse_job,
@@ -289,3 +290,23 @@ async def test_a_failing_outcome_callback_is_logged_and_the_loop_goes_on(caplog)
     stop_when(loop, lambda: len(jobs.commits) == 2)
     assert await loop.run() == {"processed": 2}
     assert caplog.text.count("LOOP_CALLBACK_FAILED") == 2
+
+
+@virtual_time
+async def test_a_rate_limited_poll_waits_at_least_the_retry_after_it_was_told():
+    jobs = InMemoryJobs()
+    polls: list[float] = []
+
+    async def limited() -> list[GatewayMonitorJob]:
+        polls.append(asyncio.get_running_loop().time())
+        raise TierRateLimited("gateway", "getJob: HTTP 429", retry_after=30.0)
+
+    async def work(job, offered):
+        return {"cid": "bafy"}
+
+    loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": limited},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1, idle_max_s=4,
+                                         jitter=0))
+    stop_when(loop, lambda: len(polls) >= 3)
+    await loop.run()
+    assert [round(b - a, 6) for a, b in itertools.pairwise(polls)][:2] == [30.0, 30.0]
