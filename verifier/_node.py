@@ -2,11 +2,11 @@
 
 :func:`open_node` builds what the settings describe (the tier clients, the guard, the offer
 sources) and :func:`run_node` runs :class:`~verifier.EncoderLoop` with a
-:class:`~verifier.CommandWork` until SIGINT or SIGTERM, which start the graceful shutdown: no
-new job, running commands stopped through their guards (SIGTERM, then SIGKILL within the
-cancel latency), every held job released, fenced. A second signal changes nothing: giving up
-on the shutdown would leave jobs held until the gateway's timeout, and the stop is bounded
-(by C and the clients' timeouts) anyway.
+:class:`~verifier.CommandWork` until SIGINT, SIGTERM or SIGHUP, which start the graceful
+shutdown: no new job, running commands stopped through their guards (SIGTERM, then SIGKILL
+within the cancel latency), every held job released, fenced. A second signal changes
+nothing: giving up on the shutdown would leave jobs held until the gateway's timeout, and the
+stop is bounded (by C and the clients' timeouts) anyway.
 """
 
 from __future__ import annotations
