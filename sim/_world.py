@@ -128,6 +128,10 @@ class World:
         self.sc = scenario
         self.history = history
         self.jobs: dict[str, Job] = {}
+        #: Called with each job right after every write to it (status, owner or token): the
+        #: push notifications of the monitor's optional WebSocket extension, and the simulated
+        #: encoders' subscriptions, are built on it. Empty in most runs (no cost).
+        self.watchers: list[Callable[[Job], None]] = []
         self.queue: deque[str] = deque()
         self._in_queue: set[str] = set()
         self.active: set[str] = set()  # assigned/running: the reassignment scan's scope
@@ -208,6 +212,8 @@ class World:
             self.active.add(job.id)
         else:
             self.active.discard(job.id)
+        for watch in self.watchers:
+            watch(job)
 
     def _pinged(self, job: Job, progress: Progress | None = None, *,
                 assigned: bool = False) -> None:
