@@ -20,15 +20,20 @@ from typing import Any
 
 import simpy
 
-from verifier import Policy, TierSet
+from verifier import Policy, Tier, TierSet
 from verifier.protocol import (
     Answer,
     CancelWork,
+    Claim,
     Done,
+    Finish,
+    Hinted,
     Observe,
+    Observed,
     OwnershipProtocol,
     PhaseChanged,
     Progressed,
+    Release,
     ShutdownRequested,
     Sleep,
     StartWork,
@@ -42,9 +47,10 @@ from verifier.protocol import (
 )
 
 from ._history import History
+from ._push import PushChannel
 from ._rng import Streams
 from ._scenario import Scenario
-from ._world import World, request_record
+from ._world import World, encoder_name, request_record
 
 __all__ = ["Encoder"]
 
@@ -75,6 +81,7 @@ class Encoder:
         scenario: Scenario,
         outcomes: dict[str, int],
         protocol: Callable[..., Any] = OwnershipProtocol,
+        push: PushChannel | None = None,
     ) -> None:
         self.env = env
         self.world = world
@@ -106,6 +113,15 @@ class Encoder:
         #: timing model"): two pauses of P a few milliseconds apart are one stall of 2P to the
         #: lease, whose margin has one P (the thorough run found exactly that).
         self.pause_ended = -math.inf
+        #: The status cache (``Observe.max_age``): (tier, job) -> (answer, when its read was
+        #: decided, on this encoder's clock). Kept only when the scenario has one.
+        self.cache: dict[tuple[Tier, str], tuple[Observed, float]] | None = (
+            {} if scenario.status_cache_s > 0 else None)
+        #: The push channel, the pushes received and not yet handed to the protocol, and the
+        #: event that ends a wait when one arrives.
+        self.push = push
+        self.hints: list[Hinted] = []
+        self.hint_wake: simpy.Event | None = None
         self.process = env.process(self.run())
 
     # ------------------------------------------------------------------ body: time, faults
@@ -124,20 +140,26 @@ class Encoder:
         """This encoder's (drifting) clock, as the protocol sees it."""
         return self.env.now * (1.0 + self.drift)
 
-    def wait(self, duration: float, *, frozen: bool = False) -> Generator[simpy.Event, Any, None]:
+    def wait(self, duration: float, *, frozen: bool = False,
+             interrupt: simpy.Event | None = None) -> Generator[simpy.Event, Any, None]:
         """Let ``duration`` pass, living through pauses or dying in a crash.
 
         A pause freezes the process, not the world: a timer or a reply due during a pause is
         seen when the pause ends, so the wait ends at ``max(its end, the pause's end)``, never
         later (adding every pause's length to one wait would stretch a single stall past P,
         which the model does not allow). ``frozen``: the wait is the process's own work (the
-        cancelled work winding down), which a pause stops, so it is extended by the pause."""
+        cancelled work winding down), which a pause stops, so it is extended by the pause.
+        ``interrupt``: an event that ends the wait early (a push arriving), seen after a
+        pause like any other."""
         env = self.env
         end = env.now + max(duration, 0.0)
         while True:
             t = min(end, self.crash_at, self.pause_at)
             if t > env.now:
-                yield env.timeout(t - env.now)
+                if interrupt is None:
+                    yield env.timeout(t - env.now)
+                else:
+                    yield env.timeout(t - env.now) | interrupt
             if env.now >= self.crash_at:
                 raise _Crashed
             if env.now >= self.pause_at and env.now < end:
@@ -246,10 +268,21 @@ class Encoder:
     def attempt(self, job_id: str) -> Generator[simpy.Event, Any, None]:
         """One protocol run for one job: perform each action, feed back each answer."""
         protocol = self.protocol(job_id, me=self.did, policy=self.policy, tiers=self.tiers)
+        try:
+            yield from self._drive(protocol, job_id)
+        finally:
+            if self.push is not None:
+                self.push.unsubscribe(job_id, self.name)
+                self.hints.clear()
+
+    def _drive(self, protocol: Any, job_id: str) -> Generator[simpy.Event, Any, None]:
         now = self.local()
         step = protocol.start(now)
         while not isinstance(step.action, Done):
             yield from self._await_point()  # decided, not yet sent
+            if self.push is not None and type(step.action) is Claim:
+                # Subscribed before the claim leaves, so its own landing is pushed too.
+                self.push.subscribe(job_id, self.name, self._pushed)
             answer = yield from self.perform(job_id, step.action)
             yield from self._await_point()  # answered, not yet handled
             now = max(now, self.local())
@@ -278,8 +311,40 @@ class Encoder:
             return (yield from self._cancel(job_id))
         return (yield from self._io(job_id, action))
 
+    def _pushed(self, job_id: str, hint: Hinted) -> None:
+        """A push arrived: kept for the protocol's next wait, which it ends."""
+        self.hints.append(hint)
+        if self.hint_wake is not None and not self.hint_wake.triggered:
+            self.hint_wake.succeed()
+
+    def _cached(self, job_id: str, action: Observe) -> Answer | None:
+        """The status cache's answer to ``action``, if it has one young enough: its age runs
+        from the instant the read was decided (before it was sent), the safe side."""
+        if self.cache is None or action.max_age <= 0:
+            return None
+        entry = self.cache.get((action.tier, job_id))
+        if entry is None or self.local() - entry[1] > action.max_age:
+            return None
+        obs = entry[0].observation
+        self.history.add(self.env.now, self.name, job_id, "cached", "ok",
+                         (action.tier, encoder_name(obs.owner) if obs.owner else None,
+                          obs.status))
+        return entry[0]
+
     def _io(self, job_id: str, action: Any) -> Generator[simpy.Event, Any, Answer]:
         """One request: its invoke record now, the world's answer after the reply delay."""
+        cache = self.cache
+        if cache is not None:
+            kind = type(action)
+            if kind is Observe:
+                hit = self._cached(job_id, action)
+                if hit is not None:
+                    return hit
+                decided = self.local()
+            elif kind is Claim or kind is Finish or kind is Release:
+                # Our own writes change what the tiers say: forget what they said before.
+                for tier in Tier:
+                    cache.pop((tier, job_id), None)
         op, arg = request_record(action)
         self.history.add(self.env.now, self.name, job_id, op, "invoke", arg)
         deadline = getattr(action, "deadline", None)
@@ -300,7 +365,10 @@ class Encoder:
         else:
             yield from self.wait(delay)
         self.history.add(self.env.now, self.name, job_id, op, phase, value)
-        return answer
+        if cache is not None and isinstance(answer, Observed):
+            cache[(action.tier, job_id)] = (answer, decided)
+        result: Answer = answer
+        return result
 
     def _start(self, job_id: str) -> Answer:
         sc, rng, t = self.sc, self.rng, self.env.now
@@ -376,6 +444,8 @@ class Encoder:
                 # As the asyncio driver does: the request is an answer to the next wait.
                 self.shutdown_told = True
                 return ShutdownRequested()
+            if self.hints:
+                return self.hints.pop(0)
             remaining = (until - self.local()) / (1.0 + self.drift)
             if remaining <= 1e-9:
                 return Woke()
@@ -384,7 +454,14 @@ class Encoder:
                 target = min(target, self.shutdown_at)
             if self.work:
                 target = min(target, self.work[0][0])
-            yield from self.wait(target - self.env.now)
+            if self.push is None:
+                yield from self.wait(target - self.env.now)
+                continue
+            self.hint_wake = self.env.event()
+            try:
+                yield from self.wait(target - self.env.now, interrupt=self.hint_wake)
+            finally:
+                self.hint_wake = None
 
 
 def _past_deadline(action: Any) -> Answer:

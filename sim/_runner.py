@@ -21,6 +21,7 @@ from ._checkers import CheckResult, _Partition, check_all
 from ._encoder import Encoder
 from ._history import History
 from ._metrics import RunMetrics, compute_metrics
+from ._push import PushChannel
 from ._rng import Streams
 from ._scenario import Scenario
 from ._world import World
@@ -94,19 +95,21 @@ def run_once(
     ``on_start(env, world, encoders, history)`` is called once everything is built, before the
     first event (the explorer hashes the run's state through it).
     """
-    policy = policy or Policy.named(chain, timing=scenario.timing_model())
+    policy = scenario.features(policy or Policy.named(chain, timing=scenario.timing_model()))
     env = simpy.Environment()
     history = History()
     streams = streams or Streams.from_seed(seed)
     world = World(env, scenario, streams, history)
     job_ids = [f"job-{i:06d}" for i in range(scenario.jobs)]
     world.release(job_ids, streams)
+    push = (PushChannel(env, world.watchers, scenario, streams) if scenario.push_rate > 0
+            else None)
     outcomes: dict[str, int] = {}
     width = len(str(scenario.encoders))
     encoders = [
         Encoder(env, world, history, f"e{i:0{width}d}", tiers=tier_mix(scenario, i),
                 policy=policy, streams=streams, scenario=scenario, outcomes=outcomes,
-                protocol=protocol)
+                protocol=protocol, push=push)
         for i in range(scenario.encoders)
     ]
     if on_start is not None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from verifier import TimingModel
+from verifier import Policy, TimingModel
 
 __all__ = ["Scenario", "ScenarioError"]
 
@@ -137,6 +137,16 @@ class Scenario:
     recheck_interval: float = 10.0
     confirm_timeout: float = 25.0
     retry_interval: float = 1.0
+    # --- cost features (docs/enhancements.md); all off in the default scenario
+    #: How old (s) a cached tier answer may be for the pre-claim check (0: no status cache).
+    status_cache_s: float = 0.0
+    #: Retries back off exponentially with full jitter (1) or wait a fixed interval (0).
+    backoff: float = 0.0
+    #: Share of job changes the monitor pushes to encoders subscribed to the job (0: no push
+    #: channel; below 1, pushes are lost, and polling must carry on alone).
+    push_rate: float = 0.0
+    #: A push arrives up to this long after the change (uniform; exactly this at the edge).
+    push_latency: float = 0.05
     # --- run
     #: Faults (outages, pauses, crashes, lies) stop at this time (None: never), for L1.
     faults_until: float | None = None
@@ -157,7 +167,7 @@ class Scenario:
                      "status_lie_rate", "monitor_lag_tail", "monitor_synthetic_rate",
                      "monitor_error_rate", "aid_fraction", "pause_tail", "edge_rate",
                      "await_pause_rate", "database_error_rate", "ping_loss_rate",
-                     "wake_on_requeue", "stall_rate"):
+                     "wake_on_requeue", "stall_rate", "backoff", "push_rate"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
         if self.assignment not in ("myjob", "getjob"):
@@ -187,6 +197,12 @@ class Scenario:
             confirm_timeout=self.confirm_timeout,
             retry_interval=self.retry_interval,
         )
+
+    def features(self, policy: Policy) -> Policy:
+        """``policy`` with this scenario's cost features (status cache, backoff) switched on or
+        off: the protocol's part of them (the drivers read the rest from the scenario)."""
+        return dataclasses.replace(policy, status_cache_s=self.status_cache_s,
+                                   backoff=self.backoff > 0)
 
     def inside_model(self) -> bool:
         return self.monitor_lag_tail == 0 and self.pause_tail == 0 and self.blind_accept_rate == 0

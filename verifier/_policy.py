@@ -226,6 +226,14 @@ class Policy:
     conditional_claim: bool = True
     #: Release a job we may hold but will not process, so it returns to the queue quickly.
     release_on_give_up: bool = True
+    # Cost features (docs/enhancements.md). Off by default: a scenario or a deployment turns
+    # them on. None of them may weaken S1-S3: the protocol decides where each applies.
+    #: How old (seconds, driver clock) a cached tier answer may be for the pre-claim check,
+    #: the one read safety never rests on (0: no cache). Deciding reads are never cached.
+    status_cache_s: float = 0.0
+    #: Retries wait a full-jitter exponential delay (``u * min(R, retry_interval * 2**k)``,
+    #: never less than a ``Retry-After`` hint) instead of a fixed ``retry_interval``.
+    backoff: bool = False
 
     @classmethod
     def hardened(cls, timing: TimingModel | None = None) -> Policy:

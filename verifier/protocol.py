@@ -27,6 +27,7 @@ comments below say which property (S1–S3, L1 of ``docs/safety-model.md``) a br
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
@@ -51,6 +52,7 @@ __all__ = [
     "Done",
     "Finish",
     "Heartbeat",
+    "Hinted",
     "Observe",
     "Observed",
     "Outcome",
@@ -84,11 +86,18 @@ class Observe:
     ``deadline`` (driver time), when set, is the lease end of running work: the driver must
     answer by then whatever the tier is doing (:class:`TierFailed` if it has not answered), so
     that a hung tier can never keep work running past the lease (S2).
+
+    ``max_age`` (seconds of driver time): the driver may answer from its status cache with an
+    answer of this tier for this job whose read was *decided* at most ``max_age`` ago (its age
+    is measured from before the request left, so the answer is never newer than it looks).
+    0 means "ask the tier". The protocol sets it above 0 only for the pre-claim check, which
+    safety never rests on; every deciding read (verify, recheck) has 0.
     """
 
     tier: Tier
     purpose: str  # "pre-claim" | "verify" | "recheck"
     deadline: float | None = None
+    max_age: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,8 +162,8 @@ class Sleep:
     """Wait until ``until`` (driver time) or a work event, whichever is first.
 
     Answer: :class:`Woke`, or a pending :class:`WorkEnded` / :class:`PhaseChanged` /
-    :class:`Progressed` / :class:`ShutdownRequested` (delivered at once if one is already
-    queued).
+    :class:`Progressed` / :class:`ShutdownRequested` / :class:`Hinted` (delivered at once if
+    one is already queued).
     """
 
     until: float
@@ -251,6 +260,21 @@ class ShutdownRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class Hinted:
+    """A push notification said the job changed (to ``status``, held by ``owner``).
+
+    Delivered as the answer to a :class:`Sleep`. A push is a **hint**, never proof: it may be
+    late, lost, reordered or come from a lagging view, and nothing fences it to our
+    assignment. So the protocol only re-reads earlier than it would have (during work: at
+    once; while verifying: as soon as the settle wait allows); what the read says decides.
+    Polling at ``R`` goes on regardless, so a dropped push channel costs latency only.
+    """
+
+    owner: str | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Progressed:
     """The work reported progress (percent); the next ping carries it."""
 
@@ -260,7 +284,7 @@ class Progressed:
 
 Answer = (
     Observed | TierFailed | WriteAnswered | WorkStarted | WorkStopped | Woke | WorkEnded
-    | PhaseChanged | Progressed | ShutdownRequested
+    | PhaseChanged | Progressed | ShutdownRequested | Hinted
 )
 
 
@@ -293,7 +317,7 @@ _ANSWERS_TO: Final[dict[type, frozenset[type]]] = {
     Release: frozenset({WriteAnswered}),
     StartWork: frozenset({WorkStarted}),
     CancelWork: frozenset({WorkStopped}),
-    Sleep: frozenset({Woke, WorkEnded, PhaseChanged, Progressed, ShutdownRequested}),
+    Sleep: frozenset({Woke, WorkEnded, PhaseChanged, Progressed, ShutdownRequested, Hinted}),
 }
 
 
@@ -343,6 +367,10 @@ class OwnershipProtocol:
         #: drivers that count verdicts (metrics); ``None`` otherwise.
         self.last_verdict: tuple[Tier, str] | None = None
         self._shutdown = False
+        #: Draws the backoff's jitter; seeded from the attempt (job, encoder, start instant)
+        #: so that simulations replay and two encoders do not retry in step. Made on first use.
+        self._rng: random.Random | None = None
+        self._started_at = 0.0
 
     # ---- driver interface
 
@@ -350,7 +378,7 @@ class OwnershipProtocol:
         """Begin the attempt; returns the first action."""
         if self._gen is not None:
             raise ProtocolError("start() called twice")
-        self._now = self._driver_now = now
+        self._now = self._driver_now = self._started_at = now
         self._gen = self._run()
         return self._advance(None)
 
@@ -468,6 +496,58 @@ class OwnershipProtocol:
             return _Verdict.DONE
         return _Verdict.UNKNOWN
 
+    # ---- cost features: cache, backoff, push (docs/enhancements.md)
+
+    def _max_age(self, purpose: str) -> float:
+        """How old a cached answer may be for a read of ``purpose``: only the pre-claim check
+        (an optimisation) may use the cache; a deciding read must see the tier as it is now,
+        or a cached "yours" would prove pings that never landed (S2, the lease)."""
+        return self.policy.status_cache_s if purpose == "pre-claim" else 0.0
+
+    def _retry_delay(self, attempt: int, hint: float | None = None) -> float:
+        """The wait before retry number ``attempt + 1`` (``attempt`` = 0 for the first).
+
+        Fixed ``retry_interval`` without backoff; with it, full jitter (``u * min(R, base *
+        2**attempt)``, ``u`` uniform in [0, 1)), so a fleet hit by one outage spreads its
+        retries out instead of hammering the tier in step. Never shorter than the tier's
+        ``Retry-After``. Callers clamp the result to their own deadline (confirm timeout,
+        lease end): a retry never waits past it."""
+        t = self.policy.timing
+        floor = hint or 0.0
+        if not self.policy.backoff:
+            return max(t.retry_interval, floor)
+        if self._rng is None:
+            self._rng = random.Random(f"{self.job_id}|{self.me}|{self._started_at!r}")
+        ceiling = min(t.recheck_interval, t.retry_interval * 2.0 ** min(attempt, 32))
+        return max(self._rng.random() * ceiling, floor)
+
+    def _proves(self, hint: Hinted) -> bool:
+        """Whether a push counts as an ownership read. Never: see :class:`Hinted` (this is a
+        method so that the canary ``conformance.canaries.PushAsProof`` can say otherwise)."""
+        return False
+
+    @staticmethod
+    def _wake(next_ping: float, next_read: float, lease_end: float, *,
+              retrying: bool) -> float:
+        """When work next needs the protocol: the next ping, the next read (``inf`` when none;
+        ``retrying``: it is a backoff retry), and the lease end (``inf`` when no lease). Every
+        wait is clamped to the lease end, a retry's included, so no wait outlives the lease."""
+        return min(next_ping, next_read, lease_end)
+
+    def _sleep_until(self, until: float) -> Generator[Action, Answer, Answer]:
+        """Sleep until ``until`` before work has started: a push cannot end the wait early
+        (what it says is read after the wait), a shutdown request can. Returns the last
+        answer (:class:`Woke`, :class:`ShutdownRequested`, or a :class:`Hinted` that
+        :meth:`_proves` accepted)."""
+        answer: Answer = Woke()
+        while self._now < until:
+            answer = yield Sleep(until)
+            if isinstance(answer, ShutdownRequested):
+                return answer
+            if isinstance(answer, Hinted) and self._proves(answer):
+                return answer
+        return answer
+
     # ---- the protocol
 
     def _run(self) -> _Run:
@@ -533,7 +613,7 @@ class OwnershipProtocol:
         tier = reads[0]
         self._log("PRE_CLAIM_CHECK", "info",
                   f"Verifying job availability via {tier}...", tier=tier)
-        answer = yield Observe(tier, "pre-claim")
+        answer = yield Observe(tier, "pre-claim", max_age=self._max_age("pre-claim"))
         if isinstance(answer, TierFailed):
             if self.policy.pre_claim_error_skips:
                 # Defect 1 was claiming anyway after a failed check; we skip instead.
@@ -574,24 +654,26 @@ class OwnershipProtocol:
             else self._now
         )
         deadline = settle_end + p.timing.confirm_timeout
+        attempt = 0
         while True:
-            retry_after = p.timing.retry_interval
+            hint: float | None = None
             for tier in tiers:
                 if p.settle:
                     # S1/S2: the deciding read must reflect every write that could still land.
                     ready_at = claim_answered + p.timing.settle_delay(self._lag(tier))
-                    if self._now < ready_at:
-                        slept = yield Sleep(ready_at)
-                        if isinstance(slept, ShutdownRequested):
-                            return (yield from self._shut_down(working=False))
+                    slept = yield from self._sleep_until(ready_at)
+                    if isinstance(slept, ShutdownRequested):
+                        return (yield from self._shut_down(working=False))
+                    if isinstance(slept, Hinted):
+                        return None  # only a canary gets here (:meth:`_proves`)
                 self._log(f"TIER_{TIER_EVENT[tier]}_VERIFICATION", "info",
                           f"Checking {tier} for job {self.job_id}...", tier=tier)
-                answer = yield Observe(tier, "verify")
+                answer = yield Observe(tier, "verify", max_age=self._max_age("verify"))
                 if isinstance(answer, TierFailed):
                     self._log("TIER_UNAVAILABLE", "warning",
                               f"{tier} could not answer: {answer.detail}", tier=tier)
                     if answer.retry_after is not None:
-                        retry_after = max(retry_after, answer.retry_after)
+                        hint = max(hint or 0.0, answer.retry_after)
                     if not p.verify_retries:
                         return Outcome(OutcomeKind.FAILED, "VERIFICATION_FAILED", answer.detail)
                     continue  # fall back to the next tier: it cannot override a "not yours"
@@ -618,9 +700,13 @@ class OwnershipProtocol:
                     break  # an answered "unknown" from a stronger tier: ask it again later
             if self._now >= deadline:
                 break
-            slept = yield Sleep(min(deadline, self._now + retry_after))
+            # A push (:class:`Hinted`) ends this wait early: the job changed, read it now.
+            slept = yield Sleep(min(deadline, self._now + self._retry_delay(attempt, hint)))
+            attempt += 1
             if isinstance(slept, ShutdownRequested):
                 return (yield from self._shut_down(working=False))
+            if isinstance(slept, Hinted) and self._proves(slept):
+                return None  # only a canary gets here
         self._log("ABORTING", "warning",
                   f"Ownership of job {self.job_id} could not be confirmed in time")
         yield from self._release("ownership not confirmed")
@@ -685,6 +771,9 @@ class OwnershipProtocol:
         unproven: list[tuple[float, tuple[float, float]]] = []
         proven_directly = self.claim_via in (Tier.DATABASE, Tier.AID)
         ping_horizon, progress_horizon = t.lease_horizons()
+        #: Reads in a row that left a ping unproven (the backoff's exponent), and whether the
+        #: next read is such a retry.
+        misses, retrying = 0, False
 
         def counted(decided: float, carried: tuple[float, float]) -> None:
             """A ping decided at ``decided`` landed on this assignment: renew the lease."""
@@ -711,8 +800,8 @@ class OwnershipProtocol:
                 continue
             pinging = p.phase_heartbeats or self._phase == "encode"
             reading = p.recheck and lost is None
-            wake = min(next_ping, next_read if reading else math.inf,
-                       lease_end if lease_on else math.inf)
+            wake = self._wake(next_ping, next_read if reading else math.inf,
+                              lease_end if lease_on else math.inf, retrying=retrying)
             if wake > self._now:
                 answer = yield Sleep(wake)
                 if isinstance(answer, WorkEnded):
@@ -724,6 +813,10 @@ class OwnershipProtocol:
                     continue
                 if isinstance(answer, Progressed):
                     progress = (answer.pct, answer.download_pct)
+                    continue
+                if isinstance(answer, Hinted):
+                    # The job changed: read it now instead of at the next tick (never proof).
+                    next_read = min(next_read, self._now)
                     continue
                 if lease_on and self._now >= lease_end:
                     continue  # the lease is judged at the top of the loop
@@ -751,6 +844,7 @@ class OwnershipProtocol:
             if reading and self._now >= next_read:
                 next_read = self._now + t.recheck_interval
                 verdict, obs, asked = yield from self._recheck(deadline)
+                waiting = len(unproven)
                 if verdict is _Verdict.MINE and obs is not None and unproven:
                     # The read reflects the database as of ``asked - lag`` or later.
                     seen = asked - t.proof_delay(self._lag(obs.tier))
@@ -758,11 +852,15 @@ class OwnershipProtocol:
                         if ping[0] <= seen:
                             counted(*ping)
                     unproven = [ping for ping in unproven if ping[0] > seen]
+                retrying = False
                 if unproven:
                     # The next read that can prove the oldest ping, but never sooner than the
-                    # retry interval: a tier that proves nothing is not hammered.
-                    next_read = min(next_read, max(unproven[0][0] + proof_wait,
-                                                   self._now + t.retry_interval))
+                    # retry delay: a tier that proves nothing is not hammered (with backoff,
+                    # ever less so while it goes on proving nothing).
+                    misses = 0 if len(unproven) < waiting else misses + 1
+                    retry_at = self._now + self._retry_delay(misses)
+                    retrying = retry_at >= unproven[0][0] + proof_wait
+                    next_read = min(next_read, max(unproven[0][0] + proof_wait, retry_at))
                 if verdict in (_Verdict.OTHER, _Verdict.DONE) and obs is not None:
                     lost = f"owner={obs.owner} status={obs.status} via {obs.tier}"
                     code = ("MONITOR_THEFT_DETECTED" if obs.tier is Tier.MONITOR
@@ -794,7 +892,8 @@ class OwnershipProtocol:
             if deadline is not None and self._now >= deadline:
                 break
             asked = self._now
-            answer = yield Observe(tier, "recheck", deadline=deadline)
+            answer = yield Observe(tier, "recheck", deadline=deadline,
+                                   max_age=self._max_age("recheck"))
             if isinstance(answer, TierFailed):
                 continue
             assert isinstance(answer, Observed)
@@ -839,7 +938,7 @@ class OwnershipProtocol:
         kind = OutcomeKind.CANCELLED if working else OutcomeKind.SKIPPED
         for attempt in range(3 if self.policy.verify_retries else 1):
             if attempt:
-                until = self._now + self.policy.timing.retry_interval
+                until = self._now + self._retry_delay(attempt - 1)
                 while self._now < until:
                     yield Sleep(until)
             released = yield from self._release(reason)
@@ -859,9 +958,9 @@ class OwnershipProtocol:
         unknown = False
         for attempt in range(attempts):
             if attempt:
-                until = self._now + self.policy.timing.retry_interval
+                until = self._now + self._retry_delay(attempt - 1)
                 while self._now < until:
-                    # A shutdown request changes nothing here: the finish decides the job.
+                    # A shutdown request or a push changes nothing here: the finish decides.
                     yield Sleep(until)
             self._log("FINISH", "info", f"Finishing job {self.job_id} via {self.claim_via}",
                       fenced=self.policy.fence)
