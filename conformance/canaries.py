@@ -21,19 +21,25 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from verifier import Policy, TimingModel
+from verifier import Observation, Policy, Tier, TimingModel
+from verifier._ids import normalize_did
 from verifier.protocol import (
     Action,
     Answer,
     CancelWork,
     Claim,
+    Hinted,
     Outcome,
     OutcomeKind,
     OwnershipProtocol,
     Step,
+    screened,
 )
 
-__all__ = ["MISBELIEFS", "Misbelief", "ReleaseBeforeStop", "SettleFromDecision", "believing"]
+__all__ = [
+    "MISBELIEFS", "BackoffPastLease", "BatchMissingAsAvailable", "CachedRecheck", "Misbelief",
+    "PushAsProof", "ReleaseBeforeStop", "SettleFromDecision", "believing",
+]
 
 
 class SettleFromDecision(OwnershipProtocol):
@@ -58,6 +64,45 @@ class ReleaseBeforeStop(OwnershipProtocol):
             yield CancelWork(reason)
         return Outcome(OutcomeKind.CANCELLED if working else OutcomeKind.SKIPPED,
                        "SHUTDOWN", reason)
+
+
+class CachedRecheck(OwnershipProtocol):
+    """The status cache used where it must not be: the deciding reads (verify after the
+    settle, every re-check during work) accept a cached answer as old as the pre-claim check
+    may. A cached "yours" then stands for the tier as it is now."""
+
+    def _max_age(self, purpose: str) -> float:
+        return self.policy.status_cache_s
+
+
+class PushAsProof(OwnershipProtocol):
+    """A push naming us taken as proof of ownership: it ends the settle wait and confirms the
+    claim, as if it were the deciding read. (A push reports one write, the first to land; a
+    competing write may still land after it.)"""
+
+    def _proves(self, hint: Hinted) -> bool:
+        return normalize_did(hint.owner) == self.me
+
+
+class BatchMissingAsAvailable(OwnershipProtocol):
+    """A batch answer read wrongly: an id missing from it (the server drops ids it cannot look
+    up, and answers ``{}`` when the gateway is down) taken as "queued", so the pre-claim check
+    passes on a job nobody said was free."""
+
+    @staticmethod
+    def screen(tier: Tier, asked: list[str], answered: dict[str, str]) -> dict[str, Observation]:
+        return screened(tier, asked, {job_id: answered.get(job_id, "queued") for job_id in asked})
+
+
+class BackoffPastLease(OwnershipProtocol):
+    """A retry's backoff wait that is not clamped to the lease end: while a re-check is being
+    retried, the work's next wake-up is the retry (or the next ping), and a lease that ends
+    in between is noticed only then."""
+
+    @staticmethod
+    def _wake(next_ping: float, next_read: float, lease_end: float, *,
+              retrying: bool) -> float:
+        return min(next_ping, next_read) if retrying else min(next_ping, next_read, lease_end)
 
 
 def _formula_without(term: str) -> type[TimingModel]:

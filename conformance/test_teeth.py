@@ -35,7 +35,14 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings, target
 
-from conformance.canaries import MISBELIEFS, ReleaseBeforeStop
+from conformance.canaries import (
+    MISBELIEFS,
+    BackoffPastLease,
+    BatchMissingAsAvailable,
+    CachedRecheck,
+    PushAsProof,
+    ReleaseBeforeStop,
+)
 from conformance.worlds import Race, World, believers, race, worlds, write_margin
 from verifier import Policy
 
@@ -44,6 +51,8 @@ _QUIET: dict[str, Any] = {
     "status_lie_rate": 0.0, "gateway_outages_per_hour": 0.0, "monitor_outages_per_hour": 0.0,
     "crashes_per_hour": 0.0, "database_error_rate": 0.0, "pauses_per_hour": 0.0,
     "shutdowns_per_hour": 0.0,
+    # The cost features, off unless a family switches one on (each has its own family).
+    "status_cache_s": 0.0, "batch_screen": 0.0, "backoff": 0.0, "push_rate": 0.0,
 }
 
 #: Where each kind of tooth can bite (levels of the general generator, pinned).
@@ -86,6 +95,17 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "monitor_lag_mean": 0.0, "wake_on_requeue": 1.0, "shutdowns_per_hour": 120.0,
         "edge_rate": 0.9, "await_pause_rate": 0.3, "lie_rate": 0.0, "encode_mean_s": 120.0,
     },
+    # Double hand-outs at the settle's edges, with every job change pushed at once to the
+    # encoders that claimed it: a push reports the first write to land, not the last.
+    "push": {},  # filled in below: the settle family with pushes
+    # Lease edges with a status cache as old as 30 s: only the pre-claim check may use it.
+    "cache": {},
+    # Double hand-outs offered to encoders that screen with a batch, often while the gateway
+    # is down (the monitor then answers every batch with {}: every id unknown).
+    "batch": {},
+    # Work that stalls (the no-progress rule N) while the monitor, which must prove the
+    # gateway's pings, often fails: the re-checks are retried with backoff when the lease ends.
+    "backoff": {},
     # A quiet network and long work: what a step buys for liveness (L1). No faults at all
     # (not even pauses at await points): each job's L1 deadline counts from its first record.
     "liveness": {
@@ -93,6 +113,13 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "download_mean_s": 60.0, "encode_mean_s": 120.0, "faults_until": 0.0,
     },
 }
+
+
+FAMILIES["push"] = {**FAMILIES["settle"], "push_rate": 1.0, "push_latency": 0.0}
+FAMILIES["cache"] = {**FAMILIES["lease"], "status_cache_s": 30.0}
+FAMILIES["batch"] = {**FAMILIES["settle"], "status_cache_s": 30.0, "batch_screen": 1.0,
+                     "gateway_outages_per_hour": 30.0}
+FAMILIES["backoff"] = {**FAMILIES["progress"], "backoff": 1.0, "monitor_error_rate": 0.3}
 
 
 @dataclass(frozen=True)
@@ -161,6 +188,14 @@ TEETH = [
     Tooth("hardened-without-fence", "database", 300, 19, _without("fence"), properties=("S3",)),
     # the order of a graceful shutdown: stop the work, then give the job back
     Tooth("shutdown-releases-before-stop", "shutdown", 20, 19, protocol=ReleaseBeforeStop),
+    # the cost features: each misuse a suite must catch (docs/enhancements.md)
+    Tooth("push-as-proof", "push", 20, 19, protocol=PushAsProof),
+    Tooth("backoff-past-the-lease", "backoff", 100, 19, protocol=BackoffPastLease,
+          properties=LEASE),
+    Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,
+          properties=("fresh-reads",)),
+    Tooth("batch-missing-id-is-available", "batch", 200, 19, protocol=BatchMissingAsAvailable,
+          properties=("claim-evidence",)),
     Tooth("hardened-without-recheck", "liveness", 30, 19, _without("recheck"),
           properties=("L1",)),
     Tooth("hardened-without-phase-heartbeats", "liveness", 30, 19,
@@ -245,7 +280,8 @@ def test_hardened_chain_holds_at_the_edges(family: str, protocol: Any) -> None:
     then, so jobs run out of their five attempts first). This is what the
     teeth are measured against, and it is where a weakened formula in the shipped code fails
     first."""
-    properties = ("S1", "S2", "S3", "lease") + (() if family in ("lease", "progress") else ("L1",))
+    properties = ("S1", "S2", "S3", "lease", "fresh-reads", "claim-evidence") + (
+        () if family in ("lease", "progress", "cache", "backoff") else ("L1",))
 
     @given(world=worlds(max_encoders=3, max_jobs=2, fixed=FAMILIES[family]))
     def check(world: World) -> None:

@@ -28,6 +28,8 @@ from sim import (
     RunResult,
     Scenario,
     Streams,
+    check_claim_evidence,
+    check_fresh_reads,
     l1_bound,
     run_once,
 )
@@ -152,6 +154,16 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
     tape = draw(st.lists(st.floats(0.0, 1.0, exclude_max=True, allow_nan=False),
                          max_size=max_tape))
     seed = draw(st.none() | st.integers(0, 2**32 - 1))
+    # The cost features (docs/enhancements.md), drawn last so that every earlier draw, and so
+    # every search the teeth are measured on, is what it was before they existed.
+    features = {
+        "status_cache_s": draw(_levels(0.0, 5.0, 30.0)),
+        "batch_screen": draw(_levels(0.0, 1.0)),
+        "backoff": draw(_levels(0.0, 1.0)),
+        "push_rate": draw(_levels(0.0, 0.5, 1.0)),
+        "push_latency": draw(_levels(0.05, 0.0, 2.0)),
+    }
+    changes.update({k: v for k, v in features.items() if k not in (fixed or {})})
     return World(BASE.replace(**changes), tuple(tape), seed)
 
 
@@ -203,6 +215,8 @@ def judge_race(world: World, result: RunResult) -> dict[str, CheckResult]:
     """The run's checks, with L1 judged on time (see :class:`Race`) when the world is inside
     the timing model and its faults stop."""
     checks = dict(result.checks)
+    checks["fresh-reads"] = check_fresh_reads(result.history)
+    checks["claim-evidence"] = check_claim_evidence(result.history)
     sc = world.scenario
     if sc.inside_model() and sc.faults_until is not None:
         checks["L1"] = l1_bound(sc).check(result.history, jobs=result.jobs,

@@ -43,6 +43,8 @@ __all__ = [
     "Interval",
     "L1Bound",
     "check_all",
+    "check_claim_evidence",
+    "check_fresh_reads",
     "check_l1",
     "check_lease",
     "check_s1",
@@ -387,6 +389,65 @@ def check_lease(history: History) -> CheckResult:
     """The lease (a lemma of S2): an owner's work is stopped before the gateway reassigns the
     job away from it by timeout."""
     return _lease(_Partition(history))
+
+
+# ------------------------------------------------------------- lemmas of the cost features
+
+#: Statuses of a job back in the queue (an answer naming no owner and one of these is
+#: "claimable"); the checker's own copy of the gateway's vocabulary, not the verifier's.
+_QUEUED: Final = frozenset({"created", "pending", "queued", "unassigned"})
+
+
+def check_fresh_reads(history: History) -> CheckResult:
+    """A lemma of S1/S2 with a status cache: every answer an encoder took from its cache
+    (``cached`` records, with the read's purpose) served a *pre-claim* check. The settle
+    argument and the lease's proofs rest on deciding reads (``verify``, ``recheck``) that
+    show the tier as it is when they are decided; a cached answer shows it as it was."""
+    violations, bad, examples = 0, [], []
+    for t, process, job, op, phase, value in history.records:
+        if op == "cached" and phase == "ok" and value[-1] != "pre-claim":
+            violations += 1
+            bad.append(job)
+            if len(examples) < MAX_EXAMPLES:
+                examples.append(f"job {job}: {process} took a cached answer ({value[1]}, "
+                                f"{value[2]}) for a {value[-1]} read at {_fmt(t)}")
+    return _result("fresh-reads", violations, bad, examples)
+
+
+def check_claim_evidence(history: History) -> CheckResult:
+    """Claims on evidence (the pre-claim check's contract, which a batch or a cache must not
+    weaken): when an encoder claims a job, the freshest *tier answer* it had about the job (a
+    read's answer, or an entry of a batch answer) said the job was claimable (no owner, a
+    queued status) or held by this encoder. A batch that dropped the id, a cache entry the
+    tiers never gave, or no answer at all is no evidence.
+
+    Safety never rests on this (the settle and the verification decide ownership); it is what
+    the pre-claim check promises, judged from what the tiers actually answered."""
+    violations, bad, examples = 0, [], []
+    for job, recs in _Partition(history).by_job.items():
+        seen: dict[str, tuple[str | None, str | None] | None] = {}
+        for _, (t, process, _, op, phase, value) in recs:
+            if process == WORLD:
+                continue
+            if op == "verify" and phase == "ok":
+                seen[process] = (value[1], value[2])
+            elif op == "screen" and phase == "ok":
+                statuses = dict(value)
+                if job in statuses:
+                    seen[process] = (None, statuses[job])
+            elif op == "claim" and phase == "invoke":
+                answer = seen.get(process)
+                ok = answer is not None and (
+                    answer[0] == process or (answer[0] is None and answer[1] in _QUEUED))
+                if not ok:
+                    violations += 1
+                    bad.append(job)
+                    if len(examples) < MAX_EXAMPLES:
+                        said = "no tier answer" if answer is None else (
+                            f"the freshest answer said owner={answer[0]} status={answer[1]}")
+                        examples.append(f"job {job}: {process} claimed it at {_fmt(t)}; "
+                                        f"{said}")
+    return _result("claim-evidence", violations, bad, examples)
 
 
 # ---------------------------------------------------------------------------------------- L1

@@ -44,6 +44,7 @@ from verifier.protocol import (
     WorkStopped,
     WriteAnswered,
     WriteOutcome,
+    screened,
 )
 
 from ._history import History
@@ -122,6 +123,8 @@ class Encoder:
         self.push = push
         self.hints: list[Hinted] = []
         self.hint_wake: simpy.Event | None = None
+        #: Batch screening of offered jobs (``batch_screen``): its answers fill the cache.
+        self.screening = bool(scenario.batch_screen and tiers.monitor and self.cache is not None)
         self.process = env.process(self.run())
 
     # ------------------------------------------------------------------ body: time, faults
@@ -229,6 +232,8 @@ class Encoder:
 
     def _crash(self) -> None:
         now = self.env.now
+        if self.cache is not None:
+            self.cache.clear()  # a new process starts with an empty cache
         if self.work_job is not None:
             self._record_natural_end(until=now)
         self.history.add(now, self.name, None, "crash", "info")
@@ -250,6 +255,8 @@ class Encoder:
                 if job_id is None:
                     yield from self.idle(sc.poll_interval * (0.5 + self.rng.random()))
                     continue
+                if self.screening:
+                    yield from self._screen([job_id])
                 yield from self.attempt(job_id)
                 yield from self.wait(self.rng.random() * 5.0)
             except _Crashed:
@@ -261,6 +268,8 @@ class Encoder:
         """After a graceful shutdown (the running attempt, if any, has given its job back):
         down for ``restart_delay``, then a new shutdown drawn."""
         self.history.add(self.env.now, self.name, None, "shutdown", "info")
+        if self.cache is not None:
+            self.cache.clear()
         yield from self.wait(self.sc.restart_delay)
         self.shutdown_told = False
         self.shutdown_at = self._next(self.sc.shutdowns_per_hour)
@@ -311,6 +320,25 @@ class Encoder:
             return (yield from self._cancel(job_id))
         return (yield from self._io(job_id, action))
 
+    def _screen(self, job_ids: list[str]) -> Generator[simpy.Event, Any, None]:
+        """One batch status request for the offered jobs; the protocol's screening rule
+        (``screen``) says which answers may stand in for a pre-claim read, as cache entries
+        stamped with the batch's decision instant."""
+        assert self.cache is not None
+        job = job_ids[0] if len(job_ids) == 1 else None
+        self.history.add(self.env.now, self.name, job, "screen", "invoke", tuple(job_ids))
+        decided = self.local()
+        answer, delay = self.world.monitor_batch(job_ids)
+        yield from self.wait(delay)
+        if answer is None:
+            self.history.add(self.env.now, self.name, job, "screen", "fail", None)
+            return
+        self.history.add(self.env.now, self.name, job, "screen", "ok",
+                         tuple(sorted(answer.items())))
+        screen = getattr(self.protocol, "screen", screened)
+        for job_id, observation in screen(Tier.MONITOR, job_ids, answer).items():
+            self.cache[(Tier.MONITOR, job_id)] = (Observed(observation), decided)
+
     def _pushed(self, job_id: str, hint: Hinted) -> None:
         """A push arrived: kept for the protocol's next wait, which it ends."""
         self.hints.append(hint)
@@ -328,7 +356,7 @@ class Encoder:
         obs = entry[0].observation
         self.history.add(self.env.now, self.name, job_id, "cached", "ok",
                          (action.tier, encoder_name(obs.owner) if obs.owner else None,
-                          obs.status))
+                          obs.status, action.purpose))
         return entry[0]
 
     def _io(self, job_id: str, action: Any) -> Generator[simpy.Event, Any, Answer]:

@@ -140,6 +140,9 @@ class Scenario:
     # --- cost features (docs/enhancements.md); all off in the default scenario
     #: How old (s) a cached tier answer may be for the pre-claim check (0: no status cache).
     status_cache_s: float = 0.0
+    #: Offered jobs are screened with one ``batch-status`` request to the monitor before the
+    #: claim (1; its answers fill the status cache, so it needs ``status_cache_s``) or not (0).
+    batch_screen: float = 0.0
     #: Retries back off exponentially with full jitter (1) or wait a fixed interval (0).
     backoff: float = 0.0
     #: Share of job changes the monitor pushes to encoders subscribed to the job (0: no push
@@ -167,7 +170,7 @@ class Scenario:
                      "status_lie_rate", "monitor_lag_tail", "monitor_synthetic_rate",
                      "monitor_error_rate", "aid_fraction", "pause_tail", "edge_rate",
                      "await_pause_rate", "database_error_rate", "ping_loss_rate",
-                     "wake_on_requeue", "stall_rate", "backoff", "push_rate"):
+                     "wake_on_requeue", "stall_rate", "backoff", "push_rate", "batch_screen"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
         if self.assignment not in ("myjob", "getjob"):

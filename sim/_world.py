@@ -535,6 +535,29 @@ class World:
             lag = sc.monitor_lag * sc.monitor_lag_tail_factor
         return self.observation(Tier.MONITOR, job_id, self.jobs[job_id].as_of(now - lag)), delay
 
+    def monitor_batch(self, job_ids: list[str]) -> tuple[dict[str, str] | None, float]:
+        """``POST /jobs/batch-status``: ``{id: status}`` as the monitor's lagging view has them
+        (one lag for the batch), ``None`` when the request fails (an outage, an error), and
+        ``{}`` when the gateway is down (the real server's quirk: every id unknown)."""
+        self.calls["monitor"] += 1
+        sc, rng, now = self.sc, self._monitor, self.env.now
+        delay = self.latency(sc.monitor_latency)
+        if self._down(self.monitor_down, now) or (
+                self._faulty() and rng.random() < sc.monitor_error_rate):
+            return None, delay
+        if self._down(self.gateway_down, now):
+            return {}, delay
+        lag = min(rng.expovariate(1.0 / sc.monitor_lag_mean), sc.monitor_lag) if (
+            sc.monitor_lag_mean > 0) else 0.0
+        if self._edge(rng):
+            lag = sc.monitor_lag
+        statuses: dict[str, str] = {}
+        for job_id in job_ids:
+            state = self.jobs[job_id].as_of(now - lag)
+            if state is not None:
+                statuses[job_id] = state[0]
+        return statuses, delay
+
     # ------------------------------------------------------------------ database (infra nodes)
 
     def _db_fault(self) -> str | None:

@@ -57,6 +57,7 @@ from ._models import (
 )
 from ._monitor import GatewayMonitorService
 from ._policy import HARDENING_STEPS, Policy, Tier, TierSet, TimingModel, builtin_chain_names
+from ._push import JobPush, JobPushClient
 from ._settings import TIMING_VARIABLES, Settings
 from ._tiers import Observation, TierClient
 from .protocol import Outcome, OutcomeKind, OwnershipProtocol
@@ -80,6 +81,8 @@ __all__ = [
     "GuardOutcome",
     "InvalidInputError",
     "JobProgress",
+    "JobPush",
+    "JobPushClient",
     "LegacyGatewayClient",
     "LoopPolicy",
     "MalformedAnswer",

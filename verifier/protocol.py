@@ -38,6 +38,7 @@ from ._models import (
     CLAIMABLE_STATUSES,
     DONE_STATUSES,
     PROCESSABLE_STATUSES,
+    GatewayMonitorJob,
     availability_of,
 )
 from ._policy import TIER_EVENT, TIER_STRENGTH, Policy, Tier, TierSet
@@ -73,6 +74,7 @@ __all__ = [
     "WorkStopped",
     "WriteAnswered",
     "WriteOutcome",
+    "screened",
 ]
 
 
@@ -321,6 +323,32 @@ _ANSWERS_TO: Final[dict[type, frozenset[type]]] = {
 }
 
 
+# --------------------------------------------------------------------------- screening
+
+
+def screened(tier: Tier, asked: list[str], answered: dict[str, str]) -> dict[str, Observation]:
+    """What a batch status answer (``{id: status}``, e.g. the monitor's ``batch-status``) may
+    stand for, per job: cache entries for the pre-claim check, and nothing else.
+
+    * An id missing from the answer is **unknown**: the real server drops every id it could
+      not look up, and answers ``{}`` when the gateway is down. No entry: the pre-claim check
+      reads the job itself.
+    * A batch names no owner. A claimable status (no owner in it: the job is back in the queue)
+      or a finished one says enough to decide the pre-claim check; ``assigned`` or ``running``
+      does not (the holder may be us), so it gets no entry either.
+
+    Entries never decide ownership: deciding reads never take a cached answer
+    (:meth:`OwnershipProtocol._max_age`).
+    """
+    out: dict[str, Observation] = {}
+    for job_id in asked:
+        status = answered.get(job_id)
+        if status in CLAIMABLE_STATUSES or status in DONE_STATUSES:
+            out[job_id] = Observation(tier, GatewayMonitorJob(id=job_id, status=status,
+                                                              assigned_to=None))
+    return out
+
+
 # --------------------------------------------------------------------------- judgement
 
 
@@ -344,6 +372,11 @@ class OwnershipProtocol:
     how to use them. Create one instance per attempt: a retry is a new attempt with a fresh
     protocol, so an old "ownership confirmed" can never leak into it (defect 7).
     """
+
+    #: The screening rule drivers apply to batch answers (a class attribute, so that a protocol
+    #: variant carries its own, as the canary ``conformance.canaries.BatchMissingAsAvailable``
+    #: does).
+    screen = staticmethod(screened)
 
     def __init__(self, job_id: str, *, me: str, policy: Policy, tiers: TierSet) -> None:
         if not me:

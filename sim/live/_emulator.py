@@ -28,22 +28,31 @@ monitor can be stopped and restarted mid-run (:meth:`Emulator.stop_monitor`).
 A slow answer to a write is slow *after* the write happened, as on a real overloaded server:
 the client times out, and the write has landed anyway (the "outcome unknown" the protocol
 must handle). A reset likewise may come after the write.
+
+The monitor also serves our optional push extension (``docs/push.md``; the real monitor has
+no push): ``GET /api/ws/jobs`` upgrades to a WebSocket on which a client subscribes to job ids
+and is sent each subscribed job's state after every write to it. One world watcher fans the
+writes out; it only appends to each connection's bounded queue (the world never waits for a
+socket), and a connection whose queue overflows is closed with 1013. The transport faults of
+:class:`HttpFaults` do not apply to the upgrade or the frames.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from verifier import verify_jws
+from verifier import InvalidInputError, validate_job_id, verify_jws
 from verifier.protocol import Observed, TierFailed, WriteAnswered, WriteOutcome
 
 from .._world import CLAIMABLE_STATUSES, Job
-from ._http_server import RESET, HttpServer, Request, Response
+from ._http_server import RESET, HttpServer, Request, Response, Upgrade, WebSocket
 from ._world import LiveWorld
 
 __all__ = ["Emulator", "HttpFaults", "iso", "object_id"]
@@ -60,6 +69,14 @@ _OVERLAID: Final = frozenset({"assigned", "running"})
 _ROUTE_NOT_FOUND: Final = Response.json(404, {"error": "Route not found"})
 _INTERNAL: Final = Response.json(500, {"error": "Internal server error"})
 _UNAVAILABLE: Final = Response.json(503, {"status": "error", "message": "Service Unavailable"})
+#: The push extension (docs/push.md): its route and limits.
+_PUSH_PATH: Final = "/api/ws/jobs"
+_PUSH_IDS_PER_MESSAGE: Final = 50
+_PUSH_SUBSCRIPTIONS: Final = 1000
+_PUSH_QUEUE: Final = 1000
+_PUSH_BAD_MESSAGE: Final = 'expected {"subscribe": [ids]} or {"unsubscribe": [ids]}'
+_UPGRADE_REQUIRED: Final = Response.json(426, {"error": "Upgrade required"},
+                                         headers=[("upgrade", "websocket")])
 
 
 def object_id(job_id: str) -> str:
@@ -118,8 +135,8 @@ class Emulator:
         self.approved = None if approved is None else frozenset(approved)
         self._rng = live.streams.stream("http.faults")
         ports = ports or {}
-        self.monitor = HttpServer(self._service(self._monitor), name="monitor",
-                                  host=host, port=ports.get("monitor", 0))
+        self.monitor = HttpServer(self._monitor_entry(self._service(self._monitor)),
+                                  name="monitor", host=host, port=ports.get("monitor", 0))
         self.gateway = HttpServer(self._service(self._gateway), name="gateway",
                                   host=host, port=ports.get("gateway", 0))
         self.aid = HttpServer(self._service(self._aid), name="aid",
@@ -127,6 +144,12 @@ class Emulator:
         #: Injected faults by kind, and refused signatures (for reports and tests).
         self.injected: dict[str, int] = {"reset": 0, "rate_limited": 0, "slow": 0}
         self.bad_signatures = 0
+        #: Push frames written to WebSocket subscribers (docs/push.md), for reports and tests.
+        self.pushes_sent = 0
+        #: Per-connection queue bound of the push extension (overflow: close with 1013).
+        self.push_queue_limit = _PUSH_QUEUE
+        self._subscribers: dict[str, set[_Subscriber]] = {}  # job id -> its subscribers
+        self.world.watchers.append(self._pushed)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -243,6 +266,111 @@ class Emulator:
         doc["input"] = {"uri": f"ipfs://emulated/{job_id}", "size": 1024}
         doc["encoder_id"] = owner  # a legacy extra field the monitor overlays
         return doc
+
+    # ------------------------------------------------------------------ push (docs/push.md)
+
+    def _monitor_entry(self, service: Callable[[Request], Awaitable[Any]]
+                       ) -> Callable[[Request], Awaitable[Any]]:
+        """The monitor's handler: the push route first (no injected faults), then ``service``."""
+        async def handle(request: Request) -> Any:
+            if request.path == _PUSH_PATH and request.method == "GET":
+                if request.headers.get("upgrade", "").lower() != "websocket":
+                    return _UPGRADE_REQUIRED
+                return Upgrade(self._push_session)
+            return await service(request)
+
+        return handle
+
+    def _pushed(self, job: Job) -> None:
+        """The world watcher: queue the job's new state for its subscribers. Never blocks."""
+        subscribers = self._subscribers.get(job.id)
+        if subscribers:
+            state = (job.id, job.status, job.owner)
+            for subscriber in subscribers:
+                subscriber.put(state, self.push_queue_limit)
+
+    async def _push_session(self, ws: WebSocket) -> None:
+        """One subscriber connection: commands read here, frames written by a sender task
+        (the only writer of data frames, so frames leave in queue order)."""
+        subscriber = _Subscriber()
+        sender = asyncio.create_task(self._push_sender(ws, subscriber), name="push-sender")
+        try:
+            while (message := await ws.receive()) is not None:
+                error = self._push_command(subscriber, message)
+                if error is not None:
+                    subscriber.put({"error": error}, self.push_queue_limit)
+        finally:
+            self._unsubscribe(subscriber, subscriber.jobs)
+            sender.cancel()
+            await asyncio.wait([sender])
+            if not sender.cancelled():
+                sender.exception()  # retrieved: a peer gone mid-write is an ordinary end
+
+    async def _push_sender(self, ws: WebSocket, subscriber: _Subscriber) -> None:
+        while True:
+            await subscriber.wake.wait()
+            subscriber.wake.clear()
+            while subscriber.queue and not subscriber.overflowed:
+                item = subscriber.queue.popleft()
+                if isinstance(item, tuple):
+                    subscriber.seq += 1
+                    job_id, status, owner = item
+                    frame: dict[str, Any] = {"job": job_id, "status": status, "owner": owner,
+                                             "seq": subscriber.seq}
+                else:
+                    frame = item
+                await ws.send(json.dumps(frame, separators=(",", ":")))
+                if isinstance(item, tuple):
+                    self.pushes_sent += 1
+            if subscriber.overflowed:
+                self._unsubscribe(subscriber, subscriber.jobs)
+                subscriber.queue.clear()
+                await ws.close(1013, "try again later")
+                return
+
+    def _push_command(self, subscriber: _Subscriber, message: str | bytes) -> str | None:
+        """Apply one client message; the error to send back, if any (the connection stays)."""
+        if not isinstance(message, str):
+            return "text frames only"
+        try:
+            body = json.loads(message)
+        except ValueError:
+            return "not JSON"
+        if not isinstance(body, dict) or len(body) != 1:
+            return _PUSH_BAD_MESSAGE
+        [(verb, ids)] = body.items()
+        if verb not in ("subscribe", "unsubscribe") or not isinstance(ids, list):
+            return _PUSH_BAD_MESSAGE
+        if len(ids) > 500:
+            return f"at most {_PUSH_IDS_PER_MESSAGE} job ids per message"
+        try:
+            ids = list(dict.fromkeys(validate_job_id(i) for i in ids))
+        except InvalidInputError as exc:
+            return f"bad job id: {exc}"
+        if verb == "unsubscribe":
+            self._unsubscribe(subscriber, ids)
+            return None
+        new = [i for i in ids if i not in subscriber.jobs]
+        if len(subscriber.jobs) + len(new) > _PUSH_SUBSCRIPTIONS:
+            return f"at most {_PUSH_SUBSCRIPTIONS} subscriptions per connection"
+        self.live.advance()  # the current state is the state as of now
+        for job_id in new:
+            subscriber.jobs.add(job_id)
+            self._subscribers.setdefault(job_id, set()).add(subscriber)
+        for job_id in ids:  # where the client stands: the current state of each known job
+            job = self._job(job_id)
+            if job is not None:
+                subscriber.put((job.id, job.status, job.owner), self.push_queue_limit)
+        return None
+
+    def _unsubscribe(self, subscriber: _Subscriber, job_ids: Collection[str]) -> None:
+        for job_id in list(job_ids):
+            subscriber.jobs.discard(job_id)
+            subscribers = self._subscribers.get(job_id)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del self._subscribers[job_id]
 
     # ------------------------------------------------------------------ Gateway Monitor
 
@@ -528,6 +656,29 @@ class Emulator:
 
 _GATEWAY_WRITES: Final = frozenset({"acceptJob", "rejectJob", "cancelJob", "failJob",
                                     "finishJob", "pingJob", "heartbeat"})
+
+
+class _Subscriber:
+    """One push connection's subscriptions and its bounded outgoing queue: job states
+    ``(id, status, owner)`` (numbered when sent) and error frames."""
+
+    __slots__ = ("jobs", "overflowed", "queue", "seq", "wake")
+
+    def __init__(self) -> None:
+        self.jobs: set[str] = set()
+        self.queue: deque[tuple[str, str, str | None] | dict[str, Any]] = deque()
+        self.wake = asyncio.Event()
+        self.overflowed = False
+        self.seq = 0
+
+    def put(self, item: tuple[str, str, str | None] | dict[str, Any], limit: int) -> None:
+        if self.overflowed:
+            return
+        if len(self.queue) >= limit:
+            self.overflowed = True  # the sender closes with 1013; nothing more is queued
+        else:
+            self.queue.append(item)
+        self.wake.set()
 
 
 class _BadRequest(Exception):

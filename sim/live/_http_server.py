@@ -28,6 +28,12 @@ Failure shapes (what a client sees):
 * handler returns :data:`RESET` → TCP reset, no answer (httpx: ``ReadError``);
 * :meth:`HttpServer.stop` → open connections closed without an answer (httpx:
   ``RemoteProtocolError``/``ReadError``), new ones refused (``ConnectError``).
+
+WebSocket. A handler answers an upgrade request with :class:`Upgrade` (a session coroutine):
+the server completes the handshake with wsproto (400 when the request is not a valid WebSocket
+upgrade), feeds it what h11 had already buffered past the request, and awaits the session on
+the connection's own task, so a WebSocket connection is counted, cut by :meth:`stop` and
+waited for by :meth:`wait_idle` like any other. The HTTP path pays one ``isinstance``.
 """
 
 from __future__ import annotations
@@ -41,13 +47,18 @@ import logging
 import socket
 import struct
 import urllib.parse
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import h11
+import wsproto
+import wsproto.events as ws_events
+from wsproto.connection import ConnectionState
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["RESET", "Handler", "HttpServer", "Request", "Response"]
+__all__ = ["RESET", "Handler", "HttpServer", "Request", "Response", "Upgrade", "WebSocket"]
 
 _LOG: Final = logging.getLogger("sim.http")
 _READ_CHUNK: Final = 65536
@@ -60,6 +71,10 @@ _BACKLOG: Final = 1024
 _FRAMING: Final = frozenset({"content-length", "transfer-encoding"})
 #: Reason phrases as Node sends them ("HTTP/1.1 404 Not Found"), for clients that log them.
 _REASONS: Final = {int(s): s.phrase.encode("ascii") for s in http.HTTPStatus}
+#: Largest WebSocket message a session receives; a larger one closes with 1009.
+_WS_MAX_MESSAGE: Final = 65536
+#: How long a WebSocket we closed waits for the peer's close reply before aborting.
+_WS_CLOSE_WAIT_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +129,18 @@ class _Reset:
 
 #: Returned by a handler: abort the connection with a TCP reset and answer nothing.
 RESET: Final = _Reset()
-Handler = Callable[[Request], Awaitable["Response | _Reset"]]
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """Returned by a handler for a WebSocket upgrade request: the server answers 101 and runs
+    ``session`` on the connection until it returns (or :meth:`HttpServer.stop` cancels it).
+    A request that is not a valid upgrade gets 400 instead and ``session`` never runs."""
+
+    session: Callable[[WebSocket], Awaitable[None]]
+
+
+Handler = Callable[[Request], Awaitable["Response | _Reset | Upgrade"]]
 
 _INTERNAL_ERROR: Final = Response.json(500, {"error": "Internal server error"})
 _BAD_REQUEST: Final = Response.json(400, {"error": "Bad request"})
@@ -270,6 +296,9 @@ class HttpServer:
                 return
             if transport.is_closing():
                 return  # stop() was called from this very handler
+            if isinstance(answer, Upgrade):
+                await self._upgrade(conn, reader, writer, request, answer)
+                return
             self._write(conn, writer, request.method, answer)
             await writer.drain()
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
@@ -318,14 +347,14 @@ class HttpServer:
                        dict(urllib.parse.parse_qsl(query, keep_blank_values=True)), headers,
                        b"".join(chunks))
 
-    async def _answer(self, request: Request) -> Response | _Reset:
+    async def _answer(self, request: Request) -> Response | _Reset | Upgrade:
         try:
             answer = await self.handler(request)
         except Exception:
             _LOG.exception("%s: handler failed on %s %s", self.name, request.method,
                            request.path)
             return _INTERNAL_ERROR
-        if not isinstance(answer, Response | _Reset):
+        if not isinstance(answer, Response | _Reset | Upgrade):
             _LOG.error("%s: handler returned %r on %s %s, not a Response", self.name,
                        type(answer).__name__, request.method, request.path)
             return _INTERNAL_ERROR
@@ -350,6 +379,32 @@ class HttpServer:
         writer.write(data)
         self.requests_served += 1
 
+    async def _upgrade(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter, request: Request, upgrade: Upgrade) -> None:
+        """Complete a WebSocket handshake (wsproto validates the request), then run the
+        session. h11 stops parsing at the end of an upgrade request: what the client sent
+        after it (its first frames, possibly) is in ``conn.trailing_data``."""
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        headers = [(name.encode("latin-1"), value.encode("latin-1"))
+                   for name, value in request.headers.items()]
+        try:
+            ws.initiate_upgrade_connection(headers, request.target)
+            accepted = ws.send(ws_events.AcceptConnection())
+        except (RemoteProtocolError, LocalProtocolError):
+            await self._refuse(conn, reader, writer, _BAD_REQUEST)
+            return
+        writer.write(accepted)
+        self.requests_served += 1
+        websocket = WebSocket(ws, reader, writer)
+        trailing, _closed = conn.trailing_data
+        if trailing:
+            websocket.feed(trailing)
+        try:
+            await upgrade.session(websocket)
+            await websocket.close()  # no-op when the session closed, or the peer did
+        finally:
+            websocket.forget()
+
     async def _refuse(self, conn: h11.Connection, reader: asyncio.StreamReader,
                       writer: asyncio.StreamWriter, response: Response) -> None:
         """Answer a request we will not serve (400/413), then close *gracefully*.
@@ -371,6 +426,105 @@ class HttpServer:
                     pass
         except TimeoutError:
             pass
+
+
+class WebSocket:
+    """One accepted WebSocket connection, as a session sees it: whole messages in
+    (:meth:`receive`), text out (:meth:`send`), :meth:`close`. Pings are answered and the
+    peer's close is echoed inside :meth:`receive`. Call from one session's tasks only (one
+    loop, no locking needed: each call writes whole frames)."""
+
+    def __init__(self, ws: wsproto.WSConnection, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, *, max_message: int = _WS_MAX_MESSAGE) -> None:
+        self._ws = ws
+        self._reader = reader
+        self._writer = writer
+        self._max_message = max_message
+        self._events: deque[ws_events.Event] = deque()
+        self._parts: list[str | bytes] = []
+        self._size = 0
+        self._linger: asyncio.TimerHandle | None = None
+        #: The close code the peer sent (``1006``: the connection dropped), once closed.
+        self.close_code: int | None = None
+
+    @property
+    def open(self) -> bool:
+        return self._ws.state is ConnectionState.OPEN and not self._writer.is_closing()
+
+    def feed(self, data: bytes | None) -> None:
+        """Bytes received from the peer (``None``: end of stream)."""
+        try:
+            self._ws.receive_data(data)
+        except LocalProtocolError:  # data after the close: nothing left to read
+            return
+        self._events.extend(self._ws.events())
+
+    async def receive(self) -> str | bytes | None:
+        """The next whole message (text as ``str``, binary as ``bytes``), or ``None`` once the
+        connection is closed (by the peer, by us, or by a drop). A message over the size limit
+        closes the connection with 1009."""
+        while True:
+            while self._events:
+                event = self._events.popleft()
+                if isinstance(event, ws_events.Message):
+                    if self._ws.state is not ConnectionState.OPEN:
+                        continue  # we are closing: the rest is not read
+                    self._parts.append(event.data)
+                    self._size += len(event.data)
+                    if self._size > self._max_message:
+                        self._parts, self._size = [], 0
+                        await self.close(1009, "message too big")
+                        continue  # read on: the peer's close reply ends the connection
+                    if event.message_finished:
+                        parts, self._parts, self._size = self._parts, [], 0
+                        if isinstance(event, ws_events.TextMessage):
+                            return "".join(str(part) for part in parts)
+                        return b"".join(bytes(part) for part in parts)
+                elif isinstance(event, ws_events.Ping):
+                    self._send(event.response())
+                elif isinstance(event, ws_events.CloseConnection):
+                    self.close_code = event.code
+                    if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                        self._send(event.response())
+                    elif self._ws.state is ConnectionState.OPEN:  # a protocol error
+                        self._send(ws_events.CloseConnection(code=event.code))
+                    return None
+            if self._ws.state is ConnectionState.CLOSED:
+                return None
+            data = await self._reader.read(_READ_CHUNK)
+            self.feed(data or None)
+
+    async def send(self, text: str) -> None:
+        """Send one text message; ``ConnectionResetError`` when the connection is closing."""
+        if not self.open:
+            raise ConnectionResetError("WebSocket closed")
+        self._send(ws_events.TextMessage(data=text))
+        await self._writer.drain()
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (no-op when already closing); the peer's reply ends
+        :meth:`receive`. A peer that never replies is cut after a few seconds."""
+        if self._ws.state is not ConnectionState.OPEN or self._writer.is_closing():
+            return
+        self._send(ws_events.CloseConnection(code=code, reason=reason or None))
+        if self._linger is None:
+            self._linger = asyncio.get_running_loop().call_later(
+                _WS_CLOSE_WAIT_S, self._writer.transport.abort)
+        with contextlib.suppress(OSError):
+            await self._writer.drain()
+
+    def forget(self) -> None:
+        """The session is over: drop the timer of :meth:`close` (the server closes the
+        connection itself)."""
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+
+    def _send(self, event: ws_events.Event) -> None:
+        if self._writer.is_closing():
+            return
+        with contextlib.suppress(LocalProtocolError):  # closed under us: nothing to send
+            self._writer.write(self._ws.send(event))
 
 
 def _head(response: Response, *, close: bool) -> h11.Response:

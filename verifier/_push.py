@@ -1,0 +1,401 @@
+"""Push notifications of job changes: the client of the monitor's optional WebSocket extension.
+
+The real Gateway Monitor has no push; ``docs/push.md`` documents the extension (served by the
+emulator). :class:`JobPushClient` keeps one WebSocket to ``{monitor base}/ws/jobs``, sends the
+subscriptions its callers ask for, and calls their callbacks with each :class:`JobPush`.
+
+A push is a **hint, never proof of ownership**: it can be late, lost with a dropped connection,
+or never come (a monitor without the extension). Callers use it to poll *sooner*, never to poll
+less or to decide that a job is theirs; every decision still goes through the tiers.
+
+What the client guarantees:
+
+* **It never raises because of the network.** One background task connects, resubscribes
+  every current subscription after each (re)connect, and on any drop or refusal waits a capped
+  exponential backoff with full jitter (``random.Random`` injectable) and tries again, until
+  :meth:`JobPushClient.aclose`.
+* **Untrusted frames are checked.** Strict JSON, a known job id, string-or-null status and
+  owner, a sequence number that only grows on a connection; anything else is logged and
+  dropped, never turned into a push. Messages are capped at :data:`MAX_MESSAGE_BYTES`.
+* **A failing callback is logged** and does not stop the others or the client.
+* **Logs carry no credentials**: the URL only through :func:`~verifier._ids.redact_url`
+  (no user info, no query).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import ssl
+import urllib.parse
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+import wsproto
+import wsproto.events as ws_events
+from wsproto.connection import ConnectionState
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from ._errors import InvalidInputError
+from ._http import check_base_url, positive_seconds
+from ._ids import MAX_ID_LENGTH, redact_url, validate_job_id
+from ._strict_json import NotStrictJson, strict_loads
+
+__all__ = [
+    "MAX_IDS_PER_MESSAGE",
+    "MAX_MESSAGE_BYTES",
+    "MAX_SUBSCRIPTIONS",
+    "JobPush",
+    "JobPushClient",
+    "PushCallback",
+]
+
+_LOG: Final = logging.getLogger(__name__)
+
+#: The server's limits (docs/push.md): subscriptions per connection, ids per message.
+MAX_SUBSCRIPTIONS: Final = 1000
+MAX_IDS_PER_MESSAGE: Final = 50
+#: Largest server message read; a larger one closes the connection (1009) and reconnects.
+MAX_MESSAGE_BYTES: Final = 64 * 1024
+
+_PATH: Final = "/ws/jobs"
+_VARIABLE: Final = "GATEWAY_MONITOR_BASE_URL"
+_READ_CHUNK: Final = 65536
+#: First backoff bound; each failure doubles it up to ``reconnect_max_s``.
+_BACKOFF_BASE_S: Final = 0.25
+#: 1013 "try again later": the server shed us (overflow); do not reset the backoff.
+_TRY_AGAIN_LATER: Final = 1013
+_ERROR_EXCERPT: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class JobPush:
+    """A job's state as the server pushed it: a hint to look again, never proof."""
+
+    job_id: str
+    status: str | None
+    owner: str | None
+
+
+PushCallback = Callable[[JobPush], None]
+
+
+class _Refused(Exception):
+    """The server answered the upgrade with something other than 101."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"upgrade refused with HTTP {status}")
+        self.status = status
+
+
+class _Dropped(Exception):
+    """The connection ended; ``code`` is the WebSocket close code (1006: no close frame)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"closed with code {code}")
+        self.code = code
+
+
+def _plain(value: object) -> bool:
+    """A string the frames may carry: bounded, no control characters."""
+    return (isinstance(value, str) and len(value) <= MAX_ID_LENGTH
+            and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value))
+
+
+def _backoff(failures: int, cap: float, rng: random.Random) -> float:
+    """Capped exponential backoff with full jitter: uniform in ``[0, min(cap, base·2ⁿ)]``
+    after ``n`` failures in a row (no synchronised reconnect storm after a restart)."""
+    return rng.uniform(0.0, min(cap, _BACKOFF_BASE_S * 2.0 ** min(failures, 32)))
+
+
+class JobPushClient:
+    """Subscribe to job changes pushed by the monitor's WebSocket extension (``docs/push.md``).
+
+    ``monitor_base_url`` is ``GATEWAY_MONITOR_BASE_URL`` (``http(s)://host/api``); the socket
+    is ``ws(s)://host/api/ws/jobs``. Use as ``async with JobPushClient(url) as push:`` or
+    :meth:`start` / :meth:`aclose`. :meth:`subscribe` and :meth:`unsubscribe` are synchronous
+    and must be called on the event loop's thread; callbacks run there too.
+    """
+
+    def __init__(self, monitor_base_url: str, *, connect_timeout: float = 10.0,
+                 reconnect_max_s: float = 30.0, logger: logging.Logger | None = None,
+                 rng: random.Random | None = None) -> None:
+        base = check_base_url(monitor_base_url, _VARIABLE, strict=True)
+        parts = urllib.parse.urlsplit(base)
+        secure = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port or (443 if secure else 80)
+        self._host_header = parts.netloc.rsplit("@", 1)[-1]  # never the user info
+        self._target = (parts.path or "") + _PATH
+        self._ssl: ssl.SSLContext | None = ssl.create_default_context() if secure else None
+        self._shown_url = redact_url(
+            urllib.parse.urlunsplit(("wss" if secure else "ws", self._host_header,
+                                     self._target, "", "")))
+        self._connect_timeout = positive_seconds(connect_timeout, "connect_timeout")
+        self._reconnect_max_s = positive_seconds(reconnect_max_s, "reconnect_max_s")
+        self._log = logger or _LOG
+        self._rng = rng or random.Random()  # jitter, not a secret
+        self._callbacks: dict[str, list[PushCallback]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ws: wsproto.WSConnection | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._last_seq = 0
+        self._ever_connected = False
+        #: Valid pushes delivered to callbacks (current states after a subscribe included).
+        self.pushes_received = 0
+        #: Successful connections after the first one.
+        self.reconnects = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def connected(self) -> bool:
+        """True while the WebSocket is open and the subscriptions have been sent."""
+        return self._ws is not None
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL, redacted (for logs and messages)."""
+        return self._shown_url
+
+    async def start(self) -> None:
+        """Start the background connection (no-op when running). Never fails on the network."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="job-push")
+
+    async def aclose(self) -> None:
+        """Close the connection (politely, with a close frame) and stop reconnecting."""
+        task, self._task = self._task, None
+        self._send_event(ws_events.CloseConnection(code=1000))
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                self._log.error("push: the connection task failed", exc_info=task.exception())
+
+    async def __aenter__(self) -> JobPushClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def subscribe(self, job_id: str, callback: PushCallback) -> None:
+        """Call ``callback`` with each push about ``job_id`` (several callbacks per job are
+        allowed; the same one twice is called twice). Takes effect at once when connected,
+        else at the next connect. :class:`~verifier.InvalidInputError` for a bad id or past
+        :data:`MAX_SUBSCRIPTIONS` jobs."""
+        job_id = validate_job_id(job_id)
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        callbacks = self._callbacks.get(job_id)
+        if callbacks is not None:
+            callbacks.append(callback)
+            return
+        if len(self._callbacks) >= MAX_SUBSCRIPTIONS:
+            raise InvalidInputError(f"at most {MAX_SUBSCRIPTIONS} jobs can be subscribed")
+        self._callbacks[job_id] = [callback]
+        self._send_ids("subscribe", [job_id])
+
+    def unsubscribe(self, job_id: str, callback: PushCallback) -> None:
+        """Stop calling ``callback`` for ``job_id`` (once per :meth:`subscribe`); the server
+        is told when the job's last callback goes. Unknown pairs are ignored."""
+        job_id = validate_job_id(job_id)
+        callbacks = self._callbacks.get(job_id)
+        if callbacks is None or callback not in callbacks:
+            return
+        callbacks.remove(callback)
+        if not callbacks:
+            del self._callbacks[job_id]
+            self._send_ids("unsubscribe", [job_id])
+
+    @property
+    def subscriptions(self) -> frozenset[str]:
+        """The job ids with at least one callback."""
+        return frozenset(self._callbacks)
+
+    # ------------------------------------------------------------------ the connection task
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            reset = False
+            try:
+                await self._session()
+            except _Dropped as dropped:
+                reset = dropped.code != _TRY_AGAIN_LATER
+                self._log.info("push: connection to %s closed (code %d); reconnecting",
+                               self._shown_url, dropped.code)
+            except _Refused as refused:
+                self._log.log(logging.WARNING if failures == 0 else logging.DEBUG,
+                              "push: %s refused the WebSocket upgrade (HTTP %d); polling "
+                              "continues, retrying", self._shown_url, refused.status)
+            except (OSError, TimeoutError, EOFError, RemoteProtocolError,
+                    LocalProtocolError) as exc:
+                self._log.log(logging.WARNING if failures == 0 else logging.DEBUG,
+                              "push: no connection to %s (%s); retrying", self._shown_url,
+                              type(exc).__name__)
+            except Exception:
+                self._log.exception("push: unexpected failure on %s; retrying",
+                                    self._shown_url)
+            if reset:
+                failures = 0
+            delay = _backoff(failures, self._reconnect_max_s, self._rng)
+            failures += 1
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> None:
+        """One connection: connect, handshake, resubscribe, read until it ends (raises)."""
+        writer: asyncio.StreamWriter | None = None
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                reader, writer = await asyncio.open_connection(
+                    self._host, self._port, ssl=self._ssl,
+                    server_hostname=self._host if self._ssl is not None else None)
+                ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+                writer.write(ws.send(ws_events.Request(host=self._host_header,
+                                                       target=self._target)))
+                await writer.drain()
+                pending = await self._handshake(ws, reader)
+            self._ws, self._writer, self._last_seq = ws, writer, 0
+            if self._ever_connected:
+                self.reconnects += 1
+            self._ever_connected = True
+            self._log.info("push: connected to %s", self._shown_url)
+            ids = list(self._callbacks)
+            for start in range(0, len(ids), MAX_IDS_PER_MESSAGE):
+                self._send_ids("subscribe", ids[start:start + MAX_IDS_PER_MESSAGE])
+            await self._read(ws, reader, writer, pending)
+        finally:
+            self._ws = self._writer = None
+            if writer is not None:
+                writer.close()
+                with contextlib.suppress(OSError):  # already gone: nothing left to flush
+                    await writer.wait_closed()
+
+    async def _handshake(self, ws: wsproto.WSConnection, reader: asyncio.StreamReader
+                         ) -> list[ws_events.Event]:
+        """Read until the server accepts (the events after the acceptance are returned)."""
+        while True:
+            data = await reader.read(_READ_CHUNK)
+            ws.receive_data(data or None)
+            events = list(ws.events())
+            for index, event in enumerate(events):
+                if isinstance(event, ws_events.AcceptConnection):
+                    return events[index + 1:]
+                if isinstance(event, ws_events.RejectConnection):
+                    raise _Refused(event.status_code)
+            if not data:
+                raise EOFError("closed during the handshake")
+
+    async def _read(self, ws: wsproto.WSConnection, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter, events: Iterable[ws_events.Event]) -> None:
+        parts: list[str] = []
+        size = 0
+        while True:
+            for event in events:
+                if isinstance(event, ws_events.Message):
+                    size += len(event.data)
+                    if size > MAX_MESSAGE_BYTES:
+                        self._log.warning("push: a message over %d bytes; reconnecting",
+                                          MAX_MESSAGE_BYTES)
+                        self._send_event(ws_events.CloseConnection(code=1009))
+                        raise _Dropped(1009)
+                    if isinstance(event, ws_events.TextMessage):
+                        parts.append(event.data)
+                    if event.message_finished:
+                        text = "".join(parts) if isinstance(event, ws_events.TextMessage) \
+                            else None
+                        parts, size = [], 0
+                        if text is None:
+                            self._log.warning("push: binary message dropped")
+                        else:
+                            self._frame(text)
+                elif isinstance(event, ws_events.Ping):
+                    self._send_event(event.response())
+                elif isinstance(event, ws_events.CloseConnection):
+                    if ws.state is ConnectionState.REMOTE_CLOSING:
+                        self._send_event(event.response())
+                    raise _Dropped(event.code)
+            await writer.drain()  # our own frames (pongs, subscriptions) are flushed
+            data = await reader.read(_READ_CHUNK)
+            ws.receive_data(data or None)
+            events = list(ws.events())
+
+    # ------------------------------------------------------------------ frames
+
+    def _frame(self, text: str) -> None:
+        """One server message: a push (checked, then delivered), an error, or dropped."""
+        try:
+            body = strict_loads(text.encode("utf-8"))
+        except NotStrictJson as exc:
+            self._log.warning("push: malformed frame dropped (%s)", exc)
+            return
+        if not isinstance(body, dict):
+            self._log.warning("push: malformed frame dropped (not an object)")
+            return
+        if "job" not in body:
+            error = body.get("error")
+            if isinstance(error, str):
+                self._log.warning("push: the server says: %r", error[:_ERROR_EXCERPT])
+            else:
+                self._log.warning("push: malformed frame dropped (no job)")
+            return
+        push = self._push(body)
+        if push is None:
+            return
+        callbacks = self._callbacks.get(push.job_id)
+        if not callbacks:
+            return  # unsubscribed while the push was on its way
+        self.pushes_received += 1
+        for callback in list(callbacks):
+            try:
+                callback(push)
+            except Exception:
+                self._log.exception("push: a callback failed on job %r", push.job_id)
+
+    def _push(self, body: dict[str, Any]) -> JobPush | None:
+        job_id, status, owner, seq = (body.get(key) for key in ("job", "status", "owner", "seq"))
+        problem = None
+        try:
+            validate_job_id(job_id)
+        except InvalidInputError as exc:
+            problem = f"job: {exc}"
+        if problem is None and not (status is None or _plain(status)):
+            problem = "status is not a short string or null"
+        if problem is None and not (owner is None or _plain(owner)):
+            problem = "owner is not a short string or null"
+        if problem is None and (isinstance(seq, bool) or not isinstance(seq, int)):
+            problem = "seq is not an integer"
+        if problem is None and isinstance(seq, int) and seq <= self._last_seq:
+            problem = f"seq {seq} after {self._last_seq} (replayed or reordered)"
+        if problem is not None:
+            self._log.warning("push: malformed frame dropped (%s)", problem)
+            return None
+        assert isinstance(job_id, str) and isinstance(seq, int)
+        self._last_seq = seq
+        return JobPush(job_id, status, owner)
+
+    def _send_ids(self, verb: str, ids: list[str]) -> None:
+        if ids:
+            self._send_event(ws_events.TextMessage(
+                data=json.dumps({verb: ids}, separators=(",", ":"))))
+
+    def _send_event(self, event: ws_events.Event) -> None:
+        """Queue a frame on the open connection (nothing when not connected: the next
+        connect resubscribes everything)."""
+        ws, writer = self._ws, self._writer
+        if ws is None or writer is None or writer.is_closing():
+            return
+        try:
+            writer.write(ws.send(event))
+        except LocalProtocolError:
+            return  # closing already: the read loop is about to notice
