@@ -20,7 +20,7 @@ from typing import Any
 
 import simpy
 
-from verifier import Policy, Tier, TierSet
+from verifier import Policy, StatusCache, Tier, TierSet
 from verifier.protocol import (
     Answer,
     CancelWork,
@@ -116,8 +116,8 @@ class Encoder:
         self.pause_ended = -math.inf
         #: The status cache (``Observe.max_age``): (tier, job) -> (answer, when its read was
         #: decided, on this encoder's clock). Kept only when the scenario has one.
-        self.cache: dict[tuple[Tier, str], tuple[Observed, float]] | None = (
-            {} if scenario.status_cache_s > 0 else None)
+        self.cache: StatusCache | None = (
+            StatusCache() if scenario.status_cache_s > 0 else None)
         #: The push channel, the pushes received and not yet handed to the protocol, and the
         #: event that ends a wait when one arrives.
         self.push = push
@@ -337,7 +337,7 @@ class Encoder:
                          tuple(sorted(answer.items())))
         screen = getattr(self.protocol, "screen", screened)
         for job_id, observation in screen(Tier.MONITOR, job_ids, answer).items():
-            self.cache[(Tier.MONITOR, job_id)] = (Observed(observation), decided)
+            self.cache.put(observation, job_id, decided=decided)
 
     def _pushed(self, job_id: str, hint: Hinted) -> None:
         """A push arrived: kept for the protocol's next wait, which it ends."""
@@ -348,16 +348,15 @@ class Encoder:
     def _cached(self, job_id: str, action: Observe) -> Answer | None:
         """The status cache's answer to ``action``, if it has one young enough: its age runs
         from the instant the read was decided (before it was sent), the safe side."""
-        if self.cache is None or action.max_age <= 0:
+        if self.cache is None:
             return None
-        entry = self.cache.get((action.tier, job_id))
-        if entry is None or self.local() - entry[1] > action.max_age:
+        obs = self.cache.get(action.tier, job_id, max_age=action.max_age, now=self.local())
+        if obs is None:
             return None
-        obs = entry[0].observation
         self.history.add(self.env.now, self.name, job_id, "cached", "ok",
                          (action.tier, encoder_name(obs.owner) if obs.owner else None,
                           obs.status, action.purpose))
-        return entry[0]
+        return Observed(obs)
 
     def _io(self, job_id: str, action: Any) -> Generator[simpy.Event, Any, Answer]:
         """One request: its invoke record now, the world's answer after the reply delay."""
@@ -371,8 +370,7 @@ class Encoder:
                 decided = self.local()
             elif kind is Claim or kind is Finish or kind is Release:
                 # Our own writes change what the tiers say: forget what they said before.
-                for tier in Tier:
-                    cache.pop((tier, job_id), None)
+                cache.forget(job_id)
         op, arg = request_record(action)
         self.history.add(self.env.now, self.name, job_id, op, "invoke", arg)
         deadline = getattr(action, "deadline", None)
@@ -394,7 +392,7 @@ class Encoder:
             yield from self.wait(delay)
         self.history.add(self.env.now, self.name, job_id, op, phase, value)
         if cache is not None and isinstance(answer, Observed):
-            cache[(action.tier, job_id)] = (answer, decided)
+            cache.put(answer.observation, job_id, decided=decided)
         result: Answer = answer
         return result
 

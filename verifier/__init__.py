@@ -27,6 +27,7 @@ Layout (private modules, re-exported here; ``tests/test_public_api.py`` pins the
 from __future__ import annotations
 
 from ._aid import GatewayAidClient
+from ._cache import StatusCache
 from ._command import CommandFailed, CommandWork
 from ._database import DatabaseTier
 from ._errors import (
@@ -94,6 +95,7 @@ __all__ = [
     "OwnershipResult",
     "Policy",
     "Settings",
+    "StatusCache",
     "Tier",
     "TierClient",
     "TierError",

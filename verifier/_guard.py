@@ -27,17 +27,19 @@ confirmed):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
+from ._cache import StatusCache
 from ._errors import ClaimRefused, TierError, TierRateLimited, TierTimeout
 from ._gateway import validate_percent
 from ._ids import validate_did, validate_job_id
 from ._metrics import GuardMetrics
 from ._policy import Policy, Tier, TierSet
-from ._tiers import TierClient
+from ._tiers import Observation, TierClient
 from .protocol import (
     Action,
     Answer,
@@ -47,6 +49,7 @@ from .protocol import (
     Done,
     Finish,
     Heartbeat,
+    Hinted,
     Observe,
     Observed,
     OutcomeKind,
@@ -66,7 +69,7 @@ from .protocol import (
     WriteOutcome,
 )
 
-__all__ = ["ClaimedJob", "GuardOutcome", "OwnershipGuard", "ProcessFn"]
+__all__ = ["ClaimedJob", "GuardOutcome", "OwnershipGuard", "ProcessFn", "PushSource"]
 
 _LEVELS: Final = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _DEFAULT_LOGGER: Final = logging.getLogger("verifier.guard")
@@ -134,6 +137,16 @@ class ClaimedJob:
 ProcessFn = Callable[[ClaimedJob], Awaitable[Mapping[str, Any] | None]]
 
 
+@runtime_checkable
+class PushSource(Protocol):
+    """Where push notifications come from (:class:`~verifier.JobPushClient`): a callback per
+    job, called with an object that has ``owner`` and ``status``."""
+
+    def subscribe(self, job_id: str, callback: Callable[[Any], None]) -> None: ...
+
+    def unsubscribe(self, job_id: str, callback: Callable[[Any], None]) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class GuardOutcome:
     """What happened to one job. ``result`` is what ``process`` returned, when it was committed.
@@ -161,6 +174,14 @@ class OwnershipGuard:
     database). ``clock`` is monotonic seconds; by default the event loop's own clock, so that
     the protocol's deadlines and asyncio's timeouts agree (and virtual-time loops work). It is
     the time the protocol is given, and the clock request deadlines are judged on.
+
+    The cost features (``docs/enhancements.md``): with ``policy.status_cache_s`` above 0 the
+    guard keeps a :class:`~verifier.StatusCache` (``cache``, shared by its runs; the encoder
+    loop's batch screening fills it through :meth:`screened`), and the protocol decides which
+    reads may use it (the pre-claim check only). With ``push`` (a
+    :class:`~verifier.JobPushClient`, say) each run subscribes to its job before claiming it,
+    and every push becomes a :class:`~verifier.protocol.Hinted` for the protocol: a reason to
+    re-read sooner, never proof.
     """
 
     def __init__(
@@ -172,9 +193,14 @@ class OwnershipGuard:
         clock: Callable[[], float] | None = None,
         logger: logging.Logger | None = None,
         metrics: GuardMetrics | None = None,
+        push: PushSource | None = None,
+        cache: StatusCache | None = None,
     ) -> None:
         self.did = validate_did(did)
         self.policy = policy or Policy.hardened()
+        self.push = push
+        self.cache = cache if cache is not None else (
+            StatusCache() if self.policy.status_cache_s > 0 else None)
         self.clients: dict[Tier, TierClient] = {}
         for client in clients:
             tier = Tier(client.tier)
@@ -224,8 +250,23 @@ class OwnershipGuard:
         finally:
             self._measured(lambda m: m.in_progress.dec())
             self._runs.discard(run)
+            run.unsubscribe()
             await run.stop_work()
             await run.reap_abandoned()
+
+    def now(self) -> float:
+        """The guard's clock (the one its protocol runs and its cache ages on)."""
+        return (self._clock or asyncio.get_running_loop().time)()
+
+    def screened(self, observations: Mapping[str, Observation], *, decided: float) -> int:
+        """Keep batch screening's answers (:func:`verifier.protocol.screened`), read as decided
+        at ``decided`` (guard clock), for the pre-claim checks to come. Returns how many were
+        kept (none without a cache)."""
+        if self.cache is None:
+            return 0
+        for job_id, observation in observations.items():
+            self.cache.put(observation, job_id, decided=decided)
+        return len(observations)
 
     def _measured(self, record: Callable[..., object], *args: Any) -> None:
         """Call ``record(metrics, *args)``, if there are metrics.
@@ -322,6 +363,34 @@ class _Run:
         #: Tier calls cancelled at their deadline and not yet ended (reaped by ``run``).
         self.abandoned: set[asyncio.Task[Any]] = set()
         self._shutdown_sent = False
+        self._subscribed = False
+
+    def _pushed(self, push: Any) -> None:
+        """A push about our job: queued for the protocol's next wait, as a hint."""
+        self.guard._measured(lambda m: m.pushes.inc())
+        self.events.put_nowait(Hinted(getattr(push, "owner", None), getattr(push, "status", None)))
+
+    def subscribe(self) -> None:
+        """Subscribe to pushes about the job (before the claim leaves, so that its own landing,
+        and any competing write after it, is pushed too)."""
+        push = self.guard.push
+        if push is None or self._subscribed:
+            return
+        try:
+            push.subscribe(self.job_id, self._pushed)
+        except Exception as exc:  # pushes are hints: polling goes on without them
+            self.guard._note("warning", "PUSH_UNAVAILABLE",
+                             f"could not subscribe to pushes ({type(exc).__name__})",
+                             job_id=self.job_id)
+            return
+        self._subscribed = True
+
+    def unsubscribe(self) -> None:
+        push = self.guard.push
+        if push is not None and self._subscribed:
+            self._subscribed = False
+            with contextlib.suppress(Exception):
+                push.unsubscribe(self.job_id, self._pushed)
 
     def request_shutdown(self) -> None:
         """Queue one :class:`ShutdownRequested` for the protocol's next wait (see the guard)."""
@@ -358,6 +427,11 @@ class _Run:
         if isinstance(action, Observe):
             return await self._observe(action)
         if isinstance(action, Claim | Heartbeat | Finish | Release):
+            if isinstance(action, Claim):
+                self.subscribe()
+            if not isinstance(action, Heartbeat) and self.guard.cache is not None:
+                # Our own write changes what the tiers say: forget what they said before.
+                self.guard.cache.forget(self.job_id)
             return await self._write(action)
         if isinstance(action, StartWork):
             self.task = asyncio.create_task(self._work(), name=f"process:{self.job_id}")
@@ -376,8 +450,19 @@ class _Run:
         client = self.guard.clients.get(action.tier)
         if client is None:
             return TierFailed(action.tier, "tier not configured")
+        cache = self.guard.cache
+        if cache is not None:
+            cached = cache.get(action.tier, self.job_id, max_age=action.max_age,
+                               now=self.clock())
+            if cached is not None:
+                self.guard._measured(lambda m: m.cache_hits.labels(action.tier.value).inc())
+                return Observed(cached)
+        decided = self.clock()  # before the request leaves: the entry's age is never too young
         try:
-            return Observed(await self._call(action, lambda: client.observe(self.job_id)))
+            observation = await self._call(action, lambda: client.observe(self.job_id))
+            if cache is not None:
+                cache.put(observation, self.job_id, decided=decided)
+            return Observed(observation)
         except _DeadlineReached:
             return TierFailed(action.tier, _DEADLINE_DETAIL)
         except TierRateLimited as exc:

@@ -35,7 +35,8 @@ from ._errors import TierError, TierRateLimited
 from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
 from ._metrics import GuardMetrics
 from ._models import GatewayMonitorJob
-from .protocol import OutcomeKind
+from ._policy import Tier
+from .protocol import OutcomeKind, screened
 
 __all__ = ["OFFER_SOURCES", "EncoderLoop", "LoopPolicy", "LoopWork", "OfferFn", "offer_sources"]
 
@@ -45,6 +46,11 @@ _DEFAULT_LOGGER: Final = logging.getLogger("verifier.loop")
 
 #: Asks one source for offered jobs (an empty list: nothing offered).
 OfferFn = Callable[[], Awaitable[list[GatewayMonitorJob]]]
+#: Screens job ids in one request: ``{id: status}`` (``GatewayMonitorService.batch_status``);
+#: an id missing from the answer is unknown.
+ScreenFn = Callable[[Sequence[str]], Awaitable[dict[str, str]]]
+#: The monitor refuses batches of more than 50 ids.
+BATCH_LIMIT: Final = 50
 #: The work of one job: the guard's :class:`ClaimedJob` and the job as it was offered (its
 #: ``input`` says what to download). Returns the result to commit (``{"cid": ...}``).
 LoopWork = Callable[[ClaimedJob, GatewayMonitorJob], Awaitable[Mapping[str, Any] | None]]
@@ -157,6 +163,14 @@ class EncoderLoop:
     emulator may wake a waiting encoder early). ``on_outcome`` is called with each job's
     outcome; :attr:`outcomes` counts them by kind; ``metrics`` counts the polls (give the same
     :class:`~verifier.GuardMetrics` to the guard for the rest).
+
+    ``screen`` (``GatewayMonitorService.batch_status``, say): when a source offers two or more
+    jobs, they are screened in batch requests of at most 50 ids before any is tried, and the
+    answers go to the guard's status cache (:meth:`OwnershipGuard.screened`; the guard needs
+    a policy with ``status_cache_s``), where the pre-claim checks find them: one request
+    instead of one read per job. What an answer may stand for is the protocol's rule
+    (:func:`verifier.protocol.screened`: a missing id is unknown, never available); a batch
+    never stands in for a deciding read. A failed batch is logged; the reads happen as usual.
     """
 
     def __init__(
@@ -171,9 +185,11 @@ class EncoderLoop:
         on_outcome: Callable[[GuardOutcome], None] | None = None,
         logger: logging.Logger | None = None,
         metrics: GuardMetrics | None = None,
+        screen: ScreenFn | None = None,
     ) -> None:
         self.guard = guard
         self.work = work
+        self._screen = screen if guard.cache is not None else None
         self.policy = policy or LoopPolicy()
         missing = [s for s in self.policy.sources if s not in offers]
         if missing:
@@ -295,6 +311,11 @@ class EncoderLoop:
                     self._logger.debug("poll metric not recorded", exc_info=True)
             now = clock()
             self._cooling = {j: t for j, t in self._cooling.items() if t > now}
+            if len(result) >= 2 and self._screen is not None:
+                await self._screened([j.id for j in result if j.id not in self._running
+                                      and self._cooling.get(j.id, -math.inf) <= now])
+                if self._stop.is_set():
+                    return None
             job = self.policy.choose(result, running=self._running.keys(),
                                      cooling=self._cooling, now=now)
             if job is not None:
@@ -302,6 +323,33 @@ class EncoderLoop:
                           source=name, job_id=job.id)
                 return job
         return None
+
+    async def _screened(self, job_ids: list[str]) -> None:
+        """Screen ``job_ids`` in batches; the answers go to the guard's cache."""
+        assert self._screen is not None
+        for first in range(0, len(job_ids), BATCH_LIMIT):
+            batch = job_ids[first:first + BATCH_LIMIT]
+            decided = self.guard.now()  # before the request leaves: entries never look young
+            request = asyncio.ensure_future(self._screen(batch))
+            await self._until_stopped(request)
+            if self._stop.is_set():
+                return
+            try:
+                answer = request.result()
+            except Exception as exc:  # screening is an optimisation: the reads go on
+                self._log(logging.WARNING, "LOOP_SCREEN_FAILED",
+                          f"batch status of {len(batch)} job(s) failed: {type(exc).__name__}",
+                          jobs=len(batch))
+                continue
+            kept = self.guard.screened(screened(Tier.MONITOR, batch, answer), decided=decided)
+            self._log(logging.DEBUG, "LOOP_SCREENED",
+                      f"screened {len(batch)} job(s): {kept} answer(s) kept",
+                      jobs=len(batch), kept=kept)
+            if self._metrics is not None:
+                try:
+                    self._metrics.batch_size.observe(len(batch))
+                except Exception:
+                    self._logger.debug("batch metric not recorded", exc_info=True)
 
     def _start(self, offered: GatewayMonitorJob) -> None:
         job_id = offered.id

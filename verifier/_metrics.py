@@ -42,10 +42,13 @@ METRIC_NAMES: Final = (
     "verifier_tier_requests", "verifier_tier_request_seconds", "verifier_verifications",
     "verifier_jobs", "verifier_conflicts_prevented", "verifier_work_cancelled",
     "verifier_lease_expiries", "verifier_settle_wait_seconds", "verifier_time_to_start_seconds",
-    "verifier_jobs_in_progress", "verifier_polls",
+    "verifier_jobs_in_progress", "verifier_polls", "verifier_cache_hits", "verifier_pushes",
+    "verifier_batch_size",
 )
 #: Tier calls take milliseconds on a LAN and up to the clients' 10-30 s timeouts.
 _LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: Batch screening sends 1 to 50 ids per request.
+_BATCH_BUCKETS: Final = (1, 2, 5, 10, 20, 50)
 #: Settle waits and times to start: seconds in tests, tens of seconds in production.
 _WAIT_BUCKETS: Final = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -90,6 +93,13 @@ class GuardMetrics:
         self.polls = Counter("verifier_polls", "Polls for offered jobs, by source and "
                              "result (offered, empty, failed)", ["source", "result"],
                              registry=r)
+        self.cache_hits = Counter("verifier_cache_hits", "Pre-claim reads answered from the "
+                                  "status cache, by tier", ["tier"], registry=r)
+        self.pushes = Counter("verifier_pushes", "Push notifications received about jobs "
+                              "being guarded (hints: each triggers a re-read)", registry=r)
+        self.batch_size = Histogram("verifier_batch_size", "Job ids per batch status request "
+                                    "(screening offered jobs)", buckets=_BATCH_BUCKETS,
+                                    registry=r)
         # Series exist from the start, at 0: a counter that appears only at its first event
         # hides that event from increase() and rate() (the jump from nothing to 1).
         for code in CONFLICT_CODES:
@@ -97,6 +107,8 @@ class GuardMetrics:
         for code in CANCELLATION_CODES:
             self.work_cancelled.labels(code)
         self.jobs.labels("processed", "FINISHED")
+        for tier in ("database", "monitor", "gateway", "aid"):
+            self.cache_hits.labels(tier)
 
     def record_outcome(self, kind: str, code: str) -> None:
         """One job's end: its outcome, and the conflict, cancellation or lease it was."""

@@ -1,0 +1,231 @@
+"""The cost features in the asyncio driver: status cache, push hints, batch screening.
+
+In-memory tiers under virtual time (as ``test_guard.py``): what each feature saves is counted
+in tier calls, and what it must never do (answer a deciding read from the cache, let a push
+confirm anything, let a missing batch id pass for available) is checked against the calls the
+tiers actually saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from verifier import (
+    EncoderLoop,
+    GatewayMonitorJob,
+    GuardMetrics,
+    LoopPolicy,
+    OutcomeKind,
+    OwnershipGuard,
+    Policy,
+    StatusCache,
+    Tier,
+    TimingModel,
+    parse_job,
+)
+from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
+
+from .test_guard import A, B, community, encode
+
+TIMING = TimingModel(monitor_lag=5, write_delay=2, recheck_interval=10, reassign_timeout=60)
+CACHED = dataclasses.replace(Policy.hardened(TIMING), status_cache_s=30.0)
+
+
+def reads(tier: InMemoryTier) -> int:
+    return tier.calls.count("observe")
+
+
+@virtual_time
+async def test_a_screened_answer_saves_the_pre_claim_read_and_nothing_else():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    monitor, gateway = community(jobs, A)
+    metrics = GuardMetrics()
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=CACHED, metrics=metrics)
+    plain = OwnershipGuard(did=B, clients=community(jobs, B), policy=Policy.hardened(TIMING))
+    guard.screened({"j1": _queued("j1")}, decided=guard.now())
+    outcome = await guard.run("j1", encode(30))
+    assert outcome.kind is OutcomeKind.PROCESSED
+    jobs.add("j2")
+    plain_monitor = plain.clients[Tier.MONITOR]
+    assert isinstance(plain_monitor, InMemoryTier)
+    assert (await plain.run("j2", encode(30))).kind is OutcomeKind.PROCESSED
+    # Exactly the pre-claim read is saved: every deciding read still went to the tier.
+    assert reads(monitor) == reads(plain_monitor) - 1
+    assert metrics.value("verifier_cache_hits_total", tier="monitor") == 1
+
+
+def _queued(job_id: str) -> Any:
+    from verifier.protocol import screened
+    return screened(Tier.MONITOR, [job_id], {job_id: "queued"})[job_id]
+
+
+@virtual_time
+async def test_a_cached_answer_older_than_its_max_age_is_not_used():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    monitor, gateway = community(jobs, A)
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=CACHED)
+    guard.screened({"j1": _queued("j1")}, decided=guard.now() - 31.0)
+    await guard.run("j1", encode(30))
+    assert guard.cache is not None and guard.cache.misses >= 1 and guard.cache.hits == 0
+
+
+@virtual_time
+async def test_our_own_claim_forgets_the_cached_answers():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard = OwnershipGuard(did=A, clients=community(jobs, A), policy=CACHED)
+    guard.screened({"j1": _queued("j1")}, decided=guard.now())
+    assert guard.cache is not None and len(guard.cache) == 1
+    await guard.run("j1", encode(30))
+    # Claim and finish each forgot it; only answers read after the finish could remain.
+    seen = guard.cache.get(Tier.MONITOR, "j1", max_age=1e9, now=guard.now())
+    assert seen is None or seen.status != "queued"
+
+
+def test_the_status_cache_is_bounded_and_keeps_the_younger_answer():
+    cache = StatusCache(max_entries=2)
+    for i in range(3):
+        cache.put(_queued(f"j{i}"), f"j{i}", decided=float(i))
+    assert len(cache) == 2 and cache.get(Tier.MONITOR, "j0", max_age=99, now=3) is None
+    cache.put(_queued("j2"), "j2", decided=0.0)  # older than the kept one: ignored
+    assert cache.get(Tier.MONITOR, "j2", max_age=1.5, now=3.0) is not None
+    assert cache.get(Tier.MONITOR, "j2", max_age=0.0, now=2.0) is None, "0: ask the tier"
+
+
+class FakePush:
+    """A push source the test fires by hand; records subscriptions."""
+
+    def __init__(self) -> None:
+        self.subs: dict[str, list[Callable[[Any], None]]] = {}
+        self.log: list[tuple[str, str]] = []
+
+    def subscribe(self, job_id: str, callback: Callable[[Any], None]) -> None:
+        self.subs.setdefault(job_id, []).append(callback)
+        self.log.append(("subscribe", job_id))
+
+    def unsubscribe(self, job_id: str, callback: Callable[[Any], None]) -> None:
+        self.subs[job_id].remove(callback)
+        self.log.append(("unsubscribe", job_id))
+
+    def fire(self, job_id: str, owner: str | None, status: str) -> None:
+        from verifier import JobPush
+        for callback in list(self.subs.get(job_id, ())):
+            callback(JobPush(job_id, status, owner))
+
+
+@virtual_time
+async def test_a_push_of_a_reassignment_cancels_the_work_at_once_by_a_read():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    push = FakePush()
+    monitor, gateway = community(jobs, A)
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(TIMING),
+                           push=push)
+    loop = asyncio.get_running_loop()
+    started: list[float] = []
+
+    async def work(job: Any) -> dict[str, str]:
+        started.append(loop.time())
+        await asyncio.sleep(3)
+        jobs.update("j1", assigned_to=B)  # reassigned by the gateway
+        push.fire("j1", B, "assigned")
+        await asyncio.sleep(300)
+        return {"cid": "x"}
+
+    outcome = await guard.run("j1", work)
+    assert outcome.kind is OutcomeKind.CANCELLED
+    assert loop.time() - started[0] < 3 + 2, "detected at the push, not R later"
+    assert push.log[0] == ("subscribe", "j1") and push.log[-1] == ("unsubscribe", "j1")
+    assert push.subs["j1"] == []
+
+
+@virtual_time
+async def test_a_push_naming_us_proves_nothing_and_a_failing_push_source_changes_nothing():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    push = FakePush()
+    monitor, gateway = community(jobs, A, lag=3.0)
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(TIMING),
+                           push=push)
+    loop = asyncio.get_running_loop()
+    claimed = asyncio.Event()
+    original = gateway.claim
+
+    async def claim(job_id: str, **kw: Any) -> Any:
+        token = await original(job_id, **kw)
+        claimed.set()
+        return token
+
+    gateway.claim = claim  # type: ignore[method-assign]
+
+    async def hint_at_once() -> None:
+        await claimed.wait()
+        push.fire("j1", A, "assigned")
+
+    hinter = asyncio.create_task(hint_at_once())
+    before = reads(monitor)
+    start = loop.time()
+    outcome = await guard.run("j1", encode(3))
+    await hinter
+    assert outcome.kind is OutcomeKind.PROCESSED
+    assert reads(monitor) > before
+
+    class Broken(FakePush):
+        def subscribe(self, job_id: str, callback: Callable[[Any], None]) -> None:
+            raise OSError("socket closed")
+
+    jobs.add("j2")
+    guard2 = OwnershipGuard(did=A, clients=community(jobs, A), policy=Policy.hardened(TIMING),
+                            push=Broken())
+    assert (await guard2.run("j2", encode(3))).kind is OutcomeKind.PROCESSED
+    assert loop.time() - start > TIMING.settle_delay(TIMING.monitor_lag)
+
+
+@virtual_time
+async def test_the_loop_screens_many_offered_jobs_in_batches_of_at_most_50():
+    jobs = InMemoryJobs()
+    for i in range(120):
+        jobs.add(f"j{i:03d}")
+    for i in range(0, 120, 3):
+        jobs.add(f"j{i:03d}", status="complete")  # a third already done
+    monitor, gateway = community(jobs, A)
+    metrics = GuardMetrics()
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=CACHED, metrics=metrics)
+    batches: list[int] = []
+
+    async def batch_status(ids: Sequence[str]) -> dict[str, str]:
+        batches.append(len(ids))
+        # The server drops ids it cannot look up: every fifth one is missing.
+        return {i: jobs.docs[i]["status"] for n, i in enumerate(ids) if n % 5}
+
+    async def offered() -> list[GatewayMonitorJob]:
+        return [parse_job(doc) for doc in jobs.docs.values()]
+
+    loop = EncoderLoop(guard, lambda job, offer: encode(1)(job), offers={"getjob": offered},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1, cooldown_s=1e6),
+                       screen=batch_status, metrics=metrics)
+    runner = asyncio.create_task(loop.run())
+    await asyncio.sleep(5)
+    loop.stop()
+    await runner
+    assert batches and max(batches) <= 50 and sum(batches[:3]) == 120
+    assert metrics.total("verifier_batch_size_count") == len(batches)
+    assert guard.cache is not None and guard.cache.hits >= 1
+
+
+@virtual_time
+async def test_a_missing_id_in_a_batch_is_never_taken_for_available():
+    jobs = InMemoryJobs()
+    jobs.add("j1", status="assigned", assigned_to=B)
+    monitor, gateway = community(jobs, A)
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=CACHED)
+    from verifier.protocol import screened
+    assert guard.screened(screened(Tier.MONITOR, ["j1"], {}), decided=guard.now()) == 0
+    outcome = await guard.run("j1", encode(3))
+    assert outcome.code == "PRE_CLAIM_CONFLICT" and "claim" not in gateway.calls
+    assert reads(monitor) == 1, "the pre-claim check read the tier itself"

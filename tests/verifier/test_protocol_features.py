@@ -1,0 +1,230 @@
+"""The cost features in the pure protocol: status cache ages, backoff, push hints, screening.
+
+Each test drives :class:`~verifier.protocol.OwnershipProtocol` with scripted answers (the
+helpers of ``test_protocol.py``) and checks the rule the protocol owns: which reads may take a
+cached answer, how long a retry waits (and never past its deadline), that a push only makes a
+read come sooner, and what a batch answer may stand for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import statistics
+
+import pytest
+
+from tests.verifier.test_protocol import (
+    COMMUNITY,
+    HARDENED,
+    INFRA,
+    ME,
+    OTHER,
+    TIMING,
+    Responder,
+    actions,
+    run,
+    seen,
+    world,
+)
+from verifier import Policy, Tier
+from verifier.protocol import (
+    Action,
+    Answer,
+    CancelWork,
+    Claim,
+    Hinted,
+    Observe,
+    Observed,
+    OutcomeKind,
+    OwnershipProtocol,
+    Sleep,
+    StartWork,
+    TierFailed,
+    screened,
+)
+
+CACHED = dataclasses.replace(HARDENED, status_cache_s=30.0)
+BACKOFF = dataclasses.replace(HARDENED, backoff=True)
+
+
+@pytest.mark.parametrize("tiers", [INFRA, COMMUNITY], ids=["infra", "community"])
+def test_only_the_pre_claim_check_may_take_a_cached_answer(tiers):
+    _, trace, _ = run(CACHED, tiers, world(work_ends_at=60))
+    reads = [a for _, a in actions(trace, Observe)]
+    assert {a.purpose for a in reads} >= {"pre-claim", "verify", "recheck"}
+    for read in reads:
+        assert read.max_age == (30.0 if read.purpose == "pre-claim" else 0.0), read
+    _, trace, _ = run(HARDENED, tiers, world(work_ends_at=60))
+    assert all(a.max_age == 0.0 for _, a in actions(trace, Observe)), "no cache: no max_age"
+
+
+def _verify_failing(action: Observe, now: float) -> Answer:
+    if action.purpose == "pre-claim":
+        return seen(action.tier, owner=None, status="queued")
+    return TierFailed(action.tier, "503")
+
+
+def _retry_waits(policy: Policy, job: str = "j1", start: float = 0.0) -> list[float]:
+    """The waits between the verify reads of a claim whose confirmation never comes."""
+    protocol = OwnershipProtocol(job, me=ME, policy=policy, tiers=COMMUNITY)
+    respond = world(observe=_verify_failing)
+    now, step = start, protocol.start(start)
+    reads: list[float] = []
+    while step.action.__class__.__name__ != "Done":
+        action = step.action
+        if isinstance(action, Observe) and action.purpose == "verify":
+            reads.append(now)
+        answer = respond(action, now)
+        now = max(now, action.until) if isinstance(action, Sleep) else now + 0.1
+        step = protocol.handle(answer, now)
+    assert protocol.outcome is not None and protocol.outcome.code == "UNCONFIRMED"
+    return [b - a - 0.1 for a, b in itertools.pairwise(reads)]
+
+
+def test_without_backoff_verify_retries_wait_the_fixed_interval():
+    *waits, last = _retry_waits(HARDENED)
+    assert waits and all(w == pytest.approx(TIMING.retry_interval) for w in waits)
+    assert 0 < last <= TIMING.retry_interval + 1e-9  # the last one: cut at the deadline
+
+
+def test_backoff_waits_are_full_jitter_under_a_growing_cap_and_fewer():
+    fixed = _retry_waits(HARDENED)
+    backoff = _retry_waits(BACKOFF)
+    assert len(backoff) * 2 < len(fixed), (len(backoff), len(fixed))
+    for k, wait in enumerate(backoff):
+        cap = min(TIMING.recheck_interval, TIMING.retry_interval * 2 ** k)
+        assert 0.0 <= wait <= cap + 1e-9, (k, wait, cap)
+    # Full jitter: the waits of many attempts spread over [0, cap), not bunched at the cap.
+    firsts = [_retry_waits(BACKOFF, job=f"j{i}")[3] for i in range(60)]
+    assert min(firsts) < 2.0 and max(firsts) > 6.0
+    assert statistics.mean(firsts) == pytest.approx(4.0, abs=1.2)  # u * min(10, 8)
+
+
+def test_backoff_is_deterministic_per_attempt_and_differs_between_attempts():
+    assert _retry_waits(BACKOFF, "j1", 5.0) == _retry_waits(BACKOFF, "j1", 5.0)
+    assert _retry_waits(BACKOFF, "j1", 5.0) != _retry_waits(BACKOFF, "j2", 5.0)
+    assert _retry_waits(BACKOFF, "j1", 5.0) != _retry_waits(BACKOFF, "j1", 6.0)
+
+
+def test_backoff_never_waits_less_than_retry_after_nor_past_the_confirm_deadline():
+    def limited(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        return TierFailed(action.tier, "429", retry_after=7.0)
+
+    outcome, trace, _ = run(BACKOFF, COMMUNITY, world(observe=limited))
+    assert outcome.code == "UNCONFIRMED"
+    claim_at = actions(trace, Claim)[0][0]
+    deadline = claim_at + 0.1 + TIMING.settle_delay(TIMING.monitor_lag) + TIMING.confirm_timeout
+    sleeps = [(t, a) for t, a in actions(trace, Sleep) if t > claim_at + 1]
+    assert sleeps
+    for t, sleep in sleeps:
+        assert sleep.until <= deadline + 1e-9
+        assert sleep.until - t >= 7.0 - 1e-9 or sleep.until == pytest.approx(deadline)
+
+
+def test_a_proof_read_retry_during_work_backs_off_and_never_sleeps_past_the_lease_end():
+    """Gateway pings answered OK wait for a read to prove them; when the reads fail, the
+    retries back off, and every wait ends by the lease end, where the work is cancelled."""
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        if action.purpose == "recheck":
+            return TierFailed(action.tier, "500")
+        return seen(action.tier)
+
+    for policy in (HARDENED, BACKOFF):
+        outcome, trace, _ = run(policy, COMMUNITY, world(observe=observe, work_ends_at=500))
+        assert outcome.code == "LEASE_EXPIRED"
+        cancel_at = actions(trace, CancelWork)[0][0]
+        started = actions(trace, StartWork)[0][0]
+        rechecks = [t for t, a in actions(trace, Observe)
+                    if a.purpose == "recheck" and started < t < cancel_at]
+        if policy is HARDENED:
+            fixed = len(rechecks)
+        else:
+            assert len(rechecks) * 2 < fixed, (len(rechecks), fixed)
+        for t, sleep in actions(trace, Sleep):
+            if started <= t < cancel_at:
+                assert sleep.until <= cancel_at + 1e-9
+
+
+def hinting(respond: Responder, hint: Hinted, at: type) -> Responder:
+    """``respond``, except that the first wait after an ``at`` action is answered ``hint``."""
+    state = {"armed": False, "sent": False}
+
+    def wrapped(action: Action, now: float) -> Answer:
+        state["armed"] = state["armed"] or isinstance(action, at)
+        if isinstance(action, Sleep) and state["armed"] and not state["sent"]:
+            state["sent"] = True
+            return hint
+        return respond(action, now)
+
+    return wrapped
+
+
+def test_a_push_naming_us_during_the_settle_wait_proves_nothing():
+    plain = run(HARDENED, COMMUNITY, world(work_ends_at=30))
+    pushed = run(HARDENED, COMMUNITY, hinting(world(work_ends_at=30), Hinted(ME, "assigned"),
+                                              Claim))
+    start = actions(plain[1], StartWork)[0][0]
+    # The deciding read still comes after the full settle wait, and work starts no sooner.
+    assert actions(pushed[1], StartWork)[0][0] >= start - 0.2
+    verify = [t for t, a in actions(pushed[1], Observe) if a.purpose == "verify"]
+    claim_at = actions(pushed[1], Claim)[0][0]
+    assert verify[0] >= claim_at + TIMING.settle_delay(TIMING.monitor_lag)
+    assert pushed[0].kind is OutcomeKind.PROCESSED
+
+
+def test_a_push_during_work_makes_the_recheck_come_at_once_and_the_read_decides():
+    taken = {"now": False}
+
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        return seen(action.tier, owner=OTHER if taken["now"] else ME)
+
+    base = world(observe=observe, work_ends_at=500)
+
+    def respond(action: Action, now: float) -> Answer:
+        if isinstance(action, Sleep) and started and not taken["now"]:
+            taken["now"] = True  # the gateway reassigned it; the push says so
+            return Hinted(OTHER, "assigned")
+        if isinstance(action, StartWork):
+            started.append(now)
+        return base(action, now)
+
+    started: list[float] = []
+    outcome, trace, _ = run(HARDENED, COMMUNITY, respond)
+    assert outcome.kind is OutcomeKind.CANCELLED and outcome.code == "MONITOR_THEFT_DETECTED"
+    cancel_at = actions(trace, CancelWork)[0][0]
+    # Detected at the push (a read at once), not at the next tick R later.
+    assert cancel_at - started[0] < 1.0 < TIMING.recheck_interval
+
+
+def test_a_push_saying_we_lost_it_is_not_believed_without_a_read():
+    outcome, _trace, _ = run(HARDENED, COMMUNITY, hinting(
+        world(work_ends_at=30), Hinted(OTHER, "assigned"), StartWork))
+    assert outcome.kind is OutcomeKind.PROCESSED  # every read still says ours
+
+
+def test_screening_keeps_only_what_a_batch_can_say():
+    out = screened(Tier.MONITOR, ["a", "b", "c", "d", "e"],
+                   {"a": "queued", "b": "assigned", "c": "complete", "x": "queued"})
+    assert sorted(out) == ["a", "c"]  # "b" may be ours; "d", "e" missing: unknown
+    assert out["a"].job is not None and out["a"].job.assigned_to is None
+    assert out["a"].tier is Tier.MONITOR and out["c"].status == "complete"
+    assert screened(Tier.MONITOR, ["a"], {}) == {}, "the gateway-down answer says nothing"
+
+
+def test_a_screened_or_cached_answer_is_an_ordinary_pre_claim_answer():
+    """What the cache hands the protocol is an Observed like any other: a screened
+    'complete' skips the job without a claim."""
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return Observed(screened(Tier.MONITOR, ["j1"], {"j1": "complete"})["j1"])
+        return seen(action.tier)
+
+    outcome, trace, _ = run(CACHED, COMMUNITY, world(observe=observe))
+    assert outcome.kind is OutcomeKind.SKIPPED and not actions(trace, Claim)

@@ -1,0 +1,70 @@
+"""The status cache: tier answers kept for the one read that may take an old answer.
+
+The protocol says how old an answer a read may take (:attr:`verifier.protocol.Observe.max_age`:
+above 0 only for the pre-claim check); the drivers keep the answers. An answer's age runs from
+the instant its read was *decided*, before the request left, so an entry is never newer than
+it looks. Our own writes (claim, finish, release) forget the job's entries: they change what
+the tiers say. Batch screening stores its answers here too (:func:`verifier.protocol.screened`
+says which).
+
+Both drivers use this class (the asyncio guard and the simulator's encoders), so the cache
+the suites prove things about is the one that ships. It is bounded: past ``max_entries`` the
+oldest entries go first (answers older than any read would take are useless anyway).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from ._policy import Tier
+from ._tiers import Observation
+
+__all__ = ["StatusCache"]
+
+
+class StatusCache:
+    """``(tier, job) -> (observation, decided_at)``, at most ``max_entries`` of them."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[Tier, str], tuple[Observation, float]] = OrderedDict()
+        #: Answers served, and reads that found nothing young enough.
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, tier: Tier, job_id: str, *, max_age: float, now: float) -> Observation | None:
+        """The answer of ``tier`` about ``job_id`` if its read was decided at most ``max_age``
+        before ``now``; ``None`` otherwise (and always for ``max_age`` 0)."""
+        if max_age <= 0:
+            return None
+        entry = self._entries.get((tier, job_id))
+        if entry is None or now - entry[1] > max_age:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry[0]
+
+    def put(self, observation: Observation, job_id: str, *, decided: float) -> None:
+        """Keep ``observation`` (of ``observation.tier``), read as decided at ``decided``; an
+        older answer never replaces a younger one."""
+        key = (observation.tier, job_id)
+        old = self._entries.get(key)
+        if old is not None and old[1] > decided:
+            return
+        self._entries[key] = (observation, decided)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def forget(self, job_id: str) -> None:
+        """Drop every tier's answer about ``job_id`` (our own write changed it)."""
+        for tier in Tier:
+            self._entries.pop((tier, job_id), None)
+
+    def clear(self) -> None:
+        self._entries.clear()
