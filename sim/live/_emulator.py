@@ -341,7 +341,7 @@ class Emulator:
         [(verb, ids)] = body.items()
         if verb not in ("subscribe", "unsubscribe") or not isinstance(ids, list):
             return _PUSH_BAD_MESSAGE
-        if len(ids) > 500:
+        if len(ids) > _PUSH_IDS_PER_MESSAGE:
             return f"at most {_PUSH_IDS_PER_MESSAGE} job ids per message"
         try:
             ids = list(dict.fromkeys(validate_job_id(i) for i in ids))
