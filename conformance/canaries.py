@@ -21,8 +21,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from verifier import Observation, Policy, Tier, TimingModel
-from verifier._ids import normalize_did
+from verifier import Observation, Policy, Tier, TimingModel, normalize_did
 from verifier.protocol import (
     Action,
     Answer,

@@ -119,7 +119,7 @@ FAMILIES["push"] = {**FAMILIES["settle"], "push_rate": 1.0, "push_latency": 0.0}
 FAMILIES["cache"] = {**FAMILIES["lease"], "status_cache_s": 30.0}
 FAMILIES["batch"] = {**FAMILIES["settle"], "status_cache_s": 30.0, "batch_screen": 1.0,
                      "gateway_outages_per_hour": 30.0}
-FAMILIES["backoff"] = {**FAMILIES["progress"], "backoff": 1.0, "monitor_error_rate": 0.3}
+FAMILIES["backoff"] = {**FAMILIES["progress"], "backoff": 1.0, "monitor_error_rate": 0.6}
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ TEETH = [
     Tooth("shutdown-releases-before-stop", "shutdown", 20, 19, protocol=ReleaseBeforeStop),
     # the cost features: each misuse a suite must catch (docs/enhancements.md)
     Tooth("push-as-proof", "push", 20, 19, protocol=PushAsProof),
-    Tooth("backoff-past-the-lease", "backoff", 100, 19, protocol=BackoffPastLease,
+    Tooth("backoff-past-the-lease", "backoff", 400, 19, protocol=BackoffPastLease,
           properties=LEASE),
     Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,
           properties=("fresh-reads",)),

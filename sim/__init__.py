@@ -13,6 +13,7 @@ import-linter contract checks it in CI)::
                    _encoders.py     live encoders: the production ``EncoderLoop`` and
                                     ``OwnershipGuard`` over httpx
                    _dashboard.py    ``live --dashboard``: a live run's HTML dashboard
+                   _features.py     what the cost features buy (requests, loss detection)
     tools        _commandline.py  flags, the run plan, progress, writers, exit codes
                  _report.py       JSON report, CSV, summary table, progress
                  _replay.py       one run again: a job's history and timeline
@@ -24,6 +25,7 @@ import-linter contract checks it in CI)::
                  _history.py      the Jepsen-shaped history checkers read
                  _world.py        ``World``: database, gateway, monitor, aid, faults, arrivals
                  _encoder.py      ``Encoder``: the SimPy driver of ``verifier.protocol``
+                 _push.py         ``PushChannel``: job changes pushed to subscribed encoders
                  _runner.py       ``run_once``: one world, one chain, one seed → checks, metrics
                  _checkers.py     S1, S2, S3, the lease, L1 (and its bound) on a history
                  _metrics.py      the measures chains are compared by

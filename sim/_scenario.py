@@ -55,6 +55,11 @@ class Scenario:
     #: Probability that a gateway ping's request is lost on the way (it never lands; the
     #: encoder hears nothing until its client times out): leases run out, jobs are reassigned.
     ping_loss_rate: float = 0.0
+    #: Probability that a gateway ping is answered OK but its write is lost (a write error
+    #: behind an empty 200). **Outside the timing model**: the lease counts a proven gateway
+    #: ping as landed, so the gateway may reassign a job its owner still works on; what is
+    #: left is how fast the owner notices (loss detection: push against polling).
+    ping_drop_rate: float = 0.0
     #: Probability that a job going back to the queue is handed at once to an idle encoder
     #: (``myJob`` pre-assignment to a waiting poller): the successor of a lost lease as early
     #: as the gateway allows.
@@ -169,7 +174,7 @@ class Scenario:
                      "late_write_rate", "blind_accept_rate",
                      "status_lie_rate", "monitor_lag_tail", "monitor_synthetic_rate",
                      "monitor_error_rate", "aid_fraction", "pause_tail", "edge_rate",
-                     "await_pause_rate", "database_error_rate", "ping_loss_rate",
+                     "await_pause_rate", "database_error_rate", "ping_loss_rate", "ping_drop_rate",
                      "wake_on_requeue", "stall_rate", "backoff", "push_rate", "batch_screen"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
@@ -208,7 +213,8 @@ class Scenario:
                                    backoff=self.backoff > 0)
 
     def inside_model(self) -> bool:
-        return self.monitor_lag_tail == 0 and self.pause_tail == 0 and self.blind_accept_rate == 0
+        return (self.monitor_lag_tail == 0 and self.pause_tail == 0
+                and self.blind_accept_rate == 0 and self.ping_drop_rate == 0)
 
     def replace(self, **changes: Any) -> Scenario:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

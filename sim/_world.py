@@ -431,6 +431,8 @@ class World:
         sc = self.sc
         if self._faulty() and sc.ping_loss_rate and self._lies.random() < sc.ping_loss_rate:
             return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), sc.gateway_timeout
+        if self._faulty() and sc.ping_drop_rate and self._lies.random() < sc.ping_drop_rate:
+            return OK, delay  # acknowledged, never written (outside the model)
         land = 0.0
         if sc.late_write_rate and self._delays.random() < sc.late_write_rate:
             # A ping is a write too: it may land up to G after its request (exactly G at the

@@ -51,6 +51,13 @@ OfferFn = Callable[[], Awaitable[list[GatewayMonitorJob]]]
 ScreenFn = Callable[[Sequence[str]], Awaitable[dict[str, str]]]
 #: The monitor refuses batches of more than 50 ids.
 BATCH_LIMIT: Final = 50
+#: Outcome codes of a job given up because a tier could not answer: the next poll waits the
+#: idle back-off, as after an empty poll, so an outage is not met with poll, read, give up,
+#: poll again, as fast as the network allows.
+TIER_TROUBLE_CODES: Final = frozenset({
+    "PRE_CLAIM_FAILED", "CLAIM_UNKNOWN", "VERIFICATION_FAILED", "UNCONFIRMED",
+    "LEASE_EXPIRED", "FINISH_UNKNOWN",
+})
 #: The work of one job: the guard's :class:`ClaimedJob` and the job as it was offered (its
 #: ``input`` says what to download). Returns the result to commit (``{"cid": ...}``).
 LoopWork = Callable[[ClaimedJob, GatewayMonitorJob], Awaitable[Mapping[str, Any] | None]]
@@ -65,9 +72,10 @@ class LoopPolicy:
       queue offered to everyone).
     * ``concurrency``: jobs guarded at once.
     * ``idle_s``, ``idle_max_s``, ``idle_factor``: after a poll that offered nothing (or
-      failed), wait ``idle_s``, then ``idle_factor`` times longer after each further one, at
-      most ``idle_max_s`` (the deployed encoder polls once a minute); any job resets it. A
-      source that answered 429 with ``Retry-After`` is not asked again sooner than it said.
+      failed), or a job given up because a tier could not answer (:data:`TIER_TROUBLE_CODES`),
+      wait ``idle_s``, then ``idle_factor`` times longer after each further one, at most
+      ``idle_max_s`` (the deployed encoder polls once a minute); any other outcome resets it.
+      A source that answered 429 with ``Retry-After`` is not asked again sooner than it said.
     * ``jitter``: each wait is scaled by a uniform factor in ``[1 - jitter, 1 + jitter]``, so
       encoders started together do not poll in step (the deployed one polls "at a random
       second").
@@ -209,6 +217,10 @@ class EncoderLoop:
         self._running: dict[str, asyncio.Task[None]] = {}
         #: The longest ``Retry-After`` the sources asked for since the last wait.
         self._retry_after = 0.0
+        #: Jobs in a row given up because a tier could not answer (the back-off's exponent),
+        #: and whether the loop owes a back-off wait for the latest one.
+        self._troubled = 0
+        self._back_off = False
         self._stop = asyncio.Event()
 
     @property
@@ -238,6 +250,13 @@ class EncoderLoop:
                 if len(self._running) >= self.policy.concurrency:
                     await self._until_stopped(asyncio.wait(
                         set(self._running.values()), return_when=asyncio.FIRST_COMPLETED))
+                    continue
+                if self._back_off:
+                    # The last job was given up because a tier could not answer: back off
+                    # before asking again, however eagerly the gateway offers.
+                    self._back_off = False
+                    await self._until_stopped(self._idle(self.policy.idle_delay(
+                        self._troubled, self.rng.random())))
                     continue
                 job = await self._poll(loop.time)
                 if self._stop.is_set():
@@ -375,6 +394,11 @@ class EncoderLoop:
             self._running.pop(job_id, None)
         if not outcome.processed:
             self._cooling[job_id] = asyncio.get_running_loop().time() + self.policy.cooldown_s
+        if outcome.code in TIER_TROUBLE_CODES:
+            self._troubled += 1
+            self._back_off = True
+        else:
+            self._troubled = 0
         self.outcomes[outcome.kind.value] += 1
         self._log(logging.INFO, "LOOP_JOB_ENDED",
                   f"job {job_id}: {outcome.kind.value} ({outcome.code})",

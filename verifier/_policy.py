@@ -231,8 +231,9 @@ class Policy:
     #: How old (seconds, driver clock) a cached tier answer may be for the pre-claim check,
     #: the one read safety never rests on (0: no cache). Deciding reads are never cached.
     status_cache_s: float = 0.0
-    #: Retries wait a full-jitter exponential delay (``u * min(R, retry_interval * 2**k)``,
-    #: never less than a ``Retry-After`` hint) instead of a fixed ``retry_interval``.
+    #: Retries wait a full-jitter exponential delay (``u * min(cap, retry_interval * 2**k)``,
+    #: cap = max(R, 8 retry intervals), never less than a ``Retry-After`` hint) instead of a
+    #: fixed ``retry_interval``.
     backoff: bool = False
 
     @classmethod

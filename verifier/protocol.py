@@ -540,18 +540,20 @@ class OwnershipProtocol:
     def _retry_delay(self, attempt: int, hint: float | None = None) -> float:
         """The wait before retry number ``attempt + 1`` (``attempt`` = 0 for the first).
 
-        Fixed ``retry_interval`` without backoff; with it, full jitter (``u * min(R, base *
-        2**attempt)``, ``u`` uniform in [0, 1)), so a fleet hit by one outage spreads its
-        retries out instead of hammering the tier in step. Never shorter than the tier's
-        ``Retry-After``. Callers clamp the result to their own deadline (confirm timeout,
-        lease end): a retry never waits past it."""
+        Fixed ``retry_interval`` without backoff; with it, full jitter (``u * min(cap, base *
+        2**attempt)``, ``u`` uniform in [0, 1), base = ``retry_interval``, cap = the larger of
+        R and eight retry intervals), so a fleet hit by one outage spreads its retries out
+        instead of hammering the tier in step. Never shorter than the tier's ``Retry-After``.
+        Callers clamp the result to their own deadline (confirm timeout, lease end) and, during
+        work, to the next regular re-check: a retry never waits past either."""
         t = self.policy.timing
         floor = hint or 0.0
         if not self.policy.backoff:
             return max(t.retry_interval, floor)
         if self._rng is None:
             self._rng = random.Random(f"{self.job_id}|{self.me}|{self._started_at!r}")
-        ceiling = min(t.recheck_interval, t.retry_interval * 2.0 ** min(attempt, 32))
+        cap = max(t.recheck_interval, 8.0 * t.retry_interval)
+        ceiling = min(cap, t.retry_interval * 2.0 ** min(attempt, 32))
         return max(self._rng.random() * ceiling, floor)
 
     def _proves(self, hint: Hinted) -> bool:

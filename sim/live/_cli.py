@@ -129,6 +129,17 @@ def add_parsers(sub: Any) -> None:
     live.add_argument("--metrics-port", type=int, metavar="PORT",
                       help="serve the encoders' Prometheus metrics on 127.0.0.1:PORT during "
                       "the run (those of the emulator's process)")
+    features = live.add_argument_group(
+        "cost features (all on by default; docs/enhancements.md): switch one off to measure "
+        "what it buys on the same seed")
+    features.add_argument("--no-cache", action="store_true",
+                          help="no status cache: every pre-claim check reads its tier")
+    features.add_argument("--no-batch", action="store_true",
+                          help="no batch screening of several offered jobs")
+    features.add_argument("--no-push", action="store_true",
+                          help="no push subscription (WebSocket): losses are found by polling")
+    features.add_argument("--no-backoff", action="store_true",
+                          help="retries wait a fixed retry_interval, not a jittered backoff")
     gate_flags(live)
     _fault_flags(live)
     output_flags(live)
@@ -172,10 +183,19 @@ def _live_line(live: LiveResult) -> str:
     p50, p99 = d["verify_latency_p50_ms"], d["verify_latency_p99_ms"]
     lat = "-" if p50 is None else f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
     faults = ", ".join(f"{k} {v}" for k, v in d["injected_faults"].items() if v) or "none"
+    loss = d["loss_detection_s"]
+    detect = "-" if loss["p50"] is None else (
+        f"p50 {loss['p50']:.2f} s, p99 {loss['p99']:.2f} s (n={loss['n']})")
+    rate = d["retry_requests_per_encoder_s"]
+    outage = "no monitor outage" if rate is None else (
+        f"{rate:.2f} monitor requests/encoder/s during {d['outage_s']:.0f} s of outage")
     return (f"wall {d['wall_s']:.1f} s; {d['verifications']} verifications "
             f"({d['verifications_per_s']:.0f}/s), latency {lat}; transport faults: {faults}; "
             f"bad signatures refused {d['bad_signatures']}; server connections left open "
-            f"{d['open_connections_end']}")
+            f"{d['open_connections_end']}; features {','.join(d['features']) or 'none'}: "
+            f"{d['monitor_requests_per_job']:.2f} monitor and "
+            f"{d['gateway_requests_per_job']:.2f} gateway requests/job, loss detection "
+            f"{detect}, {outage}")
 
 
 def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:
@@ -192,7 +212,10 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
         raise UsageError("--processes must be at least 1")
     options = LiveOptions(faults=_faults(args), monitor_restart=args.monitor_restart,
                           client_timeout=args.client_timeout, verbose=args.verbose,
-                          processes=args.processes, metrics_port=args.metrics_port)
+                          processes=args.processes, metrics_port=args.metrics_port,
+                          features=frozenset(
+                              f for f in ("cache", "batch", "push", "backoff")
+                              if not getattr(args, f"no_{f}")))
     if args.verbose:
         import logging
         logging.basicConfig(level=logging.INFO, format="%(relativeCreated)8.0f %(message)s")
@@ -239,8 +262,11 @@ def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
             entry = runs[chain][0].entry
             row = {"chain": chain, **entry, **entry["live"]}
             for key in ("violations", "outcomes", "live", "injected_faults", "requests",
-                        "verify_latency_by_tier_ms"):
+                        "verify_latency_by_tier_ms", "features"):
                 row.pop(key, None)
+            for key in ("loss_detection_s", "recovery_s"):
+                figures = row.pop(key)
+                row.update({f"{key}_{k}": v for k, v in figures.items()})
             rows.append(row)
         write_rows(args.csv, rows)
         written.append(str(args.csv))

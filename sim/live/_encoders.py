@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import math
@@ -49,6 +50,7 @@ from verifier import (
     GatewayMonitorService,
     GuardMetrics,
     GuardOutcome,
+    JobPushClient,
     LegacyGatewayClient,
     LoopPolicy,
     OwnershipGuard,
@@ -67,9 +69,15 @@ from .._world import encoder_name
 from ._collection import WorldCollection
 from ._dashboard import dashboard_section, verification_series
 from ._emulator import Emulator, HttpFaults
+from ._features import feature_figures
 from ._world import LiveWorld
 
-__all__ = ["LiveOptions", "LiveResult", "RecordingTier", "open_fds", "run_live"]
+__all__ = ["FEATURES", "LiveOptions", "LiveResult", "RecordingTier", "open_fds", "run_live"]
+
+#: The cost features a live run switches on unless told not to (``--no-cache`` ...).
+FEATURES: Final = frozenset({"cache", "batch", "push", "backoff"})
+#: The status cache's maximum age when the scenario sets none: the pre-claim check only.
+LIVE_CACHE_S: Final = 30.0
 
 _PHASES = ("download", "encode", "upload")
 #: One TLS context for all the run's clients (each would build its own, ~10 ms apiece;
@@ -96,6 +104,8 @@ class LiveOptions:
     processes: int = 1
     #: Serve the home process's Prometheus metrics (its encoders' guards) on this port.
     metrics_port: int | None = None
+    #: The cost features on (:data:`FEATURES`): status cache, batch screening, push, backoff.
+    features: frozenset[str] = FEATURES
 
 
 @dataclass
@@ -118,6 +128,9 @@ class LiveResult:
     processes: int = 1
     #: The ``--dashboard`` figures (:func:`sim.live._dashboard.dashboard_section`).
     dashboard: dict[str, Any] = field(default_factory=dict)
+    #: What the cost features bought (:func:`sim.live._features.feature_figures`), and which
+    #: were on.
+    features: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +149,7 @@ class LiveResult:
             "fds_start": self.fds_start,
             "fds_end": self.fds_end,
             "processes": self.processes,
+            **self.features,
         }
 
 
@@ -247,7 +261,11 @@ class Site:
     def __post_init__(self) -> None:
         self.metrics = GuardMetrics()
         self.streams = Streams.from_seed(self.seed)
-        self.policy = Policy.named(self.chain, timing=self.scenario.timing_model())
+        on = self.options.features
+        cache_s = (self.scenario.status_cache_s or LIVE_CACHE_S) if "cache" in on else 0.0
+        self.policy = dataclasses.replace(
+            Policy.named(self.chain, timing=self.scenario.timing_model()),
+            status_cache_s=cache_s, backoff="backoff" in on)
         if self.world is not None:
             self.history = self.world.history
 
@@ -280,6 +298,9 @@ class LiveEncoder:
                                            client=self.http, timeout=timeout,
                                            long_poll_timeout=timeout)
         tiers = tier_mix(sc, index)
+        self.aid: GatewayAidClient | None = None
+        self.monitor: GatewayMonitorService | None = None
+        self.push: JobPushClient | None = None
         clients: list[Any] = [self.gateway]
         self.database: DatabaseTier | None = None
         if tiers.database:
@@ -292,17 +313,21 @@ class LiveEncoder:
                 encoder_did=self.did, timeout=timeout)
             clients.append(self.database)
         if tiers.monitor:
-            clients.append(GatewayMonitorService(monitor_url, client=self.http,
-                                                 timeout=timeout))
+            self.monitor = GatewayMonitorService(monitor_url, client=self.http, timeout=timeout)
+            clients.append(self.monitor)
+            if "push" in options.features:
+                self.push = JobPushClient(monitor_url, connect_timeout=timeout)
         if tiers.aid:
-            clients.append(GatewayAidClient(aid_url, self.did, client=self.http,
-                                            timeout=timeout))
+            self.aid = GatewayAidClient(aid_url, self.did, client=self.http, timeout=timeout)
+            clients.append(self.aid)
         wrapped = [RecordingTier(c, site, self.name, site.latencies) for c in clients]
         self.logger = logging.getLogger("sim.live.guard") if options.verbose else _QUIET
         self.guard = OwnershipGuard(did=self.did, clients=wrapped, policy=site.policy,
-                                    logger=self.logger, metrics=site.metrics)
+                                    logger=self.logger, metrics=site.metrics, push=self.push)
 
     async def aclose(self) -> None:
+        if self.push is not None:
+            await self.push.aclose()
         if self.database is not None:
             await self.database.aclose()
         await self.http.aclose()
@@ -311,19 +336,45 @@ class LiveEncoder:
         """The production loop (:class:`~verifier.EncoderLoop`) with this node's work.
 
         Its policy is the scenario's encoder: one job at a time, from ``myJob`` or ``getJob``
-        as the scenario's gateway assigns, polling every ``poll_interval`` (times a uniform
-        0.5-1.5, from the encoder's seeded stream) with no back-off (the simulator's encoders
-        have none), and no cool-down (they retry whatever they are offered)."""
+        as the scenario's gateway assigns (Gateway Aid's list first on aid nodes), polling
+        every ``poll_interval`` (times a uniform 0.5-1.5, from the encoder's seeded stream),
+        and no cool-down (they retry whatever they are offered). Without the backoff feature
+        the idle wait is fixed, as the simulator's encoders have it; with it, it doubles after
+        each empty poll or job given up on a tier failure, up to eight poll intervals."""
         sc = self.sc
         await asyncio.sleep(self.rng.random() * min(sc.poll_interval, 1.0))
-        policy = LoopPolicy(sources=("myjob" if sc.assignment == "myjob" else "getjob",),
-                            idle_s=sc.poll_interval, idle_max_s=sc.poll_interval,
-                            idle_factor=1.0, jitter=0.5, cooldown_s=0.0)
-        loop = EncoderLoop(self.guard, self._work, offers=offer_sources(gateway=self.gateway),
+        if self.push is not None:
+            await self.push.start()
+        # Nodes with Gateway Aid list its pending jobs first (several per poll: what batch
+        # screening is for), then ask the gateway.
+        gateway_source = "myjob" if sc.assignment == "myjob" else "getjob"
+        sources = ("aid", gateway_source) if self.aid is not None else (gateway_source,)
+        # With backoff, idle and troubled polls back off too (up to eight poll intervals).
+        backoff = "backoff" in self.site.options.features
+        policy = LoopPolicy(sources=sources, idle_s=sc.poll_interval,
+                            idle_max_s=sc.poll_interval * (8.0 if backoff else 1.0),
+                            idle_factor=2.0 if backoff else 1.0, jitter=0.5, cooldown_s=0.0)
+        screen = (self._screen if self.monitor is not None
+                  and "batch" in self.site.options.features else None)
+        loop = EncoderLoop(self.guard, self._work,
+                           offers=offer_sources(gateway=self.gateway, aid=self.aid),
                            policy=policy, rng=self.rng, idle=self._idle,
                            on_outcome=self._count, logger=self.logger,
-                           metrics=self.site.metrics)
+                           metrics=self.site.metrics, screen=screen)
         await loop.run()
+
+    async def _screen(self, job_ids: Any) -> dict[str, str]:
+        """The monitor's batch status, recorded like the other calls (op ``screen``)."""
+        assert self.monitor is not None
+        site = self.site
+        site.history.add(site.now(), self.name, None, "screen", "invoke", Tier.MONITOR)
+        try:
+            answer = await self.monitor.batch_status(job_ids)
+        except BaseException:
+            site.history.add(site.now(), self.name, None, "screen", "fail", Tier.MONITOR)
+            raise
+        site.history.add(site.now(), self.name, None, "screen", "ok", Tier.MONITOR)
+        return answer
 
     def _count(self, outcome: GuardOutcome) -> None:
         kind = outcome.kind.value
@@ -359,7 +410,9 @@ class LiveEncoder:
                 await asyncio.sleep(rng.lognormvariate(mu, sigma))
                 job.set_progress(pct=100.0 if phase == "upload" else 50.0, download_pct=100.0)
         except asyncio.CancelledError:
-            # Stopping takes a while (C); the interval is held until the stop is real.
+            # The guard decided to stop it (loss detection ends here); stopping takes a while
+            # (C), and the interval is held until the stop is real.
+            history.add(site.now(), self.name, job.job_id, "cancel", "invoke")
             try:
                 await asyncio.sleep(rng.random() * sc.cancel_latency * 0.5)
             finally:
@@ -444,10 +497,25 @@ async def run_live(scenario: Scenario, chain: str, seed: int, *,
         requests={s.name: s.requests_served for s in emulator.servers},
         open_connections_end=open_end, fds_start=fds_start, fds_end=open_fds(),
         processes=options.processes,
+        features={"features": sorted(options.features),
+                  **feature_figures(live.history, {s.name: s.requests_served
+                                                   for s in emulator.servers},
+                                    jobs=len(live.job_ids), encoders=scenario.encoders,
+                                    windows=_outages(live, options), until=duration)},
         dashboard=dashboard_section(
             verification_series(live.history.records, duration),
             {tier: {"p50": p50, "p99": p99} for tier, (_, p50, p99) in by_tier_ms.items()},
             _totals(site)))
+
+
+def _outages(live: LiveWorld, options: LiveOptions) -> list[tuple[float, float]]:
+    """When the monitor could not answer: the world's outage windows, and ``--monitor-restart``
+    (the server itself stopped), in the history's time."""
+    windows = list(live.world.monitor_down)
+    if options.monitor_restart is not None:
+        at, down_for = options.monitor_restart
+        windows.append((at, at + down_for))
+    return sorted(windows)
 
 
 #: The dashboard's counters: report name -> the metric whose total it is.

@@ -310,3 +310,26 @@ async def test_a_rate_limited_poll_waits_at_least_the_retry_after_it_was_told():
     stop_when(loop, lambda: len(polls) >= 3)
     await loop.run()
     assert [round(b - a, 6) for a, b in itertools.pairwise(polls)][:2] == [30.0, 30.0]
+
+
+@virtual_time
+async def test_jobs_given_up_on_a_tier_failure_back_off_the_next_polls_like_empty_ones():
+    """A monitor that cannot answer makes every pre-claim check fail: without a back-off the
+    loop would poll, read, give up and poll again as fast as the network allows."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    polls: list[float] = []
+    guard = guard_for(jobs)
+    monitor = guard.clients[Tier.MONITOR]
+    assert isinstance(monitor, InMemoryTier)
+    monitor.fail_next("observe", TierUnavailable(Tier.MONITOR, "503"), times=100)
+    loop = EncoderLoop(guard, lambda job, offered: asyncio.sleep(0), offers={
+        "getjob": queue_of(jobs, polls)}, policy=LoopPolicy(
+            sources=("getjob",), idle_s=1, idle_max_s=8, idle_factor=2, jitter=0,
+            cooldown_s=0))
+    stop_when(loop, lambda: len(polls) >= 7)
+    outcomes = await loop.run()
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(polls)]
+    # Each gap: the failed pre-claim read (0.2 s), then 1, 2, 4, 8, 8 s of back-off.
+    assert gaps[:6] == [1.2, 2.2, 4.2, 8.2, 8.2, 8.2], gaps
+    assert outcomes["skipped"] >= 6

@@ -93,7 +93,8 @@ def test_backoff_waits_are_full_jitter_under_a_growing_cap_and_fewer():
     backoff = _retry_waits(BACKOFF)
     assert len(backoff) * 2 < len(fixed), (len(backoff), len(fixed))
     for k, wait in enumerate(backoff):
-        cap = min(TIMING.recheck_interval, TIMING.retry_interval * 2 ** k)
+        cap = min(max(TIMING.recheck_interval, 8 * TIMING.retry_interval),
+                  TIMING.retry_interval * 2 ** k)
         assert 0.0 <= wait <= cap + 1e-9, (k, wait, cap)
     # Full jitter: the waits of many attempts spread over [0, cap), not bunched at the cap.
     firsts = [_retry_waits(BACKOFF, job=f"j{i}")[3] for i in range(60)]

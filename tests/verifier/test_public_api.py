@@ -9,6 +9,7 @@ EXPECTED = {
     "CommandFailed", "CommandWork", "ConfigurationError",
     "DatabaseTier", "EncoderIdentity", "EncoderLoop", "GatewayAidClient", "GatewayMonitorJob",
     "GatewayMonitorService", "GuardMetrics", "GuardOutcome", "InvalidInputError", "JobProgress",
+    "JobPush", "JobPushClient", "StatusCache",
     "LegacyGatewayClient", "LoopPolicy", "MalformedAnswer", "Observation", "Outcome", "OutcomeKind",
     "OwnershipGuard", "OwnershipProtocol", "OwnershipResult", "Policy", "Settings", "Tier",
     "TierClient", "TierError", "TierRateLimited", "TierSet", "TierTimeout", "TierUnavailable",
@@ -19,10 +20,10 @@ EXPECTED = {
 
 #: ``verifier.protocol``: the sans-I/O protocol and every type a driver exchanges with it.
 PROTOCOL = {
-    "Action", "Answer", "CancelWork", "Claim", "Decision", "Done", "Finish", "Heartbeat",
+    "Action", "Answer", "CancelWork", "Claim", "Decision", "Done", "Finish", "Heartbeat", "Hinted",
     "Observe", "Observed", "Outcome", "OutcomeKind", "OwnershipProtocol", "PhaseChanged",
     "Progressed", "ProtocolError", "Release", "ShutdownRequested", "Sleep", "StartWork", "Step",
-    "TierFailed", "Woke",
+    "TierFailed", "Woke", "screened",
     "WorkEnded", "WorkStarted", "WorkStopped", "WriteAnswered", "WriteOutcome",
 }
 
