@@ -1,0 +1,431 @@
+"""JobPushClient (:mod:`verifier._push`) against a scripted WebSocket server on loopback.
+
+The fake server is a bare wsproto endpoint: it records what the client sends and lets each test
+send exactly the frames it wants (good, malformed, out of order), drop the connection, refuse
+the upgrade or stop listening. What must hold: pushes reach the callbacks of their job and no
+other; nothing malformed ever becomes a push; subscriptions survive drops and restarts; the
+client never raises into its caller because of the network. No sleeps for timing: tests await
+frames and pushes under a generous timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import wsproto
+import wsproto.events as ev
+from wsproto.connection import ConnectionState
+
+from verifier import ConfigurationError, InvalidInputError, JobPush, JobPushClient
+from verifier._push import _BACKOFF_BASE_S, MAX_SUBSCRIPTIONS, _backoff
+
+TIMEOUT = 10.0
+JOB = "job-1"
+OWNER = "did:key:z6MkOwner"
+
+
+class Peer:
+    """One accepted connection of the fake server."""
+
+    def __init__(self, ws: wsproto.WSConnection, writer: asyncio.StreamWriter) -> None:
+        self.ws, self.writer = ws, writer
+        self.received: asyncio.Queue[Any] = asyncio.Queue()  # client messages, as JSON
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+
+    def send(self, frame: Any) -> None:
+        if isinstance(frame, bytes):
+            self.writer.write(self.ws.send(ev.BytesMessage(data=frame)))
+        else:
+            text = frame if isinstance(frame, str) else json.dumps(frame)
+            self.writer.write(self.ws.send(ev.TextMessage(data=text)))
+
+    def close(self, code: int) -> None:
+        self.writer.write(self.ws.send(ev.CloseConnection(code=code)))
+
+    async def message(self) -> Any:
+        async with asyncio.timeout(TIMEOUT):
+            return await self.received.get()
+
+
+class FakeMonitor:
+    """A WebSocket server at ``/api/ws/jobs`` (``refuse``: answer the upgrade with that HTTP
+    status instead)."""
+
+    def __init__(self) -> None:
+        self.refuse: int | None = None
+        self.peers: asyncio.Queue[Peer] = asyncio.Queue()
+        self.attempts = 0
+        self.targets: list[str] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port,
+                                                  reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and cut every connection (a monitor restart)."""
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def peer(self) -> Peer:
+        async with asyncio.timeout(TIMEOUT):
+            return await self.peers.get()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(writer)
+        self.attempts += 1
+        try:
+            await self._serve(reader, writer)
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        peer: Peer | None = None
+        parts: list[str] = []
+        while True:
+            data = await reader.read(65536)
+            ws.receive_data(data or None)
+            for event in ws.events():
+                if isinstance(event, ev.Request):
+                    self.targets.append(event.target)
+                    if self.refuse is not None:
+                        writer.write(ws.send(ev.RejectConnection(status_code=self.refuse)))
+                        return
+                    writer.write(ws.send(ev.AcceptConnection()))
+                    peer = Peer(ws, writer)
+                    self.peers.put_nowait(peer)
+                elif isinstance(event, ev.TextMessage) and peer is not None:
+                    parts.append(event.data)
+                    if event.message_finished:
+                        peer.received.put_nowait(json.loads("".join(parts)))
+                        parts = []
+                elif isinstance(event, ev.CloseConnection) and peer is not None:
+                    peer.close_code = event.code
+                    if ws.state is ConnectionState.REMOTE_CLOSING:
+                        writer.write(ws.send(event.response()))
+                    peer.closed.set()
+                    return
+            if not data:
+                return
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[FakeMonitor]:
+    fake = FakeMonitor()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+def _client(server: FakeMonitor, **kwargs: Any) -> JobPushClient:
+    return JobPushClient(server.url, reconnect_max_s=0.05, connect_timeout=2.0,
+                         rng=random.Random(7), **kwargs)
+
+
+def _collector() -> tuple[asyncio.Queue[JobPush], Callable[[JobPush], None]]:
+    queue: asyncio.Queue[JobPush] = asyncio.Queue()
+    return queue, queue.put_nowait
+
+
+async def _next(queue: asyncio.Queue[JobPush]) -> JobPush:
+    async with asyncio.timeout(TIMEOUT):
+        return await queue.get()
+
+
+class LogQueue(logging.Handler):
+    """A logger for one client whose records a test can await."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: asyncio.Queue[str] = asyncio.Queue()
+        self.seen: list[str] = []
+        self.logger = logging.getLogger(name)
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.propagate = False
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(record.getMessage())
+        self.records.put_nowait(record.getMessage())
+
+    async def wait_for(self, text: str) -> str:
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                message = await self.records.get()
+                if text in message:
+                    return message
+
+
+def _push(job: str, status: str | None, owner: str | None, seq: int) -> dict[str, Any]:
+    return {"job": job, "status": status, "owner": owner, "seq": seq}
+
+
+# --------------------------------------------------------------------------- pushes
+
+
+@pytest.mark.asyncio
+async def test_subscriptions_are_sent_and_pushes_reach_their_callbacks(
+        server: FakeMonitor) -> None:
+    pushes, callback = _collector()
+    others, other_callback = _collector()
+    async with _client(server) as client:
+        client.subscribe(JOB, callback)  # before connecting: sent on connect
+        peer = await server.peer()
+        assert await peer.message() == {"subscribe": [JOB]}
+        assert server.targets == ["/api/ws/jobs"]
+        assert client.connected  # set before the subscriptions go out
+        client.subscribe("job-2", other_callback)  # while connected: sent at once
+        assert await peer.message() == {"subscribe": ["job-2"]}
+        client.subscribe(JOB, callback)  # a second callback: no new subscription message
+        peer.send(_push(JOB, "assigned", OWNER, 1))
+        peer.send(_push("job-2", "queued", None, 2))
+        assert await _next(pushes) == JobPush(JOB, "assigned", OWNER)
+        assert await _next(pushes) == JobPush(JOB, "assigned", OWNER)  # called twice
+        assert await _next(others) == JobPush("job-2", "queued", None)
+        assert client.pushes_received == 2 and pushes.empty()
+        assert client.subscriptions == {JOB, "job-2"}
+
+
+@pytest.mark.asyncio
+async def test_unsubscribe_removes_one_callback_and_tells_the_server_at_the_last(
+        server: FakeMonitor) -> None:
+    first, on_first = _collector()
+    second, on_second = _collector()
+    async with _client(server) as client:
+        client.subscribe(JOB, on_first)
+        client.subscribe(JOB, on_second)
+        peer = await server.peer()
+        assert await peer.message() == {"subscribe": [JOB]}
+        client.unsubscribe(JOB, on_first)
+        client.unsubscribe(JOB, on_first)  # not registered any more: ignored
+        peer.send(_push(JOB, "running", OWNER, 1))
+        assert await _next(second) == JobPush(JOB, "running", OWNER)
+        assert first.empty()
+        client.unsubscribe(JOB, on_second)
+        assert await peer.message() == {"unsubscribe": [JOB]}
+        peer.send(_push(JOB, "complete", OWNER, 2))  # in flight: dropped, no callback left
+        client.subscribe("job-3", on_first)
+        assert await peer.message() == {"subscribe": ["job-3"]}
+        peer.send(_push("job-3", "queued", None, 3))
+        assert await _next(first) == JobPush("job-3", "queued", None)
+        assert second.empty() and client.pushes_received == 2
+
+
+@pytest.mark.asyncio
+async def test_malformed_frames_are_dropped_and_never_become_pushes(
+        server: FakeMonitor, caplog: pytest.LogCaptureFixture) -> None:
+    pushes, callback = _collector()
+    async with _client(server) as client:
+        client.subscribe(JOB, callback)
+        peer = await server.peer()
+        await peer.message()
+        peer.send(_push(JOB, "queued", None, 5))
+        assert await _next(pushes) == JobPush(JOB, "queued", None)
+        for bad in ("not json", b"binary", "[1, 2]", '{"job": "job-1", "job": "x", "seq": 9}',
+                    '{"job": "job-1", "status": "x", "owner": null, "seq": NaN}',
+                    {"status": "assigned", "owner": OWNER, "seq": 6},
+                    _push(JOB, "assigned", OWNER, 5),  # seq did not grow: a replay
+                    _push(JOB, "assigned", OWNER, 4),
+                    {**_push(JOB, "assigned", OWNER, 6), "seq": "6"},
+                    {**_push(JOB, "assigned", OWNER, 6), "seq": True},
+                    _push(JOB, 7, OWNER, 6), _push(JOB, "assigned", ["x"], 6),
+                    _push(JOB, "assigned", "x" * 300, 6), _push(JOB, "a\nb", OWNER, 6),
+                    _push("", "assigned", OWNER, 6), _push(7, "assigned", OWNER, 6),  # type: ignore[arg-type]
+                    _push("unknown-job", "assigned", OWNER, 6),
+                    {"error": "at most 50 job ids per message"}):
+            peer.send(bad)
+        peer.send(_push(JOB, "running", OWNER, 7))
+        # Frames arrive in order: had any bad one become a push, it would come first.
+        assert await _next(pushes) == JobPush(JOB, "running", OWNER)
+        assert client.pushes_received == 2 and client.connected
+    assert "the server says: 'at most 50 job ids per message'" in caplog.text
+    assert "malformed frame dropped" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_failing_callback_is_logged_and_the_others_still_run(
+        server: FakeMonitor, caplog: pytest.LogCaptureFixture) -> None:
+    pushes, callback = _collector()
+
+    def broken(push: JobPush) -> None:
+        raise RuntimeError("callback bug")
+
+    async with _client(server) as client:
+        client.subscribe(JOB, broken)
+        client.subscribe(JOB, callback)
+        peer = await server.peer()
+        await peer.message()
+        peer.send(_push(JOB, "assigned", OWNER, 1))
+        peer.send(_push(JOB, "running", OWNER, 2))
+        assert await _next(pushes) == JobPush(JOB, "assigned", OWNER)
+        assert await _next(pushes) == JobPush(JOB, "running", OWNER)
+        assert client.connected
+    assert caplog.text.count("a callback failed on job 'job-1'") == 2
+    assert "callback bug" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_pings_are_answered_and_a_huge_message_reconnects(server: FakeMonitor) -> None:
+    pushes, callback = _collector()
+    async with _client(server) as client:
+        client.subscribe(JOB, callback)
+        peer = await server.peer()
+        await peer.message()
+        peer.writer.write(peer.ws.send(ev.Ping(payload=b"hi")))
+        peer.send("x" * (65 * 1024))
+        async with asyncio.timeout(TIMEOUT):
+            await peer.closed.wait()
+        assert peer.close_code == 1009
+        again = await server.peer()  # reconnected, resubscribed
+        assert await again.message() == {"subscribe": [JOB]}
+        again.send(_push(JOB, "queued", None, 1))  # seq starts again on a new connection
+        assert await _next(pushes) == JobPush(JOB, "queued", None)
+        assert client.reconnects == 1
+
+
+# --------------------------------------------------------------------------- drops
+
+
+@pytest.mark.asyncio
+async def test_a_restart_reconnects_and_resubscribes_everything(server: FakeMonitor) -> None:
+    pushes, callback = _collector()
+    ids = [f"job-{i}" for i in range(120)]
+    async with _client(server) as client:
+        for job_id in ids:
+            client.subscribe(job_id, callback)
+        peer = await server.peer()
+        sent = [await peer.message() for _ in range(3)]
+        assert [len(m["subscribe"]) for m in sent] == [50, 50, 20]  # the server's batch limit
+        assert client.reconnects == 0
+        await server.stop()
+        await server.start()  # the same port
+        peer = await server.peer()
+        again = [await peer.message() for _ in range(3)]
+        assert [i for m in again for i in m["subscribe"]] == ids
+        assert client.reconnects == 1 and client.connected
+        peer.send(_push("job-7", "assigned", OWNER, 1))
+        assert await _next(pushes) == JobPush("job-7", "assigned", OWNER)
+
+
+@pytest.mark.asyncio
+async def test_a_1013_close_is_a_drop_then_a_reconnect(server: FakeMonitor) -> None:
+    pushes, callback = _collector()
+    async with _client(server) as client:
+        client.subscribe(JOB, callback)
+        peer = await server.peer()
+        await peer.message()
+        peer.close(1013)
+        async with asyncio.timeout(TIMEOUT):
+            await peer.closed.wait()  # the client answered the close
+        assert peer.close_code == 1013
+        again = await server.peer()
+        assert await again.message() == {"subscribe": [JOB]}
+        again.send(_push(JOB, "queued", None, 1))
+        assert await _next(pushes) == JobPush(JOB, "queued", None)
+
+
+@pytest.mark.asyncio
+async def test_a_refused_upgrade_and_a_dead_port_never_raise(server: FakeMonitor) -> None:
+    server.refuse = 404  # the real monitor: no push route
+    log = LogQueue("test.push.refused")
+    client = JobPushClient(f"http://user:secret@127.0.0.1:{server.port}/api",
+                           reconnect_max_s=0.05, rng=random.Random(1), logger=log.logger)
+    pushes, callback = _collector()
+    client.subscribe(JOB, callback)
+    await client.start()
+    for _ in range(3):  # refused, and refused again: it keeps trying, with backoff
+        await log.wait_for("refused the WebSocket upgrade (HTTP 404)")
+    assert not client.connected and server.attempts >= 3
+    await server.stop()  # now nobody listens at all
+    await log.wait_for("no connection to")
+    await log.wait_for("no connection to")
+    await client.aclose()
+    assert pushes.empty() and client.pushes_received == 0
+    assert not any("secret" in message or "user" in message for message in log.seen)
+    assert client.url == f"ws://127.0.0.1:{server.port}/api/ws/jobs"
+
+
+@pytest.mark.asyncio
+async def test_aclose_says_goodbye_and_stops_reconnecting(server: FakeMonitor) -> None:
+    client = _client(server)
+    client.subscribe(JOB, lambda push: None)
+    await client.start()
+    await client.start()  # idempotent: still one connection
+    peer = await server.peer()
+    await peer.message()
+    await client.aclose()
+    async with asyncio.timeout(TIMEOUT):
+        await peer.closed.wait()
+    assert peer.close_code == 1000 and not client.connected
+    assert server.attempts == 1 and server.peers.empty()
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_bad_ids_callbacks_and_urls_are_refused_before_any_network() -> None:
+    client = JobPushClient("https://monitor.example/api")
+    assert client.url == "wss://monitor.example/api/ws/jobs"
+    for bad in ("", "a\x00b", "x" * 257, ".."):
+        with pytest.raises(InvalidInputError):
+            client.subscribe(bad, lambda push: None)
+    with pytest.raises(InvalidInputError):
+        client.subscribe({"$ne": None}, lambda push: None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        client.subscribe(JOB, None)  # type: ignore[arg-type]
+    for i in range(MAX_SUBSCRIPTIONS):
+        client.subscribe(f"j{i}", lambda push: None)
+    with pytest.raises(InvalidInputError):
+        client.subscribe("one-too-many", lambda push: None)
+    for url in ("ftp://x/api", "http://x/api?token=1", "", "not a url"):
+        with pytest.raises(ConfigurationError):
+            JobPushClient(url)
+    with pytest.raises(ConfigurationError):
+        JobPushClient("http://x/api", reconnect_max_s=0)
+
+
+def test_backoff_is_capped_exponential_with_full_jitter() -> None:
+    rng = random.Random(3)
+    for failures, cap in ((0, 30.0), (3, 30.0), (10, 30.0), (100, 5.0)):
+        bound = min(cap, _BACKOFF_BASE_S * 2 ** failures)
+        draws = [_backoff(failures, cap, rng) for _ in range(400)]
+        assert all(0.0 <= d <= bound for d in draws)
+        assert min(draws) < bound * 0.1 and max(draws) > bound * 0.9  # full jitter
+    seeded = [_backoff(2, 30.0, random.Random(9)) for _ in range(2)]
+    assert seeded[0] == seeded[1]  # reproducible with a seeded generator
