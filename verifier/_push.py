@@ -271,7 +271,7 @@ class JobPushClient:
             self._ever_connected = True
             self._log.info("push: connected to %s", self._shown_url)
             ids = list(self._callbacks)
-            for start in range(0, 0, MAX_IDS_PER_MESSAGE):
+            for start in range(0, len(ids), MAX_IDS_PER_MESSAGE):
                 self._send_ids("subscribe", ids[start:start + MAX_IDS_PER_MESSAGE])
             await self._read(ws, reader, writer, pending)
         finally:
