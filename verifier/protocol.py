@@ -561,6 +561,11 @@ class OwnershipProtocol:
         method so that the canary ``conformance.canaries.PushAsProof`` can say otherwise)."""
         return False
 
+    def _hint_is_ours(self, hint: Hinted) -> bool:
+        """A push that says the job is still ours and running changes nothing: no read (a
+        push is not proof either way, so this only saves a read)."""
+        return normalize_did(hint.owner) == self.me and hint.status in PROCESSABLE_STATUSES
+
     @staticmethod
     def _wake(next_ping: float, next_read: float, lease_end: float, *,
               retrying: bool) -> float:
@@ -809,6 +814,10 @@ class OwnershipProtocol:
         #: Reads in a row that left a ping unproven (the backoff's exponent), and whether the
         #: next read is such a retry.
         misses, retrying = 0, False
+        #: After a push that says the job may be lost: until when a read that still says
+        #: "yours" may be lagging behind the change (the tier's lag), and the reads since.
+        chase_until, chased = -math.inf, 0
+        lag = self._lag(self._confirming_tiers()[0]) if self._confirming_tiers() else 0.0
 
         def counted(decided: float, carried: tuple[float, float]) -> None:
             """A ping decided at ``decided`` landed on this assignment: renew the lease."""
@@ -850,8 +859,12 @@ class OwnershipProtocol:
                     progress = (answer.pct, answer.download_pct)
                     continue
                 if isinstance(answer, Hinted):
-                    # The job changed: read it now instead of at the next tick (never proof).
-                    next_read = min(next_read, self._now)
+                    if not self._hint_is_ours(answer):
+                        # The job may have been taken: read it now instead of at the next
+                        # tick (never proof), and again soon while a read may still lag the
+                        # change, until the tier's lag has passed.
+                        next_read = min(next_read, self._now)
+                        chase_until, chased = self._now + lag, 0
                     continue
                 if lease_on and self._now >= lease_end:
                     continue  # the lease is judged at the top of the loop
@@ -896,6 +909,12 @@ class OwnershipProtocol:
                     retry_at = self._now + self._retry_delay(misses)
                     retrying = retry_at >= unproven[0][0] + proof_wait
                     next_read = min(next_read, max(unproven[0][0] + proof_wait, retry_at))
+                if verdict is not _Verdict.OTHER and self._now < chase_until:
+                    # The read may predate the change it was told of: read again, soon at
+                    # first (the lag is usually far below its bound), then less often.
+                    next_read = min(next_read, chase_until,
+                                    self._now + t.retry_interval * 2.0 ** (chased - 3))
+                    chased += 1
                 if verdict in (_Verdict.OTHER, _Verdict.DONE) and obs is not None:
                     lost = f"owner={obs.owner} status={obs.status} via {obs.tier}"
                     code = ("MONITOR_THEFT_DETECTED" if obs.tier is Tier.MONITOR

@@ -229,3 +229,43 @@ def test_a_screened_or_cached_answer_is_an_ordinary_pre_claim_answer():
 
     outcome, trace, _ = run(CACHED, COMMUNITY, world(observe=observe))
     assert outcome.kind is OutcomeKind.SKIPPED and not actions(trace, Claim)
+
+
+def test_after_a_push_reads_come_again_soon_while_the_tier_may_still_lag_the_change():
+    """The monitor lags (up to Δ): the read right after a push may not show the change yet.
+    The protocol reads again, soon at first (an eighth of the retry interval, doubling),
+    until Δ has passed, not R later."""
+    state: dict[str, float] = {}
+
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        shows_loss = "hint" in state and now >= state["hint"] + 2.5  # the lag of this change
+        return seen(action.tier, owner=OTHER if shows_loss else ME)
+
+    base = world(observe=observe, work_ends_at=500)
+
+    def respond(action: Action, now: float) -> Answer:
+        if isinstance(action, StartWork):
+            state["started"] = now
+        if isinstance(action, Sleep) and "started" in state and "hint" not in state:
+            state["hint"] = now
+            return Hinted(OTHER, "assigned")
+        return base(action, now)
+
+    outcome, trace, _ = run(HARDENED, COMMUNITY, respond)
+    assert outcome.code == "MONITOR_THEFT_DETECTED"
+    cancel_at = actions(trace, CancelWork)[0][0]
+    # Found by the chase (it ends Δ after the push), long before the next tick R later.
+    assert state["hint"] + 2.5 <= cancel_at <= state["hint"] + TIMING.monitor_lag + 0.3
+    assert cancel_at < state["hint"] + TIMING.recheck_interval
+    chased = [t for t, a in actions(trace, Observe)
+              if a.purpose == "recheck" and state["hint"] <= t < cancel_at]
+    assert 4 <= len(chased) <= 7, chased  # at once, then 1/8, 1/4, 1/2, 1, 2 s later
+
+
+def test_a_push_that_says_the_job_is_still_ours_costs_no_read():
+    plain = run(HARDENED, COMMUNITY, world(work_ends_at=30))
+    pushed = run(HARDENED, COMMUNITY, hinting(world(work_ends_at=30), Hinted(ME, "running"),
+                                              StartWork))
+    assert len(actions(pushed[1], Observe)) == len(actions(plain[1], Observe))

@@ -1,0 +1,78 @@
+"""The cost features in the simulator: each switch changes what the SimPy driver does, the
+same seed replays, and what a feature must never do is visible in the history."""
+
+from __future__ import annotations
+
+from sim import Scenario, check_claim_evidence, check_fresh_reads, run_once
+
+SMALL = Scenario(encoders=6, jobs=30, lie_rate=0.2, download_mean_s=5, encode_mean_s=40,
+                 upload_mean_s=5)
+ALL_ON = {"status_cache_s": 30.0, "batch_screen": 1.0, "backoff": 1.0, "push_rate": 1.0}
+
+
+def _ops(result, op: str, phase: str) -> int:
+    return sum(1 for r in result.history.records if r[3] == op and r[4] == phase)
+
+
+def test_every_feature_off_is_the_default_and_draws_nothing_new():
+    sc = Scenario()
+    assert (sc.status_cache_s, sc.batch_screen, sc.backoff, sc.push_rate) == (0, 0, 0, 0)
+    plain = run_once(SMALL, "hardened", 3)
+    assert _ops(plain, "cached", "ok") == 0 and _ops(plain, "screen", "invoke") == 0
+
+
+def test_the_same_seed_with_every_feature_on_replays_exactly():
+    sc = SMALL.replace(**ALL_ON)
+    first, second = run_once(sc, "hardened", 5), run_once(sc, "hardened", 5)
+    assert first.history.records == second.history.records
+    assert _ops(first, "cached", "ok") > 0 and _ops(first, "screen", "ok") > 0
+
+
+def test_screened_answers_replace_pre_claim_reads_and_never_a_deciding_one():
+    sc = SMALL.replace(status_cache_s=30.0, batch_screen=1.0, infra_fraction=0.0)
+    result = run_once(sc, "hardened", 7)
+    cached = [r for r in result.history.records if r[3] == "cached"]
+    assert cached and {r[5][-1] for r in cached} == {"pre-claim"}
+    assert check_fresh_reads(result.history).ok
+    assert check_claim_evidence(result.history).ok
+    for name in ("S1", "S2", "S3"):
+        assert result.checks[name].ok
+
+
+def test_pushes_find_a_lost_job_sooner_than_polling_in_simulated_time():
+    """Outside the model (acknowledged pings dropped), jobs are taken from working encoders;
+    with pushes the owner reads at once instead of at its next re-check."""
+    from sim.live._features import loss_detections
+
+    sc = SMALL.replace(ping_drop_rate=1.0, infra_fraction=0.0, aid_fraction=0.0,
+                       monitor_lag_mean=0.05, reassign_scan_interval=0.0)
+    polled = loss_detections(run_once(sc, "hardened", 11).history)
+    pushed = loss_detections(run_once(sc.replace(push_rate=1.0, push_latency=0.05),
+                                      "hardened", 11).history)
+    assert len(polled) >= 5 and len(pushed) >= 5
+    assert sorted(pushed)[len(pushed) // 2] * 2 < sorted(polled)[len(polled) // 2]
+
+
+def _failed_verify_reads(result) -> int:
+    """Confirming reads that failed (the verify loop's, where retries happen)."""
+    purpose: dict[tuple[str, str], str] = {}
+    failed = 0
+    for _, process, job, op, phase, value in result.history.records:
+        if op != "verify":
+            continue
+        if phase == "invoke":
+            purpose[(process, job)] = value[1]
+        elif purpose.pop((process, job), None) == "verify" and phase == "fail":
+            failed += 1
+    return failed
+
+
+def test_backoff_spreads_the_verify_retries_of_an_outage():
+    sc = SMALL.replace(infra_fraction=0.0, monitor_outages_per_hour=30.0,
+                       monitor_outage_mean_s=300.0, monitor_error_rate=0.3)
+    fixed = run_once(sc, "hardened", 13)
+    spread = run_once(sc.replace(backoff=1.0), "hardened", 13)
+    assert _failed_verify_reads(spread) * 1.5 < _failed_verify_reads(fixed), (
+        _failed_verify_reads(spread), _failed_verify_reads(fixed))
+    for result in (fixed, spread):
+        assert all(result.checks[name].ok for name in ("S1", "S2", "S3"))
