@@ -497,7 +497,7 @@ async def run_live(scenario: Scenario, chain: str, seed: int, *,
         requests={s.name: s.requests_served for s in emulator.servers},
         open_connections_end=open_end, fds_start=fds_start, fds_end=open_fds(),
         processes=options.processes,
-        features={"features": sorted(options.features),
+        features={"features": sorted(options.features), "pushes_sent": emulator.pushes_sent,
                   **feature_figures(live.history, {s.name: s.requests_served
                                                    for s in emulator.servers},
                                     jobs=len(live.job_ids), encoders=scenario.encoders,
