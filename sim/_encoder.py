@@ -326,7 +326,7 @@ class Encoder:
         stamped with the batch's decision instant."""
         assert self.cache is not None
         job = job_ids[0] if len(job_ids) == 1 else None
-        self.history.add(self.env.now, self.name, job, "screen", "invoke", tuple(job_ids))
+        self.history.add(self.env.now, self.name, job, "screen", "invoke", Tier.MONITOR)
         decided = self.local()
         answer, delay = self.world.monitor_batch(job_ids)
         yield from self.wait(delay)

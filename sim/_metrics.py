@@ -33,8 +33,9 @@ from ._history import WORLD, History
 __all__ = ["RunMetrics", "aggregate", "compute_metrics", "percentile", "wilson_interval"]
 
 Z95: Final = 1.959963984540054
-#: Encoder operations that are calls to a tier, counted per job in ``api_calls``.
-_CALL_OPS: Final = frozenset({"verify", "claim", "heartbeat", "commit", "release"})
+#: Encoder operations that are calls to a tier, counted per job in ``api_calls`` (``screen``:
+#: a batch status request; a ``cached`` answer is no call).
+_CALL_OPS: Final = frozenset({"verify", "claim", "heartbeat", "commit", "release", "screen"})
 _COUNT_FIELDS: Final = (
     "jobs", "committed", "double_assigned", "duplicate_starts", "overlapping_jobs",
     "s1_violations", "s2_violations", "s3_violations", "l1_violations", "race_prevented",

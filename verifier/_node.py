@@ -29,6 +29,7 @@ from ._guard import OwnershipGuard
 from ._loop import OFFER_SOURCES, EncoderLoop, LoopPolicy, offer_sources
 from ._metrics import GuardMetrics, start_metrics_server
 from ._monitor import GatewayMonitorService
+from ._push import JobPushClient
 from ._settings import Settings
 
 __all__ = ["Node", "add_run_parser", "cmd_run", "open_node"]
@@ -45,12 +46,19 @@ class Node:
     offers: dict[str, Any]
     clients: list[Any] = field(default_factory=list)
     metrics: GuardMetrics | None = None
+    #: The monitor's push client (``VERIFIER_PUSH``), started by :func:`run_node`.
+    push: JobPushClient | None = None
+    #: Batch screening of offered jobs (the monitor's ``batch-status``), with a cache.
+    screen: Any = None
 
     def default_sources(self) -> tuple[str, ...]:
         """Every source the node has, in :data:`~verifier._loop.OFFER_SOURCES` order."""
         return tuple(s for s in OFFER_SOURCES if s in self.offers)
 
     async def aclose(self) -> None:
+        if self.push is not None:
+            with contextlib.suppress(Exception):
+                await self.push.aclose()
         for client in reversed(self.clients):
             with contextlib.suppress(Exception):
                 await client.aclose()
@@ -74,12 +82,15 @@ def open_node(settings: Settings, *, logger: logging.Logger | None = None) -> No
         raise ConfigurationError("GATEWAY_URL", "is required (or GATEWAY_AID_ENABLED=true): "
                                  "nothing else offers jobs")
     clients: list[Any] = []
-    gateway = aid = None
+    gateway = aid = monitor = push = None
     if settings.mongodb_enabled:
         clients.append(DatabaseTier(uri=settings.mongodb_uri, database=settings.database_name,
                                     encoder_did=did))
     if settings.monitor_enabled:
-        clients.append(GatewayMonitorService(settings.monitor_base_url, enabled=True))
+        monitor = GatewayMonitorService(settings.monitor_base_url, enabled=True)
+        clients.append(monitor)
+        if settings.push:
+            push = JobPushClient(settings.monitor_base_url, logger=logger)
     if settings.gateway_url is not None and identity is not None:
         gateway = LegacyGatewayClient(settings.gateway_url, identity)
         clients.append(gateway)
@@ -95,8 +106,10 @@ def open_node(settings: Settings, *, logger: logging.Logger | None = None) -> No
                 "VERIFIER_METRICS_PORT", "needs prometheus-client: pip install "
                 "'spk-ownership[metrics]' (or unset it)") from None
     guard = OwnershipGuard(did=did, clients=clients, policy=settings.policy(), logger=logger,
-                           metrics=metrics)
-    return Node(settings, guard, offer_sources(gateway=gateway, aid=aid), clients, metrics)
+                           metrics=metrics, push=push)
+    screen = monitor.batch_status if monitor is not None and guard.cache is not None else None
+    return Node(settings, guard, offer_sources(gateway=gateway, aid=aid), clients, metrics,
+                push, screen)
 
 
 async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
@@ -104,7 +117,9 @@ async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
     finished, 1 if a job could not be given back (it may stay held until T)."""
     loop = asyncio.get_running_loop()
     encoder = EncoderLoop(node.guard, work, offers=node.offers, policy=policy,
-                          metrics=node.metrics)
+                          metrics=node.metrics, screen=node.screen)
+    if node.push is not None:
+        await node.push.start()  # connects in the background; polling goes on without it
     settings = node.settings
     if node.metrics is not None and settings.metrics_port is not None:
         try:

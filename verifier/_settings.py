@@ -96,8 +96,14 @@ KNOWN_VARIABLES: Final = (
     "VERIFIER_CHAIN",
     "VERIFIER_METRICS_PORT",
     "VERIFIER_METRICS_ADDR",
+    "VERIFIER_STATUS_CACHE_S",
+    "VERIFIER_BACKOFF",
+    "VERIFIER_PUSH",
     *TIMING_VARIABLES.values(),
 )
+#: The status cache's default maximum age: it serves the pre-claim check only (an
+#: optimisation safety never rests on), so a generous age costs nothing but a wasted claim.
+DEFAULT_STATUS_CACHE_S: Final = 30.0
 
 _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no"})
@@ -259,6 +265,13 @@ class Settings:
     #: ``VERIFIER_METRICS_ADDR`` (loopback by default).
     metrics_port: int | None = None
     metrics_addr: str = "127.0.0.1"
+    #: The cost features (docs/enhancements.md): ``VERIFIER_STATUS_CACHE_S`` (0: no cache),
+    #: ``VERIFIER_BACKOFF`` (jittered exponential retries; on by default) and
+    #: ``VERIFIER_PUSH`` (subscribe to the monitor's WebSocket extension; off by default: the
+    #: real monitor has none).
+    status_cache_s: float = DEFAULT_STATUS_CACHE_S
+    backoff: bool = True
+    push: bool = False
 
     @classmethod
     def from_env(
@@ -353,7 +366,14 @@ class Settings:
             monitor_url_defaulted=raw_monitor is None,
             metrics_port=_port(env, "VERIFIER_METRICS_PORT"),
             metrics_addr=_metrics_addr(env),
+            status_cache_s=_seconds(env, "VERIFIER_STATUS_CACHE_S", DEFAULT_STATUS_CACHE_S),
+            backoff=_bool(env, "VERIFIER_BACKOFF", default=True),
+            push=_bool(env, "VERIFIER_PUSH"),
         )
+        if settings.push and not monitor_enabled:
+            raise ConfigurationError("VERIFIER_PUSH", "needs the monitor: set "
+                                     "GATEWAY_MONITOR_ENABLED=true (pushes come from its "
+                                     "WebSocket extension), or unset VERIFIER_PUSH")
         if check_chain:
             settings._check_confirming_tier(policy)
         return settings
@@ -387,8 +407,10 @@ class Settings:
         )
 
     def policy(self) -> Policy:
-        """The chain named by ``VERIFIER_CHAIN`` with this node's timing bounds."""
-        return Policy.named(self.chain, self.timing)
+        """The chain named by ``VERIFIER_CHAIN`` with this node's timing bounds and cost
+        features (status cache, backoff)."""
+        return dataclasses.replace(Policy.named(self.chain, self.timing),
+                                   status_cache_s=self.status_cache_s, backoff=self.backoff)
 
     def identity(self) -> EncoderIdentity | None:
         """The signing identity from ``ENCODER_PRIVATE_KEY``, or ``None`` when it is unset."""
@@ -426,6 +448,9 @@ class Settings:
             "VERIFIER_METRICS_PORT": "<unset>" if self.metrics_port is None
             else str(self.metrics_port),
             "VERIFIER_METRICS_ADDR": self.metrics_addr,
+            "VERIFIER_STATUS_CACHE_S": f"{self.status_cache_s:g}",
+            "VERIFIER_BACKOFF": flag(self.backoff),
+            "VERIFIER_PUSH": flag(self.push),
         }
         for field, variable in TIMING_VARIABLES.items():
             shown[variable] = f"{getattr(self.timing, field):g}"

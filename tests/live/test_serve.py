@@ -206,3 +206,16 @@ def test_the_readme_python_encoder_runs_as_written(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "# served: 3 of 3 jobs done; encoder exited with status 0" in done.stdout
     assert "Counter({'processed': 3})" in done.stdout
+
+
+def test_an_encoder_with_push_and_batch_screening_serves_every_job() -> None:
+    """``VERIFIER_PUSH=true``: the runner subscribes through the emulated monitor's WebSocket
+    (our extension) and the jobs are processed as without it."""
+    done = _serve_encoder([
+        ".venv/bin/python", "-m", "sim", "serve", "--jobs", "3", "--set", "lie_rate=0", "--",
+        "env", "VERIFIER_PUSH=true", ".venv/bin/python", "-m", "verifier", "run",
+        "--poll-interval", "0.3", "--max-poll-interval", "0.5", "--",
+        ".venv/bin/python", "examples/encode_job.py"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "# served: 3 of 3 jobs done" in done.stdout
+    assert "push: connected to" in done.stderr

@@ -130,8 +130,28 @@ def test_defaults_for_a_community_node() -> None:
     assert settings.encoder_private_key is None and settings.encoder_did is None
     assert settings.chain == "hardened"
     assert settings.timing == TimingModel()
-    assert settings.policy() == Policy.hardened()
+    # The cost features: the pre-claim cache and backoff on, push off (the real monitor has
+    # no WebSocket).
+    assert settings.policy() == dataclasses.replace(Policy.hardened(), status_cache_s=30.0,
+                                                    backoff=True)
+    assert settings.push is False
     assert settings.tier_set() == TierSet(monitor=True, gateway=False)
+
+
+def test_the_cost_features_are_settings_and_push_needs_the_monitor() -> None:
+    settings = load({"VERIFIER_STATUS_CACHE_S": "0", "VERIFIER_BACKOFF": "no",
+                     "VERIFIER_PUSH": "yes"})
+    assert settings.policy().status_cache_s == 0 and settings.policy().backoff is False
+    assert settings.push is True
+    described = settings.describe()
+    assert (described["VERIFIER_STATUS_CACHE_S"], described["VERIFIER_BACKOFF"],
+            described["VERIFIER_PUSH"]) == ("0", "false", "true")
+    for variable, value in (("VERIFIER_STATUS_CACHE_S", "-1"), ("VERIFIER_BACKOFF", "maybe")):
+        assert config_error({**COMMUNITY, variable: value}).variable == variable
+    assert config_error({**COMMUNITY, "GATEWAY_MONITOR_ENABLED": "false",
+                         "MONGODB_VERIFICATION_ENABLED": "true",
+                         "MONGODB_URI": "mongodb://db.example/x",
+                         "VERIFIER_PUSH": "true"}).variable == "VERIFIER_PUSH"
 
 
 def test_default_monitor_url_matches_the_monitor_client() -> None:
@@ -159,7 +179,8 @@ def test_full_infrastructure_configuration() -> None:
     assert settings.aid_base_url == "https://aid.example"
     assert settings.encoder_did == KEY_DID
     assert settings.timing.recheck_interval == 15.0
-    assert settings.policy() == Policy.documented(settings.timing)
+    assert settings.policy() == dataclasses.replace(Policy.documented(settings.timing),
+                                                    status_cache_s=30.0, backoff=True)
     identity = settings.identity()
     assert identity is not None and identity.did == KEY_DID
 
