@@ -190,7 +190,7 @@ TEETH = [
     Tooth("shutdown-releases-before-stop", "shutdown", 20, 19, protocol=ReleaseBeforeStop),
     # the cost features: each misuse a suite must catch (docs/enhancements.md)
     Tooth("push-as-proof", "push", 20, 19, protocol=PushAsProof),
-    Tooth("backoff-past-the-lease", "backoff", 400, 19, protocol=BackoffPastLease,
+    Tooth("backoff-past-the-lease", "backoff", 800, 19, protocol=BackoffPastLease,
           properties=LEASE),
     Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,
           properties=("fresh-reads",)),
