@@ -398,19 +398,34 @@ def check_lease(history: History) -> CheckResult:
 _QUEUED: Final = frozenset({"created", "pending", "queued", "unassigned"})
 
 
+#: An encoder's own writes: after one, what the tiers said before is stale.
+_OWN_WRITES: Final = frozenset({"claim", "commit", "release"})
+
+
 def check_fresh_reads(history: History) -> CheckResult:
     """A lemma of S1/S2 with a status cache: every answer an encoder took from its cache
-    (``cached`` records, with the read's purpose) served a *pre-claim* check. The settle
-    argument and the lease's proofs rest on deciding reads (``verify``, ``recheck``) that
-    show the tier as it is when they are decided; a cached answer shows it as it was."""
+    (``cached`` records: tier, owner, status, when the answer's read was decided, the read's
+    purpose) served a *pre-claim* check, and was read after the encoder's own last write to
+    the job (a claim, a commit or a release changes what the tiers say). The settle argument
+    and the lease's proofs rest on deciding reads (``verify``, ``recheck``) that show the tier
+    as it is when they are decided; a cached answer shows it as it was."""
     violations, bad, examples = 0, [], []
+    wrote: dict[tuple[str, str | None], float] = {}
     for t, process, job, op, phase, value in history.records:
-        if op == "cached" and phase == "ok" and value[-1] != "pre-claim":
+        if op in _OWN_WRITES and phase == "invoke":
+            wrote[(process, job)] = t
+        if op != "cached" or phase != "ok":
+            continue
+        decided, purpose = value[-2], value[-1]
+        stale = decided < wrote.get((process, job), -math.inf)
+        if purpose != "pre-claim" or stale:
             violations += 1
             bad.append(job)
             if len(examples) < MAX_EXAMPLES:
+                why = (f"for a {purpose} read" if purpose != "pre-claim" else
+                       "read before its own last write to the job")
                 examples.append(f"job {job}: {process} took a cached answer ({value[1]}, "
-                                f"{value[2]}) for a {value[-1]} read at {_fmt(t)}")
+                                f"{value[2]}) {why} at {_fmt(t)}")
     return _result("fresh-reads", violations, bad, examples)
 
 

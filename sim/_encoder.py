@@ -350,12 +350,15 @@ class Encoder:
         from the instant the read was decided (before it was sent), the safe side."""
         if self.cache is None:
             return None
-        obs = self.cache.get(action.tier, job_id, max_age=action.max_age, now=self.local())
-        if obs is None:
+        entry = self.cache.lookup(action.tier, job_id, max_age=action.max_age, now=self.local())
+        if entry is None:
             return None
+        obs, decided = entry
+        # The record says when the answer's read was decided (simulated time), so a checker
+        # can tell an answer older than this encoder's own last write to the job.
         self.history.add(self.env.now, self.name, job_id, "cached", "ok",
                          (action.tier, encoder_name(obs.owner) if obs.owner else None,
-                          obs.status, action.purpose))
+                          obs.status, decided / (1.0 + self.drift), action.purpose))
         return Observed(obs)
 
     def _io(self, job_id: str, action: Any) -> Generator[simpy.Event, Any, Answer]:

@@ -40,6 +40,12 @@ class StatusCache:
     def get(self, tier: Tier, job_id: str, *, max_age: float, now: float) -> Observation | None:
         """The answer of ``tier`` about ``job_id`` if its read was decided at most ``max_age``
         before ``now``; ``None`` otherwise (and always for ``max_age`` 0)."""
+        entry = self.lookup(tier, job_id, max_age=max_age, now=now)
+        return None if entry is None else entry[0]
+
+    def lookup(self, tier: Tier, job_id: str, *, max_age: float, now: float
+               ) -> tuple[Observation, float] | None:
+        """As :meth:`get`, with the instant the answer's read was decided."""
         if max_age <= 0:
             return None
         entry = self._entries.get((tier, job_id))
@@ -47,7 +53,7 @@ class StatusCache:
             self.misses += 1
             return None
         self.hits += 1
-        return entry[0]
+        return entry
 
     def put(self, observation: Observation, job_id: str, *, decided: float) -> None:
         """Keep ``observation`` (of ``observation.tier``), read as decided at ``decided``; an

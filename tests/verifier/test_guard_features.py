@@ -76,15 +76,20 @@ async def test_a_cached_answer_older_than_its_max_age_is_not_used():
 
 @virtual_time
 async def test_our_own_claim_forgets_the_cached_answers():
+    """A claim changes what the tiers say: a screened "queued" must not outlive it. Here the
+    claim is refused (another encoder got there first); the retry's pre-claim check must read
+    the tier, see the owner and claim nothing, not claim again on the stale entry."""
     jobs = InMemoryJobs()
     jobs.add("j1")
-    guard = OwnershipGuard(did=A, clients=community(jobs, A), policy=CACHED)
+    monitor, gateway = community(jobs, A)
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=CACHED)
     guard.screened({"j1": _queued("j1")}, decided=guard.now())
-    assert guard.cache is not None and len(guard.cache) == 1
-    await guard.run("j1", encode(30))
-    # Claim and finish each forgot it; only answers read after the finish could remain.
-    seen = guard.cache.get(Tier.MONITOR, "j1", max_age=1e9, now=guard.now())
-    assert seen is None or seen.status != "queued"
+    jobs.update("j1", status="assigned", assigned_to=B)  # taken after the screening
+    first = await guard.run("j1", encode(3))
+    assert first.code == "CLAIM_REFUSED" and gateway.calls.count("claim") == 1
+    second = await guard.run("j1", encode(3))
+    assert second.code == "PRE_CLAIM_CONFLICT"
+    assert gateway.calls.count("claim") == 1, "no second claim on a forgotten entry"
 
 
 def test_the_status_cache_is_bounded_and_keeps_the_younger_answer():
