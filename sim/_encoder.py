@@ -44,6 +44,7 @@ from verifier.protocol import (
     WorkStopped,
     WriteAnswered,
     WriteOutcome,
+    pre_claim_tier,
     screened,
 )
 
@@ -122,9 +123,11 @@ class Encoder:
         #: event that ends a wait when one arrives.
         self.push = push
         self.hints: list[Hinted] = []
+        self.push_job: str | None = None
         self.hint_wake: simpy.Event | None = None
         #: Batch screening of offered jobs (``batch_screen``): its answers fill the cache.
-        self.screening = bool(scenario.batch_screen and tiers.monitor and self.cache is not None)
+        self.screening = bool(scenario.batch_screen and self.cache is not None
+                              and pre_claim_tier(policy, tiers) is Tier.MONITOR)
         self.process = env.process(self.run())
 
     # ------------------------------------------------------------------ body: time, faults
@@ -283,6 +286,7 @@ class Encoder:
             if self.push is not None:
                 self.push.unsubscribe(job_id, self.name)
                 self.hints.clear()
+                self.push_job = None
 
     def _drive(self, protocol: Any, job_id: str) -> Generator[simpy.Event, Any, None]:
         now = self.local()
@@ -292,6 +296,7 @@ class Encoder:
             if self.push is not None and type(step.action) is Claim:
                 # Subscribed before the claim leaves, so its own landing is pushed too.
                 self.push.subscribe(job_id, self.name, self._pushed)
+                self.push_job = job_id
             answer = yield from self.perform(job_id, step.action)
             yield from self._await_point()  # answered, not yet handled
             now = max(now, self.local())
@@ -336,12 +341,20 @@ class Encoder:
         self.history.add(self.env.now, self.name, job, "screen", "ok",
                          tuple(sorted(answer.items())))
         screen = getattr(self.protocol, "screen", screened)
-        for job_id, observation in screen(Tier.MONITOR, job_ids, answer).items():
+        entries = screen(Tier.MONITOR, job_ids, answer)
+        for job_id in job_ids:
+            if job_id in answer and job_id not in entries:
+                self.cache.forget(job_id)  # answered, but as nothing an entry may say
+        for job_id, observation in entries.items():
             self.cache.put(observation, job_id, decided=decided)
 
     def _pushed(self, job_id: str, hint: Hinted) -> None:
-        """A push arrived: kept for the protocol's next wait, which it ends."""
-        self.hints.append(hint)
+        """A push arrived: kept for the protocol's next wait, which it ends. One sent while an
+        earlier attempt was subscribed (delivered late) is not this attempt's, and pushes
+        that arrive before the next wait are merged into the latest, as the guard does."""
+        if job_id != self.push_job:
+            return
+        self.hints[:] = [hint]
         if self.hint_wake is not None and not self.hint_wake.triggered:
             self.hint_wake.succeed()
 

@@ -2,10 +2,10 @@
 
 The protocol says how old an answer a read may take (:attr:`verifier.protocol.Observe.max_age`:
 above 0 only for the pre-claim check); the drivers keep the answers. An answer's age runs from
-the instant its read was *decided*, before the request left, so an entry is never newer than
-it looks. Our own writes (claim, finish, release) forget the job's entries: they change what
-the tiers say. Batch screening stores its answers here too (:func:`verifier.protocol.screened`
-says which).
+the instant its read was *decided*, before the request left, so it never looks younger than the
+read (the data of a lagging tier may be older still, by up to the tier's lag). Our own writes
+(claim, finish, release) forget the job's entries: they change what the tiers say. Batch
+screening stores its answers here too (:func:`verifier.protocol.screened` says which).
 
 Both drivers use this class (the asyncio guard and the simulator's encoders), so the cache
 the suites prove things about is the one that ships. It is bounded: past ``max_entries`` the

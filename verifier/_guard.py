@@ -77,6 +77,9 @@ _DEFAULT_LOGGER: Final = logging.getLogger("verifier.guard")
 _DEADLINE_DETAIL: Final = "deadline: lease end reached"
 #: Queued when progress changes; turned into the latest :class:`Progressed` when delivered.
 _PROGRESS_REPORTED: Final = Progressed(-1.0)
+#: Queued when a push arrives; turned into the latest push when delivered, so a flood of
+#: pushes is one event (and one read), never a queue that buries the work's own events.
+_PUSHED: Final = Hinted("\x00marker", None)
 
 _T = TypeVar("_T")
 
@@ -258,12 +261,17 @@ class OwnershipGuard:
         """The guard's clock (the one its protocol runs and its cache ages on)."""
         return (self._clock or asyncio.get_running_loop().time)()
 
-    def screened(self, observations: Mapping[str, Observation], *, decided: float) -> int:
+    def screened(self, observations: Mapping[str, Observation], *, decided: float,
+                 unknown: Iterable[str] = ()) -> int:
         """Keep batch screening's answers (:func:`verifier.protocol.screened`), read as decided
-        at ``decided`` (guard clock), for the pre-claim checks to come. Returns how many were
-        kept (none without a cache)."""
+        at ``decided`` (guard clock), for the pre-claim checks to come, and forget what the
+        cache held about the ``unknown`` ids (answered, but with nothing an entry may say:
+        ``assigned`` may be another encoder's, so an older "queued" must not outlive it).
+        Returns how many were kept (none without a cache)."""
         if self.cache is None:
             return 0
+        for job_id in unknown:
+            self.cache.forget(job_id)
         for job_id, observation in observations.items():
             self.cache.put(observation, job_id, decided=decided)
         return len(observations)
@@ -364,11 +372,18 @@ class _Run:
         self.abandoned: set[asyncio.Task[Any]] = set()
         self._shutdown_sent = False
         self._subscribed = False
+        self._latest_push: Hinted | None = None
 
     def _pushed(self, push: Any) -> None:
-        """A push about our job: queued for the protocol's next wait, as a hint."""
+        """A push about our job: kept for the protocol's next wait, as a hint (pushes that
+        arrive before it is delivered are merged: the latest says where the job is now)."""
+        if getattr(push, "job_id", self.job_id) != self.job_id:
+            return  # not ours (the client routes by job; this is a second line)
         self.guard._measured(lambda m: m.pushes.inc())
-        self.events.put_nowait(Hinted(getattr(push, "owner", None), getattr(push, "status", None)))
+        queued = self._latest_push is not None
+        self._latest_push = Hinted(getattr(push, "owner", None), getattr(push, "status", None))
+        if not queued:
+            self.events.put_nowait(_PUSHED)
 
     def subscribe(self) -> None:
         """Subscribe to pushes about the job (before the claim leaves, so that its own landing,
@@ -632,7 +647,10 @@ class _Run:
         return Woke()
 
     def _event(self, event: Answer) -> Answer:
-        """A queued work event; the progress marker becomes the latest values, read now."""
+        """A queued work event; the progress and push markers become the latest values."""
+        if event is _PUSHED:
+            latest, self._latest_push = self._latest_push, None
+            return latest or Woke()
         return self.job._take_progress() if event is _PROGRESS_REPORTED else event
 
     async def stop_work(self) -> None:
@@ -673,4 +691,5 @@ class _Run:
             self.error = self.error or task.exception()
         while not self.events.empty():
             self.events.get_nowait()
+        self._latest_push = None
         self.task = None

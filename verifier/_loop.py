@@ -36,7 +36,7 @@ from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
 from ._metrics import GuardMetrics
 from ._models import GatewayMonitorJob
 from ._policy import Tier
-from .protocol import OutcomeKind, screened
+from .protocol import OutcomeKind, pre_claim_tier, screened
 
 __all__ = ["OFFER_SOURCES", "EncoderLoop", "LoopPolicy", "LoopWork", "OfferFn", "offer_sources"]
 
@@ -197,7 +197,10 @@ class EncoderLoop:
     ) -> None:
         self.guard = guard
         self.work = work
-        self._screen = screen if guard.cache is not None else None
+        # Screening fills the cache of the monitor, so it pays only where the pre-claim check
+        # reads the monitor (an infrastructure node's reads the database).
+        self._screen = screen if guard.cache is not None and pre_claim_tier(
+            guard.policy, guard.tier_set) is Tier.MONITOR else None
         self.policy = policy or LoopPolicy()
         missing = [s for s in self.policy.sources if s not in offers]
         if missing:
@@ -332,7 +335,8 @@ class EncoderLoop:
             self._cooling = {j: t for j, t in self._cooling.items() if t > now}
             if len(result) >= 2 and self._screen is not None:
                 await self._screened([j.id for j in result if j.id not in self._running
-                                      and self._cooling.get(j.id, -math.inf) <= now])
+                                      and self._cooling.get(j.id, -math.inf) <= now
+                                      and not self._known(j.id)])
                 if self._stop.is_set():
                     return None
             job = self.policy.choose(result, running=self._running.keys(),
@@ -342,6 +346,14 @@ class EncoderLoop:
                           source=name, job_id=job.id)
                 return job
         return None
+
+    def _known(self, job_id: str) -> bool:
+        """Whether the cache already has an answer the pre-claim check would take: screening
+        it again would only spend a request on what is known."""
+        cache = self.guard.cache
+        return cache is not None and cache.lookup(
+            Tier.MONITOR, job_id, max_age=self.guard.policy.status_cache_s,
+            now=self.guard.now()) is not None
 
     async def _screened(self, job_ids: list[str]) -> None:
         """Screen ``job_ids`` in batches; the answers go to the guard's cache."""
@@ -360,7 +372,10 @@ class EncoderLoop:
                           f"batch status of {len(batch)} job(s) failed: {type(exc).__name__}",
                           jobs=len(batch))
                 continue
-            kept = self.guard.screened(screened(Tier.MONITOR, batch, answer), decided=decided)
+            entries = screened(Tier.MONITOR, batch, answer)
+            kept = self.guard.screened(entries, decided=decided,
+                                       unknown=[i for i in batch if i in answer
+                                                and i not in entries])
             self._log(logging.DEBUG, "LOOP_SCREENED",
                       f"screened {len(batch)} job(s): {kept} answer(s) kept",
                       jobs=len(batch), kept=kept)

@@ -70,6 +70,10 @@ _READ_CHUNK: Final = 65536
 _BACKOFF_BASE_S: Final = 0.25
 #: 1013 "try again later": the server shed us (overflow); do not reset the backoff.
 _TRY_AGAIN_LATER: Final = 1013
+#: A connection that stayed up this long (or delivered a push) was healthy: its end resets the
+#: reconnect back-off. One that is accepted and dropped at once is not: without this rule a
+#: server that accepts and closes would be reconnected to as fast as the network allows.
+_HEALTHY_S: Final = 10.0
 _ERROR_EXCERPT: Final = 200
 
 
@@ -105,6 +109,13 @@ def _plain(value: object) -> bool:
     """A string the frames may carry: bounded, no control characters."""
     return (isinstance(value, str) and len(value) <= MAX_ID_LENGTH
             and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value))
+
+
+def _resets_backoff(code: int, delivered: bool, stayed_s: float) -> bool:
+    """Whether a connection's close resets the reconnect back-off: only a healthy one (it
+    delivered a push, or stayed up :data:`_HEALTHY_S`), and never a 1013 ("try again
+    later"). A server that accepts and closes at once is otherwise reconnected to in a loop."""
+    return code != _TRY_AGAIN_LATER and (delivered or stayed_s >= _HEALTHY_S)
 
 
 def _backoff(failures: int, cap: float, rng: random.Random) -> float:
@@ -226,12 +237,15 @@ class JobPushClient:
 
     async def _run(self) -> None:
         failures = 0
+        loop = asyncio.get_running_loop()
         while True:
             reset = False
+            began, pushes = loop.time(), self.pushes_received
             try:
                 await self._session()
             except _Dropped as dropped:
-                reset = dropped.code != _TRY_AGAIN_LATER
+                reset = _resets_backoff(dropped.code, self.pushes_received > pushes,
+                                        loop.time() - began)
                 self._log.info("push: connection to %s closed (code %d); reconnecting",
                                self._shown_url, dropped.code)
             except _Refused as refused:

@@ -74,6 +74,7 @@ __all__ = [
     "WorkStopped",
     "WriteAnswered",
     "WriteOutcome",
+    "pre_claim_tier",
     "screened",
 ]
 
@@ -90,10 +91,13 @@ class Observe:
     that a hung tier can never keep work running past the lease (S2).
 
     ``max_age`` (seconds of driver time): the driver may answer from its status cache with an
-    answer of this tier for this job whose read was *decided* at most ``max_age`` ago (its age
-    is measured from before the request left, so the answer is never newer than it looks).
-    0 means "ask the tier". The protocol sets it above 0 only for the pre-claim check, which
-    safety never rests on; every deciding read (verify, recheck) has 0.
+    answer of this tier for this job whose read was *decided* at most ``max_age`` ago. The
+    age runs from before the request left, so it never looks younger than the read; a lagging
+    tier's data can still be older than that by up to the tier's lag (Δ for the monitor):
+    ``max_age`` bounds the time since the read, not the age of what it saw. That is why only
+    a read that safety does not rest on may take one. 0 means "ask the tier". The protocol
+    sets it above 0 only for the pre-claim check; every deciding read (verify, recheck) has
+    0.
     """
 
     tier: Tier
@@ -347,6 +351,19 @@ def screened(tier: Tier, asked: list[str], answered: dict[str, str]) -> dict[str
             out[job_id] = Observation(tier, GatewayMonitorJob(id=job_id, status=status,
                                                               assigned_to=None))
     return out
+
+
+def pre_claim_tier(policy: Policy, tiers: TierSet) -> Tier | None:
+    """The tier the pre-claim check reads (``None``: no check): the strongest confirming tier
+    but the gateway for the hardened chain, the monitor for the documented one. Batch
+    screening fills the cache for this tier only, so a driver screens only when it is the
+    monitor."""
+    if not policy.pre_claim_check:
+        return None
+    if policy.verify_retries:
+        reads = [t for t in (Tier.DATABASE, Tier.MONITOR) if tiers.has(t)]
+        return min(reads, key=TIER_STRENGTH.__getitem__) if reads else None
+    return Tier.MONITOR if tiers.has(Tier.MONITOR) else None
 
 
 # --------------------------------------------------------------------------- judgement
@@ -644,13 +661,9 @@ class OwnershipProtocol:
 
     def _pre_claim(self) -> Generator[Action, Answer, Outcome | None]:
         """Skip jobs that are visibly taken. An optimisation only: safety never rests on it."""
-        if self.policy.verify_retries:
-            reads = [t for t in self._confirming_tiers() if t is not Tier.GATEWAY]
-        else:
-            reads = [Tier.MONITOR] if self.tiers.has(Tier.MONITOR) else []
-        if not reads:
+        tier = pre_claim_tier(self.policy, self.tiers)
+        if tier is None:
             return None
-        tier = reads[0]
         self._log("PRE_CLAIM_CHECK", "info",
                   f"Verifying job availability via {tier}...", tier=tier)
         answer = yield Observe(tier, "pre-claim", max_age=self._max_age("pre-claim"))
@@ -816,7 +829,7 @@ class OwnershipProtocol:
         misses, retrying = 0, False
         #: After a push that says the job may be lost: until when a read that still says
         #: "yours" may be lagging behind the change (the tier's lag), and the reads since.
-        chase_until, chased = -math.inf, 0
+        chase_until, chased, last_read = -math.inf, 0, -math.inf
         lag = self._lag(self._confirming_tiers()[0]) if self._confirming_tiers() else 0.0
 
         def counted(decided: float, carried: tuple[float, float]) -> None:
@@ -862,9 +875,11 @@ class OwnershipProtocol:
                     if not self._hint_is_ours(answer):
                         # The job may have been taken: read it now instead of at the next
                         # tick (never proof), and again soon while a read may still lag the
-                        # change, until the tier's lag has passed.
-                        next_read = min(next_read, self._now)
-                        chase_until, chased = self._now + lag, 0
+                        # change, until the tier's lag has passed. Never two reads closer than
+                        # the retry interval for pushes alone: a flood of them is one read.
+                        next_read = min(next_read, max(self._now,
+                                                       last_read + t.retry_interval))
+                        chase_until, chased = max(chase_until, self._now + lag), 0
                     continue
                 if lease_on and self._now >= lease_end:
                     continue  # the lease is judged at the top of the loop
@@ -891,6 +906,7 @@ class OwnershipProtocol:
                 continue
             if reading and self._now >= next_read:
                 next_read = self._now + t.recheck_interval
+                last_read = self._now
                 verdict, obs, asked = yield from self._recheck(deadline)
                 waiting = len(unproven)
                 if verdict is _Verdict.MINE and obs is not None and unproven:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +27,7 @@ from verifier import (
     TimingModel,
     parse_job,
 )
+from verifier.protocol import Hinted
 from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
 
 from .test_guard import A, B, community, encode
@@ -234,3 +236,107 @@ async def test_a_missing_id_in_a_batch_is_never_taken_for_available():
     outcome = await guard.run("j1", encode(3))
     assert outcome.code == "PRE_CLAIM_CONFLICT" and "claim" not in gateway.calls
     assert reads(monitor) == 1, "the pre-claim check read the tier itself"
+
+
+def test_a_newer_batch_saying_assigned_forgets_an_older_queued_entry():
+    """A batch names no owner, so "assigned" makes no entry, but it must not leave an older
+    "queued" standing: the pre-claim check would take it and claim a job someone holds."""
+    jobs = InMemoryJobs()
+    guard = OwnershipGuard(did=A, clients=community(jobs, A), policy=CACHED)
+    from verifier.protocol import screened
+    now = 100.0
+    guard.screened(screened(Tier.MONITOR, ["j2"], {"j2": "queued"}), decided=now)
+    answer = {"j2": "assigned"}
+    entries = screened(Tier.MONITOR, ["j2"], answer)
+    assert entries == {}
+    guard.screened(entries, decided=now + 1, unknown=["j2"])
+    assert guard.cache is not None
+    assert guard.cache.get(Tier.MONITOR, "j2", max_age=30, now=now + 2) is None
+
+
+@virtual_time
+async def test_the_loop_screens_only_what_it_does_not_know_and_only_for_the_monitor():
+    jobs = InMemoryJobs()
+    for i in range(6):
+        jobs.add(f"j{i}")
+    batches: list[list[str]] = []
+    when: dict[str, list[float]] = {}
+
+    async def batch_status(ids: Sequence[str]) -> dict[str, str]:
+        batches.append(list(ids))
+        for i in ids:
+            when.setdefault(i, []).append(asyncio.get_running_loop().time())
+        return {i: jobs.docs[i]["status"] for i in ids}
+
+    polls: list[int] = []
+
+    async def offered() -> list[GatewayMonitorJob]:  # the queue, as getJob offers it
+        queued = [parse_job(doc) for doc in jobs.docs.values() if doc["status"] == "queued"]
+        polls.append(len(queued))
+        return queued
+
+    def loop_for(guard: OwnershipGuard) -> EncoderLoop:
+        return EncoderLoop(guard, lambda job, offer: encode(1)(job), offers={"getjob": offered},
+                           policy=LoopPolicy(sources=("getjob",), idle_s=1, cooldown_s=0),
+                           screen=batch_status)
+
+    loop = loop_for(OwnershipGuard(did=A, clients=community(jobs, A), policy=CACHED))
+    runner = asyncio.create_task(loop.run())
+    await asyncio.sleep(300)
+    loop.stop()
+    await runner
+    assert all(doc["status"] == "complete" for doc in jobs.docs.values())
+    # A job is screened again only once its last answer is too old for the pre-claim check,
+    # not at every poll that offered it with others.
+    assert set(when) == set(jobs.docs)
+    assert sum(1 for n in polls if n >= 2) > 2 * len(batches)
+    for times in when.values():
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert all(gap > CACHED.status_cache_s for gap in gaps), times
+    assert len(batches) <= 6
+    batches.clear()
+    infra = [InMemoryTier(Tier.DATABASE, jobs, A), *community(jobs, A)]
+    loop = loop_for(OwnershipGuard(did=A, clients=infra, policy=CACHED))
+    assert loop._screen is None, "an infrastructure node's pre-claim check reads the database"
+
+
+@virtual_time
+async def test_a_flood_of_pushes_is_one_hint_and_cannot_delay_the_work_or_flood_the_tier():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    push = FakePush()
+    monitor, gateway = community(jobs, A)
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(TIMING),
+                           push=push)
+    loop = asyncio.get_running_loop()
+    spans: list[float] = []
+
+    async def work(job: Any) -> dict[str, str]:
+        start = loop.time()
+        for _ in range(2000):  # a buggy or hostile push channel
+            push.fire("j1", B, "assigned")
+        await asyncio.sleep(1)
+        spans.append(loop.time() - start)
+        return {"cid": "x"}
+
+    before = reads(monitor)
+    outcome = await guard.run("j1", work)
+    assert outcome.kind is OutcomeKind.PROCESSED  # every read says ours: a push proves nothing
+    assert spans and spans[0] < 1.5
+    # A handful of reads (the merged push, the chase while the monitor may lag), not 2,000.
+    assert reads(monitor) - before < 15, reads(monitor) - before
+
+
+@virtual_time
+async def test_pushes_that_arrive_before_the_next_wait_are_merged_into_the_latest():
+    from verifier import JobPush
+    from verifier._guard import _Run
+
+    jobs = InMemoryJobs()
+    guard = OwnershipGuard(did=A, clients=community(jobs, A), policy=Policy.hardened(TIMING))
+    run = _Run(guard, "j1", encode(1), asyncio.get_running_loop().time)
+    for status in ("assigned", "queued", "running"):
+        run._pushed(JobPush("j1", status, B))
+    run._pushed(JobPush("other-job", "queued", None))  # not ours: dropped
+    assert run.events.qsize() == 1
+    assert run._event(run.events.get_nowait()) == Hinted(B, "running")

@@ -269,3 +269,24 @@ def test_a_push_that_says_the_job_is_still_ours_costs_no_read():
     pushed = run(HARDENED, COMMUNITY, hinting(world(work_ends_at=30), Hinted(ME, "running"),
                                               StartWork))
     assert len(actions(pushed[1], Observe)) == len(actions(plain[1], Observe))
+
+
+def test_pushes_alone_never_bring_two_reads_closer_than_the_retry_interval():
+    """A flood of pushes, each answering a wait at once, is one read per retry interval."""
+    state = {"hints": 0}
+    base = world(work_ends_at=30)
+
+    def respond(action: Action, now: float) -> Answer:
+        started = any(isinstance(a, StartWork) for a in seen_actions)
+        if isinstance(action, Sleep) and started and state["hints"] < 200:
+            state["hints"] += 1
+            return Hinted(OTHER, "assigned")
+        seen_actions.append(action)
+        return base(action, now)
+
+    seen_actions: list[Action] = []
+    outcome, trace, _ = run(HARDENED, INFRA, respond)
+    assert outcome.kind is OutcomeKind.PROCESSED and state["hints"] == 200
+    reads = [t for t, a in actions(trace, Observe) if a.purpose == "recheck"]
+    gaps = [b - a for a, b in itertools.pairwise(reads)]
+    assert min(gaps) >= TIMING.retry_interval - 1e-9, gaps

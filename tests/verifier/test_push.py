@@ -429,3 +429,16 @@ def test_backoff_is_capped_exponential_with_full_jitter() -> None:
         assert min(draws) < bound * 0.1 and max(draws) > bound * 0.9  # full jitter
     seeded = [_backoff(2, 30.0, random.Random(9)) for _ in range(2)]
     assert seeded[0] == seeded[1]  # reproducible with a seeded generator
+
+
+def test_only_a_healthy_connection_resets_the_reconnect_backoff() -> None:
+    """A server that accepts and drops at once (any close code) must meet a growing back-off,
+    not a reconnect loop; a connection that delivered a push or stayed up resets it; 1013
+    ("try again later") never does."""
+    from verifier._push import _HEALTHY_S, _resets_backoff
+
+    assert not _resets_backoff(1011, delivered=False, stayed_s=0.01)
+    assert not _resets_backoff(1006, delivered=False, stayed_s=_HEALTHY_S / 2)
+    assert _resets_backoff(1011, delivered=True, stayed_s=0.01)
+    assert _resets_backoff(1000, delivered=False, stayed_s=_HEALTHY_S)
+    assert not _resets_backoff(1013, delivered=True, stayed_s=_HEALTHY_S * 10)
