@@ -23,7 +23,7 @@ PROTOCOL = {
     "Action", "Answer", "CancelWork", "Claim", "Decision", "Done", "Finish", "Heartbeat", "Hinted",
     "Observe", "Observed", "Outcome", "OutcomeKind", "OwnershipProtocol", "PhaseChanged",
     "Progressed", "ProtocolError", "Release", "ShutdownRequested", "Sleep", "StartWork", "Step",
-    "TierFailed", "Woke", "screened",
+    "TierFailed", "Woke", "pre_claim_tier", "screened",
     "WorkEnded", "WorkStarted", "WorkStopped", "WriteAnswered", "WriteOutcome",
 }
 
