@@ -24,8 +24,7 @@ import asyncio
 from typing import Any
 
 from sim import load_scenario
-from sim.live import LiveOptions, run_live
-from sim.live._encoders import FEATURES
+from sim.live import FEATURES, LiveOptions, run_live
 
 #: Loss detection needs work that outlasts T and pings that never land. Polling finds a loss
 #: within R, a push within the monitor's lag (Δ = 0.5 s here): the scenario's R = 1 s, and

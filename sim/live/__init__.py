@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 _WHERE = {
     "UpdateResult": "_collection", "WorldCollection": "_collection",
     "Emulator": "_emulator", "HttpFaults": "_emulator",
-    "LiveOptions": "_encoders", "LiveResult": "_encoders", "RecordingTier": "_encoders",
+    "FEATURES": "_encoders", "LiveOptions": "_encoders", "LiveResult": "_encoders",
+    "RecordingTier": "_encoders",
     "open_fds": "_encoders", "run_live": "_encoders",
     "RESET": "_http_server", "HttpServer": "_http_server", "Request": "_http_server",
     "Response": "_http_server",
@@ -41,6 +42,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "FEATURES",
     "RESET",
     "Emulator",
     "HttpFaults",
