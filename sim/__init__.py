@@ -18,6 +18,7 @@ import-linter contract checks it in CI)::
                  _report.py       JSON report, CSV, summary table, progress
                  _replay.py       one run again: a job's history and timeline
                  _sweep.py        a grid of parameters × chains × seeds, plotted
+                 _executors.py    where a sweep's runs execute: local processes or Dask
     core         _scenario.py     ``Scenario``: every parameter of the world, named
                  _scenario_files.py  named scenario files, overrides, ``RunPlan``
                  scenarios/       the built-in scenarios (TOML)

@@ -64,6 +64,7 @@ from ._commandline import (
     write,
     write_rows,
 )
+from ._executors import parse_executor
 from ._replay import run_replay
 from ._report import (
     RunSummary,
@@ -110,7 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a parameter and its values (repeatable; e.g. "
                             "lie_rate=0,0.05,0.1,0.2); the first one is the plots' x axis")
     sweep.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="parallel processes (default: the number of CPUs)")
+                       help="parallel processes (default: the number of CPUs; with "
+                            "--executor dask, the local cluster's workers)")
+    sweep.add_argument("--executor", type=parse_executor, default="local",
+                       metavar="local|dask|dask://HOST:PORT",
+                       help="where the runs execute: local processes (default), a Dask "
+                            "cluster started on this machine, or an existing Dask scheduler "
+                            "(its workers need this package installed); the results are the "
+                            "same files whichever runs them")
     sweep.add_argument("--out", type=Path, default=Path("sweep-out"), metavar="DIR",
                        help="output folder (default: %(default)s)")
     output_flags(sweep)
@@ -206,15 +214,18 @@ def _cmd_sweep(args: argparse.Namespace, command: str, out: TextIO, err: TextIO)
         raise UsageError(f"--workers: must be at least 1, got {workers}")
     progress = progress_for(args, 1, err)
     summary = run_sweep(plan, grid, workers=workers, out_dir=args.out, progress=progress,
-                        command=command)
+                        command=command, executor=args.executor)
     if not args.quiet:
         points = 1
         for _, values in grid:
             points *= len(values)
         spec = "; ".join(f"{k}={','.join(str(v) for v in values)}" for k, values in grid)
         runs = points * len(plan.chains) * len(plan.seeds)
+        where = ("" if args.executor == "local" else
+                 f" ({args.executor}{' local cluster' if args.executor == 'dask' else ''})")
+        shown = "the scheduler's" if args.executor.startswith("dask://") else min(workers, runs)
         out.write(f"{describe(plan)}\ngrid: {spec or '(none)'}: {points} point(s), "
-                  f"{runs} run(s) on {min(workers, runs)} worker(s)\n\n{summary}\n")
+                  f"{runs} run(s) on {shown} worker(s){where}\n\n{summary}\n")
     return EXIT_OK
 
 

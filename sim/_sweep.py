@@ -1,10 +1,9 @@
 """``sweep``: a grid of scenario parameters × chains × seeds, run in parallel, plotted.
 
 Each task is one ``(scenario, chain, seed)``: a pure function of its arguments, so tasks can
-run in any process in any order. They go to a :class:`~concurrent.futures.ProcessPoolExecutor`
-with the ``spawn`` start method (a fresh interpreter: no state inherited from the parent, and
-none of ``fork``'s hazards with threads), and results are collected with ``map``, in task
-order, so ``sweep.csv`` is the same file whatever the number of workers.
+run in any process in any order, on this machine or on a Dask cluster (``--executor``:
+:mod:`sim._executors`). Results are collected in task order, so ``sweep.csv`` is the same file
+whatever the number of workers and whichever executor ran them.
 
 Plots (matplotlib, drawn on :class:`matplotlib.figure.Figure` objects directly, never through
 ``pyplot``: no display, no global figure state):
@@ -28,16 +27,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from ._executors import Task, execute
 from ._metrics import RunMetrics, aggregate, wilson_interval
 from ._report import Progress, dumps_report, format_table, write_csv
-from ._runner import run_once
-from ._scenario import Scenario
 from ._scenario_files import RunPlan, UsageError, apply_overrides, parse_value
 
 if TYPE_CHECKING:
@@ -80,27 +76,14 @@ def _points(grid: Grid) -> list[dict[str, Any]]:
             for combo in itertools.product(*(values for _, values in grid))]
 
 
-def _run_task(task: tuple[Scenario, str, int]) -> RunMetrics:
-    """One grid cell of one chain and seed (top level: picklable for ``spawn`` workers)."""
-    scenario, chain, seed = task
-    return run_once(scenario, chain, seed).metrics
-
-
-def _execute(tasks: list[tuple[Scenario, str, int]], workers: int,
-             progress: Progress) -> list[RunMetrics]:
+def _execute(tasks: list[Task], workers: int, progress: Progress,
+             executor: str = "local") -> list[RunMetrics]:
     progress.total = max(len(tasks), 1)
-    results: list[RunMetrics] = []
-    if workers <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            results.append(_run_task(task))
-            progress.finished(len(results), f"{task[1]} seed {task[2]}: done")
-        return results
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
-        for task, metrics in zip(tasks, pool.map(_run_task, tasks), strict=True):
-            results.append(metrics)
-            progress.finished(len(results), f"{task[1]} seed {task[2]}: done")
-    return results
+
+    def done(count: int, task: Task) -> None:
+        progress.finished(count, f"{task[1]} seed {task[2]}: done")
+
+    return execute(tasks, executor=executor, workers=workers, on_done=done)
 
 
 def _label(point: dict[str, Any]) -> str:
@@ -108,13 +91,14 @@ def _label(point: dict[str, Any]) -> str:
 
 
 def run_sweep(plan: RunPlan, grid: Grid, *, workers: int, out_dir: Path, progress: Progress,
-              command: str) -> str:
-    """Run every task, write ``sweep.csv``, ``sweep.json`` and the plots; return a summary."""
+              command: str, executor: str = "local") -> str:
+    """Run every task (on ``executor``: :mod:`sim._executors`), write ``sweep.csv``,
+    ``sweep.json`` and the plots; return a summary."""
     points = _points(grid)
     scenarios = [apply_overrides(plan.scenario, point, source="--grid") for point in points]
     tasks = [(sc, chain, seed) for sc in scenarios for chain in plan.chains
              for seed in plan.seeds]
-    results = _execute(tasks, workers, progress)
+    results = _execute(tasks, workers, progress, executor)
     progress.close()
 
     per_point = len(plan.chains) * len(plan.seeds)
