@@ -125,14 +125,21 @@ class FakePush:
             callback(JobPush(job_id, status, owner))
 
 
-@virtual_time
-async def test_a_push_of_a_reassignment_cancels_the_work_at_once_by_a_read():
+def _pushed_guard(lag: float = 0.0) -> tuple[InMemoryJobs, FakePush, InMemoryTier,
+                                             InMemoryTier, OwnershipGuard]:
+    """A community node's guard (hardened) with a push source the test fires, and job j1."""
     jobs = InMemoryJobs()
     jobs.add("j1")
     push = FakePush()
-    monitor, gateway = community(jobs, A)
+    monitor, gateway = community(jobs, A, lag=lag)
     guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(TIMING),
                            push=push)
+    return jobs, push, monitor, gateway, guard
+
+
+@virtual_time
+async def test_a_push_of_a_reassignment_cancels_the_work_at_once_by_a_read():
+    jobs, push, _monitor, _gateway, guard = _pushed_guard()
     loop = asyncio.get_running_loop()
     started: list[float] = []
 
@@ -153,12 +160,7 @@ async def test_a_push_of_a_reassignment_cancels_the_work_at_once_by_a_read():
 
 @virtual_time
 async def test_a_push_naming_us_proves_nothing_and_a_failing_push_source_changes_nothing():
-    jobs = InMemoryJobs()
-    jobs.add("j1")
-    push = FakePush()
-    monitor, gateway = community(jobs, A, lag=3.0)
-    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(TIMING),
-                           push=push)
+    jobs, push, monitor, gateway, guard = _pushed_guard(lag=3.0)
     loop = asyncio.get_running_loop()
     claimed = asyncio.Event()
     original = gateway.claim
@@ -302,12 +304,7 @@ async def test_the_loop_screens_only_what_it_does_not_know_and_only_for_the_moni
 
 @virtual_time
 async def test_a_flood_of_pushes_is_one_hint_and_cannot_delay_the_work_or_flood_the_tier():
-    jobs = InMemoryJobs()
-    jobs.add("j1")
-    push = FakePush()
-    monitor, gateway = community(jobs, A)
-    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(TIMING),
-                           push=push)
+    _jobs, push, monitor, _gateway, guard = _pushed_guard()
     loop = asyncio.get_running_loop()
     spans: list[float] = []
 
