@@ -43,7 +43,15 @@ from conformance.canaries import (
     PushAsProof,
     ReleaseBeforeStop,
 )
-from conformance.worlds import Race, World, believers, race, worlds, write_margin
+from conformance.worlds import (
+    NO_FEATURES,
+    Race,
+    World,
+    believers,
+    race,
+    worlds,
+    write_margin,
+)
 from verifier import Policy
 
 _QUIET: dict[str, Any] = {
@@ -52,7 +60,7 @@ _QUIET: dict[str, Any] = {
     "crashes_per_hour": 0.0, "database_error_rate": 0.0, "pauses_per_hour": 0.0,
     "shutdowns_per_hour": 0.0,
     # The cost features, off unless a family switches one on (each has its own family).
-    "status_cache_s": 0.0, "batch_screen": 0.0, "backoff": 0.0, "push_rate": 0.0,
+    **NO_FEATURES,
 }
 
 #: Where each kind of tooth can bite (levels of the general generator, pinned).
@@ -194,7 +202,7 @@ TEETH = [
           properties=LEASE),
     Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,
           properties=("fresh-reads",)),
-    Tooth("batch-missing-id-is-available", "batch", 200, 19, protocol=BatchMissingAsAvailable,
+    Tooth("batch-missing-id-is-available", "batch", 400, 19, protocol=BatchMissingAsAvailable,
           properties=("claim-evidence",)),
     Tooth("hardened-without-recheck", "liveness", 30, 19, _without("recheck"),
           properties=("L1",)),
