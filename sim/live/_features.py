@@ -65,7 +65,6 @@ def outage_figures(history: History, windows: Iterable[tuple[float, float]], *,
     seconds = sum(e - s for s, e in spans)
     inside = 0
     failed: dict[tuple[int, str], bool] = {}
-    recovery: list[float] = []
     waiting: dict[tuple[int, str], float] = {}
     for t, process, _job, op, phase, value in history.records:
         if process == WORLD or op not in ("verify", "screen"):
