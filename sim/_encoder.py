@@ -96,16 +96,21 @@ class Encoder:
         self.outcomes = outcomes
         self.protocol = protocol
         self.rng = streams.stream(f"encoder.{name}")
+        # Offered randomness, per entity (CRN, sim/_rng.py): this encoder's fault schedules,
+        # one stream per kind, and each job's work (``_start``), the same in every chain.
+        self.streams = streams
+        self.faults = {kind: streams.stream(f"encoder.{name}.{kind}")
+                       for kind in ("crash", "pause", "shutdown")}
         # ε: the drift rate that accumulates at most ε over one reassignment timeout T
         # (exactly ±ε at the adversary's edge).
         unit = self.rng.random() * 2 - 1
         if self._edge():
             unit = 1.0 if unit >= 0 else -1.0
         self.drift = unit * scenario.clock_drift / max(scenario.reassign_timeout, 1.0)
-        self.crash_at = self._next(scenario.crashes_per_hour)
-        self.pause_at = self._next(scenario.pauses_per_hour)
+        self.crash_at = self._next(scenario.crashes_per_hour, "crash")
+        self.pause_at = self._next(scenario.pauses_per_hour, "pause")
         #: The next graceful shutdown, and whether the running protocol has been told of it.
-        self.shutdown_at = self._next(scenario.shutdowns_per_hour)
+        self.shutdown_at = self._next(scenario.shutdowns_per_hour, "shutdown")
         self.shutdown_told = False
         # The running work: pending (sim time, event) in time order; start time; job.
         self.work: list[tuple[float, Answer]] = []
@@ -136,10 +141,10 @@ class Encoder:
         """Whether this bounded draw takes its bound exactly (``edge_rate``; no draw at 0)."""
         return self.sc.edge_rate > 0 and self.rng.random() < self.sc.edge_rate
 
-    def _next(self, per_hour: float) -> float:
+    def _next(self, per_hour: float, kind: str) -> float:
         if per_hour <= 0:
             return math.inf
-        t = self.env.now + self.rng.expovariate(per_hour / 3600.0)
+        t = self.env.now + self.faults[kind].expovariate(per_hour / 3600.0)
         return t if t < self.world.horizon else math.inf
 
     def local(self) -> float:
@@ -200,7 +205,7 @@ class Encoder:
     def _pause(self, length: float | None = None) -> Generator[simpy.Event, Any, float]:
         """A process pause: everything stops, the work included. ``length`` None: a random
         pause (up to P, exactly P at the edge, or P × tail factor outside the model)."""
-        sc, rng = self.sc, self.rng
+        sc, rng = self.sc, self.faults["pause"]
         if length is None:
             length = sc.pause_max if self._edge() else rng.random() * sc.pause_max
             if sc.pause_tail and rng.random() < sc.pause_tail:
@@ -212,7 +217,7 @@ class Encoder:
         yield self.env.timeout(length)
         self.history.add(self.env.now, self.name, None, "pause", "ok")
         self.pause_ended = self.env.now
-        self.pause_at = self._spaced(self._next(self.sc.pauses_per_hour))
+        self.pause_at = self._spaced(self._next(self.sc.pauses_per_hour, "pause"))
         return length
 
     def _spaced(self, at: float) -> float:
@@ -265,7 +270,7 @@ class Encoder:
             except _Crashed:
                 self._crash()
                 yield env.timeout(sc.restart_delay)
-                self.crash_at = self._next(sc.crashes_per_hour)
+                self.crash_at = self._next(sc.crashes_per_hour, "crash")
 
     def _restart(self) -> Generator[simpy.Event, Any, None]:
         """After a graceful shutdown (the running attempt, if any, has given its job back):
@@ -275,7 +280,7 @@ class Encoder:
             self.cache.clear()
         yield from self.wait(self.sc.restart_delay)
         self.shutdown_told = False
-        self.shutdown_at = self._next(self.sc.shutdowns_per_hour)
+        self.shutdown_at = self._next(self.sc.shutdowns_per_hour, "shutdown")
 
     def attempt(self, job_id: str) -> Generator[simpy.Event, Any, None]:
         """One protocol run for one job: perform each action, feed back each answer."""
@@ -413,7 +418,9 @@ class Encoder:
         return result
 
     def _start(self, job_id: str) -> Answer:
-        sc, rng, t = self.sc, self.rng, self.env.now
+        # The n-th start of a job draws its work lengths from ("work", job, n): the same in
+        # every chain, whichever encoder starts it (CRN).
+        sc, rng, t = self.sc, self.streams.next_keyed("work", job_id), self.env.now
         self.history.add(t, self.name, job_id, "start", "ok")
         sigma = sc.phase_sigma
         events: list[tuple[float, Answer]] = []

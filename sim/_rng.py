@@ -10,13 +10,53 @@ The conformance suites replace the root with a Hypothesis-controlled *tape*
 (:meth:`Streams.from_tape`): a finite list of numbers in [0, 1) that every stream reads in
 turn, then a neutral default. Hypothesis shrinks the tape (shorter, smaller values), so a failing
 schedule shrinks to a readable one, and the tape is saved so ``sim replay --tape`` reproduces it.
+
+Common random numbers. Named streams consumed in call order stop being common as soon as two
+chains make different calls: after the first divergent request, the hardened chain and the
+documented chain would face different lies. So what the world *offers* every chain (whether
+the gateway hands job j's k-th assignment out twice, how long job j's work takes, when encoder
+e crashes or pauses, when jobs arrive) is drawn per entity: :meth:`Streams.keyed` gives the
+draws of one ``(entity, purpose)`` key, a pure function of ``(root seed, key)``, so every chain
+on one seed faces the same offered load and the same offered lies, whatever it asked before.
+Per-request noise (latencies, the monitor's lag, lost replies) stays on component streams:
+chains that make different requests cannot share it. With a tape (or a shared ``Random``) every
+key reads the one shared source, in call order, exactly as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 
-__all__ = ["Streams", "TapeRandom"]
+__all__ = ["KeyedRandom", "Streams", "TapeRandom"]
+
+_TWO_53: float = 1.0 / 9007199254740992.0
+
+
+class KeyedRandom(random.Random):
+    """A ``random.Random`` whose i-th ``random()`` is a hash of ``(key, i)`` (counter mode).
+
+    Cheap to create (no Mersenne Twister state to seed: a run creates one per job and per
+    hand-out), and a pure function of its key: the draws of one entity and purpose, the same in
+    every chain. Every distribution the simulator uses is built on ``random()``.
+    """
+
+    def __init__(self, key: str) -> None:  # no super().__init__(): nothing to seed
+        self._key = key.encode()
+        self._i = 0
+        self.gauss_next = None
+
+    def seed(self, *args: object, **kwargs: object) -> None:
+        """Nothing to seed: the key is the seed."""
+
+    def random(self) -> float:
+        i = self._i
+        self._i = i + 1
+        digest = hashlib.blake2b(self._key + i.to_bytes(4, "little"), digest_size=8).digest()
+        return (int.from_bytes(digest, "little") >> 11) * _TWO_53
+
+    def getrandbits(self, k: int) -> int:
+        return int(self.random() * (1 << k))
 
 
 class TapeRandom(random.Random):
@@ -54,7 +94,7 @@ class TapeRandom(random.Random):
 class Streams:
     """A factory of named ``random.Random`` streams derived from one root."""
 
-    __slots__ = ("_cache", "_shared", "seed")
+    __slots__ = ("_cache", "_counts", "_shared", "seed")
 
     def __init__(self, seed: int, *, shared: random.Random | None = None) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool):
@@ -62,6 +102,7 @@ class Streams:
         self.seed = seed
         self._shared = shared
         self._cache: dict[str, random.Random] = {}
+        self._counts: dict[tuple[object, ...], int] = {}
 
     @classmethod
     def from_seed(cls, seed: int) -> Streams:
@@ -85,3 +126,19 @@ class Streams:
             rng = random.Random(f"spk-sim:{self.seed}:{name}")
             self._cache[name] = rng
         return rng
+
+    def keyed(self, *key: object) -> random.Random:
+        """The draws of one entity for one purpose (``keyed("work", job_id)``): a fresh
+        :class:`KeyedRandom` of ``(root seed, key)``, the same numbers in every chain and
+        whatever was drawn before; with a tape or a shared ``Random``, that shared source."""
+        if self._shared is not None:
+            return self._shared
+        return KeyedRandom(f"spk-crn:{self.seed}:" + ":".join(str(k) for k in key))
+
+    def next_keyed(self, *key: object) -> random.Random:
+        """:meth:`keyed` with the number of earlier calls for ``key`` appended: the n-th
+        attempt at job j draws ``keyed("work", j, n)``, whoever makes it, in every chain."""
+        if self._shared is not None:
+            return self._shared
+        n = self._counts[key] = self._counts.get(key, 0) + 1
+        return self.keyed(*key, n)

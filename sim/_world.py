@@ -147,6 +147,8 @@ class World:
         self.idle: dict[str, simpy.Event] = {}
         self._lying: set[tuple[str, str]] = set()  # (did, job) whose accept skips the check
         self._lies = streams.stream("gateway.lies")
+        self._keyed = streams.keyed  # offered randomness, per entity (sim/_rng.py: CRN)
+        self._accepts: dict[tuple[str, int, bool], int] = {}  # accepts so far, per draw key
         self._delays = streams.stream("gateway.write_delay")
         self._monitor = streams.stream("monitor")
         self._latency = streams.stream("latency")
@@ -257,13 +259,15 @@ class World:
         self._write(job, status="assigned", owner=did, token=token)
         self.history.add(self.env.now, WORLD, job.id, "assign", "ok",
                          (encoder_name(did), job.epoch))
-        if token is None and self._faulty() and self._lies.random() < self.sc.lie_rate:
+        offer = self._keyed("gateway.double", job.id, job.epoch) if token is None else None
+        if offer is not None and self._faulty() and offer.random() < self.sc.lie_rate:
             # lie_rate: the share of gateway assignments that the gateway also hands to the
-            # next encoder that polls within G (realised only if one does).
+            # next encoder that polls within G (realised only if one does). Drawn per job and
+            # assignment (its k-th), so every chain on a seed is offered the same lies.
             self._double.append((self.env.now + self.sc.write_delay, job.id))
             if self.idle:  # the next poller is an idle encoder, woken now (in insertion order)
                 names = list(self.idle)
-                self.idle.pop(names[int(self._lies.random() * len(names))]).succeed()
+                self.idle.pop(names[int(offer.random() * len(names))]).succeed()
 
     def _requeue(self, job: Job, reason: str, *, failed: bool) -> None:
         if failed:
@@ -384,12 +388,18 @@ class World:
         job = self.jobs[job_id]
         lying = (did, job_id) in self._lying
         self._lying.discard((did, job_id))
+        # An accept's draws are keyed by the job, its assignment, whether it is the double
+        # hand-out's, and how many such accepts came before: the legitimate and the lying
+        # accept of job j's k-th hand-out land alike in every chain (CRN).
+        key = (job_id, job.epoch, lying)
+        n = self._accepts[key] = self._accepts.get(key, 0) + 1
+        draws = self._keyed("gateway.accept", job_id, job.epoch, int(lying), n)
         free = job.status in CLAIMABLE_STATUSES and job.owner is None
         if not free and lying and job.owner != did and job.status in PROCESSABLE_STATUSES:
             # The check of a double-handed accept reads the job as it was up to G ago (inside
             # the timing model), or not at all (blind_accept_rate: outside the model).
             free = job.owned_at >= self.env.now - sc.write_delay or (
-                self._lies.random() < sc.blind_accept_rate)
+                draws.random() < sc.blind_accept_rate)
         if not free:
             return _NOT_AVAILABLE, delay  # the real gateway says a generic 500
         if job.owner not in (None, did) or job.pending not in (None, did):
@@ -397,16 +407,16 @@ class World:
             self.history.add(self.env.now, WORLD, job_id, "lie", "info",
                              ("double-accept", encoder_name(did)))
         job.pending = did
-        if self._delays.random() < sc.late_write_rate:
+        if draws.random() < sc.late_write_rate:
             # After the reply, but never later than G after the request (inside the model).
-            land = min(delay + self._delays.random() * max(sc.write_delay - delay, 0.0),
+            land = min(delay + draws.random() * max(sc.write_delay - delay, 0.0),
                        sc.write_delay)
-            if self._edge(self._delays):
+            if self._edge(draws):
                 land = sc.write_delay  # exactly G after the request: the settle's edge
         else:
-            land = self._delays.random() * min(delay, sc.write_delay)
+            land = draws.random() * min(delay, sc.write_delay)
         self.land(land, lambda: self._landed(job, did))
-        if self._faulty() and self._lies.random() < sc.reply_loss_rate:
+        if self._faulty() and draws.random() < sc.reply_loss_rate:
             return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), sc.gateway_timeout
         return OK, delay
 

@@ -175,9 +175,11 @@ def test_the_gate_fires_on_a_broken_chain_expected_safe(tmp_path):
 
 
 def test_the_gate_fails_a_chain_expected_unsafe_that_violated_nothing():
-    code, _, err = run_main(["run", *BROKEN, "--chain", "hardened", "--chain", "trust-gateway",
-                             "--quiet", "--fail-on-violation", "--expect", "hardened=unsafe",
-                             "--expect", "trust-gateway=unsafe"])
+    # Seed 2: with common random numbers (sim/_rng.py) seed 1 of BROKEN happens to offer
+    # trust-gateway no realised double hand-out; seeds 2-5 all do.
+    code, _, err = run_main(["run", *BROKEN, "--seed", "2", "--chain", "hardened", "--chain",
+                             "trust-gateway", "--quiet", "--fail-on-violation", "--expect",
+                             "hardened=unsafe", "--expect", "trust-gateway=unsafe"])
     assert code == 1
     [line] = _gate_lines(err)
     assert "hardened expected unsafe, got no S1, S2 or S3 violation in 1 seed" in line

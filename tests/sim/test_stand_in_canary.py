@@ -22,7 +22,9 @@ from verifier.protocol import Observed
 STAND_INS = Scenario(encoders=12, jobs=150, lie_rate=0.2, arrival_per_hour=80,
                      status_lie_rate=1.0, monitor_synthetic_rate=0.3, monitor_fraction=1.0,
                      infra_fraction=0.0)
-SEED = 1
+#: Seed 3: with common random numbers (sim/_rng.py), seed 1's offered lies happen never to
+#: reach the canary's stand-in path (0 violations); seeds 2-6 all catch it (2 to 8).
+SEED = 3
 
 
 def violations(result) -> int:
