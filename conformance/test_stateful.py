@@ -666,8 +666,9 @@ class Teeth:
 #: the documented chain (one verification pass, right after the accept), trusting the gateway,
 #: and letting a weaker tier overrule a stronger tier's "not yours". Under the ``ci`` profile
 #: they are found after about 700, 80 and 90 test calls (2026-12-02, with every module of ours
-#: imported first: see the root ``conftest.py``); the budgets leave room for changes. Working on past the lease and not cancelling are caught, with rates over
-#: independent searches, by ``conformance/test_teeth.py``.
+#: imported first: see the root ``conftest.py``); the budgets leave room for changes. Working
+#: on past the lease and not cancelling are caught, with rates over independent searches, by
+#: ``conformance/test_teeth.py``.
 TEETH = [
     Teeth("documented", 1000),
     Teeth("trust-gateway", 200, keep_searching=True),
