@@ -3,7 +3,7 @@
 Layout, in layers (each imports only from the layers below it; ``pyproject.toml``'s
 import-linter contract checks it in CI)::
 
-    commands     _cli.py          ``python -m sim run | sweep | replay`` (and dispatch)
+    commands     _cli.py          ``python -m sim run | sweep | research | replay`` (and dispatch)
                  live/_cli.py     ``python -m sim live | serve``
     live         live/            the live emulation over real HTTP on loopback
                    _http_server.py  a small asyncio HTTP/1.1 server (h11)
@@ -18,6 +18,7 @@ import-linter contract checks it in CI)::
                  _report.py       JSON report, CSV, summary table, progress
                  _replay.py       one run again: a job's history and timeline
                  _sweep.py        a grid of parameters × chains × seeds, plotted
+                 _research.py     ``research``: every research figure, paired over seeds
                  _executors.py    where a sweep's runs execute: local processes or Dask
     core         _scenario.py     ``Scenario``: every parameter of the world, named
                  _scenario_files.py  named scenario files, overrides, ``RunPlan``
@@ -29,7 +30,8 @@ import-linter contract checks it in CI)::
                  _push.py         ``PushChannel``: job changes pushed to subscribed encoders
                  _runner.py       ``run_once``: one world, one chain, one seed → checks, metrics
                  _checkers.py     S1, S2, S3, the lease, L1 (and its bound) on a history
-                 _metrics.py      the measures chains are compared by
+                 _metrics.py      the measures chains are compared by, t intervals, pairs
+                 _columns.py      every column of every table, CSV and JSON, defined
     (below)      verifier         the production package: the protocol the simulator runs
 
 No module here decides ownership: every decision is made by ``verifier.protocol``, which the

@@ -7,6 +7,11 @@
 ``sweep``
     a grid of parameters × chains × seeds in parallel processes → ``sweep.csv``,
     ``sweep.json`` and PNG plots in ``--out``.
+``research``
+    every research figure from one command: the research table (default and held-out
+    scenario, paired with a baseline chain), the cost of safety, duplicate processing against
+    the lie rate, the ablation, and the sensitivity to the monitor's lag → tables, CSVs, JSON
+    and PNGs in ``--out`` (:mod:`sim._research`).
 ``replay``
     one seed of one chain again → the history of one job, the violations that involve it,
     and its timeline as a PNG (``--png``).
@@ -42,7 +47,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, TextIO
 
+from verifier import builtin_chain_names
+
 from . import live
+from ._columns import INTERVALS, epilog
 from ._commandline import (
     EXIT_OK,
     EXIT_USAGE,
@@ -74,12 +82,16 @@ from ._report import (
     replay_for,
     summarize_run,
 )
+from ._research import ABLATION_PREFIX, DEFAULT_LIE_RATES, ResearchPlan, run_research
 from ._runner import run_once
 from ._scenario import ScenarioError
-from ._scenario_files import UsageError
+from ._scenario_files import UsageError, parse_assignment
 from ._sweep import parse_grid, run_sweep
 
 __all__ = ["build_parser", "main"]
+
+#: The research command's default seeds per figure: a few minutes on 2 cores.
+RESEARCH_SEEDS: Final = 10
 
 
 # --------------------------------------------------------------------------- the parser
@@ -92,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 parser_class=Parser)
 
     run = sub.add_parser("run", help="run a scenario: summary table, JSON report, CSV",
-                         description="Run one scenario under each chain and seed.")
+                         description="Run one scenario under each chain and seed.",
+                         epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_flags(run, many_chains=True)
     seeds_flag(run)
     protocol_flag(run)
@@ -104,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="a grid of parameters × chains × seeds, with plots",
                            description="Run a grid of scenarios in parallel; write sweep.csv, "
-                                       "sweep.json and PNG plots.")
+                                       "sweep.json and PNG plots.",
+                           epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_flags(sweep, many_chains=True)
     seeds_flag(sweep)
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
@@ -122,6 +136,49 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", type=Path, default=Path("sweep-out"), metavar="DIR",
                        help="output folder (default: %(default)s)")
     output_flags(sweep)
+
+    research = sub.add_parser(
+        "research", help="every research figure, paired over seeds, in one folder",
+        description="Run the research figures on the same seeds (common random numbers): "
+                    "the research table on the default and a held-out scenario with paired "
+                    "differences to a baseline chain, the cost of safety, duplicate "
+                    "processing against the lie rate, the ablation, and the sensitivity of "
+                    "the documented chain's lost jobs to the monitor's mean lag. Writes "
+                    "research.txt, research.json, CSVs and PNGs into --out.",
+        epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    research.add_argument("--seed", type=int, default=1, metavar="N",
+                          help="the first seed (default: %(default)s)")
+    research.add_argument("--seeds", type=int, default=RESEARCH_SEEDS, metavar="K",
+                          help="seeds N..N+K-1 for every figure (default: %(default)s)")
+    research.add_argument("--chain", action="append", metavar="NAME",
+                          help="a chain of the research table, lie-rate plot and cost table "
+                               "(repeatable; default: trust-gateway, documented, hardened; "
+                               "the baseline and trust-gateway are always added)")
+    research.add_argument("--baseline", default="trust-gateway", metavar="CHAIN",
+                          help="the chain every research-table difference is paired with "
+                               "(default: %(default)s; the cost table is always against "
+                               "trust-gateway, the ablation against hardened)")
+    research.add_argument("--held-out", default="3speak-2026", metavar="NAME|PATH",
+                          help="the held-out scenario (default: %(default)s)")
+    research.add_argument("--lie-rates", default=",".join(f"{r:g}" for r in DEFAULT_LIE_RATES),
+                          metavar="P1,P2,...",
+                          help="the lie-rate plot's points (default: %(default)s)")
+    research.add_argument("--lag-means", default=None, metavar="S1,S2,...",
+                          help="the sensitivity plot's monitor_lag_mean points, seconds in "
+                               "[0, Δ] (default: 0, 0.02, 0.04, 0.1, 0.2, 0.4 and 1 × Δ)")
+    research.add_argument("--no-ablation", action="store_true",
+                          help="skip the ablation (its ten chains are most of the runs)")
+    research.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a parameter of every scenario (for quick checks, "
+                               "e.g. --set encoders=4 --set jobs=12; the report records it)")
+    research.add_argument("--workers", type=int, default=None, metavar="N",
+                          help="parallel processes (default: the number of CPUs)")
+    research.add_argument("--executor", type=parse_executor, default="local",
+                          metavar="local|dask|dask://HOST:PORT",
+                          help="where the runs execute (as for sweep)")
+    research.add_argument("--out", type=Path, default=Path("research-out"), metavar="DIR",
+                          help="output folder (default: %(default)s)")
+    output_flags(research)
 
     replay = sub.add_parser("replay", help="rerun one seed; print a job's history, draw it",
                             description="Rerun one seed of one chain and show one job.")
@@ -185,8 +242,10 @@ def _cmd_run(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
         table = format_table([(chain, report["chains"][chain]) for chain in plan.chains])
         lines = [
             describe(plan, protocol.spec), "", table, "",
-            "race prevention: the share of double-assigned jobs that were not processed twice "
-            "(pooled over seeds, 95% Wilson interval)",
+            "twice at once/1k: jobs processed by two encoders at once per 1,000 jobs; race "
+            "prevention: the share of the double hand-outs the gateway offered (the same for "
+            "every chain) not processed twice at once; columns: python -m sim run --help",
+            INTERVALS,
             *(f"warning: {p}" for p in report["timing_problems"]),
             f"seed: {plan.seeds[0]}" + (f" (seeds {plan.seeds[0]}..{plan.seeds[-1]})"
                                          if len(plan.seeds) > 1 else ""),
@@ -224,8 +283,51 @@ def _cmd_sweep(args: argparse.Namespace, command: str, out: TextIO, err: TextIO)
         where = ("" if args.executor == "local" else
                  f" ({args.executor}{' local cluster' if args.executor == 'dask' else ''})")
         shown = "the scheduler's" if args.executor.startswith("dask://") else min(workers, runs)
-        out.write(f"{describe(plan)}\ngrid: {spec or '(none)'}: {points} point(s), "
+        out.write(f"{describe(plan, swept=[k for k, _ in grid])}\n"
+                  f"grid: {spec or '(none)'}: {points} point(s), "
                   f"{runs} run(s) on {shown} worker(s){where}\n\n{summary}\n")
+    return EXIT_OK
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected numbers separated by commas") from None
+    if not values or len(set(values)) != len(values):
+        raise UsageError(f"{flag} {text!r}: expected distinct numbers")
+    return values
+
+
+def _cmd_research(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:
+    known = builtin_chain_names()
+    chains = list(dict.fromkeys(args.chain or ["trust-gateway", "documented", "hardened"]))
+    for name in [*chains, args.baseline]:
+        if name not in known:
+            raise UsageError(f"--chain/--baseline: unknown chain {name!r}; known: "
+                             f"{', '.join(known)}")
+    for name in (args.baseline, "trust-gateway"):
+        if name not in chains:
+            chains.insert(0, name)
+    if args.seeds < 1:
+        raise UsageError(f"--seeds: must be at least 1, got {args.seeds}")
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise UsageError(f"--workers: must be at least 1, got {workers}")
+    overrides = dict(parse_assignment(a) for a in args.set)
+    ablation = [] if args.no_ablation else [
+        c for c in known if c == "hardened" or c.startswith(ABLATION_PREFIX)]
+    plan = ResearchPlan(
+        seeds=list(range(args.seed, args.seed + args.seeds)), chains=chains,
+        baseline=args.baseline, held_out=args.held_out, ablation_chains=ablation,
+        lie_rates=_floats(args.lie_rates, "--lie-rates"),
+        lag_means=None if args.lag_means is None else _floats(args.lag_means, "--lag-means"),
+        overrides=overrides)
+    progress = progress_for(args, 1, err)
+    text = run_research(plan, workers=workers, executor=args.executor, out_dir=args.out,
+                        progress=progress, command=command)
+    if not args.quiet:
+        out.write(text + "\n")
     return EXIT_OK
 
 
@@ -237,7 +339,8 @@ def _cmd_replay(args: argparse.Namespace, command: str, out: TextIO, err: TextIO
                       protocol_spec=protocol.spec)
 
 
-_COMMANDS: Final = {"run": _cmd_run, "sweep": _cmd_sweep, "replay": _cmd_replay,
+_COMMANDS: Final = {"run": _cmd_run, "sweep": _cmd_sweep, "research": _cmd_research,
+             "replay": _cmd_replay,
                     "live": live.cmd_live, "serve": live.cmd_serve}
 
 

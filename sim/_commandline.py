@@ -200,17 +200,27 @@ def resolve(args: argparse.Namespace) -> RunPlan:
                    list(range(args.seed, args.seed + count)))
 
 
-def describe(plan: RunPlan, protocol: str | None = None) -> str:
+def describe(plan: RunPlan, protocol: str | None = None, swept: Sequence[str] = ()) -> str:
     """The headline of a report: the scenario, the chains and seeds, and (when given) the
-    protocol that ran."""
+    protocol that ran. A parameter in ``swept`` (a sweep's grid keys) is said to be swept,
+    not given the scenario's value it does not have at most points."""
     sc = plan.scenario
+
+    def shown(name: str, text: str) -> str:
+        return f"{name.replace('_', ' ') if name != 'lie_rate' else name} swept" if (
+            name in swept) else text
+
     model = "inside the timing model" if sc.inside_model() else "OUTSIDE the timing model"
+    if swept:
+        model += " at the scenario's own values"
     seeds = (str(plan.seeds[0]) if len(plan.seeds) == 1
              else f"{plan.seeds[0]}..{plan.seeds[-1]}")
     ran = "" if protocol is None else (
         f"; protocol {protocol}" + (" (built-in)" if protocol == BUILTIN_PROTOCOL else ""))
-    return (f"scenario {sc.name} ({scenario_source(plan.ref)}): {sc.encoders} encoders, "
-            f"{sc.jobs} jobs, lie_rate {sc.lie_rate:g}, {model}; "
+    return (f"scenario {sc.name} ({scenario_source(plan.ref)}): "
+            f"{shown('encoders', f'{sc.encoders} encoders')}, "
+            f"{shown('jobs', f'{sc.jobs} jobs')}, "
+            f"{shown('lie_rate', f'lie_rate {sc.lie_rate:g}')}, {model}; "
             f"{len(plan.chains)} chain(s), seed(s) {seeds}{ran}")
 
 
@@ -383,7 +393,8 @@ def brief(summary: RunSummary) -> str:
     entry = summary.entry
     checks = " ".join(f"{name} {entry.get(name.lower() + '_violations', '-')}"
                       for name in ("S1", "S2", "S3", "L1"))
-    return f"{entry.get('double_assigned', '-')} double-assigned, {checks}"
+    return (f"{entry.get('overlapping_jobs', '-')} jobs processed twice at once of "
+            f"{entry.get('offered_double', '-')} offered double hand-outs, {checks}")
 
 
 def check_writable(*paths: Path | None) -> None:

@@ -1,10 +1,19 @@
 """The measures researchers compare chains by, computed from a history and its checks.
 
 Everything here is read from the recorded history (as the checkers are), so a metric cannot
-disagree with a check about what happened. The headline measure is the race-prevention rate:
-of the jobs the world double-assigned (two encoders told "yours" in the same round), the share
-that did **not** end with overlapping processing (no S2 violation). Over seeds it is pooled and
-given with a 95% Wilson interval, which behaves at 0% and 100% where the normal one does not.
+disagree with a check about what happened. Every column is defined in :mod:`sim._columns`.
+
+The headline measure is **jobs processed by two encoders at once per 1,000 jobs**
+(``overlapping_per_1000``: the jobs with an S2 violation). Race prevention is measured against
+the double hand-outs the gateway *offered* (``offered_double``: the jobs whose first hand-out
+the seed's world doubles, the same set for every chain under common random numbers,
+:mod:`sim._rng`), not against those a chain let happen.
+
+One interval method everywhere: over seeds, a figure is the mean of its per-seed values with a
+95% Student-t interval (:func:`t_interval`); a comparison of two chains is the mean of their
+per-seed differences on the same seeds (the same offered world) with its paired 95% t interval
+(:func:`paired_difference`). :func:`wilson_interval` is kept for callers of the library; no
+report uses it.
 
 Percentiles are nearest-rank (an observed value, no interpolation, no numpy): deterministic
 and honest about small samples.
@@ -14,7 +23,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
@@ -29,18 +38,130 @@ from ._checkers import (
     _s3,
 )
 from ._history import WORLD, History
+from ._rng import Streams
 
-__all__ = ["RunMetrics", "aggregate", "compute_metrics", "percentile", "wilson_interval"]
+__all__ = [
+    "MEANED", "RunMetrics", "aggregate", "compute_metrics", "offered_doubles",
+    "paired_difference", "percentile", "t_interval", "t_quantile", "wilson_interval",
+]
 
 Z95: Final = 1.959963984540054
 #: Encoder operations that are calls to a tier, counted per job in ``api_calls`` (``screen``:
 #: a batch status request; a ``cached`` answer is no call).
 _CALL_OPS: Final = frozenset({"verify", "claim", "heartbeat", "commit", "release", "screen"})
 _COUNT_FIELDS: Final = (
-    "jobs", "committed", "double_assigned", "duplicate_starts", "overlapping_jobs",
-    "s1_violations", "s2_violations", "s3_violations", "l1_violations", "race_prevented",
-    "lost_or_stuck",
+    "jobs", "committed", "offered_double", "double_assigned", "overlapping_jobs",
+    "race_prevented", "restarts", "overlapping_starts", "s1_violations", "s2_violations",
+    "s3_violations", "l1_violations", "lost_or_stuck",
 )
+#: Per-seed figures that an aggregate gives as a mean over seeds with a ``<name>_ci`` 95%
+#: t interval, clipped to the figure's range (a rate in [0, 1], a count per 1,000 ≥ 0).
+MEANED: Final = (
+    "overlapping_per_1000", "race_prevention_rate", "restarts_per_1000",
+    "wasted_encode_h_per_1000", "lost_or_stuck_per_1000", "throughput_jobs_per_hour",
+    "start_latency_p50",
+)
+_RANGE: Final = {"race_prevention_rate": (0.0, 1.0), "overlapping_per_1000": (0.0, 1000.0),
+                  "lost_or_stuck_per_1000": (0.0, 1000.0)}
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile of Student's t with ``df`` degrees of freedom (p in (0.5, 1)).
+
+    From the regularized incomplete beta function by bisection (no scipy): for t > 0,
+    ``P(T <= t) = 1 - I_{df/(df+t^2)}(df/2, 1/2) / 2``. Exact to ~1e-10 (df 1: 12.706205,
+    df 4: 2.776445, df 19: 2.093024 at p = 0.975).
+    """
+    if df < 1 or not 0.5 < p < 1.0:
+        raise ValueError(f"need df >= 1 and 0.5 < p < 1, got df={df}, p={p}")
+    lo, hi = 0.0, 1.0
+    while _t_cdf(hi, df) < p:
+        hi *= 2.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12:
+            break
+    return (lo + hi) / 2
+
+
+def _t_cdf(t: float, df: int) -> float:
+    x = df / (df + t * t)
+    return 1.0 - 0.5 * _betai(df / 2.0, 0.5, x)
+
+
+def _betai(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b) (Numerical Recipes' betai)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log(1.0 - x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """The continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 3e-16:
+            break
+    return h
+
+
+def t_interval(values: Sequence[float], level: float = 0.95
+               ) -> tuple[float | None, float | None, float | None]:
+    """``(mean, low, high)``: the mean of ``values`` and its Student-t interval,
+    ``mean ± t_{(1+level)/2, n-1} · s / sqrt(n)`` with ``s`` the sample standard deviation.
+
+    ``(None, None, None)`` for no values, ``(mean, None, None)`` for one (no spread to
+    estimate). A zero-width interval means every value was the same: it is not a claim of
+    certainty (with 0 bad jobs of N, the rule of three bounds the rate at 3/N).
+    """
+    n = len(values)
+    if n == 0:
+        return None, None, None
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, None, None
+    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+    half = t_quantile((1.0 + level) / 2.0, n - 1) * math.sqrt(var / n)
+    return mean, mean - half, mean + half
+
+
+def paired_difference(values: Sequence[float | None], baseline: Sequence[float | None],
+                      level: float = 0.95) -> dict[str, Any]:
+    """The paired comparison of a chain with a baseline chain on the same seeds:
+    ``{"diff": mean of (value - baseline), "ci": [low, high], "n": pairs}``, a Student-t
+    interval over the per-seed differences (seeds where either value is None are left out)."""
+    if len(values) != len(baseline):
+        raise ValueError(f"paired values need the same seeds: {len(values)} != {len(baseline)}")
+    diffs = [v - b for v, b in zip(values, baseline, strict=True)
+             if v is not None and b is not None]
+    mean, lo, hi = t_interval(diffs, level)
+    return {"diff": mean, "ci": [lo, hi], "n": len(diffs)}
 
 
 def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
@@ -77,19 +198,23 @@ class RunMetrics:
 
     jobs: int
     committed: int
+    offered_double: int
     double_assigned: int
-    duplicate_starts: int
-    duplicate_starts_per_1000: float
     overlapping_jobs: int
     overlapping_per_1000: float
+    race_prevented: int
+    race_prevention_rate: float | None
+    restarts: int
+    restarts_per_1000: float
+    overlapping_starts: int
     s1_violations: int
     s2_violations: int
     s3_violations: int
     l1_violations: int
-    race_prevented: int
-    race_prevention_rate: float | None
     wasted_encode_s: float
+    wasted_encode_h_per_1000: float
     lost_or_stuck: int
+    lost_or_stuck_per_1000: float
     start_latency_p50: float | None
     start_latency_p99: float | None
     api_calls: dict[str, float]
@@ -121,11 +246,26 @@ def _per_1000(count: int, jobs: int) -> float:
     return count * 1000.0 / jobs if jobs else 0.0
 
 
+def offered_doubles(lie_rate: float, seed: int, jobs: Sequence[str]) -> list[str]:
+    """The jobs whose first hand-out the world of ``seed`` doubles (the gateway's
+    ``lie_rate`` draw for job j's first assignment, keyed by (seed, job): sim/_world.py).
+    The same list for every chain: the denominator of race prevention. (The world skips an
+    offer after the scenario's ``faults_until`` and when the first assignment is a database
+    claim; the list counts it all the same: an offer a chain's claim path avoided is a race
+    it prevented.)"""
+    streams = Streams(seed)
+    return [j for j in jobs
+            if streams.keyed("gateway.double", j, 1).random() < lie_rate]
+
+
 def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
                     checks: dict[str, CheckResult],
-                    partition: _Partition | None = None) -> RunMetrics:
+                    partition: _Partition | None = None,
+                    offered: Collection[str] = ()) -> RunMetrics:
     """The measures of one run. ``jobs`` is the population (the denominator of every rate);
-    counts of jobs are restricted to it. A check missing from ``checks`` is computed here."""
+    counts of jobs are restricted to it. A check missing from ``checks`` is computed here.
+    ``offered``: the jobs whose first hand-out the world offered twice
+    (:func:`offered_doubles`), the denominator of race prevention."""
     population = set(jobs)
     n_jobs = len(population)
     part = partition if partition is not None else _Partition(history)
@@ -142,11 +282,10 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
     calls: dict[str, int] = {}
     latencies: list[float] = []
     committed: set[str] = set()
-    duplicate_starts = 0
+    restarts = overlapping_starts = 0
     wasted = 0.0
     intervals = part.intervals()
     for job, recs in part.by_job.items():
-        starters: set[str] = set()
         claimed_at: dict[str, float] = {}  # process -> first claim since its last start
         commits: list[tuple[float, Any]] = []
         for _, (t, process, _, op, phase, value) in recs:
@@ -159,43 +298,64 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
                 calls[tier] = calls.get(tier, 0) + 1
                 if op == "claim":
                     claimed_at.setdefault(process, t)
-            elif op == "start" and phase == "ok":
-                starters.add(process)
+            elif op == "start" and phase == "ok" and process in claimed_at:
                 # Start latency: from the attempt's first claim to the start it led to.
-                if process in claimed_at:
-                    latencies.append(t - claimed_at.pop(process))
+                latencies.append(t - claimed_at.pop(process))
         if job in population:
-            duplicate_starts += max(0, len(starters) - 1)
+            again, beside = _later_starts(intervals.get(job, []))
+            restarts += again
+            overlapping_starts += beside
             if commits:
                 committed.add(job)
         wasted += _wasted(intervals.get(job, []), commits, duration)
 
     s2_jobs = set(checks["S2"].jobs) & population
     double = _double_assigned(part, None) & population
-    overlapping_double = len(double & s2_jobs)
-    race_prevented = len(double) - overlapping_double
+    offer = set(offered) & population
+    race_prevented = len(offer - s2_jobs)
     n_calls = {tier: count / n_jobs if n_jobs else 0.0 for tier, count in sorted(calls.items())}
+    lost = n_jobs - len(committed)
     return RunMetrics(
         jobs=n_jobs,
         committed=len(committed),
+        offered_double=len(offer),
         double_assigned=len(double),
-        duplicate_starts=duplicate_starts,
-        duplicate_starts_per_1000=_per_1000(duplicate_starts, n_jobs),
         overlapping_jobs=len(s2_jobs),
         overlapping_per_1000=_per_1000(len(s2_jobs), n_jobs),
+        race_prevented=race_prevented,
+        race_prevention_rate=race_prevented / len(offer) if offer else None,
+        restarts=restarts,
+        restarts_per_1000=_per_1000(restarts, n_jobs),
+        overlapping_starts=overlapping_starts,
         s1_violations=checks["S1"].violations,
         s2_violations=checks["S2"].violations,
         s3_violations=checks["S3"].violations,
         l1_violations=checks["L1"].violations,
-        race_prevented=race_prevented,
-        race_prevention_rate=race_prevented / len(double) if double else None,
         wasted_encode_s=wasted,
-        lost_or_stuck=n_jobs - len(committed),
+        wasted_encode_h_per_1000=_per_1000(wasted, n_jobs) / 3600.0,
+        lost_or_stuck=lost,
+        lost_or_stuck_per_1000=_per_1000(lost, n_jobs),
         start_latency_p50=percentile(latencies, 50),
         start_latency_p99=percentile(latencies, 99),
         api_calls=n_calls,
         throughput_jobs_per_hour=len(committed) / duration * 3600.0 if duration > 0 else 0.0,
     )
+
+
+def _later_starts(intervals: list[Interval]) -> tuple[int, int]:
+    """A job's starts after its first: ``(restarts, overlapping)``. A start is overlapping when
+    another encoder's processing of the job is still open at that instant (the S1 condition);
+    otherwise it is a restart: every earlier processing had stopped (a crash, a cancel, a
+    reassignment), so the job is processed again, not twice at once."""
+    restarts = overlapping = 0
+    for k in range(1, len(intervals)):
+        iv = intervals[k]
+        if any(o.process != iv.process and o.start <= iv.start < o.end
+               for o in intervals[:k]):
+            overlapping += 1
+        else:
+            restarts += 1
+    return restarts, overlapping
 
 
 def _wasted(intervals: list[Interval], commits: list[tuple[float, Any]], duration: float) -> float:
@@ -224,27 +384,32 @@ def _wasted(intervals: list[Interval], commits: list[tuple[float, Any]], duratio
     return total
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def mean_ci(name: str, values: Sequence[float]) -> tuple[float | None, list[float | None]]:
+    """A figure's mean over seeds and its 95% t interval, clipped to the figure's range."""
+    mean, lo, hi = t_interval(values)
+    low, high = _RANGE.get(name, (0.0, math.inf))
+    if lo is not None and hi is not None:
+        lo, hi = max(lo, low), min(hi, high)
+    return _r(mean), [_r(lo), _r(hi)]
 
 
 def aggregate(metrics: Sequence[RunMetrics]) -> dict[str, Any]:
-    """Pool runs over seeds: counts are summed, the race-prevention rate is pooled with its
-    Wilson interval, per-1000 rates and throughput are averaged, p50s averaged, p99s maxed
-    (the worst tail any seed showed), API calls per job pooled over all jobs."""
+    """Pool runs over seeds: counts are summed; every figure of :data:`MEANED` is the mean of
+    its per-seed values (seeds where it is undefined, e.g. race prevention without an offered
+    double hand-out, left out) with a 95% t interval ``<name>_ci``; p99s maxed (the worst
+    tail any seed showed); API calls per job pooled over all jobs."""
     out: dict[str, Any] = {"runs": len(metrics)}
     for name in _COUNT_FIELDS:
         out[name] = sum(getattr(m, name) for m in metrics)
     out["wasted_encode_s"] = round(sum(m.wasted_encode_s for m in metrics), 6)
-    trials, successes = out["double_assigned"], out["race_prevented"]
-    out["race_prevention_rate"] = round(successes / trials, 6) if trials else None
-    lo, hi = wilson_interval(successes, trials)
-    out["race_prevention_ci"] = [round(lo, 6), round(hi, 6)]
-    for name in ("duplicate_starts_per_1000", "overlapping_per_1000", "throughput_jobs_per_hour"):
-        out[name] = round(_mean([getattr(m, name) for m in metrics]), 6)
-    p50s = [m.start_latency_p50 for m in metrics if m.start_latency_p50 is not None]
+    for name in MEANED:
+        values = [v for m in metrics if (v := getattr(m, name)) is not None]
+        out[name], out[f"{name}_ci"] = mean_ci(name, values)
     p99s = [m.start_latency_p99 for m in metrics if m.start_latency_p99 is not None]
-    out["start_latency_p50"] = round(_mean(p50s), 6) if p50s else None
     out["start_latency_p99"] = round(max(p99s), 6) if p99s else None
     total_jobs = out["jobs"]
     pooled: dict[str, float] = {}

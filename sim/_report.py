@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from ._checkers import CheckResult
+from ._columns import INTERVALS
 from ._metrics import aggregate
 from ._runner import RunResult, replay_command
 from ._scenario import Scenario
@@ -47,6 +48,7 @@ __all__ = [
     "safety_violations",
     "stable",
     "summarize_run",
+    "with_ci",
     "write_csv",
 ]
 
@@ -190,6 +192,7 @@ def build_run_report(*, scenario: Scenario, ref: str, overrides: Mapping[str, An
         "chains": chains,
         "replay": top,
         "command": command,
+        "interval": INTERVALS,
     }
 
 
@@ -265,43 +268,53 @@ def _int(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def with_ci(name: str, digits: int = 1, scale: float = 1.0, suffix: str = ""
+            ) -> Callable[[Mapping[str, Any]], str]:
+    """A figure and its ``<name>_ci`` interval: ``12.5 [3.1, 21.9]`` (``-`` when absent)."""
+    def fmt(row: Mapping[str, Any]) -> str:
+        value = row.get(name)
+        if value is None:
+            return "-"
+        ci = row.get(f"{name}_ci") or [None, None]
+        text = f"{value * scale:.{digits}f}{suffix}"
+        if ci[0] is None or ci[1] is None:
+            return text
+        return f"{text} [{ci[0] * scale:.{digits}f}, {ci[1] * scale:.{digits}f}]"
+    return fmt
+
+
 def _rate(row: Mapping[str, Any]) -> str:
-    rate = row.get("race_prevention_rate")
-    if rate is None:
-        return "- (no races)"
-    ci = row.get("race_prevention_ci") or [None, None]
-    lo, hi = ci[0], ci[1]
-    if lo is None or hi is None:
-        return f"{rate * 100:.1f}%"
-    return f"{rate * 100:5.1f}% [{lo * 100:.1f}, {hi * 100:.1f}]"
-
-
-def _lost(row: Mapping[str, Any]) -> str:
-    return _int(row.get("lost_or_stuck"))
+    if row.get("race_prevention_rate") is None:
+        return "- (none offered)"
+    return with_ci("race_prevention_rate", 1, 100.0, "%")(row)
 
 
 #: (header, how to render a chain's aggregate row). Keys absent from a row render as ``-``.
+#: Every header is defined in :data:`sim._columns.TABLE_HEADERS`.
 TABLE_COLUMNS: Final[tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...]] = (
     ("jobs", lambda r: _int(r.get("jobs"))),
-    ("double-assigned", lambda r: _int(r.get("double_assigned"))),
-    ("dup starts/1k", lambda r: _num(1)(r.get("duplicate_starts_per_1000"))),
+    ("offered doubles", lambda r: _int(r.get("offered_double"))),
+    ("twice at once/1k [95% CI]", with_ci("overlapping_per_1000")),
     ("S1", lambda r: _int(r.get("s1_violations"))),
     ("S2", lambda r: _int(r.get("s2_violations"))),
     ("S3", lambda r: _int(r.get("s3_violations"))),
     ("L1", lambda r: _int(r.get("l1_violations"))),
     ("race prevention [95% CI]", _rate),
+    ("restarts/1k", lambda r: _num(1)(r.get("restarts_per_1000"))),
     ("wasted enc-h", lambda r: _num(2, 1 / 3600)(r.get("wasted_encode_s"))),
-    ("lost/stuck", _lost),
+    ("lost/stuck", lambda r: _int(r.get("lost_or_stuck"))),
     ("start p50 s", lambda r: _num(1)(r.get("start_latency_p50"))),
     ("start p99 s", lambda r: _num(1)(r.get("start_latency_p99"))),
     ("jobs/h", lambda r: _num(1)(r.get("throughput_jobs_per_hour"))),
 )
 
 
-def format_table(rows: Sequence[tuple[str, Mapping[str, Any]]], label: str = "chain") -> str:
+def format_table(rows: Sequence[tuple[str, Mapping[str, Any]]], label: str = "chain",
+                 columns: Sequence[tuple[str, Callable[[Mapping[str, Any]], str]]]
+                 = TABLE_COLUMNS) -> str:
     """A plain-text table, one row per ``(label, aggregate)``; numbers right-aligned."""
-    header = [label, *(h for h, _ in TABLE_COLUMNS)]
-    body = [[name, *(fmt(row) for _, fmt in TABLE_COLUMNS)] for name, row in rows]
+    header = [label, *(h for h, _ in columns)]
+    body = [[name, *(fmt(row) for _, fmt in columns)] for name, row in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:

@@ -20,7 +20,7 @@ from verifier.protocol import OwnershipProtocol
 from ._checkers import CheckResult, _Partition, check_all
 from ._encoder import Encoder
 from ._history import History
-from ._metrics import RunMetrics, compute_metrics
+from ._metrics import RunMetrics, compute_metrics, offered_doubles
 from ._push import PushChannel
 from ._rng import Streams
 from ._scenario import Scenario
@@ -98,6 +98,9 @@ def run_once(
     policy = scenario.features(policy or Policy.named(chain, timing=scenario.timing_model()))
     env = simpy.Environment()
     history = History()
+    # A tape or a shared Random (the conformance suites) has no per-entity plan of offers:
+    # race prevention then has no denominator (no offered double hand-out is counted).
+    offered: list[str] | None = None if streams is None else []
     streams = streams or Streams.from_seed(seed)
     world = World(env, scenario, streams, history)
     job_ids = [f"job-{i:06d}" for i in range(scenario.jobs)]
@@ -125,19 +128,25 @@ def run_once(
         # ends within its lease) so that what they do is judged too (an unfenced second commit
         # happens there). Figures are measured up to ``finished_at``.
         env.run(until=env.now + scenario.reassign_timeout)
-    result = judge(scenario, chain, seed, history, job_ids, finished_at, outcomes, world.calls)
+    result = judge(scenario, chain, seed, history, job_ids, finished_at, outcomes, world.calls,
+                   offered=offered)
     result.events = next(env._eid)  # SimPy's event counter: the benchmark's event rate
     return result
 
 
 def judge(scenario: Scenario, chain: str, seed: int, history: History, job_ids: list[str],
-          duration: float, outcomes: dict[str, int], calls: dict[str, int]) -> RunResult:
-    """Check and measure a finished run's history (simulated or live: the same checkers)."""
+          duration: float, outcomes: dict[str, int], calls: dict[str, int], *,
+          offered: list[str] | None = None) -> RunResult:
+    """Check and measure a finished run's history (simulated or live: the same checkers).
+    ``offered``: the jobs whose first hand-out the world offered twice; by default the plan
+    of ``seed``'s world (:func:`sim._metrics.offered_doubles`)."""
     history.records.sort(key=_time)
     partition = _Partition(history)
     checks = check_all(history, jobs=job_ids, partition=partition)
+    if offered is None:
+        offered = offered_doubles(scenario.lie_rate, seed, job_ids)
     metrics = compute_metrics(history, jobs=job_ids, duration=duration, checks=checks,
-                              partition=partition)
+                              partition=partition, offered=offered)
     return RunResult(scenario, chain, seed, history, checks, metrics, dict(sorted(
         outcomes.items())), duration, job_ids, dict(calls))
 

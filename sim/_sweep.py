@@ -9,15 +9,18 @@ Plots (matplotlib, drawn on :class:`matplotlib.figure.Figure` objects directly, 
 ``pyplot``: no display, no global figure state):
 
 ``duplicates.png``
-    duplicate starts per 1,000 jobs against the first grid key, one line per chain, with a
-    band of mean ± 1.96 standard errors over seeds;
+    jobs processed by two encoders at once per 1,000 jobs (``overlapping_per_1000``) against
+    the first grid key, one line per chain;
 ``race_prevention.png``
-    the race-prevention rate, pooled over seeds, with its 95% Wilson band;
+    the share of the offered double hand-outs not processed twice at once;
 ``wasted.png``
     wasted encode-hours per 1,000 jobs per chain (bars, grouped by the first grid key);
 ``ablation.png``
-    S2-violating (overlapping) jobs per 1,000 for ``hardened`` and each
+    jobs processed by two encoders at once per 1,000 jobs for ``hardened`` and each
     ``hardened-without-<step>``: what each hardening step buys.
+
+Every band and error bar is the same interval: the mean over seeds with its 95% Student-t
+interval (:func:`sim._metrics.t_interval`), as every table and report states.
 
 With more than one grid key, the plots pool over the keys after the first (their titles say
 so); ``sweep.csv`` and ``sweep.json`` keep every point apart.
@@ -31,8 +34,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from ._columns import INTERVALS
 from ._executors import Task, execute
-from ._metrics import RunMetrics, aggregate, wilson_interval
+from ._metrics import RunMetrics, aggregate, t_interval
 from ._report import Progress, dumps_report, format_table, write_csv
 from ._scenario_files import RunPlan, UsageError, apply_overrides, parse_value
 
@@ -40,11 +44,10 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 
-__all__ = ["Grid", "parse_grid", "plot_sweep", "run_sweep"]
+__all__ = ["Grid", "band", "parse_grid", "plot_sweep", "run_sweep"]
 
 #: ``[(key, [values...]), ...]`` in the order given on the command line.
 Grid = list[tuple[str, list[Any]]]
-Z95: Final = 1.959963984540054
 _ABLATION_PREFIX: Final = "hardened-without-"
 
 
@@ -125,6 +128,7 @@ def run_sweep(plan: RunPlan, grid: Grid, *, workers: int, out_dir: Path, progres
             "points": [{"params": point, "chain": chain, **aggregate(chunk)}
                        for point, chain, chunk in cells],
             "command": command,
+            "interval": INTERVALS,
         }
         (out_dir / "sweep.json").write_text(dumps_report(report), encoding="utf-8")
     except OSError as exc:
@@ -161,14 +165,21 @@ def _positions(xs: list[Any]) -> tuple[list[float], bool]:
     return ([float(x) for x in xs] if numeric else [float(i) for i in range(len(xs))]), numeric
 
 
-def _mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width 1.96·sem (0 for a single seed: no spread to estimate)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, Z95 * math.sqrt(var / n)
+def band(values: Sequence[float | None], scale: float = 1.0, floor: float | None = 0.0,
+         ceiling: float | None = None) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of the defined values, scaled, with the 95% t interval (the one
+    interval method of every plot); NaN without values, the mean itself with one value.
+    Clipped to ``[floor, ceiling]`` (a count per 1,000 is not negative)."""
+    mean, lo, hi = t_interval([v for v in values if v is not None])
+    if mean is None:
+        return math.nan, math.nan, math.nan
+    lo = mean if lo is None else lo
+    hi = mean if hi is None else hi
+    if floor is not None:
+        lo = max(lo, floor)
+    if ceiling is not None:
+        hi = min(hi, ceiling)
+    return mean * scale, lo * scale, hi * scale
 
 
 def _style(chain: str, index: int) -> dict[str, Any]:
@@ -209,45 +220,34 @@ def plot_sweep(cells: list[tuple[dict[str, Any], str, list[RunMetrics]]], *, x_k
     suffix = f"\n({title}; pooled over the other grid keys)" if pooled else f"\n({title})"
     written: list[str] = []
 
-    # Duplicate starts per 1,000 jobs: mean ± 1.96 sem over seeds.
-    fig = Figure(figsize=(9, 5.5), layout="constrained")
-    ax = fig.add_subplot()
-    for i, chain in enumerate(chains):
-        stats = [_mean_ci([m.duplicate_starts_per_1000 for m in runs[chain].get(k, [])] or [0.0])
-                 for k in range(len(xs))]
-        means = [s[0] for s in stats]
-        style = _style(chain, i)
-        ax.plot(positions, means, marker="o", label=chain, **style)
-        ax.fill_between(positions, [max(m - h, 0.0) for m, h in stats],
-                        [m + h for m, h in stats],
-                        color=style["color"], alpha=0.15, linewidth=0)
-    ax.set_ylabel("duplicate starts per 1,000 jobs")
-    ax.set_title("Duplicate starts (mean ± 1.96·sem over seeds)" + suffix)
-    _axes_x(ax, xs, positions, numeric, x_key)
-    ax.legend(fontsize=7, ncols=2)
-    written.append(_save(fig, out_dir, "duplicates.png"))
+    # Jobs processed by two encoders at once per 1,000 jobs: mean and 95% t band over seeds.
+    written.append(line_plot(
+        Figure, out_dir, "duplicates.png", chains, xs, positions, numeric, x_key,
+        [[band([m.overlapping_per_1000 for m in runs[chain].get(k, [])], ceiling=1000.0)
+          for k in range(len(xs))] for chain in chains],
+        ylabel="jobs processed by two encoders at once per 1,000 jobs",
+        title="Duplicate processing (mean over seeds, 95% t interval)" + suffix))
 
-    # Race prevention: pooled rate with its Wilson interval.
+    # Race prevention: the share of offered double hand-outs not processed twice at once.
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.add_subplot()
     for i, chain in enumerate(chains):
         rates, lows, highs = [], [], []
         for k in range(len(xs)):
-            agg = aggregate(runs[chain].get(k, []))
-            rate = agg["race_prevention_rate"]
-            lo, hi = agg["race_prevention_ci"]
-            rates.append(math.nan if rate is None else rate * 100)
-            lows.append(math.nan if rate is None else lo * 100)
-            highs.append(math.nan if rate is None else hi * 100)
+            mean, lo, hi = band([m.race_prevention_rate for m in runs[chain].get(k, [])],
+                                scale=100.0, ceiling=1.0)
+            rates.append(mean)
+            lows.append(lo)
+            highs.append(hi)
         style = _style(chain, i)
         # Error bars as well as the band: a point between two grid values without races
         # (no rate) has no band to draw, but its interval is still the point's meaning.
         ax.errorbar(positions, rates, yerr=_yerr(rates, lows, highs), marker="o", capsize=3,
                     label=chain, **style)
         ax.fill_between(positions, lows, highs, color=style["color"], alpha=0.15, linewidth=0)
-    ax.set_ylabel("race prevention rate, % of double-assigned jobs")
+    ax.set_ylabel("race prevention, % of offered double hand-outs")
     ax.set_ylim(-2, 102)
-    ax.set_title("Race prevention (pooled over seeds, 95% Wilson band)" + suffix)
+    ax.set_title("Race prevention (mean over seeds, 95% t interval)" + suffix)
     _axes_x(ax, xs, positions, numeric, x_key)
     ax.legend(fontsize=7, ncols=2)
     written.append(_save(fig, out_dir, "race_prevention.png"))
@@ -255,21 +255,42 @@ def plot_sweep(cells: list[tuple[dict[str, Any], str, list[RunMetrics]]], *, x_k
     # Wasted encode-hours per 1,000 jobs, per chain, grouped by x.
     written.append(_bars(
         Figure, out_dir, "wasted.png", chains, xs, x_key, runs,
-        value=lambda ms: _per_1000_jobs(sum(m.wasted_encode_s for m in ms) / 3600, ms),
-        error=lambda ms: _mean_ci([m.wasted_encode_s / 3600 * 1000 / max(m.jobs, 1)
-                                   for m in ms])[1],
-        xlabel="wasted encode-hours per 1,000 jobs (± 1.96·sem over seeds)",
+        stat=lambda ms: band([m.wasted_encode_h_per_1000 for m in ms]),
+        xlabel="wasted encode-hours per 1,000 jobs (mean over seeds, 95% t interval)",
         title="Wasted work" + suffix))
 
     ablation = [c for c in chains if c == "hardened" or c.startswith(_ABLATION_PREFIX)]
     if ablation:
         written.append(_bars(
             Figure, out_dir, "ablation.png", ablation, xs, x_key, runs,
-            value=lambda ms: _per_1000_jobs(sum(m.overlapping_jobs for m in ms), ms),
-            error=_wilson_half,
-            xlabel="S2-violating (overlapping) jobs per 1,000 jobs (95% Wilson interval)",
+            stat=lambda ms: band([m.overlapping_per_1000 for m in ms], ceiling=1000.0),
+            xlabel="jobs processed by two encoders at once per 1,000 jobs "
+                   "(mean over seeds, 95% t interval)",
             title="Ablation: what each hardening step prevents" + suffix))
     return written
+
+
+def line_plot(figure: Any, out_dir: Path, name: str, chains: list[str], xs: list[Any],
+              positions: list[float], numeric: bool, x_key: str,
+              stats: list[list[tuple[float, float, float]]], *, ylabel: str,
+              title: str) -> str:
+    """One line per chain through ``(mean, low, high)`` per x, with its interval as a band
+    and as error bars (a point between two points without a value has no band)."""
+    fig = figure(figsize=(9, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    for i, chain in enumerate(chains):
+        means = [s[0] for s in stats[i]]
+        lows = [s[1] for s in stats[i]]
+        highs = [s[2] for s in stats[i]]
+        style = _style(chain, i)
+        ax.errorbar(positions, means, yerr=_yerr(means, lows, highs), marker="o", capsize=3,
+                    label=chain, **style)
+        ax.fill_between(positions, lows, highs, color=style["color"], alpha=0.15, linewidth=0)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    _axes_x(ax, xs, positions, numeric, x_key)
+    ax.legend(fontsize=7, ncols=2)
+    return _save(fig, out_dir, name)
 
 
 def _yerr(values: list[float], lows: list[float], highs: list[float]) -> list[list[float]]:
@@ -281,21 +302,8 @@ def _yerr(values: list[float], lows: list[float], highs: list[float]) -> list[li
     return [below, above]
 
 
-def _per_1000_jobs(total: float, metrics: list[RunMetrics]) -> float:
-    jobs = sum(m.jobs for m in metrics)
-    return total * 1000.0 / jobs if jobs else 0.0
-
-
-def _wilson_half(metrics: list[RunMetrics]) -> tuple[float, float]:
-    jobs = sum(m.jobs for m in metrics)
-    bad = sum(m.overlapping_jobs for m in metrics)
-    lo, hi = wilson_interval(min(bad, jobs), jobs)
-    rate = bad / jobs if jobs else 0.0
-    return (rate - lo) * 1000, (hi - rate) * 1000
-
-
 def _bars(figure: Any, out_dir: Path, name: str, chains: list[str], xs: list[Any], x_key: str,
-          runs: dict[str, dict[int, list[RunMetrics]]], *, value: Any, error: Any,
+          runs: dict[str, dict[int, list[RunMetrics]]], *, stat: Any,
           xlabel: str, title: str) -> str:
     """Horizontal bars (chain names are long), one group per chain, one bar per x value."""
     from matplotlib import colormaps
@@ -309,12 +317,12 @@ def _bars(figure: Any, out_dir: Path, name: str, chains: list[str], xs: list[Any
         for c, chain in enumerate(chains):
             ms = runs[chain].get(k, [])
             ys.append(c + (k - (len(xs) - 1) / 2) * height)
-            widths.append(value(ms) if ms else 0.0)
-            err = error(ms) if ms else 0.0
-            lo, hi = err if isinstance(err, tuple) else (err, err)
-            # Clamped: a Wilson bound can sit a rounding error on the wrong side of the rate.
-            errs_lo.append(max(0.0, min(lo, widths[-1])))
-            errs_hi.append(max(0.0, hi))
+            mean, lo, hi = stat(ms) if ms else (0.0, 0.0, 0.0)
+            if math.isnan(mean):
+                mean, lo, hi = 0.0, 0.0, 0.0
+            widths.append(mean)
+            errs_lo.append(max(0.0, mean - lo))
+            errs_hi.append(max(0.0, hi - mean))
         ax.barh(ys, widths, height=height * 0.9, xerr=[errs_lo, errs_hi], capsize=2,
                 color=colormaps["viridis"](k / max(len(xs) - 1, 1)),
                 label=f"{x_key}={x}", error_kw={"linewidth": 0.8})

@@ -28,9 +28,10 @@ BROKEN = ["--set", "encoders=5", "--set", "jobs=15", "--lie-rate", "0.4"]
 BUILTIN = "verifier.protocol:OwnershipProtocol"
 TRUSTING = "tests.sim.protocols:TrustingProtocol"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-REQUIRED = ("jobs", "double_assigned", "duplicate_starts", "s1_violations", "s2_violations",
-            "s3_violations", "l1_violations", "race_prevention_rate", "race_prevention_ci",
-            "wasted_encode_s")
+REQUIRED = ("jobs", "offered_double", "double_assigned", "overlapping_jobs",
+            "overlapping_per_1000", "overlapping_per_1000_ci", "restarts", "restarts_per_1000",
+            "s1_violations", "s2_violations", "s3_violations", "l1_violations",
+            "race_prevention_rate", "race_prevention_rate_ci", "wasted_encode_s")
 
 
 def run_main(argv: list[str]) -> tuple[int, str, str]:
@@ -76,6 +77,7 @@ def test_run_writes_json_and_csv_and_prints_the_comparison(tmp_path):
     assert {"jobs", "s2_violations", "wasted_encode_s"} <= set(rows[0])
 
     assert "race prevention [95% CI]" in out and "trust-gateway" in out and "hardened" in out
+    assert "twice at once/1k [95% CI]" in out and "95% Student-t interval" in out
     assert "seed: 1" in out and f"replay: {report['replay']}" in out
     assert f"protocol {BUILTIN} (built-in)" in out.splitlines()[0]
     assert err == ""  # no progress bar on a pipe, for a sub-second run
@@ -96,14 +98,19 @@ def test_seeds_k_runs_k_seeds_and_pools_them_with_an_interval(tmp_path):
     entry = json.loads(path.read_text())["chains"]["documented"]
     assert [r["seed"] for r in entry["runs"]] == [5, 6, 7]
     assert entry["runs"] == sorted(entry["runs"], key=lambda r: r["seed"])
-    lo, hi = entry["race_prevention_ci"]
+    lo, hi = entry["race_prevention_rate_ci"]
     assert 0.0 <= lo <= hi <= 1.0
-    trials = sum(r["double_assigned"] for r in entry["runs"])
-    assert entry["double_assigned"] == trials
-    if trials:
-        assert entry["race_prevention_rate"] == round(
-            sum(r["race_prevented"] for r in entry["runs"]) / trials, 6)
-        assert lo <= entry["race_prevention_rate"] <= hi
+    assert entry["offered_double"] == sum(r["offered_double"] for r in entry["runs"]) > 0
+    assert entry["double_assigned"] == sum(r["double_assigned"] for r in entry["runs"])
+    # The mean over the seeds with an offer, and its 95% t interval around it.
+    rates = [r["race_prevention_rate"] for r in entry["runs"]
+             if r["race_prevention_rate"] is not None]
+    assert entry["race_prevention_rate"] == pytest.approx(sum(rates) / len(rates), abs=1e-6)
+    assert lo <= entry["race_prevention_rate"] <= hi
+    per_1000 = [r["overlapping_per_1000"] for r in entry["runs"]]
+    assert entry["overlapping_per_1000"] == pytest.approx(sum(per_1000) / 3, abs=1e-6)
+    lo, hi = entry["overlapping_per_1000_ci"]
+    assert 0.0 <= lo <= entry["overlapping_per_1000"] <= hi <= 1000.0
 
 
 def test_the_reported_replay_command_reproduces_the_violation(tmp_path):
@@ -294,7 +301,7 @@ def test_sweep_writes_csv_json_and_plots(tmp_path):
     summary = json.loads((out_dir / "sweep.json").read_text())
     assert summary["grid"] == {"lie_rate": [0, 0.3]}
     assert len(summary["points"]) == 2 * len(chains)
-    assert {"race_prevention_ci", "duplicate_starts_per_1000"} <= set(summary["points"][0])
+    assert {"race_prevention_rate_ci", "overlapping_per_1000_ci"} <= set(summary["points"][0])
     for name in ("duplicates.png", "race_prevention.png", "wasted.png", "ablation.png"):
         data = (out_dir / name).read_bytes()
         assert data.startswith(PNG_MAGIC), name
@@ -508,4 +515,4 @@ def test_csv_columns_do_not_depend_on_which_tiers_a_chain_called():
 
 def test_table_shows_dashes_for_missing_metrics():
     table = format_table([("x", {"jobs": 3, "race_prevention_rate": None})])
-    assert "- (no races)" in table and table.splitlines()[2].split()[1] == "3"
+    assert "- (none offered)" in table and table.splitlines()[2].split()[1] == "3"

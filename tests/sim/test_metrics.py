@@ -1,4 +1,5 @@
-"""Run metrics on a hand-made history (numbers worked out by hand), Wilson intervals, pooling."""
+"""Run metrics on a hand-made history (numbers worked out by hand), intervals (Student-t, paired
+Student-t, Wilson), pooling over seeds."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from typing import Any
 import pytest
 
 from sim import WORLD, History, check_all
-from sim._metrics import RunMetrics, aggregate, compute_metrics, percentile, wilson_interval
+from sim._metrics import (
+    RunMetrics,
+    aggregate,
+    compute_metrics,
+    paired_difference,
+    percentile,
+    t_interval,
+    t_quantile,
+    wilson_interval,
+)
 
 W = WORLD
 
@@ -39,6 +49,44 @@ def test_wilson_default_z_is_95_percent_and_no_trials_means_no_knowledge() -> No
 def test_wilson_rejects_impossible_counts(s: int, n: int) -> None:
     with pytest.raises(ValueError, match="successes"):
         wilson_interval(s, n)
+
+
+def test_t_quantiles_match_the_tables() -> None:
+    # Student-t 97.5% quantiles from any table (e.g. NIST/SEMATECH e-Handbook 1.3.6.7.2).
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 9: 2.262, 19: 2.093, 29: 2.045,
+             100: 1.984}
+    for df, value in table.items():
+        assert t_quantile(0.975, df) == pytest.approx(value, abs=5e-4), df
+    assert t_quantile(0.95, 10) == pytest.approx(1.812, abs=5e-4)
+    with pytest.raises(ValueError):
+        t_quantile(0.975, 0)
+
+
+def test_t_interval_by_hand() -> None:
+    # 2, 4, 6, 8: mean 5, s = sqrt(20/3) = 2.5820, s/sqrt(4) = 1.2910, t(0.975, 3) = 3.1824:
+    # half-width 4.1085 (rounded: 0.891, 9.109).
+    mean, lo, hi = t_interval([2.0, 4.0, 6.0, 8.0])
+    assert mean == 5.0
+    assert (round(lo, 3), round(hi, 3)) == (0.891, 9.109)
+    assert t_interval([]) == (None, None, None)
+    assert t_interval([3.0]) == (3.0, None, None)
+    assert t_interval([1.0, 1.0, 1.0]) == (1.0, 1.0, 1.0)  # no spread: zero width
+
+
+def test_paired_difference_by_hand() -> None:
+    # Chain 10, 12, 15, 11 against baseline 8, 11, 11, 10 on the same seeds: differences
+    # 2, 1, 4, 1, mean 2, s = sqrt(6/3) = 1.4142, s/2 = 0.7071, × 3.1824 = 2.2503.
+    pair = paired_difference([10.0, 12.0, 15.0, 11.0], [8.0, 11.0, 11.0, 10.0])
+    assert pair["diff"] == 2.0 and pair["n"] == 4
+    assert [round(x, 3) for x in pair["ci"]] == [-0.250, 4.250]
+    # Pairing is what narrows it: the unpaired intervals of the two chains overlap widely.
+    _, lo_a, _ = t_interval([10.0, 12.0, 15.0, 11.0])
+    _, _, hi_b = t_interval([8.0, 11.0, 11.0, 10.0])
+    assert hi_b > lo_a
+    # A seed where either value is undefined is left out of the pairs.
+    assert paired_difference([1.0, None, 3.0], [0.0, 5.0, 1.0])["n"] == 2
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_difference([1.0], [1.0, 2.0])
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -108,19 +156,25 @@ JOBS = ["j1", "j2", "j3"]
 def test_metrics_of_a_small_run() -> None:
     h = small_history()
     checks = check_all(h, jobs=JOBS)
-    m = compute_metrics(h, jobs=JOBS, duration=100.0, checks=checks)
+    m = compute_metrics(h, jobs=JOBS, duration=100.0, checks=checks, offered=["j1", "j3"])
     assert m.jobs == 3
     assert m.committed == 2
     assert m.lost_or_stuck == 1
+    assert m.lost_or_stuck_per_1000 == pytest.approx(1000 / 3)
     assert m.double_assigned == 1
-    assert m.duplicate_starts == 2  # j1: e2 after e1; j2: e4 after e3
-    assert m.duplicate_starts_per_1000 == pytest.approx(2000 / 3)
+    # j1: e2 starts while e1 processes it (overlapping); j2: e4 starts after e3 crashed
+    # (a restart after a legitimate loss, not a duplicate).
+    assert (m.overlapping_starts, m.restarts) == (1, 1)
+    assert m.restarts_per_1000 == pytest.approx(1000 / 3)
     assert m.overlapping_jobs == 1
     assert m.overlapping_per_1000 == pytest.approx(1000 / 3)
     assert (m.s1_violations, m.s2_violations, m.s3_violations, m.l1_violations) == (1, 1, 0, 1)
-    assert m.race_prevented == 0
-    assert m.race_prevention_rate == 0.0
+    # Offered: j1 (processed twice at once) and j3 (not): one of two prevented.
+    assert m.offered_double == 2
+    assert m.race_prevented == 1
+    assert m.race_prevention_rate == 0.5
     assert m.wasted_encode_s == pytest.approx(2 + 7 + 25)
+    assert m.wasted_encode_h_per_1000 == pytest.approx(34 / 3600 * 1000 / 3)
     # Latencies 4, 5.5, 2, 2, 4 → sorted 2, 2, 4, 4, 5.5: rank 3 and rank 5.
     assert m.start_latency_p50 == 4
     assert m.start_latency_p99 == 5.5
@@ -142,8 +196,12 @@ def test_race_prevented_when_the_second_encoder_never_overlaps() -> None:
         (2, "e1", "j", "start", "ok", None), (9, "e1", "j", "stop", "ok", "done"),
         (10, W, "j", "assign", "ok", ("e1", 1)), (11, W, "j", "commit", "ok", ("e1", 1)),
     ])
-    m = compute_metrics(h, jobs=["j"], duration=20.0, checks=check_all(h, jobs=["j"]))
+    m = compute_metrics(h, jobs=["j"], duration=20.0, checks=check_all(h, jobs=["j"]),
+                        offered=["j"])
     assert (m.double_assigned, m.race_prevented, m.race_prevention_rate) == (1, 1, 1.0)
+    # The denominator is what the world offered, not what the chain let happen.
+    m = compute_metrics(h, jobs=["j"], duration=20.0, checks={}, offered=[])
+    assert (m.double_assigned, m.offered_double, m.race_prevention_rate) == (1, 0, None)
     assert m.wasted_encode_s == 0.0
     assert m.start_latency_p50 is None  # no claim *invoke* recorded: no latency sample
 
@@ -151,7 +209,7 @@ def test_race_prevented_when_the_second_encoder_never_overlaps() -> None:
 def test_no_double_assignment_means_no_rate_and_empty_run_is_safe() -> None:
     m = compute_metrics(History(), jobs=[], duration=0.0, checks={})
     assert m.race_prevention_rate is None
-    assert (m.jobs, m.committed, m.duplicate_starts_per_1000, m.throughput_jobs_per_hour) == (
+    assert (m.jobs, m.committed, m.restarts_per_1000, m.throughput_jobs_per_hour) == (
         0, 0, 0.0, 0.0)
     assert m.start_latency_p99 is None and m.api_calls == {}
 
@@ -171,7 +229,7 @@ def test_to_dict_is_json_ready_in_field_order() -> None:
     h = small_history()
     d = compute_metrics(h, jobs=JOBS, duration=100.0, checks={}).to_dict()
     assert list(d) == [f.name for f in fields(RunMetrics)]
-    assert d["duplicate_starts_per_1000"] == 666.666667
+    assert d["overlapping_per_1000"] == 333.333333
     assert json.loads(json.dumps(d)) == d
 
 
@@ -184,19 +242,25 @@ def base() -> RunMetrics:
 
 
 def test_aggregate_pools_over_seeds() -> None:
-    a = replace(base(), double_assigned=10, race_prevented=5, start_latency_p99=3.0,
-                duplicate_starts_per_1000=10.0, api_calls={"gateway": 2.0})
-    b = replace(base(), jobs=1, double_assigned=0, race_prevented=0, start_latency_p99=9.0,
-                duplicate_starts_per_1000=30.0, api_calls={"gateway": 5.0, "aid": 1.0})
+    a = replace(base(), offered_double=10, race_prevented=5, race_prevention_rate=0.5,
+                start_latency_p99=3.0, overlapping_per_1000=10.0, api_calls={"gateway": 2.0})
+    b = replace(base(), jobs=1, offered_double=0, race_prevented=0, race_prevention_rate=None,
+                start_latency_p99=9.0, overlapping_per_1000=30.0,
+                api_calls={"gateway": 5.0, "aid": 1.0})
     agg = aggregate([a, b])
     assert agg["runs"] == 2
     assert agg["jobs"] == 4 and agg["committed"] == 4 and agg["lost_or_stuck"] == 2
-    assert agg["double_assigned"] == 10 and agg["race_prevented"] == 5
+    assert agg["offered_double"] == 10 and agg["race_prevented"] == 5
+    # A seed without an offer has no rate: the mean is over the one seed that has one.
     assert agg["race_prevention_rate"] == 0.5
-    assert [round(x, 4) for x in agg["race_prevention_ci"]] == [0.2366, 0.7634]
-    assert agg["duplicate_starts_per_1000"] == 20.0
+    assert agg["race_prevention_rate_ci"] == [None, None]  # one seed: no spread to estimate
+    # 10 and 30: mean 20, s = 14.142, s/sqrt(2) = 10, t(0.975, 1) = 12.706: [-107.06, 147.06],
+    # clipped below at 0 (a count per 1,000).
+    assert agg["overlapping_per_1000"] == 20.0
+    assert agg["overlapping_per_1000_ci"] == [0.0, 147.062047]
     assert agg["start_latency_p99"] == 9.0
     assert agg["start_latency_p50"] == 4.0
+    assert agg["start_latency_p50_ci"] == [4.0, 4.0]
     assert agg["wasted_encode_s"] == 68.0
     # Pooled per job: (2*3 + 5*1) / 4 gateway calls, 1/4 aid.
     assert agg["api_calls"] == {"aid": 0.25, "gateway": 2.75}
@@ -204,8 +268,9 @@ def test_aggregate_pools_over_seeds() -> None:
 
 
 def test_aggregate_without_races_or_runs() -> None:
-    agg = aggregate([replace(base(), double_assigned=0, race_prevented=0)])
+    agg = aggregate([replace(base(), offered_double=0, race_prevented=0,
+                             race_prevention_rate=None)])
     assert agg["race_prevention_rate"] is None
-    assert agg["race_prevention_ci"] == [0.0, 1.0]
+    assert agg["race_prevention_rate_ci"] == [None, None]
     empty = aggregate([])
     assert empty["runs"] == 0 and empty["start_latency_p99"] is None and empty["api_calls"] == {}

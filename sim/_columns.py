@@ -1,0 +1,188 @@
+"""Every column of every table, CSV and JSON the simulator writes, defined once.
+
+``python -m sim run|sweep|research --help`` print these definitions (their epilog), the README's
+"Research figures" section lists them, and ``tests/sim/test_columns.py`` walks the header of
+every CSV, the keys of every JSON report and every printed table, and fails on a column defined
+nowhere. Counts say what they count: **jobs**, **starts**, **pairs** of processing intervals,
+**commits**, or **runs**.
+
+Intervals: one method everywhere (:mod:`sim._metrics`): a figure over seeds is the mean of its
+per-seed values with a 95% Student-t interval; a difference between two chains is the mean of
+their per-seed differences on the same seeds (common random numbers: the same offered world)
+with its paired 95% Student-t interval.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Final
+
+__all__ = ["COLUMNS", "INTERVALS", "TABLE_HEADERS", "define", "epilog", "undefined"]
+
+#: The interval method, as every report states it.
+INTERVALS: Final = (
+    "intervals: mean over seeds with a 95% Student-t interval; differences between chains are "
+    "paired over the same seeds (common random numbers) with a 95% Student-t interval; a "
+    "zero-width interval means every seed gave the same value (with 0 of N jobs, the rule of "
+    "three bounds the rate at 3/N)")
+
+#: CSV columns and JSON keys (a run's metrics, an aggregate over seeds, report fields).
+COLUMNS: Final[dict[str, str]] = {
+    # ---- what was run
+    "chain": "the ownership chain (policy) of the run",
+    "seed": "the run's root seed (all its randomness)",
+    "seeds": "the seeds run (N..N+K-1)",
+    "runs": "runs pooled (one per seed)",
+    "scenario": "the scenario's parameters (sim/_scenario.py)",
+    "scenario_ref": "the scenario as named on the command line (a name or a path)",
+    "study": "which research figure a run belongs to (research, ablation, lie_rate, "
+             "sensitivity)",
+    "params": "the grid point's parameter values",
+    "grid": "the swept parameters and their values",
+    "grid.<key>": "the value of the swept scenario parameter <key> at this point",
+    "overrides": "scenario parameters set on the command line",
+    "protocol": "the protocol implementation driven (an import path)",
+    "inside_model": "whether the scenario is inside the timing model the hardened chain assumes",
+    "timing_problems": "why the scenario is outside the timing model (empty inside it)",
+    "command": "the command that wrote the report, as typed",
+    "replay": "the command that replays the chain's most interesting run",
+    "sim_time": "simulated seconds until every job was finished (or the time limit)",
+    "outcomes": "attempts per outcome (processed, cancelled, ...), counted by the encoders",
+    "violations": "per violated check: its count, up to ten job ids and examples",
+    "interval": "the interval method of the report's intervals",
+    "baseline": "the chain every paired difference is taken against",
+    "held_out": "the held-out scenario of the research table",
+    "ablation_scenario": "the scenario of the ablation (ablation if it exists, else default)",
+    "tables": "the research tables (rows as printed, numbers unrounded)",
+    # ---- a run's metrics (sim/_metrics.py); in an aggregate, counts are summed over seeds
+    "jobs": "jobs released (the denominator of every per-1,000 figure); summed over seeds",
+    "committed": "jobs with a committed result",
+    "offered_double": "jobs whose first hand-out the gateway offered to two encoders (the "
+                      "seed's world plan: the same jobs for every chain)",
+    "double_assigned": "jobs this chain let be assigned to two encoders in one round (a world "
+                       "double-accept or two encoders told 'yours'); chain-dependent",
+    "overlapping_jobs": "HEADLINE, jobs processed by two encoders at once (jobs with an S2 "
+                        "violation)",
+    "overlapping_per_1000": "HEADLINE, jobs processed by two encoders at once per 1,000 jobs "
+                            "(aggregate: mean over seeds)",
+    "race_prevented": "offered double hand-outs (jobs) not processed by two encoders at once",
+    "race_prevention_rate": "race_prevented / offered_double (a share of offered jobs; "
+                            "aggregate: mean over seeds with an offer). trust-gateway's rate is "
+                            "the offers no second encoder took up in time",
+    "restarts": "starts of a job after every earlier processing of it had stopped (a crash, "
+                "a cancel, a reassignment): processed again, not twice at once",
+    "restarts_per_1000": "restarts (starts) per 1,000 jobs",
+    "overlapping_starts": "starts of a job while another encoder was still processing it "
+                          "(starts; the S1 condition)",
+    "s1_violations": "S1 findings: starts while another encoder held the job (starts)",
+    "s2_violations": "S2 findings: pairs of overlapping processing intervals of different "
+                     "encoders (pairs; a job can give several)",
+    "s3_violations": "S3 findings: commits that were not the job's first by its latest "
+                     "assignee (commits)",
+    "l1_violations": "L1 findings: jobs never committed and not given up because of faults "
+                     "(jobs)",
+    "wasted_encode_s": "encode-seconds that produced no committed result (summed over seeds)",
+    "wasted_encode_h_per_1000": "wasted encode-hours per 1,000 jobs",
+    "lost_or_stuck": "jobs without a committed result at the end of the run (jobs)",
+    "lost_or_stuck_per_1000": "lost or stuck jobs per 1,000 jobs",
+    "start_latency_p50": "median seconds from an attempt's first claim to its start (aggregate: "
+                         "mean of the per-seed medians)",
+    "start_latency_p99": "99th percentile of the same (aggregate: the worst seed)",
+    "api_calls": "calls to each tier per job",
+    "api_calls.<tier>": "calls to <tier> per job (a batch status request is one call)",
+    "throughput_jobs_per_hour": "committed jobs per simulated hour",
+    "<figure>_ci": "the 95% Student-t interval [low, high] of <figure> over seeds, clipped "
+                   "to its range (null with one seed)",
+    # ---- research tables (sim/_research.py)
+    "monitor_lag_mean": "the monitor's mean lag right after a write, seconds (exponential, "
+                        "capped at the scenario's monitor_lag, Δ)",
+    "lie_rate": "the share of gateway hand-outs offered to a second encoder",
+    "vs_baseline.<figure>": "the paired difference chain − baseline of <figure>, mean over "
+                            "seeds",
+    "vs_baseline.<figure>_ci": "its paired 95% Student-t interval",
+    "vs_baseline.n": "seeds in the paired comparison",
+    "vs_hardened.<figure>": "the paired difference chain − hardened of <figure> (ablation)",
+    "vs_hardened.<figure>_ci": "its paired 95% Student-t interval",
+    "vs_hardened.n": "seeds in the paired comparison",
+    "throughput_change_pct": "paired difference of throughput to the baseline, as a percentage "
+                             "of the baseline's mean throughput",
+    "excludes_zero": "whether the paired interval of overlapping_per_1000 excludes zero",
+}
+
+#: The headers of the printed tables (run, sweep, research), each defined.
+TABLE_HEADERS: Final[dict[str, str]] = {
+    "chain": "the ownership chain",
+    "scenario": "the scenario",
+    "jobs": "jobs released, summed over seeds",
+    "offered doubles": "offered_double, summed over seeds (jobs)",
+    "twice at once/1k [95% CI]": "overlapping_per_1000: jobs processed by two encoders at once "
+                                 "per 1,000 jobs, mean over seeds [95% t interval]",
+    "vs baseline/1k [95% CI]": "the paired difference of overlapping_per_1000 to the baseline "
+                               "chain [95% paired t interval]",
+    "vs hardened/1k [95% CI]": "the paired difference of overlapping_per_1000 to hardened "
+                               "[95% paired t interval]",
+    "excludes 0": "whether that paired interval excludes zero",
+    "S1": "s1_violations summed over seeds (starts)",
+    "S2": "s2_violations summed over seeds (pairs of intervals)",
+    "S3": "s3_violations summed over seeds (commits)",
+    "L1": "l1_violations summed over seeds (jobs)",
+    "race prevention [95% CI]": "race_prevention_rate: the share of offered double hand-outs "
+                                "not processed twice at once, mean over seeds [95% t interval]",
+    "restarts/1k": "restarts_per_1000, mean over seeds (starts per 1,000 jobs)",
+    "wasted enc-h": "wasted encode-hours, summed over seeds",
+    "wasted enc-h/1k": "wasted_encode_h_per_1000, mean over seeds",
+    "lost/stuck": "lost_or_stuck summed over seeds (jobs)",
+    "lost/stuck/1k [95% CI]": "lost_or_stuck_per_1000, mean over seeds [95% t interval]",
+    "lost/stuck/1k": "lost_or_stuck_per_1000, mean over seeds",
+    "start p50 s": "start_latency_p50, mean over seeds",
+    "start p50 s [95% CI]": "start_latency_p50, mean over seeds [95% t interval]",
+    "start p99 s": "start_latency_p99, the worst seed",
+    "jobs/h": "throughput_jobs_per_hour, mean over seeds",
+    "jobs/h [95% CI]": "throughput_jobs_per_hour, mean over seeds [95% t interval]",
+    "Δ jobs/h [95% CI]": "paired difference of throughput to the baseline [95% paired t]",
+    "Δ jobs/h %": "throughput_change_pct",
+    "Δ start p50 s [95% CI]": "paired difference of start_latency_p50 to the baseline "
+                              "[95% paired t]",
+    "lie_rate": "the offered double hand-out rate of the grid point",
+    "monitor lag mean s": "monitor_lag_mean of the grid point",
+}
+
+_PATTERNS: Final = [
+    (re.compile(r"^grid\.[a-z_0-9]+$"), "grid.<key>"),
+    (re.compile(r"^api_calls\.[a-z_]+$"), "api_calls.<tier>"),
+    (re.compile(r"^vs_baseline\.n$"), "vs_baseline.n"),
+    (re.compile(r"^vs_baseline\.[a-z_0-9]+_ci$"), "vs_baseline.<figure>_ci"),
+    (re.compile(r"^vs_baseline\.[a-z_0-9]+$"), "vs_baseline.<figure>"),
+    (re.compile(r"^vs_hardened\.n$"), "vs_hardened.n"),
+    (re.compile(r"^vs_hardened\.[a-z_0-9]+_ci$"), "vs_hardened.<figure>_ci"),
+    (re.compile(r"^vs_hardened\.[a-z_0-9]+$"), "vs_hardened.<figure>"),
+    (re.compile(r"^[a-z_0-9]+_ci$"), "<figure>_ci"),
+]
+
+
+def define(column: str) -> str | None:
+    """The definition of a CSV column or JSON key (patterns resolved), or None."""
+    if column in COLUMNS:
+        return COLUMNS[column]
+    for pattern, name in _PATTERNS:
+        if pattern.match(column):
+            if name == "<figure>_ci" and column[:-3] not in COLUMNS:
+                return None
+            return COLUMNS[name]
+    return None
+
+
+def undefined(columns: Iterable[str]) -> list[str]:
+    """The columns of ``columns`` that :func:`define` does not know."""
+    return [c for c in columns if define(c) is None]
+
+
+def epilog(*, tables: bool = True) -> str:
+    """The ``--help`` epilog: every column and table header, one per line."""
+    lines = [INTERVALS + ".", "", "CSV columns and JSON keys:"]
+    lines += [f"  {name}: {text}" for name, text in COLUMNS.items()]
+    if tables:
+        lines += ["", "table headers:"]
+        lines += [f"  {name}: {text}" for name, text in TABLE_HEADERS.items()]
+    return "\n".join(lines)
