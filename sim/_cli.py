@@ -91,7 +91,7 @@ from ._sweep import parse_grid, run_sweep
 __all__ = ["build_parser", "main"]
 
 #: The research command's default seeds per figure: a few minutes on 2 cores.
-RESEARCH_SEEDS: Final = 10
+RESEARCH_SEEDS: Final = 20
 
 
 # --------------------------------------------------------------------------- the parser

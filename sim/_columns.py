@@ -33,7 +33,9 @@ COLUMNS: Final[dict[str, str]] = {
     "chain": "the ownership chain (policy) of the run",
     "seed": "the run's root seed (all its randomness)",
     "seeds": "the seeds run (N..N+K-1)",
-    "runs": "runs pooled (one per seed)",
+    "runs": "runs pooled (one per seed); in a run report's chain, each run's entry",
+    "chains": "the chains run; in a run report, per chain its aggregate over seeds",
+    "points": "per grid point and chain, the aggregate over seeds",
     "scenario": "the scenario's parameters (sim/_scenario.py)",
     "scenario_ref": "the scenario as named on the command line (a name or a path)",
     "study": "which research figure a run belongs to (research, ablation, lie_rate, "
@@ -80,6 +82,7 @@ COLUMNS: Final[dict[str, str]] = {
                      "encoders (pairs; a job can give several)",
     "s3_violations": "S3 findings: commits that were not the job's first by its latest "
                      "assignee (commits)",
+    "s3_per_1000": "S3 findings (commits) per 1,000 jobs",
     "l1_violations": "L1 findings: jobs never committed and not given up because of faults "
                      "(jobs)",
     "wasted_encode_s": "encode-seconds that produced no committed result (summed over seeds)",
@@ -98,6 +101,8 @@ COLUMNS: Final[dict[str, str]] = {
     "monitor_lag_mean": "the monitor's mean lag right after a write, seconds (exponential, "
                         "capped at the scenario's monitor_lag, Δ)",
     "lie_rate": "the share of gateway hand-outs offered to a second encoder",
+    "vs_baseline": "the paired differences chain − baseline (below)",
+    "vs_hardened": "the paired differences chain − hardened (below)",
     "vs_baseline.<figure>": "the paired difference chain − baseline of <figure>, mean over "
                             "seeds",
     "vs_baseline.<figure>_ci": "its paired 95% Student-t interval",
@@ -107,7 +112,6 @@ COLUMNS: Final[dict[str, str]] = {
     "vs_hardened.n": "seeds in the paired comparison",
     "throughput_change_pct": "paired difference of throughput to the baseline, as a percentage "
                              "of the baseline's mean throughput",
-    "excludes_zero": "whether the paired interval of overlapping_per_1000 excludes zero",
 }
 
 #: The headers of the printed tables (run, sweep, research), each defined.
@@ -122,7 +126,11 @@ TABLE_HEADERS: Final[dict[str, str]] = {
                                "chain [95% paired t interval]",
     "vs hardened/1k [95% CI]": "the paired difference of overlapping_per_1000 to hardened "
                                "[95% paired t interval]",
-    "excludes 0": "whether that paired interval excludes zero",
+    "excludes 0": "the figures whose paired interval against hardened excludes zero: twice "
+                  "(overlapping_per_1000), lost (lost_or_stuck_per_1000), S3 (s3_per_1000); "
+                  "none: the step showed nothing on these seeds",
+    "S3/1k [95% CI]": "s3_per_1000: commits violating S3 per 1,000 jobs, mean over seeds "
+                      "[95% t interval]",
     "S1": "s1_violations summed over seeds (starts)",
     "S2": "s2_violations summed over seeds (pairs of intervals)",
     "S3": "s3_violations summed over seeds (commits)",

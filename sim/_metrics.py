@@ -57,7 +57,7 @@ _COUNT_FIELDS: Final = (
 #: Per-seed figures that an aggregate gives as a mean over seeds with a ``<name>_ci`` 95%
 #: t interval, clipped to the figure's range (a rate in [0, 1], a count per 1,000 ≥ 0).
 MEANED: Final = (
-    "overlapping_per_1000", "race_prevention_rate", "restarts_per_1000",
+    "overlapping_per_1000", "race_prevention_rate", "restarts_per_1000", "s3_per_1000",
     "wasted_encode_h_per_1000", "lost_or_stuck_per_1000", "throughput_jobs_per_hour",
     "start_latency_p50",
 )
@@ -210,6 +210,7 @@ class RunMetrics:
     s1_violations: int
     s2_violations: int
     s3_violations: int
+    s3_per_1000: float
     l1_violations: int
     wasted_encode_s: float
     wasted_encode_h_per_1000: float
@@ -330,6 +331,7 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
         s1_violations=checks["S1"].violations,
         s2_violations=checks["S2"].violations,
         s3_violations=checks["S3"].violations,
+        s3_per_1000=_per_1000(checks["S3"].violations, n_jobs),
         l1_violations=checks["L1"].violations,
         wasted_encode_s=wasted,
         wasted_encode_h_per_1000=_per_1000(wasted, n_jobs) / 3600.0,

@@ -41,17 +41,20 @@ from ._metrics import RunMetrics, aggregate, paired_difference
 from ._report import Progress, _num, _rate, dumps_report, format_table, with_ci, write_csv
 from ._scenario import Scenario
 from ._scenario_files import UsageError, apply_overrides, load_scenario, scenario_names
-from ._sweep import _bars, _positions, band, line_plot
+from ._sweep import _positions, _save, band, line_plot
 
 __all__ = ["ABLATION_PREFIX", "ResearchPlan", "run_research"]
 
 ABLATION_PREFIX: Final = "hardened-without-"
 #: The figures every paired comparison reports (chain − baseline on the same seeds).
 PAIRED: Final = (
-    "overlapping_per_1000", "race_prevention_rate", "restarts_per_1000",
+    "overlapping_per_1000", "race_prevention_rate", "restarts_per_1000", "s3_per_1000",
     "wasted_encode_h_per_1000", "lost_or_stuck_per_1000", "throughput_jobs_per_hour",
     "start_latency_p50",
 )
+#: What an ablation row can show, and how its "excludes 0" column names it.
+SHOWN: Final = (("overlapping_per_1000", "twice"), ("lost_or_stuck_per_1000", "lost"),
+                ("s3_per_1000", "S3"))
 #: The monitor's mean lag as fractions of Δ: the sensitivity plot's x axis.
 LAG_FRACTIONS: Final = (0.0, 0.02, 0.04, 0.1, 0.2, 0.4, 1.0)
 DEFAULT_LIE_RATES: Final = (0.0, 0.05, 0.1, 0.2, 0.3)
@@ -129,10 +132,12 @@ def _diff(group: str, name: str, digits: int = 1, scale: float = 1.0
 def _excludes_zero(group: str) -> Callable[[Mapping[str, Any]], str]:
     def fmt(row: Mapping[str, Any]) -> str:
         values = row.get(group) or {}
-        lo, hi = (values.get("overlapping_per_1000_ci") or [None, None])[:2]
-        if lo is None or hi is None:
-            return "-"
-        return "yes" if lo > 0 or hi < 0 else "no"
+        shown = []
+        for name, label in SHOWN:
+            lo, hi = (values.get(f"{name}_ci") or [None, None])[:2]
+            if lo is not None and hi is not None and (lo > 0 or hi < 0):
+                shown.append(label)
+        return ", ".join(shown) or "none"
     return fmt
 
 
@@ -153,8 +158,9 @@ RESEARCH_COLUMNS: Final = (
 ABLATION_COLUMNS: Final = (
     ("twice at once/1k [95% CI]", with_ci("overlapping_per_1000")),
     ("vs hardened/1k [95% CI]", _diff("vs_hardened", "overlapping_per_1000")),
-    ("excludes 0", _excludes_zero("vs_hardened")),
     ("lost/stuck/1k [95% CI]", with_ci("lost_or_stuck_per_1000")),
+    ("S3/1k [95% CI]", with_ci("s3_per_1000")),
+    ("excludes 0", _excludes_zero("vs_hardened")),
     ("restarts/1k", _field("restarts_per_1000")),
     ("jobs/h", _field("throughput_jobs_per_hour")),
 )
@@ -309,6 +315,8 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
         out_dir.mkdir(parents=True, exist_ok=True)
         files = {"research.csv": research, "cost.csv": cost, "ablation.csv": abl,
                  "lie_rate.csv": lie, "sensitivity.csv": sens, "runs.csv": run_rows}
+        if not abl:
+            del files["ablation.csv"]  # --no-ablation
         for name, rows in files.items():
             write_csv(out_dir / name, rows)
         (out_dir / "research.json").write_text(dumps_report(report), encoding="utf-8")
@@ -318,6 +326,34 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
     written = [*files, "research.json", "research.txt"]
     written += _plots(out_dir, plan, runs, lie_points, ablation, lag_points, lags, seeds)
     return text + "\n" + "\n".join(f"wrote {out_dir / name}" for name in written)
+
+
+def _ablation_plot(figure: Any, out_dir: Path, chains: list[str],
+                   runs: list[list[RunMetrics]], where: str) -> str:
+    """Three panels, one per property a step can protect: jobs processed twice at once
+    (S2), jobs lost or stuck (L1), commits violating S3; mean over seeds, 95% t interval."""
+    fig = figure(figsize=(12, 1.5 + 0.45 * len(chains)), layout="constrained")
+    axes = fig.subplots(1, 3, sharey=True)
+    panels = (("overlapping_per_1000", "processed twice at once\nper 1,000 jobs"),
+              ("lost_or_stuck_per_1000", "lost or stuck\nper 1,000 jobs"),
+              ("s3_per_1000", "S3-violating commits\nper 1,000 jobs"))
+    ys = list(range(len(chains)))
+    for ax, (name, label) in zip(axes, panels, strict=True):
+        stats = [band([getattr(m, name) for m in ms], ceiling=1000.0) for ms in runs]
+        means = [0.0 if s[0] != s[0] else s[0] for s in stats]
+        lows = [max(0.0, m - (s[1] if s[1] == s[1] else m)) for m, s in zip(means, stats,
+                                                                           strict=True)]
+        highs = [max(0.0, (s[2] if s[2] == s[2] else m) - m) for m, s in zip(means, stats,
+                                                                            strict=True)]
+        ax.barh(ys, means, xerr=[lows, highs], capsize=2, color="#4c72b0",
+                error_kw={"linewidth": 0.8})
+        ax.set_xlabel(label)
+        ax.grid(True, axis="x", alpha=0.3)
+    axes[0].set_yticks(ys, chains, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle(f"Ablation: what each hardening step prevents ({where}; mean over seeds, "
+                 "95% t interval)")
+    return _save(fig, out_dir, "ablation.png")
 
 
 def _plots(out_dir: Path, plan: ResearchPlan, runs: _Runs, lie_points: list[Scenario],
@@ -340,15 +376,9 @@ def _plots(out_dir: Path, plan: ResearchPlan, runs: _Runs, lie_points: list[Scen
         title=f"Duplicate processing against the lie rate (default scenario, seeds {seeds};"
               "\nmean over seeds, 95% t interval)"))
     if plan.ablation_chains:
-        by_chain = {chain: {0: runs.of(ablation, chain)} for chain in plan.ablation_chains}
-        written.append(_bars(
-            Figure, out_dir, "ablation.png", list(plan.ablation_chains), [ablation.name],
-            "scenario", by_chain,
-            stat=lambda ms: band([m.overlapping_per_1000 for m in ms], ceiling=1000.0),
-            xlabel="jobs processed by two encoders at once per 1,000 jobs "
-                   "(mean over seeds, 95% t interval)",
-            title=f"Ablation: what each hardening step prevents (scenario {ablation.name}, "
-                  f"seeds {seeds})"))
+        written.append(_ablation_plot(Figure, out_dir, plan.ablation_chains,
+                                      [runs.of(ablation, c) for c in plan.ablation_chains],
+                                      f"scenario {ablation.name}, seeds {seeds}"))
     xs = list(lags)
     positions, numeric = _positions(xs)
     stats = [[band([m.lost_or_stuck_per_1000 for m in runs.of(sc, SENSITIVITY_CHAIN)],

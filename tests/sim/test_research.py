@@ -1,0 +1,124 @@
+"""``python -m sim research`` end to end on a tiny grid: every file written, every column
+defined, the paired differences what the per-run CSV says, the same bytes twice."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sim.__main__ import main
+from sim._columns import undefined
+from sim._scenario_files import scenario_names
+
+TINY = ["research", "--set", "encoders=4", "--set", "jobs=12", "--seeds", "2",
+        "--lie-rates", "0,0.3", "--lag-means", "0,5", "--workers", "1"]
+FILES = ("research.csv", "cost.csv", "ablation.csv", "lie_rate.csv", "sensitivity.csv",
+         "runs.csv", "research.json", "research.txt", "lie_rate.png", "ablation.png",
+         "sensitivity.png")
+
+
+def research(out_dir: Path, *extra: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main([*TINY, *extra, "--out", str(out_dir)], stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, bytes]]:
+    out_dir = tmp_path_factory.mktemp("research") / "out"
+    code, out, err = research(out_dir)
+    assert code == 0, err
+    return out_dir, out, {name: (out_dir / name).read_bytes() for name in FILES}
+
+
+def test_every_file_is_written_and_announced(first):
+    out_dir, out, files = first
+    for name in FILES:
+        assert files[name], name
+        assert f"wrote {out_dir / name}" in out
+    for name in ("lie_rate.png", "ablation.png", "sensitivity.png"):
+        assert files[name].startswith(b"\x89PNG\r\n\x1a\n")
+    assert (out_dir / "research.txt").read_text() in out  # the printed tables are the file
+
+
+def test_the_same_command_writes_the_same_bytes(first):
+    out_dir, _, files = first
+    shutil.rmtree(out_dir)
+    code, _, err = research(out_dir)
+    assert code == 0, err
+    again = {name: (out_dir / name).read_bytes() for name in FILES}
+    assert [n for n in FILES if again[n] != files[n]] == []
+
+
+def test_every_csv_column_and_json_key_is_defined(first):
+    out_dir, _, _ = first
+    for name in FILES:
+        if name.endswith(".csv"):
+            with (out_dir / name).open(newline="") as stream:
+                header = next(csv.reader(stream))
+            assert undefined(header) == [], name
+    report = json.loads((out_dir / "research.json").read_text())
+    assert undefined(report) == []
+    for table, table_rows in report["tables"].items():
+        assert table_rows, table
+        for row in table_rows:
+            keys = [k for k in row if not isinstance(row[k], dict)]
+            keys += [f"{k}.{s}" for k, v in row.items() if isinstance(v, dict) for s in v]
+            assert undefined(keys) == [], table
+
+
+def test_the_tables_cover_every_chain_scenario_and_point(first):
+    out_dir, out, _ = first
+    report = json.loads((out_dir / "research.json").read_text())
+    tables = report["tables"]
+    chains = ["trust-gateway", "documented", "hardened"]
+    assert [(r["scenario"], r["chain"]) for r in tables["research"]] == [
+        (s, c) for s in ("default", "3speak-2026") for c in chains]
+    assert [(r["lie_rate"], r["chain"]) for r in tables["lie_rate"]] == [
+        (p, c) for p in (0, 0.3) for c in chains]
+    assert [r["monitor_lag_mean"] for r in tables["sensitivity"]] == [0, 5]
+    assert {r["chain"] for r in tables["ablation"]} >= {"hardened", "hardened-without-settle"}
+    expected = "ablation" if "ablation" in scenario_names() else "default"
+    assert report["ablation_scenario"] == expected
+    assert {r["scenario"] for r in tables["ablation"]} == {expected}
+    assert "95% Student-t interval" in out and "baseline trust-gateway" in out
+
+
+def test_paired_differences_are_the_mean_of_the_per_seed_differences(first):
+    out_dir, _, _ = first
+    runs = rows(out_dir / "runs.csv")
+    report = json.loads((out_dir / "research.json").read_text())
+
+    def per_seed(scenario: str, chain: str, name: str) -> list[float]:
+        found = [r for r in runs if r["scenario"] == scenario and r["chain"] == chain
+                 and float(r["lie_rate"]) == (0.1 if scenario == "default" else 0.05)
+                 and float(r["monitor_lag_mean"]) == (0.2 if scenario == "default" else 0.3)]
+        assert [r["seed"] for r in found] == ["1", "2"]
+        return [float(r[name]) for r in found]
+
+    for row in report["tables"]["research"]:
+        scenario, chain = row["scenario"], row["chain"]
+        mine = per_seed(scenario, chain, "overlapping_per_1000")
+        base = per_seed(scenario, "trust-gateway", "overlapping_per_1000")
+        diff = row["vs_baseline"]["overlapping_per_1000"]
+        assert diff == pytest.approx(sum(a - b for a, b in zip(mine, base, strict=True)) / 2,
+                                     abs=1e-5)
+        if chain == "trust-gateway":
+            assert diff == 0 and row["vs_baseline"]["overlapping_per_1000_ci"] == [0, 0]
+        assert row["overlapping_per_1000"] == pytest.approx(sum(mine) / 2, abs=1e-5)
+
+
+def test_an_unknown_baseline_is_a_usage_error(tmp_path):
+    code, out, err = research(tmp_path / "x", "--baseline", "nope")
+    assert code == 2 and out == "" and "nope" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
