@@ -110,6 +110,36 @@ COLUMNS: Final[dict[str, str]] = {
     "vs_hardened.<figure>": "the paired difference chain − hardened of <figure> (ablation)",
     "vs_hardened.<figure>_ci": "its paired 95% Student-t interval",
     "vs_hardened.n": "seeds in the paired comparison",
+    # ---- live runs only (python -m sim live: sim/live/)
+    "live": "per chain, the figures only a live run has (the keys below)",
+    "rerun": "the command that reruns a live run (real time does not replay)",
+    "faults": "the HTTP faults the emulator injected at which rates, and the monitor restarts "
+              "(sim/live/_emulator.py, HttpFaults)",
+    "dashboard": "the --dashboard figures of a live run (sim/live/_dashboard.py)",
+    "wall_s": "wall-clock seconds the live run took",
+    "verifications": "ownership verifications (status reads) the live guards made",
+    "verifications_per_s": "verifications per wall-clock second",
+    "verify_latency_p50_ms": "median latency of a verification read over loopback, ms",
+    "verify_latency_p99_ms": "99th percentile of the same, ms",
+    "verify_latency_by_tier_ms": "per tier: reads, p50 and p99 latency, ms",
+    "injected_faults": "HTTP faults the emulator injected, per kind (requests)",
+    "bad_signatures": "requests the emulator refused for a bad signature",
+    "requests": "requests each emulated server answered",
+    "open_connections_end": "server connections still open after the clients closed",
+    "fds_start": "open file descriptors of the process before the run",
+    "fds_end": "open file descriptors of the process after the run",
+    "processes": "processes running encoders (the emulator's included)",
+    "features": "the cost features on (status cache, batch screening, push, backoff)",
+    "pushes_sent": "push notifications the emulator sent",
+    "monitor_requests_per_job": "requests the monitor answered, per job",
+    "gateway_requests_per_job": "requests the legacy gateway answered, per job",
+    "outage_s": "seconds of monitor outage windows in the run",
+    "retry_requests_per_encoder_s": "monitor requests sent during outage windows, per encoder "
+                                    "and second of outage",
+    "loss_detection_s": "seconds from the world taking a job away to its encoder deciding to "
+                        "cancel: p50, p99 and n (events); CSV: loss_detection_s_p50, _p99, _n",
+    "recovery_s": "seconds from the end of an outage to an encoder's first answered monitor "
+                  "read: p50, p99 and n; CSV: recovery_s_p50, _p99, _n",
     "throughput_change_pct": "paired difference of throughput to the baseline, as a percentage "
                              "of the baseline's mean throughput",
 }
@@ -157,6 +187,10 @@ TABLE_HEADERS: Final[dict[str, str]] = {
 }
 
 _PATTERNS: Final = [
+    (re.compile(r"^(faults|dashboard)\.(.+)$"), "<group>"),
+    (re.compile(r"^live\.(.+)$"), "<live>"),
+    (re.compile(r"^(loss_detection_s|recovery_s)[._](p50|p99|n)$"), "<summary>"),
+    (re.compile(r"^(verify_latency_by_tier_ms|requests|injected_faults)\..+$"), "<map>"),
     (re.compile(r"^grid\.[a-z_0-9]+$"), "grid.<key>"),
     (re.compile(r"^api_calls\.[a-z_]+$"), "api_calls.<tier>"),
     (re.compile(r"^vs_baseline\.n$"), "vs_baseline.n"),
@@ -174,10 +208,18 @@ def define(column: str) -> str | None:
     if column in COLUMNS:
         return COLUMNS[column]
     for pattern, name in _PATTERNS:
-        if pattern.match(column):
-            if name == "<figure>_ci" and column[:-3] not in COLUMNS:
-                return None
-            return COLUMNS[name]
+        match = pattern.match(column)
+        if match is None:
+            continue
+        if name == "<group>":
+            return COLUMNS[match.group(1)]
+        if name == "<live>":
+            return define(match.group(1))
+        if name in ("<summary>", "<map>"):
+            return COLUMNS[match.group(1)]
+        if name == "<figure>_ci" and column[:-3] not in COLUMNS:
+            return None
+        return COLUMNS[name]
     return None
 
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from verifier import TIMING_VARIABLES, InvalidInputError, validate_did, validate_job_id
 
+from .._columns import epilog
 from .._commandline import (
     apply_gate,
     check_writable,
@@ -103,7 +104,8 @@ def add_parsers(sub: Any) -> None:
         "live", help="the production guard and clients against emulated servers, over HTTP",
         description="Serve the emulated monitor, gateway and aid on loopback and run live "
                     "encoders (the production OwnershipGuard with real httpx clients) "
-                    "against them; check and report the history like `run`.")
+                    "against them; check and report the history like `run`.",
+        epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_flags(live, many_chains=True)
     # Without --chain: the three headline chains (each live run takes real seconds; the
     # ablations are one --chain away).
