@@ -109,6 +109,9 @@ class Encoder:
         self.drift = unit * scenario.clock_drift / max(scenario.reassign_timeout, 1.0)
         self.crash_at = self._next(scenario.crashes_per_hour, "crash")
         self.pause_at = self._next(scenario.pauses_per_hour, "pause")
+        #: The random pauses' schedule, before spacing (``_spaced``): each next one is drawn
+        #: from the previous one's *scheduled* time, so the schedule is the same in every chain.
+        self.pause_due = self.pause_at
         #: The next graceful shutdown, and whether the running protocol has been told of it.
         self.shutdown_at = self._next(scenario.shutdowns_per_hour, "shutdown")
         self.shutdown_told = False
@@ -141,10 +144,14 @@ class Encoder:
         """Whether this bounded draw takes its bound exactly (``edge_rate``; no draw at 0)."""
         return self.sc.edge_rate > 0 and self.rng.random() < self.sc.edge_rate
 
-    def _next(self, per_hour: float, kind: str) -> float:
+    def _next(self, per_hour: float, kind: str, after: float | None = None) -> float:
+        """The next fault of ``kind``, an exponential gap after ``after`` (the previous one's
+        scheduled time and its length; now by default): drawn from the previous *scheduled*
+        time, not from when it was handled, the schedule is the same in every chain (CRN)."""
         if per_hour <= 0:
             return math.inf
-        t = self.env.now + self.faults[kind].expovariate(per_hour / 3600.0)
+        t = (self.env.now if after is None else after) + self.faults[kind].expovariate(
+            per_hour / 3600.0)
         return t if t < self.world.horizon else math.inf
 
     def local(self) -> float:
@@ -206,8 +213,10 @@ class Encoder:
         """A process pause: everything stops, the work included. ``length`` None: a random
         pause (up to P, exactly P at the edge, or P × tail factor outside the model)."""
         sc, rng = self.sc, self.faults["pause"]
+        scheduled = length is None
         if length is None:
-            length = sc.pause_max if self._edge() else rng.random() * sc.pause_max
+            edge = sc.edge_rate > 0 and rng.random() < sc.edge_rate  # _edge, on this stream
+            length = sc.pause_max if edge else rng.random() * sc.pause_max
             if sc.pause_tail and rng.random() < sc.pause_tail:
                 length = sc.pause_max * sc.pause_tail_factor  # outside the model
         self.history.add(self.env.now, self.name, None, "pause", "invoke", round(length, 3))
@@ -217,7 +226,14 @@ class Encoder:
         yield self.env.timeout(length)
         self.history.add(self.env.now, self.name, None, "pause", "ok")
         self.pause_ended = self.env.now
-        self.pause_at = self._spaced(self._next(self.sc.pauses_per_hour, "pause"))
+        if scheduled:
+            self.pause_due = self._next(self.sc.pauses_per_hour, "pause",
+                                        after=self.pause_due + length)
+            self.pause_at = self._spaced(self.pause_due)
+        elif self.sc.pauses_per_hour > 0:
+            # An await-point pause: the caller restores the schedule. This draw is only the one
+            # a tape expects here (on the call-ordered stream, not the schedule's).
+            self.rng.random()
         return length
 
     def _spaced(self, at: float) -> float:
@@ -268,9 +284,11 @@ class Encoder:
                 yield from self.attempt(job_id)
                 yield from self.wait(self.rng.random() * 5.0)
             except _Crashed:
+                due = self.crash_at  # the scheduled crash (handled after a pause: later)
                 self._crash()
                 yield env.timeout(sc.restart_delay)
-                self.crash_at = self._next(sc.crashes_per_hour, "crash")
+                self.crash_at = self._next(sc.crashes_per_hour, "crash",
+                                           after=due + sc.restart_delay)
 
     def _restart(self) -> Generator[simpy.Event, Any, None]:
         """After a graceful shutdown (the running attempt, if any, has given its job back):
@@ -278,9 +296,11 @@ class Encoder:
         self.history.add(self.env.now, self.name, None, "shutdown", "info")
         if self.cache is not None:
             self.cache.clear()
+        due = self.shutdown_at  # scheduled; handled once the attempt gave its job back
         yield from self.wait(self.sc.restart_delay)
         self.shutdown_told = False
-        self.shutdown_at = self._next(self.sc.shutdowns_per_hour, "shutdown")
+        self.shutdown_at = self._next(self.sc.shutdowns_per_hour, "shutdown",
+                                      after=due + self.sc.restart_delay)
 
     def attempt(self, job_id: str) -> Generator[simpy.Event, Any, None]:
         """One protocol run for one job: perform each action, feed back each answer."""
@@ -429,13 +449,16 @@ class Encoder:
             events.append((t, PhaseChanged(phase)))
             # Lognormal with the given mean: mu = ln(mean) - sigma²/2.
             length = rng.lognormvariate(math.log(max(mean, 1e-9)) - sigma * sigma / 2, sigma)
-            t = self._progress(events, phase, t, length)
+            # Its stall too: keyed by (job, attempt, phase), not the encoder's call order.
+            stall = self.streams.keyed("stall", job_id, self.streams.count("work", job_id),
+                                       phase) if sc.stall_rate else None
+            t = self._progress(events, phase, t, length, stall)
         events.append((t, _WORK_DONE))
         self.work, self.work_job = events, job_id
         return WorkStarted()
 
     def _progress(self, events: list[tuple[float, Answer]], phase: str, t: float,
-                  length: float) -> float:
+                  length: float, rng: Any) -> float:
         """The phase's progress reports, every ``progress_step_s`` of work, and maybe one
         stall (no report for a while, the phase that much longer; a fault, so none after the
         faults stop). Returns the phase's end.
@@ -444,10 +467,10 @@ class Encoder:
         sc = self.sc
         stall_at, stall = math.inf, 0.0
         horizon = self.world.horizon
-        if sc.stall_rate and t < horizon and self.rng.random() < sc.stall_rate:
-            stall_at = self.rng.random() * length
+        if sc.stall_rate and t < horizon and rng.random() < sc.stall_rate:
+            stall_at = rng.random() * length
             # A fault: it ends when the faults stop, at the latest.
-            stall = min(self.rng.random() * 2 * sc.progress_timeout,
+            stall = min(rng.random() * 2 * sc.progress_timeout,
                         max(0.0, horizon - t - stall_at))
         step = sc.progress_step_s
         low, high = _PCT_RANGE[phase]

@@ -142,3 +142,9 @@ class Streams:
             return self._shared
         n = self._counts[key] = self._counts.get(key, 0) + 1
         return self.keyed(*key, n)
+
+    def count(self, *key: object) -> int:
+        """How many times :meth:`next_keyed` was called for ``key`` (0 with a tape): the
+        attempt number of the latest ``next_keyed("work", j)``, to key that attempt's other
+        draws (its stalls) by it."""
+        return self._counts.get(key, 0)
