@@ -273,7 +273,7 @@ def _cmd_sweep(args: argparse.Namespace, command: str, out: TextIO, err: TextIO)
         raise UsageError(f"--workers: must be at least 1, got {workers}")
     progress = progress_for(args, 1, err)
     summary = run_sweep(plan, grid, workers=workers, out_dir=args.out, progress=progress,
-                        command=command, executor=args.executor)
+                        command=normalised(command), executor=args.executor)
     if not args.quiet:
         points = 1
         for _, values in grid:
@@ -325,7 +325,7 @@ def _cmd_research(args: argparse.Namespace, command: str, out: TextIO, err: Text
         overrides=overrides)
     progress = progress_for(args, 1, err)
     text = run_research(plan, workers=workers, executor=args.executor, out_dir=args.out,
-                        progress=progress, command=command)
+                        progress=progress, command=normalised(command))
     if not args.quiet:
         out.write(text + "\n")
     return EXIT_OK
@@ -342,6 +342,27 @@ def _cmd_replay(args: argparse.Namespace, command: str, out: TextIO, err: TextIO
 _COMMANDS: Final = {"run": _cmd_run, "sweep": _cmd_sweep, "research": _cmd_research,
              "replay": _cmd_replay,
                     "live": live.cmd_live, "serve": live.cmd_serve}
+
+
+#: Options that change where and how fast a sweep runs, not what it computes.
+_PLACEMENT: Final = ("--workers", "--executor", "--out", "--quiet", "--progress")
+
+
+def normalised(command: str) -> str:
+    """``command`` without the options of :data:`_PLACEMENT` (and their values): what a
+    sweep or research report records, so it is the same bytes on any executor."""
+    words, kept = shlex.split(command), []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        name = word.split("=", 1)[0]
+        if name in _PLACEMENT:
+            skip = "=" not in word and name not in ("--quiet", "--progress")
+            continue
+        kept.append(shlex.quote(word))
+    return " ".join(kept)
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,

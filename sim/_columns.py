@@ -36,7 +36,8 @@ COLUMNS: Final[dict[str, str]] = {
     "runs": "runs pooled (one per seed); in a run report's chain, each run's entry",
     "chains": "the chains run; in a run report, per chain its aggregate over seeds",
     "points": "per grid point and chain, the aggregate over seeds",
-    "scenario": "the scenario's parameters (sim/_scenario.py)",
+    "scenario": "the scenario: its parameters in a run or sweep report (sim/_scenario.py), "
+                "its name in the research files (research.csv, runs.csv, research.json)",
     "scenario_ref": "the scenario as named on the command line (a name or a path)",
     "study": "which research figure a run belongs to (research, ablation, lie_rate, "
              "sensitivity)",
@@ -47,7 +48,9 @@ COLUMNS: Final[dict[str, str]] = {
     "protocol": "the protocol implementation driven (an import path)",
     "inside_model": "whether the scenario is inside the timing model the hardened chain assumes",
     "timing_problems": "why the scenario is outside the timing model (empty inside it)",
-    "command": "the command that wrote the report, as typed",
+    "command": "the command that wrote the report, as typed; in a sweep or research report "
+               "without --workers, --executor, --out, --quiet, --progress (where and how fast "
+               "it ran, not what it computed: the same bytes on any executor)",
     "replay": "the command that replays the chain's most interesting run",
     "sim_time": "simulated seconds until every job was finished (or the time limit)",
     "outcomes": "attempts per outcome (processed, cancelled, ...), counted by the encoders",
@@ -60,21 +63,30 @@ COLUMNS: Final[dict[str, str]] = {
     # ---- a run's metrics (sim/_metrics.py); in an aggregate, counts are summed over seeds
     "jobs": "jobs released (the denominator of every per-1,000 figure); summed over seeds",
     "committed": "jobs with a committed result",
-    "offered_double": "jobs whose first hand-out the gateway offered to two encoders (the "
-                      "seed's world plan: the same jobs for every chain)",
+    "planned_double": "planned double hand-outs: jobs whose first gateway hand-out the seed's "
+                      "world plans to offer to a second encoder (the same jobs for every chain; "
+                      "the denominator of race prevention)",
+    "realised_double": "planned double hand-outs the world made in this run (jobs): the job "
+                       "was handed out through the gateway before faults_until; a chain that "
+                       "claims through the database may never do so (null: a live run)",
     "double_assigned": "jobs this chain let be assigned to two encoders in one round (a world "
                        "double-accept or two encoders told 'yours'); chain-dependent",
     "overlapping_jobs": "HEADLINE, jobs processed by two encoders at once (jobs with an S2 "
                         "violation)",
     "overlapping_per_1000": "HEADLINE, jobs processed by two encoders at once per 1,000 jobs "
                             "(aggregate: mean over seeds)",
-    "race_prevented": "offered double hand-outs (jobs) not processed by two encoders at once",
-    "race_prevention_rate": "race_prevented / offered_double (a share of offered jobs; "
-                            "aggregate: mean over seeds with an offer). trust-gateway's rate is "
-                            "the offers no second encoder took up in time",
-    "restarts": "starts of a job after every earlier processing of it had stopped (a crash, "
-                "a cancel, a reassignment): processed again, not twice at once",
+    "race_prevented": "planned double hand-outs (jobs) not processed by two encoders at once",
+    "race_prevention_rate": "race_prevented / planned_double (a share of planned jobs; "
+                            "aggregate: mean over seeds with a planned offer). trust-gateway's "
+                            "rate is the offers no second encoder took up in time",
+    "restarts": "starts of a job after every earlier processing of it had stopped, the "
+                "latest-ending of them by a crash or a cancel (a reassignment, a shutdown): "
+                "processed again, not twice at once (starts)",
     "restarts_per_1000": "restarts (starts) per 1,000 jobs",
+    "reencodes": "re-encodes after completed work: starts of a job after every earlier "
+                 "processing of it had stopped, the latest-ending of them having run to done "
+                 "(the gateway requeued it during its upload, a commit failed, ...) (starts)",
+    "reencodes_per_1000": "reencodes (starts) per 1,000 jobs",
     "overlapping_starts": "starts of a job while another encoder was still processing it "
                           "(starts; the S1 condition)",
     "s1_violations": "S1 findings: starts while another encoder held the job (starts)",
@@ -98,18 +110,24 @@ COLUMNS: Final[dict[str, str]] = {
     "<figure>_ci": "the 95% Student-t interval [low, high] of <figure> over seeds, clipped "
                    "to its range (null with one seed)",
     # ---- research tables (sim/_research.py)
-    "monitor_lag_mean": "the monitor's mean lag right after a write, seconds (exponential, "
-                        "capped at the scenario's monitor_lag, Δ)",
+    "monitor_lag_mean": "the mean parameter μ of the monitor's lag, seconds: every monitor "
+                        "read sees the job as it was min(Exp(μ), Δ) ago (Δ: monitor_lag)",
+    "monitor_lag_realised_mean": "the realised mean of that lag, μ(1 − e^(−Δ/μ)), seconds",
     "lie_rate": "the share of gateway hand-outs offered to a second encoder",
     "vs_baseline": "the paired differences chain − baseline (below)",
     "vs_hardened": "the paired differences chain − hardened (below)",
     "vs_baseline.<figure>": "the paired difference chain − baseline of <figure>, mean over "
                             "seeds",
     "vs_baseline.<figure>_ci": "its paired 95% Student-t interval",
-    "vs_baseline.n": "seeds in the paired comparison",
+    "vs_baseline.n": "seeds run for the paired comparison",
+    "vs_baseline.<figure>_n": "pairs behind the difference of <figure>: seeds where both "
+                              "chains' values are defined (race prevention: seeds with a "
+                              "planned offer)",
     "vs_hardened.<figure>": "the paired difference chain − hardened of <figure> (ablation)",
     "vs_hardened.<figure>_ci": "its paired 95% Student-t interval",
-    "vs_hardened.n": "seeds in the paired comparison",
+    "vs_hardened.n": "seeds run for the paired comparison",
+    "vs_hardened.<figure>_n": "pairs behind the difference of <figure>: seeds where both "
+                              "chains' values are defined",
     # ---- live runs only (python -m sim live: sim/live/)
     "live": "per chain, the figures only a live run has (the keys below)",
     "rerun": "the command that reruns a live run (real time does not replay)",
@@ -149,7 +167,8 @@ TABLE_HEADERS: Final[dict[str, str]] = {
     "chain": "the ownership chain",
     "scenario": "the scenario",
     "jobs": "jobs released, summed over seeds",
-    "offered doubles": "offered_double, summed over seeds (jobs)",
+    "planned doubles": "planned_double, summed over seeds (jobs)",
+    "realised doubles": "realised_double, summed over seeds (jobs)",
     "twice at once/1k [95% CI]": "overlapping_per_1000: jobs processed by two encoders at once "
                                  "per 1,000 jobs, mean over seeds [95% t interval]",
     "vs baseline/1k [95% CI]": "the paired difference of overlapping_per_1000 to the baseline "
@@ -158,16 +177,20 @@ TABLE_HEADERS: Final[dict[str, str]] = {
                                "[95% paired t interval]",
     "excludes 0": "the figures whose paired interval against hardened excludes zero: twice "
                   "(overlapping_per_1000), lost (lost_or_stuck_per_1000), S3 (s3_per_1000); "
-                  "none: the step showed nothing on these seeds",
+                  "none: the step showed nothing on these seeds; n/a: fewer than 2 paired "
+                  "seeds (no interval); (0-width): every seed gave the same nonzero "
+                  "difference, so no interval to claim from",
     "S3/1k [95% CI]": "s3_per_1000: commits violating S3 per 1,000 jobs, mean over seeds "
                       "[95% t interval]",
     "S1": "s1_violations summed over seeds (starts)",
     "S2": "s2_violations summed over seeds (pairs of intervals)",
     "S3": "s3_violations summed over seeds (commits)",
     "L1": "l1_violations summed over seeds (jobs)",
-    "race prevention [95% CI]": "race_prevention_rate: the share of offered double hand-outs "
-                                "not processed twice at once, mean over seeds [95% t interval]",
+    "race prevention [95% CI]": "race_prevention_rate: the share of planned double hand-outs "
+                                "not processed twice at once, mean over seeds [95% t interval; "
+                                "unpaired: the paired difference is in the CSV/JSON]",
     "restarts/1k": "restarts_per_1000, mean over seeds (starts per 1,000 jobs)",
+    "re-encodes/1k": "reencodes_per_1000, mean over seeds (starts per 1,000 jobs)",
     "wasted enc-h": "wasted encode-hours, summed over seeds",
     "wasted enc-h/1k": "wasted_encode_h_per_1000, mean over seeds",
     "lost/stuck": "lost_or_stuck summed over seeds (jobs)",
@@ -183,7 +206,9 @@ TABLE_HEADERS: Final[dict[str, str]] = {
     "Δ start p50 s [95% CI]": "paired difference of start_latency_p50 to the baseline "
                               "[95% paired t]",
     "lie_rate": "the offered double hand-out rate of the grid point",
-    "monitor lag mean s": "monitor_lag_mean of the grid point",
+    "monitor lag mean s": "monitor_lag_mean of the grid point (the exponential's mean "
+                          "parameter, before the cap at Δ)",
+    "realised lag mean s": "monitor_lag_realised_mean: the mean lag the reads saw",
 }
 
 _PATTERNS: Final = [
@@ -194,9 +219,11 @@ _PATTERNS: Final = [
     (re.compile(r"^grid\.[a-z_0-9]+$"), "grid.<key>"),
     (re.compile(r"^api_calls\.[a-z_]+$"), "api_calls.<tier>"),
     (re.compile(r"^vs_baseline\.n$"), "vs_baseline.n"),
+    (re.compile(r"^vs_baseline\.[a-z_0-9]+_n$"), "vs_baseline.<figure>_n"),
     (re.compile(r"^vs_baseline\.[a-z_0-9]+_ci$"), "vs_baseline.<figure>_ci"),
     (re.compile(r"^vs_baseline\.[a-z_0-9]+$"), "vs_baseline.<figure>"),
     (re.compile(r"^vs_hardened\.n$"), "vs_hardened.n"),
+    (re.compile(r"^vs_hardened\.[a-z_0-9]+_n$"), "vs_hardened.<figure>_n"),
     (re.compile(r"^vs_hardened\.[a-z_0-9]+_ci$"), "vs_hardened.<figure>_ci"),
     (re.compile(r"^vs_hardened\.[a-z_0-9]+$"), "vs_hardened.<figure>"),
     (re.compile(r"^[a-z_0-9]+_ci$"), "<figure>_ci"),

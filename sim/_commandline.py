@@ -394,7 +394,7 @@ def brief(summary: RunSummary) -> str:
     checks = " ".join(f"{name} {entry.get(name.lower() + '_violations', '-')}"
                       for name in ("S1", "S2", "S3", "L1"))
     return (f"{entry.get('overlapping_jobs', '-')} jobs processed twice at once of "
-            f"{entry.get('offered_double', '-')} offered double hand-outs, {checks}")
+            f"{entry.get('planned_double', '-')} planned double hand-outs, {checks}")
 
 
 def check_writable(*paths: Path | None) -> None:

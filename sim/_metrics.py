@@ -5,9 +5,11 @@ disagree with a check about what happened. Every column is defined in :mod:`sim.
 
 The headline measure is **jobs processed by two encoders at once per 1,000 jobs**
 (``overlapping_per_1000``: the jobs with an S2 violation). Race prevention is measured against
-the double hand-outs the gateway *offered* (``offered_double``: the jobs whose first hand-out
-the seed's world doubles, the same set for every chain under common random numbers,
-:mod:`sim._rng`), not against those a chain let happen.
+the double hand-outs the seed's world *plans* (``planned_double``: the jobs whose first gateway
+hand-out the world doubles if it makes one, the same set for every chain under common random
+numbers, :mod:`sim._rng`), not against those a chain let happen. A chain that claims through
+the database may never hand a job out through the gateway, so the world does not make every
+planned offer: ``realised_double`` counts the ones it made, chain by chain.
 
 One interval method everywhere: over seeds, a figure is the mean of its per-seed values with a
 95% Student-t interval (:func:`t_interval`); a comparison of two chains is the mean of their
@@ -41,8 +43,8 @@ from ._history import WORLD, History
 from ._rng import Streams
 
 __all__ = [
-    "MEANED", "RunMetrics", "aggregate", "compute_metrics", "offered_doubles",
-    "paired_difference", "percentile", "t_interval", "t_quantile", "wilson_interval",
+    "MEANED", "RunMetrics", "aggregate", "compute_metrics", "paired_difference", "percentile",
+    "planned_doubles", "t_interval", "t_quantile", "wilson_interval",
 ]
 
 Z95: Final = 1.959963984540054
@@ -50,14 +52,15 @@ Z95: Final = 1.959963984540054
 #: a batch status request; a ``cached`` answer is no call).
 _CALL_OPS: Final = frozenset({"verify", "claim", "heartbeat", "commit", "release", "screen"})
 _COUNT_FIELDS: Final = (
-    "jobs", "committed", "offered_double", "double_assigned", "overlapping_jobs",
-    "race_prevented", "restarts", "overlapping_starts", "s1_violations", "s2_violations",
-    "s3_violations", "l1_violations", "lost_or_stuck",
+    "jobs", "committed", "planned_double", "double_assigned", "overlapping_jobs",
+    "race_prevented", "restarts", "reencodes", "overlapping_starts", "s1_violations",
+    "s2_violations", "s3_violations", "l1_violations", "lost_or_stuck",
 )
 #: Per-seed figures that an aggregate gives as a mean over seeds with a ``<name>_ci`` 95%
 #: t interval, clipped to the figure's range (a rate in [0, 1], a count per 1,000 ≥ 0).
 MEANED: Final = (
-    "overlapping_per_1000", "race_prevention_rate", "restarts_per_1000", "s3_per_1000",
+    "overlapping_per_1000", "race_prevention_rate", "restarts_per_1000", "reencodes_per_1000",
+    "s3_per_1000",
     "wasted_encode_h_per_1000", "lost_or_stuck_per_1000", "throughput_jobs_per_hour",
     "start_latency_p50",
 )
@@ -198,7 +201,8 @@ class RunMetrics:
 
     jobs: int
     committed: int
-    offered_double: int
+    planned_double: int
+    realised_double: int | None
     double_assigned: int
     overlapping_jobs: int
     overlapping_per_1000: float
@@ -206,6 +210,8 @@ class RunMetrics:
     race_prevention_rate: float | None
     restarts: int
     restarts_per_1000: float
+    reencodes: int
+    reencodes_per_1000: float
     overlapping_starts: int
     s1_violations: int
     s2_violations: int
@@ -247,13 +253,14 @@ def _per_1000(count: int, jobs: int) -> float:
     return count * 1000.0 / jobs if jobs else 0.0
 
 
-def offered_doubles(lie_rate: float, seed: int, jobs: Sequence[str]) -> list[str]:
-    """The jobs whose first hand-out the world of ``seed`` doubles (the gateway's
-    ``lie_rate`` draw for job j's first assignment, keyed by (seed, job): sim/_world.py).
-    The same list for every chain: the denominator of race prevention. (The world skips an
-    offer after the scenario's ``faults_until`` and when the first assignment is a database
-    claim; the list counts it all the same: an offer a chain's claim path avoided is a race
-    it prevented.)"""
+def planned_doubles(lie_rate: float, seed: int, jobs: Sequence[str]) -> list[str]:
+    """The planned double hand-outs: the jobs whose first *gateway* hand-out the world of
+    ``seed`` doubles (the gateway's ``lie_rate`` draw for job j's first gateway hand-out,
+    keyed by (seed, job): sim/_world.py). The same list for every chain: the denominator of
+    race prevention. The world makes a planned offer only if the job is handed out through the
+    gateway before the scenario's ``faults_until``; a chain that claims through the database
+    may never do so. The list counts it all the same (an offer a chain's claim path avoided is
+    a race it prevented); ``realised_double`` counts the offers the world made."""
     streams = Streams(seed)
     return [j for j in jobs
             if streams.keyed("gateway.double", j, 1).random() < lie_rate]
@@ -262,11 +269,12 @@ def offered_doubles(lie_rate: float, seed: int, jobs: Sequence[str]) -> list[str
 def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
                     checks: dict[str, CheckResult],
                     partition: _Partition | None = None,
-                    offered: Collection[str] = ()) -> RunMetrics:
+                    offered: Collection[str] = (),
+                    realised: Collection[str] | None = None) -> RunMetrics:
     """The measures of one run. ``jobs`` is the population (the denominator of every rate);
     counts of jobs are restricted to it. A check missing from ``checks`` is computed here.
-    ``offered``: the jobs whose first hand-out the world offered twice
-    (:func:`offered_doubles`), the denominator of race prevention."""
+    ``offered``: the planned double hand-outs (:func:`planned_doubles`), the denominator of
+    race prevention; ``realised``: those the world made (None: not known, a live run)."""
     population = set(jobs)
     n_jobs = len(population)
     part = partition if partition is not None else _Partition(history)
@@ -283,7 +291,7 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
     calls: dict[str, int] = {}
     latencies: list[float] = []
     committed: set[str] = set()
-    restarts = overlapping_starts = 0
+    restarts = reencodes = overlapping_starts = 0
     wasted = 0.0
     intervals = part.intervals()
     for job, recs in part.by_job.items():
@@ -303,8 +311,9 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
                 # Start latency: from the attempt's first claim to the start it led to.
                 latencies.append(t - claimed_at.pop(process))
         if job in population:
-            again, beside = _later_starts(intervals.get(job, []))
+            again, redone, beside = _later_starts(intervals.get(job, []))
             restarts += again
+            reencodes += redone
             overlapping_starts += beside
             if commits:
                 committed.add(job)
@@ -319,7 +328,8 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
     return RunMetrics(
         jobs=n_jobs,
         committed=len(committed),
-        offered_double=len(offer),
+        planned_double=len(offer),
+        realised_double=None if realised is None else len(set(realised) & offer),
         double_assigned=len(double),
         overlapping_jobs=len(s2_jobs),
         overlapping_per_1000=_per_1000(len(s2_jobs), n_jobs),
@@ -327,6 +337,8 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
         race_prevention_rate=race_prevented / len(offer) if offer else None,
         restarts=restarts,
         restarts_per_1000=_per_1000(restarts, n_jobs),
+        reencodes=reencodes,
+        reencodes_per_1000=_per_1000(reencodes, n_jobs),
         overlapping_starts=overlapping_starts,
         s1_violations=checks["S1"].violations,
         s2_violations=checks["S2"].violations,
@@ -344,20 +356,28 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
     )
 
 
-def _later_starts(intervals: list[Interval]) -> tuple[int, int]:
-    """A job's starts after its first: ``(restarts, overlapping)``. A start is overlapping when
-    another encoder's processing of the job is still open at that instant (the S1 condition);
-    otherwise it is a restart: every earlier processing had stopped (a crash, a cancel, a
-    reassignment), so the job is processed again, not twice at once."""
-    restarts = overlapping = 0
+def _later_starts(intervals: list[Interval]) -> tuple[int, int, int]:
+    """A job's starts after its first: ``(restarts, reencodes, overlapping)``. A start is
+    overlapping when another encoder's processing of the job is still open at that instant (the
+    S1 condition). Otherwise every earlier processing had stopped, and the start is a re-encode
+    after completed work when the latest-ending of them ran to ``done`` (the gateway requeued
+    the job during its upload, a commit failed, ...), else a restart (the latest was stopped
+    by a crash, a cancel, a reassignment): processed again, not twice at once."""
+    restarts = reencodes = overlapping = 0
     for k in range(1, len(intervals)):
         iv = intervals[k]
         if any(o.process != iv.process and o.start <= iv.start < o.end
                for o in intervals[:k]):
             overlapping += 1
+        elif max(intervals[:k], key=_end).how == "done":
+            reencodes += 1
         else:
             restarts += 1
-    return restarts, overlapping
+    return restarts, reencodes, overlapping
+
+
+def _end(interval: Interval) -> float:
+    return interval.end
 
 
 def _wasted(intervals: list[Interval], commits: list[tuple[float, Any]], duration: float) -> float:
@@ -407,6 +427,9 @@ def aggregate(metrics: Sequence[RunMetrics]) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": len(metrics)}
     for name in _COUNT_FIELDS:
         out[name] = sum(getattr(m, name) for m in metrics)
+    realised = [m.realised_double for m in metrics]
+    out["realised_double"] = (None if None in realised
+                              else sum(r for r in realised if r is not None))
     out["wasted_encode_s"] = round(sum(m.wasted_encode_s for m in metrics), 6)
     for name in MEANED:
         values = [v for m in metrics if (v := getattr(m, name)) is not None]

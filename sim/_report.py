@@ -285,7 +285,7 @@ def with_ci(name: str, digits: int = 1, scale: float = 1.0, suffix: str = ""
 
 def _rate(row: Mapping[str, Any]) -> str:
     if row.get("race_prevention_rate") is None:
-        return "- (none offered)"
+        return "- (none planned)"
     return with_ci("race_prevention_rate", 1, 100.0, "%")(row)
 
 
@@ -293,7 +293,8 @@ def _rate(row: Mapping[str, Any]) -> str:
 #: Every header is defined in :data:`sim._columns.TABLE_HEADERS`.
 TABLE_COLUMNS: Final[tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...]] = (
     ("jobs", lambda r: _int(r.get("jobs"))),
-    ("offered doubles", lambda r: _int(r.get("offered_double"))),
+    ("planned doubles", lambda r: _int(r.get("planned_double"))),
+    ("realised doubles", lambda r: _int(r.get("realised_double"))),
     ("twice at once/1k [95% CI]", with_ci("overlapping_per_1000")),
     ("S1", lambda r: _int(r.get("s1_violations"))),
     ("S2", lambda r: _int(r.get("s2_violations"))),
@@ -301,6 +302,7 @@ TABLE_COLUMNS: Final[tuple[tuple[str, Callable[[Mapping[str, Any]], str]], ...]]
     ("L1", lambda r: _int(r.get("l1_violations"))),
     ("race prevention [95% CI]", _rate),
     ("restarts/1k", lambda r: _num(1)(r.get("restarts_per_1000"))),
+    ("re-encodes/1k", lambda r: _num(1)(r.get("reencodes_per_1000"))),
     ("wasted enc-h", lambda r: _num(2, 1 / 3600)(r.get("wasted_encode_s"))),
     ("lost/stuck", lambda r: _int(r.get("lost_or_stuck"))),
     ("start p50 s", lambda r: _num(1)(r.get("start_latency_p50"))),

@@ -8,7 +8,7 @@ byte for byte. ``replay_command`` is how a report tells its reader to reproduce 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from verifier.protocol import OwnershipProtocol
 from ._checkers import CheckResult, _Partition, check_all
 from ._encoder import Encoder
 from ._history import History
-from ._metrics import RunMetrics, compute_metrics, offered_doubles
+from ._metrics import RunMetrics, compute_metrics, planned_doubles
 from ._push import PushChannel
 from ._rng import Streams
 from ._scenario import Scenario
@@ -99,7 +99,7 @@ def run_once(
     env = simpy.Environment()
     history = History()
     # A tape or a shared Random (the conformance suites) has no per-entity plan of offers:
-    # race prevention then has no denominator (no offered double hand-out is counted).
+    # race prevention then has no denominator (no planned double hand-out is counted).
     offered: list[str] | None = None if streams is None else []
     streams = streams or Streams.from_seed(seed)
     world = World(env, scenario, streams, history)
@@ -129,24 +129,26 @@ def run_once(
         # happens there). Figures are measured up to ``finished_at``.
         env.run(until=env.now + scenario.reassign_timeout)
     result = judge(scenario, chain, seed, history, job_ids, finished_at, outcomes, world.calls,
-                   offered=offered)
+                   offered=offered, realised=world.doubled)
     result.events = next(env._eid)  # SimPy's event counter: the benchmark's event rate
     return result
 
 
 def judge(scenario: Scenario, chain: str, seed: int, history: History, job_ids: list[str],
           duration: float, outcomes: dict[str, int], calls: dict[str, int], *,
-          offered: list[str] | None = None) -> RunResult:
+          offered: list[str] | None = None,
+          realised: Collection[str] | None = None) -> RunResult:
     """Check and measure a finished run's history (simulated or live: the same checkers).
-    ``offered``: the jobs whose first hand-out the world offered twice; by default the plan
-    of ``seed``'s world (:func:`sim._metrics.offered_doubles`)."""
+    ``offered``: the planned double hand-outs; by default the plan of ``seed``'s world
+    (:func:`sim._metrics.planned_doubles`); ``realised``: the planned ones the world made
+    (None: unknown, as in a live run)."""
     history.records.sort(key=_time)
     partition = _Partition(history)
     checks = check_all(history, jobs=job_ids, partition=partition)
     if offered is None:
-        offered = offered_doubles(scenario.lie_rate, seed, job_ids)
+        offered = planned_doubles(scenario.lie_rate, seed, job_ids)
     metrics = compute_metrics(history, jobs=job_ids, duration=duration, checks=checks,
-                              partition=partition, offered=offered)
+                              partition=partition, offered=offered, realised=realised)
     return RunResult(scenario, chain, seed, history, checks, metrics, dict(sorted(
         outcomes.items())), duration, job_ids, dict(calls))
 

@@ -149,6 +149,13 @@ class World:
         self._lies = streams.stream("gateway.lies")
         self._keyed = streams.keyed  # offered randomness, per entity (sim/_rng.py: CRN)
         self._accepts: dict[tuple[str, int, bool], int] = {}  # accepts so far, per draw key
+        self._next_keyed = streams.next_keyed  # the k-th draw of one key (status lies)
+        #: Gateway hand-outs so far, per job: the k-th one's draws are keyed by k, a count that
+        #: database claims (which ``epoch`` also counts) do not move.
+        self.handouts: dict[str, int] = {}
+        #: The jobs whose first gateway hand-out the world did offer to a second encoder (the
+        #: realised part of the plan, sim/_metrics.py ``planned_doubles``).
+        self.doubled: set[str] = set()
         self._delays = streams.stream("gateway.write_delay")
         self._monitor = streams.stream("monitor")
         self._latency = streams.stream("latency")
@@ -259,12 +266,17 @@ class World:
         self._write(job, status="assigned", owner=did, token=token)
         self.history.add(self.env.now, WORLD, job.id, "assign", "ok",
                          (encoder_name(did), job.epoch))
-        offer = self._keyed("gateway.double", job.id, job.epoch) if token is None else None
+        offer = None
+        if token is None:
+            k = self.handouts[job.id] = self.handouts.get(job.id, 0) + 1
+            offer = self._keyed("gateway.double", job.id, k)
         if offer is not None and self._faulty() and offer.random() < self.sc.lie_rate:
             # lie_rate: the share of gateway assignments that the gateway also hands to the
             # next encoder that polls within G (realised only if one does). Drawn per job and
-            # assignment (its k-th), so every chain on a seed is offered the same lies.
+            # gateway hand-out (its k-th), so every chain on a seed is offered the same lies.
             self._double.append((self.env.now + self.sc.write_delay, job.id))
+            if k == 1:
+                self.doubled.add(job.id)
             if self.idle:  # the next poller is an idle encoder, woken now (in insertion order)
                 names = list(self.idle)
                 self.idle.pop(names[int(offer.random() * len(names))]).succeed()
@@ -391,9 +403,10 @@ class World:
         # An accept's draws are keyed by the job, its assignment, whether it is the double
         # hand-out's, and how many such accepts came before: the legitimate and the lying
         # accept of job j's k-th hand-out land alike in every chain (CRN).
-        key = (job_id, job.epoch, lying)
+        handouts = self.handouts.get(job_id, 0)  # the gateway hand-outs before this accept's
+        key = (job_id, handouts, lying)
         n = self._accepts[key] = self._accepts.get(key, 0) + 1
-        draws = self._keyed("gateway.accept", job_id, job.epoch, int(lying), n)
+        draws = self._keyed("gateway.accept", job_id, handouts, int(lying), n)
         free = job.status in CLAIMABLE_STATUSES and job.owner is None
         if not free and lying and job.owner != did and job.status in PROCESSABLE_STATUSES:
             # The check of a double-handed accept reads the job as it was up to G ago (inside
@@ -505,7 +518,9 @@ class World:
         if self._down(self.gateway_down, self.env.now):
             return TierFailed(Tier.GATEWAY, _OUTAGE), delay
         job = self.jobs[job_id]
-        if self._faulty() and self._lies.random() < self.sc.status_lie_rate:
+        # The lie is drawn per (job, asker, k-th such question): common to the chains that ask.
+        if self._faulty() and self._next_keyed("gateway.status", job_id, did).random() < (
+                self.sc.status_lie_rate):
             return self.observation(Tier.GATEWAY, job_id, ("assigned", did, None)), delay
         return self.observation(Tier.GATEWAY, job_id, (job.status, job.owner, None)), delay
 

@@ -28,7 +28,7 @@ BROKEN = ["--set", "encoders=5", "--set", "jobs=15", "--lie-rate", "0.4"]
 BUILTIN = "verifier.protocol:OwnershipProtocol"
 TRUSTING = "tests.sim.protocols:TrustingProtocol"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-REQUIRED = ("jobs", "offered_double", "double_assigned", "overlapping_jobs",
+REQUIRED = ("jobs", "planned_double", "double_assigned", "overlapping_jobs",
             "overlapping_per_1000", "overlapping_per_1000_ci", "restarts", "restarts_per_1000",
             "s1_violations", "s2_violations", "s3_violations", "l1_violations",
             "race_prevention_rate", "race_prevention_rate_ci", "wasted_encode_s")
@@ -100,7 +100,7 @@ def test_seeds_k_runs_k_seeds_and_pools_them_with_an_interval(tmp_path):
     assert entry["runs"] == sorted(entry["runs"], key=lambda r: r["seed"])
     lo, hi = entry["race_prevention_rate_ci"]
     assert 0.0 <= lo <= hi <= 1.0
-    assert entry["offered_double"] == sum(r["offered_double"] for r in entry["runs"]) > 0
+    assert entry["planned_double"] == sum(r["planned_double"] for r in entry["runs"]) > 0
     assert entry["double_assigned"] == sum(r["double_assigned"] for r in entry["runs"])
     # The mean over the seeds with an offer, and its 95% t interval around it.
     rates = [r["race_prevention_rate"] for r in entry["runs"]
@@ -515,4 +515,4 @@ def test_csv_columns_do_not_depend_on_which_tiers_a_chain_called():
 
 def test_table_shows_dashes_for_missing_metrics():
     table = format_table([("x", {"jobs": 3, "race_prevention_rate": None})])
-    assert "- (none offered)" in table and table.splitlines()[2].split()[1] == "3"
+    assert "- (none planned)" in table and table.splitlines()[2].split()[1] == "3"

@@ -9,6 +9,7 @@ stream: the chains below make very different requests.
 from __future__ import annotations
 
 from collections import deque
+from itertools import pairwise
 from typing import Any
 
 from sim import Scenario, Streams, run_once
@@ -89,3 +90,133 @@ def test_a_tape_still_drives_every_keyed_draw_in_call_order():
     streams = Streams.from_tape([0.25, 0.75])
     assert streams.keyed("gateway.double", "j", 1).random() == 0.25
     assert streams.next_keyed("work", "j").random() == 0.75
+
+
+# ---- the work, the fault schedules and the lies, with stalls, await pauses and status lies
+
+FAULTY = Scenario(encoders=8, jobs=60, lie_rate=0.3, arrival_per_hour=150, crashes_per_hour=1.0,
+                  monitor_fraction=0.5, pauses_per_hour=6.0, shutdowns_per_hour=1.0, stall_rate=0.4,
+                  await_pause_rate=0.05, status_lie_rate=0.2, edge_rate=0.2)
+CHAINS = ("hardened", "trust-gateway", "hardened-without-lease")
+
+
+def faulty_world(chain: str, seed: int = SEED) -> dict[str, Any]:
+    """What one run of ``chain`` drew: each (job, attempt)'s work lengths (stalls included),
+    each encoder's fault schedule per kind, the status lies per (job, asker, k), and the
+    planned and realised double hand-outs."""
+    import sim._encoder as encoder_module
+
+    work: dict[tuple[str, int], list[float]] = {}
+    schedule: dict[tuple[str, str], list[float]] = {}
+    lies: dict[tuple[str, str, int], bool | None] = {}
+    seen: dict[str, Any] = {}
+    starts: dict[str, int] = {}
+    original_start, original_next = encoder_module.Encoder._start, encoder_module.Encoder._next
+
+    def start(self: Any, job_id: str) -> Any:
+        answer = original_start(self, job_id)
+        n = starts[job_id] = starts.get(job_id, 0) + 1
+        work[(job_id, n)] = [round(t - self.env.now, 9) for t, _ in self.work]
+        return answer
+
+    def next_(self: Any, per_hour: float, kind: str, *args: Any, **kwargs: Any) -> float:
+        at = original_next(self, per_hour, kind, *args, **kwargs)
+        schedule.setdefault((self.name, kind), []).append(round(at, 9))
+        return at
+
+    def hook(env: Any, world: Any, encoders: Any, history: Any) -> None:
+        seen["world"] = world
+        status = world.gw_status
+
+        def gw_status(did: str, job_id: str) -> Any:
+            job = world.jobs[job_id]
+            truth = (job.status, job.owner)
+            answer, delay = status(did, job_id)
+            k = sum(1 for key in lies if key[:2] == (job_id, did)) + 1
+            obs = getattr(answer, "observation", None)
+            # Whether the answer was the lie ("assigned to you"); None when the truth says so
+            # too or the read failed (a lie there cannot be told from the truth).
+            lies[(job_id, did, k)] = None if obs is None or truth == ("assigned", did) else (
+                (obs.status, obs.owner) == ("assigned", did))
+            return answer, delay
+        world.gw_status = gw_status
+
+    encoder_module.Encoder._start, encoder_module.Encoder._next = start, next_
+    try:
+        result = run_once(FAULTY, chain, seed, on_start=hook)
+    finally:
+        encoder_module.Encoder._start, encoder_module.Encoder._next = (
+            original_start, original_next)
+    return {"work": work, "schedule": schedule, "lies": lies, "metrics": result.metrics,
+            "doubled": seen["world"].doubled}
+
+
+def _common(a: dict[Any, Any], b: dict[Any, Any]) -> list[Any]:
+    return [k for k in a if k in b]
+
+
+def test_work_lengths_with_stalls_are_the_same_per_job_and_attempt_in_every_chain():
+    runs = {chain: faulty_world(chain) for chain in CHAINS}
+    base = runs["hardened"]["work"]
+    stalled = [k for k, v in base.items()
+               if any(later - earlier > 2 * FAULTY.progress_step_s
+                      for earlier, later in pairwise(v))]
+    assert stalled, "no stall in the scenario: the test would prove nothing"
+    for chain in CHAINS[1:]:
+        other = runs[chain]["work"]
+        common = _common(base, other)
+        assert len(common) >= FAULTY.jobs // 2
+        assert [k for k in common if base[k] != other[k]] == [], chain
+
+
+def test_fault_schedules_are_the_same_in_every_chain():
+    """Each encoder's crashes, pauses and shutdowns are scheduled from the previous one's
+    scheduled time, not from when a chain handled it: the same times in every chain (the
+    common prefix: runs end at different times)."""
+    runs = {chain: faulty_world(chain) for chain in CHAINS}
+    base = runs["hardened"]["schedule"]
+    assert sum(len(v) > 2 for v in base.values()) >= 5  # several faults per encoder and kind
+    for chain in CHAINS[1:]:
+        other = runs[chain]["schedule"]
+        for key in _common(base, other):
+            n = min(len(base[key]), len(other[key]))
+            assert base[key][:n] == other[key][:n], (chain, key)
+
+
+def test_status_lies_are_drawn_per_job_asker_and_question():
+    """The k-th time encoder e asks the gateway about job j, the gateway lies alike whatever
+    else was asked before (a chain asks other questions in between)."""
+    import simpy
+
+    from sim._history import History
+    from sim._world import World
+
+    def answers(order: list[tuple[str, str]]) -> dict[tuple[str, str, int], Any]:
+        env = simpy.Environment()
+        world = World(env, FAULTY, Streams(SEED), History())
+        for i in range(6):
+            world.add_job(f"job-{i:06d}")
+        seen: dict[tuple[str, str, int], Any] = {}
+        for did, job_id in order:
+            k = sum(1 for key in seen if key[:2] == (did, job_id)) + 1
+            answer, _ = world.gw_status(did, job_id)
+            seen[(did, job_id, k)] = (answer.observation.status, answer.observation.owner)
+        return seen
+
+    asks = [(f"did:key:e{e}", f"job-{j:06d}") for e in range(4) for j in range(6)] * 3
+    a = answers(asks)
+    b = answers(asks[::-1] + asks[:5])
+    assert sum(v == ("assigned", k[0]) for k, v in a.items()) >= 3  # lies were told
+    assert [k for k in a if k in b and a[k] != b[k]] == []
+
+
+def test_planned_and_realised_double_hand_outs():
+    """The plan is the same for every chain; the realised offers are the planned ones the
+    world made, which a chain that claims through the database may never make."""
+    runs = {chain: faulty_world(chain) for chain in ("trust-gateway", "hardened")}
+    plans = {c: r["metrics"].planned_double for c, r in runs.items()}
+    assert len(set(plans.values())) == 1 and plans["hardened"] > 0
+    for run in runs.values():
+        m = run["metrics"]
+        assert m.realised_double == len(run["doubled"]) <= m.planned_double
+    assert runs["trust-gateway"]["metrics"].realised_double == plans["trust-gateway"]

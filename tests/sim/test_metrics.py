@@ -170,7 +170,7 @@ def test_metrics_of_a_small_run() -> None:
     assert m.overlapping_per_1000 == pytest.approx(1000 / 3)
     assert (m.s1_violations, m.s2_violations, m.s3_violations, m.l1_violations) == (1, 1, 0, 1)
     # Offered: j1 (processed twice at once) and j3 (not): one of two prevented.
-    assert m.offered_double == 2
+    assert m.planned_double == 2
     assert m.race_prevented == 1
     assert m.race_prevention_rate == 0.5
     assert m.wasted_encode_s == pytest.approx(2 + 7 + 25)
@@ -201,7 +201,7 @@ def test_race_prevented_when_the_second_encoder_never_overlaps() -> None:
     assert (m.double_assigned, m.race_prevented, m.race_prevention_rate) == (1, 1, 1.0)
     # The denominator is what the world offered, not what the chain let happen.
     m = compute_metrics(h, jobs=["j"], duration=20.0, checks={}, offered=[])
-    assert (m.double_assigned, m.offered_double, m.race_prevention_rate) == (1, 0, None)
+    assert (m.double_assigned, m.planned_double, m.race_prevention_rate) == (1, 0, None)
     assert m.wasted_encode_s == 0.0
     assert m.start_latency_p50 is None  # no claim *invoke* recorded: no latency sample
 
@@ -242,15 +242,15 @@ def base() -> RunMetrics:
 
 
 def test_aggregate_pools_over_seeds() -> None:
-    a = replace(base(), offered_double=10, race_prevented=5, race_prevention_rate=0.5,
+    a = replace(base(), planned_double=10, race_prevented=5, race_prevention_rate=0.5,
                 start_latency_p99=3.0, overlapping_per_1000=10.0, api_calls={"gateway": 2.0})
-    b = replace(base(), jobs=1, offered_double=0, race_prevented=0, race_prevention_rate=None,
+    b = replace(base(), jobs=1, planned_double=0, race_prevented=0, race_prevention_rate=None,
                 start_latency_p99=9.0, overlapping_per_1000=30.0,
                 api_calls={"gateway": 5.0, "aid": 1.0})
     agg = aggregate([a, b])
     assert agg["runs"] == 2
     assert agg["jobs"] == 4 and agg["committed"] == 4 and agg["lost_or_stuck"] == 2
-    assert agg["offered_double"] == 10 and agg["race_prevented"] == 5
+    assert agg["planned_double"] == 10 and agg["race_prevented"] == 5
     # A seed without an offer has no rate: the mean is over the one seed that has one.
     assert agg["race_prevention_rate"] == 0.5
     assert agg["race_prevention_rate_ci"] == [None, None]  # one seed: no spread to estimate
@@ -268,9 +268,26 @@ def test_aggregate_pools_over_seeds() -> None:
 
 
 def test_aggregate_without_races_or_runs() -> None:
-    agg = aggregate([replace(base(), offered_double=0, race_prevented=0,
+    agg = aggregate([replace(base(), planned_double=0, race_prevented=0,
                              race_prevention_rate=None)])
     assert agg["race_prevention_rate"] is None
     assert agg["race_prevention_rate_ci"] == [None, None]
     empty = aggregate([])
     assert empty["runs"] == 0 and empty["start_latency_p99"] is None and empty["api_calls"] == {}
+
+
+def test_a_start_after_completed_work_is_a_re_encode_not_a_restart():
+    from sim._checkers import Interval
+    from sim._metrics import _later_starts
+
+    done = Interval("e1", "j", 0.0, 10.0, "done")
+    crashed = Interval("e1", "j", 0.0, 10.0, "crash")
+    again = Interval("e2", "j", 20.0, 30.0, "done")
+    beside = Interval("e3", "j", 5.0, 30.0, "done")
+    assert _later_starts([done, again]) == (0, 1, 0)
+    assert _later_starts([crashed, again]) == (1, 0, 0)
+    assert _later_starts([done, beside]) == (0, 0, 1)
+    # the latest-ending earlier processing decides: a crash after a completed one
+    late_crash = Interval("e2", "j", 11.0, 15.0, "crash")
+    assert _later_starts([done, late_crash, Interval("e3", "j", 20.0, 25.0, "done")]) == (
+        1, 1, 0)

@@ -122,3 +122,49 @@ def test_an_unknown_baseline_is_a_usage_error(tmp_path):
     code, out, err = research(tmp_path / "x", "--baseline", "nope")
     assert code == 2 and out == "" and "nope" in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_the_report_is_the_same_bytes_on_other_workers_executors_and_out_dirs(first, tmp_path):
+    """research.json records the command without --workers, --executor, --out (and --quiet,
+    --progress): they change where and how fast it runs, not what it computes."""
+    _, _, files = first
+    other = tmp_path / "elsewhere"
+    out, err = io.StringIO(), io.StringIO()
+    argv = [*TINY[:-1], "2", "--executor", "local", f"--out={other}", "--quiet"]
+    assert main(argv, stdout=out, stderr=err) == 0, err.getvalue()
+    for name in FILES:
+        if name.endswith((".json", ".csv", ".txt")):
+            assert (other / name).read_bytes() == files[name], name
+    command = json.loads(files["research.json"])["command"]
+    assert "--workers" not in command and "--out" not in command and "--set" in command
+
+
+def test_paired_n_is_per_figure_and_a_row_without_pairs_is_not_none():
+    from sim._metrics import paired_difference
+    from sim._research import _excludes_zero, realised_lag_mean
+
+    assert paired_difference([None, .5, .7], [.4, None, .5])["n"] == 1
+    fmt = _excludes_zero("vs")
+    one_pair = {"overlapping_per_1000": 2.0, "overlapping_per_1000_ci": [None, None],
+                "overlapping_per_1000_n": 1}
+    assert fmt({"vs": one_pair}) == "n/a"  # not "none": nothing was measured
+    flat = {"overlapping_per_1000": 2.0, "overlapping_per_1000_ci": [2.0, 2.0],
+            "overlapping_per_1000_n": 5}
+    assert fmt({"vs": flat}) == "twice (0-width)"  # no interval to claim from
+    spread = {"overlapping_per_1000": 2.0, "overlapping_per_1000_ci": [1.0, 3.0],
+              "overlapping_per_1000_n": 5}
+    assert fmt({"vs": spread}) == "twice"
+    zero = {"overlapping_per_1000": 0.0, "overlapping_per_1000_ci": [0.0, 0.0],
+            "overlapping_per_1000_n": 5}
+    assert fmt({"vs": zero}) == "none"
+    assert realised_lag_mean(0.0, 5.0) == 0.0
+    assert realised_lag_mean(5.0, 5.0) == pytest.approx(5.0 * (1 - 2.718281828459045 ** -1))
+
+
+def test_the_research_rows_give_each_figures_pairs(first):
+    out_dir, _, _ = first
+    report = json.loads((out_dir / "research.json").read_text())
+    row = report["tables"]["research"][0]
+    assert row["vs_baseline"]["overlapping_per_1000_n"] == 2
+    for lag in report["tables"]["sensitivity"]:
+        assert lag["monitor_lag_realised_mean"] <= lag["monitor_lag_mean"]
