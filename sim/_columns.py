@@ -205,7 +205,7 @@ TABLE_HEADERS: Final[dict[str, str]] = {
     "Δ jobs/h %": "throughput_change_pct",
     "Δ start p50 s [95% CI]": "paired difference of start_latency_p50 to the baseline "
                               "[95% paired t]",
-    "lie_rate": "the offered double hand-out rate of the grid point",
+    "lie_rate": "the planned double hand-out rate of the grid point",
     "monitor lag mean s": "monitor_lag_mean of the grid point (the exponential's mean "
                           "parameter, before the cap at Δ)",
     "realised lag mean s": "monitor_lag_realised_mean: the mean lag the reads saw",

@@ -421,7 +421,7 @@ def mean_ci(name: str, values: Sequence[float]) -> tuple[float | None, list[floa
 
 def aggregate(metrics: Sequence[RunMetrics]) -> dict[str, Any]:
     """Pool runs over seeds: counts are summed; every figure of :data:`MEANED` is the mean of
-    its per-seed values (seeds where it is undefined, e.g. race prevention without an offered
+    its per-seed values (seeds where it is undefined, e.g. race prevention without a planned
     double hand-out, left out) with a 95% t interval ``<name>_ci``; p99s maxed (the worst
     tail any seed showed); API calls per job pooled over all jobs."""
     out: dict[str, Any] = {"runs": len(metrics)}

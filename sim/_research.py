@@ -11,7 +11,7 @@ numbers, :mod:`sim._rng`: every chain of a seed faces the same offered world):
     the cost of safety: each chain's throughput and time to start against ``trust-gateway`` on
     the same worlds (paired);
 ``lie_rate`` (``lie_rate.csv``, ``lie_rate.png``)
-    duplicate processing against the offered double hand-out rate, per chain;
+    duplicate processing against the planned double hand-out rate, per chain;
 ``ablation`` (``ablation.csv``, ``ablation.png``)
     ``hardened`` and each ``hardened-without-<step>`` on the ``ablation`` scenario (the
     ``default`` one when no ``ablation`` scenario is installed), each paired with ``hardened``;
@@ -314,7 +314,7 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
     table(f"Ablation, scenario {ablation.name}"
           + ("" if has_ablation else " (no ablation scenario installed: the default one)")
           + "; paired with hardened", abl, ABLATION_COLUMNS)
-    table(f"Duplicate processing against the offered double hand-out rate, scenario "
+    table(f"Duplicate processing against the planned double hand-out rate, scenario "
           f"{default.name}", lie, LIE_COLUMNS)
     table(f"Sensitivity, scenario {default.name}, chain {SENSITIVITY_CHAIN}: the monitor's "
           f"lag on every read, min(Exp(mean), Δ), its mean parameter from 0 to Δ = {delta:g} s "
@@ -399,7 +399,7 @@ def _plots(out_dir: Path, plan: ResearchPlan, runs: _Runs, lie_points: list[Scen
               for sc in lie_points] for chain in plan.chains]
     written.append(line_plot(
         Figure, out_dir, "lie_rate.png", list(plan.chains), xs, positions, numeric,
-        "lie_rate (offered double hand-outs)", stats,
+        "lie_rate (planned double hand-outs)", stats,
         ylabel="jobs processed by two encoders at once per 1,000 jobs",
         title=f"Duplicate processing against the lie rate (default scenario, seeds {seeds};"
               "\nmean over seeds, 95% t interval)"))

@@ -12,7 +12,7 @@ Plots (matplotlib, drawn on :class:`matplotlib.figure.Figure` objects directly, 
     jobs processed by two encoders at once per 1,000 jobs (``overlapping_per_1000``) against
     the first grid key, one line per chain;
 ``race_prevention.png``
-    the share of the offered double hand-outs not processed twice at once;
+    the share of the planned double hand-outs not processed twice at once;
 ``wasted.png``
     wasted encode-hours per 1,000 jobs per chain (bars, grouped by the first grid key);
 ``ablation.png``
@@ -228,7 +228,7 @@ def plot_sweep(cells: list[tuple[dict[str, Any], str, list[RunMetrics]]], *, x_k
         ylabel="jobs processed by two encoders at once per 1,000 jobs",
         title="Duplicate processing (mean over seeds, 95% t interval)" + suffix))
 
-    # Race prevention: the share of offered double hand-outs not processed twice at once.
+    # Race prevention: the share of planned double hand-outs not processed twice at once.
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.add_subplot()
     for i, chain in enumerate(chains):
@@ -245,7 +245,7 @@ def plot_sweep(cells: list[tuple[dict[str, Any], str, list[RunMetrics]]], *, x_k
         ax.errorbar(positions, rates, yerr=_yerr(rates, lows, highs), marker="o", capsize=3,
                     label=chain, **style)
         ax.fill_between(positions, lows, highs, color=style["color"], alpha=0.15, linewidth=0)
-    ax.set_ylabel("race prevention, % of offered double hand-outs")
+    ax.set_ylabel("race prevention, % of planned double hand-outs")
     ax.set_ylim(-2, 102)
     ax.set_title("Race prevention (mean over seeds, 95% t interval)" + suffix)
     _axes_x(ax, xs, positions, numeric, x_key)
