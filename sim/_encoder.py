@@ -61,6 +61,9 @@ _PHASES = ("download", "encode", "upload")
 #: What each phase's progress reports range over (``download_pct``, then ``pct``).
 _PCT_RANGE = {"download": (0.0, 100.0), "encode": (0.0, 90.0), "upload": (90.0, 100.0)}
 _WORK_DONE = WorkEnded(True)
+#: The driver's field-less answers: values, so one instance each serves every step.
+_WOKE = Woke()
+_WORK_STARTED = WorkStarted()
 
 
 class _Crashed(Exception):
@@ -284,57 +287,57 @@ class Encoder:
         self.shutdown_at = self._next(self.sc.shutdowns_per_hour)
 
     def attempt(self, job_id: str) -> Generator[simpy.Event, Any, None]:
-        """One protocol run for one job: perform each action, feed back each answer."""
+        """One protocol run for one job: perform each action, feed back each answer.
+
+        The hot loop of every run (tens of protocol steps per job), kept in one generator: each
+        resume of the encoder's process passes through every generator it is delegating to, so
+        the action's dispatch (``perform``) is inlined here and the clock is read directly; what
+        each step does is unchanged."""
         protocol = self.protocol(job_id, me=self.did, policy=self.policy, tiers=self.tiers)
         try:
-            yield from self._drive(protocol, job_id)
+            env, rate, pausable = self.env, self.rate, self.pausable
+            handle = protocol.handle
+            now = env.now * rate
+            action = protocol.start(now).action
+            while not isinstance(action, Done):
+                if pausable:
+                    yield from self._await_point()  # decided, not yet sent
+                kind = type(action)
+                if kind is Sleep:
+                    answer = yield from self._sleep(action.until)
+                elif kind is StartWork:
+                    answer = self._start(job_id)
+                elif kind is CancelWork:
+                    answer = yield from self._cancel(job_id)
+                else:
+                    if self.push is not None and kind is Claim:
+                        # Subscribed before the claim leaves, so its own landing is pushed too.
+                        self.push.subscribe(job_id, self.name, self._pushed)
+                        self.push_job = job_id
+                    answer = yield from self._io(job_id, action)
+                if pausable:
+                    yield from self._await_point()  # answered, not yet handled
+                local = env.now * rate
+                if local > now:
+                    now = local
+                if env.now >= self.shutdown_at:
+                    # (a user protocol may lack request_shutdown)
+                    stop = getattr(protocol, "request_shutdown", None)
+                    if stop is not None:
+                        stop()  # as the asyncio driver does: no claim from now on
+                if type(answer) is Woke and action.until > now:
+                    # Woken within the float clock's rounding of the sleep's end (``_sleep``):
+                    # reported as its end, or a protocol sleeping to that deadline again would
+                    # spin at one instant forever (found by the explorer, zero-latency tiers).
+                    now = action.until
+                action = handle(answer, now).action
+            kind_name = action.outcome.kind.value
+            self.outcomes[kind_name] = self.outcomes.get(kind_name, 0) + 1
         finally:
             if self.push is not None:
                 self.push.unsubscribe(job_id, self.name)
                 self.hints.clear()
                 self.push_job = None
-
-    def _drive(self, protocol: Any, job_id: str) -> Generator[simpy.Event, Any, None]:
-        # The hot loop of every run (tens of protocol steps per job): the action's dispatch
-        # (``perform``) is inlined and the clock read directly, so a step costs as few Python
-        # frames as possible; what each step does is unchanged.
-        env, rate, pausable = self.env, self.rate, self.pausable
-        handle = protocol.handle
-        now = env.now * rate
-        action = protocol.start(now).action
-        while not isinstance(action, Done):
-            if pausable:
-                yield from self._await_point()  # decided, not yet sent
-            kind = type(action)
-            if kind is Sleep:
-                answer = yield from self._sleep(action.until)
-            elif kind is StartWork:
-                answer = self._start(job_id)
-            elif kind is CancelWork:
-                answer = yield from self._cancel(job_id)
-            else:
-                if self.push is not None and kind is Claim:
-                    # Subscribed before the claim leaves, so its own landing is pushed too.
-                    self.push.subscribe(job_id, self.name, self._pushed)
-                    self.push_job = job_id
-                answer = yield from self._io(job_id, action)
-            if pausable:
-                yield from self._await_point()  # answered, not yet handled
-            local = env.now * rate
-            if local > now:
-                now = local
-            if env.now >= self.shutdown_at:
-                stop = getattr(protocol, "request_shutdown", None)  # a user protocol may lack it
-                if stop is not None:
-                    stop()  # as the asyncio driver does: no claim from now on
-            if type(answer) is Woke and action.until > now:
-                # Woken within the float clock's rounding of the sleep's end (``_sleep``):
-                # reported as its end, or a protocol sleeping to that deadline again would
-                # spin at one instant forever (found by the explorer, zero-latency tiers).
-                now = action.until
-            action = handle(answer, now).action
-        kind_name = action.outcome.kind.value
-        self.outcomes[kind_name] = self.outcomes.get(kind_name, 0) + 1
 
     # ------------------------------------------------------------------ the driver
 
@@ -448,7 +451,7 @@ class Encoder:
             t = self._progress(events, phase, t, length)
         events.append((t, _WORK_DONE))
         self.work, self.work_job = events, job_id
-        return WorkStarted()
+        return _WORK_STARTED
 
     def _progress(self, events: list[tuple[float, Answer]], phase: str, t: float,
                   length: float) -> float:
@@ -516,7 +519,7 @@ class Encoder:
                 return self.hints.pop(0)
             remaining = (until - now * rate) / rate
             if remaining <= 1e-9:
-                return Woke()
+                return _WOKE
             target = now + remaining
             if not self.shutdown_told:
                 target = min(target, self.shutdown_at)
