@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import operator
 import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import simpy
 
@@ -160,7 +161,7 @@ def _no_cyclic_gc() -> Iterator[None]:
 def judge(scenario: Scenario, chain: str, seed: int, history: History, job_ids: list[str],
           duration: float, outcomes: dict[str, int], calls: dict[str, int]) -> RunResult:
     """Check and measure a finished run's history (simulated or live: the same checkers)."""
-    history.records.sort(key=_time)
+    history.records.sort(key=_TIME)  # stable: records at one instant keep their order
     partition = _Partition(history)
     checks = check_all(history, jobs=job_ids, partition=partition)
     metrics = compute_metrics(history, jobs=job_ids, duration=duration, checks=checks,
@@ -169,8 +170,8 @@ def judge(scenario: Scenario, chain: str, seed: int, history: History, job_ids: 
         outcomes.items())), duration, job_ids, dict(calls))
 
 
-def _time(record: tuple[Any, ...]) -> float:
-    return record[0]  # type: ignore[no-any-return]
+#: A record's time (``itemgetter``: the sort key of millions of records, without a Python call).
+_TIME: Final = operator.itemgetter(0)
 
 
 def _progress(env: simpy.Environment, world: World, jobs: int,
