@@ -317,10 +317,11 @@ class Encoder:
                     answer = yield from self._io(job_id, action)
                 if pausable:
                     yield from self._await_point()  # answered, not yet handled
-                local = env.now * rate
+                t = env.now
+                local = t * rate
                 if local > now:
                     now = local
-                if env.now >= self.shutdown_at:
+                if t >= self.shutdown_at:
                     # (a user protocol may lack request_shutdown)
                     stop = getattr(protocol, "request_shutdown", None)
                     if stop is not None:
@@ -414,12 +415,14 @@ class Encoder:
                 # Our own writes change what the tiers say: forget what they said before.
                 cache.forget(job_id)
         op, arg = request_record(action)
-        self.history.add(self.env.now, self.name, job_id, op, "invoke", arg)
+        env, add = self.env, self.history.add
+        now = env.now  # the request is decided, sent and served at this one instant
+        add(now, self.name, job_id, op, "invoke", arg)
         deadline = getattr(action, "deadline", None)
-        left = math.inf if deadline is None else deadline / self.rate - self.env.now
+        left = math.inf if deadline is None else deadline / self.rate - now
         if left <= 0:
             # Already past the lease end: not sent at all (as the production guard does).
-            self.history.add(self.env.now, self.name, job_id, op, "fail", "deadline")
+            add(now, self.name, job_id, op, "fail", "deadline")
             return _past_deadline(action)
         answer, delay, phase, value = self.world.serve(self.did, job_id, action)
         if delay > left:
@@ -427,12 +430,12 @@ class Encoder:
             # whatever the tier does; the request itself has been served (a write may land).
             delay, phase, value = left, "fail", "deadline"
             answer = _past_deadline(action)
-        end = self.env.now + delay
+        end = now + delay
         if end < self.crash_at and end < self.pause_at:
-            yield self.env.timeout(delay)  # the common case, without a frame
+            yield env.timeout(delay)  # the common case, without a frame
         else:
             yield from self.wait(delay)
-        self.history.add(self.env.now, self.name, job_id, op, phase, value)
+        add(env.now, self.name, job_id, op, phase, value)
         if cache is not None and isinstance(answer, Observed):
             cache.put(answer.observation, job_id, decided=decided)
         result: Answer = answer
@@ -532,9 +535,10 @@ class Encoder:
                 if end < self.crash_at and end < self.pause_at:
                     if end > now:
                         yield env.timeout(end - now)
-                        if env.now >= self.crash_at or env.now >= self.pause_at:
+                        now = env.now
+                        if now >= self.crash_at or now >= self.pause_at:
                             # Landed a rounding past the end, on a crash or pause: as wait().
-                            yield from self.wait(end - env.now)
+                            yield from self.wait(end - now)
                 else:
                     yield from self.wait(target - now)
                 continue
