@@ -61,6 +61,9 @@ _PHASES = ("download", "encode", "upload")
 #: What each phase's progress reports range over (``download_pct``, then ``pct``).
 _PCT_RANGE = {"download": (0.0, 100.0), "encode": (0.0, 90.0), "upload": (90.0, 100.0)}
 _WORK_DONE = WorkEnded(True)
+#: The driver's field-less answers: values, so one instance each serves every step.
+_WOKE = Woke()
+_WORK_STARTED = WorkStarted()
 
 
 class _Crashed(Exception):
@@ -107,6 +110,12 @@ class Encoder:
         if self._edge():
             unit = 1.0 if unit >= 0 else -1.0
         self.drift = unit * scenario.clock_drift / max(scenario.reassign_timeout, 1.0)
+        #: Local seconds per simulated second (``local()``), computed once: the driver reads
+        #: the clock several times per protocol step.
+        self.rate = 1.0 + self.drift
+        #: Whether the adversary may pause at the driver's await points: when it may not,
+        #: ``_await_point`` would draw nothing and do nothing, so the driver skips the call.
+        self.pausable = scenario.await_pause_rate > 0
         self.crash_at = self._next(scenario.crashes_per_hour, "crash")
         self.pause_at = self._next(scenario.pauses_per_hour, "pause")
         #: The random pauses' schedule, before spacing (``_spaced``): each next one is drawn
@@ -156,7 +165,7 @@ class Encoder:
 
     def local(self) -> float:
         """This encoder's (drifting) clock, as the protocol sees it."""
-        return self.env.now * (1.0 + self.drift)
+        return self.env.now * self.rate
 
     def wait(self, duration: float, *, frozen: bool = False,
              interrupt: simpy.Event | None = None) -> Generator[simpy.Event, Any, None]:
@@ -303,40 +312,58 @@ class Encoder:
                                       after=due + self.sc.restart_delay)
 
     def attempt(self, job_id: str) -> Generator[simpy.Event, Any, None]:
-        """One protocol run for one job: perform each action, feed back each answer."""
+        """One protocol run for one job: perform each action, feed back each answer.
+
+        The hot loop of every run (tens of protocol steps per job), kept in one generator: each
+        resume of the encoder's process passes through every generator it is delegating to, so
+        the action's dispatch (``perform``) is inlined here and the clock is read directly; what
+        each step does is unchanged."""
         protocol = self.protocol(job_id, me=self.did, policy=self.policy, tiers=self.tiers)
         try:
-            yield from self._drive(protocol, job_id)
+            env, rate, pausable = self.env, self.rate, self.pausable
+            handle = protocol.handle
+            now = env.now * rate
+            action = protocol.start(now).action
+            while not isinstance(action, Done):
+                if pausable:
+                    yield from self._await_point()  # decided, not yet sent
+                kind = type(action)
+                if kind is Sleep:
+                    answer = yield from self._sleep(action.until)
+                elif kind is StartWork:
+                    answer = self._start(job_id)
+                elif kind is CancelWork:
+                    answer = yield from self._cancel(job_id)
+                else:
+                    if self.push is not None and kind is Claim:
+                        # Subscribed before the claim leaves, so its own landing is pushed too.
+                        self.push.subscribe(job_id, self.name, self._pushed)
+                        self.push_job = job_id
+                    answer = yield from self._io(job_id, action)
+                if pausable:
+                    yield from self._await_point()  # answered, not yet handled
+                t = env.now
+                local = t * rate
+                if local > now:
+                    now = local
+                if t >= self.shutdown_at:
+                    # (a user protocol may lack request_shutdown)
+                    stop = getattr(protocol, "request_shutdown", None)
+                    if stop is not None:
+                        stop()  # as the asyncio driver does: no claim from now on
+                if type(answer) is Woke and action.until > now:
+                    # Woken within the float clock's rounding of the sleep's end (``_sleep``):
+                    # reported as its end, or a protocol sleeping to that deadline again would
+                    # spin at one instant forever (found by the explorer, zero-latency tiers).
+                    now = action.until
+                action = handle(answer, now).action
+            kind_name = action.outcome.kind.value
+            self.outcomes[kind_name] = self.outcomes.get(kind_name, 0) + 1
         finally:
             if self.push is not None:
                 self.push.unsubscribe(job_id, self.name)
                 self.hints.clear()
                 self.push_job = None
-
-    def _drive(self, protocol: Any, job_id: str) -> Generator[simpy.Event, Any, None]:
-        now = self.local()
-        step = protocol.start(now)
-        while not isinstance(step.action, Done):
-            yield from self._await_point()  # decided, not yet sent
-            if self.push is not None and type(step.action) is Claim:
-                # Subscribed before the claim leaves, so its own landing is pushed too.
-                self.push.subscribe(job_id, self.name, self._pushed)
-                self.push_job = job_id
-            answer = yield from self.perform(job_id, step.action)
-            yield from self._await_point()  # answered, not yet handled
-            now = max(now, self.local())
-            if self.env.now >= self.shutdown_at:
-                stop = getattr(protocol, "request_shutdown", None)  # a user protocol may lack it
-                if stop is not None:
-                    stop()  # as the asyncio driver does: no claim from now on
-            if type(answer) is Woke:
-                # Woken within the float clock's rounding of the sleep's end (``_sleep``):
-                # reported as its end, or a protocol sleeping to that deadline again would
-                # spin at one instant forever (found by the explorer, zero-latency tiers).
-                now = max(now, step.action.until)
-            step = protocol.handle(answer, now)
-        kind = step.action.outcome.kind.value
-        self.outcomes[kind] = self.outcomes.get(kind, 0) + 1
 
     # ------------------------------------------------------------------ the driver
 
@@ -396,7 +423,7 @@ class Encoder:
         # can tell an answer older than this encoder's own last write to the job.
         self.history.add(self.env.now, self.name, job_id, "cached", "ok",
                          (action.tier, encoder_name(obs.owner) if obs.owner else None,
-                          obs.status, decided / (1.0 + self.drift), action.purpose))
+                          obs.status, decided / self.rate, action.purpose))
         return Observed(obs)
 
     def _io(self, job_id: str, action: Any) -> Generator[simpy.Event, Any, Answer]:
@@ -413,12 +440,14 @@ class Encoder:
                 # Our own writes change what the tiers say: forget what they said before.
                 cache.forget(job_id)
         op, arg = request_record(action)
-        self.history.add(self.env.now, self.name, job_id, op, "invoke", arg)
+        env, add = self.env, self.history.add
+        now = env.now  # the request is decided, sent and served at this one instant
+        add(now, self.name, job_id, op, "invoke", arg)
         deadline = getattr(action, "deadline", None)
-        left = math.inf if deadline is None else deadline / (1.0 + self.drift) - self.env.now
+        left = math.inf if deadline is None else deadline / self.rate - now
         if left <= 0:
             # Already past the lease end: not sent at all (as the production guard does).
-            self.history.add(self.env.now, self.name, job_id, op, "fail", "deadline")
+            add(now, self.name, job_id, op, "fail", "deadline")
             return _past_deadline(action)
         answer, delay, phase, value = self.world.serve(self.did, job_id, action)
         if delay > left:
@@ -426,12 +455,12 @@ class Encoder:
             # whatever the tier does; the request itself has been served (a write may land).
             delay, phase, value = left, "fail", "deadline"
             answer = _past_deadline(action)
-        end = self.env.now + delay
+        end = now + delay
         if end < self.crash_at and end < self.pause_at:
-            yield self.env.timeout(delay)  # the common case, without a frame
+            yield env.timeout(delay)  # the common case, without a frame
         else:
             yield from self.wait(delay)
-        self.history.add(self.env.now, self.name, job_id, op, phase, value)
+        add(env.now, self.name, job_id, op, phase, value)
         if cache is not None and isinstance(answer, Observed):
             cache.put(answer.observation, job_id, decided=decided)
         result: Answer = answer
@@ -455,7 +484,7 @@ class Encoder:
             t = self._progress(events, phase, t, length, stall)
         events.append((t, _WORK_DONE))
         self.work, self.work_job = events, job_id
-        return WorkStarted()
+        return _WORK_STARTED
 
     def _progress(self, events: list[tuple[float, Answer]], phase: str, t: float,
                   length: float, rng: Any) -> float:
@@ -505,29 +534,43 @@ class Encoder:
         return WorkStopped()
 
     def _sleep(self, until: float) -> Generator[simpy.Event, Any, Answer]:
+        env, rate = self.env, self.rate
         while True:
-            if self.work and self.work[0][0] <= self.env.now:
-                at, event = self.work.pop(0)
+            now = env.now
+            work = self.work
+            if work and work[0][0] <= now:
+                at, event = work.pop(0)
                 if event is _WORK_DONE:
                     self.history.add(at, self.name, self.work_job, "stop", "ok", "done")
                     self.work_job = None
                 return event
-            if self.env.now >= self.shutdown_at and not self.shutdown_told:
+            if now >= self.shutdown_at and not self.shutdown_told:
                 # As the asyncio driver does: the request is an answer to the next wait.
                 self.shutdown_told = True
                 return ShutdownRequested()
             if self.hints:
                 return self.hints.pop(0)
-            remaining = (until - self.local()) / (1.0 + self.drift)
+            remaining = (until - now * rate) / rate
             if remaining <= 1e-9:
-                return Woke()
-            target = self.env.now + remaining
+                return _WOKE
+            target = now + remaining
             if not self.shutdown_told:
                 target = min(target, self.shutdown_at)
-            if self.work:
-                target = min(target, self.work[0][0])
+            if work:
+                target = min(target, work[0][0])
             if self.push is None:
-                yield from self.wait(target - self.env.now)
+                # ``wait(target - now)`` without its frame in the common case (no crash or
+                # pause due before the end): the same timeout, to the same float instant.
+                end = now + max(target - now, 0.0)
+                if end < self.crash_at and end < self.pause_at:
+                    if end > now:
+                        yield env.timeout(end - now)
+                        now = env.now
+                        if now >= self.crash_at or now >= self.pause_at:
+                            # Landed a rounding past the end, on a crash or pause: as wait().
+                            yield from self.wait(end - now)
+                else:
+                    yield from self.wait(target - now)
                 continue
             self.hint_wake = self.env.event()
             try:

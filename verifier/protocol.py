@@ -402,6 +402,7 @@ class OwnershipProtocol:
         self.me = normalize_did(me)
         self.policy = policy
         self.tiers = tiers
+        self._confirming: tuple[Tier, ...] | None = None  # see _confirming_tiers
         self.token: str | None = None
         self.outcome: Outcome | None = None
         self.claim_via: Tier = self._claim_tier()
@@ -472,8 +473,11 @@ class OwnershipProtocol:
                 f"Job {self.job_id}: {outcome.kind.value} ({outcome.code}): {outcome.reason}",
             )
         self._awaiting = None if isinstance(action, Done) else action
-        decisions, self._decisions = tuple(self._decisions), []
-        return Step(action, decisions)
+        decisions = self._decisions
+        if not decisions:
+            return Step(action, ())  # most steps decide nothing worth a log line
+        self._decisions = []
+        return Step(action, tuple(decisions))
 
     @staticmethod
     def _check_answer(action: Action, answer: Answer) -> None:
@@ -496,21 +500,26 @@ class OwnershipProtocol:
                     return tier
         return Tier.GATEWAY
 
-    def _confirming_tiers(self) -> list[Tier]:
+    def _confirming_tiers(self) -> tuple[Tier, ...]:
         """Tiers allowed to say "yours", strongest first.
 
         The documented chain uses exactly one: the highest enabled. The hardened chain uses the
         database and the monitor (falling back when one cannot answer); the legacy gateway's
         ``jobstatus`` lies, so it may confirm only in the documented chain or in the canary
         that switches tier precedence off.
+
+        Computed once per attempt: it depends only on the policy and the tiers, which are
+        frozen, and every re-check asks for it.
         """
-        candidates = [t for t in (Tier.DATABASE, Tier.MONITOR) if self.tiers.has(t)]
-        if self.policy.gateway_can_confirm and self.tiers.has(Tier.GATEWAY):
-            candidates.append(Tier.GATEWAY)
-        candidates.sort(key=TIER_STRENGTH.__getitem__)
-        if not self.policy.verify_retries:
-            return candidates[:1]
-        return candidates
+        if self._confirming is None:
+            candidates = [t for t in (Tier.DATABASE, Tier.MONITOR) if self.tiers.has(t)]
+            if self.policy.gateway_can_confirm and self.tiers.has(Tier.GATEWAY):
+                candidates.append(Tier.GATEWAY)
+            candidates.sort(key=TIER_STRENGTH.__getitem__)
+            if not self.policy.verify_retries:
+                del candidates[1:]
+            self._confirming = tuple(candidates)
+        return self._confirming
 
     def _lag(self, tier: Tier) -> float:
         return self.policy.timing.monitor_lag if tier is Tier.MONITOR else _LAG_FREE
