@@ -9,7 +9,10 @@ numbers, :mod:`sim._rng`: every chain of a seed faces the same offered world):
     chain (``--baseline``, default ``trust-gateway``) with its interval, and the other figures;
 ``cost`` (``cost.csv``)
     the cost of safety: each chain's throughput and time to start against ``trust-gateway`` on
-    the same worlds (paired);
+    the same worlds (paired), on both scenarios and on the held-out one with every community
+    node reading the monitor (``<held-out>+monitor``: a node with no tier that can prove
+    ownership never takes a job under the hardened chain, so the held-out fleet's nodes without
+    the monitor are a cost of the fleet's configuration, not of the protocol's waits);
 ``lie_rate`` (``lie_rate.csv``, ``lie_rate.png``)
     duplicate processing against the planned double hand-out rate, per chain;
 ``ablation`` (``ablation.csv``, ``ablation.png``)
@@ -231,6 +234,10 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
         round(f * delta, 6) for f in LAG_FRACTIONS]
     if any(not 0 <= lag <= delta for lag in lags):
         raise UsageError(f"--lag-means: every mean lag must be in [0, Δ = {delta:g}]")
+    # Every community node on the monitor (the verifier's default configuration: it reads the
+    # public monitor unless told otherwise), trust-gateway and hardened only (the expensive runs).
+    fleet = held.replace(name=f"{held.name}+monitor", monitor_fraction=1.0)
+    fleet_chains = [c for c in (COST_BASELINE, "hardened") if c in plan.chains]
     lie_points = [apply_overrides(default, {"lie_rate": r}, source="--lie-rates")
                   for r in plan.lie_rates]
     lag_points = [apply_overrides(default, {"monitor_lag_mean": lag}, source="--lag-means")
@@ -240,6 +247,8 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
     for scenario in (default, held):
         for chain in plan.chains:
             runs.add("research", scenario.name, {}, chain, scenario)
+    for chain in fleet_chains:
+        runs.add("cost", fleet.name, {"monitor_fraction": 1.0}, chain, fleet)
     for rate, scenario in zip(plan.lie_rates, lie_points, strict=True):
         for chain in plan.chains:
             runs.add("lie_rate", default.name, {"lie_rate": rate}, chain, scenario)
@@ -259,14 +268,19 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
 
     research: list[dict[str, Any]] = []
     cost: list[dict[str, Any]] = []
-    for scenario in (default, held):
+    cost_worlds = [(default, plan.chains), (held, plan.chains)]
+    if COST_BASELINE in fleet_chains:
+        cost_worlds.append((fleet, fleet_chains))
+    for scenario, _ in cost_worlds[:2]:
         base = runs.of(scenario, plan.baseline)
+        for chain in plan.chains:
+            research.append(_row("research", scenario, chain, runs.of(scenario, chain),
+                                 {"vs_baseline": _paired(runs.of(scenario, chain), base)}))
+    for scenario, chains in cost_worlds:
         trusting = runs.of(scenario, COST_BASELINE)
         trust_mean = aggregate(trusting)["throughput_jobs_per_hour"]
-        for chain in plan.chains:
+        for chain in chains:
             ms = runs.of(scenario, chain)
-            research.append(_row("research", scenario, chain, ms,
-                                 {"vs_baseline": _paired(ms, base)}))
             vs = _paired(ms, trusting, ("throughput_jobs_per_hour", "start_latency_p50"))
             row = _row("cost", scenario, chain, ms, {"vs_baseline": vs})
             row["throughput_change_pct"] = (
@@ -307,7 +321,7 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
               f"({scenario.encoders} encoders, {scenario.jobs} jobs, lie_rate "
               f"{scenario.lie_rate:g}); baseline {plan.baseline}",
               [r for r in research if r["scenario"] == scenario.name], RESEARCH_COLUMNS)
-    for scenario in (default, held):
+    for scenario, _ in cost_worlds:
         table(f"Cost of safety, scenario {scenario.name}: against {COST_BASELINE} on the "
               "same worlds", [r for r in cost if r["scenario"] == scenario.name],
               COST_COLUMNS)

@@ -87,6 +87,12 @@ def test_the_tables_cover_every_chain_scenario_and_point(first):
     assert [(r["lie_rate"], r["chain"]) for r in tables["lie_rate"]] == [
         (p, c) for p in (0, 0.3) for c in chains]
     assert [r["monitor_lag_mean"] for r in tables["sensitivity"]] == [0, 5]
+    # The cost of safety also on the held-out fleet with every community node on the monitor.
+    assert [(r["scenario"], r["chain"]) for r in tables["cost"]] == [
+        (s, c) for s in ("default", "3speak-2026") for c in chains] + [
+        ("3speak-2026+monitor", "trust-gateway"), ("3speak-2026+monitor", "hardened")]
+    fleet = [r for r in rows(out_dir / "runs.csv") if r["scenario"] == "3speak-2026+monitor"]
+    assert {r["chain"] for r in fleet} == {"trust-gateway", "hardened"} and len(fleet) == 4
     assert {r["chain"] for r in tables["ablation"]} >= {"hardened", "hardened-without-settle"}
     expected = "ablation" if "ablation" in scenario_names() else "default"
     assert report["ablation_scenario"] == expected
