@@ -38,8 +38,8 @@ CANARIES = [
     Canary("trust-gateway", ("S1", "S2"), True, 100),
     # 2,000: common random numbers (7c3f2a3) changed the order in which a tape's values are
     # read (stalls, pause and shutdown schedules), so the derandomized path moved: 1,000 no
-    # longer reached it; 1,500 and 2,000 do (2026-12-02). One path is luck: this step has no
-    # rate over independent searches yet (test_teeth.py), the next thing to add.
+    # longer reached it; 1,500 and 2,000 do (2026-12-02). One path is luck: its rate over
+    # independent searches is test_teeth.py's (congested family: 20/20 within 500).
     Canary("hardened-without-absent-is-wait", ("S1", "S2"), True, 2000),
     # 500: the derandomized search's path depends on every draw of the world; since the
     # monitor's stand-in carries the gateway's status and owner (as the real server's does),

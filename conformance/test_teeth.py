@@ -124,6 +124,10 @@ FAMILIES: dict[str, dict[str, Any]] = {
 
 
 FAMILIES["push"] = {**FAMILIES["settle"], "push_rate": 1.0, "push_latency": 0.0}
+# The database family, congested: half the database requests time out (and land or not, each
+# half the time), so a claim read back as "no owner" is common.
+FAMILIES["congested"] = {**FAMILIES["database"], "database_error_rate": 0.5,
+                         "database_latency": 1.0}
 FAMILIES["cache"] = {**FAMILIES["lease"], "status_cache_s": 30.0}
 FAMILIES["batch"] = {**FAMILIES["settle"], "status_cache_s": 30.0, "batch_screen": 1.0,
                      "gateway_outages_per_hour": 30.0}
@@ -194,6 +198,9 @@ TEETH = [
     Tooth("hardened-without-conditional-claim", "database", 500, 19,
           _without("conditional-claim")),
     Tooth("hardened-without-fence", "database", 300, 19, _without("fence"), properties=("S3",)),
+    # A claim whose reply was lost and that never landed reads back as "no owner": taken as
+    # "mine" without the step, while the gateway hands the job to the other encoder.
+    Tooth("hardened-without-absent-is-wait", "congested", 500, 19, _without("absent-is-wait")),
     # the order of a graceful shutdown: stop the work, then give the job back
     Tooth("shutdown-releases-before-stop", "shutdown", 20, 19, protocol=ReleaseBeforeStop),
     # the cost features: each misuse a suite must catch (docs/enhancements.md)
