@@ -168,7 +168,7 @@ TEETH = [
     # the settle formula, each term and the instant it is measured from
     Tooth("believes-Δ-smaller", "settle", 100, 19, _misbelief("believes-Δ-smaller")),
     Tooth("believes-G-smaller", "settle", 100, 19, _misbelief("believes-G-smaller")),
-    Tooth("settle-without-a-G", "settle", 400, 19, _misbelief("settle-without-a-G")),
+    Tooth("settle-without-a-G", "settle", 800, 19, _misbelief("settle-without-a-G")),
     Tooth("settle-without-ε", "settle", 2500, 19, _misbelief("settle-without-ε")),
     Tooth("settle-without-lag", "settle", 300, 19, _misbelief("settle-without-lag")),
     # the lease formula, judged directly too: the owner's work must be stopped before the
@@ -195,7 +195,7 @@ TEETH = [
     # hardening steps, inside the model (the others: test_quality.py, test_stateful.py)
     Tooth("hardened-without-lease", "lease", 20, 19, _without("lease"), properties=LEASE),
     Tooth("hardened-without-cancel", "lease", 20, 19, _without("cancel"), properties=LEASE),
-    Tooth("hardened-without-conditional-claim", "database", 500, 19,
+    Tooth("hardened-without-conditional-claim", "database", 1000, 19,
           _without("conditional-claim")),
     Tooth("hardened-without-fence", "database", 300, 19, _without("fence"), properties=("S3",)),
     # A claim whose reply was lost and that never landed reads back as "no owner": taken as
