@@ -157,9 +157,17 @@ def test_jobs_are_processed_end_to_end_and_committed_by_the_runner(tmp_path):
             proc = await srv.start(VERIFIER_METRICS_PORT=str(port))
             await srv.until(lambda: srv.live.done, "both jobs committed")
             url = f"http://127.0.0.1:{port}/metrics"
-            metrics = await asyncio.to_thread(
-                lambda: urllib.request.urlopen(url, timeout=10).read().decode())
-            assert 'verifier_jobs_total{code="FINISHED",outcome="processed"} 2.0' in metrics
+            processed = 'verifier_jobs_total{code="FINISHED",outcome="processed"} 2.0'
+            # The world counts a job committed when the emulator writes it; the runner counts it
+            # when the reply reaches it, a moment later: scrape until it has (or time runs out).
+            deadline = time.monotonic() + 30.0
+            while True:
+                metrics = await asyncio.to_thread(
+                    lambda: urllib.request.urlopen(url, timeout=10).read().decode())
+                if processed in metrics or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            assert processed in metrics, metrics
             assert await stop(proc) == 0
             for job_id in srv.live.job_ids:
                 assert job_id in srv.live.world.committed and srv.job(job_id).owner == DID
