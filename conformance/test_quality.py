@@ -36,11 +36,14 @@ class Canary:
 CANARIES = [
     Canary("documented", ("S1", "S2"), True, 1000),
     Canary("trust-gateway", ("S1", "S2"), True, 100),
-    # 2,000: common random numbers (7c3f2a3) changed the order in which a tape's values are
-    # read (stalls, pause and shutdown schedules), so the derandomized path moved: 1,000 no
-    # longer reached it; 1,500 and 2,000 do (2026-12-02). One path is luck: its rate over
-    # independent searches is test_teeth.py's (congested family: 20/20 within 500).
-    Canary("hardened-without-absent-is-wait", ("S1", "S2"), True, 2000),
+    # Searched on congested infrastructure nodes (test_teeth.py's "congested" family: half
+    # the database requests time out), where a claim read back as "no owner" is common. On
+    # unpinned worlds its derandomized path moved with every change to the order of a
+    # tape's draws (common random numbers; then the simulator's coalesced progress reports),
+    # which is luck, not a measure: its rate is test_teeth.py's (20/20 within 500).
+    Canary("hardened-without-absent-is-wait", ("S1", "S2"), True, 500,
+           fixed=(("infra_fraction", 1.0), ("database_error_rate", 0.5),
+                  ("database_latency", 1.0))),
     # 500: the derandomized search's path depends on every draw of the world; since the
     # monitor's stand-in carries the gateway's status and owner (as the real server's does),
     # worlds with synthetic answers take other pre-claim paths, and 300 no longer reached a

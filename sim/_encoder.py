@@ -533,17 +533,47 @@ class Encoder:
         self.work, self.work_job = [], None
         return WorkStopped()
 
+    def _due_report(self, now: float) -> Answer:
+        """The work's reports due by ``now``, coalesced: its end if it has come (nothing needs
+        a report after it), else the latest phase change, then the latest progress.
+
+        A report does not end a :class:`Sleep` by itself (the protocol reads a phase or a
+        progress value only when it decides a ping, which it does after waking), so the
+        reports since the last wake-up are delivered together when the protocol next wakes,
+        each value once: what the guard does too (``ClaimedJob``), and fewer protocol steps
+        and events per job. A progress report is absolute (both percentages), so the latest
+        says all the earlier ones did."""
+        work = self.work
+        due = 1
+        while due < len(work) and work[due][0] <= now:
+            due += 1
+        at, last = work[due - 1]
+        if last is _WORK_DONE:
+            del work[:due]
+            self.history.add(at, self.name, self.work_job, "stop", "ok", "done")
+            self.work_job = None
+            return last
+        phase = progress = None
+        for _, event in work[:due]:
+            if type(event) is PhaseChanged:
+                phase = event
+            else:
+                progress = event
+        del work[:due]
+        if phase is None:
+            assert progress is not None
+            return progress
+        if progress is not None:
+            work.insert(0, (now, progress))  # delivered at the next wait, at this instant
+        return phase
+
     def _sleep(self, until: float) -> Generator[simpy.Event, Any, Answer]:
         env, rate = self.env, self.rate
         while True:
             now = env.now
             work = self.work
             if work and work[0][0] <= now:
-                at, event = work.pop(0)
-                if event is _WORK_DONE:
-                    self.history.add(at, self.name, self.work_job, "stop", "ok", "done")
-                    self.work_job = None
-                return event
+                return self._due_report(now)
             if now >= self.shutdown_at and not self.shutdown_told:
                 # As the asyncio driver does: the request is an answer to the next wait.
                 self.shutdown_told = True
@@ -557,7 +587,9 @@ class Encoder:
             if not self.shutdown_told:
                 target = min(target, self.shutdown_at)
             if work:
-                target = min(target, work[0][0])
+                # Only the work's end wakes the protocol. Its phase and progress reports wait
+                # for the next wake-up (``_due_report``): no decision reads them before one.
+                target = min(target, work[-1][0])
             if self.push is None:
                 # ``wait(target - now)`` without its frame in the common case (no crash or
                 # pause due before the end): the same timeout, to the same float instant.

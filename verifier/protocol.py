@@ -170,6 +170,10 @@ class Sleep:
     Answer: :class:`Woke`, or a pending :class:`WorkEnded` / :class:`PhaseChanged` /
     :class:`Progressed` / :class:`ShutdownRequested` / :class:`Hinted` (delivered at once if
     one is already queued).
+
+    A driver may hold phase and progress reports until the sleep ends for another reason and
+    then deliver the latest of each (the simulator does, to save steps): the protocol reads
+    them only when it decides a ping, which it does after waking, never in its sleep.
     """
 
     until: float
