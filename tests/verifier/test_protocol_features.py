@@ -41,6 +41,8 @@ from verifier.protocol import (
     Sleep,
     StartWork,
     TierFailed,
+    WriteAnswered,
+    WriteOutcome,
     screened,
 )
 
@@ -176,6 +178,25 @@ def test_a_push_naming_us_during_the_settle_wait_proves_nothing():
     claim_at = actions(pushed[1], Claim)[0][0]
     assert verify[0] >= claim_at + TIMING.settle_delay(TIMING.monitor_lag)
     assert pushed[0].kind is OutcomeKind.PROCESSED
+
+
+@pytest.mark.parametrize("owner", [ME, OTHER], ids=["naming-us", "naming-another"])
+@pytest.mark.parametrize("late", [0.0, 0.5], ids=["at-the-settle-end", "after-it"])
+def test_a_push_that_ends_the_settle_wait_is_not_a_deciding_read(owner, late):
+    """A push delivered as the settle wait's last answer, at or after its end (held behind a
+    pause at the await point after it), is still no read: the deciding read comes next. The
+    thorough profile found a hardened chain that started work on such a push, with no read
+    (two encoders processed one job)."""
+    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=COMMUNITY)
+    step = protocol.start(0.0)
+    assert isinstance(step.action, Observe) and step.action.purpose == "pre-claim"
+    step = protocol.handle(seen(Tier.MONITOR, owner=None, status="queued"), 0.1)
+    assert isinstance(step.action, Claim)
+    step = protocol.handle(WriteAnswered(WriteOutcome.OK), 0.2)
+    assert isinstance(step.action, Sleep)
+    settle_end = step.action.until
+    step = protocol.handle(Hinted(owner, "assigned"), settle_end + late)
+    assert isinstance(step.action, Observe) and step.action.purpose == "verify", step.action
 
 
 def test_a_push_during_work_makes_the_recheck_come_at_once_and_the_read_decides():
