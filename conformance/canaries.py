@@ -31,13 +31,24 @@ from verifier.protocol import (
     Outcome,
     OutcomeKind,
     OwnershipProtocol,
+    ShutdownRequested,
+    Sleep,
     Step,
+    Woke,
     screened,
 )
 
 __all__ = [
-    "MISBELIEFS", "BackoffPastLease", "BatchMissingAsAvailable", "CachedRecheck", "Misbelief",
-    "PushAsProof", "ReleaseBeforeStop", "SettleFromDecision", "believing",
+    "MISBELIEFS",
+    "BackoffPastLease",
+    "BatchMissingAsAvailable",
+    "CachedRecheck",
+    "LatePushEndsSettle",
+    "Misbelief",
+    "PushAsProof",
+    "ReleaseBeforeStop",
+    "SettleFromDecision",
+    "believing",
 ]
 
 
@@ -81,6 +92,23 @@ class PushAsProof(OwnershipProtocol):
 
     def _proves(self, hint: Hinted) -> bool:
         return normalize_did(hint.owner) == self.me
+
+
+class LatePushEndsSettle(OwnershipProtocol):
+    """The flaw the thorough profile found (fixed in 4a4f7d9): the settle wait returned its
+    last answer, so a push delivered at or after the wait's end (one that arrived within P of
+    it, with the await point after it paused) came back in place of a wake-up, and the verify
+    step took it for the deciding read and started work with no read at all."""
+
+    def _sleep_until(self, until: float) -> Generator[Action, Answer, Answer]:
+        answer: Answer = Woke()
+        while self._now < until:
+            answer = yield Sleep(until)
+            if isinstance(answer, ShutdownRequested):
+                return answer
+            if isinstance(answer, Hinted) and self._proves(answer):
+                return answer
+        return answer
 
 
 class BatchMissingAsAvailable(OwnershipProtocol):

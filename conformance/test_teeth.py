@@ -40,6 +40,7 @@ from conformance.canaries import (
     BackoffPastLease,
     BatchMissingAsAvailable,
     CachedRecheck,
+    LatePushEndsSettle,
     PushAsProof,
     ReleaseBeforeStop,
 )
@@ -106,6 +107,9 @@ FAMILIES: dict[str, dict[str, Any]] = {
     # Double hand-outs at the settle's edges, with every job change pushed at once to the
     # encoders that claimed it: a push reports the first write to land, not the last.
     "push": {},  # filled in below: the settle family with pushes
+    # The same, with pushes up to 3 s late and a pause of exactly P at most await points: a
+    # push that arrives within P of the settle wait's end is handled at or after that end.
+    "late-push": {},
     # Lease edges with a status cache as old as 30 s: only the pre-claim check may use it.
     "cache": {},
     # Double hand-outs offered to encoders that screen with a batch, often while the gateway
@@ -124,6 +128,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
 
 
 FAMILIES["push"] = {**FAMILIES["settle"], "push_rate": 1.0, "push_latency": 0.0}
+FAMILIES["late-push"] = {**FAMILIES["push"], "push_latency": 3.0, "await_pause_rate": 0.6}
 # The database family, congested: half the database requests time out (and land or not, each
 # half the time), so a claim read back as "no owner" is common.
 FAMILIES["congested"] = {**FAMILIES["database"], "database_error_rate": 0.5,
@@ -205,6 +210,8 @@ TEETH = [
     Tooth("shutdown-releases-before-stop", "shutdown", 20, 19, protocol=ReleaseBeforeStop),
     # the cost features: each misuse a suite must catch (docs/enhancements.md)
     Tooth("push-as-proof", "push", 20, 19, protocol=PushAsProof),
+    # the flaw the thorough profile found: a late push taken for the settle's wake-up
+    Tooth("late-push-ends-settle", "late-push", 600, 19, protocol=LatePushEndsSettle),
     Tooth("backoff-past-the-lease", "backoff", 800, 19, protocol=BackoffPastLease,
           properties=LEASE),
     Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,
