@@ -540,9 +540,9 @@ class Encoder:
         A report does not end a :class:`Sleep` by itself (the protocol reads a phase or a
         progress value only when it decides a ping, which it does after waking), so the
         reports since the last wake-up are delivered together when the protocol next wakes,
-        each value once: what the guard does too (``ClaimedJob``), and fewer protocol steps
-        and events per job. A progress report is absolute (both percentages), so the latest
-        says all the earlier ones did."""
+        each value once (the guard's ``ClaimedJob`` coalesces them the same way, though it
+        delivers at once): fewer protocol steps and SimPy events per job. A progress report
+        is absolute (both percentages), so the latest says all the earlier ones did."""
         work = self.work
         due = 1
         while due < len(work) and work[due][0] <= now:

@@ -606,9 +606,9 @@ class OwnershipProtocol:
 
     def _sleep_until(self, until: float) -> Generator[Action, Answer, Answer]:
         """Sleep until ``until`` before work has started: a push cannot end the wait early
-        (what it says is read after the wait), a shutdown request can. Returns the last
-        answer (:class:`Woke`, :class:`ShutdownRequested`, or a :class:`Hinted` that
-        :meth:`_proves` accepted).
+        (what it says is read after the wait), a shutdown request can. Returns :class:`Woke`
+        when the wait ran out, or the :class:`ShutdownRequested` or the :class:`Hinted` that
+        :meth:`_proves` accepted that ended it.
 
         Any other push is swallowed here, even the last answer of the wait: a push delivered
         at or after ``until`` (held behind a pause, say) ends the loop as a wake-up would, and
