@@ -35,6 +35,8 @@ from verifier.protocol import (
     Sleep,
     Step,
     Woke,
+    WriteAnswered,
+    WriteOutcome,
     screened,
 )
 
@@ -45,6 +47,7 @@ __all__ = [
     "CachedRecheck",
     "LatePushEndsSettle",
     "Misbelief",
+    "OlderAssignmentConfirms",
     "PushAsProof",
     "ReleaseBeforeStop",
     "SettleFromDecision",
@@ -109,6 +112,23 @@ class LatePushEndsSettle(OwnershipProtocol):
             if isinstance(answer, Hinted) and self._proves(answer):
                 return answer
         return answer
+
+
+class OlderAssignmentConfirms(OwnershipProtocol):
+    """The gap an adversarial review found (fixed 2026-12-03): a claim whose outcome is
+    unknown was confirmed by any read naming our DID, the token it sent was not known, and
+    the lease was counted from the claim's decision. A read of an *older* assignment of ours
+    (a crashed process's, offered to us again by ``myJob``) then confirmed a claim that
+    matched nothing, and the work ran on a lease nothing had renewed."""
+
+    def handle(self, answer: Answer, now: float) -> Step:
+        if isinstance(self._awaiting, Claim) and isinstance(answer, WriteAnswered) and (
+                answer.outcome is WriteOutcome.UNKNOWN):
+            answer = WriteAnswered(WriteOutcome.UNKNOWN, detail=answer.detail)  # token unsaid
+        return super().handle(answer, now)
+
+    def _shows_our_claim(self, obs: Observation) -> bool:
+        return True
 
 
 class BatchMissingAsAvailable(OwnershipProtocol):

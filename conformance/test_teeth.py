@@ -41,6 +41,7 @@ from conformance.canaries import (
     BatchMissingAsAvailable,
     CachedRecheck,
     LatePushEndsSettle,
+    OlderAssignmentConfirms,
     PushAsProof,
     ReleaseBeforeStop,
 )
@@ -118,6 +119,16 @@ FAMILIES: dict[str, dict[str, Any]] = {
     # Work that stalls (the no-progress rule N) while the monitor, which must prove the
     # gateway's pings, often fails: the re-checks are retried with backoff when the lease ends.
     "backoff": {},
+    # Infrastructure nodes that crash while working and come back before the gateway
+    # reassigns; ``myJob`` offers each its crashed process's job, and half the database
+    # requests fail (a claim lost on the way is unknown and matches nothing), so a claim
+    # meets an older assignment of its own DID whose last ping predates it.
+    "orphan": {
+        **_QUIET, "infra_fraction": 1.0, "held_reoffer_rate": 1.0, "crashes_per_hour": 60.0,
+        "restart_delay": 20.0, "database_error_rate": 0.5, "wake_on_requeue": 1.0,
+        "reassign_scan_interval": 0.0, "lie_rate": 0.0, "encode_mean_s": 120.0,
+        "edge_rate": 0.5,
+    },
     # A quiet network and long work: what a step buys for liveness (L1). No faults at all
     # (not even pauses at await points): each job's L1 deadline counts from its first record.
     "liveness": {
@@ -212,6 +223,10 @@ TEETH = [
     Tooth("push-as-proof", "push", 20, 19, protocol=PushAsProof),
     # the flaw the thorough profile found: a late push taken for the settle's wake-up
     Tooth("late-push-ends-settle", "late-push", 600, 19, protocol=LatePushEndsSettle),
+    # the gap an adversarial review found: an unknown claim confirmed by an older
+    # assignment of our own DID, its lease counted from the claim
+    Tooth("older-assignment-confirms", "orphan", 100, 19, protocol=OlderAssignmentConfirms,
+          properties=LEASE),
     Tooth("backoff-past-the-lease", "backoff", 800, 19, protocol=BackoffPastLease,
           properties=LEASE),
     Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,

@@ -41,11 +41,13 @@ __all__ = [
     "write_margin",
 ]
 
-#: The cost features switched off: for searches aimed at something else (a hardening step, a
-#: formula term), whose derandomized paths and budgets were measured without them.
+#: The cost features, and the world behaviours added after them (``myJob`` offering an encoder
+#: its own crashed process's job), switched off: for searches aimed at something else (a
+#: hardening step, a formula term), whose derandomized paths and budgets were measured
+#: without them.
 NO_FEATURES: dict[str, Any] = {
     "status_cache_s": 0.0, "batch_screen": 0.0, "backoff": 0.0, "push_rate": 0.0,
-    "push_latency": 0.05,
+    "push_latency": 0.05, "held_reoffer_rate": 0.0,
 }
 
 #: The frame every generated world varies: short work (so races are cheap to run), the
@@ -171,6 +173,9 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
     levels = {
         "status_cache_s": (0.0, 5.0, 30.0), "batch_screen": (0.0, 1.0), "backoff": (0.0, 1.0),
         "push_rate": (0.0, 0.5, 1.0), "push_latency": (0.05, 0.0, 2.0),
+        # Not a cost feature, drawn here for the same reason: a claim meeting an older
+        # assignment of its own DID (a crashed process's, offered again by ``myJob``).
+        "held_reoffer_rate": (0.0, 1.0),
     }
     for key, values in levels.items():
         if key not in (fixed or {}):

@@ -64,6 +64,11 @@ class Scenario:
     #: (``myJob`` pre-assignment to a waiting poller): the successor of a lost lease as early
     #: as the gateway allows.
     wake_on_requeue: float = 0.0
+    #: Probability that ``myJob`` offers a polling encoder a job already assigned to its own
+    #: DID (one a crashed process of it held: ``myJob`` hands an encoder its assignments).
+    #: Its claim then meets an older assignment of its own, whose last ping and progress
+    #: change predate the claim. Scans every job per poll: for small worlds.
+    held_reoffer_rate: float = 0.0
     #: Probability that ``jobstatus`` answers "yours" whatever the truth.
     status_lie_rate: float = 0.05
     #: T: no ping for this long → back to the queue (public code: 60 s; 2026: 5–6 min).

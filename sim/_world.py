@@ -172,6 +172,8 @@ class World:
                 history.add(start, WORLD, None, "fault", "invoke", kind)
                 history.add(end, WORLD, None, "fault", "ok", kind)
         self.calls: dict[str, int] = {t.value: 0 for t in Tier}
+        #: Database claims sent: their tokens ("c1", "c2", ...), unique in the world.
+        self.claims_sent = 0
         env.process(self._reassign_loop())
 
     def release(self, job_ids: list[str], streams: Streams) -> None:
@@ -363,6 +365,10 @@ class World:
         delay = self.latency(self.sc.gateway_latency)
         if self._down(self.gateway_down, self.env.now):
             return None, delay
+        if self.sc.held_reoffer_rate:
+            held = self._held_by(did)
+            if held is not None:
+                return held, delay
         while self._double:
             deadline, job_id = self._double.popleft()
             job = self.jobs[job_id]
@@ -385,6 +391,19 @@ class World:
                     lambda _e, j=job: self._reoffer(j))
             return job_id, delay
         return None, delay
+
+    def _held_by(self, did: str) -> str | None:
+        """A job assigned to ``did`` that ``myJob`` offers it again (``held_reoffer_rate``).
+        The encoder polls only between attempts, so no live attempt of it holds the job: a
+        crashed process did, and the new claim meets that older assignment."""
+        for job in self.jobs.values():
+            if job.owner == did and job.status in PROCESSABLE_STATUSES:
+                draw = self._keyed("gateway.held", job.id, job.epoch, self.env.now)
+                if draw.random() < self.sc.held_reoffer_rate:
+                    self.history.add(self.env.now, WORLD, job.id, "reoffer", "info",
+                                     encoder_name(did))
+                    return job.id
+        return None
 
     def _reoffer(self, job: Job) -> None:
         if job.status in CLAIMABLE_STATUSES and job.owner is None:
@@ -607,15 +626,17 @@ class World:
             return TierFailed(Tier.DATABASE, "timeout"), delay
         return self.observation(Tier.DATABASE, job_id, state, token=True), delay
 
-    def _db_write(self, write: Callable[[], tuple[WriteAnswered, float]]
-                  ) -> tuple[WriteAnswered, float]:
+    def _db_write(self, write: Callable[[], tuple[WriteAnswered, float]],
+                  token: str | None = None) -> tuple[WriteAnswered, float]:
+        """A database write through ``_db_fault``. ``token``: the claim token the write sends,
+        which its client knows (and says) whether or not the reply comes back."""
         fault = self._db_fault()
         if fault is None:
             return write()
         delay = self.latency(self.sc.database_latency)
         if fault == "lost":
             _, delay = write()
-        return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), delay
+        return WriteAnswered(WriteOutcome.UNKNOWN, token=token, detail="timeout"), delay
 
     def db_claim(self, did: str, job_id: str, conditional: bool, token: str | None = None
                  ) -> tuple[WriteAnswered, float]:
@@ -733,8 +754,12 @@ class World:
             if via is Tier.GATEWAY:
                 answer, delay = self.gw_accept(did, job_id)
             elif via is Tier.DATABASE:
+                # The client chooses its claim token before sending, as the production
+                # database tier does, so an unknown outcome still names it.
+                self.claims_sent += 1
+                token = f"c{self.claims_sent}"
                 answer, delay = self._db_write(
-                    lambda: self.db_claim(did, job_id, action.conditional))
+                    lambda: self.db_claim(did, job_id, action.conditional, token), token)
             else:
                 answer, delay = self.aid_claim(did, job_id)
         elif kind is Heartbeat:

@@ -32,9 +32,11 @@ across threads). Each call also has an asyncio deadline, so a hung driver reads 
 :class:`~verifier.TierTimeout`, never as an answer.
 
 The claim token is generated here, before the write is sent. After a claim whose outcome is
-unknown (timeout, dropped connection) the protocol holds no token; writes given ``token=None``
-are then fenced on *any* token this client sent for that job and was not refused, which can
-only match an assignment we made ourselves.
+unknown (timeout, dropped connection) the error carries the token it sent
+(``TierError.claim_token``): the protocol confirms the claim only on a read of that token, never
+on an older assignment of our DID. Writes given ``token=None`` (a caller without the token) are
+fenced on *any* token this client sent for that job and was not refused, which can only match an
+assignment we made ourselves.
 """
 
 from __future__ import annotations
@@ -436,10 +438,15 @@ class DatabaseTier:
             "$inc": {"claim_epoch": 1},
         }
         self._remember(job_id, token)  # before sending: the outcome may be unknown
-        doc = await self._call(
-            "claim",
-            lambda c: c.find_one_and_update(query, update, return_document=ReturnDocument.AFTER),
-        )
+        try:
+            doc = await self._call(
+                "claim",
+                lambda c: c.find_one_and_update(query, update,
+                                                return_document=ReturnDocument.AFTER),
+            )
+        except TierError as exc:
+            exc.claim_token = token  # the outcome is unknown: say which assignment it made
+            raise
         if doc is None:
             self._forget(job_id, token)  # nothing was written with this token
             raise ClaimRefused(_TIER, await self._explain(job_id, "claim refused"))

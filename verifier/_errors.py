@@ -57,6 +57,11 @@ class TierError(VerifierError):
     ``tier`` names the tier; the message says what went wrong without credentials.
     """
 
+    #: Set on the error of a *claim* that sent a claim token (the database tier): the write
+    #: may still land, and only this token tells its assignment from an older one of ours.
+    #: Never part of the message.
+    claim_token: str | None = None
+
     def __init__(self, tier: str, message: str) -> None:
         self.tier = tier
         super().__init__(f"{tier}: {message}")

@@ -519,8 +519,9 @@ class _Run:
         except ClaimRefused as exc:
             return WriteAnswered(WriteOutcome.REFUSED, detail=str(exc))
         except (TierTimeout, TierError) as exc:
-            # Unknown, not refused: the write may still land (a timed-out accept does).
-            return WriteAnswered(WriteOutcome.UNKNOWN, detail=str(exc))
+            # Unknown, not refused: the write may still land (a timed-out accept does). A claim
+            # names the token it sent, so that only a read of it confirms the claim.
+            return WriteAnswered(WriteOutcome.UNKNOWN, token=exc.claim_token, detail=str(exc))
         except Exception as exc:
             return WriteAnswered(WriteOutcome.UNKNOWN, detail=f"unexpected {type(exc).__name__}")
 

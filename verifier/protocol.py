@@ -408,6 +408,10 @@ class OwnershipProtocol:
         self.tiers = tiers
         self._confirming: tuple[Tier, ...] | None = None  # see _confirming_tiers
         self.token: str | None = None
+        #: The claim's outcome was unknown (its reply lost): until a read names the token the
+        #: claim sent, "assigned to us" may be an *older* assignment of ours (see
+        #: :meth:`_shows_our_claim`).
+        self._claim_unknown = False
         self.outcome: Outcome | None = None
         self.claim_via: Tier = self._claim_tier()
         self._now = 0.0
@@ -663,7 +667,9 @@ class OwnershipProtocol:
             # Documented: acceptJob threw; the job is not processed (its write may still land
             # and the gateway will reassign it after T without pings: L1).
             return Outcome(OutcomeKind.FAILED, "CLAIM_UNKNOWN", answer.detail or "no answer")
+        # An unknown claim's answer carries the token it sent, when the tier has tokens.
         self.token = answer.token
+        self._claim_unknown = answer.outcome is WriteOutcome.UNKNOWN
         if answer.outcome is WriteOutcome.UNKNOWN:
             # Hardened: the write may still land; verification decides (never "safe" on it).
             self._log("CLAIM_UNKNOWN", "warning",
@@ -749,6 +755,19 @@ class OwnershipProtocol:
                     continue  # fall back to the next tier: it cannot override a "not yours"
                 assert isinstance(answer, Observed)
                 verdict = self._judge(answer.observation, during_work=False)
+                if verdict is _Verdict.MINE and not self._shows_our_claim(answer.observation):
+                    if self.token is None:
+                        # No read can ever tell this claim from an older assignment of ours:
+                        # give the job back rather than count a lease nothing renewed.
+                        self.last_verdict = (tier, _Verdict.UNKNOWN.value)
+                        self._log("CLAIM_AMBIGUOUS", "warning",
+                                  f"Job {self.job_id} is assigned to us, but our claim's "
+                                  "outcome is unknown: it may be an older assignment",
+                                  tier=tier)
+                        yield from self._release("claim outcome unknown")
+                        return Outcome(OutcomeKind.SKIPPED, "CLAIM_UNKNOWN",
+                                       "claim outcome unknown; the assignment may be older")
+                    verdict = _Verdict.UNKNOWN  # a tier that shows tokens may still tell
                 self.last_verdict = (tier, verdict.value)
                 if verdict is _Verdict.MINE and p.lease and self._now >= lease_end:
                     break  # confirmed too late to start inside the lease
@@ -781,6 +800,22 @@ class OwnershipProtocol:
                   f"Ownership of job {self.job_id} could not be confirmed in time")
         yield from self._release("ownership not confirmed")
         return Outcome(OutcomeKind.SKIPPED, "UNCONFIRMED", "ownership could not be confirmed")
+
+    def _shows_our_claim(self, obs: Observation) -> bool:
+        """Whether a read that says "assigned to us" shows *this* claim's assignment.
+
+        After a claim whose outcome is unknown it may show an older assignment of our DID
+        instead: one a crashed process of ours held, or one whose release got no answer, that
+        the gateway offered us again (``myJob`` offers an encoder the jobs assigned to it). The
+        claim then matched nothing, and that assignment's lease and progress clocks started
+        long before this claim was decided: counting the lease from the decision would let
+        the work run past the gateway's reassignment (S2). Only the token the claim sent tells
+        the two apart; a tier without tokens (gateway, aid) never can. (A read that does not
+        name us is judged by the other rules: ``absent-is-wait`` for an absent owner.)
+        """
+        if not self._claim_unknown or normalize_did(obs.owner) != self.me:
+            return True
+        return obs.token is not None and obs.token == self.token
 
     def _confirmed_code(self, tier: Tier) -> str:
         return "MONITOR_CONFIRMED" if tier is Tier.MONITOR else f"{tier.value.upper()}_CONFIRMED"

@@ -386,6 +386,21 @@ async def test_after_an_unknown_claim_writes_without_a_token_are_fenced_on_what_
 
 
 @pytest.mark.asyncio
+async def test_an_unknown_claim_names_the_token_it_sent_and_keeps_it_out_of_the_message(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    """Only that token tells this claim's assignment from an older one of ours (the protocol
+    confirms an unknown claim on a read of it alone)."""
+    add(jobs)
+    db = make(collection=LandsThenTimesOut(jobs))
+    with pytest.raises(TierTimeout) as raised:
+        await db.claim(JOB)
+    token = raised.value.claim_token
+    assert token is not None and token == doc(jobs)["claim_token"]
+    assert token not in str(raised.value)
+
+
+@pytest.mark.asyncio
 async def test_without_a_token_or_a_claim_of_ours_nothing_can_be_fenced(
     make: Callable[..., DatabaseTier], jobs: Any
 ) -> None:

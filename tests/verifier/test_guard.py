@@ -611,3 +611,30 @@ def test_a_progress_report_is_all_or_nothing():
     assert job.progress == {"pct": 0.0, "download_pct": 0.0}
     with pytest.raises(InvalidInputError):
         job.set_progress(pct=10**400)  # too large for a float: refused, not OverflowError
+
+
+class ClaimDropped(InMemoryTier):
+    """A database whose claim request is lost on the way (nothing written) and times out,
+    naming the token it sent, as :class:`~verifier.DatabaseTier` does."""
+
+    async def claim(self, job_id: str, *, conditional: bool = True) -> str | None:
+        error = TierTimeout(self.tier.value, "timed out reading the reply")
+        error.claim_token = self.jobs.new_token()
+        raise error
+
+
+@virtual_time
+async def test_an_unknown_claim_is_not_confirmed_by_an_older_assignment_of_our_did():
+    """An earlier process of this DID held the job (token ``t0``) and crashed; ``myJob``
+    offers the job to us again, our claim is lost on the way. The database still shows the
+    old assignment, whose last ping nobody knows: not ours to start (the gap of 2026-12-02)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1", status="running", assigned_to=A, claim_token="t0")
+    db = ClaimDropped(Tier.DATABASE, jobs, A, latency=0.005)
+    gateway = InMemoryTier(Tier.GATEWAY, jobs, A)
+    started: list[str] = []
+    outcome = await OwnershipGuard(did=A, clients=[db, gateway],
+                                   policy=Policy.hardened(TIMING)).run("j1", encode(log=started))
+    assert outcome.kind is OutcomeKind.SKIPPED and outcome.code == "OWNERSHIP_CONFLICT"
+    assert not started
+    assert jobs.docs["j1"]["claim_token"] == "t0"  # nothing of ours was written

@@ -15,10 +15,14 @@ the action stream alone, with no access to the protocol's state:
   database heartbeat by its OK, a gateway ping by a later read decided ``lag + P + G`` after
   it that says ours) the next action is the cancellation, and no request or wait of the work
   outlives the lease;
-* **release and finish**: no release while the work runs; every finish is fenced.
+* **release and finish**: no release while the work runs; every finish is fenced;
+* **unknown claim**: after a claim whose outcome is unknown, work starts only on a read of the
+  token the claim sent (reads of "ours" may show an older assignment of our DID, ``tok0``):
+  never after a claim without a token.
 
-The canary ``LatePushEndsSettle`` (the flaw of 4a4f7d9, a push taken for the settle's end)
-shows the checks can fire: the same driver catches it.
+The canaries ``LatePushEndsSettle`` (the flaw of 4a4f7d9, a push taken for the settle's end) and
+``OlderAssignmentConfirms`` (the gap of 2026-12-02) show the checks can fire: the same driver
+catches them.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import random
 
 import pytest
 
-from conformance.canaries import LatePushEndsSettle
+from conformance.canaries import LatePushEndsSettle, OlderAssignmentConfirms
 from verifier import GatewayMonitorJob, Observation, Policy, Tier, TierSet, TimingModel
 from verifier.protocol import (
     Action,
@@ -86,6 +90,8 @@ class _Run:
         self.shutdown_sent = False
         self.claim_decided: float | None = None
         self.claim_answered: float | None = None
+        self.claim_unknown = False
+        self.claim_token: str | None = None
         self.lease_base: float | None = None
         self.gateway_pings: list[float] = []  # decisions of gateway pings answered OK
 
@@ -103,7 +109,9 @@ class _Run:
                 return _read(action.tier, None, "queued", None)
             k = r.random()
             if k < 0.6:
-                return _read(action.tier, ME, r.choice(["assigned", "running"]), token)
+                # Ours: this claim's assignment or, now and then, an older one of our DID.
+                mine = token if token is None or r.random() < 0.8 else "tok0"
+                return _read(action.tier, ME, r.choice(["assigned", "running"]), mine)
             if k < 0.7:
                 return _read(action.tier, OTHER, "assigned", "tok2" if token else None)
             if k < 0.8:
@@ -164,6 +172,9 @@ class _Run:
         if isinstance(action, Claim):
             self.claim_decided, self.claim_answered = decided, self.now
             self.lease_base = decided
+            assert isinstance(answer, WriteAnswered)
+            self.claim_unknown = answer.outcome is WriteOutcome.UNKNOWN
+            self.claim_token = answer.token
         if (isinstance(action, Observe) and action.purpose == "recheck"
                 and isinstance(answer, Observed) and answer.observation.owner == ME
                 and answer.observation.status in ("assigned", "running")
@@ -185,6 +196,11 @@ class _Run:
             settle_end = self.claim_answered + TIMING.settle_delay(_lag(read.tier))
             assert decided >= settle_end - 1e-9, (
                 f"deciding read decided at {decided}, before the settle end {settle_end}")
+            if self.claim_unknown:
+                shown = answer.observation.token
+                assert self.claim_token is not None and shown == self.claim_token, (
+                    f"unknown claim (token {self.claim_token}) confirmed by a read of "
+                    f"token {shown}: maybe an older assignment of ours")
         if isinstance(action, Release):
             assert not self.working, f"release at {self.now} while the work runs"
         if isinstance(action, Finish):
@@ -245,5 +261,18 @@ def test_the_random_driver_catches_a_push_taken_for_the_settle_end(node: str) ->
             adversarial_run(seed, TIERS[node], protocol=LatePushEndsSettle)
         except AssertionError as broken:
             assert "deciding read" in str(broken) or "work started on" in str(broken), broken
+            caught += 1
+    assert caught > 0
+
+
+@pytest.mark.parametrize("node", sorted(TIERS))
+def test_the_random_driver_catches_an_older_assignment_confirming_an_unknown_claim(
+        node: str) -> None:
+    caught = 0
+    for seed in range(RUNS):
+        try:
+            adversarial_run(seed, TIERS[node], protocol=OlderAssignmentConfirms)
+        except AssertionError as broken:
+            assert "unknown claim" in str(broken), broken
             caught += 1
     assert caught > 0
