@@ -115,7 +115,7 @@ class LatePushEndsSettle(OwnershipProtocol):
 
 
 class OlderAssignmentConfirms(OwnershipProtocol):
-    """The gap an adversarial review found (fixed 2026-12-03): a claim whose outcome is
+    """The gap an adversarial review found (fixed 2026-12-02): a claim whose outcome is
     unknown was confirmed by any read naming our DID, the token it sent was not known, and
     the lease was counted from the claim's decision. A read of an *older* assignment of ours
     (a crashed process's, offered to us again by ``myJob``) then confirmed a claim that

@@ -75,6 +75,10 @@ _LEVELS: Final = {"info": logging.INFO, "warning": logging.WARNING, "error": log
 _DEFAULT_LOGGER: Final = logging.getLogger("verifier.guard")
 #: The answer's detail when a request's deadline came before the tier answered.
 _DEADLINE_DETAIL: Final = "deadline: lease end reached"
+#: How far short of its end a wait may be and still be over: float rounding in the loop's
+#: timer arithmetic (a timer armed for a remainder this small can fire at the same instant, and
+#: a virtual-time loop would then never advance). A microsecond, far below every bound.
+_ROUNDING: Final = 1e-6
 #: Queued when progress changes; turned into the latest :class:`Progressed` when delivered.
 _PROGRESS_REPORTED: Final = Progressed(-1.0)
 #: Queued when a push arrives; turned into the latest push when delivered, so a flood of
@@ -511,6 +515,12 @@ class _Run:
                 await self._call(action, lambda: client.release(
                     self.job_id, action.token, action.reason, failed=action.failed
                 ))
+            if isinstance(action, Claim) and action.via is Tier.DATABASE and token is None:
+                # A database claim is fenced by its token; a client that answers OK without
+                # one has broken its contract. Unknown, never "ours": without the token no
+                # read can tell this claim from an older assignment of our DID.
+                return WriteAnswered(WriteOutcome.UNKNOWN,
+                                     detail="database claim answered without its claim token")
             return WriteAnswered(WriteOutcome.OK, token=token)
         except _DeadlineReached:
             # Unknown, not refused: the request may still land, which is harmless (the
@@ -568,7 +578,7 @@ class _Run:
         try:
             while not task.done():
                 left = deadline - self.clock()
-                if left <= 0:
+                if left <= _ROUNDING:
                     break
                 await asyncio.wait({task}, timeout=left)
         except BaseException:  # the run itself was cancelled: the call goes with it
@@ -630,22 +640,31 @@ class _Run:
         return self.result
 
     async def _sleep(self, until: float) -> Answer:
-        delay = until - self.clock()
-        if not self.events.empty():
-            return self._event(self.events.get_nowait())
-        if delay <= 0:
-            return Woke()
-        # Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation of this run
-        # that comes in the same loop turn as an event, and the run would go on to commit.
-        getter = asyncio.ensure_future(self.events.get())
-        try:
-            done, _ = await asyncio.wait({getter}, timeout=delay)
-        finally:
-            if not getter.done():
-                getter.cancel()
-        if getter in done:
-            return self._event(getter.result())
-        return Woke()
+        """Wait until the guard clock reaches ``until`` (answer :class:`Woke`), or for the
+        first work event before then.
+
+        ``Woke`` is answered only once :attr:`clock` has *reached* ``until``: the protocol
+        takes it as "now is at least ``until``" (the settle's end, a ping's or a read's due
+        time). An asyncio timer may fire up to the loop's clock resolution early, and a coarse
+        clock may not have ticked over yet (15.6 ms on Windows): then it waits again, as
+        :meth:`_call` does for deadlines. Found by an adversarial review (2026-12-02)."""
+        while True:
+            if not self.events.empty():
+                return self._event(self.events.get_nowait())
+            delay = until - self.clock()
+            if delay <= _ROUNDING:
+                return Woke()
+            # Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation of this
+            # run that comes in the same loop turn as an event, and the run would go on to
+            # commit.
+            getter = asyncio.ensure_future(self.events.get())
+            try:
+                done, _ = await asyncio.wait({getter}, timeout=delay)
+            finally:
+                if not getter.done():
+                    getter.cancel()
+            if getter in done:
+                return self._event(getter.result())
 
     def _event(self, event: Answer) -> Answer:
         """A queued work event; the progress and push markers become the latest values."""

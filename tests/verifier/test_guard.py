@@ -24,7 +24,9 @@ from verifier.protocol import (
     Heartbeat,
     Observe,
     Observed,
+    Sleep,
     TierFailed,
+    Woke,
     WriteAnswered,
     WriteOutcome,
 )
@@ -534,6 +536,31 @@ async def test_the_deadline_is_judged_on_the_guards_own_clock():
 
 
 @virtual_time
+async def test_a_wait_is_over_only_when_the_guards_clock_says_so():
+    """The same coarse clock for a protocol ``Sleep`` (the settle wait, a ping's or a read's
+    due time): the protocol takes ``Woke`` for "now is at least ``until``", so an early timer
+    must not answer it. Before the fix the deciding read could leave before the settle end, and
+    a heartbeat be stamped as decided after it was sent (an adversarial review, 2026-12-02)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1", assigned_to=A, status="running")
+
+    def coarse() -> float:
+        return math.floor(_now() * 4) / 4
+
+    guard = OwnershipGuard(did=A, clients=community(jobs, A), clock=coarse)
+    run = _Run(guard, "j1", work([]), coarse)
+    await asyncio.sleep(50.1)
+    for ahead in (0.3, 1.1, 0.25):
+        until = coarse() + ahead
+        answer = await run.perform(Sleep(until))
+        assert isinstance(answer, Woke)
+        assert coarse() >= until, f"woken at {coarse()} (guard clock) for {until}"
+        assert _now() < until + 0.25
+    await asyncio.sleep(0)  # the cancelled event getter of the last wait finishes
+    no_task_left_behind()
+
+
+@virtual_time
 async def test_pings_carry_the_latest_progress_the_work_reported():
     """The protocol chooses what each ping reports (it must know when the gateway last saw a
     change); reports in between are coalesced into the latest values."""
@@ -638,3 +665,25 @@ async def test_an_unknown_claim_is_not_confirmed_by_an_older_assignment_of_our_d
     assert outcome.kind is OutcomeKind.SKIPPED and outcome.code == "OWNERSHIP_CONFLICT"
     assert not started
     assert jobs.docs["j1"]["claim_token"] == "t0"  # nothing of ours was written
+
+
+class ClaimWithoutToken(InMemoryTier):
+    """A database client that breaks its contract: the claim lands but answers no token."""
+
+    async def claim(self, job_id: str, *, conditional: bool = True) -> str | None:
+        await super().claim(job_id, conditional=conditional)
+        return None
+
+
+@virtual_time
+async def test_a_database_claim_answered_without_its_token_is_unknown_and_given_back():
+    """Fail closed: without the token, "assigned to us" could be an older assignment of our
+    DID, so the claim is not confirmed; the job is given back (an adversarial review)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    db = ClaimWithoutToken(Tier.DATABASE, jobs, A, latency=0.005)
+    started: list[str] = []
+    outcome = await OwnershipGuard(did=A, clients=[db, InMemoryTier(Tier.GATEWAY, jobs, A)],
+                                   policy=Policy.hardened(TIMING)).run("j1", encode(log=started))
+    assert outcome.kind is OutcomeKind.SKIPPED and outcome.code == "CLAIM_UNKNOWN"
+    assert not started
