@@ -432,6 +432,9 @@ class DatabaseTier:
                 "assigned_to": self.did,
                 "status": "assigned",
                 "claim_token": token,
+                # A new assignment starts with no progress, as the timing model's no-progress
+                # clock (N) assumes: a previous attempt's figures must not carry over.
+                "progress": {"pct": 0.0, "download_pct": 0.0},
             },
             # The lease starts at the server's time of the claim, in the same atomic update.
             "$currentDate": {"assigned_date": _SERVER_NOW, "last_pinged": _SERVER_NOW},

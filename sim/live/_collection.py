@@ -80,7 +80,9 @@ _EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
 
 #: The update shapes DatabaseTier sends, by operator: the fields each may carry. Anything
 #: outside these is refused, so a new field or operator is noticed rather than dropped.
-_CLAIM_SET: Final = frozenset({"assigned_to", "status", "claim_token"})
+#: A claim's ``$set``; its ``progress`` is the reset to none the world's assignment makes too.
+_CLAIM_SET: Final = frozenset({"assigned_to", "status", "claim_token", "progress"})
+_NO_PROGRESS: Final = {"pct": 0.0, "download_pct": 0.0}
 _CLAIM_DATES: Final = frozenset({"assigned_date", "last_pinged"})
 _HEARTBEAT_SET: Final = frozenset({"progress", "status"})
 _HEARTBEAT_DATES: Final = frozenset({"last_pinged"})
@@ -310,6 +312,9 @@ class WorldCollection:
             raise NotImplementedError(
                 "WorldCollection.find_one_and_update: only DatabaseTier's claim ($set of status "
                 "'assigned', a string assigned_to and a claim_token) is supported")
+        if fields.get("progress", _NO_PROGRESS) != _NO_PROGRESS:
+            raise NotImplementedError("WorldCollection.find_one_and_update: a claim that sets "
+                                      "progress other than none")
         if update.get("$inc", {"claim_epoch": 1}) != {"claim_epoch": 1}:
             # The world's assignment advances the epoch by exactly one.
             raise NotImplementedError("WorldCollection.find_one_and_update: $inc other than "

@@ -911,3 +911,15 @@ def test_construction_checks_its_configuration(jobs: Any) -> None:
         DatabaseTier(jobs, encoder_did=ME, timeout=0)
     with pytest.raises(InvalidInputError):
         DatabaseTier(jobs, encoder_did="not-a-did")
+
+
+@pytest.mark.asyncio
+async def test_a_claim_starts_its_assignment_with_no_progress(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    """The no-progress clock (N) of a new assignment starts at the claim: a previous attempt's
+    progress must not carry over into it (the timing model's assumption; the review of
+    2026-12-02 found the claim left it in place)."""
+    add(jobs, progress={"pct": 80.0, "download_pct": 100.0})
+    await make().claim(JOB)
+    assert doc(jobs)["progress"] == {"pct": 0.0, "download_pct": 0.0}
