@@ -454,7 +454,9 @@ class DatabaseTier:
             self._forget(job_id, token)  # nothing was written with this token
             raise ClaimRefused(_TIER, await self._explain(job_id, "claim refused"))
         if doc.get("claim_token") != token or doc.get("assigned_to") != self.did:
-            raise MalformedAnswer(_TIER, "claim: the updated document is not our assignment")
+            malformed = MalformedAnswer(_TIER, "claim: the updated document is not our assignment")
+            malformed.claim_token = token  # the update was applied: its outcome is unknown
+            raise malformed
         return token
 
     async def heartbeat(

@@ -20,6 +20,7 @@ from verifier import (
     ConfigurationError,
     DatabaseTier,
     InvalidInputError,
+    MalformedAnswer,
     Tier,
     TierClient,
     TierTimeout,
@@ -923,3 +924,29 @@ async def test_a_claim_starts_its_assignment_with_no_progress(
     add(jobs, progress={"pct": 80.0, "download_pct": 100.0})
     await make().claim(JOB)
     assert doc(jobs)["progress"] == {"pct": 0.0, "download_pct": 0.0}
+
+
+class AnswersAnotherDocument:
+    """A claim that is applied, but whose returned document is not the assignment it made (a
+    driver or proxy bug): the outcome is unknown."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
+        found = self.inner.find_one_and_update(*args, **kwargs)
+        return {**found, "claim_token": "someone-else"}
+
+
+@pytest.mark.asyncio
+async def test_a_claim_whose_answer_is_not_our_assignment_still_names_its_token(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    add(jobs)
+    db = make(collection=AnswersAnotherDocument(jobs))
+    with pytest.raises(MalformedAnswer) as raised:
+        await db.claim(JOB)
+    assert raised.value.claim_token == doc(jobs)["claim_token"]
