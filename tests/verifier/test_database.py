@@ -926,15 +926,9 @@ async def test_a_claim_starts_its_assignment_with_no_progress(
     assert doc(jobs)["progress"] == {"pct": 0.0, "download_pct": 0.0}
 
 
-class AnswersAnotherDocument:
+class AnswersAnotherDocument(LandsThenTimesOut):
     """A claim that is applied, but whose returned document is not the assignment it made (a
     driver or proxy bug): the outcome is unknown."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
         found = self.inner.find_one_and_update(*args, **kwargs)
