@@ -22,6 +22,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import math
 import os
 import secrets
 import shlex
@@ -67,9 +68,9 @@ def _seconds_pair(text: str) -> tuple[float, float]:
         pair = (float(at), float(down or "2"))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected AT:DOWN_FOR in seconds, got {text!r}") from None
-    if pair[0] < 0 or pair[1] <= 0:
-        raise argparse.ArgumentTypeError("AT must be >= 0 and DOWN_FOR > 0")
+            f"expected AT:LENGTH in seconds, got {text!r}") from None
+    if not all(math.isfinite(x) for x in pair) or pair[0] < 0 or pair[1] <= 0:
+        raise argparse.ArgumentTypeError("AT must be >= 0 and LENGTH > 0 (finite seconds)")
     return pair
 
 
@@ -81,6 +82,9 @@ def _fault_flags(parser: argparse.ArgumentParser) -> None:
                        help="share of requests answered 429 with Retry-After")
     group.add_argument("--retry-after", type=int, default=1, metavar="S",
                        help="the Retry-After of those 429s (default: %(default)s)")
+    group.add_argument("--rate-limit-storm", type=_seconds_pair, metavar="AT:FOR",
+                       help="the monitor answers every REST request 429 (with --retry-after) "
+                            "from AT seconds into the run, for FOR seconds (e.g. 5:10)")
     group.add_argument("--slow-rate", type=float, default=0.0, metavar="P",
                        help="share of answers delayed by --slow-s (past the client timeout)")
     group.add_argument("--slow-s", type=float, default=3.0, metavar="S",
@@ -92,7 +96,7 @@ def _faults(args: argparse.Namespace) -> HttpFaults:
 
     faults = HttpFaults(reset_rate=args.reset_rate, rate_limit_rate=args.rate_limit_rate,
                         retry_after_s=args.retry_after, slow_rate=args.slow_rate,
-                        slow_s=args.slow_s)
+                        slow_s=args.slow_s, rate_limit_storm=args.rate_limit_storm)
     problems = faults.problems()
     if problems:
         raise UsageError("transport faults: " + "; ".join(problems))

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -96,7 +97,9 @@ class HttpFaults:
     """Transport faults, each a probability per request (drawn from the run's seed).
 
     ``slow_s`` should exceed the clients' timeout to be a fault; ``retry_after_s`` is sent as
-    ``Retry-After`` with every 429.
+    ``Retry-After`` with every 429. ``rate_limit_storm`` = (at, for): a window, in seconds
+    of the run, in which the monitor answers *every* REST request 429 (a storm, as a monitor
+    shedding load would; its WebSocket stays up).
     """
 
     reset_rate: float = 0.0
@@ -104,6 +107,7 @@ class HttpFaults:
     retry_after_s: int = 1
     slow_rate: float = 0.0
     slow_s: float = 0.0
+    rate_limit_storm: tuple[float, float] | None = None
 
     def problems(self) -> list[str]:
         out = [f"{name} must be in [0, 1]" for name in ("reset_rate", "rate_limit_rate",
@@ -113,7 +117,18 @@ class HttpFaults:
             out.append("the fault rates add up to more than 1")
         if self.slow_s < 0 or self.retry_after_s < 0:
             out.append("slow_s and retry_after_s must not be negative")
+        storm = self.rate_limit_storm
+        if storm is not None and not (math.isfinite(storm[0]) and math.isfinite(storm[1])
+                                      and storm[0] >= 0 and storm[1] > 0):
+            out.append("rate_limit_storm must be (at >= 0, for > 0) seconds")
         return out
+
+    def storm_window(self) -> tuple[float, float] | None:
+        """The storm as ``(start, end)`` in seconds of the run, or ``None``."""
+        if self.rate_limit_storm is None:
+            return None
+        at, length = self.rate_limit_storm
+        return (at, at + length)
 
 
 Route = Callable[[Request, list[str]], Awaitable[Response | object]]
@@ -135,7 +150,8 @@ class Emulator:
         self.approved = None if approved is None else frozenset(approved)
         self._rng = live.streams.stream("http.faults")
         ports = ports or {}
-        self.monitor = HttpServer(self._monitor_entry(self._service(self._monitor)),
+        self.monitor = HttpServer(self._monitor_entry(self._service(self._monitor,
+                                                                  storms=True)),
                                   name="monitor", host=host, port=ports.get("monitor", 0))
         self.gateway = HttpServer(self._service(self._gateway), name="gateway",
                                   host=host, port=ports.get("gateway", 0))
@@ -199,9 +215,12 @@ class Emulator:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _service(self, route: Route) -> Callable[[Request], Awaitable[Any]]:
+    def _service(self, route: Route, *,
+                 storms: bool = False) -> Callable[[Request], Awaitable[Any]]:
+        """``route`` behind the transport faults; ``storms``: this service (the monitor)
+        answers 429 to everything inside :attr:`HttpFaults.rate_limit_storm`."""
         async def handle(request: Request) -> Any:
-            fault = self._fault()
+            fault = "rate_limited" if storms and self._storming() else self._fault()
             if fault == "reset":
                 return RESET
             if fault == "rate_limited":
@@ -217,6 +236,13 @@ class Emulator:
             return answer
 
         return handle
+
+    def _storming(self) -> bool:
+        window = self.faults.storm_window()
+        if window is None or not window[0] <= self.live.now() < window[1]:
+            return False
+        self.injected["rate_limited"] += 1
+        return True
 
     def _fault(self) -> str | None:
         f = self.faults

@@ -509,12 +509,16 @@ async def run_live(scenario: Scenario, chain: str, seed: int, *,
 
 
 def _outages(live: LiveWorld, options: LiveOptions) -> list[tuple[float, float]]:
-    """When the monitor could not answer: the world's outage windows, and ``--monitor-restart``
-    (the server itself stopped), in the history's time."""
+    """When the monitor could not answer: the world's outage windows, ``--monitor-restart``
+    (the server itself stopped) and ``--rate-limit-storm`` (everything answered 429), in the
+    history's time."""
     windows = list(live.world.monitor_down)
     if options.monitor_restart is not None:
         at, down_for = options.monitor_restart
         windows.append((at, at + down_for))
+    storm = options.faults.storm_window()
+    if storm is not None:
+        windows.append(storm)
     return sorted(windows)
 
 

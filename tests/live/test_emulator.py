@@ -194,6 +194,29 @@ async def test_rate_limits_resets_and_slowness_are_no_answer() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_rate_limit_storm_is_429_to_every_monitor_request_inside_its_window() -> None:
+    # A storm that has begun answers every monitor request 429 with the Retry-After; one not
+    # yet begun answers none (it is a window of the run, not a rate); the gateway is spared.
+    for storm, storming in (((0.0, 3600.0), True), ((3600.0, 5.0), False)):
+        emulator = await _emulator(faults=HttpFaults(rate_limit_storm=storm, retry_after_s=2))
+        try:
+            async with GatewayMonitorService(emulator.monitor_url, timeout=1.0) as monitor, \
+                    LegacyGatewayClient(emulator.gateway_url, ALICE) as gateway:
+                for _ in range(3):
+                    if storming:
+                        with pytest.raises(TierRateLimited) as caught:
+                            await monitor.observe("job-000000")
+                        assert caught.value.retry_after == 2.0
+                    else:
+                        assert (await monitor.observe("job-000000")).status == "queued"
+                assert (await gateway.job_status("job-000000")).status == "queued"
+            assert emulator.injected["rate_limited"] == (3 if storming else 0)
+        finally:
+            await emulator.stop()
+    assert "rate_limit_storm" in " ".join(HttpFaults(rate_limit_storm=(1.0, 0.0)).problems())
+
+
+@pytest.mark.asyncio
 async def test_a_stopped_monitor_refuses_then_comes_back_on_the_same_port(
         emu: Emulator) -> None:
     url = emu.monitor_url
