@@ -159,6 +159,8 @@ class GuardOutcome:
     """What happened to one job. ``result`` is what ``process`` returned, when it was committed.
 
     ``kind`` is one of processed, skipped (with ``reason``), cancelled (ownership lost), failed.
+    ``held``: the job may still be assigned to us (its give-back got no answer): it may stay
+    held until the gateway reassigns it (:attr:`verifier.protocol.Outcome.held`).
     """
 
     job_id: str
@@ -167,10 +169,28 @@ class GuardOutcome:
     reason: str
     result: Mapping[str, Any] | None = None
     error: BaseException | None = None
+    held: bool = False
 
     @property
     def processed(self) -> bool:
         return self.kind is OutcomeKind.PROCESSED
+
+
+async def _uninterrupted(clean_up: Awaitable[None]) -> None:
+    """Await ``clean_up`` to its end even if this task is cancelled meanwhile (again); a
+    cancellation that came is raised once it has ended. Returning early would let ``run`` end
+    while the work still runs, unseen (S2): a second cancellation is common (``asyncio.run``
+    at shutdown, nested timeouts, a loop cancelled while it waits for its runs)."""
+    task = asyncio.ensure_future(clean_up)
+    interrupted = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            interrupted = True
+    task.result()
+    if interrupted:
+        raise asyncio.CancelledError
 
 
 class OwnershipGuard:
@@ -243,10 +263,21 @@ class OwnershipGuard:
     async def run(self, job_id: str, process: ProcessFn) -> GuardOutcome:
         """Run the protocol for ``job_id``; ``process`` runs only if and while the job is ours.
 
-        Returns only once the work has stopped (also when the run itself is cancelled) and
-        every tier call it abandoned at a deadline has ended: nothing outlives the run.
+        Returns only once the work has stopped (also when the run itself is cancelled, once or
+        again while it waits for the work to stop) and every tier call it abandoned at a
+        deadline has ended: nothing outlives the run.
+
+        A job this guard is already running is not run again (``SKIPPED``,
+        ``ALREADY_RUNNING``): both runs would claim with the same DID, the gateway's accept
+        can pass both, and each would read "assigned to us" and process the job at once.
         """
         job_id = validate_job_id(job_id)
+        if any(r.job_id == job_id for r in self._runs):
+            self._note("warning", "ALREADY_RUNNING",
+                       f"job {job_id} is already being run by this guard: not run twice",
+                       job_id=job_id)
+            return GuardOutcome(job_id, OutcomeKind.SKIPPED, "ALREADY_RUNNING",
+                                "this guard is already running the job")
         run = _Run(self, job_id, process, self._clock or asyncio.get_running_loop().time)
         self._runs.add(run)
         if self._shutting_down:
@@ -256,10 +287,11 @@ class OwnershipGuard:
             return await run.drive()
         finally:
             self._measured(lambda m: m.in_progress.dec())
-            self._runs.discard(run)
             run.unsubscribe()
-            await run.stop_work()
-            await run.reap_abandoned()
+            try:
+                await _uninterrupted(run.wind_down())
+            finally:
+                self._runs.discard(run)
 
     def now(self) -> float:
         """The guard's clock (the one its protocol runs and its cache ages on)."""
@@ -433,6 +465,7 @@ class _Run:
                 return GuardOutcome(
                     self.job_id, outcome.kind, outcome.code, outcome.reason,
                     result=self.result if committed else None, error=self.error,
+                    held=outcome.held,
                 )
             action, sent = step.action, self.clock()
             answer = await self.perform(action)
@@ -627,14 +660,28 @@ class _Run:
                              f"{limit}s; still waiting", job_id=self.job_id)
             await asyncio.wait(still)
 
+    async def wind_down(self) -> None:
+        """Stop the work, then wait for the abandoned tier calls (``run``'s clean-up)."""
+        await self.stop_work()
+        await self.reap_abandoned()
+
     async def _work(self) -> Mapping[str, Any] | None:
         try:
             self.result = await self.process(self.job)
         except asyncio.CancelledError:
+            if not self._cancel_sent:
+                # The work cancelled itself (or something else did): it has ended all the
+                # same, and the protocol must hear it, or it would go on pinging and holding
+                # the job for dead work until the lease ran out.
+                self.events.put_nowait(WorkEnded(False, "the work was cancelled"))
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            # Not only Exception: work that ends by SystemExit or KeyboardInterrupt has ended
+            # too; the protocol is told, and the exception goes on to the task.
             self.error = exc
             self.events.put_nowait(WorkEnded(False, f"{type(exc).__name__}: {exc}"))
+            if not isinstance(exc, Exception):
+                raise
             return None
         self.events.put_nowait(WorkEnded(True))
         return self.result

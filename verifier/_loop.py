@@ -213,9 +213,9 @@ class EncoderLoop:
         self._metrics = metrics
         self._logger = logger or _DEFAULT_LOGGER
         self.outcomes: Counter[str] = Counter()
-        #: Jobs a shutdown could not give back (``SHUTDOWN_HELD``): they may stay held until
-        #: the gateway reassigns them.
-        self.held: set[str] = set()
+        #: Jobs whose give-back got no answer (``GuardOutcome.held``: a shutdown's, or any
+        #: other path's), and when: they may stay held until the gateway reassigns them.
+        self._held_at: dict[str, float] = {}
         self._cooling: dict[str, float] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         #: The longest ``Retry-After`` the sources asked for since the last wait.
@@ -225,6 +225,15 @@ class EncoderLoop:
         self._troubled = 0
         self._back_off = False
         self._stop = asyncio.Event()
+
+    @property
+    def held(self) -> set[str]:
+        """Jobs that may still be assigned to us although no run of ours holds them: a
+        give-back got no answer less than the reassignment timeout T ago (after T the gateway
+        takes them back itself), and no later run of the job ended otherwise."""
+        horizon = self.guard.policy.timing.reassign_timeout
+        now = asyncio.get_running_loop().time()
+        return {job for job, at in self._held_at.items() if now - at < horizon}
 
     @property
     def running(self) -> frozenset[str]:
@@ -282,10 +291,11 @@ class EncoderLoop:
                 await asyncio.wait(set(self._running.values()))
             raise
         counts = {kind: count for kind, count in sorted(self.outcomes.items())}
-        if self.held:
+        held = self.held
+        if held:
             self._log(logging.ERROR, "LOOP_STOPPED",
-                      f"Stopped; {len(self.held)} job(s) could not be given back and may stay "
-                      f"held until the gateway reassigns them: {', '.join(sorted(self.held))}",
+                      f"Stopped; {len(held)} job(s) could not be given back and may stay "
+                      f"held until the gateway reassigns them: {', '.join(sorted(held))}",
                       **counts)
         else:
             self._log(logging.INFO, "LOOP_STOPPED", "Stopped: no job held", **counts)
@@ -418,8 +428,10 @@ class EncoderLoop:
         self._log(logging.INFO, "LOOP_JOB_ENDED",
                   f"job {job_id}: {outcome.kind.value} ({outcome.code})",
                   job_id=job_id, kind=outcome.kind.value, outcome=outcome.code)
-        if outcome.code == "SHUTDOWN_HELD":
-            self.held.add(job_id)
+        if outcome.held:
+            self._held_at[job_id] = asyncio.get_running_loop().time()
+        else:
+            self._held_at.pop(job_id, None)
         if self._on_outcome is not None:
             try:
                 self._on_outcome(outcome)

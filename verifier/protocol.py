@@ -188,9 +188,14 @@ class OutcomeKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """How a run ended. ``held``: the job may still be assigned to us (the last give-back got
+    no answer, or none was made on a shutdown): it may stay held until the gateway reassigns
+    it, and an encoder that stops should say so rather than "nothing held"."""
+
     kind: OutcomeKind
     code: str
     reason: str
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +417,8 @@ class OwnershipProtocol:
         #: claim sent, "assigned to us" may be an *older* assignment of ours (see
         #: :meth:`_shows_our_claim`).
         self._claim_unknown = False
+        #: The last give-back (release) got no answer: the job may still be ours.
+        self._give_back_unknown = False
         self.outcome: Outcome | None = None
         self.claim_via: Tier = self._claim_tier()
         self._now = 0.0
@@ -473,6 +480,8 @@ class OwnershipProtocol:
             action = next(self._gen) if answer is None else self._gen.send(answer)
         except StopIteration as stop:
             outcome: Outcome = stop.value
+            if self._give_back_unknown and not outcome.held:
+                outcome = Outcome(outcome.kind, outcome.code, outcome.reason, held=True)
             self.outcome = outcome
             action = Done(outcome)
             self._log(
@@ -626,6 +635,24 @@ class OwnershipProtocol:
                 return answer
         return Woke()
 
+    def _retry_wait(self, until: float, earliest: float) -> Generator[Action, Answer, Answer]:
+        """The wait before the verify step reads again: until ``until`` (the retry delay), but
+        a push that may mean a change brings the read forward, to no sooner than ``earliest``
+        (the retry interval after the last read): a flood of pushes is one read per retry
+        interval, not one read per push. A push saying the job is ours changes nothing.
+        Returns :class:`Woke`, or the :class:`ShutdownRequested` or proving
+        :class:`Hinted` that ended the wait."""
+        while self._now < until:
+            answer = yield Sleep(until)
+            if isinstance(answer, ShutdownRequested):
+                return answer
+            if isinstance(answer, Hinted):
+                if self._proves(answer):
+                    return answer
+                if not self._hint_is_ours(answer):
+                    until = max(self._now, min(until, earliest))
+        return Woke()
+
     # ---- the protocol
 
     def _run(self) -> _Run:
@@ -731,6 +758,7 @@ class OwnershipProtocol:
         )
         deadline = settle_end + p.timing.confirm_timeout
         attempt = 0
+        last_read = -math.inf
         while True:
             hint: float | None = None
             for tier in tiers:
@@ -744,6 +772,7 @@ class OwnershipProtocol:
                         return None  # only a canary gets here (:meth:`_proves`)
                 self._log(f"TIER_{TIER_EVENT[tier]}_VERIFICATION", "info",
                           f"Checking {tier} for job {self.job_id}...", tier=tier)
+                last_read = self._now
                 answer = yield Observe(tier, "verify", max_age=self._max_age("verify"))
                 if isinstance(answer, TierFailed):
                     self._log("TIER_UNAVAILABLE", "warning",
@@ -789,13 +818,14 @@ class OwnershipProtocol:
                     break  # an answered "unknown" from a stronger tier: ask it again later
             if self._now >= deadline:
                 break
-            # A push (:class:`Hinted`) ends this wait early: the job changed, read it now.
-            slept = yield Sleep(min(deadline, self._now + self._retry_delay(attempt, hint)))
+            slept = yield from self._retry_wait(
+                min(deadline, self._now + self._retry_delay(attempt, hint)),
+                min(deadline, last_read + p.timing.retry_interval))
             attempt += 1
             if isinstance(slept, ShutdownRequested):
                 return (yield from self._shut_down(working=False))
-            if isinstance(slept, Hinted) and self._proves(slept):
-                return None  # only a canary gets here
+            if isinstance(slept, Hinted):
+                return None  # only a canary gets here (:meth:`_proves`)
         self._log("ABORTING", "warning",
                   f"Ownership of job {self.job_id} could not be confirmed in time")
         yield from self._release("ownership not confirmed")
@@ -931,7 +961,9 @@ class OwnershipProtocol:
                         # the retry interval for pushes alone: a flood of them is one read.
                         next_read = min(next_read, max(self._now,
                                                        last_read + t.retry_interval))
-                        chase_until, chased = max(chase_until, self._now + lag), 0
+                        if self._now >= chase_until:
+                            chased = 0  # a new chase; one under way goes on backing off
+                        chase_until = max(chase_until, self._now + lag)
                     continue
                 if lease_on and self._now >= lease_end:
                     continue  # the lease is judged at the top of the loop
@@ -959,7 +991,7 @@ class OwnershipProtocol:
             if reading and self._now >= next_read:
                 next_read = self._now + t.recheck_interval
                 last_read = self._now
-                verdict, obs, asked = yield from self._recheck(deadline)
+                verdict, obs, asked, hint = yield from self._recheck(deadline)
                 waiting = len(unproven)
                 if verdict is _Verdict.MINE and obs is not None and unproven:
                     # The read reflects the database as of ``asked - lag`` or later.
@@ -974,7 +1006,7 @@ class OwnershipProtocol:
                     # retry delay: a tier that proves nothing is not hammered (with backoff,
                     # ever less so while it goes on proving nothing).
                     misses = 0 if len(unproven) < waiting else misses + 1
-                    retry_at = self._now + self._retry_delay(misses)
+                    retry_at = self._now + self._retry_delay(misses, hint)
                     retrying = retry_at >= unproven[0][0] + proof_wait
                     next_read = min(next_read, max(unproven[0][0] + proof_wait, retry_at))
                 if verdict is not _Verdict.OTHER and self._now < chase_until:
@@ -1007,9 +1039,11 @@ class OwnershipProtocol:
 
     def _recheck(
         self, deadline: float | None
-    ) -> Generator[Action, Answer, tuple[_Verdict, Observation | None, float]]:
+    ) -> Generator[Action, Answer, tuple[_Verdict, Observation | None, float, float | None]]:
         """One ownership re-check through the strongest tier that answers; also returns when
-        the answering read was decided (its view is at least that recent, minus the lag)."""
+        the answering read was decided (its view is at least that recent, minus the lag), and
+        the longest ``Retry-After`` a failed tier asked for (a retry honours it)."""
+        hint: float | None = None
         for tier in self._confirming_tiers():
             if deadline is not None and self._now >= deadline:
                 break
@@ -1017,6 +1051,8 @@ class OwnershipProtocol:
             answer = yield Observe(tier, "recheck", deadline=deadline,
                                    max_age=self._max_age("recheck"))
             if isinstance(answer, TierFailed):
+                if answer.retry_after is not None:
+                    hint = max(hint or 0.0, answer.retry_after)
                 continue
             assert isinstance(answer, Observed)
             verdict = self._judge(answer.observation, during_work=True)
@@ -1025,8 +1061,8 @@ class OwnershipProtocol:
                 verdict is not _Verdict.MINE and not self.policy.tier_precedence
             ):
                 continue
-            return verdict, answer.observation, asked
-        return _Verdict.UNKNOWN, None, self._now
+            return verdict, answer.observation, asked, hint
+        return _Verdict.UNKNOWN, None, self._now, hint
 
     def _on_loss(
         self, code: str, reason: str, *, release: bool
@@ -1072,7 +1108,7 @@ class OwnershipProtocol:
         # The job may stay held until the gateway reassigns it (T): say so, not "given back".
         return Outcome(kind, "SHUTDOWN_HELD",
                        f"{reason}; the job could not be given back and may stay held until "
-                       "the gateway reassigns it")
+                       "the gateway reassigns it", held=True)
 
     def _finish(self) -> Generator[Action, Answer, Outcome]:
         """Commit the result, fenced on owner and assignment (S3 needs no timing assumption)."""
@@ -1111,6 +1147,9 @@ class OwnershipProtocol:
         answer = yield Release(self.claim_via, self.token, reason, failed=failed)
         assert isinstance(answer, WriteAnswered)
         ok = answer.outcome is WriteOutcome.OK
+        # Whatever path the run ends on, a give-back that got no answer leaves the job
+        # possibly ours: the outcome says so (``Outcome.held``).
+        self._give_back_unknown = answer.outcome is WriteOutcome.UNKNOWN
         self._log("RELEASED" if ok else "RELEASE_FAILED", "info" if ok else "warning",
                   f"Release of job {self.job_id}: {answer.outcome.value}", reason=reason)
         return answer.outcome

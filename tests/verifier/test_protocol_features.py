@@ -23,6 +23,7 @@ from tests.verifier.test_protocol import (
     TIMING,
     Responder,
     actions,
+    drive,
     run,
     seen,
     world,
@@ -311,3 +312,82 @@ def test_pushes_alone_never_bring_two_reads_closer_than_the_retry_interval():
     reads = [t for t, a in actions(trace, Observe) if a.purpose == "recheck"]
     gaps = [b - a for a, b in itertools.pairwise(reads)]
     assert min(gaps) >= TIMING.retry_interval - 1e-9, gaps
+
+
+def _flooding(respond: Responder, hint: Hinted, after: type, *, until: float) -> Responder:
+    """``respond``, except that every wait after an ``after`` action, up to ``until``, is
+    answered ``hint`` (the test driver moves the clock 0.1 s: a push every 0.1 s)."""
+    state = {"armed": False}
+
+    def wrapped(action: Action, now: float) -> Answer:
+        state["armed"] = state["armed"] or isinstance(action, after)
+        if isinstance(action, Sleep) and state["armed"] and now < until:
+            return hint
+        return respond(action, now)
+
+    return wrapped
+
+
+def _flooded_run(policy: Policy, respond: Responder):
+    protocol = OwnershipProtocol("j1", me=ME, policy=policy, tiers=COMMUNITY)
+    trace, _ = drive(protocol, respond, max_steps=20_000)
+    assert protocol.outcome is not None
+    return protocol.outcome, trace
+
+
+def test_a_flood_of_pushes_while_verifying_is_one_read_per_retry_interval():
+    """Found by an adversarial review (2026-12-03): every push ended the verify step's retry
+    wait, one read per push. A push brings the read forward, to no sooner than the retry
+    interval after the last read."""
+    def observe(action: Observe, now: float) -> Answer:
+        return seen(action.tier, owner=None, status="queued")  # our claim never shows
+
+    outcome, trace = _flooded_run(HARDENED, _flooding(
+        world(observe=observe), Hinted(OTHER, "assigned"), Claim, until=1e9))
+    assert outcome.code == "UNCONFIRMED"
+    reads = [t for t, a in actions(trace, Observe) if a.purpose == "verify"]
+    gaps = [b - a for a, b in itertools.pairwise(reads)]
+    # (The last read comes at the confirm deadline, whatever the interval.)
+    assert len(reads) >= 10 and min(gaps[:-1]) >= TIMING.retry_interval - 1e-9, gaps
+    # ... and sooner than without pushes: they do bring the read forward.
+    plain = _flooded_run(dataclasses.replace(HARDENED, backoff=True), world(observe=observe))
+    pushed = _flooded_run(BACKOFF, _flooding(world(observe=observe), Hinted(OTHER, "assigned"),
+                                             Claim, until=1e9))
+    count = [len([1 for _, a in actions(r[1], Observe) if a.purpose == "verify"])
+             for r in (plain, pushed)]
+    assert count[1] > count[0], count
+
+
+def test_a_flood_of_pushes_during_work_does_not_restart_the_chase():
+    """Found by an adversarial review (2026-12-03): each push restarted the chase at an
+    eighth of the retry interval, so a steady stream of pushes read eight times a retry
+    interval. A chase under way goes on backing off."""
+    flood_ends = 45.0  # pushes every 0.1 s from the start of work until then
+    outcome, trace = _flooded_run(HARDENED, _flooding(
+        world(work_ends_at=60), Hinted(OTHER, "assigned"), StartWork, until=flood_ends))
+    assert outcome.kind is OutcomeKind.PROCESSED
+    start = actions(trace, StartWork)[0][0]
+    reads = [t for t, a in actions(trace, Observe)
+             if a.purpose == "recheck" and t < flood_ends]
+    # At most one read per retry interval, plus the chase's first steps below it.
+    assert len(reads) <= (flood_ends - start) / TIMING.retry_interval + 4, (reads, start)
+
+
+@pytest.mark.parametrize("policy", [HARDENED, BACKOFF], ids=["fixed", "backoff"])
+def test_a_proof_read_retry_during_work_honours_retry_after(policy: Policy):
+    """Found by an adversarial review (2026-12-03): a re-check answered 429 dropped its
+    ``Retry-After``, so the reads that prove gateway pings retried sooner than the tier
+    asked. They wait for it, clamped to the next regular re-check (and the lease end)."""
+    retry_after = 4.0
+
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        if action.purpose == "recheck":
+            return TierFailed(action.tier, "429", retry_after=retry_after)
+        return seen(action.tier)
+
+    _, trace = _flooded_run(policy, world(observe=observe, work_ends_at=200))
+    reads = [t for t, a in actions(trace, Observe) if a.purpose == "recheck"]
+    gaps = [b - a for a, b in itertools.pairwise(reads)]
+    assert len(reads) >= 3 and min(gaps) >= retry_after - 0.2 - 1e-9, gaps

@@ -1,0 +1,202 @@
+"""How the guard's runs begin and end, found by an adversarial review (2026-12-03).
+
+* one guard never runs one job twice at once (both runs would claim with the same DID, and the
+  gateway's accept can pass both);
+* ``run`` returns only once the work has stopped, even when it is cancelled a second time
+  while it waits for that;
+* work that ends by a cancellation the guard did not send, or by a ``BaseException``, has
+  ended: the protocol hears it and gives the job back, instead of pinging for dead work;
+* a run whose give-back got no answer says the job may still be held, whatever path it
+  ended on, and a loop that stops says so too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import pytest
+
+from tests.verifier.test_protocol import COMMUNITY, HARDENED, run, seen, world
+from verifier import (
+    EncoderLoop,
+    LoopPolicy,
+    OutcomeKind,
+    OwnershipGuard,
+    Policy,
+    Tier,
+    TierUnavailable,
+    TimingModel,
+    parse_job,
+)
+from verifier.protocol import (
+    Action,
+    Answer,
+    Observe,
+    Release,
+    TierFailed,
+    WriteAnswered,
+    WriteOutcome,
+)
+from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
+
+ME = "did:key:z6MkEncoderA"
+TIMING = TimingModel(monitor_lag=5, write_delay=2, recheck_interval=10, reassign_timeout=60)
+
+
+def _guard(jobs: InMemoryJobs, *, lie: bool = False) -> tuple[OwnershipGuard, InMemoryTier]:
+    gateway = InMemoryTier(Tier.GATEWAY, jobs, ME, latency=0.05, lie=lie)
+    guard = OwnershipGuard(did=ME, clients=[InMemoryTier(Tier.MONITOR, jobs, ME, latency=0.2),
+                                            gateway], policy=Policy.hardened(TIMING))
+    return guard, gateway
+
+
+@virtual_time
+async def test_a_job_the_guard_is_running_is_not_run_twice_at_once() -> None:
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard, _ = _guard(jobs, lie=True)  # the gateway's accept passes both claims
+    running, most = 0, 0
+
+    async def process(job: Any) -> dict[str, str]:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            job.set_phase("encode")
+            await asyncio.sleep(20)
+            return {"cid": "bafy"}
+        finally:
+            running -= 1
+
+    first = asyncio.create_task(guard.run("j1", process))
+    await asyncio.sleep(0.01)
+    second = await guard.run("j1", process)
+    assert (second.kind, second.code) == (OutcomeKind.SKIPPED, "ALREADY_RUNNING")
+    assert (await first).processed
+    assert most == 1 and jobs.commits == [("j1", ME)]
+    # Once the first run has ended, the job may be run again (it is finished: skipped).
+    again = await guard.run("j1", process)
+    assert again.code != "ALREADY_RUNNING"
+
+
+@virtual_time
+async def test_a_second_cancellation_does_not_end_the_run_before_the_work_stopped() -> None:
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard, _ = _guard(jobs)
+    started = asyncio.Event()
+    stopped_at: list[float] = []
+
+    async def process(job: Any) -> None:
+        job.set_phase("encode")
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            # Stopping takes 3 s (killing and reaping a child, say), inside C = 5 s.
+            await asyncio.shield(asyncio.sleep(3))
+            stopped_at.append(asyncio.get_running_loop().time())
+
+    run = asyncio.create_task(guard.run("j1", process))
+    await started.wait()
+    run.cancel()
+    await asyncio.sleep(0.5)
+    run.cancel()  # again, while run() waits for the work to stop
+    await asyncio.wait({run})
+    assert run.cancelled()
+    assert stopped_at and stopped_at[0] <= asyncio.get_running_loop().time()
+    assert not guard._runs
+
+
+class _Interrupted(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("ending", [asyncio.CancelledError, _Interrupted])
+@virtual_time
+async def test_work_that_ends_by_a_base_exception_gives_the_job_back(
+        ending: type[BaseException]) -> None:
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard, gateway = _guard(jobs)
+
+    async def process(job: Any) -> None:
+        job.set_phase("encode")
+        await asyncio.sleep(5)
+        raise ending()  # a helper future cancelled by someone else, say
+
+    outcome = await asyncio.wait_for(guard.run("j1", process), timeout=60)
+    assert (outcome.kind, outcome.code) == (OutcomeKind.FAILED, "WORK_FAILED")
+    assert jobs.docs["j1"].get("assigned_to") is None  # given back, not held for dead work
+    assert gateway.calls.count("heartbeat") <= 1
+
+
+# --------------------------------------------------------------- a give-back without answer
+
+
+@pytest.mark.parametrize(("released", "held"), [(WriteOutcome.UNKNOWN, True),
+                                                (WriteOutcome.OK, False),
+                                                (WriteOutcome.REFUSED, False)])
+def test_an_outcome_says_held_whenever_its_last_give_back_got_no_answer(
+        released: WriteOutcome, held: bool) -> None:
+    """Not only a shutdown's: a run that gives up (unconfirmed here) and whose release got
+    no answer may leave the job ours until the gateway reassigns it."""
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        return TierFailed(action.tier, "503")  # the claim can never be confirmed
+
+    base = world(observe=observe)
+
+    def respond(action: Action, now: float) -> Answer:
+        if isinstance(action, Release):
+            return WriteAnswered(released)
+        return base(action, now)
+
+    outcome, _, _ = run(HARDENED, COMMUNITY, respond)
+    assert (outcome.code, outcome.held) == ("UNCONFIRMED", held)
+
+
+@virtual_time
+async def test_a_loop_that_stops_with_a_job_it_could_not_give_back_says_so(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Found by an adversarial review (2026-12-03): the stop came while the deciding read was
+    under way, the run ended unconfirmed, its release got no answer, and the loop said "no job
+    held" (only a shutdown's own give-back counted)."""
+    caplog.set_level(logging.INFO)
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    monitor = InMemoryTier(Tier.MONITOR, jobs, ME, latency=30.0, lag=1000)  # slow and stale
+    gateway = InMemoryTier(Tier.GATEWAY, jobs, ME, latency=0.05)
+    guard = OwnershipGuard(did=ME, clients=[monitor, gateway], policy=Policy.hardened(TIMING))
+    offered = [parse_job(jobs.docs["j1"])]
+
+    async def get_job() -> list[Any]:
+        return [offered.pop()] if offered else []
+
+    async def work(job: Any, _offered: Any) -> dict[str, str]:
+        return {"cid": "bafy"}
+
+    loop = EncoderLoop(guard, work, offers={"getjob": get_job},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1, jitter=0),
+                       rng=random.Random(1))
+
+    gateway.fail_next("release", TierUnavailable("gateway", "503"), times=10)
+
+    async def operator() -> None:
+        # The pre-claim read takes 30 s, the claim lands, the settle wait passes (6 s): the
+        # stop comes during the slow deciding read.
+        await asyncio.sleep(50)
+        assert gateway.calls.count("claim") == 1
+        loop.stop()
+
+    stopping = asyncio.create_task(operator())
+    await loop.run()
+    await stopping
+    assert jobs.docs["j1"].get("assigned_to") == ME
+    assert loop.held == {"j1"}
+    stopped = [r for r in caplog.records if getattr(r, "event_code", "") == "LOOP_STOPPED"]
+    assert stopped and stopped[-1].levelno == logging.ERROR and "j1" in stopped[-1].getMessage()
