@@ -433,12 +433,39 @@ def test_backoff_is_capped_exponential_with_full_jitter() -> None:
 
 def test_only_a_healthy_connection_resets_the_reconnect_backoff() -> None:
     """A server that accepts and drops at once (any close code) must meet a growing back-off,
-    not a reconnect loop; a connection that delivered a push or stayed up resets it; 1013
-    ("try again later") never does."""
+    not a reconnect loop, even if it pushed something first; a connection that stayed up
+    resets it; 1013 ("try again later") never does."""
     from verifier._push import _HEALTHY_S, _resets_backoff
 
-    assert not _resets_backoff(1011, delivered=False, stayed_s=0.01)
-    assert not _resets_backoff(1006, delivered=False, stayed_s=_HEALTHY_S / 2)
-    assert _resets_backoff(1011, delivered=True, stayed_s=0.01)
-    assert _resets_backoff(1000, delivered=False, stayed_s=_HEALTHY_S)
-    assert not _resets_backoff(1013, delivered=True, stayed_s=_HEALTHY_S * 10)
+    assert not _resets_backoff(1011, stayed_s=0.01)
+    assert not _resets_backoff(1006, stayed_s=_HEALTHY_S / 2)
+    assert _resets_backoff(1000, stayed_s=_HEALTHY_S)
+    assert not _resets_backoff(1013, stayed_s=_HEALTHY_S * 10)
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_answers_the_subscription_then_drops_meets_a_growing_backoff(
+        server: FakeMonitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by an adversarial review (2026-12-03): every (re)subscription is answered with
+    the current state, and a delivered push counted as a healthy connection, so a server (or
+    proxy) that answers and drops reset the back-off each time: 81 connections in 10 s. The
+    back-off's exponent must grow from one connection to the next."""
+    import verifier._push as push_module
+
+    exponents: list[int] = []
+
+    def recorded(failures: int, cap: float, rng: random.Random) -> float:
+        exponents.append(failures)
+        return 0.0  # no real wait: the test counts the exponent, not the time
+
+    monkeypatch.setattr(push_module, "_backoff", recorded)
+    _, callback = _collector()
+    async with _client(server) as client:
+        client.subscribe(JOB, callback)
+        for seq in range(1, 6):
+            peer = await server.peer()
+            assert await peer.message() == {"subscribe": [JOB]}
+            peer.send(_push(JOB, "assigned", OWNER, seq))  # the current state...
+            peer.close(1011)  # ...then gone
+        await server.peer()
+    assert exponents[:5] == [0, 1, 2, 3, 4], exponents
