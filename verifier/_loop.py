@@ -220,6 +220,10 @@ class EncoderLoop:
         self._running: dict[str, asyncio.Task[None]] = {}
         #: The longest ``Retry-After`` the sources asked for since the last wait.
         self._retry_after = 0.0
+        #: Source -> the instant (loop clock) before which it is not asked again: it answered
+        #: 429 with ``Retry-After``. Per source, because another source may offer a job
+        #: meanwhile (then no idle wait comes) and a back-off or a free slot may end sooner.
+        self._not_before: dict[str, float] = {}
         #: Jobs in a row given up because a tier could not answer (the back-off's exponent),
         #: and whether the loop owes a back-off wait for the latest one.
         self._troubled = 0
@@ -319,6 +323,8 @@ class EncoderLoop:
         A source that fails is logged and passed over (fail closed: no offer is no claim).
         """
         for name, offered in self.offers.items():
+            if self._not_before.get(name, -math.inf) > clock():
+                continue  # it said when to come back
             result: list[GatewayMonitorJob] = []
             poll = asyncio.ensure_future(offered())
             await self._until_stopped(poll)
@@ -330,6 +336,8 @@ class EncoderLoop:
                 polled = "offered" if result else "empty"
             except TierRateLimited as exc:
                 self._retry_after = max(self._retry_after, exc.retry_after or 0.0)
+                if exc.retry_after:
+                    self._not_before[name] = clock() + exc.retry_after
                 self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)
             except TierError as exc:
                 self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)

@@ -313,6 +313,33 @@ async def test_a_rate_limited_poll_waits_at_least_the_retry_after_it_was_told():
 
 
 @virtual_time
+async def test_a_rate_limited_source_is_not_asked_sooner_while_another_offers_jobs():
+    """Found by an adversarial review (2026-12-03): the Retry-After was honoured only by the
+    idle wait after a poll that offered nothing, so when getJob offered a job the loop asked
+    myJob again at its next poll, long before the 120 s it was told."""
+    jobs = InMemoryJobs()
+    for i in range(3):
+        jobs.add(f"j{i}")
+    asked: list[float] = []
+
+    async def my_job() -> list[GatewayMonitorJob]:
+        asked.append(asyncio.get_running_loop().time())
+        raise TierRateLimited("gateway", "myJob: HTTP 429", retry_after=120.0)
+
+    async def work(job, offered):
+        await asyncio.sleep(1)
+        return {"cid": "bafy"}
+
+    loop = EncoderLoop(guard_for(jobs), work,
+                       offers={"myjob": my_job, "getjob": queue_of(jobs)},
+                       policy=LoopPolicy(sources=("myjob", "getjob"), idle_s=1, jitter=0))
+    stop_when(loop, lambda: len(asked) >= 3)
+    await loop.run()
+    assert len(jobs.commits) == 3  # getJob's jobs were taken meanwhile
+    assert all(b - a >= 120.0 for a, b in itertools.pairwise(asked)), asked
+
+
+@virtual_time
 async def test_jobs_given_up_on_a_tier_failure_back_off_the_next_polls_like_empty_ones():
     """A monitor that cannot answer makes every pre-claim check fail: without a back-off the
     loop would poll, read, give up and poll again as fast as the network allows."""
