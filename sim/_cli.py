@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, TextIO
 
-from verifier import builtin_chain_names
+from verifier import ConfigurationError, builtin_chain_names
 
 from . import live
 from ._columns import INTERVALS, epilog
@@ -382,7 +382,10 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     command = " ".join([PROG, *(shlex.quote(a) for a in args_list)])
     try:
         return _COMMANDS[args.command](args, command, out, err)
-    except (ScenarioError, UsageError) as exc:
+    # ConfigurationError: the verifier's clients refuse a setting `live` passed on to them
+    # (a timeout, a URL); it names the setting, so it is a usage error like the others, not
+    # a traceback.
+    except (ScenarioError, UsageError, ConfigurationError) as exc:
         message = " ".join(str(exc).split())  # one line, whatever the message held
         err.write(f"{PROG} {args.command}: error: {message}\n")
         return EXIT_USAGE

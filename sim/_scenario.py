@@ -9,13 +9,21 @@ respect those bounds, and the ``*_tail`` parameters push draws outside them on p
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from verifier import Policy, TimingModel
 
-__all__ = ["Scenario", "ScenarioError"]
+__all__ = ["MAX_ENCODERS", "MAX_JOBS", "Scenario", "ScenarioError"]
+
+#: Upper bounds of the population: a typo such as ``encoders=1e9`` would otherwise spend
+#: hours (and all memory) building the world before the first event. Both are 100 times the
+#: largest world shipped (S-1k: 1,000 encoders, 100,000 jobs), so every built-in scenario and
+#: benchmark stays well inside them.
+MAX_ENCODERS: Final = 100_000
+MAX_JOBS: Final = 10_000_000
 
 
 class ScenarioError(ValueError):
@@ -169,10 +177,15 @@ class Scenario:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("name", "assignment", "faults_until"):
+            if f.name in ("name", "assignment") or (f.name == "faults_until" and value is None):
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ScenarioError(f"{f.name}: expected a number, got {value!r}")
+            # Finite first: NaN compares false with everything, so it would slip through
+            # every bound below (and be simulated), and an infinite timeout or interval makes
+            # the timing model vacuous or the run never end.
+            if not math.isfinite(value):
+                raise ScenarioError(f"{f.name}: must be a finite number, got {value}")
             if value < 0:
                 raise ScenarioError(f"{f.name}: must be >= 0, got {value}")
         for name in ("infra_fraction", "monitor_fraction", "lie_rate", "reply_loss_rate",
@@ -187,10 +200,12 @@ class Scenario:
             raise ScenarioError(
                 f"assignment: expected 'myjob' or 'getjob', got {self.assignment!r}"
             )
-        if int(self.encoders) != self.encoders or self.encoders < 1:
-            raise ScenarioError("encoders: must be a positive integer")
-        if int(self.jobs) != self.jobs or self.jobs < 1:
-            raise ScenarioError("jobs: must be a positive integer")
+        for name, limit in (("encoders", MAX_ENCODERS), ("jobs", MAX_JOBS)):
+            count = getattr(self, name)
+            if int(count) != count or count < 1:
+                raise ScenarioError(f"{name}: must be a positive integer, got {count}")
+            if count > limit:
+                raise ScenarioError(f"{name}: at most {limit:,}, got {count}")
         if self.finish_complete_max < self.finish_complete_min:
             raise ScenarioError("finish_complete_max: must be >= finish_complete_min")
         if self.recheck_interval <= 0 or self.poll_interval <= 0 or self.progress_step_s <= 0:

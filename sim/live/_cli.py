@@ -74,6 +74,36 @@ def _seconds_pair(text: str) -> tuple[float, float]:
     return pair
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535: bind() raises OverflowError past that."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port must be 0-65535, got {port}")
+    return port
+
+
+def _seconds(*, zero: bool) -> Any:
+    """An argparse type: finite seconds, > 0 (or >= 0 with ``zero``). ``float()`` accepts
+    ``nan`` and ``inf``, which pass a ``<= 0`` check (NaN compares false) and then make a
+    timeout meaningless: ``--duration nan`` stopped serve at once, ``--client-timeout nan``
+    crashed in the clients' own check."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            bound = ">= 0" if zero else "> 0"
+            raise argparse.ArgumentTypeError(f"expected finite seconds {bound}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _fault_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("transport faults (per request, from the seed)")
     group.add_argument("--reset-rate", type=float, default=0.0, metavar="P",
@@ -87,7 +117,7 @@ def _fault_flags(parser: argparse.ArgumentParser) -> None:
                             "from AT seconds into the run, for FOR seconds (e.g. 5:10)")
     group.add_argument("--slow-rate", type=float, default=0.0, metavar="P",
                        help="share of answers delayed by --slow-s (past the client timeout)")
-    group.add_argument("--slow-s", type=float, default=3.0, metavar="S",
+    group.add_argument("--slow-s", type=_seconds(zero=True), default=3.0, metavar="S",
                        help="delay of a slow answer (default: %(default)s)")
 
 
@@ -120,7 +150,7 @@ def add_parsers(sub: Any) -> None:
     live.add_argument("--monitor-restart", type=_seconds_pair, metavar="AT:DOWN_FOR",
                       help="stop the monitor AT seconds into the run, restart it DOWN_FOR "
                            "seconds later (e.g. 3:2)")
-    live.add_argument("--client-timeout", type=float, default=2.0, metavar="S",
+    live.add_argument("--client-timeout", type=_seconds(zero=False), default=2.0, metavar="S",
                       help="every HTTP client's timeout (default: %(default)s)")
     live.add_argument("--processes", type=int, default=1, metavar="N",
                       help="processes running encoders, the emulator's included (default: "
@@ -161,14 +191,14 @@ def add_parsers(sub: Any) -> None:
     serve.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
     for name in ("monitor", "gateway", "aid"):
-        serve.add_argument(f"--{name}-port", type=int, default=0, metavar="PORT",
+        serve.add_argument(f"--{name}-port", type=_port, default=0, metavar="PORT",
                            help=f"{name} port (default: a free one)")
     serve.add_argument("--completed", action="append", default=[], metavar="JOB=DID",
                        help="add a job already completed by DID (repeatable)")
     serve.add_argument("--assigned", action="append", default=[], metavar="JOB=DID",
                        help="add a job pre-assigned to DID: the gateway offers it to that "
                        "encoder alone (myJob) until it is held (repeatable)")
-    serve.add_argument("--duration", type=float, metavar="S",
+    serve.add_argument("--duration", type=_seconds(zero=True), metavar="S",
                        help="stop after S seconds (default: until interrupted)")
     serve.add_argument("--metrics-port", type=int, metavar="PORT",
                        help="with -- COMMAND: the encoder serves its Prometheus metrics on "

@@ -112,6 +112,18 @@ def test_check_of_an_unknown_job_is_not_found(served: dict[str, str]) -> None:
      "'hardened-without-lease' is not in this run"),
     (["live", "--fail-on-violation", "--chain", "documented"], "nothing to judge"),
     (["live", "--expect", "documented=unsafe"], "--fail-on-violation"),
+    # Out-of-range ports (bind() raised OverflowError) and non-finite seconds (NaN passed the
+    # `<= 0` checks: serve stopped at once, live crashed in the clients' own check).
+    (["serve", "--monitor-port", "70000"], "--monitor-port"),
+    (["serve", "--gateway-port", "-1"], "--gateway-port"),
+    (["serve", "--aid-port", "http"], "--aid-port"),
+    (["serve", "--duration", "nan"], "--duration"),
+    (["serve", "--duration", "-1"], "--duration"),
+    (["serve", "--slow-s", "inf"], "--slow-s"),
+    (["live", "--client-timeout", "nan"], "--client-timeout"),
+    (["live", "--client-timeout", "inf"], "--client-timeout"),
+    (["live", "--slow-s", "nan"], "--slow-s"),
+    (["live", "--set", "lie_rate=nan"], "lie_rate"),
 ])
 def test_bad_live_and_serve_arguments_are_one_line_usage_errors(
         argv: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,6 +132,24 @@ def test_bad_live_and_serve_arguments_are_one_line_usage_errors(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert named in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_configuration_error_of_the_verifier_is_a_one_line_usage_error(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A setting the verifier's own clients refuse (they raise ConfigurationError, naming
+    it) ends `live` with exit 2 and one line, like every other bad flag, not a traceback."""
+    import sim._cli
+    from verifier import ConfigurationError
+
+    def refuse(*_: object) -> int:
+        raise ConfigurationError("gateway long_poll_timeout",
+                                 "must be a positive number\nof seconds")
+
+    monkeypatch.setitem(sim._cli._COMMANDS, "live", refuse)
+    assert sim._cli.main(["live"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == ("python -m sim live: error: gateway long_poll_timeout: must be a "
+                    "positive number of seconds")
 
 
 @pytest.mark.slow
