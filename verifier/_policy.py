@@ -18,6 +18,7 @@ Three families exist:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -95,8 +96,11 @@ class TimingModel:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"timing bound {f.name} must be a non-negative number")
+            # Finite too: NaN passes every comparison's "else", and an infinite bound makes
+            # the consistency checks of :meth:`problems` vacuous (found by a review).
+            if not isinstance(value, int | float) or isinstance(value, bool) or (
+                    not math.isfinite(value)) or value < 0:
+                raise ValueError(f"timing bound {f.name} must be a finite non-negative number")
         if self.recheck_interval <= 0 or self.retry_interval <= 0:
             raise ValueError("recheck_interval and retry_interval must be positive")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import pytest
@@ -502,6 +503,12 @@ def test_chains_by_name_and_timing_validation():
     assert TimingModel(recheck_interval=55).problems()
     with pytest.raises(ValueError):
         TimingModel(write_delay=-1)
+    # NaN passes "< 0", and an infinite T made problems() say nothing (a review, 2026-12-03).
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError, match="finite"):
+            TimingModel(reassign_timeout=bad)
+        with pytest.raises(ValueError, match="finite"):
+            TimingModel(monitor_lag=bad)
 
 
 def test_a_synthetic_record_naming_us_never_confirms():
