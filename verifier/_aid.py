@@ -21,6 +21,7 @@ the header. Every POST carries both, so either server version identifies us.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -44,6 +45,8 @@ from ._policy import Tier
 from ._tiers import Observation
 
 __all__ = ["CONFIGURATION_CODES", "GatewayAidClient"]
+
+logger = logging.getLogger(__name__)
 
 _TIER: Final = "aid"
 _PREFIX: Final = "/aid/v1/"
@@ -69,6 +72,23 @@ def _is_job_not_found(answer: Any) -> bool:
     if "route not found" in said or "ROUTE" in code:
         return False
     return "not found" in said or code.endswith("NOT_FOUND")
+
+
+def _usable_offer(job: GatewayMonitorJob, route: str) -> bool:
+    """Whether a listed job's id passes the rules our own ids do (as the gateway's offered ids,
+    ``_gateway._parse_offered_job``): the id goes into later URLs, bodies and log lines, where a
+    newline or an escape sequence would forge log lines or rewrite the operator's terminal.
+
+    An unusable id is dropped with a warning rather than failing the whole listing (what the
+    gateway's single offer does): one bad entry must not hide the valid jobs listed with it.
+    The warning gives the reason only, never the id itself.
+    """
+    try:
+        validate_job_id(job.id)
+    except InvalidInputError as exc:
+        logger.warning("aid %s: dropped a job with an unusable id (%s)", route, exc)
+        return False
+    return True
 
 
 class GatewayAidClient:
@@ -170,7 +190,8 @@ class GatewayAidClient:
         jobs = self._success(route, answer).get("jobs")
         if not isinstance(jobs, list):
             raise MalformedAnswer(_TIER, f"{route}: 'jobs' should be a list")
-        return [parse_job(item, tier=_TIER) for item in jobs]
+        return [job for job in (parse_job(item, tier=_TIER) for item in jobs)
+                if _usable_offer(job, route)]
 
     async def claim_job(self, job_id: str) -> dict[str, Any]:
         """``POST claim-job``: the atomic conditional claim; the assignment on success.

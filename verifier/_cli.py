@@ -376,6 +376,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     except InvalidInputError as exc:
         # Ids the monitor server would mishandle ('/', '?', '%', ...) are refused unsent.
         return _usage_error(f"JOB_ID: {exc}")
+    except Exception as exc:
+        # Every expected failure is a TierError (exit 3) or one of the above (exit 2). Anything
+        # else is still "the monitor gave no usable answer", never exit 1 ("answered: not
+        # safe"), and never a traceback: its text and frames may quote the URL's user info.
+        print(f"{_PROG}: the monitor could not be asked: unexpected {type(exc).__name__}; "
+              "nothing is known about this job", file=sys.stderr)
+        return EXIT_NO_ANSWER
 
     if args.json:
         print(json.dumps(report.as_json(), indent=2, sort_keys=True), file=sys.stdout)

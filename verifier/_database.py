@@ -49,6 +49,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
+from bson.errors import BSONError, InvalidBSON
 from pymongo import MongoClient, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import (
@@ -306,6 +307,16 @@ class DatabaseTier:
             return op(collection)
         except PyMongoError as exc:
             raise self._translate(what, exc) from None
+        except InvalidBSON:
+            # The reply could not be decoded: the server answered, we cannot read it.
+            raise MalformedAnswer(_TIER, f"{what}: the answer is not valid BSON") from None
+        except (BSONError, UnicodeError) as exc:
+            # BSON errors are not PyMongoErrors: a filter or update that cannot be encoded
+            # (InvalidDocument, text that is not valid UTF-8) fails before anything is sent.
+            # Only the type is reported: the driver's text may quote the stored values.
+            raise TierUnavailable(
+                _TIER, f"{what}: the request could not be encoded ({type(exc).__name__})"
+            ) from None
 
     async def _call(self, what: str, op: Callable[[Collection[Any]], _T]) -> _T:
         if self._closed:

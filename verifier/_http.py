@@ -9,7 +9,14 @@ decided once, here:
 * connection refused/reset, DNS failure, a redirect, 5xx → :class:`~verifier.TierUnavailable`;
 * 429 → :class:`~verifier.TierRateLimited` with the server's ``Retry-After`` seconds;
 * a body that is not the JSON we expect, or larger than :data:`MAX_BODY_BYTES` →
-  :class:`~verifier.MalformedAnswer`.
+  :class:`~verifier.MalformedAnswer`;
+* a request that cannot even be built (a host name httpx cannot encode, text that is not
+  valid Unicode) → :class:`~verifier.TierUnavailable`: nothing was sent, nothing is known.
+
+Bodies are asked for uncompressed (``Accept-Encoding: identity``) and read raw: a compressed
+body is inflated here, a bounded step at a time, so the cap applies to what is *produced*. A
+400 KB gzip body can inflate to hundreds of MiB; httpx's own decoder inflates each chunk whole
+before any size check could refuse it.
 
 None of these is ever an answer about the job. What a 404, 409 or 500 means differs by service
 and by route (a refused ``acceptJob`` is a bare 500; the monitor's 404 is "job not found" only
@@ -33,6 +40,7 @@ import email.utils
 import math
 import re
 import urllib.parse
+import zlib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,7 +55,7 @@ from ._errors import (
     TierTimeout,
     TierUnavailable,
 )
-from ._ids import quote_segment, redact_url, validate_job_id
+from ._ids import quote_segment, redact_url, userinfo_misplaced, validate_job_id
 from ._strict_json import NotStrictJson, strict_loads
 
 __all__ = [
@@ -55,6 +63,7 @@ __all__ = [
     "Answer",
     "TierHttp",
     "check_base_url",
+    "check_host_sendable",
     "error_code",
     "job_segment",
     "parse_retry_after",
@@ -62,6 +71,7 @@ __all__ = [
     "raise_for_status",
     "read_capped",
     "read_json",
+    "refuse_misplaced_userinfo",
     "retry_after",
     "server_message",
     "transport_errors",
@@ -73,6 +83,12 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 _MESSAGE_LIMIT: Final = 200
 #: RFC 9110 delay-seconds (digits), tolerating a decimal fraction.
 _DELAY_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+#: Sent with every request: we read bodies raw, and inflate only what :func:`read_capped` can
+#: inflate within the cap.
+IDENTITY_ENCODING: Final = {"Accept-Encoding": "identity"}
+#: Content codings :func:`read_capped` inflates (both zlib streams: ``deflate`` is the zlib
+#: format, RFC 9110 §8.4.1.2); any other coding is refused as malformed.
+_INFLATABLE: Final = frozenset({"gzip", "x-gzip", "deflate"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,23 +251,54 @@ def transport_errors(tier: str, where: str, limit: float) -> Iterator[None]:
         raise MalformedAnswer(tier, f"{where}: undecodable body") from None
     except httpx.HTTPError as exc:  # connect/read/write errors, protocol errors, ...
         raise TierUnavailable(tier, f"{where}: request failed ({type(exc).__name__})") from None
+    except httpx.InvalidURL as exc:
+        raise TierUnavailable(tier, f"{where}: invalid URL ({type(exc).__name__})") from None
 
 
 async def read_capped(response: httpx.Response, tier: str, where: str) -> bytes:
     """Read the (decoded) body, refusing it as soon as it exceeds :data:`MAX_BODY_BYTES`, so a
     hostile or broken server cannot make us buffer an unbounded answer. A body that declares a
-    larger ``Content-Length`` is refused before a byte of it is read."""
+    larger ``Content-Length`` is refused before a byte of it is read.
+
+    The cap is on the *decoded* body, and decoding is bounded too: the raw bytes are inflated
+    by at most the room left under the cap plus one byte per step (``max_length``), so a
+    compression bomb is refused after producing just over 1 MiB. Codings other than gzip and
+    deflate (``br``, ``zstd``, stacked codings) are refused: we asked for ``identity``.
+    """
     declared = response.headers.get("content-length", "")
     too_large = f"{where}: answer larger than {MAX_BODY_BYTES} bytes"
     if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise MalformedAnswer(tier, too_large)
+    if response.is_stream_consumed:
+        # Built in memory (``httpx.MockTransport`` and the like): httpx has already read (and
+        # decoded) the whole body before we saw it, so no socket is involved; the cap applies.
+        if len(response.content) > MAX_BODY_BYTES:
+            raise MalformedAnswer(tier, too_large)
+        return response.content
+    coding = response.headers.get("content-encoding", "").strip().lower()
+    inflater = None
+    if coding in _INFLATABLE:
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip header, detected
+    elif coding not in ("", "identity"):
+        raise MalformedAnswer(tier, f"{where}: unsupported Content-Encoding (we ask for identity)")
     chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
+    size = received = 0
+    async for raw in response.aiter_raw():
+        received += len(raw)
+        chunk = raw
+        if inflater is not None:
+            try:
+                # At most one byte more than the room left: enough to know it is too large.
+                chunk = inflater.decompress(raw, MAX_BODY_BYTES - size + 1)
+            except zlib.error:
+                raise MalformedAnswer(tier, f"{where}: undecodable compressed body") from None
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise MalformedAnswer(tier, too_large)
         chunks.append(chunk)
+    if inflater is not None and received and (not inflater.eof or inflater.unused_data):
+        # A stream that stops early, or has bytes after its end, is not the body that was sent.
+        raise MalformedAnswer(tier, f"{where}: truncated compressed body or data after its end")
     return b"".join(chunks)
 
 
@@ -284,10 +331,13 @@ class TierHttp:
         self.tier = tier
         self.base_url = check_base_url(base_url, variable, strict=strict_url)
         self.timeout = positive_seconds(timeout, f"{variable} timeout")
-        self._headers = dict(headers or {})
+        # Per request, so that a client passed in asks for identity too (see read_capped).
+        self._headers = {**(headers or {}), **IDENTITY_ENCODING}
         self._hard_deadline = hard_deadline
         self._owned = client is None
-        self._client = client if client is not None else httpx.AsyncClient()
+        self._client = (
+            client if client is not None else httpx.AsyncClient(headers=IDENTITY_ENCODING)
+        )
 
     @contextlib.asynccontextmanager
     async def exchange(
@@ -307,14 +357,25 @@ class TierHttp:
         base URL, and following one could carry a signed body to another host.
         """
         limit = self.timeout if time_limit is None else time_limit
-        request = self._client.build_request(
-            method,
-            self.base_url + path,
-            json=json_body,
-            headers=self._headers,
-            timeout=httpx.Timeout(limit),
-        )
-        with transport_errors(self.tier, path if where is None else where, limit):
+        shown = path if where is None else where
+        with transport_errors(self.tier, shown, limit):
+            try:
+                request = self._client.build_request(
+                    method,
+                    self.base_url + path,
+                    json=json_body,
+                    headers=self._headers,
+                    timeout=httpx.Timeout(limit),
+                )
+            except (httpx.InvalidURL, ValueError) as exc:
+                # The request could not be built: a host httpx cannot IDNA-encode (idna's
+                # errors are UnicodeErrors, so ValueErrors), a header or body that does not
+                # encode. Nothing was sent, so nothing is known; outside the tier tree it would
+                # read as a crash, or (in ``verifier check``) as the exit status of an answer.
+                # Only here: a ValueError of the caller's own code in the block below is a bug,
+                # not an unreachable tier.
+                raise TierUnavailable(self.tier, f"{shown}: the request could not be built "
+                                                 f"({type(exc).__name__})") from None
             async with asyncio.timeout(limit if self._hard_deadline else None):
                 response = await self._client.send(request, stream=True, follow_redirects=False)
                 try:
@@ -348,12 +409,13 @@ class TierHttp:
 def check_base_url(base_url: object, variable: str, *, strict: bool = False) -> str:
     """``base_url`` without its trailing ``/``, or a :class:`ConfigurationError`.
 
-    Requires http(s), a host, and no query or fragment (paths are appended to it, so a query
-    would swallow them). The message never repeats the value: a base URL may carry
-    user:password. Without ``strict`` surrounding whitespace is stripped (the gateway and aid
-    always did so). ``strict`` refuses rather than repairs: surrounding or inner whitespace,
-    control characters, a malformed port, a bare trailing ``?`` or ``#``; each would otherwise
-    fail later, at the first request, or send it to another path.
+    Requires http(s), a host httpx can send to, no ``@`` after the host, and no query or
+    fragment (paths are appended to it, so a query would swallow them). The message never
+    repeats the value: a base URL may carry user:password. Without ``strict`` surrounding
+    whitespace is stripped (the gateway and aid always did so). ``strict`` refuses rather than
+    repairs: surrounding or inner whitespace, control characters, a malformed port, a bare
+    trailing ``?`` or ``#``; each would otherwise fail later, at the first request, or send it
+    to another path.
     """
     if not isinstance(base_url, str) or not base_url.strip():
         raise ConfigurationError(variable, "must be a non-empty http(s) URL")
@@ -364,13 +426,45 @@ def check_base_url(base_url: object, variable: str, *, strict: bool = False) -> 
             _ = parts.port  # raises ValueError on a malformed port
     except ValueError:
         raise ConfigurationError(variable, "is not a valid URL") from None
+    refuse_misplaced_userinfo(parts, variable)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(variable, "must be an http(s) URL with a host")
     if parts.query or parts.fragment or (strict and text.endswith(("?", "#"))):
         raise ConfigurationError(variable, "must not contain a query or a fragment")
     if strict and any(c.isspace() or ord(c) < 0x20 for c in text):
         raise ConfigurationError(variable, "must not contain whitespace or control characters")
+    check_host_sendable(text, variable)
     return text.rstrip("/")
+
+
+def refuse_misplaced_userinfo(parts: urllib.parse.SplitResult, variable: str) -> None:
+    """Refuse a URL with an ``@`` after its host (:func:`~verifier._ids.userinfo_misplaced`).
+
+    That is a password with an unencoded ``/``, ``?`` or ``#``: the URL would send the request
+    to a "host" made of the user name and show the rest of the password as its path. The
+    message says how to write it and, like every other, never repeats the value.
+    """
+    if userinfo_misplaced(parts):
+        raise ConfigurationError(
+            variable,
+            "has an '@' after the host: user info must come before the host, with any '/', "
+            "'?', '#' or '@' in it percent-encoded (%2F, %3F, %23, %40)",
+        )
+
+
+def check_host_sendable(url: str, variable: str) -> None:
+    """Refuse a URL whose host httpx cannot encode, as every request would find out.
+
+    ``urlsplit`` accepts any host text, but httpx IDNA-encodes it when a request is built
+    (``xn--a`` and a zero-width space are invalid IDNA): without this, such a URL would pass
+    start-up and fail every request instead.
+    """
+    try:
+        _ = httpx.URL(url).host  # .host IDNA-decodes, as building a request does
+    except (httpx.InvalidURL, ValueError):  # idna.IDNAError is a UnicodeError (ValueError)
+        raise ConfigurationError(
+            variable, "has a host (or port) that is not valid in a URL (IDNA)"
+        ) from None
 
 
 def positive_seconds(timeout: object, what: str) -> float:

@@ -19,6 +19,7 @@ __all__ = [
     "normalize_did",
     "quote_segment",
     "redact_url",
+    "userinfo_misplaced",
     "validate_did",
     "validate_job_id",
 ]
@@ -31,8 +32,9 @@ def validate_job_id(job_id: object) -> str:
     """Return ``job_id`` if it is a usable job id, else raise :class:`InvalidInputError`.
 
     Accepted: a non-empty ``str`` of at most :data:`MAX_ID_LENGTH` characters without control
-    characters. Anything else (``None``, numbers, dicts such as ``{"$ne": None}``) is refused
-    rather than coerced: coercion is how operators slip into queries.
+    characters that encodes as strict UTF-8. Anything else (``None``, numbers, dicts such as
+    ``{"$ne": None}``, lone surrogates) is refused rather than coerced: coercion is how
+    operators slip into queries.
     """
     if not isinstance(job_id, str):
         raise InvalidInputError(
@@ -46,6 +48,7 @@ def validate_job_id(job_id: object) -> str:
         )
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in job_id):
         raise InvalidInputError("job id contains control characters")
+    _require_utf8(job_id, "job id")
     if job_id in (".", ".."):
         # Even percent-encoded, HTTP clients collapse dot segments: the request would reach
         # another route.
@@ -54,14 +57,31 @@ def validate_job_id(job_id: object) -> str:
 
 
 def validate_did(did: object) -> str:
-    """Return ``did`` if usable: the job-id rules plus a ``did`` prefix."""
+    """Return ``did`` if usable: the job-id rules plus a ``did`` prefix, and ASCII only.
+
+    ASCII because the DID syntax (W3C DID Core, §3.1) has no other characters, and because the
+    DID travels in an HTTP header (Gateway Aid's ``X-Encoder-DID``), which cannot carry
+    anything else: a non-ASCII DID would fail every request instead of failing at start-up.
+    """
     if not isinstance(did, str):
         raise InvalidInputError(f"DID must be a string, got {type(did).__name__}")
     if not did.startswith("did"):
         raise InvalidInputError("DID must start with 'did'")
     if len(did) > MAX_ID_LENGTH or any(ord(c) < 0x20 or ord(c) == 0x7F for c in did):
         raise InvalidInputError("DID is too long or contains control characters")
+    if not did.isascii():
+        raise InvalidInputError("DID must be ASCII (a did:key is base58 text)")
     return did
+
+
+def _require_utf8(value: str, what: str) -> None:
+    """Refuse text that is not valid Unicode (lone surrogates, from ``surrogateescape`` argv or
+    a JSON ``\\ud800`` escape): it cannot be encoded into a URL, a JSON body or BSON, so it
+    would fail at the first request with an error outside :class:`VerifierError`."""
+    try:
+        value.encode("utf-8", "strict")
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"{what} is not valid UTF-8 text (lone surrogate)") from None
 
 
 def normalize_did(did: object) -> str:
@@ -88,14 +108,29 @@ def quote_segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
+def userinfo_misplaced(parts: urllib.parse.SplitResult) -> bool:
+    """True when an ``@`` appears after the authority (in the path, query or fragment).
+
+    A password with an unencoded ``/``, ``?`` or ``#`` (``https://u:2024/S3cret@host/api``)
+    ends the authority early: the parser then reads ``u:2024`` as host and port and the rest
+    of the password as the path, which every display of the URL would show. Real base URLs
+    have no ``@`` there, so any such URL is treated as one whose secret is misplaced.
+    """
+    return "@" in parts.path or "@" in parts.query or "@" in parts.fragment
+
+
 def redact_url(url: str) -> str:
     """Drop user info and query from ``url`` so that it can appear in logs and errors.
 
     For the http(s) base URLs of the REST tiers; ``MONGODB_URI`` is redacted by
-    :mod:`verifier._mongodb_uri`, which parses it.
+    :mod:`verifier._mongodb_uri`, which parses it. A URL with an ``@`` after the authority
+    (:func:`userinfo_misplaced`) is not shown at all: its "scheme", "host", "port" and path
+    may all be pieces of user info.
     """
     try:
         parts = urllib.parse.urlsplit(url)
+        if userinfo_misplaced(parts):
+            return "<redacted url: '@' after the host>"
         # netloc minus user info, kept verbatim so that odd ports survive
         host = parts.netloc.rsplit("@", 1)[-1]
         return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Final
 
 from ._dotenv import read_dotenv
 from ._errors import ConfigurationError, InvalidInputError
+from ._http import check_host_sendable, refuse_misplaced_userinfo
 from ._ids import normalize_did, redact_url, validate_did
 from ._mongodb_uri import parse_mongodb_uri, redact_mongodb_uri
 from ._policy import Policy, TierSet, TimingModel
@@ -160,7 +161,12 @@ def _port(env: Mapping[str, str], name: str) -> int | None:
 
 
 def _http_url(name: str, value: str) -> str:
-    """Validate an http(s) base URL; the message never repeats it (it may carry user:password)."""
+    """Validate an http(s) base URL; the message never repeats it (it may carry user:password).
+
+    The URL rules of the clients (:mod:`verifier._http`) apply too, so that start-up refuses
+    what every request would fail on: an ``@`` after the host (a password with an unencoded
+    ``/``, which would otherwise be shown as the path) and a host httpx cannot IDNA-encode.
+    """
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise ConfigurationError(name, "contains whitespace or control characters")
     try:
@@ -168,12 +174,14 @@ def _http_url(name: str, value: str) -> str:
         _ = parts.port  # ValueError on a malformed or out-of-range port
     except ValueError:
         raise ConfigurationError(name, "is not a valid URL (host or port)") from None
+    refuse_misplaced_userinfo(parts, name)
     if parts.scheme not in ("http", "https"):
         raise ConfigurationError(name, "must be an http:// or https:// URL")
     if not parts.hostname:
         raise ConfigurationError(name, "has no host")
     if parts.query or parts.fragment or value.endswith(("?", "#")):
         raise ConfigurationError(name, "must not have a query or fragment (paths are appended)")
+    check_host_sendable(value, name)
     return value.rstrip("/")
 
 
@@ -475,7 +483,13 @@ def _metrics_addr(env: Mapping[str, str]) -> str:
 
 
 def _encoder_did(did: str | None, private_key: str | None) -> str | None:
-    """``ENCODER_DID`` checked against the key, or the key's DID, or ``None``."""
+    """``ENCODER_DID`` checked against the key, or the key's DID, or ``None``.
+
+    ``ENCODER_DID`` must be a well-formed Ed25519 ``did:key`` (either spelling the gateway
+    uses): every encoder's DID is one, and a value that is not (a placeholder, a typo, a
+    non-ASCII character, which no HTTP header can carry) would otherwise fail every Gateway
+    Aid request, or be compared with owners and never match.
+    """
     derived = None
     if private_key is not None:
         from ._identity import EncoderIdentity
@@ -483,10 +497,15 @@ def _encoder_did(did: str | None, private_key: str | None) -> str | None:
         derived = EncoderIdentity.from_private_key(private_key).did
     if did is None:
         return derived
+    from ._identity import did_key_public_key
+
     try:
         did = validate_did(did)
+        did_key_public_key(normalize_did(did))
     except InvalidInputError as exc:
-        raise ConfigurationError("ENCODER_DID", str(exc)) from None
+        raise ConfigurationError(
+            "ENCODER_DID", f"is not an encoder's Ed25519 did:key ({exc})"
+        ) from None
     if derived is not None and normalize_did(did) != derived:
         raise ConfigurationError(
             "ENCODER_DID",
