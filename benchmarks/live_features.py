@@ -11,7 +11,8 @@ and prints the README's "Cost features" table: figures, not asserts.
   way this world takes a job from an encoder that still works on it);
 * backoff: monitor requests per encoder and second while the monitor is down
   (``--monitor-restart``; goal: at most a third of fixed-interval retry), and the recovery
-  after it;
+  after it; the same during a 429 storm (``--rate-limit-storm``: every monitor request
+  answered 429 with ``Retry-After: 1``, which both variants honour);
 * S1/S2/S3 with every feature on (goal: none).
 
 Usage: python benchmarks/live_features.py [--seed N]
@@ -24,7 +25,7 @@ import asyncio
 from typing import Any
 
 from sim import load_scenario
-from sim.live import FEATURES, LiveOptions, run_live
+from sim.live import FEATURES, HttpFaults, LiveOptions, run_live
 
 #: Loss detection needs work that outlasts T and pings that never land. Polling finds a loss
 #: within R, a push within the monitor's lag (Δ = 0.5 s here): the scenario's R = 1 s, and
@@ -35,13 +36,17 @@ SLOW_POLL = {**LOSSES, "recheck_interval": 5.0}
 #: outage the steady re-checks of running work weigh as much as the retries; in a long one the
 #: retries and the loop's polls dominate.
 OUTAGES = ((5.0, 10.0), (5.0, 30.0))
+#: 429 storms at the same instants: the monitor answers, but only "come back in 1 s".
+STORMS = OUTAGES
 
 
 def live(seed: int, without: frozenset[str] = frozenset(),
-         restart: tuple[float, float] | None = None, **changes: Any) -> dict[str, Any]:
+         restart: tuple[float, float] | None = None,
+         storm: tuple[float, float] | None = None, **changes: Any) -> dict[str, Any]:
     """One live run of the hardened chain with every feature but ``without``."""
     scenario = load_scenario("live").replace(**changes)
-    options = LiveOptions(features=FEATURES - without, monitor_restart=restart)
+    options = LiveOptions(features=FEATURES - without, monitor_restart=restart,
+                          faults=HttpFaults(rate_limit_storm=storm))
     result = asyncio.run(run_live(scenario, "hardened", seed, options=options))
     figures = result.to_dict()
     figures["violations"] = sum(result.run.checks[p].violations for p in ("S1", "S2", "S3"))
@@ -85,6 +90,14 @@ def main() -> int:
                      out_off[key], "<= 0.33"))
         rows.append(("backoff", f"recovery after {down:.0f} s down, p50 s",
                      out_on["recovery_s"]["p50"], out_off["recovery_s"]["p50"], "-"))
+    for at, length in STORMS:
+        storm_on = live(seed, storm=(at, length))
+        storm_off = live(seed, frozenset({"backoff"}), storm=(at, length))
+        outage_runs.append(storm_on)
+        rows.append(("backoff", f"monitor requests/encoder/s, {length:.0f} s of 429",
+                     storm_on[key], storm_off[key], "<= 0.33"))
+        rows.append(("backoff", f"recovery after {length:.0f} s of 429, p50 s",
+                     storm_on["recovery_s"]["p50"], storm_off["recovery_s"]["p50"], "-"))
     print(f"live: scenario 'live', chain hardened, seed {seed}; each pair differs in one "
           "feature")
     print(f"{'feature':<14} {'figure':<42} {'with':>8} {'without':>8} {'ratio':>6}  goal")
@@ -92,7 +105,8 @@ def main() -> int:
         print(f"{feature:<14} {figure:<42} {_cell(with_):>8} {_cell(without):>8} "
               f"{_ratio(with_, without):>6}  {goal}")
     inside = on["violations"] + sum(r["violations"] for r in outage_runs)
-    print(f"S1/S2/S3 violations with every feature on: {inside} (default and outage runs, "
+    print(f"S1/S2/S3 violations with every feature on: {inside} (default, outage and storm "
+          "runs, "
           f"inside the model); loss runs (outside it): {lost_on['violations']} with push, "
           f"{lost_off['violations']} without")
     return 0
