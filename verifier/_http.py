@@ -89,6 +89,9 @@ IDENTITY_ENCODING: Final = {"Accept-Encoding": "identity"}
 #: Content codings :func:`read_capped` inflates (both zlib streams: ``deflate`` is the zlib
 #: format, RFC 9110 §8.4.1.2); any other coding is refused as malformed.
 _INFLATABLE: Final = frozenset({"gzip", "x-gzip", "deflate"})
+#: The most raw bytes read for one body: the cap, plus room for a compressed body's framing
+#: (compressing incompressible data adds a little).
+_RAW_LIMIT: Final = MAX_BODY_BYTES + 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,15 +286,27 @@ async def read_capped(response: httpx.Response, tier: str, where: str) -> bytes:
         raise MalformedAnswer(tier, f"{where}: unsupported Content-Encoding (we ask for identity)")
     chunks: list[bytes] = []
     size = received = 0
+    trailing = f"{where}: data after the end of a compressed body"
     async for raw in response.aiter_raw():
         received += len(raw)
+        if received > _RAW_LIMIT:
+            # The raw bytes are capped too: a compressed stream that produces nothing (empty
+            # blocks) would otherwise be read for ever, the cap on its output never reached.
+            raise MalformedAnswer(tier, too_large)
         chunk = raw
         if inflater is not None:
+            if inflater.eof:
+                # Checked at once, not at the end: zlib keeps bytes after the stream's end in
+                # ``unused_data``, copying it on every chunk (quadratic, and it blocks the
+                # event loop, where every guard's pings and leases run).
+                raise MalformedAnswer(tier, trailing)
             try:
                 # At most one byte more than the room left: enough to know it is too large.
                 chunk = inflater.decompress(raw, MAX_BODY_BYTES - size + 1)
             except zlib.error:
                 raise MalformedAnswer(tier, f"{where}: undecodable compressed body") from None
+            if inflater.unused_data:
+                raise MalformedAnswer(tier, trailing)
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise MalformedAnswer(tier, too_large)

@@ -361,6 +361,25 @@ async def test_undecodable_or_unsupported_codings_are_malformed(data: bytes, enc
 
 
 @pytest.mark.asyncio
+async def test_data_after_a_compressed_body_is_refused_at_once(memory: None) -> None:
+    """Found by a second review (2026-12-03): bytes after the end of a gzip stream piled up in
+    zlib's ``unused_data`` until the body ended (64 MiB: a minute of blocked event loop), and
+    a stream that inflates to nothing was read for ever. Both are refused as they arrive."""
+    trailing = gzip.compress(b'{"a": 1}') + b"x" * (8 * 1024 * 1024)
+    tracemalloc.reset_peak()
+    before = tracemalloc.get_traced_memory()[0]  # the 8 MiB body itself, among others
+    with pytest.raises(MalformedAnswer, match="after the end"):
+        await read_capped(streamed(trailing, "gzip", chunk=16 * 1024), "gateway", "GET /x")
+    assert tracemalloc.get_traced_memory()[1] - before < MAX_BODY_BYTES
+    # Empty deflate blocks: many raw bytes, no output; the raw bytes are capped.
+    squeezer = zlib.compressobj()
+    nothing = squeezer.compress(b"") + squeezer.flush(zlib.Z_SYNC_FLUSH) * 500_000
+    assert len(nothing) > 2 * MAX_BODY_BYTES
+    with pytest.raises(MalformedAnswer, match="larger than"):
+        await read_capped(streamed(nothing, "deflate"), "gateway", "GET /x")
+
+
+@pytest.mark.asyncio
 async def test_every_request_asks_for_identity() -> None:
     seen: list[str | None] = []
 
