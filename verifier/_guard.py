@@ -159,8 +159,9 @@ class GuardOutcome:
     """What happened to one job. ``result`` is what ``process`` returned, when it was committed.
 
     ``kind`` is one of processed, skipped (with ``reason``), cancelled (ownership lost), failed.
-    ``held``: the job may still be assigned to us (its give-back got no answer): it may stay
-    held until the gateway reassigns it (:attr:`verifier.protocol.Outcome.held`).
+    ``held``: the job may still be assigned to us (its give-back, or its finish, got no
+    answer): it may stay held until the gateway reassigns it; ``given_back``: the run's last
+    give-back was answered (:class:`verifier.protocol.Outcome`).
     """
 
     job_id: str
@@ -170,6 +171,7 @@ class GuardOutcome:
     result: Mapping[str, Any] | None = None
     error: BaseException | None = None
     held: bool = False
+    given_back: bool = False
 
     @property
     def processed(self) -> bool:
@@ -284,7 +286,7 @@ class OwnershipGuard:
             run.request_shutdown()
         self._measured(lambda m: m.in_progress.inc())
         try:
-            return await run.drive()
+            outcome = await run.drive()
         finally:
             self._measured(lambda m: m.in_progress.dec())
             run.unsubscribe()
@@ -292,6 +294,12 @@ class OwnershipGuard:
                 await _uninterrupted(run.wind_down())
             finally:
                 self._runs.discard(run)
+        if run.fatal is not None:
+            # The work raised SystemExit or KeyboardInterrupt: raised here, once the protocol
+            # has given the job back, not inside the work's task (asyncio would stop the event
+            # loop at once, the job held and nothing said).
+            raise run.fatal
+        return outcome
 
     def now(self) -> float:
         """The guard's clock (the one its protocol runs and its cache ages on)."""
@@ -402,6 +410,8 @@ class _Run:
         self.job = ClaimedJob(job_id, self.events)
         self.task: asyncio.Task[Mapping[str, Any] | None] | None = None
         self._cancel_sent = False
+        #: A SystemExit or KeyboardInterrupt the work raised, for :meth:`OwnershipGuard.run`.
+        self.fatal: BaseException | None = None
         self.result: Mapping[str, Any] | None = None
         self.error: BaseException | None = None
         #: Tier calls cancelled at their deadline and not yet ended (reaped by ``run``).
@@ -465,7 +475,7 @@ class _Run:
                 return GuardOutcome(
                     self.job_id, outcome.kind, outcome.code, outcome.reason,
                     result=self.result if committed else None, error=self.error,
-                    held=outcome.held,
+                    held=outcome.held, given_back=outcome.given_back,
                 )
             action, sent = step.action, self.clock()
             answer = await self.perform(action)
@@ -677,11 +687,12 @@ class _Run:
             raise
         except BaseException as exc:
             # Not only Exception: work that ends by SystemExit or KeyboardInterrupt has ended
-            # too; the protocol is told, and the exception goes on to the task.
+            # too. The protocol is told (it gives the job back), and :meth:`OwnershipGuard.run`
+            # raises such an exception after that (:attr:`fatal`).
             self.error = exc
-            self.events.put_nowait(WorkEnded(False, f"{type(exc).__name__}: {exc}"))
             if not isinstance(exc, Exception):
-                raise
+                self.fatal = exc
+            self.events.put_nowait(WorkEnded(False, f"{type(exc).__name__}: {exc}"))
             return None
         self.events.put_nowait(WorkEnded(True))
         return self.result

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ OfferFn = Callable[[], Awaitable[list[GatewayMonitorJob]]]
 ScreenFn = Callable[[Sequence[str]], Awaitable[dict[str, str]]]
 #: The monitor refuses batches of more than 50 ids.
 BATCH_LIMIT: Final = 50
+#: The longest ``Retry-After`` the loop honours: a server (or a proxy) that says "come back in
+#: 10^12 s" must not stop the encoder for good.
+MAX_RETRY_AFTER_S: Final = 600.0
 #: Outcome codes of a job given up because a tier could not answer: the next poll waits the
 #: idle back-off, as after an empty poll, so an outage is not met with poll, read, give up,
 #: poll again, as fast as the network allows.
@@ -216,6 +220,8 @@ class EncoderLoop:
         #: Jobs whose give-back got no answer (``GuardOutcome.held``: a shutdown's, or any
         #: other path's), and when: they may stay held until the gateway reassigns them.
         self._held_at: dict[str, float] = {}
+        #: The loop's clock (the event loop's, once :meth:`run` has started).
+        self._time: Callable[[], float] = time.monotonic
         self._cooling: dict[str, float] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         #: The longest ``Retry-After`` the sources asked for since the last wait.
@@ -233,10 +239,11 @@ class EncoderLoop:
     @property
     def held(self) -> set[str]:
         """Jobs that may still be assigned to us although no run of ours holds them: a
-        give-back got no answer less than the reassignment timeout T ago (after T the gateway
-        takes them back itself), and no later run of the job ended otherwise."""
+        give-back (or a finish) got no answer less than the reassignment timeout T ago (after
+        T the gateway takes them back itself), and no later run of the job processed it or
+        had its give-back answered. Readable after :meth:`run` has returned too."""
         horizon = self.guard.policy.timing.reassign_timeout
-        now = asyncio.get_running_loop().time()
+        now = self._time()
         return {job for job, at in self._held_at.items() if now - at < horizon}
 
     @property
@@ -261,6 +268,7 @@ class EncoderLoop:
         """
         empty_polls = 0
         loop = asyncio.get_running_loop()
+        self._time = loop.time
         try:
             while not self._stop.is_set():
                 if len(self._running) >= self.policy.concurrency:
@@ -335,9 +343,10 @@ class EncoderLoop:
                 result = poll.result()
                 polled = "offered" if result else "empty"
             except TierRateLimited as exc:
-                self._retry_after = max(self._retry_after, exc.retry_after or 0.0)
-                if exc.retry_after:
-                    self._not_before[name] = clock() + exc.retry_after
+                hint = min(exc.retry_after or 0.0, MAX_RETRY_AFTER_S)
+                self._retry_after = max(self._retry_after, hint)
+                if hint > 0:
+                    self._not_before[name] = clock() + hint
                 self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)
             except TierError as exc:
                 self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)
@@ -426,7 +435,7 @@ class EncoderLoop:
         finally:
             self._running.pop(job_id, None)
         if not outcome.processed:
-            self._cooling[job_id] = asyncio.get_running_loop().time() + self.policy.cooldown_s
+            self._cooling[job_id] = self._time() + self.policy.cooldown_s
         if outcome.code in TIER_TROUBLE_CODES:
             self._troubled += 1
             self._back_off = True
@@ -437,8 +446,10 @@ class EncoderLoop:
                   f"job {job_id}: {outcome.kind.value} ({outcome.code})",
                   job_id=job_id, kind=outcome.kind.value, outcome=outcome.code)
         if outcome.held:
-            self._held_at[job_id] = asyncio.get_running_loop().time()
-        else:
+            self._held_at[job_id] = self._time()
+        elif outcome.processed or outcome.given_back:
+            # Only what shows the job is not ours clears it: a later run that learned nothing
+            # (its pre-claim read failed, say) leaves an earlier unanswered give-back standing.
             self._held_at.pop(job_id, None)
         if self._on_outcome is not None:
             try:

@@ -196,6 +196,9 @@ class Outcome:
     code: str
     reason: str
     held: bool = False
+    #: The run's last give-back was answered (released, or refused as not ours): whatever an
+    #: earlier run left, the job is not held by us now.
+    given_back: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,8 +420,9 @@ class OwnershipProtocol:
         #: claim sent, "assigned to us" may be an *older* assignment of ours (see
         #: :meth:`_shows_our_claim`).
         self._claim_unknown = False
-        #: The last give-back (release) got no answer: the job may still be ours.
-        self._give_back_unknown = False
+        #: Whether the last give-back (release) was answered (``None``: none was made); one
+        #: that got no answer leaves the job possibly ours.
+        self._given_back: bool | None = None
         self.outcome: Outcome | None = None
         self.claim_via: Tier = self._claim_tier()
         self._now = 0.0
@@ -480,8 +484,10 @@ class OwnershipProtocol:
             action = next(self._gen) if answer is None else self._gen.send(answer)
         except StopIteration as stop:
             outcome: Outcome = stop.value
-            if self._give_back_unknown and not outcome.held:
-                outcome = Outcome(outcome.kind, outcome.code, outcome.reason, held=True)
+            if self._given_back is not None:
+                outcome = Outcome(outcome.kind, outcome.code, outcome.reason,
+                                  held=outcome.held or not self._given_back,
+                                  given_back=self._given_back)
             self.outcome = outcome
             action = Done(outcome)
             self._log(
@@ -638,10 +644,10 @@ class OwnershipProtocol:
     def _retry_wait(self, until: float, earliest: float) -> Generator[Action, Answer, Answer]:
         """The wait before the verify step reads again: until ``until`` (the retry delay), but
         a push that may mean a change brings the read forward, to no sooner than ``earliest``
-        (the retry interval after the last read): a flood of pushes is one read per retry
-        interval, not one read per push. A push saying the job is ours changes nothing.
-        Returns :class:`Woke`, or the :class:`ShutdownRequested` or proving
-        :class:`Hinted` that ended the wait."""
+        (the retry interval, or the tier's ``Retry-After``, after the last read): a flood of
+        pushes is one read per retry interval, not one read per push. A push saying the job
+        is ours changes nothing. Returns :class:`Woke`, or the :class:`ShutdownRequested` or
+        proving :class:`Hinted` that ended the wait."""
         while self._now < until:
             answer = yield Sleep(until)
             if isinstance(answer, ShutdownRequested):
@@ -820,7 +826,7 @@ class OwnershipProtocol:
                 break
             slept = yield from self._retry_wait(
                 min(deadline, self._now + self._retry_delay(attempt, hint)),
-                min(deadline, last_read + p.timing.retry_interval))
+                min(deadline, last_read + max(p.timing.retry_interval, hint or 0.0)))
             attempt += 1
             if isinstance(slept, ShutdownRequested):
                 return (yield from self._shut_down(working=False))
@@ -912,6 +918,9 @@ class OwnershipProtocol:
         #: After a push that says the job may be lost: until when a read that still says
         #: "yours" may be lagging behind the change (the tier's lag), and the reads since.
         chase_until, chased, last_read = -math.inf, 0, -math.inf
+        #: A tier's ``Retry-After``: no read a push or a chase brings forward comes sooner (the
+        #: regular re-check at R still does: it bounds loss detection, and the lease).
+        not_before = -math.inf
         lag = self._lag(self._confirming_tiers()[0]) if self._confirming_tiers() else 0.0
 
         def counted(decided: float, carried: tuple[float, float]) -> None:
@@ -959,7 +968,7 @@ class OwnershipProtocol:
                         # tick (never proof), and again soon while a read may still lag the
                         # change, until the tier's lag has passed. Never two reads closer than
                         # the retry interval for pushes alone: a flood of them is one read.
-                        next_read = min(next_read, max(self._now,
+                        next_read = min(next_read, max(self._now, not_before,
                                                        last_read + t.retry_interval))
                         if self._now >= chase_until:
                             chased = 0  # a new chase; one under way goes on backing off
@@ -992,6 +1001,7 @@ class OwnershipProtocol:
                 next_read = self._now + t.recheck_interval
                 last_read = self._now
                 verdict, obs, asked, hint = yield from self._recheck(deadline)
+                not_before = -math.inf if hint is None else self._now + hint
                 waiting = len(unproven)
                 if verdict is _Verdict.MINE and obs is not None and unproven:
                     # The read reflects the database as of ``asked - lag`` or later.
@@ -1012,8 +1022,8 @@ class OwnershipProtocol:
                 if verdict is not _Verdict.OTHER and self._now < chase_until:
                     # The read may predate the change it was told of: read again, soon at
                     # first (the lag is usually far below its bound), then less often.
-                    next_read = min(next_read, chase_until,
-                                    self._now + t.retry_interval * 2.0 ** (chased - 3))
+                    next_read = min(next_read, max(not_before, min(
+                        chase_until, self._now + t.retry_interval * 2.0 ** (chased - 3))))
                     chased += 1
                 if verdict in (_Verdict.OTHER, _Verdict.DONE) and obs is not None:
                     lost = f"owner={obs.owner} status={obs.status} via {obs.tier}"
@@ -1135,7 +1145,9 @@ class OwnershipProtocol:
                 return Outcome(OutcomeKind.CANCELLED, "FINISH_REFUSED",
                                answer.detail or "finish refused: ownership lost")
             unknown = True
-        return Outcome(OutcomeKind.FAILED, "FINISH_UNKNOWN", "finish outcome unknown")
+        # The finish may not have landed: the job may still be assigned to us (until T).
+        return Outcome(OutcomeKind.FAILED, "FINISH_UNKNOWN", "finish outcome unknown",
+                       held=True)
 
     def _release(
         self, reason: str, *, failed: bool = False
@@ -1149,7 +1161,7 @@ class OwnershipProtocol:
         ok = answer.outcome is WriteOutcome.OK
         # Whatever path the run ends on, a give-back that got no answer leaves the job
         # possibly ours: the outcome says so (``Outcome.held``).
-        self._give_back_unknown = answer.outcome is WriteOutcome.UNKNOWN
+        self._given_back = answer.outcome is not WriteOutcome.UNKNOWN
         self._log("RELEASED" if ok else "RELEASE_FAILED", "info" if ok else "warning",
                   f"Release of job {self.job_id}: {answer.outcome.value}", reason=reason)
         return answer.outcome

@@ -40,7 +40,7 @@ from verifier.protocol import (
     WriteAnswered,
     WriteOutcome,
 )
-from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
+from verifier.testing import InMemoryJobs, InMemoryTier, run_virtual, virtual_time
 
 ME = "did:key:z6MkEncoderA"
 TIMING = TimingModel(monitor_lag=5, write_delay=2, recheck_interval=10, reassign_timeout=60)
@@ -111,14 +111,8 @@ async def test_a_second_cancellation_does_not_end_the_run_before_the_work_stoppe
     assert not guard._runs
 
 
-class _Interrupted(BaseException):
-    pass
-
-
-@pytest.mark.parametrize("ending", [asyncio.CancelledError, _Interrupted])
 @virtual_time
-async def test_work_that_ends_by_a_base_exception_gives_the_job_back(
-        ending: type[BaseException]) -> None:
+async def test_work_that_ends_by_a_cancellation_it_was_not_sent_gives_the_job_back() -> None:
     jobs = InMemoryJobs()
     jobs.add("j1")
     guard, gateway = _guard(jobs)
@@ -126,12 +120,34 @@ async def test_work_that_ends_by_a_base_exception_gives_the_job_back(
     async def process(job: Any) -> None:
         job.set_phase("encode")
         await asyncio.sleep(5)
-        raise ending()  # a helper future cancelled by someone else, say
+        raise asyncio.CancelledError  # a helper future cancelled by someone else, say
 
     outcome = await asyncio.wait_for(guard.run("j1", process), timeout=60)
     assert (outcome.kind, outcome.code) == (OutcomeKind.FAILED, "WORK_FAILED")
     assert jobs.docs["j1"].get("assigned_to") is None  # given back, not held for dead work
     assert gateway.calls.count("heartbeat") <= 1
+
+
+@pytest.mark.parametrize("ending", [SystemExit, KeyboardInterrupt])
+def test_work_that_raises_system_exit_gives_the_job_back_then_raises_it(
+        ending: type[BaseException]) -> None:
+    """Raised inside the work's task, these stop the event loop at once (the job held, nothing
+    said); the guard gives the job back first, then raises them from ``run`` (a second review,
+    2026-12-03). Like any such exception in a task, it then leaves the event loop: caught
+    here, outside it, so that it cannot stop the test session."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard, gateway = _guard(jobs)
+
+    async def process(job: Any) -> None:
+        job.set_phase("encode")
+        await asyncio.sleep(5)
+        raise ending()
+
+    with pytest.raises(ending):
+        run_virtual(guard.run("j1", process))
+    assert jobs.docs["j1"].get("assigned_to") is None
+    assert gateway.calls.count("release") == 1
 
 
 # --------------------------------------------------------------- a give-back without answer
@@ -200,3 +216,88 @@ async def test_a_loop_that_stops_with_a_job_it_could_not_give_back_says_so(
     assert loop.held == {"j1"}
     stopped = [r for r in caplog.records if getattr(r, "event_code", "") == "LOOP_STOPPED"]
     assert stopped and stopped[-1].levelno == logging.ERROR and "j1" in stopped[-1].getMessage()
+
+
+@virtual_time
+async def test_a_finish_without_answer_leaves_the_job_held() -> None:
+    """Found by a second review (2026-12-03): FINISH_UNKNOWN made no give-back, so nothing
+    said the job might still be ours."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard, gateway = _guard(jobs)
+    gateway.fail_next("finish", TierUnavailable("gateway", "503"), times=3)
+
+    async def process(job: Any) -> dict[str, str]:
+        job.set_phase("encode")
+        await asyncio.sleep(5)
+        return {"cid": "bafy"}
+
+    outcome = await guard.run("j1", process)
+    assert outcome.code == "FINISH_UNKNOWN" and outcome.held
+    assert jobs.docs["j1"].get("assigned_to") == ME  # indeed still ours
+
+
+@virtual_time
+async def test_a_later_run_that_learns_nothing_does_not_clear_held() -> None:
+    """Found by a second review (2026-12-03): run 1's give-back got no answer; run 2 of the
+    same job (offered again by myJob) failed its pre-claim read, and cleared the entry."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard, gateway = _guard(jobs)
+    monitor = guard.clients[Tier.MONITOR]
+    assert isinstance(monitor, InMemoryTier)
+    gateway.fail_next("release", TierUnavailable("gateway", "503"), times=1)
+    runs: list[tuple[str, bool]] = []
+
+    async def my_job() -> list[Any]:
+        doc = jobs.docs["j1"]
+        return [parse_job(doc)] if doc.get("status") != "complete" else []
+
+    async def work(job: Any, _offered: Any) -> dict[str, str]:
+        job.set_phase("encode")
+        await asyncio.sleep(2)
+        raise RuntimeError("ffmpeg crashed")  # run 1: WORK_FAILED, its give-back unanswered
+
+    def on_outcome(outcome: Any) -> None:
+        runs.append((outcome.code, outcome.held))
+        if len(runs) == 1:
+            monitor.fail_next("observe", TierUnavailable(Tier.MONITOR, "503"), times=1)
+        else:
+            loop.stop()
+
+    loop = EncoderLoop(guard, work, offers={"myjob": my_job}, on_outcome=on_outcome,
+                       policy=LoopPolicy(sources=("myjob",), idle_s=1, jitter=0, cooldown_s=5))
+    await loop.run()
+    assert runs == [("WORK_FAILED", True), ("PRE_CLAIM_FAILED", False)]
+    assert jobs.docs["j1"].get("assigned_to") == ME
+    assert loop.held == {"j1"}
+
+
+def test_the_held_jobs_can_be_read_after_the_loop_has_ended() -> None:
+    """``loop.held`` after ``asyncio.run(loop.run())``: no running event loop (a second review
+    found it raised RuntimeError there)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard, gateway = _guard(jobs)
+    gateway.fail_next("release", TierUnavailable("gateway", "503"), times=5)
+
+    async def work(job: Any, _offered: Any) -> None:
+        job.set_phase("encode")
+        await asyncio.sleep(3600)
+
+    offered = [parse_job(jobs.docs["j1"])]
+
+    async def get_job() -> list[Any]:
+        return [offered.pop()] if offered else []
+
+    loop = EncoderLoop(guard, work, offers={"getjob": get_job},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1, jitter=0))
+
+    async def main() -> None:
+        running = asyncio.create_task(loop.run())
+        await asyncio.sleep(30)  # working by now
+        loop.stop()
+        await running
+
+    run_virtual(main())
+    assert loop.held == {"j1"}

@@ -22,6 +22,7 @@ from verifier import (
     TimingModel,
     parse_job,
 )
+from verifier._loop import MAX_RETRY_AFTER_S
 from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
 
 A = "did:key:z6MkEncoderA"
@@ -337,6 +338,28 @@ async def test_a_rate_limited_source_is_not_asked_sooner_while_another_offers_jo
     await loop.run()
     assert len(jobs.commits) == 3  # getJob's jobs were taken meanwhile
     assert all(b - a >= 120.0 for a, b in itertools.pairwise(asked)), asked
+
+
+@virtual_time
+async def test_an_absurd_retry_after_does_not_stop_the_loop_for_good():
+    """Found by a second review (2026-12-03): one 429 saying "Retry-After: 1e12" made the loop
+    wait 10^12 s. It waits at most MAX_RETRY_AFTER_S."""
+    jobs = InMemoryJobs()
+    polls: list[float] = []
+
+    async def limited() -> list[GatewayMonitorJob]:
+        polls.append(asyncio.get_running_loop().time())
+        raise TierRateLimited("gateway", "getJob: HTTP 429", retry_after=1e12)
+
+    async def work(job, offered):
+        return {"cid": "bafy"}
+
+    loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": limited},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1, jitter=0))
+    stop_when(loop, lambda: len(polls) >= 3)
+    await loop.run()
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert all(MAX_RETRY_AFTER_S <= g <= MAX_RETRY_AFTER_S + 1 for g in gaps), gaps
 
 
 @virtual_time

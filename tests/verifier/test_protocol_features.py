@@ -391,3 +391,39 @@ def test_a_proof_read_retry_during_work_honours_retry_after(policy: Policy):
     reads = [t for t, a in actions(trace, Observe) if a.purpose == "recheck"]
     gaps = [b - a for a, b in itertools.pairwise(reads)]
     assert len(reads) >= 3 and min(gaps) >= retry_after - 0.2 - 1e-9, gaps
+
+
+def _rate_limited(purposes: tuple[str, ...], retry_after: float):
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        if action.purpose in purposes:
+            return TierFailed(action.tier, "HTTP 429", retry_after=retry_after)
+        return seen(action.tier)
+
+    return observe
+
+
+def test_a_push_while_verifying_does_not_bring_a_read_inside_retry_after():
+    """Found by a second review (2026-12-03): a push brought the read forward to the retry
+    interval after the last one, inside the tier's Retry-After."""
+    retry_after = 10.0
+    outcome, trace = _flooded_run(HARDENED, _flooding(
+        world(observe=_rate_limited(("verify",), retry_after)), Hinted(OTHER, "assigned"),
+        Claim, until=1e9))
+    assert outcome.code == "UNCONFIRMED"
+    reads = [t for t, a in actions(trace, Observe) if a.purpose == "verify"]
+    gaps = [b - a for a, b in itertools.pairwise(reads)]
+    assert len(reads) >= 3 and min(gaps[:-1]) >= retry_after - 1e-9, gaps
+
+
+def test_the_chase_after_a_push_during_work_honours_retry_after():
+    """Found by a second review (2026-12-03): after a push, the chase re-read a rate-limited
+    tier at 0.2, 0.35, 0.6 s... The regular re-check at R still comes (the lease needs it)."""
+    retry_after = 10.0  # = R in these tests
+    outcome, trace = _flooded_run(HARDENED, hinting(
+        world(observe=_rate_limited(("recheck",), retry_after), work_ends_at=40),
+        Hinted(OTHER, "assigned"), StartWork))
+    reads = [t for t, a in actions(trace, Observe) if a.purpose == "recheck"]
+    gaps = [b - a for a, b in itertools.pairwise(reads)]
+    assert len(reads) >= 2 and min(gaps) >= retry_after - 0.2 - 1e-9, gaps
