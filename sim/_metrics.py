@@ -295,21 +295,33 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
     wasted = 0.0
     intervals = part.intervals()
     for job, recs in part.by_job.items():
-        claimed_at: dict[str, float] = {}  # process -> first claim since its last start
+        # process -> (position, time) of the first claim of its current attempt on this job.
+        claimed_at: dict[str, tuple[int, float]] = {}
         commits: list[tuple[float, Any]] = []
-        for _, (t, process, _, op, phase, value) in recs:
+        for pos, (t, process, _, op, phase, value) in recs:
             if process == WORLD:
                 if op == "commit" and phase == "ok":
                     commits.append((t, value[0] if isinstance(value, tuple | list) else value))
+                if op in ("commit", "requeue") and phase == "ok":
+                    claimed_at.clear()  # every attempt on the job is over
                 continue
             if phase == "invoke" and op in _CALL_OPS:
                 tier = _tier_of(value)
                 calls[tier] = calls.get(tier, 0) + 1
                 if op == "claim":
-                    claimed_at.setdefault(process, t)
+                    first = claimed_at.get(process)
+                    if first is None or part.next_crash(process, first[0])[0] < pos:
+                        claimed_at[process] = (pos, t)  # a new attempt (or one after a crash)
+                elif op == "release":
+                    claimed_at.pop(process, None)  # the attempt gave the job back
+            elif op == "claim" and phase == "fail":
+                claimed_at.pop(process, None)  # refused: the attempt is over
             elif op == "start" and phase == "ok" and process in claimed_at:
-                # Start latency: from the attempt's first claim to the start it led to.
-                latencies.append(t - claimed_at.pop(process))
+                # Start latency: from the attempt's first claim to the start it led to, never
+                # from an earlier attempt's (one that ended unstarted, or before a crash).
+                first_pos, first_t = claimed_at.pop(process)
+                if part.next_crash(process, first_pos)[0] > pos:
+                    latencies.append(t - first_t)
         if job in population:
             again, redone, beside = _later_starts(intervals.get(job, []))
             restarts += again
