@@ -402,6 +402,13 @@ _QUEUED: Final = frozenset({"created", "pending", "queued", "unassigned"})
 _OWN_WRITES: Final = frozenset({"claim", "commit", "release"})
 
 
+def _process_ends(op: str, phase: str, job: str | None) -> bool:
+    """Whether a record ends an encoder's process: a crash, or a graceful shutdown before a
+    restart. Its successor starts with nothing (an empty cache, no answers read)."""
+    return job is None and ((op == "crash" and phase in _CRASH_PHASES)
+                            or (op == "shutdown" and phase == "info"))
+
+
 def check_fresh_reads(history: History) -> CheckResult:
     """A lemma of S1/S2 with a status cache: every answer an encoder took from its cache
     (``cached`` records: tier, owner, status, when the answer's read was decided, the read's
@@ -411,19 +418,24 @@ def check_fresh_reads(history: History) -> CheckResult:
     as it is when they are decided; a cached answer shows it as it was."""
     violations, bad, examples = 0, [], []
     wrote: dict[tuple[str, str | None], float] = {}
+    began: dict[str, float] = {}  # process -> when its current process began (crash, restart)
     for t, process, job, op, phase, value in history.records:
         if op in _OWN_WRITES and phase == "invoke":
             wrote[(process, job)] = t
+        elif _process_ends(op, phase, job):
+            began[process] = t  # a new process: what the old one read is not its cache
         if op != "cached" or phase != "ok":
             continue
         decided, purpose = value[-2], value[-1]
-        stale = decided < wrote.get((process, job), -math.inf)
+        stale = decided < max(wrote.get((process, job), -math.inf),
+                              began.get(process, -math.inf))
         if purpose != "pre-claim" or stale:
             violations += 1
             bad.append(job)
             if len(examples) < MAX_EXAMPLES:
                 why = (f"for a {purpose} read" if purpose != "pre-claim" else
-                       "read before its own last write to the job")
+                       "read before its own last write to the job, or before its process "
+                       "began")
                 examples.append(f"job {job}: {process} took a cached answer ({value[1]}, "
                                 f"{value[2]}) {why} at {_fmt(t)}")
     return _result("fresh-reads", violations, bad, examples)
@@ -439,29 +451,34 @@ def check_claim_evidence(history: History) -> CheckResult:
     Safety never rests on this (the settle and the verification decide ownership); it is what
     the pre-claim check promises, judged from what the tiers actually answered."""
     violations, bad, examples = 0, [], []
-    for job, recs in _Partition(history).by_job.items():
-        seen: dict[str, tuple[str | None, str | None] | None] = {}
-        for _, (t, process, _, op, phase, value) in recs:
-            if process == WORLD:
-                continue
-            if op == "verify" and phase == "ok":
-                seen[process] = (value[1], value[2])
-            elif op == "screen" and phase == "ok":
-                statuses = dict(value)
-                if job in statuses:
-                    seen[process] = (None, statuses[job])
-            elif op == "claim" and phase == "invoke":
-                answer = seen.get(process)
-                ok = answer is not None and (
-                    answer[0] == process or (answer[0] is None and answer[1] in _QUEUED))
-                if not ok:
-                    violations += 1
-                    bad.append(job)
-                    if len(examples) < MAX_EXAMPLES:
-                        said = "no tier answer" if answer is None else (
-                            f"the freshest answer said owner={answer[0]} status={answer[1]}")
-                        examples.append(f"job {job}: {process} claimed it at {_fmt(t)}; "
-                                        f"{said}")
+    # process -> job -> the freshest answer; a crash or a restart forgets them all (a new
+    # process knows nothing its predecessor read).
+    known: dict[str, dict[str, tuple[str | None, str | None]]] = {}
+    for t, process, job, op, phase, value in history.records:
+        if process == WORLD:
+            continue
+        if job is None:
+            if _process_ends(op, phase, job):
+                known.pop(process, None)
+            continue
+        seen = known.setdefault(process, {})
+        if op == "verify" and phase == "ok":
+            seen[job] = (value[1], value[2])
+        elif op == "screen" and phase == "ok":
+            statuses = dict(value)
+            if job in statuses:
+                seen[job] = (None, statuses[job])
+        elif op == "claim" and phase == "invoke":
+            answer = seen.get(job)
+            ok = answer is not None and (
+                answer[0] == process or (answer[0] is None and answer[1] in _QUEUED))
+            if not ok:
+                violations += 1
+                bad.append(job)
+                if len(examples) < MAX_EXAMPLES:
+                    said = "no tier answer" if answer is None else (
+                        f"the freshest answer said owner={answer[0]} status={answer[1]}")
+                    examples.append(f"job {job}: {process} claimed it at {_fmt(t)}; {said}")
     return _result("claim-evidence", violations, bad, examples)
 
 

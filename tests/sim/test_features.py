@@ -3,7 +3,9 @@ same seed replays, and what a feature must never do is visible in the history.""
 
 from __future__ import annotations
 
-from sim import Scenario, check_claim_evidence, check_fresh_reads, run_once
+import pytest
+
+from sim import History, Scenario, check_claim_evidence, check_fresh_reads, run_once
 
 SMALL = Scenario(encoders=6, jobs=30, lie_rate=0.2, download_mean_s=5, encode_mean_s=40,
                  upload_mean_s=5)
@@ -76,3 +78,32 @@ def test_backoff_spreads_the_verify_retries_of_an_outage():
         _failed_verify_reads(spread), _failed_verify_reads(fixed))
     for result in (fixed, spread):
         assert all(result.checks[name].ok for name in ("S1", "S2", "S3"))
+
+
+def _history(*records: tuple) -> History:
+    return History((*r, None) if len(r) == 5 else r for r in records)
+
+
+@pytest.mark.parametrize("end", [(1, "e1", None, "crash", "info"),
+                                 (1, "e1", None, "shutdown", "info")], ids=["crash", "restart"])
+def test_what_a_process_read_before_it_ended_is_no_evidence_for_its_successor(end: tuple) -> None:
+    """Found by a review (2026-12-03): a crash or a restart empties the cache (a new process),
+    but both lemmas judged a cached answer or a read from before it as if it were fresh, so a
+    driver that kept its cache through a crash passed them (10, 8 and 7 stale answers on three
+    seeds of a mutant, none flagged)."""
+    read = [(0, "e1", "j", "verify", "invoke", "monitor"),
+            (0.1, "e1", "j", "verify", "ok", ("monitor", None, "queued"))]
+    stale = _history(*read, end,
+                     (60, "e1", "j", "cached", "ok", ("monitor", None, "queued", 0.0,
+                                                      "pre-claim")),
+                     (60, "e1", "j", "claim", "invoke", "gateway"))
+    assert check_fresh_reads(stale).violations == 1
+    assert check_claim_evidence(stale).violations == 1
+    # The successor reads for itself: evidence again, and a cache entry of its own is fresh.
+    fresh = _history(*read, end,
+                     (59, "e1", "j", "verify", "invoke", "monitor"),
+                     (59.1, "e1", "j", "verify", "ok", ("monitor", None, "queued")),
+                     (60, "e1", "j", "cached", "ok", ("monitor", None, "queued", 59.0,
+                                                      "pre-claim")),
+                     (60, "e1", "j", "claim", "invoke", "gateway"))
+    assert check_fresh_reads(fresh).ok and check_claim_evidence(fresh).ok
