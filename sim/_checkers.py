@@ -103,11 +103,14 @@ class Interval(NamedTuple):
 class _Partition:
     """One pass over a history: each job's records with their positions, crashes per process."""
 
-    __slots__ = ("_intervals", "by_job", "crashes")
+    __slots__ = ("_intervals", "by_job", "crashes", "jobless_screens")
 
     def __init__(self, history: History) -> None:
         by_job: dict[str, list[tuple[int, Record]]] = {}
         crashes: dict[str, tuple[list[int], list[float]]] = {}
+        #: Batch screens recorded without a job (a live encoder's batch names many): their
+        #: invokes' values, for the metrics' request counts.
+        self.jobless_screens: list[Any] = []
         for pos, record in enumerate(history.records):
             job = record[2]
             if job is not None:
@@ -116,6 +119,8 @@ class _Partition:
                 positions, times = crashes.setdefault(record[1], ([], []))
                 positions.append(pos)
                 times.append(record[0])
+            elif record[3] == "screen" and record[4] == "invoke":
+                self.jobless_screens.append(record[5])
         self.by_job = by_job
         self.crashes = crashes
         self._intervals: dict[str, list[Interval]] | None = None

@@ -188,7 +188,7 @@ TABLE_HEADERS: Final[dict[str, str]] = {
     "L1": "l1_violations summed over seeds (jobs)",
     "race prevention [95% CI]": "race_prevention_rate: the share of planned double hand-outs "
                                 "not processed twice at once, mean over seeds [95% t interval; "
-                                "unpaired: the paired difference is in the CSV/JSON]",
+                                "unpaired: the paired difference is in research.csv/json]",
     "restarts/1k": "restarts_per_1000, mean over seeds (starts per 1,000 jobs)",
     "re-encodes/1k": "reencodes_per_1000, mean over seeds (starts per 1,000 jobs)",
     "wasted enc-h": "wasted encode-hours, summed over seeds",

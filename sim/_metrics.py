@@ -289,6 +289,9 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
         checks["L1"] = _l1(part, jobs, None, None)
 
     calls: dict[str, int] = {}
+    for value in part.jobless_screens:  # a batch screen is one call, with or without a job
+        tier = _tier_of(value)
+        calls[tier] = calls.get(tier, 0) + 1
     latencies: list[float] = []
     committed: set[str] = set()
     restarts = reencodes = overlapping_starts = 0

@@ -208,6 +208,18 @@ def test_start_latency_runs_from_the_claim_of_the_attempt_that_started(
     assert (m.start_latency_p50, m.start_latency_p99) == (5, 5)
 
 
+def test_a_batch_screen_is_one_call_whether_or_not_it_names_a_job() -> None:
+    """Live encoders record a batch screen without a job (it names many); it was not counted
+    in ``api_calls`` (a review, 2026-12-03)."""
+    live = History([(0, "e1", None, "screen", "invoke", "monitor"),
+                    (0.1, "e1", None, "screen", "ok", "monitor")])
+    simulated = History([(0, "e1", "j", "screen", "invoke", "monitor"),
+                         (0.1, "e1", "j", "screen", "ok", (("j", "queued"),))])
+    for history in (live, simulated):
+        m = compute_metrics(history, jobs=["j"], duration=10.0, checks={})
+        assert m.api_calls == {"monitor": 1.0}
+
+
 def test_missing_checks_are_computed() -> None:
     h = small_history()
     with_checks = compute_metrics(h, jobs=JOBS, duration=100.0, checks=check_all(h, jobs=JOBS))
