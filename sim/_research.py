@@ -325,9 +325,10 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
         table(f"Cost of safety, scenario {scenario.name}: against {COST_BASELINE} on the "
               "same worlds", [r for r in cost if r["scenario"] == scenario.name],
               COST_COLUMNS)
-    table(f"Ablation, scenario {ablation.name}"
-          + ("" if has_ablation else " (no ablation scenario installed: the default one)")
-          + "; paired with hardened", abl, ABLATION_COLUMNS)
+    if abl:  # not with --no-ablation: no empty table
+        table(f"Ablation, scenario {ablation.name}"
+              + ("" if has_ablation else " (no ablation scenario installed: the default one)")
+              + "; paired with hardened", abl, ABLATION_COLUMNS)
     table(f"Duplicate processing against the planned double hand-out rate, scenario "
           f"{default.name}", lie, LIE_COLUMNS)
     table(f"Sensitivity, scenario {default.name}, chain {SENSITIVITY_CHAIN}: the monitor's "

@@ -127,3 +127,10 @@ def test_every_column_is_defined_in_the_readme():
     section = section[:section.index("\n## ", 4)]
     missing = [name for name in [*COLUMNS, *TABLE_HEADERS] if f"`{name}`" not in section]
     assert missing == []
+
+
+def test_research_without_its_ablation_prints_no_ablation_table(outputs):
+    """A review (2026-12-03) found ``--no-ablation`` still printed the ablation's heading and an
+    empty table."""
+    assert "Research table" in outputs["research"]
+    assert "Ablation" not in outputs["research"]
