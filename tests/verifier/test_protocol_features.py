@@ -421,7 +421,7 @@ def test_the_chase_after_a_push_during_work_honours_retry_after():
     """Found by a second review (2026-12-03): after a push, the chase re-read a rate-limited
     tier at 0.2, 0.35, 0.6 s... The regular re-check at R still comes (the lease needs it)."""
     retry_after = 10.0  # = R in these tests
-    outcome, trace = _flooded_run(HARDENED, hinting(
+    _, trace = _flooded_run(HARDENED, hinting(
         world(observe=_rate_limited(("recheck",), retry_after), work_ends_at=40),
         Hinted(OTHER, "assigned"), StartWork))
     reads = [t for t, a in actions(trace, Observe) if a.purpose == "recheck"]
