@@ -119,3 +119,37 @@ def test_documented_chain_shrinks_to_two_encoders_and_one_job(protocol):
     world, broken, report = hunt(CANARIES[0], protocol)
     assert (world.scenario.encoders, world.scenario.jobs) == (2, 1), report
     assert broken.violated("S2")
+
+
+@settings(max_examples=40, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(world=worlds())
+def test_a_generated_race_never_falls_back_to_a_neutral_constant(monkeypatch_tape, world: World):
+    """The adversary's edges need randomness for the whole run, not just the tape: once the
+    tape (at most 80 values) ran out, a world without a seed read 0.5 for each of its other
+    draws (about 680 a run): no await-point pause, no write landing at G, no -ε drift, in two
+    thirds of the CI examples (found by a review, 2026-12-03)."""
+    fallbacks = monkeypatch_tape
+    fallbacks.clear()
+    race(world, "hardened")
+    assert fallbacks == [], f"{len(fallbacks)} draws read the neutral constant"
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_tape():
+    """Counts the draws a tape answers with its neutral constant (after the tape, no seed)."""
+    from sim._rng import TapeRandom
+
+    fallbacks: list[float] = []
+    original = TapeRandom.random
+
+    def counted(self: TapeRandom) -> float:
+        if self.position >= len(self.tape) and self._after is None:
+            fallbacks.append(self.default)
+        return original(self)
+
+    TapeRandom.random = counted  # type: ignore[method-assign]
+    try:
+        yield fallbacks
+    finally:
+        TapeRandom.random = original  # type: ignore[method-assign]

@@ -165,7 +165,12 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
     changes.update(fixed or {})
     tape = draw(st.lists(st.floats(0.0, 1.0, exclude_max=True, allow_nan=False),
                          max_size=max_tape))
-    seed = draw(st.none() | st.integers(0, 2**32 - 1))
+    # Always a seed: after the tape (which Hypothesis shrinks and steers), every draw comes
+    # from it. With "no seed" the rest of a run read a constant 0.5 (about 680 draws against a
+    # tape of at most 80): no await-point pause, no write landing at G, no -ε drift, in two
+    # thirds of the examples (found by a review, 2026-12-03). A failing example still shrinks,
+    # the seed towards 0.
+    seed = draw(st.integers(0, 2**32 - 1))
     # The cost features (docs/enhancements.md), drawn last, and only those not pinned: a
     # derandomized search's path depends on every draw of every example (they share one
     # random stream), so a search that pins them all (NO_FEATURES) draws exactly what it drew
