@@ -138,7 +138,7 @@ def test_a_generated_race_never_falls_back_to_a_neutral_constant(monkeypatch_tap
 @pytest.fixture(scope="module")
 def monkeypatch_tape():
     """Counts the draws a tape answers with its neutral constant (after the tape, no seed)."""
-    from sim._rng import TapeRandom
+    from sim import TapeRandom
 
     fallbacks: list[float] = []
     original = TapeRandom.random

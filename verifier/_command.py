@@ -43,7 +43,7 @@ from typing import Any, Final
 
 from ._errors import ConfigurationError, InvalidInputError
 from ._gateway import validate_cid
-from ._guard import ClaimedJob
+from ._guard import ClaimedJob, uninterrupted
 from ._models import GatewayMonitorJob
 
 __all__ = ["CommandFailed", "CommandWork"]
@@ -281,16 +281,7 @@ class CommandWork:
 
         Shielded from further cancellations (re-raised once it is reaped): returning before
         the process is reaped would let the guard say "stopped" while it still runs (S2)."""
-        stopping = asyncio.ensure_future(self._terminate(proc, job_id))
-        interrupted = False
-        while not stopping.done():
-            try:
-                await asyncio.shield(stopping)
-            except asyncio.CancelledError:
-                interrupted = True
-        stopping.result()
-        if interrupted:
-            raise asyncio.CancelledError
+        await uninterrupted(self._terminate(proc, job_id))
 
     async def _terminate(self, proc: asyncio.subprocess.Process, job_id: str) -> None:
         """Stopped means nothing of the group runs: not the leader alone (a wrapper may exit

@@ -178,7 +178,7 @@ class GuardOutcome:
         return self.kind is OutcomeKind.PROCESSED
 
 
-async def _uninterrupted(clean_up: Awaitable[None]) -> None:
+async def uninterrupted(clean_up: Awaitable[None]) -> None:
     """Await ``clean_up`` to its end even if this task is cancelled meanwhile (again); a
     cancellation that came is raised once it has ended. Returning early would let ``run`` end
     while the work still runs, unseen (S2): a second cancellation is common (``asyncio.run``
@@ -291,7 +291,7 @@ class OwnershipGuard:
             self._measured(lambda m: m.in_progress.dec())
             run.unsubscribe()
             try:
-                await _uninterrupted(run.wind_down())
+                await uninterrupted(run.wind_down())
             finally:
                 self._runs.discard(run)
         if run.fatal is not None:
