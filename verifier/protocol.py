@@ -189,8 +189,9 @@ class OutcomeKind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """How a run ended. ``held``: the job may still be assigned to us (the last give-back got
-    no answer, or none was made on a shutdown): it may stay held until the gateway reassigns
-    it, and an encoder that stops should say so rather than "nothing held"."""
+    no answer, a shutdown could make none, or the finish got no answer): it may stay held
+    until the gateway reassigns it, and an encoder that stops should say so rather than
+    "nothing held"."""
 
     kind: OutcomeKind
     code: str
