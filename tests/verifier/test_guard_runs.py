@@ -111,18 +111,24 @@ async def test_a_second_cancellation_does_not_end_the_run_before_the_work_stoppe
     assert not guard._runs
 
 
+def _ending_by(ending: type[BaseException]) -> Any:
+    """Work that encodes for 5 s, then ends by raising ``ending``."""
+    async def process(job: Any) -> None:
+        job.set_phase("encode")
+        await asyncio.sleep(5)
+        raise ending()
+
+    return process
+
+
 @virtual_time
 async def test_work_that_ends_by_a_cancellation_it_was_not_sent_gives_the_job_back() -> None:
     jobs = InMemoryJobs()
     jobs.add("j1")
     guard, gateway = _guard(jobs)
-
-    async def process(job: Any) -> None:
-        job.set_phase("encode")
-        await asyncio.sleep(5)
-        raise asyncio.CancelledError  # a helper future cancelled by someone else, say
-
-    outcome = await asyncio.wait_for(guard.run("j1", process), timeout=60)
+    # A helper future cancelled by someone else, say.
+    outcome = await asyncio.wait_for(guard.run("j1", _ending_by(asyncio.CancelledError)),
+                                     timeout=60)
     assert (outcome.kind, outcome.code) == (OutcomeKind.FAILED, "WORK_FAILED")
     assert jobs.docs["j1"].get("assigned_to") is None  # given back, not held for dead work
     assert gateway.calls.count("heartbeat") <= 1
@@ -138,14 +144,8 @@ def test_work_that_raises_system_exit_gives_the_job_back_then_raises_it(
     jobs = InMemoryJobs()
     jobs.add("j1")
     guard, gateway = _guard(jobs)
-
-    async def process(job: Any) -> None:
-        job.set_phase("encode")
-        await asyncio.sleep(5)
-        raise ending()
-
     with pytest.raises(ending):
-        run_virtual(guard.run("j1", process))
+        run_virtual(guard.run("j1", _ending_by(ending)))
     assert jobs.docs["j1"].get("assigned_to") is None
     assert gateway.calls.count("release") == 1
 
