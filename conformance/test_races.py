@@ -11,9 +11,9 @@ run, not failed.
 
 from __future__ import annotations
 
-from hypothesis import given, target
+from hypothesis import given
 
-from conformance.worlds import World, believers, race, worlds
+from conformance.worlds import World, aim, race, worlds
 
 #: What the hardened chain keeps on every race inside the timing model (L1 on time: see
 #: :class:`conformance.worlds.Race`).
@@ -23,14 +23,14 @@ INSIDE = ("S1", "S2", "S3", "lease", "L1")
 OUTSIDE_RATES: dict[str, int] = {"examples": 0, "S1": 0, "S2": 0}
 
 
-@given(world=worlds())
+@given(world=worlds(focus=True))
 def test_hardened_chain_inside_the_timing_model(world: World, protocol):
     result = race(world, "hardened", protocol=protocol)
-    target(float(believers(result.result.history)), label="encoders told 'yours'")
+    aim(result)
     assert not result.violated(*INSIDE), result.explain(*INSIDE)
 
 
-@given(world=worlds(inside_model=False))
+@given(world=worlds(inside_model=False, focus=True))
 def test_hardened_chain_outside_the_timing_model_keeps_single_effect(world: World, protocol):
     result = race(world, "hardened", protocol=protocol)
     OUTSIDE_RATES["examples"] += 1

@@ -1,0 +1,108 @@
+"""How often the general race generator reaches each edge of the timing model.
+
+The race suites (``conformance/test_races.py``) are only as strong as the worlds they draw: a
+bound that no generated world reaches is a bound the suites do not test. This benchmark runs
+the inside-the-model suite's own search (``worlds()``, the same targets, the ``ci`` profile's
+settings: deterministic, 400 examples; or ``--examples``, ``--seed``) and counts, over the worlds
+it generated, how many reached:
+
+* **the settle's combined edge**: a competing write that landed within 1 ms of the view of a
+  deciding read followed by a start (``write_margin`` ≥ -0.001 s), i.e. a write the settle
+  only just did not miss (and how many of those had G > 0: with G = 0 the edge needs
+  no late write, and the settle is ε + Δ);
+* **exact-T reassignment**: the gateway reassigned a job exactly T after its last ping
+  (``reassign_scan_interval = 0``), and such a job was handed to another encoder;
+* **the no-progress rule N**: the gateway reassigned a job because its progress had not
+  changed for N;
+* **work cancelled**: an encoder stopped work it had started (a loss, a lease run out, a
+  shutdown);
+* **Gateway Aid**: a claim made through Gateway Aid;
+* **await-point pauses** and **late writes at exactly G** (in the history's fault schedule).
+
+Figures, not asserts: the README's "Known gaps of the generator" quotes them.
+
+Usage: python benchmarks/generator_coverage.py [--examples N] [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+
+from hypothesis import HealthCheck, given, seed, settings
+
+from conformance.worlds import Race, World, aim, race, worlds, write_margin
+from verifier.protocol import Tier
+
+#: A competing write this close to a deciding read's view (or past it) reached the edge.
+EDGE = 1e-3
+
+
+def reached(run: Race) -> tuple[set[str], float]:
+    """The edges one generated world reached under the hardened chain, and its margin."""
+    world, history = run.world, run.result.history
+    sc = world.scenario
+    margin = write_margin(history, sc.monitor_lag)
+    seen: set[str] = set()
+    if margin >= -EDGE:
+        seen.add("settle combined edge")
+        if sc.write_delay > 0:
+            seen.add("  of which with G > 0")
+    for _, process, _job, op, phase, value in history:
+        if process == "world" and op == "requeue":
+            if value == "no ping for T" and sc.reassign_scan_interval == 0:
+                seen.add("exact-T reassignment")
+            elif value == "no progress for N":
+                seen.add("no-progress reassignment (N)")
+        elif op == "claim" and phase == "invoke" and value == Tier.AID:
+            seen.add("Gateway Aid claim")
+        elif op == "cancel" and phase == "invoke":
+            seen.add("work cancelled")
+        elif op == "pause":
+            seen.add("pause")
+    return seen, margin
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the search's own seed (default: derandomized, as in CI)")
+    args = parser.parse_args()
+    counts: Counter[str] = Counter()
+    margins: list[float] = []
+    runs = [0]
+
+    @settings(max_examples=args.examples, database=None, deadline=None,
+              derandomize=args.seed is None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(world=worlds(focus=True))
+    def search(world: World) -> None:
+        run = race(world, "hardened")
+        aim(run)  # the suite's own targets
+        seen, margin = reached(run)
+        runs[0] += 1
+        counts.update(seen)
+        margins.append(margin)
+
+    if args.seed is not None:
+        search = seed(args.seed)(search)
+    started = time.monotonic()
+    search()
+    n = runs[0]
+    print(f"{n} generated worlds ({args.examples} examples asked, "
+          f"{'derandomized' if args.seed is None else f'seed {args.seed}'}), "
+          f"{time.monotonic() - started:.0f} s")
+    for name in ("settle combined edge", "  of which with G > 0", "exact-T reassignment",
+                 "no-progress reassignment (N)", "work cancelled",
+                 "Gateway Aid claim", "pause"):
+        print(f"  {name:<30} {counts[name]:>5}  ({counts[name] / max(n, 1):.1%})")
+    real = [m for m in margins if m > -1e8]
+    if real:
+        print(f"  largest write margin          {max(real):+.3f} s "
+              f"(over {len(real)} worlds with a deciding read and a competing write)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Edge families: the general generator's levels pinned where an edge of the timing model is
+reached exactly and often.
+
+A world drawn at random rarely lines up the several exact bounds one edge needs (the settle's
+edge needs a double hand-out, a write landing exactly G after a request answered at once, a
+pause of exactly P and a monitor lagging exactly Δ, all in one race). Each family pins the
+levels that make its edge common and leaves the rest to the generator. They serve twice:
+
+* the race suites (``conformance/test_races.py``) draw half their worlds from a family
+  (``worlds(focus=True)``), so the proof's adversary reaches every edge, in CI and in the
+  thorough profile;
+* the teeth (``conformance/test_teeth.py``) search each weakened formula term in the family
+  whose edge it guards, and ``test_hardened_chain_holds_at_the_edges`` runs the hardened
+  chain in each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["FAMILIES", "NO_FEATURES", "NO_TIMELY_LIVENESS"]
+
+#: The cost features, and the world behaviours added after them (``myJob`` offering an encoder
+#: its own crashed process's job; the edges the general generator has reached since
+#: 2026-12-03), switched off: for searches aimed at something else (a hardening step, a
+#: formula term), whose derandomized paths and budgets were measured without them.
+NO_FEATURES: dict[str, Any] = {
+    "status_cache_s": 0.0, "batch_screen": 0.0, "backoff": 0.0, "push_rate": 0.0,
+    "push_latency": 0.05, "held_reoffer_rate": 0.0,
+    "gateway_latency": 0.05, "monitor_latency": 0.2, "aid_fraction": 0.0,
+    "ping_loss_rate": 0.0, "wake_on_requeue": 0.0,
+}
+
+_QUIET: dict[str, Any] = {
+    "monitor_synthetic_rate": 0.0, "monitor_error_rate": 0.0, "reply_loss_rate": 0.0,
+    "status_lie_rate": 0.0, "gateway_outages_per_hour": 0.0, "monitor_outages_per_hour": 0.0,
+    "crashes_per_hour": 0.0, "database_error_rate": 0.0, "pauses_per_hour": 0.0,
+    "shutdowns_per_hour": 0.0,
+    # The cost features, off unless a family switches one on (each has its own family).
+    **NO_FEATURES,
+}
+
+#: Where each edge of the timing model is reached: levels of the general generator, pinned.
+FAMILIES: dict[str, dict[str, Any]] = {
+    # Two community nodes; every hand-out doubled; writes landing at G; lag exactly Δ; pauses
+    # of exactly P between decisions and sends; no network latency to hide the edges.
+    "settle": {
+        **_QUIET, "infra_fraction": 0.0, "lie_rate": 1.0, "late_write_rate": 1.0,
+        "edge_rate": 0.9, "await_pause_rate": 0.3, "gateway_latency": 0.0,
+        "monitor_latency": 0.0, "database_latency": 0.0, "database_error_rate": 0.0,
+    },
+    # Community nodes whose gateway pings never land; the gateway reassigns exactly T after
+    # the claim and hands the job at once to the idle encoder, whose settle is as short as the
+    # model allows (G = 0, a monitor without lag); long encodes, so the lease ends first.
+    "lease": {
+        **_QUIET, "infra_fraction": 0.0, "write_delay": 0.0, "monitor_lag": 0.0,
+        "monitor_lag_mean": 0.0, "ping_loss_rate": 1.0, "wake_on_requeue": 1.0,
+        "reassign_scan_interval": 0.0, "edge_rate": 0.9, "await_pause_rate": 0.3,
+        "lie_rate": 0.0, "database_error_rate": 0.0, "encode_mean_s": 120.0,
+    },
+    # Infrastructure nodes on the database: hand-outs doubled, G = 0 (no settle to speak of),
+    # pauses of exactly P between a decision and its send, replies lost.
+    "database": {
+        **_QUIET, "infra_fraction": 1.0, "lie_rate": 1.0, "write_delay": 0.0,
+        "clock_drift": 0.0, "edge_rate": 0.9, "await_pause_rate": 0.3,
+        "database_error_rate": 0.2,
+    },
+    # Work that stops reporting progress (every phase stalls once, up to 2N) while its pings
+    # go on: only the no-progress clock N can run out; the gateway reassigns exactly N after
+    # the last change and hands the job at once to the idle encoder.
+    "progress": {
+        **_QUIET, "stall_rate": 1.0, "reassign_scan_interval": 0.0, "wake_on_requeue": 1.0,
+        "edge_rate": 0.9, "await_pause_rate": 0.3, "lie_rate": 0.0, "encode_mean_s": 60.0,
+    },
+    # Graceful shutdowns during long work; a give-back wakes the idle encoder at once, whose
+    # settle is as short as the model allows (G = 0, a monitor without lag), and cancelled
+    # work takes exactly C to stop: a job handed back before its work has stopped overlaps.
+    "shutdown": {
+        **_QUIET, "infra_fraction": 0.0, "write_delay": 0.0, "monitor_lag": 0.0,
+        "monitor_lag_mean": 0.0, "wake_on_requeue": 1.0, "shutdowns_per_hour": 120.0,
+        "edge_rate": 0.9, "await_pause_rate": 0.3, "lie_rate": 0.0, "encode_mean_s": 120.0,
+    },
+    # Double hand-outs at the settle's edges, with every job change pushed at once to the
+    # encoders that claimed it: a push reports the first write to land, not the last.
+    "push": {},  # filled in below: the settle family with pushes
+    # The same, with pushes up to 3 s late and a pause of exactly P at most await points: a
+    # push that arrives within P of the settle wait's end is handled at or after that end.
+    "late-push": {},
+    # Lease edges with a status cache as old as 30 s: only the pre-claim check may use it.
+    "cache": {},
+    # Double hand-outs offered to encoders that screen with a batch, often while the gateway
+    # is down (the monitor then answers every batch with {}: every id unknown).
+    "batch": {},
+    # Work that stalls (the no-progress rule N) while the monitor, which must prove the
+    # gateway's pings, often fails: the re-checks are retried with backoff when the lease ends.
+    "backoff": {},
+    # Infrastructure nodes that crash while working and come back before the gateway
+    # reassigns; ``myJob`` offers each its crashed process's job, and half the database
+    # requests fail (a claim lost on the way is unknown and matches nothing), so a claim
+    # meets an older assignment of its own DID whose last ping predates it.
+    "orphan": {
+        **_QUIET, "infra_fraction": 1.0, "held_reoffer_rate": 1.0, "crashes_per_hour": 60.0,
+        "restart_delay": 20.0, "database_error_rate": 0.5, "wake_on_requeue": 1.0,
+        "reassign_scan_interval": 0.0, "lie_rate": 0.0, "encode_mean_s": 120.0,
+        "edge_rate": 0.5,
+    },
+    # A quiet network and long work: what a step buys for liveness (L1). No faults at all
+    # (not even pauses at await points): each job's L1 deadline counts from its first record.
+    "liveness": {
+        **_QUIET, "infra_fraction": 0.0, "lie_rate": 0.0, "database_error_rate": 0.0,
+        "download_mean_s": 60.0, "encode_mean_s": 120.0, "faults_until": 0.0,
+    },
+}
+
+
+FAMILIES["push"] = {**FAMILIES["settle"], "push_rate": 1.0, "push_latency": 0.0}
+FAMILIES["late-push"] = {**FAMILIES["push"], "push_latency": 3.0, "await_pause_rate": 0.6}
+# The database family, congested: half the database requests time out (and land or not, each
+# half the time), so a claim read back as "no owner" is common.
+FAMILIES["congested"] = {**FAMILIES["database"], "database_error_rate": 0.5,
+                         "database_latency": 1.0}
+FAMILIES["cache"] = {**FAMILIES["lease"], "status_cache_s": 30.0}
+FAMILIES["batch"] = {**FAMILIES["settle"], "status_cache_s": 30.0, "batch_screen": 1.0,
+                     "gateway_outages_per_hour": 30.0}
+FAMILIES["backoff"] = {**FAMILIES["progress"], "backoff": 1.0, "monitor_error_rate": 0.6}
+
+
+#: Families whose faults keep jobs from finishing on time, by design: in the lease family
+#: (and the cache family built on it) gateway pings never land until the faults stop, and in
+#: the progress family (and the backoff family) every phase stalls until then, so jobs run out
+#: of their five attempts first. L1 is not judged in their worlds.
+NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff"})
