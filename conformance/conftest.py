@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -78,6 +79,44 @@ def _counterexamples_name_the_protocol(request: pytest.FixtureRequest) -> Iterat
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SPK_PROTOCOL", request.config.getoption("--protocol"))
         yield
+
+
+#: Long runs (the ``thorough`` profile: 100,000 examples a property, about an hour) report
+#: progress this many times per property; shorter ones stay silent.
+_PROGRESS_FROM = 10_000
+_PROGRESS_STEPS = 20
+
+
+@pytest.fixture(scope="session")
+def progress(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """``progress(name)``, called once per example of property ``name``: on a long run, a line
+    on the terminal every twentieth of the profile's examples (count, elapsed time, rate),
+    written past pytest's output capture, through its terminal reporter, so that an hour-long
+    property is visibly alive. Session-scoped: Hypothesis refuses function-scoped fixtures,
+    which would not be reset between examples."""
+    current = settings.default
+    total = current.max_examples if current is not None else 0
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+    if total < _PROGRESS_FROM or reporter is None:
+        return lambda name: None
+    every = max(1, total // _PROGRESS_STEPS)
+    runs: dict[str, tuple[float, int]] = {}
+
+    def tick(name: str) -> None:
+        started, done = runs.get(name, (time.monotonic(), 0))
+        runs[name] = started, done + 1
+        if (done + 1) % every == 0:
+            elapsed = time.monotonic() - started
+            line = (f"  {name}: {done + 1:,} calls (of {total:,} examples asked; "
+                    f"replays and shrinking count too) in {elapsed / 60:.1f} min, {(done + 1) / elapsed:.0f}/s")
+            if capture is None:
+                reporter.write_line(line)
+            else:
+                with capture.global_and_fixture_disabled():  # past the test's capture
+                    reporter.write_line(line)
+    return tick
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -24,14 +24,17 @@ OUTSIDE_RATES: dict[str, int] = {"examples": 0, "S1": 0, "S2": 0}
 
 
 @given(world=worlds(focus=True))
-def test_hardened_chain_inside_the_timing_model(world: World, protocol):
+def test_hardened_chain_inside_the_timing_model(world: World, protocol, progress):
+    progress("inside the timing model")
     result = race(world, "hardened", protocol=protocol)
     aim(result)
     assert not result.violated(*INSIDE), result.explain(*INSIDE)
 
 
 @given(world=worlds(inside_model=False, focus=True))
-def test_hardened_chain_outside_the_timing_model_keeps_single_effect(world: World, protocol):
+def test_hardened_chain_outside_the_timing_model_keeps_single_effect(world: World, protocol,
+                                                                     progress):
+    progress("outside the timing model")
     result = race(world, "hardened", protocol=protocol)
     OUTSIDE_RATES["examples"] += 1
     for name in ("S1", "S2"):
