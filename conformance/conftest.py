@@ -109,8 +109,9 @@ def progress(request: pytest.FixtureRequest) -> Callable[[str], None]:
         runs[name] = started, done + 1
         if (done + 1) % every == 0:
             elapsed = time.monotonic() - started
-            line = (f"  {name}: {done + 1:,} calls (of {total:,} examples asked; "
-                    f"replays and shrinking count too) in {elapsed / 60:.1f} min, {(done + 1) / elapsed:.0f}/s")
+            line = (f"  {name}: {done + 1:,} calls (of {total:,} examples asked; replays "
+                    f"and shrinking count too) in {elapsed / 60:.1f} min, "
+                    f"{(done + 1) / elapsed:.0f}/s")
             if capture is None:
                 reporter.write_line(line)
             else:

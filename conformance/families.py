@@ -65,6 +65,24 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "clock_drift": 0.0, "edge_rate": 0.9, "await_pause_rate": 0.3,
         "database_error_rate": 0.2,
     },
+    # Community nodes whose gateway pings are often lost on the way, and otherwise land at
+    # once or exactly G late; G larger than ε + P + C (the lease margin) with the monitor
+    # lag 0: a ping decided just before the lease end can land after the gateway has
+    # reassigned the job (exactly T after the last ping that landed, and handed at once to
+    # the idle encoder), which only a proof read waiting the ping's G can tell. The pings
+    # after the last landed one are decided every R after it, so with R dividing T none would
+    # fall in that window, which is 1.5 s wide; R = 6.9 s with T = 30 s puts the fourth one at
+    # 27.6 s, inside it. The confirm window is short so that the model stays consistent
+    # (``TimingModel.problems()``) with G pinned at 2 s.
+    "proof": {
+        **_QUIET, "infra_fraction": 0.0, "aid_fraction": 0.0, "write_delay": 2.0,
+        "clock_drift": 0.0, "cancel_latency": 0.5, "ping_loss_rate": 0.6, "late_write_rate": 0.5,
+        "reassign_scan_interval": 0.0, "wake_on_requeue": 1.0, "edge_rate": 0.9,
+        "await_pause_rate": 0.3, "lie_rate": 0.0, "encode_mean_s": 120.0,
+        "confirm_timeout": 5.0, "gateway_latency": 0.0, "monitor_latency": 0.0,
+        "reassign_timeout": 30.0, "recheck_interval": 6.9, "monitor_lag": 0.0,
+        "monitor_lag_mean": 0.0,
+    },
     # Work that stops reporting progress (every phase stalls once, up to 2N) while its pings
     # go on: only the no-progress clock N can run out; the gateway reassigns exactly N after
     # the last change and hands the job at once to the idle encoder.
@@ -126,7 +144,8 @@ FAMILIES["backoff"] = {**FAMILIES["progress"], "backoff": 1.0, "monitor_error_ra
 
 
 #: Families whose faults keep jobs from finishing on time, by design: in the lease family
-#: (and the cache family built on it) gateway pings never land until the faults stop, and in
+#: (and the cache family built on it) gateway pings never land until the faults stop (in the
+#: proof family half of them are lost), and in
 #: the progress family (and the backoff family) every phase stalls until then, so jobs run out
 #: of their five attempts first. L1 is not judged in their worlds.
-NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff"})
+NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff", "proof"})

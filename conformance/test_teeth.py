@@ -105,6 +105,11 @@ TEETH = [
           properties=LEASE),
     Tooth("lease-without-C", "lease", 20, 19, _misbelief("lease-without-C"),
           properties=LEASE),
+    # the proof of a gateway ping: a read that does not wait the ping's G counts a ping that
+    # landed after the gateway had requeued the job (its lag and P terms are covered by the
+    # lease margin inside the model: docs/safety-model.md)
+    Tooth("proof-without-G", "proof", 2000, 19, _misbelief("proof-without-G"),
+          properties=LEASE),
     # the no-progress rule (N): a lease that only pings renew is caught
     Tooth("believes-N-larger", "progress", 200, 19, _misbelief("believes-N-larger"),
           properties=LEASE),
