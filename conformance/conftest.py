@@ -92,8 +92,9 @@ def progress(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """``progress(name)``, called once per example of property ``name``: on a long run, a line
     on the terminal every twentieth of the profile's examples (count, elapsed time, rate),
     written past pytest's output capture, through its terminal reporter, so that an hour-long
-    property is visibly alive. Session-scoped: Hypothesis refuses function-scoped fixtures,
-    which would not be reset between examples."""
+    property is visibly alive. Silent under pytest-xdist, whose workers have no terminal.
+    Session-scoped: Hypothesis refuses function-scoped fixtures, which would not be reset
+    between examples."""
     current = settings.default
     total = current.max_examples if current is not None else 0
     plugins = request.config.pluginmanager
@@ -113,11 +114,18 @@ def progress(request: pytest.FixtureRequest) -> Callable[[str], None]:
                     f"and shrinking count too) in {elapsed / 60:.1f} min, "
                     f"{(done + 1) / elapsed:.0f}/s")
             if capture is None:
-                reporter.write_line(line)
+                _say(reporter, line)
             else:
                 with capture.global_and_fixture_disabled():  # past the test's capture
-                    reporter.write_line(line)
+                    _say(reporter, line)
     return tick
+
+
+def _say(reporter: Any, line: str) -> None:
+    """One line on the terminal, flushed: a log file is block-buffered, and a progress line
+    that reaches it an hour late is no news."""
+    reporter.write_line(line)
+    reporter.flush()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
