@@ -676,6 +676,9 @@ class _Run:
         await self.reap_abandoned()
 
     async def _work(self) -> Mapping[str, Any] | None:
+        """The user's work, as the run's task: it ends by returning or by ``CancelledError``
+        only; any other exception is kept in :attr:`error` (and, for ``SystemExit`` or
+        ``KeyboardInterrupt``, in :attr:`fatal`) and reported as :class:`WorkEnded`."""
         try:
             self.result = await self.process(self.job)
         except asyncio.CancelledError:
@@ -765,8 +768,9 @@ class _Run:
                     job_id=self.job_id,
                 )
                 await asyncio.wait({task})
-        if not task.cancelled() and task.exception() is not None:
-            self.error = self.error or task.exception()
+        # No exception to collect from the task: ``_work`` keeps every error but a
+        # cancellation in ``self.error`` itself (a collection that stood here could never run:
+        # mutation testing, 2026-12-03).
         while not self.events.empty():
             self.events.get_nowait()
         self._latest_push = None

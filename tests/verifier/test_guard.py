@@ -25,6 +25,7 @@ from verifier.protocol import (
     Observe,
     Observed,
     Sleep,
+    StartWork,
     TierFailed,
     Woke,
     WriteAnswered,
@@ -464,9 +465,12 @@ async def test_a_hung_recheck_cannot_keep_the_work_running_past_the_lease(caplog
 
 @pytest.mark.parametrize("late_by", [0.0, 3.0])
 @virtual_time
-async def test_a_deadline_already_past_is_answered_at_once_without_calling_the_tier(late_by):
+async def test_a_deadline_already_past_is_answered_at_once_without_calling_the_tier(
+        caplog, late_by):
     """An action handed over at or after its deadline (the driver was paused between the
-    protocol's decision and the call, say): answered at once, and the tier is not called."""
+    protocol's decision and the call, say): answered at once, and the tier is not called;
+    each such answer is logged (an operator must see why a re-check "failed")."""
+    caplog.set_level(logging.INFO, logger="verifier.guard")
     timeline: Timeline = []
     jobs = InMemoryJobs()
     jobs.add("j1", assigned_to=A, status="running")
@@ -482,6 +486,82 @@ async def test_a_deadline_already_past_is_answered_at_once_without_calling_the_t
     assert answer == WriteAnswered(WriteOutcome.UNKNOWN, detail=DEADLINE_DETAIL)
     assert timeline == []  # neither tier was called
     assert _now() == 50  # ...and the answers came at once
+    missed = [r.getMessage() for r in caplog.records
+              if getattr(r, "event_code", None) == "TIER_DEADLINE"]
+    assert len(missed) == 2 and all("not called" in m for m in missed), missed
+    no_task_left_behind()
+
+
+@virtual_time
+async def test_a_tier_call_goes_with_the_run_when_the_run_is_cancelled():
+    """The run is cancelled (its caller stops) while a tier call with a deadline is under way:
+    the call is cancelled with it, at once, not left to run (and maybe send a ping after the
+    job has been given back) until its deadline or its client's timeout."""
+    timeline: Timeline = []
+    jobs = InMemoryJobs()
+    jobs.add("j1", assigned_to=A, status="running")
+    monitor, gateway = gateway_claimed(jobs, timeline)
+    monitor.reads = "hang"
+    run = _Run(OwnershipGuard(did=A, clients=[monitor, gateway]), "j1", work(timeline), _now)
+    call = asyncio.create_task(run.perform(Observe(Tier.MONITOR, "recheck", deadline=30.0)))
+    await asyncio.sleep(1.0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.sleep(0)  # the cancelled call's own clean-up step
+    assert at(timeline, "monitor.observe-cancelled") == pytest.approx(1.0)
+    no_task_left_behind()
+
+
+@pytest.mark.parametrize("swallow", [False, True], ids=["re-raises", "returns"])
+@virtual_time
+async def test_work_is_cancelled_once_however_often_its_stop_is_awaited(swallow):
+    """Two stops of slow-stopping work (the protocol's cancel, then the run's own clean-up
+    after a second cancellation, say): the work gets one ``CancelledError``. A second one
+    would interrupt its clean-up (killing and reaping an encoder child) and leave that child
+    running unseen; both stops return only once the work has really stopped."""
+    timeline: Timeline = []
+    jobs = InMemoryJobs()
+    jobs.add("j1", assigned_to=A, status="running")
+    monitor, gateway = gateway_claimed(jobs, timeline)
+    stopping = 4 * SHORT.cancel_latency
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(SHORT))
+    run = _Run(guard, "j1", work(timeline, stopping=stopping, swallow=swallow), _now)
+    await run.perform(StartWork())
+    await asyncio.sleep(1.0)
+    first = asyncio.create_task(run.stop_work())
+    await asyncio.sleep(2 * SHORT.cancel_latency)  # past C: the first stop is still waiting
+    second = asyncio.create_task(run.stop_work())
+    await asyncio.gather(first, second)
+    assert [what for _, what in timeline if what.startswith("work-")] == [
+        "work-started", "work-cancelled", "work-stopped"]
+    assert at(timeline, "work-stopped") == pytest.approx(1.0 + stopping)  # not cut short
+    assert _now() == pytest.approx(1.0 + stopping)  # neither stop returned before
+    assert run.error is None  # a cancellation is not an error
+    no_task_left_behind()
+
+
+@virtual_time
+async def test_an_error_raised_while_the_work_stops_is_kept_for_the_outcome():
+    """Work whose clean-up fails (its encoder child could not be killed, say): the error is
+    the run's, reported with its outcome, not dropped with the cancellation."""
+    timeline: Timeline = []
+    jobs = InMemoryJobs()
+    jobs.add("j1", assigned_to=A, status="running")
+    monitor, gateway = gateway_claimed(jobs, timeline)
+    failure = RuntimeError("could not kill the encoder")
+
+    async def process(job: ClaimedJob):
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise failure from None
+
+    run = _Run(OwnershipGuard(did=A, clients=[monitor, gateway]), "j1", process, _now)
+    await run.perform(StartWork())
+    await asyncio.sleep(1.0)
+    await run.stop_work()
+    assert run.error is failure
     no_task_left_behind()
 
 
