@@ -88,6 +88,18 @@ _PUSHED: Final = Hinted("\x00marker", None)
 _T = TypeVar("_T")
 
 
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` for an exception raised by code we do not control, whose ``__str__``
+    may itself raise: then the type alone. Formatting the message of a failure must not raise
+    a second exception: out of ``_Run._work`` it would end the work's task unreported, the
+    protocol never told the work had ended (found by a review, 2026-12-03)."""
+    name = type(exc).__name__
+    try:
+        return f"{name}: {exc}"
+    except Exception:
+        return f"{name} (its message could not be formatted)"
+
+
 class _DeadlineReached(Exception):
     """The action's deadline came (by the guard's clock) before the tier answered."""
 
@@ -334,7 +346,7 @@ class OwnershipGuard:
             if not self._metrics_failed:
                 self._metrics_failed = True
                 self._note("error", "METRICS_FAILED",
-                           f"metrics could not be recorded ({type(exc).__name__}: {exc}); "
+                           f"metrics could not be recorded ({_describe(exc)}); "
                            "jobs go on, this is logged once")
 
     def _log(self, decision: Decision) -> None:
@@ -695,7 +707,7 @@ class _Run:
             self.error = exc
             if not isinstance(exc, Exception):
                 self.fatal = exc
-            self.events.put_nowait(WorkEnded(False, f"{type(exc).__name__}: {exc}"))
+            self.events.put_nowait(WorkEnded(False, _describe(exc)))
             return None
         self.events.put_nowait(WorkEnded(True))
         return self.result

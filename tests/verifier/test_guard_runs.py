@@ -134,6 +134,28 @@ async def test_work_that_ends_by_a_cancellation_it_was_not_sent_gives_the_job_ba
     assert gateway.calls.count("heartbeat") <= 1
 
 
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("__str__ failed")
+
+
+@virtual_time
+async def test_work_failing_with_an_unprintable_error_is_reported_as_failed() -> None:
+    """A work error whose message cannot be formatted: still WORK_FAILED, the job given back
+    and the error kept. Before, formatting its message raised out of the work's task: the
+    protocol was never told, pinged the dead work until the lease ran out, and asyncio
+    logged "Task exception was never retrieved" (a review, 2026-12-03)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard, gateway = _guard(jobs)
+    outcome = await asyncio.wait_for(guard.run("j1", _ending_by(_Unprintable)), timeout=60)
+    assert (outcome.kind, outcome.code) == (OutcomeKind.FAILED, "WORK_FAILED")
+    assert "_Unprintable" in (outcome.reason or "")
+    assert isinstance(outcome.error, _Unprintable)
+    assert jobs.docs["j1"].get("assigned_to") is None  # given back, not held for dead work
+    assert gateway.calls.count("heartbeat") <= 1
+
+
 @pytest.mark.parametrize("ending", [SystemExit, KeyboardInterrupt])
 def test_work_that_raises_system_exit_gives_the_job_back_then_raises_it(
         ending: type[BaseException]) -> None:
