@@ -66,8 +66,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "database_error_rate": 0.2,
     },
     # Community nodes whose gateway pings are often lost on the way, and otherwise land at
-    # once or exactly G late; G larger than ε + P + C (the lease margin) with the monitor
-    # lag 0: a ping decided just before the lease end can land after the gateway has
+    # once or exactly G late; G larger than P + C with the monitor lag 0 (and ε = 0, for a
+    # wider window): a ping decided just before the lease end can land after the gateway has
     # reassigned the job (exactly T after the last ping that landed, and handed at once to
     # the idle encoder), which only a proof read waiting the ping's G can tell. The pings
     # after the last landed one are decided every R after it, so with R dividing T none would
