@@ -33,40 +33,14 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
-from typing import Any
 
 from hypothesis import HealthCheck, given, seed, settings
 
-from conformance.worlds import Race, World, aim, race, worlds, write_margin
+from conformance.worlds import Race, World, aim, race, settle_edge, worlds, write_margin
 from verifier.protocol import Tier
 
 #: A competing write this close to a deciding read's view (or past it) reached the edge.
 EDGE = 1e-3
-
-
-def settle_edge(history: Any, lag: float) -> bool:
-    """Whether a deciding read's view came within :data:`EDGE` of the landing of a competing
-    write that the reader's own had not overwritten (the last writer wins)."""
-    claimed: dict[tuple[str, str], float] = {}
-    assigns: dict[str, list[tuple[float, str]]] = {}
-    for at, process, job, op, phase, value in history:
-        if job is None:
-            continue
-        if process == "world" and op == "assign" and phase == "ok":
-            assigns.setdefault(job, []).append((at, str(value[0])))
-        elif op == "claim" and phase == "invoke":
-            claimed[(process, job)] = at
-        elif op == "verify" and phase == "invoke" and value[1] == "verify" and (
-                (process, job) in claimed):
-            view = at - (lag if str(value[0]) == "monitor" else 0.0)
-            since = claimed[(process, job)]
-            last: tuple[float, str] | None = None
-            for landed, owner in assigns.get(job, []):
-                if landed >= since:
-                    last = (landed, owner)
-            if last is not None and last[1] != process and abs(last[0] - view) <= EDGE:
-                return True
-    return False
 
 
 def reached(run: Race) -> tuple[set[str], float]:
@@ -75,7 +49,7 @@ def reached(run: Race) -> tuple[set[str], float]:
     sc = world.scenario
     margin = write_margin(history, sc.monitor_lag)
     seen: set[str] = set()
-    if settle_edge(history, sc.monitor_lag):
+    if settle_edge(history, sc.monitor_lag, within=EDGE):
         seen.add("settle combined edge")
         if sc.write_delay > 0:
             seen.add("  of which with G > 0")

@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,8 @@ from verifier import Policy
 from verifier.protocol import OwnershipProtocol
 
 __all__ = [
-    "BASE", "NO_FEATURES", "Race", "World", "aim", "believers", "judge_race", "race", "worlds",
-    "write_margin",
+    "BASE", "NO_FEATURES", "Race", "World", "aim", "believers", "judge_race", "race",
+    "settle_edge", "worlds", "write_margin",
 ]
 
 #: The frame every generated world varies: short work (so races are cheap to run), the
@@ -302,31 +303,70 @@ def believers(history: History) -> int:
     return best
 
 
+def _claim_events(history: History, lag: float) -> Iterator[tuple[str, str, str, float]]:
+    """The records :func:`write_margin` and :func:`settle_edge` read, in history order:
+    ``("assign", job, owner, landed)``, ``("claim", job, process, at)``, ``("read", job,
+    process, view)`` for a deciding read (its instant less ``lag`` through the monitor) and
+    ``("start", job, process, at)``."""
+    for at, process, job, op, phase, value in history:
+        if job is None:
+            continue
+        if process == "world" and op == "assign" and phase == "ok":
+            yield "assign", job, str(value[0]), at
+        elif op == "claim" and phase == "invoke":
+            yield "claim", job, process, at
+        elif op == "verify" and phase == "invoke" and value[1] == "verify":
+            yield "read", job, process, at - (lag if str(value[0]) == "monitor" else 0.0)
+        elif op == "start":
+            yield "start", job, process, at
+
+
 def write_margin(history: History, lag: float) -> float:
     """How close a competing write came to being missed by a deciding read (the settle's
     margin): for each deciding read that was followed by a start, the latest competing
     assignment that landed after the reader's claim, minus the instant the read reflects (its
     time minus ``lag`` through the monitor). Near 0 from below is a near miss; above 0 a write
-    was missed. ``hypothesis.target`` pushes it up, toward the edge the settle guards."""
+    was missed. ``hypothesis.target`` pushes it up, toward the edge the settle guards.
+
+    A proxy: it also counts competing writes the reader's own later overwrote, which are no
+    threat (:func:`settle_edge` asks the question itself)."""
     best = -math.inf
     claimed: dict[tuple[str, str], float] = {}
     reads: dict[tuple[str, str], float] = {}
     assigns: dict[str, list[tuple[float, str]]] = {}
-    for at, process, job, op, phase, value in history:
-        if job is None:
-            continue
-        if process == "world" and op == "assign" and phase == "ok":
-            assigns.setdefault(job, []).append((at, str(value[0])))
-        elif op == "claim" and phase == "invoke":
-            claimed[(process, job)] = at
-        elif op == "verify" and phase == "invoke" and value[1] == "verify":
-            reads[(process, job)] = at - (lag if str(value[0]) == "monitor" else 0.0)
-        elif op == "start" and (process, job) in reads and (process, job) in claimed:
-            view, since = reads[(process, job)], claimed[(process, job)]
+    for kind, job, who, at in _claim_events(history, lag):
+        if kind == "assign":
+            assigns.setdefault(job, []).append((at, who))
+        elif kind == "claim":
+            claimed[(who, job)] = at
+        elif kind == "read":
+            reads[(who, job)] = at
+        elif (who, job) in reads and (who, job) in claimed:
+            view, since = reads[(who, job)], claimed[(who, job)]
             for landed, owner in assigns.get(job, []):
-                if owner != process and landed >= since:
+                if owner != who and landed >= since:
                     best = max(best, landed - view)
     return best if best > -math.inf else -1e9
+
+
+def settle_edge(history: History, lag: float, *, within: float = 1e-3) -> bool:
+    """Whether the settle's combined edge was reached: a deciding read whose view came within
+    ``within`` seconds of the landing of the competing write that won (the last to land since
+    the reader's claim, by another encoder): the write the settle waits for landed just as
+    the read could still see it."""
+    claimed: dict[tuple[str, str], float] = {}
+    assigns: dict[str, list[tuple[float, str]]] = {}
+    for kind, job, who, at in _claim_events(history, lag):
+        if kind == "assign":
+            assigns.setdefault(job, []).append((at, who))
+        elif kind == "claim":
+            claimed[(who, job)] = at
+        elif kind == "read" and (who, job) in claimed:
+            since = claimed[(who, job)]
+            won = [(landed, owner) for landed, owner in assigns.get(job, []) if landed >= since]
+            if won and won[-1][1] != who and abs(won[-1][0] - at) <= within:
+                return True
+    return False
 
 
 def save_counterexample(world: World, chain: str, job: str, *,
