@@ -303,22 +303,30 @@ def believers(history: History) -> int:
     return best
 
 
-def _claim_events(history: History, lag: float) -> Iterator[tuple[str, str, str, float]]:
-    """The records :func:`write_margin` and :func:`settle_edge` read, in history order:
-    ``("assign", job, owner, landed)``, ``("claim", job, process, at)``, ``("read", job,
-    process, view)`` for a deciding read (its instant less ``lag`` through the monitor) and
-    ``("start", job, process, at)``."""
-    for at, process, job, op, phase, value in history:
-        if job is None:
-            continue
-        if process == "world" and op == "assign" and phase == "ok":
-            yield "assign", job, str(value[0]), at
-        elif op == "claim" and phase == "invoke":
-            yield "claim", job, process, at
-        elif op == "verify" and phase == "invoke" and value[1] == "verify":
-            yield "read", job, process, at - (lag if str(value[0]) == "monitor" else 0.0)
-        elif op == "start":
-            yield "start", job, process, at
+class _ClaimWalk:
+    """One walk of a history's claim records, for :func:`write_margin` and
+    :func:`settle_edge`: :meth:`events` keeps :attr:`claimed` (each process's latest claim of
+    each job) and :attr:`assigns` (each job's assignments landed so far: instant and owner)
+    up to date, and yields the records its callers judge: ``("read", job, process, view)``
+    for a deciding read (its instant less ``lag`` through the monitor) and ``("start", job,
+    process, at)``."""
+
+    def __init__(self) -> None:
+        self.claimed: dict[tuple[str, str], float] = {}
+        self.assigns: dict[str, list[tuple[float, str]]] = {}
+
+    def events(self, history: History, lag: float) -> Iterator[tuple[str, str, str, float]]:
+        for at, process, job, op, phase, value in history:
+            if job is None:
+                continue
+            if process == "world" and op == "assign" and phase == "ok":
+                self.assigns.setdefault(job, []).append((at, str(value[0])))
+            elif op == "claim" and phase == "invoke":
+                self.claimed[(process, job)] = at
+            elif op == "verify" and phase == "invoke" and value[1] == "verify":
+                yield "read", job, process, at - (lag if str(value[0]) == "monitor" else 0.0)
+            elif op == "start":
+                yield "start", job, process, at
 
 
 def write_margin(history: History, lag: float) -> float:
@@ -331,19 +339,14 @@ def write_margin(history: History, lag: float) -> float:
     A proxy: it also counts competing writes the reader's own later overwrote, which are no
     threat (:func:`settle_edge` asks the question itself)."""
     best = -math.inf
-    claimed: dict[tuple[str, str], float] = {}
+    walk = _ClaimWalk()
     reads: dict[tuple[str, str], float] = {}
-    assigns: dict[str, list[tuple[float, str]]] = {}
-    for kind, job, who, at in _claim_events(history, lag):
-        if kind == "assign":
-            assigns.setdefault(job, []).append((at, who))
-        elif kind == "claim":
-            claimed[(who, job)] = at
-        elif kind == "read":
+    for kind, job, who, at in walk.events(history, lag):
+        if kind == "read":
             reads[(who, job)] = at
-        elif (who, job) in reads and (who, job) in claimed:
-            view, since = reads[(who, job)], claimed[(who, job)]
-            for landed, owner in assigns.get(job, []):
+        elif (who, job) in reads and (who, job) in walk.claimed:
+            view, since = reads[(who, job)], walk.claimed[(who, job)]
+            for landed, owner in walk.assigns.get(job, []):
                 if owner != who and landed >= since:
                     best = max(best, landed - view)
     return best if best > -math.inf else -1e9
@@ -354,16 +357,12 @@ def settle_edge(history: History, lag: float, *, within: float = 1e-3) -> bool:
     ``within`` seconds of the landing of the competing write that won (the last to land since
     the reader's claim, by another encoder): the write the settle waits for landed just as
     the read could still see it."""
-    claimed: dict[tuple[str, str], float] = {}
-    assigns: dict[str, list[tuple[float, str]]] = {}
-    for kind, job, who, at in _claim_events(history, lag):
-        if kind == "assign":
-            assigns.setdefault(job, []).append((at, who))
-        elif kind == "claim":
-            claimed[(who, job)] = at
-        elif kind == "read" and (who, job) in claimed:
-            since = claimed[(who, job)]
-            won = [(landed, owner) for landed, owner in assigns.get(job, []) if landed >= since]
+    walk = _ClaimWalk()
+    for kind, job, who, at in walk.events(history, lag):
+        if kind == "read" and (who, job) in walk.claimed:
+            since = walk.claimed[(who, job)]
+            won = [(landed, owner) for landed, owner in walk.assigns.get(job, [])
+                   if landed >= since]
             if won and won[-1][1] != who and abs(won[-1][0] - at) <= within:
                 return True
     return False
