@@ -9,7 +9,8 @@ Two kinds, both built on the shipped protocol rather than re-implementing it:
 * **old rules**: :class:`SettleFromDecision`, the settle wait measured from the instant the
   protocol *decided* to claim rather than from the claim's answer (the flaw found by the
   adversarial review: a driver may send up to P after deciding); :class:`ReleaseBeforeStop`,
-  a graceful shutdown that gives the job back before its work has stopped.
+  a graceful shutdown that gives the job back before its work has stopped;
+  :class:`ProgressFromOnePing`, the no-progress clock moved by one counted ping.
 
 A suite that passes the hardened chain but cannot catch these is not evidence.
 """
@@ -32,6 +33,7 @@ from verifier.protocol import (
     Outcome,
     OutcomeKind,
     OwnershipProtocol,
+    ProgressClock,
     ShutdownRequested,
     Sleep,
     Step,
@@ -49,6 +51,7 @@ __all__ = [
     "LatePushEndsSettle",
     "Misbelief",
     "OlderAssignmentConfirms",
+    "ProgressFromOnePing",
     "PushAsProof",
     "ReleaseBeforeStop",
     "SettleFromDecision",
@@ -151,6 +154,32 @@ class BackoffPastLease(OwnershipProtocol):
     def _wake(next_ping: float, next_read: float, lease_end: float, *,
               retrying: bool) -> float:
         return min(next_ping, next_read) if retrying else min(next_ping, next_read, lease_end)
+
+
+class _FirstCarryingPing(ProgressClock):
+    """The old one-ping rule: once a ping carrying ``v`` counts, the clock moves to the
+    decision of the *first* ping that carried ``v``."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__(start)
+        self.first: dict[tuple[float, float], float] = {}
+
+    def sent(self, decided: float, carried: tuple[float, float]) -> None:
+        self.first.setdefault(carried, decided)
+
+    def counted(self, decided: float, carried: tuple[float, float]) -> None:
+        if carried != (0.0, 0.0):
+            self.base = max(self.base, self.first[carried])
+
+
+class ProgressFromOnePing(OwnershipProtocol):
+    """The hazard a review found in the no-progress clock (fixed 2026-12-03): one counted
+    ping carrying ``v`` moved the clock to the first ping of this attempt that carried ``v``.
+    A late ping of an earlier attempt by our DID, carrying the same ``v``, can land on the new
+    assignment first: the gateway's last change is then earlier than the clock says, and a
+    stuck job runs past its no-progress reassignment."""
+
+    progress_clock = _FirstCarryingPing
 
 
 def _formula_without(term: str) -> type[TimingModel]:

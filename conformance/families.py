@@ -28,7 +28,7 @@ NO_FEATURES: dict[str, Any] = {
     "status_cache_s": 0.0, "batch_screen": 0.0, "backoff": 0.0, "push_rate": 0.0,
     "push_latency": 0.05, "held_reoffer_rate": 0.0,
     "gateway_latency": 0.05, "monitor_latency": 0.2, "aid_fraction": 0.0,
-    "ping_loss_rate": 0.0, "wake_on_requeue": 0.0,
+    "ping_loss_rate": 0.0, "wake_on_requeue": 0.0, "stuck_rate": 0.0,
 }
 
 _QUIET: dict[str, Any] = {
@@ -90,6 +90,24 @@ FAMILIES: dict[str, dict[str, Any]] = {
         **_QUIET, "stall_rate": 1.0, "reassign_scan_interval": 0.0, "wake_on_requeue": 1.0,
         "edge_rate": 0.9, "await_pause_rate": 0.3, "lie_rate": 0.0, "encode_mean_s": 60.0,
     },
+    # Every job's input hangs at the same point in every attempt, soon after the download
+    # starts (before any other report). The no-progress clock runs out (N = 120 s, its lease
+    # N - (P + C) = 117.5 s = 20 pings of R = 5.85 s + 0.5 s: a ping is decided just before
+    # it), the encoder gives the job back and, the only one, is handed it again at once
+    # (no network latency, the monitor without lag), while that last ping, carrying the
+    # stuck value, is still on its way (writes land up to G = 5 s late). The new attempt's
+    # first ping carries no progress and is lost half the time (pings time out after 1 s),
+    # so the stale ping's landing can be the gateway's last change of the progress.
+    "stuck": {
+        **_QUIET, "infra_fraction": 0.0, "aid_fraction": 0.0, "stuck_rate": 1.0,
+        "download_mean_s": 2.0, "encoders": 1, "reassign_scan_interval": 0.0,
+        "wake_on_requeue": 1.0, "edge_rate": 0.5, "await_pause_rate": 0.1, "lie_rate": 0.0,
+        "late_write_rate": 1.0, "poll_interval": 1.0, "write_delay": 5.0, "pause_max": 2.0,
+        "clock_drift": 0.0, "cancel_latency": 0.5, "reassign_timeout": 60.0,
+        "progress_timeout": 120.0, "recheck_interval": 5.85, "confirm_timeout": 4.0,
+        "monitor_lag": 0.0, "monitor_lag_mean": 0.0, "gateway_timeout": 1.0,
+        "gateway_latency": 0.0, "monitor_latency": 0.0, "ping_loss_rate": 0.5,
+    },
     # Graceful shutdowns during long work; a give-back wakes the idle encoder at once, whose
     # settle is as short as the model allows (G = 0, a monitor without lag), and cancelled
     # work takes exactly C to stop: a job handed back before its work has stopped overlaps.
@@ -147,5 +165,6 @@ FAMILIES["backoff"] = {**FAMILIES["progress"], "backoff": 1.0, "monitor_error_ra
 #: (and the cache family built on it) gateway pings never land until the faults stop (in the
 #: proof family half of them are lost), and in
 #: the progress family (and the backoff family) every phase stalls until then, so jobs run out
-#: of their five attempts first. L1 is not judged in their worlds.
-NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff", "proof"})
+#: of their five attempts first; in the stuck family every input hangs until then. L1 is not
+#: judged in their worlds.
+NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff", "proof", "stuck"})

@@ -42,6 +42,7 @@ from conformance.canaries import (
     CachedRecheck,
     LatePushEndsSettle,
     OlderAssignmentConfirms,
+    ProgressFromOnePing,
     PushAsProof,
     ReleaseBeforeStop,
 )
@@ -131,6 +132,10 @@ TEETH = [
     # the gap an adversarial review found: an unknown claim confirmed by an older
     # assignment of our own DID, its lease counted from the claim
     Tooth("older-assignment-confirms", "orphan", 100, 19, protocol=OlderAssignmentConfirms,
+          properties=LEASE),
+    # the hazard a review found in the no-progress clock: one counted ping carrying the
+    # stuck value, which a late ping of the same DID's earlier attempt had already set
+    Tooth("progress-from-one-ping", "stuck", 600, 19, protocol=ProgressFromOnePing,
           properties=LEASE),
     Tooth("backoff-past-the-lease", "backoff", 800, 19, protocol=BackoffPastLease,
           properties=LEASE),

@@ -200,6 +200,9 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         "gateway_latency": (0.05, 0.0), "monitor_latency": (0.2, 0.0),
         "aid_fraction": (0.0, 0.5, 1.0), "ping_loss_rate": (0.0, 0.3, 1.0),
         "wake_on_requeue": (0.0, 1.0),
+        # A job's input stuck at the same point in every attempt (2026-12-03): progress
+        # values that repeat across attempts, which the no-progress clock must survive.
+        "stuck_rate": (0.0, 0.5),
     }
     for key, values in levels.items():
         if key not in (fixed or {}):

@@ -661,7 +661,8 @@ def l1_bound(scenario: Scenario) -> L1Bound:
     Infinite (no bound) when some encoder has no tier that can confirm ownership (a community
     node without the monitor skips every job it is offered, without a record), when the work
     can stall (``stall_rate``: a stalled job is cancelled and reassigned, as often as it
-    stalls), or when ``ε ≥ T``.
+    stalls; ``stuck_rate``: a stuck input hangs every attempt until the faults stop), or when
+    ``ε ≥ T``.
     """
     sc = scenario
     latencies = [sc.gateway_latency, sc.monitor_latency]
@@ -671,7 +672,7 @@ def l1_bound(scenario: Scenario) -> L1Bound:
         latencies.append(sc.aid_latency)
     lam = 1.5 * max(latencies)
     t = sc.reassign_timeout
-    stalls = getattr(sc, "stall_rate", 0.0) > 0
+    stalls = getattr(sc, "stall_rate", 0.0) > 0 or getattr(sc, "stuck_rate", 0.0) > 0
     if stalls or sc.clock_drift >= max(t, 1.0) or (
             sc.infra_fraction < 1 and sc.monitor_fraction < 1):
         inf = math.inf

@@ -473,6 +473,7 @@ class Encoder:
         self.history.add(t, self.name, job_id, "start", "ok")
         sigma = sc.phase_sigma
         events: list[tuple[float, Answer]] = []
+        stuck = self._stuck_input(job_id, rng) if sc.stuck_rate else None
         for phase, mean in zip(_PHASES, (sc.download_mean_s, sc.encode_mean_s, sc.upload_mean_s),
                                strict=True):
             events.append((t, PhaseChanged(phase)))
@@ -481,18 +482,29 @@ class Encoder:
             # Its stall too: keyed by (job, attempt, phase), not the encoder's call order.
             stall = self.streams.keyed("stall", job_id, self.streams.count("work", job_id),
                                        phase) if sc.stall_rate else None
-            t = self._progress(events, phase, t, length, stall)
+            t = self._progress(events, phase, t, length, stall,
+                               stuck if phase == "download" else None)
         events.append((t, _WORK_DONE))
         self.work, self.work_job = events, job_id
         return _WORK_STARTED
 
+    def _stuck_input(self, job_id: str, rng: Any) -> float | None:
+        """Where the job's input hangs, as a share of its download (``stuck_rate``), or None:
+        drawn at its first start, then the same in every attempt, whoever makes it."""
+        stuck = self.world.stuck_inputs
+        if job_id not in stuck:
+            stuck[job_id] = rng.random() if rng.random() < self.sc.stuck_rate else None
+        return stuck[job_id]
+
     def _progress(self, events: list[tuple[float, Answer]], phase: str, t: float,
-                  length: float, rng: Any) -> float:
+                  length: float, rng: Any, stuck: float | None = None) -> float:
         """The phase's progress reports, every ``progress_step_s`` of work, and maybe one
         stall (no report for a while, the phase that much longer; a fault, so none after the
         faults stop). Returns the phase's end.
         Progress only grows, so every report is a change: ``download_pct`` while downloading,
-        then ``pct`` from 0 to 90 while encoding and from 90 to 100 while uploading."""
+        then ``pct`` from 0 to 90 while encoding and from 90 to 100 while uploading.
+        A stuck input (``stuck``, a share of the phase) adds a report exactly there, the same
+        value in every attempt, and a hang until the faults stop."""
         sc = self.sc
         stall_at, stall = math.inf, 0.0
         horizon = self.world.horizon
@@ -501,16 +513,25 @@ class Encoder:
             # A fault: it ends when the faults stop, at the latest.
             stall = min(rng.random() * 2 * sc.progress_timeout,
                         max(0.0, horizon - t - stall_at))
-        step = sc.progress_step_s
         low, high = _PCT_RANGE[phase]
-        done = step
+        step = sc.progress_step_s
+        points, done = [], step
         while done < length:
+            points.append(done)
+            done += step
+        hang_at, hang = math.inf, 0.0
+        if stuck is not None:
+            hang_at = stuck * length
+            reached = t + hang_at + (stall if hang_at > stall_at else 0.0)
+            hang = max(0.0, horizon - reached)
+            points = sorted([*points, hang_at])
+        for done in points:
             share = round(low + (high - low) * done / length, 3)
-            at = t + done + (stall if done > stall_at else 0.0)
+            at = (t + done + (stall if done > stall_at else 0.0)
+                  + (hang if done > hang_at else 0.0))
             events.append((at, Progressed(0.0, share) if phase == "download" else
                            Progressed(share, 100.0)))
-            done += step
-        return t + length + stall
+        return t + length + stall + hang
 
     def _record_natural_end(self, until: float) -> None:
         """If the work ended on its own before ``until``, record its stop at that time."""

@@ -127,6 +127,12 @@ class Scenario:
     #: uniformly up to 2 × progress_timeout, by which the phase lasts longer. The gateway
     #: reassigns a stalled job after N; the hardened chain must have stopped it by then.
     stall_rate: float = 0.0
+    #: Probability that a job's input is stuck (a dead source): in *every* attempt the download
+    #: hangs at the same point of the job's input, drawn once per job, reports that point's
+    #: share and then nothing until the faults stop. Its progress values repeat across
+    #: attempts, so a late ping of an earlier attempt by the same DID can set the very value
+    #: a new assignment then reports first (docs/safety-model.md, "the progress clock").
+    stuck_rate: float = 0.0
     crashes_per_hour: float = 0.0
     #: Graceful shutdowns (an operator's SIGTERM): the protocol is told at its next wait
     #: (``ShutdownRequested``), gives the job back, and the node restarts after
@@ -193,7 +199,8 @@ class Scenario:
                      "status_lie_rate", "monitor_lag_tail", "monitor_synthetic_rate",
                      "monitor_error_rate", "aid_fraction", "pause_tail", "edge_rate",
                      "await_pause_rate", "database_error_rate", "ping_loss_rate", "ping_drop_rate",
-                     "wake_on_requeue", "stall_rate", "backoff", "push_rate", "batch_screen"):
+                     "wake_on_requeue", "stall_rate", "stuck_rate", "backoff", "push_rate",
+                     "batch_screen"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
         if self.assignment not in ("myjob", "getjob"):

@@ -143,6 +143,9 @@ class World:
         self.done_event = env.event()
         # Jobs the gateway will hand out a second time, until a deadline (the G window).
         self._double: deque[tuple[float, str]] = deque()
+        #: Where each job's input hangs (``stuck_rate``), as a share of its download, or None:
+        #: drawn at the job's first start and the same in every attempt (a dead source).
+        self.stuck_inputs: dict[str, float | None] = {}
         #: Encoders waiting for their next poll, by name: the gateway may wake one early.
         self.idle: dict[str, simpy.Event] = {}
         self._lying: set[tuple[str, str]] = set()  # (did, job) whose accept skips the check

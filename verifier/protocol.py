@@ -42,6 +42,7 @@ from ._models import (
     availability_of,
 )
 from ._policy import TIER_EVENT, TIER_STRENGTH, Policy, Tier, TierSet
+from ._progress import NO_PROGRESS, Progress, ProgressClock
 from ._tiers import Observation
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "OutcomeKind",
     "OwnershipProtocol",
     "PhaseChanged",
+    "ProgressClock",
     "Progressed",
     "ProtocolError",
     "Release",
@@ -391,8 +393,6 @@ class _Verdict(Enum):
 
 _Run = Generator[Action, Answer, Outcome]
 _LAG_FREE: Final = 0.0
-#: The progress an assignment starts from (the gateway resets it): never counted as a change.
-_NO_PROGRESS: Final = (0.0, 0.0)
 
 
 class OwnershipProtocol:
@@ -407,6 +407,9 @@ class OwnershipProtocol:
     #: variant carries its own, as the canary ``conformance.canaries.BatchMissingAsAvailable``
     #: does).
     screen = staticmethod(screened)
+    #: The no-progress clock (a class attribute for the same reason: the suites run the old
+    #: one-ping rule as a canary).
+    progress_clock: type[ProgressClock] = ProgressClock
 
     def __init__(self, job_id: str, *, me: str, policy: Policy, tiers: TierSet) -> None:
         if not me:
@@ -889,10 +892,10 @@ class OwnershipProtocol:
         The gateway's second rule reassigns a job whose progress has not changed for ``N``
         (``progress_timeout``), pings or not, so the lease also ends at
         ``progress_base + N - margin``. The assignment starts that clock (and resets the
-        progress to none); ``progress_base`` moves only when a ping carrying a value ``v`` is
-        counted as above, and only to the instant the *first* ping carrying ``v`` was decided:
-        the gateway's last change to ``v`` was the landing of some ping carrying ``v``, and
-        none was decided earlier. "No progress" itself never counts as a change.
+        progress to none); it moves only on two pings carrying *different* values, both
+        counted as above, to the earlier one's decision: the stored value changed between
+        their landings (:mod:`verifier._progress` says why one ping is not enough: a late ping
+        of an earlier attempt by our DID can land on this assignment).
 
         Every request made during work carries the lease end as its deadline, so a tier that
         hangs cannot hold the work past it.
@@ -906,9 +909,8 @@ class OwnershipProtocol:
         next_read = self._now + t.recheck_interval
         proof_wait = self._proof_wait()
         lost: str | None = None
-        progress = _NO_PROGRESS
-        progress_base = lease_base
-        first_carried: dict[tuple[float, float], float] = {}  # value -> first ping's decision
+        progress = NO_PROGRESS
+        progress_clock = self.progress_clock(lease_base)
         # Gateway pings answered OK and not yet proven: (decided, progress carried).
         unproven: list[tuple[float, tuple[float, float]]] = []
         proven_directly = self.claim_via in (Tier.DATABASE, Tier.AID)
@@ -924,16 +926,15 @@ class OwnershipProtocol:
         not_before = -math.inf
         lag = self._lag(self._confirming_tiers()[0]) if self._confirming_tiers() else 0.0
 
-        def counted(decided: float, carried: tuple[float, float]) -> None:
+        def counted(decided: float, carried: Progress) -> None:
             """A ping decided at ``decided`` landed on this assignment: renew the lease."""
-            nonlocal lease_base, progress_base
+            nonlocal lease_base
             lease_base = max(lease_base, decided)
-            if carried != _NO_PROGRESS:
-                progress_base = max(progress_base, first_carried[carried])
+            progress_clock.counted(decided, carried)
 
         while True:
             ping_end = lease_base + ping_horizon
-            progress_end = progress_base + progress_horizon
+            progress_end = progress_clock.base + progress_horizon
             lease_end = min(ping_end, progress_end)
             lease_on = p.lease and lost is None
             deadline = lease_end if lease_on else None
@@ -982,7 +983,7 @@ class OwnershipProtocol:
             elif self._now >= next_ping:
                 next_ping = self._now + t.recheck_interval
                 decided, carried = self._now, progress
-                first_carried.setdefault(carried, decided)
+                progress_clock.sent(decided, carried)
                 answer = yield Heartbeat(self.claim_via, self.token, deadline=deadline,
                                          pct=carried[0], download_pct=carried[1])
                 assert isinstance(answer, WriteAnswered)

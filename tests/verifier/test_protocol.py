@@ -320,20 +320,36 @@ def test_work_without_a_progress_change_is_cancelled_before_the_no_progress_reas
 
 
 @pytest.mark.parametrize("tiers", [INFRA, COMMUNITY], ids=["database", "gateway"])
-def test_the_progress_clock_restarts_at_the_first_ping_carrying_the_new_value(
-    tiers: TierSet,
-) -> None:
-    """Progress changes once (to 7 %), then stays: every later ping carries 7 again, and the
-    gateway's last change is the landing of the *first* of them, so the lease ends N - margin
-    after that first ping was decided, however many pings follow."""
+def test_one_progress_value_does_not_move_the_progress_clock(tiers: TierSet) -> None:
+    """Progress changes once (to 7 %), then stays. A late ping of an earlier attempt by our DID
+    may have set 7 before any ping of ours did (verifier/_progress.py), so pings carrying 7
+    prove no change: the lease ends N - margin after the claim, as with no progress at all."""
     outcome, trace, _ = run(HARDENED, tiers, world(work_ends_at=2000, progress={30.0: 7.0}))
     assert outcome.kind is OutcomeKind.CANCELLED and "progress" in outcome.reason
     pings = actions(trace, Heartbeat)
     assert [a.pct for _, a in pings][:2] == [0.0, 0.0]
-    first_7 = next(t for t, a in pings if a.pct == 7.0)
     assert sum(1 for _, a in pings if a.pct == 7.0) >= 20
     cancel_time = actions(trace, CancelWork)[0][0]
-    limit = first_7 + TIMING.lease_horizons()[1]
+    limit = actions(trace, Claim)[0][0] + TIMING.lease_horizons()[1]
+    assert limit - 1 <= cancel_time <= limit + 0.2
+
+
+@pytest.mark.parametrize("tiers", [INFRA, COMMUNITY], ids=["database", "gateway"])
+def test_the_progress_clock_restarts_at_the_last_ping_carrying_the_previous_value(
+    tiers: TierSet,
+) -> None:
+    """Progress changes to 7 %, then to 9 %, then stays. Counted pings carrying 7 and 9 prove
+    the stored value changed between their landings, so no earlier than the last ping
+    carrying 7 was decided: the lease ends N - margin after that ping, however many pings
+    carrying 9 follow."""
+    outcome, trace, _ = run(HARDENED, tiers,
+                            world(work_ends_at=2000, progress={30.0: 7.0, 90.0: 9.0}))
+    assert outcome.kind is OutcomeKind.CANCELLED and "progress" in outcome.reason
+    pings = actions(trace, Heartbeat)
+    last_7 = max(t for t, a in pings if a.pct == 7.0)
+    assert sum(1 for _, a in pings if a.pct == 9.0) >= 20
+    cancel_time = actions(trace, CancelWork)[0][0]
+    limit = last_7 + TIMING.lease_horizons()[1]
     assert limit - 1 <= cancel_time <= limit + 0.2
 
 

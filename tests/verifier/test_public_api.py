@@ -22,7 +22,8 @@ EXPECTED = {
 PROTOCOL = {
     "Action", "Answer", "CancelWork", "Claim", "Decision", "Done", "Finish", "Heartbeat", "Hinted",
     "Observe", "Observed", "Outcome", "OutcomeKind", "OwnershipProtocol", "PhaseChanged",
-    "Progressed", "ProtocolError", "Release", "ShutdownRequested", "Sleep", "StartWork", "Step",
+    "ProgressClock", "Progressed", "ProtocolError", "Release", "ShutdownRequested", "Sleep",
+    "StartWork", "Step",
     "TierFailed", "Woke", "pre_claim_tier", "screened",
     "WorkEnded", "WorkStarted", "WorkStopped", "WriteAnswered", "WriteOutcome",
 }

@@ -1,0 +1,69 @@
+"""The gateway's no-progress clock, as far as the protocol can prove it (pure, no I/O).
+
+The gateway's second reassignment rule takes a job back ``N`` after its stored progress last
+*changed*, pings or not. The protocol must stop the work before then, so it needs an instant
+no later than that last change: ``base``. It knows which value each ping carried (it chose
+them), and which pings were *counted* (landed on this assignment: a fenced database or aid OK,
+or a gateway ping proven by a later read).
+
+Why two values, not one. The gateway matches a ping on the owner's DID, not on the
+assignment, so a ping of an *earlier* attempt by the same DID, still on its way when the job
+was handed to that DID again, can land on the new assignment. If it carries the value ``v``
+the new attempt then reports first, and the work stalls at ``v`` (a source stuck at the same
+byte in every attempt), the gateway's last change is that stale landing, before any ping of
+the new attempt carrying ``v`` was decided: a clock based on "the first ping carrying the
+current value" runs late (found by a review, 2026-12-03; the ``stuck`` family reaches it).
+
+Two counted pings carrying *different* values ``u`` and ``v`` are proof no stale ping can
+fake: just after each landed, the stored value was the one it carried, so the value changed
+between the two landings, and each landing came after its ping's decision. The last change
+is therefore no earlier than ``min(decided_u, decided_v)``, whatever else landed. The best
+such bound is the second latest of the latest counted decision per value. The assignment
+itself resets the progress (a change no earlier than the claim's decision), which is where
+the clock starts. "No progress" is never a value here: a ping carrying none may leave the
+stored value alone.
+
+The price: the clock trails the work's real progress by one ping interval, so a job that
+stops reporting changes is cancelled about ``R`` sooner than with a one-ping rule.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["NO_PROGRESS", "Progress", "ProgressClock"]
+
+#: A ping's progress: (pct, download_pct), as the work last reported it.
+Progress = tuple[float, float]
+
+#: The progress an assignment starts from (the gateway resets it): never counted as a change.
+NO_PROGRESS: Progress = (0.0, 0.0)
+
+
+class ProgressClock:
+    """``base``: an instant no later than the gateway's last change of the stored progress.
+
+    Keeps only the two latest counted values (each with its latest counted decision): a
+    value that drops out and comes back is re-entered with the decision it comes back with,
+    which can only be earlier than what was forgotten, so the clock errs early (safe)."""
+
+    __slots__ = ("_top", "base")
+
+    def __init__(self, start: float) -> None:
+        #: The claim's decision to begin with: the assignment reset the progress after it.
+        self.base = start
+        self._top: list[tuple[float, Progress]] = []  # latest first, distinct values
+
+    def sent(self, decided: float, carried: Progress) -> None:
+        """A ping carrying ``carried`` was decided at ``decided`` (not yet known to count).
+        Nothing to do here: only counted pings are evidence."""
+
+    def counted(self, decided: float, carried: Progress) -> None:
+        """A ping decided at ``decided``, carrying ``carried``, landed on this assignment."""
+        if carried == NO_PROGRESS:
+            return
+        latest = {value: at for at, value in self._top}
+        latest[carried] = max(latest.get(carried, -math.inf), decided)
+        self._top = sorted(((at, value) for value, at in latest.items()), reverse=True)[:2]
+        if len(self._top) == 2:
+            self.base = max(self.base, self._top[1][0])
