@@ -128,7 +128,7 @@ TEETH = [
     # the cost features: each misuse a suite must catch (docs/enhancements.md)
     Tooth("push-as-proof", "push", 20, 19, protocol=PushAsProof),
     # the flaw the thorough profile found: a late push taken for the settle's wake-up
-    Tooth("late-push-ends-settle", "late-push", 600, 19, protocol=LatePushEndsSettle),
+    Tooth("late-push-ends-settle", "late-push", 800, 19, protocol=LatePushEndsSettle),
     # the gap an adversarial review found: an unknown claim confirmed by an older
     # assignment of our own DID, its lease counted from the claim
     Tooth("older-assignment-confirms", "orphan", 100, 19, protocol=OlderAssignmentConfirms,
