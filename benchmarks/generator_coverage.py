@@ -21,11 +21,20 @@ it generated, how many reached:
 * **work cancelled**: an encoder stopped work it had started (a loss, a lease run out, a
   shutdown);
 * **Gateway Aid**: a claim made through Gateway Aid;
+* **a stale ping carrying a value**: a gateway ping of a DID's earlier attempt landed on that
+  DID's new assignment of the job, carrying a progress value, while the stored progress was
+  still the assignment's none (the no-progress clock's hazard, ``verifier/_progress.py``). The
+  history does not record landings, so the world's landing is watched: a valued ping landing
+  within G of the assignment, before any ping of the new attempt could (those come after its
+  settle, at least 2G after the assignment landed);
 * **await-point pauses** and **late writes at exactly G** (in the history's fault schedule).
 
 Figures, not asserts: the README's "Known gaps of the generator" quotes them.
 
-Usage: python benchmarks/generator_coverage.py [--examples N] [--seed N]
+With ``--family NAME`` it runs the edge suite's search instead (``test_hardened_chain_holds_at_
+the_edges``: that family's levels pinned, at most 3 encoders and 2 jobs).
+
+Usage: python benchmarks/generator_coverage.py [--examples N] [--seed N] [--family NAME]
 """
 
 from __future__ import annotations
@@ -36,6 +45,8 @@ from collections import Counter
 
 from hypothesis import HealthCheck, given, seed, settings
 
+import sim._world as world_module
+from conformance.families import FAMILIES
 from conformance.worlds import Race, World, aim, race, settle_edge, worlds, write_margin
 from verifier.protocol import Tier
 
@@ -70,24 +81,50 @@ def reached(run: Race) -> tuple[set[str], float]:
     return seen, margin
 
 
+def watch_stale_pings() -> list[int]:
+    """Count, from now on, the stale valued pings landing on a new assignment (see above)."""
+    landed = [0]
+    original = world_module.World._ping_landed
+
+    def ping_landed(self: world_module.World, job: world_module.Job, did: str,
+                    progress: tuple[float, float] | None) -> None:
+        if (job.owner == did and progress not in (None, world_module.NO_PROGRESS)
+                and job.progress == world_module.NO_PROGRESS and self.sc.write_delay > 0
+                and self.env.now - job.owned_at <= self.sc.write_delay):
+            landed[0] += 1
+        original(self, job, did, progress)
+
+    world_module.World._ping_landed = ping_landed  # type: ignore[method-assign]
+    return landed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=400)
     parser.add_argument("--seed", type=int, default=None,
                         help="the search's own seed (default: derandomized, as in CI)")
+    parser.add_argument("--family", choices=sorted(FAMILIES), default=None,
+                        help="the edge suite's search in this family (default: the race "
+                             "suite's, half its worlds from a family)")
     args = parser.parse_args()
+    generated = (worlds(focus=True) if args.family is None else
+                 worlds(max_encoders=3, max_jobs=2, fixed=FAMILIES[args.family]))
     counts: Counter[str] = Counter()
     margins: list[float] = []
     runs = [0]
+    stale = watch_stale_pings()
 
     @settings(max_examples=args.examples, database=None, deadline=None,
               derandomize=args.seed is None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(world=worlds(focus=True))
+    @given(world=generated)
     def search(world: World) -> None:
+        before = stale[0]
         run = race(world, "hardened")
         aim(run)  # the suite's own targets
         seen, margin = reached(run)
+        if stale[0] > before:
+            seen.add("stale valued ping landed")
         runs[0] += 1
         counts.update(seen)
         margins.append(margin)
@@ -98,12 +135,13 @@ def main() -> None:
     search()
     n = runs[0]
     print(f"{n} generated worlds ({args.examples} examples asked, "
-          f"{'derandomized' if args.seed is None else f'seed {args.seed}'}), "
+          f"{'derandomized' if args.seed is None else f'seed {args.seed}'}"
+          f"{'' if args.family is None else f', family {args.family}'}), "
           f"{time.monotonic() - started:.0f} s")
     for name in ("settle combined edge", "  of which with G > 0",
                  "write margin within 1 ms of 0", "exact-T reassignment",
                  "no-progress reassignment (N)", "work cancelled",
-                 "Gateway Aid claim", "pause"):
+                 "Gateway Aid claim", "stale valued ping landed", "pause"):
         print(f"  {name:<30} {counts[name]:>5}  ({counts[name] / max(n, 1):.1%})")
     real = [m for m in margins if m > -1e8]
     if real:
