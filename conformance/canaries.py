@@ -10,7 +10,8 @@ Two kinds, both built on the shipped protocol rather than re-implementing it:
   protocol *decided* to claim rather than from the claim's answer (the flaw found by the
   adversarial review: a driver may send up to P after deciding); :class:`ReleaseBeforeStop`,
   a graceful shutdown that gives the job back before its work has stopped;
-  :class:`ProgressFromOnePing`, the no-progress clock moved by one counted ping.
+  :class:`ProgressFromOnePing`, the no-progress clock moved by one counted ping;
+  :class:`ProgressWithoutStartMarker`, the two-value clock without its start marker (L1).
 
 A suite that passes the hardened chain but cannot catch these is not evidence.
 """
@@ -52,6 +53,7 @@ __all__ = [
     "Misbelief",
     "OlderAssignmentConfirms",
     "ProgressFromOnePing",
+    "ProgressWithoutStartMarker",
     "PushAsProof",
     "ReleaseBeforeStop",
     "SettleFromDecision",
@@ -180,6 +182,16 @@ class ProgressFromOnePing(OwnershipProtocol):
     stuck job runs past its no-progress reassignment."""
 
     progress_clock = _FirstCarryingPing
+    start_progress = (0.0, 0.0)  # before the start marker
+
+
+class ProgressWithoutStartMarker(OwnershipProtocol):
+    """The two-value clock with pings carrying none until the work reports progress (the
+    first version of the fix, 2026-12-03): the work's first report makes no pair, so its
+    first two reports must both be counted within N - margin of the claim. Safe, but work
+    that reports progress slowly is cancelled in every attempt (found by a review)."""
+
+    start_progress = (0.0, 0.0)
 
 
 def _formula_without(term: str) -> type[TimingModel]:

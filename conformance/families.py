@@ -150,6 +150,11 @@ FAMILIES: dict[str, dict[str, Any]] = {
 
 
 FAMILIES["push"] = {**FAMILIES["settle"], "push_rate": 1.0, "push_latency": 0.0}
+# The liveness family with work that reports progress only every 45 s against N = 120 s: the
+# no-progress clock must move on the work's *first* report (paired with the start marker),
+# or every attempt is cancelled before its second report is counted.
+FAMILIES["slow-progress"] = {**FAMILIES["liveness"], "reassign_timeout": 60.0,
+                             "progress_timeout": 120.0, "progress_step_s": 45.0}
 FAMILIES["late-push"] = {**FAMILIES["push"], "push_latency": 3.0, "await_pause_rate": 0.6}
 # The database family, congested: half the database requests time out (and land or not, each
 # half the time), so a claim read back as "no owner" is common.

@@ -43,6 +43,7 @@ from conformance.canaries import (
     LatePushEndsSettle,
     OlderAssignmentConfirms,
     ProgressFromOnePing,
+    ProgressWithoutStartMarker,
     PushAsProof,
     ReleaseBeforeStop,
 )
@@ -137,6 +138,9 @@ TEETH = [
     # stuck value, which a late ping of the same DID's earlier attempt had already set
     Tooth("progress-from-one-ping", "stuck", 600, 19, protocol=ProgressFromOnePing,
           properties=LEASE),
+    # ... and the first version of the fix, without the start marker: safe, not live
+    Tooth("progress-without-start-marker", "slow-progress", 30, 19,
+          protocol=ProgressWithoutStartMarker, properties=("L1",)),
     Tooth("backoff-past-the-lease", "backoff", 800, 19, protocol=BackoffPastLease,
           properties=LEASE),
     Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,

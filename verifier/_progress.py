@@ -23,21 +23,37 @@ itself resets the progress (a change no earlier than the claim's decision), whic
 the clock starts. "No progress" is never a value here: a ping carrying none may leave the
 stored value alone.
 
-The price: the clock trails the work's real progress by one ping interval, so a job that
-stops reporting changes is cancelled about ``R`` sooner than with a one-ping rule.
+The price, and how the start of an attempt avoids paying it twice. The clock trails the
+work's real progress by the pings carrying the previous value, so a job that stops reporting
+changes is cancelled about one ping interval ``R`` sooner than with a one-ping rule. At the
+start of an attempt there is no previous value: the work's first two reports would both have
+to be counted within ``N - margin`` of the claim (an adversarial review, 2026-12-03, showed
+work reporting every 140 s of ``N = 300`` cancelled in every attempt). So until the work
+reports anything, pings carry :data:`STARTED`, a value that is not none (a gateway may ignore
+a ping carrying none): once the work's first value is counted too, the pair moves the clock
+to the last ping that carried ``STARTED``, as the one-ping rule did. A stale ping carrying
+``STARTED`` (every attempt starts with it) changes nothing: the pair argument holds for any
+two of *our* counted pings, whatever else landed.
+
+Both rules assume what the gateway must do for its no-progress rule to mean anything: it
+stores the value a ping carries and compares values exactly (``(pct, download_pct)``).
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["NO_PROGRESS", "Progress", "ProgressClock"]
+__all__ = ["NO_PROGRESS", "STARTED", "Progress", "ProgressClock"]
 
 #: A ping's progress: (pct, download_pct), as the work last reported it.
 Progress = tuple[float, float]
 
 #: The progress an assignment starts from (the gateway resets it): never counted as a change.
 NO_PROGRESS: Progress = (0.0, 0.0)
+
+#: What a ping carries before the work has reported any progress: 0.01 % downloaded, a value
+#: (not none) that marks the start of the attempt in the gateway's stored progress.
+STARTED: Progress = (0.0, 0.01)
 
 
 class ProgressClock:

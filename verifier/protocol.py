@@ -42,7 +42,7 @@ from ._models import (
     availability_of,
 )
 from ._policy import TIER_EVENT, TIER_STRENGTH, Policy, Tier, TierSet
-from ._progress import NO_PROGRESS, Progress, ProgressClock
+from ._progress import STARTED, Progress, ProgressClock
 from ._tiers import Observation
 
 __all__ = [
@@ -410,6 +410,8 @@ class OwnershipProtocol:
     #: The no-progress clock (a class attribute for the same reason: the suites run the old
     #: one-ping rule as a canary).
     progress_clock: type[ProgressClock] = ProgressClock
+    #: What pings carry until the work reports progress (:data:`verifier._progress.STARTED`).
+    start_progress: Progress = STARTED
 
     def __init__(self, job_id: str, *, me: str, policy: Policy, tiers: TierSet) -> None:
         if not me:
@@ -895,7 +897,8 @@ class OwnershipProtocol:
         progress to none); it moves only on two pings carrying *different* values, both
         counted as above, to the earlier one's decision: the stored value changed between
         their landings (:mod:`verifier._progress` says why one ping is not enough: a late ping
-        of an earlier attempt by our DID can land on this assignment).
+        of an earlier attempt by our DID can land on this assignment). Until the work reports
+        progress, pings carry ``start_progress``, so its first report already makes a pair.
 
         Every request made during work carries the lease end as its deadline, so a tier that
         hangs cannot hold the work past it.
@@ -909,7 +912,7 @@ class OwnershipProtocol:
         next_read = self._now + t.recheck_interval
         proof_wait = self._proof_wait()
         lost: str | None = None
-        progress = NO_PROGRESS
+        progress = self.start_progress
         progress_clock = self.progress_clock(lease_base)
         # Gateway pings answered OK and not yet proven: (decided, progress carried).
         unproven: list[tuple[float, tuple[float, float]]] = []

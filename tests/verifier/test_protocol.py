@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from verifier import GatewayMonitorJob, Observation, Policy, Tier, TierSet, TimingModel
+from verifier._progress import STARTED
 from verifier.protocol import (
     Action,
     Answer,
@@ -141,8 +142,9 @@ def world(
     return respond
 
 
-def run(policy: Policy, tiers: TierSet, respond: Responder):
-    protocol = OwnershipProtocol("j1", me=ME, policy=policy, tiers=tiers)
+def run(policy: Policy, tiers: TierSet, respond: Responder, *,
+        protocol: type[OwnershipProtocol] = OwnershipProtocol):
+    protocol = protocol("j1", me=ME, policy=policy, tiers=tiers)
     trace, codes = drive(protocol, respond)
     assert protocol.outcome is not None
     return protocol.outcome, trace, codes
@@ -320,15 +322,32 @@ def test_work_without_a_progress_change_is_cancelled_before_the_no_progress_reas
 
 
 @pytest.mark.parametrize("tiers", [INFRA, COMMUNITY], ids=["database", "gateway"])
-def test_one_progress_value_does_not_move_the_progress_clock(tiers: TierSet) -> None:
-    """Progress changes once (to 7 %), then stays. A late ping of an earlier attempt by our DID
-    may have set 7 before any ping of ours did (verifier/_progress.py), so pings carrying 7
-    prove no change: the lease ends N - margin after the claim, as with no progress at all."""
+def test_the_first_report_pairs_with_the_start_marker(tiers: TierSet) -> None:
+    """Progress changes once (to 7 %), then stays. Before it, pings carried the start marker
+    (not none): a counted marker and a counted 7 prove the stored value changed between
+    their landings, so the lease ends N - margin after the last ping carrying the marker."""
     outcome, trace, _ = run(HARDENED, tiers, world(work_ends_at=2000, progress={30.0: 7.0}))
     assert outcome.kind is OutcomeKind.CANCELLED and "progress" in outcome.reason
     pings = actions(trace, Heartbeat)
-    assert [a.pct for _, a in pings][:2] == [0.0, 0.0]
+    assert [(a.pct, a.download_pct) for _, a in pings][:2] == [STARTED, STARTED]
     assert sum(1 for _, a in pings if a.pct == 7.0) >= 20
+    last_marker = max(t for t, a in pings if (a.pct, a.download_pct) == STARTED)
+    cancel_time = actions(trace, CancelWork)[0][0]
+    limit = last_marker + TIMING.lease_horizons()[1]
+    assert limit - 1 <= cancel_time <= limit + 0.2
+
+
+def test_one_progress_value_does_not_move_the_progress_clock() -> None:
+    """Without the start marker, a single value proves nothing: a late ping of an earlier
+    attempt by our DID may have stored 7 before any ping of ours did (verifier/_progress.py),
+    so the lease ends N - margin after the claim, as with no progress at all."""
+
+    class NoMarker(OwnershipProtocol):
+        start_progress = (0.0, 0.0)
+
+    outcome, trace, _ = run(HARDENED, INFRA, world(work_ends_at=2000, progress={30.0: 7.0}),
+                            protocol=NoMarker)
+    assert outcome.kind is OutcomeKind.CANCELLED and "progress" in outcome.reason
     cancel_time = actions(trace, CancelWork)[0][0]
     limit = actions(trace, Claim)[0][0] + TIMING.lease_horizons()[1]
     assert limit - 1 <= cancel_time <= limit + 0.2
