@@ -42,13 +42,17 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
+from typing import Any
 
 from hypothesis import HealthCheck, given, seed, settings
 
-import sim._world as world_module
 from conformance.families import FAMILIES
 from conformance.worlds import Race, World, aim, race, settle_edge, worlds, write_margin
+from sim import World as SimWorld
 from verifier.protocol import Tier
+
+#: The progress an assignment starts from (the world's and the protocol's "none").
+NONE = (0.0, 0.0)
 
 #: A competing write this close to a deciding read's view (or past it) reached the edge.
 EDGE = 1e-3
@@ -84,17 +88,17 @@ def reached(run: Race) -> tuple[set[str], float]:
 def watch_stale_pings() -> list[int]:
     """Count, from now on, the stale valued pings landing on a new assignment (see above)."""
     landed = [0]
-    original = world_module.World._ping_landed
+    original = SimWorld._ping_landed
 
-    def ping_landed(self: world_module.World, job: world_module.Job, did: str,
+    def ping_landed(self: SimWorld, job: Any, did: str,
                     progress: tuple[float, float] | None) -> None:
-        if (job.owner == did and progress not in (None, world_module.NO_PROGRESS)
-                and job.progress == world_module.NO_PROGRESS and self.sc.write_delay > 0
+        if (job.owner == did and progress not in (None, NONE) and job.progress == NONE
+                and self.sc.write_delay > 0
                 and self.env.now - job.owned_at <= self.sc.write_delay):
             landed[0] += 1
         original(self, job, did, progress)
 
-    world_module.World._ping_landed = ping_landed  # type: ignore[method-assign]
+    SimWorld._ping_landed = ping_landed  # type: ignore[method-assign]
     return landed
 
 
