@@ -35,40 +35,47 @@ to the last ping that carried ``STARTED``, as the one-ping rule did. A stale pin
 ``STARTED`` (every attempt starts with it) changes nothing: the pair argument holds for any
 two of *our* counted pings, whatever else landed.
 
-Both rules assume what the gateway must do for its no-progress rule to mean anything: it
-stores the value a ping carries and compares values exactly (``(pct, download_pct)``).
+Field by field. The public gateway code stores a ping's ``progressPct`` and ``download_pct``
+each only when it is not zero (an older version stored ``pct`` alone). So "just after our ping
+landed, the stored value was the one it carried" holds only for the fields it set: two pings
+``(0, 100)`` and ``(5, 100)`` prove nothing if a stale ping had already stored ``pct = 5``. A
+pair therefore counts only through one field in which both carry a non-zero value and the
+values differ: the clock is the latest such pair over the two fields. What the model still
+assumes of the gateway, as its no-progress rule needs: it stores both fields exactly, and a
+change of either is a change of the progress (against a gateway that kept ``pct`` alone,
+download progress would prove nothing, and long downloads would be reassigned anyway).
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["NO_PROGRESS", "STARTED", "Progress", "ProgressClock"]
+__all__ = ["STARTED", "Progress", "ProgressClock"]
 
 #: A ping's progress: (pct, download_pct), as the work last reported it.
 Progress = tuple[float, float]
 
-#: The progress an assignment starts from (the gateway resets it): never counted as a change.
-NO_PROGRESS: Progress = (0.0, 0.0)
-
-#: What a ping carries before the work has reported any progress: 0.01 % downloaded, a value
-#: (not none) that marks the start of the attempt in the gateway's stored progress.
-STARTED: Progress = (0.0, 0.01)
+#: What a ping carries before the work has reported any progress: 0.01 % in both fields (a
+#: value, not none, in each: the work's first report pairs with it whichever field it sets;
+#: below the 1 % at which the gateway calls a job running), marking the start of the attempt.
+STARTED: Progress = (0.01, 0.01)
 
 
 class ProgressClock:
     """``base``: an instant no later than the gateway's last change of the stored progress.
 
-    Keeps only the two latest counted values (each with its latest counted decision): a
-    value that drops out and comes back is re-entered with the decision it comes back with,
-    which can only be earlier than what was forgotten, so the clock errs early (safe)."""
+    Per field (``pct``, ``download_pct``), keeps only the two latest counted non-zero values,
+    each with its latest counted decision: a value that drops out and comes back is
+    re-entered with the decision it comes back with, which can only be earlier than what was
+    forgotten, so the clock errs early (safe)."""
 
     __slots__ = ("_top", "base")
 
     def __init__(self, start: float) -> None:
         #: The claim's decision to begin with: the assignment reset the progress after it.
         self.base = start
-        self._top: list[tuple[float, Progress]] = []  # latest first, distinct values
+        #: Per field: latest first, distinct non-zero values, (decision, value).
+        self._top: tuple[list[tuple[float, float]], ...] = ([], [])
 
     def sent(self, decided: float, carried: Progress) -> None:
         """A ping carrying ``carried`` was decided at ``decided`` (not yet known to count).
@@ -76,10 +83,11 @@ class ProgressClock:
 
     def counted(self, decided: float, carried: Progress) -> None:
         """A ping decided at ``decided``, carrying ``carried``, landed on this assignment."""
-        if carried == NO_PROGRESS:
-            return
-        latest = {value: at for at, value in self._top}
-        latest[carried] = max(latest.get(carried, -math.inf), decided)
-        self._top = sorted(((at, value) for value, at in latest.items()), reverse=True)[:2]
-        if len(self._top) == 2:
-            self.base = max(self.base, self._top[1][0])
+        for top, value in zip(self._top, carried, strict=True):
+            if value == 0:
+                continue  # a zero field may leave the stored one alone
+            latest = {v: at for at, v in top}
+            latest[value] = max(latest.get(value, -math.inf), decided)
+            top[:] = sorted(((at, v) for v, at in latest.items()), reverse=True)[:2]
+            if len(top) == 2:
+                self.base = max(self.base, top[1][0])

@@ -668,7 +668,7 @@ async def test_pings_carry_the_latest_progress_the_work_reported():
     )
     assert outcome.processed
     # The first ping leaves at the start, before any report: it carries the start marker.
-    assert sent[0] == {"pct": 0.0, "download_pct": 0.01}, "the first ping leaves at the start"
+    assert sent[0] == {"pct": 0.01, "download_pct": 0.01}, "the first ping leaves at the start"
     assert {"pct": 20.0, "download_pct": 100.0} in sent
     assert {"pct": 10.0, "download_pct": 0.0} not in sent
 
