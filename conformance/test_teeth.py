@@ -141,7 +141,7 @@ TEETH = [
     # ... and the first version of the fix, without the start marker: safe, not live
     Tooth("progress-without-start-marker", "slow-progress", 30, 19,
           protocol=ProgressWithoutStartMarker, properties=("L1",)),
-    Tooth("backoff-past-the-lease", "backoff", 800, 19, protocol=BackoffPastLease,
+    Tooth("backoff-past-the-lease", "backoff", 2000, 19, protocol=BackoffPastLease,
           properties=LEASE),
     Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,
           properties=("fresh-reads",)),
