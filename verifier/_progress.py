@@ -17,8 +17,9 @@ current value" runs late (found by a review, 2026-12-03; the ``stuck`` family re
 Two counted pings carrying *different* values ``u`` and ``v`` are proof no stale ping can
 fake: just after each landed, the stored value was the one it carried, so the value changed
 between the two landings, and each landing came after its ping's decision. The last change
-is therefore no earlier than ``min(decided_u, decided_v)``, whatever else landed. The best
-such bound is the second latest of the latest counted decision per value. The assignment
+is therefore no earlier than ``min(decided_u, decided_v)``, whatever else landed (per field:
+see "Field by field" below). The best such bound is the second latest of the latest counted
+decision per value of a field. The assignment
 itself resets the progress (a change no earlier than the claim's decision), which is where
 the clock starts. "No progress" is never a value here: a ping carrying none may leave the
 stored value alone.

@@ -894,11 +894,12 @@ class OwnershipProtocol:
         The gateway's second rule reassigns a job whose progress has not changed for ``N``
         (``progress_timeout``), pings or not, so the lease also ends at
         ``progress_base + N - margin``. The assignment starts that clock (and resets the
-        progress to none); it moves only on two pings carrying *different* values, both
-        counted as above, to the earlier one's decision: the stored value changed between
-        their landings (:mod:`verifier._progress` says why one ping is not enough: a late ping
-        of an earlier attempt by our DID can land on this assignment). Until the work reports
-        progress, pings carry ``start_progress``, so its first report already makes a pair.
+        progress to none); it moves only on two pings, both counted as above, that set one
+        field to *different* non-zero values, to the earlier one's decision: the stored field
+        changed between their landings (:mod:`verifier._progress` says why one ping is not
+        enough: a late ping of an earlier attempt by our DID can land on this assignment).
+        Until the work reports progress, pings carry ``start_progress``, so its first report
+        already makes a pair.
 
         Every request made during work carries the lease end as its deadline, so a tier that
         hangs cannot hold the work past it.
