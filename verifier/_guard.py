@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
@@ -173,7 +174,11 @@ class GuardOutcome:
     ``kind`` is one of processed, skipped (with ``reason``), cancelled (ownership lost), failed.
     ``held``: the job may still be assigned to us (its give-back, or its finish, got no
     answer): it may stay held until the gateway reassigns it; ``given_back``: the run's last
-    give-back was answered (:class:`verifier.protocol.Outcome`).
+    give-back was answered (:class:`verifier.protocol.Outcome`). ``retry_after``: a tier
+    answered 429 during the run and asked not to be called for this many more seconds after
+    it ended (``None``: no such request outstanding); the protocol honours a ``Retry-After``
+    within its run, :class:`verifier.EncoderLoop` honours this one before its next job, whose
+    first read would otherwise ask the same tier again at once.
     """
 
     job_id: str
@@ -184,6 +189,7 @@ class GuardOutcome:
     error: BaseException | None = None
     held: bool = False
     given_back: bool = False
+    retry_after: float | None = None
 
     @property
     def processed(self) -> bool:
@@ -431,6 +437,8 @@ class _Run:
         self._shutdown_sent = False
         self._subscribed = False
         self._latest_push: Hinted | None = None
+        #: The latest instant (``clock``) a tier's ``Retry-After`` asked us to wait until.
+        self.retry_until = -math.inf
 
     def _pushed(self, push: Any) -> None:
         """A push about our job: kept for the protocol's next wait, as a hint (pushes that
@@ -484,10 +492,12 @@ class _Run:
                 self.guard._measured(GuardMetrics.record_outcome, outcome.kind.value,
                                      outcome.code)
                 committed = outcome.kind is OutcomeKind.PROCESSED
+                left = self.retry_until - self.clock()
                 return GuardOutcome(
                     self.job_id, outcome.kind, outcome.code, outcome.reason,
                     result=self.result if committed else None, error=self.error,
                     held=outcome.held, given_back=outcome.given_back,
+                    retry_after=left if left > 0 else None,
                 )
             action, sent = step.action, self.clock()
             answer = await self.perform(action)
@@ -540,6 +550,7 @@ class _Run:
         except _DeadlineReached:
             return TierFailed(action.tier, _DEADLINE_DETAIL)
         except TierRateLimited as exc:
+            self._told_to_wait(exc)
             return TierFailed(action.tier, str(exc), retry_after=exc.retry_after)
         except TierError as exc:
             return TierFailed(action.tier, str(exc))
@@ -586,9 +597,16 @@ class _Run:
         except (TierTimeout, TierError) as exc:
             # Unknown, not refused: the write may still land (a timed-out accept does). A claim
             # names the token it sent, so that only a read of it confirms the claim.
+            if isinstance(exc, TierRateLimited):
+                self._told_to_wait(exc)
             return WriteAnswered(WriteOutcome.UNKNOWN, token=exc.claim_token, detail=str(exc))
         except Exception as exc:
             return WriteAnswered(WriteOutcome.UNKNOWN, detail=f"unexpected {type(exc).__name__}")
+
+    def _told_to_wait(self, exc: TierRateLimited) -> None:
+        """Keep a 429's ``Retry-After`` past the run: its outcome carries what is left."""
+        if exc.retry_after is not None and math.isfinite(exc.retry_after):
+            self.retry_until = max(self.retry_until, self.clock() + exc.retry_after)
 
     async def _call(self, action: Action, call: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         """Await one tier call, but never past the action's ``deadline`` (guard clock).

@@ -79,7 +79,9 @@ class LoopPolicy:
       failed), or a job given up because a tier could not answer (:data:`TIER_TROUBLE_CODES`),
       wait ``idle_s``, then ``idle_factor`` times longer after each further one, at most
       ``idle_max_s`` (the deployed encoder polls once a minute); any other outcome resets it.
-      A source that answered 429 with ``Retry-After`` is not asked again sooner than it said.
+      A source that answered 429 with ``Retry-After`` is not asked again sooner than it said,
+      and no job starts before a ``Retry-After`` a tier gave a guarded job has run out
+      (:attr:`GuardOutcome.retry_after`).
     * ``jitter``: each wait is scaled by a uniform factor in ``[1 - jitter, 1 + jitter]``, so
       encoders started together do not poll in step (the deployed one polls "at a random
       second").
@@ -234,6 +236,9 @@ class EncoderLoop:
         #: and whether the loop owes a back-off wait for the latest one.
         self._troubled = 0
         self._back_off = False
+        #: No job starts before this instant (loop clock): a guarded job's tier answered 429
+        #: with ``Retry-After``, and the next job's first read would ask it again at once.
+        self._hold_until = -math.inf
         self._stop = asyncio.Event()
 
     @property
@@ -275,12 +280,17 @@ class EncoderLoop:
                     await self._until_stopped(asyncio.wait(
                         set(self._running.values()), return_when=asyncio.FIRST_COMPLETED))
                     continue
-                if self._back_off:
+                if self._back_off or self._hold_until > loop.time():
                     # The last job was given up because a tier could not answer: back off
-                    # before asking again, however eagerly the gateway offers.
-                    self._back_off = False
-                    await self._until_stopped(self._idle(self.policy.idle_delay(
-                        self._troubled, self.rng.random())))
+                    # before asking again, however eagerly the gateway offers; and never
+                    # sooner than a tier's Retry-After.
+                    delay = 0.0
+                    if self._back_off:
+                        self._back_off = False
+                        delay = self.policy.idle_delay(self._troubled, self.rng.random())
+                    delay = max(delay, self._hold_until - loop.time())
+                    self._hold_until = -math.inf
+                    await self._until_stopped(self._idle(delay))
                     continue
                 job = await self._poll(loop.time)
                 if self._stop.is_set():
@@ -441,6 +451,9 @@ class EncoderLoop:
             self._back_off = True
         else:
             self._troubled = 0
+        if outcome.retry_after is not None and outcome.retry_after > 0:
+            self._hold_until = max(self._hold_until, self._time() + min(
+                outcome.retry_after, MAX_RETRY_AFTER_S))
         self.outcomes[outcome.kind.value] += 1
         self._log(logging.INFO, "LOOP_JOB_ENDED",
                   f"job {job_id}: {outcome.kind.value} ({outcome.code})",

@@ -383,3 +383,31 @@ async def test_jobs_given_up_on_a_tier_failure_back_off_the_next_polls_like_empt
     # Each gap: the failed pre-claim read (0.2 s), then 1, 2, 4, 8, 8 s of back-off.
     assert gaps[:6] == [1.2, 2.2, 4.2, 8.2, 8.2, 8.2], gaps
     assert outcomes["skipped"] >= 6
+
+
+@virtual_time
+async def test_a_retry_after_a_tier_gave_during_a_job_holds_back_the_next_job():
+    """Found in session 14: the loop honoured a 429's Retry-After only for its own polls. A
+    monitor that answered a job's pre-claim read "429, come back in 45 s" was asked again a
+    second later, by the next job's pre-claim read. The guard's outcome now carries what is
+    left of it, and no job starts sooner (a read that is not rate limited changes nothing)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    polls: list[float] = []
+    guard = guard_for(jobs)
+    monitor = guard.clients[Tier.MONITOR]
+    assert isinstance(monitor, InMemoryTier)
+    monitor.fail_next("observe", TierRateLimited(Tier.MONITOR, "429", retry_after=45.0), times=2)
+    outcomes: list[float | None] = []
+    loop = EncoderLoop(guard, lambda job, offered: asyncio.sleep(0), offers={
+        "getjob": queue_of(jobs, polls)}, policy=LoopPolicy(
+            sources=("getjob",), idle_s=1, idle_max_s=8, idle_factor=2, jitter=0,
+            cooldown_s=0), on_outcome=lambda o: outcomes.append(o.retry_after))
+    stop_when(loop, lambda: len(jobs.commits) == 1)
+    await loop.run()
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(polls)]
+    # The pre-claim read was answered 429 after its 0.2 s, and the job ended then: all 45 s
+    # were left; the next poll comes 45 s after that answer (without the rule: 1.2, 2.2).
+    assert outcomes[:2] == [45.0, 45.0], outcomes
+    assert outcomes[2] is None
+    assert gaps[:2] == [45.2, 45.2], gaps
