@@ -36,7 +36,6 @@ import dataclasses
 import json
 import math
 import sys
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
@@ -54,6 +53,7 @@ from ._models import (
 )
 from ._node import add_run_parser, cmd_run
 from ._settings import Settings, monitor_api_url
+from ._text import printable
 
 __all__ = [
     "COMMANDS",
@@ -93,15 +93,7 @@ def _safe_text(value: object) -> str:
     Status and owner strings come from the monitor; an escape sequence in them must not be
     able to rewrite what the operator sees (for example, turn "❌ No" into "✅ Yes").
     """
-    text = str(value)
-    if len(text) > _MAX_SHOWN:
-        text = text[:_MAX_SHOWN] + "..."
-    return "".join(_escape(c) if unicodedata.category(c).startswith("C") else c for c in text)
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return printable(value, _MAX_SHOWN)
 
 
 @dataclass(frozen=True)

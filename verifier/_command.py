@@ -44,6 +44,7 @@ from typing import Any, Final
 from ._errors import ConfigurationError, InvalidInputError
 from ._gateway import validate_cid
 from ._guard import ClaimedJob, uninterrupted
+from ._ids import redact_url
 from ._models import GatewayMonitorJob
 
 __all__ = ["CommandFailed", "CommandWork"]
@@ -54,6 +55,10 @@ _MAX_LINE: Final = 64 * 1024
 _SHOWN: Final = 200
 #: Variables never passed to the command (credentials of the node; see ``Settings``).
 _CREDENTIALS: Final = frozenset({"ENCODER_PRIVATE_KEY", "MONGODB_URI"})
+#: Passed to the command without their ``user:password@`` (the command may want to know where
+#: the servers are; it has no business with the node's passwords).
+_CREDENTIAL_URLS: Final = frozenset({"GATEWAY_URL", "GATEWAY_AID_BASE_URL",
+                                     "GATEWAY_MONITOR_BASE_URL"})
 
 
 #: How often a stopping command's group is looked at (it ends within milliseconds of a signal).
@@ -160,7 +165,8 @@ class CommandWork:
             raise ConfigurationError("--scratch", f"{self.scratch_root!r} is not a directory")
         # The node's credentials stay with the node: the command encodes, it never signs or
         # writes to the database, and whatever it runs (ffmpeg, a plugin) need not see them.
-        self.env = {k: v for k, v in (os.environ if env is None else env).items()
+        self.env = {k: (redact_url(v) if k in _CREDENTIAL_URLS else v)
+                    for k, v in (os.environ if env is None else env).items()
                     if k not in _CREDENTIALS}
         self._logger = logger or _DEFAULT_LOGGER
 

@@ -84,6 +84,7 @@ from ._models import (
 )
 from ._mongodb_uri import parse_mongodb_uri
 from ._policy import Tier
+from ._text import FIELD_LIMIT, printable
 from ._tiers import Observation
 
 __all__ = ["MAX_ATTEMPTS", "DatabaseTier"]
@@ -412,9 +413,12 @@ class DatabaseTier:
             return f"{what}: job {job_id} did not match (its state could not be read)"
         if doc is None:
             return f"{what}: job {job_id} does not exist"
-        owner, status = doc.get("assigned_to"), doc.get("status")
+        owner = doc.get("assigned_to")
+        # Stored data, not ours to trust: escaped and bounded, so it cannot forge log lines.
+        status = printable(doc.get("status"), FIELD_LIMIT)
         if owner and owner != self.did:
-            text = f"{what}: job {job_id} is held by {owner} (status {status})"
+            shown = printable(owner, FIELD_LIMIT)
+            text = f"{what}: job {job_id} is held by {shown} (status {status})"
         elif owner == self.did:
             text = (f"{what}: job {job_id} is assigned to us under another assignment or in "
                     f"status {status}")

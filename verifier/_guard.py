@@ -40,6 +40,7 @@ from ._gateway import validate_percent
 from ._ids import validate_did, validate_job_id
 from ._metrics import GuardMetrics
 from ._policy import Policy, Tier, TierSet
+from ._text import FIELD_LIMIT, printable
 from ._tiers import Observation, TierClient
 from .protocol import (
     Action,
@@ -365,10 +366,13 @@ class OwnershipGuard:
     def _emit(
         self, level: str, code: str, message: str, items: tuple[tuple[str, str], ...]
     ) -> None:
+        # Owners, statuses, ids and server messages in a decision are untrusted: escaped, so
+        # that none can forge a log line or drive the terminal (verifier._text).
+        items = tuple((k, printable(v, FIELD_LIMIT)) for k, v in items)
         text = " ".join(f"{k}={v}" for k, v in items)
         self._logger.log(
             _LEVELS.get(level, logging.INFO),
-            "%s: %s [%s]", code, message, text,
+            "%s: %s [%s]", code, printable(message), text,
             extra={"event_code": code, "event_fields": dict(items)},
         )
 

@@ -206,12 +206,12 @@ def error_code(body: Any) -> str | None:
         return None
     code = body.get("code")
     if isinstance(code, str) and code:
-        return code
+        return _clean(code)  # the server's text, as server_message: no forged log lines
     data = body.get("data")
     if isinstance(data, Mapping):
         nested = data.get("code")
         if isinstance(nested, str) and nested:
-            return nested
+            return _clean(nested)
     return None
 
 
@@ -329,7 +329,8 @@ class TierHttp:
         caller past it. Without it, httpx's per-operation timeouts only.
     """
 
-    __slots__ = ("_client", "_hard_deadline", "_headers", "_owned", "base_url", "tier", "timeout")
+    __slots__ = ("_auth", "_client", "_hard_deadline", "_headers", "_owned", "base_url", "tier",
+                 "timeout")
 
     def __init__(
         self,
@@ -344,7 +345,10 @@ class TierHttp:
         hard_deadline: bool = False,
     ) -> None:
         self.tier = tier
-        self.base_url = check_base_url(base_url, variable, strict=strict_url)
+        # A user:password in the base URL is sent as HTTP basic auth, never as part of the
+        # request URL: httpx logs every request's URL at INFO, password included.
+        self.base_url, self._auth = _split_userinfo(
+            check_base_url(base_url, variable, strict=strict_url))
         self.timeout = positive_seconds(timeout, f"{variable} timeout")
         # Per request, so that a client passed in asks for identity too (see read_capped).
         self._headers = {**(headers or {}), **IDENTITY_ENCODING}
@@ -392,7 +396,8 @@ class TierHttp:
                 raise TierUnavailable(self.tier, f"{shown}: the request could not be built "
                                                  f"({type(exc).__name__})") from None
             async with asyncio.timeout(limit if self._hard_deadline else None):
-                response = await self._client.send(request, stream=True, follow_redirects=False)
+                response = await self._client.send(request, stream=True, follow_redirects=False,
+                                                   auth=self._auth)
                 try:
                     yield response
                 finally:
@@ -419,6 +424,17 @@ class TierHttp:
 
     def __repr__(self) -> str:
         return f"TierHttp({self.tier!r}, {redact_url(self.base_url)!r})"
+
+
+def _split_userinfo(base_url: str) -> tuple[str, httpx.BasicAuth | None]:
+    """``base_url`` without its ``user:password@``, and that user info as basic auth."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.username is None and parts.password is None:
+        return base_url, None
+    host = parts.netloc.rpartition("@")[2]
+    bare = urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+    user = urllib.parse.unquote(parts.username or "")
+    return bare, httpx.BasicAuth(user, urllib.parse.unquote(parts.password or ""))
 
 
 def check_base_url(base_url: object, variable: str, *, strict: bool = False) -> str:

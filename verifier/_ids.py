@@ -49,6 +49,11 @@ def validate_job_id(job_id: object) -> str:
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in job_id):
         raise InvalidInputError("job id contains control characters")
     _require_utf8(job_id, "job id")
+    if not job_id.isprintable():
+        # C1 controls (NEL ends a line for str.splitlines), bidi overrides, zero-width and
+        # line/paragraph separators: an id reaches every log line, where these forge lines or
+        # reorder what the operator reads. No real job id has them.
+        raise InvalidInputError("job id contains control, format or separator characters")
     if job_id in (".", ".."):
         # Even percent-encoded, HTTP clients collapse dot segments: the request would reach
         # another route.
@@ -71,6 +76,10 @@ def validate_did(did: object) -> str:
         raise InvalidInputError("DID is too long or contains control characters")
     if not did.isascii():
         raise InvalidInputError("DID must be ASCII (a did:key is base58 text)")
+    if len(normalize_did(did)) <= len("did:key:"):
+        # "did", "did:" and "did:key:" all normalise to the bare prefix, so two of them
+        # would "own" each other's jobs: a DID names a key.
+        raise InvalidInputError("DID has no identifier after its method")
     return did
 
 

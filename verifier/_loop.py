@@ -37,6 +37,7 @@ from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
 from ._metrics import GuardMetrics
 from ._models import GatewayMonitorJob
 from ._policy import Tier
+from ._text import FIELD_LIMIT, printable
 from .protocol import OutcomeKind, pre_claim_tier, screened
 
 __all__ = ["OFFER_SOURCES", "EncoderLoop", "LoopPolicy", "LoopWork", "OfferFn", "offer_sources"]
@@ -472,7 +473,8 @@ class EncoderLoop:
                           f"on_outcome raised {type(exc).__name__}: {exc}", job_id=job_id)
 
     def _log(self, level: int, code: str, message: str, **fields: object) -> None:
-        items = {k: str(v) for k, v in fields.items()}
+        # Offered ids and tier errors are untrusted: escaped, as the guard does (verifier._text).
+        items = {k: printable(v, FIELD_LIMIT) for k, v in fields.items()}
         text = " ".join(f"{k}={v}" for k, v in items.items())
-        self._logger.log(level, "%s: %s [%s]", code, message, text,
+        self._logger.log(level, "%s: %s [%s]", code, printable(message), text,
                          extra={"event_code": code, "event_fields": items})

@@ -158,7 +158,10 @@ def _number(value: Any, what: str) -> float | None:
     # bool is an int subclass; a True "progress" is nonsense, not 1 %.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MalformedAnswer("job", f"{what} should be a number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a 400-digit JSON integer: no float holds it
+        raise MalformedAnswer("job", f"{what} should be a finite number") from None
 
 
 def _parse_progress(value: Any) -> JobProgress | None:

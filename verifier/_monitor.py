@@ -99,6 +99,13 @@ _VARIABLE: Final = "GATEWAY_MONITOR_BASE_URL"
 _SERVER_UNSAFE_CHARS: Final = frozenset("/\\?#%")
 
 
+def _short(server_text: object) -> str:
+    """A server's id in a message: quoted (``repr`` escapes what is not printable) and bounded,
+    so a hostile answer cannot flood the log with a 500 kB "id"."""
+    text = str(server_text)
+    return repr(text if len(text) <= 100 else text[:100] + "...")
+
+
 def _monitor_job_id(job_id: object) -> str:
     """Validate ``job_id`` (shared rules, dot segments included) plus what the monitor server
     cannot carry safely. The path segment is then :func:`~verifier._http.job_segment`."""
@@ -288,7 +295,8 @@ class GatewayMonitorService:
         job = parse_job(data, tier=_TIER)
         if job.id and job.id != job_id:
             # An answer about another job (demo jobs, a server-side path mix-up) is not ours.
-            raise MalformedAnswer(_TIER, f"asked for job {job_id!r}, answer is about {job.id!r}")
+            raise MalformedAnswer(
+                _TIER, f"asked for job {job_id!r}, answer is about {_short(job.id)}")
         return job
 
     async def verify_job_ownership(self, job_id: str, expected_owner_did: str) -> OwnershipResult:
@@ -328,7 +336,8 @@ class GatewayMonitorService:
             raise MalformedAnswer(_TIER, f"status answer from {reply.shown_url} has no data object")
         reported = data.get("job_id")
         if isinstance(reported, str) and reported and reported != job_id:
-            raise MalformedAnswer(_TIER, f"asked for job {job_id!r}, answer is about {reported!r}")
+            raise MalformedAnswer(
+                _TIER, f"asked for job {job_id!r}, answer is about {_short(reported)}")
         status = data.get("status")
         if status is not None and not isinstance(status, str):
             raise MalformedAnswer(_TIER, "status should be a string or null")
@@ -362,9 +371,10 @@ class GatewayMonitorService:
         statuses: dict[str, str] = {}
         for key, status in data.items():
             if key not in asked:
-                raise MalformedAnswer(_TIER, f"batch answer names job {key!r}, which was not asked")
+                raise MalformedAnswer(
+                    _TIER, f"batch answer names job {_short(key)}, which was not asked")
             if not isinstance(status, str):
-                raise MalformedAnswer(_TIER, f"status of job {key!r} should be a string")
+                raise MalformedAnswer(_TIER, f"status of job {_short(key)} should be a string")
             statuses[key] = status
         return statuses
 

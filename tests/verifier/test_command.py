@@ -47,7 +47,7 @@ def test_the_job_goes_in_on_stdin_and_in_the_environment_and_the_result_comes_ba
     path = script(tmp_path, f"""
 job = json.load(sys.stdin)
 env = {{k: v for k, v in os.environ.items() if k.startswith("SPK_") or k in
-       ("ENCODER_PRIVATE_KEY", "MONGODB_URI")}}
+       ("ENCODER_PRIVATE_KEY", "MONGODB_URI", "GATEWAY_URL", "GATEWAY_MONITOR_BASE_URL")}}
 json.dump({{"job": job, "env": env, "cwd": os.getcwd()}}, open({str(seen)!r}, "w"))
 print(json.dumps({{"phase": "encode"}}))
 print(json.dumps({{"pct": 40, "download_pct": 100}}))
@@ -57,7 +57,8 @@ print(json.dumps({{"cid": "bafyresult"}}))
     async def main():
         job, events = claimed()
         env = {**os.environ, "ENCODER_PRIVATE_KEY": "c2VjcmV0", "MONGODB_URI": "mongodb://u:p@h",
-               "SPK_KEPT": "yes"}
+               "SPK_KEPT": "yes", "GATEWAY_URL": "https://enc:GwPassw0rd@gw.test/",
+               "GATEWAY_MONITOR_BASE_URL": "https://monitor.test/api"}
         result = await CommandWork([str(path)], cancel_latency=C, env=env)(job, OFFERED)
         return result, job, [events.get_nowait() for _ in range(events.qsize())]
 
@@ -72,6 +73,9 @@ print(json.dumps({{"cid": "bafyresult"}}))
     assert env["SPK_JOB_ID"] == "job-1" and env["SPK_INPUT_URI"] == "ipfs://bafyinput"
     assert env["SPK_KEPT"] == "yes", "the runner's environment is passed on"
     assert "ENCODER_PRIVATE_KEY" not in env and "MONGODB_URI" not in env, "but no credential"
+    # Found by a security review (session 14): the servers' URLs went on with their passwords.
+    assert env["GATEWAY_URL"] == "https://gw.test/", "where the servers are, not how to log in"
+    assert env["GATEWAY_MONITOR_BASE_URL"] == "https://monitor.test/api"
     assert record["cwd"] == os.getcwd(), "relative paths mean what they meant to the runner"
     assert not Path(env["SPK_SCRATCH_DIR"]).exists(), "the scratch directory is removed"
 
