@@ -379,6 +379,10 @@ class DatabaseTier:
         doc = await self._call("find", lambda c: c.find_one(query))
         if doc is not None and not isinstance(doc, Mapping):
             raise MalformedAnswer(_TIER, "find: the document is not a mapping")
+        if doc is not None and doc.get("id") != query["id"]:
+            # Another job's document (a case-insensitive collation on the collection, say):
+            # its owner says nothing about ours. The other tiers check the same.
+            raise MalformedAnswer(_TIER, "find: the document found is about another job id")
         return None if doc is None else dict(doc)
 
     async def get_job(self, job_id: str) -> GatewayMonitorJob | None:

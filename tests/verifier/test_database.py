@@ -944,3 +944,29 @@ async def test_a_claim_whose_answer_is_not_our_assignment_still_names_its_token(
     with pytest.raises(MalformedAnswer) as raised:
         await db.claim(JOB)
     assert raised.value.claim_token == doc(jobs)["claim_token"]
+
+
+class CaseInsensitiveCollection:
+    """A collection whose default collation ignores case (a MongoDB deployment may set one):
+    ``find_one({"id": "job-1"})`` also finds ``JOB-1``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def find_one(self, query: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        wanted = str(query["id"]).lower()
+        return next((d for d in self.inner.find() if str(d["id"]).lower() == wanted), None)
+
+
+@pytest.mark.asyncio
+async def test_a_document_about_another_id_is_malformed_never_an_answer(
+        make: Callable[..., DatabaseTier], jobs: Any) -> None:
+    """Found by a security review (session 14): the database tier took whatever document its
+    query returned, while the other tiers check the id they were answered about."""
+    add(jobs, "JOB-1", status="assigned", assigned_to=ME)
+    db = make(collection=CaseInsensitiveCollection(jobs))
+    with pytest.raises(MalformedAnswer, match="another job id"):
+        await db.observe("job-1")
