@@ -19,8 +19,9 @@ directions, is plain text so that it can be written in any language:
   still running half the cancel latency C later: the timing model counts on the work having
   stopped within C (``docs/safety-model.md``), and the kill and the reaping need the other
   half. "Stopped" is judged on the whole group, not on the command alone (a wrapper may exit
-  while its ffmpeg runs on), also after a command that ended by itself; and the command is
-  killed if the runner dies (Linux: ``PR_SET_PDEATHSIG``).
+  while its ffmpeg runs on), also after a command that ended by itself; and if the runner
+  dies outright (SIGKILL, the OOM killer), the whole group is killed by its keeper
+  (``verifier/_keeper.py``, Linux ``PR_SET_PDEATHSIG``), the wrapper's children included.
 
 Progress matters for safety, not only for display: the gateway reassigns a job whose progress
 has not changed for N, so a command that reports none is stopped by the guard before then.
@@ -30,12 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -63,18 +64,9 @@ _CREDENTIAL_URLS: Final = frozenset({"GATEWAY_URL", "GATEWAY_AID_BASE_URL",
 
 #: How often a stopping command's group is looked at (it ends within milliseconds of a signal).
 _POLL_S: Final = 0.01
-_PR_SET_PDEATHSIG: Final = 1
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the runner dies (Linux), so that a runner killed
-    by the OOM killer or SIGKILL does not leave an encode running after its job is reassigned.
-    Elsewhere nothing; the group is still stopped on every orderly exit."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+#: Runs the command and kills its whole group if the runner dies (``verifier/_keeper.py``: a
+#: runner killed outright must not leave a wrapper's ffmpeg encoding a reassigned job).
+_KEEPER: Final = str(Path(__file__).with_name("_keeper.py"))
 
 
 def _signal_group(group: int, sig: signal.Signals) -> None:
@@ -188,10 +180,12 @@ class CommandWork:
             "metadata": dict(offered.metadata),
             "storageMetadata": dict(offered.storage_metadata),
         }
+        # The keeper leads the command's own group (stop it all) and takes the group down if
+        # this process dies; -I -S: nothing from the environment, nothing installed needed.
         proc = await asyncio.create_subprocess_exec(
-            *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            env=env, start_new_session=True,  # its own group: stop it all
-            preexec_fn=_die_with_parent,
+            sys.executable, "-I", "-S", _KEEPER, str(os.getpid()), *self.argv,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env=env, start_new_session=True,
         )
         self._note(logging.INFO, "COMMAND_STARTED", job.job_id, f"pid {proc.pid}")
         try:

@@ -234,11 +234,19 @@ print(json.dumps({{"cid": "bafybig"}}))
     assert asyncio.run(main()) == ({"cid": "bafybig"}, 10.0)
 
 
-def test_the_command_dies_with_its_runner(tmp_path):
-    """A runner killed outright (OOM, SIGKILL) takes its command with it (Linux)."""
+@pytest.mark.parametrize("who", ["the command", "a wrapper's child"])
+def test_the_command_dies_with_its_runner(tmp_path, who):
+    """A runner killed outright (OOM, SIGKILL) takes its command with it (Linux), and the
+    command's children too: found by an operator review (session 14), a shell wrapper died
+    with the runner while its ffmpeg (here a sleeping child) went on encoding."""
     pid_file = tmp_path / "cmd.pid"
-    command = script(tmp_path, f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-                               "time.sleep(600)\n")
+    if who == "the command":
+        command = script(tmp_path, f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                                   "time.sleep(600)\n")
+    else:
+        command = tmp_path / "wrap.sh"
+        command.write_text(f"#!/bin/sh\nsleep 600 &\necho $! > {pid_file}\nwait\n")
+        command.chmod(0o755)
     runner = tmp_path / "runner.py"
     runner.write_text(
         "import asyncio, sys\n"
