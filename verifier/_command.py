@@ -155,6 +155,9 @@ class CommandWork:
         self.scratch_root = None if scratch_root is None else str(scratch_root)
         if self.scratch_root is not None and not os.path.isdir(self.scratch_root):
             raise ConfigurationError("--scratch", f"{self.scratch_root!r} is not a directory")
+        if self.scratch_root is not None and not os.access(self.scratch_root, os.W_OK | os.X_OK):
+            # Found to fail every job after claiming it (/proc): refused at start-up instead.
+            raise ConfigurationError("--scratch", f"{self.scratch_root!r} is not writable")
         # The node's credentials stay with the node: the command encodes, it never signs or
         # writes to the database, and whatever it runs (ffmpeg, a plugin) need not see them.
         self.env = {k: (redact_url(v) if k in _CREDENTIAL_URLS else v)

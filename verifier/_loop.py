@@ -63,6 +63,11 @@ TIER_TROUBLE_CODES: Final = frozenset({
     "PRE_CLAIM_FAILED", "CLAIM_UNKNOWN", "VERIFICATION_FAILED", "UNCONFIRMED",
     "LEASE_EXPIRED", "FINISH_UNKNOWN",
 })
+#: Outcome codes that back the loop off like tier trouble: the above, and work that failed. A
+#: broken command (or a full disk) fails every job it is given, and each failure sends the
+#: job back with one more attempt counted; without a back-off the encoder would burn through
+#: the queue's attempts as fast as it can claim (found by an operator review, session 14).
+BACK_OFF_CODES: Final = TIER_TROUBLE_CODES | {"WORK_FAILED"}
 #: The work of one job: the guard's :class:`ClaimedJob` and the job as it was offered (its
 #: ``input`` says what to download). Returns the result to commit (``{"cid": ...}``).
 LoopWork = Callable[[ClaimedJob, GatewayMonitorJob], Awaitable[Mapping[str, Any] | None]]
@@ -77,7 +82,8 @@ class LoopPolicy:
       queue offered to everyone).
     * ``concurrency``: jobs guarded at once.
     * ``idle_s``, ``idle_max_s``, ``idle_factor``: after a poll that offered nothing (or
-      failed), or a job given up because a tier could not answer (:data:`TIER_TROUBLE_CODES`),
+      failed), or a job given up because a tier could not answer or its work failed
+      (:data:`BACK_OFF_CODES`),
       wait ``idle_s``, then ``idle_factor`` times longer after each further one, at most
       ``idle_max_s`` (the deployed encoder polls once a minute); any other outcome resets it.
       A source that answered 429 with ``Retry-After`` is not asked again sooner than it said,
@@ -233,7 +239,8 @@ class EncoderLoop:
         #: 429 with ``Retry-After``. Per source, because another source may offer a job
         #: meanwhile (then no idle wait comes) and a back-off or a free slot may end sooner.
         self._not_before: dict[str, float] = {}
-        #: Jobs in a row given up because a tier could not answer (the back-off's exponent),
+        #: Jobs in a row given up because a tier could not answer, or whose work failed (the
+        #: back-off's exponent),
         #: and whether the loop owes a back-off wait for the latest one.
         self._troubled = 0
         self._back_off = False
@@ -447,7 +454,7 @@ class EncoderLoop:
             self._running.pop(job_id, None)
         if not outcome.processed:
             self._cooling[job_id] = self._time() + self.policy.cooldown_s
-        if outcome.code in TIER_TROUBLE_CODES:
+        if outcome.code in BACK_OFF_CODES:
             self._troubled += 1
             self._back_off = True
         else:

@@ -269,3 +269,11 @@ def test_the_command_dies_with_its_runner(tmp_path, who):
             time.sleep(0.01)
     finally:
         proc.kill()
+
+
+def test_a_scratch_directory_that_cannot_be_written_is_refused_at_start_up(tmp_path):
+    """Found by an operator review (session 14): `--scratch /proc` was accepted, then every
+    job failed after it had been claimed."""
+    command = script(tmp_path, "print('{}')")
+    with pytest.raises(ConfigurationError, match="not writable"):
+        CommandWork([str(command)], cancel_latency=C, scratch_root="/proc")

@@ -386,6 +386,29 @@ async def test_jobs_given_up_on_a_tier_failure_back_off_the_next_polls_like_empt
 
 
 @virtual_time
+async def test_failing_work_backs_off_the_next_polls_instead_of_burning_the_queue():
+    """Found by an operator review (session 14): `run -- true` claimed and failed twelve jobs
+    in twenty seconds, each sent back with one more attempt counted. A job whose work failed
+    now backs the loop off as a tier failure does."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    polls: list[float] = []
+
+    async def broken(job, offered):
+        raise RuntimeError("the command is broken")
+
+    loop = EncoderLoop(guard_for(jobs), broken, offers={"getjob": queue_of(jobs, polls)},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1, idle_max_s=8,
+                                         idle_factor=2, jitter=0, cooldown_s=0))
+    stop_when(loop, lambda: len(polls) >= 5)
+    outcomes = await loop.run()
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert outcomes["failed"] >= 4
+    # Each gap: the job's run (claim, settle, verify, work, release), then 1, 2, 4, 8 s.
+    waits = [g - gaps[0] for g in gaps]
+    assert [round(w) for w in waits[1:4]] == [1, 3, 7], gaps
+
+@virtual_time
 async def test_a_retry_after_a_tier_gave_during_a_job_holds_back_the_next_job():
     """Found in session 14: the loop honoured a 429's Retry-After only for its own polls. A
     monitor that answered a job's pre-claim read "429, come back in 45 s" was asked again a
