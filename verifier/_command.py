@@ -155,9 +155,14 @@ class CommandWork:
         self.scratch_root = None if scratch_root is None else str(scratch_root)
         if self.scratch_root is not None and not os.path.isdir(self.scratch_root):
             raise ConfigurationError("--scratch", f"{self.scratch_root!r} is not a directory")
-        if self.scratch_root is not None and not os.access(self.scratch_root, os.W_OK | os.X_OK):
-            # Found to fail every job after claiming it (/proc): refused at start-up instead.
-            raise ConfigurationError("--scratch", f"{self.scratch_root!r} is not writable")
+        if self.scratch_root is not None:
+            # Tried, not judged from its mode bits (root passes os.access on /proc): a scratch
+            # root where no directory can be made failed every job after claiming it.
+            try:
+                os.rmdir(tempfile.mkdtemp(prefix="spk-probe-", dir=self.scratch_root))
+            except OSError as exc:
+                raise ConfigurationError("--scratch", f"{self.scratch_root!r} is not writable "
+                                                      f"({exc.strerror})") from None
         # The node's credentials stay with the node: the command encodes, it never signs or
         # writes to the database, and whatever it runs (ffmpeg, a plugin) need not see them.
         self.env = {k: (redact_url(v) if k in _CREDENTIAL_URLS else v)
