@@ -1168,6 +1168,9 @@ class OwnershipProtocol:
         # Whatever path the run ends on, a give-back that got no answer leaves the job
         # possibly ours: the outcome says so (``Outcome.held``).
         self._given_back = answer.outcome is not WriteOutcome.UNKNOWN
+        # Why a give-back failed is the operator's to know (Gateway Aid has no release
+        # endpoint at all: its jobs stay held for an hour), so the tier's detail is logged.
+        said = "" if ok or not answer.detail else f" ({answer.detail})"
         self._log("RELEASED" if ok else "RELEASE_FAILED", "info" if ok else "warning",
-                  f"Release of job {self.job_id}: {answer.outcome.value}", reason=reason)
+                  f"Release of job {self.job_id}: {answer.outcome.value}{said}", reason=reason)
         return answer.outcome

@@ -17,6 +17,7 @@ from verifier import (
     Policy,
     Tier,
     TierTimeout,
+    TierUnavailable,
     TimingModel,
 )
 from verifier._guard import _Run
@@ -768,3 +769,25 @@ async def test_a_database_claim_answered_without_its_token_is_unknown_and_given_
                                    policy=Policy.hardened(TIMING)).run("j1", encode(log=started))
     assert outcome.kind is OutcomeKind.SKIPPED and outcome.code == "CLAIM_UNKNOWN"
     assert not started
+
+
+@virtual_time
+async def test_a_failed_give_back_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    """Found by an operator review (session 14): "Release of job j: unknown", three times, and
+    nothing else, even with -v; Gateway Aid, for one, has no release endpoint at all."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    monitor = InMemoryTier(Tier.MONITOR, jobs, A, latency=0.2)
+    gateway = InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)
+    gateway.fail_next("release", TierUnavailable(Tier.GATEWAY, "no release endpoint here"),
+                      times=10)
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(TIMING))
+
+    async def broken(job: Any) -> None:
+        raise RuntimeError("encoder crashed")
+
+    with caplog.at_level(logging.WARNING, logger="verifier"):
+        outcome = await guard.run("j1", broken)
+    assert outcome.held
+    failed = [r.getMessage() for r in caplog.records if "RELEASE_FAILED" in r.getMessage()]
+    assert failed and all("no release endpoint here" in m for m in failed), failed
