@@ -633,7 +633,12 @@ class Emulator:
         if not isinstance(body, dict):
             return Response.json(400, {"success": False, "error": "JSON object expected"})
         if route == "list-jobs":
-            jobs = [{"id": j.id, "created_at": iso(j.created)}
+            # The job as stored, minus what aid hides (docs/contract.md): a command started
+            # from this list needs the job's input (found by an operator review, session 14:
+            # aid jobs reached the command with no input at all).
+            hidden = ("status", "assigned_to", "assigned_date", "last_pinged", "encoder_id")
+            jobs = [{k: v for k, v in self._document(j.id, j.status, None, j).items()
+                     if k not in hidden}
                     for j in self.world.jobs.values()
                     if j.status in CLAIMABLE_STATUSES and j.owner is None][:50]
             return Response.json(200, {"success": True, "jobs": jobs})

@@ -174,6 +174,21 @@ async def test_aid_claim_is_atomic_and_only_for_approved_dids() -> None:
         await emulator.stop()
 
 
+@pytest.mark.asyncio
+async def test_aid_lists_jobs_with_their_input_but_hides_status_and_owner() -> None:
+    """Found by an operator review (session 14): the emulator's list-jobs gave only ids and
+    dates, so a command run for an aid job got no input; the contract hides only the status
+    and the owner."""
+    emulator = await _emulator(approved={ALICE.did})
+    try:
+        async with GatewayAidClient(emulator.aid_url, ALICE.did) as alice:
+            listed = await alice.list_jobs()
+        assert listed and all(job.input.get("uri") for job in listed)
+        assert all(job.status is None and job.assigned_to is None for job in listed)
+    finally:
+        await emulator.stop()
+
+
 # --------------------------------------------------------------------------- faults
 
 
