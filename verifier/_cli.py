@@ -35,6 +35,7 @@ import asyncio
 import dataclasses
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -376,10 +377,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
               "nothing is known about this job", file=sys.stderr)
         return EXIT_NO_ANSWER
 
-    if args.json:
-        print(json.dumps(report.as_json(), indent=2, sort_keys=True), file=sys.stdout)
-    else:
-        report.print_text(sys.stdout)
+    try:
+        if args.json:
+            print(json.dumps(report.as_json(), indent=2, sort_keys=True), file=sys.stdout)
+        else:
+            report.print_text(sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `check ... | head -1`: the reader left. The verdict is the exit status, which must
+        # not turn into a traceback and exit 1 ("answered: not safe"); Python's own flush at
+        # exit would fail again on the broken stream, so stdout goes to /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if report.error is not None:
         print(f"{_PROG}: the monitor could not answer: {report.error}", file=sys.stderr)
     return report.exit_code

@@ -480,6 +480,23 @@ def test_python_dash_m_verifier_runs(tmp_path: Path) -> None:
     assert "JOB_ID" in done.stderr
 
 
+def test_a_reader_that_leaves_early_does_not_change_the_exit_status(tmp_path: Path) -> None:
+    """Found by an operator review (session 14): `check ... | head -1` sometimes printed a
+    BrokenPipeError traceback and exited 1 ("answered: not safe") in place of its verdict."""
+    clean = {k: v for k, v in os.environ.items() if k not in KNOWN_VARIABLES}
+    with subprocess.Popen(  # noqa: S603 (our own interpreter, fixed arguments)
+        [sys.executable, "-m", "verifier", "check", JOB, "--did", ME, "--timeout", "2",
+         "--base-url", "http://127.0.0.1:9/api"],  # nothing listens: exit 3, with a report
+        cwd=tmp_path, env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # long before the report is written: the pipe is broken
+        err = proc.stderr.read().decode()
+        code = proc.wait(60)
+    assert code == 3, err
+    assert "Traceback" not in err and "could not answer" in err
+
+
 # --------------------------------------------------------------------------- the monitor's URL
 
 
