@@ -30,7 +30,7 @@ from ._loop import OFFER_SOURCES, EncoderLoop, LoopPolicy, offer_sources
 from ._metrics import GuardMetrics, start_metrics_server
 from ._monitor import GatewayMonitorService
 from ._push import JobPushClient
-from ._settings import Settings
+from ._settings import DEFAULT_CHAIN, Settings
 
 __all__ = ["Node", "add_run_parser", "cmd_run", "open_node"]
 
@@ -140,6 +140,13 @@ async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
     try:
         _LOGGER.info("RUN_STARTED: encoder %s polling %s with up to %d job(s) at once",
                      node.guard.did, ", ".join(policy.sources), policy.concurrency)
+        # What the run is actually using (secrets redacted): a value left over from another
+        # shell (a sourced emulator block, say) must be visible, not silently in force.
+        _LOGGER.info("SETTINGS: %s", " ".join(
+            f"{k}={v}" for k, v in settings.describe().items()))
+        if settings.chain != DEFAULT_CHAIN:
+            _LOGGER.warning("CHAIN_NOT_HARDENED: VERIFIER_CHAIN=%s does not keep two encoders "
+                            "from processing one job (docs/safety-model.md)", settings.chain)
         outcomes = await encoder.run()
     finally:
         for sig in signals:

@@ -173,6 +173,11 @@ def test_jobs_are_processed_end_to_end_and_committed_by_the_runner(tmp_path):
                 assert job_id in srv.live.world.committed and srv.job(job_id).owner == DID
                 assert not running(srv.pid(job_id))
             assert "processed=2" in srv.logged()
+            # The effective settings are logged at start (session 14), secrets redacted.
+            assert "SETTINGS: " in srv.logged() and "VERIFIER_CHAIN=hardened" in srv.logged()
+            assert "ENCODER_PRIVATE_KEY=<set>" in srv.logged()
+            assert base64.b64encode(SEED).decode() not in srv.logged()
+            assert "CHAIN_NOT_HARDENED" not in srv.logged()
 
     asyncio.run(main())
 
