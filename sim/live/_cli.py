@@ -401,6 +401,11 @@ async def _serve_encoder(command: list[str], args: argparse.Namespace, emulator:
     shutdown) once every job is done, at ``--duration``, or on our own SIGINT/SIGTERM, and
     return its exit status."""
     env = {**os.environ, **_variables(emulator, live.scenario)}
+    # The emulator has no database. The encoder reads the `.env` of its directory for what
+    # its environment leaves unset, and a production `.env` there switched the database tier
+    # on against a server it could not reach, forever (found by an operator review, session
+    # 14): set here, the environment wins.
+    env.update(MONGODB_VERIFICATION_ENABLED="false", MONGODB_URI="")
     if args.metrics_port is not None:
         env["VERIFIER_METRICS_PORT"] = str(args.metrics_port)
         out.write(f"# encoder metrics: http://127.0.0.1:{args.metrics_port}/metrics\n")

@@ -179,14 +179,14 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = base64.b64encode(bytes(range(32))).decode()  # the key of DID
 
 
-def _serve_encoder(argv: list[str], key: str | None = KEY,
-                   timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _serve_encoder(argv: list[str], key: str | None = KEY, timeout: float = 120,
+                   cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GATEWAY_", "ENCODER_", "VERIFIER_", "MONGODB_", "SPK_"))}
     if key is not None:
         env["ENCODER_PRIVATE_KEY"] = key
     return subprocess.run(  # noqa: S603 (our own interpreter and module)
-        [sys.executable if a == ".venv/bin/python" else a for a in argv], cwd=ROOT, env=env,
+        [sys.executable if a == ".venv/bin/python" else a for a in argv], cwd=cwd, env=env,
         capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -217,6 +217,21 @@ def test_an_assigned_job_is_offered_by_myjob_to_its_encoder_only(owner: str,
     assert f"# served: {served} jobs done" in done.stdout
     assert ("LOOP_OFFERED: myjob offered job special-job" in done.stderr) == (owner == DID)
 
+
+def test_a_production_dotenv_in_the_directory_does_not_switch_the_database_on(
+        tmp_path: Path) -> None:
+    """Found by an operator review (session 14): run from a directory whose `.env` enabled
+    MongoDB, the served encoder tried a database the emulator does not have, for ever."""
+    (tmp_path / ".env").write_text("MONGODB_VERIFICATION_ENABLED=true\n"
+                                   "MONGODB_URI=mongodb://127.0.0.1:9/spk?serverSelectionTimeoutMS=200\n")
+    done = _serve_encoder([
+        ".venv/bin/python", "-m", "sim", "serve", "--jobs", "1", "--duration", "30",
+        "--set", "lie_rate=0", "--", ".venv/bin/python", "-m", "verifier", "run",
+        "--poll-interval", "0.3", "--max-poll-interval", "0.5", "--",
+        ".venv/bin/python", str(ROOT / "examples" / "encode_job.py")], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "# served: 1 of 1 jobs done" in done.stdout, done.stderr[-3000:]
+    assert "MONGODB_VERIFICATION_ENABLED=false" in done.stderr
 
 def test_serve_refuses_an_encoder_command_it_cannot_start() -> None:
     done = _serve_encoder([".venv/bin/python", "-m", "sim", "serve", "--jobs", "1", "--",
