@@ -222,23 +222,37 @@ def _timing(env: Mapping[str, str]) -> TimingModel:
         culprits = [f for f in TIMING_VARIABLES if f in message and values[f] <= 0]
         field = culprits[0] if culprits else "recheck_interval"
         variable = TIMING_VARIABLES[field]
-        raise ConfigurationError(variable, f"must be greater than 0 ({message})") from None
+        raise ConfigurationError(
+            variable, f"must be greater than 0 ({_in_variables(message)})") from None
     problems = timing.problems()
     if problems:
-        raise ConfigurationError(_variable_of_problem(problems[0]), problems[0])
+        set_here = {f for f, variable in TIMING_VARIABLES.items() if env.get(variable, "").strip()}
+        variable, message = _worded_problem(problems[0], set_here)
+        raise ConfigurationError(variable, message)
     return timing
 
 
-def _variable_of_problem(problem: str) -> str:
-    """The variable a ``TimingModel.problems()`` sentence is about: the field it names first."""
+def _worded_problem(problem: str, set_here: set[str]) -> tuple[str, str]:
+    """A ``TimingModel.problems()`` sentence for an operator: the variable it blames (of the
+    bounds it names, the first one the environment set, else the first named) and the sentence
+    with each bound's field name replaced by its variable. Blaming the first field named
+    pointed at a variable the operator had not touched (found by an operator review, session
+    14: ``VERIFIER_REASSIGN_TIMEOUT_S=1`` was reported as ``VERIFIER_RECHECK_INTERVAL_S``)."""
     positions = {
         field: match.start()
         for field in TIMING_VARIABLES
         if (match := re.search(rf"\b{field}\b", problem))
     }
-    if not positions:
-        return TIMING_VARIABLES["recheck_interval"]
-    return TIMING_VARIABLES[min(positions, key=positions.__getitem__)]
+    named = sorted(positions, key=positions.__getitem__)
+    chosen = next((f for f in named if f in set_here), named[0] if named else "recheck_interval")
+    return TIMING_VARIABLES[chosen], _in_variables(problem)
+
+
+def _in_variables(text: str) -> str:
+    """``text`` with each timing field's name replaced by its environment variable."""
+    for field, variable in TIMING_VARIABLES.items():
+        text = re.sub(rf"\b{field}\b", variable, text)
+    return text
 
 
 # --------------------------------------------------------------------------- settings
