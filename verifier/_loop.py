@@ -324,8 +324,9 @@ class EncoderLoop:
         held = self.held
         if held:
             self._log(logging.ERROR, "LOOP_STOPPED",
-                      f"Stopped; {len(held)} job(s) could not be given back and may stay "
-                      f"held until the gateway reassigns them: {', '.join(sorted(held))}",
+                      f"Stopped; {len(held)} job(s) whose give-back or finish got no answer "
+                      f"(each may be complete, or held until the gateway reassigns it): "
+                      f"{', '.join(sorted(held))}",
                       **counts)
         else:
             self._log(logging.INFO, "LOOP_STOPPED", "Stopped: no job held", **counts)
