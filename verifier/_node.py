@@ -162,7 +162,8 @@ def _positive(kind: type[int] | type[float]) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a {kind.__name__}") from None
+            raise argparse.ArgumentTypeError(
+                "must be a whole number" if kind is int else "must be a number") from None
         if not value > 0 or value == float("inf"):
             raise argparse.ArgumentTypeError("must be positive")
         return value
@@ -190,8 +191,10 @@ def add_run_parser(commands: Any) -> None:
             "Poll the configured sources for offered jobs and run COMMAND for each job the "
             "guard confirms is ours. The job is on COMMAND's stdin (JSON) and in SPK_JOB_ID, "
             "SPK_INPUT_URI and SPK_SCRATCH_DIR; COMMAND prints JSON lines {\"phase\": ...}, "
-            "{\"pct\": ...} and, last, {\"cid\": ...}, and exits 0 on success. SIGINT or "
-            "SIGTERM: graceful shutdown (running commands stopped, held jobs released)."
+            "{\"pct\": ...} and, last, {\"cid\": ...}, and exits 0 on success. SIGINT, "
+            "SIGTERM or SIGHUP: graceful shutdown (running commands stopped, held jobs "
+            "released). Settings come from the environment and ./.env (timing defaults: "
+            "docs/safety-model.md, \"The timing model\")."
         ),
         epilog=_RUN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
