@@ -38,6 +38,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -62,6 +63,10 @@ _CREDENTIAL_URLS: Final = frozenset({"GATEWAY_URL", "GATEWAY_AID_BASE_URL",
                                      "GATEWAY_MONITOR_BASE_URL"})
 
 
+#: Lines of the command's stderr kept for the message of its failure, and how long its end of
+#: file is waited for once it has exited (a leftover holding the pipe must not hold us).
+_TAIL_LINES: Final = 5
+_RELAY_GRACE_S: Final = 1.0
 #: How often a stopping command's group is looked at (it ends within milliseconds of a signal).
 _POLL_S: Final = 0.01
 #: Runs the command and kills its whole group if the runner dies (``verifier/_keeper.py``: a
@@ -110,8 +115,47 @@ async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
     proc.stdin.close()
 
 
+async def _exit_status(proc: asyncio.subprocess.Process) -> int:
+    """The command's exit status as soon as it has exited. Not ``proc.wait()``, which (Python
+    3.11) also waits for every pipe to close: a leftover of the command holding its stderr
+    would hold us until the group is stopped, which happens only after (a deadlock)."""
+    while proc.returncode is None:  # noqa: ASYNC110 (polled, as the group's end is)
+        await asyncio.sleep(_POLL_S)
+    return proc.returncode
+
+
 class CommandFailed(Exception):
     """The command ended without a result to commit (its exit status, or no result line)."""
+
+
+async def _relay(stream: asyncio.StreamReader, job_id: str, tail: deque[str]) -> None:
+    """Pass the command's stderr on to ours, each line prefixed with its job (several jobs may
+    run at once, and an unlabelled "boom" says nothing), and keep its last lines for the
+    failure message. A line rewritten with carriage returns (ffmpeg's progress) is shown as
+    its last state; an endless one is cut at ``_MAX_LINE``. Never raises: stderr is for
+    reading, not a reason to fail a job."""
+    buffer = b""
+
+    def emit(line: bytes) -> None:
+        line = line.rsplit(b"\r", 1)[-1]
+        if not line.strip():
+            return
+        text = line[:_SHOWN].decode("utf-8", "backslashreplace")
+        tail.append(text + ("..." if len(line) > _SHOWN else ""))
+        sys.stderr.write(f"[{job_id}] {line.decode('utf-8', 'backslashreplace')}\n")
+        sys.stderr.flush()
+
+    try:
+        while chunk := await stream.read(65536):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            if len(buffer) > _MAX_LINE:
+                buffer = buffer.rsplit(b"\r", 1)[-1][-_MAX_LINE:]
+            for line in lines:
+                emit(line)
+        emit(buffer)
+    except (OSError, ValueError):  # our own stderr closed: nothing to pass on to
+        pass
 
 
 def _shown(line: bytes) -> str:
@@ -193,18 +237,30 @@ class CommandWork:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-S", _KEEPER, str(os.getpid()), *self.argv,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            env=env, start_new_session=True,
+            stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
         )
         self._note(logging.INFO, "COMMAND_STARTED", job.job_id, f"pid {proc.pid}")
+        assert proc.stderr is not None
+        tail: deque[str] = deque(maxlen=_TAIL_LINES)
+        relay = asyncio.ensure_future(_relay(proc.stderr, job.job_id, tail))
         try:
-            return await self._converse(proc, job, document)
+            return await self._converse(proc, job, document, relay, tail)
         finally:
-            # The whole group, whatever happened: a wrapper's child (ffmpeg) may outlive the
-            # wrapper, and work is stopped only when nothing of it runs (S2).
-            await self._stop(proc, job.job_id)
+            try:
+                # The whole group, whatever happened: a wrapper's child (ffmpeg) may outlive
+                # the wrapper, and work is stopped only when nothing of it runs (S2).
+                await self._stop(proc, job.job_id)
+            finally:
+                # Its last words, then done: a process that left the group may still hold the
+                # pipe, and must not hold this job's end too.
+                try:
+                    await asyncio.wait({relay}, timeout=_RELAY_GRACE_S)
+                finally:
+                    relay.cancel()
 
     async def _converse(
-        self, proc: asyncio.subprocess.Process, job: ClaimedJob, document: Mapping[str, Any]
+        self, proc: asyncio.subprocess.Process, job: ClaimedJob, document: Mapping[str, Any],
+        relay: asyncio.Future[None], tail: deque[str],
     ) -> Mapping[str, Any]:
         assert proc.stdout is not None
         # Written alongside the reading: a command that does not read stdin, with a job larger
@@ -212,13 +268,15 @@ class CommandWork:
         feeding = asyncio.ensure_future(_feed(proc, json.dumps(document).encode() + b"\n"))
         try:
             last = await self._read_lines(proc.stdout, job)
-            status = await proc.wait()
+            status = await _exit_status(proc)
         finally:
             feeding.cancel()
             await asyncio.gather(feeding, return_exceptions=True)
         if status != 0:
             how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
-            raise CommandFailed(f"command failed ({how})")
+            await asyncio.wait({relay}, timeout=_RELAY_GRACE_S)  # its last lines, if any
+            said = f"; its stderr ended: {' | '.join(tail)}" if tail else ""
+            raise CommandFailed(f"command failed ({how}){said}")
         return self._result(last)
 
     async def _read_lines(self, stdout: asyncio.StreamReader, job: ClaimedJob) -> bytes:

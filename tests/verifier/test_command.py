@@ -277,3 +277,22 @@ def test_a_scratch_directory_that_cannot_be_written_is_refused_at_start_up(tmp_p
     command = script(tmp_path, "print('{}')")
     with pytest.raises(ConfigurationError, match="not writable"):
         CommandWork([str(command)], cancel_latency=C, scratch_root="/proc")
+
+
+def test_the_commands_stderr_is_labelled_with_its_job_and_its_tail_explains_a_failure(
+        tmp_path, capfd):
+    """Found by an operator review (session 14): "boom" reached the runner's stderr with no
+    job id, and the failure said only "command failed (exit status 3)"."""
+    path = script(tmp_path, """
+sys.stderr.write("frame=1\\rframe=2\\rdownloading input\\n")
+sys.stderr.write("ffmpeg: Invalid data found when processing input\\n")
+sys.exit(3)
+""")
+    job, _ = claimed()
+    with pytest.raises(CommandFailed) as failed:
+        asyncio.run(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+    assert "exit status 3" in str(failed.value)
+    assert "Invalid data found when processing input" in str(failed.value)
+    err = capfd.readouterr().err
+    assert "[job-1] ffmpeg: Invalid data found when processing input" in err
+    assert "[job-1] downloading input" in err and "frame=1" not in err  # a \r line: its end
