@@ -19,9 +19,12 @@ directions, is plain text so that it can be written in any language:
   still running half the cancel latency C later: the timing model counts on the work having
   stopped within C (``docs/safety-model.md``), and the kill and the reaping need the other
   half. "Stopped" is judged on the whole group, not on the command alone (a wrapper may exit
-  while its ffmpeg runs on), also after a command that ended by itself; and if the runner
-  dies outright (SIGKILL, the OOM killer), the whole group is killed by its keeper
-  (``verifier/_keeper.py``, Linux ``PR_SET_PDEATHSIG``), the wrapper's children included.
+  while its ffmpeg runs on), also after a command that ended by itself (its keeper,
+  ``verifier/_keeper.py``, stops what it left); and if the runner dies outright (SIGKILL, the
+  OOM killer), the whole group is killed by the keeper (Linux ``PR_SET_PDEATHSIG``), the
+  wrapper's children included.
+* **Stderr.** Passed on to the runner's, each line prefixed with the job id and escaped; the
+  last lines go into the failure message.
 
 Progress matters for safety, not only for display: the gateway reassigns a job whose progress
 has not changed for N, so a command that reports none is stopped by the guard before then.
@@ -34,10 +37,12 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,7 +52,9 @@ from ._errors import ConfigurationError, InvalidInputError
 from ._gateway import validate_cid
 from ._guard import ClaimedJob, uninterrupted
 from ._ids import redact_url
+from ._keeper import group_members
 from ._models import GatewayMonitorJob
+from ._text import printable
 
 __all__ = ["CommandFailed", "CommandWork"]
 
@@ -67,6 +74,8 @@ _CREDENTIAL_URLS: Final = frozenset({"GATEWAY_URL", "GATEWAY_AID_BASE_URL",
 #: file is waited for once it has exited (a leftover holding the pipe must not hold us).
 _TAIL_LINES: Final = 5
 _RELAY_GRACE_S: Final = 1.0
+#: Relayed stderr lines waiting for our stderr; beyond this many they are dropped.
+_RELAY_QUEUE: Final = 10_000
 #: How often a stopping command's group is looked at (it ends within milliseconds of a signal).
 _POLL_S: Final = 0.01
 #: Runs the command and kills its whole group if the runner dies (``verifier/_keeper.py``: a
@@ -81,29 +90,8 @@ def _signal_group(group: int, sig: signal.Signals) -> None:
 
 def _group_running(group: int) -> bool:
     """Whether any process of ``group`` runs (zombies do not: in a container whose init does not
-    reap, they would stay forever). Read from /proc; without it, whether the group exists."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        # After the command name: state, ppid, pgrp, ...
-        if len(fields) > 2 and int(fields[2]) == group and fields[0] != b"Z":
-            return True
-    return False
+    reap, they would stay forever); the keeper's own reading of /proc."""
+    return bool(group_members(group))
 
 
 async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
@@ -128,34 +116,71 @@ class CommandFailed(Exception):
     """The command ended without a result to commit (its exit status, or no result line)."""
 
 
+class _StderrWriter:
+    """Writes relayed lines to our stderr from a thread, through a bounded queue: a slow
+    stderr (a paused terminal, a busy journal, a slow ``| tee``) must not block the event loop,
+    whose timers keep the lease and the cancel latency C (an adversarial review found a 4 s
+    stall). Lines that do not fit are dropped and counted; a broken stderr drops them all."""
+
+    def __init__(self) -> None:
+        self._lines: queue.Queue[str] = queue.Queue(maxsize=_RELAY_QUEUE)
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+
+    def put(self, line: str) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._drain, name="stderr-relay",
+                                            daemon=True)
+            self._thread.start()
+        try:
+            self._lines.put_nowait(line)
+        except queue.Full:
+            self.dropped += 1
+
+    def flush(self) -> None:
+        """Wait until every queued line is written (for tests: never on the event loop)."""
+        self._lines.join()
+
+    def _drain(self) -> None:
+        while True:
+            line = self._lines.get()
+            try:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                self.dropped += 1  # our stderr is gone: the command's lines go nowhere
+            finally:
+                self._lines.task_done()
+
+
+_WRITER: Final = _StderrWriter()
+
+
 async def _relay(stream: asyncio.StreamReader, job_id: str, tail: deque[str]) -> None:
     """Pass the command's stderr on to ours, each line prefixed with its job (several jobs may
-    run at once, and an unlabelled "boom" says nothing), and keep its last lines for the
+    run at once, and an unlabelled "boom" says nothing) and made printable (it may quote
+    untrusted input: no escape sequences, no forged lines), and keep its last lines for the
     failure message. A line rewritten with carriage returns (ffmpeg's progress) is shown as
-    its last state; an endless one is cut at ``_MAX_LINE``. Never raises: stderr is for
-    reading, not a reason to fail a job."""
+    its last state; an endless one is cut at ``_MAX_LINE``. Read to its end whatever happens
+    to our own stderr: a command blocked on a full pipe would never finish."""
     buffer = b""
 
     def emit(line: bytes) -> None:
-        line = line.rsplit(b"\r", 1)[-1]
+        line = line.rstrip(b"\r").rsplit(b"\r", 1)[-1]
         if not line.strip():
             return
-        text = line[:_SHOWN].decode("utf-8", "backslashreplace")
-        tail.append(text + ("..." if len(line) > _SHOWN else ""))
-        sys.stderr.write(f"[{job_id}] {line.decode('utf-8', 'backslashreplace')}\n")
-        sys.stderr.flush()
+        text = line.decode("utf-8", "backslashreplace")
+        tail.append(printable(text, _SHOWN))
+        _WRITER.put(f"[{job_id}] {printable(text, _MAX_LINE)}\n")
 
-    try:
-        while chunk := await stream.read(65536):
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            if len(buffer) > _MAX_LINE:
-                buffer = buffer.rsplit(b"\r", 1)[-1][-_MAX_LINE:]
-            for line in lines:
-                emit(line)
-        emit(buffer)
-    except (OSError, ValueError):  # our own stderr closed: nothing to pass on to
-        pass
+    while chunk := await stream.read(65536):
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        if len(buffer) > _MAX_LINE:
+            buffer = buffer.rsplit(b"\r", 1)[-1][-_MAX_LINE:]
+        for line in lines:
+            emit(line)
+    emit(buffer)
 
 
 def _shown(line: bytes) -> str:
@@ -234,11 +259,20 @@ class CommandWork:
         }
         # The keeper leads the command's own group (stop it all) and takes the group down if
         # this process dies; -I -S: nothing from the environment, nothing installed needed.
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", "-S", _KEEPER, str(os.getpid()), *self.argv,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        spawned = asyncio.ensure_future(asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", _KEEPER, str(os.getpid()), f"{self.grace!r}",
+            *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
-        )
+        ))
+        try:
+            # To its end even if cancelled meanwhile: asyncio cancelled mid-spawn kills the
+            # keeper alone and leaves the command running, unseen (an adversarial review).
+            await uninterrupted(spawned)
+        except asyncio.CancelledError:
+            if spawned.done() and not spawned.cancelled() and spawned.exception() is None:
+                await self._stop(spawned.result(), job.job_id)
+            raise
+        proc = spawned.result()
         self._note(logging.INFO, "COMMAND_STARTED", job.job_id, f"pid {proc.pid}")
         assert proc.stderr is not None
         tail: deque[str] = deque(maxlen=_TAIL_LINES)

@@ -197,7 +197,7 @@ class GuardOutcome:
         return self.kind is OutcomeKind.PROCESSED
 
 
-async def uninterrupted(clean_up: Awaitable[None]) -> None:
+async def uninterrupted(clean_up: Awaitable[object]) -> None:
     """Await ``clean_up`` to its end even if this task is cancelled meanwhile (again); a
     cancellation that came is raised once it has ended. Returning early would let ``run`` end
     while the work still runs, unseen (S2): a second cancellation is common (``asyncio.run``

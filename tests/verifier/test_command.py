@@ -21,6 +21,7 @@ from verifier import (
     ConfigurationError,
     GatewayMonitorJob,
 )
+from verifier._command import _WRITER
 from verifier.protocol import PhaseChanged
 
 OFFERED = GatewayMonitorJob(id="job-1", status="queued", assigned_to=None,
@@ -192,7 +193,7 @@ print(json.dumps({{"phase": "encode"}}), flush=True)
     assert took < C
 
 
-def test_processes_left_behind_by_a_successful_command_are_stopped(tmp_path, caplog):
+def test_processes_left_behind_by_a_successful_command_are_stopped(tmp_path, capfd):
     pids = tmp_path / "child.pid"
     child = f"import os, time; open({str(pids)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
     path = script(tmp_path, f"""
@@ -203,11 +204,13 @@ while not os.path.exists({str(pids)!r}):
 print(json.dumps({{"cid": "bafydone"}}))
 """)
     job, _ = claimed()
-    with caplog.at_level(logging.WARNING, logger="verifier.command"):
-        result = asyncio.run(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+    result = asyncio.run(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
     assert result == {"cid": "bafydone"}
     assert not running(int(pids.read_text()))
-    assert "COMMAND_LEFTOVERS" in caplog.text
+    _WRITER.flush()
+    # Stopped by the keeper, which stays until nothing of the group runs (session 14).
+    assert "[job-1] keeper: processes of the command still run after it exited" in \
+        capfd.readouterr().err
 
 
 def test_a_large_job_not_read_from_stdin_does_not_hold_up_the_progress(tmp_path):
@@ -234,7 +237,7 @@ print(json.dumps({{"cid": "bafybig"}}))
     assert asyncio.run(main()) == ({"cid": "bafybig"}, 10.0)
 
 
-@pytest.mark.parametrize("who", ["the command", "a wrapper's child"])
+@pytest.mark.parametrize("who", ["the command", "a wrapper's child", "a child left behind"])
 def test_the_command_dies_with_its_runner(tmp_path, who):
     """A runner killed outright (OOM, SIGKILL) takes its command with it (Linux), and the
     command's children too: found by an operator review (session 14), a shell wrapper died
@@ -244,8 +247,11 @@ def test_the_command_dies_with_its_runner(tmp_path, who):
         command = script(tmp_path, f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
                                    "time.sleep(600)\n")
     else:
+        # "a child left behind": found by an adversarial review of the keeper's first version,
+        # which exited with the wrapper and left its child unguarded.
+        wait = "wait" if who == "a wrapper's child" else "exit 0"
         command = tmp_path / "wrap.sh"
-        command.write_text(f"#!/bin/sh\nsleep 600 &\necho $! > {pid_file}\nwait\n")
+        command.write_text(f"#!/bin/sh\nsleep 600 &\necho $! > {pid_file}\n{wait}\n")
         command.chmod(0o755)
     runner = tmp_path / "runner.py"
     runner.write_text(
@@ -285,14 +291,32 @@ def test_the_commands_stderr_is_labelled_with_its_job_and_its_tail_explains_a_fa
     job id, and the failure said only "command failed (exit status 3)"."""
     path = script(tmp_path, """
 sys.stderr.write("frame=1\\rframe=2\\rdownloading input\\n")
-sys.stderr.write("ffmpeg: Invalid data found when processing input\\n")
+sys.stderr.write("ffmpeg: Invalid data found when processing input\\r\\n")
 sys.exit(3)
 """)
     job, _ = claimed()
     with pytest.raises(CommandFailed) as failed:
         asyncio.run(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+    _WRITER.flush()
     assert "exit status 3" in str(failed.value)
     assert "Invalid data found when processing input" in str(failed.value)
     err = capfd.readouterr().err
     assert "[job-1] ffmpeg: Invalid data found when processing input" in err
     assert "[job-1] downloading input" in err and "frame=1" not in err  # a \r line: its end
+
+
+def test_the_command_gets_the_default_sigpipe_and_sigxfsz_back(tmp_path):
+    """Found by an adversarial review (session 14): Python ignores SIGPIPE and SIGXFSZ, and the
+    keeper's fork and exec passed that on, so a wrapper's `producer | head -1` never ended
+    its producer (a POSIX shell cannot undo an inherited ignore)."""
+    status = tmp_path / "status"
+    command = tmp_path / "wrap.sh"
+    command.write_text(f"#!/bin/sh\ngrep SigIgn /proc/$$/status > {status}\n"
+                       "echo '{\"cid\": \"bafyok\"}'\n")
+    command.chmod(0o755)
+    job, _ = claimed()
+    assert asyncio.run(CommandWork([str(command)], cancel_latency=C)(job, OFFERED)) == {
+        "cid": "bafyok"}
+    ignored = int(status.read_text().split()[1], 16)
+    assert not ignored & (1 << (13 - 1)), "SIGPIPE ignored"
+    assert not ignored & (1 << (25 - 1)), "SIGXFSZ ignored"
