@@ -112,6 +112,30 @@ async def _exit_status(proc: asyncio.subprocess.Process) -> int:
     return proc.returncode
 
 
+def _check_runnable(program: str, resolved: str) -> None:
+    """Refuse, at start-up, a program the kernel cannot start: a script without a ``#!`` line
+    (a shell would run it; ``exec`` does not) or one whose interpreter does not exist. Each
+    passed the start-up check and then failed every job it was given, after claiming it
+    (found by an adversarial review, session 14)."""
+    try:
+        with open(resolved, "rb") as file:
+            head = file.read(256)
+    except OSError:
+        return  # unreadable but executable: the kernel may still run it
+    if head.startswith(b"#!"):
+        words = head[2:].split(b"\n", 1)[0].split()
+        if not words:
+            raise ConfigurationError("COMMAND", f"{program!r} has an empty #! line")
+        interpreter = os.fsdecode(words[0])
+        if not os.access(interpreter, os.X_OK):
+            raise ConfigurationError("COMMAND", f"{program!r} names the interpreter "
+                                                f"{interpreter!r}, which cannot be run")
+    elif not head.startswith(b"\x7fELF"):
+        raise ConfigurationError("COMMAND", f"{program!r} is neither a program nor a script "
+                                            "with a #! line: run it through its interpreter "
+                                            "(sh SCRIPT)")
+
+
 class CommandFailed(Exception):
     """The command ended without a result to commit (its exit status, or no result line)."""
 
@@ -218,6 +242,7 @@ class CommandWork:
                     f"{program!r} is not executable (chmod +x, or run it through its interpreter)")
             raise ConfigurationError("COMMAND", f"{program!r} was not found (not a file, and "
                                                 "not on PATH)")
+        _check_runnable(program, resolved)
         # Absolute: the same program even if the runner's working directory changes.
         self.argv = (os.path.abspath(resolved) if os.sep in resolved else resolved, *argv[1:])
         self.grace = cancel_latency / 2

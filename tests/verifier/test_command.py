@@ -320,3 +320,18 @@ def test_the_command_gets_the_default_sigpipe_and_sigxfsz_back(tmp_path):
     ignored = int(status.read_text().split()[1], 16)
     assert not ignored & (1 << (13 - 1)), "SIGPIPE ignored"
     assert not ignored & (1 << (25 - 1)), "SIGXFSZ ignored"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("echo hello\n", "neither a program nor a script"),
+    ("#!/no/such/interpreter\necho hello\n", "cannot be run"),
+    ("#!\necho hello\n", "empty #! line"),
+])
+def test_a_script_the_kernel_cannot_start_is_refused_at_start_up(tmp_path, text, message):
+    """Found by an adversarial review (session 14): these passed the start-up check, then
+    failed every job with exit status 127 after claiming it."""
+    path = tmp_path / "encode"
+    path.write_text(text)
+    path.chmod(0o755)
+    with pytest.raises(ConfigurationError, match=message):
+        CommandWork([str(path)], cancel_latency=C)
