@@ -27,7 +27,13 @@ from typing import Any, Final
 
 import httpx
 
-from ._errors import ClaimRefused, InvalidInputError, MalformedAnswer, TierUnavailable
+from ._errors import (
+    ClaimRefused,
+    InvalidInputError,
+    MalformedAnswer,
+    TierUnavailable,
+    TierUnsupported,
+)
 from ._gateway import validate_cid, validate_percent
 from ._http import (
     Answer,
@@ -313,7 +319,7 @@ class GatewayAidClient:
         mismatch would read as someone else's assignment and cancel our own work.
         """
         if not conditional:
-            raise TierUnavailable(_TIER, "unconditional claims are not supported")
+            raise TierUnsupported(_TIER, "unconditional claims are not supported")
         assignment = await self.claim_job(job_id)
         for key in ("assigned_at", "assigned_date"):
             value = assignment.get(key)
@@ -342,7 +348,7 @@ class GatewayAidClient:
     async def release(
         self, job_id: str, token: str | None, reason: str, *, failed: bool
     ) -> None:
-        raise TierUnavailable(
+        raise TierUnsupported(
             _TIER, "no release endpoint; the job returns to pending after 1 h without a heartbeat"
         )
 

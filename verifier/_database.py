@@ -69,6 +69,7 @@ from ._errors import (
     TierError,
     TierTimeout,
     TierUnavailable,
+    TierUnsupported,
 )
 from ._gateway import validate_percent
 from ._ids import MAX_ID_LENGTH, validate_did, validate_job_id
@@ -321,7 +322,7 @@ class DatabaseTier:
 
     async def _call(self, what: str, op: Callable[[Collection[Any]], _T]) -> _T:
         if self._closed:
-            raise TierUnavailable(_TIER, f"{what}: the database tier is closed")
+            raise TierUnsupported(_TIER, f"{what}: the database tier is closed")
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, self._blocking, what, op)
         deadline = 2 * self._timeout
@@ -439,7 +440,7 @@ class DatabaseTier:
         of any number of concurrent claims exactly one wins, whatever the timing.
         """
         if not conditional:
-            raise TierUnavailable(_TIER, "blind-write claims are not supported")
+            raise TierUnsupported(_TIER, "blind-write claims are not supported")
         job_id = validate_job_id(job_id)
         token = _validate_token(self._new_token())
         query = {
@@ -510,7 +511,7 @@ class DatabaseTier:
         An unfenced finish is refused outright: defect 6 was exactly an unfenced force-complete.
         """
         if not fenced:
-            raise TierUnavailable(_TIER, "unfenced finish is not supported")
+            raise TierUnsupported(_TIER, "unfenced finish is not supported")
         job_id = validate_job_id(job_id)
         if not isinstance(result, Mapping):
             raise InvalidInputError("result must be a mapping")

@@ -75,6 +75,11 @@ class TierUnavailable(TierError):
     """The tier is down, unreachable, disabled, or answered a server error."""
 
 
+class TierUnsupported(TierUnavailable):
+    """The tier does not offer this operation (Gateway Aid has no release), or the client is
+    closed: raised before anything is sent. Metrics do not count it as a request."""
+
+
 class TierRateLimited(TierUnavailable):
     """HTTP 429. ``retry_after`` holds the server's hint in seconds, if it gave one."""
 

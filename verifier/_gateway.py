@@ -29,7 +29,13 @@ from typing import Any, Final
 
 import httpx
 
-from ._errors import ClaimRefused, InvalidInputError, MalformedAnswer, TierUnavailable
+from ._errors import (
+    ClaimRefused,
+    InvalidInputError,
+    MalformedAnswer,
+    TierUnavailable,
+    TierUnsupported,
+)
 from ._http import (
     TierHttp,
     job_segment,
@@ -331,7 +337,7 @@ class LegacyGatewayClient:
         defect model and is refused here.
         """
         if not conditional:
-            raise TierUnavailable(_TIER, "unconditional claims are not supported")
+            raise TierUnsupported(_TIER, "unconditional claims are not supported")
         await self.accept_job(job_id)
         return None
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 from ._cache import StatusCache
-from ._errors import ClaimRefused, TierError, TierRateLimited, TierTimeout
+from ._errors import ClaimRefused, TierError, TierRateLimited, TierTimeout, TierUnsupported
 from ._gateway import validate_percent
 from ._ids import validate_did, validate_job_id
 from ._metrics import GuardMetrics
@@ -69,6 +69,7 @@ from .protocol import (
     WorkStopped,
     WriteAnswered,
     WriteOutcome,
+    trouble_streak,
 )
 
 __all__ = ["ClaimedJob", "GuardOutcome", "OwnershipGuard", "ProcessFn", "PushSource"]
@@ -261,6 +262,9 @@ class OwnershipGuard:
         self.metrics = metrics
         self._metrics_failed = False
         self._runs: set[_Run] = set()
+        #: Runs in a row that ended in tier trouble: the next run's backoff starts there
+        #: (:func:`verifier.protocol.trouble_streak`).
+        self._trouble = 0
         self._shutting_down = False
 
     @property
@@ -297,6 +301,7 @@ class OwnershipGuard:
             self._note("warning", "ALREADY_RUNNING",
                        f"job {job_id} is already being run by this guard: not run twice",
                        job_id=job_id)
+            self._measured(GuardMetrics.record_outcome, "skipped", "ALREADY_RUNNING")
             return GuardOutcome(job_id, OutcomeKind.SKIPPED, "ALREADY_RUNNING",
                                 "this guard is already running the job")
         run = _Run(self, job_id, process, self._clock or asyncio.get_running_loop().time)
@@ -313,6 +318,7 @@ class OwnershipGuard:
                 await uninterrupted(run.wind_down())
             finally:
                 self._runs.discard(run)
+        self._trouble = trouble_streak(self._trouble, outcome.code)
         if run.fatal is not None:
             # The work raised SystemExit or KeyboardInterrupt: raised here, once the protocol
             # has given the job back, not inside the work's task (asyncio would stop the event
@@ -388,13 +394,20 @@ class _Measure:
         self.started = started
         self.claim_answered: float | None = None
 
-    def step(self, action: Action, answer: Answer, sent: float, answered: float) -> None:
+    def step(self, action: Action, answer: Answer, sent: float, answered: float,
+             requested: bool = True) -> None:
+        """``requested``: whether a request really left for the tier. A read answered from
+        the status cache, a tier not configured, a deadline already past, or an operation the
+        tier does not have is no request: counted as one, with its near-zero "latency", it
+        would inflate request rates and pull the latency quantiles down (operator review,
+        session 15). The verdict is the protocol's all the same."""
         m = self.metrics
         if isinstance(action, Observe):
             tier = action.tier.value
             ok = isinstance(answer, Observed)
-            m.tier_requests.labels(tier, "read", "ok" if ok else "failed").inc()
-            m.tier_latency.labels(tier, "read").observe(answered - sent)
+            if requested:
+                m.tier_requests.labels(tier, "read", "ok" if ok else "failed").inc()
+                m.tier_latency.labels(tier, "read").observe(answered - sent)
             if action.purpose == "pre-claim":
                 return
             judged = self.protocol.last_verdict
@@ -407,8 +420,9 @@ class _Measure:
         elif isinstance(action, Claim | Heartbeat | Finish | Release):
             assert isinstance(answer, WriteAnswered)
             tier, op = action.via.value, type(action).__name__.lower()
-            m.tier_requests.labels(tier, op, answer.outcome.value).inc()
-            m.tier_latency.labels(tier, op).observe(answered - sent)
+            if requested:
+                m.tier_requests.labels(tier, op, answer.outcome.value).inc()
+                m.tier_latency.labels(tier, op).observe(answered - sent)
             if isinstance(action, Claim):
                 self.claim_answered = answered
         elif isinstance(action, StartWork):
@@ -428,6 +442,7 @@ class _Run:
         self.protocol = OwnershipProtocol(
             job_id, me=guard.did, policy=guard.policy, tiers=guard.tier_set
         )
+        self.protocol.after_trouble(guard._trouble)
         self.events: asyncio.Queue[Answer] = asyncio.Queue()
         self.job = ClaimedJob(job_id, self.events)
         self.task: asyncio.Task[Mapping[str, Any] | None] | None = None
@@ -438,6 +453,8 @@ class _Run:
         self.error: BaseException | None = None
         #: Tier calls cancelled at their deadline and not yet ended (reaped by ``run``).
         self.abandoned: set[asyncio.Task[Any]] = set()
+        #: Whether the last action's request really left for its tier (see :meth:`_call`).
+        self.requested = False
         self._shutdown_sent = False
         self._subscribed = False
         self._latest_push: Hinted | None = None
@@ -509,9 +526,10 @@ class _Run:
             step = self.protocol.handle(answer, answered)
             if measure is not None:
                 self.guard._measured(lambda _, *facts: measure.step(*facts),
-                                     action, answer, sent, answered)
+                                     action, answer, sent, answered, self.requested)
 
     async def perform(self, action: Action) -> Answer:
+        self.requested = False  # set once a request really leaves (_call); for the metrics
         if isinstance(action, Observe):
             return await self._observe(action)
         if isinstance(action, Claim | Heartbeat | Finish | Release):
@@ -557,6 +575,8 @@ class _Run:
             self._told_to_wait(exc)
             return TierFailed(action.tier, str(exc), retry_after=exc.retry_after)
         except TierError as exc:
+            if isinstance(exc, TierUnsupported):
+                self.requested = False
             return TierFailed(action.tier, str(exc))
         except Exception as exc:  # fail closed: a client bug is "no answer", never "yours"
             return TierFailed(action.tier, f"unexpected {type(exc).__name__}")
@@ -601,6 +621,8 @@ class _Run:
         except (TierTimeout, TierError) as exc:
             # Unknown, not refused: the write may still land (a timed-out accept does). A claim
             # names the token it sent, so that only a read of it confirms the claim.
+            if isinstance(exc, TierUnsupported):
+                self.requested = False  # nothing left: not a request the metrics count
             if isinstance(exc, TierRateLimited):
                 self._told_to_wait(exc)
             return WriteAnswered(WriteOutcome.UNKNOWN, token=exc.claim_token, detail=str(exc))
@@ -647,10 +669,12 @@ class _Run:
         """
         deadline: float | None = getattr(action, "deadline", None)
         if deadline is None:
+            self.requested = True
             return await call()
         if deadline - self.clock() <= 0:
             self._missed(action, deadline, "not called: the deadline had already passed")
             raise _DeadlineReached
+        self.requested = True
         task = asyncio.create_task(call(), name=f"{type(action).__name__}:{self.job_id}")
         try:
             while not task.done():

@@ -38,7 +38,7 @@ from ._metrics import GuardMetrics
 from ._models import GatewayMonitorJob
 from ._policy import Tier
 from ._text import FIELD_LIMIT, printable
-from .protocol import OutcomeKind, pre_claim_tier, screened
+from .protocol import TIER_TROUBLE_CODES, OutcomeKind, pre_claim_tier, screened
 
 __all__ = ["OFFER_SOURCES", "EncoderLoop", "LoopPolicy", "LoopWork", "OfferFn", "offer_sources"]
 
@@ -56,14 +56,10 @@ BATCH_LIMIT: Final = 50
 #: The longest ``Retry-After`` the loop honours: a server (or a proxy) that says "come back in
 #: 10^12 s" must not stop the encoder for good.
 MAX_RETRY_AFTER_S: Final = 600.0
-#: Outcome codes of a job given up because a tier could not answer: the next poll waits the
-#: idle back-off, as after an empty poll, so an outage is not met with poll, read, give up,
-#: poll again, as fast as the network allows.
-TIER_TROUBLE_CODES: Final = frozenset({
-    "PRE_CLAIM_FAILED", "CLAIM_UNKNOWN", "VERIFICATION_FAILED", "UNCONFIRMED",
-    "LEASE_EXPIRED", "FINISH_UNKNOWN",
-})
-#: Outcome codes that back the loop off like tier trouble: the above, and work that failed. A
+#: Outcome codes that back the loop off: a job given up because a tier could not answer
+#: (:data:`verifier.protocol.TIER_TROUBLE_CODES`: the next poll waits the idle back-off, as
+#: after an empty poll, so an outage is not met with poll, read, give up, poll again, as fast
+#: as the network allows), and work that failed. A
 #: broken command (or a full disk) fails every job it is given, and each failure sends the
 #: job back with one more attempt counted; without a back-off the encoder would burn through
 #: the queue's attempts as fast as it can claim (found by an operator review, session 14).
@@ -414,10 +410,12 @@ class EncoderLoop:
             try:
                 answer = request.result()
             except Exception as exc:  # screening is an optimisation: the reads go on
+                self._count_batch("failed", decided)
                 self._log(logging.WARNING, "LOOP_SCREEN_FAILED",
                           f"batch status of {len(batch)} job(s) failed: {type(exc).__name__}",
                           jobs=len(batch))
                 continue
+            self._count_batch("ok", decided)
             entries = screened(Tier.MONITOR, batch, answer)
             kept = self.guard.screened(entries, decided=decided,
                                        unknown=[i for i in batch if i in answer
@@ -430,6 +428,18 @@ class EncoderLoop:
                     self._metrics.batch_size.observe(len(batch))
                 except Exception:
                     self._logger.debug("batch metric not recorded", exc_info=True)
+
+    def _count_batch(self, result: str, sent: float) -> None:
+        """A batch status request is a monitor request too: counted with the others, so an
+        operator sees screening's requests and failures (operator review, session 15)."""
+        if self._metrics is None:
+            return
+        try:
+            self._metrics.tier_requests.labels("monitor", "batch", result).inc()
+            self._metrics.tier_latency.labels("monitor", "batch").observe(
+                self.guard.now() - sent)
+        except Exception:
+            self._logger.debug("batch request metric not recorded", exc_info=True)
 
     def _start(self, offered: GatewayMonitorJob) -> None:
         job_id = offered.id
@@ -451,6 +461,11 @@ class EncoderLoop:
                                    f"{type(exc).__name__}: {exc}", error=exc)
             self._log(logging.ERROR, "LOOP_GUARD_ERROR", f"job {job_id}: {outcome.reason}",
                       job_id=job_id)
+            if self._metrics is not None:
+                try:  # the guard never got to count it (operator review, session 15)
+                    self._metrics.record_outcome(outcome.kind.value, outcome.code)
+                except Exception:
+                    self._logger.debug("outcome metric not recorded", exc_info=True)
         finally:
             self._running.pop(job_id, None)
         if not outcome.processed:

@@ -45,6 +45,8 @@ METRIC_NAMES: Final = (
     "verifier_jobs_in_progress", "verifier_polls", "verifier_cache_hits", "verifier_pushes",
     "verifier_batch_size",
 )
+#: The tiers, as their label values (``verifier.Tier``).
+_TIERS: Final = ("database", "monitor", "gateway", "aid")
 #: Tier calls take milliseconds on a LAN and up to the clients' 10-30 s timeouts.
 _LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: Batch screening sends 1 to 50 ids per request.
@@ -62,8 +64,10 @@ class GuardMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.tier_requests = Counter(
-            "verifier_tier_requests", "Requests to the tiers, by operation and result "
-            "(ok, failed = no usable answer, refused, unknown = a write with no answer)",
+            "verifier_tier_requests", "Requests sent to the tiers, by operation (read, batch = "
+            "a batch status screening, claim, heartbeat, finish, release) and result (ok, "
+            "failed = no usable answer, refused, unknown = a write with no answer); cache hits "
+            "and operations a tier lacks are not requests",
             ["tier", "op", "result"], registry=r)
         self.tier_latency = Histogram(
             "verifier_tier_request_seconds", "Time to a tier's answer (or to giving up)",
@@ -107,8 +111,20 @@ class GuardMetrics:
         for code in CANCELLATION_CODES:
             self.work_cancelled.labels(code)
         self.jobs.labels("processed", "FINISHED")
-        for tier in ("database", "monitor", "gateway", "aid"):
+        for tier in _TIERS:
             self.cache_hits.labels(tier)
+            # The failures most of all: an alert on the first one must see it (operator
+            # review, session 15: a tier's first failure was invisible to rate()).
+            for result in ("ok", "failed"):
+                self.tier_requests.labels(tier, "read", result)
+            for op in ("claim", "heartbeat", "finish", "release"):
+                for result in ("ok", "refused", "unknown"):
+                    self.tier_requests.labels(tier, op, result)
+            for purpose in ("verify", "recheck"):
+                for verdict in ("mine", "other", "done", "unknown", "failed"):
+                    self.verifications.labels(tier, purpose, verdict)
+        for result in ("ok", "failed"):
+            self.tier_requests.labels("monitor", "batch", result)  # screening's requests
 
     def record_outcome(self, kind: str, code: str) -> None:
         """One job's end: its outcome, and the conflict, cancellation or lease it was."""

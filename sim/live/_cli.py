@@ -164,7 +164,10 @@ def add_parsers(sub: Any) -> None:
                       "figures of the JSON report's 'dashboard' section)")
     live.add_argument("--metrics-port", type=int, metavar="PORT",
                       help="serve the encoders' Prometheus metrics on 127.0.0.1:PORT during "
-                      "the run (those of the emulator's process)")
+                      "each chain's run: those of the emulator's process only (with "
+                      "--processes N, not the other processes' encoders), a fresh registry "
+                      "per chain with no chain label (run one chain to watch it), and "
+                      "served only while the run lasts (the JSON report has the totals)")
     features = live.add_argument_group(
         "cost features (all on by default; docs/enhancements.md): switch one off to measure "
         "what it buys on the same seed")
@@ -234,14 +237,32 @@ def _live_line(live: LiveResult) -> str:
             f"{detect}, {outage}")
 
 
+def _check_listenable(flag: str, host: str, port: int) -> None:
+    """Refuse a port nothing can listen on now, before any run starts (a busy port used to
+    end ``sim live`` with a traceback once the emulator was up: operator review, session 15).
+    Bound as the exporter binds (address reuse on), then closed at once."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+            probe.listen(1)
+        except OSError as exc:
+            raise UsageError(f"{flag}: cannot listen on {host}:{port}: "
+                             f"{exc.strerror or exc}") from None
+
+
 def cmd_live(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:
     from ._encoders import LiveOptions, run_live
 
     plan = resolve(args)
     expected = expectations(args, plan)
     check_writable(args.json, args.csv, args.dashboard)
-    if args.metrics_port is not None and not 0 < args.metrics_port < 65536:
-        raise UsageError("--metrics-port must be a port number 1-65535")
+    if args.metrics_port is not None:
+        if not 0 < args.metrics_port < 65536:
+            raise UsageError("--metrics-port must be a port number 1-65535")
+        _check_listenable("--metrics-port", "127.0.0.1", args.metrics_port)
     if args.client_timeout <= 0:
         raise UsageError("--client-timeout must be positive")
     if args.processes < 1:

@@ -2,9 +2,10 @@
 
 The page shows, per chain:
 
-* the share of ownership reads each tier answered over the run, a line per tier (every read of
-  the tier, pre-claim checks included; a read abandoned at a deadline or at the end of the run
-  counts as unanswered), and that share over the whole run;
+* the share of ownership verifications each tier answered over the run, a line per tier (the
+  verify and re-check reads, as ``verifier_verifications_total`` counts them: the pre-claim
+  check is an optimisation, not a verification; a read abandoned at a deadline or at the end
+  of the run counts as unanswered), and that share over the whole run;
 * the jobs whose conflicts were prevented (skipped because another encoder held them), work
   cancelled and leases expired;
 * each tier's read latency (p50, p99).
@@ -33,11 +34,21 @@ BUCKETS: Final = 30
 def verification_series(records: Iterable[Record], duration: float,
                         buckets: int = BUCKETS) -> dict[str, list[list[float]]]:
     """Per tier, ``[bucket end (s), reads answered, reads]`` over ``buckets`` equal spans of
-    the run, from the history's ``verify`` results (``ok``: answered, ``fail``: not)."""
+    the run, from the history's ``verify`` results (``ok``: answered, ``fail``: not) of the
+    verify and re-check reads; the pre-claim checks are left out, as the guard's metrics
+    leave them out of ``verifier_verifications_total`` (operator review, session 15: the page
+    and Grafana disagreed). A process's reads of one job are sequential, so each result
+    belongs to that process's last ``invoke`` for the job, whose value names the purpose."""
     width = max(duration, 1e-9) / buckets
     counts: dict[str, list[list[float]]] = {}
-    for time, _process, _job, op, phase, value in records:
-        if op != "verify" or phase not in ("ok", "fail"):
+    purpose: dict[tuple[str, str | None], str] = {}
+    for time, process, job, op, phase, value in records:
+        if op != "verify":
+            continue
+        if phase == "invoke":
+            purpose[(process, job)] = value[1]
+            continue
+        if phase not in ("ok", "fail") or purpose.get((process, job)) == "pre-claim":
             continue
         tier = str(value[0].value if phase == "ok" else value.value)
         series = counts.setdefault(
@@ -111,9 +122,10 @@ function chart(chain, series, duration) {
 for (const [chain, d] of Object.entries(data.chains)) {
   const card = document.createElement("div");
   card.className = "card";
-  card.innerHTML = "<h2></h2><p></p><table><thead><tr><th>tier</th><th>ownership reads</th>" +
+  card.innerHTML = "<h2></h2><p></p><table><thead><tr><th>tier</th><th>verifications</th>" +
     "<th>answered</th><th>latency p50</th><th>p99</th></tr></thead><tbody></tbody></table>" +
-    "<p>Share of reads answered over the run, one line per tier (top: 100%).</p>";
+    "<p>Share of verifications (verify and re-check reads; pre-claim checks are not " +
+    "verifications) answered over the run, one line per tier (top: 100%).</p>";
   card.querySelector("h2").textContent = chain;
   const p = card.querySelector("p");
   for (const [key, label] of [["conflicts_prevented", "conflicts prevented"],

@@ -136,9 +136,47 @@ def test_verification_series_counts_answered_and_unanswered_reads_per_bucket():
         (0.5, "e1", "j1", "verify", "invoke", (Tier.MONITOR, "verify")),
         (0.6, "e1", "j1", "verify", "ok", (Tier.MONITOR, "e1", "assigned")),
         (1.5, "e1", "j1", "verify", "fail", Tier.MONITOR),
+        (1.6, "e2", "j2", "verify", "invoke", (Tier.DATABASE, "recheck")),
         (1.7, "e2", "j2", "verify", "ok", (Tier.DATABASE, None, "queued")),
         (1.9, "e2", "j2", "claim", "ok", Tier.DATABASE),
     ]
     series = verification_series(records, duration=2.0, buckets=2)
     assert series == {"database": [[1.0, 0, 0], [2.0, 1, 1]],
                       "monitor": [[1.0, 1, 1], [2.0, 0, 1]]}
+
+
+def test_pre_claim_checks_are_not_verifications_on_the_page_as_in_the_metrics():
+    """``verifier_verifications_total`` leaves the pre-claim check out; so does the page,
+    or the two answer rates an operator compares would differ (operator review, session 15)."""
+    records = [
+        (0.1, "e1", "j1", "verify", "invoke", (Tier.MONITOR, "pre-claim")),
+        (0.2, "e1", "j1", "verify", "fail", Tier.MONITOR),
+        (0.5, "e1", "j1", "verify", "invoke", (Tier.MONITOR, "verify")),
+        (0.6, "e1", "j1", "verify", "ok", (Tier.MONITOR, "e1", "assigned")),
+        (0.7, "e2", "j1", "verify", "invoke", (Tier.MONITOR, "pre-claim")),
+        (0.8, "e2", "j1", "verify", "ok", (Tier.MONITOR, "e1", "assigned")),
+    ]
+    assert verification_series(records, duration=1.0, buckets=1) == {
+        "monitor": [[1.0, 1, 1]]}
+
+
+def test_a_busy_metrics_port_is_a_usage_error_before_the_run(tmp_path):
+    """``sim live --metrics-port`` on a port in use ended with a traceback once the emulator was
+    up (operator review, session 15); ``verifier run`` and ``sim serve`` already refused it."""
+    import io
+    import socket
+
+    from sim.__main__ import main
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["live", "--chain", "hardened", "--set", "jobs=2", "--set", "encoders=2",
+                     "--metrics-port", str(port), "--json", str(tmp_path / "r.json")],
+                    stdout=out, stderr=err)
+    assert code == 2 and out.getvalue() == ""
+    said = err.getvalue()
+    assert said.count("\n") == 1 and f"--metrics-port: cannot listen on 127.0.0.1:{port}" in said
+    assert not (tmp_path / "r.json").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sim import History, Scenario, check_claim_evidence, check_fresh_reads, run_once
+from verifier.protocol import OwnershipProtocol
 
 SMALL = Scenario(encoders=6, jobs=30, lie_rate=0.2, download_mean_s=5, encode_mean_s=40,
                  upload_mean_s=5)
@@ -78,6 +79,26 @@ def test_backoff_spreads_the_verify_retries_of_an_outage():
         _failed_verify_reads(spread), _failed_verify_reads(fixed))
     for result in (fixed, spread):
         assert all(result.checks[name].ok for name in ("S1", "S2", "S3"))
+
+
+class _Forgetful(OwnershipProtocol):
+    """The shipped protocol, deaf to the streak of attempts that ended in tier trouble."""
+
+    def after_trouble(self, attempts: int) -> None:
+        pass
+
+
+def test_the_simulated_encoder_carries_the_backoff_across_attempts_in_an_outage():
+    """The SimPy driver hands each attempt the encoder's streak of attempts that ended in tier
+    trouble, as the production guard does: the same seed asks a down monitor less often than
+    with a protocol that starts every attempt's backoff afresh."""
+    sc = SMALL.replace(infra_fraction=0.0, monitor_outages_per_hour=30.0,
+                       monitor_outage_mean_s=300.0, monitor_error_rate=0.3, backoff=1.0)
+    carried = run_once(sc, "hardened", 13)
+    fresh = run_once(sc, "hardened", 13, protocol=_Forgetful)
+    assert _failed_verify_reads(carried) < _failed_verify_reads(fresh), (
+        _failed_verify_reads(carried), _failed_verify_reads(fresh))
+    assert all(carried.checks[name].ok for name in ("S1", "S2", "S3"))
 
 
 def _history(*records: tuple) -> History:

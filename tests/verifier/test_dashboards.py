@@ -36,13 +36,17 @@ _LEGEND = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 #: another value selects nothing, forever.
 LABEL_VALUES: dict[str, set[str]] = {
     "tier": {t.value for t in Tier},
-    "op": {"read", "claim", "heartbeat", "finish", "release"},
+    "op": {"read", "batch", "claim", "heartbeat", "finish", "release"},
     "result": {"ok", "failed", "refused", "unknown", "offered", "empty"},
     "purpose": {"verify", "recheck"},
     "verdict": {"mine", "other", "done", "unknown", "failed"},
     "outcome": {k.value for k in OutcomeKind},
     "source": set(OFFER_SOURCES),
 }
+
+
+#: Labels Prometheus adds to every series it scrapes (the target's), not GuardMetrics'.
+TARGET_LABELS = {"instance", "job"}
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +100,7 @@ def test_every_query_names_metrics_and_labels_that_exist(dashboard: dict[str, An
                     for m in body.split(",") if m.strip()]
         assert all(matchers), f"a label matcher this check cannot read in {expr}"
         matched = {m.group(1) for m in matchers if m}
-        unknown = (grouped | joined | matched) - labels
+        unknown = (grouped | joined | matched) - labels - TARGET_LABELS
         assert not unknown, f"unknown label(s) {sorted(unknown)} in {expr}"
         for m in matchers:
             assert m is not None
@@ -122,6 +126,21 @@ def test_every_query_names_metrics_and_labels_that_exist(dashboard: dict[str, An
                    "verifier_tier_request_seconds", "verifier_lease_expiries_total",
                    "verifier_settle_wait_seconds", "verifier_time_to_start_seconds"):
         assert needed in used
+
+
+def test_every_query_follows_the_encoder_variable(dashboard: dict[str, Any]) -> None:
+    """One encoder, or several, can be picked: a fleet summed as one hides the failing node
+    (operator review, session 15). Every series a query selects is filtered on ``$instance``."""
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    instance = variables["instance"]
+    assert instance["type"] == "query" and instance["includeAll"] and instance["multi"]
+    assert instance["allValue"] == ".*"  # "All" must also match encoders not yet seen
+    assert "label_values(verifier_" in instance["definition"]
+    for expr in expressions(dashboard):
+        selectors = re.findall(r"\b(verifier_[a-z_]+)(\{[^}]*\})?", expr)
+        assert selectors
+        for name, body in selectors:
+            assert 'instance=~"$instance"' in body, f"{name} ignores the encoder: {expr}"
 
 
 def test_the_checker_catches_a_renamed_metric_or_label(dashboard: dict[str, Any]) -> None:

@@ -24,10 +24,11 @@ from verifier import (
     Policy,
     StatusCache,
     Tier,
+    TierUnavailable,
     TimingModel,
     parse_job,
 )
-from verifier.protocol import Hinted
+from verifier.protocol import Hinted, OwnershipProtocol
 from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
 
 from .test_guard import A, B, community, encode
@@ -224,6 +225,9 @@ async def test_the_loop_screens_many_offered_jobs_in_batches_of_at_most_50():
     await runner
     assert batches and max(batches) <= 50 and sum(batches[:3]) == 120
     assert metrics.total("verifier_batch_size_count") == len(batches)
+    # Each batch is a monitor request too (operator review, session 15: they showed nowhere).
+    assert metrics.value("verifier_tier_requests_total", tier="monitor", op="batch",
+                         result="ok") == len(batches)
     assert guard.cache is not None and guard.cache.hits >= 1
 
 
@@ -337,3 +341,50 @@ async def test_pushes_that_arrive_before_the_next_wait_are_merged_into_the_lates
     run._pushed(JobPush("other-job", "queued", None))  # not ours: dropped
     assert run.events.qsize() == 1
     assert run._event(run.events.get_nowait()) == Hinted(B, "running")
+
+
+class _DownAfterFirstRead(InMemoryTier):
+    """A monitor that answers each job's first read (the pre-claim check), then is down."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asked: dict[str, int] = {}
+
+    async def observe(self, job_id: str) -> Any:
+        self.asked[job_id] = self.asked.get(job_id, 0) + 1
+        if self.asked[job_id] > 1:
+            self.fail_next("observe", TierUnavailable("monitor", "503 down"))
+        return await super().observe(job_id)
+
+
+async def _reads_of_last_job(forget: bool, monkeypatch: Any) -> tuple[list[str], int]:
+    """Four jobs in a row on one guard whose monitor is down for verify reads; the outcomes
+    and the monitor reads of the last. ``forget``: the protocol ignores the streak."""
+    if forget:
+        monkeypatch.setattr(OwnershipProtocol, "after_trouble", lambda self, attempts: None)
+    jobs = InMemoryJobs()
+    names = ("j1", "j2", "j3", "j4")
+    for job_id in names:
+        jobs.add(job_id)
+    monitor = _DownAfterFirstRead(Tier.MONITOR, jobs, A, latency=0.2)
+    gateway = InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)
+    policy = dataclasses.replace(Policy.hardened(TIMING), backoff=True)
+    # Each call's guard clock starts at 0, so both calls draw the same jitter (an attempt's
+    # draws are seeded by its start instant): only the streak differs.
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=policy,
+                           clock=lambda: loop.time() - t0)
+    codes = [(await guard.run(job_id, encode())).code for job_id in names]
+    return codes, monitor.asked["j4"]
+
+
+@virtual_time
+async def test_the_backoff_goes_on_across_jobs_while_the_tier_stays_in_trouble(monkeypatch):
+    """The guard hands the next run the streak of runs that ended in tier trouble: the last
+    job's verify retries start where the ones before left off, so it asks the down monitor
+    less often than a fresh backoff would (the same jitter draws)."""
+    codes, carried = await _reads_of_last_job(False, monkeypatch)
+    assert codes == ["UNCONFIRMED"] * 4
+    _, fresh = await _reads_of_last_job(True, monkeypatch)
+    assert carried < fresh, (carried, fresh)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import urllib.request
 
 import pytest
@@ -220,3 +221,75 @@ def test_rare_events_have_a_series_from_the_start_so_increase_sees_the_first_one
         "verifier_conflicts_prevented_total", {"code": "OWNERSHIP_CONFLICT"}) == 0.0
     assert metrics.registry.get_sample_value(
         "verifier_work_cancelled_total", {"code": "LEASE_EXPIRED"}) == 0.0
+    # A tier's first failure, too: an alert on rate(...{result="failed"}) must see it.
+    assert metrics.registry.get_sample_value(
+        "verifier_tier_requests_total",
+        {"tier": "monitor", "op": "read", "result": "failed"}) == 0.0
+    assert metrics.registry.get_sample_value(
+        "verifier_tier_requests_total",
+        {"tier": "aid", "op": "heartbeat", "result": "unknown"}) == 0.0
+    assert metrics.registry.get_sample_value(
+        "verifier_verifications_total",
+        {"tier": "database", "purpose": "recheck", "verdict": "failed"}) == 0.0
+
+
+@virtual_time
+async def test_a_cached_answer_is_a_cache_hit_and_not_a_tier_request():
+    """Only requests that left count as tier requests (and their latency): a read answered
+    from the status cache is a cache hit (operator review, session 15: it was counted as a
+    monitor read of ~0 s, inflating the rate and pulling the latency quantiles down)."""
+    from verifier import StatusCache
+
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    metrics = GuardMetrics()
+    tiers = [InMemoryTier(Tier.MONITOR, jobs, A, latency=0.2),
+             InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)]
+    policy = dataclasses.replace(Policy.hardened(TIMING), status_cache_s=30.0)
+    cache = StatusCache()
+    guard = OwnershipGuard(did=A, clients=tiers, policy=policy, metrics=metrics, cache=cache)
+    # A screened answer in the cache: the pre-claim check takes it.
+    guard.screened({"j1": (await tiers[0].observe("j1"))}, decided=guard.now())
+    sent = tiers[0].calls.count("observe")
+    assert (await guard.run("j1", encode)).processed
+    reads = tiers[0].calls.count("observe") - sent
+    v = metrics.value
+    assert v("verifier_cache_hits_total", tier="monitor") == 1
+    counted = (v("verifier_tier_requests_total", tier="monitor", op="read", result="ok")
+               + v("verifier_tier_requests_total", tier="monitor", op="read", result="failed"))
+    assert counted == reads
+    assert v("verifier_tier_request_seconds_count", tier="monitor", op="read") == reads
+
+
+@virtual_time
+async def test_an_operation_the_tier_lacks_is_not_counted_as_a_request():
+    """A client that refuses an operation before sending anything (Gateway Aid has no
+    release) makes the give-back unknown to the protocol, but no request went out, so none is
+    counted ("unknown" would page an operator for every aid job given back)."""
+    from verifier._errors import TierUnsupported
+
+    class NoRelease(InMemoryTier):
+        async def release(self, job_id, token, reason, *, failed):  # type: ignore[override]
+            self.calls.append("release")
+            raise TierUnsupported("gateway", "no release endpoint")
+
+    class DownAfterPreClaim(InMemoryTier):
+        async def observe(self, job_id):  # type: ignore[override]
+            if self.calls.count("observe") >= 1:
+                self.fail_next("observe", TierUnavailable("monitor", "503"))
+            return await super().observe(job_id)
+
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    metrics = GuardMetrics()
+    tiers = [DownAfterPreClaim(Tier.MONITOR, jobs, A, latency=0.2),
+             NoRelease(Tier.GATEWAY, jobs, A, latency=0.05)]
+    guard = OwnershipGuard(did=A, clients=tiers, policy=Policy.hardened(TIMING), metrics=metrics)
+    outcome = await guard.run("j1", encode)
+    assert outcome.code == "UNCONFIRMED" and "release" in tiers[1].calls
+    v = metrics.value
+    assert v("verifier_tier_requests_total", tier="gateway", op="claim", result="ok") == 1
+    for result in ("ok", "refused", "unknown"):
+        assert v("verifier_tier_requests_total", tier="gateway", op="release",
+                 result=result) == 0
+    assert v("verifier_tier_request_seconds_count", tier="gateway", op="release") == 0

@@ -24,7 +24,7 @@ PROTOCOL = {
     "Observe", "Observed", "Outcome", "OutcomeKind", "OwnershipProtocol", "PhaseChanged",
     "ProgressClock", "Progressed", "ProtocolError", "Release", "ShutdownRequested", "Sleep",
     "StartWork", "Step",
-    "TierFailed", "Woke", "pre_claim_tier", "screened",
+    "TierFailed", "Woke", "pre_claim_tier", "screened", "TIER_TROUBLE_CODES", "trouble_streak",
     "WorkEnded", "WorkStarted", "WorkStopped", "WriteAnswered", "WriteOutcome",
 }
 
