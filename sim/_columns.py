@@ -47,16 +47,22 @@ COLUMNS: Final[dict[str, str]] = {
     "overrides": "scenario parameters set on the command line",
     "protocol": "the protocol implementation driven (an import path)",
     "inside_model": "whether the scenario is inside the timing model the hardened chain assumes",
-    "timing_problems": "why the scenario is outside the timing model (empty inside it)",
+    "timing_problems": "why the scenario is outside the timing model: each fault it allows "
+                       "beyond the model's bounds, then any inconsistency of its timings "
+                       "(empty inside it)",
     "command": "the command that wrote the report, as typed; in a sweep or research report "
                "without --workers, --executor, --out, --quiet, --progress (where and how fast "
                "it ran, not what it computed: the same bytes on any executor)",
-    "replay": "the command that replays the chain's most interesting run",
+    "replay": "the command that replays a run: in a run report the chain's most interesting "
+              "one; in runs.csv and sweep.csv the row's own (its scenario reference, with every "
+              "parameter that differs from it as --set)",
     "sim_time": "simulated seconds until every job was finished (or the time limit)",
     "outcomes": "attempts per outcome (processed, cancelled, ...), counted by the encoders",
     "violations": "per violated check: its count, up to ten job ids and examples",
     "interval": "the interval method of the report's intervals",
-    "baseline": "the chain every paired difference is taken against",
+    "baseline": "the chain a row's vs_baseline differences are taken against: --baseline "
+                "in the research table (and research.json's top level), trust-gateway in the "
+                "cost-of-safety table (the ablation is paired with hardened: vs_hardened)",
     "held_out": "the held-out scenario of the research table",
     "ablation_scenario": "the scenario of the ablation (ablation if it exists, else default)",
     "tables": "the research tables (rows as printed, numbers unrounded)",
@@ -108,7 +114,8 @@ COLUMNS: Final[dict[str, str]] = {
     "api_calls.<tier>": "calls to <tier> per job (a batch status request is one call)",
     "throughput_jobs_per_hour": "committed jobs per simulated hour",
     "<figure>_ci": "the 95% Student-t interval [low, high] of <figure> over seeds, clipped "
-                   "to its range (null with one seed)",
+                   "to its range (null with one seed); in a CSV cell, \"low high\" separated "
+                   "by a space, empty when undefined",
     # ---- research tables (sim/_research.py)
     "monitor_lag_mean": "the mean parameter μ of the monitor's lag, seconds: every monitor "
                         "read sees the job as it was min(Exp(μ), Δ) ago (Δ: monitor_lag)",

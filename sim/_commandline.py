@@ -24,7 +24,7 @@ from verifier.protocol import OwnershipProtocol
 
 from ._report import BUILTIN_PROTOCOL, SAFETY_CHECKS, Progress, RunSummary, write_csv
 from ._runner import ProtocolFactory
-from ._scenario import Scenario
+from ._scenario import OUTSIDE_MODEL, Scenario
 from ._scenario_files import (
     RunPlan,
     UsageError,
@@ -213,6 +213,9 @@ def describe(plan: RunPlan, protocol: str | None = None, swept: Sequence[str] = 
     model = "inside the timing model" if sc.inside_model() else "OUTSIDE the timing model"
     if swept:
         model += " at the scenario's own values"
+        beyond = [k for k in swept if k in OUTSIDE_MODEL]
+        if beyond:  # a point with one of these above 0 is outside it, whatever the scenario
+            model += f" (OUTSIDE it where {' or '.join(beyond)} > 0)"
     seeds = (str(plan.seeds[0]) if len(plan.seeds) == 1
              else f"{plan.seeds[0]}..{plan.seeds[-1]}")
     ran = "" if protocol is None else (
@@ -402,6 +405,17 @@ def check_writable(*paths: Path | None) -> None:
     for path in paths:
         if path is not None and (path.is_dir() or not _writable_folder(path.parent)):
             raise UsageError(f"cannot write {path}")
+
+
+def check_writable_dir(folder: Path, flag: str = "--out") -> None:
+    """The same for an output folder (created if missing): ``sweep`` and ``research`` wrote
+    theirs only after every run (researcher review, session 15). Nothing is created: the
+    folder, or the nearest of its parents that exists, must be a folder we may write in."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {folder}: cannot write there")
 
 
 def _writable_folder(folder: Path) -> bool:

@@ -32,6 +32,7 @@ from ._columns import INTERVALS
 from ._metrics import aggregate
 from ._runner import RunResult, replay_command
 from ._scenario import Scenario
+from ._scenario_files import UsageError
 
 __all__ = [
     "BUILTIN_PROTOCOL",
@@ -186,7 +187,7 @@ def build_run_report(*, scenario: Scenario, ref: str, overrides: Mapping[str, An
         "protocol": protocol,
         "overrides": dict(overrides),
         "inside_model": scenario.inside_model(),
-        "timing_problems": timing.problems(),
+        "timing_problems": [*scenario.outside_model(), *timing.problems()],
         "seed": seeds[0],
         "seeds": list(seeds),
         "chains": chains,
@@ -237,7 +238,9 @@ def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, list):
-        return " ".join(str(v) for v in value)
+        if all(v is None for v in value):
+            return ""  # an undefined interval, as every missing value (not "None None")
+        return " ".join("" if v is None else str(v) for v in value)
     return value
 
 
@@ -391,3 +394,13 @@ class Progress:
         if self.enabled and self.drawn and self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def make_out_dir(out_dir: Path) -> None:
+    """Create ``--out`` before the runs, once the inputs are known to be valid: a folder that
+    cannot be made used to fail only after every run had finished (researcher review,
+    session 15)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out_dir}: {exc.strerror or exc}") from None

@@ -44,8 +44,18 @@ from typing import Any, Final
 from ._columns import INTERVALS
 from ._executors import Task, execute
 from ._metrics import RunMetrics, aggregate, paired_difference
-from ._report import Progress, _num, _rate, dumps_report, format_table, with_ci, write_csv
-from ._scenario import Scenario
+from ._report import (
+    Progress,
+    _num,
+    _rate,
+    dumps_report,
+    format_table,
+    make_out_dir,
+    with_ci,
+    write_csv,
+)
+from ._runner import replay_command
+from ._scenario import Scenario, ScenarioError
 from ._scenario_files import UsageError, apply_overrides, load_scenario, scenario_names
 from ._sweep import _positions, _save, band, line_plot
 
@@ -99,15 +109,28 @@ class _Runs:
         self.index: dict[str, int] = {}
         self.cells: list[tuple[str, str, dict[str, Any], str, Scenario]] = []
         self.results: list[RunMetrics] = []
+        #: Per task: the scenario reference it was built from (a name or a file).
+        self.refs: list[str] = []
 
     def add(self, study: str, label: str, params: dict[str, Any], chain: str,
-            scenario: Scenario) -> None:
+            scenario: Scenario, ref: str) -> None:
         self.cells.append((study, label, params, chain, scenario))
         for seed in self.seeds:
             key = _key(scenario, chain, seed)
             if key not in self.index:
                 self.index[key] = len(self.tasks)
                 self.tasks.append((scenario, chain, seed))
+                self.refs.append(ref)
+
+    def replay(self, task: int) -> str:
+        """The command that replays task ``task``: its scenario reference, with every
+        parameter that differs from it as ``--set`` (researcher review, session 15: runs.csv
+        named scenarios such as ``3speak-2026+monitor`` that no command loads)."""
+        scenario, chain, seed = self.tasks[task]
+        ref = self.refs[task]
+        base = load_scenario(ref).to_dict()
+        changed = {k: v for k, v in scenario.to_dict().items() if k != "name" and base[k] != v}
+        return replay_command(ref, chain, seed, overrides=changed)
 
     def of(self, scenario: Scenario, chain: str) -> list[RunMetrics]:
         return [self.results[self.index[_key(scenario, chain, seed)]] for seed in self.seeds]
@@ -226,7 +249,16 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
                  progress: Progress, command: str) -> str:
     """Run every figure's tasks, write the files, return the printed tables."""
     default = _scenario("default", plan.overrides)
-    held = _scenario(plan.held_out, plan.overrides)
+    try:
+        held = _scenario(plan.held_out, plan.overrides)
+    except (UsageError, ScenarioError) as exc:
+        raise UsageError(f"--held-out: {exc}") from None
+    if held.name == default.name:
+        # Rows are told apart by scenario name: two scenarios of one name would be mixed into
+        # one table without a word (researcher review, session 15: a copy of default.toml).
+        raise UsageError(f"--held-out {plan.held_out}: the held-out scenario is named "
+                         f"{held.name!r}, like the default scenario; give it its own name "
+                         "(name = \"...\" in the file, or a file of another name)")
     has_ablation = "ablation" in scenario_names()
     ablation = _scenario("ablation", plan.overrides) if has_ablation else default
     delta = default.monitor_lag
@@ -246,18 +278,21 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
     runs = _Runs(plan.seeds)
     for scenario in (default, held):
         for chain in plan.chains:
-            runs.add("research", scenario.name, {}, chain, scenario)
+            runs.add("research", scenario.name, {}, chain, scenario,
+                     "default" if scenario is default else plan.held_out)
     for chain in fleet_chains:
-        runs.add("cost", fleet.name, {"monitor_fraction": 1.0}, chain, fleet)
+        runs.add("cost", fleet.name, {"monitor_fraction": 1.0}, chain, fleet, plan.held_out)
     for rate, scenario in zip(plan.lie_rates, lie_points, strict=True):
         for chain in plan.chains:
-            runs.add("lie_rate", default.name, {"lie_rate": rate}, chain, scenario)
+            runs.add("lie_rate", default.name, {"lie_rate": rate}, chain, scenario, "default")
     for chain in plan.ablation_chains:
-        runs.add("ablation", ablation.name, {}, chain, ablation)
+        runs.add("ablation", ablation.name, {}, chain, ablation,
+                 "ablation" if has_ablation else "default")
     for lag, scenario in zip(lags, lag_points, strict=True):
         runs.add("sensitivity", default.name, {"monitor_lag_mean": lag}, SENSITIVITY_CHAIN,
-                 scenario)
+                 scenario, "default")
 
+    make_out_dir(out_dir)
     progress.total = max(len(runs.tasks), 1)
 
     def done(count: int, task: Task) -> None:
@@ -275,14 +310,16 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
         base = runs.of(scenario, plan.baseline)
         for chain in plan.chains:
             research.append(_row("research", scenario, chain, runs.of(scenario, chain),
-                                 {"vs_baseline": _paired(runs.of(scenario, chain), base)}))
+                                 {"baseline": plan.baseline,
+                                  "vs_baseline": _paired(runs.of(scenario, chain), base)}))
     for scenario, chains in cost_worlds:
         trusting = runs.of(scenario, COST_BASELINE)
         trust_mean = aggregate(trusting)["throughput_jobs_per_hour"]
         for chain in chains:
             ms = runs.of(scenario, chain)
             vs = _paired(ms, trusting, ("throughput_jobs_per_hour", "start_latency_p50"))
-            row = _row("cost", scenario, chain, ms, {"vs_baseline": vs})
+            row = _row("cost", scenario, chain, ms, {"baseline": COST_BASELINE,
+                                                     "vs_baseline": vs})
             row["throughput_change_pct"] = (
                 vs["throughput_jobs_per_hour"] / trust_mean * 100.0
                 if trust_mean and vs["throughput_jobs_per_hour"] is not None else None)
@@ -338,11 +375,11 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
     text = "\n".join(sections).rstrip() + "\n"
 
     run_rows = []
-    for task, metrics in zip(runs.tasks, runs.results, strict=True):
+    for number, (task, metrics) in enumerate(zip(runs.tasks, runs.results, strict=True)):
         scenario, chain, seed = task
         run_rows.append({"scenario": scenario.name, "lie_rate": scenario.lie_rate,
                          "monitor_lag_mean": scenario.monitor_lag_mean, "chain": chain,
-                         "seed": seed, **metrics.to_dict()})
+                         "seed": seed, **metrics.to_dict(), "replay": runs.replay(number)})
     report = {
         "command": command,
         "interval": INTERVALS,
@@ -360,6 +397,9 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
                  "lie_rate.csv": lie, "sensitivity.csv": sens, "runs.csv": run_rows}
         if not abl:
             del files["ablation.csv"]  # --no-ablation
+            for stale in ("ablation.csv", "ablation.png"):
+                # An earlier run's, of other seeds, must not pass for this run's.
+                (out_dir / stale).unlink(missing_ok=True)
         for name, rows in files.items():
             write_csv(out_dir / name, rows)
         (out_dir / "research.json").write_text(dumps_report(report), encoding="utf-8")

@@ -26,6 +26,15 @@ MAX_ENCODERS: Final = 100_000
 MAX_JOBS: Final = 10_000_000
 
 
+#: The parameters whose faults are beyond the timing model's bounds, and what each allows.
+OUTSIDE_MODEL: Final = {
+    "monitor_lag_tail": "some monitor reads lag more than its bound Δ",
+    "pause_tail": "some process pauses last longer than P",
+    "blind_accept_rate": "the gateway overwrites a claim after G (an accept without a check)",
+    "ping_drop_rate": "acknowledged gateway pings that are never written",
+}
+
+
 class ScenarioError(ValueError):
     """A scenario file or flag that cannot be used; the message names the parameter."""
 
@@ -240,8 +249,13 @@ class Scenario:
                                    backoff=self.backoff > 0)
 
     def inside_model(self) -> bool:
-        return (self.monitor_lag_tail == 0 and self.pause_tail == 0
-                and self.blind_accept_rate == 0 and self.ping_drop_rate == 0)
+        return not self.outside_model()
+
+    def outside_model(self) -> list[str]:
+        """Why the world is outside the timing model the hardened chain assumes: each fault
+        it allows beyond the model's bounds (empty inside it)."""
+        return [f"{name}={getattr(self, name):g}: {why}"
+                for name, why in OUTSIDE_MODEL.items() if getattr(self, name)]
 
     def replace(self, **changes: Any) -> Scenario:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

@@ -32,12 +32,14 @@ import itertools
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Final
 
 from ._columns import INTERVALS
 from ._executors import Task, execute
 from ._metrics import RunMetrics, aggregate, t_interval
-from ._report import Progress, dumps_report, format_table, write_csv
+from ._report import Progress, dumps_report, format_table, make_out_dir, write_csv
+from ._runner import replay_command
 from ._scenario_files import RunPlan, UsageError, apply_overrides, parse_value
 
 if TYPE_CHECKING:
@@ -69,6 +71,11 @@ def parse_grid(specs: Sequence[str]) -> Grid:
         values = [parse_value(v) for v in rest.split(",")]
         if any(isinstance(v, str) and not v for v in values):
             raise UsageError(f"--grid {spec!r}: an empty value")
+        twice = sorted({repr(v) for v in values if values.count(v) > 1})
+        if twice:
+            # The same point twice would count its seeds twice in the plots' intervals
+            # (researcher review, session 15): narrower than the runs justify.
+            raise UsageError(f"--grid {key}: {', '.join(twice)} given twice")
         grid.append((key, values))
     return grid
 
@@ -97,8 +104,14 @@ def run_sweep(plan: RunPlan, grid: Grid, *, workers: int, out_dir: Path, progres
               command: str, executor: str = "local") -> str:
     """Run every task (on ``executor``: :mod:`sim._executors`), write ``sweep.csv``,
     ``sweep.json`` and the plots; return a summary."""
+    clash = [k for k, _ in grid if k in plan.overrides]
+    if clash:
+        # The grid's value wins, yet sweep.json would record the other one as an override.
+        raise UsageError(f"--grid {clash[0]}: also set by another option "
+                         f"({clash[0]}={plan.overrides[clash[0]]!r}); the grid sweeps it")
     points = _points(grid)
     scenarios = [apply_overrides(plan.scenario, point, source="--grid") for point in points]
+    make_out_dir(out_dir)
     tasks = [(sc, chain, seed) for sc in scenarios for chain in plan.chains
              for seed in plan.seeds]
     results = _execute(tasks, workers, progress, executor)
@@ -114,7 +127,9 @@ def run_sweep(plan: RunPlan, grid: Grid, *, workers: int, out_dir: Path, progres
             cells.append((point, chain, chunk))
             for seed, metrics in zip(plan.seeds, chunk, strict=True):
                 rows.append({**{f"grid.{k}": v for k, v in point.items()}, "chain": chain,
-                             "seed": seed, **metrics.to_dict()})
+                             "seed": seed, **metrics.to_dict(),
+                             "replay": replay_command(plan.ref, chain, seed,
+                                                      overrides={**plan.overrides, **point})})
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_csv(out_dir / "sweep.csv", rows)
@@ -147,17 +162,42 @@ def run_sweep(plan: RunPlan, grid: Grid, *, workers: int, out_dir: Path, progres
 # --------------------------------------------------------------------------- plots
 
 
+#: The per-run figures the plots draw.
+_PLOTTED: Final = ("overlapping_per_1000", "race_prevention_rate", "wasted_encode_h_per_1000")
+
+
 def _by_x(cells: list[tuple[dict[str, Any], str, list[RunMetrics]]], x_key: str,
-          default_x: Any) -> tuple[list[Any], dict[str, dict[int, list[RunMetrics]]]]:
-    """Runs per chain per x value (pooling over any other grid keys), x values in order."""
+          default_x: Any) -> tuple[list[Any], dict[str, dict[int, list[Any]]]]:
+    """Per chain per x value, one entry per seed (x values in order).
+
+    With other grid keys, a seed's entry is the mean of its runs over their values: the
+    interval is then over seeds, as everywhere else. Pooling the runs themselves (as before
+    session 15) counted every seed once per other value, as if they were independent worlds,
+    and made the intervals too narrow."""
     xs: list[Any] = []
-    pooled: dict[str, dict[int, list[RunMetrics]]] = {}
+    chunks: dict[str, dict[int, list[list[RunMetrics]]]] = {}
     for point, chain, chunk in cells:
         x = point.get(x_key, default_x)
         if x not in xs:
             xs.append(x)
-        pooled.setdefault(chain, {}).setdefault(xs.index(x), []).extend(chunk)
-    return xs, pooled
+        chunks.setdefault(chain, {}).setdefault(xs.index(x), []).append(chunk)
+    return xs, {chain: {k: _seed_means(v) for k, v in by_x.items()}
+                for chain, by_x in chunks.items()}
+
+
+def _seed_means(chunks: list[list[RunMetrics]]) -> list[Any]:
+    """One entry per seed: the run itself, or the mean of each plotted figure over the
+    seed's runs (undefined values left out; None if none is defined)."""
+    if len(chunks) == 1:
+        return list(chunks[0])
+    means = []
+    for runs in zip(*chunks, strict=True):
+        figures = {}
+        for name in _PLOTTED:
+            defined = [v for v in (getattr(m, name) for m in runs) if v is not None]
+            figures[name] = sum(defined) / len(defined) if defined else None
+        means.append(SimpleNamespace(**figures))
+    return means
 
 
 def _positions(xs: list[Any]) -> tuple[list[float], bool]:

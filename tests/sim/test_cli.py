@@ -298,6 +298,11 @@ def test_sweep_writes_csv_json_and_plots(tmp_path):
     assert len(rows) == 2 * len(chains) * 2
     assert [(r["grid.lie_rate"], r["chain"], r["seed"]) for r in rows[:3]] == [
         ("0", "trust-gateway", "1"), ("0", "trust-gateway", "2"), ("0", "hardened", "1")]
+    # Each row says how to replay it: the grid's value is one of its --set.
+    last = rows[-1]
+    assert last["replay"] == ("python -m sim replay --scenario default --chain "
+                              f"{last['chain']} --seed 2 --set encoders=4 --set jobs=12 "
+                              "--set lie_rate=0.3")
     summary = json.loads((out_dir / "sweep.json").read_text())
     assert summary["grid"] == {"lie_rate": [0, 0.3]}
     assert len(summary["points"]) == 2 * len(chains)
@@ -330,6 +335,46 @@ def test_sweep_bad_grid_is_a_usage_error(tmp_path, grid, needle):
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and needle in err
     assert not (tmp_path / "x").exists(), "nothing runs or is written before the grid is valid"
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    # The same point twice counted its seeds twice in the plots' intervals.
+    (["--grid", "lie_rate=0.2,0.2"], "given twice"),
+    # The grid's value won, but sweep.json recorded --lie-rate as an override.
+    (["--grid", "lie_rate=0.1,0.2", "--lie-rate", "0.05"], "also set"),
+    (["--grid", "lie_rate=0.1,0.2", "--out", "/proc/nope/x"], "--out"),
+], ids=["duplicate", "clash", "unwritable"])
+def test_sweep_refuses_what_would_mislead_or_fail_late(tmp_path, argv, needle):
+    """Researcher review, session 15: each of these ran (or ran to the end, then failed)."""
+    base = ["sweep", *TINY, "--chain", "hardened", "--workers", "1", "--quiet"]
+    if "--out" not in argv:
+        argv = [*argv, "--out", str(tmp_path / "x")]
+    code, out, err = run_main([*base, *argv])
+    assert code == 2 and out == "" and err.count("\n") == 1 and needle in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_sweep_over_two_keys_plots_one_entry_per_seed():
+    """The plots pool a second grid key by averaging each seed over its values: the interval
+    is over seeds. Pooling the runs counted every seed once per value of the other key."""
+    from sim._metrics import RunMetrics
+    from sim._sweep import _by_x
+
+    def runs(values: list[float]) -> list[RunMetrics]:
+        out = []
+        for v in values:
+            m = object.__new__(RunMetrics)
+            for name in ("overlapping_per_1000", "race_prevention_rate",
+                         "wasted_encode_h_per_1000"):
+                object.__setattr__(m, name, v)
+            out.append(m)
+        return out
+
+    cells = [({"lie_rate": 0.1, "encoders": 4}, "hardened", runs([1.0, 3.0, 5.0])),
+             ({"lie_rate": 0.1, "encoders": 8}, "hardened", runs([3.0, 5.0, 7.0]))]
+    xs, by = _by_x(cells, "lie_rate", 0.1)
+    assert xs == [0.1]
+    assert [m.overlapping_per_1000 for m in by["hardened"][0]] == [2.0, 4.0, 6.0]
 
 
 # --------------------------------------------------------------------------- replay

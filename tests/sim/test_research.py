@@ -130,6 +130,32 @@ def test_an_unknown_baseline_is_a_usage_error(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_held_out_scenario_named_like_the_default_is_refused(tmp_path):
+    """Rows are told apart by scenario name: a copy of default.toml as the held-out scenario
+    was mixed into the default tables without a word (researcher review, session 15)."""
+    copy = tmp_path / "default.toml"
+    copy.write_text(Path("sim/scenarios/default.toml").read_text().replace(
+        "lie_rate = 0.1", "lie_rate = 0.3"))
+    code, out, err = research(tmp_path / "x", "--held-out", str(copy), "--no-ablation")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--held-out" in err and "'default'" in err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (("--seed", "-5"), "--seed"),
+    (("--out", "/proc/nope/x"), "--out"),
+])
+def test_what_would_fail_after_the_runs_is_refused_before_them(tmp_path, extra, needle):
+    """A negative seed (which no printed replay command could rerun) and an output folder
+    nobody can write are refused at once, not after minutes of runs."""
+    out, err = io.StringIO(), io.StringIO()
+    argv = [*TINY, "--out", str(tmp_path / "x"), *extra]
+    code = main(argv, stdout=out, stderr=err)
+    assert code == 2 and out.getvalue() == "" and needle in err.getvalue()
+    assert err.getvalue().count("\n") == 1
+
+
 def test_the_report_is_the_same_bytes_on_other_workers_executors_and_out_dirs(first, tmp_path):
     """research.json records the command without --workers, --executor, --out (and --quiet,
     --progress): they change where and how fast it runs, not what it computes."""
@@ -174,3 +200,40 @@ def test_the_research_rows_give_each_figures_pairs(first):
     assert row["vs_baseline"]["overlapping_per_1000_n"] == 2
     for lag in report["tables"]["sensitivity"]:
         assert lag["monitor_lag_realised_mean"] <= lag["monitor_lag_mean"]
+
+
+def test_every_run_row_carries_the_command_that_replays_it(first, tmp_path):
+    """runs.csv named scenarios no command loads (``3speak-2026+monitor``) and gave no replay
+    command (researcher review, session 15). Each row's ``replay`` reruns that very run: the
+    same command as ``run`` gives the row's figures."""
+    import shlex
+
+    out_dir, _, _ = first
+    table = rows(out_dir / "runs.csv")
+    assert all(r["replay"].startswith("python -m sim replay --scenario ") for r in table)
+    fleet = next(r for r in table if r["scenario"].endswith("+monitor"))
+    assert "--set monitor_fraction=1.0" in fleet["replay"]
+    argv = shlex.split(fleet["replay"])[3:]  # after "python -m sim"
+    argv[0] = "run"
+    report = tmp_path / "r.json"
+    out, err = io.StringIO(), io.StringIO()
+    assert main([*argv, "--json", str(report), "--quiet"], stdout=out, stderr=err) == 0, \
+        err.getvalue()
+    entry = json.loads(report.read_text())["chains"][fleet["chain"]]["runs"][0]
+    for figure in ("committed", "overlapping_jobs", "wasted_encode_h_per_1000"):
+        assert str(entry[figure]) == fleet[figure] or float(entry[figure]) == float(
+            fleet[figure]), figure
+
+
+def test_no_ablation_into_a_used_folder_leaves_no_older_ablation_behind(first, tmp_path):
+    """``--no-ablation`` into a folder an earlier research run wrote left its ablation.csv and
+    ablation.png, of other seeds, beside the new files (researcher review, session 15)."""
+    import shutil
+
+    out_dir, _, _ = first
+    used = tmp_path / "used"
+    shutil.copytree(out_dir, used)
+    code, _, err = research(used, "--no-ablation")
+    assert code == 0, err
+    assert not (used / "ablation.csv").exists() and not (used / "ablation.png").exists()
+    assert (used / "research.csv").exists()

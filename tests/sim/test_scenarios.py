@@ -167,3 +167,18 @@ def test_pauses_never_come_within_c_of_each_other() -> None:
             if a[1] == "ok" and b[1] == "invoke"]
     assert len(gaps) > 50, "the scenario must pause often for this to mean anything"
     assert min(gaps) >= sc.cancel_latency - 1e-9
+
+
+def test_a_report_says_why_a_scenario_is_outside_the_timing_model():
+    """``timing_problems`` was empty for ``outside-model`` while ``inside_model`` said false
+    (researcher review, session 15): the reasons are the faults beyond the model's bounds."""
+    from sim import load_scenario
+
+    outside = load_scenario("outside-model")
+    reasons = outside.outside_model()
+    assert not outside.inside_model() and reasons
+    assert all(any(r.startswith(f"{name}=") for r in reasons)
+               for name in ("monitor_lag_tail", "pause_tail") if getattr(outside, name))
+    assert load_scenario("default").outside_model() == []
+    assert load_scenario("default").replace(ping_drop_rate=0.1).outside_model() == [
+        "ping_drop_rate=0.1: acknowledged gateway pings that are never written"]
