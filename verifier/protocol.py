@@ -502,11 +502,14 @@ class OwnershipProtocol:
 
     def after_trouble(self, attempts: int) -> None:
         """Before :meth:`start`: the last ``attempts`` attempts of this encoder in a row ended
-        in tier trouble (:func:`trouble_streak`). With backoff, every retry of this attempt
-        waits as if it were that many retries further on (the same cap), so that the backoff
-        spans jobs while the trouble lasts. Only waits get longer, and every wait is clamped to
-        its deadline as before (confirm deadline, lease end, next re-check): no bound moves.
-        Without backoff it changes nothing (a fixed interval has no exponent)."""
+        in tier trouble (:func:`trouble_streak`). With backoff, the retries of the verify loop
+        and the proof reads during work wait as if they were that many retries further on
+        (the same cap), so that the backoff spans jobs while the trouble lasts. Those waits
+        only get longer, and each is clamped to its deadline as before (the confirm deadline;
+        the lease end and the next re-check): no bound moves. The finish's and the shutdown
+        give-back's retries are not carried: they have no deadline of their own, and a finish
+        that waits longer may come after the gateway's reassignment (adversarial review,
+        session 15). Without backoff it changes nothing (a fixed interval has no exponent)."""
         if self._gen is not None:
             raise ProtocolError("after_trouble() called after start()")
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
@@ -632,15 +635,16 @@ class OwnershipProtocol:
         or a cached "yours" would prove pings that never landed (S2, the lease)."""
         return self.policy.status_cache_s if purpose == "pre-claim" else 0.0
 
-    def _retry_delay(self, attempt: int, hint: float | None = None) -> float:
+    def _retry_delay(self, attempt: int, hint: float | None = None, *,
+                     carried: bool = True) -> float:
         """The wait before retry number ``attempt + 1`` (``attempt`` = 0 for the first).
 
         Fixed ``retry_interval`` without backoff; with it, full jitter (``u * min(cap, base *
         2**attempt)``, ``u`` uniform in [0, 1), base = ``retry_interval``, cap = the larger of
         R and eight retry intervals), so a fleet hit by one outage spreads its retries out
-        instead of hammering the tier in step; ``attempt`` counts on from the attempts before
-        this one that ended in tier trouble (:meth:`after_trouble`). Never shorter than the
-        tier's ``Retry-After``.
+        instead of hammering the tier in step; with ``carried``, ``attempt`` counts on from the
+        attempts before this one that ended in tier trouble (:meth:`after_trouble`). Never
+        shorter than the tier's ``Retry-After``.
         Callers clamp the result to their own deadline (confirm timeout, lease end) and, during
         work, to the next regular re-check: a retry never waits past either."""
         t = self.policy.timing
@@ -650,7 +654,9 @@ class OwnershipProtocol:
         if self._rng is None:
             self._rng = random.Random(f"{self.job_id}|{self.me}|{self._started_at!r}")
         cap = max(t.recheck_interval, 8.0 * t.retry_interval)
-        ceiling = min(cap, t.retry_interval * 2.0 ** min(attempt + self._trouble, 32))
+        if carried:
+            attempt += self._trouble
+        ceiling = min(cap, t.retry_interval * 2.0 ** min(attempt, 32))
         return max(self._rng.random() * ceiling, floor)
 
     def _proves(self, hint: Hinted) -> bool:
@@ -1154,7 +1160,7 @@ class OwnershipProtocol:
         kind = OutcomeKind.CANCELLED if working else OutcomeKind.SKIPPED
         for attempt in range(3 if self.policy.verify_retries else 1):
             if attempt:
-                until = self._now + self._retry_delay(attempt - 1)
+                until = self._now + self._retry_delay(attempt - 1, carried=False)
                 while self._now < until:
                     yield Sleep(until)
             released = yield from self._release(reason)
@@ -1174,7 +1180,7 @@ class OwnershipProtocol:
         unknown = False
         for attempt in range(attempts):
             if attempt:
-                until = self._now + self._retry_delay(attempt - 1)
+                until = self._now + self._retry_delay(attempt - 1, carried=False)
                 while self._now < until:
                     # A shutdown request or a push changes nothing here: the finish decides.
                     yield Sleep(until)

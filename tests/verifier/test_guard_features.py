@@ -388,3 +388,29 @@ async def test_the_backoff_goes_on_across_jobs_while_the_tier_stays_in_trouble(m
     assert codes == ["UNCONFIRMED"] * 4
     _, fresh = await _reads_of_last_job(True, monkeypatch)
     assert carried < fresh, (carried, fresh)
+
+
+@virtual_time
+async def test_the_guard_counts_trouble_in_a_row_and_a_success_starts_afresh(monkeypatch):
+    """What each run is told: runs ended in trouble before it, in a row; a run that ends well
+    resets the count (adversarial review, session 15: a guard that never reset passed)."""
+    told: list[int] = []
+    shipped = OwnershipProtocol.after_trouble
+
+    def recording(self: OwnershipProtocol, attempts: int) -> None:
+        told.append(attempts)
+        shipped(self, attempts)
+
+    monkeypatch.setattr(OwnershipProtocol, "after_trouble", recording)
+    jobs = InMemoryJobs()
+    names = ("j1", "j2", "ok", "j4", "j5")
+    for job_id in names:
+        jobs.add(job_id)
+    monitor = _DownAfterFirstRead(Tier.MONITOR, jobs, A, latency=0.2)
+    monitor.asked["ok"] = -100  # this job's reads all succeed
+    gateway = InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)
+    policy = dataclasses.replace(Policy.hardened(TIMING), backoff=True)
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=policy)
+    codes = [(await guard.run(job_id, encode())).code for job_id in names]
+    assert codes == ["UNCONFIRMED", "UNCONFIRMED", "FINISHED", "UNCONFIRMED", "UNCONFIRMED"]
+    assert told == [0, 1, 2, 0, 1]

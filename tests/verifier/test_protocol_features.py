@@ -35,6 +35,7 @@ from verifier.protocol import (
     Answer,
     CancelWork,
     Claim,
+    Finish,
     Hinted,
     Observe,
     Observed,
@@ -146,10 +147,32 @@ def test_tier_trouble_changes_nothing_without_backoff():
 def test_the_trouble_streak_counts_tier_trouble_in_a_row_and_anything_else_ends_it():
     assert trouble_streak(0, "UNCONFIRMED") == 1
     assert trouble_streak(4, "PRE_CLAIM_FAILED") == 5
-    for code in ("FINISHED", "CONFLICT", "WORK_FAILED", "SHUTDOWN"):
+    # The job is someone else's, the work failed, the encoder stops, or all went well: the
+    # tiers answered, so the next attempt starts its backoff afresh.
+    for code in ("FINISHED", "CLAIM_REFUSED", "PRE_CLAIM_CONFLICT", "NOT_AVAILABLE",
+                 "OWNERSHIP_CONFLICT", "OWNERSHIP_LOST", "MONITOR_THEFT_DETECTED",
+                 "HEARTBEAT_REFUSED", "FINISH_REFUSED", "WORK_FAILED", "SHUTDOWN",
+                 "SHUTDOWN_HELD", "NO_CONFIRMING_TIER"):
         assert code not in TIER_TROUBLE_CODES
         assert trouble_streak(7, code) == 0
-    assert {"UNCONFIRMED", "VERIFICATION_FAILED", "LEASE_EXPIRED"} <= TIER_TROUBLE_CODES
+    for code in ("PRE_CLAIM_FAILED", "VERIFICATION_FAILED", "UNCONFIRMED", "LEASE_EXPIRED"):
+        assert trouble_streak(2, code) == 3
+
+
+def _finish_retry_waits(trouble: int) -> list[float]:
+    """The waits between the finish attempts of a job whose finish gets no answer."""
+    protocol = OwnershipProtocol("j1", me=ME, policy=BACKOFF, tiers=COMMUNITY)
+    protocol.after_trouble(trouble)
+    trace, _ = drive(protocol, world(finish=[WriteOutcome.UNKNOWN] * 3, work_ends_at=5))
+    finishes = [t for t, _ in actions(trace, Finish)]
+    assert len(finishes) == 3
+    return [b - a for a, b in itertools.pairwise(finishes)]
+
+
+def test_the_finish_retries_do_not_carry_the_streak():
+    """They have no deadline of their own: a finish that waited the streak's longer delays
+    could come after the gateway's reassignment (adversarial review, session 15)."""
+    assert _finish_retry_waits(6) == _finish_retry_waits(0)
 
 
 @pytest.mark.parametrize("bad", [-1, True, 1.5, "2"])
