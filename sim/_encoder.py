@@ -46,7 +46,6 @@ from verifier.protocol import (
     WriteOutcome,
     pre_claim_tier,
     screened,
-    trouble_streak,
 )
 
 from ._history import History
@@ -137,9 +136,6 @@ class Encoder:
         #: decided, on this encoder's clock). Kept only when the scenario has one.
         self.cache: StatusCache | None = (
             StatusCache() if scenario.status_cache_s > 0 else None)
-        #: Attempts in a row that ended in tier trouble (``trouble_streak``): the next
-        #: attempt's backoff starts there. A new process (crash, restart) starts at none.
-        self.trouble = 0
         #: The push channel, the pushes received and not yet handed to the protocol, and the
         #: event that ends a wait when one arrives.
         self.push = push
@@ -271,7 +267,6 @@ class Encoder:
         now = self.env.now
         if self.cache is not None:
             self.cache.clear()  # a new process starts with an empty cache
-        self.trouble = 0  # and knows of no trouble
         if self.work_job is not None:
             self._record_natural_end(until=now)
         self.history.add(now, self.name, None, "crash", "info")
@@ -310,7 +305,6 @@ class Encoder:
         self.history.add(self.env.now, self.name, None, "shutdown", "info")
         if self.cache is not None:
             self.cache.clear()
-        self.trouble = 0
         due = self.shutdown_at  # scheduled; handled once the attempt gave its job back
         yield from self.wait(self.sc.restart_delay)
         self.shutdown_told = False
@@ -325,12 +319,6 @@ class Encoder:
         the action's dispatch (``perform``) is inlined here and the clock is read directly; what
         each step does is unchanged."""
         protocol = self.protocol(job_id, me=self.did, policy=self.policy, tiers=self.tiers)
-        if self.trouble:
-            # As the production guard does: the backoff goes on across attempts while the
-            # tiers are in trouble (a user protocol may lack after_trouble).
-            resume = getattr(protocol, "after_trouble", None)
-            if resume is not None:
-                resume(self.trouble)
         try:
             env, rate, pausable = self.env, self.rate, self.pausable
             handle = protocol.handle
@@ -371,7 +359,6 @@ class Encoder:
                 action = handle(answer, now).action
             kind_name = action.outcome.kind.value
             self.outcomes[kind_name] = self.outcomes.get(kind_name, 0) + 1
-            self.trouble = trouble_streak(self.trouble, action.outcome.code)
         finally:
             if self.push is not None:
                 self.push.unsubscribe(job_id, self.name)

@@ -69,7 +69,6 @@ from .protocol import (
     WorkStopped,
     WriteAnswered,
     WriteOutcome,
-    trouble_streak,
 )
 
 __all__ = ["ClaimedJob", "GuardOutcome", "OwnershipGuard", "ProcessFn", "PushSource"]
@@ -262,9 +261,6 @@ class OwnershipGuard:
         self.metrics = metrics
         self._metrics_failed = False
         self._runs: set[_Run] = set()
-        #: Runs in a row that ended in tier trouble: the next run's backoff starts there
-        #: (:func:`verifier.protocol.trouble_streak`).
-        self._trouble = 0
         self._shutting_down = False
 
     @property
@@ -318,7 +314,6 @@ class OwnershipGuard:
                 await uninterrupted(run.wind_down())
             finally:
                 self._runs.discard(run)
-        self._trouble = trouble_streak(self._trouble, outcome.code)
         if run.fatal is not None:
             # The work raised SystemExit or KeyboardInterrupt: raised here, once the protocol
             # has given the job back, not inside the work's task (asyncio would stop the event
@@ -442,7 +437,6 @@ class _Run:
         self.protocol = OwnershipProtocol(
             job_id, me=guard.did, policy=guard.policy, tiers=guard.tier_set
         )
-        self.protocol.after_trouble(guard._trouble)
         self.events: asyncio.Queue[Answer] = asyncio.Queue()
         self.job = ClaimedJob(job_id, self.events)
         self.task: asyncio.Task[Mapping[str, Any] | None] | None = None

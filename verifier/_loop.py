@@ -38,7 +38,7 @@ from ._metrics import GuardMetrics
 from ._models import GatewayMonitorJob
 from ._policy import Tier
 from ._text import FIELD_LIMIT, printable
-from .protocol import TIER_TROUBLE_CODES, OutcomeKind, pre_claim_tier, screened
+from .protocol import OutcomeKind, pre_claim_tier, screened
 
 __all__ = ["OFFER_SOURCES", "EncoderLoop", "LoopPolicy", "LoopWork", "OfferFn", "offer_sources"]
 
@@ -56,10 +56,14 @@ BATCH_LIMIT: Final = 50
 #: The longest ``Retry-After`` the loop honours: a server (or a proxy) that says "come back in
 #: 10^12 s" must not stop the encoder for good.
 MAX_RETRY_AFTER_S: Final = 600.0
-#: Outcome codes that back the loop off: a job given up because a tier could not answer
-#: (:data:`verifier.protocol.TIER_TROUBLE_CODES`: the next poll waits the idle back-off, as
-#: after an empty poll, so an outage is not met with poll, read, give up, poll again, as fast
-#: as the network allows), and work that failed. A
+#: Outcome codes of a job given up because a tier could not answer: the next poll waits the
+#: idle back-off, as after an empty poll, so an outage is not met with poll, read, give up,
+#: poll again, as fast as the network allows.
+TIER_TROUBLE_CODES: Final = frozenset({
+    "PRE_CLAIM_FAILED", "CLAIM_UNKNOWN", "VERIFICATION_FAILED", "UNCONFIRMED",
+    "LEASE_EXPIRED", "FINISH_UNKNOWN",
+})
+#: Outcome codes that back the loop off like tier trouble: the above, and work that failed. A
 #: broken command (or a full disk) fails every job it is given, and each failure sends the
 #: job back with one more attempt counted; without a back-off the encoder would burn through
 #: the queue's attempts as fast as it can claim (found by an operator review, session 14).

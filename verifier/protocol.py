@@ -46,7 +46,6 @@ from ._progress import STARTED, Progress, ProgressClock
 from ._tiers import Observation
 
 __all__ = [
-    "TIER_TROUBLE_CODES",
     "Action",
     "Answer",
     "CancelWork",
@@ -79,7 +78,6 @@ __all__ = [
     "WriteOutcome",
     "pre_claim_tier",
     "screened",
-    "trouble_streak",
 ]
 
 
@@ -383,28 +381,6 @@ def pre_claim_tier(policy: Policy, tiers: TierSet) -> Tier | None:
     return Tier.MONITOR if tiers.has(Tier.MONITOR) else None
 
 
-# --------------------------------------------------------------------------- tier trouble
-
-#: Outcome codes that say a tier could not answer (down, failing, rate-limited, lagging past
-#: the confirm deadline): the next attempt will likely meet the same trouble.
-TIER_TROUBLE_CODES: Final = frozenset({
-    "PRE_CLAIM_FAILED", "CLAIM_UNKNOWN", "VERIFICATION_FAILED", "UNCONFIRMED",
-    "LEASE_EXPIRED", "FINISH_UNKNOWN",
-})
-
-
-def trouble_streak(previous: int, code: str) -> int:
-    """How many attempts in a row have now ended in tier trouble, after one that ended with
-    ``code``: one more if it was trouble (:data:`TIER_TROUBLE_CODES`), else none.
-
-    Drivers keep this count per encoder and hand it to the next attempt
-    (:meth:`OwnershipProtocol.after_trouble`), so that the backoff goes on where the last
-    attempt left it instead of starting again with fast retries at every new job: a fleet
-    whose monitor is down would otherwise ask it again at full speed once per job (found
-    while measuring the live outage figures, session 15)."""
-    return previous + 1 if code in TIER_TROUBLE_CODES else 0
-
-
 # --------------------------------------------------------------------------- judgement
 
 
@@ -471,8 +447,6 @@ class OwnershipProtocol:
         #: so that simulations replay and two encoders do not retry in step. Made on first use.
         self._rng: random.Random | None = None
         self._started_at = 0.0
-        #: Attempts in a row before this one that ended in tier trouble (:meth:`after_trouble`).
-        self._trouble = 0
 
     # ---- driver interface
 
@@ -499,23 +473,6 @@ class OwnershipProtocol:
             now = max(now, self._awaiting.until)
         self._now = now
         return self._advance(answer)
-
-    def after_trouble(self, attempts: int) -> None:
-        """Before :meth:`start`: the last ``attempts`` attempts of this encoder in a row ended
-        in tier trouble (:func:`trouble_streak`). With backoff, the retries of the verify loop
-        and the proof reads during work wait as if they were that many retries further on
-        (the same cap), so that the backoff spans jobs while the trouble lasts. Those waits
-        only get longer, and each is clamped to its deadline as before (the confirm deadline;
-        the lease end and the next re-check): no bound moves. The finish's and the shutdown
-        give-back's retries are not carried: they have no deadline of their own, and a finish
-        that waits longer may come after the gateway's reassignment (adversarial review,
-        session 15). Without backoff it changes nothing (a fixed interval has no exponent)."""
-        if self._gen is not None:
-            raise ProtocolError("after_trouble() called after start()")
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
-            raise ValueError(f"after_trouble: attempts must be a whole number >= 0, "
-                             f"not {attempts!r}")
-        self._trouble = attempts
 
     def request_shutdown(self) -> None:
         """The encoder is shutting down: from now on, no claim is made. A run that has already
@@ -635,16 +592,13 @@ class OwnershipProtocol:
         or a cached "yours" would prove pings that never landed (S2, the lease)."""
         return self.policy.status_cache_s if purpose == "pre-claim" else 0.0
 
-    def _retry_delay(self, attempt: int, hint: float | None = None, *,
-                     carried: bool = True) -> float:
+    def _retry_delay(self, attempt: int, hint: float | None = None) -> float:
         """The wait before retry number ``attempt + 1`` (``attempt`` = 0 for the first).
 
         Fixed ``retry_interval`` without backoff; with it, full jitter (``u * min(cap, base *
         2**attempt)``, ``u`` uniform in [0, 1), base = ``retry_interval``, cap = the larger of
         R and eight retry intervals), so a fleet hit by one outage spreads its retries out
-        instead of hammering the tier in step; with ``carried``, ``attempt`` counts on from the
-        attempts before this one that ended in tier trouble (:meth:`after_trouble`). Never
-        shorter than the tier's ``Retry-After``.
+        instead of hammering the tier in step. Never shorter than the tier's ``Retry-After``.
         Callers clamp the result to their own deadline (confirm timeout, lease end) and, during
         work, to the next regular re-check: a retry never waits past either."""
         t = self.policy.timing
@@ -654,8 +608,6 @@ class OwnershipProtocol:
         if self._rng is None:
             self._rng = random.Random(f"{self.job_id}|{self.me}|{self._started_at!r}")
         cap = max(t.recheck_interval, 8.0 * t.retry_interval)
-        if carried:
-            attempt += self._trouble
         ceiling = min(cap, t.retry_interval * 2.0 ** min(attempt, 32))
         return max(self._rng.random() * ceiling, floor)
 
@@ -1160,7 +1112,7 @@ class OwnershipProtocol:
         kind = OutcomeKind.CANCELLED if working else OutcomeKind.SKIPPED
         for attempt in range(3 if self.policy.verify_retries else 1):
             if attempt:
-                until = self._now + self._retry_delay(attempt - 1, carried=False)
+                until = self._now + self._retry_delay(attempt - 1)
                 while self._now < until:
                     yield Sleep(until)
             released = yield from self._release(reason)
@@ -1180,7 +1132,7 @@ class OwnershipProtocol:
         unknown = False
         for attempt in range(attempts):
             if attempt:
-                until = self._now + self._retry_delay(attempt - 1, carried=False)
+                until = self._now + self._retry_delay(attempt - 1)
                 while self._now < until:
                     # A shutdown request or a push changes nothing here: the finish decides.
                     yield Sleep(until)

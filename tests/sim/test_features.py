@@ -3,13 +3,9 @@ same seed replays, and what a feature must never do is visible in the history.""
 
 from __future__ import annotations
 
-import itertools
-from typing import Any, ClassVar
-
 import pytest
 
 from sim import History, Scenario, check_claim_evidence, check_fresh_reads, run_once
-from verifier.protocol import TIER_TROUBLE_CODES, OwnershipProtocol
 
 SMALL = Scenario(encoders=6, jobs=30, lie_rate=0.2, download_mean_s=5, encode_mean_s=40,
                  upload_mean_s=5)
@@ -82,53 +78,6 @@ def test_backoff_spreads_the_verify_retries_of_an_outage():
         _failed_verify_reads(spread), _failed_verify_reads(fixed))
     for result in (fixed, spread):
         assert all(result.checks[name].ok for name in ("S1", "S2", "S3"))
-
-
-class _Told(OwnershipProtocol):
-    """The shipped protocol, keeping what each attempt was told and how it ended."""
-
-    log: ClassVar[dict[str, list[list[Any]]]] = {}
-
-    def start(self, now: float) -> Any:
-        self.log.setdefault(self.me, []).append([self._trouble, None])
-        return super().start(now)
-
-    def handle(self, answer: Any, now: float) -> Any:
-        step = super().handle(answer, now)
-        if self.outcome is not None:
-            self.log[self.me][-1][1] = self.outcome.code
-        return step
-
-
-def test_the_simulated_encoder_tells_each_attempt_its_streak_of_tier_trouble():
-    """The SimPy driver keeps each encoder's count of attempts in a row that ended in tier
-    trouble and tells the next attempt, as the production guard does; any other outcome
-    starts afresh (adversarial review, session 15: a driver counting only the last attempt
-    passed the earlier test, which compared read counts on one seed)."""
-    _Told.log = {}
-    sc = SMALL.replace(infra_fraction=0.0, monitor_outages_per_hour=30.0,
-                       monitor_outage_mean_s=300.0, backoff=1.0, crashes_per_hour=0.0,
-                       shutdowns_per_hour=0.0)
-    result = run_once(sc, "hardened", 3, protocol=_Told)
-    assert all(result.checks[name].ok for name in ("S1", "S2", "S3"))
-    longest = 0
-    for attempts in _Told.log.values():
-        for (told, code), (then, _) in itertools.pairwise(attempts):
-            assert code is not None
-            assert then == (told + 1 if code in TIER_TROUBLE_CODES else 0), (told, code, then)
-            longest = max(longest, then)
-    assert longest >= 3, "the world must make streaks for this to test anything"
-
-
-def test_a_crash_or_restart_forgets_the_streak():
-    """A new process knows of no trouble: its first attempt starts its backoff afresh."""
-    encoders: list[Any] = []
-    run_once(SMALL.replace(jobs=2, encoders=1), "hardened", 1,
-             on_start=lambda env, world, found, history: encoders.extend(found))
-    encoder = encoders[0]
-    encoder.trouble = 4
-    encoder._crash()
-    assert encoder.trouble == 0
 
 
 def _history(*records: tuple) -> History:

@@ -24,11 +24,10 @@ from verifier import (
     Policy,
     StatusCache,
     Tier,
-    TierUnavailable,
     TimingModel,
     parse_job,
 )
-from verifier.protocol import Hinted, OwnershipProtocol
+from verifier.protocol import Hinted
 from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
 
 from .test_guard import A, B, community, encode
@@ -342,75 +341,3 @@ async def test_pushes_that_arrive_before_the_next_wait_are_merged_into_the_lates
     assert run.events.qsize() == 1
     assert run._event(run.events.get_nowait()) == Hinted(B, "running")
 
-
-class _DownAfterFirstRead(InMemoryTier):
-    """A monitor that answers each job's first read (the pre-claim check), then is down."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.asked: dict[str, int] = {}
-
-    async def observe(self, job_id: str) -> Any:
-        self.asked[job_id] = self.asked.get(job_id, 0) + 1
-        if self.asked[job_id] > 1:
-            self.fail_next("observe", TierUnavailable("monitor", "503 down"))
-        return await super().observe(job_id)
-
-
-async def _reads_of_last_job(forget: bool, monkeypatch: Any) -> tuple[list[str], int]:
-    """Four jobs in a row on one guard whose monitor is down for verify reads; the outcomes
-    and the monitor reads of the last. ``forget``: the protocol ignores the streak."""
-    if forget:
-        monkeypatch.setattr(OwnershipProtocol, "after_trouble", lambda self, attempts: None)
-    jobs = InMemoryJobs()
-    names = ("j1", "j2", "j3", "j4")
-    for job_id in names:
-        jobs.add(job_id)
-    monitor = _DownAfterFirstRead(Tier.MONITOR, jobs, A, latency=0.2)
-    gateway = InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)
-    policy = dataclasses.replace(Policy.hardened(TIMING), backoff=True)
-    # Each call's guard clock starts at 0, so both calls draw the same jitter (an attempt's
-    # draws are seeded by its start instant): only the streak differs.
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=policy,
-                           clock=lambda: loop.time() - t0)
-    codes = [(await guard.run(job_id, encode())).code for job_id in names]
-    return codes, monitor.asked["j4"]
-
-
-@virtual_time
-async def test_the_backoff_goes_on_across_jobs_while_the_tier_stays_in_trouble(monkeypatch):
-    """The guard hands the next run the streak of runs that ended in tier trouble: the last
-    job's verify retries start where the ones before left off, so it asks the down monitor
-    less often than a fresh backoff would (the same jitter draws)."""
-    codes, carried = await _reads_of_last_job(False, monkeypatch)
-    assert codes == ["UNCONFIRMED"] * 4
-    _, fresh = await _reads_of_last_job(True, monkeypatch)
-    assert carried < fresh, (carried, fresh)
-
-
-@virtual_time
-async def test_the_guard_counts_trouble_in_a_row_and_a_success_starts_afresh(monkeypatch):
-    """What each run is told: runs ended in trouble before it, in a row; a run that ends well
-    resets the count (adversarial review, session 15: a guard that never reset passed)."""
-    told: list[int] = []
-    shipped = OwnershipProtocol.after_trouble
-
-    def recording(self: OwnershipProtocol, attempts: int) -> None:
-        told.append(attempts)
-        shipped(self, attempts)
-
-    monkeypatch.setattr(OwnershipProtocol, "after_trouble", recording)
-    jobs = InMemoryJobs()
-    names = ("j1", "j2", "ok", "j4", "j5")
-    for job_id in names:
-        jobs.add(job_id)
-    monitor = _DownAfterFirstRead(Tier.MONITOR, jobs, A, latency=0.2)
-    monitor.asked["ok"] = -100  # this job's reads all succeed
-    gateway = InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)
-    policy = dataclasses.replace(Policy.hardened(TIMING), backoff=True)
-    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=policy)
-    codes = [(await guard.run(job_id, encode())).code for job_id in names]
-    assert codes == ["UNCONFIRMED", "UNCONFIRMED", "FINISHED", "UNCONFIRMED", "UNCONFIRMED"]
-    assert told == [0, 1, 2, 0, 1]

@@ -30,25 +30,21 @@ from tests.verifier.test_protocol import (
 )
 from verifier import Policy, Tier
 from verifier.protocol import (
-    TIER_TROUBLE_CODES,
     Action,
     Answer,
     CancelWork,
     Claim,
-    Finish,
     Hinted,
     Observe,
     Observed,
     OutcomeKind,
     OwnershipProtocol,
-    ProtocolError,
     Sleep,
     StartWork,
     TierFailed,
     WriteAnswered,
     WriteOutcome,
     screened,
-    trouble_streak,
 )
 
 CACHED = dataclasses.replace(HARDENED, status_cache_s=30.0)
@@ -72,13 +68,9 @@ def _verify_failing(action: Observe, now: float) -> Answer:
     return TierFailed(action.tier, "503")
 
 
-def _retry_waits(policy: Policy, job: str = "j1", start: float = 0.0,
-                 trouble: int = 0) -> list[float]:
-    """The waits between the verify reads of a claim whose confirmation never comes, after
-    ``trouble`` attempts in a row that ended in tier trouble."""
+def _retry_waits(policy: Policy, job: str = "j1", start: float = 0.0) -> list[float]:
+    """The waits between the verify reads of a claim whose confirmation never comes."""
     protocol = OwnershipProtocol(job, me=ME, policy=policy, tiers=COMMUNITY)
-    if trouble:
-        protocol.after_trouble(trouble)
     respond = world(observe=_verify_failing)
     now, step = start, protocol.start(start)
     reads: list[float] = []
@@ -117,76 +109,6 @@ def test_backoff_is_deterministic_per_attempt_and_differs_between_attempts():
     assert _retry_waits(BACKOFF, "j1", 5.0) == _retry_waits(BACKOFF, "j1", 5.0)
     assert _retry_waits(BACKOFF, "j1", 5.0) != _retry_waits(BACKOFF, "j2", 5.0)
     assert _retry_waits(BACKOFF, "j1", 5.0) != _retry_waits(BACKOFF, "j1", 6.0)
-
-
-def _ceiling(k: int) -> float:
-    cap = max(TIMING.recheck_interval, 8 * TIMING.retry_interval)
-    return min(cap, TIMING.retry_interval * 2 ** k)
-
-
-@pytest.mark.parametrize("trouble", [1, 2, 5])
-def test_after_tier_trouble_the_backoff_goes_on_where_the_last_attempts_left_it(trouble):
-    """The same jitter draws (same attempt), each under the ceiling ``trouble`` doublings
-    further on: an encoder whose tier stays down does not start every job with fast retries."""
-    fresh = _retry_waits(BACKOFF, "j1", 5.0)
-    later = _retry_waits(BACKOFF, "j1", 5.0, trouble=trouble)
-    pairs = list(zip(fresh[:-1], later[:-1], strict=False))  # the last: cut at the deadline
-    assert pairs
-    for k, (a, b) in enumerate(pairs):
-        assert b == pytest.approx(a * _ceiling(k + trouble) / _ceiling(k)), (k, a, b)
-    # Fewer reads of the troubled tier, over many attempts (each cut at the same deadline).
-    total = [sum(len(_retry_waits(BACKOFF, f"j{i}", trouble=n)) for i in range(40))
-             for n in (0, trouble)]
-    assert total[1] < total[0], total
-
-
-def test_tier_trouble_changes_nothing_without_backoff():
-    assert _retry_waits(HARDENED, trouble=3) == _retry_waits(HARDENED)
-
-
-def test_the_trouble_streak_counts_tier_trouble_in_a_row_and_anything_else_ends_it():
-    assert trouble_streak(0, "UNCONFIRMED") == 1
-    assert trouble_streak(4, "PRE_CLAIM_FAILED") == 5
-    # The job is someone else's, the work failed, the encoder stops, or all went well: the
-    # tiers answered, so the next attempt starts its backoff afresh.
-    for code in ("FINISHED", "CLAIM_REFUSED", "PRE_CLAIM_CONFLICT", "NOT_AVAILABLE",
-                 "OWNERSHIP_CONFLICT", "OWNERSHIP_LOST", "MONITOR_THEFT_DETECTED",
-                 "HEARTBEAT_REFUSED", "FINISH_REFUSED", "WORK_FAILED", "SHUTDOWN",
-                 "SHUTDOWN_HELD", "NO_CONFIRMING_TIER"):
-        assert code not in TIER_TROUBLE_CODES
-        assert trouble_streak(7, code) == 0
-    for code in ("PRE_CLAIM_FAILED", "VERIFICATION_FAILED", "UNCONFIRMED", "LEASE_EXPIRED"):
-        assert trouble_streak(2, code) == 3
-
-
-def _finish_retry_waits(trouble: int) -> list[float]:
-    """The waits between the finish attempts of a job whose finish gets no answer."""
-    protocol = OwnershipProtocol("j1", me=ME, policy=BACKOFF, tiers=COMMUNITY)
-    protocol.after_trouble(trouble)
-    trace, _ = drive(protocol, world(finish=[WriteOutcome.UNKNOWN] * 3, work_ends_at=5))
-    finishes = [t for t, _ in actions(trace, Finish)]
-    assert len(finishes) == 3
-    return [b - a for a, b in itertools.pairwise(finishes)]
-
-
-def test_the_finish_retries_do_not_carry_the_streak():
-    """They have no deadline of their own: a finish that waited the streak's longer delays
-    could come after the gateway's reassignment (adversarial review, session 15)."""
-    assert _finish_retry_waits(6) == _finish_retry_waits(0)
-
-
-@pytest.mark.parametrize("bad", [-1, True, 1.5, "2"])
-def test_after_trouble_refuses_what_is_not_a_count(bad):
-    protocol = OwnershipProtocol("j1", me=ME, policy=BACKOFF, tiers=COMMUNITY)
-    with pytest.raises(ValueError, match="after_trouble"):
-        protocol.after_trouble(bad)
-
-
-def test_after_trouble_is_told_before_the_attempt_starts():
-    protocol = OwnershipProtocol("j1", me=ME, policy=BACKOFF, tiers=COMMUNITY)
-    protocol.start(0.0)
-    with pytest.raises(ProtocolError, match="after start"):
-        protocol.after_trouble(1)
 
 
 def test_backoff_never_waits_less_than_retry_after_nor_past_the_confirm_deadline():

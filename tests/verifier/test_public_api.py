@@ -24,7 +24,7 @@ PROTOCOL = {
     "Observe", "Observed", "Outcome", "OutcomeKind", "OwnershipProtocol", "PhaseChanged",
     "ProgressClock", "Progressed", "ProtocolError", "Release", "ShutdownRequested", "Sleep",
     "StartWork", "Step",
-    "TierFailed", "Woke", "pre_claim_tier", "screened", "TIER_TROUBLE_CODES", "trouble_streak",
+    "TierFailed", "Woke", "pre_claim_tier", "screened",
     "WorkEnded", "WorkStarted", "WorkStopped", "WriteAnswered", "WriteOutcome",
 }
 
