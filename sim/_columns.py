@@ -65,6 +65,9 @@ COLUMNS: Final[dict[str, str]] = {
                 "cost-of-safety table (the ablation is paired with hardened: vs_hardened)",
     "held_out": "the held-out scenario of the research table",
     "ablation_scenario": "the scenario of the ablation (ablation if it exists, else default)",
+    "scenarios": "every scenario the research ran, by name, with all its parameters (--set "
+                 "included; the lie-rate and lag points differ from default in that one "
+                 "parameter only)",
     "tables": "the research tables (rows as printed, numbers unrounded)",
     # ---- a run's metrics (sim/_metrics.py); in an aggregate, counts are summed over seeds
     "jobs": "jobs released (the denominator of every per-1,000 figure); summed over seeds",

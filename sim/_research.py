@@ -388,6 +388,9 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
         "held_out": held.name,
         "ablation_scenario": ablation.name,
         "overrides": plan.overrides,
+        # Every parameter of every scenario run, --set included: a built-in TOML changed
+        # later must leave a trace (researcher review, session 15).
+        "scenarios": {sc.name: sc.to_dict() for sc in (default, held, ablation, fleet)},
         "tables": {"research": research, "cost": cost, "ablation": abl, "lie_rate": lie,
                    "sensitivity": sens},
     }

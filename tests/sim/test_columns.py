@@ -40,8 +40,8 @@ def keys(value: Any, prefix: str = "") -> list[str]:
         for key, sub in value.items():
             name = f"{prefix}{key}"
             out.append(name)
-            if key in ("scenario", "outcomes", "violations", "grid", "params", "overrides",
-                       "chains", "tables"):
+            if key in ("scenario", "scenarios", "outcomes", "violations", "grid", "params",
+                       "overrides", "chains", "tables"):
                 continue  # free-form maps, or walked on their own
             out += keys(sub, f"{name}." if isinstance(sub, dict) else "")
     elif isinstance(value, list):

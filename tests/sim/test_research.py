@@ -237,3 +237,15 @@ def test_no_ablation_into_a_used_folder_leaves_no_older_ablation_behind(first, t
     assert code == 0, err
     assert not (used / "ablation.csv").exists() and not (used / "ablation.png").exists()
     assert (used / "research.csv").exists()
+
+
+def test_the_report_records_every_parameter_of_every_scenario_it_ran(first):
+    """Scenario names alone left no trace of a built-in TOML changed later, nor of --set
+    (researcher review, session 15)."""
+    out_dir, _, _ = first
+    report = json.loads((out_dir / "research.json").read_text())
+    scenarios = report["scenarios"]
+    assert {"default", report["held_out"], f"{report['held_out']}+monitor"} <= set(scenarios)
+    for params in scenarios.values():
+        assert params["encoders"] == 4 and params["jobs"] == 12  # TINY's --set
+    assert scenarios[f"{report['held_out']}+monitor"]["monitor_fraction"] == 1.0
