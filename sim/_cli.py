@@ -59,7 +59,6 @@ from ._commandline import (
     apply_gate,
     brief,
     check_writable,
-    check_writable_dir,
     describe,
     expectations,
     gate_flags,
@@ -273,7 +272,6 @@ def _cmd_sweep(args: argparse.Namespace, command: str, out: TextIO, err: TextIO)
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise UsageError(f"--workers: must be at least 1, got {workers}")
-    check_writable_dir(args.out)
     progress = progress_for(args, 1, err)
     summary = run_sweep(plan, grid, workers=workers, out_dir=args.out, progress=progress,
                         command=normalised(command), executor=args.executor)
@@ -328,7 +326,6 @@ def _cmd_research(args: argparse.Namespace, command: str, out: TextIO, err: Text
         lie_rates=_floats(args.lie_rates, "--lie-rates"),
         lag_means=None if args.lag_means is None else _floats(args.lag_means, "--lag-means"),
         overrides=overrides)
-    check_writable_dir(args.out)
     progress = progress_for(args, 1, err)
     text = run_research(plan, workers=workers, executor=args.executor, out_dir=args.out,
                         progress=progress, command=normalised(command))

@@ -407,17 +407,6 @@ def check_writable(*paths: Path | None) -> None:
             raise UsageError(f"cannot write {path}")
 
 
-def check_writable_dir(folder: Path, flag: str = "--out") -> None:
-    """The same for an output folder (created if missing): ``sweep`` and ``research`` wrote
-    theirs only after every run (researcher review, session 15). Nothing is created: the
-    folder, or the nearest of its parents that exists, must be a folder we may write in."""
-    existing = folder
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {folder}: cannot write there")
-
-
 def _writable_folder(folder: Path) -> bool:
     try:
         folder.mkdir(parents=True, exist_ok=True)

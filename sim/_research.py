@@ -111,6 +111,7 @@ class _Runs:
         self.results: list[RunMetrics] = []
         #: Per task: the scenario reference it was built from (a name or a file).
         self.refs: list[str] = []
+        self._bases: dict[str, dict[str, Any]] = {}  # each reference loaded once
 
     def add(self, study: str, label: str, params: dict[str, Any], chain: str,
             scenario: Scenario, ref: str) -> None:
@@ -128,7 +129,9 @@ class _Runs:
         named scenarios such as ``3speak-2026+monitor`` that no command loads)."""
         scenario, chain, seed = self.tasks[task]
         ref = self.refs[task]
-        base = load_scenario(ref).to_dict()
+        if ref not in self._bases:
+            self._bases[ref] = load_scenario(ref).to_dict()
+        base = self._bases[ref]
         changed = {k: v for k, v in scenario.to_dict().items() if k != "name" and base[k] != v}
         return replay_command(ref, chain, seed, overrides=changed)
 
@@ -395,7 +398,6 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
                    "sensitivity": sens},
     }
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
         files = {"research.csv": research, "cost.csv": cost, "ablation.csv": abl,
                  "lie_rate.csv": lie, "sensitivity.csv": sens, "runs.csv": run_rows}
         if not abl:

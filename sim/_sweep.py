@@ -131,7 +131,6 @@ def run_sweep(plan: RunPlan, grid: Grid, *, workers: int, out_dir: Path, progres
                              "replay": replay_command(plan.ref, chain, seed,
                                                       overrides={**plan.overrides, **point})})
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
         write_csv(out_dir / "sweep.csv", rows)
         report = {
             "scenario": plan.scenario.to_dict(),
