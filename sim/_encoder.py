@@ -389,6 +389,7 @@ class Encoder:
         yield from self.wait(delay)
         if answer is None:
             self.history.add(self.env.now, self.name, job, "screen", "fail", None)
+            self.cache.failed(Tier.MONITOR, decided=decided)  # older answers now unusable
             return
         self.history.add(self.env.now, self.name, job, "screen", "ok",
                          tuple(sorted(answer.items())))
@@ -455,6 +456,9 @@ class Encoder:
             # whatever the tier does; the request itself has been served (a write may land).
             delay, phase, value = left, "fail", "deadline"
             answer = _past_deadline(action)
+        elif cache is not None and kind is Observe and type(answer) is TierFailed:
+            # The tier failed a read: its answers from before are unusable (StatusCache.failed).
+            cache.failed(action.tier, decided=decided)
         end = now + delay
         if end < self.crash_at and end < self.pause_at:
             yield env.timeout(delay)  # the common case, without a frame

@@ -39,6 +39,7 @@ from ._errors import (
     TierRateLimited,
     TierTimeout,
     TierUnavailable,
+    TierUnsupported,
     VerifierError,
 )
 from ._gateway import LegacyGatewayClient
@@ -103,6 +104,7 @@ __all__ = [
     "TierSet",
     "TierTimeout",
     "TierUnavailable",
+    "TierUnsupported",
     "TimingModel",
     "VerifierError",
     "availability_of",

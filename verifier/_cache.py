@@ -7,6 +7,12 @@ read (the data of a lagging tier may be older still, by up to the tier's lag). O
 (claim, finish, release) forget the job's entries: they change what the tiers say. Batch
 screening stores its answers here too (:func:`verifier.protocol.screened` says which).
 
+A tier's failure outdates every answer of that tier read before it (:meth:`StatusCache.failed`):
+an answer from before an outage must not let a pre-claim check pass while the tier is down.
+Safety never rested on it (the deciding reads go to the tier), but the claim it lets through
+costs the job: a claim whose deciding reads then fail holds the job until its timeout (an hour
+on Gateway Aid, which has no release). Seen in a live 10 s monitor outage (session 15).
+
 Both drivers use this class (the asyncio guard and the simulator's encoders), so the cache
 the suites prove things about is the one that ships. It is bounded: past ``max_entries`` the
 oldest entries go first (answers older than any read would take are useless anyway).
@@ -14,6 +20,7 @@ oldest entries go first (answers older than any read would take are useless anyw
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 from ._policy import Tier
@@ -30,6 +37,8 @@ class StatusCache:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
         self._entries: OrderedDict[tuple[Tier, str], tuple[Observation, float]] = OrderedDict()
+        #: Per tier, the decision instant of its latest failed read: older answers are unusable.
+        self._failed: dict[Tier, float] = {}
         #: Answers served, and reads that found nothing young enough.
         self.hits = 0
         self.misses = 0
@@ -45,11 +54,13 @@ class StatusCache:
 
     def lookup(self, tier: Tier, job_id: str, *, max_age: float, now: float
                ) -> tuple[Observation, float] | None:
-        """As :meth:`get`, with the instant the answer's read was decided."""
+        """As :meth:`get`, with the instant the answer's read was decided. An answer read
+        before the tier's latest failure is never served (:meth:`failed`)."""
         if max_age <= 0:
             return None
         entry = self._entries.get((tier, job_id))
-        if entry is None or now - entry[1] > max_age:
+        if (entry is None or now - entry[1] > max_age
+                or entry[1] <= self._failed.get(tier, -math.inf)):
             self.misses += 1
             return None
         self.hits += 1
@@ -67,6 +78,15 @@ class StatusCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
+    def failed(self, tier: Tier, *, decided: float) -> None:
+        """A read of ``tier`` decided at ``decided`` failed (the tier down, slow, refusing or
+        answering nonsense): every answer of ``tier`` read at or before that instant is
+        unusable from now on. An answer read after it (the tier is back) is served again.
+        Not for reads that never left (past a deadline, tier not configured): they say
+        nothing about the tier."""
+        if decided > self._failed.get(tier, -math.inf):
+            self._failed[tier] = decided
+
     def forget(self, job_id: str) -> None:
         """Drop every tier's answer about ``job_id`` (our own write changed it)."""
         for tier in Tier:
@@ -74,3 +94,4 @@ class StatusCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._failed.clear()

@@ -567,13 +567,22 @@ class _Run:
             return TierFailed(action.tier, _DEADLINE_DETAIL)
         except TierRateLimited as exc:
             self._told_to_wait(exc)
+            self._tier_failed(action.tier, decided)
             return TierFailed(action.tier, str(exc), retry_after=exc.retry_after)
         except TierError as exc:
             if isinstance(exc, TierUnsupported):
                 self.requested = False
+            else:
+                self._tier_failed(action.tier, decided)
             return TierFailed(action.tier, str(exc))
         except Exception as exc:  # fail closed: a client bug is "no answer", never "yours"
+            self._tier_failed(action.tier, decided)
             return TierFailed(action.tier, f"unexpected {type(exc).__name__}")
+
+    def _tier_failed(self, tier: Tier, decided: float) -> None:
+        """The tier failed a read: what the cache holds from it before is unusable."""
+        if self.guard.cache is not None:
+            self.guard.cache.failed(tier, decided=decided)
 
     async def _write(self, action: Claim | Heartbeat | Finish | Release) -> Answer:
         client = self.guard.clients.get(action.via)

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._errors import TierError, TierRateLimited
+from ._errors import TierError, TierRateLimited, TierUnsupported
 from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
 from ._metrics import GuardMetrics
 from ._models import GatewayMonitorJob
@@ -415,6 +415,10 @@ class EncoderLoop:
                 answer = request.result()
             except Exception as exc:  # screening is an optimisation: the reads go on
                 self._count_batch("failed", decided)
+                if self.guard.cache is not None and not isinstance(exc, TierUnsupported):
+                    # The monitor is in trouble: its answers from before must not let a
+                    # pre-claim check pass now (StatusCache.failed).
+                    self.guard.cache.failed(Tier.MONITOR, decided=decided)
                 self._log(logging.WARNING, "LOOP_SCREEN_FAILED",
                           f"batch status of {len(batch)} job(s) failed: {type(exc).__name__}",
                           jobs=len(batch))

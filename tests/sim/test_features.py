@@ -41,6 +41,45 @@ def test_screened_answers_replace_pre_claim_reads_and_never_a_deciding_one():
         assert result.checks[name].ok
 
 
+def test_the_simulated_encoder_outdates_its_cached_answers_when_the_monitor_fails():
+    """The simulator's half of ``StatusCache.failed`` (found live, session 15: an answer from
+    before a monitor outage let a pre-claim check pass in it). The simulated loop screens the
+    one offered job right before its attempt, and the claim forgets the entry, so its runs
+    never serve an answer across a failure; the driver must still keep the shared rule, as
+    the guard does: a failed batch or read outdates the monitor's older answers."""
+    from verifier import Tier
+    from verifier.protocol import Observe, screened
+
+    sc = SMALL.replace(status_cache_s=30.0, batch_screen=1.0, infra_fraction=0.0, encoders=1,
+                       jobs=1, max_time=30.0)
+    seen: list[tuple[str, bool]] = []
+
+    def probe(env, world, encoders, history):
+        encoder = encoders[0]
+        cache = encoder.cache
+        entry = screened(Tier.MONITOR, ["j"], {"j": "queued"})["j"]
+        read = Observe(tier=Tier.MONITOR, purpose="pre-claim", max_age=30.0)
+
+        def steps():
+            for failing in ("screen", "read"):
+                cache.put(entry, "j", decided=encoder.local())
+                seen.append((failing + " before", encoder._cached("j", read) is not None))
+                world.monitor_down = [(env.now, env.now + 1.0)]  # the monitor is down now
+                if failing == "screen":
+                    yield from encoder._screen(["other"])
+                else:
+                    yield from encoder._io("other", read)
+                seen.append((failing + " after", encoder._cached("j", read) is not None))
+                world.monitor_down = []
+                yield env.timeout(1.0)
+
+        env.process(steps())
+
+    run_once(sc, "hardened", 1, on_start=probe)
+    assert seen == [("screen before", True), ("screen after", False),
+                    ("read before", True), ("read after", False)]
+
+
 def test_pushes_find_a_lost_job_sooner_than_polling_in_simulated_time():
     """Outside the model (acknowledged pings dropped), jobs are taken from working encoders;
     with pushes the owner reads at once instead of at its next re-check."""

@@ -24,6 +24,7 @@ from verifier import (
     Policy,
     StatusCache,
     Tier,
+    TierUnavailable,
     TimingModel,
     parse_job,
 )
@@ -92,6 +93,71 @@ async def test_our_own_claim_forgets_the_cached_answers():
     second = await guard.run("j1", encode(3))
     assert second.code == "PRE_CLAIM_CONFLICT"
     assert gateway.calls.count("claim") == 1, "no second claim on a forgotten entry"
+
+
+@virtual_time
+async def test_a_failed_read_outdates_the_cached_answers_of_its_tier():
+    """Found live (session 15): in a monitor outage an aid encoder's pre-claim check passed on
+    an answer from before the outage, so it claimed, its deciding reads failed, and Gateway Aid
+    (no release) held the job for an hour. A tier's failure now outdates what it said before:
+    the pre-claim check reads the tier (and fails closed while it is down)."""
+    jobs = InMemoryJobs()
+    for job_id in ("j1", "j2", "j3"):
+        jobs.add(job_id)
+    monitor, gateway = community(jobs, A)
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=CACHED)
+    guard.screened({"j1": _queued("j1")}, decided=guard.now())
+    monitor.fail_next("observe", TierUnavailable("monitor", "connection refused"))
+    await guard.run("j2", encode(3))  # its first read fails: the monitor is in trouble
+    assert guard.cache is not None and guard.cache.hits == 0
+    before = reads(monitor)
+    assert (await guard.run("j1", encode(3))).kind is OutcomeKind.PROCESSED
+    assert guard.cache.hits == 0, "the screened answer predates the failure"
+    assert reads(monitor) == before + 2, "pre-claim and deciding read both went to the tier"
+    # An answer read after the failure (the tier is back) is served again.
+    guard.screened({"j3": _queued("j3")}, decided=guard.now())
+    assert (await guard.run("j3", encode(3))).kind is OutcomeKind.PROCESSED
+    assert guard.cache.hits == 1
+
+
+@virtual_time
+async def test_a_failed_screening_outdates_what_screening_said_before():
+    """The loop's batch request is a monitor read too: when it fails, answers from an earlier
+    batch must not let the pre-claim checks pass."""
+    jobs = InMemoryJobs()
+    for job_id in ("j1", "j2"):
+        jobs.add(job_id)
+    monitor, gateway = community(jobs, A)
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=CACHED)
+    guard.screened({"j1": _queued("j1"), "j2": _queued("j2")}, decided=guard.now())
+
+    async def batch_down(ids: Sequence[str]) -> dict[str, str]:
+        raise TierUnavailable("monitor", "connection refused")
+
+    async def offered() -> list[GatewayMonitorJob]:
+        return []
+
+    loop = EncoderLoop(guard, lambda job, offer: encode(1)(job), offers={"getjob": offered},
+                       policy=LoopPolicy(sources=("getjob",)), screen=batch_down)
+    await loop._screened(["j1", "j2"])
+    assert guard.cache is not None
+    assert guard.cache.get(Tier.MONITOR, "j1", max_age=30, now=guard.now()) is None
+    assert guard.cache.get(Tier.MONITOR, "j2", max_age=30, now=guard.now()) is None
+
+
+def test_a_tier_failure_outdates_only_that_tiers_older_answers():
+    cache = StatusCache()
+    cache.put(_queued("j1"), "j1", decided=10.0)
+    cache.failed(Tier.GATEWAY, decided=11.0)  # another tier's trouble
+    assert cache.get(Tier.MONITOR, "j1", max_age=30, now=12.0) is not None
+    cache.failed(Tier.MONITOR, decided=10.0)  # decided at the same instant: outdated too
+    assert cache.get(Tier.MONITOR, "j1", max_age=30, now=12.0) is None
+    cache.failed(Tier.MONITOR, decided=5.0)  # an older failure reported late changes nothing
+    cache.put(_queued("j1"), "j1", decided=10.5)  # read after the failure: usable
+    assert cache.get(Tier.MONITOR, "j1", max_age=30, now=12.0) is not None
+    cache.clear()  # a new process: no entries, no failures
+    cache.put(_queued("j1"), "j1", decided=1.0)
+    assert cache.get(Tier.MONITOR, "j1", max_age=30, now=12.0) is not None
 
 
 def test_the_status_cache_is_bounded_and_keeps_the_younger_answer():

@@ -13,7 +13,7 @@ EXPECTED = {
     "LegacyGatewayClient", "LoopPolicy", "MalformedAnswer", "Observation", "Outcome", "OutcomeKind",
     "OwnershipGuard", "OwnershipProtocol", "OwnershipResult", "Policy", "Settings", "Tier",
     "TierClient", "TierError", "TierRateLimited", "TierSet", "TierTimeout", "TierUnavailable",
-    "TimingModel", "VerifierError", "availability_of", "builtin_chain_names", "normalize_did",
+    "TierUnsupported", "TimingModel", "VerifierError", "availability_of", "builtin_chain_names", "normalize_did",
     "offer_sources", "ownership_of", "parse_job", "start_metrics_server", "validate_did",
     "validate_job_id", "verify_jws",
 }
@@ -59,8 +59,11 @@ def test_documented_import_line_works():
 
 def test_every_error_is_a_verifier_error():
     for name in ("ClaimRefused", "ConfigurationError", "InvalidInputError", "MalformedAnswer",
-                 "TierError", "TierRateLimited", "TierTimeout", "TierUnavailable"):
+                 "TierError", "TierRateLimited", "TierTimeout", "TierUnavailable",
+                 "TierUnsupported"):
         assert issubclass(getattr(verifier, name), verifier.VerifierError)
+    # An operation a tier lacks is unavailable to callers that predate the distinction.
+    assert issubclass(verifier.TierUnsupported, verifier.TierUnavailable)
     assert issubclass(verifier.InvalidInputError, ValueError)
 
 
