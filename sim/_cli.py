@@ -50,7 +50,7 @@ from typing import Final, TextIO
 from verifier import ConfigurationError, builtin_chain_names
 
 from . import live
-from ._columns import INTERVALS, epilog
+from ._columns import MEAN_INTERVALS, epilog
 from ._commandline import (
     EXIT_OK,
     EXIT_USAGE,
@@ -246,7 +246,7 @@ def _cmd_run(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
             "prevention: the share of the planned double hand-outs (the same for every chain; "
             "realised doubles: those the world made) not processed twice at once; columns: "
             "python -m sim run --help",
-            INTERVALS,
+            MEAN_INTERVALS,
             *(f"warning: {p}" for p in report["timing_problems"]),
             f"seed: {plan.seeds[0]}" + (f" (seeds {plan.seeds[0]}..{plan.seeds[-1]})"
                                          if len(plan.seeds) > 1 else ""),

@@ -18,9 +18,16 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["COLUMNS", "INTERVALS", "TABLE_HEADERS", "define", "epilog", "undefined"]
+__all__ = ["COLUMNS", "INTERVALS", "MEAN_INTERVALS", "TABLE_HEADERS", "define", "epilog",
+           "undefined"]
 
-#: The interval method, as every report states it.
+#: The interval method of a report without differences between chains (run, sweep).
+MEAN_INTERVALS: Final = (
+    "intervals: mean over seeds with a 95% Student-t interval; a zero-width interval means "
+    "every seed gave the same value (with 0 of N jobs, the rule of three bounds the rate at "
+    "3/N)")
+#: The interval method, as the research reports (and ``--help``) state it: with the paired
+#: differences that only ``research`` computes.
 INTERVALS: Final = (
     "intervals: mean over seeds with a 95% Student-t interval; differences between chains are "
     "paired over the same seeds (common random numbers) with a 95% Student-t interval; a "

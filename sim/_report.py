@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from ._checkers import CheckResult
-from ._columns import INTERVALS
+from ._columns import MEAN_INTERVALS
 from ._metrics import aggregate
 from ._runner import RunResult, replay_command
 from ._scenario import Scenario
@@ -193,7 +193,7 @@ def build_run_report(*, scenario: Scenario, ref: str, overrides: Mapping[str, An
         "chains": chains,
         "replay": top,
         "command": command,
-        "interval": INTERVALS,
+        "interval": MEAN_INTERVALS,
     }
 
 

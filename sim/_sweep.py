@@ -35,7 +35,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Final
 
-from ._columns import INTERVALS
+from ._columns import MEAN_INTERVALS
 from ._executors import Task, execute
 from ._metrics import RunMetrics, aggregate, t_interval
 from ._report import Progress, dumps_report, format_table, make_out_dir, write_csv
@@ -142,7 +142,7 @@ def run_sweep(plan: RunPlan, grid: Grid, *, workers: int, out_dir: Path, progres
             "points": [{"params": point, "chain": chain, **aggregate(chunk)}
                        for point, chain, chunk in cells],
             "command": command,
-            "interval": INTERVALS,
+            "interval": MEAN_INTERVALS,
         }
         (out_dir / "sweep.json").write_text(dumps_report(report), encoding="utf-8")
     except OSError as exc:

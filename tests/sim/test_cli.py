@@ -78,6 +78,8 @@ def test_run_writes_json_and_csv_and_prints_the_comparison(tmp_path):
 
     assert "race prevention [95% CI]" in out and "trust-gateway" in out and "hardened" in out
     assert "twice at once/1k [95% CI]" in out and "95% Student-t interval" in out
+    # A run computes no difference between chains, so its report claims none (research does).
+    assert "paired" not in out and "paired" not in report["interval"]
     assert "seed: 1" in out and f"replay: {report['replay']}" in out
     assert f"protocol {BUILTIN} (built-in)" in out.splitlines()[0]
     assert err == ""  # no progress bar on a pipe, for a sub-second run

@@ -134,4 +134,5 @@ def test_research_without_its_ablation_prints_no_ablation_table(outputs):
     """A review (2026-12-03) found ``--no-ablation`` still printed the ablation's heading and an
     empty table."""
     assert "Research table" in outputs["research"]
+    assert "differences between chains are paired" in outputs["research"]  # it computes them
     assert "Ablation" not in outputs["research"]

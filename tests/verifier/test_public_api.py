@@ -13,7 +13,8 @@ EXPECTED = {
     "LegacyGatewayClient", "LoopPolicy", "MalformedAnswer", "Observation", "Outcome", "OutcomeKind",
     "OwnershipGuard", "OwnershipProtocol", "OwnershipResult", "Policy", "Settings", "Tier",
     "TierClient", "TierError", "TierRateLimited", "TierSet", "TierTimeout", "TierUnavailable",
-    "TierUnsupported", "TimingModel", "VerifierError", "availability_of", "builtin_chain_names", "normalize_did",
+    "TierUnsupported", "TimingModel", "VerifierError", "availability_of", "builtin_chain_names",
+    "normalize_did",
     "offer_sources", "ownership_of", "parse_job", "start_metrics_server", "validate_did",
     "validate_job_id", "verify_jws",
 }
