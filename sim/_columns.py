@@ -152,7 +152,8 @@ COLUMNS: Final[dict[str, str]] = {
               "(sim/live/_emulator.py, HttpFaults)",
     "dashboard": "the --dashboard figures of a live run (sim/live/_dashboard.py)",
     "wall_s": "wall-clock seconds the live run took",
-    "verifications": "ownership verifications (status reads) the live guards made",
+    "verifications": "status reads the live guards sent to a tier, pre-claim checks included "
+                     "(verifier_verifications_total leaves those out)",
     "verifications_per_s": "verifications per wall-clock second",
     "verify_latency_p50_ms": "median latency of a verification read over loopback, ms",
     "verify_latency_p99_ms": "99th percentile of the same, ms",
