@@ -224,6 +224,12 @@ class EncoderLoop:
         self._idle = idle or asyncio.sleep
         self._on_outcome = on_outcome
         self._metrics = metrics
+        if metrics is not None:
+            # Each source's polls exist at 0 from the start, failures included, so the first
+            # failed poll shows in rate() (the VerifierOffersFailing alert).
+            for source in self.policy.sources:
+                for result in ("offered", "empty", "failed"):
+                    metrics.polls.labels(source, result)
         self._logger = logger or _DEFAULT_LOGGER
         self.outcomes: Counter[str] = Counter()
         #: Jobs whose give-back got no answer (``GuardOutcome.held``: a shutdown's, or any

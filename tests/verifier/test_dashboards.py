@@ -78,14 +78,16 @@ def test_the_dashboard_has_the_fields_grafana_loads(dashboard: dict[str, Any]) -
         assert ref_ids and len(ref_ids) == len(set(ref_ids))
 
 
-def test_every_query_names_metrics_and_labels_that_exist(dashboard: dict[str, Any]) -> None:
+def check_queries(exprs: list[str]) -> set[str]:
+    """Fail on a PromQL expression over a metric, label or label value that GuardMetrics does
+    not export (the Grafana dashboard's and the alert rules' alike); return the metrics used."""
     catalogue = GuardMetrics().catalogue()
     exported: dict[str, tuple[str, str]] = {}  # series name -> (metric, type)
     for name, (kind, _labels) in catalogue.items():
         for suffix in SUFFIXES[kind]:
             exported[name + suffix] = (name, kind)
     used: set[str] = set()
-    for expr in expressions(dashboard):
+    for expr in exprs:
         assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), expr
         names = _METRIC.findall(expr)
         assert names, f"a query over no metric of the verifier: {expr}"
@@ -115,6 +117,11 @@ def test_every_query_names_metrics_and_labels_that_exist(dashboard: dict[str, An
             if exported[name][1] == "counter" or name.endswith("_bucket"):
                 assert re.search(rf"(rate|increase)\(\s*{name}\b", expr), \
                     f"{name} is a counter: query its rate or increase, not its value ({expr})"
+    return used
+
+
+def test_every_query_names_metrics_and_labels_that_exist(dashboard: dict[str, Any]) -> None:
+    used = check_queries(expressions(dashboard))
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
             legend = set(_LEGEND.findall(target.get("legendFormat", "")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import urllib.request
+from typing import Any
 
 import pytest
 
@@ -231,6 +232,20 @@ def test_rare_events_have_a_series_from_the_start_so_increase_sees_the_first_one
     assert metrics.registry.get_sample_value(
         "verifier_verifications_total",
         {"tier": "database", "purpose": "recheck", "verdict": "failed"}) == 0.0
+    # A bug in the guard (VerifierGuardError), and a loop's failed polls of each of its
+    # sources (VerifierOffersFailing).
+    assert metrics.registry.get_sample_value(
+        "verifier_jobs_total", {"outcome": "failed", "code": "GUARD_ERROR"}) == 0.0
+    jobs = InMemoryJobs()
+    guard, _ = node(jobs, metrics)
+
+    async def nothing() -> list[Any]:
+        return []
+
+    EncoderLoop(guard, lambda job, offered: encode(job), offers={"aid": nothing},
+                policy=LoopPolicy(sources=("aid",)), metrics=metrics)
+    assert metrics.registry.get_sample_value(
+        "verifier_polls_total", {"source": "aid", "result": "failed"}) == 0.0
 
 
 @virtual_time
@@ -266,7 +281,7 @@ async def test_an_operation_the_tier_lacks_is_not_counted_as_a_request():
     """A client that refuses an operation before sending anything (Gateway Aid has no
     release) makes the give-back unknown to the protocol, but no request went out, so none is
     counted ("unknown" would page an operator for every aid job given back)."""
-    from verifier._errors import TierUnsupported
+    from verifier import TierUnsupported
 
     class NoRelease(InMemoryTier):
         async def release(self, job_id, token, reason, *, failed):  # type: ignore[override]
