@@ -57,7 +57,7 @@ from ._errors import ConfigurationError, InvalidInputError
 from ._http import check_host_sendable, refuse_misplaced_userinfo
 from ._ids import normalize_did, redact_url, validate_did
 from ._mongodb_uri import parse_mongodb_uri, redact_mongodb_uri
-from ._policy import Policy, TierSet, TimingModel
+from ._policy import Policy, TierSet, TimingModel, builtin_chain_names
 
 if TYPE_CHECKING:
     from ._identity import EncoderIdentity
@@ -117,8 +117,27 @@ _SHOWN_VALUE_LENGTH: Final = 40
 # --------------------------------------------------------------------------- value parsers
 
 
-def _shown(value: str) -> str:
-    """A non-secret value for an error message: quoted, control characters escaped, truncated."""
+#: What a secret pasted into the wrong variable looks like: a URL with user info or a scheme
+#: (a MongoDB URI in DATABASE_NAME), or a long unbroken run of letters and digits (a private
+#: key or a token). Setting values that are not secrets (names, numbers, flags) have neither.
+_SECRET_LIKE: Final = re.compile(r"@|://|[A-Za-z0-9+/=_]{20,}")
+#: The characters a mistyped value of each kind of setting is shown with (anything else may be
+#: a short password pasted into the wrong variable, so only its length is given).
+_FLAG_TEXT: Final = re.compile(r"[A-Za-z]{1,8}")
+_NUMBER_TEXT: Final = re.compile(r"[-+0-9.eE ]{1,24}|[A-Za-z]{1,8}")
+_ADDRESS_TEXT: Final = re.compile(r"[0-9A-Za-z.:%-]{1,45}")
+_CHAIN_TEXT: Final = re.compile(r"[a-z-]{1,40}")
+
+
+def _shown(value: str, looks_like: re.Pattern[str] | None = None) -> str:
+    """A value for an error message: quoted, control characters escaped, truncated. Only its
+    length when it may be a secret pasted into the wrong variable: when it looks like a URL
+    or a key, or is not made of the characters ``looks_like`` expects for the setting
+    (security review, session 16: a MongoDB URI in DATABASE_NAME came back with its
+    password, and a password in a flag or port was repeated whole)."""
+    if _SECRET_LIKE.search(value) or (looks_like is not None
+                                       and not looks_like.fullmatch(value)):
+        return f"a value of {len(value)} characters (not shown: it may be a secret)"
     if len(value) > _SHOWN_VALUE_LENGTH:
         value = value[:_SHOWN_VALUE_LENGTH] + "..."
     return repr(value)
@@ -132,7 +151,8 @@ def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
         return True
     if raw.lower() in _FALSE:
         return False
-    raise ConfigurationError(name, f"must be true/false, 1/0 or yes/no, got {_shown(raw)}")
+    raise ConfigurationError(
+        name, f"must be true/false, 1/0 or yes/no, got {_shown(raw, _FLAG_TEXT)}")
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
@@ -142,10 +162,11 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigurationError(name, f"must be a number of seconds, got {_shown(raw)}") from None
+        raise ConfigurationError(
+            name, f"must be a number of seconds, got {_shown(raw, _NUMBER_TEXT)}") from None
     if not math.isfinite(value) or value < 0:
         raise ConfigurationError(
-            name, f"must be a finite number of seconds >= 0, got {_shown(raw)}"
+            name, f"must be a finite number of seconds >= 0, got {_shown(raw, _NUMBER_TEXT)}"
         )
     return value
 
@@ -156,7 +177,8 @@ def _port(env: Mapping[str, str], name: str) -> int | None:
     if not raw:
         return None
     if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 65536:
-        raise ConfigurationError(name, f"must be a port number 1-65535, got {_shown(raw)}")
+        raise ConfigurationError(
+            name, f"must be a port number 1-65535, got {_shown(raw, _NUMBER_TEXT)}")
     return int(raw)
 
 
@@ -369,8 +391,10 @@ class Settings:
         timing = _timing(env)
         try:
             policy = Policy.named(chain, timing)
-        except ValueError as exc:
-            raise ConfigurationError("VERIFIER_CHAIN", str(exc)) from None
+        except ValueError:
+            raise ConfigurationError(
+                "VERIFIER_CHAIN", f"unknown chain {_shown(chain, _CHAIN_TEXT)}; known: "
+                f"{', '.join(builtin_chain_names())}") from None
 
         settings = cls(
             monitor_enabled=monitor_enabled,
@@ -491,8 +515,9 @@ def _metrics_addr(env: Mapping[str, str]) -> str:
     try:
         ipaddress.ip_address(raw)
     except ValueError:
-        raise ConfigurationError("VERIFIER_METRICS_ADDR",
-                                 f"must be an IP address to listen on, got {_shown(raw)}") from None
+        raise ConfigurationError(
+            "VERIFIER_METRICS_ADDR",
+            f"must be an IP address to listen on, got {_shown(raw, _ADDRESS_TEXT)}") from None
     return raw
 
 

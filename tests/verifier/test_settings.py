@@ -461,6 +461,34 @@ def test_url_errors_never_show_credentials(env: dict[str, str], variable: str) -
     assert_error_clean(error, MONGO_PASSWORD)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_NAME", f"mongodb://encoder:{MONGO_PASSWORD}@db1.example/spk"),
+        ("MONGODB_VERIFICATION_ENABLED", MONGO_PASSWORD),
+        ("VERIFIER_CHAIN", f"mongodb://encoder:{MONGO_PASSWORD}@db"),
+        ("VERIFIER_CHAIN", KEY),
+        ("VERIFIER_METRICS_PORT", MONGO_PASSWORD),
+        ("VERIFIER_METRICS_ADDR", f"https://u:{MONGO_PASSWORD}@h"),
+        ("VERIFIER_MONITOR_LAG_S", KEY),
+    ],
+)
+def test_a_secret_in_the_wrong_variable_is_not_repeated(variable: str, value: str) -> None:
+    """Security review (session 16): a MongoDB URI pasted into DATABASE_NAME, or a password
+    into a flag or a port, came back whole in the start-up error."""
+    error = config_error({**COMMUNITY, variable: value})
+    assert error.variable == variable
+    assert_error_clean(error, MONGO_PASSWORD if MONGO_PASSWORD in value else value)
+    assert f"a value of {len(value)} characters" in str(error)
+
+
+def test_a_plain_typo_is_still_shown_to_help() -> None:
+    for variable, value in (("MONGODB_VERIFICATION_ENABLED", "treu"),
+                            ("VERIFIER_CHAIN", "hardend"), ("VERIFIER_METRICS_PORT", "99999"),
+                            ("VERIFIER_RECHECK_INTERVAL_S", "-5")):
+        assert repr(value) in str(config_error({**COMMUNITY, variable: value}))
+
+
 def test_secret_in_a_malformed_dotenv_line_is_not_shown(tmp_path: Path) -> None:
     path = tmp_path / ".env"
     path.write_text(f'MONGODB_URI="mongodb://u:{MONGO_PASSWORD}@db\n', encoding="utf-8")
