@@ -129,7 +129,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         return seconds if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year past C's long, too
         return None
     if when.tzinfo is None:  # "-0000" parses as naive; HTTP dates are always GMT.
         when = when.replace(tzinfo=UTC)
@@ -270,7 +270,10 @@ async def read_capped(response: httpx.Response, tier: str, where: str) -> bytes:
     """
     declared = response.headers.get("content-length", "")
     too_large = f"{where}: answer larger than {MAX_BODY_BYTES} bytes"
-    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    # A length of more digits than any cap has is too large, unparsed (int() refuses a string
+    # of over 4,300 digits with a ValueError: security review, session 16).
+    if declared.isascii() and declared.isdigit() and (
+            len(declared) > 18 or int(declared) > MAX_BODY_BYTES):
         raise MalformedAnswer(tier, too_large)
     if response.is_stream_consumed:
         # Built in memory (``httpx.MockTransport`` and the like): httpx has already read (and

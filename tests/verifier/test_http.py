@@ -220,6 +220,21 @@ async def test_declared_oversized_body_is_refused_unread() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_content_length_of_thousands_of_digits_is_too_large_not_an_error() -> None:
+    """``int()`` refuses over 4,300 digits with a ValueError, which escaped the tier errors
+    through transports that do not check the header first (security review, session 16)."""
+    stream = _EndlessStream()
+    router = respx.Router(base_url=BASE)
+    router.get("/big").mock(
+        return_value=httpx.Response(200, headers={"content-length": "9" * 5000}, stream=stream))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler)) as c:
+        http = TierHttp("gateway", BASE, variable="GATEWAY_URL", client=c)
+        with pytest.raises(MalformedAnswer, match="larger than"):
+            await http.send("GET", "/big")
+    assert stream.pulled == 0
+
+
+@pytest.mark.asyncio
 async def test_exchange_leaves_the_body_unread_and_closes_it() -> None:
     stream = _EndlessStream()
     router = respx.Router(base_url=BASE)

@@ -274,7 +274,10 @@ async def test_parse_retry_after() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now=now) == 30.0
     assert parse_retry_after("Thu, 01 Jan 2026 11:00:00 GMT", now=now) == 0.0
     assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 -0000", now=now) == 30.0
-    for junk in ("", "abc", "-1", "inf", "nan", "1e3", "\u0663", "Thu, 99 Foo"):
+    # The last: a year too large for a C long raised OverflowError out of every read (security
+    # review, session 16).
+    for junk in ("", "abc", "-1", "inf", "nan", "1e3", "\u0663", "Thu, 99 Foo",
+                 "Mon, 01 Jan 99999999999999999999 00:00:00 GMT"):
         assert parse_retry_after(junk, now=now) is None
     assert parse_retry_after(None) is None
 
