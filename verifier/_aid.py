@@ -58,26 +58,42 @@ _TIER: Final = "aid"
 _PREFIX: Final = "/aid/v1/"
 #: Error codes that mean "this node is not allowed to use aid": fix the configuration.
 CONFIGURATION_CODES: Final = frozenset({"ENCODER_NOT_AUTHORIZED", "ENCODER_INACTIVE"})
-#: Answers to an owner-conditioned write that mean "not yours (any more)".
+#: Answers to an owner-conditioned write that mean "not yours (any more)" (a 404 only when it
+#: is aid's own error: :func:`_is_aid_error`).
 _LOST_STATUSES: Final = frozenset({403, 404, 409})
+#: The successes a write may be confirmed by: 202 "accepted for later", 206 and the like do not
+#: say the write happened (as the gateway's ``_WRITE_SUCCESS_STATUSES``; security review,
+#: session 16: aid renews the lease on a heartbeat's success directly).
+_SUCCESS_STATUSES: Final = frozenset({200, 201})
 _MAX_STATUS_LENGTH: Final = 32
 
 
 def _is_job_not_found(answer: Any) -> bool:
-    """True only for a 404 whose JSON body says *the job* is not found.
+    """True only for a 404 whose JSON body says *the job* is not found, in aid's own shape.
 
     Like the monitor (``_monitor._is_monitor_not_found``): a 404 ``{"error": "Route not
     found"}`` or a proxy's HTML page means the base URL is wrong, and reading it as "the job
-    does not exist" would let a misconfigured node call any job free. The body must say "not
-    found" (in ``error``/``message`` or a ``*NOT_FOUND`` code) and must not be about a route.
+    does not exist" would let a misconfigured node call any job free. The body must be aid's
+    error (``success: false``: the default 404 of NestJS, Fastify or a bare
+    ``{"message": "Not Found"}`` is not, security review, session 16), say "not found" (in
+    ``error``/``message`` or a ``*NOT_FOUND`` code) and not be about a route.
     """
-    if not isinstance(answer, Mapping) or answer.get("success") is True:
+    if not _is_aid_error(answer):
         return False
     said = server_message(answer).lower()
     code = str(error_code(answer) or "").upper()
-    if "route not found" in said or "ROUTE" in code:
-        return False
     return "not found" in said or code.endswith("NOT_FOUND")
+
+
+def _is_aid_error(answer: Any) -> bool:
+    """Whether an error answer is aid's own (``success: false``, not about a route), so that
+    its status speaks about the job; anything else (a framework's default 404, a proxy's
+    page) says only that the request did not reach aid's handler."""
+    if not isinstance(answer, Mapping) or answer.get("success") is not False:
+        return False
+    said = server_message(answer).lower()
+    code = str(error_code(answer) or "").upper()
+    return not ("route not found" in said or "ROUTE" in code)
 
 
 def _usable_offer(job: GatewayMonitorJob, route: str) -> bool:
@@ -161,8 +177,11 @@ class GatewayAidClient:
         return response, answer
 
     @staticmethod
-    def _success(route: str, answer: Any) -> Mapping[str, Any]:
-        """A 2xx answer: a JSON object whose ``success`` is true; ``false`` is a refusal."""
+    def _success(route: str, answer: Any, status: int = 200) -> Mapping[str, Any]:
+        """A 200/201 answer: a JSON object whose ``success`` is true; ``false`` is a refusal.
+        Another 2xx confirms nothing (outcome unknown)."""
+        if status not in _SUCCESS_STATUSES:
+            raise MalformedAnswer(_TIER, f"{route}: HTTP {status} is not a documented success")
         if not isinstance(answer, Mapping):
             raise MalformedAnswer(_TIER, f"{route}: expected a JSON object")
         success = answer.get("success")
@@ -171,6 +190,15 @@ class GatewayAidClient:
         if success is not True:
             raise MalformedAnswer(_TIER, f"{route}: answer has no boolean 'success'")
         return answer
+
+    @staticmethod
+    def _not_a_route(route: str, status: int, answer: Any) -> None:
+        """A 404 that is not aid's own error (a wrong base URL: a framework's or a proxy's
+        page) says nothing about the job: unavailable, never a refusal."""
+        if status == 404 and not _is_aid_error(answer):
+            raise TierUnavailable(
+                _TIER, f"{route}: HTTP 404 that is not 'job not found' "
+                f"({server_message(answer)}); is GATEWAY_AID_BASE_URL right?")
 
     def _refusal(self, route: str, status: int, answer: Any) -> ClaimRefused:
         said = server_message(answer)
@@ -211,9 +239,10 @@ class GatewayAidClient:
         route = "claim-job"
         response, answer = await self._call("POST", route, {"job_id": job_id})
         if response.status_code in (404, 409):
+            self._not_a_route(route, response.status_code, answer)
             raise self._refusal(route, response.status_code, answer)
         raise_for_status(response, _TIER, route)
-        assignment = dict(self._success(route, answer))
+        assignment = dict(self._success(route, answer, response.status_code))
         owner = assignment.get("assigned_to")
         if owner is not None and normalize_did(owner) != normalize_did(self.did):
             raise MalformedAnswer(_TIER, f"{route}: success names another owner")
@@ -285,10 +314,11 @@ class GatewayAidClient:
         not confirm *our* write: its outcome is unknown, so :class:`MalformedAnswer`.
         """
         response, answer = await self._call("POST", route, body)
+        self._not_a_route(route, response.status_code, answer)
         if response.status_code in _LOST_STATUSES:
             raise self._refusal(route, response.status_code, answer)
         raise_for_status(response, _TIER, route)
-        confirmed = self._success(route, answer)
+        confirmed = self._success(route, answer, response.status_code)
         for key in ("job_id", "id"):
             if key in confirmed and confirmed[key] != body["job_id"]:
                 raise MalformedAnswer(_TIER, f"{route}: success names another job")
