@@ -63,6 +63,7 @@ from ._http import (
     read_capped,
     read_json,
     retry_after,
+    server_message,
     try_json,
 )
 from ._ids import redact_url, validate_did, validate_job_id
@@ -140,7 +141,14 @@ def _is_monitor_not_found(reply: _Reply) -> bool:
     A 404 without ``success`` (``{"error": "Route not found"}``, an HTML page from a proxy) is
     what a misconfigured base URL looks like: it says nothing about the job.
     """
-    body = try_json(reply)
+    return _says_not_found(try_json(reply))
+
+
+def _says_not_found(body: Any) -> bool:
+    """``success: false`` with an error saying "not found". The documented service read any
+    ``success: false`` as "not found"; a failure it reports the same way (``"Failed to fetch
+    job details"``) is not an answer about the job (security review, session 16: it read as
+    "no such job", exit 1 instead of 3)."""
     if not isinstance(body, Mapping) or body.get("success") is not False:
         return False
     error = body.get("error")
@@ -286,7 +294,10 @@ class GatewayMonitorService:
         body = _envelope(reply)
         success = body.get("success")
         if success is False:
-            return None
+            if _says_not_found(body):
+                return None
+            raise TierUnavailable(_TIER, f"{reply.shown_url}: HTTP 200 reporting a failure: "
+                                  f"{_short(server_message(body))}")
         if success is not True:
             raise MalformedAnswer(_TIER, f"answer from {reply.shown_url} has no boolean 'success'")
         data = body.get("data")
@@ -330,7 +341,10 @@ class GatewayMonitorService:
         body = _envelope(reply)
         success = body.get("success")
         if success is False:
-            return None
+            if _says_not_found(body):
+                return None
+            raise TierUnavailable(_TIER, f"{reply.shown_url}: HTTP 200 reporting a failure: "
+                                  f"{_short(server_message(body))}")
         data = body.get("data")
         if success is not True or not isinstance(data, Mapping):
             raise MalformedAnswer(_TIER, f"status answer from {reply.shown_url} has no data object")

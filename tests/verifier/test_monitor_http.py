@@ -267,6 +267,28 @@ async def test_429_with_future_http_date(
 
 
 @pytest.mark.asyncio
+async def test_a_200_reporting_a_failure_is_no_answer_but_not_found_is_none() -> None:
+    """Security review (session 16): ``200 {"success": false, "error": "Failed to fetch job
+    details"}`` read as "no such job". Only the monitor's own "not found" is an answer."""
+    failed = {"success": False, "error": "Failed to fetch job details"}
+    missing = {"success": False, "error": "Job not found"}
+    for path in (f"/jobs/{JOB}", f"/jobs/{JOB}/status"):
+        for body, expect in ((failed, TierUnavailable), (missing, None)):
+            router = respx.Router(base_url=BASE)
+            router.get(path).respond(200, json=body)
+            async with httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler)) \
+                    as client:
+                service = GatewayMonitorService(base_url=BASE, client=client)
+                call = (service.get_job_details if path.endswith(JOB)
+                        else service.get_job_status)
+                if expect is None:
+                    assert await call(JOB) is None
+                else:
+                    with pytest.raises(expect, match="HTTP 200 reporting a failure"):
+                        await call(JOB)
+
+
+@pytest.mark.asyncio
 async def test_parse_retry_after() -> None:
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     assert parse_retry_after("120", now=now) == 120.0
