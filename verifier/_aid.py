@@ -138,6 +138,7 @@ class GatewayAidClient:
             client=client,
             timeout=timeout,
             headers={"X-Encoder-DID": self.did},
+            hard_deadline=True,  # as the gateway's: a dripping server cannot hold a caller
         )
 
     async def aclose(self) -> None:

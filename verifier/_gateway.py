@@ -138,6 +138,9 @@ class LegacyGatewayClient:
         self._http = TierHttp(
             _TIER, base_url, variable="GATEWAY_URL", client=client, timeout=timeout,
             strict_url=True,  # a bad URL is a ConfigurationError now, not an httpx error later
+            # The timeout bounds the whole exchange: a server that drips its answer one byte
+            # at a time held a shutdown's release for minutes (operator review, session 16).
+            hard_deadline=True,
         )
 
     @property

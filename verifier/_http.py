@@ -28,8 +28,9 @@ only as a short, sanitised excerpt.
 
 Two readings are stricter for the monitor than for the older clients, by a flag each, so that
 the gateway and aid keep exactly the behaviour their callers were written against:
-``check_base_url(strict=True)`` and ``retry_after(http_date=True)``; and
-``TierHttp(hard_deadline=True)`` bounds the whole exchange rather than each socket operation.
+``check_base_url(strict=True)`` and ``retry_after(http_date=True)``. ``TierHttp(hard_deadline=
+True)`` bounds the whole exchange rather than each socket operation: every client sets it (the
+gateway and aid since session 16, when a dripping gateway held a shutdown for minutes).
 """
 
 from __future__ import annotations

@@ -271,13 +271,21 @@ class EncoderLoop:
         return frozenset(self._running)
 
     def stop(self) -> None:
-        """Shut down gracefully (idempotent; safe from a signal handler on the loop)."""
+        """Shut down gracefully (idempotent; safe from a signal handler on the loop). A repeated
+        request changes nothing but says what the shutdown still waits for: silence read as a
+        hung process (operator review, session 16)."""
         if not self._stop.is_set():
             self._log(logging.WARNING, "LOOP_SHUTDOWN",
                       f"Shutting down: {len(self._running)} job(s) to give back",
                       running=len(self._running))
             self._stop.set()
             self.guard.request_shutdown()
+            return
+        waiting = sorted(self._running)
+        self._log(logging.WARNING, "LOOP_STILL_STOPPING",
+                  f"Still shutting down: waiting for {len(waiting)} job(s) to be stopped and "
+                  f"given back ({', '.join(waiting) or 'none'}); SIGKILL abandons them (each "
+                  "stays held until the gateway reassigns it)", running=len(waiting))
 
     async def run(self) -> Counter[str]:
         """Run until :meth:`stop`; then return once every guarded job has ended.

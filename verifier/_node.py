@@ -4,9 +4,10 @@
 sources) and :func:`run_node` runs :class:`~verifier.EncoderLoop` with a
 :class:`~verifier.CommandWork` until SIGINT, SIGTERM or SIGHUP, which start the graceful
 shutdown: no new job, running commands stopped through their guards (SIGTERM, then SIGKILL
-within the cancel latency), every held job released, fenced. A second signal changes
-nothing: giving up on the shutdown would leave jobs held until the gateway's timeout, and the
-stop is bounded (by C and the clients' timeouts) anyway.
+within the cancel latency), every held job released, fenced. A second signal only logs what
+the shutdown still waits for (``LOOP_STILL_STOPPING``): giving up on it would leave jobs held
+until the gateway's timeout, and the stop is bounded anyway, by C and three releases within
+the clients' timeouts, each a bound on the whole exchange (``TierHttp(hard_deadline=True)``).
 """
 
 from __future__ import annotations

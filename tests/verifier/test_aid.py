@@ -3,6 +3,7 @@ writes, configuration codes, and the ownership flag of ``GET job/{id}``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -405,6 +406,18 @@ async def test_bad_base_url_names_the_variable() -> None:
 
 
 # ----------------------------------------------------------------- regressions: unconfirmed writes
+
+
+@pytest.mark.asyncio
+async def test_a_dripping_answer_ends_at_the_timeout(router: respx.MockRouter) -> None:
+    """As the gateway's (operator review, session 16): the timeout bounds the whole exchange,
+    not each read (``asyncio.wait_for`` only turns the old hang into a failure here)."""
+    from .test_gateway import StalledBody
+
+    router.post(API + "update-job").mock(return_value=httpx.Response(200, stream=StalledBody()))
+    async with GatewayAidClient(BASE, ME, timeout=0.05) as aid:
+        with pytest.raises(TierTimeout):
+            await asyncio.wait_for(aid.update_job(JOB, "running", 50.0, 100.0), 10)
 
 
 #: What a server that is not aid answers for an unknown path (a wrong base URL).

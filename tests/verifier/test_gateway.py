@@ -3,6 +3,7 @@ error mapping, and untrusted job ids."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -285,6 +286,25 @@ async def test_timeouts_are_tier_timeouts(
         await gateway.accept_job(JOB)
     with pytest.raises(TierTimeout):
         await gateway.job_status(JOB)
+
+
+class StalledBody(httpx.AsyncByteStream):
+    """An answer that starts and never finishes: a server dripping it, or stuck."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"o"
+        await asyncio.Event().wait()
+
+
+@pytest.mark.asyncio
+async def test_a_dripping_answer_ends_at_the_timeout(router: respx.MockRouter) -> None:
+    """Operator review (session 16): the timeout bounded each socket read only, so a gateway
+    sending a byte every few seconds held a shutdown's release for minutes. The whole exchange
+    is bounded now (``asyncio.wait_for`` only turns the old hang into a failure here)."""
+    router.post(API + "rejectJob").mock(return_value=httpx.Response(200, stream=StalledBody()))
+    async with LegacyGatewayClient(BASE, IDENTITY, timeout=0.05) as g:
+        with pytest.raises(TierTimeout, match="rejectJob"):
+            await asyncio.wait_for(g.reject_job(JOB), 10)
 
 
 @pytest.mark.asyncio

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import random
+from collections import Counter
 
 import pytest
 
@@ -126,6 +128,40 @@ async def test_shutdown_cancels_running_work_and_gives_every_held_job_back():
     for doc in jobs.docs.values():  # back in the queue now, not held until the gateway's T
         assert (doc["status"], doc.get("assigned_to")) == ("queued", None)
     assert loop.running == frozenset()
+
+
+def test_a_second_stop_request_says_what_the_shutdown_waits_for(caplog):
+    """Operator review (session 16): a second SIGINT printed nothing while releases were being
+    retried, which read as a hung process. It changes nothing, but says what is left."""
+    caplog.set_level(logging.WARNING)
+
+    @virtual_time
+    async def scenario() -> Counter[str]:
+        jobs = InMemoryJobs()
+        jobs.add("j1")
+
+        async def work(job: ClaimedJob, offered):
+            await asyncio.sleep(3600)
+            return {"cid": "never"}
+
+        loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": queue_of(jobs)},
+                           policy=LoopPolicy(sources=("getjob",), idle_s=1))
+
+        async def signal_twice() -> None:
+            while jobs.docs["j1"].get("status") != "running":  # noqa: ASYNC110 (virtual time)
+                await asyncio.sleep(1)
+            loop.stop()
+            loop.stop()  # while j1 is still being stopped and given back
+
+        task = asyncio.create_task(signal_twice())
+        outcomes = await loop.run()
+        await task
+        return outcomes
+
+    assert scenario() == {"cancelled": 1}
+    assert caplog.text.count("LOOP_SHUTDOWN") == 1
+    assert "LOOP_STILL_STOPPING" in caplog.text
+    assert "j1" in caplog.text.split("LOOP_STILL_STOPPING", 1)[1]
 
 
 @virtual_time
