@@ -247,10 +247,12 @@ class DatabaseTier:
     # ------------------------------------------------------------------ plumbing (worker side)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
+        # The whole URI first: with its password replaced first, the URI no longer matched
+        # and the rest of it, options included, survived (security review, session 16).
         if self._uri:
             text = text.replace(self._uri, self._where)
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
         return text[:_MAX_MESSAGE]
 
     def _drop_client(self) -> None:

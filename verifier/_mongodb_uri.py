@@ -38,6 +38,10 @@ _SCHEMES: Final = ("mongodb+srv", "mongodb")  # the longer first: "mongodb" pref
 _USERINFO_RESERVED: Final = frozenset(":/?#[]@")
 
 
+#: Words in an option's name that say its value is a credential.
+_SECRET_OPTION_WORDS: Final = ("password", "secret", "token", "key", "authmechanismproperties")
+
+
 @dataclass(frozen=True, repr=False)
 class MongoUri:
     """A parsed MongoDB URI. ``user`` and ``password`` are as written (percent-encoded).
@@ -56,11 +60,23 @@ class MongoUri:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """The password as written and percent-decoded, longest first: what to scrub."""
-        if not self.password:
-            return ()
-        unique = {self.password, urllib.parse.unquote(self.password)}
-        return tuple(sorted(unique, key=len, reverse=True))
+        """What to scrub from messages, longest first: the password as written and decoded
+        both ways (pymongo decodes with ``unquote_plus``: ``+`` is a space), and the values of
+        options that carry secrets (``tlsCertificateKeyFilePassword``, a session token in
+        ``authMechanismProperties``...). Other option values (``tls=true``) are not secrets,
+        and scrubbing them would garble every message (security review, session 16)."""
+        found = set()
+        for value in [self.password, *self._secret_options()]:
+            if value:
+                found.update({value, urllib.parse.unquote(value),
+                              urllib.parse.unquote_plus(value)})
+        return tuple(sorted((v for v in found if v.strip()), key=len, reverse=True))
+
+    def _secret_options(self) -> list[str]:
+        """The values of secret-bearing options as written (``secrets`` decodes them)."""
+        pairs = (item.partition("=") for item in (self.options or "").split("&"))
+        return [value for key, _, value in pairs
+                if any(word in key.lower() for word in _SECRET_OPTION_WORDS)]
 
     def redacted(self) -> str:
         """The URI with the password as ``***`` and any options as ``<options>``.

@@ -857,6 +857,31 @@ async def test_a_driver_message_quoting_the_password_is_scrubbed(
     await db.aclose()
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("quoted", [
+    "bad uri {uri}",  # the whole URI: it survived when the password was replaced first
+    "auth failed for password 'pa ss+w0rd'",  # the password as pymongo decodes it
+    "could not decrypt the key file with K3YPASS",  # a secret option's value
+], ids=["whole-uri", "unquote-plus", "secret-option"])
+async def test_every_form_of_a_secret_a_driver_may_quote_is_scrubbed(
+    fake_clients: tuple[list[FakeClient], list[Exception]], jobs: Any, quoted: str
+) -> None:
+    """Security review (session 16): three forms escaped the scrubber."""
+    uri = ("mongodb://enc:pa+ss%2Bw0rd@db.example:27017/spk"
+           "?tls=true&tlsCertificateKeyFilePassword=K3YPASS")
+    _, failures = fake_clients
+    add(jobs)
+    failures.append(pymongo.errors.OperationFailure(quoted.format(uri=uri)))
+    db = DatabaseTier(uri=uri, encoder_did=ME)
+    with pytest.raises(TierUnavailable) as raised:
+        await db.claim(JOB)
+    text = str(raised.value)
+    for secret in ("pa+ss%2Bw0rd", "pa ss+w0rd", "pa+ss+w0rd", "K3YPASS"):
+        assert secret not in text
+    assert "tls=true" not in text or "***" in text
+    await db.aclose()
+
+
 class Blocking:
     """A collection whose reads wait for the test to let them go (a hung server)."""
 

@@ -164,6 +164,12 @@ def test_secrets_are_the_password_as_written_and_decoded_longest_first() -> None
     assert parse_mongodb_uri("mongodb://u@db").secrets == ()
     assert parse_mongodb_uri("mongodb://u:@db").secrets == ()
     assert parse_mongodb_uri("mongodb://db").secrets == ()
+    # pymongo decodes with unquote_plus; secret options' values are secrets too, others not
+    # (security review, session 16).
+    both = parse_mongodb_uri("mongodb://u:a+b%2Bc@db/?tls=true&tlsCertificateKeyFilePassword=K3Y"
+                             "&authMechanismProperties=AWS_SESSION_TOKEN:t0k")
+    assert set(both.secrets) == {"a+b%2Bc", "a+b+c", "a b+c", "K3Y",
+                                 "AWS_SESSION_TOKEN:t0k"}
 
 
 # --------------------------------------------------------------------------- one reading
