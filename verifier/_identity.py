@@ -48,6 +48,19 @@ __all__ = [
 
 #: The multicodec varint of ``ed25519-pub`` (0xed), as every ``did:key:z6Mk...`` starts with.
 ED25519_MULTICODEC_PREFIX: Final = b"\xed\x01"
+#: The field prime of Ed25519, 2^255 - 19.
+_ED25519_P: Final = 2**255 - 19
+#: The y coordinates (sign bit cleared) of Ed25519's eight points of small order, canonical
+#: encodings only (non-canonical ones are refused before): the identity (y = 1), order 2
+#: (y = -1), order 4 (y = 0) and order 8 (the two below). tests/verifier/test_identity.py
+#: checks each against the curve's arithmetic.
+_SMALL_ORDER_Y: Final = frozenset({
+    (1).to_bytes(32, "little"),
+    (_ED25519_P - 1).to_bytes(32, "little"),
+    bytes(32),
+    bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+})
 _DID_KEY_PREFIX: Final = "did:key:"
 _B58_ALPHABET: Final = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B58_INDEX: Final = {c: i for i, c in enumerate(_B58_ALPHABET)}
@@ -104,7 +117,15 @@ def did_key_public_key(did: object) -> bytes:
     raw = b58decode(did[len(_DID_KEY_PREFIX) + 1:])
     if len(raw) != 34 or not raw.startswith(ED25519_MULTICODEC_PREFIX):
         raise InvalidInputError("did:key does not encode an Ed25519 public key")
-    return raw[2:]
+    key = raw[2:]
+    # Weak keys (security review, session 16): for a point of small order an all-zero
+    # signature verifies, so anyone could sign as that DID; and a y coordinate at or above p
+    # is a second spelling of another key, so two DIDs would name one key.
+    if int.from_bytes(key, "little") & ~(1 << 255) >= _ED25519_P:
+        raise InvalidInputError("did:key's Ed25519 key is not canonically encoded")
+    if key[:31] + bytes([key[31] & 0x7F]) in _SMALL_ORDER_Y:
+        raise InvalidInputError("did:key's Ed25519 key is a point of small order")
+    return key
 
 
 # --------------------------------------------------------------------------- base64 helpers

@@ -317,3 +317,68 @@ async def test_what_a_signed_payload_that_is_not_strict_json_is_refused_with(
         verify_jws(raw_token(key, header, payload))
     assert str(info.value) == message
     assert info.value.__cause__ is None
+
+
+# ---------------------------------------------------------------- weak keys (security review)
+
+_P = 2**255 - 19
+_D = -121665 * pow(121666, -1, _P) % _P
+
+
+def _points_with_y(y: int) -> list[tuple[int, int]]:
+    """The curve's points with this y (an oracle written from the curve's equation,
+    -x^2 + y^2 = 1 + d x^2 y^2, independent of the code under test)."""
+    u = (y * y - 1) * pow(_D * y * y + 1, -1, _P) % _P
+    x = pow(u, (_P + 3) // 8, _P)
+    if x * x % _P != u:
+        x = x * pow(2, (_P - 1) // 4, _P) % _P
+    if x * x % _P != u:
+        return []
+    return sorted({(x, y), ((-x) % _P, y)})
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    (x1, y1), (x2, y2) = a, b
+    t = _D * x1 * x2 * y1 * y2 % _P
+    return ((x1 * y2 + y1 * x2) * pow(1 + t, -1, _P) % _P,
+            (y1 * y2 + x1 * x2) * pow(1 - t, -1, _P) % _P)
+
+
+def _did(key: bytes) -> str:
+    return "did:key:z" + b58encode(b"\xed\x01" + key)
+
+
+async def test_keys_of_small_order_or_non_canonical_are_refused() -> None:
+    """For a point of small order an all-zero signature verifies (anyone signs as that DID),
+    and y >= p spells another key a second time (two DIDs, one key)."""
+    from verifier._identity import _SMALL_ORDER_Y
+
+    small = []
+    for encoded in _SMALL_ORDER_Y:
+        points = _points_with_y(int.from_bytes(encoded, "little"))
+        assert points, encoded.hex()
+        for point in points:
+            eight = point
+            for _ in range(3):
+                eight = _add(eight, eight)
+            assert eight == (0, 1), f"{encoded.hex()} is not of small order"
+            small.append(point)
+    assert len(small) == 8, "the curve has exactly eight points of small order"
+    for encoded in _SMALL_ORDER_Y:
+        for sign in (0, 0x80):
+            key = encoded[:31] + bytes([encoded[31] | sign])
+            with pytest.raises(InvalidInputError, match=r"small order|canonical"):
+                did_key_public_key(_did(key))
+    for y in (_P, _P + 1, 2**255 - 1):
+        with pytest.raises(InvalidInputError, match="canonical"):
+            did_key_public_key(_did(y.to_bytes(32, "little")))
+    # An all-zero signature over a weak DID no longer verifies as that DID.
+    weak = _did(bytes(32))
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "EdDSA", "kid": weak}).encode())
+    token = (header.rstrip(b"=").decode() + ".e30." +
+             base64.urlsafe_b64encode(bytes(64)).rstrip(b"=").decode())
+    with pytest.raises(InvalidInputError):
+        verify_jws(token)
+    for _ in range(20):  # real keys pass
+        identity = EncoderIdentity.generate()
+        assert did_key_public_key(identity.did)
