@@ -22,9 +22,12 @@ directions, is plain text so that it can be written in any language:
   while its ffmpeg runs on), also after a command that ended by itself (its keeper,
   ``verifier/_keeper.py``, stops what it left); and if the runner dies outright (SIGKILL, the
   OOM killer), the whole group is killed by the keeper (Linux ``PR_SET_PDEATHSIG``), the
-  wrapper's children included.
+  wrapper's children included. Cancelled work is never a success; a result the command had
+  printed before it was stopped is logged (``COMMAND_RESULT_DISCARDED``), for an operator to
+  recover.
 * **Stderr.** Passed on to the runner's, each line prefixed with the job id and escaped; the
-  last lines go into the failure message.
+  last lines go into the failure message. Lines our stderr did not keep up with are dropped,
+  and their number logged once the job ends (``COMMAND_STDERR_DROPPED``).
 
 Progress matters for safety, not only for display: the gateway reassigns a job whose progress
 has not changed for N, so a command that reports none is stopped by the guard before then.
@@ -38,6 +41,7 @@ import json
 import logging
 import os
 import queue
+import re
 import shutil
 import signal
 import sys
@@ -112,28 +116,87 @@ async def _exit_status(proc: asyncio.subprocess.Process) -> int:
     return proc.returncode
 
 
-def _check_runnable(program: str, resolved: str) -> None:
+def _check_runnable(program: str, resolved: str, path: str) -> None:
     """Refuse, at start-up, a program the kernel cannot start: a script without a ``#!`` line
     (a shell would run it; ``exec`` does not) or one whose interpreter does not exist. Each
     passed the start-up check and then failed every job it was given, after claiming it
-    (found by an adversarial review, session 14)."""
+    (found by an adversarial review, session 14). ``path`` is the PATH the command will get.
+
+    The ``#!`` line is read as Linux reads it: up to the newline, the interpreter up to the
+    first space or tab, the rest one argument. Two more that passed were found by an operator
+    review: a script with CRLF line endings (its interpreter is ``/bin/sh\r``, which
+    ``bytes.split()`` had trimmed to ``/bin/sh``), and ``#!/usr/bin/env nosuchinterp``, whose
+    interpreter ``env`` exists while the program it runs does not."""
     try:
         with open(resolved, "rb") as file:
             head = file.read(256)
     except OSError:
         return  # unreadable but executable: the kernel may still run it
     if head.startswith(b"#!"):
-        words = head[2:].split(b"\n", 1)[0].split()
-        if not words:
+        line = head[2:].split(b"\n", 1)[0]
+        if b"\r" in line:
+            raise ConfigurationError("COMMAND", f"{program!r} has CRLF line endings: its #! "
+                                                "line ends in a carriage return, which the "
+                                                "kernel takes as part of the interpreter's "
+                                                "name; convert it with dos2unix")
+        shebang = re.fullmatch(rb"[ \t]*([^ \t]*)[ \t]*(.*?)[ \t]*", line.split(b"\0", 1)[0],
+                               re.DOTALL)
+        assert shebang is not None  # every line matches
+        interpreter, argument = shebang.groups()
+        if not interpreter:
             raise ConfigurationError("COMMAND", f"{program!r} has an empty #! line")
-        interpreter = os.fsdecode(words[0])
-        if not os.access(interpreter, os.X_OK):
+        name = os.fsdecode(interpreter)
+        if not os.access(name, os.X_OK):
             raise ConfigurationError("COMMAND", f"{program!r} names the interpreter "
-                                                f"{interpreter!r}, which cannot be run")
+                                                f"{name!r}, which cannot be run")
+        runs = _env_program(os.fsdecode(argument)) if os.path.basename(name) == "env" else None
+        if runs is not None and shutil.which(runs, path=path) is None:
+            hint = (" (Linux passes the rest of a #! line as one word: '#!/usr/bin/env -S "
+                    "...' splits it)") if " " in runs or "\t" in runs else ""
+            raise ConfigurationError("COMMAND", f"{program!r} runs {runs!r} through {name} "
+                                                f"(its #! line), and {runs!r} is not on the "
+                                                f"command's PATH{hint}")
     elif not head.startswith(b"\x7fELF"):
         raise ConfigurationError("COMMAND", f"{program!r} is neither a program nor a script "
                                             "with a #! line: run it through its interpreter "
                                             "(sh SCRIPT)")
+
+
+def _env_program(argument: str) -> str | None:
+    """The program ``env`` runs for ``#!/usr/bin/env ARGUMENT``, or None when unsure (then it
+    is not judged: refusing a command that works would be worse than the failed jobs).
+
+    Without ``-S`` the argument is the program's name, spaces included (env is given one
+    word); with ``-S`` (``--split-string``) it is split, and the first word that is neither an
+    option nor ``NAME=VALUE`` is the program."""
+    if not argument:
+        return None  # env alone prints the environment: not a missing interpreter
+    if not argument.startswith("-"):
+        return None if "=" in argument else argument
+    for option in ("--split-string=", "--split-string", "-S"):
+        if argument.startswith(option):
+            words = argument[len(option):].split()
+            break
+    else:
+        return None  # another option, whose arguments we do not parse
+    for word in words:
+        if any(c in word for c in "\"'\\$"):
+            return None  # quoting or ${VAR}: env -S's own syntax, not worth mimicking
+        if word.startswith("-") or word.startswith("PATH="):
+            return None  # an option, or a PATH of its own
+        if "=" not in word:
+            return word
+    return None
+
+
+class _Said:
+    """What the command has printed on stdout so far, kept outside the reading so that it
+    outlives a cancellation: ``last``, its last non-blank line (its result, if it ends well),
+    and ``result``, the last line that reads as a result."""
+
+    def __init__(self) -> None:
+        self.last = b""
+        self.result = b""
 
 
 class CommandFailed(Exception):
@@ -151,7 +214,8 @@ class _StderrWriter:
         self._thread: threading.Thread | None = None
         self.dropped = 0
 
-    def put(self, line: str) -> None:
+    def put(self, line: str) -> bool:
+        """Queue ``line``; False if it was dropped (the queue is full)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._drain, name="stderr-relay",
                                             daemon=True)
@@ -160,6 +224,8 @@ class _StderrWriter:
             self._lines.put_nowait(line)
         except queue.Full:
             self.dropped += 1
+            return False
+        return True
 
     def flush(self) -> None:
         """Wait until every queued line is written (for tests: never on the event loop)."""
@@ -180,7 +246,17 @@ class _StderrWriter:
 _WRITER: Final = _StderrWriter()
 
 
-async def _relay(stream: asyncio.StreamReader, job_id: str, tail: deque[str]) -> None:
+class _Relayed:
+    """What the relay of one job's stderr keeps: its last lines (for the failure message), and
+    how many lines were dropped because our stderr did not keep up (counted, then reported once
+    when the job ends: an operator review found them dropped without a word)."""
+
+    def __init__(self) -> None:
+        self.tail: deque[str] = deque(maxlen=_TAIL_LINES)
+        self.dropped = 0
+
+
+async def _relay(stream: asyncio.StreamReader, job_id: str, relayed: _Relayed) -> None:
     """Pass the command's stderr on to ours, each line prefixed with its job (several jobs may
     run at once, and an unlabelled "boom" says nothing) and made printable (it may quote
     untrusted input: no escape sequences, no forged lines), and keep its last lines for the
@@ -194,8 +270,9 @@ async def _relay(stream: asyncio.StreamReader, job_id: str, tail: deque[str]) ->
         if not line.strip():
             return
         text = line.decode("utf-8", "backslashreplace")
-        tail.append(printable(text, _SHOWN))
-        _WRITER.put(f"[{job_id}] {printable(text, _MAX_LINE)}\n")
+        relayed.tail.append(printable(text, _SHOWN))
+        if not _WRITER.put(f"[{job_id}] {printable(text, _MAX_LINE)}\n"):
+            relayed.dropped += 1
 
     while chunk := await stream.read(65536):
         buffer += chunk
@@ -242,7 +319,14 @@ class CommandWork:
                     f"{program!r} is not executable (chmod +x, or run it through its interpreter)")
             raise ConfigurationError("COMMAND", f"{program!r} was not found (not a file, and "
                                                 "not on PATH)")
-        _check_runnable(program, resolved)
+        # The node's credentials stay with the node: the command encodes, it never signs or
+        # writes to the database, and whatever it runs (ffmpeg, a plugin) need not see them.
+        self.env = {k: (redact_url(v) if k in _CREDENTIAL_URLS else v)
+                    for k, v in (os.environ if env is None else env).items()
+                    if k not in _CREDENTIALS}
+        # An `env` in its #! line looks its program up in the command's PATH, not ours (the
+        # C library's default when it has none).
+        _check_runnable(program, resolved, self.env.get("PATH", os.defpath))
         # Absolute: the same program even if the runner's working directory changes.
         self.argv = (os.path.abspath(resolved) if os.sep in resolved else resolved, *argv[1:])
         self.grace = cancel_latency / 2
@@ -257,11 +341,6 @@ class CommandWork:
             except OSError as exc:
                 raise ConfigurationError("--scratch", f"{self.scratch_root!r} is not writable "
                                                       f"({exc.strerror})") from None
-        # The node's credentials stay with the node: the command encodes, it never signs or
-        # writes to the database, and whatever it runs (ffmpeg, a plugin) need not see them.
-        self.env = {k: (redact_url(v) if k in _CREDENTIAL_URLS else v)
-                    for k, v in (os.environ if env is None else env).items()
-                    if k not in _CREDENTIALS}
         self._logger = logger or _DEFAULT_LOGGER
 
     async def __call__(self, job: ClaimedJob, offered: GatewayMonitorJob) -> Mapping[str, Any]:
@@ -300,33 +379,45 @@ class CommandWork:
         proc = spawned.result()
         self._note(logging.INFO, "COMMAND_STARTED", job.job_id, f"pid {proc.pid}")
         assert proc.stderr is not None
-        tail: deque[str] = deque(maxlen=_TAIL_LINES)
-        relay = asyncio.ensure_future(_relay(proc.stderr, job.job_id, tail))
+        relayed = _Relayed()
+        relay = asyncio.ensure_future(_relay(proc.stderr, job.job_id, relayed))
+        said = _Said()
         try:
-            return await self._converse(proc, job, document, relay, tail)
-        finally:
             try:
-                # The whole group, whatever happened: a wrapper's child (ffmpeg) may outlive
-                # the wrapper, and work is stopped only when nothing of it runs (S2).
-                await self._stop(proc, job.job_id)
+                return await self._converse(proc, job, document, relay, relayed, said)
             finally:
-                # Its last words, then done: a process that left the group may still hold the
-                # pipe, and must not hold this job's end too.
                 try:
-                    await asyncio.wait({relay}, timeout=_RELAY_GRACE_S)
+                    # The whole group, whatever happened: a wrapper's child (ffmpeg) may
+                    # outlive the wrapper, and work is stopped only when nothing of it runs (S2).
+                    await self._stop(proc, job.job_id)
                 finally:
-                    relay.cancel()
+                    # Its last words, then done: a process that left the group may still hold
+                    # the pipe, and must not hold this job's end too.
+                    try:
+                        await asyncio.wait({relay}, timeout=_RELAY_GRACE_S)
+                    finally:
+                        relay.cancel()
+                        if relayed.dropped:
+                            self._note(logging.WARNING, "COMMAND_STDERR_DROPPED", job.job_id,
+                                       f"{relayed.dropped} lines of its stderr were not passed "
+                                       f"on: our stderr did not keep up (more than "
+                                       f"{_RELAY_QUEUE} lines waiting)")
+        except asyncio.CancelledError:
+            # Cancelled (here, or while it was being stopped): never a success, whatever it
+            # printed. But a result it printed may be uploaded already; logged, not lost.
+            self._discarded(job.job_id, said)
+            raise
 
     async def _converse(
         self, proc: asyncio.subprocess.Process, job: ClaimedJob, document: Mapping[str, Any],
-        relay: asyncio.Future[None], tail: deque[str],
+        relay: asyncio.Future[None], relayed: _Relayed, said: _Said,
     ) -> Mapping[str, Any]:
         assert proc.stdout is not None
         # Written alongside the reading: a command that does not read stdin, with a job larger
         # than the pipe's buffer, must not keep us from reading its progress.
         feeding = asyncio.ensure_future(_feed(proc, json.dumps(document).encode() + b"\n"))
         try:
-            last = await self._read_lines(proc.stdout, job)
+            await self._read_lines(proc.stdout, job, said)
             status = await _exit_status(proc)
         finally:
             feeding.cancel()
@@ -334,13 +425,14 @@ class CommandWork:
         if status != 0:
             how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
             await asyncio.wait({relay}, timeout=_RELAY_GRACE_S)  # its last lines, if any
-            said = f"; its stderr ended: {' | '.join(tail)}" if tail else ""
-            raise CommandFailed(f"command failed ({how}){said}")
-        return self._result(last)
+            ended = f"; its stderr ended: {' | '.join(relayed.tail)}" if relayed.tail else ""
+            raise CommandFailed(f"command failed ({how}){ended}")
+        return self._result(said.last)
 
-    async def _read_lines(self, stdout: asyncio.StreamReader, job: ClaimedJob) -> bytes:
-        """Apply each stdout line as it comes; return the last non-blank one."""
-        last = b""
+    async def _read_lines(self, stdout: asyncio.StreamReader, job: ClaimedJob,
+                          said: _Said) -> None:
+        """Apply each stdout line as it comes, and keep in ``said`` the last non-blank one and
+        the last that reads as a result."""
         buffer = b""
         cutting = False  # inside a line longer than _MAX_LINE: its rest is dropped, not a line
         while True:
@@ -358,15 +450,19 @@ class CommandWork:
                 buffer, cutting = b"", True
             for line in lines:
                 if line.strip():
-                    last = line
-                    self._report(line, job)
+                    self._heard(line, job, said)
         if buffer.strip() and not cutting:
-            last = buffer
-            self._report(buffer, job)
-        return last
+            self._heard(buffer, job, said)
 
-    def _report(self, line: bytes, job: ClaimedJob) -> None:
-        """Apply one stdout line: phase and progress; anything else is logged and ignored."""
+    def _heard(self, line: bytes, job: ClaimedJob, said: _Said) -> None:
+        said.last = line
+        message = self._report(line, job)
+        if message is not None and "cid" in message:
+            said.result = line
+
+    def _report(self, line: bytes, job: ClaimedJob) -> dict[str, Any] | None:
+        """Apply one stdout line: phase and progress; anything else is logged and ignored.
+        The line's JSON object, None if it is not one."""
         try:
             message = json.loads(line)
         except ValueError:
@@ -374,7 +470,7 @@ class CommandWork:
         if not isinstance(message, dict):
             self._note(logging.WARNING, "COMMAND_OUTPUT_IGNORED", job.job_id,
                        f"not a JSON object: {_shown(line)}")
-            return
+            return None
         try:
             if "phase" in message:
                 phase = message["phase"]
@@ -386,6 +482,24 @@ class CommandWork:
         except InvalidInputError as exc:
             self._note(logging.WARNING, "COMMAND_OUTPUT_IGNORED", job.job_id,
                        f"{exc}: {_shown(line)}")
+        return message
+
+    def _discarded(self, job_id: str, said: _Said) -> None:
+        """The work was cancelled after the command had printed a result (the output of an
+        upload, perhaps): log it, so that an operator can recover it (an operator review found
+        it thrown away unseen). It is not committed: read as a success is only a command that
+        exited 0 with the result as its last line (``_result``, reused here to read it)."""
+        if not said.result:
+            return
+        try:
+            cid = printable(self._result(said.result)["cid"])
+        except CommandFailed:
+            return  # not a usable result: nothing to recover
+        where = "" if said.result == said.last else " (not its last line)"
+        self._note(logging.WARNING, "COMMAND_RESULT_DISCARDED", job_id,
+                   f"the work was cancelled after the command had printed the result "
+                   f"cid {cid}{where}: not committed; if it was uploaded, it can be recovered "
+                   "from here", cid=cid)
 
     @staticmethod
     def _result(last: bytes) -> Mapping[str, Any]:
@@ -436,6 +550,7 @@ class CommandWork:
         else:
             self._note(logging.WARNING, "COMMAND_STOPPED", job_id, "stopped on SIGTERM")
 
-    def _note(self, level: int, code: str, job_id: str, message: str) -> None:
+    def _note(self, level: int, code: str, job_id: str, message: str, **fields: str) -> None:
         self._logger.log(level, "%s: job %s: %s", code, job_id, message,
-                         extra={"event_code": code, "event_fields": {"job_id": job_id}})
+                         extra={"event_code": code,
+                                "event_fields": {"job_id": job_id, **fields}})

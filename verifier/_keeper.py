@@ -18,7 +18,8 @@ group, itself included.
 It stays until nothing of the group runs, not only the command (an adversarial review of the
 first version: a wrapper that exited, or died on SIGTERM, took the keeper with it and left its
 ffmpeg unguarded). Once the command has exited its work is over, so whatever it left in the
-group gets SIGTERM, and SIGKILL ``GRACE_S`` later, as the runner would do. Then the keeper
+group (and has not ended within half a second, as a child dying of the same
+signal does) gets SIGTERM, and SIGKILL ``GRACE_S`` later, as the runner would do. Then the keeper
 exits as the command did (the same exit status, or the same signal), so the runner sees the
 command's own outcome. Orphans of the command are reparented to the keeper
 (``PR_SET_CHILD_SUBREAPER``), which reaps them.
@@ -51,6 +52,9 @@ _STAYS_FOR = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR2", "SIGALRM")
 #: the defaults back (a pipeline's ``| head`` must end its producer).
 _DEFAULTS_FOR_COMMAND = ("SIGPIPE", "SIGXFSZ")
 _POLL_S = 0.01
+#: How long processes of the group still running when the command exits are given to end by
+#: themselves before they count as left behind (see ``_clear_group``).
+_SETTLE_S = 0.5
 
 
 def group_members(group: int, *, exclude: int = -1) -> list[int]:
@@ -101,7 +105,18 @@ def _clear_group(grace: float) -> None:
     """The command has exited: stop what it left in the group (SIGTERM, then SIGKILL after
     ``grace``), and return once nothing of it runs."""
     me, group = os.getpid(), os.getpgrp()
-    if not group_members(group, exclude=me):
+    # A signal to the whole group (the runner's SIGTERM at a shutdown, a service manager's)
+    # reaches the command and its children at once, and the command may end first: a child
+    # still dying of the same signal is not left behind. Without this short wait every
+    # ordinary shutdown of a shell wrapper said it was (an operator review).
+    settled_by = time.monotonic() + _SETTLE_S
+    while group_members(group, exclude=me):
+        _reap()
+        if time.monotonic() >= settled_by:
+            break
+        time.sleep(_POLL_S)
+    else:  # nothing was left behind
+        _reap()
         return
     print("keeper: processes of the command still run after it exited: stopping them",
           file=sys.stderr, flush=True)

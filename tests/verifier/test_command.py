@@ -6,8 +6,10 @@ import asyncio
 import json
 import logging
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from verifier import (
     ConfigurationError,
     GatewayMonitorJob,
 )
-from verifier._command import _WRITER
+from verifier._command import _WRITER, _StderrWriter
 from verifier.protocol import PhaseChanged
 
 OFFERED = GatewayMonitorJob(id="job-1", status="queued", assigned_to=None,
@@ -326,12 +328,146 @@ def test_the_command_gets_the_default_sigpipe_and_sigxfsz_back(tmp_path):
     ("echo hello\n", "neither a program nor a script"),
     ("#!/no/such/interpreter\necho hello\n", "cannot be run"),
     ("#!\necho hello\n", "empty #! line"),
+    # Found by an operator review: a script saved with Windows line endings (its interpreter
+    # is "/bin/sh\r"), and an interpreter that env does not find.
+    ("#!/bin/sh\r\necho hello\r\n", "CRLF line endings.*dos2unix"),
+    ("#!/usr/bin/env nosuchinterp\necho hello\n", "'nosuchinterp' through /usr/bin/env"),
+    ("#!/usr/bin/env -S nosuchinterp -u\necho hello\n", "'nosuchinterp' through"),
+    ("#!/usr/bin/env -S LANG=C nosuchinterp\necho hello\n", "'nosuchinterp' through"),
+    # Linux gives env one word: it looks for a program called "sh -e" (exit status 127).
+    ("#!/usr/bin/env sh -e\necho hello\n", "'sh -e' through.*-S"),
 ])
 def test_a_script_the_kernel_cannot_start_is_refused_at_start_up(tmp_path, text, message):
     """Found by an adversarial review (session 14): these passed the start-up check, then
     failed every job with exit status 127 after claiming it."""
     path = tmp_path / "encode"
-    path.write_text(text)
+    path.write_bytes(text.encode())
     path.chmod(0o755)
     with pytest.raises(ConfigurationError, match=message):
         CommandWork([str(path)], cancel_latency=C)
+
+
+@pytest.mark.parametrize("shebang", [
+    "#!/bin/sh", "#! /bin/sh -e", "#!/usr/bin/env sh", "#!/usr/bin/env -S sh -e",
+    "#!/usr/bin/env -S LANG=C sh", "#!/usr/bin/env",
+])
+def test_a_script_the_kernel_can_start_is_accepted(tmp_path, shebang):
+    path = tmp_path / "encode"
+    path.write_text(f"{shebang}\necho hello\n")
+    path.chmod(0o755)
+    CommandWork([str(path)], cancel_latency=C)
+
+
+def test_envs_program_is_looked_up_in_the_commands_path(tmp_path):
+    """What env will find is judged on the PATH the command gets, not on the runner's."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "my-encoder-interp").symlink_to("/bin/sh")
+    path = tmp_path / "encode"
+    path.write_text("#!/usr/bin/env my-encoder-interp\necho hello\n")
+    path.chmod(0o755)
+    CommandWork([str(path)], cancel_latency=C, env={"PATH": f"{tools}:/usr/bin:/bin"})
+    with pytest.raises(ConfigurationError, match="my-encoder-interp"):
+        CommandWork([str(path)], cancel_latency=C, env={"PATH": "/usr/bin:/bin"})
+
+
+def test_stderr_lines_dropped_are_reported_once_with_their_number(tmp_path, monkeypatch, caplog):
+    """Found by an operator review: lines dropped because our stderr did not keep up were
+    counted and never reported."""
+
+    class Stuck(_StderrWriter):
+        """A writer whose stderr takes nothing until told, with room for 3 lines."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._lines = queue.Queue(maxsize=3)
+            self.go = threading.Event()
+
+        def _drain(self) -> None:
+            self.go.wait()
+            super()._drain()
+
+    writer = Stuck()
+    monkeypatch.setattr("verifier._command._WRITER", writer)
+    path = script(tmp_path, """
+for i in range(20):
+    print(f"frame {i}", file=sys.stderr)
+print(json.dumps({"cid": "bafyok"}))
+""")
+    job, _ = claimed()
+    try:
+        with caplog.at_level(logging.WARNING, logger="verifier.command"):
+            result = asyncio.run(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+    finally:
+        writer.go.set()
+    writer.flush()
+    assert result == {"cid": "bafyok"}
+    dropped = [r for r in caplog.records if r.event_code == "COMMAND_STDERR_DROPPED"]
+    assert len(dropped) == 1, "once per job"
+    assert "17 lines" in dropped[0].getMessage() and "did not keep up" in dropped[0].getMessage()
+
+
+def test_a_result_printed_before_the_work_was_cancelled_is_logged_never_committed(
+        tmp_path, caplog):
+    """Found by an operator review: a command stopped after it had printed its result (an
+    upload done, its clean-up still running) had that result thrown away unseen."""
+    printed = tmp_path / "printed"
+    cid = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+    path = script(tmp_path, f"""
+print(json.dumps({{"phase": "upload"}}), flush=True)
+print(json.dumps({{"cid": {cid!r}}}), flush=True)
+open({str(printed)!r}, "w").close()
+time.sleep(600)
+""")
+
+    async def main() -> None:
+        job, events = claimed()
+        task = asyncio.create_task(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+        await events.get()
+        while not printed.exists():  # noqa: ASYNC110 (a file: nothing to await)
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the result line, in the pipe before the file, is read
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task  # cancelled is cancelled: never a result
+
+    with caplog.at_level(logging.WARNING, logger="verifier.command"):
+        asyncio.run(main())
+    discarded = [r for r in caplog.records if r.event_code == "COMMAND_RESULT_DISCARDED"]
+    assert len(discarded) == 1
+    assert cid in discarded[0].getMessage() and discarded[0].event_fields["cid"] == cid
+
+
+def test_a_child_dying_of_the_same_signal_is_not_reported_as_left_behind(tmp_path, capfd):
+    """Found by an operator review: on an ordinary shutdown the group's SIGTERM ended a
+    wrapper a moment before its child, and the keeper warned of processes left behind."""
+    ready = tmp_path / "ready"
+    child = ("import os, signal, time\n"
+             "def bye(*_):\n"
+             # Its clean-up: it ends a moment after the wrapper, well within the keeper's
+             # half second (_SETTLE_S), whatever the machine's load.
+             "    time.sleep(0.01)\n"
+             "    os._exit(0)\n"
+             "signal.signal(signal.SIGTERM, bye)\n"
+             f"open({str(ready)!r}, 'w').close()\n"
+             "time.sleep(600)\n")
+    path = script(tmp_path, f"""
+import subprocess
+p = subprocess.Popen([sys.executable, "-c", {child!r}], stdout=subprocess.DEVNULL)
+while not os.path.exists({str(ready)!r}):
+    time.sleep(0.01)
+print(json.dumps({{"phase": "encode"}}), flush=True)
+p.wait()
+""")
+
+    async def main() -> None:
+        job, events = claimed()
+        task = asyncio.create_task(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+        await events.get()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    _WRITER.flush()
+    assert "still run after it exited" not in capfd.readouterr().err
