@@ -402,7 +402,9 @@ def _timeout(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError("must be a number of seconds") from None
     if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+        # "finite": "inf" and "nan" parse as numbers, and "must be positive" is no answer to
+        # an infinity (operator review).
+        raise argparse.ArgumentTypeError("must be a finite positive number of seconds")
     return value
 
 

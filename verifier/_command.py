@@ -78,6 +78,10 @@ _CREDENTIAL_URLS: Final = frozenset({"GATEWAY_URL", "GATEWAY_AID_BASE_URL",
 #: file is waited for once it has exited (a leftover holding the pipe must not hold us).
 _TAIL_LINES: Final = 5
 _RELAY_GRACE_S: Final = 1.0
+#: The signals a supervisor stops a service with, and how long a command killed by one waits
+#: for the runner's own shutdown before its job counts as failed.
+_STOP_SIGNALS: Final = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+_STOP_SIGNAL_GRACE_S: Final = 1.0
 #: Relayed stderr lines waiting for our stderr; beyond this many they are dropped.
 _RELAY_QUEUE: Final = 10_000
 #: How often a stopping command's group is looked at (it ends within milliseconds of a signal).
@@ -422,6 +426,13 @@ class CommandWork:
         finally:
             feeding.cancel()
             await asyncio.gather(feeding, return_exceptions=True)
+        if -status in _STOP_SIGNALS:
+            # Killed by a stop signal: a supervisor that signals the whole service (systemd's
+            # default KillMode=control-group) reaches the command a moment before the runner,
+            # whose own shutdown then cancels this work. Wait for that instead of failing the
+            # job at once (failJob, counted failed), for at most _STOP_SIGNAL_GRACE_S: without
+            # a shutdown it fails as before (operator review, session 16).
+            await asyncio.sleep(_STOP_SIGNAL_GRACE_S)
         if status != 0:
             how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
             await asyncio.wait({relay}, timeout=_RELAY_GRACE_S)  # its last lines, if any

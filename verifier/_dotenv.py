@@ -5,12 +5,19 @@ calls :func:`read_dotenv` and decides what the values mean. The file may hold
 ``ENCODER_PRIVATE_KEY`` and ``MONGODB_URI``, so no error repeats a value: a malformed line is
 a :class:`~verifier.ConfigurationError` whose ``variable`` is ``"<file>:<line>"`` and whose
 message may name the key, and library exceptions (which may quote the text) are not chained.
+
+Given the settings' names (``known``), a name of one of their families (``GATEWAY_``,
+``ENCODER_``, ``MONGODB_``, ``DATABASE_``, ``VERIFIER_``) that is not one of them is named by
+line: refused for ``VERIFIER_``, a warning for the others (see :func:`_check_name`).
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Final
 
@@ -18,6 +25,7 @@ from ._errors import ConfigurationError
 
 __all__ = ["parse_dotenv", "read_dotenv"]
 
+_LOGGER: Final = logging.getLogger("verifier.settings")
 _KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ESCAPES: Final = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 
@@ -51,13 +59,46 @@ def _unquote(raw: str, where: str, key: str) -> str:
     return value
 
 
-def parse_dotenv(text: str, *, source: str = ".env") -> dict[str, str]:
+def _families(known: Collection[str]) -> tuple[str, ...]:
+    """The first words of the ``known`` names, with their ``_``: ``GATEWAY_``, ``VERIFIER_``..."""
+    return tuple(sorted({name.partition("_")[0] + "_" for name in known if "_" in name}))
+
+
+def _check_name(key: str, known: Collection[str], families: tuple[str, ...],
+                where: str) -> None:
+    """A name that looks like one of the settings (same first word) but is none of them: a
+    ``VERIFIER_*`` one is refused, as in the environment (those are this program's alone); any
+    other is named in a warning (``DOTENV_UNKNOWN_NAME``), with the setting it may mean.
+
+    Warned about, not refused: a ``.env`` is often the 3Speak encoder's own, shared with this
+    runner, with names of its that are no setting of ours (``ENCODER_PUBLIC_KEY``,
+    ``GATEWAY_AID_PRIMARY``), and refusing them would stop a working node at its upgrade. Not
+    silent either: a misspelt ``GATEWAY_MONITR_ENABLED`` left the monitor off while the
+    operator believed it on (operator review, session 16). Never the value: it may be a key.
+    """
+    if key in known or not key.startswith(families):
+        return
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f": did you mean {close[0]}?" if close else ""
+    if key.startswith("VERIFIER_"):
+        raise ConfigurationError(where, f"{key} is not a setting of this verifier"
+                                        f"{hint or ' (misspelt?)'}")
+    _LOGGER.warning("DOTENV_UNKNOWN_NAME: %s: %s is not a setting of this verifier%s "
+                    "(ignored)", where, key, hint)
+
+
+def parse_dotenv(
+    text: str, *, source: str = ".env", known: Collection[str] | None = None
+) -> dict[str, str]:
     """Parse ``.env`` text: ``KEY=VALUE`` lines, optional ``export``, ``#`` comments, quotes.
 
     A malformed line raises :class:`ConfigurationError` whose ``variable`` is
     ``"<source>:<line>"``; the message may name the key but never repeats the value (the line
     may hold ``ENCODER_PRIVATE_KEY``). Later lines override earlier ones, as in a shell.
+    With ``known`` (the settings' names), a name that shares its first word with one of them
+    but is none of them is refused (``VERIFIER_*``) or warned about (:func:`_check_name`).
     """
+    families = _families(known) if known is not None else ()
     values: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         where = f"{source}:{number}"
@@ -72,19 +113,28 @@ def parse_dotenv(text: str, *, source: str = ".env") -> dict[str, str]:
             raise ConfigurationError(where, "expected KEY=VALUE")
         if not _KEY.fullmatch(key):
             raise ConfigurationError(where, "the name before '=' is not a valid variable name")
+        if known is not None:
+            _check_name(key, known, families, where)
         values[key] = _unquote(raw.strip(), where, key)
     return values
 
 
-def read_dotenv(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The variables of the file at ``path``; a missing file is no configuration, not an error."""
+def read_dotenv(
+    path: str | os.PathLike[str], *, known: Collection[str] | None = None
+) -> dict[str, str]:
+    """The variables of the file at ``path``; a missing file is no configuration, not an error.
+
+    ``known``: as for :func:`parse_dotenv`."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark (Windows editors write one) is dropped, not read as
+        # part of the first name, which then "is not a valid variable name" on a line that
+        # looks right (operator review). A BOM anywhere else is still refused.
+        text = file.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         return {}
     except UnicodeDecodeError:
         raise ConfigurationError(str(file), "is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigurationError(str(file), f"cannot be read ({type(exc).__name__})") from None
-    return parse_dotenv(text, source=str(file))
+    return parse_dotenv(text, source=str(file), known=known)

@@ -31,6 +31,12 @@ the gateway and aid keep exactly the behaviour their callers were written agains
 ``check_base_url(strict=True)`` and ``retry_after(http_date=True)``. ``TierHttp(hard_deadline=
 True)`` bounds the whole exchange rather than each socket operation: every client sets it (the
 gateway and aid since session 16, when a dripping gateway held a shutdown for minutes).
+
+A proxy from the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, minus
+``NO_PROXY``) is honoured, as httpx does by default: nodes behind a corporate proxy need it.
+It is made visible: :func:`proxy_for` names the proxy a URL goes through (redacted),
+and a transport failure through one says ``via proxy <url>``, since the server it names was
+never reached (operator review: a refused proxy read as a refused server).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import email.utils
 import math
 import re
 import urllib.parse
+import urllib.request
 import zlib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
@@ -69,6 +76,7 @@ __all__ = [
     "job_segment",
     "parse_retry_after",
     "positive_seconds",
+    "proxy_for",
     "raise_for_status",
     "read_capped",
     "read_json",
@@ -237,26 +245,55 @@ def raise_for_status(response: Answer, tier: str, route: str) -> None:
 
 
 @contextlib.contextmanager
-def transport_errors(tier: str, where: str, limit: float) -> Iterator[None]:
+def transport_errors(
+    tier: str, where: str, limit: float, *, proxy: str | None = None
+) -> Iterator[None]:
     """Map what httpx (or a hard deadline) raises during an exchange to the tier errors.
 
-    ``where`` names the exchange in messages (a route, or a redacted URL). Exceptions are not
-    chained: httpx errors and their requests may hold the raw URL, with its user info.
+    ``where`` names the exchange in messages (a route, or a redacted URL); ``proxy`` (redacted:
+    :func:`proxy_for`), the proxy the exchange went through, is named after it, because then
+    the failure may be the proxy's. Exceptions are not chained: httpx errors and their requests
+    may hold the raw URL, with its user info.
     """
+    via = f" via proxy {proxy}" if proxy else ""
     try:
         yield
     except httpx.TimeoutException as exc:
         raise TierTimeout(
-            tier, f"{where}: no answer within {limit:g}s ({type(exc).__name__})"
+            tier, f"{where}: no answer within {limit:g}s ({type(exc).__name__}){via}"
         ) from None
     except TimeoutError:  # asyncio.timeout: the whole exchange overran its deadline
-        raise TierTimeout(tier, f"{where}: no complete answer within {limit:g}s") from None
+        raise TierTimeout(tier, f"{where}: no complete answer within {limit:g}s{via}") from None
     except httpx.DecodingError:
-        raise MalformedAnswer(tier, f"{where}: undecodable body") from None
+        raise MalformedAnswer(tier, f"{where}: undecodable body{via}") from None
     except httpx.HTTPError as exc:  # connect/read/write errors, protocol errors, ...
-        raise TierUnavailable(tier, f"{where}: request failed ({type(exc).__name__})") from None
+        raise TierUnavailable(
+            tier, f"{where}: request failed ({type(exc).__name__}){via}") from None
     except httpx.InvalidURL as exc:
         raise TierUnavailable(tier, f"{where}: invalid URL ({type(exc).__name__})") from None
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy an ``httpx`` client of ours sends requests for ``url`` through, redacted
+    (:func:`~verifier._ids.redact_url`: a proxy URL may carry user:password), or ``None``.
+
+    Read from the environment as httpx reads it (``HTTP_PROXY``, ``HTTPS_PROXY``,
+    ``ALL_PROXY``, ``NO_PROXY``, either case: httpx takes them from the standard library's
+    ``urllib.request.getproxies``, as here), for display: the bypass rules are the standard
+    library's, which agree with httpx's on host names and domains.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return None
+    proxies = urllib.request.getproxies_environment()
+    if not host or urllib.request.proxy_bypass(host):
+        return None
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy:
+        return None
+    return redact_url(proxy if "://" in proxy else "http://" + proxy)  # httpx's default scheme
 
 
 async def read_capped(response: httpx.Response, tier: str, where: str) -> bytes:
@@ -333,8 +370,8 @@ class TierHttp:
         caller past it. Without it, httpx's per-operation timeouts only.
     """
 
-    __slots__ = ("_auth", "_client", "_hard_deadline", "_headers", "_owned", "base_url", "tier",
-                 "timeout")
+    __slots__ = ("_auth", "_client", "_hard_deadline", "_headers", "_owned", "_proxy", "base_url",
+                 "tier", "timeout")
 
     def __init__(
         self,
@@ -361,6 +398,10 @@ class TierHttp:
         self._client = (
             client if client is not None else httpx.AsyncClient(headers=IDENTITY_ENCODING)
         )
+        # The proxy the client just read from the environment, for error messages. Only for a
+        # client made here: one passed in routes as its owner set it up (its own transport or
+        # mounts), which is not ours to guess.
+        self._proxy = proxy_for(self.base_url) if client is None else None
 
     @contextlib.asynccontextmanager
     async def exchange(
@@ -381,7 +422,7 @@ class TierHttp:
         """
         limit = self.timeout if time_limit is None else time_limit
         shown = path if where is None else where
-        with transport_errors(self.tier, shown, limit):
+        with transport_errors(self.tier, shown, limit, proxy=self._proxy):
             try:
                 request = self._client.build_request(
                     method,

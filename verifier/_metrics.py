@@ -18,9 +18,15 @@ this module imports it only when metrics are created.
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import TYPE_CHECKING, Any, Final
 
+from ._errors import ConfigurationError
+
 if TYPE_CHECKING:
+    import logging
+
     from prometheus_client import CollectorRegistry
 
 __all__ = [
@@ -160,11 +166,30 @@ class GuardMetrics:
         return 0.0 if found is None else float(found)
 
 
-def start_metrics_server(metrics: GuardMetrics, port: int, addr: str = "127.0.0.1") -> Any:
+def start_metrics_server(metrics: GuardMetrics, port: int, addr: str = "127.0.0.1", *,
+                         logger: logging.Logger | None = None) -> Any:
     """Serve ``/metrics`` on ``addr:port`` in a daemon thread; returns the server (its
     ``server_port`` is the bound port, for ``port=0``). Loopback by default: metrics describe
-    the node's work and need not face the internet."""
+    the node's work and need not face the internet.
+
+    A failure to listen is a :class:`~verifier.ConfigurationError` naming the setting at
+    fault: ``VERIFIER_METRICS_ADDR`` when the address is (not an address of this host, or of
+    a family the host lacks), ``VERIFIER_METRICS_PORT`` otherwise (in use, or privileged).
+    Blaming the port for every failure sent an operator with a mistyped address to look for
+    whatever held the port (operator review). With ``logger``, the URL served is logged
+    (``METRICS: serving http://[::1]:9464/metrics``), an IPv6 address in brackets as URLs
+    need it: ``http://::1:9464`` is no URL anyone can paste (operator review)."""
     from prometheus_client import start_http_server
 
-    server, _thread = start_http_server(port, addr=addr, registry=metrics.registry)
+    host = f"[{addr}]" if ":" in addr else addr
+    try:
+        server, _thread = start_http_server(port, addr=addr, registry=metrics.registry)
+    except OSError as exc:
+        address_at_fault = isinstance(exc, socket.gaierror) or exc.errno in (
+            errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+        variable = "VERIFIER_METRICS_ADDR" if address_at_fault else "VERIFIER_METRICS_PORT"
+        raise ConfigurationError(
+            variable, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    if logger is not None:
+        logger.info("METRICS: serving http://%s:%d/metrics", host, server.server_port)
     return server

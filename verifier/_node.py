@@ -27,6 +27,7 @@ from ._database import DatabaseTier
 from ._errors import ConfigurationError
 from ._gateway import LegacyGatewayClient
 from ._guard import OwnershipGuard
+from ._http import proxy_for
 from ._loop import OFFER_SOURCES, EncoderLoop, LoopPolicy, offer_sources
 from ._metrics import GuardMetrics, start_metrics_server
 from ._monitor import GatewayMonitorService
@@ -124,15 +125,12 @@ async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
     settings = node.settings
     if node.metrics is not None and settings.metrics_port is not None:
         try:
-            server = start_metrics_server(node.metrics, settings.metrics_port,
-                                          settings.metrics_addr)
-        except OSError as exc:
+            # Names VERIFIER_METRICS_ADDR or _PORT by the failure, and logs the URL served.
+            start_metrics_server(node.metrics, settings.metrics_port, settings.metrics_addr,
+                                 logger=_LOGGER)
+        except ConfigurationError:
             await node.aclose()
-            raise ConfigurationError(
-                "VERIFIER_METRICS_PORT", f"cannot listen on {settings.metrics_addr}:"
-                f"{settings.metrics_port}: {exc.strerror or exc}") from None
-        _LOGGER.info("METRICS: serving http://%s:%d/metrics", settings.metrics_addr,
-                     server.server_port)
+            raise
     # SIGHUP too: a closed terminal or a supervisor's hang-up is a request to stop, not a
     # reason to die with jobs held.
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -144,7 +142,7 @@ async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
         # What the run is actually using (secrets redacted): a value left over from another
         # shell (a sourced emulator block, say) must be visible, not silently in force.
         _LOGGER.info("SETTINGS: %s", " ".join(
-            f"{k}={v}" for k, v in settings.describe().items()))
+            f"{k}={v}" for k, v in _with_proxies(settings).items()))
         if settings.chain != DEFAULT_CHAIN:
             _LOGGER.warning("CHAIN_NOT_HARDENED: VERIFIER_CHAIN=%s does not keep two encoders "
                             "from processing one job (docs/safety-model.md)", settings.chain)
@@ -158,6 +156,20 @@ async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
     return 1 if encoder.held else 0
 
 
+def _with_proxies(settings: Settings) -> dict[str, str]:
+    """:meth:`Settings.describe`, each tier URL in use followed by the proxy it goes through
+    (from HTTP_PROXY/HTTPS_PROXY/ALL_PROXY, which httpx honours): a proxy in force must be as
+    visible as a setting (operator review)."""
+    shown = settings.describe()
+    for name, url, used in (
+            ("GATEWAY_MONITOR_BASE_URL", settings.monitor_base_url, settings.monitor_enabled),
+            ("GATEWAY_URL", settings.gateway_url, True),
+            ("GATEWAY_AID_BASE_URL", settings.aid_base_url, settings.aid_enabled)):
+        if used and url and (proxy := proxy_for(url)):
+            shown[name] += f" (via proxy {proxy})"
+    return shown
+
+
 def _positive(kind: type[int] | type[float]) -> Any:
     def parse(text: str) -> int | float:
         try:
@@ -165,8 +177,11 @@ def _positive(kind: type[int] | type[float]) -> Any:
         except ValueError:
             raise argparse.ArgumentTypeError(
                 "must be a whole number" if kind is int else "must be a number") from None
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError("must be positive")
+        if not value > 0 or value == float("inf"):  # "not >": NaN too
+            # "finite": "inf" and "nan" parse as numbers, and "must be positive" is no answer
+            # to an infinity (operator review).
+            raise argparse.ArgumentTypeError(
+                "must be a finite positive number" if kind is float else "must be positive")
         return value
 
     return parse

@@ -332,7 +332,8 @@ class Settings:
         confirm ownership; diagnostics that talk to one tier (``python -m verifier check``)
         use it, while anything that processes jobs must not.
         """
-        env: dict[str, str] = read_dotenv(dotenv) if dotenv is not None else {}
+        env: dict[str, str] = (
+            read_dotenv(dotenv, known=KNOWN_VARIABLES) if dotenv is not None else {})
         env.update(os.environ if environ is None else environ)
         return cls._validated(env, check_chain=check_chain)
 
@@ -420,6 +421,12 @@ class Settings:
             raise ConfigurationError("VERIFIER_PUSH", "needs the monitor: set "
                                      "GATEWAY_MONITOR_ENABLED=true (pushes come from its "
                                      "WebSocket extension), or unset VERIFIER_PUSH")
+        if env.get("VERIFIER_METRICS_ADDR", "").strip() and settings.metrics_port is None:
+            # The address alone starts nothing: an operator who set it expects an exporter.
+            raise ConfigurationError("VERIFIER_METRICS_ADDR", "is set but "
+                                     "VERIFIER_METRICS_PORT is not (no exporter would start): "
+                                     "set VERIFIER_METRICS_PORT too, or unset "
+                                     "VERIFIER_METRICS_ADDR")
         if check_chain:
             settings._check_confirming_tier(policy)
         return settings

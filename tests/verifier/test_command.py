@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -113,6 +114,60 @@ def test_a_command_that_crashes_or_gives_no_result_has_failed(tmp_path, body, me
     job, _ = claimed()
     with pytest.raises(CommandFailed, match=message):
         asyncio.run(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+
+
+def test_a_command_stopped_by_the_supervisor_first_is_a_shutdown_not_a_failure(tmp_path):
+    """Operator review (session 16): with systemd's KillMode=control-group the command got
+    SIGTERM a few ms before the runner, and its job was failed (failJob) instead of given
+    back by the shutdown. A command killed by a stop signal now waits (at most a second) for
+    the runner's own shutdown, which cancels the work; without one it has failed, as before."""
+    pid_file = tmp_path / "pid"
+    path = script(tmp_path, f"""
+open({str(pid_file)!r}, "w").write(f"{{os.getpid()}} {{os.getppid()}}")
+print(json.dumps({{"phase": "encode"}}), flush=True)
+time.sleep(600)
+""")
+
+    async def stopped_by_supervisor(shutdown: bool) -> BaseException:
+        job, events = claimed()
+        task = asyncio.create_task(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+        await events.get()
+        pid, keeper = map(int, pid_file.read_text().split())
+        os.kill(pid, signal.SIGTERM)  # the supervisor's signal reaches the command first
+        # Until its keeper (our child) has ended as it did and been reaped: the runner has
+        # seen the command's end by then.
+        while _alive(pid) or _reaped(keeper) is False:  # noqa: ASYNC110 (polling)
+            await asyncio.sleep(0.01)
+        # The reaping thread's news reaches the loop a moment later; a twentieth of the grace
+        # (before it, a failure was decided within milliseconds of the exit).
+        await asyncio.sleep(0.05)
+        if shutdown:
+            task.cancel()  # ... then the runner's: its shutdown stops the work
+        with pytest.raises(BaseException) as caught:
+            await task
+        return caught.value
+
+    assert isinstance(asyncio.run(stopped_by_supervisor(True)), asyncio.CancelledError)
+    failed = asyncio.run(stopped_by_supervisor(False))
+    assert isinstance(failed, CommandFailed) and "killed by signal 15" in str(failed)
+
+
+def _reaped(pid: int) -> bool:
+    """Whether our child ``pid`` is gone from the process table (reaped by asyncio)."""
+    return not os.path.exists(f"/proc/{pid}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers: it is dead once its parent (the keeper) has reaped it.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # gone while we read
+        return False
 
 
 @pytest.mark.parametrize("obeys_sigterm", [True, False], ids=["obeys", "ignores-sigterm"])

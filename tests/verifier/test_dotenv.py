@@ -107,3 +107,75 @@ def test_unreadable_file_names_the_file_and_not_its_text(tmp_path: Path) -> None
         read_dotenv(tmp_path)  # a directory
     assert info.value.variable == str(tmp_path)
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_a_byte_order_mark_at_the_start_is_dropped(tmp_path: Path) -> None:
+    """Windows editors start a UTF-8 file with a byte-order mark; it was read as part of the
+    first name, refused as "not a valid variable name" on a line that looks right (operator
+    review). Anywhere else it is still no part of a valid name."""
+    path = tmp_path / ".env"
+    path.write_bytes(b"\xef\xbb\xbfGATEWAY_MONITOR_ENABLED=true\nDATABASE_NAME=x\n")
+    assert read_dotenv(path) == {"GATEWAY_MONITOR_ENABLED": "true", "DATABASE_NAME": "x"}
+    path.write_bytes(b"GATEWAY_MONITOR_ENABLED=true\n\xef\xbb\xbfDATABASE_NAME=x\n")
+    with pytest.raises(ConfigurationError) as info:
+        read_dotenv(path)
+    assert info.value.variable == f"{path}:2"
+
+
+SETTINGS_NAMES = ("GATEWAY_MONITOR_ENABLED", "ENCODER_DID", "ENCODER_PRIVATE_KEY", "MONGODB_URI",
+                  "DATABASE_NAME", "VERIFIER_CHAIN")
+
+
+@pytest.mark.parametrize(("name", "meant"), [
+    ("GATEWAY_MONITR_ENABLED", "GATEWAY_MONITOR_ENABLED"),
+    ("ENCODER_DIDD", "ENCODER_DID"),
+    ("ENCODER_PRIVATE_KY", "ENCODER_PRIVATE_KEY"),
+    ("MONGODB_URL", "MONGODB_URI"),
+    ("DATABASE_NAMES", "DATABASE_NAME"),
+])
+def test_a_misspelt_setting_is_named_by_line_with_the_name_meant(
+    name: str, meant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Names of the settings' families (first word GATEWAY_, ENCODER_, MONGODB_, DATABASE_)
+    that are no setting were silently ignored (operator review): the monitor of
+    GATEWAY_MONITR_ENABLED stayed off. A warning names the line and the setting meant, never
+    the value (it may be the key); not refused, as the 3Speak encoder's own .env has names of
+    its own (ENCODER_PUBLIC_KEY...)."""
+    text = f"GATEWAY_MONITOR_ENABLED=true\n{name}=s3cretvalue\n"
+    parsed = parse_dotenv(text, source="settings.env", known=SETTINGS_NAMES)
+    assert parsed[name] == "s3cretvalue"  # read, and no setting: nothing uses it
+    assert f"settings.env:2: {name} is not a setting" in caplog.text
+    assert f"did you mean {meant}?" in caplog.text and "DOTENV_UNKNOWN_NAME" in caplog.text
+    assert "s3cretvalue" not in caplog.text
+
+
+def test_a_misspelt_verifier_setting_is_refused_by_line() -> None:
+    """VERIFIER_* names are this program's alone: refused, as in the environment."""
+    text = "VERIFIER_CHIAN=" + "s3cret" + "value\n"
+    with pytest.raises(ConfigurationError) as info:
+        parse_dotenv(text, source="settings.env", known=SETTINGS_NAMES)
+    assert info.value.variable == "settings.env:1"
+    assert "did you mean VERIFIER_CHAIN?" in info.value.problem
+    assert_error_clean(info.value, "s3cretvalue")
+
+
+def test_names_of_other_families_and_unchecked_parses_pass_silently(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    text = "HIVE_USERNAME=me\nIPFS_API_ADDR=/ip4/127.0.0.1/tcp/5001\nGATEWAY=x\nENCODER_DID=d\n"
+    assert parse_dotenv(text, known=SETTINGS_NAMES) == {
+        "HIVE_USERNAME": "me", "IPFS_API_ADDR": "/ip4/127.0.0.1/tcp/5001", "GATEWAY": "x",
+        "ENCODER_DID": "d"}
+    # Without the settings' names the parser checks the format only.
+    assert parse_dotenv("GATEWAY_MONITR_ENABLED=true\n") == {"GATEWAY_MONITR_ENABLED": "true"}
+    assert caplog.text == ""
+
+
+def test_a_name_unlike_any_setting_is_warned_about_without_a_guess(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / ".env"
+    path.write_text("ENCODER_XYZZY_QUUX=1\n", encoding="utf-8")
+    assert read_dotenv(path, known=SETTINGS_NAMES) == {"ENCODER_XYZZY_QUUX": "1"}
+    assert f"{path}:1: ENCODER_XYZZY_QUUX is not a setting of this verifier (ignored)" \
+        in caplog.text

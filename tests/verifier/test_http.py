@@ -8,6 +8,8 @@ apart, so that neither client's behaviour can drift when the other's changes.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +31,7 @@ from verifier._http import (
     TierHttp,
     check_base_url,
     parse_retry_after,
+    proxy_for,
     read_json,
     retry_after,
     transport_errors,
@@ -256,3 +259,68 @@ async def test_hard_deadline_bounds_the_whole_exchange() -> None:
                         hard_deadline=True)
         with pytest.raises(TierTimeout, match="no complete answer"):
             await http.send("GET", "/slow")
+
+
+# --------------------------------------------------------------------------- proxies
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """An environment without proxy variables (either case), for a test to set its own."""
+    for name in list(os.environ):
+        if name.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(("env", "url", "expected"), [
+    ({}, "https://tier.test/api", None),
+    ({"HTTPS_PROXY": "http://u:s3cret@proxy.test:3128"}, "https://tier.test/api",
+     "http://proxy.test:3128"),
+    ({"https_proxy": "proxy.test:3128"}, "https://tier.test/api", "http://proxy.test:3128"),
+    ({"HTTPS_PROXY": "http://proxy.test:3128"}, "http://tier.test/api", None),
+    ({"ALL_PROXY": "socks5://u:s3cret@proxy.test:1080"}, "http://tier.test/api",
+     "socks5://proxy.test:1080"),
+    ({"ALL_PROXY": "http://proxy.test:3128", "NO_PROXY": "tier.test"}, "https://tier.test/api",
+     None),
+    ({"ALL_PROXY": "http://proxy.test:3128", "NO_PROXY": "other.test"},
+     "https://tier.test/api", "http://proxy.test:3128"),
+])
+def test_proxy_for_names_the_proxy_httpx_takes_from_the_environment_redacted(
+    no_proxy_env: pytest.MonkeyPatch, env: dict[str, str], url: str, expected: str | None
+) -> None:
+    for name, value in env.items():
+        no_proxy_env.setenv(name, value)
+    assert proxy_for(url) == expected
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("proxied", [True, False])
+async def test_a_connect_error_through_a_proxy_names_the_proxy(
+    no_proxy_env: pytest.MonkeyPatch, proxied: bool
+) -> None:
+    """httpx honours HTTP_PROXY silently: a proxy that refused read as the server refusing,
+    with nothing naming the proxy (operator review). Credentials stay out of the message."""
+    port = _closed_port()
+    if proxied:
+        no_proxy_env.setenv("HTTP_PROXY", f"http://u:s3cret@127.0.0.1:{port}")
+        base = "http://tier.test/api"
+    else:
+        base = f"http://127.0.0.1:{port}/api"
+    http = TierHttp("gateway", base, variable="GATEWAY_URL", timeout=5)
+    try:
+        with pytest.raises(TierUnavailable) as info:
+            await http.send("GET", "/x")
+    finally:
+        await http.aclose()
+    message = str(info.value)
+    assert ("via proxy" in message) is proxied
+    if proxied:
+        assert message.endswith(f"via proxy http://127.0.0.1:{port}")
+    assert "s3cret" not in message

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import socket
 import urllib.request
 from typing import Any
 
@@ -180,6 +182,76 @@ def test_metrics_settings_default_to_off_on_loopback():
     assert (settings.metrics_port, settings.metrics_addr) == (9464, "127.0.0.1")
     assert Settings.from_env({"GATEWAY_MONITOR_ENABLED": "true"}, dotenv=None).metrics_port \
         is None
+
+
+def test_a_metrics_address_without_a_port_is_refused_naming_both():
+    """VERIFIER_METRICS_ADDR alone started no exporter, silently (operator review)."""
+    from verifier import ConfigurationError
+
+    for port in ({}, {"VERIFIER_METRICS_PORT": ""}):
+        with pytest.raises(ConfigurationError) as info:
+            Settings.from_env({"GATEWAY_MONITOR_ENABLED": "true", **port,
+                               "VERIFIER_METRICS_ADDR": "0.0.0.0"}, dotenv=None)  # noqa: S104
+        assert info.value.variable == "VERIFIER_METRICS_ADDR"
+        assert "VERIFIER_METRICS_PORT" in info.value.problem
+
+
+def _listen_failure(port: int, addr: str):
+    from verifier import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as info:
+        server = start_metrics_server(GuardMetrics(), port, addr)
+        server.shutdown()
+        server.server_close()
+    return info.value
+
+
+def test_an_address_that_is_not_this_hosts_is_blamed_on_the_address():
+    """A bind failure was always reported as VERIFIER_METRICS_PORT, even when the address was
+    at fault (EADDRNOTAVAIL) (operator review). 192.0.2.1 is TEST-NET-1: no host's address."""
+    error = _listen_failure(9464, "192.0.2.1")
+    assert error.variable == "VERIFIER_METRICS_ADDR"
+    assert "cannot listen on 192.0.2.1:9464" in error.problem
+
+
+def test_a_port_in_use_is_blamed_on_the_port():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        error = _listen_failure(port, "127.0.0.1")
+    assert error.variable == "VERIFIER_METRICS_PORT"
+    assert f"cannot listen on 127.0.0.1:{port}" in error.problem
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("addr", [
+    "127.0.0.1",
+    pytest.param("::1", marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6")),
+])
+def test_the_exporter_logs_a_url_that_can_be_pasted(addr, caplog):
+    """``METRICS: serving http://::1:19465/metrics`` is no URL: an IPv6 address needs its
+    brackets (operator review)."""
+    logger = logging.getLogger("verifier.run")
+    with caplog.at_level(logging.INFO, logger="verifier.run"):
+        server = start_metrics_server(GuardMetrics(), 0, addr, logger=logger)
+    try:
+        host = f"[{addr}]" if ":" in addr else addr
+        url = f"http://{host}:{server.server_port}/metrics"
+        assert f"METRICS: serving {url}" in caplog.messages
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @virtual_time

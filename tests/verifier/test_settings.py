@@ -117,6 +117,29 @@ def test_unreadable_dotenv_names_the_file(tmp_path: Path) -> None:
     assert info.value.variable == str(tmp_path)
 
 
+@pytest.mark.parametrize("name", ["GATEWAY_MONITR_ENABLED", "ENCODER_DIDD", "MONGODB_URL",
+                                  "DATABASE_NAMES", "VERIFIER_RECHECK_INTERVAL"])
+def test_a_misspelt_setting_in_dotenv_is_named_by_line(
+    tmp_path: Path, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A misspelt setting in a ``.env`` was silently ignored, leaving GATEWAY_MONITR_ENABLED's
+    monitor off (operator review). Now named by file and line: refused for a VERIFIER_* name
+    (as in the environment), a warning for the others (the encoder's own .env has names of its
+    own). The environment is shared with other programs: its other names are not checked."""
+    path = tmp_path / ".env"
+    path.write_text(f"GATEWAY_MONITOR_ENABLED=true\n{name}={KEY}\n", encoding="utf-8")
+    if name.startswith("VERIFIER_"):
+        with pytest.raises(ConfigurationError) as info:
+            Settings.from_env({}, dotenv=path)
+        assert info.value.variable == f"{path}:2" and name in str(info.value)
+        assert_error_clean(info.value, KEY)
+        return
+    assert Settings.from_env({}, dotenv=path).monitor_enabled
+    assert f"{path}:2: {name} is not a setting" in caplog.text and KEY not in caplog.text
+    caplog.clear()
+    assert load({name: "true"}).monitor_enabled and caplog.text == ""
+
+
 # --------------------------------------------------------------------------- values and defaults
 
 
