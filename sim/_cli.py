@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a scenario: summary table, JSON report, CSV",
                          description="Run one scenario under each chain and seed.",
-                         epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                         epilog=epilog(intervals=MEAN_INTERVALS),
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_flags(run, many_chains=True)
     seeds_flag(run)
     protocol_flag(run)
@@ -118,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="a grid of parameters × chains × seeds, with plots",
                            description="Run a grid of scenarios in parallel; write sweep.csv, "
                                        "sweep.json and PNG plots.",
-                           epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=epilog(intervals=MEAN_INTERVALS),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_flags(sweep, many_chains=True)
     seeds_flag(sweep)
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",

@@ -273,9 +273,10 @@ def undefined(columns: Iterable[str]) -> list[str]:
     return [c for c in columns if define(c) is None]
 
 
-def epilog(*, tables: bool = True) -> str:
-    """The ``--help`` epilog: every column and table header, one per line."""
-    lines = [INTERVALS + ".", "", "CSV columns and JSON keys:"]
+def epilog(*, tables: bool = True, intervals: str = INTERVALS) -> str:
+    """The ``--help`` epilog: the interval method (``MEAN_INTERVALS`` for a command without
+    paired differences), then every column and table header, one per line."""
+    lines = [intervals + ".", "", "CSV columns and JSON keys:"]
     lines += [f"  {name}: {text}" for name, text in COLUMNS.items()]
     if tables:
         lines += ["", "table headers:"]

@@ -26,6 +26,9 @@ from ._errors import ConfigurationError
 __all__ = ["parse_dotenv", "read_dotenv"]
 
 _LOGGER: Final = logging.getLogger("verifier.settings")
+#: How alike (difflib's ratio) a name must be to a setting to be called its misspelling:
+#: typos score 0.9 and above, other programs' names (ENCODER_PUBLIC_KEY) 0.76 and below.
+_HINT_CUTOFF: Final = 0.85
 _KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ESCAPES: Final = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 
@@ -78,7 +81,9 @@ def _check_name(key: str, known: Collection[str], families: tuple[str, ...],
     """
     if key in known or not key.startswith(families):
         return
-    close = difflib.get_close_matches(key, known, n=1)
+    # A hint only for a typo: at difflib's default cutoff (0.6) the encoder's own
+    # ENCODER_PUBLIC_KEY was told to mean ENCODER_PRIVATE_KEY (review, session 16).
+    close = difflib.get_close_matches(key, known, n=1, cutoff=_HINT_CUTOFF)
     hint = f": did you mean {close[0]}?" if close else ""
     if key.startswith("VERIFIER_"):
         raise ConfigurationError(where, f"{key} is not a setting of this verifier"

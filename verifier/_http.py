@@ -279,8 +279,10 @@ def proxy_for(url: str) -> str | None:
 
     Read from the environment as httpx reads it (``HTTP_PROXY``, ``HTTPS_PROXY``,
     ``ALL_PROXY``, ``NO_PROXY``, either case: httpx takes them from the standard library's
-    ``urllib.request.getproxies``, as here), for display: the bypass rules are the standard
-    library's, which agree with httpx's on host names and domains.
+    ``urllib.request.getproxies``, as here), for display only. The ``NO_PROXY`` rules are
+    the standard library's, not httpx's (whose are private): they agree on host names and
+    ``domain`` entries, not on a leading-dot entry for the domain itself (``.3speak.tv``
+    bypasses ``3speak.tv`` here, not in httpx), where this says "no proxy" wrongly.
     """
     try:
         parts = urllib.parse.urlsplit(url)
@@ -311,7 +313,7 @@ async def read_capped(response: httpx.Response, tier: str, where: str) -> bytes:
     # A length of more digits than any cap has is too large, unparsed (int() refuses a string
     # of over 4,300 digits with a ValueError: security review, session 16).
     if declared.isascii() and declared.isdigit() and (
-            len(declared) > 18 or int(declared) > MAX_BODY_BYTES):
+            len(declared.lstrip("0")) > 18 or int(declared) > MAX_BODY_BYTES):
         raise MalformedAnswer(tier, too_large)
     if response.is_stream_consumed:
         # Built in memory (``httpx.MockTransport`` and the like): httpx has already read (and

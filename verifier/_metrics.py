@@ -185,8 +185,10 @@ def start_metrics_server(metrics: GuardMetrics, port: int, addr: str = "127.0.0.
     try:
         server, _thread = start_http_server(port, addr=addr, registry=metrics.registry)
     except OSError as exc:
+        # EINVAL: an address bind() cannot take as written (a link-local IPv6 address
+        # without its scope); the port is already known to be 1-65535.
         address_at_fault = isinstance(exc, socket.gaierror) or exc.errno in (
-            errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+            errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EINVAL)
         variable = "VERIFIER_METRICS_ADDR" if address_at_fault else "VERIFIER_METRICS_PORT"
         raise ConfigurationError(
             variable, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -39,7 +39,9 @@ _USERINFO_RESERVED: Final = frozenset(":/?#[]@")
 
 
 #: Words in an option's name that say its value is a credential.
-_SECRET_OPTION_WORDS: Final = ("password", "secret", "token", "key", "authmechanismproperties")
+#: (Not "key": tlsCertificateKeyFile is a path, the one useful detail of its errors; its
+#: password option says "password".)
+_SECRET_OPTION_WORDS: Final = ("password", "secret", "token", "authmechanismproperties")
 
 
 @dataclass(frozen=True, repr=False)

@@ -277,7 +277,8 @@ class GatewayMonitorService:
     async def get_job_details(self, job_id: str) -> GatewayMonitorJob | None:
         """``GET {base}/jobs/{id}``: the job, or ``None`` when the monitor says it does not exist.
 
-        ``None`` only for 404 with the monitor's not-found body or 200 with ``success: false``.
+        ``None`` only for the monitor's own "not found" (``success: false`` with an error saying
+        so, on a 404 or a 200); any other ``success: false`` is :class:`TierUnavailable`.
         A 200 may carry the server's synthetic stand-in built from the gateway (no ``_id``,
         blank video fields; it may name an id, a status and the gateway's owner): it is
         returned as parsed (``synthetic=True``) and the judgements never call it owned or safe.

@@ -224,8 +224,13 @@ def monitor_api_url(name: str, value: str) -> str:
 def _database_name(env: Mapping[str, str]) -> str:
     name = "DATABASE_NAME"
     value = env.get(name, "").strip() or DEFAULT_DATABASE_NAME
-    if any(c in _DB_NAME_FORBIDDEN for c in value) or any(ord(c) < 0x20 for c in value):
-        raise ConfigurationError(name, f"{_shown(value)} contains a character MongoDB refuses")
+    bad = next((c for c in value if c in _DB_NAME_FORBIDDEN or ord(c) < 0x20), None)
+    if bad is not None:
+        # The character, never the value: a password pasted here has such characters, and
+        # short ones pass any test of what "looks like a secret" (review, session 16).
+        raise ConfigurationError(name, f"contains {bad!r}, a character MongoDB refuses in "
+                                       f"database names (value of {len(value)} characters "
+                                       "not shown)")
     if len(value.encode("utf-8")) > _DB_NAME_MAX_BYTES:
         raise ConfigurationError(name, f"is longer than {_DB_NAME_MAX_BYTES} bytes")
     return value

@@ -120,6 +120,8 @@ def test_every_column_is_defined_in_the_help(command, capsys):
     missing = [name for name in [*COLUMNS, *TABLE_HEADERS] if f"{name}:" not in text]
     assert missing == []
     assert "95% Student-t interval" in text
+    # Only research computes paired differences, so only its help claims them.
+    assert ("differences between chains are paired" in text) is (command == "research")
 
 
 def test_every_column_is_defined_in_the_readme():

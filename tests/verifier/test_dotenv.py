@@ -171,6 +171,14 @@ def test_names_of_other_families_and_unchecked_parses_pass_silently(
     assert caplog.text == ""
 
 
+def test_another_programs_name_gets_no_misleading_guess(caplog: pytest.LogCaptureFixture) -> None:
+    """Review (session 16): at difflib's default cutoff the 3Speak encoder's own
+    ENCODER_PUBLIC_KEY was told it meant ENCODER_PRIVATE_KEY."""
+    parse_dotenv("ENCODER_PUBLIC_KEY=x\nGATEWAY_AID_PRIMARY=y\n",
+                 known=(*SETTINGS_NAMES, "GATEWAY_AID_BASE_URL"))
+    assert caplog.text.count("is not a setting") == 2 and "did you mean" not in caplog.text
+
+
 def test_a_name_unlike_any_setting_is_warned_about_without_a_guess(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

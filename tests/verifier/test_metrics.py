@@ -212,6 +212,9 @@ def test_an_address_that_is_not_this_hosts_is_blamed_on_the_address():
     error = _listen_failure(9464, "192.0.2.1")
     assert error.variable == "VERIFIER_METRICS_ADDR"
     assert "cannot listen on 192.0.2.1:9464" in error.problem
+    # A link-local IPv6 address without its scope: bind() says EINVAL (or EAFNOSUPPORT on a
+    # host without IPv6); the address's fault either way (review, session 16).
+    assert _listen_failure(9464, "fe80::1").variable == "VERIFIER_METRICS_ADDR"
 
 
 def test_a_port_in_use_is_blamed_on_the_port():

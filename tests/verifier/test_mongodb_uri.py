@@ -170,6 +170,8 @@ def test_secrets_are_the_password_as_written_and_decoded_longest_first() -> None
                              "&authMechanismProperties=AWS_SESSION_TOKEN:t0k")
     assert set(both.secrets) == {"a+b%2Bc", "a+b+c", "a b+c", "K3Y",
                                  "AWS_SESSION_TOKEN:t0k"}
+    # A key file's path is no secret, and the one useful detail of its errors.
+    assert parse_mongodb_uri("mongodb://db/?tlsCertificateKeyFile=/etc/ssl/c.pem").secrets == ()
 
 
 # --------------------------------------------------------------------------- one reading

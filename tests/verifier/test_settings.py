@@ -502,7 +502,17 @@ def test_a_secret_in_the_wrong_variable_is_not_repeated(variable: str, value: st
     error = config_error({**COMMUNITY, variable: value})
     assert error.variable == variable
     assert_error_clean(error, MONGO_PASSWORD if MONGO_PASSWORD in value else value)
-    assert f"a value of {len(value)} characters" in str(error)
+    assert f"value of {len(value)} characters" in str(error)
+
+
+@pytest.mark.parametrize("value", ["Tr0ub4dor&3:horse", "hunter2$"])
+def test_a_database_name_is_refused_by_its_character_never_shown(value: str) -> None:
+    """Review (session 16): a short password in DATABASE_NAME passed the "looks like a
+    secret" test and came back whole. The error names the refused character only."""
+    error = config_error({**COMMUNITY, "DATABASE_NAME": value})
+    assert error.variable == "DATABASE_NAME"
+    assert_error_clean(error, value)
+    assert "a character MongoDB refuses" in str(error)
 
 
 def test_a_plain_typo_is_still_shown_to_help() -> None:
