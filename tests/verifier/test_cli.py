@@ -406,16 +406,9 @@ def test_bad_timeout_exits_2(
     code, _, err = run(capsys, "check", JOB, "--did", ME, "--timeout", timeout)
     assert code == 2
     assert "--timeout" in err
-
-
-@pytest.mark.parametrize("timeout", ["nan", "inf"])
-def test_a_timeout_that_is_not_finite_is_called_so(
-    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], timeout: str
-) -> None:
-    """``--timeout inf`` was told "must be a positive number": it is one (operator review)."""
-    code, _, err = run(capsys, "check", JOB, "--did", ME, "--timeout", timeout)
-    assert code == 2
-    assert "--timeout: must be a finite positive number of seconds" in err
+    if timeout in ("nan", "inf"):
+        # It was told "must be a positive number": inf is one (operator review, session 16).
+        assert "--timeout: must be a finite positive number of seconds" in err
 
 
 def test_usage_errors_exit_2(
