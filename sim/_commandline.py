@@ -95,9 +95,10 @@ class Parser(argparse.ArgumentParser):
 def scenario_flags(parser: argparse.ArgumentParser, *, many_chains: bool) -> None:
     group = parser.add_argument_group("scenario")
     group.add_argument("--scenario", default="default", metavar="NAME|PATH",
-                       help="a built-in scenario (%(default)s, "
-                            + ", ".join(n for n in scenario_names() if n != "default")
-                            + ") or a TOML file")
+                       # Every name, the default marked apart: a command whose default is
+                       # another scenario (`sim live`) listed it twice and left `default` out.
+                       help="a built-in scenario (" + ", ".join(scenario_names())
+                            + ") or a TOML file (default: %(default)s)")
     if many_chains:
         group.add_argument("--chain", action="append", metavar="NAME",
                            help="a chain to run (repeatable; default: every built-in chain)")
