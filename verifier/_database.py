@@ -29,7 +29,9 @@ pymongo is synchronous. Every blocking call runs on **one** dedicated worker thr
 loop stays free (the guard's lease timer must keep running while the database is slow), and
 calls are serialised (mongomock, used in the tests, does not make conditional updates atomic
 across threads). Each call also has an asyncio deadline, so a hung driver reads as
-:class:`~verifier.TierTimeout`, never as an answer.
+:class:`~verifier.TierTimeout`, never as an answer; except a write that has started, which is
+awaited until the driver ends it: answered sooner, it could still be sent after its answer
+(:meth:`DatabaseTier._call`).
 
 The claim token is generated here, before the write is sent. After a claim whose outcome is
 unknown (timeout, dropped connection) the error carries the token it sent
@@ -322,18 +324,45 @@ class DatabaseTier:
                 _TIER, f"{what}: the request could not be encoded ({type(exc).__name__})"
             ) from None
 
-    async def _call(self, what: str, op: Callable[[Collection[Any]], _T]) -> _T:
+    async def _call(
+        self, what: str, op: Callable[[Collection[Any]], _T], *, write: bool = False
+    ) -> _T:
+        """Run ``op`` on the worker; its answer, or a :class:`~verifier.TierError`.
+
+        Every call has an asyncio deadline of twice the tier's timeout, counted from when it
+        is queued. What happens at that deadline depends on where the call is:
+
+        * still queued behind other calls (another job's, with concurrency above 1): it is
+          cancelled and never runs, so nothing was sent: unavailable;
+        * a read that has started: abandoned (timeout); a late answer of a read proves nothing
+          and is dropped;
+        * a **write** that has started: awaited until the driver ends it (pymongo's
+          ``timeoutMS``, the tier's timeout, bounds it from its start). A running operation
+          cannot be cancelled, so an answer given at the deadline could come *before* the
+          write is sent, and the protocol counts the settle wait from a claim's answer on the
+          ground that only a reply proves a request has left (safety review, session 17: a
+          claim queued 9.8 s behind another job's calls started at the deadline, was answered
+          "unknown" at once and sent 4.7 s later; its deciding read came before a competing
+          accept landed, and two encoders processed the job).
+        """
         if self._closed:
             raise TierUnsupported(_TIER, f"{what}: the database tier is closed")
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self._blocking, what, op)
+        job = self._executor.submit(self._blocking, what, op)
+        answer = asyncio.wrap_future(job)
         deadline = 2 * self._timeout
         try:
-            return await asyncio.wait_for(future, deadline)
+            return await asyncio.wait_for(asyncio.shield(answer), deadline)
         except TimeoutError:
-            raise TierTimeout(
-                _TIER, f"{what}: no answer within {deadline:g}s (a write may still land)"
-            ) from None
+            pass
+        if job.cancel():
+            raise TierUnavailable(
+                _TIER, f"{what}: not started within {deadline:g}s (queued behind other "
+                "database calls); not sent"
+            )
+        if write:
+            return await answer  # its own outcome, once no send can be left
+        answer.add_done_callback(_drop_late_answer)
+        raise TierTimeout(_TIER, f"{what}: no answer within {deadline:g}s")
 
     # ------------------------------------------------------------------ tokens
 
@@ -468,6 +497,7 @@ class DatabaseTier:
                 "claim",
                 lambda c: c.find_one_and_update(query, update,
                                                 return_document=ReturnDocument.AFTER),
+                write=True,
             )
         except TierError as exc:
             exc.claim_token = token  # the outcome is unknown: say which assignment it made
@@ -500,7 +530,7 @@ class DatabaseTier:
             fields["status"] = "running"  # the gateway's lifecycle: first ping above 1 %
         update = {"$set": fields, "$currentDate": {"last_pinged": _SERVER_NOW}}
         matched = await self._call(
-            "heartbeat", lambda c: c.update_one(query, update).matched_count
+            "heartbeat", lambda c: c.update_one(query, update).matched_count, write=True
         )
         if not matched:
             raise ClaimRefused(_TIER, await self._explain(job_id, "heartbeat refused"))
@@ -524,7 +554,7 @@ class DatabaseTier:
             "$currentDate": {"completed_at": _SERVER_NOW},
         }
         matched = await self._call(
-            "finish", lambda c: c.update_one(query, update).matched_count
+            "finish", lambda c: c.update_one(query, update).matched_count, write=True
         )
         if not matched:
             raise ClaimRefused(_TIER, await self._explain(job_id, "finish refused"))
@@ -548,7 +578,7 @@ class DatabaseTier:
             requeue["$inc"] = {"attempt_count": 1}
         first = {**fence, **below} if failed else fence
         matched = await self._call(
-            "release", lambda c: c.update_one(first, requeue).matched_count
+            "release", lambda c: c.update_one(first, requeue).matched_count, write=True
         )
         if not matched and failed:
             last = {**fence, "attempt_count": {"$gte": MAX_ATTEMPTS - 1}}
@@ -558,8 +588,15 @@ class DatabaseTier:
                 "$inc": {"attempt_count": 1},
             }
             matched = await self._call(
-                "release", lambda c: c.update_one(last, give_up).matched_count
+                "release", lambda c: c.update_one(last, give_up).matched_count, write=True
             )
         if not matched:
             raise ClaimRefused(_TIER, await self._explain(job_id, "release refused"))
         self._forget(job_id)
+
+
+def _drop_late_answer(answer: asyncio.Future[Any]) -> None:
+    """A read abandoned at its deadline ended later: its outcome means nothing (retrieved, so
+    asyncio does not log it as never retrieved)."""
+    if not answer.cancelled():
+        answer.exception()

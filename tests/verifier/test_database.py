@@ -917,6 +917,54 @@ async def test_a_hung_driver_leaves_the_loop_free_and_reads_as_a_timeout(
     assert (await pending).status == "queued"
 
 
+class BlockingWrites(Blocking):
+    """Reads and the claim's update both wait for the test to let them go."""
+
+    def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
+        self.entered.set()
+        self.go.wait(timeout=10)
+        return self.inner.find_one_and_update(*args, **kwargs)
+
+
+@pytest.mark.asyncio
+async def test_a_claim_running_in_the_worker_is_answered_only_once_it_has_ended(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    """A running pymongo call cannot be cancelled: answered at the asyncio deadline, the claim
+    could be sent after its answer, and the settle wait counts from that answer (safety
+    review, session 17: two encoders processed one job). Its answer waits for its end."""
+    add(jobs)
+    blocking = BlockingWrites(jobs)
+    db = make(collection=blocking, timeout=0.05)  # asyncio deadline 0.1 s
+    claim = asyncio.ensure_future(db.claim(JOB))
+    await asyncio.get_running_loop().run_in_executor(None, blocking.entered.wait, 5)
+    done, _ = await asyncio.wait({claim}, timeout=0.5)  # well past the deadline
+    assert not done, "answered while the claim could still be sent"
+    blocking.go.set()
+    token = await claim  # its real outcome, once no send is left
+    assert doc(jobs)["claim_token"] == token and doc(jobs)["assigned_to"] == ME
+
+
+@pytest.mark.asyncio
+async def test_a_claim_still_queued_at_its_deadline_is_never_sent(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    """Queued behind another call past its deadline (another job's, with concurrency above
+    1), a claim is cancelled before it runs: answered "not sent", and it never lands."""
+    add(jobs)
+    blocking = BlockingWrites(jobs)
+    db = make(collection=blocking, timeout=0.05)
+    stuck = asyncio.ensure_future(db.observe(JOB))  # holds the one worker
+    await asyncio.get_running_loop().run_in_executor(None, blocking.entered.wait, 5)
+    with pytest.raises(TierUnavailable, match="not sent"):
+        await db.claim(JOB)
+    with pytest.raises(TierTimeout):
+        await stuck  # a read is abandoned at its deadline
+    blocking.go.set()
+    assert (await db.observe(JOB)).status == "queued"  # the worker has drained
+    assert doc(jobs).get("assigned_to") is None
+
+
 def test_construction_checks_its_configuration(jobs: Any) -> None:
     with pytest.raises(ConfigurationError):
         DatabaseTier(encoder_did=ME)
