@@ -354,6 +354,12 @@ class DatabaseTier:
             return await asyncio.wait_for(asyncio.shield(answer), deadline)
         except TimeoutError:
             pass
+        except asyncio.CancelledError:
+            # The caller gave up (its run was cancelled, or the guard's deadline came): a call
+            # still queued never runs; one already running ends on its own.
+            job.cancel()
+            answer.add_done_callback(_drop_late_answer)
+            raise
         if job.cancel():
             raise TierUnavailable(
                 _TIER, f"{what}: not started within {deadline:g}s (queued behind other "
@@ -596,7 +602,8 @@ class DatabaseTier:
 
 
 def _drop_late_answer(answer: asyncio.Future[Any]) -> None:
-    """A read abandoned at its deadline ended later: its outcome means nothing (retrieved, so
-    asyncio does not log it as never retrieved)."""
+    """A call abandoned (a read at its deadline, or any call whose caller was cancelled) ended
+    later: its outcome means nothing (retrieved, so asyncio does not log it as never
+    retrieved)."""
     if not answer.cancelled():
         answer.exception()

@@ -965,6 +965,29 @@ async def test_a_claim_still_queued_at_its_deadline_is_never_sent(
     assert doc(jobs).get("assigned_to") is None
 
 
+@pytest.mark.asyncio
+async def test_a_claim_whose_caller_is_cancelled_while_it_is_queued_is_never_sent(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    """The guard cancels a call it abandons (its run stopped, a deadline came): a call still
+    queued behind another must then never run, as before the answer of a started write was
+    made to wait for its end."""
+    add(jobs)
+    blocking = BlockingWrites(jobs)
+    db = make(collection=blocking, timeout=5.0)
+    stuck = asyncio.ensure_future(db.observe(JOB))  # holds the one worker
+    await asyncio.get_running_loop().run_in_executor(None, blocking.entered.wait, 5)
+    claim = asyncio.ensure_future(db.claim(JOB))
+    await asyncio.sleep(0)  # queued
+    claim.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await claim
+    blocking.go.set()
+    assert (await stuck).status == "queued"
+    assert (await db.observe(JOB)).status == "queued"  # the worker has drained
+    assert doc(jobs).get("assigned_to") is None
+
+
 def test_construction_checks_its_configuration(jobs: Any) -> None:
     with pytest.raises(ConfigurationError):
         DatabaseTier(encoder_did=ME)
