@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 from ._cache import StatusCache
+from ._clock import counting_suspensions
 from ._errors import ClaimRefused, TierError, TierRateLimited, TierTimeout, TierUnsupported
 from ._gateway import validate_percent
 from ._ids import validate_did, validate_job_id
@@ -214,14 +215,22 @@ async def uninterrupted(clean_up: Awaitable[object]) -> None:
         raise asyncio.CancelledError
 
 
+def _loop_clock() -> Callable[[], float]:
+    """The running loop's clock, counting the time the machine spends suspended."""
+    return counting_suspensions(asyncio.get_running_loop().time)
+
+
 class OwnershipGuard:
     """Runs claim → verify → process → finish for one job at a time, with real tier clients.
 
     ``clients`` are the configured tier clients (any of database, monitor, gateway, aid); the
     set of tiers present tells the protocol which node this is (infrastructure nodes have the
     database). ``clock`` is monotonic seconds; by default the event loop's own clock, so that
-    the protocol's deadlines and asyncio's timeouts agree (and virtual-time loops work). It is
-    the time the protocol is given, and the clock request deadlines are judged on.
+    the protocol's deadlines and asyncio's timeouts agree (and virtual-time loops work), plus
+    the time the machine has spent suspended, which the loop's clock does not count on Linux
+    (:mod:`verifier._clock`: else every deadline after a suspension would come late by it).
+    It is the time the protocol is given, and the clock request deadlines are judged on. A
+    clock given here must count suspensions too.
 
     The cost features (``docs/enhancements.md``): with ``policy.status_cache_s`` above 0 the
     guard keeps a :class:`~verifier.StatusCache` (``cache``, shared by its runs; the encoder
@@ -300,7 +309,7 @@ class OwnershipGuard:
             self._measured(GuardMetrics.record_outcome, "skipped", "ALREADY_RUNNING")
             return GuardOutcome(job_id, OutcomeKind.SKIPPED, "ALREADY_RUNNING",
                                 "this guard is already running the job")
-        run = _Run(self, job_id, process, self._clock or asyncio.get_running_loop().time)
+        run = _Run(self, job_id, process, self._clock or _loop_clock())
         self._runs.add(run)
         if self._shutting_down:
             run.request_shutdown()
@@ -323,7 +332,7 @@ class OwnershipGuard:
 
     def now(self) -> float:
         """The guard's clock (the one its protocol runs and its cache ages on)."""
-        return (self._clock or asyncio.get_running_loop().time)()
+        return (self._clock or _loop_clock())()
 
     def screened(self, observations: Mapping[str, Observation], *, decided: float,
                  unknown: Iterable[str] = ()) -> int:

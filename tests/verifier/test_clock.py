@@ -1,0 +1,118 @@
+"""The guard's default clock counts the time the machine spends suspended (``verifier._clock``).
+
+A suspension is a freeze the timing model's P covers, but only if the encoder's clock counts
+it: the event loop's clock (``CLOCK_MONOTONIC`` on Linux) does not, and then every deadline
+after a suspension comes late by it, the lease end included (review, session 17). Here a
+suspension is a jump of the machine's ``BOOTTIME − MONOTONIC`` while the (virtual) loop clock,
+which plays the monotonic clock, does not move: real time = loop time + time suspended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import verifier._clock as clock_module
+from verifier import OwnershipGuard, Policy, Tier, TierTimeout
+from verifier.testing import InMemoryJobs, InMemoryTier, run_virtual
+
+DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+JOB = "job-1"
+
+
+class Machine:
+    """Time suspended so far, as the kernel would report it (BOOTTIME − MONOTONIC)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.suspended = 0.0
+        self.noise = 0.0
+        monkeypatch.setattr(clock_module, "_boot_minus_monotonic",
+                            lambda: clock_module._START + self.suspended + self.noise)
+        monkeypatch.setattr(clock_module, "_seen", 0.0)
+
+
+def test_suspended_time_is_counted_and_never_runs_backwards(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    machine = Machine(monkeypatch)
+    assert clock_module.suspended_s() == 0.0
+    machine.suspended = 2.0
+    assert clock_module.suspended_s() == 2.0
+    machine.noise = -1e-6  # the two reads' noise, downwards: the clock must not go back
+    assert clock_module.suspended_s() == 2.0
+    base = iter([10.0, 10.5])
+    clock = clock_module.counting_suspensions(lambda: next(base))
+    assert clock() == 12.0
+    machine.suspended, machine.noise = 5.0, 0.0
+    assert clock() == 15.5
+
+
+def test_without_boottime_nothing_is_added(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clock_module, "_BOOTTIME", None)
+    monkeypatch.setattr(clock_module, "_seen", 0.0)
+    assert clock_module._boot_minus_monotonic() == 0.0
+
+
+def _lease_run(machine: Machine, *, suspend_aware: bool) -> tuple[float, float]:
+    """The production guard over the database tier, default timing (T = 60 s, ε = 1, P = 2,
+    C = 5): heartbeats time out, so the lease must end T − (ε + P + C) = 52 s after the claim.
+    The machine is suspended twice for exactly P (20 s and 35 s in, never two within P + C:
+    inside the model). The gateway reassigns the job T = 60 s after the claim, in real time.
+    Returns (real time the work stopped, real time of the reassignment)."""
+
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+
+        def real() -> float:
+            return loop.time() + machine.suspended
+
+        def suspend(length: float) -> None:
+            machine.suspended += length  # the loop's clock stood still; real time did not
+
+        jobs = InMemoryJobs()
+        jobs.add(JOB)
+        db = InMemoryTier(Tier.DATABASE, jobs, DID)
+        db.fail_next("heartbeat", TierTimeout("database", "timeout"), times=1000)
+        stopped: list[float] = []
+        reassigned: list[float] = []
+
+        async def process(job: Any) -> None:
+            try:
+                await asyncio.sleep(10_000)
+            except asyncio.CancelledError:
+                await asyncio.shield(asyncio.sleep(5.0))  # exactly C to stop
+                stopped.append(real())
+                raise
+
+        def gateway() -> None:
+            if real() < 60.0 - 1e-9:  # the gateway's clock is real time: look every 0.1 s
+                loop.call_later(0.1, gateway)
+                return
+            reassigned.append(real())
+            jobs.update(JOB, assigned_to=None, status="queued", claim_token=None)
+
+        loop.call_at(20.0, suspend, 2.0)
+        loop.call_at(35.0, suspend, 2.0)
+        loop.call_at(0.0, gateway)
+        guard = OwnershipGuard(did=DID, clients=[db], policy=Policy.hardened(),
+                               clock=None if suspend_aware else loop.time)
+        await guard.run(JOB, process)
+        await asyncio.sleep(max(0.0, 61.0 - real()))  # past the reassignment, in any case
+        return stopped[0], reassigned[0]
+
+    return run_virtual(main())
+
+
+def test_the_lease_holds_across_suspensions_with_the_default_clock(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    stopped, reassigned = _lease_run(Machine(monkeypatch), suspend_aware=True)
+    assert stopped <= reassigned, f"work stopped {stopped - reassigned:.1f} s late"
+
+
+def test_a_clock_that_stops_while_suspended_breaks_the_lease(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hazard the default clock removes, reached by this very scenario: with the loop's
+    clock alone the lease ends 4 s late in real time, and the work outlives the reassignment."""
+    stopped, reassigned = _lease_run(Machine(monkeypatch), suspend_aware=False)
+    assert stopped > reassigned
