@@ -57,3 +57,30 @@ def test_finding_1_still_breaks_the_old_settle_rule():
     old = race(FINDING_1, "hardened", protocol=SettleFromDecision)
     assert old.violated("S2"), "the frozen schedule no longer reproduces finding 1"
     assert _claim_sent_after_a_pause(old.result.history, "e0"), old.explain("S2")
+
+
+#: A tie at the settle's exact edge (session 17, found by a helper sharpening the settle
+#: families). Two community nodes; G = P = 2, Δ = 5, ε = 0, every bound reached exactly. e1's
+#: claim is answered at a = 8.6307 and lands at a + G; e0, woken by the double hand-out, pauses
+#: exactly P and sends its accept at a + 2G (its check read the job exactly G earlier: allowed),
+#: which lands at a + 3G. e1's deciding read at a + 3G + ε + Δ through a monitor lagging
+#: exactly Δ reflects the database at a + 3G: the very instant e0's write lands, which it must
+#: see. In floats ``a + 11 - 5`` is one ulp below ``a + 2 + 2 + 2``: without the world's tie
+#: rule (``sim._world.TIE_S``) the read missed the write and both encoders processed the job
+#: (``tests/sim/test_world_tie.py`` checks that the schedule still reaches the tie).
+FINDING_TIE = World(
+    BASE.replace(
+        lie_rate=1.0, late_write_rate=1.0, reassign_timeout=30.0, gateway_latency=0.0,
+        monitor_latency=0.0, database_latency=0.0, clock_drift=0.0, edge_rate=0.9,
+        await_pause_rate=0.3, confirm_timeout=4.5,
+    ),
+    tape=(0.12118662907167145,),
+    seed=603140056,
+)
+
+
+def test_a_read_sees_a_write_landing_at_the_instant_it_reflects():
+    assert not FINDING_TIE.scenario.timing_model().problems()  # inside the model
+    fixed = race(FINDING_TIE, "hardened")
+    keeps = ("S1", "S2", "S3", "lease")
+    assert not fixed.violated(*keeps), fixed.explain(*keeps)

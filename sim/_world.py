@@ -23,6 +23,7 @@ The world never decides ownership for an encoder: it only answers requests.
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 from collections import deque
 from collections.abc import Callable
@@ -103,6 +104,18 @@ class Job:
         return self.log_states[i - 1] if i else None
 
 
+#: Instants closer than this are one instant when a read meets a write. At the model's exact
+#: edges a deciding read reflects the database at the very instant the last competing write
+#: lands (the settle's inequalities hold with equality at ε = 0), and the two instants are
+#: computed by different float sums: the read's one ulp early made the hardened chain process
+#: a job twice in a world inside the model (found by a helper sharpening the settle families,
+#: session 17). A read therefore sees every write that lands up to a microsecond after the
+#: instant it reflects (``World._flush``, ``Job.as_of``'s callers): far below every bound of
+#: the model (the lease checker forgives the same microsecond, ``sim/_checkers.py``), and the
+#: driver's wake-up tolerance (a nanosecond, ``sim/_encoder.py``) is inside it.
+TIE_S: Final = 1e-6
+
+
 def _windows(rng: Any, per_hour: float, mean_s: float, until: float) -> list[tuple[float, float]]:
     """Poisson-placed outage windows with exponential durations, up to ``until``."""
     out: list[tuple[float, float]] = []
@@ -143,6 +156,10 @@ class World:
         self.done_event = env.event()
         # Jobs the gateway will hand out a second time, until a deadline (the G window).
         self._double: deque[tuple[float, str]] = deque()
+        #: Gateway writes on their way: (lands at, order, [callback]), the callback set to None
+        #: once applied (by its own event, or early by ``_flush``, within TIE_S of a read).
+        self._landing: list[tuple[float, int, list[Callable[[], None] | None]]] = []
+        self._landing_order = 0
         #: Where each job's input hangs (``stuck_rate``), as a share of its download, or None:
         #: drawn at the job's first start and the same in every attempt (a dead source).
         self.stuck_inputs: dict[str, float | None] = {}
@@ -582,12 +599,14 @@ class World:
             lag = sc.monitor_lag  # exactly Δ behind: the deciding read's edge
         if faulty and sc.monitor_lag_tail and rng.random() < sc.monitor_lag_tail:
             lag = sc.monitor_lag * sc.monitor_lag_tail_factor
-        return self.observation(Tier.MONITOR, job_id, self.jobs[job_id].as_of(now - lag)), delay
+        state = self.jobs[job_id].as_of(now - lag + TIE_S)
+        return self.observation(Tier.MONITOR, job_id, state), delay
 
     def monitor_batch(self, job_ids: list[str]) -> tuple[dict[str, str] | None, float]:
         """``POST /jobs/batch-status``: ``{id: status}`` as the monitor's lagging view has them
         (one lag for the batch), ``None`` when the request fails (an outage, an error), and
         ``{}`` when the gateway is down (the real server's quirk: every id unknown)."""
+        self._flush()
         self.calls["monitor"] += 1
         sc, rng, now = self.sc, self._monitor, self.env.now
         delay = self.latency(sc.monitor_latency)
@@ -602,7 +621,7 @@ class World:
             lag = sc.monitor_lag
         statuses: dict[str, str] = {}
         for job_id in job_ids:
-            state = self.jobs[job_id].as_of(now - lag)
+            state = self.jobs[job_id].as_of(now - lag + TIE_S)
             if state is not None:
                 statuses[job_id] = state[0]
         return statuses, delay
@@ -737,6 +756,7 @@ class World:
         """
         kind = type(action)
         if kind is Observe:
+            self._flush()
             tier = action.tier
             if tier is Tier.DATABASE:
                 read, delay = self.db_read(job_id)
@@ -799,13 +819,29 @@ class World:
         at that instant (SimPy's urgent priority), so a read at the very instant a write lands
         sees it: "the database as of t" includes the writes that landed at t, which is what the
         settle's inequalities count on when every bound is reached exactly."""
+        entry: list[Callable[[], None] | None] = [callback]
+        self._landing_order += 1
+        heapq.heappush(self._landing, (self.env.now + delay, self._landing_order, entry))
         event = simpy.Event(self.env)
         event._ok, event._value = True, None  # a timeout's state, scheduled urgent
-        event.callbacks.append(lambda _e: callback())
+        event.callbacks.append(lambda _e: _apply(entry))
         self.env.schedule(event, simpy.events.URGENT, delay)
+
+    def _flush(self) -> None:
+        """Before a read: apply the writes landing within TIE_S from now (the tie rule)."""
+        landing, limit = self._landing, self.env.now + TIE_S
+        while landing and landing[0][0] <= limit:
+            _apply(heapq.heappop(landing)[2])
 
     def schedule(self, delay: float, callback: Callable[[], None]) -> None:
         self.env.timeout(delay).callbacks.append(lambda _e: callback())
+
+
+def _apply(entry: list[Callable[[], None] | None]) -> None:
+    """Apply a landing write once, whichever comes first: its event or a read's flush."""
+    callback, entry[0] = entry[0], None
+    if callback is not None:
+        callback()
 
 
 def request_record(action: Any) -> tuple[str, Any]:
