@@ -49,6 +49,19 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "edge_rate": 0.9, "await_pause_rate": 0.3, "gateway_latency": 0.0,
         "monitor_latency": 0.0, "database_latency": 0.0, "database_error_rate": 0.0,
     },
+    # The settle family where its ε term is the whole edge (the tooth settle-without-ε): only the
+    # reader's clock running exactly ε fast opens a gap without it, and a small one (the settle
+    # falls short by (3G + Δ)·(ε/T)/(1 + ε/T), 0.355 s with G = 2 s, Δ = 5 s, ε = 1 s, T = 30 s),
+    # so every bound is pinned at its largest level but T (the gap grows with ε/T); the competitor
+    # needs exactly one pause of P = G between its wake-up and its accept. Random examples
+    # (2026-12-04) caught it in 65 of 600 here, in none of 600 in the plain settle family,
+    # whose bounds are drawn (ε = 0 half the time, G = 0 a third).
+    "settle-ε": {},  # filled in below: the settle family at one point of the timing model
+    # The settle family where its G terms are the edge (the tooth settle-without-a-G): ε = 0, so
+    # no drift shortens the gap and the whole dropped G is the shortfall, with G = 2 s at its
+    # largest level and P = 0.5 s, its small level (the derived confirm window: 7 s). Random
+    # examples caught it in 88 of 600 here, in 9 of 600 in the plain settle family.
+    "settle-G": {},
     # Community nodes whose gateway pings never land; the gateway reassigns exactly T after
     # the claim and hands the job at once to the idle encoder, whose settle is as short as the
     # model allows (G = 0, a monitor without lag); long encodes, so the lease ends first.
@@ -126,8 +139,9 @@ FAMILIES: dict[str, dict[str, Any]] = {
     # Double hand-outs at the settle's edges, with every job change pushed at once to the
     # encoders that claimed it: a push reports the first write to land, not the last.
     "push": {},  # filled in below: the settle family with pushes
-    # The same, with pushes up to 3 s late and a pause of exactly P at most await points: a
-    # push that arrives within P of the settle wait's end is handled at or after that end.
+    # The same, with each push of a claim arriving as the claimer's settle wait ends (or
+    # within P before the end of a wait paused at its await point): a push handled at or
+    # after that end must not be taken for the deciding read.
     "late-push": {},
     # Lease edges with a status cache as old as 30 s: only the pre-claim check may use it.
     "cache": {},
@@ -158,12 +172,40 @@ FAMILIES: dict[str, dict[str, Any]] = {
 
 
 FAMILIES["push"] = {**FAMILIES["settle"], "push_rate": 1.0, "push_latency": 0.0}
+#: The timing model of the two settle families below: one point of the general generator
+#: (``timing_points``), each bound at one of its levels, the derived R and confirm window as it
+#: derives them (T = 30 s: a budget of 24 s, so a confirm window of 2 s), so that
+#: ``TimingModel.problems()`` stays empty. T = 30 s ends more leases than 60 s.
+_SETTLE_TIMING: dict[str, Any] = {
+    "write_delay": 2.0, "monitor_lag": 5.0, "monitor_lag_mean": 1.0, "pause_max": 2.0,
+    "clock_drift": 1.0, "cancel_latency": 3.0, "reassign_timeout": 30.0,
+    "progress_timeout": 300.0, "recheck_interval": 10.0, "confirm_timeout": 2.0,
+    "assignment": "myjob",
+}
+FAMILIES["settle-ε"] = {**FAMILIES["settle"], **_SETTLE_TIMING}
+FAMILIES["settle-G"] = {**FAMILIES["settle"], **_SETTLE_TIMING, "clock_drift": 0.0,
+                        "pause_max": 0.5, "confirm_timeout": 7.0}
 # The liveness family with work that reports progress only every 45 s against N = 120 s: the
 # no-progress clock must move on the work's *first* report (paired with the start marker),
 # or every attempt is cancelled before its second report is counted.
 FAMILIES["slow-progress"] = {**FAMILIES["liveness"], "reassign_timeout": 60.0,
                              "progress_timeout": 120.0, "progress_step_s": 45.0}
-FAMILIES["late-push"] = {**FAMILIES["push"], "push_latency": 3.0, "await_pause_rate": 0.6}
+# The push family where the push of a claimer's own write arrives as its settle wait ends
+# (the tooth late-push-ends-settle): the claim is answered at once, its write lands G later
+# and is pushed L after that, and the settle ends 3G + ε + Δ after the reply, so
+# L = 2G + ε + Δ brings them together. Levels of the general generator: G = 0.5 s, Δ = 1 s,
+# ε = 0, L = 2 s (its largest level), P = 0.5 s, C = 3 s, T = 60 s, N = 300 s, R = 10 s and
+# the confirm window the generator derives for them (20 s), myJob; a pause of exactly P at a
+# tenth of the await points, so that the push also arrives within P of the end of a paused
+# wait. 129 of 288 random examples caught it; about 1 in 100 with the timing model drawn and
+# the old pins (pushes up to 3 s late, 0.6 of the await points pausing: neither a level of
+# the generator, and neither better than the levels 2 s and 0.3).
+FAMILIES["late-push"] = {
+    **FAMILIES["push"], "push_latency": 2.0, "await_pause_rate": 0.1, "assignment": "myjob",
+    "write_delay": 0.5, "monitor_lag": 1.0, "monitor_lag_mean": 1.0, "pause_max": 0.5,
+    "clock_drift": 0.0, "cancel_latency": 3.0, "reassign_timeout": 60.0,
+    "progress_timeout": 300.0, "recheck_interval": 10.0, "confirm_timeout": 20.0,
+}
 # The database family, congested: half the database requests time out (and land or not, each
 # half the time), so a claim read back as "no owner" is common.
 FAMILIES["congested"] = {**FAMILIES["database"], "database_error_rate": 0.5,

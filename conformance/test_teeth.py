@@ -79,16 +79,23 @@ LEASE = ("S1", "S2", "lease")
 #: Independent search seeds per tooth.
 SEEDS = 20
 
-#: Budgets are about twice the most examples any of 5 trial searches needed (2026-12-01; the
-#: proof and backoff teeth re-measured over all 20 searches, 2026-12-04), at least 20. The
+#: Budgets are about twice the most examples any of 5 trial searches needed (2026-12-01), at
+#: least 20; on 2026-12-04, when the searches stopped counting the family's simplest world
+#: (which catches half the teeth: :func:`examples_to_catch`), every tooth was re-measured over
+#: its 20 searches and five budgets raised to keep twice the most needed. The
 #: old settle rule (finding 1) is not here: its search succeeds in 14 of 20 searches of 1,000
 #: examples, too rare for a rate gate; ``test_regressions.py`` replays its frozen schedule.
 TEETH = [
     # the settle formula, each term and the instant it is measured from
-    Tooth("believes-Δ-smaller", "settle", 100, 19, _misbelief("believes-Δ-smaller")),
-    Tooth("believes-G-smaller", "settle", 100, 19, _misbelief("believes-G-smaller")),
-    Tooth("settle-without-a-G", "settle", 800, 19, _misbelief("settle-without-a-G")),
-    Tooth("settle-without-ε", "settle", 2500, 19, _misbelief("settle-without-ε")),
+    Tooth("believes-Δ-smaller", "settle", 250, 19, _misbelief("believes-Δ-smaller")),
+    Tooth("believes-G-smaller", "settle", 200, 19, _misbelief("believes-G-smaller")),
+    # ... two of them in a family of their own, where the term is the whole edge: searched
+    # in the settle family, the ε term needed up to 357 examples and the G term up to 278
+    # (2026-12-04). Budgets measured there, over the 20 searches: the most needed was 115
+    # (ε) and 26 (G); a search's path depends on its budget, and 60 for the G term lost two
+    # of the 20 searches, so 100
+    Tooth("settle-without-a-G", "settle-G", 100, 19, _misbelief("settle-without-a-G")),
+    Tooth("settle-without-ε", "settle-ε", 250, 19, _misbelief("settle-without-ε")),
     Tooth("settle-without-lag", "settle", 300, 19, _misbelief("settle-without-lag")),
     # the lease formula, judged directly too: the owner's work must be stopped before the
     # gateway reassigns the job by timeout ("lease"), not only through a successor's overlap
@@ -111,10 +118,9 @@ TEETH = [
     # the proof of a gateway ping: a read that does not wait the ping's G counts a ping that
     # landed after the gateway had requeued the job (its lag and P terms are covered by the
     # lease margin inside the model: docs/safety-model.md). Its family pins R so that one
-    # lost ping then one landing exactly G late is the edge (2026-12-04: every search caught
-    # it at its second example, against up to 1,169 of a budget of 2,000 before; the budget
-    # is the floor of 20)
-    Tooth("proof-without-G", "proof", 20, 19, _misbelief("proof-without-G"),
+    # lost ping then one landing exactly G late is the edge (2026-12-04: at most 9 examples,
+    # against up to 1,169 of a budget of 2,000 before)
+    Tooth("proof-without-G", "proof", 30, 19, _misbelief("proof-without-G"),
           properties=LEASE),
     # the no-progress rule (N): a lease that only pings renew is caught
     Tooth("believes-N-larger", "progress", 200, 19, _misbelief("believes-N-larger"),
@@ -122,7 +128,7 @@ TEETH = [
     # hardening steps, inside the model (the others: test_quality.py, test_stateful.py)
     Tooth("hardened-without-lease", "lease", 20, 19, _without("lease"), properties=LEASE),
     Tooth("hardened-without-cancel", "lease", 20, 19, _without("cancel"), properties=LEASE),
-    Tooth("hardened-without-conditional-claim", "database", 1000, 19,
+    Tooth("hardened-without-conditional-claim", "database", 1100, 19,
           _without("conditional-claim")),
     Tooth("hardened-without-fence", "database", 300, 19, _without("fence"), properties=("S3",)),
     # A claim whose reply was lost and that never landed reads back as "no owner": taken as
@@ -131,9 +137,11 @@ TEETH = [
     # the order of a graceful shutdown: stop the work, then give the job back
     Tooth("shutdown-releases-before-stop", "shutdown", 20, 19, protocol=ReleaseBeforeStop),
     # the cost features: each misuse a suite must catch (docs/enhancements.md)
-    Tooth("push-as-proof", "push", 20, 19, protocol=PushAsProof),
-    # the flaw the thorough profile found: a late push taken for the settle's wake-up
-    Tooth("late-push-ends-settle", "late-push", 800, 19, protocol=LatePushEndsSettle),
+    Tooth("push-as-proof", "push", 150, 19, protocol=PushAsProof),
+    # the flaw the thorough profile found: a late push taken for the settle's wake-up (with
+    # the push timed to the settle's end, at most 8 examples, 2026-12-04; up to 506 with the
+    # timing model drawn)
+    Tooth("late-push-ends-settle", "late-push", 20, 19, protocol=LatePushEndsSettle),
     # the gap an adversarial review found: an unknown claim confirmed by an older
     # assignment of our own DID, its lease counted from the claim
     Tooth("older-assignment-confirms", "orphan", 100, 19, protocol=OlderAssignmentConfirms,
@@ -146,8 +154,8 @@ TEETH = [
     Tooth("progress-without-start-marker", "slow-progress", 30, 19,
           protocol=ProgressWithoutStartMarker, properties=("L1",)),
     # a retry's backoff wait past the lease end, in a family where the no-progress lease is
-    # as tight as the model allows (2026-12-04: every search caught it at its second
-    # example, against up to 1,283 of a budget of 2,000 before; the budget is the floor of 20)
+    # as tight as the model allows (2026-12-04: at most 2 examples, against up to 1,283 of a
+    # budget of 2,000 before; the budget is the floor of 20)
     Tooth("backoff-past-the-lease", "backoff", 20, 19, protocol=BackoffPastLease,
           properties=LEASE),
     Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,
@@ -165,10 +173,32 @@ class _Caught(Exception):
     pass
 
 
+def _catches(tooth: Tooth, world: World, *, searching: bool = True) -> bool:
+    """Whether ``tooth`` breaks one of its properties on ``world`` while the hardened chain,
+    told the world's true timing model, keeps them all on the same world (``searching``:
+    inside a search, whose targeting phase is told how close the world came)."""
+    kwargs: dict[str, Any] = {"policy": tooth.policy(world)}
+    if tooth.protocol is not None:
+        kwargs["protocol"] = tooth.protocol
+    broken = race(world, "hardened", **kwargs)
+    if searching:
+        aim(broken)
+    return broken.violated(*tooth.properties) and not race(world, "hardened").violated(
+        *tooth.properties)
+
+
 def examples_to_catch(tooth: Tooth, search_seed: int) -> int | None:
-    """Examples one search (seeded ``search_seed``) needed to catch ``tooth``; None if its
-    budget ran out."""
-    tried = 0
+    """Examples one search (seeded ``search_seed``) generated until one caught ``tooth``
+    (the catching one included, the family's simplest world not counted); None if its budget
+    ran out.
+
+    The family's simplest world (the first example Hypothesis tries, the same whatever the
+    seed) is not counted: when it catches the tooth, every search would catch it at once and
+    twenty searches would be one result twenty times (a review of session 17 found most of the
+    "caught at the second example" rows to be exactly that). It is judged on its own
+    (:func:`simplest_world_catches`); here only the searches' own draws count."""
+    tried, needed = 0, None
+    simplest = simplest_world(tooth.family)
 
     @seed(search_seed)
     @settings(max_examples=tooth.budget, database=None, deadline=None, derandomize=False,
@@ -176,22 +206,38 @@ def examples_to_catch(tooth: Tooth, search_seed: int) -> int | None:
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(world=worlds(max_encoders=2, max_jobs=1, fixed=FAMILIES[tooth.family]))
     def search(world: World) -> None:
-        nonlocal tried
+        nonlocal tried, needed
+        if world == simplest:
+            return  # not counted (Hypothesis may try it more than once)
         tried += 1
-        kwargs: dict[str, Any] = {"policy": tooth.policy(world)}
-        if tooth.protocol is not None:
-            kwargs["protocol"] = tooth.protocol
-        broken = race(world, "hardened", **kwargs)
-        aim(broken)
-        if broken.violated(*tooth.properties) and not race(world, "hardened").violated(
-                *tooth.properties):
+        if _catches(tooth, world):
+            needed = needed or tried  # Hypothesis runs a failing example again: count it once
             raise _Caught
 
     try:
         search()
     except _Caught:
-        return tried
+        return needed
     return None
+
+
+def simplest_world(family: str) -> World:
+    """The family's simplest world: what every search generates first."""
+    found: list[World] = []
+
+    @settings(max_examples=1, database=None, deadline=None, derandomize=True,
+              phases=[Phase.generate],
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(world=worlds(max_encoders=2, max_jobs=1, fixed=FAMILIES[family]))
+    def first(world: World) -> None:
+        found.append(world)
+
+    first()
+    return found[0]
+
+
+def simplest_world_catches(tooth: Tooth) -> bool:
+    return _catches(tooth, simplest_world(tooth.family), searching=False)
 
 
 @pytest.mark.slow
@@ -199,8 +245,10 @@ def examples_to_catch(tooth: Tooth, search_seed: int) -> int | None:
 def test_tooth_is_caught_at_its_rate(tooth: Tooth) -> None:
     found = [examples_to_catch(tooth, s) for s in range(SEEDS)]
     caught = [n for n in found if n is not None]
+    simplest = "caught" if simplest_world_catches(tooth) else "not caught"
     line = (f"{tooth.name}: caught in {len(caught)}/{SEEDS} searches of {tooth.budget} "
-            f"examples ({tooth.family} family); examples needed: {sorted(caught)}")
+            f"examples ({tooth.family} family); examples needed: {sorted(caught)}; "
+            f"the family's simplest world: {simplest}")
     print(line)
     assert len(caught) >= tooth.need, line
 
