@@ -824,8 +824,17 @@ class World:
         heapq.heappush(self._landing, (self.env.now + delay, self._landing_order, entry))
         event = simpy.Event(self.env)
         event._ok, event._value = True, None  # a timeout's state, scheduled urgent
-        event.callbacks.append(lambda _e: _apply(entry))
+        event.callbacks.append(lambda _e: self._landed_now(entry))
         self.env.schedule(event, simpy.events.URGENT, delay)
+
+    def _landed_now(self, entry: list[Callable[[], None] | None]) -> None:
+        """A write's own landing event: applied unless a read applied it already, and the
+        writes already applied dropped from the front of the queue (landings come in time
+        order, so a run whose chains read nothing does not keep them all)."""
+        _apply(entry)
+        landing = self._landing
+        while landing and landing[0][2][0] is None:
+            heapq.heappop(landing)
 
     def _flush(self) -> None:
         """Before a read: apply the writes landing within TIE_S from now (the tie rule)."""
