@@ -11,7 +11,9 @@ Two kinds, both built on the shipped protocol rather than re-implementing it:
   adversarial review: a driver may send up to P after deciding); :class:`ReleaseBeforeStop`,
   a graceful shutdown that gives the job back before its work has stopped;
   :class:`ProgressFromOnePing`, the no-progress clock moved by one counted ping;
-  :class:`ProgressWithoutStartMarker`, the two-value clock without its start marker (L1).
+  :class:`ProgressWithoutStartMarker`, the two-value clock without its start marker (L1);
+  :class:`NoSettleAfterConditionalClaim`, no settle wait after an atomic claim (the gateway's
+  check-then-act accept overwrites it all the same).
 
 A suite that passes the hardened chain but cannot catch these is not evidence.
 """
@@ -51,6 +53,7 @@ __all__ = [
     "CachedRecheck",
     "LatePushEndsSettle",
     "Misbelief",
+    "NoSettleAfterConditionalClaim",
     "OlderAssignmentConfirms",
     "ProgressFromOnePing",
     "ProgressWithoutStartMarker",
@@ -69,6 +72,20 @@ class SettleFromDecision(OwnershipProtocol):
         if isinstance(self._awaiting, Claim):
             now = self._driver_now  # the decision instant, as the old rule measured it
         return super().handle(answer, now)
+
+
+class NoSettleAfterConditionalClaim(OwnershipProtocol):
+    """A plausible shortcut: an atomic conditional claim (the database's, or aid's) cannot be
+    taken by a second conditional claim, so the settle wait is skipped after one and the
+    deciding read made at once. But the legacy gateway's accept is check-then-act and writes
+    unconditionally: an accept whose check came before the claim landed overwrites it up to G
+    later, whoever wrote it. (Until 2026-12-04 the simulated gateway doubled only its own
+    and aid's assignments, and this canary passed every suite.)"""
+
+    def __init__(self, job_id: str, *, me: str, policy: Policy, tiers: Any) -> None:
+        super().__init__(job_id, me=me, policy=policy, tiers=tiers)
+        if self.claim_via is not Tier.GATEWAY and self.policy.settle:
+            self.policy = self.policy.without("settle")
 
 
 class ReleaseBeforeStop(OwnershipProtocol):

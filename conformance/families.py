@@ -62,6 +62,16 @@ FAMILIES: dict[str, dict[str, Any]] = {
     # largest level and P = 0.5 s, its small level (the derived confirm window: 7 s). Random
     # examples caught it in 88 of 600 here, in 9 of 600 in the plain settle family.
     "settle-G": {},
+    # The settle family on a mixed fleet: the first encoder an infrastructure node, which
+    # claims through the database (atomic, conditional), the second a community node, which
+    # the gateway also hands the job within G of that claim; its accept's check misses the
+    # claim and its unconditional write lands up to G later, the last writer (the gateway's
+    # check-then-act does not care who wrote the assignment it missed). Only the settle after
+    # the database claim keeps the infrastructure node from working on a job it has lost.
+    "settle-database": {},  # filled in below: the settle family, half infrastructure
+    # The same race after an aid claim (atomic and conditional too): the first encoder a
+    # community node on Gateway Aid, the second one on the legacy gateway.
+    "settle-aid": {},
     # Community nodes whose gateway pings never land; the gateway reassigns exactly T after
     # the claim and hands the job at once to the idle encoder, whose settle is as short as the
     # model allows (G = 0, a monitor without lag); long encodes, so the lease ends first.
@@ -172,6 +182,25 @@ FAMILIES: dict[str, dict[str, Any]] = {
 
 
 FAMILIES["push"] = {**FAMILIES["settle"], "push_rate": 1.0, "push_latency": 0.0}
+# One point of the timing model for it (levels of the general generator, the confirm window
+# derived as it derives it): G = 2 s and ε = 0, so a settle short by a G is short by all of
+# it; the monitor lagging up to Δ = 1 s, enough for the community node's pre-claim check to
+# miss the claim, not so much that its own settle (3G + ε + Δ) outlasts the infrastructure
+# node's next heartbeat (R = 10 s, and a cancellation taking C = 3 s), which the overwrite
+# makes fail. Random examples (2026-12-04) caught the skipped settle in 96 of 600, the G
+# believed a quarter of itself in 64 of 600. Before the world doubled database claims, the
+# skipped settle was caught in none of 600 general worlds with half or all nodes on the
+# database, every hand-out doubled.
+FAMILIES["settle-database"] = {
+    **FAMILIES["settle"], "infra_fraction": 0.5, "write_delay": 2.0, "clock_drift": 0.0,
+    "monitor_lag": 1.0, "monitor_lag_mean": 1.0, "pause_max": 0.5, "cancel_latency": 3.0,
+    "reassign_timeout": 60.0, "progress_timeout": 300.0, "recheck_interval": 10.0,
+    "confirm_timeout": 20.0,
+}
+# Random examples (2026-12-04) caught the settle skipped after an aid claim in 30 of 200 here,
+# in 1 of 200 in the settle family with half the community nodes on aid.
+FAMILIES["settle-aid"] = {**FAMILIES["settle-database"], "infra_fraction": 0.0,
+                          "aid_fraction": 0.5}
 #: The timing model of the two settle families below: one point of the general generator
 #: (``timing_points``), each bound at one of its levels, the derived R and confirm window as it
 #: derives them (T = 30 s: a budget of 24 s, so a confirm window of 2 s), so that

@@ -84,3 +84,32 @@ def test_a_read_sees_a_write_landing_at_the_instant_it_reflects():
     fixed = race(FINDING_TIE, "hardened")
     keeps = ("S1", "S2", "S3", "lease")
     assert not fixed.violated(*keeps), fixed.explain(*keeps)
+
+
+#: A tie where a database claim lands (2026-12-04, found by the first search of the
+#: settle-database family, once the world doubled database claims). One infrastructure node
+#: (e0) and one community node (e1); G = 0 and ε = 0, so e0's settle after its database claim
+#: is 3G + ε = 0: it claims at 31.726 (landing at once) and reads the database at once. The
+#: gateway, woken by the double hand-out at that instant, offers e1 the job; e1's accept, sent
+#: at the same instant, is a check that reflects the database at 31.726 - G = 31.726, the very
+#: instant e0's claim landed. Under the old check rule (``landed >= reflects`` missed it) the
+#: accept passed and overwrote e0 at once, e0 had already read itself and started, and both
+#: encoders processed the job. A check is a read: it sees a write landing up to TIE_S after the
+#: instant it reflects (``sim._world.misses``), so with G = 0 no check misses a claim.
+FINDING_DATABASE_TIE = World(
+    BASE.replace(
+        infra_fraction=0.5, lie_rate=1.0, write_delay=0.0, late_write_rate=1.0,
+        reassign_timeout=30.0, reassign_scan_interval=0.0, progress_timeout=60.0,
+        gateway_latency=0.0, monitor_latency=0.0, database_latency=0.0, clock_drift=0.0,
+        edge_rate=0.9, await_pause_rate=0.3, confirm_timeout=12.0,
+    ),
+    tape=(),
+    seed=2326,
+)
+
+
+def test_a_check_sees_a_claim_landing_at_the_instant_it_reflects():
+    assert not FINDING_DATABASE_TIE.scenario.timing_model().problems()  # inside the model
+    fixed = race(FINDING_DATABASE_TIE, "hardened")
+    keeps = ("S1", "S2", "S3", "lease")
+    assert not fixed.violated(*keeps), fixed.explain(*keeps)

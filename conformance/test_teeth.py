@@ -41,6 +41,7 @@ from conformance.canaries import (
     BatchMissingAsAvailable,
     CachedRecheck,
     LatePushEndsSettle,
+    NoSettleAfterConditionalClaim,
     OlderAssignmentConfirms,
     ProgressFromOnePing,
     ProgressWithoutStartMarker,
@@ -97,6 +98,17 @@ TEETH = [
     Tooth("settle-without-a-G", "settle-G", 100, 19, _misbelief("settle-without-a-G")),
     Tooth("settle-without-ε", "settle-ε", 250, 19, _misbelief("settle-without-ε")),
     Tooth("settle-without-lag", "settle", 300, 19, _misbelief("settle-without-lag")),
+    # ... and after a database claim, which the gateway's check-then-act accept overwrites as
+    # readily as its own (2026-12-04: no world raced the two before, and the shortcut of
+    # skipping the settle after an atomic claim passed every suite). Its formula there has a
+    # G to spare (a database write lands before its answer), so of its terms only G, believed
+    # a quarter of itself, falls short.
+    Tooth("settle-skipped-after-a-database-claim", "settle-database", 90, 19,
+          protocol=NoSettleAfterConditionalClaim),
+    Tooth("believes-G-smaller-after-a-database-claim", "settle-database", 160, 19,
+          _misbelief("believes-G-smaller")),
+    Tooth("settle-skipped-after-an-aid-claim", "settle-aid", 120, 19,
+          protocol=NoSettleAfterConditionalClaim),
     # the lease formula, judged directly too: the owner's work must be stopped before the
     # gateway reassigns the job by timeout ("lease"), not only through a successor's overlap
     # (S2), whose own settle of at least ε hid a lease ending up to ε late. Budgets re-measured

@@ -79,12 +79,12 @@ COLUMNS: Final[dict[str, str]] = {
     # ---- a run's metrics (sim/_metrics.py); in an aggregate, counts are summed over seeds
     "jobs": "jobs released (the denominator of every per-1,000 figure); summed over seeds",
     "committed": "jobs with a committed result",
-    "planned_double": "planned double hand-outs: jobs whose first gateway hand-out the seed's "
+    "planned_double": "planned double hand-outs: jobs whose first assignment the seed's "
                       "world plans to offer to a second encoder (the same jobs for every chain; "
                       "the denominator of race prevention)",
     "realised_double": "planned double hand-outs the world made in this run (jobs): the job "
-                       "was handed out through the gateway before faults_until; a chain that "
-                       "claims through the database may never do so (null: a live run)",
+                       "was assigned before faults_until and another encoder polled within G "
+                       "(null: a live run)",
     "double_assigned": "jobs this chain let be assigned to two encoders in one round (a world "
                        "double-accept or two encoders told 'yours'); chain-dependent",
     "overlapping_jobs": "HEADLINE, jobs processed by two encoders at once (jobs with an S2 "

@@ -5,11 +5,12 @@ disagree with a check about what happened. Every column is defined in :mod:`sim.
 
 The headline measure is **jobs processed by two encoders at once per 1,000 jobs**
 (``overlapping_per_1000``: the jobs with an S2 violation). Race prevention is measured against
-the double hand-outs the seed's world *plans* (``planned_double``: the jobs whose first gateway
-hand-out the world doubles if it makes one, the same set for every chain under common random
-numbers, :mod:`sim._rng`), not against those a chain let happen. A chain that claims through
-the database may never hand a job out through the gateway, so the world does not make every
-planned offer: ``realised_double`` counts the ones it made, chain by chain.
+the double hand-outs the seed's world *plans* (``planned_double``: the jobs whose first
+assignment, through the gateway, aid or the database, the world doubles if it makes one, the
+same set for every chain under common random numbers, :mod:`sim._rng`), not against those a
+chain let happen. The world makes a planned offer only if an encoder polls within G of the
+assignment (and before ``faults_until``): ``realised_double`` counts the ones it made, chain
+by chain.
 
 One interval method everywhere: over seeds, a figure is the mean of its per-seed values with a
 95% Student-t interval (:func:`t_interval`); a comparison of two chains is the mean of their
@@ -254,13 +255,12 @@ def _per_1000(count: int, jobs: int) -> float:
 
 
 def planned_doubles(lie_rate: float, seed: int, jobs: Sequence[str]) -> list[str]:
-    """The planned double hand-outs: the jobs whose first *gateway* hand-out the world of
-    ``seed`` doubles (the gateway's ``lie_rate`` draw for job j's first gateway hand-out,
-    keyed by (seed, job): sim/_world.py). The same list for every chain: the denominator of
-    race prevention. The world makes a planned offer only if the job is handed out through the
-    gateway before the scenario's ``faults_until``; a chain that claims through the database
-    may never do so. The list counts it all the same (an offer a chain's claim path avoided is
-    a race it prevented); ``realised_double`` counts the offers the world made."""
+    """The planned double hand-outs: the jobs whose first assignment the world of ``seed``
+    doubles (the gateway's ``lie_rate`` draw for job j's first assignment, through whichever
+    tier, keyed by (seed, job): sim/_world.py). The same list for every chain: the denominator
+    of race prevention. The world makes a planned offer only if the job is assigned before the
+    scenario's ``faults_until`` and an encoder polls within G of it; the list counts it all the
+    same; ``realised_double`` counts the offers the world made."""
     streams = Streams(seed)
     return [j for j in jobs
             if streams.keyed("gateway.double", j, 1).random() < lie_rate]

@@ -116,6 +116,24 @@ class Job:
 TIE_S: Final = 1e-6
 
 
+def misses(landed: float, reflects: float, now: float) -> bool:
+    """Whether a check made ``now`` that reflects the database at ``reflects`` (up to G
+    earlier) misses a write that landed at ``landed``.
+
+    At a tie the adversary chooses: a check reflecting an instant before its own misses a
+    write landing at exactly that instant, so a competing accept can land exactly 2G after
+    our claim, the settle's closed edge, which the deciding read must see (the tie rule of
+    reads, ``TIE_S``: that write was sent before the read, G > 0 earlier, and is applied
+    first). A check reflecting its own instant (G = 0) sees every write already applied:
+    otherwise its accept, sent at that instant after a deciding read of the same instant,
+    would land unseen by it, which no driver of a world in instants can order otherwise.
+    (Found on 2026-12-04 once the world doubled database claims: with G = ε = 0 the settle
+    after a database claim is 0, the gateway's check at the very instant the claim landed
+    missed it, and the hardened chain processed the job twice: ``FINDING_DATABASE_TIE`` in
+    ``conformance/test_regressions.py``.)"""
+    return reflects < now and landed >= reflects
+
+
 def _windows(rng: Any, per_hour: float, mean_s: float, until: float) -> list[tuple[float, float]]:
     """Poisson-placed outage windows with exponential durations, up to ``until``."""
     out: list[tuple[float, float]] = []
@@ -170,8 +188,8 @@ class World:
         self._keyed = streams.keyed  # offered randomness, per entity (sim/_rng.py: CRN)
         self._accepts: dict[tuple[str, int, bool], int] = {}  # accepts so far, per draw key
         self._next_keyed = streams.next_keyed  # the k-th draw of one key (status lies)
-        #: Gateway hand-outs so far, per job: the k-th one's draws are keyed by k, a count that
-        #: database claims (which ``epoch`` also counts) do not move.
+        #: Assignments so far, per job (gateway, aid or database): the k-th one's draws are
+        #: keyed by k, so the k-th assignment of a job is offered the same lie in every chain.
         self.handouts: dict[str, int] = {}
         #: The jobs whose first gateway hand-out the world did offer to a second encoder (the
         #: realised part of the plan, sim/_metrics.py ``planned_doubles``).
@@ -288,14 +306,17 @@ class World:
         self._write(job, status="assigned", owner=did, token=token)
         self.history.add(self.env.now, WORLD, job.id, "assign", "ok",
                          (encoder_name(did), job.epoch))
-        offer = None
-        if token is None:
-            k = self.handouts[job.id] = self.handouts.get(job.id, 0) + 1
-            offer = self._keyed("gateway.double", job.id, k)
-        if offer is not None and self._faulty() and offer.random() < self.sc.lie_rate:
-            # lie_rate: the share of gateway assignments that the gateway also hands to the
-            # next encoder that polls within G (realised only if one does). Drawn per job and
-            # gateway hand-out (its k-th), so every chain on a seed is offered the same lies.
+        # Every assignment, whoever wrote it: the gateway's accept is check-then-act whatever
+        # wrote the assignment its check missed, a database or aid claim as much as its own
+        # (before 2026-12-04 only gateway and aid assignments were doubled, so no world raced
+        # a gateway accept against a database claim, and the settle after one was unproven:
+        # a protocol that skipped it passed every suite).
+        k = self.handouts[job.id] = self.handouts.get(job.id, 0) + 1
+        offer = self._keyed("gateway.double", job.id, k)
+        if self._faulty() and offer.random() < self.sc.lie_rate:
+            # lie_rate: the share of assignments that the gateway also hands to the next
+            # encoder that polls within G (realised only if one does). Drawn per job and
+            # assignment (its k-th), so every chain on a seed is offered the same lies.
             self._double.append((self.env.now + self.sc.write_delay, job.id))
             if k == 1:
                 self.doubled.add(job.id)
@@ -450,7 +471,7 @@ class World:
         if not free and lying and job.owner != did and job.status in PROCESSABLE_STATUSES:
             # The check of a double-handed accept reads the job as it was up to G ago (inside
             # the timing model), or not at all (blind_accept_rate: outside the model).
-            free = job.owned_at >= self.env.now - sc.write_delay or (
+            free = misses(job.owned_at, self.env.now - sc.write_delay, self.env.now) or (
                 draws.random() < sc.blind_accept_rate)
         if not free:
             return _NOT_AVAILABLE, delay  # the real gateway says a generic 500
