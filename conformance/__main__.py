@@ -34,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ex = commands.add_parser("explore", help="enumerate every schedule of a small world",
                              description=__doc__.split("\n\n")[0] if __doc__ else None)
     ex.add_argument("--chain", action="append", required=True, metavar="NAME",
-                    help="chain, misbelief or settle-from-decision (repeatable); known: "
+                    help="chain, misbelief, settle-from-decision or no-settle-after-atomic-claim "
+                         "(repeatable); known: "
                          + ", ".join(subject_names()))
     ex.add_argument("--frame", action="append", choices=sorted(FRAMES), metavar="NAME",
                     help="world frame (repeatable; default: all): "

@@ -56,7 +56,7 @@ from sim import History, RunResult, Scenario, Streams, run_once
 from verifier import Policy, builtin_chain_names
 from verifier.protocol import OwnershipProtocol
 
-from .canaries import MISBELIEFS, SettleFromDecision
+from .canaries import MISBELIEFS, NoSettleAfterConditionalClaim, SettleFromDecision
 from .worlds import BASE, World, judge_race, save_counterexample
 
 __all__ = [
@@ -149,6 +149,13 @@ FRAMES: dict[str, Frame] = {f.name: f for f in [
           "the idle encoder",
           {**_QUIET, "infra_fraction": 0.0, "stall_rate": 1.0, "wake_on_requeue": 1.0,
            "progress_timeout": 120.0, "encode_mean_s": 60.0, "faults_until": 300.0}),
+    Frame("mixed", "one infrastructure node (database + monitor + gateway) and one community "
+          "node (monitor + gateway) whose gateway doubles every assignment, a database claim "
+          "included (waking the idle encoder at once), writes landing late (G at the top), "
+          "the monitor's lag 0 or Δ, a pause of exactly P or none at every await point: the "
+          "settle after a database claim",
+          {**_QUIET, "infra_fraction": 0.5, "lie_rate": 1.0, "late_write_rate": 1.0,
+           "await_pause_rate": 0.5}),
     Frame("database", "infrastructure nodes (database + monitor + gateway): a double "
           "hand-out or not, each database call failing (reply lost or request dropped) or "
           "not, pauses of P at await points",
@@ -386,6 +393,8 @@ class Subject:
 
 #: The old settle rule of the proof issue's finding 1 (a pause between a decision and its send).
 OLD_SETTLE_RULE = "settle-from-decision"
+#: No settle wait after an atomic claim (database or aid): :class:`NoSettleAfterConditionalClaim`.
+NO_SETTLE_AFTER_ATOMIC_CLAIM = "no-settle-after-atomic-claim"
 
 
 def subject(name: str) -> Subject:
@@ -396,12 +405,16 @@ def subject(name: str) -> Subject:
     if name == OLD_SETTLE_RULE:
         return Subject(name, protocol=SettleFromDecision,
                        spec=f"{SettleFromDecision.__module__}:SettleFromDecision")
+    if name == NO_SETTLE_AFTER_ATOMIC_CLAIM:
+        canary = NoSettleAfterConditionalClaim
+        return Subject(name, protocol=canary, spec=f"{canary.__module__}:{canary.__name__}")
     Policy.named(name)  # raises ValueError naming the known chains
     return Subject(name, chain=name)
 
 
 def subject_names() -> list[str]:
-    return [*builtin_chain_names(), *(m.name for m in MISBELIEFS), OLD_SETTLE_RULE]
+    return [*builtin_chain_names(), *(m.name for m in MISBELIEFS), OLD_SETTLE_RULE,
+            NO_SETTLE_AFTER_ATOMIC_CLAIM]
 
 
 @dataclass

@@ -19,6 +19,7 @@ from conformance.__main__ import main
 from conformance.explore import (
     EDGE,
     FRAMES,
+    NO_SETTLE_AFTER_ATOMIC_CLAIM,
     OLD_SETTLE_RULE,
     Exploration,
     Schedule,
@@ -28,7 +29,8 @@ from conformance.explore import (
 from conformance.worlds import World, race
 
 #: Deviations per schedule in CI, per frame (every frame's hardened exploration is complete).
-CI_DEPTH = {"handout": 2, "settle": 2, "tiers": 2, "lease": 1, "database": 2, "progress": 1}
+CI_DEPTH = {"handout": 2, "settle": 2, "tiers": 2, "lease": 1, "database": 2, "progress": 1,
+            "mixed": 2}
 
 #: What must be caught in CI: (subject, frame, most deviations its minimal schedule may need).
 CAUGHT = [
@@ -38,6 +40,9 @@ CAUGHT = [
     ("hardened-without-cancel", "lease", 0),
     ("hardened-without-lease", "lease", 0),
     (OLD_SETTLE_RULE, "handout", 2),
+    # the settle after a database claim, which the gateway overwrites too
+    (NO_SETTLE_AFTER_ATOMIC_CLAIM, "mixed", 0),
+    ("believes-G-smaller", "mixed", 1),
     # a term of each formula, and the no-progress clock
     ("settle-without-ε", "handout", 1),
     ("lease-without-C", "lease", 1),
