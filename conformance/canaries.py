@@ -13,7 +13,8 @@ Two kinds, both built on the shipped protocol rather than re-implementing it:
   :class:`ProgressFromOnePing`, the no-progress clock moved by one counted ping;
   :class:`ProgressWithoutStartMarker`, the two-value clock without its start marker (L1);
   :class:`NoSettleAfterConditionalClaim`, no settle wait after an atomic claim (the gateway's
-  check-then-act accept overwrites it all the same).
+  check-then-act accept overwrites it all the same); :class:`FallbackSettleWithoutLag`, the
+  monitor's fallback read after a failed database read settled as the database's.
 
 A suite that passes the hardened chain but cannot catch these is not evidence.
 """
@@ -51,6 +52,7 @@ __all__ = [
     "BackoffPastLease",
     "BatchMissingAsAvailable",
     "CachedRecheck",
+    "FallbackSettleWithoutLag",
     "LatePushEndsSettle",
     "Misbelief",
     "NoSettleAfterConditionalClaim",
@@ -86,6 +88,18 @@ class NoSettleAfterConditionalClaim(OwnershipProtocol):
         super().__init__(job_id, me=me, policy=policy, tiers=tiers)
         if self.claim_via is not Tier.GATEWAY and self.policy.settle:
             self.policy = self.policy.without("settle")
+
+
+class FallbackSettleWithoutLag(OwnershipProtocol):
+    """The settle of the database path used for the monitor's fallback read: an
+    infrastructure node whose database read failed asks the monitor after 3G + ε, without the
+    monitor's lag, so a lagging "yours" reflects the database from before a competing write
+    landed (found by a helper's mutants, 2026-12-04: no family reached the fallback read)."""
+
+    def _lag(self, tier: Tier) -> float:
+        if tier is Tier.MONITOR and self.tiers.has(Tier.DATABASE):
+            return 0.0
+        return super()._lag(tier)
 
 
 class ReleaseBeforeStop(OwnershipProtocol):

@@ -72,6 +72,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
     # The same race after an aid claim (atomic and conditional too): the first encoder a
     # community node on Gateway Aid, the second one on the legacy gateway.
     "settle-aid": {},
+    # ... and the monitor's fallback read after the database's read failed.
+    "settle-fallback": {},
     # Community nodes whose gateway pings never land; the gateway reassigns exactly T after
     # the claim and hands the job at once to the idle encoder, whose settle is as short as the
     # model allows (G = 0, a monitor without lag); long encodes, so the lease ends first.
@@ -197,6 +199,14 @@ FAMILIES["settle-database"] = {
     "reassign_timeout": 60.0, "progress_timeout": 300.0, "recheck_interval": 10.0,
     "confirm_timeout": 20.0,
 }
+# The same with the database failing half its calls and the monitor lagging up to Δ = 5 s:
+# an infrastructure node whose deciding read through the database fails falls back to the
+# monitor, whose read must wait the monitor's settle, 3G + ε + Δ, not the database's. The
+# node must also miss its first heartbeat's refusal (a failed call), or it stops before the
+# other encoder starts: random examples (2026-12-04) caught the fallback settled without Δ in
+# 10 of 200 here, in none of 850 of the shipped families and the general generator.
+FAMILIES["settle-fallback"] = {**FAMILIES["settle-database"], "database_error_rate": 0.5,
+                               "monitor_lag": 5.0}
 # Random examples (2026-12-04) caught the settle skipped after an aid claim in 30 of 200 here,
 # in 1 of 200 in the settle family with half the community nodes on aid.
 FAMILIES["settle-aid"] = {**FAMILIES["settle-database"], "infra_fraction": 0.0,

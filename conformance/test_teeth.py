@@ -40,6 +40,7 @@ from conformance.canaries import (
     BackoffPastLease,
     BatchMissingAsAvailable,
     CachedRecheck,
+    FallbackSettleWithoutLag,
     LatePushEndsSettle,
     NoSettleAfterConditionalClaim,
     OlderAssignmentConfirms,
@@ -109,6 +110,10 @@ TEETH = [
           _misbelief("believes-G-smaller")),
     Tooth("settle-skipped-after-an-aid-claim", "settle-aid", 120, 19,
           protocol=NoSettleAfterConditionalClaim),
+    # the monitor's fallback after a failed database read, settled as the database's (a
+    # helper's mutant, 2026-12-04: no shipped family reached it; the most needed 253)
+    Tooth("fallback-settle-without-lag", "settle-fallback", 600, 19,
+          protocol=FallbackSettleWithoutLag),
     # the lease formula, judged directly too: the owner's work must be stopped before the
     # gateway reassigns the job by timeout ("lease"), not only through a successor's overlap
     # (S2), whose own settle of at least ε hid a lease ending up to ε late. Budgets re-measured
