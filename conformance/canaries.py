@@ -14,7 +14,9 @@ Two kinds, both built on the shipped protocol rather than re-implementing it:
   :class:`ProgressWithoutStartMarker`, the two-value clock without its start marker (L1);
   :class:`NoSettleAfterConditionalClaim`, no settle wait after an atomic claim (the gateway's
   check-then-act accept overwrites it all the same); :class:`FallbackSettleWithoutLag`, the
-  monitor's fallback read after a failed database read settled as the database's.
+  monitor's fallback read after a failed database read settled as the database's;
+  :class:`RecheckWithoutDeadline` and :class:`HeartbeatWithoutDeadline`, requests during work
+  sent without the lease end as their deadline.
 
 A suite that passes the hardened chain but cannot catch these is not evidence.
 """
@@ -33,6 +35,7 @@ from verifier.protocol import (
     Answer,
     CancelWork,
     Claim,
+    Heartbeat,
     Hinted,
     Outcome,
     OutcomeKind,
@@ -53,6 +56,7 @@ __all__ = [
     "BatchMissingAsAvailable",
     "CachedRecheck",
     "FallbackSettleWithoutLag",
+    "HeartbeatWithoutDeadline",
     "LatePushEndsSettle",
     "Misbelief",
     "NoSettleAfterConditionalClaim",
@@ -60,6 +64,7 @@ __all__ = [
     "ProgressFromOnePing",
     "ProgressWithoutStartMarker",
     "PushAsProof",
+    "RecheckWithoutDeadline",
     "ReleaseBeforeStop",
     "SettleFromDecision",
     "believing",
@@ -100,6 +105,34 @@ class FallbackSettleWithoutLag(OwnershipProtocol):
         if tier is Tier.MONITOR and self.tiers.has(Tier.DATABASE):
             return 0.0
         return super()._lag(tier)
+
+
+class RecheckWithoutDeadline(OwnershipProtocol):
+    """Re-check reads during work sent without the lease end as their deadline: a read that
+    hangs until its client gives up (10 s) holds the work past the lease end. (Found by a
+    helper's mutants, 2026-12-04: the world never let a read hang, so nothing caught it.)"""
+
+    def _recheck(self, deadline: float | None) -> Generator[
+            Action, Answer, tuple[Any, Observation | None, float, float | None]]:
+        return (yield from super()._recheck(None))
+
+
+class HeartbeatWithoutDeadline(OwnershipProtocol):
+    """Database and aid heartbeats sent without the lease end as their deadline: one that
+    hangs until its client gives up holds the work past the lease end (the gateway's pings
+    keep theirs, whose lost replies the world always had)."""
+
+    def _work(self, lease_base: float) -> Generator[Action, Answer, Outcome]:
+        work = super()._work(lease_base)
+        try:
+            action = next(work)
+            while True:
+                if isinstance(action, Heartbeat) and action.via is not Tier.GATEWAY:
+                    action = dataclasses.replace(action, deadline=None)
+                action = work.send((yield action))
+        except StopIteration as stop:
+            outcome: Outcome = stop.value
+            return outcome
 
 
 class ReleaseBeforeStop(OwnershipProtocol):

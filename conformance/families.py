@@ -115,6 +115,16 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "reassign_timeout": 30.0, "recheck_interval": 14.2, "monitor_lag": 0.0,
         "monitor_lag_mean": 0.0,
     },
+    # The lease family with a fifth of the monitor, database and aid requests hanging until
+    # their clients give up (10 s; aid's 30 s): only a request's own deadline, the lease end,
+    # answers sooner. Community nodes (re-check reads), then infrastructure nodes (database
+    # heartbeats), then aid nodes (aid heartbeats). Random examples (2026-12-04): a re-check
+    # read without the deadline caught in 15 of 150, database heartbeats without it in 16 of
+    # 150, aid heartbeats in 101 of 150; in none of the shipped families before, whose world
+    # never let a read hang (a helper's mutants).
+    "hang": {},
+    "hang-database": {},
+    "hang-aid": {},
     # Work that stops reporting progress (every phase stalls once, up to 2N) while its pings
     # go on: only the no-progress clock N can run out; the gateway reassigns exactly N after
     # the last change and hands the job at once to the idle encoder.
@@ -250,6 +260,9 @@ FAMILIES["late-push"] = {
 FAMILIES["congested"] = {**FAMILIES["database"], "database_error_rate": 0.5,
                          "database_latency": 1.0}
 FAMILIES["cache"] = {**FAMILIES["lease"], "status_cache_s": 30.0}
+FAMILIES["hang"] = {**FAMILIES["lease"], "hang_rate": 0.2}
+FAMILIES["hang-database"] = {**FAMILIES["hang"], "infra_fraction": 1.0}
+FAMILIES["hang-aid"] = {**FAMILIES["hang"], "aid_fraction": 1.0}
 FAMILIES["batch"] = {**FAMILIES["settle"], "status_cache_s": 30.0, "batch_screen": 1.0,
                      "gateway_outages_per_hour": 30.0}
 # The progress family with retries backing off, a monitor failing 60% of the reads that prove
@@ -281,4 +294,5 @@ FAMILIES["backoff"] = {**FAMILIES["progress"], "backoff": 1.0, "monitor_error_ra
 #: the progress family (and the backoff family) every phase stalls until then, so jobs run out
 #: of their five attempts first; in the stuck family every input hangs until then. L1 is not
 #: judged in their worlds.
-NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff", "proof", "stuck"})
+NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff", "proof", "stuck",
+                                "hang", "hang-database", "hang-aid"})

@@ -41,12 +41,14 @@ from conformance.canaries import (
     BatchMissingAsAvailable,
     CachedRecheck,
     FallbackSettleWithoutLag,
+    HeartbeatWithoutDeadline,
     LatePushEndsSettle,
     NoSettleAfterConditionalClaim,
     OlderAssignmentConfirms,
     ProgressFromOnePing,
     ProgressWithoutStartMarker,
     PushAsProof,
+    RecheckWithoutDeadline,
     ReleaseBeforeStop,
 )
 from conformance.families import FAMILIES, NO_TIMELY_LIVENESS
@@ -110,6 +112,15 @@ TEETH = [
           _misbelief("believes-G-smaller")),
     Tooth("settle-skipped-after-an-aid-claim", "settle-aid", 120, 19,
           protocol=NoSettleAfterConditionalClaim),
+    # every request during work carries the lease end as its deadline: re-check reads, and
+    # database and aid heartbeats, in worlds where requests hang until their clients give up
+    # (a helper's mutants, 2026-12-04: the world never let a read hang)
+    Tooth("recheck-without-the-deadline", "hang", 100, 19, protocol=RecheckWithoutDeadline,
+          properties=LEASE),
+    Tooth("database-heartbeat-without-the-deadline", "hang-database", 240, 19,
+          protocol=HeartbeatWithoutDeadline, properties=LEASE),
+    Tooth("aid-heartbeat-without-the-deadline", "hang-aid", 20, 19,
+          protocol=HeartbeatWithoutDeadline, properties=LEASE),
     # the monitor's fallback after a failed database read, settled as the database's (a
     # helper's mutant, 2026-12-04: no shipped family reached it; the most needed 253)
     Tooth("fallback-settle-without-lag", "settle-fallback", 600, 19,

@@ -123,6 +123,14 @@ class Scenario:
     database_error_rate: float = 0.0
     aid_fraction: float = 0.0
     aid_latency: float = 0.15
+    #: Probability that a monitor or database read, or a database or aid write, hangs: no
+    #: answer until its client gives up, after ``client_timeout`` (the monitor's and the
+    #: database's) or ``aid_timeout`` (docs/contract.md: 10 s and 30 s); a hanging write is
+    #: done or not, each half the time, and answered "unknown". Only a request's own deadline
+    #: (the lease end) answers sooner: a driver that sends one without it waits the timeout.
+    hang_rate: float = 0.0
+    client_timeout: float = 10.0
+    aid_timeout: float = 30.0
     # --- encoders
     poll_interval: float = 60.0
     download_mean_s: float = 30.0
@@ -209,7 +217,7 @@ class Scenario:
                      "monitor_error_rate", "aid_fraction", "pause_tail", "edge_rate",
                      "await_pause_rate", "database_error_rate", "ping_loss_rate", "ping_drop_rate",
                      "wake_on_requeue", "stall_rate", "stuck_rate", "backoff", "push_rate",
-                     "batch_screen"):
+                     "batch_screen", "hang_rate"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
         if self.assignment not in ("myjob", "getjob"):

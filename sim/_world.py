@@ -195,6 +195,7 @@ class World:
         #: realised part of the plan, sim/_metrics.py ``planned_doubles``).
         self.doubled: set[str] = set()
         self._delays = streams.stream("gateway.write_delay")
+        self._hang = streams.stream("hang")  # hang_rate: drawn only when it is above 0
         self._monitor = streams.stream("monitor")
         self._latency = streams.stream("latency")
         horizon = scenario.faults_until if scenario.faults_until is not None else scenario.max_time
@@ -589,6 +590,8 @@ class World:
     def monitor_read(self, job_id: str) -> tuple[Observed | TierFailed, float]:
         self.calls["monitor"] += 1
         sc, rng, now = self.sc, self._monitor, self.env.now
+        if self._hangs():
+            return TierFailed(Tier.MONITOR, "timeout"), sc.client_timeout
         delay = self.latency(sc.monitor_latency)
         faulty = self._faulty()
         if self._down(self.monitor_down, now) or (faulty and rng.random() < sc.monitor_error_rate):
@@ -649,6 +652,22 @@ class World:
 
     # ------------------------------------------------------------------ database (infra nodes)
 
+    def _hangs(self) -> bool:
+        """Whether this request hangs until its client gives up (``hang_rate``). Drawn from a
+        stream of its own, and nothing when the rate is 0, so other draws keep their
+        sequences and worlds without hangs their histories."""
+        return bool(self.sc.hang_rate) and self._faulty() and (
+            self._hang.random() < self.sc.hang_rate)
+
+    def _hung_write(self, write: Callable[[], object], timeout: float, tier: str,
+                    token: str | None = None) -> tuple[WriteAnswered, float]:
+        """A write that hangs: done or not, each half the time, and answered "unknown" only
+        when its client gives up."""
+        if self._hang.random() < 0.5:
+            write()
+        self.history.add(self.env.now, WORLD, None, "hang", "info", tier)
+        return WriteAnswered(WriteOutcome.UNKNOWN, token=token, detail="timeout"), timeout
+
     def _db_fault(self) -> str | None:
         """A database call that fails (``database_error_rate``): ``"lost"`` (the write is done,
         the reply lost) or ``"dropped"`` (neither), each half the time; None otherwise."""
@@ -662,6 +681,8 @@ class World:
 
     def db_read(self, job_id: str) -> tuple[Observed | TierFailed, float]:
         self.calls["database"] += 1
+        if self._hangs():
+            return TierFailed(Tier.DATABASE, "timeout"), self.sc.client_timeout
         job = self.jobs[job_id]
         state = (job.status, job.owner, job.token)
         delay = self.latency(self.sc.database_latency)
@@ -673,6 +694,8 @@ class World:
                   token: str | None = None) -> tuple[WriteAnswered, float]:
         """A database write through ``_db_fault``. ``token``: the claim token the write sends,
         which its client knows (and says) whether or not the reply comes back."""
+        if self._hangs():
+            return self._hung_write(write, self.sc.client_timeout, "database", token)
         fault = self._db_fault()
         if fault is None:
             return write()
@@ -730,6 +753,14 @@ class World:
         return OK, delay
 
     # ------------------------------------------------------------------ gateway aid
+
+    def _aid_write(self, write: Callable[[], tuple[WriteAnswered, float]]
+                   ) -> tuple[WriteAnswered, float]:
+        """An aid write, unless it hangs (``hang_rate``): then done or not, and answered
+        "unknown" only when its client gives up (``aid_timeout``)."""
+        if self._hangs():
+            return self._hung_write(write, self.sc.aid_timeout, "aid")
+        return write()
 
     def aid_claim(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
         """Atomic conditional update, evaluated when it lands (409 when taken)."""
@@ -805,7 +836,7 @@ class World:
                 answer, delay = self._db_write(
                     lambda: self.db_claim(did, job_id, action.conditional, token), token)
             else:
-                answer, delay = self.aid_claim(did, job_id)
+                answer, delay = self._aid_write(lambda: self.aid_claim(did, job_id))
         elif kind is Heartbeat:
             progress = (action.pct, action.download_pct)
             if via is Tier.GATEWAY:
@@ -814,7 +845,7 @@ class World:
                 answer, delay = self._db_write(
                     lambda: self.db_heartbeat(did, job_id, action.token, progress))
             else:
-                answer, delay = self.aid_heartbeat(did, job_id, progress)
+                answer, delay = self._aid_write(lambda: self.aid_heartbeat(did, job_id, progress))
         elif kind is Finish:
             if via is Tier.GATEWAY:
                 answer, delay = self.gw_finish(did, job_id)
@@ -822,7 +853,7 @@ class World:
                 answer, delay = self._db_write(
                     lambda: self.db_finish(did, job_id, action.token, action.fenced))
             else:
-                answer, delay = self.aid_finish(did, job_id)
+                answer, delay = self._aid_write(lambda: self.aid_finish(did, job_id))
         elif kind is Release:
             if via is Tier.GATEWAY:
                 answer, delay = self.gw_release(did, job_id, action.failed)
