@@ -74,6 +74,9 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "settle-aid": {},
     # ... and the monitor's fallback read after the database's read failed.
     "settle-fallback": {},
+    # ... and a database claim whose reply was lost and whose write the server applies only
+    # later, up to G after it was sent: the third G of the settle (below).
+    "settle-unknown": {},
     # Community nodes whose gateway pings never land; the gateway reassigns exactly T after
     # the claim and hands the job at once to the idle encoder, whose settle is as short as the
     # model allows (G = 0, a monitor without lag); long encodes, so the lease ends first.
@@ -217,6 +220,15 @@ FAMILIES["settle-database"] = {
 # 10 of 200 here, in none of 850 of the shipped families and the general generator.
 FAMILIES["settle-fallback"] = {**FAMILIES["settle-database"], "database_error_rate": 0.5,
                                "monitor_lag": 5.0}
+# A database claim answered "unknown" whose write lands exactly G after it was sent, after the
+# answer; the community node, woken by the double hand-out when it lands, answers no sooner
+# than the network lets it (latencies on: with none, its write lands at the very instant a
+# settle one G short reads, and the read sees it), so only the settle's third G keeps the
+# deciding read after its write. Random examples (2026-12-04) caught that G dropped after an
+# unknown claim in 10 of 200 here, in none of 200 in the settle-database family.
+FAMILIES["settle-unknown"] = {**FAMILIES["settle-database"], "database_error_rate": 0.3,
+                              "late_lost_write_rate": 1.0, "gateway_latency": 0.05,
+                              "monitor_latency": 0.2, "await_pause_rate": 0.0}
 # Random examples (2026-12-04) caught the settle skipped after an aid claim in 30 of 200 here,
 # in 1 of 200 in the settle family with half the community nodes on aid.
 FAMILIES["settle-aid"] = {**FAMILIES["settle-database"], "infra_fraction": 0.0,

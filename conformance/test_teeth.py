@@ -50,6 +50,7 @@ from conformance.canaries import (
     PushAsProof,
     RecheckWithoutDeadline,
     ReleaseBeforeStop,
+    ShortSettleAfterUnknownClaim,
 )
 from conformance.families import FAMILIES, NO_TIMELY_LIVENESS
 from conformance.worlds import Race, World, aim, race, worlds
@@ -121,6 +122,11 @@ TEETH = [
           protocol=HeartbeatWithoutDeadline, properties=LEASE),
     Tooth("aid-heartbeat-without-the-deadline", "hang-aid", 20, 19,
           protocol=HeartbeatWithoutDeadline, properties=LEASE),
+    # the settle's third G after a database claim answered "unknown", whose write the
+    # server may still apply up to G after it was sent (a helper's mutants, 2026-12-04; the
+    # world applied such writes when served until then; the most needed 167)
+    Tooth("short-settle-after-an-unknown-claim", "settle-unknown", 350, 19,
+          protocol=ShortSettleAfterUnknownClaim),
     # the monitor's fallback after a failed database read, settled as the database's (a
     # helper's mutant, 2026-12-04: no shipped family reached it; the most needed 253)
     Tooth("fallback-settle-without-lag", "settle-fallback", 600, 19,

@@ -121,6 +121,10 @@ class Scenario:
     #: Probability that a database call fails: a read answers an error; a write is answered
     #: with a timeout (no reply) and lands or not, each half the time.
     database_error_rate: float = 0.0
+    #: Probability that such a write, one that lands with its reply lost, lands only after
+    #: the client's "unknown" answer: up to G after it was sent (exactly G at an edge), as a
+    #: write the server still applies after the client gave up. Otherwise it lands when served.
+    late_lost_write_rate: float = 0.0
     aid_fraction: float = 0.0
     aid_latency: float = 0.15
     #: Probability that a monitor or database read, or a database or aid write, hangs: no
@@ -217,7 +221,7 @@ class Scenario:
                      "monitor_error_rate", "aid_fraction", "pause_tail", "edge_rate",
                      "await_pause_rate", "database_error_rate", "ping_loss_rate", "ping_drop_rate",
                      "wake_on_requeue", "stall_rate", "stuck_rate", "backoff", "push_rate",
-                     "batch_screen", "hang_rate"):
+                     "batch_screen", "hang_rate", "late_lost_write_rate"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
         if self.assignment not in ("myjob", "getjob"):

@@ -196,6 +196,7 @@ class World:
         self.doubled: set[str] = set()
         self._delays = streams.stream("gateway.write_delay")
         self._hang = streams.stream("hang")  # hang_rate: drawn only when it is above 0
+        self._lost = streams.stream("database.lost")  # late_lost_write_rate, likewise
         self._monitor = streams.stream("monitor")
         self._latency = streams.stream("latency")
         horizon = scenario.faults_until if scenario.faults_until is not None else scenario.max_time
@@ -701,7 +702,16 @@ class World:
             return write()
         delay = self.latency(self.sc.database_latency)
         if fault == "lost":
-            _, delay = write()
+            sc, rng = self.sc, self._lost
+            if sc.late_lost_write_rate and rng.random() < sc.late_lost_write_rate:
+                # Applied by the server after the client gave up: up to G after the request.
+                land = sc.write_delay if self._edge(rng) else rng.random() * sc.write_delay
+
+                def apply() -> None:
+                    write()  # its answer went nowhere: the client has given up
+                self.land(land, apply)
+            else:
+                _, delay = write()
         return WriteAnswered(WriteOutcome.UNKNOWN, token=token, detail="timeout"), delay
 
     def db_claim(self, did: str, job_id: str, conditional: bool, token: str | None = None
