@@ -121,9 +121,10 @@ class Scenario:
     #: Probability that a database call fails: a read answers an error; a write is answered
     #: with a timeout (no reply) and lands or not, each half the time.
     database_error_rate: float = 0.0
-    #: Probability that such a write, one that lands with its reply lost, lands only after
-    #: the client's "unknown" answer: up to G after it was sent (exactly G at an edge), as a
-    #: write the server still applies after the client gave up. Otherwise it lands when served.
+    #: Probability that such a write, one that lands with its reply lost, lands later than it
+    #: is served: uniformly up to G after it was sent (exactly G at an edge), often after the
+    #: client's "unknown" answer, as a write the server still applies after the client gave
+    #: up. Otherwise it lands when served.
     late_lost_write_rate: float = 0.0
     aid_fraction: float = 0.0
     aid_latency: float = 0.15

@@ -130,8 +130,15 @@ def misses(landed: float, reflects: float, now: float) -> bool:
     (Found on 2026-12-04 once the world doubled database claims: with G = ε = 0 the settle
     after a database claim is 0, the gateway's check at the very instant the claim landed
     missed it, and the hardened chain processed the job twice: ``FINDING_DATABASE_TIE`` in
-    ``conformance/test_regressions.py``.)"""
-    return reflects < now and landed >= reflects
+    ``conformance/test_regressions.py``.) At G > 0 the edge allows the tie's microsecond,
+    so the rounding of ``(L + G) - G`` cannot lose it.
+
+    The world judges the check against the current assignment only: if that one overwrote
+    an earlier owner within G, the job was never free in the window, yet the check passes (a
+    check staler than G, outside the model, older than this rule; harmless to the proof, as
+    the accept still lands within 2G of the current owner's landing, and the owner before
+    it had lost the job already: an adversarial review, 2026-12-04)."""
+    return reflects < now and landed >= reflects - TIE_S
 
 
 def _windows(rng: Any, per_hour: float, mean_s: float, until: float) -> list[tuple[float, float]]:
@@ -191,7 +198,7 @@ class World:
         #: Assignments so far, per job (gateway, aid or database): the k-th one's draws are
         #: keyed by k, so the k-th assignment of a job is offered the same lie in every chain.
         self.handouts: dict[str, int] = {}
-        #: The jobs whose first gateway hand-out the world did offer to a second encoder (the
+        #: The jobs whose first assignment the world did offer to a second encoder (the
         #: realised part of the plan, sim/_metrics.py ``planned_doubles``).
         self.doubled: set[str] = set()
         self._delays = streams.stream("gateway.write_delay")
@@ -464,8 +471,8 @@ class World:
         self._lying.discard((did, job_id))
         # An accept's draws are keyed by the job, its assignment, whether it is the double
         # hand-out's, and how many such accepts came before: the legitimate and the lying
-        # accept of job j's k-th hand-out land alike in every chain (CRN).
-        handouts = self.handouts.get(job_id, 0)  # the gateway hand-outs before this accept's
+        # accept of job j's k-th assignment land alike in every chain (CRN).
+        handouts = self.handouts.get(job_id, 0)  # the assignments before this accept's
         key = (job_id, handouts, lying)
         n = self._accepts[key] = self._accepts.get(key, 0) + 1
         draws = self._keyed("gateway.accept", job_id, handouts, int(lying), n)
