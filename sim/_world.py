@@ -672,7 +672,9 @@ class World:
         """A write that hangs: done or not, each half the time, and answered "unknown" only
         when its client gives up."""
         if self._hang.random() < 0.5:
-            write()
+            write()  # done (and counted) as if it had answered
+        else:
+            self.calls[tier] += 1
         self.history.add(self.env.now, WORLD, None, "hang", "info", tier)
         return WriteAnswered(WriteOutcome.UNKNOWN, token=token, detail="timeout"), timeout
 
