@@ -293,6 +293,13 @@ def _formula_without(term: str) -> type[TimingModel]:
             terms = {"lag": lag, "P": self.pause, "G": self.write_delay}
             return sum(v for k, v in terms.items() if term != f"proof:{k}")
 
+        def lease_horizons(self) -> tuple[float, float]:
+            if term != "lease:εN/T":
+                return TimingModel.lease_horizons(self)
+            # The no-progress clock's margin with the drift over one T (ε), not over N.
+            return (self.reassign_timeout - self.lease_margin(),
+                    self.progress_timeout - self.lease_margin())
+
     Formula.__name__ = Formula.__qualname__ = f"TimingModelWithout[{term}]"
     return Formula
 
@@ -356,6 +363,10 @@ MISBELIEFS = [
     Misbelief("lease-without-ε", _dropped("lease:ε")),
     Misbelief("lease-without-P", _dropped("lease:P")),
     Misbelief("lease-without-C", _dropped("lease:C")),
+    # The drift term of the no-progress clock's margin taken over one T (ε) instead of over N
+    # (ε·N/T): the term the progress rule's first search found missing (2026-12-03), with no
+    # tooth of its own until a helper's mutants found it nearly never caught (2026-12-04).
+    Misbelief("progress-margin-with-flat-ε", _dropped("lease:εN/T")),
     # Of the proof formula only G: inside the model its lag and P terms are covered by the
     # lease margin (``docs/safety-model.md``, "The proof of a gateway ping").
     Misbelief("proof-without-G", _dropped("proof:G")),

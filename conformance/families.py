@@ -131,6 +131,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
     # Work that stops reporting progress (every phase stalls once, up to 2N) while its pings
     # go on: only the no-progress clock N can run out; the gateway reassigns exactly N after
     # the last change and hands the job at once to the idle encoder.
+    # (and ``progress-ε``, below: the progress family where its drift term ε·N/T is large)
     "progress": {
         **_QUIET, "stall_rate": 1.0, "reassign_scan_interval": 0.0, "wake_on_requeue": 1.0,
         "edge_rate": 0.9, "await_pause_rate": 0.3, "lie_rate": 0.0, "encode_mean_s": 60.0,
@@ -246,6 +247,17 @@ _SETTLE_TIMING: dict[str, Any] = {
 FAMILIES["settle-ε"] = {**FAMILIES["settle"], **_SETTLE_TIMING}
 FAMILIES["settle-G"] = {**FAMILIES["settle"], **_SETTLE_TIMING, "clock_drift": 0.0,
                         "pause_max": 0.5, "confirm_timeout": 7.0}
+# The progress family at one point of the timing model where the no-progress clock's drift
+# term is large: ε = 1 s at its largest level, N = 4T = 120 s (ε·N/T = 4 s), T = 30 s, and
+# nothing else to hide it (G = 0, a monitor without lag, P = C = 0.5 s; R and the confirm
+# window as the generator derives them). The margin with the drift over one T falls 3 s
+# short: random examples (2026-12-04) caught it in 47 of 150 here, in 4 of 150 in the
+# progress family (N = 2T there at best).
+FAMILIES["progress-ε"] = {
+    **FAMILIES["progress"], "write_delay": 0.0, "monitor_lag": 0.0, "monitor_lag_mean": 0.0,
+    "pause_max": 0.5, "clock_drift": 1.0, "cancel_latency": 0.5, "reassign_timeout": 30.0,
+    "progress_timeout": 120.0, "recheck_interval": 10.0, "confirm_timeout": 20.0,
+}
 # The liveness family with work that reports progress only every 45 s against N = 120 s: the
 # no-progress clock must move on the work's *first* report (paired with the start marker),
 # or every attempt is cancelled before its second report is counted.
@@ -307,4 +319,4 @@ FAMILIES["backoff"] = {**FAMILIES["progress"], "backoff": 1.0, "monitor_error_ra
 #: of their five attempts first; in the stuck family every input hangs until then. L1 is not
 #: judged in their worlds.
 NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff", "proof", "stuck",
-                                "hang", "hang-database", "hang-aid"})
+                                "hang", "hang-database", "hang-aid", "progress-ε"})

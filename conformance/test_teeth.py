@@ -159,6 +159,10 @@ TEETH = [
     # the no-progress rule (N): a lease that only pings renew is caught
     Tooth("believes-N-larger", "progress", 200, 19, _misbelief("believes-N-larger"),
           properties=LEASE),
+    # ... and its margin's drift over N, not one T (a helper's mutants, 2026-12-04: caught in 4
+    # of 150 progress-family worlds, with no tooth of its own)
+    Tooth("progress-margin-with-flat-ε", "progress-ε", 20, 19,
+          _misbelief("progress-margin-with-flat-ε"), properties=LEASE),
     # hardening steps, inside the model (the others: test_quality.py, test_stateful.py)
     Tooth("hardened-without-lease", "lease", 20, 19, _without("lease"), properties=LEASE),
     Tooth("hardened-without-cancel", "lease", 20, 19, _without("cancel"), properties=LEASE),
