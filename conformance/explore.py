@@ -395,26 +395,28 @@ class Subject:
 OLD_SETTLE_RULE = "settle-from-decision"
 #: No settle wait after an atomic claim (database or aid): :class:`NoSettleAfterConditionalClaim`.
 NO_SETTLE_AFTER_ATOMIC_CLAIM = "no-settle-after-atomic-claim"
+#: Canaries explored by name, besides the misbeliefs: the protocol class each name runs.
+CANARY_SUBJECTS: dict[str, type] = {
+    OLD_SETTLE_RULE: SettleFromDecision,
+    NO_SETTLE_AFTER_ATOMIC_CLAIM: NoSettleAfterConditionalClaim,
+}
 
 
 def subject(name: str) -> Subject:
-    """A built-in chain, a misbelief of :mod:`conformance.canaries`, or the old settle rule."""
+    """A built-in chain, a misbelief of :mod:`conformance.canaries`, or a named canary
+    (:data:`CANARY_SUBJECTS`: the old settle rule, no settle after an atomic claim)."""
     for m in MISBELIEFS:
         if name == m.name:
             return Subject(name, protocol=m.protocol, spec=m.protocol_spec)
-    if name == OLD_SETTLE_RULE:
-        return Subject(name, protocol=SettleFromDecision,
-                       spec=f"{SettleFromDecision.__module__}:SettleFromDecision")
-    if name == NO_SETTLE_AFTER_ATOMIC_CLAIM:
-        canary = NoSettleAfterConditionalClaim
+    canary = CANARY_SUBJECTS.get(name)
+    if canary is not None:
         return Subject(name, protocol=canary, spec=f"{canary.__module__}:{canary.__name__}")
     Policy.named(name)  # raises ValueError naming the known chains
     return Subject(name, chain=name)
 
 
 def subject_names() -> list[str]:
-    return [*builtin_chain_names(), *(m.name for m in MISBELIEFS), OLD_SETTLE_RULE,
-            NO_SETTLE_AFTER_ATOMIC_CLAIM]
+    return [*builtin_chain_names(), *(m.name for m in MISBELIEFS), *CANARY_SUBJECTS]
 
 
 @dataclass
