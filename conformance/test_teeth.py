@@ -10,7 +10,10 @@ What is searched, for each *tooth*:
 
 * a **misbelief**: the hardened chain told a timing model smaller than the world's (one bound
   misbelieved, or one term of the settle or lease formula dropped: :mod:`conformance.canaries`);
-* a **hardening step switched off** (``hardened-without-<step>``).
+* a **hardening step switched off** (``hardened-without-<step>``);
+* a **term of L1's time bound** dropped (``Tooth.bound``): the hardened chain is then judged by
+  a bound too short for it, and caught where the true bound holds on the same run. A bound
+  that is too short fails a correct chain, so its terms need teeth as the chain's do.
 
 A tooth is caught when a world is found where it violates a property that the hardened chain,
 with the world's true timing model, keeps on the very same world. Each search runs in a
@@ -54,6 +57,7 @@ from conformance.canaries import (
 )
 from conformance.families import FAMILIES, NO_TIMELY_LIVENESS
 from conformance.worlds import Race, World, aim, race, worlds
+from sim import L1Bound, Scenario, l1_bound
 from verifier import Policy
 
 
@@ -67,6 +71,9 @@ class Tooth:
     policy: Callable[[World], Policy | None] = lambda world: None
     protocol: Any = None
     properties: tuple[str, ...] = ("S1", "S2")
+    #: A weakened term of L1's time bound instead of a weakened chain: the hardened chain is
+    #: caught by L1 judged with this bound where, on the same run, the true bound holds.
+    bound: Callable[[Scenario], L1Bound] | None = None
 
 
 def _misbelief(name: str) -> Callable[[World], Policy]:
@@ -204,6 +211,11 @@ TEETH = [
           properties=("L1",)),
     Tooth("hardened-without-phase-heartbeats", "liveness", 30, 19,
           _without("phase-heartbeats"), properties=("L1",)),
+    # L1's own bound: a confirmation that gives up after a request hung until its client gave
+    # up waits for that client's timeout, aid's 30 s on aid nodes, not the gateway's 10 s
+    # (``give_up``; no suite judged L1 while requests hung before 2026-12-04)
+    Tooth("l1-bound-with-the-gateway's-timeout", "hang-liveness", 250, 19,
+          bound=lambda sc: l1_bound(sc.replace(hang_rate=0.0)), properties=("L1",)),
 ]
 
 
@@ -215,6 +227,11 @@ def _catches(tooth: Tooth, world: World, *, searching: bool = True) -> bool:
     """Whether ``tooth`` breaks one of its properties on ``world`` while the hardened chain,
     told the world's true timing model, keeps them all on the same world (``searching``:
     inside a search, whose targeting phase is told how close the world came)."""
+    if tooth.bound is not None:
+        run, sc = race(world, "hardened"), world.scenario
+        weak = tooth.bound(sc).check(run.result.history, jobs=run.result.jobs,
+                                     horizon=sc.faults_until)
+        return not weak.ok and not run.violated("L1")
     kwargs: dict[str, Any] = {"policy": tooth.policy(world)}
     if tooth.protocol is not None:
         kwargs["protocol"] = tooth.protocol

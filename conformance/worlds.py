@@ -203,6 +203,10 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         # A job's input stuck at the same point in every attempt (2026-12-03): progress
         # values that repeat across attempts, which the no-progress clock must survive.
         "stuck_rate": (0.0, 0.5),
+        # Requests that hang until their clients give up, and lost database writes the
+        # server applies up to G later (2026-12-04): only their families drew them, so no
+        # suite judged L1 while requests hung (2026-12-04, session 19).
+        "hang_rate": (0.0, 0.2), "late_lost_write_rate": (0.0, 1.0),
     }
     for key, values in levels.items():
         if key not in (fixed or {}):

@@ -652,10 +652,12 @@ def l1_bound(scenario: Scenario) -> L1Bound:
     * ``finish = 2λ``: a ping and a re-check in flight when the work ends; the commit lands
       when the finish is sent;
     * ``residual = P + max(G + T + S, κ(T − (ε + P + C)) + C,
-      gateway_timeout + κ(settle + confirm_timeout + retry_interval) + 2λ, restart_delay)``:
+      give_up + κ(settle + confirm_timeout + retry_interval) + 2λ, restart_delay)``:
       a pause in progress; then a stale assignment reassigned by the gateway's scan, a lease
-      that runs out and its work cancelled, a confirmation that gives up, or every encoder
-      restarting after a crash;
+      that runs out and its work cancelled, a confirmation that gives up after a request
+      that went unanswered for ``give_up`` (``gateway_timeout``, or with ``hang_rate`` the
+      longest of it, ``client_timeout`` and, with aid nodes, ``aid_timeout``), or every
+      encoder restarting after a crash;
     * ``others = (jobs − 1) × (residual + hand_out + attempt + finish)``.
 
     Infinite (no bound) when some encoder has no tier that can confirm ownership (a community
@@ -683,11 +685,16 @@ def l1_bound(scenario: Scenario) -> L1Bound:
     hand_out = sc.monitor_lag + sc.poll_interval + max(1.5 * sc.poll_interval, 5.0) + lam
     attempt = 4 * lam + kappa * settle
     finish = 2 * lam
+    # The longest a request sent before the faults stopped can go unanswered: the gateway's
+    # timeout (a lost reply), or, when requests hang (``hang_rate``), the monitor's and the
+    # database's client timeout and, on aid nodes, aid's.
+    give_up = sc.gateway_timeout
+    if sc.hang_rate > 0:
+        give_up = max(give_up, sc.client_timeout, sc.aid_timeout if sc.aid_fraction > 0 else 0)
     residual = sc.pause_max + max(
         sc.write_delay + t + sc.reassign_scan_interval,
         kappa * max(t - margin, 0.0) + sc.cancel_latency,
-        sc.gateway_timeout + kappa * (settle + sc.confirm_timeout + sc.retry_interval)
-        + 2 * lam,
+        give_up + kappa * (settle + sc.confirm_timeout + sc.retry_interval) + 2 * lam,
         sc.restart_delay if sc.crashes_per_hour > 0 else 0.0,
     )
     others = (sc.jobs - 1) * (residual + hand_out + attempt + finish)

@@ -363,6 +363,26 @@ def test_l1_bound_terms_for_the_conformance_base() -> None:
     assert two.others == pytest.approx(b.residual + b.bound)
 
 
+def test_l1_bound_waits_for_a_hung_request_to_be_given_up() -> None:
+    """A request that hangs before the faults stop goes unanswered until its client gives up:
+    the monitor's and database's timeout, aid's 30 s on aid nodes. The confirmation that gives
+    up after it is the residual's slowest way to clear once the lease's and the scan's are
+    short (T = 30 s, S = 0)."""
+    sc = Scenario(infra_fraction=0.0, monitor_fraction=1.0, write_delay=0.0, monitor_lag=0.0,
+                  pause_max=0.5, clock_drift=0.0, cancel_latency=0.5, reassign_timeout=30.0,
+                  reassign_scan_interval=0.0, confirm_timeout=30.0, gateway_timeout=5.0)
+    lam = 1.5 * max(sc.gateway_latency, sc.monitor_latency)
+    confirming = 30.0 + sc.retry_interval + 2 * lam
+    assert l1_bound(sc).residual == pytest.approx(0.5 + 5.0 + confirming)
+    hung = sc.replace(hang_rate=0.1)
+    assert l1_bound(hung).residual == pytest.approx(0.5 + 10.0 + confirming)  # client_timeout
+    aid = hung.replace(aid_fraction=0.5)
+    lam_aid = 1.5 * max(sc.gateway_latency, sc.monitor_latency, sc.aid_latency)
+    assert l1_bound(aid).residual == pytest.approx(
+        0.5 + 30.0 + 30.0 + sc.retry_interval + 2 * lam_aid)
+    assert l1_bound(aid.replace(hang_rate=0.0)).residual < l1_bound(aid).residual - 20
+
+
 def test_l1_bound_is_infinite_when_an_encoder_cannot_confirm_or_work_stalls() -> None:
     b = l1_bound(Scenario(infra_fraction=0.0, monitor_fraction=0.5))
     assert math.isinf(b.bound) and isinstance(b, L1Bound)
