@@ -296,10 +296,11 @@ FAMILIES["hang-aid"] = {**FAMILIES["hang"], "aid_fraction": 1.0}
 # not the gateway's (``give_up``, :func:`sim.l1_bound`). No lag, G = ε = 0, P = C = 0.5 s,
 # T = 30 s, S = 0 and a poll every second leave the bound's other terms little slack; R and
 # the confirm window as the general generator derives them. Random examples (2026-12-04):
-# the bound with the gateway's timeout failed in 33 of 100 worlds, the bound with aid's in
-# none.
+# the bound with the gateway's timeout failed the hardened chain in 28 of 200 worlds, the
+# bound with aid's in none (``benchmarks/l1_terms.py`` shows which other terms they need).
 FAMILIES["hang-liveness"] = {
     **FAMILIES["liveness"], "aid_fraction": 1.0, "hang_rate": 0.5, "faults_until": 15.0,
+    "stall_rate": 0.0,  # a stalling world has no time bound: L1 would judge completion only
     "encoders": 1, "download_mean_s": 3.0, "encode_mean_s": 20.0, "write_delay": 0.0,
     "monitor_lag": 0.0, "monitor_lag_mean": 0.0, "clock_drift": 0.0, "pause_max": 0.5,
     "cancel_latency": 0.5, "reassign_timeout": 30.0, "progress_timeout": 60.0,

@@ -214,8 +214,12 @@ TEETH = [
     # L1's own bound: a confirmation that gives up after a request hung until its client gave
     # up waits for that client's timeout, aid's 30 s on aid nodes, not the gateway's 10 s
     # (``give_up``; no suite judged L1 while requests hung before 2026-12-04)
-    Tooth("l1-bound-with-the-gateway's-timeout", "hang-liveness", 250, 19,
+    Tooth("l1-bound-with-the-gateway's-timeout", "hang-liveness", 100, 19,
           bound=lambda sc: l1_bound(sc.replace(hang_rate=0.0)), properties=("L1",)),
+    # ... and the confirmation's own window after it (settle, confirm timeout, retry)
+    Tooth("l1-bound-without-the-confirm-window", "hang-liveness", 100, 19,
+          bound=lambda sc: l1_bound(sc, without="residual.confirm.window"),
+          properties=("L1",)),
 ]
 
 

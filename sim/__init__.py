@@ -43,6 +43,7 @@ pins them.
 from __future__ import annotations
 
 from ._checkers import (
+    L1_TERMS,
     CheckResult,
     L1Bound,
     check_all,
@@ -66,6 +67,7 @@ from ._scenario_files import RunPlan, UsageError, apply_overrides, load_scenario
 from ._world import World, request_record
 
 __all__ = [
+    "L1_TERMS",
     "WORLD",
     "CheckResult",
     "History",

@@ -636,7 +636,19 @@ def faults_stopped(history: History, horizon: float | None) -> float | None:
     return end
 
 
-def l1_bound(scenario: Scenario) -> L1Bound:
+#: The terms of :func:`l1_bound`, by name, for ``without=``: each can be dropped on its own
+#: (set to 0; a factor κ to 1) to show it is needed (``benchmarks/l1_terms.py``, and the
+#: teeth on the bound in ``conformance/test_teeth.py``).
+L1_TERMS = (
+    "hand_out.lag", "hand_out.reoffer", "hand_out.idle_poll", "hand_out.reply",
+    "attempt.replies", "attempt.settle", "attempt.drift", "finish.replies",
+    "residual.pause", "residual.scan.G", "residual.scan.T", "residual.scan.S",
+    "residual.lease", "residual.lease.drift", "residual.lease.C",
+    "residual.confirm.give_up", "residual.confirm.window", "residual.restart", "others",
+)
+
+
+def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
     """L1's time bound for the hardened chain in ``scenario``, assuming the world is inside the
     timing model once ``faults_until`` has passed. The derivation, term by term, is in
     ``docs/safety-model.md`` (L1); in short, with λ the slowest reply of a tier in use
@@ -665,7 +677,19 @@ def l1_bound(scenario: Scenario) -> L1Bound:
     can stall (``stall_rate``: a stalled job is cancelled and reassigned, as often as it
     stalls; ``stuck_rate``: a stuck input hangs every attempt until the faults stop), or when
     ``ε ≥ T``.
+
+    ``without``: one of :data:`L1_TERMS` dropped, a weakened bound for showing that the term
+    is needed (a bound too short fails a correct chain).
     """
+    if without is not None and without not in L1_TERMS:
+        raise ValueError(f"unknown term of L1's bound: {without!r} (one of {', '.join(L1_TERMS)})")
+
+    def term(name: str, value: float) -> float:
+        return 0.0 if name == without else value
+
+    def factor(name: str, value: float) -> float:
+        return 1.0 if name == without else value
+
     sc = scenario
     latencies = [sc.gateway_latency, sc.monitor_latency]
     if sc.infra_fraction > 0:
@@ -682,22 +706,29 @@ def l1_bound(scenario: Scenario) -> L1Bound:
     kappa = 1.0 / (1.0 - sc.clock_drift / max(t, 1.0))
     settle = 3 * sc.write_delay + sc.clock_drift + sc.monitor_lag
     margin = sc.clock_drift + sc.pause_max + sc.cancel_latency
-    hand_out = sc.monitor_lag + sc.poll_interval + max(1.5 * sc.poll_interval, 5.0) + lam
-    attempt = 4 * lam + kappa * settle
-    finish = 2 * lam
+    hand_out = (term("hand_out.lag", sc.monitor_lag) + term("hand_out.reoffer", sc.poll_interval)
+                + term("hand_out.idle_poll", max(1.5 * sc.poll_interval, 5.0))
+                + term("hand_out.reply", lam))
+    attempt = (term("attempt.replies", 4 * lam)
+               + term("attempt.settle", factor("attempt.drift", kappa) * settle))
+    finish = term("finish.replies", 2 * lam)
     # The longest a request sent before the faults stopped can go unanswered: the gateway's
     # timeout (a lost reply), or, when requests hang (``hang_rate``), the monitor's and the
     # database's client timeout and, on aid nodes, aid's.
     give_up = sc.gateway_timeout
     if sc.hang_rate > 0:
         give_up = max(give_up, sc.client_timeout, sc.aid_timeout if sc.aid_fraction > 0 else 0)
-    residual = sc.pause_max + max(
-        sc.write_delay + t + sc.reassign_scan_interval,
-        kappa * max(t - margin, 0.0) + sc.cancel_latency,
-        give_up + kappa * (settle + sc.confirm_timeout + sc.retry_interval) + 2 * lam,
-        sc.restart_delay if sc.crashes_per_hour > 0 else 0.0,
+    residual = term("residual.pause", sc.pause_max) + max(
+        term("residual.scan.G", sc.write_delay) + term("residual.scan.T", t)
+        + term("residual.scan.S", sc.reassign_scan_interval),
+        term("residual.lease", factor("residual.lease.drift", kappa) * max(t - margin, 0.0)
+             + term("residual.lease.C", sc.cancel_latency)),
+        term("residual.confirm.give_up", give_up)
+        + term("residual.confirm.window",
+               kappa * (settle + sc.confirm_timeout + sc.retry_interval) + 2 * lam),
+        term("residual.restart", sc.restart_delay if sc.crashes_per_hour > 0 else 0.0),
     )
-    others = (sc.jobs - 1) * (residual + hand_out + attempt + finish)
+    others = term("others", (sc.jobs - 1) * (residual + hand_out + attempt + finish))
     return L1Bound(hand_out, attempt, finish, others, residual)
 
 
