@@ -10,6 +10,7 @@ import pytest
 
 from sim import WORLD, History, Scenario
 from sim._checkers import (
+    L1_TERMS,
     CheckResult,
     Interval,
     L1Bound,
@@ -381,6 +382,22 @@ def test_l1_bound_waits_for_a_hung_request_to_be_given_up() -> None:
     assert l1_bound(aid).residual == pytest.approx(
         0.5 + 30.0 + 30.0 + sc.retry_interval + 2 * lam_aid)
     assert l1_bound(aid.replace(hang_rate=0.0)).residual < l1_bound(aid).residual - 20
+
+
+def test_l1_bound_drops_one_named_term_and_refuses_unknown_names() -> None:
+    sc = Scenario(jobs=2, crashes_per_hour=10.0, monitor_lag=5.0, clock_drift=1.0)
+    full = l1_bound(sc)
+    assert l1_bound(sc, without="hand_out.lag").hand_out == pytest.approx(full.hand_out - 5.0)
+    kappa = 1 / (1 - 1.0 / sc.reassign_timeout)
+    settle = 3 * sc.write_delay + 1.0 + 5.0
+    assert l1_bound(sc, without="attempt.drift").attempt == pytest.approx(
+        full.attempt - (kappa - 1) * settle)
+    assert l1_bound(sc, without="others").others == 0 < full.others
+    for name in L1_TERMS:  # a dropped term never lengthens the bound
+        weak = l1_bound(sc, without=name)
+        assert weak.bound <= full.bound and weak.residual <= full.residual, name
+    with pytest.raises(ValueError, match=r"'hand_out\.Δ'"):
+        l1_bound(sc, without="hand_out.Δ")
 
 
 def test_l1_bound_is_infinite_when_an_encoder_cannot_confirm_or_work_stalls() -> None:
