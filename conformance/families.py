@@ -308,6 +308,17 @@ FAMILIES["hang-liveness"] = {
     "recheck_interval": 3.0, "gateway_latency": 0.0, "monitor_latency": 0.0,
     "aid_latency": 0.0,
 }
+# The liveness family where a job is first read before the lagging monitor shows it: the
+# monitor exactly Δ = 5 s behind at most reads, so a poll within 5 s of the job's creation
+# reads it as absent and skips it; two encoders, one job. The job then waits for the
+# gateway's re-offer and for an idle encoder's next poll (up to 1.5 × poll_interval later):
+# the ``hand_out`` terms of L1's bound. Random examples (2026-12-04): the bound without the
+# idle poll failed the hardened chain in 30 of 200 worlds, without the re-offer in 18, the
+# true bound in none (``benchmarks/l1_terms.py``); in the liveness family, 2 of 211.
+FAMILIES["hand-out"] = {
+    **FAMILIES["liveness"], "stall_rate": 0.0, "encoders": 2, "jobs": 1, "edge_rate": 0.9,
+    "monitor_lag": 5.0, "monitor_lag_mean": 1.0,
+}
 FAMILIES["batch"] = {**FAMILIES["settle"], "status_cache_s": 30.0, "batch_screen": 1.0,
                      "gateway_outages_per_hour": 30.0}
 # The progress family with retries backing off, a monitor failing 60% of the reads that prove

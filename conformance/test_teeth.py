@@ -220,6 +220,12 @@ TEETH = [
     Tooth("l1-bound-without-the-confirm-window", "hang-liveness", 100, 19,
           bound=lambda sc: l1_bound(sc, without="residual.confirm.window"),
           properties=("L1",)),
+    # ... and the hand-out of a job skipped because the lagging monitor did not show it yet:
+    # the gateway's re-offer, and an idle encoder's next poll
+    Tooth("l1-bound-without-the-idle-poll", "hand-out", 160, 19,
+          bound=lambda sc: l1_bound(sc, without="hand_out.idle_poll"), properties=("L1",)),
+    Tooth("l1-bound-without-the-re-offer", "hand-out", 350, 19,
+          bound=lambda sc: l1_bound(sc, without="hand_out.reoffer"), properties=("L1",)),
 ]
 
 
