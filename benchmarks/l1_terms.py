@@ -26,8 +26,8 @@ from conformance.worlds import World, race, worlds
 from sim import L1_TERMS, l1_bound
 
 #: World sources where L1 is judged on time, by default.
-DEFAULT = ["general", "liveness", "slow-progress", "hang-liveness", "hand-out", "shutdown",
-           "orphan", "settle", "database"]
+DEFAULT = ["general", "liveness", "slow-progress", "hang-liveness", "hand-out",
+           "shutdown-liveness", "shutdown", "orphan", "settle", "database"]
 
 
 def needed_terms(family: str, examples: int, search_seed: int) -> collections.Counter[str]:

@@ -226,6 +226,10 @@ TEETH = [
           bound=lambda sc: l1_bound(sc, without="hand_out.idle_poll"), properties=("L1",)),
     Tooth("l1-bound-without-the-re-offer", "hand-out", 350, 19,
           bound=lambda sc: l1_bound(sc, without="hand_out.reoffer"), properties=("L1",)),
+    # ... and a graceful shutdown told after a hung request, then the node's restart (an
+    # adversarial review, 2026-12-04: the bound counted the restart only after a crash)
+    Tooth("l1-bound-without-the-shutdown", "shutdown-liveness", 200, 19,
+          bound=lambda sc: l1_bound(sc, without="residual.shutdown"), properties=("L1",)),
 ]
 
 

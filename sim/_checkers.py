@@ -644,7 +644,8 @@ L1_TERMS = (
     "attempt.replies", "attempt.settle", "attempt.drift", "finish.replies",
     "residual.pause", "residual.scan.G", "residual.scan.T", "residual.scan.S",
     "residual.lease", "residual.lease.drift", "residual.lease.C",
-    "residual.confirm.give_up", "residual.confirm.window", "residual.restart", "others",
+    "residual.confirm.give_up", "residual.confirm.window", "residual.restart",
+    "residual.shutdown", "others",
 )
 
 
@@ -664,12 +665,15 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
     * ``finish = 2λ``: a ping and a re-check in flight when the work ends; the commit lands
       when the finish is sent;
     * ``residual = P + max(G + T + S, κ(T − (ε + P + C)) + C,
-      give_up + κ(settle + confirm_timeout + retry_interval) + 2λ, restart_delay)``:
+      give_up + κ(settle + confirm_timeout + retry_interval) + 2λ, restart_delay,
+      shutdown)``:
       a pause in progress; then a stale assignment reassigned by the gateway's scan, a lease
       that runs out and its work cancelled, a confirmation that gives up after a request
       that went unanswered for ``give_up`` (``gateway_timeout``, or with ``hang_rate`` the
-      longest of it, ``client_timeout`` and, with aid nodes, ``aid_timeout``), or every
-      encoder restarting after a crash;
+      longest of it, ``client_timeout`` and, with aid nodes, ``aid_timeout``), every
+      encoder restarting after a crash, or (with graceful shutdowns) a shutdown told after
+      such a request, the work cancelled, the job given back and the node restarted:
+      ``give_up + C + 3κ·retry_interval + 3λ + 5 + restart_delay``;
     * ``others = (jobs − 1) × (residual + hand_out + attempt + finish)``.
 
     Infinite (no bound) when some encoder has no tier that can confirm ownership (a community
@@ -727,6 +731,14 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
         + term("residual.confirm.window",
                kappa * (settle + sc.confirm_timeout + sc.retry_interval) + 2 * lam),
         term("residual.restart", sc.restart_delay if sc.crashes_per_hour > 0 else 0.0),
+        # A graceful shutdown due before the faults stopped: told to the protocol when its
+        # request in flight is answered (up to ``give_up``), the work cancelled (C), up to
+        # three give-backs (each a reply, the waits between them at most 3 retry intervals
+        # with backoff), the loop's pause after an attempt (up to 5 s), then the node down
+        # for ``restart_delay``: one after the other, not either.
+        term("residual.shutdown", give_up + sc.cancel_latency
+             + kappa * 3 * sc.retry_interval + 3 * lam + 5.0 + sc.restart_delay
+             if sc.shutdowns_per_hour > 0 else 0.0),
     )
     others = term("others", (sc.jobs - 1) * (residual + hand_out + attempt + finish))
     return L1Bound(hand_out, attempt, finish, others, residual)

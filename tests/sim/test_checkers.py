@@ -384,6 +384,21 @@ def test_l1_bound_waits_for_a_hung_request_to_be_given_up() -> None:
     assert l1_bound(aid.replace(hang_rate=0.0)).residual < l1_bound(aid).residual - 20
 
 
+def test_l1_bound_counts_a_shutdown_and_its_restart_one_after_the_other() -> None:
+    """A graceful shutdown is told after the request in flight answers, then the work stops,
+    the job is given back (up to three tries) and the node restarts: a sum, not a max (an
+    adversarial review, 2026-12-04: the restart was counted only with crashes)."""
+    sc = Scenario(infra_fraction=1.0, write_delay=0.0, monitor_lag=0.0, pause_max=0.5,
+                  clock_drift=0.0, cancel_latency=0.5, reassign_timeout=30.0,
+                  reassign_scan_interval=0.0, confirm_timeout=20.0, hang_rate=0.1,
+                  gateway_latency=0.0, monitor_latency=0.0, database_latency=0.0)
+    assert l1_bound(sc).residual == pytest.approx(0.5 + 10.0 + 20.0 + sc.retry_interval)
+    down = sc.replace(shutdowns_per_hour=120.0)
+    assert l1_bound(down).residual == pytest.approx(
+        0.5 + 10.0 + 0.5 + 3 * sc.retry_interval + 5.0 + sc.restart_delay)
+    assert l1_bound(down, without="residual.shutdown").residual == l1_bound(sc).residual
+
+
 def test_l1_bound_drops_one_named_term_and_refuses_unknown_names() -> None:
     sc = Scenario(jobs=2, crashes_per_hour=10.0, monitor_lag=5.0, clock_drift=1.0)
     full = l1_bound(sc)
