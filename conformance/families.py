@@ -320,6 +320,13 @@ FAMILIES["shutdown-liveness"] = {
     **FAMILIES["hang-liveness"], "shutdowns_per_hour": 120.0, "infra_fraction": 1.0,
     "aid_fraction": 0.0, "database_latency": 0.0,
 }
+# ... with crashes too (120 an hour) and a restart of 60 s: a crash, then a shutdown that fell
+# due while the node was down for it, handled as soon as the node is back, so the node is
+# down twice in a row (a second adversarial review, 2026-12-04): L1's
+# ``residual.crash_then_shutdown``.
+FAMILIES["restart-liveness"] = {
+    **FAMILIES["shutdown-liveness"], "crashes_per_hour": 120.0, "restart_delay": 60.0,
+}
 # The liveness family where a job is first read before the lagging monitor shows it: the
 # monitor exactly Δ = 5 s behind at most reads, so a poll within 5 s of the job's creation
 # reads it as absent and skips it; two encoders, one job. The job then waits for the

@@ -230,6 +230,11 @@ TEETH = [
     # adversarial review, 2026-12-04: the bound counted the restart only after a crash)
     Tooth("l1-bound-without-the-shutdown", "shutdown-liveness", 200, 19,
           bound=lambda sc: l1_bound(sc, without="residual.shutdown"), properties=("L1",)),
+    # ... and a crash followed by a shutdown that fell due meanwhile: two restarts in a row
+    # (a second review, the same day)
+    Tooth("l1-bound-without-the-crash-then-shutdown", "restart-liveness", 200, 19,
+          bound=lambda sc: l1_bound(sc, without="residual.crash_then_shutdown"),
+          properties=("L1",)),
 ]
 
 

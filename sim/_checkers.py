@@ -645,7 +645,7 @@ L1_TERMS = (
     "residual.pause", "residual.scan.G", "residual.scan.T", "residual.scan.S",
     "residual.lease", "residual.lease.drift", "residual.lease.C",
     "residual.confirm.give_up", "residual.confirm.window", "residual.restart",
-    "residual.shutdown", "others",
+    "residual.shutdown", "residual.crash_then_shutdown", "others",
 )
 
 
@@ -666,14 +666,15 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
       when the finish is sent;
     * ``residual = P + max(G + T + S, κ(T − (ε + P + C)) + C,
       give_up + κ(settle + confirm_timeout + retry_interval) + 2λ, restart_delay,
-      shutdown)``:
+      shutdown, 2 × restart_delay)``:
       a pause in progress; then a stale assignment reassigned by the gateway's scan, a lease
       that runs out and its work cancelled, a confirmation that gives up after a request
       that went unanswered for ``give_up`` (``gateway_timeout``, or with ``hang_rate`` the
       longest of it, ``client_timeout`` and, with aid nodes, ``aid_timeout``), every
       encoder restarting after a crash, or (with graceful shutdowns) a shutdown told after
       such a request, the work cancelled, the job given back and the node restarted:
-      ``give_up + C + 3κ·retry_interval + 3λ + 5 + restart_delay``;
+      ``give_up + C + 3κ·retry_interval + 3λ + 5 + restart_delay``, or (with both) a crash
+      and then a shutdown that fell due meanwhile: ``2 × restart_delay``;
     * ``others = (jobs − 1) × (residual + hand_out + attempt + finish)``.
 
     Infinite (no bound) when some encoder has no tier that can confirm ownership (a community
@@ -739,6 +740,12 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
         term("residual.shutdown", give_up + sc.cancel_latency
              + kappa * 3 * sc.retry_interval + 3 * lam + 5.0 + sc.restart_delay
              if sc.shutdowns_per_hour > 0 else 0.0),
+        # A crash, then a shutdown that fell due while the node was down for it: handled as
+        # soon as the node is back, so it is down twice in a row (a second adversarial
+        # review, 2026-12-04). Each next shutdown is drawn at least ``restart_delay`` after
+        # the last, and none falls due after the faults stopped: twice at most.
+        term("residual.crash_then_shutdown", 2 * sc.restart_delay
+             if sc.crashes_per_hour > 0 and sc.shutdowns_per_hour > 0 else 0.0),
     )
     others = term("others", (sc.jobs - 1) * (residual + hand_out + attempt + finish))
     return L1Bound(hand_out, attempt, finish, others, residual)

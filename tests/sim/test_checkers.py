@@ -397,6 +397,8 @@ def test_l1_bound_counts_a_shutdown_and_its_restart_one_after_the_other() -> Non
     assert l1_bound(down).residual == pytest.approx(
         0.5 + 10.0 + 0.5 + 3 * sc.retry_interval + 5.0 + sc.restart_delay)
     assert l1_bound(down, without="residual.shutdown").residual == l1_bound(sc).residual
+    both = down.replace(crashes_per_hour=60.0, restart_delay=60.0)  # down twice in a row
+    assert l1_bound(both).residual == pytest.approx(0.5 + 2 * 60.0)
 
 
 def test_l1_bound_drops_one_named_term_and_refuses_unknown_names() -> None:
