@@ -21,8 +21,8 @@ import time
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
-from conformance.families import FAMILIES, NO_TIMELY_LIVENESS
-from conformance.worlds import World, race, worlds
+from conformance.families import FAMILIES
+from conformance.worlds import World, l1_on_time, race, worlds
 from sim import L1_TERMS, l1_bound
 
 #: World sources where L1 is judged on time, by default.
@@ -42,8 +42,7 @@ def needed_terms(family: str, examples: int, search_seed: int) -> collections.Co
     @given(world=worlds(fixed=None if general else FAMILIES[family], focus=general))
     def judge(world: World) -> None:
         sc = world.scenario
-        if (world.family in NO_TIMELY_LIVENESS or not sc.inside_model()
-                or sc.faults_until is None or math.isinf(l1_bound(sc).bound)):
+        if not l1_on_time(world) or math.isinf(l1_bound(sc).bound):
             return
         run = race(world, "hardened")
         counts["judged"] += 1

@@ -40,7 +40,7 @@ from verifier import Policy
 from verifier.protocol import OwnershipProtocol
 
 __all__ = [
-    "BASE", "NO_FEATURES", "Race", "World", "aim", "believers", "judge_race", "race",
+    "BASE", "NO_FEATURES", "Race", "World", "aim", "believers", "judge_race", "l1_on_time", "race",
     "settle_edge", "worlds", "write_margin",
 ]
 
@@ -268,10 +268,19 @@ def judge_race(world: World, result: RunResult) -> dict[str, CheckResult]:
     if world.family in NO_TIMELY_LIVENESS:
         checks["L1"] = CheckResult("L1", 0, (), (
             f"not judged: the {world.family!r} family's faults keep jobs from finishing",))
-    elif sc.inside_model() and sc.faults_until is not None:
+    elif l1_on_time(world):
         checks["L1"] = l1_bound(sc).check(result.history, jobs=result.jobs,
                                           horizon=sc.faults_until)
     return checks
+
+
+def l1_on_time(world: World) -> bool:
+    """Whether :func:`judge_race` judges L1 on time in ``world`` (with :func:`sim.l1_bound`,
+    from ``faults_until``): inside the timing model, faults that stop, and not a family whose
+    faults keep jobs from finishing. The bound may still be infinite (no time bound)."""
+    sc = world.scenario
+    return (world.family not in NO_TIMELY_LIVENESS and sc.inside_model()
+            and sc.faults_until is not None)
 
 
 def race(world: World, chain: str, *, protocol: ProtocolFactory = OwnershipProtocol,
