@@ -26,4 +26,4 @@ def test_ci_runs_the_readme_test_command():
 def test_main_job_runs_the_simulator_and_tests_install_the_test_extra():
     commands = readme_commands()
     assert commands["Main job"].endswith("python -m sim run")
-    assert "'.[test]'" in commands["Tests"] and commands["Tests"].endswith("-m pytest")
+    assert "'.[test]'" in commands["Tests"] and commands["Tests"].endswith("-m pytest -n auto")
