@@ -463,6 +463,8 @@ class _Run:
         self._latest_push: Hinted | None = None
         #: The latest instant (``clock``) a tier's ``Retry-After`` asked us to wait until.
         self.retry_until = -math.inf
+        #: The driver's own notes held back until the next action is under way (see ``drive``).
+        self._held_notes: list[tuple[str, str, str, dict[str, object]]] = []
 
     def _pushed(self, push: Any) -> None:
         """A push about our job: kept for the protocol's next wait, as a hint (pushes that
@@ -509,6 +511,16 @@ class _Run:
         step = self.protocol.start(self.clock())
         measure = None if metrics is None else _Measure(metrics, self.protocol, self.clock())
         while True:
+            if isinstance(step.action, CancelWork):
+                # The stop is sent before a line is logged: a log handler may block (a
+                # stderr nobody drains, a paused terminal, a stuck journal), and while it
+                # does the event loop runs nothing. The decision to abort must not wait for
+                # the log of it, or the work would run on past the lease end for as long as
+                # the sink stalls (an adversarial review, 2026-12-04: +3 s with `run`'s own
+                # logging and a stalled stderr). `python -m verifier run` also logs through
+                # a queue (verifier._log_sink); this protects every other set-up.
+                self.send_stop()
+            self.log_held_notes()
             for decision in step.decisions:
                 self.guard._log(decision)
             if isinstance(step.action, Done):
@@ -704,9 +716,13 @@ class _Run:
         return task.result()
 
     def _missed(self, action: Action, deadline: float, what: str) -> None:
+        # Held for ``drive``: logged once the protocol's answer to the missed deadline (at
+        # the lease end, the cancel) is under way, not before it (a log may block).
         tier = action.tier if isinstance(action, Observe) else getattr(action, "via", "?")
-        self.guard._note("warning", "TIER_DEADLINE", f"{type(action).__name__} via {tier}: {what}",
-                         job_id=self.job_id, tier=tier, deadline=f"{deadline:.3f}")
+        self._held_notes.append((
+            "warning", "TIER_DEADLINE", f"{type(action).__name__} via {tier}: {what}",
+            {"job_id": self.job_id, "tier": tier, "deadline": f"{deadline:.3f}"},
+        ))
 
     def _abandon(self, task: asyncio.Task[Any]) -> None:
         task.cancel()
@@ -804,6 +820,20 @@ class _Run:
             return latest or Woke()
         return self.job._take_progress() if event is _PROGRESS_REPORTED else event
 
+    def log_held_notes(self) -> None:
+        """Log the driver's notes held back by ``_missed`` (``drive`` calls it once the next
+        action is under way)."""
+        notes, self._held_notes = self._held_notes, []
+        for level, code, message, fields in notes:
+            self.guard._note(level, code, message, **fields)
+
+    def send_stop(self) -> None:
+        """Tell the work to stop (once), without waiting for it: :meth:`stop_work` waits."""
+        task = self.task
+        if task is not None and not task.done() and not self._cancel_sent:
+            self._cancel_sent = True
+            task.cancel()
+
     async def stop_work(self) -> None:
         """Cancel the work and wait until it has really stopped; only then return.
 
@@ -826,9 +856,7 @@ class _Run:
         if task is None:
             return
         if not task.done():
-            if not self._cancel_sent:
-                self._cancel_sent = True
-                task.cancel()
+            self.send_stop()
             cancel_latency = self.guard.policy.timing.cancel_latency
             done, _ = await asyncio.wait({task}, timeout=cancel_latency)
             if not done:

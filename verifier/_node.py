@@ -28,6 +28,7 @@ from ._errors import ConfigurationError
 from ._gateway import LegacyGatewayClient
 from ._guard import OwnershipGuard
 from ._http import proxy_for
+from ._log_sink import queued_logging
 from ._loop import OFFER_SOURCES, EncoderLoop, LoopPolicy, offer_sources
 from ._metrics import GuardMetrics, start_metrics_server
 from ._monitor import GatewayMonitorService
@@ -241,12 +242,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     command: list[str] = list(args.work_command)
     if command[:1] == ["--"]:
         command = command[1:]
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     if not args.verbose:
         logging.getLogger("verifier.guard").setLevel(logging.WARNING)
+    # Through a queue and a thread: a stderr nobody drains must not stop the event loop, whose
+    # timers keep every lease (verifier._log_sink).
+    with queued_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s %(message)s"):
+        return _run(args, command)
+
+
+def _run(args: argparse.Namespace, command: list[str]) -> int:
     try:
         settings = Settings.from_env()
         if settings.monitor_enabled and settings.monitor_url_defaulted:

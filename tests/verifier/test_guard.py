@@ -408,6 +408,56 @@ async def test_a_slow_stop_is_awaited_before_the_release_and_the_outcome(caplog,
     no_task_left_behind()
 
 
+class _StopSeenByTheLog(logging.Handler):
+    """A log sink that notes, for each warning or error the guard writes, whether the work had
+    already been told to stop: a sink may block (stderr undrained), and nothing runs then."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(logging.WARNING)
+        self.work = f"process:{job_id}"
+        self.seen: list[tuple[str, bool]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tasks = [t for t in asyncio.all_tasks() if t.get_name() == self.work]
+        told = bool(tasks) and (tasks[0].done() or tasks[0].cancelling() > 0)
+        self.seen.append((getattr(record, "event_code", "?"), told))
+
+
+@pytest.mark.parametrize("lost", ["pings-fail", "recheck-hangs"])
+@virtual_time
+async def test_the_work_is_told_to_stop_before_the_abort_is_logged(lost):
+    """A blocking log sink cannot delay the cancel: when the lease runs out (unproven pings, or
+    a re-check still hanging at the lease end), the work has been told to stop before the
+    first line about it is written (TIER_DEADLINE, LEASE_EXPIRED, ABORTING). Logging first,
+    a stalled stderr kept the work running past the lease for as long as it stalled."""
+    timeline: Timeline = []
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    monitor, gateway = gateway_claimed(jobs, timeline)
+
+    def lose() -> None:
+        if lost == "recheck-hangs":
+            monitor.reads = "hang"
+        else:
+            gateway.inner.fail_next("heartbeat", TierTimeout("gateway", "no answer"), times=1000)
+
+    sink = _StopSeenByTheLog("j1")
+    logger = logging.getLogger("verifier.guard")
+    logger.addHandler(sink)
+    try:
+        guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(SHORT))
+        outcome = await guard.run("j1", work(timeline, on_start=lose))
+    finally:
+        logger.removeHandler(sink)
+    assert outcome.kind is OutcomeKind.CANCELLED and outcome.code == "LEASE_EXPIRED"
+    about_the_loss = [(code, told) for code, told in sink.seen
+                      if code in ("TIER_DEADLINE", "LEASE_EXPIRED", "ABORTING")]
+    expected = {"LEASE_EXPIRED", "ABORTING"} | ({"TIER_DEADLINE"} if lost == "recheck-hangs"
+                                                else set())
+    assert {code for code, _ in about_the_loss} >= expected
+    assert all(told for _, told in about_the_loss), sink.seen
+
+
 @pytest.mark.parametrize("client", ["hang", "hang-stubbornly"])
 @virtual_time
 async def test_a_hung_recheck_cannot_keep_the_work_running_past_the_lease(caplog, client):
@@ -487,6 +537,7 @@ async def test_a_deadline_already_past_is_answered_at_once_without_calling_the_t
     assert answer == WriteAnswered(WriteOutcome.UNKNOWN, detail=DEADLINE_DETAIL)
     assert timeline == []  # neither tier was called
     assert _now() == 50  # ...and the answers came at once
+    run.log_held_notes()  # what ``drive`` does once the next action is under way
     missed = [r.getMessage() for r in caplog.records
               if getattr(r, "event_code", None) == "TIER_DEADLINE"]
     assert len(missed) == 2 and all("not called" in m for m in missed), missed
