@@ -63,6 +63,7 @@ from .protocol import (
     ShutdownRequested,
     Sleep,
     StartWork,
+    Step,
     TierFailed,
     Woke,
     WorkEnded,
@@ -511,18 +512,18 @@ class _Run:
         step = self.protocol.start(self.clock())
         measure = None if metrics is None else _Measure(metrics, self.protocol, self.clock())
         while True:
-            if isinstance(step.action, CancelWork):
-                # The stop is sent before a line is logged: a log handler may block (a
-                # stderr nobody drains, a paused terminal, a stuck journal), and while it
-                # does the event loop runs nothing. The decision to abort must not wait for
-                # the log of it, or the work would run on past the lease end for as long as
-                # the sink stalls (an adversarial review, 2026-12-04: +3 s with `run`'s own
-                # logging and a stalled stderr). `python -m verifier run` also logs through
-                # a queue (verifier._log_sink); this protects every other set-up.
-                self.send_stop()
-            self.log_held_notes()
-            for decision in step.decisions:
-                self.guard._log(decision)
+            # A cancel is performed before the lines that explain it are logged: a log
+            # handler may block (a stderr nobody drains, a paused terminal, a stuck journal),
+            # and while it does the event loop runs nothing, not even the work's own stop.
+            # Logged first, the decision to abort waited for its log, and the work ran on past
+            # the lease end for as long as the sink stalled (an adversarial review, 2026-12-04:
+            # a command 3 s past it with `run`'s logging and an undrained stderr). Any other
+            # line logged while the work runs can stall the loop the same way: `python -m
+            # verifier run` therefore logs through a queue (verifier._log_sink), and a library
+            # user should too; this keeps the abort itself out of reach.
+            stop_first = isinstance(step.action, CancelWork)
+            if not stop_first:
+                self._log_step(step)
             if isinstance(step.action, Done):
                 outcome = step.action.outcome
                 self.guard._measured(GuardMetrics.record_outcome, outcome.kind.value,
@@ -538,6 +539,8 @@ class _Run:
             action, sent = step.action, self.clock()
             answer = await self.perform(action)
             answered = self.clock()
+            if stop_first:
+                self._log_step(step)
             step = self.protocol.handle(answer, answered)
             if measure is not None:
                 self.guard._measured(lambda _, *facts: measure.step(*facts),
@@ -716,8 +719,8 @@ class _Run:
         return task.result()
 
     def _missed(self, action: Action, deadline: float, what: str) -> None:
-        # Held for ``drive``: logged once the protocol's answer to the missed deadline (at
-        # the lease end, the cancel) is under way, not before it (a log may block).
+        # Held for ``drive``: logged with the protocol's answer to the missed deadline, after
+        # it when that is the cancel at the lease end (a log may block: see ``drive``).
         tier = action.tier if isinstance(action, Observe) else getattr(action, "via", "?")
         self._held_notes.append((
             "warning", "TIER_DEADLINE", f"{type(action).__name__} via {tier}: {what}",
@@ -820,19 +823,17 @@ class _Run:
             return latest or Woke()
         return self.job._take_progress() if event is _PROGRESS_REPORTED else event
 
+    def _log_step(self, step: Step) -> None:
+        self.log_held_notes()
+        for decision in step.decisions:
+            self.guard._log(decision)
+
     def log_held_notes(self) -> None:
-        """Log the driver's notes held back by ``_missed`` (``drive`` calls it once the next
-        action is under way)."""
+        """Log the driver's notes held back by ``_missed`` (``drive`` logs them with the
+        decisions of the next step)."""
         notes, self._held_notes = self._held_notes, []
         for level, code, message, fields in notes:
             self.guard._note(level, code, message, **fields)
-
-    def send_stop(self) -> None:
-        """Tell the work to stop (once), without waiting for it: :meth:`stop_work` waits."""
-        task = self.task
-        if task is not None and not task.done() and not self._cancel_sent:
-            self._cancel_sent = True
-            task.cancel()
 
     async def stop_work(self) -> None:
         """Cancel the work and wait until it has really stopped; only then return.
@@ -856,7 +857,9 @@ class _Run:
         if task is None:
             return
         if not task.done():
-            self.send_stop()
+            if not self._cancel_sent:
+                self._cancel_sent = True
+                task.cancel()
             cancel_latency = self.guard.policy.timing.cancel_latency
             done, _ = await asyncio.wait({task}, timeout=cancel_latency)
             if not done:

@@ -410,26 +410,25 @@ async def test_a_slow_stop_is_awaited_before_the_release_and_the_outcome(caplog,
 
 class _StopSeenByTheLog(logging.Handler):
     """A log sink that notes, for each warning or error the guard writes, whether the work had
-    already been told to stop: a sink may block (stderr undrained), and nothing runs then."""
+    already stopped: a sink may block (stderr undrained), and nothing else runs then."""
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, timeline: Timeline) -> None:
         super().__init__(logging.WARNING)
-        self.work = f"process:{job_id}"
+        self.timeline = timeline
         self.seen: list[tuple[str, bool]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        tasks = [t for t in asyncio.all_tasks() if t.get_name() == self.work]
-        told = bool(tasks) and (tasks[0].done() or tasks[0].cancelling() > 0)
-        self.seen.append((getattr(record, "event_code", "?"), told))
+        stopped = any(what == "work-stopped" for _, what in self.timeline)
+        self.seen.append((getattr(record, "event_code", "?"), stopped))
 
 
 @pytest.mark.parametrize("lost", ["pings-fail", "recheck-hangs"])
 @virtual_time
-async def test_the_work_is_told_to_stop_before_the_abort_is_logged(lost):
+async def test_the_work_has_stopped_before_the_abort_is_logged(lost):
     """A blocking log sink cannot delay the cancel: when the lease runs out (unproven pings, or
-    a re-check still hanging at the lease end), the work has been told to stop before the
-    first line about it is written (TIER_DEADLINE, LEASE_EXPIRED, ABORTING). Logging first,
-    a stalled stderr kept the work running past the lease for as long as it stalled."""
+    a re-check still hanging at the lease end), the work has stopped before the first line
+    about it is written (TIER_DEADLINE, LEASE_EXPIRED, ABORTING). Logging first, a stalled
+    stderr kept the work running past the lease for as long as it stalled."""
     timeline: Timeline = []
     jobs = InMemoryJobs()
     jobs.add("j1")
@@ -441,7 +440,7 @@ async def test_the_work_is_told_to_stop_before_the_abort_is_logged(lost):
         else:
             gateway.inner.fail_next("heartbeat", TierTimeout("gateway", "no answer"), times=1000)
 
-    sink = _StopSeenByTheLog("j1")
+    sink = _StopSeenByTheLog(timeline)
     logger = logging.getLogger("verifier.guard")
     logger.addHandler(sink)
     try:
@@ -455,7 +454,7 @@ async def test_the_work_is_told_to_stop_before_the_abort_is_logged(lost):
     expected = {"LEASE_EXPIRED", "ABORTING"} | ({"TIER_DEADLINE"} if lost == "recheck-hangs"
                                                 else set())
     assert {code for code, _ in about_the_loss} >= expected
-    assert all(told for _, told in about_the_loss), sink.seen
+    assert all(stopped for _, stopped in about_the_loss), sink.seen
 
 
 @pytest.mark.parametrize("client", ["hang", "hang-stubbornly"])
