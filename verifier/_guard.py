@@ -36,7 +36,14 @@ from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 from ._cache import StatusCache
 from ._clock import counting_suspensions
-from ._errors import ClaimRefused, TierError, TierRateLimited, TierTimeout, TierUnsupported
+from ._errors import (
+    ClaimRefused,
+    InvalidInputError,
+    TierError,
+    TierRateLimited,
+    TierTimeout,
+    TierUnsupported,
+)
 from ._gateway import validate_percent
 from ._ids import validate_did, validate_job_id
 from ._metrics import GuardMetrics
@@ -157,6 +164,8 @@ class ClaimedJob:
         return Progressed(self.progress["pct"], self.progress["download_pct"])
 
 
+#: The work of one job. Returns the result to commit, ``{"cid": ...}``; a result without a
+#: ``cid`` (``None`` included) fails the work, and the job goes back to the queue.
 ProcessFn = Callable[[ClaimedJob], Awaitable[Mapping[str, Any] | None]]
 
 
@@ -302,6 +311,20 @@ class OwnershipGuard:
         ``ALREADY_RUNNING``): both runs would claim with the same DID, the gateway's accept
         can pass both, and each would read "assigned to us" and process the job at once.
         """
+        outcome, fatal = await self._run_to_outcome(job_id, process)
+        if fatal is not None:
+            # The work raised SystemExit or KeyboardInterrupt: raised here, once the protocol
+            # has given the job back, not inside the work's task (asyncio would stop the event
+            # loop at once, the job held and nothing said).
+            raise fatal
+        return outcome
+
+    async def _run_to_outcome(
+        self, job_id: str, process: ProcessFn
+    ) -> tuple[GuardOutcome, BaseException | None]:
+        """:meth:`run`, with the ``SystemExit`` or ``KeyboardInterrupt`` the work raised given
+        beside the outcome rather than raised: the encoder loop gives its other jobs back
+        before it lets one through."""
         job_id = validate_job_id(job_id)
         if any(r.job_id == job_id for r in self._runs):
             self._note("warning", "ALREADY_RUNNING",
@@ -309,7 +332,7 @@ class OwnershipGuard:
                        job_id=job_id)
             self._measured(GuardMetrics.record_outcome, "skipped", "ALREADY_RUNNING")
             return GuardOutcome(job_id, OutcomeKind.SKIPPED, "ALREADY_RUNNING",
-                                "this guard is already running the job")
+                                "this guard is already running the job"), None
         run = _Run(self, job_id, process, self._clock or _loop_clock())
         self._runs.add(run)
         if self._shutting_down:
@@ -324,12 +347,7 @@ class OwnershipGuard:
                 await uninterrupted(run.wind_down())
             finally:
                 self._runs.discard(run)
-        if run.fatal is not None:
-            # The work raised SystemExit or KeyboardInterrupt: raised here, once the protocol
-            # has given the job back, not inside the work's task (asyncio would stop the event
-            # loop at once, the job held and nothing said).
-            raise run.fatal
-        return outcome
+        return outcome, run.fatal
 
     def now(self) -> float:
         """The guard's clock (the one its protocol runs and its cache ages on)."""
@@ -386,6 +404,17 @@ class OwnershipGuard:
             "%s: %s [%s]", code, printable(message), text,
             extra={"event_code": code, "event_fields": dict(items)},
         )
+
+
+def _missing_cid(result: object) -> str | None:
+    """Why ``result`` cannot be committed, or None: a result is a mapping with a ``cid``
+    string (the tier's client checks the rest of its form before sending it)."""
+    if not isinstance(result, Mapping):
+        return f"the work returned no result ({type(result).__name__}; expected {{'cid': ...}})"
+    cid = result.get("cid")
+    if not isinstance(cid, str) or not cid:
+        return "the work's result has no 'cid' (a non-empty string)"
+    return None
 
 
 class _Measure:
@@ -786,6 +815,16 @@ class _Run:
                 self.fatal = exc
             self.events.put_nowait(WorkEnded(False, _describe(exc)))
             return None
+        missing = _missing_cid(self.result)
+        if missing is not None:
+            # Committed, a result without its CID marks the job complete with no video: lost
+            # for good, as nobody encodes it again (an adversarial review, 2026-12-04: a work
+            # returning None was committed as ``result: {}`` by the database tier). Failed
+            # instead: the job goes back for another attempt.
+            self.error = InvalidInputError(missing)
+            self.result = None
+            self.events.put_nowait(WorkEnded(False, missing))
+            return None
         self.events.put_nowait(WorkEnded(True))
         return self.result
 
@@ -872,7 +911,18 @@ class _Run:
         # No exception to collect from the task: ``_work`` keeps every error but a
         # cancellation in ``self.error`` itself (a collection that stood here could never run:
         # mutation testing, 2026-12-03).
+        unread = []
         while not self.events.empty():
-            self.events.get_nowait()
+            unread.append(self.events.get_nowait())
+        if self.result is not None and any(
+                isinstance(e, WorkEnded) and e.succeeded for e in unread):
+            # The work finished, but the cancel came before the protocol heard of it (a lease
+            # that ran out while a re-check hung, a shutdown): the result is not committed,
+            # and an operator can recover it from this line (an adversarial review,
+            # 2026-12-04: it was dropped without a word).
+            self.guard._note("warning", "RESULT_DISCARDED",
+                             f"job {self.job_id}: the work had finished, but the job was given "
+                             "up before its result could be committed", job_id=self.job_id,
+                             cid=self.result.get("cid"))
         self._latest_push = None
         self.task = None

@@ -254,6 +254,8 @@ class EncoderLoop:
         #: with ``Retry-After``, and the next job's first read would ask it again at once.
         self._hold_until = -math.inf
         self._stop = asyncio.Event()
+        #: The first SystemExit or KeyboardInterrupt a job's work raised (raised by ``run``).
+        self._fatal: BaseException | None = None
 
     @property
     def held(self) -> set[str]:
@@ -344,6 +346,8 @@ class EncoderLoop:
                       **counts)
         else:
             self._log(logging.INFO, "LOOP_STOPPED", "Stopped: no job held", **counts)
+        if self._fatal is not None:
+            raise self._fatal  # what a job's work raised, now that every job is given back
         return self.outcomes
 
     async def _until_stopped(self, awaitable: Awaitable[Any]) -> None:
@@ -475,7 +479,15 @@ class EncoderLoop:
             return await self.work(job, offered)
 
         try:
-            outcome = await self.guard.run(job_id, process)
+            outcome, fatal = await self.guard._run_to_outcome(job_id, process)
+            if fatal is not None:
+                # The work asked the process to end (SystemExit, KeyboardInterrupt). Its own
+                # job has been given back; let through at once, it would stop the event loop
+                # with every other job still held (an adversarial review, 2026-12-04). The
+                # loop stops gracefully instead, gives every job back, then raises it.
+                if self._fatal is None:
+                    self._fatal = fatal
+                self.stop()
         except Exception as exc:
             # The guard returns outcomes; an exception here is a bug or an unusable id. Count
             # it as a failure and go on: one job must not stop the encoder.

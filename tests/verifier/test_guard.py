@@ -841,3 +841,56 @@ async def test_a_failed_give_back_says_why(caplog: pytest.LogCaptureFixture) -> 
     assert outcome.held
     failed = [r.getMessage() for r in caplog.records if "RELEASE_FAILED" in r.getMessage()]
     assert failed and all("no release endpoint here" in m for m in failed), failed
+
+
+@pytest.mark.parametrize("result", [None, {}, {"cid": ""}, {"cid": 7}, ["bafy"]],
+                         ids=["none", "empty", "empty-cid", "number", "list"])
+@pytest.mark.parametrize("node", ["infra", "community"])
+@virtual_time
+async def test_work_that_returns_no_cid_fails_and_the_job_goes_back(result, node):
+    """Committed, a result without its CID would mark the job complete with no video, lost for
+    good (the database tier stored ``result: {}``: an adversarial review, 2026-12-04). The
+    work counts as failed instead: nothing is committed and the job goes back to the queue,
+    one attempt counted."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    clients = (community(jobs, A) if node == "community" else
+               [InMemoryTier(Tier.DATABASE, jobs, A, latency=0.05),
+                InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)])
+
+    async def process(job: ClaimedJob):
+        await asyncio.sleep(1)
+        return result
+
+    outcome = await OwnershipGuard(did=A, clients=clients,
+                                   policy=Policy.hardened(TIMING)).run("j1", process)
+    assert (outcome.kind, outcome.code) == (OutcomeKind.FAILED, "WORK_FAILED")
+    assert "cid" in outcome.reason and outcome.result is None
+    assert isinstance(outcome.error, InvalidInputError)
+    assert jobs.commits == []
+    assert jobs.docs["j1"]["status"] == "queued" and jobs.docs["j1"]["attempt_count"] == 1
+
+
+@virtual_time
+async def test_a_result_finished_while_a_recheck_hangs_and_then_given_up_is_logged(caplog):
+    """The work finishes while a re-check hangs; the lease runs out before the protocol hears
+    of it, so the job is given up uncommitted (the safe side). The result is not silently
+    dropped: RESULT_DISCARDED carries its cid for an operator to recover."""
+    caplog.set_level(logging.INFO, logger="verifier.guard")
+    timeline: Timeline = []
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    monitor, gateway = gateway_claimed(jobs, timeline)
+
+    async def process(job: ClaimedJob):
+        job.set_phase("encode")
+        monitor.reads = "hang"  # every re-check from now on
+        await asyncio.sleep(SHORT.recheck_interval + 1)  # ends while a re-check hangs
+        return {"cid": "bafy-done"}
+
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(SHORT))
+    outcome = await guard.run("j1", process)
+    assert (outcome.kind, outcome.code) == (OutcomeKind.CANCELLED, "LEASE_EXPIRED")
+    assert jobs.commits == [] and outcome.result is None
+    discarded = [r for r in caplog.records if getattr(r, "event_code", None) == "RESULT_DISCARDED"]
+    assert len(discarded) == 1 and discarded[0].event_fields["cid"] == "bafy-done"

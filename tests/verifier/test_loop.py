@@ -409,7 +409,7 @@ async def test_jobs_given_up_on_a_tier_failure_back_off_the_next_polls_like_empt
     monitor = guard.clients[Tier.MONITOR]
     assert isinstance(monitor, InMemoryTier)
     monitor.fail_next("observe", TierUnavailable(Tier.MONITOR, "503"), times=100)
-    loop = EncoderLoop(guard, lambda job, offered: asyncio.sleep(0), offers={
+    loop = EncoderLoop(guard, lambda job, offered: asyncio.sleep(0, {"cid": "bafy"}), offers={
         "getjob": queue_of(jobs, polls)}, policy=LoopPolicy(
             sources=("getjob",), idle_s=1, idle_max_s=8, idle_factor=2, jitter=0,
             cooldown_s=0))
@@ -458,7 +458,7 @@ async def test_a_retry_after_a_tier_gave_during_a_job_holds_back_the_next_job():
     assert isinstance(monitor, InMemoryTier)
     monitor.fail_next("observe", TierRateLimited(Tier.MONITOR, "429", retry_after=45.0), times=2)
     outcomes: list[float | None] = []
-    loop = EncoderLoop(guard, lambda job, offered: asyncio.sleep(0), offers={
+    loop = EncoderLoop(guard, lambda job, offered: asyncio.sleep(0, {"cid": "bafy"}), offers={
         "getjob": queue_of(jobs, polls)}, policy=LoopPolicy(
             sources=("getjob",), idle_s=1, idle_max_s=8, idle_factor=2, jitter=0,
             cooldown_s=0), on_outcome=lambda o: outcomes.append(o.retry_after))
@@ -470,3 +470,38 @@ async def test_a_retry_after_a_tier_gave_during_a_job_holds_back_the_next_job():
     assert outcomes[:2] == [45.0, 45.0], outcomes
     assert outcomes[2] is None
     assert gaps[:2] == [45.2, 45.2], gaps
+
+
+@pytest.mark.parametrize("fatal", [SystemExit(3), KeyboardInterrupt()],
+                         ids=["SystemExit", "KeyboardInterrupt"])
+@virtual_time
+async def test_a_work_that_exits_stops_the_loop_gracefully_and_every_job_is_given_back(fatal):
+    """One job's work raises SystemExit: the guard gives that job back and raises it. Let
+    through the loop at once, it stopped the event loop with the other running jobs still held
+    until the gateway's T (an adversarial review, 2026-12-04). Now the loop stops as on a
+    signal, gives every job back, and then raises it."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    jobs.add("j2")
+    stopped: list[str] = []
+
+    async def work(job: ClaimedJob, offered: GatewayMonitorJob):
+        try:
+            if job.job_id == "j2":
+                await asyncio.sleep(30)
+                raise fatal
+            await asyncio.sleep(3600)
+        finally:
+            stopped.append(job.job_id)
+        return {"cid": "bafy"}
+
+    loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": queue_of(jobs)},
+                       policy=LoopPolicy(sources=("getjob",), concurrency=2, idle_s=1,
+                                         idle_max_s=1, jitter=0))
+    with pytest.raises(type(fatal)):
+        await loop.run()
+    assert sorted(stopped) == ["j1", "j2"]
+    for job_id in ("j1", "j2"):
+        assert jobs.docs[job_id]["status"] == "queued"
+        assert not jobs.docs[job_id].get("assigned_to")
+    assert loop.held == set() and jobs.commits == []

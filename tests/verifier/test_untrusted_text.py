@@ -61,7 +61,7 @@ async def test_a_hostile_owner_cannot_forge_guard_log_lines(caplog: pytest.LogCa
                                             InMemoryTier(Tier.GATEWAY, jobs, ME)],
                            policy=Policy.hardened(TIMING))
     with caplog.at_level(logging.INFO, logger="verifier"):
-        outcome = await guard.run("j1", lambda job: asyncio.sleep(0))
+        outcome = await guard.run("j1", lambda job: asyncio.sleep(0, {"cid": "bafy"}))
     assert not outcome.processed
     messages = [r.getMessage() for r in caplog.records]
     assert any("zOTHER" in m for m in messages), "the owner is still shown, escaped"
