@@ -719,6 +719,13 @@ class OwnershipProtocol:
             refused = yield from self._verify(claim_answered, lease_end)
             if refused is not None:
                 return refused
+        if self._shutdown:
+            # Told while the claim or its verification was under way (a driver delivers
+            # ShutdownRequested only at a wait, and a request during a read is seen here):
+            # give the job back before any work starts, rather than start the work only to
+            # cancel it at the next wait (an adversarial review of the asyncio driver,
+            # 2026-12-04: a command spawned 0.2 s after the request, then killed).
+            return (yield from self._shut_down(working=False))
         return (yield from self._work(lease_base=claim_decided))
 
     def _pre_claim(self) -> Generator[Action, Answer, Outcome | None]:

@@ -637,6 +637,31 @@ def test_a_shutdown_told_before_the_claim_claims_nothing():
     assert not actions(trace, Claim) and not actions(trace, Release)
 
 
+@pytest.mark.parametrize("tiers", [INFRA, COMMUNITY], ids=["infra", "community"])
+def test_a_shutdown_told_during_the_deciding_read_gives_the_job_back_before_any_work(tiers):
+    """A driver delivers ShutdownRequested only at a wait; one told while the read after the
+    settle is in flight is seen before the work would start (an adversarial review of the
+    asyncio driver, 2026-12-04: the work was started, then cancelled at its next wait)."""
+    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=tiers)
+    respond = world()
+    slept: list[float] = []
+
+    def told_during_the_deciding_read(action: Action, now: float) -> Answer:
+        if isinstance(action, Sleep):
+            slept.append(now)  # the settle wait
+        elif isinstance(action, Observe) and slept:
+            protocol.request_shutdown()
+        return respond(action, now)
+
+    trace, codes = drive(protocol, told_during_the_deciding_read)
+    assert protocol.outcome is not None
+    assert (protocol.outcome.kind, protocol.outcome.code) == (OutcomeKind.SKIPPED, "SHUTDOWN")
+    assert not actions(trace, StartWork) and not actions(trace, CancelWork)
+    (_, claim), = actions(trace, Claim)
+    (_, release), = actions(trace, Release)
+    assert release.via is claim.via and not release.failed and "SHUTDOWN" in codes
+
+
 @pytest.mark.parametrize(("answers", "code", "releases"), [
     ([WriteOutcome.UNKNOWN, WriteOutcome.OK], "SHUTDOWN", 2),
     ([WriteOutcome.REFUSED], "SHUTDOWN", 1),
