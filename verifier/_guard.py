@@ -42,6 +42,7 @@ from ._errors import (
     TierError,
     TierRateLimited,
     TierTimeout,
+    TierUnavailable,
     TierUnsupported,
 )
 from ._gateway import validate_percent
@@ -691,6 +692,25 @@ class _Run:
             self.retry_until = max(self.retry_until, self.clock() + exc.retry_after)
 
     async def _call(self, action: Action, call: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+        """:meth:`_call_by_deadline`, where a client that cancels its own call gave no answer.
+
+        ``CancelledError`` out of a tier call is this run being cancelled, or the client
+        cancelling itself (a misbehaving client, or one that wraps a cancelled future). The
+        second must not end the run as if the first: the work would be stopped but the job not
+        given back, and the loop would record no outcome and list nothing held (an adversarial
+        review, 2026-12-04). ``Task.cancelling`` tells them apart."""
+        try:
+            return await self._call_by_deadline(action, call)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is None or current.cancelling():
+                raise
+            tier = action.tier if isinstance(action, Observe) else getattr(action, "via", "?")
+            raise TierUnavailable(str(tier), "the client cancelled its call") from None
+
+    async def _call_by_deadline(
+        self, action: Action, call: Callable[[], Coroutine[Any, Any, _T]]
+    ) -> _T:
         """Await one tier call, but never past the action's ``deadline`` (guard clock).
 
         Why (S2, ``docs/safety-model.md``): during work every request carries the lease end as

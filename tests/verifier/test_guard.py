@@ -894,3 +894,32 @@ async def test_a_result_finished_while_a_recheck_hangs_and_then_given_up_is_logg
     assert jobs.commits == [] and outcome.result is None
     discarded = [r for r in caplog.records if getattr(r, "event_code", None) == "RESULT_DISCARDED"]
     assert len(discarded) == 1 and discarded[0].event_fields["cid"] == "bafy-done"
+
+
+class CancelsItsOwnPing(InMemoryTier):
+    """A gateway client whose second ping awaits a future something else cancels (a shared
+    connection torn down, an executor shut down): ``CancelledError`` out of the call, though
+    nobody cancelled the run."""
+
+    async def heartbeat(self, job_id: str, token: str | None, progress: Any) -> None:
+        if self.calls.count("heartbeat") == 1:
+            self.calls.append("heartbeat")
+            future = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_later(0.01, future.cancel)
+            await future
+        await super().heartbeat(job_id, token, progress)
+
+
+@virtual_time
+async def test_a_client_that_cancels_its_own_call_gave_no_answer_and_the_run_goes_on():
+    """Read as the run being cancelled, it ended the run with the work stopped and the job
+    still assigned to us, no outcome and nothing said held (an adversarial review,
+    2026-12-04). It is a call without an answer: the ping is unknown, and the next proves."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    gateway = CancelsItsOwnPing(Tier.GATEWAY, jobs, A, latency=0.05)
+    guard = OwnershipGuard(did=A, clients=[InMemoryTier(Tier.MONITOR, jobs, A, latency=0.2),
+                                           gateway], policy=Policy.hardened(TIMING))
+    outcome = await guard.run("j1", encode(seconds=40))
+    assert outcome.kind is OutcomeKind.PROCESSED and jobs.commits == [("j1", A)]
+    assert gateway.calls.count("heartbeat") >= 3  # the cancelled one, and those after it
