@@ -75,8 +75,14 @@ class MongoUri:
         return tuple(sorted((v for v in found if v.strip()), key=len, reverse=True))
 
     def _secret_options(self) -> list[str]:
-        """The values of secret-bearing options as written (``secrets`` decodes them)."""
-        pairs = (item.partition("=") for item in (self.options or "").split("&"))
+        """The values of secret-bearing options as written (``secrets`` decodes them).
+
+        pymongo separates options with ``&`` or with ``;`` (it refuses a mix); both readings
+        are taken, so a secret after a ``;`` is scrubbed too (security review), and a ``;``
+        inside a value read the ``&`` way does not cut the secret short.
+        """
+        options = self.options or ""
+        pairs = (item.partition("=") for separator in "&;" for item in options.split(separator))
         return [value for key, _, value in pairs
                 if any(word in key.lower() for word in _SECRET_OPTION_WORDS)]
 
