@@ -39,6 +39,7 @@ from ._http import (
     Answer,
     TierHttp,
     error_code,
+    is_service_error,
     job_segment,
     raise_for_status,
     read_json,
@@ -46,7 +47,7 @@ from ._http import (
     try_json,
 )
 from ._ids import normalize_did, validate_did, validate_job_id
-from ._models import GatewayMonitorJob, parse_job
+from ._models import GatewayMonitorJob, check_offered_job, parse_job
 from ._policy import Tier
 from ._tiers import Observation
 
@@ -59,7 +60,7 @@ _PREFIX: Final = "/aid/v1/"
 #: Error codes that mean "this node is not allowed to use aid": fix the configuration.
 CONFIGURATION_CODES: Final = frozenset({"ENCODER_NOT_AUTHORIZED", "ENCODER_INACTIVE"})
 #: Answers to an owner-conditioned write that mean "not yours (any more)" (a 404 only when it
-#: is aid's own error: :func:`_is_aid_error`).
+#: is aid's own error: :func:`is_service_error`).
 _LOST_STATUSES: Final = frozenset({403, 404, 409})
 #: The successes a write may be confirmed by: 202 "accepted for later", 206 and the like do not
 #: say the write happened (as the gateway's ``_WRITE_SUCCESS_STATUSES``; security review,
@@ -78,37 +79,27 @@ def _is_job_not_found(answer: Any) -> bool:
     ``{"message": "Not Found"}`` is not, security review, session 16), say "not found" (in
     ``error``/``message`` or a ``*NOT_FOUND`` code) and not be about a route.
     """
-    if not _is_aid_error(answer):
+    if not is_service_error(answer):
         return False
     said = server_message(answer).lower()
     code = str(error_code(answer) or "").upper()
     return "not found" in said or code.endswith("NOT_FOUND")
 
 
-def _is_aid_error(answer: Any) -> bool:
-    """Whether an error answer is aid's own (``success: false``, not about a route), so that
-    its status speaks about the job; anything else (a framework's default 404, a proxy's
-    page) says only that the request did not reach aid's handler."""
-    if not isinstance(answer, Mapping) or answer.get("success") is not False:
-        return False
-    said = server_message(answer).lower()
-    code = str(error_code(answer) or "").upper()
-    return not ("route not found" in said or "ROUTE" in code)
-
-
 def _usable_offer(job: GatewayMonitorJob, route: str) -> bool:
-    """Whether a listed job's id passes the rules our own ids do (as the gateway's offered ids,
-    ``_gateway._parse_offered_job``): the id goes into later URLs, bodies and log lines, where a
-    newline or an escape sequence would forge log lines or rewrite the operator's terminal.
+    """Whether a listed job passes the checks of the gateway's offered job
+    (:func:`~verifier._models.check_offered_job`): its id goes into later URLs, bodies and log
+    lines, where a newline or an escape sequence would forge log lines or rewrite the
+    operator's terminal, and its ``input.uri`` into the work command's environment.
 
-    An unusable id is dropped with a warning rather than failing the whole listing (what the
+    An unusable job is dropped with a warning rather than failing the whole listing (what the
     gateway's single offer does): one bad entry must not hide the valid jobs listed with it.
-    The warning gives the reason only, never the id itself.
+    The warning gives the reason only, never the id or the URI itself.
     """
     try:
-        validate_job_id(job.id)
+        check_offered_job(job)
     except InvalidInputError as exc:
-        logger.warning("aid %s: dropped a job with an unusable id (%s)", route, exc)
+        logger.warning("aid %s: dropped an unusable job (%s)", route, exc)
         return False
     return True
 
@@ -196,7 +187,7 @@ class GatewayAidClient:
     def _not_a_route(route: str, status: int, answer: Any) -> None:
         """A 404 that is not aid's own error (a wrong base URL: a framework's or a proxy's
         page) says nothing about the job: unavailable, never a refusal."""
-        if status == 404 and not _is_aid_error(answer):
+        if status == 404 and not is_service_error(answer):
             raise TierUnavailable(
                 _TIER, f"{route}: HTTP 404 that is not 'job not found' "
                 f"({server_message(answer)}); is GATEWAY_AID_BASE_URL right?")

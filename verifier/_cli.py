@@ -21,8 +21,9 @@ deployed encoder confused the two: ``docs/contract.md``, defects 1-3):
 =====  =====================================================================================
 
 Nothing printed comes from a secret: the monitor URL is shown through
-:func:`~verifier._ids.redact_url`, settings errors never carry values, and strings from the
-monitor are stripped of control characters before they reach a terminal.
+:func:`~verifier._ids.redact_url`, and so is every URL a usage error repeats; settings errors
+never carry values, and strings from the monitor are stripped of control characters before
+they reach a terminal.
 
 Subcommands are registered in :data:`COMMANDS` (name → handler) and given arguments in
 :func:`build_parser`; add new ones in both places.
@@ -36,10 +37,11 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TextIO
+from typing import Any, Final, NoReturn, TextIO
 
 from ._errors import ConfigurationError, InvalidInputError, TierError
 from ._identity import did_key_public_key
@@ -364,8 +366,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     try:
         report = asyncio.run(_fetch(report, url, args.timeout))
     except ConfigurationError as exc:
-        # The monitor client validates the URL; name the place it came from.
-        return _usage_error(f"configuration error: {source}: {exc.problem}")
+        # The monitor client validates the URL: name the place it came from. Any other
+        # variable (a proxy, CA certificates, read when the client is made) is named as is.
+        where = source if exc.variable == "GATEWAY_MONITOR_BASE_URL" else exc.variable
+        return _usage_error(f"configuration error: {where}: {exc.problem}")
     except InvalidInputError as exc:
         # Ids the monitor server would mishandle ('/', '?', '%', ...) are refused unsent.
         return _usage_error(f"JOB_ID: {exc}")
@@ -408,9 +412,26 @@ def _timeout(text: str) -> float:
     return value
 
 
+#: A URL in free text: a scheme, ``://``, then everything up to the next whitespace (argparse
+#: quotes a value with ``repr``; the closing quote stays in the URL's path, harmlessly).
+_URL_IN_TEXT: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, with every URL in its error messages redacted.
+
+    argparse repeats a mistyped argument verbatim ("unrecognized arguments:
+    --baseurl=https://user:password@host/api"), to a terminal or a log that keeps it (security
+    review). Subparsers are made of the same class (``add_subparsers`` takes its parser's).
+    """
+
+    def error(self, message: str) -> NoReturn:
+        super().error(_URL_IN_TEXT.sub(lambda url: redact_url(url.group()), message))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each subcommand's name is a key of :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=_PROG,
         description="Tools of the 3Speak job-ownership verifier.",
         epilog=_EXIT_CODES_HELP,

@@ -47,7 +47,7 @@ from ._http import (
 )
 from ._identity import EncoderIdentity
 from ._ids import validate_job_id
-from ._models import GatewayMonitorJob, parse_job
+from ._models import GatewayMonitorJob, check_offered_job, parse_job
 from ._policy import Tier
 from ._tiers import Observation
 
@@ -99,10 +99,11 @@ def _parse_offered_job(body: Any) -> GatewayMonitorJob | None:
         return None
     job = parse_job(body, tier=_TIER)
     try:
-        validate_job_id(job.id)
+        check_offered_job(job)
     except InvalidInputError as exc:
-        # An offered id goes into later URLs and bodies: it must pass the same checks as ours.
-        raise MalformedAnswer(_TIER, f"offered job has an unusable id: {exc}") from None
+        # Refused before any claim: an id that fails our checks, an input.uri the work could
+        # not be given.
+        raise MalformedAnswer(_TIER, f"offered job refused: {exc}") from None
     return job
 
 

@@ -36,7 +36,9 @@ A proxy from the environment (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, mi
 ``NO_PROXY``) is honoured, as httpx does by default: nodes behind a corporate proxy need it.
 It is made visible: :func:`proxy_for` names the proxy a URL goes through (redacted),
 and a transport failure through one says ``via proxy <url>``, since the server it names was
-never reached (operator review: a refused proxy read as a refused server).
+never reached (operator review: a refused proxy read as a refused server). A proxy or CA
+certificates httpx cannot use are a :class:`~verifier.ConfigurationError` naming the variable,
+raised when a client is made (:func:`_client_from_environment`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ import asyncio
 import contextlib
 import email.utils
 import math
+import os
 import re
 import urllib.parse
 import urllib.request
@@ -73,6 +76,7 @@ __all__ = [
     "check_base_url",
     "check_host_sendable",
     "error_code",
+    "is_service_error",
     "job_segment",
     "parse_retry_after",
     "positive_seconds",
@@ -101,6 +105,8 @@ _INFLATABLE: Final = frozenset({"gzip", "x-gzip", "deflate"})
 #: The most raw bytes read for one body: the cap, plus room for a compressed body's framing
 #: (compressing incompressible data adds a little).
 _RAW_LIMIT: Final = MAX_BODY_BYTES + 64 * 1024
+#: The environment variables httpx takes a proxy from (``NO_PROXY`` only excludes hosts).
+_PROXY_VARIABLES: Final = ("ALL_PROXY", "HTTPS_PROXY", "HTTP_PROXY")
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +230,23 @@ def error_code(body: Any) -> str | None:
     return None
 
 
+def is_service_error(body: Any) -> bool:
+    """Whether an error body is the service's own (``success: false``, not about a route), so
+    that what it says can be about the job.
+
+    Anything else (a framework's default 404, a proxy's page, ``{"success": false, "error":
+    "Route not found"}`` from a wrong base URL) says only that the request did not reach the
+    service's handler. One rule for aid and the monitor: the monitor read that last body as
+    "no such job", so every job looked missing instead of the monitor unreachable (security
+    review).
+    """
+    if not isinstance(body, Mapping) or body.get("success") is not False:
+        return False
+    said = server_message(body).lower()
+    code = str(error_code(body) or "").upper()
+    return not ("route not found" in said or "ROUTE" in code)
+
+
 def raise_for_status(response: Answer, tier: str, route: str) -> None:
     """Raise for any non-2xx status the caller did not give a meaning to.
 
@@ -296,6 +319,44 @@ def proxy_for(url: str) -> str | None:
     if not proxy:
         return None
     return redact_url(proxy if "://" in proxy else "http://" + proxy)  # httpx's default scheme
+
+
+def _client_from_environment() -> httpx.AsyncClient:
+    """A new ``httpx.AsyncClient`` (asking for identity bodies) configured from the environment
+    as httpx reads it: proxies, and CA certificates from ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``.
+
+    A setting httpx cannot use raises :class:`ConfigurationError` naming the variable, never
+    its value: httpx's own errors quote it (a proxy password holding an unencoded ``/``, ``#``
+    or ``?`` ends in "Invalid port: '<password>'"), and outside the ``ConfigurationError``
+    that ``run`` and ``check`` report they were a traceback, read as a crash (security
+    review). Raised after the ``except`` clause, so httpx's error is not even the context.
+    """
+    try:
+        return httpx.AsyncClient(headers=IDENTITY_ENCODING)
+    except OSError:
+        # ssl.SSLError is an OSError: a file that is missing, a directory, not certificates.
+        # httpx reads SSL_CERT_DIR only when SSL_CERT_FILE is unset or empty.
+        variables = "SSL_CERT_FILE" if os.environ.get("SSL_CERT_FILE") else "SSL_CERT_DIR"
+        problem = "could not be loaded as CA certificates (missing, unreadable or not PEM)"
+    except ImportError:
+        variables = _proxy_variables()
+        problem = "a SOCKS proxy needs the socksio package (pip install 'httpx[socks]')"
+    except ValueError:  # httpx.InvalidURL is not one; an unknown proxy scheme is
+        variables = _proxy_variables()
+        problem = "must be an http, https, socks5 or socks5h URL"
+    except httpx.InvalidURL:
+        variables = _proxy_variables()
+        problem = ("is not a valid proxy URL (a '/', '#' or '?' in its user name or password "
+                   "must be percent-encoded)")
+    raise ConfigurationError(variables, problem) from None
+
+
+def _proxy_variables() -> str:
+    """The proxy variables that are set, as spelled in the environment (either case), for a
+    message; all their names if none is (a proxy from elsewhere, such as a system registry)."""
+    names = sorted(name for name, value in os.environ.items()
+                   if value and name.upper() in _PROXY_VARIABLES)
+    return ", ".join(names or _PROXY_VARIABLES)
 
 
 async def read_capped(response: httpx.Response, tier: str, where: str) -> bytes:
@@ -397,9 +458,7 @@ class TierHttp:
         self._headers = {**(headers or {}), **IDENTITY_ENCODING}
         self._hard_deadline = hard_deadline
         self._owned = client is None
-        self._client = (
-            client if client is not None else httpx.AsyncClient(headers=IDENTITY_ENCODING)
-        )
+        self._client = client if client is not None else _client_from_environment()
         # The proxy the client just read from the environment, for error messages. Only for a
         # client made here: one passed in routes as its owner set it up (its own transport or
         # mounts), which is not ours to guess.

@@ -21,20 +21,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._errors import MalformedAnswer
-from ._ids import normalize_did
+from ._errors import InvalidInputError, MalformedAnswer
+from ._ids import normalize_did, validate_job_id
 from ._policy import Tier
 
 __all__ = [
     "CLAIMABLE_STATUSES",
     "DONE_STATUSES",
     "KNOWN_STATUSES",
+    "MAX_INPUT_URI_LENGTH",
     "PROCESSABLE_STATUSES",
     "AvailabilityResult",
     "GatewayMonitorJob",
     "JobProgress",
     "OwnershipResult",
     "availability_of",
+    "check_offered_job",
     "ownership_of",
     "parse_job",
 ]
@@ -66,6 +68,10 @@ _KNOWN_FIELDS: Final = frozenset(
     }
 )
 _MAX_EXTRA_FIELDS: Final = 256
+#: The longest ``input.uri`` an offered job may carry. Real ones are IPFS or HTTPS URLs well
+#: under 1 KiB; the value reaches the work command's environment (``SPK_INPUT_URI``), where
+#: Linux refuses a string over 128 KiB, and the job's log lines.
+MAX_INPUT_URI_LENGTH: Final = 8 * 1024
 #: The tier whose ``GET /jobs/{id}`` may answer the stand-in: the only one the fingerprint's
 #: ``_id`` rule applies to (see :func:`_looks_like_stand_in`).
 _MONITOR_TIER: Final = Tier.MONITOR.value
@@ -294,6 +300,33 @@ def parse_job(data: object, *, tier: str = "job") -> GatewayMonitorJob:
         if exc.tier != tier:
             raise MalformedAnswer(tier, str(exc).split(": ", 1)[-1]) from exc
         raise
+
+
+def check_offered_job(job: GatewayMonitorJob) -> None:
+    """Refuse, with :class:`~verifier.InvalidInputError`, an offered job that could not be
+    worked on: an id that fails :func:`~verifier._ids.validate_job_id` (it goes into later
+    URLs, bodies and log lines), or an ``input.uri`` that is not a string, is longer than
+    :data:`MAX_INPUT_URI_LENGTH` or holds characters that are not printable.
+
+    Checked where offers are parsed, so before any claim: a NUL, a lone surrogate or a 200 KB
+    URI used to fail only at the command's spawn, after the claim, with an error that did not
+    name the field, and the job was then failed back, an attempt spent (security review).
+    ``str.isprintable`` refuses NUL and every control, format (bidi overrides), separator and
+    surrogate character; non-ASCII letters pass (an IRI is a URI). No ``uri`` at all passes:
+    the command is then given an empty one, as documented.
+    """
+    validate_job_id(job.id)
+    if "uri" not in job.input:
+        return
+    uri = job.input["uri"]
+    if not isinstance(uri, str):
+        raise InvalidInputError(f"input.uri must be a string, got {type(uri).__name__}")
+    if len(uri) > MAX_INPUT_URI_LENGTH:
+        raise InvalidInputError(f"input.uri is {len(uri)} characters long; at most "
+                                f"{MAX_INPUT_URI_LENGTH} are allowed")
+    if not uri.isprintable():
+        raise InvalidInputError("input.uri contains control, format, separator or surrogate "
+                                "characters")
 
 
 def ownership_of(job: GatewayMonitorJob | None, expected_owner_did: str) -> OwnershipResult:

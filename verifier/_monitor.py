@@ -10,10 +10,11 @@ What it does differently from the deployed encoder, and why (``docs/contract.md`
 
 * **No answer is never an answer.** Only two replies mean "the job does not exist": a 404 whose
   body is the monitor's own ``{"success": false, "error": "Job not found"}``, and a 200 with
-  ``success: false``. A 404 ``{"error": "Route not found"}`` is a misconfigured base URL, and a
-  500 happens for missing *and* existing jobs whenever the legacy gateway is unreachable: both
-  raise :class:`~verifier.TierUnavailable`. Timeouts, 429, transport errors, bodies that are not
-  JSON or do not parse raise too (defects 2 and 3 came from confusing these with "unassigned").
+  ``success: false`` saying "not found". A 404 ``{"error": "Route not found"}`` (with
+  ``success: false`` or without) is a misconfigured base URL, and a 500 happens for missing
+  *and* existing jobs whenever the legacy gateway is unreachable: both raise
+  :class:`~verifier.TierUnavailable`. Timeouts, 429, transport errors, bodies that are not JSON
+  or do not parse raise too (defects 2 and 3 came from confusing these with "unassigned").
 * **No hidden retry, no cache.** One call is one request; the caller's policy decides whether
   and when to ask again (a retry here would hide the monitor's lag from the timing model).
 * **Ids are encoded and, where the server would mishandle them, refused.** The server passes
@@ -57,6 +58,7 @@ from ._http import (
     MAX_BODY_BYTES,
     Answer,
     TierHttp,
+    is_service_error,
     job_segment,
     parse_retry_after,
     positive_seconds,
@@ -138,18 +140,20 @@ def _envelope(reply: _Reply) -> Mapping[str, Any]:
 def _is_monitor_not_found(reply: _Reply) -> bool:
     """True only for the monitor's own "not found" body: JSON, ``success: false``, "not found".
 
-    A 404 without ``success`` (``{"error": "Route not found"}``, an HTML page from a proxy) is
-    what a misconfigured base URL looks like: it says nothing about the job.
+    A 404 without ``success`` (an HTML page from a proxy) or about a route (``"Route not
+    found"``) is what a misconfigured base URL looks like: it says nothing about the job.
     """
     return _says_not_found(try_json(reply))
 
 
 def _says_not_found(body: Any) -> bool:
-    """``success: false`` with an error saying "not found". The documented service read any
-    ``success: false`` as "not found"; a failure it reports the same way (``"Failed to fetch
-    job details"``) is not an answer about the job (security review, session 16: it read as
-    "no such job", exit 1 instead of 3)."""
-    if not isinstance(body, Mapping) or body.get("success") is not False:
+    """``success: false`` with an error saying "not found", and not about a route. The
+    documented service read any ``success: false`` as "not found"; a failure it reports the
+    same way (``"Failed to fetch job details"``) is not an answer about the job (security
+    review, session 16: it read as "no such job", exit 1 instead of 3), nor is a wrong base
+    URL's ``"Route not found"`` (the rule aid's answers are read by:
+    :func:`~verifier._http.is_service_error`)."""
+    if not is_service_error(body):
         return False
     error = body.get("error")
     return isinstance(error, str) and "not found" in error.lower()

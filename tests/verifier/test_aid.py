@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -338,6 +339,28 @@ async def test_list_jobs_parses_hidden_status_as_unknown(
     router.post(API + "list-jobs").respond(200, json={"success": True, "jobs": {}})
     with pytest.raises(MalformedAnswer):
         await aid.list_jobs()
+
+
+@pytest.mark.asyncio
+async def test_list_jobs_drops_a_job_with_an_unusable_input_uri_naming_the_field(
+    aid: GatewayAidClient, router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As the gateway's offered job: refused before any claim, the rest of the listing kept,
+    the warning naming ``input.uri`` and not the value (security review)."""
+    listed = [{"id": "bad-1", "input": {"uri": "https://cdn.test/a\x00b"}},
+              {"id": "ok-1", "input": {"uri": "https://cdn.test/ok.mp4"}},
+              {"id": "bad-2", "input": {"uri": "https://cdn.test/\ud800"}},
+              {"id": "bad-3", "input": {"uri": "https://cdn.test/" + "a" * 200_000}},
+              {"id": "ok-2"}]
+    router.post(API + "list-jobs").respond(
+        200, content=json.dumps({"success": True, "jobs": listed}).encode("ascii"),
+        headers={"Content-Type": "application/json"})
+    with caplog.at_level(logging.WARNING, logger="verifier._aid"):
+        jobs = await aid.list_jobs()
+    assert [job.id for job in jobs] == ["ok-1", "ok-2"]
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 3 and all("input.uri" in m for m in dropped)
+    assert not any("cdn.test" in m for m in dropped)
 
 
 @pytest.mark.asyncio

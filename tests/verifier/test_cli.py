@@ -185,6 +185,8 @@ def test_available_job(
         httpx.Response(503, text="upstream down"),
         httpx.Response(429, headers={"Retry-After": "5"}),
         httpx.Response(404, json={"error": "Route not found"}),  # misconfigured base URL
+        # The same in the monitor's shape (a proxy, another service): not "no such job".
+        httpx.Response(404, json={"success": False, "error": "Route not found"}),
         httpx.Response(200, text="<html>not json</html>"),
         httpx.Response(200, json={"success": True, "data": {"id": JOB, "assigned_to": 42}}),
         httpx.ReadTimeout("slow"),
@@ -389,6 +391,35 @@ def test_bad_environment_exits_2_naming_the_variable(
     assert not monitor.calls
 
 
+_PROXY_SECRET = "Pr0xyS3cret"
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("HTTPS_PROXY", f"http://user:{_PROXY_SECRET}/x@proxy.test:3128"),
+    ("SSL_CERT_FILE", f"/nonexistent/{_PROXY_SECRET}.pem"),
+])
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_an_http_environment_httpx_cannot_use_exits_2_naming_the_variable(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str],
+    command: str, variable: str, value: str,
+) -> None:
+    """A malformed proxy URL or a missing CA file was "unexpected InvalidURL" (exit 3) in
+    ``check`` and a traceback quoting part of the proxy password (exit 1) in ``run``."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name.startswith("SSL_CERT_"):
+            env.delenv(name)
+    env.setenv(variable, value)
+    argv = ["check", JOB, "--did", ME]
+    if command == "run":
+        _runner_env(env)
+        argv = ["run", "--", "true"]
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert f"configuration error: {variable}: " in err
+    assert _PROXY_SECRET not in err
+    assert not monitor.calls
+
+
 def test_bad_base_url_flag_exits_2_naming_the_flag(
     env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -417,6 +448,23 @@ def test_usage_errors_exit_2(
     assert run(capsys)[0] == 2  # no subcommand
     assert run(capsys, "nonsense")[0] == 2
     assert run(capsys, "check")[0] == 2  # no JOB_ID
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", JOB, "--did", ME, "--baseurl=https://u:S3cretPW@m.test/api?token=T0kenX"],
+    ["https://u:S3cretPW@m.test/api?token=T0kenX"],  # not a subcommand: "invalid choice"
+    ["run", "--source", "https://u:S3cretPW@m.test/api?token=T0kenX", "--", "true"],
+    ["check", JOB, "mongodb://u:S3cretPW@db.test/jobs?token=T0kenX"],
+], ids=["unrecognized", "invalid-command", "invalid-choice-of-run", "mongodb"])
+def test_usage_errors_redact_the_urls_they_repeat(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """argparse repeats a mistyped argument verbatim: a URL's password and query reached the
+    terminal (security review). The host stays, to show which argument was meant."""
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert "S3cretPW" not in err and "T0kenX" not in err
+    assert "m.test" in err or "db.test" in err
 
 
 # --------------------------------------------------------------------------- untrusted output

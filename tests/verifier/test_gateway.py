@@ -28,6 +28,7 @@ from verifier import (
     TierUnavailable,
     verify_jws,
 )
+from verifier._models import MAX_INPUT_URI_LENGTH
 
 BASE = "https://gateway.test"
 API = "/api/v0/gateway/"
@@ -502,6 +503,56 @@ async def test_offered_job_with_unusable_id_is_malformed(
                                                   "job": {"id": bad_id, "status": "assigned"}})
     with pytest.raises(MalformedAnswer):
         await gateway.my_job()
+
+
+BAD_INPUT_URIS = {
+    "nul": "https://cdn.test/a\x00b",
+    "lone-surrogate": "https://cdn.test/\ud800",
+    "newline": "https://cdn.test/a\nb",
+    "bidi-override": "https://cdn.test/\u202egnp.exe",
+    "too-long": "https://cdn.test/" + "a" * 200_000,
+    "not-a-string": 7,
+    "null": None,
+}
+
+
+def ascii_json(body: Any) -> httpx.Response:
+    """A JSON answer as a hostile server sends it: a lone surrogate as a ``\\ud800`` escape."""
+    return httpx.Response(200, content=json.dumps(body).encode("ascii"),
+                          headers={"Content-Type": "application/json"})
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("uri", BAD_INPUT_URIS.values(), ids=BAD_INPUT_URIS.keys())
+async def test_offered_job_with_unusable_input_uri_is_refused_naming_the_field(
+    gateway: LegacyGatewayClient, router: respx.MockRouter, uri: Any
+) -> None:
+    """The URI goes into the work's environment: a NUL, a lone surrogate or 200 KB failed only
+    at the spawn, after the claim, naming nothing (security review). Refused before any claim,
+    the value itself never in the message."""
+    router.post(API + "myJob").mock(return_value=ascii_json(
+        {"success": True, "job": job_doc(input={"uri": uri, "size": 1})}))
+    router.get(API + "getJob").mock(return_value=ascii_json(job_doc(input={"uri": uri})))
+    for offer in (gateway.my_job, gateway.get_job):
+        with pytest.raises(MalformedAnswer, match=r"input\.uri") as info:
+            await offer()
+        assert "cdn.test" not in str(info.value)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("given", [
+    {"uri": "https://cdn.test/" + "a" * (MAX_INPUT_URI_LENGTH - len("https://cdn.test/"))},
+    {"uri": "ipfs://bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi/vidéo.mp4"},
+    {"uri": ""},  # the monitor's stand-in shape: the command gets an empty SPK_INPUT_URI
+    {"size": 0},
+    {},
+], ids=["at-the-limit", "non-ascii", "empty", "no-uri", "no-input"])
+async def test_offered_job_with_a_usable_input_uri_is_offered(
+    gateway: LegacyGatewayClient, router: respx.MockRouter, given: dict[str, Any]
+) -> None:
+    router.get(API + "getJob").respond(200, json=job_doc(input=given) if given else job_doc())
+    job = await gateway.get_job()
+    assert job is not None and dict(job.input) == given
 
 
 @pytest.mark.asyncio

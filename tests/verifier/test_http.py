@@ -8,10 +8,12 @@ apart, so that neither client's behaviour can drift when the other's changes.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -304,6 +306,57 @@ def test_proxy_for_names_the_proxy_httpx_takes_from_the_environment_redacted(
     for name, value in env.items():
         no_proxy_env.setenv(name, value)
     assert proxy_for(url) == expected
+
+
+_PROXY_SECRET = "Pr0xyS3cret"
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    # An unencoded '/', '#' or '?' in the password: httpx says "Invalid port: '<password>'".
+    ({"HTTPS_PROXY": f"http://user:{_PROXY_SECRET}/x@proxy.test:3128"}, "HTTPS_PROXY"),
+    ({"https_proxy": f"http://user:{_PROXY_SECRET}#x@proxy.test:3128"}, "https_proxy"),
+    ({"ALL_PROXY": f"ftp://user:{_PROXY_SECRET}@proxy.test:21"}, "ALL_PROXY"),
+    pytest.param({"ALL_PROXY": f"socks5://user:{_PROXY_SECRET}@proxy.test:1080"}, "ALL_PROXY",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("socksio") is not None,
+                                          reason="socksio is installed: SOCKS works")),
+], ids=["slash-in-password", "hash-in-password-lowercase", "unknown-scheme", "socks-no-socksio"])
+def test_a_proxy_httpx_cannot_use_is_a_configuration_error_naming_only_the_variable(
+    no_proxy_env: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    """httpx's InvalidURL escaped the client's constructor: ``run`` crashed with a traceback
+    quoting part of the proxy password (security review)."""
+    for name, value in env.items():
+        no_proxy_env.setenv(name, value)
+    with pytest.raises(ConfigurationError) as info:
+        TierHttp("gateway", BASE, variable="GATEWAY_URL")
+    assert info.value.variable == named
+    assert _PROXY_SECRET not in str(info.value)
+    # Not chained, not even as the context: httpx's message is the one with the password.
+    assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_unusable_ca_certificates_are_a_configuration_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str | None
+) -> None:
+    """SSL_CERT_FILE naming a missing file (or not PEM) was a raw FileNotFoundError/SSLError."""
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setenv("SSL_CERT_FILE", str(path))
+    with pytest.raises(ConfigurationError) as info:
+        TierHttp("monitor", BASE, variable="GATEWAY_MONITOR_BASE_URL")
+    assert info.value.variable == "SSL_CERT_FILE"
+    assert str(path) not in str(info.value)
+
+
+def test_a_client_passed_in_is_used_whatever_the_environment_says(
+    no_proxy_env: pytest.MonkeyPatch,
+) -> None:
+    """The environment is the owner's business when the owner made the client."""
+    client = httpx.AsyncClient()
+    no_proxy_env.setenv("HTTPS_PROXY", f"http://user:{_PROXY_SECRET}/x@proxy.test:3128")
+    assert TierHttp("gateway", BASE, variable="GATEWAY_URL", client=client).base_url == BASE
 
 
 @pytest.mark.asyncio

@@ -169,12 +169,19 @@ async def test_404_job_not_found_is_none(
     "response",
     [
         httpx.Response(404, json={"error": "Route not found"}),
+        # A proxy or another service at a wrong base URL, in the monitor's own shape: every
+        # job read as missing instead of the monitor unreachable (security review).
+        httpx.Response(404, json={"success": False, "error": "Route not found"}),
+        httpx.Response(404, json={"success": False, "error": "not found",
+                                  "code": "ROUTE_NOT_FOUND"}),
+        httpx.Response(200, json={"success": False, "error": "Route not found"}),
         httpx.Response(404, text="<html><body>404 Not Found</body></html>"),
         httpx.Response(404, json={"success": False, "error": "Forbidden upstream"}),
         httpx.Response(404, json={"success": "false", "error": "Job not found"}),
         httpx.Response(404),
     ],
-    ids=["route-not-found", "html", "other-error", "string-success", "empty"],
+    ids=["route-not-found", "route-not-found-success-false", "route-code", "route-on-200",
+         "html", "other-error", "string-success", "empty"],
 )
 async def test_404_that_is_not_the_monitors_not_found_is_unavailable(
     monitor: GatewayMonitorService, router: respx.Router, response: httpx.Response
@@ -383,6 +390,8 @@ async def test_get_job_status_not_found_is_none(
     ("response", "error"),
     [
         (httpx.Response(404, json={"error": "Route not found"}), TierUnavailable),
+        (httpx.Response(404, json={"success": False, "error": "Route not found"}),
+         TierUnavailable),
         (httpx.Response(500, json={"success": False, "error": "x"}), TierUnavailable),
         (httpx.Response(429, headers={"Retry-After": "2"}), TierRateLimited),
         (ok({"job_id": "other", "status": "running"}), MalformedAnswer),
