@@ -34,7 +34,7 @@ from ._errors import (
     TierUnavailable,
     TierUnsupported,
 )
-from ._gateway import validate_cid, validate_percent
+from ._gateway import validate_percent
 from ._http import (
     Answer,
     TierHttp,
@@ -46,7 +46,7 @@ from ._http import (
     server_message,
     try_json,
 )
-from ._ids import normalize_did, validate_did, validate_job_id
+from ._ids import normalize_did, validate_cid, validate_did, validate_job_id
 from ._models import GatewayMonitorJob, check_offered_job, parse_job
 from ._policy import Tier
 from ._tiers import Observation

@@ -53,9 +53,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._errors import ConfigurationError, InvalidInputError
-from ._gateway import validate_cid
 from ._guard import ClaimedJob, uninterrupted
-from ._ids import redact_url
+from ._ids import redact_url, validate_cid
 from ._keeper import group_members
 from ._models import GatewayMonitorJob
 from ._text import printable

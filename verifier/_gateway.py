@@ -46,12 +46,12 @@ from ._http import (
     try_json,
 )
 from ._identity import EncoderIdentity
-from ._ids import validate_job_id
+from ._ids import validate_cid, validate_job_id
 from ._models import GatewayMonitorJob, check_offered_job, parse_job
 from ._policy import Tier
 from ._tiers import Observation
 
-__all__ = ["LegacyGatewayClient", "validate_cid", "validate_percent"]
+__all__ = ["LegacyGatewayClient", "validate_percent"]
 
 _TIER: Final = "gateway"
 _PREFIX: Final = "/api/v0/gateway/"
@@ -62,15 +62,6 @@ _AUTH_STATUSES: Final = frozenset({401, 403})
 _MAX_ERROR_TEXT: Final = 2000
 #: 2xx statuses a write may succeed with: 200 (legacy, 2026), 201 (NestJS POST), 204 (empty).
 _WRITE_SUCCESS_STATUSES: Final = frozenset({200, 201, 204})
-
-
-def validate_cid(cid: object) -> str:
-    """A result CID as sent in ``finishJob``/``complete-job``: a short printable string."""
-    if not isinstance(cid, str) or not cid:
-        raise InvalidInputError("result needs a non-empty string 'cid'")
-    if len(cid) > 256 or not cid.isprintable() or cid != cid.strip():
-        raise InvalidInputError("result cid is too long or contains unprintable characters")
-    return cid
 
 
 def validate_percent(value: object, what: str) -> float:

@@ -46,7 +46,7 @@ from ._errors import (
     TierUnsupported,
 )
 from ._gateway import validate_percent
-from ._ids import validate_did, validate_job_id
+from ._ids import validate_cid, validate_did, validate_job_id
 from ._metrics import GuardMetrics
 from ._policy import Policy, Tier, TierSet
 from ._text import FIELD_LIMIT, printable
@@ -408,13 +408,15 @@ class OwnershipGuard:
 
 
 def _missing_cid(result: object) -> str | None:
-    """Why ``result`` cannot be committed, or None: a result is a mapping with a ``cid``
-    string (the tier's client checks the rest of its form before sending it)."""
+    """Why ``result`` cannot be committed, or None: a mapping with a ``cid`` every tier's
+    client would send (checked here, before the finish: a client that refuses it has sent
+    nothing, and the finish would be retried as unknown, then the job reported held)."""
     if not isinstance(result, Mapping):
         return f"the work returned no result ({type(result).__name__}; expected {{'cid': ...}})"
-    cid = result.get("cid")
-    if not isinstance(cid, str) or not cid:
-        return "the work's result has no 'cid' (a non-empty string)"
+    try:
+        validate_cid(result.get("cid"))
+    except InvalidInputError as exc:
+        return f"the work's {exc}"
     return None
 
 

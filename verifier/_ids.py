@@ -20,6 +20,7 @@ __all__ = [
     "quote_segment",
     "redact_url",
     "userinfo_misplaced",
+    "validate_cid",
     "validate_did",
     "validate_job_id",
 ]
@@ -145,3 +146,12 @@ def redact_url(url: str) -> str:
         return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
     except ValueError:
         return "<unparsable url>"
+
+
+def validate_cid(cid: object) -> str:
+    """A result CID as sent in ``finishJob``/``complete-job``: a short printable string."""
+    if not isinstance(cid, str) or not cid:
+        raise InvalidInputError("result needs a non-empty string 'cid'")
+    if len(cid) > 256 or not cid.isprintable() or cid != cid.strip():
+        raise InvalidInputError("result cid is too long or contains unprintable characters")
+    return cid

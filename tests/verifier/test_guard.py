@@ -843,8 +843,10 @@ async def test_a_failed_give_back_says_why(caplog: pytest.LogCaptureFixture) -> 
     assert failed and all("no release endpoint here" in m for m in failed), failed
 
 
-@pytest.mark.parametrize("result", [None, {}, {"cid": ""}, {"cid": 7}, ["bafy"]],
-                         ids=["none", "empty", "empty-cid", "number", "list"])
+@pytest.mark.parametrize("result", [None, {}, {"cid": ""}, {"cid": 7}, ["bafy"],
+                                    {"cid": "b" * 257}, {"cid": "bafy\n"}],
+                         ids=["none", "empty", "empty-cid", "number", "list", "too-long",
+                              "unprintable"])
 @pytest.mark.parametrize("node", ["infra", "community"])
 @virtual_time
 async def test_work_that_returns_no_cid_fails_and_the_job_goes_back(result, node):
