@@ -541,6 +541,16 @@ class DatabaseTier:
         if not matched:
             raise ClaimRefused(_TIER, await self._explain(job_id, "heartbeat refused"))
 
+    def check_result(self, result: object) -> None:
+        """Raise :class:`InvalidInputError` if :meth:`finish` would refuse ``result`` (not a
+        mapping; ``$`` or dotted keys; NaN). The guard asks when the work ends, so a result
+        the database cannot store fails the work, rather than a finish refused before it was
+        sent being retried as unknown and the job reported held (an adversarial review,
+        2026-12-04)."""
+        if not isinstance(result, Mapping):
+            raise InvalidInputError("result must be a mapping")
+        _plain_document(result)
+
     async def finish(
         self, job_id: str, token: str | None, result: Mapping[str, Any], *, fenced: bool = True
     ) -> None:
@@ -551,9 +561,7 @@ class DatabaseTier:
         if not fenced:
             raise TierUnsupported(_TIER, "unfenced finish is not supported")
         job_id = validate_job_id(job_id)
-        if not isinstance(result, Mapping):
-            raise InvalidInputError("result must be a mapping")
-        _plain_document(result)
+        self.check_result(result)
         query = {**self._fence(job_id, token), "status": {"$in": _HELD}}
         update = {
             "$set": {"status": "complete", "result": dict(result)},

@@ -407,19 +407,6 @@ class OwnershipGuard:
         )
 
 
-def _missing_cid(result: object) -> str | None:
-    """Why ``result`` cannot be committed, or None: a mapping with a ``cid`` every tier's
-    client would send (checked here, before the finish: a client that refuses it has sent
-    nothing, and the finish would be retried as unknown, then the job reported held)."""
-    if not isinstance(result, Mapping):
-        return f"the work returned no result ({type(result).__name__}; expected {{'cid': ...}})"
-    try:
-        validate_cid(result.get("cid"))
-    except InvalidInputError as exc:
-        return f"the work's {exc}"
-    return None
-
-
 class _Measure:
     """Metrics of one run, from the actions performed and their answers (the driver measures;
     verdicts and outcomes are the protocol's own)."""
@@ -558,6 +545,8 @@ class _Run:
                 self._log_step(step)
             if isinstance(step.action, Done):
                 outcome = step.action.outcome
+                if self.result is not None and outcome.kind is not OutcomeKind.PROCESSED:
+                    self._note_uncommitted(outcome.code)
                 self.guard._measured(GuardMetrics.record_outcome, outcome.kind.value,
                                      outcome.code)
                 committed = outcome.kind is OutcomeKind.PROCESSED
@@ -569,10 +558,14 @@ class _Run:
                     retry_after=left if left > 0 else None,
                 )
             action, sent = step.action, self.clock()
-            answer = await self.perform(action)
+            try:
+                answer = await self.perform(action)
+            finally:
+                if stop_first:
+                    # Also when the stop was interrupted (the run cancelled while it waited):
+                    # the lines that say why the work was cancelled are never lost.
+                    self._log_step(step)
             answered = self.clock()
-            if stop_first:
-                self._log_step(step)
             step = self.protocol.handle(answer, answered)
             if measure is not None:
                 self.guard._measured(lambda _, *facts: measure.step(*facts),
@@ -837,18 +830,42 @@ class _Run:
                 self.fatal = exc
             self.events.put_nowait(WorkEnded(False, _describe(exc)))
             return None
-        missing = _missing_cid(self.result)
-        if missing is not None:
+        if self._cancel_sent:
+            # Cancelled, the work caught it and returned: stopped all the same, and whatever
+            # it returned is not a result (the protocol has already given up on the job).
+            self.result = None
+            return None
+        problem = self._result_problem(self.result)
+        if problem is not None:
             # Committed, a result without its CID marks the job complete with no video: lost
             # for good, as nobody encodes it again (an adversarial review, 2026-12-04: a work
-            # returning None was committed as ``result: {}`` by the database tier). Failed
-            # instead: the job goes back for another attempt.
-            self.error = InvalidInputError(missing)
+            # returning None was committed as ``result: {}`` by the database tier). And one
+            # a tier's client refuses before sending would be a finish retried as unknown,
+            # then the job reported held. Failed instead: the job goes back for another try.
+            self.error = InvalidInputError(problem)
             self.result = None
-            self.events.put_nowait(WorkEnded(False, missing))
+            self.events.put_nowait(WorkEnded(False, problem))
             return None
         self.events.put_nowait(WorkEnded(True))
         return self.result
+
+    def _result_problem(self, result: object) -> str | None:
+        """Why ``result`` cannot be committed, or None: a mapping with a ``cid`` every client
+        sends, that no client's ``check_result`` refuses (the database's: no ``$`` or dotted
+        keys, no NaN). Checked when the work ends, before the finish is decided."""
+        if not isinstance(result, Mapping):
+            return f"the work returned no result ({type(result).__name__}; expected {{'cid': ...}})"
+        try:
+            validate_cid(result.get("cid"))
+            for client in self.guard.clients.values():
+                check = getattr(client, "check_result", None)
+                if check is not None:
+                    check(result)
+        except InvalidInputError as exc:
+            return f"the work's {exc}"
+        except Exception as exc:  # a mapping whose reads fail: nothing a tier could store
+            return f"the work's result could not be read ({type(exc).__name__})"
+        return None
 
     async def _sleep(self, until: float) -> Answer:
         """Wait until the guard clock reaches ``until`` (answer :class:`Woke`), or for the
@@ -883,6 +900,20 @@ class _Run:
             latest, self._latest_push = self._latest_push, None
             return latest or Woke()
         return self.job._take_progress() if event is _PROGRESS_REPORTED else event
+
+    def _note_uncommitted(self, code: str) -> None:
+        """The work finished with a result, and the run ends without committing it: the job
+        was given up before the finish (a lease that ran out while a re-check hung, a
+        shutdown), or the finish was refused or got no answer (then it may have landed).
+        Logged with its ``cid``, for an operator to recover (an adversarial review,
+        2026-12-04: such results were dropped without a word)."""
+        assert self.result is not None
+        maybe = (" (the finish got no answer: it may have landed)"
+                 if code == "FINISH_UNKNOWN" else "")
+        self.guard._note("warning", "RESULT_DISCARDED",
+                         f"job {self.job_id}: its finished work's result was not committed "
+                         f"({code}){maybe}", job_id=self.job_id, outcome=code,
+                         cid=self.result.get("cid"))
 
     def _log_step(self, step: Step) -> None:
         self.log_held_notes()
@@ -933,18 +964,7 @@ class _Run:
         # No exception to collect from the task: ``_work`` keeps every error but a
         # cancellation in ``self.error`` itself (a collection that stood here could never run:
         # mutation testing, 2026-12-03).
-        unread = []
         while not self.events.empty():
-            unread.append(self.events.get_nowait())
-        if self.result is not None and any(
-                isinstance(e, WorkEnded) and e.succeeded for e in unread):
-            # The work finished, but the cancel came before the protocol heard of it (a lease
-            # that ran out while a re-check hung, a shutdown): the result is not committed,
-            # and an operator can recover it from this line (an adversarial review,
-            # 2026-12-04: it was dropped without a word).
-            self.guard._note("warning", "RESULT_DISCARDED",
-                             f"job {self.job_id}: the work had finished, but the job was given "
-                             "up before its result could be committed", job_id=self.job_id,
-                             cid=self.result.get("cid"))
+            self.events.get_nowait()
         self._latest_push = None
         self.task = None

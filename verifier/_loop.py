@@ -481,13 +481,7 @@ class EncoderLoop:
         try:
             outcome, fatal = await self.guard._run_to_outcome(job_id, process)
             if fatal is not None:
-                # The work asked the process to end (SystemExit, KeyboardInterrupt). Its own
-                # job has been given back; let through at once, it would stop the event loop
-                # with every other job still held (an adversarial review, 2026-12-04). The
-                # loop stops gracefully instead, gives every job back, then raises it.
-                if self._fatal is None:
-                    self._fatal = fatal
-                self.stop()
+                self._end_gracefully(fatal)
         except Exception as exc:
             # The guard returns outcomes; an exception here is a bug or an unusable id. Count
             # it as a failure and go on: one job must not stop the encoder.
@@ -528,6 +522,22 @@ class EncoderLoop:
             except Exception as exc:  # the caller's bug must not end the loop, nor hide
                 self._log(logging.ERROR, "LOOP_CALLBACK_FAILED",
                           f"on_outcome raised {type(exc).__name__}: {exc}", job_id=job_id)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                self._end_gracefully(exc)
+
+    def _end_gracefully(self, fatal: BaseException) -> None:
+        """A job's work (or the ``on_outcome`` callback) asked the process to end (SystemExit,
+        KeyboardInterrupt). Let through at once, it would stop the event loop with every other
+        job still held until the gateway's T (an adversarial review, 2026-12-04). The loop
+        stops as on a signal instead, gives every job back, and :meth:`run` raises the first
+        such exception; any later one is logged, not lost."""
+        if self._fatal is None:
+            self._fatal = fatal
+        else:
+            self._log(logging.ERROR, "LOOP_FATAL_DROPPED",
+                      f"another {type(fatal).__name__} while stopping; "
+                      f"{type(self._fatal).__name__} will be raised")
+        self.stop()
 
     def _log(self, level: int, code: str, message: str, **fields: object) -> None:
         # Offered ids and tier errors are untrusted: escaped, as the guard does (verifier._text).

@@ -53,6 +53,10 @@ class TierClient(Protocol):
     * ``heartbeat``: renew ``last_pinged``; ``ClaimRefused`` when the tier says we lost it.
     * ``finish``: commit the result; ``fenced`` makes it conditional on owner and token.
     * ``release``: give a job we may hold back to the queue (``failed``: count an attempt).
+
+    Optional: ``check_result(result)`` raises ``InvalidInputError`` for a result ``finish``
+    would refuse before sending; the guard asks when the work ends (a result no tier can
+    store fails the work, instead of a finish that can never be sent).
     """
 
     tier: Tier

@@ -309,9 +309,13 @@ async def test_unfenced_finish_and_operator_results_are_refused(
     before = snapshot(jobs)
     with pytest.raises(TierUnavailable, match="unfenced"):
         await db.finish(JOB, token, {"cid": "x"}, fenced=False)
-    for hostile in ({"$set": {"status": "x"}}, {"a.b": 1}, {"cid": {"$gt": ""}}):
+    for hostile in ({"$set": {"status": "x"}}, {"a.b": 1}, {"cid": {"$gt": ""}},
+                    {"cid": "x", "seconds": float("nan")}):
         with pytest.raises(InvalidInputError):
             await db.finish(JOB, token, hostile)
+        with pytest.raises(InvalidInputError):  # what the guard asks when the work ends
+            db.check_result(hostile)
+    db.check_result({"cid": "bafy", "seconds": 12.5, "renditions": [{"height": 720}]})
     with pytest.raises(InvalidInputError):
         await db.heartbeat(JOB, {"$ne": None}, {"pct": 1.0})  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError):

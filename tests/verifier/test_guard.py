@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from verifier import (
     ClaimedJob,
+    ClaimRefused,
     InvalidInputError,
     OutcomeKind,
     OwnershipGuard,
@@ -925,3 +927,127 @@ async def test_a_client_that_cancels_its_own_call_gave_no_answer_and_the_run_goe
     outcome = await guard.run("j1", encode(seconds=40))
     assert outcome.kind is OutcomeKind.PROCESSED and jobs.commits == [("j1", A)]
     assert gateway.calls.count("heartbeat") >= 3  # the cancelled one, and those after it
+
+
+# ----------------------------------------------- results a run cannot commit (second review)
+
+
+class LazyResult(Mapping):  # type: ignore[type-arg]
+    """A result mapping whose reads fail (a lazy or remote mapping whose backend is gone)."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("backend gone")
+
+    def __iter__(self):
+        return iter(["cid"])
+
+    def __len__(self) -> int:
+        return 1
+
+
+class StrictStore(InMemoryTier):
+    """A tier whose client refuses, before sending, a result it cannot store (as the
+    database's does for ``$`` or dotted keys and NaN): its ``check_result`` says so."""
+
+    def check_result(self, result: object) -> None:
+        if any(str(key).startswith("$") for key in dict(result)):  # type: ignore[call-overload]
+            raise InvalidInputError("result key '$meta' cannot be stored")
+
+
+@pytest.mark.parametrize("result", [LazyResult(), {"cid": "bafy", "$meta": 1}],
+                         ids=["unreadable", "refused-by-a-client"])
+@virtual_time
+async def test_a_result_no_tier_can_store_fails_the_work_at_once(result):
+    """Read later (or refused by the client before sending), such a result ended the work's
+    task with no word to the protocol (it pinged dead work until its lease ran out), or made
+    a finish that could never be sent, retried as unknown and reported held."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    store = StrictStore(Tier.GATEWAY, jobs, A, latency=0.05)
+
+    async def process(job: ClaimedJob):
+        await asyncio.sleep(1)
+        return result
+
+    outcome = await OwnershipGuard(
+        did=A, clients=[InMemoryTier(Tier.MONITOR, jobs, A, latency=0.2), store],
+        policy=Policy.hardened(TIMING)).run("j1", process)
+    assert (outcome.kind, outcome.code) == (OutcomeKind.FAILED, "WORK_FAILED")
+    assert not outcome.held and jobs.commits == [] and "finish" not in store.calls
+    assert jobs.docs["j1"]["status"] == "queued"
+    assert _now() < TIMING.recheck_interval + 5  # at once, not at the lease's end
+
+
+@virtual_time
+async def test_a_work_that_returns_after_its_cancel_has_no_result_and_no_error(caplog):
+    """It stopped, as asked; what it returned is not a finished result (no RESULT_DISCARDED)
+    and not a failure (no error)."""
+    caplog.set_level(logging.INFO, logger="verifier.guard")
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    monitor, gateway = gateway_claimed(jobs, [])
+
+    async def process(job: ClaimedJob):
+        job.set_phase("encode")
+        gateway.inner.fail_next("heartbeat", TierTimeout("gateway", "no answer"), times=1000)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return {"cid": "bafy-partial"}
+        return None
+
+    outcome = await OwnershipGuard(did=A, clients=[monitor, gateway],
+                                   policy=Policy.hardened(SHORT)).run("j1", process)
+    assert (outcome.kind, outcome.code) == (OutcomeKind.CANCELLED, "LEASE_EXPIRED")
+    assert outcome.error is None and outcome.result is None
+    assert "RESULT_DISCARDED" not in [getattr(r, "event_code", None) for r in caplog.records]
+
+
+@pytest.mark.parametrize(("fault", "code"), [
+    (TierTimeout("gateway", "no answer"), "FINISH_UNKNOWN"),
+    (ClaimRefused("gateway", "not yours"), "FINISH_REFUSED"),
+])
+@virtual_time
+async def test_a_result_whose_finish_failed_is_logged_with_its_cid(caplog, fault, code):
+    caplog.set_level(logging.INFO, logger="verifier.guard")
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    gateway = InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)
+    gateway.fail_next("finish", fault, times=3)
+
+    async def process(job: ClaimedJob):
+        await asyncio.sleep(1)
+        return {"cid": "bafy-recover-me"}
+
+    outcome = await OwnershipGuard(
+        did=A, clients=[InMemoryTier(Tier.MONITOR, jobs, A, latency=0.2), gateway],
+        policy=Policy.hardened(TIMING)).run("j1", process)
+    assert outcome.code == code
+    discarded = [r for r in caplog.records if getattr(r, "event_code", None) == "RESULT_DISCARDED"]
+    assert len(discarded) == 1
+    assert discarded[0].event_fields == {"job_id": "j1", "outcome": code, "cid": "bafy-recover-me"}
+
+
+@virtual_time
+async def test_the_lines_explaining_a_cancel_survive_a_run_cancelled_during_the_stop(caplog):
+    """The cancel is performed before its lines are logged (a log may block); a run cancelled
+    while a slow stop is under way (a caller's timeout) still logs why the work was cancelled."""
+    caplog.set_level(logging.INFO, logger="verifier.guard")
+    timeline: Timeline = []
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    monitor, gateway = gateway_claimed(jobs, timeline)
+
+    def lose() -> None:
+        gateway.inner.fail_next("heartbeat", TierTimeout("gateway", "no answer"), times=1000)
+
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(SHORT))
+    run = asyncio.create_task(guard.run("j1", work(timeline, on_start=lose, stopping=5)))
+    while "work-cancelled" not in [what for _, what in timeline]:  # noqa: ASYNC110 (virtual)
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(1)  # the stop is under way, slowly
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    codes = [getattr(r, "event_code", None) for r in caplog.records]
+    assert {"LEASE_EXPIRED", "ABORTING"} <= set(codes), codes

@@ -505,3 +505,27 @@ async def test_a_work_that_exits_stops_the_loop_gracefully_and_every_job_is_give
         assert jobs.docs[job_id]["status"] == "queued"
         assert not jobs.docs[job_id].get("assigned_to")
     assert loop.held == set() and jobs.commits == []
+
+
+@virtual_time
+async def test_an_on_outcome_callback_that_exits_stops_the_loop_gracefully_too():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    jobs.add("j2")
+
+    async def work(job: ClaimedJob, offered: GatewayMonitorJob):
+        await asyncio.sleep(30 if job.job_id == "j1" else 3600)
+        return {"cid": "bafy"}
+
+    def exit_after_the_first(outcome) -> None:
+        raise SystemExit(4)
+
+    loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": queue_of(jobs)},
+                       policy=LoopPolicy(sources=("getjob",), concurrency=2, idle_s=1,
+                                         idle_max_s=1, jitter=0),
+                       on_outcome=exit_after_the_first)
+    with pytest.raises(SystemExit):
+        await loop.run()
+    assert jobs.commits == [("j1", A)]
+    assert jobs.docs["j2"]["status"] == "queued" and not jobs.docs["j2"].get("assigned_to")
+    assert loop.held == set()
