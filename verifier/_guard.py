@@ -483,7 +483,7 @@ class _Run:
         self._latest_push: Hinted | None = None
         #: The latest instant (``clock``) a tier's ``Retry-After`` asked us to wait until.
         self.retry_until = -math.inf
-        #: The driver's own notes held back until the next action is under way (see ``drive``).
+        #: The driver's own notes, held back to be logged with the next step (see ``drive``).
         self._held_notes: list[tuple[str, str, str, dict[str, object]]] = []
 
     def _pushed(self, push: Any) -> None:

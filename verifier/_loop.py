@@ -254,7 +254,8 @@ class EncoderLoop:
         #: with ``Retry-After``, and the next job's first read would ask it again at once.
         self._hold_until = -math.inf
         self._stop = asyncio.Event()
-        #: The first SystemExit or KeyboardInterrupt a job's work raised (raised by ``run``).
+        #: The first SystemExit or KeyboardInterrupt of a job's work or of ``on_outcome``
+        #: (raised by ``run`` once every job is given back).
         self._fatal: BaseException | None = None
 
     @property
