@@ -408,7 +408,13 @@ class CommandWork:
         except asyncio.CancelledError:
             # Cancelled (here, or while it was being stopped): never a success, whatever it
             # printed. But a result it printed may be uploaded already; logged, not lost.
-            self._discarded(job.job_id, said)
+            self._discarded(job.job_id, said, "the work was cancelled")
+            raise
+        except CommandFailed:
+            # Failed after printing a result (an upload, then a crash in its clean-up): not a
+            # success either, and the result is logged for the same reason (an operator
+            # review, 2026-12-04, found its cid in no line).
+            self._discarded(job.job_id, said, "the command failed")
             raise
 
     async def _converse(
@@ -437,6 +443,9 @@ class CommandWork:
             await asyncio.wait({relay}, timeout=_RELAY_GRACE_S)  # its last lines, if any
             ended = f"; its stderr ended: {' | '.join(relayed.tail)}" if relayed.tail else ""
             raise CommandFailed(f"command failed ({how}){ended}")
+        if said.result and said.result != said.last:
+            raise CommandFailed('command printed a result, but not as its last line on stdout '
+                                '(the last must be {"cid": "..."})')
         return self._result(said.last)
 
     async def _read_lines(self, stdout: asyncio.StreamReader, job: ClaimedJob,
@@ -494,11 +503,12 @@ class CommandWork:
                        f"{exc}: {_shown(line)}")
         return message
 
-    def _discarded(self, job_id: str, said: _Said) -> None:
-        """The work was cancelled after the command had printed a result (the output of an
-        upload, perhaps): log it, so that an operator can recover it (an operator review found
-        it thrown away unseen). It is not committed: read as a success is only a command that
-        exited 0 with the result as its last line (``_result``, reused here to read it)."""
+    def _discarded(self, job_id: str, said: _Said, why: str) -> None:
+        """The work was cancelled, or failed, after the command had printed a result (the
+        output of an upload, perhaps): log it, so that an operator can recover it (an operator
+        review found it thrown away unseen). It is not committed: read as a success is only a
+        command that exited 0 with the result as its last line (``_result``, reused here to
+        read it)."""
         if not said.result:
             return
         try:
@@ -507,9 +517,8 @@ class CommandWork:
             return  # not a usable result: nothing to recover
         where = "" if said.result == said.last else " (not its last line)"
         self._note(logging.WARNING, "COMMAND_RESULT_DISCARDED", job_id,
-                   f"the work was cancelled after the command had printed the result "
-                   f"cid {cid}{where}: not committed; if it was uploaded, it can be recovered "
-                   "from here", cid=cid)
+                   f"{why} after the command had printed the result cid {cid}{where}: not "
+                   "committed; if it was uploaded, it can be recovered from here", cid=cid)
 
     @staticmethod
     def _result(last: bytes) -> Mapping[str, Any]:

@@ -106,14 +106,20 @@ print(json.dumps({"cid": "bafyok"}))
     ("print(json.dumps({'cid': 'bafy'})); sys.exit(3)", "exit status 3"),
     ("os.kill(os.getpid(), signal.SIGKILL)", "killed by signal 9"),
     ("print('done, no result')", "without a result"),
-    ("print(json.dumps({'cid': 'bafy'})); print('trailing')", "without a result"),
+    ("print(json.dumps({'cid': 'bafy'})); print('trailing')", "not as its last line"),
     ("print(json.dumps({'cid': ''}))", "unusable"),
 ])
-def test_a_command_that_crashes_or_gives_no_result_has_failed(tmp_path, body, message):
+def test_a_command_that_crashes_or_gives_no_result_has_failed(tmp_path, caplog, body, message):
+    """Failed; and a result it printed first (an upload, then a crash in its clean-up) is
+    logged with its cid, as after a cancel (an operator review, 2026-12-04: in no line)."""
     path = script(tmp_path, body)
     job, _ = claimed()
-    with pytest.raises(CommandFailed, match=message):
+    with caplog.at_level(logging.WARNING, logger="verifier.command"), \
+            pytest.raises(CommandFailed, match=message):
         asyncio.run(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+    discarded = [r for r in caplog.records if r.event_code == "COMMAND_RESULT_DISCARDED"]
+    assert [r.event_fields["cid"] for r in discarded] == (["bafy"] if "'bafy'" in body else [])
+    assert all("the command failed" in r.getMessage() for r in discarded)
 
 
 def test_a_command_stopped_by_the_supervisor_first_is_a_shutdown_not_a_failure(tmp_path):
