@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ._aid import GatewayAidClient
-from ._command import CommandWork
+from ._command import CommandWork, drain_relayed_stderr
 from ._database import DatabaseTier
 from ._errors import ConfigurationError
 from ._gateway import LegacyGatewayClient
@@ -248,7 +248,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Through a queue and a thread: a stderr nobody drains must not stop the event loop, whose
     # timers keep every lease (verifier._log_sink).
     with queued_logging(logging.INFO, "%(asctime)s %(levelname)s %(name)s %(message)s"):
-        return _run(args, command)
+        try:
+            return _run(args, command)
+        finally:
+            drain_relayed_stderr()  # the commands' last stderr lines, before our last word
 
 
 def _run(args: argparse.Namespace, command: list[str]) -> int:
