@@ -455,7 +455,10 @@ def test_usage_errors_exit_2(
     ["https://u:S3cretPW@m.test/api?token=T0kenX"],  # not a subcommand: "invalid choice"
     ["run", "--source", "https://u:S3cretPW@m.test/api?token=T0kenX", "--", "true"],
     ["check", JOB, "mongodb://u:S3cretPW@db.test/jobs?token=T0kenX"],
-], ids=["unrecognized", "invalid-command", "invalid-choice-of-run", "mongodb"])
+    ["check", JOB, "--did", ME, "--baseurl", "u:S3cretPW@m.test/api"],
+    ["check", JOB, "--did", ME, "--baseurl=T0kenX:S3cretPW@m.test/api"],
+], ids=["unrecognized", "invalid-command", "invalid-choice-of-run", "mongodb", "no-scheme",
+        "no-scheme-joined"])
 def test_usage_errors_redact_the_urls_they_repeat(
     env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
