@@ -49,6 +49,7 @@ from ._identity import EncoderIdentity
 from ._ids import validate_cid, validate_job_id
 from ._models import GatewayMonitorJob, check_offered_job, parse_job
 from ._policy import Tier
+from ._text import FIELD_LIMIT, printable
 from ._tiers import Observation
 
 __all__ = ["LegacyGatewayClient", "validate_percent"]
@@ -94,7 +95,10 @@ def _parse_offered_job(body: Any) -> GatewayMonitorJob | None:
     except InvalidInputError as exc:
         # Refused before any claim: an id that fails our checks, an input.uri the work could
         # not be given.
-        raise MalformedAnswer(_TIER, f"offered job refused: {exc}") from None
+        # The id is named (escaped, cut short) so that an operator can find and report the
+        # job (an operator review, 2026-12-04).
+        shown = printable(str(job.id), FIELD_LIMIT)
+        raise MalformedAnswer(_TIER, f"offered job {shown} refused: {exc}") from None
     return job
 
 

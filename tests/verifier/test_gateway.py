@@ -537,6 +537,7 @@ async def test_offered_job_with_unusable_input_uri_is_refused_naming_the_field(
         with pytest.raises(MalformedAnswer, match=r"input\.uri") as info:
             await offer()
         assert "cdn.test" not in str(info.value)
+        assert f"offered job {JOB} refused" in str(info.value)  # which job, for the operator
 
 
 @pytest.mark.asyncio
