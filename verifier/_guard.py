@@ -609,6 +609,14 @@ class _Run:
         decided = self.clock()  # before the request leaves: the entry's age is never too young
         try:
             observation = await self._call(action, lambda: client.observe(self.job_id))
+            problem = self._observation_problem(observation, action.tier)
+            if problem is not None:
+                # Fail closed: a client (a third party's, say) that labels another tier's
+                # answer as this tier's would have the protocol apply the wrong lag bound to
+                # it, and an answer about another job is not about ours (adversarial review,
+                # session 20). Neither is an answer; neither enters the cache.
+                self._tier_failed(action.tier, decided)
+                return TierFailed(action.tier, problem)
             if cache is not None:
                 cache.put(observation, self.job_id, decided=decided)
             return Observed(observation)
@@ -627,6 +635,19 @@ class _Run:
         except Exception as exc:  # fail closed: a client bug is "no answer", never "yours"
             self._tier_failed(action.tier, decided)
             return TierFailed(action.tier, f"unexpected {type(exc).__name__}")
+
+    def _observation_problem(self, observation: object, tier: Tier) -> str | None:
+        """Why a client's answer to ``observe`` cannot stand for ``tier``'s view of our job,
+        or ``None`` when it can."""
+        if not isinstance(observation, Observation):
+            return f"malformed answer: {type(observation).__name__}, not an Observation"
+        if observation.tier is not tier:
+            return f"malformed answer: asked {tier.value}, answer labelled {observation.tier}"
+        job = observation.job
+        # An empty id is the monitor's synthetic stand-in (never judged owned: verifier._models).
+        if job is not None and job.id and job.id != self.job_id:
+            return f"malformed answer: about job {printable(job.id, FIELD_LIMIT)}, not ours"
+        return None
 
     def _tier_failed(self, tier: Tier, decided: float) -> None:
         """The tier failed a read: what the cache holds from it before is unusable."""

@@ -46,7 +46,10 @@ class Observation:
 class TierClient(Protocol):
     """The operations the guard may ask of a tier. Unsupported ones raise ``TierUnavailable``.
 
-    * ``observe``: read the job (``Observation``), or raise ``TierError``.
+    * ``observe``: read the job (``Observation``), or raise ``TierError``. The observation is
+      labelled with this client's ``tier`` and is about the job asked for (or ``job=None``):
+      the protocol applies that tier's lag bound to it, so the guard takes any other answer
+      as no answer.
     * ``claim``: take the job; return the claim token (or ``None``), raise ``ClaimRefused`` when
       refused and ``TierTimeout`` when the outcome is unknown. ``conditional=False`` (a blind
       write) exists only so the simulator can model a defect; real clients refuse it.

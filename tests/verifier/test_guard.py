@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping
@@ -1051,3 +1052,46 @@ async def test_the_lines_explaining_a_cancel_survive_a_run_cancelled_during_the_
         await run
     codes = [getattr(r, "event_code", None) for r in caplog.records]
     assert {"LEASE_EXPIRED", "ABORTING"} <= set(codes), codes
+
+
+class _Mislabelled(InMemoryTier):
+    """A third party's monitor client with a bug: its answers claim another tier's label, or
+    are about another job (a route or cache mix-up)."""
+
+    def __init__(self, *args: Any, label: Tier | None = None, about: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.label, self.about = label, about
+
+    async def observe(self, job_id: str):
+        observation = await super().observe(self.about or job_id)
+        return dataclasses.replace(observation, tier=self.label or observation.tier)
+
+
+@pytest.mark.parametrize("bug", ["labelled database", "about another job"])
+@virtual_time
+async def test_an_answer_labelled_for_another_tier_or_job_never_confirms(bug, caplog):
+    """The protocol applies each tier's own lag bound to its answers, so an answer labelled
+    with another tier (the database, lag 0) would prove reads too early, and an answer about
+    another job that we own proves nothing about ours. The guard takes neither as an answer
+    (an adversarial review, session 20): the work never starts and the job goes back."""
+    caplog.set_level(logging.INFO, logger="verifier.guard")
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    jobs.add("mine", assigned_to=A, status="assigned")
+    bad = (_Mislabelled(Tier.MONITOR, jobs, A, latency=0.2, label=Tier.DATABASE)
+           if bug == "labelled database" else
+           _Mislabelled(Tier.MONITOR, jobs, A, latency=0.2, about="mine"))
+    started: list[str] = []
+
+    async def process(job: ClaimedJob):
+        started.append(job.job_id)
+        return {"cid": "bafy-j1"}
+
+    clients = [bad, InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)]
+    outcome = await OwnershipGuard(did=A, clients=clients,
+                                   policy=Policy.hardened(TIMING)).run("j1", process)
+    assert started == [] and jobs.commits == []
+    assert not outcome.processed
+    failed = [r.getMessage() for r in caplog.records if "malformed answer" in r.getMessage()]
+    assert failed, "the refusal says why"
