@@ -1092,7 +1092,10 @@ class OwnershipProtocol:
     ) -> Generator[Action, Answer, Outcome | None]:
         """Ownership lost or unconfirmable during work: cancel (S2), then maybe release (L1)."""
         self._log(code, "error", f"Job {self.job_id}: {reason}")
-        self._log("ABORTING", "error", "Ownership lost - stopping to prevent duplicate work")
+        # A lease that ran out unconfirmed is not a job known lost: say which it is, so an
+        # operator does not go looking for the other encoder (operator review, session 20).
+        what = "unconfirmed" if code == "LEASE_EXPIRED" else "lost"
+        self._log("ABORTING", "error", f"Ownership {what} - stopping to prevent duplicate work")
         if not self.policy.cancel:
             # The canary "no cancellation on loss": detected, logged, and ignored (defect 4).
             return None

@@ -1052,6 +1052,10 @@ async def test_the_lines_explaining_a_cancel_survive_a_run_cancelled_during_the_
         await run
     codes = [getattr(r, "event_code", None) for r in caplog.records]
     assert {"LEASE_EXPIRED", "ABORTING"} <= set(codes), codes
+    # The lease ran out unconfirmed: no other encoder is known to hold the job.
+    aborting = [r.getMessage() for r in caplog.records
+                if getattr(r, "event_code", None) == "ABORTING"]
+    assert all("Ownership unconfirmed" in m for m in aborting), aborting
 
 
 class _Mislabelled(InMemoryTier):

@@ -61,15 +61,19 @@ Responder = Callable[[Action, float], Answer]
 
 
 def drive(
-    protocol: OwnershipProtocol, respond: Responder, *, max_steps: int = 500
+    protocol: OwnershipProtocol, respond: Responder, *, max_steps: int = 500,
+    messages: list[str] | None = None,
 ) -> tuple[list[tuple[float, Action]], list[str]]:
-    """Run to Done with a virtual clock: Sleep jumps to its deadline, anything else takes 0.1 s."""
+    """Run to Done with a virtual clock: Sleep jumps to its deadline, anything else takes 0.1 s.
+    ``messages`` collects each decision as ``CODE: message``."""
     now = 0.0
     trace: list[tuple[float, Action]] = []
     codes: list[str] = []
     step = protocol.start(now)
     for _ in range(max_steps):
         codes += [d.code for d in step.decisions]
+        if messages is not None:
+            messages += [f"{d.code}: {d.message}" for d in step.decisions]
         trace.append((now, step.action))
         if isinstance(step.action, Done):
             return trace, codes
@@ -143,9 +147,10 @@ def world(
 
 
 def run(policy: Policy, tiers: TierSet, respond: Responder, *,
-        protocol: type[OwnershipProtocol] = OwnershipProtocol):
+        protocol: type[OwnershipProtocol] = OwnershipProtocol,
+        messages: list[str] | None = None):
     protocol = protocol("j1", me=ME, policy=policy, tiers=tiers)
-    trace, codes = drive(protocol, respond)
+    trace, codes = drive(protocol, respond, messages=messages)
     assert protocol.outcome is not None
     return protocol.outcome, trace, codes
 
@@ -680,3 +685,27 @@ def test_a_shutdown_release_is_retried_and_a_job_not_given_back_is_said_to_be_he
     outcome, trace, _ = run(HARDENED, COMMUNITY, respond)
     assert outcome.code == code
     assert len(actions(trace, Release)) == releases
+
+
+def test_aborting_says_lost_for_a_theft_and_unconfirmed_for_a_lease_run_out():
+    """An operator reading ABORTING goes looking for another encoder only when one took the job."""
+    def theft(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        if action.purpose == "recheck":
+            return seen(action.tier, owner=OTHER, status="running")
+        return seen(action.tier)
+
+    def silence(action: Observe, now: float) -> Answer:
+        if action.purpose == "recheck":
+            return TierFailed(action.tier, "down")
+        return theft(action, now)
+
+    for observe, code, said in ((theft, "MONITOR_THEFT_DETECTED", "Ownership lost"),
+                                (silence, "LEASE_EXPIRED", "Ownership unconfirmed")):
+        messages: list[str] = []
+        outcome, _, _ = run(HARDENED, COMMUNITY, world(observe=observe, work_ends_at=1000),
+                            messages=messages)
+        assert outcome.code == code
+        aborting = [m for m in messages if m.startswith("ABORTING")]
+        assert aborting and all(said in m for m in aborting), aborting
