@@ -432,6 +432,26 @@ class _Parser(argparse.ArgumentParser):
         # 2026-12-04): whatever stands before an '@' after a ':' is not shown.
         super().error(_USERINFO_IN_TEXT.sub("***@", message))
 
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """As argparse's, but an option the chosen subcommand does not know is reported with
+        that subcommand's usage (argparse reports it with the top-level usage, which does not
+        list the option the operator mistyped: operator review, session 20)."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            self._chosen(parsed).error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+    def _chosen(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        """The subcommand's parser ``parsed`` went through (this one when there is none)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+                if isinstance(chosen, argparse.ArgumentParser):
+                    return chosen
+        return self
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each subcommand's name is a key of :data:`COMMANDS`."""

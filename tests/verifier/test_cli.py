@@ -615,3 +615,17 @@ def test_run_refuses_what_cannot_work_with_exit_2_naming_it(
     assert code == 2, err
     assert named in err
     assert base64.b64encode(bytes(range(32))).decode() not in err  # the key never shows
+
+
+@pytest.mark.parametrize(("argv", "usage"), [
+    (("run", "--concurency", "2", "--", "true"), "python -m verifier run"),
+    (("check", JOB, "--did", ME, "--jsn"), "python -m verifier check"),
+])
+def test_a_mistyped_option_is_reported_with_its_subcommands_usage(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], usage: str
+) -> None:
+    """argparse reports an option a subcommand does not know with the top-level usage, which
+    lists none of the subcommand's options; the operator sees the subcommand's instead."""
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert f"usage: {usage}" in err and f"{usage}: error: unrecognized arguments" in err
