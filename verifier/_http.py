@@ -339,7 +339,7 @@ def _client_from_environment() -> httpx.AsyncClient:
         variables = "SSL_CERT_FILE" if os.environ.get("SSL_CERT_FILE") else "SSL_CERT_DIR"
         problem = "could not be loaded as CA certificates (missing, unreadable or not PEM)"
     except ImportError:
-        variables = _proxy_variables()
+        variables = _proxy_variables(socks=True)
         problem = "a SOCKS proxy needs the socksio package (pip install 'httpx[socks]')"
     except ValueError:  # httpx.InvalidURL is not one; an unknown proxy scheme is
         variables = _proxy_variables()
@@ -351,12 +351,29 @@ def _client_from_environment() -> httpx.AsyncClient:
     raise ConfigurationError(variables, problem) from None
 
 
-def _proxy_variables() -> str:
-    """The proxy variables that are set, as spelled in the environment (either case), for a
-    message; all their names if none is (a proxy from elsewhere, such as a system registry)."""
+def _proxy_variables(*, socks: bool = False) -> str:
+    """The proxy variables at fault, as spelled in the environment (either case), for a
+    message: those httpx cannot use (``socks``: those naming a SOCKS proxy); every one that is
+    set if none can be singled out; all their names if none is set (a proxy from elsewhere,
+    such as a system registry). Naming a good variable beside the bad one sent operators to
+    the wrong line of their configuration (operator review, session 20)."""
     names = sorted(name for name, value in os.environ.items()
                    if value and name.upper() in _PROXY_VARIABLES)
-    return ", ".join(names or _PROXY_VARIABLES)
+    culprits = [name for name in names if _unusable_proxy(os.environ[name], socks=socks)]
+    return ", ".join(culprits or names or _PROXY_VARIABLES)
+
+
+def _unusable_proxy(value: str, *, socks: bool) -> bool:
+    """Whether httpx would refuse ``value`` as a proxy (it reads a value without a scheme
+    as ``http://``); with ``socks``, whether it names a SOCKS proxy."""
+    url = value if "://" in value else f"http://{value}"
+    if socks:
+        return url.lower().startswith("socks")
+    try:
+        httpx.Proxy(url)
+    except (ValueError, httpx.InvalidURL):
+        return True
+    return False
 
 
 async def read_capped(response: httpx.Response, tier: str, where: str) -> bytes:

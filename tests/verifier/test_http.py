@@ -335,6 +335,17 @@ def test_a_proxy_httpx_cannot_use_is_a_configuration_error_naming_only_the_varia
     assert info.value.__cause__ is None and info.value.__context__ is None
 
 
+def test_a_bad_proxy_variable_is_named_alone_beside_a_good_one(
+    no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """Naming every proxy variable set sent operators to the good one too."""
+    no_proxy_env.setenv("HTTP_PROXY", "http://proxy.test:3128")
+    no_proxy_env.setenv("HTTPS_PROXY", f"http://user:{_PROXY_SECRET}/x@proxy.test:3128")
+    with pytest.raises(ConfigurationError) as info:
+        TierHttp("gateway", BASE, variable="GATEWAY_URL")
+    assert info.value.variable == "HTTPS_PROXY"
+
+
 @pytest.mark.parametrize("content", [None, "not a certificate\n"])
 def test_unusable_ca_certificates_are_a_configuration_error_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str | None
