@@ -580,8 +580,11 @@ def check_base_url(base_url: object, variable: str, *, strict: bool = False) -> 
             _ = parts.port  # raises ValueError on a malformed port
     except ValueError:
         raise ConfigurationError(variable, "is not a valid URL") from None
+    # The scheme first, so a URL without one is not told its '@' is after the host.
+    if parts.scheme not in ("http", "https"):
+        raise ConfigurationError(variable, "must be an http(s) URL with a host")
     refuse_misplaced_userinfo(parts, variable)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not parts.hostname:
         raise ConfigurationError(variable, "must be an http(s) URL with a host")
     if parts.query or parts.fragment or (strict and text.endswith(("?", "#"))):
         raise ConfigurationError(variable, "must not contain a query or a fragment")

@@ -196,9 +196,11 @@ def _http_url(name: str, value: str) -> str:
         _ = parts.port  # ValueError on a malformed or out-of-range port
     except ValueError:
         raise ConfigurationError(name, "is not a valid URL (host or port)") from None
-    refuse_misplaced_userinfo(parts, name)
+    # The scheme first: "user:pw@host/api" (no scheme) would otherwise be told its '@' is
+    # after the host (operator review, session 20).
     if parts.scheme not in ("http", "https"):
         raise ConfigurationError(name, "must be an http:// or https:// URL")
+    refuse_misplaced_userinfo(parts, name)
     if not parts.hostname:
         raise ConfigurationError(name, "has no host")
     if parts.query or parts.fragment or value.endswith(("?", "#")):

@@ -86,6 +86,20 @@ def test_check_base_url_refuses_an_at_after_the_host(url: str, strict: bool) -> 
     assert "'@' after the host" in str(info.value) and SECRET not in str(info.value)
 
 
+@pytest.mark.parametrize("variable", URL_VARIABLES)
+def test_a_url_without_a_scheme_is_told_so_not_about_its_at(variable: str) -> None:
+    """"user:pw@host/api" parses as scheme "user" with an '@' in its path: the message was
+    about an '@' after the host, sending the operator to the wrong mistake."""
+    url = f"user:{SECRET}@monitor.example/api"
+    with pytest.raises(ConfigurationError) as settings:
+        Settings.from_env(settings_env(variable, url), dotenv=None)
+    with pytest.raises(ConfigurationError) as client:
+        check_base_url(url, variable)
+    for info in (settings, client):
+        assert "http" in str(info.value) and "'@'" not in str(info.value)
+        assert SECRET not in str(info.value)
+
+
 def test_monitor_client_refuses_a_password_with_a_slash_before_any_request() -> None:
     with pytest.raises(ConfigurationError):
         GatewayMonitorService(MISPLACED[0])
