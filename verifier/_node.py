@@ -152,6 +152,10 @@ async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
         for sig in signals:
             loop.remove_signal_handler(sig)
         await node.aclose()
+    # The commands' last stderr lines first (a killed command's last words come late), so that
+    # RUN_STOPPED is the runner's last word (operator review, session 20). Every job has ended:
+    # nothing is left on the event loop for this wait to hold up.
+    await asyncio.to_thread(drain_relayed_stderr)
     _LOGGER.info("RUN_STOPPED: %s", ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items()))
                  or "no job")
     return 1 if encoder.held else 0

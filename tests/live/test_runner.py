@@ -51,6 +51,9 @@ open(os.path.join(marks, jid + ".pid"), "w").write(str(os.getpid()))
 
 def on_term(signum, frame):
     open(os.path.join(marks, jid + ".term"), "w").write(repr(time.monotonic()))
+    if mode == "chatty":  # last words on stderr
+        for n in range(3000):  # about 600 KB: more than the pipe and our reader buffer
+            print(f"last words {n:04d} " + "." * 180, file=sys.stderr)
     if mode != "stubborn":
         sys.exit(143)
 
@@ -91,7 +94,9 @@ class Served:
         return self.live.call(lambda: self.live.world.jobs[job_id])
 
     async def start(self, *args: str, modes: dict[str, str] | None = None,
-                    seconds: float = 1.0, **extra_env: str) -> asyncio.subprocess.Process:
+                    seconds: float = 1.0, stderr: str = "log",
+                    **extra_env: str) -> asyncio.subprocess.Process:
+        """Start the runner, its stderr to :attr:`log` (or a pipe: ``stderr="pipe"``)."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("GATEWAY_", "ENCODER_", "VERIFIER_", "MONGODB_"))}
         env.update(_variables(self.emulator, self.live.scenario))
@@ -104,7 +109,8 @@ class Served:
             return await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "verifier", "run", "--poll-interval", "0.3",
                 "--max-poll-interval", "0.6", *args, "--", str(self.script),
-                env=env, cwd=self.tmp, stdout=asyncio.subprocess.DEVNULL, stderr=log)
+                env=env, cwd=self.tmp, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE if stderr == "pipe" else log)
 
     def logged(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -223,6 +229,46 @@ def test_sigterm_to_the_runner_releases_both_running_jobs(tmp_path):
                 job = srv.job(job_id)
                 assert (job.status, job.owner) == ("queued", None), job
             assert srv.logged().count("cancelled (SHUTDOWN)") == 4  # guard + loop, per job
+
+    asyncio.run(main())
+
+
+def test_run_stopped_is_the_runners_last_word_after_the_commands_last_lines(tmp_path):
+    """A command stopped by the shutdown writes its last lines late, and a slow stderr (a
+    terminal, a log driver) holds them back: they were relayed after RUN_STOPPED, which then
+    read as not the end (operator review, session 20). Here the test is that slow stderr: it
+    stops reading while the command's last words pile up, until the job has been given back."""
+    async def main() -> None:
+        async with served(tmp_path, jobs=1) as srv:
+            job_id = srv.live.job_ids[0]
+            proc = await srv.start(modes={job_id: "chatty"}, seconds=60, stderr="pipe")
+            assert proc.stderr is not None
+            reading = asyncio.Event()
+            reading.set()
+            chunks: list[bytes] = []
+
+            async def read() -> None:
+                while chunk := await proc.stderr.read(4096):
+                    chunks.append(chunk)
+                    await reading.wait()
+
+            reader = asyncio.create_task(read())
+            await srv.until(lambda: srv.started(job_id), "the encode to run")
+            reading.clear()  # our stderr stops draining
+            proc.send_signal(signal.SIGTERM)
+            await srv.until(lambda: srv.job(job_id).owner is None, "the job given back")
+            # Held a while longer (not a timing assert: the runner waits up to 5 s for its
+            # commands' lines), long enough for a runner that does not wait to have said
+            # RUN_STOPPED behind them.
+            await asyncio.sleep(1.0)
+            reading.set()
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+            await reader
+            lines = b"".join(chunks).decode("utf-8", "replace").splitlines()
+            relayed = [i for i, line in enumerate(lines) if line.startswith(f"[{job_id}]")]
+            assert "last words 2999" in lines[relayed[-1]], lines[relayed[-1]]
+            stopped = [i for i, line in enumerate(lines) if "RUN_STOPPED" in line]
+            assert stopped == [len(lines) - 1], lines[-3:]
 
     asyncio.run(main())
 
