@@ -51,6 +51,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
+import bson
 from bson.errors import BSONError, InvalidBSON
 from pymongo import MongoClient, ReturnDocument
 from pymongo.collection import Collection
@@ -110,6 +111,9 @@ _MAX_REMEMBERED_JOBS: Final = 1024
 _MAX_TOKENS_PER_JOB: Final = 8
 _MAX_RESULT_DEPTH: Final = 8
 _MAX_MESSAGE: Final = 300
+#: The largest encoded result :meth:`DatabaseTier.finish` sends: MongoDB refuses documents
+#: over 16 MiB, and the job's own fields need room beside the result.
+_MAX_RESULT_BYTES: Final = 15 * 1024 * 1024
 
 
 def _no_arrays(*fields: str) -> dict[str, Any]:
@@ -197,6 +201,9 @@ class DatabaseTier:
         ):
             raise ConfigurationError("timeout", "must be a positive number of seconds")
         self.did = validate_did(encoder_did)
+        if collection is not None and not _acknowledged(collection):
+            raise ConfigurationError("collection", "has unacknowledged writes (w=0): the tier "
+                                     "must know each write's outcome")
         self._injected = collection
         self._uri: str | None = None
         self._where = "injected collection"
@@ -316,9 +323,10 @@ class DatabaseTier:
         except InvalidBSON:
             # The reply could not be decoded: the server answered, we cannot read it.
             raise MalformedAnswer(_TIER, f"{what}: the answer is not valid BSON") from None
-        except (BSONError, UnicodeError) as exc:
+        except (BSONError, UnicodeError, OverflowError) as exc:
             # BSON errors are not PyMongoErrors: a filter or update that cannot be encoded
-            # (InvalidDocument, text that is not valid UTF-8) fails before anything is sent.
+            # (InvalidDocument, text that is not valid UTF-8, an integer beyond 64 bits: an
+            # OverflowError) fails before anything is sent.
             # Only the type is reported: the driver's text may quote the stored values.
             raise TierUnavailable(
                 _TIER, f"{what}: the request could not be encoded ({type(exc).__name__})"
@@ -511,7 +519,8 @@ class DatabaseTier:
         if doc is None:
             self._forget(job_id, token)  # nothing was written with this token
             raise ClaimRefused(_TIER, await self._explain(job_id, "claim refused"))
-        if doc.get("claim_token") != token or doc.get("assigned_to") != self.did:
+        if (not isinstance(doc, Mapping) or doc.get("claim_token") != token
+                or doc.get("assigned_to") != self.did or doc.get("id") != job_id):
             malformed = MalformedAnswer(_TIER, "claim: the updated document is not our assignment")
             malformed.claim_token = token  # the update was applied: its outcome is unknown
             raise malformed
@@ -536,7 +545,7 @@ class DatabaseTier:
             fields["status"] = "running"  # the gateway's lifecycle: first ping above 1 %
         update = {"$set": fields, "$currentDate": {"last_pinged": _SERVER_NOW}}
         matched = await self._call(
-            "heartbeat", lambda c: c.update_one(query, update).matched_count, write=True
+            "heartbeat", lambda c: _matched("heartbeat", c.update_one(query, update)), write=True
         )
         if not matched:
             raise ClaimRefused(_TIER, await self._explain(job_id, "heartbeat refused"))
@@ -550,6 +559,17 @@ class DatabaseTier:
         if not isinstance(result, Mapping):
             raise InvalidInputError("result must be a mapping")
         _plain_document(result)
+        try:
+            # What the driver will do when it sends the finish: a value BSON cannot hold (an
+            # integer beyond 64 bits, a set, a Decimal, a lone surrogate) fails here, not as a
+            # finish never sent and retried as unknown (an adversarial review, session 21).
+            size = len(bson.encode({"result": result}))
+        except (BSONError, UnicodeError, OverflowError, TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"result cannot be stored in MongoDB ({type(exc).__name__})") from None
+        if size > _MAX_RESULT_BYTES:
+            raise InvalidInputError(f"result is {size} bytes encoded; at most "
+                                    f"{_MAX_RESULT_BYTES} can be stored")
 
     async def finish(
         self, job_id: str, token: str | None, result: Mapping[str, Any], *, fenced: bool = True
@@ -568,11 +588,32 @@ class DatabaseTier:
             "$currentDate": {"completed_at": _SERVER_NOW},
         }
         matched = await self._call(
-            "finish", lambda c: c.update_one(query, update).matched_count, write=True
+            "finish", lambda c: _matched("finish", c.update_one(query, update)), write=True
         )
-        if not matched:
+        if not matched and not await self._finished_by_us(job_id, token, result):
             raise ClaimRefused(_TIER, await self._explain(job_id, "finish refused"))
         self._forget(job_id)
+
+    async def _finished_by_us(
+        self, job_id: str, token: str | None, result: Mapping[str, Any]
+    ) -> bool:
+        """Whether the job is complete under our assignment with this result: a finish of ours
+        was applied and its answer lost, so this retry matched nothing (the finish keeps
+        ``claim_token``, which only our claim wrote; another result is not a retry). Without
+        this the retry read as refused and the run ended FINISH_UNKNOWN with the job reported
+        held, although it was committed (an adversarial review, session 21). A read that
+        fails proves nothing: not finished by us."""
+        try:
+            doc = await self._find(job_id)
+        except TierError:
+            return False
+        if doc is None or doc.get("status") != "complete" or doc.get("assigned_to") != self.did:
+            return False
+        ours = [token] if token is not None else self._tokens.get(job_id, [])
+        stored = doc.get("claim_token")
+        # As stored: BSON's round trip turns tuples into lists, say.
+        sent = bson.decode(bson.encode({"result": dict(result)}))["result"]
+        return isinstance(stored, str) and stored in ours and doc.get("result") == sent
 
     async def release(
         self, job_id: str, token: str | None, reason: str, *, failed: bool
@@ -592,7 +633,7 @@ class DatabaseTier:
             requeue["$inc"] = {"attempt_count": 1}
         first = {**fence, **below} if failed else fence
         matched = await self._call(
-            "release", lambda c: c.update_one(first, requeue).matched_count, write=True
+            "release", lambda c: _matched("release", c.update_one(first, requeue)), write=True
         )
         if not matched and failed:
             last = {**fence, "attempt_count": {"$gte": MAX_ATTEMPTS - 1}}
@@ -602,11 +643,33 @@ class DatabaseTier:
                 "$inc": {"attempt_count": 1},
             }
             matched = await self._call(
-                "release", lambda c: c.update_one(last, give_up).matched_count, write=True
+                "release", lambda c: _matched("release", c.update_one(last, give_up)),
+                write=True,
             )
         if not matched:
             raise ClaimRefused(_TIER, await self._explain(job_id, "release refused"))
         self._forget(job_id)
+
+
+def _acknowledged(collection: object) -> bool:
+    """Whether writes through ``collection`` are acknowledged (not ``w=0``)."""
+    concern = getattr(collection, "write_concern", None)
+    return concern is None or bool(getattr(concern, "acknowledged", True))
+
+
+def _matched(what: str, result: object) -> int:
+    """The matched count of a single-document update: 0 or 1, from an acknowledged reply.
+
+    Anything else (``w=0``'s unacknowledged result, a count that is not 0 or 1) is a reply
+    that proves nothing: :class:`MalformedAnswer`, an unknown outcome. Read as it was (any
+    truthy count as matched), a non-conforming server or proxy could renew a lease with a
+    ping that never landed (an adversarial review, session 21)."""
+    if not getattr(result, "acknowledged", False):
+        raise MalformedAnswer(_TIER, f"{what}: the write was not acknowledged")
+    count = getattr(result, "matched_count", None)
+    if isinstance(count, bool) or not isinstance(count, int) or count not in (0, 1):
+        raise MalformedAnswer(_TIER, f"{what}: the reply's matched count is not 0 or 1")
+    return count
 
 
 def _drop_late_answer(answer: asyncio.Future[Any]) -> None:

@@ -153,7 +153,19 @@ def parse_mongodb_uri(uri: str) -> MongoUri:
         raise ConfigurationError(
             VARIABLE, "mongodb+srv:// takes exactly one host name and no port"
         )
+    if ":" in urllib.parse.unquote_plus(user):
+        # "user%3Apassword@host": the whole user info encoded, ':' included. pymongo reads a
+        # user name with no password (and fails to log in), and the password would be shown
+        # as part of the user name in every message (an adversarial review, session 21).
+        raise ConfigurationError(VARIABLE, "has a ':' encoded in its user name: encode the user "
+                                 "name and the password separately, with a plain ':' between")
     database, question, options = path.partition("?")
+    if question and _unacknowledged(options):
+        # With w=0 pymongo sends a write and reports no outcome: a claim would read as
+        # refused although it was applied, and no heartbeat could ever be confirmed.
+        raise ConfigurationError(VARIABLE, "asks for unacknowledged writes (w=0): the tier "
+                                 "must know each write's outcome; remove the w option or "
+                                 "use w=majority")
     return MongoUri(
         scheme=scheme,
         user=user,
@@ -162,6 +174,13 @@ def parse_mongodb_uri(uri: str) -> MongoUri:
         database=database if slash else None,
         options=options if question else None,
     )
+
+
+def _unacknowledged(options: str) -> bool:
+    """Whether the options ask for ``w=0`` (either separator; names are case-insensitive)."""
+    pairs = (item.partition("=") for separator in "&;" for item in options.split(separator))
+    return any(key.strip().lower() == "w" and urllib.parse.unquote_plus(value).strip() == "0"
+               for key, _, value in pairs)
 
 
 def redact_mongodb_uri(uri: str) -> str:

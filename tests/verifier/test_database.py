@@ -1070,3 +1070,158 @@ async def test_a_document_about_another_id_is_malformed_never_an_answer(
     db = make(collection=CaseInsensitiveCollection(jobs))
     with pytest.raises(MalformedAnswer, match="another job id"):
         await db.observe("job-1")
+
+
+# ---------------------------------------------------------------------- lost or odd replies
+# (an adversarial review of the tier, session 21)
+
+
+class AppliedThenLost:
+    """The mongomock collection whose next ``update_one`` is applied and its reply lost."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.lose_next = False
+
+    def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.find_one(*args, **kwargs)
+
+    def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.find_one_and_update(*args, **kwargs)
+
+    def update_one(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.inner.update_one(*args, **kwargs)
+        if self.lose_next:
+            self.lose_next = False
+            raise pymongo.errors.NetworkTimeout("reply lost")
+        return result
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("known_token", [True, False])
+async def test_a_finish_applied_with_its_reply_lost_is_ok_when_retried(
+    make: Callable[..., DatabaseTier], jobs: Any, known_token: bool
+) -> None:
+    """The retry of a finish whose reply was lost matches nothing (the job is complete): it
+    was read as refused, and the run ended FINISH_UNKNOWN with the job reported held although
+    the result was committed. The job is complete under our claim token: it is our finish."""
+    add(jobs)
+    wrapped = AppliedThenLost(jobs)
+    me = make(ME, wrapped)
+    token = await me.claim(JOB)
+    wrapped.lose_next = True
+    with pytest.raises(TierTimeout):
+        await me.finish(JOB, token, {"cid": "bafy1"})
+    assert doc(jobs)["status"] == "complete"
+    await me.finish(JOB, token if known_token else None, {"cid": "bafy1"})  # no ClaimRefused
+
+
+@pytest.mark.asyncio
+async def test_a_job_completed_under_another_assignment_still_refuses_our_finish(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    add(jobs)
+    me = make(ME)
+    token = await me.claim(JOB)
+    # Reassigned to us again by someone else's hand and completed under a new token.
+    jobs.update_one({"id": JOB}, {"$set": {"status": "complete", "claim_token": "other"}})
+    with pytest.raises(ClaimRefused):
+        await me.finish(JOB, token, {"cid": "bafy1"})
+    jobs.update_one({"id": JOB}, {"$set": {"claim_token": token, "assigned_to": OTHER}})
+    with pytest.raises(ClaimRefused):
+        await me.finish(JOB, token, {"cid": "bafy1"})
+
+
+class Reply:
+    def __init__(self, matched: Any, acknowledged: bool = True) -> None:
+        self.acknowledged = acknowledged
+        if matched is not ...:
+            self.matched_count = matched
+
+
+class OddReplies(AppliedThenLost):
+    """Every ``update_one`` is applied, and answered with ``reply`` instead of the driver's."""
+
+    def __init__(self, inner: Any, reply: Reply) -> None:
+        super().__init__(inner)
+        self.reply = reply
+
+    def update_one(self, *args: Any, **kwargs: Any) -> Any:
+        self.inner.update_one(*args, **kwargs)
+        return self.reply
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("reply", [Reply("0"), Reply(2), Reply(-1), Reply(1.5), Reply(True),
+                                   Reply(...), Reply(1, acknowledged=False)],
+                         ids=["text", "two", "negative", "float", "bool", "missing", "unacked"])
+@pytest.mark.parametrize("write", ["heartbeat", "finish", "release"])
+async def test_a_write_reply_without_a_plain_matched_count_is_unknown(
+    make: Callable[..., DatabaseTier], jobs: Any, reply: Reply, write: str
+) -> None:
+    """A reply counting "0" or 2 was read as matched (a lease renewed by a ping that did not
+    land, if the reply lies), and one with no count as refused: neither proves anything."""
+    add(jobs)
+    token = await make(ME).claim(JOB)
+    me = make(ME, OddReplies(jobs, reply))
+    calls = {"heartbeat": lambda: me.heartbeat(JOB, token, {"pct": 5}),
+             "finish": lambda: me.finish(JOB, token, {"cid": "bafy1"}),
+             "release": lambda: me.release(JOB, token, "test", failed=False)}
+    with pytest.raises(MalformedAnswer):
+        await calls[write]()
+
+
+@pytest.mark.asyncio
+async def test_a_claim_reply_about_another_job_is_unknown(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    add(jobs)
+
+    class OtherId(AppliedThenLost):
+        def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
+            found = dict(self.inner.find_one_and_update(*args, **kwargs))
+            return {**found, "id": "another-job"}
+
+    with pytest.raises(MalformedAnswer) as info:
+        await make(ME, OtherId(jobs)).claim(JOB)
+    assert info.value.claim_token is not None  # applied: only a read of it can confirm
+
+
+@pytest.mark.parametrize("result", [
+    {"cid": "bafy1", "n": 2**63}, {"cid": "bafy1", "n": __import__("decimal").Decimal("1.5")},
+    {"cid": "bafy1", "n": {1, 2}}, {"cid": "bafy1", "n": object()},
+    {"cid": "bafy1", "n": "\ud800"}, {"cid": "bafy1", "blob": "x" * (16 * 1024 * 1024)},
+], ids=["int-beyond-64-bits", "decimal", "set", "object", "lone-surrogate", "over-16-MiB"])
+def test_check_result_refuses_what_bson_cannot_store(
+    make: Callable[..., DatabaseTier], result: dict[str, Any]
+) -> None:
+    """Accepted, such a result failed when the finish was encoded: never sent, retried as
+    unknown, and the job reported held until T (an OverflowError even escaped the tier)."""
+    with pytest.raises(InvalidInputError, match="result"):
+        make(ME).check_result(result)
+
+
+def test_unacknowledged_writes_are_refused_at_start() -> None:
+    """With w=0 pymongo invents an answer: an applied claim read as refused, no heartbeat
+    ever confirmed."""
+    with pytest.raises(ConfigurationError, match="w=0"):
+        DatabaseTier(uri="mongodb://user:s3cret@host/db?retryWrites=true&W=0", encoder_did=ME)
+    with pytest.raises(ConfigurationError, match="w=0"):
+        DatabaseTier(uri="mongodb://host/db?w=0;appName=x", encoder_did=ME)
+    client: Any = pymongo.MongoClient("mongodb://127.0.0.1:9/", connect=False)
+    try:
+        w0 = client["db"]["jobs"].with_options(
+            write_concern=pymongo.write_concern.WriteConcern(w=0))
+        with pytest.raises(ConfigurationError, match="w=0"):
+            DatabaseTier(w0, encoder_did=ME)
+    finally:
+        client.close()
+    DatabaseTier(uri="mongodb://host/db?w=majority", encoder_did=ME)  # acknowledged: fine
+
+
+def test_a_user_name_with_an_encoded_colon_is_refused_without_showing_it() -> None:
+    """``user%3Apassword@host`` (the whole user info encoded) was a user name holding the
+    password, shown in clear by every message that shows the user."""
+    with pytest.raises(ConfigurationError) as info:
+        DatabaseTier(uri="mongodb://encoder%3AS3CRetPW@host/db", encoder_did=ME)
+    assert "S3CRetPW" not in str(info.value) and "':'" in str(info.value)
