@@ -248,18 +248,24 @@ def test_weaker_tier_never_overrides_a_stronger_not_yours():
     assert outcome.kind is OutcomeKind.PROCESSED, "the canary lets the weaker tier win"
 
 
-def test_ownership_lost_during_work_cancels_the_work_before_any_finish():
-    def observe(action: Observe, now: float) -> Answer:
-        if action.purpose == "pre-claim":
-            return seen(action.tier, owner=None, status="queued")
-        if action.purpose == "recheck":
-            return seen(action.tier, owner=OTHER, status="running")
-        return seen(action.tier)
+def stolen_during_work(action: Observe, now: float) -> Answer:
+    """Free before the claim, ours at the verify, another encoder's at every re-check."""
+    if action.purpose == "pre-claim":
+        return seen(action.tier, owner=None, status="queued")
+    if action.purpose == "recheck":
+        return seen(action.tier, owner=OTHER, status="running")
+    return seen(action.tier)
 
-    outcome, trace, codes = run(HARDENED, COMMUNITY, world(observe=observe, work_ends_at=100))
+
+def test_ownership_lost_during_work_cancels_the_work_before_any_finish():
+    observe = stolen_during_work
+    messages: list[str] = []
+    outcome, trace, codes = run(HARDENED, COMMUNITY, world(observe=observe, work_ends_at=100),
+                                messages=messages)
     assert outcome.kind is OutcomeKind.CANCELLED and outcome.code == "MONITOR_THEFT_DETECTED"
     assert actions(trace, CancelWork) and not actions(trace, Finish)
     assert "ABORTING" in codes and "WORK_CANCELLED" in codes
+    assert any(m.startswith("ABORTING: Ownership lost") for m in messages), messages
 
     no_cancel = HARDENED.without("cancel")
     outcome, trace, codes = run(no_cancel, COMMUNITY, world(observe=observe, work_ends_at=100))
@@ -687,25 +693,17 @@ def test_a_shutdown_release_is_retried_and_a_job_not_given_back_is_said_to_be_he
     assert len(actions(trace, Release)) == releases
 
 
-def test_aborting_says_lost_for_a_theft_and_unconfirmed_for_a_lease_run_out():
-    """An operator reading ABORTING goes looking for another encoder only when one took the job."""
-    def theft(action: Observe, now: float) -> Answer:
-        if action.purpose == "pre-claim":
-            return seen(action.tier, owner=None, status="queued")
-        if action.purpose == "recheck":
-            return seen(action.tier, owner=OTHER, status="running")
-        return seen(action.tier)
-
+def test_aborting_says_unconfirmed_when_the_lease_ran_out_without_a_theft():
+    """An operator reading ABORTING goes looking for another encoder only when one took the job
+    (the test above); a lease that ran out unconfirmed says so."""
     def silence(action: Observe, now: float) -> Answer:
         if action.purpose == "recheck":
             return TierFailed(action.tier, "down")
-        return theft(action, now)
+        return stolen_during_work(action, now)
 
-    for observe, code, said in ((theft, "MONITOR_THEFT_DETECTED", "Ownership lost"),
-                                (silence, "LEASE_EXPIRED", "Ownership unconfirmed")):
-        messages: list[str] = []
-        outcome, _, _ = run(HARDENED, COMMUNITY, world(observe=observe, work_ends_at=1000),
-                            messages=messages)
-        assert outcome.code == code
-        aborting = [m for m in messages if m.startswith("ABORTING")]
-        assert aborting and all(said in m for m in aborting), aborting
+    messages: list[str] = []
+    outcome, _, _ = run(HARDENED, COMMUNITY, world(observe=silence, work_ends_at=1000),
+                        messages=messages)
+    assert outcome.code == "LEASE_EXPIRED"
+    aborting = [m for m in messages if m.startswith("ABORTING")]
+    assert aborting and all("Ownership unconfirmed" in m for m in aborting), aborting
