@@ -673,8 +673,9 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
       longest of it, ``client_timeout`` and, with aid nodes, ``aid_timeout``), every
       encoder restarting after a crash, or (with graceful shutdowns) a shutdown told after
       such a request, the work cancelled, the job given back and the node restarted:
-      ``give_up + C + 3κ·retry_interval + 3λ + 5 + restart_delay``, or (with both) a crash
-      and then a shutdown that fell due meanwhile: ``2 × restart_delay``;
+      ``give_up + C + 3κ·retry_interval + 3λ + 5 + restart_delay + κ(G + ε) + λ``, or
+      (with both) a crash and then a shutdown that fell due meanwhile:
+      ``2 × restart_delay``;
     * ``others = (jobs − 1) × (residual + hand_out + attempt + finish)``.
 
     Infinite (no bound) when some encoder has no tier that can confirm ownership (a community
@@ -736,9 +737,12 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
         # request in flight is answered (up to ``give_up``), the work cancelled (C), up to
         # three give-backs (each a reply, the waits between them at most 3 retry intervals
         # with backoff), the loop's pause after an attempt (up to 5 s), then the node down
-        # for ``restart_delay``: one after the other, not either.
+        # for ``restart_delay``: one after the other, not either. A give-back refused while
+        # the claim's write may still be landing waits until it must have (G + ε after the
+        # claim's answer) and is asked once more (session 21).
         term("residual.shutdown", give_up + sc.cancel_latency
              + kappa * 3 * sc.retry_interval + 3 * lam + 5.0 + sc.restart_delay
+             + kappa * (sc.write_delay + sc.clock_drift) + lam
              if sc.shutdowns_per_hour > 0 else 0.0),
         # A crash, then a shutdown that fell due while the node was down for it: handled as
         # soon as the node is back, so it is down twice in a row (a second adversarial

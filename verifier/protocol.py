@@ -426,6 +426,9 @@ class OwnershipProtocol:
         #: claim sent, "assigned to us" may be an *older* assignment of ours (see
         #: :meth:`_shows_our_claim`).
         self._claim_unknown = False
+        #: When the claim was answered (``None``: no claim sent). Until G + ε after it, our
+        #: claim's write may still be landing, so a refused give-back proves nothing.
+        self._claim_answered: float | None = None
         #: Whether the last give-back (release) was answered (``None``: none was made); one
         #: that got no answer leaves the job possibly ours.
         self._given_back: bool | None = None
@@ -698,7 +701,7 @@ class OwnershipProtocol:
         # The settle wait is measured from the claim's *answer*: a driver may send a request up
         # to P after the protocol decides it (a pause, a stalled loop, a pooled connection),
         # and only a reply proves that the request has left (docs/safety-model.md, "Settle").
-        claim_answered = self._now
+        claim_answered = self._claim_answered = self._now
         if answer.outcome is WriteOutcome.REFUSED:
             self._log("GRACEFUL_SKIP", "info", f"Reason - claim refused: {answer.detail}")
             return Outcome(OutcomeKind.SKIPPED, "CLAIM_REFUSED", answer.detail or "claim refused")
@@ -1126,6 +1129,16 @@ class OwnershipProtocol:
                 while self._now < until:
                     yield Sleep(until)
             released = yield from self._release(reason)
+            landed_by = self._claim_landed_by()
+            if released is WriteOutcome.REFUSED and self._now < landed_by:
+                # Refused while our claim's write may still be landing (a shutdown during the
+                # settle wait, G after an accept the gateway answered): the refusal says only
+                # that it has not landed yet. Given up on that, the job was reported given
+                # back, and then the accept landed and held it until T (an adversarial review
+                # of the encoder loop, session 21). Once it must have landed, ask again.
+                while self._now < landed_by:
+                    yield Sleep(landed_by)
+                released = yield from self._release(reason)
             if released in (WriteOutcome.OK, WriteOutcome.REFUSED):
                 # Given back, or the tier says it is not ours any more: nothing held.
                 return Outcome(kind, "SHUTDOWN", reason)
@@ -1135,6 +1148,15 @@ class OwnershipProtocol:
         return Outcome(kind, "SHUTDOWN_HELD",
                        f"{reason}; the job could not be given back and may stay held until "
                        "the gateway reassigns it", held=True)
+
+    def _claim_landed_by(self) -> float:
+        """The instant by which our claim's write has landed, whatever the tier: it was sent
+        before its answer and lands within G of being sent, ε for our clock's drift
+        (-inf when no claim was sent)."""
+        if self._claim_answered is None:
+            return -math.inf
+        t = self.policy.timing
+        return self._claim_answered + t.write_delay + t.clock_drift
 
     def _finish(self) -> Generator[Action, Answer, Outcome]:
         """Commit the result, fenced on owner and assignment (S3 needs no timing assumption)."""

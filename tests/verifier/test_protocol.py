@@ -693,6 +693,34 @@ def test_a_shutdown_release_is_retried_and_a_job_not_given_back_is_said_to_be_he
     assert len(actions(trace, Release)) == releases
 
 
+@pytest.mark.parametrize("landed", [True, False], ids=["accept-lands-late", "not-ours"])
+def test_a_release_refused_while_our_claim_may_be_landing_is_asked_again_once_it_has(landed):
+    """A shutdown during the settle wait, right after an accept the gateway answered: the
+    release is refused because the accept has not landed yet. Taken as "nothing held", the job
+    was reported given back, then the accept landed and held it until T (an adversarial
+    review of the encoder loop, session 21). The release is asked again at G + ε after the
+    claim's answer, when our write must have landed; a refusal then is final."""
+    claimed: list[float] = []
+    base = shutting_down(world())
+
+    def respond(action: Action, now: float) -> Answer:
+        if isinstance(action, Claim):
+            claimed.append(now)
+        if isinstance(action, Release):
+            landing = claimed[0] + 0.1 + TIMING.write_delay  # answered 0.1 s after sending
+            ours = landed and now >= landing
+            return WriteAnswered(WriteOutcome.OK if ours else WriteOutcome.REFUSED)
+        return base(action, now)
+
+    outcome, trace, _ = run(HARDENED, COMMUNITY, respond)
+    assert (outcome.kind, outcome.code, outcome.held) == (OutcomeKind.SKIPPED, "SHUTDOWN", False)
+    releases = [t for t, _ in actions(trace, Release)]
+    assert len(releases) == 2, releases
+    answered = claimed[0] + 0.1
+    assert releases[0] < answered + TIMING.write_delay
+    assert releases[1] >= answered + TIMING.write_delay + TIMING.clock_drift
+
+
 def test_aborting_says_unconfirmed_when_the_lease_ran_out_without_a_theft():
     """An operator reading ABORTING goes looking for another encoder only when one took the job
     (the test above); a lease that ran out unconfirmed says so."""
