@@ -86,6 +86,18 @@ def _is_job_not_found(answer: Any) -> bool:
     return "not found" in said or code.endswith("NOT_FOUND")
 
 
+def _listed_job(item: object, route: str) -> GatewayMonitorJob | None:
+    """One entry of a listing, parsed; ``None`` (with a warning giving the reason only) when
+    it is malformed. Failing the whole listing for one entry (an int id, a null, a list where
+    ``input`` belongs) hid every valid job listed with it for as long as the entry stayed
+    listed (an adversarial review of the encoder loop, session 21)."""
+    try:
+        return parse_job(item, tier=_TIER)
+    except MalformedAnswer as exc:
+        logger.warning("aid %s: dropped a malformed entry (%s)", route, exc)
+        return None
+
+
 def _usable_offer(job: GatewayMonitorJob, route: str) -> bool:
     """Whether a listed job passes the checks of the gateway's offered job
     (:func:`~verifier._models.check_offered_job`): its id goes into later URLs, bodies and log
@@ -216,8 +228,8 @@ class GatewayAidClient:
         jobs = self._success(route, answer).get("jobs")
         if not isinstance(jobs, list):
             raise MalformedAnswer(_TIER, f"{route}: 'jobs' should be a list")
-        return [job for job in (parse_job(item, tier=_TIER) for item in jobs)
-                if _usable_offer(job, route)]
+        offered = (_listed_job(item, route) for item in jobs)
+        return [job for job in offered if job is not None and _usable_offer(job, route)]
 
     async def claim_job(self, job_id: str) -> dict[str, Any]:
         """``POST claim-job``: the atomic conditional claim; the assignment on success.

@@ -364,6 +364,23 @@ async def test_list_jobs_drops_a_job_with_an_unusable_input_uri_naming_the_field
 
 
 @pytest.mark.asyncio
+async def test_list_jobs_drops_a_malformed_entry_and_keeps_the_rest(
+    aid: GatewayAidClient, router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One entry with an int id, a null, a string, a non-string status or a list ``input``
+    failed the whole listing: no job of aid's was offered while it stayed listed (an
+    adversarial review of the encoder loop, session 21)."""
+    listed = [{"id": 7}, None, "job", {"id": "bad-status", "status": 3},
+              {"id": "bad-input", "input": ["https://cdn.test/a.mp4"]}, {"id": "ok-1"}]
+    router.post(API + "list-jobs").respond(200, json={"success": True, "jobs": listed})
+    with caplog.at_level(logging.WARNING, logger="verifier._aid"):
+        jobs = await aid.list_jobs()
+    assert [job.id for job in jobs] == ["ok-1"]
+    dropped = [r.getMessage() for r in caplog.records if "malformed entry" in r.getMessage()]
+    assert len(dropped) == 5 and not any("bad-" in m for m in dropped)
+
+
+@pytest.mark.asyncio
 async def test_health_503_is_unavailable(aid: GatewayAidClient,
                                          router: respx.MockRouter) -> None:
     router.get(API + "health").respond(503, json={"status": "unhealthy"})
