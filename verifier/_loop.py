@@ -30,10 +30,17 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from ._errors import TierError, TierRateLimited, TierUnsupported
+from ._errors import (
+    InvalidInputError,
+    TierError,
+    TierRateLimited,
+    TierUnavailable,
+    TierUnsupported,
+)
 from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
+from ._ids import validate_job_id
 from ._metrics import GuardMetrics
 from ._models import GatewayMonitorJob
 from ._policy import Tier
@@ -45,6 +52,7 @@ __all__ = ["OFFER_SOURCES", "EncoderLoop", "LoopPolicy", "LoopWork", "OfferFn", 
 #: Where offered jobs can come from: the legacy gateway's two polls, and Gateway Aid's list.
 OFFER_SOURCES: Final = ("myjob", "getjob", "aid")
 _DEFAULT_LOGGER: Final = logging.getLogger("verifier.loop")
+_T = TypeVar("_T")
 
 #: Asks one source for offered jobs (an empty list: nothing offered).
 OfferFn = Callable[[], Awaitable[list[GatewayMonitorJob]]]
@@ -85,7 +93,8 @@ class LoopPolicy:
       failed), or a job given up because a tier could not answer or its work failed
       (:data:`BACK_OFF_CODES`),
       wait ``idle_s``, then ``idle_factor`` times longer after each further one, at most
-      ``idle_max_s`` (the deployed encoder polls once a minute); any other outcome resets it.
+      ``idle_max_s``, jitter included (the deployed encoder polls once a minute); any other
+      outcome resets it.
       A source that answered 429 with ``Retry-After`` is not asked again sooner than it said,
       and no job starts before a ``Retry-After`` a tier gave a guarded job has run out
       (:attr:`GuardOutcome.retry_after`).
@@ -133,7 +142,9 @@ class LoopPolicy:
         # min() first: idle_factor ** a long idle streak would overflow.
         base = self.idle_max_s if exponent > 64 else min(
             self.idle_max_s, self.idle_s * self.idle_factor ** exponent)
-        return base * (1.0 - self.jitter + 2.0 * self.jitter * u)
+        # Capped after the jitter too: idle_max_s is the longest wait, as documented (the
+        # jitter took it 50% past that: an adversarial review, session 21).
+        return min(self.idle_max_s, base * (1.0 - self.jitter + 2.0 * self.jitter * u))
 
     def choose(
         self,
@@ -186,7 +197,8 @@ class EncoderLoop:
     :class:`~verifier.GuardMetrics` to the guard for the rest).
 
     ``screen`` (``GatewayMonitorService.batch_status``, say): when a source offers two or more
-    jobs, they are screened in batch requests of at most 50 ids before any is tried, and the
+    jobs, the first 50 distinct ones the cache knows nothing about are screened in one batch
+    request before any is tried (those seen held are tried last), and the
     answers go to the guard's status cache (:meth:`OwnershipGuard.screened`; the guard needs
     a policy with ``status_cache_s``), where the pre-claim checks find them: one request
     instead of one read per job. What an answer may stand for is the protocol's rule
@@ -239,8 +251,11 @@ class EncoderLoop:
         self._time: Callable[[], float] = time.monotonic
         self._cooling: dict[str, float] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
-        #: The longest ``Retry-After`` the sources asked for since the last wait.
-        self._retry_after = 0.0
+        #: The instant (loop clock) before which no empty poll's wait may end: the latest
+        #: ``Retry-After`` a source gave. An instant, not a duration: kept as a duration, one
+        #: told long ago was waited in full at the next empty poll, however late that came
+        #: (294 s late in an adversarial review, session 21).
+        self._retry_until = -math.inf
         #: Source -> the instant (loop clock) before which it is not asked again: it answered
         #: 429 with ``Retry-After``. Per source, because another source may offer a job
         #: meanwhile (then no idle wait comes) and a back-off or a free slot may end sooner.
@@ -324,7 +339,7 @@ class EncoderLoop:
                     empty_polls += 1
                     delay = self.policy.idle_delay(empty_polls, self.rng.random())
                     # A server that said when to come back (429 Retry-After) is not asked sooner.
-                    delay, self._retry_after = max(delay, self._retry_after), 0.0
+                    delay = max(delay, self._retry_until - loop.time())
                     await self._until_stopped(self._idle(delay))
                     continue
                 empty_polls = 0
@@ -372,7 +387,7 @@ class EncoderLoop:
             if self._not_before.get(name, -math.inf) > clock():
                 continue  # it said when to come back
             result: list[GatewayMonitorJob] = []
-            poll = asyncio.ensure_future(offered())
+            poll = asyncio.ensure_future(self._contained(name, offered))
             await self._until_stopped(poll)
             if self._stop.is_set():
                 return None
@@ -382,9 +397,9 @@ class EncoderLoop:
                 polled = "offered" if result else "empty"
             except TierRateLimited as exc:
                 hint = min(exc.retry_after or 0.0, MAX_RETRY_AFTER_S)
-                self._retry_after = max(self._retry_after, hint)
                 if hint > 0:
                     self._not_before[name] = clock() + hint
+                    self._retry_until = max(self._retry_until, clock() + hint)
                 self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)
             except TierError as exc:
                 self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)
@@ -399,11 +414,12 @@ class EncoderLoop:
             now = clock()
             self._cooling = {j: t for j, t in self._cooling.items() if t > now}
             if len(result) >= 2 and self._screen is not None:
-                await self._screened([j.id for j in result if j.id not in self._running
-                                      and self._cooling.get(j.id, -math.inf) <= now
-                                      and not self._known(j.id)])
+                assigned = await self._screened(self._to_screen(result, now))
                 if self._stop.is_set():
                     return None
+                # Jobs the screen saw assigned are tried last, not never: the holder may be
+                # us (a pre-claim check lets our own assignment through).
+                result = sorted(result, key=lambda j: j.id in assigned)
             job = self.policy.choose(result, running=self._running.keys(),
                                      cooling=self._cooling, now=now)
             if job is not None:
@@ -411,6 +427,46 @@ class EncoderLoop:
                           source=name, job_id=job.id)
                 return job
         return None
+
+    async def _contained(self, name: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``call()`` (a source's poll, the screen) as the loop may await it in a task.
+
+        A client that cancels its own call (``CancelledError`` while this task is not being
+        cancelled: ``Task.cancelling``) has failed, as the guard reads a tier call; let
+        through, it ended :meth:`run` with every guarded job held. A ``SystemExit`` or
+        ``KeyboardInterrupt`` stops the loop gracefully (:meth:`_end_gracefully`); raised in
+        the task it would stop the event loop at once, the jobs held (an adversarial review
+        of the encoder loop, session 21)."""
+        try:
+            return await call()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the loop's own cancel (a stop), or the run's
+            raise TierUnavailable(name, "the call was cancelled by its client") from None
+        except (SystemExit, KeyboardInterrupt) as exc:
+            self._end_gracefully(exc)
+            raise TierUnavailable(name, f"{type(exc).__name__} raised: stopping") from None
+
+    def _to_screen(self, offered: Sequence[GatewayMonitorJob], now: float) -> list[str]:
+        """The ids worth a batch status request: each once, in the order offered, not running
+        here, not cooling down, not already answered in the cache, and usable as an id; at
+        most one batch. Only one job is chosen per poll: screening every job of a long list at
+        each poll cost more monitor requests than the pre-claim reads it saved (33.9 per job
+        against 14.1 without screening for a list of 1,000, and one id the client refuses
+        failed its whole batch: an adversarial review, session 21)."""
+        ids: list[str] = []
+        for job in offered:
+            if len(ids) == BATCH_LIMIT:
+                break
+            if (job.id in ids or job.id in self._running
+                    or self._cooling.get(job.id, -math.inf) > now or self._known(job.id)):
+                continue
+            try:
+                ids.append(validate_job_id(job.id))
+            except InvalidInputError:
+                continue
+        return ids
 
     def _known(self, job_id: str) -> bool:
         """Whether the cache already has an answer the pre-claim check would take: screening
@@ -420,16 +476,21 @@ class EncoderLoop:
             Tier.MONITOR, job_id, max_age=self.guard.policy.status_cache_s,
             now=self.guard.now()) is not None
 
-    async def _screened(self, job_ids: list[str]) -> None:
-        """Screen ``job_ids`` in batches; the answers go to the guard's cache."""
-        assert self._screen is not None
+    async def _screened(self, job_ids: list[str]) -> set[str]:
+        """Screen ``job_ids`` in batches; the answers go to the guard's cache. Returns the ids
+        the monitor answered as held (``assigned``, ``running``: no cache entry, as the holder
+        may be us), which the poll tries after the others."""
+        screen = self._screen
+        assert screen is not None
+        assigned: set[str] = set()
         for first in range(0, len(job_ids), BATCH_LIMIT):
             batch = job_ids[first:first + BATCH_LIMIT]
             decided = self.guard.now()  # before the request leaves: entries never look young
-            request = asyncio.ensure_future(self._screen(batch))
+            request = asyncio.ensure_future(
+                self._contained("monitor", lambda: screen(batch)))  # noqa: B023 (awaited here)
             await self._until_stopped(request)
             if self._stop.is_set():
-                return
+                return assigned
             try:
                 answer = request.result()
             except Exception as exc:  # screening is an optimisation: the reads go on
@@ -444,9 +505,9 @@ class EncoderLoop:
                 continue
             self._count_batch("ok", decided)
             entries = screened(Tier.MONITOR, batch, answer)
-            kept = self.guard.screened(entries, decided=decided,
-                                       unknown=[i for i in batch if i in answer
-                                                and i not in entries])
+            unknown = [i for i in batch if i in answer and i not in entries]
+            kept = self.guard.screened(entries, decided=decided, unknown=unknown)
+            assigned.update(unknown)
             self._log(logging.DEBUG, "LOOP_SCREENED",
                       f"screened {len(batch)} job(s): {kept} answer(s) kept",
                       jobs=len(batch), kept=kept)
@@ -455,6 +516,7 @@ class EncoderLoop:
                     self._metrics.batch_size.observe(len(batch))
                 except Exception:
                     self._logger.debug("batch metric not recorded", exc_info=True)
+        return assigned
 
     def _count_batch(self, result: str, sent: float) -> None:
         """A batch status request is a monitor request too: counted with the others, so an
@@ -512,7 +574,12 @@ class EncoderLoop:
                   f"job {job_id}: {outcome.kind.value} ({outcome.code})",
                   job_id=job_id, kind=outcome.kind.value, outcome=outcome.code)
         if outcome.held:
-            self._held_at[job_id] = self._time()
+            now = self._time()
+            # Kept no longer than T (after it the gateway takes the job back itself): a long
+            # run's unanswered give-backs would otherwise pile up (session 21's review).
+            horizon = self.guard.policy.timing.reassign_timeout
+            self._held_at = {j: t for j, t in self._held_at.items() if now - t < horizon}
+            self._held_at[job_id] = now
         elif outcome.processed or outcome.given_back:
             # Only what shows the job is not ours clears it: a later run that learned nothing
             # (its pre-claim read failed, say) leaves an earlier unanswered give-back standing.
