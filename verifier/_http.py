@@ -156,7 +156,9 @@ def retry_after(response: Answer | httpx.Response, *, http_date: bool = False) -
     """The ``Retry-After`` hint of a 429 in seconds, or ``None``.
 
     ``http_date=True`` reads the header by :func:`parse_retry_after` (the monitor). Without it,
-    as the gateway and aid clients always did: any finite, non-negative number; dates ignored.
+    as the gateway and aid clients always did, any finite, non-negative number (``1e3``
+    included), and an HTTP date as RFC 9110 has it (those were ignored: a server's "come back
+    at 12:00" read as no hint at all; an adversarial review, session 21).
     """
     raw = response.headers.get("retry-after")
     if http_date:
@@ -166,7 +168,7 @@ def retry_after(response: Answer | httpx.Response, *, http_date: bool = False) -
     try:
         seconds = float(raw.strip())
     except ValueError:
-        return None
+        return parse_retry_after(raw) if not _DELAY_SECONDS.fullmatch(raw.strip()) else None
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 

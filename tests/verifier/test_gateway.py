@@ -337,7 +337,7 @@ async def test_gateway_outages_are_unavailable(
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("header", "expected"), [
     ({"Retry-After": "7"}, 7.0), ({}, None),
-    ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, None), ({"Retry-After": "-3"}, None),
+    ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0), ({"Retry-After": "-3"}, None),
 ])
 async def test_429_is_rate_limited_with_retry_after(
     gateway: LegacyGatewayClient, router: respx.MockRouter,

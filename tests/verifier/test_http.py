@@ -125,7 +125,7 @@ def test_base_url_errors_never_repeat_the_value(url: Any, strict: bool) -> None:
         ("-3", None, None),
         ("inf", None, None),
         ("soon", None, None),
-        ("Wed, 21 Oct 2015 07:28:00 GMT", None, 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0, 0.0),
         (None, None, None),
     ],
 )
@@ -133,6 +133,13 @@ def test_retry_after_readings(raw: str | None, lenient: float | None, strict: fl
     """Lenient: the gateway's and aid's historical reading; strict: RFC 9110, the monitor's."""
     assert retry_after(_answer(raw)) == lenient
     assert retry_after(_answer(raw), http_date=True) == strict
+
+
+def test_a_future_http_date_is_honoured_by_every_tier() -> None:
+    """The gateway's and aid's reading ignored dates: a date in 2099 read as no hint."""
+    for http_date in (False, True):
+        hint = retry_after(_answer("Thu, 01 Jan 2099 00:00:00 GMT"), http_date=http_date)
+        assert hint is not None and hint > 365 * 24 * 3600
 
 
 def test_parse_retry_after_counts_from_now() -> None:
