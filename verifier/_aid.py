@@ -54,6 +54,8 @@ from ._tiers import Observation
 __all__ = ["CONFIGURATION_CODES", "GatewayAidClient"]
 
 logger = logging.getLogger(__name__)
+#: The most entries of one listing read (the rest wait for the next poll).
+MAX_LISTED: Final = 1000
 
 _TIER: Final = "aid"
 _PREFIX: Final = "/aid/v1/"
@@ -86,15 +88,15 @@ def _is_job_not_found(answer: Any) -> bool:
     return "not found" in said or code.endswith("NOT_FOUND")
 
 
-def _listed_job(item: object, route: str) -> GatewayMonitorJob | None:
-    """One entry of a listing, parsed; ``None`` (with a warning giving the reason only) when
-    it is malformed. Failing the whole listing for one entry (an int id, a null, a list where
-    ``input`` belongs) hid every valid job listed with it for as long as the entry stayed
-    listed (an adversarial review of the encoder loop, session 21)."""
+def _listed_job(item: object, dropped: list[str]) -> GatewayMonitorJob | None:
+    """One entry of a listing, parsed; ``None`` when it is malformed (the reason, never the
+    value, is appended to ``dropped``). Failing the whole listing for one entry (an int id, a
+    null, a list where ``input`` belongs) hid every valid job listed with it for as long as
+    the entry stayed listed (an adversarial review of the encoder loop, session 21)."""
     try:
         return parse_job(item, tier=_TIER)
     except MalformedAnswer as exc:
-        logger.warning("aid %s: dropped a malformed entry (%s)", route, exc)
+        dropped.append(str(exc))
         return None
 
 
@@ -228,8 +230,21 @@ class GatewayAidClient:
         jobs = self._success(route, answer).get("jobs")
         if not isinstance(jobs, list):
             raise MalformedAnswer(_TIER, f"{route}: 'jobs' should be a list")
-        offered = (_listed_job(item, route) for item in jobs)
-        return [job for job in offered if job is not None and _usable_offer(job, route)]
+        if len(jobs) > MAX_LISTED:
+            # Parsing is on the event loop, where the guard's lease timers run: a listing of
+            # 170,000 malformed entries held it for 9 s (session 21's review). An encoder takes
+            # a few jobs a poll; the rest are listed again at the next.
+            logger.warning("aid %s: %d jobs listed; the first %d are read", route, len(jobs),
+                           MAX_LISTED)
+            jobs = jobs[:MAX_LISTED]
+        dropped: list[str] = []
+        offered = (_listed_job(item, dropped) for item in jobs)
+        usable = [job for job in offered if job is not None and _usable_offer(job, route)]
+        if dropped:
+            # One line a listing, not one an entry.
+            logger.warning("aid %s: dropped %d malformed entr%s (first: %s)", route,
+                           len(dropped), "y" if len(dropped) == 1 else "ies", dropped[0])
+        return usable
 
     async def claim_job(self, job_id: str) -> dict[str, Any]:
         """``POST claim-job``: the atomic conditional claim; the assignment on success.

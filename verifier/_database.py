@@ -291,7 +291,12 @@ class DatabaseTier:
                     _TIER, f"cannot create a MongoDB client for {self._where} "
                     f"({type(exc).__name__})"
                 ) from None
-        return self._client[self._database][self._collection_name]
+        collection = self._client[self._database][self._collection_name]
+        if not _acknowledged(collection):
+            # The URI's w read as 0 by pymongo in a spelling the parser did not catch: refused
+            # before anything is sent (an applied claim would read as refused).
+            raise TierUnavailable(_TIER, "unacknowledged writes (w=0) cannot be used")
+        return collection
 
     def _translate(self, what: str, exc: PyMongoError) -> TierError:
         """Map a driver error to the tier tree; connection-level errors drop an owned client.
@@ -611,9 +616,14 @@ class DatabaseTier:
             return False
         ours = [token] if token is not None else self._tokens.get(job_id, [])
         stored = doc.get("claim_token")
-        # As stored: BSON's round trip turns tuples into lists, say.
-        sent = bson.decode(bson.encode({"result": dict(result)}))["result"]
-        return isinstance(stored, str) and stored in ours and doc.get("result") == sent
+        if not isinstance(stored, str) or stored not in ours:
+            return False
+        try:
+            # Compared as BSON: the stored result comes back through the client's codec (lists
+            # for tuples, time-zone-aware datetimes with tz_aware=True), the same bytes.
+            return bson.encode({"r": doc.get("result")}) == bson.encode({"r": dict(result)})
+        except (BSONError, UnicodeError, OverflowError, TypeError, ValueError):
+            return False
 
     async def release(
         self, job_id: str, token: str | None, reason: str, *, failed: bool

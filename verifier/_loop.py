@@ -92,9 +92,9 @@ class LoopPolicy:
     * ``idle_s``, ``idle_max_s``, ``idle_factor``: after a poll that offered nothing (or
       failed), or a job given up because a tier could not answer or its work failed
       (:data:`BACK_OFF_CODES`),
-      wait ``idle_s``, then ``idle_factor`` times longer after each further one, at most
-      ``idle_max_s``, jitter included (the deployed encoder polls once a minute); any other
-      outcome resets it.
+      wait ``idle_s``, then ``idle_factor`` times longer after each further one, jittered
+      (below), at most ``idle_max_s`` in all (the deployed encoder polls once a minute); any
+      other outcome resets it.
       A source that answered 429 with ``Retry-After`` is not asked again sooner than it said,
       and no job starts before a ``Retry-After`` a tier gave a guarded job has run out
       (:attr:`GuardOutcome.retry_after`).
@@ -139,12 +139,14 @@ class LoopPolicy:
         """The wait after the ``empty_polls``-th empty poll in a row (1 = the first);
         ``u`` is a uniform draw in [0, 1) (the caller's random source, for determinism)."""
         exponent = max(0, empty_polls - 1)
-        # min() first: idle_factor ** a long idle streak would overflow.
-        base = self.idle_max_s if exponent > 64 else min(
-            self.idle_max_s, self.idle_s * self.idle_factor ** exponent)
-        # Capped after the jitter too: idle_max_s is the longest wait, as documented (the
-        # jitter took it 50% past that: an adversarial review, session 21).
-        return min(self.idle_max_s, base * (1.0 - self.jitter + 2.0 * self.jitter * u))
+        # The base is capped so that the jittered wait never passes idle_max_s, the longest
+        # wait as documented (the jitter took it 50% past: an adversarial review, session 21),
+        # while staying uniform (capping after the jitter put half the draws at the cap, and
+        # encoders started together back in step). min() first: idle_factor ** a long idle
+        # streak would overflow.
+        cap = self.idle_max_s / (1.0 + self.jitter)
+        base = cap if exponent > 64 else min(cap, self.idle_s * self.idle_factor ** exponent)
+        return base * (1.0 - self.jitter + 2.0 * self.jitter * u)
 
     def choose(
         self,

@@ -153,10 +153,11 @@ def parse_mongodb_uri(uri: str) -> MongoUri:
         raise ConfigurationError(
             VARIABLE, "mongodb+srv:// takes exactly one host name and no port"
         )
-    if ":" in urllib.parse.unquote_plus(user):
+    if at and ":" not in userinfo and ":" in urllib.parse.unquote_plus(user):
         # "user%3Apassword@host": the whole user info encoded, ':' included. pymongo reads a
         # user name with no password (and fails to log in), and the password would be shown
-        # as part of the user name in every message (an adversarial review, session 21).
+        # as part of the user name in every message (an adversarial review, session 21). A
+        # user name may hold an encoded ':' beside a password ("us%3Aer:pw@"): accepted.
         raise ConfigurationError(VARIABLE, "has a ':' encoded in its user name: encode the user "
                                  "name and the password separately, with a plain ':' between")
     database, question, options = path.partition("?")
@@ -177,10 +178,19 @@ def parse_mongodb_uri(uri: str) -> MongoUri:
 
 
 def _unacknowledged(options: str) -> bool:
-    """Whether the options ask for ``w=0`` (either separator; names are case-insensitive)."""
-    pairs = (item.partition("=") for separator in "&;" for item in options.split(separator))
-    return any(key.strip().lower() == "w" and urllib.parse.unquote_plus(value).strip() == "0"
-               for key, _, value in pairs)
+    """Whether the options ask for ``w=0`` as pymongo reads them: the last ``w`` given (names
+    are case-insensitive; either separator), read as an integer when it is one (``00`` and
+    ``-0`` are 0 too)."""
+    separator = ";" if ";" in options and "&" not in options else "&"
+    values = [urllib.parse.unquote_plus(value).strip()
+              for key, _, value in (item.partition("=") for item in options.split(separator))
+              if key.strip().lower() == "w"]
+    if not values:
+        return False
+    try:
+        return int(values[-1]) == 0
+    except ValueError:
+        return False  # a tag set or "majority"
 
 
 def redact_mongodb_uri(uri: str) -> str:

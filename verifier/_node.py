@@ -230,7 +230,8 @@ def add_run_parser(commands: Any) -> None:
                      f"each further one (default: {LoopPolicy.idle_s:g})")
     run.add_argument("--max-poll-interval", type=_positive(float),
                      default=LoopPolicy.idle_max_s, metavar="S",
-                     help=f"longest wait between polls (default: {LoopPolicy.idle_max_s:g})")
+                     help="longest wait between polls, jitter included (default: "
+                     f"{LoopPolicy.idle_max_s:g})")
     run.add_argument("--scratch", metavar="DIR",
                      help="where each job's scratch directory is made (default: the system's "
                      "temporary directory)")

@@ -20,12 +20,19 @@ What the client guarantees:
 * **A failing callback is logged** and does not stop the others or the client.
 * **Logs carry no credentials**: the URL only through :func:`~verifier._ids.redact_url`
   (no user info, no query).
+* **A hostile server cannot hold the event loop.** The guard's lease timers run on the same
+  loop, so the client reads in small chunks, hands the loop back every few frames, and closes
+  a connection that sends more than :data:`MAX_FRAMES_PER_SECOND` frames in a second (1008,
+  then the reconnect backoff); dropped frames are logged once per connection, then counted.
+  A frame flood froze the loop for up to 26 s and a command ran 17 s past its lease (an
+  adversarial review, session 21). A connection silent for ``keepalive_s`` is pinged, and
+  dropped if it stays silent as long again; a peer that stops reading cannot keep
+  :meth:`JobPushClient.aclose` waiting (its writes are bounded, then the socket aborted).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -65,7 +72,18 @@ MAX_MESSAGE_BYTES: Final = 64 * 1024
 
 _PATH: Final = "/ws/jobs"
 _VARIABLE: Final = "GATEWAY_MONITOR_BASE_URL"
-_READ_CHUNK: Final = 65536
+#: Read in small pieces: ``StreamReader.read`` hands back buffered data without yielding, and
+#: a 64 KiB chunk of tiny frames took wsproto 0.6-1 s to parse.
+_READ_CHUNK: Final = 4096
+#: Frames handled between two hand-backs of the event loop.
+_FRAMES_PER_YIELD: Final = 32
+#: Frames of any kind a connection may send in one second. Twice the subscriptions a
+#: connection may hold: a (re)subscription is answered with the current state of each job.
+MAX_FRAMES_PER_SECOND: Final = 2 * MAX_SUBSCRIPTIONS
+#: 1008 "policy violation": what the client closes a flooding connection with.
+_POLICY_VIOLATION: Final = 1008
+#: How long a close may take to flush before the socket is aborted.
+_CLOSE_S: Final = 1.0
 #: First backoff bound; each failure doubles it up to ``reconnect_max_s``.
 _BACKOFF_BASE_S: Final = 0.25
 #: 1013 "try again later": the server shed us (overflow); do not reset the backoff.
@@ -107,9 +125,24 @@ class _Dropped(Exception):
 
 
 def _plain(value: object) -> bool:
-    """A string the frames may carry: bounded, no control characters."""
-    return (isinstance(value, str) and len(value) <= MAX_ID_LENGTH
-            and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in value))
+    """A string the frames may carry: bounded and printable (no C0 or C1 controls, no bidi
+    or other format characters: the rule for job ids)."""
+    return isinstance(value, str) and len(value) <= MAX_ID_LENGTH and value.isprintable()
+
+
+async def _closed(writer: asyncio.StreamWriter) -> None:
+    """Close ``writer``, letting a close frame flush for at most :data:`_CLOSE_S`; then abort
+    the socket. ``wait_closed`` waits for the write buffer to drain, which a peer that stops
+    reading never lets happen: ``aclose`` hung for good (session 21's review)."""
+    writer.close()
+    try:
+        async with asyncio.timeout(_CLOSE_S):
+            await writer.wait_closed()
+    except (OSError, TimeoutError):
+        writer.transport.abort()
+    except asyncio.CancelledError:
+        writer.transport.abort()
+        raise
 
 
 def _resets_backoff(code: int, stayed_s: float) -> bool:
@@ -137,7 +170,8 @@ class JobPushClient:
     """
 
     def __init__(self, monitor_base_url: str, *, connect_timeout: float = 10.0,
-                 reconnect_max_s: float = 30.0, logger: logging.Logger | None = None,
+                 reconnect_max_s: float = 30.0, keepalive_s: float = 20.0,
+                 logger: logging.Logger | None = None,
                  rng: random.Random | None = None) -> None:
         base = check_base_url(monitor_base_url, _VARIABLE, strict=True)
         parts = urllib.parse.urlsplit(base)
@@ -152,6 +186,7 @@ class JobPushClient:
                                      self._target, "", "")))
         self._connect_timeout = positive_seconds(connect_timeout, "connect_timeout")
         self._reconnect_max_s = positive_seconds(reconnect_max_s, "reconnect_max_s")
+        self._keepalive_s = positive_seconds(keepalive_s, "keepalive_s")
         self._log = logger or _LOG
         self._rng = rng or random.Random()  # jitter, not a secret
         self._callbacks: dict[str, list[PushCallback]] = {}
@@ -159,6 +194,12 @@ class JobPushClient:
         self._ws: wsproto.WSConnection | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._last_seq = 0
+        #: This connection's frames in the current one-second window, and the window's start.
+        self._window_frames = 0
+        self._window_start = 0.0
+        #: Frames dropped on this connection (the first of each kind logged, the rest counted).
+        self._dropped_frames = 0
+        self._warned: set[str] = set()
         self._ever_connected = False
         #: Valid pushes delivered to callbacks (current states after a subscribe included).
         self.pushes_received = 0
@@ -188,8 +229,12 @@ class JobPushClient:
         self._send_event(ws_events.CloseConnection(code=1000))
         if task is not None:
             task.cancel()
-            await asyncio.wait([task])
-            if not task.cancelled() and task.exception() is not None:
+            # The session's writes and close are bounded (_CLOSE_S, connect_timeout); this
+            # bound is the last resort, so that a stuck connection never holds a shutdown.
+            await asyncio.wait([task], timeout=self._connect_timeout + _CLOSE_S)
+            if not task.done():
+                self._log.warning("push: the connection did not close in time; abandoned")
+            elif not task.cancelled() and task.exception() is not None:
                 self._log.error("push: the connection task failed", exc_info=task.exception())
 
     async def __aenter__(self) -> JobPushClient:
@@ -282,6 +327,9 @@ class JobPushClient:
                 await writer.drain()
                 pending = await self._handshake(ws, reader)
             self._ws, self._writer, self._last_seq = ws, writer, 0
+            self._window_frames, self._window_start = 0, asyncio.get_running_loop().time()
+            self._dropped_frames = 0
+            self._warned = set()
             if self._ever_connected:
                 self.reconnects += 1
             self._ever_connected = True
@@ -292,10 +340,11 @@ class JobPushClient:
             await self._read(ws, reader, writer, pending)
         finally:
             self._ws = self._writer = None
+            if self._dropped_frames > 1:
+                self._log.warning("push: %d frames dropped on that connection in all",
+                                  self._dropped_frames)
             if writer is not None:
-                writer.close()
-                with contextlib.suppress(OSError):  # already gone: nothing left to flush
-                    await writer.wait_closed()
+                await _closed(writer)
 
     async def _handshake(self, ws: wsproto.WSConnection, reader: asyncio.StreamReader
                          ) -> list[ws_events.Event]:
@@ -316,8 +365,12 @@ class JobPushClient:
                     writer: asyncio.StreamWriter, events: Iterable[ws_events.Event]) -> None:
         parts: list[str] = []
         size = 0
+        pinged = False
         while True:
-            for event in events:
+            for handled, event in enumerate(events, 1):  # parsed lazily, as handled
+                self._count_frame()
+                if handled % _FRAMES_PER_YIELD == 0:
+                    await asyncio.sleep(0)  # the guard's timers run on this loop too
                 if isinstance(event, ws_events.Message):
                     size += len(event.data)
                     if size > MAX_MESSAGE_BYTES:
@@ -332,7 +385,7 @@ class JobPushClient:
                             else None
                         parts, size = [], 0
                         if text is None:
-                            self._log.warning("push: binary message dropped")
+                            self._dropped("binary message dropped", kind="binary")
                         else:
                             self._frame(text)
                 elif isinstance(event, ws_events.Ping):
@@ -341,10 +394,47 @@ class JobPushClient:
                     if ws.state is ConnectionState.REMOTE_CLOSING:
                         self._send_event(event.response())
                     raise _Dropped(event.code)
-            await writer.drain()  # our own frames (pongs, subscriptions) are flushed
-            data = await reader.read(_READ_CHUNK)
+            # Our own frames (pongs, subscriptions) are flushed, in bounded time: a peer that
+            # stops reading would otherwise hold this task, and aclose(), for ever.
+            async with asyncio.timeout(self._connect_timeout):
+                await writer.drain()
+            try:
+                async with asyncio.timeout(self._keepalive_s):
+                    data = await reader.read(_READ_CHUNK)
+            except TimeoutError:
+                if pinged:  # silent after a ping too: a dead connection (NAT, half-open)
+                    self._log.info("push: nothing from %s in %gs, even after a ping",
+                                   self._shown_url, 2 * self._keepalive_s)
+                    raise _Dropped(1006) from None
+                pinged = True
+                self._send_event(ws_events.Ping())
+                events = ()
+                continue
+            pinged = False
             ws.receive_data(data or None)
-            events = list(ws.events())
+            events = ws.events()
+            await asyncio.sleep(0)  # read() returns buffered data without yielding
+
+    def _count_frame(self) -> None:
+        """Count a frame against :data:`MAX_FRAMES_PER_SECOND`; past it, close (1008)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._window_start >= 1.0:
+            self._window_frames, self._window_start = 0, now
+        self._window_frames += 1
+        if self._window_frames > MAX_FRAMES_PER_SECOND:
+            self._log.warning("push: more than %d frames in a second from %s; reconnecting",
+                              MAX_FRAMES_PER_SECOND, self._shown_url)
+            self._send_event(ws_events.CloseConnection(code=_POLICY_VIOLATION))
+            raise _Dropped(_POLICY_VIOLATION)
+
+    def _dropped(self, why: str, *, kind: str = "malformed") -> None:
+        """A frame dropped: the first of each kind on a connection logged, the others only
+        counted (a flood of them filled the log at 45,000 lines a second, and a bounded log
+        queue then dropped the lines that mattered: session 21's review)."""
+        self._dropped_frames += 1
+        first = kind not in self._warned
+        self._warned.add(kind)
+        self._log.log(logging.WARNING if first else logging.DEBUG, "push: %s", why)
 
     # ------------------------------------------------------------------ frames
 
@@ -353,17 +443,17 @@ class JobPushClient:
         try:
             body = strict_loads(text.encode("utf-8"))
         except NotStrictJson as exc:
-            self._log.warning("push: malformed frame dropped (%s)", exc)
+            self._dropped(f"malformed frame dropped ({exc})")
             return
         if not isinstance(body, dict):
-            self._log.warning("push: malformed frame dropped (not an object)")
+            self._dropped("malformed frame dropped (not an object)")
             return
         if "job" not in body:
             error = body.get("error")
             if isinstance(error, str):
-                self._log.warning("push: the server says: %r", error[:_ERROR_EXCERPT])
+                self._dropped(f"the server says: {error[:_ERROR_EXCERPT]!r}", kind="error")
             else:
-                self._log.warning("push: malformed frame dropped (no job)")
+                self._dropped("malformed frame dropped (no job)")
             return
         push = self._push(body)
         if push is None:
@@ -394,7 +484,7 @@ class JobPushClient:
         if problem is None and isinstance(seq, int) and seq <= self._last_seq:
             problem = f"seq {seq} after {self._last_seq} (replayed or reordered)"
         if problem is not None:
-            self._log.warning("push: malformed frame dropped (%s)", problem)
+            self._dropped(f"malformed frame dropped ({problem})")
             return None
         assert isinstance(job_id, str) and isinstance(seq, int)
         self._last_seq = seq

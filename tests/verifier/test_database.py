@@ -1206,8 +1206,11 @@ def test_unacknowledged_writes_are_refused_at_start() -> None:
     ever confirmed."""
     with pytest.raises(ConfigurationError, match="w=0"):
         DatabaseTier(uri="mongodb://user:s3cret@host/db?retryWrites=true&W=0", encoder_did=ME)
-    with pytest.raises(ConfigurationError, match="w=0"):
-        DatabaseTier(uri="mongodb://host/db?w=0;appName=x", encoder_did=ME)
+    for options in ("w=0;appName=x", "w=00", "w=-0", "w=1&w=0", "W=%30"):
+        with pytest.raises(ConfigurationError, match="w=0"):
+            DatabaseTier(uri=f"mongodb://host/db?{options}", encoder_did=ME)
+    for options in ("w=0&w=1", "w=majority", "w=2", "w=dc1"):  # pymongo takes the last
+        DatabaseTier(uri=f"mongodb://host/db?{options}", encoder_did=ME)
     client: Any = pymongo.MongoClient("mongodb://127.0.0.1:9/", connect=False)
     try:
         w0 = client["db"]["jobs"].with_options(
@@ -1225,3 +1228,25 @@ def test_a_user_name_with_an_encoded_colon_is_refused_without_showing_it() -> No
     with pytest.raises(ConfigurationError) as info:
         DatabaseTier(uri="mongodb://encoder%3AS3CRetPW@host/db", encoder_did=ME)
     assert "S3CRetPW" not in str(info.value) and "':'" in str(info.value)
+    # A user name may hold an encoded ':' beside a password.
+    DatabaseTier(uri="mongodb://us%3Aer:pw@host/db", encoder_did=ME)
+
+
+@pytest.mark.asyncio
+async def test_a_retried_finish_with_a_datetime_in_its_result_is_still_ours(
+    make: Callable[..., DatabaseTier], clock: Clock
+) -> None:
+    """The result comes back through a tz-aware client as aware datetimes; compared as
+    decoded documents, the retry of an applied finish read as refused, the job held."""
+    collection: Any = mongomock.MongoClient(tz_aware=True)["spk-encoder-gateway"]["jobs"]
+    add(collection)
+    wrapped = AppliedThenLost(collection)
+    me = make(ME, wrapped)
+    token = await me.claim(JOB)
+    result = {"cid": "bafy1", "encoded_at": datetime(2026, 1, 2, 3, 4, 5, 678000)}
+    wrapped.lose_next = True
+    with pytest.raises(TierTimeout):
+        await me.finish(JOB, token, result)
+    await me.finish(JOB, token, result)  # no ClaimRefused
+    with pytest.raises(ClaimRefused):  # another result is not a retry
+        await me.finish(JOB, token, {**result, "cid": "bafy2"})

@@ -275,7 +275,61 @@ async def test_malformed_frames_are_dropped_and_never_become_pushes(
         assert await _next(pushes) == JobPush(JOB, "running", OWNER)
         assert client.pushes_received == 2 and client.connected
     assert "the server says: 'at most 50 job ids per message'" in caplog.text
-    assert "malformed frame dropped" in caplog.text
+    # One warning per kind and connection, then a count at its end (a flood of dropped
+    # frames filled the log at 45,000 lines a second: session 21's review).
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("malformed frame dropped" in m for m in warned) == 1, warned
+    assert sum("binary message dropped" in m for m in warned) == 1, warned
+    assert "push: 17 frames dropped on that connection in all" in warned
+
+
+@pytest.mark.asyncio
+async def test_a_frame_flood_is_cut_off_and_never_holds_the_event_loop(
+        server: FakeMonitor) -> None:
+    """A server sending tiny frames as fast as it can held the event loop for up to 26 s
+    (the guard's lease timers run on it: a command ran 17 s past its lease), because a read
+    hands back buffered data without yielding. The client hands the loop back every few
+    frames, and closes a connection past MAX_FRAMES_PER_SECOND (1008), then reconnects."""
+    from verifier._push import _FRAMES_PER_YIELD, MAX_FRAMES_PER_SECOND
+
+    async with _client(server) as client:
+        peer = await server.peer()
+        seen: list[int] = []
+        flooding = True
+
+        async def watch() -> None:  # runs only when the client hands the loop back
+            while flooding:
+                seen.append(client._window_frames)
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        for _ in range(MAX_FRAMES_PER_SECOND + 10):
+            peer.send("x")
+        await asyncio.wait_for(peer.closed.wait(), TIMEOUT)
+        flooding = False
+        await watcher
+        assert peer.close_code == 1008
+        # Between two turns of the watcher, at most one yield's worth of frames.
+        steps = [b - a for a, b in zip(seen, seen[1:], strict=False) if b > a]
+        assert steps and max(steps) <= _FRAMES_PER_YIELD, max(steps)
+        second = await server.peer()  # reconnected under the backoff
+        client.subscribe(JOB, lambda push: None)
+        assert await second.message() == {"subscribe": [JOB]}
+
+
+@pytest.mark.asyncio
+async def test_a_silent_connection_is_pinged_then_dropped_and_reconnected(
+        server: FakeMonitor) -> None:
+    """A server that accepts and then says nothing (a half-open TCP connection, a NAT that
+    forgot it) left the client "connected" for ever, push dead. After keepalive_s of silence
+    it pings; silent as long again, it reconnects."""
+    async with _client(server, keepalive_s=0.2) as client:
+        client.subscribe(JOB, lambda push: None)
+        first = await server.peer()
+        assert await first.message() == {"subscribe": [JOB]}
+        second = await server.peer()  # the fake never answers a ping
+        assert await second.message() == {"subscribe": [JOB]}
+        assert client.reconnects >= 1
 
 
 @pytest.mark.asyncio
