@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import random
@@ -310,7 +311,7 @@ async def test_a_frame_flood_is_cut_off_and_never_holds_the_event_loop(
         await watcher
         assert peer.close_code == 1008
         # Between two turns of the watcher, at most one yield's worth of frames.
-        steps = [b - a for a, b in zip(seen, seen[1:], strict=False) if b > a]
+        steps = [b - a for a, b in itertools.pairwise(seen) if b > a]
         assert steps and max(steps) <= _FRAMES_PER_YIELD, max(steps)
         second = await server.peer()  # reconnected under the backoff
         client.subscribe(JOB, lambda push: None)
