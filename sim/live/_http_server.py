@@ -75,6 +75,12 @@ _REASONS: Final = {int(s): s.phrase.encode("ascii") for s in http.HTTPStatus}
 _WS_MAX_MESSAGE: Final = 65536
 #: How long a WebSocket we closed waits for the peer's close reply before aborting.
 _WS_CLOSE_WAIT_S: Final = 5.0
+#: A WebSocket peer that leaves this much of our output unread is cut (pongs to a ping flood
+#: it never reads piled up without limit: 43 MB in 21 s, session 21's review).
+_WS_MAX_UNREAD: Final = 1 << 20
+#: How long one message may wait for a slow peer to read before the connection is cut: the
+#: server never waits on a slow client for long (docs/push.md).
+_WS_SEND_WAIT_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,7 +505,12 @@ class WebSocket:
         if not self.open:
             raise ConnectionResetError("WebSocket closed")
         self._send(ws_events.TextMessage(data=text))
-        await self._writer.drain()
+        try:
+            async with asyncio.timeout(_WS_SEND_WAIT_S):
+                await self._writer.drain()
+        except TimeoutError:
+            self._writer.transport.abort()
+            raise ConnectionResetError("WebSocket peer too slow: cut") from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the closing handshake (no-op when already closing); the peer's reply ends
@@ -525,6 +536,8 @@ class WebSocket:
             return
         with contextlib.suppress(LocalProtocolError):  # closed under us: nothing to send
             self._writer.write(self._ws.send(event))
+        if self._writer.transport.get_write_buffer_size() > _WS_MAX_UNREAD:
+            self._writer.transport.abort()  # a peer that does not read: cut, not buffered
 
 
 def _head(response: Response, *, close: bool) -> h11.Response:

@@ -10,6 +10,7 @@ zero (the emulator's leak check). No sleeps: waits are on frames and events, und
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -204,6 +205,28 @@ async def test_a_full_queue_closes_with_1013_and_the_world_never_waits(emu: Emul
     assert emu.pushes_sent == 1 and JOB not in emu._subscribers
     client.writer.close()
     await client.writer.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_floods_pings_and_never_reads_is_cut(emu: Emulator) -> None:
+    """The server answered every ping and buffered the pongs a client never read, without
+    limit (43 MB in 21 s: session 21's review). Past 1 MiB left unread, it cuts the
+    connection."""
+    client = await RawClient.to(emu)
+    ping = client.ws.send(ev.Ping(payload=b"p" * 125))
+    cut = False
+    async with asyncio.timeout(60):
+        for _ in range(8000):  # 100 MB of pings at most: well past the socket buffers
+            client.writer.write(ping * 100)
+            try:
+                await client.writer.drain()
+            except ConnectionError:
+                cut = True
+                break
+    assert cut, "the connection should have been cut"
+    client.writer.close()
+    with contextlib.suppress(ConnectionError):
+        await client.writer.wait_closed()
 
 
 @pytest.mark.asyncio
