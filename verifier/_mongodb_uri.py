@@ -81,9 +81,7 @@ class MongoUri:
         are taken, so a secret after a ``;`` is scrubbed too (security review), and a ``;``
         inside a value read the ``&`` way does not cut the secret short.
         """
-        options = self.options or ""
-        pairs = (item.partition("=") for separator in "&;" for item in options.split(separator))
-        return [value for key, _, value in pairs
+        return [value for key, value in _option_pairs(self.options or "", "&;")
                 if any(word in key.lower() for word in _SECRET_OPTION_WORDS)]
 
     def redacted(self) -> str:
@@ -177,14 +175,19 @@ def parse_mongodb_uri(uri: str) -> MongoUri:
     )
 
 
+def _option_pairs(options: str, separators: str) -> list[tuple[str, str]]:
+    """``(name, value)`` of each option as written, split at each of ``separators`` in turn."""
+    return [(key, value) for separator in separators for key, _, value in
+            (item.partition("=") for item in options.split(separator))]
+
+
 def _unacknowledged(options: str) -> bool:
     """Whether the options ask for ``w=0`` as pymongo reads them: the last ``w`` given (names
     are case-insensitive; either separator), read as an integer when it is one (``00`` and
     ``-0`` are 0 too)."""
     separator = ";" if ";" in options and "&" not in options else "&"
     values = [urllib.parse.unquote_plus(value).strip()
-              for key, _, value in (item.partition("=") for item in options.split(separator))
-              if key.strip().lower() == "w"]
+              for key, value in _option_pairs(options, separator) if key.strip().lower() == "w"]
     if not values:
         return False
     try:
