@@ -22,8 +22,11 @@ What the client guarantees:
   (no user info, no query).
 * **A hostile server cannot hold the event loop.** The guard's lease timers run on the same
   loop, so the client reads in small chunks, hands the loop back every few frames, and closes
-  a connection that sends more than :data:`MAX_FRAMES_PER_SECOND` frames in a second (1008,
-  then the reconnect backoff); dropped frames are logged once per connection, then counted.
+  a connection whose frames cost more than :data:`BUSY_BUDGET_S` of CPU in
+  :data:`BUSY_WINDOW_S` (1008, then the reconnect backoff): a flood of cheap frames and a
+  stream of costly ones (64 KiB of tiny JSON objects pinned a core without tripping a frame
+  count) alike, while a burst (a resubscription's 1,000 states, a backlog after the client's
+  own stall) is not cut; dropped frames are logged once per connection, then counted.
   A frame flood froze the loop for up to 26 s and a command ran 17 s past its lease (an
   adversarial review, session 21). A connection silent for ``keepalive_s`` is pinged, and
   dropped if it stays silent as long again; a peer that stops reading cannot keep
@@ -37,8 +40,9 @@ import json
 import logging
 import random
 import ssl
+import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
@@ -77,9 +81,13 @@ _VARIABLE: Final = "GATEWAY_MONITOR_BASE_URL"
 _READ_CHUNK: Final = 4096
 #: Frames handled between two hand-backs of the event loop.
 _FRAMES_PER_YIELD: Final = 32
-#: Frames of any kind a connection may send in one second. Twice the subscriptions a
-#: connection may hold: a (re)subscription is answered with the current state of each job.
-MAX_FRAMES_PER_SECOND: Final = 2 * MAX_SUBSCRIPTIONS
+#: CPU seconds a connection's frames may cost the event loop's thread in a window of
+#: BUSY_WINDOW_S (parsing, checks, callbacks): half of it, sustained, is abuse. Thread CPU
+#: time, not wall time: a loaded machine must not cut a quiet connection. Over a window of
+#: seconds, not one: a resubscription's 1,000 current states cost about 0.1 s at once (a
+#: one-second frame count cut a backlog after the client's own stall: session 21's review).
+BUSY_WINDOW_S: Final = 5.0
+BUSY_BUDGET_S: Final = 2.5
 #: 1008 "policy violation": what the client closes a flooding connection with.
 _POLICY_VIOLATION: Final = 1008
 #: How long a close may take to flush before the socket is aborted.
@@ -194,8 +202,8 @@ class JobPushClient:
         self._ws: wsproto.WSConnection | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._last_seq = 0
-        #: This connection's frames in the current one-second window, and the window's start.
-        self._window_frames = 0
+        #: CPU this connection's frames cost in the current one-second window, and its start.
+        self._window_busy = 0.0
         self._window_start = 0.0
         #: Frames dropped on this connection (the first of each kind logged, the rest counted).
         self._dropped_frames = 0
@@ -327,7 +335,7 @@ class JobPushClient:
                 await writer.drain()
                 pending = await self._handshake(ws, reader)
             self._ws, self._writer, self._last_seq = ws, writer, 0
-            self._window_frames, self._window_start = 0, asyncio.get_running_loop().time()
+            self._window_busy, self._window_start = 0.0, asyncio.get_running_loop().time()
             self._dropped_frames = 0
             self._warned = set()
             if self._ever_connected:
@@ -347,15 +355,16 @@ class JobPushClient:
                 await _closed(writer)
 
     async def _handshake(self, ws: wsproto.WSConnection, reader: asyncio.StreamReader
-                         ) -> list[ws_events.Event]:
-        """Read until the server accepts (the events after the acceptance are returned)."""
+                         ) -> Iterator[ws_events.Event]:
+        """Read until the server accepts; the events after the acceptance are returned
+        unparsed (a generator), so the read loop handles them under its budget."""
         while True:
             data = await reader.read(_READ_CHUNK)
             ws.receive_data(data or None)
-            events = list(ws.events())
-            for index, event in enumerate(events):
+            events = ws.events()
+            for event in events:
                 if isinstance(event, ws_events.AcceptConnection):
-                    return events[index + 1:]
+                    return events
                 if isinstance(event, ws_events.RejectConnection):
                     raise _Refused(event.status_code)
             if not data:
@@ -367,12 +376,16 @@ class JobPushClient:
         size = 0
         pinged = False
         while True:
+            began = time.thread_time()
             for handled, event in enumerate(events, 1):  # parsed lazily, as handled
-                self._count_frame()
                 if handled % _FRAMES_PER_YIELD == 0:
+                    self._spent(time.thread_time() - began)
                     await asyncio.sleep(0)  # the guard's timers run on this loop too
+                    began = time.thread_time()
                 if isinstance(event, ws_events.Message):
-                    size += len(event.data)
+                    # Bytes, not characters: 64 Ki four-byte characters are 256 KiB.
+                    size += (len(event.data.encode("utf-8", "surrogatepass"))
+                             if isinstance(event.data, str) else len(event.data))
                     if size > MAX_MESSAGE_BYTES:
                         self._log.warning("push: a message over %d bytes; reconnecting",
                                           MAX_MESSAGE_BYTES)
@@ -394,10 +407,16 @@ class JobPushClient:
                     if ws.state is ConnectionState.REMOTE_CLOSING:
                         self._send_event(event.response())
                     raise _Dropped(event.code)
+            self._spent(time.thread_time() - began)
             # Our own frames (pongs, subscriptions) are flushed, in bounded time: a peer that
             # stops reading would otherwise hold this task, and aclose(), for ever.
-            async with asyncio.timeout(self._connect_timeout):
-                await writer.drain()
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    await writer.drain()
+            except TimeoutError:
+                self._log.info("push: %s does not read what we send; reconnecting",
+                               self._shown_url)
+                raise _Dropped(1006) from None
             try:
                 async with asyncio.timeout(self._keepalive_s):
                     data = await reader.read(_READ_CHUNK)
@@ -415,15 +434,15 @@ class JobPushClient:
             events = ws.events()
             await asyncio.sleep(0)  # read() returns buffered data without yielding
 
-    def _count_frame(self) -> None:
-        """Count a frame against :data:`MAX_FRAMES_PER_SECOND`; past it, close (1008)."""
+    def _spent(self, cpu_s: float) -> None:
+        """Count CPU the frames cost against :data:`BUSY_BUDGET_S`; past it, close (1008)."""
         now = asyncio.get_running_loop().time()
-        if now - self._window_start >= 1.0:
-            self._window_frames, self._window_start = 0, now
-        self._window_frames += 1
-        if self._window_frames > MAX_FRAMES_PER_SECOND:
-            self._log.warning("push: more than %d frames in a second from %s; reconnecting",
-                              MAX_FRAMES_PER_SECOND, self._shown_url)
+        if now - self._window_start >= BUSY_WINDOW_S:
+            self._window_busy, self._window_start = 0.0, now
+        self._window_busy += cpu_s
+        if self._window_busy > BUSY_BUDGET_S:
+            self._log.warning("push: %s's frames cost more than %gs of CPU in %gs; "
+                              "reconnecting", self._shown_url, BUSY_BUDGET_S, BUSY_WINDOW_S)
             self._send_event(ws_events.CloseConnection(code=_POLICY_VIOLATION))
             raise _Dropped(_POLICY_VIOLATION)
 

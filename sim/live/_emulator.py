@@ -74,7 +74,9 @@ _UNAVAILABLE: Final = Response.json(503, {"status": "error", "message": "Service
 _PUSH_PATH: Final = "/api/ws/jobs"
 _PUSH_IDS_PER_MESSAGE: Final = 50
 _PUSH_SUBSCRIPTIONS: Final = 1000
-_PUSH_QUEUE: Final = 1000
+#: Room for a full resubscription's current states and the writes that land meanwhile (equal
+#: to the subscription limit, one push after a full resubscription overflowed: session 21).
+_PUSH_QUEUE: Final = _PUSH_SUBSCRIPTIONS + 64
 _PUSH_BAD_MESSAGE: Final = 'expected {"subscribe": [ids]} or {"unsubscribe": [ids]}'
 _UPGRADE_REQUIRED: Final = Response.json(426, {"error": "Upgrade required"},
                                          headers=[("upgrade", "websocket")])

@@ -476,7 +476,9 @@ class WebSocket:
                     if self._ws.state is not ConnectionState.OPEN:
                         continue  # we are closing: the rest is not read
                     self._parts.append(event.data)
-                    self._size += len(event.data)
+                    # Bytes, not characters: 64 Ki four-byte characters are 256 KiB.
+                    self._size += (len(event.data.encode("utf-8", "surrogatepass"))
+                                   if isinstance(event.data, str) else len(event.data))
                     if self._size > self._max_message:
                         self._parts, self._size = [], 0
                         await self.close(1009, "message too big")
