@@ -24,6 +24,7 @@ A suite that passes the hardened chain but cannot catch these is not evidence.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ __all__ = [
     "ReleaseBeforeStop",
     "SettleFromDecision",
     "ShortSettleAfterUnknownClaim",
+    "ShutdownWithoutReask",
     "believing",
 ]
 
@@ -162,6 +164,16 @@ class ReleaseBeforeStop(OwnershipProtocol):
             yield CancelWork(reason)
         return Outcome(OutcomeKind.CANCELLED if working else OutcomeKind.SKIPPED,
                        "SHUTDOWN", reason)
+
+
+class ShutdownWithoutReask(OwnershipProtocol):
+    """A graceful shutdown that takes a refused give-back at its word even while the claim's
+    write may still be landing (the shipped protocol asks again once it must have landed,
+    session 21): the run reports nothing held, then the accept lands and holds the job until
+    the gateway's timeout."""
+
+    def _claim_landed_by(self) -> float:
+        return -math.inf
 
 
 class CachedRecheck(OwnershipProtocol):

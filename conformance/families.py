@@ -362,12 +362,26 @@ FAMILIES["backoff"] = {**FAMILIES["progress"], "backoff": 1.0, "monitor_error_ra
                        "gateway_latency": 0.0, "monitor_latency": 0.0,
                        "reassign_timeout": 30.0, "progress_timeout": 60.0}
 
+# Graceful shutdowns during the settle wait of a gateway accept that lands late: community
+# nodes, every accept's write landing after its answer (at G at the edge), no latency, G as
+# large as the generator draws it, and a shutdown every 6 s. A give-back sent before the
+# accept has landed is refused (the job is not ours yet); taken at its word, the run reports
+# nothing held and the accept then holds the job until the gateway's timeout (property
+# ``give-back``). Found live by an adversarial review of the encoder loop (session 21); the
+# protocol asks again once the claim must have landed.
+FAMILIES["give-back"] = {
+    **_QUIET, "infra_fraction": 0.0, "lie_rate": 0.0, "late_write_rate": 1.0,
+    "edge_rate": 0.5, "await_pause_rate": 0.0, "gateway_latency": 0.0,
+    "monitor_latency": 0.0, "shutdowns_per_hour": 600.0, "write_delay": 5.0,
+}
 
 #: Families whose faults keep jobs from finishing on time, by design: in the lease family
 #: (and the cache family built on it) gateway pings never land until the faults stop (in the
 #: proof family half of them are lost), and in
 #: the progress family (and the backoff family) every phase stalls until then, so jobs run out
-#: of their five attempts first; in the stuck family every input hangs until then. L1 is not
-#: judged in their worlds.
+#: of their five attempts first; in the stuck family every input hangs until then; in the
+#: give-back family a shutdown every 6 s gives each job back before it can finish, until it
+#: has used up its attempts. L1 is not judged in their worlds.
 NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff", "proof", "stuck",
-                                "hang", "hang-database", "hang-aid", "progress-ε"})
+                                "hang", "hang-database", "hang-aid", "progress-ε",
+                                "give-back"})

@@ -54,6 +54,7 @@ from conformance.canaries import (
     RecheckWithoutDeadline,
     ReleaseBeforeStop,
     ShortSettleAfterUnknownClaim,
+    ShutdownWithoutReask,
 )
 from conformance.families import FAMILIES, NO_TIMELY_LIVENESS
 from conformance.worlds import Race, World, aim, race, worlds
@@ -181,6 +182,11 @@ TEETH = [
     Tooth("hardened-without-absent-is-wait", "congested", 500, 19, _without("absent-is-wait")),
     # the order of a graceful shutdown: stop the work, then give the job back
     Tooth("shutdown-releases-before-stop", "shutdown", 20, 19, protocol=ReleaseBeforeStop),
+    # ... and a give-back refused while the claim's write may still be landing, taken at its
+    # word: the run says nothing is held, then the accept lands (session 21's fix, which no
+    # suite judged before: the run's report is held against the gateway's timeouts)
+    Tooth("shutdown-trusts-an-early-refusal", "give-back", 20, 19,
+          protocol=ShutdownWithoutReask, properties=("give-back",)),
     # the cost features: each misuse a suite must catch (docs/enhancements.md)
     Tooth("push-as-proof", "push", 150, 19, protocol=PushAsProof),
     # the flaw the thorough profile found: a late push taken for the settle's wake-up (with
@@ -358,7 +364,7 @@ def test_hardened_chain_holds_at_the_edges(family: str, protocol: Any) -> None:
     then, so jobs run out of their five attempts first). This is what the
     teeth are measured against, and it is where a weakened formula in the shipped code fails
     first."""
-    properties = ("S1", "S2", "S3", "lease", "fresh-reads", "claim-evidence") + (
+    properties = ("S1", "S2", "S3", "lease", "fresh-reads", "claim-evidence", "give-back") + (
         () if family in NO_TIMELY_LIVENESS else ("L1",))
 
     @given(world=worlds(max_encoders=3, max_jobs=2, fixed=FAMILIES[family]))

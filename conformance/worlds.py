@@ -33,6 +33,7 @@ from sim import (
     Streams,
     check_claim_evidence,
     check_fresh_reads,
+    check_give_back,
     l1_bound,
     run_once,
 )
@@ -264,6 +265,7 @@ def judge_race(world: World, result: RunResult) -> dict[str, CheckResult]:
     checks = dict(result.checks)
     checks["fresh-reads"] = check_fresh_reads(result.history)
     checks["claim-evidence"] = check_claim_evidence(result.history)
+    checks["give-back"] = check_give_back(result.history)
     sc = world.scenario
     if world.family in NO_TIMELY_LIVENESS:
         checks["L1"] = CheckResult("L1", 0, (), (

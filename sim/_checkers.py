@@ -45,6 +45,7 @@ __all__ = [
     "check_all",
     "check_claim_evidence",
     "check_fresh_reads",
+    "check_give_back",
     "check_l1",
     "check_lease",
     "check_s1",
@@ -394,6 +395,62 @@ def check_lease(history: History) -> CheckResult:
     """The lease (a lemma of S2): an owner's work is stopped before the gateway reassigns the
     job away from it by timeout."""
     return _lease(_Partition(history))
+
+
+def _give_back(part: _Partition) -> CheckResult:
+    """An attempt that ends saying the job is not held (``outcome`` with ``held`` false) is
+    never timed out of that job by the gateway afterwards as the owner the attempt's claim
+    made it.
+
+    At each world ``requeue`` whose reason is a timeout, the owner of record (as in
+    :func:`_lease`) and the claim that made it so: the owner's latest ``claim`` invoke on the
+    job before the ``assign`` landed. If the attempt of that claim ended before the requeue
+    reporting nothing held, the report was false: the encoder stopped (or went down) saying
+    the job was given back while the gateway kept it assigned to it until T. Not a safety
+    property (the job comes back T later), but what an encoder that stops tells its operator,
+    and what L1's shutdown term assumes (``docs/safety-model.md``, L1)."""
+    violations = 0
+    bad_jobs: list[str] = []
+    examples: list[str] = []
+    for job, recs in part.by_job.items():
+        claim: dict[str, int] = {}  # process -> position of its latest claim invoke
+        ended: dict[tuple[str, int], tuple[float, str, bool]] = {}  # (process, claim) -> end
+        owner: tuple[Any, Any, int | None] | None = None
+        for pos, (t, process, _, op, phase, value) in recs:
+            if process != WORLD:
+                if op == "claim" and phase == "invoke":
+                    claim[process] = pos
+                elif op == "outcome":
+                    key = (process, claim.get(process, -1))
+                    if key[1] >= 0 and key not in ended:
+                        ended[key] = (t, str(value[0]), bool(value[1]))
+                continue
+            if phase != "ok":
+                continue
+            if op == "assign":
+                name, epoch = _pair(value)
+                owner = (name, epoch, claim.get(name))
+                continue
+            if op != "requeue":
+                continue
+            reason, held, owner = str(value), owner, None
+            if held is None or held[2] is None or not reason.startswith(TIMEOUT_REQUEUES):
+                continue
+            end = ended.get((held[0], held[2]))
+            if end is not None and not end[2] and end[0] <= t:
+                violations += 1
+                bad_jobs.append(job)
+                if len(examples) < MAX_EXAMPLES:
+                    examples.append(
+                        f"job {job}: {held[0]} ended its attempt at {_fmt(end[0])} ({end[1]}) "
+                        f"saying nothing was held, but its claim made it the owner (epoch "
+                        f"{held[1]}) until the gateway reassigned it at {_fmt(t)} ({reason})")
+    return _result("give-back", violations, bad_jobs, examples)
+
+
+def check_give_back(history: History) -> CheckResult:
+    """An encoder that reports a job not held is not then timed out of it (:func:`_give_back`)."""
+    return _give_back(_Partition(history))
 
 
 # ------------------------------------------------------------- lemmas of the cost features

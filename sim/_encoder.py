@@ -361,8 +361,13 @@ class Encoder:
                     # spin at one instant forever (found by the explorer, zero-latency tiers).
                     now = action.until
                 action = handle(answer, now).action
-            kind_name = action.outcome.kind.value
+            outcome = action.outcome
+            kind_name = outcome.kind.value
             self.outcomes[kind_name] = self.outcomes.get(kind_name, 0) + 1
+            # What the run told its caller: whether the job may still be ours (``held``).
+            # ``check_give_back`` holds it against what the gateway did afterwards.
+            self.history.add(env.now, self.name, job_id, "outcome", "ok",
+                             (outcome.code, outcome.held))
         finally:
             if self.push is not None:
                 self.push.unsubscribe(job_id, self.name)

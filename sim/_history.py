@@ -14,7 +14,9 @@ millions of them)::
     the job id, or ``None`` (crashes, pauses, fault windows).
 ``op``
     encoder operations: ``claim``, ``verify``, ``start``, ``heartbeat``, ``cancel``, ``stop``,
-    ``commit`` (the encoder's finish request), ``release``, ``crash``, ``pause``;
+    ``commit`` (the encoder's finish request), ``release``, ``crash``, ``pause``, ``outcome``
+    (an attempt ended; value ``(code, held)``, ``held`` its report that the job may still be
+    assigned to it);
     world operations: ``assign`` (an assignment write landed; value ``(owner, epoch)``),
     ``requeue`` (back to the queue; value the reason), ``commit`` (a result was committed;
     value ``(committer, epoch)``), ``fault`` (a fault window; value its kind), ``lie`` (the
