@@ -329,8 +329,11 @@ class GatewayAidClient:
         """An owner-conditioned write: lost on 403/404/409, confirmed only by a success that
         names no other job.
 
-        A ``success: true`` naming a different ``job_id`` (a misrouted or buggy answer) does
-        not confirm *our* write: its outcome is unknown, so :class:`MalformedAnswer`.
+        A ``success: true`` that names a different job anywhere aid puts one, or says that it
+        matched or changed nothing (a misrouted or buggy answer), does not confirm *our* write:
+        its outcome is unknown, so :class:`MalformedAnswer`. The protocol counts an aid
+        heartbeat's OK as a renewed lease, so a confirmation too easily given keeps work
+        running past it (adversarial review, session 22).
         """
         response, answer = await self._call("POST", route, body)
         self._not_a_route(route, response.status_code, answer)
@@ -338,9 +341,9 @@ class GatewayAidClient:
             raise self._refusal(route, response.status_code, answer)
         raise_for_status(response, _TIER, route)
         confirmed = self._success(route, answer, response.status_code)
-        for key in ("job_id", "id"):
-            if key in confirmed and confirmed[key] != body["job_id"]:
-                raise MalformedAnswer(_TIER, f"{route}: success names another job")
+        problem = _unconfirmed_write(confirmed, body["job_id"])
+        if problem is not None:
+            raise MalformedAnswer(_TIER, f"{route}: {problem}")
 
     # ------------------------------------------------------------------ TierClient
 
@@ -401,3 +404,31 @@ class GatewayAidClient:
             _TIER, "no release endpoint; the job returns to pending after 1 h without a heartbeat"
         )
 
+
+
+#: Where an aid answer may name the job it is about: at the top level, in its ``data``
+#: envelope (where its error codes live), or in a ``job`` object in either.
+_JOB_KEYS: Final = ("job_id", "id")
+#: Counts a MongoDB-backed server may echo for its update: zero means the owner filter matched
+#: nothing, so the write did not happen for us.
+_COUNT_KEYS: Final = ("matchedCount", "modifiedCount", "nModified")
+
+
+def _unconfirmed_write(answer: Mapping[str, Any], job_id: str) -> str | None:
+    """Why a ``success: true`` answer to an owner-conditioned write does not confirm it for
+    ``job_id`` (``None``: it does)."""
+    envelopes = [answer]
+    if isinstance(answer.get("data"), Mapping):
+        envelopes.append(answer["data"])
+    jobs = [e["job"] for e in envelopes if isinstance(e.get("job"), Mapping)]
+    for place in envelopes + jobs:
+        for key in _JOB_KEYS:
+            if key in place and place[key] != job_id:
+                return "success names another job"
+    for place in envelopes:
+        for key in _COUNT_KEYS:
+            value = place.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                return f"success says {key} = {value!r}: nothing was updated"
+    return None

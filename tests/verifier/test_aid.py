@@ -597,7 +597,16 @@ async def test_a_claim_success_naming_the_job_without_an_owner_is_a_grant(
     {"success": True, "job_id": "another-job"},
     {"success": True, "id": "another-job"},
     {"success": True, "job_id": None},
-], ids=["job_id", "id", "null"])
+    # aid's own envelope (where its error codes live), and a job object in it
+    {"success": True, "data": {"job_id": "another-job"}},
+    {"success": True, "data": {"job": {"id": "another-job"}}},
+    {"success": True, "job": {"id": "another-job"}},
+    # an update that matched or changed nothing did not happen for us
+    {"success": True, "matchedCount": 0},
+    {"success": True, "data": {"job_id": JOB, "modifiedCount": 0}},
+    {"success": True, "nModified": "1"},
+], ids=["job_id", "id", "null", "data.job_id", "data.job.id", "job.id", "matched-0",
+        "data.modified-0", "modified-text"])
 async def test_an_owner_write_success_naming_another_job_is_malformed(
     aid: GatewayAidClient, router: respx.MockRouter, route: str, call: Any,
     answer: dict[str, Any],
@@ -612,8 +621,14 @@ async def test_an_owner_write_success_naming_another_job_is_malformed(
     ("update-job", lambda a: a.heartbeat(JOB, None, {"pct": 1.0})),
     ("complete-job", lambda a: a.finish(JOB, None, {"cid": "bafy"})),
 ], ids=["update", "complete"])
+@pytest.mark.parametrize("answer", [
+    {"success": True, "job_id": JOB},
+    {"success": True, "data": {"job_id": JOB, "modifiedCount": 1}},
+    {"success": True, "data": {"job": {"id": JOB}}, "matchedCount": 1},
+], ids=["job_id", "data", "job-and-count"])
 async def test_an_owner_write_success_naming_our_job_is_success(
-    aid: GatewayAidClient, router: respx.MockRouter, route: str, call: Any
+    aid: GatewayAidClient, router: respx.MockRouter, route: str, call: Any,
+    answer: dict[str, Any],
 ) -> None:
-    router.post(API + route).respond(200, json={"success": True, "job_id": JOB})
+    router.post(API + route).respond(200, json=answer)
     assert await call(aid) is None
