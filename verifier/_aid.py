@@ -200,11 +200,14 @@ class GatewayAidClient:
     @staticmethod
     def _not_a_route(route: str, status: int, answer: Any) -> None:
         """A 404 that is not aid's own error (a wrong base URL: a framework's or a proxy's
-        page) says nothing about the job: unavailable, never a refusal."""
-        if status == 404 and not is_service_error(answer):
+        page), or a 403/409 that is not (a WAF's page), says nothing about the job:
+        unavailable, never a refusal (a WAF page on a heartbeat cancelled healthy work, and
+        aid keeps a job its encoder gave up for an hour: adversarial review, session 22)."""
+        if status in _LOST_STATUSES and not is_service_error(answer):
             raise TierUnavailable(
-                _TIER, f"{route}: HTTP 404 that is not 'job not found' "
-                f"({server_message(answer)}); is GATEWAY_AID_BASE_URL right?")
+                _TIER, f"{route}: HTTP {status} that is not aid's own answer "
+                f"({server_message(answer)}); is GATEWAY_AID_BASE_URL right, or a proxy in "
+                "the way?")
 
     def _refusal(self, route: str, status: int, answer: Any) -> ClaimRefused:
         said = server_message(answer)

@@ -37,7 +37,9 @@ from ._errors import (
     TierUnsupported,
 )
 from ._http import (
+    Answer,
     TierHttp,
+    is_gateway_error,
     job_segment,
     positive_seconds,
     raise_for_status,
@@ -161,6 +163,7 @@ class LegacyGatewayClient:
         timeout = self._long_poll_timeout if long_poll else None
         response = await self._http.send("GET", _PREFIX + route, time_limit=timeout)
         if response.status_code == 404 and none_on_404:
+            _from_the_gateway(response, route)
             return None
         raise_for_status(response, _TIER, route)
         body = read_json(response, _TIER, empty=None)
@@ -198,6 +201,7 @@ class LegacyGatewayClient:
                 raise TierUnavailable(_TIER, "myJob: the gateway does not know this encoder "
                                              "(HTTP 404: encoder not registered); register the "
                                              "node's DID with the gateway")
+            _from_the_gateway(response, "myJob")
             return None
         if status in _AUTH_STATUSES:
             raise TierUnavailable(
@@ -240,6 +244,8 @@ class LegacyGatewayClient:
         body = {"jws": self.identity.sign_jws(payload)}
         response = await self._http.send("POST", _PREFIX + route, json_body=body)
         status = response.status_code
+        if job and status in _REFUSING_4XX:
+            _from_the_gateway(response, route)
         if job and (status in _REFUSING_4XX or (status == 500 and refused_on_500)):
             said = server_message(try_json(response))
             raise ClaimRefused(_TIER, f"{route} refused (HTTP {status}): {said}")
@@ -367,3 +373,16 @@ class LegacyGatewayClient:
             await self.fail_job(job_id, reason)
         else:
             await self.reject_job(job_id)
+
+
+def _from_the_gateway(response: Answer, route: str) -> None:
+    """A 4xx that gives an answer about the job (a refusal, "no job") must be the gateway's
+    own: an empty body, or one :func:`~verifier._http.is_gateway_error` recognises. A proxy's
+    page or a route miss raises :class:`TierUnavailable`: the request never reached the
+    gateway's handler, so the job is neither refused nor absent (fail closed: a write's
+    outcome stays unknown, a poll finds nothing it can trust)."""
+    if not response.content.strip() or is_gateway_error(try_json(response)):
+        return
+    raise TierUnavailable(
+        _TIER, f"{route}: HTTP {response.status_code} that is not the gateway's own answer "
+        f"({server_message(try_json(response))}); is GATEWAY_URL right, or a proxy in the way?")

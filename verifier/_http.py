@@ -76,6 +76,7 @@ __all__ = [
     "check_base_url",
     "check_host_sendable",
     "error_code",
+    "is_gateway_error",
     "is_service_error",
     "job_segment",
     "parse_retry_after",
@@ -244,9 +245,31 @@ def is_service_error(body: Any) -> bool:
     """
     if not isinstance(body, Mapping) or body.get("success") is not False:
         return False
+    return not _route_miss(body)
+
+
+#: How Express and NestJS say that no handler has the route ("Cannot POST /api/...").
+_CANNOT_ROUTE: Final = re.compile(r"^cannot (get|post|put|patch|delete|head|options) ",
+                                  re.IGNORECASE)
+
+
+def _route_miss(body: Mapping[str, Any]) -> bool:
+    """Whether an error body says the request reached no handler (a wrong base URL)."""
     said = server_message(body).lower()
     code = str(error_code(body) or "").upper()
-    return not ("route not found" in said or "ROUTE" in code)
+    return ("route not found" in said or "ROUTE" in code
+            or any(_CANNOT_ROUTE.match(str(body.get(k) or "")) for k in ("message", "error")))
+
+
+def is_gateway_error(body: Any) -> bool:
+    """Whether a 4xx body can be the legacy gateway's own answer about the job, as
+    :func:`is_service_error` is for aid and the monitor. The gateway's error shapes vary
+    (``{status: "error", message}`` in 2026 deployments, NestJS's ``{statusCode, message}``,
+    a bare ``{message}``), so any JSON object counts but a route miss. A proxy's or a WAF's
+    page (HTML, text) or a route miss does not: the request never reached the gateway's
+    handler, so it says nothing about the job (adversarial review, session 22: a WAF page on
+    a ping cancelled healthy work, and on ``getJob`` an unknown route read as "no job")."""
+    return isinstance(body, Mapping) and not _route_miss(body)
 
 
 def raise_for_status(response: Answer, tier: str, route: str) -> None:

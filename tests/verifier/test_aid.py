@@ -632,3 +632,22 @@ async def test_an_owner_write_success_naming_our_job_is_success(
 ) -> None:
     router.post(API + route).respond(200, json=answer)
     assert await call(aid) is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [403, 404, 409])
+@pytest.mark.parametrize(("route", "call"), [
+    ("update-job", lambda a: a.heartbeat(JOB, None, {"pct": 1.0})),
+    ("complete-job", lambda a: a.finish(JOB, None, {"cid": "bafy"})),
+    ("claim-job", lambda a: a.claim(JOB)),
+], ids=["update", "complete", "claim"])
+async def test_a_proxy_page_is_no_refusal(
+    aid: GatewayAidClient, router: respx.MockRouter, route: str, call: Any, status: int
+) -> None:
+    """Only aid's own error refuses a write: a WAF's or a proxy's HTML page never reached aid
+    (adversarial review, session 22: one such 403 on a heartbeat cancelled healthy work, and
+    aid kept the job an hour)."""
+    router.post(API + route).respond(status, headers={"content-type": "text/html"},
+                                     content=b"<html><title>Attention Required!</title></html>")
+    with pytest.raises(TierUnavailable):  # a 403 on a claim never was a refusal
+        await call(aid)

@@ -787,3 +787,48 @@ def test_a_malformed_gateway_url_stops_construction(url):
         LegacyGatewayClient(url, EncoderIdentity.generate())
     with pytest.raises(ConfigurationError, match="GATEWAY_AID_BASE_URL"):
         GatewayAidClient(url, "did:key:z6MkTest")
+
+
+#: Pages that never came from the gateway's handler: a framework's default for an unknown
+#: route (HTML, and NestJS's JSON), and the monitor server's JSON route miss.
+_NOT_THE_GATEWAY = [
+    httpx.Response(404, headers={"content-type": "text/html"},
+                   content=b"<pre>Cannot POST /api/api/v0/gateway/pingJob</pre>"),
+    httpx.Response(404, json={"error": "Route not found"}),
+    httpx.Response(404, json={"statusCode": 404, "message": "Cannot POST /x/pingJob",
+                              "error": "Not Found"}),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("page", _NOT_THE_GATEWAY, ids=["html", "route-json", "nest"])
+@pytest.mark.parametrize(("route", "call"), [
+    ("pingJob", lambda g: g.ping_job(JOB, 1, 1)),
+    ("acceptJob", lambda g: g.accept_job(JOB)),
+    ("getJob", lambda g: g.get_job()),
+    ("myJob", lambda g: g.my_job()),
+], ids=["ping", "accept", "get", "my"])
+async def test_a_page_not_from_the_gateway_is_no_answer_about_the_job(
+    gateway: LegacyGatewayClient, router: respx.MockRouter, route: str, call: Any,
+    page: httpx.Response,
+) -> None:
+    """A refusal or a "no job" must come from the gateway itself: a proxy's page or a route
+    miss says the request never reached it (adversarial review, session 22: a WAF page on a
+    ping cancelled healthy work; a wrong GATEWAY_URL idled the node as "no job")."""
+    method = router.get if route == "getJob" else router.post
+    method(API + route).mock(return_value=page)
+    with pytest.raises(TierUnavailable, match="not the gateway's own answer"):
+        await call(gateway)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("body", [{"message": "already accepted"},
+                                  {"status": "error", "message": "Job not found"},
+                                  {"statusCode": 409, "message": "Conflict"}],
+                         ids=["bare", "2026", "nest"])
+async def test_the_gateway_s_own_4xx_still_refuses(
+    gateway: LegacyGatewayClient, router: respx.MockRouter, body: dict[str, Any]
+) -> None:
+    router.post(API + "pingJob").respond(409, json=body)
+    with pytest.raises(ClaimRefused):
+        await gateway.ping_job(JOB, 1, 1)
