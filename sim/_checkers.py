@@ -420,9 +420,13 @@ def _give_back(part: _Partition) -> CheckResult:
             if process != WORLD:
                 if op == "claim" and phase == "invoke":
                     claim[process] = pos
-                elif op == "outcome":
-                    key = (process, claim.get(process, -1))
-                    if key[1] >= 0 and key not in ended:
+                elif op == "outcome" and process in claim:
+                    # The run of the latest claim, unless the process crashed since that claim
+                    # (a crashed run reports nothing; this is a later run's, which claimed
+                    # nothing). A claim's assignment may land after its run ended: the claim
+                    # stays known for the ``assign``.
+                    key = (process, claim[process])
+                    if key not in ended and part.next_crash(process, key[1])[0] > pos:
                         ended[key] = (t, str(value[0]), bool(value[1]))
                 continue
             if phase != "ok":

@@ -1045,7 +1045,14 @@ class OwnershipProtocol:
                     lost = f"owner={obs.owner} status={obs.status} via {obs.tier}"
                     code = ("MONITOR_THEFT_DETECTED" if obs.tier is Tier.MONITOR
                             else "OWNERSHIP_LOST")
-                    stopped = yield from self._on_loss(code, lost, release=False)
+                    # Once stopped, give the job back (fenced: refused if it is another's).
+                    # A read that says "another owner" or "queued" may lag: the monitor's
+                    # view, up to Δ old, can predate our own claim (a fallback read just
+                    # after a database claim confirmed at once). Without the give-back such
+                    # a job stayed ours until T while the run reported nothing held
+                    # (conformance property ``give-back``, session 22).
+                    stopped = yield from self._on_loss(
+                        code, lost, release=verdict is _Verdict.OTHER)
                     if stopped is not None:
                         return stopped
         assert isinstance(answer, WorkEnded)

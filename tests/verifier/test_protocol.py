@@ -273,6 +273,26 @@ def test_ownership_lost_during_work_cancels_the_work_before_any_finish():
     assert "ABORTING" in codes
 
 
+def test_a_job_read_as_lost_is_given_back_once_the_work_stopped():
+    """A read that says "another owner" may lag behind our own claim (the monitor's view is
+    up to Δ old): the job is given back, fenced, once the work has stopped, so one still ours
+    returns to the queue at once and the outcome says truthfully that nothing is held
+    (conformance property ``give-back``). A job seen finished is not given back."""
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(observe=stolen_during_work,
+                                                       work_ends_at=100))
+    kinds = [type(a) for _, a in trace]
+    assert kinds.index(CancelWork) < kinds.index(Release)
+    assert outcome.code == "MONITOR_THEFT_DETECTED" and not outcome.held
+
+    def finished(action: Observe, now: float) -> Answer:
+        if action.purpose == "recheck":
+            return seen(action.tier, owner=None, status="complete")
+        return stolen_during_work(action, now)
+
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(observe=finished, work_ends_at=100))
+    assert actions(trace, CancelWork) and not actions(trace, Release)
+
+
 def test_reassigned_job_back_in_queue_during_work_is_a_loss():
     def observe(action: Observe, now: float) -> Answer:
         if action.purpose == "recheck":
