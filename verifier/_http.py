@@ -65,6 +65,7 @@ from ._errors import (
     TierRateLimited,
     TierTimeout,
     TierUnavailable,
+    VerifierError,
 )
 from ._ids import quote_segment, redact_url, userinfo_misplaced, validate_job_id
 from ._strict_json import NotStrictJson, strict_loads
@@ -90,6 +91,7 @@ __all__ = [
     "server_message",
     "transport_errors",
     "try_json",
+    "unchained",
 ]
 
 #: Real answers are a few kilobytes; a larger body is not an answer we can trust or afford.
@@ -319,6 +321,18 @@ def transport_errors(
             tier, f"{where}: request failed ({type(exc).__name__}){via}") from None
     except httpx.InvalidURL as exc:
         raise TierUnavailable(tier, f"{where}: invalid URL ({type(exc).__name__})") from None
+
+
+def unchained(error: VerifierError) -> VerifierError:
+    """``error`` with the exceptions it was raised while handling dropped. ``raise ... from
+    None`` only hides them from tracebacks: ``__context__`` still holds httpx's exception,
+    whose request carries the base URL's credentials (the Basic authorization header) and a
+    gateway's signed body, for any code that inspects it (adversarial review, session 22).
+    The error is raised by the exchange's own ``with``, which chains it again, so callers of
+    :meth:`TierHttp.exchange` clear it once it has left."""
+    error.__context__ = None
+    error.__cause__ = None
+    return error
 
 
 def proxy_for(url: str) -> str | None:
@@ -560,10 +574,13 @@ class TierHttp:
         time_limit: float | None = None,
     ) -> Answer:
         """Send one request and read its whole (capped) body, whatever the status."""
-        async with self.exchange(
-            method, path, json_body=json_body, time_limit=time_limit
-        ) as response:
-            content = await read_capped(response, self.tier, path)
+        try:
+            async with self.exchange(
+                method, path, json_body=json_body, time_limit=time_limit
+            ) as response:
+                content = await read_capped(response, self.tier, path)
+        except VerifierError as exc:
+            raise unchained(exc) from None
         return Answer(response.status_code, response.headers, content)
 
     async def aclose(self) -> None:

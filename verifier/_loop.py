@@ -40,9 +40,9 @@ from ._errors import (
     TierUnsupported,
 )
 from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
-from ._ids import validate_job_id
 from ._metrics import GuardMetrics
 from ._models import GatewayMonitorJob
+from ._monitor import monitor_job_id
 from ._policy import Tier
 from ._text import FIELD_LIMIT, printable
 from .protocol import OutcomeKind, pre_claim_tier, screened
@@ -465,7 +465,10 @@ class EncoderLoop:
                     or self._cooling.get(job.id, -math.inf) > now or self._known(job.id)):
                 continue
             try:
-                ids.append(validate_job_id(job.id))
+                # The monitor's own rule, stricter than the shared one ('/', '%', ... are
+                # legal for the gateway and aid): one id it refuses failed the whole batch
+                # (adversarial review, session 22).
+                ids.append(monitor_job_id(job.id))
             except InvalidInputError:
                 continue
         return ids
@@ -497,7 +500,9 @@ class EncoderLoop:
                 answer = request.result()
             except Exception as exc:  # screening is an optimisation: the reads go on
                 self._count_batch("failed", decided)
-                if self.guard.cache is not None and not isinstance(exc, TierUnsupported):
+                if self.guard.cache is not None and not isinstance(
+                        exc, TierUnsupported | InvalidInputError):
+                    # (A request refused before it left says nothing about the monitor.)
                     # The monitor is in trouble: its answers from before must not let a
                     # pre-claim check pass now (StatusCache.failed).
                     self.guard.cache.failed(Tier.MONITOR, decided=decided)

@@ -67,6 +67,7 @@ from ._http import (
     retry_after,
     server_message,
     try_json,
+    unchained,
 )
 from ._ids import redact_url, validate_did, validate_job_id
 from ._models import (
@@ -109,7 +110,7 @@ def _short(server_text: object) -> str:
     return repr(text if len(text) <= 100 else text[:100] + "...")
 
 
-def _monitor_job_id(job_id: object) -> str:
+def monitor_job_id(job_id: object) -> str:
     """Validate ``job_id`` (shared rules, dot segments included) plus what the monitor server
     cannot carry safely. The path segment is then :func:`~verifier._http.job_segment`."""
     value = validate_job_id(job_id)
@@ -261,7 +262,7 @@ class GatewayMonitorService:
                 content = await read_capped(response, _TIER, where)
         except VerifierError as exc:
             logger.debug("monitor %s failed: %s", where, exc)
-            raise
+            raise unchained(exc) from None
         return _Reply(status, response.headers, content, shown)
 
     @staticmethod
@@ -290,7 +291,7 @@ class GatewayMonitorService:
         ``TierRateLimited``, ``TierUnavailable`` or ``MalformedAnswer``.
         """
         self._require_enabled()
-        job_id = _monitor_job_id(job_id)
+        job_id = monitor_job_id(job_id)
         reply = await self._send("GET", f"/jobs/{job_segment(job_id)}")
         if reply.status_code == 404 and _is_monitor_not_found(reply):
             return None
@@ -337,7 +338,7 @@ class GatewayMonitorService:
         it is not evidence that the job does not exist.
         """
         self._require_enabled()
-        job_id = _monitor_job_id(job_id)
+        job_id = monitor_job_id(job_id)
         reply = await self._send("GET", f"/jobs/{job_segment(job_id)}/status")
         if reply.status_code == 404 and _is_monitor_not_found(reply):
             return None
@@ -374,7 +375,7 @@ class GatewayMonitorService:
             raise InvalidInputError("job_ids must be a sequence of job id strings")
         if len(job_ids) > MAX_BATCH_IDS:
             raise InvalidInputError(f"at most {MAX_BATCH_IDS} ids per batch, got {len(job_ids)}")
-        ids = [_monitor_job_id(job_id) for job_id in job_ids]
+        ids = [monitor_job_id(job_id) for job_id in job_ids]
         if not ids:
             return {}
         reply = await self._send("POST", "/jobs/batch-status", body={"jobIds": ids})

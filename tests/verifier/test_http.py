@@ -22,10 +22,12 @@ import respx
 
 from verifier import (
     ConfigurationError,
+    GatewayMonitorService,
     MalformedAnswer,
     TierRateLimited,
     TierTimeout,
     TierUnavailable,
+    VerifierError,
 )
 from verifier._http import (
     MAX_BODY_BYTES,
@@ -401,3 +403,38 @@ async def test_a_connect_error_through_a_proxy_names_the_proxy(
     if proxied:
         assert message.endswith(f"via proxy http://127.0.0.1:{port}")
     assert "s3cret" not in message
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    link: BaseException | None = error
+    while link is not None and link not in seen:
+        seen.append(link)
+        link = link.__cause__ or link.__context__
+    return seen
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("failure", [httpx.ConnectError("refused"),
+                                     httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("x")],
+                         ids=["connect", "timeout", "protocol"])
+async def test_a_transport_failure_keeps_no_request_with_credentials(failure: Exception) -> None:
+    """The tier error a failed exchange raises chains nothing: httpx's exception holds the
+    request, whose Authorization header carries the base URL's password (``raise ... from
+    None`` only hides it from tracebacks; adversarial review, session 22)."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        failure.request = request  # as httpx's transports attach it
+        raise failure
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as c:
+        http = TierHttp("monitor", "https://ops:S3cretPassw0rd@monitor.test/api",
+                        variable="GATEWAY_MONITOR_BASE_URL", client=c)
+        with pytest.raises(VerifierError) as caught:
+            await http.send("GET", "/health")
+        monitor = GatewayMonitorService("https://ops:S3cretPassw0rd@monitor.test/api",
+                                        client=c)
+        with pytest.raises(VerifierError) as from_monitor:
+            await monitor.get_job_details("job-1")
+    for error in (caught.value, from_monitor.value):
+        assert _chain(error) == [error]
