@@ -12,17 +12,20 @@ directions, is plain text so that it can be written in any language:
 * **Out.** One JSON object per line on stdout: ``{"phase": "encode"}``, ``{"pct": 40}``,
   ``{"download_pct": 100}`` (any of these keys, together or not) report phase and progress;
   the **last** line is the result, ``{"cid": "..."}``; exit status 0 is success. Lines that
-  are not such objects are logged and ignored (a stray ``print`` must not fail a job), but a
-  run that exits 0 without a result line has failed: there is nothing to commit.
+  are not such objects are ignored, the first few logged (a stray ``print`` must not fail a
+  job; ``_IGNORED_LOGGED``), but a run that exits 0 without a result line has failed: there
+  is nothing to commit.
 * **Stop.** When the guard cancels the work (ownership lost, the lease about to end, a
-  shutdown), the command's process group gets SIGTERM, then SIGKILL if any process of it is
-  still running half the cancel latency C later: the timing model counts on the work having
-  stopped within C (``docs/safety-model.md``), and the kill and the reaping need the other
-  half. "Stopped" is judged on the whole group, not on the command alone (a wrapper may exit
-  while its ffmpeg runs on), also after a command that ended by itself (its keeper,
-  ``verifier/_keeper.py``, stops what it left); and if the runner dies outright (SIGKILL, the
-  OOM killer), the whole group is killed by the keeper (Linux ``PR_SET_PDEATHSIG``), the
-  wrapper's children included. Cancelled work is never a success; a result the command had
+  shutdown), the command's process group gets SIGTERM (and so does every process it started
+  that left the group, from its keeper, ``verifier/_keeper.py``), then SIGKILL, all of them,
+  if any is still running half the cancel latency C later: the timing model counts on the
+  work having stopped within C (``docs/safety-model.md``), and the kill and the reaping need
+  the other half. "Stopped" means the keeper has exited, which it does only once nothing the
+  command started runs, whatever its process group or session (a wrapper may exit while its
+  ffmpeg runs on; ``timeout`` and ``set -m`` move it to a group of its own), also after a
+  command that ended by itself (the keeper stops what it left); and if the runner dies
+  outright (SIGKILL, the OOM killer), the keeper kills all of it (Linux ``PR_SET_PDEATHSIG``),
+  the wrapper's children included. Cancelled work is never a success; a result the command had
   printed before it was stopped is logged (``COMMAND_RESULT_DISCARDED``), for an operator to
   recover.
 * **Stderr.** Passed on to the runner's, each line prefixed with the job id and escaped; the
@@ -55,7 +58,7 @@ from typing import Any, Final
 from ._errors import ConfigurationError, InvalidInputError
 from ._guard import ClaimedJob, uninterrupted
 from ._ids import redact_url, validate_cid
-from ._keeper import group_members
+from ._keeper import KILL, STOP, group_members
 from ._models import GatewayMonitorJob
 from ._text import printable
 
@@ -64,6 +67,15 @@ __all__ = ["CommandFailed", "CommandWork"]
 _DEFAULT_LOGGER: Final = logging.getLogger("verifier.command")
 #: Longest stdout line kept (a result line is short; a runaway line is cut, not buffered).
 _MAX_LINE: Final = 64 * 1024
+#: The command's output is read this much at a time, and the event loop is given a turn after
+#: each read and every ``_LINES_PER_TURN`` lines: ``StreamReader.read`` returns buffered data
+#: without yielding, and a burst of short lines stalled the loop (whose timers keep the lease)
+#: for seconds, so the gateway reassigned the job while it ran on (an adversarial review).
+_READ: Final = 4096
+_LINES_PER_TURN: Final = 32
+#: Ignored stdout lines logged one by one (then only their number, when the output ends: a
+#: record each for a flood of them was most of that stall).
+_IGNORED_LOGGED: Final = 5
 _SHOWN: Final = 200
 #: Variables never passed to the command (credentials of the node; see ``Settings``).
 _CREDENTIALS: Final = frozenset({"ENCODER_PRIVATE_KEY", "MONGODB_URI"})
@@ -93,6 +105,24 @@ _KEEPER: Final = str(Path(__file__).with_name("_keeper.py"))
 def _signal_group(group: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, sig)
+
+
+def _ask_keeper(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    """Send the keeper one of its requests (``verifier/_keeper.py``), unless it has exited."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+
+
+def _close_pipes(proc: asyncio.subprocess.Process) -> None:
+    """Once the work has stopped: close our ends of its pipes rather than wait for their end of
+    file. A holder the keeper could not reach must not hold the job, nor leak the descriptors
+    (and their transports, whose clean-up after the loop had closed printed "Event loop is
+    closed" at exit: an adversarial review). ``_transport`` is asyncio's own (no public way);
+    closing it never kills the keeper, which has exited by now."""
+    transport = getattr(proc, "_transport", None)
+    if transport is not None:
+        transport.close()
 
 
 def _group_running(group: int) -> bool:
@@ -200,6 +230,7 @@ class _Said:
     def __init__(self) -> None:
         self.last = b""
         self.result = b""
+        self.ignored = 0  # lines ignored (only the first _IGNORED_LOGGED are logged)
 
 
 class CommandFailed(Exception):
@@ -300,14 +331,28 @@ async def _relay(stream: asyncio.StreamReader, job_id: str, relayed: _Relayed) -
         if not _WRITER.put(f"[{job_id}] {printable(text, _MAX_LINE)}\n"):
             relayed.dropped += 1
 
-    while chunk := await stream.read(65536):
+    while chunk := await stream.read(_READ):
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
         if len(buffer) > _MAX_LINE:
             buffer = buffer.rsplit(b"\r", 1)[-1][-_MAX_LINE:]
         for line in lines:
             emit(line)
+        await asyncio.sleep(0)  # a turn for the loop's timers (see _READ)
     emit(buffer)
+
+
+def _json_object(line: bytes) -> dict[str, Any] | None:
+    """The JSON object ``line`` is, or None. Not parsed unless it starts with ``{`` (a flood of
+    stray lines costs no parsing); RecursionError is a stray line too: ``'[' * 5000`` failed
+    a job that then printed its result (an adversarial review)."""
+    if not line.lstrip().startswith(b"{"):
+        return None
+    try:
+        message = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return message if isinstance(message, dict) else None
 
 
 def _shown(line: bytes) -> str:
@@ -400,7 +445,10 @@ class CommandWork:
             await uninterrupted(spawned)
         except asyncio.CancelledError:
             if spawned.done() and not spawned.cancelled() and spawned.exception() is None:
-                await self._stop(spawned.result(), job.job_id)
+                try:
+                    await self._stop(spawned.result(), job.job_id)
+                finally:
+                    _close_pipes(spawned.result())
             raise
         proc = spawned.result()
         self._note(logging.INFO, "COMMAND_STARTED", job.job_id, f"pid {proc.pid}")
@@ -423,6 +471,7 @@ class CommandWork:
                         await asyncio.wait({relay}, timeout=_RELAY_GRACE_S)
                     finally:
                         relay.cancel()
+                        _close_pipes(proc)
                         if relayed.dropped:
                             self._note(logging.WARNING, "COMMAND_STDERR_DROPPED", job.job_id,
                                        f"{relayed.dropped} lines of its stderr were not passed "
@@ -448,12 +497,19 @@ class CommandWork:
         # Written alongside the reading: a command that does not read stdin, with a job larger
         # than the pipe's buffer, must not keep us from reading its progress.
         feeding = asyncio.ensure_future(_feed(proc, json.dumps(document).encode() + b"\n"))
+        reading = asyncio.ensure_future(self._read_lines(proc.stdout, job, said))
         try:
-            await self._read_lines(proc.stdout, job, said)
             status = await _exit_status(proc)
+            # The keeper exits once nothing it started runs, so stdout's end of file is due at
+            # once; a holder it could not reach (a descriptor passed on) must not hold the job
+            # for ever (an adversarial review: `setsid sleep 20 &` kept a success waiting).
+            await asyncio.wait({reading}, timeout=_RELAY_GRACE_S)
+            if reading.done():
+                reading.result()  # its exception, if any
         finally:
-            feeding.cancel()
-            await asyncio.gather(feeding, return_exceptions=True)
+            for task in (reading, feeding):
+                task.cancel()
+            await asyncio.gather(reading, feeding, return_exceptions=True)
         if -status in _STOP_SIGNALS:
             # Killed by a stop signal: a supervisor that signals the whole service (systemd's
             # default KillMode=control-group) reaches the command a moment before the runner,
@@ -474,44 +530,57 @@ class CommandWork:
     async def _read_lines(self, stdout: asyncio.StreamReader, job: ClaimedJob,
                           said: _Said) -> None:
         """Apply each stdout line as it comes, and keep in ``said`` the last non-blank one and
-        the last that reads as a result."""
+        the last that reads as a result; in bounded reads, giving the loop turns (``_READ``)."""
         buffer = b""
         cutting = False  # inside a line longer than _MAX_LINE: its rest is dropped, not a line
-        while True:
-            chunk = await stdout.read(65536)
-            if not chunk:
-                break
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            if lines and cutting:
-                lines, cutting = lines[1:], False
-            if len(buffer) > _MAX_LINE:
-                if not cutting:
-                    self._note(logging.WARNING, "COMMAND_OUTPUT_IGNORED", job.job_id,
-                               f"line longer than {_MAX_LINE} bytes dropped: {_shown(buffer)}")
-                buffer, cutting = b"", True
-            for line in lines:
-                if line.strip():
-                    self._heard(line, job, said)
-        if buffer.strip() and not cutting:
-            self._heard(buffer, job, said)
+        try:
+            while chunk := await stdout.read(_READ):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                if lines and cutting:
+                    lines, cutting = lines[1:], False
+                if len(buffer) > _MAX_LINE:
+                    if not cutting:
+                        self._cut(buffer, job, said)
+                    buffer, cutting = b"", True
+                for n, line in enumerate(lines, 1):
+                    if line.strip():
+                        self._heard(line, job, said)
+                    if n % _LINES_PER_TURN == 0:
+                        await asyncio.sleep(0)
+                await asyncio.sleep(0)
+            if buffer.strip() and not cutting:
+                self._heard(buffer, job, said)
+        finally:
+            if said.ignored > _IGNORED_LOGGED:
+                self._note(logging.WARNING, "COMMAND_OUTPUT_IGNORED", job.job_id,
+                           f"{said.ignored} lines ignored in all (the first {_IGNORED_LOGGED} "
+                           "logged)")
+
+    def _cut(self, line: bytes, job: ClaimedJob, said: _Said) -> None:
+        """A line longer than _MAX_LINE: dropped, but it is a line, the last one if nothing
+        follows: a result before it is not the last line (an adversarial review: without a
+        newline, it vanished and the cid line before it was committed)."""
+        said.last = line[:_MAX_LINE] if line.strip() else said.last
+        self._ignored(job, said, f"line longer than {_MAX_LINE} bytes dropped: {_shown(line)}")
+
+    def _ignored(self, job: ClaimedJob, said: _Said, message: str) -> None:
+        said.ignored += 1
+        if said.ignored <= _IGNORED_LOGGED:
+            self._note(logging.WARNING, "COMMAND_OUTPUT_IGNORED", job.job_id, message)
 
     def _heard(self, line: bytes, job: ClaimedJob, said: _Said) -> None:
         said.last = line
-        message = self._report(line, job)
+        message = self._report(line, job, said)
         if message is not None and "cid" in message:
             said.result = line
 
-    def _report(self, line: bytes, job: ClaimedJob) -> dict[str, Any] | None:
+    def _report(self, line: bytes, job: ClaimedJob, said: _Said) -> dict[str, Any] | None:
         """Apply one stdout line: phase and progress; anything else is logged and ignored.
         The line's JSON object, None if it is not one."""
-        try:
-            message = json.loads(line)
-        except ValueError:
-            message = None
-        if not isinstance(message, dict):
-            self._note(logging.WARNING, "COMMAND_OUTPUT_IGNORED", job.job_id,
-                       f"not a JSON object: {_shown(line)}")
+        message = _json_object(line)
+        if message is None:
+            self._ignored(job, said, f"not a JSON object: {_shown(line)}")
             return None
         try:
             if "phase" in message:
@@ -522,8 +591,7 @@ class CommandWork:
             if "pct" in message or "download_pct" in message:
                 job.set_progress(pct=message.get("pct"), download_pct=message.get("download_pct"))
         except InvalidInputError as exc:
-            self._note(logging.WARNING, "COMMAND_OUTPUT_IGNORED", job.job_id,
-                       f"{exc}: {_shown(line)}")
+            self._ignored(job, said, f"{exc}: {_shown(line)}")
         return message
 
     def _discarded(self, job_id: str, said: _Said, why: str) -> None:
@@ -545,11 +613,8 @@ class CommandWork:
 
     @staticmethod
     def _result(last: bytes) -> Mapping[str, Any]:
-        try:
-            message = json.loads(last) if last else None
-        except ValueError:
-            message = None
-        if not isinstance(message, dict) or "cid" not in message:
+        message = _json_object(last)
+        if message is None or "cid" not in message:
             raise CommandFailed('command exited 0 without a result: its last line on stdout '
                                 'must be {"cid": "..."}')
         try:
@@ -565,8 +630,12 @@ class CommandWork:
         await uninterrupted(self._terminate(proc, job_id))
 
     async def _terminate(self, proc: asyncio.subprocess.Process, job_id: str) -> None:
-        """Stopped means nothing of the group runs: not the leader alone (a wrapper may exit
-        on SIGTERM while its ffmpeg goes on), judged on the group, and waited for."""
+        """Stopped means nothing of the command runs: not the leader alone (a wrapper may exit
+        on SIGTERM while its ffmpeg goes on), nor its group alone (GNU ``timeout``, bash's
+        ``set -m`` move their children to groups of their own: an adversarial review found
+        ``timeout 3600 ffmpeg`` encoding on after "stopped"). The keeper exits only once it
+        has no descendant left (``verifier/_keeper.py``), so "stopped" is: the keeper is gone,
+        and nothing of its group runs (should the keeper have been killed from outside)."""
         group = proc.pid  # the leader's pid is the group's id (start_new_session)
 
         def running() -> bool:
@@ -577,14 +646,25 @@ class CommandWork:
         if proc.returncode is not None:
             self._note(logging.WARNING, "COMMAND_LEFTOVERS", job_id,
                        "processes of the command still run after it exited: stopping them")
+        # The group at once, as always; the keeper sends SIGTERM to what left the group.
         _signal_group(group, signal.SIGTERM)
+        _ask_keeper(proc, STOP)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.grace
         # Polled: the exit of a grandchild (not ours to wait for) has no event to await.
         while running() and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(_POLL_S)
         if running():
-            _signal_group(group, signal.SIGKILL)
+            # Asked, not killed: the keeper SIGKILLs every descendant and stays to reap them;
+            # killed, it would hand those outside the group to init, out of reach. Unless it
+            # does not answer within half the time left (stopped, or not a keeper of ours):
+            # then the group, the keeper with it, as before.
+            _ask_keeper(proc, KILL)
+            fallback = loop.time() + self.grace / 2
+            while running() and loop.time() < fallback:  # noqa: ASYNC110 (as above)
+                await asyncio.sleep(_POLL_S)
+            if running():
+                _signal_group(group, signal.SIGKILL)
             while running():  # noqa: ASYNC110 (as above)
                 await asyncio.sleep(_POLL_S)
             self._note(logging.WARNING, "COMMAND_KILLED", job_id,

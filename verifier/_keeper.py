@@ -1,4 +1,5 @@
-"""The keeper: runs a job's command and kills its whole process group if the runner dies.
+"""The keeper: runs a job's command and stops everything it started when asked, or when the
+runner dies.
 
 Run as a script, never imported for its side effects (stdlib only, started with
 ``python -I -S`` so that it needs nothing installed and starts in milliseconds)::
@@ -12,22 +13,35 @@ child of the dead process (``PR_SET_PDEATHSIG``) but not the child's children: a
 wrapper died with the runner while its ffmpeg went on encoding, and once the gateway
 reassigned the job two encoders processed it at once (S2; found by an operator review in
 session 14). The keeper is that child. It leads the command's process group, starts the
-command in it, asks the kernel for SIGUSR1 when the runner dies, and then kills the whole
-group, itself included.
+command in it, and asks the kernel for SIGUSR1 when the runner dies.
 
-It stays until nothing of the group runs, not only the command (an adversarial review of the
+What it guards is every *descendant*, not the group: a process may leave the group without
+``setsid`` (GNU ``timeout`` moves itself into a group of its own, so does bash with
+``set -m``), and a runner that judged "stopped" on the group alone handed the job back while
+``timeout 3600 ffmpeg`` encoded on (an adversarial review). The keeper is a child subreaper
+(``PR_SET_CHILD_SUBREAPER``): an orphan is re-parented to it whatever its group or session,
+so walking /proc by parent pid from the keeper finds them all, and the keeper has nothing
+left exactly when ``waitpid`` says it has no children. Its signals:
+
+* SIGUSR2, the runner's orderly stop: the runner signals the group itself (SIGTERM); the
+  keeper sends SIGTERM to each descendant outside the group, once, also to those that appear
+  later (systemd's ``KillMode=control-group`` likewise signals every process of a service).
+* SIGUSR1, the runner's hard stop or its death: SIGKILL to every descendant, again and again
+  until none is left. The keeper itself stays to reap them: a killed subreaper would hand the
+  orphans to init, out of anyone's reach, which is why the runner asks instead of killing it.
+
+It stays until nothing it started runs, not only the command (an adversarial review of the
 first version: a wrapper that exited, or died on SIGTERM, took the keeper with it and left its
-ffmpeg unguarded). Once the command has exited its work is over, so whatever it left in the
-group (and has not ended within half a second, as a child dying of the same
-signal does) gets SIGTERM, and SIGKILL ``GRACE_S`` later, as the runner would do. Then the keeper
-exits as the command did (the same exit status, or the same signal), so the runner sees the
-command's own outcome. Orphans of the command are reparented to the keeper
-(``PR_SET_CHILD_SUBREAPER``), which reaps them.
+ffmpeg unguarded). Once the command has exited its work is over, so whatever it left (and has
+not ended within half a second, as a child dying of the same signal does) gets SIGTERM, and
+SIGKILL ``GRACE_S`` later, as the runner would do. Then the keeper exits as the command did
+(the same exit status, or the same signal), so the runner sees the command's own outcome;
+its exit therefore means that nothing of the job runs.
 
 The keeper never reads stdin or writes stdout: the command inherits both from it, and the
 keeper closes its own copies, so the command's end of file and the runner's are unchanged.
-What it has to say goes to stderr, which the runner relays. A process that leaves the group
-(``setsid``) is out of reach, as it always was.
+What it has to say goes to stderr, which the runner relays. Without /proc (not Linux) it sees
+no descendants: the hard stop then kills its group, itself included, as it always did.
 """
 
 from __future__ import annotations
@@ -36,6 +50,7 @@ import contextlib
 import ctypes
 import os
 import resource
+import select
 import signal
 import sys
 import time
@@ -43,17 +58,21 @@ from types import FrameType
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+#: The runner's requests (see the module's docstring): SIGTERM to what left the group; SIGKILL
+#: to everything. SIGUSR1 is also what the kernel sends when the runner dies.
+STOP: signal.Signals = signal.SIGUSR2
+KILL: signal.Signals = signal.SIGUSR1
 #: Signals the runner's orderly stop (SIGTERM to the group) or a stray sender (systemd, a
 #: terminal, a timer) may deliver to the keeper: the command decides what they mean to it; the
-#: keeper stays to guard the group and report. Handlers, not SIG_IGN, which would be
-#: inherited across exec.
-_STAYS_FOR = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR2", "SIGALRM")
+#: keeper stays to guard it and report. Handlers, not SIG_IGN, which would be inherited
+#: across exec.
+_STAYS_FOR = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGALRM")
 #: Ignored by Python at start-up, and an ignored disposition survives exec: the command gets
 #: the defaults back (a pipeline's ``| head`` must end its producer).
 _DEFAULTS_FOR_COMMAND = ("SIGPIPE", "SIGXFSZ")
 _POLL_S = 0.01
-#: How long processes of the group still running when the command exits are given to end by
-#: themselves before they count as left behind (see ``_clear_group``).
+#: How long processes still running when the command exits are given to end by themselves
+#: before they count as left behind (see ``_guard``).
 _SETTLE_S = 0.5
 
 
@@ -85,52 +104,170 @@ def group_members(group: int, *, exclude: int = -1) -> list[int]:
     return members
 
 
-def _kill_group(signum: int = 0, frame: FrameType | None = None) -> None:
-    """The runner is gone: nothing of this job may run on (the keeper goes too)."""
-    os.killpg(0, signal.SIGKILL)
+def _processes() -> dict[int, tuple[int, int, int, bool]] | None:
+    """Every process, from /proc: pid -> (parent pid, group, start time, zombie); None without
+    /proc."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    table = {}
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            # After the command name: state, ppid, pgrp, ... and the 22nd field, starttime.
+            table[int(entry)] = (int(fields[1]), int(fields[2]), int(fields[19]),
+                                 fields[0] == b"Z")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return table
+
+
+def descendants(root: int) -> list[tuple[int, int, int]] | None:
+    """The processes below ``root`` that run (zombies do not), found by parent pid whatever
+    their group or session: (pid, group, start time) each. None without /proc."""
+    table = _processes()
+    if table is None:
+        return None
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, seen, todo = [], {root}, list(children.get(root, ()))
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue  # a pid reused during the walk: no cycles
+        seen.add(pid)
+        todo.extend(children.get(pid, ()))
+        _, group, start, zombie = table[pid]
+        if not zombie:
+            found.append((pid, group, start))
+    return found
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _signal(pid: int, start: int, sig: int) -> None:
+    """``sig`` to ``pid`` if it is still the process that started at ``start``: between the walk
+    of /proc and the signal it may have ended and its pid gone to another (through a pidfd,
+    which cannot be reused, where the kernel has them)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except (AttributeError, OSError):
+        pidfd = -1  # an older kernel (or Python): the start time alone says it is the same
+    try:
+        if _start_time(pid) != start:
+            return
+        if pidfd >= 0:
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+class _Asked:
+    """What the runner (or the kernel, for a dead runner) has asked for; set by the handlers,
+    acted on by ``_guard``'s loop (a handler that walked /proc could run in the middle of it)."""
+
+    stop = False
+    kill = False
+
+
+def _asked_stop(signum: int, frame: FrameType | None) -> None:
+    _Asked.stop = True
+
+
+def _asked_kill(signum: int, frame: FrameType | None) -> None:
+    _Asked.kill = True
 
 
 def _stay(signum: int, frame: FrameType | None) -> None:
-    """See :data:`_STAYS_FOR`."""
+    """See :data:`_STAYS_FOR`; also SIGCHLD's handler, there only to wake ``_guard``."""
 
 
-def _reap() -> None:
-    """Reap whatever of ours has ended (orphans of the command come to us as subreaper)."""
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+def _terminate(me: int, done: set[tuple[int, int]], *, skip_group: int | None = None) -> None:
+    """SIGTERM to each descendant not yet sent one (``done``), but those of ``skip_group`` (the
+    runner signals that group itself: a second SIGTERM may mean "hurry" to a command)."""
+    for pid, group, start in descendants(me) or ():
+        if group != skip_group and (pid, start) not in done:
+            done.add((pid, start))
+            _signal(pid, start, signal.SIGTERM)
+
+
+def _kill(me: int) -> None:
+    """SIGKILL to every descendant (called again until none is left: one may fork meanwhile)."""
+    found = descendants(me)
+    if found is None:  # no /proc: the group is what can be reached (the keeper with it)
+        os.killpg(0, signal.SIGKILL)
+    for pid, _, start in found or ():
+        _signal(pid, start, signal.SIGKILL)
+
+
+def _wait_for_signal(wake: int, timeout: float | None) -> None:
+    """Until a signal arrives (the wake-up fd) or ``timeout``; then empty the fd."""
+    select.select([wake], [], [], timeout)
+    with contextlib.suppress(BlockingIOError):
+        while os.read(wake, 512):
             pass
 
 
-def _clear_group(grace: float) -> None:
-    """The command has exited: stop what it left in the group (SIGTERM, then SIGKILL after
-    ``grace``), and return once nothing of it runs."""
+def _guard(command: int, grace: float, wake: int) -> int:
+    """Wait for the command, then for everything it started, doing what the runner asks; the
+    command's wait status, once the keeper has no child left (as subreaper, it is given every
+    orphan: no child means nothing of the job runs)."""
     me, group = os.getpid(), os.getpgrp()
-    # A signal to the whole group (the runner's SIGTERM at a shutdown, a service manager's)
-    # reaches the command and its children at once, and the command may end first: a child
-    # still dying of the same signal is not left behind. Without this short wait every
-    # ordinary shutdown of a shell wrapper said it was (an operator review).
-    settled_by = time.monotonic() + _SETTLE_S
-    while group_members(group, exclude=me):
-        _reap()
-        if time.monotonic() >= settled_by:
-            break
-        time.sleep(_POLL_S)
-    else:  # nothing was left behind
-        _reap()
-        return
-    print("keeper: processes of the command still run after it exited: stopping them",
-          file=sys.stderr, flush=True)
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
-        for pid in group_members(group, exclude=me):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = None if wait is None else time.monotonic() + wait
-        while group_members(group, exclude=me):
-            _reap()
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            time.sleep(_POLL_S)
-    _reap()
+    status: int | None = None
+    termed: set[tuple[int, int]] = set()
+    settled_by: float | None = None
+    kill_at: float | None = None
+    while True:
+        try:
+            while (reaped := os.waitpid(-1, os.WNOHANG))[0] > 0:
+                if reaped[0] == command:
+                    status = reaped[1]
+        except ChildProcessError:  # the command is reaped, and all that it left
+            assert status is not None
+            return status
+        now = time.monotonic()
+        if status is not None and not _Asked.kill:
+            # The command has exited: what it left gets a moment to end by itself. A signal to
+            # the whole group (the runner's SIGTERM at a shutdown, a service manager's) reaches
+            # the command and its children at once, and the command may end first: a child
+            # still dying of the same signal is not left behind. Without this short wait every
+            # ordinary shutdown of a shell wrapper said it was (an operator review).
+            if settled_by is None:
+                settled_by = now + _SETTLE_S
+            elif now >= settled_by:
+                if kill_at is None:
+                    print("keeper: processes of the command still run after it exited: "
+                          "stopping them", file=sys.stderr, flush=True)
+                    kill_at = now + grace
+                _terminate(me, termed)
+                if now >= kill_at:
+                    _Asked.kill = True
+        if _Asked.kill:
+            _kill(me)
+        elif _Asked.stop:
+            _terminate(me, termed, skip_group=group)
+        # Idle while the command runs and nothing is asked (an encode lasts an hour: no
+        # polling); otherwise the walk is repeated, as processes may fork or leave meanwhile.
+        busy = status is not None or _Asked.stop or _Asked.kill
+        _wait_for_signal(wake, _POLL_S if busy else None)
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -146,16 +283,25 @@ def main(argv: list[str]) -> int:
         print("usage: _keeper.py RUNNER_PID GRACE_S COMMAND [ARGS...]", file=sys.stderr)
         return 2
     runner, grace, command = int(argv[0]), float(argv[1]), argv[2:]
-    signal.signal(signal.SIGUSR1, _kill_group)
+    # Every handled signal wakes _guard through this pipe (no polling while the command runs,
+    # and no signal lost between a check and the wait). Both ends close on exec.
+    wake, woken = os.pipe()
+    os.set_blocking(wake, False)
+    os.set_blocking(woken, False)
+    signal.set_wakeup_fd(woken)
+    signal.signal(KILL, _asked_kill)
+    signal.signal(STOP, _asked_stop)
+    signal.signal(signal.SIGCHLD, _stay)
     for name in _STAYS_FOR:
         signal.signal(getattr(signal, name), _stay)
-    if not _prctl(_PR_SET_PDEATHSIG, signal.SIGUSR1):
+    if not _prctl(_PR_SET_PDEATHSIG, KILL):
         print("keeper: the kernel will not say when the runner dies (no PR_SET_PDEATHSIG): "
               "if the runner is killed outright, this command is not stopped",
               file=sys.stderr, flush=True)
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # best effort: orphans otherwise go to init
     if os.getppid() != runner:
-        _kill_group()  # the runner died before the kernel was asked to tell us
+        # The runner died before the kernel was asked to tell us: nothing is started yet.
+        os.killpg(0, signal.SIGKILL)
     pid = os.fork()
     if pid == 0:
         for name in _DEFAULTS_FOR_COMMAND:
@@ -167,8 +313,7 @@ def main(argv: list[str]) -> int:
         os._exit(127)
     os.close(0)
     os.close(1)
-    _, status = os.waitpid(pid, 0)
-    _clear_group(grace)
+    status = _guard(pid, grace, wake)
     code = os.waitstatus_to_exitcode(status)
     if code < 0:  # killed by a signal: end the same way, so the runner reports it
         # No core of the keeper in place of the command's own, and SIGKILL's disposition

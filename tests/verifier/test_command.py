@@ -559,3 +559,207 @@ def test_the_exit_drains_the_relayed_stderr_and_counts_what_it_could_not(monkeyp
     stalled.release.set()
     assert writer.drain(timeout=60) == 0
     assert stalled.getvalue().splitlines() == [f"line {i}" for i in range(5)]
+
+
+# ------------------------------------------------- escapes, floods, held pipes (review, 12-05)
+
+
+def _escaping_child(pid_file: Path, how: str, *, ignores_sigterm: bool = False) -> str:
+    """Python source of a child that leaves the command's process group as GNU ``timeout``
+    (``setpgid``) or a daemon (``setsid``) does, writes its pid, and sleeps."""
+    return ("import os, signal, time\n"
+            f"os.{'setpgid(0, 0)' if how == 'setpgid' else 'setsid()'}\n"
+            + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignores_sigterm else "")
+            + f"open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+            f"os.rename({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
+            "time.sleep(600)\n")
+
+
+@pytest.mark.parametrize(("how", "ignores_sigterm"), [
+    ("setpgid", False), ("setsid", False), ("setpgid", True)],
+    ids=["own-group", "own-session", "own-group-ignores-sigterm"])
+def test_a_process_that_left_the_group_is_stopped_too(tmp_path, how, ignores_sigterm):
+    """An adversarial review (2026-12-05): a wrapper running `timeout 3600 ffmpeg` (timeout
+    moves to a group of its own) was reported stopped, and its job handed back, while ffmpeg
+    encoded on. Stopped means nothing the command started runs, whatever its group."""
+    pid_file = tmp_path / "escaped.pid"
+    path = script(tmp_path, f"""
+import subprocess
+subprocess.Popen([sys.executable, "-c", {_escaping_child(pid_file, how,
+                                                         ignores_sigterm=ignores_sigterm)!r}],
+                 stdout=subprocess.DEVNULL)
+while not os.path.exists({str(pid_file)!r}):
+    time.sleep(0.01)
+print(json.dumps({{"phase": "encode"}}), flush=True)
+time.sleep(600)
+""")
+
+    async def main() -> float:
+        job, events = claimed()
+        task = asyncio.create_task(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+        await events.get()
+        cancelled = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - cancelled
+
+    took = asyncio.run(main())
+    escaped = int(pid_file.read_text())
+    try:
+        assert not running(escaped), "a process that left the group outlived the stop"
+        assert took < C
+    finally:
+        if running(escaped):
+            os.kill(escaped, signal.SIGKILL)
+
+
+def test_a_leftover_that_left_the_group_and_holds_stdout_is_stopped(tmp_path):
+    """The same review: a command printed its result and exited 0 while `setsid sleep 20 &`
+    held its stdout; the job waited for the sleep to end (it was out of the keeper's reach)."""
+    pid_file = tmp_path / "escaped.pid"
+    path = script(tmp_path, f"""
+import subprocess
+subprocess.Popen([sys.executable, "-c", {_escaping_child(pid_file, "setsid")!r}])
+while not os.path.exists({str(pid_file)!r}):
+    time.sleep(0.01)
+print(json.dumps({{"cid": "bafydone"}}))
+""")
+    job, _ = claimed()
+    work = CommandWork([str(path)], cancel_latency=C)
+    try:
+        result = asyncio.run(asyncio.wait_for(work(job, OFFERED), 30))
+        assert result == {"cid": "bafydone"}
+        assert not running(int(pid_file.read_text()))
+    finally:
+        if pid_file.exists() and running(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_a_process_that_left_the_group_dies_with_the_runner(tmp_path):
+    """The runner killed outright: the keeper kills what left the group too (found by the same
+    review; the kernel's PR_SET_PDEATHSIG reaches the keeper alone)."""
+    pid_file = tmp_path / "escaped.pid"
+    command = script(tmp_path, f"""
+import subprocess
+subprocess.Popen([sys.executable, "-c", {_escaping_child(pid_file, "setsid")!r}]).wait()
+""")
+    runner = tmp_path / "runner.py"
+    runner.write_text(
+        "import asyncio, sys\n"
+        "from verifier import ClaimedJob, CommandWork, GatewayMonitorJob\n"
+        "job = GatewayMonitorJob(id='job-1', status='queued', assigned_to=None)\n"
+        f"work = CommandWork([{str(command)!r}], cancel_latency=1.0)\n"
+        "asyncio.run(work(ClaimedJob('job-1', asyncio.Queue()), job))\n")
+    proc = subprocess.Popen([sys.executable, str(runner)])  # noqa: S603 (our own script)
+    escaped = None
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        escaped = int(pid_file.read_text())
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while running(escaped):
+            assert time.monotonic() < deadline, "a process that left the group outlived its runner"
+            time.sleep(0.01)
+    finally:
+        proc.kill()
+        if escaped is not None and running(escaped):
+            os.kill(escaped, signal.SIGKILL)
+
+
+def test_a_flood_of_stray_lines_gives_the_loop_turns_and_is_logged_in_brief(
+        tmp_path, monkeypatch, caplog):
+    """The same review: a burst of 200,000 short non-JSON lines stalled the event loop (the
+    lease's timers) for seconds: read without a turn for the loop, each line parsed and
+    logged. Counted in lines, not seconds: between two turns of a task that yields at every
+    turn, the reader handles at most a bounded number of lines."""
+    lines = 20_000
+    path = script(tmp_path, f"""
+sys.stdout.write("x\\n" * {lines})
+print(json.dumps({{"cid": "bafyok"}}))
+""")
+    handled = 0
+    heard = CommandWork._heard
+
+    def counting(self, line, job, said):
+        nonlocal handled
+        handled += 1
+        heard(self, line, job, said)
+
+    monkeypatch.setattr(CommandWork, "_heard", counting)
+
+    async def main():
+        job, _ = claimed()
+        task = asyncio.create_task(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+        most, before = 0, 0
+        while not task.done():
+            most, before = max(most, handled - before), handled
+            await asyncio.sleep(0)
+        return await task, most
+
+    with caplog.at_level(logging.WARNING, logger="verifier.command"):
+        result, most = asyncio.run(main())
+    assert result == {"cid": "bafyok"}
+    assert handled == lines + 1
+    assert most <= 64, f"{most} lines handled without a turn for the loop"
+    ignored = [r.getMessage() for r in caplog.records if r.event_code == "COMMAND_OUTPUT_IGNORED"]
+    assert len(ignored) == 6, "the first five, then their number"
+    assert f"{lines} lines ignored" in ignored[-1]
+
+
+def test_a_stdout_holder_out_of_reach_does_not_hold_the_job_nor_our_pipes(tmp_path):
+    """The same review: whatever still holds the command's stdout or stderr once the keeper has
+    exited (here the test itself, through /proc: no descendant the keeper could stop) must not
+    hold the job, and our ends of the pipes are closed, not leaked."""
+    pid_file = tmp_path / "cmd.pid"
+    go = tmp_path / "go"
+    path = script(tmp_path, f"""
+open({str(pid_file)!r}, "w").write(str(os.getpid()))
+print(json.dumps({{"phase": "encode"}}), flush=True)
+while not os.path.exists({str(go)!r}):
+    time.sleep(0.01)
+print(json.dumps({{"cid": "bafydone"}}))
+""")
+    held: list[int] = []
+
+    async def main():
+        job, events = claimed()
+        task = asyncio.create_task(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+        await events.get()  # its pid is written
+        pid = int(pid_file.read_text())
+        held.extend(os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY) for fd in (1, 2))
+        go.write_text("")
+        return await asyncio.wait_for(task, 30)
+
+    try:
+        assert asyncio.run(main()) == {"cid": "bafydone"}
+        for fd in held:  # our read ends are closed: the pipes are broken
+            with pytest.raises(BrokenPipeError):
+                os.write(fd, b"x\n")
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+@pytest.mark.parametrize(("body", "outcome"), [
+    ("print('[' * 5000); print(json.dumps({'cid': 'bafyok'}))", {"cid": "bafyok"}),
+    ("print(json.dumps({'cid': 'bafy'})); sys.stdout.write('x' * 70000)",
+     "not as its last line"),
+    ("print(json.dumps({'cid': 'bafy'})); sys.stdout.write('x' * 70000 + '\\n')",
+     "not as its last line"),
+], ids=["deeply-nested-stray-line", "long-last-line", "long-last-line-with-newline"])
+def test_a_stray_line_is_ignored_and_a_long_last_line_is_still_the_last(tmp_path, body, outcome):
+    """The same review: a stray `[[[[...` line failed the job with RecursionError; a last line
+    over 64 KiB without a newline vanished, and the cid line before it was committed."""
+    path = script(tmp_path, body)
+    job, _ = claimed()
+    work = CommandWork([str(path)], cancel_latency=C)
+    if isinstance(outcome, dict):
+        assert asyncio.run(work(job, OFFERED)) == outcome
+    else:
+        with pytest.raises(CommandFailed, match=outcome):
+            asyncio.run(work(job, OFFERED))
