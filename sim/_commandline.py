@@ -401,11 +401,47 @@ def brief(summary: RunSummary) -> str:
             f"{entry.get('planned_double', '-')} planned double hand-outs, {checks}")
 
 
-def check_writable(*paths: Path | None) -> None:
-    """Fail before minutes of simulation, not after, when an output cannot be written."""
-    for path in paths:
-        if path is not None and (path.is_dir() or not _writable_folder(path.parent)):
+#: The output options, in the order the commands pass them to :func:`check_writable`
+#: positionally (``sim run``: --json, --csv; ``sim live``: --json, --csv, --dashboard).
+_OUTPUT_OPTIONS: Final = ("--json", "--csv", "--dashboard")
+
+
+def check_writable(*paths: Path | None, **named: Path | None) -> None:
+    """Fail before minutes of simulation, not after, when an output cannot be written, or
+    when two outputs are the same file: ``sim live --dashboard P --json P`` wrote the
+    dashboard, then the JSON report over it, without a word (adversarial review).
+
+    Outputs are named by option in the refusal: a keyword argument is its option
+    (``dashboard=`` is ``--dashboard``); positional ones are --json, --csv and --dashboard in
+    that order (:data:`_OUTPUT_OPTIONS`), as the commands pass them."""
+    outputs = [(option, path) for option, path in zip(_OUTPUT_OPTIONS, paths, strict=False)]
+    outputs += [(f"--{name.replace('_', '-')}", path) for name, path in named.items()]
+    if len(paths) > len(_OUTPUT_OPTIONS):
+        outputs += [(f"output {i + 1}", path) for i, path in
+                    enumerate(paths[len(_OUTPUT_OPTIONS):], start=len(_OUTPUT_OPTIONS))]
+    seen: list[tuple[str, Path]] = []
+    for option, path in outputs:
+        if path is None:
+            continue
+        if path.is_dir() or not _writable_folder(path.parent):
             raise UsageError(f"cannot write {path}")
+        for other_option, other in seen:
+            if _same_file(path, other):
+                raise UsageError(f"{other_option} and {option} are the same file ({path}): "
+                                 "give each output a path of its own")
+        seen.append((option, path))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two output paths are one file: the same path once resolved (``out.json`` and
+    ``./x/../out.json``, a symbolic link), or, when both exist, the same inode (a hard link,
+    a case-insensitive file system)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _writable_folder(folder: Path) -> bool:

@@ -415,7 +415,26 @@ def _timeout(text: str) -> float:
 #: A URL in free text: a scheme, ``://``, then everything up to the next whitespace (argparse
 #: quotes a value with ``repr``; the closing quote stays in the URL's path, harmlessly).
 _URL_IN_TEXT: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
-_USERINFO_IN_TEXT: Final = re.compile(r"[^\s/@:'\"=]+:[^\s/@'\"]*@")
+#: A word of free text with an '@' in it: user info perhaps (``user:pw@host/api``).
+_WORD_WITH_AT: Final = re.compile(r"\S*@\S*")
+
+
+def _redact_userinfo(word: re.Match[str]) -> str:
+    """A word with everything from its start to its last '@' replaced by ``***``: user info
+    without a scheme (``--baseurl user:pw@host/api``, operator review 2026-12-04). From the
+    last '@' because a password may hold an unencoded '@' or '/' (``user:Pa@S3cret@host``
+    showed ``***@S3cret@host``, and ``user:S3cret/x@host`` was shown whole: adversarial
+    review). Kept: an argparse quote before it, ``--option=`` before it, and what follows the
+    '@' (the host, to show which argument was meant). A URL with a scheme is left to
+    :func:`redact_url`, which keeps its user name."""
+    text = word.group()
+    if "://" not in text:
+        lead = len(text) - len(text.lstrip("'\""))
+        if text[lead:].startswith("-") and "=" in text:
+            lead = text.index("=") + 1
+        if "@" in text[lead:]:
+            return f"{text[:lead]}***@{text.rpartition('@')[2]}"
+    return text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -427,10 +446,10 @@ class _Parser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
-        message = _URL_IN_TEXT.sub(lambda url: redact_url(url.group()), message)
-        # And user info without a scheme ("--baseurl user:pw@host/api"; operator review,
-        # 2026-12-04): whatever stands before an '@' after a ':' is not shown.
-        super().error(_USERINFO_IN_TEXT.sub("***@", message))
+        # User info without a scheme first ("--baseurl user:pw@host/api"; words with "://"
+        # are skipped), then URLs, whose redacted form may itself hold an '@'.
+        message = _WORD_WITH_AT.sub(_redact_userinfo, message)
+        super().error(_URL_IN_TEXT.sub(lambda url: redact_url(url.group()), message))
 
     def parse_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None

@@ -7,8 +7,10 @@ a :class:`~verifier.ConfigurationError` whose ``variable`` is ``"<file>:<line>"`
 message may name the key, and library exceptions (which may quote the text) are not chained.
 
 Given the settings' names (``known``), a name of one of their families (``GATEWAY_``,
-``ENCODER_``, ``MONGODB_``, ``DATABASE_``, ``VERIFIER_``) that is not one of them is named by
-line: refused for ``VERIFIER_``, a warning for the others (see :func:`_check_name`).
+``ENCODER_``, ``MONGODB_``, ``DATABASE_``, ``VERIFIER_``) or close to one of them (any first
+word, any case) that is not one of them is named by line: refused when it is surely meant for
+this program (``VERIFIER_``, or a setting's name in another case), a warning for the others
+(see :func:`_check_name`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import difflib
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Collection
 from pathlib import Path
 from typing import Final
 
 from ._errors import ConfigurationError
 
-__all__ = ["parse_dotenv", "read_dotenv"]
+__all__ = ["close_setting", "parse_dotenv", "read_dotenv"]
 
 _LOGGER: Final = logging.getLogger("verifier.settings")
 #: How alike (difflib's ratio) a name must be to a setting to be called its misspelling:
@@ -31,10 +34,31 @@ _LOGGER: Final = logging.getLogger("verifier.settings")
 _HINT_CUTOFF: Final = 0.85
 _KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ESCAPES: Final = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+#: The line breaks of a ``.env`` file, as dotenv and a shell know them. Not
+#: ``str.splitlines()``, which also breaks at U+0085, U+2028, U+2029, \x0b, \x0c and
+#: \x1c-\x1e: ``# comment<U+0085>VERIFIER_CHAIN=trust-gateway`` is one comment line to an
+#: editor and to the encoder's dotenv, and it set the chain here (adversarial review).
+_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
+
+
+def _control_character(line: str) -> str | None:
+    """The first character of ``line`` that has no business in a ``.env`` line (a control
+    character other than tab, or a line or paragraph separator), as ``U+XXXX``; else None."""
+    for char in line:
+        if char != "\t" and unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            return f"U+{ord(char):04X}"
+    return None
 
 
 def _unquote(raw: str, where: str, key: str) -> str:
-    """The value part of a ``.env`` line: quoted (single: literal; double: escapes) or bare."""
+    """The value part of a ``.env`` line: quoted (single: literal; double: escapes) or bare.
+
+    A backtick-quoted value is refused: Node's dotenv (the encoder's) strips the backticks,
+    and keeping them as part of the value would make this runner read another value than the
+    encoder from the same file."""
+    if raw[:1] == "`":
+        raise ConfigurationError(where, f"{key}: backtick quotes are not supported here (the "
+                                        "encoder's dotenv strips them): use ' or \"")
     if raw[:1] in ("'", '"'):
         quote = raw[0]
         chars: list[str] = []
@@ -67,11 +91,33 @@ def _families(known: Collection[str]) -> tuple[str, ...]:
     return tuple(sorted({name.partition("_")[0] + "_" for name in known if "_" in name}))
 
 
+def close_setting(name: str, known: Collection[str]) -> str | None:
+    """The setting ``name`` (no setting itself) may be a misspelling of: the same name in
+    another case, else the one most alike (difflib's ratio at least :data:`_HINT_CUTOFF`),
+    compared case-insensitively and whatever the first word; ``None`` when none is.
+
+    Whatever the first word: ``VERIFER_RECHECK_INTERVAL_S`` and ``GATWAY_AID_ENABLED`` share
+    no first word with a setting, and were ignored without a word while the operator
+    believed them in force (adversarial review). The cutoff stays high: the environment and
+    the encoder's ``.env`` hold other programs' names (PATH, ENCODER_PUBLIC_KEY...)."""
+    if name in known:
+        return None
+    by_upper = {setting.upper(): setting for setting in known}
+    if name.upper() in by_upper:
+        return by_upper[name.upper()]
+    close = difflib.get_close_matches(name.upper(), by_upper, n=1, cutoff=_HINT_CUTOFF)
+    return by_upper[close[0]] if close else None
+
+
 def _check_name(key: str, known: Collection[str], families: tuple[str, ...],
                 where: str) -> None:
-    """A name that looks like one of the settings (same first word) but is none of them: a
-    ``VERIFIER_*`` one is refused, as in the environment (those are this program's alone); any
-    other is named in a warning (``DOTENV_UNKNOWN_NAME``), with the setting it may mean.
+    """A name that is none of the settings but looks like one. Refused (by line) when it is
+    this program's for sure: a ``VERIFIER_*`` name in any case (those are this program's
+    alone, as in the environment), a setting's name in another case (``verifier_chain``:
+    names are case-sensitive, and the setting would silently keep its default), or a near
+    miss of a ``VERIFIER_*`` setting (``VERIFER_RECHECK_INTERVAL_S``). Any other near miss
+    (``GATWAY_AID_ENABLED``), or a name of one of the settings' families, is named in a
+    warning (``DOTENV_UNKNOWN_NAME``), with the setting it may mean.
 
     Warned about, not refused: a ``.env`` is often the 3Speak encoder's own, shared with this
     runner, with names of its that are no setting of ours (``ENCODER_PUBLIC_KEY``,
@@ -79,15 +125,21 @@ def _check_name(key: str, known: Collection[str], families: tuple[str, ...],
     silent either: a misspelt ``GATEWAY_MONITR_ENABLED`` left the monitor off while the
     operator believed it on (operator review, session 16). Never the value: it may be a key.
     """
-    if key in known or not key.startswith(families):
+    if key in known:
         return
     # A hint only for a typo: at difflib's default cutoff (0.6) the encoder's own
     # ENCODER_PUBLIC_KEY was told to mean ENCODER_PRIVATE_KEY (review, session 16).
-    close = difflib.get_close_matches(key, known, n=1, cutoff=_HINT_CUTOFF)
-    hint = f": did you mean {close[0]}?" if close else ""
-    if key.startswith("VERIFIER_"):
+    meant = close_setting(key, known)
+    case_only = meant is not None and meant.upper() == key.upper()
+    hint = f": did you mean {meant}?" if meant else ""
+    if case_only:
+        hint += " (names are case-sensitive)"
+    if (key.upper().startswith("VERIFIER_") or case_only
+            or (meant is not None and meant.startswith("VERIFIER_"))):
         raise ConfigurationError(where, f"{key} is not a setting of this verifier"
                                         f"{hint or ' (misspelt?)'}")
+    if meant is None and not key.startswith(families):
+        return  # another program's name
     _LOGGER.warning("DOTENV_UNKNOWN_NAME: %s: %s is not a setting of this verifier%s "
                     "(ignored)", where, key, hint)
 
@@ -100,13 +152,19 @@ def parse_dotenv(
     A malformed line raises :class:`ConfigurationError` whose ``variable`` is
     ``"<source>:<line>"``; the message may name the key but never repeats the value (the line
     may hold ``ENCODER_PRIVATE_KEY``). Later lines override earlier ones, as in a shell.
-    With ``known`` (the settings' names), a name that shares its first word with one of them
-    but is none of them is refused (``VERIFIER_*``) or warned about (:func:`_check_name`).
+    With ``known`` (the settings' names), a name that shares its first word with one of them,
+    or is close to one, but is none of them is refused or warned about (:func:`_check_name`).
     """
     families = _families(known) if known is not None else ()
     values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_LINE_BREAK.split(text), start=1):
         where = f"{source}:{number}"
+        bad = _control_character(line)
+        if bad is not None:
+            # The character's code, never the line: it may hold a key (comments too).
+            raise ConfigurationError(where, f"contains the control character {bad} (only "
+                                            "tabs and \\n, \\r\\n or \\r line ends are "
+                                            "allowed)")
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue

@@ -19,19 +19,22 @@ this module imports it only when metrics are created.
 from __future__ import annotations
 
 import errno
+import logging
 import socket
+import socketserver
+import threading
+from http.server import HTTPServer
 from typing import TYPE_CHECKING, Any, Final
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from ._errors import ConfigurationError
 
 if TYPE_CHECKING:
-    import logging
-
     from prometheus_client import CollectorRegistry
 
 __all__ = [
-    "CANCELLATION_CODES", "CONFLICT_CODES", "METRIC_NAMES", "GuardMetrics",
-    "start_metrics_server",
+    "CANCELLATION_CODES", "CONFLICT_CODES", "METRICS_CONNECTION_TIMEOUT_S",
+    "METRICS_MAX_CONNECTIONS", "METRIC_NAMES", "GuardMetrics", "start_metrics_server",
 ]
 
 #: Outcome codes of a job skipped because another encoder holds it: a conflict prevented.
@@ -166,11 +169,97 @@ class GuardMetrics:
         return 0.0 if found is None else float(found)
 
 
+#: How long the exporter waits on a silent client (each read or write of a connection):
+#: a scrape takes milliseconds, so an idle or trickling connection is cut after this.
+METRICS_CONNECTION_TIMEOUT_S: Final = 5.0
+#: Connections the exporter serves at once; further ones are closed as soon as they are
+#: accepted. One or two Prometheus servers scrape a node; 8 leaves room for a curl or two.
+METRICS_MAX_CONNECTIONS: Final = 8
+
+_LOGGER: Final = logging.getLogger("verifier.metrics")
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """One connection: the server's timeout on every read and write of its socket, and no
+    line on stderr per request."""
+
+    server: _MetricsServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.connection_timeout)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Nothing: a scrape every 15 s would fill the encoder's log."""
+
+
+class _MetricsServer(socketserver.ThreadingMixIn, WSGIServer):
+    """The exporter's HTTP server: one daemon thread per connection, at most
+    ``max_connections`` of them, each connection cut after ``connection_timeout`` seconds of
+    silence.
+
+    Why not ``prometheus_client.start_http_server``: it starts a thread for every connection
+    accepted, with no timeout and no limit, in the encoder's own process. Idle connections
+    (a port scanner, a load balancer's health check left open, anyone who can reach the
+    port) each held a thread for ever: 300 of them made 302 threads, and under a thread
+    limit every job then ended WORK_FAILED "can't start new thread" (adversarial review).
+    Here a connection past the cap is closed at once, a silent one is cut by the timeout,
+    and nothing the exporter meets (a failed thread start, a client's reset, a timeout) is
+    raised or printed: it is logged at debug level only, and the encoder never sees it.
+    """
+
+    daemon_threads = True  # never keep the encoder's process alive
+    block_on_close = False  # server_close() does not wait for a stuck client
+
+    def __init__(self, address: tuple[str, int], family: socket.AddressFamily, *,
+                 connection_timeout: float, max_connections: int) -> None:
+        self.address_family = family  # before the socket is made (TCPServer.__init__)
+        self.connection_timeout = connection_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, _QuietHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # over the cap: no thread, closed at once
+            return
+        try:
+            super().process_request(request, client_address)  # starts the thread
+        except BaseException:
+            # No thread started (RuntimeError "can't start new thread"): the slot is free
+            # again; _handle_request_noblock closes the connection and calls handle_error.
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            # The slot before the close: a client that sees its connection closed may
+            # connect again at once and find the slot free.
+            self._slots.release()
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client's timeout or reset, or a thread that could not start: debug only (the
+        base class prints a traceback to stderr for each)."""
+        _LOGGER.debug("METRICS: a connection from %s failed", client_address, exc_info=True)
+
+
 def start_metrics_server(metrics: GuardMetrics, port: int, addr: str = "127.0.0.1", *,
-                         logger: logging.Logger | None = None) -> Any:
+                         logger: logging.Logger | None = None,
+                         connection_timeout: float = METRICS_CONNECTION_TIMEOUT_S,
+                         max_connections: int = METRICS_MAX_CONNECTIONS) -> HTTPServer:
     """Serve ``/metrics`` on ``addr:port`` in a daemon thread; returns the server (its
-    ``server_port`` is the bound port, for ``port=0``). Loopback by default: metrics describe
-    the node's work and need not face the internet.
+    ``server_port`` is the bound port, for ``port=0``; ``shutdown()`` and ``server_close()``
+    stop it). Loopback by default: metrics describe the node's work and need not face the
+    internet.
+
+    At most ``max_connections`` connections are served at once (more are closed as soon as
+    they are accepted) and a connection silent for ``connection_timeout`` seconds is cut, so
+    that idle connections cannot use up the encoder's threads (:class:`_MetricsServer`).
+    Any path answers, as with ``prometheus_client`` (content negotiation and gzip are its).
 
     A failure to listen is a :class:`~verifier.ConfigurationError` naming the setting at
     fault: ``VERIFIER_METRICS_ADDR`` when the address is (not an address of this host, or of
@@ -179,11 +268,16 @@ def start_metrics_server(metrics: GuardMetrics, port: int, addr: str = "127.0.0.
     whatever held the port (operator review). With ``logger``, the URL served is logged
     (``METRICS: serving http://[::1]:9464/metrics``), an IPv6 address in brackets as URLs
     need it: ``http://::1:9464`` is no URL anyone can paste (operator review)."""
-    from prometheus_client import start_http_server
+    from prometheus_client import make_wsgi_app
 
     host = f"[{addr}]" if ":" in addr else addr
     try:
-        server, _thread = start_http_server(port, addr=addr, registry=metrics.registry)
+        # The family of the address (AF_INET6 for "::1"), as prometheus_client chooses it.
+        family, _, _, _, sockaddr = socket.getaddrinfo(
+            addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        server = _MetricsServer((str(sockaddr[0]), port), family,
+                                connection_timeout=connection_timeout,
+                                max_connections=max_connections)
     except OSError as exc:
         # EINVAL: an address bind() cannot take as written (a link-local IPv6 address
         # without its scope); the port is already known to be 1-65535.
@@ -192,6 +286,14 @@ def start_metrics_server(metrics: GuardMetrics, port: int, addr: str = "127.0.0.
         variable = "VERIFIER_METRICS_ADDR" if address_at_fault else "VERIFIER_METRICS_PORT"
         raise ConfigurationError(
             variable, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    server.set_app(make_wsgi_app(metrics.registry))
+    thread = threading.Thread(target=server.serve_forever, name="metrics-exporter",
+                              daemon=True)
+    try:
+        thread.start()
+    except BaseException:
+        server.server_close()
+        raise
     if logger is not None:
         logger.info("METRICS: serving http://%s:%d/metrics", host, server.server_port)
     return server

@@ -116,7 +116,11 @@ def _valid_host(host: str) -> bool:
         name, _, port = host.partition(":")
         if not name or ":" in port:
             return False
-    return not port or (port.isascii() and port.isdigit() and 0 < int(port) < 65536)
+    # At most 5 digits before int(), which raises ValueError past 4300 digits: that escaped
+    # as a traceback (exit 1), and made redact_mongodb_uri raise instead of returning
+    # "<invalid>" (adversarial review).
+    return not port or (port.isascii() and port.isdigit() and len(port) <= 5
+                        and 0 < int(port) < 65536)
 
 
 def parse_mongodb_uri(uri: str) -> MongoUri:

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
 import math
 import os
 import re
@@ -52,7 +53,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from ._dotenv import read_dotenv
+from ._dotenv import close_setting, read_dotenv
 from ._errors import ConfigurationError, InvalidInputError
 from ._http import check_host_sendable, refuse_misplaced_userinfo
 from ._ids import normalize_did, redact_url, validate_did
@@ -67,6 +68,7 @@ __all__ = [
     "DEFAULT_DATABASE_NAME",
     "DEFAULT_MONITOR_BASE_URL",
     "KNOWN_VARIABLES",
+    "TIMING_FLOORS",
     "TIMING_VARIABLES",
     "Settings",
 ]
@@ -82,6 +84,7 @@ TIMING_VARIABLES: Final[Mapping[str, str]] = {
     f.name: f"VERIFIER_{f.name.upper()}_S" for f in dataclasses.fields(TimingModel)
 }
 
+_LOGGER: Final = logging.getLogger("verifier.settings")
 _SECRET_KEY: Final = "ENCODER_PRIVATE_KEY"  # noqa: S105 (the name, not a value)
 KNOWN_VARIABLES: Final = (
     "GATEWAY_MONITOR_ENABLED",
@@ -105,6 +108,18 @@ KNOWN_VARIABLES: Final = (
 #: The status cache's default maximum age: it serves the pre-claim check only (an
 #: optimisation safety never rests on), so a generous age costs nothing but a wasted claim.
 DEFAULT_STATUS_CACHE_S: Final = 30.0
+
+#: The least value an operator may set for these intervals (``TimingModel`` itself has no
+#: floor: the simulator builds it directly, with intervals of its own time scale). Without
+#: one, ``VERIFIER_RECHECK_INTERVAL_S=0.001`` and ``VERIFIER_RETRY_INTERVAL_S=1e-300`` were
+#: accepted, and a node sent 305 tier requests for one short job (adversarial review): a
+#: request storm against the shared monitor and gateway, which the defaults (10 s and 1 s)
+#: never come near. ``sim serve`` gives its encoders R = 1 s and 0.2 s retries.
+TIMING_FLOORS: Final[Mapping[str, float]] = {"recheck_interval": 1.0, "retry_interval": 0.05}
+_FLOOR_REASONS: Final = {
+    "recheck_interval": "each re-check is a request to every tier, for every job in progress",
+    "retry_interval": "each retry is another request to a tier that did not answer",
+}
 
 _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no"})
@@ -176,7 +191,10 @@ def _port(env: Mapping[str, str], name: str) -> int | None:
     raw = env.get(name, "").strip()
     if not raw:
         return None
-    if not (raw.isascii() and raw.isdigit()) or not 0 < int(raw) < 65536:
+    # At most 5 digits, checked before int(): int() refuses more than 4300 digits with a
+    # ValueError, which escaped as a traceback and exit 1 instead of this refusal
+    # (adversarial review).
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 5) or not 0 < int(raw) < 65536:
         raise ConfigurationError(
             name, f"must be a port number 1-65535, got {_shown(raw, _NUMBER_TEXT)}")
     return int(raw)
@@ -253,6 +271,12 @@ def _timing(env: Mapping[str, str]) -> TimingModel:
         variable = TIMING_VARIABLES[field]
         raise ConfigurationError(
             variable, f"must be greater than 0 ({_in_variables(message)})") from None
+    for field, floor in TIMING_FLOORS.items():
+        if values[field] < floor:
+            variable = TIMING_VARIABLES[field]
+            raise ConfigurationError(
+                variable, f"must be at least {floor:g} s (the floor of this setting: "
+                f"{_FLOOR_REASONS[field]}), got {_shown(env[variable].strip(), _NUMBER_TEXT)}")
     problems = timing.problems()
     if problems:
         set_here = {f for f, variable in TIMING_VARIABLES.items() if env.get(variable, "").strip()}
@@ -341,7 +365,9 @@ class Settings:
         """
         env: dict[str, str] = (
             read_dotenv(dotenv, known=KNOWN_VARIABLES) if dotenv is not None else {})
-        env.update(os.environ if environ is None else environ)
+        environ = os.environ if environ is None else environ
+        _warn_of_near_misses(environ)
+        env.update(environ)
         return cls._validated(env, check_chain=check_chain)
 
     @classmethod
@@ -524,14 +550,42 @@ class Settings:
         return "\n".join(f"{k}={v}" for k, v in self.describe().items())
 
 
+def _warn_of_near_misses(environ: Mapping[str, str]) -> None:
+    """A warning (``ENV_UNKNOWN_NAME``) for each variable of the process environment that is
+    no setting but close to one (``VERIFER_RECHECK_INTERVAL_S``, ``GATWAY_AID_ENABLED``,
+    ``verifier_chain``): ignored without a word, they left the default in force while the
+    operator believed them set (adversarial review). A warning only, unlike in ``.env``: the
+    environment is shared with every other program (``VERIFIER_*`` names excepted, refused
+    in :meth:`Settings._validated`), and :func:`close_setting`'s high cutoff keeps their
+    names (PATH, HOME, LANG, SSL_CERT_FILE...) out of it."""
+    for name in sorted(environ):
+        if name.startswith("VERIFIER_"):
+            continue
+        meant = close_setting(name, KNOWN_VARIABLES)
+        if meant is not None:
+            case = " (names are case-sensitive)" if meant.upper() == name.upper() else ""
+            _LOGGER.warning("ENV_UNKNOWN_NAME: %s is not a setting of this verifier: did you "
+                            "mean %s?%s (ignored)", name, meant, case)
+
+
 def _metrics_addr(env: Mapping[str, str]) -> str:
     raw = env.get("VERIFIER_METRICS_ADDR", "").strip() or "127.0.0.1"
     try:
-        ipaddress.ip_address(raw)
+        address = ipaddress.ip_address(raw)
     except ValueError:
         raise ConfigurationError(
             "VERIFIER_METRICS_ADDR",
             f"must be an IP address to listen on, got {_shown(raw, _ADDRESS_TEXT)}") from None
+    # A group or broadcast address is no address to accept connections on: Linux binds a
+    # TCP socket to 224.0.0.1 or 255.255.255.255 without complaint, and the node logged
+    # "serving" an exporter nobody could reach (adversarial review). 240.0.0.0/4 (reserved,
+    # the broadcast address included) is no host's address either. 0.0.0.0 and :: (every
+    # address of the host) stay: the documented way to serve other containers.
+    if address.is_multicast or (address.version == 4 and address.is_reserved):
+        kind = "a multicast" if address.is_multicast else "a broadcast or reserved"
+        raise ConfigurationError(
+            "VERIFIER_METRICS_ADDR", f"is {kind} address ({raw}): give an address of this "
+            "host, 127.0.0.1 (the default) or 0.0.0.0 (every address)")
     return raw
 
 

@@ -537,6 +537,21 @@ def test_an_unwritable_report_path_fails_before_running(tmp_path):
     assert code == 2 and "cannot write" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize(("argv", "options"), [
+    (["live", "--dashboard", "{p}", "--json", "{p}"], "--json and --dashboard"),
+    (["live", "--json", "{p}", "--dashboard", "{d}/../out/same.html"], "--json and --dashboard"),
+    (["run", *TINY, "--json", "{p}", "--csv", "{p}"], "--json and --csv"),
+])
+def test_two_outputs_to_one_file_are_refused_naming_both(tmp_path, argv, options):
+    """``sim live --dashboard P --json P`` wrote the dashboard, then the JSON report over it,
+    without a word (adversarial review): refused before anything runs."""
+    path = tmp_path / "out" / "same.html"
+    argv = [a.format(p=path, d=tmp_path / "out") for a in argv]
+    code, _, err = run_main(argv)
+    assert code == 2 and options in err and "same file" in err and err.count("\n") == 1
+    assert not path.exists()
+
+
 def test_help_exits_0(capsys):
     assert main(["--help"]) == 0
     assert "run" in capsys.readouterr().out

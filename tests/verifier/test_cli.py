@@ -457,8 +457,15 @@ def test_usage_errors_exit_2(
     ["check", JOB, "mongodb://u:S3cretPW@db.test/jobs?token=T0kenX"],
     ["check", JOB, "--did", ME, "--baseurl", "u:S3cretPW@m.test/api"],
     ["check", JOB, "--did", ME, "--baseurl=T0kenX:S3cretPW@m.test/api"],
+    # A '/' or an '@' in the password: shown whole, or from the second '@' (adversarial
+    # review): redacted from the word's start to its last '@'.
+    ["check", JOB, "--did", ME, "T0kenX:S3cretPW/x@m.test/api"],
+    ["check", JOB, "--did", ME, "T0kenX:Pa@S3cretPW@m.test/api"],
+    ["check", JOB, "--did", ME, "--baseurl=T0kenX:a=S3cretPW/@m.test/api", "extra"],
+    ["T0kenX:Pa@S3cretPW/x@m.test/api"],  # "invalid choice: '...'"
 ], ids=["unrecognized", "invalid-command", "invalid-choice-of-run", "mongodb", "no-scheme",
-        "no-scheme-joined"])
+        "no-scheme-joined", "no-scheme-slash", "no-scheme-at", "no-scheme-joined-slash",
+        "no-scheme-quoted"])
 def test_usage_errors_redact_the_urls_they_repeat(
     env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:

@@ -187,3 +187,71 @@ def test_a_name_unlike_any_setting_is_warned_about_without_a_guess(
     assert read_dotenv(path, known=SETTINGS_NAMES) == {"ENCODER_XYZZY_QUUX": "1"}
     assert f"{path}:1: ENCODER_XYZZY_QUUX is not a setting of this verifier (ignored)" \
         in caplog.text
+
+
+@pytest.mark.parametrize("separator", ["\x85", "\u2028", "\u2029", "\x0b", "\x0c", "\x1c",
+                                       "\x1d", "\x1e"])
+def test_a_setting_cannot_hide_in_a_comment_behind_a_unicode_line_break(separator: str) -> None:
+    """str.splitlines() broke lines at these too, so ``# comment<U+0085>VERIFIER_CHAIN=...``,
+    one comment line to an editor and to the encoder's dotenv, set the chain here
+    (adversarial review). Lines end at \\n, \\r\\n or \\r only; any other control character
+    is refused by line number, never shown with the line."""
+    text = f"GATEWAY_MONITOR_ENABLED=true\n# a comment{separator}VERIFIER_CHAIN=s3cretvalue\n"
+    with pytest.raises(ConfigurationError) as info:
+        parse_dotenv(text, source="settings.env")
+    assert info.value.variable == "settings.env:2"
+    assert f"U+{ord(separator):04X}" in info.value.problem
+    assert_error_clean(info.value, "s3cretvalue")
+
+
+@pytest.mark.parametrize("line", ["ENCODER_PRIVATE_KEY=s3cret\x00value",
+                                  "ENCODER_PRIVATE_KEY='s3cret\x1bvalue'",
+                                  "ENCODER_PRIVATE_KEY=s3cret\x7fvalue"])
+def test_control_characters_in_a_line_are_refused_by_number(line: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_dotenv(f"A=1\r\nB=2\r{line}\n")
+    assert info.value.variable == ".env:3"
+    assert_error_clean(info.value, "s3cret")
+
+
+def test_only_crlf_cr_and_lf_end_lines_and_tabs_stay_allowed() -> None:
+    assert parse_dotenv("A=1\r\nB=2\rC=3\n\tD =\t'x\ty'\t# tabbed\n") == {
+        "A": "1", "B": "2", "C": "3", "D": "x\ty"}
+
+
+def test_a_backtick_quoted_value_is_refused_naming_the_line() -> None:
+    """Node's dotenv (the encoder's) strips backticks: ``DATABASE_NAME=`jobs``` is ``jobs``
+    to the encoder; keeping the backticks silently would read another database name."""
+    with pytest.raises(ConfigurationError) as info:
+        parse_dotenv("GATEWAY_MONITOR_ENABLED=true\nENCODER_PRIVATE_KEY=`s3cret" + "value`\n",
+                     source="settings.env")
+    assert info.value.variable == "settings.env:2"
+    assert "backtick" in info.value.problem and "ENCODER_PRIVATE_KEY" in info.value.problem
+    assert_error_clean(info.value, "s3cretvalue")
+    assert parse_dotenv("A='`x`'\nB=a`b\n") == {"A": "`x`", "B": "a`b"}  # inside: kept
+
+
+@pytest.mark.parametrize(("name", "meant"), [
+    ("VERIFER_CHAIN", "VERIFIER_CHAIN"), ("verifier_chain", "VERIFIER_CHAIN"),
+    ("Encoder_Did", "ENCODER_DID"), ("verifier_anything", None),
+])
+def test_a_near_miss_meant_for_this_program_is_refused_whatever_its_first_word(
+    name: str, meant: str | None
+) -> None:
+    """Only names sharing a setting's first word (case included) were checked: VERIFER_CHAIN
+    and verifier_chain were ignored without a word (adversarial review)."""
+    with pytest.raises(ConfigurationError) as info:
+        parse_dotenv(f"{name}=s3cret" + "value\n", source="settings.env", known=SETTINGS_NAMES)
+    assert info.value.variable == "settings.env:1"
+    assert (f"did you mean {meant}?" in info.value.problem) if meant else \
+        "misspelt?" in info.value.problem
+    assert_error_clean(info.value, "s3cretvalue")
+
+
+def test_a_near_miss_of_another_family_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    parsed = parse_dotenv("GATWAY_MONITOR_ENABLED=true\nHIVE_USERNAME=me\nPATH=/bin\n",
+                          source="settings.env", known=SETTINGS_NAMES)
+    assert parsed["GATWAY_MONITOR_ENABLED"] == "true"
+    assert caplog.messages == ["DOTENV_UNKNOWN_NAME: settings.env:1: GATWAY_MONITOR_ENABLED is "
+                               "not a setting of this verifier: did you mean "
+                               "GATEWAY_MONITOR_ENABLED? (ignored)"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import socket
+import threading
 import urllib.request
 from typing import Any
 
@@ -164,6 +166,58 @@ def test_the_exporter_serves_the_metrics_on_loopback():
         assert line in text
 
 
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        return answer.read().decode()
+
+
+def test_idle_connections_cannot_use_up_the_encoders_threads():
+    """prometheus_client's server started a thread per connection, with no timeout and no
+    limit, in the encoder's process: 300 idle connections made 302 threads, and under a
+    thread limit every job ended WORK_FAILED "can't start new thread" (adversarial review).
+    Past the cap, a connection is closed at once and no thread is started."""
+    server = start_metrics_server(GuardMetrics(), 0, connection_timeout=60, max_connections=4)
+    port = server.server_port
+    held: list[socket.socket] = []
+    try:
+        before = threading.active_count()
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+        # Accepted in order: the first 4 take the slots and every later one is closed (EOF)
+        # without a thread; the old server kept each one open (recv timed out).
+        for _ in range(40):
+            extra = socket.create_connection(("127.0.0.1", port))
+            held.append(extra)
+            extra.settimeout(10)
+            with contextlib.suppress(ConnectionResetError):  # a reset is a close too
+                assert extra.recv(1) == b""
+        assert threading.active_count() <= before + 4
+    finally:
+        for s in held:
+            s.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_silent_connection_is_cut_and_the_exporter_answers_again():
+    """The timeout frees the slots idle connections hold, so scrapes answer once they are cut
+    (a connection closed by the server has its slot back before the client sees the close)."""
+    metrics = GuardMetrics()
+    metrics.record_outcome("processed", "FINISHED")
+    server = start_metrics_server(metrics, 0, connection_timeout=0.2, max_connections=2)
+    port = server.server_port
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    try:
+        for s in idle:
+            s.settimeout(30)
+            assert s.recv(1) == b""  # cut by the server (its 0.2 s), not by us
+        assert 'verifier_jobs_total{code="FINISHED",outcome="processed"} 1.0' in _scrape(port)
+    finally:
+        for s in idle:
+            s.close()
+        server.shutdown()
+        server.server_close()
+
 @pytest.mark.parametrize(("variable", "value"), [
     ("VERIFIER_METRICS_PORT", "http"), ("VERIFIER_METRICS_PORT", "70000"),
     ("VERIFIER_METRICS_PORT", "0"), ("VERIFIER_METRICS_PORT", "²"),
@@ -174,6 +228,25 @@ def test_bad_metrics_settings_are_refused_by_name(variable, value):
 
     with pytest.raises(ConfigurationError, match=variable):
         Settings.from_env({"GATEWAY_MONITOR_ENABLED": "true", variable: value}, dotenv=None)
+
+
+@pytest.mark.parametrize("addr", ["224.0.0.1", "239.255.255.250", "255.255.255.255",
+                                  "240.0.0.1", "ff02::1"])
+def test_a_group_or_broadcast_address_is_refused(addr):
+    """Accepted and logged as serving, reachable by nobody (adversarial review)."""
+    from verifier import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({"GATEWAY_MONITOR_ENABLED": "true", "VERIFIER_METRICS_PORT": "9464",
+                           "VERIFIER_METRICS_ADDR": addr}, dotenv=None)
+    assert info.value.variable == "VERIFIER_METRICS_ADDR" and "address" in info.value.problem
+
+
+@pytest.mark.parametrize("addr", ["0.0.0.0", "::", "::1", "10.1.2.3", "192.168.1.255"])  # noqa: S104
+def test_addresses_of_the_host_and_every_address_are_accepted(addr):
+    settings = Settings.from_env({"GATEWAY_MONITOR_ENABLED": "true", "VERIFIER_METRICS_PORT":
+                                  "9464", "VERIFIER_METRICS_ADDR": addr}, dotenv=None)
+    assert settings.metrics_addr == addr
 
 
 def test_metrics_settings_default_to_off_on_loopback():

@@ -135,6 +135,11 @@ def test_redacted_keeps_the_user_and_hides_password_and_options() -> None:
     assert redact_mongodb_uri("mongodb://x509user@db") == "mongodb://x509user@db"
     assert redact_mongodb_uri("mongodb://u:pw") == "<invalid>"  # unparsable: not echoed
     assert redact_mongodb_uri(f"mongodb://u:{PASSWORD}@db:0") == "<invalid>"
+    # More than 4300 digits: int() raised ValueError, through redact_mongodb_uri too
+    # (adversarial review); a port has at most 5 digits.
+    assert redact_mongodb_uri(f"mongodb://u:{PASSWORD}@db:{'9' * 5000}") == "<invalid>"
+    assert redact_mongodb_uri(f"mongodb://u:{PASSWORD}@db:{'0' * 4400}1") == "<invalid>"
+    assert redact_mongodb_uri(f"mongodb://u:{PASSWORD}@db:027017") == "<invalid>"
 
 
 def test_options_are_never_shown() -> None:

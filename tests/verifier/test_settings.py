@@ -125,7 +125,8 @@ def test_a_misspelt_setting_in_dotenv_is_named_by_line(
     """A misspelt setting in a ``.env`` was silently ignored, leaving GATEWAY_MONITR_ENABLED's
     monitor off (operator review). Now named by file and line: refused for a VERIFIER_* name
     (as in the environment), a warning for the others (the encoder's own .env has names of its
-    own). The environment is shared with other programs: its other names are not checked."""
+    own). The environment is shared with other programs: its near misses are only warned
+    about (see test_near_misses_in_the_environment_are_warned_about_only)."""
     path = tmp_path / ".env"
     path.write_text(f"GATEWAY_MONITOR_ENABLED=true\n{name}={KEY}\n", encoding="utf-8")
     if name.startswith("VERIFIER_"):
@@ -137,7 +138,69 @@ def test_a_misspelt_setting_in_dotenv_is_named_by_line(
     assert Settings.from_env({}, dotenv=path).monitor_enabled
     assert f"{path}:2: {name} is not a setting" in caplog.text and KEY not in caplog.text
     caplog.clear()
-    assert load({name: "true"}).monitor_enabled and caplog.text == ""
+    assert load({name: "true"}).monitor_enabled
+    assert f"ENV_UNKNOWN_NAME: {name} is not a setting" in caplog.text
+
+
+@pytest.mark.parametrize(("name", "meant"), [
+    ("VERIFER_RECHECK_INTERVAL_S", "VERIFIER_RECHECK_INTERVAL_S"),
+    ("verifier_chain", "VERIFIER_CHAIN"),
+    ("Gateway_Monitor_Enabled", "GATEWAY_MONITOR_ENABLED"),
+])
+def test_a_near_miss_of_a_setting_in_dotenv_is_refused_whatever_its_first_word(
+    tmp_path: Path, name: str, meant: str
+) -> None:
+    """Only names sharing a setting's first word were checked: VERIFER_..., verifier_chain
+    were silently ignored, the default left in force (adversarial review)."""
+    path = tmp_path / ".env"
+    path.write_text(f"GATEWAY_MONITOR_ENABLED=true\n{name}={KEY}\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({}, dotenv=path)
+    assert info.value.variable == f"{path}:2" and f"did you mean {meant}?" in str(info.value)
+    assert_error_clean(info.value, KEY)
+
+
+def test_a_near_miss_of_another_family_in_dotenv_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / ".env"
+    path.write_text("GATEWAY_MONITOR_ENABLED=true\nGATWAY_AID_ENABLED=true\n", encoding="utf-8")
+    assert not Settings.from_env({}, dotenv=path).aid_enabled
+    assert f"{path}:2: GATWAY_AID_ENABLED is not a setting of this verifier: did you mean " \
+        "GATEWAY_AID_ENABLED?" in caplog.text
+
+
+#: The environment of an encoder's process as found in a container (sim serve's, plus the
+#: usual suspects): none of these may be taken for a setting.
+REALISTIC_ENVIRONMENT = dict.fromkeys([
+    "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "USER", "LOGNAME", "SHELL", "TERM", "PWD",
+    "OLDPWD", "HOSTNAME", "TZ", "TMPDIR", "SHLVL", "_", "PYTHONPATH", "PYTHONUNBUFFERED",
+    "VIRTUAL_ENV", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "no_proxy",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_ENV",
+    "NODE_OPTIONS", "NODE_EXTRA_CA_CERTS", "DATABASE_URL", "DOCKER_HOST", "CONTAINER_NAME",
+    "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "ENCODER_PUBLIC_KEY", "HIVE_USERNAME",
+    "IPFS_API_ADDR", "GATEWAY_AID_PRIMARY", "DEBIAN_FRONTEND", "PIP_INDEX_URL", "LOG_LEVEL",
+    "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK", "CI", "SPK_JOB_ID", "SPK_SCRATCH_DIR",
+], "x")
+
+
+def test_near_misses_in_the_environment_are_warned_about_only(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """In the process environment a near miss of a setting, whatever its first word and case,
+    is a warning: the environment holds every other program's variables too."""
+    settings = load({**REALISTIC_ENVIRONMENT, "verifier_chain": "documented",
+                     "GATWAY_AID_ENABLED": "true"})
+    assert settings.chain == "hardened" and not settings.aid_enabled
+    warnings = [m for m in caplog.messages if m.startswith("ENV_UNKNOWN_NAME")]
+    assert warnings == [
+        "ENV_UNKNOWN_NAME: GATWAY_AID_ENABLED is not a setting of this verifier: did you mean "
+        "GATEWAY_AID_ENABLED? (ignored)",
+        "ENV_UNKNOWN_NAME: verifier_chain is not a setting of this verifier: did you mean "
+        "VERIFIER_CHAIN? (names are case-sensitive) (ignored)",
+    ]
+    caplog.clear()
+    assert load(REALISTIC_ENVIRONMENT).monitor_enabled and caplog.text == ""
 
 
 # --------------------------------------------------------------------------- values and defaults
@@ -278,6 +341,25 @@ def test_inconsistent_timing_names_the_relevant_variable(
     assert "recheck_interval" not in error.problem
 
 
+@pytest.mark.parametrize(("variable", "raw"), [
+    ("VERIFIER_RECHECK_INTERVAL_S", "0.001"), ("VERIFIER_RECHECK_INTERVAL_S", "0.999"),
+    ("VERIFIER_RETRY_INTERVAL_S", "1e-300"), ("VERIFIER_RETRY_INTERVAL_S", "0.049"),
+])
+def test_intervals_below_their_floor_are_refused_by_name(variable: str, raw: str) -> None:
+    """R = 0.001 s and 1e-300 s retries were accepted: 305 tier requests for one short job
+    (adversarial review). The floors are the settings' (TimingModel, which the simulator
+    builds directly, has none)."""
+    error = config_error({**COMMUNITY, variable: raw})
+    assert error.variable == variable and "must be at least" in error.problem
+    assert TimingModel(recheck_interval=0.001, retry_interval=1e-300).recheck_interval == 0.001
+
+
+def test_intervals_at_their_floor_are_accepted() -> None:
+    """sim serve's encoders run with R = 1 s and 0.2 s retries (sim/scenarios/live.toml)."""
+    timing = load({"VERIFIER_RECHECK_INTERVAL_S": "1", "VERIFIER_RETRY_INTERVAL_S": "0.05"}).timing
+    assert (timing.recheck_interval, timing.retry_interval) == (1.0, 0.05)
+
+
 def test_a_longer_reassign_timeout_makes_room_for_a_longer_recheck() -> None:
     settings = load({"VERIFIER_RECHECK_INTERVAL_S": "55", "VERIFIER_REASSIGN_TIMEOUT_S": "300"})
     assert settings.timing.recheck_interval == 55.0
@@ -290,6 +372,18 @@ def test_unknown_verifier_variable_is_refused() -> None:
     )
     # Other variables of the encoder's .env are none of our business.
     assert load({"HIVE_USERNAME": "someone", "IPFS_API_ADDR": "/ip4/127.0.0.1"}).monitor_enabled
+
+
+
+@pytest.mark.parametrize("digits", ["9" * 5000, "0" * 4400 + "80", "123456"])
+def test_an_over_long_port_is_refused_by_name_not_a_traceback(digits: str) -> None:
+    """int() refuses more than 4300 digits with a ValueError: an over-long port number
+    escaped as a traceback and exit 1 instead of a refusal naming its variable (exit 2)
+    (adversarial review). In a MongoDB URI too, which redaction then calls invalid."""
+    error = config_error({**COMMUNITY, "VERIFIER_METRICS_PORT": digits})
+    assert error.variable == "VERIFIER_METRICS_PORT" and len(str(error)) < 200
+    uri = f"mongodb://encoder:{MONGO_PASSWORD}@db1.example:{digits}/jobs"
+    assert config_error({**COMMUNITY, "MONGODB_URI": uri}).variable == "MONGODB_URI"
 
 
 # --------------------------------------------------------------------------- chains and tiers
