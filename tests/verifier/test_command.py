@@ -316,6 +316,13 @@ def test_the_command_dies_with_its_runner(tmp_path, who):
         command = tmp_path / "wrap.sh"
         command.write_text(f"#!/bin/sh\nsleep 600 &\necho $! > {pid_file}\n{wait}\n")
         command.chmod(0o755)
+    _kill_the_runner_of(command, tmp_path, pid_file, "the command outlived its runner")
+
+
+def _kill_the_runner_of(command: Path, tmp_path: Path, pid_file: Path, failure: str) -> None:
+    """Run ``command`` under CommandWork in a runner process, wait for the pid it (or its
+    child) writes to ``pid_file``, kill the runner outright (SIGKILL), and assert that the
+    process of that pid is gone within 10 s (``failure`` otherwise)."""
     runner = tmp_path / "runner.py"
     runner.write_text(
         "import asyncio, sys\n"
@@ -324,6 +331,7 @@ def test_the_command_dies_with_its_runner(tmp_path, who):
         f"work = CommandWork([{str(command)!r}], cancel_latency=1.0)\n"
         "asyncio.run(work(ClaimedJob('job-1', asyncio.Queue()), job))\n")
     proc = subprocess.Popen([sys.executable, str(runner)])  # noqa: S603 (our own script)
+    pid = None
     try:
         deadline = time.monotonic() + 30
         while not pid_file.exists() or not pid_file.read_text():
@@ -334,10 +342,12 @@ def test_the_command_dies_with_its_runner(tmp_path, who):
         proc.wait(10)
         deadline = time.monotonic() + 10
         while running(pid):
-            assert time.monotonic() < deadline, "the command outlived its runner"
+            assert time.monotonic() < deadline, failure
             time.sleep(0.01)
     finally:
         proc.kill()
+        if pid is not None and running(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_scratch_directory_that_cannot_be_written_is_refused_at_start_up(tmp_path):
@@ -644,31 +654,8 @@ def test_a_process_that_left_the_group_dies_with_the_runner(tmp_path):
 import subprocess
 subprocess.Popen([sys.executable, "-c", {_escaping_child(pid_file, "setsid")!r}]).wait()
 """)
-    runner = tmp_path / "runner.py"
-    runner.write_text(
-        "import asyncio, sys\n"
-        "from verifier import ClaimedJob, CommandWork, GatewayMonitorJob\n"
-        "job = GatewayMonitorJob(id='job-1', status='queued', assigned_to=None)\n"
-        f"work = CommandWork([{str(command)!r}], cancel_latency=1.0)\n"
-        "asyncio.run(work(ClaimedJob('job-1', asyncio.Queue()), job))\n")
-    proc = subprocess.Popen([sys.executable, str(runner)])  # noqa: S603 (our own script)
-    escaped = None
-    try:
-        deadline = time.monotonic() + 30
-        while not pid_file.exists():
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.01)
-        escaped = int(pid_file.read_text())
-        proc.kill()
-        proc.wait(10)
-        deadline = time.monotonic() + 10
-        while running(escaped):
-            assert time.monotonic() < deadline, "a process that left the group outlived its runner"
-            time.sleep(0.01)
-    finally:
-        proc.kill()
-        if escaped is not None and running(escaped):
-            os.kill(escaped, signal.SIGKILL)
+    _kill_the_runner_of(command, tmp_path, pid_file,
+                        "a process that left the group outlived its runner")
 
 
 def test_a_flood_of_stray_lines_gives_the_loop_turns_and_is_logged_in_brief(
