@@ -16,8 +16,8 @@ directions, is plain text so that it can be written in any language:
   job; ``_IGNORED_LOGGED``), but a run that exits 0 without a result line has failed: there
   is nothing to commit.
 * **Stop.** When the guard cancels the work (ownership lost, the lease about to end, a
-  shutdown), the command's process group gets SIGTERM (and so does every process it started
-  that left the group, from its keeper, ``verifier/_keeper.py``), then SIGKILL, all of them,
+  shutdown), the command's process group gets SIGTERM, and so does every process it started
+  that left the group (both from its keeper, ``verifier/_keeper.py``), then SIGKILL, all of them,
   if any is still running half the cancel latency C later: the timing model counts on the
   work having stopped within C (``docs/safety-model.md``), and the kill and the reaping need
   the other half. "Stopped" means the keeper has exited, which it does only once nothing the
@@ -25,9 +25,14 @@ directions, is plain text so that it can be written in any language:
   ffmpeg runs on; ``timeout`` and ``set -m`` move it to a group of its own), also after a
   command that ended by itself (the keeper stops what it left); and if the runner dies
   outright (SIGKILL, the OOM killer), the keeper kills all of it (Linux ``PR_SET_PDEATHSIG``),
-  the wrapper's children included. Cancelled work is never a success; a result the command had
-  printed before it was stopped is logged (``COMMAND_RESULT_DISCARDED``), for an operator to
-  recover.
+  the wrapper's children included. The command runs in a process group of its own, without
+  its keeper: its signals to its own group (``kill 0``, a wrapper's ``trap 'kill -9 0' EXIT``)
+  do not reach the keeper. Should it kill or stop its keeper by pid (``kill -9 $PPID``), this
+  process, a child subreaper too, adopts and kills what the keeper left, or kills what is below
+  a keeper that does not answer (``_terminate``, ``_sweep``). Out of reach is only a process
+  started through another service (``systemd-run``, a container daemon, ``at``): not below
+  the runner. Cancelled work is never a success; a result the command had printed before it
+  was stopped is logged (``COMMAND_RESULT_DISCARDED``), for an operator to recover.
 * **Stderr.** Passed on to the runner's, each line prefixed with the job id and escaped; the
   last lines go into the failure message. Lines our stderr did not keep up with are dropped,
   and their number logged once the job ends (``COMMAND_STDERR_DROPPED``).
@@ -55,10 +60,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from . import _keeper
 from ._errors import ConfigurationError, InvalidInputError
 from ._guard import ClaimedJob, uninterrupted
 from ._ids import redact_url, validate_cid
-from ._keeper import KILL, STOP, group_members
+from ._keeper import KILL, STOP
 from ._models import GatewayMonitorJob
 from ._text import printable
 
@@ -89,6 +95,10 @@ _CREDENTIAL_URLS: Final = frozenset({"GATEWAY_URL", "GATEWAY_AID_BASE_URL",
 #: file is waited for once it has exited (a leftover holding the pipe must not hold us).
 _TAIL_LINES: Final = 5
 _RELAY_GRACE_S: Final = 1.0
+#: Once the work has stopped, its last stderr lines are waited for within C only, less this
+#: share of C, kept for what follows (closing the pipes, the guard's own steps): the stop is
+#: due within C (``_run``).
+_RELAY_MARGIN: Final = 0.1
 #: The signals a supervisor stops a service with, and how long a command killed by one waits
 #: for the runner's own shutdown before its job counts as failed.
 _STOP_SIGNALS: Final = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
@@ -97,14 +107,87 @@ _STOP_SIGNAL_GRACE_S: Final = 1.0
 _RELAY_QUEUE: Final = 10_000
 #: How often a stopping command's group is looked at (it ends within milliseconds of a signal).
 _POLL_S: Final = 0.01
-#: Runs the command and kills its whole group if the runner dies (``verifier/_keeper.py``: a
-#: runner killed outright must not leave a wrapper's ffmpeg encoding a reassigned job).
+#: Runs the command and stops all it started, also if the runner dies (``verifier/_keeper.py``:
+#: a runner killed outright must not leave a wrapper's ffmpeg encoding a reassigned job).
 _KEEPER: Final = str(Path(__file__).with_name("_keeper.py"))
+#: Keepers of this process not yet reaped (by asyncio's child watcher): children of ours that
+#: ``_adopted`` never takes for what a dead keeper left.
+_KEEPERS: Final[set[int]] = set()
 
 
-def _signal_group(group: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, sig)
+class _Runner:
+    """This process as the keepers' parent: whether it is a child subreaper (asked once, when
+    the first command starts: ``_become_subreaper``), and how many keepers are being started
+    (their pids not yet known, so not yet in ``_KEEPERS``)."""
+
+    subreaper: bool | None = None
+    spawning = 0
+
+
+def _become_subreaper() -> None:
+    """Make this process a child subreaper (Linux ``PR_SET_CHILD_SUBREAPER``; best effort, once).
+    The keeper can be killed by its own command (``kill -9 $PPID``: same user): what it had
+    started outside the command's group was then re-parented to init and encoded on, out of
+    anyone's reach (an adversarial review, 2026-12-05). As a subreaper, this process adopts it
+    instead, and ``_sweep`` stops it."""
+    if _Runner.subreaper is None:
+        _Runner.subreaper = (sys.platform.startswith("linux")
+                             and _keeper.prctl(_keeper.PR_SET_CHILD_SUBREAPER, 1))
+
+
+def _starting_keeper(pid: int) -> bool:
+    """Whether our child ``pid`` is a keeper of ours (its command line says so): one being
+    started by another job, whose pid is not in ``_KEEPERS`` yet."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            args = file.read().split(b"\0")
+    except OSError:
+        return False
+    return args[3:5] == [os.fsencode(_KEEPER), str(os.getpid()).encode()]
+
+
+def _adopted(since: int) -> list[tuple[int, int, bool]]:
+    """Our children that are not keepers of ours and started at ``since`` (a keeper's start
+    time) or later: what a keeper that died left, re-parented to us as its subreaper. (pid,
+    start time, ended) each. The runner starts no other process; the start time spares one
+    started before the keeper by whoever else runs CommandWork (a test, a program of its own)."""
+    table = _keeper.processes()
+    me, ours = os.getpid(), os.getpgrp()
+    # Not in our own process group either: what a keeper left runs in the command's group or
+    # one it made, while a program that embeds CommandWork starts its own children in its
+    # group (unless it asks otherwise), and they must never be taken for leftovers.
+    return [(pid, start, ended) for pid, (ppid, group, start, ended) in (table or {}).items()
+            if ppid == me and group != ours and start >= since and pid not in _KEEPERS
+            and not _starting_keeper(pid)]
+
+
+def _reap(pid: int) -> None:
+    """Reap our ended child ``pid``, ours to reap (no one else waits for it; never blocks)."""
+    with contextlib.suppress(ChildProcessError):  # reaped meanwhile
+        os.waitpid(pid, os.WNOHANG)
+
+
+async def _sweep(since: int) -> int:
+    """Once a keeper has exited: SIGKILL to what it left (``_adopted``) and to all below it,
+    again until none runs (killed, a process's children come to us in turn), reaping those that
+    have ended; how many there were. Nothing, unless the keeper itself was killed (it exits only
+    with no child left). Not while a keeper is being started: its own end, should it end at
+    once, is asyncio's to reap (its child watcher waits for that pid, Python 3.11); an ended
+    process is reaped by a later sweep then."""
+    killed: set[tuple[int, int]] = set()
+    while True:
+        running = False
+        for pid, start, ended in _adopted(since):
+            if not ended:
+                running = True
+                killed.add((pid, start))
+                _keeper.kill_all(pid)
+                _keeper.signal_process(pid, start, signal.SIGKILL)
+            elif _Runner.spawning == 0:
+                _reap(pid)
+        if not running:
+            return len(killed)
+        await asyncio.sleep(_POLL_S)
 
 
 def _ask_keeper(proc: asyncio.subprocess.Process, sig: signal.Signals) -> None:
@@ -123,12 +206,6 @@ def _close_pipes(proc: asyncio.subprocess.Process) -> None:
     transport = getattr(proc, "_transport", None)
     if transport is not None:
         transport.close()
-
-
-def _group_running(group: int) -> bool:
-    """Whether any process of ``group`` runs (zombies do not: in a container whose init does not
-    reap, they would stay forever); the keeper's own reading of /proc."""
-    return bool(group_members(group))
 
 
 async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
@@ -400,6 +477,7 @@ class CommandWork:
         _check_runnable(program, resolved, self.env.get("PATH", os.defpath))
         # Absolute: the same program even if the runner's working directory changes.
         self.argv = (os.path.abspath(resolved) if os.sep in resolved else resolved, *argv[1:])
+        self.cancel_latency = cancel_latency
         self.grace = cancel_latency / 2
         self.scratch_root = None if scratch_root is None else str(scratch_root)
         if self.scratch_root is not None and not os.path.isdir(self.scratch_root):
@@ -432,25 +510,35 @@ class CommandWork:
             "metadata": dict(offered.metadata),
             "storageMetadata": dict(offered.storage_metadata),
         }
-        # The keeper leads the command's own group (stop it all) and takes the group down if
-        # this process dies; -I -S: nothing from the environment, nothing installed needed.
+        # The keeper starts the command in a group of its own, stops all it started and takes
+        # it down if this process dies; -I -S: nothing from the environment, nothing installed
+        # needed. In a session of its own: a terminal's ^C is the runner's to act on.
+        _become_subreaper()
         spawned = asyncio.ensure_future(asyncio.create_subprocess_exec(
             sys.executable, "-I", "-S", _KEEPER, str(os.getpid()), f"{self.grace!r}",
             *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
         ))
+        _Runner.spawning += 1
         try:
-            # To its end even if cancelled meanwhile: asyncio cancelled mid-spawn kills the
-            # keeper alone and leaves the command running, unseen (an adversarial review).
-            await uninterrupted(spawned)
+            try:
+                # To its end even if cancelled meanwhile: asyncio cancelled mid-spawn kills the
+                # keeper alone and leaves the command running, unseen (an adversarial review).
+                await uninterrupted(spawned)
+            finally:
+                if spawned.done() and not spawned.cancelled() and spawned.exception() is None:
+                    _KEEPERS.add(spawned.result().pid)
+                _Runner.spawning -= 1
         except asyncio.CancelledError:
             if spawned.done() and not spawned.cancelled() and spawned.exception() is None:
+                proc = spawned.result()
                 try:
-                    await self._stop(spawned.result(), job.job_id)
+                    await self._stop(proc, job.job_id, _keeper.start_time(proc.pid) or 0)
                 finally:
-                    _close_pipes(spawned.result())
+                    _close_pipes(proc)
             raise
         proc = spawned.result()
+        since = _keeper.start_time(proc.pid) or 0  # see _adopted
         self._note(logging.INFO, "COMMAND_STARTED", job.job_id, f"pid {proc.pid}")
         assert proc.stderr is not None
         relayed = _Relayed()
@@ -460,15 +548,20 @@ class CommandWork:
             try:
                 return await self._converse(proc, job, document, relay, relayed, said)
             finally:
+                stopping = asyncio.get_running_loop().time()
                 try:
-                    # The whole group, whatever happened: a wrapper's child (ffmpeg) may
-                    # outlive the wrapper, and work is stopped only when nothing of it runs (S2).
-                    await self._stop(proc, job.job_id)
+                    # All of it, whatever happened: a wrapper's child (ffmpeg) may outlive the
+                    # wrapper, and work is stopped only when nothing of it runs (S2).
+                    await self._stop(proc, job.job_id, since)
                 finally:
-                    # Its last words, then done: a process that left the group may still hold
-                    # the pipe, and must not hold this job's end too.
+                    # Its last words, then done: a holder out of reach may still hold the pipe,
+                    # and must not hold this job's end too. Within what is left of C: the stop
+                    # is due within C (an adversarial review found a second more, the
+                    # guard's "stopped" late, while a leftover held stderr).
+                    left = (stopping + self.cancel_latency * (1 - _RELAY_MARGIN)
+                            - asyncio.get_running_loop().time())
                     try:
-                        await asyncio.wait({relay}, timeout=_RELAY_GRACE_S)
+                        await asyncio.wait({relay}, timeout=max(0.0, min(_RELAY_GRACE_S, left)))
                     finally:
                         relay.cancel()
                         _close_pipes(proc)
@@ -544,7 +637,11 @@ class CommandWork:
                         self._cut(buffer, job, said)
                     buffer, cutting = b"", True
                 for n, line in enumerate(lines, 1):
-                    if line.strip():
+                    if len(line) > _MAX_LINE:
+                        # Whole in this read, its newline in it: as long as one cut above
+                        # (an adversarial review found up to _MAX_LINE + _READ parsed).
+                        self._cut(line, job, said)
+                    elif line.strip():
                         self._heard(line, job, said)
                     if n % _LINES_PER_TURN == 0:
                         await asyncio.sleep(0)
@@ -622,55 +719,64 @@ class CommandWork:
         except InvalidInputError as exc:
             raise CommandFailed(f"command's result is unusable: {exc}") from None
 
-    async def _stop(self, proc: asyncio.subprocess.Process, job_id: str) -> None:
-        """SIGTERM to the command's group, SIGKILL after half of C; return once it is reaped.
+    async def _stop(self, proc: asyncio.subprocess.Process, job_id: str, since: int) -> None:
+        """Stop the keeper's command and all it started (``_terminate``); return once it is
+        reaped. ``since``: the keeper's start time (``_adopted``).
 
         Shielded from further cancellations (re-raised once it is reaped): returning before
         the process is reaped would let the guard say "stopped" while it still runs (S2)."""
-        await uninterrupted(self._terminate(proc, job_id))
+        try:
+            await uninterrupted(self._terminate(proc, job_id, since))
+        finally:
+            if proc.returncode is not None:  # reaped: no longer a child of ours
+                _KEEPERS.discard(proc.pid)
 
-    async def _terminate(self, proc: asyncio.subprocess.Process, job_id: str) -> None:
+    async def _terminate(self, proc: asyncio.subprocess.Process, job_id: str,
+                         since: int) -> None:
         """Stopped means nothing of the command runs: not the leader alone (a wrapper may exit
         on SIGTERM while its ffmpeg goes on), nor its group alone (GNU ``timeout``, bash's
         ``set -m`` move their children to groups of their own: an adversarial review found
         ``timeout 3600 ffmpeg`` encoding on after "stopped"). The keeper exits only once it
-        has no descendant left (``verifier/_keeper.py``), so "stopped" is: the keeper is gone,
-        and nothing of its group runs (should the keeper have been killed from outside)."""
-        group = proc.pid  # the leader's pid is the group's id (start_new_session)
+        has no descendant left (``verifier/_keeper.py``), so "stopped" is: the keeper is gone
+        (reaped), and nothing it left runs, should it have been killed from outside
+        (``_sweep``: we are its subreaper).
 
-        def running() -> bool:
-            return proc.returncode is None or _group_running(group)
-
-        if not running():
-            return
-        if proc.returncode is not None:
-            self._note(logging.WARNING, "COMMAND_LEFTOVERS", job_id,
-                       "processes of the command still run after it exited: stopping them")
-        # The group at once, as always; the keeper sends SIGTERM to what left the group.
-        _signal_group(group, signal.SIGTERM)
-        _ask_keeper(proc, STOP)
+        The keeper is asked (SIGUSR2: SIGTERM to the command's group and to every other
+        process it started), then told (SIGUSR1: SIGKILL to all of them) half of C later; it
+        stays to reap them: killed, it would hand them to init (or to us). Should it not have
+        exited a quarter of C later still (its command stopped it, ``kill -STOP $PPID``, an
+        adversarial review), this process kills what is below it, found in /proc as the keeper
+        finds it, then the keeper itself; never the keeper's group, whose signal once reached
+        the keeper alone and left the rest running."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.grace
-        # Polled: the exit of a grandchild (not ours to wait for) has no event to await.
-        while running() and loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(_POLL_S)
-        if running():
-            # Asked, not killed: the keeper SIGKILLs every descendant and stays to reap them;
-            # killed, it would hand those outside the group to init, out of reach. Unless it
-            # does not answer within half the time left (stopped, or not a keeper of ours):
-            # then the group, the keeper with it, as before.
-            _ask_keeper(proc, KILL)
-            fallback = loop.time() + self.grace / 2
-            while running() and loop.time() < fallback:  # noqa: ASYNC110 (as above)
+        if proc.returncode is None:
+            _ask_keeper(proc, STOP)
+            deadline = loop.time() + self.grace
+            # Polled: its end has no event of ours to await (asyncio's watcher reaps it).
+            while proc.returncode is None and loop.time() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(_POLL_S)
-            if running():
-                _signal_group(group, signal.SIGKILL)
-            while running():  # noqa: ASYNC110 (as above)
-                await asyncio.sleep(_POLL_S)
-            self._note(logging.WARNING, "COMMAND_KILLED", job_id,
-                       f"still running {self.grace:g}s after SIGTERM: killed")
-        else:
-            self._note(logging.WARNING, "COMMAND_STOPPED", job_id, "stopped on SIGTERM")
+            if proc.returncode is None:
+                _ask_keeper(proc, KILL)
+                fallback = loop.time() + self.grace / 2
+                while proc.returncode is None and loop.time() < fallback:  # noqa: ASYNC110
+                    await asyncio.sleep(_POLL_S)
+                while proc.returncode is None:
+                    # Again until it is reaped: one may fork meanwhile. What forks after the
+                    # keeper's end comes to us (``_sweep``).
+                    _keeper.kill_all(proc.pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signal.SIGCONT)
+                        proc.kill()
+                    await asyncio.sleep(_POLL_S)
+                self._note(logging.WARNING, "COMMAND_KILLED", job_id,
+                           f"still running {self.grace:g}s after SIGTERM: killed")
+            else:
+                self._note(logging.WARNING, "COMMAND_STOPPED", job_id, "stopped on SIGTERM")
+        left = await _sweep(since)
+        if left:
+            self._note(logging.WARNING, "COMMAND_LEFTOVERS", job_id,
+                       f"{left} processes of the command outlived its keeper (killed from "
+                       "outside): killed")
 
     def _note(self, level: int, code: str, job_id: str, message: str, **fields: str) -> None:
         self._logger.log(level, "%s: job %s: %s", code, job_id, message,

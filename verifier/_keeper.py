@@ -12,8 +12,15 @@ runner. When the runner is killed outright (SIGKILL, the OOM killer), Linux can 
 child of the dead process (``PR_SET_PDEATHSIG``) but not the child's children: a shell
 wrapper died with the runner while its ffmpeg went on encoding, and once the gateway
 reassigned the job two encoders processed it at once (S2; found by an operator review in
-session 14). The keeper is that child. It leads the command's process group, starts the
-command in it, and asks the kernel for SIGUSR1 when the runner dies.
+session 14). The keeper is that child. It starts the command in a process group of the
+command's own, and asks the kernel for SIGUSR1 when the runner dies.
+
+Not in the keeper's group: a command's signals to its own group (``kill 0``, a wrapper's
+``trap 'kill -9 0' EXIT``, a common idiom) must not reach the keeper. When the keeper led the
+command's group, such a trap killed it, and what the command had started outside the group
+(``timeout``'s child) went to init and encoded on after "stopped" (an adversarial review,
+2026-12-05). The keeper is still reachable by pid (``kill -9 $PPID``): then the runner, a
+child subreaper too, adopts what it leaves and stops it (``verifier._command``).
 
 What it guards is every *descendant*, not the group: a process may leave the group without
 ``setsid`` (GNU ``timeout`` moves itself into a group of its own, so does bash with
@@ -23,12 +30,15 @@ What it guards is every *descendant*, not the group: a process may leave the gro
 so walking /proc by parent pid from the keeper finds them all, and the keeper has nothing
 left exactly when ``waitpid`` says it has no children. Its signals:
 
-* SIGUSR2, the runner's orderly stop: the runner signals the group itself (SIGTERM); the
-  keeper sends SIGTERM to each descendant outside the group, once, also to those that appear
-  later (systemd's ``KillMode=control-group`` likewise signals every process of a service).
+* SIGUSR2, the runner's orderly stop: SIGTERM to the command's group (at once, as a terminal's
+  ^C reaches a pipeline: a shell and its children together), and to each descendant outside
+  that group, once, also to those that appear later (systemd's ``KillMode=control-group``
+  likewise signals every process of a service).
 * SIGUSR1, the runner's hard stop or its death: SIGKILL to every descendant, again and again
-  until none is left. The keeper itself stays to reap them: a killed subreaper would hand the
-  orphans to init, out of anyone's reach, which is why the runner asks instead of killing it.
+  until none is left. The keeper itself stays to reap them: a killed subreaper hands its
+  orphans on (to the runner, itself a subreaper where Linux has them; else to init, out of
+  anyone's reach), which is why the runner asks instead of killing it, and kills it only once
+  it has killed what is below it itself (a keeper that does not answer: ``verifier._command``).
 
 It stays until nothing it started runs, not only the command (an adversarial review of the
 first version: a wrapper that exited, or died on SIGTERM, took the keeper with it and left its
@@ -41,7 +51,12 @@ its exit therefore means that nothing of the job runs.
 The keeper never reads stdin or writes stdout: the command inherits both from it, and the
 keeper closes its own copies, so the command's end of file and the runner's are unchanged.
 What it has to say goes to stderr, which the runner relays. Without /proc (not Linux) it sees
-no descendants: the hard stop then kills its group, itself included, as it always did.
+no descendants: the hard stop then kills the command's group and its own, itself included.
+
+A process counts as ended (a zombie) only when /proc says Z *and* it has no thread left: a
+process whose main thread has exited (``pthread_exit``) while others work on shows Z too, and
+was never signalled (an adversarial review: it encoded on after "stopped", or, left behind by
+a command that ended, kept the keeper waiting for ever).
 """
 
 from __future__ import annotations
@@ -57,13 +72,14 @@ import time
 from types import FrameType
 
 _PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
-#: The runner's requests (see the module's docstring): SIGTERM to what left the group; SIGKILL
-#: to everything. SIGUSR1 is also what the kernel sends when the runner dies.
+PR_SET_CHILD_SUBREAPER = 36
+#: The runner's requests (see the module's docstring): SIGTERM to the command's group and to
+#: what left it; SIGKILL to everything. SIGUSR1 is also what the kernel sends when the runner
+#: dies.
 STOP: signal.Signals = signal.SIGUSR2
 KILL: signal.Signals = signal.SIGUSR1
-#: Signals the runner's orderly stop (SIGTERM to the group) or a stray sender (systemd, a
-#: terminal, a timer) may deliver to the keeper: the command decides what they mean to it; the
+#: Signals a stray sender (systemd's SIGTERM to every process of the service, a terminal, a
+#: timer) may deliver to the keeper: the command decides what they mean to it; the
 #: keeper stays to guard it and report. Handlers, not SIG_IGN, which would be inherited
 #: across exec.
 _STAYS_FOR = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGALRM")
@@ -74,6 +90,14 @@ _POLL_S = 0.01
 #: How long processes still running when the command exits are given to end by themselves
 #: before they count as left behind (see ``_guard``).
 _SETTLE_S = 0.5
+
+
+def _ended(fields: list[bytes]) -> bool:
+    """Whether the process of these /proc/PID/stat fields (those after the command name) has
+    ended: state Z and at most one thread (``num_threads``, the 20th field). A thread-group
+    leader that has exited while its other threads run is Z as well, yet works on (see the
+    module's docstring); a signal to its pid still reaches the whole process."""
+    return fields[0] == b"Z" and int(fields[17]) <= 1
 
 
 def group_members(group: int, *, exclude: int = -1) -> list[int]:
@@ -99,14 +123,17 @@ def group_members(group: int, *, exclude: int = -1) -> list[int]:
         except (OSError, IndexError):
             continue  # gone meanwhile
         # After the command name: state, ppid, pgrp, ...
-        if len(fields) > 2 and int(fields[2]) == group and fields[0] != b"Z":
-            members.append(int(entry))
+        try:
+            if int(fields[2]) == group and not _ended(fields):
+                members.append(int(entry))
+        except (IndexError, ValueError):
+            continue
     return members
 
 
-def _processes() -> dict[int, tuple[int, int, int, bool]] | None:
-    """Every process, from /proc: pid -> (parent pid, group, start time, zombie); None without
-    /proc."""
+def processes() -> dict[int, tuple[int, int, int, bool]] | None:
+    """Every process, from /proc: pid -> (parent pid, group, start time, ended: see
+    ``_ended``); None without /proc."""
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -120,7 +147,7 @@ def _processes() -> dict[int, tuple[int, int, int, bool]] | None:
                 fields = stat.read().rsplit(b")", 1)[1].split()
             # After the command name: state, ppid, pgrp, ... and the 22nd field, starttime.
             table[int(entry)] = (int(fields[1]), int(fields[2]), int(fields[19]),
-                                 fields[0] == b"Z")
+                                 _ended(fields))
         except (OSError, IndexError, ValueError):
             continue  # gone meanwhile
     return table
@@ -129,7 +156,7 @@ def _processes() -> dict[int, tuple[int, int, int, bool]] | None:
 def descendants(root: int) -> list[tuple[int, int, int]] | None:
     """The processes below ``root`` that run (zombies do not), found by parent pid whatever
     their group or session: (pid, group, start time) each. None without /proc."""
-    table = _processes()
+    table = processes()
     if table is None:
         return None
     children: dict[int, list[int]] = {}
@@ -148,7 +175,8 @@ def descendants(root: int) -> list[tuple[int, int, int]] | None:
     return found
 
 
-def _start_time(pid: int) -> int | None:
+def start_time(pid: int) -> int | None:
+    """``pid``'s start time (clock ticks since boot), None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             return int(stat.read().rsplit(b")", 1)[1].split()[19])
@@ -156,7 +184,7 @@ def _start_time(pid: int) -> int | None:
         return None
 
 
-def _signal(pid: int, start: int, sig: int) -> None:
+def signal_process(pid: int, start: int, sig: int) -> None:
     """``sig`` to ``pid`` if it is still the process that started at ``start``: between the walk
     of /proc and the signal it may have ended and its pid gone to another (through a pidfd,
     which cannot be reused, where the kernel has them)."""
@@ -167,7 +195,7 @@ def _signal(pid: int, start: int, sig: int) -> None:
     except (AttributeError, OSError):
         pidfd = -1  # an older kernel (or Python): the start time alone says it is the same
     try:
-        if _start_time(pid) != start:
+        if start_time(pid) != start:
             return
         if pidfd >= 0:
             signal.pidfd_send_signal(pidfd, sig)
@@ -202,20 +230,28 @@ def _stay(signum: int, frame: FrameType | None) -> None:
 
 def _terminate(me: int, done: set[tuple[int, int]], *, skip_group: int | None = None) -> None:
     """SIGTERM to each descendant not yet sent one (``done``), but those of ``skip_group`` (the
-    runner signals that group itself: a second SIGTERM may mean "hurry" to a command)."""
+    group was sent one at once: a second SIGTERM may mean "hurry" to a command)."""
     for pid, group, start in descendants(me) or ():
         if group != skip_group and (pid, start) not in done:
             done.add((pid, start))
-            _signal(pid, start, signal.SIGTERM)
+            signal_process(pid, start, signal.SIGTERM)
 
 
-def _kill(me: int) -> None:
-    """SIGKILL to every descendant (called again until none is left: one may fork meanwhile)."""
-    found = descendants(me)
-    if found is None:  # no /proc: the group is what can be reached (the keeper with it)
-        os.killpg(0, signal.SIGKILL)
+def kill_all(root: int) -> bool:
+    """SIGKILL to every descendant of ``root`` (called again until none is left: one may fork
+    meanwhile); whether /proc was there to find them. Also the runner's, for a keeper that does
+    not answer (``verifier._command``)."""
+    found = descendants(root)
     for pid, _, start in found or ():
-        _signal(pid, start, signal.SIGKILL)
+        signal_process(pid, start, signal.SIGKILL)
+    return found is not None
+
+
+def _kill(me: int, command: int) -> None:
+    if not kill_all(me):  # no /proc: the groups are what can be reached (the keeper's with it)
+        with contextlib.suppress(OSError):
+            os.killpg(command, signal.SIGKILL)
+        os.killpg(0, signal.SIGKILL)
 
 
 def _wait_for_signal(wake: int, timeout: float | None) -> None:
@@ -230,8 +266,9 @@ def _guard(command: int, grace: float, wake: int) -> int:
     """Wait for the command, then for everything it started, doing what the runner asks; the
     command's wait status, once the keeper has no child left (as subreaper, it is given every
     orphan: no child means nothing of the job runs)."""
-    me, group = os.getpid(), os.getpgrp()
+    me = os.getpid()
     status: int | None = None
+    group_termed = False  # the command's group (its pid: see main) was sent SIGTERM
     termed: set[tuple[int, int]] = set()
     settled_by: float | None = None
     kill_at: float | None = None
@@ -261,16 +298,22 @@ def _guard(command: int, grace: float, wake: int) -> int:
                 if now >= kill_at:
                     _Asked.kill = True
         if _Asked.kill:
-            _kill(me)
+            _kill(me, command)
         elif _Asked.stop:
-            _terminate(me, termed, skip_group=group)
+            if not group_termed and status is None:
+                # The whole group at once. Only while the command is not reaped: its pid, the
+                # group's id, is then still its own (never another's group, reused).
+                with contextlib.suppress(OSError):
+                    os.killpg(command, signal.SIGTERM)
+                group_termed = True
+            _terminate(me, termed, skip_group=command if group_termed else None)
         # Idle while the command runs and nothing is asked (an encode lasts an hour: no
         # polling); otherwise the walk is repeated, as processes may fork or leave meanwhile.
         busy = status is not None or _Asked.stop or _Asked.kill
         _wait_for_signal(wake, _POLL_S if busy else None)
 
 
-def _prctl(option: int, value: int) -> bool:
+def prctl(option: int, value: int) -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return int(libc.prctl(option, value, 0, 0, 0)) == 0
@@ -294,23 +337,29 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGCHLD, _stay)
     for name in _STAYS_FOR:
         signal.signal(getattr(signal, name), _stay)
-    if not _prctl(_PR_SET_PDEATHSIG, KILL):
+    if not prctl(_PR_SET_PDEATHSIG, KILL):
         print("keeper: the kernel will not say when the runner dies (no PR_SET_PDEATHSIG): "
               "if the runner is killed outright, this command is not stopped",
               file=sys.stderr, flush=True)
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # best effort: orphans otherwise go to init
+    prctl(PR_SET_CHILD_SUBREAPER, 1)  # best effort: orphans otherwise go to init
     if os.getppid() != runner:
         # The runner died before the kernel was asked to tell us: nothing is started yet.
         os.killpg(0, signal.SIGKILL)
     pid = os.fork()
     if pid == 0:
-        for name in _DEFAULTS_FOR_COMMAND:
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
-        try:
+        try:  # never back into the keeper's code from here
+            # A group of the command's own, without the keeper (see the module's docstring).
+            # Set here and in the parent, so that it is in place before either goes on.
+            os.setpgid(0, 0)
+            for name in _DEFAULTS_FOR_COMMAND:
+                signal.signal(getattr(signal, name), signal.SIG_DFL)
             os.execvp(command[0], command)  # noqa: S606 (the operator's own command line)
         except OSError as exc:
             print(f"keeper: cannot run {command[0]!r}: {exc.strerror}", file=sys.stderr)
-        os._exit(127)
+        finally:
+            os._exit(127)
+    with contextlib.suppress(OSError):  # EACCES once the child has run exec: it set it itself
+        os.setpgid(pid, pid)
     os.close(0)
     os.close(1)
     status = _guard(pid, grace, wake)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -750,3 +751,226 @@ def test_a_stray_line_is_ignored_and_a_long_last_line_is_still_the_last(tmp_path
     else:
         with pytest.raises(CommandFailed, match=outcome):
             asyncio.run(work(job, OFFERED))
+
+
+# ------------------------------------- the command against its keeper (review, 2026-12-05, 2nd)
+
+
+def _cancelled_after_progress(path: Path, held_stderr: bool = False) -> float:
+    """Run ``path``, cancel it once it reports progress, and return how long the stop took
+    (``held_stderr``: the test holds the command's stderr meanwhile, out of the keeper's reach,
+    as a leftover of it may)."""
+    held: list[int] = []
+
+    async def main() -> float:
+        job, events = claimed()
+        task = asyncio.create_task(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+        await asyncio.wait_for(events.get(), 30)
+        if held_stderr:
+            pid = int((path.parent / "cmd.pid").read_text())
+            held.append(os.open(f"/proc/{pid}/fd/2", os.O_WRONLY))
+        cancelled = time.monotonic()
+        task.cancel()
+        with pytest.raises((asyncio.CancelledError, CommandFailed)):
+            await task
+        return time.monotonic() - cancelled
+
+    try:
+        return asyncio.run(main())
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def _kill_if_running(pid_file: Path) -> None:
+    if pid_file.exists() and pid_file.read_text() and running(int(pid_file.read_text())):
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_a_wrapper_that_kills_its_whole_group_on_exit_does_not_kill_the_keeper(tmp_path):
+    """`trap 'kill -9 0' EXIT`, a common wrapper idiom: when the keeper shared the command's
+    group it was killed with it, and what the command had started in a group of its own (as
+    `timeout` does) went to init and ran on after "stopped". The command has a group of its
+    own now, the keeper outside it."""
+    pid_file = tmp_path / "escaped.pid"
+    child = tmp_path / "child.py"
+    child.write_text(_escaping_child(pid_file, "setpgid"))
+    path = tmp_path / "wrap.sh"
+    path.write_text(f"#!/bin/bash\ntrap 'kill -9 0' EXIT\n{sys.executable} {child} &\n"
+                    f"while [ ! -s {pid_file} ]; do sleep 0.01; done\n"
+                    "echo '{\"phase\": \"encode\"}'\nsleep 600\n")
+    path.chmod(0o755)
+    try:
+        took = _cancelled_after_progress(path)
+        assert not running(int(pid_file.read_text())), "what left the group outlived the stop"
+        assert took < C
+    finally:
+        _kill_if_running(pid_file)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+def test_a_command_that_kills_or_stops_its_keeper_is_still_stopped(tmp_path, how):
+    """The keeper is the command's parent: `kill -9 $PPID` left what the command had started
+    outside its group to init, running after "stopped"; `kill -STOP $PPID` left the runner
+    killing the keeper's group, the keeper with it and that same process left to init. The
+    runner adopts a dead keeper's orphans (child subreaper) and stops them; a keeper that
+    does not answer, it replaces: it kills what is below it itself."""
+    pid_file = tmp_path / "escaped.pid"
+    cmd_pid = tmp_path / "cmd.pid"
+    path = script(tmp_path, f"""
+import subprocess
+subprocess.Popen([sys.executable, "-c", {_escaping_child(pid_file, "setpgid")!r}],
+                 stdout=subprocess.DEVNULL)
+while not os.path.exists({str(pid_file)!r}):
+    time.sleep(0.01)
+open({str(cmd_pid)!r}, "w").write(str(os.getpid()))
+os.kill(os.getppid(), signal.{how})
+print(json.dumps({{"phase": "encode"}}), flush=True)
+time.sleep(600)
+""")
+    try:
+        took = _cancelled_after_progress(path)
+        assert not running(int(pid_file.read_text())), "what left the group outlived the stop"
+        assert not running(int(cmd_pid.read_text())), "the command outlived the stop"
+        assert took < C
+    finally:
+        _kill_if_running(pid_file)
+        _kill_if_running(cmd_pid)
+
+
+def test_the_sweep_after_a_killed_keeper_spares_the_host_program_s_own_children(tmp_path):
+    """A program that embeds CommandWork starts children of its own, in its own process group:
+    once a keeper is killed, the runner kills what that keeper left (its orphans come to the
+    runner, a child subreaper), never those."""
+    cmd_pid = tmp_path / "cmd.pid"
+    path = script(tmp_path, f"""
+open({str(cmd_pid)!r}, "w").write(str(os.getpid()))
+time.sleep(0.5)  # the host starts its own child meanwhile
+os.kill(os.getppid(), signal.SIGKILL)
+print(json.dumps({{"phase": "encode"}}), flush=True)
+time.sleep(600)
+""")
+    host_child: list[subprocess.Popen[bytes]] = []
+
+    def start_the_host_s_child() -> None:
+        deadline = time.monotonic() + 30
+        while not cmd_pid.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        host_child.append(subprocess.Popen(["sleep", "60"]))  # noqa: S607 (a test's child)
+
+    starter = threading.Thread(target=start_the_host_s_child)
+    starter.start()
+    try:
+        _cancelled_after_progress(path)
+        starter.join()
+        assert host_child and host_child[0].poll() is None, "the host's own child was killed"
+        assert not running(int(cmd_pid.read_text())), "the command outlived the stop"
+    finally:
+        starter.join()
+        for child in host_child:
+            child.kill()
+            child.wait()
+        _kill_if_running(cmd_pid)
+
+
+def test_signals_the_command_sends_its_own_group_do_not_reach_the_keeper(tmp_path):
+    """`kill -USR1 0` from the command reached the keeper, which took it for the runner's hard
+    stop and killed the command it guards."""
+    path = tmp_path / "work.sh"
+    path.write_text("#!/bin/sh\ntrap '' USR1 USR2\nkill -USR1 0\nkill -USR2 0\nsleep 0.2\n"
+                    "echo '{\"cid\": \"bafyok\"}'\n")
+    path.chmod(0o755)
+    job, _ = claimed()
+    assert asyncio.run(CommandWork([str(path)], cancel_latency=C)(job, OFFERED)) == \
+        {"cid": "bafyok"}
+
+
+def _zombie_leader(heartbeat: Path) -> str:
+    """Python source of a process (in a session of its own) whose main thread exits while
+    another appends to ``heartbeat``: /proc says Z for it, though it works on."""
+    return ("import ctypes, os, threading, time\n"
+            "os.setsid()\n"
+            "def beat():\n"
+            "    while True:\n"
+            f"        with open({str(heartbeat)!r}, 'a') as file:\n"
+            "            file.write('.')\n"
+            "        time.sleep(0.02)\n"
+            "threading.Thread(target=beat).start()\n"
+            "ctypes.CDLL(None).pthread_exit(None)  # the GIL released (ctypes): beat goes on\n")
+
+
+def _beating(heartbeat: Path) -> bool:
+    before = heartbeat.stat().st_size
+    time.sleep(0.3)
+    return heartbeat.stat().st_size != before
+
+
+@pytest.mark.parametrize("ends", ["cancelled", "exits-with-its-result"])
+def test_a_process_whose_main_thread_has_exited_is_stopped_too(tmp_path, ends):
+    """The same review: a process whose main thread had exited (its other threads encoding on)
+    looked like a zombie in /proc, was never signalled, and ran on after "stopped"; left behind
+    by a command that ended, it kept the keeper (and the job) waiting for ever."""
+    heartbeat = tmp_path / "heartbeat"
+    pid_file = tmp_path / "leader.pid"
+    path = script(tmp_path, f"""
+import subprocess
+p = subprocess.Popen([sys.executable, "-c", {_zombie_leader(heartbeat)!r}],
+                     stdout=subprocess.DEVNULL)
+open({str(pid_file)!r}, "w").write(str(p.pid))
+while not os.path.exists({str(heartbeat)!r}):
+    time.sleep(0.01)
+print(json.dumps({{"phase": "encode"}}), flush=True)
+{"time.sleep(600)" if ends == "cancelled" else 'print(json.dumps({"cid": "bafydone"}))'}
+""")
+    try:
+        took = 0.0
+        if ends == "cancelled":
+            took = _cancelled_after_progress(path)
+        else:
+            job, _ = claimed()
+            work = CommandWork([str(path)], cancel_latency=C)
+            assert asyncio.run(asyncio.wait_for(work(job, OFFERED), 15)) == {"cid": "bafydone"}
+        assert not _beating(heartbeat), "its heartbeat file still grows after the stop"
+        assert took < C
+    finally:
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_a_held_stderr_does_not_make_the_stop_later_than_c(tmp_path):
+    """The same review: once the work had stopped, its stderr's last lines were waited for up
+    to a second more, while a holder out of reach kept the pipe open: "stopped" came after C.
+    They are waited for within what is left of C."""
+    path = script(tmp_path, f"""
+open({str(tmp_path / "cmd.pid")!r}, "w").write(str(os.getpid()))
+print(json.dumps({{"phase": "encode"}}), flush=True)
+time.sleep(600)
+""")
+    assert _cancelled_after_progress(path, held_stderr=True) < C
+
+
+def test_a_line_over_the_limit_is_cut_even_when_its_end_comes_in_the_same_read(tmp_path):
+    """The same review: a line a little over _MAX_LINE whose newline came in the read that
+    took it over the limit was parsed whole (here a result padded with blanks, which then
+    counted as the last line); read in more pieces, it was cut. Cut either way."""
+    from verifier._command import _MAX_LINE, _READ, _Said
+
+    first = b'{"cid": "bafyfirst"}\n'
+    padded = b" " * (_MAX_LINE - len(first) + 100) + b'{"cid": "bafysecond"}\n'
+    data = first + padded
+
+    async def main() -> _Said:
+        stdout = asyncio.StreamReader()
+        stdout.feed_data(data)  # read _READ bytes at a time: the newline in the last read
+        stdout.feed_eof()
+        said = _Said()
+        job, _ = claimed()
+        await CommandWork([sys.executable], cancel_latency=C)._read_lines(stdout, job, said)
+        return said
+
+    # The reads before the last leave it under the limit; the last takes it over, and ends it.
+    assert len(data) - len(data) % _READ - len(first) <= _MAX_LINE < len(padded) - 1
+    said = asyncio.run(main())
+    assert said.result == first.strip(), "the over-long line was parsed"
+    assert said.last != said.result, "it is still the last line, cut"
