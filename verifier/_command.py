@@ -388,6 +388,25 @@ class _Relayed:
     def __init__(self) -> None:
         self.tail: deque[str] = deque(maxlen=_TAIL_LINES)
         self.dropped = 0
+        #: Bytes read so far: whether the stderr still flows (``_last_words``).
+        self.read = 0
+
+
+async def _last_words(relay: asyncio.Future[None], relayed: _Relayed, within: float) -> None:
+    """Wait for a stopped command's stderr to end: up to ``within`` (what is left of C), and
+    on, up to ``_RELAY_GRACE_S`` in all, only while lines still come. A pipe a leftover out of
+    reach holds open in silence then costs no more than C (an adversarial review found the
+    stop a second late), while a command's last words written as it stopped (600 KB of them,
+    ``tests/live/test_runner.py``) are all passed on, not cut off at C."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + _RELAY_GRACE_S
+    step = max(0.0, min(_RELAY_GRACE_S, within))
+    while True:
+        before = relayed.read
+        await asyncio.wait({relay}, timeout=step)
+        if relay.done() or relayed.read == before or loop.time() >= end:
+            return
+        step = min(_POLL_S * 25, end - loop.time())
 
 
 async def _relay(stream: asyncio.StreamReader, job_id: str, relayed: _Relayed) -> None:
@@ -409,6 +428,7 @@ async def _relay(stream: asyncio.StreamReader, job_id: str, relayed: _Relayed) -
             relayed.dropped += 1
 
     while chunk := await stream.read(_READ):
+        relayed.read += len(chunk)
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
         if len(buffer) > _MAX_LINE:
@@ -561,7 +581,7 @@ class CommandWork:
                     left = (stopping + self.cancel_latency * (1 - _RELAY_MARGIN)
                             - asyncio.get_running_loop().time())
                     try:
-                        await asyncio.wait({relay}, timeout=max(0.0, min(_RELAY_GRACE_S, left)))
+                        await _last_words(relay, relayed, left)
                     finally:
                         relay.cancel()
                         _close_pipes(proc)
