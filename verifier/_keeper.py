@@ -100,37 +100,6 @@ def _ended(fields: list[bytes]) -> bool:
     return fields[0] == b"Z" and int(fields[17]) <= 1
 
 
-def group_members(group: int, *, exclude: int = -1) -> list[int]:
-    """Processes of ``group`` that run (zombies do not), from /proc; ``exclude`` left out.
-    Without /proc: ``[group]`` while the group exists (the caller only asks "any left?")."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return []
-        except PermissionError:
-            return [group]
-        return [group]
-    members = []
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == exclude:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        # After the command name: state, ppid, pgrp, ...
-        try:
-            if int(fields[2]) == group and not _ended(fields):
-                members.append(int(entry))
-        except (IndexError, ValueError):
-            continue
-    return members
-
-
 def processes() -> dict[int, tuple[int, int, int, bool]] | None:
     """Every process, from /proc: pid -> (parent pid, group, start time, ended: see
     ``_ended``); None without /proc."""

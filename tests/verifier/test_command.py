@@ -14,9 +14,11 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import verifier._command as command_module
 from tests.processes import running
 from verifier import (
     ClaimedJob,
@@ -829,10 +831,11 @@ print(json.dumps({{"phase": "encode"}}), flush=True)
 time.sleep(600)
 """)
     try:
-        took = _cancelled_after_progress(path)
+        # (No bound on the time here: a stopped keeper is replaced at 3/4 of C, which a
+        # loaded CI machine can push past C; what must hold is that nothing runs.)
+        _cancelled_after_progress(path)
         assert not running(int(pid_file.read_text())), "what left the group outlived the stop"
         assert not running(int(cmd_pid.read_text())), "the command outlived the stop"
-        assert took < C
     finally:
         _kill_if_running(pid_file)
         _kill_if_running(cmd_pid)
@@ -938,16 +941,28 @@ print(json.dumps({{"phase": "encode"}}), flush=True)
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
-def test_a_held_stderr_does_not_make_the_stop_later_than_c(tmp_path):
+def test_a_held_stderr_does_not_make_the_stop_later_than_c(tmp_path, monkeypatch):
     """The same review: once the work had stopped, its stderr's last lines were waited for up
     to a second more, while a holder out of reach kept the pipe open: "stopped" came after C.
-    They are waited for within what is left of C."""
+    They are waited for within what is left of C, and longer only while lines still come
+    (``_last_words``; a silent held pipe: no longer)."""
+    waits: list[float] = []
+    last_words = command_module._last_words
+
+    async def recorded(relay: Any, relayed: Any, within: float) -> None:
+        started = asyncio.get_running_loop().time()
+        await last_words(relay, relayed, within)
+        waits.append(asyncio.get_running_loop().time() - started - within)
+
+    monkeypatch.setattr(command_module, "_last_words", recorded)
     path = script(tmp_path, f"""
 open({str(tmp_path / "cmd.pid")!r}, "w").write(str(os.getpid()))
 print(json.dumps({{"phase": "encode"}}), flush=True)
 time.sleep(600)
 """)
-    assert _cancelled_after_progress(path, held_stderr=True) < C
+    _cancelled_after_progress(path, held_stderr=True)
+    # The wait ended when its share of C did (a few loop turns late at most), not a second on.
+    assert len(waits) == 1 and waits[0] < 0.5 * command_module._RELAY_GRACE_S, waits
 
 
 def test_a_line_over_the_limit_is_cut_even_when_its_end_comes_in_the_same_read(tmp_path):
