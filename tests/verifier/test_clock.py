@@ -18,6 +18,12 @@ import verifier._clock as clock_module
 from verifier import OwnershipGuard, Policy, Tier, TierTimeout
 from verifier.testing import InMemoryJobs, InMemoryTier, run_virtual
 
+
+@pytest.fixture
+def machine_never_suspended() -> None:
+    """Overrides ``tests/conftest.py``'s pin: these tests are about the real read."""
+
+
 DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 JOB = "job-1"
 
@@ -52,6 +58,33 @@ def test_without_boottime_nothing_is_added(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(clock_module, "_BOOTTIME", None)
     monkeypatch.setattr(clock_module, "_seen", 0.0)
     assert clock_module._boot_minus_monotonic() == 0.0
+
+
+def test_a_read_preempted_between_its_clock_reads_is_tried_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preemption between the monotonic and the boot-time read over-counts the offset by its
+    length, and the running maximum would keep that for good: the read is tried again, and
+    the tightest bracket's value stands (session 23: a CI run's lease end came 20 µs early)."""
+    # Three tries of (monotonic, boottime, monotonic); the true offset is 100.
+    reads = iter([
+        0.0, 100.02, 0.03,        # preempted 20 ms after the first read: offset 100.02
+        1.0, 101.000001, 1.000002,  # tight: offset 100.000001, bracket 2 µs
+        9.0, 999.0, 9.0,          # never reached
+    ])
+    monkeypatch.setattr(clock_module.time, "clock_gettime", lambda _clock: next(reads))
+    assert clock_module._BOOTTIME is not None
+    assert clock_module._boot_minus_monotonic() == pytest.approx(100.000001, abs=1e-9)
+    assert next(reads) == 9.0  # stopped at the first tight bracket
+
+
+def test_when_every_read_is_preempted_the_tightest_stands(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    widths = [0.03, 0.001, 0.02, 0.5, 0.01]  # seconds between the monotonic reads
+    reads = iter([x for w in widths for x in (0.0, 100.0 + w / 2, w)])
+    monkeypatch.setattr(clock_module.time, "clock_gettime", lambda _clock: next(reads))
+    assert clock_module._boot_minus_monotonic() == pytest.approx(100.0005)
+    with pytest.raises(StopIteration):
+        next(reads)  # all five were tried
 
 
 def _lease_run(machine: Machine, *, suspend_aware: bool) -> tuple[float, float]:
