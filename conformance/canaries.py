@@ -59,6 +59,7 @@ __all__ = [
     "FallbackSettleWithoutLag",
     "HeartbeatWithoutDeadline",
     "LatePushEndsSettle",
+    "LossNotGivenBack",
     "Misbelief",
     "NoSettleAfterConditionalClaim",
     "OlderAssignmentConfirms",
@@ -174,6 +175,18 @@ class ShutdownWithoutReask(OwnershipProtocol):
 
     def _claim_landed_by(self) -> float:
         return -math.inf
+
+
+class LossNotGivenBack(OwnershipProtocol):
+    """A job read as lost during work is cancelled but not given back (session 22's fix
+    undone): when the read lagged (the monitor's view, up to Δ old, predating our own claim),
+    the job stays ours until the gateway's timeout while the run reports nothing held."""
+
+    def _on_loss(
+        self, code: str, reason: str, *, release: bool
+    ) -> Generator[Action, Answer, Outcome | None]:
+        return (yield from super()._on_loss(code, reason,
+                                            release=release and code == "LEASE_EXPIRED"))
 
 
 class CachedRecheck(OwnershipProtocol):

@@ -46,6 +46,7 @@ from conformance.canaries import (
     FallbackSettleWithoutLag,
     HeartbeatWithoutDeadline,
     LatePushEndsSettle,
+    LossNotGivenBack,
     NoSettleAfterConditionalClaim,
     OlderAssignmentConfirms,
     ProgressFromOnePing,
@@ -187,6 +188,10 @@ TEETH = [
     # suite judged before: the run's report is held against the gateway's timeouts)
     Tooth("shutdown-trusts-an-early-refusal", "give-back", 20, 19,
           protocol=ShutdownWithoutReask, properties=("give-back",)),
+    # ... and a job read as lost during work, cancelled but not given back: when the read
+    # lagged behind our own claim, the job stays ours until T (session 22's second fix)
+    Tooth("false-loss-kept", "false-loss", 100, 19, protocol=LossNotGivenBack,
+          properties=("give-back",)),
     # the cost features: each misuse a suite must catch (docs/enhancements.md)
     Tooth("push-as-proof", "push", 150, 19, protocol=PushAsProof),
     # the flaw the thorough profile found: a late push taken for the settle's wake-up (with

@@ -21,7 +21,7 @@ from verifier.testing import InMemoryJobs, InMemoryTier, run_virtual
 
 @pytest.fixture
 def machine_never_suspended() -> None:
-    """Overrides ``tests/conftest.py``'s pin: these tests are about the real read."""
+    """Overrides the pin of ``tests/verifier/conftest.py``: these tests are about the real read."""
 
 
 DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
