@@ -20,6 +20,14 @@ What the client guarantees:
 * **A failing callback is logged** and does not stop the others or the client.
 * **Logs carry no credentials**: the URL only through :func:`~verifier._ids.redact_url`
   (no user info, no query).
+* **It reaches the monitor as the REST tiers (httpx) do** (:meth:`JobPushClient.__init__`):
+  the base URL's user info is sent as basic auth, the host is encoded by httpx's IDNA, TLS
+  trusts httpx's CA certificates, and an ``http://`` proxy from the environment
+  (``HTTP(S)_PROXY``, ``ALL_PROXY``, minus ``NO_PROXY``) carries the socket through
+  ``CONNECT``; a proxy it cannot use (SOCKS, ``https://``) is logged once, and it connects
+  directly. It did none of that: a monitor behind basic auth refused every upgrade, an
+  encoder behind an egress proxy timed out on every attempt (an adversarial review,
+  2026-12-05).
 * **A hostile server cannot hold the event loop.** The guard's lease timers run on the same
   loop, so the client reads in small chunks, hands the loop back every few frames, and closes
   a connection whose frames cost more than :data:`BUSY_BUDGET_S` of CPU in
@@ -36,23 +44,28 @@ What the client guarantees:
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
+import os
 import random
+import re
 import ssl
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final
 
+import httpx
 import wsproto
 import wsproto.events as ws_events
 from wsproto.connection import ConnectionState
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from ._errors import InvalidInputError
+from ._errors import ConfigurationError, InvalidInputError
 from ._http import check_base_url, positive_seconds
 from ._ids import MAX_ID_LENGTH, redact_url, validate_job_id
 from ._strict_json import NotStrictJson, strict_loads
@@ -102,6 +115,8 @@ _TRY_AGAIN_LATER: Final = 1013
 #: requires) and closes would otherwise be reconnected to as fast as the network allows.
 _HEALTHY_S: Final = 10.0
 _ERROR_EXCERPT: Final = 200
+#: A proxy's answer to CONNECT: its status line (the headers are not needed).
+_PROXY_STATUS: Final = re.compile(rb"HTTP/1\.[01] ([0-9]{3})[ \r]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +132,74 @@ PushCallback = Callable[[JobPush], None]
 
 
 class _Refused(Exception):
-    """The server answered the upgrade with something other than 101."""
+    """The server answered the upgrade with something other than 101 (``by_proxy``: the
+    proxy answered our CONNECT with something other than 2xx; the monitor was not reached)."""
 
-    def __init__(self, status: int) -> None:
-        super().__init__(f"upgrade refused with HTTP {status}")
+    def __init__(self, status: int, *, by_proxy: bool = False) -> None:
+        super().__init__(f"{'tunnel' if by_proxy else 'upgrade'} refused with HTTP {status}")
         self.status = status
+        self.by_proxy = by_proxy
+
+
+@dataclass(frozen=True, slots=True)
+class _Proxy:
+    """An ``http://`` proxy to tunnel through: where, its ``Proxy-Authorization`` (or
+    ``None``), and its URL for logs (redacted)."""
+
+    host: str
+    port: int
+    authorization: str | None = field(repr=False)  # a credential: never in a repr
+    shown: str
+
+
+def _authority(host: str, port: int | None) -> str:
+    """``host[:port]`` for a Host header or a CONNECT target (an IPv6 address bracketed)."""
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port is None else f"{shown}:{port}"
+
+
+def _basic(username: str, password: str) -> str | None:
+    """A basic-auth header value as httpx builds it from a URL's (decoded) user info, or
+    ``None`` when the URL has none (httpx: only if the user name or password is non-empty)."""
+    if not (username or password):
+        return None
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def _environment_proxy(scheme: str, host: str) -> tuple[str, str] | None:
+    """The variable (as spelled in the environment) and proxy URL that httpx would send
+    ``scheme://host`` through, or ``None``: read as :func:`verifier._http.proxy_for` reads it
+    (the scheme's own variable before ``ALL_PROXY``, minus ``NO_PROXY``)."""
+    proxies = urllib.request.getproxies_environment()
+    if not proxies or not host or urllib.request.proxy_bypass(host):
+        return None
+    for key in (scheme, "all"):
+        url = proxies.get(key)
+        if url:
+            names = [name for name, value in os.environ.items()
+                     if name.lower() == f"{key}_proxy" and value == url]
+            return (names[0] if names else f"{key.upper()}_PROXY"), url
+    return None
+
+
+def _proxy(variable: str, url: str, target: str) -> tuple[_Proxy | None, str | None]:
+    """The proxy to tunnel through, or why it cannot be used (a message for the log: the
+    push client then connects directly, as it did before it knew proxies)."""
+    text = url if "://" in url else "http://" + url  # httpx's default scheme
+    shown = redact_url(text)
+    try:
+        parsed = httpx.URL(text)
+        host = parsed.raw_host.decode("ascii")
+        scheme, port = parsed.scheme, parsed.port or 80
+        authorization = _basic(parsed.username, parsed.password)
+    except (httpx.InvalidURL, ValueError):
+        return None, (f"push: {variable} is not a proxy URL the push client can use; it "
+                      f"connects to {target} directly")
+    if scheme != "http" or not host:
+        return None, (f"push: {variable} names the proxy {shown}, which the push client "
+                      f"cannot use (only http:// proxies); it connects to {target} directly "
+                      "(the REST tiers still go through the proxy)")
+    return _Proxy(host, port, authorization, shown), None
 
 
 class _Dropped(Exception):
@@ -168,6 +246,19 @@ def _backoff(failures: int, cap: float, rng: random.Random) -> float:
     return rng.uniform(0.0, min(cap, _BACKOFF_BASE_S * 2.0 ** min(failures, 32)))
 
 
+def _ssl_context() -> ssl.SSLContext:
+    """The CA certificates httpx trusts (certifi's, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``),
+    so that wss:// is verified as the monitor's https:// is; the system store (what this used)
+    can differ, and on a python.org build for macOS it is empty. Certificates that cannot be
+    loaded are a :class:`ConfigurationError` naming the variable, never its value."""
+    try:
+        return httpx.create_ssl_context()
+    except OSError:  # ssl.SSLError is one: missing, a directory, not PEM
+        variable = "SSL_CERT_FILE" if os.environ.get("SSL_CERT_FILE") else "SSL_CERT_DIR"
+        raise ConfigurationError(variable, "could not be loaded as CA certificates (missing, "
+                                 "unreadable or not PEM)") from None
+
+
 class JobPushClient:
     """Subscribe to job changes pushed by the monitor's WebSocket extension (``docs/push.md``).
 
@@ -184,14 +275,30 @@ class JobPushClient:
         base = check_base_url(monitor_base_url, _VARIABLE, strict=True)
         parts = urllib.parse.urlsplit(base)
         secure = parts.scheme == "https"
-        self._host = parts.hostname or ""
-        self._port = parts.port or (443 if secure else 80)
-        self._host_header = parts.netloc.rsplit("@", 1)[-1]  # never the user info
-        self._target = (parts.path or "") + _PATH
-        self._ssl: ssl.SSLContext | None = ssl.create_default_context() if secure else None
+        # As httpx reaches the REST routes (check_base_url has checked that it can): the host
+        # by its IDNA 2008 encoding (the resolver's IDNA 2003 makes "faß.example" another
+        # host, "fass.example"), the user info as basic auth, never in the Host header.
+        url = httpx.URL(base)
+        self._host = url.raw_host.decode("ascii")
+        self._port = url.port or (443 if secure else 80)
+        self._host_header = _authority(self._host, parts.port)
+        authorization = _basic(url.username, url.password)
+        self._headers: list[tuple[bytes, bytes]] = (
+            [] if authorization is None else [(b"Authorization", authorization.encode())])
+        # The path as httpx sends it (percent-encoded): a raw "/mónitor" cannot go in a
+        # request line, and every attempt failed with a traceback (the review, 2026-12-05).
+        path = url.raw_path.decode("ascii")  # no query: check_base_url refused one
+        self._target = ("" if path == "/" else path) + _PATH
+        self._ssl = _ssl_context() if secure else None
         self._shown_url = redact_url(
             urllib.parse.urlunsplit(("wss" if secure else "ws", self._host_header,
                                      self._target, "", "")))
+        self._proxy: _Proxy | None = None
+        self._proxy_warning: str | None = None
+        found = _environment_proxy(parts.scheme, parts.hostname or "")
+        if found is not None:
+            self._proxy, self._proxy_warning = _proxy(*found, self._shown_url)
+        self._via = f" via proxy {self._proxy.shown}" if self._proxy is not None else ""
         self._connect_timeout = positive_seconds(connect_timeout, "connect_timeout")
         self._reconnect_max_s = positive_seconds(reconnect_max_s, "reconnect_max_s")
         self._keepalive_s = positive_seconds(keepalive_s, "keepalive_s")
@@ -228,6 +335,9 @@ class JobPushClient:
 
     async def start(self) -> None:
         """Start the background connection (no-op when running). Never fails on the network."""
+        warning, self._proxy_warning = self._proxy_warning, None  # said once
+        if warning is not None:
+            self._log.warning(warning)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="job-push")
 
@@ -301,20 +411,24 @@ class JobPushClient:
                 await self._session()
             except _Dropped as dropped:
                 reset = _resets_backoff(dropped.code, loop.time() - began)
-                self._log.info("push: connection to %s closed (code %d); reconnecting",
-                               self._shown_url, dropped.code)
+                self._log.info("push: connection to %s%s closed (code %d); reconnecting",
+                               self._shown_url, self._via, dropped.code)
             except _Refused as refused:
                 self._log.log(logging.WARNING if failures == 0 else logging.DEBUG,
-                              "push: %s refused the WebSocket upgrade (HTTP %d); polling "
-                              "continues, retrying", self._shown_url, refused.status)
+                              "push: no connection to %s%s: %s refused the %s (HTTP %d); "
+                              "polling continues, retrying", self._shown_url, self._via,
+                              "the proxy" if refused.by_proxy else "the monitor",
+                              "tunnel" if refused.by_proxy else "WebSocket upgrade",
+                              refused.status)
             except (OSError, TimeoutError, EOFError, RemoteProtocolError,
                     LocalProtocolError) as exc:
                 self._log.log(logging.WARNING if failures == 0 else logging.DEBUG,
-                              "push: no connection to %s (%s); retrying", self._shown_url,
-                              type(exc).__name__)
-            except Exception:
-                self._log.exception("push: unexpected failure on %s; retrying",
-                                    self._shown_url)
+                              "push: no connection to %s%s (%s); retrying", self._shown_url,
+                              self._via, type(exc).__name__)
+            except Exception:  # a bug: its traceback once in a row, not every retry
+                self._log.log(logging.ERROR if failures == 0 else logging.DEBUG,
+                              "push: unexpected failure on %s%s; retrying", self._shown_url,
+                              self._via, exc_info=True)
             if reset:
                 failures = 0
             delay = _backoff(failures, self._reconnect_max_s, self._rng)
@@ -325,13 +439,12 @@ class JobPushClient:
         """One connection: connect, handshake, resubscribe, read until it ends (raises)."""
         writer: asyncio.StreamWriter | None = None
         try:
-            async with asyncio.timeout(self._connect_timeout):
-                reader, writer = await asyncio.open_connection(
-                    self._host, self._port, ssl=self._ssl,
-                    server_hostname=self._host if self._ssl is not None else None)
+            async with asyncio.timeout(self._connect_timeout):  # the tunnel's too
+                reader, writer = await self._open()
                 ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
                 writer.write(ws.send(ws_events.Request(host=self._host_header,
-                                                       target=self._target)))
+                                                       target=self._target,
+                                                       extra_headers=self._headers)))
                 await writer.drain()
                 pending = await self._handshake(ws, reader)
             self._ws, self._writer, self._last_seq = ws, writer, 0
@@ -341,7 +454,7 @@ class JobPushClient:
             if self._ever_connected:
                 self.reconnects += 1
             self._ever_connected = True
-            self._log.info("push: connected to %s", self._shown_url)
+            self._log.info("push: connected to %s%s", self._shown_url, self._via)
             ids = list(self._callbacks)
             for start in range(0, len(ids), MAX_IDS_PER_MESSAGE):
                 self._send_ids("subscribe", ids[start:start + MAX_IDS_PER_MESSAGE])
@@ -353,6 +466,38 @@ class JobPushClient:
                                   self._dropped_frames)
             if writer is not None:
                 await _closed(writer)
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A stream to the monitor: direct, or through the proxy's CONNECT tunnel, in which
+        TLS (wss) is the monitor's own, end to end, checked for the monitor's name."""
+        hostname = self._host if self._ssl is not None else None
+        proxy = self._proxy
+        if proxy is None:
+            return await asyncio.open_connection(self._host, self._port, ssl=self._ssl,
+                                                 server_hostname=hostname)
+        reader, writer = await asyncio.open_connection(proxy.host, proxy.port)
+        try:
+            target = _authority(self._host, self._port)
+            head = f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+            if proxy.authorization is not None:
+                head += f"Proxy-Authorization: {proxy.authorization}\r\n"
+            writer.write(head.encode("ascii") + b"\r\n")
+            await writer.drain()
+            try:  # up to the end of the answer's head, not a byte further (the tunnel's)
+                answer = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.LimitOverrunError:
+                raise ConnectionError("the proxy's answer is too long") from None
+            status = _PROXY_STATUS.match(answer)
+            if status is None:
+                raise ConnectionError("the proxy's answer is not HTTP")
+            if not 200 <= int(status.group(1)) < 300:
+                raise _Refused(int(status.group(1)), by_proxy=True)
+            if self._ssl is not None:
+                await writer.start_tls(self._ssl, server_hostname=hostname)
+        except BaseException:
+            writer.transport.abort()
+            raise
+        return reader, writer
 
     async def _handshake(self, ws: wsproto.WSConnection, reader: asyncio.StreamReader
                          ) -> Iterator[ws_events.Event]:

@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import random
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -66,6 +67,8 @@ class FakeMonitor:
         self.peers: asyncio.Queue[Peer] = asyncio.Queue()
         self.attempts = 0
         self.targets: list[str] = []
+        self.requests: list[ev.Request] = []  # the upgrade requests, headers included
+        self.ssl: ssl.SSLContext | None = None  # set before start: a wss:// monitor
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -73,11 +76,11 @@ class FakeMonitor:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
+        return f"{'https' if self.ssl else 'http'}://127.0.0.1:{self.port}/api"
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port,
-                                                  reuse_address=True)
+                                                  reuse_address=True, ssl=self.ssl)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -123,6 +126,7 @@ class FakeMonitor:
             for event in ws.events():
                 if isinstance(event, ev.Request):
                     self.targets.append(event.target)
+                    self.requests.append(event)
                     if self.refuse is not None:
                         writer.write(ws.send(ev.RejectConnection(status_code=self.refuse)))
                         return
