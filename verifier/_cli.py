@@ -22,8 +22,9 @@ deployed encoder confused the two: ``docs/contract.md``, defects 1-3):
 
 Nothing printed comes from a secret: the monitor URL is shown through
 :func:`~verifier._ids.redact_url`, and so is every URL a usage error repeats; settings errors
-never carry values, and strings from the monitor are stripped of control characters before
-they reach a terminal.
+repeat a value only when it is short and plausibly a typo of what the setting takes (anything
+else may be a password in the wrong variable: ``verifier._settings._shown``), and strings
+from the monitor are stripped of control characters before they reach a terminal.
 
 Subcommands are registered in :data:`COMMANDS` (name → handler) and given arguments in
 :func:`build_parser`; add new ones in both places.

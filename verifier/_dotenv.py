@@ -19,14 +19,15 @@ import difflib
 import logging
 import os
 import re
+import stat
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Final
 
 from ._errors import ConfigurationError
 
-__all__ = ["close_setting", "parse_dotenv", "read_dotenv"]
+__all__ = ["close_setting", "parse_dotenv", "read_dotenv", "shown_name"]
 
 _LOGGER: Final = logging.getLogger("verifier.settings")
 #: How alike (difflib's ratio) a name must be to a setting to be called its misspelling:
@@ -109,6 +110,28 @@ def close_setting(name: str, known: Collection[str]) -> str | None:
     return by_upper[close[0]] if close else None
 
 
+#: A word of a variable's name as people write them: upper case, lower case or capitalised,
+#: with digits; no longer than the longest word of a setting's name (VERIFICATION) by much.
+_NAME_WORD: Final = re.compile(r"[A-Z0-9]{1,16}|[a-z0-9]{1,16}|[A-Z][a-z0-9]{1,15}")
+
+
+def shown_name(name: str, families: Collection[str] = ()) -> str:
+    """A variable's name for a message or a log line: itself when it looks like a name, else
+    its length (and its first word when that is one of ``families``, ``VERIFIER_``...).
+
+    A name can hold a secret: ``ENCODER_PRIVATE_KEY<key>=`` (the ``=`` forgotten, a base64
+    key's own ``=`` ending the line) is a valid name, which the unknown-name warning
+    repeated whole into the log (adversarial review). A setting's name is words of one case
+    joined by ``_``; a key, a token or a password glued to one is a long or mixed-case run."""
+    words = name.split("_")
+    if len(name) <= 64 and all(not w or _NAME_WORD.fullmatch(w) for w in words):
+        return name
+    first = words[0] + "_"
+    start = f" starting {first}" if len(words) > 1 and first in families else ""
+    return (f"a name of {len(name)} characters{start} (the rest not shown: it may hold a "
+            "secret)")
+
+
 def _check_name(key: str, known: Collection[str], families: tuple[str, ...],
                 where: str) -> None:
     """A name that is none of the settings but looks like one. Refused (by line) when it is
@@ -134,14 +157,15 @@ def _check_name(key: str, known: Collection[str], families: tuple[str, ...],
     hint = f": did you mean {meant}?" if meant else ""
     if case_only:
         hint += " (names are case-sensitive)"
+    shown = shown_name(key, (*families, "VERIFIER_"))
     if (key.upper().startswith("VERIFIER_") or case_only
             or (meant is not None and meant.startswith("VERIFIER_"))):
-        raise ConfigurationError(where, f"{key} is not a setting of this verifier"
+        raise ConfigurationError(where, f"{shown} is not a setting of this verifier"
                                         f"{hint or ' (misspelt?)'}")
     if meant is None and not key.startswith(families):
         return  # another program's name
     _LOGGER.warning("DOTENV_UNKNOWN_NAME: %s: %s is not a setting of this verifier%s "
-                    "(ignored)", where, key, hint)
+                    "(ignored)", where, shown, hint)
 
 
 def parse_dotenv(
@@ -183,21 +207,54 @@ def parse_dotenv(
 
 
 def read_dotenv(
-    path: str | os.PathLike[str], *, known: Collection[str] | None = None
+    path: str | os.PathLike[str], *, known: Collection[str] | None = None,
+    sensitive: Callable[[str, str], bool] | None = None,
 ) -> dict[str, str]:
     """The variables of the file at ``path``; a missing file is no configuration, not an error.
 
-    ``known``: as for :func:`parse_dotenv`."""
+    ``known``: as for :func:`parse_dotenv`. ``sensitive(name, value)`` tells which variables
+    hold a credential (the caller knows what the names mean); when one does and the file's
+    group or others may read it, a warning (``DOTENV_READABLE``) names the file, its mode
+    and those variables, never their values (:func:`_warn_if_readable`)."""
     file = Path(path)
     try:
+        # The mode of the file read (fstat of the open file), not of whatever the path names
+        # a moment later.
+        with file.open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            data = handle.read()
         # utf-8-sig: a byte-order mark (Windows editors write one) is dropped, not read as
         # part of the first name, which then "is not a valid variable name" on a line that
         # looks right (operator review). A BOM anywhere else is still refused.
-        text = file.read_text(encoding="utf-8-sig")
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
         return {}
     except UnicodeDecodeError:
         raise ConfigurationError(str(file), "is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigurationError(str(file), f"cannot be read ({type(exc).__name__})") from None
-    return parse_dotenv(text, source=str(file), known=known)
+    values = parse_dotenv(text, source=str(file), known=known)
+    if sensitive is not None:
+        _warn_if_readable(file, mode, [name for name, value in values.items()
+                                       if sensitive(name, value)])
+    return values
+
+
+def _warn_if_readable(file: Path, mode: int, credentials: list[str]) -> None:
+    """``DOTENV_READABLE``, when ``credentials`` (names of the file's variables that hold
+    one) is not empty and the file's group or others may read it, as ssh and libpq warn of
+    a private key or a password file others can read: anyone else on the host (or in the
+    container) could take the node's key or database password from it.
+
+    A warning, never a refusal: in containers the file's mode is often whatever the image or
+    the volume gave it, and a node that stopped over it would be a node down, not a key
+    safer. Named by file, mode and variable names; never the values. POSIX modes only."""
+    exposed = mode & (stat.S_IRGRP | stat.S_IROTH)
+    if os.name != "posix" or not stat.S_ISREG(mode) or not exposed or not credentials:
+        return
+    readers = {stat.S_IRGRP: "its group", stat.S_IROTH: "other users"}.get(
+        exposed, "its group and other users")
+    _LOGGER.warning("DOTENV_READABLE: %s holds credentials (%s) and can be read by %s "
+                    "(mode %04o): restrict it with chmod 600 %s (a warning only: the node "
+                    "starts)", file, ", ".join(sorted(credentials)), readers,
+                    stat.S_IMODE(mode), file)

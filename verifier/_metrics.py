@@ -18,11 +18,15 @@ this module imports it only when metrics are created.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import logging
 import socket
-import socketserver
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import HTTPServer
 from typing import TYPE_CHECKING, Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -169,77 +173,180 @@ class GuardMetrics:
         return 0.0 if found is None else float(found)
 
 
-#: How long the exporter waits on a silent client (each read or write of a connection):
-#: a scrape takes milliseconds, so an idle or trickling connection is cut after this.
+#: How long the exporter gives a client: to send its whole request, counted from the accept
+#: (not per read: a byte every few seconds kept a connection for ever), and then for each
+#: write of the answer. A scrape's request takes milliseconds.
 METRICS_CONNECTION_TIMEOUT_S: Final = 5.0
-#: Connections the exporter serves at once; further ones are closed as soon as they are
-#: accepted. One or two Prometheus servers scrape a node; 8 leaves room for a curl or two.
+#: Connections the exporter serves at once. One or two Prometheus servers scrape a node; 8
+#: leaves room for a curl or two. Past it, a new connection takes the slot of the oldest one
+#: still sending its request (:class:`_MetricsServer`).
 METRICS_MAX_CONNECTIONS: Final = 8
 
 _LOGGER: Final = logging.getLogger("verifier.metrics")
 
 
+@dataclass(eq=False)
+class _Connection:
+    """One accepted connection: its socket, when its request must have been read by (on the
+    server's clock), and whether it is still being read (only then may it be shed)."""
+
+    sock: socket.socket
+    deadline: float
+    reading: bool = True
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket's reads, each given only the time left until the connection's deadline.
+
+    A socket timeout bounds one ``recv``; the request line and headers are read by many, and
+    the clock is checked before each one, so the request as a whole must arrive in time."""
+
+    def __init__(self, sock: socket.socket, deadline: float,
+                 clock: Callable[[], float]) -> None:
+        super().__init__()
+        self._sock, self._deadline, self._clock = sock, deadline, clock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - self._clock()
+        if left <= 0:
+            raise TimeoutError("the request was not read before its deadline")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
 class _QuietHandler(WSGIRequestHandler):
-    """One connection: the server's timeout on every read and write of its socket, and no
-    line on stderr per request."""
+    """One connection: its request read against the connection's deadline, its answer
+    written with the server's timeout on each write, and no line on stderr per request."""
 
     server: _MetricsServer
 
+    def __init__(self, request: socket.socket, client_address: Any, server: _MetricsServer,
+                 connection: _Connection | None = None) -> None:
+        # Before super().__init__, which handles the request. Without the server's record
+        # of the connection (the socketserver signature), its deadline counts from now.
+        self._connection = connection if connection is not None else _Connection(
+            request, server.clock() + server.connection_timeout)
+        super().__init__(request, client_address, server)
+
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(self.server.connection_timeout)
+        self.rfile.close()  # the socket's own reader: replaced by one that keeps the deadline
+        self.rfile = io.BufferedReader(
+            _DeadlineReader(self.connection, self._connection.deadline, self.server.clock))
+
+    def parse_request(self) -> bool:
+        """Reads the headers (the request line is read already); the request is then in, and
+        the connection is no longer one to shed."""
+        try:
+            return super().parse_request()
+        finally:
+            self.server.request_read(self._connection)
+            self.connection.settimeout(self.server.connection_timeout)  # for the writes
 
     def log_message(self, format: str, *args: Any) -> None:
         """Nothing: a scrape every 15 s would fill the encoder's log."""
 
 
-class _MetricsServer(socketserver.ThreadingMixIn, WSGIServer):
+class _MetricsServer(WSGIServer):
     """The exporter's HTTP server: one daemon thread per connection, at most
-    ``max_connections`` of them, each connection cut after ``connection_timeout`` seconds of
-    silence.
+    ``max_connections`` connections served at once, each given ``connection_timeout``
+    seconds from its accept to send its request.
 
     Why not ``prometheus_client.start_http_server``: it starts a thread for every connection
     accepted, with no timeout and no limit, in the encoder's own process. Idle connections
     (a port scanner, a load balancer's health check left open, anyone who can reach the
     port) each held a thread for ever: 300 of them made 302 threads, and under a thread
     limit every job then ended WORK_FAILED "can't start new thread" (adversarial review).
-    Here a connection past the cap is closed at once, a silent one is cut by the timeout,
-    and nothing the exporter meets (a failed thread start, a client's reset, a timeout) is
-    raised or printed: it is logged at debug level only, and the encoder never sees it.
+
+    Why a deadline and shedding, not only a cap: with a timeout per read, a client sending a
+    byte every few seconds kept its slot for ever, and 8 idle connections turned every real
+    scrape away until they were cut (adversarial review). So a request must be read within
+    ``connection_timeout`` of its accept, and a connection arriving when every slot is taken
+    takes the slot of the *oldest* connection whose request is still being read, which is
+    closed. A real scrape sends its request at once, so it is past reading (and never shed)
+    long before an idle connection is; a connection is refused (closed at once) only when
+    every slot is answering a request, or when the threads of shed connections, still
+    ending, would take the count past twice the cap. Nothing the exporter meets (a failed
+    thread start, a client's reset, a timeout) is raised or printed: it is logged at debug
+    level only, and the encoder never sees it.
     """
 
-    daemon_threads = True  # never keep the encoder's process alive
-    block_on_close = False  # server_close() does not wait for a stuck client
+    #: The listen backlog (socketserver's default is 5): a burst of connections past it waits
+    #: for the client's SYN retry (1 s, then 3 s...) before it is even accepted, and a scrape
+    #: arriving behind a few idle connections was delayed so before it could shed one.
+    request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily, *,
-                 connection_timeout: float, max_connections: int) -> None:
+                 connection_timeout: float, max_connections: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.address_family = family  # before the socket is made (TCPServer.__init__)
         self.connection_timeout = connection_timeout
-        self._slots = threading.BoundedSemaphore(max_connections)
+        self.clock = clock
+        self._max_connections = max_connections
+        self._lock = threading.Lock()
+        self._slots: list[_Connection] = []  # in the order accepted: the oldest first
+        self._threads = 0  # handler threads alive, shed ones still ending included
         super().__init__(address, _QuietHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)  # over the cap: no thread, closed at once
-            return
+        connection = _Connection(request, self.clock() + self.connection_timeout)
+        with self._lock:
+            if not self._take_slot():
+                self.shutdown_request(request)  # no slot: no thread, closed at once
+                return
+            self._slots.append(connection)
+            self._threads += 1
         try:
-            super().process_request(request, client_address)  # starts the thread
+            threading.Thread(target=self._serve, args=(connection, client_address),
+                             name="metrics-connection", daemon=True).start()
         except BaseException:
             # No thread started (RuntimeError "can't start new thread"): the slot is free
             # again; _handle_request_noblock closes the connection and calls handle_error.
-            self._slots.release()
+            self._release(connection)
             raise
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def _take_slot(self) -> bool:
+        """Whether a new connection may have a slot, shedding the oldest connection still
+        being read when none is free. Called with the lock held."""
+        if len(self._slots) < self._max_connections:
+            return True
+        victim = next((c for c in self._slots if c.reading), None)
+        if victim is None or self._threads >= 2 * self._max_connections:
+            return False
+        self._slots.remove(victim)
+        victim.reading = False
+        _LOGGER.debug("METRICS: a connection still sending its request was closed to serve "
+                      "a new one")
+        # Its thread, blocked reading, sees the end of the stream and ends; the socket is
+        # closed there (shutdown_request), not here, so it is closed once.
+        with contextlib.suppress(OSError):
+            victim.sock.shutdown(socket.SHUT_RDWR)
+        return True
+
+    def request_read(self, connection: _Connection) -> None:
+        """The connection's request is in: it is answering now, and no longer to be shed."""
+        with self._lock:
+            connection.reading = False
+
+    def _release(self, connection: _Connection) -> None:
+        with self._lock:
+            if connection in self._slots:
+                self._slots.remove(connection)
+            self._threads -= 1
+
+    def _serve(self, connection: _Connection, client_address: Any) -> None:
         try:
-            self.finish_request(request, client_address)
+            _QuietHandler(connection.sock, client_address, self, connection)
         except Exception:
-            self.handle_error(request, client_address)
+            self.handle_error(connection.sock, client_address)
         finally:
             # The slot before the close: a client that sees its connection closed may
             # connect again at once and find the slot free.
-            self._slots.release()
-            self.shutdown_request(request)
+            self._release(connection)
+            self.shutdown_request(connection.sock)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client's timeout or reset, or a thread that could not start: debug only (the
@@ -250,15 +357,19 @@ class _MetricsServer(socketserver.ThreadingMixIn, WSGIServer):
 def start_metrics_server(metrics: GuardMetrics, port: int, addr: str = "127.0.0.1", *,
                          logger: logging.Logger | None = None,
                          connection_timeout: float = METRICS_CONNECTION_TIMEOUT_S,
-                         max_connections: int = METRICS_MAX_CONNECTIONS) -> HTTPServer:
+                         max_connections: int = METRICS_MAX_CONNECTIONS,
+                         clock: Callable[[], float] = time.monotonic) -> HTTPServer:
     """Serve ``/metrics`` on ``addr:port`` in a daemon thread; returns the server (its
     ``server_port`` is the bound port, for ``port=0``; ``shutdown()`` and ``server_close()``
     stop it). Loopback by default: metrics describe the node's work and need not face the
     internet.
 
-    At most ``max_connections`` connections are served at once (more are closed as soon as
-    they are accepted) and a connection silent for ``connection_timeout`` seconds is cut, so
-    that idle connections cannot use up the encoder's threads (:class:`_MetricsServer`).
+    At most ``max_connections`` connections are served at once, and a connection that has
+    not sent its whole request ``connection_timeout`` seconds after its accept is cut, so
+    that idle or trickling connections can neither use up the encoder's threads nor keep
+    scrapes out: past the cap, a new connection takes the slot of the oldest one still
+    sending its request (:class:`_MetricsServer`). ``clock`` (seconds, monotonic) is what
+    the deadlines are kept on; tests inject one.
     Any path answers, as with ``prometheus_client`` (content negotiation and gzip are its).
 
     A failure to listen is a :class:`~verifier.ConfigurationError` naming the setting at
@@ -277,7 +388,7 @@ def start_metrics_server(metrics: GuardMetrics, port: int, addr: str = "127.0.0.
             addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
         server = _MetricsServer((str(sockaddr[0]), port), family,
                                 connection_timeout=connection_timeout,
-                                max_connections=max_connections)
+                                max_connections=max_connections, clock=clock)
     except OSError as exc:
         # EINVAL: an address bind() cannot take as written (a link-local IPv6 address
         # without its scope); the port is already known to be 1-65535.

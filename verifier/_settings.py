@@ -15,7 +15,12 @@ Rules that protect something:
   shown as ``<set>`` and ``***`` by ``repr``, ``str`` and :meth:`Settings.describe`, and no
   error message repeats the value of a URL or of a ``.env`` line (a malformed line is named by
   file and line number only). Exceptions raised while parsing are not chained, because the
-  library messages they carry may quote the value.
+  library messages they carry may quote the value. A refused value of any other setting is
+  repeated only when it is short and plausibly a typo of a value the setting takes (a flag
+  near ``true``, a chain's name, a number, an IP address); anything else may be a password
+  pasted into the wrong variable, and is shown by its length (:func:`_shown`).
+* **A** ``.env`` **others may read is named** (``DOTENV_READABLE``, a warning: containers
+  give files the modes they give them) when it holds a credential (:func:`_is_credential`).
 * **The hardened chain needs a tier that can confirm ownership**: the database or the monitor.
   The legacy gateway alone is known to tell two encoders they own the same job
   (``3speak-contract.md``), so a hardened node without either could never honestly start work.
@@ -43,17 +48,18 @@ Formats that have a reader of their own are parsed elsewhere, each once, and onl
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import logging
 import math
 import os
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from ._dotenv import close_setting, read_dotenv
+from ._dotenv import close_setting, read_dotenv, shown_name
 from ._errors import ConfigurationError, InvalidInputError
 from ._http import check_host_sendable, refuse_misplaced_userinfo
 from ._ids import normalize_did, redact_url, validate_did
@@ -126,7 +132,6 @@ _FALSE: Final = frozenset({"false", "0", "no"})
 #: MongoDB refuses these in database names (plus NUL); 63 bytes is its length limit.
 _DB_NAME_FORBIDDEN: Final = frozenset('/\\. "$*<>:|?\0')
 _DB_NAME_MAX_BYTES: Final = 63
-_SHOWN_VALUE_LENGTH: Final = 40
 
 
 # --------------------------------------------------------------------------- value parsers
@@ -134,28 +139,71 @@ _SHOWN_VALUE_LENGTH: Final = 40
 
 #: What a secret pasted into the wrong variable looks like: a URL with user info or a scheme
 #: (a MongoDB URI in DATABASE_NAME), or a long unbroken run of letters and digits (a private
-#: key or a token). Setting values that are not secrets (names, numbers, flags) have neither.
+#: key or a token). Such a value is never shown, however like a setting's value it is.
 _SECRET_LIKE: Final = re.compile(r"@|://|[A-Za-z0-9+/=_]{20,}")
-#: The characters a mistyped value of each kind of setting is shown with (anything else may be
-#: a short password pasted into the wrong variable, so only its length is given).
-_FLAG_TEXT: Final = re.compile(r"[A-Za-z]{1,8}")
-_NUMBER_TEXT: Final = re.compile(r"[-+0-9.eE ]{1,24}|[A-Za-z]{1,8}")
-_ADDRESS_TEXT: Final = re.compile(r"[0-9A-Za-z.:%-]{1,45}")
-_CHAIN_TEXT: Final = re.compile(r"[a-z-]{1,40}")
+#: The longest value an error may repeat (the longest chain's name is 34 characters).
+_SHOWN_VALUE_LENGTH: Final = 40
+#: How alike (difflib's ratio, case ignored) a value must be to one the setting takes to be
+#: called its typo: "treu" and "true" score 0.75, "hardend" and "hardened" 0.93, while
+#: short passwords score 0.5 at most against every flag and chain name.
+_TYPO_CUTOFF: Final = 0.75
+#: Spellings of a flag that other programs take and this one refuses: repeated, to show the
+#: operator which spelling was refused (no one's password is "on").
+_OTHER_FLAG_SPELLINGS: Final = frozenset({
+    "on", "off", "y", "n", "t", "f", "enable", "enabled", "disable", "disabled", "none"})
+#: A number (what every numeric setting takes), maybe with a unit ("5s": seconds are meant).
+_NUMBER_TEXT: Final = re.compile(
+    r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+    r"(?: ?(?:ms|s|sec|secs|seconds|m|min|mins|h))?|[-+]?(?:inf|infinity|nan)", re.IGNORECASE)
+_NUMBER_MAX_LENGTH: Final = 16
+#: An IP address as mistyped (with a port, a prefix, brackets or a zone), or localhost: an
+#: IPv6 form needs two colons, so that hex words ("deadbeef", "dead:beef") are not one.
+_ADDRESS_TEXT: Final = re.compile(
+    r"[0-9.]+(?::[0-9]*)?(?:/[0-9]+)?"
+    r"|\[?[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[\w.-]+)?\]?(?::[0-9]+)?(?:/[0-9]+)?"
+    r"|localhost(?::[0-9]*)?|\*", re.IGNORECASE)
 
 
-def _shown(value: str, looks_like: re.Pattern[str] | None = None) -> str:
-    """A value for an error message: quoted, control characters escaped, truncated. Only its
-    length when it may be a secret pasted into the wrong variable: when it looks like a URL
-    or a key, or is not made of the characters ``looks_like`` expects for the setting
-    (security review, session 16: a MongoDB URI in DATABASE_NAME came back with its
-    password, and a password in a flag or port was repeated whole)."""
-    if _SECRET_LIKE.search(value) or (looks_like is not None
-                                       and not looks_like.fullmatch(value)):
-        return f"a value of {len(value)} characters (not shown: it may be a secret)"
-    if len(value) > _SHOWN_VALUE_LENGTH:
-        value = value[:_SHOWN_VALUE_LENGTH] + "..."
-    return repr(value)
+def _near_misses(value: str, allowed: Collection[str]) -> list[str]:
+    """The values of ``allowed`` that ``value`` may be a typo of, the likeliest first."""
+    by_lower = {a.lower(): a for a in allowed}
+    close = difflib.get_close_matches(value.lower(), by_lower, n=3, cutoff=_TYPO_CUTOFF)
+    return [by_lower[c] for c in close]
+
+
+def _looks_like_flag(value: str) -> bool:
+    return bool(_near_misses(value, _TRUE | _FALSE | _OTHER_FLAG_SPELLINGS))
+
+
+def _looks_like_chain(value: str) -> bool:
+    return bool(_near_misses(value, builtin_chain_names()))
+
+
+def _looks_like_number(value: str) -> bool:
+    return len(value) <= _NUMBER_MAX_LENGTH and _NUMBER_TEXT.fullmatch(value) is not None
+
+
+def _looks_like_address(value: str) -> bool:
+    return _ADDRESS_TEXT.fullmatch(value) is not None
+
+
+def _shown(value: str, looks_like: Callable[[str], bool]) -> str:
+    """A refused value for an error message: repeated (quoted, control characters escaped)
+    only when it is short and plausibly a mistyped value of its setting (``looks_like``: a
+    flag near true/false, a chain's name, a number, an IP address); otherwise its length
+    only. The caller's message says what the setting takes either way.
+
+    Why this rule, not "hide what looks like a secret": a short password pasted into the
+    wrong variable looks like nothing in particular, and one made of a setting's characters
+    (``correcthorse`` in VERIFIER_CHAIN, ``letmein`` in a flag, ``deadbeef`` in an address)
+    was repeated whole (adversarial review; earlier, session 16, a MongoDB URI in
+    DATABASE_NAME). A typo, on the other hand, is close to what was meant, and repeating it
+    is what lets the operator find it. Credentials never appear in errors or logs."""
+    if (len(value) <= _SHOWN_VALUE_LENGTH and not _SECRET_LIKE.search(value)
+            and looks_like(value)):
+        return repr(value)
+    return (f"a value of {len(value)} characters (not shown: it is not like any value this "
+            "setting takes, so it may be a secret)")
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
@@ -167,7 +215,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     if raw.lower() in _FALSE:
         return False
     raise ConfigurationError(
-        name, f"must be true/false, 1/0 or yes/no, got {_shown(raw, _FLAG_TEXT)}")
+        name, f"must be true/false, 1/0 or yes/no, got {_shown(raw, _looks_like_flag)}")
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
@@ -178,10 +226,10 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigurationError(
-            name, f"must be a number of seconds, got {_shown(raw, _NUMBER_TEXT)}") from None
+            name, f"must be a number of seconds, got {_shown(raw, _looks_like_number)}") from None
     if not math.isfinite(value) or value < 0:
         raise ConfigurationError(
-            name, f"must be a finite number of seconds >= 0, got {_shown(raw, _NUMBER_TEXT)}"
+            name, f"must be a finite number of seconds >= 0, got {_shown(raw, _looks_like_number)}"
         )
     return value
 
@@ -196,7 +244,7 @@ def _port(env: Mapping[str, str], name: str) -> int | None:
     # (adversarial review).
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 5) or not 0 < int(raw) < 65536:
         raise ConfigurationError(
-            name, f"must be a port number 1-65535, got {_shown(raw, _NUMBER_TEXT)}")
+            name, f"must be a port number 1-65535, got {_shown(raw, _looks_like_number)}")
     return int(raw)
 
 
@@ -276,7 +324,8 @@ def _timing(env: Mapping[str, str]) -> TimingModel:
             variable = TIMING_VARIABLES[field]
             raise ConfigurationError(
                 variable, f"must be at least {floor:g} s (the floor of this setting: "
-                f"{_FLOOR_REASONS[field]}), got {_shown(env[variable].strip(), _NUMBER_TEXT)}")
+                f"{_FLOOR_REASONS[field]}), got "
+                f"{_shown(env[variable].strip(), _looks_like_number)}")
     problems = timing.problems()
     if problems:
         set_here = {f for f, variable in TIMING_VARIABLES.items() if env.get(variable, "").strip()}
@@ -364,7 +413,8 @@ class Settings:
         use it, while anything that processes jobs must not.
         """
         env: dict[str, str] = (
-            read_dotenv(dotenv, known=KNOWN_VARIABLES) if dotenv is not None else {})
+            read_dotenv(dotenv, known=KNOWN_VARIABLES, sensitive=_is_credential)
+            if dotenv is not None else {})
         environ = os.environ if environ is None else environ
         _warn_of_near_misses(environ)
         env.update(environ)
@@ -374,7 +424,10 @@ class Settings:
     def _validated(cls, env: Mapping[str, str], *, check_chain: bool) -> Settings:
         for name in sorted(env):
             if name.startswith("VERIFIER_") and name not in KNOWN_VARIABLES:
-                raise ConfigurationError(name, "is not a setting of this verifier (misspelt?)")
+                # Named as the .env reader names it: a secret glued to a name (the "="
+                # forgotten) must not come back as the name.
+                raise ConfigurationError(shown_name(name, ("VERIFIER_",)),
+                                         "is not a setting of this verifier (misspelt?)")
 
         monitor_enabled = _bool(env, "GATEWAY_MONITOR_ENABLED")
         mongodb_enabled = _bool(env, "MONGODB_VERIFICATION_ENABLED")
@@ -426,9 +479,7 @@ class Settings:
         try:
             policy = Policy.named(chain, timing)
         except ValueError:
-            raise ConfigurationError(
-                "VERIFIER_CHAIN", f"unknown chain {_shown(chain, _CHAIN_TEXT)}; known: "
-                f"{', '.join(builtin_chain_names())}") from None
+            raise ConfigurationError("VERIFIER_CHAIN", _unknown_chain(chain)) from None
 
         settings = cls(
             monitor_enabled=monitor_enabled,
@@ -568,6 +619,41 @@ def _warn_of_near_misses(environ: Mapping[str, str]) -> None:
                             "mean %s?%s (ignored)", name, meant, case)
 
 
+def _unknown_chain(chain: str) -> str:
+    """The refusal of a ``VERIFIER_CHAIN`` that names no chain: the value if it may be a typo
+    (with the chain it may mean), and every chain's name."""
+    shown = _shown(chain, _looks_like_chain)
+    meant = _near_misses(chain, builtin_chain_names())[:1] if shown.startswith("'") else []
+    hint = f" (did you mean {meant[0]!r}?)" if meant and meant[0] != chain else ""
+    return (f"is not a known chain, got {shown}{hint}; known: "
+            f"{', '.join(builtin_chain_names())}")
+
+
+#: Words of a variable's name that mean its value is a credential, in this program's
+#: settings (ENCODER_PRIVATE_KEY) and in the encoder's own, when it shares the ``.env``
+#: (a posting key, an API token, a password)...
+_CREDENTIAL_WORDS: Final = frozenset({
+    "KEY", "PRIVKEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "PWD",
+    "PASSPHRASE", "CREDENTIAL", "CREDENTIALS"})
+#: ...unless another word says it is not one: a public key, or where a key is kept.
+_NOT_CREDENTIAL_WORDS: Final = frozenset({"PUBLIC", "PUB", "FILE", "PATH", "DIR"})
+#: A URL with a password in its user info (``mongodb://user:password@host``).
+_URL_PASSWORD: Final = re.compile(r"://[^/?#@:]*:[^@\s]+@")
+
+
+def _is_credential(name: str, value: str) -> bool:
+    """Whether a ``.env`` variable holds a credential, for the warning of a ``.env`` others
+    may read (:func:`verifier._dotenv.read_dotenv`): a set value under a key, token or
+    password name, or any URL with a password (``MONGODB_URI``, a gateway URL with one).
+    A MongoDB URI without a password is no secret, and neither is an empty key."""
+    if not value.strip():
+        return False
+    words = set(name.upper().split("_"))
+    if words & _CREDENTIAL_WORDS and not words & _NOT_CREDENTIAL_WORDS:
+        return True
+    return _URL_PASSWORD.search(value) is not None
+
+
 def _metrics_addr(env: Mapping[str, str]) -> str:
     raw = env.get("VERIFIER_METRICS_ADDR", "").strip() or "127.0.0.1"
     try:
@@ -575,7 +661,8 @@ def _metrics_addr(env: Mapping[str, str]) -> str:
     except ValueError:
         raise ConfigurationError(
             "VERIFIER_METRICS_ADDR",
-            f"must be an IP address to listen on, got {_shown(raw, _ADDRESS_TEXT)}") from None
+            "must be an IP address to listen on (127.0.0.1, 0.0.0.0 or ::1, for example), "
+            f"got {_shown(raw, _looks_like_address)}") from None
     # A group or broadcast address is no address to accept connections on: Linux binds a
     # TCP socket to 224.0.0.1 or 255.255.255.255 without complaint, and the node logged
     # "serving" an exporter nobody could reach (adversarial review). 240.0.0.0/4 (reserved,

@@ -636,3 +636,42 @@ def test_a_mistyped_option_is_reported_with_its_subcommands_usage(
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert f"usage: {usage}" in err and f"{usage}: error: unrecognized arguments" in err
+
+
+# --------------------------------------------------------------------------- .env file mode
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_run_warns_at_start_up_of_a_dotenv_others_may_read(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The warning is in the node's log (stderr) at start-up, and the node is not stopped by
+    it: here it goes on to refuse an option, after the settings were read."""
+    key = base64.b64encode(bytes(range(32))).decode()
+    env.setenv("GATEWAY_URL", "http://127.0.0.1:9")
+    (tmp_path / ".env").write_text(f"ENCODER_PRIVATE_KEY={key}\n", encoding="utf-8")
+    (tmp_path / ".env").chmod(0o644)
+    code, _, err = run(capsys, "run", "--source", "aid", "--", "true")
+    assert code == 2 and "--source aid: not configured" in err
+    assert "DOTENV_READABLE" in err and ".env" in err and "mode 0644" in err
+    assert key not in err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_check_warns_of_a_dotenv_others_may_read_without_logging_set_up(tmp_path: Path) -> None:
+    """``check`` sets up no logging: the warning must still reach stderr (a subprocess, so
+    that pytest's own log capture is not what shows it)."""
+    clean = {k: v for k, v in os.environ.items()
+             if k not in KNOWN_VARIABLES and not k.startswith("VERIFIER_")}
+    (tmp_path / ".env").write_text(
+        "GATEWAY_MONITOR_ENABLED=true\nMONGODB_URI=mongodb://u:Pa55w0rdX@db.example/x\n",
+        encoding="utf-8")
+    (tmp_path / ".env").chmod(0o640)
+    done = subprocess.run(  # noqa: S603 (our own interpreter, fixed arguments)
+        [sys.executable, "-m", "verifier", "check", JOB, "--did", ME, "--timeout", "2",
+         "--base-url", "http://127.0.0.1:9/api"],  # nothing listens: exit 3
+        cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "DOTENV_READABLE" in done.stderr and "mode 0640" in done.stderr
+    assert "Pa55w0rdX" not in done.stderr + done.stdout

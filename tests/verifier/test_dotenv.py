@@ -6,6 +6,7 @@ A malformed line is named by file and line number, never by its value (the file 
 
 from __future__ import annotations
 
+import os
 import traceback
 from pathlib import Path
 
@@ -255,3 +256,74 @@ def test_a_near_miss_of_another_family_is_warned_about(caplog: pytest.LogCapture
     assert caplog.messages == ["DOTENV_UNKNOWN_NAME: settings.env:1: GATWAY_MONITOR_ENABLED is "
                                "not a setting of this verifier: did you mean "
                                "GATEWAY_MONITOR_ENABLED? (ignored)"]
+
+
+#: A private key (base64, 44 characters with its '=') glued to its name: ``=`` forgotten.
+_GLUED_KEY = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA"
+
+
+@pytest.mark.parametrize(("line", "secret"), [
+    (f"ENCODER_PRIVATE_KEY{_GLUED_KEY}=", _GLUED_KEY),
+    ("MONGODB_URIhunter2Pw=x", "hunter2Pw"),
+    ("VERIFIER_CHAINhunter2Pw=x", "hunter2Pw"),
+])
+def test_a_secret_glued_to_a_name_is_not_repeated_as_the_name(
+    line: str, secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key pasted after its name with the ``=`` forgotten (base64 ends in ``=``) made a
+    valid name of name and key, which the unknown-name warning repeated whole into the log.
+    A name that does not look like one (a long run of letters and digits, or mixed case
+    within a word) is shown by its length."""
+    try:
+        parse_dotenv(line + "\n", source="settings.env", known=SETTINGS_NAMES)
+    except ConfigurationError as exc:
+        assert exc.variable == "settings.env:1"
+        assert_error_clean(exc, secret)
+        assert "name of" in exc.problem
+    else:
+        assert "settings.env:1" in caplog.text and "name of" in caplog.text
+    assert secret not in caplog.text
+
+
+# --------------------------------------------------------------------------- file mode
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+
+
+def _is_token(name: str, value: str) -> bool:
+    return name == "API_TOKEN" and bool(value)
+
+
+@posix_only
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_file_others_may_read_that_holds_a_credential_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int
+) -> None:
+    """As ssh and libpq do for their keys and passwords, but a warning, never a refusal:
+    in containers the file's mode is often the image's, and the node must still start."""
+    path = tmp_path / ".env"
+    path.write_text("API_TOKEN=s3cretvalue\nOTHER=1\n", encoding="utf-8")
+    path.chmod(mode)
+    assert read_dotenv(path, sensitive=_is_token) == {"API_TOKEN": "s3cretvalue", "OTHER": "1"}
+    assert "DOTENV_READABLE" in caplog.text
+    assert str(path) in caplog.text and f"mode {mode:04o}" in caplog.text
+    assert "API_TOKEN" in caplog.text and "chmod 600" in caplog.text
+    assert "s3cretvalue" not in caplog.text
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+
+
+@posix_only
+@pytest.mark.parametrize(("mode", "text"), [
+    (0o600, "API_TOKEN=s3cretvalue\n"),  # the owner's alone
+    (0o400, "API_TOKEN=s3cretvalue\n"),
+    (0o644, "OTHER=1\nAPI_TOKEN=\n"),  # nothing secret in it
+])
+def test_a_private_file_or_one_without_credentials_is_not_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int, text: str
+) -> None:
+    path = tmp_path / ".env"
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+    read_dotenv(path, sensitive=_is_token)
+    read_dotenv(path)  # no predicate: nothing is known to be secret
+    assert "DOTENV_READABLE" not in caplog.text

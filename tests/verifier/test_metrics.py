@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import select
 import socket
 import threading
 import urllib.request
@@ -172,26 +173,35 @@ def _scrape(port: int) -> str:
         return answer.read().decode()
 
 
+def _closed_by_server(s: socket.socket) -> bool:
+    """Whether the server closed ``s``: EOF or a reset within a generous 30 s (the outcome is
+    asserted, not how long it took)."""
+    s.settimeout(30)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True  # a reset is a close too
+    except TimeoutError:
+        return False
+
+
 def test_idle_connections_cannot_use_up_the_encoders_threads():
     """prometheus_client's server started a thread per connection, with no timeout and no
     limit, in the encoder's process: 300 idle connections made 302 threads, and under a
     thread limit every job ended WORK_FAILED "can't start new thread" (adversarial review).
-    Past the cap, a connection is closed at once and no thread is started."""
+    Past the cap, a new connection takes the slot of the oldest one still silent (which is
+    closed), so the threads stay bounded however many connect."""
     server = start_metrics_server(GuardMetrics(), 0, connection_timeout=60, max_connections=4)
     port = server.server_port
     held: list[socket.socket] = []
     try:
         before = threading.active_count()
-        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
-        # Accepted in order: the first 4 take the slots and every later one is closed (EOF)
-        # without a thread; the old server kept each one open (recv timed out).
-        for _ in range(40):
-            extra = socket.create_connection(("127.0.0.1", port))
-            held.append(extra)
-            extra.settimeout(10)
-            with contextlib.suppress(ConnectionResetError):  # a reset is a close too
-                assert extra.recv(1) == b""
-        assert threading.active_count() <= before + 4
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(44)]
+        # Accepted in order: each one past the 4th shed the oldest, so all but the last 4
+        # were closed by the server (the timeout, 60 s, closed none of them).
+        assert all(_closed_by_server(s) for s in held[:40])
+        # Never more than the 4 slots plus 4 shed connections' threads, still ending.
+        assert threading.active_count() <= before + 8
     finally:
         for s in held:
             s.close()
@@ -199,24 +209,108 @@ def test_idle_connections_cannot_use_up_the_encoders_threads():
         server.server_close()
 
 
-def test_a_silent_connection_is_cut_and_the_exporter_answers_again():
-    """The timeout frees the slots idle connections hold, so scrapes answer once they are cut
-    (a connection closed by the server has its slot back before the client sees the close)."""
+@pytest.mark.parametrize("trickling", [0, 4, 8])
+def test_scrapes_are_served_while_idle_or_trickling_clients_hold_every_slot(trickling):
+    """Eight connections that sent nothing (or a byte now and then) held the 8 slots, and
+    every scrape was closed unanswered until the timeout cut them (adversarial review). A
+    scrape now takes the slot of the oldest connection still sending its request; a request
+    already read is never shed. The timeout (60 s) plays no part here."""
     metrics = GuardMetrics()
     metrics.record_outcome("processed", "FINISHED")
-    server = start_metrics_server(metrics, 0, connection_timeout=0.2, max_connections=2)
+    server = start_metrics_server(metrics, 0, connection_timeout=60)
     port = server.server_port
-    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
     try:
-        for s in idle:
-            s.settimeout(30)
-            assert s.recv(1) == b""  # cut by the server (its 0.2 s), not by us
-        assert 'verifier_jobs_total{code="FINISHED",outcome="processed"} 1.0' in _scrape(port)
+        for s in slow[:trickling]:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: a")
+        for _ in range(3):
+            assert 'verifier_jobs_total{code="FINISHED",outcome="processed"} 1.0' in \
+                _scrape(port)
+        # The first scrape took the slot of the oldest; the later ones found it free again.
+        assert _closed_by_server(slow[0])
     finally:
-        for s in idle:
+        for s in slow:
             s.close()
         server.shutdown()
         server.server_close()
+
+
+def _trickle_until_closed(s: socket.socket, budget: int) -> bool:
+    """Send one byte of a header that never ends, every 20 ms, up to ``budget`` bytes;
+    whether the server closed the connection first."""
+    s.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+    for _ in range(budget):
+        try:
+            s.sendall(b"a")
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+        readable, _, _ = select.select([s], [], [], 0.02)
+        if readable:
+            with contextlib.suppress(ConnectionResetError):
+                if s.recv(1) == b"":
+                    return True
+            return True
+    return False
+
+
+def test_a_trickling_client_is_cut_at_its_deadline_however_often_it_sends():
+    """The timeout was per read: a byte every few seconds kept a slot for ever. The request
+    must now be read within the deadline counted from the accept. Bound: 0.5 s, against a
+    trickle of up to 60 s (a loaded machine only makes the cut come sooner in that race)."""
+    server = start_metrics_server(GuardMetrics(), 0, connection_timeout=0.5, max_connections=2)
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port)) as s:
+            assert _trickle_until_closed(s, budget=3000)
+        assert "verifier_jobs_total" in _scrape(server.server_port)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Clock:
+    """A clock the test moves, which tells when the server has read it (its accept of a
+    connection reads it first: the deadline is fixed then)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.reads = 0
+        self._changed = threading.Condition()
+
+    def __call__(self) -> float:
+        with self._changed:
+            self.reads += 1
+            self._changed.notify_all()
+            return self.now
+
+    def wait_for_reads(self, count: int) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: self.reads >= count, timeout=30)
+
+
+def test_the_request_deadline_counts_from_the_accept_on_the_servers_clock():
+    """The same deadline with an injected clock: no real time passes between the bytes, and
+    the per-read timeout (60 s) never fires, so only the clock can cut the connection."""
+    clock = _Clock()
+    server = start_metrics_server(GuardMetrics(), 0, connection_timeout=60, clock=clock)
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port)) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: a")
+            clock.wait_for_reads(1)  # accepted: its deadline is 1060
+            clock.now += 61  # past it: the next read of the request is the last
+            s.sendall(b"a")
+            assert _closed_by_server(s)
+        reads = clock.reads
+        with socket.create_connection(("127.0.0.1", server.server_port)) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\n")
+            clock.wait_for_reads(reads + 1)  # accepted at 1061: its deadline is 1121
+            clock.now += 59
+            s.sendall(b"Host: x\r\n\r\n")
+            s.settimeout(30)
+            assert s.recv(12).startswith(b"HTTP/1.")  # answered
+    finally:
+        server.shutdown()
+        server.server_close()
+
 
 @pytest.mark.parametrize(("variable", "value"), [
     ("VERIFIER_METRICS_PORT", "http"), ("VERIFIER_METRICS_PORT", "70000"),

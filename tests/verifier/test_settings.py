@@ -609,11 +609,65 @@ def test_a_database_name_is_refused_by_its_character_never_shown(value: str) -> 
     assert "a character MongoDB refuses" in str(error)
 
 
-def test_a_plain_typo_is_still_shown_to_help() -> None:
-    for variable, value in (("MONGODB_VERIFICATION_ENABLED", "treu"),
-                            ("VERIFIER_CHAIN", "hardend"), ("VERIFIER_METRICS_PORT", "99999"),
-                            ("VERIFIER_RECHECK_INTERVAL_S", "-5")):
-        assert repr(value) in str(config_error({**COMMUNITY, variable: value}))
+@pytest.mark.parametrize(("variable", "value"), [
+    ("MONGODB_VERIFICATION_ENABLED", "treu"), ("VERIFIER_PUSH", "on"),
+    ("VERIFIER_BACKOFF", "Flase"), ("VERIFIER_CHAIN", "hardend"),
+    ("VERIFIER_CHAIN", "trust_gateway"), ("VERIFIER_CHAIN", "Hardened"),
+    ("VERIFIER_METRICS_PORT", "99999"), ("VERIFIER_RECHECK_INTERVAL_S", "-5"),
+    ("VERIFIER_RECHECK_INTERVAL_S", "0.001"), ("VERIFIER_MONITOR_LAG_S", "5s"),
+    ("VERIFIER_METRICS_ADDR", "localhost"), ("VERIFIER_METRICS_ADDR", "127.0.0.1:9464"),
+    ("VERIFIER_METRICS_ADDR", "[::1]"),
+])
+def test_a_plain_typo_is_still_shown_to_help(variable: str, value: str) -> None:
+    """Hiding every value would hide the typo the operator must find: a value that is short
+    and plausibly a mistyped value of the setting is repeated (see the test above for what is
+    not)."""
+    error = config_error({**COMMUNITY, "VERIFIER_METRICS_PORT": "9464", variable: value})
+    assert error.variable == variable
+    assert repr(value) in str(error)
+
+
+@pytest.mark.parametrize(("value", "meant"), [("hardend", "hardened"),
+                                              ("trust_gateway", "trust-gateway"),
+                                              ("Hardened", "hardened")])
+def test_a_mistyped_chain_is_told_the_chain_it_may_mean(value: str, meant: str) -> None:
+    error = config_error({**COMMUNITY, "VERIFIER_CHAIN": value})
+    assert f"did you mean {meant!r}?" in str(error)
+
+
+#: Short passwords, each made only of the characters its setting's mistakes are made of
+#: (letters for a flag or a chain, hex for an address): no "looks like a secret" test can
+#: tell them from a typo, so they were repeated whole (adversarial review).
+SHORT_SECRETS = ["swordfish", "letmein", "correcthorse", "deadbeef", "p4ss-w0rd", "s3cr3t.pw"]
+#: Each validated setting and a phrase of what its error says was expected.
+EXPECTED = {
+    "GATEWAY_MONITOR_ENABLED": "true/false",
+    "MONGODB_VERIFICATION_ENABLED": "true/false",
+    "GATEWAY_AID_ENABLED": "true/false",
+    "VERIFIER_BACKOFF": "true/false",
+    "VERIFIER_PUSH": "true/false",
+    "VERIFIER_CHAIN": "known: trust-gateway, documented, hardened",
+    "VERIFIER_METRICS_PORT": "port number 1-65535",
+    "VERIFIER_METRICS_ADDR": "IP address",
+    "VERIFIER_STATUS_CACHE_S": "number of seconds",
+    "VERIFIER_MONITOR_LAG_S": "number of seconds",
+    "ENCODER_DID": "did:key",
+}
+
+
+@pytest.mark.parametrize("variable", sorted(EXPECTED))
+@pytest.mark.parametrize("value", SHORT_SECRETS)
+def test_a_short_secret_in_any_validated_setting_is_never_repeated(
+    variable: str, value: str
+) -> None:
+    """A value is repeated only when it is short and plausibly a typo of what the setting
+    takes: a flag near true/false, a chain near a chain's name, a number, an IP address.
+    Anything else is shown by its length, and the error still names the setting and what it
+    expects."""
+    error = config_error({**COMMUNITY, "VERIFIER_METRICS_PORT": "9464", variable: value})
+    assert error.variable == variable
+    assert_error_clean(error, value)
+    assert EXPECTED[variable] in str(error)
 
 
 def test_secret_in_a_malformed_dotenv_line_is_not_shown(tmp_path: Path) -> None:
@@ -629,3 +683,38 @@ def test_settings_are_frozen() -> None:
     settings = load()
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.monitor_enabled = False  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- .env file mode
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid"), reason="POSIX file modes")
+@pytest.mark.parametrize(("line", "credential"), [
+    (f"MONGODB_URI={MONGO_URI}", True),
+    (f"ENCODER_PRIVATE_KEY={KEY}", True),
+    (f"GATEWAY_URL=https://u:{MONGO_PASSWORD}@gw.example", True),
+    (f"HIVE_POSTING_KEY={MONGO_PASSWORD}", True),  # the encoder's own, in a shared .env
+    (f"IPFS_API_TOKEN={MONGO_PASSWORD}", True),
+    (f"SMTP_PASSWORD={MONGO_PASSWORD}", True),
+    ("MONGODB_URI=mongodb://db1.example:27017/jobs", False),  # no password
+    ("ENCODER_PUBLIC_KEY=z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK", False),
+    ("ENCODER_PRIVATE_KEY=", False),
+    ("DATABASE_NAME=spk-encoder-gateway", False),
+])
+def test_a_dotenv_others_may_read_is_warned_about_when_it_holds_a_credential(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, line: str, credential: bool
+) -> None:
+    path = tmp_path / ".env"
+    path.write_text(f"GATEWAY_MONITOR_ENABLED=true\n{line}\n", encoding="utf-8")
+    path.chmod(0o644)
+    Settings.from_env({}, dotenv=path)
+    assert ("DOTENV_READABLE" in caplog.text) is credential
+    if credential:
+        assert f"{path}" in caplog.text and "mode 0644" in caplog.text
+        assert line.partition("=")[0] in caplog.text  # the variable's name, never its value
+    assert_absent(MONGO_PASSWORD, caplog.text)
+    assert_absent(KEY, caplog.text)
+    caplog.clear()
+    path.chmod(0o600)
+    Settings.from_env({}, dotenv=path)
+    assert "DOTENV_READABLE" not in caplog.text
