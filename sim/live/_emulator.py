@@ -40,6 +40,7 @@ socket), and a connection whose queue overflows is closed with 1013. The transpo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import math
@@ -63,6 +64,8 @@ _EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
 _GATEWAY: Final = "/api/v0/gateway/"
 _AID: Final = "/aid/v1/"
 _BATCH_LIMIT: Final = 50
+#: The real batch-status asks the gateway this many ids at a time.
+_BATCH_ROUND: Final = 5
 _PAGE_LIMIT: Final = 100
 
 #: Statuses for which the monitor overlays live gateway data (and so waits for the gateway).
@@ -74,6 +77,11 @@ _UNAVAILABLE: Final = Response.json(503, {"status": "error", "message": "Service
 _PUSH_PATH: Final = "/api/ws/jobs"
 _PUSH_IDS_PER_MESSAGE: Final = 50
 _PUSH_SUBSCRIPTIONS: Final = 1000
+#: Subscriptions held by all connections together. Per connection, 1,000 ids of up to 256
+#: characters cost ~0.7 MB here; with nothing bounding the sum, one client opening thousands
+#: of connections drove the emulator to gigabytes (review: +200 MB for 300 connections).
+#: Ample for any run: an encoder subscribes to the few jobs it holds.
+_PUSH_TOTAL_SUBSCRIPTIONS: Final = 100_000
 #: Room for a full resubscription's current states and the writes that land meanwhile (equal
 #: to the subscription limit, one push after a full resubscription overflowed: session 21).
 _PUSH_QUEUE: Final = _PUSH_SUBSCRIPTIONS + 64
@@ -166,6 +174,9 @@ class Emulator:
         self.pushes_sent = 0
         #: Per-connection queue bound of the push extension (overflow: close with 1013).
         self.push_queue_limit = _PUSH_QUEUE
+        #: Bound on the subscriptions of all push connections together (over it: an error).
+        self.push_subscription_limit = _PUSH_TOTAL_SUBSCRIPTIONS
+        self._subscription_count = 0
         self._subscribers: dict[str, set[_Subscriber]] = {}  # job id -> its subscribers
         self.world.watchers.append(self._pushed)
 
@@ -222,6 +233,11 @@ class Emulator:
         """``route`` behind the transport faults; ``storms``: this service (the monitor)
         answers 429 to everything inside :attr:`HttpFaults.rate_limit_storm`."""
         async def handle(request: Request) -> Any:
+            if request.method == "HEAD":
+                # Express answers HEAD on every GET route (same status and headers, no body;
+                # the server strips the body): "Route not found" here was a server that does
+                # not exist (``curl -I`` against a job said 404).
+                request = dataclasses.replace(request, method="GET")
             fault = "rate_limited" if storms and self._storming() else self._fault()
             if fault == "reset":
                 return RESET
@@ -381,6 +397,9 @@ class Emulator:
         new = [i for i in ids if i not in subscriber.jobs]
         if len(subscriber.jobs) + len(new) > _PUSH_SUBSCRIPTIONS:
             return f"at most {_PUSH_SUBSCRIPTIONS} subscriptions per connection"
+        if self._subscription_count + len(new) > self.push_subscription_limit:
+            return "server subscription limit reached; try again later"
+        self._subscription_count += len(new)
         self.live.advance()  # the current state is the state as of now
         for job_id in new:
             subscriber.jobs.add(job_id)
@@ -393,7 +412,9 @@ class Emulator:
 
     def _unsubscribe(self, subscriber: _Subscriber, job_ids: Collection[str]) -> None:
         for job_id in list(job_ids):
-            subscriber.jobs.discard(job_id)
+            if job_id in subscriber.jobs:
+                subscriber.jobs.discard(job_id)
+                self._subscription_count -= 1
             subscribers = self._subscribers.get(job_id)
             if subscribers is not None:
                 subscribers.discard(subscriber)
@@ -413,7 +434,7 @@ class Emulator:
             return _ROUTE_NOT_FOUND
         rest = parts[1:]
         if method == "POST" and rest == ["batch-status"]:
-            return self._batch_status(request)
+            return await self._batch_status(request)
         if method != "GET" or not rest:
             return _ROUTE_NOT_FOUND
         if rest == ["available"]:
@@ -495,7 +516,7 @@ class Emulator:
                 "encoder_id": job.owner, "error": None, "metadata": {}}
         return Response.json(200, {"success": True, "data": data})
 
-    def _batch_status(self, request: Request) -> Response:
+    async def _batch_status(self, request: Request) -> Response | object:
         body = _json_body(request)
         ids = body.get("jobIds") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
@@ -503,10 +524,21 @@ class Emulator:
         if len(ids) > _BATCH_LIMIT:
             return Response.json(400, {"success": False,
                                        "error": f"at most {_BATCH_LIMIT} job ids"})
+        # The world's own monitor operation, as the simulator asks it: the monitor's lagging
+        # view, its outages and errors, its latency, and the request counted. Reading the
+        # jobs' current state here (as this route did) gave live runs a lag-free monitor that
+        # never failed, unlike every other monitor route and unlike the simulator.
+        # Ids the world lacks are dropped, as the real server drops per-job errors.
+        statuses, delay = self.world.monitor_batch([i for i in ids if i in self.world.jobs])
+        if statuses is None:
+            body = {"success": False, "error": "Failed to fetch batch status"}
+            return await self._reply(delay, Response.json(500, body))
         if self.world.gateway_down_now():
-            return Response.json(200, {"success": True, "data": {}})  # the quirk
-        data = {i: self.world.jobs[i].status for i in ids if i in self.world.jobs}
-        return Response.json(200, {"success": True, "data": data})
+            # The quirk ({} even for jobs in the database, from monitor_batch) arrives late:
+            # the real server asks the gateway five ids at a time, each batch waiting out its
+            # gateway timeout (contract: 50 ids against a silent gateway took about 100 s).
+            delay += math.ceil(len(ids) / _BATCH_ROUND) * self.world.sc.gateway_timeout
+        return await self._reply(delay, Response.json(200, {"success": True, "data": statuses}))
 
     def _listing(self, statuses: Collection[str]) -> Response:
         newest = sorted((j for j in self.world.jobs.values() if j.status in statuses),
@@ -743,8 +775,11 @@ def _gateway_answer(answer: WriteAnswered) -> Response | object:
 def _progress(pct: Any, download_pct: Any) -> tuple[float, float] | None:
     """A ping's progress as the world stores it (``None``: the ping reported none usable).
     The no-progress reassignment rule compares these values, as the real gateway does."""
-    values = [v if isinstance(v, int | float) and not isinstance(v, bool) else None
-              for v in (pct, download_pct)]
+    # Non-finite values are unusable too: Node's JSON.parse refuses NaN/Infinity outright,
+    # and a NaN stored here compared unequal to itself, so every ping "changed" the progress
+    # and the no-progress reassignment never fired for a client sending it.
+    values = [v if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+              else None for v in (pct, download_pct)]
     if values[0] is None and values[1] is None:
         return None
     return (float(values[0] or 0.0), float(values[1] or 0.0))

@@ -22,7 +22,17 @@ Failure shapes (what a client sees):
 
 * handler raises → 500 ``{"error":"Internal server error"}`` (the real monitor's body for
   internal errors), logged on ``sim.http``; the connection stays usable;
-* malformed HTTP → 400 ``{"error":"Bad request"}`` then close;
+* malformed HTTP → 400 ``{"error":"Bad request"}`` then close; so is a request with both
+  ``Content-Length`` and ``Transfer-Encoding`` (RFC 9112 §6.1: a smuggling vector; Node's
+  parser refuses it the same way);
+* headers over h11's 16 KiB → 431, empty body, then close (Node's limit and answer);
+* a request not fully received within ``request_timeout`` → 408, empty body, then close (as
+  Node's ``headersTimeout``); a connection idle that long between requests is just closed;
+* an answer the client does not read within ``send_timeout`` → the connection is cut;
+* more than ``max_connections`` open → the one waiting longest for its request is cut to make
+  room (none waiting: the new one is refused). Without these, one client holding idle or
+  half-sent connections exhausted the process's descriptors and starved every encoder of
+  all three services (review: 20 000 one-byte connections, then EMFILE on every accept);
 * body over ``max_body`` (declared or while reading a chunked body) → 413
   ``{"error":"Payload too large"}`` then close;
 * handler returns :data:`RESET` → TCP reset, no answer (httpx: ``ReadError``);
@@ -81,6 +91,27 @@ _WS_MAX_UNREAD: Final = 1 << 20
 #: How long one message may wait for a slow peer to read before the connection is cut: the
 #: server never waits on a slow client for long (docs/push.md).
 _WS_SEND_WAIT_S: Final = 5.0
+#: How long a whole request (head and body) may take to arrive, counted from the moment the
+#: connection starts waiting for it (so also the idle time between keep-alive requests). Node's
+#: ``headersTimeout`` is 60 s; its keep-alive timeout (5 s) is not copied: httpx also expires
+#: idle connections after 5 s, and equal timers race (a request sent on a connection the
+#: server is closing fails with no answer, a flaky error that is not a fault we mean to inject).
+_REQUEST_TIMEOUT_S: Final = 60.0
+#: How long one answer may wait for a client that does not read before the connection is cut.
+_SEND_TIMEOUT_S: Final = 10.0
+
+
+def _default_max_connections() -> int:
+    """Open connections per server: a quarter of the process's descriptor limit (three servers
+    and an in-process encoder pool share it), between 16 and 4096."""
+    try:
+        import resource
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # not POSIX: a conservative fixed cap
+        return 1024
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(16, min(4096, soft // 4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +131,16 @@ class Request:
         return [urllib.parse.unquote(part) for part in self.path.split("/") if part]
 
     def json(self) -> Any:
-        """The body as JSON; ``ValueError`` (``JSONDecodeError``) when empty or not JSON."""
-        return json.loads(self.body)
+        """The body as JSON; ``ValueError`` (``JSONDecodeError``) when empty or not JSON.
+
+        As strict as Node's ``JSON.parse``: ``NaN``/``Infinity`` are not JSON (Python accepts
+        them; a ``NaN`` progress would then compare unequal to itself forever), and nesting
+        too deep for the parser is malformed input, not a handler crash (``RecursionError``
+        made every such request a logged traceback)."""
+        try:
+            return json.loads(self.body, parse_constant=_not_json)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +190,9 @@ Handler = Callable[[Request], Awaitable["Response | _Reset | Upgrade"]]
 _INTERNAL_ERROR: Final = Response.json(500, {"error": "Internal server error"})
 _BAD_REQUEST: Final = Response.json(400, {"error": "Bad request"})
 _TOO_LARGE: Final = Response.json(413, {"error": "Payload too large"})
+#: Node answers these two with no body at all.
+_HEADERS_TOO_LARGE: Final = Response(431)
+_REQUEST_TIMEOUT: Final = Response(408)
 
 
 class _Refused(Exception):
@@ -170,12 +212,20 @@ class HttpServer:
     """
 
     def __init__(self, handler: Handler, *, name: str, host: str = "127.0.0.1", port: int = 0,
-                 max_body: int = 1 << 20) -> None:
+                 max_body: int = 1 << 20, max_connections: int | None = None,
+                 request_timeout: float = _REQUEST_TIMEOUT_S,
+                 send_timeout: float = _SEND_TIMEOUT_S) -> None:
         self.handler = handler
         self.name = name
         self.host = host
         self.port = port
         self.max_body = max_body
+        self.max_connections = (_default_max_connections() if max_connections is None
+                                else max_connections)
+        self.request_timeout = request_timeout
+        self.send_timeout = send_timeout
+        #: Connections cut to make room (``max_connections``) or refused for lack of it.
+        self.connections_evicted = 0
         #: Responses written (handler answers, 500s, 400s and 413s; not resets).
         self.requests_served = 0
         self._server: asyncio.Server | None = None
@@ -184,6 +234,12 @@ class HttpServer:
         # after stop() must not be served (asyncio runs the callback a few loop turns later).
         self._epoch = 0
         self._connections: dict[asyncio.Task[None], asyncio.Transport] = {}
+        #: The connections waiting for (the rest of) a request, longest-waiting first: the
+        #: ones cut to make room, since cutting them loses no answer already under way.
+        self._waiting: dict[asyncio.Task[None], asyncio.Transport] = {}
+        #: WebSocket sessions, oldest first: cut next (an idle subscriber is as cheap to hold
+        #: open as a half-sent request, and its client must survive a drop anyway).
+        self._sessions: dict[asyncio.Task[None], asyncio.Transport] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -264,6 +320,9 @@ class HttpServer:
             try:
                 if epoch != self._epoch:
                     transport.abort()  # accepted by a listener that stop() has since closed
+                elif len(self._connections) > self.max_connections and not self._evict():
+                    self.connections_evicted += 1
+                    transport.abort()  # every other one is busy answering: refuse this one
                 else:
                     await self._serve(reader, writer, transport)
             except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
@@ -281,19 +340,47 @@ class HttpServer:
                 transport.abort()
         finally:
             del self._connections[task]
+            self._waiting.pop(task, None)
+            self._sessions.pop(task, None)
+
+    def _evict(self) -> bool:
+        """Cut the connection waiting longest for its request, else the oldest WebSocket
+        session, if any (``max_connections``); a request being answered is never cut."""
+        me = asyncio.current_task()
+        for victims in (self._waiting, self._sessions):
+            for task, transport in victims.items():
+                if task is not me:
+                    del victims[task]
+                    transport.abort()
+                    task.cancel()
+                    self.connections_evicted += 1
+                    return True
+        return False
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      transport: asyncio.Transport) -> None:
         conn = h11.Connection(h11.SERVER)
+        task = asyncio.current_task()
+        assert task is not None
         while True:
+            self._waiting[task] = transport  # the newest waiter: cut last to make room
             try:
-                request = await self._read_request(conn, reader, writer)
-            except h11.RemoteProtocolError:
-                await self._refuse(conn, reader, writer, _BAD_REQUEST)
+                async with asyncio.timeout(self.request_timeout):
+                    request = await self._read_request(conn, reader, writer)
+            except TimeoutError:
+                if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
+                    return  # idle between requests, nothing asked: close without an answer
+                await self._refuse(conn, reader, writer, _REQUEST_TIMEOUT)  # slowloris
+                return
+            except h11.RemoteProtocolError as exc:
+                await self._refuse(conn, reader, writer, _HEADERS_TOO_LARGE
+                                   if exc.error_status_hint == 431 else _BAD_REQUEST)
                 return
             except _Refused as refused:
                 await self._refuse(conn, reader, writer, refused.response)
                 return
+            finally:
+                self._waiting.pop(task, None)
             if request is None:
                 return  # the client closed between requests: the ordinary end of keep-alive
             answer = await self._answer(request)
@@ -306,7 +393,8 @@ class HttpServer:
                 await self._upgrade(conn, reader, writer, request, answer)
                 return
             self._write(conn, writer, request.method, answer)
-            await writer.drain()
+            if not await self._drain(writer):
+                return
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # "Connection: close", HTTP/1.0 or a handler's own close: h11 decides
             conn.start_next_cycle()
@@ -328,6 +416,11 @@ class HttpServer:
             return None  # ConnectionClosed (PAUSED cannot come before a request)
         headers = {name.decode("latin-1"): value.decode("latin-1")
                    for name, value in event.headers}  # h11 lower-cases names
+        if "transfer-encoding" in headers and "content-length" in headers:
+            # h11 lets Transfer-Encoding win (RFC 9112 §6.1), but the RFC also says to close
+            # after such a request, which h11 does not: the bytes past the chunked body were
+            # served as a second, smuggled request. Node refuses the request outright: 400.
+            raise h11.RemoteProtocolError("Content-Length with Transfer-Encoding", 400)
         declared = headers.get("content-length")
         if declared is not None and int(declared) > self.max_body:  # h11 checked the digits
             raise _Refused(_TOO_LARGE)
@@ -352,6 +445,18 @@ class HttpServer:
         return Request(event.method.decode("ascii").upper(), target, path,
                        dict(urllib.parse.parse_qsl(query, keep_blank_values=True)), headers,
                        b"".join(chunks))
+
+    async def _drain(self, writer: asyncio.StreamWriter) -> bool:
+        """Wait for the client to read what was written; ``False`` (and the connection cut)
+        when it does not within ``send_timeout``: a client that never reads its answers
+        otherwise held its connection, and a slot of ``max_connections``, forever."""
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await writer.drain()
+        except TimeoutError:
+            writer.transport.abort()
+            return False
+        return True
 
     async def _answer(self, request: Request) -> Response | _Reset | Upgrade:
         try:
@@ -405,10 +510,14 @@ class HttpServer:
         trailing, _closed = conn.trailing_data
         if trailing:
             websocket.feed(trailing)
+        task, transport = asyncio.current_task(), writer.transport
+        assert task is not None and isinstance(transport, asyncio.Transport)
+        self._sessions[task] = transport
         try:
             await upgrade.session(websocket)
             await websocket.close()  # no-op when the session closed, or the peer did
         finally:
+            self._sessions.pop(task, None)
             websocket.forget()
 
     async def _refuse(self, conn: h11.Connection, reader: asyncio.StreamReader,
@@ -423,7 +532,8 @@ class HttpServer:
         if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return  # a response is already under way: nothing coherent can be sent
         self._write(conn, writer, "", response, close=True)
-        await writer.drain()
+        if not await self._drain(writer):
+            return
         if writer.can_write_eof():
             writer.write_eof()
         try:
@@ -540,6 +650,10 @@ class WebSocket:
             self._writer.write(self._ws.send(event))
         if self._writer.transport.get_write_buffer_size() > _WS_MAX_UNREAD:
             self._writer.transport.abort()  # a peer that does not read: cut, not buffered
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _head(response: Response, *, close: bool) -> h11.Response:

@@ -208,8 +208,11 @@ def test_the_readme_command_runs_an_encoder_against_the_emulator_as_written() ->
                          ids=["to-this-encoder", "to-another"])
 def test_an_assigned_job_is_offered_by_myjob_to_its_encoder_only(owner: str,
                                                                  served: str) -> None:
+    # --duration bounds the whole run, encoder start-up included: two jobs take ~12 s on an
+    # idle machine, so 12 s failed one run in two on a loaded one (server review: the
+    # second job cut by the deadline, "1 of 2"). Serve stops as soon as every job is done.
     done = _serve_encoder([
-        ".venv/bin/python", "-m", "sim", "serve", "--jobs", "1", "--duration", "12",
+        ".venv/bin/python", "-m", "sim", "serve", "--jobs", "1", "--duration", "25",
         "--set", "lie_rate=0", "--assigned", f"special-job={owner}", "--",
         ".venv/bin/python", "-m", "verifier", "run", "--source", "myjob",
         "--poll-interval", "0.3", "--max-poll-interval", "0.5", "--",
