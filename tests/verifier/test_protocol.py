@@ -713,6 +713,35 @@ def test_a_shutdown_release_is_retried_and_a_job_not_given_back_is_said_to_be_he
     assert len(actions(trace, Release)) == releases
 
 
+@pytest.mark.parametrize("backoff", [False, True], ids=["fixed", "backoff"])
+def test_a_shutdown_release_is_retried_after_the_retry_delay_not_at_once(backoff):
+    """A give-back that got no answer is asked again after the retry delay: a tier that did
+    not answer is not hammered (fixed: a retry interval after the answer; with backoff, a
+    jittered wait, here never none), and the first is asked at once once the work stopped.
+    Mutation testing (session 23) found no test that noticed the retries sent back to back."""
+    pending = [WriteOutcome.UNKNOWN, WriteOutcome.UNKNOWN, WriteOutcome.OK]
+    base = shutting_down(world(), after=StartWork)
+    asked: list[float] = []
+
+    def respond(action: Action, now: float) -> Answer:
+        if isinstance(action, (Release, CancelWork)):
+            asked.append(now)
+        if isinstance(action, Release):
+            return WriteAnswered(pending.pop(0))
+        return base(action, now)
+
+    policy = dataclasses.replace(HARDENED, backoff=backoff)
+    outcome, _, _ = run(policy, COMMUNITY, respond)
+    assert outcome.code == "SHUTDOWN" and not outcome.held
+    stopped, first, second, third = asked
+    answer = 0.1  # each action's answer takes 0.1 s in ``run``
+    assert first == pytest.approx(stopped + answer)  # no wait but for the stop
+    for gap in (second - first, third - second):
+        assert gap > answer + 1e-6
+        if not backoff:
+            assert gap == pytest.approx(answer + TIMING.retry_interval)
+
+
 @pytest.mark.parametrize("landed", [True, False], ids=["accept-lands-late", "not-ours"])
 def test_a_release_refused_while_our_claim_may_be_landing_is_asked_again_once_it_has(landed):
     """A shutdown during the settle wait, right after an accept the gateway answered: the
