@@ -104,7 +104,7 @@ class Interval(NamedTuple):
 class _Partition:
     """One pass over a history: each job's records with their positions, crashes per process."""
 
-    __slots__ = ("_intervals", "by_job", "crashes", "jobless_screens")
+    __slots__ = ("_intervals", "_opened", "by_job", "crashes", "jobless_screens")
 
     def __init__(self, history: History) -> None:
         by_job: dict[str, list[tuple[int, Record]]] = {}
@@ -125,6 +125,11 @@ class _Partition:
         self.by_job = by_job
         self.crashes = crashes
         self._intervals: dict[str, list[Interval]] | None = None
+        #: Per job, the history position of the ``start`` that opened each interval, in the
+        #: order of ``intervals()[job]``: at one instant, times cannot say which of two starts
+        #: (or a start and a requeue) came first, and start records are never back-dated, so
+        #: their positions can (an adversarial review of the checkers: S1's and the lease's ties).
+        self._opened: dict[str, list[int]] = {}
 
     def next_crash(self, process: str, after: int) -> tuple[int, float]:
         """The first crash of ``process`` recorded after position ``after`` (bisect)."""
@@ -140,38 +145,45 @@ class _Partition:
     def intervals(self) -> dict[str, list[Interval]]:
         """Every job's processing intervals, sorted by (start, end, process); computed once."""
         if self._intervals is None:
-            self._intervals = {job: self._job_intervals(job, recs)
-                               for job, recs in self.by_job.items()}
+            self._intervals = {}
+            for job, recs in self.by_job.items():
+                self._intervals[job], self._opened[job] = self._job_intervals(job, recs)
         return self._intervals
 
-    def _job_intervals(self, job: str, recs: list[tuple[int, Record]]) -> list[Interval]:
-        out: list[Interval] = []
-        # process -> (start time, position of its next crash, time of that crash)
-        holding: dict[str, tuple[float, int, float]] = {}
+    def opened(self, job: str) -> list[int]:
+        """The positions of the starts that opened ``intervals()[job]``, in the same order."""
+        self.intervals()
+        return self._opened.get(job, [])
+
+    def _job_intervals(self, job: str, recs: list[tuple[int, Record]]
+                       ) -> tuple[list[Interval], list[int]]:
+        out: list[tuple[Interval, int]] = []
+        # process -> (start time, position of its next crash, time of that crash, start's pos)
+        holding: dict[str, tuple[float, int, float, int]] = {}
         for pos, (t, process, _, op, phase, value) in recs:
             if phase != "ok" or op not in ("start", "stop"):
                 continue
             held = holding.get(process)
             if held is not None and held[1] < pos:
                 # The process crashed since it started: that crash ended the interval.
-                out.append(Interval(process, job, held[0], held[2], "crash"))
+                out.append((Interval(process, job, held[0], held[2], "crash"), held[3]))
                 del holding[process]
                 held = None
             if op == "start":
                 if held is None:
                     crash_pos, crash_time = self.next_crash(process, pos)
-                    holding[process] = (t, crash_pos, crash_time)
+                    holding[process] = (t, crash_pos, crash_time, pos)
                 # A second start while still holding: the same interval simply continues.
             elif held is not None:
-                out.append(Interval(process, job, held[0], t, str(value or "stop")))
+                out.append((Interval(process, job, held[0], t, str(value or "stop")), held[3]))
                 del holding[process]
-        for process, (start, crash_pos, crash_time) in holding.items():
+        for process, (start, crash_pos, crash_time, opened) in holding.items():
             if crash_pos != _NEVER:
-                out.append(Interval(process, job, start, crash_time, "crash"))
+                out.append((Interval(process, job, start, crash_time, "crash"), opened))
             else:
-                out.append(Interval(process, job, start, math.inf, "open"))
-        out.sort(key=lambda iv: (iv.start, iv.end, iv.process))
-        return out
+                out.append((Interval(process, job, start, math.inf, "open"), opened))
+        out.sort(key=lambda pair: (pair[0].start, pair[0].end, pair[0].process, pair[1]))
+        return [iv for iv, _ in out], [opened for _, opened in out]
 
 
 def processing_intervals(history: History) -> dict[str, list[Interval]]:
@@ -196,12 +208,14 @@ def _s1(part: _Partition) -> CheckResult:
     Sweep over the job's intervals in start order with a heap of open intervals keyed by end:
     an interval ``[s, e]`` of ``q`` is open at ``t`` iff ``s <= t < e``, so a hand-off at the
     very instant of the earlier holder's stop or crash is fine. Starts at the same instant by
-    two processes are both bad (neither had proof the other had stopped).
+    two processes that both run on are both bad (neither had proof the other had stopped); a
+    zero-length one among them is bad only if the other's start was recorded before it.
     """
     violations = 0
     bad_jobs: list[str] = []
     examples: list[str] = []
     for job, ivs in part.intervals().items():
+        opened = part.opened(job)
         heap: list[tuple[float, int, str]] = []
         held: dict[str, int] = {}  # process -> how many of its intervals are in the heap
         i, n = 0, len(ivs)
@@ -212,14 +226,30 @@ def _s1(part: _Partition) -> CheckResult:
                 j += 1
             while heap and heap[0][0] <= t:
                 held[heapq.heappop(heap)[2]] -= 1
-            for k in range(i, j):
-                if ivs[k].end > t:
-                    heapq.heappush(heap, (ivs[k].end, k, ivs[k].process))
-                    held[ivs[k].process] = held.get(ivs[k].process, 0) + 1
+            # Other processes holding the job since before t, for each start of this instant.
+            earlier = [len(heap) - held.get(ivs[k].process, 0) for k in range(i, j)]
+            running = [k for k in range(i, j) if ivs[k].end > t]
+            mine: dict[str, int] = {}  # process -> its starts at t that run on past t
+            for k in running:
+                heapq.heappush(heap, (ivs[k].end, k, ivs[k].process))
+                held[ivs[k].process] = held.get(ivs[k].process, 0) + 1
+                mine[ivs[k].process] = mine.get(ivs[k].process, 0) + 1
             for k in range(i, j):
                 iv = ivs[k]
-                if len(heap) - held.get(iv.process, 0) == 0:
-                    continue
+                if earlier[k - i] == 0:
+                    if iv.end > t:
+                        # Two starts at t that both run on: both bad, whatever their order.
+                        if len(running) - mine.get(iv.process, 0) == 0:
+                            continue
+                    # A zero-length interval ``[t, t]`` holds nothing after t (S2 finds no
+                    # overlap with one starting at t either). Its start is bad only if another
+                    # process's start at t, still running, was recorded before it: an encoder
+                    # that started and stopped at t and then handed off at t did nothing
+                    # wrong (a review of the checkers found it blamed; start records are never
+                    # back-dated, so their positions order them).
+                    elif not any(ivs[r].process != iv.process and opened[r] < opened[k]
+                                 for r in running):
+                        continue
                 violations += 1
                 bad_jobs.append(job)
                 if len(examples) < MAX_EXAMPLES:
@@ -355,7 +385,8 @@ def _lease(part: _Partition) -> CheckResult:
     The owner of record is the encoder of the latest world ``assign`` since the job's previous
     ``requeue`` (by position: the order in which the world applied them); a requeue leaves the
     job unowned. It is processing at the requeue's time ``t`` when one of its intervals has
-    ``start < t < end``: an interval closed at ``t`` (stopped, cancelled or crashed at that very
+    ``start <= t < end`` (a start at ``t`` only if recorded before the requeue): an interval
+    closed at ``t`` (stopped, cancelled or crashed at that very
     instant) has ended in time, as the lease's proof allows (stopped by
     ``lease_base + T - ε``, reassigned no earlier). Only the owner counts: an encoder whose
     assignment was overwritten by another accept is not timed out by the gateway (an overlap
@@ -367,7 +398,8 @@ def _lease(part: _Partition) -> CheckResult:
     intervals = part.intervals()
     for job, recs in part.by_job.items():
         owner: tuple[Any, Any] | None = None
-        for _, (t, process, _, op, phase, value) in recs:
+        opened = part.opened(job)
+        for pos, (t, process, _, op, phase, value) in recs:
             if process != WORLD or phase != "ok":
                 continue
             if op == "assign":
@@ -378,8 +410,13 @@ def _lease(part: _Partition) -> CheckResult:
             reason, held, owner = str(value), owner, None
             if held is None or not reason.startswith(TIMEOUT_REQUEUES):
                 continue
-            for iv in intervals.get(job, ()):
-                if iv.process == held[0] and iv.start < t < iv.end - _ROUNDING:
+            for k, iv in enumerate(intervals.get(job, ())):
+                # ``[start, end)`` contains ``t``. A start at ``t`` itself counts when it was
+                # recorded before the requeue: the owner began work at the instant it was
+                # timed out (``start < t`` missed it: a review of the checkers). One recorded
+                # after began after the reassignment: not the lease's, as a later start.
+                began = iv.start < t or (iv.start == t and opened[k] < pos)
+                if iv.process == held[0] and began and t < iv.end - _ROUNDING:
                     violations += 1
                     bad_jobs.append(job)
                     if len(examples) < MAX_EXAMPLES:
@@ -526,6 +563,15 @@ def check_claim_evidence(history: History) -> CheckResult:
         if job is None:
             if _process_ends(op, phase, job):
                 known.pop(process, None)
+            elif op == "screen" and phase == "ok" and isinstance(value, tuple | list):
+                # A batch naming several jobs is recorded without a job: its entries are
+                # answers about each (skipping it missed a batch saying "taken" after an
+                # older "queued" read, and found no evidence after one saying "queued": a
+                # review of the checkers). A value that is not (job, status) pairs says nothing.
+                seen = known.setdefault(process, {})
+                for entry in value:
+                    if isinstance(entry, tuple | list) and len(entry) == 2:
+                        seen[entry[0]] = (None, entry[1])
             continue
         seen = known.setdefault(process, {})
         if op == "verify" and phase == "ok":
