@@ -14,6 +14,10 @@ contract's bodies, quirks included:
   ``progress`` as a bare number for finished jobs, legacy extra fields, ``/health`` always 200,
   ``{"error": "Route not found"}`` for unknown routes, and its wait (the scenario's
   ``gateway_timeout``) for a silent gateway's overlay on assigned and running jobs;
+  ``/jobs/available`` listing ``unassigned`` jobs only; ``/jobs/{id}/status`` proxying the
+  world's gateway (its lie, its outages, a gateway request counted), never the job's state;
+  routing, percent-decoding and ``express.json()`` body reading as the real server's
+  Express 4 app does them (shared with Gateway Aid), malformed escapes its error 500;
 * the legacy gateway's JWS bodies, verified against the ``did:key`` in the ``kid`` (a bad or
   missing signature is 401 and touches nothing), the generic 500 of a refused accept or
   finish, pings from non-owners answered OK, ``jobstatus`` nested as ``{job, rank}``;
@@ -44,6 +48,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
+import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -159,6 +165,9 @@ class Emulator:
             raise ValueError("bad HTTP faults: " + "; ".join(problems))
         self.approved = None if approved is None else frozenset(approved)
         self._rng = live.streams.stream("http.faults")
+        #: Whom a proxied gateway status lie names (``/jobs/{id}/status``): a stream of its
+        #: own, so the fault draws keep their sequences.
+        self._lie_rng = live.streams.stream("http.status-lie")
         ports = ports or {}
         self.monitor = HttpServer(self._monitor_entry(self._service(self._monitor,
                                                                   storms=True)),
@@ -424,29 +433,35 @@ class Emulator:
     # ------------------------------------------------------------------ Gateway Monitor
 
     async def _monitor(self, request: Request, parts: list[str]) -> Response | object:
-        if parts[:1] != ["api"]:
-            return _ROUTE_NOT_FOUND
-        parts = parts[1:]
+        # Routed as the real server's Express 4 app (``app.use("/api/jobs", jobsRouter)``),
+        # not by ``parts``: see :func:`_express_request`.
+        body = _express_request(request)
         method = request.method
-        if parts == ["health"] and method == "GET":
+        if method == "GET" and _API_HEALTH.match(request.path):
             return Response.json(200, {"status": "ok", "service": "gateway-monitor"})
-        if parts[:1] != ["jobs"]:
+        rest = _mounted(request.path, "/api/jobs")
+        if rest is None:
             return _ROUTE_NOT_FOUND
-        rest = parts[1:]
-        if method == "POST" and rest == ["batch-status"]:
-            return await self._batch_status(request)
-        if method != "GET" or not rest:
+        if method == "POST":
+            if _express_match(rest, "/batch-status") is not None:
+                return await self._batch_status(body)
             return _ROUTE_NOT_FOUND
-        if rest == ["available"]:
-            return self._listing(CLAIMABLE_STATUSES)
-        if rest == ["active"]:
+        if method != "GET":
+            return _ROUTE_NOT_FOUND
+        if _express_match(rest, "/available") is not None:
+            # Contract (3speak-contract.md, "Gateway Monitor API"): "`GET {base}/jobs/available`
+            # (status `unassigned`, newest 10)". Only `unassigned`: the gateway's jobs wait as
+            # `queued` and aid's as `pending`, so neither is ever listed here (the real list
+            # is empty whenever no record uses that vocabulary).
+            return self._listing(frozenset({"unassigned"}))
+        if _express_match(rest, "/active") is not None:
             return self._listing(frozenset({"running"}))
-        if rest == ["completed"]:
+        if _express_match(rest, "/completed") is not None:
             return self._completed(request)
-        if len(rest) == 2 and rest[1] == "status":
-            return self._job_status(rest[0])
-        if len(rest) == 1:
-            return await self._job_details(rest[0])
+        if (found := _express_match(rest, "/:id")) is not None:
+            return await self._job_details(found[0])
+        if (found := _express_match(rest, "/:id/status")) is not None:
+            return await self._job_status(found[0])
         return _ROUTE_NOT_FOUND
 
     async def _job_details(self, job_id: str) -> Response | object:
@@ -505,19 +520,46 @@ class Emulator:
             "permlink": "",
         }
 
-    def _job_status(self, job_id: str) -> Response:
-        """Proxies the gateway (never the database): 500 when the gateway is down."""
-        if self.world.gateway_down_now():
-            return Response.json(500, {"success": False, "error": "Failed to fetch job status"})
-        job = self._job(job_id)
-        if job is None:
-            return Response.json(404, {"success": False, "error": "Job status not found"})
-        data = {"job_id": job_id, "status": job.status, "progress": 0,
-                "encoder_id": job.owner, "error": None, "metadata": {}}
-        return Response.json(200, {"success": True, "data": data})
+    async def _job_status(self, job_id: str) -> Response | object:
+        """``GET /jobs/{id}/status``: the gateway's status answer, proxied.
 
-    async def _batch_status(self, request: Request) -> Response | object:
-        body = _json_body(request)
+        Contract: it "never reads the database: it proxies the gateway (500 when the gateway
+        is down, 404 "Job status not found" even for existing jobs); its data uses `job_id`".
+        So the answer is the world's gateway operation (``gw_status``: its latency, its
+        outages, its status lie, the request counted against the gateway), not the job's
+        state; an id the gateway does not know is its 404, after a gateway request too; and
+        a down gateway is waited for (its timeout, as the monitor's other routes wait for a
+        silent gateway) before the 500. The request names no asker (the monitor asks, not
+        an encoder), so the lie names one of the encoders the gateway told about the job,
+        as the stand-in of ``monitor_read`` does.
+        """
+        world = self.world
+        world.calls["monitor"] += 1  # the client's request to the monitor
+        failed = Response.json(500, {"success": False, "error": "Failed to fetch job status"})
+        job = self._job(job_id)
+        if job is None:  # the gateway is asked all the same, and knows nothing of it
+            world.calls["gateway"] += 1
+            delay = world.latency(world.sc.gateway_latency)
+            if world.gateway_down_now():
+                return await self._reply(delay + world.sc.gateway_timeout, failed)
+            return await self._reply(delay, Response.json(
+                404, {"success": False, "error": "Job status not found"}))
+        read, delay = world.gw_status(_MONITOR_ASKER, job_id)
+        if isinstance(read, TierFailed):
+            return await self._reply(delay + world.sc.gateway_timeout, failed)
+        assert isinstance(read, Observed)
+        status, owner = read.observation.status, read.observation.owner
+        if owner == _MONITOR_ASKER:  # the gateway's lie, told to whoever asks
+            told = sorted({*job.epoch_of_did, *([job.pending] if job.pending else [])})
+            if told:
+                owner = told[self._lie_rng.randrange(len(told))]
+            else:  # it handed the job to nobody: nobody to name
+                status, owner = job.status, job.owner
+        data = {"job_id": job_id, "status": status, "progress": 0,
+                "encoder_id": owner, "error": None, "metadata": {}}
+        return await self._reply(delay, Response.json(200, {"success": True, "data": data}))
+
+    async def _batch_status(self, body: Any) -> Response | object:
         ids = body.get("jobIds") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             return Response.json(400, {"success": False, "error": "jobIds must be an array"})
@@ -649,21 +691,29 @@ class Emulator:
     # ------------------------------------------------------------------ Gateway Aid
 
     async def _aid(self, request: Request, parts: list[str]) -> Response | object:
-        if parts[:2] != ["aid", "v1"] or len(parts) < 3:
+        # The monitor's Express app (``app.use("/aid", aidRouter)``): see _express_request.
+        body = _express_request(request)
+        rest = _mounted(request.path, "/aid")
+        method = request.method
+        if rest is None:
             return _ROUTE_NOT_FOUND
-        route, rest, method = parts[2], parts[3:], request.method
-        if method == "GET" and route == "health" and not rest:
+        route, job_param = None, None
+        if method == "GET" and _express_match(rest, "/v1/health") is not None:
             return Response.json(200, {"success": True, "status": "ok"})
+        if method == "GET" and (found := _express_match(rest, "/v1/job/:id")) is not None:
+            route, job_param = "job", found[0]
+        elif method == "POST":
+            route = next((name for name in _AID_WRITES
+                          if _express_match(rest, f"/v1/{name}") is not None), None)
+        if route is None:  # no route: the 404 handler, whoever asks (auth is per route)
+            return _ROUTE_NOT_FOUND
         did = request.headers.get("x-encoder-did", "")
         if not did.startswith("did:key:") or (
                 self.approved is not None and did not in self.approved):
             return Response.json(403, {"success": False, "error": "Encoder not authorized",
                                        "data": {"code": "ENCODER_NOT_AUTHORIZED"}})
-        if method == "GET" and route == "job" and len(rest) == 1:
-            return self._aid_job(did, rest[0])
-        if method != "POST" or rest:
-            return _ROUTE_NOT_FOUND
-        body = _json_body(request)
+        if job_param is not None:
+            return self._aid_job(did, job_param)
         if not isinstance(body, dict):
             return Response.json(400, {"success": False, "error": "JSON object expected"})
         if route == "list-jobs":
@@ -677,8 +727,6 @@ class Emulator:
                     if j.status in CLAIMABLE_STATUSES and j.owner is None][:50]
             return Response.json(200, {"success": True, "jobs": jobs})
         job_id = body.get("job_id")
-        if route not in ("claim-job", "update-job", "complete-job"):
-            return _ROUTE_NOT_FOUND
         if not isinstance(job_id, str) or job_id not in self.world.jobs:
             return Response.json(404, {"success": False, "error": "Job not found",
                                        "data": {"code": "JOB_NOT_FOUND"}})
@@ -721,6 +769,9 @@ class Emulator:
 
 _GATEWAY_WRITES: Final = frozenset({"acceptJob", "rejectJob", "cancelJob", "failJob",
                                     "finishJob", "pingJob", "heartbeat"})
+_AID_WRITES: Final = ("list-jobs", "claim-job", "update-job", "complete-job")
+#: Who asks the gateway when the monitor proxies ``/jobs/{id}/status``: no encoder.
+_MONITOR_ASKER: Final = "gateway-monitor"
 
 
 class _Subscriber:
@@ -758,6 +809,105 @@ def _json_body(request: Request) -> Any:
         return request.json()
     except ValueError:
         raise _BadRequest(_INTERNAL) from None
+
+
+# ---------------------------------------------------------------------- Express 4 semantics
+#
+# The monitor and Gateway Aid are one Express 4 app (the aid server's server.ts:
+# ``express.json()`` for every request, ``app.use("/api/jobs", jobsRouter)``,
+# ``app.use("/aid", aidRouter)``, then ``app.use("*", ...)`` answering 404 "Route not found"
+# and an error handler answering 500 {"error": "Internal server error"} to any error, whatever
+# its status). What follows mirrors what that app does with a request, checked against
+# express 4.22.3 serving that layout. The legacy gateway's framework is not known: its
+# routes keep the plain segment split.
+
+#: ``%`` not starting a two-hex-digit escape: ``decodeURIComponent`` throws on it.
+_BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_API_HEALTH: Final = re.compile(r"^/api/health/?$", re.IGNORECASE)
+_JSON_WHITESPACE: Final = " \t\n\r"
+#: The charsets body-parser's JSON reader decodes (iconv-lite names); others are refused.
+_JSON_CHARSETS: Final = {"utf-8": "utf-8", "utf8": "utf-8", "utf-16": "utf-16",
+                         "utf-16le": "utf-16-le", "utf-16be": "utf-16-be"}
+
+
+def _decode_uri_component(raw: str) -> str:
+    """JavaScript's ``decodeURIComponent``: ``ValueError`` on a malformed escape (``%zz``,
+    a lone ``%``) or escapes that are not UTF-8 (``%ff``); Python's ``unquote`` instead
+    keeps the first and replaces the second with U+FFFD."""
+    if _BAD_ESCAPE.search(raw):
+        raise ValueError("malformed percent escape")
+    return urllib.parse.unquote_to_bytes(raw).decode("utf-8")  # strict: UnicodeDecodeError
+
+
+def _express_request(request: Request) -> Any:
+    """What the monitor's app does before any route: the body as ``express.json()`` reads
+    it, and the error 500 for a path with a malformed percent escape.
+
+    Express decodes each route parameter with ``decodeURIComponent`` and passes its error
+    to the error handler (500); the 404 handler's path ``"*"`` is a parameter too, so a
+    malformed escape anywhere in the path is the 500, never "not found" (``/api/jobs/%ff``
+    answered 404 "Job not found" here: an answer the real server never gives).
+
+    ``express.json()`` (body-parser): a body not declared ``application/json`` is not read
+    (the route sees ``{}``); an empty one is ``{}``; a declared charset other than UTF-8/16
+    is refused; the text must start with ``{`` or ``[`` (strict mode); invalid UTF-8 is
+    replaced, not refused. Each refusal is the error handler's 500. (Python's ``json``
+    guesses UTF-16 and UTF-32 from the bytes: a UTF-16 body was read here, never there.)
+    """
+    try:
+        _decode_uri_component(request.path)
+    except ValueError:
+        raise _BadRequest(_INTERNAL) from None
+    media, *params = request.headers.get("content-type", "").split(";")
+    if media.strip().lower() != "application/json":
+        return {}
+    if not request.body:
+        return {}
+    charset = "utf-8"
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    codec = _JSON_CHARSETS.get(charset)
+    if codec is None:  # body-parser's 415 (or an encoding iconv-lite lacks): the 500
+        raise _BadRequest(_INTERNAL)
+    text = request.body.decode(codec, errors="replace").removeprefix("\ufeff")
+    if text.lstrip(_JSON_WHITESPACE)[:1] not in ("{", "["):
+        raise _BadRequest(_INTERNAL)
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        raise _BadRequest(_INTERNAL) from None
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")  # JSON.parse refuses NaN and Infinity
+
+
+def _mounted(path: str, prefix: str) -> str | None:
+    """The path ``app.use(prefix, router)`` hands its router, or ``None`` when ``prefix``
+    does not match. path-to-regexp 0.1 compiles the mount to ``^prefix/?(?=/|$)`` (case
+    folded), so the mount takes one slash after it: ``/api/jobs//x`` reaches the router as
+    ``/x`` (served, as by the real server) while ``/api//jobs/x`` (a base URL with a
+    trailing slash) matches no mount at all."""
+    found = re.match(re.escape(prefix) + r"/?(?=/|$)", path, re.IGNORECASE)
+    if found is None:
+        return None
+    rest = path[found.end():]
+    return rest if rest.startswith("/") else "/" + rest
+
+
+def _express_match(path: str, route: str) -> list[str] | None:
+    """``route`` (``/v1/job/:id``) against a router's ``path`` as Express 4 matches it: the
+    raw (still encoded) path, case folded, one optional trailing slash, each ``:param`` one
+    non-empty segment; the parameters decoded (malformed ones were refused before
+    routing). ``None``: no match."""
+    pattern = "".join(r"/([^/]+?)" if part.startswith(":") else "/" + re.escape(part)
+                      for part in route.strip("/").split("/"))
+    found = re.match(f"^{pattern}/?$", path, re.IGNORECASE)
+    if found is None:
+        return None
+    return [_decode_uri_component(value) for value in found.groups()]
 
 
 def _gateway_answer(answer: WriteAnswered) -> Response | object:

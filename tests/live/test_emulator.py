@@ -9,6 +9,7 @@ an ownership fact.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -95,6 +96,62 @@ async def test_monitor_unknown_route_and_oversize_batch_are_not_answers(emu: Emu
     async with GatewayMonitorService(emu.monitor.url + "/wrong") as monitor:
         with pytest.raises(TierUnavailable):
             await monitor.get_job_details("job-000000")
+
+
+@pytest.mark.asyncio
+async def test_available_lists_only_unassigned_jobs_never_the_gateways_queued_ones(
+        emu: Emulator) -> None:
+    # Contract (3speak-contract.md, "Gateway Monitor API"): "`GET {base}/jobs/available`
+    # (status `unassigned`, newest 10)"; docs/contract.md: "newest 10 jobs with status
+    # `unassigned`". The gateway's jobs wait as `queued`, aid's as `pending`: neither is listed.
+    async with httpx.AsyncClient() as http:
+        url = f"{emu.monitor_url}/jobs/available"
+        assert all(job.status == "queued" for job in emu.world.jobs.values())
+        assert (await http.get(url)).json() == {"success": True, "data": []}
+        emu.world.jobs["job-000001"].status = "unassigned"  # a record in that vocabulary
+        listed = (await http.get(url)).json()["data"]
+        assert [job["id"] for job in listed] == ["job-000001"]
+        assert listed[0]["status"] == "unassigned"
+
+
+@pytest.mark.asyncio
+async def test_job_status_proxies_the_gateway_its_lies_calls_and_unknown_ids() -> None:
+    # Contract: `GET /api/jobs/{id}/status` "never reads the database: it proxies the gateway
+    # (500 when the gateway is down, 404 "Job status not found" ...)". So it says what the
+    # gateway would say (its status lie included), costs the gateway a request, and an id the
+    # gateway does not know is the gateway's 404.
+    emulator = await _emulator(status_lie_rate=1.0, gateway_timeout=0.3)
+    try:
+        async with httpx.AsyncClient(headers={"X-Encoder-DID": ALICE.did}) as http:
+            gateway = LegacyGatewayClient(emulator.gateway_url, ALICE, client=http)
+            await gateway.accept_job("job-000000")
+            emulator.live.advance()
+            await gateway.reject_job("job-000000")  # back in the queue: the truth is queued
+        emulator.live.advance()
+        job = emulator.world.jobs["job-000000"]
+        assert (job.status, job.owner) == ("queued", None)
+        async with httpx.AsyncClient() as http:
+            before = emulator.world.calls["gateway"]
+            reply = await http.get(f"{emulator.monitor_url}/jobs/job-000000/status")
+            assert reply.status_code == 200
+            data = reply.json()["data"]
+            # the gateway's lie ("assigned" to an encoder it handed the job to), as proxied
+            assert (data["job_id"], data["status"], data["encoder_id"]) == (
+                "job-000000", "assigned", ALICE.did)
+            assert emulator.world.calls["gateway"] == before + 1
+            missing = await http.get(f"{emulator.monitor_url}/jobs/no-such-job/status")
+            assert (missing.status_code, missing.json()) == (
+                404, {"success": False, "error": "Job status not found"})
+            assert emulator.world.calls["gateway"] == before + 2  # asked, and said 404
+            emulator.world.gateway_down = [(0.0, 1e9)]
+            start = asyncio.get_running_loop().time()
+            down = await http.get(f"{emulator.monitor_url}/jobs/job-000001/status")
+            took = asyncio.get_running_loop().time() - start
+            assert (down.status_code, down.json()) == (
+                500, {"success": False, "error": "Failed to fetch job status"})
+            assert took >= 0.3 - 0.05  # a silent gateway: the proxy waits out its timeout
+    finally:
+        await emulator.stop()
 
 
 # --------------------------------------------------------------------------- gateway

@@ -38,6 +38,8 @@ from sim.live._emulator import _progress
 from sim.live._http_server import Upgrade, WebSocket
 
 ROOT = Path(__file__).resolve().parents[2]
+#: A well-formed did:key (the emulator's Aid serves every did:key when none are listed).
+ALICE_DID = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
 QUIET = {"jobs": 3, "lie_rate": 0.0, "monitor_lag": 0.0, "monitor_lag_mean": 0.0,
          "monitor_error_rate": 0.0, "monitor_synthetic_rate": 0.0, "status_lie_rate": 0.0,
          "reply_loss_rate": 0.0, "late_write_rate": 0.0, "write_delay": 0.0,
@@ -241,9 +243,76 @@ async def test_json_node_refuses_is_the_malformed_json_500_without_a_crash(
         emu: Emulator, body: bytes, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="sim.http")
     async with httpx.AsyncClient() as http:
-        reply = await http.post(f"{emu.monitor_url}/jobs/batch-status", content=body)
+        reply = await http.post(f"{emu.monitor_url}/jobs/batch-status", content=body,
+                                headers={"content-type": "application/json"})
     assert (reply.status_code, reply.json()) == (500, {"error": "Internal server error"})
     assert caplog.records == []  # malformed input, not a handler crash with a traceback
+
+
+# Express 4 semantics below were checked against express 4.22.3 serving the monitor's own
+# layout (server.ts: ``app.use("/api/jobs", jobsRouter)``, ``app.use("/aid", aidRouter)``, a
+# ``"*"`` 404 handler and a global error handler answering 500 "Internal server error").
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/api/jobs/%ff", "/api/jobs/%ff/status", "/api/jobs/%zz",
+                                  "/api/jobs/a%e9b", "/api/%ff", "/aid/v1/job/%ff"])
+async def test_a_malformed_percent_escape_is_expresss_error_500_not_not_found(
+        emu: Emulator, path: str) -> None:
+    # Express decodes route params with decodeURIComponent: a malformed escape throws, and the
+    # monitor's error handler answers 500 (its 404 handler, "*", has a param too). A "Job not
+    # found" here was an answer the real server never gives for that request.
+    server = emu.aid if path.startswith("/aid/") else emu.monitor
+    async with httpx.AsyncClient(headers={"X-Encoder-DID": ALICE_DID}) as http:
+        reply = await http.get(server.url + path)
+    assert (reply.status_code, reply.json()) == (500, {"error": "Internal server error"})
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("path", "served"), [
+    ("/api//jobs/job-000000", False),         # a base URL with a trailing slash
+    ("/api/jobs/job-000000//status", False),
+    ("/api/jobs/job-000000//", False),
+    ("/aid/v1//job/job-000000", False),
+    ("/api/jobs//job-000000", True),           # the mount at /api/jobs takes one slash
+    ("/api/jobs//job-000000/status", True),
+    ("/api/jobs/job-000000/", True),           # non-strict routing: one trailing slash
+    ("/aid//v1/job/job-000000", True),
+])
+async def test_empty_path_segments_route_as_express_4_does(
+        emu: Emulator, path: str, served: bool) -> None:
+    server = emu.aid if path.startswith("/aid/") else emu.monitor
+    async with httpx.AsyncClient(headers={"X-Encoder-DID": ALICE_DID}) as http:
+        reply = await http.get(server.url + path)
+    if served:
+        assert reply.status_code == 200 and reply.json()["success"] is True
+    else:
+        assert (reply.status_code, reply.json()) == (404, {"error": "Route not found"})
+
+
+@pytest.mark.asyncio
+async def test_request_bodies_are_read_as_express_json_reads_them(emu: Emulator) -> None:
+    batch = f"{emu.monitor_url}/jobs/batch-status"
+    as_json = {"content-type": "application/json"}
+    body = '{"jobIds": ["job-000000"]}'
+    async with httpx.AsyncClient() as http:
+        assert (await http.post(batch, content=body, headers=as_json)).status_code == 200
+        # JSON.parse reads UTF-8 only: a UTF-16 body (BOM or not) is malformed JSON, and a
+        # declared charset other than UTF-8 is refused (body-parser's 415): both the 500.
+        for encoded, headers in ((body.encode("utf-16"), as_json),
+                                 (body.encode("utf-16-le"), as_json),
+                                 (body.encode("utf-8"),
+                                  {"content-type": "application/json; charset=utf-16"})):
+            reply = await http.post(batch, content=encoded, headers=headers)
+            assert (reply.status_code, reply.json()) == (500, {"error": "Internal server error"})
+        # Not declared as JSON: express.json() leaves it unread, the route sees {}.
+        reply = await http.post(batch, content=body)
+        assert (reply.status_code, reply.json()["error"]) == (400, "jobIds must be an array")
+        # An empty body is {} (body-parser's special case), not malformed JSON.
+        for headers in (as_json, {}):
+            reply = await http.post(f"{emu.aid_url}/aid/v1/list-jobs",
+                                    headers={"X-Encoder-DID": ALICE_DID, **headers})
+            assert reply.status_code == 200 and reply.json()["success"] is True
 
 
 @pytest.mark.asyncio

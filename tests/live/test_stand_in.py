@@ -71,7 +71,13 @@ async def test_real_monitor_records_carry_mongodbs_id(quiet: Emulator) -> None:
     async with httpx.AsyncClient() as http:
         body = (await http.get(f"{quiet.monitor_url}/jobs/{job_id}")).json()
         assert body["data"]["_id"] == object_id(job_id) and len(object_id(job_id)) == 24
-        listing = (await http.get(f"{quiet.monitor_url}/jobs/available")).json()["data"]
+        # Listings are records too. Not /jobs/available: it lists `unassigned` jobs only
+        # (contract: "`GET {base}/jobs/available` (status `unassigned`, newest 10)"), and the
+        # gateway's jobs wait as `queued`, so it is empty here; the completed list is not.
+        assert (await http.get(f"{quiet.monitor_url}/jobs/available")).json()["data"] == []
+        other = next(job for job in quiet.world.jobs.values() if job.id != job_id)
+        other.status = "complete"
+        listing = (await http.get(f"{quiet.monitor_url}/jobs/completed")).json()["data"]
         assert listing and all(record["_id"] == object_id(record["id"]) for record in listing)
     async with GatewayMonitorService(quiet.monitor_url) as monitor:
         job = await monitor.get_job_details(job_id)
