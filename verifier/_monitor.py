@@ -103,6 +103,27 @@ _VARIABLE: Final = "GATEWAY_MONITOR_BASE_URL"
 _SERVER_UNSAFE_CHARS: Final = frozenset("/\\?#%")
 
 
+def _batch_entry_status(job_id: str, entry: object) -> str:
+    """The status in one entry of a batch answer, in either shape a monitor answers.
+
+    The contract documents ``{id: status}``; the published monitor's source answers, per
+    id, the gateway's job status as an object (``{"job_id", "status", "progress",
+    "encoder_id", ...}``: ``Object.fromEntries`` of its status map). Refusing the object
+    left batch screening failing on every call against that server (safe, and useless). Any
+    other shape, or an object naming another job, is malformed: screening then fails closed.
+    """
+    if isinstance(entry, Mapping):
+        named = entry.get("job_id", job_id)
+        status = entry.get("status")
+        if named != job_id:
+            raise MalformedAnswer(
+                _TIER, f"batch entry for job {_short(job_id)} names another job")
+        entry = status
+    if not isinstance(entry, str):
+        raise MalformedAnswer(_TIER, f"status of job {_short(job_id)} should be a string")
+    return entry
+
+
 def _short(server_text: object) -> str:
     """A server's id in a message: quoted (``repr`` escapes what is not printable) and bounded,
     so a hostile answer cannot flood the log with a 500 kB "id"."""
@@ -389,13 +410,11 @@ class GatewayMonitorService:
             raise MalformedAnswer(_TIER, f"batch answer from {reply.shown_url} has no data object")
         asked = set(ids)
         statuses: dict[str, str] = {}
-        for key, status in data.items():
+        for key, entry in data.items():
             if key not in asked:
                 raise MalformedAnswer(
                     _TIER, f"batch answer names job {_short(key)}, which was not asked")
-            if not isinstance(status, str):
-                raise MalformedAnswer(_TIER, f"status of job {_short(key)} should be a string")
-            statuses[key] = status
+            statuses[key] = _batch_entry_status(key, entry)
         return statuses
 
     async def health(self) -> bool:

@@ -432,6 +432,22 @@ async def test_batch_status_posts_ids_and_missing_keys_mean_unknown(
 
 
 @pytest.mark.asyncio
+async def test_batch_status_reads_the_published_servers_status_objects(
+    monitor: GatewayMonitorService, router: respx.Router
+) -> None:
+    """The published monitor answers each id with the gateway's status object, not a bare
+    status (its ``getBatchJobStatus`` map); both shapes are read, and may be mixed."""
+    router.post("/jobs/batch-status").mock(return_value=ok({
+        "job-1": {"job_id": "job-1", "status": "running", "progress": 40,
+                  "encoder_id": "did:key:z6Mkother", "metadata": {}},
+        "job-2": "queued",
+        "job-3": {"status": "complete"},
+    }))
+    assert await monitor.batch_status(["job-1", "job-2", "job-3"]) == {
+        "job-1": "running", "job-2": "queued", "job-3": "complete"}
+
+
+@pytest.mark.asyncio
 async def test_batch_status_accepts_exactly_the_limit(
     monitor: GatewayMonitorService, router: respx.Router
 ) -> None:
@@ -480,6 +496,10 @@ async def test_batch_status_bare_empty_object_is_all_unknown(
         (ok({"job-1": "running", "job-9": "complete"}), MalformedAnswer),
         (ok({"job-1": 3}), MalformedAnswer),
         (ok({"job-1": None}), MalformedAnswer),
+        (ok({"job-1": {"job_id": "job-1"}}), MalformedAnswer),  # an object without a status
+        (ok({"job-1": {"job_id": "job-1", "status": 3}}), MalformedAnswer),
+        (ok({"job-1": {"job_id": "job-2", "status": "queued"}}), MalformedAnswer),
+        (ok({"job-1": ["queued"]}), MalformedAnswer),
         (ok(["job-1"]), MalformedAnswer),
         (httpx.Response(200, json={"success": False, "error": "x"}), MalformedAnswer),
         (httpx.Response(200, text="{"), MalformedAnswer),
