@@ -713,6 +713,24 @@ def test_a_shutdown_release_is_retried_and_a_job_not_given_back_is_said_to_be_he
     assert len(actions(trace, Release)) == releases
 
 
+@pytest.mark.parametrize(("answer", "code"), [
+    (WriteOutcome.UNKNOWN, "SHUTDOWN_HELD"), (WriteOutcome.OK, "SHUTDOWN")])
+def test_a_chain_without_retries_gives_a_job_back_once_on_shutdown(answer, code):
+    """Chains that do not retry (``verify_retries`` off, as the documented chain) still give
+    the job back, once: mutation testing (session 23) found no test of that count."""
+    base = shutting_down(world(), after=StartWork)
+
+    def respond(action: Action, now: float) -> Answer:
+        if isinstance(action, Release):
+            return WriteAnswered(answer)
+        return base(action, now)
+
+    policy = dataclasses.replace(HARDENED, verify_retries=False)
+    outcome, trace, _ = run(policy, COMMUNITY, respond)
+    assert outcome.code == code and outcome.held is (answer is WriteOutcome.UNKNOWN)
+    assert len(actions(trace, Release)) == 1
+
+
 @pytest.mark.parametrize("backoff", [False, True], ids=["fixed", "backoff"])
 def test_a_shutdown_release_is_retried_after_the_retry_delay_not_at_once(backoff):
     """A give-back that got no answer is asked again after the retry delay: a tier that did
