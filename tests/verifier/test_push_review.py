@@ -33,7 +33,20 @@ from cryptography.x509.oid import NameOID
 
 from verifier import JobPush, JobPushClient
 
-from .test_push import JOB, OWNER, TIMEOUT, FakeMonitor, LogQueue, _collector, _next, _push
+from .test_push import (
+    JOB,
+    OWNER,
+    TIMEOUT,
+    FakeMonitor,
+    LogQueue,
+    _collector,
+    _next,
+    _push,
+)
+from .test_push import server as _server_fixture
+
+#: The fake monitor fixture of ``test_push.py``, shared (a fixture is found by its name here).
+server = _server_fixture
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
@@ -44,16 +57,6 @@ def no_proxy_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in _PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
-
-
-@pytest_asyncio.fixture
-async def server() -> AsyncIterator[FakeMonitor]:
-    fake = FakeMonitor()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
 
 
 class FakeProxy:
