@@ -731,6 +731,16 @@ def test_a_chain_without_retries_gives_a_job_back_once_on_shutdown(answer, code)
     assert len(actions(trace, Release)) == 1
 
 
+def test_a_chain_that_never_gives_back_says_the_job_is_held_on_shutdown():
+    """Without ``release_on_give_up`` nothing is given back: the outcome must say the job may
+    stay held (``held``, what the encoder loop and the lemma ``give-back`` read), not "given
+    back". Mutation testing (session 23): ``held=False`` there survived every test."""
+    policy = dataclasses.replace(HARDENED, release_on_give_up=False)
+    outcome, trace, _ = run(policy, COMMUNITY, shutting_down(world(), after=StartWork))
+    assert (outcome.code, outcome.held) == ("SHUTDOWN_HELD", True)
+    assert not actions(trace, Release)
+
+
 @pytest.mark.parametrize("backoff", [False, True], ids=["fixed", "backoff"])
 def test_a_shutdown_release_is_retried_after_the_retry_delay_not_at_once(backoff):
     """A give-back that got no answer is asked again after the retry delay: a tier that did
