@@ -148,14 +148,20 @@ class FakeMonitor:
                 return
 
 
-@pytest_asyncio.fixture
-async def server() -> AsyncIterator[FakeMonitor]:
-    fake = FakeMonitor()
+@contextlib.asynccontextmanager
+async def running(fake: Any) -> AsyncIterator[Any]:
+    """A fake server (``start``/``stop``) for the length of a ``with``: stopped however it ends."""
     await fake.start()
     try:
         yield fake
     finally:
         await fake.stop()
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[FakeMonitor]:
+    async with running(FakeMonitor()) as fake:
+        yield fake
 
 
 def _client(server: FakeMonitor, **kwargs: Any) -> JobPushClient:

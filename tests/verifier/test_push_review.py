@@ -42,6 +42,7 @@ from .test_push import (
     _collector,
     _next,
     _push,
+    running,
 )
 from .test_push import server as _server_fixture
 
@@ -243,11 +244,8 @@ def trusted_like_httpx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 async def tls_server(trusted_like_httpx: ssl.SSLContext) -> AsyncIterator[FakeMonitor]:
     fake = FakeMonitor()
     fake.ssl = trusted_like_httpx
-    await fake.start()
-    try:
+    async with running(fake):
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.mark.asyncio
@@ -271,14 +269,8 @@ async def test_the_push_client_trusts_the_ca_certificates_the_http_tiers_trust(
 # --------------------------------------------------------------------------- proxies
 
 
-@contextlib.asynccontextmanager
-async def _proxy(target_port: int, **kwargs: Any) -> AsyncIterator[FakeProxy]:
-    proxy = FakeProxy(target_port, **kwargs)
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.stop()
+def _proxy(target_port: int, **kwargs: Any) -> contextlib.AbstractAsyncContextManager[Any]:
+    return running(FakeProxy(target_port, **kwargs))
 
 
 @pytest.mark.asyncio
