@@ -298,6 +298,24 @@ class GatewayMonitorService:
             _TIER, f"unexpected HTTP {reply.status_code} from {reply.shown_url}"
         )
 
+    @classmethod
+    def _found(cls, reply: _Reply) -> Mapping[str, Any] | None:
+        """The envelope of a per-job answer, or ``None`` for the monitor's own "not found"
+        (``success: false`` with an error saying so, on a 404 or a 200). Any other failure is
+        :class:`TierUnavailable`: not found is the one failure that is an answer. Whether
+        ``success`` is ``true`` and what ``data`` holds is the caller's to judge."""
+        if reply.status_code == 404 and _is_monitor_not_found(reply):
+            return None
+        if reply.status_code != 200:
+            raise cls._unexpected(reply)
+        body = _envelope(reply)
+        if body.get("success") is False:
+            if _says_not_found(body):
+                return None
+            raise TierUnavailable(_TIER, f"{reply.shown_url}: HTTP 200 reporting a failure: "
+                                  f"{_short(server_message(body))}")
+        return body
+
     # ------------------------------------------------------------------ documented API
 
     async def get_job_details(self, job_id: str) -> GatewayMonitorJob | None:
@@ -314,18 +332,10 @@ class GatewayMonitorService:
         self._require_enabled()
         job_id = monitor_job_id(job_id)
         reply = await self._send("GET", f"/jobs/{job_segment(job_id)}")
-        if reply.status_code == 404 and _is_monitor_not_found(reply):
+        body = self._found(reply)
+        if body is None:
             return None
-        if reply.status_code != 200:
-            raise self._unexpected(reply)
-        body = _envelope(reply)
-        success = body.get("success")
-        if success is False:
-            if _says_not_found(body):
-                return None
-            raise TierUnavailable(_TIER, f"{reply.shown_url}: HTTP 200 reporting a failure: "
-                                  f"{_short(server_message(body))}")
-        if success is not True:
+        if body.get("success") is not True:
             raise MalformedAnswer(_TIER, f"answer from {reply.shown_url} has no boolean 'success'")
         data = body.get("data")
         if data is None:
@@ -361,19 +371,11 @@ class GatewayMonitorService:
         self._require_enabled()
         job_id = monitor_job_id(job_id)
         reply = await self._send("GET", f"/jobs/{job_segment(job_id)}/status")
-        if reply.status_code == 404 and _is_monitor_not_found(reply):
+        body = self._found(reply)
+        if body is None:
             return None
-        if reply.status_code != 200:
-            raise self._unexpected(reply)
-        body = _envelope(reply)
-        success = body.get("success")
-        if success is False:
-            if _says_not_found(body):
-                return None
-            raise TierUnavailable(_TIER, f"{reply.shown_url}: HTTP 200 reporting a failure: "
-                                  f"{_short(server_message(body))}")
         data = body.get("data")
-        if success is not True or not isinstance(data, Mapping):
+        if body.get("success") is not True or not isinstance(data, Mapping):
             raise MalformedAnswer(_TIER, f"status answer from {reply.shown_url} has no data object")
         reported = data.get("job_id")
         if isinstance(reported, str) and reported and reported != job_id:
