@@ -246,7 +246,8 @@ def _cmd_run(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
             describe(plan, protocol.spec), "", table, "",
             "twice at once/1k: jobs processed by two encoders at once per 1,000 jobs; race "
             "prevention: the share of the planned double hand-outs (the same for every chain; "
-            "realised doubles: those the world made) not processed twice at once; columns: "
+            "realised doubles: those the world scheduled, made only if an encoder polled "
+            "within G) not processed twice at once; columns: "
             "python -m sim run --help",
             MEAN_INTERVALS,
             *(f"warning: {p}" for p in report["timing_problems"]),
@@ -362,12 +363,25 @@ def normalised(command: str) -> str:
         if skip:
             skip = False
             continue
-        name = word.split("=", 1)[0]
-        if name in _PLACEMENT:
+        name = _placement(word.split("=", 1)[0])
+        if name is not None:
             skip = "=" not in word and name not in ("--quiet", "--progress")
             continue
         kept.append(shlex.quote(word))
     return " ".join(kept)
+
+
+def _placement(name: str) -> str | None:
+    """The option of :data:`_PLACEMENT` that ``name`` is, as typed: in full, or abbreviated
+    as argparse accepts it (``--work 2``, ``--exec dask``, ``--ou DIR``). Abbreviations used
+    to stay in the recorded command, so the same sweep written with ``--exec dask`` and run
+    locally gave two sweep.json files (adversarial review of the figures)."""
+    if name in _PLACEMENT:
+        return name
+    if not name.startswith("--") or len(name) < 3:
+        return None
+    matches = [option for option in _PLACEMENT if option.startswith(name)]
+    return matches[0] if len(matches) == 1 else None
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,

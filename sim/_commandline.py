@@ -22,7 +22,14 @@ from typing import Any, Final, NoReturn, TextIO
 from verifier import builtin_chain_names
 from verifier.protocol import OwnershipProtocol
 
-from ._report import BUILTIN_PROTOCOL, SAFETY_CHECKS, Progress, RunSummary, write_csv
+from ._report import (
+    BUILTIN_PROTOCOL,
+    SAFETY_CHECKS,
+    Progress,
+    RunSummary,
+    timing_problems,
+    write_csv,
+)
 from ._runner import ProtocolFactory
 from ._scenario import OUTSIDE_MODEL, Scenario
 from ._scenario_files import (
@@ -211,7 +218,8 @@ def describe(plan: RunPlan, protocol: str | None = None, swept: Sequence[str] = 
         return f"{name.replace('_', ' ') if name != 'lie_rate' else name} swept" if (
             name in swept) else text
 
-    model = "inside the timing model" if sc.inside_model() else "OUTSIDE the timing model"
+    model = ("OUTSIDE the timing model" if timing_problems(sc)  # as the JSON's inside_model
+             else "inside the timing model")
     if swept:
         model += " at the scenario's own values"
         beyond = [k for k in swept if k in OUTSIDE_MODEL]

@@ -9,8 +9,10 @@ the double hand-outs the seed's world *plans* (``planned_double``: the jobs whos
 assignment, through the gateway, aid or the database, the world doubles if it makes one, the
 same set for every chain under common random numbers, :mod:`sim._rng`), not against those a
 chain let happen. The world makes a planned offer only if an encoder polls within G of the
-assignment (and before ``faults_until``): ``realised_double`` counts the ones it made, chain
-by chain.
+assignment (and before ``faults_until``). ``realised_double`` counts the planned jobs first
+assigned before ``faults_until``: the offers the world *scheduled*, not those it made (the world
+keeps no record of whether a poller came within G; without ``faults_until``, as in the
+built-in scenarios, it is every planned job that was assigned at all).
 
 One interval method everywhere: over seeds, a figure is the mean of its per-seed values with a
 95% Student-t interval (:func:`t_interval`); a comparison of two chains is the mean of their
@@ -49,6 +51,9 @@ __all__ = [
 ]
 
 Z95: Final = 1.959963984540054
+#: Values this close (relative to their size) are the same value, told apart only by the
+#: rounding of the arithmetic that produced them: their t interval has zero width.
+_SAME: Final = 1e-12
 #: Encoder operations that are calls to a tier, counted per job in ``api_calls`` (``screen``:
 #: a batch status request; a ``cached`` answer is no call).
 _CALL_OPS: Final = frozenset({"verify", "claim", "heartbeat", "commit", "release", "screen"})
@@ -150,6 +155,14 @@ def t_interval(values: Sequence[float], level: float = 0.95
     mean = math.fsum(values) / n
     if n < 2:
         return mean, None, None
+    lowest, highest = min(values), max(values)
+    if highest - lowest <= _SAME * max(abs(lowest), abs(highest)):
+        # Every value is the same, up to the last bits of the float arithmetic that made it
+        # (0.1 three times has a mean of 0.10000000000000002; a paired difference of 1 job
+        # in 30 per seed is 33.333333333333336 on one seed and 33.33333333333333 on another):
+        # the interval is exactly zero-width, as the reports say, and never a sliver around
+        # the mean that "excludes zero" (adversarial review of the figures).
+        return mean, mean, mean
     var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
     half = t_quantile((1.0 + level) / 2.0, n - 1) * math.sqrt(var / n)
     return mean, mean - half, mean + half
@@ -260,7 +273,7 @@ def planned_doubles(lie_rate: float, seed: int, jobs: Sequence[str]) -> list[str
     tier, keyed by (seed, job): sim/_world.py). The same list for every chain: the denominator
     of race prevention. The world makes a planned offer only if the job is assigned before the
     scenario's ``faults_until`` and an encoder polls within G of it; the list counts it all the
-    same; ``realised_double`` counts the offers the world made."""
+    same; ``realised_double`` counts the offers the world scheduled (not those made)."""
     streams = Streams(seed)
     return [j for j in jobs
             if streams.keyed("gateway.double", j, 1).random() < lie_rate]
@@ -274,7 +287,8 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
     """The measures of one run. ``jobs`` is the population (the denominator of every rate);
     counts of jobs are restricted to it. A check missing from ``checks`` is computed here.
     ``offered``: the planned double hand-outs (:func:`planned_doubles`), the denominator of
-    race prevention; ``realised``: those the world made (None: not known, a live run)."""
+    race prevention; ``realised``: those the world scheduled, the planned jobs first assigned
+    before ``faults_until`` (None: not known, a live run)."""
     population = set(jobs)
     n_jobs = len(population)
     part = partition if partition is not None else _Partition(history)

@@ -264,6 +264,15 @@ def run_research(plan: ResearchPlan, *, workers: int, executor: str, out_dir: Pa
                          "(name = \"...\" in the file, or a file of another name)")
     has_ablation = "ablation" in scenario_names()
     ablation = _scenario("ablation", plan.overrides) if has_ablation else default
+    if plan.ablation_chains and held.name == ablation.name and held != ablation:
+        # The same trap with the ablation's name (adversarial review of the figures: a
+        # variant saved as other/ablation.toml): research.json's scenarios kept one of the
+        # two under that name, the held-out's parameters were nowhere, and its rows in
+        # research.csv and runs.csv read as the ablation scenario's.
+        raise UsageError(f"--held-out {plan.held_out}: the held-out scenario is named "
+                         f"{held.name!r}, like the ablation scenario, with other parameters; "
+                         "give it its own name (name = \"...\" in the file, or a file of "
+                         "another name)")
     delta = default.monitor_lag
     lags = plan.lag_means if plan.lag_means is not None else [
         round(f * delta, 6) for f in LAG_FRACTIONS]
