@@ -105,6 +105,31 @@ def test_backoff_waits_are_full_jitter_under_a_growing_cap_and_fewer():
     assert statistics.mean(firsts) == pytest.approx(4.0, abs=1.2)  # u * min(10, 8)
 
 
+@pytest.mark.parametrize(("recheck", "cap"), [(10.0, 10.0), (2.0, 8.0)],
+                         ids=["cap-is-R", "cap-is-8-retries"])
+def test_the_backoff_ceiling_stops_growing_at_the_larger_of_r_and_eight_retry_intervals(
+        recheck: float, cap: float) -> None:
+    """The waits of late attempts fill [0, cap) and never pass it, where the cap is
+    max(R, 8 retry intervals): R alone or eight intervals alone would change how long an
+    outage's retries wait (mutation testing, session 24, found no test pinning it)."""
+    policy = dataclasses.replace(
+        BACKOFF, timing=dataclasses.replace(TIMING, recheck_interval=recheck))
+    late = []
+    for i in range(80):
+        waits = _retry_waits(policy, job=f"j{i}")
+        late += waits[4:-1]  # ceiling min(cap, 2**4) = cap; the last is cut at the deadline
+    assert len(late) >= 80
+    assert max(late) <= cap + 1e-9
+    assert max(late) > 0.9 * cap, (max(late), cap)
+
+
+def test_backoff_without_retry_after_may_retry_at_once():
+    """Full jitter draws from [0, ceiling): with no Retry-After there is no floor, so some
+    first retries come almost at once (a floor of one interval would undo the jitter)."""
+    firsts = [_retry_waits(BACKOFF, job=f"j{i}")[0] for i in range(40)]
+    assert min(firsts) < 0.2 * TIMING.retry_interval, firsts
+
+
 def test_backoff_is_deterministic_per_attempt_and_differs_between_attempts():
     assert _retry_waits(BACKOFF, "j1", 5.0) == _retry_waits(BACKOFF, "j1", 5.0)
     assert _retry_waits(BACKOFF, "j1", 5.0) != _retry_waits(BACKOFF, "j2", 5.0)
