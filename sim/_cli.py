@@ -246,8 +246,7 @@ def _cmd_run(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
             describe(plan, protocol.spec), "", table, "",
             "twice at once/1k: jobs processed by two encoders at once per 1,000 jobs; race "
             "prevention: the share of the planned double hand-outs (the same for every chain; "
-            "realised doubles: those the world scheduled, made only if an encoder polled "
-            "within G) not processed twice at once; columns: "
+            "realised doubles: those the world made) not processed twice at once; columns: "
             "python -m sim run --help",
             MEAN_INTERVALS,
             *(f"warning: {p}" for p in report["timing_problems"]),

@@ -82,12 +82,9 @@ COLUMNS: Final[dict[str, str]] = {
     "planned_double": "planned double hand-outs: jobs whose first assignment the seed's "
                       "world plans to offer to a second encoder (the same jobs for every chain; "
                       "the denominator of race prevention)",
-    "realised_double": "planned double hand-outs the world scheduled in this run (jobs): "
-                       "the job's first assignment came before faults_until. Not the offers "
-                       "made: the world makes one only if another encoder polls within G, "
-                       "which this count does not check (without faults_until, as in the built-in "
-                       "scenarios: every planned job that was assigned at all) (null: a live "
-                       "run)",
+    "realised_double": "planned double hand-outs the world made in this run (jobs): the job "
+                       "was assigned before faults_until and another encoder polled within G "
+                       "(null: a live run)",
     "double_assigned": "jobs this chain let be assigned to two encoders in one round (a world "
                        "double-accept or two encoders told 'yours'); chain-dependent",
     "overlapping_jobs": "HEADLINE, jobs processed by two encoders at once (jobs with an S2 "

@@ -9,10 +9,8 @@ the double hand-outs the seed's world *plans* (``planned_double``: the jobs whos
 assignment, through the gateway, aid or the database, the world doubles if it makes one, the
 same set for every chain under common random numbers, :mod:`sim._rng`), not against those a
 chain let happen. The world makes a planned offer only if an encoder polls within G of the
-assignment (and before ``faults_until``). ``realised_double`` counts the planned jobs first
-assigned before ``faults_until``: the offers the world *scheduled*, not those it made (the world
-keeps no record of whether a poller came within G; without ``faults_until``, as in the
-built-in scenarios, it is every planned job that was assigned at all).
+assignment (and before ``faults_until``): ``realised_double`` counts the ones it made, chain
+by chain.
 
 One interval method everywhere: over seeds, a figure is the mean of its per-seed values with a
 95% Student-t interval (:func:`t_interval`); a comparison of two chains is the mean of their
@@ -273,7 +271,7 @@ def planned_doubles(lie_rate: float, seed: int, jobs: Sequence[str]) -> list[str
     tier, keyed by (seed, job): sim/_world.py). The same list for every chain: the denominator
     of race prevention. The world makes a planned offer only if the job is assigned before the
     scenario's ``faults_until`` and an encoder polls within G of it; the list counts it all the
-    same; ``realised_double`` counts the offers the world scheduled (not those made)."""
+    same; ``realised_double`` counts the offers the world made."""
     streams = Streams(seed)
     return [j for j in jobs
             if streams.keyed("gateway.double", j, 1).random() < lie_rate]
@@ -287,8 +285,7 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
     """The measures of one run. ``jobs`` is the population (the denominator of every rate);
     counts of jobs are restricted to it. A check missing from ``checks`` is computed here.
     ``offered``: the planned double hand-outs (:func:`planned_doubles`), the denominator of
-    race prevention; ``realised``: those the world scheduled, the planned jobs first assigned
-    before ``faults_until`` (None: not known, a live run)."""
+    race prevention; ``realised``: those the world made (None: not known, a live run)."""
     population = set(jobs)
     n_jobs = len(population)
     part = partition if partition is not None else _Partition(history)

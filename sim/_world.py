@@ -63,6 +63,8 @@ OK: Final = WriteAnswered(WriteOutcome.OK)
 _NOT_YOURS: Final = WriteAnswered(WriteOutcome.REFUSED, detail="job does not belong to you")
 _NOT_AVAILABLE: Final = WriteAnswered(WriteOutcome.REFUSED, detail="job is not available")
 _OUTAGE: Final = "503 Service Unavailable"
+#: The monitor's ``batch-status`` asks the gateway this many ids at a time (docs/contract.md).
+BATCH_ROUND: Final = 5
 #: A job's progress as pings report it: (pct, download_pct). An assignment resets it to none.
 Progress = tuple[float, float]
 NO_PROGRESS: Final[Progress] = (0.0, 0.0)
@@ -180,7 +182,8 @@ class World:
         self.expected_jobs = 0
         self.done_event = env.event()
         # Jobs the gateway will hand out a second time, until a deadline (the G window).
-        self._double: deque[tuple[float, str]] = deque()
+        #: Planned double hand-outs waiting for a poller: (deadline, job id, k-th assignment).
+        self._double: deque[tuple[float, str, int]] = deque()
         #: Gateway writes on their way: (lands at, order, [callback]), the callback set to None
         #: once applied (by its own event, or early by ``_flush``, within TIE_S of a read).
         self._landing: list[tuple[float, int, list[Callable[[], None] | None]]] = []
@@ -198,8 +201,9 @@ class World:
         #: Assignments so far, per job (gateway, aid or database): the k-th one's draws are
         #: keyed by k, so the k-th assignment of a job is offered the same lie in every chain.
         self.handouts: dict[str, int] = {}
-        #: The jobs whose first assignment the world did offer to a second encoder (the
-        #: realised part of the plan, sim/_metrics.py ``planned_doubles``).
+        #: The jobs whose first assignment the world did hand to a second encoder, one that
+        #: polled within G (the realised part of the plan, sim/_metrics.py
+        #: ``planned_doubles``).
         self.doubled: set[str] = set()
         self._delays = streams.stream("gateway.write_delay")
         self._hang = streams.stream("hang")  # hang_rate: drawn only when it is above 0
@@ -326,9 +330,7 @@ class World:
             # lie_rate: the share of assignments that the gateway also hands to the next
             # encoder that polls within G (realised only if one does). Drawn per job and
             # assignment (its k-th), so every chain on a seed is offered the same lies.
-            self._double.append((self.env.now + self.sc.write_delay, job.id))
-            if k == 1:
-                self.doubled.add(job.id)
+            self._double.append((self.env.now + self.sc.write_delay, job.id, k))
             if self.idle:  # the next poller is an idle encoder, woken now (in insertion order)
                 names = list(self.idle)
                 self.idle.pop(names[int(offer.random() * len(names))]).succeed()
@@ -420,13 +422,18 @@ class World:
             if held is not None:
                 return held, delay
         while self._double:
-            deadline, job_id = self._double.popleft()
+            deadline, job_id, k = self._double.popleft()
             job = self.jobs[job_id]
             if deadline >= self.env.now and job.owner not in (None, did) and (
                     job.status in PROCESSABLE_STATUSES):
                 # The double hand-out: a job just assigned to another encoder, handed to this
                 # one too; its accept is judged on a stale read (see gw_accept).
                 self._lying.add((did, job_id))
+                if k == 1:
+                    # Made, not only planned: counted here (it was counted when planned, so
+                    # realised_double equalled planned_double in every built-in scenario: an
+                    # adversarial review of the figures, 2026-12-05).
+                    self.doubled.add(job_id)
                 return job_id, delay
         while self.queue:
             job_id = self.queue[0]
@@ -613,8 +620,9 @@ class World:
             # With the gateway unreachable too, the server has nothing to build it from: 500.
             # The lie and its victim come from the one draw that chose this branch (below the
             # rate, draw / rate is uniform again), so no answer draws more than it used to.
-            if self._down(self.gateway_down, now):
-                return TierFailed(Tier.MONITOR, "500 Failed to fetch job details"), delay
+            if self._down(self.gateway_down, now):  # after waiting for it, as below
+                failed = TierFailed(Tier.MONITOR, "500 Failed to fetch job details")
+                return self._gateway_wait(failed, delay, 1)
             job = self.jobs[job_id]
             status, owner = job.status, job.owner
             told = sorted({*job.epoch_of_did, *([job.pending] if job.pending else [])})
@@ -632,12 +640,36 @@ class World:
         if faulty and sc.monitor_lag_tail and rng.random() < sc.monitor_lag_tail:
             lag = sc.monitor_lag * sc.monitor_lag_tail_factor
         state = self.jobs[job_id].as_of(now - lag + TIE_S)
+        if self._down(self.gateway_down, now) and (
+                state is None or state[0] in PROCESSABLE_STATUSES):
+            # The real server asks the gateway before it answers: for the overlay of a held
+            # job (then the stored record, 200), or for a stand-in of a job its database view
+            # lacks (then 500). A silent gateway is waited for (docs/contract.md, "Overlay
+            # wait"), and a client whose timeout is shorter gives up first.
+            if state is None:
+                failed = TierFailed(Tier.MONITOR, "500 Failed to fetch job details")
+                return self._gateway_wait(failed, delay, 1)
+            return self._gateway_wait(self.observation(Tier.MONITOR, job_id, state), delay, 1)
         return self.observation(Tier.MONITOR, job_id, state), delay
+
+    def _gateway_wait(self, answer: Any, delay: float, rounds: int) -> tuple[Any, float]:
+        """``answer`` from a monitor that first waits ``rounds`` times for a silent gateway
+        (``gateway_timeout`` each), or, when that outlasts the client's ``client_timeout``, the
+        client's own timeout: no answer (``None`` for a batch, else a failed read). The live
+        emulator's monitor waited so (``sim/live/_emulator.py``) while the simulated one
+        answered at once (an adversarial review of the world, 2026-12-05)."""
+        sc = self.sc
+        waited = delay + rounds * sc.gateway_timeout
+        if waited > sc.client_timeout:
+            timeout = None if isinstance(answer, dict) else TierFailed(Tier.MONITOR, "timeout")
+            return timeout, sc.client_timeout
+        return answer, waited
 
     def monitor_batch(self, job_ids: list[str]) -> tuple[dict[str, str] | None, float]:
         """``POST /jobs/batch-status``: ``{id: status}`` as the monitor's lagging view has them
         (one lag for the batch), ``None`` when the request fails (an outage, an error), and
-        ``{}`` when the gateway is down (the real server's quirk: every id unknown)."""
+        ``{}`` when the gateway is down (the real server's quirk: every id unknown), after
+        the server's wait for the silent gateway (``None`` if the client gives up first)."""
         self._flush()
         self.calls["monitor"] += 1
         sc, rng, now = self.sc, self._monitor, self.env.now
@@ -646,7 +678,10 @@ class World:
                 self._faulty() and rng.random() < sc.monitor_error_rate):
             return None, delay
         if self._down(self.gateway_down, now):
-            return {}, delay
+            # Every id unknown, and late: the real server asks the gateway five ids at a time,
+            # each round waiting out its timeout (docs/contract.md: 50 ids took about 100 s),
+            # so a client whose timeout is shorter gets no answer at all.
+            return self._gateway_wait({}, delay, math.ceil(len(job_ids) / BATCH_ROUND))
         lag = min(rng.expovariate(1.0 / sc.monitor_lag_mean), sc.monitor_lag) if (
             sc.monitor_lag_mean > 0) else 0.0
         if self._edge(rng):
@@ -773,6 +808,14 @@ class World:
 
     # ------------------------------------------------------------------ gateway aid
 
+    def _aid_down(self) -> bool:
+        """Gateway Aid is served by the monitor's server (docs/contract.md, "Gateway Aid"), so
+        a monitor outage takes it down too; it was down only in the gateway's outages (an
+        adversarial review of the world, 2026-12-05). Those are kept: the live emulator's
+        tests rely on them, and an aid answering nothing is the adversary's to choose."""
+        now = self.env.now
+        return self._down(self.monitor_down, now) or self._down(self.gateway_down, now)
+
     def _aid_write(self, write: Callable[[], tuple[WriteAnswered, float]]
                    ) -> tuple[WriteAnswered, float]:
         """An aid write, unless it hangs (``hang_rate``): then done or not, and answered
@@ -785,7 +828,7 @@ class World:
         """Atomic conditional update, evaluated when it lands (409 when taken)."""
         self.calls["aid"] += 1
         delay = self.latency(self.sc.aid_latency)
-        if self._down(self.gateway_down, self.env.now):  # same server as the monitor/gateway
+        if self._aid_down():
             return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
         job = self.jobs[job_id]
         if not (job.status in CLAIMABLE_STATUSES and job.owner is None):
@@ -797,7 +840,7 @@ class World:
                       ) -> tuple[WriteAnswered, float]:
         self.calls["aid"] += 1
         delay = self.latency(self.sc.aid_latency)
-        if self._down(self.gateway_down, self.env.now):  # one server, one outage (aid_claim)
+        if self._aid_down():
             return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
         job = self.jobs[job_id]
         if job.owner != did or job.status not in PROCESSABLE_STATUSES:
@@ -808,7 +851,7 @@ class World:
     def aid_finish(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:
         self.calls["aid"] += 1
         delay = self.latency(self.sc.aid_latency)
-        if self._down(self.gateway_down, self.env.now):  # one server, one outage (aid_claim)
+        if self._aid_down():
             return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
         job = self.jobs[job_id]
         if job.owner != did or job.status not in PROCESSABLE_STATUSES:

@@ -70,12 +70,7 @@ _EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
 _GATEWAY: Final = "/api/v0/gateway/"
 _AID: Final = "/aid/v1/"
 _BATCH_LIMIT: Final = 50
-#: The real batch-status asks the gateway this many ids at a time.
-_BATCH_ROUND: Final = 5
 _PAGE_LIMIT: Final = 100
-
-#: Statuses for which the monitor overlays live gateway data (and so waits for the gateway).
-_OVERLAID: Final = frozenset({"assigned", "running"})
 _ROUTE_NOT_FOUND: Final = Response.json(404, {"error": "Route not found"})
 _INTERNAL: Final = Response.json(500, {"error": "Internal server error"})
 _UNAVAILABLE: Final = Response.json(503, {"status": "error", "message": "Service Unavailable"})
@@ -484,23 +479,17 @@ class Emulator:
             # from the gateway's status answer. The world's synthetic answer carries the
             # gateway's view, lies included; a record the lagging read misses is answered with
             # the gateway's current one (and 500 when the gateway cannot be asked).
-            if seen is None:
-                if self.world.gateway_down_now():
-                    body = {"success": False, "error": "Failed to fetch job details"}
-                    return await self._reply(delay, Response.json(500, body))
+            if seen is None:  # (a down gateway: the world's read failed, after its wait)
                 status, owner = job.status, job.owner
             else:
                 status, owner = seen.status, seen.assigned_to
             data: dict[str, Any] = self._stand_in(job_id, status, owner)
         else:
+            # (The real server first waits for the gateway's live overlay on assigned and
+            # running jobs, ~10 s when the gateway is silent: the world's read includes it.)
             data = self._document(job_id, seen.status, seen.assigned_to, job,
                                   null_owner=job.epoch % 2 == 0,  # null or absent: both seen
                                   stored=True)
-            if seen.status in _OVERLAID and self.world.gateway_down_now():
-                # The real server waits for the gateway's live overlay on assigned/running
-                # jobs, ~10 s when the gateway is silent (its gateway timeout), then answers
-                # the stored data with 200: a slow tier, not a missing answer.
-                delay += self.world.sc.gateway_timeout
         return await self._reply(delay, Response.json(200, {"success": True, "data": data}))
 
     def _stand_in(self, job_id: str, status: str | None, owner: str | None) -> dict[str, Any]:
@@ -575,11 +564,7 @@ class Emulator:
         if statuses is None:
             body = {"success": False, "error": "Failed to fetch batch status"}
             return await self._reply(delay, Response.json(500, body))
-        if self.world.gateway_down_now():
-            # The quirk ({} even for jobs in the database, from monitor_batch) arrives late:
-            # the real server asks the gateway five ids at a time, each batch waiting out its
-            # gateway timeout (contract: 50 ids against a silent gateway took about 100 s).
-            delay += math.ceil(len(ids) / _BATCH_ROUND) * self.world.sc.gateway_timeout
+        # (With the gateway down, the world's {} comes late, five ids per gateway timeout.)
         return await self._reply(delay, Response.json(200, {"success": True, "data": statuses}))
 
     def _listing(self, statuses: Collection[str]) -> Response:

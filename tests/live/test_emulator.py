@@ -304,8 +304,9 @@ async def test_a_stopped_monitor_refuses_then_comes_back_on_the_same_port(
 
 @pytest.mark.asyncio
 async def test_during_a_gateway_outage_aid_writes_are_unknown_not_refused() -> None:
-    # Aid runs on the gateway's server: an outage is "no answer" for every aid write, never
-    # "the job is not yours" (which would cancel work that is still ours).
+    # An outage the world puts on Aid (the monitor's server is down, or, the adversary's
+    # choice, the gateway's) is "no answer" for every aid write, never "the job is not
+    # yours" (which would cancel work that is still ours).
     emulator = await _emulator()
     try:
         async with GatewayAidClient(emulator.aid_url, ALICE.did) as alice:

@@ -219,4 +219,8 @@ def test_planned_and_realised_double_hand_outs():
     for run in runs.values():
         m = run["metrics"]
         assert m.realised_double == len(run["doubled"]) <= m.planned_double
-    assert runs["trust-gateway"]["metrics"].realised_double == plans["trust-gateway"]
+    # trust-gateway accepts every offer, so each one made is a job assigned to two encoders;
+    # an offer is made only when an encoder polls within G, so not every planned one is.
+    trusting = runs["trust-gateway"]["metrics"]
+    assert 0 < trusting.realised_double <= trusting.double_assigned
+    assert trusting.realised_double < trusting.planned_double

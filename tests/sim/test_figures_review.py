@@ -55,20 +55,22 @@ def test_abbreviated_placement_options_are_left_out_of_the_recorded_command() ->
         "python -m sim research --seeds 2 --set x=--w")
 
 
-def test_realised_double_is_defined_as_what_it_counts() -> None:
+def test_realised_double_counts_the_offers_the_world_made() -> None:
     """With one encoder no second encoder can ever poll within G, so the world makes no double
-    hand-out, yet ``realised_double`` counts every planned one: it counts the planned jobs first
-    assigned before ``faults_until`` (the offers scheduled), and its definition (``--help``,
-    the CSV and JSON) said "another encoder polled within G". When the world records the offers
-    it makes (sim/_world.py), this test fails: then count those and restore the definition."""
+    hand-out, and ``realised_double`` is 0 of the 6 planned. It counted every planned one (the
+    world recorded an offer when it planned it), so realised equalled planned in every
+    built-in scenario while its definition (``--help``, the CSV and JSON) said "another
+    encoder polled within G"."""
     scenario = apply_overrides(load_scenario("default"),
                                {"encoders": 1, "jobs": 6, "lie_rate": 1.0})
     metrics = run_once(scenario, "trust-gateway", 1).metrics
     assert metrics.planned_double == 6
     assert metrics.double_assigned == 0 and metrics.overlapping_jobs == 0
-    assert metrics.realised_double == metrics.planned_double  # no offer could be made
-    definition = COLUMNS["realised_double"]
-    assert "polled within G" not in definition and "does not check" in definition
+    assert metrics.realised_double == 0  # no offer could be made
+    many = run_once(apply_overrides(scenario, {"encoders": 20}), "trust-gateway", 1).metrics
+    # Made when an idle encoder polls within G: most, not all, of the six.
+    assert 0 < many.realised_double < many.planned_double
+    assert "polled within G" in COLUMNS["realised_double"]
 
 
 def test_a_held_out_scenario_named_like_the_ablation_one_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,107 @@
+"""An adversarial review of the world against the contract and the live emulator (2026-12-05).
+
+* The monitor asks the legacy gateway before it answers about a held job (the overlay) or a
+  job its database view lacks (the stand-in): a silent gateway is waited for, about its
+  timeout, and a client whose timeout is shorter gets no answer (docs/contract.md, "Overlay
+  wait"). The simulated monitor answered at once; the live emulator waited.
+* ``batch-status`` during a gateway outage answers ``{}`` only after asking the gateway five
+  ids at a time, each round waiting out its timeout (50 ids took about 100 s). The simulated
+  monitor answered ``{}`` at once; the live emulator waited.
+* Gateway Aid is served by the monitor's server: a monitor outage takes it down. The world
+  kept aid up through monitor outages (and down only through the gateway's).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import simpy
+
+from sim import History, Scenario, Streams
+from sim._world import World
+from verifier.protocol import Observed, TierFailed, WriteOutcome
+
+ALICE, BOB = "did:key:alice", "did:key:bob"
+ALWAYS: list[tuple[float, float]] = [(0.0, 1e9)]
+
+
+def _world(**changes: Any) -> World:
+    scenario = Scenario(**{
+        "monitor_error_rate": 0.0, "monitor_synthetic_rate": 0.0, "lie_rate": 0.0,
+        "monitor_lag_mean": 0.0, "monitor_latency": 0.0, "gateway_timeout": 4.0,
+        "client_timeout": 10.0, **changes})
+    env = simpy.Environment()
+    world = World(env, scenario, Streams.from_seed(1), History())
+    for job_id in "abcdefghijklm":
+        world.add_job(job_id)
+    world.db_claim(ALICE, "a", True)
+    env.run(until=1.0)
+    return world
+
+
+def test_a_held_job_read_during_a_gateway_outage_waits_for_the_overlay() -> None:
+    world = _world()
+    world.gateway_down = ALWAYS
+    read, delay = world.monitor_read("a")
+    assert isinstance(read, Observed) and read.observation.owner == ALICE
+    assert delay == pytest.approx(4.0)  # the gateway's timeout, then the stored record
+    read, delay = world.monitor_read("b")  # not held: no overlay, no wait
+    assert isinstance(read, Observed) and read.observation.status == "queued"
+    assert delay == 0.0
+
+
+def test_the_overlay_wait_outlasting_the_client_is_no_answer() -> None:
+    world = _world(gateway_timeout=10.0, client_timeout=5.0)
+    world.gateway_down = ALWAYS
+    read, delay = world.monitor_read("a")
+    assert isinstance(read, TierFailed) and delay == 5.0  # the client gave up first
+
+
+def test_no_wait_while_the_gateway_answers() -> None:
+    world = _world()
+    read, delay = world.monitor_read("a")
+    assert isinstance(read, Observed) and delay == 0.0
+
+
+def test_a_job_the_lagging_view_lacks_is_a_500_after_the_wait_when_the_gateway_is_down() -> None:
+    # Contract: a job missing from the database with the gateway unreachable is 500, never
+    # "not found"; the server asked the (silent) gateway for a stand-in first.
+    world = _world(monitor_lag_mean=1e6, monitor_lag=1e6)  # every read lags past creation
+    world.gateway_down = ALWAYS
+    read, delay = world.monitor_read("b")
+    assert isinstance(read, TierFailed) and delay == pytest.approx(4.0)
+
+
+def test_a_stand_in_during_a_gateway_outage_is_a_500_after_the_wait() -> None:
+    world = _world(monitor_synthetic_rate=1.0)
+    world.gateway_down = ALWAYS
+    read, delay = world.monitor_read("a")
+    assert isinstance(read, TierFailed) and delay == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize(("ids", "rounds"), [(1, 1), (5, 1), (6, 2), (11, 3)])
+def test_a_batch_during_a_gateway_outage_waits_five_ids_a_round(ids: int, rounds: int) -> None:
+    world = _world(gateway_timeout=3.0)
+    world.gateway_down = ALWAYS
+    answer, delay = world.monitor_batch(list("abcdefghijklm")[:ids])
+    if rounds * 3.0 <= 10.0:
+        assert answer == {} and delay == pytest.approx(rounds * 3.0)
+    else:
+        assert answer is None and delay == 10.0  # the client's timeout came first
+
+
+def test_a_batch_answers_at_once_while_the_gateway_answers() -> None:
+    world = _world(gateway_timeout=3.0)
+    answer, delay = world.monitor_batch(["a", "b"])
+    assert answer == {"a": "assigned", "b": "queued"} and delay == 0.0
+
+
+def test_aid_is_down_with_the_monitor_it_is_served_by() -> None:
+    world = _world(aid_latency=0.0)
+    world.aid_claim(BOB, "b")
+    world.monitor_down = ALWAYS
+    for answer, _ in (world.aid_claim(BOB, "c"), world.aid_heartbeat(BOB, "b", (5.0, 5.0)),
+                      world.aid_finish(BOB, "b")):
+        assert answer.outcome is WriteOutcome.UNKNOWN
+    assert world.jobs["c"].owner is None and "b" not in world.committed
