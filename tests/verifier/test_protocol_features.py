@@ -34,6 +34,7 @@ from verifier.protocol import (
     Answer,
     CancelWork,
     Claim,
+    Finish,
     Hinted,
     Observe,
     Observed,
@@ -105,22 +106,32 @@ def test_backoff_waits_are_full_jitter_under_a_growing_cap_and_fewer():
     assert statistics.mean(firsts) == pytest.approx(4.0, abs=1.2)  # u * min(10, 8)
 
 
-@pytest.mark.parametrize(("recheck", "cap"), [(10.0, 10.0), (2.0, 8.0)],
-                         ids=["cap-is-R", "cap-is-8-retries"])
+@pytest.mark.parametrize(("recheck", "retry", "cap"),
+                         [(10.0, 1.0, 10.0), (2.0, 1.0, 8.0), (2.0, 0.5, 4.0)],
+                         ids=["cap-is-R", "cap-is-8-retries", "cap-is-8-half-second-retries"])
 def test_the_backoff_ceiling_stops_growing_at_the_larger_of_r_and_eight_retry_intervals(
-        recheck: float, cap: float) -> None:
+        recheck: float, retry: float, cap: float) -> None:
     """The waits of late attempts fill [0, cap) and never pass it, where the cap is
     max(R, 8 retry intervals): R alone or eight intervals alone would change how long an
     outage's retries wait (mutation testing, session 24, found no test pinning it)."""
-    policy = dataclasses.replace(
-        BACKOFF, timing=dataclasses.replace(TIMING, recheck_interval=recheck))
+    policy = dataclasses.replace(BACKOFF, timing=dataclasses.replace(
+        TIMING, recheck_interval=recheck, retry_interval=retry))
     late = []
     for i in range(80):
         waits = _retry_waits(policy, job=f"j{i}")
-        late += waits[4:-1]  # ceiling min(cap, 2**4) = cap; the last is cut at the deadline
+        late += waits[5:-1]  # ceiling min(cap, 2**5 retries) = cap; the last is cut short
     assert len(late) >= 80
     assert max(late) <= cap + 1e-9
     assert max(late) > 0.9 * cap, (max(late), cap)
+
+
+def test_the_backoff_of_a_very_long_streak_neither_overflows_nor_passes_its_cap():
+    """2.0 ** attempt overflows a float past attempt 1023: the exponent is clamped, so a tier
+    in trouble for thousands of attempts still gets a wait under the cap."""
+    protocol = OwnershipProtocol("j1", me=ME, policy=BACKOFF, tiers=COMMUNITY)
+    protocol.start(0.0)
+    cap = max(TIMING.recheck_interval, 8 * TIMING.retry_interval)
+    assert all(0.0 <= protocol._retry_delay(attempt) <= cap for attempt in (1024, 5000))
 
 
 def test_backoff_without_retry_after_may_retry_at_once():
@@ -452,3 +463,56 @@ def test_the_chase_after_a_push_during_work_honours_retry_after():
     reads = [t for t, a in actions(trace, Observe) if a.purpose == "recheck"]
     gaps = [b - a for a, b in itertools.pairwise(reads)]
     assert len(reads) >= 2 and min(gaps) >= retry_after - 0.2 - 1e-9, gaps
+
+
+def test_a_push_brings_a_verify_read_forward_never_later_than_its_retry_delay():
+    """Under backoff a retry may be due sooner than the retry interval after the last read
+    (full jitter): a push that arrives then must not push the read out to that interval.
+    Each read comes by the end of the first wait planned after the read before it, however
+    many pushes arrive meanwhile (mutation testing, session 24: ``min(until, earliest)``
+    taken as ``earliest`` survived every test)."""
+    def observe(action: Observe, now: float) -> Answer:
+        return seen(action.tier, owner=None, status="queued")  # our claim never shows
+
+    for i in range(20):
+        protocol = OwnershipProtocol(f"j{i}", me=ME, policy=BACKOFF, tiers=COMMUNITY)
+        respond = _flooding(world(observe=observe), Hinted(OTHER, "assigned"), Claim,
+                            until=1e9)
+        trace, _ = drive(protocol, respond, max_steps=20_000)
+        planned: float | None = None
+        for t, action in trace:
+            if isinstance(action, Observe) and action.purpose == "verify":
+                if planned is not None:
+                    assert t <= planned + 0.1 + 1e-9, (i, t, planned)
+                planned = None
+            elif isinstance(action, Sleep) and planned is None:
+                planned = action.until  # the wait as planned, before any push
+
+
+def test_finish_is_tried_three_times_with_retries_and_once_without():
+    """An unanswered finish is sent again, three finishes in all, then the outcome is
+    unknown; a chain without retries sends one (mutation testing, session 24: the counts
+    could change unnoticed)."""
+    unanswered = [WriteOutcome.UNKNOWN] * 4 + [WriteOutcome.OK]
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(finish=list(unanswered)))
+    assert (outcome.code, len(actions(trace, Finish))) == ("FINISH_UNKNOWN", 3)
+    no_retries = dataclasses.replace(HARDENED, verify_retries=False)
+    outcome, trace, _ = run(no_retries, COMMUNITY, world(finish=list(unanswered)))
+    assert (outcome.code, len(actions(trace, Finish))) == ("FINISH_UNKNOWN", 1)
+
+
+def test_finish_retries_back_off_from_one_retry_interval():
+    """The k-th finish retry draws its wait from [0, retry_interval * 2**(k-1)): the first
+    under one interval, the second under two, each filling its range over many jobs."""
+    first: list[float] = []
+    second: list[float] = []
+    for i in range(60):
+        protocol = OwnershipProtocol(f"j{i}", me=ME, policy=BACKOFF, tiers=COMMUNITY)
+        trace, _ = drive(protocol, world(finish=[WriteOutcome.UNKNOWN] * 3))
+        sent = [t for t, _ in actions(trace, Finish)]
+        assert len(sent) == 3
+        first.append(sent[1] - sent[0] - 0.1)
+        second.append(sent[2] - sent[1] - 0.1)
+    interval = TIMING.retry_interval
+    assert 0.9 * interval < max(first) <= interval + 1e-9, max(first)
+    assert 1.8 * interval < max(second) <= 2 * interval + 1e-9, max(second)
