@@ -496,6 +496,13 @@ def explore(frame: Frame, who: Subject | str, *, encoders: int = 2, jobs: int = 
                                 seen=seen if prune else None)
             for position, index in schedule.deviations:
                 coverage.setdefault(tape.sites[position], Counter())[index] += 1
+            # The branch points the run passed before it was pruned are states no run had
+            # reached (it would have stopped there), registered as explored from this run: their
+            # deviations are queued from it, pruned or not. (Until 2026-12-05 a pruned run's
+            # were dropped, so the schedules that deviate again between a deviation and the
+            # state it converged to were never run, nor any run that reached those states.)
+            following.extend(schedule.extended(p, v) for p in tape.branches
+                             for v in tape.alternatives())
             if result is None:
                 report.pruned += 1
                 continue
@@ -508,8 +515,6 @@ def explore(frame: Frame, who: Subject | str, *, encoders: int = 2, jobs: int = 
                 report.violations.append(_violation(world, who, result, tape, checks, bad))
                 if stop_at_first:
                     break
-            following.extend(schedule.extended(p, v) for p in tape.branches
-                             for v in tape.alternatives())
             if progress is not None and report.schedules % 500 == 0:
                 report.seconds = time.perf_counter() - started
                 progress(report)

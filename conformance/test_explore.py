@@ -4,9 +4,9 @@ Every schedule of every frame of :data:`conformance.explore.FRAMES` up to :data:
 deviations: the hardened chain keeps S1, S2, S3 and the lease in all of them, and the
 documented chain, the settle, tier-precedence, cancel and lease ablations and the old settle
 rule (the proof issue's finding 1: a pause between a decision and its send) are each caught,
-with a minimal schedule that replays; so are a term of each formula and the no-progress clock
-believed longer. The larger scopes are ``python -m conformance explore``
-(README, "Exhaustive exploration").
+with a minimal schedule that replays; so are a term of each formula, the no-progress clock
+believed longer, and a finish without its fence (by S3 alone). The larger scopes are
+``python -m conformance explore`` (README, "Exhaustive exploration").
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ CAUGHT = [
     ("settle-without-ε", "handout", 1),
     ("lease-without-C", "lease", 1),
     ("believes-N-larger", "progress", 0),
+    # S3: no CAUGHT entry was caught by S3 alone, so an explorer that stopped judging it
+    # passed every test here (an adversarial review of the explorer, 2026-12-05)
+    ("hardened-without-fence", "database", 2),
 ]
 
 
@@ -74,6 +77,8 @@ def test_weakened_chain_is_caught_with_a_minimal_schedule_that_replays(
     replayed = race(_world_of(found.replay), _chain_of(found.replay),
                     protocol=_subject_protocol(who))
     assert replayed.violated(*found.properties)
+    if who == "hardened-without-fence":
+        assert found.properties == ["S3"]  # the one property only it tests
 
 
 def test_pruning_hides_no_violation() -> None:
