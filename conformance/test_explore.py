@@ -136,6 +136,18 @@ def test_command_line_reports_and_gates(tmp_path, capsys) -> None:
     assert usage.value.code == 2
 
 
+def test_an_exploration_stopped_at_its_limit_is_not_clean(capsys) -> None:
+    """"--expect clean" passed after 3 of the schedules of a chain caught at depth 1 (the
+    violation was never reached), and after 0 schedules with --limit 0 (a review of the
+    explorer, session 24). Stopped short is "clean so far", which the gate refuses."""
+    assert main(["explore", "--chain", "hardened-without-settle", "--frame", "handout",
+                 "--depth", "1", "--limit", "3", "--expect", "clean"]) == 1
+    assert "clean so far" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["explore", "--chain", "hardened", "--frame", "tiers", "--limit", "0"])
+    assert usage.value.code == 2
+
+
 def _lines(report: Exploration) -> list[str]:
     from conformance.explore import iter_lines
     return list(iter_lines(report))
