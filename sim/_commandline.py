@@ -99,7 +99,10 @@ class Parser(argparse.ArgumentParser):
 # --------------------------------------------------------------------------- flags
 
 
-def scenario_flags(parser: argparse.ArgumentParser, *, many_chains: bool) -> None:
+def scenario_flags(parser: argparse.ArgumentParser, *, many_chains: bool,
+                   chains_default: str = "every built-in chain") -> None:
+    """The scenario flags; ``chains_default`` is what runs without ``--chain`` (as ``--help``
+    says it: ``sim live`` runs three chains, not every one)."""
     group = parser.add_argument_group("scenario")
     group.add_argument("--scenario", default="default", metavar="NAME|PATH",
                        # Every name, the default marked apart: a command whose default is
@@ -108,7 +111,7 @@ def scenario_flags(parser: argparse.ArgumentParser, *, many_chains: bool) -> Non
                             + ") or a TOML file (default: %(default)s)")
     if many_chains:
         group.add_argument("--chain", action="append", metavar="NAME",
-                           help="a chain to run (repeatable; default: every built-in chain)")
+                           help=f"a chain to run (repeatable; default: {chains_default})")
     else:
         # Appended, not stored, so a second --chain is an error rather than silently the one
         # that wins.

@@ -500,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--base-url",
+        metavar="URL",
         help="the monitor's base URL (default: GATEWAY_MONITOR_BASE_URL); checks it even when "
         "GATEWAY_MONITOR_ENABLED is false",
     )
@@ -507,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=_timeout,
         default=10.0,
+        metavar="S",
         help="seconds for the whole request (default: 10, the deployed encoder's; the real "
         "monitor can take ~10 s on running jobs when the gateway is silent)",
     )

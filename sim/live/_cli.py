@@ -140,9 +140,9 @@ def add_parsers(sub: Any) -> None:
                     "encoders (the production OwnershipGuard with real httpx clients) "
                     "against them; check and report the history like `run`.",
         epilog=epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    scenario_flags(live, many_chains=True)
     # Without --chain: the three headline chains (each live run takes real seconds; the
     # ablations are one --chain away).
+    scenario_flags(live, many_chains=True, chains_default=", ".join(LIVE_CHAINS))
     live.set_defaults(scenario="live", default_chains=list(LIVE_CHAINS))
     live.add_argument("--json", type=Path, metavar="PATH", help="write the JSON report here")
     live.add_argument("--csv", type=Path, metavar="PATH",

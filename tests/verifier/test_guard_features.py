@@ -14,6 +14,8 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
+
 from verifier import (
     EncoderLoop,
     GatewayMonitorJob,
@@ -170,6 +172,15 @@ def test_the_status_cache_is_bounded_and_keeps_the_younger_answer():
     cache.put(_queued("j2"), "j2", decided=0.0)  # older than the kept one: ignored
     assert cache.get(Tier.MONITOR, "j2", max_age=1.5, now=3.0) is not None
     assert cache.get(Tier.MONITOR, "j2", max_age=0.0, now=2.0) is None, "0: ask the tier"
+
+
+def test_a_status_cache_of_one_entry_keeps_the_latest_and_none_is_refused():
+    cache = StatusCache(max_entries=1)
+    cache.put(_queued("j0"), "j0", decided=0.0)
+    cache.put(_queued("j1"), "j1", decided=1.0)
+    assert len(cache) == 1 and cache.get(Tier.MONITOR, "j1", max_age=9, now=2) is not None
+    with pytest.raises(ValueError, match="at least 1"):
+        StatusCache(max_entries=0)
 
 
 class FakePush:
