@@ -48,6 +48,12 @@ SIGKILL ``GRACE_S`` later, as the runner would do. Then the keeper exits as the 
 (the same exit status, or the same signal), so the runner sees the command's own outcome;
 its exit therefore means that nothing of the job runs.
 
+When the runner died, the keeper also removes the job's scratch directory (``SPK_SCRATCH_DIR``,
+one the runner made: named ``spk-job-*``, a directory of this user's, not a link) once nothing
+of the job runs: the runner that would have removed it is gone, and a runner the OOM killer
+takes again and again left a directory of partial downloads behind each time (a reader review
+of the README, session 24, found 299 of them in /tmp).
+
 The keeper never reads stdin or writes stdout: the command inherits both from it, and the
 keeper closes its own copies, so the command's end of file and the runner's are unchanged.
 What it has to say goes to stderr, which the runner relays. Without /proc (not Linux) it sees
@@ -66,7 +72,9 @@ import ctypes
 import os
 import resource
 import select
+import shutil
 import signal
+import stat
 import sys
 import time
 from types import FrameType
@@ -282,6 +290,21 @@ def _guard(command: int, grace: float, wake: int) -> int:
         _wait_for_signal(wake, _POLL_S if busy else None)
 
 
+def remove_orphaned_scratch(path: str | None) -> None:
+    """Remove the job's scratch directory ``path`` (``SPK_SCRATCH_DIR``) after the runner's
+    death: only one the runner made (``spk-job-*``), a directory of ours and not a symbolic
+    link, so that a value the command could not have set wrongly, but an odd environment
+    might, never removes anything else. ``rmtree`` does not follow links inside it."""
+    if not path or not os.path.basename(os.path.normpath(path)).startswith("spk-job-"):
+        return
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def prctl(option: int, value: int) -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -332,6 +355,8 @@ def main(argv: list[str]) -> int:
     os.close(0)
     os.close(1)
     status = _guard(pid, grace, wake)
+    if os.getppid() != runner:  # re-parented: the runner is dead, and nothing of the job runs
+        remove_orphaned_scratch(os.environ.get("SPK_SCRATCH_DIR"))
     code = os.waitstatus_to_exitcode(status)
     if code < 0:  # killed by a signal: end the same way, so the runner reports it
         # No core of the keeper in place of the command's own, and SIGKILL's disposition

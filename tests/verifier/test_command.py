@@ -322,7 +322,44 @@ def test_the_command_dies_with_its_runner(tmp_path, who):
     _kill_the_runner_of(command, tmp_path, pid_file, "the command outlived its runner")
 
 
-def _kill_the_runner_of(command: Path, tmp_path: Path, pid_file: Path, failure: str) -> None:
+def test_a_runner_killed_outright_leaves_no_scratch_directory(tmp_path):
+    """The runner removes a job's scratch directory when the job ends; killed outright it
+    cannot, and every OOM kill left a directory of partial downloads behind (a reader review
+    of the README, session 24: 299 of them in /tmp). The keeper removes it once nothing of
+    the job runs."""
+    root = tmp_path / "scratch"
+    root.mkdir()
+    pid_file = tmp_path / "cmd.pid"
+    command = script(tmp_path, "open(os.path.join(os.environ['SPK_SCRATCH_DIR'], 'part.mp4'),"
+                               " 'w').write('x' * 1000)\n"
+                               f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                               "time.sleep(600)\n")
+    _kill_the_runner_of(command, tmp_path, pid_file, "the command outlived its runner",
+                        scratch_root=root)
+    deadline = time.monotonic() + 10
+    while list(root.iterdir()):
+        assert time.monotonic() < deadline, f"left behind: {list(root.iterdir())}"
+        time.sleep(0.01)
+
+
+def test_the_keeper_removes_only_a_scratch_directory_the_runner_made(tmp_path):
+    from verifier._keeper import remove_orphaned_scratch
+
+    kept = tmp_path / "results"
+    kept.mkdir()
+    target = tmp_path / "spk-job-elsewhere"
+    target.mkdir()
+    link = tmp_path / "spk-job-link"
+    link.symlink_to(target)
+    for path in (kept, link, tmp_path / "spk-job-missing", None):
+        remove_orphaned_scratch(None if path is None else str(path))
+    assert kept.is_dir() and link.is_symlink() and target.is_dir()
+    remove_orphaned_scratch(str(target) + "/")
+    assert not target.exists()
+
+
+def _kill_the_runner_of(command: Path, tmp_path: Path, pid_file: Path, failure: str, *,
+                        scratch_root: Path | None = None) -> None:
     """Run ``command`` under CommandWork in a runner process, wait for the pid it (or its
     child) writes to ``pid_file``, kill the runner outright (SIGKILL), and assert that the
     process of that pid is gone within 10 s (``failure`` otherwise)."""
@@ -331,7 +368,8 @@ def _kill_the_runner_of(command: Path, tmp_path: Path, pid_file: Path, failure: 
         "import asyncio, sys\n"
         "from verifier import ClaimedJob, CommandWork, GatewayMonitorJob\n"
         "job = GatewayMonitorJob(id='job-1', status='queued', assigned_to=None)\n"
-        f"work = CommandWork([{str(command)!r}], cancel_latency=1.0)\n"
+        f"work = CommandWork([{str(command)!r}], cancel_latency=1.0, "
+        f"scratch_root={None if scratch_root is None else str(scratch_root)!r})\n"
         "asyncio.run(work(ClaimedJob('job-1', asyncio.Queue()), job))\n")
     proc = subprocess.Popen([sys.executable, str(runner)])  # noqa: S603 (our own script)
     pid = None
