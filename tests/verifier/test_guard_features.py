@@ -174,6 +174,21 @@ def test_the_status_cache_is_bounded_and_keeps_the_younger_answer():
     assert cache.get(Tier.MONITOR, "j2", max_age=0.0, now=2.0) is None, "0: ask the tier"
 
 
+def test_the_status_cache_serves_an_answer_up_to_its_max_age_and_counts_what_it_did():
+    """Mutation testing (session 24): the age limit's edge, the hit counter and which of two
+    answers decided at one instant is kept had no direct test."""
+    from verifier.protocol import screened
+
+    cache = StatusCache()
+    cache.put(_queued("j1"), "j1", decided=100.0)
+    assert cache.get(Tier.MONITOR, "j1", max_age=30, now=130.0) is not None  # exactly 30 s
+    assert cache.get(Tier.MONITOR, "j1", max_age=30, now=130.5) is None
+    assert (cache.hits, cache.misses) == (1, 1)
+    done = screened(Tier.MONITOR, ["j1"], {"j1": "complete"})["j1"]
+    cache.put(done, "j1", decided=100.0)  # decided at the same instant, answered later
+    assert cache.get(Tier.MONITOR, "j1", max_age=30, now=101.0) is done
+
+
 def test_a_status_cache_of_one_entry_keeps_the_latest_and_none_is_refused():
     cache = StatusCache(max_entries=1)
     cache.put(_queued("j0"), "j0", decided=0.0)
