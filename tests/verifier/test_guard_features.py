@@ -189,6 +189,16 @@ def test_the_status_cache_serves_an_answer_up_to_its_max_age_and_counts_what_it_
     assert cache.get(Tier.MONITOR, "j1", max_age=30, now=101.0) is done
 
 
+def test_the_status_cache_evicts_the_entry_answered_longest_ago():
+    cache = StatusCache(max_entries=2)
+    cache.put(_queued("a"), "a", decided=1.0)
+    cache.put(_queued("b"), "b", decided=2.0)
+    cache.put(_queued("a"), "a", decided=3.0)  # answered again: now the youngest
+    cache.put(_queued("c"), "c", decided=4.0)
+    assert cache.get(Tier.MONITOR, "b", max_age=9, now=5) is None
+    assert cache.get(Tier.MONITOR, "a", max_age=9, now=5) is not None
+
+
 def test_a_status_cache_of_one_entry_keeps_the_latest_and_none_is_refused():
     cache = StatusCache(max_entries=1)
     cache.put(_queued("j0"), "j0", decided=0.0)
