@@ -130,7 +130,8 @@ COLUMNS: Final[dict[str, str]] = {
     "monitor_lag_mean": "the mean parameter μ of the monitor's lag, seconds: every monitor "
                         "read sees the job as it was min(Exp(μ), Δ) ago (Δ: monitor_lag)",
     "monitor_lag_realised_mean": "the realised mean of that lag, μ(1 − e^(−Δ/μ)), seconds",
-    "lie_rate": "the share of gateway hand-outs offered to a second encoder",
+    "lie_rate": "the share of assignments (through the gateway, aid or the database) "
+                 "the gateway also offers to a second encoder that polls within G",
     "vs_baseline": "the paired differences chain − baseline (below)",
     "vs_hardened": "the paired differences chain − hardened (below)",
     "vs_baseline.<figure>": "the paired difference chain − baseline of <figure>, mean over "
