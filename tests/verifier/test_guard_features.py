@@ -187,6 +187,9 @@ def test_the_status_cache_serves_an_answer_up_to_its_max_age_and_counts_what_it_
     done = screened(Tier.MONITOR, ["j1"], {"j1": "complete"})["j1"]
     cache.put(done, "j1", decided=100.0)  # decided at the same instant, answered later
     assert cache.get(Tier.MONITOR, "j1", max_age=30, now=101.0) is done
+    assert cache.get(Tier.MONITOR, "j1", max_age=0.5, now=100.25) is done  # under a second
+    cache.clear()  # a new process
+    assert cache.get(Tier.MONITOR, "j1", max_age=30, now=101.0) is None
 
 
 def test_the_status_cache_evicts_the_entry_answered_longest_ago():
