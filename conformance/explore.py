@@ -159,8 +159,12 @@ FRAMES: dict[str, Frame] = {f.name: f for f in [
     Frame("database", "infrastructure nodes (database + monitor + gateway): a double "
           "hand-out or not, each database call failing (reply lost or request dropped) or "
           "not, pauses of P at await points",
+          # G = 0.5 s, not 0: the world offers a double hand-out only to an encoder that
+          # polls within G of the assignment, so with G = 0 the "double hand-out" choice never
+          # took effect (trust-gateway and documented came out clean here at depth 3; found
+          # 2026-12-05, session 24, re-checking the README's table).
           {**_QUIET, "infra_fraction": 1.0, "lie_rate": 0.5, "database_error_rate": 0.5,
-           "await_pause_rate": 0.5, "write_delay": 0.0}),
+           "await_pause_rate": 0.5, "write_delay": 0.5}),
 ]}
 
 

@@ -50,6 +50,9 @@ CAUGHT = [
     # S3: no CAUGHT entry was caught by S3 alone, so an explorer that stopped judging it
     # passed every test here (an adversarial review of the explorer, 2026-12-05)
     ("hardened-without-fence", "database", 2),
+    # the database frame's double hand-out takes effect (with G = 0 it never did, and the
+    # gateway's word alone came out clean there: 2026-12-05)
+    ("trust-gateway", "database", 1),
 ]
 
 
