@@ -34,11 +34,12 @@ left exactly when ``waitpid`` says it has no children. Its signals:
   ^C reaches a pipeline: a shell and its children together), and to each descendant outside
   that group, once, also to those that appear later (systemd's ``KillMode=control-group``
   likewise signals every process of a service).
-* SIGUSR1, the runner's hard stop or its death: SIGKILL to every descendant, again and again
-  until none is left. The keeper itself stays to reap them: a killed subreaper hands its
-  orphans on (to the runner, itself a subreaper where Linux has them; else to init, out of
-  anyone's reach), which is why the runner asks instead of killing it, and kills it only once
-  it has killed what is below it itself (a keeper that does not answer: ``verifier._command``).
+* SIGUSR1, the runner's hard stop, or SIGRTMIN, the kernel's word that the runner died:
+  SIGKILL to every descendant, again and again until none is left. The keeper itself stays to
+  reap them: a killed subreaper hands its orphans on (to the runner, itself a subreaper where
+  Linux has them; else to init, out of anyone's reach), which is why the runner asks instead
+  of killing it, and kills it only once it has killed what is below it itself (a keeper that
+  does not answer: ``verifier._command``).
 
 It stays until nothing it started runs, not only the command (an adversarial review of the
 first version: a wrapper that exited, or died on SIGTERM, took the keeper with it and left its
@@ -82,10 +83,15 @@ from types import FrameType
 _PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 #: The runner's requests (see the module's docstring): SIGTERM to the command's group and to
-#: what left it; SIGKILL to everything. SIGUSR1 is also what the kernel sends when the runner
-#: dies.
+#: what left it; SIGKILL to everything.
 STOP: signal.Signals = signal.SIGUSR2
 KILL: signal.Signals = signal.SIGUSR1
+#: What the kernel sends when the runner dies (``PR_SET_PDEATHSIG``): a hard stop, and the
+#: runner will not remove the job's scratch directory. A signal of its own, not KILL: the
+#: kernel sends it when the runner's *thread* that started the keeper exits, while the dying
+#: runner's other threads may still hold its pid, so ``getppid()`` could not tell a death
+#: from the runner's own hard stop (a test under load found the directory left behind).
+ORPHANED: int = signal.SIGRTMIN
 #: Signals a stray sender (systemd's SIGTERM to every process of the service, a terminal, a
 #: timer) may deliver to the keeper: the command decides what they mean to it; the
 #: keeper stays to guard it and report. Handlers, not SIG_IGN, which would be inherited
@@ -191,6 +197,12 @@ class _Asked:
 
     stop = False
     kill = False
+    orphaned = False
+
+
+def _runner_died(signum: int, frame: FrameType | None) -> None:
+    _Asked.kill = True
+    _Asked.orphaned = True
 
 
 def _asked_stop(signum: int, frame: FrameType | None) -> None:
@@ -325,11 +337,12 @@ def main(argv: list[str]) -> int:
     os.set_blocking(woken, False)
     signal.set_wakeup_fd(woken)
     signal.signal(KILL, _asked_kill)
+    signal.signal(ORPHANED, _runner_died)
     signal.signal(STOP, _asked_stop)
     signal.signal(signal.SIGCHLD, _stay)
     for name in _STAYS_FOR:
         signal.signal(getattr(signal, name), _stay)
-    if not prctl(_PR_SET_PDEATHSIG, KILL):
+    if not prctl(_PR_SET_PDEATHSIG, ORPHANED):
         print("keeper: the kernel will not say when the runner dies (no PR_SET_PDEATHSIG): "
               "if the runner is killed outright, this command is not stopped",
               file=sys.stderr, flush=True)
@@ -355,7 +368,7 @@ def main(argv: list[str]) -> int:
     os.close(0)
     os.close(1)
     status = _guard(pid, grace, wake)
-    if os.getppid() != runner:  # re-parented: the runner is dead, and nothing of the job runs
+    if _Asked.orphaned or os.getppid() != runner:  # the runner died; nothing of the job runs
         remove_orphaned_scratch(os.environ.get("SPK_SCRATCH_DIR"))
     code = os.waitstatus_to_exitcode(status)
     if code < 0:  # killed by a signal: end the same way, so the runner reports it
