@@ -40,7 +40,6 @@ scenario file), always with one line on stderr that names the flag, key or file.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shlex
 import sys
@@ -73,7 +72,7 @@ from ._commandline import (
     write,
     write_rows,
 )
-from ._executors import parse_executor
+from ._executors import check_executor, parse_executor
 from ._replay import run_replay
 from ._report import (
     RunSummary,
@@ -269,25 +268,13 @@ def _cmd_run(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
 # --------------------------------------------------------------------------- sweep, replay
 
 
-def _require_executor(executor: str) -> None:
-    """Refuse a Dask executor, before any run, when Dask is not installed (the ``[dask]``
-    extra: the main job's ``.[sim]`` lacks it). ``sim/_executors.py`` imported Dask before
-    its own message could say so, and a fresh install showed a traceback (README review)."""
-    if executor == "local":
-        return
-    # Found, not imported: Dask is imported by the Dask executors only (sim/_executors.py).
-    if importlib.util.find_spec("dask") is None or importlib.util.find_spec("distributed") is None:
-        raise UsageError(f"--executor {executor} needs Dask: "
-                         "pip install 'spk-ownership[dask]'")
-
-
 def _cmd_sweep(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -> int:
     plan = resolve(args)
     grid = parse_grid(args.grid)
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise UsageError(f"--workers: must be at least 1, got {workers}")
-    _require_executor(args.executor)
+    check_executor(args.executor)  # before any run
     progress = progress_for(args, 1, err)
     summary = run_sweep(plan, grid, workers=workers, out_dir=args.out, progress=progress,
                         command=normalised(command), executor=args.executor)
@@ -333,7 +320,7 @@ def _cmd_research(args: argparse.Namespace, command: str, out: TextIO, err: Text
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise UsageError(f"--workers: must be at least 1, got {workers}")
-    _require_executor(args.executor)
+    check_executor(args.executor)  # before any run
     overrides = dict(parse_assignment(a) for a in args.set)
     ablation = [] if args.no_ablation else [
         c for c in known if c == "hardened" or c.startswith(ABLATION_PREFIX)]

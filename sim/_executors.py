@@ -25,6 +25,7 @@ Dask is an optional dependency (``spk-ownership[dask]``), imported only by the D
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -61,6 +62,16 @@ def parse_executor(text: str) -> str:
     raise UsageError(f"--executor {text!r}: expected local, dask or dask://HOST:PORT")
 
 
+def check_executor(executor: str) -> None:
+    """Refuse a Dask executor when Dask is not installed (the ``[dask]`` extra; the main job's
+    ``.[sim]`` lacks it): found, not imported, so that a command can refuse before any run,
+    and the one message wherever Dask is missing (a fresh install showed a traceback from the
+    first import of Dask: a README review, session 24)."""
+    if executor != "local" and (importlib.util.find_spec("dask") is None
+                                or importlib.util.find_spec("distributed") is None):
+        raise UsageError(f"--executor {executor} needs Dask: pip install 'spk-ownership[dask]'")
+
+
 def execute(tasks: list[Task], *, executor: str, workers: int, on_done: OnDone) -> list[RunMetrics]:
     """Run ``tasks``; results in task order, whichever executor ran them."""
     if executor == "local":
@@ -85,10 +96,8 @@ def _local(tasks: list[Task], workers: int, on_done: OnDone) -> list[RunMetrics]
 
 @contextlib.contextmanager
 def _client(executor: str, workers: int) -> Iterator[Any]:
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise UsageError("--executor dask needs Dask: pip install 'spk-ownership[dask]'") from None
+    from dask.distributed import Client, LocalCluster
+
     if executor == "dask":
         # Processes, one thread each: a run is pure Python (the GIL would serialise threads);
         # loopback only, no dashboard: nothing listens beyond this machine.
@@ -108,6 +117,7 @@ def _client(executor: str, workers: int) -> Iterator[Any]:
 
 
 def _dask(tasks: list[Task], executor: str, workers: int, on_done: OnDone) -> list[RunMetrics]:
+    check_executor(executor)
     from dask.distributed import as_completed
 
     results: list[RunMetrics | None] = [None] * len(tasks)

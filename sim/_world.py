@@ -63,6 +63,9 @@ OK: Final = WriteAnswered(WriteOutcome.OK)
 _NOT_YOURS: Final = WriteAnswered(WriteOutcome.REFUSED, detail="job does not belong to you")
 _NOT_AVAILABLE: Final = WriteAnswered(WriteOutcome.REFUSED, detail="job is not available")
 _OUTAGE: Final = "503 Service Unavailable"
+#: The monitor's answer when it cannot build a job's record (its database view lacks the job
+#: and the gateway cannot be asked, or its database is down).
+_FETCH_FAILED: Final = TierFailed(Tier.MONITOR, "500 Failed to fetch job details")
 #: The monitor's ``batch-status`` asks the gateway this many ids at a time (docs/contract.md).
 BATCH_ROUND: Final = 5
 #: A job's progress as pings report it: (pct, download_pct). An assignment resets it to none.
@@ -610,7 +613,7 @@ class World:
         delay = self.latency(sc.monitor_latency)
         faulty = self._faulty()
         if self._down(self.monitor_down, now) or (faulty and rng.random() < sc.monitor_error_rate):
-            return TierFailed(Tier.MONITOR, "500 Failed to fetch job details"), delay
+            return _FETCH_FAILED, delay
         draw = rng.random() if faulty else 1.0
         if draw < sc.monitor_synthetic_rate:
             # Its database view is down: the real server answers 200 with a stand-in it builds
@@ -621,8 +624,7 @@ class World:
             # The lie and its victim come from the one draw that chose this branch (below the
             # rate, draw / rate is uniform again), so no answer draws more than it used to.
             if self._down(self.gateway_down, now):  # after waiting for it, as below
-                failed = TierFailed(Tier.MONITOR, "500 Failed to fetch job details")
-                return self._gateway_wait(failed, delay, 1)
+                return self._gateway_wait(_FETCH_FAILED, delay, 1)
             job = self.jobs[job_id]
             status, owner = job.status, job.owner
             told = sorted({*job.epoch_of_did, *([job.pending] if job.pending else [])})
@@ -647,8 +649,7 @@ class World:
             # lacks (then 500). A silent gateway is waited for (docs/contract.md, "Overlay
             # wait"), and a client whose timeout is shorter gives up first.
             if state is None:
-                failed = TierFailed(Tier.MONITOR, "500 Failed to fetch job details")
-                return self._gateway_wait(failed, delay, 1)
+                return self._gateway_wait(_FETCH_FAILED, delay, 1)
             return self._gateway_wait(self.observation(Tier.MONITOR, job_id, state), delay, 1)
         return self.observation(Tier.MONITOR, job_id, state), delay
 
