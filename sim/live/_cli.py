@@ -60,6 +60,9 @@ if TYPE_CHECKING:  # the emulator, httpx and h11 load only for `live` and `serve
 __all__ = ["add_parsers", "cmd_live", "cmd_serve"]
 
 LIVE_CHAINS: Final = ("trust-gateway", "documented", "hardened")
+#: ``sim serve -- COMMAND``'s exit status when the encoder exited 0 but not every job was
+#: committed (stopped at ``--duration``, or jobs failed for good).
+NOT_ALL_COMMITTED: Final = 1
 
 
 def _seconds_pair(text: str) -> tuple[float, float]:
@@ -457,10 +460,18 @@ async def _serve_encoder(command: list[str], args: argparse.Namespace, emulator:
                 proc.send_signal(signal.SIGTERM)
         status = await exited
     world = live.world
-    out.write(f"# served: {world.finished} of {len(world.jobs)} jobs done; encoder exited "
+    committed = len(world.committed)
+    out.write(f"# served: {world.finished} of {len(world.jobs)} jobs done ({committed} "
+              f"committed, {world.finished - committed} failed for good); encoder exited "
               f"with status {status}\n")
     out.flush()
-    return status if status >= 0 else 128 - status
+    if status != 0:
+        return status if status >= 0 else 128 - status
+    # The encoder's clean exit is not the run's success: it also exits 0 when it was stopped
+    # at --duration with jobs left, or when its command failed every job for good. A CI job
+    # that smoke-tests an encoder with `sim serve` must see that (an operator review found
+    # serve answering 0 with nothing committed).
+    return 0 if committed == len(world.jobs) else NOT_ALL_COMMITTED
 
 
 def _variables(emulator: Any, scenario: Any) -> dict[str, str]:
