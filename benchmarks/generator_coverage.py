@@ -27,7 +27,11 @@ it generated, how many reached:
   history does not record landings, so the world's landing is watched: a valued ping landing
   within G of the assignment, before any ping of the new attempt could (those come after its
   settle, at least 2G after the assignment landed);
-* **await-point pauses** and **late writes at exactly G** (in the history's fault schedule).
+* **await-point pauses** and **late writes at exactly G** (in the history's fault schedule);
+* **a late overlay answer** and **a late empty batch** (the ``slow-overlay`` edge,
+  ``conformance.worlds.late_answers``): during a gateway outage, a monitor read answered with
+  the stored record, or a ``batch-status`` answered ``{}``, only after the monitor waited the
+  gateway's timeout for the silent gateway.
 
 Figures, not asserts: the README's "Known gaps of the generator" quotes them.
 
@@ -47,7 +51,16 @@ from typing import Any
 from hypothesis import HealthCheck, given, seed, settings
 
 from conformance.families import FAMILIES
-from conformance.worlds import Race, World, aim, race, settle_edge, worlds, write_margin
+from conformance.worlds import (
+    Race,
+    World,
+    aim,
+    late_answers,
+    race,
+    settle_edge,
+    worlds,
+    write_margin,
+)
 from sim import World as SimWorld
 from verifier.protocol import Tier
 
@@ -82,6 +95,11 @@ def reached(run: Race) -> tuple[set[str], float]:
             seen.add("work cancelled")
         elif op == "pause":
             seen.add("pause")
+    late = late_answers(history, sc.gateway_timeout)
+    if any(kind != "{}" for kind in late):
+        seen.add("late overlay answer")
+    if "{}" in late:
+        seen.add("late empty batch")
     return seen, margin
 
 
@@ -145,7 +163,8 @@ def main() -> None:
     for name in ("settle combined edge", "  of which with G > 0",
                  "write margin within 1 ms of 0", "exact-T reassignment",
                  "no-progress reassignment (N)", "work cancelled",
-                 "Gateway Aid claim", "stale valued ping landed", "pause"):
+                 "Gateway Aid claim", "stale valued ping landed", "pause",
+                 "late overlay answer", "late empty batch"):
         print(f"  {name:<30} {counts[name]:>5}  ({counts[name] / max(n, 1):.1%})")
     real = [m for m in margins if m > -1e8]
     if real:

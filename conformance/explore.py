@@ -76,8 +76,9 @@ VALUE_NAMES = ("top", "bottom", "middle")
 #: The simulator's ``_edge`` draws that come *before* their fraction (``bound if edge else
 #: fraction``): the edge is itself the choice (taken = the top). The others come after their
 #: fraction and only round a top fraction to the exact bound. An ``_edge`` call from a
-#: function in neither set is refused (the explorer would not know what it means).
-_EDGE_FIRST = frozenset({"_pause", "_cancel", "gw_ping"})
+#: function in neither set is refused (the explorer would not know what it means). (A pause
+#: draws its edge on its own fault stream, inline, so it is an ordinary choice here.)
+_EDGE_FIRST = frozenset({"_cancel", "gw_ping"})
 _EDGE_AFTER = frozenset({"gw_accept", "monitor_read", "__init__"})
 #: Draws inside these distributions are not choices: the rejection loop of ``normalvariate``
 #: would never end on boundary values. Phase durations are therefore their median.

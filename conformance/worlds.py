@@ -11,6 +11,7 @@ the recorded history with the simulator's checkers. Nothing here decides ownersh
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -41,8 +42,8 @@ from verifier import Policy
 from verifier.protocol import OwnershipProtocol
 
 __all__ = [
-    "BASE", "NO_FEATURES", "Race", "World", "aim", "believers", "judge_race", "l1_on_time", "race",
-    "settle_edge", "worlds", "write_margin",
+    "BASE", "NO_FEATURES", "Race", "World", "aim", "believers", "judge_race", "l1_on_time",
+    "late_answers", "race", "settle_edge", "worlds", "write_margin",
 ]
 
 #: The frame every generated world varies: short work (so races are cheap to run), the
@@ -384,6 +385,48 @@ def settle_edge(history: History, lag: float, *, within: float = 1e-3) -> bool:
             if won and won[-1][1] != who and abs(won[-1][0] - at) <= within:
                 return True
     return False
+
+
+def _outages(history: History) -> list[tuple[float, float]]:
+    """The gateway's outage windows, from the world's fault records."""
+    starts = [t for t, _, _, op, phase, kind in history
+              if op == "fault" and phase == "invoke" and kind == "gateway-outage"]
+    ends = [t for t, _, _, op, phase, kind in history
+            if op == "fault" and phase == "ok" and kind == "gateway-outage"]
+    return sorted(zip(starts, ends, strict=True))
+
+
+def late_answers(history: History, wait: float) -> dict[str, int]:
+    """The monitor's late answers during gateway outages, the ``slow-overlay`` edge: per purpose
+    (``verify``, ``recheck``, ``pre-claim``), the monitor reads sent during an outage and
+    answered with a record ``wait`` (the gateway's timeout) or more after they were sent (the
+    overlay's wait for the silent gateway); and, as ``{}``, the screens sent during one and
+    answered ``{}`` that late. Counted from the history, as the encoders saw the answers."""
+    windows = _outages(history)
+
+    def down(at: float) -> bool:
+        i = bisect.bisect_right(windows, (at, math.inf))
+        return i > 0 and windows[i - 1][1] > at
+
+    sent: dict[tuple[str, str | None, str], tuple[float, Any]] = {}
+    counts: dict[str, int] = {}
+    for t, process, job, op, phase, value in history:
+        if op not in ("verify", "screen"):
+            continue
+        key = (process, job, op)
+        if phase == "invoke":
+            sent[key] = (t, value)
+            continue
+        if key not in sent:
+            continue
+        at, asked = sent.pop(key)
+        if phase != "ok" or t - at < wait - 1e-6 or not down(at):  # 1e-6: float sums
+            continue
+        if op == "screen" and tuple(value) == ():
+            counts["{}"] = counts.get("{}", 0) + 1
+        elif op == "verify" and str(value[0]) == str(asked[0]) == "monitor":
+            counts[str(asked[1])] = counts.get(str(asked[1]), 0) + 1
+    return counts
 
 
 def save_counterexample(world: World, chain: str, job: str, *,

@@ -9,62 +9,17 @@ encoders saw the answers, not assumed from the levels.
 
 from __future__ import annotations
 
-import bisect
-from typing import Any
-
 import pytest
 import simpy
 
 from conformance.families import FAMILIES, NO_TIMELY_LIVENESS
-from conformance.worlds import BASE, World, race
+from conformance.worlds import BASE, World, late_answers, race
 from sim import History, Streams
 from sim._world import World as SimWorld
 from verifier.protocol import Observed
 
 FAMILY = "slow-overlay"
 SEEDS = range(8)
-#: Instants closer than this are one (the records' float sums).
-EPS = 1e-6
-
-
-def _outages(history: History) -> list[tuple[float, float]]:
-    """The gateway's outage windows, from the world's fault records."""
-    starts = [t for t, _, _, op, phase, kind in history
-              if op == "fault" and phase == "invoke" and kind == "gateway-outage"]
-    ends = [t for t, _, _, op, phase, kind in history
-            if op == "fault" and phase == "ok" and kind == "gateway-outage"]
-    return sorted(zip(starts, ends, strict=True))
-
-
-def _down(windows: list[tuple[float, float]], at: float) -> bool:
-    i = bisect.bisect_right(windows, (at, float("inf")))
-    return i > 0 and windows[i - 1][1] > at
-
-
-def late_answers(history: History, wait: float) -> dict[str, int]:
-    """Per purpose (``verify``, ``recheck``, ``pre-claim``), the monitor reads sent during a
-    gateway outage and answered with a record (``ok``) ``wait`` or more after they were sent;
-    and, as ``{}``, the screens sent during one and answered ``{}`` that late."""
-    windows = _outages(history)
-    sent: dict[tuple[str, str | None, str], tuple[float, Any]] = {}
-    counts: dict[str, int] = {}
-    for t, process, job, op, phase, value in history:
-        if op not in ("verify", "screen"):
-            continue
-        key = (process, job, op)
-        if phase == "invoke":
-            sent[key] = (t, value)
-            continue
-        if key not in sent:
-            continue
-        at, asked = sent.pop(key)
-        if phase != "ok" or t - at < wait - EPS or not _down(windows, at):
-            continue
-        if op == "screen" and tuple(value) == ():
-            counts["{}"] = counts.get("{}", 0) + 1
-        elif op == "verify" and str(value[0]) == str(asked[0]) == "monitor":
-            counts[str(asked[1])] = counts.get(str(asked[1]), 0) + 1
-    return counts
 
 
 def test_the_family_waits_less_than_the_client_and_judges_l1() -> None:
