@@ -113,8 +113,9 @@ COLUMNS: Final[dict[str, str]] = {
     "s3_per_1000": "S3 findings (commits) per 1,000 jobs",
     "l1_violations": "L1 findings: jobs never committed and not given up because of faults "
                      "(jobs)",
-    "wasted_encode_s": "encode-seconds that produced no committed result (summed over seeds)",
-    "wasted_encode_h_per_1000": "wasted encode-hours per 1,000 jobs",
+    "wasted_encode_s": "processing-seconds that produced no committed result: whole processing "
+                       "intervals, download, encode and upload (summed over seeds)",
+    "wasted_encode_h_per_1000": "wasted_encode_s in hours, per 1,000 jobs",
     "lost_or_stuck": "jobs without a committed result at the end of the run (jobs)",
     "lost_or_stuck_per_1000": "lost or stuck jobs per 1,000 jobs",
     "start_latency_p50": "median seconds from an attempt's first claim to its start (aggregate: "
@@ -210,7 +211,7 @@ TABLE_HEADERS: Final[dict[str, str]] = {
                                 "unpaired: the paired difference is in research.csv/json]",
     "restarts/1k": "restarts_per_1000, mean over seeds (starts per 1,000 jobs)",
     "re-encodes/1k": "reencodes_per_1000, mean over seeds (starts per 1,000 jobs)",
-    "wasted enc-h": "wasted encode-hours, summed over seeds",
+    "wasted enc-h": "wasted processing hours (download, encode, upload), summed over seeds",
     "wasted enc-h/1k": "wasted_encode_h_per_1000, mean over seeds",
     "lost/stuck": "lost_or_stuck summed over seeds (jobs)",
     "lost/stuck/1k [95% CI]": "lost_or_stuck_per_1000, mean over seeds [95% t interval]",

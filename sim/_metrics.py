@@ -407,8 +407,9 @@ def _end(interval: Interval) -> float:
 
 
 def _wasted(intervals: list[Interval], commits: list[tuple[float, Any]], duration: float) -> float:
-    """Encode-seconds that produced nothing: every interval except, per world commit, the
+    """Processing-seconds that produced nothing: every interval except, per world commit, the
     committer's latest interval started at or before that commit (the work that was committed).
+    An interval is the whole processing, download, encode and upload: all of it is spent.
 
     Cancelled, crashed, refused-at-finish and never-closed work all count; the last is closed
     at ``duration``, the end of the run.
