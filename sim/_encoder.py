@@ -223,6 +223,14 @@ class Encoder:
         pause (up to P, exactly P at the edge, or P × tail factor outside the model)."""
         sc, rng = self.sc, self.faults["pause"]
         scheduled = length is None
+        if scheduled and self.env.now >= self.world.horizon:
+            # The faults have stopped (H): a pause that fell due before H but was held up (the
+            # node down for a restart, or spaced C after the last pause) does not start now.
+            # It did: pauses C apart from a restart after H ended a lease, and L1, whose
+            # premise is that no fault happens after H, failed (found by the L1-terms review,
+            # 2026-12-05: P = 15 s, crashes until 60 s, a 90 s restart).
+            self.pause_at = math.inf
+            return 0.0
         if length is None:
             edge = sc.edge_rate > 0 and rng.random() < sc.edge_rate  # _edge, on this stream
             length = sc.pause_max if edge else rng.random() * sc.pause_max
