@@ -19,24 +19,41 @@ sweep with a local one, byte for byte).
     same version: tasks are plain picklable data and the module-level function
     :func:`run_task`, resolved on the worker by name.
 
+On Dask, each task travels as pickled bytes to a small function sent by value, which imports
+this package on the worker and compares its code with ours (:func:`code_fingerprint`) before
+it runs anything. A worker without the package, or with other code, is a usage error that
+names it: the task itself used to be unpickled as it arrived, so a worker without the package
+died of it and the sweep waited forever, and a worker with other code wrote other results
+without a word (adversarial review of the operator tooling). A scheduler without workers is
+refused after :data:`WORKER_WAIT_S` seconds instead of waited on forever.
+
 Dask is an optional dependency (``spk-ownership[dask]``), imported only by the Dask executors.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import importlib.util
 import multiprocessing
+import pickle
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 from ._metrics import RunMetrics
 from ._runner import run_once
 from ._scenario import Scenario
 from ._scenario_files import UsageError
 
-__all__ = ["Task", "execute", "parse_executor", "run_task"]
+__all__ = ["Task", "code_fingerprint", "execute", "parse_executor", "run_task"]
+
+#: How long a sweep waits for a worker to join an existing scheduler before giving up.
+WORKER_WAIT_S: Final = 60.0
+#: The packages whose code a run executes (the simulator and the protocol it drives).
+_PACKAGES: Final = ("sim", "verifier")
 
 #: One run of a sweep: a scenario, a chain, a seed.
 Task = tuple[Scenario, str, int]
@@ -48,6 +65,66 @@ def run_task(task: Task) -> RunMetrics:
     """One grid cell of one chain and seed (module level: picklable, found by name)."""
     scenario, chain, seed = task
     return run_once(scenario, chain, seed).metrics
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """A digest of this installation's simulator and verifier sources (every ``.py`` file of
+    :data:`_PACKAGES`, by path and content): two processes with the same digest run the same
+    code, so their runs of a task are the same bytes."""
+    digest = hashlib.sha256()
+    for name in _PACKAGES:
+        spec = importlib.util.find_spec(name)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            root = Path(folder)
+            for path in sorted(root.rglob("*.py")):
+                digest.update(f"{name}/{path.relative_to(root).as_posix()}\0".encode())
+                digest.update(path.read_bytes())
+                digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _remote_runner(fingerprint: str) -> Callable[[bytes], tuple[str, Any]]:
+    """The function a Dask worker runs: defined in here, so that it is sent by value (it needs
+    nothing of this package to arrive), and given the task as pickled bytes (nothing of this
+    package is unpickled until the worker has shown it has the package, with our code).
+
+    Returns ``("ok", metrics)``, or ``(problem, worker, detail)`` with problem ``missing`` (the
+    package does not import there) or ``code`` (its code differs from ours)."""
+
+    def run(blob: bytes) -> tuple[str, Any]:
+        import importlib
+        import pickle
+        import socket
+
+        where = socket.gethostname()
+        try:
+            executors = importlib.import_module("sim._executors")
+        except Exception as exc:  # whatever stops the import: reported, named
+            return ("missing", where, f"{type(exc).__name__}: {exc}")
+        theirs = (executors.code_fingerprint() if hasattr(executors, "code_fingerprint")
+                  else "of a version that predates the check")
+        if theirs != fingerprint:
+            return ("code", where, theirs)
+        return ("ok", executors.run_task(pickle.loads(blob)))  # noqa: S301 (our own task)
+
+    return run
+
+
+def _unpack(answer: tuple[str, Any], executor: str) -> RunMetrics:
+    """A worker's answer (:func:`_remote_runner`): the metrics, or a usage error naming it."""
+    if answer[0] == "ok":
+        metrics: RunMetrics = answer[1]
+        return metrics
+    _, where, detail = answer
+    if answer[0] == "missing":
+        raise UsageError(f"--executor {executor}: a Dask worker on {where} cannot import this "
+                         f"package ({detail}): pip install 'spk-ownership[dask]' there, the "
+                         "same version")
+    raise UsageError(f"--executor {executor}: a Dask worker on {where} runs other code "
+                     f"(sources {detail}, here {code_fingerprint()}): install the same version "
+                     "of spk-ownership on every worker, or its runs would differ from a local "
+                     "sweep's")
 
 
 def parse_executor(text: str) -> str:
@@ -113,6 +190,11 @@ def _client(executor: str, workers: int) -> Iterator[Any]:
         raise UsageError(
             f"--executor {executor}: cannot reach the Dask scheduler ({exc})") from None
     with client:
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        except TimeoutError:
+            raise UsageError(f"--executor {executor}: no worker joined the Dask scheduler in "
+                             f"{WORKER_WAIT_S:g} s (start one: dask worker {address})") from None
         yield client
 
 
@@ -121,14 +203,16 @@ def _dask(tasks: list[Task], executor: str, workers: int, on_done: OnDone) -> li
     from dask.distributed import as_completed
 
     results: list[RunMetrics | None] = [None] * len(tasks)
-    with _client(executor, workers) as client:
+    # No more local workers than tasks, as the local executor and the summary line count them.
+    with _client(executor, max(1, min(workers, len(tasks)))) as client:
         # pure=False: two equal tasks are still two runs (no deduplication by hash); each
         # future remembers its index, so results land in task order whatever finishes first.
-        futures = client.map(run_task, tasks, pure=False)
+        futures = client.map(_remote_runner(code_fingerprint()),
+                             [pickle.dumps(task) for task in tasks], pure=False)
         index = {future.key: i for i, future in enumerate(futures)}
         for done, future in enumerate(as_completed(futures), start=1):
             i = index[future.key]
-            results[i] = future.result()
+            results[i] = _unpack(future.result(), executor)
             on_done(done, tasks[i])
     missing = [i for i, r in enumerate(results) if r is None]
     if missing:  # as_completed yields every future once: this is a Dask bug, not a result

@@ -58,7 +58,7 @@ def load_tape(path: Path) -> Streams:
         raise UsageError(f"--tape {path}: seed must be an integer or null")
     try:
         return Streams.from_tape([float(v) for v in tape], seed=seed)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # an integer beyond any float: not in [0, 1)
         raise UsageError(f"--tape {path}: {exc}") from None
 
 
@@ -133,6 +133,30 @@ def _mentions(text: str, job: str) -> bool:
     return re.search(rf"(?<![\w-]){re.escape(job)}(?![\w-])", text) is not None
 
 
+def _check_outputs(png: Path | None, history_path: Path | None) -> None:
+    """Refuse, before the run, an output that cannot be the file it names: a folder, or
+    ``--png`` and ``--history`` on one file (the timeline was drawn over the history, and both
+    were reported written: adversarial review of the operator tooling)."""
+    outputs = [(flag, path) for flag, path in (("--png", png), ("--history", history_path))
+               if path is not None]
+    for flag, path in outputs:
+        if path.is_dir():
+            raise UsageError(f"{flag} {path}: is a folder; give the path of a file")
+    if len(outputs) == 2 and _same_file(outputs[0][1], outputs[1][1]):
+        raise UsageError(f"--png and --history are the same file ({png}): give each output a "
+                         "path of its own")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """One file under two names: the same path once resolved, or the same inode."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
 def run_replay(plan: RunPlan, *, job: str | None, tape: Path | None, png: Path | None,
                history_path: Path | None, out: TextIO,
                protocol: ProtocolFactory = OwnershipProtocol,
@@ -141,6 +165,7 @@ def run_replay(plan: RunPlan, *, job: str | None, tape: Path | None, png: Path |
     ``protocol_spec`` in what is printed) and show one job."""
     if len(plan.chains) != 1:
         raise UsageError("--chain: replay shows one chain")
+    _check_outputs(png, history_path)
     chain, seed = plan.chains[0], plan.seeds[0]
     streams = load_tape(tape) if tape is not None else None
     result = run_once(plan.scenario, chain, seed, streams=streams, protocol=protocol)
@@ -361,6 +386,10 @@ def draw_timeline(records: list[Record], job: str, path: Path, *, end: float,
               title_fontsize=7)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100, metadata={"Software": None})
+        # A PNG at exactly ``path``, whatever its name ends with: left to the name, matplotlib
+        # appended ".png" to a name without a suffix (the report then named a file that did not
+        # exist) and failed with a traceback, after the run, on one it did not know
+        # (``timeline.out``) or on SVG and JPEG, whose writers refuse the PNG's metadata.
+        fig.savefig(path, dpi=100, format="png", metadata={"Software": None})
     except OSError as exc:
         raise UsageError(f"--png {path}: {exc.strerror or exc}") from None

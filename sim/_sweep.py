@@ -17,7 +17,8 @@ Plots (matplotlib, drawn on :class:`matplotlib.figure.Figure` objects directly, 
     wasted encode-hours per 1,000 jobs per chain (bars, grouped by the first grid key);
 ``ablation.png``
     jobs processed by two encoders at once per 1,000 jobs for ``hardened`` and each
-    ``hardened-without-<step>``: what each hardening step buys.
+    ``hardened-without-<step>``: what each hardening step buys (only when ``hardened`` runs;
+    an earlier sweep's ``ablation.png`` in ``--out`` is removed, and the summary says so).
 
 Every band and error bar is the same interval: the mean over seeds with its 95% Student-t
 interval (:func:`sim._metrics.t_interval`), as every table and report states.
@@ -109,8 +110,13 @@ def run_sweep(plan: RunPlan, grid: Grid, *, workers: int, out_dir: Path, progres
         # The grid's value wins, yet sweep.json would record the other one as an override.
         raise UsageError(f"--grid {clash[0]}: also set by another option "
                          f"({clash[0]}={plan.overrides[clash[0]]!r}); the grid sweeps it")
-    points = _points(grid)
-    scenarios = [apply_overrides(plan.scenario, point, source="--grid") for point in points]
+    scenarios = [apply_overrides(plan.scenario, point, source="--grid")
+                 for point in _points(grid)]
+    # Each value as the scenario holds it (an integer parameter given 2.0 holds 2): the CSV,
+    # the JSON, the plots and the replay commands then say what ran, and `encoders=2.0,3` writes
+    # the same files as `encoders=2,3` (adversarial review of the operator tooling).
+    points = [{k: getattr(sc, k) for k, _ in grid} for sc in scenarios]
+    grid = [(k, list(dict.fromkeys(point[k] for point in points))) for k, _ in grid]
     make_out_dir(out_dir)
     tasks = [(sc, chain, seed) for sc in scenarios for chain in plan.chains
              for seed in plan.seeds]
@@ -155,12 +161,26 @@ def run_sweep(plan: RunPlan, grid: Grid, *, workers: int, out_dir: Path, progres
         [(f"{chain} {_label(point)}".strip(), aggregate(chunk)) for point, chain, chunk in cells]
     )
     files = ["sweep.csv", "sweep.json", *plots]
-    return table + "\n\n" + "\n".join(f"wrote {out_dir / name}" for name in files)
+    lines = [f"wrote {out_dir / name}" for name in files]
+    stale = [name for name in _PLOTS if name not in plots and (out_dir / name).is_file()]
+    for name in stale:
+        # An earlier sweep's plot beside this sweep's sweep.csv would be read as this sweep's
+        # (a sweep without hardened writes no ablation.png: adversarial review of the
+        # operator tooling); the data it drew were in the files just overwritten.
+        try:
+            (out_dir / name).unlink()
+        except OSError as exc:
+            raise UsageError(f"--out {out_dir}: cannot remove an earlier sweep's {name} "
+                             f"({exc.strerror or exc})") from None
+        lines.append(f"removed {out_dir / name}: an earlier sweep's, not drawn by this one")
+    return table + "\n\n" + "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- plots
 
 
+#: Every plot a sweep may draw (ablation.png only with hardened among the chains).
+_PLOTS: Final = ("duplicates.png", "race_prevention.png", "wasted.png", "ablation.png")
 #: The per-run figures the plots draw.
 _PLOTTED: Final = ("overlapping_per_1000", "race_prevention_rate", "wasted_encode_h_per_1000")
 

@@ -10,6 +10,8 @@ The page shows, per chain:
   cancelled and leases expired;
 * each tier's read latency (p50, p99).
 
+Each tier has one colour, the same in every card, shown beside its row of the table.
+
 Every figure comes from the run's JSON report (the page embeds the report's ``dashboard``
 section and draws it with a few lines of inline JavaScript, no network), so the page and
 ``--json`` cannot disagree; the browser test checks exactly that.
@@ -92,7 +94,14 @@ svg{background:#fafafa;border:1px solid #eee}
 <script>
 "use strict";
 const data = JSON.parse(document.getElementById("data").textContent);
-const colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"];
+// One colour per tier, the same in every card, shown beside the tier's row of the table:
+// the lines were coloured by their position in each chart, with nothing saying which was which.
+const tierColors = {database: "#2ca02c", monitor: "#1f77b4", gateway: "#ff7f0e", aid: "#9467bd"};
+const spare = ["#d62728", "#8c564b", "#e377c2", "#7f7f7f"];
+function color(tier) {
+  if (!(tier in tierColors)) tierColors[tier] = spare[Object.keys(tierColors).length % 4];
+  return tierColors[tier];
+}
 const pct = (x) => x === null ? "-" : (100 * x).toFixed(1) + "%";
 const ms = (x) => x === null || x === undefined ? "-" : x.toFixed(1) + " ms";
 function cell(row, text, figure) {
@@ -105,14 +114,14 @@ function chart(chain, series, duration) {
   const w = 560, h = 180, ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("width", w); svg.setAttribute("height", h);
-  Object.entries(series).forEach(([tier, points], i) => {
+  Object.entries(series).forEach(([tier, points]) => {
     const line = document.createElementNS(ns, "polyline");
     const xy = points.filter((p) => p[2] > 0).map(
       (p) => (p[0] / duration * (w - 20) + 10).toFixed(1) + "," +
              ((1 - p[1] / p[2]) * (h - 20) + 10).toFixed(1));
     line.setAttribute("points", xy.join(" "));
     line.setAttribute("fill", "none");
-    line.setAttribute("stroke", colors[i % colors.length]);
+    line.setAttribute("stroke", color(tier));
     line.dataset.tier = tier; line.dataset.points = xy.length;
     svg.appendChild(line);
   });
@@ -125,7 +134,8 @@ for (const [chain, d] of Object.entries(data.chains)) {
   card.innerHTML = "<h2></h2><p></p><table><thead><tr><th>tier</th><th>verifications</th>" +
     "<th>answered</th><th>latency p50</th><th>p99</th></tr></thead><tbody></tbody></table>" +
     "<p>Share of verifications (verify and re-check reads; pre-claim checks are not " +
-    "verifications) answered over the run, one line per tier (top: 100%).</p>";
+    "verifications) answered over the run, one line per tier in its colour in the table " +
+    "(top: 100%).</p>";
   card.querySelector("h2").textContent = chain;
   const p = card.querySelector("p");
   for (const [key, label] of [["conflicts_prevented", "conflicts prevented"],
@@ -141,10 +151,21 @@ for (const [chain, d] of Object.entries(data.chains)) {
     const row = document.createElement("tr");
     const lat = d.latency_ms[tier] || {};
     cell(row, tier);
+    const swatch = document.createElement("span");
+    swatch.textContent = "\u25a0 ";
+    swatch.style.color = color(tier);
+    swatch.dataset.swatch = tier;
+    row.firstChild.prepend(swatch);
     cell(row, s.reads, chain + ".reads." + tier);
     cell(row, pct(s.rate), chain + ".success." + tier);
     cell(row, ms(lat.p50), chain + ".p50." + tier);
     cell(row, ms(lat.p99), chain + ".p99." + tier);
+    body.appendChild(row);
+  }
+  if (!body.children.length) {  // trust-gateway reads no tier: say so, not an empty table
+    const row = document.createElement("tr");
+    cell(row, "no verification in this run", chain + ".none");
+    row.firstChild.colSpan = 5;
     body.appendChild(row);
   }
   card.appendChild(chart(chain, d.verification_series, data.duration));

@@ -180,3 +180,77 @@ def test_a_busy_metrics_port_is_a_usage_error_before_the_run(tmp_path):
     said = err.getvalue()
     assert said.count("\n") == 1 and f"--metrics-port: cannot listen on 127.0.0.1:{port}" in said
     assert not (tmp_path / "r.json").exists()
+
+
+class _Legend(HTMLParser):
+    """Per chart, each line's tier and stroke; per card, each table swatch's tier and colour."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.strokes: dict[str, dict[str, str]] = {}
+        self.swatches: list[tuple[str, str]] = []
+        self.figures: dict[str, str] = {}
+        self._chart = ""
+        self._open: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "svg":
+            self._chart = a.get("data-chart", "")
+        if tag == "polyline":
+            self.strokes.setdefault(self._chart, {})[a["data-tier"]] = a["stroke"]
+        if "data-swatch" in a:
+            color = a.get("style", "").partition("color:")[2].strip(" ;")
+            self.swatches.append((a["data-swatch"], color))
+        if "data-figure" in a:
+            self._open = a["data-figure"]
+            self.figures[self._open] = ""
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self.figures[self._open] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        self._open = None
+
+
+def _rgb(color: str) -> str:
+    """``#1f77b4`` as Chromium serialises a style colour: ``rgb(31, 119, 180)``."""
+    if color.startswith("#"):
+        return "rgb({}, {}, {})".format(*(int(color[i:i + 2], 16) for i in (1, 3, 5)))
+    return color
+
+
+def test_every_line_has_its_tier_colour_beside_the_tier_in_the_table(tmp_path):
+    """The chart drew a line per tier with nothing saying which tier a line was, and coloured
+    it by its position, so one tier changed colour from card to card (adversarial review of the
+    operator tooling). A chain that reads no tier said nothing at all."""
+    from sim.live._dashboard import dashboard_section, render_dashboard
+
+    def section(tiers: list[str]) -> dict[str, Any]:
+        series = {t: [[1.0, 1.0, 2.0], [2.0, 2.0, 2.0]] for t in tiers}
+        latency = {t: {"p50": 1.0, "p99": 2.0} for t in tiers}
+        return dashboard_section(series, latency, {"conflicts_prevented": 0,
+                                                   "work_cancelled": 0, "lease_expiries": 0})
+
+    report = {"scenario": {"name": "live"}, "rerun": "python -m sim live",
+              "chains": {"hardened": {"dashboard": section(["database", "monitor"])},
+                         "documented": {"dashboard": section(["monitor"])},
+                         "trust-gateway": {"dashboard": section([])}}}
+    page = tmp_path / "dashboard.html"
+    page.write_text(render_dashboard(report), encoding="utf-8")
+    dom = subprocess.run(  # noqa: S603 (the browser, fixed arguments, a local file)
+        [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu",
+         "--disable-dev-shm-usage", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True).stdout
+    shown = _Legend()
+    shown.feed(dom)
+    assert sorted(tier for tier, _ in shown.swatches) == ["database", "monitor", "monitor"]
+    legend: dict[str, str] = {}
+    for tier, color in shown.swatches:
+        assert legend.setdefault(tier, color) == color, f"{tier} has two colours"
+    assert legend["database"] != legend["monitor"]
+    for chart in ("hardened", "documented"):
+        for tier, stroke in shown.strokes[chart].items():
+            assert _rgb(stroke) == legend[tier], (chart, tier)
+    assert shown.figures["trust-gateway.none"] == "no verification in this run"

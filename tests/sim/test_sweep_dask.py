@@ -54,3 +54,134 @@ def test_an_executor_that_is_not_one_of_the_three_forms_is_a_usage_error(text: s
 def test_the_three_forms_are_accepted() -> None:
     assert [parse_executor(t) for t in ("local", " dask ", "dask://10.0.0.5:8786")] == [
         "local", "dask", "dask://10.0.0.5:8786"]
+
+
+# --------------------------------------------------------------------------- workers we cannot use
+#
+# An existing scheduler's workers are someone else's machines: without this package, or with
+# other code, they used to hang the sweep (the task, unpickled as it arrived, killed a worker
+# without the package, and the sweep waited for a worker forever) or to write other results
+# than a local sweep without a word (adversarial review of the operator tooling).
+
+SMALL = ["sweep", "--set", "encoders=2", "--set", "jobs=3", "--chain", "hardened", "--quiet"]
+
+
+def _sweep_in_thread(argv: list[str], limit_s: float = 120.0) -> tuple[int | None, str]:
+    """``main(argv)`` with a bound on its wall time: a sweep that hangs returns None."""
+    import threading
+
+    result: list[int] = []
+    err = io.StringIO()
+    thread = threading.Thread(target=lambda: result.append(
+        main(argv, stdout=io.StringIO(), stderr=err)), daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    return (result[0] if result else None), err.getvalue()
+
+
+@pytest.fixture
+def scheduler():
+    """A scheduler on loopback with no worker of its own: tests add the workers they need."""
+    with distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture
+def start_worker():
+    """Start ``dask worker`` processes whose ``sys.path`` begins with a folder of ours."""
+    import os
+    import subprocess
+    import sys
+
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(address: str, path: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": str(path)}
+        started.append(subprocess.Popen(  # noqa: S603 (this interpreter's dask, fixed args)
+            [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers", "1",
+             "--nthreads", "1", "--no-dashboard"], env=env, cwd=path,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        with distributed.Client(address, timeout=30) as client:
+            client.wait_for_workers(1, timeout=60)
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_worker_without_the_package_is_a_usage_error_not_a_hang(scheduler, start_worker,
+                                                                   tmp_path):
+    fake = tmp_path / "elsewhere"
+    (fake / "sim").mkdir(parents=True)
+    (fake / "sim" / "__init__.py").write_text("")  # a `sim` that is not this package
+    start_worker(scheduler, fake)
+    address = scheduler.removeprefix("tcp://")
+    status, err = _sweep_in_thread([*SMALL, "--executor", f"dask://{address}",
+                                    "--out", str(tmp_path / "out")])
+    assert status == 2, "the sweep hung (or ran) on a worker that cannot import the package"
+    assert err.count("\n") == 1
+    assert "a Dask worker on" in err and "cannot import this package" in err
+    assert "pip install 'spk-ownership[dask]'" in err
+    assert not (tmp_path / "out" / "sweep.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_worker_with_other_code_is_a_usage_error_not_other_results(scheduler, start_worker,
+                                                                      tmp_path):
+    import shutil
+
+    import sim
+    import verifier
+
+    other = tmp_path / "other"
+    for package in (sim, verifier):
+        source = Path(package.__file__).parent
+        shutil.copytree(source, other / source.name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    with (other / "sim" / "_rng.py").open("a") as changed:  # another version of the code
+        changed.write("\n# another version\n")
+    start_worker(scheduler, other)
+    address = scheduler.removeprefix("tcp://")
+    status, err = _sweep_in_thread([*SMALL, "--executor", f"dask://{address}",
+                                    "--out", str(tmp_path / "out")])
+    assert status == 2
+    assert "runs other code" in err and "install the same version" in err
+    assert not (tmp_path / "out" / "sweep.csv").exists()
+
+
+def test_a_scheduler_without_workers_is_a_usage_error_not_a_wait_forever(scheduler, tmp_path,
+                                                                          monkeypatch):
+    import sim._executors as executors
+
+    monkeypatch.setattr(executors, "WORKER_WAIT_S", 1.0, raising=False)
+    address = scheduler.removeprefix("tcp://")
+    status, err = _sweep_in_thread([*SMALL, "--executor", f"dask://{address}",
+                                    "--out", str(tmp_path / "out")], limit_s=30.0)
+    assert status == 2, "the sweep waited for a worker forever"
+    assert f"no worker joined the Dask scheduler in 1 s (start one: dask worker tcp://{address})" \
+        in err
+
+
+@pytest.mark.slow
+def test_the_dask_cluster_starts_no_more_workers_than_runs(tmp_path, monkeypatch):
+    """``--executor dask --workers 8`` for two runs started eight worker processes, while the
+    summary line said "on 2 worker(s)" (the local executor starts no more than its tasks)."""
+    import dask.distributed
+
+    started: list[int] = []
+
+    class Counted(distributed.LocalCluster):
+        def __init__(self, *args, **kwargs):
+            started.append(kwargs["n_workers"])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(dask.distributed, "LocalCluster", Counted)
+    out = io.StringIO()
+    assert main(["sweep", "--set", "encoders=2", "--set", "jobs=3", "--chain", "hardened",
+                 "--grid", "lie_rate=0,0.1", "--executor", "dask", "--workers", "8",
+                 "--out", str(tmp_path)], stdout=out, stderr=io.StringIO()) == 0
+    assert started == [2]
+    assert "2 run(s) on 2 worker(s) (dask local cluster)" in out.getvalue()
