@@ -372,6 +372,8 @@ def _job_dids(flag: str, texts: list[str]) -> list[tuple[str, str]]:
 
 
 async def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    if args.seed < 0:  # as `run` and `replay` refuse it: a seed is a non-negative integer
+        raise UsageError(f"--seed: must be >= 0, got {args.seed}")
     scenario, _ = scenario_from_args(args)
     completed = _job_dids("--completed", args.completed)
     assigned = _job_dids("--assigned", args.assigned)

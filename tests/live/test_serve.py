@@ -243,6 +243,13 @@ def test_a_production_dotenv_in_the_directory_does_not_switch_the_database_on(
     assert "# served: 1 of 1 jobs done" in done.stdout, done.stderr[-3000:]
     assert "MONGODB_VERIFICATION_ENABLED=false" in done.stderr
 
+def test_serve_refuses_a_negative_seed_as_run_and_replay_do() -> None:
+    done = _serve_encoder([".venv/bin/python", "-m", "sim", "serve", "--seed", "-1",
+                           "--duration", "0"])
+    assert done.returncode == 2
+    assert "--seed: must be >= 0, got -1" in done.stderr
+
+
 def test_serve_refuses_an_encoder_command_it_cannot_start() -> None:
     done = _serve_encoder([".venv/bin/python", "-m", "sim", "serve", "--jobs", "1", "--",
                            "./no-such-encoder"])
