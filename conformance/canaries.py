@@ -57,6 +57,7 @@ __all__ = [
     "BatchMissingAsAvailable",
     "CachedRecheck",
     "FallbackSettleWithoutLag",
+    "FinishPastLease",
     "HeartbeatWithoutDeadline",
     "LatePushEndsSettle",
     "LossNotGivenBack",
@@ -196,6 +197,16 @@ class CachedRecheck(OwnershipProtocol):
 
     def _max_age(self, purpose: str) -> float:
         return self.policy.status_cache_s
+
+
+class FinishPastLease(OwnershipProtocol):
+    """The finish before the adversarial review of 2026-12-05: a gateway finish (and its
+    retries) sent whenever the work ended, however close to or past the lease's end. The
+    gateway's ``finishJob`` is check-then-act: its write, landing up to G after it was sent,
+    can commit our result on the job's next assignment (S3)."""
+
+    def _finish_by(self, lease_end: float) -> float:
+        return math.inf
 
 
 class PushAsProof(OwnershipProtocol):

@@ -79,7 +79,7 @@ VALUE_NAMES = ("top", "bottom", "middle")
 #: function in neither set is refused (the explorer would not know what it means). (A pause
 #: draws its edge on its own fault stream, inline, so it is an ordinary choice here.)
 _EDGE_FIRST = frozenset({"_cancel", "gw_ping"})
-_EDGE_AFTER = frozenset({"gw_accept", "monitor_read", "__init__"})
+_EDGE_AFTER = frozenset({"gw_accept", "gw_finish", "monitor_read", "__init__"})
 #: Draws inside these distributions are not choices: the rejection loop of ``normalvariate``
 #: would never end on boundary values. Phase durations are therefore their median.
 _INTERNAL = frozenset({"normalvariate", "lognormvariate", "gauss"})

@@ -357,6 +357,21 @@ FAMILIES["crash-liveness"] = {
     **FAMILIES["fast-poll"], "jobs": 1, "crashes_per_hour": 120.0, "restart_delay": 90.0,
     "faults_until": 60.0, "reassign_scan_interval": 0.0,
 }
+# A gateway finish that lands late (``late_finish_rate``): ``finishJob`` checks the owner when
+# served and writes the result by id up to G after the request, check-then-act. With G > C
+# (2 s against 0.5 s) the lease's margin does not cover such a write: work that ends just
+# before the lease's end (gateway pings lost on the way, as in the lease family, so the lease
+# rests on the claim alone; work of about T) is finished just before the gateway may requeue
+# the job, and an idle encoder woken by the requeue claims it before the write lands. The
+# hardened chain does not send a finish decided after lease end + C - G
+# (``OwnershipProtocol._finish_by``); the canary ``FinishPastLease`` does, and S3 catches it
+# (found by an adversarial review, 2026-12-05: 27 of 300 seeds).
+FAMILIES["late-finish"] = {
+    **FAMILIES["lease"], "late_finish_rate": 1.0, "write_delay": 2.0, "pause_max": 0.5,
+    "cancel_latency": 0.5, "clock_drift": 0.0, "reassign_timeout": 30.0,
+    "progress_timeout": 300.0, "recheck_interval": 10.0, "confirm_timeout": 5.0,
+    "encode_mean_s": 16.5, "gateway_timeout": 0.5, "await_pause_rate": 0.0,
+}
 # The liveness family where a job is first read before the lagging monitor shows it: the
 # monitor exactly Δ = 5 s behind at most reads, so a poll within 5 s of the job's creation
 # reads it as absent and skips it; two encoders, one job. The job then waits for the
@@ -451,4 +466,4 @@ FAMILIES["false-loss"] = {
 #: has used up its attempts. L1 is not judged in their worlds.
 NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff", "proof", "stuck",
                                 "hang", "hang-database", "hang-aid", "progress-ε",
-                                "give-back"})
+                                "give-back", "late-finish"})

@@ -44,6 +44,7 @@ from conformance.canaries import (
     BatchMissingAsAvailable,
     CachedRecheck,
     FallbackSettleWithoutLag,
+    FinishPastLease,
     HeartbeatWithoutDeadline,
     LatePushEndsSettle,
     LossNotGivenBack,
@@ -214,6 +215,10 @@ TEETH = [
     # budget of 2,000 before; the budget is the floor of 20)
     Tooth("backoff-past-the-lease", "backoff", 20, 19, protocol=BackoffPastLease,
           properties=LEASE),
+    # a gateway finish decided after lease end + C - G, whose late write lands on the next
+    # assignment (found by an adversarial review, 2026-12-05)
+    Tooth("finish-past-the-lease", "late-finish", 100, 19, protocol=FinishPastLease,
+          properties=("S3",)),
     Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,
           properties=("fresh-reads",)),
     Tooth("batch-missing-id-is-available", "batch", 400, 19, protocol=BatchMissingAsAvailable,

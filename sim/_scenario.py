@@ -67,6 +67,12 @@ class Scenario:
     #: Most writes land while the request is served (before the reply); with this
     #: probability one lands after the reply, uniformly up to G (a slow or retried write).
     late_write_rate: float = 0.1
+    #: Probability that a gateway ``finishJob`` write lands after its reply, uniformly up to G
+    #: after the request (exactly G at the edge): the owner is checked when the request is
+    #: served and the result written by id later, check-then-act as ``acceptJob`` is, so a
+    #: late finish can land on the job's next assignment. Inside the model (G bounds every
+    #: gateway write); 0 in the built-in scenarios, whose figures predate it.
+    late_finish_rate: float = 0.0
     #: Probability that an accept's reply is lost (client timeout) while its write lands.
     reply_loss_rate: float = 0.01
     #: Probability that a gateway ping's request is lost on the way (it never lands; the
@@ -217,7 +223,7 @@ class Scenario:
             if value < 0:
                 raise ScenarioError(f"{f.name}: must be >= 0, got {value}")
         for name in ("infra_fraction", "monitor_fraction", "lie_rate", "reply_loss_rate",
-                     "late_write_rate", "blind_accept_rate",
+                     "late_write_rate", "late_finish_rate", "blind_accept_rate",
                      "status_lie_rate", "monitor_lag_tail", "monitor_synthetic_rate",
                      "monitor_error_rate", "aid_fraction", "pause_tail", "edge_rate",
                      "await_pause_rate", "database_error_rate", "ping_loss_rate", "ping_drop_rate",
@@ -266,9 +272,75 @@ class Scenario:
 
     def outside_model(self) -> list[str]:
         """Why the world is outside the timing model the hardened chain assumes: each fault
-        it allows beyond the model's bounds (empty inside it)."""
-        return [f"{name}={getattr(self, name):g}: {why}"
-                for name, why in OUTSIDE_MODEL.items() if getattr(self, name)]
+        it allows beyond the model's bounds, then each network latency too slow for the
+        model's settings (:meth:`latency_problems`); empty inside it."""
+        return [*(f"{name}={getattr(self, name):g}: {why}"
+                  for name, why in OUTSIDE_MODEL.items() if getattr(self, name)),
+                *self.latency_problems()]
+
+    def latency_problems(self) -> list[str]:
+        """The first ping's lease path with the network's replies counted: why a healthy job
+        can lose its lease before its first ping counts (empty when it cannot).
+
+        ``TimingModel.problems()`` checks ``settle_delay(Δ) + confirm_timeout + Δ + P + G``
+        against the lease budget: a path without a single reply. The world's replies take up
+        to 1.5 × their tier's latency (latency × U[0.5, 1.5)), read on a clock up to ε/T fast.
+        The lease counts from the claim's *decision*; before the first ping counts come the
+        claim's reply (the settle counts from it), the settle, the confirm window, the
+        deciding read's reply, then, for a gateway claim, the proof wait (or the ping's own
+        reply, if longer) and the proof read's reply (a ping through the database or aid
+        counts when answered: its reply instead). Past the budget the lease runs out first
+        and the healthy work is cancelled, in every attempt whose replies are that slow,
+        faults or not, so L1 has no bound (``docs/safety-model.md``, "Consistency checks";
+        found with the ``fast-poll`` family and the monitor and the gateway at 1 s). Reported
+        only where the replies make the difference: a path too long without them is
+        ``TimingModel.problems()``'s.
+        """
+        tm = self.timing_model()
+        budget = tm.lease_budget()
+        rate = 1.0 + self.clock_drift / max(self.reassign_timeout, 1.0)
+
+        def reply(tier: str) -> float:
+            return 1.5 * float(getattr(self, f"{tier}_latency")) * rate
+
+        # The population as the runner builds it (``sim._runner.tier_mix``): which claim
+        # paths some encoder takes. A community node without the monitor claims nothing.
+        infra = round(self.encoders * self.infra_fraction)
+        community = self.encoders - infra
+        with_monitor = round(community * self.monitor_fraction)
+        without_aid = community - round(community * self.aid_fraction)
+        # (whose claim, claim tier, confirming tier, its lag, whether a read proves the ping)
+        paths: list[tuple[str, str, str, float, bool]] = []
+        if infra:
+            paths.append(("an infrastructure node's database", "database", "database", 0.0,
+                          False))
+        if min(with_monitor, without_aid) > 0:
+            paths.append(("a gateway", "gateway", "monitor", self.monitor_lag, True))
+        if with_monitor > without_aid:
+            paths.append(("an aid", "aid", "monitor", self.monitor_lag, False))
+        found = []
+        for whose, claim, confirm, lag, proof_read in paths:
+            waits = tm.settle_delay(lag) + self.confirm_timeout
+            replies = reply(claim) + reply(confirm)
+            if proof_read:
+                proof = tm.proof_delay(lag)
+                waits += proof
+                replies += max(reply(claim) - proof, 0.0) + reply(confirm)
+            else:
+                replies += reply(claim)
+            if not waits < budget <= waits + replies:
+                continue
+            latencies = ", ".join(dict.fromkeys(
+                f"{tier}_latency={getattr(self, f'{tier}_latency'):g}"
+                for tier in (claim, confirm)))
+            last = "the proof read's" if proof_read else "the first ping's"
+            found.append(
+                f"{latencies}: {whose} claim can lose its lease before its first ping counts: "
+                f"settle delay + confirm_timeout{' + proof wait' if proof_read else ''} = "
+                f"{waits:g} s, plus up to {replies:.2f} s for the replies of the claim, the "
+                f"deciding read and {last} (1.5 × latency each), reach the lease budget "
+                f"{budget:g} s, so healthy work is cancelled whenever the replies are slow")
+        return found
 
     def replace(self, **changes: Any) -> Scenario:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

@@ -563,10 +563,28 @@ class World:
         job = self.jobs[job_id]
         if job.owner != did or job.status not in PROCESSABLE_STATUSES:
             return _NOT_YOURS, delay
+        sc = self.sc
+        if sc.late_finish_rate and self._delays.random() < sc.late_finish_rate:
+            # Check-then-act: checked now, written by id after the reply, up to G after the
+            # request (``late_finish_rate``), on whatever assignment the job has by then.
+            draws = self._delays
+            land = min(delay + draws.random() * max(sc.write_delay - delay, 0.0),
+                       sc.write_delay)
+            if self._edge(draws):
+                land = sc.write_delay
+            self.land(land, lambda: self._finish_landed(job, did))
+        else:
+            self._finish_landed(job, did)
+        return self._maybe_lost(OK, delay)
+
+    def _finish_landed(self, job: Job, did: str) -> None:
+        """A gateway finish's write: the result, status ``uploading``, then ``complete``. A job
+        already committed is terminal (the modelling assumption of ``_landed``)."""
+        if job.id in self.committed:
+            return
         self._commit(job, did, "uploading")
         later = self._delays.uniform(self.sc.finish_complete_min, self.sc.finish_complete_max)
         self.env.timeout(later).callbacks.append(lambda _e: self._completed(job))
-        return self._maybe_lost(OK, delay)
 
     def _maybe_lost(self, answer: WriteAnswered, delay: float) -> tuple[WriteAnswered, float]:
         """A gateway write whose reply is lost (``reply_loss_rate``): it landed, the encoder

@@ -1020,12 +1020,17 @@ class OwnershipProtocol:
                 not_before = -math.inf if hint is None else self._now + hint
                 waiting = len(unproven)
                 if verdict is _Verdict.MINE and obs is not None and unproven:
-                    # The read reflects the database as of ``asked - lag`` or later.
-                    seen = asked - t.proof_delay(self._lag(obs.tier))
+                    # The read reflects the database as of ``asked - lag`` or later: a ping
+                    # counts once it was decided ``proof_delay`` or more before the read.
+                    # Compared as the sum the read was scheduled with (``decided +
+                    # proof_wait``): ``asked - delay`` came out one ulp below ``decided`` in
+                    # about one read in 80, the ping stayed unproven and the retry came after
+                    # the lease's end (a healthy job cancelled; found by the L1 review).
+                    delay = t.proof_delay(self._lag(obs.tier))
                     for ping in unproven:
-                        if ping[0] <= seen:
+                        if ping[0] + delay <= asked:
                             counted(*ping)
-                    unproven = [ping for ping in unproven if ping[0] > seen]
+                    unproven = [ping for ping in unproven if ping[0] + delay > asked]
                 retrying = False
                 if unproven:
                     # The next read that can prove the oldest ping, but never sooner than the
@@ -1061,7 +1066,7 @@ class OwnershipProtocol:
             if lost is None:
                 yield from self._release(f"work failed: {answer.detail}", failed=True)
             return Outcome(OutcomeKind.FAILED, "WORK_FAILED", answer.detail)
-        return (yield from self._finish())
+        return (yield from self._finish(lease_end if p.lease else math.inf))
 
     def _proof_wait(self) -> float:
         """How long after a gateway ping was decided a read can prove it landed: the ping left
@@ -1165,16 +1170,43 @@ class OwnershipProtocol:
         t = self.policy.timing
         return self._claim_answered + t.write_delay + t.clock_drift
 
-    def _finish(self) -> Generator[Action, Answer, Outcome]:
-        """Commit the result, fenced on owner and assignment (S3 needs no timing assumption)."""
+    def _finish_by(self, lease_end: float) -> float:
+        """The latest instant a finish may be decided (``docs/safety-model.md``, "S3").
+
+        The database's finish is fenced by the assignment's token and aid's is an atomic
+        update conditioned on the owner: when either lands does not change whom it counts
+        for. The gateway's ``finishJob`` is check-then-act, as ``acceptJob`` is: it checks the
+        owner when served and writes the result by id, and the write may land up to G after
+        the request was sent. The gateway reassigns no sooner than P + C after the lease's
+        end (ε is the clocks'), and a finish leaves within P of its decision, so one decided
+        after ``lease_end + C - G`` could land on the next assignment (found by an
+        adversarial review, 2026-12-05: with G > C the first finish of work that ended just
+        before the lease's end did; a retry after an unanswered finish can with any G)."""
+        if self.claim_via is not Tier.GATEWAY:
+            return math.inf
+        t = self.policy.timing
+        return lease_end + t.cancel_latency - t.write_delay
+
+    def _finish(self, lease_end: float = math.inf) -> Generator[Action, Answer, Outcome]:
+        """Commit the result, fenced on owner and assignment, and never later than
+        :meth:`_finish_by` allows (``lease_end``: the lease's end when the work ended)."""
         attempts = 3 if self.policy.verify_retries else 1
         unknown = False
+        finish_by = self._finish_by(lease_end)
         for attempt in range(attempts):
             if attempt:
                 until = self._now + self._retry_delay(attempt - 1)
                 while self._now < until:
                     # A shutdown request or a push changes nothing here: the finish decides.
                     yield Sleep(until)
+            if self._now > finish_by:
+                if unknown:
+                    break  # an earlier unanswered finish may still land: the job may be done
+                detail = (f"finish too late: its write could land after the gateway may "
+                          f"reassign the job (lease end {lease_end:.3f})")
+                self._log("FINISH_TOO_LATE", "warning", f"Job {self.job_id}: {detail}")
+                yield from self._release(detail)
+                return Outcome(OutcomeKind.CANCELLED, "FINISH_TOO_LATE", detail)
             self._log("FINISH", "info", f"Finishing job {self.job_id} via {self.claim_via}",
                       fenced=self.policy.fence)
             answer = yield Finish(self.claim_via, self.token, fenced=self.policy.fence)

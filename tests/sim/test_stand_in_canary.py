@@ -22,9 +22,10 @@ from verifier.protocol import Observed
 STAND_INS = Scenario(encoders=12, jobs=150, lie_rate=0.2, arrival_per_hour=80,
                      status_lie_rate=1.0, monitor_synthetic_rate=0.3, monitor_fraction=1.0,
                      infra_fraction=0.0)
-#: Seed 3: with common random numbers (sim/_rng.py), seed 1's offered lies happen never to
-#: reach the canary's stand-in path (0 violations); seeds 2-6 all catch it (2 to 8).
-SEED = 3
+#: Independent seeds: a rate, not one lucky path. Any seed's offered lies may happen never to
+#: reach the canary's stand-in path (seed 1 once, seed 3 after the finish deadline of
+#: 2026-12-05 moved its history): measured then, seeds 1-8 caught it in 7 (2 to 12 pairs).
+SEEDS = range(1, 7)
 
 
 def violations(result) -> int:
@@ -32,16 +33,19 @@ def violations(result) -> int:
 
 
 def test_a_protocol_trusting_stand_ins_violates_s1_s2_where_hardened_does_not():
-    canary = run_once(STAND_INS, "hardened", SEED, protocol=StandInTrustingProtocol)
-    shipped = run_once(STAND_INS, "hardened", SEED)
-    assert violations(canary) > 0, "the stand-in trusting canary was not caught"
-    assert violations(shipped) == 0, shipped.checks
+    caught = [seed for seed in SEEDS
+              if violations(run_once(STAND_INS, "hardened", seed,
+                                     protocol=StandInTrustingProtocol)) > 0]
+    assert len(caught) >= 4, f"the stand-in trusting canary was caught in {caught} only"
+    for seed in SEEDS:
+        shipped = run_once(STAND_INS, "hardened", seed)
+        assert violations(shipped) == 0, (seed, shipped.checks)
 
 
 def test_without_stand_ins_the_canary_is_the_shipped_protocol():
     quiet = STAND_INS.replace(monitor_synthetic_rate=0.0)
-    canary = run_once(quiet, "hardened", SEED, protocol=StandInTrustingProtocol)
-    shipped = run_once(quiet, "hardened", SEED)
+    canary = run_once(quiet, "hardened", SEEDS[0], protocol=StandInTrustingProtocol)
+    shipped = run_once(quiet, "hardened", SEEDS[0])
     assert violations(canary) == violations(shipped) == 0
     assert canary.outcomes == shipped.outcomes
 
@@ -50,7 +54,7 @@ def _world_reads(scenario: Scenario, reads: int) -> list[Observed]:
     """``reads`` monitor reads of one job the gateway handed to two encoders (the first's
     write landed, then the second's: the second owns it)."""
     env = simpy.Environment()
-    world = World(env, scenario, Streams.from_seed(SEED), History())
+    world = World(env, scenario, Streams.from_seed(SEEDS[0]), History())
     world.add_job("j")
     job = world.jobs["j"]
     for did in ("did:key:zA", "did:key:zB"):

@@ -269,8 +269,14 @@ def test_ownership_lost_during_work_cancels_the_work_before_any_finish():
 
     no_cancel = HARDENED.without("cancel")
     outcome, trace, codes = run(no_cancel, COMMUNITY, world(observe=observe, work_ends_at=100))
-    assert not actions(trace, CancelWork) and actions(trace, Finish)
+    assert not actions(trace, CancelWork)  # the ablation's harm: the work goes on (S1/S2)
     assert "ABORTING" in codes
+    # Its gateway finish, 48 s past the lease's end, is not sent (_finish_by: it could land
+    # on the next assignment); with the lease ablated too, it is.
+    assert outcome.code == "FINISH_TOO_LATE" and not actions(trace, Finish)
+    outcome, trace, _ = run(no_cancel.without("lease"), COMMUNITY,
+                            world(observe=observe, work_ends_at=100))
+    assert actions(trace, Finish)
 
 
 def test_a_job_read_as_lost_is_given_back_once_the_work_stopped():

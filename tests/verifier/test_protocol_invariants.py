@@ -181,7 +181,9 @@ class _Run:
                 and self.lease_base is not None):
             seen = decided - _lag(action.tier)
             for ping in self.gateway_pings:
-                if seen >= ping + TIMING.pause + TIMING.write_delay:
+                # To within rounding (1 ns, as the lease end is judged): the protocol sums
+                # ``ping + (lag + P + G)``, the instant its proof read was scheduled for.
+                if seen + 1e-9 >= ping + TIMING.pause + TIMING.write_delay:
                     self.lease_base = max(self.lease_base, ping)
 
     def judge(self, previous: tuple[float, Action, Answer] | None, action: Action) -> None:
