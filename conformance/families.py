@@ -29,7 +29,7 @@ NO_FEATURES: dict[str, Any] = {
     "push_latency": 0.05, "held_reoffer_rate": 0.0,
     "gateway_latency": 0.05, "monitor_latency": 0.2, "aid_fraction": 0.0,
     "ping_loss_rate": 0.0, "wake_on_requeue": 0.0, "stuck_rate": 0.0,
-    "hang_rate": 0.0, "late_lost_write_rate": 0.0,
+    "hang_rate": 0.0, "late_lost_write_rate": 0.0, "late_finish_rate": 0.0,
 }
 
 _QUIET: dict[str, Any] = {
@@ -406,6 +406,9 @@ FAMILIES["batch"] = {**FAMILIES["settle"], "status_cache_s": 30.0, "batch_screen
 FAMILIES["slow-overlay"] = {
     **FAMILIES["batch"], "gateway_timeout": 2.0, "client_timeout": 10.0,
     "gateway_outages_per_hour": 1800.0, "gateway_outage_mean_s": 10.0, "gateway_latency": 1.0,
+    # A confirm window of 1 s, not the batch family's 2 s: with replies of up to 1.5 s the
+    # first ping's proof must still fit the lease (Scenario.latency_problems, 2026-12-05).
+    "confirm_timeout": 1.0,
 }
 # The progress family with retries backing off, a monitor failing 60% of the reads that prove
 # the gateway's pings (so most leases end while a proof read is being retried, its wait grown

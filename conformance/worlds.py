@@ -209,11 +209,32 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         # server applies up to G later (2026-12-04): only their families drew them, so no
         # suite judged L1 while requests hung (2026-12-04, session 19).
         "hang_rate": (0.0, 0.2), "late_lost_write_rate": (0.0, 1.0),
+        # Gateway finishes whose write lands up to G late, check-then-act (2026-12-05: only
+        # an adversarial review's own world had them; the hardened chain broke S3 there).
+        "late_finish_rate": (0.0, 1.0),
     }
     for key, values in levels.items():
         if key not in (fixed or {}):
             changes[key] = draw(_levels(*values))
-    return World(BASE.replace(**changes), tuple(tape), seed, family)
+    scenario = BASE.replace(**changes)
+    if inside_model:
+        scenario = _room_for_replies(scenario)
+    return World(scenario, tuple(tape), seed, family)
+
+
+def _room_for_replies(scenario: Scenario) -> Scenario:
+    """The confirm window halved until the network's replies fit the lease budget before the
+    first ping counts (``Scenario.latency_problems``). :func:`timing_points` derives the window
+    without the replies (the latencies are drawn after it), so a world with slow replies (the
+    database at 1 s, the ``slow-overlay`` family's gateway at 1 s) could fall outside the
+    model, where L1 is judged on completion alone and a job the faults made the gateway give
+    up counts against the chain (found 2026-12-05, when the latency check arrived). No draw
+    is made: the search's path is unchanged."""
+    for _ in range(8):
+        if not scenario.latency_problems():
+            break
+        scenario = scenario.replace(confirm_timeout=scenario.confirm_timeout / 2)
+    return scenario
 
 
 @dataclass

@@ -29,6 +29,8 @@ def test_the_family_waits_less_than_the_client_and_judges_l1() -> None:
     assert levels["batch_screen"] and levels["status_cache_s"] and levels[
         "gateway_outages_per_hour"]
     assert levels["infra_fraction"] == 0.0  # community nodes, on the monitor (BASE)
+    scenario = BASE.replace(**levels)
+    assert scenario.inside_model(), scenario.outside_model()  # the replies fit the lease
     assert FAMILY not in NO_TIMELY_LIVENESS
 
 
