@@ -80,13 +80,17 @@ def _chromium() -> str:
     return found
 
 
-def _rendered(page: Path) -> _Figures:
-    dom = subprocess.run(  # noqa: S603 (the browser, fixed arguments, a local file)
+def _dom(page: Path) -> str:
+    """The page as headless Chromium rendered it (its scripts run)."""
+    return subprocess.run(  # noqa: S603 (the browser, fixed arguments, a local file)
         [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu",
          "--disable-dev-shm-usage", "--dump-dom", page.as_uri()],
         capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+def _rendered(page: Path) -> _Figures:
     parsed = _Figures()
-    parsed.feed(dom)
+    parsed.feed(_dom(page))
     return parsed
 
 
@@ -239,12 +243,8 @@ def test_every_line_has_its_tier_colour_beside_the_tier_in_the_table(tmp_path):
                          "trust-gateway": {"dashboard": section([])}}}
     page = tmp_path / "dashboard.html"
     page.write_text(render_dashboard(report), encoding="utf-8")
-    dom = subprocess.run(  # noqa: S603 (the browser, fixed arguments, a local file)
-        [_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu",
-         "--disable-dev-shm-usage", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True).stdout
     shown = _Legend()
-    shown.feed(dom)
+    shown.feed(_dom(page))
     assert sorted(tier for tier, _ in shown.swatches) == ["database", "monitor", "monitor"]
     legend: dict[str, str] = {}
     for tier, color in shown.swatches:
