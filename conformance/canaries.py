@@ -310,8 +310,8 @@ class ProgressWithoutStartMarker(OwnershipProtocol):
 
 
 def _formula_without(term: str) -> type[TimingModel]:
-    """A timing model whose settle, lease or proof formula drops ``term`` (one term, nothing
-    else)."""
+    """A timing model whose settle, lease, proof or finish formula drops ``term`` (one term,
+    nothing else)."""
 
     @dataclass(frozen=True, slots=True)
     class Formula(TimingModel):
@@ -328,6 +328,13 @@ def _formula_without(term: str) -> type[TimingModel]:
         def proof_delay(self, lag: float) -> float:
             terms = {"lag": lag, "P": self.pause, "G": self.write_delay}
             return sum(v for k, v in terms.items() if term != f"proof:{k}")
+
+        def finish_slack(self) -> float:
+            # The reassignment's P + C after the lease's end, less the finish's own way
+            # there: P from its decision to its send, G from its send to its landing.
+            terms = {"P": self.pause, "G": self.write_delay}
+            return self.pause + self.cancel_latency - sum(
+                v for k, v in terms.items() if term != f"finish:{k}")
 
         def lease_horizons(self) -> tuple[float, float]:
             if term != "lease:εN/T":
@@ -383,8 +390,8 @@ def _dropped(term: str) -> Callable[[TimingModel], TimingModel]:
 
 
 #: Each bound misbelieved alone (a quarter of the truth; T and N four times too long), then each
-#: term of the settle and lease formulas, and the G of the proof of a gateway ping, dropped
-#: alone.
+#: term of the settle and lease formulas, the G of the proof of a gateway ping, and each term of
+#: the gateway finish's deadline, dropped alone.
 MISBELIEFS = [
     Misbelief("believes-Δ-smaller", _scaled("monitor_lag", 0.25)),
     Misbelief("believes-G-smaller", _scaled("write_delay", 0.25)),
@@ -406,6 +413,11 @@ MISBELIEFS = [
     # Of the proof formula only G: inside the model its lag and P terms are covered by the
     # lease margin (``docs/safety-model.md``, "The proof of a gateway ping").
     Misbelief("proof-without-G", _dropped("proof:G")),
+    # The gateway finish's deadline (``TimingModel.finish_slack``): without the G its late
+    # write takes to land, and without the P between its decision and its send (the send
+    # taken for the decision). Neither had a test that failed until 2026-12-05.
+    Misbelief("finish-without-G", _dropped("finish:G")),
+    Misbelief("finish-without-P", _dropped("finish:P")),
 ]
 
 #: Each misbelief as a protocol factory, by identifier, for ``--protocol`` (see

@@ -372,6 +372,22 @@ FAMILIES["late-finish"] = {
     "progress_timeout": 300.0, "recheck_interval": 10.0, "confirm_timeout": 5.0,
     "encode_mean_s": 16.5, "gateway_timeout": 0.5, "await_pause_rate": 0.0,
 }
+# The late-finish family where the finish's P is the edge (the tooth finish-without-P): the
+# deadline counts from the finish's decision, and the finish leaves up to P later. A finish
+# decided within P before the deadline measured from its send, then paused P before it
+# leaves, lands after the requeue, if the claim itself left at once (its pause sets when the
+# gateway's clock starts) and an idle encoder takes the job at once (its own pauses delay
+# that). So: pauses at one await in five, P = 1.5 s (the lease's 28 s budget still inside the
+# model), work that ends in that window (the three phases' lengths nearly fixed: about 27 s
+# after the claim), no stalls, and three jobs among six encoders (the gateway gives a job up
+# after five timeouts: more jobs are more attempts, more encoders more idle takers). Random
+# worlds (2026-12-05): the deadline without its P caught in 27 of 150 seeds, against 7 of 200
+# with the late-finish family's levels and P = 1.5 s, and none of 200 in that family itself
+# (no await pauses).
+FAMILIES["late-finish-P"] = {
+    **FAMILIES["late-finish"], "pause_max": 1.5, "await_pause_rate": 0.2, "stall_rate": 0.0,
+    "phase_sigma": 0.1, "encode_mean_s": 13.5, "jobs": 3, "encoders": 6,
+}
 # The liveness family where a job is first read before the lagging monitor shows it: the
 # monitor exactly Δ = 5 s behind at most reads, so a poll within 5 s of the job's creation
 # reads it as absent and skips it; two encoders, one job. The job then waits for the
@@ -469,4 +485,4 @@ FAMILIES["false-loss"] = {
 #: has used up its attempts. L1 is not judged in their worlds.
 NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff", "proof", "stuck",
                                 "hang", "hang-database", "hang-aid", "progress-ε",
-                                "give-back", "late-finish"})
+                                "give-back", "late-finish", "late-finish-P"})

@@ -219,6 +219,12 @@ TEETH = [
     # assignment (found by an adversarial review, 2026-12-05)
     Tooth("finish-past-the-lease", "late-finish", 100, 19, protocol=FinishPastLease,
           properties=("S3",)),
+    # ... and each term of that deadline: its G, and its P, which a deadline measured from
+    # the finish's send instead of its decision loses (2026-12-05)
+    Tooth("finish-without-G", "late-finish", 100, 19, _misbelief("finish-without-G"),
+          properties=("S3",)),
+    Tooth("finish-without-P", "late-finish-P", 300, 19, _misbelief("finish-without-P"),
+          properties=("S3",)),
     Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,
           properties=("fresh-reads",)),
     Tooth("batch-missing-id-is-available", "batch", 400, 19, protocol=BatchMissingAsAvailable,

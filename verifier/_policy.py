@@ -133,6 +133,17 @@ class TimingModel:
         drift = self.clock_drift if span is None else self.drift_over(span)
         return drift + self.pause + self.cancel_latency
 
+    def finish_slack(self) -> float:
+        """How long after the lease's end a gateway finish may still be decided (negative:
+        how long before it); ``docs/safety-model.md``, "S3".
+
+        The gateway reassigns no sooner than the lease margin's P + C after the lease's end
+        (its ε is the clocks'). A finish leaves within P of its *decision* and its write lands
+        within G of leaving: decided at d, it has landed by d + P + G, before that reassignment
+        while d <= lease end + (P + C) - (P + G). The two P cancel; measured from the send
+        instead of the decision, the deadline would be P too late."""
+        return self.cancel_latency - self.write_delay
+
     def drift_over(self, span: float) -> float:
         """How far an encoder's clock can diverge from the gateway's over ``span``: ε is the
         divergence over one T, i.e. a drift *rate* of ε/T. Over the no-progress clock N the

@@ -1177,15 +1177,13 @@ class OwnershipProtocol:
         update conditioned on the owner: when either lands does not change whom it counts
         for. The gateway's ``finishJob`` is check-then-act, as ``acceptJob`` is: it checks the
         owner when served and writes the result by id, and the write may land up to G after
-        the request was sent. The gateway reassigns no sooner than P + C after the lease's
-        end (ε is the clocks'), and a finish leaves within P of its decision, so one decided
-        after ``lease_end + C - G`` could land on the next assignment (found by an
+        the request was sent, so one decided later than :meth:`TimingModel.finish_slack`
+        after the lease's end (C - G) could land on the next assignment (found by an
         adversarial review, 2026-12-05: with G > C the first finish of work that ended just
         before the lease's end did; a retry after an unanswered finish can with any G)."""
         if self.claim_via is not Tier.GATEWAY:
             return math.inf
-        t = self.policy.timing
-        return lease_end + t.cancel_latency - t.write_delay
+        return lease_end + self.policy.timing.finish_slack()
 
     def _finish(self, lease_end: float = math.inf) -> Generator[Action, Answer, Outcome]:
         """Commit the result, fenced on owner and assignment, and never later than
