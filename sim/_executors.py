@@ -171,15 +171,22 @@ def _local(tasks: list[Task], workers: int, on_done: OnDone) -> list[RunMetrics]
     return results
 
 
+#: Where a local cluster's scheduler serves HTTP: loopback, a port the system picks.
+LOOPBACK_ANY_PORT = "127.0.0.1:0"
+
+
 @contextlib.contextmanager
 def _client(executor: str, workers: int) -> Iterator[Any]:
     from dask.distributed import Client, LocalCluster
 
     if executor == "dask":
         # Processes, one thread each: a run is pure Python (the GIL would serialise threads);
-        # loopback only, no dashboard: nothing listens beyond this machine.
+        # loopback only: nothing listens beyond this machine. The scheduler's HTTP server
+        # starts whatever the dashboard setting (``None`` means its default port, 8787, and a
+        # warning when that is taken, which pytest makes an error: two clusters started at
+        # once under ``-n 2`` failed so): a free port, on loopback.
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          host="127.0.0.1", dashboard_address=None) as cluster, \
+                          host="127.0.0.1", dashboard_address=LOOPBACK_ANY_PORT) as cluster, \
                 Client(cluster) as client:
             yield client
         return

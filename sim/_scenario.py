@@ -268,7 +268,13 @@ class Scenario:
                                    backoff=self.backoff > 0)
 
     def inside_model(self) -> bool:
-        return not self.outside_model()
+        """Whether the hardened chain's guarantees apply here: no fault beyond the model's
+        bounds (:meth:`outside_model`), and timings the model can keep a healthy lease with
+        (``TimingModel.problems()``: without the second, a world whose lease budget cannot
+        hold a ping interval was "inside", and L1 was judged on time where the chain cancels
+        its own healthy work; the run's report already said so, as ``sim._report``'s
+        ``timing_problems``)."""
+        return not self.outside_model() and not self.timing_model().problems()
 
     def outside_model(self) -> list[str]:
         """Why the world is outside the timing model the hardened chain assumes: each fault

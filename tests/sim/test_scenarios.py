@@ -182,3 +182,11 @@ def test_a_report_says_why_a_scenario_is_outside_the_timing_model():
     assert load_scenario("default").outside_model() == []
     assert load_scenario("default").replace(ping_drop_rate=0.1).outside_model() == [
         "ping_drop_rate=0.1: acknowledged gateway pings that are never written"]
+
+
+def test_a_world_whose_timings_cannot_keep_a_lease_is_not_inside_the_model() -> None:
+    # No fault beyond the bounds, but R + G above the lease budget: the hardened chain would
+    # cancel its own healthy work, so neither S2's premise nor L1's is met.
+    sc = load_scenario("default").replace(recheck_interval=59.0)
+    assert sc.outside_model() == [] and sc.timing_model().problems()
+    assert not sc.inside_model()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sim.__main__ import main
-from sim._executors import parse_executor
+from sim._executors import LOOPBACK_ANY_PORT, parse_executor
 from sim._scenario_files import UsageError
 
 distributed = pytest.importorskip("distributed")
@@ -36,12 +36,32 @@ def test_dask_sweeps_write_the_same_results_as_a_local_one(tmp_path: Path) -> No
     local_csv, local = _sweep(tmp_path / "local", "--workers", "1")
     dask_csv, on_dask = _sweep(tmp_path / "dask", "--executor", "dask", "--workers", "2")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
+                                  host="127.0.0.1", dashboard_address=LOOPBACK_ANY_PORT) as cluster:
         address = cluster.scheduler_address.removeprefix("tcp://")
         remote_csv, remote = _sweep(tmp_path / "remote", "--executor", f"dask://{address}")
     assert local_csv == dask_csv == remote_csv
     assert local["points"] == on_dask["points"] == remote["points"]
     assert len(local_csv.splitlines()) == 1 + 2 * 2 * 2  # header + points × chains × seeds
+
+
+@pytest.mark.slow
+def test_a_local_dask_sweep_runs_while_the_dashboards_default_port_is_taken(
+        tmp_path: Path) -> None:
+    # Two clusters started at once (``pytest -n 2``), or anything on 8787: the scheduler's
+    # HTTP server used its default port and warned when it was taken, and pytest's
+    # warnings-as-errors made that a failed start (found 2026-12-05).
+    import socket
+
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 8787))
+        except OSError:
+            pytest.skip("127.0.0.1:8787 is in use already: the condition holds anyway")
+        taken.listen()
+        status = main([*SMALL, "--executor", "dask", "--workers", "1",
+                       "--out", str(tmp_path / "out")],
+                      stdout=io.StringIO(), stderr=io.StringIO())
+    assert status == 0 and (tmp_path / "out" / "sweep.csv").exists()
 
 
 @pytest.mark.parametrize("text", ["", "Dask", "dask://", "dask://host", "dask://host:0",
@@ -83,7 +103,7 @@ def _sweep_in_thread(argv: list[str], limit_s: float = 120.0) -> tuple[int | Non
 def scheduler():
     """A scheduler on loopback with no worker of its own: tests add the workers they need."""
     with distributed.LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=LOOPBACK_ANY_PORT) as cluster:
         yield cluster.scheduler_address
 
 
