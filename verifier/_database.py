@@ -53,7 +53,7 @@ from typing import Any, Final, TypeVar
 
 import bson
 from bson.errors import BSONError, InvalidBSON
-from pymongo import MongoClient, ReturnDocument
+from pymongo import MongoClient, ReadPreference, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import (
     ConnectionFailure,
@@ -63,6 +63,7 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
     WTimeoutError,
 )
+from pymongo.read_concern import ReadConcern
 
 from ._errors import (
     ClaimRefused,
@@ -204,6 +205,11 @@ class DatabaseTier:
         if collection is not None and not _acknowledged(collection):
             raise ConfigurationError("collection", "has unacknowledged writes (w=0): the tier "
                                      "must know each write's outcome")
+        if collection is not None and not _reads_the_primary(collection):
+            raise ConfigurationError("collection", "reads from secondaries or majority-"
+                                     "committed data: the tier's reads must see the primary's "
+                                     "latest writes (read preference primary, read concern "
+                                     "local or none); use collection.with_options(...)")
         self._injected = collection
         self._uri: str | None = None
         self._where = "injected collection"
@@ -291,7 +297,14 @@ class DatabaseTier:
                     _TIER, f"cannot create a MongoDB client for {self._where} "
                     f"({type(exc).__name__})"
                 ) from None
-        collection = self._client[self._database][self._collection_name]
+        # Reads from the primary, of its latest writes, whatever the URI says: the protocol
+        # takes a database read as lag-free (its settle after a database claim has no lag
+        # term), and a URI's readPreference=secondary (or nearest, or secondaryPreferred), or
+        # readConcernLevel=majority, would answer from a replica trailing the primary by its
+        # replication lag, unbounded: a competing accept could land unseen by the deciding
+        # read (an adversarial review, 2026-12-05: two encoders started one job).
+        collection = self._client[self._database][self._collection_name].with_options(
+            read_preference=ReadPreference.PRIMARY, read_concern=ReadConcern("local"))
         if not _acknowledged(collection):
             # The URI's w read as 0 by pymongo in a spelling the parser did not catch: refused
             # before anything is sent (an applied claim would read as refused).
@@ -363,10 +376,14 @@ class DatabaseTier:
         job = self._executor.submit(self._blocking, what, op)
         answer = asyncio.wrap_future(job)
         deadline = 2 * self._timeout
+        # ``asyncio.wait``, not ``wait_for``: on Python 3.11 ``wait_for`` returns the answer
+        # and swallows a cancellation of this run that comes in the same loop turn, and the
+        # cancelled run went on to claim and process (an adversarial review, 2026-12-05; the
+        # guard's ``_sleep`` avoids it for the same reason). ``wait`` never cancels ``answer``.
         try:
-            return await asyncio.wait_for(asyncio.shield(answer), deadline)
-        except TimeoutError:
-            pass
+            done, _ = await asyncio.wait({answer}, timeout=deadline)
+            if answer in done:
+                return answer.result()
         except asyncio.CancelledError:
             # The caller gave up (its run was cancelled, or the guard's deadline came): a call
             # still queued never runs; one already running ends on its own.
@@ -665,6 +682,17 @@ def _acknowledged(collection: object) -> bool:
     """Whether writes through ``collection`` are acknowledged (not ``w=0``)."""
     concern = getattr(collection, "write_concern", None)
     return concern is None or bool(getattr(concern, "acknowledged", True))
+
+
+def _reads_the_primary(collection: object) -> bool:
+    """Whether reads through ``collection`` see the primary's latest writes: read preference
+    primary (a secondary trails it by its replication lag) and read concern local or the
+    server's default (majority-committed data trails it too). Unknown kinds of collection
+    (test doubles without these attributes) are taken at their word."""
+    preference = getattr(collection, "read_preference", None)
+    mode = getattr(preference, "mode", 0)
+    level = getattr(getattr(collection, "read_concern", None), "level", None)
+    return mode == ReadPreference.PRIMARY.mode and level in (None, "local")
 
 
 def _matched(what: str, result: object) -> int:

@@ -21,10 +21,13 @@ from verifier import (
     DatabaseTier,
     InvalidInputError,
     MalformedAnswer,
+    OwnershipGuard,
+    Policy,
     Tier,
     TierClient,
     TierTimeout,
     TierUnavailable,
+    TimingModel,
     _database,
 )
 from verifier._database import MAX_ATTEMPTS
@@ -729,6 +732,10 @@ class Flaky:
         self.inner = inner
         self.failures = list(failures)
 
+    def with_options(self, **options: Any) -> Flaky:
+        """The tier's primary reads (no I/O in pymongo): this double has one copy anyway."""
+        return self
+
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.inner, name)
 
@@ -1222,6 +1229,37 @@ def test_unacknowledged_writes_are_refused_at_start() -> None:
     DatabaseTier(uri="mongodb://host/db?w=majority", encoder_did=ME)  # acknowledged: fine
 
 
+def test_reads_go_to_the_primary_whatever_the_uri_asks() -> None:
+    """The protocol takes a database read as lag-free (no lag term in the settle after a
+    database claim): a URI routing reads to a secondary, or to majority-committed data, made
+    the deciding read trail the primary by the replication lag, and an adversarial review
+    (2026-12-05) had two encoders start one job through it."""
+    for options in ("readPreference=secondary", "readPreference=secondaryPreferred",
+                    "readPreference=nearest&maxStalenessSeconds=120",
+                    "readConcernLevel=majority", "readPreference=primaryPreferred"):
+        tier = DatabaseTier(uri=f"mongodb://127.0.0.1:9/db?{options}", encoder_did=ME)
+        try:
+            collection = tier._collection()  # pymongo connects lazily: nothing is sent
+            assert collection.read_preference == pymongo.ReadPreference.PRIMARY, options
+            assert collection.read_concern.level == "local", options
+        finally:
+            tier._drop_client()
+
+
+def test_an_injected_collection_reading_elsewhere_than_the_primary_is_refused() -> None:
+    client: Any = pymongo.MongoClient("mongodb://127.0.0.1:9/", connect=False)
+    try:
+        jobs = client["db"]["jobs"]
+        DatabaseTier(jobs, encoder_did=ME)  # the defaults: the primary, its latest writes
+        for elsewhere in (
+                jobs.with_options(read_preference=pymongo.ReadPreference.SECONDARY_PREFERRED),
+                jobs.with_options(read_concern=pymongo.read_concern.ReadConcern("majority"))):
+            with pytest.raises(ConfigurationError, match="secondaries or majority"):
+                DatabaseTier(elsewhere, encoder_did=ME)
+    finally:
+        client.close()
+
+
 def test_a_user_name_with_an_encoded_colon_is_refused_without_showing_it() -> None:
     """``user%3Apassword@host`` (the whole user info encoded) was a user name holding the
     password, shown in clear by every message that shows the user."""
@@ -1250,3 +1288,43 @@ async def test_a_retried_finish_with_a_datetime_in_its_result_is_still_ours(
     await me.finish(JOB, token, result)  # no ClaimRefused
     with pytest.raises(ClaimRefused):  # another result is not a retry
         await me.finish(JOB, token, {**result, "cid": "bafy2"})
+
+
+@pytest.mark.asyncio
+async def test_a_run_cancelled_as_a_database_answer_arrives_stays_cancelled(
+        jobs: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.11's ``asyncio.wait_for`` returned the answer and swallowed a cancellation
+    of its caller that came in the same loop turn: a run its caller had cancelled went on to
+    claim and process the job (an adversarial review, 2026-12-05). Here the run is cancelled
+    in the very turn the first database call (the pre-claim read) is answered."""
+    jobs.insert_one({"id": "J", "status": "queued", "attempt_count": 0})
+    run: asyncio.Task[Any] | None = None
+    wrap = asyncio.wrap_future
+
+    def cancelling_when_answered(future: Any) -> Any:
+        nonlocal run
+        answer = wrap(future)
+        if run is not None and asyncio.current_task() is run:
+            task, run = run, None  # once: the first call
+            answer.add_done_callback(lambda _answer: task.cancel())
+        return answer
+
+    started: list[str] = []
+
+    async def process(job: Any) -> dict[str, str]:
+        started.append(job.job_id)
+        return {"cid": "bafy"}
+
+    tier = DatabaseTier(jobs, encoder_did=ME)
+    guard = OwnershipGuard(did=ME, clients=[tier], policy=Policy.hardened(TimingModel(
+        monitor_lag=0.1, write_delay=0.05, pause=0.05, clock_drift=0.01, recheck_interval=0.5,
+        cancel_latency=0.1, reassign_timeout=5.0, progress_timeout=60.0, confirm_timeout=1.0,
+        retry_interval=0.05)))
+    monkeypatch.setattr(asyncio, "wrap_future", cancelling_when_answered)
+    try:
+        run = task = asyncio.create_task(guard.run("J", process))
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await tier.aclose()
+    assert not started and jobs.find_one({"id": "J"})["status"] == "queued"
