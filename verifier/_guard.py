@@ -901,14 +901,18 @@ class _Run:
             if not self.events.empty():
                 return self._event(self.events.get_nowait())
             delay = until - self.clock()
-            if delay <= _ROUNDING:
+            if delay <= 0:
                 return Woke()
             # Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation of this
             # run that comes in the same loop turn as an event, and the run would go on to
             # commit.
             getter = asyncio.ensure_future(self.events.get())
             try:
-                done, _ = await asyncio.wait({getter}, timeout=delay)
+                # At least ``_ROUNDING``: a timer armed for a float-rounding remainder can
+                # fire at the very instant, and a virtual-time loop would never advance.
+                # (Answering Woke for such a remainder, as before, woke up to 1 µs before
+                # ``until``, against the protocol's reading of Woke: a review, 2026-12-05.)
+                done, _ = await asyncio.wait({getter}, timeout=max(delay, _ROUNDING))
             finally:
                 if not getter.done():
                     getter.cancel()

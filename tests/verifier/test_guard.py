@@ -695,6 +695,26 @@ async def test_a_wait_is_over_only_when_the_guards_clock_says_so():
 
 
 @virtual_time
+async def test_a_wait_less_than_a_microsecond_short_is_not_over():
+    """A remainder below the timer's rounding floor (1 µs) was answered ``Woke`` at once: up to
+    1 µs before ``until``, which the protocol then took for ``until`` itself (a review,
+    2026-12-05). The wait now arms its timer for at least that floor and answers only once
+    the guard's clock has reached ``until``."""
+    jobs = InMemoryJobs()
+    jobs.add("j1", assigned_to=A, status="running")
+    guard = OwnershipGuard(did=A, clients=community(jobs, A), clock=_now)
+    run = _Run(guard, "j1", work([]), _now)
+    await asyncio.sleep(10.0)
+    for short in (5e-7, 1e-6, 1e-9):
+        until = _now() + short
+        answer = await run.perform(Sleep(until))
+        assert isinstance(answer, Woke)
+        assert _now() >= until, f"woken {until - _now():.1e} s before {until}"
+    await asyncio.sleep(0)
+    no_task_left_behind()
+
+
+@virtual_time
 async def test_pings_carry_the_latest_progress_the_work_reported():
     """The protocol chooses what each ping reports (it must know when the gateway last saw a
     change); reports in between are coalesced into the latest values."""
