@@ -102,6 +102,10 @@ _DELAY_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 #: Sent with every request: we read bodies raw, and inflate only what :func:`read_capped` can
 #: inflate within the cap.
 IDENTITY_ENCODING: Final = {"Accept-Encoding": "identity"}
+#: Sent with every request too: an answer a cache kept is older than the tier's own lag, which
+#: no bound of the timing model covers (Δ is the monitor's lag behind the database, not a
+#: proxy's behind the monitor: the client honours ``HTTP_PROXY``). A review, 2026-12-05.
+NO_CACHE: Final = {"Cache-Control": "no-cache"}
 #: Content codings :func:`read_capped` inflates (both zlib streams: ``deflate`` is the zlib
 #: format, RFC 9110 §8.4.1.2); any other coding is refused as malformed.
 _INFLATABLE: Final = frozenset({"gzip", "x-gzip", "deflate"})
@@ -511,7 +515,7 @@ class TierHttp:
             check_base_url(base_url, variable, strict=strict_url))
         self.timeout = positive_seconds(timeout, f"{variable} timeout")
         # Per request, so that a client passed in asks for identity too (see read_capped).
-        self._headers = {**(headers or {}), **IDENTITY_ENCODING}
+        self._headers = {**(headers or {}), **IDENTITY_ENCODING, **NO_CACHE}
         self._hard_deadline = hard_deadline
         self._owned = client is None
         self._client = client if client is not None else _client_from_environment()

@@ -396,6 +396,27 @@ async def test_data_after_a_compressed_body_is_refused_at_once(memory: None) -> 
 
 
 @pytest.mark.asyncio
+async def test_every_request_asks_for_an_answer_no_cache_kept() -> None:
+    """A caching proxy between an encoder and a tier would answer from a copy older than the
+    tier's own lag, which no bound of the timing model covers."""
+    seen: list[tuple[str, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers.get("cache-control")))
+        if request.url.host == "monitor.test":
+            return httpx.Response(404, json={"success": False, "error": "Job not found"})
+        return httpx.Response(200, json={"success": True, "jobs": []})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        await GatewayAidClient("http://aid.test", DID, client=client).list_jobs()
+        await TierHttp("gateway", "http://gw.test", variable="X", client=client).send("GET", "/")
+        monitor = GatewayMonitorService("http://monitor.test/api", client=client)
+        assert await monitor.get_job_details("job-1") is None
+    assert seen == [("aid.test", "no-cache"), ("gw.test", "no-cache"),
+                    ("monitor.test", "no-cache")]
+
+
+@pytest.mark.asyncio
 async def test_every_request_asks_for_identity() -> None:
     seen: list[str | None] = []
 
