@@ -273,6 +273,9 @@ class GatewayAidClient:
             # "200 with the assignment" (contract): a success that does not name our job does
             # not confirm the write; its outcome is unknown, never ours.
             raise MalformedAnswer(_TIER, f"{route}: success does not name the job claimed")
+        problem = _unconfirmed_write(assignment, job_id, self.did)  # nested envelopes too
+        if problem is not None:
+            raise MalformedAnswer(_TIER, f"{route}: {problem}")
         return assignment
 
     async def update_job(
@@ -344,7 +347,7 @@ class GatewayAidClient:
             raise self._refusal(route, response.status_code, answer)
         raise_for_status(response, _TIER, route)
         confirmed = self._success(route, answer, response.status_code)
-        problem = _unconfirmed_write(confirmed, body["job_id"])
+        problem = _unconfirmed_write(confirmed, body["job_id"], self.did)
         if problem is not None:
             raise MalformedAnswer(_TIER, f"{route}: {problem}")
 
@@ -412,26 +415,74 @@ class GatewayAidClient:
 #: Where an aid answer may name the job it is about: at the top level, in its ``data``
 #: envelope (where its error codes live), or in a ``job`` object in either.
 _JOB_KEYS: Final = ("job_id", "id")
-#: Counts a MongoDB-backed server may echo for its update: zero means the owner filter matched
-#: nothing, so the write did not happen for us.
-_COUNT_KEYS: Final = ("matchedCount", "modifiedCount", "nModified")
+#: Counts a MongoDB-backed server may echo for its update, at any depth (``result.n`` is the
+#: older drivers' spelling): zero means the owner filter matched nothing, so the write did not
+#: happen for us.
+_COUNT_KEYS: Final = ("matchedCount", "modifiedCount", "nModified", "n")
+#: How deep :func:`_unconfirmed_write` looks for counts: an envelope, a result, a nested one.
+_MAX_DEPTH: Final = 4
+#: Statuses no job our write reached can have: back in the queue, or given up.
+_NOT_OURS: Final = frozenset({"pending", "queued", "created", "failed"})
+#: ``code`` values a success may carry; any other is an error code (``data.code`` is where
+#: aid's errors put theirs: docs/contract.md).
+_SUCCESS_CODES: Final = frozenset({"ok", "success", "updated", "completed", "claimed"})
 
 
-def _unconfirmed_write(answer: Mapping[str, Any], job_id: str) -> str | None:
-    """Why a ``success: true`` answer to an owner-conditioned write does not confirm it for
-    ``job_id`` (``None``: it does)."""
-    envelopes = [answer]
-    if isinstance(answer.get("data"), Mapping):
-        envelopes.append(answer["data"])
-    jobs = [e["job"] for e in envelopes if isinstance(e.get("job"), Mapping)]
+def _unconfirmed_write(answer: Mapping[str, Any], job_id: str, did: str) -> str | None:
+    """Why a ``success: true`` answer to an owner-conditioned write (or a claim) does not
+    confirm it for ``job_id`` and ``did`` (``None``: it does).
+
+    The real server's answer to a write that matched nothing is not documented, so every way
+    a MongoDB-backed server says so is read as "not confirmed" (the outcome unknown): a
+    ``job`` or ``data`` that is null (a find-and-update that matched nothing), a count of 0 at
+    any depth, a job that names another job, another owner or a queued status, a success that
+    carries an error or an error code. Confirmed too easily, an aid heartbeat renews the lease
+    by itself, and work ran on past the gateway's reassignment while every heartbeat matched
+    nothing (an adversarial review, 2026-12-05; session 22's looked at two places only).
+    """
+    envelopes: list[Mapping[str, Any]] = [answer]
+    data = answer.get("data")
+    if isinstance(data, Mapping):
+        envelopes.append(data)
+    elif "data" in answer and data is None:
+        return "success with a null 'data': nothing matched"
+    jobs: list[Mapping[str, Any]] = []
+    for envelope in envelopes:
+        if "job" in envelope and envelope["job"] is None:
+            return "success with a null 'job': nothing matched"
+        if isinstance(envelope.get("job"), Mapping):
+            jobs.append(envelope["job"])
+        if envelope.get("error"):
+            return "success carries an error"
+        code = envelope.get("code")
+        if code and not (isinstance(code, str) and code.strip().lower() in _SUCCESS_CODES):
+            return "success carries an error code"
     for place in envelopes + jobs:
         for key in _JOB_KEYS:
             if key in place and place[key] != job_id:
                 return "success names another job"
-    for place in envelopes:
-        for key in _COUNT_KEYS:
-            value = place.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                return f"success says {key} = {value!r}: nothing was updated"
+    for job in envelopes[1:] + jobs:  # the top level's owner is the claim's own check
+        owner = job.get("assigned_to")
+        if "assigned_to" in job and (not isinstance(owner, str)
+                                     or normalize_did(owner) != normalize_did(did)):
+            return "success names another owner, or none"
+        status = job.get("status")
+        if isinstance(status, str) and status.strip().lower() in _NOT_OURS:
+            return f"success shows the job {status.strip().lower()}"
+    return _zero_count(answer, _MAX_DEPTH)
+
+
+def _zero_count(place: Mapping[str, Any], depth: int) -> str | None:
+    """A count of :data:`_COUNT_KEYS` below 1 anywhere in ``place`` (``depth`` levels)."""
+    for key in _COUNT_KEYS:
+        value = place.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            return f"success says {key} = {value!r}: nothing was updated"
+    if depth > 1:
+        for value in place.values():
+            if isinstance(value, Mapping):
+                found = _zero_count(value, depth - 1)
+                if found is not None:
+                    return found
     return None

@@ -204,6 +204,23 @@ async def test_update_and_complete_bodies(aid: GatewayAidClient,
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("answer", [
+    {"success": True, "job_id": JOB, "job": {"assigned_to": "did:key:z6MkOther"}},
+    {"success": True, "job_id": JOB, "data": {"assigned_to": "did:key:z6MkOther"}},
+    {"success": True, "job_id": JOB, "data": {"job": {"id": JOB, "status": "pending"}}},
+    {"success": True, "job_id": JOB, "result": {"modifiedCount": 0}},
+], ids=["job.owner", "data.owner", "data.job.pending", "result.modified-0"])
+async def test_a_claim_success_that_nests_another_owner_or_nothing_is_malformed(
+    aid: GatewayAidClient, router: respx.MockRouter, answer: dict[str, Any],
+) -> None:
+    """The claim checked its top level only, while the owner-conditioned writes looked inside
+    ``data`` and ``job`` (an adversarial review, 2026-12-05)."""
+    router.post(API + "claim-job").respond(200, json=answer)
+    with pytest.raises(MalformedAnswer):
+        await aid.claim(JOB)
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("status", [403, 404, 409])
 @pytest.mark.parametrize(("route", "call"), [
     ("update-job", lambda a: a.heartbeat(JOB, None, {"pct": 1.0})),
@@ -605,8 +622,22 @@ async def test_a_claim_success_naming_the_job_without_an_owner_is_a_grant(
     {"success": True, "matchedCount": 0},
     {"success": True, "data": {"job_id": JOB, "modifiedCount": 0}},
     {"success": True, "nModified": "1"},
+    # ... and every other way a MongoDB-backed server says its owner filter matched nothing
+    # (an adversarial review, 2026-12-05: each renewed the lease, and work ran past T)
+    {"success": True, "job": None},
+    {"success": True, "data": None},
+    {"success": True, "data": {"job": None}},
+    {"success": True, "result": {"matchedCount": 0}},
+    {"success": True, "result": {"n": 0, "ok": 1}},
+    {"success": True, "job": {"id": JOB, "assigned_to": "did:key:z6MkOther"}},
+    {"success": True, "job": {"id": JOB, "assigned_to": None, "status": "pending"}},
+    {"success": True, "data": {"job": {"id": JOB, "status": "queued"}}},
+    {"success": True, "error": "Job not assigned to you"},
+    {"success": True, "data": {"code": "JOB_NOT_OWNED"}},
 ], ids=["job_id", "id", "null", "data.job_id", "data.job.id", "job.id", "matched-0",
-        "data.modified-0", "modified-text"])
+        "data.modified-0", "modified-text", "job-null", "data-null", "data.job-null",
+        "result.matched-0", "result.n-0", "job.other-owner", "job.queued-no-owner",
+        "data.job.queued", "error", "data.code"])
 async def test_an_owner_write_success_naming_another_job_is_malformed(
     aid: GatewayAidClient, router: respx.MockRouter, route: str, call: Any,
     answer: dict[str, Any],
@@ -625,7 +656,12 @@ async def test_an_owner_write_success_naming_another_job_is_malformed(
     {"success": True, "job_id": JOB},
     {"success": True, "data": {"job_id": JOB, "modifiedCount": 1}},
     {"success": True, "data": {"job": {"id": JOB}}, "matchedCount": 1},
-], ids=["job_id", "data", "job-and-count"])
+    # a bare success stays one: the real server's answer is not documented
+    {"success": True},
+    {"success": True, "message": "Job updated", "result": {"n": 1, "nModified": 1}},
+    {"success": True, "job": {"id": JOB, "assigned_to": ME, "status": "running"}},
+    {"success": True, "code": "OK"},
+], ids=["job_id", "data", "job-and-count", "bare", "result-counts", "job-ours", "code-ok"])
 async def test_an_owner_write_success_naming_our_job_is_success(
     aid: GatewayAidClient, router: respx.MockRouter, route: str, call: Any,
     answer: dict[str, Any],
