@@ -244,9 +244,21 @@ class LegacyGatewayClient:
         body = {"jws": self.identity.sign_jws(payload)}
         response = await self._http.send("POST", _PREFIX + route, json_body=body)
         status = response.status_code
-        if job and status in _REFUSING_4XX:
+        refusing_500 = job and status == 500 and refused_on_500
+        if job and (status in _REFUSING_4XX or (refusing_500 and route != "acceptJob")):
+            # A 500 too, but on acceptJob: a proxy's error page (or a route miss) never
+            # reached the gateway's handler, and read as a refusal it made a give-back
+            # "answered" while the job was still ours (an adversarial review, 2026-12-05).
+            # acceptJob's refusal is a generic 500 whose body nobody documented, and there
+            # either reading is safe: refused, or unknown and settled.
             _from_the_gateway(response, route)
-        if job and (status in _REFUSING_4XX or (status == 500 and refused_on_500)):
+        if refusing_500 and route == "finishJob" and _NOT_THE_OWNER not in server_message(
+                try_json(response)).lower():
+            # finishJob refuses a non-owner with "does not belong to you" (docs/contract.md);
+            # any other 500 is the gateway failing, perhaps after its write: unknown.
+            raise TierUnavailable(_TIER, f"{route}: HTTP 500 without the gateway's not-the-"
+                                  "owner answer; the finish may have landed")
+        if job and (status in _REFUSING_4XX or refusing_500):
             said = server_message(try_json(response))
             raise ClaimRefused(_TIER, f"{route} refused (HTTP {status}): {said}")
         if status in _AUTH_STATUSES:
@@ -373,6 +385,10 @@ class LegacyGatewayClient:
             await self.fail_job(job_id, reason)
         else:
             await self.reject_job(job_id)
+
+
+#: What ``finishJob``'s 500 says when the job is not ours (lower case).
+_NOT_THE_OWNER: Final = "does not belong"
 
 
 def _from_the_gateway(response: Answer, route: str) -> None:

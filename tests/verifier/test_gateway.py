@@ -35,6 +35,7 @@ API = "/api/v0/gateway/"
 IDENTITY = EncoderIdentity.generate()
 OTHER = EncoderIdentity.generate()
 JOB = "2f42577d-9c93-4a62-9ae2-d1270b5bc4f3"
+CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
 
 
 @pytest.fixture
@@ -134,6 +135,39 @@ async def test_bare_500_text_on_accept_is_still_a_refusal(
     router.post(API + "acceptJob").respond(500, text="Internal Server Error")
     with pytest.raises(ClaimRefused, match="HTTP 500"):
         await gateway.accept_job(JOB)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("method", "args", "route"),
+                         [("reject_job", (JOB,), "rejectJob"),
+                          ("fail_job", (JOB, "boom"), "failJob"),
+                          ("finish_job", (JOB, CID), "finishJob")])
+async def test_a_proxys_500_page_on_a_give_back_or_finish_is_no_refusal(
+    gateway: LegacyGatewayClient, router: respx.MockRouter,
+    method: str, args: tuple[Any, ...], route: str,
+) -> None:
+    """A proxy's 500 page never reached the gateway: read as a refusal, a give-back was
+    "answered" while the job was still ours until T, and a finish that may land was "refused"
+    (an adversarial review, 2026-12-05)."""
+    router.post(API + route).respond(500, headers={"content-type": "text/html"},
+                                     content=b"<html><h1>500 Internal Server Error</h1></html>")
+    with pytest.raises(TierUnavailable):
+        await getattr(gateway, method)(*args)
+
+
+@pytest.mark.asyncio
+async def test_finish_is_refused_only_by_the_gateways_not_the_owner_answer(
+    gateway: LegacyGatewayClient, router: respx.MockRouter
+) -> None:
+    cid = CID
+    route = router.post(API + "finishJob")
+    route.respond(500, json={"status": "error", "message": "Job does not belong to you"})
+    with pytest.raises(ClaimRefused):
+        await gateway.finish_job(JOB, cid)
+    # The gateway failing otherwise may have written first: unknown, not refused.
+    route.respond(500, json={"status": "error", "message": "database write failed"})
+    with pytest.raises(TierUnavailable, match="may have landed"):
+        await gateway.finish_job(JOB, cid)
 
 
 @pytest.mark.asyncio
