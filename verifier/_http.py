@@ -565,6 +565,7 @@ class TierHttp:
                 response = await self._client.send(request, stream=True, follow_redirects=False,
                                                    auth=self._auth)
                 try:
+                    _not_from_a_cache(response, self.tier, shown)
                     yield response
                 finally:
                     await response.aclose()
@@ -593,6 +594,19 @@ class TierHttp:
 
     def __repr__(self) -> str:
         return f"TierHttp({self.tier!r}, {redact_url(self.base_url)!r})"
+
+
+def _not_from_a_cache(response: httpx.Response, tier: str, shown: str) -> None:
+    """Refuse an answer a cache kept: an ``Age`` above 0 (RFC 9111 §5.1: a cache made it).
+    Every request asks for none (:data:`NO_CACHE`), but a CDN may ignore that for what it
+    holds, and its copy trails the tier by more than any bound of the timing model: a stale
+    "yours" could confirm a claim a later accept overwrote (an adversarial review,
+    2026-12-05). An ``Age`` that is not a number is refused too."""
+    age = response.headers.get("age")
+    if age is None or age.strip() == "0":
+        return
+    raise TierUnavailable(tier, f"{shown}: answered from a cache (Age: {_clean(age)[:20]}); "
+                                "a tier's answer must be its own, now")
 
 
 def _split_userinfo(base_url: str) -> tuple[str, httpx.BasicAuth | None]:

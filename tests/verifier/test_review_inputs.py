@@ -417,6 +417,29 @@ async def test_every_request_asks_for_an_answer_no_cache_kept() -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("age", ["3600", "1", "soon"])
+async def test_an_answer_a_cache_kept_is_no_answer(age: str) -> None:
+    """``Age`` above 0 means a cache made the answer (RFC 9111 §5.1); a CDN may serve it
+    despite the request's no-cache, older than the tier's own lag (a review, 2026-12-05: a
+    cached "yours" was a deciding read)."""
+    owned = {"_id": "x", "id": "job-1", "status": "running", "assigned_to": DID}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Age": age}, json={"success": True, "data": owned})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        monitor = GatewayMonitorService("http://monitor.test/api", client=client)
+        with pytest.raises(TierUnavailable, match="from a cache"):
+            await monitor.get_job_details("job-1")
+        fresh = httpx.MockTransport(lambda request: httpx.Response(
+            200, headers={"Age": "0"}, json={"success": True, "data": owned}))
+    async with httpx.AsyncClient(transport=fresh) as client:
+        monitor = GatewayMonitorService("http://monitor.test/api", client=client)
+        job = await monitor.get_job_details("job-1")
+        assert job is not None and job.assigned_to == DID
+
+
+@pytest.mark.asyncio
 async def test_every_request_asks_for_identity() -> None:
     seen: list[str | None] = []
 
