@@ -517,7 +517,11 @@ class CommandWork:
         try:
             return await self._run(job, offered, scratch)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            # In a thread: a command that left 200,000 files took 3.5 s to delete on the
+            # event loop, and every other job's timers (a lease's cancel, its re-checks) waited
+            # that long; another job's work ran past its cancel latency (an adversarial
+            # review, 2026-12-05). Awaited to its end, so the scratch is gone when we return.
+            await uninterrupted(asyncio.to_thread(shutil.rmtree, scratch, True))
 
     async def _run(
         self, job: ClaimedJob, offered: GatewayMonitorJob, scratch: str

@@ -1027,3 +1027,36 @@ def test_a_line_over_the_limit_is_cut_even_when_its_end_comes_in_the_same_read(t
     said = asyncio.run(main())
     assert said.result == first.strip(), "the over-long line was parsed"
     assert said.last != said.result, "it is still the last line, cut"
+
+
+def test_the_scratch_directory_is_deleted_off_the_event_loop(tmp_path, monkeypatch):
+    """Deleting a scratch directory of many files on the event loop held every other job's
+    timers (a lease's cancel, its re-checks) for seconds (an adversarial review, 2026-12-05).
+    Here the deletion, once begun, waits until another task on the loop has run: on the loop
+    it never could, and the wait runs out."""
+    path = script(tmp_path, 'print(json.dumps({"cid": "bafyresult"}))')
+    other_task_ran = threading.Event()
+    waited: list[bool] = []
+    rmtree = command_module.shutil.rmtree
+
+    async def main():
+        loop, began = asyncio.get_running_loop(), asyncio.Event()
+
+        def slow_rmtree(where: str, ignore_errors: bool = False) -> None:
+            loop.call_soon_threadsafe(began.set)
+            waited.append(other_task_ran.wait(timeout=5.0))
+            rmtree(where, ignore_errors=ignore_errors)
+
+        async def other_job() -> None:
+            await began.wait()
+            other_task_ran.set()  # reached only if the loop runs while the deletion goes on
+
+        monkeypatch.setattr(command_module.shutil, "rmtree", slow_rmtree)
+        job, _ = claimed()
+        other = asyncio.create_task(other_job())
+        result = await CommandWork([str(path)], cancel_latency=C)(job, OFFERED)
+        await other
+        return result
+
+    assert asyncio.run(main()) == {"cid": "bafyresult"}
+    assert waited == [True], "the deletion held the event loop"
