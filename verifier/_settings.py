@@ -121,10 +121,16 @@ DEFAULT_STATUS_CACHE_S: Final = 30.0
 #: accepted, and a node sent 305 tier requests for one short job (adversarial review): a
 #: request storm against the shared monitor and gateway, which the defaults (10 s and 1 s)
 #: never come near. ``sim serve`` gives its encoders R = 1 s and 0.2 s retries.
-TIMING_FLOORS: Final[Mapping[str, float]] = {"recheck_interval": 1.0, "retry_interval": 0.05}
+#: C's floor is of another kind: a promise the runner must keep. Stopping a command (its
+#: signal, the keeper, the reaping) takes 20-50 ms here, so C = 0 or 0.02 s was accepted and
+#: broken by every cancellation (an adversarial review, 2026-12-05).
+TIMING_FLOORS: Final[Mapping[str, float]] = {"recheck_interval": 1.0, "retry_interval": 0.05,
+                                             "cancel_latency": 0.25}
 _FLOOR_REASONS: Final = {
     "recheck_interval": "each re-check is a request to every tier, for every job in progress",
     "retry_interval": "each retry is another request to a tier that did not answer",
+    "cancel_latency": "stopping the work command itself takes tens of milliseconds, and the "
+                      "lease's margin counts on C",
 }
 
 _TRUE: Final = frozenset({"true", "1", "yes"})
@@ -417,6 +423,15 @@ class Settings:
             if dotenv is not None else {})
         environ = os.environ if environ is None else environ
         _warn_of_near_misses(environ)
+        for name in sorted(env):
+            if name in environ and not environ[name].strip() and env[name].strip():
+                # Set but empty overrides the file, and empty reads as "the default": docker
+                # compose's X=${X} with X unset on the host, or systemd's Environment=X=, put
+                # T back to 60 s and ε to 1 s with no word while .env said 30 s and 2 s (an
+                # adversarial review, 2026-12-05).
+                raise ConfigurationError(name, f"is set but empty in the environment, over "
+                                               f"the value {str(dotenv)!r} gives it: "
+                                               "unset it there, or give it a value")
         env.update(environ)
         return cls._validated(env, check_chain=check_chain)
 

@@ -91,6 +91,25 @@ def test_dotenv_is_read_and_environment_overrides_it(tmp_path: Path) -> None:
     assert overridden.database_name == "encoder_jobs"  # not overridden: the file's value
 
 
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_variable_set_but_empty_over_the_files_value_is_refused(
+        tmp_path: Path, blank: str) -> None:
+    """docker compose's ``X=${X}`` with X unset on the host, or systemd's ``Environment=X=``:
+    empty overrode the file, and empty read as the default, so T and ε went back to 60 s and
+    1 s without a word while .env said otherwise (an adversarial review, 2026-12-05: 30 s and
+    2 s, a lease of 55 s against a gateway reassigning after 30)."""
+    path = tmp_path / ".env"
+    path.write_text("GATEWAY_MONITOR_ENABLED=true\n"
+                    "VERIFIER_REASSIGN_TIMEOUT_S=90\nVERIFIER_CLOCK_DRIFT_S=2\n",
+                    encoding="utf-8")
+    assert Settings.from_env({}, dotenv=path).timing.reassign_timeout == 90.0
+    with pytest.raises(ConfigurationError, match="set but empty") as info:
+        Settings.from_env({"VERIFIER_REASSIGN_TIMEOUT_S": blank}, dotenv=path)
+    assert "VERIFIER_REASSIGN_TIMEOUT_S" in str(info.value)
+    # Empty where the file says nothing is still "not set".
+    assert Settings.from_env({"VERIFIER_PAUSE_S": blank}, dotenv=path).timing.pause == 2.0
+
+
 def test_default_dotenv_is_dot_env_in_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -344,6 +363,8 @@ def test_inconsistent_timing_names_the_relevant_variable(
 @pytest.mark.parametrize(("variable", "raw"), [
     ("VERIFIER_RECHECK_INTERVAL_S", "0.001"), ("VERIFIER_RECHECK_INTERVAL_S", "0.999"),
     ("VERIFIER_RETRY_INTERVAL_S", "1e-300"), ("VERIFIER_RETRY_INTERVAL_S", "0.049"),
+    # a promise the runner cannot keep: its own stop takes 20-50 ms (a review, 2026-12-05)
+    ("VERIFIER_CANCEL_LATENCY_S", "0"), ("VERIFIER_CANCEL_LATENCY_S", "0.02"),
 ])
 def test_intervals_below_their_floor_are_refused_by_name(variable: str, raw: str) -> None:
     """R = 0.001 s and 1e-300 s retries were accepted: 305 tier requests for one short job
