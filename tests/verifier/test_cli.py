@@ -675,3 +675,15 @@ def test_check_warns_of_a_dotenv_others_may_read_without_logging_set_up(tmp_path
     assert done.returncode == 3, done.stderr
     assert "DOTENV_READABLE" in done.stderr and "mode 0640" in done.stderr
     assert "Pa55w0rdX" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("flag", ["--poll-interval", "--max-poll-interval"])
+def test_a_poll_interval_below_its_floor_is_a_usage_error(
+        flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """1e-6 s was accepted: an idle encoder polled the shared gateway 750 times in 2 s (an
+    adversarial review, 2026-12-05). The live tests poll every 0.3 s."""
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["run", flag, "1e-6", "--", "enc"])
+    assert exit_.value.code == 2 and "must be at least 0.1" in capsys.readouterr().err
+    args = build_parser().parse_args(["run", flag, "0.3", "--", "enc"])
+    assert getattr(args, flag.lstrip("-").replace("-", "_")) == 0.3
