@@ -212,6 +212,12 @@ def _shown(value: str, looks_like: Callable[[str], bool]) -> str:
             "setting takes, so it may be a secret)")
 
 
+def _empty_is_not_unset(name: str) -> bool:
+    """Whether an empty ``name`` in the environment over a value in ``.env`` is refused: the
+    timing bounds and the on/off flags, whose empty value silently means their default."""
+    return name in TIMING_VARIABLES.values() or name.endswith("_ENABLED")
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = env.get(name, "").strip()
     if not raw:
@@ -424,11 +430,14 @@ class Settings:
         environ = os.environ if environ is None else environ
         _warn_of_near_misses(environ)
         for name in sorted(env):
-            if name in environ and not environ[name].strip() and env[name].strip():
-                # Set but empty overrides the file, and empty reads as "the default": docker
-                # compose's X=${X} with X unset on the host, or systemd's Environment=X=, put
-                # T back to 60 s and ε to 1 s with no word while .env said 30 s and 2 s (an
-                # adversarial review, 2026-12-05).
+            if (name in environ and not environ[name].strip() and env[name].strip()
+                    and _empty_is_not_unset(name)):
+                # Set but empty overrides the file, and an empty bound or flag reads as its
+                # default: docker compose's X=${X} with X unset on the host, or systemd's
+                # Environment=X=, put T back to 60 s and ε to 1 s with no word while .env
+                # said 30 s and 2 s (an adversarial review, 2026-12-05). An empty URI or
+                # name is left to blank the file's value out (``sim serve`` blanks a
+                # production .env's MONGODB_URI so).
                 raise ConfigurationError(name, f"is set but empty in the environment, over "
                                                f"the value {str(dotenv)!r} gives it: "
                                                "unset it there, or give it a value")

@@ -106,8 +106,14 @@ def test_a_variable_set_but_empty_over_the_files_value_is_refused(
     with pytest.raises(ConfigurationError, match="set but empty") as info:
         Settings.from_env({"VERIFIER_REASSIGN_TIMEOUT_S": blank}, dotenv=path)
     assert "VERIFIER_REASSIGN_TIMEOUT_S" in str(info.value)
+    with pytest.raises(ConfigurationError, match="set but empty"):
+        Settings.from_env({"GATEWAY_MONITOR_ENABLED": blank}, dotenv=path)
     # Empty where the file says nothing is still "not set".
     assert Settings.from_env({"VERIFIER_PAUSE_S": blank}, dotenv=path).timing.pause == 2.0
+    # An empty URI still blanks the file's out (sim serve does so for a production .env's).
+    path.write_text("GATEWAY_MONITOR_ENABLED=true\nMONGODB_URI=mongodb://db.example/spk\n",
+                    encoding="utf-8")
+    assert Settings.from_env({"MONGODB_URI": blank}, dotenv=path).mongodb_uri in (None, "")
 
 
 def test_default_dotenv_is_dot_env_in_the_working_directory(
