@@ -439,7 +439,7 @@ class Settings:
                 # name is left to blank the file's value out (``sim serve`` blanks a
                 # production .env's MONGODB_URI so).
                 raise ConfigurationError(name, f"is set but empty in the environment, over "
-                                               f"the value {str(dotenv)!r} gives it: "
+                                               f"the value that {str(dotenv)!r} gives it: "
                                                "unset it there, or give it a value")
         env.update(environ)
         return cls._validated(env, check_chain=check_chain)
