@@ -73,6 +73,12 @@ def open_node(settings: Settings, *, logger: logging.Logger | None = None) -> No
     The legacy gateway needs the node's key (it signs every write and ``myJob``); without
     ``GATEWAY_URL`` and without Gateway Aid no job can ever be offered: both are configuration
     errors, named."""
+    if settings.chain != DEFAULT_CHAIN and not settings.allow_unsafe_chain:
+        # One warning line at start was all that stood between a typo'd or left-over
+        # VERIFIER_CHAIN and a node processing jobs twice (an adversarial review, 2026-12-05).
+        raise ConfigurationError("VERIFIER_CHAIN", f"{settings.chain!r} does not keep two "
+                                 "encoders from processing one job; run it only to measure, "
+                                 "with VERIFIER_ALLOW_UNSAFE_CHAIN=true")
     identity = settings.identity()
     did = settings.encoder_did
     if did is None:

@@ -109,6 +109,7 @@ KNOWN_VARIABLES: Final = (
     "VERIFIER_STATUS_CACHE_S",
     "VERIFIER_BACKOFF",
     "VERIFIER_PUSH",
+    "VERIFIER_ALLOW_UNSAFE_CHAIN",
     *TIMING_VARIABLES.values(),
 )
 #: The status cache's default maximum age: it serves the pre-claim check only (an
@@ -408,6 +409,9 @@ class Settings:
     status_cache_s: float = DEFAULT_STATUS_CACHE_S
     backoff: bool = True
     push: bool = False
+    #: ``VERIFIER_ALLOW_UNSAFE_CHAIN``: ``run`` starts a chain other than ``hardened`` only
+    #: when this says so (measurements, comparisons); off by default.
+    allow_unsafe_chain: bool = False
 
     @classmethod
     def from_env(
@@ -524,6 +528,7 @@ class Settings:
             status_cache_s=_seconds(env, "VERIFIER_STATUS_CACHE_S", DEFAULT_STATUS_CACHE_S),
             backoff=_bool(env, "VERIFIER_BACKOFF", default=True),
             push=_bool(env, "VERIFIER_PUSH"),
+            allow_unsafe_chain=_bool(env, "VERIFIER_ALLOW_UNSAFE_CHAIN"),
         )
         if settings.push and not monitor_enabled:
             raise ConfigurationError("VERIFIER_PUSH", "needs the monitor: set "
@@ -612,6 +617,7 @@ class Settings:
             "VERIFIER_STATUS_CACHE_S": f"{self.status_cache_s:g}",
             "VERIFIER_BACKOFF": flag(self.backoff),
             "VERIFIER_PUSH": flag(self.push),
+            "VERIFIER_ALLOW_UNSAFE_CHAIN": flag(self.allow_unsafe_chain),
         }
         for field, variable in TIMING_VARIABLES.items():
             shown[variable] = f"{getattr(self.timing, field):g}"

@@ -611,6 +611,12 @@ def _runner_env(env: pytest.MonkeyPatch) -> None:
      "GATEWAY_MONITOR_ENABLED"),
     (lambda env, tmp: None, ["run", "--source", "aid", "--", "true"], "aid"),
     (lambda env, tmp: None, ["run", "--concurrency", "0", "--", "true"], "--concurrency"),
+    # a weakened chain only with VERIFIER_ALLOW_UNSAFE_CHAIN (a review, 2026-12-05: it ran
+    # with one warning line)
+    (lambda env, tmp: env.setenv("VERIFIER_CHAIN", "hardened-without-fence"),
+     ["run", "--", "true"], "VERIFIER_ALLOW_UNSAFE_CHAIN=true"),
+    (lambda env, tmp: env.setenv("VERIFIER_CHAIN", "documented"), ["run", "--", "true"],
+     "'documented' does not keep two encoders"),
 ])
 def test_run_refuses_what_cannot_work_with_exit_2_naming_it(
     env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -622,6 +628,17 @@ def test_run_refuses_what_cannot_work_with_exit_2_naming_it(
     assert code == 2, err
     assert named in err
     assert base64.b64encode(bytes(range(32))).decode() not in err  # the key never shows
+
+
+def test_an_unsafe_chain_runs_past_its_refusal_when_allowed(
+    env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _runner_env(env)
+    env.setenv("VERIFIER_CHAIN", "documented")
+    env.setenv("VERIFIER_ALLOW_UNSAFE_CHAIN", "true")
+    env.delenv("GATEWAY_URL")  # the next check along: it is that one that stops the run now
+    code, _, err = run(capsys, "run", "--", "true")
+    assert code == 2 and "GATEWAY_URL" in err and "VERIFIER_CHAIN" not in err
 
 
 @pytest.mark.parametrize(("argv", "usage"), [
