@@ -87,9 +87,11 @@ _LEVELS: Final = {"info": logging.INFO, "warning": logging.WARNING, "error": log
 _DEFAULT_LOGGER: Final = logging.getLogger("verifier.guard")
 #: The answer's detail when a request's deadline came before the tier answered.
 _DEADLINE_DETAIL: Final = "deadline: lease end reached"
-#: How far short of its end a wait may be and still be over: float rounding in the loop's
-#: timer arithmetic (a timer armed for a remainder this small can fire at the same instant, and
-#: a virtual-time loop would then never advance). A microsecond, far below every bound.
+#: Float rounding in the loop's timer arithmetic: a timer armed for a remainder this small can
+#: fire at the same instant, and a virtual-time loop would then never advance. A wait for a
+#: request's answer ends this far short of its deadline (the safe side: the request counts as
+#: unanswered a microsecond early); a protocol ``Sleep``, whose early end would not be safe,
+#: arms its timer for at least this long instead. A microsecond, far below every bound.
 _ROUNDING: Final = 1e-6
 #: Queued when progress changes; turned into the latest :class:`Progressed` when delivered.
 _PROGRESS_REPORTED: Final = Progressed(-1.0)
