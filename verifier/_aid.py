@@ -347,7 +347,8 @@ class GatewayAidClient:
             raise self._refusal(route, response.status_code, answer)
         raise_for_status(response, _TIER, route)
         confirmed = self._success(route, answer, response.status_code)
-        problem = _unconfirmed_write(confirmed, body["job_id"], self.did)
+        problem = _unconfirmed_write(confirmed, body["job_id"], self.did,
+                                     finish=route == "complete-job")
         if problem is not None:
             raise MalformedAnswer(_TIER, f"{route}: {problem}")
 
@@ -419,24 +420,36 @@ _JOB_KEYS: Final = ("job_id", "id")
 #: older drivers' spelling): zero means the owner filter matched nothing, so the write did not
 #: happen for us.
 _COUNT_KEYS: Final = ("matchedCount", "modifiedCount", "nModified", "n")
+#: Of those, the ones that count matches: when one says 1, a modified count of 0 is a write
+#: that matched and changed nothing (a retried finish), not a miss.
+_MATCHED_KEYS: Final = ("matchedCount", "n")
 #: How deep :func:`_unconfirmed_write` looks for counts: an envelope, a result, a nested one.
 _MAX_DEPTH: Final = 4
 #: Statuses no job our write reached can have: back in the queue, or given up.
 _NOT_OURS: Final = frozenset({"pending", "queued", "created", "failed"})
-#: ``code`` values a success may carry; any other is an error code (``data.code`` is where
-#: aid's errors put theirs: docs/contract.md).
-_SUCCESS_CODES: Final = frozenset({"ok", "success", "updated", "completed", "claimed"})
+#: Words of an error ``code`` (``data.code`` is where aid's errors put theirs, such as
+#: ``JOB_NOT_OWNED``, ``JOB_ALREADY_ASSIGNED``, ``ENCODER_INACTIVE``: docs/contract.md). A
+#: success code (``JOB_UPDATED``, 200) is no sign of a miss.
+_ERROR_CODE_WORDS: Final = ("NOT", "ALREADY", "ERROR", "DENIED", "INVALID", "UNAUTHORIZED",
+                            "FORBIDDEN", "INACTIVE", "FAIL", "MISSING")
+#: Statuses a finished job shows, whose owner a server may have cleared.
+_DONE: Final = frozenset({"completed", "complete", "uploading"})
 
 
-def _unconfirmed_write(answer: Mapping[str, Any], job_id: str, did: str) -> str | None:
+def _unconfirmed_write(answer: Mapping[str, Any], job_id: str, did: str, *,
+                       finish: bool = False) -> str | None:
     """Why a ``success: true`` answer to an owner-conditioned write (or a claim) does not
     confirm it for ``job_id`` and ``did`` (``None``: it does).
 
     The real server's answer to a write that matched nothing is not documented, so every way
     a MongoDB-backed server says so is read as "not confirmed" (the outcome unknown): a
-    ``job`` or ``data`` that is null (a find-and-update that matched nothing), a count of 0 at
-    any depth, a job that names another job, another owner or a queued status, a success that
-    carries an error or an error code. Confirmed too easily, an aid heartbeat renews the lease
+    ``job`` that is null (a find-and-update that matched nothing), a matched count of 0 at any
+    depth, a job that names another job, another owner or a queued status, a success that
+    carries an error or an error code. What a success may plausibly say besides is not (a
+    review of these rules, the same day): a null ``data``, a success code (``JOB_UPDATED``,
+    200), a modified count of 0 beside a matched count of 1 (a retried finish), a finished
+    job whose owner was cleared (``finish``: the answer to ``complete-job``), an old
+    ``error`` field inside a job document. Confirmed too easily, an aid heartbeat renews the lease
     by itself, and work ran on past the gateway's reassignment while every heartbeat matched
     nothing (an adversarial review, 2026-12-05; session 22's looked at two places only).
     """
@@ -444,18 +457,15 @@ def _unconfirmed_write(answer: Mapping[str, Any], job_id: str, did: str) -> str 
     data = answer.get("data")
     if isinstance(data, Mapping):
         envelopes.append(data)
-    elif "data" in answer and data is None:
-        return "success with a null 'data': nothing matched"
+    if answer.get("error"):  # the top level's only: a job document may keep an old one
+        return "success carries an error"
     jobs: list[Mapping[str, Any]] = []
     for envelope in envelopes:
         if "job" in envelope and envelope["job"] is None:
             return "success with a null 'job': nothing matched"
         if isinstance(envelope.get("job"), Mapping):
             jobs.append(envelope["job"])
-        if envelope.get("error"):
-            return "success carries an error"
-        code = envelope.get("code")
-        if code and not (isinstance(code, str) and code.strip().lower() in _SUCCESS_CODES):
+        if _error_code(envelope.get("code")):
             return "success carries an error code"
     for place in envelopes + jobs:
         for key in _JOB_KEYS:
@@ -463,18 +473,38 @@ def _unconfirmed_write(answer: Mapping[str, Any], job_id: str, did: str) -> str 
                 return "success names another job"
     for job in envelopes[1:] + jobs:  # the top level's owner is the claim's own check
         owner = job.get("assigned_to")
-        if "assigned_to" in job and (not isinstance(owner, str)
-                                     or normalize_did(owner) != normalize_did(did)):
+        raw = job.get("status")
+        status = raw.strip().lower() if isinstance(raw, str) else None
+        cleared = finish and owner is None and status in _DONE  # ``finish``: complete-job's
+        if "assigned_to" in job and not cleared and (
+                not isinstance(owner, str) or normalize_did(owner) != normalize_did(did)):
             return "success names another owner, or none"
-        status = job.get("status")
-        if isinstance(status, str) and status.strip().lower() in _NOT_OURS:
-            return f"success shows the job {status.strip().lower()}"
+        if status in _NOT_OURS:
+            return f"success shows the job {status}"
     return _zero_count(answer, _MAX_DEPTH)
 
 
+def _error_code(code: object) -> bool:
+    """Whether ``code`` is an error's: a string with an error's word, or a number outside
+    2xx (``None``, a success's code and 200 are not)."""
+    if isinstance(code, bool) or code is None:
+        return False
+    if isinstance(code, int):
+        return not 200 <= code < 300
+    if isinstance(code, str):
+        upper = code.upper()
+        return any(word in upper for word in _ERROR_CODE_WORDS)
+    return True
+
+
 def _zero_count(place: Mapping[str, Any], depth: int) -> str | None:
-    """A count of :data:`_COUNT_KEYS` below 1 anywhere in ``place`` (``depth`` levels)."""
+    """A count of :data:`_COUNT_KEYS` below 1 anywhere in ``place`` (``depth`` levels); a
+    modified count is read only where no matched count says 1 or more."""
+    matched = any(isinstance(place.get(key), int) and not isinstance(place.get(key), bool)
+                  and place[key] >= 1 for key in _MATCHED_KEYS)
     for key in _COUNT_KEYS:
+        if matched and key not in _MATCHED_KEYS:
+            continue
         value = place.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):

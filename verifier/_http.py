@@ -565,7 +565,8 @@ class TierHttp:
                 response = await self._client.send(request, stream=True, follow_redirects=False,
                                                    auth=self._auth)
                 try:
-                    _not_from_a_cache(response, self.tier, shown)
+                    if method == "GET":  # a cache keeps no answer to a POST
+                        _not_from_a_cache(response, self.tier, shown)
                     yield response
                 finally:
                     await response.aclose()
@@ -603,7 +604,8 @@ def _not_from_a_cache(response: httpx.Response, tier: str, shown: str) -> None:
     "yours" could confirm a claim a later accept overwrote (an adversarial review,
     2026-12-05). An ``Age`` that is not a number is refused too."""
     age = response.headers.get("age")
-    if age is None or age.strip() == "0":
+    # Each proxy on the way may add its own: "0, 0" is two that kept nothing.
+    if age is None or all(part.strip() == "0" for part in age.split(",")):
         return
     raise TierUnavailable(tier, f"{shown}: answered from a cache (Age: {_clean(age)[:20]}); "
                                 "a tier's answer must be its own, now")

@@ -216,7 +216,9 @@ def _shown(value: str, looks_like: Callable[[str], bool]) -> str:
 def _empty_is_not_unset(name: str) -> bool:
     """Whether an empty ``name`` in the environment over a value in ``.env`` is refused: the
     timing bounds and the on/off flags, whose empty value silently means their default."""
-    return name in TIMING_VARIABLES.values() or name.endswith("_ENABLED")
+    # This verifier's own: a .env shared with other programs holds their flags too.
+    return name in KNOWN_VARIABLES and (
+        name in TIMING_VARIABLES.values() or name.endswith("_ENABLED"))
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:

@@ -204,6 +204,18 @@ async def test_update_and_complete_bodies(aid: GatewayAidClient,
 
 
 @pytest.mark.asyncio
+async def test_only_a_finish_may_show_the_job_done_with_its_owner_cleared(
+    aid: GatewayAidClient, router: respx.MockRouter,
+) -> None:
+    done = {"success": True, "job": {"id": JOB, "status": "completed", "assigned_to": None}}
+    router.post(API + "complete-job").respond(200, json=done)
+    assert await aid.finish(JOB, None, {"cid": "bafy"}) is None
+    router.post(API + "update-job").respond(200, json=done)  # a heartbeat on a done job
+    with pytest.raises(MalformedAnswer):
+        await aid.heartbeat(JOB, None, {"pct": 1.0})
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("answer", [
     {"success": True, "job_id": JOB, "job": {"assigned_to": "did:key:z6MkOther"}},
     {"success": True, "job_id": JOB, "data": {"assigned_to": "did:key:z6MkOther"}},
@@ -625,7 +637,6 @@ async def test_a_claim_success_naming_the_job_without_an_owner_is_a_grant(
     # ... and every other way a MongoDB-backed server says its owner filter matched nothing
     # (an adversarial review, 2026-12-05: each renewed the lease, and work ran past T)
     {"success": True, "job": None},
-    {"success": True, "data": None},
     {"success": True, "data": {"job": None}},
     {"success": True, "result": {"matchedCount": 0}},
     {"success": True, "result": {"n": 0, "ok": 1}},
@@ -635,7 +646,7 @@ async def test_a_claim_success_naming_the_job_without_an_owner_is_a_grant(
     {"success": True, "error": "Job not assigned to you"},
     {"success": True, "data": {"code": "JOB_NOT_OWNED"}},
 ], ids=["job_id", "id", "null", "data.job_id", "data.job.id", "job.id", "matched-0",
-        "data.modified-0", "modified-text", "job-null", "data-null", "data.job-null",
+        "data.modified-0", "modified-text", "job-null", "data.job-null",
         "result.matched-0", "result.n-0", "job.other-owner", "job.queued-no-owner",
         "data.job.queued", "error", "data.code"])
 async def test_an_owner_write_success_naming_another_job_is_malformed(
@@ -661,7 +672,14 @@ async def test_an_owner_write_success_naming_another_job_is_malformed(
     {"success": True, "message": "Job updated", "result": {"n": 1, "nModified": 1}},
     {"success": True, "job": {"id": JOB, "assigned_to": ME, "status": "running"}},
     {"success": True, "code": "OK"},
-], ids=["job_id", "data", "job-and-count", "bare", "result-counts", "job-ours", "code-ok"])
+    # what a success may plausibly say besides (a review of these rules, 2026-12-05)
+    {"success": True, "message": "Job updated", "data": None},
+    {"success": True, "code": 200, "message": "Job updated"},
+    {"success": True, "data": {"code": "JOB_UPDATED"}},
+    {"success": True, "result": {"matchedCount": 1, "modifiedCount": 0}},  # a retried finish
+    {"success": True, "data": {"id": JOB, "assigned_to": ME, "error": "an earlier attempt's"}},
+], ids=["job_id", "data", "job-and-count", "bare", "result-counts", "job-ours", "code-ok",
+        "data-null", "code-200", "code-updated", "matched-unmodified", "old-error-in-job"])
 async def test_an_owner_write_success_naming_our_job_is_success(
     aid: GatewayAidClient, router: respx.MockRouter, route: str, call: Any,
     answer: dict[str, Any],
