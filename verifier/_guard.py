@@ -910,10 +910,8 @@ class _Run:
             # commit.
             getter = asyncio.ensure_future(self.events.get())
             try:
-                # At least ``_ROUNDING``: a timer armed for a float-rounding remainder can
-                # fire at the very instant, and a virtual-time loop would never advance.
-                # (Answering Woke for such a remainder, as before, woke up to 1 µs before
-                # ``until``, against the protocol's reading of Woke: a review, 2026-12-05.)
+                # At least ``_ROUNDING`` (see there). Answering Woke for such a remainder, as
+                # before, woke up to 1 µs before ``until`` (a review, 2026-12-05).
                 done, _ = await asyncio.wait({getter}, timeout=max(delay, _ROUNDING))
             finally:
                 if not getter.done():
