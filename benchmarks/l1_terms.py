@@ -22,7 +22,7 @@ import time
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from conformance.families import FAMILIES
-from conformance.worlds import World, l1_on_time, race, worlds
+from conformance.worlds import World, l1_horizon, l1_on_time, race, worlds
 from sim import L1_TERMS, l1_bound
 
 #: World sources where L1 is judged on time, by default.
@@ -53,7 +53,7 @@ def needed_terms(family: str, examples: int, search_seed: int) -> collections.Co
         history, jobs = run.result.history, run.result.jobs
         for name in L1_TERMS:
             weak = l1_bound(sc, without=name)
-            if not weak.check(history, jobs=jobs, horizon=sc.faults_until).ok:
+            if not weak.check(history, jobs=jobs, horizon=l1_horizon(sc, run.result)).ok:
                 counts[name] += 1
 
     judge()

@@ -38,6 +38,7 @@ from verifier.protocol import (
     Claim,
     Heartbeat,
     Hinted,
+    Observed,
     Outcome,
     OutcomeKind,
     OwnershipProtocol,
@@ -56,6 +57,9 @@ __all__ = [
     "BackoffPastLease",
     "BatchMissingAsAvailable",
     "CachedRecheck",
+    "DawdlesBeforeClaim",
+    "DawdlesBeforeTouching",
+    "FailsAfterStandIn",
     "FallbackSettleWithoutLag",
     "FinishPastLease",
     "HeartbeatWithoutDeadline",
@@ -188,6 +192,61 @@ class LossNotGivenBack(OwnershipProtocol):
     ) -> Generator[Action, Answer, Outcome | None]:
         return (yield from super()._on_loss(code, reason,
                                             release=release and code == "LEASE_EXPIRED"))
+
+
+class FailsAfterStandIn(OwnershipProtocol):
+    """Safe and useless after a fault: an attempt in which a read was answered by the
+    monitor's stand-in gives the job back *as failed* (failJob) instead of starting its work.
+    Nothing unsafe happens; the gateway gives the job up after five such attempts. L1 wrote
+    that off as the faults' loss until a review of the checkers (session 27): the simulated
+    work never fails, so a failJob is always the chain's own choice."""
+
+    stand_in_seen = False
+
+    def handle(self, answer: Answer, now: float) -> Step:
+        if isinstance(answer, Observed) and answer.observation.job is not None and (
+                answer.observation.job.synthetic):
+            self.stand_in_seen = True
+        return super().handle(answer, now)
+
+    def _work(self, lease_base: float) -> Generator[Action, Answer, Outcome]:
+        if not self.stand_in_seen:
+            return (yield from super()._work(lease_base))
+        yield from self._release("a stand-in answered", failed=True)
+        return Outcome(OutcomeKind.FAILED, "GAVE_UP", "a stand-in answered",
+                       given_back=bool(self._given_back))
+
+
+class DawdlesBeforeClaim(OwnershipProtocol):
+    """Wastes protocol time: ``DELAY`` seconds idle between the pre-claim check and the claim.
+    Every decision is the shipped one, made later; nothing runs meanwhile. L1 counted from
+    ``faults_until`` (900 s in most families) even in a world whose faults were over at once,
+    or never began, and the dawdle hid in the quiet rest of the window (a review of the
+    checkers, session 27); it counts from the last fault now."""
+
+    DELAY = 600.0
+
+    def _pre_claim(self) -> Generator[Action, Answer, Outcome | None]:
+        skipped = yield from super()._pre_claim()
+        if skipped is None and isinstance(
+                (yield from self._sleep_until(self._now + self.DELAY)), ShutdownRequested):
+            self._shutdown = True  # _run then claims nothing
+        return skipped
+
+
+class DawdlesBeforeTouching(OwnershipProtocol):
+    """Wastes protocol time before the first request of each run: ``DELAY`` seconds idle.
+    L1 counted a job's time from its first record, which was this chain's own first request,
+    so the dawdle was never counted (a review of the checkers, session 27); it counts from
+    the job's arrival now (the world's ``arrive`` record)."""
+
+    DELAY = 600.0
+
+    def _run(self) -> Generator[Action, Answer, Outcome]:
+        if isinstance((yield from self._sleep_until(self._now + self.DELAY)),
+                      ShutdownRequested):
+            self._shutdown = True
+        return (yield from super()._run())
 
 
 class CachedRecheck(OwnershipProtocol):

@@ -266,6 +266,22 @@ FAMILIES["progress-ε"] = {
 # or every attempt is cancelled before its second report is counted.
 FAMILIES["slow-progress"] = {**FAMILIES["liveness"], "reassign_timeout": 60.0,
                              "progress_timeout": 120.0, "progress_step_s": 45.0}
+# The liveness family with the monitor answering by its stand-in (its database view down)
+# for the first 300 s, then never: a job a chain gave up on after a fault is its own loss,
+# not the faults' (a review of the checkers, session 27). Short work, so a run is quick. Its
+# canary, FailsAfterStandIn, gives the job back as failed; five times, and the gateway gives
+# it up. Random examples, 2026-12-05: caught in 8 of 100 (faults for 900 s: 11; for 30 s,
+# too few attempts fail for the gateway to give up: 0).
+FAMILIES["stand-in-liveness"] = {**FAMILIES["liveness"], "monitor_synthetic_rate": 0.3,
+                                 "faults_until": 300.0, "download_mean_s": 3.0,
+                                 "encode_mean_s": 20.0}
+# The liveness family, its faults "until" 900 s but none drawn: L1 must count from the last
+# fault that happened (here none) and from each job's arrival, not from faults_until or a
+# job's first record (a review of the checkers, session 27: DawdlesBeforeClaim and
+# DawdlesBeforeTouching, each idle 600 s, passed).
+FAMILIES["quiet-liveness"] = {**FAMILIES["liveness"], "faults_until": 900.0, "stall_rate": 0.0,
+                              "await_pause_rate": 0.0,
+                              "download_mean_s": 3.0, "encode_mean_s": 20.0}
 # The push family where the push of a claimer's own write arrives as its settle wait ends
 # (the tooth late-push-ends-settle): the claim is answered at once, its write lands G later
 # and is pushed L after that, and the settle ends 3G + ε + Δ after the reply, so

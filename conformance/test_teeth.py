@@ -43,6 +43,9 @@ from conformance.canaries import (
     BackoffPastLease,
     BatchMissingAsAvailable,
     CachedRecheck,
+    DawdlesBeforeClaim,
+    DawdlesBeforeTouching,
+    FailsAfterStandIn,
     FallbackSettleWithoutLag,
     FinishPastLease,
     HeartbeatWithoutDeadline,
@@ -59,7 +62,7 @@ from conformance.canaries import (
     ShutdownWithoutReask,
 )
 from conformance.families import FAMILIES, NO_TIMELY_LIVENESS
-from conformance.worlds import Race, World, aim, race, worlds
+from conformance.worlds import Race, World, aim, l1_horizon, race, worlds
 from sim import L1Bound, Scenario, l1_bound
 from verifier import Policy
 
@@ -229,6 +232,16 @@ TEETH = [
           properties=("fresh-reads",)),
     Tooth("batch-missing-id-is-available", "batch", 400, 19, protocol=BatchMissingAsAvailable,
           properties=("claim-evidence",)),
+    # L1's oracle: a chain that gives up on what a fault touched, one that dawdles before
+    # its claim and one before its first request, each safe; L1 excused the first as the
+    # faults' loss, counted the second from faults_until and the third from its own first
+    # record (a review of the checkers, session 27)
+    Tooth("fails-after-a-stand-in", "stand-in-liveness", 200, 19, protocol=FailsAfterStandIn,
+          properties=("L1",)),
+    Tooth("dawdles-before-its-claim", "quiet-liveness", 20, 19, protocol=DawdlesBeforeClaim,
+          properties=("L1",)),
+    Tooth("dawdles-before-touching-a-job", "quiet-liveness", 20, 19,
+          protocol=DawdlesBeforeTouching, properties=("L1",)),
     Tooth("hardened-without-recheck", "liveness", 30, 19, _without("recheck"),
           properties=("L1",)),
     Tooth("hardened-without-phase-heartbeats", "liveness", 30, 19,
@@ -271,7 +284,7 @@ def _catches(tooth: Tooth, world: World, *, searching: bool = True) -> bool:
     if tooth.bound is not None:
         run, sc = race(world, "hardened"), world.scenario
         weak = tooth.bound(sc).check(run.result.history, jobs=run.result.jobs,
-                                     horizon=sc.faults_until)
+                                     horizon=l1_horizon(sc, run.result))
         return not weak.ok and not run.violated("L1")
     kwargs: dict[str, Any] = {"policy": tooth.policy(world)}
     if tooth.protocol is not None:

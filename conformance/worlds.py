@@ -42,8 +42,8 @@ from verifier import Policy
 from verifier.protocol import OwnershipProtocol
 
 __all__ = [
-    "BASE", "NO_FEATURES", "Race", "World", "aim", "believers", "judge_race", "l1_on_time",
-    "late_answers", "race", "settle_edge", "worlds", "write_margin",
+    "BASE", "NO_FEATURES", "Race", "World", "aim", "believers", "judge_race", "l1_horizon",
+    "l1_on_time", "late_answers", "race", "settle_edge", "worlds", "write_margin",
 ]
 
 #: The frame every generated world varies: short work (so races are cheap to run), the
@@ -294,8 +294,20 @@ def judge_race(world: World, result: RunResult) -> dict[str, CheckResult]:
             f"not judged: the {world.family!r} family's faults keep jobs from finishing",))
     elif l1_on_time(world):
         checks["L1"] = l1_bound(sc).check(result.history, jobs=result.jobs,
-                                          horizon=sc.faults_until)
+                                          horizon=l1_horizon(sc, result))
     return checks
+
+
+def l1_horizon(scenario: Scenario, result: RunResult) -> float | None:
+    """Where L1's on-time check counts from: when the run's last fault struck or ended
+    (``RunResult.last_fault``), at the latest ``faults_until``. Counted from ``faults_until``
+    alone, a world whose faults were over in its first minute gave a chain the rest of the
+    window (900 s in most families) to dawdle in, and L1 judged almost nothing (a review of
+    the checkers, session 27)."""
+    until = scenario.faults_until
+    if until is None or result.last_fault is None:
+        return until
+    return min(until, result.last_fault)
 
 
 def l1_on_time(world: World) -> bool:

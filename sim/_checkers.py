@@ -65,6 +65,11 @@ _CRASH_PHASES: Final = frozenset({"info", "ok"})
 #: from its owner because the owner went silent ("no ping for T") or made no progress ("no
 #: progress ..."). A release, a failJob or a rejectJob is the owner's own act, not a timeout.
 TIMEOUT_REQUEUES: Final = ("no ping", "no progress")
+#: World ``requeue`` reasons of an owner giving a job back *as failed* (``failJob``, a database
+#: release that counts the attempt): the chain's own choice, which costs an attempt towards the
+#: gateway's fifth-attempt rule. The simulated work never fails, so no fault makes a chain send
+#: one; a job given up after one is the chain's loss, not the faults' (L1).
+FAILED_GIVE_BACKS: Final = frozenset({"failJob", "released as failed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -644,11 +649,15 @@ def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
                           if r[1] == WORLD and r[3] == "commit" and r[4] == "ok"), None)
         if commit_at is None and horizon is not None and any(
                 r[1] == WORLD and r[3] == "failed" and r[0] <= horizon + residual
+                for _, r in recs) and not any(
+                r[1] == WORLD and r[3] == "requeue" and r[5] in FAILED_GIVE_BACKS
                 for _, r in recs):
             # Given up by the gateway's fifth-attempt rule because of the faults (crashes,
             # outages, stalls each cost an attempt; the last one may time out up to
             # ``residual`` after they stop): the gateway's loss, which no encoder can prevent.
-            # A job given up later is the chain's (L1 counts it).
+            # A job given up later is the chain's (L1 counts it), and so is one the chain
+            # itself gave back as failed: a chain that failJobs what it should process would
+            # otherwise be excused (a review of the checkers, session 27).
             continue
         if commit_at is None:
             why = "never committed (lost or stuck)" if recs else "never seen in the history"
@@ -677,7 +686,8 @@ def check_l1(history: History, *, jobs: Iterable[str], horizon: float | None = N
     """L1 completion: every job in ``jobs`` is committed, and with ``bound`` on time.
 
     A chain that never lets anything run is safe and useless; L1 keeps it honest. With
-    ``bound``, a job first recorded at ``t0`` must be committed by
+    ``bound``, a job first recorded at ``t0`` (in a simulated run, its arrival: the world's
+    ``arrive`` record, so the time before any encoder touches it counts) must be committed by
     ``since + bound + work``, where ``since = max(t0, horizon)`` (``horizon`` being when
     faults stopped; without it, ``t0``) and ``work`` is the time within ``[since, commit]``
     during which some encoder's work was running to its natural end (``done`` intervals, any
@@ -685,7 +695,8 @@ def check_l1(history: History, *, jobs: Iterable[str], horizon: float | None = N
     bounded. A job first recorded before ``horizon`` is allowed ``residual`` more: the time
     what the faults left behind (a stale assignment, a doomed attempt) takes to clear. A job
     the gateway gave up (``failed``, its fifth attempt) by ``horizon + residual`` is not
-    counted: the faults' loss.
+    counted, the faults' loss, unless an encoder gave it back as failed
+    (:data:`FAILED_GIVE_BACKS`) on the way: that attempt was the chain's choice.
     :func:`l1_bound` derives both from a scenario.
     """
     return _l1(_Partition(history), jobs, horizon, bound, residual)
@@ -726,7 +737,8 @@ class L1Bound:
 
 def faults_stopped(history: History, horizon: float | None) -> float | None:
     """When faults stopped: ``horizon``, or later, the end of the last fault window (world
-    ``fault`` ``invoke``/``ok`` records of one kind) that began before it."""
+    ``fault`` ``invoke``/``ok`` records of one kind) that began before it or at it (the race
+    suites' horizon may be the instant the last window began)."""
     if horizon is None:
         return None
     end = horizon
@@ -736,9 +748,9 @@ def faults_stopped(history: History, horizon: float | None) -> float | None:
             continue
         if phase == "invoke":
             opened[value] = t
-        elif phase == "ok" and opened.pop(value, math.inf) < horizon:
+        elif phase == "ok" and opened.pop(value, math.inf) <= horizon:
             end = max(end, t)
-    if any(start < horizon for start in opened.values()):
+    if any(start <= horizon for start in opened.values()):
         return math.inf  # a window that never closed: the faults never stopped
     return end
 

@@ -127,6 +127,9 @@ class Encoder:
         # The running work: pending (sim time, event) in time order; start time; job.
         self.work: list[tuple[float, Answer]] = []
         self.work_job: str | None = None
+        #: When the running work's stall or stuck input ends (its faults; -inf: none): a pause
+        #: moves it as it moves the work, and the world's ``last_fault`` follows.
+        self.work_fault_end = -math.inf
         #: When the last pause ended: the next never starts within C of it. The model bounds
         #: the *total* freeze within any window of P + C by P (docs/safety-model.md, "The
         #: timing model"): two pauses of P a few milliseconds apart are one stall of 2P to the
@@ -236,9 +239,13 @@ class Encoder:
             length = sc.pause_max if edge else rng.random() * sc.pause_max
             if sc.pause_tail and rng.random() < sc.pause_tail:
                 length = sc.pause_max * sc.pause_tail_factor  # outside the model
-        self.history.add(self.env.now, self.name, None, "pause", "invoke", round(length, 3))
-        # The work is frozen too: its remaining events move by the pause.
+        now = self.env.now
+        self.history.add(now, self.name, None, "pause", "invoke", round(length, 3))
+        # The work is frozen too: its remaining events move by the pause, its faults' end too.
         self.work = [(t + length, ev) for t, ev in self.work]
+        if self.work_fault_end > now:
+            self.work_fault_end += length
+        self.world.fault_until(max(now + length, self.work_fault_end))
         self.pause_at = math.inf
         yield self.env.timeout(length)
         self.history.add(self.env.now, self.name, None, "pause", "ok")
@@ -278,6 +285,7 @@ class Encoder:
         if self.work_job is not None:
             self._record_natural_end(until=now)
         self.history.add(now, self.name, None, "crash", "info")
+        self.world.fault_until(now)
         self.work, self.work_job = [], None
         self.crash_at = math.inf
 
@@ -311,6 +319,7 @@ class Encoder:
         """After a graceful shutdown (the running attempt, if any, has given its job back):
         down for ``restart_delay``, then a new shutdown drawn."""
         self.history.add(self.env.now, self.name, None, "shutdown", "info")
+        self.world.fault_until(self.env.now)
         if self.cache is not None:
             self.cache.clear()
         due = self.shutdown_at  # scheduled; handled once the attempt gave its job back
@@ -492,6 +501,7 @@ class Encoder:
         # every chain, whichever encoder starts it (CRN).
         sc, rng, t = self.sc, self.streams.next_keyed("work", job_id), self.env.now
         self.history.add(t, self.name, job_id, "start", "ok")
+        self.work_fault_end = -math.inf
         sigma = sc.phase_sigma
         events: list[tuple[float, Answer]] = []
         stuck = self._stuck_input(job_id, rng) if sc.stuck_rate else None
@@ -552,6 +562,16 @@ class Encoder:
                   + (hang if done > hang_at else 0.0))
             events.append((at, Progressed(0.0, share) if phase == "download" else
                            Progressed(share, 100.0)))
+        if stall or hang:
+            # When the stall and the hang end (each delays what follows it). Noted when the
+            # work is planned: a work cancelled before its stall leaves the world's
+            # ``last_fault`` later than it need be, which only makes L1 more lenient.
+            end = max(t + stall_at + stall + (hang if stall_at > hang_at else 0.0) if stall
+                      else -math.inf,
+                      t + hang_at + hang + (stall if hang_at > stall_at else 0.0) if hang
+                      else -math.inf)
+            self.work_fault_end = max(self.work_fault_end, end)
+            self.world.fault_until(end)
         return t + length + stall + hang
 
     def _record_natural_end(self, until: float) -> None:

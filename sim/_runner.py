@@ -51,6 +51,9 @@ class RunResult:
     calls: dict[str, int] = field(default_factory=dict)
     #: SimPy events processed (for the benchmark's event rate; not part of any report).
     events: int = 0
+    #: When the world's last fault struck or ended (``World.last_fault``; 0 with none; None
+    #: for a live run): the race suites judge L1 on time from here, not from ``faults_until``.
+    last_fault: float | None = None
 
 
 def tier_mix(scenario: Scenario, index: int) -> TierSet:
@@ -136,6 +139,7 @@ def run_once(
         result = judge(scenario, chain, seed, history, job_ids, finished_at, outcomes,
                        world.calls, offered=offered, realised=world.doubled)
     result.events = next(env._eid)  # SimPy's event counter: the benchmark's event rate
+    result.last_fault = world.last_fault
     return result
 
 

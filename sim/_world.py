@@ -215,6 +215,13 @@ class World:
         self._latency = streams.stream("latency")
         horizon = scenario.faults_until if scenario.faults_until is not None else scenario.max_time
         self.horizon = horizon
+        #: When the last fault so far struck or ended (0 before any): a lie, a lost or dropped
+        #: reply, a status lie, a stand-in, a tier error, a hang, an outage's start, and, from
+        #: the encoders, a pause's or a stall's end and a crash. The faults stop *here*, which
+        #: may be long before ``horizon`` (a world with no fault at all: 0), and L1's on-time
+        #: check counts from it: counted from ``horizon``, a chain that dawdled after a fault
+        #: hid behind the quiet rest of the window (a review of the checkers, session 27).
+        self.last_fault = 0.0
         faults = streams.stream("faults")
         self.gateway_down = _windows(faults, scenario.gateway_outages_per_hour,
                                      scenario.gateway_outage_mean_s, horizon)
@@ -225,6 +232,7 @@ class World:
             for start, end in windows:
                 history.add(start, WORLD, None, "fault", "invoke", kind)
                 history.add(end, WORLD, None, "fault", "ok", kind)
+                self.last_fault = max(self.last_fault, start)  # its end: faults_stopped
         self.calls: dict[str, int] = {t.value: 0 for t in Tier}
         #: Database claims sent: their tokens ("c1", "c2", ...), unique in the world.
         self.claims_sent = 0
@@ -253,6 +261,17 @@ class World:
 
     def _faulty(self) -> bool:
         return self.env.now < self.horizon
+
+    def _strikes(self, hit: bool) -> bool:
+        """``hit``, a fault's draw, noted in :attr:`last_fault` when it strikes."""
+        if hit:
+            self.last_fault = self.env.now
+        return hit
+
+    def fault_until(self, end: float) -> None:
+        """A fault of an encoder's (a pause, a stall, a crash) lasts until ``end``."""
+        if end > self.last_fault:
+            self.last_fault = end
 
     @staticmethod
     def _down(windows: list[tuple[float, float]], now: float) -> bool:
@@ -329,7 +348,7 @@ class World:
         # a protocol that skipped it passed every suite).
         k = self.handouts[job.id] = self.handouts.get(job.id, 0) + 1
         offer = self._keyed("gateway.double", job.id, k)
-        if self._faulty() and offer.random() < self.sc.lie_rate:
+        if self._faulty() and self._strikes(offer.random() < self.sc.lie_rate):
             # lie_rate: the share of assignments that the gateway also hands to the next
             # encoder that polls within G (realised only if one does). Drawn per job and
             # assignment (its k-th), so every chain on a seed is offered the same lies.
@@ -347,7 +366,7 @@ class World:
         if status == "queued":
             self._enqueue(job.id)
             sc = self.sc
-            if sc.wake_on_requeue and self.idle and self._faulty() and (
+            if sc.wake_on_requeue and self.idle and self._faulty() and self._strikes(
                     self._lies.random() < sc.wake_on_requeue):
                 self.idle.pop(next(iter(self.idle))).succeed()  # the next poller, at once
         else:
@@ -396,6 +415,10 @@ class World:
         job = Job(job_id, self.env.now)
         job.log_times[0] = self.env.now
         self.jobs[job_id] = job
+        # Its arrival, so that L1 counts from when the job could first be claimed: counted
+        # from the first record an encoder wrote, a chain that waited before touching a job
+        # was judged from when it chose to start (a review of the checkers, session 27).
+        self.history.add(self.env.now, WORLD, job_id, "arrive", "ok")
         if queued:
             self._enqueue(job_id)
 
@@ -508,7 +531,7 @@ class World:
         else:
             land = draws.random() * min(delay, sc.write_delay)
         self.land(land, lambda: self._landed(job, did))
-        if self._faulty() and draws.random() < sc.reply_loss_rate:
+        if self._faulty() and self._strikes(draws.random() < sc.reply_loss_rate):
             return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), sc.gateway_timeout
         return OK, delay
 
@@ -531,9 +554,11 @@ class World:
             return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
         job = self.jobs[job_id]
         sc = self.sc
-        if self._faulty() and sc.ping_loss_rate and self._lies.random() < sc.ping_loss_rate:
+        if self._faulty() and sc.ping_loss_rate and self._strikes(
+                self._lies.random() < sc.ping_loss_rate):
             return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), sc.gateway_timeout
-        if self._faulty() and sc.ping_drop_rate and self._lies.random() < sc.ping_drop_rate:
+        if self._faulty() and sc.ping_drop_rate and self._strikes(
+                self._lies.random() < sc.ping_drop_rate):
             return OK, delay  # acknowledged, never written (outside the model)
         land = 0.0
         if sc.late_write_rate and self._delays.random() < sc.late_write_rate:
@@ -545,7 +570,8 @@ class World:
             self.land(land, lambda: self._ping_landed(job, did, progress))
         else:
             self._ping_landed(job, did, progress)
-        if self._faulty() and sc.reply_loss_rate and self._lies.random() < sc.reply_loss_rate:
+        if self._faulty() and sc.reply_loss_rate and self._strikes(
+                self._lies.random() < sc.reply_loss_rate):
             return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), sc.gateway_timeout
         return OK, delay  # answered OK to non-owners too
 
@@ -590,7 +616,8 @@ class World:
         """A gateway write whose reply is lost (``reply_loss_rate``): it landed, the encoder
         hears nothing until its client times out."""
         sc = self.sc
-        if self._faulty() and sc.reply_loss_rate and self._lies.random() < sc.reply_loss_rate:
+        if self._faulty() and sc.reply_loss_rate and self._strikes(
+                self._lies.random() < sc.reply_loss_rate):
             return WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout"), sc.gateway_timeout
         return answer, delay
 
@@ -616,8 +643,8 @@ class World:
             return TierFailed(Tier.GATEWAY, _OUTAGE), delay
         job = self.jobs[job_id]
         # The lie is drawn per (job, asker, k-th such question): common to the chains that ask.
-        if self._faulty() and self._next_keyed("gateway.status", job_id, did).random() < (
-                self.sc.status_lie_rate):
+        if self._faulty() and self._strikes(self._next_keyed(
+                "gateway.status", job_id, did).random() < self.sc.status_lie_rate):
             return self.observation(Tier.GATEWAY, job_id, ("assigned", did, None)), delay
         return self.observation(Tier.GATEWAY, job_id, (job.status, job.owner, None)), delay
 
@@ -630,10 +657,11 @@ class World:
             return TierFailed(Tier.MONITOR, "timeout"), sc.client_timeout
         delay = self.latency(sc.monitor_latency)
         faulty = self._faulty()
-        if self._down(self.monitor_down, now) or (faulty and rng.random() < sc.monitor_error_rate):
+        if self._down(self.monitor_down, now) or (faulty and self._strikes(
+                rng.random() < sc.monitor_error_rate)):
             return _FETCH_FAILED, delay
         draw = rng.random() if faulty else 1.0
-        if draw < sc.monitor_synthetic_rate:
+        if self._strikes(draw < sc.monitor_synthetic_rate):
             # Its database view is down: the real server answers 200 with a stand-in it builds
             # from the legacy gateway's status answer, so the stand-in carries the *gateway's*
             # view, lies included (status_lie_rate: "assigned" to an encoder the gateway handed
@@ -657,7 +685,7 @@ class World:
             sc.monitor_lag_mean > 0) else 0.0
         if self._edge(rng):
             lag = sc.monitor_lag  # exactly Δ behind: the deciding read's edge
-        if faulty and sc.monitor_lag_tail and rng.random() < sc.monitor_lag_tail:
+        if faulty and sc.monitor_lag_tail and self._strikes(rng.random() < sc.monitor_lag_tail):
             lag = sc.monitor_lag * sc.monitor_lag_tail_factor
         state = self.jobs[job_id].as_of(now - lag + TIE_S)
         if self._down(self.gateway_down, now) and (
@@ -694,7 +722,7 @@ class World:
         sc, rng, now = self.sc, self._monitor, self.env.now
         delay = self.latency(sc.monitor_latency)
         if self._down(self.monitor_down, now) or (
-                self._faulty() and rng.random() < sc.monitor_error_rate):
+                self._faulty() and self._strikes(rng.random() < sc.monitor_error_rate)):
             return None, delay
         if self._down(self.gateway_down, now):
             # Every id unknown, and late: the real server asks the gateway five ids at a time,
@@ -718,7 +746,7 @@ class World:
         """Whether this request hangs until its client gives up (``hang_rate``). Drawn from a
         stream of its own, and nothing when the rate is 0, so other draws keep their
         sequences and worlds without hangs their histories."""
-        return bool(self.sc.hang_rate) and self._faulty() and (
+        return bool(self.sc.hang_rate) and self._faulty() and self._strikes(
             self._hang.random() < self.sc.hang_rate)
 
     def _hung_write(self, write: Callable[[], object], timeout: float, tier: str,
@@ -739,7 +767,7 @@ class World:
         if not (sc.database_error_rate and self._faulty()):
             return None
         rng = self._delays
-        if rng.random() >= sc.database_error_rate:
+        if not self._strikes(rng.random() < sc.database_error_rate):
             return None
         return "lost" if rng.random() < 0.5 else "dropped"
 
@@ -822,7 +850,7 @@ class World:
         job = self.jobs[job_id]
         if not self._fenced(job, did, token):
             return _NOT_YOURS, delay
-        self._requeue(job, "released", failed=failed)
+        self._requeue(job, "released as failed" if failed else "released", failed=failed)
         return OK, delay
 
     # ------------------------------------------------------------------ gateway aid

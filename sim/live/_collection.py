@@ -224,7 +224,8 @@ def _release_unfenced(world: World, job_id: str, *, status: str, count_attempt: 
     if count_attempt:
         job.attempts += 1
     world._write(job, status=status, owner=None, token=None)
-    world.history.add(world.env.now, WORLD, job_id, "requeue", "ok", "released")
+    world.history.add(world.env.now, WORLD, job_id, "requeue", "ok",
+                      "released as failed" if count_attempt else "released")
     if status == "queued":
         world._enqueue(job_id)
     elif not already_finished:

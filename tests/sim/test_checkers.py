@@ -547,3 +547,20 @@ def test_l1_excuses_a_job_the_gateway_gave_up_while_faults_were_on() -> None:
     result = check_l1(h, jobs=["early", "late"], horizon=100.0, bound=1000.0)
     assert result.jobs == ("late",)
     assert not check_l1(h, jobs=["early"]).ok, "without a horizon every loss counts"
+
+
+def test_l1_does_not_excuse_a_job_the_chain_itself_gave_back_as_failed() -> None:
+    """The simulated work never fails, so an encoder that failJobs (or releases as failed) a
+    job chose to: five such attempts make the gateway give the job up, and that loss is the
+    chain's even while faults are on (a "safe and useless" chain that never processed a job
+    passed L1 this way: a review of the checkers). A give-back that does not count the attempt
+    (rejectJob, a plain release) and the gateway's own timeouts still leave it the faults'."""
+    def given_up(reason: str) -> History:
+        return hist((5.0, W, "j", "assign", "ok", ("e0", 1)),
+                    (9.0, W, "j", "requeue", "ok", reason),
+                    (50.0, W, "j", "failed", "ok", 5))
+    for reason in ("failJob", "released as failed"):
+        result = check_l1(given_up(reason), jobs=["j"], horizon=100.0, bound=1000.0)
+        assert result.jobs == ("j",), reason
+    for reason in ("no ping for T", "no progress for N", "rejectJob", "released"):
+        assert check_l1(given_up(reason), jobs=["j"], horizon=100.0, bound=1000.0).ok, reason

@@ -17,7 +17,7 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 
 from conformance.families import FAMILIES, NO_TIMELY_LIVENESS
-from conformance.worlds import BASE, World, l1_on_time, race, worlds
+from conformance.worlds import BASE, World, l1_horizon, l1_on_time, race, worlds
 from sim import L1_TERMS, Scenario, l1_bound
 
 
@@ -32,8 +32,8 @@ def _needed(sc: Scenario, family: str, seeds: range) -> Counter[str]:
         assert run.checks["L1"].ok, run.explain("L1")
         history, jobs = run.result.history, run.result.jobs
         for name in L1_TERMS:
-            if not l1_bound(sc, without=name).check(history, jobs=jobs,
-                                                     horizon=sc.faults_until).ok:
+            if not l1_bound(sc, without=name).check(
+                    history, jobs=jobs, horizon=l1_horizon(sc, run.result)).ok:
                 counts[name] += 1
     return counts
 
@@ -117,7 +117,7 @@ def test_replies_that_outlast_the_first_pings_lease_put_a_world_outside_the_mode
     assert len(expired) >= 2, expired
     # Why it must not be judged on time: the true bound fails this correct, completing run.
     assert not l1_bound(sc).check(run.result.history, jobs=run.result.jobs,
-                                  horizon=sc.faults_until).ok
+                                  horizon=l1_horizon(sc, run.result)).ok
     assert run.checks["L1"].ok, run.checks["L1"]  # completion only (before: late, failed)
 
 
