@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Final
 
 import simpy
 
@@ -115,7 +115,7 @@ class Encoder:
         self.rate = 1.0 + self.drift
         #: Whether the adversary may pause at the driver's await points: when it may not,
         #: ``_await_point`` would draw nothing and do nothing, so the driver skips the call.
-        self.pausable = scenario.await_pause_rate > 0
+        self.pausable = scenario.await_pause_rate > 0 or scenario.pause_split_rate > 0
         self.crash_at = self._next(scenario.crashes_per_hour, "crash")
         self.pause_at = self._next(scenario.pauses_per_hour, "pause")
         #: The random pauses' schedule, before spacing (``_spaced``): each next one is drawn
@@ -135,6 +135,10 @@ class Encoder:
         #: timing model"): two pauses of P a few milliseconds apart are one stall of 2P to the
         #: lease, whose margin has one P (the thorough run found exactly that).
         self.pause_ended = -math.inf
+        #: The pauses so far, (start, end), kept only with ``pause_split_rate``: the freeze
+        #: budget of a split pause is what they leave within the window P + C.
+        self.freezes: list[tuple[float, float]] | None = (
+            [] if scenario.pause_split_rate else None)
         #: The status cache (``Observe.max_age``): (tier, job) -> (answer, when its read was
         #: decided, on this encoder's clock). Kept only when the scenario has one.
         self.cache: StatusCache | None = (
@@ -243,6 +247,8 @@ class Encoder:
         self.history.add(now, self.name, None, "pause", "invoke", round(length, 3))
         # The work is frozen too: its remaining events move by the pause, its faults' end too.
         self.work = [(t + length, ev) for t, ev in self.work]
+        if self.freezes is not None:
+            self.freezes.append((now, now + length))
         if self.work_fault_end > now:
             self.work_fault_end += length
         self.world.fault_until(max(now + length, self.work_fault_end))
@@ -273,10 +279,47 @@ class Encoder:
                 now >= self.pause_ended + sc.cancel_latency) and (
                 self.rng.random() < sc.await_pause_rate):
             pending = self.pause_at
-            yield from self._pause(sc.pause_max)
+            length = sc.pause_max
+            if sc.pause_split_rate and self.rng.random() < sc.pause_split_rate:
+                length *= self.rng.random()  # the first piece of a split freeze (below)
+            yield from self._pause(length)
             # The random pause schedule is not disturbed, except that a random pause due
             # during this one, or within C of its end, is moved to C after it.
             self.pause_at = self._spaced(pending)
+        elif sc.pause_split_rate and now < self.world.horizon and (
+                now < self.pause_ended + sc.cancel_latency) and (
+                self.rng.random() < sc.pause_split_rate):
+            # A pause within C of the last one: one freeze of P split in pieces with the driver
+            # running in between (a reply handled, a request sent), as long as the freeze in
+            # every window of P + C stays within P. It lasts all that is left: the edge.
+            budget = self._freeze_budget(now)
+            if budget > _MIN_SPLIT:
+                pending = self.pause_at
+                yield from self._pause(budget)
+                self.pause_at = self._spaced(pending)
+
+    def _freeze_budget(self, now: float) -> float:
+        """The longest pause that may start at ``now``: the largest d <= P such that
+        d + (the freeze of earlier pauses within [now + d - (P + C), now]) <= P. That sum
+        never decreases as d grows (the window's start moves right by d, dropping at most d
+        of freeze), so a bisection finds it; windows ending within the pause hold less."""
+        assert self.freezes is not None
+        sc = self.sc
+        window, most = sc.pause_max + sc.cancel_latency, sc.pause_max
+
+        def frozen_from(start: float) -> float:
+            return sum(max(0.0, min(b, now) - max(a, start)) for a, b in self.freezes or ())
+
+        if frozen_from(now - window) <= 0.0:
+            return most
+        lo, hi = 0.0, most
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            if mid + frozen_from(now + mid - window) <= most:
+                lo = mid
+            else:
+                hi = mid
+        return lo
 
     def _crash(self) -> None:
         now = self.env.now
@@ -671,6 +714,10 @@ class Encoder:
                 yield from self.wait(target - self.env.now, interrupt=self.hint_wake)
             finally:
                 self.hint_wake = None
+
+
+#: A split pause shorter than this is not made (the budget is spent).
+_MIN_SPLIT: Final = 1e-6
 
 
 def _past_deadline(action: Any) -> Answer:

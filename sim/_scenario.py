@@ -185,6 +185,10 @@ class Scenario:
     #: Probability of a pause of exactly P at each await point of an encoder's driver: between
     #: a decision and its request, between a reply and its handling, when a timer fires.
     await_pause_rate: float = 0.0
+    #: Probability, at an await point within C of the last pause's end, of a pause for all
+    #: that the timing model leaves of P there (the freeze within any window of P + C is at
+    #: most P): one freeze split in pieces, the driver running in between.
+    pause_split_rate: float = 0.0
     #: R: the hardened chain's ping/re-check interval.
     recheck_interval: float = 10.0
     confirm_timeout: float = 25.0
@@ -226,9 +230,10 @@ class Scenario:
                      "late_write_rate", "late_finish_rate", "blind_accept_rate",
                      "status_lie_rate", "monitor_lag_tail", "monitor_synthetic_rate",
                      "monitor_error_rate", "aid_fraction", "pause_tail", "edge_rate",
-                     "await_pause_rate", "database_error_rate", "ping_loss_rate", "ping_drop_rate",
-                     "wake_on_requeue", "stall_rate", "stuck_rate", "backoff", "push_rate",
-                     "batch_screen", "hang_rate", "late_lost_write_rate"):
+                     "await_pause_rate", "pause_split_rate", "database_error_rate",
+                     "ping_loss_rate", "ping_drop_rate", "wake_on_requeue", "stall_rate",
+                     "stuck_rate", "backoff", "push_rate", "batch_screen", "hang_rate",
+                     "late_lost_write_rate"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
         if self.assignment not in ("myjob", "getjob"):
