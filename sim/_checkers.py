@@ -669,7 +669,9 @@ def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
             continue
         t0 = recs[0][1][0]
         since = t0 if horizon is None else max(t0, horizon)
-        allowance = bound + (residual if horizon is not None and t0 < horizon else 0.0)
+        # A job there when the last fault struck (t0 == horizon: a fault at the instant it
+        # arrived, at 0 say) may be left something by it too (a review of the L1 oracle).
+        allowance = bound + (residual if horizon is not None and t0 <= horizon else 0.0)
         work = _covered(spans, since, commit_at)
         deadline = since + allowance + work
         if commit_at > deadline:
@@ -692,7 +694,7 @@ def check_l1(history: History, *, jobs: Iterable[str], horizon: float | None = N
     faults stopped; without it, ``t0``) and ``work`` is the time within ``[since, commit]``
     during which some encoder's work was running to its natural end (``done`` intervals, any
     job): work lasts as long as the user's job does, so only the rest, the protocol's time, is
-    bounded. A job first recorded before ``horizon`` is allowed ``residual`` more: the time
+    bounded. A job first recorded by ``horizon`` is allowed ``residual`` more: the time
     what the faults left behind (a stale assignment, a doomed attempt) takes to clear. A job
     the gateway gave up (``failed``, its fifth attempt) by ``horizon + residual`` is not
     counted, the faults' loss, unless an encoder gave it back as failed

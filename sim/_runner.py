@@ -51,7 +51,7 @@ class RunResult:
     calls: dict[str, int] = field(default_factory=dict)
     #: SimPy events processed (for the benchmark's event rate; not part of any report).
     events: int = 0
-    #: When the world's last fault struck or ended (``World.last_fault``; 0 with none; None
+    #: When the world's last fault struck or ended (``World.last_fault``; -inf with none; None
     #: for a live run): the race suites judge L1 on time from here, not from ``faults_until``.
     last_fault: float | None = None
 

@@ -215,13 +215,14 @@ class World:
         self._latency = streams.stream("latency")
         horizon = scenario.faults_until if scenario.faults_until is not None else scenario.max_time
         self.horizon = horizon
-        #: When the last fault so far struck or ended (0 before any): a lie, a lost or dropped
-        #: reply, a status lie, a stand-in, a tier error, a hang, an outage's start, and, from
-        #: the encoders, a pause's or a stall's end and a crash. The faults stop *here*, which
-        #: may be long before ``horizon`` (a world with no fault at all: 0), and L1's on-time
+        #: When the last fault so far struck or ended (-inf before any: a fault at 0 is one): a
+        #: lie, a lost or dropped reply, a status lie, a stand-in, a tier error, a hang, an
+        #: outage's start, and, from the encoders, a pause's or a stall's end, a crash and a
+        #: shutdown. The faults stop *here*, which
+        #: may be long before ``horizon`` (a world with no fault at all: -inf), and L1's on-time
         #: check counts from it: counted from ``horizon``, a chain that dawdled after a fault
         #: hid behind the quiet rest of the window (a review of the checkers, session 27).
-        self.last_fault = 0.0
+        self.last_fault = -math.inf
         faults = streams.stream("faults")
         self.gateway_down = _windows(faults, scenario.gateway_outages_per_hour,
                                      scenario.gateway_outage_mean_s, horizon)
@@ -263,8 +264,11 @@ class World:
         return self.env.now < self.horizon
 
     def _strikes(self, hit: bool) -> bool:
-        """``hit``, a fault's draw, noted in :attr:`last_fault` when it strikes."""
-        if hit:
+        """``hit``, a fault's draw, noted in :attr:`last_fault` when it strikes (the latest
+        instant wins: an outage's start is noted at the outset, and a stall's end when the
+        work is planned, both ahead of the clock; a review found a later draw moving it back
+        below them, and L1 judging from before an outage that was still to come)."""
+        if hit and self.env.now > self.last_fault:
             self.last_fault = self.env.now
         return hit
 
