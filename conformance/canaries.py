@@ -76,6 +76,7 @@ __all__ = [
     "SettleFromDecision",
     "ShortSettleAfterUnknownClaim",
     "ShutdownWithoutReask",
+    "WalksAwayAfterStandIn",
     "believing",
 ]
 
@@ -215,6 +216,19 @@ class FailsAfterStandIn(OwnershipProtocol):
         yield from self._release("a stand-in answered", failed=True)
         return Outcome(OutcomeKind.FAILED, "GAVE_UP", "a stand-in answered",
                        given_back=bool(self._given_back))
+
+
+class WalksAwayAfterStandIn(FailsAfterStandIn):
+    """:class:`FailsAfterStandIn` without the give-back: after a stand-in the run ends
+    without working and without giving the job back, saying (truly) that it may still hold
+    it. The gateway takes the job back by timeout, each time counting an attempt, and gives
+    it up after five: L1 wrote that off as the faults' loss even once failed give-backs were
+    not (a review of the L1 oracle, session 27)."""
+
+    def _work(self, lease_base: float) -> Generator[Action, Answer, Outcome]:
+        if not self.stand_in_seen:
+            return (yield from super()._work(lease_base))
+        return Outcome(OutcomeKind.FAILED, "GAVE_UP", "a stand-in answered", held=True)
 
 
 class DawdlesBeforeClaim(OwnershipProtocol):

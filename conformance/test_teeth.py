@@ -60,6 +60,7 @@ from conformance.canaries import (
     ReleaseBeforeStop,
     ShortSettleAfterUnknownClaim,
     ShutdownWithoutReask,
+    WalksAwayAfterStandIn,
 )
 from conformance.families import FAMILIES, NO_TIMELY_LIVENESS
 from conformance.worlds import Race, World, aim, l1_horizon, race, worlds
@@ -238,6 +239,8 @@ TEETH = [
     # record (a review of the checkers, session 27)
     Tooth("fails-after-a-stand-in", "stand-in-liveness", 200, 19, protocol=FailsAfterStandIn,
           properties=("L1",)),
+    Tooth("walks-away-after-a-stand-in", "stand-in-liveness", 200, 19,
+          protocol=WalksAwayAfterStandIn, properties=("L1",)),
     Tooth("dawdles-before-its-claim", "quiet-liveness", 20, 19, protocol=DawdlesBeforeClaim,
           properties=("L1",)),
     Tooth("dawdles-before-touching-a-job", "quiet-liveness", 20, 19,

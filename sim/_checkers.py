@@ -649,9 +649,7 @@ def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
                           if r[1] == WORLD and r[3] == "commit" and r[4] == "ok"), None)
         if commit_at is None and horizon is not None and any(
                 r[1] == WORLD and r[3] == "failed" and r[0] <= horizon + residual
-                for _, r in recs) and not any(
-                r[1] == WORLD and r[3] == "requeue" and r[5] in FAILED_GIVE_BACKS
-                for _, r in recs):
+                for _, r in recs) and not _lost_by_the_chain(part, recs):
             # Given up by the gateway's fifth-attempt rule because of the faults (crashes,
             # outages, stalls each cost an attempt; the last one may time out up to
             # ``residual`` after they stop): the gateway's loss, which no encoder can prevent.
@@ -683,6 +681,36 @@ def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
     return _result("L1", violations, bad_jobs, examples)
 
 
+def _lost_by_the_chain(part: _Partition, recs: list[tuple[int, Record]]) -> bool:
+    """Whether an attempt the gateway counted against the job was lost by the chain's own
+    choice: a give-back as failed (:data:`FAILED_GIVE_BACKS`), or an assignment its owner
+    walked away from: the owner's run that held it ended (its ``outcome``, the owner's first
+    after the assignment, with no crash of the owner before it) without a give-back or a
+    finish sent, and the gateway then took the job back by timeout. Every run of the shipped
+    chain that may leave the job held gives it back first; a run cut short by a crash ends
+    with no outcome, and the runs of the owner's next process never held the assignment (a
+    review of the L1 oracle, session 27: a chain that ended its run without working or giving
+    back after a stand-in lost jobs and passed)."""
+    owner: Any = None  # the owner of record since the last assign, and what its run did
+    crash_at, decided, ended, sent = _NEVER, False, False, False
+    for pos, (_, process, _, op, phase, value) in recs:
+        if process == WORLD:
+            if op == "assign":
+                owner, decided, ended, sent = value[0], False, False, False
+                crash_at = part.next_crash(owner, pos)[0]
+            elif op == "requeue":
+                if value in FAILED_GIVE_BACKS or (
+                        ended and not sent and str(value).startswith(TIMEOUT_REQUEUES)):
+                    return True
+                owner = None
+        elif process == owner:
+            if op == "outcome" and not decided:
+                decided, ended = True, pos < crash_at
+            elif op in ("release", "commit") and phase == "invoke":
+                sent = True
+    return False
+
+
 def check_l1(history: History, *, jobs: Iterable[str], horizon: float | None = None,
              bound: float | None = None, residual: float = 0.0) -> CheckResult:
     """L1 completion: every job in ``jobs`` is committed, and with ``bound`` on time.
@@ -697,8 +725,8 @@ def check_l1(history: History, *, jobs: Iterable[str], horizon: float | None = N
     bounded. A job first recorded by ``horizon`` is allowed ``residual`` more: the time
     what the faults left behind (a stale assignment, a doomed attempt) takes to clear. A job
     the gateway gave up (``failed``, its fifth attempt) by ``horizon + residual`` is not
-    counted, the faults' loss, unless an encoder gave it back as failed
-    (:data:`FAILED_GIVE_BACKS`) on the way: that attempt was the chain's choice.
+    counted, the faults' loss, unless the chain lost one of its attempts by its own choice
+    (:func:`_lost_by_the_chain`: a give-back as failed, or an assignment walked away from).
     :func:`l1_bound` derives both from a scenario.
     """
     return _l1(_Partition(history), jobs, horizon, bound, residual)

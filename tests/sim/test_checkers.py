@@ -564,3 +564,32 @@ def test_l1_does_not_excuse_a_job_the_chain_itself_gave_back_as_failed() -> None
         assert result.jobs == ("j",), reason
     for reason in ("no ping for T", "no progress for N", "rejectJob", "released"):
         assert check_l1(given_up(reason), jobs=["j"], horizon=100.0, bound=1000.0).ok, reason
+
+
+def test_l1_does_not_excuse_a_job_whose_owner_walked_away_from_it() -> None:
+    """An owner whose run ended (its outcome) while the job was assigned to it, sending no
+    give-back and no finish, left the gateway to take the job back by timeout: that counted
+    attempt is the chain's loss, and a job given up after it is not the faults' (a review of
+    the L1 oracle, session 27). A run that gave the job back, or sent its finish, or a process
+    that crashed (no outcome), leaves it the faults'."""
+    def given_up(*middle: tuple[Any, ...]) -> History:
+        return hist((5.0, W, "j", "assign", "ok", ("e0", 1)), *middle,
+                    (70.0, W, "j", "requeue", "ok", "no ping for T"),
+                    (90.0, W, "j", "failed", "ok", 5))
+    walked = given_up((20.0, "e0", "j", "outcome", "ok", ("GAVE_UP", True)))
+    assert check_l1(walked, jobs=["j"], horizon=100.0, bound=1000.0).jobs == ("j",)
+    for sent in ("release", "commit"):
+        gave_back = given_up((19.0, "e0", "j", sent, "invoke", None),
+                             (20.0, "e0", "j", "outcome", "ok", ("X", True)))
+        assert check_l1(gave_back, jobs=["j"], horizon=100.0, bound=1000.0).ok, sent
+    crashed = given_up((20.0, "e0", None, "crash", "info", None))
+    assert check_l1(crashed, jobs=["j"], horizon=100.0, bound=1000.0).ok
+    # another encoder's run ending says nothing about the owner's
+    other = given_up((20.0, "e1", "j", "outcome", "ok", ("SKIPPED", False)))
+    assert check_l1(other, jobs=["j"], horizon=100.0, bound=1000.0).ok
+    # an outcome before the assignment landed (a late claim) is not walking away from it
+    early = hist((3.0, "e0", "j", "outcome", "ok", ("X", True)),
+                 (5.0, W, "j", "assign", "ok", ("e0", 1)),
+                 (70.0, W, "j", "requeue", "ok", "no ping for T"),
+                 (90.0, W, "j", "failed", "ok", 5))
+    assert check_l1(early, jobs=["j"], horizon=100.0, bound=1000.0).ok
