@@ -290,6 +290,11 @@ FAMILIES["stand-in-liveness"] = {**FAMILIES["liveness"], "monitor_synthetic_rate
 FAMILIES["quiet-liveness"] = {**FAMILIES["liveness"], "faults_until": 900.0, "stall_rate": 0.0,
                               "await_pause_rate": 0.0,
                               "download_mean_s": 3.0, "encode_mean_s": 20.0}
+# ... with three jobs and three encoders handed out by ``myJob``: every job has an encoder of
+# its own, the edge of ``L1Bound.uncrowded`` (no job waits for another, so L1 grants no
+# ``others`` term; a 150 s dawdle hid in it before, a review of the L1 oracle, session 27).
+FAMILIES["quiet-uncrowded"] = {**FAMILIES["quiet-liveness"], "assignment": "myjob",
+                               "jobs": 3, "encoders": 3}
 # The push family where the push of a claimer's own write arrives as its settle wait ends
 # (the tooth late-push-ends-settle): the claim is answered at once, its write lands G later
 # and is pushed L after that, and the settle ends 3G + ε + Δ after the reply, so

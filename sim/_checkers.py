@@ -638,7 +638,7 @@ def _covered(spans: tuple[list[float], list[float], list[float]], lo: float, hi:
 
 
 def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
-        bound: float | None, residual: float = 0.0) -> CheckResult:
+        bound: float | None, residual: float = 0.0, uncrowded: bool = False) -> CheckResult:
     violations = 0
     bad_jobs: list[str] = []
     examples: list[str] = []
@@ -669,15 +669,21 @@ def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
         since = t0 if horizon is None else max(t0, horizon)
         # A job there when the last fault struck (t0 == horizon: a fault at the instant it
         # arrived, at 0 say) may be left something by it too (a review of the L1 oracle).
-        allowance = bound + (residual if horizon is not None and t0 <= horizon else 0.0)
+        if uncrowded and horizon is not None:
+            # Nothing but the faults' leftovers can hold a job up (:class:`L1Bound`), and
+            # they are gone ``residual`` after the faults stopped, whenever the job came.
+            start, allowance = max(since, horizon + residual), bound
+        else:
+            start = since
+            allowance = bound + (residual if horizon is not None and t0 <= horizon else 0.0)
         work = _covered(spans, since, commit_at)
-        deadline = since + allowance + work
+        deadline = start + allowance + work
         if commit_at > deadline:
             violations += 1
             bad_jobs.append(job)
             examples.append(f"job {job}: first seen {_fmt(t0)}, committed {_fmt(commit_at)}, "
                             f"after the deadline {_fmt(deadline)} ({allowance:.3f} s of protocol "
-                            f"time allowed from {_fmt(since)}, plus {work:.3f} s of work)")
+                            f"time allowed from {_fmt(start)}, plus {work:.3f} s of work)")
     return _result("L1", violations, bad_jobs, examples)
 
 
@@ -712,7 +718,8 @@ def _lost_by_the_chain(part: _Partition, recs: list[tuple[int, Record]]) -> bool
 
 
 def check_l1(history: History, *, jobs: Iterable[str], horizon: float | None = None,
-             bound: float | None = None, residual: float = 0.0) -> CheckResult:
+             bound: float | None = None, residual: float = 0.0, uncrowded: bool = False
+             ) -> CheckResult:
     """L1 completion: every job in ``jobs`` is committed, and with ``bound`` on time.
 
     A chain that never lets anything run is safe and useless; L1 keeps it honest. With
@@ -727,9 +734,11 @@ def check_l1(history: History, *, jobs: Iterable[str], horizon: float | None = N
     the gateway gave up (``failed``, its fifth attempt) by ``horizon + residual`` is not
     counted, the faults' loss, unless the chain lost one of its attempts by its own choice
     (:func:`_lost_by_the_chain`: a give-back as failed, or an assignment walked away from).
-    :func:`l1_bound` derives both from a scenario.
+    With ``uncrowded`` (no job waits for another, :class:`L1Bound`), every job's allowance
+    starts no earlier than ``horizon + residual``, when the faults' leftovers are gone, and
+    no job gets ``residual`` on top. :func:`l1_bound` derives all three from a scenario.
     """
-    return _l1(_Partition(history), jobs, horizon, bound, residual)
+    return _l1(_Partition(history), jobs, horizon, bound, residual, uncrowded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -743,6 +752,17 @@ class L1Bound:
     the work's end to the commit; ``others``: other jobs holding every encoder (0 with one
     job); ``residual``: for a job first seen before the faults stopped, the time what they
     left behind takes to clear.
+
+    ``uncrowded``: no job ever waits for another, so ``others`` is 0. That holds when there
+    are at least as many encoders as jobs and ``myJob`` hands them out: an encoder works on
+    one job at a time, so while a job waits, fewer encoders hold the others than there are
+    encoders, and ``myJob`` offers each poll a different queued job (the one it offered
+    leaves the queue for a poll interval), so a free encoder's next poll gets this one or
+    takes another off the queue ahead of it. The faults' leftovers are the exception: a
+    stale attempt on a job someone else holds occupies a second encoder until
+    ``residual`` after the faults stopped, so a job arriving after them may still wait that
+    long (:func:`check_l1` starts its clock there). With ``getJob`` every poll is offered the
+    oldest queued job, so jobs are handed out one after another whatever the encoders.
     """
 
     hand_out: float
@@ -750,6 +770,7 @@ class L1Bound:
     finish: float
     others: float
     residual: float
+    uncrowded: bool = False
 
     @property
     def bound(self) -> float:
@@ -758,11 +779,11 @@ class L1Bound:
 
     def check(self, history: History, *, jobs: Iterable[str], horizon: float | None
               ) -> CheckResult:
-        """:func:`check_l1` with this bound, from when faults stopped: ``horizon`` (the
-        scenario's ``faults_until``), or the end of a fault window still open then (an outage
-        that began before the horizon lasts its full length)."""
+        """:func:`check_l1` with this bound (and :attr:`uncrowded`), from when faults stopped:
+        ``horizon`` (the scenario's ``faults_until``), or the end of a fault window still open
+        then (an outage that began before the horizon lasts its full length)."""
         return check_l1(history, jobs=jobs, horizon=faults_stopped(history, horizon),
-                        bound=self.bound, residual=self.residual)
+                        bound=self.bound, residual=self.residual, uncrowded=self.uncrowded)
 
 
 def faults_stopped(history: History, horizon: float | None) -> float | None:
@@ -825,7 +846,10 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
       ``give_up + C + 3κ·retry_interval + 3λ + 5 + restart_delay + κ(G + ε) + λ``, or
       (with both) a crash and then a shutdown that fell due meanwhile:
       ``2 × restart_delay``;
-    * ``others = (jobs − 1) × (residual + hand_out + attempt + finish)``.
+    * ``others = (jobs − 1) × (residual + hand_out + attempt + finish)``, or 0 when no job
+      waits for another (at least as many encoders as jobs, ``myJob``: ``L1Bound.uncrowded``,
+      whose check starts every job's clock no earlier than when the faults' leftovers are
+      gone).
 
     Infinite (no bound) when some encoder has no tier that can confirm ownership (a community
     node without the monitor skips every job it is offered, without a record), when the work
@@ -900,8 +924,12 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
         term("residual.crash_then_shutdown", 2 * sc.restart_delay
              if sc.crashes_per_hour > 0 and sc.shutdowns_per_hour > 0 else 0.0),
     )
-    others = term("others", (sc.jobs - 1) * (residual + hand_out + attempt + finish))
-    return L1Bound(hand_out, attempt, finish, others, residual)
+    # Other jobs holding every encoder, each for its own protocol time (its work is excused);
+    # none can when every job has an encoder of its own (``L1Bound.uncrowded``).
+    uncrowded = sc.assignment == "myjob" and sc.encoders >= sc.jobs
+    others = 0.0 if uncrowded else term(
+        "others", (sc.jobs - 1) * (residual + hand_out + attempt + finish))
+    return L1Bound(hand_out, attempt, finish, others, residual, uncrowded)
 
 
 # ------------------------------------------------------------------- the race denominator

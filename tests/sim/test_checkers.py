@@ -333,6 +333,39 @@ def test_l1_residual_only_for_jobs_first_seen_before_the_horizon() -> None:
     assert r.jobs == ("new",)  # old: 50 <= 60 + 50; new: 100 > 60 (no residual)
 
 
+def test_l1_uncrowded_starts_every_clock_when_the_leftovers_are_gone() -> None:
+    # Nothing waits for another job: a job arriving after the faults may still meet their
+    # leftovers (until horizon + residual), and nothing more is granted, before or after.
+    h = hist(assign(0, "old", 1, "old"), (175, W, "old", "commit", "ok", ("old", 1)),
+             (120, W, "mid", "arrive", "ok"), assign(130, "mid", 1, "mid"),
+             (200, W, "mid", "commit", "ok", ("mid", 1)),
+             (300, W, "new", "arrive", "ok"), assign(310, "new", 1, "new"),
+             (350, W, "new", "commit", "ok", ("new", 1)))
+    jobs = ["old", "mid", "new"]
+    # old: 100 + 50 + 20 = 170 < 175; mid: from 150, 170 < 200; new: from 300, 320 < 350
+    r = check_l1(h, jobs=jobs, horizon=100, bound=20, residual=50, uncrowded=True)
+    assert r.jobs == ("mid", "new", "old")
+    assert "allowed from 150.000" in next(e for e in r.examples if "job mid" in e)
+    assert check_l1(h, jobs=jobs, horizon=100, bound=75, residual=50, uncrowded=True).ok
+    # 45: old by 195, mid by 195 (late), new by 345 (late); crowded, mid has from 120 only
+    assert check_l1(h, jobs=jobs, horizon=100, bound=45, residual=50,
+                    uncrowded=True).jobs == ("mid", "new")
+    assert check_l1(h, jobs=["mid"], horizon=100, bound=75, residual=50).jobs == ("mid",)
+    # No fault at all: every clock starts at the job's arrival.
+    assert check_l1(h, jobs=["new"], horizon=-math.inf, bound=50, residual=1e9,
+                    uncrowded=True).ok
+
+
+def test_l1_bound_grants_others_only_where_a_job_can_wait_for_another() -> None:
+    base = Scenario(encoders=3, jobs=3, assignment="myjob", infra_fraction=1.0)
+    b = l1_bound(base)
+    assert b.uncrowded and b.others == 0.0
+    for crowded in (base.replace(jobs=4), base.replace(assignment="getjob")):
+        c = l1_bound(crowded)
+        assert not c.uncrowded
+        assert c.others == (crowded.jobs - 1) * (c.residual + c.hand_out + c.attempt + c.finish)
+
+
 def test_faults_stop_at_the_end_of_a_window_open_at_the_horizon() -> None:
     h = hist((0, W, None, "fault", "invoke", "gateway-outage"),
              (5, W, None, "fault", "ok", "gateway-outage"),
@@ -359,7 +392,7 @@ def test_l1_bound_terms_for_the_conformance_base() -> None:
     assert b.residual == pytest.approx(2 + max(2 + 60 + 5, kappa * 52 + 3,
                                                10 + kappa * (12 + 20 + 1) + 2 * lam))
     assert b.bound == pytest.approx(b.hand_out + b.attempt + b.finish)
-    two = l1_bound(sc.replace(jobs=2, crashes_per_hour=10.0))
+    two = l1_bound(sc.replace(jobs=2, encoders=1, crashes_per_hour=10.0))  # one waits
     assert two.residual == b.residual  # a restart (30 s) clears sooner than a stale assignment
     assert two.others == pytest.approx(b.residual + b.bound)
 
@@ -402,7 +435,7 @@ def test_l1_bound_counts_a_shutdown_and_its_restart_one_after_the_other() -> Non
 
 
 def test_l1_bound_drops_one_named_term_and_refuses_unknown_names() -> None:
-    sc = Scenario(jobs=2, crashes_per_hour=10.0, monitor_lag=5.0, clock_drift=1.0)
+    sc = Scenario(jobs=2, encoders=1, crashes_per_hour=10.0, monitor_lag=5.0, clock_drift=1.0)
     full = l1_bound(sc)
     assert l1_bound(sc, without="hand_out.lag").hand_out == pytest.approx(full.hand_out - 5.0)
     kappa = 1 / (1 - 1.0 / sc.reassign_timeout)
