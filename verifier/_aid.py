@@ -40,14 +40,16 @@ from ._http import (
     TierHttp,
     error_code,
     is_service_error,
+    job_places,
     job_segment,
+    names_another_job,
     raise_for_status,
     read_json,
     server_message,
     try_json,
 )
 from ._ids import normalize_did, validate_cid, validate_did, validate_job_id
-from ._models import GatewayMonitorJob, check_offered_job, parse_job
+from ._models import CLAIMABLE_STATUSES, GatewayMonitorJob, check_offered_job, parse_job
 from ._policy import Tier
 from ._tiers import Observation
 
@@ -413,9 +415,6 @@ class GatewayAidClient:
 
 
 
-#: Where an aid answer may name the job it is about: at the top level, in its ``data``
-#: envelope (where its error codes live), or in a ``job`` object in either.
-_JOB_KEYS: Final = ("job_id", "id")
 #: Counts a MongoDB-backed server may echo for its update, at any depth (``result.n`` is the
 #: older drivers' spelling): zero means the owner filter matched nothing, so the write did not
 #: happen for us.
@@ -425,8 +424,10 @@ _COUNT_KEYS: Final = ("matchedCount", "modifiedCount", "nModified", "n")
 _MATCHED_KEYS: Final = ("matchedCount", "n")
 #: How deep :func:`_unconfirmed_write` looks for counts: an envelope, a result, a nested one.
 _MAX_DEPTH: Final = 4
-#: Statuses no job our write reached can have: back in the queue, or given up.
-_NOT_OURS: Final = frozenset({"pending", "queued", "created", "failed"})
+#: Statuses no job our write reached can have: back in the queue (every claimable status,
+#: ``unassigned`` too), given up, withdrawn (a security review, session 28: ``unassigned``,
+#: ``cancelled`` and ``deleted`` confirmed a heartbeat).
+_NOT_OURS: Final = CLAIMABLE_STATUSES | frozenset({"failed", "cancelled", "deleted"})
 #: Words of an error ``code`` (``data.code`` is where aid's errors put theirs, such as
 #: ``JOB_NOT_OWNED``, ``JOB_ALREADY_ASSIGNED``, ``ENCODER_INACTIVE``: docs/contract.md). A
 #: success code (``JOB_UPDATED``, 200) is no sign of a miss.
@@ -453,25 +454,20 @@ def _unconfirmed_write(answer: Mapping[str, Any], job_id: str, did: str, *,
     by itself, and work ran on past the gateway's reassignment while every heartbeat matched
     nothing (an adversarial review, 2026-12-05; session 22's looked at two places only).
     """
-    envelopes: list[Mapping[str, Any]] = [answer]
-    data = answer.get("data")
-    if isinstance(data, Mapping):
-        envelopes.append(data)
+    envelopes, jobs = job_places(answer)
     if answer.get("error"):  # the top level's only: a job document may keep an old one
         return "success carries an error"
-    jobs: list[Mapping[str, Any]] = []
     for envelope in envelopes:
         if "job" in envelope and envelope["job"] is None:
             return "success with a null 'job': nothing matched"
-        if isinstance(envelope.get("job"), Mapping):
-            jobs.append(envelope["job"])
         if _error_code(envelope.get("code")):
             return "success carries an error code"
-    for place in envelopes + jobs:
-        for key in _JOB_KEYS:
-            if key in place and place[key] != job_id:
-                return "success names another job"
-    for job in envelopes[1:] + jobs:  # the top level's owner is the claim's own check
+    if names_another_job(answer, job_id):
+        return "success names another job"
+    # Every place, the top level too: only the claim checked the top level's owner itself,
+    # so a heartbeat or a finish answered ``success`` with the job someone else's, or queued,
+    # right there was confirmed (a security review, session 28).
+    for job in envelopes + jobs:
         owner = job.get("assigned_to")
         raw = job.get("status")
         status = raw.strip().lower() if isinstance(raw, str) else None

@@ -56,7 +56,7 @@ from ._models import (
     ownership_of,
 )
 from ._node import add_run_parser, cmd_run
-from ._settings import Settings, monitor_api_url
+from ._settings import Settings, monitor_api_url, shown_argument
 from ._text import printable
 
 __all__ = [
@@ -420,6 +420,25 @@ _URL_IN_TEXT: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
 _WORD_WITH_AT: Final = re.compile(r"\S*@\S*")
 
 
+#: argparse's messages that repeat a refused value (``repr``-quoted): a choice, a type's.
+_INVALID_CHOICE: Final = re.compile(
+    r"(?P<head>argument \S+: invalid choice: )'(?P<value>.*)' \(choose from (?P<choices>.*)\)",
+    re.DOTALL)
+_INVALID_VALUE: Final = re.compile(r"(?P<head>argument \S+: invalid \S+ value: )'(?P<value>.*)'",
+                                   re.DOTALL)
+
+
+def _unrecognized(argument: str) -> str:
+    """An argument no option took, for "unrecognized arguments": an option's name is shown
+    (what the operator needs to find the mistake), its ``=value`` and every bare word only
+    as a length: a value after an unknown option may be the key or password it was meant
+    to set (a security review, session 28: ``--private-key=<seed>`` was printed whole)."""
+    name, equals, value = argument.partition("=")
+    if name.startswith("-") and len(name) <= 40 and name.lstrip("-").replace("-", "").isalnum():
+        return name + (f"={shown_argument(value)}" if equals else "")
+    return shown_argument(argument)
+
+
 def _redact_userinfo(word: re.Match[str]) -> str:
     """A word with everything from its start to its last '@' replaced by ``***``: user info
     without a scheme (``--baseurl user:pw@host/api``, operator review 2026-12-04). From the
@@ -447,6 +466,15 @@ class _Parser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
+        # A refused value argparse repeats: shown only when it is plausibly a typo (a choice's
+        # or a number's), else its length (a key typed after the wrong option was printed).
+        choice = _INVALID_CHOICE.fullmatch(message)
+        if choice is not None:
+            choices = re.findall(r"'([^']*)'", choice["choices"])
+            message = (f"{choice['head']}{shown_argument(choice['value'], choices=choices)}"
+                       f" (choose from {choice['choices']})")
+        elif (value := _INVALID_VALUE.fullmatch(message)) is not None:
+            message = value["head"] + shown_argument(value["value"], number=True)
         # User info without a scheme first ("--baseurl user:pw@host/api"; words with "://"
         # are skipped), then URLs, whose redacted form may itself hold an '@'.
         message = _WORD_WITH_AT.sub(_redact_userinfo, message)
@@ -460,7 +488,8 @@ class _Parser(argparse.ArgumentParser):
         list the option the operator mistyped: operator review, session 20)."""
         parsed, extra = self.parse_known_args(args, namespace)
         if extra:
-            self._chosen(parsed).error(f"unrecognized arguments: {' '.join(extra)}")
+            self._chosen(parsed).error(
+                f"unrecognized arguments: {' '.join(map(_unrecognized, extra))}")
         return parsed
 
     def _chosen(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:

@@ -41,6 +41,7 @@ from ._http import (
     TierHttp,
     is_gateway_error,
     job_segment,
+    names_another_job,
     positive_seconds,
     raise_for_status,
     read_json,
@@ -294,6 +295,12 @@ class LegacyGatewayClient:
             # Only ``status: "success"`` confirms a write. ``{}``, ``{"message": ...}`` or an
             # unknown status says neither yes nor no: the write's outcome is unknown.
             raise MalformedAnswer(_TIER, f"{route}: the answer does not say 'success'")
+        if job and names_another_job(answer, payload["job_id"]):
+            # A success about another job (misrouted, or a buggy proxy) confirms nothing
+            # about ours, as aid's client reads it: a finish counted as landed when it may
+            # not have would leave the job to be reassigned and processed again (a security
+            # review, session 28).
+            raise MalformedAnswer(_TIER, f"{route}: success names another job")
 
     async def accept_job(self, job_id: str) -> None:
         """``acceptJob``. OK is not ownership (last writer wins); 500 → :class:`ClaimRefused`."""

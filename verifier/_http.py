@@ -79,7 +79,9 @@ __all__ = [
     "error_code",
     "is_gateway_error",
     "is_service_error",
+    "job_places",
     "job_segment",
+    "names_another_job",
     "parse_retry_after",
     "positive_seconds",
     "proxy_for",
@@ -237,6 +239,31 @@ def error_code(body: Any) -> str | None:
         if isinstance(nested, str) and nested:
             return _clean(nested)
     return None
+
+
+#: Where a write's answer may name the job it is about.
+_JOB_KEYS: Final = ("job_id", "id")
+
+
+def job_places(answer: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]],
+                                                   list[Mapping[str, Any]]]:
+    """The envelopes of a write's answer (the top level and its ``data`` object) and the job
+    objects in them (``job``): where aid, and any gateway that says more than ``ok``, put
+    the job a success is about."""
+    envelopes: list[Mapping[str, Any]] = [answer]
+    data = answer.get("data")
+    if isinstance(data, Mapping):
+        envelopes.append(data)
+    jobs = [e["job"] for e in envelopes if isinstance(e.get("job"), Mapping)]
+    return envelopes, jobs
+
+
+def names_another_job(answer: Mapping[str, Any], job_id: str) -> bool:
+    """Whether a success names a job other than ``job_id`` anywhere :func:`job_places` looks:
+    a misrouted or buggy answer that confirms nothing about our write (its outcome unknown)."""
+    envelopes, jobs = job_places(answer)
+    return any(key in place and place[key] != job_id
+               for place in envelopes + jobs for key in _JOB_KEYS)
 
 
 def is_service_error(body: Any) -> bool:

@@ -77,6 +77,7 @@ __all__ = [
     "TIMING_FLOORS",
     "TIMING_VARIABLES",
     "Settings",
+    "shown_argument",
 ]
 
 #: The documented default of ``GATEWAY_MONITOR_BASE_URL`` (same value as ``verifier._monitor``).
@@ -206,11 +207,29 @@ def _shown(value: str, looks_like: Callable[[str], bool]) -> str:
     was repeated whole (adversarial review; earlier, session 16, a MongoDB URI in
     DATABASE_NAME). A typo, on the other hand, is close to what was meant, and repeating it
     is what lets the operator find it. Credentials never appear in errors or logs."""
-    if (len(value) <= _SHOWN_VALUE_LENGTH and not _SECRET_LIKE.search(value)
-            and looks_like(value)):
+    if _showable(value, looks_like):
         return repr(value)
     return (f"a value of {len(value)} characters (not shown: it is not like any value this "
             "setting takes, so it may be a secret)")
+
+
+def _showable(value: str, looks_like: Callable[[str], bool]) -> bool:
+    """:func:`_shown`'s rule: short, nothing like a secret, and like what was asked for."""
+    return (len(value) <= _SHOWN_VALUE_LENGTH and not _SECRET_LIKE.search(value)
+            and looks_like(value))
+
+
+def shown_argument(value: str, *, choices: Collection[str] = (), number: bool = False
+                   ) -> str:
+    """A refused command-line value for an error message, by :func:`_shown`'s rule: repeated
+    only when it is plausibly a typo of one of ``choices`` or, with ``number``, a mistyped
+    number; otherwise its length only. argparse repeats what it refuses verbatim, and an
+    operator's key or password typed in the wrong place was printed whole (a security
+    review, session 28)."""
+    if _showable(value, lambda v: bool(_near_misses(v, choices))
+                 or (number and _looks_like_number(v))):
+        return repr(value)
+    return f"<{len(value)} character{'' if len(value) == 1 else 's'}, not shown>"
 
 
 def _empty_is_not_unset(name: str) -> bool:

@@ -598,7 +598,11 @@ async def test_a_404_that_says_the_job_is_not_found_is_no_job(
     claim_answer(job_id=JOB.upper()),
     claim_answer(assigned_to=None, job_id="another-job"),
     claim_answer(assigned_to=""),
-], ids=["bare", "owner-only", "null-id", "case", "other-job-no-owner", "empty-owner"])
+    # the job not assigned at all, said at the top level (a security review, session 28)
+    {"success": True, "job_id": JOB, "status": "failed"},
+    {"success": True, "job_id": JOB, "assigned_to": None},
+], ids=["bare", "owner-only", "null-id", "case", "other-job-no-owner", "empty-owner",
+        "top.failed", "top.null-owner"])
 async def test_a_claim_success_that_does_not_confirm_the_assignment_is_malformed(
     aid: GatewayAidClient, router: respx.MockRouter, answer: dict[str, Any]
 ) -> None:
@@ -645,10 +649,18 @@ async def test_a_claim_success_naming_the_job_without_an_owner_is_a_grant(
     {"success": True, "data": {"job": {"id": JOB, "status": "queued"}}},
     {"success": True, "error": "Job not assigned to you"},
     {"success": True, "data": {"code": "JOB_NOT_OWNED"}},
+    # ... at the top level too, and every status no job of ours can have (a security
+    # review, session 28: only the claim looked at the top level's owner)
+    {"success": True, "job_id": JOB, "assigned_to": "did:key:z6MkOther", "status": "running"},
+    {"success": True, "job_id": JOB, "assigned_to": None, "status": "pending"},
+    {"success": True, "job_id": JOB, "status": "unassigned"},
+    {"success": True, "data": {"job_id": JOB, "status": "cancelled"}},
+    {"success": True, "job": {"id": JOB, "assigned_to": ME, "status": "deleted"}},
 ], ids=["job_id", "id", "null", "data.job_id", "data.job.id", "job.id", "matched-0",
         "data.modified-0", "modified-text", "job-null", "data.job-null",
         "result.matched-0", "result.n-0", "job.other-owner", "job.queued-no-owner",
-        "data.job.queued", "error", "data.code"])
+        "data.job.queued", "error", "data.code", "top.other-owner", "top.queued-no-owner",
+        "top.unassigned", "data.cancelled", "job.deleted"])
 async def test_an_owner_write_success_naming_another_job_is_malformed(
     aid: GatewayAidClient, router: respx.MockRouter, route: str, call: Any,
     answer: dict[str, Any],

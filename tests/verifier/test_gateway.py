@@ -260,7 +260,11 @@ TIER_WRITES = [
     httpx.Response(200, json=True),
     httpx.Response(202, content=b""),
     httpx.Response(200, text="accepted"),
-], ids=["empty-object", "null", "success-flag", "message-only", "true", "202", "text"])
+    # a success about another job confirms nothing about ours (a security review, session 28)
+    httpx.Response(200, json={"status": "success", "job_id": "another-job"}),
+    httpx.Response(200, json={"status": "success", "data": {"job": {"id": "another-job"}}}),
+], ids=["empty-object", "null", "success-flag", "message-only", "true", "202", "text",
+        "another-job", "data.job.another-job"])
 async def test_a_write_answer_that_is_not_a_documented_success_is_not_success(
     gateway: LegacyGatewayClient, router: respx.MockRouter,
     name: str, call: Any, route: str, response: httpx.Response,
@@ -297,7 +301,9 @@ async def test_a_2xx_that_says_error_is_a_refusal(
     httpx.Response(201, text="ok\n"),
     httpx.Response(200, json={"status": "success", "message": "done"}),
     httpx.Response(201, json={"status": "success"}),
-], ids=["200-empty", "201-empty", "204", "200-ok", "201-ok", "200-status", "201-status"])
+    httpx.Response(200, json={"status": "success", "job_id": JOB, "job": {"id": JOB}}),
+], ids=["200-empty", "201-empty", "204", "200-ok", "201-ok", "200-status", "201-status",
+        "our-job"])
 async def test_the_documented_success_shapes_are_success(
     gateway: LegacyGatewayClient, router: respx.MockRouter,
     name: str, call: Any, route: str, response: httpx.Response,
