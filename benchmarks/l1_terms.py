@@ -4,9 +4,10 @@ dropped in turn and judged on that run.
 L1's bound (:func:`sim.l1_bound`, ``docs/safety-model.md``) is a sum of worst cases; a term
 too short fails a correct chain, a term too long lets a slow one pass. This prints, for each
 world source (an edge family, or ``general``: the race suites' generator with its families),
-how many random worlds inside the timing model L1 judged on time, how many the true bound
-failed (must be 0), and, for each term of :data:`sim.L1_TERMS` whose removal failed at least
-one, in how many worlds. A term never listed was not needed by any of those worlds: the
+how many random worlds inside the timing model L1 judged on time (and how many of them were
+uncrowded: no ``others`` term, every clock from when the faults' leftovers are gone), how
+many the true bound failed (must be 0), and, for each term of :data:`sim.L1_TERMS` whose
+removal failed at least one, in how many worlds. A term never listed was not needed by any of those worlds: the
 other terms of the sum leave slack (figures, not asserts: see docs/safety-model.md, L1).
 
 Usage: python benchmarks/l1_terms.py [--examples N] [--seed N] [--family NAME ...]
@@ -47,6 +48,7 @@ def needed_terms(family: str, examples: int, search_seed: int) -> collections.Co
             return
         run = race(world, "hardened")
         counts["judged"] += 1
+        counts["uncrowded"] += l1_bound(sc).uncrowded
         if not run.checks["L1"].ok:
             counts["true bound failed"] += 1
             return
@@ -71,8 +73,10 @@ def main() -> None:
         start = time.perf_counter()
         counts = needed_terms(family, args.examples, args.seed)
         judged, failed = counts.pop("judged", 0), counts.pop("true bound failed", 0)
+        uncrowded = counts.pop("uncrowded", 0)
         needed = ", ".join(f"{name} {n}" for name, n in counts.most_common()) or "none"
-        print(f"{family}: {judged} worlds judged of {args.examples}, true bound failed "
+        print(f"{family}: {judged} worlds judged of {args.examples} ({uncrowded} uncrowded: an "
+              f"encoder for every job), true bound failed "
               f"{failed}; needed: {needed} ({time.perf_counter() - start:.0f} s)", flush=True)
 
 
