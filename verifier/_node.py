@@ -200,6 +200,17 @@ def _positive(kind: type[int] | type[float], least: float = 0.0, why: str = "") 
     return parse
 
 
+def _non_negative_seconds(text: str) -> float:
+    """A finite number of seconds, 0 allowed (``--cooldown 0``: try a job again at once)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of seconds") from None
+    if not 0 <= value < float("inf"):  # NaN too
+        raise argparse.ArgumentTypeError("must be a finite number of seconds, 0 or more")
+    return value
+
+
 #: The least poll interval: an idle encoder polls the shared gateway after each one, and
 #: 1e-6 s was accepted (750 polls in 2 s; an adversarial review, 2026-12-05). The live tests
 #: poll every 0.3 s.
@@ -248,6 +259,11 @@ def add_run_parser(commands: Any) -> None:
                      default=LoopPolicy.idle_max_s, metavar="S",
                      help="longest wait between polls, jitter included (default: "
                      f"{LoopPolicy.idle_max_s:g})")
+    run.add_argument("--cooldown", type=_non_negative_seconds, default=LoopPolicy.cooldown_s,
+                     metavar="S", help="how long a job that ended without being processed "
+                     "(skipped, cancelled, failed) is not tried again; the time a job "
+                     "skipped on a lagging read waits (default: "
+                     f"{LoopPolicy.cooldown_s:g})")
     run.add_argument("--scratch", metavar="DIR",
                      help="where each job's scratch directory is made (default: the system's "
                      "temporary directory)")
@@ -291,7 +307,8 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         policy = LoopPolicy(
             sources=tuple(args.sources or node.default_sources()),
             concurrency=args.concurrency, idle_s=args.poll_interval,
-            idle_max_s=max(args.max_poll_interval, args.poll_interval))
+            idle_max_s=max(args.max_poll_interval, args.poll_interval),
+            cooldown_s=args.cooldown)
         if any(s not in node.offers for s in policy.sources):
             missing = [s for s in policy.sources if s not in node.offers]
             raise ValueError(f"--source {', '.join(missing)}: not configured (myjob and getjob "

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import respx
 
-from verifier import EncoderIdentity
+from verifier import EncoderIdentity, LoopPolicy
 from verifier._cli import COMMANDS, build_parser, main
 from verifier._settings import KNOWN_VARIABLES
 
@@ -713,6 +713,16 @@ def test_check_warns_of_a_dotenv_others_may_read_without_logging_set_up(tmp_path
     assert done.returncode == 3, done.stderr
     assert "DOTENV_READABLE" in done.stderr and "mode 0640" in done.stderr
     assert "Pa55w0rdX" not in done.stderr + done.stdout
+
+
+def test_run_takes_a_cooldown_of_zero_or_more_seconds(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_parser().parse_args(["run", "--", "enc"]).cooldown == LoopPolicy.cooldown_s
+    assert build_parser().parse_args(["run", "--cooldown", "0", "--", "enc"]).cooldown == 0
+    for bad in ("-1", "nan", "inf", "soon"):
+        with pytest.raises(SystemExit) as exit_:
+            build_parser().parse_args(["run", "--cooldown", bad, "--", "enc"])
+        assert exit_.value.code == 2 and "--cooldown" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--poll-interval", "--max-poll-interval"])

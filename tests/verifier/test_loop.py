@@ -210,6 +210,31 @@ async def test_a_job_given_up_on_is_not_tried_again_until_its_cooldown_ends():
 
 
 @virtual_time
+async def test_a_job_offered_while_cooling_is_tried_when_its_cooldown_ends():
+    # Each poll that offers only a cooling job is an empty poll, and the idle wait doubles;
+    # it must not run past the cool-down's end (a review of the drivers, session 28: the job
+    # waited 97 s instead of 60, out of reach of L1's bound).
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    starts: list[float] = []
+
+    async def work(job, offered):
+        starts.append(asyncio.get_running_loop().time())
+        if len(starts) == 1:
+            raise RuntimeError("encoder crashed")
+        return {"cid": "bafy"}
+
+    loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": queue_of(jobs)},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1, idle_max_s=64,
+                                         jitter=0, cooldown_s=100))
+    stop_when(loop, lambda: bool(jobs.commits))
+    assert (await loop.run())["processed"] == 1
+    # the cool-down from the first run's end, then the second attempt's claim and settle
+    # (12.45 s, as before the first start); the doubling waits made it 140.55 s
+    assert 100 <= starts[1] - starts[0] <= 100 + 13, starts
+
+
+@virtual_time
 async def test_an_unusable_offered_id_fails_that_job_only():
     jobs = InMemoryJobs()
     jobs.add("j1")
