@@ -168,7 +168,13 @@ class ClaimedJob:
 
 
 #: The work of one job. Returns the result to commit, ``{"cid": ...}``; a result without a
-#: ``cid`` (``None`` included) fails the work, and the job goes back to the queue.
+#: ``cid`` (``None`` included) fails the work, and the job goes back to the queue. Cancelled
+#: (``asyncio.CancelledError``) when the job is lost: it must have stopped *all* of the work
+#: when it returns, within C. The guard counts the work stopped then, and cancelling a
+#: coroutine does not stop a thread it handed the encode to (``asyncio.to_thread``): stop
+#: that thread first, or run the encode as a child process (:class:`~verifier.CommandWork`
+#: waits for the whole process tree). A review of the drivers (session 28) found a thread
+#: encoding on after its job was given back.
 ProcessFn = Callable[[ClaimedJob], Awaitable[Mapping[str, Any] | None]]
 
 
