@@ -7,8 +7,9 @@ world source (an edge family, or ``general``: the race suites' generator with it
 how many random worlds inside the timing model L1 judged on time (and how many of them were
 uncrowded: no ``others`` term, every clock from when the faults' leftovers are gone), how
 many the true bound failed (must be 0), and, for each term of :data:`sim.L1_TERMS` whose
-removal failed at least one, in how many worlds. A term never listed was not needed by any of those worlds: the
-other terms of the sum leave slack (figures, not asserts: see docs/safety-model.md, L1).
+removal failed at least one, in how many worlds. A term never listed was not needed by any
+of those worlds: the other terms of the sum leave slack (figures, not asserts: see
+docs/safety-model.md, L1).
 
 Usage: python benchmarks/l1_terms.py [--examples N] [--seed N] [--family NAME ...]
 """

@@ -26,6 +26,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidInputError",
     "MalformedAnswer",
+    "RequestNotSent",
     "TierError",
     "TierRateLimited",
     "TierTimeout",
@@ -78,6 +79,12 @@ class TierUnavailable(TierError):
 class TierUnsupported(TierUnavailable):
     """The tier does not offer this operation (Gateway Aid has no release), or the client is
     closed: raised before anything is sent. Metrics do not count it as a request."""
+
+
+class RequestNotSent(TierUnavailable):
+    """The request never left: the instant it had to be sent by passed first (a slow connect,
+    a full connection pool). Unlike every other failure of a write, its outcome is known: it
+    did not land. A client raises it only when it is sure (:func:`verifier._http.sending_by`)."""
 
 
 class TierRateLimited(TierUnavailable):

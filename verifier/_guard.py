@@ -39,6 +39,7 @@ from ._clock import counting_suspensions
 from ._errors import (
     ClaimRefused,
     InvalidInputError,
+    RequestNotSent,
     TierError,
     TierRateLimited,
     TierTimeout,
@@ -46,6 +47,7 @@ from ._errors import (
     TierUnsupported,
 )
 from ._gateway import validate_percent
+from ._http import sending_by
 from ._ids import validate_cid, validate_did, validate_job_id
 from ._metrics import GuardMetrics
 from ._policy import Policy, Tier, TierSet
@@ -679,9 +681,17 @@ class _Run:
                 )
             elif isinstance(action, Finish):
                 result = self.result or {}
-                await self._call(action, lambda: client.finish(
-                    self.job_id, action.token, result, fenced=action.fenced
-                ))
+                send_by = None
+                if action.send_by is not None:
+                    left = action.send_by - self.clock()
+                    if left <= 0:
+                        return WriteAnswered(WriteOutcome.NOT_SENT,
+                                             detail="not sent: its send-by instant had passed")
+                    send_by = asyncio.get_running_loop().time() + left  # the loop's clock
+                with sending_by(send_by):
+                    await self._call(action, lambda: client.finish(
+                        self.job_id, action.token, result, fenced=action.fenced
+                    ))
             else:
                 await self._call(action, lambda: client.release(
                     self.job_id, action.token, action.reason, failed=action.failed
@@ -699,6 +709,12 @@ class _Run:
             return WriteAnswered(WriteOutcome.UNKNOWN, detail=_DEADLINE_DETAIL)
         except ClaimRefused as exc:
             return WriteAnswered(WriteOutcome.REFUSED, detail=str(exc))
+        except RequestNotSent as exc:
+            # Sure not to have left (a client under ``sending_by``): the protocol may give the
+            # job back. Believed only for a finish that asked for a bound (the protocol reads
+            # it as UNKNOWN otherwise).
+            self.requested = False
+            return WriteAnswered(WriteOutcome.NOT_SENT, detail=str(exc))
         except (TierTimeout, TierError) as exc:
             # Unknown, not refused: the write may still land (a timed-out accept does). A claim
             # names the token it sent, so that only a read of it confirms the claim.

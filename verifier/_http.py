@@ -53,6 +53,7 @@ import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -62,6 +63,7 @@ import httpx
 from ._errors import (
     ConfigurationError,
     MalformedAnswer,
+    RequestNotSent,
     TierRateLimited,
     TierTimeout,
     TierUnavailable,
@@ -90,6 +92,7 @@ __all__ = [
     "read_json",
     "refuse_misplaced_userinfo",
     "retry_after",
+    "sending_by",
     "server_message",
     "transport_errors",
     "try_json",
@@ -323,6 +326,47 @@ def raise_for_status(response: Answer, tier: str, route: str) -> None:
     if 300 <= status < 400:
         raise TierUnavailable(tier, f"{route}: unexpected redirect (HTTP {status}); check the URL")
     raise TierUnavailable(tier, f"{route}: HTTP {status}: {said}")
+
+
+#: The instant (the event loop's clock) after which no request made in this context may start
+#: to leave: set by the guard around a gateway finish (``Finish.send_by``), read by
+#: :meth:`TierHttp.exchange`.
+_SEND_BY: ContextVar[float | None] = ContextVar("verifier_send_by", default=None)
+#: httpcore's trace events just before a request's first byte is written (HTTP/1.1, HTTP/2).
+_HEADERS_LEAVING: Final = ("http11.send_request_headers.started",
+                           "http2.send_request_headers.started")
+
+
+def _traces(client: httpx.AsyncClient, request: httpx.Request) -> bool:
+    """Whether ``client`` sends ``request`` through httpx's own transport (httpcore), which
+    reports the trace event a request's headers start to leave with."""
+    pick = getattr(client, "_transport_for_url", None)
+    try:
+        transport = pick(request.url) if pick is not None else None
+    except Exception:  # an httpx without it, or a URL it cannot route: not known to trace
+        return False
+    return isinstance(transport, httpx.AsyncHTTPTransport)
+
+
+@contextlib.contextmanager
+def sending_by(deadline: float | None) -> Iterator[None]:
+    """Requests made within must start to leave by ``deadline`` (the event loop's clock;
+    ``None``: no bound), or not at all: :class:`~verifier.RequestNotSent`.
+
+    Why: the gateway's ``finishJob`` is check-then-act, and the protocol decides a finish
+    only while its write, landing within G of *leaving*, cannot reach the job's next
+    assignment. In production a request leaves after the connection pool, the TCP connect
+    (lost SYNs cost seconds) and TLS, all under a 10 s deadline: a finish decided in time
+    landed on the next assignment after an 8 s connect (a review of the drivers, session 28).
+    A request leaves when its headers start to be written (httpcore's trace event, which
+    runs in the request's task right before the write, so the check and the write are one
+    step); until then it is cancelled at ``deadline``, and nothing has been sent.
+    """
+    token = _SEND_BY.set(deadline)
+    try:
+        yield
+    finally:
+        _SEND_BY.reset(token)
 
 
 @contextlib.contextmanager
@@ -589,14 +633,48 @@ class TierHttp:
                 raise TierUnavailable(self.tier, f"{shown}: the request could not be built "
                                                  f"({type(exc).__name__})") from None
             async with asyncio.timeout(limit if self._hard_deadline else None):
-                response = await self._client.send(request, stream=True, follow_redirects=False,
-                                                   auth=self._auth)
+                response = await self._sent_by(request, _SEND_BY.get(), shown)
                 try:
                     if method == "GET":  # a cache keeps no answer to a POST
                         _not_from_a_cache(response, self.tier, shown)
                     yield response
                 finally:
                     await response.aclose()
+
+    async def _sent_by(self, request: httpx.Request, send_by: float | None, shown: str
+                       ) -> httpx.Response:
+        """``client.send``, with the request cancelled unsent if its headers have not
+        started to leave by ``send_by`` (:func:`sending_by`)."""
+        if send_by is None:
+            return await self._client.send(request, stream=True, follow_redirects=False,
+                                           auth=self._auth)
+        loop = asyncio.get_running_loop()
+        late = RequestNotSent(self.tier, f"{shown}: not sent: it could not leave by its "
+                                         "send-by instant")
+        if loop.time() >= send_by:
+            raise late
+        if not _traces(self._client, request):
+            # A transport that reports no trace events (a mock, a custom one) never says when
+            # a request leaves: only "not yet started" is sure, so only that is checked.
+            return await self._client.send(request, stream=True, follow_redirects=False,
+                                           auth=self._auth)
+        leaving = asyncio.timeout_at(send_by)
+
+        async def trace(event: str, info: Mapping[str, Any]) -> None:
+            if event in _HEADERS_LEAVING:
+                if loop.time() >= send_by:
+                    raise late  # in the request's task, before its first byte is written
+                leaving.reschedule(None)  # it leaves now: no longer ours to cancel
+
+        request.extensions["trace"] = trace
+        try:
+            async with leaving:
+                return await self._client.send(request, stream=True, follow_redirects=False,
+                                               auth=self._auth)
+        except TimeoutError:
+            if leaving.expired():
+                raise late from None
+            raise
 
     async def send(
         self,

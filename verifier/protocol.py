@@ -136,11 +136,20 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """Commit the result through ``via``; ``fenced`` = conditional on owner and token."""
+    """Commit the result through ``via``; ``fenced`` = conditional on owner and token.
+
+    ``send_by`` (protocol clock; ``None``: no bound): the request must not start to leave
+    after it. A driver that cannot send it by then (a slow connect, a full pool) does not
+    send it, and answers ``WriteAnswered(NOT_SENT)``. Set on a gateway finish, whose
+    check-then-act write must land before the gateway may reassign the job: the protocol's
+    deadline is the decision's, and a decision is not a send (a review of the drivers,
+    session 28: a connect of 8 s put a finish decided in time on the next assignment).
+    """
 
     via: Tier
     token: str | None
     fenced: bool = True
+    send_by: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +230,9 @@ class WriteOutcome(Enum):
     OK = "ok"
     REFUSED = "refused"  # the tier answered "not yours / not claimable"
     UNKNOWN = "unknown"  # no answer (timeout, outage): the write may or may not have landed
+    #: The driver did not send it: its ``send_by`` had passed before it could leave (only an
+    #: answer to a :class:`Finish` with ``send_by``; to anything else it is read as UNKNOWN).
+    NOT_SENT = "not sent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +481,11 @@ class OwnershipProtocol:
             raise ProtocolError(f"time went backwards: {now} < {self._driver_now}")
         self._driver_now = now
         self._check_answer(self._awaiting, answer)
+        if (isinstance(answer, WriteAnswered) and answer.outcome is WriteOutcome.NOT_SENT
+                and getattr(self._awaiting, "send_by", None) is None):
+            # Nobody asked for a send-by bound: a driver that says "not sent" anyway is not
+            # believed (fail closed: the write may have landed).
+            answer = WriteAnswered(WriteOutcome.UNKNOWN, answer.token, answer.detail)
         self.last_verdict = None
         if isinstance(answer, Woke) and isinstance(self._awaiting, Sleep):
             # Woke means "the deadline has come": clocks that convert time (drift, floats)
@@ -1207,8 +1224,14 @@ class OwnershipProtocol:
                 return Outcome(OutcomeKind.CANCELLED, "FINISH_TOO_LATE", detail)
             self._log("FINISH", "info", f"Finishing job {self.job_id} via {self.claim_via}",
                       fenced=self.policy.fence)
-            answer = yield Finish(self.claim_via, self.token, fenced=self.policy.fence)
+            answer = yield Finish(self.claim_via, self.token, fenced=self.policy.fence,
+                                  send_by=finish_by if math.isfinite(finish_by) else None)
             assert isinstance(answer, WriteAnswered)
+            if answer.outcome is WriteOutcome.NOT_SENT:
+                # Certainly not landed: try again while the deadline allows, else give back.
+                self._log("FINISH_NOT_SENT", "warning",
+                          f"Finish of job {self.job_id} not sent: {answer.detail}")
+                continue
             if answer.outcome is WriteOutcome.OK:
                 self._log("FINISHED", "info", f"Job {self.job_id} finished")
                 return Outcome(OutcomeKind.PROCESSED, "FINISHED", "result committed")
@@ -1220,6 +1243,12 @@ class OwnershipProtocol:
                 return Outcome(OutcomeKind.CANCELLED, "FINISH_REFUSED",
                                answer.detail or "finish refused: ownership lost")
             unknown = True
+        if not unknown:
+            # Every attempt went unsent: nothing landed, so the job is still ours to give back.
+            detail = "finish not sent in time: its write could land after the gateway may " \
+                     "reassign the job"
+            yield from self._release(detail)
+            return Outcome(OutcomeKind.CANCELLED, "FINISH_NOT_SENT", detail)
         # The finish may not have landed: the job may still be assigned to us (until T).
         return Outcome(OutcomeKind.FAILED, "FINISH_UNKNOWN", "finish outcome unknown",
                        held=True)
@@ -1236,7 +1265,7 @@ class OwnershipProtocol:
         ok = answer.outcome is WriteOutcome.OK
         # Whatever path the run ends on, a give-back that got no answer leaves the job
         # possibly ours: the outcome says so (``Outcome.held``).
-        self._given_back = answer.outcome is not WriteOutcome.UNKNOWN
+        self._given_back = answer.outcome in (WriteOutcome.OK, WriteOutcome.REFUSED)
         # Why a give-back failed is the operator's to know (Gateway Aid has no release
         # endpoint at all: its jobs stay held for an hour), so the tier's detail is logged.
         said = "" if ok or not answer.detail else f" ({answer.detail})"

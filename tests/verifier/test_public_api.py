@@ -11,7 +11,8 @@ EXPECTED = {
     "GatewayMonitorService", "GuardMetrics", "GuardOutcome", "InvalidInputError", "JobProgress",
     "JobPush", "JobPushClient", "StatusCache",
     "LegacyGatewayClient", "LoopPolicy", "MalformedAnswer", "Observation", "Outcome", "OutcomeKind",
-    "OwnershipGuard", "OwnershipProtocol", "OwnershipResult", "Policy", "Settings", "Tier",
+    "OwnershipGuard", "OwnershipProtocol", "OwnershipResult", "Policy", "RequestNotSent",
+    "Settings", "Tier",
     "TierClient", "TierError", "TierRateLimited", "TierSet", "TierTimeout", "TierUnavailable",
     "TierUnsupported", "TimingModel", "VerifierError", "availability_of", "builtin_chain_names",
     "normalize_did",
@@ -61,10 +62,11 @@ def test_documented_import_line_works():
 def test_every_error_is_a_verifier_error():
     for name in ("ClaimRefused", "ConfigurationError", "InvalidInputError", "MalformedAnswer",
                  "TierError", "TierRateLimited", "TierTimeout", "TierUnavailable",
-                 "TierUnsupported"):
+                 "TierUnsupported", "RequestNotSent"):
         assert issubclass(getattr(verifier, name), verifier.VerifierError)
     # An operation a tier lacks is unavailable to callers that predate the distinction.
     assert issubclass(verifier.TierUnsupported, verifier.TierUnavailable)
+    assert issubclass(verifier.RequestNotSent, verifier.TierUnavailable)  # a failed request
     assert issubclass(verifier.InvalidInputError, ValueError)
 
 
