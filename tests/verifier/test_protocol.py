@@ -507,11 +507,31 @@ def test_claim_with_unknown_outcome_is_verified_by_hardened_and_fails_documented
         ([WriteOutcome.UNKNOWN, WriteOutcome.OK], OutcomeKind.PROCESSED, "FINISHED"),
         ([WriteOutcome.UNKNOWN, WriteOutcome.REFUSED], OutcomeKind.FAILED, "FINISH_UNKNOWN"),
         ([WriteOutcome.UNKNOWN] * 3, OutcomeKind.FAILED, "FINISH_UNKNOWN"),
+        # Not sent (its send-by passed before it could leave): certainly not landed, so it is
+        # tried again, and when every try went unsent the job is given back, not held.
+        ([WriteOutcome.NOT_SENT, WriteOutcome.OK], OutcomeKind.PROCESSED, "FINISHED"),
+        ([WriteOutcome.NOT_SENT] * 3, OutcomeKind.CANCELLED, "FINISH_NOT_SENT"),
+        ([WriteOutcome.UNKNOWN, WriteOutcome.NOT_SENT, WriteOutcome.NOT_SENT],
+         OutcomeKind.FAILED, "FINISH_UNKNOWN"),
     ],
 )
 def test_finish_outcomes(answers, kind, code):
-    outcome, _, _ = run(HARDENED, COMMUNITY, world(finish=answers))
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(finish=answers))
     assert (outcome.kind, outcome.code) == (kind, code)
+    assert bool(actions(trace, Release)) == (code == "FINISH_NOT_SENT")
+    assert outcome.held == (code == "FINISH_UNKNOWN")
+
+
+def test_only_a_gateway_finish_has_a_send_by_and_only_it_may_be_not_sent():
+    _, trace, _ = run(HARDENED, COMMUNITY, world(work_ends_at=25.0))
+    (decided, finish), = actions(trace, Finish)
+    assert finish.send_by is not None and decided <= finish.send_by  # its finish_by
+    _, trace, _ = run(HARDENED, INFRA, world())
+    assert [a.send_by for _, a in actions(trace, Finish)] == [None]  # fenced: no bound
+    # A driver that says "not sent" where nobody asked (a database finish) is not believed:
+    # read as unknown, the job held, never given back as if nothing had landed.
+    outcome, trace, _ = run(HARDENED, INFRA, world(finish=[WriteOutcome.NOT_SENT] * 3))
+    assert outcome.code == "FINISH_UNKNOWN" and outcome.held and not actions(trace, Release)
 
 
 def test_canary_switches_change_the_requests():
