@@ -52,7 +52,7 @@ import re
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -340,12 +340,8 @@ _HEADERS_LEAVING: Final = ("http11.send_request_headers.started",
 def _traces(client: httpx.AsyncClient, request: httpx.Request) -> bool:
     """Whether ``client`` sends ``request`` through httpx's own transport (httpcore), which
     reports the trace event a request's headers start to leave with."""
-    pick = getattr(client, "_transport_for_url", None)
-    try:
-        transport = pick(request.url) if pick is not None else None
-    except Exception:  # an httpx without it, or a URL it cannot route: not known to trace
-        return False
-    return isinstance(transport, httpx.AsyncHTTPTransport)
+    pick = getattr(client, "_transport_for_url", None)  # an httpx without it: not known
+    return pick is not None and isinstance(pick(request.url), httpx.AsyncHTTPTransport)
 
 
 @contextlib.contextmanager
@@ -645,9 +641,12 @@ class TierHttp:
                        ) -> httpx.Response:
         """``client.send``, with the request cancelled unsent if its headers have not
         started to leave by ``send_by`` (:func:`sending_by`)."""
+        def send() -> Awaitable[httpx.Response]:
+            return self._client.send(request, stream=True, follow_redirects=False,
+                                     auth=self._auth)
+
         if send_by is None:
-            return await self._client.send(request, stream=True, follow_redirects=False,
-                                           auth=self._auth)
+            return await send()
         loop = asyncio.get_running_loop()
         late = RequestNotSent(self.tier, f"{shown}: not sent: it could not leave by its "
                                          "send-by instant")
@@ -656,8 +655,7 @@ class TierHttp:
         if not _traces(self._client, request):
             # A transport that reports no trace events (a mock, a custom one) never says when
             # a request leaves: only "not yet started" is sure, so only that is checked.
-            return await self._client.send(request, stream=True, follow_redirects=False,
-                                           auth=self._auth)
+            return await send()
         leaving = asyncio.timeout_at(send_by)
 
         async def trace(event: str, info: Mapping[str, Any]) -> None:
@@ -669,8 +667,7 @@ class TierHttp:
         request.extensions["trace"] = trace
         try:
             async with leaving:
-                return await self._client.send(request, stream=True, follow_redirects=False,
-                                               auth=self._auth)
+                return await send()
         except TimeoutError:
             if leaving.expired():
                 raise late from None

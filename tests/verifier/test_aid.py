@@ -601,8 +601,10 @@ async def test_a_404_that_says_the_job_is_not_found_is_no_job(
     # the job not assigned at all, said at the top level (a security review, session 28)
     {"success": True, "job_id": JOB, "status": "failed"},
     {"success": True, "job_id": JOB, "assigned_to": None},
+    # a finished job whose owner was cleared confirms a finish, never a claim
+    {"success": True, "job_id": JOB, "assigned_to": None, "status": "completed"},
 ], ids=["bare", "owner-only", "null-id", "case", "other-job-no-owner", "empty-owner",
-        "top.failed", "top.null-owner"])
+        "top.failed", "top.null-owner", "top.done-no-owner"])
 async def test_a_claim_success_that_does_not_confirm_the_assignment_is_malformed(
     aid: GatewayAidClient, router: respx.MockRouter, answer: dict[str, Any]
 ) -> None:

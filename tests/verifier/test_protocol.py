@@ -274,6 +274,7 @@ def test_ownership_lost_during_work_cancels_the_work_before_any_finish():
     # Its gateway finish, 48 s past the lease's end, is not sent (_finish_by: it could land
     # on the next assignment); with the lease ablated too, it is.
     assert outcome.code == "FINISH_TOO_LATE" and not actions(trace, Finish)
+    assert actions(trace, Release)  # not finished in time: given back, not left held
     outcome, trace, _ = run(no_cancel.without("lease"), COMMUNITY,
                             world(observe=observe, work_ends_at=100))
     assert actions(trace, Finish)
@@ -580,6 +581,12 @@ def test_driver_contract_is_enforced():
         protocol.handle(seen(Tier.MONITOR), -1.0)
     with pytest.raises(ProtocolError):
         protocol.start(0.0)
+    # ... and after Done: an answer to nothing
+    done = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=COMMUNITY)
+    drive(done, world())
+    assert done.outcome is not None
+    with pytest.raises(ProtocolError):
+        done.handle(Woke(), 1e6)
 
 
 def test_chains_by_name_and_timing_validation():

@@ -154,6 +154,48 @@ async def test_without_a_send_by_a_slow_connect_is_waited_for() -> None:
 
 
 @virtual_time
+async def test_a_request_about_to_leave_after_its_send_by_is_stopped_before_its_first_byte(
+) -> None:
+    # The cancellation at send_by and the request's own resumption can be due together
+    # (after a freeze of the process, say): whichever runs first, the check in the trace
+    # event right before the first byte is written stops it. A transport that swallows the
+    # cancellation and reaches that event late stands for the second order.
+    loop = asyncio.get_running_loop()
+    written: list[float] = []
+
+    class Stubborn(httpx.AsyncHTTPTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            until = loop.time() + 5.0
+            while loop.time() < until:
+                try:
+                    await asyncio.sleep(until - loop.time())
+                except asyncio.CancelledError:
+                    asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            await request.extensions["trace"]("http11.send_request_headers.started", {})
+            written.append(loop.time())
+            return httpx.Response(200, content=b"")
+
+    client = LegacyGatewayClient(BASE, EncoderIdentity.generate(),
+                                 client=httpx.AsyncClient(transport=Stubborn()))
+    with sending_by(loop.time() + 3.0), pytest.raises(RequestNotSent):
+        await client.finish_job("job-1", "bafyCID")
+    assert written == []
+    with sending_by(loop.time() + 6.0):  # in time: it leaves, and the answer is taken
+        await client.finish_job("job-1", "bafyCID")
+    assert len(written) == 1
+
+
+@virtual_time
+async def test_the_bound_ends_with_its_block() -> None:
+    loop = asyncio.get_running_loop()
+    with sending_by(loop.time() + 3.0):
+        pass
+    network = _Network(ok, lambda: 8.0)
+    await gateway(network).finish_job("job-1", "bafyCID")  # no bound any more: waited for
+    assert network.written
+
+
+@virtual_time
 async def test_a_transport_that_does_not_trace_is_checked_before_it_is_called() -> None:
     # A mock transport never says when a request leaves: "not sent" is sure only before the
     # call, so a slow one is waited for (its write may have landed) and a late one not called.
