@@ -17,16 +17,32 @@ reached the deadline, so a suspension spanning a deadline makes it late by that 
 alone, which P covers), and a virtual-time test loop keeps working (nothing is suspended
 during a test). Where the platform has no ``CLOCK_BOOTTIME`` the growth reads as 0: the loop's
 clock alone, as before.
+
+Re-arming when a timer fires is not enough, though: a timer armed on the loop's clock for
+``d`` seconds fires ``d`` seconds of *loop* time later, so a suspension anywhere inside the
+wait, not only one spanning its deadline, makes it late by the suspension's length; with a
+freeze when it fires, 2P late, and the lease broken inside the model (a review of the send-by
+bound, session 28, with two pauses of P). So every wait of the guard also arms an *alarm*
+(:func:`boottime_alarm`): a Linux ``timerfd`` on ``CLOCK_BOOTTIME``, which counts suspended
+time, so it wakes the guard when the deadline comes whatever the loop's clock did. Where
+there is no ``timerfd`` (not Linux), or the loop's clock is not the machine's monotonic one (a
+virtual-time test loop), there is no alarm: the waits are as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ctypes
+import math
+import os
 import threading
 import time
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Iterator
+from typing import Any, Final
 
-__all__ = ["counting_suspensions", "suspended_s"]
+__all__ = ["AlarmFactory", "boottime_alarm", "counting_suspensions", "no_alarm",
+           "runs_on_monotonic", "suspended_s"]
 
 _BOOTTIME: Final = getattr(time, "CLOCK_BOOTTIME", None)
 _LOCK: Final = threading.Lock()
@@ -87,3 +103,102 @@ def counting_suspensions(base: Callable[[], float]) -> Callable[[], float]:
         return base() + suspended_s()
 
     return clock
+
+
+# ----------------------------------------------------------------------------- alarms
+
+#: An alarm factory: ``factory(seconds)`` is a context manager giving a future that is done
+#: ``seconds`` of real time (suspensions included) from now, or ``None`` (no alarm).
+AlarmFactory = Callable[[float], contextlib.AbstractContextManager["asyncio.Future[None] | None"]]
+
+_CLOCK_BOOTTIME_ID: Final = 7  # linux/time.h
+_TFD_NONBLOCK: Final = os.O_NONBLOCK
+_TFD_CLOEXEC: Final = os.O_CLOEXEC
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+def _timerfd() -> tuple[Any, Any] | None:
+    """libc's ``timerfd_create`` and ``timerfd_settime``, or ``None`` where there are none."""
+    if _BOOTTIME is None or not hasattr(os, "O_CLOEXEC"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        create, settime = libc.timerfd_create, libc.timerfd_settime
+    except (OSError, AttributeError):
+        return None
+    create.argtypes, create.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec),
+                        ctypes.c_void_p]
+    settime.restype = ctypes.c_int
+    fd = create(_CLOCK_BOOTTIME_ID, _TFD_NONBLOCK | _TFD_CLOEXEC)
+    if fd < 0:  # an old kernel, a sandbox refusing it
+        return None
+    os.close(fd)
+    return create, settime
+
+
+_TIMERFD: Final = _timerfd()
+
+
+@contextlib.contextmanager
+def boottime_alarm(seconds: float) -> Iterator[asyncio.Future[None] | None]:
+    """A future done once ``seconds`` of ``CLOCK_BOOTTIME`` have passed (real time, the
+    machine's suspensions included), on the running loop; ``None`` where no such timer can be
+    had. The timer is closed when the block ends, fired or not. The caller re-checks its own
+    clock when woken: the alarm only ends a wait that the loop's clock would make late."""
+    if _TIMERFD is None or not math.isfinite(seconds) or seconds <= 0:
+        yield None
+        return
+    create, settime = _TIMERFD
+    fd = create(_CLOCK_BOOTTIME_ID, _TFD_NONBLOCK | _TFD_CLOEXEC)
+    if fd < 0:
+        yield None
+        return
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+    whole = int(seconds)
+    value = _Itimerspec(_Timespec(0, 0),
+                        _Timespec(whole, max(1, int((seconds - whole) * 1e9))))
+    watching = False
+    try:
+        if settime(fd, 0, ctypes.byref(value), None) != 0:
+            yield None
+            return
+
+        def fired() -> None:
+            try:
+                os.read(fd, 8)
+            except BlockingIOError:
+                return
+            if not future.done():
+                future.set_result(None)
+
+        loop.add_reader(fd, fired)
+        watching = True
+        yield future
+    finally:
+        if watching:
+            loop.remove_reader(fd)
+        os.close(fd)
+        if not future.done():
+            future.cancel()
+
+
+@contextlib.contextmanager
+def no_alarm(seconds: float) -> Iterator[asyncio.Future[None] | None]:
+    """The alarm factory where none is wanted (a custom clock, a virtual-time loop)."""
+    yield None
+
+
+def runs_on_monotonic(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop``'s clock is this machine's monotonic clock (asyncio's and uvloop's
+    are; a virtual-time test loop's is not): only then does a real-time alarm mean anything
+    for a wait measured on it."""
+    return abs(loop.time() - time.monotonic()) < 1.0

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 from ._cache import StatusCache
-from ._clock import counting_suspensions
+from ._clock import AlarmFactory, boottime_alarm, counting_suspensions, no_alarm, runs_on_monotonic
 from ._errors import (
     ClaimRefused,
     InvalidInputError,
@@ -236,6 +236,13 @@ async def uninterrupted(clean_up: Awaitable[object]) -> None:
         raise asyncio.CancelledError
 
 
+def _with_alarm(waited: asyncio.Future[Any], ring: asyncio.Future[None] | None
+                ) -> set[asyncio.Future[Any]]:
+    """What a wait waits for: ``waited``, and the alarm until it has rung (then the loop's
+    timer alone covers the rounding that is left)."""
+    return {waited} if ring is None or ring.done() else {waited, ring}
+
+
 def _loop_clock() -> Callable[[], float]:
     """The running loop's clock, counting the time the machine spends suspended."""
     return counting_suspensions(asyncio.get_running_loop().time)
@@ -287,6 +294,8 @@ class OwnershipGuard:
             self.clients[tier] = client
         self.tier_set = TierSet(**{t.value: t in self.clients for t in Tier})
         self._clock = clock
+        #: The alarms of this guard's waits (:meth:`_alarms`); a test may set its own.
+        self._alarm: AlarmFactory | None = None
         self._logger = logger or _DEFAULT_LOGGER
         self.metrics = metrics
         self._metrics_failed = False
@@ -310,6 +319,17 @@ class OwnershipGuard:
         self._shutting_down = True
         for run in list(self._runs):
             run.request_shutdown()
+
+    def _alarms(self) -> AlarmFactory:
+        """What wakes this guard's waits on time across the machine's suspensions
+        (:mod:`verifier._clock`): real-time alarms with the default clock on a loop whose clock
+        is the machine's monotonic one; none with a custom clock (its own time) or on a
+        virtual-time loop (no suspensions, and no real time to ring in)."""
+        if self._alarm is not None:
+            return self._alarm
+        if self._clock is None and runs_on_monotonic(asyncio.get_running_loop()):
+            return boottime_alarm
+        return no_alarm
 
     async def run(self, job_id: str, process: ProcessFn) -> GuardOutcome:
         """Run the protocol for ``job_id``; ``process`` runs only if and while the job is ours.
@@ -344,7 +364,7 @@ class OwnershipGuard:
             self._measured(GuardMetrics.record_outcome, "skipped", "ALREADY_RUNNING")
             return GuardOutcome(job_id, OutcomeKind.SKIPPED, "ALREADY_RUNNING",
                                 "this guard is already running the job"), None
-        run = _Run(self, job_id, process, self._clock or _loop_clock())
+        run = _Run(self, job_id, process, self._clock or _loop_clock(), self._alarms())
         self._runs.add(run)
         if self._shutting_down:
             run.request_shutdown()
@@ -467,10 +487,14 @@ class _Run:
     """One job's run: the protocol instance, the work task, and the queue of work events."""
 
     def __init__(
-        self, guard: OwnershipGuard, job_id: str, process: ProcessFn, clock: Callable[[], float]
+        self, guard: OwnershipGuard, job_id: str, process: ProcessFn, clock: Callable[[], float],
+        alarm: AlarmFactory = no_alarm,
     ) -> None:
         self.guard = guard
         self.clock = clock
+        #: Wakes a wait when its deadline comes on :attr:`clock` even if the machine was
+        #: suspended meanwhile (the loop's timers alone come late by every suspension).
+        self.alarm = alarm
         self.job_id = job_id
         self.process = process
         self.protocol = OwnershipProtocol(
@@ -681,14 +705,11 @@ class _Run:
                 )
             elif isinstance(action, Finish):
                 result = self.result or {}
-                send_by = None
-                if action.send_by is not None:
-                    left = action.send_by - self.clock()
-                    if left <= 0:
-                        return WriteAnswered(WriteOutcome.NOT_SENT,
-                                             detail="not sent: its send-by instant had passed")
-                    send_by = asyncio.get_running_loop().time() + left  # the loop's clock
-                with sending_by(send_by):
+                if action.send_by is not None and action.send_by <= self.clock():
+                    return WriteAnswered(WriteOutcome.NOT_SENT,
+                                         detail="not sent: its send-by instant had passed")
+                # Judged on this run's clock, suspensions counted (a review of the bound).
+                with sending_by(action.send_by, self.clock, self.alarm):
                     await self._call(action, lambda: client.finish(
                         self.job_id, action.token, result, fenced=action.fenced
                     ))
@@ -793,11 +814,13 @@ class _Run:
         self.requested = True
         task = asyncio.create_task(call(), name=f"{type(action).__name__}:{self.job_id}")
         try:
-            while not task.done():
-                left = deadline - self.clock()
-                if left <= _ROUNDING:
-                    break
-                await asyncio.wait({task}, timeout=left)
+            with self.alarm(deadline - self.clock()) as ring:
+                while not task.done():
+                    left = deadline - self.clock()
+                    if left <= _ROUNDING:
+                        break
+                    await asyncio.wait(_with_alarm(task, ring), timeout=left,
+                                       return_when=asyncio.FIRST_COMPLETED)
         except BaseException:  # the run itself was cancelled: the call goes with it
             self._abandon(task)
             raise
@@ -921,25 +944,28 @@ class _Run:
         time). An asyncio timer may fire up to the loop's clock resolution early, and a coarse
         clock may not have ticked over yet (15.6 ms on Windows): then it waits again, as
         :meth:`_call` does for deadlines. Found by an adversarial review (2026-12-02)."""
-        while True:
-            if not self.events.empty():
-                return self._event(self.events.get_nowait())
-            delay = until - self.clock()
-            if delay <= 0:
-                return Woke()
-            # Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation of this
-            # run that comes in the same loop turn as an event, and the run would go on to
-            # commit.
-            getter = asyncio.ensure_future(self.events.get())
-            try:
-                # At least ``_ROUNDING`` (see there). Answering Woke for such a remainder, as
-                # before, woke up to 1 µs before ``until`` (a review, 2026-12-05).
-                done, _ = await asyncio.wait({getter}, timeout=max(delay, _ROUNDING))
-            finally:
-                if not getter.done():
-                    getter.cancel()
-            if getter in done:
-                return self._event(getter.result())
+        with self.alarm(until - self.clock()) as ring:
+            while True:
+                if not self.events.empty():
+                    return self._event(self.events.get_nowait())
+                delay = until - self.clock()
+                if delay <= 0:
+                    return Woke()
+                # Not ``asyncio.wait_for``: on Python 3.11 it can swallow a cancellation of
+                # this run that comes in the same loop turn as an event, and the run would go
+                # on to commit.
+                getter = asyncio.ensure_future(self.events.get())
+                try:
+                    # At least ``_ROUNDING`` (see there). Answering Woke for such a remainder,
+                    # as before, woke up to 1 µs before ``until`` (a review, 2026-12-05).
+                    done, _ = await asyncio.wait(_with_alarm(getter, ring),
+                                                 timeout=max(delay, _ROUNDING),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not getter.done():
+                        getter.cancel()
+                if getter in done:
+                    return self._event(getter.result())
 
     def _event(self, event: Answer) -> Answer:
         """A queued work event; the progress and push markers become the latest values."""

@@ -52,7 +52,7 @@ import re
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,6 +60,7 @@ from typing import Any, Final
 
 import httpx
 
+from ._clock import AlarmFactory, no_alarm
 from ._errors import (
     ConfigurationError,
     MalformedAnswer,
@@ -328,10 +329,19 @@ def raise_for_status(response: Answer, tier: str, route: str) -> None:
     raise TierUnavailable(tier, f"{route}: HTTP {status}: {said}")
 
 
-#: The instant (the event loop's clock) after which no request made in this context may start
-#: to leave: set by the guard around a gateway finish (``Finish.send_by``), read by
-#: :meth:`TierHttp.exchange`.
-_SEND_BY: ContextVar[float | None] = ContextVar("verifier_send_by", default=None)
+@dataclass(frozen=True, slots=True)
+class _SendBy:
+    """A send-by bound: the instant on ``clock`` (the guard's, suspensions counted) and the
+    alarms that wake a wait for it on time across suspensions (:mod:`verifier._clock`)."""
+
+    deadline: float
+    clock: Callable[[], float]
+    alarm: AlarmFactory
+
+
+#: The bound of requests made in this context: set by the guard around a gateway finish
+#: (``Finish.send_by``), read by :meth:`TierHttp.exchange`.
+_SEND_BY: ContextVar[_SendBy | None] = ContextVar("verifier_send_by", default=None)
 #: httpcore's trace events just before a request's first byte is written (HTTP/1.1, HTTP/2).
 _HEADERS_LEAVING: Final = ("http11.send_request_headers.started",
                            "http2.send_request_headers.started")
@@ -345,9 +355,13 @@ def _traces(client: httpx.AsyncClient, request: httpx.Request) -> bool:
 
 
 @contextlib.contextmanager
-def sending_by(deadline: float | None) -> Iterator[None]:
-    """Requests made within must start to leave by ``deadline`` (the event loop's clock;
-    ``None``: no bound), or not at all: :class:`~verifier.RequestNotSent`.
+def sending_by(deadline: float | None, clock: Callable[[], float] | None = None,
+               alarm: AlarmFactory = no_alarm) -> Iterator[None]:
+    """Requests made within must start to leave by ``deadline`` on ``clock`` (default: the
+    event loop's; ``None``: no bound), or not at all: :class:`~verifier.RequestNotSent`.
+    ``alarm`` wakes the wait for it on time across the machine's suspensions (the guard
+    passes its own clock and alarms: on the loop's clock alone, a suspension during the
+    connect made the cancel late by its length, a review of this bound found).
 
     Why: the gateway's ``finishJob`` is check-then-act, and the protocol decides a finish
     only while its write, landing within G of *leaving*, cannot reach the job's next
@@ -358,7 +372,9 @@ def sending_by(deadline: float | None) -> Iterator[None]:
     runs in the request's task right before the write, so the check and the write are one
     step); until then it is cancelled at ``deadline``, and nothing has been sent.
     """
-    token = _SEND_BY.set(deadline)
+    bound = None if deadline is None else _SendBy(
+        deadline, clock or asyncio.get_running_loop().time, alarm)
+    token = _SEND_BY.set(bound)
     try:
         yield
     finally:
@@ -637,34 +653,56 @@ class TierHttp:
                 finally:
                     await response.aclose()
 
-    async def _sent_by(self, request: httpx.Request, send_by: float | None, shown: str
+    async def _sent_by(self, request: httpx.Request, bound: _SendBy | None, shown: str
                        ) -> httpx.Response:
         """``client.send``, with the request cancelled unsent if its headers have not
-        started to leave by ``send_by`` (:func:`sending_by`)."""
+        started to leave by the bound's deadline (:func:`sending_by`)."""
         def send() -> Awaitable[httpx.Response]:
             return self._client.send(request, stream=True, follow_redirects=False,
                                      auth=self._auth)
 
-        if send_by is None:
+        if bound is None:
             return await send()
-        loop = asyncio.get_running_loop()
+        deadline, clock = bound.deadline, bound.clock
         late = RequestNotSent(self.tier, f"{shown}: not sent: it could not leave by its "
                                          "send-by instant")
-        if loop.time() >= send_by:
+        if clock() >= deadline:
             raise late
         if not _traces(self._client, request):
             # A transport that reports no trace events (a mock, a custom one) never says when
             # a request leaves: only "not yet started" is sure, so only that is checked.
             return await send()
-        leaving = asyncio.timeout_at(send_by)
+        loop = asyncio.get_running_loop()
+        leaving = asyncio.timeout(None)
+        started = False
 
         async def trace(event: str, info: Mapping[str, Any]) -> None:
-            if event in _HEADERS_LEAVING:
-                if loop.time() >= send_by:
-                    raise late  # in the request's task, before its first byte is written
-                leaving.reschedule(None)  # it leaves now: no longer ours to cancel
+            nonlocal started
+            sent = info.get("request")
+            if event not in _HEADERS_LEAVING or getattr(sent, "method", None) == b"CONNECT":
+                return  # a proxy tunnel's CONNECT is not our request leaving
+            if clock() >= deadline:
+                if started:
+                    # A second copy (a transport that retries): the first left in time and
+                    # may have landed, so this is no "not sent" (a review of this bound).
+                    raise TierUnavailable(self.tier, f"{shown}: a second copy of a request "
+                                                     "already sent, past its send-by instant")
+                raise late  # in the request's task, before its first byte is written
+            started = True  # it leaves now: no longer ours to cancel
+
+        async def watch() -> None:
+            """Cancel the request at the deadline if it has not started to leave."""
+            with bound.alarm(deadline - clock()) as ring:
+                while (left := deadline - clock()) > 0:
+                    if ring is None or ring.done():
+                        await asyncio.sleep(left)
+                    else:
+                        await asyncio.wait({ring}, timeout=left)
+            if not started:
+                leaving.reschedule(loop.time())
 
         request.extensions["trace"] = trace
+        watcher = asyncio.ensure_future(watch())
         try:
             async with leaving:
                 return await send()
@@ -672,6 +710,8 @@ class TierHttp:
             if leaving.expired():
                 raise late from None
             raise
+        finally:
+            watcher.cancel()
 
     async def send(
         self,

@@ -10,6 +10,9 @@ which plays the monotonic clock, does not move: real time = loop time + time sus
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -149,3 +152,142 @@ def test_a_clock_that_stops_while_suspended_breaks_the_lease(
     clock alone the lease ends 4 s late in real time, and the work outlives the reassignment."""
     stopped, reassigned = _lease_run(Machine(monkeypatch), suspend_aware=False)
     assert stopped > reassigned
+
+
+class RealTimeAlarms:
+    """:func:`verifier._clock.boottime_alarm` in virtual time: an alarm rings when *real* time
+    (loop time + time suspended) has run its length, re-armed at every suspension, as a
+    ``timerfd`` on ``CLOCK_BOOTTIME`` does."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, machine: Machine) -> None:
+        self.loop, self.machine = loop, machine
+        self.armed: dict[asyncio.Future[None], tuple[float, Any]] = {}
+
+    def real(self) -> float:
+        return self.loop.time() + self.machine.suspended
+
+    @contextlib.contextmanager
+    def alarm(self, seconds: float) -> Iterator[asyncio.Future[None]]:
+        ring: asyncio.Future[None] = self.loop.create_future()
+        self._arm(ring, self.real() + seconds)
+        try:
+            yield ring
+        finally:
+            self.armed.pop(ring, (0.0, None))[1].cancel()
+
+    def _arm(self, ring: asyncio.Future[None], due: float) -> None:
+        if ring in self.armed:
+            self.armed[ring][1].cancel()
+        handle = self.loop.call_later(max(0.0, due - self.real()),
+                                      lambda: ring.done() or ring.set_result(None))
+        self.armed[ring] = (due, handle)
+
+    def suspend(self, length: float) -> None:
+        self.machine.suspended += length
+        for ring, (due, _) in list(self.armed.items()):
+            self._arm(ring, due)
+
+
+@pytest.mark.parametrize("alarms", [True, False])
+def test_a_suspension_inside_a_wait_does_not_make_its_deadline_late(
+        monkeypatch: pytest.MonkeyPatch, alarms: bool) -> None:
+    """A timer armed on the loop's clock fires that much *loop* time later: a suspension
+    anywhere inside the wait, not only one spanning its deadline, made the lease's end late by
+    its length (a review of the send-by bound, session 28; with a freeze when the late timer
+    fired, the work outlived the reassignment). The guard's waits also arm a real-time alarm
+    (a ``timerfd`` on ``CLOCK_BOOTTIME`` in production), so the cancel comes at the lease's end.
+    Here a suspension of 1 s, inside the lease's last wait, is over 0.8 s before it ends."""
+    machine = Machine(monkeypatch)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        clock = RealTimeAlarms(loop, machine)
+        jobs = InMemoryJobs()
+        jobs.add(JOB)
+        db = InMemoryTier(Tier.DATABASE, jobs, DID)
+        db.fail_next("heartbeat", TierTimeout("database", "timeout"), times=1000)
+        cancelled: list[float] = []
+
+        async def process(job: Any) -> None:
+            try:
+                await asyncio.sleep(10_000)
+            except asyncio.CancelledError:
+                cancelled.append(clock.real())
+                raise
+
+        loop.call_at(50.2, clock.suspend, 1.0)  # after the last ping (50), over by 51.2
+        guard = OwnershipGuard(did=DID, clients=[db], policy=Policy.hardened())
+        if alarms:
+            guard._alarm = clock.alarm
+        await guard.run(JOB, process)
+        return cancelled[0]
+
+    cancelled = run_virtual(main())
+    lease_end = 52.0  # T − (ε + P + C) after the claim (at 0 + the claim's reply)
+    if alarms:
+        assert cancelled == pytest.approx(lease_end, abs=0.1)
+    else:
+        assert cancelled == pytest.approx(lease_end + 1.0, abs=0.1)  # the hazard, reached
+
+
+def test_a_boottime_alarm_rings_and_closes_its_timer() -> None:
+    async def main() -> tuple[bool, bool, bool]:
+        with clock_module.boottime_alarm(0.01) as ring:
+            if ring is None:  # no timerfd here: nothing to ring, nothing to close
+                return True, True, True
+            await asyncio.wait_for(ring, timeout=30.0)
+            fds = set(os.listdir("/proc/self/fd"))
+        with clock_module.boottime_alarm(3600.0) as unrung:
+            assert unrung is not None and not unrung.done()
+        closed = set(os.listdir("/proc/self/fd")) <= fds
+        return ring.done(), unrung.cancelled(), closed
+
+    assert asyncio.run(main()) == (True, True, True)
+    with clock_module.boottime_alarm(0.0) as never, clock_module.no_alarm(5.0) as none:
+        assert never is None and none is None  # nothing to wait for
+
+
+def test_alarms_are_armed_only_on_the_machines_clock() -> None:
+    async def real_loop() -> tuple[bool, object, object]:
+        loop = asyncio.get_running_loop()
+        guard = OwnershipGuard(did=DID, clients=[InMemoryTier(Tier.DATABASE, InMemoryJobs(), DID)],
+                               policy=Policy.hardened())
+        custom = OwnershipGuard(did=DID, clients=[InMemoryTier(Tier.DATABASE, InMemoryJobs(),
+                                                               DID)],
+                                policy=Policy.hardened(), clock=loop.time)
+        return clock_module.runs_on_monotonic(loop), guard._alarms(), custom._alarms()
+
+    assert asyncio.run(real_loop()) == (True, clock_module.boottime_alarm, clock_module.no_alarm)
+
+    async def virtual_loop() -> tuple[bool, object]:
+        guard = OwnershipGuard(did=DID, clients=[InMemoryTier(Tier.DATABASE, InMemoryJobs(), DID)],
+                               policy=Policy.hardened())
+        return clock_module.runs_on_monotonic(asyncio.get_running_loop()), guard._alarms()
+
+    assert run_virtual(virtual_loop()) == (False, clock_module.no_alarm)
+
+
+def test_an_alarmed_run_answers_each_call_when_it_ends_not_at_its_alarm(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wait ends at its call's answer or its event, whichever first, the alarm only adds a
+    way to end it: waiting for both held every ping until the lease's end (found by the live
+    tests, before this session's alarms landed)."""
+    machine = Machine(monkeypatch)
+
+    async def main() -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        alarms = RealTimeAlarms(loop, machine)
+        jobs = InMemoryJobs()
+        jobs.add(JOB)
+        guard = OwnershipGuard(did=DID, clients=[InMemoryTier(Tier.DATABASE, jobs, DID)],
+                               policy=Policy.hardened())
+        guard._alarm = alarms.alarm
+
+        async def process(job: Any) -> dict[str, str]:
+            await asyncio.sleep(120.0)  # past two lease lengths: only renewed pings get here
+            return {"cid": "bafyCID"}
+
+        outcome = await guard.run(JOB, process)
+        return outcome.code, len(alarms.armed)
+
+    assert run_virtual(main()) == ("FINISHED", 0)  # and every alarm closed

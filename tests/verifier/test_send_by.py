@@ -28,11 +28,15 @@ from verifier import (
     Policy,
     RequestNotSent,
     Tier,
+    TierUnavailable,
     TimingModel,
 )
+from verifier._clock import no_alarm
 from verifier._http import sending_by
 from verifier._identity import verify_jws
 from verifier.testing import InMemoryJobs, InMemoryTier, run_virtual, virtual_time
+
+from .test_clock import RealTimeAlarms
 
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 BASE = "https://gw.test"
@@ -292,3 +296,79 @@ def test_the_guard_never_lands_a_finish_on_the_next_assignment(connect_s: float)
         assert code in ("FINISH_TOO_LATE", "FINISH_NOT_SENT") and writes == []
     else:
         assert code == "FINISHED" and len(writes) == 1
+
+
+class Scripted(httpx.AsyncHTTPTransport):
+    """httpx's transport class (so the bound is enforced in flight) acting out a script of
+    ``(seconds to wait, trace event or None)``: a stand-in for httpcore's own steps."""
+
+    def __init__(self, script: list[tuple[float, str | None, bytes]]) -> None:
+        super().__init__()
+        self.script = script
+        self.sent: list[float] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        loop = asyncio.get_running_loop()
+        for wait, event, method in self.script:
+            await asyncio.sleep(wait)
+            if event is not None:
+                inner = httpcore.Request(method, "https://gw.test/x")
+                await request.extensions["trace"](event, {"request": inner})
+                if method != b"CONNECT":
+                    self.sent.append(loop.time())
+        return httpx.Response(200, content=b"")
+
+
+@virtual_time
+async def test_a_tunnels_connect_is_not_the_request_leaving() -> None:
+    # Behind an HTTPS proxy httpcore reports the CONNECT's headers too; taken for the request
+    # leaving, they disarmed the cancel, and a slow upstream connect ran past the bound.
+    loop = asyncio.get_running_loop()
+    proxy = Scripted([(0.5, "http11.send_request_headers.started", b"CONNECT"),
+                      (7.5, "http11.send_request_headers.started", b"POST")])
+    client = LegacyGatewayClient(BASE, EncoderIdentity.generate(),
+                                 client=httpx.AsyncClient(transport=proxy))
+    start = loop.time()
+    with sending_by(start + 3.0), pytest.raises(RequestNotSent):
+        await client.finish_job("job-1", "bafyCID")
+    assert loop.time() - start == pytest.approx(3.0) and proxy.sent == []
+
+
+@virtual_time
+async def test_a_second_copy_past_the_bound_is_unknown_not_unsent() -> None:
+    # A transport that sends again after a failed read: the first copy left in time and may
+    # have landed, so a late second one is refused as UNKNOWN, never as "not sent".
+    loop = asyncio.get_running_loop()
+    retrying = Scripted([(1.0, "http11.send_request_headers.started", b"POST"),
+                         (4.0, "http11.send_request_headers.started", b"POST")])
+    client = LegacyGatewayClient(BASE, EncoderIdentity.generate(),
+                                 client=httpx.AsyncClient(transport=retrying))
+    with sending_by(loop.time() + 3.0), pytest.raises(TierUnavailable) as raised:
+        await client.finish_job("job-1", "bafyCID")
+    assert not isinstance(raised.value, RequestNotSent)
+    assert retrying.sent == [pytest.approx(1.0)]
+
+
+@pytest.mark.parametrize("alarmed", [True, False])
+def test_the_bound_is_kept_on_the_callers_clock_across_a_suspension(alarmed: bool) -> None:
+    """The bound is the guard's instant: a suspension of the machine during the connect
+    stops the loop's clock, not the gateway's. On the loop's clock alone the cancel came late
+    by the suspension (a review of this bound)."""
+    machine = type("Machine", (), {"suspended": 0.0})()
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        alarms = RealTimeAlarms(loop, machine)  # type: ignore[arg-type]
+        network = _Network(ok, lambda: 8.0)
+        loop.call_at(1.0, alarms.suspend, 2.0)  # over at real time 3: before the bound
+        cancelled: list[float] = []
+        with sending_by(4.0, alarms.real, alarms.alarm if alarmed else no_alarm):
+            try:
+                await gateway(network).finish_job("job-1", "bafyCID")
+            except RequestNotSent:
+                cancelled.append(alarms.real())
+        assert network.written == []
+        return cancelled[0]
+
+    cancelled = run_virtual(main())
+    assert cancelled == pytest.approx(4.0 if alarmed else 6.0)
