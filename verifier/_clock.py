@@ -131,7 +131,7 @@ def _timerfd() -> tuple[Any, Any] | None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         create, settime = libc.timerfd_create, libc.timerfd_settime
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no libc by that name, or no timerfd
         return None
     create.argtypes, create.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec),
