@@ -30,10 +30,10 @@ from verifier import (
     Tier,
     TierUnavailable,
     TimingModel,
+    verify_jws,
 )
 from verifier._clock import no_alarm
 from verifier._http import sending_by
-from verifier._identity import verify_jws
 from verifier.testing import InMemoryJobs, InMemoryTier, run_virtual, virtual_time
 
 from .test_clock import RealTimeAlarms
