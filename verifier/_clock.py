@@ -147,6 +147,15 @@ def _timerfd() -> tuple[Any, Any] | None:
 _TIMERFD: Final = _timerfd()
 
 
+def _once_after(seconds: float) -> _Itimerspec:
+    """A one-shot ``itimerspec`` expiring ``seconds`` from now, never 0 (0 disarms it)."""
+    whole = int(seconds)
+    # Within [1, 10⁹ − 1]: a fraction a hair below 1 can round up to 10⁹ nanoseconds, which
+    # the kernel refuses (EINVAL), and the wait would go without its alarm.
+    nanoseconds = min(999_999_999, max(1, round((seconds - whole) * 1e9)))
+    return _Itimerspec(_Timespec(0, 0), _Timespec(whole, nanoseconds))
+
+
 @contextlib.contextmanager
 def boottime_alarm(seconds: float) -> Iterator[asyncio.Future[None] | None]:
     """A future done once ``seconds`` of ``CLOCK_BOOTTIME`` have passed (real time, the
@@ -163,12 +172,9 @@ def boottime_alarm(seconds: float) -> Iterator[asyncio.Future[None] | None]:
         return
     loop = asyncio.get_running_loop()
     future: asyncio.Future[None] = loop.create_future()
-    whole = int(seconds)
-    value = _Itimerspec(_Timespec(0, 0),
-                        _Timespec(whole, max(1, int((seconds - whole) * 1e9))))
     watching = False
     try:
-        if settime(fd, 0, ctypes.byref(value), None) != 0:
+        if settime(fd, 0, ctypes.byref(_once_after(seconds)), None) != 0:
             yield None
             return
 

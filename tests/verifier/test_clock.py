@@ -230,21 +230,59 @@ def test_a_suspension_inside_a_wait_does_not_make_its_deadline_late(
         assert cancelled == pytest.approx(lease_end + 1.0, abs=0.1)  # the hazard, reached
 
 
-def test_a_boottime_alarm_rings_and_closes_its_timer() -> None:
-    async def main() -> tuple[bool, bool, bool]:
-        with clock_module.boottime_alarm(0.01) as ring:
-            if ring is None:  # no timerfd here: nothing to ring, nothing to close
-                return True, True, True
-            await asyncio.wait_for(ring, timeout=30.0)
-            fds = set(os.listdir("/proc/self/fd"))
-        with clock_module.boottime_alarm(3600.0) as unrung:
-            assert unrung is not None and not unrung.done()
-        closed = set(os.listdir("/proc/self/fd")) <= fds
-        return ring.done(), unrung.cancelled(), closed
+def _readers() -> set[int]:
+    """The file descriptors the running (selector) loop watches."""
+    return set(asyncio.get_running_loop()._selector.get_map())  # type: ignore[attr-defined]
 
-    assert asyncio.run(main()) == (True, True, True)
-    with clock_module.boottime_alarm(0.0) as never, clock_module.no_alarm(5.0) as none:
-        assert never is None and none is None  # nothing to wait for
+
+@pytest.mark.skipif(clock_module._TIMERFD is None, reason="no timerfd on this platform")
+def test_a_boottime_alarm_rings_and_closes_its_timer() -> None:
+    async def main() -> None:
+        before = (set(os.listdir("/proc/self/fd")), _readers())
+        with clock_module.boottime_alarm(0.01) as ring:
+            assert ring is not None
+            await asyncio.wait_for(ring, timeout=30.0)
+        with clock_module.boottime_alarm(3600.0) as unrung:
+            await asyncio.sleep(0.01)  # a turn of the loop: a timer set wrong rings at once
+            assert unrung is not None and not unrung.done()
+            assert len(_readers() - before[1]) == 1  # watched while armed
+        assert ring.done() and unrung.cancelled()
+        assert (set(os.listdir("/proc/self/fd")), _readers()) == before  # closed, unwatched
+
+    asyncio.run(main())
+
+
+def test_an_alarm_is_none_when_no_timer_can_be_had(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> list[object]:
+        seen = []
+        with clock_module.boottime_alarm(0.0) as never, clock_module.no_alarm(5.0) as none:
+            seen += [never, none]  # nothing to wait for
+        if clock_module._TIMERFD is not None:
+            create, settime = clock_module._TIMERFD
+            fds = set(os.listdir("/proc/self/fd"))
+            monkeypatch.setattr(clock_module, "_TIMERFD", (lambda *_: -1, settime))
+            with clock_module.boottime_alarm(1.0) as refused:  # the kernel refused a timer
+                seen.append(refused)
+            monkeypatch.setattr(clock_module, "_TIMERFD", (create, lambda *_: -1))
+            with clock_module.boottime_alarm(1.0) as unset:  # ... or to set it: closed again
+                seen.append(unset)
+            assert set(os.listdir("/proc/self/fd")) == fds
+        monkeypatch.setattr(clock_module, "_TIMERFD", None)
+        with clock_module.boottime_alarm(1.0) as none_here:  # no timerfd (not Linux)
+            seen.append(none_here)
+        return seen
+
+    assert set(asyncio.run(main())) == {None}
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [
+    (1.25, (1, 250_000_000)), (30.0, (30, 1)), (1e-12, (0, 1)), (0.000_000_5, (0, 500)),
+    (1.999_999_999, (1, 999_999_999)), (2.999_999_999_999_9, (2, 999_999_999))])
+def test_an_alarm_is_set_for_its_length_and_never_to_zero(
+        seconds: float, expected: tuple[int, int]) -> None:
+    spec = clock_module._once_after(seconds)
+    assert (spec.it_value.tv_sec, spec.it_value.tv_nsec) == expected
+    assert (spec.it_interval.tv_sec, spec.it_interval.tv_nsec) == (0, 0)  # once
 
 
 def test_alarms_are_armed_only_on_the_machines_clock() -> None:

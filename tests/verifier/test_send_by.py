@@ -148,6 +148,18 @@ async def test_a_finish_that_leaves_in_time_is_sent_and_answered() -> None:
     with sending_by(start + 3.0):
         await gateway(network).finish_job("job-1", "bafyCID")
     assert seen == [pytest.approx(start + 1.0)] and network.written
+    # ... and nothing of the bound is left running (its watch would cancel a later request)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+@virtual_time
+async def test_a_request_answered_before_its_bound_leaves_no_watch_behind() -> None:
+    network = _Network(ok, lambda: 1.0)
+    loop = asyncio.get_running_loop()
+    with sending_by(loop.time() + 3.0):
+        await gateway(network).finish_job("job-1", "bafyCID")
+    # A watch left running would cancel whatever the task does when the bound comes.
+    assert asyncio.all_tasks() == {asyncio.current_task()}
 
 
 @virtual_time
@@ -360,9 +372,10 @@ def test_the_bound_is_kept_on_the_callers_clock_across_a_suspension(alarmed: boo
         loop = asyncio.get_running_loop()
         alarms = RealTimeAlarms(loop, machine)  # type: ignore[arg-type]
         network = _Network(ok, lambda: 8.0)
-        loop.call_at(1.0, alarms.suspend, 2.0)  # over at real time 3: before the bound
+        await asyncio.sleep(10.0)  # not at 0: a bound is an instant, its alarm a length
+        loop.call_at(11.0, alarms.suspend, 2.0)  # over at real time 13: before the bound
         cancelled: list[float] = []
-        with sending_by(4.0, alarms.real, alarms.alarm if alarmed else no_alarm):
+        with sending_by(14.0, alarms.real, alarms.alarm if alarmed else no_alarm):
             try:
                 await gateway(network).finish_job("job-1", "bafyCID")
             except RequestNotSent:
@@ -371,4 +384,4 @@ def test_the_bound_is_kept_on_the_callers_clock_across_a_suspension(alarmed: boo
         return cancelled[0]
 
     cancelled = run_virtual(main())
-    assert cancelled == pytest.approx(4.0 if alarmed else 6.0)
+    assert cancelled == pytest.approx(14.0 if alarmed else 16.0)
