@@ -113,6 +113,12 @@ def gateway(network: _Network) -> LegacyGatewayClient:
     return LegacyGatewayClient(BASE, EncoderIdentity.generate(), client=client_over(network))
 
 
+def gateway_through(transport: httpx.AsyncBaseTransport) -> LegacyGatewayClient:
+    """The real gateway client over a transport a test scripts itself."""
+    return LegacyGatewayClient(BASE, EncoderIdentity.generate(),
+                               client=httpx.AsyncClient(transport=transport))
+
+
 @virtual_time
 async def test_a_finish_that_cannot_leave_by_its_send_by_is_not_sent() -> None:
     network = _Network(ok, lambda: 8.0)  # an 8 s connect (lost SYNs)
@@ -191,8 +197,7 @@ async def test_a_request_about_to_leave_after_its_send_by_is_stopped_before_its_
             written.append(loop.time())
             return httpx.Response(200, content=b"")
 
-    client = LegacyGatewayClient(BASE, EncoderIdentity.generate(),
-                                 client=httpx.AsyncClient(transport=Stubborn()))
+    client = gateway_through(Stubborn())
     with sending_by(loop.time() + 3.0), pytest.raises(RequestNotSent):
         await client.finish_job("job-1", "bafyCID")
     assert written == []
@@ -223,8 +228,7 @@ async def test_a_transport_that_does_not_trace_is_checked_before_it_is_called() 
         await asyncio.sleep(8.0)
         return httpx.Response(200, content=b"")
 
-    client = LegacyGatewayClient(BASE, EncoderIdentity.generate(),
-                                 client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    client = gateway_through(httpx.MockTransport(handler))
     with sending_by(loop.time() + 3.0):
         await client.finish_job("job-1", "bafyCID")
     with sending_by(loop.time()), pytest.raises(RequestNotSent):
@@ -338,8 +342,7 @@ async def test_a_tunnels_connect_is_not_the_request_leaving() -> None:
     loop = asyncio.get_running_loop()
     proxy = Scripted([(0.5, "http11.send_request_headers.started", b"CONNECT"),
                       (7.5, "http11.send_request_headers.started", b"POST")])
-    client = LegacyGatewayClient(BASE, EncoderIdentity.generate(),
-                                 client=httpx.AsyncClient(transport=proxy))
+    client = gateway_through(proxy)
     start = loop.time()
     with sending_by(start + 3.0), pytest.raises(RequestNotSent):
         await client.finish_job("job-1", "bafyCID")
@@ -353,8 +356,7 @@ async def test_a_second_copy_past_the_bound_is_unknown_not_unsent() -> None:
     loop = asyncio.get_running_loop()
     retrying = Scripted([(1.0, "http11.send_request_headers.started", b"POST"),
                          (4.0, "http11.send_request_headers.started", b"POST")])
-    client = LegacyGatewayClient(BASE, EncoderIdentity.generate(),
-                                 client=httpx.AsyncClient(transport=retrying))
+    client = gateway_through(retrying)
     with sending_by(loop.time() + 3.0), pytest.raises(TierUnavailable) as raised:
         await client.finish_job("job-1", "bafyCID")
     assert not isinstance(raised.value, RequestNotSent)
