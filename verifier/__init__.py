@@ -9,6 +9,9 @@ Layout (private modules, re-exported here; ``tests/test_public_api.py`` pins the
 * ``_tiers``     the seam between protocol and I/O: ``Observation`` and ``TierClient``
 * ``protocol``   (public) the claim → verify → process → finish protocol and its step types:
                  pure, no I/O, no clock
+* ``_polling``   the encoder loop's decisions (``LoopPolicy``, ``PollSchedule``): pure, as
+                 ``protocol`` is for one job
+* ``_loop``      ``EncoderLoop``, their asyncio driver
 * ``_guard``     the asyncio driver of that protocol: ``OwnershipGuard``, the production entry
 * ``_http``      the HTTP error mapping shared by the REST clients
 * ``_monitor``   Tier 2: ``GatewayMonitorService``, the documented API (read-only, lagging)
@@ -47,7 +50,7 @@ from ._gateway import LegacyGatewayClient
 from ._guard import ClaimedJob, GuardOutcome, OwnershipGuard
 from ._identity import EncoderIdentity, verify_jws
 from ._ids import normalize_did, validate_did, validate_job_id
-from ._loop import EncoderLoop, LoopPolicy, offer_sources
+from ._loop import EncoderLoop, offer_sources
 from ._metrics import GuardMetrics, start_metrics_server
 from ._models import (
     AvailabilityResult,
@@ -60,6 +63,7 @@ from ._models import (
 )
 from ._monitor import GatewayMonitorService
 from ._policy import HARDENING_STEPS, Policy, Tier, TierSet, TimingModel, builtin_chain_names
+from ._polling import AllSlotsBusy, IdleUntil, LoopPolicy, PollSchedule, PollSource
 from ._push import JobPush, JobPushClient
 from ._settings import TIMING_VARIABLES, Settings
 from ._tiers import Observation, TierClient
@@ -68,6 +72,7 @@ from .protocol import Outcome, OutcomeKind, OwnershipProtocol
 __all__ = [
     "HARDENING_STEPS",
     "TIMING_VARIABLES",
+    "AllSlotsBusy",
     "AvailabilityResult",
     "ClaimRefused",
     "ClaimedJob",
@@ -82,6 +87,7 @@ __all__ = [
     "GatewayMonitorService",
     "GuardMetrics",
     "GuardOutcome",
+    "IdleUntil",
     "InvalidInputError",
     "JobProgress",
     "JobPush",
@@ -96,6 +102,8 @@ __all__ = [
     "OwnershipProtocol",
     "OwnershipResult",
     "Policy",
+    "PollSchedule",
+    "PollSource",
     "RequestNotSent",
     "Settings",
     "StatusCache",

@@ -8,9 +8,10 @@ verifier run -- COMMAND`` and the live emulation (``sim/live``) both run it.
 
 What the loop may decide and what it may not:
 
-* **Which job to try, and when to ask again** is :class:`LoopPolicy`: data (sources in order,
-  concurrency, idle back-off, cool-down), and pure functions of it (:meth:`LoopPolicy.choose`,
-  :meth:`LoopPolicy.idle_delay`), so a policy can be read, printed and tested on its own.
+* **Which job to try, and when to ask again** is :class:`LoopPolicy` (data: sources in order,
+  concurrency, idle back-off, cool-down) applied by :class:`PollSchedule`, pure code with no
+  I/O and no clock (:mod:`verifier._polling`); this class only performs what it decides. The
+  simulator's encoders drive the same schedule, so the suites' L1 is about this loop.
 * **Whether a job is ours** is never the loop's: an offered job is only a candidate. The guard's
   protocol (:mod:`verifier.protocol`) claims, verifies, processes and finishes it; an offer from
   ``getJob`` is handed to every caller, and one from ``myJob`` may be stale.
@@ -24,12 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 from ._errors import (
@@ -44,13 +43,18 @@ from ._metrics import GuardMetrics
 from ._models import GatewayMonitorJob
 from ._monitor import monitor_job_id
 from ._policy import Tier
+from ._polling import (
+    OFFER_SOURCES,
+    AllSlotsBusy,
+    IdleUntil,
+    LoopPolicy,
+    PollSchedule,
+)
 from ._text import FIELD_LIMIT, printable
 from .protocol import OutcomeKind, pre_claim_tier, screened
 
 __all__ = ["OFFER_SOURCES", "EncoderLoop", "LoopPolicy", "LoopWork", "OfferFn", "offer_sources"]
 
-#: Where offered jobs can come from: the legacy gateway's two polls, and Gateway Aid's list.
-OFFER_SOURCES: Final = ("myjob", "getjob", "aid")
 _DEFAULT_LOGGER: Final = logging.getLogger("verifier.loop")
 _T = TypeVar("_T")
 
@@ -61,108 +65,9 @@ OfferFn = Callable[[], Awaitable[list[GatewayMonitorJob]]]
 ScreenFn = Callable[[Sequence[str]], Awaitable[dict[str, str]]]
 #: The monitor refuses batches of more than 50 ids.
 BATCH_LIMIT: Final = 50
-#: The longest ``Retry-After`` the loop honours: a server (or a proxy) that says "come back in
-#: 10^12 s" must not stop the encoder for good.
-MAX_RETRY_AFTER_S: Final = 600.0
-#: Outcome codes of a job given up because a tier could not answer: the next poll waits the
-#: idle back-off, as after an empty poll, so an outage is not met with poll, read, give up,
-#: poll again, as fast as the network allows.
-TIER_TROUBLE_CODES: Final = frozenset({
-    "PRE_CLAIM_FAILED", "CLAIM_UNKNOWN", "VERIFICATION_FAILED", "UNCONFIRMED",
-    "LEASE_EXPIRED", "FINISH_UNKNOWN",
-})
-#: Outcome codes that back the loop off like tier trouble: the above, and work that failed. A
-#: broken command (or a full disk) fails every job it is given, and each failure sends the
-#: job back with one more attempt counted; without a back-off the encoder would burn through
-#: the queue's attempts as fast as it can claim (found by an operator review, session 14).
-BACK_OFF_CODES: Final = TIER_TROUBLE_CODES | {"WORK_FAILED"}
 #: The work of one job: the guard's :class:`ClaimedJob` and the job as it was offered (its
 #: ``input`` says what to download). Returns the result to commit (``{"cid": ...}``).
 LoopWork = Callable[[ClaimedJob, GatewayMonitorJob], Awaitable[Mapping[str, Any] | None]]
-
-
-@dataclass(frozen=True)
-class LoopPolicy:
-    """Which offered job to try and when to ask again: data, not code paths.
-
-    * ``sources``: asked in this order at each poll; the first that offers a job the policy
-      accepts wins (``myjob``, a job the gateway pre-assigned to us, before ``getjob``, the
-      queue offered to everyone).
-    * ``concurrency``: jobs guarded at once.
-    * ``idle_s``, ``idle_max_s``, ``idle_factor``: after a poll that offered nothing (or
-      failed), or a job given up because a tier could not answer or its work failed
-      (:data:`BACK_OFF_CODES`),
-      wait ``idle_s``, then ``idle_factor`` times longer after each further one, jittered
-      (below), at most ``idle_max_s`` in all (the deployed encoder polls once a minute); any
-      other outcome resets it.
-      A source that answered 429 with ``Retry-After`` is not asked again sooner than it said,
-      and no job starts before a ``Retry-After`` a tier gave a guarded job has run out
-      (:attr:`GuardOutcome.retry_after`).
-    * ``jitter``: each wait is scaled by a uniform factor in ``[1 - jitter, 1 + jitter]``, so
-      encoders started together do not poll in step (the deployed one polls "at a random
-      second").
-    * ``cooldown_s``: a job that ended without being processed (skipped, cancelled, failed) is
-      not tried again for this long: the gateway keeps offering a job another encoder holds
-      until it notices, and retrying at once would only claim it again to lose it again.
-    """
-
-    sources: tuple[str, ...] = ("myjob", "getjob")
-    concurrency: int = 1
-    idle_s: float = 10.0
-    idle_max_s: float = 60.0
-    idle_factor: float = 2.0
-    jitter: float = 0.5
-    cooldown_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        if not self.sources:
-            raise ValueError("LoopPolicy.sources: at least one source is needed")
-        unknown = [s for s in self.sources if s not in OFFER_SOURCES]
-        if unknown:
-            raise ValueError(f"LoopPolicy.sources: unknown {unknown}; choose from "
-                             f"{', '.join(OFFER_SOURCES)}")
-        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) \
-                or self.concurrency < 1:
-            raise ValueError("LoopPolicy.concurrency must be a whole number, at least 1")
-        for name in ("idle_s", "idle_max_s", "cooldown_s"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"LoopPolicy.{name} must be a finite number of seconds >= 0")
-        if self.idle_max_s < self.idle_s:
-            raise ValueError("LoopPolicy.idle_max_s must be at least idle_s")
-        if not math.isfinite(self.idle_factor) or self.idle_factor < 1:
-            raise ValueError("LoopPolicy.idle_factor must be at least 1")
-        if not 0 <= self.jitter < 1:
-            raise ValueError("LoopPolicy.jitter must be in [0, 1)")
-
-    def idle_delay(self, empty_polls: int, u: float) -> float:
-        """The wait after the ``empty_polls``-th empty poll in a row (1 = the first);
-        ``u`` is a uniform draw in [0, 1) (the caller's random source, for determinism)."""
-        exponent = max(0, empty_polls - 1)
-        # The base is capped so that the jittered wait never passes idle_max_s, the longest
-        # wait as documented (the jitter took it 50% past: an adversarial review, session 21),
-        # while staying uniform (capping after the jitter put half the draws at the cap, and
-        # encoders started together back in step). min() first: idle_factor ** a long idle
-        # streak would overflow.
-        cap = self.idle_max_s / (1.0 + self.jitter)
-        base = cap if exponent > 64 else min(cap, self.idle_s * self.idle_factor ** exponent)
-        return base * (1.0 - self.jitter + 2.0 * self.jitter * u)
-
-    def choose(
-        self,
-        offered: Sequence[GatewayMonitorJob],
-        *,
-        running: Collection[str],
-        cooling: Mapping[str, float],
-        now: float,
-    ) -> GatewayMonitorJob | None:
-        """The first offered job not running here and not cooling down (``cooling``: job id →
-        the instant its cool-down ends), or ``None``. A candidate only: the guard decides."""
-        for job in offered:
-            if job.id in running or cooling.get(job.id, -math.inf) > now:
-                continue
-            return job
-        return None
 
 
 def offer_sources(gateway: Any | None = None, aid: Any | None = None) -> dict[str, OfferFn]:
@@ -251,31 +156,9 @@ class EncoderLoop:
         self._held_at: dict[str, float] = {}
         #: The loop's clock (the event loop's, once :meth:`run` has started).
         self._time: Callable[[], float] = time.monotonic
-        self._cooling: dict[str, float] = {}
+        #: The loop's decisions (:mod:`verifier._polling`), pure: this class performs them.
+        self.schedule = PollSchedule(self.policy, self.rng)
         self._running: dict[str, asyncio.Task[None]] = {}
-        #: The instant (loop clock) before which no empty poll's wait may end: the latest
-        #: ``Retry-After`` a source gave. An instant, not a duration: kept as a duration, one
-        #: told long ago was waited in full at the next empty poll, however late that came
-        #: (294 s late in an adversarial review, session 21).
-        self._retry_until = -math.inf
-        #: The earliest instant (loop clock) a job the last poll offered, and passed over
-        #: because it was cooling down, may be tried: no empty poll's wait goes past it. Each
-        #: such poll counted as empty, so the wait kept doubling while the job's cool-down ran
-        #: out (an adversarial review of the drivers, session 28: a job skipped once by a
-        #: lagging pre-claim read waited 97 s, not the cool-down's 60).
-        self._cooled_at = math.inf
-        #: Source -> the instant (loop clock) before which it is not asked again: it answered
-        #: 429 with ``Retry-After``. Per source, because another source may offer a job
-        #: meanwhile (then no idle wait comes) and a back-off or a free slot may end sooner.
-        self._not_before: dict[str, float] = {}
-        #: Jobs in a row given up because a tier could not answer, or whose work failed (the
-        #: back-off's exponent),
-        #: and whether the loop owes a back-off wait for the latest one.
-        self._troubled = 0
-        self._back_off = False
-        #: No job starts before this instant (loop clock): a guarded job's tier answered 429
-        #: with ``Retry-After``, and the next job's first read would ask it again at once.
-        self._hold_until = -math.inf
         self._stop = asyncio.Event()
         #: The first SystemExit or KeyboardInterrupt of a job's work or of ``on_outcome``
         #: (raised by ``run`` once every job is given back).
@@ -319,40 +202,20 @@ class EncoderLoop:
         If this coroutine is itself cancelled, each guard run is cancelled in turn (its work
         stopped, but its job not released) and awaited before the cancellation propagates.
         """
-        empty_polls = 0
         loop = asyncio.get_running_loop()
         self._time = loop.time
         try:
             while not self._stop.is_set():
-                if len(self._running) >= self.policy.concurrency:
+                step = self.schedule.next(loop.time())
+                if isinstance(step, AllSlotsBusy):
                     await self._until_stopped(asyncio.wait(
                         set(self._running.values()), return_when=asyncio.FIRST_COMPLETED))
-                    continue
-                if self._back_off or self._hold_until > loop.time():
-                    # The last job was given up because a tier could not answer: back off
-                    # before asking again, however eagerly the gateway offers; and never
-                    # sooner than a tier's Retry-After.
-                    delay = 0.0
-                    if self._back_off:
-                        self._back_off = False
-                        delay = self.policy.idle_delay(self._troubled, self.rng.random())
-                    delay = max(delay, self._hold_until - loop.time())
-                    self._hold_until = -math.inf
-                    await self._until_stopped(self._idle(delay))
-                    continue
-                job = await self._poll(loop.time)
-                if self._stop.is_set():
-                    break
-                if job is None:
-                    empty_polls += 1
-                    delay = min(self.policy.idle_delay(empty_polls, self.rng.random()),
-                                max(0.0, self._cooled_at - loop.time()))
-                    # A server that said when to come back (429 Retry-After) is not asked sooner.
-                    delay = max(delay, self._retry_until - loop.time())
-                    await self._until_stopped(self._idle(delay))
-                    continue
-                empty_polls = 0
-                self._start(job)
+                elif isinstance(step, IdleUntil):
+                    await self._until_stopped(self._idle(max(0.0, step.until - loop.time())))
+                else:
+                    job = await self._poll(step.source, loop.time)
+                    if job is not None and not self._stop.is_set():
+                        self._start(job)
             if self._running:
                 await asyncio.wait(set(self._running.values()))
         except BaseException:
@@ -387,58 +250,47 @@ class EncoderLoop:
                     pending.cancel()
             await asyncio.gather(task, stopped, return_exceptions=True)
 
-    async def _poll(self, clock: Callable[[], float]) -> GatewayMonitorJob | None:
-        """Ask the sources in order; the first job the policy accepts, or ``None``.
+    async def _poll(self, name: str, clock: Callable[[], float]) -> GatewayMonitorJob | None:
+        """Ask source ``name``; the job the schedule chooses from its offer, or ``None``.
 
         A source that fails is logged and passed over (fail closed: no offer is no claim).
         """
-        self._cooled_at = math.inf
-        for name, offered in self.offers.items():
-            if self._not_before.get(name, -math.inf) > clock():
-                continue  # it said when to come back
-            result: list[GatewayMonitorJob] = []
-            poll = asyncio.ensure_future(self._contained(name, offered))
-            await self._until_stopped(poll)
-            if self._stop.is_set():
-                return None
-            polled = "failed"
+        result: list[GatewayMonitorJob] = []
+        poll = asyncio.ensure_future(self._contained(name, self.offers[name]))
+        await self._until_stopped(poll)
+        if self._stop.is_set():
+            return None
+        polled = "failed"
+        try:
+            result = poll.result()
+            polled = "offered" if result else "empty"
+        except TierRateLimited as exc:
+            self.schedule.poll_failed(name, clock(), retry_after=exc.retry_after)
+            self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)
+        except TierError as exc:
+            self.schedule.poll_failed(name, clock())
+            self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)
+        except Exception as exc:  # a client bug must not stop the encoder
+            self.schedule.poll_failed(name, clock())
+            self._log(logging.ERROR, "LOOP_POLL_FAILED",
+                      f"{name}: unexpected {type(exc).__name__}", source=name)
+        if self._metrics is not None:
             try:
-                result = poll.result()
-                polled = "offered" if result else "empty"
-            except TierRateLimited as exc:
-                hint = min(exc.retry_after or 0.0, MAX_RETRY_AFTER_S)
-                if hint > 0:
-                    self._not_before[name] = clock() + hint
-                    self._retry_until = max(self._retry_until, clock() + hint)
-                self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)
-            except TierError as exc:
-                self._log(logging.WARNING, "LOOP_POLL_FAILED", f"{name}: {exc}", source=name)
-            except Exception as exc:  # a client bug must not stop the encoder
-                self._log(logging.ERROR, "LOOP_POLL_FAILED",
-                          f"{name}: unexpected {type(exc).__name__}", source=name)
-            if self._metrics is not None:
-                try:
-                    self._metrics.polls.labels(name, polled).inc()
-                except Exception:  # metrics never stop the loop (see OwnershipGuard._measured)
-                    self._logger.debug("poll metric not recorded", exc_info=True)
-            now = clock()
-            self._cooling = {j: t for j, t in self._cooling.items() if t > now}
-            if len(result) >= 2 and self._screen is not None:
-                assigned = await self._screened(self._to_screen(result, now))
+                self._metrics.polls.labels(name, polled).inc()
+            except Exception:  # metrics never stop the loop (see OwnershipGuard._measured)
+                self._logger.debug("poll metric not recorded", exc_info=True)
+        held: set[str] = set()
+        if self._screen is not None:
+            ids = self._to_screen(self.schedule.screen(result, clock()))
+            if ids:
+                held = await self._screened(ids)
                 if self._stop.is_set():
                     return None
-                # Jobs the screen saw assigned are tried last, not never: the holder may be
-                # us (a pre-claim check lets our own assignment through).
-                result = sorted(result, key=lambda j: j.id in assigned)
-            job = self.policy.choose(result, running=self._running.keys(),
-                                     cooling=self._cooling, now=now)
-            self._cooled_at = min([self._cooled_at, *(
-                self._cooling[j.id] for j in result if j.id in self._cooling)])
-            if job is not None:
-                self._log(logging.INFO, "LOOP_OFFERED", f"{name} offered job {job.id}",
-                          source=name, job_id=job.id)
-                return job
-        return None
+        job = self.schedule.offered(name, result, clock(), held=held)
+        if job is not None:
+            self._log(logging.INFO, "LOOP_OFFERED", f"{name} offered job {job.id}",
+                      source=name, job_id=job.id)
+        return job
 
     async def _contained(self, name: str, call: Callable[[], Awaitable[_T]]) -> _T:
         """``call()`` (a source's poll, the screen) as the loop may await it in a task.
@@ -460,25 +312,25 @@ class EncoderLoop:
             self._end_gracefully(exc)
             raise TierUnavailable(name, f"{type(exc).__name__} raised: stopping") from None
 
-    def _to_screen(self, offered: Sequence[GatewayMonitorJob], now: float) -> list[str]:
-        """The ids worth a batch status request: each once, in the order offered, not running
-        here, not cooling down, not already answered in the cache, and usable as an id; at
-        most one batch. Only one job is chosen per poll: screening every job of a long list at
-        each poll cost more monitor requests than the pre-claim reads it saved (33.9 per job
-        against 14.1 without screening for a list of 1,000, and one id the client refuses
-        failed its whole batch: an adversarial review, session 21)."""
+    def _to_screen(self, candidates: Iterable[str]) -> list[str]:
+        """Of the schedule's candidates (:meth:`PollSchedule.screen`: each once, not running
+        here, not cooling down), the ids worth a batch status request: not already answered
+        in the cache, and usable as an id; at most one batch. Only one job is chosen per poll:
+        screening every job of a long list at each poll cost more monitor requests than the
+        pre-claim reads it saved (33.9 per job against 14.1 without screening for a list of
+        1,000, and one id the client refuses failed its whole batch: an adversarial review,
+        session 21)."""
         ids: list[str] = []
-        for job in offered:
+        for job_id in candidates:
             if len(ids) == BATCH_LIMIT:
                 break
-            if (job.id in ids or job.id in self._running
-                    or self._cooling.get(job.id, -math.inf) > now or self._known(job.id)):
+            if self._known(job_id):
                 continue
             try:
                 # The monitor's own rule, stricter than the shared one ('/', '%', ... are
                 # legal for the gateway and aid): one id it refuses failed the whole batch
                 # (adversarial review, session 22).
-                ids.append(monitor_job_id(job.id))
+                ids.append(monitor_job_id(job_id))
             except InvalidInputError:
                 continue
         return ids
@@ -551,6 +403,7 @@ class EncoderLoop:
         job_id = offered.id
         task = asyncio.create_task(self._guarded(offered), name=f"guard:{job_id}")
         self._running[job_id] = task
+        self.schedule.started(job_id)
 
     async def _guarded(self, offered: GatewayMonitorJob) -> None:
         job_id = offered.id
@@ -576,16 +429,8 @@ class EncoderLoop:
                     self._logger.debug("outcome metric not recorded", exc_info=True)
         finally:
             self._running.pop(job_id, None)
-        if not outcome.processed:
-            self._cooling[job_id] = self._time() + self.policy.cooldown_s
-        if outcome.code in BACK_OFF_CODES:
-            self._troubled += 1
-            self._back_off = True
-        else:
-            self._troubled = 0
-        if outcome.retry_after is not None and outcome.retry_after > 0:
-            self._hold_until = max(self._hold_until, self._time() + min(
-                outcome.retry_after, MAX_RETRY_AFTER_S))
+        self.schedule.ended(job_id, self._time(), processed=outcome.processed,
+                            code=outcome.code, retry_after=outcome.retry_after)
         self.outcomes[outcome.kind.value] += 1
         self._log(logging.INFO, "LOOP_JOB_ENDED",
                   f"job {job_id}: {outcome.kind.value} ({outcome.code})",

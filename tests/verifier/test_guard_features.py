@@ -511,7 +511,7 @@ async def test_an_id_the_monitor_cannot_carry_is_left_out_of_the_batch_not_fatal
     now = guard.now()
     guard.cache.put(Observation(Tier.MONITOR, parse_job(jobs.docs["j2"])), "j2", decided=now)
     offered = [parse_job(doc) for doc in jobs.docs.values()]
-    ids = loop._to_screen(offered, now)
+    ids = loop._to_screen(loop.schedule.screen(offered, now))
     assert ids == ["j1"]
     await loop._screened(["j1", "video%20upload-7"])  # given one anyway: refused, not failed
     assert asked == []

@@ -24,7 +24,7 @@ from verifier import (
     TimingModel,
     parse_job,
 )
-from verifier._loop import MAX_RETRY_AFTER_S
+from verifier._polling import MAX_RETRY_AFTER_S
 from verifier.testing import InMemoryJobs, InMemoryTier, run_virtual, virtual_time
 
 A = "did:key:z6MkEncoderA"

@@ -1,0 +1,182 @@
+"""The encoder loop's decisions on their own (``PollSchedule``): no event loop, no clock.
+
+``tests/verifier/test_loop.py`` runs them through the asyncio driver; the simulator's encoders
+run them through SimPy (``tests/sim/test_encoder_loop.py``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from verifier import AllSlotsBusy, IdleUntil, LoopPolicy, PollSchedule, PollSource, parse_job
+
+
+class Draws:
+    """A random source that returns the given draws, in turn."""
+
+    def __init__(self, *values: float) -> None:
+        self.values = list(values)
+        self.taken = 0
+
+    def random(self) -> float:
+        self.taken += 1
+        return self.values.pop(0) if self.values else 0.5
+
+
+def jobs(*ids: str):
+    return [parse_job({"id": i, "status": "queued"}) for i in ids]
+
+
+POLICY = LoopPolicy(sources=("myjob", "getjob"), idle_s=10, idle_max_s=60, idle_factor=2,
+                    jitter=0.5, cooldown_s=60)
+
+
+def empty_round(schedule: PollSchedule, now: float):
+    """Ask every source, none offering anything; the step that follows."""
+    while isinstance(step := schedule.next(now), PollSource):
+        assert schedule.offered(step.source, [], now) is None
+    return step
+
+
+def test_a_round_asks_the_sources_in_order_then_waits_the_idle_delay_drawn_once():
+    rng = Draws(0.25)
+    schedule = PollSchedule(POLICY, rng)
+    assert schedule.next(0.0) == PollSource("myjob")
+    assert schedule.offered("myjob", [], 0.0) is None
+    assert schedule.next(0.0) == PollSource("getjob")
+    assert schedule.offered("getjob", [], 1.0) is None
+    assert schedule.next(2.0) == IdleUntil(2.0 + POLICY.idle_delay(1, 0.25))
+    assert rng.taken == 1
+
+
+def test_empty_polls_in_a_row_double_the_wait_and_an_offer_resets_it():
+    schedule = PollSchedule(POLICY, Draws(0.5, 0.5, 0.5))
+    assert empty_round(schedule, 0.0) == IdleUntil(10.0)
+    assert empty_round(schedule, 10.0) == IdleUntil(30.0)
+    assert schedule.next(30.0) == PollSource("myjob")
+    job = schedule.offered("myjob", jobs("j1"), 30.0)
+    assert job is not None and job.id == "j1"
+    schedule.started("j1")
+    schedule.ended("j1", 40.0, processed=True, code="PROCESSED")
+    assert empty_round(schedule, 40.0) == IdleUntil(50.0)  # exponent back to the first wait
+
+
+def test_every_slot_taken_waits_for_a_job_to_end():
+    schedule = PollSchedule(LoopPolicy(sources=("getjob",), concurrency=2), Draws())
+    for job_id in ("a", "b"):
+        assert schedule.next(0.0) == PollSource("getjob")
+        job = schedule.offered("getjob", jobs(job_id), 0.0)
+        assert job is not None
+        schedule.started(job.id)
+    assert isinstance(schedule.next(0.0), AllSlotsBusy)
+    schedule.ended("a", 5.0, processed=True, code="PROCESSED")
+    assert schedule.next(5.0) == PollSource("getjob")
+
+
+def test_a_job_running_or_cooling_down_is_passed_over_and_the_wait_ends_with_its_cool_down():
+    schedule = PollSchedule(POLICY, Draws(0.5, 0.5, 0.5))
+    schedule.next(0.0)
+    assert schedule.offered("myjob", jobs("j1"), 0.0) is not None
+    schedule.started("j1")
+    schedule.ended("j1", 10.0, processed=False, code="SKIPPED")
+    assert schedule.cooling == {"j1": 70.0}
+    # Offered again at once: cooling, so the round is empty; idle waits grow (10, 20, 40) but
+    # none goes past the instant the cool-down ends.
+    now = 10.0
+    for _ in range(3):
+        assert schedule.next(now) == PollSource("myjob")
+        assert schedule.offered("myjob", jobs("j1"), now) is None
+        assert schedule.next(now) == PollSource("getjob")
+        assert schedule.offered("getjob", [], now) is None
+        step = schedule.next(now)
+        assert isinstance(step, IdleUntil) and step.until <= 70.0
+        now = step.until
+    assert now == 70.0
+    assert schedule.next(now) == PollSource("myjob")
+    job = schedule.offered("myjob", jobs("j1"), now)
+    assert job is not None and schedule.cooling == {}
+
+
+def test_tier_trouble_backs_off_before_the_next_poll_and_a_clean_outcome_resets_it():
+    schedule = PollSchedule(POLICY, Draws(0.5, 0.5, 0.5))
+    for n, at in enumerate((0.0, 100.0), start=1):
+        schedule.next(at)
+        job = schedule.offered("myjob", jobs(f"j{n}"), at)
+        assert job is not None
+        schedule.started(job.id)
+        schedule.ended(job.id, at + 1, processed=False, code="VERIFICATION_FAILED")
+        assert schedule.next(at + 1) == IdleUntil(at + 1 + POLICY.idle_delay(n, 0.5))
+    schedule.next(200.0)
+    assert schedule.offered("myjob", jobs("j3"), 200.0) is not None
+    schedule.started("j3")
+    schedule.ended("j3", 201.0, processed=True, code="PROCESSED")
+    assert schedule.next(201.0) == PollSource("myjob")  # no back-off owed
+
+
+def test_retry_after_keeps_the_source_unasked_and_every_wait_at_least_that_long():
+    schedule = PollSchedule(POLICY, Draws(0.0))
+    assert schedule.next(0.0) == PollSource("myjob")
+    schedule.poll_failed("myjob", 0.0, retry_after=100.0)
+    assert schedule.next(0.0) == PollSource("getjob")
+    assert schedule.offered("getjob", [], 0.0) is None
+    assert schedule.next(0.0) == IdleUntil(100.0)  # not the drawn 5 s
+    assert schedule.next(50.0) == PollSource("getjob")  # myjob still told to wait
+    assert schedule.offered("getjob", [], 50.0) is None
+    schedule.next(50.0)
+    assert schedule.next(100.0) == PollSource("myjob")
+
+
+def test_a_retry_after_beyond_the_cap_is_honoured_up_to_the_cap_only():
+    schedule = PollSchedule(LoopPolicy(sources=("getjob",)), Draws(0.0))
+    schedule.next(0.0)
+    schedule.poll_failed("getjob", 0.0, retry_after=1e12)
+    step = schedule.next(0.0)
+    assert isinstance(step, IdleUntil) and step.until == 600.0
+
+
+def test_a_guarded_jobs_retry_after_holds_the_next_start():
+    schedule = PollSchedule(POLICY, Draws())
+    schedule.next(0.0)
+    schedule.offered("myjob", jobs("j1"), 0.0)
+    schedule.started("j1")
+    schedule.ended("j1", 1.0, processed=True, code="PROCESSED", retry_after=30.0)
+    assert schedule.next(1.0) == IdleUntil(31.0)
+    assert schedule.next(31.0) == PollSource("myjob")
+
+
+def test_screening_candidates_are_distinct_offered_jobs_neither_running_nor_cooling():
+    schedule = PollSchedule(POLICY, Draws())
+    schedule.started("run")
+    schedule.ended("cool", 0.0, processed=False, code="SKIPPED")
+    offered = jobs("a", "run", "a", "cool", "b")
+    assert list(schedule.screen(offered, 1.0)) == ["a", "b"]
+    assert list(schedule.screen(jobs("a"), 1.0)) == []  # one offered job: not worth a batch
+    single = PollSchedule(LoopPolicy(sources=("getjob",), screen_at_least=1), Draws())
+    assert list(single.screen(jobs("a"), 1.0)) == ["a"]
+
+
+def test_jobs_a_screen_saw_held_are_tried_last_not_never():
+    schedule = PollSchedule(POLICY, Draws())
+    schedule.next(0.0)
+    job = schedule.offered("myjob", jobs("a", "b"), 0.0, held={"a"})
+    assert job is not None and job.id == "b"
+    schedule.next(0.0)
+    job = schedule.offered("myjob", jobs("a"), 0.0, held={"a"})
+    assert job is not None and job.id == "a"
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5])
+def test_screen_at_least_must_be_a_positive_whole_number(bad):
+    with pytest.raises(ValueError, match="screen_at_least"):
+        LoopPolicy(screen_at_least=bad)
+
+
+def test_no_cool_down_means_a_job_given_up_is_offered_again_at_once():
+    schedule = PollSchedule(LoopPolicy(sources=("getjob",), cooldown_s=0), Draws())
+    schedule.next(0.0)
+    schedule.offered("getjob", jobs("j"), 0.0)
+    schedule.started("j")
+    schedule.ended("j", 5.0, processed=False, code="SKIPPED")
+    assert schedule.next(5.0) == PollSource("getjob")
+    job = schedule.offered("getjob", jobs("j"), 5.0)
+    assert job is not None and job.id == "j"

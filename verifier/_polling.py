@@ -1,0 +1,326 @@
+"""The encoder loop's decisions, as pure code: which source to ask, which offered job to try,
+how long to wait; no I/O, no clock (sans-I/O, as :mod:`verifier.protocol` is for one job).
+
+:class:`LoopPolicy` is the data (sources, concurrency, idle back-off, cool-down) and
+:class:`PollSchedule` the state machine that applies it: a driver asks
+:meth:`PollSchedule.next` what to do now (:class:`PollSource`: ask a source; :class:`IdleUntil`:
+wait; :class:`AllSlotsBusy`: wait for a job to end), performs it, and reports what happened
+(:meth:`~PollSchedule.offered`, :meth:`~PollSchedule.poll_failed`,
+:meth:`~PollSchedule.started`, :meth:`~PollSchedule.ended`), every report carrying the
+driver's clock. Two drivers run it: :class:`~verifier.EncoderLoop`
+(asyncio, production) and the simulator's encoders (SimPy), so what the conformance suites
+prove about when an encoder polls (L1's hand-out, docs/safety-model.md) is about the loop that
+ships, not a model of it (an adversarial review of the drivers, session 28, found the
+simulator's own loop had no cool-down and no back-off, and the shipped one a wait the
+simulator never showed).
+
+Whether a job is ours is never decided here: an offered job is only a candidate; the
+protocol claims and verifies it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from ._models import GatewayMonitorJob
+
+__all__ = [
+    "BACK_OFF_CODES",
+    "MAX_RETRY_AFTER_S",
+    "OFFER_SOURCES",
+    "TIER_TROUBLE_CODES",
+    "AllSlotsBusy",
+    "IdleUntil",
+    "LoopPolicy",
+    "LoopStep",
+    "PollSchedule",
+    "PollSource",
+]
+
+#: Where offered jobs can come from: the legacy gateway's two polls, and Gateway Aid's list.
+OFFER_SOURCES: Final = ("myjob", "getjob", "aid")
+#: The longest ``Retry-After`` the loop honours: a server (or a proxy) that says "come back in
+#: 10^12 s" must not stop the encoder for good.
+MAX_RETRY_AFTER_S: Final = 600.0
+#: Outcome codes of a job given up because a tier could not answer: the next poll waits the
+#: idle back-off, as after an empty poll, so an outage is not met with poll, read, give up,
+#: poll again, as fast as the network allows.
+TIER_TROUBLE_CODES: Final = frozenset({
+    "PRE_CLAIM_FAILED", "CLAIM_UNKNOWN", "VERIFICATION_FAILED", "UNCONFIRMED",
+    "LEASE_EXPIRED", "FINISH_UNKNOWN",
+})
+#: Outcome codes that back the loop off like tier trouble: the above, and work that failed. A
+#: broken command (or a full disk) fails every job it is given, and each failure sends the
+#: job back with one more attempt counted; without a back-off the encoder would burn through
+#: the queue's attempts as fast as it can claim (found by an operator review, session 14).
+BACK_OFF_CODES: Final = TIER_TROUBLE_CODES | {"WORK_FAILED"}
+
+
+class _Uniform(Protocol):
+    """The schedule's randomness (``random.Random``, a SimPy encoder's stream): the driver's,
+    so a seeded run replays."""
+
+    def random(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class LoopPolicy:
+    """Which offered job to try and when to ask again: data, not code paths.
+
+    * ``sources``: asked in this order at each poll; the first that offers a job the policy
+      accepts wins (``myjob``, a job the gateway pre-assigned to us, before ``getjob``, the
+      queue offered to everyone).
+    * ``concurrency``: jobs guarded at once.
+    * ``idle_s``, ``idle_max_s``, ``idle_factor``: after a poll that offered nothing (or
+      failed), or a job given up because a tier could not answer or its work failed
+      (:data:`BACK_OFF_CODES`),
+      wait ``idle_s``, then ``idle_factor`` times longer after each further one, jittered
+      (below), at most ``idle_max_s`` in all (the deployed encoder polls once a minute); any
+      other outcome resets it.
+      A source that answered 429 with ``Retry-After`` is not asked again sooner than it said,
+      and no job starts before a ``Retry-After`` a tier gave a guarded job has run out
+      (:attr:`GuardOutcome.retry_after`).
+    * ``jitter``: each wait is scaled by a uniform factor in ``[1 - jitter, 1 + jitter]``, so
+      encoders started together do not poll in step (the deployed one polls "at a random
+      second").
+    * ``cooldown_s``: a job that ended without being processed (skipped, cancelled, failed) is
+      not tried again for this long: the gateway keeps offering a job another encoder holds
+      until it notices, and retrying at once would only claim it again to lose it again.
+    * ``screen_at_least``: an offer of at least this many jobs is screened in one batch status
+      request before any is tried (when the driver has a screen: ``EncoderLoop(screen=...)``).
+      Two by default: screening a single offered job costs the request the pre-claim read it
+      saves.
+    """
+
+    sources: tuple[str, ...] = ("myjob", "getjob")
+    concurrency: int = 1
+    idle_s: float = 10.0
+    idle_max_s: float = 60.0
+    idle_factor: float = 2.0
+    jitter: float = 0.5
+    cooldown_s: float = 60.0
+    screen_at_least: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ValueError("LoopPolicy.sources: at least one source is needed")
+        unknown = [s for s in self.sources if s not in OFFER_SOURCES]
+        if unknown:
+            raise ValueError(f"LoopPolicy.sources: unknown {unknown}; choose from "
+                             f"{', '.join(OFFER_SOURCES)}")
+        if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) \
+                or self.concurrency < 1:
+            raise ValueError("LoopPolicy.concurrency must be a whole number, at least 1")
+        for name in ("idle_s", "idle_max_s", "cooldown_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"LoopPolicy.{name} must be a finite number of seconds >= 0")
+        if self.idle_max_s < self.idle_s:
+            raise ValueError("LoopPolicy.idle_max_s must be at least idle_s")
+        if not math.isfinite(self.idle_factor) or self.idle_factor < 1:
+            raise ValueError("LoopPolicy.idle_factor must be at least 1")
+        if isinstance(self.screen_at_least, bool) or not isinstance(self.screen_at_least, int) \
+                or self.screen_at_least < 1:
+            raise ValueError("LoopPolicy.screen_at_least must be a whole number, at least 1")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("LoopPolicy.jitter must be in [0, 1)")
+
+    def idle_delay(self, empty_polls: int, u: float) -> float:
+        """The wait after the ``empty_polls``-th empty poll in a row (1 = the first);
+        ``u`` is a uniform draw in [0, 1) (the caller's random source, for determinism)."""
+        exponent = max(0, empty_polls - 1)
+        # The base is capped so that the jittered wait never passes idle_max_s, the longest
+        # wait as documented (the jitter took it 50% past: an adversarial review, session 21),
+        # while staying uniform (capping after the jitter put half the draws at the cap, and
+        # encoders started together back in step). min() first: idle_factor ** a long idle
+        # streak would overflow.
+        cap = self.idle_max_s / (1.0 + self.jitter)
+        base = cap if exponent > 64 else min(cap, self.idle_s * self.idle_factor ** exponent)
+        return base * (1.0 - self.jitter + 2.0 * self.jitter * u)
+
+    def choose(
+        self,
+        offered: Sequence[GatewayMonitorJob],
+        *,
+        running: Collection[str],
+        cooling: Mapping[str, float],
+        now: float,
+    ) -> GatewayMonitorJob | None:
+        """The first offered job not running here and not cooling down (``cooling``: job id →
+        the instant its cool-down ends), or ``None``. A candidate only: the guard decides."""
+        for job in offered:
+            if job.id in running or cooling.get(job.id, -math.inf) > now:
+                continue
+            return job
+        return None
+
+
+@dataclass(frozen=True)
+class PollSource:
+    """Ask ``source`` for offered jobs; report with :meth:`PollSchedule.offered` or
+    :meth:`PollSchedule.poll_failed`."""
+
+    source: str
+
+
+@dataclass(frozen=True)
+class IdleUntil:
+    """Ask nothing before ``until`` (the driver's clock); a job ending may end the wait early
+    (the driver asks :meth:`PollSchedule.next` again then), as may a stop."""
+
+    until: float
+
+
+@dataclass(frozen=True)
+class AllSlotsBusy:
+    """Every slot holds a job: wait for one to end (:meth:`PollSchedule.ended`)."""
+
+
+#: What :meth:`PollSchedule.next` asks of the driver.
+LoopStep = PollSource | IdleUntil | AllSlotsBusy
+_ALL_BUSY: Final = AllSlotsBusy()
+
+
+class PollSchedule:
+    """The loop's state and its decisions: when to poll which source, which offered job to
+    try, how long to wait. One per encoder process (a restarted process starts afresh).
+
+    A *round* asks the sources in order (:meth:`next` returns one :class:`PollSource` after
+    another) until one offers a job the policy accepts (:meth:`offered` returns it: start it,
+    then report :meth:`started`); a round in which none does is an empty poll, and
+    :meth:`next` returns the idle wait. ``rng`` draws the jitter, one draw per wait.
+    """
+
+    def __init__(self, policy: LoopPolicy, rng: _Uniform) -> None:
+        self.policy = policy
+        self._rng = rng
+        #: Jobs guarded now.
+        self.running: set[str] = set()
+        #: Job id -> the instant its cool-down ends.
+        self.cooling: dict[str, float] = {}
+        #: Empty polls in a row (the idle back-off's exponent).
+        self._empty_polls = 0
+        #: Jobs in a row given up because a tier could not answer, or whose work failed (the
+        #: back-off's exponent), and whether the loop owes a back-off wait for the latest one.
+        self._troubled = 0
+        self._back_off = False
+        #: No job starts before this instant: a guarded job's tier answered 429 with
+        #: ``Retry-After``, and the next job's first read would ask it again at once.
+        self._hold_until = -math.inf
+        #: The instant before which no empty poll's wait may end: the latest ``Retry-After`` a
+        #: source gave. An instant, not a duration: kept as a duration, one told long ago was
+        #: waited in full at the next empty poll, however late that came (294 s late in an
+        #: adversarial review, session 21).
+        self._retry_until = -math.inf
+        #: Source -> the instant before which it is not asked again: it answered 429 with
+        #: ``Retry-After``. Per source, because another source may offer a job meanwhile (then
+        #: no idle wait comes) and a back-off or a free slot may end sooner.
+        self._not_before: dict[str, float] = {}
+        #: The earliest instant a job this round passed over because it was cooling down may
+        #: be tried: no empty poll's wait goes past it. Each such poll counted as empty, so the
+        #: wait kept doubling while the job's cool-down ran out (an adversarial review of the
+        #: drivers, session 28: a job skipped once by a lagging pre-claim read waited 97 s,
+        #: not the cool-down's 60).
+        self._cooled_at = math.inf
+        #: The sources still to ask in this round (None: no round under way).
+        self._round: list[str] | None = None
+
+    def next(self, now: float) -> LoopStep:
+        """What to do at ``now``."""
+        if self._round is None:
+            if len(self.running) >= self.policy.concurrency:
+                return _ALL_BUSY
+            if self._back_off or self._hold_until > now:
+                # The last job was given up because a tier could not answer: back off before
+                # asking again, however eagerly the gateway offers; and never sooner than a
+                # tier's Retry-After.
+                delay = 0.0
+                if self._back_off:
+                    self._back_off = False
+                    delay = self.policy.idle_delay(self._troubled, self._rng.random())
+                delay = max(delay, self._hold_until - now)
+                self._hold_until = -math.inf
+                return IdleUntil(now + delay)
+            self._round = list(self.policy.sources)
+            self._cooled_at = math.inf
+        while self._round:
+            source = self._round.pop(0)
+            if self._not_before.get(source, -math.inf) > now:
+                continue  # it said when to come back
+            return PollSource(source)
+        self._round = None
+        self._empty_polls += 1
+        delay = min(self.policy.idle_delay(self._empty_polls, self._rng.random()),
+                    max(0.0, self._cooled_at - now))
+        # A server that said when to come back (429 Retry-After) is not asked sooner.
+        delay = max(delay, self._retry_until - now)
+        return IdleUntil(now + delay)
+
+    def offered(self, source: str, jobs: Sequence[GatewayMonitorJob], now: float, *,
+                held: Collection[str] = ()) -> GatewayMonitorJob | None:
+        """``source`` answered ``jobs`` at ``now``: the job to try (start it, then report
+        :meth:`started`), or ``None`` (ask :meth:`next` again). ``held``: ids a batch screen
+        saw held (``assigned``, ``running``), tried after the others, not never: the holder
+        may be us (a pre-claim check lets our own assignment through)."""
+        self._prune(now)
+        if held:
+            jobs = sorted(jobs, key=lambda j: j.id in held)
+        job = self.policy.choose(jobs, running=self.running, cooling=self.cooling, now=now)
+        self._cooled_at = min([self._cooled_at, *(
+            self.cooling[j.id] for j in jobs if j.id in self.cooling)])
+        if job is not None:
+            self._round = None
+            self._empty_polls = 0
+        return job
+
+    def poll_failed(self, source: str, now: float, *, retry_after: float | None = None) -> None:
+        """``source`` did not answer (fail closed: no offer is no claim); with 429's
+        ``Retry-After`` (seconds), it is not asked again sooner, nor is any empty poll's wait
+        shorter."""
+        hint = min(retry_after or 0.0, MAX_RETRY_AFTER_S)
+        if hint > 0:
+            self._not_before[source] = now + hint
+            self._retry_until = max(self._retry_until, now + hint)
+
+    def screen(self, jobs: Sequence[GatewayMonitorJob], now: float) -> Iterator[str]:
+        """The offered ids worth a batch status request, in the order offered: each once, not
+        running here, not cooling down. None unless the offer has at least
+        ``policy.screen_at_least`` jobs. The driver drops ids its cache already answers and
+        ids the monitor would refuse, and sends at most one batch."""
+        if len(jobs) < self.policy.screen_at_least:
+            return
+        self._prune(now)
+        seen: set[str] = set()
+        for job in jobs:
+            if job.id in seen or job.id in self.running \
+                    or self.cooling.get(job.id, -math.inf) > now:
+                continue
+            seen.add(job.id)
+            yield job.id
+
+    def started(self, job_id: str) -> None:
+        """The driver started guarding ``job_id``."""
+        self.running.add(job_id)
+
+    def ended(self, job_id: str, now: float, *, processed: bool, code: str,
+              retry_after: float | None = None) -> None:
+        """``job_id``'s guard ended at ``now`` with outcome ``code``; ``processed``: its work
+        was done and committed; ``retry_after``: a tier's 429 hint to the guard."""
+        self.running.discard(job_id)
+        if not processed:
+            self.cooling[job_id] = now + self.policy.cooldown_s
+        if code in BACK_OFF_CODES:
+            self._troubled += 1
+            self._back_off = True
+        else:
+            self._troubled = 0
+        if retry_after is not None and retry_after > 0:
+            self._hold_until = max(self._hold_until, now + min(retry_after, MAX_RETRY_AFTER_S))
+
+    def _prune(self, now: float) -> None:
+        # Cool-downs that have run out: forgotten, so a long run's map does not grow.
+        if any(t <= now for t in self.cooling.values()):
+            self.cooling = {j: t for j, t in self.cooling.items() if t > now}
