@@ -17,6 +17,10 @@ Two kinds, both built on the shipped protocol rather than re-implementing it:
   monitor's fallback read after a failed database read settled as the database's;
   :class:`RecheckWithoutDeadline` and :class:`HeartbeatWithoutDeadline`, requests during work
   sent without the lease end as their deadline.
+* **old loop rules**: the encoder loop's decisions (:class:`verifier.PollSchedule`, which the
+  simulator's encoders run) as they once were: :class:`IdleWaitPastItsCap`, the jittered idle
+  wait up to 1.5 times the longest wait the policy states (session 21's review);
+  :class:`NeverRetries`, a job given up on never tried again by that encoder.
 
 A suite that passes the hardened chain but cannot catch these is not evidence.
 """
@@ -30,7 +34,15 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from verifier import Observation, Policy, Tier, TimingModel, normalize_did
+from verifier import (
+    LoopPolicy,
+    Observation,
+    Policy,
+    PollSchedule,
+    Tier,
+    TimingModel,
+    normalize_did,
+)
 from verifier.protocol import (
     Action,
     Answer,
@@ -64,9 +76,11 @@ __all__ = [
     "FallbackSettleWithoutLag",
     "FinishPastLease",
     "HeartbeatWithoutDeadline",
+    "IdleWaitPastItsCap",
     "LatePushEndsSettle",
     "LossNotGivenBack",
     "Misbelief",
+    "NeverRetries",
     "NoSettleAfterConditionalClaim",
     "OlderAssignmentConfirms",
     "ProgressFromOnePing",
@@ -506,3 +520,39 @@ MISBELIEFS = [
 #: Each misbelief as a protocol factory, by identifier, for ``--protocol`` (see
 #: :attr:`Misbelief.protocol_spec`).
 believing = types.SimpleNamespace(**{m.identifier: m.protocol for m in MISBELIEFS})
+
+
+# --------------------------------------------------------------------------- old loop rules
+
+
+@dataclass(frozen=True)
+class _UncappedIdle(LoopPolicy):
+    """The idle wait as it was before session 21's review: the base capped at ``idle_max_s``
+    and the jitter applied after, so a wait could reach ``(1 + jitter) × idle_max_s``."""
+
+    def idle_delay(self, empty_polls: int, u: float) -> float:
+        exponent = max(0, empty_polls - 1)
+        base = self.idle_max_s if exponent > 64 else min(
+            self.idle_max_s, self.idle_s * self.idle_factor ** exponent)
+        return base * (1.0 - self.jitter + 2.0 * self.jitter * u)
+
+
+class IdleWaitPastItsCap(PollSchedule):
+    """The encoder loop with :class:`_UncappedIdle`'s waits: an idle encoder may poll up to
+    half its longest stated wait late, which L1's hand-out (``max(κ·idle_max, 5)``) does not
+    allow for; safe, not live."""
+
+    def __init__(self, policy: LoopPolicy, rng: Any) -> None:
+        super().__init__(_UncappedIdle(**dataclasses.asdict(policy)), rng)
+
+
+class NeverRetries(PollSchedule):
+    """A cool-down that never ends: a job this encoder gave up on (skipped because the lagging
+    monitor still showed it taken, say) is never tried by it again. Safe; live only while
+    another encoder takes the job."""
+
+    def ended(self, job_id: str, now: float, *, processed: bool, code: str,
+              retry_after: float | None = None) -> None:
+        super().ended(job_id, now, processed=processed, code=code, retry_after=retry_after)
+        if not processed:
+            self.cooling[job_id] = math.inf

@@ -30,6 +30,7 @@ NO_FEATURES: dict[str, Any] = {
     "gateway_latency": 0.05, "monitor_latency": 0.2, "aid_fraction": 0.0,
     "ping_loss_rate": 0.0, "wake_on_requeue": 0.0, "stuck_rate": 0.0,
     "hang_rate": 0.0, "late_lost_write_rate": 0.0, "late_finish_rate": 0.0,
+    "cooldown_s": 0.0,
 }
 
 _QUIET: dict[str, Any] = {
@@ -427,6 +428,32 @@ FAMILIES["late-finish-P"] = {
 FAMILIES["hand-out"] = {
     **FAMILIES["liveness"], "stall_rate": 0.0, "encoders": 2, "jobs": 1, "edge_rate": 0.9,
     "monitor_lag": 5.0, "monitor_lag_mean": 1.0,
+}
+# The hand-out family with the encoder loop's cool-down (``verifier.PollSchedule``, which the
+# simulator's encoders share with the shipped ``EncoderLoop`` since session 29) longer than
+# the re-offer and the idle poll together: the encoder that skipped the job does not try it
+# again for 120 s; one encoder, so no other takes it meanwhile. L1's ``hand_out.cooldown``.
+# Seeds 0-199 (2026-12-06): the bound without it failed the hardened chain in 47 worlds (40
+# with two encoders), the true bound in none; a loop that never tries such a job again
+# (``conformance.canaries.NeverRetries``) failed L1 in 27 of seeds 0-99.
+FAMILIES["cool-down"] = {**FAMILIES["hand-out"], "cooldown_s": 120.0, "encoders": 1}
+# The hang-liveness family with the backoff feature, a faster poll (0.625 s, so the loop's
+# longest wait, eight poll intervals, is 5 s) and faults for a minute: attempts given up on a
+# hung request, one after another, back the loop off up to 5 s + 5 s before it polls again,
+# 5 s more than the hand-out's longest gap between polls. L1's ``residual.back_off``. Seeds
+# 0-299 (2026-12-06): the bound without it failed the hardened chain in 7 worlds, the true
+# bound in none.
+FAMILIES["back-off-liveness"] = {
+    **FAMILIES["hang-liveness"], "backoff": 1.0, "poll_interval": 0.625, "faults_until": 60.0,
+}
+# ... with a 40 s poll (the loop's longest wait 320 s), most requests hanging and 25 minutes
+# of faults: enough attempts given up in a row for the back-off to reach its cap, where a
+# loop whose jitter took the wait past the cap (session 21's review) polls up to 160 s late.
+# Seeds 0-99 (2026-12-06): that loop (``conformance.canaries.IdleWaitPastItsCap``) failed L1
+# in 38 worlds, the shipped one in none (with a 5 s poll and 5 minutes of faults: 7).
+FAMILIES["back-off-cap"] = {
+    **FAMILIES["back-off-liveness"], "poll_interval": 40.0, "faults_until": 1500.0,
+    "hang_rate": 0.9,
 }
 FAMILIES["batch"] = {**FAMILIES["settle"], "status_cache_s": 30.0, "batch_screen": 1.0,
                      "gateway_outages_per_hour": 30.0}

@@ -50,8 +50,10 @@ from conformance.canaries import (
     FallbackSettleWithoutLag,
     FinishPastLease,
     HeartbeatWithoutDeadline,
+    IdleWaitPastItsCap,
     LatePushEndsSettle,
     LossNotGivenBack,
+    NeverRetries,
     NoSettleAfterConditionalClaim,
     OlderAssignmentConfirms,
     ProgressFromOnePing,
@@ -82,6 +84,8 @@ class Tooth:
     #: A weakened term of L1's time bound instead of a weakened chain: the hardened chain is
     #: caught by L1 judged with this bound where, on the same run, the true bound holds.
     bound: Callable[[Scenario], L1Bound] | None = None
+    #: A weakened encoder loop (a variant of :class:`verifier.PollSchedule`) instead.
+    schedule: Any = None
 
 
 def _misbelief(name: str) -> Callable[[World], Policy]:
@@ -267,6 +271,19 @@ TEETH = [
           bound=lambda sc: l1_bound(sc, without="hand_out.idle_poll"), properties=("L1",)),
     Tooth("l1-bound-without-the-re-offer", "hand-out", 350, 19,
           bound=lambda sc: l1_bound(sc, without="hand_out.reoffer"), properties=("L1",)),
+    # ... and the encoder loop's own waits (``verifier.PollSchedule``, session 29): the
+    # cool-down of the encoder that skipped the job, and the back-off after an attempt the
+    # faults made give up
+    Tooth("l1-bound-without-the-cool-down", "cool-down", 100, 19,
+          bound=lambda sc: l1_bound(sc, without="hand_out.cooldown"), properties=("L1",)),
+    Tooth("l1-bound-without-the-back-off", "back-off-liveness", 700, 19,
+          bound=lambda sc: l1_bound(sc, without="residual.back_off"), properties=("L1",)),
+    # ... and the loop's decisions themselves, weakened: a job given up on never tried
+    # again, and the jittered idle wait past the longest the policy states (session 21)
+    Tooth("loop-never-retries-a-job", "cool-down", 60, 19, schedule=NeverRetries,
+          properties=("L1",)),
+    Tooth("loop-idle-wait-past-its-cap", "back-off-cap", 60, 19,
+          schedule=IdleWaitPastItsCap, properties=("L1",)),
     # ... and a graceful shutdown told after a hung request, then the node's restart (an
     # adversarial review, 2026-12-04: the bound counted the restart only after a crash)
     Tooth("l1-bound-without-the-shutdown", "shutdown-liveness", 200, 19,
@@ -295,6 +312,8 @@ def _catches(tooth: Tooth, world: World, *, searching: bool = True) -> bool:
     kwargs: dict[str, Any] = {"policy": tooth.policy(world)}
     if tooth.protocol is not None:
         kwargs["protocol"] = tooth.protocol
+    if tooth.schedule is not None:
+        kwargs["schedule"] = tooth.schedule
     broken = race(world, "hardened", **kwargs)
     if searching:
         aim(broken)

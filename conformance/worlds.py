@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from sim import (
     l1_bound,
     run_once,
 )
-from verifier import Policy
+from verifier import Policy, PollSchedule
 from verifier.protocol import OwnershipProtocol
 
 __all__ = [
@@ -212,6 +212,10 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         # Gateway finishes whose write lands up to G late, check-then-act (2026-12-05: only
         # an adversarial review's own world had them; the hardened chain broke S3 there).
         "late_finish_rate": (0.0, 1.0),
+        # The encoder loop's cool-down (``verifier.PollSchedule``, shared with the shipped
+        # ``EncoderLoop`` since session 29): a job given up on is not tried again by that
+        # encoder for this long, which L1's hand-out must allow for.
+        "cooldown_s": (0.0, 5.0, 30.0),
     }
     for key, values in levels.items():
         if key not in (fixed or {}):
@@ -320,11 +324,13 @@ def l1_on_time(world: World) -> bool:
 
 
 def race(world: World, chain: str, *, protocol: ProtocolFactory = OwnershipProtocol,
-         policy: Policy | None = None) -> Race:
-    """Run one world under one chain, all randomness from the world's tape."""
+         policy: Policy | None = None,
+         schedule: Callable[..., PollSchedule] = PollSchedule) -> Race:
+    """Run one world under one chain, all randomness from the world's tape (``schedule``: the
+    encoder loop's decisions, a variant of :class:`verifier.PollSchedule` to test)."""
     streams = Streams.from_tape(list(world.tape), seed=world.seed)
     result = run_once(world.scenario, chain, 0, streams=streams, policy=policy,
-                      protocol=protocol)
+                      protocol=protocol, schedule=schedule)
     return Race(world, chain, result)
 
 

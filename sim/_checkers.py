@@ -810,11 +810,12 @@ def faults_stopped(history: History, horizon: float | None) -> float | None:
 #: (set to 0; a factor κ to 1) to show it is needed (``benchmarks/l1_terms.py``, and the
 #: teeth on the bound in ``conformance/test_teeth.py``).
 L1_TERMS = (
-    "hand_out.lag", "hand_out.reoffer", "hand_out.idle_poll", "hand_out.reply",
+    "hand_out.lag", "hand_out.reoffer", "hand_out.idle_poll", "hand_out.cooldown",
+    "hand_out.reply",
     "attempt.replies", "attempt.settle", "attempt.drift", "finish.replies",
     "residual.pause", "residual.scan.G", "residual.scan.T", "residual.scan.S",
     "residual.lease", "residual.lease.drift", "residual.lease.C",
-    "residual.confirm.give_up", "residual.confirm.window", "residual.restart",
+    "residual.confirm.give_up", "residual.confirm.window", "residual.back_off", "residual.restart",
     "residual.shutdown", "residual.crash_then_shutdown", "others",
 )
 
@@ -826,10 +827,13 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
     (1.5 × its latency), κ = 1 / (1 − ε/T) the most a drifting clock stretches a wait, and
     ``settle = 3G + ε + Δ``:
 
-    * ``hand_out = Δ + poll_interval + max(1.5 × poll_interval, 5) + λ``: polls within Δ of
-      the job becoming claimable may read it still taken through the monitor and skip it; the
-      gateway re-offers it ``poll_interval`` later, and an encoder that is not in an attempt
-      polls at least every ``max(1.5 × poll_interval, 5) + λ``;
+    * ``hand_out = Δ + poll_interval + max(κ·idle_max, 5) + κ·cooldown + λ`` (``idle_max``,
+      ``cooldown``: the encoder loop's, ``Scenario.loop_policy``, whose waits run on the
+      encoder's clock): polls within Δ of the job becoming claimable may read it still taken
+      through the monitor and skip it; the gateway re-offers it ``poll_interval`` later, the
+      encoder that skipped it tries it again once its cool-down is over, and an encoder that
+      is not in an attempt polls at least every ``max(κ·idle_max, 5) + λ`` (5 s after an
+      attempt);
     * ``attempt = 4λ + κ · settle``: the poll's reply, the pre-claim read, the claim, the
       settle wait, the deciding read;
     * ``finish = 2λ``: a ping and a re-check in flight when the work ends; the commit lands
@@ -845,7 +849,10 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
       such a request, the work cancelled, the job given back and the node restarted:
       ``give_up + C + 3κ·retry_interval + 3λ + 5 + restart_delay + κ(G + ε) + λ``, or
       (with both) a crash and then a shutdown that fell due meanwhile:
-      ``2 × restart_delay``;
+      ``2 × restart_delay``; then ``min(5, κ·idle_max)``: after an attempt given up on a
+      tier's trouble (a lease run out, a confirmation given up: inside the model only the
+      faults end an attempt so) the loop backs off before it polls again, up to 5 s +
+      κ·idle_max after the attempt, that much more than the hand-out's longest gap;
     * ``others = (jobs − 1) × (residual + hand_out + attempt + finish)``, or 0 when no job
       waits for another (at least as many encoders as jobs, ``myJob``: ``L1Bound.uncrowded``,
       whose check starts every job's clock no earlier than when the faults' leftovers are
@@ -885,8 +892,12 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
     kappa = 1.0 / (1.0 - sc.clock_drift / max(t, 1.0))
     settle = 3 * sc.write_delay + sc.clock_drift + sc.monitor_lag
     margin = sc.clock_drift + sc.pause_max + sc.cancel_latency
+    # The encoder loop's waits (``Scenario.loop_policy``, run by ``verifier.PollSchedule``),
+    # on the encoder's clock, so up to κ times longer in real time.
+    loop = sc.loop_policy()
     hand_out = (term("hand_out.lag", sc.monitor_lag) + term("hand_out.reoffer", sc.poll_interval)
-                + term("hand_out.idle_poll", max(1.5 * sc.poll_interval, 5.0))
+                + term("hand_out.idle_poll", max(kappa * loop.idle_max_s, 5.0))
+                + term("hand_out.cooldown", kappa * loop.cooldown_s)
                 + term("hand_out.reply", lam))
     attempt = (term("attempt.replies", 4 * lam)
                + term("attempt.settle", factor("attempt.drift", kappa) * settle))
@@ -897,7 +908,11 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
     give_up = sc.gateway_timeout
     if sc.hang_rate > 0:
         give_up = max(give_up, sc.client_timeout, sc.aid_timeout if sc.aid_fraction > 0 else 0)
-    residual = term("residual.pause", sc.pause_max) + max(
+    # After an attempt the faults made give up, its encoder backs off before it polls
+    # again: up to 5 s (the loop's pause after any attempt) + κ·idle_max, which is
+    # min(5, κ·idle_max) more than the hand-out's longest gap between polls.
+    residual = term("residual.pause", sc.pause_max) + term(
+        "residual.back_off", min(5.0, kappa * loop.idle_max_s)) + max(
         term("residual.scan.G", sc.write_delay) + term("residual.scan.T", t)
         + term("residual.scan.S", sc.reassign_scan_interval),
         term("residual.lease", factor("residual.lease.drift", kappa) * max(t - margin, 0.0)

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import simpy
 
-from verifier import Policy, StatusCache, Tier, TierSet
+from verifier import IdleUntil, Policy, PollSchedule, PollSource, StatusCache, Tier, TierSet
 from verifier.protocol import (
     Answer,
     CancelWork,
@@ -30,6 +30,8 @@ from verifier.protocol import (
     Hinted,
     Observe,
     Observed,
+    Outcome,
+    OutcomeKind,
     OwnershipProtocol,
     PhaseChanged,
     Progressed,
@@ -61,9 +63,19 @@ _PHASES = ("download", "encode", "upload")
 #: What each phase's progress reports range over (``download_pct``, then ``pct``).
 _PCT_RANGE = {"download": (0.0, 100.0), "encode": (0.0, 90.0), "upload": (90.0, 100.0)}
 _WORK_DONE = WorkEnded(True)
+_PROCESSED = OutcomeKind.PROCESSED
 #: The driver's field-less answers: values, so one instance each serves every step.
 _WOKE = Woke()
 _WORK_STARTED = WorkStarted()
+
+
+class _Offered:
+    """An offered job as the loop's schedule sees it (``verifier._polling.Offer``): its id."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, job_id: str) -> None:
+        self.id = job_id
 
 
 class _Crashed(Exception):
@@ -87,6 +99,7 @@ class Encoder:
         outcomes: dict[str, int],
         protocol: Callable[..., Any] = OwnershipProtocol,
         push: PushChannel | None = None,
+        schedule: Callable[..., PollSchedule] = PollSchedule,
     ) -> None:
         self.env = env
         self.world = world
@@ -98,6 +111,9 @@ class Encoder:
         self.sc = scenario
         self.outcomes = outcomes
         self.protocol = protocol
+        #: The encoder loop's decisions (``verifier.PollSchedule``, or a variant to test).
+        self.schedule_cls = schedule
+        self.loop_policy = scenario.loop_policy()
         self.rng = streams.stream(f"encoder.{name}")
         # Offered randomness, per entity (CRN, sim/_rng.py): this encoder's fault schedules,
         # one stream per kind, and each job's work (``_start``), the same in every chain.
@@ -153,6 +169,10 @@ class Encoder:
         self.screening = bool(scenario.batch_screen and self.cache is not None
                               and pre_claim_tier(policy, tiers) is Tier.MONITOR)
         self.process = env.process(self.run())
+
+    def schedule(self) -> PollSchedule:
+        """A new encoder loop's decisions (a process that starts, or starts again)."""
+        return self.schedule_cls(self.loop_policy, self.rng)
 
     # ------------------------------------------------------------------ body: time, faults
 
@@ -335,21 +355,44 @@ class Encoder:
     # ------------------------------------------------------------------ the encoder loop
 
     def run(self) -> Generator[simpy.Event, Any, None]:
+        """The encoder loop: :class:`verifier.PollSchedule` decides when to poll, which offered
+        job to try and how long to wait (the shipped ``EncoderLoop``'s decisions, on this
+        encoder's clock); this performs them. A process that restarts (a crash, a shutdown)
+        starts a new schedule, as a new ``EncoderLoop`` would."""
         env, world, sc = self.env, self.world, self.sc
         yield env.timeout(self.rng.random() * sc.poll_interval)  # a random second
+        schedule = self.schedule()
         while True:
             try:
                 if env.now >= self.shutdown_at:
                     yield from self._restart()
+                    schedule = self.schedule()
                     continue
+                now = self.local()
+                step = schedule.next(now)
+                if type(step) is IdleUntil:
+                    # Local seconds to simulated ones (``local()`` is env.now × rate).
+                    yield from self.idle((step.until - now) / self.rate)
+                    continue
+                # The simulated gateway is the one source; AllSlotsBusy cannot come, as the
+                # attempt below runs to its end before the loop asks again.
+                assert type(step) is PollSource
                 job_id, delay = world.gw_poll(self.did)
                 yield from self.wait(delay)
-                if job_id is None:
-                    yield from self.idle(sc.poll_interval * (0.5 + self.rng.random()))
+                offered = [] if job_id is None else [_Offered(job_id)]
+                if self.screening and offered:
+                    ids = list(schedule.screen(offered, self.local()))
+                    if ids:
+                        yield from self._screen(ids)
+                job = schedule.offered(step.source, offered, self.local())
+                if job is None:
                     continue
-                if self.screening:
-                    yield from self._screen([job_id])
-                yield from self.attempt(job_id)
+                schedule.started(job.id)
+                outcome = yield from self.attempt(job.id)
+                schedule.ended(job.id, self.local(), processed=outcome.kind is _PROCESSED,
+                               code=outcome.code)
+                # The encoder's own time between jobs (its scratch area cleaned up, say): a
+                # body, not a decision.
                 yield from self.wait(self.rng.random() * 5.0)
             except _Crashed:
                 due = self.crash_at  # the scheduled crash (handled after a pause: later)
@@ -357,6 +400,7 @@ class Encoder:
                 yield env.timeout(sc.restart_delay)
                 self.crash_at = self._next(sc.crashes_per_hour, "crash",
                                            after=due + sc.restart_delay)
+                schedule = self.schedule()
 
     def _restart(self) -> Generator[simpy.Event, Any, None]:
         """After a graceful shutdown (the running attempt, if any, has given its job back):
@@ -375,7 +419,7 @@ class Encoder:
                                       after=due + self.sc.restart_delay)
         yield from self.wait(self.sc.restart_delay)
 
-    def attempt(self, job_id: str) -> Generator[simpy.Event, Any, None]:
+    def attempt(self, job_id: str) -> Generator[simpy.Event, Any, Outcome]:
         """One protocol run for one job: perform each action, feed back each answer.
 
         The hot loop of every run (tens of protocol steps per job), kept in one generator: each
@@ -428,6 +472,7 @@ class Encoder:
             # ``check_give_back`` holds it against what the gateway did afterwards.
             self.history.add(env.now, self.name, job_id, "outcome", "ok",
                              (outcome.code, outcome.held))
+            return outcome
         finally:
             if self.push is not None:
                 self.push.unsubscribe(job_id, self.name)

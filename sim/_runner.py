@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import simpy
 
-from verifier import Policy, TierSet
+from verifier import Policy, PollSchedule, TierSet
 from verifier.protocol import OwnershipProtocol
 
 from ._checkers import CheckResult, _Partition, check_all
@@ -90,13 +90,15 @@ def run_once(
     protocol: ProtocolFactory = OwnershipProtocol,
     progress: Callable[[float, int, int], None] | None = None,
     on_start: Callable[[simpy.Environment, World, list[Encoder], History], None] | None = None,
+    schedule: Callable[..., PollSchedule] = PollSchedule,
 ) -> RunResult:
     """Simulate ``scenario`` under ``chain`` with all randomness from ``seed``.
 
     ``policy`` overrides the named chain (the conformance suites pass candidate policies);
     ``protocol`` replaces the protocol implementation itself (same constructor and driver
     interface as :class:`verifier.protocol.OwnershipProtocol`), so a changed chain can be
-    validated by the same simulator and suites;
+    validated by the same simulator and suites; ``schedule`` replaces the encoder loop's
+    decisions (:class:`verifier.PollSchedule`) the same way;
     ``progress(sim_time, finished, jobs)`` is called every simulated hour;
     ``on_start(env, world, encoders, history)`` is called once everything is built, before the
     first event (the explorer hashes the run's state through it).
@@ -118,7 +120,7 @@ def run_once(
     encoders = [
         Encoder(env, world, history, f"e{i:0{width}d}", tiers=tier_mix(scenario, i),
                 policy=policy, streams=streams, scenario=scenario, outcomes=outcomes,
-                protocol=protocol, push=push)
+                protocol=protocol, push=push, schedule=schedule)
         for i in range(scenario.encoders)
     ]
     if on_start is not None:

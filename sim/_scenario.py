@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from verifier import Policy, TimingModel
+from verifier import LoopPolicy, Policy, TimingModel
 
 __all__ = ["MAX_ENCODERS", "MAX_JOBS", "Scenario", "ScenarioError"]
 
@@ -143,7 +143,12 @@ class Scenario:
     client_timeout: float = 10.0
     aid_timeout: float = 30.0
     # --- encoders
+    #: The encoder loop (``loop_policy``): an idle encoder polls every poll_interval × U(0.5,
+    #: 1.5), and a job it gave up on (skipped, cancelled, failed) is not tried again by it
+    #: for cooldown_s (the shipped ``EncoderLoop`` waits 60 s; 0 here by default, as the
+    #: deployed encoder retries whatever it is offered).
     poll_interval: float = 60.0
+    cooldown_s: float = 0.0
     download_mean_s: float = 30.0
     encode_mean_s: float = 240.0
     upload_mean_s: float = 30.0
@@ -271,6 +276,24 @@ class Scenario:
         off: the protocol's part of them (the drivers read the rest from the scenario)."""
         return dataclasses.replace(policy, status_cache_s=self.status_cache_s,
                                    backoff=self.backoff > 0)
+
+    def loop_policy(self, sources: tuple[str, ...] | None = None, *,
+                    screen_at_least: int = 1) -> LoopPolicy:
+        """The encoder loop of this scenario's encoders, as :class:`~verifier.EncoderLoop`
+        runs it (the SimPy encoders drive the same :class:`~verifier.PollSchedule`): one job
+        at a time from ``sources`` (by default the gateway's poll the scenario assigns by:
+        ``myjob`` or ``getjob``); idle waits of ``poll_interval`` × U(0.5, 1.5), or with the
+        backoff feature doubling after each empty poll or job given up on a tier failure, up
+        to eight poll intervals; a cool-down of ``cooldown_s``. ``screen_at_least``: the
+        simulated gateway offers one job per poll, so its encoders screen offers of one (the
+        batch feature would otherwise never act there); production screens lists of two or
+        more (``LoopPolicy``'s default)."""
+        backoff = self.backoff > 0
+        return LoopPolicy(
+            sources=sources or (self.assignment,), concurrency=1, idle_s=self.poll_interval,
+            idle_max_s=self.poll_interval * (8.0 if backoff else 1.5),
+            idle_factor=2.0 if backoff else 1.0, jitter=0.5, cooldown_s=self.cooldown_s,
+            screen_at_least=screen_at_least)
 
     def inside_model(self) -> bool:
         """Whether the hardened chain's guarantees apply here: no fault beyond the model's

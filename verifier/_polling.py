@@ -23,9 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
-
-from ._models import GatewayMonitorJob
+from typing import Final, Protocol, TypeVar
 
 __all__ = [
     "BACK_OFF_CODES",
@@ -36,6 +34,7 @@ __all__ = [
     "IdleUntil",
     "LoopPolicy",
     "LoopStep",
+    "Offer",
     "PollSchedule",
     "PollSource",
 ]
@@ -57,6 +56,17 @@ TIER_TROUBLE_CODES: Final = frozenset({
 #: job back with one more attempt counted; without a back-off the encoder would burn through
 #: the queue's attempts as fast as it can claim (found by an operator review, session 14).
 BACK_OFF_CODES: Final = TIER_TROUBLE_CODES | {"WORK_FAILED"}
+
+
+class Offer(Protocol):
+    """An offered job as the schedule sees it: only its id (a
+    :class:`~verifier.GatewayMonitorJob` in production; the simulator passes lighter ones)."""
+
+    @property
+    def id(self) -> str: ...
+
+
+_O = TypeVar("_O", bound=Offer)
 
 
 class _Uniform(Protocol):
@@ -143,12 +153,12 @@ class LoopPolicy:
 
     def choose(
         self,
-        offered: Sequence[GatewayMonitorJob],
+        offered: Sequence[_O],
         *,
         running: Collection[str],
         cooling: Mapping[str, float],
         now: float,
-    ) -> GatewayMonitorJob | None:
+    ) -> _O | None:
         """The first offered job not running here and not cooling down (``cooling``: job id →
         the instant its cool-down ends), or ``None``. A candidate only: the guard decides."""
         for job in offered:
@@ -259,8 +269,8 @@ class PollSchedule:
         delay = max(delay, self._retry_until - now)
         return IdleUntil(now + delay)
 
-    def offered(self, source: str, jobs: Sequence[GatewayMonitorJob], now: float, *,
-                held: Collection[str] = ()) -> GatewayMonitorJob | None:
+    def offered(self, source: str, jobs: Sequence[_O], now: float, *,
+                held: Collection[str] = ()) -> _O | None:
         """``source`` answered ``jobs`` at ``now``: the job to try (start it, then report
         :meth:`started`), or ``None`` (ask :meth:`next` again). ``held``: ids a batch screen
         saw held (``assigned``, ``running``), tried after the others, not never: the holder
@@ -285,7 +295,7 @@ class PollSchedule:
             self._not_before[source] = now + hint
             self._retry_until = max(self._retry_until, now + hint)
 
-    def screen(self, jobs: Sequence[GatewayMonitorJob], now: float) -> Iterator[str]:
+    def screen(self, jobs: Sequence[Offer], now: float) -> Iterator[str]:
         """The offered ids worth a batch status request, in the order offered: each once, not
         running here, not cooling down. None unless the offer has at least
         ``policy.screen_at_least`` jobs. The driver drops ids its cache already answers and

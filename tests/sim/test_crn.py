@@ -219,8 +219,11 @@ def test_planned_and_realised_double_hand_outs():
     for run in runs.values():
         m = run["metrics"]
         assert m.realised_double == len(run["doubled"]) <= m.planned_double
-    # trust-gateway accepts every offer, so each one made is a job assigned to two encoders;
-    # an offer is made only when an encoder polls within G, so not every planned one is.
+    # trust-gateway accepts every offer it is made, and the gateway's check lets the accept
+    # through when it reads the job as it was up to G ago, so some offers made end in a job
+    # assigned to two encoders (not all: an accept that comes more than G after the first
+    # assignment is refused); an offer is made only when an encoder polls within G, so not
+    # every planned one is.
     trusting = runs["trust-gateway"]["metrics"]
-    assert 0 < trusting.realised_double <= trusting.double_assigned
-    assert trusting.realised_double < trusting.planned_double
+    assert 0 < trusting.realised_double < trusting.planned_double
+    assert trusting.double_assigned > 0

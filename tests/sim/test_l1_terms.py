@@ -104,8 +104,9 @@ def test_replies_that_outlast_the_first_pings_lease_put_a_world_outside_the_mode
     in the 24 s lease budget: the hardened chain cancels its own healthy work
     (``LEASE_EXPIRED``) whenever the replies are slow, attempt after attempt, and L1 has no
     bound. ``TimingModel.problems()`` counts no reply, so the world was judged on time with
-    the true bound and failed it (36 of seeds 0-59; seed 1: the proof read cut off by the
-    lease, ``verify fail deadline``, in two attempts in a row). Outside the model now: L1
+    the true bound and failed it (36 of seeds 0-59; 35 since the encoders back off after a
+    job lost to a tier's trouble, as the shipped loop does; seed 7: the lease cuts off four
+    attempts). Outside the model now: L1
     judges completion only (docs/safety-model.md, L1, "Slow replies against a tight lease")."""
     sc = _fast_poll(gateway_latency=1.0, monitor_latency=1.0)
     assert not sc.timing_model().problems()  # the check without replies passes: 23 s < 24 s
@@ -115,7 +116,7 @@ def test_replies_that_outlast_the_first_pings_lease_put_a_world_outside_the_mode
         "gateway_latency=1, monitor_latency=1: a gateway claim can lose its lease"), problems
     assert "= 23 s, plus up to 4.65 s" in problems[0] and "budget 24 s" in problems[0]
     assert sc.outside_model() == problems and not sc.inside_model()
-    world = World(sc, seed=1, family="fast-poll")
+    world = World(sc, seed=7, family="fast-poll")
     assert not l1_on_time(world)
     run = race(world, "hardened")
     expired = [r for r in run.result.history

@@ -13,7 +13,7 @@ import math
 
 from conformance.families import FAMILIES
 from conformance.worlds import BASE, World, l1_horizon, race
-from sim import WORLD
+from sim import WORLD, check_l1, l1_bound
 
 
 def test_a_world_without_faults_stops_them_at_zero_and_records_every_arrival() -> None:
@@ -74,6 +74,12 @@ def test_a_fault_at_the_instant_the_jobs_arrive_still_earns_them_the_residual() 
     sc = BASE.replace(gateway_latency=0.0, monitor_latency=0.0, write_delay=0.0,
                       monitor_lag=0.0, monitor_lag_mean=0.0, clock_drift=0.0, encoders=2,
                       jobs=1, reply_loss_rate=0.3, poll_interval=1.0)
-    run = race(World(sc, tape=(0.0,) * 18 + (0.9,) * 10, seed=1), "hardened")
+    run = race(World(sc, tape=(0.0,) * 17 + (0.9,) * 10, seed=1), "hardened")
     assert run.result.last_fault == 0.0  # a fault did strike, at 0
+    codes = [r[5][0] for r in run.result.history if r[3] == "outcome"]
+    assert codes == ["CLAIM_UNKNOWN", "FINISHED"]  # the story above
     assert not [k for k, c in run.checks.items() if not c.ok], run.explain("L1")
+    # ... which needs the residual: without it, the same run fails L1.
+    bound = l1_bound(sc)
+    assert not check_l1(run.result.history, jobs=run.result.jobs, horizon=0.0,
+                        bound=bound.bound, residual=0.0).ok

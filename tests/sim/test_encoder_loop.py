@@ -1,0 +1,103 @@
+"""The simulator's encoders run the shipped encoder loop's decisions (``verifier.PollSchedule``).
+
+``tests/verifier/test_polling.py`` tests the decisions on their own; these check that the
+SimPy driver performs them: every poll is one the schedule asked for, a job given up on waits
+out its cool-down, an attempt given up on a tier's trouble is followed by the back-off, and a
+restarted process starts a new schedule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conformance.families import FAMILIES
+from conformance.worlds import BASE, World, race
+from verifier import IdleUntil, LoopPolicy, PollSchedule, PollSource
+
+
+class Recording(PollSchedule):
+    """The shipped schedule, noting what it decided and was told, per instance."""
+
+    made: list[Recording] = []
+
+    def __init__(self, policy: LoopPolicy, rng: Any) -> None:
+        super().__init__(policy, rng)
+        self.steps: list[tuple[float, Any]] = []
+        self.ends: list[tuple[float, str, bool, str]] = []
+        Recording.made.append(self)
+
+    def next(self, now: float) -> Any:
+        step = super().next(now)
+        self.steps.append((now, step))
+        return step
+
+    def ended(self, job_id: str, now: float, *, processed: bool, code: str,
+              retry_after: float | None = None) -> None:
+        self.ends.append((now, job_id, processed, code))
+        super().ended(job_id, now, processed=processed, code=code, retry_after=retry_after)
+
+
+def recorded(world: World) -> tuple[Any, list[Recording]]:
+    Recording.made = []
+    run = race(world, "hardened", schedule=Recording)
+    return run, list(Recording.made)
+
+
+def test_every_poll_of_the_gateway_is_one_the_schedule_asked_for() -> None:
+    world = World(BASE.replace(encoders=2, jobs=3), seed=4)
+    run, schedules = recorded(world)
+    polls = sum(isinstance(step, PollSource) for s in schedules for _, step in s.steps)
+    assert polls > 0
+    # gw_poll is the only gateway call besides the protocol's own (claims, reads, pings,
+    # finishes: each recorded with an invoke); the world counts them all.
+    protocol_calls = sum(1 for r in run.result.history
+                         if r[4] == "invoke" and r[5] == "gateway")
+    assert run.result.calls["gateway"] == polls + protocol_calls
+    assert all(run.checks[p].ok for p in ("S1", "S2", "S3", "L1"))
+
+
+def test_a_job_given_up_on_is_not_tried_again_before_its_cool_down_ends() -> None:
+    sc = BASE.replace(**{**FAMILIES["cool-down"]})
+    for seed in range(40):
+        run, schedules = recorded(World(sc, seed=seed, family="cool-down"))
+        starts = [(r[0], r[1]) for r in run.result.history
+                  if r[3] == "claim" and r[4] == "invoke"]
+        gave_up = [(t, job) for s in schedules for t, job, done, _ in s.ends if not done]
+        if not gave_up:
+            continue
+        # One encoder: its next claim of the job comes a cool-down (120 s, on its clock, so at
+        # least 120 / (1 + ε/T) s of simulated time) after it gave the job up.
+        t, _ = gave_up[0]
+        later = [c for c, _ in starts if c > t]
+        assert later and later[0] >= t + 120.0 / (1 + sc.clock_drift / sc.reassign_timeout)
+        assert run.checks["L1"].ok
+        return
+    raise AssertionError("no world gave a job up: the test reaches nothing")
+
+
+def test_an_attempt_given_up_on_a_tiers_trouble_is_followed_by_the_back_off() -> None:
+    sc = BASE.replace(**FAMILIES["back-off-cap"])
+    troubled = 0
+    for seed in range(10):
+        _, schedules = recorded(World(sc, seed=seed, family="back-off-cap"))
+        for schedule in schedules:
+            for t, _, _, code in schedule.ends:
+                if code not in ("VERIFICATION_FAILED", "PRE_CLAIM_FAILED", "UNCONFIRMED",
+                                "CLAIM_UNKNOWN", "LEASE_EXPIRED", "FINISH_UNKNOWN"):
+                    continue
+                troubled += 1
+                after = [step for now, step in schedule.steps if now >= t]
+                assert after and isinstance(after[0], IdleUntil), (seed, code, after[:1])
+                assert after[0].until > t
+    assert troubled > 0
+
+
+def test_a_restarted_process_starts_a_new_schedule() -> None:
+    sc = BASE.replace(**FAMILIES["crash-liveness"])
+    for seed in range(20):
+        run, schedules = recorded(World(sc, seed=seed, family="crash-liveness"))
+        crashes = sum(1 for r in run.result.history if r[3] == "crash")
+        if crashes:
+            assert len(schedules) == sc.encoders + crashes
+            return
+    raise AssertionError("no world crashed: the test reaches nothing")
