@@ -335,12 +335,14 @@ class LiveEncoder:
     async def run(self) -> None:
         """The production loop (:class:`~verifier.EncoderLoop`) with this node's work.
 
-        Its policy is the scenario's encoder: one job at a time, from ``myJob`` or ``getJob``
-        as the scenario's gateway assigns (Gateway Aid's list first on aid nodes), polling
-        every ``poll_interval`` (times a uniform 0.5-1.5, from the encoder's seeded stream),
-        and no cool-down (they retry whatever they are offered). Without the backoff feature
-        the idle wait is fixed, as the simulator's encoders have it; with it, it doubles after
-        each empty poll or job given up on a tier failure, up to eight poll intervals."""
+        Its policy is the scenario's encoder loop, as the simulator's encoders run it
+        (``Scenario.loop_policy``): one job at a time, from ``myJob`` or ``getJob`` as the
+        scenario's gateway assigns (Gateway Aid's list first on aid nodes), polling every
+        ``poll_interval`` (times a uniform 0.5-1.5, from the encoder's seeded stream), the
+        scenario's cool-down (none by default: they retry whatever they are offered).
+        Without the backoff feature the idle wait is fixed; with it, it doubles after each
+        empty poll or job given up on a tier failure, up to eight poll intervals. Offers of
+        two or more jobs (aid's list) are screened, as in production."""
         sc = self.sc
         await asyncio.sleep(self.rng.random() * min(sc.poll_interval, 1.0))
         if self.push is not None:
@@ -351,9 +353,8 @@ class LiveEncoder:
         sources = ("aid", gateway_source) if self.aid is not None else (gateway_source,)
         # With backoff, idle and troubled polls back off too (up to eight poll intervals).
         backoff = "backoff" in self.site.options.features
-        policy = LoopPolicy(sources=sources, idle_s=sc.poll_interval,
-                            idle_max_s=sc.poll_interval * (8.0 if backoff else 1.0),
-                            idle_factor=2.0 if backoff else 1.0, jitter=0.5, cooldown_s=0.0)
+        policy = sc.replace(backoff=1.0 if backoff else 0.0).loop_policy(
+            sources, screen_at_least=LoopPolicy.screen_at_least)
         screen = (self._screen if self.monitor is not None
                   and "batch" in self.site.options.features else None)
         loop = EncoderLoop(self.guard, self._work,
