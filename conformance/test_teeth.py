@@ -144,7 +144,7 @@ TEETH = [
     # the settle's third G after a database claim answered "unknown", whose write the
     # server may still apply up to G after it was sent (a helper's mutants, 2026-12-04; the
     # world applied such writes when served until then; the most needed 167)
-    Tooth("short-settle-after-an-unknown-claim", "settle-unknown", 350, 19,
+    Tooth("short-settle-after-an-unknown-claim", "settle-unknown", 600, 19,
           protocol=ShortSettleAfterUnknownClaim),
     # the monitor's fallback after a failed database read, settled as the database's (a
     # helper's mutant, 2026-12-04: no shipped family reached it; the most needed 253)
@@ -185,7 +185,7 @@ TEETH = [
     # hardening steps, inside the model (the others: test_quality.py, test_stateful.py)
     Tooth("hardened-without-lease", "lease", 20, 19, _without("lease"), properties=LEASE),
     Tooth("hardened-without-cancel", "lease", 20, 19, _without("cancel"), properties=LEASE),
-    Tooth("hardened-without-conditional-claim", "database", 1100, 19,
+    Tooth("hardened-without-conditional-claim", "database", 1600, 19,
           _without("conditional-claim")),
     Tooth("hardened-without-fence", "database", 300, 19, _without("fence"), properties=("S3",)),
     # A claim whose reply was lost and that never landed reads back as "no owner": taken as

@@ -237,6 +237,8 @@ class PollSchedule:
         self._cooled_at = math.inf
         #: The sources still to ask in this round (None: no round under way).
         self._round: list[str] | None = None
+        #: One step per source, made once (values: the simulator asks at every poll).
+        self._polls = {source: PollSource(source) for source in policy.sources}
 
     def next(self, now: float) -> LoopStep:
         """What to do at ``now``."""
@@ -260,7 +262,7 @@ class PollSchedule:
             source = self._round.pop(0)
             if self._not_before.get(source, -math.inf) > now:
                 continue  # it said when to come back
-            return PollSource(source)
+            return self._polls[source]
         self._round = None
         self._empty_polls += 1
         delay = min(self.policy.idle_delay(self._empty_polls, self._rng.random()),
