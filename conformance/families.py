@@ -437,24 +437,23 @@ FAMILIES["hand-out"] = {
 # with two encoders), the true bound in none; a loop that never tries such a job again
 # (``conformance.canaries.NeverRetries``) failed L1 in 27 of seeds 0-99.
 FAMILIES["cool-down"] = {**FAMILIES["hand-out"], "cooldown_s": 120.0, "encoders": 1}
-# The hang-liveness family with the backoff feature, a faster poll (0.625 s, so the loop's
-# longest wait, eight poll intervals, is 5 s) and faults for a minute: attempts given up on a
-# hung request, one after another, back the loop off up to 5 s + 5 s before it polls again,
-# 5 s more than the hand-out's longest gap between polls. L1's ``residual.back_off``. Seeds
-# 0-299 (2026-12-06): the bound without it failed the hardened chain in 7 worlds, the true
-# bound in none.
-FAMILIES["back-off-liveness"] = {
-    **FAMILIES["hang-liveness"], "backoff": 1.0, "poll_interval": 0.625, "faults_until": 60.0,
-}
-# ... with a 40 s poll (the loop's longest wait 320 s), most requests hanging and 25 minutes
-# of faults: enough attempts given up in a row for the back-off to reach its cap, where a
-# loop whose jitter took the wait past the cap (session 21's review) polls up to 160 s late.
-# Seeds 0-99 (2026-12-06): that loop (``conformance.canaries.IdleWaitPastItsCap``) failed L1
-# in 38 worlds, the shipped one in none (with a 5 s poll and 5 minutes of faults: 7).
+# The hang-liveness family with the backoff feature, a 40 s poll (the loop's longest wait
+# 320 s), most requests hanging and 25 minutes of faults: enough attempts given up in a row for
+# the loop's back-off after tier trouble to reach its cap, where a loop whose jitter took the
+# wait past the cap (session 21's review) polls up to 160 s late. Seeds 0-99 (2026-12-06):
+# that loop (``conformance.canaries.IdleWaitPastItsCap``) failed L1 in 38 worlds, the
+# shipped one in none (with a 5 s poll and 5 minutes of faults: 7).
 FAMILIES["back-off-cap"] = {
-    **FAMILIES["back-off-liveness"], "poll_interval": 40.0, "faults_until": 1500.0,
-    "hang_rate": 0.9,
+    **FAMILIES["hang-liveness"], "backoff": 1.0, "poll_interval": 40.0,
+    "faults_until": 1500.0, "hang_rate": 0.9,
 }
+# The fast-poll family with the backoff feature (``_QUIET`` pins it off): a gateway ping's
+# proof read that lands a float step before its proof instant leaves the ping unproven, and
+# the retries back off; a read that proved the last ping kept the count of misses, so the
+# next ping's first retry waited as a fourth would and the lease ran out on healthy work,
+# with no fault (an adversarial review, session 29: seeds 62 and 188 of 200; fixed in the
+# protocol, ``tests/sim/test_l1_terms.py``).
+FAMILIES["fast-poll-backoff"] = {**FAMILIES["fast-poll"], "backoff": 1.0}
 FAMILIES["batch"] = {**FAMILIES["settle"], "status_cache_s": 30.0, "batch_screen": 1.0,
                      "gateway_outages_per_hour": 30.0}
 # The batch family where the monitor waits for the silent gateway and still answers: during a

@@ -272,12 +272,9 @@ TEETH = [
     Tooth("l1-bound-without-the-re-offer", "hand-out", 350, 19,
           bound=lambda sc: l1_bound(sc, without="hand_out.reoffer"), properties=("L1",)),
     # ... and the encoder loop's own waits (``verifier.PollSchedule``, session 29): the
-    # cool-down of the encoder that skipped the job, and the back-off after an attempt the
-    # faults made give up
+    # cool-down of the encoder that skipped the job
     Tooth("l1-bound-without-the-cool-down", "cool-down", 100, 19,
           bound=lambda sc: l1_bound(sc, without="hand_out.cooldown"), properties=("L1",)),
-    Tooth("l1-bound-without-the-back-off", "back-off-liveness", 700, 19,
-          bound=lambda sc: l1_bound(sc, without="residual.back_off"), properties=("L1",)),
     # ... and the loop's decisions themselves, weakened: a job given up on never tried
     # again, and the jittered idle wait past the longest the policy states (session 21)
     Tooth("loop-never-retries-a-job", "cool-down", 60, 19, schedule=NeverRetries,

@@ -815,7 +815,7 @@ L1_TERMS = (
     "attempt.replies", "attempt.settle", "attempt.drift", "finish.replies",
     "residual.pause", "residual.scan.G", "residual.scan.T", "residual.scan.S",
     "residual.lease", "residual.lease.drift", "residual.lease.C",
-    "residual.confirm.give_up", "residual.confirm.window", "residual.back_off", "residual.restart",
+    "residual.confirm.give_up", "residual.confirm.window", "residual.restart",
     "residual.shutdown", "residual.crash_then_shutdown", "others",
 )
 
@@ -833,7 +833,8 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
       through the monitor and skip it; the gateway re-offers it ``poll_interval`` later, the
       encoder that skipped it tries it again once its cool-down is over, and an encoder that
       is not in an attempt polls at least every ``max(κ·idle_max, 5) + λ`` (5 s after an
-      attempt);
+      attempt; after one given up on a tier's trouble, the loop's back-off, which counts
+      from the attempt's end, so the pause is part of it);
     * ``attempt = 4λ + κ · settle``: the poll's reply, the pre-claim read, the claim, the
       settle wait, the deciding read;
     * ``finish = 2λ``: a ping and a re-check in flight when the work ends; the commit lands
@@ -849,10 +850,7 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
       such a request, the work cancelled, the job given back and the node restarted:
       ``give_up + C + 3κ·retry_interval + 3λ + 5 + restart_delay + κ(G + ε) + λ``, or
       (with both) a crash and then a shutdown that fell due meanwhile:
-      ``2 × restart_delay``; then ``min(5, κ·idle_max)``: after an attempt given up on a
-      tier's trouble (a lease run out, a confirmation given up: inside the model only the
-      faults end an attempt so) the loop backs off before it polls again, up to 5 s +
-      κ·idle_max after the attempt, that much more than the hand-out's longest gap;
+      ``2 × restart_delay``;
     * ``others = (jobs − 1) × (residual + hand_out + attempt + finish)``, or 0 when no job
       waits for another (at least as many encoders as jobs, ``myJob``: ``L1Bound.uncrowded``,
       whose check starts every job's clock no earlier than when the faults' leftovers are
@@ -908,11 +906,7 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
     give_up = sc.gateway_timeout
     if sc.hang_rate > 0:
         give_up = max(give_up, sc.client_timeout, sc.aid_timeout if sc.aid_fraction > 0 else 0)
-    # After an attempt the faults made give up, its encoder backs off before it polls
-    # again: up to 5 s (the loop's pause after any attempt) + κ·idle_max, which is
-    # min(5, κ·idle_max) more than the hand-out's longest gap between polls.
-    residual = term("residual.pause", sc.pause_max) + term(
-        "residual.back_off", min(5.0, kappa * loop.idle_max_s)) + max(
+    residual = term("residual.pause", sc.pause_max) + max(
         term("residual.scan.G", sc.write_delay) + term("residual.scan.T", t)
         + term("residual.scan.S", sc.reassign_scan_interval),
         term("residual.lease", factor("residual.lease.drift", kappa) * max(t - margin, 0.0)

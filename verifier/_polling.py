@@ -214,9 +214,10 @@ class PollSchedule:
         #: Empty polls in a row (the idle back-off's exponent).
         self._empty_polls = 0
         #: Jobs in a row given up because a tier could not answer, or whose work failed (the
-        #: back-off's exponent), and whether the loop owes a back-off wait for the latest one.
+        #: back-off's exponent), and when the latest of them ended, if the loop still owes
+        #: its back-off (None: it does not).
         self._troubled = 0
-        self._back_off = False
+        self._back_off: float | None = None
         #: No job starts before this instant: a guarded job's tier answered 429 with
         #: ``Retry-After``, and the next job's first read would ask it again at once.
         self._hold_until = -math.inf
@@ -245,17 +246,23 @@ class PollSchedule:
         if self._round is None:
             if len(self.running) >= self.policy.concurrency:
                 return _ALL_BUSY
-            if self._back_off or self._hold_until > now:
+            if self._back_off is not None or self._hold_until > now:
                 # The last job was given up because a tier could not answer: back off before
                 # asking again, however eagerly the gateway offers; and never sooner than a
-                # tier's Retry-After.
-                delay = 0.0
-                if self._back_off:
-                    self._back_off = False
-                    delay = self.policy.idle_delay(self._troubled, self._rng.random())
-                delay = max(delay, self._hold_until - now)
+                # tier's Retry-After. The back-off counts from the job's end, so time the
+                # driver spent meanwhile (an idle wait running when another slot's job
+                # ended, the simulator's pause after an attempt) is part of it, not added to
+                # it: added, an encoder with two slots waited out an idle wait and then the
+                # whole back-off, twice the longest wait its policy states (an adversarial
+                # review, session 29).
+                until = self._hold_until
+                if self._back_off is not None:
+                    until = max(until, self._back_off + self.policy.idle_delay(
+                        self._troubled, self._rng.random()))
+                    self._back_off = None
                 self._hold_until = -math.inf
-                return IdleUntil(now + delay)
+                if until > now:
+                    return IdleUntil(until)
             self._round = list(self.policy.sources)
             self._cooled_at = math.inf
         while self._round:
@@ -326,7 +333,7 @@ class PollSchedule:
             self.cooling[job_id] = now + self.policy.cooldown_s
         if code in BACK_OFF_CODES:
             self._troubled += 1
-            self._back_off = True
+            self._back_off = now
         else:
             self._troubled = 0
         if retry_after is not None and retry_after > 0:

@@ -1049,11 +1049,19 @@ class OwnershipProtocol:
                             counted(*ping)
                     unproven = [ping for ping in unproven if ping[0] + delay > asked]
                 retrying = False
+                if len(unproven) < waiting:
+                    # A read that proved a ping ends the run of misses, whether or not pings
+                    # are left: counted only where some were left, a read that proved the
+                    # last one kept the count, the next ping's first retry backed off as the
+                    # fourth, and its lease ran out on a healthy job (found by an adversarial
+                    # review, session 29: the fast-poll family with backoff, 2 of 200 worlds).
+                    misses = 0
+                elif unproven:
+                    misses += 1
                 if unproven:
                     # The next read that can prove the oldest ping, but never sooner than the
                     # retry delay: a tier that proves nothing is not hammered (with backoff,
                     # ever less so while it goes on proving nothing).
-                    misses = 0 if len(unproven) < waiting else misses + 1
                     retry_at = self._now + self._retry_delay(misses, hint)
                     retrying = retry_at >= unproven[0][0] + proof_wait
                     next_read = min(next_read, max(unproven[0][0] + proof_wait, retry_at))

@@ -197,3 +197,21 @@ def test_a_proof_read_at_the_exact_proof_instant_proves_the_ping() -> None:
     world = World(sc, seed=55, family="fast-poll")
     assert l1_on_time(world)
     assert race(world, "hardened").checks["L1"].ok
+
+
+def test_a_read_that_proves_a_ping_ends_the_run_of_missed_retries() -> None:
+    """With backoff, the retries of a read that left a ping unproven back off by how many
+    reads in a row missed. The count was reset only when pings were left after a read that
+    proved one, so a read that proved the last one kept it: the next ping's first retry waited
+    as a fourth would, and the lease ran out on healthy work, with no fault at all (fast-poll
+    with backoff: seeds 62 and 188 of 200 failed L1's true bound; an adversarial review,
+    session 29)."""
+    sc = BASE.replace(**{**FAMILIES["fast-poll"], "backoff": 1.0, "jobs": 1})
+    assert sc.inside_model()
+    for seed in (62, 188):
+        world = World(sc, seed=seed, family="fast-poll")
+        assert l1_on_time(world)
+        run = race(world, "hardened")
+        codes = [r[5][0] for r in run.result.history if r[3] == "outcome"]
+        assert "LEASE_EXPIRED" not in codes and codes[-1] == "FINISHED", (seed, codes)
+        assert run.checks["L1"].ok, (seed, run.explain("L1"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from verifier import AllSlotsBusy, IdleUntil, LoopPolicy, PollSchedule, PollSource, parse_job
+from verifier._polling import MAX_RETRY_AFTER_S
 
 
 class Draws:
@@ -180,3 +181,102 @@ def test_no_cool_down_means_a_job_given_up_is_offered_again_at_once():
     assert schedule.next(5.0) == PollSource("getjob")
     job = schedule.offered("getjob", jobs("j"), 5.0)
     assert job is not None and job.id == "j"
+
+
+# --- each rule pinned (an adversarial review's mutants, session 29, each survived before)
+
+TROUBLE = ("PRE_CLAIM_FAILED", "CLAIM_UNKNOWN", "VERIFICATION_FAILED", "UNCONFIRMED",
+           "LEASE_EXPIRED", "FINISH_UNKNOWN", "WORK_FAILED")
+
+
+def one_job(schedule: PollSchedule, job_id: str, at: float, code: str, *,
+            processed: bool = False, retry_after: float | None = None) -> None:
+    assert isinstance(schedule.next(at), PollSource)
+    job = schedule.offered(schedule.policy.sources[0], jobs(job_id), at)
+    assert job is not None
+    schedule.started(job.id)
+    schedule.ended(job.id, at + 1, processed=processed, code=code, retry_after=retry_after)
+
+
+@pytest.mark.parametrize("code", TROUBLE)
+def test_every_outcome_of_tier_trouble_or_failed_work_backs_off(code):
+    schedule = PollSchedule(POLICY, Draws(0.5))
+    one_job(schedule, "j", 0.0, code)
+    assert schedule.next(1.0) == IdleUntil(1.0 + POLICY.idle_delay(1, 0.5))
+
+
+@pytest.mark.parametrize("code", ["PROCESSED", "SKIPPED", "NOT_AVAILABLE", "CLAIM_REFUSED"])
+def test_other_outcomes_do_not_back_off(code):
+    schedule = PollSchedule(POLICY, Draws())
+    one_job(schedule, "j", 0.0, code, processed=code == "PROCESSED")
+    assert isinstance(schedule.next(1.0), PollSource)
+
+
+def test_a_clean_outcome_resets_the_back_offs_exponent():
+    schedule = PollSchedule(POLICY, Draws(0.5, 0.5, 0.5))
+    one_job(schedule, "a", 0.0, "LEASE_EXPIRED")
+    schedule.next(1.0)  # the first back-off
+    one_job(schedule, "b", 100.0, "PROCESSED", processed=True)
+    one_job(schedule, "c", 200.0, "LEASE_EXPIRED")
+    assert schedule.next(201.0) == IdleUntil(201.0 + POLICY.idle_delay(1, 0.5))
+
+
+def test_the_back_off_counts_from_the_jobs_end_not_from_when_it_is_asked():
+    """Two slots: a job given up on a tier's trouble ends while the loop waits out an empty
+    poll's idle wait; the back-off then runs from the job's end, not after the idle wait
+    (added, the gap between polls was the idle wait plus the whole back-off)."""
+    policy = LoopPolicy(sources=("getjob",), concurrency=2, idle_s=10, idle_max_s=60,
+                        idle_factor=2, jitter=0.5, cooldown_s=60)
+    schedule = PollSchedule(policy, Draws(0.5, 0.5, 0.5))
+    one_job(schedule, "a", 0.0, "LEASE_EXPIRED")  # ends at 1.0 ...
+    schedule.started("b")  # ... while b still runs
+    schedule.ended("a", 25.0, processed=False, code="LEASE_EXPIRED")  # (again, later)
+    delay = policy.idle_delay(2, 0.5)
+    assert schedule.next(30.0) == IdleUntil(25.0 + delay)
+    # Asked only after the back-off has run out: no wait at all.
+    schedule.ended("b", 40.0, processed=False, code="VERIFICATION_FAILED")
+    assert isinstance(schedule.next(40.0 + 10 * 60), PollSource)
+
+
+def test_a_guarded_jobs_retry_after_is_capped_and_the_longest_one_holds():
+    schedule = PollSchedule(POLICY, Draws())
+    one_job(schedule, "a", 0.0, "PROCESSED", processed=True, retry_after=1e12)
+    assert schedule.next(1.0) == IdleUntil(1.0 + MAX_RETRY_AFTER_S)
+    schedule = PollSchedule(LoopPolicy(sources=("getjob",), concurrency=2), Draws())
+    for job_id in ("a", "b"):
+        schedule.started(job_id)
+    schedule.ended("a", 1.0, processed=True, code="PROCESSED", retry_after=100.0)
+    schedule.ended("b", 2.0, processed=True, code="PROCESSED", retry_after=10.0)
+    assert schedule.next(3.0) == IdleUntil(101.0)
+
+
+def test_the_longest_retry_after_of_the_sources_holds_every_empty_polls_wait():
+    schedule = PollSchedule(LoopPolicy(sources=("myjob", "getjob"), idle_s=1, idle_max_s=1,
+                                       jitter=0), Draws())
+    schedule.next(0.0)
+    schedule.poll_failed("myjob", 0.0, retry_after=100.0)
+    schedule.next(0.0)
+    schedule.poll_failed("getjob", 0.0, retry_after=10.0)
+    assert schedule.next(0.0) == IdleUntil(100.0)
+
+
+def test_a_one_second_retry_after_is_honoured():
+    schedule = PollSchedule(LoopPolicy(sources=("myjob", "getjob"), idle_s=10, jitter=0),
+                            Draws())
+    schedule.next(0.0)
+    schedule.poll_failed("myjob", 0.0, retry_after=1.0)
+    schedule.next(0.0)
+    schedule.offered("getjob", [], 0.0)
+    schedule.next(0.0)  # the idle wait
+    assert schedule.next(0.5) == PollSource("getjob")  # myjob told to wait 1 s
+    schedule.offered("getjob", [], 0.5)
+    schedule.next(0.5)
+    assert schedule.next(1.0) == PollSource("myjob")
+
+
+def test_the_idle_wait_grows_by_its_factor_until_the_cap():
+    policy = LoopPolicy(sources=("getjob",), idle_s=10, idle_max_s=60, idle_factor=1.1,
+                        jitter=0.5)
+    assert policy.idle_delay(8, 0.5) == pytest.approx(10 * 1.1 ** 7)
+    assert policy.idle_delay(30, 0.5) == pytest.approx(40.0)  # 60 / 1.5
+    assert policy.idle_delay(10**6, 0.999) < 60.0
