@@ -393,16 +393,12 @@ def test_l1_bound_terms_for_the_conformance_base() -> None:
     assert b.attempt == pytest.approx(4 * lam + kappa * 12)
     assert b.finish == pytest.approx(2 * lam)
     assert b.others == 0
-    # ... and after an attempt the faults made give up, a back-off of up to that idle wait
-    # after the loop's 5 s pause: min(5, κ·30) more than the hand-out's longest gap.
-    assert b.residual == pytest.approx(2 + 5 + max(
+    assert b.residual == pytest.approx(2 + max(
         2 + 60 + 5, kappa * 52 + 3, 10 + kappa * (12 + 20 + 1) + 2 * lam))
     # With the backoff feature the loop's waits grow to eight poll intervals.
     backoff = l1_bound(sc.replace(backoff=1.0))
     assert backoff.hand_out == pytest.approx(5 + 20 + kappa * 160 + lam)
     assert backoff.residual == b.residual
-    fast = sc.replace(poll_interval=2.0)  # the longest idle wait 3 s: min(5, κ·3)
-    assert l1_bound(fast).residual == pytest.approx(b.residual - 5 + kappa * 3)
     assert b.bound == pytest.approx(b.hand_out + b.attempt + b.finish)
     two = l1_bound(sc.replace(jobs=2, encoders=1, crashes_per_hour=10.0))  # one waits
     assert two.residual == b.residual  # a restart (30 s) clears sooner than a stale assignment
@@ -419,15 +415,13 @@ def test_l1_bound_waits_for_a_hung_request_to_be_given_up() -> None:
                   reassign_scan_interval=0.0, confirm_timeout=30.0, gateway_timeout=5.0)
     lam = 1.5 * max(sc.gateway_latency, sc.monitor_latency)
     confirming = 30.0 + sc.retry_interval + 2 * lam
-    back_off = 5.0  # min(5, 1.5 × poll_interval): the loop's, after the confirmation gives up
-    assert l1_bound(sc).residual == pytest.approx(0.5 + back_off + 5.0 + confirming)
+    assert l1_bound(sc).residual == pytest.approx(0.5 + 5.0 + confirming)
     hung = sc.replace(hang_rate=0.1)
-    assert l1_bound(hung).residual == pytest.approx(  # client_timeout
-        0.5 + back_off + 10.0 + confirming)
+    assert l1_bound(hung).residual == pytest.approx(0.5 + 10.0 + confirming)  # client_timeout
     aid = hung.replace(aid_fraction=0.5)
     lam_aid = 1.5 * max(sc.gateway_latency, sc.monitor_latency, sc.aid_latency)
     assert l1_bound(aid).residual == pytest.approx(
-        0.5 + back_off + 30.0 + 30.0 + sc.retry_interval + 2 * lam_aid)
+        0.5 + 30.0 + 30.0 + sc.retry_interval + 2 * lam_aid)
     assert l1_bound(aid.replace(hang_rate=0.0)).residual < l1_bound(aid).residual - 20
 
 
@@ -439,15 +433,13 @@ def test_l1_bound_counts_a_shutdown_and_its_restart_one_after_the_other() -> Non
                   clock_drift=0.0, cancel_latency=0.5, reassign_timeout=30.0,
                   reassign_scan_interval=0.0, confirm_timeout=20.0, hang_rate=0.1,
                   gateway_latency=0.0, monitor_latency=0.0, database_latency=0.0)
-    back_off = 5.0  # min(5, 1.5 × poll_interval): after an attempt the faults gave up
-    assert l1_bound(sc).residual == pytest.approx(
-        0.5 + back_off + 10.0 + 20.0 + sc.retry_interval)
+    assert l1_bound(sc).residual == pytest.approx(0.5 + 10.0 + 20.0 + sc.retry_interval)
     down = sc.replace(shutdowns_per_hour=120.0)
     assert l1_bound(down).residual == pytest.approx(
-        0.5 + back_off + 10.0 + 0.5 + 3 * sc.retry_interval + 5.0 + sc.restart_delay)
+        0.5 + 10.0 + 0.5 + 3 * sc.retry_interval + 5.0 + sc.restart_delay)
     assert l1_bound(down, without="residual.shutdown").residual == l1_bound(sc).residual
     both = down.replace(crashes_per_hour=60.0, restart_delay=60.0)  # down twice in a row
-    assert l1_bound(both).residual == pytest.approx(0.5 + back_off + 2 * 60.0)
+    assert l1_bound(both).residual == pytest.approx(0.5 + 2 * 60.0)
 
 
 def test_l1_bound_drops_one_named_term_and_refuses_unknown_names() -> None:

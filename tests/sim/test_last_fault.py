@@ -74,7 +74,7 @@ def test_a_fault_at_the_instant_the_jobs_arrive_still_earns_them_the_residual() 
     sc = BASE.replace(gateway_latency=0.0, monitor_latency=0.0, write_delay=0.0,
                       monitor_lag=0.0, monitor_lag_mean=0.0, clock_drift=0.0, encoders=2,
                       jobs=1, reply_loss_rate=0.3, poll_interval=1.0)
-    run = race(World(sc, tape=(0.0,) * 17 + (0.9,) * 10, seed=1), "hardened")
+    run = race(World(sc, tape=(0.0,) * 26 + (0.9,) * 10, seed=1), "hardened")
     assert run.result.last_fault == 0.0  # a fault did strike, at 0
     codes = [r[5][0] for r in run.result.history if r[3] == "outcome"]
     assert codes == ["CLAIM_UNKNOWN", "FINISHED"]  # the story above

@@ -280,3 +280,65 @@ def test_the_idle_wait_grows_by_its_factor_until_the_cap():
     assert policy.idle_delay(8, 0.5) == pytest.approx(10 * 1.1 ** 7)
     assert policy.idle_delay(30, 0.5) == pytest.approx(40.0)  # 60 / 1.5
     assert policy.idle_delay(10**6, 0.999) < 60.0
+
+
+def test_the_defaults_are_the_documented_loop():
+    """README, "Running an encoder": idle waits from 10 s, doubling, jittered, never past
+    60 s; a 60 s cool-down; lists of two or more offered jobs screened."""
+    policy = LoopPolicy()
+    waits = [policy.idle_delay(n, u) for n in (1, 2, 3, 10) for u in (0.0, 0.5, 0.999)]
+    assert waits[1] == pytest.approx(10.0) and waits[4] == pytest.approx(20.0)
+    assert waits[0] == pytest.approx(5.0) and waits[2] == pytest.approx(14.99)  # jittered ±50%
+    assert max(waits) < 60.0 and max(waits) > 59.9
+    schedule = PollSchedule(policy, Draws())
+    schedule.ended("j", 0.0, processed=False, code="SKIPPED")
+    assert schedule.cooling == {"j": 60.0}
+    assert list(schedule.screen(jobs("a", "b"), 1.0)) == ["a", "b"]
+
+
+def test_a_first_back_off_owed_with_no_trouble_counted_waits_as_the_first():
+    policy = LoopPolicy(idle_s=10, idle_max_s=60, idle_factor=2, jitter=0)
+    assert policy.idle_delay(0, 0.5) == policy.idle_delay(1, 0.5) == 10.0
+
+
+def test_an_idle_wait_ends_exactly_when_a_passed_over_jobs_cool_down_does():
+    schedule = PollSchedule(LoopPolicy(sources=("getjob",), idle_s=10, jitter=0,
+                                       cooldown_s=30), Draws())
+    schedule.ended("j", 0.0, processed=False, code="SKIPPED")
+    schedule.next(29.5)
+    assert schedule.offered("getjob", jobs("j"), 29.5) is None
+    assert schedule.next(29.5) == IdleUntil(30.0)  # not a whole idle wait, nor 1 s
+
+
+def test_a_failed_poll_without_retry_after_does_not_hold_its_source():
+    schedule = PollSchedule(LoopPolicy(sources=("myjob", "getjob")), Draws())
+    schedule.next(1000.0)
+    schedule.poll_failed("myjob", 1000.0)
+    schedule.next(1000.0)
+    schedule.offered("getjob", [], 1000.0)
+    schedule.next(1000.0)
+    assert schedule.next(1000.5) == PollSource("myjob")
+
+
+def test_retry_after_counts_from_when_it_was_told():
+    schedule = PollSchedule(LoopPolicy(sources=("myjob", "getjob"), idle_s=1, idle_max_s=1,
+                                       jitter=0), Draws())
+    schedule.next(1000.0)
+    schedule.poll_failed("myjob", 1000.0, retry_after=30.0)
+    assert schedule.next(1000.0) == PollSource("getjob")
+    schedule.offered("getjob", [], 1000.0)
+    assert schedule.next(1000.0) == IdleUntil(1030.0)
+    assert schedule.next(1029.0) == PollSource("getjob")  # myjob still told to wait
+
+
+def test_a_cool_down_that_has_just_ended_no_longer_keeps_a_job_from_screening():
+    schedule = PollSchedule(LoopPolicy(sources=("getjob",), cooldown_s=60), Draws())
+    schedule.ended("a", 0.0, processed=False, code="SKIPPED")
+    assert list(schedule.screen(jobs("a", "b"), 59.0)) == ["b"]
+    assert list(schedule.screen(jobs("a", "b"), 60.0)) == ["a", "b"]
+
+
+def test_a_guarded_jobs_one_second_retry_after_holds_the_next_start():
+    schedule = PollSchedule(POLICY, Draws())
+    one_job(schedule, "a", 0.0, "PROCESSED", processed=True, retry_after=1.0)
+    assert schedule.next(1.0) == IdleUntil(2.0)
