@@ -144,7 +144,7 @@ TEETH = [
     # the settle's third G after a database claim answered "unknown", whose write the
     # server may still apply up to G after it was sent (a helper's mutants, 2026-12-04; the
     # world applied such writes when served until then; the most needed 167)
-    Tooth("short-settle-after-an-unknown-claim", "settle-unknown", 600, 19,
+    Tooth("short-settle-after-an-unknown-claim", "settle-unknown", 1000, 19,
           protocol=ShortSettleAfterUnknownClaim),
     # the monitor's fallback after a failed database read, settled as the database's (a
     # helper's mutant, 2026-12-04: no shipped family reached it; the most needed 253)
@@ -200,7 +200,7 @@ TEETH = [
           protocol=ShutdownWithoutReask, properties=("give-back",)),
     # ... and a job read as lost during work, cancelled but not given back: when the read
     # lagged behind our own claim, the job stays ours until T (session 22's second fix)
-    Tooth("false-loss-kept", "false-loss", 100, 19, protocol=LossNotGivenBack,
+    Tooth("false-loss-kept", "false-loss", 500, 19, protocol=LossNotGivenBack,
           properties=("give-back",)),
     # the cost features: each misuse a suite must catch (docs/enhancements.md)
     Tooth("push-as-proof", "push", 150, 19, protocol=PushAsProof),
@@ -232,7 +232,7 @@ TEETH = [
     # the finish's send instead of its decision loses (2026-12-05)
     Tooth("finish-without-G", "late-finish", 100, 19, _misbelief("finish-without-G"),
           properties=("S3",)),
-    Tooth("finish-without-P", "late-finish-P", 300, 19, _misbelief("finish-without-P"),
+    Tooth("finish-without-P", "late-finish-P", 900, 19, _misbelief("finish-without-P"),
           properties=("S3",)),
     Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,
           properties=("fresh-reads",)),
