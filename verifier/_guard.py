@@ -515,8 +515,6 @@ class _Run:
         self._shutdown_sent = False
         self._subscribed = False
         self._latest_push: Hinted | None = None
-        #: The latest instant (``clock``) a tier's ``Retry-After`` asked us to wait until.
-        self.retry_until = -math.inf
         #: The driver's own notes, held back to be logged with the next step (see ``drive``).
         self._held_notes: list[tuple[str, str, str, dict[str, object]]] = []
 
@@ -584,7 +582,9 @@ class _Run:
                 self.guard._measured(GuardMetrics.record_outcome, outcome.kind.value,
                                      outcome.code)
                 committed = outcome.kind is OutcomeKind.PROCESSED
-                left = self.retry_until - self.clock()
+                # The protocol kept the latest Retry-After a tier gave (Outcome.retry_until).
+                left = (-math.inf if outcome.retry_until is None
+                        else outcome.retry_until - self.clock())
                 return GuardOutcome(
                     self.job_id, outcome.kind, outcome.code, outcome.reason,
                     result=self.result if committed else None, error=self.error,
@@ -657,7 +657,6 @@ class _Run:
         except _DeadlineReached:
             return TierFailed(action.tier, _DEADLINE_DETAIL)
         except TierRateLimited as exc:
-            self._told_to_wait(exc)
             self._tier_failed(action.tier, decided)
             return TierFailed(action.tier, str(exc), retry_after=exc.retry_after)
         except TierError as exc:
@@ -741,16 +740,10 @@ class _Run:
             # names the token it sent, so that only a read of it confirms the claim.
             if isinstance(exc, TierUnsupported):
                 self.requested = False  # nothing left: not a request the metrics count
-            if isinstance(exc, TierRateLimited):
-                self._told_to_wait(exc)
-            return WriteAnswered(WriteOutcome.UNKNOWN, token=exc.claim_token, detail=str(exc))
+            return WriteAnswered(WriteOutcome.UNKNOWN, token=exc.claim_token, detail=str(exc),
+                                 retry_after=getattr(exc, "retry_after", None))
         except Exception as exc:
             return WriteAnswered(WriteOutcome.UNKNOWN, detail=f"unexpected {type(exc).__name__}")
-
-    def _told_to_wait(self, exc: TierRateLimited) -> None:
-        """Keep a 429's ``Retry-After`` past the run: its outcome carries what is left."""
-        if exc.retry_after is not None and math.isfinite(exc.retry_after):
-            self.retry_until = max(self.retry_until, self.clock() + exc.retry_after)
 
     async def _call(self, action: Action, call: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         """:meth:`_call_by_deadline`, where a client that cancels its own call gave no answer.

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
 from typing import Final
 
@@ -211,6 +211,11 @@ class Outcome:
     #: The run's last give-back was answered (released, or refused as not ours): whatever an
     #: earlier run left, the job is not held by us now.
     given_back: bool = False
+    #: The latest instant (the driver's clock) a tier's 429 ``Retry-After`` asked for, if one
+    #: is still to come when the run ends: the encoder loop starts no job before it
+    #: (``PollSchedule.ended``), as the next job's first read would ask that tier again.
+    #: Decided here, once, so that both drivers carry it the same way.
+    retry_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +257,9 @@ class WriteAnswered:
     outcome: WriteOutcome
     token: str | None = None
     detail: str = ""
+    #: A 429's ``Retry-After`` (seconds): the write's outcome is unknown like any failure, and
+    #: the run ends carrying it (:attr:`Outcome.retry_until`).
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,6 +470,8 @@ class OwnershipProtocol:
         #: so that simulations replay and two encoders do not retry in step. Made on first use.
         self._rng: random.Random | None = None
         self._started_at = 0.0
+        #: The latest instant a tier's ``Retry-After`` asked for (:attr:`Outcome.retry_until`).
+        self._retry_until = -math.inf
 
     # ---- driver interface
 
@@ -492,6 +502,10 @@ class OwnershipProtocol:
             # may report a hair before it, which must not re-arm the same deadline forever.
             now = max(now, self._awaiting.until)
         self._now = now
+        hint = getattr(answer, "retry_after", None)
+        if hint is not None and 0 < hint < math.inf:
+            # Untrusted (a server's header): only a positive, finite wait is one.
+            self._retry_until = max(self._retry_until, now + hint)
         return self._advance(answer)
 
     def request_shutdown(self) -> None:
@@ -511,9 +525,10 @@ class OwnershipProtocol:
         except StopIteration as stop:
             outcome: Outcome = stop.value
             if self._given_back is not None:
-                outcome = Outcome(outcome.kind, outcome.code, outcome.reason,
-                                  held=outcome.held or not self._given_back,
+                outcome = replace(outcome, held=outcome.held or not self._given_back,
                                   given_back=self._given_back)
+            if self._retry_until > self._now:
+                outcome = replace(outcome, retry_until=self._retry_until)
             self.outcome = outcome
             action = Done(outcome)
             self._log(

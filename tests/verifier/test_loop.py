@@ -501,6 +501,34 @@ async def test_a_retry_after_a_tier_gave_during_a_job_holds_back_the_next_job():
     assert gaps[:2] == [45.2, 45.2], gaps
 
 
+@virtual_time
+async def test_a_rate_limited_claim_holds_back_the_next_job_too():
+    """A write answered 429 (here the claim) is an unknown write, and its Retry-After
+    outlives the run like a read's: the protocol carries it (``Outcome.retry_until``), the
+    guard hands what is left to the loop, and no job starts sooner."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    polls: list[float] = []
+    guard = guard_for(jobs)
+    gateway = guard.clients[Tier.GATEWAY]
+    assert isinstance(gateway, InMemoryTier)
+    gateway.fail_next("claim", TierRateLimited(Tier.GATEWAY, "429", retry_after=90.0))
+    outcomes: list[tuple[str, float | None]] = []
+    loop = EncoderLoop(guard, lambda job, offered: asyncio.sleep(0, {"cid": "bafy"}), offers={
+        "getjob": queue_of(jobs, polls)}, policy=LoopPolicy(
+            sources=("getjob",), idle_s=1, idle_max_s=8, idle_factor=2, jitter=0,
+            cooldown_s=0), on_outcome=lambda o: outcomes.append((o.code, o.retry_after)))
+    stop_when(loop, lambda: len(jobs.commits) == 1)
+    await loop.run()
+    code, left = outcomes[0]
+    assert code != "FINISHED" and left is not None
+    # The run went on after the 429 (an unknown claim is verified until the confirm timeout,
+    # then given back), so less than 90 s is left when it ends; the next poll comes when the
+    # 90 s are over, not the loop's 1 s idle wait after the run.
+    assert 0.0 < left < 90.0, outcomes
+    assert polls[1] - polls[0] == pytest.approx(90.0 + 0.2 + 0.05, abs=0.5), polls
+
+
 @pytest.mark.parametrize("fatal", [SystemExit(3), KeyboardInterrupt()],
                          ids=["SystemExit", "KeyboardInterrupt"])
 @virtual_time

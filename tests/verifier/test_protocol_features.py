@@ -516,3 +516,60 @@ def test_finish_retries_back_off_from_one_retry_interval():
     interval = TIMING.retry_interval
     assert 0.9 * interval < max(first) <= interval + 1e-9, max(first)
     assert 1.8 * interval < max(second) <= 2 * interval + 1e-9, max(second)
+
+
+# ---- Retry-After past the run (Outcome.retry_until): decided by the protocol, once, so the
+# asyncio guard and the simulator's encoders hand the encoder loop the same instant.
+
+
+def _pre_claim_rate_limited(retry_after: float | None):
+    def observe(action: Observe, now: float) -> Answer:
+        return TierFailed(action.tier, "HTTP 429", retry_after=retry_after)
+
+    return observe
+
+
+def test_a_run_ends_carrying_the_retry_after_a_tier_gave():
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(observe=_pre_claim_rate_limited(45.0)))
+    assert outcome.code == "PRE_CLAIM_FAILED"
+    answered = actions(trace, Observe)[0][0] + 0.1  # the driver answers 0.1 s after a request
+    assert outcome.retry_until == pytest.approx(answered + 45.0)
+
+
+@pytest.mark.parametrize("hint", [None, 0.0, -5.0, float("nan"), float("inf")])
+def test_a_retry_after_that_is_no_wait_is_not_carried(hint):
+    """The header is a server's (untrusted): only a positive, finite wait is one."""
+    outcome, _, _ = run(HARDENED, COMMUNITY, world(observe=_pre_claim_rate_limited(hint)))
+    assert outcome.code == "PRE_CLAIM_FAILED" and outcome.retry_until is None
+
+
+def test_a_rate_limited_write_carries_its_retry_after_and_the_latest_hint_wins():
+    """A claim answered 429 is an unknown write (it may have landed: verified as any other),
+    and its Retry-After outlives the run; a shorter, later hint does not shorten it."""
+    def respond(action: Action, now: float) -> Answer:
+        if isinstance(action, Claim):
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail="HTTP 429", retry_after=300.0)
+        if isinstance(action, Observe) and action.purpose == "verify":
+            return TierFailed(action.tier, "HTTP 429", retry_after=1.0)
+        return world()(action, now)
+
+    outcome, trace, _ = run(HARDENED, COMMUNITY, respond)
+    claimed = actions(trace, Claim)[0][0] + 0.1
+    assert outcome.kind is not OutcomeKind.PROCESSED
+    assert outcome.retry_until == pytest.approx(claimed + 300.0)
+
+
+def test_a_retry_after_that_ran_out_during_the_run_is_not_carried():
+    """A hint given early in a run that then worked for a minute has run out by its end."""
+    asked = {"n": 0}
+
+    def observe_once(action: Observe, now: float) -> Answer:
+        if action.purpose == "verify" and not asked["n"]:
+            asked["n"] += 1
+            return TierFailed(action.tier, "HTTP 429", retry_after=0.5)
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        return seen(action.tier)
+
+    outcome, _, _ = run(HARDENED, COMMUNITY, world(observe=observe_once, work_ends_at=60))
+    assert outcome.kind is OutcomeKind.PROCESSED and outcome.retry_until is None
