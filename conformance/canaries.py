@@ -88,6 +88,7 @@ __all__ = [
     "PushAsProof",
     "RecheckWithoutDeadline",
     "ReleaseBeforeStop",
+    "RetryAfterUncapped",
     "SettleFromDecision",
     "ShortSettleAfterUnknownClaim",
     "ShutdownWithoutReask",
@@ -556,3 +557,22 @@ class NeverRetries(PollSchedule):
         super().ended(job_id, now, processed=processed, code=code, retry_after=retry_after)
         if not processed:
             self.cooling[job_id] = math.inf
+
+
+class RetryAfterUncapped(PollSchedule):
+    """``Retry-After`` honoured in full, however long: a server (or a proxy in front of it)
+    that answers "come back in 10^5 s" stops the encoder for a day, where the shipped loop
+    waits at most ``MAX_RETRY_AFTER_S`` (the rule an adversarial review added in session 21,
+    after a hint of 10^12 s stopped the loop for good). Safe; not live."""
+
+    def poll_failed(self, source: str, now: float, *, retry_after: float | None = None) -> None:
+        super().poll_failed(source, now, retry_after=retry_after)
+        if retry_after is not None and retry_after > 0:
+            self._not_before[source] = now + retry_after
+            self._retry_until = max(self._retry_until, now + retry_after)
+
+    def ended(self, job_id: str, now: float, *, processed: bool, code: str,
+              retry_after: float | None = None) -> None:
+        super().ended(job_id, now, processed=processed, code=code, retry_after=retry_after)
+        if retry_after is not None and retry_after > 0:
+            self._hold_until = max(self._hold_until, now + retry_after)

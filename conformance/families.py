@@ -30,7 +30,7 @@ NO_FEATURES: dict[str, Any] = {
     "gateway_latency": 0.05, "monitor_latency": 0.2, "aid_fraction": 0.0,
     "ping_loss_rate": 0.0, "wake_on_requeue": 0.0, "stuck_rate": 0.0,
     "hang_rate": 0.0, "late_lost_write_rate": 0.0, "late_finish_rate": 0.0,
-    "cooldown_s": 0.0,
+    "cooldown_s": 0.0, "throttle_rate": 0.0, "retry_after_max": 30.0,
 }
 
 _QUIET: dict[str, Any] = {
@@ -454,6 +454,19 @@ FAMILIES["back-off-cap"] = {
 # with no fault (an adversarial review, session 29: seeds 62 and 188 of 200; fixed in the
 # protocol, ``tests/sim/test_l1_terms.py``).
 FAMILIES["fast-poll-backoff"] = {**FAMILIES["fast-poll"], "backoff": 1.0}
+# The fast-poll family with one job and 429s (``throttle_rate``) on half the requests to the
+# gateway and the monitor until the faults stop a minute in, each saying "come back in up to
+# 120 s" (exactly 120 at the edge): the encoder loop asks nothing of a source that said so,
+# and starts no job while a tier's Retry-After runs, past the faults' end. L1's
+# ``hand_out.retry_after``.
+FAMILIES["throttle"] = {
+    **FAMILIES["fast-poll"], "jobs": 1, "throttle_rate": 0.5, "retry_after_max": 120.0,
+    "faults_until": 60.0,
+}
+# ... where the server's Retry-After is absurd (up to 10^5 s, a day): the loop honours at most
+# ``MAX_RETRY_AFTER_S`` (600 s), which is what L1's term counts; a loop that honoured it in
+# full (``conformance.canaries.RetryAfterUncapped``) would stop for a day.
+FAMILIES["throttle-absurd"] = {**FAMILIES["throttle"], "retry_after_max": 1e5}
 FAMILIES["batch"] = {**FAMILIES["settle"], "status_cache_s": 30.0, "batch_screen": 1.0,
                      "gateway_outages_per_hour": 30.0}
 # The batch family where the monitor waits for the silent gateway and still answers: during a

@@ -61,6 +61,7 @@ from conformance.canaries import (
     PushAsProof,
     RecheckWithoutDeadline,
     ReleaseBeforeStop,
+    RetryAfterUncapped,
     ShortSettleAfterUnknownClaim,
     ShutdownWithoutReask,
     WalksAwayAfterStandIn,
@@ -281,6 +282,12 @@ TEETH = [
           properties=("L1",)),
     Tooth("loop-idle-wait-past-its-cap", "back-off-cap", 60, 19,
           schedule=IdleWaitPastItsCap, properties=("L1",)),
+    # ... and a 429's Retry-After told just before the faults stopped (session 30): the term,
+    # and the loop's cap on it (a loop that honours a day-long hint in full)
+    Tooth("l1-bound-without-the-retry-after", "throttle", 20, 19,
+          bound=lambda sc: l1_bound(sc, without="hand_out.retry_after"), properties=("L1",)),
+    Tooth("loop-retry-after-uncapped", "throttle-absurd", 20, 19,
+          schedule=RetryAfterUncapped, properties=("L1",)),
     # ... and a graceful shutdown told after a hung request, then the node's restart (an
     # adversarial review, 2026-12-04: the bound counted the restart only after a crash)
     Tooth("l1-bound-without-the-shutdown", "shutdown-liveness", 200, 19,

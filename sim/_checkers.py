@@ -809,9 +809,14 @@ def faults_stopped(history: History, horizon: float | None) -> float | None:
 #: The terms of :func:`l1_bound`, by name, for ``without=``: each can be dropped on its own
 #: (set to 0; a factor κ to 1) to show it is needed (``benchmarks/l1_terms.py``, and the
 #: teeth on the bound in ``conformance/test_teeth.py``).
+#: The longest ``Retry-After`` the encoder loop honours, as its documentation states it
+#: (``verifier.MAX_RETRY_AFTER_S``): written out, not imported, as the oracle imports nothing
+#: of the code it judges (a loop that honoured longer waits would be late against it).
+_RETRY_AFTER_CAP_S: Final = 600.0
+
 L1_TERMS = (
     "hand_out.lag", "hand_out.reoffer", "hand_out.idle_poll", "hand_out.cooldown",
-    "hand_out.reply",
+    "hand_out.retry_after", "hand_out.reply",
     "attempt.replies", "attempt.settle", "attempt.drift", "finish.replies",
     "residual.pause", "residual.scan.G", "residual.scan.T", "residual.scan.S",
     "residual.lease", "residual.lease.drift", "residual.lease.C",
@@ -827,7 +832,10 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
     (1.5 × its latency), κ = 1 / (1 − ε/T) the most a drifting clock stretches a wait, and
     ``settle = 3G + ε + Δ``:
 
-    * ``hand_out = Δ + poll_interval + max(κ·idle_max, 5) + κ·cooldown + λ`` (``idle_max``,
+    * ``hand_out = Δ + poll_interval + max(κ·idle_max, 5) + κ·cooldown + κ·retry_after + λ``
+      (``retry_after``: with ``throttle_rate``, the longest ``Retry-After`` the loop honours,
+      min(``retry_after_max``, ``_RETRY_AFTER_CAP_S``, 600 s), from a 429 told just before the
+      faults stopped; ``idle_max``,
       ``cooldown``: the encoder loop's, ``Scenario.loop_policy``, whose waits run on the
       encoder's clock): polls within Δ of the job becoming claimable may read it still taken
       through the monitor and skip it; the gateway re-offers it ``poll_interval`` later, the
@@ -896,6 +904,11 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
     hand_out = (term("hand_out.lag", sc.monitor_lag) + term("hand_out.reoffer", sc.poll_interval)
                 + term("hand_out.idle_poll", max(kappa * loop.idle_max_s, 5.0))
                 + term("hand_out.cooldown", kappa * loop.cooldown_s)
+                # A 429 told just before the faults stopped (``throttle_rate``): the loop asks
+                # that source nothing, and starts no job, until its Retry-After is over (up to
+                # the loop's cap), on its own clock.
+                + term("hand_out.retry_after", kappa * min(sc.retry_after_max, _RETRY_AFTER_CAP_S)
+                       if sc.throttle_rate > 0 else 0.0)
                 + term("hand_out.reply", lam))
     attempt = (term("attempt.replies", 4 * lam)
                + term("attempt.settle", factor("attempt.drift", kappa) * settle))

@@ -360,6 +360,7 @@ class Encoder:
         encoder's clock); this performs them. A process that restarts (a crash, a shutdown)
         starts a new schedule, as a new ``EncoderLoop`` would."""
         env, world, sc = self.env, self.world, self.sc
+        throttling = sc.throttle_rate > 0
         yield env.timeout(self.rng.random() * sc.poll_interval)  # a random second
         schedule = self.schedule()
         while True:
@@ -377,6 +378,12 @@ class Encoder:
                 # The simulated gateway is the one source; AllSlotsBusy cannot come, as the
                 # attempt below runs to its end before the loop asks again.
                 assert type(step) is PollSource
+                hint = world.throttled(Tier.GATEWAY) if throttling else None
+                if hint is not None:
+                    # 429 with Retry-After: the schedule does not ask again sooner.
+                    yield from self.wait(world.latency(sc.gateway_latency))
+                    schedule.poll_failed(step.source, self.local(), retry_after=hint)
+                    continue
                 job_id, delay = world.gw_poll(self.did)
                 yield from self.wait(delay)
                 offered = [] if job_id is None else [_Offered(job_id)]
@@ -389,8 +396,12 @@ class Encoder:
                     continue
                 schedule.started(job.id)
                 outcome = yield from self.attempt(job.id)
-                schedule.ended(job.id, self.local(), processed=outcome.kind is _PROCESSED,
-                               code=outcome.code)
+                now = self.local()
+                # A tier's Retry-After still to come (the protocol kept it): no job sooner.
+                until = outcome.retry_until
+                schedule.ended(job.id, now, processed=outcome.kind is _PROCESSED,
+                               code=outcome.code,
+                               retry_after=None if until is None else until - now)
                 # The encoder's own time between jobs (its scratch area cleaned up, say): a
                 # body, not a decision.
                 yield from self.wait(self.rng.random() * 5.0)

@@ -142,6 +142,14 @@ class Scenario:
     hang_rate: float = 0.0
     client_timeout: float = 10.0
     aid_timeout: float = 30.0
+    #: Probability that a request to the gateway, the monitor or Gateway Aid (a poll, a read,
+    #: a write; the database never answers 429) is answered "429 Too Many Requests" while the
+    #: faults last: not served (a refused write does not land), answered after the tier's
+    #: latency, with a ``Retry-After`` drawn uniformly up to ``retry_after_max`` seconds
+    #: (exactly that at an edge). The protocol's retries and the encoder loop honour it, the
+    #: loop up to ``verifier.MAX_RETRY_AFTER_S`` (L1's ``hand_out.retry_after``).
+    throttle_rate: float = 0.0
+    retry_after_max: float = 30.0
     # --- encoders
     #: The encoder loop (``loop_policy``): an idle encoder polls every poll_interval × U(0.5,
     #: 1.5), and a job it gave up on (skipped, cancelled, failed) is not tried again by it
@@ -238,7 +246,7 @@ class Scenario:
                      "await_pause_rate", "pause_split_rate", "database_error_rate",
                      "ping_loss_rate", "ping_drop_rate", "wake_on_requeue", "stall_rate",
                      "stuck_rate", "backoff", "push_rate", "batch_screen", "hang_rate",
-                     "late_lost_write_rate"):
+                     "late_lost_write_rate", "throttle_rate"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
         if self.assignment not in ("myjob", "getjob"):

@@ -63,6 +63,7 @@ OK: Final = WriteAnswered(WriteOutcome.OK)
 _NOT_YOURS: Final = WriteAnswered(WriteOutcome.REFUSED, detail="job does not belong to you")
 _NOT_AVAILABLE: Final = WriteAnswered(WriteOutcome.REFUSED, detail="job is not available")
 _OUTAGE: Final = "503 Service Unavailable"
+_THROTTLED: Final = "429 Too Many Requests"
 #: The monitor's answer when it cannot build a job's record (its database view lacks the job
 #: and the gateway cannot be asked, or its database is down).
 _FETCH_FAILED: Final = TierFailed(Tier.MONITOR, "500 Failed to fetch job details")
@@ -211,6 +212,7 @@ class World:
         self._delays = streams.stream("gateway.write_delay")
         self._hang = streams.stream("hang")  # hang_rate: drawn only when it is above 0
         self._lost = streams.stream("database.lost")  # late_lost_write_rate, likewise
+        self._throttle = streams.stream("throttle")  # throttle_rate, likewise
         self._monitor = streams.stream("monitor")
         self._latency = streams.stream("latency")
         horizon = scenario.faults_until if scenario.faults_until is not None else scenario.max_time
@@ -284,6 +286,21 @@ class World:
         i = bisect.bisect_right(windows, (now, math.inf))
         return i > 0 and windows[i - 1][1] > now
 
+    def throttled(self, tier: Tier) -> float | None:
+        """Whether this request to ``tier`` is answered 429 (``throttle_rate``, while the
+        faults last; the database never is), and if so its ``Retry-After`` in seconds: up to
+        ``retry_after_max``, exactly that at an edge. Counted as a call: it reached the
+        server. Drawn from a stream of its own, and nothing when the rate is 0."""
+        sc = self.sc
+        if not sc.throttle_rate or tier is Tier.DATABASE or not self._faulty():
+            return None
+        rng = self._throttle
+        if not self._strikes(rng.random() < sc.throttle_rate):
+            return None
+        self.calls[tier.value] += 1
+        edge = sc.edge_rate > 0 and rng.random() < sc.edge_rate
+        return sc.retry_after_max if edge else rng.random() * sc.retry_after_max
+
     def gateway_down_now(self) -> bool:
         """Inside a gateway outage window (the live emulator's routes that have no world
         operation of their own ask this)."""
@@ -291,6 +308,11 @@ class World:
 
     def latency(self, base: float) -> float:
         return base * (0.5 + self._latency.random())
+
+    def _latency_of(self, tier: Tier) -> float:
+        sc = self.sc
+        return {Tier.GATEWAY: sc.gateway_latency, Tier.MONITOR: sc.monitor_latency,
+                Tier.AID: sc.aid_latency}.get(tier, sc.database_latency)
 
     def _write(self, job: Job, *, status: str, owner: str | None, token: str | None) -> None:
         job.status, job.owner, job.token = status, owner, token
@@ -920,6 +942,12 @@ class World:
         every driver of the world (the SimPy encoders, the conformance state machine).
         """
         kind = type(action)
+        if self.sc.throttle_rate:
+            tier = action.tier if kind is Observe else action.via
+            hint = self.throttled(tier)
+            if hint is not None:
+                return _rate_limited(action, hint, tier), self.latency(self._latency_of(tier)), \
+                    "fail", tier
         if kind is Observe:
             self._flush()
             tier = action.tier
@@ -1016,6 +1044,14 @@ def _apply(entry: list[Callable[[], None] | None]) -> None:
     callback, entry[0] = entry[0], None
     if callback is not None:
         callback()
+
+
+def _rate_limited(action: Any, hint: float, tier: Tier) -> Any:
+    """A 429's answer to ``action``: no read, or a write whose outcome the client cannot know
+    (it was not served, which only the world knows: its record says "fail")."""
+    if isinstance(action, Observe):
+        return TierFailed(tier, _THROTTLED, retry_after=hint)
+    return WriteAnswered(WriteOutcome.UNKNOWN, detail=_THROTTLED, retry_after=hint)
 
 
 def request_record(action: Any) -> tuple[str, Any]:

@@ -2,8 +2,9 @@
 
 ``tests/verifier/test_polling.py`` tests the decisions on their own; these check that the
 SimPy driver performs them: every poll is one the schedule asked for, a job given up on waits
-out its cool-down, an attempt given up on a tier's trouble is followed by the back-off, and a
-restarted process starts a new schedule.
+out its cool-down, an attempt given up on a tier's trouble is followed by the back-off, a 429's
+``Retry-After`` (a poll's, or a tier's during an attempt) holds the next poll, and a restarted
+process starts a new schedule.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from conformance.families import FAMILIES
 from conformance.worlds import BASE, World, race
 from verifier import IdleUntil, LoopPolicy, PollSchedule, PollSource
+from verifier._polling import MAX_RETRY_AFTER_S
 
 
 class Recording(PollSchedule):
@@ -24,7 +26,14 @@ class Recording(PollSchedule):
         super().__init__(policy, rng)
         self.steps: list[tuple[float, Any]] = []
         self.ends: list[tuple[float, str, bool, str]] = []
+        #: (now, Retry-After) told by a failed poll, and by a job's end.
+        self.poll_hints: list[tuple[float, float | None]] = []
+        self.end_hints: list[tuple[float, float | None]] = []
         Recording.made.append(self)
+
+    def poll_failed(self, source: str, now: float, *, retry_after: float | None = None) -> None:
+        self.poll_hints.append((now, retry_after))
+        super().poll_failed(source, now, retry_after=retry_after)
 
     def next(self, now: float) -> Any:
         step = super().next(now)
@@ -34,6 +43,7 @@ class Recording(PollSchedule):
     def ended(self, job_id: str, now: float, *, processed: bool, code: str,
               retry_after: float | None = None) -> None:
         self.ends.append((now, job_id, processed, code))
+        self.end_hints.append((now, retry_after))
         super().ended(job_id, now, processed=processed, code=code, retry_after=retry_after)
 
 
@@ -101,3 +111,48 @@ def test_a_restarted_process_starts_a_new_schedule() -> None:
             assert len(schedules) == sc.encoders + crashes
             return
     raise AssertionError("no world crashed: the test reaches nothing")
+
+
+def _next_poll(schedule: Recording, after: float) -> float | None:
+    return next((now for now, step in schedule.steps
+                 if now > after and isinstance(step, PollSource)), None)
+
+
+def test_a_rate_limited_poll_holds_its_source_for_the_retry_after() -> None:
+    """The throttle family: half the requests to the gateway and the monitor answered 429
+    until the faults stop, with Retry-After up to 120 s. Each 429 to a poll is reported to the
+    schedule with its hint (never more than the world's bound), and the encoder's next poll
+    comes no sooner than the hint says, on its own clock."""
+    sc = BASE.replace(**FAMILIES["throttle"])
+    told = 0
+    for seed in range(6):
+        run, schedules = recorded(World(sc, seed=seed, family="throttle"))
+        assert all(run.checks[p].ok for p in ("S1", "S2", "S3", "L1")), seed
+        for schedule in schedules:
+            for t, hint in schedule.poll_hints:
+                assert hint is not None and 0 <= hint <= sc.retry_after_max
+                told += 1
+                later = _next_poll(schedule, t)
+                if later is not None:
+                    assert later >= t + hint - 1e-9, (seed, t, hint, later)
+    assert told > 0, "no poll was rate limited: the test reaches nothing"
+
+
+def test_a_retry_after_a_tier_gave_during_an_attempt_holds_the_next_poll() -> None:
+    """A read or a write answered 429 during an attempt: the protocol keeps the latest hint
+    (``Outcome.retry_until``), the driver hands what is left of it to the schedule when the
+    attempt ends, and the next poll waits for it (at most ``MAX_RETRY_AFTER_S``)."""
+    sc = BASE.replace(**FAMILIES["throttle"])
+    held = 0
+    for seed in range(12):
+        _, schedules = recorded(World(sc, seed=seed, family="throttle"))
+        for schedule in schedules:
+            for t, left in schedule.end_hints:
+                if left is None:
+                    continue
+                assert 0 < left <= sc.retry_after_max
+                held += 1
+                later = _next_poll(schedule, t)
+                if later is not None:
+                    assert later >= t + min(left, MAX_RETRY_AFTER_S) - 1e-9, (seed, t, left)
+    assert held > 0, "no attempt ended under a Retry-After: the test reaches nothing"
