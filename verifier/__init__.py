@@ -63,7 +63,14 @@ from ._models import (
 )
 from ._monitor import GatewayMonitorService
 from ._policy import HARDENING_STEPS, Policy, Tier, TierSet, TimingModel, builtin_chain_names
-from ._polling import AllSlotsBusy, IdleUntil, LoopPolicy, PollSchedule, PollSource
+from ._polling import (
+    MAX_RETRY_AFTER_S,
+    AllSlotsBusy,
+    IdleUntil,
+    LoopPolicy,
+    PollSchedule,
+    PollSource,
+)
 from ._push import JobPush, JobPushClient
 from ._settings import TIMING_VARIABLES, Settings
 from ._tiers import Observation, TierClient
@@ -71,6 +78,7 @@ from .protocol import Outcome, OutcomeKind, OwnershipProtocol
 
 __all__ = [
     "HARDENING_STEPS",
+    "MAX_RETRY_AFTER_S",
     "TIMING_VARIABLES",
     "AllSlotsBusy",
     "AvailabilityResult",

@@ -13,8 +13,7 @@ from typing import Any
 
 from conformance.families import FAMILIES
 from conformance.worlds import BASE, World, race
-from verifier import IdleUntil, LoopPolicy, PollSchedule, PollSource
-from verifier._polling import MAX_RETRY_AFTER_S
+from verifier import MAX_RETRY_AFTER_S, IdleUntil, LoopPolicy, PollSchedule, PollSource
 
 
 class Recording(PollSchedule):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import verifier
 
 EXPECTED = {
-    "HARDENING_STEPS", "TIMING_VARIABLES", "AvailabilityResult", "ClaimRefused", "ClaimedJob",
+    "HARDENING_STEPS", "MAX_RETRY_AFTER_S", "TIMING_VARIABLES",
+    "AvailabilityResult", "ClaimRefused", "ClaimedJob",
     "CommandFailed", "CommandWork", "ConfigurationError",
     "DatabaseTier", "EncoderIdentity", "EncoderLoop", "GatewayAidClient", "GatewayMonitorJob",
     "GatewayMonitorService", "GuardMetrics", "GuardOutcome", "InvalidInputError", "JobProgress",
