@@ -30,7 +30,7 @@ NO_FEATURES: dict[str, Any] = {
     "gateway_latency": 0.05, "monitor_latency": 0.2, "aid_fraction": 0.0,
     "ping_loss_rate": 0.0, "wake_on_requeue": 0.0, "stuck_rate": 0.0,
     "hang_rate": 0.0, "late_lost_write_rate": 0.0, "late_finish_rate": 0.0,
-    "cooldown_s": 0.0, "throttle_rate": 0.0, "retry_after_max": 30.0,
+    "cooldown_s": 0.0, "throttle_rate": 0.0, "retry_after_max": 30.0, "concurrency": 1,
 }
 
 _QUIET: dict[str, Any] = {
@@ -467,6 +467,14 @@ FAMILIES["throttle"] = {
 # ``MAX_RETRY_AFTER_S`` (600 s), which is what L1's term counts; a loop that honoured it in
 # full (``conformance.canaries.RetryAfterUncapped``) would stop for a day.
 FAMILIES["throttle-absurd"] = {**FAMILIES["throttle"], "retry_after_max": 1e5}
+# The crash-liveness family with three slots per encoder (``concurrency``, the shipped loop's
+# ``--concurrency``) and four jobs, pauses of exactly P at the driver's await points and random
+# ones: each attempt runs in a SimPy process of its own, a pause taken by any of them freezes
+# the node (every slot, its work and its loop), and a crash kills every slot (session 30).
+FAMILIES["slots"] = {
+    **FAMILIES["crash-liveness"], "concurrency": 3, "jobs": 4, "await_pause_rate": 0.3,
+    "pauses_per_hour": 60.0,
+}
 FAMILIES["batch"] = {**FAMILIES["settle"], "status_cache_s": 30.0, "batch_screen": 1.0,
                      "gateway_outages_per_hour": 30.0}
 # The batch family where the monitor waits for the silent gateway and still answers: during a

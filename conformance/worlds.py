@@ -220,6 +220,9 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         # (session 30): the protocol's retries and the loop's holds honour them, and L1's
         # hand-out allows for the last one.
         "throttle_rate": (0.0, 0.3), "retry_after_max": (30.0, 5.0, 120.0),
+        # Several jobs guarded at once by one encoder (``LoopPolicy.concurrency``, session 30):
+        # each in a process of its own, frozen together by a pause, killed together by a crash.
+        "concurrency": (1, 2),
     }
     for key, values in levels.items():
         if key not in (fixed or {}):

@@ -20,7 +20,15 @@ from typing import Any, Final
 
 import simpy
 
-from verifier import IdleUntil, Policy, PollSchedule, PollSource, StatusCache, Tier, TierSet
+from verifier import (
+    AllSlotsBusy,
+    IdleUntil,
+    Policy,
+    PollSchedule,
+    StatusCache,
+    Tier,
+    TierSet,
+)
 from verifier.protocol import (
     Answer,
     CancelWork,
@@ -76,6 +84,25 @@ class _Offered:
 
     def __init__(self, job_id: str) -> None:
         self.id = job_id
+
+
+class _Slot:
+    """One job slot's state beyond the protocol: its work, and the pushes and shutdown it has
+    been told of. The encoder is its own first slot (``Encoder.slots[0] is encoder``); with
+    ``concurrency`` above 1 the others are these, each attempt run by a SimPy process of its
+    own, while pauses and crashes stay the node's (they stop every slot)."""
+
+    __slots__ = ("hint_wake", "hints", "push_job", "shutdown_told", "work", "work_fault_end",
+                 "work_job")
+
+    def __init__(self) -> None:
+        self.shutdown_told = False
+        self.work: list[tuple[float, Answer]] = []
+        self.work_job: str | None = None
+        self.work_fault_end = -math.inf
+        self.hints: list[Hinted] = []
+        self.push_job: str | None = None
+        self.hint_wake: simpy.Event | None = None
 
 
 class _Crashed(Exception):
@@ -168,6 +195,20 @@ class Encoder:
         #: Batch screening of offered jobs (``batch_screen``): its answers fill the cache.
         self.screening = bool(scenario.batch_screen and self.cache is not None
                               and pre_claim_tier(policy, tiers) is Tier.MONITOR)
+        #: The job slots (``LoopPolicy.concurrency``): this encoder's own state is the first.
+        self.slots: list[Encoder | _Slot] = [self] + [
+            _Slot() for _ in range(self.loop_policy.concurrency - 1)]
+        #: With several slots, a pause taken by one process freezes the others too: none acts
+        #: before this instant, and ``frozen_total`` (the seconds frozen so far) lengthens the
+        #: waits that are the process's own work (``wait(frozen=True)``).
+        self.frozen_until = -math.inf
+        self.frozen_total = 0.0
+        #: Whether a process of this node is in a pause now (``_pause``).
+        self.pausing = False
+        #: The attempts running in slots of their own (slot index -> process), and the event
+        #: that tells the run loop one has ended (only with several slots).
+        self.slot_procs: dict[int, simpy.Process] = {}
+        self.slot_freed: simpy.Event | None = None
         self.process = env.process(self.run())
 
     def schedule(self) -> PollSchedule:
@@ -207,21 +248,35 @@ class Encoder:
         pause like any other."""
         env = self.env
         end = env.now + max(duration, 0.0)
+        total = self.frozen_total
         while True:
+            if frozen and self.frozen_total > total:
+                end += self.frozen_total - total  # every pause meanwhile stopped this work
+                total = self.frozen_total
             t = min(end, self.crash_at, self.pause_at)
             if t > env.now:
                 if interrupt is None:
                     yield env.timeout(t - env.now)
+                elif t == math.inf:
+                    yield interrupt  # nothing due: only the event ends this wait
                 else:
                     yield env.timeout(t - env.now) | interrupt
+            if env.now < self.frozen_until:
+                yield from self._thaw()  # another slot's process paused the node
+                continue
             if env.now >= self.crash_at:
                 raise _Crashed
             if env.now >= self.pause_at and env.now < end:
-                length = yield from self._pause()
-                if frozen:
-                    end += length
+                yield from self._pause()
                 continue
             return
+
+    def _thaw(self) -> Generator[simpy.Event, Any, None]:
+        """Frozen until the node's pause ends (only with several slots: the process that took
+        the pause is the one that waits it out; every other resumes here)."""
+        env = self.env
+        while env.now < self.frozen_until:
+            yield env.timeout(self.frozen_until - env.now)
 
     def idle(self, duration: float) -> Generator[simpy.Event, Any, None]:
         """Wait for the next poll; the gateway may wake us early (to hand out a job twice)."""
@@ -230,16 +285,23 @@ class Encoder:
         self.world.idle[self.name] = wake
         try:
             end = env.now + duration
+            total = self.frozen_total
             while True:
+                if self.frozen_total > total:
+                    end += self.frozen_total - total  # a pause stops the loop's timer too
+                    total = self.frozen_total
                 t = min(end, self.crash_at, self.pause_at)
                 if t > env.now:
                     yield env.timeout(t - env.now) | wake
+                if env.now < self.frozen_until:
+                    yield from self._thaw()  # another slot's process paused the node
+                    continue
                 if wake.triggered:
                     return
                 if env.now >= self.crash_at:
                     raise _Crashed
                 if env.now >= self.pause_at:
-                    end += yield from self._pause()
+                    yield from self._pause()
                     continue
                 return
         finally:
@@ -265,15 +327,26 @@ class Encoder:
                 length = sc.pause_max * sc.pause_tail_factor  # outside the model
         now = self.env.now
         self.history.add(now, self.name, None, "pause", "invoke", round(length, 3))
-        # The work is frozen too: its remaining events move by the pause, its faults' end too.
-        self.work = [(t + length, ev) for t, ev in self.work]
+        # The work is frozen too: its remaining events move by the pause, its faults' end too;
+        # every slot's, and every other process of the node waits it out (``_thaw``).
+        fault_end = now + length
+        for slot in self.slots:
+            if slot.work:
+                slot.work = [(t + length, ev) for t, ev in slot.work]
+            if slot.work_fault_end > now:
+                slot.work_fault_end += length
+            fault_end = max(fault_end, slot.work_fault_end)
         if self.freezes is not None:
             self.freezes.append((now, now + length))
-        if self.work_fault_end > now:
-            self.work_fault_end += length
-        self.world.fault_until(max(now + length, self.work_fault_end))
+        self.world.fault_until(fault_end)
         self.pause_at = math.inf
-        yield self.env.timeout(length)
+        self.frozen_until = max(self.frozen_until, now + length)
+        self.frozen_total += length
+        self.pausing = True
+        try:
+            yield self.env.timeout(length)
+        finally:
+            self.pausing = False
         self.history.add(self.env.now, self.name, None, "pause", "ok")
         self.pause_ended = self.env.now
         if scheduled:
@@ -345,11 +418,18 @@ class Encoder:
         now = self.env.now
         if self.cache is not None:
             self.cache.clear()  # a new process starts with an empty cache
-        if self.work_job is not None:
-            self._record_natural_end(until=now)
+        for slot in self.slots:
+            if slot.work_job is not None:
+                self._record_natural_end(slot, until=now)
         self.history.add(now, self.name, None, "crash", "info")
         self.world.fault_until(now)
-        self.work, self.work_job = [], None
+        for slot in self.slots:
+            slot.work, slot.work_job = [], None
+        active = self.env.active_process
+        for proc in self.slot_procs.values():
+            if proc.is_alive and proc is not active:
+                proc.interrupt("crash")  # the attempt dies with the node
+        self.slot_procs.clear()
         self.crash_at = math.inf
 
     # ------------------------------------------------------------------ the encoder loop
@@ -358,60 +438,120 @@ class Encoder:
         """The encoder loop: :class:`verifier.PollSchedule` decides when to poll, which offered
         job to try and how long to wait (the shipped ``EncoderLoop``'s decisions, on this
         encoder's clock); this performs them. A process that restarts (a crash, a shutdown)
-        starts a new schedule, as a new ``EncoderLoop`` would."""
-        env, world, sc = self.env, self.world, self.sc
-        throttling = sc.throttle_rate > 0
+        starts a new schedule, as a new ``EncoderLoop`` would.
+
+        With one slot (``concurrency`` 1, the default) the attempt runs in this process, and
+        the loop asks again once it has ended and the encoder's own time between jobs (up to
+        5 s) is over. With more, each attempt runs in a process of its own (``_slot``), as
+        ``EncoderLoop`` runs each guard in a task, and keeps its slot through that time
+        between jobs too: the loop polls again at once while the schedule has a slot free,
+        and waits for one when it has none (:class:`verifier.AllSlotsBusy`) or the job it
+        chose needs one; an idle wait is not cut short when a job ends, as in
+        ``EncoderLoop``."""
+        env, sc = self.env, self.sc
+        many = len(self.slots) > 1
         yield env.timeout(self.rng.random() * sc.poll_interval)  # a random second
         schedule = self.schedule()
         while True:
             try:
                 if env.now >= self.shutdown_at:
+                    while self.slot_procs:
+                        # Every running attempt gives its job back first (each protocol is
+                        # told at its next wait), then the node goes down.
+                        yield from self._until_a_slot_frees()
                     yield from self._restart()
                     schedule = self.schedule()
                     continue
                 now = self.local()
                 step = schedule.next(now)
-                if type(step) is IdleUntil:
+                kind = type(step)
+                if kind is IdleUntil:
                     # Local seconds to simulated ones (``local()`` is env.now × rate).
                     yield from self.idle((step.until - now) / self.rate)
                     continue
-                # The simulated gateway is the one source; AllSlotsBusy cannot come, as the
-                # attempt below runs to its end before the loop asks again.
-                assert type(step) is PollSource
-                hint = world.throttled(Tier.GATEWAY) if throttling else None
-                if hint is not None:
-                    # 429 with Retry-After: the schedule does not ask again sooner.
-                    yield from self.wait(world.latency(sc.gateway_latency))
-                    schedule.poll_failed(step.source, self.local(), retry_after=hint)
+                if kind is AllSlotsBusy:
+                    yield from self._until_a_slot_frees()
                     continue
-                job_id, delay = world.gw_poll(self.did)
-                yield from self.wait(delay)
-                offered = [] if job_id is None else [_Offered(job_id)]
-                if self.screening and offered:
-                    ids = list(schedule.screen(offered, self.local()))
-                    if ids:
-                        yield from self._screen(ids)
-                job = schedule.offered(step.source, offered, self.local())
+                job = yield from self._poll(schedule, step.source)
                 if job is None:
                     continue
                 schedule.started(job.id)
+                if many:
+                    while len(self.slot_procs) == len(self.slots):
+                        # The schedule counts a slot free when its job ends; the slot is
+                        # free once the encoder's time between jobs is over too.
+                        yield from self._until_a_slot_frees()
+                    index = next(i for i in range(len(self.slots)) if i not in self.slot_procs)
+                    self.slot_procs[index] = env.process(self._slot(schedule, job.id, index))
+                    continue
                 outcome = yield from self.attempt(job.id)
-                now = self.local()
-                # A tier's Retry-After still to come (the protocol kept it): no job sooner.
-                until = outcome.retry_until
-                schedule.ended(job.id, now, processed=outcome.kind is _PROCESSED,
-                               code=outcome.code,
-                               retry_after=None if until is None else until - now)
+                self._ended(schedule, job.id, outcome)
                 # The encoder's own time between jobs (its scratch area cleaned up, say): a
                 # body, not a decision.
                 yield from self.wait(self.rng.random() * 5.0)
             except _Crashed:
+                while self.pausing:
+                    # A slot's process is ending the node's pause at this very instant: let it
+                    # (its bookkeeping draws the next pause), then crash.
+                    yield env.timeout(0)
                 due = self.crash_at  # the scheduled crash (handled after a pause: later)
                 self._crash()
                 yield env.timeout(sc.restart_delay)
                 self.crash_at = self._next(sc.crashes_per_hour, "crash",
                                            after=due + sc.restart_delay)
                 schedule = self.schedule()
+
+    def _poll(self, schedule: PollSchedule, source: str
+              ) -> Generator[simpy.Event, Any, _Offered | None]:
+        """Ask the simulated gateway (the one source) for a job; the offered job the schedule
+        chooses, or None (nothing offered, or 429: the schedule holds the source back)."""
+        world, sc = self.world, self.sc
+        hint = world.throttled(Tier.GATEWAY) if sc.throttle_rate else None
+        if hint is not None:
+            # 429 with Retry-After: the schedule does not ask again sooner.
+            yield from self.wait(world.latency(sc.gateway_latency))
+            schedule.poll_failed(source, self.local(), retry_after=hint)
+            return None
+        job_id, delay = world.gw_poll(self.did)
+        yield from self.wait(delay)
+        offered = [] if job_id is None else [_Offered(job_id)]
+        if self.screening and offered:
+            ids = list(schedule.screen(offered, self.local()))
+            if ids:
+                yield from self._screen(ids)
+        return schedule.offered(source, offered, self.local())
+
+    def _ended(self, schedule: PollSchedule, job_id: str, outcome: Outcome) -> None:
+        now = self.local()
+        # A tier's Retry-After still to come (the protocol kept it): no job sooner.
+        until = outcome.retry_until
+        schedule.ended(job_id, now, processed=outcome.kind is _PROCESSED, code=outcome.code,
+                       retry_after=None if until is None else until - now)
+
+    def _slot(self, schedule: PollSchedule, job_id: str, index: int
+              ) -> Generator[simpy.Event, Any, None]:
+        """One attempt in slot ``index``, in a process of its own (``concurrency`` above 1).
+        A crash ends it where it stands (``_Crashed`` seen here first, or the run loop's
+        interrupt): the run loop cleans up after the node."""
+        try:
+            outcome = yield from self.attempt(job_id, self.slots[index])
+            self._ended(schedule, job_id, outcome)
+            # The encoder's own time between jobs, as with one slot: the slot is taken until
+            # it is over (the schedule may poll meanwhile; a job it chooses waits for it).
+            yield from self.wait(self.rng.random() * 5.0)
+        except (_Crashed, simpy.Interrupt):
+            return
+        del self.slot_procs[index]
+        freed = self.slot_freed
+        if freed is not None and not freed.triggered:
+            freed.succeed()
+
+    def _until_a_slot_frees(self) -> Generator[simpy.Event, Any, None]:
+        self.slot_freed = self.env.event()
+        try:
+            yield from self.wait(math.inf, interrupt=self.slot_freed)
+        finally:
+            self.slot_freed = None
 
     def _restart(self) -> Generator[simpy.Event, Any, None]:
         """After a graceful shutdown (the running attempt, if any, has given its job back):
@@ -425,12 +565,14 @@ class Encoder:
         # ends this wait (``_Crashed``), and a shutdown left due would then take the node down
         # a second time once the crash's own restart is over (an adversarial review,
         # 2026-12-04: 70 s down instead of 30, and L1 late). The draw is the same either way.
-        self.shutdown_told = False
+        for slot in self.slots:
+            slot.shutdown_told = False
         self.shutdown_at = self._next(self.sc.shutdowns_per_hour, "shutdown",
                                       after=due + self.sc.restart_delay)
         yield from self.wait(self.sc.restart_delay)
 
-    def attempt(self, job_id: str) -> Generator[simpy.Event, Any, Outcome]:
+    def attempt(self, job_id: str, slot: Encoder | _Slot | None = None
+                ) -> Generator[simpy.Event, Any, Outcome]:
         """One protocol run for one job: perform each action, feed back each answer.
 
         The hot loop of every run (tens of protocol steps per job), kept in one generator: each
@@ -438,6 +580,8 @@ class Encoder:
         the action's dispatch (``perform``) is inlined here and the clock is read directly; what
         each step does is unchanged."""
         protocol = self.protocol(job_id, me=self.did, policy=self.policy, tiers=self.tiers)
+        if slot is None:
+            slot = self
         try:
             env, rate, pausable = self.env, self.rate, self.pausable
             handle = protocol.handle
@@ -448,16 +592,16 @@ class Encoder:
                     yield from self._await_point()  # decided, not yet sent
                 kind = type(action)
                 if kind is Sleep:
-                    answer = yield from self._sleep(action.until)
+                    answer = yield from self._sleep(action.until, slot)
                 elif kind is StartWork:
-                    answer = self._start(job_id)
+                    answer = self._start(job_id, slot)
                 elif kind is CancelWork:
-                    answer = yield from self._cancel(job_id)
+                    answer = yield from self._cancel(job_id, slot)
                 else:
                     if self.push is not None and kind is Claim:
                         # Subscribed before the claim leaves, so its own landing is pushed too.
-                        self.push.subscribe(job_id, self.name, self._pushed)
-                        self.push_job = job_id
+                        self.push.subscribe(job_id, self.name, slot_pushed(self, slot))
+                        slot.push_job = job_id
                     answer = yield from self._io(job_id, action)
                 if pausable:
                     yield from self._await_point()  # answered, not yet handled
@@ -487,19 +631,19 @@ class Encoder:
         finally:
             if self.push is not None:
                 self.push.unsubscribe(job_id, self.name)
-                self.hints.clear()
-                self.push_job = None
+                slot.hints.clear()
+                slot.push_job = None
 
     # ------------------------------------------------------------------ the driver
 
     def perform(self, job_id: str, action: Any) -> Generator[simpy.Event, Any, Answer]:
         kind = type(action)
         if kind is Sleep:
-            return (yield from self._sleep(action.until))
+            return (yield from self._sleep(action.until, self))
         if kind is StartWork:
-            return self._start(job_id)
+            return self._start(job_id, self)
         if kind is CancelWork:
-            return (yield from self._cancel(job_id))
+            return (yield from self._cancel(job_id, self))
         return (yield from self._io(job_id, action))
 
     def _screen(self, job_ids: list[str]) -> Generator[simpy.Event, Any, None]:
@@ -526,15 +670,17 @@ class Encoder:
         for job_id, observation in entries.items():
             self.cache.put(observation, job_id, decided=decided)
 
-    def _pushed(self, job_id: str, hint: Hinted) -> None:
+    def _pushed(self, job_id: str, hint: Hinted, slot: Encoder | _Slot | None = None) -> None:
         """A push arrived: kept for the protocol's next wait, which it ends. One sent while an
         earlier attempt was subscribed (delivered late) is not this attempt's, and pushes
         that arrive before the next wait are merged into the latest, as the guard does."""
-        if job_id != self.push_job:
+        if slot is None:
+            slot = self
+        if job_id != slot.push_job:
             return
-        self.hints[:] = [hint]
-        if self.hint_wake is not None and not self.hint_wake.triggered:
-            self.hint_wake.succeed()
+        slot.hints[:] = [hint]
+        if slot.hint_wake is not None and not slot.hint_wake.triggered:
+            slot.hint_wake.succeed()
 
     def _cached(self, job_id: str, action: Observe) -> Answer | None:
         """The status cache's answer to ``action``, if it has one young enough: its age runs
@@ -587,6 +733,8 @@ class Encoder:
         end = now + delay
         if end < self.crash_at and end < self.pause_at:
             yield env.timeout(delay)  # the common case, without a frame
+            if env.now < self.frozen_until:
+                yield from self.wait(0.0)  # another slot's process paused the node meanwhile
         else:
             yield from self.wait(delay)
         add(env.now, self.name, job_id, op, phase, value)
@@ -595,12 +743,14 @@ class Encoder:
         result: Answer = answer
         return result
 
-    def _start(self, job_id: str) -> Answer:
+    def _start(self, job_id: str, slot: Encoder | _Slot | None = None) -> Answer:
         # The n-th start of a job draws its work lengths from ("work", job, n): the same in
         # every chain, whichever encoder starts it (CRN).
         sc, rng, t = self.sc, self.streams.next_keyed("work", job_id), self.env.now
+        if slot is None:
+            slot = self
         self.history.add(t, self.name, job_id, "start", "ok")
-        self.work_fault_end = -math.inf
+        slot.work_fault_end = -math.inf
         sigma = sc.phase_sigma
         events: list[tuple[float, Answer]] = []
         stuck = self._stuck_input(job_id, rng) if sc.stuck_rate else None
@@ -613,9 +763,9 @@ class Encoder:
             stall = self.streams.keyed("stall", job_id, self.streams.count("work", job_id),
                                        phase) if sc.stall_rate else None
             t = self._progress(events, phase, t, length, stall,
-                               stuck if phase == "download" else None)
+                               stuck if phase == "download" else None, slot=slot)
         events.append((t, _WORK_DONE))
-        self.work, self.work_job = events, job_id
+        slot.work, slot.work_job = events, job_id
         return _WORK_STARTED
 
     def _stuck_input(self, job_id: str, rng: Any) -> float | None:
@@ -627,7 +777,8 @@ class Encoder:
         return stuck[job_id]
 
     def _progress(self, events: list[tuple[float, Answer]], phase: str, t: float,
-                  length: float, rng: Any, stuck: float | None = None) -> float:
+                  length: float, rng: Any, stuck: float | None = None, *,
+                  slot: Encoder | _Slot) -> float:
         """The phase's progress reports, every ``progress_step_s`` of work, and maybe one
         stall (no report for a while, the phase that much longer; a fault, so none after the
         faults stop). Returns the phase's end.
@@ -669,32 +820,36 @@ class Encoder:
                       else -math.inf,
                       t + hang_at + hang + (stall if hang_at > stall_at else 0.0) if hang
                       else -math.inf)
-            self.work_fault_end = max(self.work_fault_end, end)
+            slot.work_fault_end = max(slot.work_fault_end, end)
             self.world.fault_until(end)
         return t + length + stall + hang
 
-    def _record_natural_end(self, until: float) -> None:
-        """If the work ended on its own before ``until``, record its stop at that time."""
-        if self.work and self.work[-1][1] is _WORK_DONE and self.work[-1][0] <= until:
-            self.history.add(self.work[-1][0], self.name, self.work_job, "stop", "ok", "done")
-            self.work_job = None
+    def _record_natural_end(self, slot: Encoder | _Slot, until: float) -> None:
+        """If the slot's work ended on its own before ``until``, record its stop then."""
+        work = slot.work
+        if work and work[-1][1] is _WORK_DONE and work[-1][0] <= until:
+            self.history.add(work[-1][0], self.name, slot.work_job, "stop", "ok", "done")
+            slot.work_job = None
 
-    def _cancel(self, job_id: str) -> Generator[simpy.Event, Any, Answer]:
+    def _cancel(self, job_id: str, slot: Encoder | _Slot | None = None
+                ) -> Generator[simpy.Event, Any, Answer]:
+        if slot is None:
+            slot = self
         now = self.env.now
         self.history.add(now, self.name, job_id, "cancel", "invoke")
-        self._record_natural_end(until=now)
-        if self.work_job is not None:
+        self._record_natural_end(slot, until=now)
+        if slot.work_job is not None:
             # C: stopping takes a while (exactly C at the edge); the interval is held until
             # the stop is confirmed.
-            self.work = []
+            slot.work = []
             latency = self.sc.cancel_latency if self._edge() else (
                 self.rng.random() * self.sc.cancel_latency)
             yield from self.wait(latency, frozen=True)
             self.history.add(self.env.now, self.name, job_id, "stop", "ok", "cancelled")
-        self.work, self.work_job = [], None
+        slot.work, slot.work_job = [], None
         return WorkStopped()
 
-    def _due_report(self, now: float) -> Answer:
+    def _due_report(self, now: float, slot: Encoder | _Slot) -> Answer:
         """The work's reports due by ``now``, coalesced: its end if it has come (nothing needs
         a report after it), else the latest phase change, then the latest progress.
 
@@ -704,15 +859,15 @@ class Encoder:
         each value once (the guard's ``ClaimedJob`` coalesces them the same way, though it
         delivers at once): fewer protocol steps and SimPy events per job. A progress report
         is absolute (both percentages), so the latest says all the earlier ones did."""
-        work = self.work
+        work = slot.work
         due = 1
         while due < len(work) and work[due][0] <= now:
             due += 1
         at, last = work[due - 1]
         if last is _WORK_DONE:
             del work[:due]
-            self.history.add(at, self.name, self.work_job, "stop", "ok", "done")
-            self.work_job = None
+            self.history.add(at, self.name, slot.work_job, "stop", "ok", "done")
+            slot.work_job = None
             return last
         phase = progress = None
         for _, event in work[:due]:
@@ -728,24 +883,25 @@ class Encoder:
             work.insert(0, (now, progress))  # delivered at the next wait, at this instant
         return phase
 
-    def _sleep(self, until: float) -> Generator[simpy.Event, Any, Answer]:
+    def _sleep(self, until: float, slot: Encoder | _Slot
+               ) -> Generator[simpy.Event, Any, Answer]:
         env, rate = self.env, self.rate
         while True:
             now = env.now
-            work = self.work
+            work = slot.work
             if work and work[0][0] <= now:
-                return self._due_report(now)
-            if now >= self.shutdown_at and not self.shutdown_told:
+                return self._due_report(now, slot)
+            if now >= self.shutdown_at and not slot.shutdown_told:
                 # As the asyncio driver does: the request is an answer to the next wait.
-                self.shutdown_told = True
+                slot.shutdown_told = True
                 return ShutdownRequested()
-            if self.hints:
-                return self.hints.pop(0)
+            if slot.hints:
+                return slot.hints.pop(0)
             remaining = (until - now * rate) / rate
             if remaining <= 1e-9:
                 return _WOKE
             target = now + remaining
-            if not self.shutdown_told:
+            if not slot.shutdown_told:
                 target = min(target, self.shutdown_at)
             if work:
                 # Only the work's end wakes the protocol. Its phase and progress reports wait
@@ -759,21 +915,30 @@ class Encoder:
                     if end > now:
                         yield env.timeout(end - now)
                         now = env.now
-                        if now >= self.crash_at or now >= self.pause_at:
-                            # Landed a rounding past the end, on a crash or pause: as wait().
+                        if now >= self.crash_at or now >= self.pause_at or (
+                                now < self.frozen_until):
+                            # Landed a rounding past the end, on a crash or pause, or in
+                            # another slot's pause: as wait().
                             yield from self.wait(end - now)
                 else:
                     yield from self.wait(target - now)
                 continue
-            self.hint_wake = self.env.event()
+            slot.hint_wake = self.env.event()
             try:
-                yield from self.wait(target - self.env.now, interrupt=self.hint_wake)
+                yield from self.wait(target - self.env.now, interrupt=slot.hint_wake)
             finally:
-                self.hint_wake = None
+                slot.hint_wake = None
 
 
 #: A split pause shorter than this is not made (the budget is spent).
 _MIN_SPLIT: Final = 1e-6
+
+
+def slot_pushed(encoder: Encoder, slot: Encoder | _Slot) -> Callable[[str, Hinted], None]:
+    """The push channel's callback for ``slot``'s attempt."""
+    if slot is encoder:
+        return encoder._pushed
+    return lambda job_id, hint: encoder._pushed(job_id, hint, slot)
 
 
 def _past_deadline(action: Any) -> Answer:

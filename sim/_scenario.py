@@ -24,6 +24,8 @@ __all__ = ["MAX_ENCODERS", "MAX_JOBS", "Scenario", "ScenarioError"]
 #: benchmark stays well inside them.
 MAX_ENCODERS: Final = 100_000
 MAX_JOBS: Final = 10_000_000
+#: Slots per encoder: a node guards a handful of jobs at once, not thousands.
+MAX_CONCURRENCY: Final = 64
 
 
 #: The parameters whose faults are beyond the timing model's bounds, and what each allows.
@@ -157,6 +159,9 @@ class Scenario:
     #: deployed encoder retries whatever it is offered).
     poll_interval: float = 60.0
     cooldown_s: float = 0.0
+    #: Jobs an encoder guards at once (``LoopPolicy.concurrency``, ``--concurrency``): each
+    #: attempt in a slot of its own; pauses and crashes stop every slot of the node.
+    concurrency: int = 1
     download_mean_s: float = 30.0
     encode_mean_s: float = 240.0
     upload_mean_s: float = 30.0
@@ -253,7 +258,8 @@ class Scenario:
             raise ScenarioError(
                 f"assignment: expected 'myjob' or 'getjob', got {self.assignment!r}"
             )
-        for name, limit in (("encoders", MAX_ENCODERS), ("jobs", MAX_JOBS)):
+        for name, limit in (("encoders", MAX_ENCODERS), ("jobs", MAX_JOBS),
+                            ("concurrency", MAX_CONCURRENCY)):
             count = getattr(self, name)
             if int(count) != count or count < 1:
                 raise ScenarioError(f"{name}: must be a positive integer, got {count}")
@@ -288,17 +294,18 @@ class Scenario:
     def loop_policy(self, sources: tuple[str, ...] | None = None, *,
                     screen_at_least: int = 1) -> LoopPolicy:
         """The encoder loop of this scenario's encoders, as :class:`~verifier.EncoderLoop`
-        runs it (the SimPy encoders drive the same :class:`~verifier.PollSchedule`): one job
-        at a time from ``sources`` (by default the gateway's poll the scenario assigns by:
-        ``myjob`` or ``getjob``); idle waits of ``poll_interval`` × U(0.5, 1.5), or with the
-        backoff feature doubling after each empty poll or job given up on a tier failure, up
-        to eight poll intervals; a cool-down of ``cooldown_s``. ``screen_at_least``: the
-        simulated gateway offers one job per poll, so its encoders screen offers of one (the
-        batch feature would otherwise never act there); production screens lists of two or
-        more (``LoopPolicy``'s default)."""
+        runs it (the SimPy encoders drive the same :class:`~verifier.PollSchedule`):
+        ``concurrency`` jobs at a time from ``sources`` (by default the gateway's poll the
+        scenario assigns by: ``myjob`` or ``getjob``); idle waits of ``poll_interval`` ×
+        U(0.5, 1.5), or with the backoff feature doubling after each empty poll or job given
+        up on a tier failure, up to eight poll intervals; a cool-down of ``cooldown_s``.
+        ``screen_at_least``: the simulated gateway offers one job per poll, so its encoders
+        screen offers of one (the batch feature would otherwise never act there); production
+        screens lists of two or more (``LoopPolicy``'s default)."""
         backoff = self.backoff > 0
         return LoopPolicy(
-            sources=sources or (self.assignment,), concurrency=1, idle_s=self.poll_interval,
+            sources=sources or (self.assignment,), concurrency=self.concurrency,
+            idle_s=self.poll_interval,
             idle_max_s=self.poll_interval * (8.0 if backoff else 1.5),
             idle_factor=2.0 if backoff else 1.0, jitter=0.5, cooldown_s=self.cooldown_s,
             screen_at_least=screen_at_least)

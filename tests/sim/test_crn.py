@@ -113,8 +113,8 @@ def faulty_world(chain: str, seed: int = SEED) -> dict[str, Any]:
     starts: dict[str, int] = {}
     original_start, original_next = encoder_module.Encoder._start, encoder_module.Encoder._next
 
-    def start(self: Any, job_id: str) -> Any:
-        answer = original_start(self, job_id)
+    def start(self: Any, job_id: str, *slot: Any) -> Any:
+        answer = original_start(self, job_id, *slot)
         n = starts[job_id] = starts.get(job_id, 0) + 1
         work[(job_id, n)] = [round(t - self.env.now, 9) for t, _ in self.work]
         return answer

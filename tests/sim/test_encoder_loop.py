@@ -155,3 +155,87 @@ def test_a_retry_after_a_tier_gave_during_an_attempt_holds_the_next_poll() -> No
                 if later is not None:
                     assert later >= t + min(left, MAX_RETRY_AFTER_S) - 1e-9, (seed, t, left)
     assert held > 0, "no attempt ended under a Retry-After: the test reaches nothing"
+
+
+# ---- several slots (``concurrency``): each attempt in a process of its own, one node's body
+
+
+SLOTS = BASE.replace(**FAMILIES["slots"])
+
+
+def _same_job_twice(history: Any) -> list[tuple[str, str, float]]:
+    """(encoder, job, when) of each start of a job its encoder was already working on."""
+    working: set[tuple[str, str]] = set()
+    found = []
+    for t, process, job, op, phase, _ in history:
+        if op == "crash":
+            working = {w for w in working if w[0] != process}
+        elif op == "start" and phase == "ok":
+            if (process, job) in working:
+                found.append((process, job, t))
+            working.add((process, job))
+        elif op == "stop" and phase == "ok":
+            working.discard((process, job))
+    return found
+
+
+def _most_at_once(history: Any) -> int:
+    working: set[tuple[str, str]] = set()
+    most = 0
+    for _, process, job, op, phase, _ in history:
+        if op == "crash":
+            working = {w for w in working if w[0] != process}
+        elif op == "start" and phase == "ok":
+            working.add((process, job))
+            most = max(most, sum(1 for w in working if w[0] == process))
+        elif op == "stop" and phase == "ok":
+            working.discard((process, job))
+    return most
+
+
+def test_the_same_job_twice_check_fires_on_a_node_that_does_it() -> None:
+    """The check below, on a history where one node starts a job it is working on."""
+    history = [(0.0, "e0", "j", "start", "ok", None), (1.0, "e0", "j", "start", "ok", None),
+               (2.0, "e0", "j", "stop", "ok", "done"), (3.0, "e0", "j", "start", "ok", None)]
+    assert _same_job_twice(history) == [("e0", "j", 1.0)]
+    assert _most_at_once(history) == 1
+
+
+def test_slots_run_attempts_at_once_and_never_one_job_twice() -> None:
+    sc = SLOTS.replace(held_reoffer_rate=1.0)  # myJob offers a node the jobs it holds, too
+    most = 0
+    for seed in range(6):
+        run = race(World(sc, seed=seed, family="slots"), "hardened")
+        assert all(run.checks[p].ok for p in ("S1", "S2", "S3", "L1")), seed
+        assert _same_job_twice(run.result.history) == [], seed
+        most = max(most, _most_at_once(run.result.history))
+    assert most == sc.concurrency
+
+
+def test_a_pause_freezes_every_slot_of_the_node() -> None:
+    """A pause taken by any process of a node (an attempt at an await point, the loop) stops
+    them all: the node records nothing while it lasts, no request, no start, no stop."""
+    paused = 0
+    for seed in range(8):
+        history = race(World(SLOTS, seed=seed, family="slots"), "hardened").result.history
+        pauses = [(r[0], r[0] + r[5], r[1]) for r in history
+                  if r[3] == "pause" and r[4] == "invoke"]
+        for start, end, node in pauses:
+            inside = [r for r in history if r[1] == node and start < r[0] < end - 1e-9
+                      and r[3] != "pause"]
+            assert inside == [], (seed, start, end, inside[:3])
+            paused += 1
+    assert paused > 0
+
+
+def test_a_crash_ends_every_slot_of_the_node() -> None:
+    """A crash kills every attempt of the node: nothing of it is recorded until it is back
+    (restart_delay later), and each job it worked on is stopped by the crash."""
+    crashed = 0
+    for seed in range(10):
+        history = race(World(SLOTS, seed=seed, family="slots"), "hardened").result.history
+        for t, node in [(r[0], r[1]) for r in history if r[3] == "crash"]:
+            after = [r for r in history if r[1] == node and t < r[0] < t + SLOTS.restart_delay]
+            assert after == [], (seed, t, after[:3])
+            crashed += 1
+    assert crashed > 0

@@ -25,8 +25,8 @@ def _downloads(monkeypatch: pytest.MonkeyPatch, scenario: Scenario, chain: str =
     seen: dict[str, list[list[tuple[float, float]]]] = {}
     original = encoder_module.Encoder._start
 
-    def start(self: Any, job_id: str) -> Any:
-        answer = original(self, job_id)
+    def start(self: Any, job_id: str, *slot: Any) -> Any:
+        answer = original(self, job_id, *slot)
         seen.setdefault(job_id, []).append([
             (round(t - self.env.now, 6), event.download_pct) for t, event in self.work
             if isinstance(event, Progressed) and event.pct == 0.0])
