@@ -463,6 +463,12 @@ FAMILIES["throttle"] = {
     **FAMILIES["fast-poll"], "jobs": 1, "throttle_rate": 0.5, "retry_after_max": 120.0,
     "faults_until": 60.0,
 }
+# ... with short hints (up to 5 s) on 30% of the requests: many 429s, the last one often just
+# before the faults stop, holds after every kind of outcome (UNCONFIRMED, PRE_CLAIM_FAILED,
+# LEASE_EXPIRED); with 120 s hints a world sees one or two, at its start (the review of
+# session 30).
+FAMILIES["throttle-short"] = {**FAMILIES["throttle"], "throttle_rate": 0.3,
+                              "retry_after_max": 5.0}
 # ... where the server's Retry-After is absurd (up to 10^5 s, a day): the loop honours at most
 # ``MAX_RETRY_AFTER_S`` (600 s), which is what L1's term counts; a loop that honoured it in
 # full (``conformance.canaries.RetryAfterUncapped``) would stop for a day.

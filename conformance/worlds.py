@@ -217,9 +217,9 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         # encoder for this long, which L1's hand-out must allow for.
         "cooldown_s": (0.0, 5.0, 30.0),
         # 429s with Retry-After from the gateway, the monitor and aid while the faults last
-        # (session 30): the protocol's retries and the loop's holds honour them, and L1's
+        # (session 30): the protocol's read retries and the loop's holds honour them, and L1's
         # hand-out allows for the last one.
-        "throttle_rate": (0.0, 0.3), "retry_after_max": (30.0, 5.0, 120.0),
+        "throttle_rate": (0.0, 0.3), "retry_after_max": (30.0, 5.0, 120.0, 1e4),
         # Several jobs guarded at once by one encoder (``LoopPolicy.concurrency``, session 30):
         # each in a process of its own, frozen together by a pause, killed together by a crash.
         "concurrency": (1, 2),

@@ -148,8 +148,11 @@ class Scenario:
     #: a write; the database never answers 429) is answered "429 Too Many Requests" while the
     #: faults last: not served (a refused write does not land), answered after the tier's
     #: latency, with a ``Retry-After`` drawn uniformly up to ``retry_after_max`` seconds
-    #: (exactly that at an edge). The protocol's retries and the encoder loop honour it, the
-    #: loop up to ``verifier.MAX_RETRY_AFTER_S`` (L1's ``hand_out.retry_after``).
+    #: (exactly that at an edge). The protocol's read retries and the encoder loop honour
+    #: it, up to ``verifier.MAX_RETRY_AFTER_S`` from when it was told (L1's
+    #: ``hand_out.retry_after``); finish and give-back retries do not wait for it (a finish
+    #: must land within the lease, a shutdown must not hold the node). A batch screen
+    #: answered 429 fails, its hint dropped, as in production.
     throttle_rate: float = 0.0
     retry_after_max: float = 30.0
     # --- encoders

@@ -742,8 +742,12 @@ class World:
         """``POST /jobs/batch-status``: ``{id: status}`` as the monitor's lagging view has them
         (one lag for the batch), ``None`` when the request fails (an outage, an error), and
         ``{}`` when the gateway is down (the real server's quirk: every id unknown), after
-        the server's wait for the silent gateway (``None`` if the client gives up first)."""
+        the server's wait for the silent gateway (``None`` if the client gives up first), or
+        after a 429 (``throttle_rate``: the screen is an optimisation, its hint is dropped, as
+        the production loop drops it)."""
         self._flush()
+        if self.sc.throttle_rate and self.throttled(Tier.MONITOR) is not None:
+            return None, self.latency(self.sc.monitor_latency)
         self.calls["monitor"] += 1
         sc, rng, now = self.sc, self._monitor, self.env.now
         delay = self.latency(sc.monitor_latency)

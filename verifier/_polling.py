@@ -25,6 +25,10 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeVar
 
+# The longest ``Retry-After`` the loop honours, from when it was told: the protocol's (a
+# guarded job's hint is capped there, where it is told; a source's here).
+from .protocol import MAX_RETRY_AFTER_S
+
 __all__ = [
     "BACK_OFF_CODES",
     "MAX_RETRY_AFTER_S",
@@ -41,9 +45,6 @@ __all__ = [
 
 #: Where offered jobs can come from: the legacy gateway's two polls, and Gateway Aid's list.
 OFFER_SOURCES: Final = ("myjob", "getjob", "aid")
-#: The longest ``Retry-After`` the loop honours: a server (or a proxy) that says "come back in
-#: 10^12 s" must not stop the encoder for good.
-MAX_RETRY_AFTER_S: Final = 600.0
 #: Outcome codes of a job given up because a tier could not answer: the next poll waits the
 #: idle back-off, as after an empty poll, so an outage is not met with poll, read, give up,
 #: poll again, as fast as the network allows.
@@ -255,14 +256,17 @@ class PollSchedule:
                 # it: added, an encoder with two slots waited out an idle wait and then the
                 # whole back-off, twice the longest wait its policy states (an adversarial
                 # review, session 29).
-                until = self._hold_until
                 if self._back_off is not None:
-                    until = max(until, self._back_off + self.policy.idle_delay(
-                        self._troubled, self._rng.random()))
+                    # Drawn once, and kept as an instant until it has passed: a driver that
+                    # asks again before it (a wait ended early) is told to wait again. Reset
+                    # on the first IdleUntil, the hold was forgotten by the next ask, and the
+                    # simulator's encoders, woken early, polled inside a back-off or a
+                    # Retry-After (an adversarial review, session 30: 447 holds cut short).
+                    self._hold_until = max(self._hold_until, self._back_off + (
+                        self.policy.idle_delay(self._troubled, self._rng.random())))
                     self._back_off = None
-                self._hold_until = -math.inf
-                if until > now:
-                    return IdleUntil(until)
+                if self._hold_until > now:
+                    return IdleUntil(self._hold_until)
             self._round = list(self.policy.sources)
             self._cooled_at = math.inf
         while self._round:

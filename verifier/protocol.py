@@ -46,6 +46,7 @@ from ._progress import STARTED, Progress, ProgressClock
 from ._tiers import Observation
 
 __all__ = [
+    "MAX_RETRY_AFTER_S",
     "Action",
     "Answer",
     "CancelWork",
@@ -226,6 +227,12 @@ class Done:
 
 
 Action = Observe | Claim | Heartbeat | Finish | Release | StartWork | CancelWork | Sleep | Done
+
+
+#: The longest ``Retry-After`` honoured, from when it was told: a server (or a proxy) that
+#: says "come back in 10^12 s" must not stop the encoder for good (re-exported by the encoder
+#: loop's schedule, ``verifier.MAX_RETRY_AFTER_S``).
+MAX_RETRY_AFTER_S: Final = 600.0
 
 
 # --------------------------------------------------------------------------- answers (in)
@@ -504,8 +511,11 @@ class OwnershipProtocol:
         self._now = now
         hint = getattr(answer, "retry_after", None)
         if hint is not None and 0 < hint < math.inf:
-            # Untrusted (a server's header): only a positive, finite wait is one.
-            self._retry_until = max(self._retry_until, now + hint)
+            # Untrusted (a server's header): only a positive, finite wait is one, and none is
+            # honoured past MAX_RETRY_AFTER_S from when it was told. Capped from when the run
+            # ends instead, one absurd hint early in a long job held the loop the whole cap
+            # after even a successful job (an adversarial review, session 30).
+            self._retry_until = max(self._retry_until, now + min(hint, MAX_RETRY_AFTER_S))
         return self._advance(answer)
 
     def request_shutdown(self) -> None:

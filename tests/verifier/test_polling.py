@@ -342,3 +342,24 @@ def test_a_guarded_jobs_one_second_retry_after_holds_the_next_start():
     schedule = PollSchedule(POLICY, Draws())
     one_job(schedule, "a", 0.0, "PROCESSED", processed=True, retry_after=1.0)
     assert schedule.next(1.0) == IdleUntil(2.0)
+
+
+def test_a_hold_or_a_back_off_is_kept_when_the_driver_asks_again_before_it_ends():
+    """``IdleUntil`` allows a driver to ask again early (a job ending, the simulator's gateway
+    waking an idle encoder): a Retry-After's hold and a back-off stay until they have passed,
+    drawn once. Reset on the first ask, the next ask polled at once (an adversarial review,
+    session 30: the simulator's woken encoders cut 447 holds short)."""
+    schedule = PollSchedule(POLICY, Draws())
+    one_job(schedule, "a", 0.0, "PROCESSED", processed=True, retry_after=100.0)
+    assert schedule.next(1.0) == IdleUntil(101.0)
+    assert schedule.next(2.0) == IdleUntil(101.0)
+    assert schedule.next(101.0) == PollSource("myjob")
+    rng = Draws(0.5, 0.5, 0.5)
+    schedule = PollSchedule(POLICY, rng)
+    one_job(schedule, "c", 0.0, "UNCONFIRMED")
+    until = schedule.next(1.0)
+    assert isinstance(until, IdleUntil) and until.until > 2.0
+    taken = rng.taken
+    assert schedule.next(2.0) == until  # the same instant: not drawn again
+    assert rng.taken == taken
+    assert schedule.next(until.until) == PollSource("myjob")

@@ -30,6 +30,7 @@ from tests.verifier.test_protocol import (
 )
 from verifier import Policy, Tier
 from verifier.protocol import (
+    MAX_RETRY_AFTER_S,
     Action,
     Answer,
     CancelWork,
@@ -573,3 +574,27 @@ def test_a_retry_after_that_ran_out_during_the_run_is_not_carried():
 
     outcome, _, _ = run(HARDENED, COMMUNITY, world(observe=observe_once, work_ends_at=60))
     assert outcome.kind is OutcomeKind.PROCESSED and outcome.retry_until is None
+
+
+def test_a_hint_is_honoured_at_most_the_cap_from_when_it_was_told():
+    """An absurd Retry-After is capped where it is told: counted from the end of the run
+    instead, one told early in a long job held the loop the whole cap after it (an
+    adversarial review, session 30)."""
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(observe=_pre_claim_rate_limited(1e5)))
+    answered = actions(trace, Observe)[0][0] + 0.1
+    assert outcome.retry_until == pytest.approx(answered + MAX_RETRY_AFTER_S)
+
+
+def test_the_hint_that_reaches_furthest_wins_whichever_came_first():
+    """A short hint first (the claim's), then longer ones (the verify reads'): the run ends
+    carrying the latest instant any of them asked for, not the first one told."""
+    def respond(action: Action, now: float) -> Answer:
+        if isinstance(action, Claim):
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail="HTTP 429", retry_after=10.0)
+        if isinstance(action, Observe) and action.purpose == "verify":
+            return TierFailed(action.tier, "HTTP 429", retry_after=300.0)
+        return world()(action, now)
+
+    outcome, trace, _ = run(HARDENED, COMMUNITY, respond)
+    last_verify = max(t for t, a in actions(trace, Observe) if a.purpose == "verify") + 0.1
+    assert outcome.retry_until == pytest.approx(last_verify + 300.0)

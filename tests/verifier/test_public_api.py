@@ -24,7 +24,8 @@ EXPECTED = {
 
 #: ``verifier.protocol``: the sans-I/O protocol and every type a driver exchanges with it.
 PROTOCOL = {
-    "Action", "Answer", "CancelWork", "Claim", "Decision", "Done", "Finish", "Heartbeat", "Hinted",
+    "MAX_RETRY_AFTER_S", "Action", "Answer",
+    "CancelWork", "Claim", "Decision", "Done", "Finish", "Heartbeat", "Hinted",
     "Observe", "Observed", "Outcome", "OutcomeKind", "OwnershipProtocol", "PhaseChanged",
     "ProgressClock", "Progressed", "ProtocolError", "Release", "ShutdownRequested", "Sleep",
     "StartWork", "Step",
