@@ -30,7 +30,8 @@ from sim import L1_TERMS, l1_bound
 #: World sources where L1 is judged on time, by default.
 DEFAULT = ["general", "liveness", "slow-progress", "hang-liveness", "hand-out",
            "shutdown-liveness", "restart-liveness", "fast-poll", "crash-liveness", "shutdown",
-           "orphan", "settle", "database", "cool-down", "back-off-cap", "throttle"]
+           "orphan", "settle", "database", "cool-down", "back-off-cap", "throttle",
+           "slots"]
 
 
 def needed_terms(family: str, examples: int, search_seed: int) -> collections.Counter[str]:

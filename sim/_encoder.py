@@ -199,10 +199,14 @@ class Encoder:
         self.slots: list[Encoder | _Slot] = [self] + [
             _Slot() for _ in range(self.loop_policy.concurrency - 1)]
         #: With several slots, a pause taken by one process freezes the others too: none acts
-        #: before this instant, and ``frozen_total`` (the seconds frozen so far) lengthens the
-        #: waits that are the process's own work (``wait(frozen=True)``).
+        #: before this instant (``_thaw``).
         self.frozen_until = -math.inf
-        self.frozen_total = 0.0
+        #: When the latest pause began, and every pause's length in order: a wait that is the
+        #: process's own work (``wait(frozen=True)``), and the loop's idle wait, add each pause
+        #: taken meanwhile, one by one (a running total rounds differently: it moved a single
+        #: slot's histories by a float step, an adversarial review of the slots, session 30).
+        self.frozen_from = -math.inf
+        self.pause_lengths: list[float] = []
         #: Whether a process of this node is in a pause now (``_pause``).
         self.pausing = False
         #: The attempts running in slots of their own (slot index -> process), and the event
@@ -248,11 +252,12 @@ class Encoder:
         pause like any other."""
         env = self.env
         end = env.now + max(duration, 0.0)
-        total = self.frozen_total
+        lengths = self.pause_lengths
+        seen = len(lengths)
         while True:
-            if frozen and self.frozen_total > total:
-                end += self.frozen_total - total  # every pause meanwhile stopped this work
-                total = self.frozen_total
+            while frozen and seen < len(lengths):
+                end += lengths[seen]  # every pause meanwhile stopped this work
+                seen += 1
             t = min(end, self.crash_at, self.pause_at)
             if t > env.now:
                 if interrupt is None:
@@ -261,13 +266,23 @@ class Encoder:
                     yield interrupt  # nothing due: only the event ends this wait
                 else:
                     yield env.timeout(t - env.now) | interrupt
-            if env.now < self.frozen_until:
-                yield from self._thaw()  # another slot's process paused the node
+            if env.now < self.frozen_until and not (
+                    env.now >= end and self.frozen_from == env.now):
+                # Another slot's process paused the node. A wait that ends at the very instant
+                # the pause begins has ended, as with one slot a wait ending as a pause falls
+                # due does (stretched by the pause, a cancelled work's stop came C + P late
+                # and the lease failed: an adversarial review of the slots, session 30).
+                yield from self._thaw()
                 continue
             if env.now >= self.crash_at:
                 raise _Crashed
             if env.now >= self.pause_at and env.now < end:
                 yield from self._pause()
+                continue
+            if env.now < end and (interrupt is None or not interrupt.triggered):
+                # Woken by a pause instant that moved meanwhile (another slot's pause spaced
+                # it, or the float clock landed a step short of it): the wait goes on. It
+                # returned early: a restart of 30 s was over in 22 (the same review).
                 continue
             return
 
@@ -285,12 +300,13 @@ class Encoder:
         self.world.idle[self.name] = wake
         try:
             end = env.now + duration
-            total = self.frozen_total
+            lengths = self.pause_lengths
+            seen = len(lengths)
             while True:
-                if self.frozen_total > total:
-                    end += self.frozen_total - total  # a pause stops the loop's timer too
-                    total = self.frozen_total
-                t = min(end, self.crash_at, self.pause_at)
+                while seen < len(lengths):
+                    end += lengths[seen]  # a pause stops the loop's timer too
+                    seen += 1
+                t = min(end, self.crash_at, self.pause_at, self.shutdown_at)
                 if t > env.now:
                     yield env.timeout(t - env.now) | wake
                 if env.now < self.frozen_until:
@@ -303,6 +319,10 @@ class Encoder:
                 if env.now >= self.pause_at:
                     yield from self._pause()
                     continue
+                if env.now < end and env.now < self.shutdown_at:
+                    continue  # woken by a pause instant that moved meanwhile (``wait``)
+                # The wait is over, or a shutdown fell due: as the production loop's idle
+                # wait, which a stop ends at once.
                 return
         finally:
             self.world.idle.pop(self.name, None)
@@ -332,7 +352,10 @@ class Encoder:
         fault_end = now + length
         for slot in self.slots:
             if slot.work:
-                slot.work = [(t + length, ev) for t, ev in slot.work]
+                # Only what is still to come: a report (or the work's end) already due when
+                # the pause began happened before it (moved, the work's end was recorded
+                # inside the pause: the same review).
+                slot.work = [(t + length if t > now else t, ev) for t, ev in slot.work]
             if slot.work_fault_end > now:
                 slot.work_fault_end += length
             fault_end = max(fault_end, slot.work_fault_end)
@@ -341,7 +364,8 @@ class Encoder:
         self.world.fault_until(fault_end)
         self.pause_at = math.inf
         self.frozen_until = max(self.frozen_until, now + length)
-        self.frozen_total += length
+        self.frozen_from = now
+        self.pause_lengths.append(length)
         self.pausing = True
         try:
             yield self.env.timeout(length)
@@ -368,8 +392,14 @@ class Encoder:
         and its handling, when a timer fires): the adversary may pause exactly P here."""
         sc = self.sc
         now = self.env.now
-        if sc.await_pause_rate and now < self.world.horizon and now > self.pause_ended and (
-                now >= self.pause_ended + sc.cancel_latency) and (
+        if self.pausing or now < self.frozen_until:
+            # The node is paused, or its pause ends at this very instant and the process that
+            # took it has not yet noted its end: no second pause on top of it, or back to back
+            # (only with several slots; a freeze of 2P broke the model: the same review).
+            return
+        last = max(self.pause_ended, self.frozen_until)
+        if sc.await_pause_rate and now < self.world.horizon and now > last and (
+                now >= last + sc.cancel_latency) and (
                 self.rng.random() < sc.await_pause_rate):
             pending = self.pause_at
             length = sc.pause_max
@@ -380,7 +410,7 @@ class Encoder:
             # during this one, or within C of its end, is moved to C after it.
             self.pause_at = self._spaced(pending)
         elif sc.pause_split_rate and now < self.world.horizon and (
-                now < self.pause_ended + sc.cancel_latency) and (
+                now < last + sc.cancel_latency) and (
                 self.rng.random() < sc.pause_split_rate):
             # A pause within C of the last one: one freeze of P split in pieces with the driver
             # running in between (a reply handled, a request sent), as long as the freeze in
@@ -473,8 +503,8 @@ class Encoder:
                     yield from self._until_a_slot_frees()
                     continue
                 job = yield from self._poll(schedule, step.source)
-                if job is None:
-                    continue
+                if job is None or env.now >= self.shutdown_at:
+                    continue  # (a shutdown that fell due meanwhile: no new job, as EncoderLoop)
                 schedule.started(job.id)
                 if many:
                     while len(self.slot_procs) == len(self.slots):

@@ -289,6 +289,13 @@ class PollSchedule:
         saw held (``assigned``, ``running``), tried after the others, not never: the holder
         may be us (a pre-claim check lets our own assignment through)."""
         self._prune(now)
+        if self._back_off is not None or self._hold_until > now:
+            # Another slot's job ended on a tier's trouble, or with a Retry-After, while this
+            # poll was in flight: no job starts before the back-off or the hold is over (the
+            # next ask says how long). Taken, it started inside the hold (an adversarial
+            # review of the simulator's slots, session 30; both drivers did).
+            self._round = None
+            return None
         if held:
             jobs = sorted(jobs, key=lambda j: j.id in held)
         job = self.policy.choose(jobs, running=self.running, cooling=self.cooling, now=now)

@@ -9,6 +9,7 @@ process starts a new schedule.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from conformance.families import FAMILIES
@@ -242,3 +243,87 @@ def test_a_crash_ends_every_slot_of_the_node() -> None:
             assert after == [], (seed, t, after[:3])
             crashed += 1
     assert crashed > 0
+
+
+# ---- found by an adversarial review of the slots (session 30); each failed before its fix
+
+
+def test_a_wait_ending_as_another_slots_pause_begins_is_not_stretched_by_it() -> None:
+    """Two slots cancel at once; one stops exactly C later and pauses at its await point then
+    (exactly C after the last pause): the other's wind-down, due at that very instant, was
+    stretched by the whole pause, and the lease failed (96 of 100 seeds)."""
+    sc = BASE.replace(**{**FAMILIES["lease"], "concurrency": 2, "jobs": 4})
+    for seed in range(8):
+        run = race(World(sc, seed=seed, family="lease"), "hardened")
+        assert all(run.checks[p].ok for p in ("S1", "S2", "S3", "lease")), (seed, run.explain(
+            "lease"))
+
+
+def _pauses(history: Any) -> dict[str, list[tuple[float, float]]]:
+    pauses: dict[str, list[tuple[float, float]]] = {}
+    for r in history:
+        if r[3] == "pause" and r[4] == "invoke":
+            pauses.setdefault(r[1], []).append((r[0], r[0] + r[5]))
+    return pauses
+
+
+def test_no_pause_starts_on_top_of_another_or_within_c_of_its_end() -> None:
+    """Without split pauses, a node's pauses are C apart at least: two slots took a pause at
+    the same instant (a freeze of P counted twice), or one at the very end of another (2P in a
+    row), where the model allows P in any window of P + C."""
+    pairs = 0
+    late = BASE.replace(**{**FAMILIES["late-finish-P"], "concurrency": 2})
+    # Before the fix: slots seed 3 (two pauses at 0.022), late-finish-P seeds 30, 70 and 92.
+    for sc, family, seeds in ((SLOTS.replace(concurrency=2), "slots", range(6)),
+                              (late, "late-finish-P", (30, 70, 92))):
+        assert sc.pause_split_rate == 0
+        for seed in seeds:
+            history = race(World(sc, seed=seed, family=family), "hardened").result.history
+            for node, spans in _pauses(history).items():
+                for (_, end), (start, _) in itertools.pairwise(spans):
+                    # (a pause's record rounds its length to the millisecond)
+                    assert start >= end + sc.cancel_latency - 1e-3, (family, seed, node, start)
+                    pairs += 1
+    assert pairs > 0
+
+
+def test_work_that_ended_before_a_pause_is_not_recorded_inside_it() -> None:
+    """A report or the work's end already due when a pause began happened before it: moved by
+    the pause, the work's end was recorded inside it (34 of 100 late-finish-P worlds, with one
+    slot)."""
+    sc = BASE.replace(**FAMILIES["late-finish-P"])
+    seen = 0
+    for seed in range(30):
+        history = race(World(sc, seed=seed, family="late-finish-P"), "hardened").result.history
+        spans = _pauses(history)
+        for r in history:
+            if r[3] == "stop" and r[4] == "ok":
+                for start, end in spans.get(r[1], ()):
+                    assert not start < r[0] < end - 1e-3, (seed, r, start, end)
+                seen += 1
+    assert seen > 0
+
+
+def test_a_wait_woken_short_of_its_end_waits_on() -> None:
+    """A wait woken at a pause instant that had moved meanwhile (here the float clock landing
+    a step short of it) returned early: a node shut down for a 30 s restart acted 22 s later
+    (a world the general generator drew)."""
+    kw = {"encoders": 3, "lie_rate": 0.5, "late_write_rate": 0.5, "late_finish_rate": 1.0,
+          "reply_loss_rate": 0.3, "ping_loss_rate": 1.0, "held_reoffer_rate": 1.0,
+          "gateway_outages_per_hour": 6.0, "monitor_lag": 1.0, "monitor_synthetic_rate": 0.3,
+          "monitor_error_rate": 0.3, "monitor_outages_per_hour": 6.0, "database_latency": 1.0,
+          "late_lost_write_rate": 1.0, "aid_fraction": 0.5, "throttle_rate": 0.3,
+          "retry_after_max": 120.0, "crashes_per_hour": 10.0, "shutdowns_per_hour": 120.0,
+          "pauses_per_hour": 600.0, "pause_max": 0.5, "edge_rate": 0.5, "recheck_interval": 3.0,
+          "status_cache_s": 5.0, "batch_screen": 1.0, "backoff": 1.0, "push_rate": 0.5,
+          "push_latency": 0.0}
+    sc = BASE.replace(**kw)
+    world = World(sc, tape=(0.5264700528008408, 0.3910838939497319, 0.3910838939497319),
+                  seed=9)
+    history = race(world, "hardened").result.history
+    downs = [(r[0], r[1]) for r in history if r[3] in ("shutdown", "crash")]
+    assert downs
+    for t, node in downs:
+        acted = [r for r in history if r[1] == node and t < r[0] < t + sc.restart_delay - 1e-9
+                 and r[3] not in ("pause", "crash", "shutdown")]
+        assert acted == [], (t, node, acted[:2])

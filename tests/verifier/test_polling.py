@@ -363,3 +363,23 @@ def test_a_hold_or_a_back_off_is_kept_when_the_driver_asks_again_before_it_ends(
     assert schedule.next(2.0) == until  # the same instant: not drawn again
     assert rng.taken == taken
     assert schedule.next(until.until) == PollSource("myjob")
+
+
+def test_a_poll_answered_after_another_slot_began_a_hold_starts_nothing():
+    """Two slots: a job ends with a Retry-After (or on a tier's trouble) while the loop's poll
+    is in flight; the poll's offer is not taken, and the next ask waits the hold out. Taken,
+    it started inside the hold (an adversarial review of the simulator's slots, session 30;
+    both drivers did)."""
+    policy = LoopPolicy(sources=("getjob",), concurrency=2, idle_s=10, idle_max_s=60,
+                        idle_factor=2, jitter=0.5, cooldown_s=60)
+    for code, retry_after in (("PROCESSED", 100.0), ("UNCONFIRMED", None)):
+        schedule = PollSchedule(policy, Draws(0.5, 0.5))
+        one_job(schedule, "a", 0.0, "PROCESSED", processed=True)
+        schedule.started("b")
+        assert schedule.next(2.0) == PollSource("getjob")  # the poll leaves ...
+        schedule.ended("b", 2.5, processed=code == "PROCESSED", code=code,
+                       retry_after=retry_after)  # ... b ends with a hold meanwhile ...
+        assert schedule.offered("getjob", jobs("c"), 3.0) is None  # ... its offer waits
+        step = schedule.next(3.0)
+        assert isinstance(step, IdleUntil) and step.until > 3.0, (code, step)
+        assert schedule.next(step.until) == PollSource("getjob")
