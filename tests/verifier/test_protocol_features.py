@@ -544,17 +544,23 @@ def test_a_retry_after_that_is_no_wait_is_not_carried(hint):
     assert outcome.code == "PRE_CLAIM_FAILED" and outcome.retry_until is None
 
 
+def _claim_then_verify_rate_limited(claim_hint: float, verify_hint: float):
+    """A run whose claim and every verify read are answered 429 with these hints."""
+    def respond(action: Action, now: float) -> Answer:
+        if isinstance(action, Claim):
+            return WriteAnswered(WriteOutcome.UNKNOWN, detail="HTTP 429",
+                                 retry_after=claim_hint)
+        if isinstance(action, Observe) and action.purpose == "verify":
+            return TierFailed(action.tier, "HTTP 429", retry_after=verify_hint)
+        return world()(action, now)
+
+    return run(HARDENED, COMMUNITY, respond)
+
+
 def test_a_rate_limited_write_carries_its_retry_after_and_the_latest_hint_wins():
     """A claim answered 429 is an unknown write (it may have landed: verified as any other),
     and its Retry-After outlives the run; a shorter, later hint does not shorten it."""
-    def respond(action: Action, now: float) -> Answer:
-        if isinstance(action, Claim):
-            return WriteAnswered(WriteOutcome.UNKNOWN, detail="HTTP 429", retry_after=300.0)
-        if isinstance(action, Observe) and action.purpose == "verify":
-            return TierFailed(action.tier, "HTTP 429", retry_after=1.0)
-        return world()(action, now)
-
-    outcome, trace, _ = run(HARDENED, COMMUNITY, respond)
+    outcome, trace, _ = _claim_then_verify_rate_limited(300.0, 1.0)
     claimed = actions(trace, Claim)[0][0] + 0.1
     assert outcome.kind is not OutcomeKind.PROCESSED
     assert outcome.retry_until == pytest.approx(claimed + 300.0)
@@ -588,13 +594,6 @@ def test_a_hint_is_honoured_at_most_the_cap_from_when_it_was_told():
 def test_the_hint_that_reaches_furthest_wins_whichever_came_first():
     """A short hint first (the claim's), then longer ones (the verify reads'): the run ends
     carrying the latest instant any of them asked for, not the first one told."""
-    def respond(action: Action, now: float) -> Answer:
-        if isinstance(action, Claim):
-            return WriteAnswered(WriteOutcome.UNKNOWN, detail="HTTP 429", retry_after=10.0)
-        if isinstance(action, Observe) and action.purpose == "verify":
-            return TierFailed(action.tier, "HTTP 429", retry_after=300.0)
-        return world()(action, now)
-
-    outcome, trace, _ = run(HARDENED, COMMUNITY, respond)
+    outcome, trace, _ = _claim_then_verify_rate_limited(10.0, 300.0)
     last_verify = max(t for t, a in actions(trace, Observe) if a.purpose == "verify") + 0.1
     assert outcome.retry_until == pytest.approx(last_verify + 300.0)
