@@ -834,7 +834,7 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
 
     * ``hand_out = Δ + poll_interval + max(κ·idle_max, 5) + κ·cooldown + κ·retry_after + λ``
       (``retry_after``: with ``throttle_rate``, the longest ``Retry-After`` the loop honours,
-      min(``retry_after_max``, ``_RETRY_AFTER_CAP_S``, 600 s), from a 429 told just before the
+      min(``retry_after_max``, 600 s: ``_RETRY_AFTER_CAP_S``), from a 429 told just before the
       faults stopped; ``idle_max``,
       ``cooldown``: the encoder loop's, ``Scenario.loop_policy``, whose waits run on the
       encoder's clock): polls within Δ of the job becoming claimable may read it still taken

@@ -220,7 +220,8 @@ class PollSchedule:
         self._troubled = 0
         self._back_off: float | None = None
         #: No job starts before this instant: a guarded job's tier answered 429 with
-        #: ``Retry-After``, and the next job's first read would ask it again at once.
+        #: ``Retry-After`` (the next job's first read would ask it again at once), or the
+        #: back-off after tier trouble, once drawn. Kept until it has passed.
         self._hold_until = -math.inf
         #: The instant before which no empty poll's wait may end: the latest ``Retry-After`` a
         #: source gave. An instant, not a duration: kept as a duration, one told long ago was

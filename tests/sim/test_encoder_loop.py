@@ -327,3 +327,42 @@ def test_a_wait_woken_short_of_its_end_waits_on() -> None:
         acted = [r for r in history if r[1] == node and t < r[0] < t + sc.restart_delay - 1e-9
                  and r[3] not in ("pause", "crash", "shutdown")]
         assert acted == [], (t, node, acted[:2])
+
+
+def test_a_shutdown_due_while_the_loop_idles_ends_the_idle_wait(monkeypatch: Any) -> None:
+    """As the production loop's idle wait, which a stop ends at once: a shutdown that falls
+    due while the encoder idles (here for up to 15 minutes between polls) takes the node
+    down then, not when the wait would have ended."""
+    import sim._encoder as encoder_module
+    from sim import Scenario, run_once
+
+    due: list[float] = []
+    original = encoder_module.Encoder._next
+
+    def next_(self: Any, per_hour: float, kind: str, *args: Any, **kwargs: Any) -> float:
+        at = original(self, per_hour, kind, *args, **kwargs)
+        if kind == "shutdown":
+            due.append(at)
+        return at
+
+    monkeypatch.setattr(encoder_module.Encoder, "_next", next_)
+    # One job every 20 minutes or so, polls up to 15 minutes apart: the encoder mostly idles.
+    sc = Scenario(encoders=1, jobs=6, arrival_per_hour=3.0, poll_interval=600.0,
+                  shutdowns_per_hour=6.0, faults_until=1e5, download_mean_s=3.0,
+                  encode_mean_s=10.0, upload_mean_s=3.0)
+    records = list(run_once(sc, "hardened", 3).history)
+    # When the encoder was in an attempt: from its first request for a job to the outcome.
+    spans, first = [], {}
+    for t, node, job, op, _, _ in records:
+        if node != "e0" or job is None:
+            continue
+        first.setdefault(job, t)
+        if op == "outcome":
+            spans.append((first.pop(job), t))
+    downs = [r[0] for r in records if r[3] == "shutdown"]
+    idle_due = [d for d in due if d < max(downs, default=0.0)
+                and not any(a - 1.0 <= d <= b for a, b in spans)]
+    assert idle_due, "no shutdown fell due while the encoder idled: the test reaches nothing"
+    for d in idle_due:
+        handled = min(t for t in downs if t >= d)
+        assert handled - d < 1.0, (d, handled)

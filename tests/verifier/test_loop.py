@@ -49,6 +49,20 @@ def queue_of(jobs: InMemoryJobs, polls: list[float] | None = None):
     return offered
 
 
+#: One source, idle waits of 1, 2, 4, 8 s, no jitter, no cool-down: the gaps between polls
+#: say which wait the loop chose.
+PLAIN_GETJOB = LoopPolicy(sources=("getjob",), idle_s=1, idle_max_s=8, idle_factor=2, jitter=0,
+                          cooldown_s=0)
+
+
+def getjob_loop(guard: OwnershipGuard, jobs: InMemoryJobs, polls: list[float],
+                work=None, **kwargs) -> EncoderLoop:
+    """An EncoderLoop over ``getJob`` of ``jobs`` (each poll's instant noted in ``polls``) with
+    :data:`PLAIN_GETJOB`; ``work`` commits at once unless given."""
+    return EncoderLoop(guard, work or (lambda job, offered: asyncio.sleep(0, {"cid": "bafy"})),
+                       offers={"getjob": queue_of(jobs, polls)}, policy=PLAIN_GETJOB, **kwargs)
+
+
 def stop_when(loop: EncoderLoop, done) -> asyncio.Task[None]:
     async def watch() -> None:
         while not done():  # noqa: ASYNC110 (virtual time; the store has no event to wait on)
@@ -438,10 +452,7 @@ async def test_jobs_given_up_on_a_tier_failure_back_off_the_next_polls_like_empt
     monitor = guard.clients[Tier.MONITOR]
     assert isinstance(monitor, InMemoryTier)
     monitor.fail_next("observe", TierUnavailable(Tier.MONITOR, "503"), times=100)
-    loop = EncoderLoop(guard, lambda job, offered: asyncio.sleep(0, {"cid": "bafy"}), offers={
-        "getjob": queue_of(jobs, polls)}, policy=LoopPolicy(
-            sources=("getjob",), idle_s=1, idle_max_s=8, idle_factor=2, jitter=0,
-            cooldown_s=0))
+    loop = getjob_loop(guard, jobs, polls)
     stop_when(loop, lambda: len(polls) >= 7)
     outcomes = await loop.run()
     gaps = [round(b - a, 1) for a, b in itertools.pairwise(polls)]
@@ -462,9 +473,7 @@ async def test_failing_work_backs_off_the_next_polls_instead_of_burning_the_queu
     async def broken(job, offered):
         raise RuntimeError("the command is broken")
 
-    loop = EncoderLoop(guard_for(jobs), broken, offers={"getjob": queue_of(jobs, polls)},
-                       policy=LoopPolicy(sources=("getjob",), idle_s=1, idle_max_s=8,
-                                         idle_factor=2, jitter=0, cooldown_s=0))
+    loop = getjob_loop(guard_for(jobs), jobs, polls, broken)
     stop_when(loop, lambda: len(polls) >= 5)
     outcomes = await loop.run()
     gaps = [b - a for a, b in itertools.pairwise(polls)]
@@ -487,10 +496,7 @@ async def test_a_retry_after_a_tier_gave_during_a_job_holds_back_the_next_job():
     assert isinstance(monitor, InMemoryTier)
     monitor.fail_next("observe", TierRateLimited(Tier.MONITOR, "429", retry_after=45.0), times=2)
     outcomes: list[float | None] = []
-    loop = EncoderLoop(guard, lambda job, offered: asyncio.sleep(0, {"cid": "bafy"}), offers={
-        "getjob": queue_of(jobs, polls)}, policy=LoopPolicy(
-            sources=("getjob",), idle_s=1, idle_max_s=8, idle_factor=2, jitter=0,
-            cooldown_s=0), on_outcome=lambda o: outcomes.append(o.retry_after))
+    loop = getjob_loop(guard, jobs, polls, on_outcome=lambda o: outcomes.append(o.retry_after))
     stop_when(loop, lambda: len(jobs.commits) == 1)
     await loop.run()
     gaps = [round(b - a, 1) for a, b in itertools.pairwise(polls)]
@@ -514,10 +520,8 @@ async def test_a_rate_limited_claim_holds_back_the_next_job_too():
     assert isinstance(gateway, InMemoryTier)
     gateway.fail_next("claim", TierRateLimited(Tier.GATEWAY, "429", retry_after=90.0))
     outcomes: list[tuple[str, float | None]] = []
-    loop = EncoderLoop(guard, lambda job, offered: asyncio.sleep(0, {"cid": "bafy"}), offers={
-        "getjob": queue_of(jobs, polls)}, policy=LoopPolicy(
-            sources=("getjob",), idle_s=1, idle_max_s=8, idle_factor=2, jitter=0,
-            cooldown_s=0), on_outcome=lambda o: outcomes.append((o.code, o.retry_after)))
+    loop = getjob_loop(guard, jobs, polls,
+                       on_outcome=lambda o: outcomes.append((o.code, o.retry_after)))
     stop_when(loop, lambda: len(jobs.commits) == 1)
     await loop.run()
     code, left = outcomes[0]
