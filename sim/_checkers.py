@@ -109,7 +109,7 @@ class Interval(NamedTuple):
 class _Partition:
     """One pass over a history: each job's records with their positions, crashes per process."""
 
-    __slots__ = ("_intervals", "_opened", "by_job", "crashes", "jobless_screens")
+    __slots__ = ("_again", "_intervals", "_opened", "by_job", "crashes", "jobless_screens")
 
     def __init__(self, history: History) -> None:
         by_job: dict[str, list[tuple[int, Record]]] = {}
@@ -135,6 +135,10 @@ class _Partition:
         #: (or a start and a requeue) came first, and start records are never back-dated, so
         #: their positions can (an adversarial review of the checkers: S1's and the lease's ties).
         self._opened: dict[str, list[int]] = {}
+        #: Per job, the starts recorded while the same process still held it: (process, its
+        #: interval's start, the second start). One node running one job twice at once (two
+        #: slots of an encoder loop), which S2 counts (an interval per process cannot show it).
+        self._again: dict[str, list[tuple[str, float, float]]] = {}
 
     def next_crash(self, process: str, after: int) -> tuple[int, float]:
         """The first crash of ``process`` recorded after position ``after`` (bisect)."""
@@ -154,6 +158,11 @@ class _Partition:
             for job, recs in self.by_job.items():
                 self._intervals[job], self._opened[job] = self._job_intervals(job, recs)
         return self._intervals
+
+    def started_again(self, job: str) -> list[tuple[str, float, float]]:
+        """The starts of ``job`` recorded while their process still held it (see ``_again``)."""
+        self.intervals()
+        return self._again.get(job, [])
 
     def opened(self, job: str) -> list[int]:
         """The positions of the starts that opened ``intervals()[job]``, in the same order."""
@@ -178,7 +187,10 @@ class _Partition:
                 if held is None:
                     crash_pos, crash_time = self.next_crash(process, pos)
                     holding[process] = (t, crash_pos, crash_time, pos)
-                # A second start while still holding: the same interval simply continues.
+                else:
+                    # A second start while still holding: the interval continues (it ends
+                    # at the process's first stop or crash), and the start is kept for S2.
+                    self._again.setdefault(job, []).append((process, held[0], t))
             elif held is not None:
                 out.append((Interval(process, job, held[0], t, str(value or "stop")), held[3]))
                 del holding[process]
@@ -283,6 +295,10 @@ def _s2(part: _Partition) -> CheckResult:
     a per-process tally, so a pathological job costs ``n log n``, not the number of pairs.
     Sorting equal starts by end keeps a zero-length interval from "overlapping" one that starts
     at the same instant (the strict inequality).
+
+    A start recorded while the same process still holds the job counts once too: one node
+    processing one job twice at once (two slots of its loop) is a double processing that
+    per-process intervals cannot show, and the loop's schedule is what prevents it.
     """
     violations = 0
     bad_jobs: list[str] = []
@@ -309,11 +325,18 @@ def _s2(part: _Partition) -> CheckResult:
                         )
             heapq.heappush(heap, (b.end, k, b.process))
             held[b.process] = held.get(b.process, 0) + 1
+        for process, since, again in part.started_again(job):
+            violations += 1
+            bad_jobs.append(job)
+            if len(examples) < MAX_EXAMPLES:
+                examples.append(f"job {job}: {process} started it again at {_fmt(again)} while "
+                                f"still processing it since {_fmt(since)}")
     return _result("S2", violations, bad_jobs, examples)
 
 
 def check_s2(history: History) -> CheckResult:
-    """S2 no overlap: intervals of different encoders on one job never overlap."""
+    """S2 no overlap: intervals of different encoders on one job never overlap, and no
+    encoder starts a job it is still processing (two of its slots at once)."""
     return _s2(_Partition(history))
 
 

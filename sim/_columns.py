@@ -107,7 +107,8 @@ COLUMNS: Final[dict[str, str]] = {
                           "(starts; the S1 condition)",
     "s1_violations": "S1 findings: starts while another encoder held the job (starts)",
     "s2_violations": "S2 findings: pairs of overlapping processing intervals of different "
-                     "encoders (pairs; a job can give several)",
+                     "encoders (pairs; a job can give several), and starts of a job by an "
+                     "encoder still processing it (two slots at once; one finding each)",
     "s3_violations": "S3 findings: commits that were not the job's first by its latest "
                      "assignee (commits)",
     "s3_per_1000": "S3 findings (commits) per 1,000 jobs",

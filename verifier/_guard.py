@@ -525,7 +525,12 @@ class _Run:
             return  # not ours (the client routes by job; this is a second line)
         self.guard._measured(lambda m: m.pushes.inc())
         queued = self._latest_push is not None
-        self._latest_push = Hinted(getattr(push, "owner", None), getattr(push, "status", None))
+        # Any PushSource may call this: what is not a string is dropped, as a tier's answer
+        # is checked before the protocol sees it (a list as status raised in the protocol:
+        # an adversarial review, session 31). An emptied hint still brings a read.
+        owner, status = getattr(push, "owner", None), getattr(push, "status", None)
+        self._latest_push = Hinted(owner if isinstance(owner, str) else None,
+                                   status if isinstance(status, str) else None)
         if not queued:
             self.events.put_nowait(_PUSHED)
 

@@ -109,6 +109,8 @@ _CLOSE_S: Final = 1.0
 _BACKOFF_BASE_S: Final = 0.25
 #: 1013 "try again later": the server shed us (overflow); do not reset the backoff.
 _TRY_AGAIN_LATER: Final = 1013
+#: 1006: the connection ended without a close frame (a reset, a silence, a stalled write).
+_ABNORMAL_CLOSE: Final = 1006
 #: A connection that stayed up this long was healthy: its end resets the reconnect back-off.
 #: One that is accepted and dropped sooner is not, even if it delivered pushes: a server (or
 #: proxy) that accepts, answers the subscription with the current states (as docs/push.md
@@ -316,6 +318,9 @@ class JobPushClient:
         self._dropped_frames = 0
         self._warned: set[str] = set()
         self._ever_connected = False
+        #: When this connection's upgrade completed (the loop's clock), None while not up:
+        #: the up-time that decides whether its end resets the back-off.
+        self._up_since: float | None = None
         #: Valid pushes delivered to callbacks (current states after a subscribe included).
         self.pushes_received = 0
         #: Successful connections after the first one.
@@ -406,11 +411,12 @@ class JobPushClient:
         loop = asyncio.get_running_loop()
         while True:
             reset = False
-            began = loop.time()
+            self._up_since = None
             try:
                 await self._session()
             except _Dropped as dropped:
-                reset = _resets_backoff(dropped.code, loop.time() - began)
+                reset = self._up_since is not None and _resets_backoff(
+                    dropped.code, loop.time() - self._up_since)
                 self._log.info("push: connection to %s%s closed (code %d); reconnecting",
                                self._shown_url, self._via, dropped.code)
             except _Refused as refused:
@@ -422,9 +428,18 @@ class JobPushClient:
                               refused.status)
             except (OSError, TimeoutError, EOFError, RemoteProtocolError,
                     LocalProtocolError) as exc:
-                self._log.log(logging.WARNING if failures == 0 else logging.DEBUG,
-                              "push: no connection to %s%s (%s); retrying", self._shown_url,
-                              self._via, type(exc).__name__)
+                if self._up_since is not None:
+                    # Up, then reset by the peer mid-read (a restarted monitor, a NAT): a drop
+                    # like any other, judged by how long it stayed up. Only the clean close
+                    # used to be, so each reset grew the back-off (an adversarial review of
+                    # the push client, session 31: after seven, 0-30 s for ever).
+                    reset = _resets_backoff(_ABNORMAL_CLOSE, loop.time() - self._up_since)
+                    self._log.info("push: connection to %s%s lost (%s); reconnecting",
+                                   self._shown_url, self._via, type(exc).__name__)
+                else:
+                    self._log.log(logging.WARNING if failures == 0 else logging.DEBUG,
+                                  "push: no connection to %s%s (%s); retrying",
+                                  self._shown_url, self._via, type(exc).__name__)
             except Exception:  # a bug: its traceback once in a row, not every retry
                 self._log.log(logging.ERROR if failures == 0 else logging.DEBUG,
                               "push: unexpected failure on %s%s; retrying", self._shown_url,
@@ -448,6 +463,7 @@ class JobPushClient:
                 await writer.drain()
                 pending = await self._handshake(ws, reader)
             self._ws, self._writer, self._last_seq = ws, writer, 0
+            self._up_since = asyncio.get_running_loop().time()
             self._window_busy, self._window_start = 0.0, asyncio.get_running_loop().time()
             self._dropped_frames = 0
             self._warned = set()
@@ -561,7 +577,7 @@ class JobPushClient:
             except TimeoutError:
                 self._log.info("push: %s does not read what we send; reconnecting",
                                self._shown_url)
-                raise _Dropped(1006) from None
+                raise _Dropped(_ABNORMAL_CLOSE) from None
             try:
                 async with asyncio.timeout(self._keepalive_s):
                     data = await reader.read(_READ_CHUNK)
@@ -569,7 +585,7 @@ class JobPushClient:
                 if pinged:  # silent after a ping too: a dead connection (NAT, half-open)
                     self._log.info("push: nothing from %s in %gs, even after a ping",
                                    self._shown_url, 2 * self._keepalive_s)
-                    raise _Dropped(1006) from None
+                    raise _Dropped(_ABNORMAL_CLOSE) from None
                 pinged = True
                 self._send_event(ws_events.Ping())
                 events = ()

@@ -382,7 +382,7 @@ class Emulator:
             return "text frames only"
         try:
             body = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the parser's limit: not JSON
             return "not JSON"
         if not isinstance(body, dict) or len(body) != 1:
             return _PUSH_BAD_MESSAGE

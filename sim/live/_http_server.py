@@ -335,7 +335,10 @@ class HttpServer:
             try:
                 # Until connection_lost has run the socket is still open: returning earlier
                 # would let stop() finish with descriptors open (and risk ResourceWarnings).
-                await writer.wait_closed()
+                # Bounded: a peer that closes without reading what it is owed would hold the
+                # connection for ever, outside the cap's reach (a review, session 31).
+                async with asyncio.timeout(self.send_timeout):
+                    await writer.wait_closed()
             except (Exception, asyncio.CancelledError):
                 transport.abort()
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -168,11 +169,16 @@ async def test_bad_messages_get_an_error_and_the_connection_stays_open(emu: Emul
     for bad in ("not json", b"\x00binary", [JOB], {"subscribe": JOB}, {"subscribe": [7]},
                 {"subscribe": [""]}, {"subscribe": ["x" * 257]}, {"subscribe": ["a\nb"]},
                 {"watch": [JOB]}, {"subscribe": [JOB], "unsubscribe": []},
-                {"subscribe": [f"j{i}" for i in range(51)]}):
+                {"subscribe": [f"j{i}" for i in range(51)]},
+                # Nested past the parser's recursion limit, inside the 64 KiB cap: it ended
+                # the session with a traceback (an adversarial review, session 31).
+                '{"subscribe": ' + "[" * 30_000 + "]" * 30_000 + "}"):
         client.send(bad)
         answer = await client.frame()
         assert set(answer) == {"error"} and isinstance(answer["error"], str), (bad, answer)
-    assert "50" in answer["error"]
+    assert answer == {"error": "not JSON"}
+    client.send({"subscribe": [f"j{i}" for i in range(51)]})
+    assert "50" in (await client.frame())["error"]
     client.send({"subscribe": [JOB]})  # still open, still served; nothing was subscribed
     assert await client.frame() == _push(JOB, "queued", None, 1)
     await client.close()
@@ -227,6 +233,53 @@ async def test_a_client_that_floods_pings_and_never_reads_is_cut(emu: Emulator) 
     client.writer.close()
     with contextlib.suppress(ConnectionError):
         await client.writer.wait_closed()
+
+
+async def _close_without_reading(emu: Emulator) -> socket.socket:
+    """Upgrade, owe the server about 0.5 MB of pongs (under its 1 MiB cut), send a close
+    frame, and never read again; the server's send buffer is pinned small, so the pongs stay
+    in its asyncio buffer whatever the kernel's autotuning."""
+    monitor = emu.monitor
+    loop = asyncio.get_running_loop()
+    before = set(monitor._connections)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: small window
+    sock.setblocking(False)
+    await loop.sock_connect(sock, (monitor.host, monitor.port))
+    ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    await loop.sock_sendall(sock, ws.send(ev.Request(host=f"{monitor.host}:{monitor.port}",
+                                                     target="/api/ws/jobs")))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await loop.sock_recv(sock, 1)  # exactly the 101's head, nothing more
+    assert head.startswith(b"HTTP/1.1 101"), head
+    ws.receive_data(head)
+    assert isinstance(next(ws.events()), ev.AcceptConnection)
+    [transport] = [t for task, t in monitor._connections.items() if task not in before]
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    await loop.sock_sendall(sock, ws.send(ev.Ping(payload=b"p" * 125)) * 4000)
+    await loop.sock_sendall(sock, ws.send(ev.CloseConnection(code=1000)))
+    return sock
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_closes_without_reading_holds_no_connection_for_ever(
+        emu: Emulator) -> None:
+    """Found by an adversarial review (session 31): after such a client's close, the server
+    waited for the socket to drain without a limit, outside the connection cap's reach, so
+    three of them locked every encoder out of a monitor capped at three. The wait is now
+    bounded by ``send_timeout``."""
+    emu.monitor.max_connections = 3
+    emu.monitor.send_timeout = 0.5
+    sockets = [await _close_without_reading(emu) for _ in range(3)]
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            await emu.monitor.wait_idle()
+        async with httpx.AsyncClient(base_url=emu.monitor.url, timeout=TIMEOUT) as client:
+            assert (await client.get("/api/health")).status_code == 200
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @pytest.mark.asyncio

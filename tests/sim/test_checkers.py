@@ -145,10 +145,22 @@ def test_s2_pause_does_not_end_the_interval() -> None:
     assert check_s2(h).violations == 1
 
 
-def test_s2_same_process_twice_is_not_a_violation() -> None:
-    h = hist(start(0, "e1"), stop(1, "e1", phase="info"), start(2, "e1"), stop(5, "e1"),
+def test_s2_same_process_again_after_its_stop_is_not_a_violation() -> None:
+    h = hist(start(0, "e1"), stop(1, "e1"), start(2, "e1"), crash(5, "e1"),
              start(6, "e1"), stop(8, "e1"))
     assert check_s2(h).ok
+
+
+def test_s2_a_start_while_the_same_process_holds_the_job_counts() -> None:
+    # One node running one job in two slots at once (or again after a stop it could not
+    # confirm): one interval per process cannot show it, so the second start is counted.
+    h = hist(start(0, "e1"), start(2, "e1"), stop(5, "e1"),
+             start(6, "e2", "k"), stop(7, "e2", "k", phase="info"), start(8, "e2", "k"))
+    r = check_s2(h)
+    assert (r.violations, r.jobs) == (2, ("j", "k"))
+    assert r.examples[0] == ("job j: e1 started it again at 2.000 while still processing it "
+                             "since 0.000")
+    assert check_s1(h).ok  # one encoder: not S1's concern
 
 
 def test_s2_touching_intervals_do_not_overlap() -> None:

@@ -167,22 +167,6 @@ def test_a_retry_after_a_tier_gave_during_an_attempt_holds_the_next_poll() -> No
 SLOTS = BASE.replace(**FAMILIES["slots"])
 
 
-def _same_job_twice(history: Any) -> list[tuple[str, str, float]]:
-    """(encoder, job, when) of each start of a job its encoder was already working on."""
-    working: set[tuple[str, str]] = set()
-    found = []
-    for t, process, job, op, phase, _ in history:
-        if op == "crash":
-            working = {w for w in working if w[0] != process}
-        elif op == "start" and phase == "ok":
-            if (process, job) in working:
-                found.append((process, job, t))
-            working.add((process, job))
-        elif op == "stop" and phase == "ok":
-            working.discard((process, job))
-    return found
-
-
 def _most_at_once(history: Any) -> int:
     working: set[tuple[str, str]] = set()
     most = 0
@@ -197,12 +181,9 @@ def _most_at_once(history: Any) -> int:
     return most
 
 
-def test_the_same_job_twice_check_fires_on_a_node_that_does_it() -> None:
-    """The check below, on a history where one node starts a job it is working on."""
-    history = [(0.0, "e0", "j", "start", "ok", None), (1.0, "e0", "j", "start", "ok", None),
-               (2.0, "e0", "j", "stop", "ok", "done"), (3.0, "e0", "j", "start", "ok", None)]
-    assert _same_job_twice(history) == [("e0", "j", 1.0)]
-    assert _most_at_once(history) == 1
+def _started_again(run: Any) -> list[str]:
+    """S2's examples of a node starting a job it was still working on (two slots at once)."""
+    return [e for e in run.checks["S2"].examples if "started it again" in e]
 
 
 def test_slots_run_attempts_at_once_and_never_one_job_twice() -> None:
@@ -211,9 +192,19 @@ def test_slots_run_attempts_at_once_and_never_one_job_twice() -> None:
     for seed in range(6):
         run = race(World(sc, seed=seed, family="slots"), "hardened")
         assert all(run.checks[p].ok for p in ("S1", "S2", "S3", "L1")), seed
-        assert _same_job_twice(run.result.history) == [], seed
         most = max(most, _most_at_once(run.result.history))
     assert most == sc.concurrency
+
+
+def test_the_schedule_alone_keeps_a_node_from_running_one_job_twice() -> None:
+    """The documented chain's claims are never refused, so only the loop's schedule (a job
+    running here is not chosen again) keeps a node's free slot off a job another slot runs;
+    S2 counts such a start. Without that rule the chain made 21 such starts in 40 `slots`
+    worlds (session 31)."""
+    sc = SLOTS.replace(held_reoffer_rate=1.0)
+    for seed in range(6):
+        run = race(World(sc, seed=seed, family="slots"), "documented")
+        assert _started_again(run) == [], (seed, _started_again(run))
 
 
 def test_a_pause_freezes_every_slot_of_the_node() -> None:

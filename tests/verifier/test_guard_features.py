@@ -303,6 +303,36 @@ async def test_a_push_naming_us_proves_nothing_and_a_failing_push_source_changes
 
 
 @virtual_time
+async def test_a_push_whose_fields_are_not_strings_is_an_empty_hint_not_a_crash():
+    """Found by an adversarial review of the push path (session 31): the guard built the
+    protocol's hint from whatever a push source handed over, and a status that is not
+    hashable (a list, as a JSON decoder gives for ``"status": ["running"]``) with our DID as
+    owner raised ``TypeError`` inside the protocol: the run raised, and the job was neither
+    finished nor given back. ``JobPushClient`` checks its frames; any other ``PushSource``
+    may not. A hint with what is not a string dropped is still a hint: it brings a read."""
+    from verifier import JobPush
+
+    jobs, push, monitor, _gateway, guard = _pushed_guard()
+    counts: list[int] = []
+
+    async def work(job: Any) -> dict[str, str]:
+        await asyncio.sleep(1)
+        for pushed in (JobPush("j1", ["running"], A),  # type: ignore[arg-type]
+                       JobPush("j1", "running", {"$ne": A})):  # type: ignore[arg-type]
+            counts.append(reads(monitor))
+            for callback in list(push.subs["j1"]):
+                callback(pushed)
+            await asyncio.sleep(0.5)  # R is 10 s: a read now is the push's
+        counts.append(reads(monitor))
+        return {"cid": "bafy-result"}
+
+    outcome = await guard.run("j1", work)
+    assert outcome.kind is OutcomeKind.PROCESSED
+    assert jobs.docs["j1"]["status"] == "complete"
+    assert counts[0] < counts[1] < counts[2], counts
+
+
+@virtual_time
 async def test_the_loop_screens_many_offered_jobs_in_batches_of_at_most_50():
     jobs = InMemoryJobs()
     for i in range(120):

@@ -16,7 +16,9 @@ import itertools
 import json
 import logging
 import random
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -563,3 +565,34 @@ async def test_a_server_that_answers_the_subscription_then_drops_meets_a_growing
             peer.close(1011)  # ...then gone
         await server.peer()
     assert exponents[:5] == [0, 1, 2, 3, 4], exponents
+
+
+@pytest.mark.asyncio
+async def test_a_healthy_connection_ended_by_a_reset_restarts_the_backoff(
+        server: FakeMonitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by an adversarial review of the push client (session 31): only a close (a
+    ``_Dropped``) was judged by its up-time; a TCP reset mid-read (a restarted monitor, a NAT)
+    is an ``OSError`` and grew the back-off's exponent however long the connection had been
+    up (0, 1, 2, 3 here; after seven, 0-30 s at every reconnect for good). Every connection
+    here counts as healthy (``_HEALTHY_S`` = 0), so each reset starts the back-off over."""
+    import verifier._push as push_module
+
+    monkeypatch.setattr(push_module, "_HEALTHY_S", 0.0)
+    exponents: list[int] = []
+
+    def recorded(failures: int, cap: float, rng: random.Random) -> float:
+        exponents.append(failures)
+        return 0.0
+
+    monkeypatch.setattr(push_module, "_backoff", recorded)
+    _, callback = _collector()
+    async with _client(server) as client:
+        client.subscribe(JOB, callback)
+        for _ in range(4):
+            peer = await server.peer()
+            assert await peer.message() == {"subscribe": [JOB]}  # up: the upgrade is done
+            sock = peer.writer.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.writer.transport.abort()  # an RST, not a close frame
+        await server.peer()
+    assert exponents[:4] == [0, 0, 0, 0], exponents
