@@ -48,6 +48,7 @@ from verifier.protocol import (
     Answer,
     CancelWork,
     Claim,
+    Finish,
     Heartbeat,
     Hinted,
     Observed,
@@ -75,6 +76,7 @@ __all__ = [
     "FailsAfterStandIn",
     "FallbackSettleWithoutLag",
     "FinishPastLease",
+    "FinishWithoutSendBy",
     "HeartbeatWithoutDeadline",
     "IdleWaitPastItsCap",
     "LatePushEndsSettle",
@@ -305,6 +307,27 @@ class FinishPastLease(OwnershipProtocol):
 
     def _finish_by(self, lease_end: float) -> float:
         return math.inf
+
+
+class FinishWithoutSendBy(OwnershipProtocol):
+    """A gateway finish decided in time but sent with no bound on when it may leave (the
+    protocol before the review of the drivers, session 28): a connection that takes seconds
+    (``connect_delay_rate``) sends it late, and its check-then-act write, landing up to G
+    after that, can commit our result on the job's next assignment (S3). The decision's
+    deadline is kept: only ``Finish.send_by`` is dropped."""
+
+    def _finish(self, lease_end: float = math.inf) -> Generator[Action, Answer, Outcome]:
+        inner = super()._finish(lease_end)
+        answer: Answer | None = None
+        while True:
+            try:
+                action = inner.send(answer)  # (the first send(None) starts it)
+            except StopIteration as done:
+                outcome: Outcome = done.value
+                return outcome
+            if isinstance(action, Finish):
+                action = dataclasses.replace(action, send_by=None)
+            answer = yield action
 
 
 class PushAsProof(OwnershipProtocol):

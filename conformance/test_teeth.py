@@ -49,6 +49,7 @@ from conformance.canaries import (
     FailsAfterStandIn,
     FallbackSettleWithoutLag,
     FinishPastLease,
+    FinishWithoutSendBy,
     HeartbeatWithoutDeadline,
     IdleWaitPastItsCap,
     LatePushEndsSettle,
@@ -236,6 +237,10 @@ TEETH = [
     Tooth("finish-without-G", "late-finish", 100, 19, _misbelief("finish-without-G"),
           properties=("S3",)),
     Tooth("finish-without-P", "late-finish-P", 900, 19, _misbelief("finish-without-P"),
+          properties=("S3",)),
+    # ... and the bound on when that finish may leave: a decision in time is not a send in
+    # time when its connection takes seconds (session 31; the driver check of session 28)
+    Tooth("finish-without-send-by", "connect", 140, 19, protocol=FinishWithoutSendBy,
           properties=("S3",)),
     Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,
           properties=("fresh-reads",)),

@@ -223,6 +223,10 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         # Several jobs guarded at once by one encoder (``LoopPolicy.concurrency``, session 30):
         # each in a process of its own, frozen together by a pause, killed together by a crash.
         "concurrency": (1, 2),
+        # Gateway finishes that wait seconds for their connection while the faults last
+        # (session 31): the driver does not send one past its ``send_by`` (NOT_SENT), and
+        # the protocol retries or gives the job back.
+        "connect_delay_rate": (0.0, 0.5),
     }
     for key, values in levels.items():
         if key not in (fixed or {}):

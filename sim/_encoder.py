@@ -676,6 +676,31 @@ class Encoder:
             return (yield from self._cancel(job_id, self))
         return (yield from self._io(job_id, action))
 
+    def _connect(self, action: Finish) -> Generator[simpy.Event, Any, Answer | None]:
+        """A gateway finish's wait for its connection (``connect_delay_rate``), before it
+        can leave: ``NOT_SENT`` if it could not start to leave by its ``send_by`` (answered
+        at that instant, as the asyncio driver cancels it then), else None once it may leave.
+        The check is made when the connection is ready, then the driver may pause up to P
+        before the bytes leave: what ``TimingModel.finish_slack``'s P + G allows for."""
+        rate = self.rate
+        send_by = action.send_by
+        left = None if send_by is None else send_by / rate - self.env.now
+        delay = self.world.connect_delay(left)
+        if delay <= 0:
+            return None
+        if left is not None and delay > left:
+            yield from self.wait(left)
+            return WriteAnswered(WriteOutcome.NOT_SENT, detail="not connected by send_by")
+        ready = self.env.now + delay
+        yield from self.wait(delay)
+        if send_by is not None and self.env.now > ready + 1e-9 and self.env.now * rate > send_by:
+            # A pause while it connected took it past send_by: the check refuses it. (Only
+            # then: ready at the edge, the float clock may land a step past send_by.)
+            return WriteAnswered(WriteOutcome.NOT_SENT, detail="not connected by send_by")
+        if self.pausable:
+            yield from self._await_point()  # checked, not yet left
+        return None
+
     def _screen(self, job_ids: list[str]) -> Generator[simpy.Event, Any, None]:
         """One batch status request for the offered jobs; the protocol's screening rule
         (``screen``) says which answers may stand in for a pre-claim read, as cache entries
@@ -745,6 +770,12 @@ class Encoder:
         env, add = self.env, self.history.add
         now = env.now  # the request is decided, sent and served at this one instant
         add(now, self.name, job_id, op, "invoke", arg)
+        if type(action) is Finish and self.sc.connect_delay_rate and action.via is Tier.GATEWAY:
+            unsent = yield from self._connect(action)
+            if unsent is not None:
+                add(env.now, self.name, job_id, op, "fail", "not sent")
+                return unsent
+            now = env.now  # sent now, after its connection
         deadline = getattr(action, "deadline", None)
         left = math.inf if deadline is None else deadline / self.rate - now
         if left <= 0:

@@ -75,6 +75,16 @@ class Scenario:
     #: late finish can land on the job's next assignment. Inside the model (G bounds every
     #: gateway write); 0 in the built-in scenarios, whose figures predate it.
     late_finish_rate: float = 0.0
+    #: Probability that a gateway ``finishJob`` waits for its connection before it can leave
+    #: (a kept-alive connection expired, lost SYNs: 1, 2, 4 s), uniformly up to
+    #: ``connect_delay_max`` seconds, while the faults last. Not part of G: the protocol
+    #: bounds when the finish may start to leave (``Finish.send_by``), and the driver does
+    #: not send one that cannot leave by then (answered ``NOT_SENT`` at that instant), as the
+    #: asyncio driver does; once it may leave, a pause of up to P can still come before its
+    #: bytes do. At an edge the connection is ready exactly at ``send_by``. Other requests'
+    #: connect time is part of G (docs/safety-model.md, "Timing model").
+    connect_delay_rate: float = 0.0
+    connect_delay_max: float = 10.0
     #: Probability that an accept's reply is lost (client timeout) while its write lands.
     reply_loss_rate: float = 0.01
     #: Probability that a gateway ping's request is lost on the way (it never lands; the
@@ -254,7 +264,7 @@ class Scenario:
                      "await_pause_rate", "pause_split_rate", "database_error_rate",
                      "ping_loss_rate", "ping_drop_rate", "wake_on_requeue", "stall_rate",
                      "stuck_rate", "backoff", "push_rate", "batch_screen", "hang_rate",
-                     "late_lost_write_rate", "throttle_rate"):
+                     "late_lost_write_rate", "throttle_rate", "connect_delay_rate"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
         if self.assignment not in ("myjob", "getjob"):

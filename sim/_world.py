@@ -213,6 +213,7 @@ class World:
         self._hang = streams.stream("hang")  # hang_rate: drawn only when it is above 0
         self._lost = streams.stream("database.lost")  # late_lost_write_rate, likewise
         self._throttle = streams.stream("throttle")  # throttle_rate, likewise
+        self._connect = streams.stream("connect")  # connect_delay_rate, likewise
         self._monitor = streams.stream("monitor")
         self._latency = streams.stream("latency")
         horizon = scenario.faults_until if scenario.faults_until is not None else scenario.max_time
@@ -300,6 +301,22 @@ class World:
         self.calls[tier.value] += 1
         edge = sc.edge_rate > 0 and rng.random() < sc.edge_rate
         return sc.retry_after_max if edge else rng.random() * sc.retry_after_max
+
+    def connect_delay(self, left: float | None) -> float:
+        """How long a gateway finish waits for its connection before it can leave
+        (``connect_delay_rate``, while the faults last; 0: at once): up to
+        ``connect_delay_max``, or at an edge exactly ``left``, the time to its ``send_by``
+        (None: it has none), so that it may leave at the last instant. Drawn from a stream
+        of its own, and nothing when the rate is 0."""
+        sc = self.sc
+        if not sc.connect_delay_rate or not self._faulty():
+            return 0.0
+        rng = self._connect
+        if not self._strikes(rng.random() < sc.connect_delay_rate):
+            return 0.0
+        if left is not None and left >= 0 and sc.edge_rate > 0 and rng.random() < sc.edge_rate:
+            return left
+        return rng.random() * sc.connect_delay_max
 
     def gateway_down_now(self) -> bool:
         """Inside a gateway outage window (the live emulator's routes that have no world

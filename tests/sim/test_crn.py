@@ -230,19 +230,22 @@ def test_planned_and_realised_double_hand_outs():
 
 
 def test_a_fault_switched_off_draws_nothing_from_its_stream() -> None:
-    """A world without 429s or hangs (rate 0) never draws from their streams, so adding
-    either left every other world's history as it was; with the rate above 0 it does draw
-    (found by an adversarial review, session 30: a mutant that drew anyway passed every
-    suite)."""
+    """A world without 429s, hangs or slow connections (rate 0) never draws from their
+    streams, so adding each left every other world's history as it was; with the rate above
+    0 it does draw (found by an adversarial review, session 30: a mutant that drew anyway
+    passed every suite)."""
     worlds: list[Any] = []
 
     def keep(_env: Any, world: Any, *_: Any) -> None:
         worlds.append(world)
 
     for rate, drawn in ((0.0, False), (0.3, True)):
-        sc = Scenario(encoders=3, jobs=6, throttle_rate=rate, hang_rate=rate, faults_until=600.0)
+        sc = Scenario(encoders=3, jobs=6, throttle_rate=rate, hang_rate=rate,
+                      connect_delay_rate=rate, infra_fraction=0.0, aid_fraction=0.0,
+                      faults_until=3600.0)  # community nodes: finishes are the gateway's
         run_once(sc, "hardened", 5, on_start=keep)
         world = worlds[-1]
-        for name, stream in (("throttle", world._throttle), ("hang", world._hang)):
+        for name, stream in (("throttle", world._throttle), ("hang", world._hang),
+                             ("connect", world._connect)):
             fresh = Streams.from_seed(5).stream(name)
             assert (stream.getstate() != fresh.getstate()) is drawn, (name, rate)
