@@ -146,10 +146,18 @@ class LoopPolicy:
         # The base is capped so that the jittered wait never passes idle_max_s, the longest
         # wait as documented (the jitter took it 50% past: an adversarial review, session 21),
         # while staying uniform (capping after the jitter put half the draws at the cap, and
-        # encoders started together back in step). min() first: idle_factor ** a long idle
-        # streak would overflow.
+        # encoders started together back in step).
         cap = self.idle_max_s / (1.0 + self.jitter)
-        base = cap if exponent > 64 else min(cap, self.idle_s * self.idle_factor ** exponent)
+        try:
+            # A float power: it raises past the float range (a long idle streak, a large
+            # factor) where an int one would grow without end. The old shortcut, the cap past
+            # 64 growths, ignored the factor (10 s waits jumped to 60 at the 66th empty poll
+            # with a factor of 1) and came too late for a large one (1e10 ** 31 overflowed):
+            # mutation testing, session 31.
+            grown = self.idle_s * float(self.idle_factor) ** exponent
+        except OverflowError:
+            grown = math.inf if self.idle_s > 0 else 0.0
+        base = min(cap, grown)
         return base * (1.0 - self.jitter + 2.0 * self.jitter * u)
 
     def choose(

@@ -467,7 +467,6 @@ class OwnershipProtocol:
         self._gen: _Run | None = None
         self._awaiting: Action | None = None
         self._phase = ""
-        self._loss_logged = False
         #: The verdict (``mine``, ``other``, ``done``, ``unknown``) of the read the last answer
         #: delivered, if the protocol judged it for ownership (verify and recheck reads), for
         #: drivers that count verdicts (metrics); ``None`` otherwise.

@@ -383,3 +383,68 @@ def test_a_poll_answered_after_another_slot_began_a_hold_starts_nothing():
         step = schedule.next(3.0)
         assert isinstance(step, IdleUntil) and step.until > 3.0, (code, step)
         assert schedule.next(step.until) == PollSource("getjob")
+
+
+# ---- found by mutation testing of verifier/_polling.py (session 31): each failed on a mutant
+# or on the code before its fix
+
+
+def test_the_idle_wait_grows_by_its_factor_however_long_the_streak():
+    """The wait is ``idle_s · factor^(n-1)`` up to its cap, whatever ``n``: the old shortcut
+    took the cap past 64 growths whatever the factor, so with a factor of 1 the 66th empty
+    poll in a row waited 60 s, not 10; a factor near 1 was capped at the 66th, far below."""
+    steady = LoopPolicy(sources=("getjob",), idle_s=10, idle_max_s=60, idle_factor=1,
+                        jitter=0)
+    assert {steady.idle_delay(n, 0.5) for n in range(1, 500)} == {10.0}
+    slow = LoopPolicy(sources=("getjob",), idle_s=10, idle_max_s=60, idle_factor=1.01,
+                      jitter=0)
+    assert slow.idle_delay(65, 0.5) == pytest.approx(10 * 1.01 ** 64)  # 18.9 s, not 60
+    assert slow.idle_delay(66, 0.5) == pytest.approx(10 * 1.01 ** 65)
+
+
+@pytest.mark.parametrize("factor", [60000.0, 1e10, 1e300])
+def test_a_large_idle_factor_never_overflows(factor):
+    """Any finite factor of at least 1 is accepted; its power left the float range before 64
+    growths (1e10 ** 31: OverflowError at the 32nd empty poll, raised out of the schedule to
+    the loop). The wait stays at its cap, through the schedule too."""
+    policy = LoopPolicy(sources=("getjob",), idle_s=10, idle_max_s=60, idle_factor=factor,
+                        jitter=0.5)
+    waits = [policy.idle_delay(n, 0.5) for n in range(1, 200)]
+    assert waits[0] == pytest.approx(10.0)
+    assert waits[1:] == [pytest.approx(40.0)] * 198  # 60 / 1.5: the cap, before the jitter
+    assert LoopPolicy(sources=("getjob",), idle_s=0, idle_max_s=60, idle_factor=factor,
+                      jitter=0).idle_delay(10_000, 0.5) == 0.0
+    schedule = PollSchedule(policy, Draws())
+    now = 0.0
+    for _ in range(70):  # 70 empty polls in a row
+        assert schedule.next(now) == PollSource("getjob")
+        assert schedule.offered("getjob", [], now) is None
+        step = schedule.next(now)
+        assert isinstance(step, IdleUntil)
+        now = step.until
+
+
+def test_a_hold_that_ends_exactly_when_asked_starts_the_round():
+    """Asked exactly when a hold (or a back-off of 0 s) ends, the round starts: no
+    ``IdleUntil(now)``, which a driver whose clock does not move while it does not wait
+    (SimPy) would ask about again for ever. Mutant ``> → >=`` in ``next``."""
+    schedule = PollSchedule(POLICY, Draws(0.5))
+    one_job(schedule, "a", 0.0, "UNCONFIRMED", retry_after=100.0)  # ends at 1.0: hold 101
+    assert schedule.next(101.0) == PollSource("myjob")  # the back-off (10 s) long over
+    zero = LoopPolicy(sources=("getjob",), idle_s=0, idle_max_s=0, jitter=0)
+    schedule = PollSchedule(zero, Draws())
+    one_job(schedule, "b", 0.0, "LEASE_EXPIRED")  # ends at 1.0; a back-off of 0 s
+    assert schedule.next(1.0) == PollSource("getjob")
+
+
+def test_an_idle_wait_never_ends_before_now():
+    """A job passed over while cooling down bounds the next wait by its cool-down's end;
+    asked after that end, the wait is none, not an instant already past (a driver sleeping
+    ``until - now`` must not be handed a negative wait; SimPy's ``timeout`` refuses one).
+    Mutant ``max(now, ·)`` → ``·`` in ``next``."""
+    schedule = PollSchedule(LoopPolicy(sources=("getjob",), idle_s=10, jitter=0,
+                                       cooldown_s=60), Draws())
+    schedule.ended("j", 0.0, processed=False, code="SKIPPED")  # cooling until 60
+    assert schedule.next(59.0) == PollSource("getjob")
+    assert schedule.offered("getjob", jobs("j"), 59.0) is None  # passed over: cooling
+    assert schedule.next(61.0) == IdleUntil(61.0)  # not IdleUntil(60.0)

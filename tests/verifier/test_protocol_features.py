@@ -35,7 +35,9 @@ from verifier.protocol import (
     Answer,
     CancelWork,
     Claim,
+    Done,
     Finish,
+    Heartbeat,
     Hinted,
     Observe,
     Observed,
@@ -44,6 +46,7 @@ from verifier.protocol import (
     Sleep,
     StartWork,
     TierFailed,
+    Woke,
     WriteAnswered,
     WriteOutcome,
     screened,
@@ -597,3 +600,75 @@ def test_the_hint_that_reaches_furthest_wins_whichever_came_first():
     outcome, trace, _ = _claim_then_verify_rate_limited(10.0, 300.0)
     last_verify = max(t for t, a in actions(trace, Observe) if a.purpose == "verify") + 0.1
     assert outcome.retry_until == pytest.approx(last_verify + 300.0)
+
+
+# ---- found by mutation testing of the protocol's clock and Retry-After (session 31): each
+# test fails on the mutant named in its docstring
+
+
+def test_a_wake_reported_late_counts_from_the_drivers_clock_not_the_deadline():
+    """``Woke`` is clamped *up* to the deadline (a driver a hair early), never down: a wake
+    reported long after it (a pause, a stalled event loop) is judged at the driver's time.
+    Past the lease end, the work is cancelled at once: no read or ping first on a clock
+    that stands at the deadline. Mutant ``510:19 max->arg1`` (``now = until``) sent a
+    recheck read after the lease had ended, and cancelled only at the answer after it."""
+    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=COMMUNITY)
+    respond = world(work_ends_at=1000)
+    late = 2 * TIMING.reassign_timeout  # long past any lease the run could hold
+    now, step, started, after_wake = 0.0, protocol.start(0.0), False, None
+    for _ in range(100):
+        action = step.action
+        if after_wake is not None:
+            after_wake.append(action)
+        if isinstance(action, Done):
+            break
+        answer = respond(action, now)
+        if isinstance(action, StartWork):
+            started = True
+        if isinstance(action, Sleep) and started and after_wake is None:
+            assert isinstance(answer, Woke)
+            now = action.until + late  # the first wait of the work, woken late
+            after_wake = []
+        elif isinstance(action, Sleep) and isinstance(answer, Woke):
+            now = max(now, action.until)
+        else:
+            now += 0.1
+        step = protocol.handle(answer, now)
+    assert after_wake is not None and isinstance(after_wake[0], CancelWork), after_wake
+    assert not [a for a in after_wake if isinstance(a, Observe | Heartbeat)], after_wake
+    assert protocol.outcome is not None and protocol.outcome.code == "LEASE_EXPIRED"
+
+
+@pytest.mark.parametrize("hint", [0.5, 1.0])
+def test_a_retry_after_of_a_second_or_less_is_carried(hint):
+    """Any positive finite wait is one (a Retry-After header counts whole seconds: 1 is the
+    shortest a server sends). Mutant ``1 < hint`` in ``handle`` dropped both."""
+    outcome, trace, _ = run(HARDENED, COMMUNITY, world(observe=_pre_claim_rate_limited(hint)))
+    assert outcome.code == "PRE_CLAIM_FAILED"
+    answered = actions(trace, Observe)[0][0] + 0.1  # the driver answers 0.1 s after a request
+    assert outcome.retry_until == pytest.approx(answered + hint)
+
+
+def test_a_retry_after_that_runs_out_exactly_as_the_run_ends_is_not_carried():
+    """``Outcome.retry_until`` is a Retry-After *still to come* when the run ends: one that
+    ends at that very instant is not (the claim's 429 at 1.0 asked for 40 s; the run ends at
+    41.0). Mutant ``>=`` in ``_advance`` carried ``retry_until=41.0``."""
+    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=COMMUNITY)
+    step = protocol.start(0.0)
+    assert isinstance(step.action, Observe) and step.action.purpose == "pre-claim"
+    step = protocol.handle(seen(step.action.tier, owner=None, status="queued"), 0.5)
+    assert isinstance(step.action, Claim)
+    step = protocol.handle(
+        WriteAnswered(WriteOutcome.UNKNOWN, detail="HTTP 429", retry_after=40.0), 1.0)
+    for _ in range(20):
+        action = step.action
+        if isinstance(action, Done):
+            break
+        if isinstance(action, Sleep):  # the settle wait
+            step = protocol.handle(Woke(), action.until)
+        else:
+            assert isinstance(action, Observe) and action.purpose == "verify", action
+            step = protocol.handle(seen(action.tier, owner=OTHER), 41.0)  # taken: the end
+    outcome = protocol.outcome
+    assert outcome is not None and outcome.kind is OutcomeKind.SKIPPED, outcome
+    assert outcome.retry_until is None, outcome
