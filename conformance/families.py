@@ -559,6 +559,18 @@ FAMILIES["give-back"] = {
     "monitor_latency": 0.0, "shutdowns_per_hour": 600.0, "write_delay": 5.0,
 }
 
+# The late-finish-P family with graceful shutdowns (120 an hour), pauses of P (600 an hour as
+# well as at one await point in five) and every gateway write landing late: a shutdown's
+# give-back sent before our accept has landed is refused for that reason, and its answer,
+# slow or handled a pause of P later, comes after the accept must have landed. Judged by
+# when it was handled, the refusal was final: the run said nothing was held and the accept
+# then held the job until T (a review of the simulated finish connection, session 31, found
+# it in 7 of 20 worlds; the protocol now judges by when the release was asked). The edge
+# suite here fails on that old comparison.
+FAMILIES["give-back-late"] = {
+    **FAMILIES["late-finish-P"], "shutdowns_per_hour": 120.0, "pauses_per_hour": 600.0,
+    "late_write_rate": 1.0,
+}
 # Infrastructure nodes whose database reads fail half the time during work, re-checked every
 # 3 s against a monitor lagging exactly Δ = 5 s at most reads, with no double hand-out: a
 # fallback read in the first Δ after a database claim confirmed at once can show the job
@@ -583,4 +595,5 @@ FAMILIES["false-loss"] = {
 #: has used up its attempts. L1 is not judged in their worlds.
 NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff", "proof", "stuck",
                                 "hang", "hang-database", "hang-aid", "progress-ε",
-                                "give-back", "late-finish", "late-finish-P", "connect"})
+                                "give-back", "late-finish", "late-finish-P", "connect",
+                                "give-back-late"})

@@ -10,6 +10,8 @@ exercising what it was frozen for. If a change to the world's random draws moves
 
 from __future__ import annotations
 
+import pytest
+
 from conformance.canaries import SettleFromDecision
 from conformance.worlds import BASE, World, race
 from sim import History
@@ -114,3 +116,36 @@ FINDING_DATABASE_TIE = World(
 
 def test_a_check_sees_a_claim_landing_at_the_instant_it_reflects():
     _hardened_holds_inside_the_model(FINDING_DATABASE_TIE)
+
+
+#: An open L1 finding (session 31, from a review's search of 5,000 generated worlds with slow
+#: finish connections; it fails without them too). A crashed encoder's accept lands after the
+#: crash (``late_write_rate``), so the job is assigned to its DID; its next process is offered
+#: that job (``held_reoffer_rate``), its pre-claim check lets its own DID through, its accept
+#: is refused (the job is not queued) and the run ends ``CLAIM_REFUSED`` without giving the
+#: assignment back. The gateway takes it back T later by timeout, an attempt against the job:
+#: with frequent crashes the fifth timeout fails the job, and L1's oracle counts that timeout
+#: as the chain's walking away. Whether the chain should give back an assignment of its own
+#: DID that its run never held (and how, fenced against its own other slots) is open.
+CRASH_LATE_ACCEPT = World(
+    BASE.replace(
+        late_write_rate=0.5, late_finish_rate=1.0, ping_loss_rate=1.0, held_reoffer_rate=1.0,
+        status_lie_rate=0.5, reassign_timeout=30.0, gateway_outages_per_hour=6.0,
+        gateway_outage_mean_s=90.0, monitor_synthetic_rate=0.3, monitor_outages_per_hour=6.0,
+        late_lost_write_rate=1.0, cooldown_s=5.0, stuck_rate=0.5, crashes_per_hour=10.0,
+        shutdowns_per_hour=20.0, pauses_per_hour=60.0, clock_drift=0.0, edge_rate=0.5,
+        await_pause_rate=0.3, confirm_timeout=4.0, status_cache_s=5.0, batch_screen=1.0,
+        backoff=1.0, push_latency=2.0,
+    ),
+    tape=(),
+    seed=1555,
+)
+
+
+@pytest.mark.xfail(strict=True, reason="open: a refused claim of a job assigned to our own DID "
+                   "(a crashed process's late accept) is not given back (session 31)")
+def test_a_crashed_process_s_late_accept_is_not_left_to_time_out() -> None:
+    result = race(CRASH_LATE_ACCEPT, "hardened")
+    assert CRASH_LATE_ACCEPT.scenario.inside_model()
+    assert not result.violated("S1", "S2", "S3", "lease")  # safety holds; only L1 fails
+    assert not result.violated("L1"), result.explain("L1")

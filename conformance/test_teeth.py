@@ -240,7 +240,7 @@ TEETH = [
           properties=("S3",)),
     # ... and the bound on when that finish may leave: a decision in time is not a send in
     # time when its connection takes seconds (session 31; the driver check of session 28)
-    Tooth("finish-without-send-by", "connect", 140, 19, protocol=FinishWithoutSendBy,
+    Tooth("finish-without-send-by", "connect", 200, 19, protocol=FinishWithoutSendBy,
           properties=("S3",)),
     Tooth("cache-serves-a-deciding-read", "cache", 20, 19, protocol=CachedRecheck,
           properties=("fresh-reads",)),

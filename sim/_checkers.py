@@ -174,6 +174,8 @@ class _Partition:
         out: list[tuple[Interval, int]] = []
         # process -> (start time, position of its next crash, time of that crash, start's pos)
         holding: dict[str, tuple[float, int, float, int]] = {}
+        # process -> starts not yet stopped, when more than one (a second start while holding)
+        extra: dict[str, int] = {}
         for pos, (t, process, _, op, phase, value) in recs:
             if phase != "ok" or op not in ("start", "stop"):
                 continue
@@ -182,16 +184,24 @@ class _Partition:
                 # The process crashed since it started: that crash ended the interval.
                 out.append((Interval(process, job, held[0], held[2], "crash"), held[3]))
                 del holding[process]
+                extra.pop(process, None)
                 held = None
             if op == "start":
                 if held is None:
                     crash_pos, crash_time = self.next_crash(process, pos)
                     holding[process] = (t, crash_pos, crash_time, pos)
                 else:
-                    # A second start while still holding: the interval continues (it ends
-                    # at the process's first stop or crash), and the start is kept for S2.
+                    # A second start while still holding (two slots of one node): the start
+                    # is kept for S2, and the interval continues until every start has been
+                    # stopped (a stop does not say which one it ends), or the process crashes.
+                    # Closed at the first stop, a third encoder's start beside the slot still
+                    # running went unseen by S1 and the lease (a review, session 31).
                     self._again.setdefault(job, []).append((process, held[0], t))
+                    extra[process] = extra.get(process, 0) + 1
             elif held is not None:
+                if extra.get(process):
+                    extra[process] -= 1
+                    continue
                 out.append((Interval(process, job, held[0], t, str(value or "stop")), held[3]))
                 del holding[process]
         for process, (start, crash_pos, crash_time, opened) in holding.items():

@@ -81,7 +81,8 @@ class Scenario:
     #: bounds when the finish may start to leave (``Finish.send_by``), and the driver does
     #: not send one that cannot leave by then (answered ``NOT_SENT`` at that instant), as the
     #: asyncio driver does; once it may leave, a pause of up to P can still come before its
-    #: bytes do. At an edge the connection is ready exactly at ``send_by``. Other requests'
+    #: bytes do. At an edge the connection is ready exactly at ``send_by``, and it leaves (the
+    #: asyncio driver refuses at equality: the simulator is the harsher). Other requests'
     #: connect time is part of G (docs/safety-model.md, "Timing model").
     connect_delay_rate: float = 0.0
     connect_delay_max: float = 10.0

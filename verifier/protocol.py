@@ -1189,14 +1189,20 @@ class OwnershipProtocol:
                 until = self._now + self._retry_delay(attempt - 1)
                 while self._now < until:
                     yield Sleep(until)
+            asked = self._now
             released = yield from self._release(reason)
             landed_by = self._claim_landed_by()
-            if released is WriteOutcome.REFUSED and self._now < landed_by:
+            if released is WriteOutcome.REFUSED and asked < landed_by:
                 # Refused while our claim's write may still be landing (a shutdown during the
                 # settle wait, G after an accept the gateway answered): the refusal says only
                 # that it has not landed yet. Given up on that, the job was reported given
                 # back, and then the accept landed and held it until T (an adversarial review
                 # of the encoder loop, session 21). Once it must have landed, ask again.
+                # Judged by when the release was decided, never by when its refusal was
+                # handled: served before the landing, it can be answered after it (a slow
+                # reply, a pause of P before the handling), and was taken as final (a review
+                # of the simulated finish connection, session 31: give-back broken inside
+                # the model).
                 while self._now < landed_by:
                     yield Sleep(landed_by)
                 released = yield from self._release(reason)

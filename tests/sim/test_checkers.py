@@ -163,6 +163,21 @@ def test_s2_a_start_while_the_same_process_holds_the_job_counts() -> None:
     assert check_s1(h).ok  # one encoder: not S1's concern
 
 
+def test_a_node_s_interval_lasts_until_every_start_of_it_has_stopped() -> None:
+    """e1 runs the job in two slots; the first stops at 5, and e2 starts at 6 while e1's
+    second slot runs until 9. A stop does not say which start it ends, so e1's interval
+    lasts until both have stopped: S1 sees e2's start (closed at the first stop, it did not;
+    a review, session 31)."""
+    h = hist(start(1, "e1"), start(2, "e1"), stop(5, "e1"), start(6, "e2"), stop(9, "e1"),
+             stop(10, "e2"))
+    assert processing_intervals(h)["j"] == [Interval("e1", "j", 1, 9, "done"),
+                                            Interval("e2", "j", 6, 10, "done")]
+    assert check_s1(h).violations == 1
+    assert check_s2(h).violations == 1 + 1  # the overlap, and e1's second start
+    crashed = hist(start(1, "e1"), start(2, "e1"), crash(4, "e1"), start(4, "e2"))
+    assert check_s1(crashed).ok  # a crash ends every start of the node
+
+
 def test_s2_touching_intervals_do_not_overlap() -> None:
     h = hist(start(0, "e1"), stop(5, "e1"), start(5, "e2"), crash(9, "e2"), start(9, "e3"))
     assert check_s2(h).ok

@@ -831,6 +831,41 @@ def test_a_release_refused_while_our_claim_may_be_landing_is_asked_again_once_it
     assert releases[1] >= answered + TIMING.write_delay + TIMING.clock_drift
 
 
+def test_a_refusal_answered_after_the_claim_landed_is_judged_by_when_it_was_asked():
+    """The release was sent before our accept landed and refused for that reason, but its
+    answer was handled only after the accept's landed-by instant (a reply of 1 s, then a
+    pause of P before the handling): judged by the handling instant, the refusal was final,
+    the run said nothing was held, and the accept then held the job until T (a review of the
+    simulated finish connection, session 31: give-back broken inside the model). Judged by
+    when it was asked, it is asked again once the accept must have landed."""
+    claimed: list[float] = []
+    released: list[float] = []
+    base = shutting_down(world())
+    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=COMMUNITY)
+    now, step = 0.0, protocol.start(0.0)
+    for _ in range(500):
+        action = step.action
+        if isinstance(action, Done):
+            break
+        if isinstance(action, Claim):
+            claimed.append(now)
+        if isinstance(action, Release):
+            released.append(now)
+            landing = claimed[0] + 0.1 + TIMING.write_delay  # the accept lands G after it left
+            answer: Answer = WriteAnswered(
+                WriteOutcome.OK if now >= landing else WriteOutcome.REFUSED)
+            now += 1.0 + TIMING.pause  # answered 1 s later, handled a pause of P after that
+        else:
+            answer = base(action, now)
+            now = max(now, action.until) if isinstance(action, Sleep) and isinstance(
+                answer, Woke) else now + 0.1
+        step = protocol.handle(answer, now)
+    outcome = protocol.outcome
+    assert outcome is not None and (outcome.code, outcome.held) == ("SHUTDOWN", False)
+    landed_by = claimed[0] + 0.1 + TIMING.write_delay + TIMING.clock_drift
+    assert len(released) == 2 and released[0] < landed_by <= released[1], (released, landed_by)
+
+
 def test_aborting_says_unconfirmed_when_the_lease_ran_out_without_a_theft():
     """An operator reading ABORTING goes looking for another encoder only when one took the job
     (the test above); a lease that ran out unconfirmed says so."""
