@@ -126,7 +126,10 @@ def test_a_check_sees_a_claim_landing_at_the_instant_it_reflects():
 #: assignment back. The gateway takes it back T later by timeout, an attempt against the job:
 #: with frequent crashes the fifth timeout fails the job, and L1's oracle counts that timeout
 #: as the chain's walking away. Whether the chain should give back an assignment of its own
-#: DID that its run never held (and how, fenced against its own other slots) is open.
+#: DID that its run never held is open, and not trivially safe: an earlier run of the node
+#: may have left the job held on purpose (an unanswered gateway finish, ``FINISH_UNKNOWN``,
+#: whose check-then-act write can still land up to G later), and a give-back before that
+#: write has landed could hand the job on to an encoder our result then lands on (S3).
 CRASH_LATE_ACCEPT = World(
     BASE.replace(
         late_write_rate=0.5, late_finish_rate=1.0, ping_loss_rate=1.0, held_reoffer_rate=1.0,
