@@ -96,6 +96,7 @@ __all__ = [
     "ShutdownWithoutReask",
     "WalksAwayAfterStandIn",
     "believing",
+    "proof_from_the_decision",
 ]
 
 
@@ -450,6 +451,12 @@ def _formula_without(term: str) -> type[TimingModel]:
             terms = {"lag": lag, "P": self.pause, "G": self.write_delay}
             return sum(v for k, v in terms.items() if term != f"proof:{k}")
 
+        def proof_delay_from_answer(self, lag: float) -> float:
+            if term == "proof:answer":
+                return -math.inf  # proven from the ping's decision alone (before session 31)
+            terms = {"lag": lag, "G": self.write_delay}
+            return sum(v for k, v in terms.items() if term != f"proof:{k}")
+
         def finish_slack(self) -> float:
             # The reassignment's P + C after the lease's end, less the finish's own way
             # there: P from its decision to its send, G from its send to its landing.
@@ -540,6 +547,14 @@ MISBELIEFS = [
     Misbelief("finish-without-G", _dropped("finish:G")),
     Misbelief("finish-without-P", _dropped("finish:P")),
 ]
+
+def proof_from_the_decision(t: TimingModel) -> TimingModel:
+    """``t`` with a gateway ping proven by a read P + G + lag after the ping's decision
+    alone, as before session 31: it assumes the ping left within P of its decision, which
+    a ping that waited seconds for its connection did not (its answer is the only proof of
+    when it left). Not a misbelief of a bound: a rule the shipped protocol had."""
+    return _dropped("proof:answer")(t)
+
 
 #: Each misbelief as a protocol factory, by identifier, for ``--protocol`` (see
 #: :attr:`Misbelief.protocol_spec`).

@@ -31,7 +31,7 @@ NO_FEATURES: dict[str, Any] = {
     "ping_loss_rate": 0.0, "wake_on_requeue": 0.0, "stuck_rate": 0.0,
     "hang_rate": 0.0, "late_lost_write_rate": 0.0, "late_finish_rate": 0.0,
     "cooldown_s": 0.0, "throttle_rate": 0.0, "retry_after_max": 30.0, "concurrency": 1,
-    "connect_delay_rate": 0.0,
+    "connect_delay_rate": 0.0, "ping_connect_rate": 0.0,
 }
 
 _QUIET: dict[str, Any] = {
@@ -419,6 +419,15 @@ FAMILIES["late-finish-P"] = {
     **FAMILIES["late-finish"], "pause_max": 1.5, "await_pause_rate": 0.2, "stall_rate": 0.0,
     "phase_sigma": 0.1, "encode_mean_s": 13.5, "jobs": 3, "encoders": 6,
 }
+# The proof family where every gateway ping first waits for its connection, up to 10 s
+# (``ping_connect_rate``; session 31): a ping decided in time can leave seconds later, just
+# before the lease's end, and land up to G after that, after the gateway's reassignment
+# (G = 2 s > P + C). A read P + G after the ping's *decision* proved it, as if it had left
+# within P; the protocol now also waits G (+ lag) after the ping's *answer*, the only proof
+# that it had left. ``conformance.canaries.proof_from_the_decision`` is the rule before.
+# Random worlds (session 31): the old rule broke S1, S2 and the lease in 5 of 100, the
+# hardened chain none.
+FAMILIES["proof-connect"] = {**FAMILIES["proof"], "ping_connect_rate": 1.0}
 # The late-finish-P family where every gateway finish first waits for its connection, up to
 # 5 s (``connect_delay_rate``; session 31): a kept-alive connection expired, lost SYNs. The
 # protocol's deadline is the decision's, and a decision is not a send: a finish decided in
@@ -593,7 +602,8 @@ FAMILIES["false-loss"] = {
 #: of their five attempts first; in the stuck family every input hangs until then; in the
 #: give-back family a shutdown every 6 s gives each job back before it can finish, until it
 #: has used up its attempts. L1 is not judged in their worlds.
-NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff", "proof", "stuck",
+NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff", "proof",
+                                "proof-connect", "stuck",
                                 "hang", "hang-database", "hang-aid", "progress-ε",
                                 "give-back", "late-finish", "late-finish-P", "connect",
                                 "give-back-late"})

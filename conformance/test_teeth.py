@@ -66,6 +66,7 @@ from conformance.canaries import (
     ShortSettleAfterUnknownClaim,
     ShutdownWithoutReask,
     WalksAwayAfterStandIn,
+    proof_from_the_decision,
 )
 from conformance.families import FAMILIES, NO_TIMELY_LIVENESS
 from conformance.worlds import Race, World, aim, l1_horizon, race, worlds
@@ -178,6 +179,11 @@ TEETH = [
     # lost ping then one landing exactly G late is the edge (2026-12-04: at most 9 examples,
     # against up to 1,169 of a budget of 2,000 before)
     Tooth("proof-without-G", "proof", 30, 19, _misbelief("proof-without-G"),
+          properties=LEASE),
+    # ... and the instant it counts from: the ping's decision alone, as if it had left within
+    # P of it; one that waited seconds for its connection left later (session 31)
+    Tooth("proof-from-the-decision", "proof-connect", 300, 19,
+          lambda world: Policy.hardened(proof_from_the_decision(world.scenario.timing_model())),
           properties=LEASE),
     # the no-progress rule (N): a lease that only pings renew is caught
     Tooth("believes-N-larger", "progress", 200, 19, _misbelief("believes-N-larger"),

@@ -227,6 +227,8 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         # (session 31): the driver does not send one past its ``send_by`` (NOT_SENT), and
         # the protocol retries or gives the job back.
         "connect_delay_rate": (0.0, 0.5),
+        # ... and gateway pings (session 31): proven only G + lag after their answer, too.
+        "ping_connect_rate": (0.0, 0.5),
     }
     for key, values in levels.items():
         if key not in (fixed or {}):

@@ -35,6 +35,7 @@ from verifier.protocol import (
     Claim,
     Done,
     Finish,
+    Heartbeat,
     Hinted,
     Observe,
     Observed,
@@ -685,7 +686,7 @@ class Encoder:
         rate = self.rate
         send_by = action.send_by
         left = None if send_by is None else send_by / rate - self.env.now
-        delay = self.world.connect_delay(left)
+        delay = self.world.connect_delay(left, self.sc.connect_delay_rate)
         if delay <= 0:
             return None
         if left is not None and delay > left:
@@ -699,6 +700,25 @@ class Encoder:
             return WriteAnswered(WriteOutcome.NOT_SENT, detail="not connected by send_by")
         if self.pausable:
             yield from self._await_point()  # checked, not yet left
+        return None
+
+    def _connect_ping(self, action: Heartbeat) -> Generator[simpy.Event, Any, Answer | None]:
+        """A gateway ping's wait for its connection (``ping_connect_rate``): it has no
+        ``send_by``, so it leaves whenever it is ready, unless its deadline (the lease's end)
+        comes first: then it is not sent, and answered as the asyncio driver answers a call
+        past its deadline (unknown). No edge at the deadline: one ready exactly then is not
+        sent (the request's own deadline check), so the draw is uniform."""
+        deadline = action.deadline
+        left = None if deadline is None else deadline / self.rate - self.env.now
+        delay = self.world.connect_delay(None, self.sc.ping_connect_rate)
+        if delay <= 0:
+            return None
+        if left is not None and delay >= left:
+            yield from self.wait(left)
+            return _past_deadline(action)
+        yield from self.wait(delay)
+        if self.pausable:
+            yield from self._await_point()  # connected, not yet left
         return None
 
     def _screen(self, job_ids: list[str]) -> Generator[simpy.Event, Any, None]:
@@ -768,14 +788,22 @@ class Encoder:
                 cache.forget(job_id)
         op, arg = request_record(action)
         env, add = self.env, self.history.add
+        action_type = type(action)
         now = env.now  # the request is decided, sent and served at this one instant
         add(now, self.name, job_id, op, "invoke", arg)
-        if type(action) is Finish and self.sc.connect_delay_rate and action.via is Tier.GATEWAY:
+        if action_type is Finish and self.sc.connect_delay_rate and action.via is Tier.GATEWAY:
             unsent = yield from self._connect(action)
             if unsent is not None:
                 add(env.now, self.name, job_id, op, "fail", "not sent")
                 return unsent
             now = env.now  # sent now, after its connection
+        elif action_type is Heartbeat and self.sc.ping_connect_rate and (
+                action.via is Tier.GATEWAY):
+            unsent = yield from self._connect_ping(action)
+            if unsent is not None:
+                add(env.now, self.name, job_id, op, "fail", "deadline")
+                return unsent
+            now = env.now
         deadline = getattr(action, "deadline", None)
         left = math.inf if deadline is None else deadline / self.rate - now
         if left <= 0:

@@ -86,6 +86,12 @@ class Scenario:
     #: connect time is part of G (docs/safety-model.md, "Timing model").
     connect_delay_rate: float = 0.0
     connect_delay_max: float = 10.0
+    #: The same for a gateway ping (``pingJob``), which has no ``send_by``: it waits up to
+    #: ``connect_delay_max`` for its connection, and one still connecting at its deadline
+    #: (the lease's end) is not sent, as the asyncio driver cancels it. Only its answer
+    #: proves when it left, so the protocol proves it by a read G + lag after that answer
+    #: as well as P + G + lag after its decision (an adversarial review, session 31).
+    ping_connect_rate: float = 0.0
     #: Probability that an accept's reply is lost (client timeout) while its write lands.
     reply_loss_rate: float = 0.01
     #: Probability that a gateway ping's request is lost on the way (it never lands; the
@@ -265,7 +271,8 @@ class Scenario:
                      "await_pause_rate", "pause_split_rate", "database_error_rate",
                      "ping_loss_rate", "ping_drop_rate", "wake_on_requeue", "stall_rate",
                      "stuck_rate", "backoff", "push_rate", "batch_screen", "hang_rate",
-                     "late_lost_write_rate", "throttle_rate", "connect_delay_rate"):
+                     "late_lost_write_rate", "throttle_rate", "connect_delay_rate",
+                     "ping_connect_rate"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
         if self.assignment not in ("myjob", "getjob"):

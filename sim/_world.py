@@ -302,17 +302,17 @@ class World:
         edge = sc.edge_rate > 0 and rng.random() < sc.edge_rate
         return sc.retry_after_max if edge else rng.random() * sc.retry_after_max
 
-    def connect_delay(self, left: float | None) -> float:
-        """How long a gateway finish waits for its connection before it can leave
-        (``connect_delay_rate``, while the faults last; 0: at once): up to
+    def connect_delay(self, left: float | None, rate: float) -> float:
+        """How long a gateway finish or ping waits for its connection before it can leave
+        (with probability ``rate``, while the faults last; 0: at once): up to
         ``connect_delay_max``, or at an edge exactly ``left``, the time to its ``send_by``
-        (None: it has none), so that it may leave at the last instant. Drawn from a stream
-        of its own, and nothing when the rate is 0."""
+        or deadline (None: it has none), so that it may leave at the last instant. Drawn
+        from a stream of its own, and nothing when the rate is 0."""
         sc = self.sc
-        if not sc.connect_delay_rate or not self._faulty():
+        if not rate or not self._faulty():
             return 0.0
         rng = self._connect
-        if not self._strikes(rng.random() < sc.connect_delay_rate):
+        if not self._strikes(rng.random() < rate):
             return 0.0
         if left is not None and left >= 0 and sc.edge_rate > 0 and rng.random() < sc.edge_rate:
             return left

@@ -122,6 +122,14 @@ class TimingModel:
         (``docs/safety-model.md``, "Lease")."""
         return lag + self.pause + self.write_delay
 
+    def proof_delay_from_answer(self, lag: float) -> float:
+        """How long after a gateway ping was *answered* OK a read (of a view lagging by
+        ``lag``) must be decided to prove the ping landed on our assignment: the reply proves
+        the ping had left, whenever it was decided (a ping can wait seconds for its
+        connection), and it landed within G of leaving. Both this and :meth:`proof_delay`
+        must have passed."""
+        return lag + self.write_delay
+
     def lease_margin(self, span: float | None = None) -> float:
         """How long before a reassignment clock of length ``span`` (default T) runs out the
         work must already be cancelled.

@@ -883,7 +883,11 @@ class OwnershipProtocol:
                 break
             slept = yield from self._retry_wait(
                 min(deadline, self._now + self._retry_delay(attempt, hint)),
-                min(deadline, last_read + max(p.timing.retry_interval, hint or 0.0)))
+                # A Retry-After counts from when it was told (the answer, handled by now),
+                # never from the read's decision: a slow 429 had a push bring the read
+                # inside it (an adversarial review of the instants, session 31).
+                min(deadline, max(last_read + p.timing.retry_interval,
+                                  self._now + (hint or 0.0))))
             attempt += 1
             if isinstance(slept, ShutdownRequested):
                 return (yield from self._shut_down(working=False))
@@ -963,11 +967,12 @@ class OwnershipProtocol:
         next_ping = self._now
         next_read = self._now + t.recheck_interval
         proof_wait = self._proof_wait()
+        answer_wait = self._proof_wait(from_answer=True)
         lost: str | None = None
         progress = self.start_progress
         progress_clock = self.progress_clock(lease_base)
-        # Gateway pings answered OK and not yet proven: (decided, progress carried).
-        unproven: list[tuple[float, tuple[float, float]]] = []
+        # Gateway pings answered OK and not yet proven: (decided, progress carried, answered).
+        unproven: list[tuple[float, tuple[float, float], float]] = []
         proven_directly = self.claim_via in (Tier.DATABASE, Tier.AID)
         ping_horizon, progress_horizon = t.lease_horizons()
         #: Reads in a row that left a ping unproven (the backoff's exponent), and whether the
@@ -1046,8 +1051,15 @@ class OwnershipProtocol:
                     if proven_directly:
                         counted(decided, carried)
                     else:
-                        unproven.append((decided, carried))
-                        next_read = min(next_read, decided + proof_wait)
+                        # Proven by a read decided proof_wait after the ping's decision (it
+                        # left within P of it) *and* answer_wait after its answer: a decision
+                        # is not a send, and only the reply proves the ping had left (a ping
+                        # that waited seconds for its connection, as a finish can, left late
+                        # and may land after the gateway reassigned the job: an adversarial
+                        # review of the instants, session 31).
+                        unproven.append((decided, carried, self._now))
+                        next_read = min(next_read, max(decided + proof_wait,
+                                                       self._now + answer_wait))
                 elif answer.outcome is WriteOutcome.REFUSED and lost is None:
                     lost = f"heartbeat refused: {answer.detail}"
                     stopped = yield from self._on_loss("HEARTBEAT_REFUSED", lost, release=False)
@@ -1068,10 +1080,14 @@ class OwnershipProtocol:
                     # about one read in 80, the ping stayed unproven and the retry came after
                     # the lease's end (a healthy job cancelled; found by the L1 review).
                     delay = t.proof_delay(self._lag(obs.tier))
+                    after = t.proof_delay_from_answer(self._lag(obs.tier))
+                    left = []
                     for ping in unproven:
-                        if ping[0] + delay <= asked:
-                            counted(*ping)
-                    unproven = [ping for ping in unproven if ping[0] + delay > asked]
+                        if ping[0] + delay <= asked and ping[2] + after <= asked:
+                            counted(ping[0], ping[1])
+                        else:
+                            left.append(ping)
+                    unproven = left
                 retrying = False
                 if len(unproven) < waiting:
                     # A read that proved a ping ends the run of misses, whether or not pings
@@ -1087,8 +1103,9 @@ class OwnershipProtocol:
                     # retry delay: a tier that proves nothing is not hammered (with backoff,
                     # ever less so while it goes on proving nothing).
                     retry_at = self._now + self._retry_delay(misses, hint)
-                    retrying = retry_at >= unproven[0][0] + proof_wait
-                    next_read = min(next_read, max(unproven[0][0] + proof_wait, retry_at))
+                    provable = max(unproven[0][0] + proof_wait, unproven[0][2] + answer_wait)
+                    retrying = retry_at >= provable
+                    next_read = min(next_read, max(provable, retry_at))
                 if verdict is not _Verdict.OTHER and self._now < chase_until:
                     # The read may predate the change it was told of: read again, soon at
                     # first (the lag is usually far below its bound), then less often.
@@ -1117,12 +1134,15 @@ class OwnershipProtocol:
             return Outcome(OutcomeKind.FAILED, "WORK_FAILED", answer.detail)
         return (yield from self._finish(lease_end if p.lease else math.inf))
 
-    def _proof_wait(self) -> float:
+    def _proof_wait(self, *, from_answer: bool = False) -> float:
         """How long after a gateway ping was decided a read can prove it landed: the ping left
-        within P and landed within G, and the strongest re-reading tier lags by its lag."""
+        within P and landed within G, and the strongest re-reading tier lags by its lag.
+        ``from_answer``: how long after the ping's answer (it had left by then, and landed
+        within G of leaving)."""
         tiers = self._confirming_tiers()
         lag = self._lag(tiers[0]) if tiers else 0.0
-        return self.policy.timing.proof_delay(lag)
+        t = self.policy.timing
+        return t.proof_delay_from_answer(lag) if from_answer else t.proof_delay(lag)
 
     def _recheck(
         self, deadline: float | None

@@ -1,5 +1,5 @@
-"""A gateway finish that waits for its connection (``connect_delay_rate``, the ``connect``
-family, session 31).
+"""A gateway finish or ping that waits for its connection (``connect_delay_rate``, the
+``connect`` family; ``ping_connect_rate``, the ``proof-connect`` family; session 31).
 
 The protocol decides a gateway finish no later than ``lease end + C - G``, and a decision is
 not a send: a finish whose connection takes seconds would leave late and its check-then-act
@@ -92,3 +92,47 @@ def test_a_finish_not_sent_is_answered_at_its_send_by_and_never_reaches_the_gate
                 assert not [r for r in history if r[1] == "world" and r[3] == "commit"
                             and decided <= r[0] <= answered], (seed, decided)
     assert seen >= 1
+
+
+# ---- gateway pings that wait for their connection (``ping_connect_rate``, session 31)
+
+PROOF = BASE.replace(**FAMILIES["proof-connect"])
+
+
+def test_a_ping_still_connecting_at_its_deadline_is_not_sent() -> None:
+    """A gateway ping has no ``send_by``: it leaves when its connection is ready, unless the
+    lease's end (its deadline) comes first; then nothing of it reaches the gateway, and the
+    protocol hears "unknown" at the deadline, as from the asyncio driver."""
+    unsent = 0
+    for seed in range(10):
+        history = race(World(PROOF, tape=(), seed=seed, family="proof-connect"),
+                       "hardened").result.history
+        asked: dict[tuple[str, str], float] = {}
+        for t, process, job, op, phase, value in history:
+            if op != "heartbeat" or process == "world":
+                continue
+            if phase == "invoke":
+                asked[(process, job)] = t
+            elif phase == "fail" and value == "deadline":
+                unsent += 1
+                assert t >= asked[(process, job)]
+    assert unsent > 0
+
+
+def test_the_hardened_chain_keeps_the_lease_when_pings_leave_late() -> None:
+    """A ping decided in time can leave seconds later and land after the gateway reassigned
+    the job; the protocol proves a ping only G + lag after its answer as well as P + G + lag
+    after its decision. The rule before (from the decision alone) broke S1, S2 and the lease
+    here (``conformance.canaries.proof_from_the_decision``; 5 of 100 seeds, session 31)."""
+    from conformance.canaries import proof_from_the_decision
+    from verifier import Policy
+
+    old = Policy.hardened(proof_from_the_decision(PROOF.timing_model()))
+    broken = 0
+    for seed in range(100):
+        world = World(PROOF, tape=(), seed=seed, family="proof-connect")
+        result = race(world, "hardened")
+        assert not result.violated("S1", "S2", "S3", "lease"), (seed, result.explain(
+            "S1", "S2", "S3", "lease"))
+        broken += bool(race(world, "hardened", policy=old).violated("S1", "S2", "lease"))
+    assert broken >= 2, broken

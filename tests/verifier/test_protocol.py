@@ -880,3 +880,76 @@ def test_aborting_says_unconfirmed_when_the_lease_ran_out_without_a_theft():
     assert outcome.code == "LEASE_EXPIRED"
     aborting = [m for m in messages if m.startswith("ABORTING")]
     assert aborting and all("Ownership unconfirmed" in m for m in aborting), aborting
+
+
+# ---- a gateway ping's proof counts from its answer too (session 31)
+
+
+#: The ``proof`` family's bounds (G = 2 s > P + C = 1 s, no lag, no drift, T = 30 s), with
+#: R = 9.3 s so that the third ping is decided a few seconds before the lease's end.
+PROOF = TimingModel(
+    monitor_lag=0.0, write_delay=2.0, pause=0.5, clock_drift=0.0, recheck_interval=9.3,
+    cancel_latency=0.5, reassign_timeout=30.0, progress_timeout=300.0, confirm_timeout=5.0,
+    retry_interval=1.0,
+)
+
+
+def test_a_gateway_ping_that_left_late_is_not_proven_by_a_read_before_it_could_land():
+    """A gateway ping is proven by a read decided P + G + lag after the ping's *decision*:
+    that assumes it left within P of it. A decision is not a send: like a finish (session 28),
+    a ping can wait seconds for its connection (a kept-alive connection expired between two
+    pings R apart; lost SYNs). Here the first two pings are lost, the third is decided at
+    25.0, connects for 3.5 s and is answered OK at 28.5 (it left then); it may land up to G
+    later, at 30.5. The claim landed at once, at 0.1, and nothing has renewed it, so the
+    gateway reassigns at 30.1, before the ping lands. The read at 28.5 (the job still ours)
+    counted the ping, the lease moved to 25.0 + 29, and the work ran on past the
+    reassignment. Only the ping's answer proves when it had left: the read must come G + lag
+    after it, or the work must be stopped by the lease it had (an adversarial review of the
+    protocol's instants, session 31)."""
+    assert not PROOF.problems()
+    policy = Policy.hardened(PROOF)
+    protocol = OwnershipProtocol("j1", me=ME, policy=policy, tiers=COMMUNITY)
+    now = 0.0
+    step = protocol.start(now)
+    claim_decided: float | None = None
+    pings: list[float] = []
+    trace: list[tuple[float, object]] = []
+    for _ in range(500):
+        action = step.action
+        trace.append((now, action))
+        if isinstance(action, Done) or now > 40.0:
+            break
+        if isinstance(action, Observe) and action.purpose == "pre-claim":
+            answer = seen(action.tier, owner=None, status="queued")
+            now += 0.1
+        elif isinstance(action, Claim):
+            claim_decided = now
+            answer = WriteAnswered(WriteOutcome.OK)  # landed at once, at its decision
+            now += 0.1
+        elif isinstance(action, Observe):
+            answer = seen(action.tier)  # ours: the gateway has not reassigned it (yet)
+        elif isinstance(action, StartWork):
+            answer = WorkStarted()
+            now += 0.1
+        elif isinstance(action, Heartbeat):
+            pings.append(now)
+            if len(pings) < 3:
+                answer = WriteAnswered(WriteOutcome.UNKNOWN, detail="timeout")  # lost
+            else:
+                answer = WriteAnswered(WriteOutcome.OK)
+                now += 3.5  # waited 3.5 s for its connection, then left and was answered
+        elif isinstance(action, CancelWork):
+            answer = WorkStopped()
+            now += PROOF.cancel_latency
+        elif isinstance(action, Sleep):
+            answer = Woke()
+            now = max(now, action.until)
+        else:
+            answer = WriteAnswered(WriteOutcome.OK)  # a release
+        step = protocol.handle(answer, now)
+    assert claim_decided is not None and len(pings) >= 3
+    reassigned = claim_decided + PROOF.reassign_timeout  # the claim's stamp, never renewed
+    cancels = [t for t, a in trace if isinstance(a, CancelWork)]
+    assert cancels and cancels[0] + PROOF.cancel_latency <= reassigned, (
+        f"pings decided at {pings}, the third answered at {pings[2] + 3.5:.1f}; cancelled "
+        f"at {cancels[:1]}, the gateway reassigned at {reassigned:.1f}")

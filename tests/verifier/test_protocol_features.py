@@ -672,3 +672,51 @@ def test_a_retry_after_that_runs_out_exactly_as_the_run_ends_is_not_carried():
     outcome = protocol.outcome
     assert outcome is not None and outcome.kind is OutcomeKind.SKIPPED, outcome
     assert outcome.retry_until is None, outcome
+
+
+def test_a_push_while_verifying_brings_no_read_inside_retry_after_from_when_it_was_told():
+    """The deciding read is answered 429 "come back in 10 s", slowly (3 s after it was
+    decided). A push then brings the next read forward, but never sooner than the tier's
+    Retry-After from when it was *told* (the answer), as the run's ``retry_until`` and the
+    work loop's ``not_before`` count it. Counted from the read's decision, the read came 3 s
+    inside the Retry-After (an adversarial review of the protocol's instants, session 31)."""
+    retry_after, reply = 10.0, 3.0
+    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=COMMUNITY)
+    now = 0.0
+    step = protocol.start(now)
+    told: float | None = None
+    reads: list[float] = []
+    pushed = False
+    for _ in range(200):
+        action = step.action
+        if isinstance(action, Done):
+            break
+        if isinstance(action, Observe) and action.purpose == "pre-claim":
+            answer = seen(action.tier, owner=None, status="queued")
+            now += 0.1
+        elif isinstance(action, Claim):
+            answer = WriteAnswered(WriteOutcome.OK)
+            now += 0.1
+        elif isinstance(action, Observe):
+            reads.append(now)
+            if told is None:
+                answer = TierFailed(action.tier, "HTTP 429", retry_after=retry_after)
+                now += reply  # a slow 429
+                told = now
+            else:
+                break  # the second read: its instant is what the test judges
+        elif isinstance(action, Sleep):
+            if told is not None and not pushed:
+                pushed = True
+                answer = Hinted(OTHER, "assigned")  # the job may have changed: read soon
+                now += 0.1
+            else:
+                answer = Woke()
+                now = max(now, action.until)
+        else:
+            raise AssertionError(action)
+        step = protocol.handle(answer, now)
+    assert told is not None and len(reads) == 2, reads
+    assert reads[1] >= told + retry_after - 1e-9, (
+        f"read at {reads[1]:.3f}, {reads[1] - told:.3f} s after the 429 told it to wait "
+        f"{retry_after} s")
