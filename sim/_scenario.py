@@ -357,10 +357,11 @@ class Scenario:
         to 1.5 × their tier's latency (latency × U[0.5, 1.5)), read on a clock up to ε/T fast.
         The lease counts from the claim's *decision*; before the first ping counts come the
         claim's reply (the settle counts from it), the settle, the confirm window, the
-        deciding read's reply, then, for a gateway claim, the proof wait (or the ping's own
-        reply, if longer) and the proof read's reply (a ping through the database or aid
-        counts when answered: its reply instead). Past the budget the lease runs out first
-        and the healthy work is cancelled, in every attempt whose replies are that slow,
+        deciding read's reply, then, for a gateway claim, the proof wait and the ping's own
+        reply (the proof also counts from its answer) and the proof read's reply (a ping
+        through the database or aid counts when answered: its reply instead). Past the
+        budget the lease runs out first and the healthy work is cancelled, in every attempt
+        whose replies are that slow,
         faults or not, so L1 has no bound (``docs/safety-model.md``, "Consistency checks";
         found with the ``fast-poll`` family and the monitor and the gateway at 1 s). Reported
         only where the replies make the difference: a path too long without them is
@@ -393,9 +394,11 @@ class Scenario:
             waits = tm.settle_delay(lag) + self.confirm_timeout
             replies = reply(claim) + reply(confirm)
             if proof_read:
-                proof = tm.proof_delay(lag)
-                waits += proof
-                replies += max(reply(claim) - proof, 0.0) + reply(confirm)
+                # The proof read comes P + G + lag after the ping's decision and G + lag
+                # after its answer is handled (session 31): up to its reply, and a pause of P
+                # before the handling, later than the decision's bound.
+                waits += tm.proof_delay(lag)
+                replies += reply(claim) + reply(confirm)
             else:
                 replies += reply(claim)
             if not waits < budget <= waits + replies:

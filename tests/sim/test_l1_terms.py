@@ -99,8 +99,9 @@ def _fast_poll(**changes: float) -> Scenario:
 
 
 def test_replies_that_outlast_the_first_pings_lease_put_a_world_outside_the_model() -> None:
-    """With the gateway and the monitor at 1 s, the claim's reply, the deciding read's and the
-    proof read's (up to 4.65 s) do not fit beside settle + confirm window + proof wait (23 s)
+    """With the gateway and the monitor at 1 s, the claim's reply, the deciding read's, the
+    ping's and the proof read's (up to 6.2 s; 4.65 s before session 31, when the proof
+    counted from the ping's decision alone) do not fit beside settle + window + proof (23 s)
     in the 24 s lease budget: the hardened chain cancels its own healthy work
     (``LEASE_EXPIRED``) whenever the replies are slow, attempt after attempt, and L1 has no
     bound. ``TimingModel.problems()`` counts no reply, so the world was judged on time with
@@ -114,7 +115,7 @@ def test_replies_that_outlast_the_first_pings_lease_put_a_world_outside_the_mode
     assert len(problems) == 1, problems
     assert problems[0].startswith(
         "gateway_latency=1, monitor_latency=1: a gateway claim can lose its lease"), problems
-    assert "= 23 s, plus up to 4.65 s" in problems[0] and "budget 24 s" in problems[0]
+    assert "= 23 s, plus up to 6.20 s" in problems[0] and "budget 24 s" in problems[0]
     assert sc.outside_model() == problems and not sc.inside_model()
     world = World(sc, seed=7, family="fast-poll")
     assert not l1_on_time(world)
@@ -191,12 +192,18 @@ def test_a_proof_read_at_the_exact_proof_instant_proves_the_ping() -> None:
     23.59947063072684, and 23.59947063072684 - 9 = 14.599470630726842 < 14.599470630726843:
     unproven, the lease ran out before the retry, and the true bound failed (10 of seeds
     0-399; none with the read 1 µs later). The protocol now compares decided + delay <= asked,
-    the sum the read was scheduled with."""
+    the sum the read was scheduled with. Since session 31 the proof also waits G + lag after
+    the ping's answer, so ``latency_problems`` counts the ping's reply on that path and calls
+    this world outside the model (21.5 s + up to 3.1 s of replies against 24 s); its L1 is
+    still judged here with the true bound, on time."""
     sc = _fast_poll(gateway_latency=0.5, monitor_latency=0.5, confirm_timeout=0.5)
-    assert sc.inside_model() and not sc.timing_model().problems()
+    assert not sc.timing_model().problems()
     world = World(sc, seed=55, family="fast-poll")
-    assert l1_on_time(world)
-    assert race(world, "hardened").checks["L1"].ok
+    run = race(world, "hardened")
+    assert run.checks["L1"].ok
+    on_time = l1_bound(sc).check(run.result.history, jobs=run.result.jobs,
+                                 horizon=l1_horizon(sc, run.result))
+    assert on_time.ok, on_time.examples
 
 
 def test_a_read_that_proves_a_ping_ends_the_run_of_missed_retries() -> None:
