@@ -677,49 +677,32 @@ class Encoder:
             return (yield from self._cancel(job_id, self))
         return (yield from self._io(job_id, action))
 
-    def _connect(self, action: Finish) -> Generator[simpy.Event, Any, Answer | None]:
-        """A gateway finish's wait for its connection (``connect_delay_rate``), before it
-        can leave: ``NOT_SENT`` if it could not start to leave by its ``send_by`` (answered
-        at that instant, as the asyncio driver cancels it then), else None once it may leave.
-        The check is made when the connection is ready, then the driver may pause up to P
-        before the bytes leave: what ``TimingModel.finish_slack``'s P + G allows for."""
-        rate = self.rate
-        send_by = action.send_by
-        left = None if send_by is None else send_by / rate - self.env.now
-        delay = self.world.connect_delay(left, self.sc.connect_delay_rate)
+    def _connect(self, rate: float, by: float | None, *, edge: bool
+                 ) -> Generator[simpy.Event, Any, bool]:
+        """A gateway finish's or ping's wait for its connection (with probability ``rate``)
+        before it can leave: False if ``by`` (the finish's ``send_by``, the ping's deadline,
+        on the protocol's clock) came first, as the asyncio driver does not send it then
+        (answered at that instant), else True once it may leave. ``edge``: the connection may
+        be ready exactly at ``by`` (a finish; a ping ready then meets its own deadline check
+        in ``_io``). The check is made when the connection is ready, then the driver may
+        pause up to P before the bytes leave: what ``TimingModel.finish_slack``'s P + G
+        allows for."""
+        left = None if by is None else by / self.rate - self.env.now
+        delay = self.world.connect_delay(left if edge else None, rate)
         if delay <= 0:
-            return None
+            return True
         if left is not None and delay > left:
             yield from self.wait(left)
-            return WriteAnswered(WriteOutcome.NOT_SENT, detail="not connected by send_by")
+            return False
         ready = self.env.now + delay
         yield from self.wait(delay)
-        if send_by is not None and self.env.now > ready + 1e-9 and self.env.now * rate > send_by:
-            # A pause while it connected took it past send_by: the check refuses it. (Only
-            # then: ready at the edge, the float clock may land a step past send_by.)
-            return WriteAnswered(WriteOutcome.NOT_SENT, detail="not connected by send_by")
+        if by is not None and self.env.now > ready + 1e-9 and self.env.now * self.rate > by:
+            # A pause while it connected took it past ``by``: the check refuses it. (Only
+            # then: ready at the edge, the float clock may land a step past it.)
+            return False
         if self.pausable:
             yield from self._await_point()  # checked, not yet left
-        return None
-
-    def _connect_ping(self, action: Heartbeat) -> Generator[simpy.Event, Any, Answer | None]:
-        """A gateway ping's wait for its connection (``ping_connect_rate``): it has no
-        ``send_by``, so it leaves whenever it is ready, unless its deadline (the lease's end)
-        comes first: then it is not sent, and answered as the asyncio driver answers a call
-        past its deadline (unknown). No edge at the deadline: one ready exactly then is not
-        sent (the request's own deadline check), so the draw is uniform."""
-        deadline = action.deadline
-        left = None if deadline is None else deadline / self.rate - self.env.now
-        delay = self.world.connect_delay(None, self.sc.ping_connect_rate)
-        if delay <= 0:
-            return None
-        if left is not None and delay >= left:
-            yield from self.wait(left)
-            return _past_deadline(action)
-        yield from self.wait(delay)
-        if self.pausable:
-            yield from self._await_point()  # connected, not yet left
-        return None
+        return True
 
     def _screen(self, job_ids: list[str]) -> Generator[simpy.Event, Any, None]:
         """One batch status request for the offered jobs; the protocol's screening rule
@@ -791,19 +774,18 @@ class Encoder:
         action_type = type(action)
         now = env.now  # the request is decided, sent and served at this one instant
         add(now, self.name, job_id, op, "invoke", arg)
-        if action_type is Finish and self.sc.connect_delay_rate and action.via is Tier.GATEWAY:
-            unsent = yield from self._connect(action)
-            if unsent is not None:
-                add(env.now, self.name, job_id, op, "fail", "not sent")
-                return unsent
-            now = env.now  # sent now, after its connection
-        elif action_type is Heartbeat and self.sc.ping_connect_rate and (
-                action.via is Tier.GATEWAY):
-            unsent = yield from self._connect_ping(action)
-            if unsent is not None:
-                add(env.now, self.name, job_id, op, "fail", "deadline")
-                return unsent
-            now = env.now
+        if action_type is Finish or action_type is Heartbeat:
+            finish = action_type is Finish
+            rate = self.sc.connect_delay_rate if finish else self.sc.ping_connect_rate
+            if rate and action.via is Tier.GATEWAY:
+                # A finish is bounded by its send_by; a ping, which has none, by its deadline.
+                by = action.send_by if finish else action.deadline
+                if not (yield from self._connect(rate, by, edge=finish)):
+                    add(env.now, self.name, job_id, op, "fail", "not sent" if finish
+                        else "deadline")
+                    return WriteAnswered(WriteOutcome.NOT_SENT, detail="not connected by "
+                                         "send_by") if finish else _past_deadline(action)
+                now = env.now  # sent now, after its connection
         deadline = getattr(action, "deadline", None)
         left = math.inf if deadline is None else deadline / self.rate - now
         if left <= 0:
