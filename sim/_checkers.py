@@ -729,19 +729,28 @@ def _lost_by_the_chain(part: _Partition, recs: list[tuple[int, Record]]) -> bool
     chain that may leave the job held gives it back first; a run cut short by a crash ends
     with no outcome, and the runs of the owner's next process never held the assignment (a
     review of the L1 oracle, session 27: a chain that ended its run without working or giving
-    back after a stand-in lost jobs and passed)."""
+    back after a stand-in lost jobs and passed), nor one that a crashed process's claim wrote
+    after the crash (session 32)."""
     owner: Any = None  # the owner of record since the last assign, and what its run did
     crash_at, decided, ended, sent = _NEVER, False, False, False
+    claimed: dict[str, int] = {}  # each encoder's latest claim of the job (its position)
     for pos, (_, process, _, op, phase, value) in recs:
         if process == WORLD:
             if op == "assign":
                 owner, decided, ended, sent = value[0], False, False, False
-                crash_at = part.next_crash(owner, pos)[0]
+                # The process whose claim this is: if it crashed before the write landed
+                # (a late accept), no live run ever held the assignment, and the runs of
+                # the owner's next process, which never claimed it, cannot walk away from it
+                # (session 32: such a run's refused claim was taken for walking away).
+                crash_at = part.next_crash(owner, claimed.get(owner, pos))[0]
             elif op == "requeue":
                 if value in FAILED_GIVE_BACKS or (
                         ended and not sent and str(value).startswith(TIMEOUT_REQUEUES)):
                     return True
                 owner = None
+            continue
+        if op == "claim" and phase == "invoke":
+            claimed[process] = pos
         elif process == owner:
             if op == "outcome" and not decided:
                 decided, ended = True, pos < crash_at

@@ -360,13 +360,13 @@ class World:
 
         def expire_ping(_event: Any) -> None:
             if job.id in self.active and job.last_pinged == stamp and job.epoch == epoch:
-                self._requeue(job, "no ping for T", failed=True)
+                self._requeue(job, "no ping for T", counted=True)
         self.env.timeout(self.sc.reassign_timeout).callbacks.append(expire_ping)
         if changed:
             def expire_progress(_event: Any) -> None:
                 if job.id in self.active and job.progress_changed == stamp and (
                         job.epoch == epoch):
-                    self._requeue(job, "no progress for N", failed=True)
+                    self._requeue(job, "no progress for N", counted=True)
             self.env.timeout(self.sc.progress_timeout).callbacks.append(expire_progress)
 
     def _edge(self, rng: Any) -> bool:
@@ -400,8 +400,10 @@ class World:
                 names = list(self.idle)
                 self.idle.pop(names[int(offer.random() * len(names))]).succeed()
 
-    def _requeue(self, job: Job, reason: str, *, failed: bool) -> None:
-        if failed:
+    def _requeue(self, job: Job, reason: str, *, counted: bool) -> None:
+        """Back to the queue, ``counted`` as an attempt towards the fifth-attempt rule (every
+        gateway requeue; a database release only as failed, as ``verifier``'s does)."""
+        if counted:
             job.attempts += 1
         status = "failed" if job.attempts >= 5 else "queued"
         self._write(job, status=status, owner=None, token=None)
@@ -448,9 +450,9 @@ class World:
             for job_id in sorted(self.active):
                 job = self.jobs[job_id]
                 if job.last_pinged < cutoff:
-                    self._requeue(job, "no ping for T", failed=True)
+                    self._requeue(job, "no ping for T", counted=True)
                 elif job.progress_changed < stalled:
-                    self._requeue(job, "no progress for N", failed=True)
+                    self._requeue(job, "no progress for N", counted=True)
 
     def add_job(self, job_id: str, *, queued: bool = True) -> None:
         """Add a job; ``queued=False`` keeps it out of the queue offered to everyone (a job
@@ -676,7 +678,12 @@ class World:
         job = self.jobs[job_id]
         if job.owner != did or job.status not in PROCESSABLE_STATUSES:
             return _NOT_YOURS, delay
-        self._requeue(job, "failJob" if failed else "rejectJob", failed=failed)
+        # Every gateway give-back counts an attempt (the contract: fail, reject or reassign sends
+        # the job back to the queue with ``attempt_count + 1``), a rejectJob as much as a
+        # failJob: before session 32 only failJob counted, so a chain's give-backs never
+        # brought a job nearer the fifth-attempt rule. ``cancelJob`` (which the contract does
+        # not describe, and the verifier never sends) is taken to count as well.
+        self._requeue(job, "failJob" if failed else "rejectJob", counted=True)
         return self._maybe_lost(OK, delay)
 
     def gw_status(self, did: str, job_id: str) -> tuple[Observed | TierFailed, float]:
@@ -897,7 +904,7 @@ class World:
         job = self.jobs[job_id]
         if not self._fenced(job, did, token):
             return _NOT_YOURS, delay
-        self._requeue(job, "released as failed" if failed else "released", failed=failed)
+        self._requeue(job, "released as failed" if failed else "released", counted=failed)
         return OK, delay
 
     # ------------------------------------------------------------------ gateway aid

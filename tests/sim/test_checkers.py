@@ -661,3 +661,24 @@ def test_l1_does_not_excuse_a_job_whose_owner_walked_away_from_it() -> None:
                  (70.0, W, "j", "requeue", "ok", "no ping for T"),
                  (90.0, W, "j", "failed", "ok", 5))
     assert check_l1(early, jobs=["j"], horizon=100.0, bound=1000.0).ok
+
+
+def test_l1_does_not_blame_a_restarted_process_for_its_crashed_predecessor_s_late_accept(
+) -> None:
+    """A claim sent by a process that crashed before it landed (a late accept) leaves an
+    assignment no live run ever held. The owner's next process, offered the job and refused
+    (it is not queued), did not walk away from it: the gateway's timeout of it is the crash's
+    cost (the CRASH_LATE_ACCEPT world of ``conformance/test_regressions.py``). The same
+    refusal by the process that sent the claim still counts as walking away."""
+    crash = (4.0, "e0", None, "crash", "info", None)
+    def history(*crashed: tuple[Any, ...]) -> History:
+        return hist((3.0, "e0", "j", "claim", "invoke", "gateway"), *crashed,
+                    (5.0, W, "j", "assign", "ok", ("e0", 1)),
+                    (31.0, "e0", "j", "claim", "invoke", "gateway"),
+                    (31.5, "e0", "j", "claim", "fail", "gateway"),
+                    (32.0, "e0", "j", "outcome", "ok", ("CLAIM_REFUSED", False)),
+                    (70.0, W, "j", "requeue", "ok", "no ping for T"),
+                    (90.0, W, "j", "failed", "ok", 5))
+    assert check_l1(history(crash), jobs=["j"], horizon=100.0, bound=1000.0).ok
+    # without the crash, the run that sent the claim ended with the job held
+    assert check_l1(history(), jobs=["j"], horizon=100.0, bound=1000.0).jobs == ("j",)
