@@ -89,6 +89,7 @@ __all__ = [
     "ProgressWithoutStartMarker",
     "PushAsProof",
     "RecheckWithoutDeadline",
+    "RejectsAfterStandIn",
     "ReleaseBeforeStop",
     "RetryAfterUncapped",
     "SettleFromDecision",
@@ -233,6 +234,24 @@ class FailsAfterStandIn(OwnershipProtocol):
         if not self.stand_in_seen:
             return (yield from super()._work(lease_base))
         yield from self._release("a stand-in answered", failed=True)
+        return Outcome(OutcomeKind.FAILED, "GAVE_UP", "a stand-in answered",
+                       given_back=bool(self._given_back))
+
+
+class RejectsAfterStandIn(FailsAfterStandIn):
+    """:class:`FailsAfterStandIn` with a plain give-back (``rejectJob``) instead of a failed
+    one: safe, and eager where the shipped chain reads again. Since a ``rejectJob`` counts an
+    attempt (the contract; the simulated gateway since session 32), five such give-backs while
+    the faults last make the gateway give the job up where the shipped chain commits it, and
+    L1 excuses that as the faults' loss: its oracle sees a give-back during the faults, as the
+    shipped chain's own (a lease that ran out, a confirmation that gave up) are, and cannot
+    tell an eager one from a forced one without the chain's knowledge. An open limit of the
+    oracle (``conformance/test_regressions.py``, ``EAGER_GIVE_BACK``)."""
+
+    def _work(self, lease_base: float) -> Generator[Action, Answer, Outcome]:
+        if not self.stand_in_seen:
+            return (yield from OwnershipProtocol._work(self, lease_base))
+        yield from self._release("a stand-in answered")
         return Outcome(OutcomeKind.FAILED, "GAVE_UP", "a stand-in answered",
                        given_back=bool(self._given_back))
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from conformance.canaries import SettleFromDecision
-from conformance.worlds import BASE, World, race
+from conformance.canaries import RejectsAfterStandIn, SettleFromDecision
+from conformance.worlds import BASE, Race, World, race
 from sim import History
 
 #: Finding 1 of the adversarial review (issue 10). Two community nodes (monitor + gateway);
@@ -159,3 +159,43 @@ def test_a_crashed_process_s_late_accept_is_not_taken_for_walking_away() -> None
         "the world no longer shows a claim refused beside an assignment of its own DID")
     assert not result.violated("S1", "S2", "S3", "lease", "L1"), result.explain(
         "S1", "S2", "S3", "lease", "L1")
+
+
+#: An open limit of L1's oracle (session 32), found when the simulated gateway began counting
+#: a ``rejectJob`` as an attempt, as the contract says. A chain that gives a job back at the
+#: first stand-in it reads (:class:`conformance.canaries.RejectsAfterStandIn`), where the shipped
+#: chain reads again, loses the job to the fifth-attempt rule (with the world's stalls, which
+#: cost attempts too) while the faults last; the shipped chain commits it. L1 excuses a job
+#: given up while the faults last unless the chain gave it back *as failed* or walked away from
+#: it: a plain give-back during the faults is what the shipped chain does when its lease runs
+#: out or a confirmation gives up, and the history alone cannot tell an eager one from a forced
+#: one. Measured with the first 200 derandomized worlds of ``stand-in-liveness``: the canary
+#: lost the job in 9, the shipped chain in none, and L1 caught none of the 9.
+EAGER_GIVE_BACK = World(
+    BASE.replace(
+        assignment="getjob", write_delay=0.0, late_write_rate=1.0, progress_timeout=120.0,
+        monitor_synthetic_rate=0.3, stall_rate=0.3, edge_rate=0.5, await_pause_rate=0.1,
+        faults_until=300.0,
+    ),
+    tape=(),
+    seed=868,
+)
+
+
+def _given_up(result: Race) -> bool:
+    return any(r[3] == "failed" for r in result.result.history)
+
+
+def test_eager_give_backs_cost_the_job_where_the_shipped_chain_commits_it() -> None:
+    shipped = race(EAGER_GIVE_BACK, "hardened")
+    assert not _given_up(shipped) and not shipped.violated("S1", "S2", "S3", "lease", "L1")
+    eager = race(EAGER_GIVE_BACK, "hardened", protocol=RejectsAfterStandIn)
+    assert _given_up(eager), "the frozen world no longer shows an eager give-back's cost"
+    assert not eager.violated("S1", "S2", "S3", "lease")
+
+
+@pytest.mark.xfail(strict=True, reason="open: L1 excuses a job given up during the faults "
+                   "through the chain's own eager give-backs (session 32)")
+def test_l1_catches_a_chain_that_gives_back_at_the_first_stand_in() -> None:
+    eager = race(EAGER_GIVE_BACK, "hardened", protocol=RejectsAfterStandIn)
+    assert eager.violated("L1")

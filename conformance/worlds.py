@@ -229,6 +229,9 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         "connect_delay_rate": (0.0, 0.5),
         # ... and gateway pings (session 31): proven only G + lag after their answer, too.
         "ping_connect_rate": (0.0, 0.5),
+        # A gateway give-back counting an attempt, as the contract says (session 32): jobs
+        # given up sooner, which L1's oracle must judge; without it, more events to race over.
+        "reject_counts_attempt": (1.0, 0.0),
     }
     for key, values in levels.items():
         if key not in (fixed or {}):

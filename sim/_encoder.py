@@ -731,12 +731,13 @@ class Encoder:
     def _pushed(self, job_id: str, hint: Hinted, slot: Encoder | _Slot | None = None) -> None:
         """A push arrived: kept for the protocol's next wait, which it ends. One sent while an
         earlier attempt was subscribed (delivered late) is not this attempt's, and pushes
-        that arrive before the next wait are merged into the latest, as the guard does."""
+        that arrive before the next wait are merged into one (``Hinted.merged``), as the
+        guard does."""
         if slot is None:
             slot = self
         if job_id != slot.push_job:
             return
-        slot.hints[:] = [hint]
+        slot.hints[:] = [slot.hints[0].merged(hint) if slot.hints else hint]
         if slot.hint_wake is not None and not slot.hint_wake.triggered:
             slot.hint_wake.succeed()
 

@@ -111,6 +111,13 @@ class Scenario:
     #: Its claim then meets an older assignment of its own, whose last ping and progress
     #: change predate the claim. Scans every job per poll: for small worlds.
     held_reoffer_rate: float = 0.0
+    #: Whether (above 0) a gateway give-back (``rejectJob``, ``cancelJob``) counts an attempt
+    #: towards the fifth-attempt rule, as the contract says every fail, reject and
+    #: reassignment does; 0 counts only ``failJob`` and the timeouts, as the simulated gateway
+    #: did before session 32. Only a liveness matter (a job given up has no further events to
+    #: race over), so the edge families keep 0 (``conformance.families.NO_FEATURES``), the
+    #: paths their teeth were measured on, and the general generator draws both.
+    reject_counts_attempt: float = 1.0
     #: Probability that ``jobstatus`` answers "yours" whatever the truth.
     status_lie_rate: float = 0.05
     #: T: no ping for this long → back to the queue (public code: 60 s; 2026: 5–6 min).
@@ -272,7 +279,7 @@ class Scenario:
                      "ping_loss_rate", "ping_drop_rate", "wake_on_requeue", "stall_rate",
                      "stuck_rate", "backoff", "push_rate", "batch_screen", "hang_rate",
                      "late_lost_write_rate", "throttle_rate", "connect_delay_rate",
-                     "ping_connect_rate"):
+                     "ping_connect_rate", "reject_counts_attempt"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
         if self.assignment not in ("myjob", "getjob"):

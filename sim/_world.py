@@ -683,7 +683,8 @@ class World:
         # failJob: before session 32 only failJob counted, so a chain's give-backs never
         # brought a job nearer the fifth-attempt rule. ``cancelJob`` (which the contract does
         # not describe, and the verifier never sends) is taken to count as well.
-        self._requeue(job, "failJob" if failed else "rejectJob", counted=True)
+        self._requeue(job, "failJob" if failed else "rejectJob",
+                      counted=failed or self.sc.reject_counts_attempt > 0)
         return self._maybe_lost(OK, delay)
 
     def gw_status(self, did: str, job_id: str) -> tuple[Observed | TierFailed, float]:

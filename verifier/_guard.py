@@ -520,7 +520,7 @@ class _Run:
 
     def _pushed(self, push: Any) -> None:
         """A push about our job: kept for the protocol's next wait, as a hint (pushes that
-        arrive before it is delivered are merged: the latest says where the job is now)."""
+        arrive before it is delivered are merged into one, :meth:`Hinted.merged`)."""
         if getattr(push, "job_id", self.job_id) != self.job_id:
             return  # not ours (the client routes by job; this is a second line)
         self.guard._measured(lambda m: m.pushes.inc())
@@ -529,8 +529,10 @@ class _Run:
         # is checked before the protocol sees it (a list as status raised in the protocol:
         # an adversarial review, session 31). An emptied hint still brings a read.
         owner, status = getattr(push, "owner", None), getattr(push, "status", None)
-        self._latest_push = Hinted(owner if isinstance(owner, str) else None,
-                                   status if isinstance(status, str) else None)
+        hint = Hinted(owner if isinstance(owner, str) else None,
+                      status if isinstance(status, str) else None)
+        self._latest_push = hint if self._latest_push is None else (
+            self._latest_push.merged(hint))
         if not queued:
             self.events.put_nowait(_PUSHED)
 

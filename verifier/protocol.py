@@ -321,6 +321,14 @@ class Hinted:
     owner: str | None = None
     status: str | None = None
 
+    def merged(self, later: Hinted) -> Hinted:
+        """This push and a ``later`` one, delivered as one hint (a driver hands the protocol
+        one hint per wait, so that a flood of pushes is one read): ``later`` when the two
+        agree, else an emptied hint, which brings a read. Keeping only the latest would drop
+        what an earlier push said: "taken" followed by "ours again" in one wait was taken for
+        "ours", and the early re-check it called for never came (polling at R still would)."""
+        return later if later == self else Hinted()
+
 
 @dataclass(frozen=True, slots=True)
 class Progressed:

@@ -621,8 +621,10 @@ def test_l1_does_not_excuse_a_job_the_chain_itself_gave_back_as_failed() -> None
     """The simulated work never fails, so an encoder that failJobs (or releases as failed) a
     job chose to: five such attempts make the gateway give the job up, and that loss is the
     chain's even while faults are on (a "safe and useless" chain that never processed a job
-    passed L1 this way: a review of the checkers). A give-back that does not count the attempt
-    (rejectJob, a plain release) and the gateway's own timeouts still leave it the faults'."""
+    passed L1 this way: a review of the checkers). A plain give-back (a rejectJob, which
+    counts an attempt too; a database release, which does not) and the gateway's own timeouts
+    still leave it the faults': inside the model only a fault makes the shipped chain give a
+    job back (docs/safety-model.md, L1)."""
     def given_up(reason: str) -> History:
         return hist((5.0, W, "j", "assign", "ok", ("e0", 1)),
                     (9.0, W, "j", "requeue", "ok", reason),

@@ -105,3 +105,23 @@ def test_aid_is_down_with_the_monitor_it_is_served_by() -> None:
                       world.aid_finish(BOB, "b")):
         assert answer.outcome is WriteOutcome.UNKNOWN
     assert world.jobs["c"].owner is None and "b" not in world.committed
+
+
+def test_every_gateway_give_back_counts_an_attempt_and_the_fifth_fails_the_job() -> None:
+    """The contract: fail, reject or reassignment sends a job back to the queue with
+    ``attempt_count + 1``, and the fifth attempt marks it ``failed``. Until session 32 the
+    simulated ``rejectJob`` counted nothing, so a chain's give-backs never brought a job nearer
+    the rule. A database release counts only as failed, as ``verifier``'s own does."""
+    world = _world()
+    job = world.jobs["c"]
+    for attempt in range(1, 6):
+        world.env.run(until=world.env.now + 10.0)  # past the gateway's double hand-out window
+        world.gw_accept(BOB, "c")
+        world.env.run(until=world.env.now + 1.0)  # the accept's write lands
+        assert job.owner == BOB, attempt
+        answer, _ = world.gw_release(BOB, "c", failed=False)
+        assert answer.outcome is WriteOutcome.OK
+        assert job.attempts == attempt
+    assert job.status == "failed"
+    world.db_release(ALICE, "a", world.jobs["a"].token, False)
+    assert world.jobs["a"].attempts == 0 and world.jobs["a"].status == "queued"

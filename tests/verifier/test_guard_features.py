@@ -502,18 +502,25 @@ async def test_a_flood_of_pushes_is_one_hint_and_cannot_delay_the_work_or_flood_
 
 
 @virtual_time
-async def test_pushes_that_arrive_before_the_next_wait_are_merged_into_the_latest():
+async def test_pushes_that_arrive_before_the_next_wait_are_merged_into_one_hint():
+    """Identical pushes are one hint with their values; pushes that differ are one emptied
+    hint, which brings a read: "taken" then "ours again" before the next wait was delivered
+    as "ours" alone, and the protocol skipped the early re-check the first called for."""
     from verifier import JobPush
     from verifier._guard import _Run
 
     jobs = InMemoryJobs()
     guard = OwnershipGuard(did=A, clients=community(jobs, A), policy=Policy.hardened(TIMING))
     run = _Run(guard, "j1", encode(1), asyncio.get_running_loop().time)
-    for status in ("assigned", "queued", "running"):
-        run._pushed(JobPush("j1", status, B))
+    for _ in range(3):
+        run._pushed(JobPush("j1", "running", A))
     run._pushed(JobPush("other-job", "queued", None))  # not ours: dropped
     assert run.events.qsize() == 1
-    assert run._event(run.events.get_nowait()) == Hinted(B, "running")
+    assert run._event(run.events.get_nowait()) == Hinted(A, "running")
+    run._pushed(JobPush("j1", "assigned", B))  # taken...
+    run._pushed(JobPush("j1", "running", A))  # ... and ours again, before the next wait
+    assert run.events.qsize() == 1
+    assert run._event(run.events.get_nowait()) == Hinted()
 
 
 

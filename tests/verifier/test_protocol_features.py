@@ -333,6 +333,19 @@ def test_a_push_that_says_the_job_is_still_ours_costs_no_read():
     assert len(actions(pushed[1], Observe)) == len(actions(plain[1], Observe))
 
 
+def test_pushes_merged_into_one_hint_bring_a_read_unless_they_agree() -> None:
+    """A driver delivers the pushes of one wait as one hint (:meth:`Hinted.merged`): "taken"
+    then "ours again" must still bring the read the first called for (an emptied hint), and a
+    flood of identical pushes costs what one does."""
+    taken, ours = Hinted(OTHER, "assigned"), Hinted(ME, "running")
+    assert taken.merged(ours) == Hinted() and ours.merged(taken) == Hinted()
+    assert ours.merged(ours) == ours and Hinted().merged(ours) == Hinted()
+    plain = run(HARDENED, COMMUNITY, world(work_ends_at=30))
+    merged = run(HARDENED, COMMUNITY, hinting(world(work_ends_at=30), taken.merged(ours),
+                                              StartWork))
+    assert len(actions(merged[1], Observe)) > len(actions(plain[1], Observe))
+
+
 def test_pushes_alone_never_bring_two_reads_closer_than_the_retry_interval():
     """A flood of pushes, each answering a wait at once, is one read per retry interval."""
     state = {"hints": 0}
