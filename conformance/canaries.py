@@ -246,7 +246,9 @@ class RejectsAfterStandIn(FailsAfterStandIn):
     L1 excuses that as the faults' loss: its oracle sees a give-back during the faults, as the
     shipped chain's own (a lease that ran out, a confirmation that gave up) are, and cannot
     tell an eager one from a forced one without the chain's knowledge. An open limit of the
-    oracle (``conformance/test_regressions.py``, ``EAGER_GIVE_BACK``)."""
+    oracle (``conformance/test_regressions.py``, ``EAGER_GIVE_BACK``); the teeth catch it with
+    the differential property ``given-up`` (the shipped chain, on the same world, loses no
+    job) in the ``stand-in-counted`` family."""
 
     def _work(self, lease_base: float) -> Generator[Action, Answer, Outcome]:
         if not self.stand_in_seen:

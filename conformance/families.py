@@ -285,6 +285,13 @@ FAMILIES["split-pause"] = {**FAMILIES["lease"], "pause_split_rate": 0.5}
 FAMILIES["stand-in-liveness"] = {**FAMILIES["liveness"], "monitor_synthetic_rate": 0.3,
                                  "faults_until": 300.0, "download_mean_s": 3.0,
                                  "encode_mean_s": 20.0}
+# The stand-in-liveness family with a give-back counting an attempt, as the contract says
+# (session 32): a chain that gives a job back at the first stand-in, where the shipped chain
+# reads again, uses the job's five attempts up while the faults last, which L1 excuses
+# (its oracle cannot tell an eager give-back from a forced one); the differential property
+# ``given-up`` of the teeth sees it. Random examples, 2026-12-06: the eager chain lost the
+# job in 9 of the first 200 derandomized worlds, the shipped chain in none.
+FAMILIES["stand-in-counted"] = {**FAMILIES["stand-in-liveness"], "reject_counts_attempt": 1.0}
 # The liveness family, its faults "until" 900 s but none drawn: L1 must count from the last
 # fault that happened (here none) and from each job's arrival, not from faults_until or a
 # job's first record (a review of the checkers, session 27: DawdlesBeforeClaim and

@@ -169,8 +169,10 @@ def test_a_crashed_process_s_late_accept_is_not_taken_for_walking_away() -> None
 #: given up while the faults last unless the chain gave it back *as failed* or walked away from
 #: it: a plain give-back during the faults is what the shipped chain does when its lease runs
 #: out or a confirmation gives up, and the history alone cannot tell an eager one from a forced
-#: one. Measured with the first 200 derandomized worlds of ``stand-in-liveness``: the canary
-#: lost the job in 9, the shipped chain in none, and L1 caught none of the 9.
+#: one. Measured with the first 200 derandomized worlds of ``stand-in-counted``
+#: (``stand-in-liveness`` with the counting on): the canary lost the job in 9, the shipped
+#: chain in none, and L1 caught none of the 9. The teeth catch it differentially (the tooth
+#: ``rejects-after-a-stand-in``, property ``given-up``); L1 alone does not.
 EAGER_GIVE_BACK = World(
     BASE.replace(
         assignment="getjob", write_delay=0.0, late_write_rate=1.0, progress_timeout=120.0,

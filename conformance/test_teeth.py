@@ -61,6 +61,7 @@ from conformance.canaries import (
     ProgressWithoutStartMarker,
     PushAsProof,
     RecheckWithoutDeadline,
+    RejectsAfterStandIn,
     ReleaseBeforeStop,
     RetryAfterUncapped,
     ShortSettleAfterUnknownClaim,
@@ -260,6 +261,8 @@ TEETH = [
     # record (a review of the checkers, session 27)
     Tooth("fails-after-a-stand-in", "stand-in-liveness", 200, 19, protocol=FailsAfterStandIn,
           properties=("L1",)),
+    Tooth("rejects-after-a-stand-in", "stand-in-counted", 200, 19,
+          protocol=RejectsAfterStandIn, properties=("given-up",)),
     Tooth("walks-away-after-a-stand-in", "stand-in-liveness", 200, 19,
           protocol=WalksAwayAfterStandIn, properties=("L1",)),
     Tooth("dawdles-before-its-claim", "quiet-liveness", 20, 19, protocol=DawdlesBeforeClaim,

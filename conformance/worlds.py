@@ -26,6 +26,7 @@ from hypothesis import target
 
 from conformance.families import FAMILIES, NO_FEATURES, NO_TIMELY_LIVENESS
 from sim import (
+    WORLD,
     CheckResult,
     History,
     ProtocolFactory,
@@ -308,6 +309,7 @@ def judge_race(world: World, result: RunResult) -> dict[str, CheckResult]:
     checks["fresh-reads"] = check_fresh_reads(result.history)
     checks["claim-evidence"] = check_claim_evidence(result.history)
     checks["give-back"] = check_give_back(result.history)
+    checks["given-up"] = _given_up(result.history)
     sc = world.scenario
     if world.family in NO_TIMELY_LIVENESS:
         checks["L1"] = CheckResult("L1", 0, (), (
@@ -316,6 +318,19 @@ def judge_race(world: World, result: RunResult) -> dict[str, CheckResult]:
         checks["L1"] = l1_bound(sc).check(result.history, jobs=result.jobs,
                                           horizon=l1_horizon(sc, result))
     return checks
+
+
+def _given_up(history: History) -> CheckResult:
+    """The jobs the gateway gave up by its fifth-attempt rule. Not a property of any chain on
+    its own (the faults can use a job's attempts up, and L1 excuses that while they last): a
+    *differential* one, for the teeth, where a weakened chain is caught when it loses a job
+    the shipped chain, on the same world, does not. It is how the suites see a chain that
+    gives jobs back more eagerly than it must, which L1's oracle cannot tell from one that
+    must (``RejectsAfterStandIn``; docs/safety-model.md, "A give-back costs an attempt")."""
+    jobs = tuple(sorted({r[2] for r in history if r[1] == WORLD and r[3] == "failed"}))
+    return CheckResult("given-up", len(jobs), jobs,
+                       tuple(f"job {job}: given up by the gateway's fifth-attempt rule"
+                             for job in jobs[:5]))
 
 
 def l1_horizon(scenario: Scenario, result: RunResult) -> float | None:
