@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from conformance.canaries import RejectsAfterStandIn, SettleFromDecision
-from conformance.worlds import BASE, Race, World, race
+from conformance.worlds import BASE, Race, World, loses_what_the_shipped_chain_keeps, race
 from sim import History
 
 #: Finding 1 of the adversarial review (issue 10). Two community nodes (monitor + gateway);
@@ -194,6 +194,13 @@ def test_eager_give_backs_cost_the_job_where_the_shipped_chain_commits_it() -> N
     eager = race(EAGER_GIVE_BACK, "hardened", protocol=RejectsAfterStandIn)
     assert _given_up(eager), "the frozen world no longer shows an eager give-back's cost"
     assert not eager.violated("S1", "S2", "S3", "lease")
+
+
+def test_the_differential_given_up_catches_it_where_l1_does_not() -> None:
+    """What the race suites hold an implementation validated with ``--protocol`` to."""
+    eager = race(EAGER_GIVE_BACK, "hardened", protocol=RejectsAfterStandIn)
+    assert loses_what_the_shipped_chain_keeps(eager)
+    assert not loses_what_the_shipped_chain_keeps(race(EAGER_GIVE_BACK, "hardened"))
 
 
 @pytest.mark.xfail(strict=True, reason="open: L1 excuses a job given up during the faults "

@@ -333,6 +333,15 @@ def _given_up(history: History) -> CheckResult:
                              for job in jobs[:5]))
 
 
+def loses_what_the_shipped_chain_keeps(result: Race) -> bool:
+    """Whether ``result`` (a race of some implementation) has a job the gateway gave up where
+    the shipped hardened chain, on the same world, has none: the differential ``given-up``
+    (:func:`_given_up`), which the race suites apply to an implementation validated with
+    ``--protocol`` (for the shipped chain itself it would compare it with itself)."""
+    return bool(result.violated("given-up")) and not race(
+        result.world, "hardened").violated("given-up")
+
+
 def l1_horizon(scenario: Scenario, result: RunResult) -> float | None:
     """Where L1's on-time check counts from: when the run's last fault struck or ended
     (``RunResult.last_fault``), at the latest ``faults_until``. Counted from ``faults_until``
