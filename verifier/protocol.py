@@ -968,6 +968,7 @@ class OwnershipProtocol:
         hangs cannot hold the work past it.
         """
         p, t = self.policy, self.policy.timing
+        claimed_at = lease_base  # the claim's decision: the lease's first base
         answer: Answer = yield StartWork()
         self._log("PROCESSING_STARTED", "info", f"Processing job {self.job_id}")
         # The first ping goes out at once (the claim's own stamp is the only renewal so far),
@@ -1009,7 +1010,14 @@ class OwnershipProtocol:
             if lease_on and self._now >= lease_end:
                 # S2: the gateway may reassign at last-ping + T, or at last-progress-change +
                 # N; be stopped before then.
-                lost = ("lease expired: ownership could not be confirmed in time"
+                # Said with its facts: a lease that ran out before any ping was proven
+                # points at the claim-to-first-proof path (the settle, the confirmation and
+                # the first ping's proof, with every reply on it: slow replies with a tight
+                # reassign_timeout), one that ran out later at pings that stopped landing.
+                since = ("no ping proven since the claim, " if lease_base == claimed_at else
+                         "the last proven ping was decided ")
+                lost = (f"lease expired: ownership could not be confirmed in time ({since}"
+                        f"{self._now - lease_base:.1f} s ago)"
                         if ping_end <= progress_end else
                         "lease expired: no progress change proven within progress_timeout")
                 stopped = yield from self._on_loss("LEASE_EXPIRED", lost, release=True)

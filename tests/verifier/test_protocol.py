@@ -329,6 +329,26 @@ def test_lease_expiry_cancels_before_the_gateway_could_reassign():
     cancel_time = actions(trace, CancelWork)[0][0]
     assert cancel_time <= claim_time + TIMING.reassign_timeout - TIMING.lease_margin() + 0.2
     assert actions(trace, Release), "a job we may hold is given back"
+    # What an operator needs to tell the claim-to-first-proof path from pings that stopped.
+    assert "no ping proven since the claim" in outcome.reason, outcome.reason
+
+
+def test_a_lease_expiry_after_proven_pings_says_when_the_last_one_was_decided():
+    reads: dict[str, int] = {"recheck": 0}
+
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "recheck":
+            reads["recheck"] += 1
+            if reads["recheck"] > 3:  # the monitor goes down once a few pings are proven
+                return TierFailed(action.tier, "timeout")
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        return seen(action.tier)
+
+    outcome, _trace, _ = run(HARDENED, COMMUNITY, world(observe=observe, work_ends_at=500,
+                                                        progress=_every(5, 500)))
+    assert outcome.code == "LEASE_EXPIRED", outcome
+    assert "the last proven ping was decided" in outcome.reason, outcome.reason
 
 
 def _every(step: float, until: float) -> dict[float, float]:
