@@ -723,26 +723,36 @@ def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
 def _lost_by_the_chain(part: _Partition, recs: list[tuple[int, Record]]) -> bool:
     """Whether an attempt the gateway counted against the job was lost by the chain's own
     choice: a give-back as failed (:data:`FAILED_GIVE_BACKS`), or an assignment its owner
-    walked away from: the owner's run that held it ended (its ``outcome``, the owner's first
-    after the assignment, with no crash of the owner before it) without a give-back or a
-    finish sent, and the gateway then took the job back by timeout. Every run of the shipped
-    chain that may leave the job held gives it back first; a run cut short by a crash ends
-    with no outcome, and the runs of the owner's next process never held the assignment (a
-    review of the L1 oracle, session 27: a chain that ended its run without working or giving
-    back after a stand-in lost jobs and passed), nor one that a crashed process's claim wrote
-    after the crash (session 32)."""
+    walked away from: the run whose claim made the assignment ended (its ``outcome``, the
+    owner's first after that claim, with no crash of the owner between the claim and it)
+    without a give-back or a finish sent after the assignment, and the gateway then took the
+    job back by timeout. Every run of the shipped chain that may leave the job held gives it
+    back first, and none ends before its claim's write must have landed. A run cut short by a
+    crash ends with no outcome, so the runs of the owner's next process, which never held the
+    assignment, are not judged for it (a review of the L1 oracle, session 27: a chain that
+    ended its run without working or giving back after a stand-in lost jobs and passed).
+
+    Judged from the claim (session 32), not from the assignment: from the assignment, a
+    restarted process's refused claim beside its crashed predecessor's late accept was taken
+    for walking away, and a run that walked away *before* its own late accept landed was not
+    judged at all (an adversarial review: a chain that ended every run right after its claim
+    lost jobs and passed). An owner without a claim of the job on record (the gateway's own
+    hand-out) is judged from the assignment."""
     owner: Any = None  # the owner of record since the last assign, and what its run did
     crash_at, decided, ended, sent = _NEVER, False, False, False
-    claimed: dict[str, int] = {}  # each encoder's latest claim of the job (its position)
+    #: Each encoder's latest claim of the job, and its first outcome after that claim.
+    claimed: dict[str, int] = {}
+    ended_at: dict[str, int] = {}
     for pos, (_, process, _, op, phase, value) in recs:
         if process == WORLD:
             if op == "assign":
-                owner, decided, ended, sent = value[0], False, False, False
-                # The process whose claim this is: if it crashed before the write landed
-                # (a late accept), no live run ever held the assignment, and the runs of
-                # the owner's next process, which never claimed it, cannot walk away from it
-                # (session 32: such a run's refused claim was taken for walking away).
-                crash_at = part.next_crash(owner, claimed.get(owner, pos))[0]
+                owner, sent = value[0], False
+                since = claimed.get(owner, pos)
+                crash_at = part.next_crash(owner, since)[0]
+                # The run whose claim this is may have ended already (before its write
+                # landed); otherwise its first outcome from here on decides.
+                decided = owner in ended_at and ended_at[owner] > since
+                ended = decided and ended_at[owner] < crash_at
             elif op == "requeue":
                 if value in FAILED_GIVE_BACKS or (
                         ended and not sent and str(value).startswith(TIMEOUT_REQUEUES)):
@@ -751,11 +761,13 @@ def _lost_by_the_chain(part: _Partition, recs: list[tuple[int, Record]]) -> bool
             continue
         if op == "claim" and phase == "invoke":
             claimed[process] = pos
-        elif process == owner:
-            if op == "outcome" and not decided:
+            ended_at.pop(process, None)
+        elif op == "outcome":
+            ended_at.setdefault(process, pos)
+            if process == owner and not decided:
                 decided, ended = True, pos < crash_at
-            elif op in ("release", "commit") and phase == "invoke":
-                sent = True
+        elif process == owner and op in ("release", "commit") and phase == "invoke":
+            sent = True
     return False
 
 

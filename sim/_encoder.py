@@ -737,7 +737,7 @@ class Encoder:
             slot = self
         if job_id != slot.push_job:
             return
-        slot.hints[:] = [slot.hints[0].merged(hint) if slot.hints else hint]
+        slot.hints[:] = [slot.hints[0].merged(hint, self.did) if slot.hints else hint]
         if slot.hint_wake is not None and not slot.hint_wake.triggered:
             slot.hint_wake.succeed()
 

@@ -387,7 +387,8 @@ class LegacyGatewayClient:
     async def release(
         self, job_id: str, token: str | None, reason: str, *, failed: bool
     ) -> None:
-        """``failJob`` (counts an attempt) when ``failed``, else ``rejectJob``."""
+        """``failJob`` when ``failed``, else ``rejectJob``: each sends the job back to the
+        queue with ``attempt_count + 1`` (docs/contract.md, "What a give-back costs")."""
         if failed:
             await self.fail_job(job_id, reason)
         else:

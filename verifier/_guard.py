@@ -532,7 +532,7 @@ class _Run:
         hint = Hinted(owner if isinstance(owner, str) else None,
                       status if isinstance(status, str) else None)
         self._latest_push = hint if self._latest_push is None else (
-            self._latest_push.merged(hint))
+            self._latest_push.merged(hint, self.guard.did))
         if not queued:
             self.events.put_nowait(_PUSHED)
 

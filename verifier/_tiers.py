@@ -55,7 +55,8 @@ class TierClient(Protocol):
       write) exists only so the simulator can model a defect; real clients refuse it.
     * ``heartbeat``: renew ``last_pinged``; ``ClaimRefused`` when the tier says we lost it.
     * ``finish``: commit the result; ``fenced`` makes it conditional on owner and token.
-    * ``release``: give a job we may hold back to the queue (``failed``: count an attempt).
+    * ``release``: give a job we may hold back to the queue (``failed``: the work failed; the
+      database tier then counts an attempt, the gateway counts one for every give-back).
 
     Optional: ``check_result(result)`` raises ``InvalidInputError`` for a result ``finish``
     would refuse before sending; the guard asks when the work ends (a result no tier can

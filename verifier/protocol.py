@@ -155,7 +155,8 @@ class Finish:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """Give back a job we may hold (``failed``: the work failed, count an attempt)."""
+    """Give back a job we may hold (``failed``: the work failed: ``failJob``, or a database
+    release that counts an attempt; the gateway's ``rejectJob`` counts one too)."""
 
     via: Tier
     token: str | None
@@ -321,13 +322,25 @@ class Hinted:
     owner: str | None = None
     status: str | None = None
 
-    def merged(self, later: Hinted) -> Hinted:
-        """This push and a ``later`` one, delivered as one hint (a driver hands the protocol
-        one hint per wait, so that a flood of pushes is one read): ``later`` when the two
-        agree, else an emptied hint, which brings a read. Keeping only the latest would drop
-        what an earlier push said: "taken" followed by "ours again" in one wait was taken for
-        "ours", and the early re-check it called for never came (polling at R still would)."""
-        return later if later == self else Hinted()
+    def says_ours(self, me: str) -> bool:
+        """Whether the push says the job is still ``me``'s and running (a DID in any of its
+        spellings, :func:`~verifier._ids.normalize_did`): such a push changes nothing, no
+        read (a push is not proof either way, so this only saves a read)."""
+        return (normalize_did(self.owner) == normalize_did(me)
+                and self.status in PROCESSABLE_STATUSES)
+
+    def merged(self, later: Hinted, me: str) -> Hinted:
+        """This push and a ``later`` one, delivered as one hint to ``me``'s protocol (a driver
+        hands the protocol one hint per wait, so that a flood of pushes is one read): ``later``
+        when the two agree, or both say the job is still ours (:meth:`says_ours`), else an
+        emptied hint, which brings a read. Keeping only the latest would drop what an earlier
+        push said: "taken" followed by "ours again" in one wait was taken for "ours", and the
+        early re-check it called for never came (polling at R still would). Comparing the raw
+        values alone would make "ours, assigned" then "ours, running" (or our DID in its two
+        spellings) cost a read and its chase (an adversarial review, session 32)."""
+        if later == self or (self.says_ours(me) and later.says_ours(me)):
+            return later
+        return Hinted()
 
 
 @dataclass(frozen=True, slots=True)
@@ -671,7 +684,7 @@ class OwnershipProtocol:
     def _hint_is_ours(self, hint: Hinted) -> bool:
         """A push that says the job is still ours and running changes nothing: no read (a
         push is not proof either way, so this only saves a read)."""
-        return normalize_did(hint.owner) == self.me and hint.status in PROCESSABLE_STATUSES
+        return hint.says_ours(self.me)
 
     @staticmethod
     def _wake(next_ping: float, next_read: float, lease_end: float, *,

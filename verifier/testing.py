@@ -202,7 +202,10 @@ class InMemoryTier:
         doc = self._owned(await self._enter("release", job_id), token)
         if self.tier is Tier.MONITOR:
             raise TierUnavailable("monitor", "read-only tier")
-        attempts = int(doc.get("attempt_count") or 0) + (1 if failed else 0)
+        # The gateway counts every give-back (docs/contract.md, "What a give-back costs");
+        # the database tier's release, the verifier's own write, only a failed one.
+        counted = failed or self.tier is Tier.GATEWAY
+        attempts = int(doc.get("attempt_count") or 0) + (1 if counted else 0)
         self.jobs.write(job_id, {
             **{k: v for k, v in doc.items() if k not in ("assigned_to", "claim_token")},
             "status": "failed" if attempts >= 5 else "queued",

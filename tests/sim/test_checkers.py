@@ -684,3 +684,29 @@ def test_l1_does_not_blame_a_restarted_process_for_its_crashed_predecessor_s_lat
     assert check_l1(history(crash), jobs=["j"], horizon=100.0, bound=1000.0).ok
     # without the crash, the run that sent the claim ended with the job held
     assert check_l1(history(), jobs=["j"], horizon=100.0, bound=1000.0).jobs == ("j",)
+
+
+def test_l1_judges_a_run_that_walked_away_before_its_own_late_accept_landed() -> None:
+    """The run whose claim made the assignment is judged from its claim: one that ended
+    (walked away) before its late accept landed, with nothing given back, lost the attempt
+    by its choice, whether or not its process then crashed before the landing. Judged from
+    the assignment, it was never judged at all: a chain that ended every run right after its
+    claim lost jobs and passed (an adversarial review, session 32)."""
+    def history(*crashed: tuple[Any, ...]) -> History:
+        return hist((3.0, "e0", "j", "claim", "invoke", "gateway"),
+                    (3.1, "e0", "j", "claim", "ok", "gateway"),
+                    (3.1, "e0", "j", "outcome", "ok", ("GAVE_UP", True)), *crashed,
+                    (5.0, W, "j", "assign", "ok", ("e0", 1)),
+                    (70.0, W, "j", "requeue", "ok", "no ping for T"),
+                    (90.0, W, "j", "failed", "ok", 5))
+    assert check_l1(history(), jobs=["j"], horizon=100.0, bound=1000.0).jobs == ("j",)
+    crashed = (4.0, "e0", None, "crash", "info", None)
+    assert check_l1(history(crashed), jobs=["j"], horizon=100.0, bound=1000.0).jobs == ("j",)
+    # a give-back sent after the landing keeps it the faults'
+    gave_back = hist((3.0, "e0", "j", "claim", "invoke", "gateway"),
+                     (3.1, "e0", "j", "outcome", "ok", ("GAVE_UP", True)),
+                     (5.0, W, "j", "assign", "ok", ("e0", 1)),
+                     (6.0, "e0", "j", "release", "invoke", "gateway"),
+                     (70.0, W, "j", "requeue", "ok", "no ping for T"),
+                     (90.0, W, "j", "failed", "ok", 5))
+    assert check_l1(gave_back, jobs=["j"], horizon=100.0, bound=1000.0).ok

@@ -1119,3 +1119,24 @@ async def test_an_answer_labelled_for_another_tier_or_job_never_confirms(bug, ca
     assert not outcome.processed
     failed = [r.getMessage() for r in caplog.records if "malformed answer" in r.getMessage()]
     assert failed, "the refusal says why"
+
+
+@virtual_time
+async def test_the_in_memory_gateway_counts_every_give_back_and_the_database_only_failures():
+    """The contract's fifth-attempt rule, as the simulated world has it since session 32: a
+    ``rejectJob`` counts an attempt as a ``failJob`` does; a database release counts only as
+    failed (the verifier's own write). The in-memory test double gave a reject away free (an
+    adversarial review, session 32)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    jobs.add("j2")
+    gateway = InMemoryTier(Tier.GATEWAY, jobs, A)
+    for attempt in range(1, 6):
+        await gateway.claim("j1")
+        await gateway.release("j1", None, "given back", failed=False)
+        assert jobs.docs["j1"]["attempt_count"] == attempt
+    assert jobs.docs["j1"]["status"] == "failed"
+    database = InMemoryTier(Tier.DATABASE, jobs, A)
+    token = await database.claim("j2")
+    await database.release("j2", token, "given back", failed=False)
+    assert jobs.docs["j2"]["attempt_count"] == 0 and jobs.docs["j2"]["status"] == "queued"

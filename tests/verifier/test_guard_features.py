@@ -521,6 +521,9 @@ async def test_pushes_that_arrive_before_the_next_wait_are_merged_into_one_hint(
     run._pushed(JobPush("j1", "running", A))  # ... and ours again, before the next wait
     assert run.events.qsize() == 1
     assert run._event(run.events.get_nowait()) == Hinted()
+    run._pushed(JobPush("j1", "assigned", A))  # ours, then ours and running: they agree
+    run._pushed(JobPush("j1", "running", A))
+    assert run._event(run.events.get_nowait()) == Hinted(A, "running")
 
 
 

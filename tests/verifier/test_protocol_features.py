@@ -338,12 +338,19 @@ def test_pushes_merged_into_one_hint_bring_a_read_unless_they_agree() -> None:
     then "ours again" must still bring the read the first called for (an emptied hint), and a
     flood of identical pushes costs what one does."""
     taken, ours = Hinted(OTHER, "assigned"), Hinted(ME, "running")
-    assert taken.merged(ours) == Hinted() and ours.merged(taken) == Hinted()
-    assert ours.merged(ours) == ours and Hinted().merged(ours) == Hinted()
+    assert taken.merged(ours, ME) == Hinted() and ours.merged(taken, ME) == Hinted()
+    assert ours.merged(ours, ME) == ours and Hinted().merged(ours, ME) == Hinted()
     plain = run(HARDENED, COMMUNITY, world(work_ends_at=30))
-    merged = run(HARDENED, COMMUNITY, hinting(world(work_ends_at=30), taken.merged(ours),
+    merged = run(HARDENED, COMMUNITY, hinting(world(work_ends_at=30), taken.merged(ours, ME),
                                               StartWork))
     assert len(actions(merged[1], Observe)) > len(actions(plain[1], Observe))
+    # Two pushes that both say "ours" agree, whatever their raw values: no read, no chase.
+    spelled = "did:" + ME.removeprefix("did:key:")
+    for earlier in (Hinted(ME, "assigned"), Hinted(spelled, "running")):
+        assert earlier.merged(ours, ME) == ours
+    both_ours = run(HARDENED, COMMUNITY, hinting(
+        world(work_ends_at=30), Hinted(ME, "assigned").merged(ours, ME), StartWork))
+    assert len(actions(both_ours[1], Observe)) == len(actions(plain[1], Observe))
 
 
 def test_pushes_alone_never_bring_two_reads_closer_than_the_retry_interval():
