@@ -57,7 +57,7 @@ def s1k_scenario(encoders: int, jobs: int) -> Scenario:
 
         base = load_scenario("s-1k")
     except Exception:  # the named scenario file is the source of truth when present
-        base = Scenario(name="s-1k", lie_rate=0.05, reassign_timeout=330.0,
+        base = Scenario(name="s-1k", lie_rate=0.05, reassign_timeout=300.0,
                         recheck_interval=60.0)
     return base.replace(encoders=encoders, jobs=jobs)
 

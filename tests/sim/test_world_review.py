@@ -125,3 +125,21 @@ def test_every_gateway_give_back_counts_an_attempt_and_the_fifth_fails_the_job()
     assert job.status == "failed"
     world.db_release(ALICE, "a", world.jobs["a"].token, False)
     assert world.jobs["a"].attempts == 0 and world.jobs["a"].status == "queued"
+
+
+def test_get_job_hands_out_the_oldest_queued_job_a_requeued_one_included() -> None:
+    """``getJob`` returns the oldest queued job to every caller (the contract): a job back in
+    the queue goes before younger ones, not to the back (a review of the world, session 32)."""
+    scenario = Scenario(assignment="getjob", lie_rate=0.0, monitor_error_rate=0.0,
+                        monitor_synthetic_rate=0.0)
+    env = simpy.Environment()
+    world = World(env, scenario, Streams.from_seed(1), History())
+    for job_id in ("old", "mid", "new"):
+        world.add_job(job_id)
+        env.run(until=env.now + 1.0)
+    assert world.gw_poll(BOB)[0] == "old"
+    world.gw_accept(BOB, "old")
+    env.run(until=env.now + 10.0)
+    assert world.jobs["old"].owner == BOB and world.gw_poll(ALICE)[0] == "mid"
+    world.gw_release(BOB, "old", failed=False)
+    assert world.gw_poll(ALICE)[0] == "old"
