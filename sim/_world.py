@@ -122,6 +122,11 @@ class Job:
 TIE_S: Final = 1e-6
 
 
+#: The identity of a poller that did not say who it is (an unsigned ``getJob`` without the
+#: ``X-Encoder-DID`` header, in the live emulator).
+ANONYMOUS: Final = "anonymous"
+
+
 def misses(landed: float, reflects: float, now: float) -> bool:
     """Whether a check made ``now`` that reflects the database at ``reflects`` (up to G
     earlier) misses a write that landed at ``landed``.
@@ -560,8 +565,15 @@ class World:
         if self._down(self.gateway_down, self.env.now):
             return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
         job = self.jobs[job_id]
-        lying = (did, job_id) in self._lying
-        self._lying.discard((did, job_id))
+        # A double hand-out to a poller that did not say who it is (``getJob`` is not signed:
+        # the live emulator's anonymous pollers, such as the production gateway client) is
+        # taken up by the next accept of the job from anyone but its owner: until session 32
+        # it was kept for "anonymous", whose accept never comes, so no getJob client of
+        # ``sim serve`` ever met the lie (a review of the world against the contract).
+        lied_to = did if (did, job_id) in self._lying else ANONYMOUS if (
+            (ANONYMOUS, job_id) in self._lying and job.owner != did) else None
+        lying = lied_to is not None
+        self._lying.discard((lied_to or did, job_id))
         # An accept's draws are keyed by the job, its assignment, whether it is the double
         # hand-out's, and how many such accepts came before: the legitimate and the lying
         # accept of job j's k-th assignment land alike in every chain (CRN).

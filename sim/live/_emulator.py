@@ -59,7 +59,7 @@ from typing import Any, Final
 from verifier import InvalidInputError, validate_job_id, verify_jws
 from verifier.protocol import Observed, TierFailed, WriteAnswered, WriteOutcome
 
-from .._world import CLAIMABLE_STATUSES, Job
+from .._world import ANONYMOUS, CLAIMABLE_STATUSES, Job
 from ._http_server import RESET, HttpServer, Request, Response, Upgrade, WebSocket
 from ._world import LiveWorld
 
@@ -641,7 +641,7 @@ class Emulator:
         """``GET getJob``: the offered job's document, or an empty 200."""
         # The poller's identity, when its HTTP client sends one: it lets the world hand a job
         # just assigned to someone else to *this* encoder (the double hand-out).
-        return await self._offer(request.headers.get("x-encoder-did") or "anonymous",
+        return await self._offer(request.headers.get("x-encoder-did") or ANONYMOUS,
                                  signed=False)
 
     async def _offer(self, did: str, *, signed: bool) -> Response | object:
@@ -649,7 +649,7 @@ class Emulator:
         (``signed``, ``POST myJob``) the 2026 gateway's ``{success: true, job: doc | null}``."""
         if self.world.gateway_down_now():
             return _UNAVAILABLE
-        job_id = self.live.reserved_for(did) if did != "anonymous" else None
+        job_id = self.live.reserved_for(did) if did != ANONYMOUS else None
         if job_id is not None:  # pre-assigned to the caller (``sim serve --assigned``)
             delay = 0.0
         else:
@@ -664,7 +664,7 @@ class Emulator:
     async def _gw_status(self, request: Request, job_id: str) -> Response | object:
         if job_id not in self.world.jobs:
             return Response.json(404, {"status": "error", "message": "Job not found"})
-        did = request.headers.get("x-encoder-did") or "anonymous"
+        did = request.headers.get("x-encoder-did") or ANONYMOUS
         read, delay = self.world.gw_status(did, job_id)
         if isinstance(read, TierFailed):
             return await self._reply(delay, _UNAVAILABLE)

@@ -19,7 +19,7 @@ import pytest
 import simpy
 
 from sim import History, Scenario, Streams
-from sim._world import World
+from sim._world import ANONYMOUS, World
 from verifier.protocol import Observed, TierFailed, WriteOutcome
 
 ALICE, BOB = "did:key:alice", "did:key:bob"
@@ -143,3 +143,26 @@ def test_get_job_hands_out_the_oldest_queued_job_a_requeued_one_included() -> No
     assert world.jobs["old"].owner == BOB and world.gw_poll(ALICE)[0] == "mid"
     world.gw_release(BOB, "old", failed=False)
     assert world.gw_poll(ALICE)[0] == "old"
+
+
+def test_a_double_hand_out_to_an_anonymous_poller_is_taken_up_by_its_next_accept() -> None:
+    """``getJob`` is not signed: the live emulator's poller without ``X-Encoder-DID`` (the
+    production gateway client) is "anonymous". The double hand-out it is offered is taken up
+    by the next accept of the job from anyone but its owner (judged on a read up to G old);
+    it was kept for "anonymous", whose accept never comes, so no such client met the lie (a
+    review of the world against the contract, session 32)."""
+    scenario = Scenario(assignment="getjob", lie_rate=1.0, write_delay=2.0,
+                        late_write_rate=0.0, reply_loss_rate=0.0, monitor_error_rate=0.0,
+                        monitor_synthetic_rate=0.0)
+    env = simpy.Environment()
+    world = World(env, scenario, Streams.from_seed(1), History())
+    world.add_job("j")
+    assert world.gw_poll(ALICE)[0] == "j"
+    world.gw_accept(ALICE, "j")
+    env.run(until=env.now + 0.5)  # ALICE's write has landed; the lie's window (G) is open
+    assert world.jobs["j"].owner == ALICE
+    assert world.gw_poll(ANONYMOUS)[0] == "j"  # the double hand-out
+    answer, _ = world.gw_accept(BOB, "j")  # the anonymous poller's accept, signed as BOB
+    assert answer.outcome is WriteOutcome.OK
+    env.run(until=env.now + 3.0)
+    assert world.jobs["j"].owner == BOB  # the last writer owns it: a double assignment
