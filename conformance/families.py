@@ -32,6 +32,7 @@ NO_FEATURES: dict[str, Any] = {
     "hang_rate": 0.0, "late_lost_write_rate": 0.0, "late_finish_rate": 0.0,
     "cooldown_s": 0.0, "throttle_rate": 0.0, "retry_after_max": 30.0, "concurrency": 1,
     "connect_delay_rate": 0.0, "ping_connect_rate": 0.0, "reject_counts_attempt": 0.0,
+    "aid_pending_only": 0.0,
 }
 
 _QUIET: dict[str, Any] = {

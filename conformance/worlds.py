@@ -233,6 +233,9 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         # A gateway give-back counting an attempt, as the contract says (session 32): jobs
         # given up sooner, which L1's oracle must judge; without it, more events to race over.
         "reject_counts_attempt": (1.0, 0.0),
+        # Gateway Aid refusing the gateway's jobs, as its contract says (session 32): an aid
+        # node's claim refused, then made through the gateway.
+        "aid_pending_only": (1.0, 0.0),
     }
     for key, values in levels.items():
         if key not in (fixed or {}):

@@ -964,7 +964,10 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
                 + term("hand_out.retry_after", kappa * min(sc.retry_after_max, _RETRY_AFTER_CAP_S)
                        if sc.throttle_rate > 0 else 0.0)
                 + term("hand_out.reply", lam))
-    attempt = (term("attempt.replies", 4 * lam)
+    # An aid node whose Aid refuses the gateway's jobs (``aid_pending_only``) waits for that
+    # refusal before its gateway claim: one reply more.
+    refusal = 1 if sc.aid_fraction > 0 and sc.aid_pending_only > 0 else 0
+    attempt = (term("attempt.replies", (4 + refusal) * lam)
                + term("attempt.settle", factor("attempt.drift", kappa) * settle))
     finish = term("finish.replies", 2 * lam)
     # The longest a request sent before the faults stopped can go unanswered: the gateway's

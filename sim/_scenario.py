@@ -159,6 +159,13 @@ class Scenario:
     #: up. Otherwise it lands when served.
     late_lost_write_rate: float = 0.0
     aid_fraction: float = 0.0
+    #: Whether (above 0) Gateway Aid's ``claim-job`` matches only jobs of its own lifecycle,
+    #: ``pending``, as the contract says (a 409 for any other); the world's jobs are all the
+    #: gateway's (``queued``), so an aid node's claim is refused and the protocol claims
+    #: through the gateway instead. 0: Aid claims any claimable job, as the world did before
+    #: session 32, and as the edge families keep (``NO_FEATURES``) so that the aid claim path
+    #: they search stays exercised; the general generator draws both.
+    aid_pending_only: float = 1.0
     aid_latency: float = 0.15
     #: Probability that a monitor or database read, or a database or aid write, hangs: no
     #: answer until its client gives up, after ``client_timeout`` (the monitor's and the
@@ -279,7 +286,7 @@ class Scenario:
                      "ping_loss_rate", "ping_drop_rate", "wake_on_requeue", "stall_rate",
                      "stuck_rate", "backoff", "push_rate", "batch_screen", "hang_rate",
                      "late_lost_write_rate", "throttle_rate", "connect_delay_rate",
-                     "ping_connect_rate", "reject_counts_attempt"):
+                     "ping_connect_rate", "reject_counts_attempt", "aid_pending_only"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")
         if self.assignment not in ("myjob", "getjob"):
@@ -392,9 +399,13 @@ class Scenario:
         if infra:
             paths.append(("an infrastructure node's database", "database", "database", 0.0,
                           False))
-        if min(with_monitor, without_aid) > 0:
+        # An aid node whose Aid refuses the gateway's jobs (``aid_pending_only``) claims them
+        # through the gateway; the lease counts from that claim's decision.
+        aid_claims = with_monitor > without_aid and self.aid_pending_only <= 0
+        if min(with_monitor, without_aid) > 0 or (
+                with_monitor > without_aid and not aid_claims):
             paths.append(("a gateway", "gateway", "monitor", self.monitor_lag, True))
-        if with_monitor > without_aid:
+        if aid_claims:
             paths.append(("an aid", "aid", "monitor", self.monitor_lag, False))
         found = []
         for whose, claim, confirm, lag, proof_read in paths:

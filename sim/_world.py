@@ -960,7 +960,11 @@ class World:
         if self._aid_down():
             return WriteAnswered(WriteOutcome.UNKNOWN, detail=_OUTAGE), delay
         job = self.jobs[job_id]
-        if not (job.status in CLAIMABLE_STATUSES and job.owner is None):
+        # The contract's filter is ``status: pending`` (Aid's own lifecycle); the world's jobs
+        # are the gateway's (``queued``), so with ``aid_pending_only`` every one is refused.
+        claimable = (job.status == "pending" if self.sc.aid_pending_only > 0
+                     else job.status in CLAIMABLE_STATUSES)
+        if not (claimable and job.owner is None):
             return WriteAnswered(WriteOutcome.REFUSED, detail="409 JOB_ALREADY_ASSIGNED"), delay
         self._assign(job, did, None)
         return OK, delay

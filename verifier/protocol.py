@@ -482,6 +482,9 @@ class OwnershipProtocol:
         self._given_back: bool | None = None
         self.outcome: Outcome | None = None
         self.claim_via: Tier = self._claim_tier()
+        #: The pre-claim read showed the job free in the gateway's lifecycle (``queued``), not
+        #: Gateway Aid's (``pending``): an aid claim refused then is claimed via the gateway.
+        self._gateway_job = False
         self._now = 0.0
         self._driver_now = 0.0  # the last time the driver passed (``_now`` may be clamped up)
         self._decisions: list[Decision] = []
@@ -760,6 +763,21 @@ class OwnershipProtocol:
                   via=self.claim_via, conditional=conditional)
         answer = yield Claim(self.claim_via, conditional=conditional)
         assert isinstance(answer, WriteAnswered)
+        if (answer.outcome is WriteOutcome.REFUSED and self.claim_via is Tier.AID
+                and self.tiers.has(Tier.GATEWAY) and self._gateway_job and not self._shutdown):
+            # Gateway Aid's claim-job matches only jobs of its own lifecycle (``pending``,
+            # docs/contract.md): a job the pre-claim read showed free in the gateway's
+            # (``queued``) is refused there whoever holds it, and claimed through the gateway
+            # instead. The refusal wrote nothing, so this is a first claim: the lease and the
+            # settle count from it, as for any gateway claim (session 32; without it an aid
+            # node never claimed a gateway job).
+            self.claim_via = Tier.GATEWAY
+            claim_decided = self._now
+            self._log("CLAIM", "info", f"Claiming job {self.job_id} via {self.claim_via} "
+                      "(Gateway Aid claims only its own pending jobs)",
+                      via=self.claim_via, conditional=True, detail=answer.detail)
+            answer = yield Claim(self.claim_via, conditional=True)
+            assert isinstance(answer, WriteAnswered)
         # The settle wait is measured from the claim's *answer*: a driver may send a request up
         # to P after the protocol decides it (a pause, a stalled loop, a pooled connection),
         # and only a reply proves that the request has left (docs/safety-model.md, "Settle").
@@ -810,6 +828,9 @@ class OwnershipProtocol:
             return Outcome(OutcomeKind.FAILED, "PRE_CLAIM_FAILED", answer.detail)
         assert isinstance(answer, Observed)
         job = answer.observation.job
+        # A free job in the gateway's lifecycle, which Gateway Aid's claim-job never matches.
+        self._gateway_job = (job is not None and not job.assigned_to
+                             and job.status in CLAIMABLE_STATUSES and job.status != "pending")
         availability = availability_of(job)
         if availability.available or normalize_did(availability.current_owner) == self.me:
             return None

@@ -39,7 +39,10 @@ BOB = EncoderIdentity.from_seed(b"b" * 32)
 QUIET = {"jobs": 3, "lie_rate": 0.0, "monitor_lag": 0.0, "monitor_lag_mean": 0.0,
          "monitor_error_rate": 0.0, "monitor_synthetic_rate": 0.0, "status_lie_rate": 0.0,
          "reply_loss_rate": 0.0, "late_write_rate": 0.0, "write_delay": 0.0,
-         "gateway_latency": 0.0, "monitor_latency": 0.0, "aid_latency": 0.0}
+         "gateway_latency": 0.0, "monitor_latency": 0.0, "aid_latency": 0.0,
+         # Gateway Aid claiming the world's (gateway) jobs, as before session 32: these tests
+         # drive its HTTP mechanics, not the contract's pending-only filter (tested apart).
+         "aid_pending_only": 0.0}
 
 
 async def _emulator(faults: HttpFaults | None = None, approved: Any = None,
@@ -205,6 +208,19 @@ async def test_the_client_reads_a_401_as_a_configuration_problem(emu: Emulator) 
 
 
 # --------------------------------------------------------------------------- aid
+
+
+@pytest.mark.asyncio
+async def test_aid_refuses_a_gateway_job_as_its_contract_says() -> None:
+    """``claim-job`` matches only Aid's own ``pending`` jobs: the world's are the gateway's."""
+    emulator = await _emulator(approved={ALICE.did}, aid_pending_only=1.0)
+    try:
+        async with GatewayAidClient(emulator.aid_url, ALICE.did) as alice:
+            with pytest.raises(ClaimRefused, match="409"):
+                await alice.claim("job-000000")
+        assert emulator.world.jobs["job-000000"].owner is None
+    finally:
+        await emulator.stop()
 
 
 @pytest.mark.asyncio

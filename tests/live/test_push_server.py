@@ -34,7 +34,10 @@ OTHER = "job-000001"
 QUIET = {"jobs": 3, "lie_rate": 0.0, "monitor_lag": 0.0, "monitor_lag_mean": 0.0,
          "monitor_error_rate": 0.0, "monitor_synthetic_rate": 0.0, "status_lie_rate": 0.0,
          "reply_loss_rate": 0.0, "late_write_rate": 0.0, "write_delay": 0.0,
-         "gateway_latency": 0.0, "monitor_latency": 0.0, "aid_latency": 0.0}
+         "gateway_latency": 0.0, "monitor_latency": 0.0, "aid_latency": 0.0,
+         # Gateway Aid claiming the world's (gateway) jobs, as before session 32: these tests
+         # drive its HTTP mechanics, not the contract's pending-only filter (tested apart).
+         "aid_pending_only": 0.0}
 TIMEOUT = 10.0
 
 

@@ -166,3 +166,16 @@ def test_a_double_hand_out_to_an_anonymous_poller_is_taken_up_by_its_next_accept
     assert answer.outcome is WriteOutcome.OK
     env.run(until=env.now + 3.0)
     assert world.jobs["j"].owner == BOB  # the last writer owns it: a double assignment
+
+
+def test_gateway_aid_claims_only_its_own_pending_jobs() -> None:
+    """The contract's ``claim-job`` matches ``status: pending`` and no ``assigned_to``: the
+    gateway's ``queued`` jobs are refused (409). The world claimed any claimable job until
+    session 32 (``aid_pending_only`` = 0 keeps that, for the edge families)."""
+    for pending_only, claimed in ((1.0, False), (0.0, True)):
+        world = _world(aid_pending_only=pending_only)
+        answer, _ = world.aid_claim(BOB, "c")  # a queued job of the gateway's
+        assert (answer.outcome is WriteOutcome.OK) is claimed, pending_only
+    world = _world()
+    world.jobs["d"].status = "pending"
+    assert world.aid_claim(BOB, "d")[0].outcome is WriteOutcome.OK

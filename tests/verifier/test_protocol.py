@@ -973,3 +973,45 @@ def test_a_gateway_ping_that_left_late_is_not_proven_by_a_read_before_it_could_l
     assert cancels and cancels[0] + PROOF.cancel_latency <= reassigned, (
         f"pings decided at {pings}, the third answered at {pings[2] + 3.5:.1f}; cancelled "
         f"at {cancels[:1]}, the gateway reassigned at {reassigned:.1f}")
+
+
+AID_NODE = TierSet(monitor=True, gateway=True, aid=True)
+
+
+def _aid_refusing(status: str) -> Responder:
+    """A world whose Gateway Aid refuses every claim (its claim-job matches only ``pending``
+    jobs: docs/contract.md) and whose pre-claim read shows the job free as ``status``."""
+    base = world()
+
+    def respond(action: Action, now: float) -> Answer:
+        if isinstance(action, Observe) and action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status=status)
+        if isinstance(action, Claim) and action.via is Tier.AID:
+            return WriteAnswered(WriteOutcome.REFUSED, detail="409 JOB_ALREADY_ASSIGNED")
+        return base(action, now)
+    return respond
+
+
+def test_an_aid_node_claims_a_gateway_job_through_the_gateway_once_aid_refuses_it():
+    """Gateway Aid's claim-job matches only its own ``pending`` jobs: a job the pre-claim read
+    shows free as ``queued`` is refused there, and claimed through the gateway, whose lease
+    and settle count from that claim (session 32: an aid node never claimed a gateway job)."""
+    outcome, trace, _ = run(HARDENED, AID_NODE, _aid_refusing("queued"))
+    claims = actions(trace, Claim)
+    assert [c.via for _, c in claims] == [Tier.AID, Tier.GATEWAY]
+    assert outcome.kind is OutcomeKind.PROCESSED
+    # Everything after the claim goes through the tier that holds it.
+    assert {a.via for _, a in actions(trace, Heartbeat)} == {Tier.GATEWAY}
+    assert {a.via for _, a in actions(trace, Finish)} == {Tier.GATEWAY}
+    # The settle counts from the gateway claim's answer: no deciding read before it ends.
+    second = claims[1][0]
+    verify = [t for t, a in actions(trace, Observe) if a.purpose == "verify"]
+    assert verify and min(verify) >= second + TIMING.settle_delay(TIMING.monitor_lag) - 1e-9
+
+
+def test_an_aid_refusal_of_an_aid_job_or_on_a_node_without_the_gateway_is_final():
+    for status, tiers in (("pending", AID_NODE),
+                          ("queued", TierSet(monitor=True, gateway=False, aid=True))):
+        outcome, trace, _ = run(HARDENED, tiers, _aid_refusing(status))
+        assert [c.via for _, c in actions(trace, Claim)] == [Tier.AID], (status, tiers)
+        assert outcome.code == "CLAIM_REFUSED"
