@@ -828,9 +828,11 @@ class OwnershipProtocol:
             return Outcome(OutcomeKind.FAILED, "PRE_CLAIM_FAILED", answer.detail)
         assert isinstance(answer, Observed)
         job = answer.observation.job
-        # A free job in the gateway's lifecycle, which Gateway Aid's claim-job never matches.
-        self._gateway_job = (job is not None and not job.assigned_to
-                             and job.status in CLAIMABLE_STATUSES and job.status != "pending")
+        # A job in the gateway's lifecycle, which Gateway Aid's claim-job never matches. Only a
+        # claim that goes ahead uses it: the read showed the job free, or ours (a lagging read
+        # after our own give-back, or an older assignment of ours: an adversarial review found
+        # aid nodes skipping such jobs that gateway-only nodes claimed, session 32).
+        self._gateway_job = job is not None and job.status != "pending"
         availability = availability_of(job)
         if availability.available or normalize_did(availability.current_owner) == self.me:
             return None

@@ -168,10 +168,17 @@ def test_latency_problems_follow_each_claim_path() -> None:
     assert [p.split(":")[0] for p in slow.latency_problems()] == ["database_latency=0.5"]
     assert "infrastructure node's database claim" in slow.latency_problems()[0]
     assert not slow.replace(infra_fraction=0.0).latency_problems()  # nobody claims that way
-    aid = base.replace(aid_fraction=1.0, aid_latency=0.5, monitor_latency=0.5)  # 1.5 + 0.75 x 2
+    aid = base.replace(aid_fraction=1.0, aid_latency=0.5, monitor_latency=0.5,  # 1.5 + 0.75 x 2
+                       aid_pending_only=0.0)  # Aid claims the gateway's jobs (before session 32)
     assert [p.split(":")[0] for p in aid.latency_problems()] == [
         "aid_latency=0.5, monitor_latency=0.5"]
     assert not aid.replace(aid_latency=0.3).latency_problems()  # 0.45 + 0.75 + 0.45 < 2
+    # Aid refusing them, as its contract says: an aid node claims through the gateway, and its
+    # path is the gateway's (the refusal comes before the claim's decision, the lease's base).
+    refused = aid.replace(aid_pending_only=1.0)
+    assert [p.split(":")[0] for p in refused.latency_problems()] == [
+        "gateway_latency=0, monitor_latency=0.5"]
+    assert "a gateway claim" in refused.latency_problems()[0]
     # Too long without any reply: TimingModel's problem alone (3G + ε + Δ + window + proof).
     tight = _fast_poll(confirm_timeout=3.0, gateway_latency=1.0, monitor_latency=1.0)
     assert tight.timing_model().problems() and not tight.latency_problems()

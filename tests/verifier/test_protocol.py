@@ -978,14 +978,15 @@ def test_a_gateway_ping_that_left_late_is_not_proven_by_a_read_before_it_could_l
 AID_NODE = TierSet(monitor=True, gateway=True, aid=True)
 
 
-def _aid_refusing(status: str) -> Responder:
+def _aid_refusing(status: str, owner: str | None = None) -> Responder:
     """A world whose Gateway Aid refuses every claim (its claim-job matches only ``pending``
-    jobs: docs/contract.md) and whose pre-claim read shows the job free as ``status``."""
+    jobs: docs/contract.md) and whose pre-claim read shows the job as ``status`` (free, or
+    held by ``owner``)."""
     base = world()
 
     def respond(action: Action, now: float) -> Answer:
         if isinstance(action, Observe) and action.purpose == "pre-claim":
-            return seen(action.tier, owner=None, status=status)
+            return seen(action.tier, owner=owner, status=status)
         if isinstance(action, Claim) and action.via is Tier.AID:
             return WriteAnswered(WriteOutcome.REFUSED, detail="409 JOB_ALREADY_ASSIGNED")
         return base(action, now)
@@ -996,6 +997,10 @@ def test_an_aid_node_claims_a_gateway_job_through_the_gateway_once_aid_refuses_i
     """Gateway Aid's claim-job matches only its own ``pending`` jobs: a job the pre-claim read
     shows free as ``queued`` is refused there, and claimed through the gateway, whose lease
     and settle count from that claim (session 32: an aid node never claimed a gateway job)."""
+    # A lagging read showing the job still ours (after our own give-back) goes ahead too.
+    stale, stale_trace, _ = run(HARDENED, AID_NODE, _aid_refusing("assigned", owner=ME))
+    assert [c.via for _, c in actions(stale_trace, Claim)] == [Tier.AID, Tier.GATEWAY]
+    assert stale.kind is OutcomeKind.PROCESSED
     outcome, trace, _ = run(HARDENED, AID_NODE, _aid_refusing("queued"))
     claims = actions(trace, Claim)
     assert [c.via for _, c in claims] == [Tier.AID, Tier.GATEWAY]
