@@ -482,15 +482,13 @@ class World:
         if job_id in self._in_queue:
             return
         self._in_queue.add(job_id)
-        queue = self.queue
-        if self.sc.assignment == "getjob" and queue:
-            created = self.jobs[job_id].created
-            if self.jobs[queue[-1]].created > created:
-                at = next(i for i, other in enumerate(queue)
-                          if self.jobs[other].created > created)
-                queue.insert(at, job_id)
-                return
-        queue.append(job_id)
+        if self.sc.assignment == "getjob":  # the queue stays in order of creation
+            jobs = self.jobs
+            self.queue.insert(bisect.bisect_right(self.queue, jobs[job_id].created,
+                                                  key=lambda other: jobs[other].created),
+                              job_id)
+        else:
+            self.queue.append(job_id)
 
     def observation(self, tier: Tier, job_id: str, state: tuple[str, str | None, str | None]
                     | None, *, token: bool = False) -> Observed:
@@ -570,10 +568,12 @@ class World:
         # taken up by the next accept of the job from anyone but its owner: until session 32
         # it was kept for "anonymous", whose accept never comes, so no getJob client of
         # ``sim serve`` ever met the lie (a review of the world against the contract).
-        lied_to = did if (did, job_id) in self._lying else ANONYMOUS if (
-            (ANONYMOUS, job_id) in self._lying and job.owner != did) else None
+        lied_to = did if (did, job_id) in self._lying else None
+        if lied_to is None and (ANONYMOUS, job_id) in self._lying and job.owner != did:
+            lied_to = ANONYMOUS
         lying = lied_to is not None
-        self._lying.discard((lied_to or did, job_id))
+        if lying:
+            self._lying.discard((lied_to, job_id))
         # An accept's draws are keyed by the job, its assignment, whether it is the double
         # hand-out's, and how many such accepts came before: the legitimate and the lying
         # accept of job j's k-th assignment land alike in every chain (CRN).
