@@ -12,6 +12,7 @@ Two kinds, both built on the shipped protocol rather than re-implementing it:
   a graceful shutdown that gives the job back before its work has stopped;
   :class:`ProgressFromOnePing`, the no-progress clock moved by one counted ping;
   :class:`ProgressWithoutStartMarker`, the two-value clock without its start marker (L1);
+  :class:`SettleFromAidRefusal`, the same on Gateway Aid's fallback to a gateway claim;
   :class:`NoSettleAfterConditionalClaim`, no settle wait after an atomic claim (the gateway's
   check-then-act accept overwrites it all the same); :class:`FallbackSettleWithoutLag`, the
   monitor's fallback read after a failed database read settled as the database's;
@@ -92,6 +93,7 @@ __all__ = [
     "RejectsAfterStandIn",
     "ReleaseBeforeStop",
     "RetryAfterUncapped",
+    "SettleFromAidRefusal",
     "SettleFromDecision",
     "ShortSettleAfterUnknownClaim",
     "ShutdownWithoutReask",
@@ -108,6 +110,26 @@ class SettleFromDecision(OwnershipProtocol):
     def handle(self, answer: Answer, now: float) -> Step:
         if isinstance(self._awaiting, Claim):
             now = self._driver_now  # the decision instant, as the old rule measured it
+        return super().handle(answer, now)
+
+
+class SettleFromAidRefusal(OwnershipProtocol):
+    """The old settle rule on the Gateway Aid fallback alone: on an aid node whose Aid refused a
+    gateway job, the gateway claim that follows is answered "as of" the refusal's answer (the
+    instant the protocol decided it), so the settle wait counts from there. A refusal wrote
+    nothing, so the shipped protocol counts the settle from the gateway claim's own answer:
+    the claim may leave up to P after its decision. (Session 32's mutant survived 700
+    targeted random worlds: a clock drifting ε fast narrows the gap to P − ε, and a competitor
+    woken when our write lands sends its own claim an aid round trip later, which left the
+    gap out of reach at depth 2 of an exploration with ε = 1 s. With ε = 0, one pause of P at
+    the fallback claim's send is the whole race: the ``aid`` frame, session 33.)
+    """
+
+    def handle(self, answer: Answer, now: float) -> Step:
+        awaiting = self._awaiting
+        if (isinstance(awaiting, Claim) and awaiting.via is Tier.GATEWAY
+                and self._claim_tier() is Tier.AID):
+            now = self._driver_now  # the refusal's answer: the fallback claim's decision
         return super().handle(answer, now)
 
 

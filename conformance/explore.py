@@ -56,7 +56,12 @@ from sim import History, RunResult, Scenario, Streams, run_once
 from verifier import Policy, builtin_chain_names
 from verifier.protocol import OwnershipProtocol
 
-from .canaries import MISBELIEFS, NoSettleAfterConditionalClaim, SettleFromDecision
+from .canaries import (
+    MISBELIEFS,
+    NoSettleAfterConditionalClaim,
+    SettleFromAidRefusal,
+    SettleFromDecision,
+)
 from .worlds import BASE, World, judge_race, save_counterexample
 
 __all__ = [
@@ -157,6 +162,17 @@ FRAMES: dict[str, Frame] = {f.name: f for f in [
           "settle after a database claim",
           {**_QUIET, "infra_fraction": 0.5, "lie_rate": 1.0, "late_write_rate": 1.0,
            "await_pause_rate": 0.5}),
+    Frame("aid", "community nodes with Gateway Aid (monitor + aid + gateway), whose Aid "
+          "claims only its own pending jobs, so every claim of a gateway job is refused there "
+          "and made through the gateway; every hand-out doubled, every write late, the "
+          "monitor's lag 0 or Δ, a pause of exactly P or none at every await point; clocks "
+          "without drift (ε = 0): the settle after the fallback claim",
+          # ε = 0: a clock running ε fast narrows a settle counted from the claim's decision
+          # to P − ε short, and the competitor, woken when our write lands, claims an aid
+          # round trip later: with ε = 1 s no schedule of depth 2 reached that gap (session 33).
+          {**_QUIET, "infra_fraction": 0.0, "aid_fraction": 1.0, "aid_pending_only": 1.0,
+           "lie_rate": 1.0, "late_write_rate": 1.0, "await_pause_rate": 0.5,
+           "clock_drift": 0.0}),
     Frame("database", "infrastructure nodes (database + monitor + gateway): a double "
           "hand-out or not, each database call failing (reply lost or request dropped) or "
           "not, pauses of P at await points",
@@ -307,7 +323,7 @@ class _State:
         parts: list[Any] = [site, self.env.now, self._digest.hexdigest()]
         stack = []
         while frame is not None and frame.f_code.co_filename != simpy.core.__file__:
-            stack.append((frame.f_code.co_qualname, frame.f_lasti, self._locals(frame)))
+            stack.append((frame.f_code.co_qualname, _where(frame), self._locals(frame)))
             frame = frame.f_back  # type: ignore[assignment]
         parts.append(stack)
         parts.append(self._walk(vars(self.world), 0, set()))
@@ -349,7 +365,7 @@ class _State:
             frame = obj.gi_frame
             if frame is None:
                 return "finished"
-            return ("gen", obj.gi_code.co_qualname, frame.f_lasti,
+            return ("gen", obj.gi_code.co_qualname, _where(frame),
                     walk({k: v for k, v in frame.f_locals.items() if k != "self"}, depth,
                          active), walk(obj.gi_yieldfrom, depth, active))
         if isinstance(obj, types.MethodType):
@@ -371,6 +387,27 @@ class _State:
         if state is not None:
             values += [(k, walk(v, depth, active)) for k, v in state.items()]
         return (type(obj).__name__, values)
+
+
+#: Each code object's source positions, by code unit (``co_positions``), for :func:`_where`.
+_POSITIONS: dict[types.CodeType, list[tuple[int | None, ...]]] = {}
+
+
+def _where(frame: types.FrameType) -> tuple[int | None, ...]:
+    """Where ``frame`` is, as the source span of its current instruction, not its offset.
+
+    The offset (``f_lasti``) of a frame that is calling depends on the interpreter's warm-up:
+    once Python 3.11 specialises a call, the frame reports its PRECALL, 4 bytes before the
+    CALL it reported while cold (SimPy's ``Process._resume`` at 94 cold, 90 warm). Hashed as
+    is, the same state had two fingerprints, so an exploration's count depended on what ran
+    before it in the process (the hardened chain in the ``aid`` frame: 1,961 schedules first,
+    1,952 the second time; session 33). Both instructions of one call carry the call
+    expression's span, and distinct calls have distinct spans."""
+    code = frame.f_code
+    positions = _POSITIONS.get(code)
+    if positions is None:
+        positions = _POSITIONS[code] = list(code.co_positions())
+    return positions[frame.f_lasti // 2]
 
 
 def _filled(cell: Any) -> bool:
@@ -400,10 +437,13 @@ class Subject:
 OLD_SETTLE_RULE = "settle-from-decision"
 #: No settle wait after an atomic claim (database or aid): :class:`NoSettleAfterConditionalClaim`.
 NO_SETTLE_AFTER_ATOMIC_CLAIM = "no-settle-after-atomic-claim"
+#: The old settle rule on Gateway Aid's fallback to a gateway claim: :class:`SettleFromAidRefusal`.
+AID_FALLBACK_SETTLE_RULE = "settle-from-aid-refusal"
 #: Canaries explored by name, besides the misbeliefs: the protocol class each name runs.
 CANARY_SUBJECTS: dict[str, type] = {
     OLD_SETTLE_RULE: SettleFromDecision,
     NO_SETTLE_AFTER_ATOMIC_CLAIM: NoSettleAfterConditionalClaim,
+    AID_FALLBACK_SETTLE_RULE: SettleFromAidRefusal,
 }
 
 
