@@ -93,8 +93,8 @@ class _Slot:
     ``concurrency`` above 1 the others are these, each attempt run by a SimPy process of its
     own, while pauses and crashes stay the node's (they stop every slot)."""
 
-    __slots__ = ("hint_wake", "hints", "push_job", "shutdown_told", "work", "work_fault_end",
-                 "work_job")
+    __slots__ = ("hint_at", "hint_wake", "hints", "push_job", "shutdown_told", "work",
+                 "work_fault_end", "work_job")
 
     def __init__(self) -> None:
         self.shutdown_told = False
@@ -102,6 +102,7 @@ class _Slot:
         self.work_job: str | None = None
         self.work_fault_end = -math.inf
         self.hints: list[Hinted] = []
+        self.hint_at = 0.0
         self.push_job: str | None = None
         self.hint_wake: simpy.Event | None = None
 
@@ -187,10 +188,12 @@ class Encoder:
         #: decided, on this encoder's clock). Kept only when the scenario has one.
         self.cache: StatusCache | None = (
             StatusCache() if scenario.status_cache_s > 0 else None)
-        #: The push channel, the pushes received and not yet handed to the protocol, and the
-        #: event that ends a wait when one arrives.
+        #: The push channel, the pushes received and not yet handed to the protocol (merged
+        #: into one, which arrived at ``hint_at``: the first of them), and the event that ends
+        #: a wait when one arrives.
         self.push = push
         self.hints: list[Hinted] = []
+        self.hint_at = 0.0
         self.push_job: str | None = None
         self.hint_wake: simpy.Event | None = None
         #: Batch screening of offered jobs (``batch_screen``): its answers fill the cache.
@@ -737,6 +740,8 @@ class Encoder:
             slot = self
         if job_id != slot.push_job:
             return
+        if not slot.hints:
+            slot.hint_at = self.env.now
         slot.hints[:] = [slot.hints[0].merged(hint, self.did) if slot.hints else hint]
         if slot.hint_wake is not None and not slot.hint_wake.triggered:
             slot.hint_wake.succeed()
@@ -919,6 +924,9 @@ class Encoder:
             yield from self.wait(latency, frozen=True)
             self.history.add(self.env.now, self.name, job_id, "stop", "ok", "cancelled")
         slot.work, slot.work_job = [], None
+        # Pushes received until the work stopped are dropped, as the guard's stop_work drops
+        # every queued event (they told of a job the protocol is already leaving).
+        slot.hints.clear()
         return WorkStopped()
 
     def _due_report(self, now: float, slot: Encoder | _Slot) -> Answer:
@@ -962,6 +970,12 @@ class Encoder:
             now = env.now
             work = slot.work
             if work and work[0][0] <= now:
+                if slot.hints and slot.hint_at < work[0][0]:
+                    # First come, first delivered, as the guard's queue does: a push that
+                    # arrived before the work's first due report (while the protocol was busy
+                    # with a request) is delivered first (until session 33 the reports always
+                    # went first, an order the production driver does not keep).
+                    return slot.hints.pop(0)
                 return self._due_report(now, slot)
             if now >= self.shutdown_at and not slot.shutdown_told:
                 # As the asyncio driver does: the request is an answer to the next wait.

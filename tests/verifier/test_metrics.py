@@ -9,6 +9,7 @@ import logging
 import select
 import socket
 import threading
+import time
 import urllib.request
 from typing import Any
 
@@ -185,6 +186,23 @@ def _closed_by_server(s: socket.socket) -> bool:
         return False
 
 
+def _closed_by_the_server(socks: list[socket.socket], *, at_least: int) -> int:
+    """How many of ``socks`` the server closed (EOF or a reset), waiting a generous 30 s in
+    all for ``at_least`` of them (the outcome is asserted, not how long it took)."""
+    closed: set[socket.socket] = set()
+    deadline = time.monotonic() + 30
+    while len(closed) < at_least and time.monotonic() < deadline:
+        ready, _, _ = select.select([s for s in socks if s not in closed], [], [], 0.5)
+        for s in ready:
+            try:
+                data = s.recv(1)
+            except ConnectionResetError:
+                data = b""  # a reset is a close too
+            if data == b"":
+                closed.add(s)
+    return len(closed)
+
+
 def test_idle_connections_cannot_use_up_the_encoders_threads():
     """prometheus_client's server started a thread per connection, with no timeout and no
     limit, in the encoder's process: 300 idle connections made 302 threads, and under a
@@ -197,9 +215,12 @@ def test_idle_connections_cannot_use_up_the_encoders_threads():
     try:
         threads_before = set(threading.enumerate())
         held = [socket.create_connection(("127.0.0.1", port)) for _ in range(44)]
-        # Accepted in order: each one past the 4th shed the oldest, so all but the last 4
-        # were closed by the server (the timeout, 60 s, closed none of them).
-        assert all(_closed_by_server(s) for s in held[:40])
+        # Past the 4th, each one shed the oldest still open or, while 8 threads were still
+        # ending, was itself closed at once: either way the server closed all but 4 (the
+        # timeout, 60 s, closed none of them). Which 4 stay open depends on how fast the
+        # shed threads end (the last 4 on an idle machine; not on a loaded one, where this
+        # asserted exactly that and failed, session 33).
+        assert _closed_by_the_server(held, at_least=40) >= 40
         # Never more than the 4 slots plus 4 shed connections' threads, still ending: the
         # server's own count, which its cap is enforced on. (The process's thread count
         # was asserted here until session 32, and a thread between giving its slot back and
