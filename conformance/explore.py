@@ -58,6 +58,7 @@ from verifier.protocol import OwnershipProtocol
 
 from .canaries import (
     MISBELIEFS,
+    FallbackSettleShort,
     NoSettleAfterConditionalClaim,
     SettleFromAidRefusal,
     SettleFromDecision,
@@ -168,11 +169,15 @@ FRAMES: dict[str, Frame] = {f.name: f for f in [
           "monitor's lag 0 or Δ, a pause of exactly P or none at every await point; clocks "
           "without drift (ε = 0): the settle after the fallback claim",
           # ε = 0: a clock running ε fast narrows a settle counted from the claim's decision
-          # to P − ε short, and the competitor, woken when our write lands, claims an aid
-          # round trip later: with ε = 1 s no schedule of depth 2 reached that gap (session 33).
+          # to P − ε short, which no schedule of depth 2 reached with ε = 1 s. Aid answers at
+          # once, as every tier of every frame: with its 0.225 s reply, the competitor woken
+          # when our write lands could not send its own claim exactly G later (a pause of P
+          # took it past the gateway's stale window), so a fallback settle up to 1.75 s short
+          # passed the frame (a reviewer's mutants, session 33); now any shortfall is caught
+          # with two pauses.
           {**_QUIET, "infra_fraction": 0.0, "aid_fraction": 1.0, "aid_pending_only": 1.0,
            "lie_rate": 1.0, "late_write_rate": 1.0, "await_pause_rate": 0.5,
-           "clock_drift": 0.0}),
+           "clock_drift": 0.0, "aid_latency": 0.0}),
     Frame("database", "infrastructure nodes (database + monitor + gateway): a double "
           "hand-out or not, each database call failing (reply lost or request dropped) or "
           "not, pauses of P at await points",
@@ -439,11 +444,14 @@ OLD_SETTLE_RULE = "settle-from-decision"
 NO_SETTLE_AFTER_ATOMIC_CLAIM = "no-settle-after-atomic-claim"
 #: The old settle rule on Gateway Aid's fallback to a gateway claim: :class:`SettleFromAidRefusal`.
 AID_FALLBACK_SETTLE_RULE = "settle-from-aid-refusal"
+#: ... and that settle a tenth of a second short: :class:`FallbackSettleShort`.
+AID_FALLBACK_SETTLE_SHORT = "fallback-settle-0.1-s-short"
 #: Canaries explored by name, besides the misbeliefs: the protocol class each name runs.
 CANARY_SUBJECTS: dict[str, type] = {
     OLD_SETTLE_RULE: SettleFromDecision,
     NO_SETTLE_AFTER_ATOMIC_CLAIM: NoSettleAfterConditionalClaim,
     AID_FALLBACK_SETTLE_RULE: SettleFromAidRefusal,
+    AID_FALLBACK_SETTLE_SHORT: FallbackSettleShort,
 }
 
 

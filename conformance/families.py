@@ -620,6 +620,25 @@ FAMILIES["false-loss"] = {
     "reassign_scan_interval": 0.0, "clock_drift": 0.0, "await_pause_rate": 0.0,
 }
 
+# Gateway Aid's fallback (a gateway job that Aid refuses, claimed through the gateway at once:
+# session 32) at the edges of other families than the settle's: the settle's ε term, the lease
+# at T, a push during the settle, a shutdown's give-back refused while the claim may still be
+# landing. Every family above pins aid off (``NO_FEATURES``), so a helper's mutants that
+# weakened only the fallback's ε, its lease base, its give-back window or its push handling
+# passed every suite (session 33); the shipped chain's edge run (``test_teeth.py``,
+# ``test_hardened_chain_holds_at_the_edges``) in these catches them.
+# Aid answers at once (as the exhaustive ``aid`` frame's does): with its 0.15 s reply, a
+# competitor that must be refused by Aid before its gateway claim could not reach the edges
+# these families pin (the settle-ε family's needs its accept exactly one pause after it wakes).
+# The give-back family has no pauses at await points; its variant has them, or a fallback
+# claim is answered at the instant it is decided and its give-back window cannot be told from
+# one counted from that decision.
+_AID_FALLBACK: dict[str, Any] = {"aid_fraction": 1.0, "aid_pending_only": 1.0,
+                                 "aid_latency": 0.0}
+for _base in ("settle-ε", "lease", "push", "give-back"):
+    FAMILIES[f"{_base}-aid-fallback"] = {**FAMILIES[_base], **_AID_FALLBACK}
+FAMILIES["give-back-aid-fallback"]["await_pause_rate"] = 0.3
+
 #: Families whose faults keep jobs from finishing on time, by design: in the lease family
 #: (and the cache family built on it) gateway pings never land until the faults stop (in the
 #: proof family half of them are lost), and in
@@ -631,4 +650,5 @@ NO_TIMELY_LIVENESS = frozenset({"lease", "progress", "cache", "backoff", "proof"
                                 "proof-connect", "stuck",
                                 "hang", "hang-database", "hang-aid", "progress-ε",
                                 "give-back", "late-finish", "late-finish-P", "connect",
-                                "give-back-late"})
+                                "give-back-late", "lease-aid-fallback",
+                                "give-back-aid-fallback"})
