@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from conformance.worlds import BASE
 from sim import run_once
 from sim._encoder import Encoder
@@ -36,25 +38,17 @@ def _answer(gen: Any) -> Any:
     raise AssertionError("the step waited: the test's state was not as intended")
 
 
-def test_a_push_that_came_before_a_due_report_is_delivered_first() -> None:
+@pytest.mark.parametrize(("push_ago", "report_ago"), [(2.0, 1.0), (1.0, 2.0)],
+                         ids=["push-first", "report-first"])
+def test_a_push_and_a_due_report_are_delivered_first_come_first_served(
+        push_ago: float, report_ago: float) -> None:
     encoder = _an_encoder()
     now = encoder.env.now
-    push = Hinted("did:key:other", "assigned")
-    encoder.hints, encoder.hint_at = [push], now - 2.0
-    encoder.work = [(now - 1.0, PhaseChanged("encode"))]
-    assert _answer(encoder._sleep(now * encoder.rate + 10.0, encoder)) == push
-    # ... and then the report, at the next wait
-    assert _answer(encoder._sleep(now * encoder.rate + 10.0, encoder)) == PhaseChanged("encode")
-
-
-def test_a_report_due_before_the_push_came_is_delivered_first() -> None:
-    encoder = _an_encoder()
-    now = encoder.env.now
-    push = Hinted("did:key:other", "assigned")
-    encoder.hints, encoder.hint_at = [push], now - 1.0
-    encoder.work = [(now - 2.0, PhaseChanged("encode"))]
-    assert _answer(encoder._sleep(now * encoder.rate + 10.0, encoder)) == PhaseChanged("encode")
-    assert _answer(encoder._sleep(now * encoder.rate + 10.0, encoder)) == push
+    push, report = Hinted("did:key:other", "assigned"), PhaseChanged("encode")
+    encoder.hints, encoder.hint_at = [push], now - push_ago
+    encoder.work = [(now - report_ago, report)]
+    order = [_answer(encoder._sleep(now * encoder.rate + 10.0, encoder)) for _ in range(2)]
+    assert order == ([push, report] if push_ago > report_ago else [report, push])
 
 
 def test_pushes_received_until_the_work_stopped_are_dropped() -> None:
