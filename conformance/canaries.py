@@ -120,27 +120,13 @@ class SettleFromAidRefusal(OwnershipProtocol):
     instant the protocol decided it), so the settle wait counts from there. A refusal wrote
     nothing, so the shipped protocol counts the settle from the gateway claim's own answer:
     the claim may leave up to P after its decision. (Session 32's mutant survived 700
-    targeted random worlds: a clock drifting ε fast narrows the gap to P − ε, and a competitor
-    woken when our write lands sends its own claim an aid round trip later, which left the
-    gap out of reach at depth 2 of an exploration with ε = 1 s. With ε = 0, one pause of P at
-    the fallback claim's send is the whole race: the ``aid`` frame, session 33.)
-    """
+    targeted random worlds: a clock drifting ε fast narrows the gap to P − ε. The explorer's
+    ``aid`` frame, without drift and with Aid answering at once, catches it with two pauses
+    of P, session 33.)"""
 
-    def handle(self, answer: Answer, now: float) -> Step:
-        awaiting = self._awaiting
-        if (isinstance(awaiting, Claim) and awaiting.via is Tier.GATEWAY
-                and self._claim_tier() is Tier.AID):
-            now = self._driver_now  # the refusal's answer: the fallback claim's decision
-        return super().handle(answer, now)
-
-
-class FallbackSettleShort(OwnershipProtocol):
-    """The Gateway Aid fallback's settle a tenth of a second short: counted from 0.1 s before
-    the gateway claim's answer (never before its decision). The explorer's ``aid`` frame must
-    reach the settle's exact edge on that path, not only a gap of P (a reviewer's mutants,
-    session 33: with Aid's replies taking 0.225 s there, a settle up to 1.75 s short passed)."""
-
-    short_s = 0.1
+    #: How long before its answer the fallback claim is handed to the protocol as answered
+    #: (never before it was decided): all of it here.
+    short_s = math.inf
 
     def handle(self, answer: Answer, now: float) -> Step:
         awaiting = self._awaiting
@@ -148,6 +134,15 @@ class FallbackSettleShort(OwnershipProtocol):
                 and self._claim_tier() is Tier.AID):
             now = max(self._driver_now, now - self.short_s)
         return super().handle(answer, now)
+
+
+class FallbackSettleShort(SettleFromAidRefusal):
+    """The Gateway Aid fallback's settle a tenth of a second short: counted from 0.1 s before
+    the gateway claim's answer. The explorer's ``aid`` frame must reach the settle's exact edge
+    on that path, not only a gap of P (a reviewer's mutants, session 33: with Aid's replies
+    taking 0.225 s there, a settle up to 1.75 s short passed)."""
+
+    short_s = 0.1
 
 
 class NoSettleAfterConditionalClaim(OwnershipProtocol):
