@@ -262,8 +262,8 @@ FAMILIES["settle-G"] = {**FAMILIES["settle"], **_SETTLE_TIMING, "clock_drift": 0
 # worlds missed it (session 32); here 1 to 3 of 20 searches of 300 examples find it (session
 # 33: too rare for a rate gate), and the exhaustive ``aid`` frame finds it with two pauses
 # (conformance/test_explore.py). The shipped chain's edge run here catches a fallback settle
-# 0.1 s short (a reviewer's mutant, session 33). The race suites draw from this family too, so the shipped
-# chain meets the fallback's edge.
+# 0.1 s short (a reviewer's mutant, session 33). The race suites draw from this family too,
+# so the shipped chain meets the fallback's edge.
 FAMILIES["settle-aid-fallback"] = {
     **FAMILIES["settle"], **_SETTLE_TIMING, "clock_drift": 0.0, "aid_fraction": 1.0,
     "aid_pending_only": 1.0, "poll_interval": 0.3,
