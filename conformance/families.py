@@ -397,7 +397,7 @@ FAMILIES["restart-liveness"] = {
 # about three in five of those with two or three jobs; the true bound in none.
 FAMILIES["fast-poll"] = {
     **FAMILIES["liveness"], "stall_rate": 0.0, "encoders": 1, "edge_rate": 0.9,
-    **_SETTLE_TIMING, "poll_interval": 0.3, "gateway_latency": 0.0, "monitor_latency": 0.0,
+    **_SETTLE_TIMING, "poll_interval": 1.0, "gateway_latency": 0.0, "monitor_latency": 0.0,
 }
 # The fast-poll family with one job and crashes (120 an hour) until the faults stop 60 s in,
 # each taking the node down for 90 s, longer than the gateway's reassignment (G + T + S =
