@@ -13,6 +13,7 @@ Two kinds, both built on the shipped protocol rather than re-implementing it:
   :class:`ProgressFromOnePing`, the no-progress clock moved by one counted ping;
   :class:`ProgressWithoutStartMarker`, the two-value clock without its start marker (L1);
   :class:`SettleFromAidRefusal`, the same on Gateway Aid's fallback to a gateway claim;
+  :class:`FallbackSettleWithoutDrift`, that fallback's settle without its ε term;
   :class:`NoSettleAfterConditionalClaim`, no settle wait after an atomic claim (the gateway's
   check-then-act accept overwrites it all the same); :class:`FallbackSettleWithoutLag`, the
   monitor's fallback read after a failed database read settled as the database's;
@@ -76,6 +77,7 @@ __all__ = [
     "DawdlesBriefly",
     "FailsAfterStandIn",
     "FallbackSettleShort",
+    "FallbackSettleWithoutDrift",
     "FallbackSettleWithoutLag",
     "FinishPastLease",
     "FinishWithoutSendBy",
@@ -143,6 +145,20 @@ class FallbackSettleShort(SettleFromAidRefusal):
     taking 0.225 s there, a settle up to 1.75 s short passed)."""
 
     short_s = 0.1
+
+
+class FallbackSettleWithoutDrift(OwnershipProtocol):
+    """The Gateway Aid fallback's settle without its ε term: on an aid node whose Aid refused
+    a gateway job, the deciding read after the gateway claim waits 3G + lag from that claim's
+    answer, not 3G + ε + lag (every other settle as shipped). An encoder whose clock runs ε
+    fast measures the wait short by the drift over it, and nothing else is left to cover it.
+    Only the random ``settle-ε-aid-fallback`` family caught it until the ``aid-ε`` frame."""
+
+    def _verify(self, claim_answered: float, lease_end: float
+                ) -> Generator[Action, Answer, Outcome | None]:
+        if self.claim_via is Tier.GATEWAY and self._claim_tier() is Tier.AID:
+            claim_answered -= self.policy.timing.clock_drift
+        return (yield from super()._verify(claim_answered, lease_end))
 
 
 class NoSettleAfterConditionalClaim(OwnershipProtocol):

@@ -59,6 +59,7 @@ from verifier.protocol import OwnershipProtocol
 from .canaries import (
     MISBELIEFS,
     FallbackSettleShort,
+    FallbackSettleWithoutDrift,
     NoSettleAfterConditionalClaim,
     SettleFromAidRefusal,
     SettleFromDecision,
@@ -168,16 +169,32 @@ FRAMES: dict[str, Frame] = {f.name: f for f in [
           "and made through the gateway; every hand-out doubled, every write late, the "
           "monitor's lag 0 or Δ, a pause of exactly P or none at every await point; clocks "
           "without drift (ε = 0): the settle after the fallback claim",
-          # ε = 0: a clock running ε fast narrows a settle counted from the claim's decision
-          # to P − ε short, which no schedule of depth 2 reached with ε = 1 s. Aid answers at
-          # once, as every tier of every frame: with its 0.225 s reply, the competitor woken
-          # when our write lands could not send its own claim exactly G later (a pause of P
-          # took it past the gateway's stale window), so a fallback settle up to 1.75 s short
-          # passed the frame (a reviewer's mutants, session 33); now any shortfall is caught
-          # with two pauses.
+          # ε = 0: where clocks drift (``aid-ε``, for the ε term itself), the ε term leaves a
+          # settle 0.1 s short 0.8 s to spare, so only a driftless frame reaches the settle's
+          # exact edge. (Session 33 chose ε = 0 for the settle counted from Aid's refusal,
+          # which ``aid-ε`` catches too now that Aid answers at once, session 34.) Aid answers
+          # at once, as every tier of every frame: with its 0.225 s reply, the competitor
+          # woken when our write lands could not send its own claim exactly G later (a pause
+          # of P took it past the gateway's stale window), so a fallback settle up to 1.75 s
+          # short passed the frame (a reviewer's mutants, session 33); now any shortfall is
+          # caught with two pauses.
           {**_QUIET, "infra_fraction": 0.0, "aid_fraction": 1.0, "aid_pending_only": 1.0,
            "lie_rate": 1.0, "late_write_rate": 1.0, "await_pause_rate": 0.5,
            "clock_drift": 0.0, "aid_latency": 0.0}),
+    Frame("aid-ε", "the aid frame with drifting clocks (ε = 1 s: each encoder's clock ε fast "
+          "over T, ε slow at the bottom): the settle after the fallback claim, at its ε "
+          "term's edge",
+          # ``aid`` has ε = 0, so there a fallback settle without its ε term is the shipped
+          # one, and only the random settle-ε-aid-fallback family caught it (session 34).
+          # Here every clock runs ε fast by default, and one pause of P (= G) of the
+          # competitor, woken when our write lands, sends its claim exactly G after that
+          # landing: its stale accept lands 3G after our claim, and a deciding read 3G + Δ
+          # after it on our clock is ε·(3G + Δ)/T short (0.18 s), what the ε term covers.
+          # A settle 0.1 s short is not caught here (the ε term leaves 0.8 s to spare):
+          # ``aid`` keeps that edge.
+          {**_QUIET, "infra_fraction": 0.0, "aid_fraction": 1.0, "aid_pending_only": 1.0,
+           "lie_rate": 1.0, "late_write_rate": 1.0, "await_pause_rate": 0.5,
+           "clock_drift": 1.0, "aid_latency": 0.0}),
     Frame("database", "infrastructure nodes (database + monitor + gateway): a double "
           "hand-out or not, each database call failing (reply lost or request dropped) or "
           "not, pauses of P at await points",
@@ -446,12 +463,15 @@ NO_SETTLE_AFTER_ATOMIC_CLAIM = "no-settle-after-atomic-claim"
 AID_FALLBACK_SETTLE_RULE = "settle-from-aid-refusal"
 #: ... and that settle a tenth of a second short: :class:`FallbackSettleShort`.
 AID_FALLBACK_SETTLE_SHORT = "fallback-settle-0.1-s-short"
+#: ... and that settle without its ε term: :class:`FallbackSettleWithoutDrift`.
+AID_FALLBACK_SETTLE_WITHOUT_DRIFT = "fallback-settle-without-ε"
 #: Canaries explored by name, besides the misbeliefs: the protocol class each name runs.
 CANARY_SUBJECTS: dict[str, type] = {
     OLD_SETTLE_RULE: SettleFromDecision,
     NO_SETTLE_AFTER_ATOMIC_CLAIM: NoSettleAfterConditionalClaim,
     AID_FALLBACK_SETTLE_RULE: SettleFromAidRefusal,
     AID_FALLBACK_SETTLE_SHORT: FallbackSettleShort,
+    AID_FALLBACK_SETTLE_WITHOUT_DRIFT: FallbackSettleWithoutDrift,
 }
 
 

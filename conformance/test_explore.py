@@ -4,7 +4,8 @@ Every schedule of every frame of :data:`conformance.explore.FRAMES` up to :data:
 deviations: the hardened chain keeps S1, S2, S3 and the lease in all of them, and the
 documented chain, the settle, tier-precedence, cancel and lease ablations and the old settle
 rule (the proof issue's finding 1: a pause between a decision and its send), on its own on
-Gateway Aid's fallback to a gateway claim too, are each caught,
+Gateway Aid's fallback to a gateway claim too (and that fallback's settle without its ε term),
+are each caught,
 with a minimal schedule that replays; so are a term of each formula, the no-progress clock
 believed longer, and a finish without its fence (by S3 alone). The larger scopes are
 ``python -m conformance explore`` (README, "Exhaustive exploration").
@@ -20,6 +21,7 @@ from conformance.__main__ import main
 from conformance.explore import (
     AID_FALLBACK_SETTLE_RULE,
     AID_FALLBACK_SETTLE_SHORT,
+    AID_FALLBACK_SETTLE_WITHOUT_DRIFT,
     EDGE,
     FRAMES,
     NO_SETTLE_AFTER_ATOMIC_CLAIM,
@@ -33,7 +35,7 @@ from conformance.worlds import World, race
 
 #: Deviations per schedule in CI, per frame (every frame's hardened exploration is complete).
 CI_DEPTH = {"handout": 2, "settle": 2, "tiers": 2, "lease": 1, "database": 2, "progress": 1,
-            "mixed": 2, "aid": 2}
+            "mixed": 2, "aid": 2, "aid-ε": 2}
 
 #: What must be caught in CI: (subject, frame, most deviations its minimal schedule may need).
 CAUGHT = [
@@ -52,6 +54,9 @@ CAUGHT = [
     # frame reaches that settle's exact edge, so a tenth of a second short is caught too
     (AID_FALLBACK_SETTLE_RULE, "aid", 2),
     (AID_FALLBACK_SETTLE_SHORT, "aid", 2),
+    # that settle without its ε term: the same as shipped where ε = 0 (``aid``), so only a
+    # random family caught it (session 34); with clocks ε fast, one pause of the competitor
+    (AID_FALLBACK_SETTLE_WITHOUT_DRIFT, "aid-ε", 1),
     # a term of each formula, and the no-progress clock
     ("settle-without-ε", "handout", 1),
     ("lease-without-C", "lease", 1),
