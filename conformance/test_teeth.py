@@ -432,6 +432,15 @@ def test_l1_bound_catches_a_chain_that_is_slow_but_completes() -> None:
     assert "after the deadline" in found[-1].checks["L1"].examples[0]
 
 
+#: Edge families whose run is capped below a CI-sized profile's budget (``ci``: 400), for CI's
+#: time, with the evidence that the cap keeps their teeth. ``give-back-aid-fallback`` is the
+#: most expensive family (its worlds run give-back retries of three encoders; 400 examples
+#: took 100-140 s of a 10-minute CI), and the shipped protocol's mutant only it catches (the
+#: give-back window counted from the fallback claim's decision) fails it within 2-22 s in 10
+#: of 10 seeds at 150 examples (session 34). Profiles larger than ``ci`` are not capped.
+EDGE_CAPS: dict[str, int] = {"give-back-aid-fallback": 150}
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_hardened_chain_holds_at_the_edges(family: str, protocol: Any) -> None:
     """The hardened chain, told the world's true timing model, keeps S1-S3 and the lease in
@@ -449,4 +458,7 @@ def test_hardened_chain_holds_at_the_edges(family: str, protocol: Any) -> None:
         aim(result)
         assert not result.violated(*properties), result.explain(*properties)
 
+    budget = settings.default.max_examples
+    if family in EDGE_CAPS and budget <= settings.get_profile("ci").max_examples:
+        check = settings(max_examples=min(budget, EDGE_CAPS[family]))(check)
     check()
