@@ -648,9 +648,12 @@ class World:
         return OK, delay  # answered OK to non-owners too
 
     def _ping_landed(self, job: Job, did: str, progress: Progress | None) -> None:
+        """A gateway ping that counts: ``last_pinged`` and the progress; the job becomes
+        ``running`` on the first ping with progress above 1 (the contract's lifecycle: a ping
+        during the download, at 0, leaves it ``assigned``)."""
         if job.owner == did and job.status in PROCESSABLE_STATUSES:
             self._pinged(job, progress)
-            if job.status == "assigned":
+            if job.status == "assigned" and progress is not None and progress[0] > 1:
                 self._write(job, status="running", owner=did, token=job.token)
 
     def gw_finish(self, did: str, job_id: str) -> tuple[WriteAnswered, float]:

@@ -179,3 +179,22 @@ def test_gateway_aid_claims_only_its_own_pending_jobs() -> None:
     world = _world()
     world.jobs["d"].status = "pending"
     assert world.aid_claim(BOB, "d")[0].outcome is WriteOutcome.OK
+
+
+def test_a_gateway_job_runs_from_its_first_ping_with_progress_above_1() -> None:
+    """The contract's lifecycle: ``assigned`` → ``running`` on the first ping with progress
+    > 1. The world set ``running`` on the owner's first ping, a download's at 0% included
+    (noticed in session 32, fixed in session 34). A database heartbeat still sets it at once,
+    as the deployed encoder's "ensure running" does."""
+    world = _world(late_write_rate=0.0, ping_loss_rate=0.0, ping_drop_rate=0.0,
+                   reply_loss_rate=0.0)
+    world.gw_accept(BOB, "c")
+    world.env.run(until=world.env.now + 10.0)  # the accept's write lands
+    job = world.jobs["c"]
+    assert (job.owner, job.status) == (BOB, "assigned")
+    for progress, status in (((0.0, 40.0), "assigned"), ((1.0, 100.0), "assigned"),
+                             ((1.5, 100.0), "running"), ((3.0, 100.0), "running")):
+        world.gw_ping(BOB, "c", progress)
+        assert job.status == status, progress
+    world.gw_ping(ALICE, "c", (50.0, 100.0))  # not the owner's ping: changes nothing
+    assert job.owner == BOB
