@@ -434,6 +434,10 @@ async def _serve_encoder(command: list[str], args: argparse.Namespace, emulator:
     env.update(MONGODB_VERIFICATION_ENABLED="false", MONGODB_URI="")
     if args.metrics_port is not None:
         env["VERIFIER_METRICS_PORT"] = str(args.metrics_port)
+        # Loopback, as said below and in --help: an address left in the environment or the
+        # directory's .env (0.0.0.0 from a production block) served on every interface, and
+        # the URL printed was not the one served (review).
+        env["VERIFIER_METRICS_ADDR"] = "127.0.0.1"
         out.write(f"# encoder metrics: http://127.0.0.1:{args.metrics_port}/metrics\n")
         out.flush()
     if not env.get("ENCODER_PRIVATE_KEY"):

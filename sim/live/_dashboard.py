@@ -188,6 +188,10 @@ def render_dashboard(report: Mapping[str, Any]) -> str:
     title = f"Live run: verification by tier (scenario {name})"
     subtitle = f"rerun: {report.get('rerun') or ''}"
     values = {"__TITLE__": html.escape(title), "__SUBTITLE__": html.escape(subtitle),
-              "__DATA__": data.replace("</", "<\\/")}
+              # Every "<" escaped, not only "</": "<!--<script>" in a value put the parser in
+              # the script's double-escaped state, the page's own </script> closed nothing,
+              # and the page drew nothing (review). JSON.parse reads \u003c back as "<".
+              "__DATA__": data.replace("<", "\\u003c").replace(">", "\\u003e")
+                              .replace("&", "\\u0026")}
     # One pass: a value that happens to contain a placeholder is not substituted again.
     return re.sub("__TITLE__|__SUBTITLE__|__DATA__", lambda m: values[m.group(0)], _PAGE)

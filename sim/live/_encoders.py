@@ -169,19 +169,26 @@ class RecordingTier:
     """
 
     def __init__(self, client: Any, site: Site, name: str,
-                 latencies: list[tuple[str, float]]) -> None:
+                 latencies: list[tuple[str, float]],
+                 purpose: Callable[[str], str] | None = None) -> None:
         self.client = client
         self.tier: Tier = client.tier
         self._site = site
         self._name = name
         self._latencies = latencies
+        #: The purpose of the read being sent for a job (``pre-claim``, ``verify``,
+        #: ``recheck``), recorded with its ``invoke``: the dashboard leaves the pre-claim
+        #: checks out, as ``verifier_verifications_total`` does. Without it every read was
+        #: recorded as ``verify`` and the page counted the pre-claim checks (review).
+        self.purpose = purpose
         self.job_id = ""
 
     def _add(self, job: str, op: str, phase: str, value: Any) -> None:
         self._site.history.add(self._site.now(), self._name, job, op, phase, value)
 
     async def observe(self, job_id: str) -> Any:
-        self._add(job_id, "verify", "invoke", (self.tier, "verify"))
+        purpose = self.purpose(job_id) if self.purpose is not None else "verify"
+        self._add(job_id, "verify", "invoke", (self.tier, purpose))
         start = time.perf_counter()
         try:
             seen = await self.client.observe(job_id)
@@ -324,6 +331,18 @@ class LiveEncoder:
         self.logger = logging.getLogger("sim.live.guard") if options.verbose else _QUIET
         self.guard = OwnershipGuard(did=self.did, clients=wrapped, policy=site.policy,
                                     logger=self.logger, metrics=site.metrics, push=self.push)
+        for tier in wrapped:
+            tier.purpose = self._read_purpose
+
+    def _read_purpose(self, job_id: str) -> str:
+        """The purpose of the read the guard is sending for ``job_id``: that of the
+        :class:`~verifier.protocol.Observe` its run's protocol awaits the answer to. The
+        driver keeps it to itself (the metrics are counted from it), so it is looked up
+        there; ``verify`` if the run is not found."""
+        for run in self.guard._runs:
+            if run.job_id == job_id:
+                return str(getattr(run.protocol._awaiting, "purpose", "verify"))
+        return "verify"
 
     async def aclose(self) -> None:
         if self.push is not None:

@@ -243,6 +243,19 @@ def test_a_production_dotenv_in_the_directory_does_not_switch_the_database_on(
     assert "# served: 1 of 1 jobs done" in done.stdout, done.stderr[-3000:]
     assert "MONGODB_VERIFICATION_ENABLED=false" in done.stderr
 
+def test_the_served_encoders_metrics_stay_on_loopback_whatever_the_environment() -> None:
+    """``--metrics-port`` says 127.0.0.1:PORT; a VERIFIER_METRICS_ADDR=0.0.0.0 exported (or in
+    the directory's .env) reached the encoder, which then served on every interface."""
+    env = {**os.environ, "VERIFIER_METRICS_ADDR": "0.0.0.0"}  # noqa: S104 (the point)
+    done = subprocess.run(
+        [sys.executable, "-m", "sim", "serve", "--jobs", "1", "--duration", "5",
+         "--metrics-port", "19464", "--", "sh", "-c",
+         'echo "addr=$VERIFIER_METRICS_ADDR port=$VERIFIER_METRICS_PORT"'],
+        capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert "# encoder metrics: http://127.0.0.1:19464/metrics" in done.stdout, done.stderr
+    assert "addr=127.0.0.1 port=19464" in done.stdout, done.stdout
+
+
 def test_serve_refuses_a_negative_seed_as_run_and_replay_do() -> None:
     done = _serve_encoder([".venv/bin/python", "-m", "sim", "serve", "--seed", "-1",
                            "--duration", "0"])

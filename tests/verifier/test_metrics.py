@@ -575,3 +575,37 @@ async def test_an_operation_the_tier_lacks_is_not_counted_as_a_request():
         assert v("verifier_tier_requests_total", tier="gateway", op="release",
                  result=result) == 0
     assert v("verifier_tier_request_seconds_count", tier="gateway", op="release") == 0
+
+
+def test_every_outcome_a_job_can_end_with_has_a_series_from_the_start():
+    """``verifier_jobs_total`` had series at 0 for FINISHED and GUARD_ERROR only: every other
+    (outcome, code) was born at its first job, which increase() and rate() then missed. After
+    a restart the VerifierConflictsFrequent ratio lost the first job of each skip code from
+    its denominator and fired at 33% for conflicts that were 25% of the jobs (review, checked
+    with promtool). Every outcome the protocol can end with is found in its source here."""
+    import re
+    from pathlib import Path
+
+    import verifier.protocol
+    from verifier._metrics import CANCELLATION_CODES, JOB_OUTCOMES
+
+    source = Path(verifier.protocol.__file__).read_text(encoding="utf-8")
+    literal = {(kind.lower(), code) for kind, code in re.findall(
+        r'Outcome\(OutcomeKind\.([A-Z]+),\s*"([A-Z_]+)"', source)}
+    lost = {("cancelled", code) for code in re.findall(r'_on_loss\(\s*"([A-Z_]+)"', source)}
+    assert literal and lost
+    dynamic = {("skipped", "PRE_CLAIM_CONFLICT"), ("skipped", "NOT_AVAILABLE"),  # pre-claim
+               ("skipped", "MONITOR_THEFT_DETECTED"), ("skipped", "OWNERSHIP_CONFLICT"),
+               ("cancelled", "MONITOR_THEFT_DETECTED"), ("cancelled", "OWNERSHIP_LOST"),
+               *((kind, code) for kind in ("skipped", "cancelled")
+                 for code in ("SHUTDOWN", "SHUTDOWN_HELD")),
+               ("skipped", "ALREADY_RUNNING"), ("failed", "GUARD_ERROR")}  # guard, loop
+    assert literal | lost | dynamic <= JOB_OUTCOMES
+    assert {code for kind, code in JOB_OUTCOMES if kind == "cancelled"} <= CANCELLATION_CODES
+    metrics = GuardMetrics()
+    for outcome, code in JOB_OUTCOMES:
+        assert metrics.registry.get_sample_value(
+            "verifier_jobs_total", {"outcome": outcome, "code": code}) == 0.0, (outcome, code)
+    for code in CANCELLATION_CODES:
+        assert metrics.registry.get_sample_value(
+            "verifier_work_cancelled_total", {"code": code}) == 0.0, code
