@@ -322,6 +322,13 @@ def _label(frame: types.FrameType) -> str:
 
 _OPAQUE = (simpy.Environment, random.Random, History, Policy, Scenario, type, types.ModuleType,
            types.BuiltinFunctionType)
+#: How deep the walk goes from each root (a frame's locals, the world, an encoder, an event of
+#: the queue): an object found deeper is named by its type only, so nothing a state holds may
+#: lie deeper (``conformance/test_explore_stack.py`` checks it: the deepest is 17). It was 8
+#: until session 34: an encoder's protocol generators, walked from the encoder while the other
+#: encoder or the world drew, lost their locals (a gateway ping's answer instant among them),
+#: and two states of the ``aid`` frame got one fingerprint.
+_MAX_DEPTH = 32
 
 
 class _State:
@@ -367,7 +374,7 @@ class _State:
         key = id(obj)
         if key in self._names:
             return self._names[key]
-        if isinstance(obj, _OPAQUE) or depth > 8 or key in active:
+        if isinstance(obj, _OPAQUE) or depth > _MAX_DEPTH or key in active:
             return type(obj).__name__
         active.add(key)
         try:

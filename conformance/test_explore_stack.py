@@ -14,6 +14,13 @@ handed the drawing frame), and asks :mod:`conformance.valuestack` what lies on e
 stack below the operands of its instruction in flight. Every such site must be in
 :data:`AUDITED`, with why it cannot cause a false merge; a new one fails the test until it
 is audited (or the value is hoisted into a local, which the fingerprint hashes).
+
+The same explorations (run once, by a module fixture) check the walk's two other shortcuts
+(:mod:`conformance.walkaudit`): each frame's ``self``, left out of its locals, must be walked
+by value elsewhere in the same fingerprint (or be the world, an encoder or a constant of the
+run), and each object the walk cuts off (deeper than ``explore._MAX_DEPTH``, or a cycle) must
+be walked by value elsewhere in it too; what is neither must be in :data:`SELVES` or
+:data:`CUT_OFFS`, by type, with why it cannot cause a false merge.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from __future__ import annotations
 import sys
 import time
 import types
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -28,6 +37,7 @@ import pytest
 import conformance.explore as explore_module
 from conformance.explore import FRAMES, explore
 from conformance.valuestack import SUPPORTED, hidden_sites, hidden_state
+from conformance.walkaudit import PART, WalkAudit
 
 pytestmark = pytest.mark.skipif(
     not SUPPORTED, reason="the value-stack analysis reads CPython 3.11 bytecode (PRECALL/CALL, "
@@ -154,6 +164,37 @@ AUDITED: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
+#: Frame ``self`` objects the fingerprint leaves out and the walk does not reach by value
+#: elsewhere (or only in part), by type: (what became of it, why no false merge).
+SELVES: dict[str, tuple[str, str]] = {
+    "simpy.events.Process": (
+        PART,
+        "the self of Process._resume, the bottom frame of every hashed stack, reached (an "
+        "encoder's `process`, or a queued event's callbacks) by the walk's SimPy-event branch, "
+        "which hashes its generator and callbacks but not its `env` (the run's one "
+        "environment) nor its `_target`, which while _resume runs is the event it resumes "
+        "from: that frame's own local `event`, hashed; a live process has no `_ok` yet"),
+}
+
+#: Objects the walk cuts off (deeper than ``explore._MAX_DEPTH``, or a cycle) and reaches by
+#: value nowhere else in the fingerprint, by type: (what became of it, why no false merge).
+#: None: every cycle's object is walked on the path above it, and since ``_MAX_DEPTH`` is 32
+#: (it was 8: the protocol's nested generators' locals, hashed from the other encoder's draws
+#: or the world's, were cut off and a ping's answer time with them, which merged two states
+#: of the ``aid`` frame; session 34) no object of these explorations is deeper than 17.
+CUT_OFFS: dict[str, tuple[str, str]] = {}
+
+
+@dataclass
+class Explored:
+    """What the explorations of :data:`EXPLORATIONS` hashed: every frame position (code,
+    f_lasti, drawing) and the walk's audit."""
+
+    points: set[tuple[types.CodeType, int, bool]]
+    walk: WalkAudit
+    seconds: float
+
+
 def _recording(monkeypatch: pytest.MonkeyPatch) -> set[tuple[types.CodeType, int, bool]]:
     """Every frame position hashed by the next explorations: (code, f_lasti, drawing)."""
     points: set[tuple[types.CodeType, int, bool]] = set()
@@ -172,16 +213,29 @@ def _recording(monkeypatch: pytest.MonkeyPatch) -> set[tuple[types.CodeType, int
     return points
 
 
-def test_every_value_hidden_on_a_hashed_frames_stack_is_audited(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def _explore(explorations: list[tuple[str, str, int]], walk: WalkAudit,
+             monkeypatch: pytest.MonkeyPatch) -> Explored:
     points = _recording(monkeypatch)
+    walk.install(monkeypatch)
     started = time.perf_counter()
-    for frame, who, depth in EXPLORATIONS:
+    for frame, who, depth in explorations:
         report = explore(FRAMES[frame], who, depth=depth, stop_at_first=False)
         assert report.complete and report.states > 10, (frame, who, depth)
+    return Explored(points, walk, time.perf_counter() - started)
+
+
+@pytest.fixture(scope="module")
+def explored() -> Iterator[Explored]:
+    """The explorations, run once for both checks (the recording changes no fingerprint)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield _explore(EXPLORATIONS, WalkAudit(SELVES, CUT_OFFS), monkeypatch)
+
+
+def test_every_value_hidden_on_a_hashed_frames_stack_is_audited(explored: Explored) -> None:
+    points = explored.points
     sites = hidden_sites(points)
     print(f"{len(points)} frame positions hashed, {len(sites)} with hidden values, "
-          f"{time.perf_counter() - started:.1f}s")
+          f"{explored.seconds:.1f}s")
     unaudited = [s for key, s in sorted(sites.items())
                  if key not in AUDITED or AUDITED[key][0] != s.hidden]
     gone = sorted(set(AUDITED) - set(sites))
@@ -200,6 +254,65 @@ def test_every_value_hidden_on_a_hashed_frames_stack_is_audited(
         lines.append("audited sites no longer reached (or changed): remove them from AUDITED")
         lines += [f"  {key}" for key in gone]
     assert not lines, "\n".join(lines)
+
+
+def test_every_self_and_cut_off_the_walk_leaves_out_is_hashed_elsewhere_or_audited(
+        explored: Explored) -> None:
+    walk = explored.walk
+    print(f"{walk.fingerprints} fingerprints: {dict(walk.checked)} checked, deepest object "
+          f"walked at depth {walk.deepest} (limit {explore_module._MAX_DEPTH}), audited "
+          f"{dict(walk.audited)}")
+    assert walk.fingerprints > 1000 and walk.checked["self"] > 0
+    lines = []
+    if walk.findings:
+        lines.append("objects the fingerprint leaves out (a frame's self, or cut off by the "
+                     "walk) and hashes nowhere else in it, of types nobody audited (can two "
+                     "reachable states differ there? then the explorer merges them; walk it, "
+                     "raise explore._MAX_DEPTH, or add the type to SELVES or CUT_OFFS with "
+                     "the reason it cannot):")
+        lines += walk.report()
+    met = {(kind, name) for kind, name, _ in walk.audited}
+    gone = sorted({*(("self", n) for n in SELVES), *(("cut", n) for n in CUT_OFFS)} - met)
+    if gone:
+        lines.append("audited types no longer met: remove them from SELVES or CUT_OFFS")
+        lines += [f"  {kind} {name}" for kind, name in gone]
+    assert not lines, "\n".join(lines)
+
+
+# -------------------------------------------------------------------- the walk audit's teeth
+
+
+class _Pacer:
+    """A driver helper whose state only its own frames' ``self`` holds (planted)."""
+
+    def __init__(self, encoder: Any, await_point: Any) -> None:
+        self.encoder, self.await_point, self.points = encoder, await_point, 0
+
+    def point(self) -> Any:
+        self.points += 1
+        return (yield from self.await_point(self.encoder))
+
+
+def test_the_walk_audit_sees_a_self_hashed_by_nobody(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sim._encoder import Encoder
+
+    await_point = Encoder._await_point
+    monkeypatch.setattr(Encoder, "_await_point",
+                        lambda encoder: _Pacer(encoder, await_point).point())
+    walk = WalkAudit(SELVES, CUT_OFFS)
+    _explore([("settle", "hardened", 1)], walk, monkeypatch)
+    found = {(f.kind, f.type.rsplit(".", 1)[-1], f.status, f.where) for f in walk.findings}
+    assert ("self", "_Pacer", "not reached by value", "_Pacer.point") in found, found
+
+
+def test_the_walk_audit_sees_a_depth_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(explore_module, "_MAX_DEPTH", 3)
+    walk = WalkAudit(SELVES, CUT_OFFS)
+    _explore([("tiers", "hardened", 1)], walk, monkeypatch)
+    # An encoder's poll schedule (a local of its run loop: encoder > process > run > locals >
+    # schedule, depth 4) while the other encoder draws.
+    cut = {(f.type, f.status) for f in walk.findings if f.kind == "cut"}
+    assert ("verifier._polling.PollSchedule", "cut off by depth") in cut, cut
 
 
 # ----------------------------------------------------------------- the analysis' own teeth
