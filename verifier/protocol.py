@@ -1327,13 +1327,12 @@ class OwnershipProtocol:
         latest = min(finish_by, lease_end) - self.policy.timing.pause
         for attempt in range(attempts):
             if attempt:
-                start, wait = self._now, self._retry_delay(attempt - 1)
-                hinted = wait if told is None else max(
-                    wait, min(told, MAX_RETRY_AFTER_S, latest - start))
-                # A push changes nothing here: the finish decides. A shutdown cuts a wait for
-                # a Retry-After back to the plain retry delay: a hint must not hold a node
-                # that is going away (the wait can reach the lease's end).
-                while self._now < (until := start + (wait if self._shutdown else hinted)):
+                wait = self._retry_delay(attempt - 1)
+                if told is not None:
+                    wait = max(wait, min(told, MAX_RETRY_AFTER_S, latest - self._now))
+                until = self._now + wait
+                while self._now < until:
+                    # A shutdown request or a push changes nothing here: the finish decides.
                     yield Sleep(until)
             if self._now > finish_by:
                 if unknown:

@@ -43,7 +43,6 @@ from verifier.protocol import (
     Observed,
     OutcomeKind,
     OwnershipProtocol,
-    ShutdownRequested,
     Sleep,
     StartWork,
     TierFailed,
@@ -588,31 +587,6 @@ def test_a_finish_retry_waits_for_retry_after_only_up_to_p_before_the_lease_end(
     assert lease_end - TIMING.pause <= retry <= lease_end - TIMING.pause + 0.1 + 1e-9
     assert again.send_by == sent.send_by and protocol.outcome is not None
     assert protocol.outcome.code == "FINISHED"
-
-
-def test_a_shutdown_cuts_a_finish_retrys_wait_for_retry_after_back_to_the_retry_delay():
-    """A wait for a ``Retry-After`` can last until near the lease's end: a node told to shut
-    down during it retries after the plain retry delay (1 s here), not after the hint (30 s)."""
-    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=INFRA)
-    limited = _finish_rate_limited(30.0, 1, world())
-    told: list[float] = []
-
-    def respond(action: Action, now: float) -> Answer:
-        if isinstance(action, Sleep) and actions_seen[-1:] == ["finish"]:
-            if not told:  # the first wait after the 429: shut down now
-                told.append(now)
-                protocol.request_shutdown()
-                return ShutdownRequested()
-            return Woke()
-        if isinstance(action, Finish):
-            actions_seen.append("finish")
-        return limited(action, now)
-
-    actions_seen: list[str] = []
-    trace, _ = drive(protocol, respond, max_steps=20_000)
-    sent = [t for t, _ in actions(trace, Finish)]
-    assert len(sent) == 2 and told
-    assert sent[1] == pytest.approx(sent[0] + 0.1 + TIMING.retry_interval)
 
 
 def test_a_finish_retry_after_is_capped_like_every_other_hint():
