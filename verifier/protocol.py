@@ -1318,19 +1318,9 @@ class OwnershipProtocol:
         attempts = 3 if self.policy.verify_retries else 1
         unknown = False
         finish_by = self._finish_by(lease_end)
-        #: The last unanswered finish's ``Retry-After``: the next one waits for it, but ends
-        #: its wait P before the lease's end or ``finish_by`` at the latest (past the lease
-        #: the gateway may reassign the job, and a gateway finish decided after ``finish_by``
-        #: could land on the next assignment, so it is not sent; a wake-up may come up to P
-        #: late). A backoff or fixed retry that would come later anyway is left as it is.
-        told: float | None = None
-        latest = min(finish_by, lease_end) - self.policy.timing.pause
         for attempt in range(attempts):
             if attempt:
-                wait = self._retry_delay(attempt - 1)
-                if told is not None:
-                    wait = max(wait, min(told, MAX_RETRY_AFTER_S, latest - self._now))
-                until = self._now + wait
+                until = self._now + self._retry_delay(attempt - 1)
                 while self._now < until:
                     # A shutdown request or a push changes nothing here: the finish decides.
                     yield Sleep(until)
@@ -1363,7 +1353,6 @@ class OwnershipProtocol:
                 return Outcome(OutcomeKind.CANCELLED, "FINISH_REFUSED",
                                answer.detail or "finish refused: ownership lost")
             unknown = True
-            told = answer.retry_after
         if not unknown:
             # Every attempt went unsent: nothing landed, so the job is still ours to give back.
             detail = "finish not sent in time: its write could land after the gateway may " \

@@ -542,63 +542,6 @@ def test_finish_retries_back_off_from_one_retry_interval():
     assert 1.8 * interval < max(second) <= 2 * interval + 1e-9, max(second)
 
 
-def _finish_rate_limited(retry_after: float, times: int, respond: Responder) -> Responder:
-    """``respond``, but the first ``times`` finishes are answered 429 with ``retry_after``."""
-    left = [times]
-
-    def limited(action: Action, now: float) -> Answer:
-        if isinstance(action, Finish) and left[0] > 0:
-            left[0] -= 1
-            return WriteAnswered(WriteOutcome.UNKNOWN, detail="HTTP 429", retry_after=retry_after)
-        return respond(action, now)
-
-    return limited
-
-
-@pytest.mark.parametrize("policy", [HARDENED, BACKOFF], ids=["fixed", "backoff"])
-def test_a_finish_retry_waits_for_the_retry_after_of_the_429_before_it(policy: Policy):
-    """A finish answered 429 is tried again no sooner than its ``Retry-After`` (counted from
-    the answer), with or without backoff; until session 34 it came one retry interval later
-    (1 s here), into the storm the server had just described. Then it commits."""
-    outcome, trace, _ = run(policy, INFRA, _finish_rate_limited(6.0, 1, world()))
-    sent = [t for t, _ in actions(trace, Finish)]
-    assert outcome.code == "FINISHED" and len(sent) == 2
-    assert sent[1] - (sent[0] + 0.1) == pytest.approx(6.0)  # answered 0.1 s after the send
-
-
-@pytest.mark.parametrize("tiers", [COMMUNITY, INFRA], ids=["gateway", "database"])
-def test_a_finish_retry_waits_for_retry_after_only_up_to_p_before_the_lease_end(tiers):
-    """The wait for a ``Retry-After`` ends P before the lease's end at the latest: past it the
-    gateway may reassign the job (and a gateway finish may be sent only until lease end + C -
-    G, its ``send_by``: later it could land on the next assignment). A wake-up up to P late
-    (here every wake after the work is 0.1 s late) still sends the retry in time; and it
-    does not come one retry interval after the 429 either."""
-    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=tiers)
-    trace, _ = drive(protocol, _finish_rate_limited(500.0, 1, world()), max_steps=20_000)
-    (first, sent), (retry, again) = actions(trace, Finish)[:2]
-    # The lease's end when the work ended: after the last ping proven (a database ping is
-    # proven by its answer; a gateway ping by a read, so the gateway finish's send-by says it).
-    if sent.send_by is not None:
-        lease_end = sent.send_by - (TIMING.cancel_latency - TIMING.write_delay)
-    else:
-        last_ping = actions(trace, Heartbeat)[-1][0]
-        lease_end = last_ping + TIMING.lease_horizons()[0]
-    assert first + 0.1 + TIMING.retry_interval < lease_end - TIMING.pause
-    assert lease_end - TIMING.pause <= retry <= lease_end - TIMING.pause + 0.1 + 1e-9
-    assert again.send_by == sent.send_by and protocol.outcome is not None
-    assert protocol.outcome.code == "FINISHED"
-
-
-def test_a_finish_retry_after_is_capped_like_every_other_hint():
-    """An absurd ``Retry-After`` on a fenced finish without a lease (no send-by, no lease
-    end) is honoured up to the cap of every hint the protocol keeps, ``MAX_RETRY_AFTER_S``."""
-    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED.without("lease"), tiers=INFRA)
-    trace, _ = drive(protocol, _finish_rate_limited(1e9, 1, world()), max_steps=20_000)
-    sent = [t for t, _ in actions(trace, Finish)]
-    assert protocol.outcome is not None and protocol.outcome.code == "FINISHED"
-    assert sent[1] - (sent[0] + 0.1) == pytest.approx(MAX_RETRY_AFTER_S)
-
-
 # ---- Retry-After past the run (Outcome.retry_until): decided by the protocol, once, so the
 # asyncio guard and the simulator's encoders hand the encoder loop the same instant.
 
