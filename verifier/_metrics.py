@@ -55,7 +55,8 @@ CANCELLATION_CODES: Final = frozenset({
 #: ALREADY_RUNNING and the loop's GUARD_ERROR. Each ``verifier_jobs_total`` series exists at
 #: 0 from the start: one born at its first job hid that job from increase() (review: the
 #: VerifierConflictsFrequent ratio's denominator lost the first job of each skip code, and
-#: fired at 33% on an encoder whose conflicts were 25% of its jobs).
+#: fired at 28.6% on an encoder whose conflicts were 22% of its jobs: the promtool case in
+#: dashboards/alerts-verifier.test.yml).
 JOB_OUTCOMES: Final = frozenset(
     {("processed", "FINISHED")}
     | {("skipped", code) for code in (
