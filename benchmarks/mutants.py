@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/mutants.py [--files F [F ...]] [--tests "CMD"] [--jobs N] [--timeout S]
-                                 [--only PATTERN] [--list] [--json PATH] [--min-score X]
+                                 [--only PATTERN] [--since REV] [--list] [--json PATH]
+                                 [--min-score X]
 
 A *mutant* is one small, deliberate bug: ``<`` where the code says ``<=``, a timing bound left
 out of a sum, a ``yield Sleep(...)`` deleted. The test command *kills* a mutant when it fails on
@@ -37,6 +38,10 @@ Method
   enclosing ``Class.function``), e.g.
   ``verifier/_policy.py:109:16:const:3->2@TimingModel.settle_delay``. Ids are deterministic:
   ``--only`` selects by substring (``--only settle_delay``, or a whole id to rerun one).
+* **A change's own mutants.** ``--since REV`` keeps the mutants whose edits touch a line
+  added or changed since the git revision ``REV`` (``git diff -U0 REV``, the working tree
+  against it): the code a session changed is mutated without re-running what an earlier run
+  already read, and ``--only`` narrows further.
 * **Why a copy.** The working tree is shared (others edit it, and the editable install points
   at it): mutating it in place would race with them and could leave a bug behind after a
   crash. The files ``git ls-files`` lists (tracked and untracked-but-not-ignored, as they are
@@ -724,6 +729,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "(default: 3 x the baseline run + 5)")
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="keep mutants whose id contains PATTERN (repeatable: any)")
+    parser.add_argument("--since", metavar="REV",
+                        help="keep mutants that touch a line changed since the git revision "
+                             "REV (the working tree against REV): a change's own mutants")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the report here")
     parser.add_argument("--min-score", type=float, metavar="X",
@@ -741,13 +749,47 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def collect(root: Path, files: Sequence[str], only: Sequence[str]) -> list[Mutant]:
+def changed_lines(root: Path, rev: str, name: str) -> set[int]:
+    """The lines of ``name`` (1-based, as in the working tree) added or changed since ``rev``.
+
+    From ``git diff -U0 REV -- NAME``'s hunk headers. A hunk that only deletes lines marks the
+    lines on either side of the cut: a mutant there is the nearest thing to undoing it."""
+    proc = subprocess.run(["git", "-C", str(root), "diff", "-U0", "--no-color", "--no-ext-diff",
+                           rev, "--", name], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ToolError(f"git diff {rev} -- {name} failed: {proc.stderr.strip()}")
+    lines: set[int] = set()
+    for match in re.finditer(r"^@@ -\S+ \+(\d+)(?:,(\d+))? @@", proc.stdout, re.MULTILINE):
+        start, count = int(match[1]), int(match[2] or 1)
+        lines.update(range(start, start + count) if count else (start, start + 1))
+    return lines
+
+
+def _touches(mutant: Mutant, source: bytes, lines: set[int]) -> bool:
+    """Whether one of ``mutant``'s edits spans a line in ``lines``."""
+    for start, end, _ in mutant.edits:
+        first = source.count(b"\n", 0, start) + 1
+        last = first + source.count(b"\n", start, max(start, end - 1))
+        if any(line in lines for line in range(first, last + 1)):
+            return True
+    return False
+
+
+def collect(root: Path, files: Sequence[str], only: Sequence[str],
+            since: str | None = None, repo: Path = ROOT) -> list[Mutant]:
+    """Every mutant of ``files`` under ``root``, kept by ``only`` (id substrings) and by
+    ``since`` (lines changed since that revision of ``repo``, the tree ``root`` copies)."""
     mutants: list[Mutant] = []
     for name in files:
         path = root / name
         if not path.is_file():
             raise ToolError(f"no such file: {name}")
-        mutants += enumerate_mutants(path.read_bytes(), name)
+        source = path.read_bytes()
+        found = enumerate_mutants(source, name)
+        if since is not None:
+            lines = changed_lines(repo, since, name)
+            found = [m for m in found if _touches(m, source, lines)]
+        mutants += found
     if only:
         mutants = [m for m in mutants if any(p in m.id for p in only)]
     return mutants
@@ -766,9 +808,9 @@ def execute(args: argparse.Namespace) -> tuple[list[Result], dict[str, object]]:
     with tempfile.TemporaryDirectory(prefix="spk-mutants-") as tmp:
         base = Path(tmp) / "snapshot"
         count = snapshot(ROOT, base)
-        mutants = collect(base, args.files, args.only)
+        mutants = collect(base, args.files, args.only, args.since)
         if not mutants:
-            raise ToolError("no mutant matches --files/--only")
+            raise ToolError("no mutant matches --files/--only/--since")
         workers = min(args.jobs, len(mutants))
         copies: queue.Queue[Path] = queue.Queue()
         for i in range(workers):
@@ -816,7 +858,8 @@ def execute(args: argparse.Namespace) -> tuple[list[Result], dict[str, object]]:
     order = {m.id: i for i, m in enumerate(mutants)}
     results.sort(key=lambda r: order[r.mutant.id])
     meta: dict[str, object] = {
-        "files": args.files, "tests": args.tests, "jobs": workers, "timeout": round(timeout, 1),
+        "files": args.files, "since": args.since, "tests": args.tests, "jobs": workers,
+        "timeout": round(timeout, 1),
         "baseline_seconds": round(baseline, 3),
         "elapsed_seconds": round(time.monotonic() - start, 3),
     }
@@ -829,7 +872,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.reconfigure(errors="backslashreplace")
     try:
         if args.list:
-            for m in collect(ROOT, args.files, args.only):
+            for m in collect(ROOT, args.files, args.only, args.since):
                 print(f"{m.id}\t{m.old}  →  {m.new}")
             return 0
         results, meta = execute(args)

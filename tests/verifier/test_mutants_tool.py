@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -152,3 +154,38 @@ def test_apply_edits_refuses_overlaps():
     assert mutants.apply_edits(b"abcdef", [(4, 5, b"E"), (0, 1, b"A")]) == b"AbcdEf"
     with pytest.raises(ValueError):
         mutants.apply_edits(b"abcdef", [(0, 3, b""), (2, 4, b"")])
+
+
+def _git(repo: Path, *args: str) -> None:
+    git = shutil.which("git")
+    assert git is not None, "git is needed (mutants.py --since runs it)"
+    subprocess.run([git, "-C", str(repo), *args], check=True,  # noqa: S603 (fixed arguments)
+                   capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+                        "HOME": str(repo), "PATH": "/usr/bin:/bin"})
+
+
+def test_since_keeps_only_the_mutants_of_changed_lines(tmp_path: Path):
+    """``--since REV``: a change's own mutants, those whose edits touch a line the working tree
+    added or changed since REV (a multi-line expression counts on any of its lines); a hunk
+    that only deletes marks the lines beside the cut."""
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "m.py").write_text(
+        "a = x + 1\nb = y < 2\nc = (z\n     + 3)\nd = w - 4\ne = v * 5\nf = u / 6\n")
+    _git(tmp_path, "add", "m.py")
+    _git(tmp_path, "commit", "-q", "-m", "base")
+    # b's line changed, the first line of c's sum changed, e's line deleted.
+    (tmp_path / "m.py").write_text(
+        "a = x + 1\nb = y <= 2\nc = (q\n     + 3)\nd = w - 4\nf = u / 6\n")
+    assert mutants.changed_lines(tmp_path, "HEAD", "m.py") == {2, 3, 5, 6}
+    kept = mutants.collect(tmp_path, ["m.py"], [], "HEAD", repo=tmp_path)
+    every = mutants.collect(tmp_path, ["m.py"], [])
+    assert {m.line for m in every} == {1, 2, 4, 5, 6}
+    # d and f stand beside the cut; of c's sum (anchored on its operator's line 4), only the
+    # mutants whose edits reach back to line 3 (a term dropped) are the change's.
+    assert {m.line for m in kept} == {2, 4, 5, 6}
+    assert {m.operator for m in kept if m.line == 4} == {"drop-term"}
+    assert {m.operator for m in every if m.line == 4} == {"drop-term", "arith", "const"}
+    with pytest.raises(mutants.ToolError, match="git diff nosuchrev"):
+        mutants.collect(tmp_path, ["m.py"], [], "nosuchrev", repo=tmp_path)
