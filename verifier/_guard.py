@@ -384,6 +384,16 @@ class OwnershipGuard:
         """The guard's clock (the one its protocol runs and its cache ages on)."""
         return (self._clock or _loop_clock())()
 
+    def awaiting(self, job_id: str) -> Action | None:
+        """What the run guarding ``job_id`` is carrying out now
+        (:attr:`OwnershipProtocol.awaiting`: a read and its purpose, a ping, a sleep); ``None``
+        when no run guards the job. A tier wrapper that counts reads by purpose asks this
+        while the guard awaits it."""
+        for run in self._runs:
+            if run.job_id == job_id:
+                return run.protocol.awaiting
+        return None
+
     def screened(self, observations: Mapping[str, Observation], *, decided: float,
                  unknown: Iterable[str] = ()) -> int:
         """Keep batch screening's answers (:func:`verifier.protocol.screened`), read as decided

@@ -551,6 +551,13 @@ class OwnershipProtocol:
     def phase(self) -> str:
         return self._phase
 
+    @property
+    def awaiting(self) -> Action | None:
+        """The action whose answer :meth:`handle` expects next: what the driver is carrying
+        out for this job (a read and its purpose, a ping, a sleep), for the driver's own
+        records; ``None`` before :meth:`start` and once the run is done."""
+        return self._awaiting
+
     def _advance(self, answer: Answer | None) -> Step:
         assert self._gen is not None
         try:

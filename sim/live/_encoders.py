@@ -336,13 +336,9 @@ class LiveEncoder:
 
     def _read_purpose(self, job_id: str) -> str:
         """The purpose of the read the guard is sending for ``job_id``: that of the
-        :class:`~verifier.protocol.Observe` its run's protocol awaits the answer to. The
-        driver keeps it to itself (the metrics are counted from it), so it is looked up
-        there; ``verify`` if the run is not found."""
-        for run in self.guard._runs:
-            if run.job_id == job_id:
-                return str(getattr(run.protocol._awaiting, "purpose", "verify"))
-        return "verify"
+        :class:`~verifier.protocol.Observe` its run's protocol awaits the answer to
+        (:meth:`~verifier.OwnershipGuard.awaiting`); ``verify`` if no run guards the job."""
+        return str(getattr(self.guard.awaiting(job_id), "purpose", "verify"))
 
     async def aclose(self) -> None:
         if self.push is not None:

@@ -1140,3 +1140,30 @@ async def test_the_in_memory_gateway_counts_every_give_back_and_the_database_onl
     token = await database.claim("j2")
     await database.release("j2", token, "given back", failed=False)
     assert jobs.docs["j2"]["attempt_count"] == 0 and jobs.docs["j2"]["status"] == "queued"
+
+
+@virtual_time
+async def test_awaiting_names_the_read_a_run_is_sending():
+    """``OwnershipGuard.awaiting``: while the guard awaits a tier's read, the run's protocol
+    awaits that read's answer, so a tier wrapper learns the read's purpose (``sim live``
+    counts reads by purpose this way); no run, no action."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    monitor, gateway = community(jobs, A)
+    purposes: list[str] = []
+
+    class Asking:
+        tier = Tier.MONITOR
+
+        async def observe(self, job_id: str):
+            action = guard.awaiting(job_id)
+            assert isinstance(action, Observe) and action.tier is Tier.MONITOR
+            purposes.append(action.purpose)
+            return await monitor.observe(job_id)
+
+    guard = OwnershipGuard(did=A, clients=[Asking(), gateway], policy=Policy.hardened(TIMING))
+    assert guard.awaiting("j1") is None
+    outcome = await guard.run("j1", encode())
+    assert outcome.kind is OutcomeKind.PROCESSED
+    assert purposes[:2] == ["pre-claim", "verify"] and "recheck" in purposes
+    assert guard.awaiting("j1") is None
