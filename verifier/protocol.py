@@ -936,9 +936,9 @@ class OwnershipProtocol:
                 min(deadline, self._now + self._retry_delay(attempt, hint)),
                 # A Retry-After counts from when it was told (the answer, handled by now),
                 # never from the read's decision: a slow 429 had a push bring the read
-                # inside it (an adversarial review of the instants, session 31).
-                min(deadline, max(last_read + p.timing.retry_interval,
-                                  self._now + (hint or 0.0))))
+                # inside it (an adversarial review of the instants, session 31). (Never past
+                # the deadline either: the wait ends by its first argument.)
+                max(last_read + p.timing.retry_interval, self._now + (hint or 0.0)))
             attempt += 1
             if isinstance(slept, ShutdownRequested):
                 return (yield from self._shut_down(working=False))

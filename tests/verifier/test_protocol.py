@@ -975,6 +975,40 @@ def test_a_gateway_ping_that_left_late_is_not_proven_by_a_read_before_it_could_l
         f"at {cancels[:1]}, the gateway reassigned at {reassigned:.1f}")
 
 
+@pytest.mark.parametrize("answered_after", [0.1, 1.5])
+def test_the_read_that_proves_a_gateway_ping_is_planned_from_its_decision_and_its_answer(
+        answered_after: float):
+    """The first read after a gateway ping answered OK is planned for the instant it can prove
+    the ping: P + G + lag after its decision, and G + lag after its answer, whichever is later
+    (a ping answered within P, then one that waited 1.5 s for its connection). Planned too
+    early, it proves nothing and costs a read; too late (P counted from the answer), the proof
+    and the lease's renewal come later than they may (mutation testing, session 35: both
+    survived the suites, which hold only to safety)."""
+    protocol = OwnershipProtocol("j1", me=ME, policy=Policy.hardened(PROOF), tiers=COMMUNITY)
+    respond = world(work_ends_at=100.0)
+    now, step = 0.0, protocol.start(0.0)
+    decided: float | None = None
+    reads_after: list[float] = []
+    for _ in range(200):
+        action = step.action
+        if isinstance(action, Heartbeat) and decided is None:
+            decided = now
+            now += answered_after
+            step = protocol.handle(WriteAnswered(WriteOutcome.OK), now)
+            continue
+        if isinstance(action, Observe) and decided is not None:
+            reads_after.append(now)
+            break
+        answer = respond(action, now)
+        now = max(now, action.until) if isinstance(action, Sleep) else now + 0.1
+        step = protocol.handle(answer, now)
+    assert decided is not None and reads_after
+    lag = PROOF.monitor_lag
+    expected = max(decided + PROOF.proof_delay(lag),
+                   decided + answered_after + PROOF.proof_delay_from_answer(lag))
+    assert reads_after[0] == pytest.approx(expected), (decided, reads_after)
+
+
 AID_NODE = TierSet(monitor=True, gateway=True, aid=True)
 
 
@@ -1004,6 +1038,8 @@ def test_an_aid_node_claims_a_gateway_job_through_the_gateway_once_aid_refuses_i
     outcome, trace, _ = run(HARDENED, AID_NODE, _aid_refusing("queued"))
     claims = actions(trace, Claim)
     assert [c.via for _, c in claims] == [Tier.AID, Tier.GATEWAY]
+    # The gateway's accept is conditional (the production client refuses any other claim).
+    assert claims[1][1].conditional
     assert outcome.kind is OutcomeKind.PROCESSED
     # Everything after the claim goes through the tier that holds it.
     assert {a.via for _, a in actions(trace, Heartbeat)} == {Tier.GATEWAY}
@@ -1015,8 +1051,14 @@ def test_an_aid_node_claims_a_gateway_job_through_the_gateway_once_aid_refuses_i
 
 
 def test_an_aid_refusal_of_an_aid_job_or_on_a_node_without_the_gateway_is_final():
-    for status, tiers in (("pending", AID_NODE),
-                          ("queued", TierSet(monitor=True, gateway=False, aid=True))):
-        outcome, trace, _ = run(HARDENED, tiers, _aid_refusing(status))
+    """... and after no pre-claim read (a policy without the check): nothing showed the job
+    to be the gateway's (mutation testing, session 35: the flag's initial value was pinned by
+    no test)."""
+    unchecked = dataclasses.replace(HARDENED, pre_claim_check=False)
+    for policy, status, tiers in (
+            (HARDENED, "pending", AID_NODE),
+            (HARDENED, "queued", TierSet(monitor=True, gateway=False, aid=True)),
+            (unchecked, "queued", AID_NODE)):
+        outcome, trace, _ = run(policy, tiers, _aid_refusing(status))
         assert [c.via for _, c in actions(trace, Claim)] == [Tier.AID], (status, tiers)
         assert outcome.code == "CLAIM_REFUSED"

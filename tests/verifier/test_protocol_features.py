@@ -489,6 +489,25 @@ def test_the_chase_after_a_push_during_work_honours_retry_after():
     assert len(reads) >= 2 and min(gaps) >= retry_after - 0.2 - 1e-9, gaps
 
 
+def test_without_a_hint_a_push_brings_a_verify_read_to_one_retry_interval_after_the_last():
+    """Under a flood of pushes while verifying (backoff on, its waits long), with no
+    ``Retry-After``, each read comes one retry interval after the one before, to within the
+    test driver's 0.1 s steps: a push's floor is the retry interval from the last read, not a
+    fixed second from the push (mutation testing, session 35: ``hint or 0.0`` as ``hint or
+    1.0`` survived, the suites' retry interval being 1 s)."""
+    fast = dataclasses.replace(BACKOFF, timing=dataclasses.replace(TIMING, retry_interval=0.2))
+
+    def observe(action: Observe, now: float) -> Answer:
+        return seen(action.tier, owner=None, status="queued")  # our claim never shows
+
+    outcome, trace = _flooded_run(fast, _flooding(
+        world(observe=observe), Hinted(OTHER, "assigned"), Claim, until=1e9))
+    assert outcome.code == "UNCONFIRMED"
+    reads = [t for t, a in actions(trace, Observe) if a.purpose == "verify"]
+    gaps = [b - a for a, b in itertools.pairwise(reads)]
+    assert len(reads) >= 20 and max(gaps[:-1]) <= 0.2 + 0.2 + 1e-9, gaps
+
+
 def test_a_push_brings_a_verify_read_forward_never_later_than_its_retry_delay():
     """Under backoff a retry may be due sooner than the retry interval after the last read
     (full jitter): a push that arrives then must not push the read out to that interval.
