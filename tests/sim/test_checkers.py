@@ -178,6 +178,24 @@ def test_a_node_s_interval_lasts_until_every_start_of_it_has_stopped() -> None:
     assert check_s1(crashed).ok  # a crash ends every start of the node
 
 
+def test_every_start_of_a_node_counts_and_a_crash_forgets_them_all() -> None:
+    """Three slots of e1 run the job: two stops leave the third running, so e2's start beside
+    it is S1's. A crash ends every start, and the restarted process's next stop ends its own
+    start: nothing is carried over the crash (mutation testing, session 35: a count of extra
+    starts kept at one, or kept over a crash, survived every test)."""
+    three = hist(start(1, "e1"), start(2, "e1"), start(3, "e1"), stop(5, "e1"), stop(6, "e1"),
+                 start(7, "e2"), stop(9, "e1"), stop(10, "e2"))
+    assert processing_intervals(three)["j"] == [Interval("e1", "j", 1, 9, "done"),
+                                                Interval("e2", "j", 7, 10, "done")]
+    assert check_s1(three).violations == 1
+    restarted = hist(start(1, "e1"), start(2, "e1"), crash(4, "e1"), start(5, "e1"),
+                     stop(6, "e1"), start(7, "e2"), stop(8, "e2"))
+    assert processing_intervals(restarted)["j"] == [Interval("e1", "j", 1, 4, "crash"),
+                                                    Interval("e1", "j", 5, 6, "done"),
+                                                    Interval("e2", "j", 7, 8, "done")]
+    assert check_s1(restarted).ok
+
+
 def test_s2_touching_intervals_do_not_overlap() -> None:
     h = hist(start(0, "e1"), stop(5, "e1"), start(5, "e2"), crash(9, "e2"), start(9, "e3"))
     assert check_s2(h).ok
@@ -710,3 +728,14 @@ def test_l1_judges_a_run_that_walked_away_before_its_own_late_accept_landed() ->
                      (70.0, W, "j", "requeue", "ok", "no ping for T"),
                      (90.0, W, "j", "failed", "ok", 5))
     assert check_l1(gave_back, jobs=["j"], horizon=100.0, bound=1000.0).ok
+    # The run judged is the one of the *latest* claim: an earlier run's outcome (a refused
+    # claim, say) neither stands in for it nor hides it (mutation testing, session 35).
+    again = hist((1.0, "e0", "j", "claim", "invoke", "gateway"),
+                 (1.1, "e0", "j", "claim", "fail", "gateway"),
+                 (1.2, "e0", "j", "outcome", "ok", ("CLAIM_REFUSED", False)),
+                 (3.0, "e0", "j", "claim", "invoke", "gateway"),
+                 (3.1, "e0", "j", "outcome", "ok", ("GAVE_UP", True)),
+                 (5.0, W, "j", "assign", "ok", ("e0", 1)),
+                 (70.0, W, "j", "requeue", "ok", "no ping for T"),
+                 (90.0, W, "j", "failed", "ok", 5))
+    assert check_l1(again, jobs=["j"], horizon=100.0, bound=1000.0).jobs == ("j",)

@@ -18,6 +18,7 @@ from verifier.protocol import (
     Done,
     Finish,
     Heartbeat,
+    Hinted,
     Observe,
     Observed,
     OutcomeKind,
@@ -975,20 +976,24 @@ def test_a_gateway_ping_that_left_late_is_not_proven_by_a_read_before_it_could_l
         f"at {cancels[:1]}, the gateway reassigned at {reassigned:.1f}")
 
 
-@pytest.mark.parametrize("answered_after", [0.1, 1.5])
+@pytest.mark.parametrize(("answered_after", "pushed"), [(0.1, False), (1.5, False),
+                                                        (1.5, True)])
 def test_the_read_that_proves_a_gateway_ping_is_planned_from_its_decision_and_its_answer(
-        answered_after: float):
-    """The first read after a gateway ping answered OK is planned for the instant it can prove
-    the ping: P + G + lag after its decision, and G + lag after its answer, whichever is later
-    (a ping answered within P, then one that waited 1.5 s for its connection). Planned too
-    early, it proves nothing and costs a read; too late (P counted from the answer), the proof
-    and the lease's renewal come later than they may (mutation testing, session 35: both
-    survived the suites, which hold only to safety)."""
+        answered_after: float, pushed: bool):
+    """The read that proves a gateway ping answered OK is planned for the instant it can: P + G
+    + lag after the ping's decision, and G + lag after its answer, whichever is later (a ping
+    answered within P, then one that waited 1.5 s for its connection), and at that very
+    instant it proves it: the next read is the re-check R later, not a retry. A push right
+    after the answer brings a read that cannot prove the ping yet; the retry after it still
+    waits for that instant. Planned too early, a read proves nothing and costs a read; too
+    late (P counted from the answer), the proof and the lease's renewal come later than they
+    may (mutation testing, session 35: each survived the suites, which hold only to safety)."""
     protocol = OwnershipProtocol("j1", me=ME, policy=Policy.hardened(PROOF), tiers=COMMUNITY)
     respond = world(work_ends_at=100.0)
     now, step = 0.0, protocol.start(0.0)
     decided: float | None = None
-    reads_after: list[float] = []
+    reads: list[float] = []
+    push = pushed
     for _ in range(200):
         action = step.action
         if isinstance(action, Heartbeat) and decided is None:
@@ -997,16 +1002,24 @@ def test_the_read_that_proves_a_gateway_ping_is_planned_from_its_decision_and_it
             step = protocol.handle(WriteAnswered(WriteOutcome.OK), now)
             continue
         if isinstance(action, Observe) and decided is not None:
-            reads_after.append(now)
-            break
-        answer = respond(action, now)
-        now = max(now, action.until) if isinstance(action, Sleep) else now + 0.1
+            reads.append(now)
+            if len(reads) == 2:
+                break
+        if isinstance(action, Sleep) and decided is not None and push:
+            push, answer = False, Hinted(OTHER, "assigned")
+        else:
+            answer = respond(action, now)
+        now = max(now, action.until) if isinstance(answer, Woke) else now + 0.1
         step = protocol.handle(answer, now)
-    assert decided is not None and reads_after
+    assert decided is not None and len(reads) == 2
     lag = PROOF.monitor_lag
-    expected = max(decided + PROOF.proof_delay(lag),
+    provable = max(decided + PROOF.proof_delay(lag),
                    decided + answered_after + PROOF.proof_delay_from_answer(lag))
-    assert reads_after[0] == pytest.approx(expected), (decided, reads_after)
+    if pushed:
+        assert reads[0] < provable and reads[1] == pytest.approx(provable), (decided, reads)
+    else:
+        assert reads[0] == pytest.approx(provable), (decided, reads)
+        assert reads[1] >= decided + PROOF.recheck_interval - 1e-9, (decided, reads)
 
 
 AID_NODE = TierSet(monitor=True, gateway=True, aid=True)
