@@ -194,6 +194,28 @@ def test_a_proof_read_retry_during_work_backs_off_and_never_sleeps_past_the_leas
                 assert sleep.until <= cancel_at + 1e-9
 
 
+def test_backoff_never_stretches_the_recheck_interval():
+    """The backoff spaces the *retries* of a proof read, never the re-check every R: with R
+    below the backoff's cap (8 retry intervals here), failed proof reads still come at least
+    every R, so a loss is still found within R (mutation testing, session 35: the re-check's
+    instant replaced by the retry's survived the suites)."""
+    timing = dataclasses.replace(TIMING, recheck_interval=2.0)
+    policy = dataclasses.replace(BACKOFF, timing=timing)
+
+    def observe(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        if action.purpose == "recheck":
+            return TierFailed(action.tier, "500")
+        return seen(action.tier)
+
+    outcome, trace, _ = run(policy, COMMUNITY, world(observe=observe, work_ends_at=500))
+    assert outcome.code == "LEASE_EXPIRED"
+    rechecks = [t for t, a in actions(trace, Observe) if a.purpose == "recheck"]
+    gaps = [b - a for a, b in itertools.pairwise(rechecks)]
+    assert len(rechecks) >= 10 and max(gaps) <= timing.recheck_interval + 0.1 + 1e-9, gaps
+
+
 def hinting(respond: Responder, hint: Hinted, at: type) -> Responder:
     """``respond``, except that the first wait after an ``at`` action is answered ``hint``."""
     state = {"armed": False, "sent": False}
