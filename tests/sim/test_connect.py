@@ -136,3 +136,21 @@ def test_the_hardened_chain_keeps_the_lease_when_pings_leave_late() -> None:
             "S1", "S2", "S3", "lease"))
         broken += bool(race(world, "hardened", policy=old).violated("S1", "S2", "lease"))
     assert broken >= 2, broken
+
+
+def test_a_drifting_clock_sees_its_send_by_on_its_own_clock() -> None:
+    """``send_by`` is on the encoder's clock, which runs fast or slow by up to ε per T: the
+    driver turns it into simulated time (``by / rate``) before it waits for the connection.
+    In the ``connect`` family with ε = 1 s, a bound converted the wrong way (``by * rate``:
+    seconds late on a fast clock, a hundred seconds in) let finishes leave after their
+    send-by and land on the next assignment (mutation testing of the driver, session 35: the
+    family has ε = 0, where the two agree)."""
+    drifting = SC.replace(clock_drift=1.0)
+    assert drifting.inside_model() and not drifting.timing_model().problems()
+    not_sent = 0
+    for seed in SEEDS:
+        result = race(World(drifting, tape=(), seed=seed, family=FAMILY), "hardened")
+        bad = result.violated("S1", "S2", "S3", "lease", "give-back")
+        assert not bad, (seed, result.explain("S1", "S2", "S3", "lease", "give-back"))
+        not_sent += len(_after_not_sent(result.result.history))
+    assert not_sent >= 5, not_sent
