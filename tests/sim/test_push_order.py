@@ -57,3 +57,28 @@ def test_pushes_received_until_the_work_stopped_are_dropped() -> None:
     encoder.work, encoder.work_job = [], None  # nothing running: the stop needs no time
     assert isinstance(_answer(encoder._cancel("job-000000", encoder)), WorkStopped)
     assert encoder.hints == []
+
+
+def test_a_push_is_stamped_with_its_arrival_and_merged_pushes_keep_the_first() -> None:
+    """The order above rests on ``hint_at``, which ``_pushed`` sets when a push arrives with
+    none waiting; a second push merged into it keeps the first one's instant, so the merged
+    push, first come half a second before a report's due time, is delivered before it
+    (mutation testing of the driver, session 35: a stamp set at the wrong push survived, the
+    tests above setting it by hand)."""
+    encoder = _an_encoder()
+    now = encoder.env.now
+    assert now > 1.0
+    encoder.push_job, encoder.hints, encoder.hint_at = "j", [], 0.0
+    report = PhaseChanged("encode")
+    encoder.work = [(now - 0.25, report)]
+    taken, ours = Hinted("did:key:other", "assigned"), Hinted(encoder.did, "running")
+    encoder._pushed("j", taken)
+    assert encoder.hint_at == now
+    encoder.hint_at = now - 0.5  # as if it had come half a second ago
+    encoder._pushed("j", ours)
+    assert encoder.hint_at == now - 0.5
+    assert encoder.hints == [taken.merged(ours, encoder.did)]
+    encoder._pushed("elsewhere", taken)  # another attempt's push: not this one's
+    assert encoder.hints == [taken.merged(ours, encoder.did)]
+    order = [_answer(encoder._sleep(now * encoder.rate + 10.0, encoder)) for _ in range(2)]
+    assert order == [taken.merged(ours, encoder.did), report]  # it came first
