@@ -12,11 +12,17 @@ protocol that drops the bound (``conformance.canaries.FinishWithoutSendBy``).
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import pytest
 
 from conformance.canaries import FinishWithoutSendBy
 from conformance.families import FAMILIES
 from conformance.worlds import BASE, World, race
+from sim import run_once
+from sim._encoder import Encoder
+from verifier.protocol import Finish, Tier, WriteAnswered, WriteOutcome
 
 FAMILY = "connect"
 SEEDS = range(60)
@@ -154,3 +160,55 @@ def test_a_drifting_clock_sees_its_send_by_on_its_own_clock() -> None:
         assert not bad, (seed, result.explain("S1", "S2", "S3", "lease", "give-back"))
         not_sent += len(_after_not_sent(result.result.history))
     assert not_sent >= 5, not_sent
+
+
+# ---- a pause during the connection wait (session 35)
+
+JOB = "job-000000"
+
+
+def _an_encoder() -> Encoder:
+    """An encoder of a finished run, whose gateway finishes wait for their connection."""
+    encoders: list[Encoder] = []
+    run_once(BASE.replace(encoders=1, jobs=1, connect_delay_rate=0.5), "hardened", 0,
+             on_start=lambda env, world, made, history: encoders.extend(made))
+    return encoders[0]
+
+
+@pytest.mark.parametrize(("pause", "sent"), [(None, True), (3.0, True), (10.0, False)],
+                         ids=["no-pause", "pause-ends-before-send_by", "pause-past-send_by"])
+def test_a_finish_ready_in_time_is_not_sent_when_a_pause_ends_past_send_by(
+        pause: float | None, sent: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``_connect`` checks ``send_by`` again when the connection wait ends: a pause of the
+    process may be in progress then, and the driver, resumed after ``send_by``, must not send
+    the finish (its bytes would leave after the instant the protocol allowed). No family
+    reaches that check (the ``connect`` family has no pauses, and random worlds with pauses
+    did not), so the driver is driven directly, with a fixed connection delay and a pause of
+    known length taken by another process of the node (mutation testing of the driver,
+    session 35, helper-113: a check that never refuses survived every suite)."""
+    encoder = _an_encoder()
+    env, t0 = encoder.env, encoder.env.now
+    assert encoder.crash_at == encoder.pause_at == math.inf  # no fault of its own
+    assert not encoder.pausable  # no await-point pause after the check
+    # Connected 5 s in, send_by 10 s in (on the protocol's drifting clock), a pause 4 s in.
+    monkeypatch.setattr(encoder.world, "connect_delay", lambda left, rate: 5.0)
+    finish = Finish(Tier.GATEWAY, "token", send_by=(t0 + 10.0) * encoder.rate)
+
+    def pause_at_4() -> Any:
+        yield env.timeout(4.0)
+        yield from encoder._pause(pause)  # another slot's process pauses the node
+
+    if pause is not None:
+        env.process(pause_at_4())
+    io = env.process(encoder._io(JOB, finish))
+    env.run(until=io)
+    ends = [r[4:] for r in encoder.history.records if r[0] >= t0 and r[2] == JOB]
+    refused = WriteAnswered(WriteOutcome.NOT_SENT, detail="not connected by send_by")
+    if sent:
+        assert io.value != refused
+        assert ("fail", "not sent") not in ends
+        assert env.now > t0 + 5.0  # it waited for its connection, then was sent
+    else:
+        assert io.value == refused
+        assert ends[-1] == ("fail", "not sent")
+        assert env.now == pytest.approx(t0 + 14.0)  # refused when it resumed, not before
