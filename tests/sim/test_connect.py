@@ -175,31 +175,40 @@ def _an_encoder() -> Encoder:
     return encoders[0]
 
 
-@pytest.mark.parametrize(("pause", "sent"), [(None, True), (3.0, True), (10.0, False)],
-                         ids=["no-pause", "pause-ends-before-send_by", "pause-past-send_by"])
+@pytest.mark.parametrize(
+    ("connected", "pause", "rate", "sent"),
+    [(5.0, None, None, True), (5.0, (4.0, 3.0), None, True), (5.0, (4.0, 10.0), None, False),
+     (9.6, (9.0, 1.3), None, False), (5.0, (4.0, 6.2), 1.05, False)],
+    ids=["no-pause", "pause-ends-before-send_by", "pause-past-send_by",
+         "ready-just-before-send_by-resumed-just-after", "fast-clock-resumed-past-send_by"])
 def test_a_finish_ready_in_time_is_not_sent_when_a_pause_ends_past_send_by(
-        pause: float | None, sent: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+        connected: float, pause: tuple[float, float] | None, rate: float | None, sent: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """``_connect`` checks ``send_by`` again when the connection wait ends: a pause of the
     process may be in progress then, and the driver, resumed after ``send_by``, must not send
-    the finish (its bytes would leave after the instant the protocol allowed). No family
+    the finish (its bytes would leave after the instant the protocol allowed), however
+    little past it and on the encoder's own clock (a fast one here: 5% fast). No family
     reaches that check (the ``connect`` family has no pauses, and random worlds with pauses
     did not), so the driver is driven directly, with a fixed connection delay and a pause of
     known length taken by another process of the node (mutation testing of the driver,
-    session 35, helper-113: a check that never refuses survived every suite)."""
+    session 35, helper-113: a check that never refuses, one that let a second go by, and one
+    that read the clock backwards survived every suite)."""
     encoder = _an_encoder()
+    if rate is not None:
+        encoder.rate = rate  # the local clock runs fast: send_by comes sooner in real time
     env, t0 = encoder.env, encoder.env.now
     assert encoder.crash_at == encoder.pause_at == math.inf  # no fault of its own
     assert not encoder.pausable  # no await-point pause after the check
-    # Connected 5 s in, send_by 10 s in (on the protocol's drifting clock), a pause 4 s in.
-    monkeypatch.setattr(encoder.world, "connect_delay", lambda left, rate: 5.0)
+    # The connection ready ``connected`` s in, send_by 10 s in (on the encoder's clock).
+    monkeypatch.setattr(encoder.world, "connect_delay", lambda left, rate: connected)
     finish = Finish(Tier.GATEWAY, "token", send_by=(t0 + 10.0) * encoder.rate)
 
-    def pause_at_4() -> Any:
-        yield env.timeout(4.0)
-        yield from encoder._pause(pause)  # another slot's process pauses the node
+    def paused(at: float, length: float) -> Any:
+        yield env.timeout(at)
+        yield from encoder._pause(length)  # another slot's process pauses the node
 
     if pause is not None:
-        env.process(pause_at_4())
+        env.process(paused(*pause))
     io = env.process(encoder._io(JOB, finish))
     env.run(until=io)
     ends = [r[4:] for r in encoder.history.records if r[0] >= t0 and r[2] == JOB]
@@ -207,8 +216,9 @@ def test_a_finish_ready_in_time_is_not_sent_when_a_pause_ends_past_send_by(
     if sent:
         assert io.value != refused
         assert ("fail", "not sent") not in ends
-        assert env.now > t0 + 5.0  # it waited for its connection, then was sent
+        assert env.now > t0 + connected  # it waited for its connection, then was sent
     else:
+        assert pause is not None
         assert io.value == refused
         assert ends[-1] == ("fail", "not sent")
-        assert env.now == pytest.approx(t0 + 14.0)  # refused when it resumed, not before
+        assert env.now == pytest.approx(t0 + sum(pause))  # refused when it resumed
