@@ -198,3 +198,19 @@ def test_a_gateway_job_runs_from_its_first_ping_with_progress_above_1() -> None:
         assert job.status == status, progress
     world.gw_ping(ALICE, "c", (50.0, 100.0))  # not the owner's ping: changes nothing
     assert job.owner == BOB
+
+
+def test_connections_wait_only_while_the_faults_last_and_at_the_rate_drawn() -> None:
+    """``World.connect_delay``: a gateway request waits for its connection with probability
+    ``rate`` while the faults last, and never after them (L1 judges a world from when its
+    faults stopped), nor at rate 0; at an edge it waits exactly the time left. (Mutation
+    testing of the world, session 35: a delay drawn after the faults survived the suites.)"""
+    world = _world(faults_until=5.0, connect_delay_max=3.0, edge_rate=0.0)
+    assert world.env.now < world.horizon
+    during = [world.connect_delay(None, 1.0) for _ in range(50)]
+    assert all(0.0 <= d <= 3.0 for d in during) and max(during) > 0.0
+    assert {world.connect_delay(None, 0.0) for _ in range(50)} == {0.0}
+    edgy = _world(faults_until=5.0, connect_delay_max=3.0, edge_rate=1.0)
+    assert edgy.connect_delay(2.5, 1.0) == 2.5
+    world.env.run(until=5.0)
+    assert {world.connect_delay(None, 1.0) for _ in range(50)} == {0.0}
