@@ -214,3 +214,21 @@ def test_connections_wait_only_while_the_faults_last_and_at_the_rate_drawn() -> 
     assert edgy.connect_delay(2.5, 1.0) == 2.5
     world.env.run(until=5.0)
     assert {world.connect_delay(None, 1.0) for _ in range(50)} == {0.0}
+
+
+@pytest.mark.parametrize("scan", [0.0, 0.5], ids=["exact", "scan"])
+@pytest.mark.parametrize(("t", "n", "reason"), [(3.0, 30.0, "no ping for T"),
+                                                (30.0, 3.0, "no progress for N")])
+def test_a_requeue_by_timeout_counts_an_attempt(scan: float, t: float, n: float,
+                                                reason: str) -> None:
+    """The gateway requeues a job whose owner stopped pinging (T) or whose progress stopped
+    (N), and each such requeue is an attempt towards its fifth-attempt rule, whether the
+    world arms the timeout per ping or scans for it (mutation testing of the world, session
+    35: uncounted timeouts, and a scan that never requeued for progress, survived)."""
+    world = _world(reassign_timeout=t, progress_timeout=n, reassign_scan_interval=scan)
+    job = world.jobs["a"]
+    assert job.owner == ALICE and job.attempts == 0
+    world.env.run(until=1.0 + min(t, n) + 1.0)
+    requeues = [r[5] for r in world.history.records if r[2] == "a" and r[3] == "requeue"]
+    assert requeues == [reason]
+    assert job.attempts == 1 and job.status == "queued" and job.owner is None
