@@ -164,8 +164,34 @@ def test_a_double_hand_out_to_an_anonymous_poller_is_taken_up_by_its_next_accept
     assert world.gw_poll(ANONYMOUS)[0] == "j"  # the double hand-out
     answer, _ = world.gw_accept(BOB, "j")  # the anonymous poller's accept, signed as BOB
     assert answer.outcome is WriteOutcome.OK
+    # One hand-out, one lie: a third accept is checked against the job as it is (mutation
+    # testing of the world, session 35: a lie never used up survived the suites).
+    answer, _ = world.gw_accept("did:key:carol", "j")
+    assert answer.outcome is not WriteOutcome.OK
     env.run(until=env.now + 3.0)
     assert world.jobs["j"].owner == BOB  # the last writer owns it: a double assignment
+
+
+def test_without_a_double_hand_out_an_accept_of_a_held_job_is_refused() -> None:
+    """The same moment without the lie: nobody was handed the job twice, so another encoder's
+    accept inside the G window is checked against the job as it is, and refused (mutation
+    testing of the world, session 35: every accept taken for the anonymous poller's lie
+    survived the suites, a harsher world than the contract's)."""
+    for seed in range(10):
+        scenario = Scenario(assignment="getjob", lie_rate=0.0, write_delay=2.0,
+                            late_write_rate=0.0, reply_loss_rate=0.0,
+                            monitor_error_rate=0.0, monitor_synthetic_rate=0.0)
+        env = simpy.Environment()
+        world = World(env, scenario, Streams.from_seed(seed), History())
+        world.add_job("j")
+        assert world.gw_poll(ALICE)[0] == "j"
+        world.gw_accept(ALICE, "j")
+        env.run(until=env.now + 0.5)
+        assert world.jobs["j"].owner == ALICE
+        answer, _ = world.gw_accept(BOB, "j")
+        assert answer.outcome is not WriteOutcome.OK, seed
+        env.run(until=env.now + 3.0)
+        assert world.jobs["j"].owner == ALICE
 
 
 def test_gateway_aid_claims_only_its_own_pending_jobs() -> None:
@@ -232,3 +258,15 @@ def test_a_requeue_by_timeout_counts_an_attempt(scan: float, t: float, n: float,
     requeues = [r[5] for r in world.history.records if r[2] == "a" and r[3] == "requeue"]
     assert requeues == [reason]
     assert job.attempts == 1 and job.status == "queued" and job.owner is None
+
+
+def test_a_job_is_queued_once_however_often_it_comes_back() -> None:
+    """A job sent back to the queue while still in it (a give-back of a job the gateway has
+    already requeued) is offered once, not twice (mutation testing of the world, session 35:
+    a queue that forgot which jobs it held survived the suites)."""
+    world = _world(assignment="getjob")
+    before = list(world.queue)
+    assert "b" in before
+    world._enqueue("b")
+    world._enqueue("b")
+    assert list(world.queue) == before
