@@ -752,8 +752,8 @@ def _lost_by_the_chain(part: _Partition, recs: list[tuple[int, Record]]) -> bool
                 # The run whose claim this is may have ended already (before its write
                 # landed); otherwise its first outcome from here on decides. (Positions of
                 # distinct records, never equal: ``>`` and ``>=`` agree, ``<`` and ``<=``.)
-                decided = owner in ended_at and ended_at[owner] > since  # pragma: no mutate
-                ended = decided and ended_at[owner] < crash_at  # pragma: no mutate
+                decided = owner in ended_at and ended_at[owner] > since
+                ended = decided and ended_at[owner] < crash_at
             elif op == "requeue":
                 if value in FAILED_GIVE_BACKS or (
                         ended and not sent and str(value).startswith(TIMEOUT_REQUEUES)):
