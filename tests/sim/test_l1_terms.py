@@ -179,6 +179,21 @@ def test_latency_problems_follow_each_claim_path() -> None:
     assert [p.split(":")[0] for p in refused.latency_problems()] == [
         "gateway_latency=0, monitor_latency=0.5"]
     assert "a gateway claim" in refused.latency_problems()[0]
+    # Only the paths some node takes (``tier_mix``): the first community nodes have the
+    # monitor, the last ones Aid. Two and two of four: no aid node has the monitor, so no aid
+    # claim path, however slow Aid is; three with the monitor: one aid node claims through
+    # Aid. Nodes without the monitor claim nothing, Aid or not. (Mutation testing, session
+    # 35: each of these population rules survived the suites.)
+    apart = base.replace(encoders=4, infra_fraction=0.0, monitor_fraction=0.5,
+                         aid_fraction=0.5, aid_latency=0.8, aid_pending_only=0.0)
+    assert not apart.latency_problems()
+    assert [p.split(":")[0] for p in apart.replace(monitor_fraction=0.75).latency_problems()
+            ] == ["aid_latency=0.8, monitor_latency=0"]
+    silent = base.replace(encoders=4, infra_fraction=0.0, monitor_fraction=0.0,
+                          gateway_latency=1.0)
+    for aid_fraction in (0.0, 1.0):
+        assert not silent.replace(aid_fraction=aid_fraction).latency_problems(), aid_fraction
+    assert silent.replace(monitor_fraction=1.0, aid_fraction=0.0).latency_problems()
     # Too long without any reply: TimingModel's problem alone (3G + ε + Δ + window + proof).
     tight = _fast_poll(confirm_timeout=3.0, gateway_latency=1.0, monitor_latency=1.0)
     assert tight.timing_model().problems() and not tight.latency_problems()

@@ -202,7 +202,8 @@ def test_gateway_aid_claims_only_its_own_pending_jobs() -> None:
         world = _world(aid_pending_only=pending_only)
         answer, _ = world.aid_claim(BOB, "c")  # a queued job of the gateway's
         assert (answer.outcome is WriteOutcome.OK) is claimed, pending_only
-    world = _world()
+    world = _world()  # the contract's rule is the default (mutation testing, session 35)
+    assert world.aid_claim(BOB, "c")[0].outcome is not WriteOutcome.OK
     world.jobs["d"].status = "pending"
     assert world.aid_claim(BOB, "d")[0].outcome is WriteOutcome.OK
 
