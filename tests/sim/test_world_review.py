@@ -145,22 +145,31 @@ def test_get_job_hands_out_the_oldest_queued_job_a_requeued_one_included() -> No
     assert world.gw_poll(ALICE)[0] == "old"
 
 
+def _accepted_by_alice(*, lie_rate: float, seed: int) -> World:
+    """A ``getJob`` world whose one job ``j`` ALICE polled and accepted, half a second ago:
+    her write has landed, and the G window in which a double hand-out's accept may miss it
+    is still open."""
+    scenario = Scenario(assignment="getjob", lie_rate=lie_rate, write_delay=2.0,
+                        late_write_rate=0.0, reply_loss_rate=0.0, monitor_error_rate=0.0,
+                        monitor_synthetic_rate=0.0)
+    env = simpy.Environment()
+    world = World(env, scenario, Streams.from_seed(seed), History())
+    world.add_job("j")
+    assert world.gw_poll(ALICE)[0] == "j"
+    world.gw_accept(ALICE, "j")
+    env.run(until=env.now + 0.5)
+    assert world.jobs["j"].owner == ALICE
+    return world
+
+
 def test_a_double_hand_out_to_an_anonymous_poller_is_taken_up_by_its_next_accept() -> None:
     """``getJob`` is not signed: the live emulator's poller without ``X-Encoder-DID`` (the
     production gateway client) is "anonymous". The double hand-out it is offered is taken up
     by the next accept of the job from anyone but its owner (judged on a read up to G old);
     it was kept for "anonymous", whose accept never comes, so no such client met the lie (a
     review of the world against the contract, session 32)."""
-    scenario = Scenario(assignment="getjob", lie_rate=1.0, write_delay=2.0,
-                        late_write_rate=0.0, reply_loss_rate=0.0, monitor_error_rate=0.0,
-                        monitor_synthetic_rate=0.0)
-    env = simpy.Environment()
-    world = World(env, scenario, Streams.from_seed(1), History())
-    world.add_job("j")
-    assert world.gw_poll(ALICE)[0] == "j"
-    world.gw_accept(ALICE, "j")
-    env.run(until=env.now + 0.5)  # ALICE's write has landed; the lie's window (G) is open
-    assert world.jobs["j"].owner == ALICE
+    world = _accepted_by_alice(lie_rate=1.0, seed=1)
+    env = world.env
     assert world.gw_poll(ANONYMOUS)[0] == "j"  # the double hand-out
     answer, _ = world.gw_accept(BOB, "j")  # the anonymous poller's accept, signed as BOB
     assert answer.outcome is WriteOutcome.OK
@@ -178,19 +187,10 @@ def test_without_a_double_hand_out_an_accept_of_a_held_job_is_refused() -> None:
     testing of the world, session 35: every accept taken for the anonymous poller's lie
     survived the suites, a harsher world than the contract's)."""
     for seed in range(10):
-        scenario = Scenario(assignment="getjob", lie_rate=0.0, write_delay=2.0,
-                            late_write_rate=0.0, reply_loss_rate=0.0,
-                            monitor_error_rate=0.0, monitor_synthetic_rate=0.0)
-        env = simpy.Environment()
-        world = World(env, scenario, Streams.from_seed(seed), History())
-        world.add_job("j")
-        assert world.gw_poll(ALICE)[0] == "j"
-        world.gw_accept(ALICE, "j")
-        env.run(until=env.now + 0.5)
-        assert world.jobs["j"].owner == ALICE
+        world = _accepted_by_alice(lie_rate=0.0, seed=seed)
         answer, _ = world.gw_accept(BOB, "j")
         assert answer.outcome is not WriteOutcome.OK, seed
-        env.run(until=env.now + 3.0)
+        world.env.run(until=world.env.now + 3.0)
         assert world.jobs["j"].owner == ALICE
 
 
