@@ -687,9 +687,9 @@ class Encoder:
         on the protocol's clock) came first, as the asyncio driver does not send it then
         (answered at that instant), else True once it may leave. ``edge``: the connection may
         be ready exactly at ``by`` (a finish; a ping ready then meets its own deadline check
-        in ``_io``). The check is made when the connection is ready, then the driver may
-        pause up to P before the bytes leave: what ``TimingModel.finish_slack``'s P + G
-        allows for."""
+        in ``_io``). The driver may pause between the connection and the check (an await
+        point: the check sees the pause), and up to P after it, before the bytes leave: what
+        ``TimingModel.finish_slack``'s P + G allows for."""
         left = None if by is None else by / self.rate - self.env.now
         delay = self.world.connect_delay(left if edge else None, rate)
         if delay <= 0:
@@ -699,6 +699,11 @@ class Encoder:
             return False
         ready = self.env.now + delay
         yield from self.wait(delay)
+        if self.pausable:
+            # Connected, not yet checked: the task resumes after the connection is made and
+            # only then runs the check (httpcore's trace hook in the asyncio driver), so the
+            # adversary may pause it here; the check must see that pause.
+            yield from self._await_point()
         if by is not None and self.env.now > ready + 1e-9 and self.env.now * self.rate > by:
             # A pause while it connected took it past ``by``: the check refuses it. (Only
             # then: ready at the edge, the float clock may land a step past it.)

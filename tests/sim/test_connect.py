@@ -22,6 +22,7 @@ from conformance.families import FAMILIES
 from conformance.worlds import BASE, World, race
 from sim import run_once
 from sim._encoder import Encoder
+from sim._world import World as SimWorld
 from verifier.protocol import Finish, Tier, WriteAnswered, WriteOutcome
 
 FAMILY = "connect"
@@ -73,6 +74,40 @@ def test_the_hardened_chain_keeps_s3_and_gives_back_a_finish_it_could_not_send()
     assert len(codes) >= 5, codes
     assert set(codes) <= {"FINISHED", "FINISH_TOO_LATE", "FINISH_NOT_SENT"}, codes
     assert "FINISH_TOO_LATE" in codes or "FINISH_NOT_SENT" in codes, codes
+
+
+def test_the_family_pauses_a_finish_between_its_connection_and_its_check(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The asyncio driver checks ``send_by`` only when its task resumes after the connection
+    is made (httpcore's trace hook, right before the write), so the process may pause in
+    between. The SimPy driver has an await point there (session 36); before it, no family
+    paused a finish between its connection and its check, and the refusal of one resumed
+    past ``send_by`` was reached by a direct test only (the next section). Here the family
+    reaches it on its own: finishes connected in time, refused after a pause (measured:
+    21 in 60 worlds), each then retried in time or given back, and S3 held."""
+    reached: list[int] = []
+    drawn = SimWorld.connect_delay
+
+    def draw(world: Any, left: float | None, rate: float) -> float:
+        world.last_connect_delay = drawn(world, left, rate)
+        return world.last_connect_delay
+
+    connect = Encoder._connect
+
+    def watched(self: Encoder, rate: float, by: float | None, *, edge: bool) -> Any:
+        left = None if by is None else by / self.rate - self.env.now
+        sent = yield from connect(self, rate, by, edge=edge)
+        delay = getattr(self.world, "last_connect_delay", 0.0)
+        if not sent and left is not None and 0 < delay <= left:
+            reached.append(seed)  # ready in time, refused when it resumed
+        return sent
+
+    monkeypatch.setattr(SimWorld, "connect_delay", draw)
+    monkeypatch.setattr(Encoder, "_connect", watched)
+    for seed in SEEDS:
+        result = race(World(SC, tape=(), seed=seed, family=FAMILY), "hardened")
+        assert not result.violated("S3", "give-back"), (seed, result.explain("S3"))
+    assert len(reached) >= 5, reached
 
 
 def test_a_finish_without_its_send_by_is_caught_by_s3() -> None:
@@ -187,12 +222,14 @@ def test_a_finish_ready_in_time_is_not_sent_when_a_pause_ends_past_send_by(
     """``_connect`` checks ``send_by`` again when the connection wait ends: a pause of the
     process may be in progress then, and the driver, resumed after ``send_by``, must not send
     the finish (its bytes would leave after the instant the protocol allowed), however
-    little past it and on the encoder's own clock (a fast one here: 5% fast). No family
-    reaches that check (the ``connect`` family has no pauses, and random worlds with pauses
-    did not), so the driver is driven directly, with a fixed connection delay and a pause of
-    known length taken by another process of the node (mutation testing of the driver,
-    session 35, helper-113: a check that never refuses, one that let a second go by, and one
-    that read the clock backwards survived every suite)."""
+    little past it and on the encoder's own clock (a fast one here: 5% fast). Until session
+    36 no family reached that check, so the driver is driven directly, with a fixed
+    connection delay and a pause of known length taken by another process of the node
+    (mutation testing of the driver, session 35, helper-113: a check that never refuses, one
+    that let a second go by, and one that read the clock backwards survived every suite).
+    The family now reaches it (above), but only this test pins its edges: inside the model a
+    pause before the check is one the formula's P already pays for, so no safety checker
+    tells a driver that sends such a finish from one that refuses it."""
     encoder = _an_encoder()
     if rate is not None:
         encoder.rate = rate  # the local clock runs fast: send_by comes sooner in real time
