@@ -809,9 +809,12 @@ class Encoder:
             # whatever the tier does; the request itself has been served (a write may land).
             delay, phase, value = left, "fail", "deadline"
             answer = _past_deadline(action)
-        elif cache is not None and kind is Observe and type(answer) is TierFailed:
-            # The tier failed a read: its answers from before are unusable (StatusCache.failed).
-            cache.failed(action.tier, decided=decided)
+            failed = False
+        else:
+            # A read the tier failed: its answers from before become unusable
+            # (StatusCache.failed) once the failure is known, after the reply delay, as the
+            # guard marks it (adversarial review, session 36: marked at the send, seconds early).
+            failed = cache is not None and kind is Observe and type(answer) is TierFailed
         end = now + delay
         if end < self.crash_at and end < self.pause_at:
             yield env.timeout(delay)  # the common case, without a frame
@@ -820,7 +823,9 @@ class Encoder:
         else:
             yield from self.wait(delay)
         add(env.now, self.name, job_id, op, phase, value)
-        if cache is not None and isinstance(answer, Observed):
+        if failed:
+            cache.failed(action.tier, decided=decided)
+        elif cache is not None and isinstance(answer, Observed):
             cache.put(answer.observation, job_id, decided=decided)
         result: Answer = answer
         return result

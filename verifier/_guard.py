@@ -682,6 +682,13 @@ class _Run:
             else:
                 self._tier_failed(action.tier, decided)
             return TierFailed(action.tier, str(exc))
+        except InvalidInputError as exc:
+            # Refused before it left (the monitor's id rule is stricter than the gateway's and
+            # aid's: '%', '/', ...): it says nothing about the tier, so the cache keeps the
+            # tier's answers (StatusCache.failed: not for reads that never left; adversarial
+            # review, session 36: each such id outdated a batch just screened).
+            self.requested = False
+            return TierFailed(action.tier, str(exc))
         except Exception as exc:  # fail closed: a client bug is "no answer", never "yours"
             self._tier_failed(action.tier, decided)
             return TierFailed(action.tier, f"unexpected {type(exc).__name__}")

@@ -33,6 +33,7 @@ from typing import Any, Final, TypeVar
 
 from ._errors import (
     InvalidInputError,
+    MalformedAnswer,
     TierError,
     TierRateLimited,
     TierUnavailable,
@@ -65,6 +66,27 @@ OfferFn = Callable[[], Awaitable[list[GatewayMonitorJob]]]
 ScreenFn = Callable[[Sequence[str]], Awaitable[dict[str, str]]]
 #: The monitor refuses batches of more than 50 ids.
 BATCH_LIMIT: Final = 50
+def batch_answer(answer: object, asked: Sequence[str]) -> dict[str, str]:
+    """``answer``, a screen function's, as the ``{id: status}`` map the protocol's screening
+    rule reads, or :class:`MalformedAnswer`. ``GatewayMonitorService.batch_status`` checks its
+    own answers; a screen function of a library user's (a thin wrapper over the raw endpoint,
+    whose entries are objects) may answer anything, and its answer used to reach the rule
+    unchecked: a ``TypeError`` there ended the loop and left its running jobs held
+    (adversarial review, session 36). Checked, it is a failed batch: the reads go on."""
+    if not isinstance(answer, Mapping):
+        raise MalformedAnswer("monitor", f"batch answer is a {type(answer).__name__}, not a map")
+    wanted = set(asked)
+    for job_id, status in answer.items():
+        if not isinstance(job_id, str) or job_id not in wanted:
+            raise MalformedAnswer("monitor", "batch answer names a job that was not asked: "
+                                  f"{printable(str(job_id), FIELD_LIMIT)}")
+        if not isinstance(status, str):
+            raise MalformedAnswer("monitor", f"batch answer's status of job "
+                                  f"{printable(job_id, FIELD_LIMIT)} is a "
+                                  f"{type(status).__name__}, not a string")
+    return dict(answer)
+
+
 #: The work of one job: the guard's :class:`ClaimedJob` and the job as it was offered (its
 #: ``input`` says what to download). Returns the result to commit (``{"cid": ...}``).
 LoopWork = Callable[[ClaimedJob, GatewayMonitorJob], Awaitable[Mapping[str, Any] | None]]
@@ -130,9 +152,11 @@ class EncoderLoop:
         self.guard = guard
         self.work = work
         # Screening fills the cache of the monitor, so it pays only where the pre-claim check
-        # reads the monitor (an infrastructure node's reads the database).
-        self._screen = screen if guard.cache is not None and pre_claim_tier(
-            guard.policy, guard.tier_set) is Tier.MONITOR else None
+        # reads the monitor (an infrastructure node's reads the database), and only when the
+        # policy lets that check take a cached answer at all: with ``status_cache_s`` 0 every
+        # answer would be stored and never used (adversarial review, session 36).
+        self._screen = screen if guard.cache is not None and guard.policy.status_cache_s > 0 \
+            and pre_claim_tier(guard.policy, guard.tier_set) is Tier.MONITOR else None
         self.policy = policy or LoopPolicy()
         missing = [s for s in self.policy.sources if s not in offers]
         if missing:
@@ -359,7 +383,7 @@ class EncoderLoop:
             if self._stop.is_set():
                 return assigned
             try:
-                answer = request.result()
+                answer = batch_answer(request.result(), batch)
             except Exception as exc:  # screening is an optimisation: the reads go on
                 self._count_batch("failed", decided)
                 if self.guard.cache is not None and not isinstance(

@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import httpx
 import pytest
 
 from verifier import (
@@ -556,3 +557,83 @@ async def test_an_id_the_monitor_cannot_carry_is_left_out_of_the_batch_not_fatal
     await loop._screened(["j1", "video%20upload-7"])  # given one anyway: refused, not failed
     assert asked == []
     assert guard.cache.get(Tier.MONITOR, "j2", max_age=30, now=guard.now()) is not None
+
+
+# ---- adversarial review of the cache and the batch, session 36 (helper-114)
+
+
+@pytest.mark.parametrize("bad", [
+    None, ["j1", "queued"], {"j1": ["queued"]}, {"j1": {"status": "queued"}}, {"j1": None},
+    {"not-asked": "queued"}, {1: "queued"},
+], ids=["none", "list", "list-status", "object-status", "null-status", "not-asked", "int-id"])
+@virtual_time
+async def test_a_screen_answer_of_the_wrong_shape_is_a_failed_batch_and_the_loop_goes_on(
+        bad: Any, caplog: pytest.LogCaptureFixture):
+    """A library user's screen function (a thin wrapper over the raw endpoint, whose entries
+    are objects) may answer anything: that is a failed batch, as a failed request is (logged,
+    the monitor's older answers outdated, the pre-claim reads go on). It used to reach the
+    screening rule unchecked, and its ``TypeError`` ended the loop, leaving running jobs held."""
+    caplog.set_level("WARNING", logger="verifier.loop")
+    jobs = InMemoryJobs()
+    for job_id in ("j1", "j2"):
+        jobs.add(job_id)
+    guard = OwnershipGuard(did=A, clients=community(jobs, A), policy=CACHED)
+    assert guard.cache is not None
+    guard.cache.put(Observation(Tier.MONITOR, _queued("j9")), "j9", decided=guard.now())
+
+    async def screen(ids: Sequence[str]) -> Any:
+        return bad
+
+    async def offered() -> list[GatewayMonitorJob]:
+        return [parse_job(d) for d in jobs.docs.values() if d["status"] == "queued"]
+
+    loop = EncoderLoop(guard, lambda job, offer: encode(1)(job), offers={"getjob": offered},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1), screen=screen)
+    runner = asyncio.create_task(loop.run())
+    await asyncio.sleep(60)
+    loop.stop()
+    await runner  # no exception: screening is an optimisation
+    assert all(doc["status"] == "complete" for doc in jobs.docs.values())
+    assert "LOOP_SCREEN_FAILED" in caplog.text and "MalformedAnswer" in caplog.text
+    assert guard.cache.get(Tier.MONITOR, "j9", max_age=60, now=guard.now()) is None
+
+
+@virtual_time
+async def test_the_loop_does_not_screen_when_no_read_may_take_a_cached_answer():
+    """A cache with ``status_cache_s`` 0: no read may take an entry, so a batch would be a
+    monitor request whose answers are stored and never used."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard = OwnershipGuard(did=A, clients=community(jobs, A), policy=Policy.hardened(TIMING),
+                           cache=StatusCache())
+
+    async def screen(ids: Sequence[str]) -> dict[str, str]:
+        raise AssertionError("screened")
+
+    loop = EncoderLoop(guard, lambda job, offer: encode(1)(job), offers={"getjob": list},
+                       policy=LoopPolicy(sources=("getjob",)), screen=screen)
+    assert loop._screen is None
+    cached = EncoderLoop(OwnershipGuard(did=A, clients=community(jobs, A), policy=CACHED),
+                         lambda job, offer: encode(1)(job), offers={"getjob": list},
+                         policy=LoopPolicy(sources=("getjob",)), screen=screen)
+    assert cached._screen is screen
+
+
+@pytest.mark.asyncio
+async def test_a_read_the_monitor_client_refuses_before_sending_keeps_its_cached_answers(
+        router: Any, monitor: Any):
+    """An id legal for the gateway and aid but not for the monitor ('%', '/', ...) is refused
+    before anything is sent: that says nothing about the monitor, so the answers the cache
+    holds from it stay usable (``StatusCache.failed``: not for reads that never left). Each
+    such id used to outdate a batch just screened."""
+    route = router.route().mock(return_value=httpx.Response(500))
+    jobs = InMemoryJobs()
+    jobs.add("odd%41id")
+    guard = OwnershipGuard(did=A, clients=[monitor, InMemoryTier(Tier.GATEWAY, jobs, A)],
+                           policy=CACHED)
+    assert guard.cache is not None
+    guard.screened({"j1": _queued("j1")}, decided=guard.now())
+    outcome = await guard.run("odd%41id", encode(1))
+    assert outcome.kind is not OutcomeKind.PROCESSED  # no read of the monitor: not verified
+    assert route.call_count == 0
+    assert guard.cache.get(Tier.MONITOR, "j1", max_age=30, now=guard.now()) is not None
