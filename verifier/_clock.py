@@ -111,7 +111,6 @@ def counting_suspensions(base: Callable[[], float]) -> Callable[[], float]:
 #: ``seconds`` of real time (suspensions included) from now, or ``None`` (no alarm).
 AlarmFactory = Callable[[float], contextlib.AbstractContextManager["asyncio.Future[None] | None"]]
 
-_CLOCK_BOOTTIME_ID: Final = 7  # linux/time.h
 _TFD_NONBLOCK: Final = os.O_NONBLOCK
 _TFD_CLOEXEC: Final = os.O_CLOEXEC
 
@@ -137,7 +136,7 @@ def _timerfd() -> tuple[Any, Any] | None:
     settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec),
                         ctypes.c_void_p]
     settime.restype = ctypes.c_int
-    fd = create(_CLOCK_BOOTTIME_ID, _TFD_NONBLOCK | _TFD_CLOEXEC)
+    fd = create(_BOOTTIME, _TFD_NONBLOCK | _TFD_CLOEXEC)
     if fd < 0:  # an old kernel, a sandbox refusing it
         return None
     os.close(fd)
@@ -166,7 +165,7 @@ def boottime_alarm(seconds: float) -> Iterator[asyncio.Future[None] | None]:
         yield None
         return
     create, settime = _TIMERFD
-    fd = create(_CLOCK_BOOTTIME_ID, _TFD_NONBLOCK | _TFD_CLOEXEC)
+    fd = create(_BOOTTIME, _TFD_NONBLOCK | _TFD_CLOEXEC)
     if fd < 0:
         yield None
         return

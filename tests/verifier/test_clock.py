@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -250,6 +253,58 @@ def test_a_boottime_alarm_rings_and_closes_its_timer() -> None:
         assert (set(os.listdir("/proc/self/fd")), _readers()) == before  # closed, unwatched
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and hasattr(time, "CLOCK_BOOTTIME")),
+                    reason="the alarm is Linux's timerfd on CLOCK_BOOTTIME")
+def test_on_linux_the_guard_has_its_alarm_and_looking_for_it_leaks_nothing() -> None:
+    """Where the platform has ``timerfd`` the guard's waits must get their alarm: without it a
+    suspension inside a wait makes its deadline late by the suspension (session 28), and every
+    alarm test above would be skipped, not failed (mutation testing of ``verifier._clock``,
+    session 36: a search that gave up on Linux, or that left its probe's descriptor open,
+    survived every test)."""
+    fds = set(os.listdir("/proc/self/fd"))
+    found = clock_module._timerfd()
+    assert found is not None and clock_module._TIMERFD is not None
+    assert set(os.listdir("/proc/self/fd")) == fds  # the probe's timer closed again
+
+
+@pytest.mark.skipif(clock_module._TIMERFD is None, reason="no timerfd on this platform")
+def test_a_rung_alarm_is_read_once_and_stops_waking_the_loop(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timer's expiry count is read when it rings: a timer left unread stays readable, and
+    the loop would call its reader at every turn until the wait ends (a busy loop)."""
+    calls: list[int] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        add_reader = loop.add_reader
+
+        def counted(fd: int, callback: Any) -> None:
+            add_reader(fd, lambda: (calls.append(fd), callback()))
+
+        monkeypatch.setattr(loop, "add_reader", counted)
+        with clock_module.boottime_alarm(0.01) as ring:
+            assert ring is not None
+            await asyncio.wait_for(ring, timeout=30.0)
+            for _ in range(20):
+                await asyncio.sleep(0)  # turns of the loop while the block goes on
+
+    asyncio.run(main())
+    assert len(calls) == 1, len(calls)
+
+
+def test_nothing_is_suspended_when_the_clock_starts() -> None:
+    """The suspended time counts from the module's import: a fresh process reads (about) 0,
+    not a constant offset carried from the start (the same mutation run: the running maximum
+    started at 1 s and no test saw it, since every test pins it)."""
+    code = ("import verifier._clock as c; s = c.suspended_s(); "
+            "assert 0.0 <= s < 0.01, s; print(s)")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(  # noqa: S603 - our own interpreter, a fixed program
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root,
+        env={**os.environ, "PYTHONPATH": root}, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 def test_an_alarm_is_none_when_no_timer_can_be_had(monkeypatch: pytest.MonkeyPatch) -> None:
