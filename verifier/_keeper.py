@@ -96,7 +96,8 @@ ORPHANED: int = signal.SIGRTMIN
 #: timer) may deliver to the keeper: the command decides what they mean to it; the
 #: keeper stays to guard it and report. Handlers, not SIG_IGN, which would be inherited
 #: across exec.
-_STAYS_FOR = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGALRM")
+_STAYS_FOR = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGALRM", "SIGTSTP", "SIGTTIN",
+              "SIGTTOU")
 #: Ignored by Python at start-up, and an ignored disposition survives exec: the command gets
 #: the defaults back (a pipeline's ``| head`` must end its producer).
 _DEFAULTS_FOR_COMMAND = ("SIGPIPE", "SIGXFSZ")

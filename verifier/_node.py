@@ -121,6 +121,15 @@ def open_node(settings: Settings, *, logger: logging.Logger | None = None) -> No
                 push, screen)
 
 
+#: Signals a terminal sends to freeze a process that reads or writes it in the background.
+_TERMINAL_STOPS: Final = (signal.SIGTTIN, signal.SIGTTOU)
+
+
+def _refuse_freeze() -> None:
+    _LOGGER.warning("FREEZE_REFUSED: SIGTSTP (^Z) ignored: frozen, the runner could not "
+                    "re-check the jobs its commands go on encoding; stop it with ^C or SIGTERM")
+
+
 async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
     """Run the loop until SIGINT/SIGTERM/SIGHUP; 0 once every job has been given back or
     finished, 1 if a job could not be given back (it may stay held until T)."""
@@ -143,6 +152,15 @@ async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     for sig in signals:
         loop.add_signal_handler(sig, encoder.stop)
+    # ^Z would freeze the runner alone: each command runs in a session of its own (so that a
+    # terminal's ^C belongs to the runner) and would encode on with nobody pinging or
+    # re-checking its job, past the gateway's reassignment (adversarial review, session 36:
+    # two encoders encoded one job for 7-10 s). The runner refuses to be frozen by its
+    # terminal; ^C stops it gracefully. (SIGSTOP cannot be refused: a freeze longer than P is
+    # outside the timing model, docs/safety-model.md.) A background read or write of the
+    # terminal (SIGTTIN, SIGTTOU) would freeze it too: ignored, the write goes through.
+    loop.add_signal_handler(signal.SIGTSTP, _refuse_freeze)
+    terminal = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _TERMINAL_STOPS}
     try:
         _LOGGER.info("RUN_STARTED: encoder %s polling %s with up to %d job(s) at once",
                      node.guard.did, ", ".join(policy.sources), policy.concurrency)
@@ -157,6 +175,9 @@ async def run_node(node: Node, work: CommandWork, policy: LoopPolicy) -> int:
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+        loop.remove_signal_handler(signal.SIGTSTP)
+        for sig, handler in terminal.items():
+            signal.signal(sig, handler)
         await node.aclose()
     # The commands' last stderr lines first (a killed command's last words come late), so that
     # RUN_STOPPED is the runner's last word (operator review, session 20). Every job has ended:

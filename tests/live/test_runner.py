@@ -295,3 +295,51 @@ def test_a_command_that_crashes_hangs_or_prints_garbage_is_failed_and_the_loop_g
             assert bad not in srv.live.world.committed
 
     asyncio.run(main())
+
+
+def _state(pid: int) -> str:
+    """The process's state letter in /proc (``T``: stopped by a signal)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def test_a_terminal_stop_freezes_neither_the_runner_nor_its_keeper(tmp_path):
+    """^Z froze the runner alone: each command runs in a session of its own, so it encoded on
+    with no ping and no re-check while the gateway reassigned the job, and two encoders
+    encoded one job for 7-10 s (adversarial review, session 36). The runner and the keeper
+    now refuse a terminal's stop signals: the job is committed in time, as without them."""
+    async def main() -> None:
+        async with served(tmp_path, jobs=1) as srv:
+            job_id = srv.live.job_ids[0]
+            proc = await srv.start(seconds=3)
+            await srv.until(lambda: srv.live.world.jobs[job_id].status == "running"
+                            and srv.started(job_id), "the encode to run")
+            keepers = _children(proc.pid)
+            assert keepers, "no keeper under the runner"
+            try:
+                for pid in (proc.pid, *keepers):  # a terminal's ^Z reaches its foreground group
+                    os.kill(pid, signal.SIGTSTP)
+                await asyncio.sleep(0.5)
+                assert [_state(pid) for pid in (proc.pid, *keepers)
+                        if pid == proc.pid or running(pid)].count("T") == 0
+                await srv.until(lambda: job_id in srv.live.world.committed,
+                                "the job committed", patience=30)
+                assert await stop(proc) == 0
+            finally:
+                if proc.returncode is None:  # a frozen runner, left behind by a failure
+                    proc.send_signal(signal.SIGCONT)
+                    proc.kill()
+                    await proc.wait()
+            assert "FREEZE_REFUSED" in srv.logged()
+
+    asyncio.run(main())
