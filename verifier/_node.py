@@ -277,9 +277,10 @@ def add_run_parser(commands: Any) -> None:
                      metavar="S", help="wait after a poll that offered nothing; doubled after "
                      f"each further one (default: {LoopPolicy.idle_s:g})")
     run.add_argument("--max-poll-interval", type=_positive(float, MIN_POLL_INTERVAL_S, _POLLS),
-                     default=LoopPolicy.idle_max_s, metavar="S",
-                     help="longest wait between polls, jitter included (default: "
-                     f"{LoopPolicy.idle_max_s:g})")
+                     default=None, metavar="S",
+                     help="longest wait between polls, jitter included; not below "
+                     f"--poll-interval (default: {LoopPolicy.idle_max_s:g}, or the poll "
+                     "interval if longer)")
     run.add_argument("--cooldown", type=_non_negative_seconds, default=LoopPolicy.cooldown_s,
                      metavar="S", help="how long a job that ended without being processed "
                      "(skipped, cancelled, failed) is not tried again; the time a job "
@@ -300,6 +301,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     command: list[str] = list(args.work_command)
     if command[:1] == ["--"]:
         command = command[1:]
+    longest = args.max_poll_interval
+    if longest is not None and longest < args.poll_interval:
+        # Raised silently, it ran with a longest wait the operator did not ask for
+        # (adversarial review, session 36).
+        print(f"python -m verifier run: error: --max-poll-interval {longest:g} is below "
+              f"--poll-interval {args.poll_interval:g}: the longest wait between polls cannot "
+              "be shorter than the first", file=sys.stderr)
+        return 2
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     if not args.verbose:
         logging.getLogger("verifier.guard").setLevel(logging.WARNING)
@@ -325,10 +334,12 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         print(f"python -m verifier run: error: configuration error: {exc}", file=sys.stderr)
         return 2
     try:
+        idle_max = args.max_poll_interval
+        if idle_max is None:
+            idle_max = max(LoopPolicy.idle_max_s, args.poll_interval)
         policy = LoopPolicy(
             sources=tuple(args.sources or node.default_sources()),
-            concurrency=args.concurrency, idle_s=args.poll_interval,
-            idle_max_s=max(args.max_poll_interval, args.poll_interval),
+            concurrency=args.concurrency, idle_s=args.poll_interval, idle_max_s=idle_max,
             cooldown_s=args.cooldown)
         if any(s not in node.offers for s in policy.sources):
             missing = [s for s in policy.sources if s not in node.offers]

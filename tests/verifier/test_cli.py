@@ -735,3 +735,15 @@ def test_a_poll_interval_below_its_floor_is_a_usage_error(
     assert exit_.value.code == 2 and "must be at least 0.1" in capsys.readouterr().err
     args = build_parser().parse_args(["run", flag, "0.3", "--", "enc"])
     assert getattr(args, flag.lstrip("-").replace("-", "_")) == 0.3
+
+
+def test_a_longest_poll_wait_below_the_first_is_a_usage_error(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``--max-poll-interval`` below ``--poll-interval`` was raised to it in silence: the run
+    used a longest wait the operator did not ask for (adversarial review, session 36). Given
+    alone, a poll interval above the default longest wait raises that default, as documented."""
+    assert main(["run", "--poll-interval", "5", "--max-poll-interval", "1", "--", "enc"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-poll-interval 1 is below --poll-interval 5" in err
+    args = build_parser().parse_args(["run", "--poll-interval", "5", "--", "enc"])
+    assert args.max_poll_interval is None  # resolved when the run starts: max(default, 5)
