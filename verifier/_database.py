@@ -214,6 +214,7 @@ class DatabaseTier:
         self._uri: str | None = None
         self._where = "injected collection"
         self._secrets: tuple[str, ...] = ()
+        self._srv = False
         if uri is not None:
             if not isinstance(uri, str):
                 raise ConfigurationError("MONGODB_URI", "must be a string")
@@ -222,6 +223,7 @@ class DatabaseTier:
             parsed = parse_mongodb_uri(uri)
             self._where, self._secrets = parsed.location(), parsed.secrets
             self._uri = uri
+            self._srv = parsed.scheme == "mongodb+srv"
         self._database = _check_name(database, "DATABASE_NAME")
         self._collection_name = _check_name(collection_name, "collection_name")
         self._new_token = token_factory or _default_token
@@ -252,6 +254,27 @@ class DatabaseTier:
             pass  # a stuck or failing close must not keep the encoder from shutting down
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def check_options(self) -> None:
+        """Refuse now, with the driver's reason, a URI the MongoDB driver would refuse at the
+        first call: conflicting options (``ssl=true&tls=false``), an unreadable ``tlsCAFile``.
+        Accepted at start-up, such a URI had a node skip every job with the exception's type
+        alone in its log (adversarial review, session 36). The client built here does not
+        connect and is closed at once. Not for ``mongodb+srv://``: the driver resolves its
+        DNS records when it builds a client, and start-up must not depend on the network."""
+        if self._uri is None or self._srv:
+            return
+        try:
+            client: MongoClient[dict[str, Any]] = MongoClient(self._uri, connect=False)
+        except Exception as exc:
+            raise ConfigurationError(
+                "MONGODB_URI", f"the MongoDB driver refuses it: {self._driver_said(exc)}"
+            ) from None
+        client.close()
+
+    def _driver_said(self, exc: BaseException) -> str:
+        """What the driver said, its type first, every secret and the URI scrubbed."""
+        return f"{type(exc).__name__}: {self._scrub(str(exc))}"
 
     async def __aenter__(self) -> DatabaseTier:
         return self
@@ -292,10 +315,11 @@ class DatabaseTier:
                     appname="spk-ownership",
                 )
             except Exception as exc:
-                # The driver's text may quote the URI; only the type is reported.
+                # The driver's text may quote the URI: scrubbed (it named the type alone, and
+                # an operator could not tell which option was refused).
                 raise TierUnavailable(
                     _TIER, f"cannot create a MongoDB client for {self._where} "
-                    f"({type(exc).__name__})"
+                    f"({self._driver_said(exc)})"
                 ) from None
         # Reads from the primary, of its latest writes, whatever the URI says: the protocol
         # takes a database read as lag-free (its settle after a database claim has no lag

@@ -93,8 +93,10 @@ def open_node(settings: Settings, *, logger: logging.Logger | None = None) -> No
     clients: list[Any] = []
     gateway = aid = monitor = push = None
     if settings.mongodb_enabled:
-        clients.append(DatabaseTier(uri=settings.mongodb_uri, database=settings.database_name,
-                                    encoder_did=did))
+        database = DatabaseTier(uri=settings.mongodb_uri, database=settings.database_name,
+                                encoder_did=did)
+        database.check_options()  # what the driver refuses, refused before any job is claimed
+        clients.append(database)
     if settings.monitor_enabled:
         monitor = GatewayMonitorService(settings.monitor_base_url, enabled=True)
         clients.append(monitor)

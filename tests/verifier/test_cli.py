@@ -747,3 +747,28 @@ def test_a_longest_poll_wait_below_the_first_is_a_usage_error(
     assert "--max-poll-interval 1 is below --poll-interval 5" in err
     args = build_parser().parse_args(["run", "--poll-interval", "5", "--", "enc"])
     assert args.max_poll_interval is None  # resolved when the run starts: max(default, 5)
+
+
+_DB_SECRET = "S3cretDbPass"
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    ("ssl=true&tls=false", "conflicting values"),
+    ("tls=true&tlsCAFile=/nonexistent/ca.pem", "not readable"),
+])
+def test_a_mongodb_uri_the_driver_refuses_exits_2_with_its_reason(
+    env: pytest.MonkeyPatch, options: str, said: str,
+) -> None:
+    """Accepted at start-up, such a URI had the node skip every job, its log naming only the
+    exception's type (adversarial review, session 36). Now refused before any job is claimed,
+    with the driver's reason and without the password."""
+    _runner_env(env)
+    env.setenv("MONGODB_VERIFICATION_ENABLED", "true")
+    env.setenv("MONGODB_URI", f"mongodb://enc:{_DB_SECRET}@127.0.0.1:9/spk?{options}")
+    # In a process of its own, with a time limit: the runner this refuses would run forever.
+    done = subprocess.run(
+        [sys.executable, "-m", "verifier", "run", "--", "true"], capture_output=True,
+        text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert "configuration error: MONGODB_URI: the MongoDB driver refuses it" in done.stderr
+    assert said in done.stderr and _DB_SECRET not in done.stderr

@@ -1328,3 +1328,33 @@ async def test_a_run_cancelled_as_a_database_answer_arrives_stays_cancelled(
     finally:
         await tier.aclose()
     assert not started and jobs.find_one({"id": "J"})["status"] == "queued"
+
+
+def test_the_start_up_check_builds_no_client_for_an_srv_uri_and_accepts_a_plain_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``check_options`` asks the driver (a client that does not connect, closed at once),
+    except for ``mongodb+srv://``, whose client resolves DNS records as it is built: start-up
+    must not depend on the network."""
+    DatabaseTier(uri=URI, encoder_did=ME).check_options()  # a plain URI the driver takes
+    built: list[str] = []
+    monkeypatch.setattr(_database, "MongoClient", lambda uri, **kw: built.append(uri))
+    DatabaseTier(uri="mongodb+srv://user:s3cret@cluster.example/db",
+                 encoder_did=ME).check_options()
+    assert built == []
+
+
+@pytest.mark.asyncio
+async def test_a_client_the_driver_cannot_build_is_reported_with_its_reason_scrubbed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(uri: str, **options: Any) -> Any:
+        raise pymongo.errors.ConfigurationError(f"conflicting TLS options in {uri}")
+
+    monkeypatch.setattr(_database, "MongoClient", broken)
+    db = DatabaseTier(uri=URI, encoder_did=ME)
+    with pytest.raises(TierUnavailable) as raised:
+        await db.observe(JOB)
+    text = str(raised.value)
+    assert "ConfigurationError: conflicting TLS options" in text and "s3cret" not in text
+    await db.aclose()
