@@ -125,3 +125,64 @@ async def test_a_huge_id_in_a_monitor_answer_is_cut_in_the_error() -> None:
         with pytest.raises(MalformedAnswer) as info:
             await monitor.batch_status(["j1"])
     assert len(str(info.value)) < 400
+
+
+# ---- mutation testing of the input checks (session 36): what each check says, at its edges
+
+
+@pytest.mark.parametrize(("job_id", "says"), [
+    ("job\n1", "contains control characters"), ("job\x7f", "contains control characters"),
+    ("job\x001", "contains control characters"), ("job-\ud800", "lone surrogate"),
+    ("job\x85", "control, format or separator"),
+])
+def test_a_bad_job_id_is_refused_saying_what_is_wrong(job_id: str, says: str) -> None:
+    """Several checks refuse overlapping sets (``isprintable`` refuses C0 controls and lone
+    surrogates too); each must still say what is wrong, which only the first one to see it
+    does (an earlier check dropped was invisible to every test but its message)."""
+    with pytest.raises(InvalidInputError, match=says):
+        validate_job_id(job_id)
+
+
+@pytest.mark.parametrize("did", [
+    "did:key:z6Mk\nforged", "did:key:z6Mk\x7f", "did:key:z6Mk\x01", "did:key:z6Mk forged",
+    "did:key:z6Mk\tx",
+])
+def test_a_did_with_a_space_or_a_control_character_is_refused(did: str) -> None:
+    with pytest.raises(InvalidInputError, match="space or a control character"):
+        validate_did(did)
+
+
+def test_an_id_or_did_of_the_longest_length_is_taken_and_one_more_is_not() -> None:
+    from verifier._ids import MAX_ID_LENGTH, validate_cid
+
+    longest = "did:key:z" + "a" * (MAX_ID_LENGTH - len("did:key:z"))
+    assert validate_did(longest) == longest
+    with pytest.raises(InvalidInputError, match="characters long"):
+        validate_did(longest + "a")
+    assert validate_job_id("j" * MAX_ID_LENGTH)
+    with pytest.raises(InvalidInputError, match="characters long"):
+        validate_job_id("j" * (MAX_ID_LENGTH + 1))
+    assert validate_cid("b" * 256) == "b" * 256
+    with pytest.raises(InvalidInputError, match="too long"):
+        validate_cid("b" * 257)
+    for not_a_cid in (5, None, b"bafy", ""):
+        with pytest.raises(InvalidInputError, match="non-empty string"):
+            validate_cid(not_a_cid)
+
+
+def test_a_job_id_may_hold_a_space_which_is_printable_and_url_encoded() -> None:
+    """Only controls and invisible characters are refused: a space is legal for the gateway,
+    percent-encoded in a URL, and cannot break a log line."""
+    assert validate_job_id("video upload 7") == "video upload 7"
+
+
+def test_a_text_of_exactly_the_limit_is_not_cut() -> None:
+    assert printable("x" * 10, limit=10) == "x" * 10
+    assert printable("x" * 11, limit=10) == "x" * 10 + "..."
+
+
+@pytest.mark.parametrize("value", [None, "", 0, 5, b"did:key:z6Mk", ["did:key:z6Mk"]])
+def test_anything_but_a_non_empty_string_normalises_to_no_did(value: object) -> None:
+    from verifier._ids import normalize_did
+
+    assert normalize_did(value) == ""
