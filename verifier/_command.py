@@ -52,6 +52,7 @@ import queue
 import re
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import threading
@@ -266,10 +267,83 @@ def _check_runnable(program: str, resolved: str, path: str) -> None:
             raise ConfigurationError("COMMAND", f"{program!r} runs {runs!r} through {name} "
                                                 f"(its #! line), and {runs!r} is not on the "
                                                 f"command's PATH{hint}")
-    elif not head.startswith(b"\x7fELF"):
+    elif head.startswith(b"\x7fELF"):
+        _check_elf(program, resolved)
+    else:
         raise ConfigurationError("COMMAND", f"{program!r} is neither a program nor a script "
                                             "with a #! line: run it through its interpreter "
                                             "(sh SCRIPT)")
+
+
+#: ELF's ``e_machine`` values a host of the key's machine also runs (the kernel's 32-bit
+#: personality; whether the program's loader is installed is checked through its PT_INTERP).
+_ALSO_RUNS: Final = {62: {3}, 183: {40}}  # x86-64 runs i386, aarch64 runs 32-bit ARM
+_PT_INTERP: Final = 3
+_MACHINES: Final = {3: "i386", 8: "mips", 20: "ppc", 21: "ppc64", 22: "s390x", 40: "arm",
+                    62: "x86-64", 183: "aarch64", 243: "riscv"}
+
+
+def _elf_header(head: bytes) -> tuple[int, str, int] | None:
+    """(class, byte order, e_machine) of an ELF header, or None if it is too short."""
+    if len(head) < 20 or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return None
+    order = "<" if head[5] == 1 else ">"
+    return head[4], order, struct.unpack_from(order + "H", head, 18)[0]
+
+
+def _check_elf(program: str, resolved: str) -> None:
+    """Refuse an ELF program this machine cannot start: one built for another machine (an
+    arm64 build on an x86-64 host), or one whose loader (its PT_INTERP, say a musl build's
+    ``/lib/ld-musl-x86_64.so.1``) is missing. Both passed the start-up check, then every job
+    was claimed and failed (exit status 127), using up the gateway's attempts of job after job
+    (adversarial review, session 36). The host is judged by this interpreter's own ELF header;
+    where it cannot be read, or the file is not one the checks understand, nothing is refused
+    (the kernel has the last word)."""
+    try:
+        with open(resolved, "rb") as file:
+            data = file.read(1 << 16)
+        with open("/proc/self/exe", "rb") as own:
+            host = _elf_header(own.read(64))
+    except OSError:
+        return
+    header = _elf_header(data)
+    if header is None or host is None:
+        return
+    bits, order, machine = header
+    if machine != host[2] and machine not in _ALSO_RUNS.get(host[2], ()):
+        def name(code: int) -> str:
+            return _MACHINES.get(code, f"ELF machine {code}")
+
+        raise ConfigurationError("COMMAND", f"{program!r} is a program for another machine "
+                                            f"({name(machine)}; this host runs "
+                                            f"{name(host[2])})")
+    # The program headers: PT_INTERP names the loader the kernel starts it with.
+    wide = bits == 2
+    try:
+        phoff = struct.unpack_from(order + ("Q" if wide else "I"), data, 32 if wide else 28)[0]
+        entsize, count = struct.unpack_from(order + "HH", data, 54 if wide else 42)
+        for index in range(count):
+            at = phoff + index * entsize
+            kind = struct.unpack_from(order + "I", data, at)[0]
+            if kind != _PT_INTERP:
+                continue
+            if wide:
+                offset, = struct.unpack_from(order + "Q", data, at + 8)
+                size, = struct.unpack_from(order + "Q", data, at + 32)
+            else:
+                offset, = struct.unpack_from(order + "I", data, at + 4)
+                size, = struct.unpack_from(order + "I", data, at + 16)
+            loader = data[offset:offset + size].split(b"\0", 1)[0]
+            if offset + size > len(data) or not loader:
+                return  # beyond what was read: not judged
+            if not os.access(loader, os.X_OK):
+                raise ConfigurationError("COMMAND", f"{program!r} needs the loader "
+                                                    f"{os.fsdecode(loader)!r}, which this "
+                                                    "machine does not have (a build for "
+                                                    "another C library or machine)")
+            return
+    except struct.error:
+        return  # a header pointing past what was read: not judged
 
 
 def _env_program(argument: str) -> str | None:

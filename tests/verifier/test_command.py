@@ -8,7 +8,10 @@ import json
 import logging
 import os
 import queue
+import re
+import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -1060,3 +1063,44 @@ def test_the_scratch_directory_is_deleted_off_the_event_loop(tmp_path, monkeypat
 
     assert asyncio.run(main()) == {"cid": "bafyresult"}
     assert waited == [True], "the deletion held the event loop"
+
+
+def _patched_true(tmp_path: Path, patch: Any) -> Path:
+    """A copy of /bin/true with ``patch(bytes) -> bytes`` applied, executable."""
+    original = Path(shutil.which("true") or "/bin/true").resolve()
+    data = original.read_bytes()
+    if not data.startswith(b"\x7fELF"):
+        pytest.skip("true is not an ELF program here")
+    path = tmp_path / "encode"
+    path.write_bytes(patch(data))
+    path.chmod(0o755)
+    return path
+
+
+def test_an_elf_program_for_another_machine_is_refused_at_start_up(tmp_path):
+    """An arm64 build on an x86-64 host (or the reverse) passed the start-up check, which
+    read only the ELF magic, then every job it got was claimed and failed with exit status
+    127 (adversarial review, session 36)."""
+    host = struct.unpack_from("<H", Path("/proc/self/exe").read_bytes()[:64], 18)[0]
+    other = 183 if host != 183 else 62
+
+    def foreign(data: bytes) -> bytes:
+        return data[:18] + struct.pack("<H", other) + data[20:]
+
+    with pytest.raises(ConfigurationError, match="for another machine"):
+        CommandWork([str(_patched_true(tmp_path, foreign))], cancel_latency=C)
+    CommandWork([str(_patched_true(tmp_path, lambda data: data))], cancel_latency=C)
+
+
+def test_an_elf_program_whose_loader_is_missing_is_refused_at_start_up(tmp_path):
+    """A build for another C library (musl's loader on a glibc host) or with a loader path
+    that does not exist: the kernel cannot start it (the same review)."""
+    def moved(data: bytes) -> bytes:
+        found = re.search(rb"/[^\0]*/ld-[^\0]*\0", data)
+        if found is None:
+            pytest.skip("true has no loader here (a static build)")
+        start = found.start() + found.group().rindex(b"/ld-") + 1
+        return data[:start] + b"lX-" + data[start + 3:]
+
+    with pytest.raises(ConfigurationError, match="needs the loader"):
+        CommandWork([str(_patched_true(tmp_path, moved))], cancel_latency=C)
