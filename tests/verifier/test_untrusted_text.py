@@ -183,6 +183,6 @@ def test_a_text_of_exactly_the_limit_is_not_cut() -> None:
 
 @pytest.mark.parametrize("value", [None, "", 0, 5, b"did:key:z6Mk", ["did:key:z6Mk"]])
 def test_anything_but_a_non_empty_string_normalises_to_no_did(value: object) -> None:
-    from verifier._ids import normalize_did
+    from verifier import normalize_did
 
     assert normalize_did(value) == ""
