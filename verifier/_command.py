@@ -388,6 +388,21 @@ class CommandFailed(Exception):
     """The command ended without a result to commit (its exit status, or no result line)."""
 
 
+class CommandCannotRun(SystemExit):
+    """The kernel would not start the command any more: deleted, made non-executable, its
+    interpreter or loader gone since start-up. Every job would be claimed and failed alike,
+    using up the gateway's attempts of job after job across the network (adversarial review,
+    session 36), so the runner stops as on a signal, every job given back, and exits 2 (the
+    encoder loop lets a work's ``SystemExit`` through that way)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class _StderrWriter:
     """Writes relayed lines to our stderr from a thread, through a bounded queue: a slow
     stderr (a paused terminal, a busy journal, a slow ``| tee``) must not block the event loop,
@@ -711,6 +726,12 @@ class CommandWork:
         if status != 0:
             how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
             await asyncio.wait({relay}, timeout=_RELAY_GRACE_S)  # its last lines, if any
+            refused = [line for line in relayed.tail if line.startswith(_keeper.CANNOT_RUN)]
+            if status == 127 and refused:
+                message = (f"{refused[-1]}: stopping, every job given back; fix the command, "
+                           "then start the runner again")
+                self._note(logging.ERROR, "COMMAND_CANNOT_RUN", job.job_id, message)
+                raise CommandCannotRun(message)
             ended = f"; its stderr ended: {' | '.join(relayed.tail)}" if relayed.tail else ""
             raise CommandFailed(f"command failed ({how}){ended}")
         if said.result and said.result != said.last:

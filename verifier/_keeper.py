@@ -96,6 +96,9 @@ ORPHANED: int = signal.SIGRTMIN
 #: timer) may deliver to the keeper: the command decides what they mean to it; the
 #: keeper stays to guard it and report. Handlers, not SIG_IGN, which would be inherited
 #: across exec.
+#: How the keeper's stderr line begins when the kernel would not start the command (its exit
+#: status is then 127): the runner stops on it (``verifier._command.CommandCannotRun``).
+CANNOT_RUN = "keeper: cannot run"
 _STAYS_FOR = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGALRM", "SIGTSTP", "SIGTTIN",
               "SIGTTOU")
 #: Ignored by Python at start-up, and an ignored disposition survives exec: the command gets
@@ -361,7 +364,7 @@ def main(argv: list[str]) -> int:
                 signal.signal(getattr(signal, name), signal.SIG_DFL)
             os.execvp(command[0], command)  # noqa: S606 (the operator's own command line)
         except OSError as exc:
-            print(f"keeper: cannot run {command[0]!r}: {exc.strerror}", file=sys.stderr)
+            print(f"{CANNOT_RUN} {command[0]!r}: {exc.strerror}", file=sys.stderr)
         finally:
             os._exit(127)
     with contextlib.suppress(OSError):  # EACCES once the child has run exec: it set it itself

@@ -1104,3 +1104,29 @@ def test_an_elf_program_whose_loader_is_missing_is_refused_at_start_up(tmp_path)
 
     with pytest.raises(ConfigurationError, match="needs the loader"):
         CommandWork([str(_patched_true(tmp_path, moved))], cancel_latency=C)
+
+
+@pytest.mark.parametrize("how", ["deleted", "not-executable"])
+def test_a_command_the_kernel_will_not_start_any_more_stops_the_runner(tmp_path, how, caplog):
+    """Checked at start-up, a command can still be deleted or made non-executable later: then
+    every job would be claimed and failed alike, using up the gateway's attempts of job after
+    job (adversarial review, session 36). The work raises :class:`CommandCannotRun`, a
+    ``SystemExit(2)``, which the encoder loop lets through as on a signal, every job given
+    back (``tests/verifier/test_loop.py``); a command's own exit status 127 stays a failure."""
+    from verifier._command import CommandCannotRun, CommandFailed
+
+    path = script(tmp_path, 'print(json.dumps({"cid": "bafyok"}))')
+    work = CommandWork([str(path)], cancel_latency=C)
+    if how == "deleted":
+        path.unlink()
+    else:
+        path.chmod(0o644)
+    caplog.set_level(logging.ERROR, logger="verifier.command")
+    job, _ = claimed()
+    with pytest.raises(CommandCannotRun) as raised:
+        asyncio.run(work(job, OFFERED))
+    assert raised.value.code == 2 and "keeper: cannot run" in str(raised.value)
+    assert "COMMAND_CANNOT_RUN" in caplog.text
+    own = script(tmp_path, 'sys.exit(127)', name="own127.py")
+    with pytest.raises(CommandFailed, match="exit status 127"):
+        asyncio.run(CommandWork([str(own)], cancel_latency=C)(*claimed()[:1], OFFERED))
