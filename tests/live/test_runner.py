@@ -343,3 +343,33 @@ def test_a_terminal_stop_freezes_neither_the_runner_nor_its_keeper(tmp_path):
             assert "FREEZE_REFUSED" in srv.logged()
 
     asyncio.run(main())
+
+
+def test_a_command_gone_after_start_up_stops_the_runner_with_the_job_given_back(tmp_path):
+    """Deleted (or made non-executable) once the runner has started, the command cannot be
+    started for any job: the runner used to claim and fail job after job, using up their
+    attempts. It now stops at the first, gives it back and exits 2 (helper-115)."""
+    async def main() -> None:
+        async with served(tmp_path, jobs=1) as srv:
+            first = srv.live.job_ids[0]
+            proc = await srv.start(seconds=2)
+            await srv.until(lambda: srv.started(first), "the first job's command")
+            srv.script.unlink()  # the running one goes on; the next cannot start
+            for job_id in ("job-late-1", "job-late-2"):
+                srv.live.call(lambda j=job_id: srv.live.world.add_job(j))
+            try:
+                code = await asyncio.wait_for(proc.wait(), 60)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            assert code == 2, srv.logged()[-3000:]
+            assert "COMMAND_CANNOT_RUN" in srv.logged()
+            # The job it took was given back, and no other was taken.
+            tried = [j for j in ("job-late-1", "job-late-2")
+                     if srv.job(j).attempts or srv.job(j).owner is not None]
+            assert len(tried) <= 1, tried
+            assert all(srv.job(j).owner is None for j in ("job-late-1", "job-late-2"))
+            assert set(srv.live.world.committed) == {first}
+
+    asyncio.run(main())
