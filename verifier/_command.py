@@ -283,6 +283,10 @@ _MACHINES: Final = {3: "i386", 8: "mips", 20: "ppc", 21: "ppc64", 22: "s390x", 4
                     62: "x86-64", 183: "aarch64", 243: "riscv"}
 
 
+def _machine(code: int) -> str:
+    return _MACHINES.get(code, f"ELF machine {code}")
+
+
 def _elf_header(head: bytes) -> tuple[int, str, int] | None:
     """(class, byte order, e_machine) of an ELF header, or None if it is too short."""
     if len(head) < 20 or head[4] not in (1, 2) or head[5] not in (1, 2):
@@ -311,12 +315,9 @@ def _check_elf(program: str, resolved: str) -> None:
         return
     bits, order, machine = header
     if machine != host[2] and machine not in _ALSO_RUNS.get(host[2], ()):
-        def name(code: int) -> str:
-            return _MACHINES.get(code, f"ELF machine {code}")
-
         raise ConfigurationError("COMMAND", f"{program!r} is a program for another machine "
-                                            f"({name(machine)}; this host runs "
-                                            f"{name(host[2])})")
+                                            f"({_machine(machine)}; this host runs "
+                                            f"{_machine(host[2])})")
     # The program headers: PT_INTERP names the loader the kernel starts it with.
     wide = bits == 2
     try:
@@ -333,9 +334,11 @@ def _check_elf(program: str, resolved: str) -> None:
             else:
                 offset, = struct.unpack_from(order + "I", data, at + 4)
                 size, = struct.unpack_from(order + "I", data, at + 16)
-            loader = data[offset:offset + size].split(b"\0", 1)[0]
-            if offset + size > len(data) or not loader:
+            if offset + size > len(data):
                 return  # beyond what was read: not judged
+            loader = data[offset:offset + size].split(b"\0", 1)[0]
+            if not loader:
+                return
             if not os.access(loader, os.X_OK):
                 raise ConfigurationError("COMMAND", f"{program!r} needs the loader "
                                                     f"{os.fsdecode(loader)!r}, which this "

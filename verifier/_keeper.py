@@ -92,13 +92,13 @@ KILL: signal.Signals = signal.SIGUSR1
 #: runner's other threads may still hold its pid, so ``getppid()`` could not tell a death
 #: from the runner's own hard stop (a test under load found the directory left behind).
 ORPHANED: int = signal.SIGRTMIN
+#: How the keeper's stderr line begins when the kernel would not start the command (its exit
+#: status is then 127): the runner stops on it (``verifier._command.CommandCannotRun``).
+CANNOT_RUN = "keeper: cannot run"
 #: Signals a stray sender (systemd's SIGTERM to every process of the service, a terminal, a
 #: timer) may deliver to the keeper: the command decides what they mean to it; the
 #: keeper stays to guard it and report. Handlers, not SIG_IGN, which would be inherited
 #: across exec.
-#: How the keeper's stderr line begins when the kernel would not start the command (its exit
-#: status is then 127): the runner stops on it (``verifier._command.CommandCannotRun``).
-CANNOT_RUN = "keeper: cannot run"
 _STAYS_FOR = ("SIGTERM", "SIGHUP", "SIGINT", "SIGQUIT", "SIGALRM", "SIGTSTP", "SIGTTIN",
               "SIGTTOU")
 #: Ignored by Python at start-up, and an ignored disposition survives exec: the command gets

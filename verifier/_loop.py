@@ -66,6 +66,8 @@ OfferFn = Callable[[], Awaitable[list[GatewayMonitorJob]]]
 ScreenFn = Callable[[Sequence[str]], Awaitable[dict[str, str]]]
 #: The monitor refuses batches of more than 50 ids.
 BATCH_LIMIT: Final = 50
+
+
 def batch_answer(answer: object, asked: Sequence[str]) -> dict[str, str]:
     """``answer``, a screen function's, as the ``{id: status}`` map the protocol's screening
     rule reads, or :class:`MalformedAnswer`. ``GatewayMonitorService.batch_status`` checks its
