@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from ._aid import GatewayAidClient
 from ._cache import StatusCache
-from ._command import CommandFailed, CommandWork
+from ._command import CommandCannotRun, CommandFailed, CommandWork
 from ._database import DatabaseTier
 from ._errors import (
     ClaimRefused,
@@ -84,6 +84,7 @@ __all__ = [
     "AvailabilityResult",
     "ClaimRefused",
     "ClaimedJob",
+    "CommandCannotRun",
     "CommandFailed",
     "CommandWork",
     "ConfigurationError",

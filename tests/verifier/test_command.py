@@ -1113,7 +1113,7 @@ def test_a_command_the_kernel_will_not_start_any_more_stops_the_runner(tmp_path,
     job (adversarial review, session 36). The work raises :class:`CommandCannotRun`, a
     ``SystemExit(2)``, which the encoder loop lets through as on a signal, every job given
     back (``tests/verifier/test_loop.py``); a command's own exit status 127 stays a failure."""
-    from verifier._command import CommandCannotRun, CommandFailed
+    from verifier import CommandCannotRun, CommandFailed
 
     path = script(tmp_path, 'print(json.dumps({"cid": "bafyok"}))')
     work = CommandWork([str(path)], cancel_latency=C)

@@ -7,7 +7,7 @@ import verifier
 EXPECTED = {
     "HARDENING_STEPS", "MAX_RETRY_AFTER_S", "TIMING_VARIABLES",
     "AvailabilityResult", "ClaimRefused", "ClaimedJob",
-    "CommandFailed", "CommandWork", "ConfigurationError",
+    "CommandCannotRun", "CommandFailed", "CommandWork", "ConfigurationError",
     "DatabaseTier", "EncoderIdentity", "EncoderLoop", "GatewayAidClient", "GatewayMonitorJob",
     "GatewayMonitorService", "GuardMetrics", "GuardOutcome", "InvalidInputError", "JobProgress",
     "JobPush", "JobPushClient", "StatusCache",
