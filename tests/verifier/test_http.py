@@ -123,6 +123,10 @@ def test_base_url_errors_never_repeat_the_value(url: Any, strict: bool) -> None:
     [
         ("7", 7.0, 7.0),
         (" 1.5 ", 1.5, 1.5),
+        # "Come back now" is a hint too (mutation testing, session 36: 0 and fractions below
+        # one second could be read as no hint unnoticed).
+        ("0", 0.0, 0.0),
+        ("0.5", 0.5, 0.5),
         ("1e3", 1000.0, None),
         ("-3", None, None),
         ("inf", None, None),

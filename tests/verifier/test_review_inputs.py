@@ -354,6 +354,11 @@ async def test_compressed_bodies_keep_the_cap_semantics(encoding: str) -> None:
     assert await read_capped(streamed(pack(at_cap), encoding, 1000), "aid", "x") == at_cap
     with pytest.raises(MalformedAnswer, match="larger than"):
         await read_capped(streamed(pack(at_cap + b"x"), encoding, 1000), "aid", "x")
+    # In one chunk too: each step inflates one byte more than the room left, so the answer
+    # is refused as too large, not as a truncated stream (mutation testing, session 36).
+    over = pack(at_cap + b"x")
+    with pytest.raises(MalformedAnswer, match="larger than"):
+        await read_capped(streamed(over, encoding, len(over)), "aid", "x")
     body = b'{"success": true}'
     assert await read_capped(streamed(pack(body), encoding, 3), "aid", "x") == body
 

@@ -159,6 +159,19 @@ async def test_a_finish_that_leaves_in_time_is_sent_and_answered() -> None:
 
 
 @virtual_time
+async def test_a_finish_connected_in_the_last_moment_before_its_send_by_is_sent() -> None:
+    """The bound cancels only what has not started to leave by ``send_by`` itself: a connect
+    ending 0.2 s before it still sends, also when the bound is under a second away (mutation
+    testing, session 36: a watch that gave up a second early, refusing finishes that could
+    leave in time, passed every test)."""
+    loop = asyncio.get_running_loop()
+    network = _Network(ok, lambda: 0.3)
+    with sending_by(loop.time() + 0.5):
+        await gateway(network).finish_job("job-1", "bafyCID")
+    assert network.written
+
+
+@virtual_time
 async def test_a_request_answered_before_its_bound_leaves_no_watch_behind() -> None:
     network = _Network(ok, lambda: 1.0)
     loop = asyncio.get_running_loop()
