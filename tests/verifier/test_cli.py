@@ -741,7 +741,8 @@ def test_a_longest_poll_wait_below_the_first_is_a_usage_error(
         capsys: pytest.CaptureFixture[str]) -> None:
     """``--max-poll-interval`` below ``--poll-interval`` was raised to it in silence: the run
     used a longest wait the operator did not ask for (adversarial review, session 36). Given
-    alone, a poll interval above the default longest wait raises that default, as documented."""
+    alone, ``--poll-interval`` leaves the longest wait to be resolved when the run starts (the
+    default, or the poll interval if longer)."""
     assert main(["run", "--poll-interval", "5", "--max-poll-interval", "1", "--", "enc"]) == 2
     err = capsys.readouterr().err
     assert "--max-poll-interval 1 is below --poll-interval 5" in err
