@@ -633,3 +633,87 @@ async def test_every_error_is_a_verifier_error() -> None:
     for error in (TierUnavailable, TierTimeout, TierRateLimited, MalformedAnswer,
                   InvalidInputError, ConfigurationError):
         assert issubclass(error, VerifierError)
+
+
+# --------------------------------------------------------------------------- what errors say
+# Written from a mutation run of verifier/_monitor.py (session 37): each pins what an operator
+# reads when the monitor fails, or a limit of the real server, that no test held.
+
+
+@pytest.mark.asyncio
+async def test_the_batch_limit_is_the_real_servers_fifty(
+    monitor: GatewayMonitorService, router: respx.Router
+) -> None:
+    """The contract's figure, not the constant's: the published server answers 400 above 50
+    ids, so 51 must never be sent (a constant moved to 51 passed the tests written with it)."""
+    route = router.post("/jobs/batch-status").mock(return_value=ok({}))
+    assert await monitor.batch_status([f"job-{i}" for i in range(50)]) == {}
+    with pytest.raises(InvalidInputError, match="50"):
+        await monitor.batch_status([f"job-{i}" for i in range(51)])
+    assert route.call_count == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("response", "says"), [
+    (httpx.Response(404, json={"error": "Route not found"}),
+     rf"HTTP 404 from {BASE}/jobs/{JOB} without the monitor's not-found body \(route not found"),
+    (httpx.Response(418), rf"unexpected HTTP 418 from {BASE}/jobs/{JOB}$"),
+    (httpx.Response(503), rf"HTTP 503 from {BASE}/jobs/{JOB}$"),
+], ids=["404-route", "418", "503"])
+async def test_a_failed_read_names_the_route_and_what_came_back(
+    monitor: GatewayMonitorService, router: respx.Router, response: httpx.Response, says: str
+) -> None:
+    router.get(f"/jobs/{JOB}").mock(return_value=response)
+    with pytest.raises(TierUnavailable, match=says.replace(".", r"\.")):
+        await monitor.get_job_details(JOB)
+
+
+@pytest.mark.asyncio
+async def test_a_disabled_service_says_so_before_judging_the_id(router: respx.Router) -> None:
+    """Disabled is the operator's setting; the id's fault is beside the point (and no request
+    is sent either way)."""
+    route = router.route().mock(return_value=ok(job_doc()))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler)) as c:
+        service = GatewayMonitorService(BASE, enabled=False, client=c)
+        for call in (service.get_job_details("a/b"), service.verify_job_ownership("a/b", ME),
+                     service.get_job_status("a/b"), service.batch_status(["a/b"])):
+            with pytest.raises(TierUnavailable, match="disabled"):
+                await call
+    assert route.call_count == 0
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf"), True, "10"])
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_timeout_that_is_not_a_positive_number_is_refused(timeout: Any, enabled: bool) -> None:
+    with pytest.raises(ConfigurationError, match="timeout"):
+        GatewayMonitorService(BASE, enabled=enabled, timeout=timeout)
+
+
+@pytest.mark.asyncio
+async def test_closing_the_service_closes_the_client_it_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[httpx.AsyncClient] = []
+    close = httpx.AsyncClient.aclose
+
+    async def recording(self: httpx.AsyncClient) -> None:
+        closed.append(self)
+        await close(self)
+
+    monkeypatch.setattr(httpx.AsyncClient, "aclose", recording)
+    service = GatewayMonitorService(BASE)
+    await service.aclose()
+    assert len(closed) == 1 and closed[0].is_closed
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("length", "shown"), [(100, "whole"), (101, "cut")])
+async def test_an_id_in_a_batch_error_is_shown_whole_up_to_100_characters(
+    monitor: GatewayMonitorService, router: respx.Router, length: int, shown: str
+) -> None:
+    job_id = "j" * length
+    router.post("/jobs/batch-status").mock(return_value=ok({job_id: 7}))
+    with pytest.raises(MalformedAnswer) as info:
+        await monitor.batch_status([job_id])
+    expected = repr(job_id) if shown == "whole" else repr("j" * 100 + "...")
+    assert f"status of job {expected} should be a string" in str(info.value)
