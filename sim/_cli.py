@@ -245,9 +245,9 @@ def _cmd_run(args: argparse.Namespace, command: str, out: TextIO, err: TextIO) -
         lines = [
             describe(plan, protocol.spec), "", table, "",
             "twice at once/1k: jobs processed by two encoders at once per 1,000 jobs; race "
-            "prevention: the share of the planned double hand-outs (the same for every chain; "
-            "realised doubles: those the world made) not processed twice at once; columns: "
-            "python -m sim run --help",
+            "prevention: the share of the double hand-outs the world made (realised doubles, "
+            "of the planned ones, the same for every chain) not processed twice at once; "
+            "columns: python -m sim run --help",
             MEAN_INTERVALS,
             *(f"warning: {p}" for p in report["timing_problems"]),
             f"seed: {plan.seeds[0]}" + (f" (seeds {plan.seeds[0]}..{plan.seeds[-1]})"

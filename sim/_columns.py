@@ -80,21 +80,27 @@ COLUMNS: Final[dict[str, str]] = {
     "jobs": "jobs released (the denominator of every per-1,000 figure); summed over seeds",
     "committed": "jobs with a committed result",
     "planned_double": "planned double hand-outs: jobs whose first assignment the seed's "
-                      "world plans to offer to a second encoder (the same jobs for every chain; "
-                      "the denominator of race prevention)",
+                      "world plans to offer to a second encoder (the same jobs for every "
+                      "chain; later assignments of a job are doubled at the same rate, "
+                      "unplanned and uncounted)",
     "realised_double": "planned double hand-outs the world made in this run (jobs): the job "
-                       "was assigned before faults_until and another encoder polled within G "
-                       "(null: a live run)",
+                       "was assigned before faults_until and another encoder polled within G; "
+                       "the denominator of race prevention (chain-dependent: whether an "
+                       "encoder polls within G depends on what the chains do; null: unknown)",
     "double_assigned": "jobs this chain let be assigned to two encoders in one round (a world "
                        "double-accept or two encoders told 'yours'); chain-dependent",
     "overlapping_jobs": "HEADLINE, jobs processed by two encoders at once (jobs with an S2 "
-                        "violation)",
+                        "violation: two processings of the job overlapping in time, by two "
+                        "encoders, or by one encoder in two slots of its loop)",
     "overlapping_per_1000": "HEADLINE, jobs processed by two encoders at once per 1,000 jobs "
                             "(aggregate: mean over seeds)",
-    "race_prevented": "planned double hand-outs (jobs) not processed by two encoders at once",
-    "race_prevention_rate": "race_prevented / planned_double (a share of planned jobs; "
-                            "aggregate: mean over seeds with a planned offer). trust-gateway's "
-                            "rate is the offers no second encoder took up in time",
+    "race_prevented": "double hand-outs the world made (realised_double, jobs) that were not "
+                      "processed by two encoders at once (null: unknown)",
+    "race_prevention_rate": "race_prevented / realised_double (a share of the offers made; "
+                            "undefined on a seed where none was made; aggregate: mean over the "
+                            "seeds where it is defined)",
+    "race_prevention_rate_n": "the seeds behind race_prevention_rate's mean (those where the "
+                              "world made an offer)",
     "restarts": "starts of a job after every earlier processing of it had stopped, the "
                 "latest-ending of them by a crash or a cancel (a reassignment, a shutdown): "
                 "processed again, not twice at once (starts)",
@@ -119,8 +125,9 @@ COLUMNS: Final[dict[str, str]] = {
     "wasted_encode_h_per_1000": "wasted_encode_s in hours, per 1,000 jobs",
     "lost_or_stuck": "jobs without a committed result at the end of the run (jobs)",
     "lost_or_stuck_per_1000": "lost or stuck jobs per 1,000 jobs",
-    "start_latency_p50": "median seconds from an attempt's first claim to its start (aggregate: "
-                         "mean of the per-seed medians)",
+    "start_latency_p50": "median seconds from an attempt's first claim to its start, over the "
+                         "attempts that started (a chain that loses jobs is timed on those it "
+                         "kept; aggregate: mean of the per-seed medians)",
     "start_latency_p99": "99th percentile of the same (aggregate: the worst seed)",
     "api_calls": "calls to each tier per job",
     "api_calls.<tier>": "calls to <tier> per job (a batch status request is one call)",
@@ -141,8 +148,8 @@ COLUMNS: Final[dict[str, str]] = {
     "vs_baseline.<figure>_ci": "its paired 95% Student-t interval",
     "vs_baseline.n": "seeds run for the paired comparison",
     "vs_baseline.<figure>_n": "pairs behind the difference of <figure>: seeds where both "
-                              "chains' values are defined (race prevention: seeds with a "
-                              "planned offer)",
+                              "chains' values are defined (race prevention: seeds where the "
+                              "world made an offer to both chains)",
     "vs_hardened.<figure>": "the paired difference chain − hardened of <figure> (ablation)",
     "vs_hardened.<figure>_ci": "its paired 95% Student-t interval",
     "vs_hardened.n": "seeds run for the paired comparison",
@@ -207,9 +214,11 @@ TABLE_HEADERS: Final[dict[str, str]] = {
     "S2": "s2_violations summed over seeds (pairs of intervals)",
     "S3": "s3_violations summed over seeds (commits)",
     "L1": "l1_violations summed over seeds (jobs)",
-    "race prevention [95% CI]": "race_prevention_rate: the share of planned double hand-outs "
-                                "not processed twice at once, mean over seeds [95% t interval; "
-                                "unpaired: the paired difference is in research.csv/json]",
+    "race prevention [95% CI]": "race_prevention_rate: the share of the double hand-outs the "
+                                "world made not processed twice at once, mean over seeds [95% "
+                                "t interval; unpaired: the paired difference is in "
+                                "research.csv/json]; '(k of n seeds)' when only k seeds had an "
+                                "offer made; '-' when none had",
     "restarts/1k": "restarts_per_1000, mean over seeds (starts per 1,000 jobs)",
     "re-encodes/1k": "reencodes_per_1000, mean over seeds (starts per 1,000 jobs)",
     "wasted enc-h": "wasted processing hours (download, encode, upload), summed over seeds",
@@ -226,7 +235,9 @@ TABLE_HEADERS: Final[dict[str, str]] = {
     "Δ jobs/h %": "throughput_change_pct",
     "Δ start p50 s [95% CI]": "paired difference of start_latency_p50 to the baseline "
                               "[95% paired t]",
-    "lie_rate": "the planned double hand-out rate of the grid point",
+    "lie_rate": "the grid point's lie_rate: the share of assignments the gateway also offers "
+                "to a second encoder that polls within G (the first assignments' draws are "
+                "the planned double hand-outs)",
     "monitor lag mean s": "monitor_lag_mean of the grid point (the exponential's mean "
                           "parameter, before the cap at Δ)",
     "realised lag mean s": "monitor_lag_realised_mean: the mean lag the reads saw",

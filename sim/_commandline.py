@@ -408,8 +408,10 @@ def brief(summary: RunSummary) -> str:
     entry = summary.entry
     checks = " ".join(f"{name} {entry.get(name.lower() + '_violations', '-')}"
                       for name in ("S1", "S2", "S3", "L1"))
-    return (f"{entry.get('overlapping_jobs', '-')} jobs processed twice at once of "
-            f"{entry.get('planned_double', '-')} planned double hand-outs, {checks}")
+    made = entry.get("realised_double")
+    return (f"{entry.get('overlapping_jobs', '-')} jobs processed twice at once; "
+            f"{'-' if made is None else made} of {entry.get('planned_double', '-')} planned "
+            f"double hand-outs made; {checks}")
 
 
 #: The output options, in the order the commands pass them to :func:`check_writable`

@@ -4,13 +4,19 @@ Everything here is read from the recorded history (as the checkers are), so a me
 disagree with a check about what happened. Every column is defined in :mod:`sim._columns`.
 
 The headline measure is **jobs processed by two encoders at once per 1,000 jobs**
-(``overlapping_per_1000``: the jobs with an S2 violation). Race prevention is measured against
-the double hand-outs the seed's world *plans* (``planned_double``: the jobs whose first
-assignment, through the gateway, aid or the database, the world doubles if it makes one, the
-same set for every chain under common random numbers, :mod:`sim._rng`), not against those a
-chain let happen. The world makes a planned offer only if an encoder polls within G of the
-assignment (and before ``faults_until``): ``realised_double`` counts the ones it made, chain
-by chain.
+(``overlapping_per_1000``: the jobs with an S2 violation). The seed's world *plans* its double
+hand-outs (``planned_double``: the jobs whose first assignment, through the gateway, aid or the
+database, the world doubles if it can, the same set for every chain under common random
+numbers, :mod:`sim._rng`); it *makes* a planned offer only if an encoder polls within G of the
+assignment (and before ``faults_until``): ``realised_double`` counts the ones it made. Race
+prevention is the share of the offers made that did not end in double processing: the offers
+the gateway really made, not those a chain let happen (``double_assigned``). It was the share
+of the *planned* ones until session 37, when a review found that it credited a chain with
+every offer the world never made: trust-gateway read 41% on the default scenario and 100% where
+none was made, while it stopped none of the offers it received. The denominator is
+chain-dependent (whether an encoder polls within G depends on what the chains do), so each
+chain's rate says how many seeds it rests on (``race_prevention_rate_n``) and the report prints
+the offers made beside it.
 
 One interval method everywhere: over seeds, a figure is the mean of its per-seed values with a
 95% Student-t interval (:func:`t_interval`); a comparison of two chains is the mean of their
@@ -57,7 +63,7 @@ _SAME: Final = 1e-12
 _CALL_OPS: Final = frozenset({"verify", "claim", "heartbeat", "commit", "release", "screen"})
 _COUNT_FIELDS: Final = (
     "jobs", "committed", "planned_double", "double_assigned", "overlapping_jobs",
-    "race_prevented", "restarts", "reencodes", "overlapping_starts", "s1_violations",
+    "restarts", "reencodes", "overlapping_starts", "s1_violations",
     "s2_violations", "s3_violations", "l1_violations", "lost_or_stuck",
 )
 #: Per-seed figures that an aggregate gives as a mean over seeds with a ``<name>_ci`` 95%
@@ -150,6 +156,11 @@ def t_interval(values: Sequence[float], level: float = 0.95
     n = len(values)
     if n == 0:
         return None, None, None
+    bad = [v for v in values if not math.isfinite(v)]
+    if bad:
+        # A NaN would come out as a NaN interval, written as null beside a mean that is NaN
+        # too: a figure that silently says nothing (a review of the figures, session 37).
+        raise ValueError(f"t_interval needs finite values, got {bad[0]!r} among {n}")
     mean = math.fsum(values) / n
     if n < 2:
         return mean, None, None
@@ -167,15 +178,20 @@ def t_interval(values: Sequence[float], level: float = 0.95
 
 
 def paired_difference(values: Sequence[float | None], baseline: Sequence[float | None],
-                      level: float = 0.95) -> dict[str, Any]:
+                      level: float = 0.95, *, name: str | None = None) -> dict[str, Any]:
     """The paired comparison of a chain with a baseline chain on the same seeds:
     ``{"diff": mean of (value - baseline), "ci": [low, high], "n": pairs}``, a Student-t
-    interval over the per-seed differences (seeds where either value is None are left out)."""
+    interval over the per-seed differences (seeds where either value is None are left out).
+    ``name``: the figure's, whose range bounds the difference's interval (two rates in [0, 1]
+    differ by at most 1 either way: an interval of [-0.42, 1.42] was printed, session 37)."""
     if len(values) != len(baseline):
         raise ValueError(f"paired values need the same seeds: {len(values)} != {len(baseline)}")
     diffs = [v - b for v, b in zip(values, baseline, strict=True)
              if v is not None and b is not None]
     mean, lo, hi = t_interval(diffs, level)
+    if name in _RANGE and lo is not None and hi is not None:
+        low, high = _RANGE[name]
+        lo, hi = max(lo, low - high), min(hi, high - low)
     return {"diff": mean, "ci": [lo, hi], "n": len(diffs)}
 
 
@@ -218,7 +234,7 @@ class RunMetrics:
     double_assigned: int
     overlapping_jobs: int
     overlapping_per_1000: float
-    race_prevented: int
+    race_prevented: int | None
     race_prevention_rate: float | None
     restarts: int
     restarts_per_1000: float
@@ -284,8 +300,9 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
                     realised: Collection[str] | None = None) -> RunMetrics:
     """The measures of one run. ``jobs`` is the population (the denominator of every rate);
     counts of jobs are restricted to it. A check missing from ``checks`` is computed here.
-    ``offered``: the planned double hand-outs (:func:`planned_doubles`), the denominator of
-    race prevention; ``realised``: those the world made (None: not known, a live run)."""
+    ``offered``: the planned double hand-outs (:func:`planned_doubles`); ``realised``: those
+    the world made, the denominator of race prevention (None: not known, and no race
+    prevention)."""
     population = set(jobs)
     n_jobs = len(population)
     part = partition if partition is not None else _Partition(history)
@@ -348,19 +365,22 @@ def compute_metrics(history: History, *, jobs: Sequence[str], duration: float,
     s2_jobs = set(checks["S2"].jobs) & population
     double = _double_assigned(part, None) & population
     offer = set(offered) & population
-    race_prevented = len(offer - s2_jobs)
+    # The offers made (None: not known); prevented = made and not processed twice at once.
+    made = None if realised is None else offer & set(realised)
+    race_prevented = None if made is None else len(made - s2_jobs)
     n_calls = {tier: count / n_jobs if n_jobs else 0.0 for tier, count in sorted(calls.items())}
     lost = n_jobs - len(committed)
     return RunMetrics(
         jobs=n_jobs,
         committed=len(committed),
         planned_double=len(offer),
-        realised_double=None if realised is None else len(set(realised) & offer),
+        realised_double=None if made is None else len(made),
         double_assigned=len(double),
         overlapping_jobs=len(s2_jobs),
         overlapping_per_1000=_per_1000(len(s2_jobs), n_jobs),
         race_prevented=race_prevented,
-        race_prevention_rate=race_prevented / len(offer) if offer else None,
+        race_prevention_rate=(race_prevented / len(made)
+                              if made and race_prevented is not None else None),
         restarts=restarts,
         restarts_per_1000=_per_1000(restarts, n_jobs),
         reencodes=reencodes,
@@ -448,19 +468,22 @@ def mean_ci(name: str, values: Sequence[float]) -> tuple[float | None, list[floa
 
 def aggregate(metrics: Sequence[RunMetrics]) -> dict[str, Any]:
     """Pool runs over seeds: counts are summed; every figure of :data:`MEANED` is the mean of
-    its per-seed values (seeds where it is undefined, e.g. race prevention without a planned
-    double hand-out, left out) with a 95% t interval ``<name>_ci``; p99s maxed (the worst
+    its per-seed values (seeds where it is undefined, e.g. race prevention without an offer
+    made, left out: ``race_prevention_rate_n`` says how many seeds are left) with a 95% t
+    interval ``<name>_ci``; p99s maxed (the worst
     tail any seed showed); API calls per job pooled over all jobs."""
     out: dict[str, Any] = {"runs": len(metrics)}
     for name in _COUNT_FIELDS:
         out[name] = sum(getattr(m, name) for m in metrics)
-    realised = [m.realised_double for m in metrics]
-    out["realised_double"] = (None if None in realised
-                              else sum(r for r in realised if r is not None))
+    for name in ("realised_double", "race_prevented"):  # None in any seed: not known
+        known = [getattr(m, name) for m in metrics]
+        out[name] = None if None in known else sum(v for v in known if v is not None)
     out["wasted_encode_s"] = round(sum(m.wasted_encode_s for m in metrics), 6)
     for name in MEANED:
         values = [v for m in metrics if (v := getattr(m, name)) is not None]
         out[name], out[f"{name}_ci"] = mean_ci(name, values)
+        if name == "race_prevention_rate":  # the one figure a seed may lack (no offer made)
+            out[f"{name}_n"] = len(values)
     p99s = [m.start_latency_p99 for m in metrics if m.start_latency_p99 is not None]
     out["start_latency_p99"] = round(max(p99s), 6) if p99s else None
     total_jobs = out["jobs"]

@@ -12,7 +12,7 @@ Plots (matplotlib, drawn on :class:`matplotlib.figure.Figure` objects directly, 
     jobs processed by two encoders at once per 1,000 jobs (``overlapping_per_1000``) against
     the first grid key, one line per chain;
 ``race_prevention.png``
-    the share of the planned double hand-outs not processed twice at once;
+    the share of the double hand-outs the world made not processed twice at once;
 ``wasted.png``
     wasted encode-hours per 1,000 jobs per chain (bars, grouped by the first grid key);
 ``ablation.png``
@@ -227,13 +227,15 @@ def _positions(xs: list[Any]) -> tuple[list[float], bool]:
 def band(values: Sequence[float | None], scale: float = 1.0, floor: float | None = 0.0,
          ceiling: float | None = None) -> tuple[float, float, float]:
     """``(mean, low, high)`` of the defined values, scaled, with the 95% t interval (the one
-    interval method of every plot); NaN without values, the mean itself with one value.
-    Clipped to ``[floor, ceiling]`` (a count per 1,000 is not negative)."""
+    interval method of every plot); NaN without values, and NaN bounds with one value: no
+    interval is drawn where the tables print none (a zero-width bar read as certainty; a
+    review of the figures, session 37). Clipped to ``[floor, ceiling]`` (a count per 1,000 is
+    not negative)."""
     mean, lo, hi = t_interval([v for v in values if v is not None])
     if mean is None:
         return math.nan, math.nan, math.nan
-    lo = mean if lo is None else lo
-    hi = mean if hi is None else hi
+    if lo is None or hi is None:
+        return mean * scale, math.nan, math.nan
     if floor is not None:
         lo = max(lo, floor)
     if ceiling is not None:
@@ -287,7 +289,7 @@ def plot_sweep(cells: list[tuple[dict[str, Any], str, list[RunMetrics]]], *, x_k
         ylabel="jobs processed by two encoders at once per 1,000 jobs",
         title="Duplicate processing (mean over seeds, 95% t interval)" + suffix))
 
-    # Race prevention: the share of planned double hand-outs not processed twice at once.
+    # Race prevention: the share of the double hand-outs made not processed twice at once.
     fig = Figure(figsize=(9, 5.5), layout="constrained")
     ax = fig.add_subplot()
     for i, chain in enumerate(chains):
@@ -304,7 +306,7 @@ def plot_sweep(cells: list[tuple[dict[str, Any], str, list[RunMetrics]]], *, x_k
         ax.errorbar(positions, rates, yerr=_yerr(rates, lows, highs), marker="o", capsize=3,
                     label=chain, **style)
         ax.fill_between(positions, lows, highs, color=style["color"], alpha=0.15, linewidth=0)
-    ax.set_ylabel("race prevention, % of planned double hand-outs")
+    ax.set_ylabel("race prevention, % of the double hand-outs made")
     ax.set_ylim(-2, 102)
     ax.set_title("Race prevention (mean over seeds, 95% t interval)" + suffix)
     _axes_x(ax, xs, positions, numeric, x_key)
@@ -353,11 +355,12 @@ def line_plot(figure: Any, out_dir: Path, name: str, chains: list[str], xs: list
 
 
 def _yerr(values: list[float], lows: list[float], highs: list[float]) -> list[list[float]]:
-    """Asymmetric error bars from an interval (0 where there is no value)."""
-    below = [0.0 if math.isnan(v) else max(v - lo, 0.0) for v, lo in zip(values, lows,
-                                                                         strict=True)]
-    above = [0.0 if math.isnan(v) else max(hi - v, 0.0) for v, hi in zip(values, highs,
-                                                                         strict=True)]
+    """Asymmetric error bars from an interval: 0 where there is no value, NaN (nothing drawn,
+    not even a cap) where a value has no interval."""
+    below = [0.0 if math.isnan(v) else max(v - lo, 0.0) if not math.isnan(lo) else math.nan
+             for v, lo in zip(values, lows, strict=True)]
+    above = [0.0 if math.isnan(v) else max(hi - v, 0.0) if not math.isnan(hi) else math.nan
+             for v, hi in zip(values, highs, strict=True)]
     return [below, above]
 
 
@@ -380,8 +383,8 @@ def _bars(figure: Any, out_dir: Path, name: str, chains: list[str], xs: list[Any
             if math.isnan(mean):
                 mean, lo, hi = 0.0, 0.0, 0.0
             widths.append(mean)
-            errs_lo.append(max(0.0, mean - lo))
-            errs_hi.append(max(0.0, hi - mean))
+            errs_lo.append(math.nan if math.isnan(lo) else max(0.0, mean - lo))
+            errs_hi.append(math.nan if math.isnan(hi) else max(0.0, hi - mean))
         ax.barh(ys, widths, height=height * 0.9, xerr=[errs_lo, errs_hi], capsize=2,
                 color=colormaps["viridis"](k / max(len(xs) - 1, 1)),
                 label=f"{x_key}={x}", error_kw={"linewidth": 0.8})

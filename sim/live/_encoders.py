@@ -498,7 +498,7 @@ async def run_live(scenario: Scenario, chain: str, seed: int, *,
             exporter.server_close()
     wall = time.perf_counter() - wall
     result = judge(scenario, chain, seed, live.history, live.job_ids, duration, site.outcomes,
-                   live.world.calls)
+                   live.world.calls, realised=live.world.doubled)
     ms = [x * 1000.0 for _, x in site.latencies]
     by_tier: dict[str, list[float]] = {}
     for tier, x in site.latencies:

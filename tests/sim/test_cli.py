@@ -577,4 +577,13 @@ def test_csv_columns_do_not_depend_on_which_tiers_a_chain_called():
 
 def test_table_shows_dashes_for_missing_metrics():
     table = format_table([("x", {"jobs": 3, "race_prevention_rate": None})])
-    assert "- (none planned)" in table and table.splitlines()[2].split()[1] == "3"
+    assert "- (none made)" in table and table.splitlines()[2].split()[1] == "3"
+
+
+def test_race_prevention_says_on_how_many_seeds_it_rests_when_not_all() -> None:
+    """A mean of 4 seeds under a header of 6 read as 6 (a review of the figures, session 37)."""
+    row = {"runs": 6, "race_prevention_rate": 0.5, "race_prevention_rate_ci": [0.0, 1.0],
+           "race_prevention_rate_n": 4}
+    assert "50.0% [0.0, 100.0] (4 of 6 seeds)" in format_table([("x", row)])
+    every = {**row, "race_prevention_rate_n": 6}
+    assert "seeds)" not in format_table([("x", every)])

@@ -4,6 +4,7 @@ Student-t, Wilson), pooling over seeds."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields, replace
 from typing import Any
 
@@ -20,6 +21,7 @@ from sim._metrics import (
     t_quantile,
     wilson_interval,
 )
+from sim._sweep import _yerr, band
 
 W = WORLD
 
@@ -89,6 +91,31 @@ def test_paired_difference_by_hand() -> None:
         paired_difference([1.0], [1.0, 2.0])
 
 
+def test_a_paired_difference_of_rates_is_bounded_by_their_range() -> None:
+    """Two rates in [0, 1] differ by at most 1 either way; unbounded, six seeds of 0/1 rates
+    printed [-0.42, 1.42] (a review of the figures, session 37). A figure without a range
+    is left as computed."""
+    values, base = [1.0, 1.0, 0.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+    free = paired_difference(values, base)
+    assert free["ci"][1] > 1.0
+    rate = paired_difference(values, base, name="race_prevention_rate")
+    assert rate["diff"] == free["diff"] and rate["ci"] == [free["ci"][0], 1.0]
+    low = paired_difference(base, values, name="race_prevention_rate")
+    assert low["ci"] == [-1.0, -free["ci"][0]]
+    per_1000 = paired_difference([v * 1000 for v in values], [v * 1000 for v in base],
+                                 name="overlapping_per_1000")
+    assert per_1000["ci"][1] == 1000.0
+    assert paired_difference(values, base, name="throughput_jobs_per_hour") == free
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_figure_that_is_not_a_number_is_refused_not_written_as_null(bad: float) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        t_interval([1.0, bad, 2.0])
+    with pytest.raises(ValueError, match="finite"):
+        paired_difference([1.0, bad], [0.0, 0.0])
+
+
 def test_percentile_is_nearest_rank() -> None:
     values = [50.0, 15.0, 35.0, 20.0, 40.0]
     assert [percentile(values, p) for p in (0, 5, 30, 40, 50, 100)] == [
@@ -156,7 +183,8 @@ JOBS = ["j1", "j2", "j3"]
 def test_metrics_of_a_small_run() -> None:
     h = small_history()
     checks = check_all(h, jobs=JOBS)
-    m = compute_metrics(h, jobs=JOBS, duration=100.0, checks=checks, offered=["j1", "j3"])
+    m = compute_metrics(h, jobs=JOBS, duration=100.0, checks=checks, offered=["j1", "j3"],
+                        realised=["j1", "j3"])
     assert m.jobs == 3
     assert m.committed == 2
     assert m.lost_or_stuck == 1
@@ -170,7 +198,7 @@ def test_metrics_of_a_small_run() -> None:
     assert m.overlapping_per_1000 == pytest.approx(1000 / 3)
     assert (m.s1_violations, m.s2_violations, m.s3_violations, m.l1_violations) == (1, 1, 0, 1)
     # Offered: j1 (processed twice at once) and j3 (not): one of two prevented.
-    assert m.planned_double == 2
+    assert (m.planned_double, m.realised_double) == (2, 2)
     assert m.race_prevented == 1
     assert m.race_prevention_rate == 0.5
     assert m.wasted_encode_s == pytest.approx(2 + 7 + 25)
@@ -233,13 +261,34 @@ def test_race_prevented_when_the_second_encoder_never_overlaps() -> None:
         (10, W, "j", "assign", "ok", ("e1", 1)), (11, W, "j", "commit", "ok", ("e1", 1)),
     ])
     m = compute_metrics(h, jobs=["j"], duration=20.0, checks=check_all(h, jobs=["j"]),
-                        offered=["j"])
+                        offered=["j"], realised=["j"])
     assert (m.double_assigned, m.race_prevented, m.race_prevention_rate) == (1, 1, 1.0)
     # The denominator is what the world offered, not what the chain let happen.
-    m = compute_metrics(h, jobs=["j"], duration=20.0, checks={}, offered=[])
+    m = compute_metrics(h, jobs=["j"], duration=20.0, checks={}, offered=[], realised=[])
     assert (m.double_assigned, m.planned_double, m.race_prevention_rate) == (1, 0, None)
     assert m.wasted_encode_s == 0.0
     assert m.start_latency_p50 is None  # no claim *invoke* recorded: no latency sample
+
+
+def test_an_offer_planned_but_never_made_is_not_a_race_prevented() -> None:
+    """Race prevention counts the offers the world made: a planned offer no encoder polled for
+    in time was no race to prevent. Counting it (the definition until session 37) gave
+    trust-gateway 100% on seeds where the world made no offer at all, and 41% on the default
+    scenario where it stopped none of the offers it received (a review of the figures)."""
+    h = small_history()
+    checks = check_all(h, jobs=JOBS)
+    # j1 was made and processed twice at once; j3 was planned and never made.
+    m = compute_metrics(h, jobs=JOBS, duration=100.0, checks=checks, offered=["j1", "j3"],
+                        realised=["j1"])
+    assert (m.planned_double, m.realised_double, m.race_prevented) == (2, 1, 0)
+    assert m.race_prevention_rate == 0.0
+    # None made: no rate at all, not 100%.
+    m = compute_metrics(h, jobs=JOBS, duration=100.0, checks=checks, offered=["j3"],
+                        realised=[])
+    assert (m.realised_double, m.race_prevented, m.race_prevention_rate) == (0, 0, None)
+    # Not known which were made (a library caller without the world's record): no rate.
+    m = compute_metrics(h, jobs=JOBS, duration=100.0, checks=checks, offered=["j1", "j3"])
+    assert (m.realised_double, m.race_prevented, m.race_prevention_rate) == (None, None, None)
 
 
 def test_no_double_assignment_means_no_rate_and_empty_run_is_safe() -> None:
@@ -287,8 +336,10 @@ def test_aggregate_pools_over_seeds() -> None:
     assert agg["runs"] == 2
     assert agg["jobs"] == 4 and agg["committed"] == 4 and agg["lost_or_stuck"] == 2
     assert agg["planned_double"] == 10 and agg["race_prevented"] == 5
-    # A seed without an offer has no rate: the mean is over the one seed that has one.
+    # A seed without an offer has no rate: the mean is over the one seed that has one, and
+    # the aggregate says so.
     assert agg["race_prevention_rate"] == 0.5
+    assert agg["race_prevention_rate_n"] == 1
     assert agg["race_prevention_rate_ci"] == [None, None]  # one seed: no spread to estimate
     # 10 and 30: mean 20, s = 14.142, s/sqrt(2) = 10, t(0.975, 1) = 12.706: [-107.06, 147.06],
     # clipped below at 0 (a count per 1,000).
@@ -327,3 +378,14 @@ def test_a_start_after_completed_work_is_a_re_encode_not_a_restart():
     late_crash = Interval("e2", "j", 11.0, 15.0, "crash")
     assert _later_starts([done, late_crash, Interval("e3", "j", 20.0, 25.0, "done")]) == (
         1, 1, 0)
+
+
+def test_a_plot_draws_no_interval_where_the_tables_print_none() -> None:
+    """One seed has a mean and no interval: the tables print the bare mean, and the plots drew
+    a zero-width bar, which reads as certainty (a review of the figures, session 37)."""
+    mean, lo, hi = band([0.25], scale=100.0)
+    assert mean == 25.0 and math.isnan(lo) and math.isnan(hi)
+    assert band([0.2, 0.2], scale=100.0) == (20.0, 20.0, 20.0)  # every seed the same: drawn
+    assert all(math.isnan(x) for x in band([None]))
+    below, above = _yerr([25.0, 20.0], [math.nan, 20.0], [math.nan, 20.0])
+    assert math.isnan(below[0]) and math.isnan(above[0]) and (below[1], above[1]) == (0, 0)

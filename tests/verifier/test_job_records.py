@@ -40,7 +40,7 @@ def test_unknown_fields_are_kept_up_to_the_limit_and_refused_past_it() -> None:
     # The limit is 256 (a record of a few dozen legacy fields is normal; thousands are a
     # hostile or broken answer, kept in memory with every observation).
     assert len(parse_job(_with_unknown_fields(256), tier="monitor").extra) == 256
-    with pytest.raises(MalformedAnswer, match="^monitor: job has 257 unknown fields; refusing"):
+    with pytest.raises(MalformedAnswer, match=r"^monitor: job has 257 unknown fields; refusing"):
         parse_job(_with_unknown_fields(257), tier="monitor")
 
 
