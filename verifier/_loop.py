@@ -387,13 +387,14 @@ class EncoderLoop:
             try:
                 answer = batch_answer(request.result(), batch)
             except Exception as exc:  # screening is an optimisation: the reads go on
-                self._count_batch("failed", decided)
-                if self.guard.cache is not None and not isinstance(
-                        exc, TierUnsupported | InvalidInputError):
-                    # (A request refused before it left says nothing about the monitor.)
-                    # The monitor is in trouble: its answers from before must not let a
-                    # pre-claim check pass now (StatusCache.failed).
-                    self.guard.cache.failed(Tier.MONITOR, decided=decided)
+                # A request refused before it left is no request, and says nothing about the
+                # monitor (not counted: a review of the metrics, session 37).
+                if not isinstance(exc, TierUnsupported | InvalidInputError):
+                    self._count_batch("failed", decided)
+                    if self.guard.cache is not None:
+                        # The monitor is in trouble: its answers from before must not let a
+                        # pre-claim check pass now (StatusCache.failed).
+                        self.guard.cache.failed(Tier.MONITOR, decided=decided)
                 self._log(logging.WARNING, "LOOP_SCREEN_FAILED",
                           f"batch status of {len(batch)} job(s) failed: {type(exc).__name__}",
                           jobs=len(batch))

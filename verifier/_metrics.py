@@ -41,7 +41,11 @@ __all__ = [
     "METRICS_MAX_CONNECTIONS", "METRIC_NAMES", "GuardMetrics", "start_metrics_server",
 ]
 
-#: Outcome codes of a job skipped because another encoder holds it: a conflict prevented.
+#: Outcome codes of a job skipped because another holder was seen or a claim was refused: a
+#: conflict prevented. CLAIM_REFUSED is one by its meaning (a conditional claim refused: the
+#: job is another's), but the legacy gateway answers a refused accept and a server fault
+#: alike (docs/contract.md), so there it may also be a fault. NOT_ASSIGNED (nobody holds the
+#: job: done, or back in the queue) is not a conflict.
 CONFLICT_CODES: Final = frozenset({
     "PRE_CLAIM_CONFLICT", "CLAIM_REFUSED", "OWNERSHIP_CONFLICT", "MONITOR_THEFT_DETECTED",
 })
@@ -62,7 +66,7 @@ JOB_OUTCOMES: Final = frozenset(
     | {("skipped", code) for code in (
         "NO_CONFIRMING_TIER", "SHUTDOWN", "SHUTDOWN_HELD", "CLAIM_REFUSED", "PRE_CLAIM_FAILED",
         "PRE_CLAIM_CONFLICT", "NOT_AVAILABLE", "CLAIM_UNKNOWN", "UNCONFIRMED",
-        "OWNERSHIP_CONFLICT", "MONITOR_THEFT_DETECTED", "ALREADY_RUNNING")}
+        "OWNERSHIP_CONFLICT", "MONITOR_THEFT_DETECTED", "NOT_ASSIGNED", "ALREADY_RUNNING")}
     | {("failed", code) for code in (
         "CLAIM_UNKNOWN", "PRE_CLAIM_FAILED", "VERIFICATION_FAILED", "WORK_FAILED",
         "FINISH_UNKNOWN", "GUARD_ERROR")}
@@ -97,8 +101,9 @@ class GuardMetrics:
         self.tier_requests = Counter(
             "verifier_tier_requests", "Requests sent to the tiers, by operation (read, batch = "
             "a batch status screening, claim, heartbeat, finish, release) and result (ok, "
-            "failed = no usable answer, refused, unknown = a write with no answer); cache hits "
-            "and operations a tier lacks are not requests",
+            "failed = no usable answer, refused, unknown = a write without a conclusive "
+            "answer: none, a 429, a 5xx or a malformed one); cache hits, operations a tier "
+            "lacks and requests refused before they left are not requests",
             ["tier", "op", "result"], registry=r)
         self.tier_latency = Histogram(
             "verifier_tier_request_seconds", "Time to a tier's answer (or to giving up)",
@@ -110,8 +115,10 @@ class GuardMetrics:
         self.jobs = Counter("verifier_jobs", "Jobs ended, by outcome and protocol code",
                             ["outcome", "code"], registry=r)
         self.conflicts_prevented = Counter(
-            "verifier_conflicts_prevented", "Jobs not processed because another encoder "
-            "holds them", ["code"], registry=r)
+            "verifier_conflicts_prevented", "Jobs not processed because a tier showed another "
+            "holder (PRE_CLAIM_CONFLICT, OWNERSHIP_CONFLICT, MONITOR_THEFT_DETECTED) or refused "
+            "the claim (CLAIM_REFUSED: on the legacy gateway also a server fault, which it "
+            "answers alike)", ["code"], registry=r)
         self.work_cancelled = Counter(
             "verifier_work_cancelled", "Work stopped after it had started, by code",
             ["code"], registry=r)
@@ -133,9 +140,9 @@ class GuardMetrics:
         self.pushes = Counter("verifier_pushes", "Push notifications received about jobs "
                               "being guarded (hints: those that arrive before the run's next "
                               "wait are merged, and bring one re-read)", registry=r)
-        self.batch_size = Histogram("verifier_batch_size", "Job ids per batch status request "
-                                    "(screening offered jobs)", buckets=_BATCH_BUCKETS,
-                                    registry=r)
+        self.batch_size = Histogram("verifier_batch_size", "Job ids per answered batch "
+                                    "status request (screening offered jobs)",
+                                    buckets=_BATCH_BUCKETS, registry=r)
         # Series exist from the start, at 0: a counter that appears only at its first event
         # hides that event from increase() and rate() (the jump from nothing to 1).
         for code in CONFLICT_CODES:

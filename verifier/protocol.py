@@ -969,11 +969,23 @@ class OwnershipProtocol:
         return "MONITOR_CONFIRMED" if tier is Tier.MONITOR else f"{tier.value.upper()}_CONFIRMED"
 
     def _conflict(self, tier: Tier, obs: Observation) -> Outcome:
+        """The job is not ours to process: another encoder's (a conflict), an assignment of
+        our DID other than this claim's (one an earlier process of ours held), or nobody's
+        (done, back in the queue). The last is ``NOT_ASSIGNED``, not a conflict: counted as
+        one, a job read as complete after our claim swelled the conflicts-prevented metric
+        (a review of the metrics, session 37)."""
         owner = obs.owner
         if owner and normalize_did(owner) != self.me:
             code = "MONITOR_THEFT_DETECTED" if tier is Tier.MONITOR else "OWNERSHIP_CONFLICT"
             self._log(code, "error", f"Job {self.job_id} is assigned to {owner}!", owner=owner)
             reason = f"assigned to {owner}"
+        elif not normalize_did(owner):
+            code = "NOT_ASSIGNED"
+            reason = f"not assigned to anyone (status={obs.status})"
+            self._log(code, "error", f"Job {self.job_id} is {reason}")
+            self._log("ABORTING", "error",
+                      "Nobody owns this job now - not processing it")
+            return Outcome(OutcomeKind.SKIPPED, code, reason)
         else:
             code = "OWNERSHIP_CONFLICT"
             reason = f"not assigned to us (owner={owner}, status={obs.status})"

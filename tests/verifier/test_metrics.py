@@ -596,6 +596,7 @@ def test_every_outcome_a_job_can_end_with_has_a_series_from_the_start():
     assert literal and lost
     dynamic = {("skipped", "PRE_CLAIM_CONFLICT"), ("skipped", "NOT_AVAILABLE"),  # pre-claim
                ("skipped", "MONITOR_THEFT_DETECTED"), ("skipped", "OWNERSHIP_CONFLICT"),
+               ("skipped", "NOT_ASSIGNED"),
                ("cancelled", "MONITOR_THEFT_DETECTED"), ("cancelled", "OWNERSHIP_LOST"),
                *((kind, code) for kind in ("skipped", "cancelled")
                  for code in ("SHUTDOWN", "SHUTDOWN_HELD")),
@@ -609,3 +610,95 @@ def test_every_outcome_a_job_can_end_with_has_a_series_from_the_start():
     for code in CANCELLATION_CODES:
         assert metrics.registry.get_sample_value(
             "verifier_work_cancelled_total", {"code": code}) == 0.0, code
+
+
+@virtual_time
+async def test_a_job_nobody_holds_is_skipped_but_not_a_conflict_prevented():
+    """Read as complete and unassigned right after our claim: nobody else holds it, so it is
+    no conflict. It was counted as one (code OWNERSHIP_CONFLICT, "another encoder holds it"),
+    and the log said another encoder owned the job (a review of the metrics, session 37)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    metrics = GuardMetrics()
+    guard, tiers = node(jobs, metrics)
+    claim = tiers[1].claim
+
+    async def finished_meanwhile(job_id: str, *, conditional: bool = True) -> str | None:
+        token = await claim(job_id, conditional=conditional)
+        jobs.update(job_id, assigned_to=None, status="complete")
+        return token
+
+    tiers[1].claim = finished_meanwhile  # type: ignore[method-assign]
+    outcome = await guard.run("j1", encode)
+    assert (outcome.kind.value, outcome.code) == ("skipped", "NOT_ASSIGNED")
+    v = metrics.value
+    assert v("verifier_jobs_total", outcome="skipped", code="NOT_ASSIGNED") == 1
+    assert sum(v("verifier_conflicts_prevented_total", code=code)
+               for code in ("PRE_CLAIM_CONFLICT", "CLAIM_REFUSED", "OWNERSHIP_CONFLICT",
+                            "MONITOR_THEFT_DETECTED")) == 0
+
+
+@virtual_time
+async def test_another_owner_at_verification_is_a_conflict_prevented():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    metrics = GuardMetrics()
+    guard, tiers = node(jobs, metrics)
+    claim = tiers[1].claim
+
+    async def overwritten(job_id: str, *, conditional: bool = True) -> str | None:
+        token = await claim(job_id, conditional=conditional)
+        jobs.update(job_id, assigned_to=B)
+        return token
+
+    tiers[1].claim = overwritten  # type: ignore[method-assign]
+    outcome = await guard.run("j1", encode)
+    assert outcome.code == "MONITOR_THEFT_DETECTED"
+    assert metrics.value("verifier_conflicts_prevented_total",
+                         code="MONITOR_THEFT_DETECTED") == 1
+
+
+@pytest.mark.parametrize("refused", ["unsupported", "invalid"])
+@virtual_time
+async def test_a_batch_refused_before_it_left_is_not_a_monitor_request(refused: str):
+    """A screen that refuses before sending anything (no batch endpoint, an id it cannot
+    send) is no request: counted as a failed one, with a latency sample, it read as the
+    monitor failing (a review of the metrics, session 37). A batch that left and failed is."""
+    from verifier import InvalidInputError, StatusCache, TierUnsupported
+
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    jobs.add("j2")  # a poll offering two is screened (LoopPolicy.screen_at_least)
+    metrics = GuardMetrics()
+    tiers = [InMemoryTier(Tier.MONITOR, jobs, A, latency=0.2),
+             InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)]
+    policy = dataclasses.replace(Policy.hardened(TIMING), status_cache_s=30.0)  # screens
+    guard = OwnershipGuard(did=A, clients=tiers, policy=policy, metrics=metrics,
+                           cache=StatusCache())
+    error = (TierUnsupported("monitor", "no batch endpoint") if refused == "unsupported"
+             else InvalidInputError("job id not accepted by the monitor"))
+    screens: list[list[str]] = []
+
+    async def screen(ids: list[str]) -> dict[str, str]:
+        screens.append(list(ids))
+        raise error
+
+    async def offers() -> list[Any]:
+        return [parse_job(d) for d in jobs.docs.values() if d["status"] == "queued"]
+
+    loop = EncoderLoop(guard, lambda job, offered: encode(job), offers={"getjob": offers},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1), metrics=metrics,
+                       screen=screen)
+
+    async def stop_when_done() -> None:
+        while len(jobs.commits) < 2:  # noqa: ASYNC110 (virtual time; no event to wait on)
+            await asyncio.sleep(1)
+        loop.stop()
+
+    stopping = asyncio.create_task(stop_when_done())
+    await loop.run()
+    await stopping
+    assert screens and sorted(jobs.commits) == [("j1", A), ("j2", A)]
+    v = metrics.value
+    assert v("verifier_tier_requests_total", tier="monitor", op="batch", result="failed") == 0
+    assert v("verifier_tier_request_seconds_count", tier="monitor", op="batch") == 0
