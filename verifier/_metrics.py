@@ -160,11 +160,16 @@ class GuardMetrics:
             for op in ("claim", "heartbeat", "finish", "release"):
                 for result in ("ok", "refused", "unknown"):
                     self.tier_requests.labels(tier, op, result)
+            for op in ("read", "claim", "heartbeat", "finish", "release"):
+                # The latencies too: a quantile over increase() of buckets born at their
+                # first sample leaves that sample out (a review of the metrics, session 37).
+                self.tier_latency.labels(tier, op)
             for purpose in ("verify", "recheck"):
                 for verdict in ("mine", "other", "done", "unknown", "failed"):
                     self.verifications.labels(tier, purpose, verdict)
         for result in ("ok", "failed"):
             self.tier_requests.labels("monitor", "batch", result)  # screening's requests
+        self.tier_latency.labels("monitor", "batch")
 
     def record_outcome(self, kind: str, code: str) -> None:
         """One job's end: its outcome, and the conflict, cancellation or lease it was."""

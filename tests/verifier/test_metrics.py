@@ -496,6 +496,10 @@ def test_rare_events_have_a_series_from_the_start_so_increase_sees_the_first_one
     assert metrics.registry.get_sample_value(
         "verifier_tier_requests_total",
         {"tier": "aid", "op": "heartbeat", "result": "unknown"}) == 0.0
+    # And the latency of each, so a quantile over increase() sees a tier's first answer.
+    for tier, op in (("monitor", "read"), ("gateway", "claim"), ("monitor", "batch")):
+        assert metrics.registry.get_sample_value(
+            "verifier_tier_request_seconds_count", {"tier": tier, "op": op}) == 0.0
     assert metrics.registry.get_sample_value(
         "verifier_verifications_total",
         {"tier": "database", "purpose": "recheck", "verdict": "failed"}) == 0.0
