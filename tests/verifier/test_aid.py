@@ -719,3 +719,91 @@ async def test_a_proxy_page_is_no_refusal(
                                      content=b"<html><title>Attention Required!</title></html>")
     with pytest.raises(TierUnavailable):  # a 403 on a claim never was a refusal
         await call(aid)
+
+
+# ----------------------------------------------------------------- from a mutation run
+# Session 37's mutation run of verifier/_aid.py: each test below kills a mutant that every
+# test before it let pass.
+
+
+@pytest.mark.asyncio
+async def test_a_claim_answered_201_created_is_a_success(
+    aid: GatewayAidClient, router: respx.MockRouter
+) -> None:
+    """NestJS answers a POST 201 by default: the claim landed, and is confirmed."""
+    router.post(API + "claim-job").respond(201, json=claim_answer())
+    assert await aid.claim(JOB) == ASSIGNED_AT
+
+
+@pytest.mark.asyncio
+async def test_the_token_is_the_first_non_empty_assignment_date(
+    aid: GatewayAidClient, router: respx.MockRouter
+) -> None:
+    """An empty ``assigned_at`` is no token (the next key is read), nor is a number."""
+    router.post(API + "claim-job").respond(
+        200, json=claim_answer(assigned_at="", assigned_date="2026-01-02T03:05:00Z"))
+    assert await aid.claim(JOB) == "2026-01-02T03:05:00Z"
+    router.post(API + "claim-job").respond(
+        200, json=claim_answer(assigned_at=1767323045, assigned_date=None))
+    assert await aid.claim(JOB) is None
+
+
+@pytest.mark.asyncio
+async def test_a_heartbeat_without_progress_reports_zero(
+    aid: GatewayAidClient, router: respx.MockRouter
+) -> None:
+    route = router.post(API + "update-job").respond(200, json={"success": True})
+    await aid.heartbeat(JOB, None, {})
+    assert body_of(route)["progress"] == {"pct": 0.0, "download_pct": 0.0}
+
+
+@pytest.mark.asyncio
+async def test_a_status_of_32_characters_is_sent_and_one_more_is_refused(
+    aid: GatewayAidClient, router: respx.MockRouter
+) -> None:
+    route = router.post(API + "update-job").respond(200, json={"success": True})
+    await aid.update_job(JOB, "r" * 32, 10, 100)
+    assert body_of(route)["status"] == "r" * 32
+    with pytest.raises(InvalidInputError, match="short"):
+        await aid.update_job(JOB, "r" * 33, 10, 100)
+    assert route.call_count == 1
+
+
+@pytest.mark.asyncio
+async def test_a_listing_of_exactly_the_limit_is_read_whole_without_a_warning(
+    aid: GatewayAidClient, router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    listed = [{"id": f"job-{i}"} for i in range(1000)]
+    router.post(API + "list-jobs").respond(200, json={"success": True, "jobs": listed})
+    with caplog.at_level(logging.WARNING, logger="verifier._aid"):
+        jobs = await aid.list_jobs()
+    assert len(jobs) == 1000
+    assert "listed" not in caplog.text
+
+
+@pytest.mark.parametrize("url", ["https://aid.test:port", "https://aid.test/?",
+                                 " https://aid.test", "https://a id.test"])
+def test_a_base_url_the_strict_check_refuses_is_refused_at_construction(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        GatewayAidClient(url, ME)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("leave", ["aclose", "context"])
+async def test_closing_the_client_closes_the_http_client_it_made(
+    monkeypatch: pytest.MonkeyPatch, leave: str
+) -> None:
+    closed: list[httpx.AsyncClient] = []
+    close = httpx.AsyncClient.aclose
+
+    async def recording(self: httpx.AsyncClient) -> None:
+        closed.append(self)
+        await close(self)
+
+    monkeypatch.setattr(httpx.AsyncClient, "aclose", recording)
+    if leave == "aclose":
+        await GatewayAidClient(BASE, ME).aclose()
+    else:
+        async with GatewayAidClient(BASE, ME):
+            pass
+    assert len(closed) == 1 and closed[0].is_closed

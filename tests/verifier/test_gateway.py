@@ -872,3 +872,85 @@ async def test_the_gateway_s_own_4xx_still_refuses(
     router.post(API + "pingJob").respond(409, json=body)
     with pytest.raises(ClaimRefused):
         await gateway.ping_job(JOB, 1, 1)
+
+
+# ----------------------------------------------------------------- from a mutation run
+# Session 37's mutation run of verifier/_gateway.py: each test below failed no mutant-free
+# run before it, and kills the mutant named in its docstring.
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [410, 422])
+async def test_the_other_refusing_4xx_are_refusals_too(
+    gateway: LegacyGatewayClient, router: respx.MockRouter, status: int
+) -> None:
+    """410 (gone) and 422 (unprocessable) are the gateway saying no, as 400/404/409 are;
+    taken for an outage, a give-back or a finish would stay unknown for no reason."""
+    router.post(API + "acceptJob").respond(status, json={"error": "Job is not claimable"})
+    with pytest.raises(ClaimRefused, match=f"HTTP {status}"):
+        await gateway.accept_job(JOB)
+
+
+@pytest.mark.parametrize("url", ["https://gateway.test:port", "https://gateway.test/?",
+                                 " https://gateway.test", "https://gate way.test"])
+def test_a_base_url_the_strict_check_refuses_is_refused_at_construction(url: str) -> None:
+    """Each would fail only at the first request, or send it to another path."""
+    with pytest.raises(ConfigurationError, match="GATEWAY_URL"):
+        LegacyGatewayClient(url, IDENTITY)
+
+
+@pytest.mark.asyncio
+async def test_leaving_the_context_closes_the_client_it_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[httpx.AsyncClient] = []
+    close = httpx.AsyncClient.aclose
+
+    async def recording(self: httpx.AsyncClient) -> None:
+        closed.append(self)
+        await close(self)
+
+    monkeypatch.setattr(httpx.AsyncClient, "aclose", recording)
+    async with LegacyGatewayClient(BASE, IDENTITY):
+        pass
+    assert len(closed) == 1 and closed[0].is_closed
+
+
+@pytest.mark.asyncio
+async def test_stats_missing_is_an_unavailable_gateway_not_a_malformed_answer(
+    gateway: LegacyGatewayClient, router: respx.MockRouter
+) -> None:
+    router.get(API + "stats").respond(404, json={"error": "Not found"})
+    with pytest.raises(TierUnavailable):  # neither MalformedAnswer nor ClaimRefused is one
+        await gateway.stats()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("page", [
+    httpx.Response(404, text="<html><body>404 Not Found</body></html>"),
+    httpx.Response(404, json={"message": "Cannot POST /api/v0/gateway/myJob",
+                              "statusCode": 404}),
+], ids=["proxy-page", "route-miss"])
+async def test_a_my_job_404_that_is_not_the_gateways_is_not_no_job(
+    gateway: LegacyGatewayClient, router: respx.MockRouter, page: httpx.Response
+) -> None:
+    """A proxy's page or a route miss never reached the gateway's handler: "no job" read from
+    it would idle the encoder on a misconfiguration without a word (fail closed: an error the
+    loop logs and backs off on)."""
+    router.post(API + "myJob").mock(return_value=page)
+    with pytest.raises(TierUnavailable, match="not the gateway's own answer"):
+        await gateway.my_job()
+
+
+@pytest.mark.asyncio
+async def test_the_node_heartbeat_is_not_a_job_write(
+    gateway: LegacyGatewayClient, router: respx.MockRouter
+) -> None:
+    """It names no job: its success is not checked against one (that raised KeyError), and a
+    409 is the gateway failing, not a job refused."""
+    route = router.post(API + "heartbeat").respond(200, json={"status": "success"})
+    await gateway.node_heartbeat()
+    assert signed_payload(route.calls.last.request) == {}
+    router.post(API + "heartbeat").respond(409, json={"error": "conflict"})
+    with pytest.raises(TierUnavailable):
+        await gateway.node_heartbeat()
