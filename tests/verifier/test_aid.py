@@ -658,11 +658,19 @@ async def test_a_claim_success_naming_the_job_without_an_owner_is_a_grant(
     {"success": True, "job_id": JOB, "status": "unassigned"},
     {"success": True, "data": {"job_id": JOB, "status": "cancelled"}},
     {"success": True, "job": {"id": JOB, "assigned_to": ME, "status": "deleted"}},
+    # counts as deep as they are read (an envelope, a result, a nested one: a mutation run,
+    # session 37, found no test below the second level), and numeric codes outside 2xx
+    {"success": True, "data": {"result": {"matchedCount": 0}}},
+    {"success": True, "data": {"result": {"value": {"n": 0}}}},
+    {"success": True, "code": 300},
+    {"success": True, "code": 150},
+    {"success": True, "data": {"code": 404.0}},
 ], ids=["job_id", "id", "null", "data.job_id", "data.job.id", "job.id", "matched-0",
         "data.modified-0", "modified-text", "job-null", "data.job-null",
         "result.matched-0", "result.n-0", "job.other-owner", "job.queued-no-owner",
         "data.job.queued", "error", "data.code", "top.other-owner", "top.queued-no-owner",
-        "top.unassigned", "data.cancelled", "job.deleted"])
+        "top.unassigned", "data.cancelled", "job.deleted", "depth-3-count", "depth-4-count",
+        "code-300", "code-150", "code-float"])
 async def test_an_owner_write_success_naming_another_job_is_malformed(
     aid: GatewayAidClient, router: respx.MockRouter, route: str, call: Any,
     answer: dict[str, Any],
@@ -692,8 +700,10 @@ async def test_an_owner_write_success_naming_another_job_is_malformed(
     {"success": True, "data": {"code": "JOB_UPDATED"}},
     {"success": True, "result": {"matchedCount": 1, "modifiedCount": 0}},  # a retried finish
     {"success": True, "data": {"id": JOB, "assigned_to": ME, "error": "an earlier attempt's"}},
+    {"success": True, "code": 299, "data": {"result": {"value": {"n": 1}}}},
 ], ids=["job_id", "data", "job-and-count", "bare", "result-counts", "job-ours", "code-ok",
-        "data-null", "code-200", "code-updated", "matched-unmodified", "old-error-in-job"])
+        "data-null", "code-200", "code-updated", "matched-unmodified", "old-error-in-job",
+        "code-299-deep-count-1"])
 async def test_an_owner_write_success_naming_our_job_is_success(
     aid: GatewayAidClient, router: respx.MockRouter, route: str, call: Any,
     answer: dict[str, Any],
