@@ -954,3 +954,15 @@ async def test_the_node_heartbeat_is_not_a_job_write(
     router.post(API + "heartbeat").respond(409, json={"error": "conflict"})
     with pytest.raises(TierUnavailable):
         await gateway.node_heartbeat()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [302, 500, 503])
+async def test_a_my_job_that_failed_offers_nothing_whatever_its_body(
+    gateway: LegacyGatewayClient, router: respx.MockRouter, status: int
+) -> None:
+    """A failed answer is no offer, even one whose body reads as a job (a proxy's cached copy,
+    a redirect's leftover): without the status check it was offered and claimed."""
+    router.post(API + "myJob").respond(status, json={"success": True, "job": job_doc()})
+    with pytest.raises(TierUnavailable, match=f"HTTP {status}"):
+        await gateway.my_job()
