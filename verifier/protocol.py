@@ -975,23 +975,20 @@ class OwnershipProtocol:
         one, a job read as complete after our claim swelled the conflicts-prevented metric
         (a review of the metrics, session 37)."""
         owner = obs.owner
+        held = "Another encoder owns this job - stopping to prevent wasted work"
         if owner and normalize_did(owner) != self.me:
             code = "MONITOR_THEFT_DETECTED" if tier is Tier.MONITOR else "OWNERSHIP_CONFLICT"
             self._log(code, "error", f"Job {self.job_id} is assigned to {owner}!", owner=owner)
             reason = f"assigned to {owner}"
-        elif not normalize_did(owner):
-            code = "NOT_ASSIGNED"
-            reason = f"not assigned to anyone (status={obs.status})"
-            self._log(code, "error", f"Job {self.job_id} is {reason}")
-            self._log("ABORTING", "error",
-                      "Nobody owns this job now - not processing it")
-            return Outcome(OutcomeKind.SKIPPED, code, reason)
         else:
-            code = "OWNERSHIP_CONFLICT"
-            reason = f"not assigned to us (owner={owner}, status={obs.status})"
+            nobody = not normalize_did(owner)
+            code = "NOT_ASSIGNED" if nobody else "OWNERSHIP_CONFLICT"
+            reason = (f"not assigned to anyone (status={obs.status})" if nobody else
+                      f"not assigned to us (owner={owner}, status={obs.status})")
             self._log(code, "error", f"Job {self.job_id} is {reason}")
-        self._log("ABORTING", "error",
-                  "Another encoder owns this job - stopping to prevent wasted work")
+            if nobody:
+                held = "Nobody owns this job now - not processing it"
+        self._log("ABORTING", "error", held)
         return Outcome(OutcomeKind.SKIPPED, code, reason)
 
     def _work(self, lease_base: float) -> Generator[Action, Answer, Outcome]:

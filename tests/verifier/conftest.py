@@ -42,3 +42,18 @@ async def monitor(router: respx.Router) -> AsyncIterator[GatewayMonitorService]:
     transport = httpx.MockTransport(router.async_handler)
     async with httpx.AsyncClient(transport=transport) as client:
         yield GatewayMonitorService(BASE, client=client)
+
+
+@pytest.fixture
+def closed_clients(monkeypatch: pytest.MonkeyPatch) -> list[httpx.AsyncClient]:
+    """Every httpx client closed during the test, in order: a tier client must close the one
+    it made (and only that one)."""
+    closed: list[httpx.AsyncClient] = []
+    close = httpx.AsyncClient.aclose
+
+    async def recording(self: httpx.AsyncClient) -> None:
+        closed.append(self)
+        await close(self)
+
+    monkeypatch.setattr(httpx.AsyncClient, "aclose", recording)
+    return closed

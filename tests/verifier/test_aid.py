@@ -801,19 +801,11 @@ def test_a_base_url_the_strict_check_refuses_is_refused_at_construction(url: str
 @pytest.mark.asyncio
 @pytest.mark.parametrize("leave", ["aclose", "context"])
 async def test_closing_the_client_closes_the_http_client_it_made(
-    monkeypatch: pytest.MonkeyPatch, leave: str
+    closed_clients: list[httpx.AsyncClient], leave: str
 ) -> None:
-    closed: list[httpx.AsyncClient] = []
-    close = httpx.AsyncClient.aclose
-
-    async def recording(self: httpx.AsyncClient) -> None:
-        closed.append(self)
-        await close(self)
-
-    monkeypatch.setattr(httpx.AsyncClient, "aclose", recording)
     if leave == "aclose":
         await GatewayAidClient(BASE, ME).aclose()
     else:
         async with GatewayAidClient(BASE, ME):
             pass
-    assert len(closed) == 1 and closed[0].is_closed
+    assert len(closed_clients) == 1 and closed_clients[0].is_closed

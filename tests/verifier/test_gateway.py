@@ -901,19 +901,11 @@ def test_a_base_url_the_strict_check_refuses_is_refused_at_construction(url: str
 
 @pytest.mark.asyncio
 async def test_leaving_the_context_closes_the_client_it_made(
-    monkeypatch: pytest.MonkeyPatch,
+    closed_clients: list[httpx.AsyncClient],
 ) -> None:
-    closed: list[httpx.AsyncClient] = []
-    close = httpx.AsyncClient.aclose
-
-    async def recording(self: httpx.AsyncClient) -> None:
-        closed.append(self)
-        await close(self)
-
-    monkeypatch.setattr(httpx.AsyncClient, "aclose", recording)
     async with LegacyGatewayClient(BASE, IDENTITY):
         pass
-    assert len(closed) == 1 and closed[0].is_closed
+    assert len(closed_clients) == 1 and closed_clients[0].is_closed
 
 
 @pytest.mark.asyncio

@@ -616,6 +616,18 @@ def test_every_outcome_a_job_can_end_with_has_a_series_from_the_start():
             "verifier_work_cancelled_total", {"code": code}) == 0.0, code
 
 
+def written_after_our_claim(tier: InMemoryTier, jobs: InMemoryJobs, **changes: Any) -> None:
+    """Each claim through ``tier`` lands, then the job is written with ``changes``."""
+    claim = tier.claim
+
+    async def then(job_id: str, *, conditional: bool = True) -> str | None:
+        token = await claim(job_id, conditional=conditional)
+        jobs.update(job_id, **changes)
+        return token
+
+    tier.claim = then  # type: ignore[method-assign]
+
+
 @virtual_time
 async def test_a_job_nobody_holds_is_skipped_but_not_a_conflict_prevented():
     """Read as complete and unassigned right after our claim: nobody else holds it, so it is
@@ -625,14 +637,7 @@ async def test_a_job_nobody_holds_is_skipped_but_not_a_conflict_prevented():
     jobs.add("j1")
     metrics = GuardMetrics()
     guard, tiers = node(jobs, metrics)
-    claim = tiers[1].claim
-
-    async def finished_meanwhile(job_id: str, *, conditional: bool = True) -> str | None:
-        token = await claim(job_id, conditional=conditional)
-        jobs.update(job_id, assigned_to=None, status="complete")
-        return token
-
-    tiers[1].claim = finished_meanwhile  # type: ignore[method-assign]
+    written_after_our_claim(tiers[1], jobs, assigned_to=None, status="complete")
     outcome = await guard.run("j1", encode)
     assert (outcome.kind.value, outcome.code) == ("skipped", "NOT_ASSIGNED")
     v = metrics.value
@@ -648,14 +653,7 @@ async def test_another_owner_at_verification_is_a_conflict_prevented():
     jobs.add("j1")
     metrics = GuardMetrics()
     guard, tiers = node(jobs, metrics)
-    claim = tiers[1].claim
-
-    async def overwritten(job_id: str, *, conditional: bool = True) -> str | None:
-        token = await claim(job_id, conditional=conditional)
-        jobs.update(job_id, assigned_to=B)
-        return token
-
-    tiers[1].claim = overwritten  # type: ignore[method-assign]
+    written_after_our_claim(tiers[1], jobs, assigned_to=B)
     outcome = await guard.run("j1", encode)
     assert outcome.code == "MONITOR_THEFT_DETECTED"
     assert metrics.value("verifier_conflicts_prevented_total",

@@ -691,19 +691,11 @@ def test_a_timeout_that_is_not_a_positive_number_is_refused(timeout: Any, enable
 
 @pytest.mark.asyncio
 async def test_closing_the_service_closes_the_client_it_made(
-    monkeypatch: pytest.MonkeyPatch,
+    closed_clients: list[httpx.AsyncClient],
 ) -> None:
-    closed: list[httpx.AsyncClient] = []
-    close = httpx.AsyncClient.aclose
-
-    async def recording(self: httpx.AsyncClient) -> None:
-        closed.append(self)
-        await close(self)
-
-    monkeypatch.setattr(httpx.AsyncClient, "aclose", recording)
     service = GatewayMonitorService(BASE)
     await service.aclose()
-    assert len(closed) == 1 and closed[0].is_closed
+    assert len(closed_clients) == 1 and closed_clients[0].is_closed
 
 
 @pytest.mark.asyncio
