@@ -13,7 +13,7 @@ prevention is the share of the offers made that did not end in double processing
 the gateway really made, not those a chain let happen (``double_assigned``). It was the share
 of the *planned* ones until session 37, when a review found that it credited a chain with
 every offer the world never made: trust-gateway read 41% on the default scenario and 100% where
-none was made, while it stopped none of the offers it received. The denominator is
+none was made, while it stopped about 2% of the offers it received. The denominator is
 chain-dependent (whether an encoder polls within G depends on what the chains do), so each
 chain's rate says how many seeds it rests on (``race_prevention_rate_n``) and the report prints
 the offers made beside it.

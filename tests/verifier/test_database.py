@@ -336,12 +336,14 @@ async def test_release_requeues_and_the_fifth_failure_marks_the_job_failed(
     stored = doc(jobs)
     assert stored["status"] == "queued" and "attempt_count" not in stored
     assert not {"assigned_to", "assigned_date", "claim_token"} & stored.keys()
-    for attempt in range(1, MAX_ATTEMPTS + 1):
+    # The contract's figure, not the constant's: "failed" at the fifth failed attempt (a
+    # constant moved to 4 or 6 passed a loop written with it: a mutation run, session 37).
+    for attempt in range(1, 6):
         token = await db.claim(JOB)
         await db.release(JOB, token, "encode failed", failed=True)
         stored = doc(jobs)
         assert stored["attempt_count"] == attempt
-        assert stored["status"] == ("failed" if attempt == MAX_ATTEMPTS else "queued")
+        assert stored["status"] == ("failed" if attempt == 5 else "queued")
         assert "assigned_to" not in stored and "claim_token" not in stored
     with pytest.raises(ClaimRefused):
         await db.claim(JOB)
@@ -1358,3 +1360,42 @@ async def test_a_client_the_driver_cannot_build_is_reported_with_its_reason_scru
     text = str(raised.value)
     assert "ConfigurationError: conflicting TLS options" in text and "s3cret" not in text
     await db.aclose()
+
+
+# ----------------------------------------------------------------- from a mutation run
+# Session 37's mutation run of verifier/_database.py: each test below kills a mutant that
+# every test before it let pass.
+
+
+def _nested(levels: int) -> Any:
+    value: Any = "x"
+    for _ in range(levels):
+        value = {"n": value}
+    return value
+
+
+def test_a_result_nested_to_the_limit_is_stored_and_one_level_more_is_refused(
+    make: Callable[..., DatabaseTier],
+) -> None:
+    """Eight levels below the result's own (a manifest of renditions of tracks is a few):
+    taken. Nine: refused before anything is sent. No test reached the limit: a check that
+    never counted the levels (any nesting passed, as deep as Python's recursion) passed."""
+    tier = make(ME)
+    tier.check_result({"cid": "bafy", "deep": _nested(7)})
+    tier.check_result({"cid": "bafy", "deep": [_nested(6)]})
+    with pytest.raises(InvalidInputError, match="nested too deeply"):
+        tier.check_result({"cid": "bafy", "deep": _nested(8)})
+    with pytest.raises(InvalidInputError, match="nested too deeply"):
+        tier.check_result({"cid": "bafy", "deep": [[[[[[[[["x"]]]]]]]]]})
+
+
+@pytest.mark.asyncio
+async def test_a_claim_token_of_the_longest_length_is_used_and_one_more_is_refused(
+    db: DatabaseTier, jobs: Any
+) -> None:
+    add(jobs)
+    await db.claim(JOB)
+    with pytest.raises(ClaimRefused):  # a token of 256 goes into the filter: not ours
+        await db.heartbeat(JOB, "t" * 256, {"pct": 1.0})
+    with pytest.raises(InvalidInputError, match="256"):
+        await db.heartbeat(JOB, "t" * 257, {"pct": 1.0})
