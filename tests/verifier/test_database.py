@@ -1399,3 +1399,126 @@ async def test_a_claim_token_of_the_longest_length_is_used_and_one_more_is_refus
         await db.heartbeat(JOB, "t" * 256, {"pct": 1.0})
     with pytest.raises(InvalidInputError, match="256"):
         await db.heartbeat(JOB, "t" * 257, {"pct": 1.0})
+
+
+@pytest.mark.asyncio
+async def test_a_ping_above_1_percent_marks_the_job_running_and_one_at_1_does_not(
+    db: DatabaseTier, jobs: Any
+) -> None:
+    """The gateway's lifecycle: ``running`` from the first ping above 1 %; progress left out
+    is 0."""
+    add(jobs)
+    token = await db.claim(JOB)
+    await db.heartbeat(JOB, token, {})
+    assert doc(jobs)["progress"] == {"pct": 0.0, "download_pct": 0.0}
+    await db.heartbeat(JOB, token, {"pct": 1.0, "download_pct": 100.0})
+    assert doc(jobs)["status"] == "assigned"
+    await db.heartbeat(JOB, token, {"pct": 1.5, "download_pct": 100.0})
+    assert doc(jobs)["status"] == "running"
+
+
+class BlockingUpdates(Blocking):
+    """The fenced writes (heartbeat, finish, release) wait for the test to let them go: the
+    ``nth`` update from the start (a release at the fifth failure makes two)."""
+
+    def __init__(self, inner: Any, nth: int = 1) -> None:
+        super().__init__(inner)
+        self.updates, self.nth = 0, nth
+
+    def update_one(self, *args: Any, **kwargs: Any) -> Any:
+        self.updates += 1
+        if self.updates == self.nth:
+            self.entered.set()
+            self.go.wait(timeout=10)
+        return self.inner.update_one(*args, **kwargs)
+
+    def find_one_and_update(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.find_one_and_update(*args, **kwargs)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("write", ["heartbeat", "finish", "release", "fifth-failure"])
+async def test_a_fenced_write_running_at_its_deadline_is_answered_by_its_own_end(
+    make: Callable[..., DatabaseTier], jobs: Any, write: str
+) -> None:
+    """As the claim's: a running write cannot be cancelled, so its answer waits for its end
+    rather than saying "no answer" while it may still land (a heartbeat taken as unanswered
+    renews nothing, a finish or a release as unknown is retried; answered by its end, it is
+    what happened). Only the claim's was tested (a mutation run, session 37)."""
+    add(jobs, attempt_count=4)
+    # At the fifth failure, the release's second update (the give-up) is the one that hangs.
+    blocking = BlockingUpdates(jobs, nth=2 if write == "fifth-failure" else 1)
+    db = make(collection=blocking, timeout=0.05)  # asyncio deadline 0.1 s
+    token = await db.claim(JOB)
+    call = {"heartbeat": lambda: db.heartbeat(JOB, token, {"pct": 5.0}),
+            "finish": lambda: db.finish(JOB, token, {"cid": "bafy"}),
+            "release": lambda: db.release(JOB, token, "giving it back", failed=False),
+            "fifth-failure": lambda: db.release(JOB, token, "encode failed", failed=True),
+            }[write]
+    pending = asyncio.ensure_future(call())
+    await asyncio.get_running_loop().run_in_executor(None, blocking.entered.wait, 5)
+    done, _ = await asyncio.wait({pending}, timeout=0.5)  # well past the deadline
+    assert not done, "answered while the write could still land"
+    blocking.go.set()
+    await pending  # its real outcome: it landed
+    assert doc(jobs)["status"] == {"heartbeat": "running", "finish": "complete",
+                                   "release": "queued", "fifth-failure": "failed"}[write]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("stored", [
+    {"status": "failed"},  # an operator failed it after our finish landed
+    {"claim_token": "an-earlier-assignment-of-ours"},
+    {"assigned_to": OTHER},
+], ids=["not-complete", "another-token", "another-owner"])
+async def test_a_finish_retry_is_landed_only_if_the_job_is_complete_under_this_claim(
+    db: DatabaseTier, jobs: Any, stored: dict[str, Any]
+) -> None:
+    """A retried finish that matches nothing is taken as landed only when the job reads as
+    complete, ours, under this claim's token, with this result: each condition alone was
+    untested (a mutation run, session 37, removed each and every test passed)."""
+    add(jobs)
+    token = await db.claim(JOB)
+    jobs.update_one({"id": JOB}, {"$set": {"status": "complete", "result": {"cid": "bafy"},
+                                           **stored}})
+    with pytest.raises(ClaimRefused, match="finish refused"):
+        await db.finish(JOB, token, {"cid": "bafy"})
+
+
+@pytest.mark.asyncio
+async def test_a_finish_retry_whose_read_fails_is_not_landed(
+    make: Callable[..., DatabaseTier], jobs: Any
+) -> None:
+    """The read that would tell a lost answer from a refusal fails: nothing is proven, so the
+    finish is not taken as landed (it is refused, or unknown, never "committed")."""
+    add(jobs)
+
+    class ReadFails:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+            self.reads = 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def find_one(self, *args: Any, **kwargs: Any) -> Any:
+            self.reads += 1
+            raise pymongo.errors.AutoReconnect("connection reset")
+
+    collection = ReadFails(jobs)
+    db = make(collection=collection)
+    token = await db.claim(JOB)
+    jobs.update_one({"id": JOB}, {"$set": {"status": "complete", "result": {"cid": "bafy"}}})
+    with pytest.raises(ClaimRefused):
+        await db.finish(JOB, token, {"cid": "bafy"})
+    assert collection.reads >= 1
+
+
+@pytest.mark.parametrize(("name", "ok"), [("d" * 64, True), ("d" * 65, False), ("", False),
+                                          (7, False)])
+def test_a_database_name_is_a_short_plain_name(jobs: Any, name: Any, ok: bool) -> None:
+    if ok:
+        DatabaseTier(uri="mongodb://127.0.0.1:9/", database=name, encoder_did=ME)
+    else:
+        with pytest.raises(ConfigurationError, match="DATABASE_NAME"):
+            DatabaseTier(uri="mongodb://127.0.0.1:9/", database=name, encoder_did=ME)
