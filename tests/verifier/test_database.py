@@ -1475,8 +1475,8 @@ async def test_a_finish_retry_is_landed_only_if_the_job_is_complete_under_this_c
     db: DatabaseTier, jobs: Any, stored: dict[str, Any]
 ) -> None:
     """A retried finish that matches nothing is taken as landed only when the job reads as
-    complete, ours, under this claim's token, with this result: each condition alone was
-    untested (a mutation run, session 37, removed each and every test passed)."""
+    complete, ours, under this claim's token, with this result: a mutation run (session 37)
+    weakened the status check and the token check, each alone, and every test passed."""
     add(jobs)
     token = await db.claim(JOB)
     jobs.update_one({"id": JOB}, {"$set": {"status": "complete", "result": {"cid": "bafy"},
