@@ -323,3 +323,35 @@ def test_the_held_jobs_can_be_read_after_the_loop_has_ended() -> None:
 
     run_virtual(main())
     assert loop.held == {"j1"}
+
+
+@virtual_time
+async def test_a_job_is_held_until_the_reassignment_timeout_after_its_unanswered_give_back():
+    """After T the gateway takes the job back itself, so it is no longer ours to report. A
+    mutation run (session 37) measured the horizon from time zero instead of from the give-back
+    and no test saw it: every test read ``held`` right after the stop."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard, gateway = _guard(jobs)
+    gateway.fail_next("release", TierUnavailable("gateway", "503"), times=5)
+
+    async def work(job: Any, _offered: Any) -> None:
+        job.set_phase("encode")
+        await asyncio.sleep(3600)
+
+    offered = [parse_job(jobs.docs["j1"])]
+
+    async def get_job() -> list[Any]:
+        return [offered.pop()] if offered else []
+
+    loop = EncoderLoop(guard, work, offers={"getjob": get_job},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1, jitter=0))
+    running = asyncio.create_task(loop.run())
+    await asyncio.sleep(100)  # working, past T = 60 s from the start
+    loop.stop()
+    await running
+    assert loop.held == {"j1"}
+    await asyncio.sleep(TIMING.reassign_timeout - 10)
+    assert loop.held == {"j1"}  # T has not passed since the give-back
+    await asyncio.sleep(20)
+    assert loop.held == set()

@@ -8,6 +8,7 @@ import logging
 import math
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from verifier import (
     TierRateLimited,
     TierUnavailable,
     TimingModel,
+    offer_sources,
     parse_job,
 )
 from verifier._polling import MAX_RETRY_AFTER_S
@@ -706,3 +708,36 @@ async def test_jobs_held_longer_ago_than_t_are_not_kept():
     horizon = TIMING.reassign_timeout
     assert len(loop._held_at) <= horizon + 2 < 300, len(loop._held_at)
     assert len(loop.held) >= horizon - 2  # those of the last T are still listed
+
+
+def test_offer_sources_turn_each_clients_offer_into_a_list() -> None:
+    """``python -m verifier run``'s sources: ``myjob`` and ``getjob`` of the gateway (no job:
+    an empty list, a job: a list of it), ``aid`` of Gateway Aid, and nothing for a client
+    not given (a mutation run, session 37: only the CLI's live runs reached them)."""
+    job = parse_job({"id": "j1", "status": "queued"})
+
+    class Gateway:
+        def __init__(self, offered: GatewayMonitorJob | None) -> None:
+            self.offered = offered
+
+        async def my_job(self) -> GatewayMonitorJob | None:
+            return self.offered
+
+        async def get_job(self) -> GatewayMonitorJob | None:
+            return self.offered
+
+    class Aid:
+        async def list_jobs(self) -> tuple[GatewayMonitorJob, ...]:
+            return (job, job)
+
+    assert offer_sources() == {}
+    assert set(offer_sources(aid=Aid())) == {"aid"}
+    sources = offer_sources(gateway=Gateway(job), aid=Aid())
+    assert set(sources) == {"myjob", "getjob", "aid"}
+
+    async def offers(sources: Any) -> dict[str, list[GatewayMonitorJob]]:
+        return {name: await offer() for name, offer in sources.items()}
+
+    assert run_virtual(offers(sources)) == {"myjob": [job], "getjob": [job], "aid": [job, job]}
+    assert run_virtual(offers(offer_sources(gateway=Gateway(None)))) == {"myjob": [],
+                                                                         "getjob": []}
