@@ -617,6 +617,11 @@ async def test_the_loop_does_not_screen_when_no_read_may_take_a_cached_answer():
                          lambda job, offer: encode(1)(job), offers={"getjob": list},
                          policy=LoopPolicy(sources=("getjob",)), screen=screen)
     assert cached._screen is screen
+    # Any age above 0 lets the pre-claim check take an entry, half a second too.
+    brief = dataclasses.replace(CACHED, status_cache_s=0.5)
+    assert EncoderLoop(OwnershipGuard(did=A, clients=community(jobs, A), policy=brief),
+                       lambda job, offer: encode(1)(job), offers={"getjob": list},
+                       policy=LoopPolicy(sources=("getjob",)), screen=screen)._screen is screen
 
 
 @pytest.mark.asyncio
