@@ -704,3 +704,57 @@ async def test_a_batch_refused_before_it_left_is_not_a_monitor_request(refused: 
     v = metrics.value
     assert v("verifier_tier_requests_total", tier="monitor", op="batch", result="failed") == 0
     assert v("verifier_tier_request_seconds_count", tier="monitor", op="batch") == 0
+
+
+@virtual_time
+async def test_the_loop_counts_its_polls_screens_and_guard_errors():
+    """What the loop itself counts (the guard counts the rest): polls by result, a screen that
+    left and failed with its latency, and a job whose guard raised. A mutation run (session
+    37) swapped or dropped each and no test saw it."""
+    from verifier import StatusCache
+
+    jobs = InMemoryJobs()
+    for job_id in ("j1", "j2", "j3"):
+        jobs.add(job_id)
+    metrics = GuardMetrics()
+    tiers = [InMemoryTier(Tier.MONITOR, jobs, A, latency=0.2),
+             InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)]
+    policy = dataclasses.replace(Policy.hardened(TIMING), status_cache_s=30.0)
+    guard = OwnershipGuard(did=A, clients=tiers, policy=policy, metrics=metrics,
+                           cache=StatusCache())
+    run = guard._run_to_outcome  # what the loop calls
+
+    async def raising_for_j3(job_id: str, *args: Any, **kwargs: Any) -> Any:
+        if job_id == "j3":
+            raise RuntimeError("a bug in the guard")
+        return await run(job_id, *args, **kwargs)
+
+    guard._run_to_outcome = raising_for_j3  # type: ignore[method-assign]
+
+    async def screen(ids: list[str]) -> dict[str, str]:
+        await asyncio.sleep(0.3)
+        raise TierUnavailable("monitor", "HTTP 503")  # it left, and failed
+
+    async def offers() -> list[Any]:
+        return [parse_job(d) for d in jobs.docs.values() if d["status"] == "queued"]
+
+    loop = EncoderLoop(guard, lambda job, offered: encode(job), offers={"getjob": offers},
+                       policy=LoopPolicy(sources=("getjob",), idle_s=1, cooldown_s=3600),
+                       metrics=metrics, screen=screen)
+
+    async def stop_when_done() -> None:
+        while len(jobs.commits) < 2 or loop.outcomes["failed"] < 1:  # noqa: ASYNC110
+            await asyncio.sleep(1)
+        loop.stop()
+
+    stopping = asyncio.create_task(stop_when_done())
+    await asyncio.wait_for(loop.run(), 600)
+    await stopping
+    v = metrics.value
+    assert v("verifier_polls_total", source="getjob", result="offered") >= 3
+    assert v("verifier_polls_total", source="getjob", result="empty") == 0  # j3 stays queued
+    screens = v("verifier_tier_requests_total", tier="monitor", op="batch", result="failed")
+    assert screens >= 1
+    assert v("verifier_tier_request_seconds_sum", tier="monitor", op="batch") == \
+        pytest.approx(0.3 * screens)
+    assert v("verifier_jobs_total", outcome="failed", code="GUARD_ERROR") == 1
