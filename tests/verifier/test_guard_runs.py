@@ -295,9 +295,8 @@ async def test_a_later_run_that_learns_nothing_does_not_clear_held() -> None:
     assert loop.held == {"j1"}
 
 
-def test_the_held_jobs_can_be_read_after_the_loop_has_ended() -> None:
-    """``loop.held`` after ``asyncio.run(loop.run())``: no running event loop (a second review
-    found it raised RuntimeError there)."""
+def _working_on_j1_with_give_backs_unanswered() -> EncoderLoop:
+    """A loop that takes j1 and works on it for an hour, whose give-backs get no answer."""
     jobs = InMemoryJobs()
     jobs.add("j1")
     guard, gateway = _guard(jobs)
@@ -314,6 +313,13 @@ def test_the_held_jobs_can_be_read_after_the_loop_has_ended() -> None:
 
     loop = EncoderLoop(guard, work, offers={"getjob": get_job},
                        policy=LoopPolicy(sources=("getjob",), idle_s=1, jitter=0))
+    return loop
+
+
+def test_the_held_jobs_can_be_read_after_the_loop_has_ended() -> None:
+    """``loop.held`` after ``asyncio.run(loop.run())``: no running event loop (a second review
+    found it raised RuntimeError there)."""
+    loop = _working_on_j1_with_give_backs_unanswered()
 
     async def main() -> None:
         running = asyncio.create_task(loop.run())
@@ -326,26 +332,12 @@ def test_the_held_jobs_can_be_read_after_the_loop_has_ended() -> None:
 
 
 @virtual_time
-async def test_a_job_is_held_until_the_reassignment_timeout_after_its_unanswered_give_back():
+async def test_a_job_is_held_until_the_reassignment_timeout_after_its_unanswered_give_back(
+) -> None:
     """After T the gateway takes the job back itself, so it is no longer ours to report. A
     mutation run (session 37) measured the horizon from time zero instead of from the give-back
     and no test saw it: every test read ``held`` right after the stop."""
-    jobs = InMemoryJobs()
-    jobs.add("j1")
-    guard, gateway = _guard(jobs)
-    gateway.fail_next("release", TierUnavailable("gateway", "503"), times=5)
-
-    async def work(job: Any, _offered: Any) -> None:
-        job.set_phase("encode")
-        await asyncio.sleep(3600)
-
-    offered = [parse_job(jobs.docs["j1"])]
-
-    async def get_job() -> list[Any]:
-        return [offered.pop()] if offered else []
-
-    loop = EncoderLoop(guard, work, offers={"getjob": get_job},
-                       policy=LoopPolicy(sources=("getjob",), idle_s=1, jitter=0))
+    loop = _working_on_j1_with_give_backs_unanswered()
     running = asyncio.create_task(loop.run())
     await asyncio.sleep(100)  # working, past T = 60 s from the start
     loop.stop()
