@@ -211,7 +211,8 @@ class Scenario:
     #: hangs at the same point of the job's input, drawn once per job, reports that point's
     #: share and then nothing until the faults stop. Its progress values repeat across
     #: attempts, so a late ping of an earlier attempt by the same DID can set the very value
-    #: a new assignment then reports first (docs/safety-model.md, "the progress clock").
+    #: a new assignment then reports first (docs/safety-model.md, "Lease margin and lease
+    #: deadline").
     stuck_rate: float = 0.0
     crashes_per_hour: float = 0.0
     #: Graceful shutdowns (an operator's SIGTERM): the protocol is told at its next wait

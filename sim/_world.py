@@ -51,8 +51,8 @@ from ._scenario import Scenario
 __all__ = ["CLAIMABLE_STATUSES", "PROCESSABLE_STATUSES", "Job", "World", "encoder_name",
            "request_record"]
 
-# The gateway's status groups, stated here from the contract (docs/contract.md, "Job document
-# and statuses") rather than imported from the verifier: the world is the adversary, and an
+# The gateway's status groups, stated here from the contract (docs/contract.md, "Status
+# vocabularies") rather than imported from the verifier: the world is the adversary, and an
 # adversary that borrows the code under test's beliefs cannot catch them being wrong.
 #: Statuses in which the gateway, the database claim and aid hand a job out.
 CLAIMABLE_STATUSES: Final = frozenset({"created", "pending", "queued", "unassigned"})
