@@ -25,6 +25,7 @@ from typing import Final
 
 __all__ = [
     "HARDENING_STEPS",
+    "TIERS_BY_STRENGTH",
     "TIER_EVENT",
     "TIER_STRENGTH",
     "Policy",
@@ -44,10 +45,16 @@ class Tier(StrEnum):
     AID = "aid"
 
 
-#: Lower is stronger. The database is ground truth; aid reads it directly; the monitor mirrors
-#: it with lag; the legacy gateway's ``jobstatus`` is known to lie.
-TIER_STRENGTH: Final = {Tier.DATABASE: 0, Tier.AID: 1, Tier.MONITOR: 2, Tier.GATEWAY: 3}
-TIER_EVENT: Final = {Tier.DATABASE: 1, Tier.AID: 1, Tier.MONITOR: 2, Tier.GATEWAY: 3}
+#: Strongest first. The database is ground truth; aid reads it directly; the monitor mirrors
+#: it with lag; the legacy gateway's ``jobstatus`` is known to lie. Only the order means
+#: anything, so it is written as one (mutation testing, session 38: every renumbering that
+#: kept the order passed, as it must).
+TIERS_BY_STRENGTH: Final = (Tier.DATABASE, Tier.AID, Tier.MONITOR, Tier.GATEWAY)
+#: Lower is stronger.
+TIER_STRENGTH: Final = {tier: rank for rank, tier in enumerate(TIERS_BY_STRENGTH)}
+#: The documented service's event codes (``TIER_1_VERIFICATION``, ...) of the tiers that can
+#: confirm ownership; aid confirms nothing (it claims and writes).
+TIER_EVENT: Final = {Tier.DATABASE: 1, Tier.MONITOR: 2, Tier.GATEWAY: 3}
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,7 @@ BAD_KEYS = {
     "33-bytes": base64.b64encode(RFC_SEED + b"\x01").decode(),
     "64-bytes": base64.b64encode(RFC_SEED + RFC_PUBLIC).decode(),
     "truncated": STD_B64.rstrip("=")[:-1],
+    "one-char-over": STD_B64.rstrip("=") + "AB",  # 45 characters: no base64 text is 1 mod 4
     "hex": RFC_SEED.hex(),
 }
 
@@ -162,9 +163,15 @@ async def test_private_key_of_the_wrong_type_is_a_configuration_error(value: obj
         EncoderIdentity.from_private_key(value)  # type: ignore[arg-type]
 
 
-async def test_31_byte_key_message_says_what_is_wrong() -> None:
-    with pytest.raises(ConfigurationError, match="31 bytes"):
-        EncoderIdentity.from_private_key(BAD_KEYS["31-bytes"])
+@pytest.mark.parametrize(("name", "says"), [
+    ("empty", "is empty"), ("blank", "is empty"), ("not-base64", "is not base64"),
+    ("31-bytes", "decodes to 31 bytes"), ("33-bytes", "decodes to 33 bytes"),
+    ("64-bytes", "decodes to 64 bytes"), ("truncated", "decodes to 31 bytes"),
+    ("one-char-over", r"is not valid base64 \(truncated\)"), ("hex", "decodes to 48 bytes"),
+])
+async def test_bad_private_key_message_says_what_is_wrong(name: str, says: str) -> None:
+    with pytest.raises(ConfigurationError, match=says):
+        EncoderIdentity.from_private_key(BAD_KEYS[name])
 
 
 async def test_repr_and_pickle_never_expose_the_key() -> None:
@@ -285,6 +292,32 @@ async def test_forged_tampered_and_malformed_tokens_are_refused(token: object) -
         verify_jws(token)
 
 
+@pytest.mark.parametrize("spelling", ["standard-alphabet", "padded"])
+async def test_segments_outside_unpadded_base64url_are_refused_even_when_signed(
+        spelling: str) -> None:
+    """RFC 7515 segments are unpadded base64url. A signer that spelt one in the standard
+    alphabet or with padding signed *that* text, so the signature verifies: only the segment
+    rule refuses it (a mutant that refused only what both broke the alphabet and had a length
+    of 1 mod 4 passed every forgery above, each of which failed its signature too)."""
+    key = Ed25519PrivateKey.generate()
+    header = b64url(json.dumps({"alg": "EdDSA",
+                                "kid": kid_of(EncoderIdentity(key).did)}).encode())
+    payload = b'{"job_id":"???>>>?"}'
+    if spelling == "standard-alphabet":
+        segment = base64.b64encode(payload).decode().rstrip("=")
+        assert segment != b64url(payload) and len(segment) % 4 != 1
+    else:
+        segment = base64.urlsafe_b64encode(payload).decode()
+        assert segment.endswith("=") and len(segment) % 4 != 1
+    signing_input = f"{header}.{segment}"
+    token = f"{signing_input}.{b64url(key.sign(signing_input.encode()))}"
+    with pytest.raises(InvalidInputError, match="payload is not unpadded base64url"):
+        verify_jws(token)
+    spelt_right = f"{header}.{b64url(payload)}"
+    assert verify_jws(f"{spelt_right}.{b64url(key.sign(spelt_right.encode()))}")[1] == {
+        "job_id": "???>>>?"}
+
+
 async def test_forgery_fixtures_are_well_formed_apart_from_their_flaw() -> None:
     """Guard against vacuous refusals: the same construction with no flaw verifies."""
     key = Ed25519PrivateKey.generate()
@@ -348,13 +381,24 @@ def _did(key: bytes) -> str:
     return "did:key:z" + b58encode(b"\xed\x01" + key)
 
 
+#: The canonical encodings (sign bit clear) of Ed25519's points of small order, written out
+#: here rather than read from the code under test (a mutant that spelled the order-2 point
+#: y = -1 as p + 1 passed when the test iterated the code's own set): the identity, y = -1,
+#: y = 0 and the two y of order 8 (the list libsodium and "Taming the many EdDSAs" give).
+SMALL_ORDER_ENCODINGS = (
+    (1).to_bytes(32, "little"),
+    (2**255 - 20).to_bytes(32, "little"),
+    bytes(32),
+    bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+)
+
+
 async def test_keys_of_small_order_or_non_canonical_are_refused() -> None:
     """For a point of small order an all-zero signature verifies (anyone signs as that DID),
     and y >= p spells another key a second time (two DIDs, one key)."""
-    from verifier._identity import _SMALL_ORDER_Y
-
     small = []
-    for encoded in _SMALL_ORDER_Y:
+    for encoded in SMALL_ORDER_ENCODINGS:
         points = _points_with_y(int.from_bytes(encoded, "little"))
         assert points, encoded.hex()
         for point in points:
@@ -364,10 +408,10 @@ async def test_keys_of_small_order_or_non_canonical_are_refused() -> None:
             assert eight == (0, 1), f"{encoded.hex()} is not of small order"
             small.append(point)
     assert len(small) == 8, "the curve has exactly eight points of small order"
-    for encoded in _SMALL_ORDER_Y:
+    for encoded in SMALL_ORDER_ENCODINGS:
         for sign in (0, 0x80):
             key = encoded[:31] + bytes([encoded[31] | sign])
-            with pytest.raises(InvalidInputError, match=r"small order|canonical"):
+            with pytest.raises(InvalidInputError, match="small order"):
                 did_key_public_key(_did(key))
     for y in (_P, _P + 1, 2**255 - 1):
         with pytest.raises(InvalidInputError, match="canonical"):

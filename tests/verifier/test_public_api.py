@@ -93,3 +93,13 @@ def test_an_empty_id_is_a_stand_in_too():
 
     job = parse_job({"id": "", "status": "assigned", "assigned_to": "did:key:z6MkUs"})
     assert job.synthetic and not ownership_of(job, "did:key:z6MkUs").is_owned
+
+
+def test_a_tier_set_has_the_gateway_unless_told_otherwise():
+    """``TierSet(monitor=True)`` is a community node: the gateway hands out its jobs whatever
+    else it has, so a library user who names only the tiers they add gets it (a mutant that
+    defaulted it off passed every suite: the drivers always name it)."""
+    community = verifier.TierSet(monitor=True)
+    assert community.has(verifier.Tier.GATEWAY) and community.has(verifier.Tier.MONITOR)
+    assert not community.has(verifier.Tier.DATABASE) and not community.has(verifier.Tier.AID)
+    assert not verifier.TierSet(gateway=False).has(verifier.Tier.GATEWAY)
