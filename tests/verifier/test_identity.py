@@ -221,6 +221,45 @@ async def test_general_serialization_with_one_signature_is_accepted() -> None:
         verify_jws(general)
 
 
+def _general(**changes: object) -> dict[str, object]:
+    protected, payload, signature = EncoderIdentity.generate().sign_jws({"job_id": "j"}).split(".")
+    signed: dict[str, object] = {"protected": protected, "signature": signature}
+    general: dict[str, object] = {"payload": payload, "signatures": [signed]}
+    for key, value in changes.items():
+        if key in signed:
+            signed[key] = value
+        else:
+            general[key] = value
+    return general
+
+
+@pytest.mark.parametrize(("token", "says"), [
+    (_general(payload=None), "needs a 'payload' string"),
+    (_general(signatures={"protected": "e30", "signature": "AA"}), "needs a 'payload' string"),
+    (_general(protected=None), "needs 'protected' and 'signature'"),
+    (_general(signature=7), "needs 'protected' and 'signature'"),
+    ("a" * MAX_JWS_LENGTH, "three dot-separated parts"),  # the limit itself is allowed
+    # A general JWS counts all three of its parts against the limit, whichever is long.
+    (_general(payload="a" * MAX_JWS_LENGTH), "too long"),
+    (_general(protected="a" * MAX_JWS_LENGTH), "too long"),
+    (_general(signature="a" * MAX_JWS_LENGTH), "too long"),
+], ids=["payload-null", "signatures-not-a-list", "protected-null", "signature-not-text",
+        "at-the-length-limit", "long-payload", "long-protected", "long-signature"])
+async def test_malformed_tokens_are_refused_for_what_is_wrong(token: object, says: str) -> None:
+    """Each flaw refused by name, before anything reads the wrong type (mutants that checked
+    only one of two fields passed: the other field's flaw came out as another message, or a
+    TypeError)."""
+    with pytest.raises(InvalidInputError, match=says):
+        verify_jws(token)
+
+
+@pytest.mark.parametrize("seed", [b"\x01" * 31, bytearray(33), "a" * 32, None],
+                         ids=["31-bytes", "33-bytes", "text", "none"])
+async def test_a_seed_that_is_not_32_bytes_is_refused_by_name(seed: object) -> None:
+    with pytest.raises(InvalidInputError, match="exactly 32 bytes"):
+        EncoderIdentity.from_seed(seed)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("payload", [{"x": {1, 2}}, {"x": float("nan")}, ["not", "a", "map"]])
 async def test_sign_refuses_payloads_that_are_not_plain_json_objects(payload: object) -> None:
     with pytest.raises(InvalidInputError):
