@@ -243,8 +243,13 @@ def _general(**changes: object) -> dict[str, object]:
     (_general(payload="a" * MAX_JWS_LENGTH), "too long"),
     (_general(protected="a" * MAX_JWS_LENGTH), "too long"),
     (_general(signature="a" * MAX_JWS_LENGTH), "too long"),
+    # At the limit itself: refused for what its parts are, not for their length.
+    (_general(payload="a" * (MAX_JWS_LENGTH - 4), protected="a", signature="aaa"),
+     "not unpadded base64url"),
+    (raw_token(Ed25519PrivateKey.generate(), b'{"alg":"EdDSA","kid":7}', b"{}"), "no kid"),
 ], ids=["payload-null", "signatures-not-a-list", "protected-null", "signature-not-text",
-        "at-the-length-limit", "long-payload", "long-protected", "long-signature"])
+        "at-the-length-limit", "long-payload", "long-protected", "long-signature",
+        "general-at-the-length-limit", "kid-not-text"])
 async def test_malformed_tokens_are_refused_for_what_is_wrong(token: object, says: str) -> None:
     """Each flaw refused by name, before anything reads the wrong type (mutants that checked
     only one of two fields passed: the other field's flaw came out as another message, or a
