@@ -1075,3 +1075,44 @@ def test_an_aid_refusal_of_an_aid_job_or_on_a_node_without_the_gateway_is_final(
         outcome, trace, _ = run(policy, tiers, _aid_refusing(status))
         assert [c.via for _, c in actions(trace, Claim)] == [Tier.AID], (status, tiers)
         assert outcome.code == "CLAIM_REFUSED"
+
+
+def _finish_sent_when_work_ends_at(policy: Policy, ends: float) -> bool:
+    """Drive a community job whose re-checks all say "another owner" (so no ping is proven
+    and the lease ends at the claim's decision + the budget), with the work's end delivered
+    at exactly ``ends``; whether a Finish was sent."""
+    base = world(observe=stolen_during_work, work_ends_at=math.inf)
+    protocol = OwnershipProtocol("j1", me=ME, policy=policy, tiers=COMMUNITY)
+    now, step, started, finished = 0.0, protocol.start(0.0), False, False
+    for _ in range(500):
+        action = step.action
+        if isinstance(action, Done):
+            return finished
+        started |= isinstance(action, StartWork)
+        finished |= isinstance(action, Finish)
+        answer = base(action, now)
+        if started and isinstance(action, Sleep) and now < ends <= action.until:
+            now, answer = ends, WorkEnded(True)
+        elif isinstance(action, Sleep) and isinstance(answer, Woke):
+            now = max(now, action.until)
+        else:
+            now += 0.1
+        step = protocol.handle(answer, now)
+    raise AssertionError("protocol did not finish")
+
+
+def test_a_gateway_finish_may_be_decided_until_c_minus_g_after_the_lease_end():
+    """Liveness of the finish deadline (``docs/safety-model.md``, "S3"): a gateway finish
+    decided up to C − G after the lease's end lands before the gateway can requeue the job, so
+    it is sent; one decided later is not. Written from the timing model's bounds, not from
+    ``TimingModel.finish_slack``: a mutant that dropped its C (no finish after the lease's
+    end − G, 3 s of finished work thrown away with the defaults) passed every suite. The work
+    outlives its lease here through the ``cancel`` ablation, the only way work can still end
+    after it."""
+    t = TIMING
+    budget = t.reassign_timeout - (t.clock_drift + t.pause + t.cancel_latency)
+    slack = t.cancel_latency - t.write_delay
+    no_cancel = HARDENED.without("cancel")
+    claimed = 0.1  # the pre-claim read takes the drive's 0.1 s; the claim is decided after it
+    for past, sent in ((slack - 0.05, True), (slack + 0.05, False)):
+        assert _finish_sent_when_work_ends_at(no_cancel, claimed + budget + past) is sent, past
