@@ -182,29 +182,30 @@ class TimingModel:
         """Inconsistencies that would make the hardened chain unable to keep a healthy lease."""
         found = []
         budget = self.lease_budget()
+        # Every bound the budget and the settle delay are made of is named in each sentence:
+        # ``Settings.from_env`` blames the first named variable the operator set, and with
+        # only the left-hand side named, VERIFIER_CANCEL_LATENCY_S=20 was reported as
+        # VERIFIER_CONFIRM_TIMEOUT_S, a variable nobody had touched (mutation testing,
+        # session 38).
+        within = ("below the lease budget min(reassign_timeout - (clock_drift + pause + "
+                  "cancel_latency), progress_timeout - (clock_drift * progress_timeout / "
+                  f"reassign_timeout + pause + cancel_latency)) = {budget:g}s")
         if self.recheck_interval + self.write_delay >= budget:
-            found.append(
-                "recheck_interval + write_delay must be below the lease budget "
-                "min(reassign_timeout - (clock_drift + pause + cancel_latency), "
-                "progress_timeout - (drift over progress_timeout + pause + cancel_latency)) = "
-                f"{budget:g}s, or a healthy encoder cancels its own work"
-            )
+            found.append(f"recheck_interval + write_delay must be {within}, or a healthy "
+                         "encoder cancels its own work")
         # A gateway ping is proven by a read at least Δ + P + G after it (docs/safety-model.md,
         # "Lease"): the lease must outlast a ping interval plus that wait, or a healthy
         # gateway-claimed job loses its lease.
         proof = self.proof_delay(self.monitor_lag)
         if self.recheck_interval + proof >= budget:
-            found.append(
-                "recheck_interval + monitor_lag + pause + write_delay must be below the lease "
-                f"budget {budget:g}s, or a healthy gateway-claimed job loses its lease between "
-                "two proven pings"
-            )
+            found.append(f"recheck_interval + monitor_lag + pause + write_delay must be "
+                         f"{within}, or a healthy gateway-claimed job loses its lease between "
+                         "two proven pings")
         if self.settle_delay(self.monitor_lag) + self.confirm_timeout + proof >= budget:
-            found.append(
-                "settle delay + confirm_timeout + monitor_lag + pause + write_delay must be "
-                f"below the lease budget {budget:g}s, or the job can be reassigned before its "
-                "first ping is proven"
-            )
+            found.append(f"the settle delay (3 * write_delay + clock_drift + monitor_lag) + "
+                         f"confirm_timeout + monitor_lag + pause + write_delay must be "
+                         f"{within}, or the job can be reassigned before its first ping is "
+                         "proven")
         return found
 
 

@@ -621,6 +621,10 @@ def test_chains_by_name_and_timing_validation():
         Policy.named("hardened-without-everything")
     assert TimingModel().problems() == []
     assert TimingModel(recheck_interval=55).problems()
+    # A zero T: no lease at all (every problem reported), and no division by it in the drift
+    # over N; over any other T the drift is a rate, ε per T (ε·N/T over N, 300 s with T = 1 s).
+    assert len(TimingModel(reassign_timeout=0).problems()) == 3
+    assert TimingModel(reassign_timeout=1.0).drift_over(300.0) == 300.0
     with pytest.raises(ValueError):
         TimingModel(write_delay=-1)
     # NaN passes "< 0", and an infinite T made problems() say nothing (a review, 2026-12-03).

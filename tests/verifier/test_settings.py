@@ -373,6 +373,47 @@ def test_inconsistent_timing_names_the_relevant_variable(
 
 
 @pytest.mark.parametrize(("variable", "raw"), [
+    ("VERIFIER_CANCEL_LATENCY_S", "20"), ("VERIFIER_CANCEL_LATENCY_S", "40"),
+    ("VERIFIER_PAUSE_S", "20"), ("VERIFIER_CLOCK_DRIFT_S", "20"),
+    ("VERIFIER_PROGRESS_TIMEOUT_S", "40"), ("VERIFIER_MONITOR_LAG_S", "30"),
+    ("VERIFIER_WRITE_DELAY_S", "20"), ("VERIFIER_CONFIRM_TIMEOUT_S", "45"),
+    ("VERIFIER_RECHECK_INTERVAL_S", "55"), ("VERIFIER_REASSIGN_TIMEOUT_S", "1"),
+])
+def test_the_one_timing_variable_set_is_the_one_blamed(variable: str, raw: str) -> None:
+    """Whichever bound makes the lease budget too small, the operator is pointed at the one
+    they set. The problems named only their left-hand sides: C = 20 s was blamed on
+    VERIFIER_CONFIRM_TIMEOUT_S, C = 40 s, ε and N on others nobody had set (session 38)."""
+    error = config_error({**COMMUNITY, variable: raw})
+    assert error.variable == variable, error.problem
+
+
+@pytest.mark.parametrize(("variable", "raw", "says"), [
+    # R + G = 52 s: the budget itself
+    ("VERIFIER_RECHECK_INTERVAL_S", "50", "a healthy encoder cancels its own work"),
+    # R + G below it, R + Δ + P + G = 58.9 s above it
+    ("VERIFIER_RECHECK_INTERVAL_S", "49.9", "two proven pings"),
+    # R + Δ + P + G = 52 s: the budget itself
+    ("VERIFIER_RECHECK_INTERVAL_S", "43", "two proven pings"),
+    # the settle delay (3G + ε + Δ = 12 s) + the confirm timeout + Δ + P + G = 52 s
+    ("VERIFIER_CONFIRM_TIMEOUT_S", "31", "before its first ping is proven"),
+])
+def test_each_timing_problem_is_reported_from_its_own_bound(
+        variable: str, raw: str, says: str) -> None:
+    """The budget with the defaults is T - (ε + P + C) = 52 s. Each problem is reached at its
+    own bound (>=: a lease exactly as long as the wait is already lost); with only sentences
+    past their bounds checked, mutants that dropped a term of a problem, or moved its bound,
+    passed (another sentence came out instead, or none)."""
+    error = config_error({**COMMUNITY, variable: raw})
+    assert error.variable == variable and says in error.problem
+    if raw == "49.9":
+        assert "cancels its own work" not in error.problem
+    just_inside = {"VERIFIER_RECHECK_INTERVAL_S": "42.9", "VERIFIER_CONFIRM_TIMEOUT_S": "30.9"}
+    assert load({variable: just_inside[variable]}).timing == dataclasses.replace(
+        TimingModel(), **{next(f for f, v in TIMING_VARIABLES.items() if v == variable):
+                          float(just_inside[variable])})
+
+
+@pytest.mark.parametrize(("variable", "raw"), [
     ("VERIFIER_RECHECK_INTERVAL_S", "0.001"), ("VERIFIER_RECHECK_INTERVAL_S", "0.999"),
     ("VERIFIER_RETRY_INTERVAL_S", "1e-300"), ("VERIFIER_RETRY_INTERVAL_S", "0.049"),
     # a promise the runner cannot keep: its own stop takes 20-50 ms (a review, 2026-12-05)
