@@ -17,6 +17,7 @@ import pkgutil
 import re
 import runpy
 import sys
+import warnings
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -144,7 +145,11 @@ def _help(kind: str, target: str, argv: list[str]) -> str:
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
             sys.argv = [target, *argv, "--help"]
-            with pytest.raises(SystemExit) as exited:
+            with pytest.raises(SystemExit) as exited, warnings.catch_warnings():
+                # Another test may have imported ``sim.__main__`` (for its ``main``): runpy
+                # warns that it runs the module a second time, which is what is meant here.
+                warnings.filterwarnings("ignore", "'.*' found in sys.modules",
+                                        RuntimeWarning)
                 if kind == "module":
                     runpy.run_module(target, run_name="__main__", alter_sys=False)
                 else:
