@@ -792,3 +792,95 @@ def test_a_dotenv_others_may_read_is_warned_about_when_it_holds_a_credential(
     path.chmod(0o600)
     Settings.from_env({}, dotenv=path)
     assert "DOTENV_READABLE" not in caplog.text
+
+
+# ------------------------------------------------------------ bounds (mutation testing)
+
+
+@pytest.mark.parametrize(("raw", "port"), [("1", 1), ("65535", 65535), ("00080", 80)])
+def test_ports_at_the_edges_of_the_range_are_accepted(raw: str, port: int) -> None:
+    assert load({"VERIFIER_METRICS_PORT": raw}).metrics_port == port
+
+
+@pytest.mark.parametrize("raw", ["65536", "000080"])
+def test_a_port_past_the_range_or_longer_than_five_digits_is_refused(raw: str) -> None:
+    """Five digits at most, read before int() (see the over-long port above), and 65535 the
+    last port: mutants that moved either bound by one passed every test."""
+    assert config_error({**COMMUNITY, "VERIFIER_METRICS_PORT": raw}).variable == (
+        "VERIFIER_METRICS_PORT")
+
+
+@pytest.mark.parametrize("char", ["\x01", "\x1f", "\x7f", "\x85", "\x9f", "\u2028"])
+def test_a_url_with_a_control_character_is_refused_by_what_it_has(char: str) -> None:
+    error = config_error({**COMMUNITY, "GATEWAY_URL": f"https://gw.test/a{char}b"})
+    assert error.variable == "GATEWAY_URL"
+    assert "whitespace or control characters" in error.problem
+
+
+def test_a_url_with_printable_punctuation_or_letters_is_accepted() -> None:
+    assert load({"GATEWAY_URL": "https://gw.test/a!b/é"}).gateway_url == "https://gw.test/a!b/é"
+
+
+@pytest.mark.parametrize(("name", "accepted"), [
+    ("a" * 63, True), ("é" * 31 + "a", True), ("a" * 64, False), ("é" * 32, False),
+    ("jobs!2026", True), ("jobs\x01", False), ("jo\x1fbs", False),
+])
+def test_database_names_at_their_bounds(name: str, accepted: bool) -> None:
+    """63 bytes of UTF-8 at most, and no control character (MongoDB's limits and ours):
+    mutants that moved either bound by one passed."""
+    env = {**COMMUNITY, "MONGODB_VERIFICATION_ENABLED": "true", "MONGODB_URI": MONGO_URI,
+           "DATABASE_NAME": name}
+    if accepted:
+        assert Settings.from_env(env, dotenv=None).database_name == name
+    else:
+        assert config_error(env).variable == "DATABASE_NAME"
+
+
+def test_a_zero_interval_is_blamed_on_its_own_variable_beside_a_small_one() -> None:
+    """R = 1 s (its floor) and a zero retry interval: the retry interval is the zero one."""
+    error = config_error({**COMMUNITY, "VERIFIER_RECHECK_INTERVAL_S": "1",
+                          "VERIFIER_RETRY_INTERVAL_S": "0"})
+    assert error.variable == "VERIFIER_RETRY_INTERVAL_S"
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("0.0000000000001", True),  # 15 characters
+    ("0.00000000000001", True),  # 16: the longest number repeated
+    ("0.000000000000001", False),  # 17
+])
+def test_a_refused_number_is_repeated_up_to_sixteen_characters(value: str, shown: bool
+                                                                ) -> None:
+    error = config_error({**COMMUNITY, "VERIFIER_RECHECK_INTERVAL_S": value})
+    assert (repr(value) in str(error)) is shown
+    assert shown or f"value of {len(value)} characters" in str(error)
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("hardened-without-conditional-claim" + "x" * 6, True),  # 40 characters
+    ("hardened-without-conditional-claim" + "x" * 7, False),  # 41
+])
+def test_a_refused_chain_is_repeated_up_to_forty_characters(value: str, shown: bool) -> None:
+    error = config_error({**COMMUNITY, "VERIFIER_CHAIN": value})
+    assert (repr(value) in str(error)) is shown
+
+
+def test_describe_says_where_the_did_and_the_monitor_come_from() -> None:
+    from_key = load({"ENCODER_PRIVATE_KEY": KEY}).describe()
+    assert from_key["ENCODER_DID"] == f"{KEY_DID} (from ENCODER_PRIVATE_KEY)"
+    assert load({"ENCODER_DID": KEY_DID}).describe()["ENCODER_DID"] == KEY_DID
+    assert load().describe()["ENCODER_DID"] == "<unset>"
+    assert load().describe()["GATEWAY_MONITOR_BASE_URL"] == (
+        f"{DEFAULT_MONITOR_BASE_URL} (unset: the production monitor)")
+    own = load({"GATEWAY_MONITOR_BASE_URL": "https://monitor.test/api"}).describe()
+    assert own["GATEWAY_MONITOR_BASE_URL"] == "https://monitor.test/api"
+    assert load({"VERIFIER_METRICS_PORT": "9464"}).describe()["VERIFIER_METRICS_PORT"] == "9464"
+    assert load().describe()["VERIFIER_METRICS_PORT"] == "<unset>"
+
+
+@pytest.mark.parametrize(("addr", "kind"), [("224.0.0.1", "a multicast"),
+                                            ("255.255.255.255", "a broadcast or reserved")])
+def test_a_group_or_broadcast_metrics_address_is_called_what_it_is(addr: str, kind: str
+                                                                   ) -> None:
+    error = config_error({**COMMUNITY, "VERIFIER_METRICS_PORT": "9464",
+                          "VERIFIER_METRICS_ADDR": addr})
+    assert f"is {kind} address" in error.problem
