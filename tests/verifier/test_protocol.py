@@ -471,6 +471,28 @@ def test_documented_highest_enabled_tier_is_the_database_then_gateway():
     assert verify == [Tier.GATEWAY] and "TIER_3_VERIFICATION" in codes
 
 
+def test_documented_claims_through_the_gateway_whatever_tiers_the_node_has():
+    """The documented flow's claim is ``acceptJob`` (docs/contract.md), also on a node with
+    the database: claiming there would credit it with the hardened chain's atomic claim (a
+    mutant that did passed every suite)."""
+    for tiers in (INFRA, COMMUNITY, TierSet(gateway=True, aid=True)):
+        _, trace, _ = run(DOCUMENTED, tiers, world())
+        assert [a.via for _, a in actions(trace, Claim)] == [Tier.GATEWAY], tiers
+
+
+def test_every_chain_runs_on_the_timing_it_is_given():
+    """A chain built for a scenario's bounds must use them, not the defaults (a mutant that
+    gave the documented chain the default timing whatever it was given passed: its only
+    timed behaviour, the ping every R while encoding, was never run with another R)."""
+    from verifier import builtin_chain_names
+
+    timing = TimingModel(recheck_interval=3.0, monitor_lag=1.0)
+    for name in builtin_chain_names():
+        assert Policy.named(name, timing).timing is timing, name
+    for build in (Policy.hardened, Policy.documented, Policy.trust_gateway):
+        assert build(timing).timing is timing and build().timing == TimingModel()
+
+
 def test_trust_gateway_starts_right_after_the_accept():
     outcome, trace, _ = run(Policy.trust_gateway(TIMING), COMMUNITY, world())
     kinds = [type(a).__name__ for _, a in trace]
