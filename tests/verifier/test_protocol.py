@@ -447,6 +447,11 @@ def test_documented_verifies_once_immediately_and_calls_its_own_lagging_job_stol
     verify = [a for _, a in actions(trace, Observe) if a.purpose == "verify"]
     assert verify == [Observe(Tier.MONITOR, "verify")]
     assert [a.via for _, a in actions(trace, Claim)] == [Tier.GATEWAY]
+    # And the job it called stolen is not given back: the documented service gives nothing
+    # back, so the gateway requeues it only T later; the hardened chain gives it back.
+    assert not actions(trace, Release)
+    _, trace, _ = run(HARDENED, COMMUNITY, world(observe=observe))
+    assert actions(trace, Release)
 
 
 def test_documented_processes_after_one_confirming_read_and_pings_only_while_encoding():
