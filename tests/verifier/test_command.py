@@ -1130,3 +1130,75 @@ def test_a_command_the_kernel_will_not_start_any_more_stops_the_runner(tmp_path,
     own = script(tmp_path, 'sys.exit(127)', name="own127.py")
     with pytest.raises(CommandFailed, match="exit status 127"):
         asyncio.run(CommandWork([str(own)], cancel_latency=C)(*claimed()[:1], OFFERED))
+
+
+@pytest.mark.parametrize("how", ["setpgid", "setsid"])
+def test_a_process_that_left_the_group_gets_sigterm_before_any_sigkill(tmp_path, how):
+    """Stopping is SIGTERM first, to everything the command started, so that each can clean
+    up (an encoder's partial upload, a lock file); SIGKILL only for what is still running half
+    of C later. Mutation testing (session 38): with the keeper's SIGTERM to processes outside
+    the command's group deleted, the SIGKILL that followed still stopped them in time and
+    every test passed."""
+    pid_file, marker = tmp_path / "escaped.pid", tmp_path / "terminated"
+    child = ("import os, signal, sys, time\n"
+             f"os.{'setpgid(0, 0)' if how == 'setpgid' else 'setsid()'}\n"
+             "def cleaned_up(*_):\n"
+             f"    open({str(marker)!r}, 'w').write('SIGTERM')\n"
+             "    sys.exit(0)\n"
+             "signal.signal(signal.SIGTERM, cleaned_up)\n"
+             f"open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+             f"os.rename({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
+             "time.sleep(600)\n")
+    path = script(tmp_path, f"""
+import subprocess
+subprocess.Popen([sys.executable, "-c", {child!r}], stdout=subprocess.DEVNULL)
+while not os.path.exists({str(pid_file)!r}):
+    time.sleep(0.01)
+print(json.dumps({{"phase": "encode"}}), flush=True)
+time.sleep(600)
+""")
+
+    async def main() -> None:
+        job, events = claimed()
+        task = asyncio.create_task(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
+        await events.get()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    escaped = int(pid_file.read_text())
+    try:
+        assert not running(escaped)
+        assert marker.exists(), "stopped without the SIGTERM that lets it clean up"
+    finally:
+        if running(escaped):
+            os.kill(escaped, signal.SIGKILL)
+
+
+def test_the_process_table_reads_parent_group_and_start_time_from_proc(tmp_path):
+    """The keeper finds what to stop by parent pid (whatever the group or session) and tells a
+    reused pid by its start time: each read from its own field of /proc/PID/stat, also for a
+    process whose name has ") " in it (the name is the one field that can). Mutants that read
+    the group for the parent, the session for the group, or split the name's last ")" wrongly
+    passed every test: the group kill and the runner's sweep stopped the processes anyway."""
+    from verifier import _keeper
+
+    named = ("import os, time\n"
+             "open('/proc/self/comm', 'w').write('a) b c 1 2 3')\n"
+             f"open({str(tmp_path / 'ready')!r}, 'w').close()\n"
+             "time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", named], start_new_session=True)  # noqa: S603
+    try:
+        while not (tmp_path / "ready").exists():
+            time.sleep(0.01)
+        table = _keeper.processes()
+        assert table is not None
+        parent, group, start, ended = table[child.pid]
+        assert (parent, group, ended) == (os.getpid(), child.pid, False)
+        assert table[os.getpid()][:2] == (os.getppid(), os.getpgrp())
+        assert start == _keeper.start_time(child.pid) and start >= table[os.getpid()][2]
+        assert [pid for pid, _, _ in _keeper.descendants(os.getpid()) or ()].count(child.pid) == 1
+    finally:
+        child.kill()
+        child.wait()
