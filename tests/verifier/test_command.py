@@ -690,6 +690,40 @@ print(json.dumps({{"cid": "bafydone"}}))
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
+def test_a_leftover_of_a_command_that_exited_gets_sigterm_first(tmp_path):
+    """A wrapper that prints its result and exits, leaving a child behind (`ffmpeg ... &`):
+    the child is given half a second to end by itself, then SIGTERM, so that it can clean up,
+    and SIGKILL only after the grace. Mutation testing (session 38): with that SIGTERM
+    deleted, or the wait before it skipped, the keeper's later SIGKILL stopped the child all
+    the same and every test passed."""
+    pid_file, marker = tmp_path / "left.pid", tmp_path / "terminated"
+    child = ("import os, signal, sys, time\n"
+             "os.setsid()\n"
+             "def cleaned_up(*_):\n"
+             f"    open({str(marker)!r}, 'w').write('SIGTERM')\n"
+             "    sys.exit(0)\n"
+             "signal.signal(signal.SIGTERM, cleaned_up)\n"
+             f"open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+             f"os.rename({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
+             "time.sleep(600)\n")
+    path = script(tmp_path, f"""
+import subprocess
+subprocess.Popen([sys.executable, "-c", {child!r}], stdout=subprocess.DEVNULL)
+while not os.path.exists({str(pid_file)!r}):
+    time.sleep(0.01)
+print(json.dumps({{"cid": "bafydone"}}))
+""")
+    job, _ = claimed()
+    work = CommandWork([str(path)], cancel_latency=C)
+    try:
+        assert asyncio.run(asyncio.wait_for(work(job, OFFERED), 30)) == {"cid": "bafydone"}
+        assert not running(int(pid_file.read_text()))
+        assert marker.exists(), "the leftover was stopped without a SIGTERM first"
+    finally:
+        if pid_file.exists() and running(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
 def test_a_process_that_left_the_group_dies_with_the_runner(tmp_path):
     """The runner killed outright: the keeper kills what left the group too (found by the same
     review; the kernel's PR_SET_PDEATHSIG reaches the keeper alone)."""
