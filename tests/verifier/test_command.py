@@ -1222,7 +1222,9 @@ def test_the_process_table_reads_parent_group_and_start_time_from_proc(tmp_path)
              "open('/proc/self/comm', 'w').write('a) b c 1 2 3')\n"
              f"open({str(tmp_path / 'ready')!r}, 'w').close()\n"
              "time.sleep(60)\n")
-    child = subprocess.Popen([sys.executable, "-c", named], start_new_session=True)  # noqa: S603
+    # A group of its own in our session: its group, its session and its pid then tell the
+    # fields apart (after setsid, group and session are both its pid).
+    child = subprocess.Popen([sys.executable, "-c", named], process_group=0)  # noqa: S603
     try:
         while not (tmp_path / "ready").exists():
             time.sleep(0.01)
