@@ -618,12 +618,17 @@ def test_the_exit_drains_the_relayed_stderr_and_counts_what_it_could_not(monkeyp
 # ------------------------------------------------- escapes, floods, held pipes (review, 12-05)
 
 
-def _escaping_child(pid_file: Path, how: str, *, ignores_sigterm: bool = False) -> str:
+def _escaping_child(pid_file: Path, how: str, *, ignores_sigterm: bool = False,
+                    marks_sigterm: Path | None = None) -> str:
     """Python source of a child that leaves the command's process group as GNU ``timeout``
-    (``setpgid``) or a daemon (``setsid``) does, writes its pid, and sleeps."""
-    return ("import os, signal, time\n"
+    (``setpgid``) or a daemon (``setsid``) does, writes its pid, and sleeps. On SIGTERM it
+    dies, or ignores it, or (``marks_sigterm``) writes that file and exits: a clean-up."""
+    return ("import os, signal, sys, time\n"
             f"os.{'setpgid(0, 0)' if how == 'setpgid' else 'setsid()'}\n"
             + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignores_sigterm else "")
+            + ("signal.signal(signal.SIGTERM, lambda *_: (open("
+               f"{str(marks_sigterm)!r}, 'w').write('SIGTERM'), sys.exit(0)))\n"
+               if marks_sigterm else "")
             + f"open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
             f"os.rename({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
             "time.sleep(600)\n")
@@ -697,15 +702,7 @@ def test_a_leftover_of_a_command_that_exited_gets_sigterm_first(tmp_path):
     deleted, or the wait before it skipped, the keeper's later SIGKILL stopped the child all
     the same and every test passed."""
     pid_file, marker = tmp_path / "left.pid", tmp_path / "terminated"
-    child = ("import os, signal, sys, time\n"
-             "os.setsid()\n"
-             "def cleaned_up(*_):\n"
-             f"    open({str(marker)!r}, 'w').write('SIGTERM')\n"
-             "    sys.exit(0)\n"
-             "signal.signal(signal.SIGTERM, cleaned_up)\n"
-             f"open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
-             f"os.rename({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
-             "time.sleep(600)\n")
+    child = _escaping_child(pid_file, "setsid", marks_sigterm=marker)
     path = script(tmp_path, f"""
 import subprocess
 subprocess.Popen([sys.executable, "-c", {child!r}], stdout=subprocess.DEVNULL)
@@ -1174,15 +1171,7 @@ def test_a_process_that_left_the_group_gets_sigterm_before_any_sigkill(tmp_path,
     the command's group deleted, the SIGKILL that followed still stopped them in time and
     every test passed."""
     pid_file, marker = tmp_path / "escaped.pid", tmp_path / "terminated"
-    child = ("import os, signal, sys, time\n"
-             f"os.{'setpgid(0, 0)' if how == 'setpgid' else 'setsid()'}\n"
-             "def cleaned_up(*_):\n"
-             f"    open({str(marker)!r}, 'w').write('SIGTERM')\n"
-             "    sys.exit(0)\n"
-             "signal.signal(signal.SIGTERM, cleaned_up)\n"
-             f"open({str(pid_file)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
-             f"os.rename({str(pid_file)!r} + '.tmp', {str(pid_file)!r})\n"
-             "time.sleep(600)\n")
+    child = _escaping_child(pid_file, how, marks_sigterm=marker)
     path = script(tmp_path, f"""
 import subprocess
 subprocess.Popen([sys.executable, "-c", {child!r}], stdout=subprocess.DEVNULL)
