@@ -263,8 +263,17 @@ print(json.dumps({{"phase": "encode"}}), flush=True)
 
 
 def test_processes_left_behind_by_a_successful_command_are_stopped(tmp_path, capfd):
-    pids = tmp_path / "child.pid"
-    child = f"import os, time; open({str(pids)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    """A wrapper that prints its result and exits, leaving a child behind (`ffmpeg ... &`):
+    the child is given half a second to end by itself, then SIGTERM, so that it can clean up,
+    and SIGKILL only after the grace. Mutation testing (session 38): with that SIGTERM
+    deleted, or the wait before it skipped, the keeper's later SIGKILL stopped the child all
+    the same and every test passed; the child now marks that it got a SIGTERM."""
+    pids, marker = tmp_path / "child.pid", tmp_path / "terminated"
+    child = ("import os, signal, sys, time\n"
+             "signal.signal(signal.SIGTERM, lambda *_: (open("
+             f"{str(marker)!r}, 'w').write('SIGTERM'), sys.exit(0)))\n"
+             f"open({str(pids)!r}, 'w').write(str(os.getpid()))\n"
+             "time.sleep(600)\n")
     path = script(tmp_path, f"""
 import subprocess
 subprocess.Popen([sys.executable, "-c", {child!r}], stdout=subprocess.DEVNULL)
@@ -276,6 +285,7 @@ print(json.dumps({{"cid": "bafydone"}}))
     result = asyncio.run(CommandWork([str(path)], cancel_latency=C)(job, OFFERED))
     assert result == {"cid": "bafydone"}
     assert not running(int(pids.read_text()))
+    assert marker.exists(), "the leftover was stopped without a SIGTERM first"
     _WRITER.flush()
     # Stopped by the keeper, which stays until nothing of the group runs (session 14).
     assert "[job-1] keeper: processes of the command still run after it exited" in \
@@ -696,32 +706,6 @@ print(json.dumps({{"cid": "bafydone"}}))
         result = asyncio.run(asyncio.wait_for(work(job, OFFERED), 30))
         assert result == {"cid": "bafydone"}
         assert not running(int(pid_file.read_text()))
-    finally:
-        if pid_file.exists() and running(int(pid_file.read_text())):
-            os.kill(int(pid_file.read_text()), signal.SIGKILL)
-
-
-def test_a_leftover_of_a_command_that_exited_gets_sigterm_first(tmp_path):
-    """A wrapper that prints its result and exits, leaving a child behind (`ffmpeg ... &`):
-    the child is given half a second to end by itself, then SIGTERM, so that it can clean up,
-    and SIGKILL only after the grace. Mutation testing (session 38): with that SIGTERM
-    deleted, or the wait before it skipped, the keeper's later SIGKILL stopped the child all
-    the same and every test passed."""
-    pid_file, marker = tmp_path / "left.pid", tmp_path / "terminated"
-    child = _escaping_child(pid_file, "setsid", marks_sigterm=marker)
-    path = script(tmp_path, f"""
-import subprocess
-subprocess.Popen([sys.executable, "-c", {child!r}], stdout=subprocess.DEVNULL)
-while not os.path.exists({str(pid_file)!r}):
-    time.sleep(0.01)
-print(json.dumps({{"cid": "bafydone"}}))
-""")
-    job, _ = claimed()
-    work = CommandWork([str(path)], cancel_latency=C)
-    try:
-        assert asyncio.run(asyncio.wait_for(work(job, OFFERED), 30)) == {"cid": "bafydone"}
-        assert not running(int(pid_file.read_text()))
-        assert marker.exists(), "the leftover was stopped without a SIGTERM first"
     finally:
         if pid_file.exists() and running(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
