@@ -34,7 +34,9 @@ _LOGGER: Final = logging.getLogger("verifier.settings")
 #: typos score 0.9 and above, other programs' names (ENCODER_PUBLIC_KEY) 0.76 and below.
 _HINT_CUTOFF: Final = 0.85
 _KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ESCAPES: Final = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+#: The only escapes Node's dotenv expands, in double-quoted values alone, scanning left to
+#: right (``\\n`` is a backslash, then a line feed, as there).
+_DOUBLE_QUOTED_ESCAPE: Final = re.compile(r"\\[nr]")
 #: The line breaks of a ``.env`` file, as dotenv and a shell know them. Not
 #: ``str.splitlines()``, which also breaks at U+0085, U+2028, U+2029, \x0b, \x0c and
 #: \x1c-\x1e: ``# comment<U+0085>VERIFIER_CHAIN=trust-gateway`` is one comment line to an
@@ -52,7 +54,14 @@ def _control_character(line: str) -> str | None:
 
 
 def _unquote(raw: str, where: str, key: str) -> str:
-    """The value part of a ``.env`` line: quoted (single: literal; double: escapes) or bare.
+    """The value part of a ``.env`` line: quoted (single or double) or bare.
+
+    As Node's dotenv (v16, the encoder's) reads it: a backslash right before the quote keeps
+    that quote from closing the value and stays in it; in double quotes ``\\n`` and ``\\r``
+    become a line feed and a carriage return, and every other backslash stays as written (no
+    ``\\t``, ``\\\\`` or ``\\"`` escapes). Until session 39 this reader also turned ``\\t``,
+    ``\\\\`` and ``\\"`` into one character each, so a value holding them differed from the
+    encoder's reading of the same file, and ``'it\\'s'`` was refused.
 
     A backtick-quoted value is refused: Node's dotenv (the encoder's) strips the backticks,
     and keeping them as part of the value would make this runner read another value than the
@@ -62,21 +71,17 @@ def _unquote(raw: str, where: str, key: str) -> str:
                                         "encoder's dotenv strips them): use ' or \"")
     if raw[:1] in ("'", '"'):
         quote = raw[0]
-        chars: list[str] = []
         i = 1
         while i < len(raw):
-            char = raw[i]
-            if char == quote:
+            if raw.startswith("\\" + quote, i):
+                i += 2  # an escaped quote: part of the value, backslash and all
+                continue
+            if raw[i] == quote:
                 rest = raw[i + 1:].strip()
                 if rest and not rest.startswith("#"):
                     raise ConfigurationError(where, f"{key}: text after the closing quote")
-                return "".join(chars)
-            if quote == '"' and char == "\\" and i + 1 < len(raw):
-                nxt = raw[i + 1]
-                chars.append(_ESCAPES.get(nxt, "\\" + nxt))
-                i += 2
-                continue
-            chars.append(char)
+                value = raw[1:i]
+                return _DOUBLE_QUOTED_ESCAPE.sub(_expand, value) if quote == '"' else value
             i += 1
         kind = "double" if quote == '"' else "single"
         raise ConfigurationError(where, f"{key}: unterminated {kind} quote")
@@ -85,6 +90,10 @@ def _unquote(raw: str, where: str, key: str) -> str:
     if any(c in value for c in "'\""):
         raise ConfigurationError(where, f"{key}: quote inside an unquoted value")
     return value
+
+
+def _expand(match: re.Match[str]) -> str:
+    return "\n" if match.group() == "\\n" else "\r"
 
 
 def _families(known: Collection[str]) -> tuple[str, ...]:

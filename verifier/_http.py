@@ -49,6 +49,7 @@ import email.utils
 import math
 import os
 import re
+import unicodedata
 import urllib.parse
 import urllib.request
 import zlib
@@ -792,7 +793,8 @@ def check_base_url(base_url: object, variable: str, *, strict: bool = False) -> 
         raise ConfigurationError(variable, "must be an http(s) URL with a host")
     if parts.query or parts.fragment or (strict and text.endswith(("?", "#"))):
         raise ConfigurationError(variable, "must not contain a query or a fragment")
-    if strict and any(c.isspace() or ord(c) < 0x20 for c in text):
+    # Cc: C0, DEL and C1 alike (C1 passed until session 39).
+    if strict and any(c.isspace() or unicodedata.category(c) == "Cc" for c in text):
         raise ConfigurationError(variable, "must not contain whitespace or control characters")
     check_host_sendable(text, variable)
     return text.rstrip("/")

@@ -25,7 +25,8 @@ import wsproto.events as ev
 from sim import load_scenario
 from sim.live import Emulator, HttpServer, LiveWorld, Request, Response
 from sim.live._http_server import Upgrade, WebSocket
-from verifier import EncoderIdentity, JobPush, JobPushClient
+from verifier import EncoderIdentity, InvalidInputError, JobPush, JobPushClient
+from verifier._push import MAX_SUBSCRIPTIONS
 
 ALICE = EncoderIdentity.from_seed(b"a" * 32)
 BOB = EncoderIdentity.from_seed(b"b" * 32)
@@ -199,6 +200,24 @@ async def test_at_most_a_thousand_subscriptions_per_connection(emu: Emulator) ->
     client.send({"subscribe": [JOB]})
     assert await client.frame() == _push(JOB, "queued", None, 1)
     await client.close()
+
+
+@pytest.mark.asyncio
+async def test_the_client_allows_exactly_the_subscriptions_the_server_takes(
+        emu: Emulator) -> None:
+    """The client's limit is the server's: every job it lets a caller subscribe is served
+    (its resubscription split into messages the server takes), and the next is refused at
+    once, never sent to be refused there (a larger client limit lost the last job's pushes)."""
+    pushes: asyncio.Queue[JobPush] = asyncio.Queue()
+    client = JobPushClient(emu.monitor_url, reconnect_max_s=0.05, connect_timeout=2.0)
+    for i in range(MAX_SUBSCRIPTIONS - 1):
+        client.subscribe(f"absent-{i}", pushes.put_nowait)
+    client.subscribe(JOB, pushes.put_nowait)  # the last one allowed
+    with pytest.raises(InvalidInputError):
+        client.subscribe(OTHER, pushes.put_nowait)
+    async with client:
+        async with asyncio.timeout(TIMEOUT):
+            assert await pushes.get() == JobPush(JOB, "queued", None)
 
 
 @pytest.mark.asyncio

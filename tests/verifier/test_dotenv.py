@@ -46,7 +46,7 @@ def test_parse_dotenv_handles_comments_export_quotes_and_blank_lines() -> None:
         "TABBED": "1",
         "SPACED": "padded",
         "SINGLE": "it is # not a comment \\n",
-        "DOUBLE": 'line\nbreak "quoted" # kept',
+        "DOUBLE": 'line\nbreak \\"quoted\\" # kept',  # as Node's dotenv: \\" stays
         "INLINE": "abc",
         "HASH": "abc#def",
         "EMPTY": "",
@@ -61,6 +61,8 @@ MALFORMED = [
     ('ENCODER_PRIVATE_KEY="unterminated', True),
     ("ENCODER_PRIVATE_KEY='unterminated", True),
     ('ENCODER_PRIVATE_KEY="a" trailing', True),
+    ('ENCODER_PRIVATE_KEY="a"trailing', True),  # right after the quote: no space between
+    ('ENCODER_PRIVATE_KEY="ends in an escape\\', True),  # a backslash last: no IndexError
     ("ENCODER_PRIVATE_KEY=half'quoted", True),
 ]
 
@@ -73,6 +75,33 @@ def test_malformed_line_names_source_and_line_but_not_value(line: str, named_key
     value = line.partition("=")[2] or line
     assert_error_clean(info.value, value)
     assert ("ENCODER_PRIVATE_KEY" in str(info.value)) is named_key
+
+
+@pytest.mark.parametrize(("line", "kind"), [
+    ('KEY="open', "double"), ("KEY='open", "single"), ('KEY="open\\', "double"),
+    ('KEY="open\\"', "double"),  # an escaped quote closes nothing
+])
+def test_an_unterminated_quote_is_named_by_its_kind(line: str, kind: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"KEY: unterminated {kind} quote"):
+        parse_dotenv(line)
+
+
+def test_backslashes_are_read_as_nodes_dotenv_reads_them() -> None:
+    r"""Only \n and \r, only in double quotes, left to right; a backslash before the quote
+    keeps it from closing the value; every other backslash stays (session 39: \t, \\ and
+    \" were escapes here, not in the encoder's dotenv)."""
+    text = "\n".join([
+        r'A="t\tr\rb\\q\qz"',
+        r"B='t\t\n'",
+        r'C="a\\nb"',
+        r'D="say \"hi\" # kept"  # a comment',
+        r"E='it\'s'",
+        r'F="\n\r"',
+    ])
+    assert parse_dotenv(text) == {
+        "A": "t\\tr\rb\\\\q\\qz", "B": "t\\t\\n", "C": "a\\\nb",
+        "D": 'say \\"hi\\" # kept', "E": "it\\'s", "F": "\n\r",
+    }
 
 
 @pytest.mark.parametrize(("line", "named_key"), MALFORMED)

@@ -95,6 +95,9 @@ def test_lenient_base_url_is_stripped(url: str, expected: str) -> None:
         "https://tier.test/api?",
         "https://tier.test/api#",
         "https://tier.test/a\x01",
+        "https://tier.test/a\x7f",
+        "https://tier.test/a\x80",
+        "https://tier.test/api\x9f",
     ],
 )
 def test_strict_base_url_refuses_what_the_lenient_reading_repairs_or_lets_through(

@@ -9,7 +9,7 @@ import logging
 import queue
 import threading
 
-from verifier._log_sink import _Listener, queued_logging
+from verifier._log_sink import CAPACITY, _Listener, queued_logging
 
 LOGGER = logging.getLogger("verifier.test-log-sink")
 
@@ -51,6 +51,19 @@ def test_a_stalled_sink_never_blocks_the_logger_and_the_dropped_lines_are_counte
     assert lines[:6] == ["first"] + [f"line {i}" for i in range(5)]
     assert lines[6].startswith("LOG_LINES_DROPPED: 15 log line(s) dropped")
     assert lines[7:] == ["after"]
+
+
+def test_the_default_queue_is_bounded():
+    """`run` passes no capacity: its default must bound the queue too (an unbounded one grows
+    the process for as long as the sink stalls; session 39, a mutant nothing caught)."""
+    stream = StalledStream()
+    with queued_logging(logging.INFO, "%(message)s", stream=stream) as handler:
+        LOGGER.warning("first")
+        assert stream.writing.wait(timeout=60)
+        thread = log_in_a_thread(range(CAPACITY + 7))
+        assert not thread.is_alive(), "logging blocked on a stalled sink"
+        assert handler.dropped_total == 7  # CAPACITY fitted, behind the one being written
+        stream.release.set()
 
 
 def test_lines_dropped_just_before_exit_are_still_reported_and_exit_does_not_fail():

@@ -26,6 +26,13 @@ VALID = [
     "mongodb://user%40corp:p%40ss@db/",
     "mongodb://[::1]:27017",
     "mongodb+srv://cluster0.example.net/jobs?retryWrites=true",
+    # The edges of the checks below (each was loosened by a mutant nothing caught: session 39).
+    "mongodb://db:1",
+    "mongodb://db:65535",
+    "mongodb://[::1]:65535",
+    "mongodb://user@db",
+    "mongodb://us%3Aer:pw@db",
+    "mongodb://db/x?w=1;journal=true",
 ]
 
 MALFORMED = [
@@ -48,6 +55,20 @@ MALFORMED = [
     "mongodb://[::1",
     "mongodb://[::1]x",
     "mongodb://u:p#w@db",
+    "mongodb://[]",
+    "mongodb://[]:27017",
+    "mongodb://[::1]:0",
+    "mongodb://[::1]:65536",
+    "mongodb://[::1]:99999",
+    "mongodb://d\x01b",
+    "mongodb://db\x7f",
+    "mongodb://db\x80",
+    "mongodb://db/x\x9f",
+    "mongodb://u?ser:pw@db",
+    "mongodb://u[ser:pw@db",
+    "mongodb://encoder%3Apw@db",
+    "mongodb://db/x?w=0;journal=true",
+    "mongodb://db/x?journal=true;w=0",
 ]
 
 #: Malformed URIs carrying the password, each in a different part of the parser.

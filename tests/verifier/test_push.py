@@ -29,6 +29,7 @@ import wsproto.events as ev
 from wsproto.connection import ConnectionState
 
 from verifier import ConfigurationError, InvalidInputError, JobPush, JobPushClient
+from verifier._ids import MAX_ID_LENGTH
 from verifier._push import _BACKOFF_BASE_S, MAX_SUBSCRIPTIONS, _backoff
 
 TIMEOUT = 10.0
@@ -525,6 +526,30 @@ def test_backoff_is_capped_exponential_with_full_jitter() -> None:
         assert min(draws) < bound * 0.1 and max(draws) > bound * 0.9  # full jitter
     seeded = [_backoff(2, 30.0, random.Random(9)) for _ in range(2)]
     assert seeded[0] == seeded[1]  # reproducible with a seeded generator
+
+
+@pytest.mark.parametrize("failures", [1024, 1100, 10**6])
+def test_the_backoff_survives_a_monitor_down_for_days(failures: int) -> None:
+    """Reconnecting at most every 30 s, a monitor without the extension (a 404 at every
+    attempt) is 1,024 failures in about 4 hours: ``2.0 ** 1024`` overflows, and the push task
+    must not die of it (the exponent is clamped)."""
+    assert 0.0 <= _backoff(failures, 30.0, random.Random(1)) <= 30.0
+
+
+@pytest.mark.asyncio
+async def test_a_status_or_owner_of_the_id_limit_passes_and_one_longer_is_dropped(
+        server: FakeMonitor) -> None:
+    pushes, callback = _collector()
+    longest, too_long = "x" * MAX_ID_LENGTH, "x" * (MAX_ID_LENGTH + 1)
+    async with _client(server) as client:
+        client.subscribe(JOB, callback)
+        peer = await server.peer()
+        await peer.message()
+        for frame in (_push(JOB, too_long, OWNER, 1), _push(JOB, "assigned", too_long, 2),
+                      _push(JOB, longest, longest, 3)):
+            peer.send(frame)
+        assert await _next(pushes) == JobPush(JOB, longest, longest)
+        assert client.pushes_received == 1
 
 
 def test_only_a_healthy_connection_resets_the_reconnect_backoff() -> None:

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 from cryptography import x509
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from verifier import JobPush, JobPushClient
+from verifier._push import _proxy as proxy_from
 
 from .test_push import (
     JOB,
@@ -439,3 +441,47 @@ async def test_an_unexpected_failure_is_a_traceback_once_in_a_row_not_at_every_r
     finally:
         await client.aclose()
     assert levels.count(logging.ERROR) == 1 and len(levels) >= 4, levels
+
+
+# --------------------------------------------------------------------------- edges (session 39)
+# Each closes a mutant of verifier/_push.py that every other test let live.
+
+
+@pytest.mark.asyncio
+async def test_a_user_name_without_a_password_is_sent_as_basic_auth(server: FakeMonitor) -> None:
+    """httpx sends ``user@`` as ``user:`` (a user name or a password suffices); the push client
+    must reach a monitor behind the same proxy as the REST routes do."""
+    url = f"http://encoder@127.0.0.1:{server.port}/api"
+    async with JobPushClient(url, reconnect_max_s=0.05, connect_timeout=2.0) as client:
+        client.subscribe(JOB, lambda push: None)
+        await (await server.peer()).message()
+        assert _headers(server)[b"authorization"] == _basic("encoder", "")
+    sent: list[httpx.Request] = []
+    async with httpx.AsyncClient(transport=httpx.MockTransport(
+            lambda request: sent.append(request) or httpx.Response(204))) as rest:
+        await rest.get(url)  # what the REST tiers send for the same base URL
+    assert sent[0].headers["authorization"] == _basic("encoder", "").decode()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("base", "target"), [
+    ("https://monitor.invalid/api", "monitor.invalid:443"),
+    ("http://monitor.invalid/api", "monitor.invalid:80"),
+])
+async def test_a_url_without_a_port_is_tunnelled_to_its_schemes_port(
+        monkeypatch: pytest.MonkeyPatch, base: str, target: str) -> None:
+    """The CONNECT names the port the scheme implies, as httpx's tunnel does."""
+    refusing = b"HTTP/1.1 403 Forbidden\r\n\r\n"
+    async with _proxy(1, answer=refusing) as proxy:
+        monkeypatch.setenv("ALL_PROXY", f"http://127.0.0.1:{proxy.port}")
+        async with JobPushClient(base, reconnect_max_s=0.05, connect_timeout=2.0):
+            head = await proxy.head()
+    assert head.split("\r\n")[0] == f"CONNECT {target} HTTP/1.1"
+
+
+def test_a_proxy_without_a_port_is_on_port_80_and_its_credentials_never_shown() -> None:
+    proxy, problem = proxy_from("HTTP_PROXY", "http://pu:s3cretpw@proxy.example", "t")
+    assert problem is None and proxy is not None
+    assert (proxy.host, proxy.port) == ("proxy.example", 80)  # httpx's default too
+    assert proxy.authorization == _basic("pu", "s3cretpw").decode()
+    assert "s3cretpw" not in repr(proxy) and "s3cretpw" not in proxy.shown
