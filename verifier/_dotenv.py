@@ -42,13 +42,19 @@ _DOUBLE_QUOTED_ESCAPE: Final = re.compile(r"\\[nr]")
 #: \x1c-\x1e: ``# comment<U+0085>VERIFIER_CHAIN=trust-gateway`` is one comment line to an
 #: editor and to the encoder's dotenv, and it set the chain here (adversarial review).
 _LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
+_ZERO_WIDTH_NO_BREAK: Final = "\ufeff"
 
 
 def _control_character(line: str) -> str | None:
     """The first character of ``line`` that has no business in a ``.env`` line (a control
-    character other than tab, or a line or paragraph separator), as ``U+XXXX``; else None."""
+    character other than tab, a line or paragraph separator, or U+FEFF), as ``U+XXXX``; else
+    None. U+FEFF because JavaScript's ``trim()`` takes it for whitespace and Python's
+    ``strip()`` does not: ``KEY=x<U+FEFF>`` was ``x`` to the encoder and ``x<U+FEFF>`` here
+    (a differential test against Node's dotenv 16 and 17, session 39). A byte-order mark
+    that starts the file is dropped before (:func:`read_dotenv`)."""
     for char in line:
-        if char != "\t" and unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+        if char != "\t" and (unicodedata.category(char) in ("Cc", "Zl", "Zp")
+                             or char == _ZERO_WIDTH_NO_BREAK):
             return f"U+{ord(char):04X}"
     return None
 
@@ -85,8 +91,17 @@ def _unquote(raw: str, where: str, key: str) -> str:
             i += 1
         kind = "double" if quote == '"' else "single"
         raise ConfigurationError(where, f"{key}: unterminated {kind} quote")
-    # A bare value ends at " #" (an inline comment); a '#' inside the value is kept.
-    value = re.split(r"\s#", raw, maxsplit=1)[0].strip()
+    # A bare value ends at its first '#', as in Node's dotenv: a comment when the '#' starts
+    # the value or follows whitespace. One glued to the value ("p#ss") is refused: the encoder
+    # would read the value cut there, which is surely not what was meant (until session 39
+    # this reader kept it, and read "p#ss" where the encoder read "p"; also "KEY= # note"
+    # was "# note" here and empty there).
+    value, hash_sign, _ = raw.partition("#")
+    if hash_sign and value and not value[-1].isspace():
+        raise ConfigurationError(where, f"{key}: '#' inside an unquoted value (the encoder's "
+                                        "dotenv ends the value there): quote the value, or "
+                                        "put a space before a comment")
+    value = value.strip()
     if any(c in value for c in "'\""):
         raise ConfigurationError(where, f"{key}: quote inside an unquoted value")
     return value
@@ -209,6 +224,10 @@ def parse_dotenv(
             raise ConfigurationError(where, "expected KEY=VALUE")
         if not _KEY.fullmatch(key):
             raise ConfigurationError(where, "the name before '=' is not a valid variable name")
+        if key == "__proto__":
+            # Node's dotenv drops it without a word (an object's prototype, not a key).
+            raise ConfigurationError(where, "__proto__ is not a name the encoder's dotenv "
+                                            "can set")
         if known is not None:
             _check_name(key, known, families, where)
         values[key] = _unquote(raw.strip(), where, key)

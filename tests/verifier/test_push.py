@@ -479,6 +479,34 @@ async def test_a_refused_upgrade_and_a_dead_port_never_raise(server: FakeMonitor
 
 
 @pytest.mark.asyncio
+async def test_a_server_that_hangs_up_during_the_handshake_is_named_at_once() -> None:
+    """A peer that reads the upgrade and closes without an answer ends the attempt when the
+    stream ends (wsproto's RemoteProtocolError, or our EOFError behind it), not after
+    ``connect_timeout`` (60 s here, longer than the wait for the log line)."""
+    requests: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.put_nowait(await reader.readuntil(b"\r\n\r\n"))
+        writer.close()
+
+    listener = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    log = LogQueue("test.push.hang-up")
+    client = JobPushClient(f"http://127.0.0.1:{port}/api", reconnect_max_s=0.05,
+                           connect_timeout=60.0, rng=random.Random(1), logger=log.logger)
+    try:
+        await client.start()
+        said = await log.wait_for("no connection to")
+        assert "RemoteProtocolError" in said or "EOFError" in said, said
+        async with asyncio.timeout(TIMEOUT):
+            assert (await requests.get()).startswith(b"GET /api/ws/jobs HTTP/1.1")
+    finally:
+        await client.aclose()
+        listener.close()
+        await listener.wait_closed()
+
+
+@pytest.mark.asyncio
 async def test_aclose_says_goodbye_and_stops_reconnecting(server: FakeMonitor) -> None:
     client = _client(server)
     client.subscribe(JOB, lambda push: None)

@@ -326,6 +326,8 @@ async def test_wss_goes_through_the_tunnel_with_tls_to_the_monitor(
 @pytest.mark.parametrize(("answer", "expected"), [
     (b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n\r\n",
      "refused the tunnel (HTTP 407)"),
+    (b"HTTP/1.1 300 Multiple Choices\r\n\r\n", "refused the tunnel (HTTP 300)"),
+    (b"HTTP/1.1 199 Early\r\n\r\n", "refused the tunnel (HTTP 199)"),
     (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", "no connection to"),
     (b"HTTP/1.1 502 Bad Gateway\r\n" + b"X: " + b"a" * 200_000 + b"\r\n\r\n",
      "no connection to"),
