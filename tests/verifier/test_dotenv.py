@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from verifier import ConfigurationError
-from verifier._dotenv import parse_dotenv, read_dotenv
+from verifier._dotenv import parse_dotenv, read_dotenv, shown_name
 
 
 def assert_error_clean(exc: BaseException, secret: str) -> None:
@@ -380,6 +380,22 @@ def test_a_secret_glued_to_a_name_is_not_repeated_as_the_name(
     else:
         assert "settings.env:1" in caplog.text and "name of" in caplog.text
     assert secret not in caplog.text
+
+
+@pytest.mark.parametrize(("name", "shown"), [
+    ("A" * 16 + ("_" + "B" * 15) * 3, "A" * 16 + ("_" + "B" * 15) * 3),  # 64: a name
+    ("A" * 16 + ("_" + "B" * 15) * 3 + "C", "a name of 65 characters (the rest"),
+    ("ENCODER_PRIVATE_KEYz6MkhaXgBZDvotDk", "a name of 35 characters starting ENCODER_ (the"),
+    ("OTHER_PRIVATE_KEYz6MkhaXgBZDvotDkxy", "a name of 35 characters (the rest"),  # no family
+    ("ENCODERz6MkhaXgBZDvotDkL5257faiztiG", "a name of 35 characters (the rest"),  # one word
+    ("Verifier_Chain", "Verifier_Chain"), ("verifier_chain", "verifier_chain"),
+    ("VERIFIER__CHAIN_", "VERIFIER__CHAIN_"),  # empty words are no secret
+])
+def test_a_name_is_shown_whole_only_when_it_looks_like_one(name: str, shown: str) -> None:
+    """Words of one case (or capitalised) of at most 16 characters, 64 in all; otherwise its
+    length, and its first word when that is a family's (session 39: both edges, and the
+    family, were untested)."""
+    assert shown_name(name, ("ENCODER_", "VERIFIER_")).startswith(shown)
 
 
 # --------------------------------------------------------------------------- file mode
