@@ -64,6 +64,7 @@ from pymongo.errors import (
     WTimeoutError,
 )
 from pymongo.read_concern import ReadConcern
+from pymongo.uri_parser import parse_uri
 
 from ._errors import (
     ClaimRefused,
@@ -257,7 +258,8 @@ class DatabaseTier:
 
     def check_options(self) -> None:
         """Refuse now, with the driver's reason, a URI the MongoDB driver would refuse at the
-        first call: conflicting options (``ssl=true&tls=false``), an unreadable ``tlsCAFile``.
+        first call: conflicting options (``ssl=true&tls=false``), an unreadable ``tlsCAFile``;
+        and one whose options it would ignore (an unknown option, a value it cannot read).
         Accepted at start-up, such a URI had a node skip every job with the exception's type
         alone in its log (adversarial review, session 36). The client built here does not
         connect and is closed at once. Not for ``mongodb+srv://``: the driver resolves its
@@ -265,6 +267,12 @@ class DatabaseTier:
         if self._uri is None or self._srv:
             return
         try:
+            # The strict reading first: the client only *warns* of an option value it cannot
+            # read, and drops it. ``tls=True`` (capitalised) or ``ssl=1`` then meant no TLS
+            # at all, the password sent in the clear, and ``journal=1`` no journal (found by a
+            # differential test against pymongo, session 39). Not warnings as errors: the
+            # client warns of a DocumentDB host too, a URI that works.
+            parse_uri(self._uri, warn=False)
             client: MongoClient[dict[str, Any]] = MongoClient(self._uri, connect=False)
         except Exception as exc:
             raise ConfigurationError(

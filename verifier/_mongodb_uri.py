@@ -43,6 +43,8 @@ _USERINFO_RESERVED: Final = frozenset(":/?#[]@")
 #: (Not "key": tlsCertificateKeyFile is a path, the one useful detail of its errors; its
 #: password option says "password".)
 _SECRET_OPTION_WORDS: Final = ("password", "secret", "token", "authmechanismproperties")
+#: Words in the name of an ``authMechanismProperties`` property that say its value is one.
+_SECRET_PROPERTY_WORDS: Final = ("session_token", "secret", "password")
 
 
 @dataclass(frozen=True, repr=False)
@@ -73,6 +75,15 @@ class MongoUri:
             if value:
                 found.update({value, urllib.parse.unquote(value),
                               urllib.parse.unquote_plus(value)})
+        # A secret property on its own too, as the driver reads it (``NAME:value`` pairs, comma
+        # separated): a message quoting the session token alone kept it (a differential test
+        # against pymongo, session 39). Only properties named as secrets: SERVICE_NAME's
+        # ``mongodb`` scrubbed from every message would garble them all.
+        for value in self._secret_options():
+            for piece in urllib.parse.unquote_plus(value).split(","):
+                name, colon, secret = piece.partition(":")
+                if colon and any(word in name.lower() for word in _SECRET_PROPERTY_WORDS):
+                    found.add(secret)
         return tuple(sorted((v for v in found if v.strip()), key=len, reverse=True))
 
     def _secret_options(self) -> list[str]:
@@ -136,7 +147,7 @@ def parse_mongodb_uri(uri: str) -> MongoUri:
     else:
         raise ConfigurationError(VARIABLE, "must start with mongodb:// or mongodb+srv://")
     host_part, slash, path = uri[len(scheme) + 3:].partition("/")
-    if "@" in path:
+    if "@" in path.partition("?")[0]:  # in the options it is a value's (appname=me@corp)
         # pymongo would read "u/ser:pw@db" as host "u" and database "ser:pw@db", and the
         # password would then be shown as part of the path: refuse it instead.
         raise ConfigurationError(VARIABLE, "has an '@' after the host list: percent-encode the "

@@ -33,6 +33,7 @@ VALID = [
     "mongodb://user@db",
     "mongodb://us%3Aer:pw@db",
     "mongodb://db/x?w=1;journal=true",
+    "mongodb://db/x?appname=me@corp",  # an '@' in an option's value is the value's
 ]
 
 MALFORMED = [
@@ -195,7 +196,13 @@ def test_secrets_are_the_password_as_written_and_decoded_longest_first() -> None
     both = parse_mongodb_uri("mongodb://u:a+b%2Bc@db/?tls=true&tlsCertificateKeyFilePassword=K3Y"
                              "&authMechanismProperties=AWS_SESSION_TOKEN:t0k")
     assert set(both.secrets) == {"a+b%2Bc", "a+b+c", "a b+c", "K3Y",
-                                 "AWS_SESSION_TOKEN:t0k"}
+                                 "AWS_SESSION_TOKEN:t0k", "t0k"}
+    # The session token on its own, as the driver reads it (decoded, after NAME:), since a
+    # message may quote it alone; other properties are no secrets (session 39, a differential
+    # test against pymongo).
+    token = parse_mongodb_uri("mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties="
+                              "SERVICE_NAME:mongodb,AWS_SESSION_TOKEN:secr%2Bt%3D%3D")
+    assert "secr+t==" in token.secrets and "mongodb" not in token.secrets
     # pymongo also separates options with ';': a secret after one was not scrubbed (security
     # review); read the '&' way, a value holding a ';' is a secret whole.
     semicolons = parse_mongodb_uri("mongodb://u@db/?authSource=admin;"
