@@ -9,7 +9,9 @@ URIs.
 from __future__ import annotations
 
 import traceback
+import urllib.parse
 
+import pymongo.uri_parser
 import pytest
 
 from verifier import ConfigurationError, DatabaseTier, Settings
@@ -212,6 +214,38 @@ def test_secrets_are_the_password_as_written_and_decoded_longest_first() -> None
         "mongodb://u@db/?tls=true&tlsCertificateKeyFilePassword=K3y;part").secrets
     # A key file's path is no secret, and the one useful detail of its errors.
     assert parse_mongodb_uri("mongodb://db/?tlsCertificateKeyFile=/etc/ssl/c.pem").secrets == ()
+
+
+#: URIs whose parts pymongo and this parser must read alike (from session 39's differential
+#: test against pymongo, helper-120): encodings, IPv6 with a zone, a Unix socket, hosts in
+#: capitals, options after ';'.
+READ_ALIKE = [
+    "mongodb://encoder:hunter2-s3cret@db1.example:27017,db2.example/jobs?authSource=admin",
+    "mongodb://u:pa%2Bss@h/db", "mongodb://u:pa+ss@h/db", "mongodb://u:p%40ss%3Aw@h",
+    "mongodb://u:p%25zz@h", "mongodb://user%40corp:p%40ss@db/", "mongodb://us%3Aer:pw@db",
+    "mongodb://u:%E2%82%AC%F0%9F%94%91@h", "mongodb://u:p!$&'()*+,;=@h",
+    "mongodb://u:pass%20word@H1.Example:27017,h2", "mongodb://[::1]:27017",
+    "mongodb://[fe80::1%25eth0]:1", "mongodb://u:pw@%2Ftmp%2Fmongodb-27017.sock/db",
+    "mongodb://h/db.coll", "mongodb://h/", "mongodb://h/db?w=1;journal=true",
+    "mongodb://h/?w=majority&wtimeoutMS=0", "mongodb://db/x?appname=me@corp",
+]
+
+
+@pytest.mark.parametrize("text", READ_ALIKE)
+def test_the_driver_reads_the_parts_this_parser_reads(text: str) -> None:
+    """The oracle is pymongo's own parser: the password it would send is among the secrets
+    scrubbed from every message, and the hosts and database are the ones shown."""
+    theirs = pymongo.uri_parser.parse_uri(text, warn=False)
+    ours = parse_mongodb_uri(text)
+    if theirs["password"]:
+        assert theirs["password"] in ours.secrets
+    assert urllib.parse.unquote_plus(ours.user) == (theirs["username"] or "")
+    hosts = [host.rpartition(":")[0] if host.rpartition(":")[2].isdigit() else host
+             for host in ours.hosts]
+    assert [urllib.parse.unquote(h).strip("[]").lower() for h in hosts] == [
+        host for host, _ in theirs["nodelist"]]
+    database = (ours.database or "").partition(".")[0] or None
+    assert database == theirs["database"]
 
 
 # --------------------------------------------------------------------------- one reading
