@@ -48,8 +48,9 @@ __all__ = [
 
 #: The multicodec varint of ``ed25519-pub`` (0xed), as every ``did:key:z6Mk...`` starts with.
 ED25519_MULTICODEC_PREFIX: Final = b"\xed\x01"
-#: The field prime of Ed25519, 2^255 - 19.
+#: The field prime of Ed25519, 2^255 - 19, and the curve's d = -121665/121666 (RFC 8032 §5.1).
 _ED25519_P: Final = 2**255 - 19
+_ED25519_D: Final = -121665 * pow(121666, -1, _ED25519_P) % _ED25519_P
 #: The y coordinates (sign bit cleared) of Ed25519's eight points of small order, canonical
 #: encodings only (non-canonical ones are refused before): the identity (y = 1), order 2
 #: (y = -1), order 4 (y = 0) and order 8 (the two below). tests/verifier/test_identity.py
@@ -125,7 +126,24 @@ def did_key_public_key(did: object) -> bytes:
         raise InvalidInputError("did:key's Ed25519 key is not canonically encoded")
     if key[:31] + bytes([key[31] & 0x7F]) in _SMALL_ORDER_Y:
         raise InvalidInputError("did:key's Ed25519 key is a point of small order")
+    if not _on_the_curve(key):
+        # Half of all 32-byte strings are no point: no signature can verify for such a DID,
+        # so a mistyped ENCODER_DID would pass every check and fail every request (a
+        # differential test against key-did-resolver, which refuses them, session 39).
+        raise InvalidInputError("did:key's Ed25519 key is not a point of the curve")
     return key
+
+
+def _on_the_curve(key: bytes) -> bool:
+    """Whether ``key`` (a canonical y and the sign of x, RFC 8032 §5.1.3) decodes to a point:
+    x² = (y² - 1) / (d·y² + 1) must be a square, and x = 0 must come with a clear sign bit.
+    (d·y² + 1 is never 0: -1/d is not a square modulo p.)"""
+    p = _ED25519_P
+    y = int.from_bytes(key, "little") & ~(1 << 255)
+    x_squared = (y * y - 1) * pow(_ED25519_D * y * y + 1, -1, p) % p
+    if x_squared == 0:
+        return not key[31] >> 7
+    return pow(x_squared, (p - 1) // 2, p) == 1
 
 
 # --------------------------------------------------------------------------- base64 helpers
@@ -141,9 +159,15 @@ def _b64url_decode(text: str, what: str) -> bytes:
     if not _B64URL_CHARS.fullmatch(text) or len(text) % 4 == 1:
         raise InvalidInputError(f"JWS {what} is not unpadded base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise InvalidInputError(f"JWS {what} is not unpadded base64url") from None
+    if _b64url(data) != text:
+        # Unused low bits set in the last character: the same bytes spelt another way. Each
+        # token had 15 other spellings anyone could make without the key, which the gateway's
+        # own library (dids), PyJWT and joserfc refuse (a differential test, session 39).
+        raise InvalidInputError(f"JWS {what} is not canonical base64url (unused bits set)")
+    return data
 
 
 def _canonical_json(payload: Mapping[str, Any]) -> bytes:
@@ -293,6 +317,14 @@ def _split_token(token: object) -> tuple[str, str, str]:
             raise InvalidInputError("general JWS needs a 'payload' string and 'signatures'")
         if len(signatures) != 1 or not isinstance(signatures[0], Mapping):
             raise InvalidInputError("general JWS must carry exactly one signature")
+        if set(signatures[0]) - {"protected", "signature"}:
+            # An unprotected "header" may say what the protected one does not (another kid,
+            # alg none, crit); RFC 7515 §7.2.1 forbids names in both. Nobody signs with one
+            # (dids sends none), so it is refused rather than ignored (session 39).
+            raise InvalidInputError("general JWS signature may carry only 'protected' and "
+                                    "'signature'")
+        if {"protected", "header", "signature"} & set(token):
+            raise InvalidInputError("general JWS mixes in flattened members")
         protected = signatures[0].get("protected")
         signature = signatures[0].get("signature")
         if not isinstance(protected, str) or not isinstance(signature, str):
@@ -314,6 +346,10 @@ def verify_jws(token: object) -> tuple[str, dict[str, Any]]:
     header = _strict_json_object(_b64url_decode(protected_b64, "header"), "header")
     if header.get("alg") != "EdDSA":
         raise InvalidInputError("JWS alg must be EdDSA")
+    if "b64" in header:
+        # RFC 7797's unencoded payload: verifiers that know it read another payload than
+        # those that do not, from one signed token. Nobody here signs with it.
+        raise InvalidInputError("JWS header has b64, which this verifier does not take")
     if "crit" in header:
         # RFC 7515 §4.1.11: extensions we do not implement must make the token invalid.
         raise InvalidInputError("JWS header has critical extensions this verifier does not know")
