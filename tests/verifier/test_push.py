@@ -30,7 +30,7 @@ from wsproto.connection import ConnectionState
 
 from verifier import ConfigurationError, InvalidInputError, JobPush, JobPushClient
 from verifier._ids import MAX_ID_LENGTH
-from verifier._push import _BACKOFF_BASE_S, MAX_SUBSCRIPTIONS, _backoff
+from verifier._push import _BACKOFF_BASE_S, MAX_MESSAGE_BYTES, MAX_SUBSCRIPTIONS, _backoff
 
 TIMEOUT = 10.0
 JOB = "job-1"
@@ -361,6 +361,19 @@ async def test_the_message_cap_counts_bytes_not_characters(server: FakeMonitor) 
 
 
 @pytest.mark.asyncio
+async def test_a_message_of_exactly_the_cap_is_read(server: FakeMonitor) -> None:
+    pushes, callback = _collector()
+    async with _client(server) as client:
+        client.subscribe(JOB, callback)
+        peer = await server.peer()
+        await peer.message()
+        frame = json.dumps(_push(JOB, "queued", None, 1))
+        peer.send(frame[:-1] + " " * (MAX_MESSAGE_BYTES - len(frame)) + "}")  # JSON space
+        assert await _next(pushes) == JobPush(JOB, "queued", None)
+        assert client.reconnects == 0 and peer.close_code is None
+
+
+@pytest.mark.asyncio
 async def test_a_silent_connection_is_pinged_then_dropped_and_reconnected(
         server: FakeMonitor) -> None:
     """A server that accepts and then says nothing (a half-open TCP connection, a NAT that
@@ -621,16 +634,48 @@ async def test_a_server_that_answers_the_subscription_then_drops_meets_a_growing
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("refusal", ["upgrade", "port"])
+async def test_a_monitor_without_push_meets_a_growing_backoff(
+        server: FakeMonitor, monkeypatch: pytest.MonkeyPatch, refusal: str) -> None:
+    """The real monitor has no push: every upgrade is a 404, for as long as the encoder runs.
+    The back-off must grow to its cap, not start over at each refusal (a mutant that began
+    each attempt as "reset" passed every other test: session 39)."""
+    import verifier._push as push_module
+
+    exponents: list[int] = []
+    attempts = asyncio.Event()
+
+    def recorded(failures: int, cap: float, rng: random.Random) -> float:
+        exponents.append(failures)
+        if len(exponents) >= 5:
+            attempts.set()
+        return 0.0  # no real wait: the test counts the exponent, not the time
+
+    monkeypatch.setattr(push_module, "_backoff", recorded)
+    server.refuse = 404
+    if refusal == "port":
+        await server.stop()  # nobody listens: connection refused
+    async with _client(server):
+        async with asyncio.timeout(TIMEOUT):
+            await attempts.wait()
+    assert exponents[:5] == [0, 1, 2, 3, 4], exponents
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("healthy", [True, False])
 async def test_a_healthy_connection_ended_by_a_reset_restarts_the_backoff(
-        server: FakeMonitor, monkeypatch: pytest.MonkeyPatch) -> None:
+        server: FakeMonitor, monkeypatch: pytest.MonkeyPatch, healthy: bool) -> None:
     """Found by an adversarial review of the push client (session 31): only a close (a
     ``_Dropped``) was judged by its up-time; a TCP reset mid-read (a restarted monitor, a NAT)
     is an ``OSError`` and grew the back-off's exponent however long the connection had been
     up (0, 1, 2, 3 here; after seven, 0-30 s at every reconnect for good). Every connection
-    here counts as healthy (``_HEALTHY_S`` = 0), so each reset starts the back-off over."""
+    here counts as healthy (``_HEALTHY_S`` = 0), so each reset starts the back-off over; with
+    the real 10 s, none does, and the exponent grows (a mutant that added the up-time to the
+    clock, every reset healthy, passed: session 39)."""
     import verifier._push as push_module
 
-    monkeypatch.setattr(push_module, "_HEALTHY_S", 0.0)
+    if healthy:
+        monkeypatch.setattr(push_module, "_HEALTHY_S", 0.0)
     exponents: list[int] = []
 
     def recorded(failures: int, cap: float, rng: random.Random) -> float:
@@ -648,4 +693,29 @@ async def test_a_healthy_connection_ended_by_a_reset_restarts_the_backoff(
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             peer.writer.transport.abort()  # an RST, not a close frame
         await server.peer()
-    assert exponents[:4] == [0, 0, 0, 0], exponents
+    assert exponents[:4] == ([0, 0, 0, 0] if healthy else [0, 1, 2, 3]), exponents
+
+
+@pytest.mark.asyncio
+async def test_a_healthy_connection_ended_by_a_close_frame_restarts_the_backoff(
+        server: FakeMonitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The close frame's side of the test above (a mutant that never reset the back-off on a
+    close passed every test: session 39); 1013 excepted, as ``_resets_backoff`` says."""
+    import verifier._push as push_module
+
+    monkeypatch.setattr(push_module, "_HEALTHY_S", 0.0)
+    exponents: list[int] = []
+
+    def recorded(failures: int, cap: float, rng: random.Random) -> float:
+        exponents.append(failures)
+        return 0.0
+
+    monkeypatch.setattr(push_module, "_backoff", recorded)
+    async with _client(server) as client:
+        client.subscribe(JOB, lambda push: None)
+        for code in (1001, 1011, 1013, 1013, 1000):
+            peer = await server.peer()
+            assert await peer.message() == {"subscribe": [JOB]}
+            peer.close(code)
+        await server.peer()
+    assert exponents[:5] == [0, 0, 1, 2, 0], exponents  # 1013: the count goes on
