@@ -86,6 +86,7 @@ NODE_DOTENV = [
     ('APP_A="a\\\\b"', {'APP_A': 'a\\\\b'}),
     ('APP_A="a\\\\nb"', {'APP_A': 'a\\\nb'}),
     ('APP_A="a\\"b"', {'APP_A': 'a\\"b'}),
+    ('APP_A="x\\""', {'APP_A': 'x\\"'}),  # an escaped quote, then the closing one
     ("APP_A='it\\'s'", {'APP_A': "it\\'s"}),
     ('APP_A="say \\"hi\\" # kept" # c', {'APP_A': 'say \\"hi\\" # kept'}),
     ('APP_A="a\\\\" # c"', {'APP_A': 'a\\\\" # c'}),

@@ -99,6 +99,13 @@ def test_lines_dropped_just_before_exit_are_still_reported_and_exit_does_not_fai
     assert len(lines) == 5 and lines[4].startswith("LOG_LINES_DROPPED: 7 ")
 
 
+def test_lines_are_written_in_the_format_asked_for():
+    stream = io.StringIO()
+    with queued_logging(logging.INFO, "%(levelname)s|%(name)s|%(message)s", stream=stream):
+        LOGGER.warning("said")
+    assert stream.getvalue() == "WARNING|verifier.test-log-sink|said\n"
+
+
 def test_the_root_logger_is_restored_after_the_block():
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from verifier import JobPush, JobPushClient
+from verifier import ConfigurationError, JobPush, JobPushClient
 from verifier._push import _proxy as proxy_from
 
 from .test_push import (
@@ -486,4 +486,15 @@ def test_a_proxy_without_a_port_is_on_port_80_and_its_credentials_never_shown() 
     assert problem is None and proxy is not None
     assert (proxy.host, proxy.port) == ("proxy.example", 80)  # httpx's default too
     assert proxy.authorization == _basic("pu", "s3cretpw").decode()
-    assert "s3cretpw" not in repr(proxy) and "s3cretpw" not in proxy.shown
+    assert proxy.authorization not in repr(proxy) and "s3cretpw" not in proxy.shown
+
+
+def test_unusable_ca_certificates_name_their_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the REST tiers do (test_http.py): the variable, never its value."""
+    path = tmp_path / "ca.pem"
+    path.write_text("not a certificate\n")
+    monkeypatch.setenv("SSL_CERT_FILE", str(path))
+    with pytest.raises(ConfigurationError) as info:
+        JobPushClient("https://monitor.example/api")
+    assert info.value.variable == "SSL_CERT_FILE" and str(path) not in str(info.value)
