@@ -101,6 +101,9 @@ _VARIABLE: Final = "GATEWAY_MONITOR_BASE_URL"
 #: Characters the monitor server would forward unescaped into the gateway URL (path, query,
 #: fragment, escape); ids containing them are refused rather than trusted to a buggy server.
 _SERVER_UNSAFE_CHARS: Final = frozenset("/\\?#%")
+#: The routes Express matches before ``/jobs/:id`` (case-insensitively), so that no job of
+#: these names can be read there (found by a differential test against Express, session 39).
+_MONITOR_ROUTES: Final = frozenset({"available", "active", "completed"})
 
 
 def _batch_entry_status(job_id: str, entry: object) -> str:
@@ -133,13 +136,27 @@ def _short(server_text: object) -> str:
 
 def monitor_job_id(job_id: object) -> str:
     """Validate ``job_id`` (shared rules, dot segments included) plus what the monitor server
-    cannot carry safely. The path segment is then :func:`~verifier._http.job_segment`."""
+    cannot carry safely: characters it forwards unescaped, a trailing space its request to
+    the gateway drops, and the names of its own routes. The path segment is then
+    :func:`~verifier._http.job_segment`. (Found by differential tests against Express and
+    axios, session 39: each made the monitor answer for another job, or never for this one.)"""
     value = validate_job_id(job_id)
     if any(c in _SERVER_UNSAFE_CHARS for c in value):
         raise InvalidInputError(
             "job id contains '/', '\\', '?', '#' or '%', which the monitor server forwards "
             "unescaped to the gateway; refused"
         )
+    if value.endswith(" "):
+        # The server builds the gateway's URL as `/gateway/jobstatus/${id}`, and the URL
+        # parser drops a URL's trailing spaces: it would ask for (and answer, labelled as this
+        # job) the job "a" when asked for "a " (".. " even becomes a dot segment).
+        raise InvalidInputError("job id ends with a space, which the monitor server drops "
+                                "when it asks the gateway: it would answer for another job")
+    if value.lower() in _MONITOR_ROUTES:
+        # Express routes /jobs/available (any case) before /jobs/:id: never this job.
+        raise InvalidInputError(f"job id {value!r} is the name of a monitor route "
+                                "(/jobs/available, /jobs/active, /jobs/completed): the "
+                                "monitor cannot answer for it")
     return value
 
 

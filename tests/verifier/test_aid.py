@@ -315,8 +315,13 @@ async def test_get_job_malformed_answers(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("job_id", "raw"), [("../x", b"..%2Fx"), ("a/b?c#d", b"a%2Fb%3Fc%23d"),
-                                             ("%2F", b"%252F")])
+@pytest.mark.parametrize(("job_id", "raw"), [
+    ("../x", b"..%2Fx"), ("a/b?c#d", b"a%2Fb%3Fc%23d"), ("%2F", b"%252F"),
+    # Routed by Express 4 and 5 to job/:id with req.params.id equal to the id, unnormalised
+    # (session 39's differential test, helper-122: the oracle is Express).
+    ("/", b"%2F"), ("e\u0301", b"e%CC%81"), ("\xe9", b"%C3%A9"), ("\U0001f600", b"%F0%9F%98%80"),
+    ("\u212a", b"%E2%84%AA"), ("..\\..", b"..%5C.."), ("\uff0e\uff0e", b"%EF%BC%8E%EF%BC%8E"),
+])
 async def test_get_job_encodes_hostile_ids(
     aid: GatewayAidClient, router: respx.MockRouter, job_id: str, raw: bytes
 ) -> None:

@@ -477,6 +477,11 @@ async def test_job_status_never_turns_a_non_answer_into_a_job(
 @pytest.mark.parametrize(("job_id", "raw_segment"), [
     ("../x", b"..%2Fx"), ("a/b", b"a%2Fb"), ("?", b"%3F"), ("#", b"%23"),
     ("%2F", b"%252F"), ("a b", b"a%20b"), ("x?admin=1#f", b"x%3Fadmin%3D1%23f"),
+    # Each routed by Express 4 and 5 to jobstatus with req.params.job_id equal to the id
+    # (session 39's differential test, helper-122: the oracle is Express, not this client).
+    ("..%2F", b"..%252F"), ("%2e%2e", b"%252e%252e"), ("...", b"..."), ("a\\b", b"a%5Cb"),
+    ("x;y=1", b"x%3By%3D1"), ("a+b c", b"a%2Bb%20c"), ("%ff", b"%25ff"),
+    ("available", b"available"),
 ])
 async def test_hostile_ids_are_one_encoded_path_segment(
     gateway: LegacyGatewayClient, router: respx.MockRouter, job_id: str, raw_segment: bytes

@@ -460,7 +460,11 @@ async def test_redirects_are_not_followed_even_by_a_client_that_would(
 @pytest.mark.parametrize(
     "job_id",
     ["../x", "a/b", "?", "#", "%2F", "..", ".", "a\\b", "x?status=1", "x#y", "..%2Fadmin",
-     "a" * 300, None, 5, {"$ne": None}, "", "a\x00b", "a\nb", b"bytes"],
+     "a" * 300, None, 5, {"$ne": None}, "", "a\x00b", "a\nb", b"bytes",
+     # Session 39, a differential test against Express and axios: the monitor asks the
+     # gateway for "a" when asked for "a " (the URL parser drops trailing spaces; ".. " is a
+     # dot segment), and routes /jobs/available (any case) before /jobs/:id.
+     "a ", ".. ", " ", "available", "AVAILABLE", "Active", "completed"],
 )
 async def test_hostile_ids_are_refused_before_any_request(
     monitor: GatewayMonitorService, router: respx.Router, job_id: Any
@@ -484,6 +488,8 @@ async def test_hostile_ids_are_refused_before_any_request(
     ("job_id", "raw_path"),
     [
         ("a b", b"/api/jobs/a%20b"),
+        (" a", b"/api/jobs/%20a"),  # a leading space survives the server's forward
+        ("availables", b"/api/jobs/availables"),
         ("caf\u00e9", b"/api/jobs/caf%C3%A9"),
         ("a:b@c+d&e=f", b"/api/jobs/a%3Ab%40c%2Bd%26e%3Df"),
         ("it's;x", b"/api/jobs/it%27s%3Bx"),
