@@ -1,0 +1,97 @@
+"""``open_node`` and ``Node`` (:mod:`verifier._node`): what ``python -m verifier run`` builds
+from the settings, in process. The end-to-end runs are in ``tests/live/test_runner.py``;
+these pin what they cannot see quickly: each configuration error by the variable it names,
+which clients and features each setting switches on, and a close that reaches every client
+(session 39: no test of this module ran in under a minute, and a close that skipped the
+clients passed them all)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from verifier import (
+    ConfigurationError,
+    DatabaseTier,
+    EncoderIdentity,
+    GatewayAidClient,
+    GatewayMonitorService,
+    JobPushClient,
+    LegacyGatewayClient,
+    Settings,
+)
+from verifier._loop import OFFER_SOURCES
+from verifier._node import Node, open_node
+
+KEY = base64.b64encode(b"k" * 32).decode()
+DID = EncoderIdentity.from_seed(b"k" * 32).did
+GATEWAY = {"ENCODER_PRIVATE_KEY": KEY, "GATEWAY_URL": "http://gateway.test/api/v0/gateway",
+           "MONGODB_VERIFICATION_ENABLED": "true", "MONGODB_URI": "mongodb://db.test/jobs"}
+
+
+def _node(**env: str) -> Node:
+    return open_node(Settings.from_env({**GATEWAY, **env}, dotenv=None))
+
+
+@pytest.mark.parametrize(("env", "variable"), [
+    ({"VERIFIER_CHAIN": "documented"}, "VERIFIER_CHAIN"),
+    ({"ENCODER_PRIVATE_KEY": "", "GATEWAY_URL": ""}, "ENCODER_PRIVATE_KEY"),  # no DID
+    ({"ENCODER_PRIVATE_KEY": "", "ENCODER_DID": DID}, "ENCODER_PRIVATE_KEY"),
+    ({"GATEWAY_URL": ""}, "GATEWAY_URL"),
+])
+def test_a_node_that_cannot_run_is_refused_naming_the_variable(
+        env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        _node(**env)
+    assert info.value.variable == variable
+
+
+def test_an_unsafe_chain_runs_only_when_allowed_in_so_many_words() -> None:
+    node = _node(VERIFIER_CHAIN="documented", VERIFIER_ALLOW_UNSAFE_CHAIN="true")
+    assert node.settings.chain == "documented"
+
+
+@pytest.mark.asyncio
+async def test_each_setting_switches_on_its_client_and_feature() -> None:
+    plain = _node()
+    try:
+        assert [type(c) for c in plain.clients] == [DatabaseTier, LegacyGatewayClient]
+        assert plain.push is None and plain.screen is None and plain.metrics is None
+        assert plain.default_sources() == ("myjob", "getjob")
+    finally:
+        await plain.aclose()
+    full = _node(GATEWAY_MONITOR_ENABLED="true", VERIFIER_PUSH="true",
+                 VERIFIER_STATUS_CACHE_S="2", GATEWAY_AID_ENABLED="true",
+                 GATEWAY_AID_BASE_URL="http://aid.test/aid/v1", VERIFIER_METRICS_PORT="9109")
+    try:
+        assert [type(c) for c in full.clients] == [
+            DatabaseTier, GatewayMonitorService, LegacyGatewayClient, GatewayAidClient]
+        assert isinstance(full.push, JobPushClient) and full.guard.push is full.push
+        assert full.screen is not None and full.metrics is not None
+        assert list(full.default_sources()) == sorted(full.offers, key=OFFER_SOURCES.index)
+        assert len(full.offers) > len(plain.offers)  # aid's too
+    finally:
+        await full.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_close_reaches_the_push_and_every_client_whatever_fails() -> None:
+    closed: list[str] = []
+
+    class Closing:
+        def __init__(self, name: str, fails: bool = False) -> None:
+            self.name, self.fails = name, fails
+
+        async def aclose(self) -> None:
+            closed.append(self.name)
+            if self.fails:
+                raise RuntimeError("close failed")
+
+    node = Node(settings=Settings.from_env(GATEWAY, dotenv=None), guard=Any,  # type: ignore[arg-type]
+                offers={}, clients=[Closing("database"), Closing("monitor", fails=True),
+                                    Closing("gateway")],
+                push=Closing("push", fails=True))  # type: ignore[arg-type]
+    await node.aclose()
+    assert closed == ["push", "gateway", "monitor", "database"]
