@@ -616,6 +616,34 @@ def test_every_outcome_a_job_can_end_with_has_a_series_from_the_start():
             "verifier_work_cancelled_total", {"code": code}) == 0.0, code
 
 
+def test_every_tier_series_an_alert_or_a_panel_reads_exists_from_the_start():
+    """As above, for the tiers: a read's first failure must be seen by rate() (an alert on
+    it, the dashboard's error ratio), so each tier's reads, writes, latencies and verdicts
+    are series at 0 before any request (session 39: dropping the reads' went unseen)."""
+    metrics = GuardMetrics()
+    value = metrics.registry.get_sample_value
+    for tier in ("database", "monitor", "gateway", "aid"):
+        for result in ("ok", "failed"):
+            assert value("verifier_tier_requests_total",
+                         {"tier": tier, "op": "read", "result": result}) == 0.0, (tier, result)
+        for op in ("claim", "heartbeat", "finish", "release"):
+            for result in ("ok", "refused", "unknown"):
+                assert value("verifier_tier_requests_total",
+                             {"tier": tier, "op": op, "result": result}) == 0.0, (tier, op)
+        for op in ("read", "claim", "heartbeat", "finish", "release"):
+            assert value("verifier_tier_request_seconds_count",
+                         {"tier": tier, "op": op}) == 0.0, (tier, op)
+        for purpose in ("verify", "recheck"):
+            for verdict in ("mine", "other", "done", "unknown", "failed"):
+                assert value("verifier_verifications_total", {
+                    "tier": tier, "purpose": purpose, "verdict": verdict}) == 0.0
+        assert value("verifier_cache_hits_total", {"tier": tier}) == 0.0
+    for result in ("ok", "failed"):
+        assert value("verifier_tier_requests_total",
+                     {"tier": "monitor", "op": "batch", "result": result}) == 0.0
+    assert value("verifier_tier_request_seconds_count", {"tier": "monitor", "op": "batch"}) == 0
+
+
 def written_after_our_claim(tier: InMemoryTier, jobs: InMemoryJobs, **changes: Any) -> None:
     """Each claim through ``tier`` lands, then the job is written with ``changes``."""
     claim = tier.claim
