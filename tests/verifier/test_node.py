@@ -77,6 +77,17 @@ async def test_each_setting_switches_on_its_client_and_feature() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_node_on_gateway_aid_alone_has_no_gateway_client() -> None:
+    node = _node(GATEWAY_URL="", GATEWAY_AID_ENABLED="true",
+                 GATEWAY_AID_BASE_URL="http://aid.test/aid/v1")
+    try:
+        assert [type(c) for c in node.clients] == [DatabaseTier, GatewayAidClient]
+        assert node.offers and "myjob" not in node.offers
+    finally:
+        await node.aclose()
+
+
+@pytest.mark.asyncio
 async def test_a_close_reaches_the_push_and_every_client_whatever_fails() -> None:
     closed: list[str] = []
 
