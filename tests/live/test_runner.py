@@ -160,7 +160,9 @@ def test_jobs_are_processed_end_to_end_and_committed_by_the_runner(tmp_path):
 
     async def main() -> None:
         async with served(tmp_path, jobs=2) as srv:
-            proc = await srv.start(VERIFIER_METRICS_PORT=str(port))
+            # With the push on: run_node must start its client (a mutant that never did passed
+            # every test, session 39); the emulator then pushes each guarded job's states.
+            proc = await srv.start(VERIFIER_METRICS_PORT=str(port), VERIFIER_PUSH="true")
             await srv.until(lambda: srv.live.done, "both jobs committed")
             url = f"http://127.0.0.1:{port}/metrics"
             processed = 'verifier_jobs_total{code="FINISHED",outcome="processed"} 2.0'
@@ -174,6 +176,8 @@ def test_jobs_are_processed_end_to_end_and_committed_by_the_runner(tmp_path):
                     break
                 await asyncio.sleep(0.05)
             assert processed in metrics, metrics
+            assert srv.emulator.pushes_sent > 0
+            assert "verifier_pushes_total 0.0" not in metrics, metrics
             assert await stop(proc) == 0
             for job_id in srv.live.job_ids:
                 assert job_id in srv.live.world.committed and srv.job(job_id).owner == DID

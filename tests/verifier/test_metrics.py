@@ -644,6 +644,19 @@ def test_every_tier_series_an_alert_or_a_panel_reads_exists_from_the_start():
     assert value("verifier_tier_request_seconds_count", {"tier": "monitor", "op": "batch"}) == 0
 
 
+def test_a_conflict_is_prevented_only_by_a_job_skipped_for_it():
+    """Work stopped for a theft was not prevented: it had run (a cancellation). The same code
+    counts as a prevented conflict only when it kept the job from starting (session 39)."""
+    metrics = GuardMetrics()
+    metrics.record_outcome("cancelled", "MONITOR_THEFT_DETECTED")
+    assert metrics.total("verifier_conflicts_prevented_total") == 0
+    assert metrics.value("verifier_work_cancelled_total", code="MONITOR_THEFT_DETECTED") == 1
+    metrics.record_outcome("skipped", "MONITOR_THEFT_DETECTED")
+    assert metrics.value("verifier_conflicts_prevented_total",
+                         code="MONITOR_THEFT_DETECTED") == 1
+    assert metrics.value("verifier_jobs_total", outcome="no such", code="series") == 0.0
+
+
 def written_after_our_claim(tier: InMemoryTier, jobs: InMemoryJobs, **changes: Any) -> None:
     """Each claim through ``tier`` lands, then the job is written with ``changes``."""
     claim = tier.claim

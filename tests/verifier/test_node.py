@@ -85,6 +85,12 @@ async def test_a_node_on_gateway_aid_alone_has_no_gateway_client() -> None:
         assert node.offers and "myjob" not in node.offers
     finally:
         await node.aclose()
+    # Aid's URL alone (left in a .env) switches nothing on: GATEWAY_AID_ENABLED does.
+    gateway_only = _node(GATEWAY_AID_BASE_URL="http://aid.test/aid/v1")
+    try:
+        assert [type(c) for c in gateway_only.clients] == [DatabaseTier, LegacyGatewayClient]
+    finally:
+        await gateway_only.aclose()
 
 
 @pytest.mark.asyncio
