@@ -45,6 +45,7 @@ class Peer:
         self.received: asyncio.Queue[Any] = asyncio.Queue()  # client messages, as JSON
         self.closed = asyncio.Event()
         self.close_code: int | None = None
+        self.pings = 0  # the client's pings (never answered: the fake stays silent)
 
     def send(self, frame: Any) -> None:
         if isinstance(frame, bytes):
@@ -141,6 +142,8 @@ class FakeMonitor:
                     if event.message_finished:
                         peer.received.put_nowait(json.loads("".join(parts)))
                         parts = []
+                elif isinstance(event, ev.Ping) and peer is not None:
+                    peer.pings += 1
                 elif isinstance(event, ev.CloseConnection) and peer is not None:
                     peer.close_code = event.code
                     if ws.state is ConnectionState.REMOTE_CLOSING:
@@ -386,6 +389,7 @@ async def test_a_silent_connection_is_pinged_then_dropped_and_reconnected(
         second = await server.peer()  # the fake never answers a ping
         assert await second.message() == {"subscribe": [JOB]}
         assert client.reconnects >= 1
+        assert first.pings == 1  # pinged once before giving up, not dropped at the first silence
 
 
 @pytest.mark.asyncio
