@@ -234,6 +234,26 @@ def test_idle_connections_cannot_use_up_the_encoders_threads():
         server.server_close()
 
 
+def test_each_scrape_gives_its_slot_and_its_thread_back():
+    """Many scrapes one after another, then both slots held by silent clients: the scrape
+    after them must still shed one and be answered. A slot or a thread count never given
+    back (mutants that dropped either passed every test: session 39) turns it away."""
+    server = start_metrics_server(GuardMetrics(), 0, connection_timeout=60, max_connections=2)
+    port = server.server_port
+    held: list[socket.socket] = []
+    try:
+        for _ in range(6):
+            assert "verifier_jobs_total" in _scrape(port)
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        assert "verifier_jobs_total" in _scrape(port)  # accepted after both: sheds one
+        assert _closed_by_the_server(held, at_least=1) >= 1
+    finally:
+        for s in held:
+            s.close()
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.parametrize("trickling", [0, 4, 8])
 def test_scrapes_are_served_while_idle_or_trickling_clients_hold_every_slot(trickling):
     """Eight connections that sent nothing (or a byte now and then) held the 8 slots, and
