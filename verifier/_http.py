@@ -206,7 +206,7 @@ def read_json(response: Answer, tier: str, *, empty: Any = _NO_DEFAULT) -> Any:
     Duplicate keys are refused because two parsers could read them differently.
     """
     content = response.content
-    if not content.strip():
+    if not content.strip(b" \t\n\r"):  # JSON's whitespace: b"\x0c" is no empty answer
         if empty is _NO_DEFAULT:
             raise MalformedAnswer(tier, f"empty answer (HTTP {response.status_code})")
         return empty

@@ -85,3 +85,20 @@ def test_every_refusal_is_a_value_error_that_never_quotes_the_text() -> None:
 def test_numbers_too_large_for_a_float_are_refused_not_infinity(text):
     with pytest.raises(NonStandardConstant):
         strict_loads(text)
+
+
+@pytest.mark.parametrize(("text", "constant"), [
+    (b"1" + b"0" * 309, "Infinity"), (b"-1" + b"0" * 400, "-Infinity"), (b"-1e400", "-Infinity"),
+])
+def test_an_integer_a_javascript_peer_reads_as_infinity_is_refused(text: bytes,
+                                                                  constant: str) -> None:
+    """Node reads 1 and 309 zeros as Infinity (a double cannot hold it); it was an exact int
+    here (session 39, a differential test against Node). Node's own edge: 2**1024 - 2**970
+    is Infinity, one less is the largest double."""
+    with pytest.raises(NonStandardConstant) as info:
+        strict_loads(text)
+    assert info.value.constant == constant
+    assert strict_loads(str(2**1024 - 2**970 - 1).encode()) == 2**1024 - 2**970 - 1
+    with pytest.raises(NonStandardConstant):
+        strict_loads(str(2**1024 - 2**970).encode())
+    assert strict_loads(b"9007199254740993") == 9007199254740993  # exact, as before
