@@ -24,9 +24,9 @@ import wsproto.events as ev
 
 from sim import load_scenario
 from sim.live import Emulator, HttpServer, LiveWorld, Request, Response
+from sim.live._emulator import _PUSH_SUBSCRIPTIONS as MAX_SUBSCRIPTIONS
 from sim.live._http_server import Upgrade, WebSocket
 from verifier import EncoderIdentity, InvalidInputError, JobPush, JobPushClient
-from verifier._push import MAX_SUBSCRIPTIONS
 
 ALICE = EncoderIdentity.from_seed(b"a" * 32)
 BOB = EncoderIdentity.from_seed(b"b" * 32)
@@ -205,7 +205,8 @@ async def test_at_most_a_thousand_subscriptions_per_connection(emu: Emulator) ->
 @pytest.mark.asyncio
 async def test_the_client_allows_exactly_the_subscriptions_the_server_takes(
         emu: Emulator) -> None:
-    """The client's limit is the server's: every job it lets a caller subscribe is served
+    """The client's limit is the server's (the emulator's, as docs/push.md gives it): every
+    job it lets a caller subscribe is served
     (its resubscription split into messages the server takes), and the next is refused at
     once, never sent to be refused there (a larger client limit lost the last job's pushes)."""
     pushes: asyncio.Queue[JobPush] = asyncio.Queue()
