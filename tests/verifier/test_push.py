@@ -612,6 +612,24 @@ def test_only_a_healthy_connection_resets_the_reconnect_backoff() -> None:
     assert not _resets_backoff(1013, stayed_s=_HEALTHY_S * 10)
 
 
+def _recorded_backoffs(monkeypatch: pytest.MonkeyPatch,
+                       enough: asyncio.Event | None = None) -> list[int]:
+    """Replace the reconnect back-off by a recorder of its exponent, with no real wait (the
+    tests count the exponent, not the time); ``enough`` is set at the fifth attempt."""
+    import verifier._push as push_module
+
+    exponents: list[int] = []
+
+    def recorded(failures: int, cap: float, rng: random.Random) -> float:
+        exponents.append(failures)
+        if enough is not None and len(exponents) >= 5:
+            enough.set()
+        return 0.0
+
+    monkeypatch.setattr(push_module, "_backoff", recorded)
+    return exponents
+
+
 @pytest.mark.asyncio
 async def test_a_server_that_answers_the_subscription_then_drops_meets_a_growing_backoff(
         server: FakeMonitor, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -619,15 +637,7 @@ async def test_a_server_that_answers_the_subscription_then_drops_meets_a_growing
     the current state, and a delivered push counted as a healthy connection, so a server (or
     proxy) that answers and drops reset the back-off each time: 81 connections in 10 s. The
     back-off's exponent must grow from one connection to the next."""
-    import verifier._push as push_module
-
-    exponents: list[int] = []
-
-    def recorded(failures: int, cap: float, rng: random.Random) -> float:
-        exponents.append(failures)
-        return 0.0  # no real wait: the test counts the exponent, not the time
-
-    monkeypatch.setattr(push_module, "_backoff", recorded)
+    exponents = _recorded_backoffs(monkeypatch)
     _, callback = _collector()
     async with _client(server) as client:
         client.subscribe(JOB, callback)
@@ -647,18 +657,8 @@ async def test_a_monitor_without_push_meets_a_growing_backoff(
     """The real monitor has no push: every upgrade is a 404, for as long as the encoder runs.
     The back-off must grow to its cap, not start over at each refusal (a mutant that began
     each attempt as "reset" passed every other test: session 39)."""
-    import verifier._push as push_module
-
-    exponents: list[int] = []
     attempts = asyncio.Event()
-
-    def recorded(failures: int, cap: float, rng: random.Random) -> float:
-        exponents.append(failures)
-        if len(exponents) >= 5:
-            attempts.set()
-        return 0.0  # no real wait: the test counts the exponent, not the time
-
-    monkeypatch.setattr(push_module, "_backoff", recorded)
+    exponents = _recorded_backoffs(monkeypatch, attempts)
     server.refuse = 404
     if refusal == "port":
         await server.stop()  # nobody listens: connection refused
@@ -683,13 +683,7 @@ async def test_a_healthy_connection_ended_by_a_reset_restarts_the_backoff(
 
     if healthy:
         monkeypatch.setattr(push_module, "_HEALTHY_S", 0.0)
-    exponents: list[int] = []
-
-    def recorded(failures: int, cap: float, rng: random.Random) -> float:
-        exponents.append(failures)
-        return 0.0
-
-    monkeypatch.setattr(push_module, "_backoff", recorded)
+    exponents = _recorded_backoffs(monkeypatch)
     _, callback = _collector()
     async with _client(server) as client:
         client.subscribe(JOB, callback)
@@ -711,13 +705,7 @@ async def test_a_healthy_connection_ended_by_a_close_frame_restarts_the_backoff(
     import verifier._push as push_module
 
     monkeypatch.setattr(push_module, "_HEALTHY_S", 0.0)
-    exponents: list[int] = []
-
-    def recorded(failures: int, cap: float, rng: random.Random) -> float:
-        exponents.append(failures)
-        return 0.0
-
-    monkeypatch.setattr(push_module, "_backoff", recorded)
+    exponents = _recorded_backoffs(monkeypatch)
     async with _client(server) as client:
         client.subscribe(JOB, lambda push: None)
         for code in (1001, 1011, 1013, 1013, 1000):
