@@ -112,3 +112,24 @@ async def test_a_close_reaches_the_push_and_every_client_whatever_fails() -> Non
                 push=Closing("push", fails=True))  # type: ignore[arg-type]
     await node.aclose()
     assert closed == ["push", "gateway", "monitor", "database"]
+
+
+def test_a_configuration_error_found_at_start_exits_2_naming_it(tmp_path: Any) -> None:
+    """A supervisor tells "fix the settings" (2) from a job left held (1) by the exit status:
+    a metrics port already taken is found only when the run starts (session 39: returning 0,
+    1 or 3 there passed every test)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {"PATH": "/usr/bin:/bin", **GATEWAY, "MONGODB_VERIFICATION_ENABLED": "false",
+               "GATEWAY_MONITOR_ENABLED": "true",
+               "VERIFIER_METRICS_PORT": str(taken.getsockname()[1])}
+        done = subprocess.run([sys.executable, "-m", "verifier", "run", "--", "true"],
+                              env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "configuration error: VERIFIER_METRICS_PORT" in done.stderr, done.stderr
