@@ -118,6 +118,7 @@ def test_a_configuration_error_found_at_start_exits_2_naming_it(tmp_path: Any) -
     """A supervisor tells "fix the settings" (2) from a job left held (1) by the exit status:
     a metrics port already taken is found only when the run starts (session 39: returning 0,
     1 or 3 there passed every test)."""
+    import os
     import socket
     import subprocess
     import sys
@@ -125,7 +126,11 @@ def test_a_configuration_error_found_at_start_exits_2_naming_it(tmp_path: Any) -
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        env = {"PATH": "/usr/bin:/bin", **GATEWAY, "MONGODB_VERIFICATION_ENABLED": "false",
+        # The environment as it is (PYTHONPATH: the code under test, a mutant's copy too),
+        # less any setting of the machine's.
+        env = {**{k: v for k, v in os.environ.items()
+                  if not k.startswith(("GATEWAY_", "ENCODER_", "VERIFIER_", "MONGODB_"))},
+               **GATEWAY, "MONGODB_VERIFICATION_ENABLED": "false",
                "GATEWAY_MONITOR_ENABLED": "true",
                "VERIFIER_METRICS_PORT": str(taken.getsockname()[1])}
         done = subprocess.run([sys.executable, "-m", "verifier", "run", "--", "true"],
