@@ -8,6 +8,11 @@ clients passed them all)."""
 from __future__ import annotations
 
 import base64
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,15 +119,10 @@ async def test_a_close_reaches_the_push_and_every_client_whatever_fails() -> Non
     assert closed == ["push", "gateway", "monitor", "database"]
 
 
-def test_a_configuration_error_found_at_start_exits_2_naming_it(tmp_path: Any) -> None:
+def test_a_configuration_error_found_at_start_exits_2_naming_it(tmp_path: Path) -> None:
     """A supervisor tells "fix the settings" (2) from a job left held (1) by the exit status:
     a metrics port already taken is found only when the run starts (session 39: returning 0,
     1 or 3 there passed every test)."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
