@@ -51,7 +51,6 @@ import os
 import re
 import unicodedata
 import urllib.parse
-import urllib.request
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
@@ -60,6 +59,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
+from httpx._utils import URLPattern, get_environment_proxies  # see environment_proxy
 
 from ._clock import AlarmFactory, no_alarm
 from ._errors import (
@@ -80,6 +80,7 @@ __all__ = [
     "TierHttp",
     "check_base_url",
     "check_host_sendable",
+    "environment_proxy",
     "error_code",
     "is_gateway_error",
     "is_service_error",
@@ -423,29 +424,38 @@ def unchained(error: VerifierError) -> VerifierError:
     return error
 
 
-def proxy_for(url: str) -> str | None:
-    """The proxy an ``httpx`` client of ours sends requests for ``url`` through, redacted
-    (:func:`~verifier._ids.redact_url`: a proxy URL may carry user:password), or ``None``.
+def environment_proxy(url: str) -> tuple[str, str] | None:
+    """Which proxy variable (``http``, ``https`` or ``all``) and proxy URL an ``httpx`` client
+    of ours, reading the environment, sends requests for ``url`` through; ``None`` if it goes
+    direct (or if ``url`` or the environment is one httpx cannot read: it then fails itself).
 
-    Read from the environment as httpx reads it (``HTTP_PROXY``, ``HTTPS_PROXY``,
-    ``ALL_PROXY``, ``NO_PROXY``, either case: httpx takes them from the standard library's
-    ``urllib.request.getproxies``, as here), for display only. The ``NO_PROXY`` rules are
-    the standard library's, not httpx's (whose are private): they agree on host names and
-    ``domain`` entries, not on a leading-dot entry for the domain itself (``.3speak.tv``
-    bypasses ``3speak.tv`` here, not in httpx), where this says "no proxy" wrongly.
+    Taken from httpx's own rules, not mirrored: its mounts from the environment and its URL
+    patterns, most specific first, as its client picks a transport. The standard library's
+    ``NO_PROXY`` rules, used here before, differ in seven forms (``*`` among other entries,
+    ``host:port``, entries with a scheme, a leading dot, ``localhost``, punycode, CIDR
+    ranges): a differential test against httpx found the push client tunnelling where httpx
+    goes direct and the reverse (session 39). These names are private to httpx; the test that
+    checks this against the client's own choice of transport fails if they change.
     """
     try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-    except ValueError:
+        target = httpx.URL(url)
+        mounts = sorted(((URLPattern(key), proxy)
+                         for key, proxy in get_environment_proxies().items()),
+                        key=lambda mount: mount[0])
+    except (httpx.InvalidURL, ValueError):
         return None
-    proxies = urllib.request.getproxies_environment()
-    if not host or urllib.request.proxy_bypass(host):
-        return None
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    if not proxy:
-        return None
-    return redact_url(proxy if "://" in proxy else "http://" + proxy)  # httpx's default scheme
+    for pattern, proxy in mounts:
+        if pattern.matches(target):
+            return None if proxy is None else (pattern.pattern.split("://", 1)[0], proxy)
+    return None
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy an ``httpx`` client of ours sends requests for ``url`` through, redacted
+    (:func:`~verifier._ids.redact_url`: a proxy URL may carry user:password), or ``None``:
+    :func:`environment_proxy`, for display."""
+    found = environment_proxy(url)
+    return None if found is None else redact_url(found[1])
 
 
 def _client_from_environment() -> httpx.AsyncClient:
@@ -472,10 +482,30 @@ def _client_from_environment() -> httpx.AsyncClient:
         variables = _proxy_variables()
         problem = "must be an http, https, socks5 or socks5h URL"
     except httpx.InvalidURL:
-        variables = _proxy_variables()
-        problem = ("is not a valid proxy URL (a '/', '#' or '?' in its user name or password "
-                   "must be percent-encoded)")
+        if unreadable := _unreadable_no_proxy():
+            # httpx reads each entry as a host pattern: "[::1]" fails as a port (":1]"), and
+            # naming HTTP_PROXY then sent the operator to the wrong line (session 39).
+            variables = unreadable
+            problem = ("has an entry httpx cannot read as a host name or address (write an "
+                       "IPv6 address without brackets: ::1)")
+        else:
+            variables = _proxy_variables()
+            problem = ("is not a valid proxy URL (a '/', '#' or '?' in its user name or "
+                       "password must be percent-encoded)")
     raise ConfigurationError(variables, problem) from None
+
+
+def _unreadable_no_proxy() -> str | None:
+    """The ``NO_PROXY`` variables (as spelled, either case) if one of its entries is a pattern
+    httpx cannot read, else ``None``."""
+    try:
+        for key, proxy in get_environment_proxies().items():
+            if proxy is None:
+                URLPattern(key)
+    except (httpx.InvalidURL, ValueError):
+        return ", ".join(sorted(name for name, value in os.environ.items()
+                                if value and name.upper() == "NO_PROXY")) or "NO_PROXY"
+    return None
 
 
 def _proxy_variables(*, socks: bool = False) -> str:

@@ -53,7 +53,6 @@ import re
 import ssl
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -66,7 +65,7 @@ from wsproto.connection import ConnectionState
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ._errors import ConfigurationError, InvalidInputError
-from ._http import check_base_url, positive_seconds
+from ._http import check_base_url, environment_proxy, positive_seconds
 from ._ids import MAX_ID_LENGTH, redact_url, validate_job_id
 from ._strict_json import NotStrictJson, strict_loads
 
@@ -168,20 +167,16 @@ def _basic(username: str, password: str) -> str | None:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
-def _environment_proxy(scheme: str, host: str) -> tuple[str, str] | None:
+def _environment_proxy(url: str) -> tuple[str, str] | None:
     """The variable (as spelled in the environment) and proxy URL that httpx would send
-    ``scheme://host`` through, or ``None``: read as :func:`verifier._http.proxy_for` reads it
-    (the scheme's own variable before ``ALL_PROXY``, minus ``NO_PROXY``)."""
-    proxies = urllib.request.getproxies_environment()
-    if not proxies or not host or urllib.request.proxy_bypass(host):
+    requests for ``url`` through, or ``None``: :func:`verifier._http.environment_proxy`."""
+    found = environment_proxy(url)
+    if found is None:
         return None
-    for key in (scheme, "all"):
-        url = proxies.get(key)
-        if url:
-            names = [name for name, value in os.environ.items()
-                     if name.lower() == f"{key}_proxy" and value == url]
-            return (names[0] if names else f"{key.upper()}_PROXY"), url
-    return None
+    key, proxy = found
+    names = [name for name, value in os.environ.items()
+             if name.lower() == f"{key}_proxy" and proxy in (value, f"http://{value}")]
+    return (names[0] if names else f"{key.upper()}_PROXY"), proxy
 
 
 def _proxy(variable: str, url: str, target: str) -> tuple[_Proxy | None, str | None]:
@@ -297,7 +292,7 @@ class JobPushClient:
                                      self._target, "", "")))
         self._proxy: _Proxy | None = None
         self._proxy_warning: str | None = None
-        found = _environment_proxy(parts.scheme, parts.hostname or "")
+        found = _environment_proxy(base)
         if found is not None:
             self._proxy, self._proxy_warning = _proxy(*found, self._shown_url)
         self._via = f" via proxy {self._proxy.shown}" if self._proxy is not None else ""
