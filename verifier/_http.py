@@ -49,13 +49,14 @@ import email.utils
 import math
 import os
 import re
+import sys
 import unicodedata
 import urllib.parse
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import httpx
@@ -107,6 +108,8 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 _MESSAGE_LIMIT: Final = 200
 #: RFC 9110 delay-seconds (digits), tolerating a decimal fraction.
 _DELAY_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+#: An HTTP-date's time-of-day at a leap second (RFC 9110 §5.6.7: "00:00:00 - 23:59:60").
+_LEAP_SECOND: Final = re.compile(r"\b([0-9]{2}:[0-9]{2}):60\b")
 #: Sent with every request: we read bodies raw, and inflate only what :func:`read_capped` can
 #: inflate within the cap.
 IDENTITY_ENCODING: Final = {"Accept-Encoding": "identity"}
@@ -156,10 +159,12 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     text = value.strip()
     if _DELAY_SECONDS.fullmatch(text):
         seconds = float(text)
-        return seconds if math.isfinite(seconds) else None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):  # a year past C's long, too
+        # More digits than a float holds still says "a very long time" (RFC 9111 §1.2.2 reads
+        # an overlong delta-seconds as the largest value it can represent); inf would be
+        # dropped downstream as no hint at all.
+        return seconds if math.isfinite(seconds) else sys.float_info.max
+    when = _http_date(text)
+    if when is None:
         return None
     if when.tzinfo is None:  # "-0000" parses as naive; HTTP dates are always GMT.
         when = when.replace(tzinfo=UTC)
@@ -167,23 +172,48 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - reference).total_seconds())
 
 
+def _http_date(text: str) -> datetime | None:
+    """``text`` read by :func:`email.utils.parsedate_to_datetime`, or ``None``. A leap second
+    (``23:59:60``, valid in all three HTTP-date formats), which ``datetime`` refuses, is read
+    as the second after ``:59``, as urllib3 reads it."""
+    try:
+        return email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):  # a year past C's long, too
+        pass
+    leap = _LEAP_SECOND.sub(r"\1:59", text, count=1)
+    if leap == text:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(leap) + timedelta(seconds=1)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
 def retry_after(response: Answer | httpx.Response, *, http_date: bool = False) -> float | None:
     """The ``Retry-After`` hint of a 429 in seconds, or ``None``.
 
     ``http_date=True`` reads the header by :func:`parse_retry_after` (the monitor). Without it,
-    as the gateway and aid clients always did, any finite, non-negative number (``1e3``
-    included), and an HTTP date as RFC 9110 has it (those were ignored: a server's "come back
-    at 12:00" read as no hint at all; an adversarial review, session 21).
+    as the gateway and aid clients always did, any finite, non-negative number in ASCII as
+    JavaScript's ``Number()`` reads it (``1e3``, ``+3``, ``.5``; not ``float()``'s digits of
+    other scripts or ``1_0``: a differential run against urllib3 and the Node clients,
+    session 40), and an HTTP date as RFC 9110 has it (those were ignored: a server's "come
+    back at 12:00" read as no hint at all; an adversarial review, session 21).
     """
     raw = response.headers.get("retry-after")
     if http_date:
         return parse_retry_after(raw)
     if raw is None:
         return None
+    text = raw.strip()
+    # float()'s own extras are no number a Node server or client writes or reads: digits of
+    # other scripts ("١٢", "１２") and underscores ("1_0"). Digits alone are delay-seconds,
+    # read as the monitor reads them (an overlong one included).
+    if _DELAY_SECONDS.fullmatch(text) or not text.isascii() or "_" in text:
+        return parse_retry_after(text)
     try:
-        seconds = float(raw.strip())
+        seconds = float(text)
     except ValueError:
-        return parse_retry_after(raw) if not _DELAY_SECONDS.fullmatch(raw.strip()) else None
+        return parse_retry_after(text)
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 

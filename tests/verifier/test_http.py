@@ -66,7 +66,8 @@ class _StalledStream(httpx.AsyncByteStream):
 
 
 def _answer(retry: str | None) -> Answer:
-    headers = httpx.Headers({} if retry is None else {"Retry-After": retry})
+    # As bytes, as they come off the wire (httpx reads UTF-8 header values as UTF-8).
+    headers = httpx.Headers({} if retry is None else {"Retry-After": retry.encode()})
     return Answer(429, headers, b"")
 
 
@@ -155,6 +156,61 @@ def test_parse_retry_after_counts_from_now() -> None:
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     assert parse_retry_after("Thu, 01 Jan 2026 12:01:00 GMT", now=now) == 60.0
     assert parse_retry_after("\u0663", now=now) is None  # non-ASCII digits are not delay-seconds
+
+
+#: Verdicts by RFC 9110 (a grammar written from its ABNF) and by at least one real reader,
+#: named per line (u: urllib3 2.8, w: werkzeug 3.1, N: the Node clients' expressions in undici,
+#: got, ky and axios-retry), from a differential run of 43,657 values (helper-126, session 40;
+#: its harness is described in README). Now is 2026-12-07T00:00:00Z. The leap seconds were
+#: read as no hint (Python's datetime refuses second 60).
+_NOW = datetime(2026, 12, 7, tzinfo=UTC)
+_RFC_VECTORS = [
+    ("120", 120.0), ("0", 0.0), ("00120", 120.0), (" 7\t", 7.0),                     # all
+    ("-3", None), ("+3", None), ("1e3", None), ("inf", None), ("", None),            # u
+    ("5, 10", None), ("1_0", None), ("\uff11\uff12", None), ("\u0663", None),         # u, N
+    ("Mon, 07 Dec 2026 00:01:00 GMT", 60.0), ("Mon, 07 Dec 2026 00:00:01 GMT", 1.0),  # all
+    ("Tue, 07 Dec 2026 00:01:00 GMT", 60.0),      # a wrong weekday is not read: all
+    ("Sun, 06 Dec 2026 23:59:00 GMT", 0.0),                                           # u
+    ("Mon, 07 Dec 2026 00:00:60 GMT", 60.0), ("Thu, 31 Dec 2026 23:59:60 GMT", 2160000.0),
+    ("Monday, 07-Dec-26 00:00:60 GMT", 60.0), ("Thu Dec 31 23:59:60 2026", 2160000.0),  # u
+    ("Mon, 07 Dec 2026 24:00:00 GMT", None), ("Wed, 30 Feb 2027 00:00:00 GMT", None),
+    ("Fri, 01 Jan 10000 00:00:00 GMT", None),                                         # w
+    ("Mon, 07 Dec 2026 00:60:00 GMT", None), ("Mon, 32 Dec 2026 00:00:00 GMT", None),  # w, N
+    ("Mon, 07 Dec 2026 00:01:00.5 GMT", None), ("2026-12-07T00:01:00Z", None),        # u, w
+    ("Monday, 07-Dec-26 00:01:00 GMT", 60.0), ("Mon Dec  7 00:01:00 2026", 60.0),
+    ("Mon Dec 07 00:01:00 2026", 60.0),                                               # all
+    ("Sunday, 06-Dec-26 23:59:00 GMT", 0.0), ("Sun Dec  6 23:59:00 2026", 0.0),       # u
+]
+
+
+@pytest.mark.parametrize(("raw", "seconds"), _RFC_VECTORS)
+def test_retry_after_is_read_as_rfc_9110_and_its_readers_read_it(raw: str,
+                                                                 seconds: float | None) -> None:
+    assert parse_retry_after(raw, now=_NOW) == seconds
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [
+    # The delays of the RFC's vectors (dates depend on the clock here), but for what Number()
+    # reads and the RFC does not: a sign, an exponent, a bare fraction.
+    *((raw, seconds) for raw, seconds in _RFC_VECTORS
+      if not any(c.isalpha() for c in raw) and raw not in ("+3",)),
+    ("inf", None), ("+3", 3.0), ("1e3", 1000.0), (".5", 0.5)])
+def test_the_gateways_reading_takes_only_what_javascripts_number_takes(
+        raw: str, seconds: float | None) -> None:
+    """The gateway's and aid's lenient reading (float(), as they always had it) read digits of
+    other scripts ("１２", "٣") and underscores ("1_0") as delays, which no client reads
+    (Node's Number() does not): "24１0576666228" was 2.4e12 s. What Number() takes stays: a
+    sign, an exponent, a bare fraction."""
+    assert retry_after(_answer(raw)) == seconds
+
+
+def test_a_delay_too_long_for_a_float_is_the_longest_wait_not_no_hint() -> None:
+    """309 digits and more are inf as a float, which was read as no hint at all: the encoder
+    retried at once a server that had said "a very long time" (RFC 9111 §1.2.2 reads an
+    overlong delta-seconds as the largest value it can hold; urllib3 and undici wait)."""
+    for http_date in (False, True):
+        hint = retry_after(_answer("9" * 400), http_date=http_date)
+        assert hint is not None and hint >= 600
 
 
 # --------------------------------------------------------------------------- transport errors
