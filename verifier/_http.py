@@ -94,6 +94,7 @@ __all__ = [
     "raise_for_status",
     "read_capped",
     "read_json",
+    "refuse_dot_segments",
     "refuse_misplaced_userinfo",
     "retry_after",
     "sending_by",
@@ -822,7 +823,10 @@ def _split_userinfo(base_url: str) -> tuple[str, httpx.BasicAuth | None]:
     host = parts.netloc.rpartition("@")[2]
     bare = urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
     user = urllib.parse.unquote(parts.username or "")
-    return bare, httpx.BasicAuth(user, urllib.parse.unquote(parts.password or ""))
+    password = urllib.parse.unquote(parts.password or "")
+    # As httpx and the push client read it: an empty user info ("@host", ":@host") is no
+    # credential, not an "Authorization: Basic Og==" that a server may refuse.
+    return bare, (httpx.BasicAuth(user, password) if user or password else None)
 
 
 def check_base_url(base_url: object, variable: str, *, strict: bool = False) -> str:
@@ -832,9 +836,9 @@ def check_base_url(base_url: object, variable: str, *, strict: bool = False) -> 
     fragment (paths are appended to it, so a query would swallow them). The message never
     repeats the value: a base URL may carry user:password. Without ``strict`` surrounding
     whitespace is stripped (the gateway and aid always did so). ``strict`` refuses rather than
-    repairs: surrounding or inner whitespace, control characters, a malformed port, a bare
-    trailing ``?`` or ``#``; each would otherwise fail later, at the first request, or send it
-    to another path.
+    repairs: surrounding or inner whitespace, control characters, a malformed port; each would
+    otherwise fail later, at the first request. Either way a bare trailing ``?`` or ``#`` and
+    ``.``/``..`` segments are refused: requests would go to another path than the one shown.
     """
     if not isinstance(base_url, str) or not base_url.strip():
         raise ConfigurationError(variable, "must be a non-empty http(s) URL")
@@ -851,8 +855,11 @@ def check_base_url(base_url: object, variable: str, *, strict: bool = False) -> 
     refuse_misplaced_userinfo(parts, variable)
     if not parts.hostname:
         raise ConfigurationError(variable, "must be an http(s) URL with a host")
-    if parts.query or parts.fragment or (strict and text.endswith(("?", "#"))):
+    # A bare trailing "?" or "#" too, leniently as well: base + "/jobs/x" would make every
+    # route the query or fragment of the base path, the only path ever requested.
+    if parts.query or parts.fragment or text.endswith(("?", "#")):
         raise ConfigurationError(variable, "must not contain a query or a fragment")
+    refuse_dot_segments(parts, variable)
     # Cc: C0, DEL and C1 alike (C1 passed until session 39).
     if strict and any(c.isspace() or unicodedata.category(c) == "Cc" for c in text):
         raise ConfigurationError(variable, "must not contain whitespace or control characters")
@@ -875,6 +882,14 @@ def refuse_misplaced_userinfo(parts: urllib.parse.SplitResult, variable: str) ->
         )
 
 
+def refuse_dot_segments(parts: urllib.parse.SplitResult, variable: str) -> None:
+    """Refuse ``.`` and ``..`` path segments: httpx removes them (RFC 3986 §5.2.4), so
+    ``/a/../api`` would be shown and ``/api`` requested, and ``/api/..`` would send every route
+    outside ``/api`` (a differential run against httpx, session 40)."""
+    if any(segment in (".", "..") for segment in parts.path.split("/")):
+        raise ConfigurationError(variable, "must not contain '.' or '..' path segments")
+
+
 def check_host_sendable(url: str, variable: str) -> None:
     """Refuse a URL whose host httpx cannot encode, as every request would find out.
 
@@ -883,11 +898,34 @@ def check_host_sendable(url: str, variable: str) -> None:
     start-up and fail every request instead.
     """
     try:
-        _ = httpx.URL(url).host  # .host IDNA-decodes, as building a request does
+        parsed = httpx.URL(url)
+        _ = parsed.host  # .host IDNA-decodes, as building a request does
+        _ = parsed.raw_host  # ASCII, as every request needs: not "[fe80::1%\u200beth0]"
     except (httpx.InvalidURL, ValueError):  # idna.IDNAError is a UnicodeError (ValueError)
         raise ConfigurationError(
             variable, "has a host (or port) that is not valid in a URL (IDNA)"
         ) from None
+    # The host and port httpx connects to must be those urllib reads: redact_url shows the
+    # URL as urllib splits it, and the push client's Host header takes urllib's port. They
+    # differ for "[::1]8080" (httpx: port 8080) and "a[v1.x]" (urllib: host "v1.x").
+    # Port 0 passes both, and the push client would then connect to the default port.
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # a port only httpx's int() reads ("+80", other scripts' digits): lenient
+        port = parsed.port
+    default = 443 if parsed.scheme == "https" else 80
+    wire = default if parsed.port is None else parsed.port
+    name = parts.hostname or ""
+    try:
+        seen = httpx.URL("//" + (f"[{name}]" if ":" in name else name)).raw_host
+    except (httpx.InvalidURL, ValueError):
+        seen = None
+    if (seen is None or seen.lower() != parsed.raw_host.lower()
+            or (default if port is None else port) != wire or not 0 < wire < 65536):
+        raise ConfigurationError(
+            variable, "has a host or port that can be read two ways (a '[' or ']' outside an "
+            "IPv6 address, a port without ':') or a port outside 1-65535")
 
 
 def positive_seconds(timeout: object, what: str) -> float:

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Final
 
 from ._dotenv import close_setting, read_dotenv, shown_name
 from ._errors import ConfigurationError, InvalidInputError
-from ._http import check_host_sendable, refuse_misplaced_userinfo
+from ._http import check_host_sendable, refuse_dot_segments, refuse_misplaced_userinfo
 from ._ids import normalize_did, redact_url, validate_did
 from ._mongodb_uri import parse_mongodb_uri, redact_mongodb_uri
 from ._policy import Policy, TierSet, TimingModel, builtin_chain_names
@@ -304,6 +304,7 @@ def _http_url(name: str, value: str) -> str:
     if parts.scheme not in ("http", "https"):
         raise ConfigurationError(name, "must be an http:// or https:// URL")
     refuse_misplaced_userinfo(parts, name)
+    refuse_dot_segments(parts, name)
     if not parts.hostname:
         raise ConfigurationError(name, "has no host")
     if parts.query or parts.fragment or value.endswith(("?", "#")):
