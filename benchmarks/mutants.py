@@ -53,6 +53,9 @@ Method
   if the tests imported the editable install instead, every mutant would "survive".
   ``PYTHONDONTWRITEBYTECODE=1``: two mutants of one file often have the same size and
   modification second, and a cached ``.pyc`` of the previous one would be imported.
+* **Confinement.** Each test run gets a PID namespace of its own (``unshare``, where one can
+  be made; else a warning): a mutant of code that signals processes may signal all of them
+  (``os.killpg(1, SIGKILL)`` is ``kill(-1)``), and inside the namespace that is only the run's.
 * **Baseline.** The test command first runs once unmutated; if it fails, nothing is run (a
   mutant "killed" by a red suite means nothing). A test run longer than the timeout (default
   ``3 × baseline + 5 s``, at least 10 s) counts as killed and is reported separately: a mutant
@@ -73,6 +76,7 @@ from __future__ import annotations
 import argparse
 import ast
 import bisect
+import functools
 import json
 import os
 import queue
@@ -89,6 +93,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -588,11 +593,44 @@ def command_env(copy: Path) -> dict[str, str]:
     return env
 
 
+#: Prefixes that run a command in a PID namespace of its own (Linux ``unshare``; the second for
+#: a user without root, where user namespaces are allowed), tried in this order.
+_ISOLATIONS: Final = (
+    ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child"),
+    ("unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child"),
+)
+
+
+@functools.cache
+def isolation() -> tuple[str, ...]:
+    """The prefix that confines a test run's signals to its own processes, or ``()``.
+
+    A mutant of code that signals processes can signal *every* process: ``os.killpg(0, SIGKILL)``
+    mutated to ``os.killpg(1, SIGKILL)`` is ``kill(-1, SIGKILL)``, which as root ends every
+    process of the machine but init. Session 40's keeper run did so twice, killing the shell and
+    another mutation run beside it. In a PID namespace of its own, ``-1`` means only the test
+    run's own processes. Where no namespace can be made, runs go unconfined (a warning says so).
+    """
+    for prefix in _ISOLATIONS:
+        if shutil.which(prefix[0]) is None:
+            return ()
+        try:
+            probe = subprocess.run([*prefix, "true"], stdin=subprocess.DEVNULL,
+                                   capture_output=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0:
+            return prefix
+    return ()
+
+
 def run(argv: list[str], cwd: Path, timeout: float | None) -> tuple[int | None, str, float]:
-    """Run in its own process group; returns (exit status or None on timeout, output, s)."""
+    """Run in its own process group (and PID namespace: :func:`isolation`); returns (exit
+    status or None on timeout, output, seconds)."""
     start = time.monotonic()
     if _STOP.is_set():
         raise KeyboardInterrupt
+    argv = [*isolation(), *argv]
     proc = subprocess.Popen(argv, cwd=cwd, env=command_env(cwd), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
@@ -832,6 +870,10 @@ def execute(args: argparse.Namespace) -> tuple[list[Result], dict[str, object]]:
         timeout = args.timeout or max(10.0, 3 * baseline + 5)
         print(f"baseline: green in {baseline:.1f}s; timeout per mutant {timeout:.0f}s",
               file=sys.stderr, flush=True)
+        if not isolation():
+            print("warning: no PID namespace could be made (unshare): test runs are not "
+                  "confined, and a mutant that signals every process (kill(-1)) can end "
+                  "unrelated ones", file=sys.stderr, flush=True)
 
         originals = {name: (base / name).read_bytes() for name in args.files}
         results: list[Result] = []
@@ -861,6 +903,7 @@ def execute(args: argparse.Namespace) -> tuple[list[Result], dict[str, object]]:
         "files": args.files, "since": args.since, "tests": args.tests, "jobs": workers,
         "timeout": round(timeout, 1),
         "baseline_seconds": round(baseline, 3),
+        "isolation": " ".join(isolation()) or None,
         "elapsed_seconds": round(time.monotonic() - start, 3),
     }
     return results, meta

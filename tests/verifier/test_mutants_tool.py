@@ -189,3 +189,25 @@ def test_since_keeps_only_the_mutants_of_changed_lines(tmp_path: Path):
     assert {m.operator for m in every if m.line == 4} == {"drop-term", "arith", "const"}
     with pytest.raises(mutants.ToolError, match="git diff nosuchrev"):
         mutants.collect(tmp_path, ["m.py"], [], "nosuchrev", repo=tmp_path)
+
+
+def test_a_test_run_cannot_see_or_signal_processes_outside_it(tmp_path: Path):
+    """A mutant of the keeper turned ``os.killpg(0, SIGKILL)`` into ``os.killpg(1, SIGKILL)``,
+    which is ``kill(-1)``: run as root it ended every process of the machine (session 40).
+    Each test run now gets a PID namespace of its own where one can be made; checked here with
+    signal 0, which only asks whether a process can be signalled, so nothing is at risk even
+    if the confinement were gone."""
+    if not mutants.isolation():
+        pytest.skip("no PID namespace can be made here (unshare): runs are not confined")
+    outside = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        probe = (f"import os\ntry:\n    os.kill({outside.pid}, 0)\nexcept ProcessLookupError:\n"
+                 "    print('unseen', os.getpid())\nelse:\n    print('seen')\n")
+        code, out, _ = mutants.run([sys.executable, "-c", probe], tmp_path, 60)
+    finally:
+        outside.kill()
+        outside.wait()
+    assert code == 0, out
+    words = out.split()
+    assert words[0] == "unseen", out
+    assert int(words[1]) < 10, out  # one of the first processes of its own namespace
