@@ -244,7 +244,7 @@ def _kill(me: int, command: int) -> None:
     if not kill_all(me):  # no /proc: the groups are what can be reached (the keeper's with it)
         with contextlib.suppress(OSError):
             os.killpg(command, signal.SIGKILL)
-        os.killpg(0, signal.SIGKILL)
+        os.killpg(0, signal.SIGKILL)  # pragma: no mutate (0 -> 1 is kill(-1): every process)
 
 
 def _wait_for_signal(wake: int, timeout: float | None) -> None:
@@ -284,8 +284,9 @@ def _guard(command: int, grace: float, wake: int) -> int:
                 settled_by = now + _SETTLE_S
             elif now >= settled_by:
                 if kill_at is None:
-                    print("keeper: processes of the command still run after it exited: "
-                          "stopping them", file=sys.stderr, flush=True)
+                    if not _Asked.stop:  # stopped, its processes outliving it are no news
+                        print("keeper: processes of the command still run after it exited: "
+                              "stopping them", file=sys.stderr, flush=True)
                     kill_at = now + grace
                 _terminate(me, termed)
                 if now >= kill_at:
@@ -296,8 +297,13 @@ def _guard(command: int, grace: float, wake: int) -> int:
             if not group_termed and status is None:
                 # The whole group at once. Only while the command is not reaped: its pid, the
                 # group's id, is then still its own (never another's group, reused).
+                # Its members now, each sent this SIGTERM: none gets a second one should it
+                # outlive the command (the settle's SIGTERM is for what never had one).
+                members = [(pid, start) for pid, group, start in descendants(me) or ()
+                           if group == command]
                 with contextlib.suppress(OSError):
                     os.killpg(command, signal.SIGTERM)
+                termed.update(members)
                 group_termed = True
             _terminate(me, termed, skip_group=command if group_termed else None)
         # Idle while the command runs and nothing is asked (an encode lasts an hour: no
@@ -353,7 +359,7 @@ def main(argv: list[str]) -> int:
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # best effort: orphans otherwise go to init
     if os.getppid() != runner:
         # The runner died before the kernel was asked to tell us: nothing is started yet.
-        os.killpg(0, signal.SIGKILL)
+        os.killpg(0, signal.SIGKILL)  # pragma: no mutate (see _kill)
     pid = os.fork()
     if pid == 0:
         try:  # never back into the keeper's code from here
