@@ -388,7 +388,7 @@ def main(argv: list[str]) -> int:
         with contextlib.suppress(OSError, ValueError):
             signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
-        return 128 - code  # a signal whose default is to be ignored: the shell's convention
+        return 128 - code  # the signal did not end us (blocked, as inherited): the shell's 128 + n
     return code
 
 
