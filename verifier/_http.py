@@ -509,20 +509,21 @@ def _client_from_environment() -> httpx.AsyncClient:
     except ImportError:
         variables = _proxy_variables(socks=True)
         problem = "a SOCKS proxy needs the socksio package (pip install 'httpx[socks]')"
-    except ValueError:  # httpx.InvalidURL is not one; an unknown proxy scheme is
-        variables = _proxy_variables()
-        problem = "must be an http, https, socks5 or socks5h URL"
-    except httpx.InvalidURL:
+    except (ValueError, httpx.InvalidURL) as error:  # InvalidURL is no ValueError
         if unreadable := _unreadable_no_proxy():
-            # httpx reads each entry as a host pattern: "[::1]" fails as a port (":1]"), and
-            # naming HTTP_PROXY then sent the operator to the wrong line (session 39).
+            # httpx reads each entry as a host pattern: "[::1]" fails as a port (":1]"), an
+            # IDNA 2008 refusal ("xn--ls8h.la") as a ValueError, and naming HTTP_PROXY then
+            # sent the operator to the wrong line (session 40).
             variables = unreadable
             problem = ("has an entry httpx cannot read as a host name or address (write an "
                        "IPv6 address without brackets: ::1)")
-        else:
+        elif isinstance(error, httpx.InvalidURL):
             variables = _proxy_variables()
             problem = ("is not a valid proxy URL (a '/', '#' or '?' in its user name or "
                        "password must be percent-encoded)")
+        else:  # an unknown proxy scheme
+            variables = _proxy_variables()
+            problem = "must be an http, https, socks5 or socks5h URL"
     raise ConfigurationError(variables, problem) from None
 
 

@@ -247,6 +247,11 @@ def _kill(me: int, command: int) -> None:
         os.killpg(0, signal.SIGKILL)  # pragma: no mutate (0 -> 1 is kill(-1): every process)
 
 
+def _members(me: int, group: int) -> set[tuple[int, int]]:
+    """(pid, start time) of each process below ``me`` in process group ``group``."""
+    return {(pid, start) for pid, in_group, start in descendants(me) or () if in_group == group}
+
+
 def _wait_for_signal(wake: int, timeout: float | None) -> None:
     """Until a signal arrives (the wake-up fd) or ``timeout``; then empty the fd."""
     select.select([wake], [], [], timeout)
@@ -297,13 +302,14 @@ def _guard(command: int, grace: float, wake: int) -> int:
             if not group_termed and status is None:
                 # The whole group at once. Only while the command is not reaped: its pid, the
                 # group's id, is then still its own (never another's group, reused).
-                # Its members now, each sent this SIGTERM: none gets a second one should it
-                # outlive the command (the settle's SIGTERM is for what never had one).
-                members = [(pid, start) for pid, group, start in descendants(me) or ()
-                           if group == command]
+                # Its members, counted as signalled with it (none gets a second SIGTERM should
+                # it outlive the command): those in the group both before and after the signal.
+                # One that left in between (GNU timeout, "set -m") got none, and gets its own
+                # as a process outside the group (an adversarial review, session 40).
+                before = _members(me, command)
                 with contextlib.suppress(OSError):
                     os.killpg(command, signal.SIGTERM)
-                termed.update(members)
+                termed.update(before & _members(me, command))
                 group_termed = True
             _terminate(me, termed, skip_group=command if group_termed else None)
         # Idle while the command runs and nothing is asked (an encode lasts an hour: no

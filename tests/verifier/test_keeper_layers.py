@@ -283,6 +283,42 @@ def test_a_group_member_cleaning_up_past_the_settle_gets_no_second_sigterm(
     assert LEFT_BEHIND not in family.stderr()
 
 
+def test_a_member_leaving_the_group_as_it_is_signalled_still_gets_its_sigterm(
+        family: Family) -> None:
+    """A member that leaves the command's group between the keeper's walk of it and the
+    group's SIGTERM (GNU ``timeout`` and ``set -m`` move to a group of their own as they
+    start) got no SIGTERM from the group's, and was counted as signalled: its first signal was
+    the SIGKILL (an adversarial review, session 40, of the fix above). The instant is forced
+    here: the keeper's ``os.killpg`` makes the member leave, then signals the group."""
+    where = str(family.dir)
+    prelude = f"""
+import os, signal, time
+real_killpg = os.killpg
+def killpg(group, sig):
+    if sig == signal.SIGTERM:
+        with open(os.path.join({where!r}, 'member.pid')) as file:
+            os.kill(int(file.read()), signal.SIGUSR1)
+        while not os.path.exists(os.path.join({where!r}, 'member.left')):
+            time.sleep(0.001)
+    real_killpg(group, sig)
+os.killpg = killpg
+"""
+    member = ("on_term('member'); signal.signal(signal.SIGUSR1, lambda s, f: "
+              "(os.setpgid(0, 0), note('member.left'))); ready('member'); forever()")
+    command = (f"on_term('cmd'); spawn({family.code(member)!r}); "
+               "until(lambda: is_ready('member')); ready('cmd'); forever()")
+    keeper = family.keeper(command, grace=5.0, prelude=prelude)
+    family.pid("cmd")
+    member_pid = family.pid("member")
+    os.kill(keeper.pid, _keeper.STOP)
+    _wait(lambda: bool(family.terms("member")), "a SIGTERM to the member that left")
+    assert _group(member_pid) == member_pid, "the member did not leave the group"
+    assert running(member_pid), "killed, not asked to stop"
+    os.kill(keeper.pid, _keeper.KILL)
+    keeper.wait(WAIT_S)
+    assert (len(family.terms("cmd")), len(family.terms("member"))) == (1, 1)
+
+
 # ------------------------------------------------- what a command that exited left behind
 
 

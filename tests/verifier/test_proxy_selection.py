@@ -183,10 +183,14 @@ def test_every_environment_and_url_go_where_httpx_sends_them(env: dict[str, str]
     _agree(env, url)
 
 
-def test_an_unreadable_no_proxy_entry_is_named_as_no_proxy_not_as_the_proxy() -> None:
-    """httpx reads "[::1]" as a host with a port (":1]") and cannot build a client; the start-up
-    error named HTTP_PROXY, the one variable that was right."""
-    with _environment({**_PROXY, "no_proxy": "[::1]"}), \
+@pytest.mark.parametrize("entry", ["[::1]", "https://xn--ls8h.la"])
+@pytest.mark.parametrize("proxy", [_PROXY, {}])
+def test_an_unreadable_no_proxy_entry_is_named_as_no_proxy_not_as_the_proxy(
+        entry: str, proxy: dict[str, str]) -> None:
+    """httpx reads "[::1]" as a host with a port (":1]"), and refuses a punycode name IDNA 2008
+    refuses: it cannot build a client. The start-up error named HTTP_PROXY (or every proxy
+    variable, when none was set), never the variable at fault."""
+    with _environment({**proxy, "no_proxy": f"localhost,{entry}"}), \
             pytest.raises(ConfigurationError) as info:
         TierHttp("gateway", "http://tier.test/api", variable="GATEWAY_URL")
     assert info.value.variable == "no_proxy"
