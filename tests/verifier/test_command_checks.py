@@ -112,9 +112,10 @@ def test_a_32_bit_build_of_the_host_s_family_is_not_refused(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("data", [
     b"\x7fELF" + bytes(14),                       # too short to name a machine
-    b"\x7fELF\x03\x01" + bytes(14),               # no such class
-    b"\x7fELF\x02\x03" + bytes(14),               # no such byte order
-], ids=["short", "class-3", "order-3"])
+    b"\x7fELF\x02\x01\x01" + bytes(11),           # ... with a class and a byte order
+    b"\x7fELF\x03\x01\x01" + bytes(13),           # no such class
+    b"\x7fELF\x02\x03\x01" + bytes(13),           # no such byte order (its version 1)
+], ids=["short", "short-but-valid-start", "class-3", "order-3"])
 def test_a_header_the_check_cannot_read_is_left_to_the_kernel(tmp_path: Path,
                                                               data: bytes) -> None:
     """Refusing a command that works would be worse than the failed jobs: what the check does
@@ -135,6 +136,15 @@ def test_a_loader_name_past_what_is_read_is_not_judged(tmp_path: Path) -> None:
     assert _refusal(tmp_path, across) is None
     inside = _elf(_HOST, loader=loader, loader_at=65536 - len(loader) - 1)
     assert "needs the loader" in (_refusal(tmp_path, inside) or "")
+
+
+@pytest.mark.parametrize("line", ["#!/usr/bin/env -S -i nosuchinterp",
+                                  "#!/usr/bin/env -S PATH=/opt/encoder/bin nosuchinterp"])
+def test_an_env_line_with_an_option_or_a_path_of_its_own_is_not_judged(tmp_path: Path,
+                                                                        line: str) -> None:
+    """After ``env -S``, an option or a ``PATH=`` of its own makes what env will run unknown
+    here: not judged (refusing a command that works would be worse than failed jobs)."""
+    assert _refusal(tmp_path, f"{line}\necho hello\n".encode()) is None
 
 
 @pytest.mark.parametrize(("line", "hinted"), [
