@@ -1022,9 +1022,12 @@ open({str(tmp_path / "cmd.pid")!r}, "w").write(str(os.getpid()))
 print(json.dumps({{"phase": "encode"}}), flush=True)
 time.sleep(600)
 """)
-    _cancelled_after_progress(path, held_stderr=True)
+    took = _cancelled_after_progress(path, held_stderr=True)
     # The wait ended when its share of C did (a few loop turns late at most), not a second on.
     assert len(waits) == 1 and waits[0] < 0.5 * command_module._RELAY_GRACE_S, waits
+    # And that share ends within C: measured from the wait alone, a mutant that waited up to
+    # 1.9 C (its share computed wrong) passed (mutation testing, session 40).
+    assert took < C, took
 
 
 def test_a_line_over_the_limit_is_cut_even_when_its_end_comes_in_the_same_read(tmp_path):
