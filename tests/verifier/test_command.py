@@ -1184,3 +1184,28 @@ def test_the_process_table_reads_parent_group_and_start_time_from_proc(tmp_path)
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ("", "COMMAND_STOPPED"),
+    ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n", "COMMAND_KILLED"),
+    ("os.kill(os.getppid(), signal.SIGKILL)\n", "COMMAND_LEFTOVERS"),
+], ids=["stopped", "killed", "keeper-killed"])
+def test_each_way_a_stop_ends_is_logged_with_its_code(tmp_path, caplog, body, code):
+    """Operators alert on these codes: a command that stopped on SIGTERM, one still running
+    half of C later and killed, and one whose keeper was killed from outside, leaving
+    processes the runner killed itself. Mutation testing (session 40): deleting any of the
+    three log calls passed every test."""
+    path = script(tmp_path, f"""
+{body}print(json.dumps({{"phase": "encode"}}), flush=True)
+time.sleep(600)
+""")
+    with caplog.at_level(logging.INFO, logger="verifier.command"):
+        _cancelled_after_progress(path)
+    codes = {getattr(record, "event_code", None) for record in caplog.records}
+    stops = codes & {"COMMAND_STOPPED", "COMMAND_KILLED", "COMMAND_LEFTOVERS"}
+    if code == "COMMAND_LEFTOVERS":
+        # The keeper's end may or may not be reaped before the stop looks: "stopped" or not.
+        assert code in stops and "COMMAND_KILLED" not in stops, codes
+    else:
+        assert stops == {code}, codes
