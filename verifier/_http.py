@@ -892,7 +892,9 @@ def refuse_dot_segments(parts: urllib.parse.SplitResult, variable: str) -> None:
 
 
 def check_host_sendable(url: str, variable: str) -> None:
-    """Refuse a URL whose host httpx cannot encode, as every request would find out.
+    """Refuse a URL whose host httpx cannot encode, as every request would find out, or whose
+    host or port httpx reads otherwise than ``urlsplit`` (what logs show and the push client
+    uses), or whose port is outside 1-65535.
 
     ``urlsplit`` accepts any host text, but httpx IDNA-encodes it when a request is built
     (``xn--a`` and a zero-width space are invalid IDNA): without this, such a URL would pass

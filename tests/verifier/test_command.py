@@ -1209,3 +1209,31 @@ time.sleep(600)
         assert code in stops and "COMMAND_KILLED" not in stops, codes
     else:
         assert stops == {code}, codes
+
+
+def _run(tmp_path: Path, body: str) -> Any:
+    job, _ = claimed()
+    return asyncio.run(CommandWork([str(script(tmp_path, body))], cancel_latency=C)(job, OFFERED))
+
+
+@pytest.mark.parametrize(("length", "kept"), [(65536, True), (65537, False)])
+def test_a_result_line_of_up_to_64_kib_is_read_and_a_longer_one_dropped(
+        tmp_path: Path, length: int, kept: bool) -> None:
+    """The README's limit (65,536 bytes, the newline aside), at its edge: a runaway line is cut,
+    not buffered, and a line cut is no result (mutation testing, session 40)."""
+    result = '{"cid": "bafyedge"}'
+    body = f"sys.stdout.write(' ' * {length - len(result)} + {result!r} + '\\n')"
+    if kept:
+        assert _run(tmp_path, body) == {"cid": "bafyedge"}
+    else:
+        with pytest.raises(CommandFailed, match="without a result"):
+            _run(tmp_path, body)
+
+
+def test_a_failure_names_the_last_five_lines_of_stderr(tmp_path: Path) -> None:
+    with pytest.raises(CommandFailed) as failed:
+        _run(tmp_path, "for n in range(1, 8):\n    print(f'line {n}', file=sys.stderr)\n"
+                       "sys.exit(3)")
+    said = str(failed.value)
+    assert "line 3 | line 4 | line 5 | line 6 | line 7" in said
+    assert "line 2" not in said

@@ -11,25 +11,14 @@ reads them and never runs them.
 
 from __future__ import annotations
 
-import asyncio
 import struct
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from verifier import (
-    ClaimedJob,
-    CommandFailed,
-    CommandWork,
-    ConfigurationError,
-    GatewayMonitorJob,
-)
+from verifier import CommandWork, ConfigurationError
 
 C = 1.0
-OFFERED = GatewayMonitorJob(id="job-1", status="queued", assigned_to=None,
-                            input={"uri": "ipfs://bafyinput", "size": 10}, metadata={})
 _PT_INTERP = 3
 _HOST = struct.unpack_from("<H", Path("/proc/self/exe").read_bytes()[:64], 18)[0]
 #: A machine this host also runs (its 32-bit personality), where the tests know one.
@@ -161,37 +150,3 @@ def test_the_split_string_hint_is_given_only_for_a_name_with_a_blank(tmp_path: P
     assert said is not None and "is not on the command's PATH" in said
     assert ("env -S" in said) is hinted
 
-
-# --------------------------------------------------------------------------- what the command says
-
-
-def _run(tmp_path: Path, body: str) -> Any:
-    path = tmp_path / "work.py"
-    path.write_text(f"#!{sys.executable}\nimport json, sys\n{body}\n", encoding="utf-8")
-    path.chmod(0o755)
-    events: asyncio.Queue[Any] = asyncio.Queue()
-    return asyncio.run(CommandWork([str(path)], cancel_latency=C)(ClaimedJob("job-1", events),
-                                                                  OFFERED))
-
-
-@pytest.mark.parametrize(("length", "kept"), [(65536, True), (65537, False)])
-def test_a_result_line_of_up_to_64_kib_is_read_and_a_longer_one_dropped(
-        tmp_path: Path, length: int, kept: bool) -> None:
-    """The README's limit (65,536 bytes, the newline aside), at its edge: a runaway line is cut,
-    not buffered, and a line cut is no result."""
-    result = '{"cid": "bafyedge"}'
-    body = f"sys.stdout.write(' ' * {length - len(result)} + {result!r} + '\\n')"
-    if kept:
-        assert _run(tmp_path, body) == {"cid": "bafyedge"}
-    else:
-        with pytest.raises(CommandFailed, match="without a result"):
-            _run(tmp_path, body)
-
-
-def test_a_failure_names_the_last_five_lines_of_stderr(tmp_path: Path) -> None:
-    with pytest.raises(CommandFailed) as failed:
-        _run(tmp_path, "for n in range(1, 8):\n    print(f'line {n}', file=sys.stderr)\n"
-                       "sys.exit(3)")
-    said = str(failed.value)
-    assert "line 3 | line 4 | line 5 | line 6 | line 7" in said
-    assert "line 2" not in said
