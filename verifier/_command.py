@@ -882,16 +882,23 @@ class CommandWork:
                 fallback = loop.time() + self.grace / 2
                 while proc.returncode is None and loop.time() < fallback:  # noqa: ASYNC110
                     await asyncio.sleep(_POLL_S)
+                killed_by = "keeper"
                 while proc.returncode is None:
                     # Again until it is reaped: one may fork meanwhile. What forks after the
                     # keeper's end comes to us (``_sweep``).
+                    killed_by = "runner"
                     _keeper.kill_all(proc.pid)
                     with contextlib.suppress(ProcessLookupError):
                         proc.send_signal(signal.SIGCONT)
                         proc.kill()
                     await asyncio.sleep(_POLL_S)
+                # Said apart: a keeper that answers neither request was stopped (by its own
+                # command, ``kill -STOP $PPID``) or starved, which an operator wants to know.
+                how = ("killed" if killed_by == "keeper" else
+                       f"killed by the runner, its keeper silent {self.grace / 2:g}s more")
                 self._note(logging.WARNING, "COMMAND_KILLED", job_id,
-                           f"still running {self.grace:g}s after SIGTERM: killed")
+                           f"still running {self.grace:g}s after SIGTERM: {how}",
+                           killed_by=killed_by)
             else:
                 self._note(logging.WARNING, "COMMAND_STOPPED", job_id, "stopped on SIGTERM")
         left = await _sweep(since)

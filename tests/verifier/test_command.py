@@ -1186,22 +1186,30 @@ def test_the_process_table_reads_parent_group_and_start_time_from_proc(tmp_path)
         child.wait()
 
 
-@pytest.mark.parametrize(("body", "code"), [
-    ("", "COMMAND_STOPPED"),
-    ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n", "COMMAND_KILLED"),
-    ("os.kill(os.getppid(), signal.SIGKILL)\n", "COMMAND_LEFTOVERS"),
-], ids=["stopped", "killed", "keeper-killed"])
-def test_each_way_a_stop_ends_is_logged_with_its_code(tmp_path, caplog, body, code):
+@pytest.mark.parametrize(("body", "code", "killed_by"), [
+    ("", "COMMAND_STOPPED", None),
+    ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n", "COMMAND_KILLED", "keeper"),
+    ("os.kill(os.getppid(), signal.SIGSTOP)\n", "COMMAND_KILLED", "runner"),
+    ("os.kill(os.getppid(), signal.SIGKILL)\n", "COMMAND_LEFTOVERS", None),
+], ids=["stopped", "killed", "keeper-stopped", "keeper-killed"])
+def test_each_way_a_stop_ends_is_logged_with_its_code(tmp_path, caplog, body, code, killed_by):
     """Operators alert on these codes: a command that stopped on SIGTERM, one still running
     half of C later and killed, and one whose keeper was killed from outside, leaving
     processes the runner killed itself. Mutation testing (session 40): deleting any of the
-    three log calls passed every test."""
+    three log calls passed every test.
+
+    A kill says who killed (``killed_by``): the keeper, on the runner's hard stop, or the
+    runner itself once the keeper had answered neither request for half of C and a quarter
+    (its command stopped it). Session 41: deleting the hard-stop request, or the wait for the
+    keeper to carry it out, passed every test: the runner's own kill did the work later (or
+    sooner). The runner kills what is below the keeper before the keeper, so nothing is left
+    over for the sweep (deleting that kill passed as well: the sweep caught the orphans)."""
     path = script(tmp_path, f"""
 {body}print(json.dumps({{"phase": "encode"}}), flush=True)
 time.sleep(600)
 """)
     with caplog.at_level(logging.INFO, logger="verifier.command"):
-        _cancelled_after_progress(path)
+        took = _cancelled_after_progress(path)
     codes = {getattr(record, "event_code", None) for record in caplog.records}
     stops = codes & {"COMMAND_STOPPED", "COMMAND_KILLED", "COMMAND_LEFTOVERS"}
     if code == "COMMAND_LEFTOVERS":
@@ -1209,6 +1217,12 @@ time.sleep(600)
         assert code in stops and "COMMAND_KILLED" not in stops, codes
     else:
         assert stops == {code}, codes
+    kills = [record.event_fields for record in caplog.records
+             if getattr(record, "event_code", None) == "COMMAND_KILLED"]
+    assert [fields["killed_by"] for fields in kills] == ([killed_by] if killed_by else [])
+    if killed_by == "runner":
+        # The keeper had its grace after each request (C/2, then C/4) before it was replaced.
+        assert took >= 0.75 * C, took
 
 
 def _run(tmp_path: Path, body: str) -> Any:

@@ -28,6 +28,7 @@ from verifier.protocol import (
     Heartbeat,
     Observe,
     Observed,
+    Progressed,
     Sleep,
     StartWork,
     TierFailed,
@@ -1167,3 +1168,92 @@ async def test_awaiting_names_the_read_a_run_is_sending():
     assert outcome.kind is OutcomeKind.PROCESSED
     assert purposes[:2] == ["pre-claim", "verify"] and "recheck" in purposes
     assert guard.awaiting("j1") is None
+
+
+def test_phase_reports_are_one_event_per_change():
+    """The documented chain pings only while encoding (defect 5), so the protocol must hear of
+    each phase change, and only of changes (mutation testing, session 41: dropping the event,
+    or sending it for a repeat instead, passed every guard test: the hardened chain pings in
+    every phase)."""
+    events: asyncio.Queue[Any] = asyncio.Queue()
+    job = ClaimedJob("j1", events)
+    for phase in ("download", "download", "encode", "encode", "upload"):
+        job.set_phase(phase)
+    told = [events.get_nowait() for _ in range(events.qsize())]
+    assert [event.phase for event in told] == ["download", "encode", "upload"]
+    assert job.phase == "upload"
+
+
+def test_progress_reports_are_coalesced_into_one_event_until_it_is_taken():
+    """However often progress changes between two of the protocol's wake-ups, it is told once
+    (a flood of reports must not bury the work's other events); a repeat of the same values
+    is no change; once taken, the next change is told again (mutation testing, session 41)."""
+    events: asyncio.Queue[Any] = asyncio.Queue()
+    job = ClaimedJob("j1", events)
+    job.set_progress(pct=0)  # no change from the start: nothing to tell
+    assert events.empty()
+    for pct in range(1, 50):
+        job.set_progress(pct=pct)
+    assert events.qsize() == 1
+    events.get_nowait()
+    assert job._take_progress() == Progressed(49.0, 0.0)
+    job.set_progress(pct=49)  # the same values again: no change
+    assert events.empty()
+    job.set_progress(download_pct=100)
+    job.set_progress(pct=60)
+    assert events.qsize() == 1
+    assert job._take_progress() == Progressed(60.0, 100.0)
+
+
+@virtual_time
+async def test_the_documented_chain_pings_only_while_encoding():
+    """Through the guard: the phases the work reports reach the protocol, which decides
+    where the documented chain pings (defect 5: not while downloading or uploading)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    clients = community(jobs, A)
+    phases: list[str] = []
+    current: list[str] = [""]
+    original = clients[1].heartbeat
+
+    async def heartbeat(job_id: str, token: str | None, progress: Any) -> None:
+        phases.append(current[0])
+        await original(job_id, token, progress)
+
+    clients[1].heartbeat = heartbeat  # type: ignore[method-assign]
+
+    async def process(job: ClaimedJob) -> dict[str, str]:
+        for phase in ("download", "encode", "upload"):
+            job.set_phase(phase)
+            current[0] = phase
+            job.set_progress(pct={"download": 10, "encode": 50, "upload": 90}[phase])
+            await asyncio.sleep(35)
+        return {"cid": "bafy-j1"}
+
+    outcome = await OwnershipGuard(did=A, clients=clients, policy=Policy.documented(TIMING)).run(
+        "j1", process)
+    assert outcome.processed, outcome
+    assert phases and set(phases) == {"encode"}, phases
+
+
+@virtual_time
+async def test_a_guard_asked_to_shut_down_starts_no_work_and_says_so():
+    """``request_shutdown`` holds for runs started after it too: their job is not claimed for
+    work, and ``shutting_down`` says so (mutation testing, session 41: a guard that forgot
+    the request passed every guard test)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard = OwnershipGuard(did=A, clients=community(jobs, A), policy=Policy.hardened(TIMING))
+    assert not guard.shutting_down
+    guard.request_shutdown()
+    assert guard.shutting_down
+    started: list[str] = []
+    outcome = await guard.run("j1", encode(log=started))
+    assert not started and outcome.code == "SHUTDOWN", outcome
+    assert jobs.commits == [] and jobs.docs["j1"].get("assigned_to") is None
+
+
+def test_no_status_cache_unless_the_policy_gives_it_an_age():
+    assert OwnershipGuard(did=A, clients=[], policy=Policy.hardened(TIMING)).cache is None
+    cached = dataclasses.replace(Policy.hardened(TIMING), status_cache_s=0.5)
+    assert OwnershipGuard(did=A, clients=[], policy=cached).cache is not None
