@@ -453,7 +453,6 @@ class _Measure:
 
     def __init__(self, metrics: GuardMetrics, protocol: OwnershipProtocol, started: float) -> None:
         self.metrics = metrics
-        self._metrics_failed = False
         self.protocol = protocol
         self.started = started
         self.claim_answered: float | None = None

@@ -19,6 +19,7 @@ from verifier import (
     OwnershipGuard,
     Policy,
     Tier,
+    TierRateLimited,
     TierTimeout,
     TierUnavailable,
     TimingModel,
@@ -1254,6 +1255,50 @@ async def test_a_guard_asked_to_shut_down_starts_no_work_and_says_so():
 
 
 def test_no_status_cache_unless_the_policy_gives_it_an_age():
-    assert OwnershipGuard(did=A, clients=[], policy=Policy.hardened(TIMING)).cache is None
+    uncached = OwnershipGuard(did=A, clients=[], policy=Policy.hardened(TIMING))
+    assert uncached.cache is None
+    assert uncached.screened({}, decided=0.0) == 0, "nothing kept without a cache"
     cached = dataclasses.replace(Policy.hardened(TIMING), status_cache_s=0.5)
     assert OwnershipGuard(did=A, clients=[], policy=cached).cache is not None
+
+
+@pytest.mark.parametrize("hint", [0.5, 3.0])
+@virtual_time
+async def test_the_outcome_carries_what_is_left_of_a_retry_after_however_short(hint):
+    """A tier's ``Retry-After`` outlives the run (the loop's next job waits for it): what is
+    left of it when the run ends is in the outcome, under a second too (mutation testing,
+    session 41: an outcome that dropped any rest under one second passed every test)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    clients = community(jobs, A)
+    clients[0].fail_next("observe", TierRateLimited(Tier.MONITOR, "429", retry_after=hint))
+    outcome = await OwnershipGuard(did=A, clients=clients, policy=Policy.hardened(TIMING)).run(
+        "j1", encode())
+    assert not outcome.processed
+    assert outcome.retry_after == pytest.approx(hint), outcome
+
+
+@virtual_time
+async def test_a_shutdown_during_work_cancels_the_work_and_gives_the_job_back():
+    """The request reaches a running job's protocol as an event at its next wait (mutation
+    testing, session 41: without the event, the work ran to its end and was committed)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard = OwnershipGuard(did=A, clients=community(jobs, A), policy=Policy.hardened(TIMING))
+    cancelled = asyncio.Event()
+
+    async def process(job: ClaimedJob) -> dict[str, str]:
+        job.set_phase("encode")
+        await asyncio.sleep(1)
+        guard.request_shutdown()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return {"cid": "never"}
+
+    outcome = await guard.run("j1", process)
+    assert cancelled.is_set() and outcome.code == "SHUTDOWN", outcome
+    assert outcome.given_back and jobs.commits == []
+    assert jobs.docs["j1"].get("assigned_to") is None

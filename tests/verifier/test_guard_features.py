@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -642,3 +643,46 @@ async def test_a_read_the_monitor_client_refuses_before_sending_keeps_its_cached
     assert outcome.kind is not OutcomeKind.PROCESSED  # no read of the monitor: not verified
     assert route.call_count == 0
     assert guard.cache.get(Tier.MONITOR, "j1", max_age=30, now=guard.now()) is not None
+
+
+@virtual_time
+async def test_each_push_is_counted_and_a_run_subscribes_and_unsubscribes_once(caplog):
+    """Mutation testing (session 41): pushes left uncounted, a second subscription of the same
+    run (and a second unsubscription), an unsubscription of what was never subscribed, and a
+    push source that fails unseen all passed every test."""
+    from verifier import JobPush
+    from verifier._guard import _Run
+
+    caplog.set_level(logging.WARNING, logger="verifier.guard")
+    _jobs, push, _monitor, _gateway, guard = _pushed_guard()
+    guard.metrics = GuardMetrics()
+    run = _Run(guard, "j1", encode(1), asyncio.get_running_loop().time)
+    run.subscribe()
+    run.subscribe()  # a second claim of the same run
+    for status in ("assigned", "running", "running"):
+        run._pushed(JobPush("j1", status, A))
+    run.unsubscribe()
+    run.unsubscribe()
+    assert push.log == [("subscribe", "j1"), ("unsubscribe", "j1")]
+    assert guard.metrics.value("verifier_pushes_total") == 3
+
+    class Broken(FakePush):
+        def subscribe(self, job_id: str, callback: Callable[[Any], None]) -> None:
+            super().subscribe(job_id, callback)
+            raise OSError("socket closed")
+
+    broken = Broken()
+    guard.push = broken
+    failed = _Run(guard, "j1", encode(1), asyncio.get_running_loop().time)
+    failed.subscribe()
+    failed.unsubscribe()
+    assert broken.log == [("subscribe", "j1")], "nothing to unsubscribe"
+    warned = [r for r in caplog.records if getattr(r, "event_code", None) == "PUSH_UNAVAILABLE"]
+    assert len(warned) == 1 and "OSError" in warned[0].getMessage()
+
+    caplog.clear()
+    guard.push = None
+    quiet = _Run(guard, "j1", encode(1), asyncio.get_running_loop().time)
+    quiet.subscribe()  # no push source: nothing to subscribe to, nothing to warn about
+    quiet.unsubscribe()
+    assert not [r for r in caplog.records if getattr(r, "event_code", None)]

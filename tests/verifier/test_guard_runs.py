@@ -22,6 +22,7 @@ import pytest
 from tests.verifier.test_protocol import COMMUNITY, HARDENED, run, seen, world
 from verifier import (
     EncoderLoop,
+    GuardMetrics,
     LoopPolicy,
     OutcomeKind,
     OwnershipGuard,
@@ -54,10 +55,14 @@ def _guard(jobs: InMemoryJobs, *, lie: bool = False) -> tuple[OwnershipGuard, In
 
 
 @virtual_time
-async def test_a_job_the_guard_is_running_is_not_run_twice_at_once() -> None:
+async def test_a_job_the_guard_is_running_is_not_run_twice_at_once(caplog) -> None:
+    """The second run is refused, said in the log and counted (mutation testing, session 41:
+    dropping either passed)."""
     jobs = InMemoryJobs()
     jobs.add("j1")
     guard, _ = _guard(jobs, lie=True)  # the gateway's accept passes both claims
+    guard.metrics = GuardMetrics()
+    caplog.set_level(logging.WARNING, logger="verifier.guard")
     running, most = 0, 0
 
     async def process(job: Any) -> dict[str, str]:
@@ -75,6 +80,12 @@ async def test_a_job_the_guard_is_running_is_not_run_twice_at_once() -> None:
     await asyncio.sleep(0.01)
     second = await guard.run("j1", process)
     assert (second.kind, second.code) == (OutcomeKind.SKIPPED, "ALREADY_RUNNING")
+    # The other run holds the job, not this one: nothing for the loop to wait out or count.
+    assert not second.held and not second.given_back and second.retry_after is None
+    assert [getattr(r, "event_fields", None) for r in caplog.records
+            if getattr(r, "event_code", None) == "ALREADY_RUNNING"] == [{"job_id": "j1"}]
+    assert guard.metrics.value("verifier_jobs_total", outcome="skipped",
+                               code="ALREADY_RUNNING") == 1
     assert (await first).processed
     assert most == 1 and jobs.commits == [("j1", ME)]
     # Once the first run has ended, the job may be run again (it is finished: skipped).

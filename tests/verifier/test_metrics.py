@@ -821,3 +821,80 @@ async def test_the_loop_counts_its_polls_screens_and_guard_errors():
     assert v("verifier_tier_request_seconds_sum", tier="monitor", op="batch") == \
         pytest.approx(0.3 * screens)
     assert v("verifier_jobs_total", outcome="failed", code="GUARD_ERROR") == 1
+
+
+@virtual_time
+async def test_latencies_and_waits_are_measured_between_the_right_instants():
+    """In virtual time each request takes exactly its tier's latency, the settle wait runs
+    from the claim's answer to the first deciding read's send, and the time to start from the
+    call of ``run`` to the work's start: each measured here by the test's own clock readings.
+    Mutation testing (session 41): latencies measured as ``answered + sent`` or not at all for
+    writes, a settle wait measured from elsewhere and a time to start counted from the answer
+    alone all passed, as did failed reads counted as ``ok`` (below)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    metrics = GuardMetrics()
+    guard, (monitor, gateway) = node(jobs, metrics)
+    loop = asyncio.get_running_loop()
+    claim_answered: list[float] = []
+    reads_sent: list[float] = []
+    began: list[float] = []
+    claim, observe = gateway.claim, monitor.observe
+
+    async def timed_claim(job_id: str, **kwargs: Any) -> Any:
+        try:
+            return await claim(job_id, **kwargs)
+        finally:
+            claim_answered.append(loop.time())
+
+    async def timed_observe(job_id: str) -> Any:
+        reads_sent.append(loop.time())
+        return await observe(job_id)
+
+    gateway.claim = timed_claim  # type: ignore[method-assign]
+    monitor.observe = timed_observe  # type: ignore[method-assign]
+
+    async def work(job: ClaimedJob) -> Any:
+        began.append(loop.time())
+        return await encode(job)
+
+    called = loop.time()
+    assert (await guard.run("j1", work)).processed
+    v = metrics.value
+    reads = v("verifier_tier_requests_total", tier="monitor", op="read", result="ok")
+    assert reads == len(reads_sent) >= 4
+    assert v("verifier_tier_requests_total", tier="monitor", op="read", result="failed") == 0
+    assert v("verifier_tier_request_seconds_count", tier="monitor", op="read") == reads
+    assert v("verifier_tier_request_seconds_sum", tier="monitor", op="read") == \
+        pytest.approx(0.2 * reads)
+    for op in ("claim", "heartbeat", "finish"):
+        n = v("verifier_tier_requests_total", tier="gateway", op=op, result="ok")
+        assert n >= 1 and v("verifier_tier_request_seconds_count", tier="gateway", op=op) == n
+        assert v("verifier_tier_request_seconds_sum", tier="gateway", op=op) == \
+            pytest.approx(0.05 * n), op
+    first_deciding_read = min(t for t in reads_sent if t > claim_answered[0])
+    assert v("verifier_settle_wait_seconds_count") == 1
+    assert v("verifier_settle_wait_seconds_sum") == \
+        pytest.approx(first_deciding_read - claim_answered[0])
+    assert v("verifier_time_to_start_seconds_sum") == pytest.approx(began[0] - called)
+
+
+@virtual_time
+async def test_a_failed_read_is_counted_failed_and_an_answered_one_ok():
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    metrics = GuardMetrics()
+    guard, (monitor, _) = node(jobs, metrics)
+
+    async def work(job: ClaimedJob) -> Any:
+        job.set_phase("encode")
+        monitor.fail_next("observe", TierUnavailable("monitor", "down"), times=1)
+        await asyncio.sleep(25)
+        return {"cid": "bafy"}
+
+    assert (await guard.run("j1", work)).processed
+    v = metrics.value
+    assert v("verifier_tier_requests_total", tier="monitor", op="read", result="failed") == 1
+    assert v("verifier_verifications_total", tier="monitor", purpose="recheck",
+             verdict="failed") == 1
+    assert v("verifier_tier_requests_total", tier="monitor", op="read", result="ok") >= 3
