@@ -29,12 +29,13 @@ from verifier import (
     Policy,
     StatusCache,
     Tier,
+    TierRateLimited,
     TierUnavailable,
     TimingModel,
     parse_job,
 )
 from verifier._monitor import monitor_job_id
-from verifier.protocol import Hinted
+from verifier.protocol import Hinted, Observe, TierFailed
 from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
 
 from .test_guard import A, B, community, encode
@@ -101,19 +102,41 @@ async def test_our_own_claim_forgets_the_cached_answers():
     assert gateway.calls.count("claim") == 1, "no second claim on a forgotten entry"
 
 
+def _fail_once(monitor: InMemoryTier, how: str) -> None:
+    """The monitor's next read fails in one of the ways a read can fail."""
+    if how in ("unavailable", "rate-limited"):
+        monitor.fail_next("observe", TierUnavailable("monitor", "connection refused")
+                          if how == "unavailable" else
+                          TierRateLimited("monitor", "429", retry_after=0.1))
+        return
+    observe = monitor.observe
+
+    async def once(job_id: str) -> Any:
+        monitor.observe = observe  # type: ignore[method-assign]
+        answer = await observe(job_id)
+        if how == "mislabelled":  # another tier's answer, labelled as this tier's
+            return dataclasses.replace(answer, tier=Tier.GATEWAY)
+        raise RuntimeError("a client bug")
+
+    monitor.observe = once  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("how", ["unavailable", "rate-limited", "mislabelled", "client-bug"])
 @virtual_time
-async def test_a_failed_read_outdates_the_cached_answers_of_its_tier():
+async def test_a_failed_read_outdates_the_cached_answers_of_its_tier(how):
     """Found live (session 15): in a monitor outage an aid encoder's pre-claim check passed on
     an answer from before the outage, so it claimed, its deciding reads failed, and Gateway Aid
     (no release) held the job for an hour. A tier's failure now outdates what it said before:
-    the pre-claim check reads the tier (and fails closed while it is down)."""
+    the pre-claim check reads the tier (and fails closed while it is down). Every way a read
+    fails counts (mutation testing, session 41: a 429, an answer labelled as another tier's
+    and a client's own exception outdated nothing, and no test saw it)."""
     jobs = InMemoryJobs()
     for job_id in ("j1", "j2", "j3"):
         jobs.add(job_id)
     monitor, gateway = community(jobs, A)
     guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=CACHED)
     guard.screened({"j1": _queued("j1")}, decided=guard.now())
-    monitor.fail_next("observe", TierUnavailable("monitor", "connection refused"))
+    _fail_once(monitor, how)
     await guard.run("j2", encode(3))  # its first read fails: the monitor is in trouble
     assert guard.cache is not None and guard.cache.hits == 0
     before = reads(monitor)
@@ -686,3 +709,52 @@ async def test_each_push_is_counted_and_a_run_subscribes_and_unsubscribes_once(c
     quiet.subscribe()  # no push source: nothing to subscribe to, nothing to warn about
     quiet.unsubscribe()
     assert not [r for r in caplog.records if getattr(r, "event_code", None)]
+
+
+@virtual_time
+async def test_a_read_s_answer_is_kept_for_the_next_pre_claim_check():
+    """A pre-claim read that finds the job taken is kept: the same job offered again within
+    the cache's age is skipped without a second read (mutation testing, session 41: a cache
+    that kept no read's answer, only screening's, passed every test)."""
+    jobs = InMemoryJobs()
+    jobs.add("j1", assigned_to=B, status="assigned")
+    monitor, gateway = community(jobs, A)
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=CACHED)
+    assert (await guard.run("j1", encode(3))).code == "PRE_CLAIM_CONFLICT"
+    before = reads(monitor)
+    assert (await guard.run("j1", encode(3))).code == "PRE_CLAIM_CONFLICT"
+    assert reads(monitor) == before and guard.cache is not None and guard.cache.hits == 1
+
+
+@virtual_time
+async def test_a_read_refused_before_it_left_is_no_request_and_a_malformed_answer_is_named():
+    """A job id the monitor cannot carry is refused by its client before anything is sent:
+    no request is counted (it would inflate the request rate and pull the latency quantiles
+    down). A client that answers with something that is not an Observation fails closed, and
+    the failure says why (mutation testing, session 41)."""
+    from verifier import InvalidInputError
+
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    monitor, gateway = community(jobs, A)
+    metrics = GuardMetrics()
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=Policy.hardened(TIMING),
+                           metrics=metrics)
+    monitor.fail_next("observe", InvalidInputError("job id has a character the monitor refuses"),
+                      times=1000)
+    outcome = await guard.run("j1", encode(3))
+    assert not outcome.processed
+    assert metrics.value("verifier_tier_requests_total", tier="monitor", op="read",
+                         result="failed") == 0
+    assert metrics.value("verifier_tier_request_seconds_count", tier="monitor", op="read") == 0
+
+    monitor._faults.clear()
+
+    async def not_an_observation(job_id: str) -> Any:
+        return {"assigned_to": A, "status": "assigned"}
+
+    monitor.observe = not_an_observation  # type: ignore[method-assign]
+    from verifier._guard import _Run
+    run = _Run(guard, "j1", encode(1), asyncio.get_running_loop().time)
+    answer = await run._observe(Observe(Tier.MONITOR, purpose="pre-claim"))
+    assert isinstance(answer, TierFailed) and "malformed answer: dict" in answer.detail
