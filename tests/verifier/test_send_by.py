@@ -400,3 +400,37 @@ def test_the_bound_is_kept_on_the_callers_clock_across_a_suspension(alarmed: boo
 
     cancelled = run_virtual(main())
     assert cancelled == pytest.approx(14.0 if alarmed else 16.0)
+
+
+@virtual_time
+async def test_at_its_send_by_instant_a_finish_is_not_sent_and_one_never_sent_is_no_request():
+    """The bound is "sent before ``send_by``": at the instant itself nothing leaves, and the
+    client is not even called. A client sure its request never left (``RequestNotSent``)
+    made no request, so the metrics must not count one (mutation testing, session 41: both
+    edges passed every test)."""
+    from verifier._guard import _Run
+    from verifier.protocol import Finish, WriteAnswered, WriteOutcome
+
+    jobs = InMemoryJobs()
+    me = "did:key:z6MkEncoderA"
+    jobs.add("j1", assigned_to=me, status="running")
+    gateway = InMemoryTier(Tier.GATEWAY, jobs, me, latency=0.05)
+    guard = OwnershipGuard(did=me, clients=[gateway], policy=Policy.hardened(TIMING))
+    loop = asyncio.get_running_loop()
+    run = _Run(guard, "j1", _never, loop.time)
+    await asyncio.sleep(5)
+    answer = await run.perform(Finish(Tier.GATEWAY, None, send_by=loop.time()))
+    assert answer == WriteAnswered(WriteOutcome.NOT_SENT,
+                                   detail="not sent: its send-by instant had passed")
+    assert "finish" not in gateway.calls and not run.requested
+    gateway.fail_next("finish", RequestNotSent("gateway", "connect too slow"))
+    answer = await run.perform(Finish(Tier.GATEWAY, None, send_by=loop.time() + 1.0))
+    assert isinstance(answer, WriteAnswered) and answer.outcome is WriteOutcome.NOT_SENT
+    assert not run.requested
+    answer = await run.perform(Finish(Tier.GATEWAY, None, send_by=loop.time() + 1.0))
+    assert isinstance(answer, WriteAnswered) and answer.outcome is WriteOutcome.OK
+    assert run.requested
+
+
+async def _never(job: ClaimedJob) -> dict[str, str]:
+    raise AssertionError("not started in this test")
