@@ -233,6 +233,53 @@ def test_a_suspension_inside_a_wait_does_not_make_its_deadline_late(
         assert cancelled == pytest.approx(lease_end + 1.0, abs=0.1)  # the hazard, reached
 
 
+class _HangingPings(InMemoryTier):
+    """A database whose pings never answer: the run must answer for it at the lease end."""
+
+    async def heartbeat(self, job_id: str, token: str | None, progress: Any) -> None:
+        self.calls.append("heartbeat")
+        await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize("alarms", [True, False])
+def test_a_suspension_inside_a_hung_tier_call_does_not_make_its_deadline_late(
+        monkeypatch: pytest.MonkeyPatch, alarms: bool) -> None:
+    """As above, for a tier call that hangs: the driver answers it by the lease end, its own
+    real-time alarm armed for the time left (mutation testing, session 41: an alarm armed for
+    the deadline plus the time now, or for minus the time now, passed every test, the
+    loop's timer then alone covering the wait, late by the suspension)."""
+    machine = Machine(monkeypatch)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        clock = RealTimeAlarms(loop, machine)
+        jobs = InMemoryJobs()
+        jobs.add(JOB)
+        db = _HangingPings(Tier.DATABASE, jobs, DID)
+        cancelled: list[float] = []
+
+        async def process(job: Any) -> None:
+            try:
+                await asyncio.sleep(10_000)
+            except asyncio.CancelledError:
+                cancelled.append(clock.real())
+                raise
+
+        loop.call_at(11.0, clock.suspend, 5.0)  # inside the first ping's wait (sent at 10)
+        guard = OwnershipGuard(did=DID, clients=[db], policy=Policy.hardened())
+        if alarms:
+            guard._alarm = clock.alarm
+        await guard.run(JOB, process)
+        return cancelled[0]
+
+    cancelled = run_virtual(main())
+    lease_end = 52.0  # T − (ε + P + C) after the claim, which no ping renewed
+    if alarms:
+        assert cancelled == pytest.approx(lease_end, abs=0.1)
+    else:
+        assert cancelled == pytest.approx(lease_end + 5.0, abs=0.1)  # the hazard, reached
+
+
 def _readers() -> set[int]:
     """The file descriptors the running (selector) loop watches."""
     return set(asyncio.get_running_loop()._selector.get_map())  # type: ignore[attr-defined]

@@ -358,3 +358,37 @@ async def test_a_job_is_held_until_the_reassignment_timeout_after_its_unanswered
     assert loop.held == {"j1"}  # T has not passed since the give-back
     await asyncio.sleep(20)
     assert loop.held == set()
+
+
+@pytest.mark.parametrize("operation", ["observe", "heartbeat"])
+@virtual_time
+async def test_a_client_that_cancels_its_own_call_gave_no_answer_from_its_tier(operation):
+    """A client's own CancelledError is not this run being cancelled: the read failed, or the
+    write's outcome is unknown, and the detail names the tier (mutation testing, session 41:
+    naming it from the wrong field passed: "?" for a read, an AttributeError for a write)."""
+    from verifier._guard import _Run
+    from verifier.protocol import Heartbeat, Observe, TierFailed, WriteAnswered, WriteOutcome
+
+    jobs = InMemoryJobs()
+    jobs.add("j1", assigned_to=ME, status="running")
+    guard, gateway = _guard(jobs)
+    monitor = guard.clients[Tier.MONITOR]
+    assert isinstance(monitor, InMemoryTier)
+    client = monitor if operation == "observe" else gateway
+
+    async def cancels_itself(*args: Any, **kwargs: Any) -> Any:
+        raise asyncio.CancelledError
+
+    setattr(client, operation, cancels_itself)
+    run = _Run(guard, "j1", _never, asyncio.get_running_loop().time)
+    if operation == "observe":
+        read = await run.perform(Observe(Tier.MONITOR, purpose="recheck"))
+        assert read == TierFailed(Tier.MONITOR, "monitor: the client cancelled its call")
+    else:
+        write = await run.perform(Heartbeat(Tier.GATEWAY, "t1"))
+        assert write == WriteAnswered(WriteOutcome.UNKNOWN, token=None,
+                                      detail="gateway: the client cancelled its call")
+
+
+async def _never(job: Any) -> None:
+    raise AssertionError("not started in this test")
