@@ -458,7 +458,7 @@ class _Measure:
         self.claim_answered: float | None = None
 
     def step(self, action: Action, answer: Answer, sent: float, answered: float,
-             requested: bool = True) -> None:
+             requested: bool) -> None:
         """``requested``: whether a request really left for the tier. A read answered from
         the status cache, a tier not configured, a deadline already past, or an operation the
         tier does not have is no request: counted as one, with its near-zero "latency", it
@@ -511,7 +511,7 @@ class _Run:
         )
         self.events: asyncio.Queue[Answer] = asyncio.Queue()
         self.job = ClaimedJob(job_id, self.events)
-        self.task: asyncio.Task[Mapping[str, Any] | None] | None = None
+        self.task: asyncio.Task[None] | None = None
         self._cancel_sent = False
         #: A SystemExit or KeyboardInterrupt the work raised, for :meth:`OwnershipGuard.run`.
         self.fatal: BaseException | None = None
@@ -892,10 +892,11 @@ class _Run:
         await self.stop_work()
         await self.reap_abandoned()
 
-    async def _work(self) -> Mapping[str, Any] | None:
+    async def _work(self) -> None:
         """The user's work, as the run's task: it ends by returning or by ``CancelledError``
         only; any other exception is kept in :attr:`error` (and, for ``SystemExit`` or
-        ``KeyboardInterrupt``, in :attr:`fatal`) and reported as :class:`WorkEnded`."""
+        ``KeyboardInterrupt``, in :attr:`fatal`) and reported as :class:`WorkEnded`. What the
+        work returned is kept in :attr:`result` (the task's own result is never read)."""
         try:
             self.result = await self.process(self.job)
         except asyncio.CancelledError:
@@ -913,12 +914,12 @@ class _Run:
             if not isinstance(exc, Exception):
                 self.fatal = exc
             self.events.put_nowait(WorkEnded(False, _describe(exc)))
-            return None
+            return
         if self._cancel_sent:
             # Cancelled, the work caught it and returned: stopped all the same, and whatever
             # it returned is not a result (the protocol has already given up on the job).
             self.result = None
-            return None
+            return
         problem = self._result_problem(self.result)
         if problem is not None:
             # Committed, a result without its CID marks the job complete with no video: lost
@@ -929,9 +930,8 @@ class _Run:
             self.error = InvalidInputError(problem)
             self.result = None
             self.events.put_nowait(WorkEnded(False, problem))
-            return None
+            return
         self.events.put_nowait(WorkEnded(True))
-        return self.result
 
     def _result_problem(self, result: object) -> str | None:
         """Why ``result`` cannot be committed, or None: a mapping with a ``cid`` every client

@@ -1049,6 +1049,8 @@ async def test_a_result_whose_finish_failed_is_logged_with_its_cid(caplog, fault
     discarded = [r for r in caplog.records if getattr(r, "event_code", None) == "RESULT_DISCARDED"]
     assert len(discarded) == 1
     assert discarded[0].event_fields == {"job_id": "j1", "outcome": code, "cid": "bafy-recover-me"}
+    # Only a finish that got no answer may have landed (mutation testing, session 41).
+    assert ("may have landed" in discarded[0].getMessage()) == (code == "FINISH_UNKNOWN")
 
 
 @virtual_time
@@ -1252,6 +1254,7 @@ async def test_a_guard_asked_to_shut_down_starts_no_work_and_says_so():
     outcome = await guard.run("j1", encode(log=started))
     assert not started and outcome.code == "SHUTDOWN", outcome
     assert jobs.commits == [] and jobs.docs["j1"].get("assigned_to") is None
+    assert "claim" not in guard.clients[Tier.GATEWAY].calls  # type: ignore[attr-defined]
 
 
 def test_no_status_cache_unless_the_policy_gives_it_an_age():

@@ -684,8 +684,17 @@ async def test_each_push_is_counted_and_a_run_subscribes_and_unsubscribes_once(c
     run.subscribe()  # a second claim of the same run
     for status in ("assigned", "running", "running"):
         run._pushed(JobPush("j1", status, A))
+    unsubscribe = push.unsubscribe
+    asked: list[str] = []
+
+    def counted(job_id: str, callback: Callable[[Any], None]) -> None:
+        asked.append(job_id)
+        unsubscribe(job_id, callback)
+
+    push.unsubscribe = counted  # type: ignore[method-assign]
     run.unsubscribe()
     run.unsubscribe()
+    assert asked == ["j1"], "unsubscribed once"
     assert push.log == [("subscribe", "j1"), ("unsubscribe", "j1")]
     assert guard.metrics.value("verifier_pushes_total") == 3
 
@@ -758,3 +767,20 @@ async def test_a_read_refused_before_it_left_is_no_request_and_a_malformed_answe
     run = _Run(guard, "j1", encode(1), asyncio.get_running_loop().time)
     answer = await run._observe(Observe(Tier.MONITOR, purpose="pre-claim"))
     assert isinstance(answer, TierFailed) and "malformed answer: dict" in answer.detail
+
+
+@virtual_time
+async def test_a_run_subscribes_before_its_claim_leaves():
+    """So that the claim's own landing, and any competing write after it, is pushed too."""
+    _jobs, push, _monitor, gateway, guard = _pushed_guard()
+    subscribed_at_claim: list[bool] = []
+    claim = gateway.claim
+
+    async def watched(job_id: str, **kwargs: Any) -> Any:
+        subscribed_at_claim.append(bool(push.subs.get(job_id)))
+        return await claim(job_id, **kwargs)
+
+    gateway.claim = watched  # type: ignore[method-assign]
+    assert (await guard.run("j1", encode(3))).processed
+    assert subscribed_at_claim == [True]
+    assert push.log == [("subscribe", "j1"), ("unsubscribe", "j1")]

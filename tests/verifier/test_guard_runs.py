@@ -392,3 +392,81 @@ async def test_a_client_that_cancels_its_own_call_gave_no_answer_from_its_tier(o
 
 async def _never(job: Any) -> None:
     raise AssertionError("not started in this test")
+
+
+@virtual_time
+async def test_uninterrupted_ends_its_clean_up_then_raises_the_cancellations_it_absorbed():
+    """A stop must run to its end however often the caller is cancelled meanwhile, and the
+    cancellation is raised after it; a clean-up's own error is raised, never swallowed
+    (mutation testing, session 41: forgetting the cancellation, or the clean-up's error,
+    passed every guard test)."""
+    from verifier._guard import uninterrupted
+
+    ended: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def clean_up() -> None:
+        await asyncio.sleep(5)
+        ended.append(loop.time())
+
+    task = asyncio.create_task(uninterrupted(clean_up()))
+    for _ in range(2):
+        await asyncio.sleep(1)
+        task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ended == [5.0]
+
+    await uninterrupted(asyncio.sleep(1))  # not cancelled: returns
+
+    async def broken() -> None:
+        await asyncio.sleep(1)
+        raise OSError("the clean-up failed")
+
+    with pytest.raises(OSError, match="clean-up failed"):
+        await uninterrupted(broken())
+
+
+def test_a_call_abandoned_at_its_deadline_is_awaited_and_its_late_error_retrieved(caplog):
+    """A read that hangs past the lease end is abandoned (cancelled, not waited for), and the
+    run still ends only once it has; should its client raise as it winds down, that error is
+    retrieved, not left for asyncio to report as "never retrieved" when the task is collected
+    (mutation testing, session 41: dropping the callback that does both passed)."""
+    import gc
+
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    guard, _gateway = _guard(jobs)
+    monitor = guard.clients[Tier.MONITOR]
+    assert isinstance(monitor, InMemoryTier)
+    wound_down: list[float] = []
+    hanging = [False]
+    observe = monitor.observe
+
+    async def hangs_then_fails(job_id: str) -> Any:
+        if not hanging[0]:
+            return await observe(job_id)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(2)  # winds down slowly, then fails
+            wound_down.append(asyncio.get_running_loop().time())
+            raise RuntimeError("connection reset while closing") from None
+
+    monitor.observe = hangs_then_fails  # type: ignore[method-assign]
+
+    async def process(job: Any) -> None:
+        job.set_phase("encode")
+        hanging[0] = True
+        await asyncio.sleep(3600)
+
+    async def main() -> tuple[str, float]:
+        outcome = await guard.run("j1", process)
+        return outcome.code, asyncio.get_running_loop().time()
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    code, returned = run_virtual(main())
+    gc.collect()
+    assert code == "LEASE_EXPIRED"
+    assert wound_down and returned >= wound_down[0], "the run ended before its abandoned call"
+    assert not [r for r in caplog.records if r.name == "asyncio"], caplog.records

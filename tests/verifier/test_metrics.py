@@ -858,6 +858,7 @@ async def test_latencies_and_waits_are_measured_between_the_right_instants():
         began.append(loop.time())
         return await encode(job)
 
+    await asyncio.sleep(7.0)  # so that the run's start is not the clock's zero
     called = loop.time()
     assert (await guard.run("j1", work)).processed
     v = metrics.value
@@ -898,3 +899,31 @@ async def test_a_failed_read_is_counted_failed_and_an_answered_one_ok():
     assert v("verifier_verifications_total", tier="monitor", purpose="recheck",
              verdict="failed") == 1
     assert v("verifier_tier_requests_total", tier="monitor", op="read", result="ok") >= 3
+
+
+@virtual_time
+async def test_a_settle_wait_is_measured_once_when_the_first_deciding_read_fails(caplog):
+    """The settle wait runs from the claim's answer to the first deciding read; a second
+    deciding read (the first failed) measures nothing and breaks nothing (mutation testing,
+    session 41: measuring at any verify read, with the claim's answer already consumed,
+    raised inside the metrics, logged as METRICS_FAILED, and passed every test)."""
+    caplog.set_level(logging.INFO, logger="verifier.guard")
+    jobs = InMemoryJobs()
+    jobs.add("j1")
+    metrics = GuardMetrics()
+    guard, (monitor, _) = node(jobs, metrics)
+    observe = monitor.observe
+    seen = [0]
+
+    async def second_read_fails(job_id: str) -> Any:
+        seen[0] += 1
+        if seen[0] == 2:  # the first deciding read (the pre-claim read was the first)
+            raise TierUnavailable("monitor", "down")
+        return await observe(job_id)
+
+    monitor.observe = second_read_fails  # type: ignore[method-assign]
+    assert (await guard.run("j1", encode)).processed
+    assert metrics.value("verifier_verifications_total", tier="monitor", purpose="verify",
+                         verdict="failed") == 1
+    assert metrics.value("verifier_settle_wait_seconds_count") == 1
+    assert "METRICS_FAILED" not in [getattr(r, "event_code", None) for r in caplog.records]
