@@ -425,6 +425,22 @@ async def test_uninterrupted_ends_its_clean_up_then_raises_the_cancellations_it_
 
     with pytest.raises(OSError, match="clean-up failed"):
         await uninterrupted(broken())
+    failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    failed.set_exception(OSError("failed before it was awaited"))
+    with pytest.raises(OSError, match="before it was awaited"):
+        await uninterrupted(failed)
+
+
+def test_a_run_asked_twice_to_shut_down_is_told_once():
+    from verifier._guard import _Run
+    from verifier.protocol import ShutdownRequested
+
+    jobs = InMemoryJobs()
+    guard, _ = _guard(jobs)
+    run = _Run(guard, "j1", _never, lambda: 0.0)
+    run.request_shutdown()
+    run.request_shutdown()
+    assert run.events.qsize() == 1 and isinstance(run.events.get_nowait(), ShutdownRequested)
 
 
 def test_a_call_abandoned_at_its_deadline_is_awaited_and_its_late_error_retrieved(caplog):
