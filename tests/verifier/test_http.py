@@ -38,6 +38,7 @@ from verifier._http import (
     proxy_for,
     read_json,
     retry_after,
+    server_message,
     transport_errors,
     try_json,
 )
@@ -194,7 +195,9 @@ def test_retry_after_is_read_as_rfc_9110_and_its_readers_read_it(raw: str,
     # reads and the RFC does not: a sign, an exponent, a bare fraction.
     *((raw, seconds) for raw, seconds in _RFC_VECTORS
       if not any(c.isalpha() for c in raw) and raw not in ("+3",)),
-    ("inf", None), ("+3", 3.0), ("1e3", 1000.0), (".5", 0.5)])
+    ("inf", None), ("+3", 3.0), ("1e3", 1000.0), (".5", 0.5),
+    # Zero is a delay too, in each of Number()'s spellings (mutation testing, session 41).
+    ("0e0", 0.0), ("+0", 0.0), ("-0", 0.0), ("-1", None)])
 def test_the_gateways_reading_takes_only_what_javascripts_number_takes(
         raw: str, seconds: float | None) -> None:
     """The gateway's and aid's lenient reading (float(), as they always had it) read digits of
@@ -279,6 +282,24 @@ def test_plain_json_and_empty_bodies() -> None:
     # (bytes.strip() took it for one; session 39, a differential test against Node).
     with pytest.raises(MalformedAnswer, match="not JSON"):
         read_json(Answer(200, httpx.Headers(), b"\x0c"), "gateway", empty={})
+
+
+@pytest.mark.parametrize(("body", "said"), [
+    ({"error": "gone", "message": "gone"}, "gone"),
+    ({"error": "", "message": "gone"}, "gone"),
+    ({"error": 5, "message": "gone"}, "gone"),
+    ({"error": ["a"], "message": {"b": 1}}, "no message"),
+    ({"error": "e" * 200}, "e" * 200),
+    ({"error": "e" * 201}, "e" * 200 + "..."),
+    ({"message": "a\nb\x1b[2J"}, "a b [2J"),
+    ("not a mapping", "no message"),
+])
+def test_a_server_message_is_its_string_fields_printable_and_at_most_200_characters(
+        body: Any, said: str) -> None:
+    """What a server said reaches logs and errors: only its non-empty string fields, once
+    each, controls blanked, cut after 200 characters (mutation testing, session 41: a
+    non-string field was joined, raising TypeError, and a 200-character one was cut)."""
+    assert server_message(body) == said
 
 
 # --------------------------------------------------------------------------- TierHttp
