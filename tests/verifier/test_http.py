@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import re
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from verifier._http import (
     check_base_url,
     parse_retry_after,
     proxy_for,
+    raise_for_status,
     read_json,
     retry_after,
     server_message,
@@ -300,6 +302,24 @@ def test_a_server_message_is_its_string_fields_printable_and_at_most_200_charact
     each, controls blanked, cut after 200 characters (mutation testing, session 41: a
     non-string field was joined, raising TypeError, and a 200-character one was cut)."""
     assert server_message(body) == said
+
+
+@pytest.mark.parametrize(("status", "raised"), [
+    (100, "HTTP 100"), (199, "HTTP 199"), (200, None), (204, None), (299, None),
+    (300, "unexpected redirect (HTTP 300)"), (301, "unexpected redirect (HTTP 301)"),
+    (399, "unexpected redirect (HTTP 399)"), (400, "HTTP 400"), (429, "rate limited"),
+    (503, "HTTP 503"),
+])
+def test_only_a_2xx_status_is_an_answer(status: int, raised: str | None) -> None:
+    """Every status outside 200-299 is a failure the caller did not give a meaning to, each
+    edge included (mutation testing, session 41: 1xx and 300 passed as answers, unseen)."""
+    answer = Answer(status, httpx.Headers(), b'{"error": "said"}')
+    if raised is None:
+        raise_for_status(answer, "monitor", "GET /x")
+        return
+    with pytest.raises(TierUnavailable, match=re.escape(raised)) as failed:
+        raise_for_status(answer, "monitor", "GET /x")
+    assert isinstance(failed.value, TierRateLimited) == (status == 429)
 
 
 # --------------------------------------------------------------------------- TierHttp
