@@ -428,25 +428,33 @@ def test_proxy_for_names_the_proxy_httpx_takes_from_the_environment_redacted(
 _PROXY_SECRET = "Pr0xyS3cret"
 
 
-@pytest.mark.parametrize(("env", "named"), [
+_ENCODE = "must be percent-encoded"
+_SCHEME = "must be an http, https, socks5 or socks5h URL"
+
+
+@pytest.mark.parametrize(("env", "named", "says"), [
     # An unencoded '/', '#' or '?' in the password: httpx says "Invalid port: '<password>'".
-    ({"HTTPS_PROXY": f"http://user:{_PROXY_SECRET}/x@proxy.test:3128"}, "HTTPS_PROXY"),
-    ({"https_proxy": f"http://user:{_PROXY_SECRET}#x@proxy.test:3128"}, "https_proxy"),
-    ({"ALL_PROXY": f"ftp://user:{_PROXY_SECRET}@proxy.test:21"}, "ALL_PROXY"),
-    pytest.param({"ALL_PROXY": f"socks5://user:{_PROXY_SECRET}@proxy.test:1080"}, "ALL_PROXY",
+    ({"HTTPS_PROXY": f"http://user:{_PROXY_SECRET}/x@proxy.test:3128"}, "HTTPS_PROXY", _ENCODE),
+    ({"https_proxy": f"http://user:{_PROXY_SECRET}#x@proxy.test:3128"}, "https_proxy", _ENCODE),
+    ({"ALL_PROXY": f"ftp://user:{_PROXY_SECRET}@proxy.test:21"}, "ALL_PROXY", _SCHEME),
+    pytest.param({"ALL_PROXY": f"socks5://user:{_PROXY_SECRET}@proxy.test:1080",
+                  "HTTP_PROXY": "http://proxy.test:3128"}, "ALL_PROXY", "needs the socksio",
                  marks=pytest.mark.skipif(importlib.util.find_spec("socksio") is not None,
                                           reason="socksio is installed: SOCKS works")),
 ], ids=["slash-in-password", "hash-in-password-lowercase", "unknown-scheme", "socks-no-socksio"])
 def test_a_proxy_httpx_cannot_use_is_a_configuration_error_naming_only_the_variable(
-    no_proxy_env: pytest.MonkeyPatch, env: dict[str, str], named: str
+    no_proxy_env: pytest.MonkeyPatch, env: dict[str, str], named: str, says: str
 ) -> None:
     """httpx's InvalidURL escaped the client's constructor: ``run`` crashed with a traceback
-    quoting part of the proxy password (security review)."""
+    quoting part of the proxy password (security review). Each problem is named with its
+    own fix, and a SOCKS proxy without socksio names that variable alone, not a good proxy
+    beside it (mutation testing, session 41: both passed unchecked)."""
     for name, value in env.items():
         no_proxy_env.setenv(name, value)
     with pytest.raises(ConfigurationError) as info:
         TierHttp("gateway", BASE, variable="GATEWAY_URL")
     assert info.value.variable == named
+    assert says in info.value.problem
     assert _PROXY_SECRET not in str(info.value)
     # Not chained, not even as the context: httpx's message is the one with the password.
     assert info.value.__cause__ is None and info.value.__context__ is None
@@ -458,6 +466,10 @@ def test_a_bad_proxy_variable_is_named_alone_beside_a_good_one(
     """Naming every proxy variable set sent operators to the good one too."""
     no_proxy_env.setenv("HTTP_PROXY", "http://proxy.test:3128")
     no_proxy_env.setenv("HTTPS_PROXY", f"http://user:{_PROXY_SECRET}/x@proxy.test:3128")
+    # Neither an empty proxy variable (unset, for httpx) nor a variable that is no proxy
+    # variable is named, whatever its value (mutation testing, session 41).
+    no_proxy_env.setenv("ALL_PROXY", "")
+    no_proxy_env.setenv("SPK_NOT_A_PROXY", f"http://user:{_PROXY_SECRET}/x@proxy.test:3128")
     with pytest.raises(ConfigurationError) as info:
         TierHttp("gateway", BASE, variable="GATEWAY_URL")
     assert info.value.variable == "HTTPS_PROXY"
