@@ -43,6 +43,12 @@ ACCEPTED = [
     ("https://user:p@ss@tier.example/api", True, "tier.example", 443, "/api/jobs/abc",
      ("user", "p@ss")),
     ("HTTPS://TIER.Example:443/api", True, "tier.example", 443, "/api/jobs/abc", None),
+    # A scheme's own port written out: httpx drops it (port None), urllib keeps it; the two
+    # agree only if each scheme's default is the right one (mutation testing, session 41).
+    ("https://tier.example:443/api", True, "tier.example", 443, "/api/jobs/abc", None),
+    ("http://tier.example:80/api", True, "tier.example", 80, "/api/jobs/abc", None),
+    ("http://tier.example:443/api", True, "tier.example", 443, "/api/jobs/abc", None),
+    ("https://tier.example:80/api", True, "tier.example", 80, "/api/jobs/abc", None),
     ("http://[::1]:8080/api", True, "::1", 8080, "/api/jobs/abc", None),
     ("http://[fe80::1%25eth0]:8080/api", True, "fe80::1%25eth0", 8080, "/api/jobs/abc", None),
     ("https://b\u00fccher.example/api", True, "xn--bcher-kva.example", 443, "/api/jobs/abc", None),
