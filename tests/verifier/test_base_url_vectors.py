@@ -25,6 +25,8 @@ REFUSED = [
     ("http://a[v1.x]/api", True),             # httpx: host a%5Bv1.x%5D; urllib: v1.x
     ("http://tier.example:0/api", True),      # REST to port 0, push to port 80
     ("http://tier.example:99999/api", False),
+    ("http://tier.example:65536/api", False),  # one past the last port (session 41)
+    ("http://tier.example:65536/api", True),
     ("http://tier.example:-1/api", False),
     ("http://tier.example/api#", False),      # httpx sends /api: every route a fragment
     ("http://tier.example/api?", False),      # ... or a query
@@ -47,6 +49,8 @@ ACCEPTED = [
     # agree only if each scheme's default is the right one (mutation testing, session 41).
     ("https://tier.example:443/api", True, "tier.example", 443, "/api/jobs/abc", None),
     ("http://tier.example:80/api", True, "tier.example", 80, "/api/jobs/abc", None),
+    ("http://tier.example:65535/api", True, "tier.example", 65535, "/api/jobs/abc", None),
+    ("http://tier.example:65535/api", False, "tier.example", 65535, "/api/jobs/abc", None),
     ("http://tier.example:443/api", True, "tier.example", 443, "/api/jobs/abc", None),
     ("https://tier.example:80/api", True, "tier.example", 80, "/api/jobs/abc", None),
     ("http://[::1]:8080/api", True, "::1", 8080, "/api/jobs/abc", None),
