@@ -307,7 +307,8 @@ def test_a_server_message_is_its_string_fields_printable_and_at_most_200_charact
 @pytest.mark.parametrize(("status", "raised"), [
     (100, "HTTP 100"), (199, "HTTP 199"), (200, None), (204, None), (299, None),
     (300, "unexpected redirect (HTTP 300)"), (301, "unexpected redirect (HTTP 301)"),
-    (399, "unexpected redirect (HTTP 399)"), (400, "HTTP 400"), (429, "rate limited"),
+    (399, "unexpected redirect (HTTP 399)"), (400, "HTTP 400"), (401, "HTTP 401"),
+    (429, "rate limited"),
     (503, "HTTP 503"),
 ])
 def test_only_a_2xx_status_is_an_answer(status: int, raised: str | None) -> None:
@@ -320,6 +321,7 @@ def test_only_a_2xx_status_is_an_answer(status: int, raised: str | None) -> None
     with pytest.raises(TierUnavailable, match=re.escape(raised)) as failed:
         raise_for_status(answer, "monitor", "GET /x")
     assert isinstance(failed.value, TierRateLimited) == (status == 429)
+    assert ("redirect" in str(failed.value)) == (300 <= status < 400)
 
 
 # --------------------------------------------------------------------------- TierHttp
