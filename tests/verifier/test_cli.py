@@ -272,7 +272,8 @@ def test_json_not_found(
     code, out, _ = run(capsys, "check", JOB, "--did", ME, "--json")
     report = json.loads(out)
     assert code == 1 and report["exit_code"] == 1
-    assert report["job"]["found"] is False
+    assert report["job"] == {"found": False, "status": None, "assigned_to": None,
+                             "synthetic": False}
     assert report["ownership"]["job_exists"] is False
     assert report["availability"]["reason"] == "Job not found in system"
 
@@ -812,6 +813,7 @@ def test_an_unknown_option_s_name_is_shown_up_to_40_characters(
     ("user:Pa@S3cretPW@m.test", "'***@m.test'"),
     ("https://user:S3cretPW@m.test/api", "'https://m.test/api'"),
     ("no-at-sign", "'no-at-sign'"),
+    ("user=S3cretPW@m.test", "'***@m.test'"),  # an '=' of no option is user info too
 ])
 def test_a_value_argparse_repeats_loses_its_user_info(
     env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str, said: str
@@ -850,3 +852,17 @@ def test_an_interrupted_command_exits_130(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setitem(cli.COMMANDS, "check", interrupted)
     assert main(["check", JOB]) == 130
+
+
+@pytest.mark.parametrize(("length", "cut"), [(200, False), (201, True)])
+def test_what_the_monitor_says_is_shown_up_to_200_characters(
+    env: pytest.MonkeyPatch, monitor: respx.MockRouter, capsys: pytest.CaptureFixture[str],
+    length: int, cut: bool,
+) -> None:
+    """An answer's fields are untrusted: a runaway one must not flood the terminal."""
+    owner = "o" * length
+    serve(monitor, job("running", owner=owner))
+    code, out, _ = run(capsys, "check", JOB, "--did", ME)
+    assert code == 1
+    assert (f"Assigned to: {'o' * 200}...\n" in out) == cut
+    assert (f"Assigned to: {owner}\n" in out) == (not cut)
