@@ -1217,12 +1217,17 @@ time.sleep(600)
         assert code in stops and "COMMAND_KILLED" not in stops, codes
     else:
         assert stops == {code}, codes
-    kills = [record.event_fields for record in caplog.records
+    kills = [record for record in caplog.records
              if getattr(record, "event_code", None) == "COMMAND_KILLED"]
-    assert [fields["killed_by"] for fields in kills] == ([killed_by] if killed_by else [])
+    assert [kill.event_fields["killed_by"] for kill in kills] == (
+        [killed_by] if killed_by else [])
+    assert [("by the runner" in kill.getMessage()) for kill in kills] == (
+        [killed_by == "runner"] if killed_by else [])
     if killed_by == "runner":
-        # The keeper had its grace after each request (C/2, then C/4) before it was replaced.
-        assert took >= 0.75 * C, took
+        # The keeper had its grace after each request (C/2, then C/4) before it was replaced,
+        # and no longer: the stop is due within C (here 0.75 C, and a loaded machine's
+        # margin; waiting C for the hard stop made it 1.5 C, unseen: mutation testing).
+        assert 0.75 * C <= took < 1.25 * C, took
 
 
 def _run(tmp_path: Path, body: str) -> Any:
