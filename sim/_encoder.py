@@ -611,8 +611,7 @@ class Encoder:
 
         The hot loop of every run (tens of protocol steps per job), kept in one generator: each
         resume of the encoder's process passes through every generator it is delegating to, so
-        the action's dispatch (``perform``) is inlined here and the clock is read directly; what
-        each step does is unchanged."""
+        the action's dispatch is inlined here and the clock is read directly."""
         protocol = self.protocol(job_id, me=self.did, policy=self.policy, tiers=self.tiers)
         if slot is None:
             slot = self
@@ -669,16 +668,6 @@ class Encoder:
                 slot.push_job = None
 
     # ------------------------------------------------------------------ the driver
-
-    def perform(self, job_id: str, action: Any) -> Generator[simpy.Event, Any, Answer]:
-        kind = type(action)
-        if kind is Sleep:
-            return (yield from self._sleep(action.until, self))
-        if kind is StartWork:
-            return self._start(job_id, self)
-        if kind is CancelWork:
-            return (yield from self._cancel(job_id, self))
-        return (yield from self._io(job_id, action))
 
     def _connect(self, rate: float, by: float | None, *, edge: bool
                  ) -> Generator[simpy.Event, Any, bool]:
