@@ -41,6 +41,41 @@ def test_screened_answers_replace_pre_claim_reads_and_never_a_deciding_one():
         assert result.checks[name].ok
 
 
+def test_the_simulated_encoder_keeps_a_read_s_answer_and_forgets_it_on_its_own_writes():
+    """The simulator's half of the guard's cache rules (mutation testing, session 41: a
+    driver that kept no read's answer, or whose finish forgot nothing, passed every suite):
+    a monitor read's answer is kept for the pre-claim checks to come; a claim, a finish and a
+    release change what the tiers say, so each forgets it; a ping does not."""
+    from verifier import Tier
+    from verifier.protocol import Claim, Finish, Heartbeat, Observe, Release
+
+    sc = SMALL.replace(status_cache_s=30.0, batch_screen=1.0, infra_fraction=0.0, encoders=1,
+                       jobs=1, max_time=30.0)
+    seen: list[tuple[str, bool]] = []
+
+    def probe(env, world, encoders, history):
+        encoder = encoders[0]
+        read = Observe(tier=Tier.MONITOR, purpose="pre-claim", max_age=30.0)
+        writes = [("ping", Heartbeat(Tier.GATEWAY, None)), ("claim", Claim(Tier.GATEWAY)),
+                  ("finish", Finish(Tier.GATEWAY, None)),
+                  ("release", Release(Tier.GATEWAY, None, "test"))]
+
+        world.add_job("other", queued=False)  # a job of the test's own, offered to nobody
+
+        def steps():
+            for name, write in writes:
+                yield from encoder._io("other", read)
+                seen.append(("read", encoder._cached("other", read) is not None))
+                yield from encoder._io("other", write)
+                seen.append((name, encoder._cached("other", read) is not None))
+
+        env.process(steps())
+
+    run_once(sc, "hardened", 1, on_start=probe)
+    assert seen == [("read", True), ("ping", True), ("read", True), ("claim", False),
+                    ("read", True), ("finish", False), ("read", True), ("release", False)]
+
+
 def test_the_simulated_encoder_outdates_its_cached_answers_when_the_monitor_fails():
     """The simulator's half of ``StatusCache.failed`` (found live, session 15: an answer from
     before a monitor outage let a pre-claim check pass in it). The simulated loop screens the
