@@ -259,3 +259,35 @@ def test_a_finish_ready_in_time_is_not_sent_when_a_pause_ends_past_send_by(
         assert io.value == refused
         assert ends[-1] == ("fail", "not sent")
         assert env.now == pytest.approx(t0 + sum(pause))  # refused when it resumed
+
+
+def test_a_finish_whose_connection_comes_after_send_by_is_answered_at_send_by(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the asyncio driver answers it: when ``send_by`` comes, not the instant the driver
+    could know the connection would be late (mutation testing, session 41: a driver that
+    answered at once passed every suite; the protocol then gave the job back that much
+    sooner than a real encoder would)."""
+    encoder = _an_encoder()
+    env, t0 = encoder.env, encoder.env.now
+    monkeypatch.setattr(encoder.world, "connect_delay", lambda left, rate: 12.0)
+    finish = Finish(Tier.GATEWAY, "token", send_by=(t0 + 10.0) * encoder.rate)
+    io = env.process(encoder._io(JOB, finish))
+    env.run(until=io)
+    assert io.value == WriteAnswered(WriteOutcome.NOT_SENT, detail="not connected by send_by")
+    assert env.now == pytest.approx(t0 + 10.0)
+
+
+def test_a_shutdown_ends_a_sleep_at_its_instant() -> None:
+    """The asyncio driver delivers a shutdown request as the answer to the protocol's wait at
+    once; the SimPy driver must not let it wait for the sleep's own end (mutation testing,
+    session 41: a sleep that ignored the shutdown instant passed every suite, the request
+    then reaching the protocol up to a settle wait late)."""
+    from verifier.protocol import ShutdownRequested
+
+    encoder = _an_encoder()
+    env, t0 = encoder.env, encoder.env.now
+    encoder.shutdown_at, encoder.shutdown_told = t0 + 1.0, False
+    sleep = env.process(encoder._sleep((t0 + 10.0) * encoder.rate, encoder))
+    env.run(until=sleep)
+    assert isinstance(sleep.value, ShutdownRequested)
+    assert env.now == pytest.approx(t0 + 1.0)
