@@ -291,3 +291,30 @@ def test_a_shutdown_ends_a_sleep_at_its_instant() -> None:
     env.run(until=sleep)
     assert isinstance(sleep.value, ShutdownRequested)
     assert env.now == pytest.approx(t0 + 1.0)
+
+
+def test_a_reply_due_after_a_pause_falls_due_is_waited_for_through_the_pause(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request whose reply comes after a pause of the node falls due takes the slow path
+    (``wait``), which lives through the pause: the reply is seen at the later of its own time
+    and the pause's end, never at once (mutation testing, session 41: a slow path that did
+    not wait answered such a request the instant it was sent, and passed every suite)."""
+    from verifier.protocol import Observe
+
+    encoder = _an_encoder()
+    env, t0 = encoder.env, encoder.env.now
+    encoder.world.add_job("probe-job", queued=False)
+    encoder.world.horizon = math.inf  # the faults go on (the run has ended: they had stopped)
+    served = encoder.world.serve
+
+    def slow(did: str, job_id: str, action: Any) -> tuple[Any, float, str, Any]:
+        answer, _, phase, value = served(did, job_id, action)
+        return answer, 2.0, phase, value  # the reply takes 2 s
+
+    monkeypatch.setattr(encoder.world, "serve", slow)
+    encoder.pause_at = t0 + 0.5
+    read = env.process(encoder._io("probe-job", Observe(Tier.MONITOR, purpose="recheck")))
+    env.run(until=read)
+    lengths = encoder.pause_lengths
+    assert lengths, "the pause was taken during the request"
+    assert env.now == pytest.approx(max(t0 + 2.0, t0 + 0.5 + lengths[-1]))
