@@ -288,11 +288,6 @@ class Encoder:
                 # it, or the float clock landed a step short of it): the wait goes on. It
                 # returned early: a restart of 30 s was over in 22 (the same review).
                 continue
-            if frozen and seen < len(lengths):
-                # A pause another process of the node took and ended meanwhile (a slot's
-                # await-point pause) stopped this work too: the wait goes on by its length
-                # (found by mutation testing, session 41: the stop ended at C, not C + P).
-                continue
             return
 
     def _thaw(self) -> Generator[simpy.Event, Any, None]:
