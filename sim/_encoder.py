@@ -205,11 +205,13 @@ class Encoder:
         #: With several slots, a pause taken by one process freezes the others too: none acts
         #: before this instant (``_thaw``).
         self.frozen_until = -math.inf
-        #: When the latest pause began, and every pause's length in order: a wait that is the
-        #: process's own work (``wait(frozen=True)``), and the loop's idle wait, add each pause
-        #: taken meanwhile, one by one (a running total rounds differently: it moved a single
-        #: slot's histories by a float step, an adversarial review of the slots, session 30).
+        #: When the latest pause began, and every pause's start and length in order: a wait
+        #: that is the process's own work (``wait(frozen=True)``), and the loop's idle wait,
+        #: add each pause taken meanwhile, one by one (a running total rounds differently: it
+        #: moved a single slot's histories by a float step, an adversarial review of the
+        #: slots, session 30).
         self.frozen_from = -math.inf
+        self.pause_starts: list[float] = []
         self.pause_lengths: list[float] = []
         #: Whether a process of this node is in a pause now (``_pause``).
         self.pausing = False
@@ -256,10 +258,10 @@ class Encoder:
         pause like any other."""
         env = self.env
         end = env.now + max(duration, 0.0)
-        lengths = self.pause_lengths
+        starts, lengths = self.pause_starts, self.pause_lengths
         seen = len(lengths)
         while True:
-            while frozen and seen < len(lengths):
+            while frozen and seen < len(lengths) and starts[seen] < end:
                 end += lengths[seen]  # every pause meanwhile stopped this work
                 seen += 1
             t = min(end, self.crash_at, self.pause_at)
@@ -288,6 +290,8 @@ class Encoder:
                 # it, or the float clock landed a step short of it): the wait goes on. It
                 # returned early: a restart of 30 s was over in 22 (the same review).
                 continue
+            if frozen and seen < len(lengths) and starts[seen] < end:
+                continue  # another slot's pause began and ended meanwhile: it stopped us too
             return
 
     def _thaw(self) -> Generator[simpy.Event, Any, None]:
@@ -369,6 +373,7 @@ class Encoder:
         self.pause_at = math.inf
         self.frozen_until = max(self.frozen_until, now + length)
         self.frozen_from = now
+        self.pause_starts.append(now)
         self.pause_lengths.append(length)
         self.pausing = True
         try:

@@ -320,17 +320,16 @@ def test_a_reply_due_after_a_pause_falls_due_is_waited_for_through_the_pause(
     assert env.now == pytest.approx(max(t0 + 2.0, t0 + 0.5 + lengths[-1]))
 
 
-@pytest.mark.xfail(strict=True, reason="open (session 41): a frozen wait is extended only by "
-                   "the pauses it wakes for, not by another slot's await-point pause")
 def test_a_pause_while_cancelled_work_stops_delays_the_stop_by_its_length(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Stopping is the work's own doing, which a pause of the node stops too: the stop ends C
     after the cancel plus every pause meanwhile. Found by mutation testing (session 41: a
-    stop not frozen by pauses passed every suite). ``wait(frozen=True)`` adds a pause's length
-    when the waiting process itself takes it, or wakes while it lasts; a pause another
-    process of the node takes (a slot's await-point pause, ``concurrency`` > 1) and that ends
-    before the stop would have is not added: the stop ends at C, a kinder world than the
-    model's C + P. Left open: the fix changes every multi-slot world the suites draw."""
+    stop not frozen by pauses passed every suite). Here another process of the node takes the
+    pause (a slot's await-point pause, ``concurrency`` > 1) and ends it before the stop would
+    have ended: the stop ended at C, a kinder world than the model's C + P (a strict xfail
+    in session 41; the first fix also stretched a stop by a pause beginning at its very end,
+    which ``test_a_wait_ending_as_another_slots_pause_begins_is_not_stretched_by_it``
+    forbids)."""
     encoder = _an_encoder()
     env, t0 = encoder.env, encoder.env.now
     monkeypatch.setattr(encoder, "_edge", lambda: True)  # the stop takes C exactly
@@ -344,3 +343,25 @@ def test_a_pause_while_cancelled_work_stops_delays_the_stop_by_its_length(
     stop = env.process(encoder._cancel(JOB, encoder))
     env.run(until=stop)
     assert env.now == pytest.approx(t0 + encoder.sc.cancel_latency + 2.0)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e-6])
+def test_a_pause_beginning_as_the_stop_ends_does_not_delay_it(
+        monkeypatch: pytest.MonkeyPatch, offset: float) -> None:
+    """The other side of the rule above: a pause another process of the node begins at the
+    very instant the stop ends (or after) happened after it; the stop ends at C, not C + P
+    (session 30's rule for a wait ending as another slot's pause begins)."""
+    encoder = _an_encoder()
+    env, t0 = encoder.env, encoder.env.now
+    monkeypatch.setattr(encoder, "_edge", lambda: True)
+    encoder.work_job = JOB
+    stop_at = encoder.sc.cancel_latency
+
+    def paused() -> Any:
+        yield env.timeout(stop_at + offset)
+        yield from encoder._pause(2.0)
+
+    env.process(paused())
+    stop = env.process(encoder._cancel(JOB, encoder))
+    env.run(until=stop)
+    assert env.now == pytest.approx(t0 + stop_at)
