@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import simpy
 
@@ -113,6 +113,14 @@ class _Crashed(Exception):
 
 class Encoder:
     """One encoder node: ``tiers`` says whether it is an infrastructure or community node."""
+
+    #: Whether ``_io`` and ``_sleep`` may stand for ``wait()`` with a bare timeout when no
+    #: crash or pause is due: an optimisation only (fewer generator frames per request, for
+    #: S-1k). Tests turn it off and compare the histories, which must be identical
+    #: (``tests/sim/test_fast_paths.py``): mutants of the fast paths' comparisons at crash
+    #: and pause instants survived every safety suite (session 41), as an optimisation that
+    #: changes behaviour would.
+    fast_paths: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -810,11 +818,18 @@ class Encoder:
             # guard marks it (adversarial review, session 36: marked at the send, seconds early).
             failed = cache is not None and kind is Observe and type(answer) is TierFailed
         end = now + delay
-        if end < self.crash_at and end < self.pause_at:
+        clear = end < self.crash_at and end < self.pause_at  # no crash or pause due by then
+        if clear and self.fast_paths:
             yield env.timeout(delay)  # the common case, without a frame
             if env.now < self.frozen_until:
                 yield from self.wait(0.0)  # another slot's process paused the node meanwhile
         else:
+            if clear and delay == 0:
+                # The fast path yields even for a reply due at once (the instant's other events
+                # go first), where ``wait(0)`` returns at once: with the fast paths off, the
+                # same yield, so the two compare like with like (tests/sim/test_fast_paths.py;
+                # frozen regression worlds rest on that order).
+                yield env.timeout(0)
             yield from self.wait(delay)
         add(env.now, self.name, job_id, op, phase, value)
         if failed:
@@ -1001,7 +1016,7 @@ class Encoder:
                 # ``wait(target - now)`` without its frame in the common case (no crash or
                 # pause due before the end): the same timeout, to the same float instant.
                 end = now + max(target - now, 0.0)
-                if end < self.crash_at and end < self.pause_at:
+                if end < self.crash_at and end < self.pause_at and self.fast_paths:
                     if end > now:
                         yield env.timeout(end - now)
                         now = env.now
