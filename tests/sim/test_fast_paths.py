@@ -15,7 +15,6 @@ reads, late finishes and the congested gateway, plus the simulator's default sce
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from conformance.families import FAMILIES
 from conformance.worlds import BASE, World, race
 from sim import load_scenario, run_once
 from sim._encoder import Encoder, _Crashed
+from tests.sim.drivers import an_encoder, another_process_pauses
 from verifier.protocol import Observe, Tier
 
 #: (family, scenario changes, seeds): each reaches a fast path's edge in some of its seeds.
@@ -101,20 +101,6 @@ def test_the_switch_reaches_both_fast_paths(monkeypatch: pytest.MonkeyPatch) -> 
 # --- the instants a random world seldom hits exactly: a reply or a wake-up due at the very
 # instant of a crash, a pause, or the end of another process's pause. Each is run both ways.
 
-def _encoder_at_a_round_instant() -> Encoder:
-    """An encoder of a finished run, its clock moved on to a whole second, its drift removed:
-    the instants below are then exact floats."""
-    encoders: list[Encoder] = []
-    run_once(BASE.replace(encoders=1, jobs=1), "hardened", 0,
-             on_start=lambda env, world, made, history: encoders.extend(made))
-    encoder = encoders[0]
-    encoder.env.run(until=float(math.ceil(encoder.env.now) + 10))
-    encoder.rate = 1.0
-    encoder.world.horizon = math.inf  # the faults go on (the run has ended: they had stopped)
-    encoder.crash_at = encoder.pause_at = encoder.shutdown_at = math.inf
-    return encoder
-
-
 REPLY = 2.0
 
 
@@ -138,13 +124,7 @@ def _a_read(encoder: Encoder, monkeypatch: pytest.MonkeyPatch, *, crash: float |
     if pause is not None:
         encoder.pause_at = t0 + pause
     if frozen is not None:
-        after, length = frozen
-
-        def other() -> Any:
-            yield env.timeout(after)
-            yield from encoder._pause(length)
-
-        env.process(other())
+        another_process_pauses(encoder, *frozen)
     read = env.process(encoder._io("probe-job", Observe(Tier.MONITOR, purpose="recheck")))
     try:
         env.run(until=read)
@@ -173,7 +153,7 @@ def test_a_reply_at_a_fault_instant(fast: bool, faults: dict[str, Any],
     wait ending as a pause falls due does; a reply due while another process of the node has
     it paused is handled when the pause ends, not inside it (with ``concurrency`` > 1 that
     is the slots' world); one due as such a pause begins is handled then."""
-    encoder = _encoder_at_a_round_instant()
+    encoder = an_encoder()
     monkeypatch.setattr(Encoder, "fast_paths", fast)
     answered, how = _a_read(encoder, monkeypatch, **faults)
     assert (how, answered) == (expected[1], pytest.approx(expected[0]))
@@ -191,13 +171,7 @@ def _a_sleep(encoder: Encoder, monkeypatch: pytest.MonkeyPatch, *, crash: float 
     if pause is not None:
         encoder.pause_at = t0 + pause
     if frozen is not None:
-        after, length = frozen
-
-        def other() -> Any:
-            yield env.timeout(after)
-            yield from encoder._pause(length)
-
-        env.process(other())
+        another_process_pauses(encoder, *frozen)
     sleep = env.process(encoder._sleep((t0 + REPLY) * encoder.rate, encoder))
     try:
         env.run(until=sleep)
@@ -223,7 +197,7 @@ def test_a_wake_up_at_a_fault_instant(fast: bool, faults: dict[str, Any],
     after it, a pause during the sleep delays the wake-up to the pause's end (or the sleep's
     end, whichever is later: the process wakes when it resumes), and another process's pause
     over the wake-up delays it to that pause's end."""
-    encoder = _encoder_at_a_round_instant()
+    encoder = an_encoder()
     monkeypatch.setattr(Encoder, "fast_paths", fast)
     woke, how = _a_sleep(encoder, monkeypatch, **faults)
     assert how == expected[1]
