@@ -237,3 +237,27 @@ def test_a_connection_ready_at_send_by_on_a_drifting_clock_leaves_despite_roundi
     run_once(BASE.replace(encoders=1, jobs=1), "hardened", 0, on_start=probe)
     assert out["clock"] > BY  # the rounding was reached
     assert out["sent"] is True
+
+
+def test_every_pause_during_a_stop_delays_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pauses of the node while cancelled work stops (another process's, one after the
+    other): the stop ends C after the cancel plus both, not one."""
+    encoder = an_encoder()
+    t0 = encoder.env.now
+    monkeypatch.setattr(encoder, "_edge", lambda: True)  # the stop takes C exactly
+    encoder.work_job = JOB
+    another_process_pauses(encoder, 0.5, 0.25)
+    another_process_pauses(encoder, 1.0, 0.5)
+    _run(encoder, encoder._cancel(JOB, encoder))
+    assert encoder.env.now == pytest.approx(t0 + encoder.sc.cancel_latency + 0.75)
+
+
+@pytest.mark.parametrize("per_hour", [0.5, 1.0, 3600.0])
+def test_a_fault_rate_of_any_size_schedules_faults(per_hour: float) -> None:
+    """A rate below one per hour is a rate, not none: its next fault is drawn (at a mean
+    gap of 3600 / rate seconds); only a rate of 0 schedules nothing."""
+    encoder = an_encoder()
+    gaps = [encoder._next(per_hour, "crash") - encoder.env.now for _ in range(4000)]
+    assert all(0 < gap < math.inf for gap in gaps)
+    assert sum(gaps) / len(gaps) == pytest.approx(3600.0 / per_hour, rel=0.1)
+    assert encoder._next(0.0, "crash") == math.inf
