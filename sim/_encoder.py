@@ -343,7 +343,7 @@ class Encoder:
         finally:
             self.world.idle.pop(self.name, None)
 
-    def _pause(self, length: float | None = None) -> Generator[simpy.Event, Any, float]:
+    def _pause(self, length: float | None = None) -> Generator[simpy.Event, Any, None]:
         """A process pause: everything stops, the work included. ``length`` None: a random
         pause (up to P, exactly P at the edge, or P × tail factor outside the model)."""
         sc, rng = self.sc, self.faults["pause"]
@@ -355,7 +355,7 @@ class Encoder:
             # premise is that no fault happens after H, failed (found by the L1-terms review,
             # 2026-12-05: P = 15 s, crashes until 60 s, a 90 s restart).
             self.pause_at = math.inf
-            return 0.0
+            return
         if length is None:
             edge = sc.edge_rate > 0 and rng.random() < sc.edge_rate  # _edge, on this stream
             length = sc.pause_max if edge else rng.random() * sc.pause_max
@@ -398,7 +398,6 @@ class Encoder:
             # An await-point pause: the caller restores the schedule. This draw is only the one
             # a tape expects here (on the call-ordered stream, not the schedule's).
             self.rng.random()
-        return length
 
     def _spaced(self, at: float) -> float:
         """A random pause due at ``at``, moved to no sooner than C after the last pause."""

@@ -1,0 +1,106 @@
+"""The simulator's pauses, driven directly (``Encoder._pause``, ``Encoder.idle``).
+
+A pause is the adversary's strongest move inside the timing model: up to P, exactly P at the
+edge, the whole node frozen, its work included. Mutation testing of the driver's fault
+machinery (session 42) found that no test checked the pause *lengths* the adversary draws:
+a driver whose edge pauses never reached P, whose random pauses recurred never, or whose
+tail pauses (outside the model) were shorter than stated passed every test it was run
+against. These pin each rule.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sim._encoder import Encoder
+from tests.sim.drivers import an_encoder
+from verifier.protocol import Progressed
+
+
+def _pause(encoder: Encoder, length: float | None = None) -> float:
+    """Take a pause (random: ``length`` None) and return its length."""
+    before = len(encoder.pause_lengths)
+    process = encoder.env.process(encoder._pause(length))
+    encoder.env.run(until=process)
+    assert len(encoder.pause_lengths) == before + 1
+    return encoder.pause_lengths[-1]
+
+
+def test_a_random_pause_at_the_edge_lasts_p_exactly() -> None:
+    encoder = an_encoder(edge_rate=1.0, pause_tail=0.0)
+    assert [_pause(encoder) for _ in range(5)] == [encoder.sc.pause_max] * 5
+
+
+def test_random_pauses_spread_over_zero_to_p() -> None:
+    encoder = an_encoder(edge_rate=0.0, pause_tail=0.0)
+    lengths = [_pause(encoder) for _ in range(200)]
+    most = encoder.sc.pause_max
+    assert all(0.0 <= length <= most for length in lengths)
+    assert min(lengths) < 0.2 * most and max(lengths) > 0.8 * most
+
+
+def test_a_tail_pause_lasts_p_times_the_tail_factor() -> None:
+    """Outside the model on purpose: the tail's length is what the outside-the-model suites
+    measure single-effect against."""
+    encoder = an_encoder(pause_tail=1.0, pause_tail_factor=3.0)
+    assert _pause(encoder) == 3.0 * encoder.sc.pause_max
+
+
+def test_random_pauses_recur_and_an_await_point_pause_leaves_the_schedule_alone() -> None:
+    """After a random pause the next is drawn (from the schedule, C after this one's end at
+    the soonest); a pause taken at an await point (its length given) draws none."""
+    encoder = an_encoder(pauses_per_hour=3600.0)
+    t0 = encoder.pause_due = encoder.env.now
+    length = _pause(encoder)
+    assert encoder.pause_ended + encoder.sc.cancel_latency <= encoder.pause_at < math.inf
+    assert encoder.pause_due >= t0 + length  # drawn from this pause's scheduled end
+    due, at = encoder.pause_due, encoder.pause_at
+    encoder.pause_at = math.inf  # (an await-point pause's caller restores it)
+    _pause(encoder, 1.0)
+    assert (encoder.pause_due, encoder.pause_at) == (due, math.inf)
+    encoder.pause_at = at
+
+
+def test_a_pause_moves_only_what_is_still_to_come() -> None:
+    """The work is frozen: its reports after the pause began move by its length, one due at
+    that very instant does not (it happened before the pause); so does the end of the work's
+    stall, and the world learns when the last fault ends."""
+    encoder = an_encoder()
+    t0 = encoder.env.now
+    first, second = Progressed(10.0, 100.0), Progressed(20.0, 100.0)
+    encoder.work_job = "job-000000"
+    encoder.work = [(t0, first), (t0 + 1.0, second)]
+    encoder.work_fault_end = t0 + 5.0
+    _pause(encoder, 2.0)
+    assert encoder.work == [(t0, first), (t0 + 3.0, second)]
+    assert encoder.work_fault_end == t0 + 7.0
+    assert encoder.world.last_fault == t0 + 7.0
+
+
+def test_a_stall_already_over_is_not_moved_and_the_pause_ends_the_last_fault() -> None:
+    encoder = an_encoder()
+    t0 = encoder.env.now
+    encoder.work_fault_end = t0 - 1.0
+    _pause(encoder, 2.0)
+    assert encoder.work_fault_end == t0 - 1.0
+    assert encoder.world.last_fault == t0 + 2.0
+
+
+def test_an_idle_wait_can_be_woken_and_unregisters_when_it_ends() -> None:
+    """The gateway wakes an idle encoder to hand a job out twice: only while it is idle (a
+    wake-up registered after the wait ended would reach a busy encoder)."""
+    encoder = an_encoder()
+    env, t0 = encoder.env, encoder.env.now
+    idle = env.process(encoder.idle(10.0))
+
+    def wake() -> Any:
+        yield env.timeout(2.0)
+        encoder.world.idle[encoder.name].succeed()
+
+    env.process(wake())
+    env.run(until=idle)
+    assert env.now == t0 + 2.0
+    assert encoder.name not in encoder.world.idle
+    env.run(until=env.process(encoder.idle(1.0)))
+    assert env.now == t0 + 3.0 and encoder.name not in encoder.world.idle
