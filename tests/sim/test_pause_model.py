@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
+
 from sim._encoder import Encoder
 from tests.sim.drivers import an_encoder
 from verifier.protocol import Progressed
@@ -104,3 +106,53 @@ def test_an_idle_wait_can_be_woken_and_unregisters_when_it_ends() -> None:
     assert encoder.name not in encoder.world.idle
     env.run(until=env.process(encoder.idle(1.0)))
     assert env.now == t0 + 3.0 and encoder.name not in encoder.world.idle
+
+
+# ---- a split freeze's budget (``_freeze_budget``): the model allows a total freeze of P in
+# any window of P + C. The oracle below states that rule directly, on a grid, and shares no
+# code with the driver's bisection.
+
+GRID = 0.01
+
+
+def _frozen(freezes: list[tuple[float, float]], start: float, end: float) -> float:
+    return sum(max(0.0, min(b, end) - max(a, start)) for a, b in freezes)
+
+
+def _largest_allowed(freezes: list[tuple[float, float]], now: float, most: float,
+                     window: float) -> float:
+    """The longest pause from ``now`` (on a grid) such that every window of ``window`` s
+    ending within it holds at most ``most`` s of freeze, the pause included."""
+    best, steps = 0.0, round(most / GRID)
+    for i in range(steps + 1):
+        d = i * GRID
+        ends = [now + j * GRID for j in range(i + 1)]
+        if all(_frozen([*freezes, (now, now + d)], e - window, e) <= most + 1e-9 for e in ends):
+            best = d
+        else:
+            break
+    return best
+
+
+@pytest.mark.parametrize("earlier", [
+    [],
+    [(-3.0, -1.0)],
+    [(-12.0, -2.0)],
+    [(-14.0, -11.0), (-6.0, -4.0)],
+    [(-15.5, -14.5), (-9.0, -8.0), (-2.0, -0.5)],
+    [(-4.0, -0.0)],
+], ids=["none", "two-seconds-just-before", "p-ended-2s-ago", "two-pieces", "three-pieces",
+        "one-ending-now"])
+def test_a_split_pause_takes_all_the_freeze_the_window_leaves_and_no_more(
+        earlier: list[tuple[float, float]]) -> None:
+    encoder = an_encoder(pause_split_rate=0.5, pause_max=10.0, cancel_latency=5.0)
+    sc, now = encoder.sc, encoder.env.now
+    most, window = sc.pause_max, sc.pause_max + sc.cancel_latency
+    freezes = [(now + a, now + b) for a, b in earlier]
+    encoder.freezes = list(freezes)
+    budget = encoder._freeze_budget(now)
+    assert budget == pytest.approx(_largest_allowed(freezes, now, most, window), abs=GRID)
+    # ... and the model holds with the budget taken, in every window ending within it.
+    for j in range(101):
+        e = now + budget * j / 100
+        assert _frozen([*freezes, (now, now + budget)], e - window, e) <= most + 1e-6
