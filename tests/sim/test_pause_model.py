@@ -156,3 +156,28 @@ def test_a_split_pause_takes_all_the_freeze_the_window_leaves_and_no_more(
     for j in range(101):
         e = now + budget * j / 100
         assert _frozen([*freezes, (now, now + budget)], e - window, e) <= most + 1e-6
+
+
+def _await_point_pauses(encoder: Encoder) -> float | None:
+    """Pass one await point: the length of the pause taken there, if any."""
+    before = len(encoder.pause_lengths)
+    encoder.env.run(until=encoder.env.process(encoder._await_point()))
+    return encoder.pause_lengths[-1] if len(encoder.pause_lengths) > before else None
+
+
+@pytest.mark.parametrize(("since", "paused"), [(5.0, True), (4.999, False), (30.0, True)],
+                         ids=["exactly-c-after-the-last", "just-within-c", "long-after"])
+def test_an_await_point_pauses_p_from_exactly_c_after_the_last_pause(
+        since: float, paused: bool) -> None:
+    """The adversary's await-point pause: exactly P, as soon as C after the last pause ended
+    (the model's P in any window of P + C), never within C (split pauses off)."""
+    encoder = an_encoder(await_pause_rate=1.0, pause_split_rate=0.0, pause_max=10.0,
+                         cancel_latency=5.0)
+    encoder.pause_ended = encoder.frozen_until = encoder.env.now - since
+    assert _await_point_pauses(encoder) == (10.0 if paused else None)
+
+
+def test_no_await_point_pause_once_the_faults_have_stopped() -> None:
+    encoder = an_encoder(await_pause_rate=1.0, pause_split_rate=1.0)
+    encoder.world.horizon = encoder.env.now
+    assert _await_point_pauses(encoder) is None
