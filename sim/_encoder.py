@@ -901,6 +901,11 @@ class Encoder:
             reached = t + hang_at + (stall if hang_at > stall_at else 0.0)
             hang = max(0.0, horizon - reached)
             points = sorted([*points, hang_at])
+            if stall and stall_at > hang_at:
+                # The hang moved the stall to after its end, H: cut it there too (drawn
+                # before the hang was known, it ran up to 2T past H: a fault after the faults
+                # stopped; found by a direct test of the work model, session 42).
+                stall = min(stall, max(0.0, horizon - (t + stall_at + hang)))
         for done in points:
             share = round(low + (high - low) * done / length, 3)
             at = (t + done + (stall if done > stall_at else 0.0)
