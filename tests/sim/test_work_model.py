@@ -158,3 +158,51 @@ def test_a_start_plans_the_three_phases_back_to_back() -> None:
                                      PhaseChanged("upload"), _WORK_DONE]
     assert [at - t0 for at, _ in marks] == pytest.approx([0.0, 20.0, 55.0, 63.0])
     assert encoder.work_job == "job-000000"
+
+
+def test_each_phase_lasts_its_mean_on_average() -> None:
+    """The lengths are lognormal with the scenario's *mean* (mu = ln(mean) - sigma**2 / 2):
+    with sigma 0.5, a mu of ln(mean) alone makes them 13% longer on average."""
+    from verifier.protocol import PhaseChanged
+
+    encoder = _encoder(phase_sigma=0.5, download_mean_s=20.0, encode_mean_s=100.0,
+                       upload_mean_s=8.0)
+    lengths = []
+    for i in range(3000):
+        job = f"job-{i:06d}"
+        encoder._start(job, encoder)
+        begins = {e.phase: at for at, e in encoder.work if isinstance(e, PhaseChanged)}
+        lengths.append(begins["upload"] - begins["encode"])
+    assert sum(lengths) / len(lengths) == pytest.approx(100.0, rel=0.05)
+
+
+def test_a_phase_change_and_a_report_due_together_come_one_at_a_time_in_order() -> None:
+    """Reports due by a wake-up are coalesced: the latest phase change first, then, at the
+    next wait, the latest progress (which a ping carries)."""
+    from verifier.protocol import PhaseChanged
+
+    encoder = _encoder()
+    now = encoder.env.now
+    later = (now + 5.0, Progressed(50.0, 100.0))
+    encoder.work = [(now - 3.0, PhaseChanged("encode")), (now - 2.0, Progressed(10.0, 100.0)),
+                    (now - 1.0, Progressed(20.0, 100.0)), later]
+    assert encoder._due_report(now, encoder) == PhaseChanged("encode")
+    assert encoder.work == [(now, Progressed(20.0, 100.0)), later]
+    assert encoder._due_report(now, encoder) == Progressed(20.0, 100.0)
+    assert encoder.work == [later]
+
+
+@pytest.mark.parametrize("ended", [-1.0, 0.0], ids=["before", "at-the-instant"])
+def test_work_that_ended_by_a_crash_or_cancel_is_recorded_as_ended_then(ended: float) -> None:
+    """The work's end is its last event: recorded at its own instant if it came by then (at
+    that very instant too), reports still pending before it notwithstanding."""
+    from sim._encoder import _WORK_DONE
+
+    encoder = _encoder()
+    now = encoder.env.now
+    encoder.work_job = "job-000000"
+    encoder.work = [(now - 3.0, Progressed(10.0, 100.0)), (now + ended, _WORK_DONE)]
+    encoder._record_natural_end(encoder, until=now)
+    stops = [r for r in encoder.history if r[3] == "stop"]
+    assert stops[-1] == (now + ended, encoder.name, "job-000000", "stop", "ok", "done")
+    assert encoder.work_job is None
