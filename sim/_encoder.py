@@ -916,8 +916,9 @@ class Encoder:
             # When the stall and the hang end (each delays what follows it). Noted when the
             # work is planned: a work cancelled before its stall leaves the world's
             # ``last_fault`` later than it need be, which only makes L1 more lenient.
-            end = max(t + stall_at + stall + (hang if stall_at > hang_at else 0.0) if stall
-                      else -math.inf,
+            # (A stall after a hang has been cut to nothing above: only a stall before the
+            # hang moves it.)
+            end = max(t + stall_at + stall if stall else -math.inf,
                       t + hang_at + hang + (stall if hang_at > stall_at else 0.0) if hang
                       else -math.inf)
             slot.work_fault_end = max(slot.work_fault_end, end)

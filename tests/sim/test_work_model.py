@@ -206,3 +206,28 @@ def test_work_that_ended_by_a_crash_or_cancel_is_recorded_as_ended_then(ended: f
     stops = [r for r in encoder.history if r[3] == "stop"]
     assert stops[-1] == (now + ended, encoder.name, "job-000000", "stop", "ok", "done")
     assert encoder.work_job is None
+
+
+def test_a_phase_whose_length_is_a_whole_number_of_steps_reports_none_at_its_end() -> None:
+    encoder = _encoder()
+    events: list[tuple[float, Any]] = []
+    end = encoder._progress(events, "encode", T0, 30.0, None, None, slot=encoder)
+    assert [at for at, _ in events] == [110.0, 120.0] and end == T0 + 30.0
+
+
+def test_a_stall_drawn_past_the_horizon_is_none() -> None:
+    """Drawn 17.5 s into a phase whose faults stop 10 s in: it would begin after H, so it
+    lasts nothing (neither a negative length, moving reports earlier, nor a moment)."""
+    encoder = _encoder(horizon=T0 + 10.0, stall_rate=0.5)
+    events, end = _plan(encoder, "encode", Draws(0.1, 0.5, 0.25))
+    assert end == T0 + LENGTH
+    assert [at for at, _ in events] == [110.0, 120.0, 130.0]
+
+
+def test_an_input_stuck_past_the_horizon_does_not_hang() -> None:
+    """Reached after H, a stuck input no longer hangs (no fault after the faults stop): its
+    report is still made, at its place."""
+    encoder = _encoder(horizon=T0 + 10.0)
+    events, end = _plan(encoder, "download", None, stuck=0.4)
+    assert end == T0 + LENGTH and encoder.world.last_fault == -math.inf
+    assert [at for at, _ in events] == [110.0, 114.0, 120.0, 130.0]
