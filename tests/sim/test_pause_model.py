@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from sim._encoder import Encoder
-from tests.sim.drivers import an_encoder
+from tests.sim.drivers import an_encoder, another_process_pauses
 from verifier.protocol import Progressed
 
 
@@ -181,3 +181,26 @@ def test_no_await_point_pause_once_the_faults_have_stopped() -> None:
     encoder = an_encoder(await_pause_rate=1.0, pause_split_rate=1.0)
     encoder.world.horizon = encoder.env.now
     assert _await_point_pauses(encoder) is None
+
+
+@pytest.mark.parametrize(("at", "length", "ends"), [(1.0, 3.0, 10.0), (8.0, 5.0, 13.0)],
+                         ids=["pause-inside-the-wait", "pause-past-its-end"])
+def test_an_idle_wait_ends_at_its_end_or_the_pauses_whichever_is_later(
+        at: float, length: float, ends: float) -> None:
+    """The loop sleeps until an instant of its monotonic clock, which a pause does not stop:
+    a pause inside the wait does not lengthen it, one past its end delays it to the pause's
+    end (the process resumes then), as the asyncio driver's ``asyncio.sleep``."""
+    encoder = an_encoder(edge_rate=1.0, pause_max=length, pause_tail=0.0)
+    env, t0 = encoder.env, encoder.env.now
+    encoder.pause_at = t0 + at
+    env.run(until=env.process(encoder.idle(10.0)))
+    assert encoder.pause_lengths[-1] == length
+    assert env.now == t0 + ends
+
+
+def test_an_idle_wait_ends_when_another_process_pause_ends_if_later() -> None:
+    encoder = an_encoder()
+    env, t0 = encoder.env, encoder.env.now
+    another_process_pauses(encoder, 8.0, 5.0)
+    env.run(until=env.process(encoder.idle(10.0)))
+    assert env.now == t0 + 13.0
