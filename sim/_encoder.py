@@ -214,10 +214,9 @@ class Encoder:
         #: before this instant (``_thaw``).
         self.frozen_until = -math.inf
         #: When the latest pause began, and every pause's start and length in order: a wait
-        #: that is the process's own work (``wait(frozen=True)``), and the loop's idle wait,
-        #: add each pause taken meanwhile, one by one (a running total rounds differently: it
-        #: moved a single slot's histories by a float step, an adversarial review of the
-        #: slots, session 30).
+        #: that is the process's own work (``wait(frozen=True)``) adds each pause that began
+        #: before its end, one by one (a running total rounds differently: it moved a single
+        #: slot's histories by a float step, an adversarial review of the slots, session 30).
         self.frozen_from = -math.inf
         self.pause_starts: list[float] = []
         self.pause_lengths: list[float] = []
@@ -261,9 +260,13 @@ class Encoder:
         seen when the pause ends, so the wait ends at ``max(its end, the pause's end)``, never
         later (adding every pause's length to one wait would stretch a single stall past P,
         which the model does not allow). ``frozen``: the wait is the process's own work (the
-        cancelled work winding down), which a pause stops, so it is extended by the pause.
-        ``interrupt``: an event that ends the wait early (a push arriving), seen after a
-        pause like any other."""
+        cancelled work winding down), which a pause of the node stops, so it is extended by
+        every pause that began before its end, whoever took it: one this process took or woke
+        during, and one another slot's process took and ended meanwhile (left out, a stop
+        ended at C, not C + P: mutation testing, session 41). A pause beginning at the very
+        instant the wait ends does not extend it (session 30's rule, below).
+        ``interrupt``: an event that ends the wait early (a push arriving), seen after a pause
+        like any other."""
         env = self.env
         end = env.now + max(duration, 0.0)
         starts, lengths = self.pause_starts, self.pause_lengths
