@@ -104,13 +104,32 @@ def test_the_switch_reaches_both_fast_paths(monkeypatch: pytest.MonkeyPatch) -> 
 REPLY = 2.0
 
 
+def _run_with_faults(encoder: Encoder, step: Any, done: str, *, crash: float | None,
+                     pause: float | None, frozen: tuple[float, float] | None
+                     ) -> tuple[float, str]:
+    """Run one driver step with a crash or a random pause due ``crash``/``pause`` s from
+    now, or another process of the node pausing ``frozen`` = (after, length): how long the
+    step took and ``done``, or "crashed"."""
+    env, t0 = encoder.env, encoder.env.now
+    if crash is not None:
+        encoder.crash_at = t0 + crash
+    if pause is not None:
+        encoder.pause_at = t0 + pause
+    if frozen is not None:
+        another_process_pauses(encoder, *frozen)
+    process = env.process(step)
+    try:
+        env.run(until=process)
+    except _Crashed:
+        return -1.0, "crashed"
+    return env.now - t0, done
+
+
 def _a_read(encoder: Encoder, monkeypatch: pytest.MonkeyPatch, *, crash: float | None = None,
             pause: float | None = None, frozen: tuple[float, float] | None = None
             ) -> tuple[float, str]:
-    """A monitor read whose reply takes ``REPLY`` s, with a crash or a random pause due
-    ``crash``/``pause`` s after it is sent, or another process of the node pausing
-    ``frozen`` = (after, length): when the driver handled the reply, or "crashed"."""
-    env, t0 = encoder.env, encoder.env.now
+    """A monitor read whose reply takes ``REPLY`` s, with faults as ``_run_with_faults``
+    places them: when the driver handled the reply, or "crashed"."""
     encoder.world.add_job("probe-job", queued=False)
     served = encoder.world.serve
 
@@ -119,18 +138,8 @@ def _a_read(encoder: Encoder, monkeypatch: pytest.MonkeyPatch, *, crash: float |
         return answer, REPLY, phase, value
 
     monkeypatch.setattr(encoder.world, "serve", slow)
-    if crash is not None:
-        encoder.crash_at = t0 + crash
-    if pause is not None:
-        encoder.pause_at = t0 + pause
-    if frozen is not None:
-        another_process_pauses(encoder, *frozen)
-    read = env.process(encoder._io("probe-job", Observe(Tier.MONITOR, purpose="recheck")))
-    try:
-        env.run(until=read)
-    except _Crashed:
-        return -1.0, "crashed"
-    return env.now - t0, "answered"
+    return _run_with_faults(encoder, encoder._io("probe-job", Observe(
+        Tier.MONITOR, purpose="recheck")), "answered", crash=crash, pause=pause, frozen=frozen)
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "frame-ful"])
@@ -159,25 +168,15 @@ def test_a_reply_at_a_fault_instant(fast: bool, faults: dict[str, Any],
     assert (how, answered) == (expected[1], pytest.approx(expected[0]))
 
 
-def _a_sleep(encoder: Encoder, monkeypatch: pytest.MonkeyPatch, *, crash: float | None = None,
+def _a_sleep(encoder: Encoder, *, crash: float | None = None,
              pause: float | None = None, frozen: tuple[float, float] | None = None
              ) -> tuple[float, str]:
     """The protocol's sleep of ``REPLY`` s (no work running, no push channel), with faults as
     in ``_a_read``: when it woke, or "crashed"."""
-    env, t0 = encoder.env, encoder.env.now
     assert encoder.push is None and not encoder.work
-    if crash is not None:
-        encoder.crash_at = t0 + crash
-    if pause is not None:
-        encoder.pause_at = t0 + pause
-    if frozen is not None:
-        another_process_pauses(encoder, *frozen)
-    sleep = env.process(encoder._sleep((t0 + REPLY) * encoder.rate, encoder))
-    try:
-        env.run(until=sleep)
-    except _Crashed:
-        return -1.0, "crashed"
-    return env.now - t0, "woke"
+    until = (encoder.env.now + REPLY) * encoder.rate
+    return _run_with_faults(encoder, encoder._sleep(until, encoder), "woke", crash=crash,
+                            pause=pause, frozen=frozen)
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "frame-ful"])
@@ -199,7 +198,7 @@ def test_a_wake_up_at_a_fault_instant(fast: bool, faults: dict[str, Any],
     over the wake-up delays it to that pause's end."""
     encoder = an_encoder()
     monkeypatch.setattr(Encoder, "fast_paths", fast)
-    woke, how = _a_sleep(encoder, monkeypatch, **faults)
+    woke, how = _a_sleep(encoder, **faults)
     assert how == expected[1]
     if expected[0] is None:  # a random pause of a random length, from 1 s
         expected = (max(REPLY, 1.0 + encoder.pause_lengths[-1]), how)
