@@ -57,6 +57,7 @@ from verifier.protocol import (
     WriteOutcome,
     pre_claim_tier,
     screened,
+    unusable_answers,
 )
 
 from ._history import History
@@ -736,9 +737,8 @@ class Encoder:
                          tuple(sorted(answer.items())))
         screen = getattr(self.protocol, "screen", screened)
         entries = screen(Tier.MONITOR, job_ids, answer)
-        for job_id in job_ids:
-            if job_id in answer and job_id not in entries:
-                self.cache.forget(job_id)  # answered, but as nothing an entry may say
+        for job_id in unusable_answers(job_ids, answer, entries):
+            self.cache.forget(job_id)  # answered, but as nothing an entry may say
         for job_id, observation in entries.items():
             self.cache.put(observation, job_id, decided=decided)
 

@@ -52,7 +52,7 @@ from ._polling import (
     PollSchedule,
 )
 from ._text import FIELD_LIMIT, printable
-from .protocol import OutcomeKind, pre_claim_tier, screened
+from .protocol import OutcomeKind, pre_claim_tier, screened, unusable_answers
 
 __all__ = ["OFFER_SOURCES", "EncoderLoop", "LoopPolicy", "LoopWork", "OfferFn", "offer_sources"]
 
@@ -401,7 +401,7 @@ class EncoderLoop:
                 continue
             self._count_batch("ok", decided)
             entries = screened(Tier.MONITOR, batch, answer)
-            unknown = [i for i in batch if i in answer and i not in entries]
+            unknown = unusable_answers(batch, answer, entries)
             kept = self.guard.screened(entries, decided=decided, unknown=unknown)
             assigned.update(unknown)
             self._log(logging.DEBUG, "LOOP_SCREENED",

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Generator
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
 from typing import Final
@@ -79,6 +79,7 @@ __all__ = [
     "WriteOutcome",
     "pre_claim_tier",
     "screened",
+    "unusable_answers",
 ]
 
 
@@ -414,6 +415,16 @@ def screened(tier: Tier, asked: list[str], answered: dict[str, str]) -> dict[str
             out[job_id] = Observation(tier, GatewayMonitorJob(id=job_id, status=status,
                                                               assigned_to=None))
     return out
+
+
+def unusable_answers(asked: Iterable[str], answered: Mapping[str, str],
+                     entries: Mapping[str, Observation]) -> list[str]:
+    """The ids of ``asked`` a batch answered, but as nothing an entry may say (``assigned``,
+    ``running``: the holder may be us). A driver forgets what its cache held about them: an
+    older "queued" must not outlive an answer that the job is now held. An id missing from
+    the answer is unknown and changes nothing (its older entry ages out as it would). Both
+    drivers take this from here, so the rule is proved where it is shipped."""
+    return [job_id for job_id in asked if job_id in answered and job_id not in entries]
 
 
 def pre_claim_tier(policy: Policy, tiers: TierSet) -> Tier | None:
