@@ -20,8 +20,8 @@ import pytest
 
 from conformance.families import FAMILIES
 from conformance.worlds import BASE, World, race
-from sim import Scenario, run_once
-from sim._encoder import Encoder
+from sim import run_once
+from sim._encoder import Encoder, slot_pushed
 from tests.sim.drivers import an_encoder
 from verifier import Tier
 from verifier.protocol import (
@@ -211,23 +211,21 @@ def test_an_attempt_subscribes_to_its_job_s_pushes_when_it_claims_and_only_then(
         assert sorted(subscribed) == sorted(claims), seed
 
 
-def test_pushes_reach_the_protocol_of_the_slot_that_subscribed() -> None:
-    """With two slots, each attempt's pushes go to its own slot (a driver that left them with
-    the encoder's first slot never delivered a push to another slot's protocol: loss
-    detection fell back to polling there)."""
-    from sim.live._features import loss_detections
-
-    sc = Scenario(encoders=3, jobs=30, lie_rate=0.2, download_mean_s=5, encode_mean_s=40,
-                  upload_mean_s=5, ping_drop_rate=1.0, infra_fraction=0.0, aid_fraction=0.0,
-                  monitor_lag_mean=0.05, reassign_scan_interval=0.0, concurrency=2)
-    polled: list[float] = []
-    pushed: list[float] = []
-    for seed in range(4):
-        polled += loss_detections(run_once(sc, "hardened", seed).history)
-        pushed += loss_detections(run_once(sc.replace(push_rate=1.0, push_latency=0.05),
-                                           "hardened", seed).history)
-    assert len(polled) >= 5 and len(pushed) >= 5
-    assert sorted(pushed)[len(pushed) // 2] * 2 < sorted(polled)[len(polled) // 2]
+def test_a_push_for_a_slot_s_attempt_is_kept_for_that_slot() -> None:
+    """The channel's callback for an attempt in a slot of its own keeps the push for that
+    slot's next wait; the encoder's first slot (its own state) neither sees it nor loses
+    its own."""
+    encoder = an_encoder(concurrency=2, push_rate=1.0, push_latency=0.05)
+    first, second = encoder.slots
+    assert first is encoder and second is not encoder
+    first.push_job, second.push_job = "a", "b"
+    taken, ours = Hinted(owner="x", status="assigned"), Hinted(owner=encoder.did,
+                                                               status="running")
+    slot_pushed(encoder, second)("b", taken)
+    slot_pushed(encoder, first)("a", ours)
+    assert (second.hints, first.hints) == ([taken], [ours])
+    slot_pushed(encoder, second)("a", taken)  # not that slot's job: dropped
+    assert (second.hints, first.hints) == ([taken], [ours])
 
 
 class _Scripted:
