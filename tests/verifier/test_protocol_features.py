@@ -50,6 +50,7 @@ from verifier.protocol import (
     WriteAnswered,
     WriteOutcome,
     screened,
+    unusable_answers,
 )
 
 CACHED = dataclasses.replace(HARDENED, status_cache_s=30.0)
@@ -296,6 +297,17 @@ def test_screening_keeps_only_what_a_batch_can_say():
     assert out["a"].job is not None and out["a"].job.assigned_to is None
     assert out["a"].tier is Tier.MONITOR and out["c"].status == "complete"
     assert screened(Tier.MONITOR, ["a"], {}) == {}, "the gateway-down answer says nothing"
+
+
+def test_a_batch_answer_with_nothing_an_entry_may_say_is_listed_for_forgetting():
+    """``unusable_answers``: what both drivers forget from their caches after a batch. An id
+    answered as held (the holder may be us) is listed, one the answer leaves out (unknown)
+    or one it gives an entry is not."""
+    asked = ["a", "b", "c", "d", "e"]
+    answer = {"a": "queued", "b": "assigned", "c": "complete", "e": "running", "x": "assigned"}
+    entries = screened(Tier.MONITOR, asked, answer)
+    assert unusable_answers(asked, answer, entries) == ["b", "e"]
+    assert unusable_answers(asked, {}, {}) == [], "the gateway-down answer outdates nothing"
 
 
 def test_a_screened_or_cached_answer_is_an_ordinary_pre_claim_answer():
