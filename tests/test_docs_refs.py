@@ -122,8 +122,8 @@ def test_section_citations_name_a_section_that_exists():
     """``docs/X.md, "Section"`` in code and docs: the quoted text must be in that document
     (docs/README.md: code cites the docs by file and section)."""
     docs = {p.name: re.sub(r"\s+", " ", _text(p)).lower() for p in (ROOT / "docs").glob("*.md")}
-    cite = re.compile(r"(contract|safety-model|exploration|enhancements|push|ablation)\.md"
-                      r"`?,\s*[\"“]([^\"”]{3,80})[\"”]")
+    cite = re.compile(r"(contract|safety-model|exploration|enhancements|push|ablation|history"
+                      r"|mutation)\.md`?,\s*[\"“]([^\"”]{3,80})[\"”]")
     wrong = []
     files = [*DOCS, *(p for d in SOURCE_DIRS for p in (ROOT / d).rglob("*.py"))]
     for path in files:

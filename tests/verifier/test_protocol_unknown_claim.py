@@ -1,6 +1,6 @@
 """A claim whose outcome is unknown is confirmed only by a read of *its own* assignment.
 
-The gap (found by an adversarial review, 2026-12-02; README, "History of the timing model"):
+The gap (found by an adversarial review, 2026-12-02; docs/history.md):
 a claim whose reply was lost was confirmed by any read naming our DID, and its lease counted
 from the claim's decision. The read may show an *older* assignment of our DID instead (one a
 crashed process of ours held, or one whose release got no answer, offered to us again by
