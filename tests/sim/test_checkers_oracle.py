@@ -1,0 +1,136 @@
+"""S1 and S2 against an oracle that shares no code with the checkers.
+
+The checkers sweep each job's processing intervals with heaps, so that a history of millions of
+records costs ``n log n``; their rules at one instant (a hand-off at the very instant of a stop,
+two starts at once, a zero-length interval) live in the sweep's ordering. A sweep is easy to get
+subtly wrong, and the example tests pin only the cases someone thought of. Here every history
+Hypothesis draws (a few processes and jobs, starts, stops, failed stops and crashes, on a coarse
+clock so that ties are common) is judged twice: by the checkers, and by the definitions read
+straight from the safety model, by brute force over every pair of intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim import History, check_s1, check_s2
+
+PROCESSES = ("e0", "e1", "e2")
+JOBS = ("j0", "j1")
+
+
+def _intervals(records: list[tuple[Any, ...]]
+               ) -> tuple[list[tuple[str, str, float, float, int]], dict[str, int]]:
+    """Every processing interval (process, job, start, end, position of its start), read in
+    history order: a start opens one; a start while the process still holds the job is one
+    more start to stop (and counts once for S2, per job); a stop ends the interval once every
+    start of it has been stopped; a crash of the process ends all of its intervals; what is
+    open at the end never ends."""
+    open_: dict[tuple[str, str], list[Any]] = {}  # (process, job) -> [start, starts, position]
+    done: list[tuple[str, str, float, float, int]] = []
+    again: dict[str, int] = {}
+    for pos, (t, process, job, op, phase, _) in enumerate(records):
+        if op == "crash":
+            for key in [k for k in open_ if k[0] == process]:
+                begun, _, at = open_.pop(key)
+                done.append((process, key[1], begun, t, at))
+        elif op == "start" and phase == "ok":
+            held = open_.get((process, job))
+            if held is None:
+                open_[(process, job)] = [t, 1, pos]
+            else:
+                held[1] += 1
+                again[job] = again.get(job, 0) + 1
+        elif op == "stop" and phase == "ok":
+            held = open_.get((process, job))
+            if held is not None:
+                held[1] -= 1
+                if held[1] == 0:
+                    del open_[(process, job)]
+                    done.append((process, job, held[0], t, held[2]))
+    done += [(p, j, begun, math.inf, at) for (p, j), (begun, _, at) in open_.items()]
+    return done, again
+
+
+def _s2(records: list[tuple[Any, ...]]) -> tuple[int, set[str]]:
+    """Pairs of intervals of different processes on one job that overlap (``a.start < b.end``
+    and ``b.start < a.end``), plus every start made while the process still held the job."""
+    ivs, again = _intervals(records)
+    pairs, jobs = 0, set(again)
+    for i, a in enumerate(ivs):
+        for b in ivs[i + 1:]:
+            if a[1] == b[1] and a[0] != b[0] and a[2] < b[3] and b[2] < a[3]:
+                pairs += 1
+                jobs.add(a[1])
+    return pairs + sum(again.values()), jobs
+
+
+def _s1(records: list[tuple[Any, ...]]) -> tuple[int, set[str]]:
+    """Starts made while another process held the job: one that started before and had not
+    stopped (a stop or crash at the very instant is a hand-off), or one that started at the
+    same instant and runs on, when this start runs on too or was recorded after it."""
+    ivs, _ = _intervals(records)
+    bad, jobs = 0, set()
+    for p, job, s, e, at in ivs:
+        for q, other, s2, e2, at2 in ivs:
+            if other != job or q == p:
+                continue
+            if s2 < s < e2 or (s2 == s < e2 and (e > s or at2 < at)):
+                bad += 1
+                jobs.add(job)
+                break
+    return bad, jobs
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[tuple[Any, ...]]:
+    records: list[tuple[Any, ...]] = []
+    t = 0.0
+    for _ in range(draw(st.integers(0, 14))):
+        t += draw(st.sampled_from((0.0, 0.0, 0.5, 1.0)))
+        process = draw(st.sampled_from(PROCESSES))
+        kind = draw(st.sampled_from(("start", "start", "stop", "stop", "stop-failed", "crash")))
+        if kind == "crash":
+            records.append((t, process, None, "crash", draw(st.sampled_from(("info", "ok"))),
+                            None))
+            continue
+        job = draw(st.sampled_from(JOBS))
+        if kind == "start":
+            records.append((t, process, job, "start", "ok", None))
+        else:
+            records.append((t, process, job, "stop", "fail" if kind == "stop-failed" else "ok",
+                            "done"))
+    return records
+
+
+@settings(max_examples=1500, deadline=None)
+@given(histories())
+def test_s1_and_s2_agree_with_their_definitions_on_every_history(records: list[Any]) -> None:
+    history = History(records)
+    s1, s2 = check_s1(history), check_s2(history)
+    assert (s1.violations, set(s1.jobs)) == _s1(records)
+    assert (s2.violations, set(s2.jobs)) == _s2(records)
+
+
+def test_the_oracle_sees_what_the_definitions_say() -> None:
+    """The oracle itself, on histories whose verdicts are known by hand."""
+    overlap = [(1, "e0", "j0", "start", "ok", None), (2, "e1", "j0", "start", "ok", None),
+               (3, "e0", "j0", "stop", "ok", "done")]
+    assert _s1(overlap) == (1, {"j0"}) and _s2(overlap) == (1, {"j0"})
+    hand_off = [(1, "e0", "j0", "start", "ok", None), (2, "e0", "j0", "stop", "ok", "done"),
+                (2, "e1", "j0", "start", "ok", None)]
+    assert _s1(hand_off) == (0, set()) and _s2(hand_off) == (0, set())
+    crashed = [(1, "e0", "j0", "start", "ok", None), (2, "e0", None, "crash", "info", None),
+               (2, "e1", "j0", "start", "ok", None)]
+    assert _s1(crashed) == (0, set()) and _s2(crashed) == (0, set())
+    failed_stop = [(1, "e0", "j0", "start", "ok", None), (2, "e0", "j0", "stop", "fail", "x"),
+                   (3, "e1", "j0", "start", "ok", None)]
+    assert _s1(failed_stop) == (1, {"j0"}) and _s2(failed_stop) == (1, {"j0"})
+    twice = [(1, "e0", "j0", "start", "ok", None), (2, "e0", "j0", "start", "ok", None)]
+    assert _s1(twice) == (0, set()) and _s2(twice) == (1, {"j0"})
+    at_once = [(1, "e0", "j0", "start", "ok", None), (1, "e1", "j0", "start", "ok", None)]
+    assert _s1(at_once) == (2, {"j0"}) and _s2(at_once) == (1, {"j0"})
