@@ -29,7 +29,7 @@ PROTOCOL = {
     "Observe", "Observed", "Outcome", "OutcomeKind", "OwnershipProtocol", "PhaseChanged",
     "ProgressClock", "Progressed", "ProtocolError", "Release", "ShutdownRequested", "Sleep",
     "StartWork", "Step",
-    "TierFailed", "Woke", "pre_claim_tier", "screened",
+    "TierFailed", "Woke", "pre_claim_tier", "screened", "unusable_answers",
     "WorkEnded", "WorkStarted", "WorkStopped", "WriteAnswered", "WriteOutcome",
 }
 
