@@ -1,4 +1,4 @@
-"""S1 and S2 against an oracle that shares no code with the checkers.
+"""S1, S2, S3 and the lease against an oracle that shares no code with the checkers.
 
 The checkers sweep each job's processing intervals with heaps, so that a history of millions of
 records costs ``n log n``; their rules at one instant (a hand-off at the very instant of a stop,
@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim import History, check_s1, check_s2
+from sim import WORLD, History, check_lease, check_s1, check_s2, check_s3
 
 PROCESSES = ("e0", "e1", "e2")
 JOBS = ("j0", "j1")
@@ -86,14 +86,73 @@ def _s1(records: list[tuple[Any, ...]]) -> tuple[int, set[str]]:
     return bad, jobs
 
 
+def _lease(records: list[tuple[Any, ...]]) -> tuple[int, set[str]]:
+    """Timeout requeues ("no ping ...", "no progress ...") at which the job's owner of record
+    (the latest assignment since the job's last requeue, in history order) was processing it:
+    an interval of it that began before the requeue (at its instant only if the start was
+    recorded before it) and had not ended by then (a microsecond of float rounding allowed)."""
+    ivs, _ = _intervals(records)
+    owner: dict[str, str | None] = {}
+    bad, jobs = 0, set()
+    for pos, (t, process, job, op, phase, value) in enumerate(records):
+        if process != WORLD or phase != "ok":
+            continue
+        if op == "assign":
+            owner[job] = value[0]
+        elif op == "requeue":
+            held = owner.pop(job, None)
+            if held is None or not str(value).startswith(("no ping", "no progress")):
+                continue
+            if any(p == held and j == job and (s < t or (s == t and at < pos)) and t < e - 1e-6
+                   for p, j, s, e, at in ivs):
+                bad += 1
+                jobs.add(job)
+    return bad, jobs
+
+
+def _s3(records: list[tuple[Any, ...]]) -> tuple[int, set[str]]:
+    """World commits that are not the job's first, or not by its latest assignee (who, epoch)
+    in history order, or with no assignment before them."""
+    latest: dict[str, tuple[Any, Any]] = {}
+    committed: set[str] = set()
+    bad, jobs = 0, set()
+    for _, process, job, op, phase, value in records:
+        if process != WORLD or phase != "ok":
+            continue
+        if op == "assign":
+            latest[job] = tuple(value)
+        elif op == "commit":
+            if job in committed or latest.get(job) != tuple(value):
+                bad += 1
+                jobs.add(job)
+            committed.add(job)
+    return bad, jobs
+
+
 @st.composite
-def histories(draw: st.DrawFn) -> list[tuple[Any, ...]]:
+def histories(draw: st.DrawFn, *, world: bool = False) -> list[tuple[Any, ...]]:
+    """Starts, stops (some failed) and crashes of a few processes on a few jobs, on a coarse
+    clock; with ``world``, the world's assignments, requeues (timeouts among them) and commits
+    too, some failed."""
     records: list[tuple[Any, ...]] = []
+    kinds = ["start", "start", "stop", "stop", "stop-failed", "crash"]
+    if world:
+        kinds += ["assign", "assign", "requeue", "requeue", "commit"]
     t = 0.0
-    for _ in range(draw(st.integers(0, 14))):
+    for _ in range(draw(st.integers(0, 16 if world else 14))):
         t += draw(st.sampled_from((0.0, 0.0, 0.5, 1.0)))
         process = draw(st.sampled_from(PROCESSES))
-        kind = draw(st.sampled_from(("start", "start", "stop", "stop", "stop-failed", "crash")))
+        kind = draw(st.sampled_from(kinds))
+        if kind in ("assign", "requeue", "commit"):
+            job = draw(st.sampled_from(JOBS))
+            phase = draw(st.sampled_from(("ok", "ok", "ok", "fail")))
+            if kind == "requeue":
+                value: Any = draw(st.sampled_from(("no ping for T", "no progress for N",
+                                                   "released", "failed")))
+            else:
+                value = (process, draw(st.integers(1, 2)))
+            records.append((t, WORLD, job, kind, phase, value))
+            continue
         if kind == "crash":
             records.append((t, process, None, "crash", draw(st.sampled_from(("info", "ok"))),
                             None))
@@ -116,6 +175,16 @@ def test_s1_and_s2_agree_with_their_definitions_on_every_history(records: list[A
     assert (s2.violations, set(s2.jobs)) == _s2(records)
 
 
+@settings(max_examples=1500, deadline=None)
+@given(histories(world=True))
+def test_s3_and_the_lease_agree_with_their_definitions_on_every_history(records: list[Any]
+                                                                         ) -> None:
+    history = History(records)
+    s3, lease = check_s3(history), check_lease(history)
+    assert (s3.violations, set(s3.jobs)) == _s3(records)
+    assert (lease.violations, set(lease.jobs)) == _lease(records)
+
+
 def test_the_oracle_sees_what_the_definitions_say() -> None:
     """The oracle itself, on histories whose verdicts are known by hand."""
     overlap = [(1, "e0", "j0", "start", "ok", None), (2, "e1", "j0", "start", "ok", None),
@@ -134,3 +203,14 @@ def test_the_oracle_sees_what_the_definitions_say() -> None:
     assert _s1(twice) == (0, set()) and _s2(twice) == (1, {"j0"})
     at_once = [(1, "e0", "j0", "start", "ok", None), (1, "e1", "j0", "start", "ok", None)]
     assert _s1(at_once) == (2, {"j0"}) and _s2(at_once) == (1, {"j0"})
+    timed_out = [(1, WORLD, "j0", "assign", "ok", ("e0", 1)), (2, "e0", "j0", "start", "ok", None),
+                 (3, WORLD, "j0", "requeue", "ok", "no ping for T")]
+    assert _lease(timed_out) == (1, {"j0"})
+    assert _lease([*timed_out[:2], (3, "e0", "j0", "stop", "ok", "cancelled"),
+                   timed_out[2]]) == (0, set())
+    assert _lease([*timed_out[:2], (3, WORLD, "j0", "requeue", "ok", "released")]) == (0, set())
+    stale = [(1, WORLD, "j0", "assign", "ok", ("e0", 1)), (2, WORLD, "j0", "assign", "ok",
+                                                           ("e1", 2)),
+             (3, WORLD, "j0", "commit", "ok", ("e0", 1)), (4, WORLD, "j0", "commit", "ok",
+                                                          ("e1", 2))]
+    assert _s3(stale) == (2, {"j0"}) and _s3(stale[1:2] + stale[3:]) == (0, set())
