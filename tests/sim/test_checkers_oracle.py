@@ -1,4 +1,5 @@
-"""S1, S2, S3 and the lease against an oracle that shares no code with the checkers.
+"""S1, S2, S3, the lease and the give-back lemma against an oracle that shares no code with
+the checkers.
 
 The checkers sweep each job's processing intervals with heaps, so that a history of millions of
 records costs ``n log n``; their rules at one instant (a hand-off at the very instant of a stop,
@@ -17,7 +18,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim import WORLD, History, check_lease, check_s1, check_s2, check_s3
+from sim import WORLD, History, check_give_back, check_lease, check_s1, check_s2, check_s3
 
 PROCESSES = ("e0", "e1", "e2")
 JOBS = ("j0", "j1")
@@ -129,6 +130,45 @@ def _s3(records: list[tuple[Any, ...]]) -> tuple[int, set[str]]:
     return bad, jobs
 
 
+def _give_back(records: list[tuple[Any, ...]]) -> tuple[int, set[str]]:
+    """Timeout requeues of a job whose owner of record (as for the lease) had ended the attempt
+    of the claim that made it the owner saying nothing was held: the owner's latest claim on
+    the job before that assignment, and the first outcome of that process after it, with no
+    other claim of it and no crash of it in between, recorded before the requeue."""
+    bad, jobs = 0, set()
+    for pos, (t, process, job, op, phase, value) in enumerate(records):
+        if not (process == WORLD and op == "requeue" and phase == "ok"
+                and str(value).startswith(("no ping", "no progress"))):
+            continue
+        assigned = None
+        for a in range(pos - 1, -1, -1):
+            r = records[a]
+            if r[1] == WORLD and r[2] == job and r[4] == "ok" and r[3] in ("assign", "requeue"):
+                assigned = a if r[3] == "assign" else None
+                break
+        if assigned is None:
+            continue
+        owner = records[assigned][5][0]
+        claims = [c for c in range(assigned) if records[c][1:5] == (owner, job, "claim", "invoke")]
+        if not claims:
+            continue
+        claimed = claims[-1]
+        for o in range(claimed + 1, pos):
+            r = records[o]
+            if r[1] != owner:
+                continue
+            if r[3] == "crash" and r[2] is None and r[4] in ("info", "ok"):
+                break
+            if r[2] == job and r[3] == "claim" and r[4] == "invoke":
+                break
+            if r[2] == job and r[3] == "outcome":
+                if not r[5][1] and r[0] <= t:
+                    bad += 1
+                    jobs.add(job)
+                break
+    return bad, jobs
+
+
 @st.composite
 def histories(draw: st.DrawFn, *, world: bool = False) -> list[tuple[Any, ...]]:
     """Starts, stops (some failed) and crashes of a few processes on a few jobs, on a coarse
@@ -137,27 +177,55 @@ def histories(draw: st.DrawFn, *, world: bool = False) -> list[tuple[Any, ...]]:
     records: list[tuple[Any, ...]] = []
     kinds = ["start", "start", "stop", "stop", "stop-failed", "crash"]
     if world:
-        kinds += ["assign", "assign", "requeue", "requeue", "commit"]
+        kinds += ["assign", "assign", "requeue", "requeue", "commit", "claim", "claim", "outcome"]
+    # The world's lemmas need one process's claim, assignment, work and outcome on one job,
+    # in order, before a timeout: with the world's records drawn, two processes, one job and
+    # whole attempts among the random records make such sequences common.
+    processes, jobs = (PROCESSES[:2], JOBS[:1]) if world else (PROCESSES, JOBS)
     t = 0.0
-    for _ in range(draw(st.integers(0, 16 if world else 14))):
+    for _ in range(draw(st.integers(0, 20 if world else 14))):
         t += draw(st.sampled_from((0.0, 0.0, 0.5, 1.0)))
-        process = draw(st.sampled_from(PROCESSES))
+        process = draw(st.sampled_from(processes))
         kind = draw(st.sampled_from(kinds))
+        if world and draw(st.integers(0, 3)) == 0:
+            # An attempt in order, any of its steps left out: claim, assignment, work,
+            # outcome, a requeue (the lemmas' sequences; among random records, rare).
+            job = draw(st.sampled_from(jobs))
+            steps = [(process, job, "claim", "invoke", "gateway"),
+                     (WORLD, job, "assign", draw(st.sampled_from(("ok", "ok", "fail"))),
+                      (process, draw(st.integers(1, 2)))),
+                     (process, job, "start", "ok", None),
+                     (process, job, "outcome", "ok", ("CODE", draw(st.booleans()))),
+                     (WORLD, job, "requeue", "ok",
+                      draw(st.sampled_from(("no ping for T", "no progress for N", "released"))))]
+            for step in steps:
+                if draw(st.integers(0, 4)):
+                    t += draw(st.sampled_from((0.0, 0.5)))
+                    records.append((t, *step))
+            continue
         if kind in ("assign", "requeue", "commit"):
-            job = draw(st.sampled_from(JOBS))
+            job = draw(st.sampled_from(jobs))
             phase = draw(st.sampled_from(("ok", "ok", "ok", "fail")))
             if kind == "requeue":
-                value: Any = draw(st.sampled_from(("no ping for T", "no progress for N",
-                                                   "released", "failed")))
+                value: Any = draw(st.sampled_from(("no ping for T", "no ping for T",
+                                                   "no progress for N", "released", "failed")))
             else:
                 value = (process, draw(st.integers(1, 2)))
             records.append((t, WORLD, job, kind, phase, value))
+            continue
+        if kind == "claim":
+            records.append((t, process, draw(st.sampled_from(jobs)), "claim", "invoke",
+                            "gateway"))
+            continue
+        if kind == "outcome":
+            records.append((t, process, draw(st.sampled_from(jobs)), "outcome", "ok",
+                            ("CODE", draw(st.booleans()))))
             continue
         if kind == "crash":
             records.append((t, process, None, "crash", draw(st.sampled_from(("info", "ok"))),
                             None))
             continue
-        job = draw(st.sampled_from(JOBS))
+        job = draw(st.sampled_from(jobs))
         if kind == "start":
             records.append((t, process, job, "start", "ok", None))
         else:
@@ -177,12 +245,13 @@ def test_s1_and_s2_agree_with_their_definitions_on_every_history(records: list[A
 
 @settings(max_examples=1500, deadline=None)
 @given(histories(world=True))
-def test_s3_and_the_lease_agree_with_their_definitions_on_every_history(records: list[Any]
+def test_s3_the_lease_and_the_give_back_agree_with_their_definitions(records: list[Any]
                                                                          ) -> None:
     history = History(records)
-    s3, lease = check_s3(history), check_lease(history)
+    s3, lease, given = check_s3(history), check_lease(history), check_give_back(history)
     assert (s3.violations, set(s3.jobs)) == _s3(records)
     assert (lease.violations, set(lease.jobs)) == _lease(records)
+    assert (given.violations, set(given.jobs)) == _give_back(records)
 
 
 def test_the_oracle_sees_what_the_definitions_say() -> None:
@@ -214,3 +283,12 @@ def test_the_oracle_sees_what_the_definitions_say() -> None:
              (3, WORLD, "j0", "commit", "ok", ("e0", 1)), (4, WORLD, "j0", "commit", "ok",
                                                           ("e1", 2))]
     assert _s3(stale) == (2, {"j0"}) and _s3(stale[1:2] + stale[3:]) == (0, set())
+    said_free = [(1, "e0", "j0", "claim", "invoke", "gateway"),
+                 (2, WORLD, "j0", "assign", "ok", ("e0", 1)),
+                 (3, "e0", "j0", "outcome", "ok", ("SHUTDOWN", False)),
+                 (4, WORLD, "j0", "requeue", "ok", "no ping for T")]
+    assert _give_back(said_free) == (1, {"j0"})
+    held = [*said_free[:2], (3, "e0", "j0", "outcome", "ok", ("SHUTDOWN", True)), said_free[3]]
+    assert _give_back(held) == (0, set())
+    crashed_first = [*said_free[:2], (2.5, "e0", None, "crash", "info", None), *said_free[2:]]
+    assert _give_back(crashed_first) == (0, set())
