@@ -158,28 +158,32 @@ def test_a_shutdown_waits_for_every_busy_slot_to_give_its_job_back() -> None:
     (told at its next wait), and only then does the node go down (a loop that did not wait
     for the slots spun at one instant)."""
     sc = BASE.replace(**{**FAMILIES["shutdown"], "concurrency": 2, "jobs": 4})
-    reached = 0
+    busy = 0
     for seed in range(6):
         run = race(World(sc, seed=seed, family="shutdown"), "hardened")
         assert all(run.checks[p].ok for p in ("S1", "S2", "S3", "L1")), seed
-        history = run.result.history
-        for t, process, _, op, _, _ in history:
+        history = list(run.result.history)
+        for at, (t, process, _, op, _, _) in enumerate(history):
             if op != "shutdown":
                 continue
-            # Attempts of this node under way at the shutdown: claimed, no outcome yet.
+            # Attempts of this node under way at the shutdown: claimed, no outcome yet; and
+            # the attempts it gave back for this shutdown (since its previous one).
             open_jobs: set[str] = set()
-            for r in history:
-                if r[0] > t:
-                    break
-                if r[1] == process and r[3] == "claim" and r[4] == "invoke":
+            given_back = 0
+            for r in history[:at]:
+                if r[1] != process:
+                    continue
+                if r[3] == "claim" and r[4] == "invoke":
                     open_jobs.add(r[2])
-                elif r[1] == process and r[3] == "outcome":
+                elif r[3] == "outcome":
                     open_jobs.discard(r[2])
-                elif r[1] == process and r[3] == "crash":
+                    given_back += "SHUTDOWN" in r[5][0]
+                elif r[3] in ("crash", "shutdown"):
                     open_jobs.clear()
+                    given_back = 0
             assert not open_jobs, (seed, t, open_jobs)  # every one ended before it went down
-            reached += 1
-    assert reached > 0
+            busy += given_back >= 2  # both slots were busy when it fell due
+    assert busy > 0
 
 
 # ---- pushes: subscribed at the claim, delivered to the slot's protocol, never to the next
