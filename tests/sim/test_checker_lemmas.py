@@ -157,6 +157,10 @@ def test_a_batch_recorded_without_a_job_answers_for_each_job_it_names() -> None:
                     claim(2, "e0", "j")) == (1, ("j",))
     assert evidence((1, "e0", None, "screen", "ok", "monitor"), claim(2, "e0", "j")) == (
         1, ("j",))  # a live batch's record names the tier only: no answers
+    # Entries that are not (job, status) pairs say nothing, whatever they look like.
+    for junk in (("j", "queued", "x"), "jq"):
+        batch = (1, "e0", None, "screen", "ok", (junk,))
+        assert evidence(batch, claim(2, "e0", "j")) == (1, ("j",))
 
 
 @pytest.mark.parametrize("op, phase", [("crash", "info"), ("shutdown", "info")])

@@ -420,6 +420,19 @@ def test_faults_stop_at_the_end_of_a_window_open_at_the_horizon() -> None:
     assert faults_stopped(h, 60) == 60
     assert faults_stopped(h, None) is None
     assert faults_stopped(hist((90, W, None, "fault", "invoke", "x")), 100) == math.inf
+    # A window that began at the horizon itself belongs to the faults; one that began after it
+    # does not (the horizon is when the last window may begin), and only the world's windows
+    # of no job count.
+    at = hist((100, W, None, "fault", "invoke", "x"), (130, W, None, "fault", "ok", "x"))
+    assert faults_stopped(at, 100) == 130
+    assert faults_stopped(hist((100, W, None, "fault", "invoke", "x")), 100) == math.inf
+    assert faults_stopped(hist((101, W, None, "fault", "invoke", "x")), 100) == 100
+    assert faults_stopped(hist((90, "e0", None, "fault", "invoke", "x"),
+                               (130, "e0", None, "fault", "ok", "x")), 100) == 100
+    assert faults_stopped(hist((90, W, "j", "fault", "invoke", "x"),
+                               (130, W, "j", "fault", "ok", "x")), 100) == 100
+    assert faults_stopped(hist((90, W, None, "stall", "invoke", "x"),
+                               (130, W, None, "stall", "ok", "x")), 100) == 100
 
 
 def test_l1_bound_terms_for_the_conformance_base() -> None:
@@ -548,6 +561,17 @@ def test_double_assignment_tier_filter() -> None:
     h = hist(claim_ok(0, "e1", "database"), claim_ok(1, "e2", "gateway"))
     assert double_assigned_jobs(h) == {"j"}
     assert double_assigned_jobs(h, tiers={"gateway"}) == set()
+    assert double_assigned_jobs(h, tiers={"gateway", "database"}) == {"j"}
+    both = hist(claim_ok(0, "e1", "gateway"), claim_ok(1, "e2", "gateway"))
+    assert double_assigned_jobs(both, tiers={"gateway"}) == {"j"}
+    assert double_assigned_jobs(both, tiers={"database"}) == set()
+
+
+def test_a_job_the_world_says_it_double_assigned_is_double_assigned() -> None:
+    """The world's ``lie`` record (a double hand-out it made) counts whatever the claims' answers
+    say; an encoder's record of that name does not."""
+    assert double_assigned_jobs(hist((0, W, "j", "lie", "ok", None))) == {"j"}
+    assert double_assigned_jobs(hist((0, "e1", "j", "lie", "ok", None))) == set()
 
 
 # -------------------------------------------------------------------------------- check_all
@@ -633,6 +657,14 @@ def test_l1_excuses_a_job_the_gateway_gave_up_while_faults_were_on() -> None:
     result = check_l1(h, jobs=["early", "late"], horizon=100.0, bound=1000.0)
     assert result.jobs == ("late",)
     assert not check_l1(h, jobs=["early"]).ok, "without a horizon every loss counts"
+
+
+def test_l1_excuses_a_job_taken_back_by_timeout_before_anyone_was_assigned_it() -> None:
+    """A timeout requeue with no assignment on record before it is nobody's walking away: the
+    job the gateway then gave up while the faults lasted is still the faults' loss."""
+    h = hist((10.0, W, "j", "requeue", "ok", "no ping for T"),
+             (50.0, W, "j", "failed", "ok", 5))
+    assert check_l1(h, jobs=["j"], horizon=100.0, bound=1000.0).ok
 
 
 def test_l1_does_not_excuse_a_job_the_chain_itself_gave_back_as_failed() -> None:

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim import WORLD, History, check_give_back, check_lease, check_s1, check_s2, check_s3
+from sim._checkers import _covered, _Partition, _work_spans
 
 PROCESSES = ("e0", "e1", "e2")
 JOBS = ("j0", "j1")
@@ -214,8 +215,8 @@ def histories(draw: st.DrawFn, *, world: bool = False) -> list[tuple[Any, ...]]:
             records.append((t, WORLD, job, kind, phase, value))
             continue
         if kind == "claim":
-            records.append((t, process, draw(st.sampled_from(jobs)), "claim", "invoke",
-                            "gateway"))
+            op = draw(st.sampled_from(("claim", "claim", "verify", "heartbeat")))
+            records.append((t, process, draw(st.sampled_from(jobs)), op, "invoke", "gateway"))
             continue
         if kind == "outcome":
             records.append((t, process, draw(st.sampled_from(jobs)), "outcome", "ok",
@@ -292,3 +293,22 @@ def test_the_oracle_sees_what_the_definitions_say() -> None:
     assert _give_back(held) == (0, set())
     crashed_first = [*said_free[:2], (2.5, "e0", None, "crash", "info", None), *said_free[2:]]
     assert _give_back(crashed_first) == (0, set())
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 6),
+                          st.sampled_from(("done", "done", "cancelled"))), max_size=8),
+       st.integers(-2, 24), st.integers(-2, 24))
+def test_l1_s_work_time_is_the_measure_of_the_done_intervals_within_the_window(
+        spans: list[tuple[int, int, str]], lo: int, hi: int) -> None:
+    """L1 does not count the time some encoder's work ran to its natural end (``done``): the
+    measure of the union of those intervals within ``[lo, hi]``, by counting the unit steps
+    any of them covers (integer ends), against the checker's merged spans and prefix sums."""
+    records: list[tuple[Any, ...]] = []
+    for n, (start, length, how) in enumerate(spans):
+        records += [(start, f"e{n}", "j", "start", "ok", None),
+                    (start + length, f"e{n}", "j", "stop", "ok", how)]
+    records.sort(key=lambda r: r[0])
+    done = [(a, a + d) for a, d, how in spans if how == "done"]
+    covered = sum(1 for x in range(lo, hi) if any(a <= x < b for a, b in done))
+    assert _covered(_work_spans(_Partition(History(records))), lo, hi) == covered

@@ -246,6 +246,15 @@ def test_a_batch_screen_is_one_call_whether_or_not_it_names_a_job() -> None:
     for history in (live, simulated):
         m = compute_metrics(history, jobs=["j"], duration=10.0, checks={})
         assert m.api_calls == {"monitor": 1.0}
+    # Counted when asked: a screen cut short by a crash is a call too, its answer is not one,
+    # and no other record without a job is.
+    cut = History([(0, "e1", None, "screen", "invoke", "monitor"),
+                   (0.05, "e1", None, "crash", "info", None),
+                   (1, "e1", None, "screen", "invoke", "monitor"),
+                   (1.1, "e1", None, "screen", "ok", "monitor"),
+                   (2, "e1", None, "pause", "invoke", "monitor")])
+    m = compute_metrics(cut, jobs=["j"], duration=10.0, checks={})
+    assert m.api_calls == {"monitor": 2.0}
 
 
 def test_missing_checks_are_computed() -> None:
