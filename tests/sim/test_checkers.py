@@ -257,6 +257,34 @@ def test_s3_commit_with_a_stale_epoch() -> None:
     assert r.violations == 1 and "epoch 1 but the latest is 2" in r.examples[0]
 
 
+def test_s3_a_malformed_commit_value_matches_no_assignment() -> None:
+    """A world value that is not (who, epoch) cannot be the latest assignee's commit."""
+    for value in (("e1",), "e1", None):
+        h = hist((0, W, "j", "assign", "ok", ("e1", 1)), (1, W, "j", "commit", "ok", value))
+        assert check_s3(h).violations == 1, value
+
+
+def test_the_partition_s_lookups_compute_the_intervals_they_read() -> None:
+    """``opened`` and ``started_again`` are answered from the intervals, computed on first use
+    whichever is asked first."""
+    from sim._checkers import _Partition
+
+    h = hist(start(1, "e0"), start(2, "e0"), stop(3, "e0"), stop(4, "e0"))
+    assert _Partition(h).opened("j") == [0]
+    assert _Partition(h).started_again("j") == [("e0", 1, 2)]
+
+
+def test_the_lease_allows_a_stop_within_a_microsecond_after_the_reassignment() -> None:
+    """At the model's exact edges the stop and the reassignment coincide, and the drifting
+    clock's conversions can put the stop a few ulps after: a microsecond is allowed."""
+    h = hist((0, W, "j", "assign", "ok", ("e0", 1)), start(1, "e0"),
+             (5.0, W, "j", "requeue", "ok", "no ping for T"), stop(5.0 + 1e-7, "e0"))
+    assert check_lease(h).ok
+    late = hist((0, W, "j", "assign", "ok", ("e0", 1)), start(1, "e0"),
+                (5.0, W, "j", "requeue", "ok", "no ping for T"), stop(5.001, "e0"))
+    assert check_lease(late).violations == 1
+
+
 def test_s3_commit_without_assignment_and_encoder_commits_are_ignored() -> None:
     assert check_s3(hist((5, W, "j", "commit", "ok", ("e1", 1)))).violations == 1
     # An encoder's own commit request is not a committed result: only the world's counts.
@@ -346,6 +374,11 @@ def test_l1_late_commit_with_a_bound() -> None:
     assert "deadline 150.000" in r.examples[0]
     # Without a horizon the deadline is t0 + bound.
     assert check_l1(h, jobs=["after"], bound=40).jobs == ("after",)
+    # check_all gives no residual unless told: a job first seen by the horizon, committed
+    # half a second past horizon + bound, is late.
+    edge = hist((0, W, "j", "assign", "ok", ("e1", 1)), (150.5, W, "j", "commit", "ok", ("e1", 1)))
+    assert check_all(edge, jobs=["j"], horizon=100, bound=50)["L1"].jobs == ("j",)
+    assert check_all(edge, jobs=["j"], horizon=100, bound=50, residual=1.0)["L1"].ok
 
 
 def test_l1_bound_excuses_the_work_and_only_work_that_ran_to_its_end() -> None:
@@ -657,6 +690,19 @@ def test_l1_excuses_a_job_the_gateway_gave_up_while_faults_were_on() -> None:
     result = check_l1(h, jobs=["early", "late"], horizon=100.0, bound=1000.0)
     assert result.jobs == ("late",)
     assert not check_l1(h, jobs=["early"]).ok, "without a horizon every loss counts"
+
+
+def test_l1_judges_an_owner_s_first_run_not_its_restarted_process_s() -> None:
+    """The gateway's hand-out (no claim on record) to e0, whose run ended without a give-back
+    before it crashed: it walked away, whatever its next process's run does afterwards (a
+    later outcome, after the crash, must not re-decide the first)."""
+    h = hist((1.0, W, "j", "assign", "ok", ("e0", 1)),
+             (2.0, "e0", "j", "outcome", "ok", ("GRACEFUL_SKIP", False)),
+             (3.0, "e0", None, "crash", "info", None),
+             (4.0, "e0", "j", "outcome", "ok", ("GRACEFUL_SKIP", False)),
+             (40.0, W, "j", "requeue", "ok", "no ping for T"),
+             (50.0, W, "j", "failed", "ok", 5))
+    assert check_l1(h, jobs=["j"], horizon=100.0, bound=1000.0).jobs == ("j",)
 
 
 def test_l1_excuses_a_job_taken_back_by_timeout_before_anyone_was_assigned_it() -> None:

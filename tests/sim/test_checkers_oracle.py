@@ -242,6 +242,8 @@ def test_s1_and_s2_agree_with_their_definitions_on_every_history(records: list[A
     s1, s2 = check_s1(history), check_s2(history)
     assert (s1.violations, set(s1.jobs)) == _s1(records)
     assert (s2.violations, set(s2.jobs)) == _s2(records)
+    assert len(s1.examples) == min(s1.violations, 5)
+    assert bool(s2.examples) == bool(s2.violations) and len(s2.examples) <= 5
 
 
 @settings(max_examples=1500, deadline=None)
@@ -253,6 +255,8 @@ def test_s3_the_lease_and_the_give_back_agree_with_their_definitions(records: li
     assert (s3.violations, set(s3.jobs)) == _s3(records)
     assert (lease.violations, set(lease.jobs)) == _lease(records)
     assert (given.violations, set(given.jobs)) == _give_back(records)
+    for result in (s3, lease, given):  # each violation is explained, up to five of them
+        assert len(result.examples) == min(result.violations, 5), result
 
 
 def test_the_oracle_sees_what_the_definitions_say() -> None:

@@ -252,7 +252,7 @@ def test_a_batch_screen_is_one_call_whether_or_not_it_names_a_job() -> None:
                    (0.05, "e1", None, "crash", "info", None),
                    (1, "e1", None, "screen", "invoke", "monitor"),
                    (1.1, "e1", None, "screen", "ok", "monitor"),
-                   (2, "e1", None, "pause", "invoke", "monitor")])
+                   (2, "e1", None, "pause", "invoke", "gateway")])
     m = compute_metrics(cut, jobs=["j"], duration=10.0, checks={})
     assert m.api_calls == {"monitor": 2.0}
 
