@@ -692,6 +692,39 @@ def test_l1_excuses_a_job_the_gateway_gave_up_while_faults_were_on() -> None:
     assert not check_l1(h, jobs=["early"]).ok, "without a horizon every loss counts"
 
 
+def test_l1_s_residual_at_its_edges() -> None:
+    """A job first seen by the horizon (at it, too) gets ``residual`` on top of ``bound``; one
+    seen after it gets nothing more; and only check_l1's ``uncrowded`` moves every start to
+    ``horizon + residual`` (check_all judges crowded worlds)."""
+    def job(t0: float, commit: float) -> History:
+        return hist((t0, W, "j", "assign", "ok", ("e1", 1)), (commit, W, "j", "commit", "ok",
+                                                                 ("e1", 1)))
+
+    at_horizon = job(100, 160)  # 100 + 50 + 10: exactly on time
+    assert check_l1(at_horizon, jobs=["j"], horizon=100, bound=50, residual=10).ok
+    assert not check_l1(job(100, 160.5), jobs=["j"], horizon=100, bound=50, residual=10).ok
+    after = job(105, 155.5)  # after the horizon: 105 + 50, no residual
+    assert not check_l1(after, jobs=["j"], horizon=100, bound=50, residual=10).ok
+    assert not check_all(after, jobs=["j"], horizon=100, bound=50, residual=10)["L1"].ok
+    # Uncrowded: its clock starts at 110 (horizon + residual), so 160 is the deadline.
+    assert check_l1(after, jobs=["j"], horizon=100, bound=50, residual=10, uncrowded=True).ok
+
+
+def test_l1_excuses_a_job_given_up_until_the_residual_after_the_horizon() -> None:
+    def given_up(at: float) -> History:
+        return hist((5.0, W, "j", "assign", "ok", ("e0", 1)), (at, W, "j", "failed", "ok", 5))
+
+    for at, excused in ((105.0, True), (110.0, True), (110.5, False)):
+        result = check_l1(given_up(at), jobs=["j"], horizon=100.0, bound=1000.0, residual=10.0)
+        assert result.ok is excused, at
+
+
+def test_l1_says_whether_a_missing_job_was_never_seen_or_is_stuck() -> None:
+    seen = hist((1, W, "j", "assign", "ok", ("e1", 1)))
+    assert "lost or stuck" in check_l1(seen, jobs=["j"]).examples[0]
+    assert "never seen" in check_l1(seen, jobs=["k"]).examples[0]
+
+
 def test_l1_judges_an_owner_s_first_run_not_its_restarted_process_s() -> None:
     """The gateway's hand-out (no claim on record) to e0, whose run ended without a give-back
     before it crashed: it walked away, whatever its next process's run does afterwards (a
