@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
+
 from conformance.families import FAMILIES
 from conformance.worlds import BASE, World, race
 from verifier import MAX_RETRY_AFTER_S, IdleUntil, LoopPolicy, PollSchedule, PollSource
@@ -186,8 +188,13 @@ def _started_again(run: Any) -> list[str]:
     return [e for e in run.checks["S2"].examples if "started it again" in e]
 
 
-def test_slots_run_attempts_at_once_and_never_one_job_twice() -> None:
-    sc = SLOTS.replace(held_reoffer_rate=1.0)  # myJob offers a node the jobs it holds, too
+@pytest.mark.parametrize("concurrency", [2, 3])
+def test_slots_run_attempts_at_once_and_never_one_job_twice(concurrency: int) -> None:
+    """Two slots, the smallest number that takes the slots' own processes (with the family's
+    three only, a driver that ran two slots one after the other passed: session 43), and
+    three."""
+    # myJob offers a node the jobs it holds, too.
+    sc = SLOTS.replace(held_reoffer_rate=1.0, concurrency=concurrency)
     most = 0
     for seed in range(6):
         run = race(World(sc, seed=seed, family="slots"), "hardened")

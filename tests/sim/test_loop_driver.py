@@ -6,8 +6,8 @@ could tell: a shutdown that fell due during the pre-claim read no longer kept th
 claiming; a batch screen's records, or its forgetting of an entry the batch outdated,
 deleted; a 429 to a poll answered with no round trip; a slot free again the instant its
 attempt ended; pushes that never reached a slot's protocol, or reached the next attempt;
-two slots run one after the other. Each test here fails on one of those mutants (checked by
-hand, session 43).
+two slots run one after the other (``tests/sim/test_encoder_loop.py`` now runs two slots and
+three). Each test here fails on one of those mutants (checked by hand, session 43).
 """
 
 from __future__ import annotations
@@ -122,35 +122,6 @@ def test_a_slot_is_taken_for_the_encoder_s_time_between_jobs_up_to_5_s() -> None
         taken.append(encoder.env.now - began)
     assert 0 <= min(taken) < 0.25 and 4.75 < max(taken) < 5.0
     assert 2.2 < sum(taken) / len(taken) < 2.8
-
-
-SLOTS = BASE.replace(**FAMILIES["slots"])
-
-
-def _most_at_once(history: Any) -> int:
-    working: set[tuple[str, str]] = set()
-    most = 0
-    for _, process, job, op, phase, _ in history:
-        if op == "crash":
-            working = {w for w in working if w[0] != process}
-        elif op == "start" and phase == "ok":
-            working.add((process, job))
-            most = max(most, sum(1 for w in working if w[0] == process))
-        elif op == "stop" and phase == "ok":
-            working.discard((process, job))
-    return most
-
-
-def test_two_slots_run_two_attempts_at_once() -> None:
-    """``concurrency`` 2, the smallest that takes the slots' own processes (the family runs
-    3: a driver that ran two slots one after the other passed)."""
-    sc = SLOTS.replace(concurrency=2, held_reoffer_rate=1.0)
-    most = 0
-    for seed in range(6):
-        run = race(World(sc, seed=seed, family="slots"), "hardened")
-        assert all(run.checks[p].ok for p in ("S1", "S2", "S3", "L1")), seed
-        most = max(most, _most_at_once(run.result.history))
-    assert most == 2
 
 
 def test_a_shutdown_waits_for_every_busy_slot_to_give_its_job_back() -> None:
