@@ -37,3 +37,9 @@ def another_process_pauses(encoder: Encoder, after: float, length: float) -> Non
         yield from encoder._pause(length)
 
     env.process(other())
+
+
+def run_to_end(encoder: Encoder, steps: Any) -> Any:
+    """Run the generator ``steps`` (one of the encoder's own, or a test's) as a process of the
+    encoder's world until it ends; its value."""
+    return encoder.env.run(until=encoder.env.process(steps))

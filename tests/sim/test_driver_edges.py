@@ -17,7 +17,7 @@ import pytest
 from conformance.worlds import BASE
 from sim import run_once
 from sim._encoder import _WORK_DONE, Encoder
-from tests.sim.drivers import an_encoder, another_process_pauses
+from tests.sim.drivers import an_encoder, another_process_pauses, run_to_end
 from verifier.protocol import (
     Finish,
     Heartbeat,
@@ -33,9 +33,6 @@ from verifier.protocol import (
 JOB = "job-000000"
 
 
-def _run(encoder: Encoder, generator: Any) -> Any:
-    process = encoder.env.process(generator)
-    return encoder.env.run(until=process)
 
 
 def _await_points(encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> list[float]:
@@ -69,7 +66,7 @@ def test_a_connection_ready_at_once_leaves_without_an_await_point(
     t0 = encoder.env.now
     points = _await_points(encoder, monkeypatch)
     _connect_in(encoder, monkeypatch, 0.0)
-    assert _run(encoder, encoder._connect(1.0, (t0 + 5.0) * encoder.rate, edge=True)) is True
+    assert run_to_end(encoder, encoder._connect(1.0, (t0 + 5.0) * encoder.rate, edge=True)) is True
     assert (encoder.env.now, points) == (t0, [])
 
 
@@ -82,7 +79,7 @@ def test_a_connection_made_has_an_await_point_before_and_after_its_check(
     t0 = encoder.env.now
     points = _await_points(encoder, monkeypatch)
     _connect_in(encoder, monkeypatch, 1.0)
-    assert _run(encoder, encoder._connect(1.0, (t0 + 5.0) * encoder.rate, edge=True)) is True
+    assert run_to_end(encoder, encoder._connect(1.0, (t0 + 5.0) * encoder.rate, edge=True)) is True
     assert points == [t0 + 1.0, t0 + 1.0]
 
 
@@ -92,7 +89,7 @@ def test_a_connection_ready_exactly_at_send_by_leaves(monkeypatch: pytest.Monkey
     encoder = an_encoder()
     t0 = encoder.env.now
     _connect_in(encoder, monkeypatch, None)
-    assert _run(encoder, encoder._connect(1.0, (t0 + 5.0) * encoder.rate, edge=True)) is True
+    assert run_to_end(encoder, encoder._connect(1.0, (t0 + 5.0) * encoder.rate, edge=True)) is True
     assert encoder.env.now == t0 + 5.0
 
 
@@ -106,7 +103,7 @@ def test_a_pause_over_a_connection_ending_exactly_at_send_by_lets_it_leave(
     t0 = encoder.env.now
     _connect_in(encoder, monkeypatch, 5.0)
     another_process_pauses(encoder, 4.0, length)
-    assert _run(encoder, encoder._connect(1.0, (t0 + 10.0) * encoder.rate, edge=True)) is sent
+    assert run_to_end(encoder, encoder._connect(1.0, (t0 + 10.0) * encoder.rate, edge=True)) is sent
     assert encoder.env.now == t0 + 4.0 + length
 
 
@@ -137,9 +134,9 @@ def test_a_database_finish_does_not_wait_for_a_gateway_connection(
     served = _served(encoder, monkeypatch, 0.5)
     t0 = encoder.env.now
     encoder.world.add_job(JOB, queued=False)
-    _run(encoder, encoder._io(JOB, Finish(Tier.DATABASE, token=None)))
+    run_to_end(encoder, encoder._io(JOB, Finish(Tier.DATABASE, token=None)))
     assert (asked, len(served), encoder.env.now) == ([], 1, t0 + 0.5)
-    _run(encoder, encoder._io(JOB, Finish(Tier.GATEWAY, token=None)))
+    run_to_end(encoder, encoder._io(JOB, Finish(Tier.GATEWAY, token=None)))
     assert asked == [1.0]  # (the gateway's does)
 
 
@@ -149,7 +146,7 @@ def test_a_request_whose_deadline_is_now_is_not_sent(monkeypatch: pytest.MonkeyP
     encoder = an_encoder()
     served = _served(encoder, monkeypatch, 0.5)
     t0 = encoder.env.now
-    answer = _run(encoder, encoder._io(JOB, Heartbeat(Tier.MONITOR, token=None,
+    answer = run_to_end(encoder, encoder._io(JOB, Heartbeat(Tier.MONITOR, token=None,
                                                       deadline=t0 * encoder.rate)))
     assert answer == WriteAnswered(WriteOutcome.UNKNOWN, detail="deadline")
     assert served == [] and encoder.env.now == t0
@@ -168,10 +165,10 @@ def test_a_reply_at_the_deadline_itself_is_the_tiers_answer(
     encoder.world.add_job(JOB, queued=False)
     _served(encoder, monkeypatch, 2.0)
     t0 = encoder.env.now
-    answer = _run(encoder, encoder._io(JOB, Observe(Tier.MONITOR, purpose="recheck",
+    answer = run_to_end(encoder, encoder._io(JOB, Observe(Tier.MONITOR, purpose="recheck",
                                                     deadline=(t0 + 2.0) * encoder.rate)))
     assert isinstance(answer, Observed) and encoder.env.now == t0 + 2.0
-    late = _run(encoder, encoder._io(JOB, Observe(Tier.MONITOR, purpose="recheck",
+    late = run_to_end(encoder, encoder._io(JOB, Observe(Tier.MONITOR, purpose="recheck",
                                                   deadline=(t0 + 3.5) * encoder.rate)))
     assert isinstance(late, TierFailed) and encoder.env.now == t0 + 3.5  # (one past it is not)
 
@@ -187,7 +184,7 @@ def test_a_cancel_after_the_work_ended_on_its_own_records_that_end(
     t0 = encoder.env.now
     encoder.work_job = JOB
     encoder.work = [(t0 - 1.0, _WORK_DONE)]
-    assert isinstance(_run(encoder, encoder._cancel(JOB, encoder)), WorkStopped)
+    assert isinstance(run_to_end(encoder, encoder._cancel(JOB, encoder)), WorkStopped)
     stops = [r for r in encoder.history if r[3] == "stop"]
     assert stops[-1] == (t0 - 1.0, encoder.name, JOB, "stop", "ok", "done")
     assert encoder.env.now == t0 and encoder.work_job is None
@@ -200,7 +197,7 @@ def test_a_sleep_ends_at_its_instant_on_the_encoders_own_clock(rate: float) -> N
     encoder = an_encoder()
     encoder.rate = rate
     t0 = encoder.env.now
-    _run(encoder, encoder._sleep((t0 + 2.0) * rate, encoder))
+    run_to_end(encoder, encoder._sleep((t0 + 2.0) * rate, encoder))
     assert encoder.env.now == pytest.approx(t0 + 2.0, abs=1e-9)
     assert not math.isclose(t0 + 2.0 * rate * rate, t0 + 2.0, abs_tol=1e-3)
 
@@ -248,7 +245,7 @@ def test_every_pause_during_a_stop_delays_it(monkeypatch: pytest.MonkeyPatch) ->
     encoder.work_job = JOB
     another_process_pauses(encoder, 0.5, 0.25)
     another_process_pauses(encoder, 1.0, 0.5)
-    _run(encoder, encoder._cancel(JOB, encoder))
+    run_to_end(encoder, encoder._cancel(JOB, encoder))
     assert encoder.env.now == pytest.approx(t0 + encoder.sc.cancel_latency + 0.75)
 
 

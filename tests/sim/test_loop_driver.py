@@ -22,7 +22,7 @@ from conformance.families import FAMILIES
 from conformance.worlds import BASE, World, race
 from sim import run_once
 from sim._encoder import Encoder, slot_pushed
-from tests.sim.drivers import an_encoder
+from tests.sim.drivers import an_encoder, run_to_end
 from verifier import Tier
 from verifier.protocol import (
     Claim,
@@ -36,14 +36,6 @@ from verifier.protocol import (
     Woke,
     screened,
 )
-
-
-def _run(encoder: Encoder, steps: Any) -> Any:
-    """Run the generator ``steps`` (the encoder's own, or a test's) to its end; its value."""
-    process = encoder.env.process(steps)
-    encoder.env.run(until=process)
-    return process.value
-
 
 # ---- the shutdown: told to the protocol the moment it falls due, even during a request
 
@@ -59,7 +51,7 @@ def test_a_shutdown_due_during_the_pre_claim_read_keeps_the_run_from_claiming() 
     env.run(until=env.now + 10.0)  # past the monitor's lag: its view has the job queued
     start = env.now
     encoder.shutdown_at = start + 1e-6  # during the first request (its reply takes longer)
-    outcome = _run(encoder, encoder.attempt("k"))
+    outcome = run_to_end(encoder, encoder.attempt("k"))
     mine = [r for r in encoder.history.records if r[1] == encoder.name and r[2] == "k"]
     reads = [r for r in mine if r[3] == "verify" and r[4] == "invoke"]
     assert reads and reads[0][0] == start, mine
@@ -87,7 +79,7 @@ def test_a_poll_answered_429_takes_its_round_trip() -> None:
     encoder = an_encoder(throttle_rate=1.0, gateway_latency=0.2)
     log = _PollLog()
     asked = encoder.env.now
-    assert _run(encoder, encoder._poll(log, "gateway")) is None  # type: ignore[arg-type]
+    assert run_to_end(encoder, encoder._poll(log, "gateway")) is None  # type: ignore[arg-type]
     assert len(log.failed) == 1 and log.failed[0][2] is not None
     assert encoder.env.now > asked
     assert log.failed[0][1] == encoder.local()
@@ -117,7 +109,7 @@ def test_a_slot_is_taken_for_the_encoder_s_time_between_jobs_up_to_5_s() -> None
     for _ in range(300):
         encoder.slot_procs[1] = encoder.process  # the slot is taken (any process stands in)
         began = encoder.env.now
-        _run(encoder, encoder._slot(_Ends(), "j", 1))  # type: ignore[arg-type]
+        run_to_end(encoder, encoder._slot(_Ends(), "j", 1))  # type: ignore[arg-type]
         assert 1 not in encoder.slot_procs  # freed once the time between jobs is over
         taken.append(encoder.env.now - began)
     assert 0 <= min(taken) < 0.25 and 4.75 < max(taken) < 5.0
@@ -238,10 +230,10 @@ def test_a_push_for_one_attempt_never_reaches_the_next() -> None:
     second = _Scripted(lambda now: [Sleep(now + 1.0)])
     protocols = {"a": first, "b": second}
     encoder.protocol = lambda job_id, **kwargs: protocols[job_id]  # type: ignore[assignment]
-    _run(encoder, encoder.attempt("a"))
+    run_to_end(encoder, encoder.attempt("a"))
     assert first.answers  # the claim was answered, and the push came then
     assert encoder.hints == []
-    _run(encoder, encoder.attempt("b"))
+    run_to_end(encoder, encoder.attempt("b"))
     assert [type(a) for a in second.answers] == [Woke]
 
 
@@ -264,7 +256,7 @@ def test_a_batch_answer_that_says_held_outdates_the_cache_s_older_queued() -> No
         encoder.world.monitor_batch = (  # type: ignore[method-assign]
             lambda ids, answer=answer: (dict(answer), 0.1))
         decided = encoder.local()
-        _run(encoder, encoder._screen(["j"]))
+        run_to_end(encoder, encoder._screen(["j"]))
         entry = cache.lookup(Tier.MONITOR, "j", max_age=30.0, now=encoder.local())
         seen.append(None if entry is None else entry[1] - decided)
         assert (entry is None) == (encoder._cached("j", read) is None)
