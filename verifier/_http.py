@@ -111,6 +111,9 @@ _MESSAGE_LIMIT: Final = 200
 _DELAY_SECONDS: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 #: An HTTP-date's time-of-day at a leap second (RFC 9110 §5.6.7: "00:00:00 - 23:59:60").
 _LEAP_SECOND: Final = re.compile(r"\b([0-9]{2}:[0-9]{2}):60\b")
+#: A date whose year has two digits: RFC 850's ``06-Nov-94`` (and RFC 822's ``06 Nov 94``,
+#: which the date parser reads too).
+_TWO_DIGIT_YEAR: Final = re.compile(r"\b[0-9]{1,2}[- ][A-Za-z]{3}[- ][0-9]{2}(?![0-9])")
 #: Sent with every request: we read bodies raw, and inflate only what :func:`read_capped` can
 #: inflate within the cap.
 IDENTITY_ENCODING: Final = {"Accept-Encoding": "identity"}
@@ -170,7 +173,33 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:  # "-0000" parses as naive; HTTP dates are always GMT.
         when = when.replace(tzinfo=UTC)
     reference = now if now is not None else datetime.now(UTC)
+    if _TWO_DIGIT_YEAR.search(text):
+        century = _fifty_year_rule(when, reference)
+        if century is None:
+            return None
+        when = century
     return max(0.0, (when - reference).total_seconds())
+
+
+def _fifty_year_rule(when: datetime, reference: datetime) -> datetime | None:
+    """``when``, read from a two-digit year, in the century RFC 9110 §5.6.7 says: a timestamp
+    that would be more than 50 years after ``reference`` is the most recent past one with the
+    same last two digits. The date parser puts 69-99 in the 1900s and 00-68 in the 2000s
+    whatever the date, so in 2026 ``Thu, 01-Jan-70`` was 1970 (no wait at all) where the RFC
+    says 2070 (the longest wait). ``None`` if the century it falls in has no such day (29
+    February 1900)."""
+    limit = _years_later(reference, 50)
+    # The latest of the three centuries around ``reference`` not past the limit: in 2090,
+    # "10" is 2110, twenty years on, not 2010.
+    year = reference.year - reference.year % 100 + 100 + when.year % 100
+    for candidate in (year, year - 100, year - 200):
+        try:
+            read = when.replace(year=candidate)
+        except ValueError:  # 29 February of a century year that is not a leap year
+            continue
+        if read <= limit:
+            return read
+    return None
 
 
 def _http_date(text: str) -> datetime | None:
@@ -188,6 +217,14 @@ def _http_date(text: str) -> datetime | None:
         return email.utils.parsedate_to_datetime(leap) + timedelta(seconds=1)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+
+
+def _years_later(when: datetime, years: int) -> datetime:
+    """The same instant ``years`` calendar years later (29 February on the 28th)."""
+    try:
+        return when.replace(year=when.year + years)
+    except ValueError:
+        return when.replace(year=when.year + years, day=28)
 
 
 def retry_after(response: Answer | httpx.Response, *, http_date: bool = False) -> float | None:
@@ -899,7 +936,23 @@ def check_host_sendable(url: str, variable: str) -> None:
     ``urlsplit`` accepts any host text, but httpx IDNA-encodes it when a request is built
     (``xn--a`` and a zero-width space are invalid IDNA): without this, such a URL would pass
     start-up and fail every request instead.
+
+    Two forms httpx accepts are refused too, each with what to write instead (session 44):
+    a backslash anywhere, which httpx sends as it is and a WHATWG parser (browsers, Node, so
+    the gateway's own tooling) reads as ``/`` (``https://tier.example\\@evil.example/api``
+    is tier.example to a browser and evil.example to httpx); and an IPv6 zone id written as
+    RFC 6874 has it (``[fe80::1%25eth0]``), which httpx passes to the resolver as the zone
+    ``25eth0``, so every connection fails.
     """
+    if "\\" in url:
+        raise ConfigurationError(
+            variable, "must not contain a backslash: httpx sends it as it is, browsers and "
+            "Node read it as '/' (write '/' or '%5C')")
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if ":" in host and host.partition("%")[2][:2] == "25":
+        raise ConfigurationError(
+            variable, "has an IPv6 zone id written '%25<zone>' (RFC 6874), which httpx sends "
+            "to the resolver as it is: write the zone after a bare '%', as in [fe80::1%eth0]")
     try:
         parsed = httpx.URL(url)
         _ = parsed.host  # .host IDNA-decodes, as building a request does

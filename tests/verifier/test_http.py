@@ -186,6 +186,37 @@ _RFC_VECTORS = [
 ]
 
 
+def _until(*when: int) -> float:
+    return (datetime(*when, tzinfo=UTC) - _NOW).total_seconds()
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [
+    # RFC 9110 §5.6.7: a two-digit year that would put the date more than 50 years ahead is
+    # the latest past year with those digits; the date parser (and urllib3, werkzeug and the
+    # Node clients) put 69-99 in the 1900s whatever the date, so these read 1970 and 1976,
+    # no wait at all, until session 44.
+    ("Thursday, 01-Jan-70 00:00:00 GMT", _until(2070, 1, 1)),
+    ("Monday, 07-Dec-76 00:00:00 GMT", _until(2076, 12, 7)),   # 50 years to the second
+    ("Tuesday, 08-Dec-76 00:00:00 GMT", 0.0),                  # a day more: 1976
+    ("Mon, 07 Dec 76 00:00:00 GMT", _until(2076, 12, 7)),      # RFC 822's two digits too
+    ("Wednesday, 31-Dec-68 00:00:00 GMT", _until(2068, 12, 31)),
+    ("Sunday, 06-Nov-94 08:49:37 GMT", 0.0),                   # the RFC's example: 1994
+    ("Tuesday, 29-Feb-00 00:00:00 GMT", 0.0),                  # 2100 has no 29 February
+])
+def test_a_two_digit_year_is_read_by_the_fifty_year_rule(raw: str, seconds: float) -> None:
+    assert parse_retry_after(raw, now=_NOW) == seconds
+
+
+def test_the_fifty_year_rule_looks_ahead_of_the_century_too() -> None:
+    """In 2090, "10" is 2110 (twenty years on), not 2010; in 1960, "00" is 2000 (forty)."""
+    late = datetime(2090, 1, 1, tzinfo=UTC)
+    assert parse_retry_after("Wednesday, 01-Jan-10 00:00:00 GMT", now=late) == (
+        datetime(2110, 1, 1, tzinfo=UTC) - late).total_seconds()
+    early = datetime(1960, 1, 1, tzinfo=UTC)
+    assert parse_retry_after("Tuesday, 29-Feb-00 00:00:00 GMT", now=early) == (
+        datetime(2000, 2, 29, tzinfo=UTC) - early).total_seconds()
+
+
 @pytest.mark.parametrize(("raw", "seconds"), _RFC_VECTORS)
 def test_retry_after_is_read_as_rfc_9110_and_its_readers_read_it(raw: str,
                                                                  seconds: float | None) -> None:
