@@ -216,11 +216,12 @@ def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float,
 def percentile(values: Sequence[float], pct: float) -> float | None:
     """Nearest-rank percentile (``None`` for no values): the smallest value with at least
     ``pct`` percent of the sample at or below it."""
+    if not 0 <= pct <= 100:  # (past 100 the rank would pass the last value)
+        raise ValueError(f"a percentile is in [0, 100], got {pct!r}")
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
+    return ordered[max(1, math.ceil(pct / 100.0 * len(ordered))) - 1]
 
 
 @dataclass(frozen=True, slots=True)

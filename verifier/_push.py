@@ -36,9 +36,11 @@ What the client guarantees:
   count) alike, while a burst (a resubscription's 1,000 states, a backlog after the client's
   own stall) is not cut; dropped frames are logged once per connection, then counted.
   A frame flood froze the loop for up to 26 s and a command ran 17 s past its lease (an
-  adversarial review, session 21). A connection silent for ``keepalive_s`` is pinged, and
-  dropped if it stays silent as long again; a peer that stops reading cannot keep
-  :meth:`JobPushClient.aclose` waiting (its writes are bounded, then the socket aborted).
+  adversarial review, session 21). A connection that sends no whole frame for
+  ``keepalive_s`` is pinged, and dropped if none comes as long again (bytes are not enough:
+  a frame dripped a byte at a time held a connection with no push for ever); a peer that
+  stops reading cannot keep :meth:`JobPushClient.aclose` waiting (its writes are bounded,
+  then the socket aborted).
 """
 
 from __future__ import annotations
@@ -235,6 +237,62 @@ def _resets_backoff(code: int, stayed_s: float) -> bool:
     accepts, answers and closes would reset it every time (found by an adversarial review,
     2026-12-03: 81 connections in 10 s)."""
     return code != _TRY_AGAIN_LATER and stayed_s >= _HEALTHY_S
+
+
+class _Incoming:
+    """The message being received, frame by frame, up to :data:`MAX_MESSAGE_BYTES`."""
+
+    __slots__ = ("binary", "parts", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self.binary = False
+
+    def add(self, event: ws_events.Message[Any]) -> bool:
+        """Take one frame's data; ``False`` once the message is over the cap."""
+        data = event.data
+        # Bytes, not characters: 64 Ki four-byte characters are 256 KiB.
+        self.size += len(data.encode("utf-8", "surrogatepass")) if isinstance(data, str) \
+            else len(data)
+        self.binary = isinstance(event, ws_events.BytesMessage)
+        if isinstance(data, str) and data:
+            # Empty fragments add nothing. Kept, they grew this list without bound under
+            # the byte cap: a server sending 80,000 a second, under the CPU budget, grew the
+            # client by 0.6 MiB/s (an adversarial review, session 44).
+            self.parts.append(data)
+        return self.size <= MAX_MESSAGE_BYTES
+
+    def take(self) -> str | None:
+        """The finished message's text (``None``: a binary message, never read), and a
+        fresh start for the next."""
+        text = None if self.binary else "".join(self.parts)
+        self.parts, self.size = [], 0
+        return text
+
+
+def _ids_message(verb: str, ids: list[str]) -> str:
+    return json.dumps({verb: ids}, separators=(",", ":"))
+
+
+def _id_batches(verb: str, ids: list[str]) -> Iterator[list[str]]:
+    """``ids`` in messages the server takes: at most :data:`MAX_IDS_PER_MESSAGE` ids and
+    :data:`MAX_MESSAGE_BYTES` bytes each. The count alone was not enough: JSON escapes every
+    character outside ASCII (six bytes, twelve for one beyond the BMP), so 50 ids of 256
+    "é" were 77 KiB, the server closed the connection (1009) after every resubscription, and
+    no job of the connection got a push again (an adversarial review, session 44)."""
+    overhead = len(_ids_message(verb, []))
+    batch: list[str] = []
+    size = overhead
+    for job_id in ids:
+        cost = len(json.dumps(job_id)) + (1 if batch else 0)  # ASCII: bytes = characters
+        if batch and (len(batch) == MAX_IDS_PER_MESSAGE or size + cost > MAX_MESSAGE_BYTES):
+            yield batch
+            batch, size, cost = [], overhead, cost - 1
+        batch.append(job_id)
+        size += cost
+    if batch:
+        yield batch
 
 
 def _backoff(failures: int, cap: float, rng: random.Random) -> float:
@@ -466,9 +524,8 @@ class JobPushClient:
                 self.reconnects += 1
             self._ever_connected = True
             self._log.info("push: connected to %s%s", self._shown_url, self._via)
-            ids = list(self._callbacks)
-            for start in range(0, len(ids), MAX_IDS_PER_MESSAGE):
-                self._send_ids("subscribe", ids[start:start + MAX_IDS_PER_MESSAGE])
+            for batch in _id_batches("subscribe", list(self._callbacks)):
+                self._send_ids("subscribe", batch)
             await self._read(ws, reader, writer, pending)
         finally:
             self._ws = self._writer = None
@@ -528,10 +585,15 @@ class JobPushClient:
 
     async def _read(self, ws: wsproto.WSConnection, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter, events: Iterable[ws_events.Event]) -> None:
-        parts: list[str] = []
-        size = 0
+        message = _Incoming()
         pinged = False
+        loop = asyncio.get_running_loop()
+        # When the last whole frame came. Bytes alone are no sign of life: a server that
+        # sent a frame's header, then one byte of it every few seconds, kept the connection
+        # "alive" for ever with no push and no ping (an adversarial review, session 44).
+        whole_at = loop.time()
         while True:
+            whole = False
             began = time.thread_time()
             for handled, event in enumerate(events, 1):  # parsed lazily, as handled
                 if handled % _FRAMES_PER_YIELD == 0:
@@ -539,31 +601,30 @@ class JobPushClient:
                     await asyncio.sleep(0)  # the guard's timers run on this loop too
                     began = time.thread_time()
                 if isinstance(event, ws_events.Message):
-                    # Bytes, not characters: 64 Ki four-byte characters are 256 KiB.
-                    size += (len(event.data.encode("utf-8", "surrogatepass"))
-                             if isinstance(event.data, str) else len(event.data))
-                    if size > MAX_MESSAGE_BYTES:
+                    whole = whole or event.frame_finished
+                    if not message.add(event):
                         self._log.warning("push: a message over %d bytes; reconnecting",
                                           MAX_MESSAGE_BYTES)
                         self._send_event(ws_events.CloseConnection(code=1009))
                         raise _Dropped(1009)
-                    if isinstance(event, ws_events.TextMessage):
-                        parts.append(event.data)
                     if event.message_finished:
-                        text = "".join(parts) if isinstance(event, ws_events.TextMessage) \
-                            else None
-                        parts, size = [], 0
+                        text = message.take()
                         if text is None:
                             self._dropped("binary message dropped", kind="binary")
                         else:
                             self._frame(text)
                 elif isinstance(event, ws_events.Ping):
+                    whole = True
                     self._send_event(event.response())
+                elif isinstance(event, ws_events.Pong):
+                    whole = True
                 elif isinstance(event, ws_events.CloseConnection):
                     if ws.state is ConnectionState.REMOTE_CLOSING:
                         self._send_event(event.response())
                     raise _Dropped(event.code)
             self._spent(time.thread_time() - began)
+            if whole:
+                whole_at, pinged = loop.time(), False
             # Our own frames (pongs, subscriptions) are flushed, in bounded time: a peer that
             # stops reading would otherwise hold this task, and aclose(), for ever.
             try:
@@ -574,18 +635,17 @@ class JobPushClient:
                                self._shown_url)
                 raise _Dropped(_ABNORMAL_CLOSE) from None
             try:
-                async with asyncio.timeout(self._keepalive_s):
+                async with asyncio.timeout(max(0.0, whole_at + self._keepalive_s - loop.time())):
                     data = await reader.read(_READ_CHUNK)
             except TimeoutError:
                 if pinged:  # silent after a ping too: a dead connection (NAT, half-open)
-                    self._log.info("push: nothing from %s in %gs, even after a ping",
+                    self._log.info("push: no whole frame from %s in %gs, even after a ping",
                                    self._shown_url, 2 * self._keepalive_s)
                     raise _Dropped(_ABNORMAL_CLOSE) from None
-                pinged = True
+                pinged, whole_at = True, loop.time()
                 self._send_event(ws_events.Ping())
                 events = ()
                 continue
-            pinged = False
             ws.receive_data(data or None)
             events = ws.events()
             await asyncio.sleep(0)  # read() returns buffered data without yielding
@@ -667,8 +727,7 @@ class JobPushClient:
 
     def _send_ids(self, verb: str, ids: list[str]) -> None:
         if ids:
-            self._send_event(ws_events.TextMessage(
-                data=json.dumps({verb: ids}, separators=(",", ":"))))
+            self._send_event(ws_events.TextMessage(data=_ids_message(verb, ids)))
 
     def _send_event(self, event: ws_events.Event) -> None:
         """Queue a frame on the open connection (nothing when not connected: the next

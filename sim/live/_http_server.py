@@ -588,7 +588,9 @@ class WebSocket:
                 if isinstance(event, ws_events.Message):
                     if self._ws.state is not ConnectionState.OPEN:
                         continue  # we are closing: the rest is not read
-                    self._parts.append(event.data)
+                    if event.data:  # an empty fragment adds nothing: kept, a million of
+                        # them grew the list without bound under the byte cap (session 44)
+                        self._parts.append(event.data)
                     # Bytes, not characters: 64 Ki four-byte characters are 256 KiB.
                     self._size += (len(event.data.encode("utf-8", "surrogatepass"))
                                    if isinstance(event.data, str) else len(event.data))

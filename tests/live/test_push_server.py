@@ -356,6 +356,25 @@ async def test_a_restart_drops_the_socket_and_the_client_resubscribes(emu: Emula
 
 
 @pytest.mark.asyncio
+async def test_long_ids_out_of_ascii_are_resubscribed_in_messages_the_server_takes(
+        emu: Emulator) -> None:
+    """22 ids of 256 emoji (3 KiB each once JSON escapes them) went out in one 67 KiB
+    message: the emulator closed with 1009 at every connect, the client reconnected and sent
+    it again, and no job of the connection, an ordinary one among them, ever got a push (an
+    adversarial review, session 44)."""
+    pushes: asyncio.Queue[JobPush] = asyncio.Queue()
+    async with JobPushClient(emu.monitor_url, reconnect_max_s=0.05, connect_timeout=2.0) as c:
+        for i in range(22):
+            c.subscribe(f"{i:02d}" + "\U0001F3AC" * 254, lambda push: None)
+        c.subscribe(JOB, pushes.put_nowait)
+        async with asyncio.timeout(TIMEOUT):
+            assert await pushes.get() == JobPush(JOB, "queued", None)
+            emu.world.aid_claim(ALICE.did, JOB)
+            assert await pushes.get() == JobPush(JOB, "assigned", ALICE.did)
+        assert c.reconnects == 0 and c.connected
+
+
+@pytest.mark.asyncio
 async def test_stopping_the_emulator_closes_push_connections() -> None:
     emulator = Emulator(LiveWorld(load_scenario("live").replace(**QUIET), seed=1))
     await emulator.start()
@@ -400,3 +419,38 @@ async def test_http_server_upgrades_and_keeps_serving_http() -> None:
         async with asyncio.timeout(TIMEOUT):
             await server.wait_idle()
         assert server.open_connections == 0
+
+
+@pytest.mark.asyncio
+async def test_empty_fragments_add_nothing_to_the_message_being_received() -> None:
+    """A client that opened a message and then sent empty continuation frames grew the
+    emulator by 23 MiB per 3 million (nothing counted them against the message cap, and the
+    server has no CPU budget): an adversarial review, session 44. They add nothing now."""
+    sessions: list[WebSocket] = []
+
+    async def echo(ws: WebSocket) -> None:
+        sessions.append(ws)
+        while (message := await ws.receive()) is not None:
+            await ws.send(json.dumps({"echo": message}))
+
+    async def handler(request: Request) -> Response | Upgrade:
+        return Upgrade(echo)
+
+    async with HttpServer(handler, name="test") as server:
+        client = await RawClient.connect(server.host, server.port, path="/ws")
+        send = client.ws.send
+        client.writer.write(send(ev.TextMessage(data="he", message_finished=False)))
+        client.writer.write(b"".join(send(ev.TextMessage(data="", message_finished=False))
+                                     for _ in range(20_000)))
+        client.writer.write(send(ev.Ping(payload=b"p")))  # its pong: all of the above read
+        async with asyncio.timeout(TIMEOUT):
+            while not any(isinstance(e, ev.Pong) for e in client.events):
+                client.ws.receive_data(await client.reader.read(65536) or None)
+                client.events.extend(client.ws.events())
+        client.events = [e for e in client.events if not isinstance(e, ev.Pong)]
+        assert sessions[0]._parts == ["he"]
+        client.writer.write(send(ev.TextMessage(data="llo", message_finished=True)))
+        assert await client.frame() == {"echo": "hello"}
+        await client.close()
+        async with asyncio.timeout(TIMEOUT):
+            await server.wait_idle()

@@ -153,6 +153,9 @@ def test_percentile_is_nearest_rank() -> None:
     many = [float(v) for v in range(200)]
     assert (percentile(many, 99), percentile(many, 50), percentile(many, 100)) == (
         197.0, 99.0, 199.0)
+    for pct in (-0.5, 100.5, math.nan):
+        with pytest.raises(ValueError, match="percentile"):
+            percentile(values, pct)
 
 
 def test_a_figure_s_interval_is_clipped_to_what_the_figure_can_be() -> None:

@@ -26,11 +26,21 @@ import pytest
 import pytest_asyncio
 import wsproto
 import wsproto.events as ev
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from wsproto.connection import ConnectionState
 
 from verifier import ConfigurationError, InvalidInputError, JobPush, JobPushClient
 from verifier._ids import MAX_ID_LENGTH
-from verifier._push import _BACKOFF_BASE_S, MAX_MESSAGE_BYTES, MAX_SUBSCRIPTIONS, _backoff
+from verifier._push import (
+    _BACKOFF_BASE_S,
+    MAX_IDS_PER_MESSAGE,
+    MAX_MESSAGE_BYTES,
+    MAX_SUBSCRIPTIONS,
+    _backoff,
+    _id_batches,
+    _Incoming,
+)
 
 TIMEOUT = 10.0
 JOB = "job-1"
@@ -45,7 +55,8 @@ class Peer:
         self.received: asyncio.Queue[Any] = asyncio.Queue()  # client messages, as JSON
         self.closed = asyncio.Event()
         self.close_code: int | None = None
-        self.pings = 0  # the client's pings (never answered: the fake stays silent)
+        self.pings = 0  # the client's pings (answered only if the server says so)
+        self.pinged: asyncio.Queue[int] = asyncio.Queue()  # the count at each ping
 
     def send(self, frame: Any) -> None:
         if isinstance(frame, bytes):
@@ -68,6 +79,7 @@ class FakeMonitor:
 
     def __init__(self) -> None:
         self.refuse: int | None = None
+        self.answer_pings = False  # a live server's pong; the fake stays silent by default
         self.peers: asyncio.Queue[Peer] = asyncio.Queue()
         self.attempts = 0
         self.targets: list[str] = []
@@ -144,6 +156,9 @@ class FakeMonitor:
                         parts = []
                 elif isinstance(event, ev.Ping) and peer is not None:
                     peer.pings += 1
+                    peer.pinged.put_nowait(peer.pings)
+                    if self.answer_pings:
+                        writer.write(ws.send(event.response()))
                 elif isinstance(event, ev.CloseConnection) and peer is not None:
                     peer.close_code = event.code
                     if ws.state is ConnectionState.REMOTE_CLOSING:
@@ -390,6 +405,125 @@ async def test_a_silent_connection_is_pinged_then_dropped_and_reconnected(
         assert await second.message() == {"subscribe": [JOB]}
         assert client.reconnects >= 1
         assert first.pings == 1  # pinged once before giving up, not dropped at the first silence
+
+
+@pytest.mark.asyncio
+async def test_a_frame_dripped_a_byte_at_a_time_is_no_sign_of_life(server: FakeMonitor) -> None:
+    """A server that sent the header of a 60,000-byte frame, then one byte of it every few
+    seconds (within the keepalive), kept the client "connected" for ever: never silent, so
+    never pinged, and no push could come (an adversarial review, session 44). Only whole
+    frames count now: after keepalive_s without one it pings, and as long again it drops."""
+    async with _client(server, keepalive_s=0.2) as client:
+        client.subscribe(JOB, lambda push: None)
+        first = await server.peer()
+        assert await first.message() == {"subscribe": [JOB]}
+        first.writer.write(bytes([0x81, 126]) + struct.pack("!H", 60_000))
+        dripping = True
+
+        async def drip() -> None:
+            while dripping and not first.writer.is_closing():
+                first.writer.write(b" ")
+                await asyncio.sleep(0.05)  # a pace, not a wait for an outcome
+
+        task = asyncio.create_task(drip())
+        try:
+            second = await server.peer()
+        finally:
+            dripping = False
+            await task
+        assert await second.message() == {"subscribe": [JOB]}
+        assert client.reconnects == 1 and first.pings == 1
+
+
+@pytest.mark.asyncio
+async def test_a_quiet_server_that_answers_pings_keeps_its_connection(
+        server: FakeMonitor) -> None:
+    """Pongs are whole frames: a monitor with nothing to push, answering each ping, is never
+    dropped (four keepalive periods, each ended by a ping and its pong)."""
+    server.answer_pings = True
+    async with _client(server, keepalive_s=0.1) as client:
+        client.subscribe(JOB, lambda push: None)
+        peer = await server.peer()
+        assert await peer.message() == {"subscribe": [JOB]}
+        async with asyncio.timeout(TIMEOUT):
+            while await peer.pinged.get() < 4:
+                pass
+        assert client.connected and client.reconnects == 0 and server.attempts == 1
+
+
+@pytest.mark.asyncio
+async def test_a_message_in_many_fragments_empty_ones_among_them_is_read_whole(
+        server: FakeMonitor) -> None:
+    pushes, callback = _collector()
+    async with _client(server) as client:
+        client.subscribe(JOB, callback)
+        peer = await server.peer()
+        await peer.message()
+        text = json.dumps(_push(JOB, "assigned", OWNER, 1))
+        pieces = ["", *([""] * 300), text[:9], "", text[9:20], *([""] * 300), text[20:]]
+        for k, piece in enumerate(pieces):
+            peer.writer.write(peer.ws.send(ev.TextMessage(
+                data=piece, message_finished=k == len(pieces) - 1)))
+        assert await _next(pushes) == JobPush(JOB, "assigned", OWNER)
+        assert client.reconnects == 0
+
+
+def test_empty_fragments_add_nothing_to_the_message_being_received() -> None:
+    """A server that opened a message and then sent empty continuation frames, paced under
+    the CPU budget, grew the client by 0.6 MiB/s for as long as it liked: the byte cap
+    counted nothing for them, the list of pieces kept every one (session 44's review)."""
+    incoming = _Incoming()
+    for _ in range(100_000):
+        assert incoming.add(ev.TextMessage(data="", message_finished=False))
+    assert incoming.parts == [] and incoming.size == 0
+    assert incoming.add(ev.TextMessage(data="é", message_finished=False))
+    assert incoming.add(ev.TextMessage(data="!", message_finished=True))
+    assert (incoming.size, incoming.take()) == (3, "é!")
+    assert (incoming.parts, incoming.size) == ([], 0)
+    assert incoming.add(ev.BytesMessage(data=b"\x00" * 10, message_finished=True))
+    assert incoming.take() is None  # binary: dropped by the caller, never decoded
+    assert incoming.add(ev.TextMessage(data="x" * MAX_MESSAGE_BYTES, message_finished=False))
+    assert incoming.add(ev.TextMessage(data="", message_finished=False))  # at the cap: read
+    assert not incoming.add(ev.TextMessage(data="x", message_finished=False))
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(ids=st.lists(st.text(alphabet=st.sampled_from("aZ9-_é\u00ff\u4e2d\U0001F3AC\"/"),
+                            min_size=1, max_size=256), max_size=140),
+       verb=st.sampled_from(["subscribe", "unsubscribe"]))
+@example(ids=["é" * 256] * 50, verb="subscribe")  # the review's: 77 KiB in one message
+@example(ids=["\U0001F3AC" * 256] * 22 + ["job-1"], verb="subscribe")
+def test_ids_go_out_in_messages_the_server_takes_each_as_full_as_it_can_be(
+        ids: list[str], verb: str) -> None:
+    """50 ids of 256 "é" were one 77 KiB message: JSON writes each as six bytes (an emoji as
+    twelve). The server closed the connection (1009) after every resubscription, and no job
+    got a push again (session 44's review). Each message now holds at most 50 ids and 64 KiB,
+    in order, and takes ids while both allow (the wire's own size: what the server counts)."""
+    def wire(batch: list[str]) -> int:
+        return len(json.dumps({verb: batch}, separators=(",", ":")).encode("utf-8"))
+
+    batches = list(_id_batches(verb, ids))
+    assert [i for batch in batches for i in batch] == ids
+    for k, batch in enumerate(batches):
+        assert batch and len(batch) <= MAX_IDS_PER_MESSAGE and wire(batch) <= MAX_MESSAGE_BYTES
+        if k + 1 < len(batches):  # greedy: the next id would not have fitted
+            more = [*batch, batches[k + 1][0]]
+            assert len(more) > MAX_IDS_PER_MESSAGE or wire(more) > MAX_MESSAGE_BYTES
+
+
+def test_ids_that_fill_a_message_to_the_byte_go_in_one() -> None:
+    overhead = len('{"subscribe":[]}')
+    # 20 ids of equal length whose message is exactly the cap: 20 quoted ids, 19 commas.
+    length = (MAX_MESSAGE_BYTES - overhead - 19) // 20 - 2
+    extra = (MAX_MESSAGE_BYTES - overhead - 19) - 20 * (length + 2)
+    ids = [("a" * (length + (1 if i < extra else 0))) for i in range(20)]
+    assert len(json.dumps({"subscribe": ids}, separators=(",", ":"))) == MAX_MESSAGE_BYTES
+    assert list(_id_batches("subscribe", ids)) == [ids]
+    assert list(_id_batches("subscribe", [*ids[:-1], ids[-1] + "b"])) == [ids[:-1],
+                                                                          [ids[-1] + "b"]]
+    # ... also when that message is not the first: 50 short ids fill one by their count.
+    short = [f"j{i}" for i in range(MAX_IDS_PER_MESSAGE)]
+    assert list(_id_batches("subscribe", short + ids)) == [short, ids]
 
 
 @pytest.mark.asyncio
