@@ -70,6 +70,7 @@ from ._errors import ConfigurationError, InvalidInputError
 from ._http import check_base_url, environment_proxy, positive_seconds
 from ._ids import MAX_ID_LENGTH, redact_url, validate_job_id
 from ._strict_json import NotStrictJson, strict_loads
+from ._text import conceal
 
 __all__ = [
     "MAX_IDS_PER_MESSAGE",
@@ -340,6 +341,9 @@ class JobPushClient:
         authorization = _basic(url.username, url.password)
         self._headers: list[tuple[bytes, bytes]] = (
             [] if authorization is None else [(b"Authorization", authorization.encode())])
+        # What a server quoting our request back must not get into our log.
+        self._secrets = () if authorization is None else (
+            authorization.partition(" ")[2], url.password)
         # The path as httpx sends it (percent-encoded): a raw "/mónitor" cannot go in a
         # request line, and every attempt failed with a traceback (the review, 2026-12-05).
         path = url.raw_path.decode("ascii")  # no query: check_base_url refused one
@@ -669,7 +673,8 @@ class JobPushClient:
         self._dropped_frames += 1
         first = kind not in self._warned
         self._warned.add(kind)
-        self._log.log(logging.WARNING if first else logging.DEBUG, "push: %s", why)
+        self._log.log(logging.WARNING if first else logging.DEBUG, "push: %s",
+                      conceal(why, self._secrets))
 
     # ------------------------------------------------------------------ frames
 

@@ -12,9 +12,10 @@ readable size.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["DEFAULT_LIMIT", "FIELD_LIMIT", "printable"]
+__all__ = ["DEFAULT_LIMIT", "FIELD_LIMIT", "conceal", "printable"]
 
 #: Longer texts are cut (with "...") before escaping: a 1 MiB owner string is not a log line.
 DEFAULT_LIMIT: Final = 2000
@@ -35,3 +36,15 @@ def printable(value: object, limit: int = DEFAULT_LIMIT) -> str:
 def _escape(char: str) -> str:
     code = ord(char)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def conceal(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``***``, longest first (a
+    password inside a longer token is not left half shown). For what a server says back: one
+    that quotes the request's ``Authorization`` header in its error (a debugging page, a
+    proxy) would otherwise have our credential logged (an adversarial review, session 44).
+    Every secret, however short: a log line mangled beats a password shown."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -160,6 +160,28 @@ async def test_user_info_in_the_base_url_is_sent_as_basic_auth_and_never_logged(
 
 
 @pytest.mark.asyncio
+async def test_a_server_that_quotes_our_authorization_back_never_gets_it_logged(
+        server: FakeMonitor) -> None:
+    """A monitor (or a proxy before it) that copied the request's Authorization header into
+    an error frame had it logged at WARNING: base64 of user:password (helper-129's review,
+    session 44). What the server says is logged with our credential taken out."""
+    log = LogQueue("test.push.review.echo")
+    url = f"http://encoder:p%2Fss%3Aw0rd@127.0.0.1:{server.port}/api"
+    token = _basic("encoder", "p/ss:w0rd").decode().partition(" ")[2]
+    async with JobPushClient(url, reconnect_max_s=0.05, connect_timeout=2.0,
+                             rng=random.Random(1), logger=log.logger) as client:
+        client.subscribe(JOB, lambda push: None)
+        peer = await server.peer()
+        await peer.message()
+        said = _headers(server)[b"authorization"].decode()
+        peer.send({"error": f"refused: Authorization: {said} (p/ss:w0rd, {token[:-1]})"})
+        logged = await log.wait_for("the server says")
+    assert "refused: Authorization: Basic ***" in logged
+    assert token not in logged and "w0rd" not in logged, logged
+    assert token[:-1] in logged  # only what is ours is taken out
+
+
+@pytest.mark.asyncio
 async def test_no_user_info_no_authorization_header(server: FakeMonitor) -> None:
     async with JobPushClient(server.url, reconnect_max_s=0.05, connect_timeout=2.0) as client:
         client.subscribe(JOB, lambda push: None)

@@ -32,7 +32,7 @@ from verifier import (
     validate_job_id,
 )
 from verifier._http import TierHttp, error_code
-from verifier._text import printable
+from verifier._text import conceal, printable
 from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
 
 ME = "did:key:z6MkEncoderA"
@@ -186,3 +186,10 @@ def test_anything_but_a_non_empty_string_normalises_to_no_did(value: object) -> 
     from verifier import normalize_did
 
     assert normalize_did(value) == ""
+
+
+def test_conceal_takes_out_every_secret_longest_first_and_ignores_an_empty_one() -> None:
+    assert conceal("token abcd, again abcd; ab", ["ab", "abcd", ""]) == (
+        "token ***, again ***; ***")
+    assert conceal("a", ["a"]) == "***"  # however short: a mangled line beats a shown secret
+    assert conceal("nothing to hide", []) == "nothing to hide"
