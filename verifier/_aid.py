@@ -49,7 +49,12 @@ from ._http import (
     try_json,
 )
 from ._ids import normalize_did, validate_cid, validate_did, validate_job_id
-from ._models import CLAIMABLE_STATUSES, GatewayMonitorJob, check_offered_job, parse_job
+from ._models import (
+    NOT_HELD_STATUSES,
+    GatewayMonitorJob,
+    check_offered_job,
+    parse_job,
+)
 from ._policy import Tier
 from ._tiers import Observation
 
@@ -427,7 +432,7 @@ _MAX_DEPTH: Final = 4
 #: Statuses no job our write reached can have: back in the queue (every claimable status,
 #: ``unassigned`` too), given up, withdrawn (a security review, session 28: ``unassigned``,
 #: ``cancelled`` and ``deleted`` confirmed a heartbeat).
-_NOT_OURS: Final = CLAIMABLE_STATUSES | frozenset({"failed", "cancelled", "deleted"})
+_NOT_OURS: Final = NOT_HELD_STATUSES
 #: Words of an error ``code`` (``data.code`` is where aid's errors put theirs, such as
 #: ``JOB_NOT_OWNED``, ``JOB_ALREADY_ASSIGNED``, ``ENCODER_INACTIVE``: docs/contract.md). A
 #: success code (``JOB_UPDATED``, 200) is no sign of a miss.

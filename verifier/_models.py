@@ -30,6 +30,7 @@ __all__ = [
     "DONE_STATUSES",
     "KNOWN_STATUSES",
     "MAX_INPUT_URI_LENGTH",
+    "NOT_HELD_STATUSES",
     "PROCESSABLE_STATUSES",
     "AvailabilityResult",
     "GatewayMonitorJob",
@@ -47,12 +48,10 @@ CLAIMABLE_STATUSES: Final = frozenset({"created", "pending", "queued", "unassign
 PROCESSABLE_STATUSES: Final = frozenset({"assigned", "running"})
 #: Statuses after a result was accepted.
 DONE_STATUSES: Final = frozenset({"uploading", "complete", "completed"})
-KNOWN_STATUSES: Final = (
-    CLAIMABLE_STATUSES
-    | PROCESSABLE_STATUSES
-    | DONE_STATUSES
-    | frozenset({"failed", "cancelled", "deleted"})
-)
+#: Statuses in which whoever the record names no longer holds the job: back in the queue,
+#: given up or withdrawn (``isSafeToProcess`` is false, and nobody may go on processing).
+NOT_HELD_STATUSES: Final = CLAIMABLE_STATUSES | frozenset({"failed", "cancelled", "deleted"})
+KNOWN_STATUSES: Final = NOT_HELD_STATUSES | PROCESSABLE_STATUSES | DONE_STATUSES
 
 _DATE_FIELDS: Final = (
     "created_at",

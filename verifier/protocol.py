@@ -37,6 +37,7 @@ from ._ids import normalize_did
 from ._models import (
     CLAIMABLE_STATUSES,
     DONE_STATUSES,
+    NOT_HELD_STATUSES,
     PROCESSABLE_STATUSES,
     GatewayMonitorJob,
     availability_of,
@@ -668,6 +669,13 @@ class OwnershipProtocol:
             return _Verdict.MINE
         if job.status in DONE_STATUSES:
             return _Verdict.DONE
+        if during_work and job.status in NOT_HELD_STATUSES:
+            # Ours on record, but back in the queue, given up or withdrawn (an operator's
+            # cancel, the gateway's fifth attempt): nobody may go on processing it. Read as
+            # unknown, only the lease ended such work, and on an aid node, whose heartbeats
+            # renew the lease on their own, nothing did: it ran to the end, and each heartbeat
+            # set a cancelled job running again (an adversarial review, session 44).
+            return _Verdict.OTHER
         return _Verdict.UNKNOWN
 
     # ---- cost features: cache, backoff, push (docs/enhancements.md)

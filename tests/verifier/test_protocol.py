@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from verifier import GatewayMonitorJob, Observation, Policy, Tier, TierSet, TimingModel
+from verifier._models import NOT_HELD_STATUSES
 from verifier._progress import STARTED
 from verifier.protocol import (
     Action,
@@ -1147,3 +1148,33 @@ def test_a_gateway_finish_may_be_decided_until_c_minus_g_after_the_lease_end():
     claimed = 0.1  # the pre-claim read takes the drive's 0.1 s; the claim is decided after it
     for past, sent in ((slack - 0.05, True), (slack + 0.05, False)):
         assert _finish_sent_when_work_ends_at(no_cancel, claimed + budget + past) is sent, past
+
+
+@pytest.mark.parametrize("status", sorted(NOT_HELD_STATUSES))
+@pytest.mark.parametrize("tiers", [TierSet(monitor=True, gateway=False, aid=True), COMMUNITY],
+                         ids=["aid-claim", "gateway-claim"])
+def test_ours_on_record_but_withdrawn_or_requeued_during_work_is_lost(
+        status: str, tiers: TierSet) -> None:
+    """The monitor naming us with a status nobody may process in (an operator's cancel, the
+    gateway's fifth attempt, a requeue that kept the owner) was read as unknown: only the
+    lease ended such work, and on an aid node, whose heartbeats renew the lease on their own,
+    nothing did. The work ran to its end (helper-130's review, session 44). Now it is lost at
+    the first re-check that shows it."""
+    def withdrawn(action: Observe, now: float) -> Answer:
+        if action.purpose == "pre-claim":
+            return seen(action.tier, owner=None, status="queued")
+        if action.purpose == "recheck":
+            return seen(action.tier, owner=ME, status=status)
+        return seen(action.tier)
+
+    messages: list[str] = []
+    outcome, trace, _ = run(HARDENED, tiers, world(observe=withdrawn, work_ends_at=100),
+                            messages=messages)
+    assert outcome.kind is OutcomeKind.CANCELLED, (status, outcome)
+    assert actions(trace, CancelWork) and not actions(trace, Finish)
+    first = min(t for t, a in actions(trace, Observe) if a.purpose == "recheck")
+    assert actions(trace, CancelWork)[0][0] <= first + 1.0  # at that read, not at the lease
+    assert any(f"status={status}" in m for m in messages), messages
+    # The same reads showing the job still ours in a processable status: processed.
+    outcome, _, _ = run(HARDENED, tiers, world(work_ends_at=100))
+    assert outcome.kind is OutcomeKind.PROCESSED
