@@ -244,3 +244,15 @@ def test_a_read_that_proves_a_ping_ends_the_run_of_missed_retries() -> None:
         codes = [r[5][0] for r in run.result.history if r[3] == "outcome"]
         assert "LEASE_EXPIRED" not in codes and codes[-1] == "FINISHED", (seed, codes)
         assert run.checks["L1"].ok, (seed, run.explain("L1"))
+
+
+def test_a_clock_that_drifts_by_a_whole_reassign_timeout_has_no_bound() -> None:
+    """ε at T itself: every wait on that clock may stretch without end (κ = 1 / (1 − ε/T)
+    has no value), so L1 has no bound, and none is computed by dividing by zero. Just below,
+    the bound is finite and grows with κ (mutation testing of the formula, session 44)."""
+    sc = BASE.replace(**FAMILIES["fast-poll"], jobs=1)
+    at = l1_bound(sc.replace(clock_drift=sc.reassign_timeout))
+    assert at.bound == float("inf")
+    below = [l1_bound(sc.replace(clock_drift=sc.reassign_timeout * f)).bound
+             for f in (0.5, 0.9, 0.99)]
+    assert below == sorted(below) and below[-1] < float("inf")

@@ -442,3 +442,109 @@ def test_a_plot_draws_no_interval_where_the_tables_print_none() -> None:
     assert all(math.isnan(x) for x in band([None]))
     below, above = _yerr([25.0, 20.0], [math.nan, 20.0], [math.nan, 20.0])
     assert math.isnan(below[0]) and math.isnan(above[0]) and (below[1], above[1]) == (0, 0)
+
+
+# ------------------------------------------- each rule of the run's measures, at its edge
+# (session 44: the survivors of sim/_metrics.py's mutation run, each a rule no test held)
+
+
+def test_a_world_record_between_a_claim_and_its_start_keeps_the_latency() -> None:
+    """Only the world's commit or requeue ends an attempt: its other records (an assignment,
+    a lie) do not, and the start latency still runs from the claim."""
+    h = History([
+        (10, "e1", "j", "claim", "invoke", "gateway"),
+        (10.5, W, "j", "assign", "ok", ("e1", 1)),
+        (11, "e1", "j", "claim", "ok", "gateway"),
+        (15, "e1", "j", "start", "ok", None),
+        (20, "e1", "j", "stop", "ok", "done"),
+        (21, W, "j", "commit", "ok", ("e1", 1)),
+    ])
+    m = compute_metrics(h, jobs=["j"], duration=30.0, checks={})
+    assert (m.start_latency_p50, m.start_latency_p99) == (5, 5)
+
+
+def test_a_crash_after_the_start_leaves_the_latency_counted() -> None:
+    """Positions decide, not times: the start (position 21) comes before the crash (22), at
+    an instant (2.0 s) below the start's position."""
+    filler = [(0.1 + k / 100, W, "other", "assign", "ok", ("e9", 1)) for k in range(19)]
+    h = History([
+        (0.0, "e1", "j", "claim", "invoke", "gateway"),
+        *filler,
+        (0.5, "e1", "j", "claim", "ok", "gateway"),
+        (1.5, "e1", "j", "start", "ok", None),
+        (2.0, "e1", None, "crash", "info", None),
+    ])
+    m = compute_metrics(h, jobs=["j"], duration=30.0, checks={})
+    assert m.start_latency_p50 == 1.5
+
+
+def test_a_re_encode_after_a_refused_finish_is_counted_per_job() -> None:
+    h = History([
+        (0, "e1", "j", "start", "ok", None), (10, "e1", "j", "stop", "ok", "done"),
+        (11, "e1", "j", "commit", "fail", "gateway"),
+        (20, "e2", "j", "start", "ok", None), (25, "e2", "j", "stop", "ok", "done"),
+        (26, W, "j", "commit", "ok", ("e2", 1)),
+    ])
+    m = compute_metrics(h, jobs=["j", "k"], duration=30.0, checks={})
+    assert (m.reencodes, m.reencodes_per_1000, m.restarts) == (1, 500.0, 0)
+
+
+def test_latency_percentiles_are_the_50th_and_99th_of_a_hundred_starts() -> None:
+    records: list[tuple[Any, ...]] = []
+    for k in range(1, 101):
+        job = f"j{k}"
+        records += [(1000.0 * k, "e1", job, "claim", "invoke", "gateway"),
+                    (1000.0 * k + k, "e1", job, "start", "ok", None),
+                    (1000.0 * k + 500, "e1", job, "stop", "ok", "done"),
+                    (1000.0 * k + 501, W, job, "commit", "ok", ("e1", 1))]
+    m = compute_metrics(History(records), jobs=[f"j{k}" for k in range(1, 101)],
+                        duration=200_000.0, checks={})
+    assert (m.start_latency_p50, m.start_latency_p99) == (50.0, 99.0)
+
+
+def test_calls_per_job_of_no_jobs_and_throughput_of_a_short_run() -> None:
+    h = History([(0.0, "e1", "j", "start", "ok", None), (0.2, "e1", "j", "stop", "ok", "done"),
+                 (0.3, W, "j", "commit", "ok", ("e1", 1)),
+                 (0.4, "e1", "j", "verify", "invoke", ("monitor", "post"))])
+    assert compute_metrics(h, jobs=[], duration=0.5, checks={}).api_calls == {"monitor": 0.0}
+    m = compute_metrics(h, jobs=["j"], duration=0.5, checks={})
+    assert m.throughput_jobs_per_hour == pytest.approx(7200.0)  # one job in half a second
+    assert compute_metrics(h, jobs=["j"], duration=0.0, checks={}).throughput_jobs_per_hour == 0
+
+
+def test_starts_at_the_same_instant_overlap_and_one_at_another_s_end_does_not() -> None:
+    from sim._checkers import Interval
+    from sim._metrics import _later_starts
+
+    first = Interval("e1", "j", 0.0, 10.0, "crash")
+    assert _later_starts([first, Interval("e2", "j", 0.0, 5.0, "done")]) == (0, 0, 1)
+    assert _later_starts([first, Interval("e2", "j", 10.0, 15.0, "done")]) == (1, 0, 0)
+
+
+def test_the_committed_run_is_the_committer_s_latest_before_the_commit() -> None:
+    """e1 processed the job twice: the run committed at 11 was useful, the later one (5 s)
+    was not; a run that starts after the end of the run, or lasts half a second, counts what
+    it lasted within it."""
+    h = History([
+        (0, "e1", "j", "start", "ok", None), (10, "e1", "j", "stop", "ok", "done"),
+        (11, W, "j", "commit", "ok", ("e1", 1)),
+        (20, "e1", "j", "start", "ok", None), (25, "e1", "j", "stop", "ok", "done"),
+        (26, "e2", "j", "start", "ok", None), (26.5, "e2", "j", "stop", "ok", "cancelled"),
+        (40, "e3", "j", "start", "ok", None),
+    ])
+    m = compute_metrics(h, jobs=["j"], duration=30.0, checks={})
+    assert m.wasted_encode_s == pytest.approx(5.0 + 0.5)
+
+
+def test_pooled_figures_are_written_to_the_microsecond_as_each_run_s_are() -> None:
+    a = replace(base(), wasted_encode_s=0.12345671, start_latency_p99=1.23456789,
+                api_calls={"gateway": 1.0})
+    b = replace(base(), jobs=7, wasted_encode_s=0.0, start_latency_p99=0.5,
+                api_calls={"gateway": 0.0})
+    agg = aggregate([a, b])
+    assert agg["wasted_encode_s"] == 0.123457
+    assert agg["start_latency_p99"] == 1.234568
+    assert agg["api_calls"] == {"gateway": 0.3}  # 3 calls over 10 jobs
+    c = replace(b, jobs=3, api_calls={"gateway": 1.0})
+    assert aggregate([c, replace(c, jobs=4, api_calls={"gateway": 0.0})])["api_calls"] == {
+        "gateway": 0.428571}  # 3 calls over 7 jobs
