@@ -548,3 +548,5 @@ def test_pooled_figures_are_written_to_the_microsecond_as_each_run_s_are() -> No
     c = replace(b, jobs=3, api_calls={"gateway": 1.0})
     assert aggregate([c, replace(c, jobs=4, api_calls={"gateway": 0.0})])["api_calls"] == {
         "gateway": 0.428571}  # 3 calls over 7 jobs
+    none = replace(b, jobs=0, api_calls={"gateway": 0.0})
+    assert aggregate([none])["api_calls"] == {"gateway": 0.0}  # no job: no calls per job
