@@ -208,8 +208,11 @@ def _looks_like_stand_in(data: Mapping[str, Any]) -> bool:
     up); a stand-in wrongly taken for a real record could confirm the gateway's lie ("MINE")
     and start a second encoder on a job someone else owns.
     """
-    if _blank(data.get("_id")):
-        return True
+    return _blank(data.get("_id")) or _empty_signature(data)
+
+
+def _empty_signature(data: Mapping[str, Any]) -> bool:
+    """The stand-in's empty fields (:func:`_looks_like_stand_in`), whatever its ``_id``."""
     inp, meta = data.get("input"), data.get("metadata")
     if (
         isinstance(inp, Mapping)
@@ -247,6 +250,10 @@ def parse_job(data: object, *, tier: str = "job") -> GatewayMonitorJob:
     if not isinstance(data, Mapping):
         raise MalformedAnswer(tier, f"job should be an object, got {type(data).__name__}")
     nested = data.get("job")
+    # A wrapper with the stand-in's empty fields is the stand-in, whatever it wraps: a
+    # stand-in with a ``job`` object inside was read through that object, real-looking
+    # ``_id`` and all, and confirmed ownership (an adversarial review, session 44).
+    wrapped = tier == _MONITOR_TIER and isinstance(nested, Mapping) and _empty_signature(data)
     if isinstance(nested, Mapping) and "id" not in data and "status" not in data:
         data = nested
     try:
@@ -276,7 +283,7 @@ def parse_job(data: object, *, tier: str = "job") -> GatewayMonitorJob:
             raise MalformedAnswer(tier, f"job has {len(extra)} unknown fields; refusing them")
         # The monitor's stand-in may name an id, a status and an owner (the gateway's belief):
         # only its fingerprint gives it away, and a record that has it never proves anything.
-        stand_in = tier == _MONITOR_TIER and _looks_like_stand_in(data)
+        stand_in = wrapped or (tier == _MONITOR_TIER and _looks_like_stand_in(data))
         return GatewayMonitorJob(
             id=raw_id,
             status=status,

@@ -237,3 +237,22 @@ def test_the__id_rule_is_the_monitors_only() -> None:
     # ... and a nested {job, rank} answer is judged by the job inside it.
     nested = {"job": {**record, "_id": "65f0c0ffee0000000000abcd"}, "rank": 0}
     assert not parse_job(nested, tier=Tier.MONITOR.value).synthetic
+
+
+@pytest.mark.parametrize("field", ["input", "owner", "permlink"])
+def test_a_stand_in_wrapping_a_real_looking_job_is_still_the_stand_in(field: str) -> None:
+    """The stand-in with a ``job`` object inside (its own ``_id``, our DID, ``running``) was
+    read through that object and confirmed ownership (helper-130's review, session 44). A
+    wrapper with any of the stand-in's empty fields is the stand-in, whatever it wraps."""
+    inner = {"id": JOB, "_id": "65f0c0ffee0000000000abcd", "status": "running",
+             "assigned_to": ME}
+    outer = {k: v for k, v in stand_in().items() if k not in ("id", "status")}
+    if field != "input":  # only one of the empty signatures
+        outer = {k: v for k, v in outer.items() if k not in ("input", "owner", "permlink")}
+        outer[field] = ""
+    else:
+        outer = {k: v for k, v in outer.items() if k not in ("owner", "permlink")}
+    job = parse_job({**outer, "job": inner}, tier=Tier.MONITOR.value)
+    assert job.synthetic and job.assigned_to == ME
+    outcome, taken, _ = decide(Observation(Tier.MONITOR, job))
+    assert not started_work(taken), outcome
