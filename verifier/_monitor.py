@@ -60,6 +60,7 @@ from ._http import (
     TierHttp,
     is_service_error,
     job_segment,
+    names_another_job,
     parse_retry_after,
     positive_seconds,
     read_capped,
@@ -394,10 +395,10 @@ class GatewayMonitorService:
         data = body.get("data")
         if body.get("success") is not True or not isinstance(data, Mapping):
             raise MalformedAnswer(_TIER, f"status answer from {reply.shown_url} has no data object")
-        reported = data.get("job_id")
-        if isinstance(reported, str) and reported and reported != job_id:
-            raise MalformedAnswer(
-                _TIER, f"asked for job {job_id!r}, answer is about {_short(reported)}")
+        # Any id it names must be ours, whatever its type or key (``42``, ``""``, another job
+        # under ``id``: each passed for an answer about our job; helper-130's review).
+        if names_another_job(body, job_id):
+            raise MalformedAnswer(_TIER, f"asked for job {job_id!r}, answer names another job")
         status = data.get("status")
         if status is not None and not isinstance(status, str):
             raise MalformedAnswer(_TIER, "status should be a string or null")

@@ -395,6 +395,11 @@ async def test_get_job_status_not_found_is_none(
         (httpx.Response(500, json={"success": False, "error": "x"}), TierUnavailable),
         (httpx.Response(429, headers={"Retry-After": "2"}), TierRateLimited),
         (ok({"job_id": "other", "status": "running"}), MalformedAnswer),
+        # ... and any other id, whatever its type or key (helper-130's review, session 44)
+        (ok({"job_id": 42, "status": "running"}), MalformedAnswer),
+        (ok({"job_id": ["other"], "status": "running"}), MalformedAnswer),
+        (ok({"job_id": "", "status": "running"}), MalformedAnswer),
+        (ok({"id": "other", "status": "running"}), MalformedAnswer),
         (ok({"job_id": JOB, "status": 3}), MalformedAnswer),
         (ok([]), MalformedAnswer),
         (ok(None), MalformedAnswer),
