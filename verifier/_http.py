@@ -839,6 +839,13 @@ class TierHttp:
         return f"TierHttp({self.tier!r}, {redact_url(self.base_url)!r})"
 
 
+#: Headers in which caches say whether they answered from what they kept, and the words
+#: that mean they did (``HIT``, a stale copy, or one being refreshed behind the answer).
+_CACHE_STATUS_HEADERS: Final = ("x-cache", "x-cache-status", "x-proxy-cache", "cf-cache-status")
+_FROM_A_CACHE: Final = frozenset({"HIT", "STALE", "UPDATING"})
+_WORDS: Final = re.compile(r"[\s,;]+")
+
+
 def _not_from_a_cache(response: httpx.Response, tier: str, shown: str) -> None:
     """Refuse an answer a cache kept: an ``Age`` above 0 (RFC 9111 §5.1: a cache made it).
     Every request asks for none (:data:`NO_CACHE`), but a CDN may ignore that for what it
@@ -847,10 +854,21 @@ def _not_from_a_cache(response: httpx.Response, tier: str, shown: str) -> None:
     2026-12-05). An ``Age`` that is not a number is refused too."""
     age = response.headers.get("age")
     # Each proxy on the way may add its own: "0, 0" is two that kept nothing.
-    if age is None or all(part.strip() == "0" for part in age.split(",")):
-        return
-    raise TierUnavailable(tier, f"{shown}: answered from a cache (Age: {_clean(age)[:20]}); "
-                                "a tier's answer must be its own, now")
+    if age is not None and not all(part.strip() == "0" for part in age.split(",")):
+        raise TierUnavailable(tier, f"{shown}: answered from a cache (Age: {_clean(age)[:20]}); "
+                                    "a tier's answer must be its own, now")
+    # nginx's proxy_cache sends no Age, and ignores a request's no-cache unless told to: its
+    # copy, frozen for a day, passed as the monitor's answer, and proved every ping of a job
+    # that had gone to another encoder (helper-130's review, session 44). The cache-status
+    # headers caches add (nginx's usual $upstream_cache_status, Varnish, CloudFront,
+    # Cloudflare) say so when nothing else does.
+    for name in _CACHE_STATUS_HEADERS:
+        for said in response.headers.get_list(name):
+            # One word per cache on the way ("MISS, HIT": the edge kept it).
+            if any(word.upper() in _FROM_A_CACHE for word in _WORDS.split(said)):
+                raise TierUnavailable(tier, f"{shown}: answered from a cache ({name}: "
+                                            f"{_clean(said)[:20]}); a tier's answer must be "
+                                            "its own, now")
 
 
 def _split_userinfo(base_url: str) -> tuple[str, httpx.BasicAuth | None]:

@@ -461,6 +461,39 @@ async def test_an_answer_a_cache_kept_is_no_answer(age: str) -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(("name", "said", "kept"), [
+    ("X-Cache-Status", "HIT", True),             # nginx, as usually configured: no Age
+    ("X-Cache-Status", "STALE", True),
+    ("X-Cache-Status", "UPDATING", True),
+    ("X-Cache-Status", "MISS", False),
+    ("X-Cache-Status", "EXPIRED", False),        # fetched from the tier just now
+    ("X-Cache", "Hit from cloudfront", True),
+    ("X-Cache", "MISS, HIT", True),              # one word per cache: the edge kept it
+    ("X-Cache", "MISS, MISS", False),
+    ("X-Cache", "RefreshHit from cloudfront", False),  # revalidated with the tier
+    ("CF-Cache-Status", "hit", True),
+    ("CF-Cache-Status", "DYNAMIC", False),
+    ("X-Proxy-Cache", "HIT", True),
+])
+async def test_an_answer_a_cache_says_it_kept_is_no_answer(name: str, said: str,
+                                                           kept: bool) -> None:
+    """nginx's proxy_cache sends no ``Age`` and ignores the request's no-cache unless told
+    to: a day-old copy of "yours, running" proved every ping of a job gone to another
+    encoder (helper-130's review, session 44). What a cache says of its answer counts."""
+    owned = {"_id": "x", "id": "job-1", "status": "running", "assigned_to": DID}
+    transport = httpx.MockTransport(lambda request: httpx.Response(
+        200, headers={name: said}, json={"success": True, "data": owned}))
+    async with httpx.AsyncClient(transport=transport) as client:
+        monitor = GatewayMonitorService("http://monitor.test/api", client=client)
+        if kept:
+            with pytest.raises(TierUnavailable, match=f"from a cache \\({name.lower()}"):
+                await monitor.get_job_details("job-1")
+        else:
+            job = await monitor.get_job_details("job-1")
+            assert job is not None and job.assigned_to == DID
+
+
+@pytest.mark.asyncio
 async def test_every_request_asks_for_identity() -> None:
     seen: list[str | None] = []
 
