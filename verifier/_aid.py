@@ -40,9 +40,7 @@ from ._http import (
     TierHttp,
     error_code,
     is_service_error,
-    job_places,
     job_segment,
-    names_another_job,
     raise_for_status,
     read_json,
     server_message,
@@ -50,13 +48,13 @@ from ._http import (
 )
 from ._ids import normalize_did, validate_cid, validate_did, validate_job_id
 from ._models import (
-    NOT_HELD_STATUSES,
     GatewayMonitorJob,
     check_offered_job,
     parse_job,
 )
 from ._policy import Tier
 from ._tiers import Observation
+from ._writes import unconfirmed_write
 
 __all__ = ["CONFIGURATION_CODES", "GatewayAidClient"]
 
@@ -280,7 +278,7 @@ class GatewayAidClient:
             # "200 with the assignment" (contract): a success that does not name our job does
             # not confirm the write; its outcome is unknown, never ours.
             raise MalformedAnswer(_TIER, f"{route}: success does not name the job claimed")
-        problem = _unconfirmed_write(assignment, job_id, self.did)  # nested envelopes too
+        problem = unconfirmed_write(assignment, job_id, self.did, kind="claim")  # nested too
         if problem is not None:
             raise MalformedAnswer(_TIER, f"{route}: {problem}")
         return assignment
@@ -354,8 +352,8 @@ class GatewayAidClient:
             raise self._refusal(route, response.status_code, answer)
         raise_for_status(response, _TIER, route)
         confirmed = self._success(route, answer, response.status_code)
-        problem = _unconfirmed_write(confirmed, body["job_id"], self.did,
-                                     finish=route == "complete-job")
+        problem = unconfirmed_write(confirmed, body["job_id"], self.did,
+                                    kind="finish" if route == "complete-job" else "heartbeat")
         if problem is not None:
             raise MalformedAnswer(_TIER, f"{route}: {problem}")
 
@@ -420,100 +418,3 @@ class GatewayAidClient:
 
 
 
-#: Counts a MongoDB-backed server may echo for its update, at any depth (``result.n`` is the
-#: older drivers' spelling): zero means the owner filter matched nothing, so the write did not
-#: happen for us.
-_COUNT_KEYS: Final = ("matchedCount", "modifiedCount", "nModified", "n")
-#: Of those, the ones that count matches: when one says 1, a modified count of 0 is a write
-#: that matched and changed nothing (a retried finish), not a miss.
-_MATCHED_KEYS: Final = ("matchedCount", "n")
-#: How deep :func:`_unconfirmed_write` looks for counts: an envelope, a result, a nested one.
-_MAX_DEPTH: Final = 4
-#: Statuses no job our write reached can have: back in the queue (every claimable status,
-#: ``unassigned`` too), given up, withdrawn (a security review, session 28: ``unassigned``,
-#: ``cancelled`` and ``deleted`` confirmed a heartbeat).
-_NOT_OURS: Final = NOT_HELD_STATUSES
-#: Words of an error ``code`` (``data.code`` is where aid's errors put theirs, such as
-#: ``JOB_NOT_OWNED``, ``JOB_ALREADY_ASSIGNED``, ``ENCODER_INACTIVE``: docs/contract.md). A
-#: success code (``JOB_UPDATED``, 200) is no sign of a miss.
-_ERROR_CODE_WORDS: Final = ("NOT", "ALREADY", "ERROR", "DENIED", "INVALID", "UNAUTHORIZED",
-                            "FORBIDDEN", "INACTIVE", "FAIL", "MISSING")
-#: Statuses a finished job shows, whose owner a server may have cleared.
-_DONE: Final = frozenset({"completed", "complete", "uploading"})
-
-
-def _unconfirmed_write(answer: Mapping[str, Any], job_id: str, did: str, *,
-                       finish: bool = False) -> str | None:
-    """Why a ``success: true`` answer to an owner-conditioned write (or a claim) does not
-    confirm it for ``job_id`` and ``did`` (``None``: it does).
-
-    The real server's answer to a write that matched nothing is not documented, so every way
-    a MongoDB-backed server says so is read as "not confirmed" (the outcome unknown): a
-    ``job`` that is null (a find-and-update that matched nothing), a matched count of 0 at any
-    depth, a job that names another job, another owner or a queued status, a success that
-    carries an error or an error code. What a success may plausibly say besides is not (a
-    review of these rules, the same day): a null ``data``, a success code (``JOB_UPDATED``,
-    200), a modified count of 0 beside a matched count of 1 (a retried finish), a finished
-    job whose owner was cleared (``finish``: the answer to ``complete-job``), an old
-    ``error`` field inside a job document. Confirmed too easily, an aid heartbeat renews the lease
-    by itself, and work ran on past the gateway's reassignment while every heartbeat matched
-    nothing (an adversarial review, 2026-12-05; session 22's looked at two places only).
-    """
-    envelopes, jobs = job_places(answer)
-    if answer.get("error"):  # the top level's only: a job document may keep an old one
-        return "success carries an error"
-    for envelope in envelopes:
-        if "job" in envelope and envelope["job"] is None:
-            return "success with a null 'job': nothing matched"
-        if _error_code(envelope.get("code")):
-            return "success carries an error code"
-    if names_another_job(answer, job_id):
-        return "success names another job"
-    # Every place, the top level too: only the claim checked the top level's owner itself,
-    # so a heartbeat or a finish answered ``success`` with the job someone else's, or queued,
-    # right there was confirmed (a security review, session 28).
-    for job in envelopes + jobs:
-        owner = job.get("assigned_to")
-        raw = job.get("status")
-        status = raw.strip().lower() if isinstance(raw, str) else None
-        cleared = finish and owner is None and status in _DONE  # ``finish``: complete-job's
-        if "assigned_to" in job and not cleared and (
-                not isinstance(owner, str) or normalize_did(owner) != normalize_did(did)):
-            return "success names another owner, or none"
-        if status in _NOT_OURS:
-            return f"success shows the job {status}"
-    return _zero_count(answer, _MAX_DEPTH)
-
-
-def _error_code(code: object) -> bool:
-    """Whether ``code`` is an error's: a string with an error's word, or a number outside
-    2xx (``None``, a success's code and 200 are not)."""
-    if isinstance(code, bool) or code is None:
-        return False
-    if isinstance(code, int):
-        return not 200 <= code < 300
-    if isinstance(code, str):
-        upper = code.upper()
-        return any(word in upper for word in _ERROR_CODE_WORDS)
-    return True
-
-
-def _zero_count(place: Mapping[str, Any], depth: int) -> str | None:
-    """A count of :data:`_COUNT_KEYS` below 1 anywhere in ``place`` (``depth`` levels); a
-    modified count is read only where no matched count says 1 or more."""
-    matched = any(isinstance(place.get(key), int) and not isinstance(place.get(key), bool)
-                  and place[key] >= 1 for key in _MATCHED_KEYS)
-    for key in _COUNT_KEYS:
-        if matched and key not in _MATCHED_KEYS:
-            continue
-        value = place.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            return f"success says {key} = {value!r}: nothing was updated"
-    if depth > 1:
-        for value in place.values():
-            if isinstance(value, Mapping):
-                found = _zero_count(value, depth - 1)
-                if found is not None:
-                    return found
-    return None

@@ -41,7 +41,6 @@ from ._http import (
     TierHttp,
     is_gateway_error,
     job_segment,
-    names_another_job,
     positive_seconds,
     raise_for_status,
     read_json,
@@ -54,6 +53,7 @@ from ._models import GatewayMonitorJob, check_offered_job, parse_job
 from ._policy import Tier
 from ._text import FIELD_LIMIT, printable
 from ._tiers import Observation
+from ._writes import WriteKind, unconfirmed_write
 
 __all__ = ["LegacyGatewayClient", "validate_percent"]
 
@@ -65,6 +65,10 @@ _REFUSING_4XX: Final = frozenset({400, 404, 409, 410, 422})
 _AUTH_STATUSES: Final = frozenset({401, 403})
 _MAX_ERROR_TEXT: Final = 2000
 #: 2xx statuses a write may succeed with: 200 (legacy, 2026), 201 (NestJS POST), 204 (empty).
+#: What each job route's write does, for what its success must confirm (``verifier._writes``).
+_WRITE_KINDS: Final[Mapping[str, WriteKind]] = {
+    "acceptJob": "claim", "pingJob": "heartbeat", "finishJob": "finish",
+    "rejectJob": "release", "failJob": "release", "cancelJob": "release"}
 _WRITE_SUCCESS_STATUSES: Final = frozenset({200, 201, 204})
 
 
@@ -239,8 +243,9 @@ class LegacyGatewayClient:
     ) -> None:
         """POST ``{"jws": sign(payload)}`` and map the answer.
 
-        ``refused_on_500``: the contract's generic 500 means "refused" for accept, finish,
-        reject and fail. For other routes a 500 is an outage, like 502/503/504.
+        ``refused_on_500``: the contract's generic 500 means "refused" for accept, and for
+        finish, reject and fail when it says "does not belong to you". For other routes a 500
+        is an outage, like 502/503/504.
         """
         body = {"jws": self.identity.sign_jws(payload)}
         response = await self._http.send("POST", _PREFIX + route, json_body=body)
@@ -253,12 +258,14 @@ class LegacyGatewayClient:
             # acceptJob's refusal is a generic 500 whose body nobody documented, and there
             # either reading is safe: refused, or unknown and settled.
             _from_the_gateway(response, route)
-        if refusing_500 and route == "finishJob" and _NOT_THE_OWNER not in server_message(
+        if refusing_500 and route != "acceptJob" and _NOT_THE_OWNER not in server_message(
                 try_json(response)).lower():
             # finishJob refuses a non-owner with "does not belong to you" (docs/contract.md);
-            # any other 500 is the gateway failing, perhaps after its write: unknown.
+            # any other 500 is the gateway failing, perhaps after its write: unknown. The same
+            # for a give-back: a 500 "Internal server error" to failJob was read as refused,
+            # and a job still ours reported given back (helper-131's review, session 44).
             raise TierUnavailable(_TIER, f"{route}: HTTP 500 without the gateway's not-the-"
-                                  "owner answer; the finish may have landed")
+                                  "owner answer; the write may have landed")
         if job and (status in _REFUSING_4XX or refusing_500):
             said = server_message(try_json(response))
             raise ClaimRefused(_TIER, f"{route} refused (HTTP {status}): {said}")
@@ -272,7 +279,7 @@ class LegacyGatewayClient:
             # 202 "accepted for later", 206, ...: not the documented 200/201, so not a
             # confirmation that the write happened.
             raise MalformedAnswer(_TIER, f"{route}: HTTP {status} is not a documented success")
-        raw = response.content.strip()
+        raw = response.content.strip(b" \t\r\n")  # JSON's whitespace: not \x0b or \x0c
         if not raw or raw.lower() in (b"ok", b'"ok"'):
             # An empty body (legacy finish) or the bare text ``ok`` (the public NestJS
             # gateway's accept and ping) is the documented success.
@@ -295,12 +302,15 @@ class LegacyGatewayClient:
             # Only ``status: "success"`` confirms a write. ``{}``, ``{"message": ...}`` or an
             # unknown status says neither yes nor no: the write's outcome is unknown.
             raise MalformedAnswer(_TIER, f"{route}: the answer does not say 'success'")
-        if job and names_another_job(answer, payload["job_id"]):
-            # A success about another job (misrouted, or a buggy proxy) confirms nothing
-            # about ours, as aid's client reads it: a finish counted as landed when it may
-            # not have would leave the job to be reassigned and processed again (a security
-            # review, session 28).
-            raise MalformedAnswer(_TIER, f"{route}: success names another job")
+        problem = unconfirmed_write(answer, payload["job_id"], self.identity.did,
+                                    kind=_WRITE_KINDS[route]) if job else None
+        if problem is not None:
+            # A success about another job or owner, a job given back, nothing matched
+            # (misrouted, a buggy proxy) confirms nothing about ours, as aid's client reads
+            # it: a finish counted as landed when it may not have would leave the job to be
+            # reassigned and processed again (a security review, session 28; the owner,
+            # status and counts since helper-131's review, session 44).
+            raise MalformedAnswer(_TIER, f"{route}: {problem}")
 
     async def accept_job(self, job_id: str) -> None:
         """``acceptJob``. OK is not ownership (last writer wins); 500 → :class:`ClaimRefused`."""

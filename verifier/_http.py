@@ -315,20 +315,25 @@ def error_code(body: Any) -> str | None:
     return None
 
 
-#: Where a write's answer may name the job it is about.
-_JOB_KEYS: Final = ("job_id", "id")
+#: Where a write's answer may name the job it is about (``jobId``: the Node servers' own
+#: spelling elsewhere; a success naming another job under it was taken for ours, session 44).
+_JOB_KEYS: Final = ("job_id", "jobId", "id")
 
 
 def job_places(answer: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]],
                                                    list[Mapping[str, Any]]]:
-    """The envelopes of a write's answer (the top level and its ``data`` object) and the job
-    objects in them (``job``): where aid, and any gateway that says more than ``ok``, put
-    the job a success is about."""
+    """The envelopes of a write's answer (the top level, its ``data`` object and the
+    ``result`` objects in them) and the job objects in those (``job``, and each of a ``jobs``
+    list): where aid, and any gateway that says more than ``ok``, put the job a success is
+    about (``data.result.job`` and ``data.jobs`` were not looked at: helper-131's review)."""
     envelopes: list[Mapping[str, Any]] = [answer]
     data = answer.get("data")
     if isinstance(data, Mapping):
         envelopes.append(data)
+    envelopes += [e["result"] for e in list(envelopes) if isinstance(e.get("result"), Mapping)]
     jobs = [e["job"] for e in envelopes if isinstance(e.get("job"), Mapping)]
+    jobs += [j for e in envelopes if isinstance(e.get("jobs"), list)
+             for j in e["jobs"] if isinstance(j, Mapping)]
     return envelopes, jobs
 
 

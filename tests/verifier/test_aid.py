@@ -670,12 +670,19 @@ async def test_a_claim_success_naming_the_job_without_an_owner_is_a_grant(
     {"success": True, "code": 300},
     {"success": True, "code": 150},
     {"success": True, "data": {"code": 404.0}},
+    # where else a success may name a job, and a failure inside a success (helper-131's
+    # review, session 44: each renewed the lease)
+    {"success": True, "jobId": "another-job"},
+    {"success": True, "data": {"jobs": [{"id": "another-job"}]}},
+    {"success": True, "data": {"result": {"job": {"id": "another-job"}}}},
+    {"success": True, "data": {"success": False, "error": "Job not owned by encoder"}},
 ], ids=["job_id", "id", "null", "data.job_id", "data.job.id", "job.id", "matched-0",
         "data.modified-0", "modified-text", "job-null", "data.job-null",
         "result.matched-0", "result.n-0", "job.other-owner", "job.queued-no-owner",
         "data.job.queued", "error", "data.code", "top.other-owner", "top.queued-no-owner",
         "top.unassigned", "data.cancelled", "job.deleted", "depth-3-count", "depth-4-count",
-        "code-300", "code-150", "code-float"])
+        "code-300", "code-150", "code-float", "jobId", "data.jobs", "data.result.job",
+        "data.success-false"])
 async def test_an_owner_write_success_naming_another_job_is_malformed(
     aid: GatewayAidClient, router: respx.MockRouter, route: str, call: Any,
     answer: dict[str, Any],
@@ -715,6 +722,21 @@ async def test_an_owner_write_success_naming_our_job_is_success(
 ) -> None:
     router.post(API + route).respond(200, json=answer)
     assert await call(aid) is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", ["completed", "complete", "uploading"])
+async def test_a_heartbeat_answered_with_the_job_finished_renews_nothing(
+        aid: GatewayAidClient, router: respx.MockRouter, status: str) -> None:
+    """Read only where the answer named an owner: without one, a job whose result was
+    accepted confirmed a heartbeat, and an aid heartbeat renews the lease (helper-131)."""
+    router.post(API + "update-job").respond(
+        200, json={"success": True, "job": {"id": JOB, "status": status}})
+    with pytest.raises(MalformedAnswer, match=f"shows the job {status}"):
+        await aid.heartbeat(JOB, None, {"pct": 1.0})
+    router.post(API + "complete-job").respond(
+        200, json={"success": True, "job": {"id": JOB, "status": status}})
+    assert await aid.finish(JOB, None, {"cid": "bafy"}) is None  # the finish's own answer
 
 
 @pytest.mark.asyncio

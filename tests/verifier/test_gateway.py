@@ -275,6 +275,99 @@ async def test_a_write_answer_that_is_not_a_documented_success_is_not_success(
         await call(gateway)
 
 
+def _success(**data: Any) -> dict[str, Any]:
+    return {"status": "success", "message": "ok", "data": data}
+
+
+#: Successes that contradict themselves (helper-131's review, session 44): each was read as
+#: the write landed; the job of a "finished" one was still ours, reassigned at T and encoded
+#: again. Only aid's client checked the owner, the status and the counts.
+CONTRADICTING = {
+    "another-owner": lambda: _success(job={"id": JOB, "assigned_to": OTHER.did,
+                                           "status": "running"}),
+    "no-owner": lambda: _success(job={"id": JOB, "assigned_to": None, "status": "running"}),
+    "queued": lambda: _success(job={"id": JOB, "assigned_to": IDENTITY.did,
+                                    "status": "queued"}),
+    "cancelled": lambda: _success(job={"id": JOB, "status": "cancelled"}),
+    "matched-nothing": lambda: _success(matchedCount=0),
+    "jobId-another": lambda: {"status": "success", "jobId": "another-job"},
+    "data.jobs-another": lambda: _success(jobs=[{"id": "another-job"}]),
+    "data.result.job-another": lambda: _success(result={"job": {"id": "another-job"}}),
+    "data.success-false": lambda: _success(success=False, error="Job not owned by encoder"),
+}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("name", "call", "route"), TIER_WRITES, ids=[w[0] for w in TIER_WRITES])
+@pytest.mark.parametrize("answer", list(CONTRADICTING), ids=list(CONTRADICTING))
+async def test_a_success_that_contradicts_itself_confirms_nothing(
+    gateway: LegacyGatewayClient, router: respx.MockRouter,
+    name: str, call: Any, route: str, answer: str,
+) -> None:
+    router.post(API + route).respond(200, json=CONTRADICTING[answer]())
+    with pytest.raises(MalformedAnswer):
+        await call(gateway)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("method", "args", "route"), [
+    ("reject_job", (JOB,), "rejectJob"), ("fail_job", (JOB, "boom"), "failJob")])
+async def test_a_give_back_s_success_shows_the_job_given_back_and_that_is_no_contradiction(
+    gateway: LegacyGatewayClient, router: respx.MockRouter,
+    method: str, args: tuple[Any, ...], route: str,
+) -> None:
+    """A give-back's success may show the job as it leaves it, queued and without owner: a
+    release is judged by the job it names, its counts and its errors only."""
+    router.post(API + route).respond(200, json=_success(
+        job={"id": JOB, "assigned_to": None, "status": "queued"}, matchedCount=1))
+    await getattr(gateway, method)(*args)
+    for answer in ("matched-nothing", "jobId-another", "data.result.job-another"):
+        router.post(API + route).respond(200, json=CONTRADICTING[answer]())
+        with pytest.raises(MalformedAnswer):
+            await getattr(gateway, method)(*args)
+
+
+@pytest.mark.asyncio
+async def test_a_finished_job_whose_owner_was_cleared_confirms_the_finish(
+    gateway: LegacyGatewayClient, router: respx.MockRouter,
+) -> None:
+    router.post(API + "finishJob").respond(200, json=_success(
+        job={"id": JOB, "assigned_to": None, "status": "uploading"}))
+    await gateway.finish(JOB, None, {"cid": "bafy"})
+    router.post(API + "pingJob").respond(200, json=_success(
+        job={"id": JOB, "assigned_to": IDENTITY.did, "status": "uploading"}))
+    with pytest.raises(MalformedAnswer):  # ... but no ping: its result was accepted
+        await gateway.heartbeat(JOB, None, {"pct": 5.0})
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("method", "args", "route"), [
+    ("reject_job", (JOB,), "rejectJob"), ("fail_job", (JOB, "boom"), "failJob")])
+@pytest.mark.parametrize("body", [{"error": "Internal server error"}, None])
+async def test_a_give_back_answered_500_without_the_not_the_owner_answer_may_have_landed(
+    gateway: LegacyGatewayClient, router: respx.MockRouter,
+    method: str, args: tuple[Any, ...], route: str, body: dict[str, Any] | None,
+) -> None:
+    """It was read as refused, so a job still ours was reported given back (helper-131)."""
+    router.post(API + route).respond(500, json=body) if body else router.post(
+        API + route).respond(500)
+    with pytest.raises(TierUnavailable, match="may have landed"):
+        await getattr(gateway, method)(*args)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("blank", [b"\x0b", b"\x0c", b" \x0b\n"])
+async def test_a_body_blank_only_to_python_is_no_empty_success(
+    gateway: LegacyGatewayClient, router: respx.MockRouter, blank: bytes,
+) -> None:
+    """``bytes.strip()`` takes \\x0b and \\x0c for blanks; JSON does not (helper-131)."""
+    router.post(API + "finishJob").respond(200, content=blank)
+    with pytest.raises(MalformedAnswer):
+        await gateway.finish(JOB, None, {"cid": "bafy"})
+    router.post(API + "finishJob").respond(200, content=b" \t\r\n")
+    await gateway.finish(JOB, None, {"cid": "bafy"})  # the documented empty success
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("name", "call", "route"), TIER_WRITES, ids=[w[0] for w in TIER_WRITES])
 @pytest.mark.parametrize("answer", [
