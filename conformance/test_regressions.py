@@ -134,8 +134,11 @@ def test_a_check_sees_a_claim_landing_at_the_instant_it_reflects():
 #: purpose (an unanswered gateway finish, ``FINISH_UNKNOWN``, whose check-then-act write can
 #: still land up to G later), and a give-back before that write has landed could hand the job
 #: on to an encoder our result then lands on (S3). Seed 1555, where session 31 found it, now
-#: fails the job through counted give-backs first; seed 97 still shows the refused claim and
-#: failed the old oracle (``tests/sim/test_checkers.py`` pins the rule on a short history).
+#: fails the job through counted give-backs first; seed 97 showed the refused claim and
+#: failed the old oracle (``tests/sim/test_checkers.py`` pins the rule on a short history)
+#: until session 44, when the protocol's wait after two requests in a row moved the tape:
+#: seed 34 shows it now (the first of seeds 0-399 that does: e0 crashed twice, assigned four
+#: times).
 CRASH_LATE_ACCEPT = World(
     BASE.replace(
         late_write_rate=0.5, late_finish_rate=1.0, ping_loss_rate=1.0, held_reoffer_rate=1.0,
@@ -147,7 +150,7 @@ CRASH_LATE_ACCEPT = World(
         backoff=1.0, push_latency=2.0,
     ),
     tape=(),
-    seed=97,
+    seed=34,
 )
 
 

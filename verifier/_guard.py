@@ -95,8 +95,9 @@ _DEADLINE_DETAIL: Final = "deadline: lease end reached"
 #: unanswered a microsecond early); a protocol ``Sleep``, whose early end would not be safe,
 #: arms its timer for at least this long instead. A microsecond, far below every bound.
 _ROUNDING: Final = 1e-6
-#: Queued when progress changes; turned into the latest :class:`Progressed` when delivered.
-_PROGRESS_REPORTED: Final = Progressed(-1.0)
+#: Queued when the phase or progress changes; turned into the latest :class:`PhaseChanged`
+#: and :class:`Progressed` when delivered.
+_REPORTED: Final = Progressed(-1.0)
 #: Queued when a push arrives; turned into the latest push when delivered, so a flood of
 #: pushes is one event (and one read), never a queue that buries the work's own events.
 _PUSHED: Final = Hinted("\x00marker", None)
@@ -135,13 +136,20 @@ class ClaimedJob:
         self._events = events
         self.phase = ""
         self.progress: dict[str, float] = {"pct": 0.0, "download_pct": 0.0}
-        self._progress_queued = False
+        self._queued = False  # one report marker in the queue at most
+        self._phase_changed = False
+        self._progress_changed = False
 
     def set_phase(self, phase: str) -> None:
-        """Report the current phase (``download``, ``encode``, ``upload``)."""
+        """Report the current phase (``download``, ``encode``, ``upload``). Coalesced with
+        progress: the protocol is told the latest phase once, however often it changes in
+        between. Each change was queued: a command that alternated two phases filled the
+        queue by ten million entries (600 MB) while a ping hung, and the shutdown queued
+        behind them waited for the lease to run out (an adversarial review, session 44)."""
         if phase != self.phase:
             self.phase = phase
-            self._events.put_nowait(PhaseChanged(phase))
+            self._phase_changed = True
+            self._report()
 
     def set_progress(self, pct: float | None = None, download_pct: float | None = None) -> None:
         """Report progress in percent; sent with the next ping.
@@ -160,13 +168,28 @@ class ClaimedJob:
             self.progress["pct"] = checked_pct
         if checked_download is not None:
             self.progress["download_pct"] = checked_download
-        if self.progress != before and not self._progress_queued:
-            self._progress_queued = True
-            self._events.put_nowait(_PROGRESS_REPORTED)
+        if self.progress != before:
+            self._progress_changed = True
+            self._report()
 
-    def _take_progress(self) -> Progressed:
-        self._progress_queued = False
-        return Progressed(self.progress["pct"], self.progress["download_pct"])
+    def _report(self) -> None:
+        if not self._queued:
+            self._queued = True
+            self._events.put_nowait(_REPORTED)
+
+    def _take_reports(self) -> tuple[Answer, Answer | None]:
+        """What the marker stands for: the latest phase, then the latest progress (or one of
+        them), as the simulator's driver delivers them (``sim/_encoder.py``, ``_due_report``);
+        the second is delivered at the next wait, before anything queued since."""
+        self._queued = False
+        phase = PhaseChanged(self.phase) if self._phase_changed else None
+        progress = (Progressed(self.progress["pct"], self.progress["download_pct"])
+                    if self._progress_changed else None)
+        self._phase_changed = self._progress_changed = False
+        if phase is None:
+            assert progress is not None
+            return progress, None
+        return phase, progress
 
 
 #: The work of one job. Returns the result to commit, ``{"cid": ...}``; a result without a
@@ -524,6 +547,8 @@ class _Run:
         self._shutdown_sent = False
         self._subscribed = False
         self._latest_push: Hinted | None = None
+        #: The second of two coalesced reports, delivered at the next wait (``_event``).
+        self._carried: Answer | None = None
         #: The driver's own notes, held back to be logged with the next step (see ``drive``).
         self._held_notes: list[tuple[str, str, str, dict[str, object]]] = []
 
@@ -962,6 +987,9 @@ class _Run:
         :meth:`_call` does for deadlines. Found by an adversarial review (2026-12-02)."""
         with self.alarm(until - self.clock()) as ring:
             while True:
+                if self._carried is not None:
+                    carried, self._carried = self._carried, None
+                    return carried
                 if not self.events.empty():
                     return self._event(self.events.get_nowait())
                 delay = until - self.clock()
@@ -984,11 +1012,14 @@ class _Run:
                     return self._event(getter.result())
 
     def _event(self, event: Answer) -> Answer:
-        """A queued work event; the progress and push markers become the latest values."""
+        """A queued work event; the report and push markers become the latest values."""
         if event is _PUSHED:
             latest, self._latest_push = self._latest_push, None
             return latest or Woke()
-        return self.job._take_progress() if event is _PROGRESS_REPORTED else event
+        if event is _REPORTED:
+            first, self._carried = self.job._take_reports()
+            return first
+        return event
 
     def _note_uncommitted(self, code: str) -> None:
         """The work finished with a result, and the run ends without committing it: the job
@@ -1055,5 +1086,5 @@ class _Run:
         # mutation testing, 2026-12-03).
         while not self.events.empty():
             self.events.get_nowait()
-        self._latest_push = None
+        self._latest_push = self._carried = None
         self.task = None

@@ -1058,6 +1058,8 @@ class OwnershipProtocol:
         #: Reads in a row that left a ping unproven (the backoff's exponent), and whether the
         #: next read is such a retry.
         misses, retrying = 0, False
+        #: Requests since the last wait, and whether the last was a ping (see the wait below).
+        streak, pinged_last = 0, False
         #: After a push that says the job may be lost: until when a read that still says
         #: "yours" may be lagging behind the change (the tier's lag), and the reads since.
         chase_until, chased, last_read = -math.inf, 0, -math.inf
@@ -1099,8 +1101,15 @@ class OwnershipProtocol:
             reading = p.recheck and lost is None
             wake = self._wake(next_ping, next_read if reading else math.inf,
                               lease_end if lease_on else math.inf, retrying=retrying)
-            if wake > self._now:
-                answer = yield Sleep(wake)
+            if wake > self._now or streak >= 2:
+                # Never more than two requests without a wait, if only until now: the work's
+                # events (its end, a shutdown, a push) are answers to a wait. A ping whose
+                # answer took longer than R found the next ping due at once, and the next:
+                # the protocol pinged back to back, never read (no ping proven: the lease ran
+                # out on healthy work) and never heard a shutdown or the work's end (an
+                # adversarial review, session 44).
+                streak, pinged_last = 0, False
+                answer = yield Sleep(max(wake, self._now))
                 if isinstance(answer, WorkEnded):
                     break
                 if isinstance(answer, ShutdownRequested):
@@ -1125,9 +1134,13 @@ class OwnershipProtocol:
                     continue
                 if lease_on and self._now >= lease_end:
                     continue  # the lease is judged at the top of the loop
+            # A due read before a ping that is due again on the last ping's answer: it kept
+            # the read (the proof of that ping) waiting behind it for ever (the same review).
+            read_first = pinged_last and reading and self._now >= next_read
             if self._now >= next_ping and not pinging:
                 next_ping = self._now + t.recheck_interval  # a tick without a ping (phase)
-            elif self._now >= next_ping:
+            elif self._now >= next_ping and not read_first:
+                streak, pinged_last = streak + 1, True
                 next_ping = self._now + t.recheck_interval
                 decided, carried = self._now, progress
                 progress_clock.sent(decided, carried)
@@ -1154,6 +1167,7 @@ class OwnershipProtocol:
                         return stopped
                 continue
             if reading and self._now >= next_read:
+                streak, pinged_last = streak + 1, False
                 next_read = self._now + t.recheck_interval
                 last_read = self._now
                 verdict, obs, asked, hint = yield from self._recheck(deadline)

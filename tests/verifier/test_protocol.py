@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -1178,3 +1179,53 @@ def test_ours_on_record_but_withdrawn_or_requeued_during_work_is_lost(
     # The same reads showing the job still ours in a processable status: processed.
     outcome, _, _ = run(HARDENED, tiers, world(work_ends_at=100))
     assert outcome.kind is OutcomeKind.PROCESSED
+
+
+def _slow_pings(ping_s: float, work_ends_at: float, *, shutdown_at: float | None = None
+                ) -> tuple[list[tuple[float, Action]], Any]:
+    """A community node whose gateway pings take ``ping_s`` to answer (OK), everything else
+    0.1 s; the work ends ``work_ends_at`` after it started (or a shutdown comes then)."""
+    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=COMMUNITY)
+    respond = world(work_ends_at=work_ends_at)
+    now, started, trace = 0.0, None, []
+    step = protocol.start(now)
+    for _ in range(2000):
+        trace.append((now, step.action))
+        if isinstance(step.action, Done):
+            assert protocol.outcome is not None
+            return trace, protocol.outcome
+        if isinstance(step.action, StartWork):
+            started = now
+        if (shutdown_at is not None and isinstance(step.action, Sleep) and started is not None
+                and now >= started + shutdown_at):
+            answer: Answer = ShutdownRequested()
+            shutdown_at = None
+        else:
+            answer = respond(step.action, now)
+        if isinstance(step.action, Sleep) and isinstance(answer, Woke):
+            now = max(now, step.action.until)
+        else:
+            now += ping_s if isinstance(step.action, Heartbeat) else 0.1
+        step = protocol.handle(answer, now)
+    raise AssertionError("protocol did not finish")
+
+
+@pytest.mark.parametrize("ping_s", [TIMING.recheck_interval * 1.5, TIMING.recheck_interval])
+def test_pings_slower_than_r_leave_room_for_their_proofs_and_the_work_s_events(
+        ping_s: float) -> None:
+    """A ping answered after R found the next one due at once, and the next: the protocol
+    pinged back to back, never read (no ping proven: the lease ran out on healthy work) and,
+    never waiting, never heard the work end or a shutdown (helper-132's review, session 44;
+    at the defaults a gateway ping may take its 10 s timeout, R). Now a due read goes before a
+    repeated ping, and no more than two requests go without a wait."""
+    trace, outcome = _slow_pings(ping_s, work_ends_at=120)
+    assert outcome.kind is OutcomeKind.PROCESSED, outcome
+    started = next(i for i, (_, a) in enumerate(trace) if isinstance(a, StartWork))
+    kinds = [type(a) for _, a in trace[started:] if isinstance(a, (Heartbeat, Observe))]
+    assert Observe in kinds and all(
+        kinds[i:i + 2] != [Heartbeat, Heartbeat] for i in range(len(kinds) - 1)), kinds
+    trace, outcome = _slow_pings(ping_s, work_ends_at=10_000, shutdown_at=60)
+    assert outcome.code == "SHUTDOWN", outcome
+    told = next(t for t, a in trace if isinstance(a, Release))
+    start = next(t for t, a in trace if isinstance(a, StartWork))
+    assert told - start <= 60 + 3 * ping_s, (told - start)
