@@ -1181,11 +1181,11 @@ def test_ours_on_record_but_withdrawn_or_requeued_during_work_is_lost(
     assert outcome.kind is OutcomeKind.PROCESSED
 
 
-def _slow_pings(ping_s: float, work_ends_at: float, *, shutdown_at: float | None = None
-                ) -> tuple[list[tuple[float, Action]], Any]:
+def _slow_pings(ping_s: float, work_ends_at: float, *, shutdown_at: float | None = None,
+                policy: Policy = HARDENED) -> tuple[list[tuple[float, Action]], Any]:
     """A community node whose gateway pings take ``ping_s`` to answer (OK), everything else
     0.1 s; the work ends ``work_ends_at`` after it started (or a shutdown comes then)."""
-    protocol = OwnershipProtocol("j1", me=ME, policy=HARDENED, tiers=COMMUNITY)
+    protocol = OwnershipProtocol("j1", me=ME, policy=policy, tiers=COMMUNITY)
     respond = world(work_ends_at=work_ends_at)
     now, started, trace = 0.0, None, []
     step = protocol.start(now)
@@ -1229,3 +1229,18 @@ def test_pings_slower_than_r_leave_room_for_their_proofs_and_the_work_s_events(
     told = next(t for t, a in trace if isinstance(a, Release))
     start = next(t for t, a in trace if isinstance(a, StartWork))
     assert told - start <= 60 + 3 * ping_s, (told - start)
+
+
+def test_pings_alone_back_to_back_still_leave_a_wait_every_two():
+    """Without re-checks (the ``recheck`` ablation, nothing to interleave), pings slower than
+    R follow one another: every two, a wait still delivers the work's events (mutation
+    testing of the fix, session 44: a streak counted by reads alone passed)."""
+    no_reads = HARDENED.without("recheck").without("lease")
+    trace, outcome = _slow_pings(TIMING.recheck_interval * 1.5, work_ends_at=10_000,
+                                 shutdown_at=60, policy=no_reads)
+    assert outcome.code == "SHUTDOWN", outcome
+    start = next(t for t, a in trace if isinstance(a, StartWork))
+    told = next(t for t, a in trace if isinstance(a, Release))
+    assert told - start <= 60 + 3 * TIMING.recheck_interval * 1.5, (told - start)
+    steps = [type(a) for _, a in trace if isinstance(a, (Heartbeat, Sleep))]
+    assert all(steps[i:i + 3] != [Heartbeat] * 3 for i in range(len(steps) - 2)), steps
