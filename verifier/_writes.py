@@ -29,10 +29,6 @@ _COUNT_KEYS: Final = ("matchedCount", "modifiedCount", "nModified", "n")
 _MATCHED_KEYS: Final = ("matchedCount", "n")
 #: How deep :func:`unconfirmed_write` looks for counts: an envelope, a result, a nested one.
 _MAX_DEPTH: Final = 4
-#: Statuses no job our write reached can have: back in the queue (every claimable status,
-#: ``unassigned`` too), given up, withdrawn (a security review, session 28: ``unassigned``,
-#: ``cancelled`` and ``deleted`` confirmed a heartbeat).
-_NOT_OURS: Final = NOT_HELD_STATUSES
 #: Words of an error ``code`` (``data.code`` is where aid's errors put theirs, such as
 #: ``JOB_NOT_OWNED``, ``JOB_ALREADY_ASSIGNED``, ``ENCODER_INACTIVE``: docs/contract.md). A
 #: success code (``JOB_UPDATED``, 200) is no sign of a miss.
@@ -88,7 +84,10 @@ def unconfirmed_write(answer: Mapping[str, Any], job_id: str, did: str, *,
             if "assigned_to" in job and not cleared and (
                     not isinstance(owner, str) or normalize_did(owner) != normalize_did(did)):
                 return "success names another owner, or none"
-            if status in _NOT_OURS or (kind != "finish" and status in DONE_STATUSES):
+            # No job our write reached can be back in the queue, given up or withdrawn (a
+            # security review, session 28: ``unassigned``, ``cancelled`` and ``deleted``
+            # confirmed a heartbeat).
+            if status in NOT_HELD_STATUSES or (kind != "finish" and status in DONE_STATUSES):
                 return f"success shows the job {status}"
     return _zero_count(answer, _MAX_DEPTH)
 
