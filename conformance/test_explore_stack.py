@@ -134,13 +134,13 @@ AUDITED: dict[str, tuple[tuple[str, ...], str]] = {
         "the builtin min, the policy's method (a constant) and the schedule's _empty_polls, "
         "loaded by the draw's own expression with nothing run in between; the schedule is "
         "hashed (Encoder.run's local `schedule`)"),
-    "verifier/_polling.py:PollSchedule.next: self.policy.idle_delay(self._troubled, "
+    "verifier/_polling.py:PollSchedule.next: self.policy.idle_delay(self._owed, "
     "self._rng.random())))": (
         ("NULL of a call to max", "global max", "method .idle_delay", "receiver of .idle_delay",
          "temporary LOAD_ATTR _back_off", "temporary LOAD_ATTR _hold_until",
-         "temporary LOAD_ATTR _troubled"),
+         "temporary LOAD_ATTR _owed"),
         "the builtin max, the policy's method and the schedule's _hold_until, _back_off and "
-        "_troubled, loaded by the draw's own expression with nothing run in between; the "
+        "_owed, loaded by the draw's own expression with nothing run in between; the "
         "schedule is hashed (Encoder.run's local `schedule`)"),
     "verifier/protocol.py:OwnershipProtocol._finish: answer = yield Finish(self.claim_via, "
     "self.token, fenced=self.policy.fence,": (

@@ -32,6 +32,7 @@ from .protocol import MAX_RETRY_AFTER_S
 __all__ = [
     "BACK_OFF_CODES",
     "MAX_RETRY_AFTER_S",
+    "SKIPPED_AT_ONCE_CODES",
     "OFFER_SOURCES",
     "TIER_TROUBLE_CODES",
     "AllSlotsBusy",
@@ -57,6 +58,17 @@ TIER_TROUBLE_CODES: Final = frozenset({
 #: job back with one more attempt counted; without a back-off the encoder would burn through
 #: the queue's attempts as fast as it can claim (found by an operator review, session 14).
 BACK_OFF_CODES: Final = TIER_TROUBLE_CODES | {"WORK_FAILED"}
+#: Outcome codes of a job given up at once, before any wait: the pre-claim read showed it
+#: taken or not available, the claim was refused, or no tier could confirm it. The first in
+#: a row is followed by a poll at once (the gateway offered one job another holds: the next
+#: offer may be good); from the second in a row the loop backs off as after empty polls.
+#: Polled again at once each time, a source that keeps offering such jobs (new ids, so no
+#: cool-down applies) was asked as fast as the tiers answered: 300 polls a minute in an
+#: adversarial review of the encoder loop (session 44), where an empty source is asked
+#: once a minute at most.
+SKIPPED_AT_ONCE_CODES: Final = frozenset({
+    "NOT_AVAILABLE", "PRE_CLAIM_CONFLICT", "CLAIM_REFUSED", "NO_CONFIRMING_TIER",
+})
 
 
 class Offer(Protocol):
@@ -87,7 +99,8 @@ class LoopPolicy:
     * ``concurrency``: jobs guarded at once.
     * ``idle_s``, ``idle_max_s``, ``idle_factor``: after a poll that offered nothing (or
       failed), or a job given up because a tier could not answer or its work failed
-      (:data:`BACK_OFF_CODES`),
+      (:data:`BACK_OFF_CODES`), or the second job in a row given up at once
+      (:data:`SKIPPED_AT_ONCE_CODES`),
       wait ``idle_s``, then ``idle_factor`` times longer after each further one, jittered
       (below), at most ``idle_max_s`` in all (the deployed encoder polls once a minute); any
       other outcome resets it.
@@ -222,11 +235,15 @@ class PollSchedule:
         self.cooling: dict[str, float] = {}
         #: Empty polls in a row (the idle back-off's exponent).
         self._empty_polls = 0
-        #: Jobs in a row given up because a tier could not answer, or whose work failed (the
-        #: back-off's exponent), and when the latest of them ended, if the loop still owes
-        #: its back-off (None: it does not).
+        #: Jobs in a row given up because a tier could not answer, or whose work failed, and
+        #: when the latest job that calls for a back-off ended, if the loop still owes it
+        #: (None: it does not).
         self._troubled = 0
         self._back_off: float | None = None
+        #: Jobs in a row given up at once (:data:`SKIPPED_AT_ONCE_CODES`), and the exponent
+        #: of the back-off owed (tier trouble's count, or these less the first).
+        self._skipped = 0
+        self._owed = 0
         #: No job starts before this instant: a guarded job's tier answered 429 with
         #: ``Retry-After`` (the next job's first read would ask it again at once), or the
         #: back-off after tier trouble, once drawn. Kept until it has passed.
@@ -272,7 +289,7 @@ class PollSchedule:
                     # simulator's encoders, woken early, polled inside a back-off or a
                     # Retry-After (an adversarial review, session 30: 447 holds cut short).
                     self._hold_until = max(self._hold_until, self._back_off + (
-                        self.policy.idle_delay(self._troubled, self._rng.random())))
+                        self.policy.idle_delay(self._owed, self._rng.random())))
                     self._back_off = None
                 if self._hold_until > now:
                     return IdleUntil(self._hold_until)
@@ -353,9 +370,17 @@ class PollSchedule:
             self.cooling[job_id] = now + self.policy.cooldown_s
         if code in BACK_OFF_CODES:
             self._troubled += 1
+            self._skipped = 0
+            self._owed = self._troubled
             self._back_off = now
-        else:
+        elif code in SKIPPED_AT_ONCE_CODES:
             self._troubled = 0
+            self._skipped += 1
+            if self._skipped > 1:
+                self._owed = self._skipped - 1
+                self._back_off = now
+        else:
+            self._troubled = self._skipped = 0
         if retry_after is not None and retry_after > 0:
             self._hold_until = max(self._hold_until, now + min(retry_after, MAX_RETRY_AFTER_S))
 

@@ -448,3 +448,72 @@ def test_an_idle_wait_never_ends_before_now():
     assert schedule.next(59.0) == PollSource("getjob")
     assert schedule.offered("getjob", jobs("j"), 59.0) is None  # passed over: cooling
     assert schedule.next(61.0) == IdleUntil(61.0)  # not IdleUntil(60.0)
+
+
+# --- jobs given up at once (session 45: a source offering new ids, each skipped at once, was
+# polled again at once every time: 300 polls a minute in session 44's review)
+
+SKIPS = ("NOT_AVAILABLE", "PRE_CLAIM_CONFLICT", "CLAIM_REFUSED", "NO_CONFIRMING_TIER")
+
+
+@pytest.mark.parametrize("code", SKIPS)
+def test_the_second_job_in_a_row_given_up_at_once_backs_off_as_the_first_empty_poll(code):
+    schedule = PollSchedule(POLICY, Draws(0.25))
+    one_job(schedule, "a", 0.0, code)
+    assert isinstance(schedule.next(1.0), PollSource)  # the first: polled again at once
+    one_job(schedule, "b", 1.0, code)
+    assert schedule.next(2.0) == IdleUntil(2.0 + POLICY.idle_delay(1, 0.25))
+
+
+def test_skips_in_a_row_grow_the_back_off_to_its_cap_and_a_job_that_ran_resets_it():
+    policy = LoopPolicy(sources=("getjob",), idle_s=10, idle_max_s=60, idle_factor=2,
+                        jitter=0, cooldown_s=60)
+    schedule = PollSchedule(policy, Draws())
+    ids = iter(range(100))
+
+    def skip_next(at: float, code: str = "NOT_AVAILABLE") -> float:
+        """Wait if told to, then take the next offer and skip it: the wait (0: none)."""
+        step = schedule.next(at)
+        waited = 0.0
+        if isinstance(step, IdleUntil):
+            waited, at = step.until - at, step.until
+            step = schedule.next(at)
+        assert step == PollSource("getjob")
+        one = schedule.offered("getjob", jobs(f"j{next(ids)}"), at)
+        assert one is not None
+        schedule.started(one.id)
+        schedule.ended(one.id, at, processed=False, code=code)
+        return waited
+
+    at, waits = 0.0, []
+    for _ in range(7):
+        waits.append(skip_next(at))
+        at += waits[-1]
+    assert waits == [0.0, 0.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    # A job that got past the claim (here lost during its work) ends the streak; it was
+    # taken after the back-off the last skip owed.
+    assert skip_next(at, "LEASE_LOST") == 60.0
+    # Skips after it start a new streak: its second owes the first back-off.
+    assert [skip_next(at + 200) for _ in range(3)] == [0.0, 0.0, 10.0]
+
+
+def test_tier_trouble_and_skips_count_apart_and_each_ends_the_others_streak():
+    schedule = PollSchedule(POLICY, Draws(0.5, 0.5, 0.5))
+    one_job(schedule, "a", 0.0, "NOT_AVAILABLE")
+    one_job(schedule, "b", 1.0, "LEASE_EXPIRED")
+    assert schedule.next(2.0) == IdleUntil(2.0 + POLICY.idle_delay(1, 0.5))
+    # A skip after the trouble is the first of its streak: no back-off of its own.
+    one_job(schedule, "c", 100.0, "CLAIM_REFUSED")
+    assert isinstance(schedule.next(101.0), PollSource)
+    # And it ended the trouble's streak: the next trouble backs off as the first.
+    schedule.offered("myjob", jobs("d"), 101.0)
+    schedule.started("d")
+    schedule.ended("d", 102.0, processed=False, code="UNCONFIRMED")
+    assert schedule.next(102.0) == IdleUntil(102.0 + POLICY.idle_delay(1, 0.5))
+
+
+def test_a_skip_after_an_empty_poll_is_still_the_first_of_its_streak():
+    schedule = PollSchedule(POLICY, Draws(0.5, 0.5))
+    assert empty_round(schedule, 0.0) == IdleUntil(10.0)
+    one_job(schedule, "a", 10.0, "NOT_AVAILABLE")
+    assert isinstance(schedule.next(11.0), PollSource)
