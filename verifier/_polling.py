@@ -32,8 +32,8 @@ from .protocol import MAX_RETRY_AFTER_S
 __all__ = [
     "BACK_OFF_CODES",
     "MAX_RETRY_AFTER_S",
-    "SKIPPED_AT_ONCE_CODES",
     "OFFER_SOURCES",
+    "SKIPPED_AT_ONCE_CODES",
     "TIER_TROUBLE_CODES",
     "AllSlotsBusy",
     "IdleUntil",
