@@ -276,8 +276,10 @@ def add_run_parser(commands: Any) -> None:
                      "myjob and getjob with GATEWAY_URL, aid with GATEWAY_AID_ENABLED)")
     run.add_argument("--poll-interval", type=_positive(float, MIN_POLL_INTERVAL_S, _POLLS),
                      default=LoopPolicy.idle_s,
-                     metavar="S", help="wait after a poll that offered nothing; doubled after "
-                     f"each further one (default: {LoopPolicy.idle_s:g})")
+                     metavar="S", help="wait after a poll that offered nothing, a job given "
+                     "up on a tier's trouble or failed work, or a second job in a row skipped "
+                     "at once (taken, refused); doubled after each further one "
+                     f"(default: {LoopPolicy.idle_s:g})")
     run.add_argument("--max-poll-interval", type=_positive(float, MIN_POLL_INTERVAL_S, _POLLS),
                      default=None, metavar="S",
                      help="longest wait between polls, jitter included; not below "
