@@ -179,16 +179,16 @@ class GatewayAidClient:
             answer = read_json(response, _TIER)
         else:
             answer = try_json(response)
-        code = error_code(answer)
+        code = error_code(answer, self._http.secrets)
         if code in CONFIGURATION_CODES:
+            said = server_message(answer, self._http.secrets)
             raise TierUnavailable(
-                _TIER, f"{route}: {code}: {server_message(answer)} (this DID is not "
+                _TIER, f"{route}: {code}: {said} (this DID is not "
                 "approved or not active for Gateway Aid; a configuration problem)"
             )
         return response, answer
 
-    @staticmethod
-    def _success(route: str, answer: Any, status: int = 200) -> Mapping[str, Any]:
+    def _success(self, route: str, answer: Any, status: int = 200) -> Mapping[str, Any]:
         """A 200/201 answer: a JSON object whose ``success`` is true; ``false`` is a refusal.
         Another 2xx confirms nothing (outcome unknown)."""
         if status not in _SUCCESS_STATUSES:
@@ -197,13 +197,13 @@ class GatewayAidClient:
             raise MalformedAnswer(_TIER, f"{route}: expected a JSON object")
         success = answer.get("success")
         if success is False:
-            raise ClaimRefused(_TIER, f"{route} refused: {server_message(answer)}")
+            raise ClaimRefused(_TIER, f"{route} refused: "
+                                      f"{server_message(answer, self._http.secrets)}")
         if success is not True:
             raise MalformedAnswer(_TIER, f"{route}: answer has no boolean 'success'")
         return answer
 
-    @staticmethod
-    def _not_a_route(route: str, status: int, answer: Any) -> None:
+    def _not_a_route(self, route: str, status: int, answer: Any) -> None:
         """A 404 that is not aid's own error (a wrong base URL: a framework's or a proxy's
         page), or a 403/409 that is not (a WAF's page), says nothing about the job:
         unavailable, never a refusal (a WAF page on a heartbeat cancelled healthy work, and
@@ -211,12 +211,13 @@ class GatewayAidClient:
         if status in _LOST_STATUSES and not is_service_error(answer):
             raise TierUnavailable(
                 _TIER, f"{route}: HTTP {status} that is not aid's own answer "
-                f"({server_message(answer)}); is GATEWAY_AID_BASE_URL right, or a proxy in "
+                f"({server_message(answer, self._http.secrets)}); is GATEWAY_AID_BASE_URL "
+                "right, or a proxy in "
                 "the way?")
 
     def _refusal(self, route: str, status: int, answer: Any) -> ClaimRefused:
-        said = server_message(answer)
-        code = error_code(answer)
+        said = server_message(answer, self._http.secrets)
+        code = error_code(answer, self._http.secrets)
         detail = f"{code}: {said}" if code else said
         return ClaimRefused(_TIER, f"{route} refused (HTTP {status}): {detail}")
 
@@ -225,7 +226,7 @@ class GatewayAidClient:
     async def health(self) -> dict[str, Any]:
         """``GET health``. Only a liveness hint: it says nothing about any job."""
         response, answer = await self._call("GET", "health")
-        raise_for_status(response, _TIER, "health")
+        raise_for_status(response, _TIER, "health", self._http.secrets)
         if not isinstance(answer, dict):
             raise MalformedAnswer(_TIER, "health: expected a JSON object")
         return answer
@@ -234,7 +235,7 @@ class GatewayAidClient:
         """``POST list-jobs``: claimable jobs. Status and owner are hidden (``None``)."""
         route = "list-jobs"
         response, answer = await self._call("POST", route, {})
-        raise_for_status(response, _TIER, route)
+        raise_for_status(response, _TIER, route, self._http.secrets)
         jobs = self._success(route, answer).get("jobs")
         if not isinstance(jobs, list):
             raise MalformedAnswer(_TIER, f"{route}: 'jobs' should be a list")
@@ -268,7 +269,7 @@ class GatewayAidClient:
         if response.status_code in (404, 409):
             self._not_a_route(route, response.status_code, answer)
             raise self._refusal(route, response.status_code, answer)
-        raise_for_status(response, _TIER, route)
+        raise_for_status(response, _TIER, route, self._http.secrets)
         assignment = dict(self._success(route, answer, response.status_code))
         owner = assignment.get("assigned_to")
         if owner is not None and normalize_did(owner) != normalize_did(self.did):
@@ -318,10 +319,11 @@ class GatewayAidClient:
                 return None, False
             # Any other 404 (an unknown route: a wrong base URL) says nothing about the job.
             raise TierUnavailable(
-                _TIER, f"job: HTTP 404 that is not 'job not found' ({server_message(answer)}); "
+                _TIER, "job: HTTP 404 that is not 'job not found' "
+                f"({server_message(answer, self._http.secrets)}); "
                 "is GATEWAY_AID_BASE_URL right?"
             )
-        raise_for_status(response, _TIER, "job")
+        raise_for_status(response, _TIER, "job", self._http.secrets)
         if not isinstance(answer, Mapping) or answer.get("success") is False:
             raise MalformedAnswer(_TIER, "job: expected {job: {...}}")
         raw = answer.get("job")
@@ -350,7 +352,7 @@ class GatewayAidClient:
         self._not_a_route(route, response.status_code, answer)
         if response.status_code in _LOST_STATUSES:
             raise self._refusal(route, response.status_code, answer)
-        raise_for_status(response, _TIER, route)
+        raise_for_status(response, _TIER, route, self._http.secrets)
         confirmed = self._success(route, answer, response.status_code)
         problem = unconfirmed_write(confirmed, body["job_id"], self.did,
                                     kind="finish" if route == "complete-job" else "heartbeat")

@@ -168,13 +168,13 @@ class LegacyGatewayClient:
         timeout = self._long_poll_timeout if long_poll else None
         response = await self._http.send("GET", _PREFIX + route, time_limit=timeout)
         if response.status_code == 404 and none_on_404:
-            _from_the_gateway(response, route)
+            _from_the_gateway(response, route, self._http.secrets)
             return None
-        raise_for_status(response, _TIER, route)
+        raise_for_status(response, _TIER, route, self._http.secrets)
         body = read_json(response, _TIER, empty=None)
         if isinstance(body, Mapping) and body.get("status") == "error" and "id" not in body:
             raise TierUnavailable(_TIER, f"{route}: gateway reported an error: "
-                                         f"{server_message(body)}")
+                                         f"{server_message(body, self._http.secrets)}")
         return body
 
     async def stats(self) -> dict[str, Any]:
@@ -197,6 +197,7 @@ class LegacyGatewayClient:
         is "no job", except the gateway's "Encoder not registered", which no poll will cure.
         """
         body = {"jws": self.identity.sign_jws({"timestamp": _iso_now()})}
+        secrets = _with_signature(self._http.secrets, body["jws"])
         response = await self._http.send("POST", _PREFIX + "myJob", json_body=body,
                                          time_limit=self._long_poll_timeout)
         status = response.status_code
@@ -206,18 +207,19 @@ class LegacyGatewayClient:
                 raise TierUnavailable(_TIER, "myJob: the gateway does not know this encoder "
                                              "(HTTP 404: encoder not registered); register the "
                                              "node's DID with the gateway")
-            _from_the_gateway(response, "myJob")
+            _from_the_gateway(response, "myJob", secrets)
             return None
         if status in _AUTH_STATUSES:
+            said = server_message(answer, secrets)
             raise TierUnavailable(
-                _TIER, f"myJob: the gateway refused this encoder (HTTP {status}: "
-                f"{server_message(answer)}); check ENCODER_PRIVATE_KEY and that the node is "
-                "registered and enabled")
-        raise_for_status(response, _TIER, "myJob")
+                _TIER, f"myJob: the gateway refused this encoder (HTTP {status}: {said}); "
+                "check ENCODER_PRIVATE_KEY and that the node is registered and enabled")
+        raise_for_status(response, _TIER, "myJob", secrets)
         offered = read_json(response, _TIER, empty=None)
         if isinstance(offered, Mapping) and "success" in offered and "id" not in offered:
             if offered["success"] is not True:
-                raise TierUnavailable(_TIER, f"myJob failed: {server_message(offered)}")
+                raise TierUnavailable(_TIER, "myJob failed: "
+                                             f"{server_message(offered, secrets)}")
             offered = offered.get("job")
         return _parse_offered_job(offered)
 
@@ -248,6 +250,7 @@ class LegacyGatewayClient:
         is an outage, like 502/503/504.
         """
         body = {"jws": self.identity.sign_jws(payload)}
+        secrets = _with_signature(self._http.secrets, body["jws"])
         response = await self._http.send("POST", _PREFIX + route, json_body=body)
         status = response.status_code
         refusing_500 = job and status == 500 and refused_on_500
@@ -257,7 +260,7 @@ class LegacyGatewayClient:
             # "answered" while the job was still ours (an adversarial review, 2026-12-05).
             # acceptJob's refusal is a generic 500 whose body nobody documented, and there
             # either reading is safe: refused, or unknown and settled.
-            _from_the_gateway(response, route)
+            _from_the_gateway(response, route, secrets)
         if refusing_500 and route != "acceptJob" and _NOT_THE_OWNER not in server_message(
                 try_json(response)).lower():
             # finishJob refuses a non-owner with "does not belong to you" (docs/contract.md);
@@ -267,14 +270,14 @@ class LegacyGatewayClient:
             raise TierUnavailable(_TIER, f"{route}: HTTP 500 without the gateway's not-the-"
                                   "owner answer; the write may have landed")
         if job and (status in _REFUSING_4XX or refusing_500):
-            said = server_message(try_json(response))
+            said = server_message(try_json(response), secrets)
             raise ClaimRefused(_TIER, f"{route} refused (HTTP {status}): {said}")
         if status in _AUTH_STATUSES:
             raise TierUnavailable(
                 _TIER, f"{route}: the gateway did not accept our identity (HTTP {status}); "
                 "check ENCODER_PRIVATE_KEY and that the node is registered"
             )
-        raise_for_status(response, _TIER, route)
+        raise_for_status(response, _TIER, route, secrets)
         if status not in _WRITE_SUCCESS_STATUSES:
             # 202 "accepted for later", 206, ...: not the documented 200/201, so not a
             # confirmation that the write happened.
@@ -295,9 +298,10 @@ class LegacyGatewayClient:
             or bool(answer.get("error"))
         )
         if refused:
+            said = server_message(answer, secrets)
             if not job:
-                raise TierUnavailable(_TIER, f"{route} failed: {server_message(answer)}")
-            raise ClaimRefused(_TIER, f"{route} refused: {server_message(answer)}")
+                raise TierUnavailable(_TIER, f"{route} failed: {said}")
+            raise ClaimRefused(_TIER, f"{route} refused: {said}")
         if outcome != "success":
             # Only ``status: "success"`` confirms a write. ``{}``, ``{"message": ...}`` or an
             # unknown status says neither yes nor no: the write's outcome is unknown.
@@ -405,11 +409,19 @@ class LegacyGatewayClient:
             await self.reject_job(job_id)
 
 
+def _with_signature(secrets: tuple[str, ...], jws: str) -> tuple[str, ...]:
+    """``secrets`` plus a request's JWS and its signature, for the messages about its answer.
+    The JWS has no nonce and no expiry, and its header (the DID) and payload (a job id) are
+    no secret: the signature alone rebuilds a body the gateway takes as ours, for ever
+    (an adversarial review, session 45)."""
+    return (*secrets, jws, jws.rpartition(".")[2])
+
+
 #: What ``finishJob``'s 500 says when the job is not ours (lower case).
 _NOT_THE_OWNER: Final = "does not belong"
 
 
-def _from_the_gateway(response: Answer, route: str) -> None:
+def _from_the_gateway(response: Answer, route: str, secrets: tuple[str, ...]) -> None:
     """A 4xx that gives an answer about the job (a refusal, "no job") must be the gateway's
     own: an empty body, or one :func:`~verifier._http.is_gateway_error` recognises. A proxy's
     page or a route miss raises :class:`TierUnavailable`: the request never reached the
@@ -419,4 +431,5 @@ def _from_the_gateway(response: Answer, route: str) -> None:
         return
     raise TierUnavailable(
         _TIER, f"{route}: HTTP {response.status_code} that is not the gateway's own answer "
-        f"({server_message(try_json(response))}); is GATEWAY_URL right, or a proxy in the way?")
+        f"({server_message(try_json(response), secrets)}); is GATEWAY_URL right, or a proxy in "
+        "the way?")

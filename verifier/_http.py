@@ -44,6 +44,7 @@ raised when a client is made (:func:`_client_from_environment`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
 import math
@@ -74,6 +75,7 @@ from ._errors import (
 )
 from ._ids import quote_segment, redact_url, userinfo_misplaced, validate_job_id
 from ._strict_json import NotStrictJson, strict_loads
+from ._text import conceal
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -285,33 +287,38 @@ def read_json(response: Answer, tier: str, *, empty: Any = _NO_DEFAULT) -> Any:
         raise MalformedAnswer(tier, f"answer is not JSON (HTTP {response.status_code})") from None
 
 
-def _clean(text: str) -> str:
+def _clean(text: str, secrets: tuple[str, ...] = ()) -> str:
+    # Our credentials out first, on the whole text: cut first, a credential straddling the
+    # limit left its first characters shown (an adversarial review, session 45).
+    text = conceal(text, secrets)
     text = "".join(c if c.isprintable() else " " for c in text)
     return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT] + "..."
 
 
-def server_message(body: Any) -> str:
-    """A short, printable excerpt of what the server said (``error``/``message`` fields)."""
+def server_message(body: Any, secrets: tuple[str, ...] = ()) -> str:
+    """A short, printable excerpt of what the server said (``error``/``message`` fields),
+    with ``secrets`` (:attr:`TierHttp.secrets`) taken out: a server or proxy that quotes the
+    request's ``Authorization`` back must not get our credential into an exception."""
     if isinstance(body, Mapping):
         parts = [body.get(k) for k in ("error", "message")]
         texts = [p for p in parts if isinstance(p, str) and p]
         if texts:
-            return _clean("; ".join(dict.fromkeys(texts)))
+            return _clean("; ".join(dict.fromkeys(texts)), secrets)
     return "no message"
 
 
-def error_code(body: Any) -> str | None:
+def error_code(body: Any, secrets: tuple[str, ...] = ()) -> str | None:
     """The machine-readable code of an error body: ``code`` or ``data.code`` (aid uses both)."""
     if not isinstance(body, Mapping):
         return None
     code = body.get("code")
     if isinstance(code, str) and code:
-        return _clean(code)  # the server's text, as server_message: no forged log lines
+        return _clean(code, secrets)  # the server's text, as server_message: no forged log lines
     data = body.get("data")
     if isinstance(data, Mapping):
         nested = data.get("code")
         if isinstance(nested, str) and nested:
-            return _clean(nested)
+            return _clean(nested, secrets)
     return None
 
 
@@ -384,7 +391,8 @@ def is_gateway_error(body: Any) -> bool:
     return isinstance(body, Mapping) and not _route_miss(body)
 
 
-def raise_for_status(response: Answer, tier: str, route: str) -> None:
+def raise_for_status(response: Answer, tier: str, route: str,
+                     secrets: tuple[str, ...] = ()) -> None:
     """Raise for any non-2xx status the caller did not give a meaning to.
 
     429 → rate limited; everything else (3xx: a misconfigured base URL; 4xx: the service did not
@@ -394,7 +402,7 @@ def raise_for_status(response: Answer, tier: str, route: str) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
-    said = server_message(try_json(response))
+    said = server_message(try_json(response), secrets)
     if status == 429:
         raise TierRateLimited(
             tier, f"{route}: rate limited (HTTP 429): {said}", retry_after(response)
@@ -682,7 +690,7 @@ class TierHttp:
     """
 
     __slots__ = ("_auth", "_client", "_hard_deadline", "_headers", "_owned", "_proxy", "base_url",
-                 "tier", "timeout")
+                 "secrets", "tier", "timeout")
 
     def __init__(
         self,
@@ -701,6 +709,9 @@ class TierHttp:
         # request URL: httpx logs every request's URL at INFO, password included.
         self.base_url, self._auth = _split_userinfo(
             check_base_url(base_url, variable, strict=strict_url))
+        #: What a server quoting our request back must not get into a message:
+        #: :func:`server_message` and :func:`error_code` take these out.
+        self.secrets = _credentials(base_url)
         self.timeout = positive_seconds(timeout, f"{variable} timeout")
         # Per request, so that a client passed in asks for identity too (see read_capped).
         self._headers = {**(headers or {}), **IDENTITY_ENCODING, **NO_CACHE}
@@ -888,6 +899,20 @@ def _split_userinfo(base_url: str) -> tuple[str, httpx.BasicAuth | None]:
     # As httpx and the push client read it: an empty user info ("@host", ":@host") is no
     # credential, not an "Authorization: Basic Og==" that a server may refuse.
     return bare, (httpx.BasicAuth(user, password) if user or password else None)
+
+
+def _credentials(base_url: str) -> tuple[str, ...]:
+    """The credentials a base URL's user info puts on the wire, as a server could quote them:
+    the ``Basic`` token, the password (decoded and as written) and ``user:password``."""
+    parts = urllib.parse.urlsplit(base_url.strip())
+    if parts.username is None and parts.password is None:
+        return ()
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    if not user and not password:
+        return ()
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")  # as httpx's
+    return tuple(s for s in {token, password, parts.password or "", f"{user}:{password}"} if s)
 
 
 def check_base_url(base_url: object, variable: str, *, strict: bool = False) -> str:

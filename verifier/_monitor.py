@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final
 
@@ -166,6 +166,8 @@ class _Reply(Answer):
     """An :class:`~verifier._http.Answer` plus the redacted URL it came from, for messages."""
 
     shown_url: str
+    #: The tier's credentials (:attr:`~verifier._http.TierHttp.secrets`), kept out of messages.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 def _envelope(reply: _Reply) -> Mapping[str, Any]:
@@ -302,7 +304,7 @@ class GatewayMonitorService:
         except VerifierError as exc:
             logger.debug("monitor %s failed: %s", where, exc)
             raise unchained(exc) from None
-        return _Reply(status, response.headers, content, shown)
+        return _Reply(status, response.headers, content, shown, http.secrets)
 
     @staticmethod
     def _unexpected(reply: _Reply) -> TierUnavailable:
@@ -331,7 +333,7 @@ class GatewayMonitorService:
             if _says_not_found(body):
                 return None
             raise TierUnavailable(_TIER, f"{reply.shown_url}: HTTP 200 reporting a failure: "
-                                  f"{_short(server_message(body))}")
+                                  f"{_short(server_message(body, reply.secrets))}")
         return body
 
     # ------------------------------------------------------------------ documented API

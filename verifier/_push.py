@@ -691,7 +691,11 @@ class JobPushClient:
         if "job" not in body:
             error = body.get("error")
             if isinstance(error, str):
-                self._dropped(f"the server says: {error[:_ERROR_EXCERPT]!r}", kind="error")
+                # Our credential out before the cut and the escaping: cut first, a token
+                # straddling the limit left its start, and repr's escapes (a backslash or a
+                # quote in the password) hid it from conceal (an adversarial review, session 45).
+                said = conceal(error, self._secrets)[:_ERROR_EXCERPT]
+                self._dropped(f"the server says: {said!r}", kind="error")
             else:
                 self._dropped("malformed frame dropped (no job)")
             return
