@@ -451,6 +451,30 @@ async def test_a_quiet_server_that_answers_pings_keeps_its_connection(
         assert client.connected and client.reconnects == 0 and server.attempts == 1
 
 
+@pytest.mark.parametrize("frames", ["pushes", "pings"])
+@pytest.mark.asyncio
+async def test_a_server_that_keeps_sending_whole_frames_is_never_pinged_out(
+        server: FakeMonitor, frames: str) -> None:
+    """Whole messages and the server's own pings are signs of life, as pongs are: a monitor
+    pushing (or pinging) more often than the keepalive, and never answering our pings, keeps
+    its connection (30 frames 0.05 s apart: three keepalive periods of 0.5 s; counted by
+    pongs alone, it was dropped after two: mutation testing, session 45)."""
+    pushes, callback = _collector()
+    async with _client(server, keepalive_s=0.5) as client:
+        client.subscribe(JOB, callback)
+        peer = await server.peer()
+        assert await peer.message() == {"subscribe": [JOB]}
+        for seq in range(1, 31):
+            if frames == "pushes":
+                peer.send(_push(JOB, "running", OWNER, seq))
+                assert await _next(pushes) == JobPush(JOB, "running", OWNER)
+            else:
+                peer.writer.write(peer.ws.send(ev.Ping(payload=b"%d" % seq)))
+            await asyncio.sleep(0.05)  # a pace, not a wait for an outcome
+        assert client.connected and client.reconnects == 0 and server.attempts == 1
+        assert peer.close_code is None and peer.pings == 0
+
+
 @pytest.mark.asyncio
 async def test_a_message_in_many_fragments_empty_ones_among_them_is_read_whole(
         server: FakeMonitor) -> None:
@@ -524,6 +548,10 @@ def test_ids_that_fill_a_message_to_the_byte_go_in_one() -> None:
     # ... also when that message is not the first: 50 short ids fill one by their count.
     short = [f"j{i}" for i in range(MAX_IDS_PER_MESSAGE)]
     assert list(_id_batches("subscribe", short + ids)) == [short, ids]
+    # ... and one byte over it, after that split, still splits (the new message's first id
+    # costs no comma: counted a byte short, or not at all, the id went in, over the cap).
+    over = [*ids[:-1], ids[-1] + "b"]
+    assert list(_id_batches("subscribe", short + over)) == [short, ids[:-1], [ids[-1] + "b"]]
 
 
 @pytest.mark.asyncio
