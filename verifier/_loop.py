@@ -89,6 +89,20 @@ def batch_answer(answer: object, asked: Sequence[str]) -> dict[str, str]:
     return dict(answer)
 
 
+def _offer_list(name: str, answer: object) -> list[GatewayMonitorJob]:
+    """``answer``, a source's, as the list of offers the schedule reads, or
+    :class:`MalformedAnswer`. The configured clients check their own offers; a source of a
+    library user's may answer anything, and its answer reached the schedule unchecked:
+    ``None`` or an entry without a string id raised there and ended :meth:`EncoderLoop.run`,
+    every running job cancelled and left held (an adversarial review, session 45)."""
+    if not isinstance(answer, list | tuple):
+        raise MalformedAnswer(name, f"offer is a {type(answer).__name__}, not a list")
+    for job in answer:
+        if not isinstance(getattr(job, "id", None), str):
+            raise MalformedAnswer(name, f"offered a {type(job).__name__} without a string id")
+    return list(answer)
+
+
 #: The work of one job: the guard's :class:`ClaimedJob` and the job as it was offered (its
 #: ``input`` says what to download). Returns the result to commit (``{"cid": ...}``).
 LoopWork = Callable[[ClaimedJob, GatewayMonitorJob], Awaitable[Mapping[str, Any] | None]]
@@ -232,6 +246,13 @@ class EncoderLoop:
         self._time = loop.time
         try:
             while not self._stop.is_set():
+                if self.guard.shutting_down:
+                    # Told to shut down behind the loop's back (the guard's own
+                    # request_shutdown, from a signal handler): every job would be skipped
+                    # (SHUTDOWN) after its pre-claim read, and the next polled at once, for
+                    # ever (an adversarial review, session 45: 300 polls a minute).
+                    self.stop()
+                    break
                 step = self.schedule.next(loop.time())
                 if isinstance(step, AllSlotsBusy):
                     await self._until_stopped(asyncio.wait(
@@ -288,7 +309,7 @@ class EncoderLoop:
             return None
         polled = "failed"
         try:
-            result = poll.result()
+            result = _offer_list(name, poll.result())
             polled = "offered" if result else "empty"
         except TierRateLimited as exc:
             self.schedule.poll_failed(name, clock(), retry_after=exc.retry_after)
@@ -389,6 +410,12 @@ class EncoderLoop:
             except Exception as exc:  # screening is an optimisation: the reads go on
                 # A request refused before it left is no request, and says nothing about the
                 # monitor (not counted: a review of the metrics, session 37).
+                if isinstance(exc, TierRateLimited):
+                    # The monitor said when to come back: the next batch, and the pre-claim
+                    # and deciding reads of the jobs this poll offered, would ask it at once
+                    # (dropped, a batch went out at every poll: an adversarial review,
+                    # session 45).
+                    self.schedule.rate_limited(self._time(), exc.retry_after)
                 if not isinstance(exc, TierUnsupported | InvalidInputError):
                     self._count_batch("failed", decided)
                     if self.guard.cache is not None:

@@ -57,7 +57,10 @@ TIER_TROUBLE_CODES: Final = frozenset({
 #: broken command (or a full disk) fails every job it is given, and each failure sends the
 #: job back with one more attempt counted; without a back-off the encoder would burn through
 #: the queue's attempts as fast as it can claim (found by an operator review, session 14).
-BACK_OFF_CODES: Final = TIER_TROUBLE_CODES | {"WORK_FAILED"}
+#: ``GUARD_ERROR`` is the loop's own failure (an offered id the guard refuses, a guard that
+#: raised): a source offering only such jobs was polled back to back, once per round trip
+#: (1,200 polls a minute in an adversarial review, session 45).
+BACK_OFF_CODES: Final = TIER_TROUBLE_CODES | {"WORK_FAILED", "GUARD_ERROR"}
 #: Outcome codes of a job given up at once, before any wait: the pre-claim read showed it
 #: taken or not available, the claim was refused, or no tier could confirm it. The first in
 #: a row is followed by a poll at once (the gateway offered one job another holds: the next
@@ -68,6 +71,8 @@ BACK_OFF_CODES: Final = TIER_TROUBLE_CODES | {"WORK_FAILED"}
 #: once a minute at most.
 SKIPPED_AT_ONCE_CODES: Final = frozenset({
     "NOT_AVAILABLE", "PRE_CLAIM_CONFLICT", "CLAIM_REFUSED", "NO_CONFIRMING_TIER",
+    # The guard runs the job already (another caller of the same guard): no request at all.
+    "ALREADY_RUNNING",
 })
 
 
@@ -381,6 +386,12 @@ class PollSchedule:
                 self._back_off = now
         else:
             self._troubled = self._skipped = 0
+        self.rate_limited(now, retry_after)
+
+    def rate_limited(self, now: float, retry_after: float | None) -> None:
+        """A tier answered the driver 429 with ``Retry-After`` (seconds) at ``now``: a guarded
+        job's (:meth:`ended`), or the driver's own batch screen: no job starts, and no source
+        is asked, before it has run out (capped)."""
         if retry_after is not None and retry_after > 0:
             self._hold_until = max(self._hold_until, now + min(retry_after, MAX_RETRY_AFTER_S))
 

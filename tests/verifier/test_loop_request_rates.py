@@ -1,0 +1,164 @@
+"""The encoder loop's request rate where an adversarial review (session 45) found it outside
+the stated policy, after the back-off after a second job in a row skipped at once: a guard
+error, a batch screen's 429, a guard shut down behind the loop's back, a malformed offer.
+Virtual time, in-memory tiers, as tests/verifier/test_loop.py."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from verifier import (
+    EncoderLoop,
+    GatewayMonitorJob,
+    LoopPolicy,
+    OwnershipGuard,
+    Policy,
+    Tier,
+    TierRateLimited,
+    parse_job,
+)
+from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
+
+from .test_loop import TIMING, A, guard_for
+
+B = "did:key:z6MkEncoderB"
+
+
+def commit_at_once(job, offered):
+    return asyncio.sleep(0, {"cid": "bafy"})
+
+
+def run_for(loop: EncoderLoop, seconds: float) -> asyncio.Task[Any]:
+    async def stop_later() -> None:
+        await asyncio.sleep(seconds)
+        loop.stop()
+
+    return asyncio.create_task(stop_later())
+
+
+# --- GUARD_ERROR (an offered id the guard refuses, a guard that raises) backs off
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+@virtual_time
+async def test_a_source_offering_only_ids_the_guard_refuses_is_not_polled_back_to_back(
+        concurrency):
+    polls: list[float] = []
+    fresh = itertools.count()
+
+    async def unusable() -> list[GatewayMonitorJob]:
+        polls.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.05)  # the source's round trip
+        return [GatewayMonitorJob(id=f"bad\nid-{next(fresh)}", status="queued",
+                                  assigned_to=None)]
+
+    loop = EncoderLoop(guard_for(InMemoryJobs()), commit_at_once, offers={"getjob": unusable},
+                       policy=LoopPolicy(sources=("getjob",), concurrency=concurrency),
+                       rng=random.Random(1))
+    run_for(loop, 60)
+    outcomes = await loop.run()
+    assert outcomes["failed"] >= 2
+    # Default policy: idle 10 s doubling to 60 s. Before the fix: 1,200 polls (one every
+    # round trip, 50 ms). A source that offers nothing is asked at most 6 times.
+    assert len(polls) <= 8, len(polls)
+
+
+# --- the screen's 429 Retry-After holds the next batch and the jobs' reads
+
+
+@virtual_time
+async def test_a_rate_limited_screen_holds_back_the_next_batch_and_the_monitor_reads():
+    jobs = InMemoryJobs()
+    monitor = InMemoryTier(Tier.MONITOR, jobs, A, latency=0.2)
+    gateway = InMemoryTier(Tier.GATEWAY, jobs, A, latency=0.05)
+    policy = dataclasses.replace(Policy.hardened(TIMING), status_cache_s=30.0)
+    guard = OwnershipGuard(did=A, clients=[monitor, gateway], policy=policy)
+    batches: list[float] = []
+    fresh = itertools.count()
+
+    async def batch_status(ids: Sequence[str]) -> dict[str, str]:
+        batches.append(asyncio.get_running_loop().time())
+        raise TierRateLimited("monitor", "batch: HTTP 429", retry_after=120.0)
+
+    async def two_new_jobs() -> list[GatewayMonitorJob]:
+        offered = []
+        for _ in range(2):
+            job_id = f"j{next(fresh)}"
+            jobs.add(job_id)
+            offered.append(parse_job(jobs.docs[job_id]))
+        return offered
+
+    loop = EncoderLoop(guard, commit_at_once, offers={"getjob": two_new_jobs},
+                       policy=LoopPolicy(sources=("getjob",)), screen=batch_status,
+                       rng=random.Random(1))
+    run_for(loop, 119)
+    await loop.run()
+    # The monitor said: not before 120 s. Before the fix: 10 batches in 119 s (one per poll,
+    # every 12.6 s) and every job's pre-claim and deciding reads went to the monitor at once.
+    assert batches == [0.0], batches
+    assert monitor.calls.count("observe") == 0
+
+
+# --- a guard told to shut down (not through EncoderLoop.stop) stops the loop
+
+
+@virtual_time
+async def test_a_guard_shut_down_behind_the_loops_back_stops_the_loop_rather_than_spin():
+    jobs = InMemoryJobs()
+    polls: list[float] = []
+    fresh = itertools.count()
+
+    async def new_job() -> list[GatewayMonitorJob]:
+        polls.append(asyncio.get_running_loop().time())
+        job_id = f"j{next(fresh)}"
+        jobs.add(job_id)
+        return [parse_job(jobs.docs[job_id])]
+
+    guard = guard_for(jobs)
+    loop = EncoderLoop(guard, commit_at_once, offers={"getjob": new_job},
+                       policy=LoopPolicy(sources=("getjob",)), rng=random.Random(1))
+    stopper = run_for(loop, 60)
+    guard.request_shutdown()  # a signal handler wired to the guard, as its docs describe
+    await loop.run()
+    stopper.cancel()
+    # Before the fix: 300 polls and 300 monitor reads in 60 s, each job skipped (SHUTDOWN)
+    # after its pre-claim read, and the loop never ends by itself.
+    assert len(polls) <= 1, len(polls)
+
+
+# --- a source's malformed answer is a failed poll, not the end of run() with jobs held
+
+
+@pytest.mark.parametrize("answer", [None, [{"id": "x"}], [GatewayMonitorJob(
+    id=7, status="queued", assigned_to=None)]])  # type: ignore[arg-type]
+@virtual_time
+async def test_a_malformed_offer_is_a_failed_poll_not_the_end_of_the_loop(answer):
+    jobs = InMemoryJobs()
+    jobs.add("long")
+    calls = itertools.count()
+
+    async def offers() -> list[GatewayMonitorJob]:
+        if next(calls) == 0:
+            return [parse_job(jobs.docs["long"])]
+        return answer  # type: ignore[return-value]
+
+    async def work(job, offered):
+        job.set_phase("encode")
+        await asyncio.sleep(3600)
+        return {"cid": "bafy"}
+
+    loop = EncoderLoop(guard_for(jobs), work, offers={"getjob": offers},
+                       policy=LoopPolicy(sources=("getjob",), concurrency=2),
+                       rng=random.Random(1))
+    run_for(loop, 120)
+    # Before the fix: TypeError / AttributeError out of run() at the second poll, the long
+    # job's guard cancelled, the job left assigned to us until the gateway's T.
+    await loop.run()
+    assert jobs.docs["long"].get("assigned_to") in (None, "")
