@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -110,7 +111,8 @@ async def test_a_rate_limited_screen_holds_back_the_next_batch_and_the_monitor_r
 
 
 @virtual_time
-async def test_a_guard_shut_down_behind_the_loops_back_stops_the_loop_rather_than_spin():
+async def test_a_guard_shut_down_behind_the_loops_back_stops_the_loop_rather_than_spin(caplog):
+    caplog.set_level(logging.WARNING)
     jobs = InMemoryJobs()
     polls: list[float] = []
     fresh = itertools.count()
@@ -131,6 +133,7 @@ async def test_a_guard_shut_down_behind_the_loops_back_stops_the_loop_rather_tha
     # Before the fix: 300 polls and 300 monitor reads in 60 s, each job skipped (SHUTDOWN)
     # after its pre-claim read, and the loop never ends by itself.
     assert len(polls) <= 1, len(polls)
+    assert caplog.text.count("LOOP_SHUTDOWN") == 1  # said as for any stop, once
 
 
 # --- a source's malformed answer is a failed poll, not the end of run() with jobs held
