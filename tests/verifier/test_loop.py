@@ -464,33 +464,6 @@ async def test_jobs_given_up_on_a_tier_failure_back_off_the_next_polls_like_empt
 
 
 @virtual_time
-async def test_a_source_offering_only_jobs_another_holds_is_not_polled_back_to_back():
-    """Found by an adversarial review of the loop (session 44): a source that keeps offering
-    new ids, each held by another encoder, was polled again as soon as each pre-claim read
-    showed the job taken (300 polls a minute). The first such skip is followed at once; from
-    the second in a row the loop backs off as after empty polls."""
-    jobs = InMemoryJobs()
-    polls: list[float] = []
-    fresh = itertools.count()
-
-    async def others_jobs() -> list[GatewayMonitorJob]:
-        polls.append(asyncio.get_running_loop().time())
-        job_id = f"taken-{next(fresh)}"
-        jobs.add(job_id, status="assigned", assigned_to="did:key:z6MkEncoderB")
-        return [parse_job({"id": job_id, "status": "queued"})]
-
-    loop = EncoderLoop(guard_for(jobs), lambda job, offered: asyncio.sleep(0, {"cid": "x"}),
-                       offers={"getjob": others_jobs}, policy=PLAIN_GETJOB)
-    stop_when(loop, lambda: len(polls) >= 7)
-    outcomes = await loop.run()
-    gaps = [round(b - a, 1) for a, b in itertools.pairwise(polls)]
-    # Each gap: the pre-claim read (0.2 s), then none, 1, 2, 4, 8, 8 s.
-    assert gaps[:6] == [0.2, 1.2, 2.2, 4.2, 8.2, 8.2], gaps
-    assert outcomes["skipped"] >= 6
-    assert jobs.docs["taken-0"]["assigned_to"] == "did:key:z6MkEncoderB"  # never claimed
-
-
-@virtual_time
 async def test_failing_work_backs_off_the_next_polls_instead_of_burning_the_queue():
     """Found by an operator review (session 14): `run -- true` claimed and failed twelve jobs
     in twenty seconds, each sent back with one more attempt counted. A job whose work failed

@@ -10,7 +10,7 @@ import dataclasses
 import itertools
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -27,7 +27,7 @@ from verifier import (
 )
 from verifier.testing import InMemoryJobs, InMemoryTier, virtual_time
 
-from .test_loop import TIMING, A, guard_for
+from .test_loop import PLAIN_GETJOB, TIMING, A, guard_for, stop_when
 
 B = "did:key:z6MkEncoderB"
 
@@ -36,12 +36,51 @@ def commit_at_once(job, offered):
     return asyncio.sleep(0, {"cid": "bafy"})
 
 
+def new_job_each_poll(jobs: InMemoryJobs, polls: list[float],
+                      **fields: Any) -> Callable[[], Awaitable[list[GatewayMonitorJob]]]:
+    """A source offering a new id at each poll (each poll's instant noted in ``polls``),
+    stored in ``jobs`` with ``fields``, offered as queued."""
+    fresh = itertools.count()
+
+    async def offer() -> list[GatewayMonitorJob]:
+        polls.append(asyncio.get_running_loop().time())
+        job_id = f"j{next(fresh)}"
+        jobs.add(job_id, **fields)
+        return [parse_job({"id": job_id, "status": "queued"})]
+
+    return offer
+
+
 def run_for(loop: EncoderLoop, seconds: float) -> asyncio.Task[Any]:
     async def stop_later() -> None:
         await asyncio.sleep(seconds)
         loop.stop()
 
     return asyncio.create_task(stop_later())
+
+
+# --- jobs another encoder holds, each skipped at once
+
+
+@virtual_time
+async def test_a_source_offering_only_jobs_another_holds_is_not_polled_back_to_back():
+    """Found by an adversarial review of the loop (session 44): a source that keeps offering
+    new ids, each held by another encoder, was polled again as soon as each pre-claim read
+    showed the job taken (300 polls a minute). The first such skip is followed at once; from
+    the second in a row the loop backs off as after empty polls."""
+    jobs = InMemoryJobs()
+    polls: list[float] = []
+    loop = EncoderLoop(guard_for(jobs), commit_at_once,
+                       offers={"getjob": new_job_each_poll(jobs, polls, status="assigned",
+                                                           assigned_to=B)},
+                       policy=PLAIN_GETJOB)
+    stop_when(loop, lambda: len(polls) >= 7)
+    outcomes = await loop.run()
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(polls)]
+    # Each gap: the pre-claim read (0.2 s), then none, 1, 2, 4, 8, 8 s.
+    assert gaps[:6] == [0.2, 1.2, 2.2, 4.2, 8.2, 8.2], gaps
+    assert outcomes["skipped"] >= 6
+    assert jobs.docs["j0"]["assigned_to"] == B  # never claimed
 
 
 # --- GUARD_ERROR (an offered id the guard refuses, a guard that raises) backs off
@@ -115,16 +154,8 @@ async def test_a_guard_shut_down_behind_the_loops_back_stops_the_loop_rather_tha
     caplog.set_level(logging.WARNING)
     jobs = InMemoryJobs()
     polls: list[float] = []
-    fresh = itertools.count()
-
-    async def new_job() -> list[GatewayMonitorJob]:
-        polls.append(asyncio.get_running_loop().time())
-        job_id = f"j{next(fresh)}"
-        jobs.add(job_id)
-        return [parse_job(jobs.docs[job_id])]
-
     guard = guard_for(jobs)
-    loop = EncoderLoop(guard, commit_at_once, offers={"getjob": new_job},
+    loop = EncoderLoop(guard, commit_at_once, offers={"getjob": new_job_each_poll(jobs, polls)},
                        policy=LoopPolicy(sources=("getjob",)), rng=random.Random(1))
     stopper = run_for(loop, 60)
     guard.request_shutdown()  # a signal handler wired to the guard, as its docs describe
