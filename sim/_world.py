@@ -181,6 +181,11 @@ class World:
         #: push notifications of the monitor's optional WebSocket extension, and the simulated
         #: encoders' subscriptions, are built on it. Empty in most runs (no cost).
         self.watchers: list[Callable[[Job], None]] = []
+        #: Whether the monitor's waits for a silent gateway are cut at the client's timeout
+        #: (``client_timeout``): yes for the simulated clients; the live emulator serves real
+        #: clients, which time out by themselves, and must answer as the real server does
+        #: after its wait (200 with the stored record, 200 ``{}`` for a batch), not 500.
+        self.cut_waits_at_client_timeout = True
         self.queue: deque[str] = deque()
         self._in_queue: set[str] = set()
         self.active: set[str] = set()  # assigned/running: the reassignment scan's scope
@@ -327,6 +332,11 @@ class World:
         """Inside a gateway outage window (the live emulator's routes that have no world
         operation of their own ask this)."""
         return self._down(self.gateway_down, self.env.now)
+
+    def aid_down_now(self) -> bool:
+        """Inside an outage of Gateway Aid (:meth:`_aid_down`): for the live emulator's aid
+        reads and listings, which have no world operation of their own."""
+        return self._aid_down()
 
     def latency(self, base: float) -> float:
         return base * (0.5 + self._latency.random())
@@ -788,7 +798,7 @@ class World:
         answered at once (an adversarial review of the world, 2026-12-05)."""
         sc = self.sc
         waited = delay + rounds * sc.gateway_timeout
-        if waited > sc.client_timeout:
+        if waited > sc.client_timeout and self.cut_waits_at_client_timeout:
             timeout = None if isinstance(answer, dict) else TierFailed(Tier.MONITOR, "timeout")
             return timeout, sc.client_timeout
         return answer, waited

@@ -222,12 +222,16 @@ class Emulator:
         await self.stop()
 
     async def stop_monitor(self) -> None:
-        """Take the monitor down (connections refused, open ones cut); recorded as a fault."""
+        """Take the monitor's server down (connections refused, open ones cut); recorded as a
+        fault. Gateway Aid goes down with it: the contract serves it from the same server
+        ("`/aid/v1`, same server"), so a monitor restart is an aid restart too."""
         await self.monitor.stop()
+        await self.aid.stop()
         self.live.history.add(self.live.now(), "world", None, "fault", "invoke", "monitor-stop")
 
     async def start_monitor(self) -> None:
         await self.monitor.start()
+        await self.aid.start()
         self.live.history.add(self.live.now(), "world", None, "fault", "ok", "monitor-stop")
 
     # ------------------------------------------------------------------ plumbing
@@ -639,10 +643,31 @@ class Emulator:
 
     async def _poll(self, request: Request) -> Response | object:
         """``GET getJob``: the offered job's document, or an empty 200."""
+        if self.world.sc.assignment != "getjob":
+            return await self._oldest_queued()
         # The poller's identity, when its HTTP client sends one: it lets the world hand a job
         # just assigned to someone else to *this* encoder (the double hand-out).
         return await self._offer(request.headers.get("x-encoder-did") or ANONYMOUS,
                                  signed=False)
+
+    async def _oldest_queued(self) -> Response | object:
+        """``GET getJob`` beside a ``myJob`` gateway: the contract's getJob, "the oldest queued
+        job to **every** caller, reserves nothing", not the world's round-robin ``myJob``
+        (which took the job out of the queue: each poller got another job, never a contested
+        one). A job ``myJob`` offered someone stays queued (``myJob`` offers, it does not
+        write), so it is handed out here too."""
+        world = self.world
+        if world.gateway_down_now():
+            return _UNAVAILABLE
+        world.calls["gateway"] += 1
+        delay = world.latency(world.sc.gateway_latency)
+        free = [j for j in world.jobs.values()
+                if j.status in CLAIMABLE_STATUSES and j.owner is None]
+        if not free:
+            return await self._reply(delay, Response(200, b""))
+        job = min(free, key=lambda j: (j.created, j.id))
+        return await self._reply(delay, Response.json(
+            200, self._document(job.id, job.status, None, job)))
 
     async def _offer(self, did: str, *, signed: bool) -> Response | object:
         """The job the world offers ``did``: ``getJob``'s bare document (empty 200: none), or
@@ -697,6 +722,9 @@ class Emulator:
                 self.approved is not None and did not in self.approved):
             return Response.json(403, {"success": False, "error": "Encoder not authorized",
                                        "data": {"code": "ENCODER_NOT_AUTHORIZED"}})
+        if self.world.aid_down_now():
+            # Down for reads and listings as for writes: it is the monitor's server.
+            return _UNAVAILABLE
         if job_param is not None:
             return self._aid_job(did, job_param)
         if not isinstance(body, dict):

@@ -49,6 +49,9 @@ class LiveWorld:
         self.env = simpy.Environment()
         self.history = History()
         self.world = World(self.env, scenario, self.streams, self.history)
+        # Real clients time out by themselves: the emulated monitor answers what the real
+        # server answers after waiting for a silent gateway, however long (3speak-contract.md).
+        self.world.cut_waits_at_client_timeout = False
         self.job_ids = job_ids if job_ids is not None else [
             f"job-{i:06d}" for i in range(scenario.jobs)]
         self._clock = clock
