@@ -1136,7 +1136,13 @@ class OwnershipProtocol:
                     continue  # the lease is judged at the top of the loop
             # A due read before a ping that is due again on the last ping's answer: it kept
             # the read (the proof of that ping) waiting behind it for ever (the same review).
-            read_first = pinged_last and reading and self._now >= next_read
+            # So does a due read that can prove the oldest unproven ping: only its proof
+            # moves the lease, and a ping sent first kept it waiting for the ping's reply
+            # (or two: ``pinged_last`` is cleared by any wait, a report's included), until
+            # the lease ran out on healthy work (an adversarial review, session 45).
+            read_first = reading and self._now >= next_read and (pinged_last or (
+                bool(unproven) and self._now >= max(unproven[0][0] + proof_wait,
+                                                    unproven[0][2] + answer_wait)))
             if self._now >= next_ping and not pinging:
                 next_ping = self._now + t.recheck_interval  # a tick without a ping (phase)
             elif self._now >= next_ping and not read_first:
@@ -1190,6 +1196,14 @@ class OwnershipProtocol:
                             left.append(ping)
                     unproven = left
                 retrying = False
+                # A read that said "yours" before the oldest ping could be proven missed
+                # nothing: it came too early to prove it (a regular re-check), so the next
+                # one goes at the instant it can, with no retry delay and no miss counted.
+                # Delayed by a retry interval, the proof read fell behind the next ping,
+                # whose reply took the rest of the lease: healthy work cancelled inside the
+                # model (an adversarial review, session 45).
+                early = verdict is _Verdict.MINE and bool(unproven) and asked < max(
+                    unproven[0][0] + proof_wait, unproven[0][2] + answer_wait)
                 if len(unproven) < waiting:
                     # A read that proved a ping ends the run of misses, whether or not pings
                     # are left: counted only where some were left, a read that proved the
@@ -1197,13 +1211,14 @@ class OwnershipProtocol:
                     # fourth, and its lease ran out on a healthy job (found by an adversarial
                     # review, session 29: the fast-poll family with backoff, 2 of 200 worlds).
                     misses = 0
-                elif unproven:
+                elif unproven and not early:
                     misses += 1
                 if unproven:
                     # The next read that can prove the oldest ping, but never sooner than the
                     # retry delay: a tier that proves nothing is not hammered (with backoff,
                     # ever less so while it goes on proving nothing).
-                    retry_at = self._now + self._retry_delay(misses, hint)
+                    retry_at = self._now + ((hint or 0.0) if early
+                                            else self._retry_delay(misses, hint))
                     provable = max(unproven[0][0] + proof_wait, unproven[0][2] + answer_wait)
                     retrying = retry_at >= provable
                     next_read = min(next_read, max(provable, retry_at))

@@ -34,11 +34,14 @@ def test_the_last_fault_is_the_last_lie_stand_in_or_pause_and_never_past_their_e
     in the history, so the world's own note is the only witness: with stand-ins on, the last
     fault lies after the last recorded one in some worlds, and never after faults_until plus
     the longest pause."""
-    levels = {**FAMILIES["stand-in-liveness"], "lie_rate": 0.5, "await_pause_rate": 0.3,
+    # Lies and pauses rare enough that a stand-in comes last in some worlds (5 of these 16
+    # in session 45; at 0.5 and 0.3, 1 in 24, and none of the first 8 once the protocol's
+    # proof reads changed), frequent enough that every world records some.
+    levels = {**FAMILIES["stand-in-liveness"], "lie_rate": 0.1, "await_pause_rate": 0.05,
               "encoders": 3, "jobs": 2, "faults_until": 120.0}
     sc = BASE.replace(**levels)
     beyond_records = 0
-    for seed in range(8):
+    for seed in range(16):
         run = race(World(sc, seed=seed, family="stand-in-liveness"), "hardened").result
         assert run.last_fault is not None
         recorded = [r[0] for r in run.history if r[1] == WORLD and r[3] == "lie"]
