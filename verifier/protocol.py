@@ -1051,8 +1051,10 @@ class OwnershipProtocol:
         lost: str | None = None
         progress = self.start_progress
         progress_clock = self.progress_clock(lease_base)
-        # Gateway pings answered OK and not yet proven: (decided, progress carried, answered).
-        unproven: list[tuple[float, tuple[float, float], float]] = []
+        # Gateway pings answered OK and not yet proven: (decided, progress carried, answered,
+        # the first instant a read can prove it: proof_wait after its decision and answer_wait
+        # after its answer).
+        unproven: list[tuple[float, tuple[float, float], float, float]] = []
         proven_directly = self.claim_via in (Tier.DATABASE, Tier.AID)
         ping_horizon, progress_horizon = t.lease_horizons()
         #: Reads in a row that left a ping unproven (the backoff's exponent), and whether the
@@ -1140,9 +1142,8 @@ class OwnershipProtocol:
             # moves the lease, and a ping sent first kept it waiting for the ping's reply
             # (or two: ``pinged_last`` is cleared by any wait, a report's included), until
             # the lease ran out on healthy work (an adversarial review, session 45).
-            read_first = reading and self._now >= next_read and (pinged_last or (
-                bool(unproven) and self._now >= max(unproven[0][0] + proof_wait,
-                                                    unproven[0][2] + answer_wait)))
+            read_first = reading and self._now >= next_read and (
+                pinged_last or (bool(unproven) and self._now >= unproven[0][3]))
             if self._now >= next_ping and not pinging:
                 next_ping = self._now + t.recheck_interval  # a tick without a ping (phase)
             elif self._now >= next_ping and not read_first:
@@ -1163,9 +1164,9 @@ class OwnershipProtocol:
                         # that waited seconds for its connection, as a finish can, left late
                         # and may land after the gateway reassigned the job: an adversarial
                         # review of the instants, session 31).
-                        unproven.append((decided, carried, self._now))
-                        next_read = min(next_read, max(decided + proof_wait,
-                                                       self._now + answer_wait))
+                        provable = max(decided + proof_wait, self._now + answer_wait)
+                        unproven.append((decided, carried, self._now, provable))
+                        next_read = min(next_read, provable)
                 elif answer.outcome is WriteOutcome.REFUSED and lost is None:
                     lost = f"heartbeat refused: {answer.detail}"
                     stopped = yield from self._on_loss("HEARTBEAT_REFUSED", lost, release=False)
@@ -1202,8 +1203,7 @@ class OwnershipProtocol:
                 # Delayed by a retry interval, the proof read fell behind the next ping,
                 # whose reply took the rest of the lease: healthy work cancelled inside the
                 # model (an adversarial review, session 45).
-                early = verdict is _Verdict.MINE and bool(unproven) and asked < max(
-                    unproven[0][0] + proof_wait, unproven[0][2] + answer_wait)
+                early = verdict is _Verdict.MINE and bool(unproven) and asked < unproven[0][3]
                 if len(unproven) < waiting:
                     # A read that proved a ping ends the run of misses, whether or not pings
                     # are left: counted only where some were left, a read that proved the
@@ -1219,7 +1219,7 @@ class OwnershipProtocol:
                     # ever less so while it goes on proving nothing).
                     retry_at = self._now + ((hint or 0.0) if early
                                             else self._retry_delay(misses, hint))
-                    provable = max(unproven[0][0] + proof_wait, unproven[0][2] + answer_wait)
+                    provable = unproven[0][3]
                     retrying = retry_at >= provable
                     next_read = min(next_read, max(provable, retry_at))
                 if verdict is not _Verdict.OTHER and self._now < chase_until:
