@@ -118,3 +118,16 @@ def test_the_review_s_fast_poll_worlds_commit_on_time(changes, tape, seed):
     assert not result.violated("S1", "S2", "S3", "lease", "L1"), result.explain("L1")
     codes = [r[5][0] for r in result.result.history if r[3] == "outcome"]
     assert "LEASE_EXPIRED" not in codes, codes
+
+
+def test_a_read_due_at_its_ping_s_provable_instant_goes_before_a_ping_due_with_it():
+    """The second world with its tenth ping slow (2.5 s): at 22.1 s the read that can prove
+    the first ping falls due together with that ping. Sent first, the ping's reply came after
+    the lease's end (24.05 s), the proof still unread (LEASE_EXPIRED); the read goes first, at
+    its provable instant itself, not only after it (mutation testing, session 45)."""
+    timing = TimingModel(monitor_lag=5, write_delay=2, pause=2, clock_drift=1,
+                         recheck_interval=1, cancel_latency=3, reassign_timeout=30,
+                         confirm_timeout=0.5, retry_interval=1)
+    outcome = _drive(timing, claim_s=1.0,
+                     ping_s=[0.9, 0.9, 0.9, 0.95, 0.9, 0.9, 0.9, 0.9, 0.9, 2.5, 0.9])
+    assert outcome.kind is OutcomeKind.PROCESSED, outcome
