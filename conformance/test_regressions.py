@@ -118,6 +118,31 @@ def test_a_check_sees_a_claim_landing_at_the_instant_it_reflects():
     _hardened_holds_inside_the_model(FINDING_DATABASE_TIE)
 
 
+#: A give-back at the instant its claim's write lands (session 45: the edge family
+#: `give-back`, seed 166, once the simulator's driver began delivering a shutdown in its
+#: arrival order). e1's accept, answered at once (latency 0), lands G = 5 s later; a shutdown
+#: comes first, its give-back is refused (the job is not ours yet), and the protocol asks once
+#: more when the write must have landed, G + ε after the claim's answer (ε = 0): the very
+#: instant it lands, computed as another float sum. One ulp put the give-back first: refused
+#: again, the run reported nothing held while the job stayed e1's until T. A give-back now sees
+#: the writes landing within the tie's microsecond, as a read does (``World.serve``).
+FINDING_GIVE_BACK_TIE = World(
+    BASE.replace(
+        write_delay=5.0, late_write_rate=1.0, reject_counts_attempt=0.0, gateway_latency=0.0,
+        monitor_latency=0.0, aid_pending_only=0.0, shutdowns_per_hour=600.0, clock_drift=0.0,
+        edge_rate=0.5,
+    ),
+    tape=(),
+    seed=166,
+)
+
+
+def test_a_give_back_sees_its_claim_landing_at_the_instant_it_must_have():
+    _hardened_holds_inside_the_model(FINDING_GIVE_BACK_TIE)
+    fixed = race(FINDING_GIVE_BACK_TIE, "hardened")
+    assert not fixed.violated("give-back"), fixed.explain("give-back")
+
+
 #: An L1 finding of session 31 (from a review's search of 5,000 generated worlds with slow
 #: finish connections), closed in session 32 as a fault of the oracle, not of the chain. A
 #: crashed encoder's accept lands after the crash (``late_write_rate``), so the job is assigned

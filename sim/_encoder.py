@@ -94,12 +94,13 @@ class _Slot:
     ``concurrency`` above 1 the others are these, each attempt run by a SimPy process of its
     own, while pauses and crashes stay the node's (they stop every slot)."""
 
-    __slots__ = ("hint_at", "hint_wake", "hints", "push_job", "shutdown_told", "work",
-                 "work_fault_end", "work_job")
+    __slots__ = ("carried", "hint_at", "hint_wake", "hints", "push_job", "shutdown_told",
+                 "work", "work_fault_end", "work_job")
 
     def __init__(self) -> None:
         self.shutdown_told = False
         self.work: list[tuple[float, Answer]] = []
+        self.carried: Answer | None = None
         self.work_job: str | None = None
         self.work_fault_end = -math.inf
         self.hints: list[Hinted] = []
@@ -181,6 +182,9 @@ class Encoder:
         # The running work: pending (sim time, event) in time order; start time; job.
         self.work: list[tuple[float, Answer]] = []
         self.work_job: str | None = None
+        #: The second of two coalesced reports, delivered at the next wait before anything
+        #: else (``_due_report``; the guard's ``_Run._carried``).
+        self.carried: Answer | None = None
         #: When the running work's stall or stuck input ends (its faults; -inf: none): a pause
         #: moves it as it moves the work, and the world's ``last_fault`` follows.
         self.work_fault_end = -math.inf
@@ -476,7 +480,7 @@ class Encoder:
         self.history.add(now, self.name, None, "crash", "info")
         self.world.fault_until(now)
         for slot in self.slots:
-            slot.work, slot.work_job = [], None
+            slot.work, slot.work_job, slot.carried = [], None, None
         active = self.env.active_process
         for proc in self.slot_procs.values():
             if proc.is_alive and proc is not active:
@@ -865,7 +869,7 @@ class Encoder:
             t = self._progress(events, phase, t, length, stall,
                                stuck if phase == "download" else None, slot=slot)
         events.append((t, _WORK_DONE))
-        slot.work, slot.work_job = events, job_id
+        slot.work, slot.work_job, slot.carried = events, job_id, None
         return _WORK_STARTED
 
     def _stuck_input(self, job_id: str, rng: Any) -> float | None:
@@ -952,7 +956,7 @@ class Encoder:
                 self.rng.random() * self.sc.cancel_latency)
             yield from self.wait(latency, frozen=True)
             self.history.add(self.env.now, self.name, job_id, "stop", "ok", "cancelled")
-        slot.work, slot.work_job = [], None
+        slot.work, slot.work_job, slot.carried = [], None, None
         # Pushes received until the work stopped are dropped, as the guard's stop_work drops
         # every queued event (they told of a job the protocol is already leaving).
         slot.hints.clear()
@@ -988,8 +992,10 @@ class Encoder:
         if phase is None:
             assert progress is not None
             return progress
-        if progress is not None:
-            work.insert(0, (now, progress))  # delivered at the next wait, at this instant
+        # The progress is delivered at the next wait, before anything that came meanwhile,
+        # as the guard's ``_carried`` (stamped with this instant, a push that had come before
+        # it went first: an adversarial review of the drivers, session 45).
+        slot.carried = progress
         return phase
 
     def _sleep(self, until: float, slot: Encoder | _Slot
@@ -998,19 +1004,33 @@ class Encoder:
         while True:
             now = env.now
             work = slot.work
+            ended = bool(work) and work[-1][1] is _WORK_DONE and work[-1][0] <= now
+            if slot.carried is not None:
+                carried, slot.carried = slot.carried, None
+                if not ended:  # the work's end supersedes its reports (``_due_report``)
+                    return carried
+            # First come, first delivered, as the guard's queue does: the work's due events
+            # (at its end's instant once it has ended: the end supersedes its reports, as in
+            # the guard), a push (at its first arrival), a shutdown request (at its instant).
+            # Ties go to the work, then the shutdown. Until session 33 the reports always went
+            # before a push; until session 45 the work's events (its end included) always
+            # went before a shutdown, and a shutdown before a push (an adversarial review of
+            # the drivers: a shutdown requested before the work ended was a finish here and a
+            # cancellation in production).
+            first, at = 0, math.inf
             if work and work[0][0] <= now:
-                if slot.hints and slot.hint_at < work[0][0]:
-                    # First come, first delivered, as the guard's queue does: a push that
-                    # arrived before the work's first due report (while the protocol was busy
-                    # with a request) is delivered first (until session 33 the reports always
-                    # went first, an order the production driver does not keep).
-                    return slot.hints.pop(0)
+                first, at = 1, work[-1][0] if ended else work[0][0]
+            if now >= self.shutdown_at and not slot.shutdown_told and self.shutdown_at < at:
+                first, at = 2, self.shutdown_at
+            if slot.hints and slot.hint_at < at:
+                first = 3
+            if first == 1:
                 return self._due_report(now, slot)
-            if now >= self.shutdown_at and not slot.shutdown_told:
+            if first == 2:
                 # As the asyncio driver does: the request is an answer to the next wait.
                 slot.shutdown_told = True
                 return ShutdownRequested()
-            if slot.hints:
+            if first == 3:
                 return slot.hints.pop(0)
             remaining = (until - now * rate) / rate
             if remaining <= 1e-9:

@@ -1069,6 +1069,13 @@ class World:
             else:
                 answer, delay = self._aid_write(lambda: self.aid_finish(did, job_id))
         elif kind is Release:
+            # A give-back the protocol holds back until its own claim's write must have
+            # landed (G + ε after the claim's answer) sees that write when it lands at that
+            # very instant, as a read does (the tie rule): the two instants are float sums
+            # computed two ways, and one ulp put the give-back first, refused, the job held
+            # until T while the run said nothing was held (the give-back check in the edge
+            # family `give-back`, seed 166, once session 45 moved the shutdown's delivery).
+            self._flush()
             if via is Tier.GATEWAY:
                 answer, delay = self.gw_release(did, job_id, action.failed)
             elif via is Tier.DATABASE:

@@ -187,9 +187,13 @@ def test_a_phase_change_and_a_report_due_together_come_one_at_a_time_in_order() 
     encoder.work = [(now - 3.0, PhaseChanged("encode")), (now - 2.0, Progressed(10.0, 100.0)),
                     (now - 1.0, Progressed(20.0, 100.0)), later]
     assert encoder._due_report(now, encoder) == PhaseChanged("encode")
-    assert encoder.work == [(now, Progressed(20.0, 100.0)), later]
-    assert encoder._due_report(now, encoder) == Progressed(20.0, 100.0)
-    assert encoder.work == [later]
+    # The progress is carried to the next wait, delivered there before anything else.
+    assert encoder.carried == Progressed(20.0, 100.0) and encoder.work == [later]
+    wait = encoder._sleep(now * encoder.rate + 10.0, encoder)
+    with pytest.raises(StopIteration) as delivered:
+        next(wait)
+    assert delivered.value.value == Progressed(20.0, 100.0)
+    assert encoder.carried is None and encoder.work == [later]
 
 
 @pytest.mark.parametrize("ended", [-1.0, 0.0], ids=["before", "at-the-instant"])
