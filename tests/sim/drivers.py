@@ -9,7 +9,11 @@ from typing import Any
 
 from conformance.worlds import BASE
 from sim import Scenario, run_once
-from sim._encoder import Encoder
+from sim._encoder import _WORK_DONE, Encoder
+
+#: The simulated work's end event, for tests outside ``tests/sim`` that script a driver's
+#: work (they may not open ``sim``'s private modules).
+WORK_DONE = _WORK_DONE
 
 
 def an_encoder(**changes: Any) -> Encoder:

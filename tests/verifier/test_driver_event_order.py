@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 
-from sim._encoder import _WORK_DONE
-from tests.sim.drivers import an_encoder, run_to_end
+from tests.sim.drivers import WORK_DONE, an_encoder, run_to_end
 from verifier import ClaimedJob, OwnershipGuard, Tier
 from verifier._guard import _Run
 from verifier.protocol import (
@@ -117,7 +116,7 @@ def sim_answers(script: Script) -> list[Any]:
         elif kind == "progress":
             work.append((base + t, Progressed(*value)))
         elif kind == "end":
-            work.append((base + t, _WORK_DONE))
+            work.append((base + t, WORK_DONE))
         elif kind == "push":
             now = encoder.env.now
             encoder.env._now = base + t  # arrived then
@@ -125,8 +124,8 @@ def sim_answers(script: Script) -> list[Any]:
             encoder.env._now = now
         else:
             encoder.shutdown_at = base + t
-    if not work or work[-1][1] is not _WORK_DONE:
-        work.append((base + 3600.0, _WORK_DONE))
+    if not work or work[-1][1] is not WORK_DONE:
+        work.append((base + 3600.0, WORK_DONE))
     encoder.work, encoder.work_job = work, "j1"
     answers = []
     while True:
