@@ -24,20 +24,13 @@ import pytest_asyncio
 from sim import load_scenario
 from sim.live import Emulator, LiveWorld
 from verifier import (
-    EncoderIdentity,
     GatewayAidClient,
     GatewayMonitorService,
     LegacyGatewayClient,
     TierUnavailable,
 )
 
-ALICE = EncoderIdentity.from_seed(b"a" * 32)
-BOB = EncoderIdentity.from_seed(b"b" * 32)
-QUIET = {"jobs": 3, "lie_rate": 0.0, "monitor_lag": 0.0, "monitor_lag_mean": 0.0,
-         "monitor_error_rate": 0.0, "monitor_synthetic_rate": 0.0, "status_lie_rate": 0.0,
-         "reply_loss_rate": 0.0, "late_write_rate": 0.0, "write_delay": 0.0,
-         "gateway_latency": 0.0, "monitor_latency": 0.0, "aid_latency": 0.0,
-         "aid_pending_only": 0.0}
+from .test_emulator import ALICE, BOB, QUIET
 
 
 async def _emulator(**changes: Any) -> Emulator:
