@@ -14,15 +14,10 @@ production clients against the real shapes (loopback and MockTransport only).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
 import httpx
 import pytest
-import pytest_asyncio
 
-from sim import load_scenario
-from sim.live import Emulator, LiveWorld
+from sim.live import Emulator
 from verifier import (
     GatewayAidClient,
     GatewayMonitorService,
@@ -30,24 +25,10 @@ from verifier import (
     TierUnavailable,
 )
 
-from .test_emulator import ALICE, BOB, QUIET
+from .test_emulator import ALICE, BOB, _emulator
+from .test_emulator import emu as _emu_fixture
 
-
-async def _emulator(**changes: Any) -> Emulator:
-    scenario = load_scenario("live").replace(**{**QUIET, **changes})
-    emulator = Emulator(LiveWorld(scenario, seed=1))
-    await emulator.start()
-    return emulator
-
-
-@pytest_asyncio.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    emulator = await _emulator()
-    try:
-        yield emulator
-    finally:
-        await emulator.stop()
-
+emu = _emu_fixture
 
 # ---------------------------------------------------------------------- getJob
 
