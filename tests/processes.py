@@ -10,6 +10,6 @@ def running(pid: int) -> bool:
     nothing, so it counts as stopped: ``os.kill(pid, 0)`` would say it exists."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before we opened it, or while we read
         return False
     return "\nState:\tZ" not in status

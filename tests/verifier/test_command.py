@@ -149,7 +149,7 @@ time.sleep(600)
         os.kill(pid, signal.SIGTERM)  # the supervisor's signal reaches the command first
         # Until its keeper (our child) has ended as it did and been reaped: the runner has
         # seen the command's end by then.
-        while _alive(pid) or _reaped(keeper) is False:  # noqa: ASYNC110 (polling)
+        while running(pid) or _reaped(keeper) is False:  # noqa: ASYNC110 (polling)
             await asyncio.sleep(0.01)
         # The reaping thread's news reaches the loop a moment later; a twentieth of the grace
         # (before it, a failure was decided within milliseconds of the exit).
@@ -168,19 +168,6 @@ time.sleep(600)
 def _reaped(pid: int) -> bool:
     """Whether our child ``pid`` is gone from the process table (reaped by asyncio)."""
     return not os.path.exists(f"/proc/{pid}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers: it is dead once its parent (the keeper) has reaped it.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:  # gone while we read
-        return False
 
 
 @pytest.mark.parametrize("obeys_sigterm", [True, False], ids=["obeys", "ignores-sigterm"])
