@@ -62,6 +62,7 @@ from verifier.protocol import (
     Sleep,
     Step,
     Woke,
+    WorkEnded,
     WriteAnswered,
     WriteOutcome,
     screened,
@@ -81,6 +82,7 @@ __all__ = [
     "FallbackSettleWithoutLag",
     "FinishPastLease",
     "FinishWithoutSendBy",
+    "FinishesFailedWork",
     "HeartbeatWithoutDeadline",
     "IdleWaitPastItsCap",
     "LatePushEndsSettle",
@@ -453,6 +455,18 @@ class BatchMissingAsAvailable(OwnershipProtocol):
     @staticmethod
     def screen(tier: Tier, asked: list[str], answered: dict[str, str]) -> dict[str, Observation]:
         return screened(tier, asked, {job_id: answered.get(job_id, "queued") for job_id in asked})
+
+
+class FinishesFailedWork(OwnershipProtocol):
+    """A work that failed on its own (``WorkEnded(False)``: ffmpeg exited non-zero) taken for
+    one that finished: the job is committed, with whatever output the failed run left,
+    instead of given back as failed. Safe by S1-S3 (the owner commits its own assignment);
+    the lemma ``finished-work`` catches it."""
+
+    def handle(self, answer: Answer, now: float) -> Step:
+        if isinstance(answer, WorkEnded) and not answer.succeeded:
+            answer = WorkEnded(True)
+        return super().handle(answer, now)
 
 
 class BackoffPastLease(OwnershipProtocol):

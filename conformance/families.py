@@ -32,7 +32,7 @@ NO_FEATURES: dict[str, Any] = {
     "hang_rate": 0.0, "late_lost_write_rate": 0.0, "late_finish_rate": 0.0,
     "cooldown_s": 0.0, "throttle_rate": 0.0, "retry_after_max": 30.0, "concurrency": 1,
     "connect_delay_rate": 0.0, "ping_connect_rate": 0.0, "reject_counts_attempt": 0.0,
-    "aid_pending_only": 0.0,
+    "aid_pending_only": 0.0, "work_fail_rate": 0.0,
 }
 
 _QUIET: dict[str, Any] = {
@@ -639,6 +639,15 @@ _AID_FALLBACK: dict[str, Any] = {"aid_fraction": 1.0, "aid_pending_only": 1.0,
 for _base in ("settle-ε", "lease", "push", "give-back"):
     FAMILIES[f"{_base}-aid-fallback"] = {**FAMILIES[_base], **_AID_FALLBACK}
 FAMILIES["give-back-aid-fallback"]["await_pause_rate"] = 0.3
+
+# Work that fails on its own while the faults last (session 46): half the attempts of the
+# first 10 minutes fail at a point drawn within their work, and the chain gives each job back
+# as failed (``failJob``, an attempt towards the fifth-attempt rule). L1 is judged on time
+# from the last failure: a job the failures used up is the faults' loss, one given back as
+# failed without a failure the chain's (``sim._checkers._lost_by_the_chain``); and no finish
+# may follow a failed work (``finished-work``).
+FAMILIES["work-failure"] = {**FAMILIES["liveness"], "work_fail_rate": 0.5,
+                            "faults_until": 600.0}
 
 #: Families whose faults keep jobs from finishing on time, by design: in the lease family
 #: (and the cache family built on it) gateway pings never land until the faults stop (in the

@@ -48,6 +48,7 @@ from conformance.canaries import (
     DawdlesBriefly,
     FailsAfterStandIn,
     FallbackSettleWithoutLag,
+    FinishesFailedWork,
     FinishPastLease,
     FinishWithoutSendBy,
     HeartbeatWithoutDeadline,
@@ -255,6 +256,9 @@ TEETH = [
           properties=("fresh-reads",)),
     Tooth("batch-missing-id-is-available", "batch", 400, 19, protocol=BatchMissingAsAvailable,
           properties=("claim-evidence",)),
+    # a work that failed taken for a finished one: its output published (session 46)
+    Tooth("finishes-failed-work", "work-failure", 20, 19, protocol=FinishesFailedWork,
+          properties=("finished-work",)),
     # L1's oracle: a chain that gives up on what a fault touched, one that dawdles before
     # its claim and one before its first request, each safe; L1 excused the first as the
     # faults' loss, counted the second from faults_until and the third from its own first
@@ -449,7 +453,8 @@ def test_hardened_chain_holds_at_the_edges(family: str, protocol: Any) -> None:
     then, so jobs run out of their five attempts first). This is what the
     teeth are measured against, and it is where a weakened formula in the shipped code fails
     first."""
-    properties = ("S1", "S2", "S3", "lease", "fresh-reads", "claim-evidence", "give-back") + (
+    properties = ("S1", "S2", "S3", "lease", "fresh-reads", "claim-evidence", "give-back",
+                  "finished-work") + (
         () if family in NO_TIMELY_LIVENESS else ("L1",))
 
     @given(world=worlds(max_encoders=3, max_jobs=2, fixed=FAMILIES[family]))

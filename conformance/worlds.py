@@ -34,6 +34,7 @@ from sim import (
     Scenario,
     Streams,
     check_claim_evidence,
+    check_finished_work,
     check_fresh_reads,
     check_give_back,
     l1_bound,
@@ -236,6 +237,10 @@ def worlds(draw: st.DrawFn, *, inside_model: bool = True, max_encoders: int = 5,
         # Gateway Aid refusing the gateway's jobs, as its contract says (session 32): an aid
         # node's claim refused, then made through the gateway.
         "aid_pending_only": (1.0, 0.0),
+        # Work that fails on its own while the faults last (session 46): until then no
+        # simulated work failed, so no suite judged the failed path (``WORK_FAILED``, a
+        # give-back as failed, an attempt used).
+        "work_fail_rate": (0.0, 0.3),
     }
     for key, values in levels.items():
         if key not in (fixed or {}):
@@ -311,6 +316,7 @@ def judge_race(world: World, result: RunResult) -> dict[str, CheckResult]:
     checks = dict(result.checks)
     checks["fresh-reads"] = check_fresh_reads(result.history)
     checks["claim-evidence"] = check_claim_evidence(result.history)
+    checks["finished-work"] = check_finished_work(result.history)
     checks["give-back"] = check_give_back(result.history)
     checks["given-up"] = _given_up(result.history)
     sc = world.scenario

@@ -44,6 +44,7 @@ __all__ = [
     "L1Bound",
     "check_all",
     "check_claim_evidence",
+    "check_finished_work",
     "check_fresh_reads",
     "check_give_back",
     "check_l1",
@@ -67,8 +68,9 @@ _CRASH_PHASES: Final = frozenset({"info", "ok"})
 TIMEOUT_REQUEUES: Final = ("no ping", "no progress")
 #: World ``requeue`` reasons of an owner giving a job back *as failed* (``failJob``, a database
 #: release that counts the attempt): the chain's own choice, which costs an attempt towards the
-#: gateway's fifth-attempt rule. The simulated work never fails, so no fault makes a chain send
-#: one; a job given up after one is the chain's loss, not the faults' (L1).
+#: gateway's fifth-attempt rule, unless its work had just failed on its own (a fault,
+#: ``work_fail_rate``); otherwise a job given up after one is the chain's loss, not the
+#: faults' (L1).
 FAILED_GIVE_BACKS: Final = frozenset({"failJob", "released as failed"})
 
 
@@ -550,6 +552,34 @@ def _process_ends(op: str, phase: str, job: str | None) -> bool:
                             or (op == "shutdown" and phase == "info"))
 
 
+def check_finished_work(history: History) -> CheckResult:
+    """A lemma of S3's meaning (session 46): an encoder sends a finish (``commit`` invoke) only
+    for work that ran to its end on this process: its latest start of the job was followed by
+    the work's natural end (``stop``/``ok``/``done``), not by a failure (``failed``), a
+    cancellation or a crash. S3 judges *which* commit counts; this judges whether there was
+    a result to commit at all: a chain that took a failed work for a finished one publishes
+    output that no encode produced, and no other property sees it."""
+    violations, bad, examples = 0, [], []
+    done: dict[tuple[str, str | None], bool] = {}
+    for t, process, job, op, phase, value in history.records:
+        if process == WORLD:
+            continue
+        if _process_ends(op, phase, job):
+            for key in [k for k in done if k[0] == process]:
+                del done[key]
+        elif op == "start" and phase == "ok":
+            done[(process, job)] = False
+        elif op == "stop" and phase == "ok":
+            done[(process, job)] = value == "done"
+        elif op == "commit" and phase == "invoke" and not done.get((process, job), False):
+            violations += 1
+            bad.append(job)
+            if len(examples) < MAX_EXAMPLES:
+                examples.append(f"job {job}: {process} sent a finish at {_fmt(t)} with no work "
+                                "of its own run to its end since its latest start")
+    return _result("finished-work", violations, bad, examples)
+
+
 def check_fresh_reads(history: History) -> CheckResult:
     """A lemma of S1/S2 with a status cache: every answer an encoder took from its cache
     (``cached`` records: tier, owner, status, when the answer's read was decided, the read's
@@ -722,7 +752,10 @@ def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
 
 def _lost_by_the_chain(part: _Partition, recs: list[tuple[int, Record]]) -> bool:
     """Whether an attempt the gateway counted against the job was lost by the chain's own
-    choice: a give-back as failed (:data:`FAILED_GIVE_BACKS`), or an assignment its owner
+    choice: a give-back as failed (:data:`FAILED_GIVE_BACKS`) by an owner whose work on the job
+    had not failed on its own since its claim (a work that fails is a fault:
+    ``work_fail_rate``, and giving the job back as failed is what it calls for), or an
+    assignment its owner
     walked away from: the run whose claim made the assignment ended (its ``outcome``, the
     owner's first after that claim, with no crash of the owner between the claim and it)
     without a give-back or a finish sent after the assignment, and the gateway then took the
@@ -743,6 +776,9 @@ def _lost_by_the_chain(part: _Partition, recs: list[tuple[int, Record]]) -> bool
     #: Each encoder's latest claim of the job, and its first outcome after that claim.
     claimed: dict[str, int] = {}
     ended_at: dict[str, int] = {}
+    #: The encoders whose work on the job failed on its own since their latest claim
+    #: (``work_fail_rate``, session 46): their give-back as failed is the fault's doing.
+    work_failed: set[str] = set()
     for pos, (_, process, _, op, phase, value) in recs:
         if process == WORLD:
             if op == "assign":
@@ -755,7 +791,7 @@ def _lost_by_the_chain(part: _Partition, recs: list[tuple[int, Record]]) -> bool
                 decided = owner in ended_at and ended_at[owner] > since
                 ended = decided and ended_at[owner] < crash_at
             elif op == "requeue":
-                if value in FAILED_GIVE_BACKS or (
+                if (value in FAILED_GIVE_BACKS and owner not in work_failed) or (
                         ended and not sent and str(value).startswith(TIMEOUT_REQUEUES)):
                     return True
                 owner = None
@@ -763,6 +799,9 @@ def _lost_by_the_chain(part: _Partition, recs: list[tuple[int, Record]]) -> bool
         if op == "claim" and phase == "invoke":
             claimed[process] = pos
             ended_at.pop(process, None)
+            work_failed.discard(process)
+        elif op == "stop" and phase == "ok" and value == "failed":
+            work_failed.add(process)
         elif op == "outcome":
             ended_at.setdefault(process, pos)
             if process == owner and not decided:
@@ -876,7 +915,7 @@ L1_TERMS = (
     "residual.pause", "residual.scan.G", "residual.scan.T", "residual.scan.S",
     "residual.lease", "residual.lease.drift", "residual.lease.C",
     "residual.confirm.give_up", "residual.confirm.window", "residual.restart",
-    "residual.shutdown", "residual.crash_then_shutdown", "others",
+    "residual.shutdown", "residual.crash_then_shutdown", "residual.work_failure", "others",
 )
 
 
@@ -1003,6 +1042,15 @@ def l1_bound(scenario: Scenario, *, without: str | None = None) -> L1Bound:
         # the last, and none falls due after the faults stopped: twice at most.
         term("residual.crash_then_shutdown", 2 * sc.restart_delay
              if sc.crashes_per_hour > 0 and sc.shutdowns_per_hour > 0 else 0.0),
+        # A work that failed on its own just before the faults stopped (``work_fail_rate``,
+        # session 46): told to the protocol when its request in flight is answered (up to
+        # ``give_up``), then given back as failed as a shutdown gives back (up to three
+        # give-backs and the waits between them, a refused one asked again once the claim's
+        # write must have landed). The job is then claimable: ``hand_out`` covers its next
+        # claim, the failing encoder's loop backing off included.
+        term("residual.work_failure", give_up + kappa * 3 * sc.retry_interval + 4 * lam
+             + kappa * (sc.write_delay + sc.clock_drift)
+             if sc.work_fail_rate > 0 else 0.0),
     )
     # Other jobs holding every encoder, each for its own protocol time (its work is excused);
     # none can when every job has an encoder of its own (``L1Bound.uncrowded``).

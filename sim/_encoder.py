@@ -73,6 +73,9 @@ _PHASES = ("download", "encode", "upload")
 #: What each phase's progress reports range over (``download_pct``, then ``pct``).
 _PCT_RANGE = {"download": (0.0, 100.0), "encode": (0.0, 90.0), "upload": (90.0, 100.0)}
 _WORK_DONE = WorkEnded(True)
+#: How a work that fails on its own (``work_fail_rate``) ends: what the guard reports when a
+#: command exits non-zero.
+_WORK_FAILED = WorkEnded(False, "the work failed (simulated)")
 _PROCESSED = OutcomeKind.PROCESSED
 #: The driver's field-less answers: values, so one instance each serves every step.
 _WOKE = Woke()
@@ -869,8 +872,28 @@ class Encoder:
             t = self._progress(events, phase, t, length, stall,
                                stuck if phase == "download" else None, slot=slot)
         events.append((t, _WORK_DONE))
+        if sc.work_fail_rate:
+            self._maybe_fail(events, job_id)
         slot.work, slot.work_job, slot.carried = events, job_id, None
         return _WORK_STARTED
+
+    def _maybe_fail(self, events: list[tuple[float, Answer]], job_id: str) -> None:
+        """The attempt's work fails on its own (``work_fail_rate``) at a point drawn uniformly
+        within it: its events from there on are replaced by :data:`_WORK_FAILED`. A fault, so
+        none at or after the faults stop. Drawn from ``("fail", job, attempt)``, the same in
+        every chain, and apart from the work's lengths (which stay what they were)."""
+        rng = self.streams.keyed("fail", job_id, self.streams.count("work", job_id))
+        if rng.random() >= self.sc.work_fail_rate:
+            return
+        start = events[0][0]
+        at = start + rng.random() * (events[-1][0] - start)
+        if at >= self.world.horizon:
+            return
+        keep = 0
+        while keep < len(events) and events[keep][0] < at:
+            keep += 1
+        del events[keep:]
+        events.append((at, _WORK_FAILED))
 
     def _stuck_input(self, job_id: str, rng: Any) -> float | None:
         """Where the job's input hangs, as a share of its download (``stuck_rate``), or None:
@@ -937,9 +960,19 @@ class Encoder:
     def _record_natural_end(self, slot: Encoder | _Slot, until: float) -> None:
         """If the slot's work ended on its own before ``until``, record its stop then."""
         work = slot.work
-        if work and work[-1][1] is _WORK_DONE and work[-1][0] <= until:
-            self.history.add(work[-1][0], self.name, slot.work_job, "stop", "ok", "done")
-            slot.work_job = None
+        if work and type(end := work[-1][1]) is WorkEnded and work[-1][0] <= until:
+            self._record_end(slot, work[-1][0], end)
+
+    def _record_end(self, slot: Encoder | _Slot, at: float, end: WorkEnded) -> None:
+        """The slot's work ended on its own at ``at``: ``done``, or ``failed`` (a fault, noted
+        as one when it happens, not when it is planned: a work cancelled before its failure
+        did not fail, and L1 counts its on-time clock from the last fault)."""
+        if end.succeeded:
+            self.history.add(at, self.name, slot.work_job, "stop", "ok", "done")
+        else:
+            self.history.add(at, self.name, slot.work_job, "stop", "ok", "failed")
+            self.world.fault_until(at)
+        slot.work_job = None
 
     def _cancel(self, job_id: str, slot: Encoder | _Slot | None = None
                 ) -> Generator[simpy.Event, Any, Answer]:
@@ -977,10 +1010,9 @@ class Encoder:
         while due < len(work) and work[due][0] <= now:
             due += 1
         at, last = work[due - 1]
-        if last is _WORK_DONE:
+        if isinstance(last, WorkEnded):
             del work[:due]
-            self.history.add(at, self.name, slot.work_job, "stop", "ok", "done")
-            slot.work_job = None
+            self._record_end(slot, at, last)
             return last
         phase = progress = None
         for _, event in work[:due]:
@@ -1004,7 +1036,7 @@ class Encoder:
         while True:
             now = env.now
             work = slot.work
-            ended = bool(work) and work[-1][1] is _WORK_DONE and work[-1][0] <= now
+            ended = bool(work) and type(work[-1][1]) is WorkEnded and work[-1][0] <= now
             if slot.carried is not None:
                 carried, slot.carried = slot.carried, None
                 if not ended:  # the work's end supersedes its reports (``_due_report``)

@@ -214,6 +214,13 @@ class Scenario:
     #: a new assignment then reports first (docs/safety-model.md, "Lease margin and lease
     #: deadline").
     stuck_rate: float = 0.0
+    #: Probability that an attempt's work fails on its own (ffmpeg exits non-zero, the
+    #: upload is refused), at a point drawn uniformly within the attempt's work, while the
+    #: faults last. The protocol hears ``WorkEnded(False)`` and gives the job back as failed
+    #: (``failJob``: an attempt towards the gateway's fifth-attempt rule). Drawn per
+    #: (job, attempt), the same in every chain. Without it no simulated work ever failed, so
+    #: nothing judged the failed path (session 46).
+    work_fail_rate: float = 0.0
     crashes_per_hour: float = 0.0
     #: Graceful shutdowns (an operator's SIGTERM): the protocol is told at its next wait
     #: (``ShutdownRequested``), gives the job back, and the node restarts after
@@ -285,8 +292,8 @@ class Scenario:
                      "monitor_error_rate", "aid_fraction", "pause_tail", "edge_rate",
                      "await_pause_rate", "pause_split_rate", "database_error_rate",
                      "ping_loss_rate", "ping_drop_rate", "wake_on_requeue", "stall_rate",
-                     "stuck_rate", "backoff", "push_rate", "batch_screen", "hang_rate",
-                     "late_lost_write_rate", "throttle_rate", "connect_delay_rate",
+                     "stuck_rate", "work_fail_rate", "backoff", "push_rate", "batch_screen",
+                     "hang_rate", "late_lost_write_rate", "throttle_rate", "connect_delay_rate",
                      "ping_connect_rate", "reject_counts_attempt", "aid_pending_only"):
             if getattr(self, name) > 1:
                 raise ScenarioError(f"{name}: a probability must be within [0, 1]")

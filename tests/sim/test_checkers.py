@@ -747,8 +747,8 @@ def test_l1_excuses_a_job_taken_back_by_timeout_before_anyone_was_assigned_it() 
 
 
 def test_l1_does_not_excuse_a_job_the_chain_itself_gave_back_as_failed() -> None:
-    """The simulated work never fails, so an encoder that failJobs (or releases as failed) a
-    job chose to: five such attempts make the gateway give the job up, and that loss is the
+    """An encoder that failJobs (or releases as failed) a job whose work had not failed on its
+    own chose to: five such attempts make the gateway give the job up, and that loss is the
     chain's even while faults are on (a "safe and useless" chain that never processed a job
     passed L1 this way: a review of the checkers). A plain give-back (a rejectJob, which
     counts an attempt too; a database release, which does not) and the gateway's own timeouts
