@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final, Protocol, TypeVar
 
 # The longest ``Retry-After`` the loop honours, from when it was told: the protocol's (a
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_RETRY_AFTER_S",
     "OFFER_SOURCES",
     "SKIPPED_AT_ONCE_CODES",
+    "SOURCE_SERVERS",
     "TIER_TROUBLE_CODES",
     "AllSlotsBusy",
     "IdleUntil",
@@ -46,6 +48,16 @@ __all__ = [
 
 #: Where offered jobs can come from: the legacy gateway's two polls, and Gateway Aid's list.
 OFFER_SOURCES: Final = ("myjob", "getjob", "aid")
+#: The server each offer source asks. A 429's ``Retry-After`` is the server's word, so it
+#: holds every source on that server: ``myjob`` and ``getjob`` are two calls of the one
+#: legacy gateway (:func:`verifier.offer_sources` builds both on one
+#: :class:`~verifier.LegacyGatewayClient`, from ``GATEWAY_URL``), ``aid`` is Gateway Aid. Held
+#: per source, a 429 on ``myJob`` left ``getJob`` asked at once, of the gateway that had just
+#: said to wait (found by an adversarial review of the loop, session 46). Gateway Aid is
+#: served by the monitor's host (docs/contract.md), which is no offer source: a driver whose
+#: servers are laid out otherwise passes its own map (``PollSchedule(servers=...)``).
+SOURCE_SERVERS: Final[Mapping[str, str]] = MappingProxyType(
+    {"myjob": "gateway", "getjob": "gateway", "aid": "aid"})
 #: Outcome codes of a job given up because a tier could not answer: the next poll waits the
 #: idle back-off, as after an empty poll, so an outage is not met with poll, read, give up,
 #: poll again, as fast as the network allows.
@@ -110,7 +122,8 @@ class LoopPolicy:
       (below), at most ``idle_max_s`` in all (the deployed encoder polls once a minute); any
       other outcome resets it.
       A source that answered 429 with ``Retry-After`` is not asked again sooner than it said,
-      and no job starts before a ``Retry-After`` a tier gave a guarded job has run out
+      nor is any other source on its server (:data:`SOURCE_SERVERS`), and no job starts
+      before a ``Retry-After`` a tier gave a guarded job has run out
       (:attr:`GuardOutcome.retry_after`).
     * ``jitter``: each wait is scaled by a uniform factor in ``[1 - jitter, 1 + jitter]``, so
       encoders started together do not poll in step (the deployed one polls "at a random
@@ -229,11 +242,17 @@ class PollSchedule:
     another) until one offers a job the policy accepts (:meth:`offered` returns it: start it,
     then report :meth:`started`); a round in which none does is an empty poll, and
     :meth:`next` returns the idle wait. ``rng`` draws the jitter, one draw per wait.
+    ``servers``: source -> the server it asks (default :data:`SOURCE_SERVERS`; a source it
+    leaves out is a server of its own): a 429 holds every source on its server.
     """
 
-    def __init__(self, policy: LoopPolicy, rng: _Uniform) -> None:
+    def __init__(self, policy: LoopPolicy, rng: _Uniform, *,
+                 servers: Mapping[str, str] | None = None) -> None:
         self.policy = policy
         self._rng = rng
+        served = SOURCE_SERVERS if servers is None else servers
+        #: Source -> its server, the key a ``Retry-After`` is held under.
+        self._server = {source: served.get(source, source) for source in policy.sources}
         #: Jobs guarded now.
         self.running: set[str] = set()
         #: Job id -> the instant its cool-down ends.
@@ -258,9 +277,11 @@ class PollSchedule:
         #: waited in full at the next empty poll, however late that came (294 s late in an
         #: adversarial review, session 21).
         self._retry_until = -math.inf
-        #: Source -> the instant before which it is not asked again: it answered 429 with
-        #: ``Retry-After``. Per source, because another source may offer a job meanwhile (then
-        #: no idle wait comes) and a back-off or a free slot may end sooner.
+        #: Server -> the instant before which none of its sources is asked again: one of them
+        #: answered 429 with ``Retry-After``. Per server, not for the whole loop, because
+        #: another server's source may offer a job meanwhile (then no idle wait comes) and a
+        #: back-off or a free slot may end sooner; per server, not per source, because the
+        #: server said it (see :data:`SOURCE_SERVERS`).
         self._not_before: dict[str, float] = {}
         #: The earliest instant a job this round passed over because it was cooling down may
         #: be tried: no empty poll's wait goes past it. Each such poll counted as empty, so the
@@ -302,8 +323,8 @@ class PollSchedule:
             self._cooled_at = math.inf
         while self._round:
             source = self._round.pop(0)
-            if self._not_before.get(source, -math.inf) > now:
-                continue  # it said when to come back
+            if self._not_before.get(self._server[source], -math.inf) > now:
+                continue  # its server said when to come back
             return self._polls[source]
         self._round = None
         self._empty_polls += 1
@@ -339,11 +360,12 @@ class PollSchedule:
 
     def poll_failed(self, source: str, now: float, *, retry_after: float | None = None) -> None:
         """``source`` did not answer (fail closed: no offer is no claim); with 429's
-        ``Retry-After`` (seconds), it is not asked again sooner, nor is any empty poll's wait
-        shorter."""
+        ``Retry-After`` (seconds), neither it nor any other source on its server is asked
+        again sooner, nor is any empty poll's wait shorter."""
         hint = min(retry_after or 0.0, MAX_RETRY_AFTER_S)
         if hint > 0:
-            self._not_before[source] = now + hint
+            server = self._server.get(source, source)
+            self._not_before[server] = max(self._not_before.get(server, -math.inf), now + hint)
             self._retry_until = max(self._retry_until, now + hint)
 
     def screen(self, jobs: Sequence[Offer], now: float) -> Iterator[str]:

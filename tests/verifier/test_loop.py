@@ -398,23 +398,25 @@ async def test_a_rate_limited_poll_waits_at_least_the_retry_after_it_was_told():
 async def test_a_rate_limited_source_is_not_asked_sooner_while_another_offers_jobs():
     """Found by an adversarial review (2026-12-03): the Retry-After was honoured only by the
     idle wait after a poll that offered nothing, so when getJob offered a job the loop asked
-    myJob again at its next poll, long before the 120 s it was told."""
+    myJob again at its next poll, long before the 120 s it was told. (A source of another
+    server: since session 46 a 429 on myJob holds getJob too, the same gateway:
+    tests/verifier/test_retry_after_per_server.py.)"""
     jobs = InMemoryJobs()
     for i in range(3):
         jobs.add(f"j{i}")
     asked: list[float] = []
 
-    async def my_job() -> list[GatewayMonitorJob]:
+    async def list_jobs() -> list[GatewayMonitorJob]:
         asked.append(asyncio.get_running_loop().time())
-        raise TierRateLimited("gateway", "myJob: HTTP 429", retry_after=120.0)
+        raise TierRateLimited("aid", "list-jobs: HTTP 429", retry_after=120.0)
 
     async def work(job, offered):
         await asyncio.sleep(1)
         return {"cid": "bafy"}
 
     loop = EncoderLoop(guard_for(jobs), work,
-                       offers={"myjob": my_job, "getjob": queue_of(jobs)},
-                       policy=LoopPolicy(sources=("myjob", "getjob"), idle_s=1, jitter=0))
+                       offers={"aid": list_jobs, "getjob": queue_of(jobs)},
+                       policy=LoopPolicy(sources=("aid", "getjob"), idle_s=1, jitter=0))
     stop_when(loop, lambda: len(asked) >= 3)
     await loop.run()
     assert len(jobs.commits) == 3  # getJob's jobs were taken meanwhile
@@ -608,10 +610,10 @@ async def test_a_retry_after_told_long_ago_does_not_delay_the_next_empty_poll():
     started: dict[str, float] = {}
     told = [False]
 
-    async def my_job() -> list[GatewayMonitorJob]:
+    async def list_jobs() -> list[GatewayMonitorJob]:  # (Gateway Aid: another server)
         if not told[0]:
             told[0] = True
-            raise TierRateLimited("gateway", "myJob: HTTP 429", retry_after=300.0)
+            raise TierRateLimited("aid", "list-jobs: HTTP 429", retry_after=300.0)
         return []
 
     async def work(job: ClaimedJob, offered: GatewayMonitorJob):
@@ -624,8 +626,8 @@ async def test_a_retry_after_told_long_ago_does_not_delay_the_next_empty_poll():
         jobs.add("late")
 
     loop = EncoderLoop(guard_for(jobs), work,
-                       offers={"myjob": my_job, "getjob": queue_of(jobs)},
-                       policy=LoopPolicy(sources=("myjob", "getjob"), idle_s=5, idle_max_s=10,
+                       offers={"aid": list_jobs, "getjob": queue_of(jobs)},
+                       policy=LoopPolicy(sources=("aid", "getjob"), idle_s=5, idle_max_s=10,
                                          jitter=0))
     adding = asyncio.create_task(offer_late())
     stop_when(loop, lambda: "late" in started)

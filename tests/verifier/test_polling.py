@@ -6,6 +6,8 @@ run them through SimPy (``tests/sim/test_encoder_loop.py``).
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from verifier import AllSlotsBusy, IdleUntil, LoopPolicy, PollSchedule, PollSource, parse_job
@@ -115,16 +117,18 @@ def test_tier_trouble_backs_off_before_the_next_poll_and_a_clean_outcome_resets_
 
 
 def test_retry_after_keeps_the_source_unasked_and_every_wait_at_least_that_long():
-    schedule = PollSchedule(POLICY, Draws(0.0))
-    assert schedule.next(0.0) == PollSource("myjob")
-    schedule.poll_failed("myjob", 0.0, retry_after=100.0)
+    """(Gateway Aid and the gateway: two servers; one server's sources are held together,
+    tests/verifier/test_retry_after_per_server.py.)"""
+    schedule = PollSchedule(dataclasses.replace(POLICY, sources=("aid", "getjob")), Draws(0.0))
+    assert schedule.next(0.0) == PollSource("aid")
+    schedule.poll_failed("aid", 0.0, retry_after=100.0)
     assert schedule.next(0.0) == PollSource("getjob")
     assert schedule.offered("getjob", [], 0.0) is None
     assert schedule.next(0.0) == IdleUntil(100.0)  # not the drawn 5 s
-    assert schedule.next(50.0) == PollSource("getjob")  # myjob still told to wait
+    assert schedule.next(50.0) == PollSource("getjob")  # aid still told to wait
     assert schedule.offered("getjob", [], 50.0) is None
     schedule.next(50.0)
-    assert schedule.next(100.0) == PollSource("myjob")
+    assert schedule.next(100.0) == PollSource("aid")
 
 
 def test_a_retry_after_beyond_the_cap_is_honoured_up_to_the_cap_only():
@@ -251,27 +255,27 @@ def test_a_guarded_jobs_retry_after_is_capped_and_the_longest_one_holds():
 
 
 def test_the_longest_retry_after_of_the_sources_holds_every_empty_polls_wait():
-    schedule = PollSchedule(LoopPolicy(sources=("myjob", "getjob"), idle_s=1, idle_max_s=1,
+    schedule = PollSchedule(LoopPolicy(sources=("aid", "getjob"), idle_s=1, idle_max_s=1,
                                        jitter=0), Draws())
     schedule.next(0.0)
-    schedule.poll_failed("myjob", 0.0, retry_after=100.0)
+    schedule.poll_failed("aid", 0.0, retry_after=100.0)
     schedule.next(0.0)
     schedule.poll_failed("getjob", 0.0, retry_after=10.0)
     assert schedule.next(0.0) == IdleUntil(100.0)
 
 
 def test_a_one_second_retry_after_is_honoured():
-    schedule = PollSchedule(LoopPolicy(sources=("myjob", "getjob"), idle_s=10, jitter=0),
+    schedule = PollSchedule(LoopPolicy(sources=("aid", "getjob"), idle_s=10, jitter=0),
                             Draws())
     schedule.next(0.0)
-    schedule.poll_failed("myjob", 0.0, retry_after=1.0)
+    schedule.poll_failed("aid", 0.0, retry_after=1.0)
     schedule.next(0.0)
     schedule.offered("getjob", [], 0.0)
     schedule.next(0.0)  # the idle wait
-    assert schedule.next(0.5) == PollSource("getjob")  # myjob told to wait 1 s
+    assert schedule.next(0.5) == PollSource("getjob")  # aid told to wait 1 s
     schedule.offered("getjob", [], 0.5)
     schedule.next(0.5)
-    assert schedule.next(1.0) == PollSource("myjob")
+    assert schedule.next(1.0) == PollSource("aid")
 
 
 def test_the_idle_wait_grows_by_its_factor_until_the_cap():
@@ -321,14 +325,14 @@ def test_a_failed_poll_without_retry_after_does_not_hold_its_source():
 
 
 def test_retry_after_counts_from_when_it_was_told():
-    schedule = PollSchedule(LoopPolicy(sources=("myjob", "getjob"), idle_s=1, idle_max_s=1,
+    schedule = PollSchedule(LoopPolicy(sources=("aid", "getjob"), idle_s=1, idle_max_s=1,
                                        jitter=0), Draws())
     schedule.next(1000.0)
-    schedule.poll_failed("myjob", 1000.0, retry_after=30.0)
+    schedule.poll_failed("aid", 1000.0, retry_after=30.0)
     assert schedule.next(1000.0) == PollSource("getjob")
     schedule.offered("getjob", [], 1000.0)
     assert schedule.next(1000.0) == IdleUntil(1030.0)
-    assert schedule.next(1029.0) == PollSource("getjob")  # myjob still told to wait
+    assert schedule.next(1029.0) == PollSource("getjob")  # aid still told to wait
 
 
 def test_a_cool_down_that_has_just_ended_no_longer_keeps_a_job_from_screening():
