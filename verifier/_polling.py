@@ -32,6 +32,7 @@ from .protocol import MAX_RETRY_AFTER_S
 
 __all__ = [
     "BACK_OFF_CODES",
+    "LOST_CLAIM_CODES",
     "MAX_RETRY_AFTER_S",
     "OFFER_SOURCES",
     "SKIPPED_AT_ONCE_CODES",
@@ -86,6 +87,24 @@ SKIPPED_AT_ONCE_CODES: Final = frozenset({
     # The guard runs the job already (another caller of the same guard): no request at all.
     "ALREADY_RUNNING",
 })
+#: Outcome codes of a claim race lost: the deciding read after the settle wait showed the job
+#: another's (or nobody's: done, or back in the queue). Counted in the streak of jobs given
+#: up at once, not as the end of it: the job was another's as surely as one whose pre-claim
+#: read showed it taken, only learnt a settle wait later. As the end of a streak, a source
+#: that keeps offering jobs we lose (``getJob`` offers every caller the same job), or such
+#: jobs between jobs skipped at once, was asked again at once after each: about once per
+#: settle wait (~12 s), never backed off, where a source offering nothing is asked once a
+#: minute at most (an adversarial review of the loop, session 46). L1 is kept: the back-off
+#: is the skips', counted from the job's end and capped at ``idle_max_s``, within the
+#: hand-out's idle gap (docs/safety-model.md, "The shipped encoder loop"); the first in a
+#: row is still followed by a poll at once.
+#: ``MONITOR_THEFT_DETECTED`` is also the code of a job taken from us during its work (then
+#: cancelled, not skipped). The schedule sees the code alone, as both drivers report it, so
+#: such a job counts in the streak too: harmless, as it brings no wait the streak of skips
+#: would not (at most ``idle_max_s`` from its end), and rare (inside the timing model no job
+#: is taken from an encoder that still works on it).
+LOST_CLAIM_CODES: Final = frozenset({"OWNERSHIP_CONFLICT", "MONITOR_THEFT_DETECTED",
+                                     "NOT_ASSIGNED"})
 
 
 class Offer(Protocol):
@@ -117,7 +136,7 @@ class LoopPolicy:
     * ``idle_s``, ``idle_max_s``, ``idle_factor``: after a poll that offered nothing (or
       failed), or a job given up because a tier could not answer or its work failed
       (:data:`BACK_OFF_CODES`), or the second job in a row given up at once
-      (:data:`SKIPPED_AT_ONCE_CODES`),
+      (:data:`SKIPPED_AT_ONCE_CODES`) or on a claim race lost (:data:`LOST_CLAIM_CODES`),
       wait ``idle_s``, then ``idle_factor`` times longer after each further one, jittered
       (below), at most ``idle_max_s`` in all (the deployed encoder polls once a minute); any
       other outcome resets it.
@@ -264,7 +283,8 @@ class PollSchedule:
         #: (None: it does not).
         self._troubled = 0
         self._back_off: float | None = None
-        #: Jobs in a row given up at once (:data:`SKIPPED_AT_ONCE_CODES`), and the exponent
+        #: Jobs in a row given up at once (:data:`SKIPPED_AT_ONCE_CODES`) or on a claim race
+        #: lost (:data:`LOST_CLAIM_CODES`), and the exponent
         #: of the back-off owed (tier trouble's count, or these less the first).
         self._skipped = 0
         self._owed = 0
@@ -400,7 +420,7 @@ class PollSchedule:
             self._skipped = 0
             self._owed = self._troubled
             self._back_off = now
-        elif code in SKIPPED_AT_ONCE_CODES:
+        elif code in SKIPPED_AT_ONCE_CODES or code in LOST_CLAIM_CODES:
             self._troubled = 0
             self._skipped += 1
             if self._skipped > 1:

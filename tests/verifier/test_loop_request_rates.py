@@ -196,3 +196,42 @@ async def test_a_malformed_offer_is_a_failed_poll_not_the_end_of_the_loop(answer
     # job's guard cancelled, the job left assigned to us until the gateway's T.
     await loop.run()
     assert jobs.docs["long"].get("assigned_to") in (None, "")
+
+
+# --- claim races lost after the settle wait count in the skip streak (session 46)
+
+
+class LosingGateway(InMemoryTier):
+    """A gateway whose every accept is overwritten by encoder B's a second later: the claim
+    race B wins (the real gateway's double assignment, docs/contract.md)."""
+
+    async def claim(self, job_id: str, *, conditional: bool = True) -> str | None:
+        token = await super().claim(job_id, conditional=conditional)
+        asyncio.get_running_loop().call_later(
+            1.0, lambda: self.jobs.update(job_id, assigned_to=B, status="assigned"))
+        return token
+
+
+@virtual_time
+async def test_a_source_offering_only_jobs_whose_claim_race_we_lose_backs_off_as_for_skips():
+    """A lost claim race (``MONITOR_THEFT_DETECTED`` or ``OWNERSHIP_CONFLICT`` after the settle
+    wait) ended the skip streak: a source offering such jobs, or such jobs between jobs
+    skipped at once, was asked again at once after each, about once per settle wait, where
+    the back-off after skips grows to ``idle_max``."""
+    jobs = InMemoryJobs()
+    polls: list[float] = []
+    clients = [InMemoryTier(Tier.MONITOR, jobs, A, latency=0.2),
+               LosingGateway(Tier.GATEWAY, jobs, A, latency=0.05)]
+    guard = OwnershipGuard(did=A, clients=clients, policy=Policy.hardened(TIMING))
+    codes: list[str] = []
+    loop = EncoderLoop(guard, commit_at_once,
+                       offers={"getjob": new_job_each_poll(jobs, polls)},
+                       policy=PLAIN_GETJOB, on_outcome=lambda o: codes.append(o.code))
+    stop_when(loop, lambda: len(polls) >= 6)
+    await loop.run()
+    assert set(codes[:5]) == {"MONITOR_THEFT_DETECTED"}, codes  # the monitor saw B
+    attempt = polls[1] - polls[0]  # the pre-claim read, the claim, the settle, the read
+    waits = [round(b - a - attempt, 1) for a, b in itertools.pairwise(polls)]
+    # Before the fix: [0.0, 0.0, 0.0, 0.0, 0.0] (each poll one attempt after the last).
+    assert waits[:5] == [0.0, 1.0, 2.0, 4.0, 8.0], (attempt, waits)
+    assert not jobs.commits

@@ -521,3 +521,47 @@ def test_a_skip_after_an_empty_poll_is_still_the_first_of_its_streak():
     assert empty_round(schedule, 0.0) == IdleUntil(10.0)
     one_job(schedule, "a", 10.0, "NOT_AVAILABLE")
     assert isinstance(schedule.next(11.0), PollSource)
+
+
+# --- claim races lost after the settle wait (session 46): a lost race ended the skip streak,
+# so a source offering jobs we lose, or such jobs between jobs skipped at once, was asked
+# again at once after each (about once per settle wait, ~12 s), never backed off
+
+LOST = ("OWNERSHIP_CONFLICT", "MONITOR_THEFT_DETECTED", "NOT_ASSIGNED")
+
+
+@pytest.mark.parametrize("code", LOST)
+def test_the_second_lost_claim_race_in_a_row_backs_off_as_the_first_empty_poll(code):
+    schedule = PollSchedule(POLICY, Draws(0.25))
+    one_job(schedule, "a", 0.0, code)
+    assert isinstance(schedule.next(13.0), PollSource)  # the first: polled again at once
+    one_job(schedule, "b", 13.0, code)
+    assert schedule.next(14.0) == IdleUntil(14.0 + POLICY.idle_delay(1, 0.25))
+
+
+@pytest.mark.parametrize("code", LOST)
+def test_a_lost_claim_race_between_skips_does_not_end_their_streak(code):
+    """Skip, lost race, skip: the third job in a row given up on owes the second back-off.
+    Before the fix the race reset the streak, and the skip after it was polled at once."""
+    policy = LoopPolicy(sources=("getjob",), idle_s=10, idle_max_s=60, idle_factor=2,
+                        jitter=0, cooldown_s=60)
+    schedule = PollSchedule(policy, Draws())
+    one_job(schedule, "a", 0.0, "PRE_CLAIM_CONFLICT")
+    one_job(schedule, "b", 1.0, code)  # a back-off from its end (10 s), as a second skip
+    assert schedule.next(2.0) == IdleUntil(12.0)
+    one_job(schedule, "c", 12.0, "NOT_AVAILABLE")
+    assert schedule.next(13.0) == IdleUntil(13.0 + 20.0)
+
+
+def test_lost_claim_races_back_off_no_longer_than_idle_max_from_the_jobs_end():
+    """L1's hand-out (docs/safety-model.md): an encoder's next poll comes within idle_max of
+    an attempt's end, whatever the streak: the back-off after lost races keeps to it."""
+    schedule = PollSchedule(POLICY, Draws(0.999))
+    at = 0.0
+    for n in range(20):
+        step = schedule.next(at)
+        if isinstance(step, IdleUntil):
+            assert step.until - at < POLICY.idle_max_s
+            at = step.until
+        one_job(schedule, f"j{n}", at, "OWNERSHIP_CONFLICT")
+        at += 1.0  # (one_job ends the job 1 s after the poll)
