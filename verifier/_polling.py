@@ -316,6 +316,14 @@ class PollSchedule:
 
     def next(self, now: float) -> LoopStep:
         """What to do at ``now``."""
+        if self._round is not None and (self._back_off is not None or self._hold_until > now):
+            # A hold or a back-off begun while the round was under way (another slot's job
+            # ended meanwhile) ends the round: its next source is not asked inside it. Looked
+            # at only when a round began (and in :meth:`offered`), it was, by a driver that
+            # reports a failed poll with :meth:`poll_failed` alone, as :class:`PollSource`
+            # allows and the simulator's driver does on a 429 (an adversarial review of the
+            # loop, session 46).
+            self._round = None
         if self._round is None:
             if len(self.running) >= self.policy.concurrency:
                 return _ALL_BUSY

@@ -565,3 +565,23 @@ def test_lost_claim_races_back_off_no_longer_than_idle_max_from_the_jobs_end():
             at = step.until
         one_job(schedule, f"j{n}", at, "OWNERSHIP_CONFLICT")
         at += 1.0  # (one_job ends the job 1 s after the poll)
+
+
+def test_a_hold_begun_during_a_round_stops_the_round_before_its_next_source():
+    """Two slots, two servers: while the round's first poll is out, the other slot's job ends
+    with a tier's ``Retry-After``; the driver reports the poll with ``poll_failed`` alone (as
+    :class:`PollSource` allows, and the simulator's driver does on a 429). The next source
+    of the round is not asked inside the hold (before session 46 it was: the hold was looked
+    at when a round began, and in :meth:`~PollSchedule.offered` only)."""
+    policy = LoopPolicy(sources=("aid", "getjob"), concurrency=2, idle_s=10, idle_max_s=60,
+                        jitter=0, cooldown_s=60)
+    for code, retry_after in (("PROCESSED", 100.0), ("UNCONFIRMED", None)):
+        schedule = PollSchedule(policy, Draws())
+        schedule.started("a")
+        assert schedule.next(0.0) == PollSource("aid")  # the poll leaves ...
+        schedule.ended("a", 0.5, processed=code == "PROCESSED", code=code,
+                       retry_after=retry_after)  # ... a ends with a hold meanwhile ...
+        schedule.poll_failed("aid", 1.0)  # ... and the poll fails
+        step = schedule.next(1.0)
+        assert isinstance(step, IdleUntil) and step.until > 1.0, (code, step)
+        assert schedule.next(step.until) == PollSource("aid")
