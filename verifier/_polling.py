@@ -295,7 +295,10 @@ class PollSchedule:
         #: The instant before which no empty poll's wait may end: the latest ``Retry-After`` a
         #: source gave. An instant, not a duration: kept as a duration, one told long ago was
         #: waited in full at the next empty poll, however late that came (294 s late in an
-        #: adversarial review, session 21).
+        #: adversarial review, session 21). The latest of every server's, not of the servers
+        #: of the sources just asked: after an empty round a source whose server gave no hint
+        #: waits it too (slower than its own server asked, never faster; L1 counts one hint,
+        #: ``hand_out.retry_after``). Left so in session 46, when the hold became per server.
         self._retry_until = -math.inf
         #: Server -> the instant before which none of its sources is asked again: one of them
         #: answered 429 with ``Retry-After``. Per server, not for the whole loop, because
