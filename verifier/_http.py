@@ -83,6 +83,7 @@ __all__ = [
     "TierHttp",
     "check_base_url",
     "check_host_sendable",
+    "credentials",
     "environment_proxy",
     "error_code",
     "is_gateway_error",
@@ -287,12 +288,12 @@ def read_json(response: Answer, tier: str, *, empty: Any = _NO_DEFAULT) -> Any:
         raise MalformedAnswer(tier, f"answer is not JSON (HTTP {response.status_code})") from None
 
 
-def _clean(text: str, secrets: tuple[str, ...] = ()) -> str:
-    # Our credentials out first, on the whole text: cut first, a credential straddling the
-    # limit left its first characters shown (an adversarial review, session 45).
-    text = conceal(text, secrets)
-    text = "".join(c if c.isprintable() else " " for c in text)
-    return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT] + "..."
+def _clean(text: str, secrets: tuple[str, ...] = (), limit: int = _MESSAGE_LIMIT) -> str:
+    # Our credentials out first, on the whole text (conceal reads it before it cuts): cut
+    # first, a credential straddling the limit left its first characters shown (an
+    # adversarial review, session 45).
+    text = conceal(text, secrets, limit)
+    return "".join(c if c.isprintable() else " " for c in text)
 
 
 def server_message(body: Any, secrets: tuple[str, ...] = ()) -> str:
@@ -711,7 +712,7 @@ class TierHttp:
             check_base_url(base_url, variable, strict=strict_url))
         #: What a server quoting our request back must not get into a message:
         #: :func:`server_message` and :func:`error_code` take these out.
-        self.secrets = _credentials(base_url)
+        self.secrets = credentials(base_url)
         self.timeout = positive_seconds(timeout, f"{variable} timeout")
         # Per request, so that a client passed in asks for identity too (see read_capped).
         self._headers = {**(headers or {}), **IDENTITY_ENCODING, **NO_CACHE}
@@ -764,7 +765,7 @@ class TierHttp:
                 response = await self._sent_by(request, _SEND_BY.get(), shown)
                 try:
                     if method == "GET":  # a cache keeps no answer to a POST
-                        _not_from_a_cache(response, self.tier, shown)
+                        _not_from_a_cache(response, self.tier, shown, self.secrets)
                     yield response
                 finally:
                     await response.aclose()
@@ -862,16 +863,22 @@ _FROM_A_CACHE: Final = frozenset({"HIT", "STALE", "UPDATING"})
 _WORDS: Final = re.compile(r"[\s,;]+")
 
 
-def _not_from_a_cache(response: httpx.Response, tier: str, shown: str) -> None:
+def _not_from_a_cache(response: httpx.Response, tier: str, shown: str,
+                      secrets: tuple[str, ...]) -> None:
     """Refuse an answer a cache kept: an ``Age`` above 0 (RFC 9111 §5.1: a cache made it).
     Every request asks for none (:data:`NO_CACHE`), but a CDN may ignore that for what it
     holds, and its copy trails the tier by more than any bound of the timing model: a stale
     "yours" could confirm a claim a later accept overwrote (an adversarial review,
-    2026-12-05). An ``Age`` that is not a number is refused too."""
+    2026-12-05). An ``Age`` that is not a number is refused too.
+
+    The header's text is quoted concealed (``secrets``), as a body is: a proxy that copies
+    the request's ``Authorization`` into its own headers had 20 characters of our token in
+    the message (an adversarial review, session 46)."""
     age = response.headers.get("age")
     # Each proxy on the way may add its own: "0, 0" is two that kept nothing.
     if age is not None and not all(part.strip() == "0" for part in age.split(",")):
-        raise TierUnavailable(tier, f"{shown}: answered from a cache (Age: {_clean(age)[:20]}); "
+        raise TierUnavailable(tier, f"{shown}: answered from a cache "
+                                    f"(Age: {_clean(age, secrets, 20)}); "
                                     "a tier's answer must be its own, now")
     # nginx's proxy_cache sends no Age, and ignores a request's no-cache unless told to: its
     # copy, frozen for a day, passed as the monitor's answer, and proved every ping of a job
@@ -883,8 +890,8 @@ def _not_from_a_cache(response: httpx.Response, tier: str, shown: str) -> None:
             # One word per cache on the way ("MISS, HIT": the edge kept it).
             if any(word.upper() in _FROM_A_CACHE for word in _WORDS.split(said)):
                 raise TierUnavailable(tier, f"{shown}: answered from a cache ({name}: "
-                                            f"{_clean(said)[:20]}); a tier's answer must be "
-                                            "its own, now")
+                                            f"{_clean(said, secrets, 20)}); a tier's answer "
+                                            "must be its own, now")
 
 
 def _split_userinfo(base_url: str) -> tuple[str, httpx.BasicAuth | None]:
@@ -901,9 +908,17 @@ def _split_userinfo(base_url: str) -> tuple[str, httpx.BasicAuth | None]:
     return bare, (httpx.BasicAuth(user, password) if user or password else None)
 
 
-def _credentials(base_url: str) -> tuple[str, ...]:
+def credentials(base_url: str) -> tuple[str, ...]:
     """The credentials a base URL's user info puts on the wire, as a server could quote them:
-    the ``Basic`` token, the password (decoded and as written) and ``user:password``."""
+    the ``Basic`` token and the password (decoded and as written); without a password, the
+    user name (decoded and as written), which is then the credential (``https://TOKEN@host``,
+    as some APIs take a token).
+
+    With a password, the user name is not one: :func:`~verifier._text.conceal` takes out any
+    long run of a secret's characters, and ``user:password`` as a secret made every message
+    naming the account lose its name; ``user:***`` says which account was refused. (It was
+    ``user:password`` before session 46, and a bare token in the user name was not concealed.)
+    """
     parts = urllib.parse.urlsplit(base_url.strip())
     if parts.username is None and parts.password is None:
         return ()
@@ -912,7 +927,8 @@ def _credentials(base_url: str) -> tuple[str, ...]:
     if not user and not password:
         return ()
     token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")  # as httpx's
-    return tuple(s for s in {token, password, parts.password or "", f"{user}:{password}"} if s)
+    shown = (password, parts.password or "") if password else (user, parts.username or "")
+    return tuple(s for s in dict.fromkeys((token, *shown)) if s)
 
 
 def check_base_url(base_url: object, variable: str, *, strict: bool = False) -> str:

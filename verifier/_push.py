@@ -67,7 +67,7 @@ from wsproto.connection import ConnectionState
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from ._errors import ConfigurationError, InvalidInputError
-from ._http import check_base_url, environment_proxy, positive_seconds
+from ._http import check_base_url, credentials, environment_proxy, positive_seconds
 from ._ids import MAX_ID_LENGTH, redact_url, validate_job_id
 from ._strict_json import NotStrictJson, strict_loads
 from ._text import conceal
@@ -341,9 +341,9 @@ class JobPushClient:
         authorization = _basic(url.username, url.password)
         self._headers: list[tuple[bytes, bytes]] = (
             [] if authorization is None else [(b"Authorization", authorization.encode())])
-        # What a server quoting our request back must not get into our log.
-        self._secrets = () if authorization is None else (
-            authorization.partition(" ")[2], url.password)
+        # What a server quoting our request back must not get into our log: the REST tiers'
+        # own list (the password as written too, and a user name that is the credential).
+        self._secrets = credentials(base)
         # The path as httpx sends it (percent-encoded): a raw "/mónitor" cannot go in a
         # request line, and every attempt failed with a traceback (the review, 2026-12-05).
         path = url.raw_path.decode("ascii")  # no query: check_base_url refused one
@@ -694,7 +694,8 @@ class JobPushClient:
                 # Our credential out before the cut and the escaping: cut first, a token
                 # straddling the limit left its start, and repr's escapes (a backslash or a
                 # quote in the password) hid it from conceal (an adversarial review, session 45).
-                said = conceal(error, self._secrets)[:_ERROR_EXCERPT]
+                # conceal cuts, after it has looked (a 64 KiB error read only so far).
+                said = conceal(error, self._secrets, _ERROR_EXCERPT)
                 self._dropped(f"the server says: {said!r}", kind="error")
             else:
                 self._dropped("malformed frame dropped (no job)")

@@ -895,6 +895,28 @@ async def test_every_form_of_a_secret_a_driver_may_quote_is_scrubbed(
     await db.aclose()
 
 
+@pytest.mark.asyncio
+async def test_a_password_the_server_quotes_in_its_error_document_is_scrubbed(
+    fake_clients: tuple[list[FakeClient], list[Exception]], jobs: Any
+) -> None:
+    """An OperationFailure ends with the server's error document as a dict's repr, which
+    doubles a backslash and escapes a quote: a password holding them, quoted there, passed
+    the exact-text scrub (an adversarial review, session 46)."""
+    password = "o'clock\\back-slash"
+    uri = "mongodb://enc:o%27clock%5Cback-slash@db.example:27017/spk"
+    _, failures = fake_clients
+    add(jobs)
+    failures.append(pymongo.errors.OperationFailure(
+        "Authentication failed.", 18, {"errmsg": f"no user enc with password {password}"}))
+    db = DatabaseTier(uri=uri, encoder_did=ME)
+    with pytest.raises(TierUnavailable) as raised:
+        await db.claim(JOB)
+    text = str(raised.value)
+    assert "clock" not in text and "back-slash" not in text, text
+    assert "Authentication failed., full error: {'errmsg': \"no user enc with password ***" in text
+    await db.aclose()
+
+
 class Blocking:
     """A collection whose reads wait for the test to let them go (a hung server)."""
 
