@@ -722,7 +722,14 @@ class TierHttp:
         # The proxy the client just read from the environment, for error messages. Only for a
         # client made here: one passed in routes as its owner set it up (its own transport or
         # mounts), which is not ours to guess.
-        self._proxy = proxy_for(self.base_url) if client is None else None
+        found = environment_proxy(self.base_url) if client is None else None
+        self._proxy = None if found is None else redact_url(found[1])
+        if found is not None:
+            # A forward proxy's own page (a 407 refusing its Proxy-Authorization, a 502) is
+            # quoted as what the tier said: its credentials are ours to keep out too (an
+            # adversarial review, session 46: a proxy echoing the header it refused had its
+            # password logged).
+            self.secrets = tuple(dict.fromkeys((*self.secrets, *credentials(found[1]))))
 
     @contextlib.asynccontextmanager
     async def exchange(
