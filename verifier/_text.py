@@ -170,13 +170,20 @@ def _secret_spans(text: str, wanted: tuple[bytes, ...]) -> list[tuple[int, int]]
     """Where in ``text`` a secret, or a run of :data:`SECRET_RUN` bytes of one, appears:
     as written (a password written percent-encoded in its URL is a secret as written), and
     decoded (:func:`_decoded`)."""
-    literal = bytearray()
-    offsets: list[int] = []
-    for index, char in enumerate(text):
-        raw = _canonical(char.encode("utf-8", "surrogatepass"))
-        literal += raw
-        offsets += [index] * len(raw)
-    views = ((bytes(literal), offsets, [o + 1 for o in offsets]), _decoded(text))
+    if text.isascii():  # the common case: one byte a character
+        literal = _canonical(text.encode("ascii"))
+        offsets = list(range(len(text)))
+    else:
+        chunks = bytearray()
+        offsets = []
+        for index, char in enumerate(text):
+            raw = _canonical(char.encode("utf-8", "surrogatepass"))
+            chunks += raw
+            offsets += [index] * len(raw)
+        literal = bytes(chunks)
+    views = [(literal, offsets, [o + 1 for o in offsets])]
+    if any(mark in text for mark in "%\\&"):  # else nothing is encoded: the same view
+        views.append(_decoded(text))
     return [(starts[first], ends[last - 1])
             for view, starts, ends in views for first, last in _matches(view, wanted)]
 
@@ -185,7 +192,7 @@ def _matches(view: bytes, wanted: tuple[bytes, ...]) -> list[tuple[int, int]]:
     """The byte ranges of ``view`` that are a whole short secret or a run of at least
     :data:`SECRET_RUN` bytes of a longer one."""
     found: list[tuple[int, int]] = []
-    runs = set()
+    runs: set[bytes] = set()
     for secret in wanted:
         if len(secret) <= SECRET_RUN:
             start = view.find(secret)

@@ -22,7 +22,8 @@ import pytest
 from verifier import EncoderIdentity, GatewayAidClient, LegacyGatewayClient, VerifierError
 from verifier._http import TierHttp
 
-from .test_reencoded_credentials import DID, JOB, _percent
+from .test_push import JOB
+from .test_reencoded_credentials import DID, _percent
 
 PROXY_USER, PROXY_PASSWORD = "relay", "pr0xy-Pa55word!"
 PROXY_TOKEN = base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()

@@ -136,7 +136,7 @@ def test_a_long_text_is_concealed_before_it_is_cut_whatever_its_size() -> None:
 # ------------------------------------------------------------------ the REST clients
 
 SHAPES: list[tuple[str, Callable[[str], dict[str, object]]]] = [
-    *[(name, lambda auth, encode=encode: {"success": False,  # type: ignore[misc]
+    *[(name, lambda auth, encode=encode: {"success": False,
                                           "error": f"refused {USER}:{encode(PASSWORD)}"})
       for name, encode in ENCODINGS],
     ("prefix", lambda auth: {"success": False, "error": f"bad header {auth[:26]}"}),
