@@ -9,11 +9,12 @@ from typing import Any
 
 from conformance.worlds import BASE
 from sim import Scenario, run_once
-from sim._encoder import _WORK_DONE, Encoder
+from sim._encoder import _WORK_DONE, _WORK_FAILED, Encoder
 
-#: The simulated work's end event, for tests outside ``tests/sim`` that script a driver's
-#: work (they may not open ``sim``'s private modules).
+#: The simulated work's end events (finished, failed on its own), for tests outside
+#: ``tests/sim`` that script a driver's work (they may not open ``sim``'s private modules).
 WORK_DONE = _WORK_DONE
+WORK_FAILED = _WORK_FAILED
 
 
 def an_encoder(**changes: Any) -> Encoder:
