@@ -57,12 +57,15 @@ from verifier.protocol import (
     Outcome,
     OutcomeKind,
     OwnershipProtocol,
+    PhaseChanged,
     ProgressClock,
     ShutdownRequested,
     Sleep,
+    StartWork,
     Step,
     Woke,
     WorkEnded,
+    WorkStarted,
     WriteAnswered,
     WriteOutcome,
     screened,
@@ -82,6 +85,7 @@ __all__ = [
     "FallbackSettleWithoutLag",
     "FinishPastLease",
     "FinishWithoutSendBy",
+    "EncodesTwice",
     "FinishesFailedWork",
     "HeartbeatWithoutDeadline",
     "IdleWaitPastItsCap",
@@ -466,6 +470,32 @@ class FinishesFailedWork(OwnershipProtocol):
     def handle(self, answer: Answer, now: float) -> Step:
         if isinstance(answer, WorkEnded) and not answer.succeeded:
             answer = WorkEnded(True)
+        return super().handle(answer, now)
+
+
+class EncodesTwice(OwnershipProtocol):
+    """A work that finished is run once more before the job is committed (a second pass, say),
+    and a failure of either run gives the job back as failed. Safe, and wasteful: each claim
+    is exposed to the work's failures twice, and each give-back as failed costs an attempt
+    towards the gateway's fifth-attempt rule, so while the faults last the gateway gives up
+    jobs the shipped chain commits. L1's oracle excused every give-back as failed that
+    followed a failure of the owner's work since its claim, a first run that had finished
+    notwithstanding (an adversarial review, session 46): a result the chain had and threw
+    away is its own loss, whatever the run after it did."""
+
+    def __init__(self, job_id: str, *, me: str, policy: Policy, tiers: Any) -> None:
+        super().__init__(job_id, me=me, policy=policy, tiers=tiers)
+        self._passes = 0
+
+    def handle(self, answer: Answer, now: float) -> Step:
+        if isinstance(answer, WorkEnded) and answer.succeeded and self._passes == 0:
+            self._passes = 1
+            return Step(StartWork())
+        if isinstance(answer, WorkStarted) and self._passes == 1:
+            # The second run has begun: the protocol, still waiting in its work, hears the
+            # run's first report (as the work's own first event says).
+            self._passes = 2
+            answer = PhaseChanged("download")
         return super().handle(answer, now)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conformance.canaries import FinishesFailedWork
+from conformance.canaries import EncodesTwice, FinishesFailedWork
 from conformance.families import FAMILIES
 from conformance.worlds import BASE, World, race
 from sim import WORLD, History, Scenario, ScenarioError, check_finished_work, check_l1, run_once
@@ -84,16 +84,18 @@ def test_the_rate_is_a_probability():
 
 
 def _given_up_after(*work: Any) -> History:
-    """e0 claims and gets job j five times; each attempt ends as ``work`` says, then is given
-    back as failed; the gateway gives the job up after the fifth."""
+    """e0 claims and gets job j five times; each attempt ends as ``work`` says (a tuple: the
+    ends of the runs it started one after the other), then is given back as failed; the
+    gateway gives the job up after the fifth."""
     records: list[tuple[Any, ...]] = []
     t = 0.0
-    for n, end in enumerate(work, start=1):
+    for n, ends in enumerate(work, start=1):
         records += [(t, "e0", "j", "claim", "invoke", "gateway"),
-                    (t + 0.1, W, "j", "assign", "ok", ("e0", n)),
-                    (t + 1, "e0", "j", "start", "ok", None)]
-        if end is not None:
-            records.append((t + 5, "e0", "j", "stop", "ok", end))
+                    (t + 0.1, W, "j", "assign", "ok", ("e0", n))]
+        for k, end in enumerate(ends if isinstance(ends, tuple) else (ends,)):
+            records.append((t + 1 + k, "e0", "j", "start", "ok", None))
+            if end is not None:
+                records.append((t + 1.5 + k, "e0", "j", "stop", "ok", end))
         records += [(t + 6, "e0", "j", "release", "invoke", "gateway"),
                     (t + 6, W, "j", "requeue", "ok", "failJob"),
                     (t + 6.1, "e0", "j", "outcome", "ok", ("WORK_FAILED", False))]
@@ -113,6 +115,43 @@ def test_l1_counts_a_give_back_as_failed_of_work_that_had_not_failed(unfailed):
     still running: the chain's choice, so the job is its loss."""
     history = _given_up_after("failed", "failed", unfailed, "failed", "failed")
     assert check_l1(history, jobs=["j"], horizon=100.0, bound=1000.0).jobs == ("j",)
+
+
+def test_l1_excuses_a_give_back_as_failed_after_a_retry_that_failed_too():
+    """A chain may run a failed work again before it gives the job back (ffmpeg retried on
+    the spot): each run failed on its own, so the give-back is still the faults' doing."""
+    history = _given_up_after(("failed", "failed"), *["failed"] * 4)
+    assert check_l1(history, jobs=["j"], horizon=100.0, bound=1000.0).ok
+
+
+@pytest.mark.parametrize("runs", [("done", "failed"), ("failed", "done", "failed"),
+                                  ("failed", "cancelled"), ("failed", None)],
+                         ids=["finished-then-failed", "finished-between-failures",
+                              "retry-cancelled", "retry-running"])
+def test_l1_counts_a_give_back_as_failed_that_a_failure_does_not_answer(runs):
+    """An attempt whose work finished (a result to commit) and then failed in a run the chain
+    chose to start (:class:`conformance.canaries.EncodesTwice`), or whose latest run, started
+    after the failure, was cancelled or still running: the give-back as failed is the chain's
+    choice, not the failure's (before session 46's review any failure since the claim excused
+    it)."""
+    history = _given_up_after("failed", runs, "failed", "failed", "failed")
+    assert check_l1(history, jobs=["j"], horizon=100.0, bound=1000.0).jobs == ("j",)
+
+
+#: A world where the shipped chain commits the job and :class:`EncodesTwice` (a second run of
+#: every work that finished; a failure of either gives the job back as failed) loses it to
+#: the fifth-attempt rule: its fourth and fifth attempts each finished a run, then failed the
+#: second (an adversarial review, session 46: seeds 0, 1, 5, 6 of the first 8).
+ENCODES_TWICE = World(BASE.replace(work_fail_rate=0.5, faults_until=600.0), (), 0)
+
+
+def test_a_chain_that_throws_finished_work_away_loses_the_job_and_l1_says_so():
+    shipped = race(ENCODES_TWICE, "hardened")
+    assert not shipped.violated("S1", "S2", "S3", "lease", "L1", "finished-work", "given-up")
+    twice = race(ENCODES_TWICE, "hardened", protocol=EncodesTwice)
+    assert twice.violated("given-up"), "the frozen world no longer shows the loss"
+    assert not twice.violated("S1", "S2", "S3", "lease", "finished-work")
+    assert twice.violated("L1"), twice.explain("L1")
 
 
 def test_a_failure_before_the_encoder_s_latest_claim_excuses_nothing_after_it():
