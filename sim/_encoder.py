@@ -98,7 +98,7 @@ class _Slot:
     own, while pauses and crashes stay the node's (they stop every slot)."""
 
     __slots__ = ("carried", "hint_at", "hint_wake", "hints", "push_job", "shutdown_told",
-                 "work", "work_fault_end", "work_job")
+                 "work", "work_fault_end", "work_job", "work_tail")
 
     def __init__(self) -> None:
         self.shutdown_told = False
@@ -106,6 +106,7 @@ class _Slot:
         self.carried: Answer | None = None
         self.work_job: str | None = None
         self.work_fault_end = -math.inf
+        self.work_tail: list[tuple[float, Answer]] = []
         self.hints: list[Hinted] = []
         self.hint_at = 0.0
         self.push_job: str | None = None
@@ -191,6 +192,10 @@ class Encoder:
         #: When the running work's stall or stuck input ends (its faults; -inf: none): a pause
         #: moves it as it moves the work, and the world's ``last_fault`` follows.
         self.work_fault_end = -math.inf
+        #: What the running work would have done after its planned failure (``_maybe_fail``),
+        #: moved by pauses as the work is: it runs on if a pause moves the failure to the
+        #: instant the faults stop or later.
+        self.work_tail: list[tuple[float, Answer]] = []
         #: When the last pause ended: the next never starts within C of it. The model bounds
         #: the *total* freeze within any window of P + C by P (docs/safety-model.md, "The
         #: timing model"): two pauses of P a few milliseconds apart are one stall of 2P to the
@@ -385,6 +390,15 @@ class Encoder:
                 # the pause began happened before it (moved, the work's end was recorded
                 # inside the pause: the same review).
                 slot.work = [(t + length if t > now else t, ev) for t, ev in slot.work]
+                if slot.work_tail:
+                    slot.work_tail = [(t + length, ev) for t, ev in slot.work_tail]
+                    if slot.work[-1][1] is _WORK_FAILED and (
+                            slot.work[-1][0] >= self.world.horizon):
+                        # The failure, planned before the faults stop, now falls after:
+                        # a fault after the faults stopped. It does not happen (as
+                        # ``_maybe_fail`` draws none there); the work runs on to its end.
+                        slot.work[-1:] = slot.work_tail
+                        slot.work_tail = []
             if slot.work_fault_end > now:
                 slot.work_fault_end += length
             fault_end = max(fault_end, slot.work_fault_end)
@@ -858,6 +872,7 @@ class Encoder:
             slot = self
         self.history.add(t, self.name, job_id, "start", "ok")
         slot.work_fault_end = -math.inf
+        slot.work_tail = []
         sigma = sc.phase_sigma
         events: list[tuple[float, Answer]] = []
         stuck = self._stuck_input(job_id, rng) if sc.stuck_rate else None
@@ -873,15 +888,19 @@ class Encoder:
                                stuck if phase == "download" else None, slot=slot)
         events.append((t, _WORK_DONE))
         if sc.work_fail_rate:
-            self._maybe_fail(events, job_id)
+            self._maybe_fail(events, job_id, slot)
         slot.work, slot.work_job, slot.carried = events, job_id, None
         return _WORK_STARTED
 
-    def _maybe_fail(self, events: list[tuple[float, Answer]], job_id: str) -> None:
+    def _maybe_fail(self, events: list[tuple[float, Answer]], job_id: str,
+                    slot: Encoder | _Slot) -> None:
         """The attempt's work fails on its own (``work_fail_rate``) at a point drawn uniformly
         within it: its events from there on are replaced by :data:`_WORK_FAILED`. A fault, so
-        none at or after the faults stop. Drawn from ``("fail", job, attempt)``, the same in
-        every chain, and apart from the work's lengths (which stay what they were)."""
+        none at or after the faults stop: the events it replaced are kept (``work_tail``), and
+        a pause that moves the failure there puts them back (``_pause``; until an adversarial
+        review of session 46, pauses moved failures up to tens of seconds past the faults'
+        end). Drawn from ``("fail", job, attempt)``, the same in every chain, and apart from
+        the work's lengths (which stay what they were)."""
         rng = self.streams.keyed("fail", job_id, self.streams.count("work", job_id))
         if rng.random() >= self.sc.work_fail_rate:
             return
@@ -892,6 +911,7 @@ class Encoder:
         keep = 0
         while keep < len(events) and events[keep][0] < at:
             keep += 1
+        slot.work_tail = events[keep:]
         del events[keep:]
         events.append((at, _WORK_FAILED))
 

@@ -51,6 +51,26 @@ def test_work_fails_only_while_the_faults_last_and_each_failure_is_given_back_as
     assert requeues.count("failJob") == len(failed)
 
 
+#: Failures planned near the faults' end (120 s), on nodes that pause often and for P
+#: at a time: each pause moves the work's events, the planned failure included.
+PAUSED = BASE.replace(work_fail_rate=1.0, pauses_per_hour=600.0, pause_max=2.0,
+                      edge_rate=1.0, faults_until=120.0, encode_mean_s=200.0, jobs=2,
+                      encoders=2)
+
+
+@pytest.mark.parametrize("seed", [7, 14, 23])
+def test_a_pause_never_moves_a_failure_past_the_faults_end(seed):
+    """A failure is drawn only before the faults stop, but a pause moves the rest of the work,
+    the failure with it: before session 46's review it then came up to 20 s after them (on
+    these seeds), a fault after the faults stopped. Moved there, it does not happen: the
+    work runs on to its end, as drawn."""
+    history = race(World(PAUSED, (), seed), "hardened").result.history
+    ends = [(t, value) for t, _, _, op, phase, value in history if op == "stop" and phase == "ok"]
+    assert all(t < 120.0 for t, value in ends if value == "failed")
+    # The work spared by it still ran to its end after the faults stopped.
+    assert any(value == "done" and t >= 120.0 for t, value in ends)
+
+
 def test_without_faults_no_work_fails():
     history = run_once(FAILING.replace(faults_until=0.0), "hardened", 3).history
     assert not any(op == "stop" and value == "failed" for *_, op, _, value in history)
