@@ -753,9 +753,10 @@ def _l1(part: _Partition, jobs: Iterable[str], horizon: float | None,
 def _lost_by_the_chain(part: _Partition, recs: list[tuple[int, Record]]) -> bool:
     """Whether an attempt the gateway counted against the job was lost by the chain's own
     choice: a give-back as failed (:data:`FAILED_GIVE_BACKS`) by an owner whose latest work on
-    the job had not failed on its own, or had finished a work since its claim (a work that
-    fails is a fault: ``work_fail_rate``, and giving the job back as failed is what it calls
-    for; one that finished is a result to commit), or an assignment its owner
+    the job had not failed on its own, or one of whose runs since its claim did not fail
+    (a work that fails is a fault: ``work_fail_rate``, and giving the job back as failed is
+    what it calls for; one that finished is a result to commit, one cancelled and started
+    again an exposure of the chain's choosing), or an assignment its owner
     walked away from: the run whose claim made the assignment ended (its ``outcome``, the
     owner's first after that claim, with no crash of the owner between the claim and it)
     without a give-back or a finish sent after the assignment, and the gateway then took the
@@ -777,14 +778,15 @@ def _lost_by_the_chain(part: _Partition, recs: list[tuple[int, Record]]) -> bool
     claimed: dict[str, int] = {}
     ended_at: dict[str, int] = {}
     #: The encoders whose latest work on the job failed on its own (``work_fail_rate``,
-    #: session 46), with no work of theirs finished since their latest claim: their give-back
-    #: as failed is the fault's doing. A work that finished is a result the chain had: a
-    #: give-back as failed after it (a second run that failed, say) threw that result away,
-    #: the chain's own loss; and a run started after the failure answers it, its own end
-    #: decides (an adversarial review, session 46: a chain that ran the work twice and gave
-    #: the job back as failed when the second run failed lost jobs and passed).
+    #: session 46), every run of theirs since their latest claim having failed: their
+    #: give-back as failed is the fault's doing. A work that finished is a result the chain
+    #: had: a give-back as failed after it (a second run that failed, say) threw that result
+    #: away, the chain's own loss; a work the chain cancelled and started again exposed the
+    #: job to one more failure by its own choice; and a run started after the failure answers
+    #: it, its own end decides (an adversarial review, session 46: a chain that ran the work
+    #: twice and gave the job back as failed when the second run failed lost jobs and passed).
     work_failed: set[str] = set()
-    finished: set[str] = set()
+    spent: set[str] = set()
     for pos, (_, process, _, op, phase, value) in recs:
         if process == WORLD:
             if op == "assign":
@@ -806,14 +808,14 @@ def _lost_by_the_chain(part: _Partition, recs: list[tuple[int, Record]]) -> bool
             claimed[process] = pos
             ended_at.pop(process, None)
             work_failed.discard(process)
-            finished.discard(process)
+            spent.discard(process)
         elif op == "start" and phase == "ok":
             work_failed.discard(process)
-        elif op == "stop" and phase == "ok" and value == "failed":
-            if process not in finished:
+        elif op == "stop" and phase == "ok":
+            if value != "failed":
+                spent.add(process)  # finished, or cancelled by the chain
+            elif process not in spent:
                 work_failed.add(process)
-        elif op == "stop" and phase == "ok" and value == "done":
-            finished.add(process)
         elif op == "outcome":
             ended_at.setdefault(process, pos)
             if process == owner and not decided:

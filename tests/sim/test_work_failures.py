@@ -145,12 +145,14 @@ def test_l1_excuses_a_give_back_as_failed_after_a_retry_that_failed_too():
 
 
 @pytest.mark.parametrize("runs", [("done", "failed"), ("failed", "done", "failed"),
-                                  ("failed", "cancelled"), ("failed", None)],
+                                  ("cancelled", "failed"), ("failed", "cancelled"),
+                                  ("failed", None)],
                          ids=["finished-then-failed", "finished-between-failures",
-                              "retry-cancelled", "retry-running"])
+                              "restarted-then-failed", "retry-cancelled", "retry-running"])
 def test_l1_counts_a_give_back_as_failed_that_a_failure_does_not_answer(runs):
     """An attempt whose work finished (a result to commit) and then failed in a run the chain
-    chose to start (:class:`conformance.canaries.EncodesTwice`), or whose latest run, started
+    chose to start (:class:`conformance.canaries.EncodesTwice`), or was cancelled and started
+    again, one more exposure to a failure of the chain's choosing, or whose latest run, started
     after the failure, was cancelled or still running: the give-back as failed is the chain's
     choice, not the failure's (before session 46's review any failure since the claim excused
     it)."""
