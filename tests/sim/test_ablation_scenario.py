@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim import load_scenario, run_once
+from sim import WORLD, check_l1, load_scenario, run_once
 from verifier import HARDENING_STEPS
 
 #: The property each step's absence must break on the ablation scenario.
@@ -48,10 +48,23 @@ def test_the_ablation_scenario_is_inside_the_timing_model() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", HARDENED_SEEDS)
 def test_the_hardened_chain_holds_on_the_ablation_scenario(seed: int) -> None:
-    result = run_once(load_scenario("ablation"), "hardened", seed)
-    bad = {name: check.examples[:2] for name, check in result.checks.items() if not check.ok}
+    """S1, S2, S3 and the lease on every run; and every job committed but those the faults
+    used up. This scenario's faults never stop (lost pings end leases, operators shut nodes
+    down, each a give-back that costs an attempt), so the gateway's fifth-attempt rule may give
+    a job up, which no chain can prevent: L1 is judged with the run's end as the faults' end,
+    which excuses such a job and nothing else (not one the chain gave back as failed or walked
+    away from). Until session 46 this asserted every job committed; the loop's back-off after
+    lost claim races then moved seed 1's job-000014 onto community nodes whose five leases
+    ran out (docs/ablation.md)."""
+    scenario = load_scenario("ablation")
+    result = run_once(scenario, "hardened", seed)
+    bad = {name: check.examples[:2] for name, check in result.checks.items()
+           if name != "L1" and not check.ok}
     assert not bad, bad
-    assert result.metrics.committed == result.metrics.jobs
+    l1 = check_l1(result.history, jobs=result.jobs, horizon=scenario.max_time)
+    assert l1.ok, l1.examples
+    given_up = {r[2] for r in result.history if r[1] == WORLD and r[3] == "failed"}
+    assert result.metrics.committed + len(given_up) == result.metrics.jobs
 
 
 @pytest.mark.slow
