@@ -347,8 +347,7 @@ class _MetricsServer(WSGIServer):
         victim = next((c for c in self._slots if c.reading), None)
         if victim is None or self._threads >= 2 * self._max_connections:
             return False
-        self._slots.remove(victim)
-        victim.reading = False
+        self._slots.remove(victim)  # its flag is read no more: only slots are shed
         _LOGGER.debug("METRICS: a connection still sending its request was closed to serve "
                       "a new one")
         # Its thread, blocked reading, sees the end of the stream and ends; the socket is
