@@ -312,6 +312,10 @@ os.killpg = killpg
     member_pid = family.pid("member")
     os.kill(keeper.pid, _keeper.STOP)
     _wait(lambda: bool(family.terms("member")), "a SIGTERM to the member that left")
+    # ... and the command's, from the group's SIGTERM: delivered by then, but its handler (a
+    # Python one, run between bytecodes) may not have noted it yet, and the KILL below ends
+    # the command at once (CI, session 46, on a loaded machine: (0, 1)).
+    _wait(lambda: bool(family.terms("cmd")), "the group's SIGTERM to the command")
     assert _group(member_pid) == member_pid, "the member did not leave the group"
     assert running(member_pid), "killed, not asked to stop"
     os.kill(keeper.pid, _keeper.KILL)
