@@ -51,8 +51,9 @@ def conceal(text: str, secrets: Iterable[str], limit: int | None = None) -> str:
 
     * the secret however it is escaped, character by character and in any mix:
       percent-encoding (``p%40ss``, either case of hex, ``+`` for a space), JSON and
-      Python escapes (``\\u0040``, ``\\/``, ``\\x40``, a backslash before a quote or a
-      backslash), HTML character references (``&#64;``, ``&#x40;``, ``&commat;``, ``&amp;``);
+      Python escapes (``\\u0040``, a ``\\ud83d\\ude00`` pair for a character past U+FFFF,
+      ``\\/``, ``\\x40``, a backslash before a quote or a backslash), HTML character
+      references (``&#64;``, ``&#x40;``, ``&commat;``, ``&amp;``);
     * any run of :data:`SECRET_RUN` or more of its characters, in the same encodings: a
       server that cut its message at a length limit left a long prefix, one that split it
       across lines or fields left two halves, and a long piece of a password or a token is
@@ -72,6 +73,7 @@ def conceal(text: str, secrets: Iterable[str], limit: int | None = None) -> str:
     if limit is not None and len(text) > _READ_AHEAD + limit:
         # Read so far and a margin more, which holds the whole of any secret that starts
         # before the end of what is kept: one cut short by the reading is in the margin only.
+        # (``wanted`` is bytes: the margin is per byte, as _ENCODED_WIDTH.)
         kept = _READ_AHEAD + limit
         margin = _ENCODED_WIDTH * (max(len(s) for s in wanted) + 1)
         spans = _secret_spans(text[:kept + margin], wanted)
@@ -84,9 +86,13 @@ def conceal(text: str, secrets: Iterable[str], limit: int | None = None) -> str:
 #: token, and concealing every short piece of a password ("pass", "word") would blank
 #: ordinary words out of every message. A secret this long or shorter is matched whole.
 SECRET_RUN: Final = 8
-#: The most characters one character of a secret takes in any encoding recognised here
-#: (``\\U0001f600`` is 10): how far past what is shown a secret may reach.
-_ENCODED_WIDTH: Final = 10
+#: The most characters one byte of a secret (UTF-8) takes in any encoding recognised here:
+#: how far past what is shown a secret may reach. The longest unit :data:`_UNIT` reads, a
+#: character reference with a 31-letter name, which decodes to at least one byte. It was 10
+#: (``\\U0001f600``), but ``&DiacriticalGrave;`` is one byte (a backtick) in 18: a short
+#: secret of backticks straddling the read-ahead had its first characters shown (an
+#: adversarial review, session 46).
+_ENCODED_WIDTH: Final = 33
 #: How much of a long text is read before ``limit``: enough that what is concealed (which
 #: shortens the text) still leaves ``limit`` characters to show.
 _READ_AHEAD: Final = 4096
@@ -95,6 +101,7 @@ _READ_AHEAD: Final = 4096
 #: Python escapes, HTML character references, or the character itself.
 _UNIT: Final = re.compile(
     r"%(?P<pct>[0-9A-Fa-f]{2})"
+    r"|\\u(?P<high>[dD][89abAB][0-9A-Fa-f]{2})\\u(?P<low>[dD][c-fC-F][0-9A-Fa-f]{2})"
     r"|\\u(?P<u4>[0-9A-Fa-f]{4})"
     r"|\\U(?P<u8>[0-9A-Fa-f]{8})"
     r"|\\x(?P<x2>[0-9A-Fa-f]{2})"
@@ -150,6 +157,12 @@ def _unit_bytes(unit: re.Match[str]) -> bytes | None:
     value = unit.group(kind)
     if kind == "pct":
         return bytes([int(value, 16)])
+    if kind == "low":
+        # JSON's escape of a character past U+FFFF: its UTF-16 pair (``json.dumps`` writes
+        # U+1F600 as ``\ud83d\ude00``), one character. Decoded half by half, each half was a
+        # lone surrogate and no secret holding the character matched (session 46).
+        high = int(unit.group("high"), 16) - 0xD800
+        return chr(0x10000 + (high << 10) + int(value, 16) - 0xDC00).encode("utf-8")
     if kind == "char":
         char = value
     elif kind == "esc":

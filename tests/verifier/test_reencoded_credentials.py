@@ -30,7 +30,7 @@ from verifier import (
     LegacyGatewayClient,
     VerifierError,
 )
-from verifier._text import SECRET_RUN, conceal
+from verifier._text import _READ_AHEAD, SECRET_RUN, conceal
 
 from .test_push import JOB, FakeMonitor, LogQueue
 from .test_push import server as _server_fixture
@@ -131,6 +131,29 @@ def test_a_long_text_is_concealed_before_it_is_cut_whatever_its_size() -> None:
         _no_credential(shown)
     assert conceal("x" * 500, (TOKEN,), 200) == "x" * 200 + "..."
     assert conceal("short", (TOKEN,), 200) == "short"
+
+
+@pytest.mark.parametrize("secret", ["p\U0001f600ss", "key" + "-\U0001f511" * 4])
+def test_a_character_past_u_ffff_json_escaped_is_read_as_its_surrogate_pair(secret: str) -> None:
+    # json.dumps (ensure_ascii, its default) writes such a character as two \\u escapes, a
+    # UTF-16 pair; read one by one, each was a lone surrogate and the secret passed whole
+    # (no run of 8 between its emoji either).
+    said = json.dumps({"error": "refused", "password": secret})
+    assert conceal(said, (secret,)) == '{"error": "refused", "password": "***"}'
+    upper_hex = said.replace("\\ud8", "\\uD8").replace("\\ude", "\\uDE")
+    assert conceal(upper_hex, (secret,)) == '{"error": "refused", "password": "***"}'
+
+
+def test_a_short_secret_straddling_the_read_ahead_is_not_shown_in_part() -> None:
+    # Its characters in the longest references there are (a backtick is 18 characters), after
+    # a long stretch that conceals to nothing, so that what is read ends inside the secret and
+    # what is shown reaches it: the margin read past the end must hold the whole secret.
+    secret, grave = "`" * SECRET_RUN, "&DiacriticalGrave;"
+    limit = 50
+    for before_the_end in range(1, SECRET_RUN):
+        stretch = "`" * (_READ_AHEAD + limit - 10 - before_the_end * len(grave))
+        said = stretch + "x" * 10 + grave * SECRET_RUN + "y" * 10_000
+        assert conceal(said, (secret,), limit) == "***" + "x" * 10 + "***...", before_the_end
 
 
 # ------------------------------------------------------------------ the REST clients
