@@ -292,14 +292,6 @@ class PollSchedule:
         #: ``Retry-After`` (the next job's first read would ask it again at once), or the
         #: back-off after tier trouble, once drawn. Kept until it has passed.
         self._hold_until = -math.inf
-        #: The instant before which no empty poll's wait may end: the latest ``Retry-After`` a
-        #: source gave. An instant, not a duration: kept as a duration, one told long ago was
-        #: waited in full at the next empty poll, however late that came (294 s late in an
-        #: adversarial review, session 21). The latest of every server's, not of the servers
-        #: of the sources just asked: after an empty round a source whose server gave no hint
-        #: waits it too (slower than its own server asked, never faster; L1 counts one hint,
-        #: ``hand_out.retry_after``). Left so in session 46, when the hold became per server.
-        self._retry_until = -math.inf
         #: Server -> the instant before which none of its sources is asked again: one of them
         #: answered 429 with ``Retry-After``. Per server, not for the whole loop, because
         #: another server's source may offer a job meanwhile (then no idle wait comes) and a
@@ -312,8 +304,10 @@ class PollSchedule:
         #: drivers, session 28: a job skipped once by a lagging pre-claim read waited 97 s,
         #: not the cool-down's 60).
         self._cooled_at = math.inf
-        #: The sources still to ask in this round (None: no round under way).
+        #: The sources still to ask in this round (None: no round under way), and whether
+        #: the round has asked any yet.
         self._round: list[str] | None = None
+        self._asked = False
         #: One step per source, made once (values: the simulator asks at every poll).
         self._polls = {source: PollSource(source) for source in policy.sources}
 
@@ -352,17 +346,33 @@ class PollSchedule:
                     return IdleUntil(self._hold_until)
             self._round = list(self.policy.sources)
             self._cooled_at = math.inf
+            self._asked = False
         while self._round:
             source = self._round.pop(0)
             if self._not_before.get(self._server[source], -math.inf) > now:
                 continue  # its server said when to come back
+            self._asked = True
             return self._polls[source]
         self._round = None
+        # The first instant a source may be asked again: its server's Retry-After (429) has
+        # run out. Not the latest of every server's: that held a server that had said nothing
+        # for another's Retry-After (Gateway Aid's 600 s kept the gateway's polls, empty after
+        # 10 s, waiting 600 s where its policy states 60 at most: an adversarial review,
+        # session 46); a held server's sources are skipped in each round until then, above.
+        free_at = min(self._not_before.get(self._server[s], -math.inf)
+                      for s in self.policy.sources)
+        if not self._asked:
+            # Every source's server holds it: nothing was asked, so nothing came back empty.
+            # Counted as an empty poll, with its idle wait drawn on top, such a round (a
+            # back-off or a free slot ending while the gateway's Retry-After still ran) had
+            # the next poll up to ``idle_max_s`` after that Retry-After, and past the idle gap
+            # counted from the job's end (an adversarial review, session 46).
+            return IdleUntil(free_at)
         self._empty_polls += 1
         delay = min(self.policy.idle_delay(self._empty_polls, self._rng.random()),
                     max(0.0, self._cooled_at - now))
         # A server that said when to come back (429 Retry-After) is not asked sooner.
-        delay = max(delay, self._retry_until - now)
+        delay = max(delay, free_at - now)
         return IdleUntil(now + delay)
 
     def offered(self, source: str, jobs: Sequence[_O], now: float, *,
@@ -392,12 +402,12 @@ class PollSchedule:
     def poll_failed(self, source: str, now: float, *, retry_after: float | None = None) -> None:
         """``source`` did not answer (fail closed: no offer is no claim); with 429's
         ``Retry-After`` (seconds), neither it nor any other source on its server is asked
-        again sooner, nor is any empty poll's wait shorter."""
+        again sooner, and an empty round's wait ends no sooner than the first of the
+        policy's sources may be asked."""
         hint = min(retry_after or 0.0, MAX_RETRY_AFTER_S)
         if hint > 0:
             server = self._server.get(source, source)
             self._not_before[server] = max(self._not_before.get(server, -math.inf), now + hint)
-            self._retry_until = max(self._retry_until, now + hint)
 
     def screen(self, jobs: Sequence[Offer], now: float) -> Iterator[str]:
         """The offered ids worth a batch status request, in the order offered: each once, not

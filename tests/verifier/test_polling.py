@@ -116,15 +116,16 @@ def test_tier_trouble_backs_off_before_the_next_poll_and_a_clean_outcome_resets_
     assert schedule.next(201.0) == PollSource("myjob")  # no back-off owed
 
 
-def test_retry_after_keeps_the_source_unasked_and_every_wait_at_least_that_long():
+def test_retry_after_keeps_the_source_unasked_and_another_servers_polled_at_its_pace():
     """(Gateway Aid and the gateway: two servers; one server's sources are held together,
-    tests/verifier/test_retry_after_per_server.py.)"""
+    and one server's Retry-After does not hold another's: tests/verifier/
+    test_retry_after_per_server.py.)"""
     schedule = PollSchedule(dataclasses.replace(POLICY, sources=("aid", "getjob")), Draws(0.0))
     assert schedule.next(0.0) == PollSource("aid")
     schedule.poll_failed("aid", 0.0, retry_after=100.0)
     assert schedule.next(0.0) == PollSource("getjob")
     assert schedule.offered("getjob", [], 0.0) is None
-    assert schedule.next(0.0) == IdleUntil(100.0)  # not the drawn 5 s
+    assert schedule.next(0.0) == IdleUntil(5.0)  # the drawn 5 s: the gateway said nothing
     assert schedule.next(50.0) == PollSource("getjob")  # aid still told to wait
     assert schedule.offered("getjob", [], 50.0) is None
     schedule.next(50.0)
@@ -254,14 +255,18 @@ def test_a_guarded_jobs_retry_after_is_capped_and_the_longest_one_holds():
     assert schedule.next(3.0) == IdleUntil(101.0)
 
 
-def test_the_longest_retry_after_of_the_sources_holds_every_empty_polls_wait():
+def test_an_empty_rounds_wait_lasts_until_the_first_held_source_may_be_asked():
     schedule = PollSchedule(LoopPolicy(sources=("aid", "getjob"), idle_s=1, idle_max_s=1,
                                        jitter=0), Draws())
     schedule.next(0.0)
     schedule.poll_failed("aid", 0.0, retry_after=100.0)
     schedule.next(0.0)
     schedule.poll_failed("getjob", 0.0, retry_after=10.0)
-    assert schedule.next(0.0) == IdleUntil(100.0)
+    assert schedule.next(0.0) == IdleUntil(10.0)
+    assert schedule.next(10.0) == PollSource("getjob")  # aid's 100 s still runs
+    schedule.poll_failed("getjob", 10.0, retry_after=95.0)
+    assert schedule.next(10.0) == IdleUntil(100.0)
+    assert schedule.next(100.0) == PollSource("aid")
 
 
 def test_a_one_second_retry_after_is_honoured():
@@ -331,8 +336,11 @@ def test_retry_after_counts_from_when_it_was_told():
     schedule.poll_failed("aid", 1000.0, retry_after=30.0)
     assert schedule.next(1000.0) == PollSource("getjob")
     schedule.offered("getjob", [], 1000.0)
-    assert schedule.next(1000.0) == IdleUntil(1030.0)
+    assert schedule.next(1000.0) == IdleUntil(1001.0)
     assert schedule.next(1029.0) == PollSource("getjob")  # aid still told to wait
+    schedule.offered("getjob", [], 1029.0)
+    schedule.next(1029.0)
+    assert schedule.next(1030.0) == PollSource("aid")
 
 
 def test_a_cool_down_that_has_just_ended_no_longer_keeps_a_job_from_screening():

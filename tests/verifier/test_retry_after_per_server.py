@@ -92,6 +92,52 @@ def test_a_driver_may_say_which_server_each_source_asks():
     assert schedule.next(0.0) == PollSource("getjob")
 
 
+def test_another_servers_retry_after_does_not_hold_the_gateways_polls():
+    """Gateway Aid says 429 with the longest Retry-After honoured (600 s); the gateway, which
+    said nothing, offers nothing: it is asked again after its own idle wait, not after aid's.
+    Before the fix every empty round waited the latest Retry-After of any server: the gateway
+    was left unasked for 600 s, ten times the longest wait its policy states."""
+    schedule = PollSchedule(policy("aid", "getjob"), Draws())
+    assert schedule.next(0.0) == PollSource("aid")
+    schedule.poll_failed("aid", 0.0, retry_after=600.0)
+    assert schedule.next(0.0) == PollSource("getjob")
+    assert schedule.offered("getjob", [], 0.0) is None
+    assert schedule.next(0.0) == IdleUntil(10.0)
+    for now in (10.0, 30.0, 70.0, 130.0):  # the idle back-off: 10, 20, 40, then 60 s at most
+        assert schedule.next(now) == PollSource("getjob")
+        assert schedule.offered("getjob", [], now) is None
+        step = schedule.next(now)
+        assert isinstance(step, IdleUntil) and step.until <= now + 60.0, step
+    assert schedule.next(600.0) == PollSource("aid")
+
+
+def test_a_round_its_servers_all_hold_waits_only_until_the_first_may_be_asked():
+    """Two slots. The gateway says 429 (Retry-After 15 s) at 30 s, after two empty polls; the
+    other slot's job fails at 31 s, and its back-off ends at 41 s, inside the hold: the round
+    then can ask no source. Counted as an empty poll, with its idle wait drawn on top, it
+    had the gateway asked at 101 s, 56 s after its Retry-After ran out and 70 s after the
+    job's end (the idle gap is 60 s at most from there); it is asked at 45 s."""
+    schedule = PollSchedule(LoopPolicy(sources=("myjob", "getjob"), concurrency=2, idle_s=10,
+                                       idle_max_s=60, jitter=0, cooldown_s=60), Draws())
+    assert schedule.next(0.0) == PollSource("myjob")
+    job = schedule.offered("myjob", jobs("a"), 0.0)
+    assert job is not None
+    schedule.started(job.id)
+    for now, until in ((0.0, 10.0), (10.0, 30.0)):
+        assert schedule.next(now) == PollSource("myjob")
+        assert schedule.offered("myjob", [], now) is None
+        assert schedule.next(now) == PollSource("getjob")
+        assert schedule.offered("getjob", [], now) is None
+        assert schedule.next(now) == IdleUntil(until)
+    assert schedule.next(30.0) == PollSource("myjob")
+    schedule.poll_failed("myjob", 30.0, retry_after=15.0)
+    assert schedule.next(30.0) == IdleUntil(70.0)  # getJob held too; the third empty poll
+    schedule.ended("a", 31.0, processed=False, code="WORK_FAILED")
+    assert schedule.next(31.0) == IdleUntil(41.0)  # the back-off, from the job's end
+    assert schedule.next(41.0) == IdleUntil(45.0)  # nothing asked: no empty poll counted
+    assert schedule.next(45.0) == PollSource("myjob")
+
+
 @virtual_time
 async def test_the_loop_does_not_ask_getjob_while_the_gateway_holds_myjob():
     jobs_ = InMemoryJobs()
