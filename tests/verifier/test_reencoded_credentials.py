@@ -28,6 +28,7 @@ from verifier import (
     GatewayMonitorService,
     JobPushClient,
     LegacyGatewayClient,
+    TierUnavailable,
     VerifierError,
 )
 from verifier._text import _READ_AHEAD, SECRET_RUN, conceal
@@ -238,6 +239,19 @@ async def test_with_a_password_the_user_name_still_names_the_account() -> None:
                                          "error": f"refused {USER}:{PASSWORD} ({USER})"})
     aid = GatewayAidClient(f"https://{USER}:{WRITTEN}@aid.test", DID, client=client)
     with pytest.raises(VerifierError, match=rf"refused {USER}:\*\*\* \({USER}\)"):
+        await aid.get_job(JOB)
+    await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_code_that_holds_a_short_secret_still_means_what_it_says() -> None:
+    # The code is concealed for the message, not for the decision: a password "INACTIVE"
+    # made aid's ENCODER_INACTIVE "ENCODER_***", no configuration code, and the configuration
+    # problem a refusal of the job.
+    client = _echoing(403, lambda auth: {"success": False, "code": "ENCODER_INACTIVE",
+                                         "error": "encoder is inactive"})
+    aid = GatewayAidClient("https://encoder:INACTIVE@aid.test", DID, client=client)
+    with pytest.raises(TierUnavailable, match=r"ENCODER_\*\*\*: .*a configuration problem"):
         await aid.get_job(JOB)
     await client.aclose()
 
