@@ -282,6 +282,10 @@ class Site:
         return time.monotonic() - self.t0  # the loop's clock: asyncio uses time.monotonic
 
 
+class SimulatedWorkFailure(RuntimeError):
+    """A live encoder's work that failed on its own (``work_fail_rate``)."""
+
+
 class LiveEncoder:
     """One encoder node: its key, its real clients, its guard, its work."""
 
@@ -294,6 +298,9 @@ class LiveEncoder:
         self.site = site
         self.sc = sc
         self.rng = site.streams.stream(f"encoder.{index}")
+        #: Whether and where each work fails on its own (``work_fail_rate``): a stream of its
+        #: own, so that runs without failures draw exactly what they drew before.
+        self.failures = site.streams.stream(f"encoder.{index}.failures")
         self.outcomes = site.outcomes
         monitor_url, gateway_url, aid_url = site.urls
         timeout = options.client_timeout
@@ -412,18 +419,38 @@ class LiveEncoder:
         finally:
             live.world.idle.pop(self.name, None)
 
+    def _planned_failure(self) -> tuple[int, float] | None:
+        """Whether this work fails on its own (``work_fail_rate``), and where: a phase and a
+        share of it, drawn before the work begins (as the simulator draws a failure point)."""
+        rate = self.sc.work_fail_rate
+        if not rate or self.failures.random() >= rate:
+            return None
+        return self.failures.randrange(len(_PHASES)), self.failures.random()
+
     async def _work(self, job: ClaimedJob, offered: GatewayMonitorJob) -> Mapping[str, Any]:
-        """The encoder's work, recorded from the inside: the interval S2 is about."""
+        """The encoder's work, recorded from the inside: the interval S2 is about. With
+        ``work_fail_rate`` it may fail on its own while the faults last: it raises, as a
+        command that exits non-zero does, and the guard reports ``WorkEnded(False)``."""
         sc, rng, site = self.sc, self.rng, self.site
         history = site.history
         history.add(site.now(), self.name, job.job_id, "start", "ok")
+        failure = self._planned_failure()
+        horizon = sc.faults_until if sc.faults_until is not None else sc.max_time
         try:
             sigma = sc.phase_sigma
-            for phase, mean in zip(_PHASES, (sc.download_mean_s, sc.encode_mean_s,
-                                             sc.upload_mean_s), strict=True):
+            for index, (phase, mean) in enumerate(zip(
+                    _PHASES, (sc.download_mean_s, sc.encode_mean_s, sc.upload_mean_s),
+                    strict=True)):
                 job.set_phase(phase)
                 mu = math.log(max(mean, 1e-9)) - sigma * sigma / 2
-                await asyncio.sleep(rng.lognormvariate(mu, sigma))
+                length = rng.lognormvariate(mu, sigma)
+                if failure is not None and failure[0] == index:
+                    await asyncio.sleep(failure[1] * length)
+                    if site.now() < horizon:  # a fault: none once the faults have stopped
+                        history.add(site.now(), self.name, job.job_id, "stop", "ok", "failed")
+                        raise SimulatedWorkFailure(f"the {phase} failed (simulated)")
+                    length -= failure[1] * length
+                await asyncio.sleep(length)
                 job.set_progress(pct=100.0 if phase == "upload" else 50.0, download_pct=100.0)
         except asyncio.CancelledError:
             # The guard decided to stop it (loss detection ends here); stopping takes a while
