@@ -33,6 +33,7 @@ from verifier import (
 )
 from verifier._text import _READ_AHEAD, SECRET_RUN, conceal
 
+from .test_echoed_credentials import _echoing, _shown
 from .test_push import JOB, FakeMonitor, LogQueue
 from .test_push import server as _server_fixture
 from .test_push_review import no_proxy_in_the_environment  # noqa: F401  (autouse fixture)
@@ -171,18 +172,6 @@ SHAPES: list[tuple[str, Callable[[str], dict[str, object]]]] = [
                                                         "password": PASSWORD}).replace(
                                        "/", "\\/").replace("+", "\\u002b")}),
 ]
-
-
-def _echoing(status: int, shape: Callable[[str], dict[str, object]]) -> httpx.AsyncClient:
-    def handler(request: httpx.Request) -> httpx.Response:
-        said = request.headers.get("authorization", "")
-        return httpx.Response(status, content=json.dumps(shape(said)).encode(),
-                              headers={"content-type": "application/json"})
-    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
-
-
-def _shown(exc: BaseException) -> str:
-    return f"{exc} {exc!r}"
 
 
 @pytest.mark.asyncio
