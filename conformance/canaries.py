@@ -721,8 +721,11 @@ class RetryAfterUncapped(PollSchedule):
     def poll_failed(self, source: str, now: float, *, retry_after: float | None = None) -> None:
         super().poll_failed(source, now, retry_after=retry_after)
         if retry_after is not None and retry_after > 0:
-            self._not_before[source] = now + retry_after
-            self._retry_until = max(self._retry_until, now + retry_after)
+            # Every source of the source's server held, as the shipped loop holds them
+            # (session 46), but for the whole hint.
+            server = self._server.get(source, source)
+            self._not_before[server] = max(self._not_before.get(server, -math.inf),
+                                           now + retry_after)
 
     def ended(self, job_id: str, now: float, *, processed: bool, code: str,
               retry_after: float | None = None) -> None:
