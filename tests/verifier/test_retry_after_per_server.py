@@ -47,15 +47,21 @@ def test_a_429_on_one_gateway_poll_holds_the_other_until_its_retry_after(told, o
     assert schedule.next(30.0) == PollSource(told)
 
 
-def test_a_gateway_429_holds_its_polls_after_a_job_ends_too():
-    """Two slots: the gateway says 429 while a job runs; the job's end starts a round, which
-    must not ask the gateway's other poll inside the hold."""
+def _two_slots_running_a() -> PollSchedule:
+    """A two-slot loop on the gateway's two polls whose first poll, at 0 s, started job a."""
     schedule = PollSchedule(LoopPolicy(sources=("myjob", "getjob"), concurrency=2, idle_s=10,
                                        idle_max_s=60, jitter=0, cooldown_s=60), Draws())
     assert schedule.next(0.0) == PollSource("myjob")
     job = schedule.offered("myjob", jobs("a"), 0.0)
     assert job is not None
     schedule.started(job.id)
+    return schedule
+
+
+def test_a_gateway_429_holds_its_polls_after_a_job_ends_too():
+    """Two slots: the gateway says 429 while a job runs; the job's end starts a round, which
+    must not ask the gateway's other poll inside the hold."""
+    schedule = _two_slots_running_a()
     assert schedule.next(1.0) == PollSource("myjob")
     schedule.poll_failed("myjob", 1.0, retry_after=100.0)
     schedule.offered("myjob", [], 1.0)  # (the asyncio driver reports the failed poll so too)
@@ -117,12 +123,7 @@ def test_a_round_its_servers_all_hold_waits_only_until_the_first_may_be_asked():
     then can ask no source. Counted as an empty poll, with its idle wait drawn on top, it
     had the gateway asked at 101 s, 56 s after its Retry-After ran out and 70 s after the
     job's end (the idle gap is 60 s at most from there); it is asked at 45 s."""
-    schedule = PollSchedule(LoopPolicy(sources=("myjob", "getjob"), concurrency=2, idle_s=10,
-                                       idle_max_s=60, jitter=0, cooldown_s=60), Draws())
-    assert schedule.next(0.0) == PollSource("myjob")
-    job = schedule.offered("myjob", jobs("a"), 0.0)
-    assert job is not None
-    schedule.started(job.id)
+    schedule = _two_slots_running_a()
     for now, until in ((0.0, 10.0), (10.0, 30.0)):
         assert schedule.next(now) == PollSource("myjob")
         assert schedule.offered("myjob", [], now) is None
