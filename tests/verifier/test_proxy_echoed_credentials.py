@@ -14,7 +14,7 @@ import base64
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from unittest import mock
 
 import pytest
@@ -22,6 +22,7 @@ import pytest
 from verifier import EncoderIdentity, GatewayAidClient, LegacyGatewayClient, VerifierError
 from verifier._http import TierHttp
 
+from .test_proxy_selection import serving
 from .test_push import JOB
 from .test_reencoded_credentials import DID, _percent
 
@@ -39,26 +40,18 @@ def _proxied(port: int) -> Iterator[None]:
         yield
 
 
-@contextlib.asynccontextmanager
-async def _echoing_proxy(status: int) -> AsyncIterator[int]:
+def _echoing_proxy(status: int) -> contextlib.AbstractAsyncContextManager[int]:
     """A loopback forward proxy answering every request ``status`` with a JSON page that
     quotes the request's ``Proxy-Authorization`` and the password it decoded."""
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            said = next((line.partition(":")[2].strip() for line in head.split("\r\n")
-                         if line.lower().startswith("proxy-authorization:")), "")
-            page = json.dumps({"error": f"proxy refused {said}",
-                               "message": f"password {PROXY_PASSWORD} is wrong"}).encode()
-            writer.write(b"HTTP/1.1 %d Refused\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-                         % (status, len(page), page))
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    async with server:
-        yield server.sockets[0].getsockname()[1]
+    def respond(head: str) -> bytes:
+        said = next((line.partition(":")[2].strip() for line in head.split("\r\n")
+                     if line.lower().startswith("proxy-authorization:")), "")
+        page = json.dumps({"error": f"proxy refused {said}",
+                           "message": f"password {PROXY_PASSWORD} is wrong"}).encode()
+        return (b"HTTP/1.1 %d Refused\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                % (status, len(page), page))
+    return serving(respond)
 
 
 @pytest.mark.asyncio

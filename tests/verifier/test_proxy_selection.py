@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import os
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from unittest import mock
 
 import httpx
@@ -201,20 +201,25 @@ def test_an_unreadable_no_proxy_entry_is_named_as_no_proxy_not_as_the_proxy(
 
 
 @contextlib.asynccontextmanager
-async def _answering(body: bytes) -> AsyncIterator[int]:
+async def serving(respond: Callable[[str], bytes]) -> AsyncIterator[int]:
     """A loopback HTTP server (or forward proxy: it answers any request line) that answers
-    ``body``; yields its port."""
+    each request with ``respond(its head)``, a whole HTTP response; yields its port."""
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-                         % (len(body), body))
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            writer.write(respond(head))
             await writer.drain()
         writer.close()
 
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     async with server:
         yield server.sockets[0].getsockname()[1]
+
+
+def _answering(body: bytes) -> contextlib.AbstractAsyncContextManager[int]:
+    """:func:`serving` answering 200 with ``body`` to every request."""
+    return serving(lambda head: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+                   b"Connection: close\r\n\r\n%s" % (len(body), body))
 
 
 @pytest.mark.asyncio
